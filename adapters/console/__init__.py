@@ -1,0 +1,1 @@
+"""Console adapter: a real chat with the core in a terminal, or piped through stdin."""

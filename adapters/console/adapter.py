@@ -1,0 +1,265 @@
+"""The console chat: one process, several local users, the same core as Slack and Teams."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from adapters.console.render import Tap, render
+from bot.core import Core, HandleResult
+from bot.model import (
+    ActionEvent,
+    ConversationRef,
+    Event,
+    Form,
+    FormSubmitEvent,
+    Message,
+    MessageEvent,
+    MessageRef,
+    NumberInput,
+    SelectInput,
+    TextInput,
+    ToggleInput,
+    UserRef,
+)
+
+WORKSPACE = "local"
+HELP = """Console commands:
+  /as EMAIL   switch to another person (their unread messages are shown)
+  /tick       run the scheduler once now (pulse rounds, reminders, check-ins)
+  /cancel     abandon the form being filled in
+  /help       this text
+  /quit       leave
+Type a number to tap that choice; anything else is sent to the bot as a message.
+Type "help" (without the slash) to see what the bot can do for you."""
+
+
+@dataclass
+class OpenForm:
+    form: Form
+    event: Event
+    answers: dict[str, str] = field(default_factory=dict)
+    index: int = 0
+
+
+class ConsolePort:
+    """The port for the console: messages are printed (or queued for another user)."""
+
+    platform = "console"
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self.write = write
+        self.current = ""
+        self.inbox: dict[str, list[str]] = {}
+        self.messages: dict[str, Message] = {}
+        self.taps: dict[str, list[tuple[Tap, MessageRef]]] = {}
+        self.forms: dict[str, OpenForm] = {}
+        self.sent_to: dict[str, list[str]] = {}
+        self._ids = itertools.count(1)
+
+    def _show(self, user: str, ref: MessageRef, message: Message, edited: bool = False) -> None:
+        text, taps = render(message)
+        self.taps[user] = [(t, ref) for t in taps]
+        prefix = "staffvoice (edited) ▸ " if edited else "staffvoice ▸ "
+        out = prefix + text.replace("\n", "\n    ")
+        if user == self.current:
+            self.write(out)
+        else:
+            self.inbox.setdefault(user, []).append(out)
+
+    async def send(self, conversation: ConversationRef, message: Message) -> MessageRef:
+        ref = MessageRef(conversation, f"c{next(self._ids)}")
+        self.messages[ref.message_id] = message
+        self.sent_to.setdefault(conversation.conversation_id, []).append(ref.message_id)
+        self._show(conversation.conversation_id, ref, message)
+        return ref
+
+    async def update(self, ref: MessageRef, message: Message) -> None:
+        self.messages[ref.message_id] = message
+        self._show(ref.conversation.conversation_id, ref, message, edited=True)
+
+    async def delete(self, ref: MessageRef) -> None:
+        self.messages.pop(ref.message_id, None)
+        user = ref.conversation.conversation_id
+        note = "staffvoice ▸ (a message was removed by the change team)"
+        if user == self.current:
+            self.write(note)
+        else:
+            self.inbox.setdefault(user, []).append(note)
+
+    async def open_dm(self, user: UserRef) -> ConversationRef:
+        return ConversationRef(self.platform, WORKSPACE, user.user_id)
+
+    async def find_user(self, email: str) -> UserRef | None:
+        """Everyone in the programme can be reached in the console."""
+        return user_ref(email)
+
+    async def open_form(self, event: Event, form: Form) -> None:
+        self.forms[event.user.user_id] = OpenForm(form, event)
+        self.write(f"staffvoice ▸ {form.title.upper()}")
+        for b in form.intro:
+            self.write("    " + getattr(b, "text", ""))
+        self.write("    (answer each question; /cancel to stop)")
+        if form.inputs:
+            self.write(prompt_for(form.inputs[0]))
+
+
+def user_ref(email: str) -> UserRef:
+    return UserRef("console", WORKSPACE, email.lower(), email=email.lower(), display_name=email)
+
+
+def prompt_for(inp: TextInput | SelectInput | ToggleInput | NumberInput) -> str:
+    if isinstance(inp, SelectInput):
+        opts = "  ".join(f"[{i}] {o.label}" for i, o in enumerate(inp.options, 1))
+        return f"  {inp.label}{' (optional, Enter to skip)' if inp.optional else ''}: {opts}"
+    if isinstance(inp, ToggleInput):
+        return f"  {inp.label} [y/n]"
+    if isinstance(inp, NumberInput):
+        return f"  {inp.label} ({inp.min}-{inp.max}){' (optional)' if inp.optional else ''}"
+    return f"  {inp.label}{' (optional, Enter to skip)' if inp.optional else ''}"
+
+
+class ConsoleChat:
+    """Reads lines, turns them into events for the core, prints what comes back."""
+
+    def __init__(self, core: Core, email: str, write: Callable[[str], None] | None = None) -> None:
+        self.core = core
+        self.write = write or (lambda s: print(s, flush=True))
+        self.port = ConsolePort(self.write)
+        core.add_port(self.port)
+        self.port.current = email.lower()
+        self._n = itertools.count(1)
+
+    @property
+    def email(self) -> str:
+        return self.port.current
+
+    def _event_id(self) -> str:
+        import secrets
+
+        return f"console-{secrets.token_hex(6)}-{next(self._n)}"
+
+    def _conv(self) -> ConversationRef:
+        return ConversationRef("console", WORKSPACE, self.email)
+
+    async def line(self, text: str) -> bool:
+        """Handle one typed line; False when the user wants to quit."""
+        text = text.rstrip("\n")
+        open_form = self.port.forms.get(self.email)
+        if text.strip() in ("/quit", "/exit"):
+            return False
+        if text.strip() == "/help":
+            self.write(HELP)
+            return True
+        if text.strip().startswith("/as"):
+            parts = text.split()
+            if len(parts) != 2 or "@" not in parts[1]:
+                self.write("  usage: /as someone@example.org")
+                return True
+            self.port.current = parts[1].lower()
+            self.write(f"-- you are now {self.email} --")
+            for m in self.port.inbox.pop(self.email, []):
+                self.write(m)
+            return True
+        if text.strip() == "/tick":
+            done = await self.core.tick()
+            self.write("  (scheduler ran: " + ", ".join(f"{k}={v}" for k, v in done.items()) + ")")
+            for m in self.port.inbox.pop(self.email, []):
+                self.write(m)
+            return True
+        if open_form is not None:
+            await self._form_line(open_form, text)
+            return True
+        if not text.strip():
+            return True
+        taps = self.port.taps.get(self.email, [])
+        if text.strip().isdigit() and taps:
+            i = int(text.strip())
+            if not 1 <= i <= len(taps):
+                self.write(f"  choose a number from 1 to {len(taps)}")
+                return True
+            tap, ref = taps[i - 1]
+            await self._handle(ActionEvent(self._event_id(), user_ref(self.email), self._conv(),
+                                           action_id=tap.action_id, value=tap.value, message=ref,
+                                           trigger="console"))
+            return True
+        await self._handle(MessageEvent(self._event_id(), user_ref(self.email), self._conv(),
+                                        text=text, trigger="console"))
+        return True
+
+    async def _form_line(self, of: OpenForm, text: str) -> None:
+        if text.strip() == "/cancel":
+            del self.port.forms[self.email]
+            self.write("  (form cancelled, nothing was sent)")
+            return
+        inp = of.form.inputs[of.index] if of.index < len(of.form.inputs) else None
+        if inp is not None:
+            value = text.strip()
+            err = None
+            if isinstance(inp, SelectInput):
+                if value.isdigit() and 1 <= int(value) <= len(inp.options):
+                    value = inp.options[int(value) - 1].value
+                elif value == "" and inp.optional:
+                    value = ""
+                else:
+                    err = f"choose 1 to {len(inp.options)}"
+            elif isinstance(inp, ToggleInput):
+                if value.lower() in ("y", "yes"):
+                    value = "true"
+                elif value.lower() in ("n", "no", ""):
+                    value = "false"
+                else:
+                    err = "answer y or n"
+            elif isinstance(inp, NumberInput):
+                if value == "" and inp.optional:
+                    pass
+                elif not value.lstrip("-").isdigit() or not inp.min <= int(value) <= inp.max:
+                    err = f"a whole number from {inp.min} to {inp.max}"
+            elif isinstance(inp, TextInput):
+                if not value and not inp.optional:
+                    err = "this is required"
+            if err:
+                self.write(f"  {err}")
+                self.write(prompt_for(inp))
+                return
+            of.answers[inp.name] = value
+            of.index += 1
+        if of.index < len(of.form.inputs):
+            self.write(prompt_for(of.form.inputs[of.index]))
+            return
+        del self.port.forms[self.email]
+        result = await self._handle(FormSubmitEvent(
+            self._event_id(), user_ref(self.email), self._conv(), form_id=of.form.form_id,
+            values=dict(of.answers), metadata=of.form.metadata, trigger="console"))
+        if result.form_errors:
+            for k, v in result.form_errors.items():
+                self.write(f"  {'' if k == '_' else k + ': '}{v}")
+            self.write("  (form not sent; try again)")
+
+    async def _handle(self, event: Event) -> HandleResult:
+        return await self.core.handle(event, self.port)
+
+
+async def run(core: Core, email: str, stream=None) -> None:  # type: ignore[no-untyped-def]
+    """Chat until EOF or /quit. Reads stdin line by line (works piped or interactive)."""
+    import asyncio
+
+    stream = stream or sys.stdin
+    chat = ConsoleChat(core, email)
+    interactive = stream.isatty()
+    if interactive:
+        chat.write(f"staffvoice console — you are {email}. /help for console commands, "
+                   "'help' for the bot.")
+    loop = asyncio.get_running_loop()
+    while True:
+        if interactive:
+            print(f"{chat.email}> ", end="", flush=True)
+        line = await loop.run_in_executor(None, stream.readline)
+        if not line:
+            break
+        if not interactive:
+            chat.write(f"{chat.email}> {line.rstrip()}")
+        if not await chat.line(line):
+            break

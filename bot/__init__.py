@@ -1,0 +1,1 @@
+"""staffvoice core: platform-neutral conversations. Never imports a platform SDK."""

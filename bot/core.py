@@ -1,0 +1,405 @@
+"""The core: events in, messages out. Routes, permissions, dedup and friendly errors."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+import bot
+from bot.clock import Clock, SystemClock
+from bot.config import Settings
+from bot.dispatch_tables import ProcessedEvent
+from bot.errors import FormInvalid, NotAllowed, UserError
+from bot.model import (
+    ActionEvent,
+    CommandEvent,
+    ConversationRef,
+    Event,
+    Form,
+    FormSubmitEvent,
+    HomeOpenedEvent,
+    InstallEvent,
+    Message,
+    MessageEvent,
+    MessageRef,
+    UserRef,
+    text_message,
+)
+from bot.people import service as people
+from bot.people.tables import Identity, Person
+from bot.port import Port, Unreachable
+from bot.roles import describe
+from bot.router import Router
+from storage.db import Database
+
+log = logging.getLogger("staffvoice.core")
+
+SORRY = "Sorry, something went wrong on our side and nothing was saved. Please try again in a minute."
+UNKNOWN = "Sorry, I didn't understand that. Type *help* to see what you can do."
+
+
+@dataclass
+class HandleResult:
+    """What the adapter needs back synchronously (form errors must go in the ack)."""
+
+    handled: bool = True
+    duplicate: bool = False
+    form_errors: dict[str, str] | None = None
+    error: str | None = None
+
+
+@dataclass
+class Ctx:
+    """Everything a handler needs for one event."""
+
+    core: Core
+    event: Event
+    port: Port
+    person: Person
+    roles: frozenset[str]
+    replies: list[MessageRef] = field(default_factory=list)
+
+    @property
+    def now(self) -> datetime:
+        return self.core.clock.now()
+
+    def session(self) -> Any:
+        return self.core.db.session()
+
+    def has(self, *roles: str) -> bool:
+        return any(r in self.roles for r in roles)
+
+    def require(self, *roles: str) -> None:
+        """Refuse (NotAllowed) unless the user has one of `roles`."""
+        if not self.has(*roles):
+            raise NotAllowed(
+                f"Sorry, only {describe(frozenset(roles))} can do that. Nothing was changed."
+            )
+
+    async def reply(self, message: Message) -> MessageRef | None:
+        """Answer where the event happened (in thread for a channel mention), else by DM."""
+        conv = self.event.conversation
+        if conv is None:
+            return await self.core.dm(self.person.id, message, prefer=self.event.user)
+        ref = await self.port.send(conv, message)
+        self.replies.append(ref)
+        return ref
+
+    async def say(self, text: str) -> MessageRef | None:
+        return await self.reply(text_message(text))
+
+    async def update(self, message: Message) -> MessageRef | None:
+        """Edit the message whose button was tapped; reply if there is none."""
+        ref = getattr(self.event, "message", None)
+        if isinstance(ref, MessageRef):
+            await self.port.update(ref, message)
+            return ref
+        return await self.reply(message)
+
+    async def open_form(self, form: Form) -> None:
+        await self.port.open_form(self.event, form)
+
+
+class Core:
+    """The platform-neutral bot. Adapters call `handle`; the scheduler calls `tick`."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        settings: Settings | None = None,
+        clock: Clock | None = None,
+        router: Router | None = None,
+    ) -> None:
+        self.db = db
+        self.settings = settings or Settings()
+        self.clock: Clock = clock or SystemClock()
+        self.router = router or build_router()
+        self.ports: dict[str, Port] = {}
+        self.secret: bytes = b""
+
+    def add_port(self, port: Port) -> None:
+        self.ports[port.platform] = port
+
+    async def start(self) -> None:
+        """Load the server secret (from the environment, else one kept in the database)."""
+        from bot.secrets import load_secret
+
+        self.secret = await load_secret(self.db, self.settings.secret_key)
+
+    # -- inbound ---------------------------------------------------------------------
+
+    async def handle(self, event: Event, port: Port) -> HandleResult:
+        """Handle one inbound event exactly once; never raises for user errors."""
+        if not self.secret:
+            await self.start()
+        if not await self._first_time(event.event_id):
+            log.info("duplicate event dropped", extra={"event_id": event.event_id})
+            return HandleResult(duplicate=True)
+        try:
+            async with self.db.session() as s:
+                person = await people.person_for(s, event.user)
+                roles = await people.roles_of(s, person.id)
+                await self._remember_dm(s, event)
+            ctx = Ctx(self, event, port, person, roles)
+            return await self._route(ctx)
+        except FormInvalid as e:
+            await self._forget(event.event_id)
+            return HandleResult(form_errors=e.errors)
+        except Exception:
+            # Unknown failure: let a redelivery try again, tell the user, log no content.
+            log.exception(
+                "event failed", extra={"event_id": event.event_id, "kind": type(event).__name__}
+            )
+            await self._forget(event.event_id)
+            try:
+                if event.conversation is not None:
+                    await port.send(event.conversation, text_message(SORRY))
+            except Exception:
+                log.warning("could not tell the user about a failure")
+            return HandleResult(handled=False, error="internal")
+
+    async def _route(self, ctx: Ctx) -> HandleResult:
+        event = ctx.event
+        try:
+            if isinstance(event, MessageEvent | CommandEvent):
+                await self._text(ctx, event.text)
+            elif isinstance(event, ActionEvent):
+                act = self.router.find(self.router.actions, event.action_id)
+                if act is None:
+                    raise UserError("That button is no longer active.")
+                if act.roles is not None:
+                    ctx.require(*act.roles)
+                await act.handler(ctx)
+            elif isinstance(event, FormSubmitEvent):
+                form = self.router.find(self.router.forms, event.form_id)
+                if form is None:
+                    raise UserError("That form is no longer active.")
+                if form.roles is not None:
+                    ctx.require(*form.roles)
+                await form.handler(ctx)
+            elif isinstance(event, InstallEvent):
+                await ctx.reply(
+                    text_message(
+                        "Hello! I'm staffvoice. I'll send short pulse questions, updates from the "
+                        "change team, and you can give anonymous feedback any time. Type *help*."
+                    )
+                )
+            elif isinstance(event, HomeOpenedEvent):
+                pass  # adapters ask `home()` themselves
+            return HandleResult()
+        except UserError as e:
+            if isinstance(event, FormSubmitEvent) and event.conversation is None:
+                # A modal: show the problem in the form itself.
+                await self._forget(event.event_id)
+                return HandleResult(form_errors={"_": str(e)})
+            await ctx.reply(text_message(str(e)))
+            return HandleResult(error="user")
+
+    async def _text(self, ctx: Ctx, text: str) -> None:
+        found = self.router.match(text)
+        if found is None:
+            await ctx.reply(text_message(UNKNOWN))
+            return
+        cmd, args = found
+        if cmd.roles is not None:
+            ctx.require(*cmd.roles)
+        await cmd.handler(ctx, args)
+
+    async def home(self, ctx: Ctx) -> list[Any]:
+        """Blocks for a person's home surface, from every feature that adds one."""
+        blocks: list[Any] = []
+        for section in self.router.home:
+            blocks.extend(await section(ctx))
+        return blocks
+
+    async def context_for(self, event: Event, port: Port) -> Ctx:
+        async with self.db.session() as s:
+            person = await people.person_for(s, event.user)
+            roles = await people.roles_of(s, person.id)
+        return Ctx(self, event, port, person, roles)
+
+    async def _first_time(self, event_id: str) -> bool:
+        try:
+            async with self.db.session() as s:
+                s.add(ProcessedEvent(event_id=event_id, seen_at=self.clock.now()))
+            return True
+        except IntegrityError:
+            return False
+
+    async def _forget(self, event_id: str) -> None:
+        try:
+            async with self.db.session() as s:
+                await s.execute(delete(ProcessedEvent).where(ProcessedEvent.event_id == event_id))
+        except Exception:
+            log.warning("could not release event id after a failure")
+
+    async def _remember_dm(self, s: AsyncSession, event: Event) -> None:
+        conv = event.conversation
+        if conv is None or not conv.is_direct or conv.thread_id:
+            return
+        u = event.user
+        ident = await s.get(Identity, (u.platform, u.workspace, u.user_id))
+        if ident is not None:
+            data = people.conversation_to_json(conv)
+            if ident.dm != data or not ident.reachable:
+                ident.dm = data
+                ident.reachable = True
+                ident.unreachable_reason = None
+            ident.updated_at = self.clock.now()
+
+    async def prune_events(self, older_than: timedelta = timedelta(days=7)) -> None:
+        async with self.db.session() as s:
+            await s.execute(
+                delete(ProcessedEvent).where(ProcessedEvent.seen_at < self.clock.now() - older_than)
+            )
+
+    # -- outbound --------------------------------------------------------------------
+
+    async def dm(
+        self, person_id: str, message: Message, *, prefer: UserRef | None = None
+    ) -> MessageRef | None:
+        """DM a person on a platform they are reachable on; None if they are not."""
+        async with self.db.session() as s:
+            idents = [
+                i
+                for i in await people.identities_of(s, person_id)
+                if i.reachable and i.platform in self.ports
+            ]
+            if not idents:
+                idents = await self._discover(s, person_id)
+        if prefer is not None:
+            idents.sort(key=lambda i: (i.platform, i.user_id) != (prefer.platform, prefer.user_id))
+        for ident in idents:
+            port = self.ports[ident.platform]
+            try:
+                if ident.dm:
+                    conv = people.conversation_from_json(ident.dm)
+                else:
+                    conv = await port.open_dm(UserRef(ident.platform, ident.workspace, ident.user_id))
+                    await self._store_dm(ident, conv)
+                return await port.send(conv, message)
+            except Unreachable as e:
+                await self.mark_unreachable(ident, str(e))
+        return None
+
+    async def _discover(self, s: AsyncSession, person_id: str) -> list[Identity]:
+        """Find a person on the connected platforms by email (first contact)."""
+        person = await s.get(Person, person_id)
+        if person is None or not person.email:
+            return []
+        known = {
+            (i.platform, i.workspace, i.user_id) for i in await people.identities_of(s, person_id)
+        }
+        found = []
+        for port in self.ports.values():
+            finder = getattr(port, "find_user", None)
+            if finder is None:
+                continue
+            try:
+                user = await finder(person.email)
+            except Exception:
+                log.warning("user lookup failed", extra={"platform": port.platform})
+                continue
+            if user is None or (user.platform, user.workspace, user.user_id) in known:
+                continue
+            ident = Identity(platform=user.platform, workspace=user.workspace,
+                             user_id=user.user_id, person_id=person_id)
+            s.add(ident)
+            found.append(ident)
+        await s.flush()
+        return found
+
+    async def send(self, conv: ConversationRef, message: Message) -> MessageRef:
+        """Post to a conversation (a channel) on its platform."""
+        port = self.ports.get(conv.platform)
+        if port is None:
+            raise Unreachable(f"the {conv.platform} adapter is not running")
+        return await port.send(conv, message)
+
+    async def post_channel(self, ref: str, message: Message) -> MessageRef | None:
+        """Post to a channel named in the programme file; None if its platform is off."""
+        from bot.channels import parse_channel
+
+        conv = parse_channel(ref)
+        if conv.platform not in self.ports:
+            log.warning("channel platform not connected", extra={"platform": conv.platform})
+            return None
+        return await self.send(conv, message)
+
+    async def update(self, ref: MessageRef, message: Message) -> None:
+        await self.ports[ref.conversation.platform].update(ref, message)
+
+    async def _store_dm(self, ident: Identity, conv: ConversationRef) -> None:
+        async with self.db.session() as s:
+            row = await s.get(Identity, (ident.platform, ident.workspace, ident.user_id))
+            if row is not None:
+                row.dm = people.conversation_to_json(conv)
+
+    async def mark_unreachable(self, ident: Identity, reason: str) -> None:
+        log.info("identity unreachable", extra={"platform": ident.platform})
+        async with self.db.session() as s:
+            row = await s.get(Identity, (ident.platform, ident.workspace, ident.user_id))
+            if row is not None:
+                row.reachable = False
+                row.unreachable_reason = reason[:200] or "unreachable"
+
+    # -- scheduled work --------------------------------------------------------------
+
+    async def tick(self, now: datetime | None = None) -> dict[str, int]:
+        """Run every feature's due work once; returns how much each did."""
+        if not self.secret:
+            await self.start()
+        when = now or self.clock.now()
+        done: dict[str, int] = {}
+        for name, fn in self.router.tickers.items():
+            try:
+                done[name] = await fn(self, when)
+            except Exception:
+                log.exception("scheduled job failed", extra={"job": name})
+                done[name] = -1
+        return done
+
+
+@asynccontextmanager
+async def session_of(core: Core) -> AsyncIterator[AsyncSession]:
+    async with core.db.session() as s:
+        yield s
+
+
+def feature_modules() -> list[str]:
+    """Every `bot.<package>.feature` module, found on disk so features plug in alone."""
+    names = []
+    for info in pkgutil.iter_modules(bot.__path__):
+        if info.ispkg:
+            name = f"bot.{info.name}.feature"
+            try:
+                importlib.import_module(name)
+            except ModuleNotFoundError as e:
+                if e.name != name:
+                    raise
+                continue
+            names.append(name)
+    return sorted(names)
+
+
+def build_router() -> Router:
+    router = Router()
+    for name in feature_modules():
+        importlib.import_module(name).register(router)
+    return router
+
+
+def new_event_id(prefix: str = "ev") -> str:
+    return f"{prefix}-{secrets.token_hex(8)}"

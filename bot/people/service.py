@@ -1,0 +1,153 @@
+"""Looking people up: identities to person records, roles, teams, reachability."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.model import ConversationRef, UserRef
+from bot.people.tables import Identity, Person, PersonRole, Team
+from bot.roles import PRACTITIONER, TEAM_LEAD
+
+
+async def person_for(s: AsyncSession, user: UserRef) -> Person:
+    """The person behind a platform user; linked by verified email, created if new."""
+    ident = await s.get(Identity, (user.platform, user.workspace, user.user_id))
+    if ident is not None:
+        person = await s.get(Person, ident.person_id)
+        assert person is not None
+        if user.tz and person.tz != user.tz and not person.from_programme:
+            person.tz = user.tz
+        return person
+    person = None
+    if user.email:
+        person = (
+            await s.execute(select(Person).where(Person.email == user.email.lower()))
+        ).scalar_one_or_none()
+    if person is None:
+        person = Person(
+            email=user.email.lower() if user.email else None,
+            display_name=user.display_name or "",
+            tz=user.tz,
+        )
+        s.add(person)
+        await s.flush()
+        s.add(PersonRole(person_id=person.id, role=PRACTITIONER))
+    elif user.tz and not person.tz:
+        person.tz = user.tz
+    s.add(
+        Identity(
+            platform=user.platform,
+            workspace=user.workspace,
+            user_id=user.user_id,
+            person_id=person.id,
+        )
+    )
+    await s.flush()
+    return person
+
+
+async def person_by_email(s: AsyncSession, email: str) -> Person | None:
+    return (
+        await s.execute(select(Person).where(Person.email == email.strip().lower()))
+    ).scalar_one_or_none()
+
+
+async def roles_of(s: AsyncSession, person_id: str) -> frozenset[str]:
+    rows = await s.execute(select(PersonRole.role).where(PersonRole.person_id == person_id))
+    roles = set(rows.scalars())
+    led = await s.execute(select(Team.id).where(Team.lead_person_id == person_id).limit(1))
+    if led.first() is not None:
+        roles.add(TEAM_LEAD)
+    roles.add(PRACTITIONER)
+    return frozenset(roles)
+
+
+async def people_with_role(s: AsyncSession, role: str) -> list[Person]:
+    if role == TEAM_LEAD:
+        q = select(Person).where(
+            Person.id.in_(select(Team.lead_person_id).where(Team.lead_person_id.is_not(None)))
+        )
+    elif role == PRACTITIONER:
+        q = select(Person)
+    else:
+        q = select(Person).join(PersonRole, PersonRole.person_id == Person.id).where(
+            PersonRole.role == role
+        )
+    return list((await s.execute(q.order_by(Person.id))).scalars())
+
+
+async def teams_led_by(s: AsyncSession, person_id: str) -> list[Team]:
+    return list(
+        (await s.execute(select(Team).where(Team.lead_person_id == person_id))).scalars()
+    )
+
+
+async def team_and_descendants(s: AsyncSession, team_id: str) -> set[str]:
+    """A team's id and the ids of every team below it."""
+    teams = (await s.execute(select(Team.id, Team.parent_id))).all()
+    children: dict[str | None, list[str]] = {}
+    for tid, parent in teams:
+        children.setdefault(parent, []).append(tid)
+    out: set[str] = set()
+    stack = [team_id]
+    while stack:
+        t = stack.pop()
+        if t in out:
+            continue
+        out.add(t)
+        stack.extend(children.get(t, []))
+    return out
+
+
+async def find_team(s: AsyncSession, name: str) -> Team | None:
+    """A team by id or by name, case-insensitive."""
+    key = name.strip().lower()
+    for team in (await s.execute(select(Team))).scalars():
+        if team.id.lower() == key or team.name.lower() == key:
+            return team
+    return None
+
+
+async def identities_of(s: AsyncSession, person_id: str) -> list[Identity]:
+    rows = await s.execute(
+        select(Identity)
+        .where(Identity.person_id == person_id)
+        .order_by(Identity.updated_at.desc().nulls_last())
+    )
+    return list(rows.scalars())
+
+
+def conversation_to_json(conv: ConversationRef) -> dict[str, Any]:
+    d = asdict(conv)
+    d["data"] = [list(p) for p in conv.data]
+    return d
+
+
+def conversation_from_json(d: dict[str, Any]) -> ConversationRef:
+    return ConversationRef(
+        platform=d["platform"],
+        workspace=d["workspace"],
+        conversation_id=d["conversation_id"],
+        thread_id=d.get("thread_id"),
+        is_direct=d.get("is_direct", True),
+        data=tuple((str(k), str(v)) for k, v in d.get("data", [])),
+    )
+
+
+async def grant_role(s: AsyncSession, person_id: str, role: str) -> bool:
+    """Grant a role; False if the person had it already."""
+    if await s.get(PersonRole, (person_id, role)) is not None:
+        return False
+    s.add(PersonRole(person_id=person_id, role=role, granted_in_chat=True))
+    return True
+
+
+async def revoke_role(s: AsyncSession, person_id: str, role: str) -> bool:
+    res = await s.execute(
+        delete(PersonRole).where(PersonRole.person_id == person_id, PersonRole.role == role)
+    )
+    return bool(res.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,75 @@
+"""Tables for people, teams, roles, platform identities and programme settings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from storage.base import Base, UTCDateTime, new_id
+
+
+class Team(Base):
+    __tablename__ = "teams"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # slug from the programme
+    name: Mapped[str] = mapped_column(String(200))
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("teams.id"), default=None)
+    lead_person_id: Mapped[str | None] = mapped_column(String(32), default=None)
+
+
+class Person(Base):
+    __tablename__ = "people"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    email: Mapped[str | None] = mapped_column(String(320), unique=True, default=None)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    tz: Mapped[str | None] = mapped_column(String(64), default=None)
+    team_id: Mapped[str | None] = mapped_column(ForeignKey("teams.id"), default=None)
+    # Own working pattern for shift workers: {"days": [0..6], "start": "HH:MM", "end": "HH:MM"}
+    work_pattern: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    from_programme: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class PersonRole(Base):
+    __tablename__ = "person_roles"
+
+    person_id: Mapped[str] = mapped_column(
+        ForeignKey("people.id", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(String(32), primary_key=True)
+    granted_in_chat: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Identity(Base):
+    """One platform account of a person, and how to DM them."""
+
+    __tablename__ = "identities"
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    workspace: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
+    dm: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    reachable: Mapped[bool] = mapped_column(Boolean, default=True)
+    unreachable_reason: Mapped[str | None] = mapped_column(String(200), default=None)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class Setting(Base):
+    """Programme-wide settings as JSON values (working hours, thresholds, themes...)."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+
+
+class Theme(Base):
+    __tablename__ = "themes"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")

@@ -1,0 +1,1 @@
+"""The programme file: one YAML document describing a change programme as data."""

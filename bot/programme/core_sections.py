@@ -1,0 +1,311 @@
+"""The sections every programme has: programme settings, themes, organisation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.people.tables import Person, PersonRole, Setting, Team, Theme
+from bot.programme.schema import Doc
+from bot.roles import ALL_ROLES, TEAM_LEAD
+
+DEFAULT_WORKING_HOURS = {"start": "09:00", "end": "17:00", "days": ["mon", "tue", "wed", "thu", "fri"]}
+DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+async def get_setting(s: AsyncSession, key: str, default: Any = None) -> Any:
+    row = await s.get(Setting, key)
+    return default if row is None else row.value
+
+
+async def set_setting(s: AsyncSession, key: str, value: Any) -> None:
+    row = await s.get(Setting, key)
+    if row is None:
+        s.add(Setting(key=key, value=value))
+    elif row.value != value:
+        row.value = value
+
+
+class ProgrammeSection:
+    """`programme:` name, vision, region, time zone, working hours, anonymity thresholds."""
+
+    key = "programme"
+    order = 0
+    FIELDS = {"name", "vision", "region", "timezone", "working_hours", "anonymity", "channels"}
+
+    def validate(self, doc: Doc, value: Any) -> None:
+        p = (self.key,)
+        m = doc.mapping(value, p)
+        if m is None:
+            return
+        doc.unknown_keys(m, p, self.FIELDS)
+        doc.get(m, p, "name", str, required=True)
+        doc.get(m, p, "vision", str)
+        region = doc.get(m, p, "region", str, default="GB-ENG")
+        if region is not None:
+            _check_region(doc, region, p + ("region",))
+        tz = doc.get(m, p, "timezone", str, default="Europe/London")
+        if tz is not None:
+            doc.tz(tz, p + ("timezone",))
+        wh = doc.get(m, p, "working_hours", dict)
+        if wh is not None:
+            check_working_hours(doc, wh, p + ("working_hours",))
+        an = doc.get(m, p, "anonymity", dict)
+        if an is not None:
+            ap = p + ("anonymity",)
+            doc.unknown_keys(an, ap, {"min_group", "min_comments"})
+            k = doc.get(an, ap, "min_group", int)
+            if k is not None and k < 3:
+                doc.problem(ap + ("min_group",), "must be at least 3 (smaller groups can be identified)")
+            c = doc.get(an, ap, "min_comments", int)
+            if c is not None and c < max(k or 5, 3):
+                doc.problem(ap + ("min_comments",), "must be at least min_group")
+        ch = doc.get(m, p, "channels", dict)
+        if ch is not None:
+            for name, v in ch.items():
+                if not isinstance(v, str):
+                    doc.problem(p + ("channels", name), "should be a channel reference like slack:T0123/C0456")
+
+    async def sync(self, s: AsyncSession, doc: Doc, value: Any) -> None:
+        wh = value.get("working_hours") or DEFAULT_WORKING_HOURS
+        await set_setting(s, "programme", {
+            "name": value["name"],
+            "vision": value.get("vision", ""),
+            "region": value.get("region", "GB-ENG"),
+            "timezone": value.get("timezone", "Europe/London"),
+            "working_hours": normalise_working_hours(wh),
+            "anonymity": {
+                "min_group": int((value.get("anonymity") or {}).get("min_group", 5)),
+                "min_comments": int((value.get("anonymity") or {}).get("min_comments", 10)),
+            },
+            "channels": value.get("channels") or {},
+        })
+
+    async def export(self, s: AsyncSession) -> Any:
+        return await get_setting(s, "programme")
+
+
+def _check_region(doc: Doc, region: str, path: tuple[Any, ...]) -> None:
+    import holidays
+
+    country, _, subdiv = region.partition("-")
+    try:
+        holidays.country_holidays(country, subdiv=subdiv or None)
+    except (NotImplementedError, KeyError):
+        doc.problem(path, f"'{region}' is not a known holiday region (like GB-ENG or GB-SCT)")
+
+
+def check_working_hours(doc: Doc, wh: dict[str, Any], path: tuple[Any, ...]) -> None:
+    doc.unknown_keys(wh, path, {"start", "end", "days"})
+    start = doc.clock_time(wh.get("start", "09:00"), path + ("start",))
+    end = doc.clock_time(wh.get("end", "17:00"), path + ("end",))
+    if start and end and start >= end:
+        doc.problem(path + ("end",), "must be after start")
+    days = wh.get("days", DEFAULT_WORKING_HOURS["days"])
+    if not isinstance(days, list) or not all(d in DAYS for d in days):
+        doc.problem(path + ("days",), f"should be a list of {', '.join(DAYS)}")
+
+
+def normalise_working_hours(wh: dict[str, Any]) -> dict[str, Any]:
+    def hhmm(v: Any, default: str) -> str:
+        if v is None:
+            return default
+        if isinstance(v, int):
+            return f"{v // 60:02d}:{v % 60:02d}"
+        return str(v)[:5]
+
+    return {
+        "start": hhmm(wh.get("start"), "09:00"),
+        "end": hhmm(wh.get("end"), "17:00"),
+        "days": list(wh.get("days", DEFAULT_WORKING_HOURS["days"])),
+    }
+
+
+class ThemesSection:
+    """`themes:` what staff can give feedback about and milestones link to."""
+
+    key = "themes"
+    order = 1
+
+    def validate(self, doc: Doc, value: Any) -> None:
+        if not isinstance(value, list):
+            doc.problem((self.key,), "should be a list of themes")
+            return
+        for path, t in doc.items({self.key: value}, (), self.key):
+            doc.unknown_keys(t, path, {"id", "name", "description"})
+            tid = doc.slug(t, path)
+            doc.get(t, path, "name", str, required=True)
+            doc.get(t, path, "description", str)
+            if tid:
+                if tid in doc.themes:
+                    doc.problem(path + ("id",), f"theme '{tid}' appears twice")
+                doc.themes.add(tid)
+
+    async def sync(self, s: AsyncSession, doc: Doc, value: Any) -> None:
+        keep = set()
+        for t in value:
+            keep.add(t["id"])
+            row = await s.get(Theme, t["id"])
+            if row is None:
+                s.add(Theme(id=t["id"], name=t["name"], description=t.get("description", "")))
+            else:
+                row.name, row.description = t["name"], t.get("description", "")
+        await s.execute(delete(Theme).where(Theme.id.not_in(keep)))
+
+    async def export(self, s: AsyncSession) -> Any:
+        rows = (await s.execute(select(Theme).order_by(Theme.id))).scalars()
+        return [_drop_empty({"id": t.id, "name": t.name, "description": t.description}) for t in rows]
+
+
+class OrganisationSection:
+    """`organisation:` teams (with parents and leads) and people (with roles)."""
+
+    key = "organisation"
+    order = 2
+
+    def validate(self, doc: Doc, value: Any) -> None:
+        p = (self.key,)
+        m = doc.mapping(value, p)
+        if m is None:
+            return
+        doc.unknown_keys(m, p, {"teams", "people"})
+        people = doc.items(m, p, "people")
+        for path, person in people:
+            doc.unknown_keys(person, path, {"email", "name", "team", "roles", "timezone",
+                                            "slack_id", "teams_id", "work_pattern"})
+            e = doc.email(person.get("email"), path + ("email",))
+            if e:
+                if e in doc.emails:
+                    doc.problem(path + ("email",), f"'{e}' appears twice")
+                doc.emails.add(e)
+        teams = doc.items(m, p, "teams")
+        for path, team in teams:
+            doc.unknown_keys(team, path, {"id", "name", "parent", "lead"})
+            tid = doc.slug(team, path)
+            doc.get(team, path, "name", str, required=True)
+            if tid:
+                if tid in doc.teams:
+                    doc.problem(path + ("id",), f"team '{tid}' appears twice")
+                doc.teams.add(tid)
+        parents: dict[str, str] = {}
+        for path, team in teams:
+            if team.get("parent") is not None:
+                if doc.team_ref(team["parent"], path + ("parent",)) and isinstance(team.get("id"), str):
+                    parents[team["id"]] = team["parent"]
+            if team.get("lead") is not None:
+                doc.person_ref(team["lead"], path + ("lead",))
+        for tid in parents:
+            seen, t = set(), tid
+            while t in parents:
+                if t in seen:
+                    doc.problem((self.key, "teams"), f"team '{tid}' is its own ancestor")
+                    break
+                seen.add(t)
+                t = parents[t]
+        for path, person in people:
+            if person.get("team") is not None:
+                doc.team_ref(person["team"], path + ("team",))
+            roles = person.get("roles", [])
+            if not isinstance(roles, list) or any(r not in ALL_ROLES for r in roles):
+                doc.problem(path + ("roles",), f"should be a list of: {', '.join(ALL_ROLES)}")
+            if person.get("timezone") is not None:
+                doc.tz(person["timezone"], path + ("timezone",))
+            if person.get("work_pattern") is not None:
+                wp = doc.get(person, path, "work_pattern", dict)
+                if wp is not None:
+                    check_working_hours(doc, wp, path + ("work_pattern",))
+
+    async def sync(self, s: AsyncSession, doc: Doc, value: Any) -> None:
+        from bot.people.tables import Identity
+
+        teams = value.get("teams") or []
+        # Parents first so foreign keys hold.
+        by_id = {t["id"]: t for t in teams}
+        for t in _parents_first(teams):
+            row = await s.get(Team, t["id"])
+            if row is None:
+                row = Team(id=t["id"], name=t["name"])
+                s.add(row)
+            row.name = t["name"]
+            row.parent_id = t.get("parent")
+        await s.flush()
+        ids: dict[str, str] = {}
+        for p in value.get("people") or []:
+            email = p["email"].strip().lower()
+            row = (await s.execute(select(Person).where(Person.email == email))).scalar_one_or_none()
+            if row is None:
+                row = Person(email=email)
+                s.add(row)
+            row.display_name = p.get("name", "")
+            row.team_id = p.get("team")
+            row.tz = p.get("timezone")
+            row.work_pattern = normalise_working_hours(p["work_pattern"]) if p.get("work_pattern") else None
+            row.from_programme = True
+            await s.flush()
+            ids[email] = row.id
+            wanted = set(p.get("roles") or []) - {TEAM_LEAD}
+            have = {
+                r.role: r for r in (await s.execute(
+                    select(PersonRole).where(PersonRole.person_id == row.id))).scalars()
+            }
+            for role in wanted - set(have):
+                s.add(PersonRole(person_id=row.id, role=role))
+            for role, r in have.items():
+                if role not in wanted and not r.granted_in_chat and role != "practitioner":
+                    await s.delete(r)
+            for platform, key in (("slack", "slack_id"), ("teams", "teams_id")):
+                if p.get(key):
+                    workspace, _, uid = str(p[key]).rpartition("/")
+                    existing = await s.get(Identity, (platform, workspace, uid))
+                    if existing is None:
+                        s.add(Identity(platform=platform, workspace=workspace, user_id=uid, person_id=row.id))
+        for tid, t in by_id.items():
+            row = await s.get(Team, tid)
+            assert row is not None
+            row.lead_person_id = ids.get(t["lead"].strip().lower()) if t.get("lead") else None
+
+    async def export(self, s: AsyncSession) -> Any:
+        teams = list((await s.execute(select(Team).order_by(Team.id))).scalars())
+        people = list((await s.execute(
+            select(Person).where(Person.from_programme.is_(True)).order_by(Person.email))).scalars())
+        email_of = {p.id: p.email for p in people}
+        roles: dict[str, list[str]] = {}
+        for r in (await s.execute(select(PersonRole).order_by(PersonRole.role))).scalars():
+            roles.setdefault(r.person_id, []).append(r.role)
+        return {
+            "teams": [_drop_empty({"id": t.id, "name": t.name, "parent": t.parent_id,
+                                   "lead": email_of.get(t.lead_person_id or "")})
+                      for t in _parents_first([{"id": t.id, "parent": t.parent_id, "_row": t}
+                                               for t in teams], rows=True)],
+            "people": [_drop_empty({"email": p.email, "name": p.display_name, "team": p.team_id,
+                                    "roles": roles.get(p.id) or None, "timezone": p.tz,
+                                    "work_pattern": p.work_pattern})
+                       for p in people],
+        }
+
+
+def _parents_first(teams: list[dict[str, Any]], rows: bool = False) -> list[Any]:
+    done: set[str] = set()
+    out: list[Any] = []
+    pending = list(teams)
+    while pending:
+        progressed = False
+        for t in list(pending):
+            if not t.get("parent") or t["parent"] in done:
+                out.append(t["_row"] if rows else t)
+                done.add(t["id"])
+                pending.remove(t)
+                progressed = True
+        if not progressed:  # a cycle was reported by validation already
+            out.extend(t["_row"] if rows else t for t in pending)
+            break
+    return out
+
+
+def _drop_empty(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v not in (None, "", [], {})}
+
+
+CORE_SECTIONS = [ProgrammeSection(), ThemesSection(), OrganisationSection()]

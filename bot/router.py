@@ -1,0 +1,126 @@
+"""Routes: which handler answers which command, phrase, button or form."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bot.core import Core, Ctx
+    from bot.programme.schema import Section
+
+Handler = Callable[["Ctx", str], Awaitable[None]]
+EventHandler = Callable[["Ctx"], Awaitable[None]]
+Ticker = Callable[["Core", datetime], Awaitable[int]]
+HomeSection = Callable[["Ctx"], Awaitable[list[Any]]]
+# A long-running loop (the broadcast sender): runs until `stop` is set.
+Worker = Callable[["Core", Any], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Command:
+    """A typed command: `words` is what the user types first, `args` the rest."""
+
+    words: str
+    handler: Handler
+    summary: str
+    usage: str = ""
+    roles: frozenset[str] | None = None  # None: anyone
+    hidden: bool = False
+
+
+@dataclass(frozen=True)
+class Intent:
+    """A phrase in natural words ("what's at risk?") mapped to a command."""
+
+    pattern: re.Pattern[str]
+    words: str  # the command it means; the first group (if any) becomes its args
+
+
+@dataclass(frozen=True)
+class Action:
+    prefix: str
+    handler: EventHandler
+    roles: frozenset[str] | None = None
+
+
+@dataclass
+class Router:
+    commands: dict[str, Command] = field(default_factory=dict)
+    intents: list[Intent] = field(default_factory=list)
+    actions: list[Action] = field(default_factory=list)
+    forms: list[Action] = field(default_factory=list)
+    sections: list[Section] = field(default_factory=list)
+    tickers: dict[str, Ticker] = field(default_factory=dict)
+    home: list[HomeSection] = field(default_factory=list)
+    workers: dict[str, Worker] = field(default_factory=dict)
+
+    def command(
+        self,
+        words: str,
+        handler: Handler,
+        summary: str,
+        *,
+        usage: str = "",
+        roles: frozenset[str] | set[str] | None = None,
+        hidden: bool = False,
+    ) -> None:
+        key = normalise(words)
+        if key in self.commands:
+            raise ValueError(f"command {key!r} registered twice")
+        self.commands[key] = Command(
+            key, handler, summary, usage, frozenset(roles) if roles else None, hidden
+        )
+
+    def intent(self, pattern: str, words: str) -> None:
+        self.intents.append(Intent(re.compile(pattern, re.IGNORECASE), normalise(words)))
+
+    def action(
+        self, prefix: str, handler: EventHandler, *, roles: frozenset[str] | set[str] | None = None
+    ) -> None:
+        self.actions.append(Action(prefix, handler, frozenset(roles) if roles else None))
+
+    def form(
+        self, prefix: str, handler: EventHandler, *, roles: frozenset[str] | set[str] | None = None
+    ) -> None:
+        self.forms.append(Action(prefix, handler, frozenset(roles) if roles else None))
+
+    def ticker(self, name: str, fn: Ticker) -> None:
+        """A job the scheduler runs every tick: it does whatever the tables say is due."""
+        self.tickers[name] = fn
+
+    def worker(self, name: str, fn: Worker) -> None:
+        """A loop every serving replica runs (fn(core, stop_event)), like the send-ledger drain."""
+        self.workers[name] = fn
+
+    def match(self, text: str) -> tuple[Command, str] | None:
+        """The command a line of text means, and its arguments."""
+        clean = normalise(text)
+        for intent in self.intents:
+            m = intent.pattern.search(clean)
+            if m and intent.words in self.commands:
+                args = m.group(1) if m.groups() and m.group(1) else ""
+                return self.commands[intent.words], args.strip()
+        words = clean.split()
+        for n in range(min(len(words), 3), 0, -1):
+            key = " ".join(words[:n])
+            if key in self.commands:
+                return self.commands[key], " ".join(text.strip().split()[n:])
+        return None
+
+    def find(self, table: list[Action], action_id: str) -> Action | None:
+        best: Action | None = None
+        for a in table:
+            if action_id.startswith(a.prefix) and (best is None or len(a.prefix) > len(best.prefix)):
+                best = a
+        return best
+
+
+def normalise(text: str) -> str:
+    """Lower case, single spaces, without a leading slash or trailing punctuation."""
+    t = " ".join(text.strip().lower().split())
+    t = t.lstrip("/")
+    return t.rstrip("?!. ")

@@ -1,0 +1,44 @@
+"""The server secret: seals reply routes and keys hashes. From the environment in production."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from storage.db import Database
+
+log = logging.getLogger("staffvoice.secrets")
+
+LOCAL_KEY_FILE = ".staffvoice-secret"
+
+
+async def load_secret(db: Database, configured: str) -> bytes:
+    """32 bytes derived from STAFFVOICE_SECRET_KEY.
+
+    Without it (a local demo) a random key is kept in a file beside the working directory,
+    never in the database, so a database reader alone cannot open sealed routes.
+    """
+    if configured:
+        return hashlib.sha256(configured.encode()).digest()
+    path = Path(os.environ.get("STAFFVOICE_SECRET_FILE", LOCAL_KEY_FILE))
+    if path.exists():
+        raw = path.read_text().strip()
+    else:
+        raw = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+        path.write_text(raw + "\n")
+        path.chmod(0o600)
+        log.warning(
+            "STAFFVOICE_SECRET_KEY is not set: generated a local key file for this demo. "
+            "Set STAFFVOICE_SECRET_KEY in production."
+        )
+    return hashlib.sha256(raw.encode()).digest()
+
+
+def keyed_hash(secret: bytes, *parts: str) -> str:
+    """An HMAC of `parts`: stable for the server, meaningless without the key."""
+    return hmac.new(secret, "\x1f".join(parts).encode(), hashlib.sha256).hexdigest()

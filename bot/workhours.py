@@ -1,0 +1,80 @@
+"""Working hours: when a person may be sent a prompt, in their own time zone.
+
+Nothing is DM'd outside the programme's working hours (or a person's own pattern), on
+their non-working days, or on bank holidays for the programme's region.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import holidays
+
+DAY_NAMES = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+@dataclass(frozen=True)
+class Pattern:
+    start: time
+    end: time
+    days: frozenset[int]  # 0 = Monday
+    tz: str
+    region: str = "GB-ENG"
+
+    @classmethod
+    def from_settings(cls, programme: dict[str, Any] | None, person_tz: str | None = None,
+                      own: dict[str, Any] | None = None) -> Pattern:
+        prog = programme or {}
+        wh = own or prog.get("working_hours") or {}
+        return cls(
+            start=time.fromisoformat(wh.get("start", "09:00")),
+            end=time.fromisoformat(wh.get("end", "17:00")),
+            days=frozenset(DAY_NAMES.index(d) for d in wh.get("days", DAY_NAMES[:5])),
+            tz=person_tz or prog.get("timezone", "Europe/London"),
+            region=prog.get("region", "GB-ENG"),
+        )
+
+
+@lru_cache(maxsize=32)
+def _holidays(region: str, year: int) -> holidays.HolidayBase:
+    country, _, subdiv = region.partition("-")
+    return holidays.country_holidays(country, subdiv=subdiv or None, years=year)
+
+
+def is_holiday(region: str, day: date) -> bool:
+    return day in _holidays(region, day.year)
+
+
+def is_working_moment(p: Pattern, when: datetime) -> bool:
+    """True when `when` falls inside the pattern's hours on a working, non-holiday day."""
+    local = when.astimezone(ZoneInfo(p.tz))
+    if local.weekday() not in p.days or is_holiday(p.region, local.date()):
+        return False
+    return p.start <= local.time() < p.end
+
+
+def next_working_moment(p: Pattern, when: datetime) -> datetime:
+    """`when` itself if it is a working moment, else the start of the next working period."""
+    if is_working_moment(p, when):
+        return when
+    zone = ZoneInfo(p.tz)
+    local = when.astimezone(zone)
+    day = local.date()
+    for _ in range(400):
+        start = datetime.combine(day, p.start, zone)
+        if start >= local and day.weekday() in p.days and not is_holiday(p.region, day):
+            return start.astimezone(when.tzinfo)
+        day += timedelta(days=1)
+    raise ValueError("no working day within 400 days: check the working pattern")
+
+
+async def pattern_for(s: Any, person: Any) -> Pattern:
+    """The working pattern that applies to a person (their own, else the programme's)."""
+    from bot.programme.core_sections import get_setting
+
+    prog = await get_setting(s, "programme", {})
+    return Pattern.from_settings(prog, person.tz, person.work_pattern)

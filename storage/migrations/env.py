@@ -1,0 +1,43 @@
+"""Alembic environment: runs on the connection `Database.upgrade` hands over, or on the URL."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import create_engine
+
+from storage.base import Base
+from storage.db import import_all_tables
+
+import_all_tables()
+target_metadata = Base.metadata
+config = context.config
+
+
+def _include(obj, name, type_, reflected, compare_to) -> bool:  # type: ignore[no-untyped-def]
+    only = config.attributes.get("only_tables")
+    if only is None:
+        return True
+    table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
+    return table in only
+
+
+def _run(connection) -> None:  # type: ignore[no-untyped-def]
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        include_object=_include,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+connection = config.attributes.get("connection")
+if connection is not None:
+    _run(connection)
+else:
+    url = config.get_main_option("sqlalchemy.url") or ""
+    sync_url = url.replace("+aiosqlite", "").replace("+asyncpg", "+psycopg")
+    with create_engine(sync_url).connect() as conn:
+        _run(conn)

@@ -1,0 +1,47 @@
+"""Write an Alembic revision for one feature's tables: `python -m storage.revision pulse "msg"`.
+
+Autogenerates against a scratch SQLite database upgraded to every existing head, so only
+the new tables appear; the revision branches from `core` unless another is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+
+from alembic import command
+
+from storage.db import Database, alembic_config
+
+
+async def main(label: str, message: str, down: str) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        url = f"sqlite+aiosqlite:///{d}/scratch.db"
+        db = Database(url)
+        await db.upgrade()
+        await db.dispose()
+        cfg = alembic_config(url.replace("+aiosqlite", ""))
+        if label != "core":
+            # Only this feature's tables, even if other features' tables exist unmigrated.
+            import importlib
+
+            from storage.base import Base
+
+            mod = importlib.import_module(f"bot.{label}.tables")
+            cfg.attributes["only_tables"] = {
+                t.name for t in Base.metadata.sorted_tables
+                if any(getattr(obj, "__table__", None) is t for obj in vars(mod).values())
+            }
+
+        command.revision(
+            cfg, message=message, autogenerate=True, rev_id=label,
+            head=down,
+            branch_label=label if down != "base" else None,
+        )
+
+
+if __name__ == "__main__":
+    label, message = sys.argv[1], sys.argv[2]
+    down = sys.argv[3] if len(sys.argv) > 3 else "core"
+    asyncio.run(main(label, message, down))

@@ -1,0 +1,1 @@
+"""One driver per adapter. Each module defines `make(core) -> Driver` (async)."""

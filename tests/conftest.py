@@ -1,0 +1,99 @@
+"""Shared fixtures: a fresh database per test (SQLite by default, PostgreSQL in CI), a core."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from bot.clock import FakeClock
+from bot.config import Settings
+from bot.core import Core
+from storage.base import Base
+from storage.db import Database
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "programme.yaml"
+PG_URL = os.environ.get("STAFFVOICE_TEST_DATABASE_URL", "")
+TEST_SECRET = "test-secret-not-for-production"
+# A Monday morning in term time, 10:00 London (UTC in winter).
+MONDAY_10 = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+
+
+def pytest_report_header() -> str:
+    return f"database: {'PostgreSQL' if PG_URL else 'SQLite'}"
+
+
+@pytest.fixture(scope="session")
+def _template(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Migrate once per session: a SQLite file to copy, or the PostgreSQL schema."""
+
+    async def migrate(url: str) -> None:
+        db = Database(url)
+        try:
+            if not url.startswith("sqlite"):
+                async with db.engine.begin() as conn:
+                    await conn.execute(text("DROP SCHEMA public CASCADE"))
+                    await conn.execute(text("CREATE SCHEMA public"))
+            await db.upgrade()
+        finally:
+            await db.dispose()
+
+    if PG_URL:
+        asyncio.run(migrate(PG_URL))
+        return PG_URL
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    asyncio.run(migrate(f"sqlite+aiosqlite:///{path}"))
+    return str(path)
+
+
+@pytest.fixture
+def db_url(_template: str, tmp_path: Path) -> str:
+    if PG_URL:
+        return PG_URL
+    path = tmp_path / "staffvoice.db"
+    shutil.copy(_template, path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    database = Database(db_url)
+    if not database.is_sqlite:
+        names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+        async with database.engine.begin() as conn:
+            await conn.execute(text(f"TRUNCATE {names} CASCADE"))
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(MONDAY_10)
+
+
+@pytest.fixture
+def settings(db_url: str) -> Settings:
+    return Settings(database_url=db_url, secret_key=TEST_SECRET)
+
+
+@pytest.fixture
+async def core(db: Database, settings: Settings, clock: FakeClock) -> Core:
+    c = Core(db, settings=settings, clock=clock)
+    await c.start()
+    return c
+
+
+@pytest.fixture
+async def loaded(core: Core) -> Core:
+    """A core with the example programme loaded."""
+    from bot.programme import loader
+
+    await loader.load(core.db, EXAMPLE.read_text(), core.router)
+    return core

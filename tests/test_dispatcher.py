@@ -1,0 +1,82 @@
+"""The dispatcher: routing, duplicate events, refusals and failures that never show a traceback."""
+
+from __future__ import annotations
+
+from bot.core import Core
+from bot.model import ActionEvent, MessageEvent
+from bot.people.tables import PersonRole
+from tests.conformance.drivers.fake import FakeDriver
+
+PRACTITIONER = "practitioner1@northbridge.example"
+CHANGE = "changelead@northbridge.example"
+
+
+async def test_the_same_event_twice_is_handled_once_even_after_a_restart(loaded: Core) -> None:
+    d = FakeDriver(loaded)
+    ev = MessageEvent("slack-Ev123", d.user(PRACTITIONER), d.conv(PRACTITIONER), text="whoami")
+    await loaded.handle(ev, d.port)
+    again = await loaded.handle(ev, d.port)
+    assert again.duplicate
+    # A new Core on the same database (a restarted process) still drops it.
+    restarted = Core(loaded.db, settings=loaded.settings, clock=loaded.clock)
+    third = await restarted.handle(ev, d.port)
+    assert third.duplicate
+    assert len(d.seen(PRACTITIONER)) == 1
+
+
+async def test_a_practitioner_asking_for_a_change_team_action_is_refused_and_nothing_changes(
+    loaded: Core,
+) -> None:
+    d = FakeDriver(loaded)
+    await d.say(PRACTITIONER, "grant change team practitioner2@northbridge.example")
+    assert "only the change team can do that" in d.seen(PRACTITIONER)[-1]
+    assert "Nothing was changed" in d.seen(PRACTITIONER)[-1]
+    async with loaded.db.session() as s:
+        rows = (await s.execute(PersonRole.__table__.select().where(PersonRole.role == "change_team"))).all()
+    assert len(rows) == 2  # only the two from the programme file
+
+
+async def test_the_change_team_can_grant_a_role_in_chat(loaded: Core) -> None:
+    d = FakeDriver(loaded)
+    await d.say(CHANGE, "grant change team practitioner2@northbridge.example")
+    assert "is now one of the change team" in d.seen(CHANGE)[-1]
+    await d.say("practitioner2@northbridge.example", "help")
+    assert "broadcast" in d.seen("practitioner2@northbridge.example")[-1] or "grant" in d.seen(
+        "practitioner2@northbridge.example")[-1]
+
+
+async def test_unknown_words_get_a_pointer_to_help(loaded: Core) -> None:
+    d = FakeDriver(loaded)
+    await d.say(PRACTITIONER, "flibbertigibbet")
+    assert "Type *help*" in d.seen(PRACTITIONER)[-1]
+
+
+async def test_an_unknown_button_is_a_friendly_message(loaded: Core) -> None:
+    d = FakeDriver(loaded)
+    await loaded.handle(
+        ActionEvent("a1", d.user(PRACTITIONER), d.conv(PRACTITIONER), action_id="nope.x", value="1"),
+        d.port,
+    )
+    assert d.seen(PRACTITIONER)[-1] == "That button is no longer active."
+
+
+async def test_a_crash_in_a_handler_is_a_polite_reply_and_the_event_can_be_retried(
+    loaded: Core, caplog
+) -> None:
+    calls = []
+
+    async def boom(ctx, args):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        raise RuntimeError("database exploded with secret detail")
+
+    loaded.router.command("boom", boom, "test only", hidden=True)
+    d = FakeDriver(loaded)
+    ev = MessageEvent("boom-1", d.user(PRACTITIONER), d.conv(PRACTITIONER), text="boom")
+    result = await loaded.handle(ev, d.port)
+    assert not result.handled
+    shown = d.seen(PRACTITIONER)[-1]
+    assert "something went wrong on our side" in shown
+    assert "Traceback" not in shown and "secret detail" not in shown
+    # The failure released the event id, so the platform's redelivery is tried again.
+    await loaded.handle(ev, d.port)
+    assert len(calls) == 2

@@ -1,0 +1,34 @@
+"""Working hours in a person's own zone, with weekends and bank holidays."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from bot.workhours import Pattern, is_working_moment, next_working_moment
+
+PROG = {"timezone": "Europe/London", "region": "GB-ENG",
+        "working_hours": {"start": "09:00", "end": "17:00", "days": ["mon", "tue", "wed", "thu", "fri"]}}
+
+
+def test_weekday_hours_weekends_and_bank_holidays() -> None:
+    p = Pattern.from_settings(PROG)
+    assert is_working_moment(p, datetime(2026, 11, 30, 10, 0, tzinfo=UTC))  # Monday
+    assert not is_working_moment(p, datetime(2026, 11, 30, 17, 0, tzinfo=UTC))
+    assert not is_working_moment(p, datetime(2026, 11, 28, 10, 0, tzinfo=UTC))  # Saturday
+    # Christmas Day 2026 is a Friday; Boxing Day substitute Monday 28 Dec.
+    assert not is_working_moment(p, datetime(2026, 12, 25, 10, 0, tzinfo=UTC))
+    assert not is_working_moment(p, datetime(2026, 12, 28, 10, 0, tzinfo=UTC))
+    assert next_working_moment(p, datetime(2026, 12, 24, 18, 0, tzinfo=UTC)) == datetime(
+        2026, 12, 29, 9, 0, tzinfo=UTC)
+
+
+def test_summer_time_and_a_persons_own_zone_and_pattern() -> None:
+    p = Pattern.from_settings(PROG)
+    # 08:30 UTC in June is 09:30 in London.
+    assert is_working_moment(p, datetime(2026, 6, 15, 8, 30, tzinfo=UTC))
+    night = Pattern.from_settings(PROG, None, {"start": "17:00", "end": "23:00",
+                                               "days": ["sat", "sun"]})
+    assert is_working_moment(night, datetime(2026, 11, 28, 20, 0, tzinfo=UTC))
+    assert not is_working_moment(night, datetime(2026, 11, 30, 20, 0, tzinfo=UTC))
+    assert next_working_moment(night, datetime(2026, 11, 30, 10, 0, tzinfo=UTC)) == datetime(
+        2026, 12, 5, 17, 0, tzinfo=UTC)
