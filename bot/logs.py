@@ -12,7 +12,7 @@ STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"mes
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        out = {
+        out: dict[str, object] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,

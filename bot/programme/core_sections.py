@@ -8,7 +8,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.people.tables import Person, PersonRole, Setting, Team, Theme
-from bot.programme.schema import Doc
+from bot.programme.schema import Doc, Section
 from bot.roles import ALL_ROLES, TEAM_LEAD
 
 DEFAULT_WORKING_HOURS = {"start": "09:00", "end": "17:00", "days": ["mon", "tue", "wed", "thu", "fri"]}
@@ -234,24 +234,24 @@ class OrganisationSection:
         ids: dict[str, str] = {}
         for p in value.get("people") or []:
             email = p["email"].strip().lower()
-            row = (await s.execute(select(Person).where(Person.email == email))).scalar_one_or_none()
-            if row is None:
-                row = Person(email=email)
-                s.add(row)
-            row.display_name = p.get("name", "")
-            row.team_id = p.get("team")
-            row.tz = p.get("timezone")
-            row.work_pattern = normalise_working_hours(p["work_pattern"]) if p.get("work_pattern") else None
-            row.from_programme = True
+            person = (await s.execute(select(Person).where(Person.email == email))).scalar_one_or_none()
+            if person is None:
+                person = Person(email=email)
+                s.add(person)
+            person.display_name = p.get("name", "")
+            person.team_id = p.get("team")
+            person.tz = p.get("timezone")
+            person.work_pattern = normalise_working_hours(p["work_pattern"]) if p.get("work_pattern") else None
+            person.from_programme = True
             await s.flush()
-            ids[email] = row.id
+            ids[email] = person.id
             wanted = set(p.get("roles") or []) - {TEAM_LEAD}
             have = {
                 r.role: r for r in (await s.execute(
-                    select(PersonRole).where(PersonRole.person_id == row.id))).scalars()
+                    select(PersonRole).where(PersonRole.person_id == person.id))).scalars()
             }
             for role in wanted - set(have):
-                s.add(PersonRole(person_id=row.id, role=role))
+                s.add(PersonRole(person_id=person.id, role=role))
             for role, r in have.items():
                 if role not in wanted and not r.granted_in_chat and role != "practitioner":
                     await s.delete(r)
@@ -260,7 +260,7 @@ class OrganisationSection:
                     workspace, _, uid = str(p[key]).rpartition("/")
                     existing = await s.get(Identity, (platform, workspace, uid))
                     if existing is None:
-                        s.add(Identity(platform=platform, workspace=workspace, user_id=uid, person_id=row.id))
+                        s.add(Identity(platform=platform, workspace=workspace, user_id=uid, person_id=person.id))
         for tid, t in by_id.items():
             row = await s.get(Team, tid)
             assert row is not None
@@ -308,4 +308,4 @@ def _drop_empty(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v not in (None, "", [], {})}
 
 
-CORE_SECTIONS = [ProgrammeSection(), ThemesSection(), OrganisationSection()]
+CORE_SECTIONS: list[Section] = [ProgrammeSection(), ThemesSection(), OrganisationSection()]
