@@ -36,6 +36,8 @@ def setup(level: str = "INFO", json_lines: bool | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # Third-party clients can log request bodies at debug level: keep them quiet.
-    for noisy in ("slack_bolt", "slack_sdk", "aiohttp.access", "microsoft_agents", "sqlalchemy", "msal"):
-        logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
+    # Third-party libraries log request bodies and SQL parameters (which can hold anonymous
+    # text) at INFO/DEBUG: keep them at WARNING whatever our own level is.
+    for noisy in ("slack_bolt", "slack_sdk", "aiohttp.access", "microsoft_agents", "sqlalchemy",
+                  "msal", "alembic", "apscheduler", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -37,7 +37,6 @@ async def main(label: str, message: str, down: str) -> None:
         command.revision(
             cfg, message=message, autogenerate=True, rev_id=label,
             head=down,
-            branch_label=label if down != "base" else None,
         )
 
 
