@@ -1,0 +1,264 @@
+"""The delivery ledger: one row per (broadcast, recipient), claimed by senders exactly once.
+
+Claiming is a compare-and-set (`UPDATE ... WHERE state IN ('queued','failed')`) inside one
+transaction. On PostgreSQL the candidate rows are first locked with `FOR UPDATE SKIP LOCKED`, so
+concurrent senders each take different rows without waiting; on SQLite the database-wide write
+lock serialises claimers and the compare-and-set alone keeps a row from being taken twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.broadcasts.tables import Broadcast, Delivery
+from bot.channels import parse_channel
+from bot.people import service as people
+from bot.people.tables import Identity, Person
+from storage.base import new_id
+from storage.db import Database
+
+CLAIMABLE = ("queued", "failed")
+OPEN = ("queued", "sending", "failed")
+# Marks a row whose sender stopped mid-send: the next attempt asks the platform first.
+IN_DOUBT = "in doubt: the sender stopped while sending; checking before resending"
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A row taken by one sender, with what it needs to deliver it."""
+
+    id: str
+    broadcast_id: str
+    recipient: str
+    person_id: str | None
+    platform: str | None
+    workspace: str | None
+    user_id: str | None
+    conversation: dict[str, Any] | None
+    attempts: int
+    error: str | None
+    state: str
+    message_ref: dict[str, Any] | None = None
+
+
+def _claimed(d: Delivery) -> Claimed:
+    return Claimed(d.id, d.broadcast_id, d.recipient, d.person_id, d.platform, d.workspace,
+                   d.user_id, d.conversation, d.attempts, d.error, d.state, d.message_ref)
+
+
+# -- filling the ledger -------------------------------------------------------------------
+
+
+async def audience_people(s: AsyncSession, audience: dict[str, Any]) -> list[str]:
+    """Person ids an audience of DMs reaches (everyone, or the union of teams and roles)."""
+    if audience.get("everyone"):
+        return list((await s.execute(select(Person.id).order_by(Person.id))).scalars())
+    ids: set[str] = set()
+    team_ids: set[str] = set()
+    for t in audience.get("teams", []):
+        team_ids |= await people.team_and_descendants(s, t)
+    if team_ids:
+        rows = await s.execute(select(Person.id).where(Person.team_id.in_(team_ids)))
+        ids |= set(rows.scalars())
+    for role in audience.get("roles", []):
+        ids |= {p.id for p in await people.people_with_role(s, role)}
+    return sorted(ids)
+
+
+async def enqueue(s: AsyncSession, b: Broadcast, platforms: set[str], now: datetime) -> int:
+    """Write one queued row per recipient; returns how many. Idempotent per broadcast."""
+    existing = await s.scalar(select(func.count()).where(Delivery.broadcast_id == b.id))
+    if existing:
+        return int(existing)
+    rows: list[dict[str, Any]] = []
+    if b.audience.get("kind") == "channels":
+        for ref in b.audience.get("channels", []):
+            conv = parse_channel(ref)
+            rows.append(_row(b.id, f"channel:{ref}", None, conv.platform, conv.workspace, None,
+                             people.conversation_to_json(conv), now))
+    else:
+        ids = await audience_people(s, b.audience)
+        best = await _identities(s, ids, platforms)
+        for pid in ids:
+            ident = best.get(pid)
+            if ident is None:
+                rows.append(_row(b.id, f"person:{pid}", pid, None, None, None, None, now))
+            else:
+                rows.append(_row(b.id, f"person:{pid}", pid, ident.platform, ident.workspace,
+                                 ident.user_id, ident.dm, now))
+    for i in range(0, len(rows), 1000):
+        await s.execute(insert(Delivery), rows[i : i + 1000])
+    return len(rows)
+
+
+def _row(bid: str, recipient: str, pid: str | None, platform: str | None, workspace: str | None,
+         user_id: str | None, conv: dict[str, Any] | None, now: datetime) -> dict[str, Any]:
+    return {"id": new_id(), "broadcast_id": bid, "recipient": recipient, "person_id": pid,
+            "platform": platform, "workspace": workspace, "user_id": user_id,
+            "conversation": conv, "state": "queued", "attempts": 0, "next_attempt_at": now}
+
+
+async def _identities(s: AsyncSession, ids: list[str], platforms: set[str]) -> dict[str, Identity]:
+    """Each person's most recently used reachable identity on a connected platform."""
+    best: dict[str, Identity] = {}
+    for i in range(0, len(ids), 1000):
+        rows = await s.execute(
+            select(Identity).where(Identity.person_id.in_(ids[i : i + 1000]),
+                                   Identity.reachable.is_(True), Identity.platform.in_(platforms))
+        )
+        for ident in rows.scalars():
+            cur = best.get(ident.person_id)
+            if cur is None or (ident.dm and not cur.dm):
+                best[ident.person_id] = ident
+    return best
+
+
+# -- claiming and recording outcomes ------------------------------------------------------
+
+
+async def claim(db: Database, sender_id: str, now: datetime, limit: int,
+                lease: timedelta) -> list[Claimed]:
+    """Take up to `limit` due rows for this sender: they move to `sending` under a lease."""
+    async with db.session() as s:
+        q = (
+            select(Delivery.id)
+            .join(Broadcast, Broadcast.id == Delivery.broadcast_id)
+            .where(Delivery.state.in_(CLAIMABLE), Delivery.next_attempt_at <= now,
+                   Broadcast.state == "sending")
+            .order_by(Delivery.next_attempt_at)
+            .limit(limit)
+        )
+        if not db.is_sqlite:
+            q = q.with_for_update(skip_locked=True, of=Delivery)
+        ids = list((await s.execute(q)).scalars())
+        if not ids:
+            return []
+        res = await s.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(ids), Delivery.state.in_(CLAIMABLE))
+            .values(state="sending", claimed_by=sender_id, lease_until=now + lease,
+                    attempts=Delivery.attempts + 1)
+            .returning(Delivery)
+            .execution_options(synchronize_session=False)
+        )
+        return [_claimed(d) for d in res.scalars()]
+
+
+async def claim_retractions(db: Database, sender_id: str, now: datetime, limit: int,
+                            lease: timedelta) -> list[Claimed]:
+    """Sent rows of retracting broadcasts whose message still has to be deleted."""
+    async with db.session() as s:
+        q = (
+            select(Delivery.id)
+            .join(Broadcast, Broadcast.id == Delivery.broadcast_id)
+            .where(Delivery.state == "sent", Delivery.retracted_at.is_(None),
+                   Broadcast.state == "retracting",
+                   (Delivery.lease_until.is_(None)) | (Delivery.lease_until < now))
+            .limit(limit)
+        )
+        if not db.is_sqlite:
+            q = q.with_for_update(skip_locked=True, of=Delivery)
+        ids = list((await s.execute(q)).scalars())
+        if not ids:
+            return []
+        res = await s.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(ids), Delivery.retracted_at.is_(None),
+                   (Delivery.lease_until.is_(None)) | (Delivery.lease_until < now))
+            .values(claimed_by=sender_id, lease_until=now + lease)
+            .returning(Delivery)
+            .execution_options(synchronize_session=False)
+        )
+        return [_claimed(d) for d in res.scalars()]
+
+
+async def finish(db: Database, row_id: str, sender_id: str, **values: Any) -> bool:
+    """Record an outcome for a row this sender holds; False if it was no longer ours."""
+    async with db.session() as s:
+        res = await s.execute(
+            update(Delivery)
+            .where(Delivery.id == row_id, Delivery.state == "sending",
+                   Delivery.claimed_by == sender_id)
+            .values(lease_until=None, **values)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+async def mark_retracted(db: Database, row_id: str, now: datetime) -> None:
+    async with db.session() as s:
+        await s.execute(update(Delivery).where(Delivery.id == row_id)
+                        .values(retracted_at=now, lease_until=None)
+                        .execution_options(synchronize_session=False))
+
+
+async def release_stale(db: Database, now: datetime, sender_id: str | None = None) -> int:
+    """Rows left in `sending` by a sender that stopped: back to the queue, marked in doubt.
+
+    Rows whose lease ran out qualify, and (at start-up) rows held under this sender's own
+    stable id, since its previous incarnation is gone. They are not resent blindly: the
+    sender asks the platform for the row's idempotency key before trying again.
+    """
+    cond = Delivery.lease_until < now
+    if sender_id:
+        cond = cond | (Delivery.claimed_by == sender_id)
+    async with db.session() as s:
+        res = await s.execute(
+            update(Delivery)
+            .where(Delivery.state == "sending", cond)
+            .values(state="queued", error=IN_DOUBT, claimed_by=None, lease_until=None,
+                    next_attempt_at=now, attempts=Delivery.attempts - 1)
+            .execution_options(synchronize_session=False)
+        )
+        return int(res.rowcount)  # type: ignore[attr-defined]
+
+
+async def counts(s: AsyncSession, broadcast_id: str) -> dict[str, int]:
+    """How many rows are in each state."""
+    rows = await s.execute(
+        select(Delivery.state, func.count()).where(Delivery.broadcast_id == broadcast_id)
+        .group_by(Delivery.state)
+    )
+    out = {st: 0 for st in ("queued", "sending", "sent", "failed", "final_failed", "skipped")}
+    out.update({st: int(n) for st, n in rows.all()})
+    return out
+
+
+async def close_finished(db: Database, broadcast_ids: set[str], now: datetime) -> list[str]:
+    """Broadcasts whose ledger is settled move to done/retracted; returns the ones this call moved."""
+    moved: list[str] = []
+    for bid in broadcast_ids:
+        async with db.session() as s:
+            open_rows = await s.scalar(select(func.count()).where(
+                Delivery.broadcast_id == bid, Delivery.state.in_(OPEN)))
+            if open_rows == 0:
+                res = await s.execute(update(Broadcast).where(
+                    Broadcast.id == bid, Broadcast.state == "sending")
+                    .values(state="done", finished_at=now)
+                    .execution_options(synchronize_session=False))
+                if res.rowcount:  # type: ignore[attr-defined]
+                    moved.append(bid)
+            retracting = await s.get(Broadcast, bid)
+            if retracting is None or retracting.state != "retracting":
+                continue
+            # Rows a stopped sender put back after the retract: they will never be sent now.
+            await s.execute(update(Delivery).where(
+                Delivery.broadcast_id == bid, Delivery.state.in_(CLAIMABLE))
+                .values(state="skipped", error="retracted before delivery")
+                .execution_options(synchronize_session=False))
+            pending = await s.scalar(select(func.count()).where(
+                Delivery.broadcast_id == bid, Delivery.state.in_(("sent", "sending")),
+                Delivery.retracted_at.is_(None)))
+            if pending == 0:
+                res = await s.execute(update(Broadcast).where(
+                    Broadcast.id == bid, Broadcast.state == "retracting")
+                    .values(state="retracted", finished_at=now)
+                    .execution_options(synchronize_session=False))
+                if res.rowcount:  # type: ignore[attr-defined]
+                    moved.append(bid)
+    return moved

@@ -1,0 +1,353 @@
+"""The sender: drains the delivery ledger at the platform limit, exactly once per recipient.
+
+Crash safety, and why it works this way. Every ledger row's id is its idempotency key: a port
+that can (`send_keyed`/`find_sent`, see `KeyedPort`) sends the key with the message (Slack:
+message metadata; the local fake: a request field) and can later be asked whether a message with
+that key was delivered. A row left in `sending` by a sender that died is put back marked in
+doubt; before it is tried again the sender asks the platform for its key: found means it was
+delivered (recorded as sent with the platform's reference, not sent again), not found means it
+never arrived and is sent now. The same check runs before every retry after a timeout or 5xx,
+whose outcome is unknown too. A port that cannot be asked gets at-most-once: an in-doubt row is
+recorded as failed with the reason, never resent blindly. A sender also stops using a row whose
+lease is close to running out, so a slow (not dead) sender and a reconciling one never overlap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol, runtime_checkable
+
+from sqlalchemy import select
+
+from bot.broadcasts import ledger, service
+from bot.broadcasts.ledger import IN_DOUBT, Claimed
+from bot.broadcasts.limiter import Limiter, parse_limits
+from bot.broadcasts.tables import Broadcast
+from bot.model import ConversationRef, Message, MessageRef, UserRef
+from bot.people import service as people
+from bot.people.tables import Identity
+from bot.port import Port, RateLimited, TransientError, Unreachable
+
+log = logging.getLogger("staffvoice.broadcasts")
+
+
+@runtime_checkable
+class KeyedPort(Protocol):
+    """Optional port extension: idempotent sends that the platform can be asked about."""
+
+    async def send_keyed(self, conversation: ConversationRef, message: Message,
+                         key: str) -> MessageRef: ...
+
+    async def find_sent(self, conversation: ConversationRef, key: str) -> MessageRef | None: ...
+
+
+class Busy(Exception):
+    """The workspace cannot take this send soon (paused after a 429): give the row back."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"busy for {wait:.1f}s")
+        self.wait = wait
+
+
+@dataclass
+class Stats:
+    sent: int = 0
+    retried: int = 0
+    final_failed: int = 0
+    skipped: int = 0
+    rate_limited: int = 0
+    reconciled: int = 0
+    retracted: int = 0
+    finished: list[str] = field(default_factory=list)
+
+
+def default_sender_id() -> str:
+    """STAFFVOICE_SENDER_ID if set (a stable replica name lets a restart reclaim its rows at once)."""
+    return os.environ.get("STAFFVOICE_SENDER_ID") or (
+        f"{socket.gethostname()[:30]}:{os.getpid()}:{secrets.token_hex(3)}")
+
+
+class Sender:
+    """Claims due rows, paces them through the limiter, records each outcome."""
+
+    def __init__(
+        self,
+        core: Any,
+        *,
+        sender_id: str | None = None,
+        limiter: Limiter | None = None,
+        batch: int = 50,
+        lease: timedelta = timedelta(seconds=60),
+        max_attempts: int = 5,
+        backoff_s: float = 2.0,
+        send_timeout_s: float = 15.0,
+        max_wait_s: float = 5.0,
+        rng: random.Random | None = None,
+        on_progress: Callable[[Stats], Awaitable[None] | None] | None = None,
+    ) -> None:
+        self.core = core
+        self.id = sender_id or default_sender_id()
+        self.limiter = limiter or Limiter(parse_limits(os.environ.get("STAFFVOICE_BROADCAST_LIMITS", "")))
+        self.batch = batch
+        self.lease = lease
+        self.max_attempts = max_attempts
+        self.backoff_s = backoff_s
+        self.send_timeout_s = send_timeout_s
+        self.max_wait_s = max_wait_s
+        self.rng = rng or random.Random()
+        self.on_progress = on_progress
+        self.stats = Stats()
+        self._messages: dict[str, tuple[str, Message]] = {}
+        self._in_flight: dict[tuple[str, str], asyncio.Semaphore] = {}
+        self._touched: set[str] = set()
+
+    # -- loops --------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, poll_s: float = 0.5) -> None:
+        """Drain until `stop` is set; every replica runs one of these."""
+        await ledger.release_stale(self.core.db, self.core.clock.now(), self.id)
+        while not stop.is_set():
+            try:
+                await ledger.release_stale(self.core.db, self.core.clock.now())
+                await self.drain(stop)
+            except Exception:
+                log.exception("broadcast sender pass failed")
+            try:
+                await asyncio.wait_for(stop.wait(), poll_s)
+            except TimeoutError:
+                pass
+
+    async def drain(self, stop: asyncio.Event | None = None) -> Stats:
+        """Send everything that is due now, then return (rows due later stay queued)."""
+        pending: set[asyncio.Task[None]] = set()
+        self._messages.clear()  # a retract since the last pass must stop further sends
+        while stop is None or not stop.is_set():
+            room = self.batch - len(pending)
+            if room >= max(1, self.batch // 2) or not pending:
+                now = self.core.clock.now()
+                rows = await ledger.claim(self.core.db, self.id, now, room, self.lease)
+                rows += await ledger.claim_retractions(self.core.db, self.id, now,
+                                                       max(0, room - len(rows)), self.lease)
+                claimed_at = time.monotonic()
+                for row in rows:
+                    self._touched.add(row.broadcast_id)
+                    pending.add(asyncio.create_task(self._one(row, claimed_at)))
+            if not pending:
+                break
+            _, pending = await asyncio.wait(pending, timeout=0.2,
+                                            return_when=asyncio.FIRST_COMPLETED)
+            await self._progress()
+        if pending:
+            await asyncio.wait(pending)
+        await self._close()
+        return self.stats
+
+    async def _progress(self) -> None:
+        if self.on_progress is not None:
+            r = self.on_progress(self.stats)
+            if r is not None:
+                await r
+
+    async def _close(self) -> None:
+        if not self._touched:
+            return
+        moved = await ledger.close_finished(self.core.db, self._touched, self.core.clock.now())
+        self._touched.clear()
+        for bid in moved:
+            self.stats.finished.append(bid)
+            try:
+                await service.notify_settled(self.core, bid)
+            except Exception:
+                log.warning("could not send the delivery report", extra={"broadcast": bid})
+
+    # -- one row --------------------------------------------------------------------------
+
+    async def _one(self, row: Claimed, claimed_at: float) -> None:
+        try:
+            if row.state == "sent":
+                await self._retract(row)
+            else:
+                await self._deliver(row, claimed_at)
+        except Exception:
+            log.exception("broadcast row failed unexpectedly", extra={"row": row.id})
+
+    async def _deliver(self, row: Claimed, claimed_at: float) -> None:
+        db, now = self.core.db, self.core.clock.now
+        msg = await self._message(row.broadcast_id)
+        if msg is None:
+            await ledger.finish(db, row.id, self.id, state="skipped",
+                                error="retracted before delivery")
+            return
+        target = await self._target(row)
+        if target is None:
+            await ledger.finish(db, row.id, self.id, state="skipped",
+                                error="not reachable on any connected platform")
+            self.stats.skipped += 1
+            return
+        port, conv, ident = target
+        keyed = isinstance(port, KeyedPort)
+        try:
+            if row.error == IN_DOUBT or row.attempts > 1:
+                if keyed:
+                    found = await port.find_sent(conv, row.id)
+                    if found is not None:
+                        await self._sent(row, found, conv)
+                        self.stats.reconciled += 1
+                        return
+                elif row.error == IN_DOUBT:
+                    await ledger.finish(db, row.id, self.id, state="final_failed",
+                                        error="outcome unknown after a sender stopped; not resent "
+                                              "to avoid a duplicate")
+                    self.stats.final_failed += 1
+                    return
+            await self._acquire(conv)
+            held = time.monotonic() - claimed_at
+            if held > self.lease.total_seconds() - self.send_timeout_s:
+                raise Busy(0.0)  # our lease is nearly over: let a fresh claim take it
+            sem = self._sem(conv)
+            async with sem:
+                send = (port.send_keyed(conv, msg, row.id) if keyed else port.send(conv, msg))
+                ref = await asyncio.wait_for(send, self.send_timeout_s)
+            await self._sent(row, ref, conv)
+        except Busy as e:
+            await ledger.finish(db, row.id, self.id, state="queued", attempts=row.attempts - 1,
+                                next_attempt_at=now() + timedelta(seconds=e.wait))
+        except RateLimited as e:
+            self.limiter.pause(conv.platform, conv.workspace, e.retry_after)
+            self.stats.rate_limited += 1
+            await ledger.finish(db, row.id, self.id, state="queued", attempts=row.attempts - 1,
+                                next_attempt_at=now() + timedelta(seconds=e.retry_after),
+                                error=None if row.error == IN_DOUBT else row.error)
+        except Unreachable as e:
+            await ledger.finish(db, row.id, self.id, state="skipped",
+                                error=f"unreachable: {e}"[:300])
+            self.stats.skipped += 1
+            if ident is not None:
+                await self.core.mark_unreachable(ident, str(e))
+        except (TransientError, TimeoutError) as e:
+            await self._retry_later(row, "timed out" if isinstance(e, TimeoutError) else str(e))
+
+    async def _retry_later(self, row: Claimed, reason: str) -> None:
+        reason = f"platform error: {reason or 'unknown'}"[:300]
+        if row.attempts >= self.max_attempts:
+            await ledger.finish(self.core.db, row.id, self.id, state="final_failed",
+                                error=f"{reason} (gave up after {row.attempts} attempts)"[:300])
+            self.stats.final_failed += 1
+            return
+        delay = min(300.0, self.backoff_s * 2 ** (row.attempts - 1)) * self.rng.uniform(0.5, 1.5)
+        await ledger.finish(self.core.db, row.id, self.id, state="failed", error=reason,
+                            next_attempt_at=self.core.clock.now() + timedelta(seconds=delay))
+        self.stats.retried += 1
+
+    async def _sent(self, row: Claimed, ref: MessageRef, conv: ConversationRef) -> None:
+        data = {"conversation": people.conversation_to_json(ref.conversation),
+                "message_id": ref.message_id}
+        await ledger.finish(self.core.db, row.id, self.id, state="sent", error=None,
+                            message_id=ref.message_id[:200], message_ref=data,
+                            conversation=people.conversation_to_json(conv),
+                            sent_at=self.core.clock.now())
+        self.stats.sent += 1
+
+    async def _retract(self, row: Claimed) -> None:
+        ref_data = row.message_ref or {}
+        port = self.core.ports.get(row.platform or "")
+        if port is None or not ref_data:
+            return  # its platform is not connected here; another replica or a later pass
+        ref = MessageRef(people.conversation_from_json(ref_data["conversation"]),
+                         ref_data["message_id"])
+        try:
+            await self._acquire(ref.conversation)
+            await asyncio.wait_for(port.delete(ref), self.send_timeout_s)
+        except RateLimited as e:
+            self.limiter.pause(ref.conversation.platform, ref.conversation.workspace, e.retry_after)
+            return  # the lease runs out and the row is claimed again
+        except (Busy, TransientError, TimeoutError):
+            return
+        except Exception as e:  # already gone, or the user blocked the app: nothing left to delete
+            log.info("retract: message already unavailable", extra={"reason": type(e).__name__})
+        await ledger.mark_retracted(self.core.db, row.id, self.core.clock.now())
+        self.stats.retracted += 1
+
+    # -- helpers --------------------------------------------------------------------------
+
+    async def _acquire(self, conv: ConversationRef) -> None:
+        wait = self.limiter.paused_for(conv.platform, conv.workspace)
+        if wait > self.max_wait_s:
+            raise Busy(wait)
+        await self.limiter.acquire(conv.platform, conv.workspace, conv.conversation_id)
+
+    def _sem(self, conv: ConversationRef) -> asyncio.Semaphore:
+        key = (conv.platform, conv.workspace)
+        if key not in self._in_flight:
+            self._in_flight[key] = asyncio.Semaphore(
+                self.limiter.limits_for(conv.platform).max_in_flight)
+        return self._in_flight[key]
+
+    async def _message(self, bid: str) -> Message | None:
+        cached = self._messages.get(bid)
+        if cached is None:
+            async with self.core.db.session() as s:
+                b = await s.get(Broadcast, bid)
+                if b is None:
+                    return None
+                cached = (b.state, service.render(b))
+            self._messages[bid] = cached
+        return cached[1] if cached[0] == "sending" else None
+
+    async def _target(self, row: Claimed) -> tuple[Port, ConversationRef, Identity | None] | None:
+        """The port and conversation for a row, discovering the person's account if needed."""
+        if row.recipient.startswith("channel:"):
+            conv = people.conversation_from_json(row.conversation or {})
+            port = self.core.ports.get(conv.platform)
+            if port is None:
+                raise TransientError(f"the {conv.platform} adapter is not running")
+            return port, conv, None
+        assert row.person_id is not None
+        if row.conversation and row.platform in self.core.ports:
+            # Fast path: the DM was known when the row was queued (no lookup per row).
+            ident = Identity(platform=row.platform, workspace=row.workspace, user_id=row.user_id,
+                             person_id=row.person_id)
+            return (self.core.ports[row.platform], people.conversation_from_json(row.conversation),
+                    ident)
+        async with self.core.db.session() as s:
+            ident: Identity | None = None
+            if row.platform:
+                ident = await s.get(Identity, (row.platform, row.workspace, row.user_id))
+            if ident is None or not ident.reachable or ident.platform not in self.core.ports:
+                idents = [i for i in await people.identities_of(s, row.person_id)
+                          if i.reachable and i.platform in self.core.ports]
+                # First contact: find the person on the connected platforms by email.
+                ident = (idents or await self.core._discover(s, row.person_id) or [None])[0]
+            if ident is None:
+                return None
+            port = self.core.ports[ident.platform]
+            if ident.dm:
+                return port, people.conversation_from_json(ident.dm), ident
+            user = UserRef(ident.platform, ident.workspace, ident.user_id)
+        await self._acquire(ConversationRef(user.platform, user.workspace, f"open:{user.user_id}"))
+        conv = await port.open_dm(user)
+        async with self.core.db.session() as s:
+            stored = await s.get(Identity, (user.platform, user.workspace, user.user_id))
+            if stored is not None:
+                stored.dm = people.conversation_to_json(conv)
+        return port, conv, ident
+
+
+async def run_worker(core: Any, stop: asyncio.Event) -> None:
+    """The `broadcast-sender` worker every serving replica runs."""
+    await Sender(core).run(stop)
+
+
+async def pending_broadcasts(core: Any) -> list[str]:
+    async with core.db.session() as s:
+        return list((await s.execute(select(Broadcast.id).where(
+            Broadcast.state.in_(("sending", "retracting"))))).scalars())

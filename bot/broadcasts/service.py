@@ -1,0 +1,473 @@
+"""Broadcasts: validate, draft, preview, confirm, schedule, retract, celebrate and report.
+
+Other features use `draft(...)` (an early win from a completed milestone, confirmed by its
+author in chat) and `publish_to_staff(...)` ("you said, we did", already confirmed).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.broadcasts import ledger
+from bot.broadcasts.tables import Broadcast, Celebration, Delivery
+from bot.channels import parse_channel
+from bot.errors import FormInvalid, UserError
+from bot.model import (
+    Choice,
+    Choices,
+    Context,
+    Fields,
+    Image,
+    LinkButton,
+    Message,
+    MessageRef,
+    Text,
+    text_message,
+)
+from bot.people import service as people
+from bot.people.tables import Person
+from bot.roles import ALL_ROLES, CHANGE_TEAM, LABELS
+
+# Longest text each platform shows in one block: a Slack section is capped at 3,000
+# characters; a Teams message at about 28 KB (we keep well under it).
+TEXT_LIMITS = {"slack": 3000, "teams": 20000}
+DEFAULT_TEXT_LIMIT = 3000
+TITLE_LIMIT = 150
+CELEBRATE = "bc-celebrate:"
+DRAFT = "bc-draft:"
+ROLE_WORDS = {r.replace("_", " "): r for r in ALL_ROLES} | {r: r for r in ALL_ROLES} | {
+    "team leads": "team_lead", "leaders": "leader", "practitioners": "practitioner",
+    "change team": "change_team", "safeguarding leads": "safeguarding_lead"}
+AUDIENCE_HELP = ("Audience is one of: everyone · teams: assessment, front-door · "
+                 "roles: team lead, leader · channels: slack:T0123/C0456")
+
+
+@dataclass(frozen=True)
+class Compose:
+    """A validated broadcast, before it is stored."""
+
+    title: str
+    text: str
+    image_url: str | None
+    link_url: str | None
+    link_label: str
+    celebrate: bool
+    audience: dict[str, Any]
+    send_at: datetime | None
+
+
+# -- validation ---------------------------------------------------------------------------
+
+
+def text_limit(platforms: set[str] | list[str]) -> int:
+    """The longest text every connected platform can show."""
+    return min([TEXT_LIMITS.get(p, DEFAULT_TEXT_LIMIT) for p in platforms] or [DEFAULT_TEXT_LIMIT])
+
+
+async def parse_audience(s: AsyncSession, spec: str) -> dict[str, Any]:
+    """'everyone' | 'teams: a, b' | 'roles: team lead' | 'channels: slack:T1/C1' (';' joins)."""
+    spec = spec.strip()
+    if not spec or spec.lower() in ("everyone", "all", "all staff"):
+        return {"kind": "dm", "everyone": True, "teams": [], "roles": [], "channels": []}
+    out: dict[str, Any] = {"kind": "dm", "everyone": False, "teams": [], "roles": [], "channels": []}
+    for part in filter(None, (p.strip() for p in spec.split(";"))):
+        key, sep, rest = part.partition(":")
+        key = key.strip().lower().rstrip("s")
+        if not sep or key not in ("team", "role", "channel"):
+            raise UserError(f"I don't understand the audience '{part}'. {AUDIENCE_HELP}")
+        names = [n.strip() for n in (rest.split(",") if key != "channel" else rest.split(","))
+                 if n.strip()]
+        if not names:
+            raise UserError(f"'{part}' names nobody. {AUDIENCE_HELP}")
+        for name in names:
+            if key == "team":
+                team = await people.find_team(s, name)
+                if team is None:
+                    raise UserError(f"There is no team called '{name}'. {AUDIENCE_HELP}")
+                out["teams"].append(team.id)
+            elif key == "role":
+                role = ROLE_WORDS.get(name.lower())
+                if role is None:
+                    raise UserError(f"'{name}' is not a role. Roles: "
+                                    + ", ".join(LABELS[r] for r in ALL_ROLES) + ".")
+                out["roles"].append(role)
+            else:
+                parse_channel(name)  # raises a clear UserError when malformed
+                out["channels"].append(name)
+    if out["channels"] and (out["teams"] or out["roles"]):
+        raise UserError("Send either to channels or to people's DMs, not both in one broadcast.")
+    if out["channels"]:
+        out["kind"] = "channels"
+    return out
+
+
+def describe_audience(a: dict[str, Any]) -> str:
+    if a.get("kind") == "channels":
+        return "channels " + ", ".join(a["channels"])
+    if a.get("everyone"):
+        return "everyone (DM)"
+    parts = []
+    if a.get("teams"):
+        parts.append("teams " + ", ".join(a["teams"]))
+    if a.get("roles"):
+        parts.append(", ".join(LABELS[r] for r in a["roles"]))
+    return " and ".join(parts) + " (DM)"
+
+
+def parse_when(text: str, tz: str, now: datetime) -> datetime | None:
+    """'' or 'now' -> None (send at once); 'YYYY-MM-DD HH:MM' in the programme's time zone."""
+    t = text.strip().lower()
+    if t in ("", "now"):
+        return None
+    m = re.fullmatch(r"(\d{4}-\d{2}-\d{2})[ t](\d{1,2}:\d{2})", t)
+    if not m:
+        raise UserError("Give the time as YYYY-MM-DD HH:MM, or 'now'.")
+    try:
+        when = datetime.fromisoformat(f"{m.group(1)} {m.group(2).zfill(5)}").replace(
+            tzinfo=ZoneInfo(tz))
+    except ValueError as e:
+        raise UserError(f"'{text}' is not a real date and time.") from e
+    if when <= now:
+        raise UserError("That time has already passed; say 'now' to send at once.")
+    return when
+
+
+async def validate(s: AsyncSession, values: dict[str, str], platforms: set[str],
+                   now: datetime) -> Compose:
+    """Check a compose form; FormInvalid lists every problem by field (nothing is stored)."""
+    errors: dict[str, str] = {}
+    title = values.get("title", "").strip()
+    text = values.get("text", "").strip()
+    limit = text_limit(platforms)
+    if not title:
+        errors["title"] = "Give the broadcast a title."
+    elif len(title) > TITLE_LIMIT:
+        errors["title"] = f"Keep the title under {TITLE_LIMIT} characters."
+    if not text:
+        errors["text"] = "The message text is empty."
+    elif len(text) > limit:
+        errors["text"] = (f"The text is {len(text):,} characters; the platform shows at most "
+                          f"{limit:,}. Shorten it or link to the full story.")
+    image = values.get("image_url", "").strip() or None
+    if image and not _is_https(image):
+        errors["image_url"] = "The image must be an https:// address."
+    link = values.get("link_url", "").strip() or None
+    if link and not _is_https(link):
+        errors["link_url"] = "The link must be an https:// address."
+    audience: dict[str, Any] = {}
+    try:
+        audience = await parse_audience(s, values.get("audience", ""))
+    except UserError as e:
+        errors["audience"] = str(e)
+    send_at = None
+    try:
+        from bot.programme.core_sections import get_setting
+
+        tz = (await get_setting(s, "programme", {}) or {}).get("timezone", "Europe/London")
+        send_at = parse_when(values.get("when", ""), tz, now)
+    except UserError as e:
+        errors["when"] = str(e)
+    if errors:
+        raise FormInvalid(errors)
+    return Compose(title, text, image, link, values.get("link_label", "").strip()[:80],
+                   values.get("celebrate", "false") == "true", audience, send_at)
+
+
+def _is_https(url: str) -> bool:
+    return bool(re.fullmatch(r"https://[^\s/]+\.[^\s]+", url))
+
+
+# -- what recipients and the author see ---------------------------------------------------
+
+
+def render(b: Broadcast, *, preview: bool = False) -> Message:
+    """The broadcast as every recipient sees it."""
+    blocks: list[Any] = [Text(b.title, heading=True), Text(b.text)]
+    if b.image_url:
+        blocks.append(Image(alt=b.title, url=b.image_url))
+    if b.link_url:
+        blocks.append(LinkButton(b.link_label or "Read more", b.link_url))
+    if b.celebrate:
+        if preview:
+            blocks.append(Context("Recipients get a Celebrate button here."))
+        else:
+            blocks.append(Choices(CELEBRATE + b.id, (Choice("Celebrate", "1", "primary"),)))
+    blocks.append(Context("From the change team"))
+    return Message(tuple(blocks), fallback=f"{b.title}\n{b.text}")
+
+
+def preview_card(b: Broadcast, recipients: int) -> Message:
+    when = b.send_at.strftime("%Y-%m-%d %H:%M UTC") if b.send_at else "as soon as you confirm"
+    card = render(b, preview=True)
+    head = Text("Preview: only you can see this. Nothing is sent until you tap Send.")
+    info = Fields((("Audience", describe_audience(b.audience)),
+                   ("Recipients", f"{recipients:,}"), ("When", when), ("Id", b.id)))
+    buttons = Choices(DRAFT + b.id, (Choice("Send", "send", "primary"), Choice("Edit", "edit"),
+                                     Choice("Cancel", "cancel", "danger")))
+    return Message((head, *card.blocks, info, buttons),
+                   fallback=f"Preview of '{b.title}' to {recipients} recipients")
+
+
+async def count_recipients(s: AsyncSession, audience: dict[str, Any]) -> int:
+    if audience.get("kind") == "channels":
+        return len(audience.get("channels", []))
+    return len(await ledger.audience_people(s, audience))
+
+
+# -- lifecycle ----------------------------------------------------------------------------
+
+
+async def store(core: Any, author_person_id: str, f: Compose, *, source: str = "",
+                draft_id: str | None = None) -> Broadcast:
+    """Save (or re-save while still a draft) a validated broadcast as a draft."""
+    async with core.db.session() as s:
+        b = await s.get(Broadcast, draft_id) if draft_id else None
+        if draft_id and (b is None or b.state != "draft"):
+            raise UserError("That draft was already sent or cancelled. Start a new broadcast.")
+        if b is None:
+            b = Broadcast(author_person_id=author_person_id, created_at=core.clock.now(),
+                          source=source[:200], state="draft", audience=f.audience)
+            s.add(b)
+        b.title, b.text, b.image_url, b.link_url = f.title, f.text, f.image_url, f.link_url
+        b.link_label, b.celebrate, b.audience, b.send_at = (
+            f.link_label, f.celebrate, f.audience, f.send_at)
+        await s.flush()
+        return b
+
+
+async def preview_for(core: Any, b: Broadcast) -> Message:
+    async with core.db.session() as s:
+        return preview_card(b, await count_recipients(s, b.audience))
+
+
+async def draft(core: Any, author_person_id: str, *, title: str, text: str, source: str = "",
+                link_url: str | None = None) -> str:
+    """A pre-filled draft (e.g. an early win); the author gets the preview card to confirm."""
+    values = {"title": title[:TITLE_LIMIT], "text": text, "link_url": link_url or "",
+              "celebrate": "true", "audience": "everyone"}
+    async with core.db.session() as s:
+        try:
+            f = await validate(s, values, set(core.ports), core.clock.now())
+        except FormInvalid as e:
+            raise UserError("Could not draft the broadcast: " + "; ".join(e.errors.values())) from e
+    b = await store(core, author_person_id, f, source=source)
+    ref = await core.dm(author_person_id, await preview_for(core, b))
+    await _remember_preview(core, b.id, ref)
+    return b.id
+
+
+async def publish_to_staff(core: Any, author_person_id: str, *, title: str, text: str,
+                           audience: str = "everyone") -> str:
+    """Send at once (the caller's own flow was the confirmation); returns the broadcast id."""
+    async with core.db.session() as s:
+        try:
+            f = await validate(s, {"title": title[:TITLE_LIMIT], "text": text,
+                                   "audience": audience}, set(core.ports), core.clock.now())
+        except FormInvalid as e:
+            raise UserError("Nothing was sent: " + "; ".join(e.errors.values())) from e
+    b = await store(core, author_person_id, f, source="you said, we did")
+    await confirm(core, b.id, author_person_id)
+    return b.id
+
+
+async def _remember_preview(core: Any, bid: str, ref: MessageRef | None) -> None:
+    if ref is None:
+        return
+    async with core.db.session() as s:
+        b = await s.get(Broadcast, bid)
+        if b is not None:
+            b.preview_ref = {"conversation": people.conversation_to_json(ref.conversation),
+                             "message_id": ref.message_id}
+
+
+async def confirm(core: Any, bid: str, person_id: str) -> Broadcast:
+    """The author's explicit go: queue every recipient now, or schedule it."""
+    now = core.clock.now()
+    async with core.db.session() as s:
+        b = await _editable(s, bid, person_id)
+        if b.state != "draft":
+            raise UserError(f"That broadcast is already {b.state}; nothing more was sent.")
+        if b.send_at and b.send_at > now:
+            b.state = "scheduled"
+            return b
+        await _start(s, b, set(core.ports), now)
+        return b
+
+
+async def _start(s: AsyncSession, b: Broadcast, platforms: set[str], now: datetime) -> None:
+    b.total = await ledger.enqueue(s, b, platforms, now)
+    b.state = "sending" if b.total else "done"
+    b.started_at = now
+    if not b.total:
+        b.finished_at = now
+
+
+async def start_due(core: Any, now: datetime) -> int:
+    """Ticker: scheduled broadcasts whose time has come are queued (the table says what is due)."""
+    started = 0
+    async with core.db.session() as s:
+        due = list((await s.execute(select(Broadcast.id).where(
+            Broadcast.state == "scheduled", Broadcast.send_at <= now))).scalars())
+    for bid in due:
+        async with core.db.session() as s:
+            b = await s.get(Broadcast, bid, with_for_update=not core.db.is_sqlite)
+            if b is not None and b.state == "scheduled":
+                await _start(s, b, set(core.ports), now)
+                started += 1
+    return started
+
+
+async def cancel(core: Any, bid: str, person_id: str) -> None:
+    async with core.db.session() as s:
+        b = await _editable(s, bid, person_id)
+        if b.state not in ("draft", "scheduled"):
+            raise UserError(f"That broadcast is already {b.state}; use 'broadcast retract {bid}'.")
+        b.state = "cancelled"
+
+
+async def retract(core: Any, bid: str, person_id: str) -> int:
+    """Stop sending and delete every delivered copy (the sender does the deletes)."""
+    async with core.db.session() as s:
+        b = await _editable(s, bid, person_id)
+        if b.state in ("draft", "scheduled"):
+            b.state = "cancelled"
+            return 0
+        if b.state not in ("sending", "done"):
+            raise UserError(f"That broadcast is {b.state}; there is nothing to retract.")
+        b.state = "retracting"
+        await s.execute(update(Delivery).where(
+            Delivery.broadcast_id == bid, Delivery.state.in_(ledger.CLAIMABLE))
+            .values(state="skipped", error="retracted before delivery")
+            .execution_options(synchronize_session=False))
+        return int(await s.scalar(select(func.count()).where(
+            Delivery.broadcast_id == bid, Delivery.state.in_(("sent", "sending")))) or 0)
+
+
+async def _editable(s: AsyncSession, bid: str, person_id: str) -> Broadcast:
+    b = await s.get(Broadcast, bid.strip())
+    if b is None:
+        raise UserError(f"There is no broadcast '{bid}'. Type 'broadcasts' to list recent ones.")
+    roles = await people.roles_of(s, person_id)
+    if b.author_person_id != person_id and CHANGE_TEAM not in roles:
+        raise UserError("Only its author or the change team can change that broadcast.")
+    return b
+
+
+async def celebrate(core: Any, bid: str, person_id: str) -> tuple[bool, int]:
+    """Count a celebrate tap once per person; (first time?, count so far)."""
+    first = True
+    try:
+        async with core.db.session() as s:
+            if await s.get(Broadcast, bid) is None:
+                raise UserError("That broadcast no longer exists.")
+            await s.execute(insert(Celebration).values(broadcast_id=bid, person_id=person_id,
+                                                       at=core.clock.now()))
+    except IntegrityError:
+        first = False
+    async with core.db.session() as s:
+        n = await s.scalar(select(func.count()).where(Celebration.broadcast_id == bid))
+    return first, int(n or 0)
+
+
+# -- status and reports -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Status:
+    broadcast: Broadcast
+    counts: dict[str, int]
+    celebrations: int
+    reasons: list[tuple[str, int]]
+
+    @property
+    def settled(self) -> int:
+        c = self.counts
+        return c["sent"] + c["final_failed"] + c["skipped"]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+async def status(core: Any, bid: str) -> Status:
+    async with core.db.session() as s:
+        b = await s.get(Broadcast, bid.strip())
+        if b is None:
+            raise UserError(f"There is no broadcast '{bid}'. Type 'broadcasts' to list recent ones.")
+        c = await ledger.counts(s, b.id)
+        n = await s.scalar(select(func.count()).where(Celebration.broadcast_id == b.id))
+        rows = await s.execute(
+            select(Delivery.error, func.count()).where(
+                Delivery.broadcast_id == b.id,
+                Delivery.state.in_(("final_failed", "skipped", "failed")))
+            .group_by(Delivery.error).order_by(func.count().desc()).limit(5))
+        return Status(b, c, int(n or 0), [(e or "unknown", int(k)) for e, k in rows.all()])
+
+
+def bar(done: int, total: int, width: int = 20) -> str:
+    """A text progress bar: '█████░░░░░ 50%'."""
+    share = 1.0 if total == 0 else done / total
+    full = int(round(share * width))
+    return "█" * full + "░" * (width - full) + f" {share:.0%}"
+
+
+def status_message(st: Status) -> Message:
+    b, c = st.broadcast, st.counts
+    lines = (
+        ("State", b.state), ("Progress", f"{bar(st.settled, st.total)} ({st.settled:,} of {st.total:,})"),
+        ("Sent", f"{c['sent']:,}"), ("Queued", f"{c['queued']:,}"), ("Sending", f"{c['sending']:,}"),
+        ("Retrying", f"{c['failed']:,}"), ("Failed", f"{c['final_failed']:,}"),
+        ("Skipped", f"{c['skipped']:,}"), ("Celebrations", f"{st.celebrations:,}"),
+    )
+    blocks: list[Any] = [Text(f"Broadcast {b.id}: {b.title}", heading=True), Fields(lines)]
+    if st.reasons:
+        blocks.append(Text("Why some were not delivered:\n" + "\n".join(
+            f"• {r} ({n:,})" for r, n in st.reasons)))
+        blocks.append(Context(f"Export every failure: staffvoice broadcast status {b.id} --csv FILE"))
+    text = "\n".join(f"{k}: {v}" for k, v in lines)
+    return Message(tuple(blocks), fallback=f"Broadcast {b.id}: {b.title}\n{text}")
+
+
+async def failures_csv(core: Any, bid: str) -> str:
+    """Every recipient not delivered to, with the reason, as CSV."""
+    async with core.db.session() as s:
+        rows = (await s.execute(
+            select(Delivery, Person.email).outerjoin(Person, Person.id == Delivery.person_id)
+            .where(Delivery.broadcast_id == bid,
+                   Delivery.state.in_(("final_failed", "skipped", "failed")))
+            .order_by(Delivery.state, Delivery.recipient))).all()
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(["recipient", "email", "platform", "state", "attempts", "reason"])
+    for d, email in rows:
+        w.writerow([d.recipient, email or "", d.platform or "", d.state, d.attempts, d.error or ""])
+    return out.getvalue()
+
+
+async def recent(core: Any, limit: int = 10) -> list[Broadcast]:
+    async with core.db.session() as s:
+        return list((await s.execute(select(Broadcast).order_by(
+            Broadcast.created_at.desc()).limit(limit))).scalars())
+
+
+async def notify_settled(core: Any, bid: str) -> None:
+    """Tell the author a broadcast finished (or its retract did), with the delivery report."""
+    st = await status(core, bid)
+    b, c = st.broadcast, st.counts
+    if b.state == "retracted":
+        text = f"Your broadcast '{b.title}' was retracted: {c['sent']:,} delivered copies deleted."
+    else:
+        text = (f"Your broadcast '{b.title}' has finished: delivered to {c['sent']:,} of "
+                f"{st.total:,}; {c['skipped']:,} could not be reached; {c['final_failed']:,} failed. "
+                f"Type 'broadcast status {b.id}' for the report.")
+    await core.dm(b.author_person_id, text_message(text))
