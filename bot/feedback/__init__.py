@@ -1,0 +1,1 @@
+"""Anonymous feedback: untraceable, answerable, safeguarding-aware, with "you said, we did"."""

@@ -1,0 +1,482 @@
+"""Anonymous feedback in chat: the form, the safeguarding check, replies, and "you said, we did".
+
+Feedback text only ever arrives through a form (a Slack modal, a Teams card input, console
+prompts), never as a chat message, because chat platforms can export DMs. Answers to an author
+open in a form too, so neither side's words sit in the author's DM history.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from bot.core import Ctx
+from bot.errors import FormInvalid, UserError
+from bot.feedback import identifiers, safeguarding
+from bot.feedback import service as fb
+from bot.model import (
+    Choice,
+    Choices,
+    Context,
+    Form,
+    FormSubmitEvent,
+    Message,
+    MessageEvent,
+    SelectInput,
+    Text,
+    TextInput,
+    ToggleInput,
+)
+from bot.roles import CHANGE_TEAM, SAFEGUARDING_LEAD
+from bot.router import Router
+
+log = logging.getLogger("staffvoice.feedback")
+
+READERS = {CHANGE_TEAM, SAFEGUARDING_LEAD}
+OPEN_ACTION = "feedback.open"  # adapters may bind a button or shortcut to this action id
+
+
+# -- giving feedback -----------------------------------------------------------------------
+
+
+async def feedback_form(ctx: Ctx, *, text: str = "", theme: str = "", replies: bool = False,
+                        warnings: list[str] | None = None) -> Form:
+    """The feedback form; with `warnings`, the "before you send" version that repeats the routes."""
+    async with ctx.session() as s:
+        cfg = await fb.config(s)
+        themes = await fb.themes(s)
+    intro: list[Text | Context] = []
+    submit = "Send"
+    title = "Anonymous feedback"
+    if warnings:
+        title, submit = "Before you send", "Send anyway"
+        concerns = [w for w in warnings if w in safeguarding.CATEGORIES]
+        ids = [w for w in warnings if w not in safeguarding.CATEGORIES]
+        if concerns:
+            intro.append(Text(
+                "What you wrote may describe a safeguarding concern "
+                f"({safeguarding.describe(concerns)}). Please use one of these routes as well: "
+                "anonymous feedback cannot be followed up with you. If you still send it, it goes "
+                "to the safeguarding leads straight away, marked urgent, without your name."))
+            intro.extend(safeguarding.route_blocks(cfg))
+        if ids:
+            intro.append(Text(
+                f"It may contain {identifiers.describe(ids)}, which could identify you or someone "
+                "else. You can edit it below. Nothing is changed unless you change it."))
+    else:
+        intro.extend(safeguarding.route_blocks(cfg))
+        intro.append(Context(
+            "Your name is not stored with your feedback and nobody can see who sent it. "
+            f"Up to {cfg.max_length:,} characters; up to {cfg.daily_limit} a day."))
+    return Form(
+        form_id="feedback.submit",
+        title=title,
+        intro=tuple(intro),
+        inputs=(
+            TextInput("text", "Your feedback", multiline=True, max_length=cfg.max_length,
+                      initial=text, placeholder="What is and isn't working for you?"),
+            SelectInput("theme", "Theme (optional)",
+                        tuple(Choice(t.name, t.id) for t in themes), optional=True, initial=theme),
+            ToggleInput("replies", "Let the change team reply to me anonymously", initial=replies),
+        ),
+        submit_label=submit,
+        metadata="ack:" + ",".join(warnings or []),
+    )
+
+
+async def _form_or_button(ctx: Ctx, form: Form, action_id: str, value: str, label: str) -> None:
+    # A typed message carries no trigger, and some platforms can only open forms from a tap.
+    if ctx.event.trigger is None and isinstance(ctx.event, MessageEvent):
+        await ctx.reply(Message((Choices(action_id, (Choice(label, value, "primary"),)),),
+                                fallback=label))
+        return
+    await ctx.open_form(form)
+
+
+async def feedback_cmd(ctx: Ctx, args: str) -> None:
+    """Open the anonymous feedback form (anything typed after the word is not kept)."""
+    if args.strip():
+        await ctx.say("I haven't kept what you typed: anonymous feedback only goes through the "
+                      "form, so it never sits in the chat. Please write it in the form.")
+    await _check_limit(ctx, in_form=False)
+    await _form_or_button(ctx, await feedback_form(ctx), OPEN_ACTION, "open",
+                          "Give anonymous feedback")
+
+
+async def open_action(ctx: Ctx) -> None:
+    await _check_limit(ctx, in_form=False)
+    await ctx.open_form(await feedback_form(ctx))
+
+
+async def _check_limit(ctx: Ctx, *, in_form: bool) -> None:
+    async with ctx.session() as s:
+        limit = (await fb.config(s)).daily_limit
+    if await fb.sent_today(ctx.core, ctx.person.id) >= limit:
+        if in_form:
+            raise FormInvalid({"text": fb.limit_message(limit)})
+        raise UserError(fb.limit_message(limit))
+
+
+def _acknowledged(metadata: str) -> set[str]:
+    _, _, rest = metadata.partition("ack:")
+    return {w for w in rest.split(",") if w}
+
+
+async def _checked_text(ctx: Ctx, field: str = "text") -> tuple[str, list[str], list[str]]:
+    """The submitted text after the length check, and what it looks like (concerns, identifiers)."""
+    ev = ctx.event
+    assert isinstance(ev, FormSubmitEvent)
+    text = ev.values.get(field) or ""
+    async with ctx.session() as s:
+        cfg = await fb.config(s)
+    # Length first: a giant paste is refused before any pattern runs over it.
+    if len(text) > cfg.max_length:
+        raise FormInvalid({field: f"That is {len(text):,} characters; the limit is "
+                                  f"{cfg.max_length:,}. Please shorten it. Nothing was sent."})
+    if not text.strip():
+        raise FormInvalid({field: "Please write something first. Nothing was sent."})
+    return text, safeguarding.concerns(text, cfg), identifiers.findings(text)
+
+
+async def submit_form(ctx: Ctx) -> None:
+    """A submitted feedback form: check, maybe ask again, then store without the author."""
+    ev = ctx.event
+    assert isinstance(ev, FormSubmitEvent)
+    text, concerns, ids = await _checked_text(ctx)
+    theme = ev.values.get("theme") or ""
+    replies = ev.values.get("replies") == "true"
+    async with ctx.session() as s:
+        if theme and theme not in {t.id for t in await fb.themes(s)}:
+            raise FormInvalid({"theme": "Please choose one of the listed themes."})
+    await _check_limit(ctx, in_form=True)
+    warnings = concerns + ids
+    if not set(warnings) <= _acknowledged(ev.metadata):
+        await ctx.open_form(await feedback_form(ctx, text=text, theme=theme, replies=replies,
+                                                warnings=warnings))
+        return
+    stored = await fb.store(ctx.core, ctx.person.id, text=text, theme_id=theme or None,
+                            replies=replies, concerns=concerns)
+    log.info("feedback stored", extra={"urgent": stored.urgent})
+    if stored.urgent:
+        # Stored already: a failure now must not make the platform resend (a second item).
+        try:
+            await fb.deliver_alerts(ctx.core, stored.item_id)
+        except Exception:
+            log.exception("safeguarding alert delivery failed; the scheduler retries it")
+    await ctx.reply(await _thanks(ctx, stored))
+
+
+async def _thanks(ctx: Ctx, stored: fb.Stored) -> Message:
+    blocks: list[Text | Context | Choices] = [Text("Thank you. Your feedback was sent anonymously.")]
+    if stored.urgent:
+        async with ctx.session() as s:
+            cfg = await fb.config(s)
+        blocks.append(Text("Because it may describe a safeguarding concern, it went to the "
+                           "safeguarding leads straight away. They cannot trace you, so please "
+                           "also use a route below if someone is at risk."))
+        blocks.extend(safeguarding.route_blocks(cfg)[1:])
+    if stored.token:
+        blocks.append(Context("If the change team answers, I'll tell you here. "
+                              "You can stop replies at any time."))
+        blocks.append(Choices("feedback.revoke", (Choice("Stop replies", stored.token, "danger"),)))
+    return Message(tuple(blocks), fallback="Thank you. Your feedback was sent anonymously.")
+
+
+# -- the author's side of a thread ---------------------------------------------------------
+
+
+async def read_action(ctx: Ctx) -> None:
+    """The author opens the change team's answer (in a form, so it stays out of the DM)."""
+    token = getattr(ctx.event, "value", "")
+    await ctx.open_form(await _answer_form(ctx, token))
+
+
+async def _answer_form(ctx: Ctx, token: str, *, text: str = "", warnings: list[str] | None = None) -> Form:
+    async with ctx.session() as s:
+        handle = await fb.handle_for_token(ctx.core, s, token, ctx.person.id)
+        item = await s.get(fb.FeedbackItem, handle.item_id)
+        msgs = await fb.thread(s, handle.item_id)
+        cfg = await fb.config(s)
+    assert item is not None
+    intro: list[Text | Context] = [Text(f"You wrote ({item.day:%d %b}): {_clip(item.text, 300)}")]
+    for m in msgs[-6:]:
+        who = "The change team" if m.sender == "team" else "You"
+        intro.append(Text(f"{who} ({m.day:%d %b}): {m.text}"))
+    submit = "Send answer"
+    if warnings:
+        submit = "Send anyway"
+        concerns = [w for w in warnings if w in safeguarding.CATEGORIES]
+        ids = [w for w in warnings if w not in safeguarding.CATEGORIES]
+        if concerns:
+            intro.append(Text("Your answer may describe a safeguarding concern. If you send it, "
+                              "it goes to the safeguarding leads at once, without your name."))
+            intro.extend(safeguarding.route_blocks(cfg))
+        if ids:
+            intro.append(Text(f"Your answer may contain {identifiers.describe(ids)}, which could "
+                              "identify you or someone else. You can edit it."))
+    intro.append(Context("You stay anonymous. Leave the answer empty to just close this."))
+    return Form(
+        form_id="feedback.answer", title="The change team answered", intro=tuple(intro),
+        inputs=(TextInput("text", "Your answer (optional)", multiline=True,
+                          max_length=cfg.max_length, optional=True, initial=text),),
+        submit_label=submit, metadata=f"{token}|ack:{','.join(warnings or [])}",
+    )
+
+
+async def answer_form(ctx: Ctx) -> None:
+    ev = ctx.event
+    assert isinstance(ev, FormSubmitEvent)
+    token, _, ack = ev.metadata.partition("|")
+    if not (ev.values.get("text") or "").strip():
+        return  # just read it
+    text, concerns, ids = await _checked_text(ctx)
+    warnings = concerns + ids
+    if not set(warnings) <= _acknowledged(ack):
+        await ctx.open_form(await _answer_form(ctx, token, text=text, warnings=warnings))
+        return
+    item_id = await fb.author_answer(ctx.core, token, ctx.person.id, text, concerns)
+    if concerns:
+        try:
+            await fb.deliver_alerts(ctx.core, item_id)
+        except Exception:
+            log.exception("safeguarding alert delivery failed; the scheduler retries it")
+    await ctx.say("Your answer was sent anonymously to the change team.")
+
+
+async def revoke_action(ctx: Ctx) -> None:
+    """The author stops replies: the sealed route back to them is destroyed."""
+    await fb.revoke(ctx.core, getattr(ctx.event, "value", ""), ctx.person.id)
+    await ctx.say("Done: replies to that feedback are stopped and the way back to you was "
+                  "destroyed. Nobody can use it again, including the change team.")
+
+
+async def stop_cmd(ctx: Ctx, args: str) -> None:
+    n = await fb.revoke_all(ctx.core, ctx.person.id)
+    await ctx.say(f"Done: replies to {n} piece{'s' if n != 1 else ''} of your feedback are "
+                  "stopped and the way back to you was destroyed." if n else
+                  "You have no feedback that allows replies. Nothing was changed.")
+
+
+# -- change team and safeguarding leads ----------------------------------------------------
+
+
+def _clip(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+async def list_cmd(ctx: Ctx, args: str) -> None:
+    """List feedback by theme and status: `feedback list [THEME] [STATUS|urgent|all]`."""
+    theme_id, statuses, urgent = None, fb.OPEN, False
+    async with ctx.session() as s:
+        names = {t.id: t.name for t in await fb.themes(s)}
+        for word in args.lower().split():
+            if word in names:
+                theme_id = word
+            elif word in fb.STATUSES:
+                statuses = (word,)
+            elif word == "all":
+                statuses = fb.STATUSES
+            elif word == "urgent":
+                urgent = True
+            else:
+                raise UserError(f"'{word}' is neither a theme ({', '.join(sorted(names))}) nor a "
+                                f"status ({', '.join(fb.STATUSES)}, all, urgent).")
+        items = await fb.list_items(s, theme_id=theme_id, statuses=statuses, urgent_only=urgent)
+        replyable = {i.id for i in items if await fb.has_handle(s, i.id)}
+        last = {i.id: (await fb.thread(s, i.id) or [None])[-1] for i in items}
+    if not items:
+        await ctx.say("No feedback matches that.")
+        return
+    blocks: list[Text | Choices | Context] = [Text(f"Feedback ({len(items)})", heading=True)]
+    day = None
+    for item in items:
+        if item.day != day:
+            day = item.day
+            blocks.append(Context(f"{day:%A %d %B %Y} (shuffled within the day)"))
+        tags = [fb.ref_of(item.id), names.get(item.theme_id or "", "no theme"), item.status]
+        if item.urgent:
+            tags.append("URGENT: " + safeguarding.describe(item.concerns))
+        if item.id in replyable:
+            tags.append("replies possible")
+        m = last[item.id]
+        if m is not None and m.sender == "author":
+            tags.append("the author answered")
+        blocks.append(Text(" · ".join(tags) + "\n" + _clip(item.text, 600)))
+        opts = [Choice("Read", f"status:{item.id}:read"), Choice("Done", f"status:{item.id}:done")]
+        if item.id in replyable:
+            opts.insert(0, Choice("Reply", f"reply:{item.id}", "primary"))
+        blocks.append(Choices("feedback.item", tuple(opts)))
+    await ctx.reply(Message(tuple(blocks), fallback=f"Feedback ({len(items)})"))
+
+
+async def show_cmd(ctx: Ctx, args: str) -> None:
+    """One item with its whole thread."""
+    async with ctx.session() as s:
+        item = await fb.find_item(s, args)
+        msgs = await fb.thread(s, item.id)
+        can_reply = await fb.has_handle(s, item.id)
+    blocks: list[Text | Context] = [
+        Text(f"Feedback {fb.ref_of(item.id)} ({item.day:%d %b %Y}, {item.status}"
+             f"{', URGENT' if item.urgent else ''})", heading=True),
+        Text(item.text)]
+    for m in msgs:
+        blocks.append(Text(f"{'Change team' if m.sender == 'team' else 'Author'} ({m.day:%d %b}): {m.text}"))
+    blocks.append(Context("Replies possible: feedback reply " + fb.ref_of(item.id) if can_reply
+                          else "The author did not allow replies (or stopped them)."))
+    await ctx.reply(Message(tuple(blocks)))
+
+
+def _reply_form(item: fb.FeedbackItem) -> Form:
+    return Form(
+        form_id="feedback.reply", title="Reply anonymously",
+        intro=(Text(f"Feedback {fb.ref_of(item.id)}: {_clip(item.text, 1500)}"),
+               Context("The author gets a DM that the change team answered, and reads your "
+                       "reply privately. You will not learn who they are.")),
+        inputs=(TextInput("text", "Your reply", multiline=True, max_length=3000),),
+        submit_label="Send reply", metadata=item.id,
+    )
+
+
+async def reply_cmd(ctx: Ctx, args: str) -> None:
+    async with ctx.session() as s:
+        item = await fb.find_item(s, args)
+        if not await fb.has_handle(s, item.id):
+            raise UserError("The author of this feedback did not allow replies, or has stopped "
+                            "them. You can answer everyone with *you said we did*.")
+    await _form_or_button(ctx, _reply_form(item), "feedback.item", f"reply:{item.id}",
+                          f"Reply to {fb.ref_of(item.id)}")
+
+
+async def item_action(ctx: Ctx) -> None:
+    """Buttons under a listed item: reply:<id> or status:<id>:<status>."""
+    value = getattr(ctx.event, "value", "")
+    kind, _, rest = value.partition(":")
+    if kind == "reply":
+        async with ctx.session() as s:
+            item = await fb.find_item(s, rest)
+        await ctx.open_form(_reply_form(item))
+    elif kind == "status":
+        item_id, _, status = rest.partition(":")
+        await _set_status(ctx, item_id, status)
+    else:
+        raise UserError("That button is no longer active.")
+
+
+async def reply_form(ctx: Ctx) -> None:
+    ev = ctx.event
+    assert isinstance(ev, FormSubmitEvent)
+    text = (ev.values.get("text") or "").strip()
+    if not text:
+        raise FormInvalid({"text": "Please write a reply. Nothing was sent."})
+    if len(text) > 3000:
+        raise FormInvalid({"text": f"That is {len(text):,} characters; the limit is 3,000."})
+    reached = await fb.reply(ctx.core, ev.metadata, ctx.person.id, text)
+    await ctx.say(f"Reply saved under {fb.ref_of(ev.metadata)}. " + (
+        "The author was told there is an answer." if reached else
+        "The author could not be reached right now (they may have left or blocked the app)."))
+
+
+async def _set_status(ctx: Ctx, ref: str, status: str) -> None:
+    async with ctx.session() as s:
+        item = await fb.find_item(s, ref)
+        await fb.set_status(s, item, status)
+    await ctx.say(f"Feedback {fb.ref_of(item.id)} is now {status}.")
+
+
+async def status_cmd(ctx: Ctx, args: str) -> None:
+    words = args.split()
+    if len(words) != 2:
+        raise UserError(f"Usage: feedback status REF STATUS (one of {', '.join(fb.STATUSES)}).")
+    await _set_status(ctx, words[0], words[1].lower())
+
+
+# -- you said, we did ------------------------------------------------------------------------
+
+
+async def publish_cmd(ctx: Ctx, args: str) -> None:
+    """Open the "you said, we did" form for a theme."""
+    key = args.strip().lower()
+    async with ctx.session() as s:
+        themes = await fb.themes(s)
+        theme = next((t for t in themes if key and key in (t.id, t.name.lower())), None)
+        if theme is None:
+            names = ", ".join(t.id for t in themes)
+            raise UserError(f"Which theme? Type: you said we did THEME (one of: {names}).")
+        items = await fb.list_items(s, theme_id=theme.id, statuses=fb.OPEN, limit=50)
+    listing = "\n".join(f"{fb.ref_of(i.id)}: {_clip(i.text, 120)}" for i in items) or "(none open)"
+    form = Form(
+        form_id="feedback.publish", title="You said, we did",
+        intro=(Text(f"Theme: {theme.name}. Open feedback:", heading=True), Text(listing),
+               Context("Your response goes to all staff, and to every author of these items who "
+                       "allowed replies. Leave 'items' empty to answer all of them.")),
+        inputs=(TextInput("title", "Headline", max_length=150),
+                TextInput("text", "What we did", multiline=True, max_length=3000),
+                TextInput("items", "Items (refs separated by spaces; empty = all listed)",
+                          optional=True)),
+        submit_label="Publish", metadata=theme.id,
+    )
+    await _form_or_button(ctx, form, "feedback.publish", theme.id, "Write the response")
+
+
+async def publish_action(ctx: Ctx) -> None:
+    await publish_cmd(ctx, getattr(ctx.event, "value", ""))
+
+
+async def publish_form(ctx: Ctx) -> None:
+    ev = ctx.event
+    assert isinstance(ev, FormSubmitEvent)
+    title = (ev.values.get("title") or "").strip()
+    text = (ev.values.get("text") or "").strip()
+    errors = {}
+    if not title:
+        errors["title"] = "Please give a headline."
+    if not text:
+        errors["text"] = "Please say what was done."
+    if len(title) > 150 or len(text) > 3000:
+        errors["text"] = "Too long: headline up to 150 and text up to 3,000 characters."
+    if errors:
+        raise FormInvalid(errors)
+    refs = (ev.values.get("items") or "").replace(",", " ").split()
+    done = await fb.publish(ctx.core, ctx.person.id, theme_id=ev.metadata, title=title, text=text,
+                            refs=refs)
+    await ctx.say(f"Published. {done.items} item{'s' if done.items != 1 else ''} marked done; "
+                  f"sent to staff ({done.staff}) and to {done.authors} author"
+                  f"{'s' if done.authors != 1 else ''} who allowed replies.")
+
+
+async def home(ctx: Ctx) -> list[object]:
+    return [Choices(OPEN_ACTION, (Choice("Give anonymous feedback", "open", "primary"),))]
+
+
+async def _tick(core, now):  # type: ignore[no-untyped-def]
+    return await fb.tick(core, now)
+
+
+def register(r: Router) -> None:
+    from bot.feedback.section import SafeguardingSection
+
+    r.command("feedback", feedback_cmd, "send anonymous feedback to the change team (opens a form)")
+    r.intent(r"^(?:give|send|leave) (?:some )?(?:anonymous )?feedback$", "feedback")
+    r.command("feedback stop replies", stop_cmd, "stop all replies to feedback you sent")
+    r.command("feedback list", list_cmd, "read feedback by theme and status",
+              usage="[THEME] [STATUS|urgent|all]", roles=READERS)
+    r.command("feedback show", show_cmd, "one feedback item and its thread", usage="REF", roles=READERS)
+    r.command("feedback reply", reply_cmd, "answer a feedback author anonymously", usage="REF",
+              roles=READERS)
+    r.command("feedback status", status_cmd, "set a feedback item's status", usage="REF STATUS",
+              roles=READERS)
+    r.command("feedback publish", publish_cmd, "publish a 'you said, we did' for a theme",
+              usage="THEME", roles={CHANGE_TEAM})
+    r.intent(r"^you said,? we did(?: (.+))?$", "feedback publish")
+    r.action(OPEN_ACTION, open_action)
+    r.action("feedback.read", read_action)
+    r.action("feedback.revoke", revoke_action)
+    r.action("feedback.item", item_action, roles=READERS)
+    r.action("feedback.publish", publish_action, roles={CHANGE_TEAM})
+    r.form("feedback.submit", submit_form)
+    r.form("feedback.answer", answer_form)
+    r.form("feedback.reply", reply_form, roles=READERS)
+    r.form("feedback.publish", publish_form, roles={CHANGE_TEAM})
+    r.sections.append(SafeguardingSection())
+    r.home.append(home)
+    r.ticker("feedback", _tick)
+

@@ -1,0 +1,180 @@
+"""Safeguarding: the maintained pattern list, the configured routes and how they are shown.
+
+Anonymous feedback is not a referral route. Text that looks like a disclosure of risk to a
+child, of self-harm, or an allegation about a colleague is flagged so the sender sees the
+routes again, and the item reaches the safeguarding leads at once. The patterns err towards
+flagging: a false alarm costs a lead a minute, a miss can cost a child.
+
+Maintaining the list: add a phrase to DEFAULT_PATTERNS (or, per council, to `safeguarding.
+patterns` in the programme file) together with a must-trigger and a must-not-trigger example
+in tests/test_feedback_safeguarding.py.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from bot.model import Text
+
+CHILD_RISK = "child_risk"
+SELF_HARM = "self_harm"
+COLLEAGUE = "colleague_allegation"
+CATEGORIES = (CHILD_RISK, SELF_HARM, COLLEAGUE)
+LABELS = {
+    CHILD_RISK: "possible risk to a child",
+    SELF_HARM: "possible self-harm",
+    COLLEAGUE: "possible allegation about a colleague",
+}
+
+_CHILD = (r"(?:child|children|child's|kid|kids|baby|babies|boy|girl|young person|young people"
+          r"|teenager|toddler|infant|son|daughter|pupil|newborn)")
+_CARER = (r"(?:dad|mum|mom|father|mother|stepdad|stepfather|stepmum|stepmother|parent|parents"
+          r"|partner|boyfriend|girlfriend|uncle|aunt|grandad|grandfather|carer|brother|sister)")
+_HARMED = (r"(?:hit|hits|hitting|beat|beats|beaten|beating|hurt|hurts|hurting|abused|abusing|abuses"
+           r"|assaulted|assaulting|neglected|starved|starving|burnt|burned|bruised|bruises|bruising"
+           r"|injured|injuries|punched|punches|kicked|kicks|slapped|slaps|shaken|strangled|choked"
+           r"|touched|touching|groomed|grooming|exploited|trafficked|raped|molested|smacked"
+           r"|smacks|whipped|threatened|locked (?:in|up))")
+_STAFF = (r"(?:manager|colleague|co-worker|coworker|worker|supervisor|team lead|team leader"
+          r"|social worker|staff member|member of staff|practitioner|foster carer|carer|teacher"
+          r"|senior|one of (?:the|our) (?:staff|team)|someone (?:in|on) (?:my|our) team)")
+_MISCONDUCT = (r"(?:hit|hits|slapped|smacked|punched|kicked|assaulted|abused|abusing|grabbed"
+               r"|restrained|shoved|pushed|touch(?:ed|ing|es)? (?:a|the|one of the) "
+               r"(?:child|young person|kid|girl|boy)|inappropriate(?:ly)? with"
+               r"|sexual(?:ly)?|harass(?:ed|es|ing|ment)?|bull(?:y|ies|ied|ying)"
+               r"|drunk|under the influence|high on|falsif(?:y|ied|ies|ying)"
+               r"|stole|steals|stealing|threaten(?:ed|s|ing)?"
+               r"|shout(?:ed|s|ing)? at (?:a|the) (?:child|kid|young person|baby)"
+               r"|sent (?:messages|pictures|photos) to (?:a|the) (?:child|young person|girl|boy))")
+_S = r"[^.!?\n]{0,80}?"  # within one sentence
+
+DEFAULT_PATTERNS: dict[str, tuple[str, ...]] = {
+    CHILD_RISK: (
+        rf"\b{_CHILD}\b{_S}\b(?:is|was|are|were|being|been|get|gets|getting|got|keeps? getting)"
+        rf"\s+(?:\w+\s+)?{_HARMED}\b",
+        rf"\b{_CARER}\b{_S}\b{_HARMED}\s+(?:him|her|them|the (?:child|baby|kids?|boy|girl))\b",
+        rf"\b(?:his|her|their|my|the)\s+{_CARER}\s+{_HARMED}\b",
+        rf"\b{_HARMED}\s+(?:a|the|my|this|that|one)\s+{_CHILD}\b",
+        rf"\b{_CHILD}\b{_S}\b(?:had|has|with|covered in)\s+(?:\w+\s+)?(?:bruises|burns|injuries|marks)\b",
+        r"\b(?:scared|afraid|frightened|too scared) (?:to go|of going) home\b",
+        r"\bnot safe (?:at home|with (?:his|her|their) \w+)\b",
+        r"\b(?:disclosed|told me|confided|said)\b[^.!?\n]{0,60}\b(?:abus\w*|touch\w*|hit|hits|hurt|hurts"
+        r"|beat|beats|sexual\w*|rape\w*)\b",
+        r"\b(?:child|sexual) (?:sexual )?(?:abuse|exploitation)\b|\bcse\b|\bfgm\b"
+        r"|\bfemale genital mutilation\b",
+        r"\b(?:left|leaves|leaving) (?:the |a |her |his |their )?(?:\w+ )?"
+        r"(?:baby|toddler|children|kids|child) (?:alone|home alone|on (?:their|his|her) own)\b",
+    ),
+    SELF_HARM: (
+        r"\b(?:kill|killing|hurt|hurting|harm|harming|cut|cutting) (?:myself|themselves|himself|herself)\b",
+        r"\bself[- ]?harm(?:ing|ed)? (?:again|myself|every)\b|\bbeen self[- ]?harming\b"
+        r"|\bi (?:self[- ]?harm|am self[- ]?harming)\b",
+        r"\bsuicidal\b|\b(?:thinking|thought|think) (?:about|of) (?:suicide|ending (?:it|my life)"
+        r"|killing myself)\b",
+        r"\b(?:end|ending|take|taking) my (?:own )?life\b|\bend it all\b",
+        r"\b(?:don'?t|do not) want to (?:live|be alive|be here any ?more|wake up)\b",
+        r"\b(?:want|wanted|going) to die\b|\bcan'?t go on\b|\bbetter off dead\b",
+        r"\boverdos(?:e|ed|ing)\b",
+    ),
+    COLLEAGUE: (
+        rf"\b{_STAFF}\b{_S}\b{_MISCONDUCT}\b",
+        r"\b(?:allegation|allegations|complaint) (?:about|against) (?:a|my|our|one of (?:the|our)) "
+        r"(?:colleague|manager|worker|staff|carer|foster carer|team)",
+        r"\b(?:my|our|a) (?:manager|colleague|supervisor|team lead(?:er)?) (?:is|has been) "
+        r"(?:abusing|harassing|bullying)\b",
+    ),
+}
+
+FIXED_NOTICE = "This is not a way to report a concern about a child or an adult at risk."
+DEFAULT_SIGNPOSTING = (
+    "If a child may be at risk, contact the children's social care front door now. "
+    "If your concern is about a colleague, contact the LADO or the whistleblowing line. "
+    "In an emergency call 999. Feedback here is anonymous: nobody, including the bot, can "
+    "trace you, so nobody can follow up with you about a concern."
+)
+
+
+@dataclass(frozen=True)
+class Route:
+    """A place to take a concern: front door, LADO, whistleblowing line."""
+
+    name: str
+    phone: str = ""
+    email: str = ""
+    url: str = ""
+    hours: str = ""
+    description: str = ""
+
+    def line(self) -> str:
+        parts = [p for p in (self.phone, self.email, self.url, self.hours) if p]
+        return " · ".join(parts) or self.description or "-"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The `safeguarding:` programme section, with defaults when it is absent."""
+
+    signposting: str = DEFAULT_SIGNPOSTING
+    routes: tuple[Route, ...] = ()
+    extra_patterns: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    max_length: int = 2000
+    daily_limit: int = 5
+    alert_channel: str = ""
+
+    @classmethod
+    def from_setting(cls, value: Mapping[str, Any] | None) -> Config:
+        """Build from the stored setting (as written by the programme section)."""
+        v = value or {}
+        fb = v.get("feedback") or {}
+        return cls(
+            signposting=v.get("signposting") or DEFAULT_SIGNPOSTING,
+            routes=tuple(Route(**{k: str(r.get(k) or "") for k in
+                                  ("name", "phone", "email", "url", "hours", "description")})
+                         for r in v.get("routes") or ()),
+            extra_patterns=tuple(sorted((k, tuple(p)) for k, p in (v.get("patterns") or {}).items())),
+            max_length=int(fb.get("max_length", 2000)),
+            daily_limit=int(fb.get("daily_limit", 5)),
+            alert_channel=str(v.get("alert_channel") or ""),
+        )
+
+
+@lru_cache(maxsize=32)
+def compiled(extra: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> dict[str, tuple[re.Pattern[str], ...]]:
+    """The default patterns plus a programme's extra ones, compiled once."""
+    out: dict[str, list[re.Pattern[str]]] = {
+        k: [re.compile(p, re.IGNORECASE) for p in v] for k, v in DEFAULT_PATTERNS.items()
+    }
+    for category, patterns in extra:
+        out.setdefault(category, []).extend(re.compile(p, re.IGNORECASE) for p in patterns)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def concerns(text: str, config: Config | None = None) -> list[str]:
+    """The safeguarding categories `text` looks like, in a stable order (empty if none)."""
+    patterns = compiled(config.extra_patterns if config else ())
+    flat = _normalise(text)
+    return [cat for cat, pats in patterns.items() if any(p.search(flat) for p in pats)]
+
+
+def _normalise(text: str) -> str:
+    # Curly apostrophes and runs of spaces would otherwise dodge the patterns.
+    return " ".join(text.replace("\u2019", "'").replace("\u2018", "'").split())
+
+
+def route_blocks(config: Config) -> tuple[Text, ...]:
+    """The notice, the configured signposting text and the routes, as plain text blocks.
+
+    Plain text (not a grid) so every surface shows the routes, the console's form prompt too.
+    """
+    blocks = [Text(FIXED_NOTICE, heading=True), Text(config.signposting)]
+    if config.routes:
+        blocks.append(Text("\n".join(f"• {r.name}: {r.line()}" for r in config.routes)))
+    return tuple(blocks)
+
+
+def describe(categories: Iterable[str]) -> str:
+    return ", ".join(LABELS.get(c, c.replace("_", " ")) for c in categories)

@@ -1,0 +1,496 @@
+"""Feedback storage and delivery: store without the author, seal the way back, alert, reply, publish.
+
+Nothing here logs feedback text, and no log line names a person on these paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.errors import FormInvalid, UserError
+from bot.feedback import safeguarding, sealing
+from bot.feedback.tables import (
+    FeedbackAlert,
+    FeedbackDailyCount,
+    FeedbackHandle,
+    FeedbackItem,
+    FeedbackMessage,
+    FeedbackResponse,
+)
+from bot.model import Choice, Choices, Context, Fields, Message, Text
+from bot.people import service as people
+from bot.people.tables import Theme
+from bot.programme.core_sections import get_setting
+from bot.roles import SAFEGUARDING_LEAD
+from bot.secrets import keyed_hash
+
+if TYPE_CHECKING:
+    from bot.core import Core
+
+log = logging.getLogger("staffvoice.feedback")
+
+STATUSES = ("new", "read", "in_progress", "done", "closed")
+OPEN = ("new", "read", "in_progress")
+MAX_ALERT_ATTEMPTS = 50
+REF_LEN = 6
+# Programme channels a you-said-we-did is also posted to (the first that exists).
+ANNOUNCE_CHANNELS = ("you_said_we_did", "announcements", "roadmap_digest")
+_locks: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class Stored:
+    item_id: str
+    token: str | None
+    urgent: bool
+
+
+def ref_of(item_id: str) -> str:
+    """The short reference the change team types: '#' and the first characters of the random id."""
+    return "#" + item_id[:REF_LEN]
+
+
+async def config(s: AsyncSession) -> safeguarding.Config:
+    return safeguarding.Config.from_setting(await get_setting(s, "safeguarding"))
+
+
+async def today(s: AsyncSession, now: datetime) -> date:
+    """The programme's calendar day: feedback is dated no more precisely than this."""
+    prog = await get_setting(s, "programme") or {}
+    try:
+        tz = ZoneInfo(prog.get("timezone") or "Europe/London")
+    except Exception:
+        tz = ZoneInfo("Europe/London")
+    return now.astimezone(tz).date()
+
+
+async def themes(s: AsyncSession) -> list[Theme]:
+    return list((await s.execute(select(Theme).order_by(Theme.name))).scalars())
+
+
+def _counter_key(secret: bytes, person_id: str, day: date) -> str:
+    return keyed_hash(secret, "feedback-daily", person_id, day.isoformat())
+
+
+def _token_key(secret: bytes, token: str) -> str:
+    return keyed_hash(secret, "feedback-handle", token)
+
+
+async def sent_today(core: Core, person_id: str) -> int:
+    """How many items this person has sent today (read through the keyed counter)."""
+    async with core.db.session() as s:
+        day = await today(s, core.clock.now())
+        row = await s.get(FeedbackDailyCount, _counter_key(core.secret, person_id, day))
+        return row.count if row is not None and row.day == day else 0
+
+
+def limit_message(limit: int) -> str:
+    return (f"You have sent {limit} pieces of feedback today, which is the daily limit. "
+            "Please try again tomorrow. Nothing was sent.")
+
+
+async def store(
+    core: Core, person_id: str, *, text: str, theme_id: str | None, replies: bool,
+    concerns: Sequence[str],
+) -> Stored:
+    """Store one item (no author), count it against the keyed daily counter, seal a route."""
+    async with core.db.session() as s:
+        cfg = await config(s)
+        day = await today(s, core.clock.now())
+        key = _counter_key(core.secret, person_id, day)
+        counter = await s.get(FeedbackDailyCount, key)
+        if counter is None:
+            counter = FeedbackDailyCount(key=key, day=day, count=0)
+            s.add(counter)
+        if counter.count >= cfg.daily_limit:
+            raise FormInvalid({"text": limit_message(cfg.daily_limit)})
+        counter.count += 1
+        item = FeedbackItem(day=day, theme_id=theme_id or None, text=text,
+                            urgent=bool(concerns), concerns=list(concerns), status="new")
+        s.add(item)
+        await s.flush()
+        token = None
+        if replies:
+            token = secrets.token_urlsafe(18)
+            handle = FeedbackHandle(item_id=item.id, token_key=_token_key(core.secret, token),
+                                    sealed=b"")
+            s.add(handle)
+            await s.flush()
+            handle.sealed = sealing.seal(core.secret, handle.id, sealing.Route(person_id, token))
+        if concerns:
+            for lead in await people.people_with_role(s, SAFEGUARDING_LEAD):
+                s.add(FeedbackAlert(item_id=item.id, person_id=lead.id))
+        return Stored(item.id, token, bool(concerns))
+
+
+# -- safeguarding alerts -----------------------------------------------------------------
+
+
+def alert_message(item: FeedbackItem, theme: str, cfg: safeguarding.Config, can_reply: bool) -> Message:
+    """What a safeguarding lead sees: the item, marked urgent, still anonymous."""
+    why = safeguarding.describe(item.concerns) or "a possible safeguarding concern"
+    reply = (f"The sender allowed replies: answer with *feedback reply {ref_of(item.id)}*."
+             if can_reply else "The sender did not allow replies.")
+    return Message(
+        (
+            Text("URGENT: anonymous feedback that may be a safeguarding concern", heading=True),
+            Fields((("Looks like", why), ("Theme", theme or "-"), ("Received", item.day.isoformat()),
+                    ("Ref", ref_of(item.id)))),
+            Text(item.text),
+            Context("The sender is anonymous and cannot be traced by anyone, including the bot. "
+                    f"They were shown the safeguarding routes before sending. {reply}"),
+        ),
+        fallback=f"URGENT: anonymous feedback that may be a safeguarding concern ({why}), "
+                 f"ref {ref_of(item.id)}.",
+    )
+
+
+async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
+    """DM every pending safeguarding alert once; safe to call again (ledger + row locks)."""
+    lock = _locks.setdefault(core, asyncio.Lock())
+    sent = 0
+    async with lock, core.db.session() as s:
+        q = select(FeedbackAlert).where(FeedbackAlert.status == "pending")
+        if item_id is not None:
+            q = q.where(FeedbackAlert.item_id == item_id)
+        # Another replica delivering the same rows skips them instead of sending twice.
+        alerts = list((await s.execute(q.with_for_update(skip_locked=True))).scalars())
+        if not alerts:
+            return 0
+        cfg = await config(s)
+        names = {t.id: t.name for t in await themes(s)}
+        items = {a.item_id: await s.get(FeedbackItem, a.item_id) for a in alerts}
+        handles = set((await s.execute(select(FeedbackHandle.item_id).where(
+            FeedbackHandle.item_id.in_(list(items))))).scalars())
+        outcome: dict[tuple[str, str], bool] = {}
+        # Send first, write after: on SQLite a write here would block the DMs' own writes.
+        for a in alerts:
+            item = items[a.item_id]
+            if item is None:
+                continue
+            msg = alert_message(item, names.get(item.theme_id or "", ""), cfg, item.id in handles)
+            try:
+                outcome[(a.item_id, a.person_id)] = await core.dm(a.person_id, msg) is not None
+            except Exception:
+                log.warning("safeguarding alert send failed; will retry")
+                outcome[(a.item_id, a.person_id)] = False
+        for a in alerts:
+            ok = outcome.get((a.item_id, a.person_id), False)
+            a.attempts += 1
+            if ok:
+                a.status = "sent"
+                sent += 1
+            elif a.attempts >= MAX_ALERT_ATTEMPTS:
+                a.status = "failed"
+                log.error("safeguarding alert could not be delivered", extra={"attempts": a.attempts})
+        if cfg.alert_channel and sent < len(alerts):
+            await _alert_channel_fallback(core, cfg, [i for i in items.values() if i is not None])
+    return sent
+
+
+async def _alert_channel_fallback(core: Core, cfg: safeguarding.Config, items: list[FeedbackItem]) -> None:
+    # A lead could not be reached: tell the safeguarding channel something urgent is waiting.
+    try:
+        await core.post_channel(cfg.alert_channel, Message(
+            (Text("An urgent anonymous feedback item is waiting for a safeguarding lead. "
+                  "Type *feedback list urgent* to read it."),)))
+    except Exception:
+        log.warning("safeguarding alert channel unreachable")
+
+
+# -- reading (change team, safeguarding leads) ---------------------------------------------
+
+
+async def list_items(
+    s: AsyncSession, *, theme_id: str | None = None, statuses: Sequence[str] = OPEN,
+    urgent_only: bool = False, limit: int = 20,
+) -> list[FeedbackItem]:
+    """Items newest day first; within a day shuffled, so order never hints at who sent first."""
+    q = select(FeedbackItem).where(FeedbackItem.status.in_(list(statuses)))
+    if theme_id:
+        q = q.where(FeedbackItem.theme_id == theme_id)
+    if urgent_only:
+        q = q.where(FeedbackItem.urgent.is_(True))
+    rows = list((await s.execute(q)).scalars())
+    by_day: dict[date, list[FeedbackItem]] = {}
+    for r in rows:
+        by_day.setdefault(r.day, []).append(r)
+    out: list[FeedbackItem] = []
+    for day in sorted(by_day, reverse=True):
+        group = by_day[day]
+        random.shuffle(group)
+        out.extend(sorted(group, key=lambda i: not i.urgent))  # urgent first, still shuffled
+    return out[:limit]
+
+
+async def find_item(s: AsyncSession, ref: str) -> FeedbackItem:
+    """An item by its short reference (#a1b2c3); UserError when unknown or ambiguous."""
+    key = ref.strip().lstrip("#").lower()
+    if len(key) < 4 or not all(c in "0123456789abcdef" for c in key):
+        raise UserError(f"'{ref}' is not a feedback reference like #a1b2c3.")
+    rows = list((await s.execute(
+        select(FeedbackItem).where(FeedbackItem.id.startswith(key)).limit(2))).scalars())
+    if not rows:
+        raise UserError(f"There is no feedback {ref_of(key)}. Type *feedback list* to see them.")
+    if len(rows) > 1:
+        raise UserError(f"More than one item starts with {key}; give a few more characters.")
+    return rows[0]
+
+
+async def has_handle(s: AsyncSession, item_id: str) -> bool:
+    return (await s.execute(select(FeedbackHandle.id).where(
+        FeedbackHandle.item_id == item_id))).first() is not None
+
+
+async def thread(s: AsyncSession, item_id: str) -> list[FeedbackMessage]:
+    return list((await s.execute(select(FeedbackMessage).where(
+        FeedbackMessage.item_id == item_id).order_by(FeedbackMessage.seq))).scalars())
+
+
+async def set_status(s: AsyncSession, item: FeedbackItem, status: str) -> None:
+    if status not in STATUSES:
+        raise UserError(f"'{status}' is not a status. Use one of: {', '.join(STATUSES)}.")
+    item.status = status
+
+
+async def _add_message(s: AsyncSession, item_id: str, sender: str, text: str, day: date,
+                       team_person_id: str | None = None) -> FeedbackMessage:
+    seq = (await s.execute(select(func.coalesce(func.max(FeedbackMessage.seq), 0)).where(
+        FeedbackMessage.item_id == item_id))).scalar_one()
+    msg = FeedbackMessage(item_id=item_id, seq=seq + 1, sender=sender, text=text, day=day,
+                          team_person_id=team_person_id)
+    s.add(msg)
+    return msg
+
+
+# -- replies through the sealed route -------------------------------------------------------
+
+
+def author_notice(token: str) -> Message:
+    """The DM an author gets: only that an answer exists; its text opens in a form, not the chat."""
+    return Message(
+        (
+            Text("The change team answered your feedback."),
+            Context("Open it to read the answer and, if you like, answer back. You stay anonymous."),
+            Choices("feedback.read", (Choice("Read the answer", token, "primary"),)),
+            Choices("feedback.revoke", (Choice("Stop replies", token, "danger"),)),
+        ),
+        fallback="The change team answered your feedback.",
+    )
+
+
+async def _open_route(core: Core, handle: FeedbackHandle) -> sealing.Route:
+    return sealing.open_sealed(core.secret, handle.id, handle.sealed)
+
+
+async def reply(core: Core, item_id: str, team_person_id: str, text: str) -> bool:
+    """Store a change-team reply and tell the author; False if the author could not be reached."""
+    async with core.db.session() as s:
+        handle = (await s.execute(select(FeedbackHandle).where(
+            FeedbackHandle.item_id == item_id))).scalar_one_or_none()
+        if handle is None:
+            raise UserError("The author of this feedback did not allow replies, or has stopped "
+                            "them. Nothing was sent. You can answer everyone with *you said we did*.")
+        try:
+            route = await _open_route(core, handle)
+        except sealing.RouteUnavailable:
+            raise UserError("This feedback's reply route can no longer be opened. Nothing was sent.") from None
+        day = await today(s, core.clock.now())
+        await _add_message(s, item_id, "team", text, day, team_person_id)
+        item = await s.get(FeedbackItem, item_id)
+        if item is not None and item.status == "new":
+            item.status = "read"
+    return await core.dm(route.person_id, author_notice(route.token)) is not None
+
+
+async def handle_for_token(core: Core, s: AsyncSession, token: str, person_id: str) -> FeedbackHandle:
+    """The live handle behind an author's button; refuses revoked ones and other people."""
+    handle = (await s.execute(select(FeedbackHandle).where(
+        FeedbackHandle.token_key == _token_key(core.secret, token)))).scalar_one_or_none()
+    if handle is None:
+        raise UserError("Replies to this feedback were stopped, so this conversation is closed.")
+    try:
+        route = await _open_route(core, handle)
+    except sealing.RouteUnavailable:
+        raise UserError("Replies to this feedback were stopped, so this conversation is closed.") from None
+    if route.person_id != person_id:
+        raise UserError("Only the person who sent this feedback can use this button.")
+    return handle
+
+
+async def author_answer(core: Core, token: str, person_id: str, text: str,
+                        concerns: Sequence[str]) -> str:
+    """Store the author's answer in the item's thread (anonymous); returns the item id."""
+    async with core.db.session() as s:
+        handle = await handle_for_token(core, s, token, person_id)
+        day = await today(s, core.clock.now())
+        await _add_message(s, handle.item_id, "author", text, day)
+        item = await s.get(FeedbackItem, handle.item_id)
+        assert item is not None
+        item.status = "new"  # back on the change team's list
+        if concerns:
+            item.urgent = True
+            item.concerns = sorted(set(item.concerns) | set(concerns))
+            known = set((await s.execute(select(FeedbackAlert.person_id).where(
+                FeedbackAlert.item_id == item.id))).scalars())
+            for lead in await people.people_with_role(s, SAFEGUARDING_LEAD):
+                if lead.id in known:
+                    # Already alerted about this item: alert again about the new message.
+                    await s.execute(update(FeedbackAlert).where(
+                        FeedbackAlert.item_id == item.id, FeedbackAlert.person_id == lead.id
+                    ).values(status="pending", attempts=0))
+                else:
+                    s.add(FeedbackAlert(item_id=item.id, person_id=lead.id))
+        return item.id
+
+
+async def _destroy(s: AsyncSession, handle: FeedbackHandle) -> None:
+    # Overwrite the sealed route before deleting the row, so no copy lingers in free pages.
+    conn = await s.connection()
+    if conn.dialect.name == "sqlite":
+        await conn.exec_driver_sql("PRAGMA secure_delete=ON")
+    await s.execute(update(FeedbackHandle).where(FeedbackHandle.id == handle.id).values(
+        sealed=bytes(len(handle.sealed)), token_key="revoked-" + handle.id))
+    await s.execute(delete(FeedbackHandle).where(FeedbackHandle.id == handle.id))
+
+
+async def revoke(core: Core, token: str, person_id: str) -> None:
+    """The author stops replies to one item: its route is destroyed for good."""
+    async with core.db.session() as s:
+        handle = await handle_for_token(core, s, token, person_id)
+        await _destroy(s, handle)
+
+
+async def revoke_all(core: Core, person_id: str) -> int:
+    """The author stops replies to everything they sent; returns how many routes were destroyed."""
+    n = 0
+    async with core.db.session() as s:
+        for handle in list((await s.execute(select(FeedbackHandle))).scalars()):
+            try:
+                route = await _open_route(core, handle)
+            except sealing.RouteUnavailable:
+                continue
+            if route.person_id == person_id:
+                await _destroy(s, handle)
+                n += 1
+    return n
+
+
+# -- "you said, we did" ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Published:
+    response_id: str
+    items: int
+    authors: int
+    staff: str
+
+
+async def publish(core: Core, publisher_id: str, *, theme_id: str, title: str, text: str,
+                  refs: Sequence[str] = ()) -> Published:
+    """Close items under a theme with a response, broadcast it, and tell authors who allowed replies."""
+    async with core.db.session() as s:
+        if refs:
+            items = [await find_item(s, r) for r in refs]
+        else:
+            items = list((await s.execute(select(FeedbackItem).where(
+                FeedbackItem.theme_id == theme_id, FeedbackItem.response_id.is_(None),
+                FeedbackItem.status != "closed"))).scalars())
+        if not items:
+            raise UserError("There is no open feedback under that theme to answer. Nothing was published.")
+        day = await today(s, core.clock.now())
+        response = FeedbackResponse(theme_id=theme_id, title=title, text=text, day=day,
+                                    published_by=publisher_id)
+        s.add(response)
+        await s.flush()
+        for item in items:
+            item.response_id = response.id
+            item.status = "done"
+        handles = list((await s.execute(select(FeedbackHandle).where(
+            FeedbackHandle.item_id.in_([i.id for i in items])))).scalars())
+        routes: dict[str, sealing.Route] = {}
+        for h in handles:
+            try:
+                route = await _open_route(core, h)
+            except sealing.RouteUnavailable:
+                continue
+            routes.setdefault(route.person_id, route)  # one message per author
+        theme = await s.get(Theme, theme_id)
+        response_id = response.id
+    staff = await _broadcast(core, publisher_id, title=f"You said, we did: {title}", text=text)
+    async with core.db.session() as s:
+        row = await s.get(FeedbackResponse, response_id)
+        if row is not None:
+            row.broadcast = {"via": staff}
+    reached = 0
+    for route in routes.values():
+        if await core.dm(route.person_id, _author_yswd(title, text, theme.name if theme else "",
+                                                       route.token)) is not None:
+            reached += 1
+    return Published(response_id, len(items), reached, staff)
+
+
+def _author_yswd(title: str, text: str, theme: str, token: str) -> Message:
+    return Message(
+        (
+            Text(f"You said, we did: {title}", heading=True),
+            Text(text),
+            Context(f"You're getting this because you gave feedback{' on ' + theme if theme else ''} "
+                    "and allowed replies. Nobody was told who you are."),
+            Choices("feedback.revoke", (Choice("Stop replies", token, "danger"),)),
+        ),
+        fallback=f"You said, we did: {title}\n{text}",
+    )
+
+
+async def _broadcast(core: Core, publisher_id: str, *, title: str, text: str) -> str:
+    """Through the broadcast feature when it exists; else a DM to every member of staff."""
+    try:
+        from bot.broadcasts.service import publish_to_staff  # type: ignore[attr-defined]
+    except ImportError:
+        publish_to_staff = None
+    if publish_to_staff is not None:
+        try:
+            return f"broadcast {await publish_to_staff(core, publisher_id, title=title, text=text)}"
+        except Exception:
+            log.exception("broadcast feature failed; falling back to direct messages")
+    async with core.db.session() as s:
+        everyone = [p.id for p in await people.people_with_role(s, "practitioner")]
+        named = ((await get_setting(s, "programme")) or {}).get("channels") or {}
+    channels = [named[k] for k in ANNOUNCE_CHANNELS if k in named][:1]
+    msg = Message((Text(title, heading=True), Text(text)), fallback=f"{title}\n{text}")
+    sent = 0
+    for pid in everyone:
+        if await core.dm(pid, msg) is not None:
+            sent += 1
+    for ref in channels:
+        try:
+            await core.post_channel(ref, msg)
+        except Exception:
+            log.warning("could not post you-said-we-did to a channel")
+    return f"dm {sent}"
+
+
+# -- housekeeping ------------------------------------------------------------------------------
+
+
+async def tick(core: Core, now: datetime) -> int:
+    """Forget yesterday's daily counters; retry safeguarding alerts that did not go out."""
+    async with core.db.session() as s:
+        day = await today(s, now)
+        res = await s.execute(delete(FeedbackDailyCount).where(FeedbackDailyCount.day < day))
+        pruned = int(res.rowcount or 0)  # type: ignore[attr-defined]
+    return pruned + await deliver_alerts(core)

@@ -1,0 +1,99 @@
+"""Feedback tables. None holds the author's person id, platform id or conversation, nor a precise time.
+
+Keys are random (storage.base.new_id); dates are days. The only way back to an author is a
+sealed route in `feedback_handles`, destroyed when the author revokes it.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from storage.base import Base, new_id
+
+
+class FeedbackItem(Base):
+    """One piece of anonymous feedback."""
+
+    __tablename__ = "feedback_items"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    day: Mapped[date] = mapped_column(Date, index=True)
+    theme_id: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    text: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="new", index=True)
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Safeguarding categories the text matched (child_risk, self_harm, colleague_allegation).
+    concerns: Mapped[list[str]] = mapped_column(JSON, default=list)
+    response_id: Mapped[str | None] = mapped_column(
+        ForeignKey("feedback_responses.id", ondelete="SET NULL"), default=None
+    )
+
+
+class FeedbackHandle(Base):
+    """The sealed route back to an item's author, present only while replies are allowed."""
+
+    __tablename__ = "feedback_handles"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    item_id: Mapped[str] = mapped_column(
+        ForeignKey("feedback_items.id", ondelete="CASCADE"), unique=True
+    )
+    # keyed_hash(secret, "feedback-handle", token): finds the handle from the author's buttons.
+    token_key: Mapped[str] = mapped_column(String(64), unique=True)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class FeedbackMessage(Base):
+    """A message in the thread under an item: the change team's replies and the author's answers."""
+
+    __tablename__ = "feedback_messages"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    item_id: Mapped[str] = mapped_column(ForeignKey("feedback_items.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    sender: Mapped[str] = mapped_column(String(16))  # "team" or "author"
+    # Who in the change team wrote it (never set for the author).
+    team_person_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    day: Mapped[date] = mapped_column(Date)
+    text: Mapped[str] = mapped_column(Text)
+
+
+class FeedbackAlert(Base):
+    """One urgent item to one safeguarding lead: the ledger that makes the DM go exactly once."""
+
+    __tablename__ = "feedback_alerts"
+
+    item_id: Mapped[str] = mapped_column(
+        ForeignKey("feedback_items.id", ondelete="CASCADE"), primary_key=True
+    )
+    person_id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the lead, not the author
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class FeedbackDailyCount(Base):
+    """Submissions today per person, under a keyed hash of (person, day); deleted after the day."""
+
+    __tablename__ = "feedback_daily_counts"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, index=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class FeedbackResponse(Base):
+    """A published "you said, we did" for a theme."""
+
+    __tablename__ = "feedback_responses"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    theme_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    title: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
+    day: Mapped[date] = mapped_column(Date)
+    published_by: Mapped[str | None] = mapped_column(String(32), default=None)
+    broadcast: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
