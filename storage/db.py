@@ -121,6 +121,7 @@ def import_all_tables() -> None:
     import bot
 
     importlib.import_module("bot.dispatch_tables")
+    importlib.import_module("adapters.teams.tables")  # adapter-owned tables (references)
     for info in pkgutil.iter_modules(bot.__path__):
         if info.ispkg:
             try:

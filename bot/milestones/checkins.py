@@ -1,0 +1,190 @@
+"""Check-ins: the scheduler asks owners for an update on each milestone's cadence.
+
+Everything due is derived from the tables on every tick (a restart loses nothing):
+a cycle opens a cadence after the latest of the anchor, the last update and the last cycle;
+each owner's row then goes due -> sent -> reminded -> expired unless someone answers, and
+when a cycle expires unanswered the milestone is stale and its team lead is told once.
+DMs go out only at the recipient's working moments.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+
+from bot.milestones import cards, service
+from bot.milestones.status import DONE, cadence_delta, due_words
+from bot.milestones.tables import Milestone, MilestoneCheckin
+from bot.model import Context, Fields, Message, MessageRef, Text
+from bot.people import service as people
+from bot.people.tables import Person, Team
+from bot.roles import CHANGE_TEAM
+from bot.workhours import is_working_moment, pattern_for
+
+log = logging.getLogger("staffvoice.milestones")
+
+
+async def tick(core, now: datetime) -> int:  # type: ignore[no-untyped-def]
+    """Open due cycles, send prompts and reminders, expire unanswered ones, tell leads."""
+    opened = await open_cycles(core, now)
+    sent = await _prompt(core, now, "due", reminder=False)
+    reminded = await _prompt(core, now, "sent", reminder=True)
+    expired = await expire(core, now)
+    told = await tell_leads(core, now)
+    return opened + sent + reminded + expired + told
+
+
+async def open_cycles(core, now: datetime) -> int:  # type: ignore[no-untyped-def]
+    """Create one due check-in per owner for each milestone whose cadence has come round."""
+    opened = 0
+    async with core.db.session() as s:
+        for m in await service.all_milestones(s):
+            delta = cadence_delta(m.cadence)
+            if m.status == DONE or delta is None:
+                continue
+            if m.anchor_at is None:
+                m.anchor_at = now  # first sight: the cadence counts from here
+                continue
+            open_rows = await s.execute(
+                select(func.count()).select_from(MilestoneCheckin).where(
+                    MilestoneCheckin.milestone_id == m.id,
+                    MilestoneCheckin.state.in_(service.OPEN_CHECKIN),
+                )
+            )
+            if open_rows.scalar_one():
+                continue
+            last_cycle = (await s.execute(
+                select(func.max(MilestoneCheckin.cycle_at)).where(MilestoneCheckin.milestone_id == m.id)
+            )).scalar_one_or_none()
+            start = max(t for t in (m.anchor_at, m.last_update_at, last_cycle) if t)
+            if now < start + delta:
+                continue
+            for pid in await service.owner_ids(s, m.id):
+                s.add(MilestoneCheckin(milestone_id=m.id, person_id=pid, cycle_at=now, state="due"))
+                opened += 1
+    return opened
+
+
+async def _prompt(core, now: datetime, state: str, *, reminder: bool) -> int:  # type: ignore[no-untyped-def]
+    """Send first prompts (state due) or the one reminder (state sent, grace passed)."""
+    done = 0
+    async with core.db.session() as s:
+        rows = list((await s.execute(
+            select(MilestoneCheckin).where(MilestoneCheckin.state == state)
+            .order_by(MilestoneCheckin.cycle_at, MilestoneCheckin.milestone_id)
+        )).scalars())
+        work: list[tuple[str, str, Message]] = []
+        for c in rows:
+            m = await s.get(Milestone, c.milestone_id)
+            person = await s.get(Person, c.person_id)
+            if m is None or person is None:
+                continue
+            if reminder and (c.sent_at is None or now < c.sent_at + timedelta(days=m.grace_days)):
+                continue
+            if not is_working_moment(await pattern_for(s, person), now):
+                continue
+            v = await service.view(s, m)
+            msg = cards.checkin_prompt(v, now, await service.today(s, now), reminder=reminder)
+            work.append((c.id, c.person_id, msg))
+    for cid, pid, msg in work:
+        ref = await core.dm(pid, msg)
+        async with core.db.session() as s:
+            c = await s.get(MilestoneCheckin, cid)
+            if c is None or c.state != state:
+                continue
+            if ref is not None:
+                c.cards = [*(c.cards or []), [people.conversation_to_json(ref.conversation), ref.message_id]]
+            if reminder:
+                c.state, c.reminded_at = "reminded", now
+            else:
+                c.state, c.sent_at = "sent", now
+        done += 1
+    return done
+
+
+async def expire(core, now: datetime) -> int:  # type: ignore[no-untyped-def]
+    """Close reminded check-ins whose grace has passed; an unanswered cycle makes the milestone stale."""
+    done = 0
+    async with core.db.session() as s:
+        rows = list((await s.execute(
+            select(MilestoneCheckin).where(MilestoneCheckin.state == "reminded")
+        )).scalars())
+        for c in rows:
+            m = await s.get(Milestone, c.milestone_id)
+            if m is None or c.reminded_at is None:
+                continue
+            if now < c.reminded_at + timedelta(days=m.grace_days):
+                continue
+            c.state, c.closed_at = "expired", now
+            done += 1
+            await s.flush()
+            still_open = (await s.execute(
+                select(func.count()).select_from(MilestoneCheckin).where(
+                    MilestoneCheckin.milestone_id == m.id,
+                    MilestoneCheckin.cycle_at == c.cycle_at,
+                    MilestoneCheckin.state.in_(service.OPEN_CHECKIN),
+                )
+            )).scalar_one()
+            if not still_open and m.stale_since is None:
+                m.stale_since, m.stale_told_at = now, None
+    return done
+
+
+async def tell_leads(core, now: datetime) -> int:  # type: ignore[no-untyped-def]
+    """Tell the team lead (else the change team) once that a milestone went stale."""
+    done = 0
+    async with core.db.session() as s:
+        stale = [m for m in await service.all_milestones(s)
+                 if m.stale_since is not None and m.stale_told_at is None and m.status != DONE]
+        work: list[tuple[str, list[str], Message]] = []
+        for m in stale:
+            team = await s.get(Team, m.team_id) if m.team_id else None
+            if team is not None and team.lead_person_id:
+                to = [team.lead_person_id]
+            else:
+                to = [p.id for p in await people.people_with_role(s, CHANGE_TEAM)]
+            recipients = [p for p in [await s.get(Person, pid) for pid in to] if p is not None]
+            patterns = [await pattern_for(s, p) for p in recipients]
+            if not all(is_working_moment(p, now) for p in patterns):
+                continue  # wait until everyone we tell is at work
+            v = await service.view(s, m)
+            work.append((m.id, [p.id for p in recipients], stale_notice(v, now, await service.today(s, now))))
+    for mid, to, msg in work:
+        for pid in to:
+            await core.dm(pid, msg)
+        async with core.db.session() as s:
+            row = await s.get(Milestone, mid)
+            if row is not None:
+                row.stale_told_at = now
+        done += 1
+    return done
+
+
+def stale_notice(v: service.View, now: datetime, today) -> Message:  # type: ignore[no-untyped-def]
+    """What a team lead is told when a milestone's check-in went unanswered."""
+    m = v.m
+    text = (f"⏳ {m.title} has gone stale: {cards.names(v)} did not answer the check-in or its "
+            "reminder, so the roadmap may not be true for it any more.")
+    return Message(
+        (Text(text),
+         Fields((("Status", cards.badge(m)), ("Progress", f"{m.progress}%"),
+                 ("Due", due_words(m.due, today)), ("Last update", cards.last_words(v, now)))),
+         Context(f"Perhaps check in with them? Anyone can ask “status {m.id}”.")),
+        fallback=text,
+    )
+
+
+async def edit_cards(core, closed: list[MilestoneCheckin], message_for) -> set[str]:  # type: ignore[no-untyped-def]
+    """Edit every card of answered check-ins; returns whose cards were edited."""
+    edited: set[str] = set()
+    for c in closed:
+        for conv, mid in c.cards or []:
+            ref = MessageRef(people.conversation_from_json(conv), mid)
+            try:
+                await core.update(ref, message_for(c.person_id))
+                edited.add(c.person_id)
+            except Exception:
+                log.warning("could not edit a check-in card", extra={"milestone": c.milestone_id})
+    return edited

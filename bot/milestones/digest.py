@@ -1,0 +1,87 @@
+"""The weekly roadmap digest, posted to programme.channels.roadmap_digest.
+
+Posted at the first working moment of each week (programme hours); a row per week records
+it, so a restart or a second scheduler run never posts twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+
+from bot.milestones import service
+from bot.milestones.status import EMOJI, LABELS, STALE_EMOJI, STATUSES
+from bot.milestones.tables import Milestone, RoadmapDigest
+from bot.model import Context, Message, Text
+from bot.people.tables import Person
+from bot.programme.core_sections import get_setting
+from bot.workhours import Pattern, is_working_moment
+
+log = logging.getLogger("staffvoice.milestones")
+
+
+async def tick(core, now: datetime) -> int:  # type: ignore[no-untyped-def]
+    """Post this week's digest if it is due and not yet posted."""
+    async with core.db.session() as s:
+        prog = await get_setting(s, "programme", {}) or {}
+        channel = (prog.get("channels") or {}).get("roadmap_digest")
+        if not channel or not is_working_moment(Pattern.from_settings(prog), now):
+            return 0
+        today = await service.today(s, now)
+        week = service.week_start(today)
+        if await s.get(RoadmapDigest, week) is not None:
+            return 0
+        msg = await build(s, now)
+    ref = await core.post_channel(channel, msg)
+    if ref is None:
+        return 0
+    try:
+        async with core.db.session() as s:
+            s.add(RoadmapDigest(week_of=week, sent_at=now))
+    except IntegrityError:
+        log.warning("roadmap digest for this week was recorded twice")
+    return 1
+
+
+async def build(s, now: datetime) -> Message:  # type: ignore[no-untyped-def]
+    """Counts by status, changes in the last 7 days, overdue and stale, early wins delivered."""
+    today = await service.today(s, now)
+    counts = await service.health(s, today)
+    summary = " · ".join(f"{EMOJI[st]} {LABELS[st]}: {counts[st]}" for st in STATUSES)
+    sections = [f"Roadmap this week ({counts['total']} milestones)", summary]
+    changes = await _changes(s, now)
+    sections.append("Changed this week:\n" + ("\n".join(changes) if changes else "• nothing changed"))
+    late = [f"• {m.title} — due {m.due:%d %b %Y}, {LABELS[m.status]}, {m.progress}%"
+            for m in await service.overdue(s, today)]
+    sections.append("Overdue:\n" + ("\n".join(late) if late else "• nothing overdue"))
+    stale = [f"• {STALE_EMOJI} {m.title} — no answer to its last check-in"
+             for m in await service.stale(s)]
+    sections.append("Stale:\n" + ("\n".join(stale) if stale else "• none"))
+    wins = [f"• 🎉 {w.title} ({w.delivered_on:%d %b})"
+            for w in await service.early_wins_delivered(s, today - timedelta(days=6), today)]
+    sections.append("Early wins delivered:\n" + ("\n".join(wins) if wins else "• none this week"))
+    blocks = [Text(sections[0], heading=True), *(Text(x) for x in sections[1:]),
+              Context("Ask me “status”, “what's at risk?” or “overdue” any time.")]
+    return Message(tuple(blocks), fallback="\n".join(sections))
+
+
+async def _changes(s, now: datetime) -> list[str]:  # type: ignore[no-untyped-def]
+    """One line per milestone updated in the last 7 days: first status -> latest status."""
+    first: dict[str, tuple[str, int]] = {}
+    last: dict[str, tuple[str, int, str | None]] = {}
+    for u in await service.updates_between(s, now - timedelta(days=7), now + timedelta(seconds=1)):
+        first.setdefault(u.milestone_id, (u.prev_status, u.prev_progress))
+        last[u.milestone_id] = (u.status, u.progress, u.person_id)
+    out = []
+    for mid, (st, pr, pid) in last.items():
+        m = await s.get(Milestone, mid)
+        if m is None:
+            continue
+        st0, pr0 = first[mid]
+        who = await s.get(Person, pid) if pid else None
+        by = f" (by {who.display_name or who.email})" if who else ""
+        move = (f"{LABELS[st0]} → {LABELS[st]}" if st0 != st else LABELS[st])
+        out.append(f"• {EMOJI[st]} {m.title}: {move}, {pr0}% → {pr}%{by}")
+    return out
