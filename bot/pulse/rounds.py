@@ -31,8 +31,8 @@ BATCH = 2000
 
 async def tick(core: Core, now: datetime) -> int:
     """Run whatever pulse work is due at `now`; returns how many things were done."""
-    done = await open_due_rounds(core, now)
-    done += await close_due_rounds(core, now)
+    done = await close_due_rounds(core, now)
+    done += await open_due_rounds(core, now)
     async with core.db.session() as s:
         rows = (await s.execute(
             select(PulseRound.id).join(PulseSurvey, PulseSurvey.id == PulseRound.survey_id)

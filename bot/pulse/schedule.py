@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -99,9 +99,11 @@ def fire_times(schedule: Mapping[str, Any], tz: str, after: datetime, until: dat
     out: list[datetime] = []
     prev: datetime | None = None
     t = trig.get_next_fire_time(None, after + timedelta(seconds=1))
+    starts = schedule.get("starts")
+    first = date.fromisoformat(str(starts)) if starts else date.min
     while t is not None and t <= until and len(out) < 10_000:
-        if _in_fortnight(schedule, t, tz):
-            out.append(t)
+        if _in_fortnight(schedule, t, tz) and t.astimezone(ZoneInfo(tz)).date() >= first:
+            out.append(t.astimezone(UTC))
         prev = t
         t = trig.get_next_fire_time(prev, prev + timedelta(seconds=1))
     return out

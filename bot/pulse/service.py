@@ -169,9 +169,10 @@ async def open_round(s: AsyncSession, survey: PulseSurvey, opens_at: datetime) -
     number = (await s.execute(select(func.coalesce(func.max(PulseRound.number), 0))
                               .where(PulseRound.survey_id == survey.id))).scalar_one() + 1
     # A newer round replaces an older one still open.
-    await s.execute(update(PulseRound)
-                    .where(PulseRound.survey_id == survey.id, PulseRound.state == "open")
-                    .values(state="closed", closes_at=opens_at))
+    older = await s.execute(select(PulseRound).where(PulseRound.survey_id == survey.id,
+                                                     PulseRound.state == "open"))
+    for r in older.scalars():
+        await close_round(s, r, opens_at)
     rnd = PulseRound(
         survey_id=survey.id, number=number, opens_at=opens_at,
         remind_at=opens_at + timedelta(minutes=survey.remind_after_min),
