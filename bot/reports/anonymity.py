@@ -193,13 +193,22 @@ def find_leak(
             inner = _visible_children(org, a, visible)
             return _Leak(size, tuple(inner) or ((a,) if a != ALL else ()))
     classes = sorted({c for row in grid.values() for c in row})
+    # Atoms touching the same classes behave alike: sum them per class mask (at most 2^6).
+    bit = {c: 1 << i for i, c in enumerate(classes)}
+    by_mask: dict[int, dict[str, int]] = {}
+    for row in grid.values():
+        mask = sum(bit[c] for c, cnt in row.items() if cnt > 0)
+        agg = by_mask.setdefault(mask, {})
+        for c, cnt in row.items():
+            agg[c] = agg.get(c, 0) + cnt
     for r in range(1, len(classes)):
         for chosen in combinations(classes, r):
-            b = set(chosen)
-            touching = [a for a, row in grid.items() if any(c in b for c in row)]
-            size = sum(cnt for a in touching for c, cnt in grid[a].items() if c not in b)
+            b = sum(bit[c] for c in chosen)
+            size = sum(cnt for mask, agg in by_mask.items() if mask & b
+                       for c, cnt in agg.items() if not bit[c] & b)
             if 0 < size < k:
-                return _Leak(size, _involved(grid, touching, b, visible))
+                touching = [a for a, row in grid.items() if any(bit[c] & b for c in row)]
+                return _Leak(size, _involved(grid, touching, set(chosen), visible))
     return None
 
 

@@ -1,0 +1,342 @@
+"""Results of a pulse round per group: response rate, distributions, scores, change.
+
+Counting happens in SQL (GROUP BY over team, role and value); Python only adds cells up the
+team tree and asks the anonymity engine which groups, questions and comments may be shown.
+Pulse tables are read through the columns agreed with the pulse feature, nothing more.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, column, func, literal, select, table, union_all
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.people.tables import PersonRole, Team
+from bot.programme.core_sections import get_setting
+from bot.reports.anonymity import (
+    ALL,
+    NOT_ENOUGH,
+    Cell,
+    Comment,
+    Disclosure,
+    Org,
+    Thresholds,
+    disclose,
+    role_key,
+    team_key,
+)
+from bot.roles import CHANGE_TEAM, LEADER, PRACTITIONER, SAFEGUARDING_LEAD, TEAM_LEAD
+
+# The respondent's main role, as agreed with pulse: the first of these they hold.
+ROLE_ORDER = (CHANGE_TEAM, LEADER, SAFEGUARDING_LEAD, TEAM_LEAD, PRACTITIONER)
+ROLE_NAMES = {
+    CHANGE_TEAM: "Change team", LEADER: "Leaders", SAFEGUARDING_LEAD: "Safeguarding leads",
+    TEAM_LEAD: "Team leads", PRACTITIONER: "Practitioners",
+}
+SCORED = ("likert5", "enps", "yesno")
+
+# The agreed columns of the pulse tables (not the pulse feature's classes).
+ANSWERS = table(
+    "pulse_answers", column("round_id"), column("question_id"), column("response_key"),
+    column("team_id"), column("role"), column("value"), column("choice"), column("text"),
+)
+PARTICIPATION = table("pulse_participation", column("round_id"), column("person_id"),
+                      column("team_id"))
+
+
+@dataclass(frozen=True)
+class QuestionInfo:
+    """What reports need of a question."""
+
+    id: str
+    text: str
+    kind: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RoundInfo:
+    """What reports need of a round."""
+
+    id: str
+    survey_id: str
+    survey_title: str
+    number: int
+    opens_at: datetime
+    closed: bool
+
+    @property
+    def label(self) -> str:
+        return f"Round {self.number} ({self.opens_at:%d %b %Y})"
+
+
+@dataclass
+class RoundData:
+    """A round's answers counted per cell (team at answer time, main role)."""
+
+    respondents: dict[Cell, int] = field(default_factory=dict)
+    invited: dict[Cell, int] = field(default_factory=dict)
+    values: dict[str, dict[Cell, Counter[str]]] = field(default_factory=dict)
+    commenters: dict[str, dict[Cell, int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class QuestionResult:
+    """One question for one group; `shown` False means only the question text may appear."""
+
+    question: QuestionInfo
+    shown: bool
+    n: int = 0
+    distribution: tuple[tuple[str, int], ...] = ()
+    mean: float | None = None
+    favourable: float | None = None  # share answering 4 or 5 of 5
+    enps: float | None = None  # promoters (9-10) minus detractors (0-6), in points
+    yes: float | None = None
+    change: float | None = None  # headline score against the previous round
+    comments_shown: bool = False
+    comments: tuple[Comment, ...] = ()
+
+    @property
+    def score(self) -> float | None:
+        """The headline number: favourable %, eNPS or yes %."""
+        if self.favourable is not None:
+            return round(self.favourable * 100, 1)
+        if self.enps is not None:
+            return self.enps
+        if self.yes is not None:
+            return round(self.yes * 100, 1)
+        return None
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    key: str
+    label: str
+    shown: bool
+    invited: int = 0
+    respondents: int = 0
+    rate: float | None = None
+    rate_change: float | None = None  # percentage points
+    questions: tuple[QuestionResult, ...] = ()
+
+
+@dataclass(frozen=True)
+class RoundResults:
+    round: RoundInfo
+    thresholds: Thresholds
+    groups: dict[str, GroupResult]
+
+    def group(self, key: str) -> GroupResult:
+        return self.groups[key]
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+async def load_org(s: AsyncSession) -> tuple[Org, dict[str, str]]:
+    """The team tree and roles as the engine sees them, and a label for every group."""
+    teams = (await s.execute(select(Team.id, Team.name, Team.parent_id))).all()
+    org = Org({t: p for t, _, p in teams}, ROLE_ORDER)
+    labels = {ALL: "Everyone"}
+    labels.update({team_key(t): name for t, name, _ in teams})
+    labels.update({role_key(r): ROLE_NAMES[r] for r in ROLE_ORDER})
+    return org, labels
+
+
+async def thresholds(s: AsyncSession) -> Thresholds:
+    """The programme's anonymity thresholds (5 and 10 unless it says stricter)."""
+    return Thresholds.from_programme(await get_setting(s, "programme"))
+
+
+async def round_data(s: AsyncSession, round_id: str, questions: Sequence[QuestionInfo]) -> RoundData:
+    """Count a round's answers per cell in three GROUP BY queries."""
+    a = ANSWERS.c
+    data = RoundData()
+    rows = await s.execute(
+        select(a.team_id, a.role, func.count(func.distinct(a.response_key)))
+        .where(a.round_id == round_id).group_by(a.team_id, a.role))
+    data.respondents = {(t, r): int(n) for t, r, n in rows}
+    kinds = {q.id: q.kind for q in questions}
+    scored = [q for q, k in kinds.items() if k != "text"]
+    if scored:
+        rows = await s.execute(
+            select(a.question_id, a.team_id, a.role, a.value, a.choice, func.count())
+            .where(a.round_id == round_id, a.question_id.in_(scored))
+            .group_by(a.question_id, a.team_id, a.role, a.value, a.choice))
+        for qid, t, r, value, choice, n in rows:
+            answer = choice if kinds[qid] == "choice" else value
+            if answer is None:
+                continue
+            data.values.setdefault(qid, {}).setdefault((t, r), Counter())[str(answer)] += int(n)
+    texts = [q for q, k in kinds.items() if k == "text"]
+    if texts:
+        rows = await s.execute(
+            select(a.question_id, a.team_id, a.role, func.count())
+            .where(a.round_id == round_id, a.question_id.in_(texts), a.text.is_not(None),
+                   func.length(func.trim(a.text)) > 0)
+            .group_by(a.question_id, a.team_id, a.role))
+        for qid, t, r, n in rows:
+            data.commenters.setdefault(qid, {})[(t, r)] = int(n)
+    data.invited = await invited_cells(s, round_id)
+    return data
+
+
+async def invited_cells(s: AsyncSession, round_id: str) -> dict[Cell, int]:
+    """Who was asked, counted per (team at opening, main role now)."""
+    p = PARTICIPATION.c
+    rank = case({r: i for i, r in enumerate(ROLE_ORDER)}, value=PersonRole.role,
+                else_=len(ROLE_ORDER) - 1)
+    roles = union_all(
+        select(PersonRole.person_id.label("pid"), rank.label("rank")),
+        select(Team.lead_person_id.label("pid"), literal(ROLE_ORDER.index(TEAM_LEAD)).label("rank"))
+        .where(Team.lead_person_id.is_not(None)),
+    ).subquery()
+    per_person = (
+        select(p.team_id.label("team_id"),
+               func.coalesce(func.min(roles.c.rank), len(ROLE_ORDER) - 1).label("rank"))
+        .select_from(PARTICIPATION.outerjoin(roles, roles.c.pid == p.person_id))
+        .where(p.round_id == round_id).group_by(p.person_id, p.team_id).subquery()
+    )
+    rows = await s.execute(select(per_person.c.team_id, per_person.c.rank, func.count())
+                           .group_by(per_person.c.team_id, per_person.c.rank))
+    return {(t, ROLE_ORDER[int(rk)]): int(n) for t, rk, n in rows}
+
+
+async def comments_for(
+    s: AsyncSession, org: Org, rnd: RoundInfo, question_id: str, group: str, limit: int = 10
+) -> list[Comment]:
+    """Up to `limit` comments of a group, in random order, dated by round only."""
+    a = ANSWERS.c
+    q = select(a.text).where(a.round_id == rnd.id, a.question_id == question_id,
+                             a.text.is_not(None), func.length(func.trim(a.text)) > 0)
+    if group.startswith("team:"):
+        inside = [t for t in org.parents if group[5:] in org.ancestors(t)]
+        q = q.where(a.team_id.in_(inside))
+    elif group.startswith("role:"):
+        q = q.where(a.role == group[5:])
+    rows = await s.execute(q.order_by(func.random()).limit(limit))
+    return [Comment(t.strip(), rnd.label, rnd.opens_at) for (t,) in rows]
+
+
+# --- computing ---------------------------------------------------------------------------------
+
+
+def _per_group(org: Org, cells: Mapping[Cell, Any], add: Any, zero: Any) -> dict[str, Any]:
+    """Fold per-cell values into every group containing the cell (whole, team chain, role)."""
+    out: dict[str, Any] = {}
+    for cell, v in cells.items():
+        team, role = cell
+        keys = [ALL, *(team_key(t) for t in org.ancestors(team)), role_key(role)]
+        for k in keys:
+            out[k] = add(out.get(k, zero()), v)
+    return out
+
+
+def _add_counter(acc: Counter[str], v: Counter[str]) -> Counter[str]:
+    acc.update(v)
+    return acc
+
+
+def question_stats(q: QuestionInfo, dist: Counter[str]) -> dict[str, Any]:
+    """n, distribution, mean, favourable share, eNPS and yes share of one group's answers."""
+    n = sum(dist.values())
+    out: dict[str, Any] = {"n": n}
+    if q.kind == "choice":
+        order = list(q.options.get("choices") or sorted(dist))
+        out["distribution"] = tuple((c, dist.get(c, 0)) for c in order)
+        return out
+    scale = {"likert5": range(1, 6), "enps": range(0, 11), "yesno": range(0, 2)}[q.kind]
+    values = {int(k): c for k, c in dist.items()}
+    labels = {0: "no", 1: "yes"} if q.kind == "yesno" else {}
+    out["distribution"] = tuple((labels.get(v, str(v)), values.get(v, 0)) for v in scale)
+    if not n:
+        return out
+    if q.kind != "yesno":
+        out["mean"] = round(sum(v * c for v, c in values.items()) / n, 2)
+    if q.kind == "likert5":
+        out["favourable"] = sum(c for v, c in values.items() if v >= 4) / n
+    elif q.kind == "enps":
+        promoters = sum(c for v, c in values.items() if v >= 9)
+        detractors = sum(c for v, c in values.items() if v <= 6)
+        out["enps"] = round((promoters - detractors) * 100 / n, 1)
+    else:
+        out["yes"] = values.get(1, 0) / n
+    return out
+
+
+def compute(
+    org: Org,
+    labels: Mapping[str, str],
+    th: Thresholds,
+    rnd: RoundInfo,
+    questions: Sequence[QuestionInfo],
+    data: RoundData,
+    previous: RoundResults | None = None,
+) -> RoundResults:
+    """Every group's results for a round, with what the anonymity engine hides removed."""
+    people = disclose(org, data.respondents, th.min_group)
+    invited = _per_group(org, data.invited, lambda a, b: a + b, int)
+    per_q: dict[str, tuple[Disclosure, dict[str, Counter[str]]]] = {}
+    hidden = set(org.groups()) - people.visible
+    for q in questions:
+        if q.kind == "text":
+            cells = data.commenters.get(q.id, {})
+            shown = disclose(org, cells, th.min_comments, hidden=hidden)
+            per_q[q.id] = (shown, {})
+        else:
+            cells_v = data.values.get(q.id, {})
+            counts = {c: sum(v.values()) for c, v in cells_v.items()}
+            shown = disclose(org, counts, th.min_group, hidden=hidden)
+            per_q[q.id] = (shown, _per_group(org, cells_v, _add_counter, Counter))
+    groups: dict[str, GroupResult] = {}
+    for g in org.groups():
+        label = labels.get(g, g)
+        if g not in people.visible:
+            groups[g] = GroupResult(g, label, shown=False)
+            continue
+        before = previous.groups.get(g) if previous else None
+        qs = tuple(_question(q, g, per_q[q.id], before) for q in questions)
+        resp, inv = people.counts[g], invited.get(g, 0)
+        rate = resp / inv if inv else None
+        rate_change = None
+        if rate is not None and before is not None and before.shown and before.rate is not None:
+            rate_change = round((rate - before.rate) * 100, 1)
+        groups[g] = GroupResult(g, label, True, inv, resp, rate, rate_change, qs)
+    return RoundResults(rnd, th, groups)
+
+
+def _question(
+    q: QuestionInfo, g: str, shown: tuple[Disclosure, dict[str, Counter[str]]],
+    before: GroupResult | None,
+) -> QuestionResult:
+    disc, dists = shown
+    if q.kind == "text":
+        return QuestionResult(q, shown=disc.shown(g), n=disc.counts.get(g, 0) if disc.shown(g) else 0,
+                              comments_shown=disc.shown(g))
+    if not disc.shown(g):
+        return QuestionResult(q, shown=False)
+    stats = question_stats(q, dists.get(g, Counter()))
+    result = QuestionResult(q, True, **stats)
+    prev = _previous_question(before, q.id)
+    if prev is not None and prev.score is not None and result.score is not None:
+        result = replace(result, change=round(result.score - prev.score, 1))
+    return result
+
+
+def _previous_question(before: GroupResult | None, qid: str) -> QuestionResult | None:
+    if before is None or not before.shown:
+        return None
+    return next((x for x in before.questions if x.question.id == qid and x.shown), None)
+
+
+def hidden_text() -> str:
+    return NOT_ENOUGH[0].upper() + NOT_ENOUGH[1:]
+
+
+def visible_groups(results: RoundResults, keys: Iterable[str]) -> list[GroupResult]:
+    return [results.groups[k] for k in keys if k in results.groups]
