@@ -122,6 +122,7 @@ def import_all_tables() -> None:
 
     importlib.import_module("bot.dispatch_tables")
     importlib.import_module("adapters.teams.tables")  # adapter-owned tables (references)
+    importlib.import_module("adapters.slack.tables")  # Slack installations and OAuth state
     for info in pkgutil.iter_modules(bot.__path__):
         if info.ispkg:
             try:

@@ -1,0 +1,233 @@
+"""Bolt wiring: listeners ack first, then hand the neutral event to the core in a background task.
+
+`process_before_response=True` makes Bolt answer as soon as a listener returns, instead of
+polling for the ack every 10 ms; the slow part runs in our own task. The exception is
+view_submission: its field errors must travel in the ack, so the core runs before it (bounded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.error import BoltUnhandledRequestError
+from slack_bolt.oauth.async_oauth_flow import AsyncOAuthFlow
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
+
+from adapters.slack import events, render
+from adapters.slack.config import BOT_SCOPES, SlackConfig
+from adapters.slack.installations import DatabaseInstallationStore, DatabaseStateStore, Sealer
+from adapters.slack.port import Directory, PlatformError, SlackPort, Workspaces
+from bot.core import Core
+from bot.model import Event, UserRef, text_message
+
+log = logging.getLogger("staffvoice.slack")
+
+ANY = re.compile(r".+")
+# view_submission must be answered inside Slack's 3 s; past this the modal closes and the
+# core's answer (or its errors) arrives by DM instead.
+SUBMIT_BUDGET_S = 2.2
+EXPIRED_FORM = "That form has expired. Please ask for it again."
+
+
+class SlackAdapter:
+    """One Slack app (Bolt AsyncApp) bound to the core, with its port and background tasks."""
+
+    def __init__(self, core: Core, cfg: SlackConfig) -> None:
+        self.core = core
+        self.cfg = cfg
+        store = None
+        if cfg.oauth:
+            store = DatabaseInstallationStore(core.db, Sealer(self._secret))
+        self.store = store
+        self.workspaces = Workspaces(cfg, store)
+        self.directory = Directory(self.workspaces)
+        self.port = SlackPort(self.workspaces, self.directory)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.bolt = self._build()
+
+    async def _secret(self) -> bytes:
+        if not self.core.secret:
+            await self.core.start()
+        return self.core.secret
+
+    # -- Bolt app ---------------------------------------------------------------------
+
+    def _build(self) -> AsyncApp:
+        cfg = self.cfg
+        kwargs: dict[str, Any] = {}
+        if cfg.oauth:
+            assert self.store is not None
+            kwargs["oauth_flow"] = AsyncOAuthFlow(
+                client=self.workspaces.base_client(),
+                settings=AsyncOAuthSettings(
+                    client_id=cfg.client_id,
+                    client_secret=cfg.client_secret,
+                    scopes=list(BOT_SCOPES),
+                    authorization_url=cfg.authorization_url,
+                    installation_store=self.store,
+                    installation_store_bot_only=True,
+                    state_store=DatabaseStateStore(self.core.db),
+                ),
+            )
+            kwargs["installation_store_bot_only"] = True
+        else:
+            kwargs["client"] = self.workspaces.base_client(cfg.bot_token)
+        app = AsyncApp(
+            name="staffvoice",
+            signing_secret=cfg.signing_secret,
+            process_before_response=True,
+            raise_error_for_unhandled_request=True,
+            logger=logging.getLogger("slack_bolt.staffvoice"),
+            **kwargs,
+        )
+        app.event("message")(self.on_message)
+        app.event("app_mention")(self.on_mention)
+        app.event("app_home_opened")(self.on_home)
+        app.event("app_uninstalled")(self.on_uninstalled)
+        app.event("tokens_revoked")(self.on_uninstalled)
+        app.command(cfg.command)(self.on_command)
+        app.action(ANY)(self.on_action)
+        app.shortcut(ANY)(self.on_shortcut)
+        app.view_submission(ANY)(self.on_submit)
+        app.view_closed(ANY)(self.on_view_closed)
+        app.error(self.on_error)
+        return app
+
+    async def start(self) -> None:
+        await self.workspaces.start()
+        # Bolt's per-request clients copy the app client's session: share ours.
+        self.bolt.client.session = self.workspaces.session  # type: ignore[misc]
+
+    async def close(self) -> None:
+        await self.drain()
+        await self.workspaces.close()
+
+    # -- background work --------------------------------------------------------------
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.error("slack background work failed", extra={"error": type(exc).__name__})
+
+    async def drain(self) -> None:
+        """Wait until every piece of background work has finished (tests, shutdown)."""
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+
+    async def _user(self, body: Mapping[str, Any]) -> UserRef:
+        return await self.directory.user(events.team_of(body), events.user_of(body))
+
+    async def _run(self, body: Mapping[str, Any],
+                   build: Callable[[Mapping[str, Any], UserRef], Event]) -> None:
+        event = build(body, await self._user(body))
+        await self.core.handle(event, self.port)
+
+    def later(self, body: Mapping[str, Any], build: Callable[[Mapping[str, Any], UserRef], Event]) -> None:
+        self.spawn(self._run(body, build))
+
+    # -- listeners (each acks at once) -----------------------------------------------
+
+    async def on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        if events.is_person_message(event):
+            self.later(body, events.message_event)
+
+    async def on_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        if event.get("user") and not event.get("bot_id"):
+            self.later(body, events.mention_event)
+
+    async def on_home(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        if event.get("tab") == "home":
+            self.spawn(self._publish_home(body))
+
+    async def _publish_home(self, body: Mapping[str, Any]) -> None:
+        user = await self._user(body)
+        event = events.home_event(body, user)
+        result = await self.core.handle(event, self.port)
+        if result.duplicate:
+            return
+        ctx = await self.core.context_for(event, self.port)
+        view = render.home_view(await self.core.home(ctx))
+        await self.port.publish_home(user.workspace, user.user_id, view.to_dict())
+
+    async def on_uninstalled(self, body: dict[str, Any]) -> None:
+        team = events.team_of(body)
+        self.workspaces.forget(team)
+        if self.store is not None and body.get("event", {}).get("type") == "app_uninstalled":
+            await self.store.async_delete_all(enterprise_id=body.get("enterprise_id"), team_id=team)
+
+    async def on_command(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
+        await ack()
+        self.later(body, events.command_event)
+
+    async def on_action(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
+        await ack()
+        if body.get("type") != "block_actions" or not body.get("actions"):
+            return
+        action_id = render.neutral_action_id(str(body["actions"][0].get("action_id", "")))
+        if action_id == render.LINK_ACTION:
+            return  # a link button: Slack opened the URL, nothing for the core to do
+        if action_id == render.FORM_ACTION:
+            self.spawn(self._open_pending(body))
+            return
+        self.later(body, events.action_event)
+
+    async def _open_pending(self, body: Mapping[str, Any]) -> None:
+        token = events.action_value(body["actions"][0])
+        team = events.team_of(body)
+        try:
+            opened = await self.port.open_pending(team, token, str(body.get("trigger_id", "")))
+        except PlatformError:
+            opened = False
+        if not opened:
+            user = await self._user(body)
+            conv = await self.port.open_dm(user)
+            await self.port.send(conv, text_message(EXPIRED_FORM))
+
+    async def on_shortcut(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
+        await ack()
+        self.later(body, events.shortcut_event)
+
+    async def on_submit(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
+        """Run the core before acking so field errors can be shown in the modal."""
+        event = events.submit_event(body, await self._user(body))
+        work = asyncio.ensure_future(self.core.handle(event, self.port))
+        try:
+            result = await asyncio.wait_for(asyncio.shield(work), SUBMIT_BUDGET_S)
+        except TimeoutError:
+            # Too slow for the ack: close the modal, let the core finish in the background.
+            self.spawn(self._finish_late(work))
+            await ack()
+            return
+        if result.form_errors:
+            await ack(response_action="errors",
+                      errors=render.modal_errors(result.form_errors, body["view"]))
+        else:
+            await ack()
+
+    async def _finish_late(self, work: asyncio.Future[Any]) -> None:
+        result = await work
+        if result.form_errors:
+            log.info("slack form errors arrived after the modal closed")
+
+    async def on_view_closed(self, ack: Callable[..., Awaitable[None]]) -> None:
+        await ack()
+
+    async def on_error(self, error: Exception, body: Any, response: Any) -> None:
+        """Bolt's error hook: log the kind of failure, never the payload (it may hold personal text)."""
+        kind = body.get("type") if isinstance(body, dict) else None
+        if isinstance(error, BoltUnhandledRequestError):
+            log.info("slack request not handled", extra={"payload_type": str(kind)})
+            return
+        log.error("slack listener failed",
+                  extra={"payload_type": str(kind), "error": type(error).__name__})

@@ -1,0 +1,365 @@
+"""The Slack port: the core's send/update/delete/open_dm/open_form/find_user over AsyncWebClient.
+
+Every Web API call goes through one client configuration with a retry handler that honours
+Retry-After; Slack's errors come back to the core as Unreachable, RateLimited or TransientError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack import render
+from adapters.slack.config import SlackConfig
+from bot.model import (
+    Choice,
+    Choices,
+    ConversationRef,
+    Event,
+    Form,
+    Message,
+    MessageRef,
+    Text,
+    UserRef,
+)
+from bot.port import PlatformError, RateLimited, TransientError, Unreachable
+
+log = logging.getLogger("staffvoice.slack")
+
+PLATFORM = "slack"
+# Errors that mean "this person or conversation cannot be reached": record, do not retry.
+UNREACHABLE = frozenset({
+    "account_inactive", "cannot_dm_bot", "channel_not_found", "is_archived", "not_in_channel",
+    "user_not_found", "users_not_found", "user_disabled", "user_not_visible",
+    "messages_tab_disabled", "restricted_action", "invalid_auth", "not_authed", "token_revoked",
+    "team_access_not_granted", "ekm_access_denied", "missing_scope", "no_permission",
+})
+TRANSIENT = frozenset({
+    "internal_error", "fatal_error", "service_unavailable", "request_timeout", "ratelimited",
+})
+
+
+def retry_after(headers: Mapping[str, Any] | None, default: float = 1.0) -> float:
+    """Seconds from a Retry-After header (whatever the header's case or list wrapping)."""
+    for k, v in (headers or {}).items():
+        if k.lower() == "retry-after":
+            raw = v[0] if isinstance(v, list | tuple) else v
+            try:
+                return max(0.0, float(raw))
+            except (TypeError, ValueError):
+                return default
+    return default
+
+
+class RateLimitRetry(AsyncRetryHandler):
+    """On HTTP 429 wait as long as Retry-After says, when that is short enough to wait inline.
+
+    Longer waits are not slept through here: the error reaches the caller as RateLimited so the
+    broadcast engine can pace the whole queue instead of blocking one request.
+    """
+
+    def __init__(self, max_retry_count: int = 3, max_wait: float = 5.0) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self.max_wait = max_wait
+
+    async def _can_retry_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        return (
+            response is not None
+            and response.status_code == 429
+            and retry_after(response.headers) <= self.max_wait
+        )
+
+    async def prepare_for_next_attempt_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        wait = retry_after(response.headers if response else None)
+        # A little jitter so many waiting senders do not all come back in the same instant.
+        await asyncio.sleep(wait + random.uniform(0, min(0.25, 0.1 * wait + 0.01)))
+        state.next_attempt_requested = True
+        state.increment_current_attempt()
+
+
+def make_client(
+    cfg: SlackConfig, token: str | None = None, session: aiohttp.ClientSession | None = None
+) -> AsyncWebClient:
+    """The one way this adapter builds a Web API client: base URL, retries, shared session."""
+    return AsyncWebClient(
+        token=token,
+        base_url=cfg.api_url,
+        session=session,
+        timeout=10,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+            RateLimitRetry(max_retry_count=3, max_wait=cfg.max_inline_wait_s),
+            AsyncServerErrorRetryHandler(max_retry_count=1),
+        ],
+    )
+
+
+def platform_error(e: Exception) -> PlatformError:
+    """A Slack client failure as one of the port's errors."""
+    if isinstance(e, SlackApiError):
+        status = getattr(e.response, "status_code", 200)
+        code = str((e.response.data or {}).get("error", "")) if isinstance(e.response.data, dict) else ""
+        if status == 429 or code == "ratelimited":
+            return RateLimited(retry_after(getattr(e.response, "headers", None)), f"slack: {code or 429}")
+        if code in UNREACHABLE:
+            return Unreachable(f"slack: {code}")
+        if status >= 500 or code in TRANSIENT:
+            return TransientError(f"slack: {code or status}")
+        return PlatformError(f"slack: {code or status}")
+    if isinstance(e, aiohttp.ClientError | asyncio.TimeoutError | TimeoutError):
+        return TransientError(f"slack: {type(e).__name__}")
+    return PlatformError(f"slack: {type(e).__name__}")
+
+
+async def call(fn: Callable[..., Awaitable[Any]], **kwargs: Any) -> Any:
+    """Run one Web API call, translating failures to the port's errors."""
+    try:
+        return await fn(**kwargs)
+    except (SlackApiError, aiohttp.ClientError, TimeoutError) as e:
+        raise platform_error(e) from e
+
+
+class Workspaces:
+    """Which token speaks for which workspace: one bot token, or the OAuth installations."""
+
+    def __init__(self, cfg: SlackConfig, store: Any | None = None) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.session: aiohttp.ClientSession | None = None
+        self._clients: dict[str, AsyncWebClient] = {}
+        self.single_team: str | None = None
+
+    def base_client(self, token: str | None = None) -> AsyncWebClient:
+        return make_client(self.cfg, token, self.session)
+
+    async def start(self) -> None:
+        self.session = aiohttp.ClientSession()
+        self._clients.clear()
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    async def client(self, team_id: str) -> AsyncWebClient:
+        """The client with the bot token for `team_id`."""
+        if self.cfg.bot_token:
+            if "" not in self._clients:
+                self._clients[""] = self.base_client(self.cfg.bot_token)
+            return self._clients[""]
+        if team_id not in self._clients:
+            bot = await self.store.async_find_bot(enterprise_id=None, team_id=team_id) if self.store else None
+            if bot is None:
+                raise Unreachable("slack: workspace not installed")
+            self._clients[team_id] = self.base_client(bot.bot_token)
+        return self._clients[team_id]
+
+    def forget(self, team_id: str) -> None:
+        """Drop a cached client (the token was revoked or the app uninstalled)."""
+        self._clients.pop(team_id, None)
+
+    async def teams(self) -> list[str]:
+        """Every workspace the app can speak in."""
+        if self.cfg.bot_token:
+            if self.single_team is None:
+                auth = await call((await self.client("")).auth_test)
+                self.single_team = str(auth["team_id"])
+            return [self.single_team]
+        if self.store is None:
+            return []
+        return [b.team_id for b in await self.store.all_bots() if b.team_id]
+
+
+class Directory:
+    """Slack users as UserRefs with verified email and time zone (users.info, cached)."""
+
+    def __init__(self, workspaces: Workspaces, ttl_s: float = 3600.0, size: int = 5000) -> None:
+        self.workspaces = workspaces
+        self.ttl = ttl_s
+        self.size = size
+        self._cache: OrderedDict[tuple[str, str], tuple[float, UserRef]] = OrderedDict()
+
+    def _remember(self, key: tuple[str, str], user: UserRef) -> None:
+        self._cache[key] = (time.monotonic() + self.ttl, user)
+        self._cache.move_to_end(key)
+        while len(self._cache) > self.size:
+            self._cache.popitem(last=False)
+
+    async def user(self, team_id: str, user_id: str) -> UserRef:
+        """Who `user_id` is; without the lookup (API down) a bare UserRef still works."""
+        key = (team_id, user_id)
+        hit = self._cache.get(key)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
+        try:
+            client = await self.workspaces.client(team_id)
+            resp = await call(client.users_info, user=user_id)
+        except PlatformError as e:
+            log.warning("slack users.info failed", extra={"error": str(e)})
+            return UserRef(PLATFORM, team_id, user_id)
+        found = to_user_ref(resp["user"], team_id)
+        self._remember(key, found)
+        return found
+
+
+def to_user_ref(user: Mapping[str, Any], team_id: str) -> UserRef:
+    """A Slack user object as a UserRef; the email only when Slack says it is confirmed."""
+    profile = user.get("profile") or {}
+    email = profile.get("email") if user.get("is_email_confirmed", True) else None
+    name = profile.get("display_name") or profile.get("real_name") or user.get("name")
+    return UserRef(
+        PLATFORM,
+        team_id or str(user.get("team_id", "")),
+        str(user["id"]),
+        email=email.lower() if email else None,
+        display_name=name or None,
+        tz=user.get("tz") or None,
+    )
+
+
+class SlackPort:
+    """Implements bot.port.Port for Slack."""
+
+    platform = PLATFORM
+
+    def __init__(self, workspaces: Workspaces, directory: Directory, form_ttl_s: float = 86400) -> None:
+        self.workspaces = workspaces
+        self.directory = directory
+        self.form_ttl = form_ttl_s
+        # Forms waiting for a tap (a DM message carries no trigger_id to open a modal with).
+        self._pending: OrderedDict[str, tuple[float, Form]] = OrderedDict()
+
+    async def _payload(self, team: str, message: Message) -> dict[str, Any]:
+        files: dict[int, str] = {}
+        for n, image in render.png_images(message):
+            fid = await self._upload(team, image.png or b"", image.title or image.alt)
+            if fid:
+                files[n] = fid
+        return render.message_payload(message, files=files)
+
+    async def _upload(self, team: str, png: bytes, title: str) -> str | None:
+        """Upload PNG bytes privately; the image block then points at the file by id."""
+        client = await self.workspaces.client(team)
+        try:
+            resp = await call(client.files_upload_v2, content=png, filename="chart.png",
+                              title=render.clip(title or "chart", 250))
+        except PlatformError as e:
+            log.warning("slack file upload failed", extra={"error": str(e)})
+            return None
+        files = resp.get("files") or [resp.get("file") or {}]
+        return str(files[0].get("id")) if files and files[0].get("id") else None
+
+    async def send(self, conversation: ConversationRef, message: Message) -> MessageRef:
+        client = await self.workspaces.client(conversation.workspace)
+        payload = await self._payload(conversation.workspace, message)
+        resp = await call(
+            client.chat_postMessage,
+            channel=conversation.conversation_id,
+            thread_ts=conversation.thread_id,
+            **payload,
+        )
+        channel = str(resp.get("channel") or conversation.conversation_id)
+        conv = ConversationRef(PLATFORM, conversation.workspace, channel, conversation.thread_id,
+                               conversation.is_direct, conversation.data)
+        return MessageRef(conv, str(resp["ts"]))
+
+    async def update(self, ref: MessageRef, message: Message) -> None:
+        conv = ref.conversation
+        client = await self.workspaces.client(conv.workspace)
+        payload = await self._payload(conv.workspace, message)
+        payload.pop("unfurl_media", None)
+        payload.pop("unfurl_links", None)
+        await call(client.chat_update, channel=conv.conversation_id, ts=ref.message_id, **payload)
+
+    async def delete(self, ref: MessageRef) -> None:
+        client = await self.workspaces.client(ref.conversation.workspace)
+        await call(client.chat_delete, channel=ref.conversation.conversation_id, ts=ref.message_id)
+
+    async def open_dm(self, user: UserRef) -> ConversationRef:
+        client = await self.workspaces.client(user.workspace)
+        resp = await call(client.conversations_open, users=user.user_id)
+        return ConversationRef(PLATFORM, user.workspace, str(resp["channel"]["id"]), is_direct=True)
+
+    async def open_form(self, event: Event, form: Form) -> None:
+        """A modal when the event carries a trigger; else a message with a button that opens it."""
+        if event.trigger:
+            client = await self.workspaces.client(event.user.workspace)
+            try:
+                await call(client.views_open, trigger_id=event.trigger, view=render.modal(form).to_dict())
+                return
+            except PlatformError as e:
+                # Triggers live 3 seconds; a slow core can miss it. Offer the button instead.
+                log.info("slack views.open failed, offering a button", extra={"error": str(e)})
+        token = self._keep(form)
+        msg = Message(
+            (Text(f"{form.title}: tap the button to open the form."),
+             Choices(render.FORM_ACTION, (Choice("Open the form", token, "primary"),))),
+            fallback=f"{form.title}: open the form",
+        )
+        conv = event.conversation if event.conversation is not None else await self.open_dm(event.user)
+        await self.send(conv, msg)
+
+    def _keep(self, form: Form) -> str:
+        now = time.monotonic()
+        while self._pending and next(iter(self._pending.values()))[0] < now:
+            self._pending.popitem(last=False)
+        token = secrets.token_urlsafe(12)
+        self._pending[token] = (now + self.form_ttl, form)
+        return token
+
+    async def open_pending(self, team: str, token: str, trigger_id: str) -> bool:
+        """Open a form offered earlier by button; False when it has expired."""
+        found = self._pending.pop(token, None)
+        if found is None or found[0] < time.monotonic():
+            return False
+        client = await self.workspaces.client(team)
+        await call(client.views_open, trigger_id=trigger_id, view=render.modal(found[1]).to_dict())
+        return True
+
+    async def find_user(self, email: str) -> UserRef | None:
+        for team in await self.workspaces.teams():
+            client = await self.workspaces.client(team)
+            try:
+                resp = await call(client.users_lookupByEmail, email=email)
+            except Unreachable:
+                continue  # users_not_found: not in this workspace
+            user = to_user_ref(resp["user"], team)
+            self.directory._remember((team, user.user_id), user)
+            return user
+        return None
+
+    async def publish_home(self, team: str, user_id: str, view: dict[str, Any]) -> None:
+        client = await self.workspaces.client(team)
+        await call(client.views_publish, user_id=user_id, view=view)

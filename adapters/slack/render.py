@@ -1,0 +1,361 @@
+"""Neutral messages and forms to Block Kit, built with slack_sdk's models so Slack's limits are checked.
+
+Pure functions: no I/O. User text is escaped (`&`, `<`, `>`) so it never turns into a mention,
+a broadcast (`<!channel>`) or a disguised link, and long text is split or shortened to fit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    CheckboxesElement,
+    ContextBlock,
+    HeaderBlock,
+    ImageBlock,
+    InputBlock,
+    MarkdownTextObject,
+    NumberInputElement,
+    Option,
+    PlainTextInputElement,
+    PlainTextObject,
+    SectionBlock,
+    StaticSelectElement,
+)
+from slack_sdk.models.views import View
+
+from bot.model import (
+    Choice,
+    Choices,
+    Context,
+    Fields,
+    Form,
+    Image,
+    Input,
+    LinkButton,
+    Message,
+    RatingScale,
+    SelectInput,
+    Text,
+    TextInput,
+    ToggleInput,
+)
+
+MAX_MESSAGE_BLOCKS = 50
+MAX_VIEW_BLOCKS = 100
+SECTION_TEXT = 3000
+FIELD_TEXT = 2000
+HEADER_TEXT = 150
+BUTTON_TEXT = 75
+BUTTONS_PER_ROW = 25
+FIELDS_PER_SECTION = 10
+OPTION_TEXT = 75
+VIEW_TITLE = 24
+FALLBACK_TEXT = 3900  # Slack truncates `text` beyond 40k; notifications show far less
+# A button's action id is `<neutral action id>#<index>`: Slack wants them unique within a block.
+ACTION_SEP = "#"
+# The adapter's own buttons, never routed to the core.
+LINK_ACTION = "slack.link"
+FORM_ACTION = "slack.form"
+FEEDBACK_ACTION = "feedback.open"
+FEEDBACK_LABEL = "Give anonymous feedback"
+SHORTENED = "(shortened: the full text did not fit in one Slack message)"
+
+
+def escape(text: str) -> str:
+    """Escape the three characters Slack treats as markup in mrkdwn and `text`."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def unescape(text: str) -> str:
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, with an ellipsis when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def clip_escaped(text: str, limit: int) -> str:
+    """Escape then cut, never leaving half an entity such as `&am` at the end."""
+    out = escape(text)
+    if len(out) <= limit:
+        return out
+    cut = out[: limit - 1]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    return cut + "…"
+
+
+def chunks(text: str, limit: int) -> list[str]:
+    """Split text so each escaped piece fits `limit`, breaking at a line end where one is near."""
+    pieces: list[str] = []
+    start, used, newline = 0, 0, -1
+    for i, ch in enumerate(text):
+        width = len(escape(ch))
+        if used + width > limit:
+            if newline > start + limit // 4:
+                pieces.append(text[start:newline])
+                start = newline + 1
+            else:
+                pieces.append(text[start:i])
+                start = i
+            used = len(escape(text[start:i]))
+            newline = -1
+        if ch == "\n":
+            newline = i
+        used += width
+    pieces.append(text[start:])
+    return pieces
+
+
+def mrkdwn(text: str) -> MarkdownTextObject:
+    # verbatim: Slack must not auto-link URLs or channel names in user text.
+    return MarkdownTextObject(text=text, verbatim=True)
+
+
+def plain(text: str, limit: int) -> PlainTextObject:
+    return PlainTextObject(text=clip(text, limit) or " ", emoji=True)
+
+
+def action_id(base: str, index: int) -> str:
+    return f"{base}{ACTION_SEP}{index}"
+
+
+def neutral_action_id(slack_action_id: str) -> str:
+    """Undo `action_id`: `pulse.answer#3` -> `pulse.answer`."""
+    base, sep, index = slack_action_id.rpartition(ACTION_SEP)
+    return base if sep and index.isdigit() else slack_action_id
+
+
+# --- messages -----------------------------------------------------------------------
+
+
+def _buttons(base: str, options: Sequence[Choice], block_id: str) -> list[Block]:
+    rows: list[Block] = []
+    for start in range(0, len(options), BUTTONS_PER_ROW):
+        row = options[start : start + BUTTONS_PER_ROW]
+        rows.append(
+            ActionsBlock(
+                block_id=f"{block_id}.{start // BUTTONS_PER_ROW}" if start else block_id,
+                elements=[
+                    ButtonElement(
+                        text=plain(o.label, BUTTON_TEXT),
+                        action_id=action_id(base, start + i),
+                        value=o.value,
+                        style=None if o.style == "default" else o.style,
+                    )
+                    for i, o in enumerate(row)
+                ],
+            )
+        )
+    return rows
+
+
+def _text(b: Text, n: int) -> list[Block]:
+    if b.heading and len(b.text) <= HEADER_TEXT and "\n" not in b.text:
+        return [HeaderBlock(block_id=f"text.{n}", text=plain(b.text, HEADER_TEXT))]
+    pieces = chunks(b.text, SECTION_TEXT - 2 if b.heading else SECTION_TEXT)
+    return [
+        SectionBlock(
+            block_id=f"text.{n}" + (f".{i}" if i else ""),
+            text=mrkdwn(f"*{escape(p)}*" if b.heading else escape(p)),
+        )
+        for i, p in enumerate(pieces)
+    ]
+
+
+def _fields(b: Fields, n: int) -> list[Block]:
+    out: list[Block] = []
+    for start in range(0, len(b.pairs), FIELDS_PER_SECTION):
+        pairs = b.pairs[start : start + FIELDS_PER_SECTION]
+        out.append(
+            SectionBlock(
+                block_id=f"fields.{n}" + (f".{start}" if start else ""),
+                fields=[
+                    mrkdwn(clip_escaped_pair(k, v)) for k, v in pairs
+                ],
+            )
+        )
+    return out
+
+
+def clip_escaped_pair(label: str, value: str) -> str:
+    head = f"*{clip_escaped(label, 200)}*\n"
+    return head + clip_escaped(value, FIELD_TEXT - len(head))
+
+
+def _rating(b: RatingScale, n: int) -> list[Block]:
+    out = _buttons(b.action_id, b.options(), f"rating.{n}")
+    if b.low_label or b.high_label:
+        legend = f"{b.low} ({b.low_label}) .. {b.high} ({b.high_label})"
+        out.append(ContextBlock(block_id=f"legend.{n}", elements=[mrkdwn(clip_escaped(legend, SECTION_TEXT))]))
+    return out
+
+
+def _image(b: Image, n: int, file_id: str | None) -> list[Block]:
+    alt = clip(b.alt or "image", 2000)
+    title = plain(b.title, 2000) if b.title else None
+    if b.url and b.url.startswith("https://") and len(b.url) <= 3000:
+        return [ImageBlock(block_id=f"image.{n}", image_url=b.url, alt_text=alt, title=title)]
+    if file_id:
+        return [ImageBlock(block_id=f"image.{n}", slack_file={"id": file_id}, alt_text=alt, title=title)]
+    # Not displayable (no https URL, upload failed): say what it was.
+    return [ContextBlock(block_id=f"image.{n}", elements=[mrkdwn(clip_escaped(f"[image: {b.alt}]", SECTION_TEXT))])]
+
+
+def render_blocks(
+    blocks: Iterable[Any], *, files: Mapping[int, str] | None = None, limit: int = MAX_MESSAGE_BLOCKS
+) -> list[Block]:
+    """Neutral blocks to Slack blocks; `files` maps a block's index to an uploaded image's file id."""
+    out: list[Block] = []
+    for n, b in enumerate(blocks):
+        if isinstance(b, Text):
+            out += _text(b, n)
+        elif isinstance(b, Fields):
+            out += _fields(b, n)
+        elif isinstance(b, Choices):
+            out += _buttons(b.action_id, b.options, f"choices.{n}")
+        elif isinstance(b, RatingScale):
+            out += _rating(b, n)
+        elif isinstance(b, LinkButton):
+            out.append(ActionsBlock(block_id=f"link.{n}", elements=[
+                ButtonElement(text=plain(b.label, BUTTON_TEXT), url=b.url[:3000],
+                              action_id=action_id(LINK_ACTION, n))]))
+        elif isinstance(b, Image):
+            out += _image(b, n, (files or {}).get(n))
+        elif isinstance(b, Context):
+            out.append(ContextBlock(block_id=f"context.{n}", elements=[mrkdwn(clip_escaped(b.text, SECTION_TEXT))]))
+        elif isinstance(b, Form):
+            out.append(ContextBlock(block_id=f"form.{n}", elements=[mrkdwn(clip_escaped(f"[form: {b.title}]", SECTION_TEXT))]))
+    if len(out) > limit:
+        out = out[: limit - 1] + [ContextBlock(block_id="shortened", elements=[mrkdwn(SHORTENED)])]
+    return out
+
+
+def to_dicts(blocks: Sequence[Block]) -> list[dict[str, Any]]:
+    """JSON for the Web API; `to_dict` validates each block against Slack's limits."""
+    return [b.to_dict() for b in blocks]
+
+
+def message_payload(message: Message, *, files: Mapping[int, str] | None = None) -> dict[str, Any]:
+    """Arguments for chat.postMessage / chat.update: blocks plus the fallback text."""
+    return {
+        "text": clip_escaped(message.plain, FALLBACK_TEXT) or " ",
+        "blocks": to_dicts(render_blocks(message.blocks, files=files)),
+        # Links and names in our text stay as typed: no unfurling, no @-name linking.
+        "unfurl_links": False,
+        "unfurl_media": False,
+    }
+
+
+def png_images(message: Message) -> list[tuple[int, Image]]:
+    """The images that must be uploaded first (PNG bytes without an https URL)."""
+    return [
+        (n, b) for n, b in enumerate(message.blocks)
+        if isinstance(b, Image) and b.png and not (b.url and b.url.startswith("https://"))
+    ]
+
+
+# --- forms as modals ------------------------------------------------------------------
+
+VALUE = "value"  # the one element's action id inside each input block
+
+
+def _element(inp: Input) -> Any:
+    if isinstance(inp, TextInput):
+        return PlainTextInputElement(
+            action_id=VALUE,
+            multiline=inp.multiline,
+            max_length=max(1, min(inp.max_length, 3000)),
+            placeholder=plain(inp.placeholder, 150) if inp.placeholder else None,
+            initial_value=inp.initial[:3000] or None,
+        )
+    if isinstance(inp, SelectInput):
+        options = [Option(text=plain(o.label, OPTION_TEXT), value=o.value) for o in inp.options[:100]]
+        initial = next((o for o, c in zip(options, inp.options, strict=False) if c.value == inp.initial), None)
+        return StaticSelectElement(action_id=VALUE, options=options, initial_option=initial)
+    if isinstance(inp, ToggleInput):
+        option = Option(text=plain(inp.label, OPTION_TEXT), value="true")
+        return CheckboxesElement(action_id=VALUE, options=[option],
+                                 initial_options=[option] if inp.initial else None)
+    return NumberInputElement(
+        action_id=VALUE,
+        is_decimal_allowed=False,
+        min_value=str(inp.min),
+        max_value=str(inp.max),
+        initial_value=str(inp.initial) if inp.initial is not None else None,
+    )
+
+
+def _input(inp: Input) -> InputBlock:
+    optional = True if isinstance(inp, ToggleInput) else inp.optional
+    return InputBlock(
+        block_id=inp.name,
+        label=plain(inp.label, 2000),
+        element=_element(inp),
+        optional=optional,
+    )
+
+
+def modal(form: Form) -> View:
+    """A modal for a form: intro blocks, one input block per input (block_id = input name)."""
+    blocks = render_blocks(form.intro, limit=MAX_VIEW_BLOCKS - len(form.inputs))
+    blocks += [_input(i) for i in form.inputs]
+    return View(
+        type="modal",
+        callback_id=form.form_id,
+        title=plain(form.title, VIEW_TITLE),
+        submit=plain(form.submit_label, VIEW_TITLE),
+        close=plain("Cancel", VIEW_TITLE),
+        private_metadata=form.metadata[:3000],
+        blocks=blocks,
+    )
+
+
+def modal_values(view: Mapping[str, Any]) -> dict[str, str]:
+    """The submitted values of a modal, by input name, as strings (toggles "true"/"false")."""
+    out: dict[str, str] = {}
+    state = (view.get("state") or {}).get("values") or {}
+    for block_id, actions in state.items():
+        element = (actions or {}).get(VALUE) or {}
+        kind = element.get("type")
+        if kind == "static_select":
+            out[block_id] = ((element.get("selected_option") or {}).get("value")) or ""
+        elif kind == "checkboxes":
+            out[block_id] = "true" if element.get("selected_options") else "false"
+        else:
+            out[block_id] = element.get("value") or ""
+    return out
+
+
+def modal_errors(errors: Mapping[str, str], view: Mapping[str, Any]) -> dict[str, str]:
+    """Form errors keyed by input block; a general error goes on the first input, as Slack wants."""
+    inputs = [b.get("block_id") for b in view.get("blocks", []) if b.get("type") == "input"]
+    out: dict[str, str] = {}
+    for name, text in errors.items():
+        key = name if name in inputs else (inputs[0] if inputs else name)
+        out[key] = clip(f"{out[key]} {text}" if key in out else text, 2000)
+    return out
+
+
+# --- App Home -------------------------------------------------------------------------
+
+
+def home_view(blocks: Iterable[Any]) -> View:
+    """The App Home tab: the features' home sections, then the anonymous-feedback button."""
+    flat: list[Any] = []
+    for b in blocks:
+        flat.extend(b.blocks if isinstance(b, Message) else [b])
+    rendered = render_blocks(flat, limit=MAX_VIEW_BLOCKS - 1)
+    rendered.append(
+        ActionsBlock(block_id="home.feedback", elements=[
+            ButtonElement(text=plain(FEEDBACK_LABEL, BUTTON_TEXT), action_id=FEEDBACK_ACTION,
+                          value="home", style="primary")])
+    )
+    return View(type="home", callback_id="staffvoice.home", blocks=rendered)

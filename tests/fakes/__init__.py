@@ -1,0 +1,1 @@
+"""Local fakes of chat platforms: real HTTP servers on ephemeral ports."""

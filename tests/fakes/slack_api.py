@@ -1,0 +1,359 @@
+"""A local fake of Slack's Web API: a real aiohttp server on an ephemeral port.
+
+It checks the bearer token, answers the methods the adapter uses with Slack's real shapes
+(`{"ok": false, "error": "channel_not_found"}` and friends), records every call, keeps the
+messages, modals and home tabs a user would see, and enforces a configurable rate limit with
+HTTP 429 and Retry-After.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+BOT_TOKEN = "xoxb-fake-bot-token"
+APP_TOKEN = "xapp-1-fake-app-token"
+TEAM = "T0FAKE001"
+BOT_USER = "U0BOTUSER"
+BOT_ID = "B0BOT0001"
+
+
+@dataclass
+class Call:
+    method: str
+    args: dict[str, Any]
+    token: str | None
+
+
+@dataclass
+class Posted:
+    channel: str
+    ts: str
+    text: str
+    blocks: list[dict[str, Any]]
+    thread_ts: str | None = None
+    edits: int = 0
+    deleted: bool = False
+
+
+@dataclass
+class OpenView:
+    id: str
+    hash: str
+    user: str
+    view: dict[str, Any]
+
+
+@dataclass
+class User:
+    id: str
+    email: str
+    tz: str = "Europe/London"
+    name: str = ""
+    deleted: bool = False
+    is_bot: bool = False
+
+
+@dataclass
+class FakeSlack:
+    """The fake. `start()` returns the base URL to give the client (`.../api/`)."""
+
+    tokens: set[str] = field(default_factory=lambda: {BOT_TOKEN})
+    team: str = TEAM
+    # Per-method rate limit: at most `limit` calls in `window` seconds, else 429 + Retry-After.
+    limits: dict[str, int] = field(default_factory=dict)
+    window: float = 1.0
+    retry_after: int = 1
+    calls: list[Call] = field(default_factory=list)
+    messages: list[Posted] = field(default_factory=list)
+    users: dict[str, User] = field(default_factory=dict)
+    channels: set[str] = field(default_factory=set)
+    dms: dict[str, str] = field(default_factory=dict)  # user id -> D channel
+    views: dict[str, OpenView] = field(default_factory=dict)  # open modals by view id
+    homes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # method -> list of error codes to answer next (one per call), for failure tests.
+    failures: dict[str, list[str]] = field(default_factory=dict)
+    # method -> number of upcoming calls answered 429 regardless of the limit.
+    throttle: dict[str, int] = field(default_factory=dict)
+    oauth_codes: dict[str, str] = field(default_factory=dict)  # code -> team id
+    client_id: str = "1111.2222"
+    client_secret: str = "fake-client-secret"
+
+    def __post_init__(self) -> None:
+        self._ids = itertools.count(1)
+        self._ts = itertools.count(1)
+        self._recent: dict[str, deque[float]] = {}
+        self._triggers: dict[str, tuple[str, float]] = {}
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_post("/upload/{file_id}", self._upload)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}/api/"
+        return self.url
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # -- test helpers ----------------------------------------------------------------
+
+    def add_user(self, email: str, *, tz: str = "Europe/London", name: str = "") -> User:
+        uid = f"U{next(self._ids):07d}"
+        user = User(uid, email.lower(), tz, name or email.split("@")[0])
+        self.users[uid] = user
+        return user
+
+    def user_by_email(self, email: str) -> User | None:
+        return next((u for u in self.users.values() if u.email == email.lower()), None)
+
+    def dm_of(self, user_id: str) -> str:
+        return self.dms.setdefault(user_id, "D" + user_id[1:])
+
+    def add_channel(self, channel_id: str) -> None:
+        self.channels.add(channel_id)
+
+    def new_trigger(self, user_id: str) -> str:
+        """A trigger_id as Slack puts in interactive payloads; valid for 3 seconds."""
+        tid = f"{next(self._ids)}.{user_id}.{int(time.time())}"
+        self._triggers[tid] = (user_id, time.monotonic() + 3)
+        return tid
+
+    def in_channel(self, channel: str) -> list[Posted]:
+        return [m for m in self.messages if m.channel == channel and not m.deleted]
+
+    def open_view(self, user_id: str) -> OpenView | None:
+        """The newest modal open for the user."""
+        mine = [v for v in self.views.values() if v.user == user_id]
+        return mine[-1] if mine else None
+
+    def close_view(self, view_id: str) -> None:
+        self.views.pop(view_id, None)
+
+    def called(self, method: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method]
+
+    # -- HTTP ------------------------------------------------------------------------
+
+    async def _args(self, request: web.Request) -> dict[str, Any]:
+        args: dict[str, Any] = dict(request.query)
+        if request.can_read_body:
+            if request.content_type == "application/json":
+                args.update(await request.json())
+            else:
+                args.update(dict(await request.post()))
+        for key in ("blocks", "view", "files"):
+            if isinstance(args.get(key), str):
+                args[key] = json.loads(args[key])
+        return args
+
+    def _limited(self, method: str) -> bool:
+        if self.throttle.get(method, 0) > 0:
+            self.throttle[method] -= 1
+            return True
+        limit = self.limits.get(method)
+        if limit is None:
+            return False
+        now = time.monotonic()
+        recent = self._recent.setdefault(method, deque())
+        while recent and recent[0] <= now - self.window:
+            recent.popleft()
+        if len(recent) >= limit:
+            return True
+        recent.append(now)
+        return False
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        args = await self._args(request)
+        auth = request.headers.get("Authorization", "")
+        token = auth.removeprefix("Bearer ").strip() or args.get("token")
+        self.calls.append(Call(method, args, token))
+        if method == "oauth.v2.access":
+            return web.json_response(self._oauth(args, request))
+        if not token:
+            return web.json_response({"ok": False, "error": "not_authed"})
+        if token not in self.tokens and not (method == "apps.connections.open" and token == APP_TOKEN):
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        if self._limited(method):
+            return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
+                                     headers={"Retry-After": str(self.retry_after)})
+        queued = self.failures.get(method)
+        if queued:
+            return web.json_response({"ok": False, "error": queued.pop(0)})
+        handler = getattr(self, "m_" + method.replace(".", "_"), None)
+        if handler is None:
+            return web.json_response({"ok": False, "error": "unknown_method"}, status=404)
+        return web.json_response(handler(args, request))
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        fid = request.match_info["file_id"]
+        if fid not in self.files:
+            return web.Response(status=404, text="not found")
+        self.files[fid]["bytes"] = await request.read()
+        return web.Response(text=f"OK - {len(self.files[fid]['bytes'])}")
+
+    # -- methods ---------------------------------------------------------------------
+
+    def m_auth_test(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        return {"ok": True, "url": "https://northbridge.example.slack.com/", "team": "Northbridge",
+                "user": "staffvoice", "team_id": self.team, "user_id": BOT_USER, "bot_id": BOT_ID,
+                "is_enterprise_install": False}
+
+    def _ts_now(self) -> str:
+        return f"{int(time.time())}.{next(self._ts):06d}"
+
+    def _channel_ok(self, channel: str) -> bool:
+        return channel in self.channels or channel in self.dms.values()
+
+    def m_chat_postMessage(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        channel = str(args.get("channel", ""))
+        if not self._channel_ok(channel):
+            return {"ok": False, "error": "channel_not_found"}
+        if not args.get("text") and not args.get("blocks"):
+            return {"ok": False, "error": "no_text"}
+        blocks = args.get("blocks") or []
+        if len(blocks) > 50:
+            return {"ok": False, "error": "invalid_blocks"}
+        posted = Posted(channel, self._ts_now(), str(args.get("text", "")), blocks, args.get("thread_ts"))
+        self.messages.append(posted)
+        return {"ok": True, "channel": channel, "ts": posted.ts,
+                "message": {"type": "message", "user": BOT_USER, "bot_id": BOT_ID, "ts": posted.ts,
+                            "text": posted.text, "blocks": blocks}}
+
+    def _find(self, channel: str, ts: str) -> Posted | None:
+        return next((m for m in self.messages if m.channel == channel and m.ts == ts and not m.deleted), None)
+
+    def m_chat_update(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        found = self._find(str(args.get("channel")), str(args.get("ts")))
+        if found is None:
+            return {"ok": False, "error": "message_not_found"}
+        blocks = args.get("blocks") or []
+        if len(blocks) > 50:
+            return {"ok": False, "error": "invalid_blocks"}
+        found.text, found.blocks, found.edits = str(args.get("text", "")), blocks, found.edits + 1
+        return {"ok": True, "channel": found.channel, "ts": found.ts, "text": found.text}
+
+    def m_chat_delete(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        found = self._find(str(args.get("channel")), str(args.get("ts")))
+        if found is None:
+            return {"ok": False, "error": "message_not_found"}
+        found.deleted = True
+        return {"ok": True, "channel": found.channel, "ts": found.ts}
+
+    def m_conversations_open(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        uid = str(args.get("users", "")).split(",")[0]
+        user = self.users.get(uid)
+        if user is None:
+            return {"ok": False, "error": "user_not_found"}
+        if user.deleted:
+            return {"ok": False, "error": "user_disabled"}
+        return {"ok": True, "channel": {"id": self.dm_of(uid)}}
+
+    def _user_json(self, u: User) -> dict[str, Any]:
+        return {"id": u.id, "team_id": self.team, "name": u.name, "deleted": u.deleted,
+                "is_bot": u.is_bot, "tz": u.tz, "is_email_confirmed": True,
+                "profile": {"email": u.email, "display_name": u.name, "real_name": u.name}}
+
+    def m_users_info(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        user = self.users.get(str(args.get("user")))
+        if user is None:
+            return {"ok": False, "error": "user_not_found"}
+        return {"ok": True, "user": self._user_json(user)}
+
+    def m_users_lookupByEmail(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        user = self.user_by_email(str(args.get("email", "")))
+        if user is None or user.deleted:
+            return {"ok": False, "error": "users_not_found"}
+        return {"ok": True, "user": self._user_json(user)}
+
+    def _check_view(self, view: Any, kind: str) -> str | None:
+        if not isinstance(view, dict) or view.get("type") != kind:
+            return "invalid_arguments"
+        if kind == "modal" and not (1 <= len((view.get("title") or {}).get("text", "")) <= 24):
+            return "invalid_arguments"
+        if len(view.get("blocks") or []) > 100:
+            return "invalid_arguments"
+        return None
+
+    def m_views_open(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        trigger = self._triggers.pop(str(args.get("trigger_id", "")), None)
+        if trigger is None:
+            return {"ok": False, "error": "invalid_trigger_id"}
+        if trigger[1] < time.monotonic():
+            return {"ok": False, "error": "expired_trigger_id"}
+        error = self._check_view(args.get("view"), "modal")
+        if error:
+            return {"ok": False, "error": error}
+        vid = f"V{next(self._ids):08d}"
+        opened = OpenView(vid, f"{int(time.time())}.{vid}", trigger[0], args["view"])
+        self.views[vid] = opened
+        return {"ok": True, "view": {"id": vid, "hash": opened.hash, "team_id": self.team, **args["view"]}}
+
+    def m_views_publish(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        uid = str(args.get("user_id", ""))
+        if uid not in self.users:
+            return {"ok": False, "error": "user_not_found"}
+        error = self._check_view(args.get("view"), "home")
+        if error:
+            return {"ok": False, "error": error}
+        self.homes[uid] = args["view"]
+        return {"ok": True, "view": {"id": f"VH{uid}", **args["view"]}}
+
+    def m_files_getUploadURLExternal(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        if not args.get("filename") or not args.get("length"):
+            return {"ok": False, "error": "invalid_arguments"}
+        fid = f"F{next(self._ids):08d}"
+        self.files[fid] = {"id": fid, "name": args["filename"], "length": int(args["length"])}
+        base = str(request.url.origin())
+        return {"ok": True, "upload_url": f"{base}/upload/{fid}", "file_id": fid}
+
+    def m_files_completeUploadExternal(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        out = []
+        for f in args.get("files") or []:
+            stored = self.files.get(f.get("id"))
+            if stored is None or "bytes" not in stored:
+                return {"ok": False, "error": "file_not_found"}
+            stored["title"] = f.get("title")
+            stored["channel"] = args.get("channel_id")
+            out.append({"id": stored["id"], "title": f.get("title"), "name": stored["name"]})
+        return {"ok": True, "files": out}
+
+    def m_apps_connections_open(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        return {"ok": False, "error": "not_allowed_token_type"}
+
+    def _oauth(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        client_ok = (args.get("client_id") == self.client_id and args.get("client_secret") == self.client_secret)
+        if not client_ok:
+            basic = request.headers.get("Authorization", "")
+            import base64
+
+            expected = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
+            client_ok = basic == f"Basic {expected}"
+        if not client_ok:
+            return {"ok": False, "error": "invalid_client_id"}
+        team = self.oauth_codes.pop(str(args.get("code", "")), None)
+        if team is None:
+            return {"ok": False, "error": "invalid_code"}
+        token = f"xoxb-{team}-installed"
+        self.tokens.add(token)
+        return {"ok": True, "app_id": "A0FAKE", "access_token": token, "token_type": "bot",
+                "scope": "chat:write,commands", "bot_user_id": BOT_USER,
+                "team": {"id": team, "name": "Northbridge"}, "enterprise": None,
+                "is_enterprise_install": False, "authed_user": {"id": "U0INSTALL"}}

@@ -1,0 +1,303 @@
+"""A local Bot Connector service for Teams tests: a real aiohttp server on an ephemeral port.
+
+It records what the bot sends (replies, proactive sends, updates, deletes, new chats), checks
+every call's bearer token, answers paged rosters and member lookups, and can be told to
+throttle (429 with Retry-After) or to refuse (403 for a user who blocked or never installed
+the app) with the error bodies Teams uses. It also plays the Bot Framework's token issuer:
+OpenID metadata and a JWKS with a locally generated RSA key, and signs inbound tokens.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+
+BOT_FRAMEWORK_ISSUER = "https://api.botframework.com"
+CONNECTOR_AUDIENCE = "https://api.botframework.com"
+
+
+def _error(status: int, code: str, message: str, **headers: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status,
+                             headers=headers)
+
+
+@dataclass
+class Posted:
+    """One activity the bot posted, with every version it had."""
+
+    id: str
+    conversation_id: str
+    versions: list[dict[str, Any]]
+    reply_to: str | None = None
+    deleted: bool = False
+
+    @property
+    def current(self) -> dict[str, Any]:
+        return self.versions[-1]
+
+
+@dataclass
+class FakeUser:
+    id: str
+    name: str
+    email: str
+    aad_object_id: str
+    blocked: bool = False
+    installed: bool = False  # personal install
+
+
+@dataclass
+class FakeTeams:
+    tenant_id: str = "tenant-northbridge"
+    bot_id: str = "28:app-id"
+    app_id: str = "app-id"
+    users: dict[str, FakeUser] = field(default_factory=dict)
+    team_members: dict[str, list[str]] = field(default_factory=dict)  # team id -> user ids
+    bot_in_teams: set[str] = field(default_factory=set)
+    posted: dict[str, Posted] = field(default_factory=dict)
+    calls: list[tuple[str, str]] = field(default_factory=list)  # (method, path) in order
+    conversations: dict[str, str] = field(default_factory=dict)  # personal conv id -> user id
+    throttle: list[str] = field(default_factory=list)  # Retry-After values for the next calls
+    fail_next: list[int] = field(default_factory=list)  # statuses for the next calls
+    require_auth: bool = True
+    page_size_cap: int = 2  # small pages so paging is exercised
+
+
+class FakeConnector:
+    """The fake service. `url` is its base; `service_url` is what activities carry."""
+
+    def __init__(self, state: FakeTeams | None = None) -> None:
+        self.state = state or FakeTeams()
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.kid = "fake-key-1"
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+        self._ids = itertools.count(1000)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> FakeConnector:
+        app = web.Application(middlewares=[self._middleware])
+        r = app.router
+        r.add_get("/v1/.well-known/openidconfiguration", self._metadata)
+        r.add_get("/v1/.well-known/keys", self._jwks)
+        r.add_post("/v3/conversations", self._create)
+        r.add_post("/v3/conversations/{cid}/activities", self._send)
+        r.add_post("/v3/conversations/{cid}/activities/{aid}", self._reply)
+        r.add_put("/v3/conversations/{cid}/activities/{aid}", self._update)
+        r.add_delete("/v3/conversations/{cid}/activities/{aid}", self._delete)
+        r.add_get("/v3/conversations/{cid}/members/{uid}", self._member)
+        r.add_get("/v3/conversations/{cid}/pagedmembers", self._paged)
+        r.add_get("/v3/conversations/{cid}/pagedMembers", self._paged)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def close(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    @property
+    def service_url(self) -> str:
+        return self.url + "/"
+
+    @property
+    def metadata_url(self) -> str:
+        return self.url + "/v1/.well-known/openidconfiguration"
+
+    # -- tokens ---------------------------------------------------------------------------
+
+    def sign(self, claims: dict[str, Any] | None = None, *, key: Any = None,
+             kid: str | None = None, alg: str = "RS256") -> str:
+        """A token as the Bot Framework would send the bot (override any claim)."""
+        now = int(time.time())
+        body = {"iss": BOT_FRAMEWORK_ISSUER, "aud": self.state.app_id, "iat": now - 5,
+                "nbf": now - 5, "exp": now + 3600, "serviceurl": self.service_url}
+        body.update(claims or {})
+        body = {k: v for k, v in body.items() if v is not None}
+        if alg == "none":
+            return jwt.encode(body, None, algorithm="none", headers={"kid": kid or self.kid})
+        return jwt.encode(body, key or self.key, algorithm=alg, headers={"kid": kid or self.kid})
+
+    def outbound_token(self) -> str:
+        """What the bot's token provider gets: a token for the connector, signed by 'Entra'."""
+        now = int(time.time())
+        return jwt.encode({"iss": "https://login.microsoftonline.com/fake/v2.0",
+                           "aud": CONNECTOR_AUDIENCE, "appid": self.state.app_id,
+                           "iat": now, "exp": now + 3600},
+                          self.key, algorithm="RS256", headers={"kid": self.kid})
+
+    async def _metadata(self, request: web.Request) -> web.Response:
+        return web.json_response({"issuer": BOT_FRAMEWORK_ISSUER,
+                                  "jwks_uri": self.url + "/v1/.well-known/keys",
+                                  "id_token_signing_alg_values_supported": ["RS256"]})
+
+    async def _jwks(self, request: web.Request) -> web.Response:
+        jwk = RSAAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
+        jwk.update({"kid": self.kid, "use": "sig", "endorsements": ["msteams"]})
+        return web.json_response({"keys": [jwk]})
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if not request.path.startswith("/v3/"):
+            return await handler(request)
+        self.state.calls.append((request.method, request.path))
+        if self.state.require_auth:
+            header = request.headers.get("Authorization", "")
+            try:
+                scheme, _, token = header.partition(" ")
+                assert scheme == "Bearer"
+                jwt.decode(token, self.key.public_key(), algorithms=["RS256"],
+                           audience=CONNECTOR_AUDIENCE)
+            except (AssertionError, jwt.PyJWTError):
+                return web.json_response(
+                    {"message": "Authorization has been denied for this request."}, status=401)
+        if self.state.throttle:
+            return _error(429, "TooManyRequests", "Too many requests.",
+                          **{"Retry-After": self.state.throttle.pop(0)})
+        if self.state.fail_next:
+            status = self.state.fail_next.pop(0)
+            return _error(status, "ServiceError", "Upstream failure.")
+        return await handler(request)
+
+    # -- conversations --------------------------------------------------------------------
+
+    def add_user(self, email: str, name: str = "") -> FakeUser:
+        n = len(self.state.users) + 1
+        u = FakeUser(f"29:user-{n}", name or email.split("@")[0], email.lower(), f"aad-{n:04d}")
+        self.state.users[u.id] = u
+        return u
+
+    def user_by_email(self, email: str) -> FakeUser:
+        for u in self.state.users.values():
+            if u.email == email.lower():
+                return u
+        raise KeyError(email)
+
+    def personal_id(self, user_id: str) -> str:
+        cid = f"a:personal-{user_id.split('-')[-1]}"
+        self.state.conversations[cid] = user_id
+        return cid
+
+    def reachable(self, user: FakeUser) -> bool:
+        in_team = any(user.id in self.state.team_members.get(t, []) for t in self.state.bot_in_teams)
+        return user.installed or in_team
+
+    def _account(self, u: FakeUser) -> dict[str, Any]:
+        return {"id": u.id, "name": u.name, "aadObjectId": u.aad_object_id, "email": u.email,
+                "userPrincipalName": u.email, "givenName": u.name, "tenantId": self.state.tenant_id,
+                "userRole": "user"}
+
+    def _blocked(self, cid: str) -> web.Response | None:
+        uid = self.state.conversations.get(cid.split(";")[0])
+        user = self.state.users.get(uid or "")
+        if user is not None and user.blocked:
+            return _error(403, "ConversationBlockedByUser", "User blocked the conversation with the bot.")
+        if user is not None and not self.reachable(user):
+            return _error(403, "BotNotInConversationRoster", "The bot is not part of the conversation roster.")
+        return None
+
+    async def _create(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        members = body.get("members") or []
+        if len(members) != 1 or body.get("isGroup"):
+            return _error(400, "BadArgument", "Only 1:1 conversations are supported here.")
+        user = self.state.users.get(members[0].get("id"))
+        if user is None:
+            return _error(404, "NotFound", "The user was not found.")
+        if user.blocked:
+            return _error(403, "ConversationBlockedByUser", "User blocked the conversation with the bot.")
+        if not self.reachable(user):
+            return _error(403, "Forbidden", "Bot is not installed in user's personal scope")
+        return web.json_response({"id": self.personal_id(user.id)}, status=201)
+
+    def _record(self, cid: str, activity: dict[str, Any], reply_to: str | None) -> str:
+        aid = f"1{next(self._ids)}"
+        self.state.posted[aid] = Posted(aid, cid, [activity], reply_to)
+        return aid
+
+    async def _send(self, request: web.Request) -> web.Response:
+        cid = request.match_info["cid"]
+        refused = self._blocked(cid)
+        if refused is not None:
+            return refused
+        body = await request.json()
+        if body.get("type") != "message":
+            return _error(400, "BadSyntax", "Unknown activity type.")
+        return web.json_response({"id": self._record(cid, body, None)}, status=201)
+
+    async def _reply(self, request: web.Request) -> web.Response:
+        cid = request.match_info["cid"]
+        refused = self._blocked(cid)
+        if refused is not None:
+            return refused
+        body = await request.json()
+        aid = self._record(cid, body, request.match_info["aid"])
+        return web.json_response({"id": aid}, status=201)
+
+    async def _update(self, request: web.Request) -> web.Response:
+        p = self.state.posted.get(request.match_info["aid"])
+        if p is None or p.deleted:
+            return _error(404, "ActivityNotFoundInConversation", "Unknown activity.")
+        p.versions.append(await request.json())
+        return web.json_response({"id": p.id})
+
+    async def _delete(self, request: web.Request) -> web.Response:
+        p = self.state.posted.get(request.match_info["aid"])
+        if p is None:
+            return _error(404, "ActivityNotFoundInConversation", "Unknown activity.")
+        p.deleted = True
+        return web.Response(status=200)
+
+    async def _member(self, request: web.Request) -> web.Response:
+        u = self.state.users.get(request.match_info["uid"])
+        if u is None:
+            return _error(404, "MemberNotFoundInConversation", "Member not found.")
+        return web.json_response(self._account(u))
+
+    async def _paged(self, request: web.Request) -> web.Response:
+        cid = request.match_info["cid"]
+        ids = self.state.team_members.get(cid)
+        if ids is None:
+            return _error(404, "ConversationNotFound", "Conversation not found.")
+        size = min(int(request.query.get("pageSize") or 100), self.state.page_size_cap)
+        start = int(request.query.get("continuationToken") or 0)
+        page = ids[start : start + size]
+        body: dict[str, Any] = {"members": [self._account(self.state.users[i]) for i in page]}
+        if start + size < len(ids):
+            body["continuationToken"] = str(start + size)
+        return web.json_response(body)
+
+    # -- reading back ---------------------------------------------------------------------
+
+    def in_conversation(self, cid: str, *, threads: bool = True) -> list[Posted]:
+        """What the bot posted in a conversation (and its threads), oldest first, not deleted."""
+        return [
+            p for p in self.state.posted.values()
+            if not p.deleted and (p.conversation_id == cid
+                                  or (threads and p.conversation_id.split(";")[0] == cid))
+        ]
+
+
+class FakeTokens:
+    """The bot's outbound token provider in tests: tokens the fake connector accepts."""
+
+    def __init__(self, connector: FakeConnector) -> None:
+        self.connector = connector
+        self.requests = 0
+
+    async def get_access_token(self, resource_url: str, scopes: list[str],
+                               force_refresh: bool = False) -> str:
+        self.requests += 1
+        return self.connector.outbound_token()
