@@ -1,0 +1,245 @@
+"""The SDK agent: each inbound Teams activity becomes one neutral event for the core."""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from typing import Any
+
+from microsoft_agents.hosting.core import TurnContext
+
+from adapters.teams import references as refs
+from adapters.teams import render
+from adapters.teams.port import PLATFORM, TeamsPort, conversation_ref
+from bot.core import Core, HandleResult
+from bot.model import (
+    ActionEvent,
+    ConversationRef,
+    Event,
+    Form,
+    FormSubmitEvent,
+    InstallEvent,
+    Message,
+    MessageEvent,
+    MessageRef,
+    Text,
+    UserRef,
+    text_message,
+)
+from bot.port import PlatformError
+
+log = logging.getLogger("staffvoice.teams.agent")
+AT_TAG = re.compile(r"<at>.*?</at>", re.S)
+TAG = re.compile(r"<[^>]+>")
+
+
+def user_timezone(activity: dict[str, Any]) -> str | None:
+    """Teams clients send their IANA time zone in a clientInfo entity."""
+    for e in activity.get("entities") or []:
+        if isinstance(e, dict) and e.get("type") == "clientInfo" and e.get("timezone"):
+            return str(e["timezone"])
+    return None
+
+
+def strip_mentions(activity: dict[str, Any]) -> tuple[str, bool]:
+    """Message text without the bot's @mention (and whether the bot was mentioned)."""
+    text = str(activity.get("text") or "")
+    bot_id = (activity.get("recipient") or {}).get("id")
+    mentioned = False
+    for e in activity.get("entities") or []:
+        if isinstance(e, dict) and e.get("type") == "mention":
+            if (e.get("mentioned") or {}).get("id") == bot_id and e.get("text"):
+                mentioned = True
+                text = text.replace(str(e["text"]), " ")
+    # Other mentions and any markup become plain words.
+    text = AT_TAG.sub(lambda m: TAG.sub("", m.group(0)), text)
+    text = html.unescape(TAG.sub(" ", text))
+    return " ".join(text.split()), mentioned
+
+
+class TeamsAgent:
+    """Implements the SDK's Agent protocol over the staffvoice core."""
+
+    def __init__(self, core: Core, port: TeamsPort) -> None:
+        self.core = core
+        self.port = port
+
+    async def on_turn(self, context: TurnContext) -> None:
+        a = context.activity.model_dump(by_alias=True, exclude_none=True, mode="json")
+        await self.handle(a)
+
+    async def handle(self, a: dict[str, Any]) -> None:
+        now = self.core.clock.now()
+        kind = a.get("type")
+        if kind not in ("message", "installationUpdate", "conversationUpdate"):
+            return  # typing, reactions, invokes: nothing for the core
+        await refs.remember(self.core.db, a, now)
+        if kind == "installationUpdate":
+            await self._installation(a)
+        elif kind == "conversationUpdate":
+            await self._conversation_update(a)
+        else:
+            await self._message(a)
+
+    # -- who and where -------------------------------------------------------------------
+
+    def conversation(self, a: dict[str, Any]) -> ConversationRef:
+        conv = a.get("conversation") or {}
+        cid = str(conv.get("id", ""))
+        kind = refs.kind_of(a)
+        thread = None
+        if kind == "channel":
+            # A mention in a channel is answered in its thread: the root post's id.
+            thread = refs.thread_of(cid) or a.get("replyToId") or a.get("id")
+        return conversation_ref(refs.tenant_of(a), cid, kind, str(a.get("serviceUrl", "")),
+                                str((a.get("recipient") or {}).get("id", "")), thread)
+
+    async def user(self, a: dict[str, Any]) -> UserRef:
+        sender = a.get("from") or {}
+        tenant = refs.tenant_of(a)
+        uid = str(sender.get("id", ""))
+        known = await refs.member(self.core.db, tenant, uid)
+        email = known.email if known is not None else None
+        name = sender.get("name") or (known.name if known is not None else None)
+        if known is None and uid:
+            # Activities carry no email: ask the roster once, then remember.
+            try:
+                info = await self.port.member_info(str(a.get("serviceUrl", "")),
+                                                   str((a.get("conversation") or {}).get("id")), uid)
+                await refs.remember_member(self.core.db, tenant, info, self.core.clock.now())
+                email = (info.get("email") or info.get("userPrincipalName") or None)
+                name = name or info.get("name")
+            except PlatformError:
+                log.warning("member lookup failed")
+        return UserRef(PLATFORM, tenant, uid, email=email.lower() if email else None,
+                       display_name=name, tz=user_timezone(a))
+
+    def event_id(self, a: dict[str, Any], suffix: str = "") -> str:
+        from bot.core import new_event_id
+
+        return f"teams:{a['id']}{suffix}" if a.get("id") else new_event_id("teams")
+
+    # -- activities ------------------------------------------------------------------------
+
+    async def _message(self, a: dict[str, Any]) -> None:
+        user = await self.user(a)
+        conv = self.conversation(a)
+        value = a.get("value")
+        if isinstance(value, dict) and value.get(render.KIND) in ("action", "form"):
+            await self._submit(a, user, conv, value)
+            return
+        text, mentioned = strip_mentions(a)
+        if not text:
+            return
+        event = MessageEvent(self.event_id(a), user, conv, text=text,
+                             mentioned=mentioned or not conv.is_direct)
+        await self.core.handle(event, self.port)
+
+    async def _submit(
+        self, a: dict[str, Any], user: UserRef, conv: ConversationRef, value: dict[str, Any]
+    ) -> None:
+        # The card lives in the conversation itself, not in a channel thread's root.
+        card_conv = conv if conv.is_direct else conv.in_thread(refs.thread_of(
+            str((a.get("conversation") or {}).get("id", ""))))
+        card = MessageRef(card_conv, str(a.get("replyToId"))) if a.get("replyToId") else None
+        if value.get(render.KIND) == "action":
+            event: Event = ActionEvent(
+                self.event_id(a), user, conv, action_id=str(value.get(render.ACTION, "")),
+                value=str(value.get(render.VALUE, "")), message=card,
+            )
+            await self.core.handle(event, self.port)
+            return
+        values = {
+            str(k): "" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+            for k, v in value.items() if not str(k).startswith("sv_")
+        }
+        event = FormSubmitEvent(
+            self.event_id(a), user, conv, form_id=str(value.get(render.FORM, "")),
+            values=values, metadata=str(value.get(render.META, "")), message=card,
+        )
+        result = await self.core.handle(event, self.port)
+        await self._after_submit(result, card, values)
+
+    async def _after_submit(
+        self, result: HandleResult, card: MessageRef | None, values: dict[str, str]
+    ) -> None:
+        form = self.port.forms.get(card.message_id) if card else None
+        try:
+            if result.form_errors:
+                if card is not None and form is not None:
+                    await self.port.update(card, Message((with_errors(form, values, result.form_errors),)))
+                    return
+                lines = [f"{k}: {v}" if k != "_" else v for k, v in result.form_errors.items()]
+                target = card.conversation if card else None
+                if target is not None:
+                    await self.port.send(target, text_message(
+                        "Please check the form and send it again:\n" + "\n".join(lines)))
+            elif result.handled and not result.duplicate and not result.error and card is not None:
+                # Answered: the card no longer takes input (no double sends).
+                title = form.title if form else "Form"
+                await self.port.update(card, Message((Text(f"{title}: sent."),)))
+                self.port.forms.pop(card.message_id, None)
+        except PlatformError:
+            log.warning("could not update the form card")
+
+    async def _installation(self, a: dict[str, Any]) -> None:
+        action = str(a.get("action") or "")
+        if action.startswith("remove"):
+            await refs.forget(self.core.db, str((a.get("conversation") or {}).get("id", "")))
+            return
+        await self._installed(a)
+
+    async def _conversation_update(self, a: dict[str, Any]) -> None:
+        bot_id = (a.get("recipient") or {}).get("id")
+        added = [m for m in a.get("membersAdded") or [] if isinstance(m, dict)]
+        removed = [m for m in a.get("membersRemoved") or [] if isinstance(m, dict)]
+        if any(m.get("id") == bot_id for m in removed):
+            await refs.forget(self.core.db, str((a.get("conversation") or {}).get("id", "")))
+            return
+        if any(m.get("id") == bot_id for m in added):
+            await self._installed(a)
+        elif added and refs.kind_of(a) == "channel":
+            await self._roster(a)  # new people in a team: refresh who can be reached
+
+    async def _installed(self, a: dict[str, Any]) -> None:
+        conv = self.conversation(a)
+        if not conv.is_direct:
+            await self._roster(a)
+            conv = ConversationRef(conv.platform, conv.workspace, conv.conversation_id,
+                                   None, False, conv.data)
+        user = await self.user(a)
+        # installationUpdate and conversationUpdate both announce one install: one welcome.
+        eid = f"teams:install:{conv.conversation_id}:{a.get('timestamp', '')[:13]}"
+        await self.core.handle(InstallEvent(eid, user, conv), self.port)
+
+    async def _roster(self, a: dict[str, Any]) -> None:
+        conv = self.conversation(a)
+        try:
+            await self.port.members(conv)
+        except PlatformError:
+            log.warning("team roster could not be fetched")
+
+
+def with_errors(form: Form, values: dict[str, str], errors: dict[str, str]) -> Form:
+    """The same form with the user's answers kept and the problems said above the inputs."""
+    from dataclasses import replace
+
+    from bot.model import Context, NumberInput, SelectInput, TextInput, ToggleInput
+
+    inputs = []
+    for inp in form.inputs:
+        v = values.get(inp.name)
+        if v is None:
+            inputs.append(inp)
+        elif isinstance(inp, TextInput | SelectInput):
+            inputs.append(replace(inp, initial=v))
+        elif isinstance(inp, ToggleInput):
+            inputs.append(replace(inp, initial=v == "true"))
+        elif isinstance(inp, NumberInput):
+            inputs.append(replace(inp, initial=int(v) if v.lstrip("-").isdigit() else inp.initial))
+    labels = {i.name: i.label for i in form.inputs}
+    notes = tuple(
+        Context(f"{labels.get(k, '')}: {v}" if k in labels else v) for k, v in errors.items()
+    )
+    return replace(form, intro=(*form.intro, *notes), inputs=tuple(inputs))

@@ -1,0 +1,188 @@
+"""Outbound calls to the Bot Connector service: pooled clients, tokens, retries.
+
+The Agents SDK opens a new HTTP session for every turn's connector client; that dominates the
+latency tail. Here each service URL gets one long-lived SDK `TeamsConnectorClient` whose
+session is reused, and the SDK adapter is handed the same clients through a client factory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
+
+import aiohttp
+from microsoft_agents.hosting.core import ChannelServiceClientFactoryBase, TurnContext
+from microsoft_agents.hosting.core.authorization import ClaimsIdentity
+from microsoft_agents.hosting.core.connector import ConnectorClientBase, UserTokenClientBase
+from microsoft_agents.hosting.core.connector.client import UserTokenClient
+from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
+
+from adapters.teams.config import CONNECTOR_SCOPE
+from bot.port import PlatformError, RateLimited, TransientError, Unreachable
+
+log = logging.getLogger("staffvoice.teams.connector")
+T = TypeVar("T")
+# Teams' documented throttling answers: retry these with backoff and jitter.
+RETRY_STATUSES = frozenset({429, 412, 502, 504, 500, 503})
+
+
+class TokenProvider(Protocol):
+    """What the SDK's MsalAuth offers: a bearer token for a resource."""
+
+    async def get_access_token(
+        self, resource_url: str, scopes: list[str], force_refresh: bool = False
+    ) -> str: ...
+
+
+class _PooledClient(TeamsConnectorClient):
+    """An SDK connector client whose session outlives the turn (closing is the pool's job)."""
+
+    async def close(self) -> None:
+        return None
+
+    async def really_close(self) -> None:
+        await self.client.close()
+
+
+def _error_code(message: str) -> str:
+    """The connector's error code from a response body like {"error": {"code": ...}}."""
+    try:
+        body = json.loads(message)
+    except (TypeError, ValueError):
+        return ""
+    err = body.get("error") if isinstance(body, dict) else None
+    return str(err.get("code", "")) if isinstance(err, dict) else ""
+
+
+class ConnectorPool:
+    """One connector client per service URL; every call authorised, retried, and classified."""
+
+    def __init__(
+        self,
+        tokens: TokenProvider | None,
+        *,
+        attempts: int = 5,
+        base_delay: float = 0.5,
+        max_delay: float = 30.0,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        timeout: float = 20.0,
+    ) -> None:
+        self.tokens = tokens
+        self.attempts = attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.sleep = sleep
+        self.timeout = timeout
+        self._clients: dict[str, _PooledClient] = {}
+
+    async def client(self, service_url: str) -> TeamsConnectorClient:
+        url = service_url if service_url.endswith("/") else service_url + "/"
+        found = self._clients.get(url)
+        if found is None or found.client.closed:
+            session = aiohttp.ClientSession(
+                base_url=url, timeout=aiohttp.ClientTimeout(total=self.timeout)
+            )
+            found = _PooledClient(url, "", session=session)
+            self._clients[url] = found
+        return found
+
+    async def _authorise(self, client: TeamsConnectorClient, refresh: bool = False) -> None:
+        if self.tokens is None:
+            return  # anonymous local mode: the local tool accepts unauthenticated calls
+        token = await self.tokens.get_access_token(
+            "https://api.botframework.com", [CONNECTOR_SCOPE], force_refresh=refresh
+        )
+        client.client.headers["Authorization"] = f"Bearer {token}"
+
+    def backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Exponential backoff with full jitter, never shorter than the service asked."""
+        wanted = min(self.max_delay, self.base_delay * (2**attempt))
+        delay = random.uniform(wanted / 2, wanted)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.max_delay))
+        return delay
+
+    async def call(
+        self, service_url: str, op: Callable[[TeamsConnectorClient], Awaitable[T]], what: str
+    ) -> T:
+        """Run one connector operation; map failures to the port's errors."""
+        client = await self.client(service_url)
+        refreshed = False
+        last: Exception | None = None
+        retry_after: float | None = None
+        for attempt in range(self.attempts):
+            await self._authorise(client, refresh=refreshed)
+            try:
+                return await op(client)
+            except aiohttp.ClientResponseError as e:
+                last = e
+                if e.status == 401 and not refreshed and self.tokens is not None:
+                    refreshed = True
+                    continue
+                if e.status == 403:
+                    raise Unreachable(f"{what}: forbidden ({_error_code(e.message) or 403})") from e
+                if e.status == 404 and _error_code(e.message) == "ConversationNotFound":
+                    raise Unreachable(f"{what}: conversation not found") from e
+                if e.status not in RETRY_STATUSES:
+                    raise PlatformError(f"{what}: HTTP {e.status}") from e
+                retry_after = _retry_after(e.headers)
+            except (TimeoutError, aiohttp.ClientConnectionError) as e:
+                last, retry_after = e, None
+            if attempt + 1 < self.attempts:
+                delay = self.backoff(attempt, retry_after)
+                log.info("connector call retried", extra={"op": what, "delay_s": round(delay, 3)})
+                await self.sleep(delay)
+        if isinstance(last, aiohttp.ClientResponseError) and last.status == 429:
+            raise RateLimited(retry_after or self.max_delay, f"{what}: throttled")
+        raise TransientError(f"{what}: gave up after {self.attempts} attempts") from last
+
+    async def close(self) -> None:
+        for c in self._clients.values():
+            await c.really_close()
+        self._clients.clear()
+
+
+def _retry_after(headers: Any) -> float | None:
+    try:
+        value = headers.get("Retry-After") if headers is not None else None
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+class PooledClientFactory(ChannelServiceClientFactoryBase):
+    """Hands the SDK adapter our long-lived connector clients instead of one per turn."""
+
+    def __init__(self, pool: ConnectorPool) -> None:
+        self.pool = pool
+
+    async def create_connector_client(
+        self,
+        context: TurnContext | None,
+        claims_identity: ClaimsIdentity,
+        service_url: str,
+        audience: str,
+        scopes: list[str] | None = None,
+        use_anonymous: bool = False,
+    ) -> ConnectorClientBase:
+        client = await self.pool.client(service_url)
+        await self.pool._authorise(client)
+        return client
+
+    async def create_user_token_client(
+        self, context: TurnContext, claims_identity: ClaimsIdentity, use_anonymous: bool = False
+    ) -> UserTokenClientBase:
+        # Staffvoice uses no user sign-in; the SDK still wants a client object per turn.
+        return _NoUserTokens()
+
+
+class _NoUserTokens(UserTokenClient):
+    def __init__(self) -> None:  # no session: this bot never asks for user tokens
+        pass
+
+    async def close(self) -> None:
+        return None

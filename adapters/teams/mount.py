@@ -1,0 +1,136 @@
+"""`POST /api/messages` on the shared aiohttp server: verify, translate, hand to the core."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+from microsoft_agents.hosting.aiohttp import CloudAdapter
+from microsoft_agents.hosting.core import TurnContext
+from microsoft_agents.hosting.core.authorization import ClaimsIdentity
+
+from adapters.teams import config as teams_config
+from adapters.teams.agent import TeamsAgent
+from adapters.teams.auth import AuthError, KeysUnavailable, TokenValidator
+from adapters.teams.connector import ConnectorPool, PooledClientFactory, TokenProvider
+from adapters.teams.port import TeamsPort
+from bot.core import Core
+
+log = logging.getLogger("staffvoice.teams")
+MAX_BODY = 256 * 1024
+ANONYMOUS_BANNER = (
+    "!!! TEAMS ANONYMOUS MODE: /api/messages accepts requests WITHOUT authentication. "
+    "Anyone who can reach {host} can pose as any user. For local tools only "
+    "(Microsoft 365 Agents Playground); never expose this server. !!!"
+)
+
+
+def _unauthorized() -> web.Response:
+    return web.json_response({"error": "Unauthorized"}, status=401)
+
+
+class TeamsEndpoint:
+    """The request handler: auth first, then the SDK's CloudAdapter runs our agent."""
+
+    def __init__(self, core: Core, cfg: teams_config.TeamsConfig, port: TeamsPort,
+                 pool: ConnectorPool, validator: TokenValidator | None) -> None:
+        self.core = core
+        self.cfg = cfg
+        self.port = port
+        self.pool = pool
+        self.validator = validator
+        self.agent = TeamsAgent(core, port)
+        self.adapter = CloudAdapter(channel_service_client_factory=PooledClientFactory(pool))
+        self.adapter.on_turn_error = self._on_turn_error
+
+    async def _on_turn_error(self, context: TurnContext, error: Exception) -> None:
+        # The SDK's default posts the exception text into the chat; we never do.
+        log.error("teams turn failed", exc_info=(type(error), error, error.__traceback__))
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            return web.json_response({"error": "too large"}, status=413)
+        try:
+            raw = await request.read()
+            if len(raw) > MAX_BODY:
+                return web.json_response({"error": "too large"}, status=413)
+            body: Any = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        activity = body if isinstance(body, dict) else {}
+        if self.validator is not None:
+            try:
+                claims = await self.validator.validate(
+                    request.headers.get("Authorization"),
+                    activity.get("serviceUrl") if isinstance(activity.get("serviceUrl"), str) else None,
+                    activity.get("channelId") if isinstance(activity.get("channelId"), str) else None,
+                )
+            except AuthError as e:
+                log.warning("teams request refused", extra={"reason": str(e)})
+                return _unauthorized()
+            except KeysUnavailable:
+                log.error("teams signing keys unavailable")
+                return web.json_response({"error": "try again later"}, status=503)
+        else:
+            claims = ClaimsIdentity()  # anonymous (opt-in, loopback only)
+        if body is None or not activity:
+            return web.json_response({"error": "body must be a JSON activity"}, status=400)
+        request["claims_identity"] = claims
+        try:
+            response = await self.adapter.process(request, self.agent)
+        except (ValueError, TypeError) as e:
+            # pydantic's ValidationError is a ValueError: a malformed activity, not our failure.
+            log.warning("teams activity rejected", extra={"error": type(e).__name__})
+            return web.json_response({"error": "not a valid activity"}, status=400)
+        return response or web.Response(status=202)
+
+    async def close(self, _app: web.Application | None = None) -> None:
+        await self.pool.close()
+        if self.validator is not None:
+            await self.validator.close()
+
+
+def build(
+    core: Core, cfg: teams_config.TeamsConfig, *, tokens: TokenProvider | None = None,
+    pool: ConnectorPool | None = None, env: Mapping[str, str] | None = None,
+) -> TeamsEndpoint:
+    """Wire port, pool and validator for one config (tests pass their own tokens and pool)."""
+    if pool is None:
+        if tokens is None and not cfg.anonymous:
+            from microsoft_agents.activity import load_configuration_from_env
+            from microsoft_agents.authentication.msal import MsalConnectionManager
+
+            # The SDK reads its own variables (secret, certificate, authority...) itself.
+            sdk = load_configuration_from_env(dict(env or {}))
+            tokens = MsalConnectionManager(**sdk).get_default_connection()
+        pool = ConnectorPool(None if cfg.anonymous else tokens)
+    port = TeamsPort(core.db, pool, core.clock, cfg.app_id)
+    validator = None if cfg.anonymous else TokenValidator(
+        cfg.app_id, cfg.metadata_urls, cfg.issuers
+    )
+    return TeamsEndpoint(core, cfg, port, pool, validator)
+
+
+def mount(app: web.Application, core: Core, env: Mapping[str, str], **kw: Any) -> str | None:
+    """Add POST /api/messages when Teams is configured; None (nothing added) otherwise."""
+    cfg = teams_config.load(env)
+    if cfg is None:
+        return None
+    endpoint = build(core, cfg, env=env, **kw)
+    core.add_port(endpoint.port)
+    app.router.add_post("/api/messages", endpoint.handle)
+    app.on_cleanup.append(endpoint.close)
+    app[TEAMS_KEY] = endpoint
+    if cfg.anonymous:
+        banner = ANONYMOUS_BANNER.format(host=cfg.host)
+        log.warning(banner)
+        print(banner, file=sys.stderr, flush=True)
+        return f"teams: ANONYMOUS (local tools only) at /api/messages on {cfg.host}"
+    return f"teams: /api/messages, JWT-validated for app {cfg.app_id}"
+
+
+TEAMS_KEY: web.AppKey[TeamsEndpoint] = web.AppKey("teams_endpoint", TeamsEndpoint)

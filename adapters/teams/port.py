@@ -1,0 +1,192 @@
+"""TeamsPort: the core's port, spoken through the Bot Connector with stored references."""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from typing import Any
+
+from microsoft_agents.activity import (
+    Activity,
+    ChannelAccount,
+    ConversationParameters,
+)
+from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
+
+from adapters.teams import references as refs
+from adapters.teams import render
+from adapters.teams.connector import ConnectorPool
+from bot.clock import Clock
+from bot.model import ConversationRef, Event, Form, Message, MessageRef, UserRef
+from bot.port import Unreachable
+from storage.db import Database
+
+log = logging.getLogger("staffvoice.teams.port")
+PLATFORM = "teams"
+MEMBERS_PAGE = 100
+
+
+def conversation_ref(
+    tenant: str, conversation_id: str, kind: str, service_url: str, bot_id: str = "",
+    thread_id: str | None = None,
+) -> ConversationRef:
+    data = (("serviceUrl", service_url), ("kind", kind), ("botId", bot_id))
+    return ConversationRef(
+        PLATFORM, tenant, refs.base_conversation_id(conversation_id), thread_id,
+        is_direct=kind == "personal", data=data,
+    )
+
+
+def wire_id(conv: ConversationRef) -> str:
+    """The id to post to: a channel thread is addressed as 'channel;messageid=root'."""
+    if conv.thread_id:
+        return f"{conv.conversation_id};messageid={conv.thread_id}"
+    return conv.conversation_id
+
+
+class TeamsPort:
+    """Implements bot.port.Port for Microsoft Teams."""
+
+    platform = PLATFORM
+
+    def __init__(self, db: Database, pool: ConnectorPool, clock: Clock, app_id: str = "") -> None:
+        self.db = db
+        self.pool = pool
+        self.clock = clock
+        self.app_id = app_id
+        # Forms shown recently, by card activity id, so a rejected submission can be
+        # redrawn with its errors. Lost on restart: then the errors go as a message.
+        self.forms: OrderedDict[str, Form] = OrderedDict()
+
+    async def _service_url(self, conv: ConversationRef) -> str:
+        url = dict(conv.data).get("serviceUrl")
+        if url:
+            return url
+        row = await refs.conversation(self.db, conv.conversation_id)
+        if row is None:
+            row = await refs.any_in_tenant(self.db, conv.workspace)
+        if row is None:
+            raise Unreachable("no stored Teams conversation reference for this tenant")
+        return row.service_url
+
+    async def _post(self, conv: ConversationRef, payload: dict[str, Any]) -> MessageRef:
+        url = await self._service_url(conv)
+        activity = Activity.model_validate(payload)
+        target = wire_id(conv)
+
+        async def op(c: TeamsConnectorClient) -> Any:
+            return await c.conversations.send_to_conversation(target, activity)
+
+        res = await self.pool.call(url, op, "send")
+        return MessageRef(conv, str(res.id or ""))
+
+    async def send(self, conversation: ConversationRef, message: Message) -> MessageRef:
+        return await self._post(conversation, render.activity_json(message))
+
+    async def update(self, ref: MessageRef, message: Message) -> None:
+        url = await self._service_url(ref.conversation)
+        activity = Activity.model_validate({**render.activity_json(message), "id": ref.message_id})
+        target = wire_id(ref.conversation)
+
+        async def op(c: TeamsConnectorClient) -> Any:
+            return await c.conversations.update_activity(target, ref.message_id, activity)
+
+        await self.pool.call(url, op, "update")
+
+    async def delete(self, ref: MessageRef) -> None:
+        url = await self._service_url(ref.conversation)
+        target = wire_id(ref.conversation)
+
+        async def op(c: TeamsConnectorClient) -> Any:
+            return await c.conversations.delete_activity(target, ref.message_id)
+
+        await self.pool.call(url, op, "delete")
+
+    async def open_dm(self, user: UserRef) -> ConversationRef:
+        """The personal chat: stored, or created (403 if the user has not installed the app)."""
+        row = await refs.personal(self.db, user.workspace, user.user_id)
+        if row is not None and row.installed:
+            bot = (row.reference.get("bot") or {}).get("id", "")
+            return conversation_ref(row.tenant_id, row.conversation_id, "personal",
+                                    row.service_url, bot)
+        anchor = await refs.any_in_tenant(self.db, user.workspace)
+        if anchor is None:
+            raise Unreachable("the app is not installed anywhere in this tenant")
+        bot_id = (anchor.reference.get("bot") or {}).get("id") or f"28:{self.app_id}"
+        params = ConversationParameters(
+            is_group=False,
+            agent=ChannelAccount(id=bot_id),
+            members=[ChannelAccount(id=user.user_id)],
+            tenant_id=user.workspace,
+            channel_data={"tenant": {"id": user.workspace}},
+        )
+
+        async def op(c: TeamsConnectorClient) -> Any:
+            return await c.conversations.create_conversation(params)
+
+        res = await self.pool.call(anchor.service_url, op, "create conversation")
+        now = self.clock.now()
+        await refs.remember(self.db, {
+            "conversation": {"id": res.id, "conversationType": "personal",
+                             "tenantId": user.workspace},
+            "serviceUrl": anchor.service_url,
+            "recipient": {"id": bot_id},
+            "from": {"id": user.user_id},
+            "channelId": "msteams",
+        }, now)
+        return conversation_ref(user.workspace, str(res.id), "personal", anchor.service_url, bot_id)
+
+    async def open_form(self, event: Event, form: Form) -> None:
+        """Teams has no modals: the form is a card with inputs where the user is talking."""
+        conv = event.conversation
+        if conv is None or not conv.is_direct:
+            # Forms can carry anonymous feedback: never show them in a shared conversation.
+            conv = await self.open_dm(event.user)
+        ref = await self._post(conv, render.activity_json(Message((form,), f"[form: {form.title}]")))
+        self.remember_form(ref.message_id, form)
+
+    def remember_form(self, activity_id: str, form: Form) -> None:
+        self.forms[activity_id] = form
+        while len(self.forms) > 2000:
+            self.forms.popitem(last=False)
+
+    async def find_user(self, email: str) -> UserRef | None:
+        """A Teams account with this email, from rosters and conversations seen so far."""
+        m = await refs.member_by_email(self.db, email)
+        if m is None:
+            return None
+        return UserRef(PLATFORM, m.tenant_id, m.user_id, email=m.email, display_name=m.name)
+
+    async def members(self, team: ConversationRef) -> list[UserRef]:
+        """Everyone in a team (or group chat), page by page; also remembered for lookups."""
+        url = await self._service_url(team)
+        row = await refs.conversation(self.db, team.conversation_id)
+        target = (row.team_id if row is not None and row.team_id else None) or team.conversation_id
+        out: list[UserRef] = []
+        token: str | None = None
+        now = self.clock.now()
+        while True:
+            async def op(c: TeamsConnectorClient, token: str | None = token) -> Any:
+                return await c.conversations.get_conversation_paged_members(
+                    target, MEMBERS_PAGE, token
+                )
+
+            page = await self.pool.call(url, op, "paged members")
+            for m in page.members or []:
+                acct = m.model_dump(by_alias=True, exclude_none=True)
+                await refs.remember_member(self.db, team.workspace, acct, now, team_id=target)
+                email = acct.get("email") or acct.get("userPrincipalName")
+                out.append(UserRef(PLATFORM, team.workspace, str(acct["id"]),
+                                   email=str(email).lower() if email else None,
+                                   display_name=acct.get("name")))
+            token = page.continuation_token
+            if not token:
+                return out
+
+    async def member_info(self, service_url: str, conversation_id: str, user_id: str) -> dict[str, Any]:
+        """One member's profile (email, name) from the conversation roster."""
+        async def op(c: TeamsConnectorClient) -> Any:
+            return await c.get_conversation_member(refs.base_conversation_id(conversation_id), user_id)
+
+        acct = await self.pool.call(service_url, op, "member")
+        return dict(acct.model_dump(by_alias=True, exclude_none=True))

@@ -1,0 +1,332 @@
+"""Driver on the Teams adapter: real-format activities, JWT-signed, posted to /api/messages of
+a real aiohttp server, with replies read back from a local fake Bot Connector service."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from sqlalchemy import select
+
+from adapters.teams import render
+from adapters.teams.connector import ConnectorPool
+from adapters.teams.mount import mount
+from bot.core import Core
+from bot.model import (
+    Choice,
+    Form,
+    Input,
+    NumberInput,
+    SelectInput,
+    TextInput,
+    ToggleInput,
+)
+from bot.people.tables import Person
+from tests.conformance.drivers.base import labels_match
+from tests.fakes.teams_connector import FakeConnector, FakeTokens, Posted
+
+TEAM_ID = "19:team-northbridge@thread.tacv2"
+CHANNEL_ID = TEAM_ID  # the General channel shares the team's id
+
+
+async def _no_wait(_s: float) -> None:
+    return None
+
+
+def _runs(el: dict[str, Any]) -> str:
+    return "".join(i.get("text", "") for i in el.get("inlines", []))
+
+
+def _texts(el: dict[str, Any]) -> list[str]:
+    """Every TextRun text inside an element, in order."""
+    if el.get("type") == "RichTextBlock":
+        return [_runs(el)]
+    out: list[str] = []
+    for child in el.get("items", []) + el.get("columns", []):
+        out.extend(_texts(child))
+    return out
+
+
+def _actions(el: dict[str, Any]) -> list[dict[str, Any]]:
+    if el.get("type") == "ActionSet":
+        return list(el.get("actions", []))
+    out: list[dict[str, Any]] = []
+    for child in el.get("items", []) + el.get("columns", []):
+        out.extend(_actions(child))
+    return out
+
+
+def card_of(activity: dict[str, Any]) -> dict[str, Any] | None:
+    for att in activity.get("attachments") or []:
+        if att.get("contentType") == render.CARD_CONTENT_TYPE:
+            return dict(att["content"])
+    return None
+
+
+def plain_of(activity: dict[str, Any]) -> str:
+    """The card read back block by block, the way bot.model.plain_text writes a message."""
+    card = card_of(activity)
+    if card is None:
+        return str(activity.get("text", ""))
+    out: list[str] = []
+    for el in card.get("body", []):
+        kind = str(el.get("id", "")).partition("-")[2]
+        if kind in ("text", "heading", "context", "linktext"):
+            out.append(_runs(el))
+        elif kind == "fields":
+            out.extend(f"{c['columns'][0]['items'][0]['inlines'][0]['text']}: "
+                       f"{c['columns'][1]['items'][0]['inlines'][0]['text']}" for c in el["items"])
+        elif kind == "choices":
+            out.append(" | ".join(a["title"] for a in _actions(el)))
+        elif kind == "rating":
+            buttons = _actions(el)
+            labels = _texts(el) or ["", ""]
+            out.append(f"{buttons[0]['title']} ({labels[0]}) .. {buttons[-1]['title']} ({labels[1]})")
+        elif kind == "link":
+            a = _actions(el)[0]
+            out.append(f"{a['title']}: {a['url']}")
+        elif kind == "image":
+            imgs = [i for i in el.get("items", []) if i.get("type") == "Image"]
+            out.append(f"[image: {imgs[0]['altText']}]" if imgs else _runs(el))
+        elif kind == "form":
+            out.append(f"[form: {_texts(el)[0]}]")
+    return "\n".join(out)
+
+
+def _intros(card: dict[str, Any]) -> list[dict[str, Any]]:
+    return [el for b in card.get("body", []) if str(b.get("id", "")).endswith("-form")
+            for el in b["items"] if str(el.get("id", "")).endswith("-intro")]
+
+
+def form_of(card: dict[str, Any]) -> tuple[Form, dict[str, str]] | None:
+    """A form card read back as the neutral Form it shows, and its submit data."""
+    for el in card.get("body", []):
+        if not str(el.get("id", "")).endswith("-form"):
+            continue
+        items = el["items"]
+        inputs: list[Input] = []
+        for i in items:
+            t, req = i.get("type"), bool(i.get("isRequired"))
+            if t == "Input.Text":
+                inputs.append(TextInput(i["id"], i.get("label", ""), bool(i.get("isMultiline")),
+                                        int(i.get("maxLength", 3000)), not req,
+                                        i.get("placeholder", ""), i.get("value", "")))
+            elif t == "Input.ChoiceSet":
+                inputs.append(SelectInput(i["id"], i.get("label", ""), tuple(
+                    Choice(c["title"], c["value"]) for c in i["choices"]), not req, i.get("value", "")))
+            elif t == "Input.Toggle":
+                inputs.append(ToggleInput(i["id"], i.get("title", ""), i.get("value") == "true"))
+            elif t == "Input.Number":
+                inputs.append(NumberInput(i["id"], i.get("label", ""), i.get("min", 0),
+                                          i.get("max", 100), not req, i.get("value")))
+        submit = next(a for a in _actions(el) if a.get("type") == "Action.Submit")
+        data = dict(submit["data"])
+        return Form(data[render.FORM], _runs(items[0]), tuple(inputs),
+                    metadata=data.get(render.META, "")), data
+    return None
+
+
+class TeamsDriver:
+    name = "teams"
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.fake = FakeConnector()
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+        self.http: aiohttp.ClientSession | None = None
+        self._ids = itertools.count(1)
+        self.form_cards: set[str] = set()
+        self.statuses: list[int] = []
+
+    async def start(self) -> TeamsDriver:
+        await self.fake.start()
+        async with self.core.db.session() as s:
+            people = (await s.execute(select(Person).where(Person.email.is_not(None))
+                                      .order_by(Person.email))).scalars().all()
+        for p in people:
+            self.fake.add_user(str(p.email), p.display_name)
+        st = self.fake.state
+        st.team_members[TEAM_ID] = list(st.users)
+        app = web.Application()
+        env = {
+            "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__CLIENTID": st.app_id,
+            "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__CLIENTSECRET": "not-used-in-tests",
+            "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__TENANTID": st.tenant_id,
+            "STAFFVOICE_TEAMS_OPENID_METADATA": self.fake.metadata_url,
+        }
+        pool = ConnectorPool(FakeTokens(self.fake), sleep=_no_wait)
+        status = mount(app, self.core, env, pool=pool)
+        assert status and "JWT" in status
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}/api/messages"
+        self.http = aiohttp.ClientSession()
+        # The change lead adds the app to the council's team: the bot learns the roster.
+        st.bot_in_teams.add(TEAM_ID)
+        lead = self.fake.user_by_email("changelead@northbridge.example")
+        await self.post(self.activity(lead.id, CHANNEL_ID, "channel", type="installationUpdate",
+                                      action="add"))
+        await self.post(self.activity(lead.id, CHANNEL_ID, "channel", type="conversationUpdate",
+                                      membersAdded=[{"id": st.bot_id}]))
+        return self
+
+    # -- activities as Teams sends them ----------------------------------------------------
+
+    def activity(self, user_id: str, conversation_id: str, kind: str, **extra: Any) -> dict[str, Any]:
+        st = self.fake.state
+        u = st.users[user_id]
+        a: dict[str, Any] = {
+            "type": "message",
+            "id": f"17{next(self._ids):011d}",
+            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "localTimestamp": datetime.now(UTC).isoformat(),
+            "serviceUrl": self.fake.service_url,
+            "channelId": "msteams",
+            "from": {"id": u.id, "name": u.name, "aadObjectId": u.aad_object_id},
+            "conversation": {"conversationType": kind, "tenantId": st.tenant_id,
+                             "id": conversation_id, **({"isGroup": True} if kind != "personal" else {})},
+            "recipient": {"id": st.bot_id, "name": "staffvoice"},
+            "entities": [{"type": "clientInfo", "locale": "en-GB", "country": "GB",
+                          "platform": "Web", "timezone": "Europe/London"}],
+            "channelData": {"tenant": {"id": st.tenant_id}},
+            "locale": "en-GB",
+        }
+        if kind == "channel":
+            a["channelData"]["team"] = {"id": TEAM_ID, "name": "Northbridge Children's Services"}
+            a["channelData"]["channel"] = {"id": CHANNEL_ID, "name": "General"}
+        a.update(extra)
+        return a
+
+    async def post(self, activity: dict[str, Any]) -> int:
+        assert self.http is not None
+        token = self.fake.sign()
+        async with self.http.post(self.url, json=activity,
+                                  headers={"Authorization": f"Bearer {token}"}) as r:
+            self.statuses.append(r.status)
+            assert r.status in (200, 201, 202), f"/api/messages answered {r.status}"
+            return r.status
+
+    def dm_id(self, email: str) -> tuple[str, str]:
+        u = self.fake.user_by_email(email)
+        return u.id, self.fake.personal_id(u.id)
+
+    # -- the driver API --------------------------------------------------------------------
+
+    async def say(self, email: str, text: str) -> None:
+        uid, cid = self.dm_id(email)
+        self.fake.state.users[uid].installed = True
+        await self.post(self.activity(uid, cid, "personal", text=text, textFormat="plain"))
+
+    async def mention(self, email: str, text: str) -> None:
+        """The user writes in the team channel, @mentioning the bot (a new post)."""
+        u = self.fake.user_by_email(email)
+        at = "<at>staffvoice</at>"
+        a = self.activity(u.id, CHANNEL_ID, "channel", text=f"{at} {text}", textFormat="plain")
+        a["entities"].append({"type": "mention", "text": at,
+                              "mentioned": {"id": self.fake.state.bot_id, "name": "staffvoice"}})
+        a["conversation"]["id"] = f"{CHANNEL_ID};messageid={a['id']}"
+        await self.post(a)
+
+    def _dm_posts(self, email: str) -> list[Posted]:
+        _uid, cid = self.dm_id(email)
+        return self.fake.in_conversation(cid)
+
+    async def tap(self, email: str, label: str) -> None:
+        uid, cid = self.dm_id(email)
+        for p in reversed(self._dm_posts(email)):
+            card = card_of(p.current)
+            if card is None:
+                continue
+            for el in card.get("body", []):
+                for act in _actions(el):
+                    data = act.get("data") or {}
+                    if data.get(render.KIND) == "action" and labels_match(act["title"], label):
+                        await self.post(self.activity(uid, cid, "personal", value=data,
+                                                      replyToId=p.id))
+                        return
+        raise AssertionError(f"{email} has no choice labelled {label!r}")
+
+    def _open_form(self, email: str) -> tuple[Posted, Form, dict[str, str]] | None:
+        for p in reversed(self._dm_posts(email)):
+            card = card_of(p.current)
+            found = form_of(card) if card else None
+            if found is not None:
+                self.form_cards.add(p.id)
+                return p, found[0], found[1]
+            if card is not None and form_of(card_of(p.versions[0]) or {}) is not None:
+                return None  # the newest form was sent already
+        return None
+
+    def form(self, email: str) -> Form | None:
+        found = self._open_form(email)
+        return found[1] if found else None
+
+    async def submit(self, email: str, values: dict[str, str]) -> dict[str, str] | None:
+        found = self._open_form(email)
+        assert found is not None, f"{email} has no open form"
+        p, form, data = found
+        # What the Teams client does before sending: every input, required ones checked.
+        value: dict[str, Any] = dict(data)
+        errors: dict[str, str] = {}
+        for inp in form.inputs:
+            v = str(values.get(inp.name, ""))
+            if isinstance(inp, ToggleInput):
+                v = "true" if v == "true" else "false"
+            required = not getattr(inp, "optional", True)
+            if required and not v:
+                errors[inp.name] = f"Please fill in: {inp.label}"
+            # maxLength is not enforced by every Teams client (the server checks it too).
+            value[inp.name] = v
+        if errors:
+            return errors
+        uid, cid = self.dm_id(email)
+        await self.post(self.activity(uid, cid, "personal", value=value, replyToId=p.id))
+        after = card_of(self.fake.state.posted[p.id].current) or {}
+        again = form_of(after)
+        if again is None:
+            newest = self._dm_posts(email)[-1]
+            text = plain_of(newest.current)
+            return {"_": text} if text.startswith("Please check the form") else None
+        if len(self.fake.state.posted[p.id].versions) == 1:
+            return None
+        # Rejected: the card was redrawn with the problems under the original intro.
+        labels = {i.label: i.name for i in again[0].inputs}
+        before = len(_intros(card_of(p.versions[0]) or {}))
+        out: dict[str, str] = {}
+        for el in _intros(after)[before:]:
+            text = _runs(el)
+            label, _, msg = text.partition(": ")
+            out[labels.get(label, "_")] = msg if label in labels else text
+        return out or {"_": "form refused"}
+
+    def seen(self, email: str) -> list[str]:
+        return [plain_of(p.current) for p in self._dm_posts(email) if not self._was_form(p)]
+
+    def _was_form(self, p: Posted) -> bool:
+        first = card_of(p.versions[0])
+        return p.id in self.form_cards or (first is not None and form_of(first) is not None)
+
+    def channel(self, ref: str) -> list[str]:
+        platform, _, rest = ref.partition(":")
+        if platform != "teams":
+            return []
+        cid = rest.rpartition("/")[2]
+        return [plain_of(p.current) for p in self.fake.in_conversation(cid)]
+
+    async def close(self) -> None:
+        if self.http is not None:
+            await self.http.close()
+        if self.runner is not None:
+            await self.runner.cleanup()
+        await self.fake.close()
+
+
+async def make(core: Core) -> TeamsDriver:
+    return await TeamsDriver(core).start()
