@@ -20,7 +20,6 @@ from bot.model import (
     Form,
     FormSubmitEvent,
     Message,
-    MessageEvent,
     SelectInput,
     Text,
     TextInput,
@@ -83,23 +82,14 @@ async def feedback_form(ctx: Ctx, *, text: str = "", theme: str = "", replies: b
     )
 
 
-async def _form_or_button(ctx: Ctx, form: Form, action_id: str, value: str, label: str) -> None:
-    # A typed message carries no trigger, and some platforms can only open forms from a tap.
-    if ctx.event.trigger is None and isinstance(ctx.event, MessageEvent):
-        await ctx.reply(Message((Choices(action_id, (Choice(label, value, "primary"),)),),
-                                fallback=label))
-        return
-    await ctx.open_form(form)
-
-
 async def feedback_cmd(ctx: Ctx, args: str) -> None:
     """Open the anonymous feedback form (anything typed after the word is not kept)."""
     if args.strip():
         await ctx.say("I haven't kept what you typed: anonymous feedback only goes through the "
                       "form, so it never sits in the chat. Please write it in the form.")
     await _check_limit(ctx, in_form=False)
-    await _form_or_button(ctx, await feedback_form(ctx), OPEN_ACTION, "open",
-                          "Give anonymous feedback")
+    # Adapters that cannot open a form from a typed message offer a button that does.
+    await ctx.open_form(await feedback_form(ctx))
 
 
 async def open_action(ctx: Ctx) -> None:
@@ -342,8 +332,7 @@ async def reply_cmd(ctx: Ctx, args: str) -> None:
         if not await fb.has_handle(s, item.id):
             raise UserError("The author of this feedback did not allow replies, or has stopped "
                             "them. You can answer everyone with *you said we did*.")
-    await _form_or_button(ctx, _reply_form(item), "feedback.item", f"reply:{item.id}",
-                          f"Reply to {fb.ref_of(item.id)}")
+    await ctx.open_form(_reply_form(item))
 
 
 async def item_action(ctx: Ctx) -> None:
@@ -414,7 +403,7 @@ async def publish_cmd(ctx: Ctx, args: str) -> None:
                           optional=True)),
         submit_label="Publish", metadata=theme.id,
     )
-    await _form_or_button(ctx, form, "feedback.publish", theme.id, "Write the response")
+    await ctx.open_form(form)
 
 
 async def publish_action(ctx: Ctx) -> None:

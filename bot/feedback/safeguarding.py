@@ -30,18 +30,18 @@ LABELS = {
     COLLEAGUE: "possible allegation about a colleague",
 }
 
-_CHILD = (r"(?:child|children|child's|kid|kids|baby|babies|boy|girl|young person|young people"
-          r"|teenager|toddler|infant|son|daughter|pupil|newborn)")
+_CHILD = (r"(?:(?:child|kid|baby|boy|girl|teenager|toddler|infant|son|daughter|pupil|newborn)s?"
+          r"|children|child's|babies|young (?:person|people))")
 _CARER = (r"(?:dad|mum|mom|father|mother|stepdad|stepfather|stepmum|stepmother|parent|parents"
           r"|partner|boyfriend|girlfriend|uncle|aunt|grandad|grandfather|carer|brother|sister)")
-_HARMED = (r"(?:hit|hits|hitting|beat|beats|beaten|beating|hurt|hurts|hurting|abused|abusing|abuses"
+_HARMED = (r"(?:hit(?!\s+hard)|hits|hitting|beat|beats|beaten|beating|hurt|hurts|hurting|abused|abusing|abuses"
            r"|assaulted|assaulting|neglected|starved|starving|burnt|burned|bruised|bruises|bruising"
            r"|injured|injuries|punched|punches|kicked|kicks|slapped|slaps|shaken|strangled|choked"
            r"|touched|touching|groomed|grooming|exploited|trafficked|raped|molested|smacked"
            r"|smacks|whipped|threatened|locked (?:in|up))")
-_STAFF = (r"(?:manager|colleague|co-worker|coworker|worker|supervisor|team lead|team leader"
-          r"|social worker|staff member|member of staff|practitioner|foster carer|carer|teacher"
-          r"|senior|one of (?:the|our) (?:staff|team)|someone (?:in|on) (?:my|our) team)")
+_STAFF = (r"(?:(?:manager|colleague|co-worker|coworker|worker|supervisor|team lead|team leader"
+          r"|social worker|staff member|practitioner|foster carer|carer|teacher|senior)s?"
+          r"|member of staff|one of (?:the|our) (?:staff|team)|someone (?:in|on) (?:my|our) team)")
 _MISCONDUCT = (r"(?:hit|hits|slapped|smacked|punched|kicked|assaulted|abused|abusing|grabbed"
                r"|restrained|shoved|pushed|touch(?:ed|ing|es)? (?:a|the|one of the) "
                r"(?:child|young person|kid|girl|boy)|inappropriate(?:ly)? with"
@@ -68,6 +68,7 @@ DEFAULT_PATTERNS: dict[str, tuple[str, ...]] = {
         r"|\bfemale genital mutilation\b",
         r"\b(?:left|leaves|leaving) (?:the |a |her |his |their )?(?:\w+ )?"
         r"(?:baby|toddler|children|kids|child) (?:alone|home alone|on (?:their|his|her) own)\b",
+        rf"\b{_CHILD}\b{_S}\b(?:left|leaving|leaves) (?:at )?(?:home )?alone\b",
     ),
     SELF_HARM: (
         r"\b(?:kill|killing|hurt|hurting|harm|harming|cut|cutting) (?:myself|themselves|himself|herself)\b",

@@ -1,0 +1,130 @@
+"""The safeguarding and identifier patterns: what must and must not trigger, and their settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.core import build_router
+from bot.feedback import identifiers, safeguarding
+from bot.feedback.safeguarding import CHILD_RISK, COLLEAGUE, SELF_HARM, Config
+from bot.programme import loader
+from bot.programme.schema import ProgrammeError
+from tests.conftest import EXAMPLE
+
+MUST_TRIGGER = [
+    ("A boy on my caseload told me his stepdad hits him.", CHILD_RISK),
+    ("I saw a child being slapped by her mother in the waiting room.", CHILD_RISK),
+    ("The baby had bruises on his arms and nobody followed it up.", CHILD_RISK),
+    ("She said she is scared to go home at the weekend.", CHILD_RISK),
+    ("I think one of the girls is being groomed online by an older man.", CHILD_RISK),
+    ("Her dad beat her with a belt last night.", CHILD_RISK),
+    ("The toddler was left home alone all afternoon.", CHILD_RISK),
+    ("A young person disclosed that her uncle touched her.", CHILD_RISK),
+    ("I want to kill myself.", SELF_HARM),
+    ("Sometimes I think about ending my life because of this job.", SELF_HARM),
+    ("I've been self-harming again since the restructure.", SELF_HARM),
+    ("Honestly I feel suicidal most Sunday nights.", SELF_HARM),
+    ("I don't want to be here anymore.", SELF_HARM),
+    ("My team manager shouted at a child and grabbed his arm.", COLLEAGUE),
+    ("A colleague has been touching a young person inappropriately.", COLLEAGUE),
+    ("One of the foster carers hit a child in their care.", COLLEAGUE),
+    ("A social worker came to a home visit drunk.", COLLEAGUE),
+    ("My supervisor has been bullying me for months.", COLLEAGUE),
+    ("My manager falsified the visit records to hit the target.", COLLEAGUE),
+]
+
+MUST_NOT_TRIGGER = [
+    "The family network meetings are too long and clash with court deadlines.",
+    "Group supervision has really helped our team think about risk.",
+    "Our caseloads are too high and we are stretched thin.",
+    "The new recording template takes twice as long as the old one.",
+    "This workload is killing me, honestly.",
+    "The children in care team has been hit hard by staff shortages.",
+    "The self-harm awareness training was really useful.",
+    "My manager has been really supportive about flexible working.",
+    "We need better tools to assess children at risk of neglect.",
+    "I hit a wall with the new case recording system.",
+    "The parking at the children's centre is a nightmare.",
+    "Please give us more time to build relationships with families.",
+    "Training on the practice framework was brilliant, more please.",
+    "Kids' activities budget was cut and families noticed.",
+]
+
+
+@pytest.mark.parametrize(("text", "category"), MUST_TRIGGER)
+def test_disclosure_like_text_is_flagged(text: str, category: str) -> None:
+    assert category in safeguarding.concerns(text), text
+
+
+@pytest.mark.parametrize("text", MUST_NOT_TRIGGER)
+def test_everyday_feedback_is_not_flagged(text: str) -> None:
+    assert safeguarding.concerns(text) == [], text
+
+
+def test_curly_apostrophes_and_odd_spacing_do_not_dodge_the_patterns() -> None:
+    assert SELF_HARM in safeguarding.concerns("I  don\u2019t want   to live")
+
+
+def test_a_programme_can_add_patterns() -> None:
+    cfg = Config(extra_patterns=((CHILD_RISK, (r"\bno food in the house\b",)),))
+    assert safeguarding.concerns("There was no food in the house again") == []
+    assert safeguarding.concerns("There was no food in the house again", cfg) == [CHILD_RISK]
+
+
+def test_a_giant_input_is_scanned_quickly() -> None:
+    import time
+
+    text = ("the child was " * 8000) + "fine"
+    start = time.perf_counter()
+    safeguarding.concerns(text)
+    identifiers.findings(text)
+    assert time.perf_counter() - start < 2.0
+
+
+IDENTIFYING = [
+    ("Mrs Patel in the front office was rude", identifiers.NAME),
+    ("My manager Janet never answers", identifiers.NAME),
+    ("Jane Doughty keeps cancelling supervision", identifiers.NAME),
+    ("Call me on 07700 900123 if you want", identifiers.PHONE),
+    ("Ring 01632 960100 about it", identifiers.PHONE),
+    ("Email me at someone@northbridge.example", identifiers.EMAIL),
+    ("Case 123456 was closed too early", identifiers.REFERENCE),
+    ("The referral ref: CP-20231 got lost", identifiers.REFERENCE),
+    ("NHS number 943 476 5919 was on the letter", identifiers.REFERENCE),
+]
+
+NOT_IDENTIFYING = [
+    "Family Network meetings are great",
+    "The Front Door is overwhelmed on Mondays",
+    "Group Supervision should be monthly",
+    "We waited 3 weeks for a reply in 2025",
+    "Social Worker caseloads are too high",
+]
+
+
+@pytest.mark.parametrize(("text", "kind"), IDENTIFYING)
+def test_identifiers_are_spotted(text: str, kind: str) -> None:
+    assert kind in identifiers.findings(text), text
+
+
+@pytest.mark.parametrize("text", NOT_IDENTIFYING)
+def test_ordinary_capitalised_words_and_years_are_not_identifiers(text: str) -> None:
+    assert identifiers.findings(text) == [], text
+
+
+def test_the_example_programme_configures_routes_and_limits() -> None:
+    doc = loader.validate(EXAMPLE.read_text(), build_router())
+    section = doc.data["safeguarding"]
+    assert {r["name"].split(" (")[0] for r in section["routes"]} >= {"LADO", "Whistleblowing line"}
+    assert section["feedback"]["daily_limit"] == 5
+
+
+def test_a_bad_pattern_or_limit_is_reported_with_its_line() -> None:
+    text = EXAMPLE.read_text().replace('- "\\\\bno food in the (?:house|home)\\\\b"', '- "(unclosed"')
+    text = text.replace("daily_limit: 5", "daily_limit: 0")
+    with pytest.raises(ProgrammeError) as e:
+        loader.validate(text, build_router())
+    problems = "\n".join(e.value.problems)
+    assert "safeguarding.patterns.child_risk[0]: not a valid pattern" in problems
+    assert "safeguarding.feedback.daily_limit: must be between 1 and 100" in problems
+    assert "line " in problems
