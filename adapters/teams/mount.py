@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -79,7 +80,9 @@ class TeamsEndpoint:
             claims = ClaimsIdentity()  # anonymous (opt-in, loopback only)
         if body is None or not activity:
             return web.json_response({"error": "body must be a JSON activity"}, status=400)
-        request["claims_identity"] = claims
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the SDK looks the identity up by this plain key
+            request["claims_identity"] = claims
         try:
             response = await self.adapter.process(request, self.agent)
         except (ValueError, TypeError) as e:

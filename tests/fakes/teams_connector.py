@@ -23,6 +23,16 @@ BOT_FRAMEWORK_ISSUER = "https://api.botframework.com"
 CONNECTOR_AUDIENCE = "https://api.botframework.com"
 
 
+_KEY: list[rsa.RSAPrivateKey] = []
+
+
+def signing_key() -> rsa.RSAPrivateKey:
+    """One locally generated RSA key per test session (generating one takes a while)."""
+    if not _KEY:
+        _KEY.append(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    return _KEY[0]
+
+
 def _error(status: int, code: str, message: str, **headers: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status,
                              headers=headers)
@@ -75,7 +85,7 @@ class FakeConnector:
 
     def __init__(self, state: FakeTeams | None = None) -> None:
         self.state = state or FakeTeams()
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.key = signing_key()
         self.kid = "fake-key-1"
         self.runner: web.AppRunner | None = None
         self.url = ""

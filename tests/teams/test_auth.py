@@ -1,0 +1,120 @@
+"""Every request to /api/messages proves it comes from the Bot Framework, or gets 401."""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from adapters.teams.config import TeamsConfigError
+from adapters.teams.mount import mount
+from bot.core import Core
+from tests.conformance.drivers.teams import TeamsDriver
+
+PRACTITIONER = "practitioner1@northbridge.example"
+
+
+async def post_as(teams: TeamsDriver, headers: dict[str, str], text: str = "help") -> int:
+    uid, cid = teams.dm_id(PRACTITIONER)
+    assert teams.http is not None
+    activity = teams.activity(uid, cid, "personal", text=text)
+    async with teams.http.post(teams.url, json=activity, headers=headers) as r:
+        return r.status
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_a_valid_token_is_accepted_and_answered(teams: TeamsDriver) -> None:
+    before = len(teams.seen(PRACTITIONER))
+    assert await post_as(teams, bearer(teams.fake.sign())) == 202
+    assert len(teams.seen(PRACTITIONER)) == before + 1
+    assert "whoami" in teams.seen(PRACTITIONER)[-1]
+
+
+@pytest.mark.parametrize("claims", [
+    {"iss": "https://evil.example"},
+    {"aud": "someone-elses-app"},
+    {"exp": int(time.time()) - 3600, "iat": int(time.time()) - 7200, "nbf": None},
+    {"serviceurl": "https://attacker.example/"},
+    {"serviceurl": None},
+    {"exp": None},
+], ids=["wrong-issuer", "wrong-audience", "expired", "serviceurl-mismatch", "no-serviceurl",
+        "no-expiry"])
+async def test_tokens_with_bad_claims_are_refused(teams: TeamsDriver, claims: dict) -> None:
+    before = len(teams.fake.state.posted)
+    assert await post_as(teams, bearer(teams.fake.sign(claims))) == 401
+    assert len(teams.fake.state.posted) == before  # nothing was handled
+
+
+async def test_a_token_signed_by_an_unknown_key_is_refused(teams: TeamsDriver) -> None:
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    assert await post_as(teams, bearer(teams.fake.sign(key=other, kid="not-published"))) == 401
+    # Same key id as the real one but the wrong key: the signature check fails.
+    assert await post_as(teams, bearer(teams.fake.sign(key=other))) == 401
+
+
+async def test_alg_none_and_symmetric_tricks_are_refused(teams: TeamsDriver) -> None:
+    assert await post_as(teams, bearer(teams.fake.sign(alg="none"))) == 401
+    unsigned = teams.fake.sign(alg="none").rsplit(".", 1)[0] + "."
+    assert await post_as(teams, bearer(unsigned)) == 401
+    # HS256 keyed with the public key (the classic algorithm confusion attack).
+    pem = teams.fake.key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    forged = jwt.encode({"iss": "https://api.botframework.com", "aud": "app-id",
+                         "exp": int(time.time()) + 600, "serviceurl": teams.fake.service_url},
+                        pem.decode()[:64], algorithm="HS256", headers={"kid": teams.fake.kid})
+    assert await post_as(teams, bearer(forged)) == 401
+
+
+@pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer ", "Basic abc", "Bearer a b",
+                                    "Bearer not.a.jwt", "Bearer " + "x" * 5000])
+async def test_missing_or_malformed_authorization_is_401_never_500(
+    teams: TeamsDriver, header: str | None
+) -> None:
+    headers = {} if header is None else {"Authorization": header}
+    assert await post_as(teams, headers) == 401
+
+
+async def test_garbage_bodies_are_refused_without_a_500(teams: TeamsDriver) -> None:
+    assert teams.http is not None
+    for body, headers in [
+        (b"not json", bearer(teams.fake.sign())),
+        (b"[]", bearer(teams.fake.sign())),
+        (b'{"type": 5, "conversation": "x"}', bearer(teams.fake.sign())),
+        (b"not json", {}),
+    ]:
+        async with teams.http.post(teams.url, data=body, headers=headers) as r:
+            assert r.status in (400, 401), (body, r.status)
+
+
+def test_without_credentials_the_endpoint_is_off(core: Core) -> None:
+    app = web.Application()
+    assert mount(app, core, {}) is None
+    assert not [r for r in app.router.routes() if r.resource and r.resource.canonical == "/api/messages"]
+
+
+def test_anonymous_mode_needs_an_explicit_opt_in_and_a_loopback_address(
+    core: Core, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = web.Application()
+    status = mount(app, core, {"STAFFVOICE_TEAMS_ANONYMOUS": "true", "STAFFVOICE_HOST": "127.0.0.1"})
+    assert status is not None and "ANONYMOUS" in status
+    assert "WITHOUT authentication" in capsys.readouterr().err  # announced loudly
+    for host in ("0.0.0.0", "10.1.2.3", "::", "teams.northbridge.example"):
+        with pytest.raises(TeamsConfigError, match="loopback"):
+            mount(web.Application(), core, {"STAFFVOICE_TEAMS_ANONYMOUS": "true",
+                                            "STAFFVOICE_HOST": host})
+
+
+def test_credentials_always_win_over_the_anonymous_switch(core: Core) -> None:
+    status = mount(web.Application(), core, {
+        "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__CLIENTID": "app-id",
+        "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__CLIENTSECRET": "s3cret-value",
+        "STAFFVOICE_TEAMS_ANONYMOUS": "true", "STAFFVOICE_HOST": "0.0.0.0",
+    })
+    assert status is not None and "JWT" in status and "s3cret" not in status
