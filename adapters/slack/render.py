@@ -353,6 +353,8 @@ def home_view(blocks: Iterable[Any]) -> View:
     for b in blocks:
         flat.extend(b.blocks if isinstance(b, Message) else [b])
     rendered = render_blocks(flat, limit=MAX_VIEW_BLOCKS - 1)
+    if any(isinstance(b, Choices) and b.action_id == FEEDBACK_ACTION for b in flat):
+        return View(type="home", callback_id="staffvoice.home", blocks=rendered)
     rendered.append(
         ActionsBlock(block_id="home.feedback", elements=[
             ButtonElement(text=plain(FEEDBACK_LABEL, BUTTON_TEXT), action_id=FEEDBACK_ACTION,

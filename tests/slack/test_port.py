@@ -1,0 +1,128 @@
+"""The Slack port against the fake Web API: retries on 429, error mapping, users, uploads."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from adapters.slack.config import SlackConfig
+from adapters.slack.port import Directory, SlackPort, Workspaces
+from bot.model import ConversationRef, Image, Message, Text, UserRef, text_message
+from bot.port import PlatformError, RateLimited, TransientError, Unreachable
+from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+async def port_for(fake: FakeSlack, token: str = BOT_TOKEN, max_wait: float = 5.0) -> SlackPort:
+    cfg = SlackConfig(signing_secret="s", bot_token=token, api_url=fake.url, max_inline_wait_s=max_wait)
+    ws = Workspaces(cfg)
+    await ws.start()
+    return SlackPort(ws, Directory(ws))
+
+
+def dm(fake: FakeSlack, email: str) -> ConversationRef:
+    u = fake.user_by_email(email) or fake.add_user(email)
+    return ConversationRef("slack", fake.team, fake.dm_of(u.id))
+
+
+async def test_a_short_retry_after_is_waited_for_and_the_message_goes(fake: FakeSlack) -> None:
+    port = await port_for(fake)
+    fake.throttle["chat.postMessage"] = 2
+    ref = await port.send(dm(fake, "a@northbridge.example"), text_message("hello"))
+    assert ref.message_id and len(fake.in_channel(ref.conversation.conversation_id)) == 1
+    assert len(fake.called("chat.postMessage")) == 3
+    await port.workspaces.close()
+
+
+async def test_a_long_retry_after_comes_back_as_rate_limited(fake: FakeSlack) -> None:
+    fake.retry_after = 30
+    port = await port_for(fake, max_wait=5)
+    fake.throttle["chat.postMessage"] = 1
+    started = time.monotonic()
+    with pytest.raises(RateLimited) as e:
+        await port.send(dm(fake, "a@northbridge.example"), text_message("hello"))
+    assert e.value.retry_after == 30 and time.monotonic() - started < 2
+    await port.workspaces.close()
+
+
+async def test_the_fake_enforces_a_rate_limit_per_window(fake: FakeSlack) -> None:
+    fake.limits["chat.postMessage"] = 3
+    fake.retry_after = 30
+    port = await port_for(fake, max_wait=1)
+    conv = dm(fake, "a@northbridge.example")
+    for i in range(3):
+        await port.send(conv, text_message(f"m{i}"))
+    with pytest.raises(RateLimited):
+        await port.send(conv, text_message("one too many"))
+    await port.workspaces.close()
+
+
+@pytest.mark.parametrize("code, error", [
+    ("channel_not_found", Unreachable), ("user_disabled", Unreachable),
+    ("account_inactive", Unreachable), ("internal_error", TransientError),
+    ("invalid_blocks", PlatformError),
+])
+async def test_slack_errors_map_to_the_port_errors(fake: FakeSlack, code: str, error: type) -> None:
+    port = await port_for(fake)
+    fake.failures["chat.postMessage"] = [code]
+    with pytest.raises(error):
+        await port.send(dm(fake, "a@northbridge.example"), text_message("hello"))
+    await port.workspaces.close()
+
+
+async def test_an_unknown_channel_is_unreachable(fake: FakeSlack) -> None:
+    port = await port_for(fake)
+    with pytest.raises(Unreachable):
+        await port.send(ConversationRef("slack", fake.team, "C0MISSING", is_direct=False), text_message("x"))
+    await port.workspaces.close()
+
+
+async def test_a_wrong_token_is_refused_by_the_fake(fake: FakeSlack) -> None:
+    port = await port_for(fake, token="xoxb-stolen")
+    with pytest.raises(Unreachable, match="invalid_auth"):
+        await port.send(dm(fake, "a@northbridge.example"), text_message("hello"))
+    await port.workspaces.close()
+
+
+async def test_people_are_found_by_email_with_their_time_zone(fake: FakeSlack) -> None:
+    fake.add_user("nightduty@northbridge.example", tz="Europe/Dublin")
+    port = await port_for(fake)
+    found = await port.find_user("nightduty@northbridge.example")
+    assert found is not None and found.tz == "Europe/Dublin" and found.workspace == fake.team
+    assert await port.find_user("nobody@northbridge.example") is None
+    # The lookup filled the cache: users.info is not needed afterwards.
+    again = await port.directory.user(fake.team, found.user_id)
+    assert again == found and fake.called("users.info") == []
+    await port.workspaces.close()
+
+
+async def test_open_dm_edit_and_delete(fake: FakeSlack) -> None:
+    u = fake.add_user("b@northbridge.example")
+    port = await port_for(fake)
+    conv = await port.open_dm(UserRef("slack", fake.team, u.id))
+    ref = await port.send(conv, text_message("first"))
+    await port.update(ref, text_message("second"))
+    [posted] = fake.in_channel(conv.conversation_id)
+    assert posted.text == "second" and posted.edits == 1
+    await port.delete(ref)
+    assert fake.in_channel(conv.conversation_id) == []
+    with pytest.raises(Unreachable):
+        await port.open_dm(UserRef("slack", fake.team, "U0GONE"))
+    await port.workspaces.close()
+
+
+async def test_a_png_chart_is_uploaded_and_shown_as_an_image(fake: FakeSlack) -> None:
+    port = await port_for(fake)
+    msg = Message((Text("Results"), Image("Trend of answers, rising", png=PNG, title="Trend"),
+                   Image("Logo", url="https://northbridge.example/logo.png")))
+    ref = await port.send(dm(fake, "c@northbridge.example"), msg)
+    [posted] = fake.in_channel(ref.conversation.conversation_id)
+    images = [b for b in posted.blocks if b["type"] == "image"]
+    [fid] = list(fake.files)
+    assert fake.files[fid]["bytes"] == PNG
+    assert images[0]["slack_file"] == {"id": fid} and images[0]["alt_text"].startswith("Trend")
+    assert images[1]["image_url"] == "https://northbridge.example/logo.png"
+    assert posted.text  # the fallback text is always set
+    await port.workspaces.close()

@@ -1,0 +1,109 @@
+"""Block Kit rendering: validated by slack_sdk's models, within Slack's limits, fallback always set."""
+
+from __future__ import annotations
+
+import json
+
+from slack_sdk.models.blocks import Block
+from slack_sdk.models.views import View
+
+from adapters.slack import render
+from bot.model import (
+    Choice,
+    Choices,
+    Context,
+    Fields,
+    Form,
+    Image,
+    LinkButton,
+    Message,
+    NumberInput,
+    RatingScale,
+    SelectInput,
+    Text,
+    TextInput,
+    ToggleInput,
+)
+from tests.conformance.drivers.slack import form_of, plain_of
+
+
+def test_a_message_of_every_block_reads_the_same_as_the_neutral_text() -> None:
+    from bot.model import plain_text
+
+    msg = Message((
+        Text("Pulse results", heading=True), Text("How are things?\nSecond line"),
+        Fields((("Answers", "12"), ("Team", "Assessment"))),
+        RatingScale("pulse.a", 1, 5, "Not at all", "Very"),
+        Choices("x.y", (Choice("Yes", "y", "primary"), Choice("No", "n", "danger"))),
+        LinkButton("Roadmap", "https://northbridge.example/roadmap"),
+        Image("Trend", url="https://northbridge.example/t.png"), Context("Updated today"),
+    ))
+    payload = render.message_payload(msg)
+    assert plain_of(payload["blocks"]) == plain_text(msg)
+    for b in payload["blocks"]:
+        assert Block.parse(b) is not None  # each dict is a real Block Kit block
+    ids = [e["action_id"] for b in payload["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert len(ids) == len(set(ids))  # unique, as Slack requires
+    assert render.neutral_action_id("pulse.a#3") == "pulse.a"
+
+
+def test_long_text_is_split_and_too_many_blocks_are_shortened() -> None:
+    long = "word " * 2000  # 10,000 characters
+    payload = render.message_payload(Message((Text(long),)))
+    sections = payload["blocks"]
+    assert len(sections) == 4 and all(len(b["text"]["text"]) <= 3000 for b in sections)
+    many = Message(tuple(Text(f"line {i}") for i in range(80)))
+    blocks = render.message_payload(many)["blocks"]
+    assert len(blocks) == 50 and "shortened" in blocks[-1]["elements"][0]["text"]
+
+
+def test_limits_on_labels_values_and_headers_are_respected() -> None:
+    msg = Message((
+        Text("H" * 400, heading=True),
+        Choices("a", tuple(Choice("L" * 200, f"v{i}") for i in range(30))),
+        Fields((("k" * 300, "v" * 5000),)),
+    ))
+    payload = render.message_payload(msg)  # to_dict() raises if any limit is broken
+    rows = [b for b in payload["blocks"] if b["type"] == "actions"]
+    assert [len(r["elements"]) for r in rows] == [25, 5]
+    assert all(len(e["text"]["text"]) <= 75 for r in rows for e in r["elements"])
+    assert len(json.dumps(payload)) < 40_000
+
+
+def test_escaped_text_is_never_cut_inside_an_entity() -> None:
+    assert render.clip_escaped("a" * 8 + "&", 10) == "a" * 8 + "…"
+
+
+def test_a_form_becomes_a_modal_and_its_submission_reads_back() -> None:
+    form = Form(
+        "feedback.send", "Anonymous feedback to the change team",
+        (TextInput("text", "What would you like to say?", multiline=True, max_length=5000),
+         SelectInput("theme", "Theme", (Choice("Workload", "workload"), Choice("Tools", "tools")),
+                     optional=True),
+         ToggleInput("replies", "I would like replies"), NumberInput("score", "Score", 0, 10)),
+        intro=(Text("This is not a referral route."),), submit_label="Send", metadata="m1",
+    )
+    view = render.modal(form)
+    assert isinstance(view, View)
+    d = view.to_dict()
+    assert d["title"]["text"] == "Anonymous feedback to t…" and len(d["title"]["text"]) <= 24
+    assert d["callback_id"] == "feedback.send" and d["private_metadata"] == "m1"
+    back = form_of(d)
+    assert [i.name for i in back.inputs] == ["text", "theme", "replies", "score"]
+    assert back.inputs[0].max_length == 3000  # type: ignore[union-attr]
+    state = {"values": {
+        "text": {"value": {"type": "plain_text_input", "value": "<!here> too busy"}},
+        "theme": {"value": {"type": "static_select", "selected_option": {"value": "tools"}}},
+        "replies": {"value": {"type": "checkboxes", "selected_options": [{"value": "true"}]}},
+        "score": {"value": {"type": "number_input", "value": "7"}},
+    }}
+    assert render.modal_values({"state": state}) == {
+        "text": "<!here> too busy", "theme": "tools", "replies": "true", "score": "7"}
+    assert render.modal_errors({"_": "Too long", "score": "0 to 10"}, d) == {
+        "text": "Too long", "score": "0 to 10"}
+
+
+def test_home_has_one_feedback_button() -> None:
+    view = render.home_view([Text("Your milestones")]).to_dict()
+    buttons = [e for b in view["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert [b["action_id"] for b in buttons] == ["feedback.open"]

@@ -1,0 +1,171 @@
+"""Stories on Slack's own surfaces: mentions, the slash command, shortcuts, modals, App Home."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from bot.errors import FormInvalid
+from bot.model import Form, TextInput, text_message
+from tests.conformance.drivers.slack import SlackDriver
+from tests.fakes.slack_api import BOT_TOKEN
+
+PRACTITIONER = "practitioner1@northbridge.example"
+
+
+async def test_a_mention_in_a_channel_is_answered_in_its_thread(slack: SlackDriver) -> None:
+    assert await slack.mention(PRACTITIONER, "C0TEAMROOM", "help") == 200
+    [answer] = slack.fake.in_channel("C0TEAMROOM")
+    mention_ts = slack.fake.called("chat.postMessage")[0].args["thread_ts"]
+    assert answer.thread_ts == mention_ts
+    assert "help" in answer.text
+
+
+async def test_the_slash_command_acks_at_once_and_answers_in_a_dm(slack: SlackDriver) -> None:
+    status, body = await slack.command(PRACTITIONER, "whoami")
+    assert status == 200 and body == ""
+    answer = slack.seen(PRACTITIONER)[-1]
+    assert PRACTITIONER in answer
+    assert slack.fake.in_channel("C0GENERAL") == []  # the channel never sees the answer
+
+
+async def test_identity_comes_from_users_info_once_and_by_verified_email(slack: SlackDriver) -> None:
+    await slack.say(PRACTITIONER, "whoami")
+    await slack.say(PRACTITIONER, "whoami")
+    assert len(slack.fake.called("users.info")) == 1  # cached
+    assert PRACTITIONER in slack.seen(PRACTITIONER)[-1]
+    assert all(c.token == BOT_TOKEN for c in slack.fake.calls)
+
+
+async def test_the_global_shortcut_opens_the_feedback_modal(slack: SlackDriver) -> None:
+    await slack.shortcut(PRACTITIONER, "feedback.open")
+    form = slack.form(PRACTITIONER)
+    assert form is not None and form.form_id.startswith("feedback")
+    [opened] = slack.fake.called("views.open")
+    view = opened.args["view"]
+    assert view["type"] == "modal" and len(view["title"]["text"]) <= 24
+    assert any(b["type"] == "input" for b in view["blocks"])
+
+
+async def test_the_message_shortcut_opens_the_same_modal(slack: SlackDriver) -> None:
+    await slack.shortcut(PRACTITIONER, "feedback.open.message")
+    assert slack.form(PRACTITIONER) is not None
+
+
+async def test_typed_feedback_offers_a_button_that_opens_the_modal(slack: SlackDriver) -> None:
+    """A DM carries no trigger to open a modal with, so the bot offers a button."""
+    await slack.say(PRACTITIONER, "feedback")
+    offered = [m for m in slack.dm(PRACTITIONER) if "Open the form" in str(m.blocks)]
+    assert offered, slack.seen(PRACTITIONER)
+    assert slack.form(PRACTITIONER) is not None  # the driver tapped it, as the person would
+
+
+async def test_app_home_shows_the_feedback_button(slack: SlackDriver) -> None:
+    home = await slack.open_home(PRACTITIONER)
+    assert home is not None and home["type"] == "home"
+    buttons = [e for b in home["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert [b["text"]["text"] for b in buttons].count("Give anonymous feedback") == 1
+    # Tapping it in the Home tab opens the modal.
+    tap = next(b for b in buttons if b["text"]["text"] == "Give anonymous feedback")
+    u = slack.user(PRACTITIONER)
+    status, _ = await slack.post_interaction({
+        "type": "block_actions", "user": slack._user_json(u), "team": {"id": slack.fake.team},
+        "container": {"type": "view", "view_id": "VH1"}, "trigger_id": slack.fake.new_trigger(u.id),
+        "view": {"id": "VH1", "type": "home"},
+        "actions": [{"action_id": tap["action_id"], "block_id": "b", "value": tap.get("value", ""),
+                     "type": "button", "action_ts": f"{time.time():.6f}"}],
+    })
+    assert status == 200 and slack.form(PRACTITIONER) is not None
+
+
+async def test_form_errors_are_shown_in_the_modal_and_a_fix_goes_through(slack: SlackDriver) -> None:
+    got: list[str] = []
+
+    async def open_it(ctx, args: str) -> None:  # type: ignore[no-untyped-def]
+        await ctx.open_form(Form("test.name", "Your name", (TextInput("name", "Name"),)))
+
+    async def check(ctx) -> None:  # type: ignore[no-untyped-def]
+        name = ctx.event.values["name"]
+        if len(name) < 3:
+            raise FormInvalid({"name": "At least three letters, please."})
+        got.append(name)
+        await ctx.say(f"Thanks, {name}.")
+
+    slack.core.router.command("testname", open_it, "test")
+    slack.core.router.form("test.name", check)
+    await slack.shortcut(PRACTITIONER, "ignored")  # unknown shortcut: polite answer, no modal
+    slack.core.router.action("test.open", lambda ctx: open_it(ctx, ""))
+    await slack.shortcut(PRACTITIONER, "test.open")
+    errors = await slack.submit(PRACTITIONER, {"name": "Al"})
+    assert errors == {"name": "At least three letters, please."}
+    assert slack.form(PRACTITIONER) is not None and got == []
+    assert await slack.submit(PRACTITIONER, {"name": "Alex <@U1>"}) is None
+    assert got == ["Alex <@U1>"]
+    assert slack.seen(PRACTITIONER)[-1] == "Thanks, Alex <@U1>."
+    assert "&lt;@U1&gt;" in slack.dm(PRACTITIONER)[-1].text
+
+
+async def test_a_slow_core_is_acked_within_slack_deadline(slack: SlackDriver) -> None:
+    async def slow(ctx, args: str) -> None:  # type: ignore[no-untyped-def]
+        await asyncio.sleep(0.5)
+        await ctx.say("done slowly")
+
+    slack.core.router.command("slow", slow, "test")
+    u = slack.user(PRACTITIONER)
+    from tests.conformance.drivers.slack import SIGNING_SECRET, sign
+
+    body = ('{"type":"event_callback","team_id":"%s","event_id":"Ev0SLOW","event":{"type":"message",'
+            '"channel":"%s","user":"%s","text":"slow","ts":"1.2","channel_type":"im"}}'
+            % (slack.fake.team, slack.fake.dm_of(u.id), u.id))
+    assert slack.http is not None and slack.adapter is not None
+    started = time.perf_counter()
+    async with slack.http.post(slack.url, data=body, headers={"Content-Type": "application/json",
+                                                              **sign(SIGNING_SECRET, body)}) as r:
+        assert r.status == 200
+    acked = time.perf_counter() - started
+    assert acked < 0.3, acked
+    assert slack.seen(PRACTITIONER) == []  # the work continues after the ack
+    await slack.adapter.drain()
+    assert slack.seen(PRACTITIONER) == ["done slowly"]
+
+
+async def test_a_tap_twice_delivered_counts_once(slack: SlackDriver) -> None:
+    """Socket Mode resends and HTTP retries carry the same action_ts: one tap, one effect."""
+    count = []
+
+    async def counted(ctx) -> None:  # type: ignore[no-untyped-def]
+        count.append(1)
+        await ctx.update(text_message(f"counted {len(count)}"))
+
+    slack.core.router.action("test.count", counted)
+    from bot.model import Choice, Choices, Message, Text
+
+    ref = await slack.core.dm(
+        (await _person_id(slack, PRACTITIONER)),
+        Message((Text("Tap me"), Choices("test.count", (Choice("Count", "1"),)))),
+    )
+    assert ref is not None
+    [m] = slack.dm(PRACTITIONER)
+    block = next(b for b in m.blocks if b["type"] == "actions")
+    u = slack.user(PRACTITIONER)
+    payload = {
+        "type": "block_actions", "user": slack._user_json(u), "team": {"id": slack.fake.team},
+        "container": {"type": "message", "message_ts": m.ts, "channel_id": m.channel},
+        "channel": {"id": m.channel}, "trigger_id": slack.fake.new_trigger(u.id),
+        "actions": [{**{k: block["elements"][0][k] for k in ("action_id", "value", "text")},
+                     "block_id": block["block_id"], "type": "button", "action_ts": "1700000000.123456"}],
+    }
+    await slack.post_interaction(payload)
+    await slack.post_interaction(payload)
+    assert count == [1]
+    assert slack.seen(PRACTITIONER) == ["counted 1"]  # edited in place with chat.update
+    assert len(slack.fake.called("chat.update")) == 1
+
+
+async def _person_id(slack: SlackDriver, email: str) -> str:
+    from bot.people.service import person_by_email
+
+    async with slack.core.db.session() as s:
+        person = await person_by_email(s, email)
+    assert person is not None
+    return person.id
