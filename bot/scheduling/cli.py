@@ -1,0 +1,130 @@
+"""`staffvoice schedule list | run-due`: what runs next and when, and one tick for cron."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from bot.config import Settings
+from bot.scheduling.jobs import next_due, programme_tz, run_due
+from bot.scheduling.leader import for_database
+from bot.scheduling.tables import JobRecord
+
+if TYPE_CHECKING:
+    from bot.core import Core
+
+
+@dataclass(frozen=True)
+class Planned:
+    job: str
+    next_at: datetime | None  # None: the job checks its tables on every tick
+    summary: str
+    last_run_at: datetime | None
+    last_outcome: str
+
+
+async def plan(core: Core, now: datetime) -> list[Planned]:
+    """Every job with its next due time (if it says), soonest first, and how it last went."""
+    rows = []
+    for name, fn in core.router.tickers.items():
+        async with core.db.session() as s:
+            rec = await s.get(JobRecord, name)
+        doc = (getattr(fn, "__doc__", None) or "").strip().splitlines()
+        rows.append(Planned(
+            job=name,
+            next_at=await next_due(core, fn, now),
+            summary=doc[0] if doc else "",
+            last_run_at=rec.last_run_at if rec else None,
+            last_outcome=rec.last_outcome if rec else "",
+        ))
+    far = datetime.max.replace(tzinfo=now.tzinfo)
+    return sorted(rows, key=lambda p: (p.next_at or far, p.job))
+
+
+def render(rows: list[Planned], now: datetime, tz: str, interval_s: float) -> str:
+    """The plan as a table in local time."""
+    zone = ZoneInfo(tz)
+
+    def local(t: datetime | None, empty: str) -> str:
+        return t.astimezone(zone).strftime("%a %d %b %H:%M %Z") if t else empty
+
+    every = f"every tick ({interval_s:g} s)"
+    lines = [f"Scheduled work, times in {tz} (now {local(now, '')}):", ""]
+    if not rows:
+        return "\n".join(lines + ["  no scheduled jobs are registered"])
+    width = max(len(r.job) for r in rows)
+    lines.append(f"  {'job'.ljust(width)}  {'next due'.ljust(22)}  {'last run'.ljust(22)}  last outcome")
+    for r in rows:
+        lines.append(
+            f"  {r.job.ljust(width)}  {local(r.next_at, every).ljust(22)}  "
+            f"{local(r.last_run_at, 'never').ljust(22)}  {r.last_outcome or '-'}"
+            + (f"   {r.summary}" if r.summary else "")
+        )
+    return "\n".join(lines)
+
+
+def cli(settings: Settings, argv: list[str]) -> int:
+    """`staffvoice schedule list` or `staffvoice schedule run-due`."""
+    ap = argparse.ArgumentParser(prog="staffvoice schedule", description="The scheduler.")
+    sub = ap.add_subparsers(dest="sub", required=True)
+    sub.add_parser("list", help="what runs next and when, in local time")
+    sub.add_parser("run-due", help="run what is due now, once (for cron deployments)")
+    args = ap.parse_args(argv)
+    if args.sub == "list":
+        return asyncio.run(_list(settings))
+    return asyncio.run(_run_due(settings))
+
+
+def _core(settings: Settings) -> Core:
+    from bot.core import Core
+    from storage.db import Database
+
+    return Core(Database(settings.database_url), settings=settings)
+
+
+async def _list(settings: Settings) -> int:
+    core = _core(settings)
+    try:
+        await core.db.upgrade()
+        now = core.clock.now()
+        rows = await plan(core, now)
+        print(render(rows, now, await programme_tz(core), settings.scheduler_interval_s))
+    finally:
+        await core.db.dispose()
+    return 0
+
+
+async def _run_due(settings: Settings) -> int:
+    # The composition root for cron: the same adapters as `serve` provide the ports.
+    from adapters.server import attached_ports
+
+    core = _core(settings)
+    leadership = for_database(core.db)
+    try:
+        await core.db.upgrade()
+        await core.start()
+        if not await leadership.ensure():
+            print("another staffvoice process is running the scheduler; nothing was run",
+                  file=sys.stderr)
+            return 0
+        async with attached_ports(core, os.environ) as statuses:
+            for line in statuses:
+                print(line)
+            results = await run_due(core, core.clock.now(),
+                                    instance=f"run-due:{socket.gethostname()}:{os.getpid()}")
+        for r in results:
+            print(f"{r.name}: {r.outcome}, {max(r.count, 0)} done"
+                  + (f", {r.skipped} skipped (missed beyond grace)" if r.skipped else ""))
+        if not results:
+            print("no scheduled jobs are registered")
+        return 1 if any(r.outcome == "error" for r in results) else 0
+    finally:
+        await leadership.release()
+        await core.db.dispose()

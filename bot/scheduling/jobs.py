@@ -1,0 +1,221 @@
+"""Running due work: every feature's ticker once, with a record of each run and of misses.
+
+Tickers registered with `r.ticker(name, fn)` derive what is due from their own tables, so
+a restart loses nothing. Three optional pieces make the schedule visible and misses explicit:
+
+- a ticker may expose `next_due(core, now) -> datetime | None` (when it next has work), which
+  `staffvoice schedule list` shows and the scheduler uses to wake up exactly on time;
+- `once(core, job, key, due_at, now)` claims one due item (a reminder, a check-in) at most once:
+  done while inside its grace period, recorded as skipped when it is found too late;
+- `timed(name, fn, cron=...)` wraps a function that runs at fixed local times (a weekly digest)
+  into a ticker with both of the above.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+
+from bot.scheduling.tables import JobRecord, Occurrence
+
+if TYPE_CHECKING:
+    from bot.core import Core
+
+log = logging.getLogger("staffvoice.scheduler")
+
+# A prompt found this late (after downtime) is skipped rather than sent: a reminder half a day
+# late confuses more than it helps. Jobs may choose their own.
+DEFAULT_GRACE = timedelta(hours=4)
+# A ticker not run for this long was missed (the process was down): its next run is a catch-up.
+GAP = timedelta(minutes=5)
+LOOKBACK = timedelta(days=8)
+
+_skips: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("skips", default=None)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    name: str
+    outcome: str  # ok | caught-up | skipped | error
+    count: int
+    skipped: int
+    seconds: float
+
+
+async def run_due(core: Core, now: datetime, *, instance: str = "", gap: timedelta = GAP) -> list[JobResult]:
+    """Run every ticker once at `now`, recording each run; one failing job never stops the rest."""
+    if not core.secret:
+        await core.start()
+    results = []
+    for name, fn in core.router.tickers.items():
+        results.append(await _run_one(core, name, fn, now, instance, gap))
+    return results
+
+
+async def _run_one(core: Core, name: str, fn: Any, now: datetime, instance: str,
+                   gap: timedelta) -> JobResult:
+    async with core.db.session() as s:
+        rec = await s.get(JobRecord, name)
+        last = rec.last_run_at if rec is not None else None
+    skips: list[str] = []
+    token = _skips.set(skips)
+    started = time.perf_counter()
+    try:
+        count = int(await fn(core, now) or 0)
+        if last is not None and now - last > gap:
+            log.info("job caught up after a gap", extra={"job": name, "gap_s": int((now - last).total_seconds())})
+            outcome = "caught-up"
+        else:
+            outcome = "ok"
+        if skips and count == 0:
+            outcome = "skipped"
+    except Exception:
+        log.exception("scheduled job failed", extra={"job": name})
+        count, outcome = -1, "error"
+    finally:
+        _skips.reset(token)
+    seconds = time.perf_counter() - started
+    await _record(core, name, now, outcome, count, len(skips), instance)
+    return JobResult(name, outcome, count, len(skips), seconds)
+
+
+async def _record(core: Core, name: str, now: datetime, outcome: str, count: int, skipped: int,
+                  instance: str) -> None:
+    try:
+        async with core.db.session() as s:
+            rec = await s.get(JobRecord, name)
+            if rec is None:
+                rec = JobRecord(name=name, runs=0, errors=0, skipped=0, last_count=0)
+                s.add(rec)
+            rec.last_run_at = now
+            rec.last_outcome = outcome
+            rec.last_count = max(count, 0)
+            rec.runs = (rec.runs or 0) + 1
+            rec.errors = (rec.errors or 0) + (outcome == "error")
+            rec.skipped = (rec.skipped or 0) + skipped
+            rec.instance = instance[:100]
+    except IntegrityError:
+        # Two processes created the row at once (a cron run-due next to serve): the other won.
+        log.warning("job record written concurrently", extra={"job": name})
+
+
+async def once(core: Core, job: str, key: str, due_at: datetime, now: datetime | None = None,
+               grace: timedelta = DEFAULT_GRACE) -> bool:
+    """Claim one due item of `job`: True to do it now; False if done before or too late (skipped)."""
+    now = now or core.clock.now()
+    outcome = "done" if now - due_at <= grace else "skipped"
+    try:
+        async with core.db.session() as s:
+            s.add(Occurrence(job=job, key=key[:200], due_at=due_at, outcome=outcome, at=now))
+    except IntegrityError:
+        return False
+    if outcome == "skipped":
+        log.warning("missed beyond its grace period; skipped",
+                    extra={"job": job, "late_s": int((now - due_at).total_seconds())})
+        skips = _skips.get()
+        if skips is not None:
+            skips.append(key)
+        return False
+    return True
+
+
+async def release(core: Core, job: str, key: str) -> None:
+    """Undo a claim from `once` (the work failed), so the next tick tries again."""
+    async with core.db.session() as s:
+        await s.execute(delete(Occurrence).where(Occurrence.job == job, Occurrence.key == key[:200]))
+
+
+async def programme_tz(core: Core) -> str:
+    """The programme's time zone (Europe/London until a programme is loaded)."""
+    from bot.programme.core_sections import get_setting
+
+    async with core.db.session() as s:
+        prog = await get_setting(s, "programme", {}) or {}
+    return str(prog.get("timezone") or "Europe/London")
+
+
+TimedFn = Callable[["Core", datetime], Awaitable[int]]
+
+
+class TimedJob:
+    """A ticker that runs `fn(core, occurrence)` at the times of a cron timetable, local time."""
+
+    def __init__(self, name: str, fn: TimedFn, cron: dict[str, Any],
+                 grace: timedelta = DEFAULT_GRACE, tz: str | None = None) -> None:
+        self.name = name
+        self.fn = fn
+        self.cron = cron
+        self.grace = grace
+        self.tz = tz
+        self.__doc__ = fn.__doc__
+
+    async def _trigger(self, core: Core) -> CronTrigger:
+        return CronTrigger(**self.cron, timezone=ZoneInfo(self.tz or await programme_tz(core)))
+
+    async def __call__(self, core: Core, now: datetime) -> int:
+        occ = latest_at_or_before(await self._trigger(core), now)
+        if occ is None:
+            return 0
+        key = occ.isoformat()
+        if now - occ > self.grace:
+            last = await self._last_run(core)
+            if last is None or last >= occ:
+                return 0  # not missed while down: the job did not exist yet, or saw it already
+        if not await once(core, self.name, key, occ, now, self.grace):
+            return 0
+        try:
+            return int(await self.fn(core, occ) or 0)
+        except Exception:
+            await release(core, self.name, key)
+            raise
+
+    async def _last_run(self, core: Core) -> datetime | None:
+        async with core.db.session() as s:
+            rec = await s.get(JobRecord, self.name)
+            return rec.last_run_at if rec is not None else None
+
+    async def next_due(self, core: Core, now: datetime) -> datetime | None:
+        nxt = (await self._trigger(core)).get_next_fire_time(None, now)
+        return None if nxt is None else nxt.astimezone(UTC)
+
+
+def timed(name: str, fn: TimedFn, *, grace: timedelta = DEFAULT_GRACE, tz: str | None = None,
+          **cron: Any) -> TimedJob:
+    """A ticker running `fn` at local times, e.g. `timed("digest", f, day_of_week="mon", hour=9)`."""
+    return TimedJob(name, fn, cron, grace, tz)
+
+
+def latest_at_or_before(trigger: CronTrigger, now: datetime) -> datetime | None:
+    """The most recent time the timetable fired at or before `now` (within the look-back)."""
+    t = trigger.get_next_fire_time(None, now - LOOKBACK)
+    last = None
+    # Bounded: hourly over the look-back is ~200 steps; finer work belongs in a plain ticker.
+    for _ in range(5000):
+        if t is None or t > now:
+            break
+        last = t
+        t = trigger.get_next_fire_time(t, t + timedelta(seconds=1))
+    return None if last is None else last.astimezone(UTC)
+
+
+async def next_due(core: Core, fn: Any, now: datetime) -> datetime | None:
+    """When a ticker next has work, if it says (optional `next_due` protocol); None otherwise."""
+    probe = getattr(fn, "next_due", None)
+    if probe is None:
+        return None
+    try:
+        when = await probe(core, now)
+    except Exception:
+        log.exception("next_due failed", extra={"job": getattr(fn, "__name__", "?")})
+        return None
+    return None if when is None else when.astimezone(UTC)
