@@ -39,5 +39,5 @@ def setup(level: str = "INFO", json_lines: bool | None = None) -> None:
     # Third-party libraries log request bodies and SQL parameters (which can hold anonymous
     # text) at INFO/DEBUG: keep them at WARNING whatever our own level is.
     for noisy in ("slack_bolt", "slack_sdk", "aiohttp.access", "microsoft_agents", "sqlalchemy",
-                  "msal", "alembic", "apscheduler", "asyncio"):
+                  "msal", "alembic", "apscheduler", "asyncio", "aiosqlite", "asyncpg"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -62,3 +62,12 @@ def as_text(value: Any) -> str:
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value).hex() + " " + bytes(value).decode("latin-1")
     return str(value)
+
+
+def ref_for(listing: str, text: str) -> str:
+    """The reference shown just before `text` in a change-team listing."""
+    found = list(REF.finditer(listing))
+    for m, nxt in zip(found, [*found[1:], None], strict=True):
+        if text in listing[m.end(): nxt.start() if nxt else len(listing)]:
+            return m.group(1)
+    raise AssertionError(f"{text!r} is not in the listing")

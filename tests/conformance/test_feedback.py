@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from tests.feedback_helpers import (
+from tests.test_feedback_helpers import (
     CHANGE,
     FEEDBACK_TABLES,
     LEADS,

@@ -1,0 +1,325 @@
+"""Stories: anonymous feedback on the core's fake driver, and what is stored, sealed and logged."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from bot import logs
+from bot.core import Core
+from bot.feedback import sealing
+from bot.feedback import service as fb
+from bot.feedback.tables import FeedbackDailyCount, FeedbackHandle, FeedbackItem, FeedbackMessage
+from bot.model import ActionEvent, FormSubmitEvent
+from tests.conformance.drivers.fake import FakeDriver
+from tests.test_feedback_helpers import (
+    CHANGE,
+    LEADS,
+    OTHER,
+    PRACTITIONER,
+    REF,
+    give,
+    identity_strings,
+    ref_for,
+)
+
+IDEA = "Group supervision keeps getting cancelled at short notice."
+CONCERN = "I saw a child being slapped by her mother in the waiting room."
+
+
+async def items(core: Core) -> list[FeedbackItem]:
+    async with core.db.session() as s:
+        return list((await s.execute(select(FeedbackItem))).scalars())
+
+
+async def handles(core: Core) -> list[FeedbackHandle]:
+    async with core.db.session() as s:
+        return list((await s.execute(select(FeedbackHandle))).scalars())
+
+
+def urgent_seen(d: FakeDriver, email: str) -> list[str]:
+    return [m for m in d.seen(email) if m.startswith("URGENT")]
+
+
+async def test_feedback_typed_into_the_chat_is_not_kept_and_the_form_opens(loaded: Core) -> None:
+    d = FakeDriver(loaded)
+    await d.say(PRACTITIONER, "feedback my manager cancels supervision")
+    assert "I haven't kept what you typed" in d.seen(PRACTITIONER)[-1]
+    form = d.form(PRACTITIONER)
+    assert form is not None and form.form_id == "feedback.submit"
+    names = [i.name for i in form.inputs]
+    assert names == ["text", "theme", "replies"]
+    assert form.inputs[0].max_length == 2000  # type: ignore[union-attr]
+    assert {o.value for o in form.inputs[1].options} >= {"workload", "supervision"}  # type: ignore[union-attr]
+    assert await items(loaded) == []
+
+
+async def test_the_open_action_lets_an_adapter_offer_a_feedback_button(loaded: Core) -> None:
+    d = FakeDriver(loaded)
+    await loaded.handle(ActionEvent("a-open", d.user(PRACTITIONER), d.conv(PRACTITIONER),
+                                    action_id="feedback.open", value="open", trigger="t"), d.port)
+    assert d.form(PRACTITIONER) is not None
+
+
+async def test_a_stored_item_has_no_author_a_day_and_a_sealed_route(loaded: Core) -> None:
+    d = FakeDriver(loaded)
+    assert await give(d, PRACTITIONER, IDEA, theme="supervision", replies=True) is None
+    [item] = await items(loaded)
+    assert item.text == IDEA and item.day == date(2026, 11, 30) and item.theme_id == "supervision"
+    assert not item.urgent and item.status == "new"
+    [handle] = await handles(loaded)
+    who = await identity_strings(loaded.db, PRACTITIONER)
+    assert not any(w.encode() in handle.sealed for w in who)
+    route = sealing.open_sealed(loaded.secret, handle.id, handle.sealed)
+    assert route.person_id in who
+    # Without the server key, or moved to another row, the route does not open.
+    with pytest.raises(sealing.RouteUnavailable):
+        sealing.open_sealed(b"another-server-key-32-bytes-long", handle.id, handle.sealed)
+    with pytest.raises(sealing.RouteUnavailable):
+        sealing.open_sealed(loaded.secret, "some-other-handle", handle.sealed)
+
+
+async def test_reply_answer_back_and_revoke_through_the_sealed_route(loaded: Core) -> None:
+    d = FakeDriver(loaded)
+    assert await give(d, PRACTITIONER, IDEA, replies=True) is None
+    await d.say(CHANGE, "feedback list")
+    ref = REF.search(d.seen(CHANGE)[-1]).group(1)  # type: ignore[union-attr]
+    await d.say(CHANGE, f"feedback reply #{ref}")
+    assert await d.submit(CHANGE, {"text": "Which day would suit you better?"}) is None
+    assert "The author was told there is an answer" in d.seen(CHANGE)[-1]
+    assert d.seen(PRACTITIONER)[-1].startswith("The change team answered your feedback")
+    await d.tap(PRACTITIONER, "Read the answer")
+    assert await d.submit(PRACTITIONER, {"text": "Tuesdays, please."}) is None
+    async with loaded.db.session() as s:
+        thread = list((await s.execute(select(FeedbackMessage).order_by(FeedbackMessage.seq))).scalars())
+    assert [(m.sender, m.text) for m in thread] == [
+        ("team", "Which day would suit you better?"), ("author", "Tuesdays, please.")]
+    assert thread[1].team_person_id is None
+
+    # Someone else tapping a forwarded button is refused.
+    token = next(o.value for p in d.port.messages(d.conv(PRACTITIONER).conversation_id)
+                 for b in p.message.blocks if getattr(b, "action_id", "") == "feedback.revoke"
+                 for o in b.options)  # type: ignore[attr-defined]
+    await loaded.handle(ActionEvent("fwd", d.user(OTHER), d.conv(OTHER), action_id="feedback.read",
+                                    value=token, trigger="t"), d.port)
+    assert "Only the person who sent this feedback" in d.seen(OTHER)[-1]
+
+    await d.tap(PRACTITIONER, "Stop replies")
+    assert await handles(loaded) == []
+    # The stale buttons and a forged answer form are all refused; the thread is unchanged.
+    await loaded.handle(ActionEvent("old", d.user(PRACTITIONER), d.conv(PRACTITIONER),
+                                    action_id="feedback.read", value=token, trigger="t"), d.port)
+    assert "this conversation is closed" in d.seen(PRACTITIONER)[-1]
+    res = await loaded.handle(FormSubmitEvent("forged", d.user(PRACTITIONER), None,
+                                              form_id="feedback.answer", values={"text": "hi"},
+                                              metadata=f"{token}|ack:"), d.port)
+    assert res.form_errors and "closed" in res.form_errors["_"]
+    await d.say(CHANGE, f"feedback reply #{ref}")
+    assert "has stopped them" in d.seen(CHANGE)[-1]
+
+
+async def test_a_revoked_route_leaves_no_copy_in_the_sqlite_file(loaded: Core) -> None:
+    if not loaded.db.is_sqlite:
+        pytest.skip("file scan is for SQLite; PostgreSQL keeps dead tuples until VACUUM")
+    d = FakeDriver(loaded)
+    assert await give(d, PRACTITIONER, IDEA, replies=True) is None
+    [handle] = await handles(loaded)
+    sealed = bytes(handle.sealed)
+    await d.say(PRACTITIONER, "feedback stop replies")
+    assert "replies to 1 piece of your feedback are stopped" in d.seen(PRACTITIONER)[-1]
+    path = Path(loaded.db.url.split("///", 1)[1])
+    async with loaded.db.engine.connect() as conn:
+        await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    raw = b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+    assert sealed[12:40] not in raw
+
+
+async def test_a_safeguarding_item_shows_the_routes_again_then_reaches_each_lead_once(loaded: Core) -> None:
+    d = FakeDriver(loaded)
+    await d.say(OTHER, "feedback")
+    values = {"text": CONCERN, "theme": "", "replies": "false"}
+    assert await d.submit(OTHER, values) is None
+    confirm = d.form(OTHER)
+    assert confirm is not None and confirm.submit_label == "Send anyway"
+    assert "possible risk to a child" in "\n".join(getattr(b, "text", "") for b in confirm.intro)
+    assert confirm.inputs[0].initial == CONCERN  # type: ignore[union-attr]
+    assert await items(loaded) == []  # not stored before the author confirms
+    form = d.port.forms[f"U-{OTHER}"]
+    ev = FormSubmitEvent("sg-1", d.user(OTHER), None, form_id=form.form_id, values=values,
+                         metadata=form.metadata, trigger="t")
+    await loaded.handle(ev, d.port)
+    again = await loaded.handle(ev, d.port)  # the platform redelivers the submission
+    assert again.duplicate
+    [item] = await items(loaded)
+    assert item.urgent and item.concerns == ["child_risk"]
+    for lead in LEADS:
+        assert len(urgent_seen(d, lead)) == 1 and CONCERN in urgent_seen(d, lead)[0]
+    await loaded.tick()
+    await fb.deliver_alerts(loaded)
+    for lead in LEADS:
+        assert len(urgent_seen(d, lead)) == 1
+    assert any("went to the safeguarding leads straight away" in m for m in d.seen(OTHER))
+
+
+async def test_an_unreachable_lead_gets_the_alert_once_when_reachable_again(loaded: Core) -> None:
+    d = FakeDriver(loaded)
+    await d.say(LEADS[1], "help")  # known to the fake platform
+    d.port.blocked.add(f"U-{LEADS[1]}")
+    assert await give(d, OTHER, "My supervisor has been bullying me for months.") is None
+    assert len(urgent_seen(d, LEADS[0])) == 1 and urgent_seen(d, LEADS[1]) == []
+    d.port.blocked.clear()
+    await loaded.tick()
+    assert urgent_seen(d, LEADS[1]) == []  # still marked unreachable until they talk to the bot
+    await d.say(LEADS[1], "help")
+    await loaded.tick()
+    await loaded.tick()
+    assert len(urgent_seen(d, LEADS[0])) == 1 and len(urgent_seen(d, LEADS[1])) == 1
+
+
+async def test_identifiers_are_warned_about_and_never_silently_altered(loaded: Core) -> None:
+    d = FakeDriver(loaded)
+    text = "Mrs Patel on reception gave my number 07700 900123 to a parent."
+    await d.say(PRACTITIONER, "feedback")
+    assert await d.submit(PRACTITIONER, {"text": text, "replies": "false"}) is None
+    warn = d.form(PRACTITIONER)
+    assert warn is not None and warn.title == "Before you send"
+    shown = "\n".join(getattr(b, "text", "") for b in warn.intro)
+    assert "what looks like a person's name and a phone number" in shown
+    assert warn.inputs[0].initial == text  # type: ignore[union-attr]
+    edited = "Reception gave my personal number to a parent."
+    assert await d.submit(PRACTITIONER, {"text": edited, "replies": "false"}) is None
+    assert [i.text for i in await items(loaded)] == [edited]
+    # Sent anyway: stored exactly as written.
+    assert await give(d, OTHER, text) is None
+    assert text in [i.text for i in await items(loaded)]
+
+
+async def test_over_long_and_giant_text_is_refused_with_the_limit_and_nothing_stored(loaded: Core) -> None:
+    d = FakeDriver(loaded)
+    for size in (2001, 100_000):
+        await d.say(PRACTITIONER, "feedback")
+        errors = await d.submit(PRACTITIONER, {"text": "x" * size, "replies": "false"})
+        assert errors is not None and "the limit is 2,000" in errors["text"]
+        assert f"{size:,} characters" in errors["text"]
+        d.port.forms.clear()
+    assert await items(loaded) == []
+
+
+async def test_the_daily_limit_uses_a_keyed_counter_that_is_forgotten_the_next_day(loaded: Core) -> None:
+    d = FakeDriver(loaded)
+    for i in range(5):
+        assert await give(d, PRACTITIONER, f"Idea number {'abcde'[i]} about the tools.") is None
+    await d.say(PRACTITIONER, "feedback")
+    assert "daily limit" in d.seen(PRACTITIONER)[-1]
+    assert d.form(PRACTITIONER) is None
+    async with loaded.db.session() as s:
+        [counter] = list((await s.execute(select(FeedbackDailyCount))).scalars())
+    who = await identity_strings(loaded.db, PRACTITIONER)
+    assert counter.count == 5 and not any(w in counter.key for w in who)
+    assert await give(d, OTHER, "Someone else can still send one.") is None
+
+    loaded.clock.advance(timedelta(days=1))  # type: ignore[attr-defined]
+    await loaded.tick()
+    async with loaded.db.session() as s:
+        left = list((await s.execute(select(FeedbackDailyCount))).scalars())
+    assert left == []
+    assert await give(d, PRACTITIONER, "A new day, a new idea.") is None
+
+
+async def test_listing_filters_by_theme_and_status_and_shuffles_within_a_day(loaded: Core) -> None:
+    async with loaded.db.session() as s:
+        for i in range(6):
+            s.add(FeedbackItem(day=date(2026, 11, 30), theme_id="workload", text=f"w{i}", concerns=[]))
+        s.add(FeedbackItem(day=date(2026, 11, 27), theme_id="workload", text="older", concerns=[]))
+        s.add(FeedbackItem(day=date(2026, 11, 30), theme_id="tools", text="t", concerns=[]))
+        s.add(FeedbackItem(day=date(2026, 11, 30), theme_id="workload", text="done", status="done",
+                           concerns=[]))
+    orders = set()
+    async with loaded.db.session() as s:
+        for _ in range(8):
+            got = [i.text for i in await fb.list_items(s, theme_id="workload")]
+            assert got[-1] == "older" and sorted(got[:6]) == [f"w{i}" for i in range(6)]
+            orders.add(tuple(got))
+        assert len(orders) > 1
+        assert [i.text for i in await fb.list_items(s, statuses=("done",))] == ["done"]
+    d = FakeDriver(loaded)
+    await d.say(CHANGE, "feedback list tools")
+    assert "t\n" in d.seen(CHANGE)[-1] + "\n" and "w1" not in d.seen(CHANGE)[-1]
+    await d.say(PRACTITIONER, "feedback list")
+    assert "only the change team or safeguarding leads" in d.seen(PRACTITIONER)[-1]
+    ref = REF.search(d.seen(CHANGE)[-1]).group(1)  # type: ignore[union-attr]
+    await d.say(CHANGE, f"feedback status #{ref} in_progress")
+    assert "is now in_progress" in d.seen(CHANGE)[-1]
+
+
+async def test_you_said_we_did_reaches_staff_and_every_author_who_allowed_replies(loaded: Core) -> None:
+    d = FakeDriver(loaded)
+    assert await give(d, PRACTITIONER, "Caseloads are too high in assessment.", theme="workload",
+                      replies=True) is None
+    assert await give(d, PRACTITIONER, "Duty weeks leave no time for visits.", theme="workload",
+                      replies=True) is None
+    assert await give(d, OTHER, "Admin tasks eat our afternoons.", theme="workload") is None
+    third = "practitioner3@northbridge.example"
+    assert await give(d, third, "Too many forms.", theme="tools", replies=True) is None
+    await d.say(CHANGE, "you said we did workload")
+    form = d.form(CHANGE)
+    assert form is not None and form.form_id == "feedback.publish"
+    assert await d.submit(CHANGE, {"title": "Caseload cap", "items": "",
+                                   "text": "From January no caseload goes above 18."}) is None
+    assert "3 items marked done" in d.seen(CHANGE)[-1]
+    assert "to 1 author who allowed replies" in d.seen(CHANGE)[-1]
+    personal = [m for m in d.seen(PRACTITIONER) if m.startswith("You said, we did: Caseload cap")]
+    assert len(personal) == 1 and "Stop replies" in personal[0]
+    assert not [m for m in d.seen(third) if "You said, we did: Caseload cap" == m.splitlines()[0]]
+    try:
+        from bot.broadcasts.service import publish_to_staff  # noqa: F401
+    except ImportError:
+        # No broadcast feature yet: every member of staff got it by DM.
+        assert any("Caseload cap" in m for m in d.seen("practitioner9@northbridge.example"))
+    assert {i.status for i in await items(loaded) if i.theme_id == "workload"} == {"done"}
+
+
+async def test_no_log_line_carries_feedback_text_next_to_its_author(loaded: Core) -> None:
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(logs.JsonFormatter().format(record))
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level,
+             {n: logging.getLogger(n).level for n in ("slack_bolt", "slack_sdk", "aiohttp.access", "microsoft_agents", "sqlalchemy", "msal", "alembic", "apscheduler", "asyncio", "aiosqlite", "asyncpg")})
+    logs.setup("DEBUG", json_lines=True)  # exactly what production does at debug level
+    root.addHandler(Keep())
+    try:
+        d = FakeDriver(loaded)
+        words = "Our recording system crashes every Friday afternoon."
+        assert await give(d, PRACTITIONER, words, theme="recording", replies=True) is None
+        assert await give(d, PRACTITIONER, CONCERN) is None
+        await d.say(CHANGE, "feedback list")
+        ref = ref_for(d.seen(CHANGE)[-1], words)
+        await d.say(CHANGE, f"feedback reply #{ref}")
+        assert await d.submit(CHANGE, {"text": "We have raised it with the supplier."}) is None
+        await d.tap(PRACTITIONER, "Read the answer")
+        await d.submit(PRACTITIONER, {"text": "Thank you, it crashed again today."})
+        await d.tap(PRACTITIONER, "Stop replies")
+        await loaded.tick()
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]
+        for n, lvl in saved[2].items():
+            logging.getLogger(n).setLevel(lvl)
+    assert lines, "debug logging captured nothing"
+    who = await identity_strings(loaded.db, PRACTITIONER)
+    texts = (words, CONCERN, "crashed again today")
+    for line in lines:
+        json.loads(line)
+        for t in texts:
+            if t in line:
+                assert not any(w in line for w in who), line
+    # Stronger: on these paths the text is not logged at all.
+    assert not [line for line in lines if any(t in line for t in texts)]
