@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from bot.milestones import service
@@ -33,7 +34,9 @@ async def tick(core, now: datetime) -> int:  # type: ignore[no-untyped-def]
         week = service.week_start(today)
         if await s.get(RoadmapDigest, week) is not None:
             return 0
-        msg = await build(s, now)
+        previous = (await s.execute(select(func.max(RoadmapDigest.sent_at)))).scalar_one_or_none()
+        # Changes already reported (up to and including the last post) are not repeated.
+        msg = await build(s, now, since=previous + timedelta(microseconds=1) if previous else None)
     ref = await core.post_channel(channel, msg)
     if ref is None:
         return 0
@@ -45,13 +48,13 @@ async def tick(core, now: datetime) -> int:  # type: ignore[no-untyped-def]
     return 1
 
 
-async def build(s, now: datetime) -> Message:  # type: ignore[no-untyped-def]
-    """Counts by status, changes in the last 7 days, overdue and stale, early wins delivered."""
+async def build(s, now: datetime, since: datetime | None = None) -> Message:  # type: ignore[no-untyped-def]
+    """Counts by status, changes since the last digest (else 7 days), overdue, stale, early wins."""
     today = await service.today(s, now)
     counts = await service.health(s, today)
     summary = " · ".join(f"{EMOJI[st]} {LABELS[st]}: {counts[st]}" for st in STATUSES)
     sections = [f"Roadmap this week ({counts['total']} milestones)", summary]
-    changes = await _changes(s, now)
+    changes = await _changes(s, since or now - timedelta(days=7), now)
     sections.append("Changed this week:\n" + ("\n".join(changes) if changes else "• nothing changed"))
     late = [f"• {m.title} — due {m.due:%d %b %Y}, {LABELS[m.status]}, {m.progress}%"
             for m in await service.overdue(s, today)]
@@ -67,11 +70,11 @@ async def build(s, now: datetime) -> Message:  # type: ignore[no-untyped-def]
     return Message(tuple(blocks), fallback="\n".join(sections))
 
 
-async def _changes(s, now: datetime) -> list[str]:  # type: ignore[no-untyped-def]
-    """One line per milestone updated in the last 7 days: first status -> latest status."""
+async def _changes(s, since: datetime, now: datetime) -> list[str]:  # type: ignore[no-untyped-def]
+    """One line per milestone updated since `since`: first status -> latest status."""
     first: dict[str, tuple[str, int]] = {}
     last: dict[str, tuple[str, int, str | None]] = {}
-    for u in await service.updates_between(s, now - timedelta(days=7), now + timedelta(seconds=1)):
+    for u in await service.updates_between(s, since, now + timedelta(seconds=1)):
         first.setdefault(u.milestone_id, (u.prev_status, u.prev_progress))
         last[u.milestone_id] = (u.status, u.progress, u.person_id)
     out = []

@@ -205,12 +205,12 @@ class MilestonesSection:
                 setattr(row, attr, new[key])
         if _changed("due", new, before):
             row.due = date.fromisoformat(new["due"])
-        if before is not None and (_changed("status", new, before) or _changed("progress", new, before)):
+        if before is None:
+            row.status, row.progress = new["status"], new["progress"]
+        elif _changed("status", new, before) or _changed("progress", new, before):
             if (new["status"], new["progress"]) != (row.status, row.progress):
                 await service.record_update(s, row, None, status=new["status"], progress=new["progress"],
                                             note="changed in the programme file", at=now, source="file")
-        else:
-            row.status, row.progress = new["status"], new["progress"]
         if _changed("owners", new, before):
             ids = []
             for e in new["owners"]:
