@@ -29,6 +29,7 @@ from sqlalchemy import text
 
 from bot.config import Settings
 from bot.core import Core, HandleResult
+from bot.router import Router
 from bot.scheduling.scheduler import Scheduler
 from storage.base import Base
 from storage.db import Database
@@ -216,11 +217,12 @@ async def _supervise(name: str, fn: Any, core: Core, stop: asyncio.Event) -> Non
                 pass
 
 
-async def serve(settings: Settings, host: str, port: int, env: Mapping[str, str] | None = None) -> int:
+async def serve(settings: Settings, host: str, port: int, env: Mapping[str, str] | None = None,
+                router: Router | None = None) -> int:
     """Run until SIGTERM or SIGINT; 0 after a clean shutdown, 2 when start-up is impossible."""
     env = os.environ if env is None else env
     db = Database(settings.database_url)
-    core = Core(db, settings=settings)
+    core = Core(db, settings=settings, router=router)
     try:
         await db.upgrade()
         await core.start()
@@ -232,7 +234,12 @@ async def serve(settings: Settings, host: str, port: int, env: Mapping[str, str]
         return 2
 
     health = Health(core)
-    app, lines = build_app(core, env, health)
+    try:
+        app, lines = build_app(core, env, health)
+    except Exception:
+        log.exception("an adapter could not start; check its configuration")
+        await db.dispose()
+        return 2
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -258,6 +265,8 @@ async def serve(settings: Settings, host: str, port: int, env: Mapping[str, str]
     print(f"staffvoice listening on {bound}", flush=True)
 
     await stop.wait()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(sig)
     await _shutdown(health, site, runner, scheduler, worker_stop, workers)
     return 0
 

@@ -8,8 +8,9 @@ import os
 import socket
 import time
 from collections import Counter
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
@@ -93,18 +94,34 @@ class Scheduler:
             # While the job runs, APScheduler has already moved next_run_time one interval on.
             scheduled = job.next_run_time - timedelta(seconds=self.interval_s)
             self.lag_s = max(0.0, (datetime.now(UTC) - scheduled).total_seconds())
-        await self.tick()
+        await self._shielded(self.tick())
 
     async def _wakeup(self, planned: datetime) -> None:
         self.lag_s = max(0.0, (datetime.now(UTC) - planned).total_seconds())
-        await self.tick()
+        await self._shielded(self.tick())
 
     async def _check_leadership(self) -> None:
+        await self._shielded(self._leadership_round())
+
+    async def _leadership_round(self) -> None:
         if self._stopping:
             return
         was = self.is_leader
-        if await self.leadership.ensure() and not was:
+        async with self._lock:
+            if self._stopping:
+                return
+            self.is_leader = await self.leadership.ensure()
+        if self.is_leader and not was:
             await self.tick()  # a new leader catches up at once instead of at the next interval
+
+    @staticmethod
+    async def _shielded(work: Coroutine[Any, Any, Any]) -> None:
+        """Run `work` so APScheduler's shutdown cannot cut it off halfway (stop() waits for it)."""
+        task = asyncio.ensure_future(work)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            pass  # the scheduler is shutting down; the task itself carries on to the end
 
     async def soonest_due(self, now: datetime) -> datetime | None:
         """The earliest moment after `now` at which a ticker says it has work (if any says)."""
