@@ -75,8 +75,8 @@ class SlackAdapter:
                 ),
             )
             kwargs["installation_store_bot_only"] = True
-        else:
-            kwargs["client"] = self.workspaces.base_client(cfg.bot_token)
+        # Bolt's per-request clients copy this one: the configured base URL and retry handlers.
+        kwargs["client"] = self.workspaces.base_client(cfg.bot_token or None)
         app = AsyncApp(
             name="staffvoice",
             signing_secret=cfg.signing_secret,
@@ -229,5 +229,5 @@ class SlackAdapter:
         if isinstance(error, BoltUnhandledRequestError):
             log.info("slack request not handled", extra={"payload_type": str(kind)})
             return
-        log.error("slack listener failed",
+        log.error("slack listener failed: %s", type(error).__name__,
                   extra={"payload_type": str(kind), "error": type(error).__name__})

@@ -18,6 +18,8 @@ MANIFEST = Path(__file__).resolve().parents[2] / "manifest" / "slack" / "manifes
 def build(url: str | None, *, socket_mode: bool = False, command: str = DEFAULT_COMMAND) -> str:
     """The manifest text (comments kept): request URLs on `url`, or Socket Mode with no URL."""
     lines = MANIFEST.read_text(encoding="utf-8").splitlines()
+    # The file's opening how-to comment is for readers of the repository, not for Slack.
+    lines = lines[next(i for i, line in enumerate(lines) if not line.startswith("#")):]
     out: list[str] = []
     skip_list_item = False
     for line in lines:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 from bot.errors import FormInvalid
@@ -114,9 +115,9 @@ async def test_a_slow_core_is_acked_within_slack_deadline(slack: SlackDriver) ->
     u = slack.user(PRACTITIONER)
     from tests.conformance.drivers.slack import SIGNING_SECRET, sign
 
-    body = ('{"type":"event_callback","team_id":"%s","event_id":"Ev0SLOW","event":{"type":"message",'
-            '"channel":"%s","user":"%s","text":"slow","ts":"1.2","channel_type":"im"}}'
-            % (slack.fake.team, slack.fake.dm_of(u.id), u.id))
+    body = json.dumps({"type": "event_callback", "team_id": slack.fake.team, "event_id": "Ev0SLOW",
+                       "event": {"type": "message", "channel": slack.fake.dm_of(u.id), "user": u.id,
+                                 "text": "slow", "ts": "1.2", "channel_type": "im"}})
     assert slack.http is not None and slack.adapter is not None
     started = time.perf_counter()
     async with slack.http.post(slack.url, data=body, headers={"Content-Type": "application/json",

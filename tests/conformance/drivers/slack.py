@@ -149,9 +149,10 @@ def state_of(view: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
 class SlackDriver:
     name = "slack"
 
-    def __init__(self, core: Core, fake: FakeSlack) -> None:
+    def __init__(self, core: Core, fake: FakeSlack, env: dict[str, str] | None = None) -> None:
         self.core = core
         self.fake = fake
+        self.env = env or {}
         self._ids = itertools.count(1)
         self.http: aiohttp.ClientSession | None = None
         self.runner: web.AppRunner | None = None
@@ -165,11 +166,9 @@ class SlackDriver:
             for email in emails:
                 self.fake.add_user(email)
         app = web.Application()
-        status = mount(app, self.core, {
-            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "SLACK_BOT_TOKEN": BOT_TOKEN,
-            "SLACK_API_URL": self.fake.url,
-        })
+        env = {"SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_BOT_TOKEN": BOT_TOKEN,
+               "SLACK_API_URL": self.fake.url, **self.env}
+        status = mount(app, self.core, env)
         assert status, "slack did not mount"
         self.adapter = app[SLACK]
         self.runner = web.AppRunner(app, access_log=None)
@@ -177,7 +176,8 @@ class SlackDriver:
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}/slack/events"
+        self.base = f"http://127.0.0.1:{port}"
+        self.url = f"{self.base}/slack/events"
         self.http = aiohttp.ClientSession()
 
     # -- plumbing ----------------------------------------------------------------------

@@ -1,0 +1,71 @@
+"""Slack is on only when configured; the manifest asks for least privilege and says why."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+from aiohttp import web
+
+from adapters import manifest_cli
+from adapters.slack import config
+from adapters.slack.manifest import MANIFEST, build, load
+from adapters.slack.mount import mount
+from bot.core import Core
+
+
+def test_without_a_signing_secret_or_app_token_slack_is_off() -> None:
+    assert config.from_env({}) is None
+    assert config.from_env({"SLACK_BOT_TOKEN": "xoxb-1"}) is None
+
+
+async def test_mount_adds_nothing_when_slack_is_off(core: Core) -> None:
+    app = web.Application()
+    assert mount(app, core, {}) is None
+    assert list(app.router.routes()) == [] and "slack" not in core.ports
+
+
+def test_settings_are_read_and_checked() -> None:
+    cfg = config.from_env({"SLACK_SIGNING_SECRET": "s", "SLACK_BOT_TOKEN": "xoxb-1",
+                           "SLACK_API_URL": "https://slack-gov.com/api", "SLACK_COMMAND": "pulse"})
+    assert cfg is not None and cfg.api_url == "https://slack-gov.com/api/" and cfg.command == "/pulse"
+    assert cfg.authorization_url == "https://slack-gov.com/oauth/v2/authorize"
+    assert "xoxb" not in repr(cfg) and "'s'" not in repr(cfg)
+    with pytest.raises(config.SlackConfigError, match="SLACK_BOT_TOKEN"):
+        config.from_env({"SLACK_SIGNING_SECRET": "s"})
+    with pytest.raises(config.SlackConfigError, match="xapp-"):
+        config.from_env({"SLACK_APP_TOKEN": "xoxb-wrong", "SLACK_BOT_TOKEN": "xoxb-1"})
+    socket = config.from_env({"SLACK_APP_TOKEN": "xapp-1", "SLACK_BOT_TOKEN": "xoxb-1"})
+    assert socket is not None and socket.socket_mode and "Socket Mode" in socket.describe()
+    oauth = config.from_env({"SLACK_SIGNING_SECRET": "s", "SLACK_CLIENT_ID": "1", "SLACK_CLIENT_SECRET": "2"})
+    assert oauth is not None and oauth.oauth
+
+
+def test_every_scope_is_justified_and_no_more_than_the_code_uses() -> None:
+    text = MANIFEST.read_text()
+    scope_lines = re.findall(r"^\s+- ([a-z_.:]+)\s*(#.*)?$", text.split("scopes:")[1].split("settings:")[0], re.M)
+    assert all(comment for _, comment in scope_lines), "each scope needs a comment saying why"
+    assert sorted(s for s, _ in scope_lines) == sorted(config.BOT_SCOPES)
+    data = yaml.safe_load(text)
+    assert data["features"]["app_home"]["home_tab_enabled"] is True
+    assert {s["callback_id"] for s in data["features"]["shortcuts"]} == {"feedback.open", "feedback.open.message"}
+
+
+def test_the_manifest_points_at_our_url_or_uses_socket_mode() -> None:
+    http = load("https://voice.northbridge.example/", command="/pulse")
+    assert http["settings"]["event_subscriptions"]["request_url"] == "https://voice.northbridge.example/slack/events"
+    assert http["settings"]["interactivity"]["request_url"] == "https://voice.northbridge.example/slack/events"
+    assert http["oauth_config"]["redirect_urls"] == ["https://voice.northbridge.example/slack/oauth_redirect"]
+    assert http["features"]["slash_commands"][0]["command"] == "/pulse"
+    socket = load(None, socket_mode=True)
+    assert socket["settings"]["socket_mode_enabled"] is True
+    assert "HOST" not in build(None, socket_mode=True) and "request_url" not in build(None, socket_mode=True)
+
+
+def test_the_manifest_command_line(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert manifest_cli.cli(None, ["slack", "--url", "https://voice.northbridge.example"]) == 0
+    out = capsys.readouterr().out
+    assert "https://voice.northbridge.example/slack/events" in out and "# send DMs" in out
+    assert manifest_cli.cli(None, ["slack", "--url", "http://insecure.example"]) == 2
+    assert manifest_cli.cli(None, []) == 2
