@@ -65,7 +65,7 @@ class ConnectorPool:
         self,
         tokens: TokenProvider | None,
         *,
-        attempts: int = 5,
+        attempts: int = 6,
         base_delay: float = 0.5,
         max_delay: float = 30.0,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
