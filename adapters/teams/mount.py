@@ -34,6 +34,13 @@ def _unauthorized() -> web.Response:
     return web.json_response({"error": "Unauthorized"}, status=401)
 
 
+def _loopback_connection(request: web.Request) -> bool:
+    """Both ends of the connection are loopback addresses (anonymous mode's only door)."""
+    sock = request.transport.get_extra_info("sockname") if request.transport else None
+    local = sock[0] if isinstance(sock, tuple) and sock else ""
+    return teams_config.is_loopback(str(local)) and teams_config.is_loopback(request.remote or "")
+
+
 class TeamsEndpoint:
     """The request handler: auth first, then the SDK's CloudAdapter runs our agent."""
 
@@ -77,6 +84,10 @@ class TeamsEndpoint:
                 log.error("teams signing keys unavailable")
                 return web.json_response({"error": "try again later"}, status=503)
         else:
+            if not _loopback_connection(request):
+                # `serve --host` may differ from STAFFVOICE_HOST: check the socket itself too.
+                log.warning("anonymous teams request from a non-loopback connection refused")
+                return _unauthorized()
             claims = ClaimsIdentity()  # anonymous (opt-in, loopback only)
         if body is None or not activity:
             return web.json_response({"error": "body must be a JSON activity"}, status=400)

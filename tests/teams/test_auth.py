@@ -118,3 +118,35 @@ def test_credentials_always_win_over_the_anonymous_switch(core: Core) -> None:
         "STAFFVOICE_TEAMS_ANONYMOUS": "true", "STAFFVOICE_HOST": "0.0.0.0",
     })
     assert status is not None and "JWT" in status and "s3cret" not in status
+
+
+async def test_anonymous_mode_serves_local_tools_without_tokens(loaded: Core) -> None:
+    """As with the Agents Playground: no token in, no token out, loopback only."""
+    import aiohttp
+
+    from tests.fakes.teams_connector import FakeConnector
+
+    fake = await FakeConnector().start()
+    fake.state.require_auth = False
+    user = fake.add_user(PRACTITIONER)
+    user.installed = True
+    app = web.Application()
+    assert mount(app, loaded, {"STAFFVOICE_TEAMS_ANONYMOUS": "true"})
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/api/messages"  # type: ignore[union-attr]
+    try:
+        activity = {"type": "message", "id": "p-1", "text": "help", "channelId": "msteams",
+                    "serviceUrl": fake.service_url, "from": {"id": user.id, "name": user.name},
+                    "recipient": {"id": "28:local-bot"},
+                    "conversation": {"id": fake.personal_id(user.id), "conversationType": "personal",
+                                     "tenantId": fake.state.tenant_id}}
+        async with aiohttp.ClientSession() as http, http.post(url, json=activity) as r:
+            assert r.status == 202
+        posted = fake.in_conversation(fake.personal_id(user.id))
+        assert posted and "whoami" in str(posted[-1].current)
+    finally:
+        await runner.cleanup()
+        await fake.close()
