@@ -322,3 +322,12 @@ async def test_the_home_surface_lists_your_milestones(loaded: Core) -> None:
     ctx = await loaded.context_for(
         MessageEvent("ev-home2", d.user(PRACTITIONER), d.conv(PRACTITIONER), text=""), d.port)
     assert not any("Your milestones" in getattr(b, "text", "") for b in await loaded.home(ctx))
+
+
+async def test_the_change_team_marking_done_gets_a_broadcast_preview_to_confirm(loaded: Core) -> None:
+    pytest.importorskip("bot.broadcasts.service")
+    d = FakeDriver(loaded)
+    await d.say(CHANGE, "update practice tools training")
+    assert await d.submit(CHANGE, {"status": "done", "progress": "100", "note": "All trained"}) is None
+    assert any("Done: Practice tools training for all practitioners" in t for t in d.seen(CHANGE))
+    assert not any("Done: Practice tools" in t for t in d.seen(OFFICER))

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.milestones import service
 from bot.milestones.status import EMOJI, LABELS, STALE_EMOJI, STATUSES
 from bot.milestones.tables import Milestone, RoadmapDigest
-from bot.model import Context, Message, Text
+from bot.model import Block, Context, Message, Text
 from bot.people.tables import Person
 from bot.programme.core_sections import get_setting
 from bot.workhours import Pattern, is_working_moment
@@ -65,8 +65,8 @@ async def build(s, now: datetime, since: datetime | None = None) -> Message:  # 
     wins = [f"• 🎉 {w.title} ({w.delivered_on:%d %b})"
             for w in await service.early_wins_delivered(s, today - timedelta(days=6), today)]
     sections.append("Early wins delivered:\n" + ("\n".join(wins) if wins else "• none this week"))
-    blocks = [Text(sections[0], heading=True), *(Text(x) for x in sections[1:]),
-              Context("Ask me “status”, “what's at risk?” or “overdue” any time.")]
+    blocks: list[Block] = [Text(sections[0], heading=True), *(Text(x) for x in sections[1:]),
+                           Context("Ask me “status”, “what's at risk?” or “overdue” any time.")]
     return Message(tuple(blocks), fallback="\n".join(sections))
 
 
