@@ -255,7 +255,9 @@ def _clip(text: str, n: int) -> str:
 
 async def list_cmd(ctx: Ctx, args: str) -> None:
     """List feedback by theme and status: `feedback list [THEME] [STATUS|urgent|all]`."""
-    theme_id, statuses, urgent = None, fb.OPEN, False
+    theme_id: str | None = None
+    statuses: tuple[str, ...] = fb.OPEN
+    urgent = False
     async with ctx.session() as s:
         names = {t.id: t.name for t in await fb.themes(s)}
         for word in args.lower().split():
@@ -272,7 +274,7 @@ async def list_cmd(ctx: Ctx, args: str) -> None:
                                 f"status ({', '.join(fb.STATUSES)}, all, urgent).")
         items = await fb.list_items(s, theme_id=theme_id, statuses=statuses, urgent_only=urgent)
         replyable = {i.id for i in items if await fb.has_handle(s, i.id)}
-        last = {i.id: (await fb.thread(s, i.id) or [None])[-1] for i in items}
+        threads = {i.id: await fb.thread(s, i.id) for i in items}
     if not items:
         await ctx.say("No feedback matches that.")
         return
@@ -287,8 +289,7 @@ async def list_cmd(ctx: Ctx, args: str) -> None:
             tags.append("URGENT: " + safeguarding.describe(item.concerns))
         if item.id in replyable:
             tags.append("replies possible")
-        m = last[item.id]
-        if m is not None and m.sender == "author":
+        if threads[item.id] and threads[item.id][-1].sender == "author":
             tags.append("the author answered")
         blocks.append(Text(" · ".join(tags) + "\n" + _clip(item.text, 600)))
         opts = [Choice("Read", f"status:{item.id}:read"), Choice("Done", f"status:{item.id}:done")]

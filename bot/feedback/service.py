@@ -41,8 +41,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("staffvoice.feedback")
 
-STATUSES = ("new", "read", "in_progress", "done", "closed")
-OPEN = ("new", "read", "in_progress")
+STATUSES: tuple[str, ...] = ("new", "read", "in_progress", "done", "closed")
+OPEN: tuple[str, ...] = ("new", "read", "in_progress")
 MAX_ALERT_ATTEMPTS = 50
 REF_LEN = 6
 # Programme channels a you-said-we-did is also posted to (the first that exists).
@@ -459,9 +459,10 @@ def _author_yswd(title: str, text: str, theme: str, token: str) -> Message:
 async def _broadcast(core: Core, publisher_id: str, *, title: str, text: str) -> str:
     """Through the broadcast feature when it exists; else a DM to every member of staff."""
     try:
-        from bot.broadcasts.service import publish_to_staff  # type: ignore[attr-defined]
+        from bot.broadcasts import service as broadcasts
     except ImportError:
-        publish_to_staff = None
+        broadcasts = None  # type: ignore[assignment]
+    publish_to_staff = getattr(broadcasts, "publish_to_staff", None)
     if publish_to_staff is not None:
         try:
             return f"broadcast {await publish_to_staff(core, publisher_id, title=title, text=text)}"
