@@ -8,6 +8,7 @@ HTTP 429 and Retry-After.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import time
@@ -93,6 +94,9 @@ class FakeSlack:
         self._triggers: dict[str, tuple[str, float]] = {}
         self._runner: web.AppRunner | None = None
         self.url = ""
+        self._socket_ws: web.WebSocketResponse | None = None
+        self._socket_ready: asyncio.Event = asyncio.Event()
+        self._acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -100,6 +104,7 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/upload/{file_id}", self._upload)
+        app.router.add_get("/socket", self._socket)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -336,7 +341,46 @@ class FakeSlack:
         return {"ok": True, "files": out}
 
     def m_apps_connections_open(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
-        return {"ok": False, "error": "not_allowed_token_type"}
+        if request.headers.get("Authorization", "") != f"Bearer {APP_TOKEN}":
+            return {"ok": False, "error": "not_allowed_token_type"}
+        ws_url = str(request.url.origin()).replace("http://", "ws://") + "/socket"
+        return {"ok": True, "url": ws_url}
+
+    # -- Socket Mode -----------------------------------------------------------------
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self._socket_ws = ws
+        await ws.send_json({"type": "hello", "num_connections": 1,
+                            "connection_info": {"app_id": "A0FAKE"}, "debug_info": {}})
+        self._socket_ready.set()
+        async for msg in ws:
+            try:
+                data = json.loads(msg.data)
+            except (TypeError, ValueError):
+                continue
+            fut = self._acks.pop(str(data.get("envelope_id")), None)
+            if fut is not None and not fut.done():
+                fut.set_result(data)
+        return ws
+
+    async def socket_connected(self, timeout: float = 5.0) -> None:
+        await asyncio.wait_for(self._socket_ready.wait(), timeout)
+
+    async def socket_send(self, kind: str, payload: dict[str, Any], *, envelope_id: str | None = None,
+                          retry_attempt: int = 0, timeout: float = 5.0) -> dict[str, Any]:
+        """Deliver an envelope over Socket Mode; returns the app's ack ({"envelope_id", "payload"?})."""
+        assert self._socket_ws is not None, "no Socket Mode connection"
+        eid = envelope_id or f"env-{next(self._ids)}"
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._acks[eid] = fut
+        await self._socket_ws.send_json({
+            "envelope_id": eid, "type": kind, "payload": payload,
+            "accepts_response_payload": kind != "events_api",
+            "retry_attempt": retry_attempt, "retry_reason": "timeout" if retry_attempt else "",
+        })
+        return await asyncio.wait_for(fut, timeout)
 
     def _oauth(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
         client_ok = (args.get("client_id") == self.client_id and args.get("client_secret") == self.client_secret)

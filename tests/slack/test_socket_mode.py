@@ -1,0 +1,68 @@
+"""Socket Mode: no public URL; events arrive over a WebSocket and redeliveries count once."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bot.core import Core
+from tests.conformance.drivers.slack import SlackDriver
+from tests.fakes.slack_api import APP_TOKEN, FakeSlack
+
+PRACTITIONER = "practitioner5@northbridge.example"
+
+
+@pytest.fixture
+async def socket_slack(loaded: Core) -> AsyncIterator[SlackDriver]:
+    driver = SlackDriver(loaded, FakeSlack(), env={"SLACK_SIGNING_SECRET": "", "SLACK_APP_TOKEN": APP_TOKEN})
+    await driver.start()
+    await driver.fake.socket_connected()
+    yield driver
+    await driver.close()
+
+
+async def test_a_dm_over_socket_mode_is_acked_and_answered_once(socket_slack: SlackDriver) -> None:
+    slack, fake = socket_slack, socket_slack.fake
+    u = slack.user(PRACTITIONER)
+    payload = {
+        "type": "event_callback", "team_id": fake.team, "api_app_id": "A0FAKE", "event_id": "Ev0SOCKET1",
+        "event_time": int(time.time()),
+        "event": {"type": "message", "channel": fake.dm_of(u.id), "user": u.id, "text": "whoami",
+                  "ts": f"{int(time.time())}.000001", "channel_type": "im"},
+    }
+    ack = await fake.socket_send("events_api", payload, envelope_id="e1")
+    assert ack["envelope_id"] == "e1"
+    assert slack.adapter is not None
+    await slack.adapter.drain()
+    # Socket Mode resends an envelope it thinks was lost, without any retry header.
+    await fake.socket_send("events_api", payload, envelope_id="e1-again", retry_attempt=1)
+    await slack.adapter.drain()
+    assert len(slack.seen(PRACTITIONER)) == 1 and PRACTITIONER in slack.seen(PRACTITIONER)[0]
+
+
+async def test_the_http_endpoint_is_not_mounted_without_a_signing_secret(socket_slack: SlackDriver) -> None:
+    assert socket_slack.http is not None
+    async with socket_slack.http.post(socket_slack.url, data=json.dumps({"type": "x"})) as resp:
+        assert resp.status in (404, 405)
+
+
+async def test_a_modal_submission_with_errors_answers_in_the_socket_ack(socket_slack: SlackDriver) -> None:
+    from bot.errors import FormInvalid
+
+    async def check(ctx) -> None:  # type: ignore[no-untyped-def]
+        raise FormInvalid({"name": "Please give a name."})
+
+    socket_slack.core.router.form("test.sock", check)
+    u = socket_slack.user(PRACTITIONER)
+    view = {"id": "V1", "hash": "h1", "callback_id": "test.sock", "type": "modal",
+            "blocks": [{"type": "input", "block_id": "name", "label": {"type": "plain_text", "text": "Name"},
+                        "element": {"type": "plain_text_input", "action_id": "value"}}],
+            "state": {"values": {"name": {"value": {"type": "plain_text_input", "value": None}}}}}
+    ack = await socket_slack.fake.socket_send("interactive", {
+        "type": "view_submission", "team": {"id": socket_slack.fake.team}, "user": socket_slack._user_json(u),
+        "view": view, "trigger_id": socket_slack.fake.new_trigger(u.id),
+    })
+    assert ack["payload"] == {"response_action": "errors", "errors": {"name": "Please give a name."}}
