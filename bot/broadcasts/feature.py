@@ -39,7 +39,8 @@ def compose_form(b: Broadcast | None = None, limit: int = service.DEFAULT_TEXT_L
         intro=(Context("You will see a preview first; nothing is sent until you confirm."),),
         inputs=(
             TextInput("title", "Title", max_length=service.TITLE_LIMIT, initial=b.title if b else ""),
-            TextInput("text", "Message", multiline=True, max_length=limit,
+            # Twice the limit, so an over-long text reaches us and gets a message with its length.
+            TextInput("text", "Message", multiline=True, max_length=limit * 2,
                       initial=b.text if b else ""),
             TextInput("image_url", "Image (https address)", optional=True,
                       initial=(b.image_url or "") if b else ""),
@@ -132,13 +133,20 @@ async def settle() -> None:
 
 
 async def celebrate(ctx: Ctx) -> None:
+    """Count the tap once; the tapped message shows the count (no new message in the DM)."""
     ev = ctx.event
     assert isinstance(ev, ActionEvent)
-    first, n = await service.celebrate(ctx.core, ev.action_id.removeprefix(service.CELEBRATE),
-                                       ctx.person.id)
-    others = "1 person has" if n == 1 else f"{n} people have"
-    await ctx.say(f"Celebrated! {others} celebrated this so far." if first
-                  else f"You already celebrated this one ({others} so far).")
+    bid = ev.action_id.removeprefix(service.CELEBRATE)
+    first, n = await service.celebrate(ctx.core, bid, ctx.person.id)
+    so_far = "1 person so far" if n == 1 else f"{n:,} people so far"
+    note = f"You celebrated this ({so_far})." if first else (
+        f"You already celebrated this ({so_far}).")
+    b = await service.get(ctx.core, bid)
+    card = service.render(b) if b is not None and b.state in ("sending", "done") else None
+    if card is None:
+        await ctx.say(note)
+        return
+    await ctx.update(Message((*card.blocks, Context(note)), fallback=f"{card.fallback}\n{note}"))
 
 
 async def status(ctx: Ctx, args: str) -> None:

@@ -124,6 +124,16 @@ async def _identities(s: AsyncSession, ids: list[str], platforms: set[str]) -> d
 async def claim(db: Database, sender_id: str, now: datetime, limit: int,
                 lease: timedelta) -> list[Claimed]:
     """Take up to `limit` due rows for this sender: they move to `sending` under a lease."""
+    for _ in range(5):
+        got, raced = await _claim_once(db, sender_id, now, limit, lease)
+        if got or not raced:
+            return got
+    return []
+
+
+async def _claim_once(db: Database, sender_id: str, now: datetime, limit: int,
+                      lease: timedelta) -> tuple[list[Claimed], bool]:
+    """(rows claimed, whether rows were seen but another claimer took them all first)."""
     async with db.session() as s:
         q = (
             select(Delivery.id)
@@ -137,7 +147,7 @@ async def claim(db: Database, sender_id: str, now: datetime, limit: int,
             q = q.with_for_update(skip_locked=True, of=Delivery)
         ids = list((await s.execute(q)).scalars())
         if not ids:
-            return []
+            return [], False
         res = await s.execute(
             update(Delivery)
             .where(Delivery.id.in_(ids), Delivery.state.in_(CLAIMABLE))
@@ -146,7 +156,8 @@ async def claim(db: Database, sender_id: str, now: datetime, limit: int,
             .returning(Delivery)
             .execution_options(synchronize_session=False)
         )
-        return [_claimed(d) for d in res.scalars()]
+        got = [_claimed(d) for d in res.scalars()]
+        return got, not got
 
 
 async def claim_retractions(db: Database, sender_id: str, now: datetime, limit: int,
@@ -197,12 +208,14 @@ async def mark_retracted(db: Database, row_id: str, now: datetime) -> None:
                         .execution_options(synchronize_session=False))
 
 
-async def release_stale(db: Database, now: datetime, sender_id: str | None = None) -> int:
+async def release_stale(db: Database, now: datetime, sender_id: str | None = None,
+                        grace: timedelta = timedelta(0)) -> int:
     """Rows left in `sending` by a sender that stopped: back to the queue, marked in doubt.
 
     Rows whose lease ran out qualify, and (at start-up) rows held under this sender's own
     stable id, since its previous incarnation is gone. They are not resent blindly: the
-    sender asks the platform for the row's idempotency key before trying again.
+    sender asks the platform for the row's idempotency key before trying again, and only after
+    `grace`, so a request the dead sender had in flight has landed before we ask.
     """
     cond = Delivery.lease_until < now
     if sender_id:
@@ -212,7 +225,7 @@ async def release_stale(db: Database, now: datetime, sender_id: str | None = Non
             update(Delivery)
             .where(Delivery.state == "sending", cond)
             .values(state="queued", error=IN_DOUBT, claimed_by=None, lease_until=None,
-                    next_attempt_at=now, attempts=Delivery.attempts - 1)
+                    next_attempt_at=now + grace, attempts=Delivery.attempts - 1)
             .execution_options(synchronize_session=False)
         )
         return int(res.rowcount)  # type: ignore[attr-defined]

@@ -27,6 +27,9 @@ class Limits:
 DEFAULTS: dict[str, Limits] = {
     "slack": Limits(workspace_per_s=5.0, conversation_per_s=1.0),
     "teams": Limits(workspace_per_s=30.0, conversation_per_s=7.0),
+    # Local platforms (console, in-memory fake) have no limit worth pacing for.
+    "console": Limits(workspace_per_s=1000.0, conversation_per_s=1000.0, burst=50.0),
+    "fake": Limits(workspace_per_s=1000.0, conversation_per_s=1000.0, burst=50.0),
 }
 FALLBACK = Limits(workspace_per_s=20.0, conversation_per_s=5.0)
 

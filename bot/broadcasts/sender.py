@@ -27,6 +27,7 @@ from datetime import timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from bot.broadcasts import ledger, service
 from bot.broadcasts.ledger import IN_DOUBT, Claimed
@@ -114,7 +115,7 @@ class Sender:
 
     async def run(self, stop: asyncio.Event, poll_s: float = 0.5) -> None:
         """Drain until `stop` is set; every replica runs one of these."""
-        await ledger.release_stale(self.core.db, self.core.clock.now(), self.id)
+        await self.recover()
         while not stop.is_set():
             try:
                 await ledger.release_stale(self.core.db, self.core.clock.now())
@@ -125,6 +126,11 @@ class Sender:
                 await asyncio.wait_for(stop.wait(), poll_s)
             except TimeoutError:
                 pass
+
+    async def recover(self) -> int:
+        """At start-up: rows our previous incarnation left in `sending` become in doubt."""
+        return await ledger.release_stale(self.core.db, self.core.clock.now(), self.id,
+                                          grace=timedelta(seconds=self.send_timeout_s))
 
     async def drain(self, stop: asyncio.Event | None = None) -> Stats:
         """Send everything that is due now, then return (rows due later stay queued)."""
@@ -187,15 +193,19 @@ class Sender:
             await ledger.finish(db, row.id, self.id, state="skipped",
                                 error="retracted before delivery")
             return
-        target = await self._target(row)
-        if target is None:
-            await ledger.finish(db, row.id, self.id, state="skipped",
-                                error="not reachable on any connected platform")
-            self.stats.skipped += 1
-            return
-        port, conv, ident = target
-        keyed = isinstance(port, KeyedPort)
+        # Until the conversation is known, a 429 pauses the workspace the row names.
+        where = (row.platform or "", row.workspace or "")
+        ident: Identity | None = None
         try:
+            target = await self._target(row)
+            if target is None:
+                await ledger.finish(db, row.id, self.id, state="skipped",
+                                    error="not reachable on any connected platform")
+                self.stats.skipped += 1
+                return
+            port, conv, ident = target
+            where = (conv.platform, conv.workspace)
+            keyed = isinstance(port, KeyedPort)
             if row.error == IN_DOUBT or row.attempts > 1:
                 if keyed:
                     found = await port.find_sent(conv, row.id)
@@ -213,20 +223,18 @@ class Sender:
             held = time.monotonic() - claimed_at
             if held > self.lease.total_seconds() - self.send_timeout_s:
                 raise Busy(0.0)  # our lease is nearly over: let a fresh claim take it
-            sem = self._sem(conv)
-            async with sem:
-                send = (port.send_keyed(conv, msg, row.id) if keyed else port.send(conv, msg))
+            async with self._sem(conv):
+                send = port.send_keyed(conv, msg, row.id) if keyed else port.send(conv, msg)
                 ref = await asyncio.wait_for(send, self.send_timeout_s)
             await self._sent(row, ref, conv)
         except Busy as e:
             await ledger.finish(db, row.id, self.id, state="queued", attempts=row.attempts - 1,
                                 next_attempt_at=now() + timedelta(seconds=e.wait))
         except RateLimited as e:
-            self.limiter.pause(conv.platform, conv.workspace, e.retry_after)
+            self.limiter.pause(where[0], where[1], e.retry_after)
             self.stats.rate_limited += 1
             await ledger.finish(db, row.id, self.id, state="queued", attempts=row.attempts - 1,
-                                next_attempt_at=now() + timedelta(seconds=e.retry_after),
-                                error=None if row.error == IN_DOUBT else row.error)
+                                next_attempt_at=now() + timedelta(seconds=e.retry_after))
         except Unreachable as e:
             await ledger.finish(db, row.id, self.id, state="skipped",
                                 error=f"unreachable: {e}"[:300])
@@ -253,17 +261,21 @@ class Sender:
                 "message_id": ref.message_id}
         await ledger.finish(self.core.db, row.id, self.id, state="sent", error=None,
                             message_id=ref.message_id[:200], message_ref=data,
+                            platform=conv.platform, workspace=conv.workspace,
                             conversation=people.conversation_to_json(conv),
                             sent_at=self.core.clock.now())
         self.stats.sent += 1
 
     async def _retract(self, row: Claimed) -> None:
         ref_data = row.message_ref or {}
-        port = self.core.ports.get(row.platform or "")
-        if port is None or not ref_data:
-            return  # its platform is not connected here; another replica or a later pass
+        if not ref_data:
+            await ledger.mark_retracted(self.core.db, row.id, self.core.clock.now())
+            return
         ref = MessageRef(people.conversation_from_json(ref_data["conversation"]),
                          ref_data["message_id"])
+        port = self.core.ports.get(ref.conversation.platform)
+        if port is None:
+            return  # its platform is not connected here; another replica or a later pass
         try:
             await self._acquire(ref.conversation)
             await asyncio.wait_for(port.delete(ref), self.send_timeout_s)
@@ -314,32 +326,50 @@ class Sender:
         assert row.person_id is not None
         if row.conversation and row.platform in self.core.ports:
             # Fast path: the DM was known when the row was queued (no lookup per row).
-            ident = Identity(platform=row.platform, workspace=row.workspace, user_id=row.user_id,
+            known = Identity(platform=row.platform, workspace=row.workspace, user_id=row.user_id,
                              person_id=row.person_id)
             return (self.core.ports[row.platform], people.conversation_from_json(row.conversation),
-                    ident)
+                    known)
+        ident: Identity | None = None
+        idents: list[Identity] = []
         async with self.core.db.session() as s:
-            ident: Identity | None = None
             if row.platform:
                 ident = await s.get(Identity, (row.platform, row.workspace, row.user_id))
             if ident is None or not ident.reachable or ident.platform not in self.core.ports:
+                ident = None
                 idents = [i for i in await people.identities_of(s, row.person_id)
                           if i.reachable and i.platform in self.core.ports]
-                # First contact: find the person on the connected platforms by email.
-                ident = (idents or await self.core._discover(s, row.person_id) or [None])[0]
-            if ident is None:
-                return None
-            port = self.core.ports[ident.platform]
-            if ident.dm:
-                return port, people.conversation_from_json(ident.dm), ident
-            user = UserRef(ident.platform, ident.workspace, ident.user_id)
+        if ident is None:
+            # First contact: find the person on the connected platforms by email.
+            ident = (idents or await self._discover(row.person_id) or [None])[0]
+        if ident is None:
+            return None
+        port = self.core.ports[ident.platform]
+        if ident.dm:
+            return port, people.conversation_from_json(ident.dm), ident
+        user = UserRef(ident.platform, ident.workspace, ident.user_id)
         await self._acquire(ConversationRef(user.platform, user.workspace, f"open:{user.user_id}"))
-        conv = await port.open_dm(user)
+        try:
+            conv = await port.open_dm(user)
+        except Unreachable as e:
+            await self.core.mark_unreachable(ident, str(e))
+            raise
         async with self.core.db.session() as s:
             stored = await s.get(Identity, (user.platform, user.workspace, user.user_id))
             if stored is not None:
                 stored.dm = people.conversation_to_json(conv)
         return port, conv, ident
+
+
+    async def _discover(self, person_id: str) -> list[Identity]:
+        """The core's first-contact lookup; a concurrent discovery of the same account wins."""
+        try:
+            async with self.core.db.session() as s:
+                return list(await self.core._discover(s, person_id))
+        except IntegrityError:
+            async with self.core.db.session() as s:
+                return [i for i in await people.identities_of(s, person_id)
+                        if i.reachable and i.platform in self.core.ports]
 
 
 async def run_worker(core: Any, stop: asyncio.Event) -> None:

@@ -6,6 +6,7 @@ author in chat) and `publish_to_staff(...)` ("you said, we did", already confirm
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import re
@@ -36,6 +37,7 @@ from bot.model import (
 )
 from bot.people import service as people
 from bot.people.tables import Person
+from bot.port import RateLimited
 from bot.roles import ALL_ROLES, CHANGE_TEAM, LABELS
 
 # Longest text each platform shows in one block: a Slack section is capped at 3,000
@@ -435,6 +437,9 @@ def status_message(st: Status) -> Message:
             f"• {r} ({n:,})" for r, n in st.reasons)))
         blocks.append(Context(f"Export every failure: staffvoice broadcast status {b.id} --csv FILE"))
     text = "\n".join(f"{k}: {v}" for k, v in lines)
+    if st.reasons:
+        text += "\nWhy some were not delivered:\n" + "\n".join(
+            f"- {r} ({n:,})" for r, n in st.reasons)
     return Message(tuple(blocks), fallback=f"Broadcast {b.id}: {b.title}\n{text}")
 
 
@@ -454,6 +459,11 @@ async def failures_csv(core: Any, bid: str) -> str:
     return out.getvalue()
 
 
+async def get(core: Any, bid: str) -> Broadcast | None:
+    async with core.db.session() as s:
+        return await s.get(Broadcast, bid)
+
+
 async def recent(core: Any, limit: int = 10) -> list[Broadcast]:
     async with core.db.session() as s:
         return list((await s.execute(select(Broadcast).order_by(
@@ -470,4 +480,9 @@ async def notify_settled(core: Any, bid: str) -> None:
         text = (f"Your broadcast '{b.title}' has finished: delivered to {c['sent']:,} of "
                 f"{st.total:,}; {c['skipped']:,} could not be reached; {c['final_failed']:,} failed. "
                 f"Type 'broadcast status {b.id}' for the report.")
-    await core.dm(b.author_person_id, text_message(text))
+    for _ in range(3):
+        try:
+            await core.dm(b.author_person_id, text_message(text))
+            return
+        except RateLimited as e:  # the report shares the workspace's budget: wait our turn
+            await asyncio.sleep(min(e.retry_after, 5.0))
