@@ -11,7 +11,7 @@ import yaml
 from sqlalchemy import func, select
 
 from bot.core import Core
-from bot.milestones import feature, service
+from bot.milestones import offers, service
 from bot.milestones.tables import EarlyWin, Milestone, MilestoneCheckin, MilestoneUpdate
 from bot.model import ConversationRef, MessageEvent, plain_text
 from bot.programme import loader
@@ -237,7 +237,7 @@ async def test_every_owner_is_asked_and_one_answer_closes_all_their_cards(loaded
 async def test_marking_done_delivers_its_early_wins_and_offers_the_change_team_a_draft(
     loaded: Core, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(feature, "_broadcasts", lambda: None)  # as before broadcasts existed
+    monkeypatch.setattr(offers, "broadcasts_service", lambda: None)  # as before broadcasts existed
     d = FakeDriver(loaded)
     await d.say(FRONT_DOOR, "update recording templates")
     assert await d.submit(FRONT_DOOR, {"status": "done", "progress": "90", "note": ""}) is None
@@ -265,7 +265,7 @@ async def test_with_broadcasts_the_change_team_gets_a_draft_to_review(
             drafts.append({"author": author, "title": title, "text": text, "source": source})
             return "draft-1"
 
-    monkeypatch.setattr(feature, "_broadcasts", lambda: Broadcasts)
+    monkeypatch.setattr(offers, "broadcasts_service", lambda: Broadcasts)
     d = FakeDriver(loaded)
     await d.say(CHANGE, "update practice tools training")
     assert await d.submit(CHANGE, {"status": "done", "progress": "100", "note": ""}) is None
@@ -331,3 +331,20 @@ async def test_the_change_team_marking_done_gets_a_broadcast_preview_to_confirm(
     assert await d.submit(CHANGE, {"status": "done", "progress": "100", "note": "All trained"}) is None
     assert any("Done: Practice tools training for all practitioners" in t for t in d.seen(CHANGE))
     assert not any("Done: Practice tools" in t for t in d.seen(OFFICER))
+
+
+async def test_an_offer_made_after_hours_waits_for_the_change_teams_working_hours(
+    loaded: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(offers, "broadcasts_service", lambda: None)
+    d = FakeDriver(loaded)
+    loaded.clock.set(datetime(2026, 12, 4, 19, tzinfo=UTC))  # type: ignore[attr-defined]  # Friday
+    await d.say(FRONT_DOOR, "update recording templates")
+    assert await d.submit(FRONT_DOOR, {"status": "done", "progress": "100", "note": ""}) is None
+    assert not any("Done: Strengths-based" in t for t in d.seen(CHANGE))
+    await loaded.tick(datetime(2026, 12, 5, 11, tzinfo=UTC))  # Saturday
+    assert not any("Done: Strengths-based" in t for t in d.seen(CHANGE))
+    await loaded.tick(datetime(2026, 12, 7, 9, tzinfo=UTC))  # Monday morning
+    await loaded.tick(datetime(2026, 12, 7, 10, tzinfo=UTC))
+    for who in (CHANGE, OFFICER):
+        assert len([t for t in d.seen(who) if "Done: Strengths-based" in t]) == 1

@@ -8,15 +8,15 @@ from typing import Any
 from rapidfuzz import fuzz, utils
 from sqlalchemy import select
 
-from bot.core import Core, Ctx
+from bot.core import Ctx
 from bot.errors import FormInvalid, NotAllowed, UserError
-from bot.milestones import cards, checkins, digest, service
+from bot.milestones import cards, checkins, digest, offers, service
 from bot.milestones.programme import EarlyWinsSection, MilestonesSection
 from bot.milestones.status import LABELS, STATUSES
 from bot.milestones.tables import Milestone
-from bot.model import Choice, Choices, Context, FormSubmitEvent, Message, Text, text_message
+from bot.model import Context, FormSubmitEvent, Message, Text, text_message
 from bot.people import service as people
-from bot.people.tables import Person, Team, Theme
+from bot.people.tables import Team, Theme
 from bot.roles import CHANGE_TEAM
 from bot.router import Router
 
@@ -190,72 +190,20 @@ async def update_submitted(ctx: Ctx) -> None:
     if ctx.person.id not in edited:
         await ctx.reply(mine_msg)
     if done_now:
-        await offer_early_win(ctx.core, mid, ctx.person, ctx.roles)
+        await offers.offer(ctx.core, mid, ctx.person, ctx.roles, ctx.now)
     log.info("milestone updated", extra={"milestone": mid, "status": st})
 
 
 # -- early wins on done ----------------------------------------------------------------
 
 
-async def draft_text(core: Core, mid: str) -> tuple[str, str]:
-    """A title and text announcing a milestone done and the early wins it delivered."""
-    async with core.db.session() as s:
-        m = await service.get(s, mid)
-        assert m is not None
-        wins = [w for w in await service.early_wins(s) if w.id in (m.early_win_ids or [])]
-        owners = await service.owners_of(s, m.id)
-    title = f"Done: {m.title}"
-    text = f"We've reached a milestone on our roadmap: {m.title}."
-    if m.description:
-        text += f" {m.description}"
-    for w in wins:
-        text += f"\n🎉 {w.title}" + (f": {w.description}" if w.description else "")
-    if owners:
-        text += "\nThank you to " + ", ".join(p.display_name or p.email or "" for p in owners) + \
-            " and everyone who made it happen."
-    return title, text
-
-
-async def offer_early_win(core: Core, mid: str, updater: Person, roles: frozenset[str]) -> None:
-    """Offer the change team a drafted announcement (through broadcasts when it exists)."""
-    title, text = await draft_text(core, mid)
-    broadcasts = _broadcasts()
-    if broadcasts is not None and CHANGE_TEAM in roles:
-        try:
-            await broadcasts.draft(core, updater.id, title=title, text=text, source=f"milestone:{mid}")
-            return
-        except Exception:
-            log.exception("drafting an early-win broadcast failed; offering it by DM instead")
-    async with core.db.session() as s:
-        team = await people.people_with_role(s, CHANGE_TEAM)
-    blocks: list[Any] = [
-        Text("Milestone done: an early-win announcement to review", heading=True),
-        Text(f"{title}\n{text}"),
-    ]
-    if broadcasts is not None:
-        blocks.append(Choices(cards.DRAFT_ACTION, (Choice("Draft it as a broadcast", mid, "primary"),)))
-    else:
-        blocks.append(Context("Copy it, adjust it and send it to staff when you are ready."))
-    msg = Message(tuple(blocks), fallback=f"Draft early-win announcement:\n{title}\n{text}")
-    for p in team:
-        await core.dm(p.id, msg)
-
-
-def _broadcasts() -> Any:
-    try:
-        from bot.broadcasts import service as broadcasts
-    except ImportError:
-        return None
-    return broadcasts if hasattr(broadcasts, "draft") else None
-
-
 async def draft_tap(ctx: Ctx) -> None:
     """The change team taps "Draft it as a broadcast" on an early-win offer."""
-    broadcasts = _broadcasts()
+    broadcasts = offers.broadcasts_service()
     if broadcasts is None:
         raise UserError("Broadcasts are not available yet; copy the text and send it yourself.")
     mid = getattr(ctx.event, "value", "")
-    title, text = await draft_text(ctx.core, mid)
+    title, text = await offers.draft_text(ctx.core, mid)
     await broadcasts.draft(ctx.core, ctx.person.id, title=title, text=text, source=f"milestone:{mid}")
     await ctx.update(text_message(f"Drafted “{title}” as a broadcast for you to review."))
 
@@ -351,5 +299,6 @@ def register(r: Router) -> None:
     r.form(cards.EDIT_FORM, edit_submitted, roles={CHANGE_TEAM})
     r.ticker("milestone_checkins", checkins.tick)
     r.ticker("roadmap_digest", digest.tick)
+    r.ticker("early_win_offers", offers.send_pending)
     r.home.append(home)
 

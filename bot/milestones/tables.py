@@ -39,6 +39,8 @@ class Milestone(Base):
     # Stale: a check-in went unanswered after its reminder; cleared by the next update.
     stale_since: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     stale_told_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Change-team members still to be offered an early-win draft (sent in their working hours).
+    offer_to: Mapped[list[str]] = mapped_column(JSON, default=list)
 
 
 class MilestoneOwner(Base):

@@ -2,7 +2,7 @@
 
 Revision ID: milestones
 Revises: core
-Create Date: 2026-11-27 02:03:30.403935
+Create Date: 2026-11-27 02:16:24.318169
 """
 from __future__ import annotations
 
@@ -56,6 +56,7 @@ def upgrade() -> None:
     sa.Column('anchor_at', storage.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('stale_since', storage.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('stale_told_at', storage.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('offer_to', sa.JSON(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_milestones'))
     )
     op.create_table('milestone_checkins',
