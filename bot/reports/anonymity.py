@@ -81,6 +81,7 @@ class Org:
     parents: Mapping[str, str | None]
     roles: tuple[str, ...]
     _children: dict[str | None, list[str]] = field(default_factory=dict, compare=False, repr=False)
+    _chains: dict[str | None, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for t, p in self.parents.items():
@@ -100,14 +101,17 @@ class Org:
             return team_key(p) if p in self.parents and p is not None else ALL
         return ALL
 
-    def ancestors(self, team_id: str | None) -> list[str]:
+    def ancestors(self, team_id: str | None) -> tuple[str, ...]:
         """The team and its ancestors, nearest first (empty for no team or an unknown one)."""
-        out: list[str] = []
-        t = team_id
-        while t is not None and t in self.parents and t not in out:
-            out.append(t)
-            t = self.parents[t]
-        return out
+        chain = self._chains.get(team_id)
+        if chain is None:
+            out: list[str] = []
+            t = team_id
+            while t is not None and t in self.parents and t not in out:
+                out.append(t)
+                t = self.parents[t]
+            chain = self._chains[team_id] = tuple(out)
+        return chain
 
     def contains(self, key: str, cell: Cell) -> bool:
         """Whether group `key` includes respondents of `cell`."""

@@ -7,7 +7,7 @@ Pulse tables are read through the columns agreed with the pulse feature, nothing
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -81,7 +81,9 @@ class RoundData:
 
     respondents: dict[Cell, int] = field(default_factory=dict)
     invited: dict[Cell, int] = field(default_factory=dict)
-    values: dict[str, dict[Cell, Counter[str]]] = field(default_factory=dict)
+    # question id -> [(cell, answer, how many)], as the GROUP BY returned them
+    values: dict[str, list[tuple[Cell, str, int]]] = field(default_factory=dict)
+    answered: dict[str, dict[Cell, int]] = field(default_factory=dict)
     commenters: dict[str, dict[Cell, int]] = field(default_factory=dict)
 
 
@@ -154,7 +156,7 @@ async def thresholds(s: AsyncSession) -> Thresholds:
 
 
 async def round_data(s: AsyncSession, round_id: str, questions: Sequence[QuestionInfo]) -> RoundData:
-    """Count a round's answers per cell in three GROUP BY queries."""
+    """Count a round's answers per cell: two GROUP BY queries over covering indexes."""
     a = ANSWERS.c
     data = RoundData()
     rows = await s.execute(
@@ -162,49 +164,56 @@ async def round_data(s: AsyncSession, round_id: str, questions: Sequence[Questio
         .where(a.round_id == round_id).group_by(a.team_id, a.role))
     data.respondents = {(t, r): int(n) for t, r, n in rows}
     kinds = {q.id: q.kind for q in questions}
-    scored = [q for q, k in kinds.items() if k != "text"]
-    if scored:
-        rows = await s.execute(
-            select(a.question_id, a.team_id, a.role, a.value, a.choice, func.count())
-            .where(a.round_id == round_id, a.question_id.in_(scored))
-            .group_by(a.question_id, a.team_id, a.role, a.value, a.choice))
-        for qid, t, r, value, choice, n in rows:
-            answer = choice if kinds[qid] == "choice" else value
-            if answer is None:
-                continue
-            data.values.setdefault(qid, {}).setdefault((t, r), Counter())[str(answer)] += int(n)
-    texts = [q for q, k in kinds.items() if k == "text"]
-    if texts:
-        rows = await s.execute(
-            select(a.question_id, a.team_id, a.role, func.count())
-            .where(a.round_id == round_id, a.question_id.in_(texts), a.text.is_not(None),
-                   func.length(func.trim(a.text)) > 0)
-            .group_by(a.question_id, a.team_id, a.role))
-        for qid, t, r, n in rows:
-            data.commenters.setdefault(qid, {})[(t, r)] = int(n)
+    rows = await s.execute(
+        select(a.team_id, a.role, a.question_id, a.value, a.choice, func.count())
+        .where(a.round_id == round_id)
+        .group_by(a.team_id, a.role, a.question_id, a.value, a.choice))
+    for t, r, qid, value, choice, n in rows:
+        kind = kinds.get(qid)
+        if kind == "text":
+            # Pulse stores only non-empty comments, so a row is a comment.
+            data.commenters.setdefault(qid, {})[(t, r)] = (
+                data.commenters.get(qid, {}).get((t, r), 0) + int(n))
+            continue
+        answer = choice if kind == "choice" else value
+        if kind is None or answer is None:
+            continue
+        cell = (t, r)
+        data.values.setdefault(qid, []).append((cell, str(answer), int(n)))
+        per_cell = data.answered.setdefault(qid, {})
+        per_cell[cell] = per_cell.get(cell, 0) + int(n)
     data.invited = await invited_cells(s, round_id)
     return data
 
 
 async def invited_cells(s: AsyncSession, round_id: str) -> dict[Cell, int]:
-    """Who was asked, counted per (team at opening, main role now)."""
+    """Who was asked, counted per (team at opening, main role now).
+
+    Most people hold no role row beyond practitioner, so count everyone per team, then the few
+    with a higher role (joined by primary key), and take the difference as practitioners.
+    """
     p = PARTICIPATION.c
-    rank = case({r: i for i, r in enumerate(ROLE_ORDER)}, value=PersonRole.role,
-                else_=len(ROLE_ORDER) - 1)
+    rows = await s.execute(select(p.team_id, func.count()).where(p.round_id == round_id)
+                           .group_by(p.team_id))
+    out: dict[Cell, int] = {(t, PRACTITIONER): int(n) for t, n in rows}
+    rank = case({r: i for i, r in enumerate(ROLE_ORDER)}, value=PersonRole.role)
     roles = union_all(
-        select(PersonRole.person_id.label("pid"), rank.label("rank")),
+        select(PersonRole.person_id.label("pid"), rank.label("rank"))
+        .where(PersonRole.role.in_([r for r in ROLE_ORDER if r != PRACTITIONER])),
         select(Team.lead_person_id.label("pid"), literal(ROLE_ORDER.index(TEAM_LEAD)).label("rank"))
         .where(Team.lead_person_id.is_not(None)),
     ).subquery()
     per_person = (
-        select(p.team_id.label("team_id"),
-               func.coalesce(func.min(roles.c.rank), len(ROLE_ORDER) - 1).label("rank"))
-        .select_from(PARTICIPATION.outerjoin(roles, roles.c.pid == p.person_id))
+        select(p.team_id.label("team_id"), func.min(roles.c.rank).label("rank"))
+        .select_from(roles.join(PARTICIPATION, roles.c.pid == p.person_id))
         .where(p.round_id == round_id).group_by(p.person_id, p.team_id).subquery()
     )
     rows = await s.execute(select(per_person.c.team_id, per_person.c.rank, func.count())
                            .group_by(per_person.c.team_id, per_person.c.rank))
-    return {(t, ROLE_ORDER[int(rk)]): int(n) for t, rk, n in rows}
+    for t, rk, n in rows:
+        out[(t, ROLE_ORDER[int(rk)])] = int(n)
+        out[(t, PRACTITIONER)] -= int(n)
+    return {c: n for c, n in out.items() if n > 0}
 
 
 async def comments_for(
@@ -226,23 +235,34 @@ async def comments_for(
 # --- computing ---------------------------------------------------------------------------------
 
 
-def _per_group(org: Org, cells: Mapping[Cell, Any], add: Any, zero: Any) -> dict[str, Any]:
-    """Fold per-cell values into every group containing the cell (whole, team chain, role)."""
-    out: dict[str, Any] = {}
-    for cell, v in cells.items():
-        team, role = cell
-        keys = [ALL, *(team_key(t) for t in org.ancestors(team)), role_key(role)]
-        for k in keys:
-            out[k] = add(out.get(k, zero()), v)
+def _groups_of(org: Org, cell: Cell) -> tuple[str, ...]:
+    """Every group a cell belongs to: the whole, its team and the teams above, its role."""
+    team, role = cell
+    return (ALL, *(team_key(t) for t in org.ancestors(team)), role_key(role))
+
+
+def _invited(org: Org, cells: Mapping[Cell, int]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for cell, n in cells.items():
+        for k in _groups_of(org, cell):
+            out[k] = out.get(k, 0) + n
     return out
 
 
-def _add_counter(acc: Counter[str], v: Counter[str]) -> Counter[str]:
-    acc.update(v)
-    return acc
+def _distributions(org: Org, rows: Iterable[tuple[Cell, str, int]]) -> dict[str, dict[str, int]]:
+    """Per group, how many gave each answer (one pass over the GROUP BY rows)."""
+    memo: dict[Cell, tuple[str, ...]] = {}
+    out: defaultdict[str, defaultdict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for cell, answer, n in rows:
+        keys = memo.get(cell)
+        if keys is None:
+            keys = memo[cell] = _groups_of(org, cell)
+        for k in keys:
+            out[k][answer] += n
+    return {k: dict(v) for k, v in out.items()}
 
 
-def question_stats(q: QuestionInfo, dist: Counter[str]) -> dict[str, Any]:
+def question_stats(q: QuestionInfo, dist: Mapping[str, int]) -> dict[str, Any]:
     """n, distribution, mean, favourable share, eNPS and yes share of one group's answers."""
     n = sum(dist.values())
     out: dict[str, Any] = {"n": n}
@@ -280,8 +300,8 @@ def compute(
 ) -> RoundResults:
     """Every group's results for a round, with what the anonymity engine hides removed."""
     people = disclose(org, data.respondents, th.min_group)
-    invited = _per_group(org, data.invited, lambda a, b: a + b, int)
-    per_q: dict[str, tuple[Disclosure, dict[str, Counter[str]]]] = {}
+    invited = _invited(org, data.invited)
+    per_q: dict[str, tuple[Disclosure, dict[str, dict[str, int]]]] = {}
     hidden = set(org.groups()) - people.visible
     for q in questions:
         if q.kind == "text":
@@ -289,10 +309,8 @@ def compute(
             shown = disclose(org, cells, th.min_comments, hidden=hidden)
             per_q[q.id] = (shown, {})
         else:
-            cells_v = data.values.get(q.id, {})
-            counts = {c: sum(v.values()) for c, v in cells_v.items()}
-            shown = disclose(org, counts, th.min_group, hidden=hidden)
-            per_q[q.id] = (shown, _per_group(org, cells_v, _add_counter, Counter))
+            shown = disclose(org, data.answered.get(q.id, {}), th.min_group, hidden=hidden)
+            per_q[q.id] = (shown, _distributions(org, data.values.get(q.id, [])))
     groups: dict[str, GroupResult] = {}
     for g in org.groups():
         label = labels.get(g, g)
@@ -311,7 +329,7 @@ def compute(
 
 
 def _question(
-    q: QuestionInfo, g: str, shown: tuple[Disclosure, dict[str, Counter[str]]],
+    q: QuestionInfo, g: str, shown: tuple[Disclosure, dict[str, dict[str, int]]],
     before: GroupResult | None,
 ) -> QuestionResult:
     disc, dists = shown
@@ -320,7 +338,7 @@ def _question(
                               comments_shown=disc.shown(g))
     if not disc.shown(g):
         return QuestionResult(q, shown=False)
-    stats = question_stats(q, dists.get(g, Counter()))
+    stats = question_stats(q, dists.get(g, {}))
     result = QuestionResult(q, True, **stats)
     prev = _previous_question(before, q.id)
     if prev is not None and prev.score is not None and result.score is not None:
