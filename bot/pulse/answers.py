@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from typing import NamedTuple
+
+from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core import Core, Ctx
@@ -11,11 +15,20 @@ from bot.people import service as people
 from bot.pulse import cards
 from bot.pulse import service as pulse
 from bot.pulse.cards import Where
-from bot.pulse.tables import PulseQuestion
+from bot.pulse.tables import (
+    PulseAnswer,
+    PulseParticipation,
+    PulseQuestion,
+    PulseRound,
+    PulseSurvey,
+)
 
 GONE = "That survey is no longer available, so nothing was saved."
 NOT_YOURS = "That survey wasn't sent to you, so nothing was saved."
 FORGED = "That isn't one of the answers to this question, so nothing was saved."
+# Survey and questions per round, kept a little while: every tap needs them.
+STATIC_TTL_S = 30.0
+_STATIC: dict[str, tuple[float, PulseSurvey, list[PulseQuestion]]] = {}
 
 
 def parse_target(action_id: str, prefix: str) -> tuple[str, int]:
@@ -27,11 +40,25 @@ def parse_target(action_id: str, prefix: str) -> tuple[str, int]:
 
 
 async def load_where(s: AsyncSession, round_id: str) -> Where:
+    """The round (always fresh) with its survey and questions (cached briefly: they rarely change)."""
     rnd = await pulse.round_by_id(s, round_id)
-    survey = await pulse.survey_by_id(s, rnd.survey_id) if rnd else None
-    if rnd is None or survey is None:
+    if rnd is None:
         raise UserError(GONE)
-    return Where(survey, rnd, await pulse.questions_of_round(s, rnd))
+    return await _where(s, rnd)
+
+
+async def _where(s: AsyncSession, rnd: PulseRound) -> Where:
+    hit = _STATIC.get(rnd.id)
+    if hit is not None and time.monotonic() - hit[0] < STATIC_TTL_S:
+        return Where(hit[1], rnd, hit[2])
+    survey = await pulse.survey_by_id(s, rnd.survey_id)
+    if survey is None:
+        raise UserError(GONE)
+    questions = await pulse.questions_of_round(s, rnd)
+    if len(_STATIC) > 1000:
+        _STATIC.clear()
+    _STATIC[rnd.id] = (time.monotonic(), survey, questions)
+    return Where(survey, rnd, questions)
 
 
 def is_closed(w: Where, ctx: Ctx) -> bool:
@@ -60,17 +87,16 @@ async def on_answer(ctx: Ctx) -> None:
     assert isinstance(ctx.event, ActionEvent)
     rid, pos = parse_target(ctx.event.action_id, cards.ANSWER)
     async with ctx.session() as s:
-        w = await _check(s, ctx, rid, pos)
+        w, mine = await _check(s, ctx, rid, pos)
         if w is None:
             await ctx.update(cards.closed_card())
             return
         q = w.questions[pos]
         value, choice = parse_value(q, ctx.event.value)
-        key = pulse.response_key(ctx.core.secret, rid, ctx.person.id)
-        await pulse.save_answer(s, rnd=w.round, question_id=q.id, key=key,
+        await pulse.save_answer(s, rnd=w.round, question_id=q.id, key=_key(ctx, rid),
                                 team_id=ctx.person.team_id, role=pulse.main_role(ctx.roles),
                                 value=value, choice=choice, person_id=ctx.person.id)
-        mine = await pulse.answers_by_key(s, rid, key)
+        mine[q.id] = Given(value, choice, None)
     saved = f"Saved: {cards.answer_label(q, value, choice, None)} for question {pos + 1}."
     await show(ctx, w, pos + 1, mine, saved=saved)
 
@@ -83,12 +109,10 @@ async def on_nav(ctx: Ctx) -> None:
     if move not in ("prev", "skip", "later", "go", "text"):
         raise UserError(FORGED)
     async with ctx.session() as s:
-        w = await _check(s, ctx, rid, pos)
+        w, mine = await _check(s, ctx, rid, pos)
         if w is None:
             await ctx.update(cards.closed_card())
             return
-        key = pulse.response_key(ctx.core.secret, rid, ctx.person.id)
-        mine = await pulse.answers_by_key(s, rid, key)
     if move == "later":
         await ctx.update(cards.later_card(w, pos))
     elif move == "text":
@@ -118,41 +142,64 @@ async def on_comment(ctx: Ctx) -> None:
     rid, pos = parse_target(ctx.event.form_id, cards.FORM)
     text = (ctx.event.values.get("comment") or "").strip()[:2000]
     async with ctx.session() as s:
-        w = await _check(s, ctx, rid, pos)
+        w, mine = await _check(s, ctx, rid, pos)
         if w is None:
             raise UserError(cards.CLOSED)
         q = w.questions[pos]
         if q.kind != "text":
             raise UserError(FORGED)
-        key = pulse.response_key(ctx.core.secret, rid, ctx.person.id)
         if text:
-            await pulse.save_answer(s, rnd=w.round, question_id=q.id, key=key,
+            await pulse.save_answer(s, rnd=w.round, question_id=q.id, key=_key(ctx, rid),
                                     team_id=ctx.person.team_id, role=pulse.main_role(ctx.roles),
                                     text=text, person_id=ctx.person.id)
-        mine = await pulse.answers_by_key(s, rid, key)
+            mine[q.id] = Given(None, None, text)
         part = await pulse.participation(s, rid, ctx.person.id)
         live = _ref(part.message) if part and part.message else None
     saved = f"Saved your comment for question {pos + 1}." if text else ""
     await show(ctx, w, pos + 1, mine, saved=saved, live=live)
 
 
-async def _check(s: AsyncSession, ctx: Ctx, rid: str, pos: int) -> Where | None:
-    """The round if this person may answer at `pos` now; None once it has closed."""
-    w = await load_where(s, rid)
-    if await pulse.participation(s, rid, ctx.person.id) is None:
+class Given(NamedTuple):
+    """An answer this person already gave (read back with their response key)."""
+
+    value: int | None
+    choice: str | None
+    text: str | None
+
+
+def _key(ctx: Ctx, rid: str) -> str:
+    return pulse.response_key(ctx.core.secret, rid, ctx.person.id)
+
+
+async def _check(s: AsyncSession, ctx: Ctx, rid: str, pos: int
+                 ) -> tuple[Where | None, dict[str, Given]]:
+    """The round if this person may answer at `pos` now (None once closed), and their answers."""
+    P, A = PulseParticipation, PulseAnswer
+    # One query for the round, whether this person was asked, and what they answered so far:
+    # every tap runs it, so it is one round trip.
+    rows = (await s.execute(
+        select(PulseRound, P.person_id, A.question_id, A.value, A.choice, A.text)
+        .outerjoin(P, and_(P.round_id == PulseRound.id, P.person_id == ctx.person.id))
+        .outerjoin(A, and_(A.round_id == PulseRound.id, A.response_key == _key(ctx, rid)))
+        .where(PulseRound.id == rid))).all()
+    if not rows:
+        raise UserError(GONE)
+    w = await _where(s, rows[0][0])
+    if rows[0][1] is None:
         raise UserError(NOT_YOURS)
     if not 0 <= pos < w.total:
         raise UserError(GONE)
-    return None if is_closed(w, ctx) else w
+    mine = {r[2]: Given(r[3], r[4], r[5]) for r in rows if r[2] is not None}
+    return (None if is_closed(w, ctx) else w), mine
 
 
-async def show(ctx: Ctx, w: Where, pos: int, mine: dict[str, object], *, saved: str = "",
+async def show(ctx: Ctx, w: Where, pos: int, mine: dict[str, Given], *, saved: str = "",
                live: MessageRef | None = None) -> None:
     """Edit the survey message to the question at `pos`, or to the thank-you after the last."""
     if pos < w.total:
         q = w.questions[pos]
         a = mine.get(q.id)
-        current = cards.answer_label(q, a.value, a.choice, a.text) if a is not None else ""  # type: ignore[attr-defined]
+        current = cards.answer_label(q, a.value, a.choice, a.text) if a is not None else ""
         msg = cards.question_card(w, pos, current=current, saved=saved)
     else:
         skipped = sum(1 for q in w.questions if q.id not in mine and q.kind != "text")

@@ -154,8 +154,8 @@ async def audience_of(s: AsyncSession, survey: PulseSurvey) -> list[Person]:
         with_role = set((await s.execute(
             select(PersonRole.person_id).where(PersonRole.role.in_(roles)))).scalars())
         if TEAM_LEAD in roles:
-            with_role |= set((await s.execute(
-                select(Team.lead_person_id).where(Team.lead_person_id.is_not(None)))).scalars())
+            leads = await s.execute(select(Team.lead_person_id))
+            with_role |= {p for p in leads.scalars() if p is not None}
         if PRACTITIONER in roles:
             return people
     return [p for p in people if p.team_id in teams or p.id in with_role]
@@ -228,7 +228,7 @@ async def _upsert(s: AsyncSession, table: Any, keys: dict[str, Any], values: dic
     """INSERT .. ON CONFLICT DO UPDATE on SQLite and PostgreSQL; select-then-write elsewhere."""
     from storage.base import new_id as make_id
 
-    dialect = s.bind.dialect.name
+    dialect = s.get_bind().dialect.name
     row = {**keys, **values, **({"id": make_id()} if new_id else {})}
     if dialect in ("sqlite", "postgresql"):
         if dialect == "sqlite":

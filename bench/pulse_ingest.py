@@ -1,0 +1,118 @@
+"""Pulse answers stored per second through the dispatcher: 5,000 people x 5 questions on SQLite.
+
+Every answer is a real ActionEvent through `core.handle` (dedup, person lookup, roles, the
+pulse handler, the anonymous upsert, the card edited in place on a FakePort).
+
+    .venv/bin/python bench/pulse_ingest.py [--people 5000] [--concurrency 1] [--url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import event, func, insert, select  # noqa: E402
+
+from adapters.fake.port import FakePort  # noqa: E402
+from bot.clock import FakeClock  # noqa: E402
+from bot.config import Settings  # noqa: E402
+from bot.core import Core  # noqa: E402
+from bot.model import ActionEvent, ConversationRef, RatingScale, UserRef  # noqa: E402
+from bot.people.tables import Identity, Person, Team  # noqa: E402
+from bot.pulse import definition  # noqa: E402
+from bot.pulse import service as pulse  # noqa: E402
+from bot.pulse.tables import PulseAnswer  # noqa: E402
+from storage.db import Database  # noqa: E402
+
+MONDAY_10 = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+QUESTIONS = ["shared-vision", "listened-to", "support", "workload", "confidence"]
+
+
+async def seed(core: Core, port: FakePort, n: int) -> None:
+    """n people in 20 teams, each already reachable by DM on the fake platform, and a survey."""
+    async with core.db.session() as s:
+        await s.execute(insert(Team), [{"id": f"team-{t}", "name": f"Team {t}"} for t in range(20)])
+        people = [{"id": f"p{i:06d}", "email": f"worker{i}@bench.example", "display_name": "",
+                   "team_id": f"team-{i % 20}", "from_programme": True} for i in range(n)]
+        await s.execute(insert(Person), people)
+        await s.execute(insert(Identity), [{
+            "platform": "fake", "workspace": port.workspace, "user_id": f"U-{p['email']}",
+            "person_id": p["id"], "reachable": True,
+            "dm": {"platform": "fake", "workspace": port.workspace,
+                   "conversation_id": port.dm_id(f"U-{p['email']}"), "thread_id": None,
+                   "is_direct": True, "data": []},
+        } for p in people])
+        raw = {"id": "bench", "title": "Bench pulse", "audience": "everyone",
+               "schedule": {"every": "weekly", "day": "mon", "time": "10:00"},
+               "questions": [{"id": q, "kind": "likert5", "text": f"{q}?"} for q in QUESTIONS]}
+        d = definition.check(raw, lambda p, m: print("bad definition:", p, m), teams=set())
+        assert d is not None
+        await pulse.store_definition(s, d, source="programme")
+
+
+async def answer_all(core: Core, port: FakePort, n: int, concurrency: int) -> float:
+    """Every person taps an answer to each question in turn; returns elapsed seconds."""
+    sem = asyncio.Semaphore(concurrency)
+
+    async def person(i: int) -> None:
+        email = f"worker{i}@bench.example"
+        user = UserRef("fake", port.workspace, f"U-{email}", email=email)
+        conv = ConversationRef("fake", port.workspace, port.dm_id(f"U-{email}"))
+        async with sem:
+            for q in range(len(QUESTIONS)):
+                posted = port.messages(conv.conversation_id)[-1]
+                scale = next(b for b in posted.message.blocks if isinstance(b, RatingScale))
+                await core.handle(ActionEvent(f"bench-{i}-{q}", user, conv,
+                                              action_id=scale.action_id, value=str(1 + (i + q) % 5),
+                                              message=posted.ref), port)
+
+    start, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(person(i) for i in range(n)))
+    elapsed = time.perf_counter() - start
+    # CPU seconds of this process (all threads): comparable even on a busy shared machine.
+    print(f"cpu {time.process_time() - cpu:.1f} s for {elapsed:.1f} s of wall time")
+    return elapsed
+
+
+async def main(n: int, concurrency: int, url: str | None) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Database(url or f"sqlite+aiosqlite:///{tmp}/bench.db")
+        await db.create_all()
+        core = Core(db, settings=Settings(secret_key="bench-only"), clock=FakeClock(MONDAY_10))
+        port = FakePort()
+        core.add_port(port)
+        await core.start()
+        await seed(core, port, n)
+        t0 = time.perf_counter()
+        done = await core.tick()
+        print(f"round opened and {done['pulse'] - 1} people invited in {time.perf_counter() - t0:.1f} s")
+        statements = [0]
+        event.listen(db.engine.sync_engine, "before_cursor_execute",
+                     lambda *a: statements.__setitem__(0, statements[0] + 1))
+        elapsed = await answer_all(core, port, n, concurrency)
+        print(f"{statements[0] / (n * len(QUESTIONS)):.1f} SQL statements per answer (all of core.handle)")
+        async with db.session() as s:
+            stored = (await s.execute(select(func.count()).select_from(PulseAnswer))).scalar_one()
+        await db.dispose()
+    expected = n * len(QUESTIONS)
+    print(f"{stored} of {expected} answers stored in {elapsed:.1f} s through core.handle "
+          f"(concurrency {concurrency}, {db.engine.dialect.name})")
+    print(f"{stored / elapsed:.0f} answers/s")
+    if stored != expected:
+        raise SystemExit("some answers were not stored")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--people", type=int, default=5000)
+    ap.add_argument("--concurrency", type=int, default=1)
+    ap.add_argument("--url", default=None, help="database URL (default: a temporary SQLite file)")
+    a = ap.parse_args()
+    asyncio.run(main(a.people, a.concurrency, a.url))
