@@ -336,3 +336,13 @@ async def test_no_log_line_carries_feedback_text_next_to_its_author(loaded: Core
                 assert not any(w in line for w in who), line
     # Stronger: on these paths the text is not logged at all.
     assert not [line for line in lines if any(t in line for t in texts)]
+
+
+async def test_sqlite_keeps_no_hidden_insertion_order_for_feedback(loaded: Core) -> None:
+    if not loaded.db.is_sqlite:
+        pytest.skip("rowid is SQLite's")
+    from sqlalchemy.exc import OperationalError
+
+    async with loaded.db.engine.connect() as conn:
+        with pytest.raises(OperationalError):
+            await conn.exec_driver_sql("SELECT rowid FROM feedback_items")

@@ -1,6 +1,7 @@
 """Feedback tables. None holds the author's person id, platform id or conversation, nor a precise time.
 
-Keys are random (storage.base.new_id); dates are days. The only way back to an author is a
+Keys are random (storage.base.new_id); dates are days. On SQLite the tables are WITHOUT ROWID,
+so rows are kept in (random) key order rather than a hidden rowid that follows insertion order. The only way back to an author is a
 sealed route in `feedback_handles`, destroyed when the author revokes it.
 """
 
@@ -14,11 +15,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.base import Base, new_id
 
+NO_ROWID = {"sqlite_with_rowid": False}
+
 
 class FeedbackItem(Base):
     """One piece of anonymous feedback."""
 
     __tablename__ = "feedback_items"
+    __table_args__ = NO_ROWID
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     day: Mapped[date] = mapped_column(Date, index=True)
@@ -37,6 +41,7 @@ class FeedbackHandle(Base):
     """The sealed route back to an item's author, present only while replies are allowed."""
 
     __tablename__ = "feedback_handles"
+    __table_args__ = NO_ROWID
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     item_id: Mapped[str] = mapped_column(
@@ -51,6 +56,7 @@ class FeedbackMessage(Base):
     """A message in the thread under an item: the change team's replies and the author's answers."""
 
     __tablename__ = "feedback_messages"
+    __table_args__ = NO_ROWID
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     item_id: Mapped[str] = mapped_column(ForeignKey("feedback_items.id", ondelete="CASCADE"), index=True)
@@ -66,6 +72,7 @@ class FeedbackAlert(Base):
     """One urgent item to one safeguarding lead: the ledger that makes the DM go exactly once."""
 
     __tablename__ = "feedback_alerts"
+    __table_args__ = NO_ROWID
 
     item_id: Mapped[str] = mapped_column(
         ForeignKey("feedback_items.id", ondelete="CASCADE"), primary_key=True
@@ -79,6 +86,7 @@ class FeedbackDailyCount(Base):
     """Submissions today per person, under a keyed hash of (person, day); deleted after the day."""
 
     __tablename__ = "feedback_daily_counts"
+    __table_args__ = NO_ROWID
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     day: Mapped[date] = mapped_column(Date, index=True)
@@ -89,6 +97,7 @@ class FeedbackResponse(Base):
     """A published "you said, we did" for a theme."""
 
     __tablename__ = "feedback_responses"
+    __table_args__ = NO_ROWID
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     theme_id: Mapped[str | None] = mapped_column(String(64), default=None)

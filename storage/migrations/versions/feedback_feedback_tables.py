@@ -2,7 +2,7 @@
 
 Revision ID: feedback
 Revises: core
-Create Date: 2026-11-27 02:05:47.613320
+Create Date: 2026-11-27 02:16:11.786184
 """
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ def upgrade() -> None:
     sa.Column('key', sa.String(length=64), nullable=False),
     sa.Column('day', sa.Date(), nullable=False),
     sa.Column('count', sa.Integer(), nullable=False),
-    sa.PrimaryKeyConstraint('key', name=op.f('pk_feedback_daily_counts'))
+    sa.PrimaryKeyConstraint('key', name=op.f('pk_feedback_daily_counts')),
+    sqlite_with_rowid=False
     )
     with op.batch_alter_table('feedback_daily_counts', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_feedback_daily_counts_day'), ['day'], unique=False)
@@ -37,7 +38,8 @@ def upgrade() -> None:
     sa.Column('day', sa.Date(), nullable=False),
     sa.Column('published_by', sa.String(length=32), nullable=True),
     sa.Column('broadcast', sa.JSON(), nullable=True),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_feedback_responses'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_feedback_responses')),
+    sqlite_with_rowid=False
     )
     op.create_table('feedback_items',
     sa.Column('id', sa.String(length=32), nullable=False),
@@ -49,7 +51,8 @@ def upgrade() -> None:
     sa.Column('concerns', sa.JSON(), nullable=False),
     sa.Column('response_id', sa.String(length=32), nullable=True),
     sa.ForeignKeyConstraint(['response_id'], ['feedback_responses.id'], name=op.f('fk_feedback_items_response_id_feedback_responses'), ondelete='SET NULL'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_feedback_items'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_feedback_items')),
+    sqlite_with_rowid=False
     )
     with op.batch_alter_table('feedback_items', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_feedback_items_day'), ['day'], unique=False)
@@ -62,7 +65,8 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['item_id'], ['feedback_items.id'], name=op.f('fk_feedback_alerts_item_id_feedback_items'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('item_id', 'person_id', name=op.f('pk_feedback_alerts'))
+    sa.PrimaryKeyConstraint('item_id', 'person_id', name=op.f('pk_feedback_alerts')),
+    sqlite_with_rowid=False
     )
     with op.batch_alter_table('feedback_alerts', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_feedback_alerts_status'), ['status'], unique=False)
@@ -75,7 +79,8 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['item_id'], ['feedback_items.id'], name=op.f('fk_feedback_handles_item_id_feedback_items'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_feedback_handles')),
     sa.UniqueConstraint('item_id', name=op.f('uq_feedback_handles_item_id')),
-    sa.UniqueConstraint('token_key', name=op.f('uq_feedback_handles_token_key'))
+    sa.UniqueConstraint('token_key', name=op.f('uq_feedback_handles_token_key')),
+    sqlite_with_rowid=False
     )
     op.create_table('feedback_messages',
     sa.Column('id', sa.String(length=32), nullable=False),
@@ -86,7 +91,8 @@ def upgrade() -> None:
     sa.Column('day', sa.Date(), nullable=False),
     sa.Column('text', sa.Text(), nullable=False),
     sa.ForeignKeyConstraint(['item_id'], ['feedback_items.id'], name=op.f('fk_feedback_messages_item_id_feedback_items'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_feedback_messages'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_feedback_messages')),
+    sqlite_with_rowid=False
     )
     with op.batch_alter_table('feedback_messages', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_feedback_messages_item_id'), ['item_id'], unique=False)
