@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.model import Context, Message, Text
+from bot.model import Block, Context, Message, Text
 from bot.programme.core_sections import get_setting
 from bot.reports import service
 from bot.reports.anonymity import ALL
@@ -108,7 +108,9 @@ async def build(s: AsyncSession, now: datetime) -> Message:
     health = await roadmap_health(s, now)
     if health:
         lines.append(health)
-    blocks = (Text(lines[0], heading=True), *(Text(x) for x in lines[1:]),
-              Context("Groups under the anonymity threshold are never shown. Ask me for "
-                      "*results* or *results TEAM* for more."))
+    blocks: tuple[Block, ...] = (
+        Text(lines[0], heading=True), *(Text(x) for x in lines[1:]),
+        Context("Groups under the anonymity threshold are never shown. Ask me for "
+                "*results* or *results TEAM* for more."),
+    )
     return Message(blocks, fallback="\n".join(lines))
