@@ -35,7 +35,7 @@ async def main(label: str, message: str, down: str) -> None:
             }
 
         command.revision(
-            cfg, message=message, autogenerate=True, rev_id=label,
+            cfg, message=message, autogenerate=True, rev_id=label, splice=True,
             head=down,
         )
 
