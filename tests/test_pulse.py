@@ -18,6 +18,7 @@ from bot.pulse import cards
 from bot.pulse.tables import (
     PulseAnswer,
     PulseAttribution,
+    PulseCompletion,
     PulseParticipation,
     PulseRound,
     PulseSurvey,
@@ -100,7 +101,9 @@ async def test_a_free_text_comment_is_stored_without_a_name_and_thanks_follow(lo
     assert texts == ["Group supervision is helping a lot."]
     last = d.seen(P1)
     assert len(last) == 1 and "Thank you!" in last[0]
-    assert await count(loaded, PulseParticipation, PulseParticipation.finished.is_(True)) == 1
+    # Finishing is recorded by response key; the person's own row learns it later, in a batch.
+    assert await count(loaded, PulseCompletion) == 1
+    assert await count(loaded, PulseParticipation, PulseParticipation.finished.is_(True)) == 0
 
 
 async def test_the_thank_you_points_at_the_last_published_round(loaded: Core) -> None:
@@ -129,6 +132,8 @@ async def test_no_answer_can_be_joined_to_a_person(loaded: Core) -> None:
     assert fk_targets <= {"pulse_rounds", "pulse_questions"}
     part_cols = set(PulseParticipation.__table__.columns.keys())
     assert not any("answer" in n or "response" in n for n in part_cols)
+    done_cols = set(PulseCompletion.__table__.columns.keys())
+    assert done_cols == {"round_id", "response_key"}
 
     async with loaded.db.engine.connect() as conn:
         tables = await conn.run_sync(lambda c: inspect(c).get_table_names())

@@ -8,7 +8,7 @@ from typing import NamedTuple
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.core import Core, Ctx
+from bot.core import Ctx
 from bot.errors import UserError
 from bot.model import ActionEvent, Context, Form, FormSubmitEvent, Message, MessageRef, TextInput
 from bot.people import service as people
@@ -205,7 +205,7 @@ async def show(ctx: Ctx, w: Where, pos: int, mine: dict[str, Given], *, saved: s
         skipped = sum(1 for q in w.questions if q.id not in mine and q.kind != "text")
         msg = cards.thanks_card(w, results=await results_pointer(ctx, w),
                                 results_url=w.survey.results_url, skipped=skipped, saved=saved)
-        await _finished(ctx.core, w.round.id, ctx.person.id)
+        await _finished(ctx, w.round.id)
     await _edit(ctx, msg, live)
 
 
@@ -219,12 +219,9 @@ async def _edit(ctx: Ctx, msg: Message, live: MessageRef | None) -> None:
     await ctx.update(msg)
 
 
-async def _finished(core: Core, round_id: str, person_id: str) -> None:
-    # Its own transaction, apart from the answer's, so the two rows never share one.
-    async with core.db.session() as s:
-        part = await pulse.participation(s, round_id, person_id)
-        if part is not None and not part.finished:
-            part.finished = True
+async def _finished(ctx: Ctx, round_id: str) -> None:
+    async with ctx.session() as s:
+        await pulse.mark_completed(s, round_id, _key(ctx, round_id))
 
 
 async def results_pointer(ctx: Ctx, w: Where) -> str:

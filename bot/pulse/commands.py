@@ -86,7 +86,7 @@ async def open_now(ctx: Ctx, args: str) -> None:
         sv = await find_survey(s, args)
         if sv.paused:
             raise UserError(f"{sv.id} is paused; type pulse resume {sv.id} first. Nothing was changed.")
-        rnd = await pulse.open_round(s, sv, ctx.now)
+        rnd = await pulse.open_round(s, sv, ctx.now, ctx.core.secret)
         if rnd is None:
             raise UserError(f"{sv.id} has no questions or a round just opened. Nothing was changed.")
         asked = (await pulse.counts(s, rnd.id)).asked
@@ -102,7 +102,7 @@ async def close_now(ctx: Ctx, args: str) -> None:
         rnd = await pulse.open_round_of(s, sv.id)
         if rnd is None:
             raise UserError(f"{sv.id} has no open round. Nothing was changed.")
-        await pulse.close_round(s, rnd, ctx.now)
+        await pulse.close_round(s, rnd, ctx.now, ctx.core.secret)
         c = await pulse.counts(s, rnd.id)
     await ctx.say(f"Round {rnd.number} of {sv.title} is closed: {_rate(c)}.")
 

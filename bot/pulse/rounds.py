@@ -60,7 +60,7 @@ async def open_due_rounds(core: Core, now: datetime) -> int:
             rounds = await pulse.rounds_of(s, survey.id)
             if rounds and max(r.opens_at for r in rounds) >= due:
                 continue  # this fire time's round (or a later, manual one) exists
-            if await pulse.open_round(s, survey, due) is not None:
+            if await pulse.open_round(s, survey, due, core.secret) is not None:
                 opened += 1
     return opened
 
@@ -70,7 +70,7 @@ async def close_due_rounds(core: Core, now: datetime) -> int:
         due = (await s.execute(select(PulseRound).where(
             PulseRound.state == "open", PulseRound.closes_at <= now))).scalars().all()
         for rnd in due:
-            await pulse.close_round(s, rnd, now)
+            await pulse.close_round(s, rnd, now, core.secret)
     return len(due)
 
 
@@ -132,8 +132,13 @@ async def remind_due(core: Core, round_id: str, now: datetime) -> int:
     w, people = await _pending(core, round_id, now, reminders=True)
     if w is None:
         return 0
+    async with core.db.session() as s:
+        await pulse.sync_finished(s, round_id, core.secret)
+        done = await pulse.completed_keys(s, round_id)
     sent = 0
     for part, person in people:
+        if pulse.response_key(core.secret, round_id, person.id) in done:
+            continue
         async with core.db.session() as s:
             key = pulse.response_key(core.secret, round_id, person.id)
             mine = await pulse.answers_by_key(s, round_id, key)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, cast, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,6 +15,7 @@ from bot.pulse.definition import SurveyDef
 from bot.pulse.tables import (
     PulseAnswer,
     PulseAttribution,
+    PulseCompletion,
     PulseParticipation,
     PulseQuestion,
     PulseRound,
@@ -97,13 +98,34 @@ class Counts:
 async def counts(s: AsyncSession, round_id: str) -> Counts:
     P = PulseParticipation
     row = (await s.execute(
-        select(func.count(), func.count(P.invited_at),
-               func.coalesce(func.sum(cast(P.finished, Integer)), 0))
-        .where(P.round_id == round_id))).one()
+        select(func.count(), func.count(P.invited_at)).where(P.round_id == round_id))).one()
+    done = (await s.execute(select(func.count()).select_from(PulseCompletion)
+                            .where(PulseCompletion.round_id == round_id))).scalar_one()
     resp = (await s.execute(
         select(func.count(func.distinct(PulseAnswer.response_key)))
         .where(PulseAnswer.round_id == round_id))).scalar_one()
-    return Counts(int(row[0]), int(row[1]), int(row[2]), int(resp))
+    return Counts(int(row[0]), int(row[1]), int(done), int(resp))
+
+
+async def completed_keys(s: AsyncSession, round_id: str) -> set[str]:
+    rows = await s.execute(select(PulseCompletion.response_key)
+                           .where(PulseCompletion.round_id == round_id))
+    return set(rows.scalars())
+
+
+async def sync_finished(s: AsyncSession, round_id: str, secret: bytes) -> None:
+    """Copy who has finished onto participation, all at once (so no row's timing tells)."""
+    done = await completed_keys(s, round_id)
+    parts = await s.execute(select(PulseParticipation).where(
+        PulseParticipation.round_id == round_id, PulseParticipation.finished.is_(False)))
+    for p in parts.scalars():
+        if response_key(secret, round_id, p.person_id) in done:
+            p.finished = True
+
+
+async def mark_completed(s: AsyncSession, round_id: str, key: str) -> None:
+    """Record that this response key reached the end (a repeat is a no-op)."""
+    await _upsert(s, PulseCompletion, {"round_id": round_id, "response_key": key}, {})
 
 
 # -- definitions -------------------------------------------------------------------------
@@ -161,7 +183,8 @@ async def audience_of(s: AsyncSession, survey: PulseSurvey) -> list[Person]:
     return [p for p in people if p.team_id in teams or p.id in with_role]
 
 
-async def open_round(s: AsyncSession, survey: PulseSurvey, opens_at: datetime) -> PulseRound | None:
+async def open_round(s: AsyncSession, survey: PulseSurvey, opens_at: datetime, secret: bytes
+                     ) -> PulseRound | None:
     """Open a round of `survey` at `opens_at` and list who is asked; None if it exists already."""
     questions = await questions_of(s, survey.id)
     if not questions:
@@ -172,7 +195,7 @@ async def open_round(s: AsyncSession, survey: PulseSurvey, opens_at: datetime) -
     older = await s.execute(select(PulseRound).where(PulseRound.survey_id == survey.id,
                                                      PulseRound.state == "open"))
     for r in older.scalars():
-        await close_round(s, r, opens_at)
+        await close_round(s, r, opens_at, secret)
     rnd = PulseRound(
         survey_id=survey.id, number=number, opens_at=opens_at,
         remind_at=opens_at + timedelta(minutes=survey.remind_after_min),
@@ -191,10 +214,12 @@ async def open_round(s: AsyncSession, survey: PulseSurvey, opens_at: datetime) -
     return rnd
 
 
-async def close_round(s: AsyncSession, rnd: PulseRound, now: datetime) -> None:
+async def close_round(s: AsyncSession, rnd: PulseRound, now: datetime, secret: bytes) -> None:
+    """Close a round (early if `now` is before its closing time)."""
     rnd.state = "closed"
     if rnd.closes_at > now:
         rnd.closes_at = now
+    await sync_finished(s, rnd.id, secret)
 
 
 # -- answers -----------------------------------------------------------------------------
@@ -236,13 +261,17 @@ async def _upsert(s: AsyncSession, table: Any, keys: dict[str, Any], values: dic
         else:
             from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
         stmt = insert(table).values(**row)
-        await s.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=values))
+        if values:
+            await s.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=values))
+        else:
+            await s.execute(stmt.on_conflict_do_nothing(index_elements=list(keys)))
         return
     try:
         async with s.begin_nested():
             s.add(table(**row))
     except IntegrityError:  # the same tap from another device won the race: update theirs
-        await s.execute(update(table).filter_by(**keys).values(**values))
+        if values:
+            await s.execute(update(table).filter_by(**keys).values(**values))
 
 
 async def answers_by_key(s: AsyncSession, round_id: str, key: str) -> dict[str, PulseAnswer]:

@@ -101,6 +101,8 @@ class PulseParticipation(Base):
     invited_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     unreachable: Mapped[bool] = mapped_column(Boolean, default=False)
     reminded: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Copied from pulse_completions in batches (at the reminder and at closing), never at the
+    # moment someone answers.
     finished: Mapped[bool] = mapped_column(Boolean, default=False)
     # The live survey message in their DM ({"conversation": ..., "message_id": ...}).
     message: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
@@ -121,6 +123,20 @@ class PulseAnswer(Base):
     value: Mapped[int | None] = mapped_column(Integer, default=None)
     choice: Mapped[str | None] = mapped_column(String(200), default=None)
     text: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class PulseCompletion(Base):
+    """A respondent (by response key only) reached the end of a round's questions.
+
+    Kept by key, not on the participation row: writing a person's row at the moment they
+    answer would let a database reader pair it with the answer rows written just before.
+    """
+
+    __tablename__ = "pulse_completions"
+
+    round_id: Mapped[str] = mapped_column(ForeignKey("pulse_rounds.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    response_key: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
 class PulseAttribution(Base):
