@@ -8,7 +8,6 @@ from typing import Any
 
 from microsoft_agents.activity import (
     Activity,
-    ChannelAccount,
     ConversationParameters,
 )
 from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
@@ -113,13 +112,13 @@ class TeamsPort:
         if anchor is None:
             raise Unreachable("the app is not installed anywhere in this tenant")
         bot_id = (anchor.reference.get("bot") or {}).get("id") or f"28:{self.app_id}"
-        params = ConversationParameters(
-            is_group=False,
-            agent=ChannelAccount(id=bot_id),
-            members=[ChannelAccount(id=user.user_id)],
-            tenant_id=user.workspace,
-            channel_data={"tenant": {"id": user.workspace}},
-        )
+        params = ConversationParameters.model_validate({
+            "isGroup": False,
+            "bot": {"id": bot_id},
+            "members": [{"id": user.user_id}],
+            "tenantId": user.workspace,
+            "channelData": {"tenant": {"id": user.workspace}},
+        })
 
         async def op(c: TeamsConnectorClient) -> Any:
             return await c.conversations.create_conversation(params)

@@ -53,7 +53,7 @@ def reference_of(activity: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _upsert(db: Database, model: type, key: tuple[Any, ...], values: dict[str, Any]) -> None:
+async def _upsert(db: Database, model: type[Any], key: tuple[Any, ...], values: dict[str, Any]) -> None:
     for _ in range(2):
         try:
             async with db.session() as s:
