@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from bot.scheduling.tables import JobRecord, Occurrence
@@ -56,17 +56,16 @@ async def run_due(core: Core, now: datetime, *, instance: str = "", gap: timedel
     """Run every ticker once at `now`, recording each run; one failing job never stops the rest."""
     if not core.secret:
         await core.start()
-    results = []
-    for name, fn in core.router.tickers.items():
-        results.append(await _run_one(core, name, fn, now, instance, gap))
+    async with core.db.session() as s:
+        last = {r.name: r.last_run_at for r in (await s.execute(select(JobRecord))).scalars()}
+    results = [await _run_one(core, name, fn, now, last.get(name), gap)
+               for name, fn in core.router.tickers.items()]
+    await _record(core, now, results, instance)
     return results
 
 
-async def _run_one(core: Core, name: str, fn: Any, now: datetime, instance: str,
+async def _run_one(core: Core, name: str, fn: Any, now: datetime, last: datetime | None,
                    gap: timedelta) -> JobResult:
-    async with core.db.session() as s:
-        rec = await s.get(JobRecord, name)
-        last = rec.last_run_at if rec is not None else None
     skips: list[str] = []
     token = _skips.set(skips)
     started = time.perf_counter()
@@ -84,29 +83,29 @@ async def _run_one(core: Core, name: str, fn: Any, now: datetime, instance: str,
         count, outcome = -1, "error"
     finally:
         _skips.reset(token)
-    seconds = time.perf_counter() - started
-    await _record(core, name, now, outcome, count, len(skips), instance)
-    return JobResult(name, outcome, count, len(skips), seconds)
+    return JobResult(name, outcome, count, len(skips), time.perf_counter() - started)
 
 
-async def _record(core: Core, name: str, now: datetime, outcome: str, count: int, skipped: int,
-                  instance: str) -> None:
+async def _record(core: Core, now: datetime, results: list[JobResult], instance: str) -> None:
+    """One transaction for the whole tick's records (cheap enough to tick often)."""
     try:
         async with core.db.session() as s:
-            rec = await s.get(JobRecord, name)
-            if rec is None:
-                rec = JobRecord(name=name, runs=0, errors=0, skipped=0, last_count=0)
-                s.add(rec)
-            rec.last_run_at = now
-            rec.last_outcome = outcome
-            rec.last_count = max(count, 0)
-            rec.runs = (rec.runs or 0) + 1
-            rec.errors = (rec.errors or 0) + (outcome == "error")
-            rec.skipped = (rec.skipped or 0) + skipped
-            rec.instance = instance[:100]
+            recs = {r.name: r for r in (await s.execute(select(JobRecord))).scalars()}
+            for res in results:
+                rec = recs.get(res.name)
+                if rec is None:
+                    rec = JobRecord(name=res.name, runs=0, errors=0, skipped=0, last_count=0)
+                    s.add(rec)
+                rec.last_run_at = now
+                rec.last_outcome = res.outcome
+                rec.last_count = max(res.count, 0)
+                rec.runs = (rec.runs or 0) + 1
+                rec.errors = (rec.errors or 0) + (res.outcome == "error")
+                rec.skipped = (rec.skipped or 0) + res.skipped
+                rec.instance = instance[:100]
     except IntegrityError:
-        # Two processes created the row at once (a cron run-due next to serve): the other won.
-        log.warning("job record written concurrently", extra={"job": name})
+        # Two processes created a row at once (a cron run-due next to serve): the other won.
+        log.warning("job records written concurrently; this tick's record was dropped")
 
 
 async def once(core: Core, job: str, key: str, due_at: datetime, now: datetime | None = None,
