@@ -253,11 +253,13 @@ class Core:
         ident = await s.get(Identity, (u.platform, u.workspace, u.user_id))
         if ident is not None:
             data = people.conversation_to_json(conv)
-            if ident.dm != data or not ident.reachable:
+            if ident.dm != data or not ident.reachable or ident.updated_at is None:
                 ident.dm = data
                 ident.reachable = True
                 ident.unreachable_reason = None
-            ident.updated_at = self.clock.now()
+                # Only when the route changes: a per-event time next to a person would date
+                # their latest tap, and so their latest anonymous pulse answer.
+                ident.updated_at = self.clock.now()
 
     async def prune_events(self, older_than: timedelta = timedelta(days=7)) -> None:
         async with self.db.session() as s:

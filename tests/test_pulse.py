@@ -155,6 +155,13 @@ async def test_no_answer_can_be_joined_to_a_person(loaded: Core) -> None:
     ids = [a["id"] for a in answers]
     assert ids != sorted(ids) or len(set(ids)) == len(ids)
     assert await count(loaded, PulseAttribution) == 0
+    if loaded.db.is_sqlite:  # no hidden insert-order key either
+        from sqlalchemy import text
+        from sqlalchemy.exc import OperationalError
+
+        with pytest.raises(OperationalError):
+            async with loaded.db.engine.connect() as conn:
+                await conn.execute(text("SELECT rowid FROM pulse_answers"))
 
 
 async def test_an_attributed_survey_keeps_names_apart_and_says_so(loaded: Core) -> None:

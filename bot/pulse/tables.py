@@ -112,7 +112,11 @@ class PulseAnswer(Base):
     """One answer. No person id, no time; `response_key` is a keyed hash per person and round."""
 
     __tablename__ = "pulse_answers"
-    __table_args__ = (UniqueConstraint("round_id", "question_id", "response_key"),)
+    __table_args__ = (
+        UniqueConstraint("round_id", "question_id", "response_key"),
+        # SQLite keeps WITHOUT ROWID tables in key order (random here), not in insert order.
+        {"sqlite_with_rowid": False},
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     round_id: Mapped[str] = mapped_column(ForeignKey("pulse_rounds.id", ondelete="CASCADE"))
@@ -133,6 +137,7 @@ class PulseCompletion(Base):
     """
 
     __tablename__ = "pulse_completions"
+    __table_args__ = {"sqlite_with_rowid": False}
 
     round_id: Mapped[str] = mapped_column(ForeignKey("pulse_rounds.id", ondelete="CASCADE"),
                                           primary_key=True)

@@ -2,7 +2,7 @@
 
 Revision ID: pulse
 Revises: core
-Create Date: 2026-11-27 02:20:08.159263
+Create Date: 2026-11-27 02:21:27.240456
 """
 from __future__ import annotations
 
@@ -81,9 +81,9 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['question_id'], ['pulse_questions.id'], name=op.f('fk_pulse_answers_question_id_pulse_questions'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['round_id'], ['pulse_rounds.id'], name=op.f('fk_pulse_answers_round_id_pulse_rounds'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_pulse_answers')),
-    sa.UniqueConstraint('round_id', 'question_id', 'response_key', name=op.f('uq_pulse_answers_round_id_question_id_response_key'))
+    sa.UniqueConstraint('round_id', 'question_id', 'response_key', name=op.f('uq_pulse_answers_round_id_question_id_response_key')),
+    sqlite_with_rowid=False
     )
-    # (the report read indexes on pulse_answers are the reports revision's)
     op.create_table('pulse_attributions',
     sa.Column('round_id', sa.String(length=32), nullable=False),
     sa.Column('response_key', sa.String(length=64), nullable=False),
@@ -96,7 +96,8 @@ def upgrade() -> None:
     sa.Column('round_id', sa.String(length=32), nullable=False),
     sa.Column('response_key', sa.String(length=64), nullable=False),
     sa.ForeignKeyConstraint(['round_id'], ['pulse_rounds.id'], name=op.f('fk_pulse_completions_round_id_pulse_rounds'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('round_id', 'response_key', name=op.f('pk_pulse_completions'))
+    sa.PrimaryKeyConstraint('round_id', 'response_key', name=op.f('pk_pulse_completions')),
+    sqlite_with_rowid=False
     )
     op.create_table('pulse_participation',
     sa.Column('round_id', sa.String(length=32), nullable=False),
