@@ -1,0 +1,77 @@
+"""`staffvoice schedule list` and `staffvoice schedule run-due`."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+import pytest
+from sqlalchemy import select
+
+from bot.clock import FakeClock
+from bot.config import Settings
+from bot.core import Core
+from bot.scheduling import cli
+from bot.scheduling.leader import Always, FileLeader
+from bot.scheduling.scheduler import Scheduler
+from bot.scheduling.tables import JobRecord
+from storage.db import Database
+from tests.conftest import PG_URL
+from tests.test_scheduler_week import at, programme_router
+
+
+async def test_list_shows_each_jobs_next_time_in_local_time(loaded: Core, clock: FakeClock) -> None:
+    core = loaded
+    r = programme_router()
+
+    async def sweep(core: Core, now: datetime) -> int:
+        """Tidy old events."""
+        return 0
+
+    r.ticker("sweep", sweep)
+    core.router = r
+    clock.set(at(24, 8))
+    rows = await cli.plan(core, clock.now())
+    assert [(p.job, p.next_at) for p in rows] == [
+        ("round", at(24, 9)), ("checkin", at(24, 9, 30)), ("digest", at(24, 12)), ("sweep", None)]
+    text = cli.render(rows, clock.now(), "Europe/London", 30)
+    assert "times in Europe/London (now Thu 24 Dec 08:00 GMT)" in text
+    lines = {line.split()[0]: line for line in text.splitlines()[3:]}
+    assert "Thu 24 Dec 09:30 GMT" in lines["checkin"] and "never" in lines["checkin"]
+    assert "every tick (30 s)" in lines["sweep"] and "Tidy old events." in lines["sweep"]
+
+    await Scheduler(core, Always()).tick()
+    rows = {p.job: p for p in await cli.plan(core, clock.now())}
+    assert rows["sweep"].last_run_at == at(24, 8) and rows["sweep"].last_outcome == "ok"
+
+
+@pytest.mark.skipif(bool(PG_URL), reason="uses the SQLite lock file")
+def test_run_due_runs_every_job_once_and_stands_aside_for_a_running_scheduler(
+        settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.cli(settings, ["list"]) == 0
+    out = capsys.readouterr().out
+    assert "Scheduled work, times in Europe/London" in out and "pulse" in out
+
+    assert cli.cli(settings, ["run-due"]) == 0
+    out = capsys.readouterr().out
+    assert "pulse: ok" in out
+
+    async def records() -> dict[str, str]:
+        db = Database(settings.database_url)
+        try:
+            async with db.session() as s:
+                return {j.name: j.last_outcome for j in (await s.execute(select(JobRecord))).scalars()}
+        finally:
+            await db.dispose()
+
+    assert asyncio.run(records())["pulse"] == "ok"
+
+    path = settings.database_url.removeprefix("sqlite+aiosqlite:///") + ".scheduler.lock"
+    serving = FileLeader(path)  # as if `staffvoice serve` were running on this database
+    assert asyncio.run(serving.ensure())
+    try:
+        assert cli.cli(settings, ["run-due"]) == 0
+        err = capsys.readouterr().err
+        assert "another staffvoice process is running the scheduler; nothing was run" in err
+    finally:
+        asyncio.run(serving.release())
