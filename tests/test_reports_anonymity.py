@@ -212,3 +212,34 @@ def test_comments_are_shuffled_and_carry_only_their_round() -> None:
     assert sorted(c.text for c in shown) == sorted(t for t, _, _ in items)
     assert [c.text for c in shown] != [t for t, _, _ in items]
     assert {(c.round_label, c.round_date) for c in shown} == {("round 3", when)}
+
+
+# --- the whole results pipeline passes through the engine -----------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(organisations(), st.integers(3, 5), st.randoms(use_true_random=False))
+def test_every_number_in_a_results_report_is_safe(case, k, rnd) -> None:  # type: ignore[no-untyped-def]
+    from bot.reports.results import QuestionInfo, RoundData, RoundInfo, compute
+
+    org, cells = case
+    questions = [QuestionInfo("q1", "Rating", "likert5"), QuestionInfo("q2", "Comment", "text")]
+    data = RoundData(respondents=dict(cells), invited={c: n + 1 for c, n in cells.items()})
+    for cell, n in cells.items():
+        answered = rnd.randint(0, n)  # some skip the rating
+        if answered:
+            data.values.setdefault("q1", []).append((cell, str(rnd.randint(1, 5)), answered))
+            data.answered.setdefault("q1", {})[cell] = answered
+        commented = rnd.randint(0, n)
+        if commented:
+            data.commenters.setdefault("q2", {})[cell] = commented
+    info = RoundInfo("r", "s", "Survey", 1, datetime(2026, 11, 30, tzinfo=UTC), True)
+    res = compute(org, {}, Thresholds(k, 10), info, questions, data)
+    shown = frozenset(g for g, r in res.groups.items() if r.shown)
+    rated = frozenset(g for g, r in res.groups.items() if r.shown and r.questions[0].shown)
+    commented = frozenset(g for g, r in res.groups.items() if r.shown and r.questions[1].comments_shown)
+    assert smallest_derivable(org, cells, shown, k) is None
+    assert smallest_derivable(org, data.answered.get("q1", {}), rated, k) is None
+    assert smallest_derivable(org, data.commenters.get("q2", {}), commented, 10) is None
+    for g in rated:
+        assert res.groups[g].questions[0].n >= k
