@@ -16,6 +16,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from adapters.fake.http_port import HttpPort
 from bot.broadcasts import ledger, service
 from bot.broadcasts.limiter import Limiter, Limits
 from bot.broadcasts.sender import Sender
@@ -24,7 +25,6 @@ from bot.clock import FakeClock
 from bot.core import Core
 from bot.people.tables import Identity, Person
 from storage.db import Database
-from tests.fakes.http_port import HttpPort
 from tests.fakes.ratelimited_platform import PlatformConfig, RateLimitedPlatform
 
 CHANGE = "changelead@northbridge.example"

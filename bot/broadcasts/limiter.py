@@ -130,6 +130,11 @@ class Limiter:
         # Restart pacing after the pause rather than bursting the backlog.
         ws.gate.next_free = max(ws.gate.next_free, ws.paused_until)
 
+    def pause_all(self, seconds: float) -> None:
+        """Company Communicator's policy (for comparison only): any 429 stops every workspace."""
+        for platform, workspace in list(self._ws):
+            self.pause(platform, workspace, seconds)
+
     def paused_for(self, platform: str, workspace: str) -> float:
         ws = self._ws.get((platform, workspace))
         return max(0.0, ws.paused_until - self.clock()) if ws else 0.0

@@ -94,6 +94,7 @@ class Sender:
         max_wait_s: float = 5.0,
         rng: random.Random | None = None,
         on_progress: Callable[[Stats], Awaitable[None] | None] | None = None,
+        pause_all_on_429_s: float | None = None,
     ) -> None:
         self.core = core
         self.id = sender_id or default_sender_id()
@@ -106,6 +107,8 @@ class Sender:
         self.max_wait_s = max_wait_s
         self.rng = rng or random.Random()
         self.on_progress = on_progress
+        # Only for comparing with Company Communicator (bench): ignore Retry-After, stop all.
+        self.pause_all_on_429_s = pause_all_on_429_s
         self.stats = Stats()
         self._messages: dict[str, tuple[str, Message]] = {}
         self._in_flight: dict[tuple[str, str], asyncio.Semaphore] = {}
@@ -136,6 +139,16 @@ class Sender:
         """Send everything that is due now, then return (rows due later stay queued)."""
         pending: set[asyncio.Task[None]] = set()
         self._messages.clear()  # a retract since the last pass must stop further sends
+        try:
+            await self._drain(pending, stop)
+        except asyncio.CancelledError:
+            for t in pending:  # stopped hard: rows in flight stay `sending`, reconciled later
+                t.cancel()
+            raise
+        await self._close()
+        return self.stats
+
+    async def _drain(self, pending: set[asyncio.Task[None]], stop: asyncio.Event | None) -> None:
         while stop is None or not stop.is_set():
             room = self.batch - len(pending)
             if room >= max(1, self.batch // 2) or not pending:
@@ -149,13 +162,12 @@ class Sender:
                     pending.add(asyncio.create_task(self._one(row, claimed_at)))
             if not pending:
                 break
-            _, pending = await asyncio.wait(pending, timeout=0.2,
-                                            return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(pending, timeout=0.2,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            pending -= done
             await self._progress()
         if pending:
             await asyncio.wait(pending)
-        await self._close()
-        return self.stats
 
     async def _progress(self) -> None:
         if self.on_progress is not None:
@@ -231,10 +243,14 @@ class Sender:
             await ledger.finish(db, row.id, self.id, state="queued", attempts=row.attempts - 1,
                                 next_attempt_at=now() + timedelta(seconds=e.wait))
         except RateLimited as e:
-            self.limiter.pause(where[0], where[1], e.retry_after)
+            wait = e.retry_after
+            if self.pause_all_on_429_s is not None:
+                wait = self.pause_all_on_429_s
+                self.limiter.pause_all(wait)
+            self.limiter.pause(where[0], where[1], wait)
             self.stats.rate_limited += 1
             await ledger.finish(db, row.id, self.id, state="queued", attempts=row.attempts - 1,
-                                next_attempt_at=now() + timedelta(seconds=e.retry_after))
+                                next_attempt_at=now() + timedelta(seconds=wait))
         except Unreachable as e:
             await ledger.finish(db, row.id, self.id, state="skipped",
                                 error=f"unreachable: {e}"[:300])

@@ -1,0 +1,291 @@
+"""Broadcast bench: 10,000 recipients against a local rate-limited platform, with kills.
+
+    .venv/bin/python bench/broadcast.py --db postgresql+asyncpg://postgres@127.0.0.1/sv_bench
+
+The fake platform enforces `--rate` sends/s per workspace (Teams: about 30/s per tenant),
+answers 429 + Retry-After over it, and injects extra 429s with probability `--inject-429`
+(another app spending the tenant's budget). Time is compressed by `--scale`: rates are
+multiplied and every wait (Retry-After, Company Communicator's 660 s pause) divided by it.
+
+Our run: one sender process at a time; it is SIGKILLed at `--kills` random moments and a new
+one takes over (a pre-started standby, as another replica would; its start-up is not counted
+against us, the time between kill and takeover is). Printed: delivered, duplicates, lost, and
+the achieved rate as a share of the allowed rate.
+
+Company Communicator's policy: the same sender, pacing and platform, except that any 429
+pauses everything for 660 s (scaled) instead of waiting Retry-After for that workspace. It runs
+without kills (kinder to it), capped at `--cc-cap` seconds; its rate share and the ratio are
+printed, with the projected time to finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import insert, select, text  # noqa: E402
+
+from adapters.fake.http_port import HttpPort  # noqa: E402
+from bot.broadcasts import service  # noqa: E402
+from bot.broadcasts.limiter import Limiter, Limits  # noqa: E402
+from bot.broadcasts.tables import Broadcast, Delivery  # noqa: E402
+from bot.config import Settings  # noqa: E402
+from bot.core import Core  # noqa: E402
+from bot.people.tables import Identity, Person  # noqa: E402
+from storage.db import Database  # noqa: E402
+from tests.fakes.ratelimited_platform import PlatformConfig, RateLimitedPlatform  # noqa: E402
+
+WS = "T-bench"
+
+
+# -- the sender process -------------------------------------------------------------------
+
+
+async def sender_main(a: argparse.Namespace) -> None:
+    from bot.broadcasts.sender import Sender
+
+    core = Core(Database(a.db), settings=Settings(database_url=a.db, secret_key="bench"))
+    port = HttpPort(a.platform, workspace=WS, timeout_s=5.0)
+    core.add_port(port)
+    await core.start()
+    limiter = Limiter({"fakehttp": Limits(workspace_per_s=a.rate * a.scale,
+                                          conversation_per_s=7 * a.scale, burst=1,
+                                          max_in_flight=16)})
+    sender = Sender(core, sender_id="bench-sender", limiter=limiter, batch=50,
+                    send_timeout_s=2.0, pause_all_on_429_s=(660 / a.scale) if a.cc else None)
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # wait for "go"
+    stop = asyncio.Event()
+
+    async def until_settled() -> None:
+        while not stop.is_set():
+            async with core.db.session() as s:
+                state = await s.scalar(select(Broadcast.state).where(Broadcast.id == a.broadcast))
+            if state not in ("sending", "retracting"):
+                stop.set()
+            await asyncio.sleep(0.25)
+
+    watcher = asyncio.create_task(until_settled())
+    await sender.run(stop, poll_s=0.1)
+    await watcher
+    print(f"sender stats: {sender.stats}", file=sys.stderr, flush=True)
+    await port.close()
+    await core.db.dispose()
+
+
+# -- the conductor ----------------------------------------------------------------------------
+
+
+async def prepare(db_url: str, n: int) -> None:
+    db = Database(db_url)
+    if not db.is_sqlite:
+        async with db.engine.begin() as conn:
+            await conn.execute(text("DROP SCHEMA public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
+    await db.upgrade()
+    people, idents = [], []
+    for i in range(n):
+        pid = f"p{i:06d}"
+        uid = f"U{i:06d}"
+        people.append({"id": pid, "email": f"staff{i}@northbridge.example",
+                       "display_name": f"Staff {i}"})
+        idents.append({"platform": "fakehttp", "workspace": WS, "user_id": uid, "person_id": pid,
+                       "reachable": True,
+                       "dm": {"platform": "fakehttp", "workspace": WS, "conversation_id": f"D-{uid}",
+                              "is_direct": True, "data": []}})
+    async with db.session() as s:
+        for i in range(0, n, 2000):
+            await s.execute(insert(Person), people[i : i + 2000])
+            await s.execute(insert(Identity), idents[i : i + 2000])
+    await db.dispose()
+
+
+async def publish(db_url: str, platform_url: str, title: str) -> str:
+    core = Core(Database(db_url), settings=Settings(database_url=db_url, secret_key="bench"))
+    port = HttpPort(platform_url, workspace=WS)
+    core.add_port(port)
+    await core.start()
+    bid = await service.publish_to_staff(core, "p000000", title=title,
+                                         text="Family network meetings now run in every team.")
+    await port.close()
+    await core.db.dispose()
+    return bid
+
+
+class Child:
+    """A sender process, started ahead of time and told to go."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def start(cls, a: argparse.Namespace, bid: str, url: str, cc: bool) -> Child:
+        args = [sys.executable, str(Path(__file__).resolve()), "_sender", "--db", a.db,
+                "--platform", url, "--broadcast", bid, "--rate", str(a.rate),
+                "--scale", str(a.scale)] + (["--cc"] if cc else [])
+        proc = await asyncio.create_subprocess_exec(
+            *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=str(ROOT))
+        assert proc.stdout is not None
+        line = await proc.stdout.readline()
+        assert line.strip() == b"ready", line
+        return cls(proc)
+
+    def go(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"go\n")
+
+    async def kill(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGKILL)
+        await self.proc.wait()
+
+
+async def counts(db_url: str, bid: str) -> dict[str, int]:
+    db = Database(db_url)
+    async with db.session() as s:
+        from bot.broadcasts import ledger
+
+        c = await ledger.counts(s, bid)
+        keys = set((await s.execute(select(Delivery.id).where(
+            Delivery.broadcast_id == bid))).scalars())
+    await db.dispose()
+    c["_keys"] = len(keys)
+    return c
+
+
+async def run_ours(a: argparse.Namespace, platform: RateLimitedPlatform) -> dict[str, float]:
+    bid = await publish(a.db, platform.url, "Early win (staffvoice policy)")
+    allowed = a.rate * a.scale
+    expected = a.recipients / allowed
+    rng = random.Random(a.seed)
+    kill_at = sorted(rng.uniform(0.03, 0.85) * expected for _ in range(a.kills))
+    current = await Child.start(a, bid, platform.url, cc=False)
+    standby = await Child.start(a, bid, platform.url, cc=False)
+    t0 = time.monotonic()
+    current.go()
+    kills = 0
+    downtime = 0.0
+    for at in kill_at:
+        await asyncio.sleep(max(0.0, at - (time.monotonic() - t0)))
+        if current.proc.returncode is not None:
+            break
+        k = time.monotonic()
+        await current.kill()
+        current, standby = standby, None  # type: ignore[assignment]
+        current.go()
+        downtime += time.monotonic() - k
+        kills += 1
+        print(f"  killed the sender at {time.monotonic() - t0:6.1f}s "
+              f"({len(platform.keys()):,} delivered so far); a new one took over", flush=True)
+        standby = await Child.start(a, bid, platform.url, cc=False)
+    await current.proc.wait()
+    await standby.kill()
+    c = await counts(a.db, bid)
+    # The fake runs in this process, so its clock is ours: stop at the last delivery.
+    elapsed = max(d.at for d in platform.keyed()) - t0
+    delivered = len(platform.keys())
+    return {"broadcast": bid, "kills": kills, "delivered": delivered,  # type: ignore[dict-item]
+            "duplicates": platform.duplicates(), "lost": c["_keys"] - delivered,
+            "final_failed": c["final_failed"], "skipped": c["skipped"], "elapsed": elapsed,
+            "rate": delivered / elapsed, "share": delivered / elapsed / allowed,
+            "rejected_429": platform.rejected_429,
+            "downtime": downtime}
+
+
+async def run_cc(a: argparse.Namespace, platform: RateLimitedPlatform) -> dict[str, float]:
+    bid = await publish(a.db, platform.url, "Early win (Company Communicator policy)")
+    allowed = a.rate * a.scale
+    child = await Child.start(a, bid, platform.url, cc=True)
+    t0 = time.monotonic()
+    child.go()
+    try:
+        await asyncio.wait_for(child.proc.wait(), a.cc_cap)
+    except TimeoutError:
+        await child.kill()
+    elapsed = time.monotonic() - t0
+    delivered = len(platform.keys())
+    pauses = platform.rejected_429
+    rate = delivered / elapsed
+    return {"delivered": delivered, "elapsed": elapsed, "rate": rate, "share": rate / allowed,
+            "pauses": pauses, "duplicates": platform.duplicates()}
+
+
+async def conductor(a: argparse.Namespace) -> None:
+    print(f"preparing {a.recipients:,} recipients in {a.db.split('://')[0]} ...", flush=True)
+    await prepare(a.db, a.recipients)
+    allowed = a.rate * a.scale
+    cfg = PlatformConfig(workspace_rate=allowed, conversation_rate=7 * a.scale, burst=3,
+                         extra_429=a.inject_429, extra_429_retry_after=a.retry_after / a.scale,
+                         seed=a.seed)
+    print(f"platform: {a.rate}/s per workspace x time scale {a.scale} = {allowed:.0f}/s allowed; "
+          f"injected 429 probability {a.inject_429} with Retry-After {a.retry_after}s "
+          f"(scaled {a.retry_after / a.scale:.2f}s)", flush=True)
+
+    platform = RateLimitedPlatform(cfg)
+    await platform.start()
+    ours = await run_ours(a, platform)
+    await platform.stop()
+    print("\nstaffvoice policy (wait Retry-After for that workspace only):")
+    print(f"  recipients      {a.recipients:,}")
+    print(f"  kills           {ours['kills']}")
+    print(f"  delivered       {ours['delivered']:,}")
+    print(f"  duplicates      {ours['duplicates']}")
+    print(f"  lost            {ours['lost']}  (final_failed {ours['final_failed']}, "
+          f"skipped {ours['skipped']})")
+    print(f"  429s answered   {ours['rejected_429']}")
+    print(f"  elapsed         {ours['elapsed']:.1f}s (scaled; {ours['elapsed'] * a.scale:.0f}s real-world)")
+    print(f"  achieved rate   {ours['rate']:.1f}/s = {ours['share']:.3f} of the allowed {allowed:.0f}/s")
+
+    if a.skip_cc:
+        return
+    platform = RateLimitedPlatform(PlatformConfig(**{**cfg.__dict__}))
+    await platform.start()
+    cc = await run_cc(a, platform)
+    await platform.stop()
+    remaining = a.recipients - cc["delivered"]
+    projected = cc["elapsed"] + (remaining / cc["rate"] if cc["rate"] else float("inf"))
+    print(f"\nCompany Communicator policy (any 429 pauses everything {660 / a.scale:.0f}s scaled = 660s real):")
+    print(f"  ran for         {cc['elapsed']:.1f}s (capped at {a.cc_cap}s), 429s {int(cc['pauses'])}")
+    print(f"  delivered       {cc['delivered']:,} of {a.recipients:,}, duplicates {cc['duplicates']}")
+    print(f"  achieved rate   {cc['rate']:.1f}/s = {cc['share']:.3f} of the allowed {allowed:.0f}/s")
+    print(f"  projected total {projected:.0f}s scaled = {projected * a.scale / 3600:.1f} h real-world "
+          f"(staffvoice: {ours['elapsed'] * a.scale / 60:.1f} min)")
+    ratio = ours["share"] / cc["share"] if cc["share"] else float("inf")
+    print(f"\nratio of achieved rates, staffvoice / Company Communicator: {ratio:.1f}x")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("mode", nargs="?", default="run", choices=["run", "_sender"])
+    ap.add_argument("--db", default=os.environ.get("STAFFVOICE_BENCH_DATABASE_URL",
+                                                    "sqlite+aiosqlite:////tmp/staffvoice-bench.db"))
+    ap.add_argument("--recipients", type=int, default=10_000)
+    ap.add_argument("--rate", type=float, default=30.0, help="allowed sends/s per workspace")
+    ap.add_argument("--scale", type=float, default=3.0, help="time compression")
+    ap.add_argument("--kills", type=int, default=12)
+    ap.add_argument("--inject-429", type=float, default=0.001)
+    ap.add_argument("--retry-after", type=float, default=2.0, help="real-world seconds")
+    ap.add_argument("--cc-cap", type=float, default=120.0)
+    ap.add_argument("--skip-cc", action="store_true")
+    ap.add_argument("--seed", type=int, default=int(time.time()))
+    # child options
+    ap.add_argument("--platform")
+    ap.add_argument("--broadcast")
+    ap.add_argument("--cc", action="store_true")
+    a = ap.parse_args()
+    if a.db.startswith("sqlite") and a.mode == "run":
+        Path(a.db.split(":///", 1)[1]).unlink(missing_ok=True)
+    asyncio.run(sender_main(a) if a.mode == "_sender" else conductor(a))
+
+
+if __name__ == "__main__":
+    main()
