@@ -83,6 +83,7 @@ async def test_serve_answers_health_readiness_metrics_and_stops_on_sigterm(
                 assert body == {"database": "ok", "migrations": "current", "status": "ready"}
             text = await _metric(http, base, "staffvoice_scheduler_leader", "1.0")
             for name in ("staffvoice_events_handled_total", "staffvoice_event_errors_total",
+                         "staffvoice_send_ledger",
                          "staffvoice_scheduler_lag_seconds",
                          "staffvoice_scheduler_last_tick_timestamp_seconds"):
                 assert f"# TYPE {name.removesuffix('_total')}" in text, name
