@@ -123,7 +123,7 @@ async def test_change_team_sees_any_group_as_a_card_with_a_chart(loaded) -> None
     assert "Round 1:" in images[0].alt and "Round 2:" in images[0].alt
     whole = plain_text(await chat.say(CHANGE, "results"))
     assert "Comments on" in whole and "Comment number" in whole
-    assert "(Round 2 (" in whole  # dated by round, nothing finer
+    assert "\u2014 Round 2 (" in whole  # dated by round, nothing finer
     hidden = plain_text(await chat.say(CHANGE, "results children in care"))
     assert "Not enough responses to show." in hidden and "favourable" not in hidden
 
@@ -233,9 +233,11 @@ async def test_the_leadership_digest_posts_weekly_to_its_channel(loaded) -> None
     assert len(posted) == 1
     text = posted[0]
     assert "Participation: 100% (25 of 25 asked, no change on last round)." in text
-    moves = text.split("Biggest movements:\n")[1].splitlines()[:3]
-    assert all(m.startswith("• ") for m in moves)
-    assert "eNPS" in moves[0] and "+200 points" in moves[0]
+    moves = [m for m in text.split("Biggest movements:\n")[1].splitlines() if m.startswith("• ")]
+    assert len(moves) == 2  # only two questions moved; one line each, biggest first
+    assert moves[0].startswith("• Everyone:") and "+200 points (eNPS now 100)" in moves[0]
+    assert moves[1].startswith("• Assessment Team: \u201cI feel listened to")
+    assert "+83.3 pts (favourable now 83.3%)" in moves[1]  # five of six now say 5
     assert "Roadmap (" in text or "Roadmap: " in text
     assert "Children in Care" not in text  # hidden groups never appear
     # Saturday is not a working day: nothing new; next Monday: a new digest.

@@ -66,7 +66,7 @@ def group_card(
             shown = (comments or {}).get(q.question.id) or []
             if q.comments_shown and shown:
                 blocks.append(Text(f"Comments on \u201c{q.question.text}\u201d (in random order):"))
-                blocks.extend(Text(f"\u201c{c.text}\u201d ({c.round_label})")
+                blocks.extend(Text(f"\u201c{c.text}\u201d \u2014 {c.round_label}")
                               for c in shown[:MAX_COMMENTS])
         if trend is not None and len(trend.points) > 1:
             blocks.append(Image(alt=chart.describe(trend), png=chart.render_png(trend),

@@ -62,8 +62,15 @@ def movements(results: RoundResults, top: int = 3) -> list[str]:
             if q.shown and q.change:
                 found.append((abs(q.change), g.key != ALL, g.label, q))
     found.sort(key=lambda x: (-x[0], x[1], x[2], x[3].question.text))
+    # One line per question (its biggest mover), so three lines say three different things.
+    seen: set[str] = set()
+    picked = []
+    for item in found:
+        if item[3].question.id not in seen:
+            seen.add(item[3].question.id)
+            picked.append(item)
     out = []
-    for _, _, label, q in found[:top]:
+    for _, _, label, q in picked[:top]:
         unit = " points" if q.question.kind == "enps" else " pts"
         name = {"likert5": "favourable", "enps": "eNPS", "yesno": "yes"}.get(q.question.kind, "")
         out.append(f"• {label}: \u201c{q.question.text}\u201d {signed(q.change or 0, unit)} "
