@@ -50,11 +50,22 @@ def is_holiday(region: str, day: date) -> bool:
 
 
 def is_working_moment(p: Pattern, when: datetime) -> bool:
-    """True when `when` falls inside the pattern's hours on a working, non-holiday day."""
+    """True when `when` falls inside the pattern's hours on a working, non-holiday day.
+
+    A pattern that ends before it starts (22:00 to 07:00) is a night shift: its hours after
+    midnight belong to the day the shift started.
+    """
     local = when.astimezone(ZoneInfo(p.tz))
-    if local.weekday() not in p.days or is_holiday(p.region, local.date()):
-        return False
-    return p.start <= local.time() < p.end
+    t = local.time()
+    if p.start < p.end:
+        day = local.date() if p.start <= t < p.end else None
+    elif t >= p.start:
+        day = local.date()
+    elif t < p.end:
+        day = local.date() - timedelta(days=1)
+    else:
+        day = None
+    return day is not None and day.weekday() in p.days and not is_holiday(p.region, day)
 
 
 def next_working_moment(p: Pattern, when: datetime) -> datetime:

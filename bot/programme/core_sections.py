@@ -101,8 +101,9 @@ def check_working_hours(doc: Doc, wh: dict[str, Any], path: tuple[Any, ...]) -> 
     doc.unknown_keys(wh, path, {"start", "end", "days"})
     start = doc.clock_time(wh.get("start", "09:00"), path + ("start",))
     end = doc.clock_time(wh.get("end", "17:00"), path + ("end",))
-    if start and end and start >= end:
-        doc.problem(path + ("end",), "must be after start")
+    if start and end and start == end:
+        # An end before the start is a night shift (22:00 to 07:00); equal times mean nothing.
+        doc.problem(path + ("end",), "must differ from start (a night shift may end before it starts)")
     days = wh.get("days", DEFAULT_WORKING_HOURS["days"])
     if not isinstance(days, list) or not all(d in DAYS for d in days):
         doc.problem(path + ("days",), f"should be a list of {', '.join(DAYS)}")
