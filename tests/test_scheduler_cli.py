@@ -12,11 +12,10 @@ from bot.clock import FakeClock
 from bot.config import Settings
 from bot.core import Core
 from bot.scheduling import cli
-from bot.scheduling.leader import Always, FileLeader
+from bot.scheduling.leader import Always, for_database
 from bot.scheduling.scheduler import Scheduler
 from bot.scheduling.tables import JobRecord
 from storage.db import Database
-from tests.conftest import PG_URL
 from tests.test_scheduler_week import at, programme_router
 
 
@@ -45,7 +44,6 @@ async def test_list_shows_each_jobs_next_time_in_local_time(loaded: Core, clock:
     assert rows["sweep"].last_run_at == at(24, 8) and rows["sweep"].last_outcome == "ok"
 
 
-@pytest.mark.skipif(bool(PG_URL), reason="uses the SQLite lock file")
 def test_run_due_runs_every_job_once_and_stands_aside_for_a_running_scheduler(
         settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.cli(settings, ["list"]) == 0
@@ -66,12 +64,17 @@ def test_run_due_runs_every_job_once_and_stands_aside_for_a_running_scheduler(
 
     assert asyncio.run(records())["pulse"] == "ok"
 
-    path = settings.database_url.removeprefix("sqlite+aiosqlite:///") + ".scheduler.lock"
-    serving = FileLeader(path)  # as if `staffvoice serve` were running on this database
-    assert asyncio.run(serving.ensure())
-    try:
-        assert cli.cli(settings, ["run-due"]) == 0
-        err = capsys.readouterr().err
-        assert "another staffvoice process is running the scheduler; nothing was run" in err
-    finally:
-        asyncio.run(serving.release())
+    async def hold_and_run() -> str:
+        # As if `staffvoice serve` were leading on this database (lock file or advisory lock).
+        db = Database(settings.database_url)
+        serving = for_database(db)
+        try:
+            assert await serving.ensure()
+            return await asyncio.to_thread(lambda: str(cli.cli(settings, ["run-due"])))
+        finally:
+            await serving.release()
+            await db.dispose()
+
+    assert asyncio.run(hold_and_run()) == "0"
+    err = capsys.readouterr().err
+    assert "another staffvoice process is running the scheduler; nothing was run" in err
