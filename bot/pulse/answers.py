@@ -97,8 +97,9 @@ async def on_answer(ctx: Ctx) -> None:
                                 team_id=ctx.person.team_id, role=pulse.main_role(ctx.roles),
                                 value=value, choice=choice, person_id=ctx.person.id)
         mine[q.id] = Given(value, choice, None)
+        ending = await _at_end(s, ctx, w, pos + 1)
     saved = f"Saved: {cards.answer_label(q, value, choice, None)} for question {pos + 1}."
-    await show(ctx, w, pos + 1, mine, saved=saved)
+    await show(ctx, w, pos + 1, mine, saved=saved, ending=ending)
 
 
 async def on_nav(ctx: Ctx) -> None:
@@ -113,13 +114,14 @@ async def on_nav(ctx: Ctx) -> None:
         if w is None:
             await ctx.update(cards.closed_card())
             return
+        target = {"prev": max(pos - 1, 0), "skip": pos + 1}.get(move, pos)
+        ending = await _at_end(s, ctx, w, target)
     if move == "later":
         await ctx.update(cards.later_card(w, pos))
     elif move == "text":
         await ctx.open_form(comment_form(w, pos))
     else:
-        target = {"prev": max(pos - 1, 0), "skip": pos + 1, "go": pos}[move]
-        await show(ctx, w, target, mine)
+        await show(ctx, w, target, mine, ending=ending)
 
 
 def comment_form(w: Where, pos: int) -> Form:
@@ -155,8 +157,9 @@ async def on_comment(ctx: Ctx) -> None:
             mine[q.id] = Given(None, None, text)
         part = await pulse.participation(s, rid, ctx.person.id)
         live = _ref(part.message) if part and part.message else None
+        ending = await _at_end(s, ctx, w, pos + 1)
     saved = f"Saved your comment for question {pos + 1}." if text else ""
-    await show(ctx, w, pos + 1, mine, saved=saved, live=live)
+    await show(ctx, w, pos + 1, mine, saved=saved, live=live, ending=ending)
 
 
 class Given(NamedTuple):
@@ -193,8 +196,16 @@ async def _check(s: AsyncSession, ctx: Ctx, rid: str, pos: int
     return (None if is_closed(w, ctx) else w), mine
 
 
+async def _at_end(s: AsyncSession, ctx: Ctx, w: Where, pos: int) -> str:
+    """Past the last question: record completion (by response key) and say where results are."""
+    if pos < w.total:
+        return ""
+    await pulse.mark_completed(s, w.round.id, _key(ctx, w.round.id))
+    return await results_pointer(s, ctx, w)
+
+
 async def show(ctx: Ctx, w: Where, pos: int, mine: dict[str, Given], *, saved: str = "",
-               live: MessageRef | None = None) -> None:
+               live: MessageRef | None = None, ending: str = "") -> None:
     """Edit the survey message to the question at `pos`, or to the thank-you after the last."""
     if pos < w.total:
         q = w.questions[pos]
@@ -203,9 +214,8 @@ async def show(ctx: Ctx, w: Where, pos: int, mine: dict[str, Given], *, saved: s
         msg = cards.question_card(w, pos, current=current, saved=saved)
     else:
         skipped = sum(1 for q in w.questions if q.id not in mine and q.kind != "text")
-        msg = cards.thanks_card(w, results=await results_pointer(ctx, w),
-                                results_url=w.survey.results_url, skipped=skipped, saved=saved)
-        await _finished(ctx, w.round.id)
+        msg = cards.thanks_card(w, results=ending, results_url=w.survey.results_url,
+                                skipped=skipped, saved=saved)
     await _edit(ctx, msg, live)
 
 
@@ -219,15 +229,9 @@ async def _edit(ctx: Ctx, msg: Message, live: MessageRef | None) -> None:
     await ctx.update(msg)
 
 
-async def _finished(ctx: Ctx, round_id: str) -> None:
-    async with ctx.session() as s:
-        await pulse.mark_completed(s, round_id, _key(ctx, round_id))
-
-
-async def results_pointer(ctx: Ctx, w: Where) -> str:
+async def results_pointer(s: AsyncSession, ctx: Ctx, w: Where) -> str:
     """Where the last published results are, in words."""
-    async with ctx.session() as s:
-        last = await pulse.last_closed_round(s, w.survey.id)
+    last = await pulse.last_closed_round(s, w.survey.id)
     cmd = ctx.core.router.commands.get("results")
     can_see = cmd is not None and (cmd.roles is None or bool(cmd.roles & ctx.roles))
     if last is None:
