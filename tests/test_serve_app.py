@@ -1,0 +1,50 @@
+"""The served application in-process: events are counted, readiness follows migrations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from adapters.fake.port import FakePort
+from adapters.server import Health, build_app
+from bot.core import Core
+from bot.model import ConversationRef, MessageEvent, UserRef
+from storage.db import Database
+
+EMAIL = "practitioner1@northbridge.example"
+
+
+async def test_metrics_count_events_by_kind_and_outcome(loaded: Core) -> None:
+    core = loaded
+    port = FakePort()
+    core.add_port(port)
+    app, lines = build_app(core, {}, Health(core))
+    assert lines == ["slack: not configured", "teams: not configured"]
+    user = UserRef("fake", "W1", "U1", email=EMAIL)
+    dm = ConversationRef("fake", "W1", "D-U1")
+    async with TestClient(TestServer(app)) as client:
+        await core.handle(MessageEvent("ev-1", user, dm, text="help"), port)
+        await core.handle(MessageEvent("ev-1", user, dm, text="help"), port)  # a redelivery
+        await core.handle(MessageEvent("ev-2", user, dm, text="whoami"), port)
+        body = await (await client.get("/metrics")).text()
+    assert 'staffvoice_events_handled_total{kind="MessageEvent",outcome="ok"} 2.0' in body
+    assert 'staffvoice_events_handled_total{kind="MessageEvent",outcome="duplicate"} 1.0' in body
+    assert "staffvoice_scheduler_leader 0.0" in body  # no scheduler in this process
+    assert len(port.messages("D-U1")) == 2
+
+
+async def test_readyz_says_not_ready_until_migrations_are_applied(tmp_path: Path) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/fresh.db")
+    core = Core(db)
+    app, _ = build_app(core, {}, Health(core))
+    try:
+        async with TestClient(TestServer(app)) as client:
+            r = await client.get("/readyz")
+            assert r.status == 503 and (await r.json())["migrations"] == "behind"
+            await db.upgrade()
+            r = await client.get("/readyz")
+            assert r.status == 200 and (await r.json())["status"] == "ready"
+            assert (await client.get("/healthz")).status == 200
+    finally:
+        await db.dispose()
