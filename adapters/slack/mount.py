@@ -96,11 +96,15 @@ class EventsEndpoint:
         if request.content_length is not None and request.content_length > MAX_BODY:
             return web.Response(status=413)
         raw = await request.read()
-        if not self.verifier.is_valid(
-            raw,
-            request.headers.get("X-Slack-Request-Timestamp"),
-            request.headers.get("X-Slack-Signature"),
-        ):
+        try:
+            valid = self.verifier.is_valid(
+                raw,
+                request.headers.get("X-Slack-Request-Timestamp"),
+                request.headers.get("X-Slack-Signature"),
+            )
+        except ValueError:  # a body that is not UTF-8, a timestamp that is not a number
+            valid = False
+        if not valid:
             log.info("slack request refused: bad signature or timestamp")
             return web.json_response({"error": "invalid request"}, status=401)
         try:

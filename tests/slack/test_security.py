@@ -63,6 +63,19 @@ async def test_missing_headers_are_refused(slack: SlackDriver) -> None:
     assert await nothing_ran(slack)
 
 
+async def test_garbage_headers_or_bytes_are_refused_not_500(slack: SlackDriver) -> None:
+    body = dm_event(slack, "help")
+    bad_ts = {"X-Slack-Request-Timestamp": "soon", "X-Slack-Signature": "v0=abc"}
+    assert (await raw_post(slack, body, bad_ts))[0] == 401
+    assert slack.http is not None
+    latin = "café".encode("latin-1")
+    async with slack.http.post(slack.url, data=latin, headers={
+            "Content-Type": "application/json", "X-Slack-Request-Timestamp": str(int(time.time())),
+            "X-Slack-Signature": "v0=abc"}) as resp:
+        assert resp.status == 401
+    assert await nothing_ran(slack)
+
+
 async def test_a_body_changed_after_signing_is_refused(slack: SlackDriver) -> None:
     body = dm_event(slack, "help")
     headers = sign(SIGNING_SECRET, body)
