@@ -13,7 +13,6 @@ import importlib
 import logging
 import os
 import signal
-import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -50,7 +49,6 @@ class Health:
     scheduler: Scheduler | None = None
     stopping: bool = False
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
-    started: float = field(default_factory=time.time)
 
 
 def mount_adapters(app: web.Application, core: Core, env: Mapping[str, str]) -> list[str]:
@@ -226,10 +224,11 @@ async def serve(settings: Settings, host: str, port: int, env: Mapping[str, str]
     try:
         await db.upgrade()
         await core.start()
-        if settings.programme_file and not await _load_programme(core, settings.programme_file):
-            return 2
+        ok = not settings.programme_file or await _load_programme(core, settings.programme_file)
     except Exception:
         log.exception("start-up failed")
+        ok = False
+    if not ok:
         await db.dispose()
         return 2
 

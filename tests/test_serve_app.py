@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from adapters.fake.port import FakePort
@@ -48,3 +49,16 @@ async def test_readyz_says_not_ready_until_migrations_are_applied(tmp_path: Path
             assert (await client.get("/healthz")).status == 200
     finally:
         await db.dispose()
+
+
+async def test_serve_refuses_to_start_with_a_broken_programme_file(
+        db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from adapters.server import serve
+    from bot.config import Settings
+
+    bad = tmp_path / "programme.yaml"
+    bad.write_text("programme:\n  name: Northbridge\n  timezone: Mars/Olympus\n")
+    settings = Settings(database_url=db_url, programme_file=str(bad))
+    assert await serve(settings, "127.0.0.1", 0, env={}) == 2
+    problems = [r for r in caplog.records if r.getMessage().startswith("the programme file has problems")]
+    assert problems and "Mars/Olympus" in getattr(problems[0], "problems", "")

@@ -122,7 +122,15 @@ class FileLeader:
     async def ensure(self) -> bool:
         if self._fd is not None:
             return True
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            # A read-only directory: no second process can be detected, but one must schedule.
+            if not self._warned:
+                self._warned = True
+                log.warning("cannot create the scheduler lock file; assuming this is the only process",
+                            extra={"lock_file": self.path, "reason": e.strerror})
+            return True
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
