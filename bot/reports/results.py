@@ -302,14 +302,21 @@ def compute(
     people = disclose(org, data.respondents, th.min_group)
     invited = _invited(org, data.invited)
     per_q: dict[str, tuple[Disclosure, dict[str, dict[str, int]]]] = {}
-    hidden = set(org.groups()) - people.visible
+    hidden = frozenset(org.groups()) - people.visible
+    memo: dict[tuple[frozenset[tuple[Cell, int]], int], Disclosure] = {}
+
+    def safe(cells: Mapping[Cell, int], k: int) -> Disclosure:
+        # Questions everyone answered share their counts: decide once.
+        key = (frozenset(cells.items()), k)
+        if key not in memo:
+            memo[key] = disclose(org, cells, k, hidden=hidden)
+        return memo[key]
+
     for q in questions:
         if q.kind == "text":
-            cells = data.commenters.get(q.id, {})
-            shown = disclose(org, cells, th.min_comments, hidden=hidden)
-            per_q[q.id] = (shown, {})
+            per_q[q.id] = (safe(data.commenters.get(q.id, {}), th.min_comments), {})
         else:
-            shown = disclose(org, data.answered.get(q.id, {}), th.min_group, hidden=hidden)
+            shown = safe(data.answered.get(q.id, {}), th.min_group)
             per_q[q.id] = (shown, _distributions(org, data.values.get(q.id, [])))
     groups: dict[str, GroupResult] = {}
     for g in org.groups():
