@@ -88,16 +88,17 @@ async def on_answer(ctx: Ctx) -> None:
     rid, pos = parse_target(ctx.event.action_id, cards.ANSWER)
     async with ctx.session() as s:
         w, mine = await _check(s, ctx, rid, pos)
-        if w is None:
-            await ctx.update(cards.closed_card())
-            return
-        q = w.questions[pos]
-        value, choice = parse_value(q, ctx.event.value)
-        await pulse.save_answer(s, rnd=w.round, question_id=q.id, key=_key(ctx, rid),
-                                team_id=ctx.person.team_id, role=pulse.main_role(ctx.roles),
-                                value=value, choice=choice, person_id=ctx.person.id)
-        mine[q.id] = Given(value, choice, None)
-        ending = await _at_end(s, ctx, w, pos + 1)
+        if w is not None:
+            q = w.questions[pos]
+            value, choice = parse_value(q, ctx.event.value)
+            await pulse.save_answer(s, rnd=w.round, question_id=q.id, key=_key(ctx, rid),
+                                    team_id=ctx.person.team_id, role=pulse.main_role(ctx.roles),
+                                    value=value, choice=choice, person_id=ctx.person.id)
+            mine[q.id] = Given(value, choice, None)
+            ending = await _at_end(s, ctx, w, pos + 1)
+    if w is None:
+        await ctx.update(cards.closed_card())
+        return
     saved = f"Saved: {cards.answer_label(q, value, choice, None)} for question {pos + 1}."
     await show(ctx, w, pos + 1, mine, saved=saved, ending=ending)
 
@@ -109,14 +110,13 @@ async def on_nav(ctx: Ctx) -> None:
     move = ctx.event.value
     if move not in ("prev", "skip", "later", "go", "text"):
         raise UserError(FORGED)
+    target = {"prev": max(pos - 1, 0), "skip": pos + 1}.get(move, pos)
     async with ctx.session() as s:
         w, mine = await _check(s, ctx, rid, pos)
-        if w is None:
-            await ctx.update(cards.closed_card())
-            return
-        target = {"prev": max(pos - 1, 0), "skip": pos + 1}.get(move, pos)
-        ending = await _at_end(s, ctx, w, target)
-    if move == "later":
+        ending = await _at_end(s, ctx, w, target) if w is not None else ""
+    if w is None:
+        await ctx.update(cards.closed_card())
+    elif move == "later":
         await ctx.update(cards.later_card(w, pos))
     elif move == "text":
         await ctx.open_form(comment_form(w, pos))

@@ -57,8 +57,8 @@ async def open_due_rounds(core: Core, now: datetime) -> int:
                 continue
             if due is None or (survey.starts_at is not None and due < survey.starts_at):
                 continue
-            rounds = await pulse.rounds_of(s, survey.id)
-            if rounds and max(r.opens_at for r in rounds) >= due:
+            latest = await pulse.latest_opening(s, survey.id)
+            if latest is not None and latest >= due:
                 continue  # this fire time's round (or a later, manual one) exists
             if await pulse.open_round(s, survey, due, core.secret) is not None:
                 opened += 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -73,6 +73,17 @@ async def open_round_of(s: AsyncSession, survey_id: str) -> PulseRound | None:
     q = (select(PulseRound).where(PulseRound.survey_id == survey_id, PulseRound.state == "open")
          .order_by(PulseRound.number.desc()).limit(1))
     return (await s.execute(q)).scalar_one_or_none()
+
+
+async def latest_opening(s: AsyncSession, survey_id: str) -> datetime | None:
+    """When the survey's newest round opened (None before the first)."""
+    q = select(func.max(PulseRound.opens_at)).where(PulseRound.survey_id == survey_id)
+    value = (await s.execute(q)).scalar_one_or_none()
+    if isinstance(value, str):  # SQLite returns an aggregate as text, outside the column type
+        value = datetime.fromisoformat(value)
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
 
 
 async def last_closed_round(s: AsyncSession, survey_id: str) -> PulseRound | None:
