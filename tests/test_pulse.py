@@ -392,3 +392,18 @@ async def test_a_practitioner_cannot_run_the_surveys(loaded: Core) -> None:
 async def test_the_programme_export_keeps_the_survey(loaded: Core) -> None:
     text = await loader.export(loaded.db, loaded.router)
     assert "pulse_surveys:" in text and "shared-vision" in text and "4d 7h" in text
+
+
+async def test_programme_file_problems_name_the_line_and_field(loaded: Core) -> None:
+    text = EXAMPLE.read_text().replace("audience: everyone", "audience: {teams: [night-owls]}")
+    text = text.replace("reminder_after: 2d ", "reminder_after: 5d ")
+    text = text.replace("kind: enps", "kind: stars")
+    with pytest.raises(ProgrammeError) as e:
+        await loader.load(loaded.db, text, loaded.router)
+    problems = e.value.problems
+    assert any("pulse_surveys[0].audience.teams" in p and "night-owls" in p for p in problems)
+    assert any("reminder_after" in p and "before close_after" in p for p in problems)
+    assert any("questions[5].kind" in p and "stars" in p for p in problems)
+    async with loaded.db.session() as s:
+        sv = await s.get(PulseSurvey, "weekly-pulse")
+    assert sv is not None and sv.remind_after_min == 2 * 1440  # nothing changed
