@@ -297,6 +297,7 @@ async def test_retract_while_sending_stops_the_rest(
     rows = await ledger.claim(loaded.db, sender.id, clock.now(), 3, sender.lease)
     for row in rows:
         await sender._deliver(row, time.monotonic())
+    await sender._flush()
     await service.retract(loaded, bid, await author(loaded))
     await send_until_settled(loaded, sender, clock)
     st = await service.status(loaded, bid)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.broadcasts.tables import Broadcast, Delivery
@@ -199,6 +199,25 @@ async def finish(db: Database, row_id: str, sender_id: str, **values: Any) -> bo
             .execution_options(synchronize_session=False)
         )
         return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+async def finish_many(db: Database, sender_id: str,
+                      outcomes: list[tuple[str, dict[str, Any]]]) -> None:
+    """Record many outcomes in one transaction (one executemany per shape of values)."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row_id, values in outcomes:
+        groups.setdefault(tuple(sorted(values)), []).append(
+            {"b_id": row_id, "b_by": sender_id, **values})
+    t = Delivery.__table__
+    async with db.session() as s:
+        for keys, params in groups.items():
+            stmt = (
+                update(t)
+                .where(t.c.id == bindparam("b_id"), t.c.state == "sending",
+                       t.c.claimed_by == bindparam("b_by"))
+                .values({k: bindparam(k) for k in keys} | {"lease_until": None})
+            )
+            await s.execute(stmt, params)
 
 
 async def mark_retracted(db: Database, row_id: str, now: datetime) -> None:

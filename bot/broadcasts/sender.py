@@ -113,6 +113,9 @@ class Sender:
         self._messages: dict[str, tuple[str, Message]] = {}
         self._in_flight: dict[tuple[str, str], asyncio.Semaphore] = {}
         self._touched: set[str] = set()
+        # Outcomes are written in batches (one transaction per flush); a crash before a flush
+        # leaves those rows `sending`, which reconciliation resolves by key like any other.
+        self._outbox: list[tuple[str, dict[str, Any]]] = []
 
     # -- loops --------------------------------------------------------------------------
 
@@ -162,12 +165,24 @@ class Sender:
                     pending.add(asyncio.create_task(self._one(row, claimed_at)))
             if not pending:
                 break
-            done, _ = await asyncio.wait(pending, timeout=0.2,
+            done, _ = await asyncio.wait(pending, timeout=0.1,
                                          return_when=asyncio.FIRST_COMPLETED)
             pending -= done
+            await self._flush()
             await self._progress()
         if pending:
             await asyncio.wait(pending)
+        await self._flush()
+
+    async def _record(self, row_id: str, **values: Any) -> None:
+        self._outbox.append((row_id, values))
+        if len(self._outbox) >= 64:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        items, self._outbox = self._outbox, []
+        if items:
+            await ledger.finish_many(self.core.db, self.id, items)
 
     async def _progress(self) -> None:
         if self.on_progress is not None:
@@ -199,10 +214,10 @@ class Sender:
             log.exception("broadcast row failed unexpectedly", extra={"row": row.id})
 
     async def _deliver(self, row: Claimed, claimed_at: float) -> None:
-        db, now = self.core.db, self.core.clock.now
+        now = self.core.clock.now
         msg = await self._message(row.broadcast_id)
         if msg is None:
-            await ledger.finish(db, row.id, self.id, state="skipped",
+            await self._record(row.id, state="skipped",
                                 error="retracted before delivery")
             return
         # Until the conversation is known, a 429 pauses the workspace the row names.
@@ -211,7 +226,7 @@ class Sender:
         try:
             target = await self._target(row)
             if target is None:
-                await ledger.finish(db, row.id, self.id, state="skipped",
+                await self._record(row.id, state="skipped",
                                     error="not reachable on any connected platform")
                 self.stats.skipped += 1
                 return
@@ -226,7 +241,7 @@ class Sender:
                         self.stats.reconciled += 1
                         return
                 elif row.error == IN_DOUBT:
-                    await ledger.finish(db, row.id, self.id, state="final_failed",
+                    await self._record(row.id, state="final_failed",
                                         error="outcome unknown after a sender stopped; not resent "
                                               "to avoid a duplicate")
                     self.stats.final_failed += 1
@@ -240,7 +255,7 @@ class Sender:
                 ref = await asyncio.wait_for(send, self.send_timeout_s)
             await self._sent(row, ref, conv)
         except Busy as e:
-            await ledger.finish(db, row.id, self.id, state="queued", attempts=row.attempts - 1,
+            await self._record(row.id, state="queued", attempts=row.attempts - 1,
                                 next_attempt_at=now() + timedelta(seconds=e.wait))
         except RateLimited as e:
             wait = e.retry_after
@@ -249,10 +264,10 @@ class Sender:
                 self.limiter.pause_all(wait)
             self.limiter.pause(where[0], where[1], wait)
             self.stats.rate_limited += 1
-            await ledger.finish(db, row.id, self.id, state="queued", attempts=row.attempts - 1,
+            await self._record(row.id, state="queued", attempts=row.attempts - 1,
                                 next_attempt_at=now() + timedelta(seconds=wait))
         except Unreachable as e:
-            await ledger.finish(db, row.id, self.id, state="skipped",
+            await self._record(row.id, state="skipped",
                                 error=f"unreachable: {e}"[:300])
             self.stats.skipped += 1
             if ident is not None:
@@ -263,19 +278,19 @@ class Sender:
     async def _retry_later(self, row: Claimed, reason: str) -> None:
         reason = f"platform error: {reason or 'unknown'}"[:300]
         if row.attempts >= self.max_attempts:
-            await ledger.finish(self.core.db, row.id, self.id, state="final_failed",
+            await self._record(row.id, state="final_failed",
                                 error=f"{reason} (gave up after {row.attempts} attempts)"[:300])
             self.stats.final_failed += 1
             return
         delay = min(300.0, self.backoff_s * 2 ** (row.attempts - 1)) * self.rng.uniform(0.5, 1.5)
-        await ledger.finish(self.core.db, row.id, self.id, state="failed", error=reason,
+        await self._record(row.id, state="failed", error=reason,
                             next_attempt_at=self.core.clock.now() + timedelta(seconds=delay))
         self.stats.retried += 1
 
     async def _sent(self, row: Claimed, ref: MessageRef, conv: ConversationRef) -> None:
         data = {"conversation": people.conversation_to_json(ref.conversation),
                 "message_id": ref.message_id}
-        await ledger.finish(self.core.db, row.id, self.id, state="sent", error=None,
+        await self._record(row.id, state="sent", error=None,
                             message_id=ref.message_id[:200], message_ref=data,
                             platform=conv.platform, workspace=conv.workspace,
                             conversation=people.conversation_to_json(conv),
