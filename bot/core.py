@@ -8,7 +8,7 @@ import pkgutil
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -144,6 +144,7 @@ class Core:
         """Handle one inbound event exactly once; never raises for user errors."""
         if not self.secret:
             await self.start()
+        event = clean_event(event)
         if not await self._first_time(event.event_id):
             log.info("duplicate event dropped", extra={"event_id": event.event_id})
             return HandleResult(duplicate=True)
@@ -401,6 +402,30 @@ def build_router() -> Router:
     for name in feature_modules():
         importlib.import_module(name).register(router)
     return router
+
+
+def clean_text(value: object) -> str:
+    """A str the database and platforms accept: non-strings become "", lone surrogates "\ufffd"."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:  # JSON may carry "\ud800"; UTF-8 (and so every driver) cannot
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def clean_event(event: Event) -> Event:
+    """The user-supplied fields of an inbound event as plain, encodable strings."""
+    changes: dict[str, Any] = {}
+    for name in ("event_id", "text", "value", "metadata", "action_id", "form_id"):
+        if hasattr(event, name):
+            changes[name] = clean_text(getattr(event, name))
+    if isinstance(event, FormSubmitEvent):
+        values = event.values if isinstance(event.values, dict) else {}
+        changes["values"] = {clean_text(k): clean_text(v) for k, v in values.items()}
+    changes = {k: v for k, v in changes.items() if v is not getattr(event, k)}
+    return replace(event, **changes) if changes else event
 
 
 def new_event_id(prefix: str = "ev") -> str:
