@@ -63,6 +63,7 @@ def is_person_message(event: Mapping[str, Any]) -> bool:
     """A new DM from a person (not an edit, a bot, or a channel chatter we were not asked into)."""
     return (
         event.get("channel_type") == "im"
+        and (event.get("subtype") is None or isinstance(event.get("subtype"), str))
         and event.get("subtype") in HUMAN_SUBTYPES
         and not event.get("bot_id")
         and bool(event.get("user"))
@@ -115,7 +116,8 @@ def _container(body: Mapping[str, Any], team: str) -> tuple[ConversationRef | No
 
 def action_value(action: Mapping[str, Any]) -> str:
     if action.get("type") == "static_select":
-        return str((action.get("selected_option") or {}).get("value") or "")
+        option = action.get("selected_option")
+        return str((option if isinstance(option, dict) else {}).get("value") or "")
     return str(action.get("value") or "")
 
 

@@ -81,8 +81,38 @@ def well_formed(body: Any) -> bool:
     if kind == "url_verification":
         return isinstance(body.get("challenge"), str)
     if isinstance(kind, str) and kind:
-        return True  # interactivity payloads (block_actions, view_submission, shortcut, ...)
+        return interaction_well_formed(body)  # block_actions, view_submission, shortcut, ...
     return isinstance(body.get("command"), str) or body.get("ssl_check") == "1"
+
+
+def _dict_or_absent(body: dict[str, Any], key: str) -> bool:
+    return key not in body or isinstance(body[key], dict)
+
+
+def interaction_well_formed(body: dict[str, Any]) -> bool:
+    """The parts Bolt and our listeners index into have the types Slack sends."""
+    if not all(_dict_or_absent(body, k) for k in ("user", "team", "container", "channel", "message")):
+        return False
+    if not isinstance(body.get("callback_id", ""), str):  # Bolt matches it with a regex
+        return False
+    if body["type"] == "block_actions":
+        actions = body.get("actions")
+        return (isinstance(actions, list) and bool(actions)
+                and all(isinstance(a, dict) and isinstance(a.get("action_id"), str) for a in actions))
+    if body["type"] in ("view_submission", "view_closed"):
+        view = body.get("view")
+        if not isinstance(view, dict) or not _dict_or_absent(view, "state"):
+            return False
+        if not isinstance(view.get("callback_id", ""), str):
+            return False
+        blocks = view.get("blocks", [])
+        if not isinstance(blocks, list) or not all(isinstance(b, dict) for b in blocks):
+            return False  # form errors are keyed by the view's input blocks
+        values = (view.get("state") or {}).get("values", {})
+        return isinstance(values, dict) and all(
+            isinstance(block, dict) and all(isinstance(el, dict) for el in block.values())
+            for block in values.values())
+    return True
 
 
 class EventsEndpoint:

@@ -323,15 +323,21 @@ def modal_values(view: Mapping[str, Any]) -> dict[str, str]:
     out: dict[str, str] = {}
     state = (view.get("state") or {}).get("values") or {}
     for block_id, actions in state.items():
-        element = (actions or {}).get(VALUE) or {}
+        element = _dict((actions or {}).get(VALUE))
         kind = element.get("type")
         if kind == "static_select":
-            out[block_id] = ((element.get("selected_option") or {}).get("value")) or ""
+            value = _dict(element.get("selected_option")).get("value")
         elif kind == "checkboxes":
-            out[block_id] = "true" if element.get("selected_options") else "false"
+            value = "true" if element.get("selected_options") else "false"
         else:
-            out[block_id] = element.get("value") or ""
+            value = element.get("value")
+        out[block_id] = value if isinstance(value, str) else ""
     return out
+
+
+def _dict(value: Any) -> Mapping[str, Any]:
+    """A part of a payload Slack sends as an object, or {} when it is anything else."""
+    return value if isinstance(value, Mapping) else {}
 
 
 def modal_errors(errors: Mapping[str, str], view: Mapping[str, Any]) -> dict[str, str]:

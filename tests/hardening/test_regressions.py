@@ -1,0 +1,79 @@
+"""Each input the fuzzers found that broke something, kept as a plain, fast test."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from bot.core import clean_event
+from bot.model import FormSubmitEvent, UserRef
+from tests.conformance.drivers.slack import SlackDriver
+from tests.hardening.checks import ErrorLog, slack_leaks
+from tests.hardening.test_fuzz_slack import interaction, post
+
+PRACTITIONER = "practitioner1@northbridge.example"
+CHANGE = "changelead@northbridge.example"
+
+
+def test_inbound_text_is_made_encodable_and_typed() -> None:
+    event = FormSubmitEvent("ev-\ud800", UserRef("slack", "T", "U"), None, form_id="f",
+                            values={"a": "x\udc00y", "b": 5, "c": None},  # type: ignore[dict-item]
+                            metadata="\ud83d")
+    clean = clean_event(event)
+    assert isinstance(clean, FormSubmitEvent)
+    assert clean.values == {"a": "x\ufffdy", "b": "", "c": ""}
+    assert clean.metadata == "\ufffd" and clean.event_id == "ev-\ufffd"
+    for text in (clean.event_id, clean.metadata, *clean.values.values()):
+        text.encode("utf-8")
+
+
+def view_submission(slack: SlackDriver, email: str, form_id: str, values: Any,
+                    **view: Any) -> dict[str, Any]:
+    u = slack.user(email)
+    vid = f"V0REG{time.time_ns()}"
+    return {"type": "view_submission", "team": {"id": slack.fake.team}, "user": slack._user_json(u),
+            "trigger_id": slack.fake.new_trigger(u.id),
+            "view": {"id": vid, "hash": f"h{vid}", "type": "modal", "callback_id": form_id,
+                     "private_metadata": "", "title": {"type": "plain_text", "text": "x"},
+                     "blocks": [{"type": "input", "block_id": "text"}],
+                     "state": {"values": values}, **view}}
+
+
+async def test_wrongly_typed_form_values_never_500(slack: SlackDriver, errors: ErrorLog) -> None:
+    bad_states: list[Any] = [
+        {"text": {"value": {"type": "static_select", "selected_option": 1.5}}},
+        {"text": {"value": {"type": "plain_text_input", "value": 12}}},
+        {"text": {"value": {"type": "plain_text_input", "value": "\ud800 <!channel>"}}},
+        {"text": {"value": 3}},
+    ]
+    for state in bad_states:
+        payload = view_submission(slack, CHANGE, "feedback.publish", state)
+        status = await post(slack, interaction(payload), "application/x-www-form-urlencoded")
+        assert status < 500, (state, status)
+    for view in ({"callback_id": ["feedback.submit"]}, {"blocks": None}, {"state": 7}):
+        payload = view_submission(slack, CHANGE, "feedback.submit", {}, **view)
+        status = await post(slack, interaction(payload), "application/x-www-form-urlencoded")
+        assert status == 400, (view, status)
+    assert errors.take() == []
+    assert slack_leaks(slack.fake) == []
+
+
+async def test_odd_taps_and_messages_are_refused_or_ignored(slack: SlackDriver, errors: ErrorLog) -> None:
+    u = slack.user(PRACTITIONER)
+    base = {"type": "block_actions", "user": slack._user_json(u), "team": {"id": slack.fake.team},
+            "trigger_id": slack.fake.new_trigger(u.id)}
+    for actions in ({"0": {"action_id": "x"}}, [], [{"action_id": 5}], ["x"]):
+        status = await post(slack, interaction({**base, "actions": actions}),
+                            "application/x-www-form-urlencoded")
+        assert status == 400, (actions, status)
+    select = {"action_id": "pulse.a.x.0#0", "type": "static_select", "selected_option": [1],
+              "action_ts": "1.1"}
+    status = await post(slack, interaction({**base, "actions": [select]}),
+                        "application/x-www-form-urlencoded")
+    assert status == 200
+    message = {"type": "event_callback", "team_id": slack.fake.team, "event_id": "Ev0REGSUB",
+               "event": {"type": "message", "user": u.id, "text": "help", "ts": "1.2",
+                         "channel": slack.fake.dm_of(u.id), "channel_type": "im", "subtype": []}}
+    assert await post(slack, json.dumps(message).encode(), "application/json") == 200
+    assert errors.take() == []
