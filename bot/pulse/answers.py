@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
-from typing import NamedTuple
+from collections.abc import Awaitable, Callable
+from typing import NamedTuple, TypeVar
 
-from sqlalchemy import and_, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core import Ctx
@@ -15,20 +18,28 @@ from bot.people import service as people
 from bot.pulse import cards
 from bot.pulse import service as pulse
 from bot.pulse.cards import Where
-from bot.pulse.tables import (
-    PulseAnswer,
-    PulseParticipation,
-    PulseQuestion,
-    PulseRound,
-    PulseSurvey,
-)
+from bot.pulse.tables import PulseQuestion, PulseRound
 
 GONE = "That survey is no longer available, so nothing was saved."
 NOT_YOURS = "That survey wasn't sent to you, so nothing was saved."
 FORGED = "That isn't one of the answers to this question, so nothing was saved."
-# Survey and questions per round, kept a little while: every tap needs them.
+# A round with its survey and questions, kept a little while: every tap needs them. Whether the
+# round is still open is always read fresh.
 STATIC_TTL_S = 30.0
-_STATIC: dict[str, tuple[float, PulseSurvey, list[PulseQuestion]]] = {}
+_STATIC: dict[str, tuple[float, Where]] = {}
+T = TypeVar("T")
+
+
+class Closed(Exception):
+    """The round closed: roll back whatever the tap wrote and say so."""
+
+
+class Given(NamedTuple):
+    """An answer this person already gave (read back with their response key)."""
+
+    value: int | None
+    choice: str | None
+    text: str | None
 
 
 def parse_target(action_id: str, prefix: str) -> tuple[str, int]:
@@ -37,32 +48,6 @@ def parse_target(action_id: str, prefix: str) -> tuple[str, int]:
     if not rid or not pos.isdigit() or len(pos) > 3:
         raise UserError(GONE)
     return rid, int(pos)
-
-
-async def load_where(s: AsyncSession, round_id: str) -> Where:
-    """The round (always fresh) with its survey and questions (cached briefly: they rarely change)."""
-    rnd = await pulse.round_by_id(s, round_id)
-    if rnd is None:
-        raise UserError(GONE)
-    return await _where(s, rnd)
-
-
-async def _where(s: AsyncSession, rnd: PulseRound) -> Where:
-    hit = _STATIC.get(rnd.id)
-    if hit is not None and time.monotonic() - hit[0] < STATIC_TTL_S:
-        return Where(hit[1], rnd, hit[2])
-    survey = await pulse.survey_by_id(s, rnd.survey_id)
-    if survey is None:
-        raise UserError(GONE)
-    questions = await pulse.questions_of_round(s, rnd)
-    if len(_STATIC) > 1000:
-        _STATIC.clear()
-    _STATIC[rnd.id] = (time.monotonic(), survey, questions)
-    return Where(survey, rnd, questions)
-
-
-def is_closed(w: Where, ctx: Ctx) -> bool:
-    return w.round.state != "open" or ctx.now >= w.round.closes_at
 
 
 def parse_value(q: PulseQuestion, raw: str) -> tuple[int | None, str | None]:
@@ -82,21 +67,74 @@ def parse_value(q: PulseQuestion, raw: str) -> tuple[int | None, str | None]:
     raise UserError(FORGED)
 
 
+async def load_where(s: AsyncSession, round_id: str) -> Where:
+    """The round (always fresh) with its survey and questions (cached briefly)."""
+    rnd = await pulse.round_by_id(s, round_id)
+    if rnd is None:
+        raise UserError(GONE)
+    return await _where(s, rnd)
+
+
+async def _where(s: AsyncSession, rnd: PulseRound) -> Where:
+    hit = _STATIC.get(rnd.id)
+    if hit is not None and time.monotonic() - hit[0] < STATIC_TTL_S:
+        return Where(hit[1].survey, rnd, hit[1].questions)
+    survey = await pulse.survey_by_id(s, rnd.survey_id)
+    if survey is None:
+        raise UserError(GONE)
+    w = Where(survey, rnd, await pulse.questions_of_round(s, rnd))
+    if len(_STATIC) > 1000:
+        _STATIC.clear()
+    _STATIC[rnd.id] = (time.monotonic(), w)
+    return w
+
+
+async def _known_where(ctx: Ctx, rid: str, pos: int) -> Where:
+    """The round's questions before any transaction (from the cache, else a short read)."""
+    hit = _STATIC.get(rid)
+    if hit is not None and time.monotonic() - hit[0] < STATIC_TTL_S:
+        w = hit[1]
+    else:
+        async with ctx.session() as s:
+            w = await load_where(s, rid)
+    if not 0 <= pos < w.total:
+        raise UserError(GONE)
+    return w
+
+
+async def retrying(fn: Callable[[], Awaitable[T]]) -> T:
+    """Run a transaction again when SQLite reports the database busy (concurrent writers)."""
+    for attempt in range(6):
+        try:
+            return await fn()
+        except OperationalError as e:
+            if "locked" not in str(e) or attempt == 5:
+                raise
+            await asyncio.sleep(0.005 * 2 ** attempt * (1 + random.random()))
+    raise AssertionError("unreachable")
+
+
 async def on_answer(ctx: Ctx) -> None:
     """A tap on an answer button: store it (or change it), then show the next question."""
     assert isinstance(ctx.event, ActionEvent)
     rid, pos = parse_target(ctx.event.action_id, cards.ANSWER)
-    async with ctx.session() as s:
-        w, mine = await _check(s, ctx, rid, pos)
-        if w is not None:
-            q = w.questions[pos]
-            value, choice = parse_value(q, ctx.event.value)
-            await pulse.save_answer(s, rnd=w.round, question_id=q.id, key=_key(ctx, rid),
+    known = await _known_where(ctx, rid, pos)
+    q = known.questions[pos]
+    value, choice = parse_value(q, ctx.event.value)
+
+    async def store() -> tuple[Where, dict[str, Given], str]:
+        async with ctx.session() as s:
+            # Write first, then check, rolling back if the tap may not count: the transaction
+            # then holds SQLite's write lock from its first statement (no stale read to upgrade).
+            await pulse.save_answer(s, rnd=known.round, question_id=q.id, key=_key(ctx, rid),
                                     team_id=ctx.person.team_id, role=pulse.main_role(ctx.roles),
                                     value=value, choice=choice, person_id=ctx.person.id)
-            mine[q.id] = Given(value, choice, None)
-            ending = await _at_end(s, ctx, w, pos + 1)
-    if w is None:
+            w, mine = await _check(s, ctx, known, pos)
+            return w, mine, await _at_end(s, ctx, w, pos + 1)
+
+    try:
+        w, mine, ending = await retrying(store)
+    except Closed:
         await ctx.update(cards.closed_card())
         return
     saved = f"Saved: {cards.answer_label(q, value, choice, None)} for question {pos + 1}."
@@ -111,12 +149,19 @@ async def on_nav(ctx: Ctx) -> None:
     if move not in ("prev", "skip", "later", "go", "text"):
         raise UserError(FORGED)
     target = {"prev": max(pos - 1, 0), "skip": pos + 1}.get(move, pos)
-    async with ctx.session() as s:
-        w, mine = await _check(s, ctx, rid, pos)
-        ending = await _at_end(s, ctx, w, target) if w is not None else ""
-    if w is None:
+    known = await _known_where(ctx, rid, pos)
+
+    async def look() -> tuple[Where, dict[str, Given], str]:
+        async with ctx.session() as s:
+            w, mine = await _check(s, ctx, known, pos)
+            return w, mine, await _at_end(s, ctx, w, target)
+
+    try:
+        w, mine, ending = await retrying(look)
+    except Closed:
         await ctx.update(cards.closed_card())
-    elif move == "later":
+        return
+    if move == "later":
         await ctx.update(cards.later_card(w, pos))
     elif move == "text":
         await ctx.open_form(comment_form(w, pos))
@@ -143,57 +188,53 @@ async def on_comment(ctx: Ctx) -> None:
     assert isinstance(ctx.event, FormSubmitEvent)
     rid, pos = parse_target(ctx.event.form_id, cards.FORM)
     text = (ctx.event.values.get("comment") or "").strip()[:2000]
-    async with ctx.session() as s:
-        w, mine = await _check(s, ctx, rid, pos)
-        if w is None:
-            raise UserError(cards.CLOSED)
-        q = w.questions[pos]
-        if q.kind != "text":
-            raise UserError(FORGED)
-        if text:
-            await pulse.save_answer(s, rnd=w.round, question_id=q.id, key=_key(ctx, rid),
-                                    team_id=ctx.person.team_id, role=pulse.main_role(ctx.roles),
-                                    text=text, person_id=ctx.person.id)
-            mine[q.id] = Given(None, None, text)
-        part = await pulse.participation(s, rid, ctx.person.id)
-        live = _ref(part.message) if part and part.message else None
-        ending = await _at_end(s, ctx, w, pos + 1)
+    known = await _known_where(ctx, rid, pos)
+    q = known.questions[pos]
+    if q.kind != "text":
+        raise UserError(FORGED)
+
+    async def store() -> tuple[Where, dict[str, Given], str, MessageRef | None]:
+        async with ctx.session() as s:
+            if text:
+                await pulse.save_answer(s, rnd=known.round, question_id=q.id,
+                                        key=_key(ctx, rid), team_id=ctx.person.team_id,
+                                        role=pulse.main_role(ctx.roles), text=text,
+                                        person_id=ctx.person.id)
+            w, mine = await _check(s, ctx, known, pos)
+            part = await pulse.participation(s, rid, ctx.person.id)
+            live = _ref(part.message) if part and part.message else None
+            return w, mine, await _at_end(s, ctx, w, pos + 1), live
+
+    try:
+        w, mine, ending, live = await retrying(store)
+    except Closed:
+        raise UserError(cards.CLOSED) from None
     saved = f"Saved your comment for question {pos + 1}." if text else ""
     await show(ctx, w, pos + 1, mine, saved=saved, live=live, ending=ending)
-
-
-class Given(NamedTuple):
-    """An answer this person already gave (read back with their response key)."""
-
-    value: int | None
-    choice: str | None
-    text: str | None
 
 
 def _key(ctx: Ctx, rid: str) -> str:
     return pulse.response_key(ctx.core.secret, rid, ctx.person.id)
 
 
-async def _check(s: AsyncSession, ctx: Ctx, rid: str, pos: int
-                 ) -> tuple[Where | None, dict[str, Given]]:
-    """The round if this person may answer at `pos` now (None once closed), and their answers."""
-    P, A = PulseParticipation, PulseAnswer
-    # One query for the round, whether this person was asked, and what they answered so far:
-    # every tap runs it, so it is one round trip.
-    rows = (await s.execute(
-        select(PulseRound, P.person_id, A.question_id, A.value, A.choice, A.text)
-        .outerjoin(P, and_(P.round_id == PulseRound.id, P.person_id == ctx.person.id))
-        .outerjoin(A, and_(A.round_id == PulseRound.id, A.response_key == _key(ctx, rid)))
-        .where(PulseRound.id == rid))).all()
+async def _check(s: AsyncSession, ctx: Ctx, known: Where, pos: int
+                 ) -> tuple[Where, dict[str, Given]]:
+    """The round and this person's answers so far, if they may answer at `pos` now.
+
+    UserError (rolling back the transaction) if not; Closed once the round has closed.
+    """
+    rid = known.round.id
+    rows = await pulse.respondent(s, rid, ctx.person.id, _key(ctx, rid))
     if not rows:
         raise UserError(GONE)
-    w = await _where(s, rows[0][0])
-    if rows[0][1] is None:
+    state, closes_at, asked = rows[0][0], rows[0][1], rows[0][2]
+    if asked is None:
         raise UserError(NOT_YOURS)
-    if not 0 <= pos < w.total:
+    if not 0 <= pos < known.total:
         raise UserError(GONE)
-    mine = {r[2]: Given(r[3], r[4], r[5]) for r in rows if r[2] is not None}
-    return (None if is_closed(w, ctx) else w), mine
+    if state != "open" or ctx.now >= closes_at:
+        raise Closed()
+    return known, {r[3]: Given(r[4], r[5], r[6]) for r in rows if r[3] is not None}
 
 
 async def _at_end(s: AsyncSession, ctx: Ctx, w: Where, pos: int) -> str:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Integer, String, Text, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,6 +23,7 @@ from bot.pulse.tables import (
 )
 from bot.roles import CHANGE_TEAM, LEADER, PRACTITIONER, SAFEGUARDING_LEAD, TEAM_LEAD
 from bot.secrets import keyed_hash
+from storage.base import UTCDateTime, new_id
 
 # The respondent's main role on an answer row: one role, so roles cannot be combined to single
 # someone out.
@@ -136,7 +137,8 @@ async def sync_finished(s: AsyncSession, round_id: str, secret: bytes) -> None:
 
 async def mark_completed(s: AsyncSession, round_id: str, key: str) -> None:
     """Record that this response key reached the end (a repeat is a no-op)."""
-    await _upsert(s, PulseCompletion, {"round_id": round_id, "response_key": key}, {})
+    conn = await s.connection()
+    await conn.execute(MARK_COMPLETED, {"round_id": round_id, "response_key": key})
 
 
 # -- definitions -------------------------------------------------------------------------
@@ -245,27 +247,60 @@ def main_role(roles: frozenset[str]) -> str:
     return next(r for r in ROLE_ORDER if r in roles or r == PRACTITIONER)
 
 
+# The hot path of every tap, as plain SQL both SQLite (3.24+) and PostgreSQL run: a repeated
+# tap (a platform retry, a second device) updates the one row the unique key allows.
+UPSERT_ANSWER = text(
+    "INSERT INTO pulse_answers"
+    " (id, round_id, question_id, response_key, team_id, role, value, choice, text)"
+    " VALUES (:id, :round_id, :question_id, :response_key, :team_id, :role, :value, :choice,"
+    " :text)"
+    " ON CONFLICT (round_id, response_key, question_id) DO UPDATE SET"
+    " team_id = excluded.team_id, role = excluded.role, value = excluded.value,"
+    " choice = excluded.choice, text = excluded.text"
+)
+MARK_COMPLETED = text(
+    "INSERT INTO pulse_completions (round_id, response_key) VALUES (:round_id, :response_key)"
+    " ON CONFLICT DO NOTHING"
+)
+# The round's state, whether this person was asked, and their own answers so far, in one go.
+RESPONDENT = text(
+    "SELECT r.state, r.closes_at, p.person_id, a.question_id, a.value, a.choice, a.text"
+    " FROM pulse_rounds r"
+    " LEFT JOIN pulse_participation p ON p.round_id = r.id AND p.person_id = :person_id"
+    " LEFT JOIN pulse_answers a ON a.round_id = r.id AND a.response_key = :response_key"
+    " WHERE r.id = :round_id"
+).columns(state=String(), closes_at=UTCDateTime(), person_id=String(), question_id=String(),
+          value=Integer(), choice=String(), text=Text())
+
+
 async def save_answer(
     s: AsyncSession, *, rnd: PulseRound, question_id: str, key: str, team_id: str | None,
     role: str, value: int | None = None, choice: str | None = None, text: str | None = None,
     person_id: str | None = None,
 ) -> None:
     """Store (or change) one answer; the unique key makes a repeat tap a no-op."""
-    values = {"team_id": team_id, "role": role, "value": value, "choice": choice, "text": text}
-    await _upsert(s, PulseAnswer, {"round_id": rnd.id, "question_id": question_id,
-                                   "response_key": key}, values, new_id=True)
+    conn = await s.connection()
+    await conn.execute(UPSERT_ANSWER, {
+        "id": new_id(), "round_id": rnd.id, "question_id": question_id, "response_key": key,
+        "team_id": team_id, "role": role, "value": value, "choice": choice, "text": text,
+    })
     if rnd.anonymity == "attributed" and person_id is not None:
         await _upsert(s, PulseAttribution, {"round_id": rnd.id, "response_key": key},
                       {"person_id": person_id})
 
 
-async def _upsert(s: AsyncSession, table: Any, keys: dict[str, Any], values: dict[str, Any],
-                  *, new_id: bool = False) -> None:
-    """INSERT .. ON CONFLICT DO UPDATE on SQLite and PostgreSQL; select-then-write elsewhere."""
-    from storage.base import new_id as make_id
+async def respondent(s: AsyncSession, round_id: str, person_id: str, key: str) -> list[Any]:
+    """Rows of (state, closes_at, asked person id or None, question id, value, choice, text)."""
+    conn = await s.connection()
+    params = {"round_id": round_id, "person_id": person_id, "response_key": key}
+    return list((await conn.execute(RESPONDENT, params)).all())
 
+
+async def _upsert(s: AsyncSession, table: Any, keys: dict[str, Any], values: dict[str, Any],
+                  *, with_id: bool = False) -> None:
+    """INSERT .. ON CONFLICT DO UPDATE on SQLite and PostgreSQL; select-then-write elsewhere."""
     dialect = s.get_bind().dialect.name
-    row = {**keys, **values, **({"id": make_id()} if new_id else {})}
+    row = {**keys, **values, **({"id": new_id()} if with_id else {})}
     if dialect in ("sqlite", "postgresql"):
         if dialect == "sqlite":
             from sqlalchemy.dialects.sqlite import insert

@@ -113,7 +113,9 @@ class PulseAnswer(Base):
 
     __tablename__ = "pulse_answers"
     __table_args__ = (
-        UniqueConstraint("round_id", "question_id", "response_key"),
+        # One answer per person, question and round. Key before question, so its index also
+        # finds one respondent's answers (every tap reads them back).
+        UniqueConstraint("round_id", "response_key", "question_id"),
         # SQLite keeps WITHOUT ROWID tables in key order (random here), not in insert order.
         {"sqlite_with_rowid": False},
     )
