@@ -30,6 +30,17 @@ ANONYMOUS_BANNER = (
 )
 
 
+class _NoPayloadInLogs(logging.Filter):
+    """Drop the SDK's ERROR for an invalid activity: it carries the payload (personal text) and
+    a traceback; the endpoint answers 400 and logs the failure's kind itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Validation error for Activity")
+
+
+logging.getLogger("microsoft_agents.activity.activity").addFilter(_NoPayloadInLogs())
+
+
 def _unauthorized() -> web.Response:
     return web.json_response({"error": "Unauthorized"}, status=401)
 
@@ -39,6 +50,19 @@ def _loopback_connection(request: web.Request) -> bool:
     sock = request.transport.get_extra_info("sockname") if request.transport else None
     local = sock[0] if isinstance(sock, tuple) and sock else ""
     return teams_config.is_loopback(str(local)) and teams_config.is_loopback(request.remote or "")
+
+
+def well_formed(activity: dict[str, Any]) -> bool:
+    """The parts the agent reads have the types Teams sends (the SDK's model allows any JSON)."""
+    for key in ("channelData", "from", "conversation", "recipient"):
+        if key in activity and activity[key] is not None and not isinstance(activity[key], dict):
+            return False
+    entities = activity.get("entities")
+    if entities is not None and not (isinstance(entities, list)
+                                     and all(isinstance(e, dict) for e in entities)):
+        return False
+    data = activity.get("channelData") or {}
+    return all(isinstance(data.get(k) or {}, dict) for k in ("team", "tenant", "channel"))
 
 
 class TeamsEndpoint:
@@ -67,7 +91,7 @@ class TeamsEndpoint:
             if len(raw) > MAX_BODY:
                 return web.json_response({"error": "too large"}, status=413)
             body: Any = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting: not an activity
             body = None
         activity = body if isinstance(body, dict) else {}
         if self.validator is not None:
@@ -89,7 +113,7 @@ class TeamsEndpoint:
                 log.warning("anonymous teams request from a non-loopback connection refused")
                 return _unauthorized()
             claims = ClaimsIdentity()  # anonymous (opt-in, loopback only)
-        if body is None or not activity:
+        if body is None or not activity or not well_formed(activity):
             return web.json_response({"error": "body must be a JSON activity"}, status=400)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the SDK looks the identity up by this plain key

@@ -58,6 +58,8 @@ async def post(slack: SlackDriver, body: bytes, content_type: str, *, signed: bo
                extra: dict[str, str] | None = None) -> int:
     assert slack.http is not None and slack.adapter is not None
     headers = {"Content-Type": content_type, **(extra or {})}
+    if len(body) > 200_000:
+        headers["Connection"] = "close"  # may be refused unread: do not reuse the connection
     if signed:
         headers.update(sign_bytes(body))
     async with slack.http.post(slack.url, data=body, headers=headers) as resp:

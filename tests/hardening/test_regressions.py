@@ -77,3 +77,17 @@ async def test_odd_taps_and_messages_are_refused_or_ignored(slack: SlackDriver, 
                          "channel": slack.fake.dm_of(u.id), "channel_type": "im", "subtype": []}}
     assert await post(slack, json.dumps(message).encode(), "application/json") == 200
     assert errors.take() == []
+
+
+async def test_teams_odd_activities_get_400_and_log_no_payload(teams, errors: ErrorLog) -> None:  # type: ignore[no-untyped-def]
+    from tests.hardening.test_fuzz_teams import post as teams_post
+
+    uid, cid = teams.dm_id(PRACTITIONER)
+    secret = "my team lead shouts at the front door"
+    for broken in ({"channelData": "x"}, {"entities": "x"}, {"entities": [1]},
+                   {"channelData": {"team": "x"}}, {"textFormat": "", "text": secret}):
+        activity = {**teams.activity(uid, cid, "personal", text=secret), **broken}
+        status = await teams_post(teams, activity)
+        assert status == 400, (broken, status)
+    assert await teams_post(teams, b"[" * 50_000) in (400, 401)  # no serviceUrl to match the token
+    assert errors.take() == []
