@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import pkgutil
@@ -13,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import bot
@@ -149,10 +150,7 @@ class Core:
             log.info("duplicate event dropped", extra={"event_id": event.event_id})
             return HandleResult(duplicate=True)
         try:
-            async with self.db.session() as s:
-                person = await people.person_for(s, event.user)
-                roles = await people.roles_of(s, person.id)
-                await self._remember_dm(s, event)
+            person, roles = await self._who(event)
             ctx = Ctx(self, event, port, person, roles)
             return await self._route(ctx)
         except FormInvalid as e:
@@ -170,6 +168,25 @@ class Core:
             except Exception:
                 log.warning("could not tell the user about a failure")
             return HandleResult(handled=False, error="internal")
+
+    async def _who(self, event: Event) -> tuple[Person, frozenset[str]]:
+        """The person and roles behind an event, linking a new platform user on first sight.
+
+        Two first events from one new user can race (a double tap, retries): the loser's
+        insert conflicts (PostgreSQL) or its write lock is refused (SQLite), so try again.
+        """
+        for attempt in range(5):
+            try:
+                async with self.db.session() as s:
+                    person = await people.person_for(s, event.user)
+                    roles = await people.roles_of(s, person.id)
+                    await self._remember_dm(s, event)
+                return person, roles
+            except (IntegrityError, OperationalError) as e:
+                if attempt == 4 or (isinstance(e, OperationalError) and "locked" not in str(e)):
+                    raise
+                await asyncio.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     async def _route(self, ctx: Ctx) -> HandleResult:
         event = ctx.event

@@ -80,3 +80,20 @@ async def test_a_crash_in_a_handler_is_a_polite_reply_and_the_event_can_be_retri
     # The failure released the event id, so the platform's redelivery is tried again.
     await loaded.handle(ev, d.port)
     assert len(calls) == 2
+
+
+async def test_two_first_events_from_a_new_user_at_once_both_succeed(loaded: Core) -> None:
+    import asyncio
+
+    from bot.model import UserRef
+
+    d = FakeDriver(loaded)
+    newcomer = UserRef("fake", "W1", "U-NEW", email="newcomer@northbridge.example")
+    events = [
+        MessageEvent(f"race-{i}", newcomer, d.conv("newcomer@northbridge.example"), text="whoami")
+        for i in range(4)
+    ]
+    results = await asyncio.gather(*(loaded.handle(e, d.port) for e in events))
+    assert all(r.handled and r.error is None for r in results)
+    seen = d.seen("newcomer@northbridge.example")
+    assert len(seen) == 4 and not any("went wrong" in m for m in seen)

@@ -101,3 +101,12 @@ async def test_a_bad_file_loads_nothing(core: Core) -> None:
     except ProgrammeError:
         pass
     assert (await counts(core))["teams"] == 0
+
+
+def test_a_date_that_does_not_exist_is_a_line_numbered_problem(core: Core) -> None:
+    try:
+        loader.validate("programme:\n  name: X\nmilestones:\n  - {id: a, due: 2027-13-01}\n", core.router)
+    except ProgrammeError as e:
+        assert e.problems == ["line 4: '2027-13-01' is not a valid date"]
+    else:
+        raise AssertionError("impossible date accepted")

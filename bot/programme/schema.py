@@ -175,10 +175,36 @@ def parse(text: str) -> Doc:
         raise ProgrammeError(["line 1: the file is empty"])
     lines: dict[Path, int] = {}
     _walk(node, (), lines)
-    data = yaml.safe_load(text)
+    try:
+        data = yaml.safe_load(text)
+    except (ValueError, TypeError, OverflowError) as e:
+        # A scalar that looks like a date but is not one (2027-13-01) fails while constructing.
+        bad = _bad_scalar(node)
+        where = f"line {bad.start_mark.line + 1}" if bad is not None else "line ?"
+        what = f"'{bad.value}' is not a valid date" if bad is not None else str(e)
+        raise ProgrammeError([f"{where}: {what}"]) from None
     if not isinstance(data, dict):
         raise ProgrammeError(["line 1: the file should be a mapping of sections"])
     return Doc(data=data, lines=lines)
+
+
+def _bad_scalar(node: yaml.Node) -> yaml.Node | None:
+    """The first scalar PyYAML cannot construct (its implicit timestamps raise ValueError)."""
+    loader = yaml.SafeLoader("")
+    stack = [node]
+    while stack:
+        n = stack.pop(0)
+        if isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                stack.extend((k, v))
+        elif isinstance(n, yaml.SequenceNode):
+            stack.extend(n.value)
+        elif isinstance(n, yaml.ScalarNode):
+            try:
+                loader.construct_object(n, deep=True)
+            except (ValueError, TypeError, OverflowError, yaml.YAMLError):
+                return n
+    return None
 
 
 def _walk(node: yaml.Node, path: Path, lines: dict[Path, int]) -> None:
