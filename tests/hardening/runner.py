@@ -1,0 +1,62 @@
+"""A staffvoice worker process for kill tests:
+`python -m tests.hardening.runner MODE DB_URL API_URL EPOCH`.
+
+MODE `pulse`: Monday 10:00, run the scheduled work (the weekly round opens and invites everyone),
+then print "done". MODE `broadcast`: run the broadcast sender worker (as every `serve` replica
+does) until killed. The platform is the rate-limited fake over HTTP (`adapters/fake/http_port`).
+Time runs from Monday 10:00 at wall-clock EPOCH, the same in every incarnation, so leases and
+reconciliation see a restart as the real passing of time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+from adapters.fake.http_port import HttpPort
+from bot.broadcasts.limiter import Limiter, Limits
+from bot.broadcasts.sender import Sender
+from bot.config import Settings
+from bot.core import Core
+from storage.db import Database
+
+SECRET = "test-secret-not-for-production"
+MONDAY_10 = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+FAST = {"fakehttp": Limits(workspace_per_s=2000, conversation_per_s=2000, burst=20)}
+
+
+class MondayClock:
+    """Monday 10:00 at wall-clock `epoch`, moving on in real time."""
+
+    def __init__(self, epoch: float) -> None:
+        self.epoch = epoch
+
+    def now(self) -> datetime:
+        return MONDAY_10 + timedelta(seconds=time.time() - self.epoch)
+
+
+async def main(mode: str, db_url: str, api_url: str, epoch: str) -> None:
+    db = Database(db_url)
+    clock = MondayClock(float(epoch))
+    core = Core(db, settings=Settings(database_url=db_url, secret_key=SECRET), clock=clock)
+    await core.start()
+    port = HttpPort(api_url)
+    core.add_port(port)
+    print("started", flush=True)
+    try:
+        if mode == "pulse":
+            await core.router.tickers["pulse"](core, clock.now())
+            print("done", flush=True)
+        else:
+            sender = Sender(core, sender_id="replica-a", limiter=Limiter(FAST), batch=4,
+                            send_timeout_s=2.0)
+            await sender.run(asyncio.Event(), poll_s=0.1)
+    finally:
+        await port.close()
+        await db.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(*sys.argv[1:5]))
