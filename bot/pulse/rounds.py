@@ -19,7 +19,7 @@ from bot.programme.core_sections import get_setting
 from bot.pulse import cards
 from bot.pulse import schedule as sched
 from bot.pulse import service as pulse
-from bot.pulse.answers import ref_from_json, ref_to_json
+from bot.pulse.answers import load_where, ref_from_json, ref_to_json
 from bot.pulse.cards import Where
 from bot.pulse.tables import PulseParticipation, PulseRound, PulseSurvey
 from bot.workhours import Pattern, is_working_moment
@@ -79,8 +79,6 @@ async def _pending(core: Core, round_id: str, now: datetime, *, reminders: bool
     """The round and the people due an invitation (or a reminder) who are at work now."""
     P = PulseParticipation
     async with core.db.session() as s:
-        from bot.pulse.answers import load_where
-
         w = await load_where(s, round_id)
         if w.round.state != "open" or now >= w.round.closes_at or now < w.round.opens_at:
             return None, []
@@ -93,13 +91,13 @@ async def _pending(core: Core, round_id: str, now: datetime, *, reminders: bool
                         P.finished.is_(False), P.reminded.is_(False))
         else:
             q = q.where(P.invited_at.is_(None))
-        rows = [(p, person) for p, person in (await s.execute(q.limit(BATCH))).all()]
+        rows = [(p, person) for p, person in (await s.execute(q)).all()]
         prog = await get_setting(s, "programme", {})
     at_work = [
         (p, person) for p, person in rows
         if is_working_moment(Pattern.from_settings(prog, person.tz, person.work_pattern), now)
     ]
-    return w, at_work
+    return w, at_work[:BATCH]  # bounded after the hours filter, so nobody at work waits behind
 
 
 async def invite_due(core: Core, round_id: str, now: datetime) -> int:
