@@ -2,7 +2,7 @@
 
 Revision ID: pulse
 Revises: core
-Create Date: 2026-11-27 02:21:27.240456
+Create Date: 2026-11-27 02:42:43.996326
 """
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['question_id'], ['pulse_questions.id'], name=op.f('fk_pulse_answers_question_id_pulse_questions'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['round_id'], ['pulse_rounds.id'], name=op.f('fk_pulse_answers_round_id_pulse_rounds'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_pulse_answers')),
-    sa.UniqueConstraint('round_id', 'question_id', 'response_key', name=op.f('uq_pulse_answers_round_id_question_id_response_key')),
+    sa.UniqueConstraint('round_id', 'response_key', 'question_id', name=op.f('uq_pulse_answers_round_id_response_key_question_id')),
     sqlite_with_rowid=False
     )
     op.create_table('pulse_attributions',
