@@ -149,6 +149,12 @@ class EventsEndpoint:
             log.warning("slack request refused: malformed payload",
                         extra={"content_type": request.content_type, "size": len(raw)})
             return web.json_response({"error": "malformed payload"}, status=400)
+        if bolt_req.body.get("type") != "url_verification" and not await self.adapter.core.db.ping():
+            # Listeners ack before the core runs: with the database away the event would be
+            # acked and lost. Not acking makes Slack deliver it again (with X-Slack-Retry-Num).
+            log.warning("slack request deferred: database unavailable")
+            return web.json_response({"error": "try again later"}, status=503,
+                                     headers={"Retry-After": "5"})
         # Bolt verifies the signature again (there is no switch to turn that off here).
         resp = await self.adapter.bolt.async_dispatch(bolt_req)
         if resp.status >= 500:

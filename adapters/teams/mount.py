@@ -115,6 +115,12 @@ class TeamsEndpoint:
             claims = ClaimsIdentity()  # anonymous (opt-in, loopback only)
         if body is None or not activity or not well_formed(activity):
             return web.json_response({"error": "body must be a JSON activity"}, status=400)
+        if not await self.core.db.ping():
+            # The SDK answers 202 even when our turn fails: refuse up front so the activity is
+            # delivered again rather than acknowledged and lost.
+            log.warning("teams activity deferred: database unavailable")
+            return web.json_response({"error": "try again later"}, status=503,
+                                     headers={"Retry-After": "5"})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the SDK looks the identity up by this plain key
             request["claims_identity"] = claims
