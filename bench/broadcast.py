@@ -27,6 +27,7 @@ import random
 import signal
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +47,19 @@ from storage.db import Database  # noqa: E402
 from tests.fakes.ratelimited_platform import PlatformConfig, RateLimitedPlatform  # noqa: E402
 
 WS = "T-bench"
+# Broadcast DMs wait for working hours: the bench's time runs from a Monday 10:00, from the
+# moment the conductor started, in every process alike (as the kill tests do).
+MONDAY_10 = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+
+
+class BenchClock:
+    """Monday 10:00 at wall-clock `epoch`, moving on in real time."""
+
+    def __init__(self, epoch: float) -> None:
+        self.epoch = epoch
+
+    def now(self) -> datetime:
+        return MONDAY_10 + timedelta(seconds=time.time() - self.epoch)
 
 
 # -- the sender process -------------------------------------------------------------------
@@ -58,7 +72,8 @@ async def sender_main(a: argparse.Namespace) -> None:
     from bot.broadcasts import ledger
     from bot.broadcasts.sender import Sender
 
-    core = Core(Database(a.db), settings=Settings(database_url=a.db, secret_key="bench"))
+    core = Core(Database(a.db), settings=Settings(database_url=a.db, secret_key="bench"),
+                clock=BenchClock(a.epoch))
     port = HttpPort(a.platform, workspace=WS, timeout_s=5.0)
     core.add_port(port)
     await core.start()
@@ -121,8 +136,9 @@ async def prepare(db_url: str, n: int) -> None:
     await db.dispose()
 
 
-async def publish(db_url: str, platform_url: str, title: str) -> str:
-    core = Core(Database(db_url), settings=Settings(database_url=db_url, secret_key="bench"))
+async def publish(db_url: str, platform_url: str, title: str, epoch: float) -> str:
+    core = Core(Database(db_url), settings=Settings(database_url=db_url, secret_key="bench"),
+                clock=BenchClock(epoch))
     port = HttpPort(platform_url, workspace=WS)
     core.add_port(port)
     await core.start()
@@ -143,7 +159,7 @@ class Child:
     async def start(cls, a: argparse.Namespace, bid: str, url: str, cc: bool) -> Child:
         args = [sys.executable, str(Path(__file__).resolve()), "_sender", "--db", a.db,
                 "--platform", url, "--broadcast", bid, "--rate", str(a.rate),
-                "--scale", str(a.scale)] + (["--cc"] if cc else [])
+                "--scale", str(a.scale), "--epoch", str(a.epoch)] + (["--cc"] if cc else [])
         proc = await asyncio.create_subprocess_exec(
             *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=str(ROOT))
         assert proc.stdout is not None
@@ -175,7 +191,7 @@ async def counts(db_url: str, bid: str) -> dict[str, int]:
 
 
 async def run_ours(a: argparse.Namespace, platform: RateLimitedPlatform) -> dict[str, float]:
-    bid = await publish(a.db, platform.url, "Early win (staffvoice policy)")
+    bid = await publish(a.db, platform.url, "Early win (staffvoice policy)", a.epoch)
     allowed = a.rate * a.scale
     expected = a.recipients / allowed
     rng = random.Random(a.seed)
@@ -214,7 +230,7 @@ async def run_ours(a: argparse.Namespace, platform: RateLimitedPlatform) -> dict
 
 
 async def run_cc(a: argparse.Namespace, platform: RateLimitedPlatform) -> dict[str, float]:
-    bid = await publish(a.db, platform.url, "Early win (Company Communicator policy)")
+    bid = await publish(a.db, platform.url, "Early win (Company Communicator policy)", a.epoch)
     allowed = a.rate * a.scale
     child = await Child.start(a, bid, platform.url, cc=True)
     t0 = time.monotonic()
@@ -295,6 +311,7 @@ def main() -> None:
     ap.add_argument("--platform")
     ap.add_argument("--broadcast")
     ap.add_argument("--cc", action="store_true")
+    ap.add_argument("--epoch", type=float, default=time.time(), help="wall-clock start of bench time")
     a = ap.parse_args()
     if a.db.startswith("sqlite") and a.mode == "run":
         Path(a.db.split(":///", 1)[1]).unlink(missing_ok=True)

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from adapters.fake.http_port import HttpPort
 from bot.broadcasts import ledger, service
@@ -82,7 +82,16 @@ async def send_until_settled(core: Core, sender: Sender, clock: FakeClock, round
     raise AssertionError("the broadcast never settled")
 
 
+async def office_hours_for_all(core: Core) -> None:
+    """These are delivery stories at Monday 10:00: the night worker's shift (17:00-23:00) would
+    hold his DM for hours, so here he works office hours too (tests/test_broadcast_hours.py has
+    the shift stories)."""
+    async with core.db.session() as s:
+        await s.execute(update(Person).values(work_pattern=None))
+
+
 async def publish(core: Core, audience: str = "everyone") -> str:
+    await office_hours_for_all(core)
     return await service.publish_to_staff(core, await author(core), title="Early win",
                                           text="Family network meetings now run in every team.",
                                           audience=audience)

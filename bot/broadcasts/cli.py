@@ -71,9 +71,16 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
 
 def progress_line(st: service.Status) -> str:
     c = st.counts
+    held = f"  waiting {st.waiting:,} (working hours)" if st.waiting else ""
     return (f"\r{service.bar(st.settled, st.total, 30)}  sent {c['sent']:,}  queued "
-            f"{c['queued'] + c['sending']:,}  retrying {c['failed']:,}  failed "
+            f"{c['queued'] + c['sending'] - st.waiting:,}{held}  retrying {c['failed']:,}  failed "
             f"{c['final_failed']:,}  skipped {c['skipped']:,}   ")
+
+
+def only_waiting(st: service.Status) -> bool:
+    """Everything still open is held for working hours (no point watching for hours)."""
+    c = st.counts
+    return st.waiting > 0 and c["queued"] + c["sending"] + c["failed"] == st.waiting
 
 
 async def _watch(core: Any, bid: str, every_s: float = 0.5) -> int:
@@ -108,11 +115,14 @@ async def _send(core: Any, args: argparse.Namespace) -> int:
             st = await service.status(core, st.broadcast.id)
             sys.stdout.write(progress_line(st))
             sys.stdout.flush()
-            if st.broadcast.state not in ("sending", "retracting", "scheduled"):
+            if st.broadcast.state not in ("sending", "retracting", "scheduled") or only_waiting(st):
                 break
             await asyncio.sleep(0.5)
     finally:
         stop.set()
         await task
     print(f"\n{st.broadcast.state}: {st.counts['sent']:,} delivered of {st.total:,}")
+    if only_waiting(st):
+        print(f"{st.waiting:,} wait for their working hours (next at {st.next_at}); "
+              "the serving replicas send them then.")
     return 0

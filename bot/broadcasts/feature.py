@@ -107,7 +107,10 @@ async def decided(ctx: Ctx) -> None:
     elif b.total == 0:
         text = f"'{b.title}' has no recipients, so nothing was sent."
     else:
-        text = (f"Sending '{b.title}' to {b.total:,} recipients. "
+        st = await service.status(ctx.core, b.id)
+        held = (f" ({st.waiting:,} of them outside their working hours get it then, the first "
+                f"at {st.next_at})" if st.waiting else "")
+        text = (f"Sending '{b.title}' to {b.total:,} recipients{held}. "
                 f"Follow it with: broadcast status {b.id}")
         kick(ctx.core)
     await ctx.update(Message((Text(text),), fallback=text))

@@ -9,7 +9,8 @@ lock serialises claimers and the compare-and-set alone keeps a row from being ta
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, update
@@ -19,6 +20,8 @@ from bot.broadcasts.tables import Broadcast, Delivery
 from bot.channels import parse_channel
 from bot.people import service as people
 from bot.people.tables import Identity, Person
+from bot.programme.core_sections import get_setting
+from bot.workhours import Pattern, is_working_moment, next_working_moment
 from storage.base import new_id
 from storage.db import Database
 
@@ -44,11 +47,57 @@ class Claimed:
     error: str | None
     state: str
     message_ref: dict[str, Any] | None = None
+    hours: dict[str, Any] | None = None
 
 
 def _claimed(d: Delivery) -> Claimed:
     return Claimed(d.id, d.broadcast_id, d.recipient, d.person_id, d.platform, d.workspace,
-                   d.user_id, d.conversation, d.attempts, d.error, d.state, d.message_ref)
+                   d.user_id, d.conversation, d.attempts, d.error, d.state, d.message_ref,
+                   d.hours)
+
+
+# -- working hours ------------------------------------------------------------------------
+
+
+def hours_json(p: Pattern) -> dict[str, Any]:
+    """A working pattern as stored on a ledger row."""
+    return {"start": p.start.strftime("%H:%M"), "end": p.end.strftime("%H:%M"),
+            "days": sorted(p.days), "tz": p.tz, "region": p.region}
+
+
+@lru_cache(maxsize=256)
+def _pattern(start: str, end: str, days: tuple[int, ...], tz: str, region: str) -> Pattern:
+    return Pattern(time.fromisoformat(start), time.fromisoformat(end), frozenset(days), tz, region)
+
+
+def pattern_of(hours: dict[str, Any]) -> Pattern:
+    """The working pattern stored on a row (cached: thousands of rows share a few patterns)."""
+    return _pattern(hours["start"], hours["end"], tuple(hours["days"]), hours["tz"],
+                    hours.get("region", "GB-ENG"))
+
+
+def wait_until(hours: dict[str, Any] | None, now: datetime) -> datetime | None:
+    """None when a DM may go now; else the recipient's next working moment."""
+    if hours is None:
+        return None
+    p = pattern_of(hours)
+    return None if is_working_moment(p, now) else next_working_moment(p, now)
+
+
+async def _hours(s: AsyncSession, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Each person's working pattern (their own shift, else the programme's) as row JSON."""
+    prog = await get_setting(s, "programme", {})
+    out: dict[str, dict[str, Any]] = {}
+    seen: dict[tuple[str | None, str], dict[str, Any]] = {}
+    for i in range(0, len(ids), 1000):
+        rows = await s.execute(select(Person.id, Person.tz, Person.work_pattern)
+                               .where(Person.id.in_(ids[i : i + 1000])))
+        for pid, tz, own in rows.all():
+            key = (tz, repr(sorted((own or {}).items())))
+            if key not in seen:
+                seen[key] = hours_json(Pattern.from_settings(prog, tz, own))
+            out[pid] = seen[key]
+    return out
 
 
 # -- filling the ledger -------------------------------------------------------------------
@@ -77,6 +126,7 @@ async def enqueue(s: AsyncSession, b: Broadcast, platforms: set[str], now: datet
         return int(existing)
     rows: list[dict[str, Any]] = []
     if b.audience.get("kind") == "channels":
+        # Channel posts are not held for anyone's working hours: a channel is read when open.
         for ref in b.audience.get("channels", []):
             conv = parse_channel(ref)
             rows.append(_row(b.id, f"channel:{ref}", None, conv.platform, conv.workspace, None,
@@ -84,13 +134,14 @@ async def enqueue(s: AsyncSession, b: Broadcast, platforms: set[str], now: datet
     else:
         ids = await audience_people(s, b.audience)
         best = await _identities(s, ids, platforms)
+        hours = await _hours(s, ids)
         for pid in ids:
             ident = best.get(pid)
-            if ident is None:
-                rows.append(_row(b.id, f"person:{pid}", pid, None, None, None, None, now))
-            else:
-                rows.append(_row(b.id, f"person:{pid}", pid, ident.platform, ident.workspace,
-                                 ident.user_id, ident.dm, now))
+            row = (_row(b.id, f"person:{pid}", pid, None, None, None, None, now) if ident is None
+                   else _row(b.id, f"person:{pid}", pid, ident.platform, ident.workspace,
+                             ident.user_id, ident.dm, now))
+            _hold(row, hours.get(pid), now)
+            rows.append(row)
     for i in range(0, len(rows), 1000):
         await s.execute(insert(Delivery), rows[i : i + 1000])
     return len(rows)
@@ -100,7 +151,16 @@ def _row(bid: str, recipient: str, pid: str | None, platform: str | None, worksp
          user_id: str | None, conv: dict[str, Any] | None, now: datetime) -> dict[str, Any]:
     return {"id": new_id(), "broadcast_id": bid, "recipient": recipient, "person_id": pid,
             "platform": platform, "workspace": workspace, "user_id": user_id,
-            "conversation": conv, "state": "queued", "attempts": 0, "next_attempt_at": now}
+            "conversation": conv, "state": "queued", "attempts": 0, "next_attempt_at": now,
+            "hours": None, "not_before": None}
+
+
+def _hold(row: dict[str, Any], hours: dict[str, Any] | None, now: datetime) -> None:
+    """A DM row waits for its recipient's next working moment when they are off now."""
+    row["hours"] = hours
+    later = wait_until(hours, now)
+    if later is not None:
+        row["not_before"] = row["next_attempt_at"] = later
 
 
 async def _identities(s: AsyncSession, ids: list[str], platforms: set[str]) -> dict[str, Identity]:
@@ -259,6 +319,15 @@ async def counts(s: AsyncSession, broadcast_id: str) -> dict[str, int]:
     out = {st: 0 for st in ("queued", "sending", "sent", "failed", "final_failed", "skipped")}
     out.update({st: int(n) for st, n in rows.all()})
     return out
+
+
+async def waiting(s: AsyncSession, broadcast_id: str, now: datetime) -> tuple[int, datetime | None]:
+    """Queued rows held for their recipients' working hours: (how many, when the next one goes)."""
+    n, first = (await s.execute(
+        select(func.count(), func.min(Delivery.not_before)).where(
+            Delivery.broadcast_id == broadcast_id, Delivery.state == "queued",
+            Delivery.not_before > now))).one()
+    return int(n or 0), first
 
 
 async def close_finished(db: Database, broadcast_ids: set[str], now: datetime) -> list[str]:

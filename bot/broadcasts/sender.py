@@ -10,6 +10,12 @@ never arrived and is sent now. The same check runs before every retry after a ti
 whose outcome is unknown too. A port that cannot be asked gets at-most-once: an in-doubt row is
 recorded as failed with the reason, never resent blindly. A sender also stops using a row whose
 lease is close to running out, so a slow (not dead) sender and a reconciling one never overlap.
+
+Working hours: a DM row carries its recipient's working pattern (`hours`) and, when they are
+off, waits in `queued` until `not_before`, their next working moment. The sender checks the
+pattern again just before sending, since a retry or a 429 can carry a row past the end of the
+recipient's day; such a row goes back to waiting and the deferral does not count as an attempt.
+Channel posts are never held.
 """
 
 from __future__ import annotations
@@ -68,6 +74,7 @@ class Stats:
     rate_limited: int = 0
     reconciled: int = 0
     retracted: int = 0
+    deferred: int = 0
     finished: list[str] = field(default_factory=list)
 
 
@@ -156,9 +163,10 @@ class Sender:
             room = self.batch - len(pending)
             if room >= max(1, self.batch // 2) or not pending:
                 now = self.core.clock.now()
-                rows = await ledger.claim(self.core.db, self.id, now, room, self.lease)
-                rows += await ledger.claim_retractions(self.core.db, self.id, now,
-                                                       max(0, room - len(rows)), self.lease)
+                rows = await asyncio.shield(ledger.claim(self.core.db, self.id, now, room,
+                                                         self.lease))
+                rows += await asyncio.shield(ledger.claim_retractions(
+                    self.core.db, self.id, now, max(0, room - len(rows)), self.lease))
                 claimed_at = time.monotonic()
                 for row in rows:
                     self._touched.add(row.broadcast_id)
@@ -182,7 +190,9 @@ class Sender:
     async def _flush(self) -> None:
         items, self._outbox = self._outbox, []
         if items:
-            await ledger.finish_many(self.core.db, self.id, items)
+            # Shielded: a sender stopped mid-write still ends its transaction, so it never
+            # leaves SQLite's write lock held behind it.
+            await asyncio.shield(ledger.finish_many(self.core.db, self.id, items))
 
     async def _progress(self) -> None:
         if self.on_progress is not None:
@@ -219,6 +229,14 @@ class Sender:
         if msg is None:
             await self._record(row.id, state="skipped",
                                 error="retracted before delivery")
+            return
+        # Working hours are checked again at the last moment: a retry or a 429 may have
+        # pushed a DM past the end of its recipient's day.
+        later = ledger.wait_until(row.hours, now())
+        if later is not None:
+            await self._record(row.id, state="queued", attempts=row.attempts - 1,
+                               next_attempt_at=later, not_before=later)
+            self.stats.deferred += 1
             return
         # Until the conversation is known, a 429 pauses the workspace the row names.
         where = (row.platform or "", row.workspace or "")

@@ -390,6 +390,9 @@ class Status:
     counts: dict[str, int]
     celebrations: int
     reasons: list[tuple[str, int]]
+    # DMs held for their recipients' working hours, and when the next of them goes (local).
+    waiting: int = 0
+    next_at: str = ""
 
     @property
     def settled(self) -> int:
@@ -407,13 +410,23 @@ async def status(core: Any, bid: str) -> Status:
         if b is None:
             raise UserError(f"There is no broadcast '{bid}'. Type 'broadcasts' to list recent ones.")
         c = await ledger.counts(s, b.id)
+        held, first = await ledger.waiting(s, b.id, core.clock.now())
         n = await s.scalar(select(func.count()).where(Celebration.broadcast_id == b.id))
         rows = await s.execute(
             select(Delivery.error, func.count()).where(
                 Delivery.broadcast_id == b.id,
                 Delivery.state.in_(("final_failed", "skipped", "failed")))
             .group_by(Delivery.error).order_by(func.count().desc()).limit(5))
-        return Status(b, c, int(n or 0), [(e or "unknown", int(k)) for e, k in rows.all()])
+        return Status(b, c, int(n or 0), [(e or "unknown", int(k)) for e, k in rows.all()],
+                      held, await _local_time(s, first) if first else "")
+
+
+async def _local_time(s: AsyncSession, when: datetime) -> str:
+    """A moment in the programme's time zone, as the change team reads it."""
+    from bot.programme.core_sections import get_setting
+
+    tz = (await get_setting(s, "programme", {}) or {}).get("timezone", "Europe/London")
+    return when.astimezone(ZoneInfo(tz)).strftime(f"%a %Y-%m-%d %H:%M {tz}")
 
 
 def bar(done: int, total: int, width: int = 20) -> str:
@@ -427,7 +440,10 @@ def status_message(st: Status) -> Message:
     b, c = st.broadcast, st.counts
     lines = (
         ("State", b.state), ("Progress", f"{bar(st.settled, st.total)} ({st.settled:,} of {st.total:,})"),
-        ("Sent", f"{c['sent']:,}"), ("Queued", f"{c['queued']:,}"), ("Sending", f"{c['sending']:,}"),
+        ("Sent", f"{c['sent']:,}"), ("Queued", f"{c['queued'] - st.waiting:,}"),
+        *((("Waiting", f"{st.waiting:,} outside their working hours; next at {st.next_at}"),)
+          if st.waiting else ()),
+        ("Sending", f"{c['sending']:,}"),
         ("Retrying", f"{c['failed']:,}"), ("Failed", f"{c['final_failed']:,}"),
         ("Skipped", f"{c['skipped']:,}"), ("Celebrations", f"{st.celebrations:,}"),
     )

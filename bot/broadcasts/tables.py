@@ -70,6 +70,10 @@ class Delivery(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     # Retract: set when the delivered message was deleted (or found already gone).
     retracted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Working hours: a DM is held until the recipient's next working moment (None: due at
+    # once). `hours` is their working pattern when queued, re-checked just before sending.
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    hours: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
 class Celebration(Base):

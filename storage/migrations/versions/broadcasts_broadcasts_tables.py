@@ -2,7 +2,7 @@
 
 Revision ID: broadcasts
 Revises: core
-Create Date: 2026-11-27 02:01:48.754468
+Create Date: 2026-11-27 02:54:20.374140
 """
 from __future__ import annotations
 
@@ -70,6 +70,8 @@ def upgrade() -> None:
     sa.Column('error', sa.String(length=300), nullable=True),
     sa.Column('sent_at', storage.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('retracted_at', storage.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('not_before', storage.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('hours', sa.JSON(), nullable=True),
     sa.ForeignKeyConstraint(['broadcast_id'], ['broadcasts.id'], name=op.f('fk_broadcast_deliveries_broadcast_id_broadcasts'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_broadcast_deliveries')),
     sa.UniqueConstraint('broadcast_id', 'recipient', name=op.f('uq_broadcast_deliveries_broadcast_id_recipient'))
