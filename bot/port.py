@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from bot.model import ConversationRef, Event, Form, Message, MessageRef, UserRef
 
@@ -55,3 +56,42 @@ class Port(Protocol):
     async def find_user(self, email: str) -> UserRef | None:
         """The platform account with this (verified) email, if the platform can tell."""
         ...
+
+
+# -- optional extensions: a port offers them when its platform can -----------------------
+
+
+@dataclass(frozen=True)
+class AudienceRef:
+    """A group of people the platform knows: 'slack:T1/usergroup:S123', 'slack:T1/channel:C123',
+    'teams:<tenant>/team:<team id>'."""
+
+    platform: str
+    workspace: str
+    kind: str
+    id: str
+
+    def __str__(self) -> str:
+        return f"{self.platform}:{self.workspace}/{self.kind}:{self.id}"
+
+
+def parse_audience_ref(ref: str) -> AudienceRef:
+    """'platform:workspace/kind:id' -> AudienceRef; ValueError when it is not that shape."""
+    platform, _, rest = ref.strip().partition(":")
+    workspace, _, group = rest.partition("/")
+    kind, _, gid = group.partition(":")  # Teams ids hold ':' themselves ('19:...@thread')
+    if not (platform and workspace and kind and gid):
+        raise ValueError(f"'{ref}' is not platform:workspace/kind:id")
+    return AudienceRef(platform, workspace, kind, gid)
+
+
+@runtime_checkable
+class MemberLister(Protocol):
+    """Optional: the people in a platform group (a Slack user group or channel, a Teams team).
+
+    Returns every human member, page by page, with their verified email where the platform
+    tells it (so the core can link them to people); raises Unreachable for a group the app
+    cannot see and PlatformError for one that does not exist.
+    """
+
+    async def members(self, audience: str) -> list[UserRef]: ...

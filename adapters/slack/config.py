@@ -12,11 +12,14 @@ DEFAULT_COMMAND = "/voice"
 # What the bot token may do; each scope is justified in manifest/slack/manifest.yaml.
 BOT_SCOPES = (
     "app_mentions:read",
+    "channels:read",
     "chat:write",
     "commands",
     "files:write",
     "im:history",
+    "groups:read",
     "im:write",
+    "usergroups:read",
     "users:read",
     "users:read.email",
 )

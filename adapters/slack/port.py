@@ -40,7 +40,13 @@ from bot.model import (
     Text,
     UserRef,
 )
-from bot.port import PlatformError, RateLimited, TransientError, Unreachable
+from bot.port import (
+    PlatformError,
+    RateLimited,
+    TransientError,
+    Unreachable,
+    parse_audience_ref,
+)
 
 log = logging.getLogger("staffvoice.slack")
 
@@ -210,6 +216,7 @@ class Directory:
         self.ttl = ttl_s
         self.size = size
         self._cache: OrderedDict[tuple[str, str], tuple[float, UserRef]] = OrderedDict()
+        self._not_people: set[tuple[str, str]] = set()
 
     def _remember(self, key: tuple[str, str], user: UserRef) -> None:
         self._cache[key] = (time.monotonic() + self.ttl, user)
@@ -230,6 +237,27 @@ class Directory:
             log.warning("slack users.info failed", extra={"error": str(e)})
             return UserRef(PLATFORM, team_id, user_id)
         found = to_user_ref(resp["user"], team_id)
+        self._remember(key, found)
+        return found
+
+    async def member(self, team_id: str, user_id: str) -> UserRef | None:
+        """A person in a group: None for bots (the app too), Slackbot and deactivated accounts."""
+        key = (team_id, user_id)
+        if user_id == "USLACKBOT" or key in self._not_people:
+            return None
+        hit = self._cache.get(key)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
+        client = await self.workspaces.client(team_id)
+        try:
+            resp = await call(client.users_info, user=user_id)
+        except Unreachable:
+            return None  # gone since the member list was read
+        user = resp["user"]
+        if user.get("is_bot") or user.get("deleted") or user.get("is_app_user"):
+            self._not_people.add(key)
+            return None
+        found = to_user_ref(user, team_id)
         self._remember(key, found)
         return found
 
@@ -360,6 +388,45 @@ class SlackPort:
             return user
         return None
 
+    async def members(self, audience: str) -> list[UserRef]:
+        """The people in 'slack:T/usergroup:S…' or 'slack:T/channel:C…' (bot.port.MemberLister).
+
+        Channel members come cursor-paged; a user group's list comes whole (Slack does not page
+        it), the cursor is followed anyway. Each member is looked up (users.info, cached, a few
+        at a time) for their verified email; bots and deactivated accounts are left out.
+        """
+        ref = parse_audience_ref(audience)
+        if ref.platform != PLATFORM:
+            raise PlatformError(f"slack: '{audience}' is not a Slack audience")
+        client = await self.workspaces.client(ref.workspace)
+        if ref.kind == "usergroup":
+            ids = await _paged(client.usergroups_users_list, "users", usergroup=ref.id)
+        elif ref.kind == "channel":
+            ids = await _paged(client.conversations_members, "members", channel=ref.id, limit=200)
+        else:
+            raise PlatformError(f"slack: no audience of kind '{ref.kind}' (usergroup or channel)")
+        gate = asyncio.Semaphore(8)
+
+        async def one(uid: str) -> UserRef | None:
+            async with gate:
+                return await self.directory.member(ref.workspace, uid)
+
+        found = await asyncio.gather(*(one(u) for u in dict.fromkeys(ids)))
+        return [u for u in found if u is not None]
+
     async def publish_home(self, team: str, user_id: str, view: dict[str, Any]) -> None:
         client = await self.workspaces.client(team)
         await call(client.views_publish, user_id=user_id, view=view)
+
+
+async def _paged(fn: Callable[..., Awaitable[Any]], key: str, **kwargs: Any) -> list[str]:
+    """Every item of a cursor-paged Web API list (`response_metadata.next_cursor`)."""
+    out: list[str] = []
+    cursor = ""
+    for _ in range(10_000):  # a bound, not a limit anyone reaches: 2 million members
+        resp = await call(fn, **kwargs, **({"cursor": cursor} if cursor else {}))
+        out += [str(x) for x in resp.get(key) or []]
+        cursor = str((resp.get("response_metadata") or {}).get("next_cursor") or "")
+        if not cursor:
+            break
+    return out

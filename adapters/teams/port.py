@@ -17,7 +17,7 @@ from adapters.teams import render
 from adapters.teams.connector import ConnectorPool
 from bot.clock import Clock
 from bot.model import ConversationRef, Event, Form, Message, MessageRef, UserRef
-from bot.port import Unreachable
+from bot.port import PlatformError, Unreachable, parse_audience_ref
 from storage.db import Database
 
 log = logging.getLogger("staffvoice.teams.port")
@@ -34,6 +34,13 @@ def conversation_ref(
         PLATFORM, tenant, refs.base_conversation_id(conversation_id), thread_id,
         is_direct=kind == "personal", data=data,
     )
+
+
+def _team_ref(audience: str) -> ConversationRef:
+    a = parse_audience_ref(audience)
+    if a.platform != PLATFORM or a.kind != "team":
+        raise PlatformError(f"teams: '{audience}' is not teams:<tenant>/team:<id>")
+    return ConversationRef(PLATFORM, a.workspace, refs.base_conversation_id(a.id), is_direct=False)
 
 
 def wire_id(conv: ConversationRef) -> str:
@@ -156,8 +163,14 @@ class TeamsPort:
             return None
         return UserRef(PLATFORM, m.tenant_id, m.user_id, email=m.email, display_name=m.name)
 
-    async def members(self, team: ConversationRef) -> list[UserRef]:
-        """Everyone in a team (or group chat), page by page; also remembered for lookups."""
+    async def members(self, team: ConversationRef | str) -> list[UserRef]:
+        """Everyone in a team (or group chat), page by page; also remembered for lookups.
+
+        Also the optional `bot.port.MemberLister`: `team` may be a broadcast audience
+        'teams:<tenant id>/team:<team id>' (a team's id is its General channel's id).
+        """
+        if isinstance(team, str):
+            team = _team_ref(team)
         url = await self._service_url(team)
         row = await refs.conversation(self.db, team.conversation_id)
         target = (row.team_id if row is not None and row.team_id else None) or team.conversation_id

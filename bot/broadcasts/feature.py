@@ -50,7 +50,8 @@ def compose_form(b: Broadcast | None = None, limit: int = service.DEFAULT_TEXT_L
                       initial=b.link_label if b else "", placeholder="Read more"),
             ToggleInput("celebrate", "Add a Celebrate button", initial=b.celebrate if b else True),
             TextInput("audience", "Audience", initial=audience,
-                      placeholder="everyone · teams: assessment · roles: team lead · channels: slack:T1/C1"),
+                      placeholder="everyone · teams: assessment · roles: team lead · "
+                                  "members: slack:T1/usergroup:S1 · channels: slack:T1/C1"),
             TextInput("when", "When (now, or YYYY-MM-DD HH:MM)", optional=True, initial=when),
         ),
         submit_label="Preview",
@@ -68,6 +69,8 @@ def _audience_text(a: dict[str, Any]) -> str:
         parts.append("teams: " + ", ".join(a["teams"]))
     if a.get("roles"):
         parts.append("roles: " + ", ".join(r.replace("_", " ") for r in a["roles"]))
+    if a.get("groups"):
+        parts.append("members: " + ", ".join(a["groups"]))
     return "; ".join(parts)
 
 
@@ -80,8 +83,9 @@ async def submitted(ctx: Ctx) -> None:
     assert isinstance(ev, FormSubmitEvent)
     async with ctx.session() as s:
         f = await service.validate(s, ev.values, set(ctx.core.ports), ctx.now)
+    members = await service.check_groups(ctx.core, f)
     b = await service.store(ctx.core, ctx.person.id, f, draft_id=ev.metadata or None)
-    ref = await ctx.reply(await service.preview_for(ctx.core, b))
+    ref = await ctx.reply(await service.preview_for(ctx.core, b, members))
     await service._remember_preview(ctx.core, b.id, ref)
 
 

@@ -119,8 +119,12 @@ async def audience_people(s: AsyncSession, audience: dict[str, Any]) -> list[str
     return sorted(ids)
 
 
-async def enqueue(s: AsyncSession, b: Broadcast, platforms: set[str], now: datetime) -> int:
-    """Write one queued row per recipient; returns how many. Idempotent per broadcast."""
+async def enqueue(s: AsyncSession, b: Broadcast, platforms: set[str], now: datetime,
+                  members: list[str] | None = None) -> int:
+    """Write one queued row per recipient; returns how many. Idempotent per broadcast.
+
+    `members`: person ids of the audience's platform groups, read from the platforms first.
+    """
     existing = await s.scalar(select(func.count()).where(Delivery.broadcast_id == b.id))
     if existing:
         return int(existing)
@@ -132,7 +136,7 @@ async def enqueue(s: AsyncSession, b: Broadcast, platforms: set[str], now: datet
             rows.append(_row(b.id, f"channel:{ref}", None, conv.platform, conv.workspace, None,
                              people.conversation_to_json(conv), now))
     else:
-        ids = await audience_people(s, b.audience)
+        ids = sorted(set(await audience_people(s, b.audience)) | set(members or ()))
         best = await _identities(s, ids, platforms)
         hours = await _hours(s, ids)
         for pid in ids:

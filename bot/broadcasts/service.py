@@ -19,7 +19,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.broadcasts import ledger
+from bot.broadcasts import audiences, ledger
 from bot.broadcasts.tables import Broadcast, Celebration, Delivery
 from bot.channels import parse_channel
 from bot.errors import FormInvalid, UserError
@@ -51,7 +51,9 @@ ROLE_WORDS = {r.replace("_", " "): r for r in ALL_ROLES} | {r: r for r in ALL_RO
     "team leads": "team_lead", "leaders": "leader", "practitioners": "practitioner",
     "change team": "change_team", "safeguarding leads": "safeguarding_lead"}
 AUDIENCE_HELP = ("Audience is one of: everyone · teams: assessment, front-door · "
-                 "roles: team lead, leader · channels: slack:T0123/C0456")
+                 "roles: team lead, leader · members: slack:T0123/usergroup:S0456 (or "
+                 "slack:T0123/channel:C0789, teams:<tenant>/team:<id>) · "
+                 "channels: slack:T0123/C0456")
 
 
 @dataclass(frozen=True)
@@ -76,16 +78,21 @@ def text_limit(platforms: set[str] | list[str]) -> int:
     return min([TEXT_LIMITS.get(p, DEFAULT_TEXT_LIMIT) for p in platforms] or [DEFAULT_TEXT_LIMIT])
 
 
-async def parse_audience(s: AsyncSession, spec: str) -> dict[str, Any]:
-    """'everyone' | 'teams: a, b' | 'roles: team lead' | 'channels: slack:T1/C1' (';' joins)."""
+async def parse_audience(s: AsyncSession, spec: str,
+                         platforms: set[str] | None = None) -> dict[str, Any]:
+    """'everyone' | 'teams: a, b' | 'roles: team lead' | 'members: slack:T1/usergroup:S1' |
+    'channels: slack:T1/C1' (';' joins). `members` are platform groups, DM'd person by person."""
     spec = spec.strip()
     if not spec or spec.lower() in ("everyone", "all", "all staff"):
-        return {"kind": "dm", "everyone": True, "teams": [], "roles": [], "channels": []}
-    out: dict[str, Any] = {"kind": "dm", "everyone": False, "teams": [], "roles": [], "channels": []}
+        return {"kind": "dm", "everyone": True, "teams": [], "roles": [], "channels": [],
+                "groups": []}
+    out: dict[str, Any] = {"kind": "dm", "everyone": False, "teams": [], "roles": [],
+                           "channels": [], "groups": []}
     for part in filter(None, (p.strip() for p in spec.split(";"))):
         key, sep, rest = part.partition(":")
         key = key.strip().lower().rstrip("s")
-        if not sep or key not in ("team", "role", "channel"):
+        key = {"member": "group", "members of": "group"}.get(key, key)
+        if not sep or key not in ("team", "role", "channel", "group"):
             raise UserError(f"I don't understand the audience '{part}'. {AUDIENCE_HELP}")
         names = [n.strip() for n in (rest.split(",") if key != "channel" else rest.split(","))
                  if n.strip()]
@@ -103,10 +110,12 @@ async def parse_audience(s: AsyncSession, spec: str) -> dict[str, Any]:
                     raise UserError(f"'{name}' is not a role. Roles: "
                                     + ", ".join(LABELS[r] for r in ALL_ROLES) + ".")
                 out["roles"].append(role)
+            elif key == "group":
+                out["groups"].append(audiences.check_ref(name, platforms or set()))
             else:
                 parse_channel(name)  # raises a clear UserError when malformed
                 out["channels"].append(name)
-    if out["channels"] and (out["teams"] or out["roles"]):
+    if out["channels"] and (out["teams"] or out["roles"] or out["groups"]):
         raise UserError("Send either to channels or to people's DMs, not both in one broadcast.")
     if out["channels"]:
         out["kind"] = "channels"
@@ -123,6 +132,8 @@ def describe_audience(a: dict[str, Any]) -> str:
         parts.append("teams " + ", ".join(a["teams"]))
     if a.get("roles"):
         parts.append(", ".join(LABELS[r] for r in a["roles"]))
+    if a.get("groups"):
+        parts.append("members of " + ", ".join(a["groups"]))
     return " and ".join(parts) + " (DM)"
 
 
@@ -168,7 +179,7 @@ async def validate(s: AsyncSession, values: dict[str, str], platforms: set[str],
         errors["link_url"] = "The link must be an https:// address."
     audience: dict[str, Any] = {}
     try:
-        audience = await parse_audience(s, values.get("audience", ""))
+        audience = await parse_audience(s, values.get("audience", ""), platforms)
     except UserError as e:
         errors["audience"] = str(e)
     send_at = None
@@ -220,10 +231,25 @@ def preview_card(b: Broadcast, recipients: int) -> Message:
                    fallback=f"Preview of '{b.title}' to {recipients} recipients")
 
 
-async def count_recipients(s: AsyncSession, audience: dict[str, Any]) -> int:
+async def count_recipients(s: AsyncSession, audience: dict[str, Any],
+                           members: list[str] | None = None) -> int:
     if audience.get("kind") == "channels":
         return len(audience.get("channels", []))
-    return len(await ledger.audience_people(s, audience))
+    return len(set(await ledger.audience_people(s, audience)) | set(members or ()))
+
+
+async def group_members(core: Any, audience: dict[str, Any]) -> list[str]:
+    """Person ids in the audience's platform groups (read from the platforms now)."""
+    groups = audience.get("groups") or []
+    return await audiences.group_people(core, groups) if groups else []
+
+
+async def check_groups(core: Any, f: Compose) -> list[str]:
+    """The platform groups can be read: their people, else FormInvalid on the audience."""
+    try:
+        return await group_members(core, f.audience)
+    except UserError as e:
+        raise FormInvalid({"audience": str(e)}) from e
 
 
 # -- lifecycle ----------------------------------------------------------------------------
@@ -247,9 +273,11 @@ async def store(core: Any, author_person_id: str, f: Compose, *, source: str = "
         return b
 
 
-async def preview_for(core: Any, b: Broadcast) -> Message:
+async def preview_for(core: Any, b: Broadcast, members: list[str] | None = None) -> Message:
+    if members is None:
+        members = await group_members(core, b.audience)
     async with core.db.session() as s:
-        return preview_card(b, await count_recipients(s, b.audience))
+        return preview_card(b, await count_recipients(s, b.audience, members))
 
 
 async def draft(core: Any, author_person_id: str, *, title: str, text: str, source: str = "",
@@ -263,7 +291,7 @@ async def draft(core: Any, author_person_id: str, *, title: str, text: str, sour
         except FormInvalid as e:
             raise UserError("Could not draft the broadcast: " + "; ".join(e.errors.values())) from e
     b = await store(core, author_person_id, f, source=source)
-    ref = await core.dm(author_person_id, await preview_for(core, b))
+    ref = await core.dm(author_person_id, await preview_for(core, b, []))
     await _remember_preview(core, b.id, ref)
     return b.id
 
@@ -277,9 +305,17 @@ async def publish_to_staff(core: Any, author_person_id: str, *, title: str, text
                                    "audience": audience}, set(core.ports), core.clock.now())
         except FormInvalid as e:
             raise UserError("Nothing was sent: " + "; ".join(e.errors.values())) from e
+    members = await check_groups_or_refuse(core, f)
     b = await store(core, author_person_id, f, source="you said, we did")
-    await confirm(core, b.id, author_person_id)
+    await confirm(core, b.id, author_person_id, members)
     return b.id
+
+
+async def check_groups_or_refuse(core: Any, f: Compose) -> list[str]:
+    try:
+        return await check_groups(core, f)
+    except FormInvalid as e:
+        raise UserError("Nothing was sent: " + "; ".join(e.errors.values())) from e
 
 
 async def _remember_preview(core: Any, bid: str, ref: MessageRef | None) -> None:
@@ -292,9 +328,20 @@ async def _remember_preview(core: Any, bid: str, ref: MessageRef | None) -> None
                              "message_id": ref.message_id}
 
 
-async def confirm(core: Any, bid: str, person_id: str) -> Broadcast:
-    """The author's explicit go: queue every recipient now, or schedule it."""
+async def confirm(core: Any, bid: str, person_id: str,
+                  members: list[str] | None = None) -> Broadcast:
+    """The author's explicit go: queue every recipient now, or schedule it.
+
+    `members`: the audience's group members when just read (else they are read now).
+    """
     now = core.clock.now()
+    async with core.db.session() as s:
+        first = await _editable(s, bid, person_id)
+        audience, later = first.audience, bool(first.send_at and first.send_at > now)
+    # Group members are read from the platform before the transaction, not inside it
+    # (a scheduled broadcast reads them when it starts).
+    if members is None and not later:
+        members = await group_members(core, audience)
     async with core.db.session() as s:
         b = await _editable(s, bid, person_id)
         if b.state != "draft":
@@ -302,12 +349,13 @@ async def confirm(core: Any, bid: str, person_id: str) -> Broadcast:
         if b.send_at and b.send_at > now:
             b.state = "scheduled"
             return b
-        await _start(s, b, set(core.ports), now)
+        await _start(s, b, set(core.ports), now, members)
         return b
 
 
-async def _start(s: AsyncSession, b: Broadcast, platforms: set[str], now: datetime) -> None:
-    b.total = await ledger.enqueue(s, b, platforms, now)
+async def _start(s: AsyncSession, b: Broadcast, platforms: set[str], now: datetime,
+                 members: list[str] | None = None) -> None:
+    b.total = await ledger.enqueue(s, b, platforms, now, members)
     b.state = "sending" if b.total else "done"
     b.started_at = now
     if not b.total:
@@ -321,12 +369,30 @@ async def start_due(core: Any, now: datetime) -> int:
         due = list((await s.execute(select(Broadcast.id).where(
             Broadcast.state == "scheduled", Broadcast.send_at <= now))).scalars())
     for bid in due:
+        b0 = await get(core, bid)
+        try:
+            members = await group_members(core, b0.audience) if b0 is not None else []
+        except UserError as e:
+            await _cancel_unreadable(core, bid, str(e))
+            continue
         async with core.db.session() as s:
             b = await s.get(Broadcast, bid, with_for_update=not core.db.is_sqlite)
             if b is not None and b.state == "scheduled":
-                await _start(s, b, set(core.ports), now)
+                await _start(s, b, set(core.ports), now, members)
                 started += 1
     return started
+
+
+async def _cancel_unreadable(core: Any, bid: str, reason: str) -> None:
+    """A scheduled broadcast whose group can no longer be read: cancelled, the author told."""
+    async with core.db.session() as s:
+        b = await s.get(Broadcast, bid)
+        if b is None or b.state != "scheduled":
+            return
+        b.state = "cancelled"
+        author, title = b.author_person_id, b.title
+    await core.dm(author, text_message(f"Your scheduled broadcast '{title}' was not sent: "
+                                       f"{reason}"))
 
 
 async def cancel(core: Any, bid: str, person_id: str) -> None:

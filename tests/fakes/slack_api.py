@@ -86,6 +86,11 @@ class FakeSlack:
     oauth_codes: dict[str, str] = field(default_factory=dict)  # code -> team id
     client_id: str = "1111.2222"
     client_secret: str = "fake-client-secret"
+    # Audiences: user group id -> user ids; channel id -> member ids (pages of at most
+    # `member_page_cap`, so cursor paging is exercised).
+    usergroups: dict[str, list[str]] = field(default_factory=dict)
+    channel_members: dict[str, list[str]] = field(default_factory=dict)
+    member_page_cap: int = 2
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
@@ -275,6 +280,30 @@ class FakeSlack:
         return {"id": u.id, "team_id": self.team, "name": u.name, "deleted": u.deleted,
                 "is_bot": u.is_bot, "tz": u.tz, "is_email_confirmed": True,
                 "profile": {"email": u.email, "display_name": u.name, "real_name": u.name}}
+
+    def m_usergroups_users_list(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        """Like Slack: every user of the group in one answer (this method is not paginated)."""
+        users = self.usergroups.get(str(args.get("usergroup", "")))
+        if users is None:
+            return {"ok": False, "error": "no_such_subteam"}
+        live = [u for u in users if not self.users[u].deleted
+                or str(args.get("include_disabled", "")).lower() in ("1", "true")]
+        return {"ok": True, "users": live}
+
+    def m_conversations_members(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        """Cursor-paged like Slack: `limit`, `cursor`, `response_metadata.next_cursor`."""
+        members = self.channel_members.get(str(args.get("channel", "")))
+        if members is None:
+            return {"ok": False, "error": "channel_not_found"}
+        size = min(int(args.get("limit") or 100), self.member_page_cap)
+        cursor = str(args.get("cursor") or "")
+        if cursor and not cursor.startswith("offset_"):
+            return {"ok": False, "error": "invalid_cursor"}
+        start = int(cursor.removeprefix("offset_") or 0)
+        page = members[start : start + size]
+        more = start + size < len(members)
+        return {"ok": True, "members": page,
+                "response_metadata": {"next_cursor": f"offset_{start + size}" if more else ""}}
 
     def m_users_info(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
         user = self.users.get(str(args.get("user")))

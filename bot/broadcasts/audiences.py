@@ -1,0 +1,74 @@
+"""Platform audiences: the members of a Slack user group or channel, or of a Teams team, as people.
+
+The port lists the members (`bot.port.MemberLister`); each is linked to a person the way a
+first message would link them (identity, else verified email, else a new person), so the
+ledger DMs people, once each, whatever groups they are in.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from bot.errors import UserError
+from bot.model import UserRef
+from bot.people import service as people
+from bot.port import MemberLister, PlatformError, parse_audience_ref
+
+log = logging.getLogger("staffvoice.broadcasts")
+KINDS = {"slack": ("usergroup", "channel"), "teams": ("team",)}
+HELP = ("Name a group as slack:T0123/usergroup:S0456, slack:T0123/channel:C0789 or "
+        "teams:<tenant id>/team:<team id>.")
+
+
+def check_ref(ref: str, platforms: set[str]) -> str:
+    """A group reference in canonical form, or a UserError saying what is wrong with it."""
+    try:
+        a = parse_audience_ref(ref)
+    except ValueError:
+        raise UserError(f"'{ref}' is not a group I know how to read. {HELP}") from None
+    if a.kind not in KINDS.get(a.platform, ()):
+        raise UserError(f"'{ref}': {a.platform} has no groups of kind '{a.kind}'. {HELP}")
+    if a.platform not in platforms:
+        raise UserError(f"'{ref}': {a.platform} is not connected, so I can't read its members.")
+    return str(a)
+
+
+async def group_people(core: Any, refs: list[str]) -> list[str]:
+    """Person ids of everyone in the groups (asks each platform; UserError if one can't tell)."""
+    users: dict[tuple[str, str, str], UserRef] = {}
+    for ref in refs:
+        a = parse_audience_ref(ref)
+        port = core.ports.get(a.platform)
+        if not isinstance(port, MemberLister):
+            raise UserError(f"'{ref}': {a.platform} is not connected, so I can't read its members.")
+        try:
+            found = await port.members(ref)
+        except PlatformError as e:
+            raise UserError(f"I can't read the members of '{ref}' ({e}). Check the id, and that "
+                            "the app has been added there.") from e
+        for u in found:
+            users.setdefault((u.platform, u.workspace, u.user_id), u)
+    return sorted(await _link(core, list(users.values())))
+
+
+async def _link(core: Any, users: list[UserRef]) -> set[str]:
+    """person_for each member; a racing first message that links the same account wins."""
+    ids: set[str] = set()
+    for i in range(0, len(users), 500):
+        chunk = users[i : i + 500]
+        try:
+            async with core.db.session() as s:
+                ids |= {(await people.person_for(s, u)).id for u in chunk}
+        except IntegrityError:
+            for u in chunk:  # one at a time, so only the raced account retries
+                for _ in range(2):
+                    try:
+                        async with core.db.session() as s:
+                            ids.add((await people.person_for(s, u)).id)
+                        break
+                    except IntegrityError:
+                        continue
+    return ids
