@@ -1,5 +1,9 @@
 """The Slack port: the core's send/update/delete/open_dm/open_form/find_user over AsyncWebClient.
 
+It also offers the broadcast engine's optional keyed sends (send_keyed/find_sent: the ledger
+key rides as message metadata, so a send whose outcome is unknown is looked up, not repeated)
+and group members as audiences (members).
+
 Every Web API call goes through one client configuration with a retry handler that honours
 Retry-After; Slack's errors come back to the core as Unreachable, RateLimited or TransientError.
 """
@@ -58,6 +62,9 @@ UNREACHABLE = frozenset({
     "messages_tab_disabled", "restricted_action", "invalid_auth", "not_authed", "token_revoked",
     "team_access_not_granted", "ekm_access_denied", "missing_scope", "no_permission",
 })
+# Broadcast deliveries carry their ledger key as message metadata of this type.
+DELIVERY_EVENT = "staffvoice_delivery"
+FIND_WINDOW = 20
 TRANSIENT = frozenset({
     "internal_error", "fatal_error", "service_unavailable", "request_timeout", "ratelimited",
 })
@@ -310,6 +317,34 @@ class SlackPort:
         return str(files[0].get("id")) if files and files[0].get("id") else None
 
     async def send(self, conversation: ConversationRef, message: Message) -> MessageRef:
+        return await self._post(conversation, message)
+
+    async def send_keyed(self, conversation: ConversationRef, message: Message,
+                         key: str) -> MessageRef:
+        """send(), carrying `key` as message metadata so find_sent can tell later it landed."""
+        meta = {"event_type": DELIVERY_EVENT, "event_payload": {"key": key}}
+        return await self._post(conversation, message, metadata=meta)
+
+    async def find_sent(self, conversation: ConversationRef, key: str) -> MessageRef | None:
+        """Our message carrying `key` among the conversation's latest few, if it landed.
+
+        Asked only about a send whose outcome is unknown (the sender stopped, or the request
+        timed out) minutes earlier, so the newest `FIND_WINDOW` messages are enough. Needs the
+        history scope of the conversation (im:history for DMs); without it, or for a channel
+        the app cannot read, the error reaches the sender, which then does not resend.
+        """
+        client = await self.workspaces.client(conversation.workspace)
+        resp = await call(client.conversations_history, channel=conversation.conversation_id,
+                          limit=FIND_WINDOW, include_all_metadata=True)
+        for m in resp.get("messages") or []:
+            meta = m.get("metadata") or {}
+            if (meta.get("event_type") == DELIVERY_EVENT
+                    and (meta.get("event_payload") or {}).get("key") == key):
+                return MessageRef(conversation, str(m["ts"]))
+        return None
+
+    async def _post(self, conversation: ConversationRef, message: Message,
+                    **extra: Any) -> MessageRef:
         client = await self.workspaces.client(conversation.workspace)
         payload = await self._payload(conversation.workspace, message)
         resp = await call(
@@ -317,6 +352,7 @@ class SlackPort:
             channel=conversation.conversation_id,
             thread_ts=conversation.thread_id,
             **payload,
+            **extra,
         )
         channel = str(resp.get("channel") or conversation.conversation_id)
         conv = ConversationRef(PLATFORM, conversation.workspace, channel, conversation.thread_id,

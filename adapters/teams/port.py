@@ -51,7 +51,13 @@ def wire_id(conv: ConversationRef) -> str:
 
 
 class TeamsPort:
-    """Implements bot.port.Port for Microsoft Teams."""
+    """Implements bot.port.Port for Microsoft Teams.
+
+    No keyed sends (`send_keyed`/`find_sent`): the Bot Connector takes no idempotency key and
+    cannot be asked what a conversation holds (reading chat history needs Microsoft Graph
+    application permissions a council would rarely grant). So a broadcast DM whose outcome is
+    unknown after a crash or a timeout is recorded as failed, never resent: at most once.
+    """
 
     platform = PLATFORM
 

@@ -42,7 +42,7 @@ from bot.broadcasts.tables import Broadcast
 from bot.model import ConversationRef, Message, MessageRef, UserRef
 from bot.people import service as people
 from bot.people.tables import Identity
-from bot.port import Port, RateLimited, TransientError, Unreachable
+from bot.port import PlatformError, Port, RateLimited, TransientError, Unreachable
 
 log = logging.getLogger("staffvoice.broadcasts")
 
@@ -253,7 +253,16 @@ class Sender:
             keyed = isinstance(port, KeyedPort)
             if row.error == IN_DOUBT or row.attempts > 1:
                 if keyed:
-                    found = await port.find_sent(conv, row.id)
+                    try:
+                        found = await port.find_sent(conv, row.id)
+                    except (RateLimited, TransientError):
+                        raise  # ask again later, as for a send
+                    except PlatformError as e:  # e.g. no permission to read that history
+                        await self._record(row.id, state="final_failed", error=(
+                            f"outcome unknown and the platform could not be asked ({e}); "
+                            "not resent to avoid a duplicate")[:300])
+                        self.stats.final_failed += 1
+                        return
                     if found is not None:
                         await self._sent(row, found, conv)
                         self.stats.reconciled += 1

@@ -41,6 +41,7 @@ class Posted:
     thread_ts: str | None = None
     edits: int = 0
     deleted: bool = False
+    metadata: dict[str, Any] | None = None
 
 
 @dataclass
@@ -91,6 +92,9 @@ class FakeSlack:
     usergroups: dict[str, list[str]] = field(default_factory=dict)
     channel_members: dict[str, list[str]] = field(default_factory=dict)
     member_page_cap: int = 2
+    # Whether the app may read channel history (channels:history, not in our manifest); DM
+    # history (im:history) is always granted.
+    history_scope: bool = False
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
@@ -168,7 +172,7 @@ class FakeSlack:
                 args.update(await request.json())
             else:
                 args.update(dict(await request.post()))
-        for key in ("blocks", "view", "files"):
+        for key in ("blocks", "view", "files", "metadata"):
             if isinstance(args.get(key), str):
                 args[key] = json.loads(args[key])
         return args
@@ -241,11 +245,36 @@ class FakeSlack:
         blocks = args.get("blocks") or []
         if len(blocks) > 50:
             return {"ok": False, "error": "invalid_blocks"}
-        posted = Posted(channel, self._ts_now(), str(args.get("text", "")), blocks, args.get("thread_ts"))
+        meta = args.get("metadata")
+        if meta is not None and not (isinstance(meta, dict) and meta.get("event_type")
+                                     and isinstance(meta.get("event_payload"), dict)):
+            return {"ok": False, "error": "invalid_metadata_format"}
+        posted = Posted(channel, self._ts_now(), str(args.get("text", "")), blocks,
+                        args.get("thread_ts"), metadata=meta)
         self.messages.append(posted)
         return {"ok": True, "channel": channel, "ts": posted.ts,
                 "message": {"type": "message", "user": BOT_USER, "bot_id": BOT_ID, "ts": posted.ts,
                             "text": posted.text, "blocks": blocks}}
+
+    def m_conversations_history(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        """Newest first, `limit` of them; metadata only with include_all_metadata, like Slack."""
+        channel = str(args.get("channel", ""))
+        if not self._channel_ok(channel):
+            return {"ok": False, "error": "channel_not_found"}
+        if channel in self.channels and not self.history_scope:
+            return {"ok": False, "error": "missing_scope", "needed": "channels:history"}
+        limit = int(args.get("limit") or 100)
+        with_meta = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
+        live = [m for m in reversed(self.messages) if m.channel == channel and not m.deleted
+                and m.thread_ts is None]
+        out = []
+        for m in live[:limit]:
+            item: dict[str, Any] = {"type": "message", "ts": m.ts, "text": m.text,
+                                    "user": BOT_USER, "bot_id": BOT_ID}
+            if with_meta and m.metadata:
+                item["metadata"] = m.metadata
+            out.append(item)
+        return {"ok": True, "messages": out, "has_more": len(live) > limit}
 
     def _find(self, channel: str, ts: str) -> Posted | None:
         return next((m for m in self.messages if m.channel == channel and m.ts == ts and not m.deleted), None)
