@@ -41,6 +41,7 @@ from bot.people import service as people
 from bot.people.tables import Identity, Person
 from bot.port import Port, Unreachable
 from bot.roles import describe
+from bot.secrets import keyed_hash
 from bot.router import Router
 from storage.db import Database
 
@@ -146,47 +147,72 @@ class Core:
         if not self.secret:
             await self.start()
         event = clean_event(event)
-        if not await self._first_time(event.event_id):
-            log.info("duplicate event dropped", extra={"event_id": event.event_id})
-            return HandleResult(duplicate=True)
+        key = self.event_key(event.event_id)
         try:
-            person, roles = await self._who(event)
-            ctx = Ctx(self, event, port, person, roles)
-            return await self._route(ctx)
+            admitted = await self._admit(event, key)
+        except Exception:
+            log.exception("event not admitted", extra={"event": key[:16], "kind": type(event).__name__})
+            await self._tell_sorry(event, port)
+            return HandleResult(handled=False, error="internal")
+        if admitted is None:
+            log.info("duplicate event dropped", extra={"event": key[:16]})
+            return HandleResult(duplicate=True)
+        person, roles = admitted
+        try:
+            return await self._route(Ctx(self, event, port, person, roles))
         except FormInvalid as e:
-            await self._forget(event.event_id)
+            await self._forget(key)
             return HandleResult(form_errors=e.errors)
         except Exception:
             # Unknown failure: let a redelivery try again, tell the user, log no content.
-            log.exception(
-                "event failed", extra={"event_id": event.event_id, "kind": type(event).__name__}
-            )
-            await self._forget(event.event_id)
-            try:
-                if event.conversation is not None:
-                    await port.send(event.conversation, text_message(SORRY))
-            except Exception:
-                log.warning("could not tell the user about a failure")
+            log.exception("event failed", extra={"event": key[:16], "kind": type(event).__name__})
+            await self._forget(key)
+            await self._tell_sorry(event, port)
             return HandleResult(handled=False, error="internal")
 
-    async def _who(self, event: Event) -> tuple[Person, frozenset[str]]:
-        """The person and roles behind an event, linking a new platform user on first sight.
+    def event_key(self, event_id: str) -> str:
+        """What is stored of an event id: a keyed hash, since platform ids can embed who
+        tapped what and when (Slack action ids carry the user and a precise time)."""
+        return keyed_hash(self.secret, "event", event_id)
 
-        Two first events from one new user can race (a double tap, retries): the loser's
-        insert conflicts (PostgreSQL) or its write lock is refused (SQLite), so try again.
+    async def _admit(self, event: Event, key: str) -> tuple[Person, frozenset[str]] | None:
+        """Record the event as seen and find who sent it, in one transaction.
+
+        None means a duplicate. Two first events from one new user can race (a double tap,
+        retries): the loser's insert conflicts (PostgreSQL) or its write lock is refused
+        (SQLite), so it tries again.
         """
+        seen_at = self.clock.now().replace(minute=0, second=0, microsecond=0)
         for attempt in range(5):
             try:
                 async with self.db.session() as s:
+                    s.add(ProcessedEvent(event_id=key, seen_at=seen_at))
+                    await s.flush()
                     person = await people.person_for(s, event.user)
                     roles = await people.roles_of(s, person.id)
                     await self._remember_dm(s, event)
                 return person, roles
-            except (IntegrityError, OperationalError) as e:
-                if attempt == 4 or (isinstance(e, OperationalError) and "locked" not in str(e)):
+            except IntegrityError:
+                if await self._seen(key):
+                    return None
+                if attempt == 4:
                     raise
-                await asyncio.sleep(0.01 * (attempt + 1))
+            except OperationalError as e:
+                if attempt == 4 or "locked" not in str(e):
+                    raise
+            await asyncio.sleep(0.01 * (attempt + 1))
         raise AssertionError("unreachable")
+
+    async def _seen(self, key: str) -> bool:
+        async with self.db.session() as s:
+            return await s.get(ProcessedEvent, key) is not None
+
+    async def _tell_sorry(self, event: Event, port: Port) -> None:
+        try:
+            if event.conversation is not None:
+                await port.send(event.conversation, text_message(SORRY))
+        except Exception:
+            log.warning("could not tell the user about a failure")
 
     async def _route(self, ctx: Ctx) -> HandleResult:
         event = ctx.event
@@ -220,7 +246,7 @@ class Core:
         except UserError as e:
             if isinstance(event, FormSubmitEvent) and event.conversation is None:
                 # A modal: show the problem in the form itself.
-                await self._forget(event.event_id)
+                await self._forget(self.event_key(event.event_id))
                 return HandleResult(form_errors={"_": str(e)})
             await ctx.reply(text_message(str(e)))
             return HandleResult(error="user")
@@ -248,18 +274,10 @@ class Core:
             roles = await people.roles_of(s, person.id)
         return Ctx(self, event, port, person, roles)
 
-    async def _first_time(self, event_id: str) -> bool:
+    async def _forget(self, key: str) -> None:
         try:
             async with self.db.session() as s:
-                s.add(ProcessedEvent(event_id=event_id, seen_at=self.clock.now()))
-            return True
-        except IntegrityError:
-            return False
-
-    async def _forget(self, event_id: str) -> None:
-        try:
-            async with self.db.session() as s:
-                await s.execute(delete(ProcessedEvent).where(ProcessedEvent.event_id == event_id))
+                await s.execute(delete(ProcessedEvent).where(ProcessedEvent.event_id == key))
         except Exception:
             log.warning("could not release event id after a failure")
 

@@ -97,3 +97,21 @@ async def test_two_first_events_from_a_new_user_at_once_both_succeed(loaded: Cor
     assert all(r.handled and r.error is None for r in results)
     seen = d.seen("newcomer@northbridge.example")
     assert len(seen) == 4 and not any("went wrong" in m for m in seen)
+
+
+async def test_what_is_kept_of_an_event_names_nobody_and_no_precise_time(loaded: Core) -> None:
+    """Slack action ids embed the user and a precise time; none of it is stored."""
+    from sqlalchemy import select
+
+    from bot.dispatch_tables import ProcessedEvent
+
+    d = FakeDriver(loaded)
+    raw = "T1:U-practitioner1@northbridge.example:1764496812.123456:pulse.answer"
+    await loaded.handle(
+        MessageEvent(raw, d.user(PRACTITIONER), d.conv(PRACTITIONER), text="whoami"), d.port
+    )
+    async with loaded.db.session() as s:
+        rows = (await s.execute(select(ProcessedEvent))).scalars().all()
+    assert len(rows) == 1
+    assert "practitioner1" not in rows[0].event_id and "1764496812" not in rows[0].event_id
+    assert (rows[0].seen_at.minute, rows[0].seen_at.second, rows[0].seen_at.microsecond) == (0, 0, 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, exists, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.model import ConversationRef, UserRef
@@ -15,10 +15,19 @@ from bot.roles import PRACTITIONER, TEAM_LEAD
 
 async def person_for(s: AsyncSession, user: UserRef) -> Person:
     """The person behind a platform user; linked by verified email, created if new."""
-    ident = await s.get(Identity, (user.platform, user.workspace, user.user_id))
-    if ident is not None:
-        person = await s.get(Person, ident.person_id)
-        assert person is not None
+    found = (
+        await s.execute(
+            select(Identity, Person)
+            .join(Person, Identity.person_id == Person.id)
+            .where(
+                Identity.platform == user.platform,
+                Identity.workspace == user.workspace,
+                Identity.user_id == user.user_id,
+            )
+        )
+    ).first()
+    if found is not None:
+        person = found[1]
         if user.tz and person.tz != user.tz and not person.from_programme:
             person.tz = user.tz
         return person
@@ -57,13 +66,14 @@ async def person_by_email(s: AsyncSession, email: str) -> Person | None:
 
 
 async def roles_of(s: AsyncSession, person_id: str) -> frozenset[str]:
-    rows = await s.execute(select(PersonRole.role).where(PersonRole.person_id == person_id))
-    roles = set(rows.scalars())
-    led = await s.execute(select(Team.id).where(Team.lead_person_id == person_id).limit(1))
-    if led.first() is not None:
-        roles.add(TEAM_LEAD)
-    roles.add(PRACTITIONER)
-    return frozenset(roles)
+    """Granted roles, plus team lead for anyone who leads a team (one query)."""
+    leads = select(literal(TEAM_LEAD)).where(
+        exists().where(Team.lead_person_id == person_id)
+    )
+    rows = await s.execute(
+        select(PersonRole.role).where(PersonRole.person_id == person_id).union_all(leads)
+    )
+    return frozenset({*rows.scalars(), PRACTITIONER})
 
 
 async def people_with_role(s: AsyncSession, role: str) -> list[Person]:
