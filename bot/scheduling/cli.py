@@ -7,15 +7,18 @@ import asyncio
 import os
 import socket
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
+
 from bot.config import Settings
-from bot.scheduling.jobs import next_due, programme_tz, run_due
+from bot.scheduling.jobs import LOOKBACK, next_due, programme_tz, run_due
 from bot.scheduling.leader import for_database
-from bot.scheduling.tables import JobRecord
+from bot.scheduling.tables import JobRecord, Occurrence
 
 if TYPE_CHECKING:
     from bot.core import Core
@@ -48,8 +51,36 @@ async def plan(core: Core, now: datetime) -> list[Planned]:
     return sorted(rows, key=lambda p: (p.next_at or far, p.job))
 
 
-def render(rows: list[Planned], now: datetime, tz: str, interval_s: float) -> str:
-    """The plan as a table in local time."""
+@dataclass(frozen=True)
+class Missed:
+    job: str
+    what: str  # the kind of item: open, remind, checkin, week, ... (its key's prefix)
+    due_at: datetime
+    outcome: str  # caught-up | skipped
+    at: datetime  # when it was found (and, if caught up, done)
+    count: int
+
+
+async def missed(core: Core, now: datetime) -> list[Missed]:
+    """Items found late after downtime over the look-back: done late (caught up) or skipped."""
+    async with core.db.session() as s:
+        rows = (await s.execute(select(Occurrence).where(
+            Occurrence.outcome.in_(("caught-up", "skipped")), Occurrence.at >= now - LOOKBACK,
+        ))).scalars().all()
+    counts: Counter[tuple[str, str, datetime, str]] = Counter()
+    found: dict[tuple[str, str, datetime, str], datetime] = {}
+    for o in rows:
+        what = o.key.partition(":")[0] if ":" in o.key and not o.key[:1].isdigit() else "run"
+        k = (o.job, what, o.due_at, o.outcome)
+        counts[k] += 1
+        found[k] = max(found.get(k, o.at), o.at)
+    out = [Missed(j, w, d, oc, found[(j, w, d, oc)], n) for (j, w, d, oc), n in counts.items()]
+    return sorted(out, key=lambda m: (m.at, m.due_at, m.job, m.what))
+
+
+def render(rows: list[Planned], now: datetime, tz: str, interval_s: float,
+           late: list[Missed] | None = None) -> str:
+    """The plan as a table in local time, then what was caught up or skipped after downtime."""
     zone = ZoneInfo(tz)
 
     def local(t: datetime | None, empty: str) -> str:
@@ -67,6 +98,14 @@ def render(rows: list[Planned], now: datetime, tz: str, interval_s: float) -> st
             f"{local(r.last_run_at, 'never').ljust(22)}  {r.last_outcome or '-'}"
             + (f"   {r.summary}" if r.summary else "")
         )
+    if late:
+        lines += ["", f"Found late after downtime (last {LOOKBACK.days} days):"]
+        w = max(len(m.job) for m in late)
+        for m in late:
+            done = "caught up" if m.outcome == "caught-up" else "skipped"
+            times = f" x{m.count}" if m.count > 1 else ""
+            lines.append(f"  {m.job.ljust(w)}  {m.what.ljust(8)}  due {local(m.due_at, '')}, "
+                         f"{done} {local(m.at, '')}{times}")
     return "\n".join(lines)
 
 
@@ -95,7 +134,8 @@ async def _list(settings: Settings) -> int:
         await core.db.upgrade()
         now = core.clock.now()
         rows = await plan(core, now)
-        print(render(rows, now, await programme_tz(core), settings.scheduler_interval_s))
+        print(render(rows, now, await programme_tz(core), settings.scheduler_interval_s,
+                     await missed(core, now)))
     finally:
         await core.db.dispose()
     return 0

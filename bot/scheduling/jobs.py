@@ -7,6 +7,9 @@ a restart loses nothing. Three optional pieces make the schedule visible and mis
   `staffvoice schedule list` shows and the scheduler uses to wake up exactly on time;
 - `once(core, job, key, due_at, now)` claims one due item (a reminder, a check-in) at most once:
   done while inside its grace period, recorded as skipped when it is found too late;
+- `too_late(core, job, key, due_at, now)` is the same judgement for items whose own table
+  already says whether they were done (a round's reminders, a check-in row): it only records
+  the exceptions, skipped or caught up, for `staffvoice schedule list`;
 - `timed(name, fn, cron=...)` wraps a function that runs at fixed local times (a weekly digest)
   into a ticker with both of the above.
 """
@@ -16,7 +19,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -41,6 +44,10 @@ GAP = timedelta(minutes=5)
 LOOKBACK = timedelta(days=8)
 
 _skips: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("skips", default=None)
+# Set by run_due while a ticker runs: when that job last ran before, and the gap that counts
+# as downtime. Outside run_due (core.tick, tests) nothing counts as missed while down.
+_previous: contextvars.ContextVar[datetime | None] = contextvars.ContextVar("previous", default=None)
+_gap: contextvars.ContextVar[timedelta] = contextvars.ContextVar("gap", default=GAP)
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,7 @@ async def _run_one(core: Core, name: str, fn: Any, now: datetime, last: datetime
                    gap: timedelta) -> JobResult:
     skips: list[str] = []
     token = _skips.set(skips)
+    prev_token, gap_token = _previous.set(last), _gap.set(gap)
     started = time.perf_counter()
     try:
         count = int(await fn(core, now) or 0)
@@ -83,6 +91,8 @@ async def _run_one(core: Core, name: str, fn: Any, now: datetime, last: datetime
         count, outcome = -1, "error"
     finally:
         _skips.reset(token)
+        _previous.reset(prev_token)
+        _gap.reset(gap_token)
     return JobResult(name, outcome, count, len(skips), time.perf_counter() - started)
 
 
@@ -108,23 +118,78 @@ async def _record(core: Core, now: datetime, results: list[JobResult], instance:
         log.warning("job records written concurrently; this tick's record was dropped")
 
 
+def previous_run() -> datetime | None:
+    """When the job now running last ran (None on its first run, or outside run_due)."""
+    return _previous.get()
+
+
+def missed(due_at: datetime) -> bool:
+    """True when the running job has run before but not since `due_at` (so it was down then)."""
+    prev = _previous.get()
+    return prev is not None and prev < due_at
+
+
+def fell_in_gap(due_at: datetime, now: datetime) -> bool:
+    """True when `due_at` passed during a downtime gap this run is catching up on."""
+    prev = _previous.get()
+    return prev is not None and now - prev > _gap.get() and prev < due_at <= now
+
+
 async def once(core: Core, job: str, key: str, due_at: datetime, now: datetime | None = None,
                grace: timedelta = DEFAULT_GRACE) -> bool:
     """Claim one due item of `job`: True to do it now; False if done before or too late (skipped)."""
     now = now or core.clock.now()
-    outcome = "done" if now - due_at <= grace else "skipped"
+    if now - due_at > grace:
+        outcome = "skipped"
+    else:
+        outcome = "caught-up" if fell_in_gap(due_at, now) else "done"
+    if not await note(core, job, key, due_at, now, outcome):
+        return False
+    return outcome != "skipped"
+
+
+async def too_late(core: Core, job: str, key: str, due_at: datetime, now: datetime,
+                   grace: timedelta = DEFAULT_GRACE, *, only_if_missed: bool = False) -> bool:
+    """True when the item `key` (its own table says if it was done) is found beyond its grace.
+
+    The first time, the skip is recorded; an item still inside its grace that fell due while
+    the process was down is recorded as caught up. With `only_if_missed`, lateness counts only
+    when the job was not running at `due_at` (a digest the job held back on purpose is not late).
+    """
+    async with core.db.session() as s:
+        seen = await s.get(Occurrence, (job, key[:200]))
+        before = seen.outcome if seen is not None else None
+    if before == "skipped":
+        return True
+    if now - due_at > grace and (not only_if_missed or missed(due_at)):
+        if before is None:
+            await note(core, job, key, due_at, now, "skipped")
+        return True
+    if before is None and fell_in_gap(due_at, now):
+        await note(core, job, key, due_at, now, "caught-up")
+    return False
+
+
+async def note(core: Core, job: str, key: str, due_at: datetime, now: datetime, outcome: str
+               ) -> bool:
+    """Record one occurrence of `job` (done, caught-up or skipped); False if it was recorded before."""
     try:
         async with core.db.session() as s:
+            # Looked up first so a repeat costs a read, not a failed insert in the server log.
+            if await s.get(Occurrence, (job, key[:200])) is not None:
+                return False
             s.add(Occurrence(job=job, key=key[:200], due_at=due_at, outcome=outcome, at=now))
     except IntegrityError:
-        return False
+        return False  # another scheduler recorded it first
     if outcome == "skipped":
         log.warning("missed beyond its grace period; skipped",
                     extra={"job": job, "late_s": int((now - due_at).total_seconds())})
         skips = _skips.get()
         if skips is not None:
             skips.append(key)
-        return False
+    elif outcome == "caught-up":
+        log.info("missed while down; done late, inside its grace period",
+                 extra={"job": job, "late_s": int((now - due_at).total_seconds())})
     return True
 
 
@@ -186,6 +251,36 @@ class TimedJob:
     async def next_due(self, core: Core, now: datetime) -> datetime | None:
         nxt = (await self._trigger(core)).get_next_fire_time(None, now)
         return None if nxt is None else nxt.astimezone(UTC)
+
+
+TickFn = Callable[["Core", datetime], Awaitable[int]]
+NextDueFn = Callable[["Core", datetime], Awaitable[datetime | None]]
+
+
+class Probed:
+    """A plain ticker function together with its `next_due` (what `schedule list` shows)."""
+
+    def __init__(self, fn: TickFn, probe: NextDueFn) -> None:
+        self.fn = fn
+        self.probe = probe
+        self.__doc__ = fn.__doc__
+        self.__name__ = getattr(fn, "__name__", "ticker")
+
+    async def __call__(self, core: Core, now: datetime) -> int:
+        return await self.fn(core, now)
+
+    async def next_due(self, core: Core, now: datetime) -> datetime | None:
+        return await self.probe(core, now)
+
+
+def with_next_due(fn: TickFn, probe: NextDueFn) -> Probed:
+    """`r.ticker(name, with_next_due(tick, next_due))`: the ticker, able to say when it is next due."""
+    return Probed(fn, probe)
+
+
+def soonest(times: Iterable[datetime | None], now: datetime) -> datetime | None:
+    """The earliest of `times` at or after `now` (None when there is none)."""
+    return min((t for t in times if t is not None and t >= now), default=None)
 
 
 def timed(name: str, fn: TimedFn, *, grace: timedelta = DEFAULT_GRACE, tz: str | None = None,
