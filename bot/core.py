@@ -289,13 +289,13 @@ class Core:
         ident = await s.get(Identity, (u.platform, u.workspace, u.user_id))
         if ident is not None:
             data = people.conversation_to_json(conv)
-            if ident.dm != data or not ident.reachable or ident.updated_at is None:
+            if ident.dm != data or not ident.reachable:
                 ident.dm = data
                 ident.reachable = True
                 ident.unreachable_reason = None
-                # Only when the route changes: a per-event time next to a person would date
-                # their latest tap, and so their latest anonymous pulse answer.
-                ident.updated_at = self.clock.now()
+                # Only when the route changes, and only the day: a per-event time next to a
+                # person would date their latest tap, and so their latest pulse answer.
+                ident.updated_at = day_of(self.clock.now())
 
     async def prune_events(self, older_than: timedelta = timedelta(days=7)) -> None:
         async with self.db.session() as s:
@@ -384,6 +384,7 @@ class Core:
             row = await s.get(Identity, (ident.platform, ident.workspace, ident.user_id))
             if row is not None:
                 row.dm = people.conversation_to_json(conv)
+                row.updated_at = day_of(self.clock.now())
 
     async def mark_unreachable(self, ident: Identity, reason: str) -> None:
         log.info("identity unreachable", extra={"platform": ident.platform})
@@ -461,6 +462,11 @@ def clean_event(event: Event) -> Event:
         changes["values"] = {clean_text(k): clean_text(v) for k, v in values.items()}
     changes = {k: v for k, v in changes.items() if v is not getattr(event, k)}
     return replace(event, **changes) if changes else event
+
+
+def day_of(when: datetime) -> datetime:
+    """Midnight of `when`'s day: as precise as a time stored next to a person may be."""
+    return when.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def new_event_id(prefix: str = "ev") -> str:

@@ -169,7 +169,6 @@ async def test_pulse_answer_rows_name_nobody_and_carry_no_time(driver) -> None: 
     assert {r["round_id"] for r in answers} == {tables["pulse_rounds"][0]["id"]}
 
 
-@pytest.mark.xfail(strict=True, reason=FIRST_TAP)
 async def test_answering_writes_nothing_to_any_row_that_names_the_respondent(driver) -> None:  # type: ignore[no-untyped-def]
     """Rule: who has answered is stored apart, with no link to the answers.
 

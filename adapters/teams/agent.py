@@ -158,11 +158,14 @@ class TeamsAgent:
             self.event_id(a), user, conv, form_id=str(value.get(render.FORM, "")),
             values=values, metadata=str(value.get(render.META, "")), message=card,
         )
+        edits = self.port.edits.get(card.message_id, 0) if card else 0
         result = await self.core.handle(event, self.port)
-        await self._after_submit(result, card, values)
+        edited = card is not None and self.port.edits.get(card.message_id, 0) > edits
+        await self._after_submit(result, card, values, edited)
 
     async def _after_submit(
-        self, result: HandleResult, card: MessageRef | None, values: dict[str, str]
+        self, result: HandleResult, card: MessageRef | None, values: dict[str, str],
+        edited: bool = False,
     ) -> None:
         form = self.port.forms.get(card.message_id) if card else None
         try:
@@ -176,9 +179,11 @@ class TeamsAgent:
                     await self.port.send(target, text_message(
                         "Please check the form and send it again:\n" + "\n".join(lines)))
             elif result.handled and not result.duplicate and not result.error and card is not None:
-                # Answered: the card no longer takes input (no double sends).
-                title = form.title if form else "Form"
-                await self.port.update(card, Message((Text(f"{title}: sent."),)))
+                # Answered: the card no longer takes input (no double sends). If the core
+                # already replaced it (a thank-you), that is what the person should see.
+                if not edited:
+                    title = form.title if form else "Form"
+                    await self.port.update(card, Message((Text(f"{title}: sent."),)))
                 self.port.forms.pop(card.message_id, None)
         except PlatformError:
             log.warning("could not update the form card")

@@ -69,6 +69,9 @@ class TeamsPort:
         # Forms shown recently, by card activity id, so a rejected submission can be
         # redrawn with its errors. Lost on restart: then the errors go as a message.
         self.forms: OrderedDict[str, Form] = OrderedDict()
+        # How often each recent message was edited, so a form card the core already
+        # replaced (with a thank-you, say) is not then overwritten with "sent".
+        self.edits: dict[str, int] = {}
 
     async def _service_url(self, conv: ConversationRef) -> str:
         url = dict(conv.data).get("serviceUrl")
@@ -104,6 +107,9 @@ class TeamsPort:
             return await c.conversations.update_activity(target, ref.message_id, activity)
 
         await self.pool.call(url, op, "update")
+        self.edits[ref.message_id] = self.edits.get(ref.message_id, 0) + 1
+        while len(self.edits) > 2000:
+            self.edits.pop(next(iter(self.edits)))
 
     async def delete(self, ref: MessageRef) -> None:
         url = await self._service_url(ref.conversation)

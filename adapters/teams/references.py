@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from adapters.teams.tables import TeamsConversation, TeamsMember
+from bot.core import day_of
 from storage.db import Database
 
 log = logging.getLogger("staffvoice.teams.references")
@@ -78,16 +79,25 @@ async def remember(db: Database, activity: dict[str, Any], now: datetime) -> Non
     kind = kind_of(activity)
     team = (activity.get("channelData") or {}).get("team") or {}
     user = activity.get("from") or {}
+    user_id = str(user.get("id")) if kind == "personal" and user.get("id") else None
+    async with db.session() as s:
+        known = await s.get(TeamsConversation, cid)
+        if (known is not None and known.installed and known.kind == kind
+                and known.service_url == str(activity["serviceUrl"]) and known.user_id == user_id):
+            # Already reachable the same way: write nothing, so a person's row does not change
+            # (and so does not date) each time they tap an anonymous answer.
+            return
     await _upsert(db, TeamsConversation, (cid,), {
         "conversation_id": cid,
         "tenant_id": tenant_of(activity),
         "kind": kind,
         "service_url": str(activity["serviceUrl"]),
-        "user_id": str(user.get("id")) if kind == "personal" and user.get("id") else None,
+        "user_id": user_id,
         "team_id": team.get("id"),
         "reference": reference_of(activity),
         "installed": True,
-        "updated_at": now,
+        # The day only: a time per activity next to a user would date their taps.
+        "updated_at": day_of(now),
     })
 
 
@@ -112,7 +122,7 @@ async def remember_member(
         "email": str(email).lower() if email else None,
         "name": str(account.get("name") or "")[:200],
         "team_id": team_id,
-        "updated_at": now,
+        "updated_at": day_of(now),
     }
     await _upsert(db, TeamsMember, (tenant, str(uid)), values)
 

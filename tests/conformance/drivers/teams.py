@@ -310,8 +310,13 @@ class TeamsDriver:
         return [plain_of(p.current) for p in self._dm_posts(email) if not self._was_form(p)]
 
     def _was_form(self, p: Posted) -> bool:
+        """A form card is not a message the user was shown, unless the bot has since replaced
+        it with one (a thank-you); the adapter's own "sent" marker does not count."""
         first = card_of(p.versions[0])
-        return p.id in self.form_cards or (first is not None and form_of(first) is not None)
+        if not (p.id in self.form_cards or (first is not None and form_of(first) is not None)):
+            return False
+        now = card_of(p.current)
+        return (now is not None and form_of(now) is not None) or plain_of(p.current).endswith(": sent.")
 
     def channel(self, ref: str) -> list[str]:
         platform, _, rest = ref.partition(":")
