@@ -100,7 +100,7 @@ class ConsolePort:
         self.forms[event.user.user_id] = OpenForm(form, event)
         self.write(f"staffvoice ▸ {form.title.upper()}")
         for b in form.intro:
-            self.write("    " + getattr(b, "text", ""))
+            self.write("    " + getattr(b, "text", "").replace("\n", "\n    "))
         self.write("    (answer each question; /cancel to stop)")
         if form.inputs:
             self.write(prompt_for(form.inputs[0]))
@@ -111,14 +111,16 @@ def user_ref(email: str) -> UserRef:
 
 
 def prompt_for(inp: TextInput | SelectInput | ToggleInput | NumberInput) -> str:
+    label = inp.label.removesuffix("(optional)").rstrip()
+    skip = " (optional, Enter to skip)" if getattr(inp, "optional", False) else ""
     if isinstance(inp, SelectInput):
         opts = "  ".join(f"[{i}] {o.label}" for i, o in enumerate(inp.options, 1))
-        return f"  {inp.label}{' (optional, Enter to skip)' if inp.optional else ''}: {opts}"
+        return f"  {label}{skip}: {opts}"
     if isinstance(inp, ToggleInput):
-        return f"  {inp.label} [y/n]"
+        return f"  {label} [y/n]"
     if isinstance(inp, NumberInput):
-        return f"  {inp.label} ({inp.min}-{inp.max}){' (optional)' if inp.optional else ''}"
-    return f"  {inp.label}{' (optional, Enter to skip)' if inp.optional else ''}"
+        return f"  {label} ({inp.min}-{inp.max}){skip}"
+    return f"  {label}{skip}"
 
 
 class ConsoleChat:
