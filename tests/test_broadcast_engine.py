@@ -271,7 +271,9 @@ async def test_two_senders_never_send_a_row_twice(
         cores.append(c)
         ports.append(hp)
     try:
-        senders = [Sender(c, limiter=Limiter(FAST), batch=5) for c in cores]
+        # Workspace leases off: this is about the ledger's claims alone (one workspace here;
+        # tests/test_broadcast_replicas.py has the leases).
+        senders = [Sender(c, limiter=Limiter(FAST), batch=5, workspace_lease=False) for c in cores]
         stats = await asyncio.gather(*(s.drain() for s in senders))
     finally:
         for c, hp in zip(cores, ports, strict=True):

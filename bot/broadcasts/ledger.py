@@ -13,7 +13,7 @@ from datetime import datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import ColumnElement, bindparam, func, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.broadcasts.tables import Broadcast, Delivery
@@ -185,25 +185,39 @@ async def _identities(s: AsyncSession, ids: list[str], platforms: set[str]) -> d
 # -- claiming and recording outcomes ------------------------------------------------------
 
 
+def _in(only: set[tuple[str, str]] | None) -> ColumnElement[bool]:
+    """Rows of these workspaces (or whose workspace is not known yet); all rows for None."""
+    if only is None:
+        return Delivery.id.is_not(None)
+    unknown = Delivery.platform.is_(None)
+    if not only:
+        return unknown
+    return or_(unknown, tuple_(Delivery.platform, Delivery.workspace).in_(sorted(only)))
+
+
 async def claim(db: Database, sender_id: str, now: datetime, limit: int,
-                lease: timedelta) -> list[Claimed]:
-    """Take up to `limit` due rows for this sender: they move to `sending` under a lease."""
+                lease: timedelta, only: set[tuple[str, str]] | None = None) -> list[Claimed]:
+    """Take up to `limit` due rows for this sender: they move to `sending` under a lease.
+
+    `only`: the (platform, workspace) pairs this sender may send to now (its workspace leases).
+    """
     for _ in range(5):
-        got, raced = await _claim_once(db, sender_id, now, limit, lease)
+        got, raced = await _claim_once(db, sender_id, now, limit, lease, only)
         if got or not raced:
             return got
     return []
 
 
 async def _claim_once(db: Database, sender_id: str, now: datetime, limit: int,
-                      lease: timedelta) -> tuple[list[Claimed], bool]:
+                      lease: timedelta, only: set[tuple[str, str]] | None
+                      ) -> tuple[list[Claimed], bool]:
     """(rows claimed, whether rows were seen but another claimer took them all first)."""
     async with db.session() as s:
         q = (
             select(Delivery.id)
             .join(Broadcast, Broadcast.id == Delivery.broadcast_id)
             .where(Delivery.state.in_(CLAIMABLE), Delivery.next_attempt_at <= now,
-                   Broadcast.state == "sending")
+                   Broadcast.state == "sending", _in(only))
             .order_by(Delivery.next_attempt_at)
             .limit(limit)
         )
@@ -225,14 +239,15 @@ async def _claim_once(db: Database, sender_id: str, now: datetime, limit: int,
 
 
 async def claim_retractions(db: Database, sender_id: str, now: datetime, limit: int,
-                            lease: timedelta) -> list[Claimed]:
+                            lease: timedelta,
+                            only: set[tuple[str, str]] | None = None) -> list[Claimed]:
     """Sent rows of retracting broadcasts whose message still has to be deleted."""
     async with db.session() as s:
         q = (
             select(Delivery.id)
             .join(Broadcast, Broadcast.id == Delivery.broadcast_id)
             .where(Delivery.state == "sent", Delivery.retracted_at.is_(None),
-                   Broadcast.state == "retracting",
+                   Broadcast.state == "retracting", _in(only),
                    (Delivery.lease_until.is_(None)) | (Delivery.lease_until < now))
             .limit(limit)
         )

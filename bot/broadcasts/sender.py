@@ -35,7 +35,7 @@ from typing import Any, Protocol, runtime_checkable
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from bot.broadcasts import ledger, service
+from bot.broadcasts import leases, ledger, service
 from bot.broadcasts.ledger import IN_DOUBT, Claimed
 from bot.broadcasts.limiter import Limiter, parse_limits
 from bot.broadcasts.tables import Broadcast
@@ -102,6 +102,8 @@ class Sender:
         rng: random.Random | None = None,
         on_progress: Callable[[Stats], Awaitable[None] | None] | None = None,
         pause_all_on_429_s: float | None = None,
+        workspace_lease: bool | None = None,
+        workspace_lease_ttl: timedelta = timedelta(seconds=20),
     ) -> None:
         self.core = core
         self.id = sender_id or default_sender_id()
@@ -117,6 +119,13 @@ class Sender:
         # Only for comparing with Company Communicator (bench): ignore Retry-After, stop all.
         self.pause_all_on_429_s = pause_all_on_429_s
         self.stats = Stats()
+        # One sender per workspace at a time (see bot/broadcasts/leases.py). On by default with
+        # PostgreSQL, where replicas share the ledger; SQLite runs one process.
+        self.exclusive = (not core.db.is_sqlite) if workspace_lease is None else workspace_lease
+        self.ws_ttl = workspace_lease_ttl
+        self._held: set[leases.Key] = set()
+        self._held_at = -1e9
+        self._taking = asyncio.Lock()
         self._messages: dict[str, tuple[str, Message]] = {}
         self._in_flight: dict[tuple[str, str], asyncio.Semaphore] = {}
         self._touched: set[str] = set()
@@ -155,18 +164,56 @@ class Sender:
             for t in pending:  # stopped hard: rows in flight stay `sending`, reconciled later
                 t.cancel()
             raise
+        finally:
+            await self._let_go()
         await self._close()
         return self.stats
+
+    async def _workspaces(self) -> set[leases.Key] | None:
+        """The workspaces this sender may claim rows for now (None: any, leases are off)."""
+        if not self.exclusive:
+            return None
+        # Renewed well before they run out, also while a batch is in flight.
+        if time.monotonic() - self._held_at >= self.ws_ttl.total_seconds() / 4:
+            now = self.core.clock.now()
+            want = await leases.due_workspaces(self.core.db, now) | self._held
+            self._held = await asyncio.shield(
+                leases.hold(self.core.db, self.id, want, now, self.ws_ttl))
+            self._held_at = time.monotonic()
+        return self._held
+
+    async def _may_send(self, conv: ConversationRef) -> None:
+        """A row whose workspace was learnt only now: send if we hold it, else give it back."""
+        key = (conv.platform, conv.workspace)
+        if not self.exclusive or key in self._held:
+            return
+        async with self._taking:  # rows of one new workspace must not race each other for it
+            if key not in self._held:
+                self._held |= await leases.hold(self.core.db, self.id, {key},
+                                                self.core.clock.now(), self.ws_ttl)
+        if key not in self._held:
+            raise Busy(1.0)
+
+    async def _let_go(self) -> None:
+        self._held_at = -1e9  # the next pass asks again, whatever this one got
+        if self._held:
+            held, self._held = self._held, set()
+            try:
+                await asyncio.shield(leases.release(self.core.db, self.id, held,
+                                                    self.core.clock.now()))
+            except Exception:  # they run out by themselves
+                log.warning("could not release workspace leases")
 
     async def _drain(self, pending: set[asyncio.Task[None]], stop: asyncio.Event | None) -> None:
         while stop is None or not stop.is_set():
             room = self.batch - len(pending)
+            only = await self._workspaces()
             if room >= max(1, self.batch // 2) or not pending:
                 now = self.core.clock.now()
                 rows = await asyncio.shield(ledger.claim(self.core.db, self.id, now, room,
-                                                         self.lease))
+                                                         self.lease, only))
                 rows += await asyncio.shield(ledger.claim_retractions(
-                    self.core.db, self.id, now, max(0, room - len(rows)), self.lease))
+                    self.core.db, self.id, now, max(0, room - len(rows)), self.lease, only))
                 claimed_at = time.monotonic()
                 for row in rows:
                     self._touched.add(row.broadcast_id)
@@ -250,6 +297,7 @@ class Sender:
                 return
             port, conv, ident = target
             where = (conv.platform, conv.workspace)
+            await self._may_send(conv)
             keyed = isinstance(port, KeyedPort)
             if row.error == IN_DOUBT or row.attempts > 1:
                 if keyed:

@@ -86,3 +86,15 @@ class Celebration(Base):
     )
     person_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WorkspaceLease(Base):
+    """Which sender may send to a workspace now: each replica paces only its own sends, so
+    one replica at a time per workspace keeps them together within the platform's limit."""
+
+    __tablename__ = "broadcast_workspace_leases"
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    workspace: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    until: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,75 @@
+"""Workspace leases: one sender at a time sends to a platform workspace (Slack team, Teams tenant).
+
+Every replica drains the ledger and paces its own sends, but a limiter cannot see the other
+replicas' sends: N replicas would together send N times the workspace's limit. So a sender
+first takes the workspace's lease row (or renews its own), claims only rows of workspaces it
+holds (plus rows whose workspace is not known yet, checked once known), and gives the leases
+back when it has nothing left to send. Others take other workspaces, or wait. A sender that
+dies holds its leases until they run out (`ttl`); one restarting under the same stable id
+(STAFFVOICE_SENDER_ID) takes them back at once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from bot.broadcasts.ledger import CLAIMABLE
+from bot.broadcasts.tables import Broadcast, Delivery, WorkspaceLease
+from storage.db import Database
+
+Key = tuple[str, str]  # (platform, workspace)
+
+
+async def hold(db: Database, holder: str, keys: set[Key], now: datetime,
+               ttl: timedelta) -> set[Key]:
+    """Take or renew the leases of `keys` that are free or ours; returns the ones now held."""
+    got: set[Key] = set()
+    for platform, workspace in sorted(keys):
+        async with db.session() as s:
+            res = await s.execute(
+                update(WorkspaceLease)
+                .where(WorkspaceLease.platform == platform, WorkspaceLease.workspace == workspace,
+                       or_(WorkspaceLease.holder == holder, WorkspaceLease.until <= now))
+                .values(holder=holder, until=now + ttl)
+                .execution_options(synchronize_session=False))
+        if res.rowcount:  # type: ignore[attr-defined]
+            got.add((platform, workspace))
+            continue
+        try:  # no row yet (first send to this workspace), or another sender holds it
+            async with db.session() as s:
+                s.add(WorkspaceLease(platform=platform, workspace=workspace, holder=holder,
+                                     until=now + ttl))
+            got.add((platform, workspace))
+        except IntegrityError:
+            pass
+    return got
+
+
+async def release(db: Database, holder: str, keys: set[Key], now: datetime) -> None:
+    """Give leases back (the next sender need not wait for them to run out)."""
+    for platform, workspace in sorted(keys):
+        async with db.session() as s:
+            await s.execute(
+                update(WorkspaceLease)
+                .where(WorkspaceLease.platform == platform, WorkspaceLease.workspace == workspace,
+                       WorkspaceLease.holder == holder)
+                .values(until=now)
+                .execution_options(synchronize_session=False))
+
+
+async def due_workspaces(db: Database, now: datetime) -> set[Key]:
+    """Workspaces with rows to send (or copies to delete) now."""
+    async with db.session() as s:
+        sends = (select(Delivery.platform, Delivery.workspace).distinct()
+                 .join(Broadcast, Broadcast.id == Delivery.broadcast_id)
+                 .where(Delivery.state.in_(CLAIMABLE), Delivery.next_attempt_at <= now,
+                        Broadcast.state == "sending", Delivery.platform.is_not(None)))
+        deletes = (select(Delivery.platform, Delivery.workspace).distinct()
+                   .join(Broadcast, Broadcast.id == Delivery.broadcast_id)
+                   .where(Delivery.state == "sent", Delivery.retracted_at.is_(None),
+                          Broadcast.state == "retracting", Delivery.platform.is_not(None)))
+        rows = list((await s.execute(sends)).all()) + list((await s.execute(deletes)).all())
+    return {(str(p), str(w or "")) for p, w in rows}
