@@ -6,6 +6,8 @@ import asyncio
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
+
 from bot.broadcasts import service
 from bot.broadcasts.tables import Broadcast
 from bot.core import Core, Ctx
@@ -23,6 +25,7 @@ from bot.model import (
 )
 from bot.roles import CHANGE_TEAM
 from bot.router import Router
+from bot.scheduling.jobs import with_next_due
 
 COMPOSE = "bc-compose"
 # Background drains started from chat so a console or single process sends without a worker.
@@ -193,6 +196,14 @@ async def ticker(core: Core, now: datetime) -> int:
     return started + stats.sent + stats.retracted
 
 
+async def next_due(core: Core, now: datetime) -> datetime | None:
+    """When the next scheduled broadcast is due to start (None when none is scheduled)."""
+    async with core.db.session() as s:
+        return (await s.execute(select(Broadcast.send_at).where(
+            Broadcast.state == "scheduled", Broadcast.send_at.is_not(None))
+            .order_by(Broadcast.send_at).limit(1))).scalar_one_or_none()
+
+
 def register(r: Router) -> None:
     from bot.broadcasts.sender import run_worker
 
@@ -206,6 +217,6 @@ def register(r: Router) -> None:
     r.form(COMPOSE, submitted, roles=change)
     r.action(service.DRAFT, decided, roles=change)
     r.action(service.CELEBRATE, celebrate)
-    r.ticker("broadcasts", ticker)
+    r.ticker("broadcasts", with_next_due(ticker, next_due))
     r.worker("broadcast-sender", run_worker)
 

@@ -5,12 +5,18 @@ a cycle opens a cadence after the latest of the anchor, the last update and the 
 each owner's row then goes due -> sent -> reminded -> expired unless someone answers, and
 when a cycle expires unanswered the milestone is stale and its team lead is told once.
 DMs go out only at the recipient's working moments.
+
+After downtime a prompt (the first one or the reminder) found more than one cadence after its
+send time is skipped and recorded, not sent: the next cycle is due anyway, and opens at once.
+Cycles keep to their grid (a cadence after the start, then another), so the ones that passed
+entirely while the process was down are recorded as skipped too; one prompt goes, not many.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -20,14 +26,20 @@ from bot.milestones.tables import Milestone, MilestoneCheckin
 from bot.model import Context, Fields, Message, MessageRef, Text
 from bot.people import service as people
 from bot.people.tables import Person, Team
+from bot.programme.core_sections import get_setting
 from bot.roles import CHANGE_TEAM
-from bot.workhours import is_working_moment, pattern_for
+from bot.scheduling.jobs import fell_in_gap, missed, note, soonest, too_late
+from bot.workhours import Pattern, is_working_moment, next_working_moment, pattern_for
 
 log = logging.getLogger("staffvoice.milestones")
+JOB = "milestone_checkins"  # the scheduler's name for this ticker (its records of late work use it)
+# At most this many cycles that passed entirely while down are recorded one by one.
+MISSED_RECORDS = 8
 
 
 async def tick(core, now: datetime) -> int:  # type: ignore[no-untyped-def]
     """Open due cycles, send prompts and reminders, expire unanswered ones, tell leads."""
+    await skip_late(core, now)
     opened = await open_cycles(core, now)
     sent = await _prompt(core, now, "due", reminder=False)
     reminded = await _prompt(core, now, "sent", reminder=True)
@@ -39,6 +51,7 @@ async def tick(core, now: datetime) -> int:  # type: ignore[no-untyped-def]
 async def open_cycles(core, now: datetime) -> int:  # type: ignore[no-untyped-def]
     """Create one due check-in per owner for each milestone whose cadence has come round."""
     opened = 0
+    passed: list[tuple[str, datetime]] = []
     async with core.db.session() as s:
         for m in await service.all_milestones(s):
             delta = cadence_delta(m.cadence)
@@ -47,24 +60,78 @@ async def open_cycles(core, now: datetime) -> int:  # type: ignore[no-untyped-de
             if m.anchor_at is None:
                 m.anchor_at = now  # first sight: the cadence counts from here
                 continue
-            open_rows = await s.execute(
-                select(func.count()).select_from(MilestoneCheckin).where(
-                    MilestoneCheckin.milestone_id == m.id,
-                    MilestoneCheckin.state.in_(service.OPEN_CHECKIN),
-                )
-            )
-            if open_rows.scalar_one():
+            if await _open_rows(s, m.id):
                 continue
-            last_cycle = (await s.execute(
-                select(func.max(MilestoneCheckin.cycle_at)).where(MilestoneCheckin.milestone_id == m.id)
-            )).scalar_one_or_none()
-            start = max(t for t in (m.anchor_at, m.last_update_at, last_cycle) if t)
+            start = await _cycle_start(s, m)
             if now < start + delta:
                 continue
+            # The latest point of the cadence's grid that has come: earlier ones passed unasked.
+            k = (now - start) // delta
+            cycle = start + k * delta
+            passed += [(f"checkin:{m.id}:{t:%Y%m%dT%H%M}", t)
+                       for t in (start + i * delta for i in range(max(1, k - MISSED_RECORDS), k))
+                       if missed(t)]
             for pid in await service.owner_ids(s, m.id):
-                s.add(MilestoneCheckin(milestone_id=m.id, person_id=pid, cycle_at=now, state="due"))
+                s.add(MilestoneCheckin(milestone_id=m.id, person_id=pid, cycle_at=cycle, state="due"))
                 opened += 1
+    for key, t in passed:
+        await note(core, JOB, key, t, now, "skipped")
     return opened
+
+
+async def _open_rows(s: Any, milestone_id: str) -> int:
+    return int((await s.execute(
+        select(func.count()).select_from(MilestoneCheckin).where(
+            MilestoneCheckin.milestone_id == milestone_id,
+            MilestoneCheckin.state.in_(service.OPEN_CHECKIN),
+        )
+    )).scalar_one())
+
+
+async def _cycle_start(s: Any, m: Milestone) -> datetime:
+    """The latest of the anchor, the last update and the last cycle: cadences count from it."""
+    last_cycle = (await s.execute(
+        select(func.max(MilestoneCheckin.cycle_at)).where(MilestoneCheckin.milestone_id == m.id)
+    )).scalar_one_or_none()
+    if isinstance(last_cycle, str):  # SQLite returns an aggregate as text, outside the column type
+        last_cycle = datetime.fromisoformat(last_cycle)
+    if last_cycle is not None and last_cycle.tzinfo is None:
+        last_cycle = last_cycle.replace(tzinfo=UTC)
+    return max(t for t in (m.anchor_at, m.last_update_at, last_cycle) if t)
+
+
+async def skip_late(core, now: datetime) -> int:  # type: ignore[no-untyped-def]
+    """Close prompts found more than a cadence late (after downtime) as skipped."""
+    candidates = []
+    async with core.db.session() as s:
+        prog = await get_setting(s, "programme", {})
+        rows = (await s.execute(
+            select(MilestoneCheckin, Milestone, Person)
+            .join(Milestone, Milestone.id == MilestoneCheckin.milestone_id)
+            .join(Person, Person.id == MilestoneCheckin.person_id)
+            .where(MilestoneCheckin.state.in_(("due", "sent"))))).all()
+        for c, m, person in rows:
+            delta = cadence_delta(m.cadence) or timedelta(days=14)
+            what, at = _next_prompt(c, m, Pattern.from_settings(prog, person.tz, person.work_pattern))
+            if now - at > delta:
+                candidates.append((c.id, f"{what}:{c.id}", at, delta))
+    late = [cid for cid, key, at, delta in candidates
+            if await too_late(core, JOB, key, at, now, delta)]
+    if late:
+        async with core.db.session() as s:
+            for c in (await s.execute(
+                    select(MilestoneCheckin).where(MilestoneCheckin.id.in_(late)))).scalars():
+                if c.state in ("due", "sent"):
+                    c.state, c.closed_at = "skipped", now
+    return len(late)
+
+
+def _next_prompt(c: MilestoneCheckin, m: Milestone, hours: Pattern) -> tuple[str, datetime]:
+    """Which prompt a check-in waits for (the first or the reminder) and when it may be sent."""
+    if c.state == "due":
+        return "checkin", next_working_moment(hours, c.cycle_at)
+    sent = c.sent_at or c.cycle_at
+    return "reminder", next_working_moment(hours, sent + timedelta(days=m.grace_days))
 
 
 async def _prompt(core, now: datetime, state: str, *, reminder: bool) -> int:  # type: ignore[no-untyped-def]
@@ -76,6 +143,8 @@ async def _prompt(core, now: datetime, state: str, *, reminder: bool) -> int:  #
             .order_by(MilestoneCheckin.cycle_at, MilestoneCheckin.milestone_id)
         )).scalars())
         work: list[tuple[str, str, Message]] = []
+        late: list[tuple[str, datetime]] = []
+        prog = await get_setting(s, "programme", {})
         for c in rows:
             m = await s.get(Milestone, c.milestone_id)
             person = await s.get(Person, c.person_id)
@@ -83,11 +152,17 @@ async def _prompt(core, now: datetime, state: str, *, reminder: bool) -> int:  #
                 continue
             if reminder and (c.sent_at is None or now < c.sent_at + timedelta(days=m.grace_days)):
                 continue
-            if not is_working_moment(await pattern_for(s, person), now):
+            hours = Pattern.from_settings(prog, person.tz, person.work_pattern)
+            if not is_working_moment(hours, now):
                 continue
             v = await service.view(s, m)
             msg = cards.checkin_prompt(v, now, await service.today(s, now), reminder=reminder)
             work.append((c.id, c.person_id, msg))
+            what, at = _next_prompt(c, m, hours)
+            if fell_in_gap(at, now):
+                late.append((f"{what}:{c.id}", at))
+    for key, at in late:
+        await note(core, JOB, key, at, now, "caught-up")
     for cid, pid, msg in work:
         ref = await core.dm(pid, msg)
         async with core.db.session() as s:
@@ -188,3 +263,50 @@ async def edit_cards(core, closed: list[MilestoneCheckin], message_for) -> set[s
             except Exception:
                 log.warning("could not edit a check-in card", extra={"milestone": c.milestone_id})
     return edited
+
+
+async def next_due(core, now: datetime) -> datetime | None:  # type: ignore[no-untyped-def]
+    """The next check-in or reminder at its owner's working moment, or the next expiry."""
+    times: list[datetime | None] = []
+    async with core.db.session() as s:
+        prog = await get_setting(s, "programme", {})
+        patterns: dict[str, Pattern] = {}
+
+        async def hours(pid: str) -> Pattern | None:
+            if pid not in patterns:
+                person = await s.get(Person, pid)
+                if person is None:
+                    return None
+                patterns[pid] = Pattern.from_settings(prog, person.tz, person.work_pattern)
+            return patterns[pid]
+
+        ms = {m.id: m for m in await service.all_milestones(s)}
+        rows = (await s.execute(select(MilestoneCheckin).where(
+            MilestoneCheckin.state.in_(service.OPEN_CHECKIN)))).scalars().all()
+        for c in rows:
+            m = ms.get(c.milestone_id)
+            if m is None:
+                continue
+            if c.state == "reminded":
+                times.append((c.reminded_at or now) + timedelta(days=m.grace_days))
+                continue
+            p = await hours(c.person_id)
+            if p is None:
+                continue
+            _, at = _next_prompt(c, m, p)
+            if now - at <= (cadence_delta(m.cadence) or timedelta(days=14)):
+                times.append(next_working_moment(p, max(now, at)))
+        busy = {c.milestone_id for c in rows}
+        for m in ms.values():
+            delta = cadence_delta(m.cadence)
+            if m.status == DONE or delta is None or m.id in busy:
+                continue
+            # Not seen by a tick yet: the first tick anchors its cadence at that moment.
+            due = (await _cycle_start(s, m) if m.anchor_at else now) + delta
+            for pid in await service.owner_ids(s, m.id):
+                p = await hours(pid)
+                if p is not None:
+                    times.append(next_working_moment(p, max(now, due)))
+        if any(m.stale_since and not m.stale_told_at and m.status != DONE for m in ms.values()):
+            times.append(next_working_moment(Pattern.from_settings(prog), now))
+    return soonest(times, now)

@@ -1,7 +1,8 @@
 """The weekly roadmap digest, posted to programme.channels.roadmap_digest.
 
 Posted at the first working moment of each week (programme hours); a row per week records
-it, so a restart or a second scheduler run never posts twice.
+it, so a restart or a second scheduler run never posts twice. Missed while the process was
+down for longer than the usual 4-hour grace, that week's digest is skipped (and recorded).
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from bot.milestones.tables import Milestone, RoadmapDigest
 from bot.model import Block, Context, Message, Text
 from bot.people.tables import Person
 from bot.programme.core_sections import get_setting
-from bot.workhours import Pattern, is_working_moment
+from bot.scheduling.prompts import week_of, weekly_next_due, weekly_post_due
+from bot.workhours import Pattern
 
 log = logging.getLogger("staffvoice.milestones")
+JOB = "roadmap_digest"  # the scheduler's name for this ticker (its records of late work use it)
 
 
 async def tick(core, now: datetime) -> int:  # type: ignore[no-untyped-def]
@@ -28,12 +31,13 @@ async def tick(core, now: datetime) -> int:  # type: ignore[no-untyped-def]
     async with core.db.session() as s:
         prog = await get_setting(s, "programme", {}) or {}
         channel = (prog.get("channels") or {}).get("roadmap_digest")
-        if not channel or not is_working_moment(Pattern.from_settings(prog), now):
+        hours = Pattern.from_settings(prog)
+        week = week_of(hours, now)
+        if not channel or await s.get(RoadmapDigest, week) is not None:
             return 0
-        today = await service.today(s, now)
-        week = service.week_start(today)
-        if await s.get(RoadmapDigest, week) is not None:
-            return 0
+    if not await weekly_post_due(core, JOB, hours, now):
+        return 0
+    async with core.db.session() as s:
         previous = (await s.execute(select(func.max(RoadmapDigest.sent_at)))).scalar_one_or_none()
         # Changes already reported (up to and including the last post) are not repeated.
         msg = await build(s, now, since=previous + timedelta(microseconds=1) if previous else None)
@@ -46,6 +50,17 @@ async def tick(core, now: datetime) -> int:  # type: ignore[no-untyped-def]
     except IntegrityError:
         log.warning("roadmap digest for this week was recorded twice")
     return 1
+
+
+async def next_due(core, now: datetime) -> datetime | None:  # type: ignore[no-untyped-def]
+    """This week's first working moment if the digest is still to post, else next week's."""
+    async with core.db.session() as s:
+        prog = await get_setting(s, "programme", {}) or {}
+        if not (prog.get("channels") or {}).get("roadmap_digest"):
+            return None
+        hours = Pattern.from_settings(prog)
+        posted = await s.get(RoadmapDigest, week_of(hours, now)) is not None
+    return await weekly_next_due(core, JOB, hours, now, posted)
 
 
 async def build(s, now: datetime, since: datetime | None = None) -> Message:  # type: ignore[no-untyped-def]

@@ -19,6 +19,7 @@ from bot.people import service as people
 from bot.people.tables import Team, Theme
 from bot.roles import CHANGE_TEAM
 from bot.router import Router
+from bot.scheduling.jobs import with_next_due
 
 log = logging.getLogger("staffvoice.milestones")
 
@@ -297,8 +298,8 @@ def register(r: Router) -> None:
     r.form(cards.UPDATE_FORM, update_submitted)
     r.form(cards.NEW_FORM, new_submitted, roles={CHANGE_TEAM})
     r.form(cards.EDIT_FORM, edit_submitted, roles={CHANGE_TEAM})
-    r.ticker("milestone_checkins", checkins.tick)
-    r.ticker("roadmap_digest", digest.tick)
+    r.ticker(checkins.JOB, with_next_due(checkins.tick, checkins.next_due))
+    r.ticker(digest.JOB, with_next_due(digest.tick, digest.next_due))
     r.ticker("early_win_offers", offers.send_pending)
     r.home.append(home)
 

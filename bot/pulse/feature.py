@@ -6,11 +6,12 @@ from bot.pulse import answers, cards, commands, rounds
 from bot.pulse.section import PulseSection
 from bot.roles import CHANGE_TEAM
 from bot.router import Router
+from bot.scheduling.jobs import with_next_due
 
 
 def register(r: Router) -> None:
     r.sections.append(PulseSection())
-    r.ticker("pulse", rounds.tick)
+    r.ticker(rounds.JOB, with_next_due(rounds.tick, rounds.next_due))
     r.action(cards.ANSWER, answers.on_answer)
     r.action(cards.NAV, answers.on_nav)
     r.form(cards.FORM, answers.on_comment)

@@ -3,12 +3,19 @@
 Everything is derived from the tables on each tick, so a restart (or a missed tick) loses
 nothing: a round whose fire time passed while the bot was down still opens if its window is
 open, and whoever was not invited yet is invited at their next working moment.
+
+After downtime: a round opened late, invitations sent late and a round closed late are
+recorded as caught up; a round whose whole window passed while down is recorded as skipped;
+a reminder found more than REMIND_GRACE after the person's send time (or after the round
+closed) is skipped and recorded, not sent: a nudge a day late confuses more than it helps.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 
@@ -22,11 +29,16 @@ from bot.pulse import service as pulse
 from bot.pulse.answers import load_where, ref_from_json, ref_to_json
 from bot.pulse.cards import Where
 from bot.pulse.tables import PulseParticipation, PulseRound, PulseSurvey
-from bot.workhours import Pattern, is_working_moment
+from bot.scheduling.jobs import DEFAULT_GRACE, fell_in_gap, note, previous_run, soonest, too_late
+from bot.scheduling.prompts import send_time
+from bot.workhours import Pattern, is_working_moment, next_working_moment
 
 log = logging.getLogger("staffvoice.pulse")
 # Bound the work of one tick; whoever is left is invited on the next.
 BATCH = 2000
+JOB = "pulse"  # the scheduler's name for this ticker (its records of late work use it)
+# A reminder found later than this after the person's send time is skipped, not sent.
+REMIND_GRACE = DEFAULT_GRACE
 
 
 async def tick(core: Core, now: datetime) -> int:
@@ -45,6 +57,7 @@ async def tick(core: Core, now: datetime) -> int:
 
 async def open_due_rounds(core: Core, now: datetime) -> int:
     opened = 0
+    late: list[tuple[str, datetime, str]] = []  # noted after the session: SQLite has one writer
     async with core.db.session() as s:
         for survey in await pulse.surveys(s):
             if survey.paused:
@@ -52,6 +65,7 @@ async def open_due_rounds(core: Core, now: datetime) -> int:
             try:
                 due = sched.latest_due(survey.schedule, survey.timezone, now,
                                        survey.close_after_min)
+                late += await _windows_missed(s, survey, now)
             except sched.ScheduleError:
                 log.warning("survey schedule unreadable", extra={"survey": survey.id})
                 continue
@@ -62,20 +76,44 @@ async def open_due_rounds(core: Core, now: datetime) -> int:
                 continue  # this fire time's round (or a later, manual one) exists
             if await pulse.open_round(s, survey, due, core.secret) is not None:
                 opened += 1
+                if fell_in_gap(due, now):
+                    late.append((f"open:{survey.id}:{due:%Y%m%dT%H%M}", due, "caught-up"))
+    for key, due, outcome in late:
+        await note(core, JOB, key, due, now, outcome)
     return opened
+
+
+async def _windows_missed(s: Any, survey: PulseSurvey, now: datetime
+                          ) -> list[tuple[str, datetime, str]]:
+    """Fire times whose whole window (open to close) passed while the process was down."""
+    prev = previous_run()
+    if prev is None:
+        return []
+    window = timedelta(minutes=survey.close_after_min)
+    times = sched.fire_times(survey.schedule, survey.timezone, max(prev, now - timedelta(days=8)),
+                             now - window)
+    if not times:
+        return []
+    latest = await pulse.latest_opening(s, survey.id)
+    return [(f"open:{survey.id}:{t:%Y%m%dT%H%M}", t, "skipped") for t in times
+            if (survey.starts_at is None or t >= survey.starts_at)
+            and (latest is None or latest < t)]
 
 
 async def close_due_rounds(core: Core, now: datetime) -> int:
     async with core.db.session() as s:
         due = (await s.execute(select(PulseRound).where(
             PulseRound.state == "open", PulseRound.closes_at <= now))).scalars().all()
+        late = [(r.id, r.closes_at) for r in due if fell_in_gap(r.closes_at, now)]
         for rnd in due:
             await pulse.close_round(s, rnd, now, core.secret)
+    for rid, at in late:
+        await note(core, JOB, f"close:{rid}", at, now, "caught-up")
     return len(due)
 
 
 async def _pending(core: Core, round_id: str, now: datetime, *, reminders: bool
-                   ) -> tuple[Where | None, list[tuple[PulseParticipation, Person]]]:
+                   ) -> tuple[Where | None, list[tuple[PulseParticipation, Person, Pattern]]]:
     """The round and the people due an invitation (or a reminder) who are at work now."""
     P = PulseParticipation
     async with core.db.session() as s:
@@ -93,10 +131,10 @@ async def _pending(core: Core, round_id: str, now: datetime, *, reminders: bool
             q = q.where(P.invited_at.is_(None))
         rows = [(p, person) for p, person in (await s.execute(q)).all()]
         prog = await get_setting(s, "programme", {})
-    at_work = [
-        (p, person) for p, person in rows
-        if is_working_moment(Pattern.from_settings(prog, person.tz, person.work_pattern), now)
-    ]
+    with_hours = [(p, person, Pattern.from_settings(prog, person.tz, person.work_pattern))
+                  for p, person in rows]
+    at_work = [(p, person, hours) for p, person, hours in with_hours
+               if is_working_moment(hours, now)]
     return w, at_work[:BATCH]  # bounded after the hours filter, so nobody at work waits behind
 
 
@@ -106,8 +144,11 @@ async def invite_due(core: Core, round_id: str, now: datetime) -> int:
     if w is None:
         return 0
     card = cards.question_card(w, 0, lead=w.survey.intro or f"{w.survey.title} is open.")
+    late = {send_time(hours, w.round.opens_at) for _p, _person, hours in people}
+    for at in sorted(t for t in late if fell_in_gap(t, now)):
+        await note(core, JOB, f"invite:{round_id}:{at:%Y%m%dT%H%M}", at, now, "caught-up")
     sent = 0
-    for _part, person in people:
+    for _part, person, _hours in people:
         try:
             ref = await core.dm(person.id, card)
         except (RateLimited, TransientError):
@@ -133,9 +174,16 @@ async def remind_due(core: Core, round_id: str, now: datetime) -> int:
     async with core.db.session() as s:
         await pulse.sync_finished(s, round_id, core.secret)
         done = await pulse.completed_keys(s, round_id)
+    skip: dict[datetime, bool] = {}
     sent = 0
-    for part, person in people:
+    for part, person, hours in people:
         if pulse.response_key(core.secret, round_id, person.id) in done:
+            continue
+        at = send_time(hours, w.round.remind_at)
+        if at not in skip:  # one record per send time, so nobody is named in it
+            skip[at] = await too_late(core, JOB, f"remind:{round_id}:{at:%Y%m%dT%H%M}", at, now,
+                                      REMIND_GRACE)
+        if skip[at]:
             continue
         async with core.db.session() as s:
             key = pulse.response_key(core.secret, round_id, person.id)
@@ -158,3 +206,53 @@ async def remind_due(core: Core, round_id: str, now: datetime) -> int:
                     row.message = ref_to_json(ref)
                     sent += 1
     return sent
+
+
+async def next_due(core: Core, now: datetime) -> datetime | None:
+    """The next round opening, invitation or reminder (at the person's working moment) or close."""
+    times: list[datetime | None] = []
+    async with core.db.session() as s:
+        prog = await get_setting(s, "programme", {})
+        for survey in await pulse.surveys(s):
+            if survey.paused:
+                continue
+            try:
+                after = max(now, survey.starts_at - timedelta(seconds=1)) if survey.starts_at else now
+                times.append(sched.next_after(survey.schedule, survey.timezone, after))
+            except sched.ScheduleError:
+                continue
+        rounds = (await s.execute(
+            select(PulseRound, PulseSurvey.paused).join(PulseSurvey, PulseSurvey.id == PulseRound.survey_id)
+            .where(PulseRound.state == "open"))).all()
+        for rnd, paused in rounds:
+            times.append(rnd.closes_at)
+            if not paused:
+                times += await _next_prompts(s, prog, rnd, now)
+    return soonest(times, now)
+
+
+async def _next_prompts(s: Any, prog: dict[str, Any], rnd: PulseRound, now: datetime
+                        ) -> list[datetime]:
+    """When the round's next invitation and next reminder reach someone (one per work pattern)."""
+    P = PulseParticipation
+    rows = (await s.execute(
+        select(Person.tz, Person.work_pattern, P.invited_at)
+        .join(Person, Person.id == P.person_id)
+        .where(P.round_id == rnd.id, P.unreachable.is_(False), P.finished.is_(False),
+               P.reminded.is_(False)))).all()
+    hours: dict[tuple[str | None, str, bool], Pattern] = {}
+    for tz, own, invited_at in rows:
+        if invited_at is not None and invited_at >= rnd.remind_at:
+            continue  # invited after the reminder time: never reminded
+        key = (tz, json.dumps(own, sort_keys=True), invited_at is None)
+        if key not in hours:
+            hours[key] = Pattern.from_settings(prog, tz, own)
+    out = []
+    for (_tz, _own, invite), pattern in hours.items():
+        base = rnd.opens_at if invite else rnd.remind_at
+        at = next_working_moment(pattern, max(now, base))
+        if not invite and at - send_time(pattern, base) > REMIND_GRACE:
+            continue  # would be skipped, not sent
+        if at < rnd.closes_at:
+            out.append(at)
+    return out

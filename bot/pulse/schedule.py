@@ -117,9 +117,18 @@ def latest_due(schedule: Mapping[str, Any], tz: str, now: datetime, window_min: 
 
 
 def next_after(schedule: Mapping[str, Any], tz: str, now: datetime) -> datetime | None:
-    """The next fire time after `now` (for listings)."""
-    times = fire_times(schedule, tz, now, now + timedelta(days=400))
-    return times[0] if times else None
+    """The next fire time after `now` (for listings and the scheduler's wake-up)."""
+    trig = trigger(schedule, tz)
+    starts = schedule.get("starts")
+    first = date.fromisoformat(str(starts)) if starts else date.min
+    t = trig.get_next_fire_time(None, now + timedelta(seconds=1))
+    for _ in range(1000):  # a fortnight skips every other fire time; bounded all the same
+        if t is None or t > now + timedelta(days=400):
+            return None
+        if _in_fortnight(schedule, t, tz) and t.astimezone(ZoneInfo(tz)).date() >= first:
+            return t.astimezone(UTC)
+        t = trig.get_next_fire_time(t, t + timedelta(seconds=1))
+    return None
 
 
 def _in_fortnight(schedule: Mapping[str, Any], t: datetime, tz: str) -> bool:

@@ -3,6 +3,8 @@
 Participation in the latest closed round, the three biggest movements, and roadmap health when
 the milestones feature is installed. Everything comes from results that passed the anonymity
 engine. A row per week records the post, so a restart or a second scheduler never posts twice.
+Missed while the process was down for longer than the usual 4-hour grace, that week's digest is
+skipped (and recorded) rather than posted days late.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from bot.reports.anonymity import ALL
 from bot.reports.card import pct, signed
 from bot.reports.results import RoundResults
 from bot.reports.tables import LeadershipDigest
-from bot.workhours import Pattern, is_working_moment
+from bot.scheduling.prompts import weekly_next_due, weekly_post_due
+from bot.workhours import Pattern
 
 log = logging.getLogger("staffvoice.reports")
+JOB = "leadership_digest"  # the scheduler's name for this ticker (its records of late work use it)
 
 
 def week_of(prog: dict[str, Any], now: datetime) -> date:
@@ -37,11 +41,12 @@ async def tick(core: Any, now: datetime) -> int:
     async with core.db.session() as s:
         prog = await get_setting(s, "programme", {}) or {}
         channel = (prog.get("channels") or {}).get("leadership_digest")
-        if not channel or not is_working_moment(Pattern.from_settings(prog), now):
-            return 0
         week = week_of(prog, now)
-        if await s.get(LeadershipDigest, week) is not None:
+        if not channel or await s.get(LeadershipDigest, week) is not None:
             return 0
+    if not await weekly_post_due(core, JOB, Pattern.from_settings(prog), now):
+        return 0
+    async with core.db.session() as s:
         msg = await build(s, now)
     ref = await core.post_channel(channel, msg)
     if ref is None:
@@ -52,6 +57,16 @@ async def tick(core: Any, now: datetime) -> int:
     except IntegrityError:
         log.warning("leadership digest for this week was recorded twice")
     return 1
+
+
+async def next_due(core: Any, now: datetime) -> datetime | None:
+    """This week's first working moment if the digest is still to post, else next week's."""
+    async with core.db.session() as s:
+        prog = await get_setting(s, "programme", {}) or {}
+        if not (prog.get("channels") or {}).get("leadership_digest"):
+            return None
+        posted = await s.get(LeadershipDigest, week_of(prog, now)) is not None
+    return await weekly_next_due(core, JOB, Pattern.from_settings(prog), now, posted)
 
 
 def movements(results: RoundResults, top: int = 3) -> list[str]:

@@ -10,6 +10,7 @@ from bot.reports.anonymity import ALL
 from bot.reports.results import SCORED, RoundInfo, comments_for, load_org
 from bot.roles import CHANGE_TEAM, LEADER, TEAM_LEAD
 from bot.router import Router
+from bot.scheduling.jobs import with_next_due
 
 ROUND = re.compile(r"\s*\bround\s+(\S+)\s*$", re.IGNORECASE)
 
@@ -82,4 +83,4 @@ def register(r: Router) -> None:
         usage="results [TEAM] [round N]", roles={CHANGE_TEAM, LEADER, TEAM_LEAD},
     )
     r.intent(r"^(?:show |see )?(?:the )?(?:pulse )?results(?: for)?\s+(.+)$", "results")
-    r.ticker("leadership_digest", digest.tick)
+    r.ticker(digest.JOB, with_next_due(digest.tick, digest.next_due))

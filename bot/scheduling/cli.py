@@ -9,7 +9,7 @@ import socket
 import sys
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -27,10 +27,11 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Planned:
     job: str
-    next_at: datetime | None  # None: the job checks its tables on every tick
+    next_at: datetime | None  # None: nothing due (a probed job) or checked on every tick
     summary: str
     last_run_at: datetime | None
     last_outcome: str
+    probed: bool = False  # the job says when it is next due (the next_due protocol)
 
 
 async def plan(core: Core, now: datetime) -> list[Planned]:
@@ -46,6 +47,7 @@ async def plan(core: Core, now: datetime) -> list[Planned]:
             summary=doc[0] if doc else "",
             last_run_at=rec.last_run_at if rec else None,
             last_outcome=rec.last_outcome if rec else "",
+            probed=getattr(fn, "next_due", None) is not None,
         ))
     far = datetime.max.replace(tzinfo=now.tzinfo)
     return sorted(rows, key=lambda p: (p.next_at or far, p.job))
@@ -94,7 +96,7 @@ def render(rows: list[Planned], now: datetime, tz: str, interval_s: float,
     lines.append(f"  {'job'.ljust(width)}  {'next due'.ljust(22)}  {'last run'.ljust(22)}  last outcome")
     for r in rows:
         lines.append(
-            f"  {r.job.ljust(width)}  {local(r.next_at, every).ljust(22)}  "
+            f"  {r.job.ljust(width)}  {local(r.next_at, 'nothing due' if r.probed else every).ljust(22)}  "
             f"{local(r.last_run_at, 'never').ljust(22)}  {r.last_outcome or '-'}"
             + (f"   {r.summary}" if r.summary else "")
         )
@@ -113,11 +115,14 @@ def cli(settings: Settings, argv: list[str]) -> int:
     """`staffvoice schedule list` or `staffvoice schedule run-due`."""
     ap = argparse.ArgumentParser(prog="staffvoice schedule", description="The scheduler.")
     sub = ap.add_subparsers(dest="sub", required=True)
-    sub.add_parser("list", help="what runs next and when, in local time")
+    ls = sub.add_parser("list", help="what runs next and when, in local time")
+    ls.add_argument("--at", metavar="WHEN",
+                    help="plan as of this local date and time instead of now, e.g. "
+                         "'2027-05-04 09:00' (what would be due after a bank holiday?)")
     sub.add_parser("run-due", help="run what is due now, once (for cron deployments)")
     args = ap.parse_args(argv)
     if args.sub == "list":
-        return asyncio.run(_list(settings))
+        return asyncio.run(_list(settings, args.at))
     return asyncio.run(_run_due(settings))
 
 
@@ -128,14 +133,31 @@ def _core(settings: Settings) -> Core:
     return Core(Database(settings.database_url), settings=settings)
 
 
-async def _list(settings: Settings) -> int:
+def _parse_at(text: str, tz: str) -> datetime | None:
+    """A local date-time ('2027-05-04 09:00' or ISO with an offset) as UTC; None if unreadable."""
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=ZoneInfo(tz))
+    return when.astimezone(UTC)
+
+
+async def _list(settings: Settings, at: str | None = None) -> int:
     core = _core(settings)
     try:
         await core.db.upgrade()
+        tz = await programme_tz(core)
         now = core.clock.now()
+        if at is not None:
+            parsed = _parse_at(at, tz)
+            if parsed is None:
+                print(f"--at {at!r}: expected a date and time like 2027-05-04 09:00", file=sys.stderr)
+                return 2
+            now = parsed
         rows = await plan(core, now)
-        print(render(rows, now, await programme_tz(core), settings.scheduler_interval_s,
-                     await missed(core, now)))
+        print(render(rows, now, tz, settings.scheduler_interval_s, await missed(core, now)))
     finally:
         await core.db.dispose()
     return 0

@@ -132,7 +132,7 @@ def missed(due_at: datetime) -> bool:
 def fell_in_gap(due_at: datetime, now: datetime) -> bool:
     """True when `due_at` passed during a downtime gap this run is catching up on."""
     prev = _previous.get()
-    return prev is not None and now - prev > _gap.get() and prev < due_at <= now
+    return prev is not None and now - prev > _gap.get() and prev < due_at < now
 
 
 async def once(core: Core, job: str, key: str, due_at: datetime, now: datetime | None = None,
@@ -168,6 +168,13 @@ async def too_late(core: Core, job: str, key: str, due_at: datetime, now: dateti
     if before is None and fell_in_gap(due_at, now):
         await note(core, job, key, due_at, now, "caught-up")
     return False
+
+
+async def was_skipped(core: Core, job: str, key: str) -> bool:
+    """True when the item `key` of `job` was recorded as skipped."""
+    async with core.db.session() as s:
+        seen = await s.get(Occurrence, (job, key[:200]))
+    return seen is not None and seen.outcome == "skipped"
 
 
 async def note(core: Core, job: str, key: str, due_at: datetime, now: datetime, outcome: str

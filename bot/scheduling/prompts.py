@@ -8,10 +8,11 @@ after that moment (the process was down), it is recorded as skipped instead of s
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
-from bot.scheduling.jobs import DEFAULT_GRACE, once
+from bot.scheduling.jobs import DEFAULT_GRACE, once, too_late, was_skipped
 from bot.workhours import Pattern, is_working_moment, next_working_moment
 
 if TYPE_CHECKING:
@@ -31,3 +32,42 @@ async def prompt_due(core: Core, job: str, key: str, pattern: Pattern, due_at: d
         # Not yet, or the process came back outside working hours: wait (and perhaps skip).
         return False
     return await once(core, job, key, at, now, grace)
+
+
+# -- weekly posts (digests): due at the first working moment of each week ------------------
+
+
+def week_of(pattern: Pattern, now: datetime) -> date:
+    """The Monday of `now`'s week in the pattern's time zone."""
+    local = now.astimezone(ZoneInfo(pattern.tz)).date()
+    return local - timedelta(days=local.weekday())
+
+
+def week_due(pattern: Pattern, monday: date) -> datetime:
+    """The first working moment of the week starting `monday` (a bank holiday Monday: Tuesday)."""
+    start = datetime.combine(monday, time(0), ZoneInfo(pattern.tz))
+    return next_working_moment(pattern, start).astimezone(UTC)
+
+
+async def weekly_post_due(core: Core, job: str, pattern: Pattern, now: datetime,
+                          grace: timedelta = DEFAULT_GRACE) -> bool:
+    """True when this week's post (not made yet) may go now: from the week's first working
+    moment, at a working moment, unless it was missed beyond its grace while the process was
+    down (then it is recorded as skipped and waits for next week)."""
+    monday = week_of(pattern, now)
+    due = week_due(pattern, monday)
+    if now < due:
+        return False
+    # Judged before the hours check, so a restart at night still sees how late it is.
+    if await too_late(core, job, f"week:{monday}", due, now, grace, only_if_missed=True):
+        return False
+    return is_working_moment(pattern, now)
+
+
+async def weekly_next_due(core: Core, job: str, pattern: Pattern, now: datetime, posted: bool
+                          ) -> datetime:
+    """When the weekly post is next due: this week's (if not made or skipped) or next week's."""
+    monday = week_of(pattern, now)
+    if posted or await was_skipped(core, job, f"week:{monday}"):
+        return week_due(pattern, monday + timedelta(days=7))
+    return next_working_moment(pattern, max(now, week_due(pattern, monday)))
