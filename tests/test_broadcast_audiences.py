@@ -8,6 +8,7 @@ and the fake Teams connector (paged members, two a page), through the real adapt
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -146,3 +147,24 @@ async def test_a_teams_team_is_an_audience_read_page_by_page(
     assert got == {e: 0 if e == night else 1 for e in everyone}
     status = await service.status(loaded, bid)
     assert status.total == len(everyone) and status.waiting == 1, "the night worker waits for 17:00"
+
+
+async def test_a_scheduled_broadcast_whose_group_is_gone_is_cancelled_and_the_author_told(
+    loaded: Core, slack: FakeSlack, clock: FakeClock
+) -> None:
+    lead = slack.add_user(CHANGE)
+    staff = slack.add_user("practitioner1@northbridge.example")
+    slack.usergroups["S0DUTY"] = [staff.id]
+    async with loaded.db.session() as s:
+        f = await service.validate(s, {"title": TITLE, "text": "Soon.", "when": "2026-11-30 14:00",
+                                       "audience": f"members: slack:{TEAM}/usergroup:S0DUTY"},
+                                   set(loaded.ports), clock.now())
+    b = await service.store(loaded, await author(loaded), f)
+    assert (await service.confirm(loaded, b.id, await author(loaded))).state == "scheduled"
+    del slack.usergroups["S0DUTY"]  # the group was deleted before the time came
+    clock.advance(timedelta(hours=4))
+    assert await service.start_due(loaded, clock.now()) == 0
+    assert (await service.get(loaded, b.id)).state == "cancelled"  # type: ignore[union-attr]
+    told = [m.text for m in slack.in_channel(slack.dm_of(lead.id))]
+    assert any(f"'{TITLE}' was not sent" in t and "no_such_subteam" in t for t in told)
+    assert dms_with_title(slack, staff.email) == 0
