@@ -11,9 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, bindparam, func, insert, or_, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.broadcasts.tables import Broadcast, Delivery
@@ -287,7 +297,7 @@ async def finish_many(db: Database, sender_id: str,
     for row_id, values in outcomes:
         groups.setdefault(tuple(sorted(values)), []).append(
             {"b_id": row_id, "b_by": sender_id, **values})
-    t = Delivery.__table__
+    t = cast(Table, Delivery.__table__)
     async with db.session() as s:
         for keys, params in groups.items():
             stmt = (

@@ -298,11 +298,11 @@ class Sender:
             port, conv, ident = target
             where = (conv.platform, conv.workspace)
             await self._may_send(conv)
-            keyed = isinstance(port, KeyedPort)
+            keyed = port if isinstance(port, KeyedPort) else None
             if row.error == IN_DOUBT or row.attempts > 1:
-                if keyed:
+                if keyed is not None:
                     try:
-                        found = await port.find_sent(conv, row.id)
+                        found = await keyed.find_sent(conv, row.id)
                     except (RateLimited, TransientError):
                         raise  # ask again later, as for a send
                     except PlatformError as e:  # e.g. no permission to read that history
@@ -326,7 +326,8 @@ class Sender:
             if held > self.lease.total_seconds() - self.send_timeout_s:
                 raise Busy(0.0)  # our lease is nearly over: let a fresh claim take it
             async with self._sem(conv):
-                send = port.send_keyed(conv, msg, row.id) if keyed else port.send(conv, msg)
+                send = (keyed.send_keyed(conv, msg, row.id) if keyed is not None
+                        else port.send(conv, msg))
                 ref = await asyncio.wait_for(send, self.send_timeout_s)
             await self._sent(row, ref, conv)
         except Busy as e:
@@ -447,7 +448,8 @@ class Sender:
                           if i.reachable and i.platform in self.core.ports]
         if ident is None:
             # First contact: find the person on the connected platforms by email.
-            ident = (idents or await self._discover(row.person_id) or [None])[0]
+            found_idents = idents or await self._discover(row.person_id)
+            ident = found_idents[0] if found_idents else None
         if ident is None:
             return None
         port = self.core.ports[ident.platform]
