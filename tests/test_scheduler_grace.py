@@ -16,6 +16,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
+from bot.broadcasts import service as broadcasts
+from bot.broadcasts.feature import settle
+from bot.broadcasts.tables import Broadcast, Delivery
 from bot.clock import FakeClock
 from bot.config import Settings
 from bot.core import Core
@@ -225,6 +228,62 @@ async def test_digests_found_beyond_their_grace_are_skipped_until_next_week(
         assert {k: (o.outcome, o.at) for k, o in late.items()} == {
             "week:2026-12-07": ("skipped", utc(7, 18))}
         assert (await job(loaded, name)).skipped == 1
+
+
+# -- scheduled broadcasts ------------------------------------------------------------------
+
+
+async def test_a_scheduled_broadcast_missed_while_down_goes_once_inside_its_grace(
+        loaded: Core, clock: FakeClock) -> None:
+    port = RecordingPort(clock)
+    loaded.add_port(port)
+    async with loaded.db.session() as s:
+        author = (await s.execute(select(Person.id).where(
+            Person.email == f"changelead{ORG}"))).scalar_one()
+        form = await broadcasts.validate(s, {
+            "title": "Early win: weekly group supervision", "text": "Every team, every week.",
+            "audience": "roles: leader", "when": "2026-11-30 14:00", "celebrate": "false"},
+            {"fake"}, clock.now())
+    b = await broadcasts.store(loaded, author, form)
+    assert (await broadcasts.confirm(loaded, b.id, author)).state == "scheduled"
+    await start_at(loaded, clock, MON)  # up at 10:00, then down over 14:00
+    assert await Scheduler(loaded, Always()).soonest_due(MON) == utc(30, 14, month=11)
+    await start_at(loaded, clock, utc(30, 15, month=11))  # an hour late
+    await start_at(loaded, clock, utc(30, 15, 1, month=11))
+    await settle()
+    got = [t for t, conv, text in port.log
+           if conv == f"D-U-director{ORG}" and "Every team, every week." in text]
+    assert got == [utc(30, 15, month=11)]
+    late = await occurrences(loaded, "broadcasts")
+    assert {k: o.outcome for k, o in late.items()} == {f"scheduled:{b.id}": "caught-up"}
+
+
+async def test_a_scheduled_broadcast_found_beyond_its_grace_is_not_sent_and_its_author_is_told(
+        loaded: Core, clock: FakeClock) -> None:
+    port = RecordingPort(clock)
+    loaded.add_port(port)
+    async with loaded.db.session() as s:
+        author = (await s.execute(select(Person.id).where(
+            Person.email == f"changelead{ORG}"))).scalar_one()
+        form = await broadcasts.validate(s, {
+            "title": "Briefing at 15:00 today", "text": "Room 2.", "audience": "roles: leader",
+            "when": "2026-11-30 11:00", "celebrate": "false"}, {"fake"}, clock.now())
+    b = await broadcasts.store(loaded, author, form)
+    await broadcasts.confirm(loaded, b.id, author)
+    await start_at(loaded, clock, MON)
+    await start_at(loaded, clock, utc(30, 16, month=11))  # five hours late
+    await start_at(loaded, clock, utc(30, 16, 1, month=11))
+    await settle()
+    async with loaded.db.session() as s:
+        row = await s.get(Broadcast, b.id)
+        assert row is not None and row.state == "cancelled"
+        assert (await s.execute(select(Delivery).where(Delivery.broadcast_id == b.id))).first() is None
+    told = [text for _, conv, text in port.log if conv == f"D-U-changelead{ORG}"]
+    assert any("'Briefing at 15:00 today' was not sent: it was due Mon 30 Nov 11:00" in t
+               for t in told)
+    assert not any("Room 2." in text for _, conv, text in port.log if "director" in conv)
+    late = await occurrences(loaded, "broadcasts")
+    assert {k: o.outcome for k, o in late.items()} == {f"scheduled:{b.id}": "skipped"}
 
 
 # -- what `staffvoice schedule list` shows -------------------------------------------------

@@ -39,6 +39,7 @@ from bot.people import service as people
 from bot.people.tables import Person
 from bot.port import RateLimited
 from bot.roles import ALL_ROLES, CHANGE_TEAM, LABELS
+from bot.scheduling.jobs import DEFAULT_GRACE, programme_tz, too_late
 
 # Longest text each platform shows in one block: a Slack section is capped at 3,000
 # characters; a Teams message at about 28 KB (we keep well under it).
@@ -366,9 +367,11 @@ async def start_due(core: Any, now: datetime) -> int:
     """Ticker: scheduled broadcasts whose time has come are queued (the table says what is due)."""
     started = 0
     async with core.db.session() as s:
-        due = list((await s.execute(select(Broadcast.id).where(
-            Broadcast.state == "scheduled", Broadcast.send_at <= now))).scalars())
-    for bid in due:
+        due = list((await s.execute(select(Broadcast.id, Broadcast.send_at).where(
+            Broadcast.state == "scheduled", Broadcast.send_at <= now))).all())
+    for bid, send_at in due:
+        if await _missed_beyond_grace(core, bid, send_at, now):
+            continue
         b0 = await get(core, bid)
         try:
             members = await group_members(core, b0.audience) if b0 is not None else []
@@ -381,6 +384,21 @@ async def start_due(core: Any, now: datetime) -> int:
                 await _start(s, b, set(core.ports), now, members)
                 started += 1
     return started
+
+
+async def _missed_beyond_grace(core: Any, bid: str, send_at: datetime, now: datetime) -> bool:
+    """A scheduled broadcast whose time passed while staffvoice was down for longer than the
+    scheduler's grace is not sent hours late (news of a 10:00 briefing at 15:00 misleads): it
+    is cancelled, recorded as skipped, and the author told so they can send it again."""
+    if not await too_late(core, "broadcasts", f"scheduled:{bid}", send_at, now, DEFAULT_GRACE,
+                          only_if_missed=True):
+        return False
+    when = send_at.astimezone(ZoneInfo(await programme_tz(core))).strftime("%a %d %b %H:%M")
+    hours = int(DEFAULT_GRACE.total_seconds() // 3600)
+    await _cancel_unreadable(core, bid, f"it was due {when}, while staffvoice was not running, "
+                             f"and was found more than {hours} hours late. Write it again with "
+                             "'broadcast' if it still stands.")
+    return True
 
 
 async def _cancel_unreadable(core: Any, bid: str, reason: str) -> None:

@@ -95,11 +95,10 @@ def render(rows: list[Planned], now: datetime, tz: str, interval_s: float,
     width = max(len(r.job) for r in rows)
     lines.append(f"  {'job'.ljust(width)}  {'next due'.ljust(22)}  {'last run'.ljust(22)}  last outcome")
     for r in rows:
-        lines.append(
-            f"  {r.job.ljust(width)}  {local(r.next_at, 'nothing due' if r.probed else every).ljust(22)}  "
-            f"{local(r.last_run_at, 'never').ljust(22)}  {r.last_outcome or '-'}"
-            + (f"   {r.summary}" if r.summary else "")
-        )
+        due = local(r.next_at, "nothing due" if r.probed else every)
+        lines.append((
+            f"  {r.job.ljust(width)}  {due.ljust(22)}  {local(r.last_run_at, 'never').ljust(22)}  "
+            f"{(r.last_outcome or '-').ljust(12)} {r.summary}").rstrip())
     if late:
         lines += ["", f"Found late after downtime (last {LOOKBACK.days} days):"]
         w = max(len(m.job) for m in late)
