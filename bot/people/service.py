@@ -27,11 +27,11 @@ async def person_for(s: AsyncSession, user: UserRef) -> Person:
         )
     ).first()
     if found is not None:
-        person = found[1]
-        if user.tz and person.tz != user.tz and not person.from_programme:
-            person.tz = user.tz
-        return person
-    person = None
+        known: Person = found[1]
+        if user.tz and known.tz != user.tz and not known.from_programme:
+            known.tz = user.tz
+        return known
+    person: Person | None = None
     if user.email:
         person = (
             await s.execute(select(Person).where(Person.email == user.email.lower()))
