@@ -10,6 +10,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from bot.errors import UserError
 from bot.milestones import cards, service
 from bot.milestones.tables import Milestone
 from bot.model import Block, Choice, Choices, Context, Message, Text
@@ -34,7 +35,8 @@ async def draft_text(core: Any, mid: str) -> tuple[str, str]:
     """A title and text announcing a milestone done and the early wins it delivered."""
     async with core.db.session() as s:
         m = await service.get(s, mid)
-        assert m is not None
+        if m is None:  # a stale button: the milestone was removed since the offer was sent
+            raise UserError("That milestone no longer exists, so there is nothing to announce.")
         wins = [w for w in await service.early_wins(s) if w.id in (m.early_win_ids or [])]
         owners = await service.owners_of(s, m.id)
     title = f"Done: {m.title}"

@@ -91,3 +91,14 @@ async def test_teams_odd_activities_get_400_and_log_no_payload(teams, errors: Er
         assert status == 400, (broken, status)
     assert await teams_post(teams, b"[" * 50_000) in (400, 401)  # no serviceUrl to match the token
     assert errors.take() == []
+
+
+async def test_a_stale_early_win_draft_button_gets_a_friendly_answer(slack: SlackDriver, errors: ErrorLog) -> None:
+    u = slack.user(CHANGE)
+    tap = {"type": "block_actions", "user": slack._user_json(u), "team": {"id": slack.fake.team},
+           "trigger_id": slack.fake.new_trigger(u.id),
+           "actions": [{"action_id": "ms:draft#0", "block_id": "b", "type": "button",
+                        "value": "no-such-milestone", "action_ts": "1.5"}]}
+    assert await post(slack, interaction(tap), "application/x-www-form-urlencoded") == 200
+    assert errors.take() == []
+    assert "no longer exists" in slack.seen(CHANGE)[-1]
