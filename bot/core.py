@@ -444,6 +444,7 @@ def clean_text(value: object) -> str:
     """A str the database and platforms accept: non-strings become "", lone surrogates "\ufffd"."""
     if not isinstance(value, str):
         return ""
+    value = value.replace("\x00", "\ufffd")  # PostgreSQL text cannot hold NUL
     try:
         value.encode("utf-8")
         return value
@@ -460,6 +461,11 @@ def clean_event(event: Event) -> Event:
     if isinstance(event, FormSubmitEvent):
         values = event.values if isinstance(event.values, dict) else {}
         changes["values"] = {clean_text(k): clean_text(v) for k, v in values.items()}
+    u = event.user
+    user = replace(u, user_id=clean_text(u.user_id), workspace=clean_text(u.workspace),
+                   email=clean_text(u.email) or None, display_name=clean_text(u.display_name) or None)
+    if user != u:
+        changes["user"] = user
     changes = {k: v for k, v in changes.items() if v is not getattr(event, k)}
     return replace(event, **changes) if changes else event
 
