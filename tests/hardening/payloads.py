@@ -70,3 +70,6 @@ wrongly_typed = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(all
                           st.lists(st.integers(), max_size=3),
                           st.dictionaries(st.text(max_size=5), st.integers(), max_size=3))
 field_value = st.one_of(nasty_text, nasty_text, wrongly_typed)
+# Platform ids (team, user) of the wrong type but within the 64-character id columns: over-long
+# ids are a known bug on PostgreSQL (test_regressions.py, xfail) and would drown every example.
+short_wrongly_typed = wrongly_typed.filter(lambda v: len(str(v)) <= 60)

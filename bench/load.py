@@ -1,0 +1,511 @@
+"""Load on the serving process: signed Slack and Teams traffic at a fixed rate, next to the bare
+frameworks measured in the same run.
+
+    .venv/bin/python bench/load.py [--rate 200] [--seconds 20] [--saturate 5] [--concurrency 32]
+
+Processes (each its own, on loopback):
+- fakes: the fake Slack Web API and the fake Teams Bot Connector + token issuer (tests/fakes);
+- ours: `adapters.server.serve` (health, metrics, scheduler, workers, Slack and Teams mounted),
+  SQLite, the example programme loaded. The one change from production: the Teams outbound
+  token comes from the fake issuer instead of Entra (no network here);
+- bare slack-bolt: an AsyncApp whose message listener only acks (process_before_response=True,
+  as ours; and Bolt's defaults), from bench/slack_ack.py;
+- bare Agents SDK: CloudAdapter with an echo agent replying to the fake connector (no JWT check).
+
+Traffic for ours is a mix: Slack pulse taps, "status" questions and feedback form submissions,
+and the same three over Teams (JWT-signed activities). The bare servers get what they can
+answer: signed message events (Bolt) and message activities (SDK). Phase 1 sends at a fixed
+rate (open loop) and reports p50/p99 latency and errors; phase 2 saturates with a fixed number of
+concurrent clients and reports throughput. Peak memory is the server's VmHWM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+SECRET = "bench-signing-secret"  # the same as bench/slack_ack.py's bare servers
+BOT_TOKEN = "xoxb-fake-bot-token"
+TIMEOUT = aiohttp.ClientTimeout(total=10)  # a request slower than this counts as an error
+PEOPLE = [f"practitioner{i}@northbridge.example" for i in range(1, 16)]
+CHANGE = "changelead@northbridge.example"
+
+
+# -- servers (run with --serve KIND) ---------------------------------------------------------
+
+async def serve_fakes() -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from tests.fakes.slack_api import FakeSlack
+    from tests.fakes.teams_connector import FakeConnector
+
+    slack = FakeSlack()
+    await slack.start()
+    teams = await FakeConnector().start()
+    slack_users = {e: slack.add_user(e).id for e in [*PEOPLE, CHANGE]}
+    for uid in slack_users.values():
+        slack.dm_of(uid)  # their DM with the bot exists
+    teams_users = {}
+    for e in [*PEOPLE, CHANGE]:
+        u = teams.add_user(e)
+        u.installed = True
+        teams_users[e] = u.id
+    pem = teams.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()).decode()
+    print(json.dumps({"slack_url": slack.url, "team": slack.team, "slack_users": slack_users,
+                      "teams_url": teams.url, "service_url": teams.service_url,
+                      "metadata_url": teams.metadata_url, "teams_users": teams_users,
+                      "tenant": teams.state.tenant_id, "app_id": teams.state.app_id,
+                      "bot_id": teams.state.bot_id, "kid": teams.kid, "pem": pem}), flush=True)
+    await asyncio.Event().wait()
+
+
+class FakeIssuerTokens:
+    """The bot's outbound token, signed by the fake issuer (production asks Entra)."""
+
+    def __init__(self, pem: str, kid: str, app_id: str) -> None:
+        self.pem, self.kid, self.app_id = pem, kid, app_id
+
+        self.token = ""
+
+    async def get_access_token(self, resource_url: str, scopes: list[str],
+                               force_refresh: bool = False) -> str:
+        import jwt
+
+        if not self.token or force_refresh:  # cached, as MSAL caches Entra's tokens
+            now = int(time.time())
+            self.token = jwt.encode({"iss": "https://login.microsoftonline.com/fake/v2.0",
+                                     "aud": "https://api.botframework.com", "appid": self.app_id,
+                                     "iat": now, "exp": now + 3600}, private_key(self.pem),
+                                    algorithm="RS256", headers={"kid": self.kid})
+        return self.token
+
+
+_KEYS: dict[str, Any] = {}
+
+
+def private_key(pem: str) -> Any:
+    """Parsing an RSA key checks it (tens of ms): once per process."""
+    if pem not in _KEYS:
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        _KEYS[pem] = load_pem_private_key(pem.encode(), password=None)
+    return _KEYS[pem]
+
+
+def fakes_env(fakes: dict[str, Any]) -> dict[str, str]:
+    return {
+        "SLACK_SIGNING_SECRET": SECRET, "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_API_URL": fakes["slack_url"],
+        "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__CLIENTID": fakes["app_id"],
+        "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__CLIENTSECRET": "not-used",
+        "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__TENANTID": fakes["tenant"],
+        "STAFFVOICE_TEAMS_OPENID_METADATA": fakes["metadata_url"],
+    }
+
+
+async def serve_ours(fakes: dict[str, Any]) -> None:
+    import functools
+
+    import adapters.teams.mount as teams_mount
+    from adapters import server
+    from adapters.teams.connector import ConnectorPool
+    from bot.config import Settings
+
+    tokens = FakeIssuerTokens(fakes["pem"], fakes["kid"], fakes["app_id"])
+    teams_mount.mount = functools.partial(teams_mount.mount,  # type: ignore[assignment]
+                                          pool=ConnectorPool(tokens))
+    tmp = Path(tempfile.mkdtemp())
+    os.environ.update(fakes_env(fakes))
+    settings = Settings.from_env({
+        **os.environ, "STAFFVOICE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'load.db'}",
+        "STAFFVOICE_SECRET_KEY": "bench", "STAFFVOICE_PROGRAMME": str(ROOT / "examples/programme.yaml"),
+        "STAFFVOICE_LOG_LEVEL": "WARNING"})
+    print(json.dumps({"db": str(tmp / "load.db")}), flush=True)
+    await server.serve(settings, "127.0.0.1", 0)
+
+
+async def serve_bare_agents(fakes: dict[str, Any]) -> None:
+    from aiohttp import web
+    from microsoft_agents.hosting.aiohttp import CloudAdapter
+    from microsoft_agents.hosting.core import TurnContext
+    from microsoft_agents.hosting.core.authorization import ClaimsIdentity
+
+    from adapters.teams.connector import ConnectorPool, PooledClientFactory
+
+    class Echo:
+        async def on_turn(self, context: TurnContext) -> None:
+            if context.activity.type == "message":
+                await context.send_activity(context.activity.text or "")
+
+    tokens = FakeIssuerTokens(fakes["pem"], fakes["kid"], fakes["app_id"])
+    adapter = CloudAdapter(channel_service_client_factory=PooledClientFactory(ConnectorPool(tokens)))
+    agent = Echo()
+
+    async def messages(request: web.Request) -> web.StreamResponse:
+        request["claims_identity"] = ClaimsIdentity()
+        return await adapter.process(request, agent) or web.Response(status=202)
+
+    app = web.Application()
+    app.router.add_post("/api/messages", messages)
+    await _listen(app)
+
+
+async def _listen(app: Any) -> None:
+    from aiohttp import web
+
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    print(f"staffvoice listening on http://127.0.0.1:{port}", flush=True)
+    await asyncio.Event().wait()
+
+
+# -- process handling ------------------------------------------------------------------------
+
+def spawn(kind: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str]]:
+    log = open(Path(tempfile.gettempdir()) / f"load_{kind}.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", kind], stdout=subprocess.PIPE,
+                            stderr=log, text=True, env={**os.environ, **env}, cwd=ROOT)
+    assert proc.stdout is not None
+    lines = []
+    while True:
+        line = proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"{kind} did not start; see {log.name}")
+        lines.append(line.strip())
+        if line.startswith("{") and kind == "fakes":
+            return proc, lines
+        if "listening on" in line or (line.startswith("{\"url\"")):
+            return proc, lines
+
+
+def base_of(lines: list[str]) -> str:
+    for line in lines:
+        if "listening on" in line:
+            return line.rsplit(" ", 1)[1].rstrip(",")
+        if line.startswith("{\"url\""):
+            return str(json.loads(line)["url"]).removesuffix("/slack/events")
+    raise SystemExit(f"no address in {lines}")
+
+
+def peak_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# -- requests ------------------------------------------------------------------------------
+
+class Traffic:
+    """Builds signed requests; `ids` keeps every event unique (no dedup shortcuts)."""
+
+    def __init__(self, fakes: dict[str, Any]) -> None:
+        self.f = fakes
+        self.ids = itertools.count(1)
+        self.round_id = ""
+        self.token, self.token_at = "", 0
+
+    def slack(self, body: str, content_type: str) -> tuple[str, bytes, dict[str, str]]:
+        ts = str(int(time.time()))
+        sig = hmac.new(SECRET.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
+        return "/slack/events", body.encode(), {"Content-Type": content_type,
+                                                 "X-Slack-Request-Timestamp": ts,
+                                                 "X-Slack-Signature": f"v0={sig}"}
+
+    def slack_message(self, email: str, text: str) -> tuple[str, bytes, dict[str, str]]:
+        n = next(self.ids)
+        uid = self.f["slack_users"][email]
+        return self.slack(json.dumps({
+            "type": "event_callback", "team_id": self.f["team"], "api_app_id": "A0LOAD",
+            "event_id": f"Ev0LOAD{n:09d}", "event_time": int(time.time()),
+            "event": {"type": "message", "channel": "D" + uid[1:], "user": uid, "text": text,
+                      "ts": f"{int(time.time())}.{n:06d}", "channel_type": "im"}}),
+            "application/json")
+
+    def _user(self, email: str) -> dict[str, str]:
+        uid = self.f["slack_users"][email]
+        return {"id": uid, "username": email.split("@")[0], "team_id": self.f["team"]}
+
+    def slack_tap(self, email: str) -> tuple[str, bytes, dict[str, str]]:
+        n = next(self.ids)
+        payload = {"type": "block_actions", "user": self._user(email), "team": {"id": self.f["team"]},
+                   "container": {"type": "view", "view_id": "VH0"}, "trigger_id": f"{n}.load",
+                   "actions": [{"action_id": f"pulse.a.{self.round_id}.{n % 5}#0", "block_id": "b",
+                                "value": str(1 + n % 5), "type": "button",
+                                "action_ts": f"{time.time():.6f}{n}"}]}
+        return self.slack(urlencode({"payload": json.dumps(payload)}), "application/x-www-form-urlencoded")
+
+    def slack_feedback(self, email: str) -> tuple[str, bytes, dict[str, str]]:
+        n = next(self.ids)
+        values = {"text": {"value": {"type": "plain_text_input",
+                                     "value": f"The new supervision slots help ({n})."}},
+                  "theme": {"value": {"type": "static_select", "selected_option": None}},
+                  "replies": {"value": {"type": "checkboxes", "selected_options": []}}}
+        view = {"id": f"V0LOAD{n}", "hash": f"h{n}", "type": "modal", "callback_id": "feedback.submit",
+                "private_metadata": "", "title": {"type": "plain_text", "text": "Feedback"},
+                "blocks": [{"type": "input", "block_id": k} for k in values],
+                "state": {"values": values}}
+        payload = {"type": "view_submission", "team": {"id": self.f["team"]}, "user": self._user(email),
+                   "trigger_id": f"{n}.load", "view": view}
+        return self.slack(urlencode({"payload": json.dumps(payload)}), "application/x-www-form-urlencoded")
+
+    def teams(self, email: str, **extra: Any) -> tuple[str, bytes, dict[str, str]]:
+        import jwt
+
+        n = next(self.ids)
+        uid = self.f["teams_users"][email]
+        cid = f"a:personal-{uid.split('-')[-1]}"
+        a = {"type": "message", "id": f"18{n:011d}", "serviceUrl": self.f["service_url"],
+             "channelId": "msteams", "from": {"id": uid, "name": email.split("@")[0]},
+             "conversation": {"conversationType": "personal", "tenantId": self.f["tenant"], "id": cid},
+             "recipient": {"id": self.f["bot_id"], "name": "staffvoice"},
+             "channelData": {"tenant": {"id": self.f["tenant"]}}, "locale": "en-GB", **extra}
+        now = int(time.time())
+        if now - self.token_at > 60:  # the Bot Framework reuses its token for a while
+            self.token = jwt.encode({"iss": "https://api.botframework.com", "aud": self.f["app_id"],
+                                     "iat": now - 5, "nbf": now - 5, "exp": now + 3600,
+                                     "serviceurl": self.f["service_url"]}, private_key(self.f["pem"]),
+                                    algorithm="RS256", headers={"kid": self.f["kid"]})
+            self.token_at = now
+        token = self.token
+        return "/api/messages", json.dumps(a).encode(), {"Content-Type": "application/json",
+                                                          "Authorization": f"Bearer {token}"}
+
+    def teams_message(self, email: str, text: str) -> tuple[str, bytes, dict[str, str]]:
+        return self.teams(email, text=text, textFormat="plain")
+
+    def teams_tap(self, email: str) -> tuple[str, bytes, dict[str, str]]:
+        n = next(self.ids)
+        return self.teams(email, value={"sv_kind": "action", "sv_action": f"pulse.a.{self.round_id}.{n % 5}",
+                                        "sv_value": str(1 + n % 5)})
+
+    def teams_feedback(self, email: str) -> tuple[str, bytes, dict[str, str]]:
+        n = next(self.ids)
+        return self.teams(email, value={"sv_kind": "form", "sv_form": "feedback.submit",
+                                        "text": f"More time for network meetings please ({n}).",
+                                        "theme": "", "replies": "false"})
+
+    def mix(self, i: int) -> tuple[str, bytes, dict[str, str]]:
+        email = PEOPLE[i % len(PEOPLE)]
+        kind = i % 6
+        if kind == 0:
+            return self.slack_tap(email)
+        if kind == 1:
+            return self.slack_message(email, "status")
+        if kind == 2:
+            return self.slack_feedback(email)
+        if kind == 3:
+            return self.teams_tap(email)
+        if kind == 4:
+            return self.teams_message(email, "status")
+        return self.teams_feedback(email)
+
+
+# -- load ----------------------------------------------------------------------------------
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+async def one(session: aiohttp.ClientSession, base: str, req: tuple[str, bytes, dict[str, str]],
+              lat: list[float], errors: list[str]) -> None:
+    path, body, headers = req
+    start = time.perf_counter()
+    try:
+        async with session.post(base + path, data=body, headers=headers) as r:
+            await r.read()
+            if r.status >= 300:
+                errors.append(f"HTTP {r.status}")
+    except Exception as e:  # noqa: BLE001 - counted, reported
+        errors.append(type(e).__name__)
+    lat.append((time.perf_counter() - start) * 1000)
+
+
+async def fixed_rate(base: str, make: Any, rate: float, seconds: float) -> dict[str, Any]:
+    lat: list[float] = []
+    errors: list[str] = []
+    conn = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=conn, timeout=TIMEOUT) as session:
+        tasks = []
+        start = time.perf_counter()
+        total = int(rate * seconds)
+        for i in range(total):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(session, base, make(i), lat, errors)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
+    return {"sent": total, "rps": total / elapsed, "p50": pct(lat, 50), "p99": pct(lat, 99),
+            "errors": len(errors), "kinds": sorted(set(errors))}
+
+
+async def saturate(base: str, make: Any, seconds: float, concurrency: int) -> float:
+    lat: list[float] = []
+    errors: list[str] = []
+    counter = itertools.count()
+    conn = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=conn, timeout=TIMEOUT) as session:
+        end = time.perf_counter() + seconds
+
+        async def client() -> int:
+            done = 0
+            while time.perf_counter() < end:
+                await one(session, base, make(next(counter)), lat, errors)
+                done += 1
+            return done
+
+        start = time.perf_counter()
+        done = sum(await asyncio.gather(*(client() for _ in range(concurrency))))
+        return done / (time.perf_counter() - start)
+
+
+async def open_round(base: str, traffic: Traffic, db: str) -> None:
+    """The change lead opens the weekly pulse now, so taps land on a real open round."""
+    import sqlite3
+
+    path, body, headers = traffic.slack_message(CHANGE, "pulse open weekly-pulse")
+    async with aiohttp.ClientSession() as s, s.post(base + path, data=body, headers=headers) as r:
+        assert r.status == 200, r.status
+    for _ in range(100):
+        await asyncio.sleep(0.1)
+        with sqlite3.connect(db) as c:
+            row = c.execute("SELECT id FROM pulse_rounds WHERE state = 'open' LIMIT 1").fetchone()
+        if row:
+            traffic.round_id = row[0]
+            return
+    print("warning: no open pulse round; taps exercise the closed-round path", file=sys.stderr)
+
+
+async def measure(name: str, base: str, make: Any, args: argparse.Namespace) -> dict[str, Any]:
+    print(f"measuring {name} ...", file=sys.stderr, flush=True)
+    for i in range(60):  # warm-up: connections, Bolt's auth.test, people linked, caches
+        await one_shot(base, make(10**7 + i))
+    fixed = await fixed_rate(base, make, args.rate, args.seconds)
+    await asyncio.sleep(1.0)
+    fixed["saturated_rps"] = await saturate(base, make, args.saturate, args.concurrency)
+    fixed["name"] = name
+    return fixed
+
+
+async def one_shot(base: str, req: tuple[str, bytes, dict[str, str]]) -> None:
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as s, \
+            s.post(base + req[0], data=req[1], headers=req[2]) as r:
+        await r.read()
+
+
+def report(rows: list[dict[str, Any]], ours: dict[str, Any], args: argparse.Namespace) -> None:
+    print(f"\n{args.rate:.0f} req/s for {args.seconds:.0f} s (open loop), then {args.concurrency} "
+          f"concurrent clients for {args.saturate:.0f} s; latency in ms, memory = peak RSS")
+    print(f"{'server':52} {'p50':>6} {'p99':>7} {'errors':>6} {'rate':>6} {'max req/s':>9} {'peak MB':>8}")
+    for r in rows:
+        print(f"{r['name']:52} {r['p50']:6.1f} {r['p99']:7.1f} {r['errors']:6d} {r['rps']:6.0f} "
+              f"{r['saturated_rps']:9.0f} {r['peak_mb']:8.1f}" + (f"  {r['kinds']}" if r["kinds"] else ""))
+    print("\nratios (staffvoice / bare):")
+    for r in rows:
+        if r is ours:
+            continue
+        print(f"  vs {r['name']:48} throughput {ours['saturated_rps'] / r['saturated_rps']:.2f}  "
+              f"p99 {ours['p99'] / r['p99']:.1f}x")
+    ok = (ours["p99"] < 100 and ours["errors"] == 0 and ours["peak_mb"] < 200
+          and all(ours["saturated_rps"] >= 0.7 * r["saturated_rps"] for r in rows if r is not ours))
+    print(f"\ntargets (p99 < 100 ms at {args.rate:.0f}/s, throughput >= 0.7 of bare, < 200 MB, "
+          f"no errors): {'met' if ok else 'NOT met'}")
+
+
+async def run(args: argparse.Namespace) -> None:
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        fp, lines = spawn("fakes", {})
+        procs.append(fp)
+        fakes = json.loads(lines[-1])
+        env = {"LOAD_FAKES": json.dumps(fakes), "SLACK_API_URL": fakes["slack_url"]}
+        traffic = Traffic(fakes)
+        rows = []
+        op, lines = spawn("ours", env)
+        procs.append(op)
+        base = base_of(lines)
+        await open_round(base, traffic, json.loads(lines[0])["db"])
+        ours = await measure("staffvoice serve (Slack + Teams mix)", base, traffic.mix, args)
+        ours["peak_mb"] = peak_mb(op.pid)
+        rows.append(ours)
+        op.terminate()  # the bare servers get the machine to themselves
+        for kind, name, make in (
+            ("bare-pbr", "bare slack-bolt (ack only, process_before_response)",
+             lambda i: traffic.slack_message(PEOPLE[i % len(PEOPLE)], "status")),
+            ("bare", "bare slack-bolt (ack only, defaults)",
+             lambda i: traffic.slack_message(PEOPLE[i % len(PEOPLE)], "status")),
+            ("bare-agents", "bare Agents SDK echo bot",
+             lambda i: traffic.teams_message(PEOPLE[i % len(PEOPLE)], "status")),
+        ):
+            p, lines = spawn(kind, env)
+            procs.append(p)
+            row = await measure(name, base_of(lines), make, args)
+            row["peak_mb"] = peak_mb(p.pid)
+            rows.append(row)
+            p.terminate()
+        report(rows, ours, args)
+    finally:
+        for p in procs:
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--serve", choices=["fakes", "ours", "bare", "bare-pbr", "bare-agents"])
+    ap.add_argument("--rate", type=float, default=200.0)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--saturate", type=float, default=5.0)
+    ap.add_argument("--concurrency", type=int, default=32)
+    args = ap.parse_args()
+    fakes = json.loads(os.environ.get("LOAD_FAKES", "{}"))
+    if args.serve == "fakes":
+        asyncio.run(serve_fakes())
+    elif args.serve == "ours" and os.environ.get("LOAD_PROFILE"):
+        import cProfile
+
+        cProfile.runctx("asyncio.run(serve_ours(fakes))", globals(), {"fakes": fakes},
+                        os.environ["LOAD_PROFILE"])
+    elif args.serve == "ours":
+        asyncio.run(serve_ours(fakes))
+    elif args.serve in ("bare", "bare-pbr"):
+        from slack_ack import serve_bare  # bench/slack_ack.py: Bolt acking only
+
+        asyncio.run(serve_bare(args.serve == "bare-pbr"))
+    elif args.serve == "bare-agents":
+        asyncio.run(serve_bare_agents(fakes))
+    else:
+        asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()
