@@ -41,8 +41,8 @@ from bot.people import service as people
 from bot.people.tables import Identity, Person
 from bot.port import Port, Unreachable
 from bot.roles import describe
-from bot.secrets import keyed_hash
 from bot.router import Router
+from bot.secrets import keyed_hash
 from storage.db import Database
 
 log = logging.getLogger("staffvoice.core")
