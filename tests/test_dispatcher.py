@@ -115,3 +115,20 @@ async def test_what_is_kept_of_an_event_names_nobody_and_no_precise_time(loaded:
     assert len(rows) == 1
     assert "practitioner1" not in rows[0].event_id and "1764496812" not in rows[0].event_id
     assert (rows[0].seen_at.minute, rows[0].seen_at.second, rows[0].seen_at.microsecond) == (0, 0, 0)
+
+
+async def test_handled_event_ids_are_forgotten_after_a_week(loaded: Core) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import func, select
+
+    from bot.dispatch_tables import ProcessedEvent
+
+    d = FakeDriver(loaded)
+    await d.say(PRACTITIONER, "whoami")
+    loaded.clock.advance(timedelta(days=8))  # type: ignore[attr-defined]
+    await d.say(PRACTITIONER, "whoami")
+    await loaded.tick()
+    async with loaded.db.session() as s:
+        left = (await s.execute(select(func.count()).select_from(ProcessedEvent))).scalar_one()
+    assert left == 1

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bot.core import Ctx
+from datetime import datetime
+
+from bot.core import Core, Ctx
 from bot.errors import UserError
 from bot.model import Fields, Message, Text
 from bot.people import service as people
@@ -78,7 +80,14 @@ async def revoke(ctx: Ctx, args: str) -> None:
                   else f"{email} was not one of {LABELS[role]}.")
 
 
+async def prune_events(core: Core, now: datetime) -> int:
+    """Forget handled event ids after a week (platforms stop redelivering within minutes)."""
+    await core.prune_events()
+    return 0
+
+
 def register(r: Router) -> None:
+    r.ticker("prune-events", prune_events)
     r.command("help", help_, "what you can do here")
     r.intent(r"^(what can (you|i) do|commands|menu|hi|hello)$", "help")
     r.command("whoami", whoami, "who I think you are and your roles")
