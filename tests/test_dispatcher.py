@@ -132,3 +132,15 @@ async def test_handled_event_ids_are_forgotten_after_a_week(loaded: Core) -> Non
     async with loaded.db.session() as s:
         left = (await s.execute(select(func.count()).select_from(ProcessedEvent))).scalar_one()
     assert left == 1
+
+
+async def test_a_role_granted_in_chat_can_be_revoked_and_then_it_is_refused(loaded: Core) -> None:
+    d = FakeDriver(loaded)
+    p2 = "practitioner2@northbridge.example"
+    await d.say(CHANGE, f"grant change team {p2}")
+    await d.say(CHANGE, f"revoke change team {p2}")
+    assert d.seen(CHANGE)[-1] == f"{p2} is no longer one of the change team."
+    await d.say(CHANGE, f"revoke change team {p2}")
+    assert d.seen(CHANGE)[-1] == f"{p2} was not one of the change team."
+    await d.say(p2, "grant leader practitioner3@northbridge.example")
+    assert "only the change team can do that" in d.seen(p2)[-1]

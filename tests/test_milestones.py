@@ -348,3 +348,17 @@ async def test_an_offer_made_after_hours_waits_for_the_change_teams_working_hour
     await loaded.tick(datetime(2026, 12, 7, 10, tzinfo=UTC))
     for who in (CHANGE, OFFICER):
         assert len([t for t in d.seen(who) if "Done: Strengths-based" in t]) == 1
+
+
+async def test_many_views_at_once_show_the_same_as_one_at_a_time(loaded) -> None:  # type: ignore[no-untyped-def]
+    """The roadmap card reads all milestones in a few queries; it must show what one view shows."""
+    from bot.milestones import service as ms_service
+
+    async with loaded.db.session() as s:
+        ms = await ms_service.all_milestones(s)
+        assert len(ms) > 1
+        many = await ms_service.views(s, ms)
+        one = [await ms_service.view(s, m) for m in ms]
+    key = lambda v: (v.m.id, [p.id for p in v.owners], v.team.id if v.team else None,  # noqa: E731
+                     v.last.id if v.last else None, v.last_by.id if v.last_by else None)
+    assert [key(v) for v in many] == [key(v) for v in one]

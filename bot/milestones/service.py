@@ -105,7 +105,44 @@ async def view(s: AsyncSession, m: Milestone) -> View:
 
 
 async def views(s: AsyncSession, ms: list[Milestone]) -> list[View]:
-    return [await view(s, m) for m in ms]
+    """Views of many milestones in a fixed number of queries (not a few per milestone)."""
+    if len(ms) <= 1:
+        return [await view(s, m) for m in ms]
+    ids = [m.id for m in ms]
+    owners: dict[str, list[str]] = {}
+    for mid, pid in await s.execute(
+        select(MilestoneOwner.milestone_id, MilestoneOwner.person_id)
+        .where(MilestoneOwner.milestone_id.in_(ids))
+        .order_by(MilestoneOwner.milestone_id, MilestoneOwner.position)
+    ):
+        owners.setdefault(mid, []).append(pid)
+    latest: dict[str, MilestoneUpdate] = {}
+    for u in (await s.execute(
+        select(MilestoneUpdate)
+        .where(MilestoneUpdate.milestone_id.in_(ids))
+        .order_by(MilestoneUpdate.milestone_id, MilestoneUpdate.at)
+    )).scalars():
+        latest[u.milestone_id] = u  # ordered by time: the last one wins
+    pids = {p for ps in owners.values() for p in ps}
+    pids |= {u.person_id for u in latest.values() if u.person_id}
+    people = {
+        p.id: p for p in (await s.execute(select(Person).where(Person.id.in_(pids)))).scalars()
+    } if pids else {}
+    team_ids = {m.team_id for m in ms if m.team_id}
+    teams = {
+        t.id: t for t in (await s.execute(select(Team).where(Team.id.in_(team_ids)))).scalars()
+    } if team_ids else {}
+    out = []
+    for m in ms:
+        last = latest.get(m.id)
+        out.append(View(
+            m,
+            [people[p] for p in owners.get(m.id, []) if p in people],
+            teams.get(m.team_id) if m.team_id else None,
+            last,
+            people.get(last.person_id) if last and last.person_id else None,
+        ))
+    return out
 
 
 async def resolve(s: AsyncSession, query: str) -> matching.Found:

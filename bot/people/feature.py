@@ -59,25 +59,28 @@ def _parse_grant(args: str) -> tuple[str, str]:
 
 
 async def grant(ctx: Ctx, args: str) -> None:
-    role, email = _parse_grant(args)
-    async with ctx.session() as s:
-        person = await people.person_by_email(s, email)
-        if person is None:
-            raise UserError(f"I don't know anyone with the email {email}. Nothing was changed.")
-        added = await people.grant_role(s, person.id, role)
-    await ctx.say(f"{email} is now one of {LABELS[role]}." if added
-                  else f"{email} was already one of {LABELS[role]}.")
+    await _change_role(ctx, args, give=True)
 
 
 async def revoke(ctx: Ctx, args: str) -> None:
+    await _change_role(ctx, args, give=False)
+
+
+async def _change_role(ctx: Ctx, args: str, *, give: bool) -> None:
     role, email = _parse_grant(args)
     async with ctx.session() as s:
         person = await people.person_by_email(s, email)
         if person is None:
             raise UserError(f"I don't know anyone with the email {email}. Nothing was changed.")
-        removed = await people.revoke_role(s, person.id, role)
-    await ctx.say(f"{email} is no longer one of {LABELS[role]}." if removed
-                  else f"{email} was not one of {LABELS[role]}.")
+        change = people.grant_role if give else people.revoke_role
+        changed = await change(s, person.id, role)
+    label = LABELS[role]
+    if give:
+        await ctx.say(f"{email} is now one of {label}." if changed
+                      else f"{email} was already one of {label}.")
+    else:
+        await ctx.say(f"{email} is no longer one of {label}." if changed
+                      else f"{email} was not one of {label}.")
 
 
 async def prune_events(core: Core, now: datetime) -> int:
