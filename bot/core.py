@@ -147,6 +147,11 @@ class Core:
         if not self.secret:
             await self.start()
         event = clean_event(event)
+        u = event.user
+        if len(u.platform) > 16 or len(u.workspace) > 128 or len(u.user_id) > 255:
+            # No platform issues ids this long; storing them would fail, so refuse cleanly.
+            log.warning("event refused: platform ids too long", extra={"kind": type(event).__name__})
+            return HandleResult(handled=False, error="invalid")
         key = self.event_key(event.event_id)
         try:
             admitted = await self._admit(event, key)

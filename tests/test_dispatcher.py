@@ -144,3 +144,25 @@ async def test_a_role_granted_in_chat_can_be_revoked_and_then_it_is_refused(load
     assert d.seen(CHANGE)[-1] == f"{p2} was not one of the change team."
     await d.say(p2, "grant leader practitioner3@northbridge.example")
     assert "only the change team can do that" in d.seen(p2)[-1]
+
+
+async def test_over_long_ids_and_a_made_up_time_zone_are_refused_or_ignored(loaded: Core) -> None:
+    from sqlalchemy import func, select
+
+    from bot.model import UserRef
+    from bot.people.tables import Identity, Person
+
+    d = FakeDriver(loaded)
+    long_user = UserRef("fake", "W1", "U" * 300, email="x@northbridge.example")
+    result = await loaded.handle(
+        MessageEvent("long-1", long_user, d.conv("x@northbridge.example"), text="whoami"), d.port)
+    assert result.error == "invalid" and not result.handled
+    odd = UserRef("fake", "W1", "U-ODD", email="odd@northbridge.example", tz="Mars/" + "x" * 500,
+                  display_name="n" * 5000)
+    await loaded.handle(MessageEvent("odd-1", odd, d.conv("odd@northbridge.example"), text="whoami"),
+                        d.port)
+    async with loaded.db.session() as s:
+        assert (await s.execute(select(func.count()).select_from(Identity).where(
+            Identity.user_id == "U" * 300))).scalar_one() == 0
+        person = (await s.execute(select(Person).where(Person.email == "odd@northbridge.example"))).scalar_one()
+    assert person.tz is None and len(person.display_name) == 200

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import delete, exists, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,6 +13,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.model import ConversationRef, UserRef
 from bot.people.tables import Identity, Person, PersonRole, Team
 from bot.roles import PRACTITIONER, TEAM_LEAD
+
+
+@lru_cache(maxsize=512)
+def valid_tz(name: str | None) -> str | None:
+    """A time zone name we can use, or None (platforms and payloads can send anything)."""
+    if not name or len(name) > 64:
+        return None
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+    return name
 
 
 async def person_for(s: AsyncSession, user: UserRef) -> Person:
@@ -28,8 +42,9 @@ async def person_for(s: AsyncSession, user: UserRef) -> Person:
     ).first()
     if found is not None:
         known: Person = found[1]
-        if user.tz and known.tz != user.tz and not known.from_programme:
-            known.tz = user.tz
+        tz = valid_tz(user.tz)
+        if tz and known.tz != tz and not known.from_programme:
+            known.tz = tz
         return known
     person: Person | None = None
     if user.email:
@@ -38,15 +53,15 @@ async def person_for(s: AsyncSession, user: UserRef) -> Person:
         ).scalar_one_or_none()
     if person is None:
         person = Person(
-            email=user.email.lower() if user.email else None,
-            display_name=user.display_name or "",
-            tz=user.tz,
+            email=user.email.lower() if user.email and len(user.email) <= 320 else None,
+            display_name=(user.display_name or "")[:200],
+            tz=valid_tz(user.tz),
         )
         s.add(person)
         await s.flush()
         s.add(PersonRole(person_id=person.id, role=PRACTITIONER))
-    elif user.tz and not person.tz:
-        person.tz = user.tz
+    elif valid_tz(user.tz) and not person.tz:
+        person.tz = valid_tz(user.tz)
     s.add(
         Identity(
             platform=user.platform,

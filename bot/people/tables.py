@@ -49,8 +49,8 @@ class Identity(Base):
     __tablename__ = "identities"
 
     platform: Mapped[str] = mapped_column(String(16), primary_key=True)
-    workspace: Mapped[str] = mapped_column(String(64), primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    workspace: Mapped[str] = mapped_column(String(128), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     person_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
     dm: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     reachable: Mapped[bool] = mapped_column(Boolean, default=True)

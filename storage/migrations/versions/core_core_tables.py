@@ -61,8 +61,8 @@ def upgrade() -> None:
     )
     op.create_table('identities',
     sa.Column('platform', sa.String(length=16), nullable=False),
-    sa.Column('workspace', sa.String(length=64), nullable=False),
-    sa.Column('user_id', sa.String(length=128), nullable=False),
+    sa.Column('workspace', sa.String(length=128), nullable=False),
+    sa.Column('user_id', sa.String(length=255), nullable=False),
     sa.Column('person_id', sa.String(length=32), nullable=False),
     sa.Column('dm', sa.JSON(), nullable=True),
     sa.Column('reachable', sa.Boolean(), nullable=False),
