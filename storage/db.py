@@ -8,12 +8,18 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+
+from storage import sqlite_inline
+from storage.sqlite_inline import offloaded
+
+__all__ = ["DEFAULT_URL", "Database", "offloaded"]
 
 DEFAULT_URL = "sqlite+aiosqlite:///staffvoice.db"
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -26,7 +32,8 @@ class Database:
         self.url = url
         kwargs: dict[str, object] = {"echo": echo}
         if url.startswith("sqlite"):
-            kwargs["connect_args"] = {"timeout": 30}
+            # Calls run on the loop's thread; lock waits are async (storage/sqlite_inline.py).
+            kwargs["async_creator"] = sqlite_inline.creator(*_sqlite_target(url))
         else:
             kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
@@ -83,12 +90,22 @@ class Database:
         await self.engine.dispose()
 
 
+def _sqlite_target(url: str) -> tuple[str, bool]:
+    """(path or URI, is a URI) of a `sqlite+aiosqlite:///...` URL, as pysqlite would open it."""
+    u = make_url(url)
+    path = u.database or ":memory:"
+    uri = str(u.query.get("uri", "")).lower() in ("true", "1")
+    return path, uri
+
+
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
     cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA busy_timeout=0")  # waits are retried asynchronously instead
+    # Checkpoints run on a worker thread; SQLite's own in-commit one is the backstop.
+    cur.execute(f"PRAGMA wal_autocheckpoint={sqlite_inline.AUTOCHECKPOINT_PAGES}")
     cur.close()
 
 

@@ -17,6 +17,7 @@ from bot.reports import results as res
 from bot.reports.anonymity import ALL, role_key, team_key
 from bot.reports.chart import Trend, TrendPoint
 from bot.roles import CHANGE_TEAM, LEADER, TEAM_LEAD
+from storage.db import offloaded
 
 # One refusal for every group or round the asker may not see, exists or not, answered or not.
 REFUSAL = "Sorry, there are no results you can see for {what}. Type *results* for what you can see."
@@ -93,7 +94,8 @@ async def round_results(
     prev = await previous_round(s, info) if compare else None
     previous = await round_results(s, prev, compare=False) if prev is not None else None
     qs = await questions(s, info.id)
-    data = await res.round_data(s, info.id, qs)
+    with offloaded():  # a round can hold a million answers: aggregate off the event loop
+        data = await res.round_data(s, info.id, qs)
     return res.compute(org, labels, th, info, qs, data, previous)
 
 
