@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -191,12 +191,16 @@ class Core:
         for attempt in range(5):
             try:
                 async with self.db.session() as s:
-                    s.add(ProcessedEvent(event_id=key, seen_at=seen_at))
-                    await s.flush()
-                    person = await people.person_for(s, event.user)
-                    roles = await people.roles_of(s, person.id)
-                    await self._remember_dm(s, event)
-                return person, roles
+                    conn = await s.connection()
+                    await conn.execute(_SEEN, {"event_id": key, "seen_at": seen_at})
+                    found = await people.known_sender(s, event.user, _dm_of(event),
+                                                      day_of(self.clock.now()))
+                    if found is None:  # a new user (or a new time zone): the full path
+                        person = await people.person_for(s, event.user)
+                        roles = await people.roles_of(s, person.id)
+                        await self._remember_dm(s, event)
+                        found = person, roles
+                return found
             except IntegrityError:
                 if await self._seen(key):
                     return None
@@ -287,13 +291,12 @@ class Core:
             log.warning("could not release event id after a failure")
 
     async def _remember_dm(self, s: AsyncSession, event: Event) -> None:
-        conv = event.conversation
-        if conv is None or not conv.is_direct or conv.thread_id:
+        data = _dm_of(event)
+        if data is None:
             return
         u = event.user
         ident = await s.get(Identity, (u.platform, u.workspace, u.user_id))
         if ident is not None:
-            data = people.conversation_to_json(conv)
             if ident.dm != data or not ident.reachable:
                 ident.dm = data
                 ident.reachable = True
@@ -473,6 +476,17 @@ def clean_event(event: Event) -> Event:
         changes["user"] = user
     changes = {k: v for k, v in changes.items() if v is not getattr(event, k)}
     return replace(event, **changes) if changes else event
+
+
+_SEEN = insert(ProcessedEvent.__table__)  # type: ignore[arg-type]
+
+
+def _dm_of(event: Event) -> dict[str, Any] | None:
+    """The event's conversation as a DM route to remember, if it is a direct one."""
+    conv = event.conversation
+    if conv is None or not conv.is_direct or conv.thread_id:
+        return None
+    return people.conversation_to_json(conv)
 
 
 def day_of(when: datetime) -> datetime:

@@ -166,3 +166,41 @@ async def test_over_long_ids_and_a_made_up_time_zone_are_refused_or_ignored(load
             Identity.user_id == "U" * 300))).scalar_one() == 0
         person = (await s.execute(select(Person).where(Person.email == "odd@northbridge.example"))).scalar_one()
     assert person.tz is None and len(person.display_name) == 200
+
+
+async def test_a_known_sender_gets_the_same_person_roles_and_dm_route_as_the_full_lookup(
+    loaded: Core,
+) -> None:
+    """The dispatcher's one-statement lookup of a known user agrees with person_for/roles_of."""
+    from dataclasses import replace
+
+    from bot.people import service as people
+    from bot.people.tables import Identity
+
+    d = FakeDriver(loaded)
+    lead = "lead.frontdoor@northbridge.example"
+    seen: list[object] = []
+
+    async def spy(c, args):  # type: ignore[no-untyped-def]
+        seen.append((c.person, c.roles))
+
+    loaded.router.command("spy", spy, "test only", hidden=True)
+    for email in (PRACTITIONER, CHANGE, lead):
+        await d.say(email, "whoami")  # the first event links the identity (full path)
+        async with loaded.db.session() as s:
+            full = await people.person_for(s, d.user(email))
+            full_roles = await people.roles_of(s, full.id)
+        await d.say(email, "spy")
+        person, roles = seen[-1]  # type: ignore[misc]
+        assert (person.id, person.email, person.team_id, person.tz) == (
+            full.id, full.email, full.team_id, full.tz)
+        assert roles == full_roles
+    assert "team_lead" in roles and "practitioner" in roles  # the last one leads a team
+    # A new DM route is remembered, dated only by the day.
+    moved = replace(d.conv(PRACTITIONER), conversation_id="D-NEW")
+    await loaded.handle(MessageEvent("moved-1", d.user(PRACTITIONER), moved, text="whoami"), d.port)
+    async with loaded.db.session() as s:
+        ident = await s.get(Identity, ("fake", d.port.workspace, f"U-{PRACTITIONER}"))
+        assert ident is not None and ident.dm is not None
+        assert ident.dm["conversation_id"] == "D-NEW"
+        assert ident.updated_at is not None and (ident.updated_at.hour, ident.updated_at.minute) == (0, 0)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import delete, exists, literal, select
+from sqlalchemy import bindparam, delete, exists, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.model import ConversationRef, UserRef
@@ -72,6 +73,59 @@ async def person_for(s: AsyncSession, user: UserRef) -> Person:
     )
     await s.flush()
     return person
+
+
+# The sender of almost every event is known: one prepared statement finds them, their roles
+# and their DM route (a row per granted role; built once, so SQLAlchemy's statement cache hits).
+_KNOWN = (
+    select(Identity.dm, Identity.reachable, Person.id, Person.email, Person.display_name,
+           Person.tz, Person.team_id, Person.work_pattern, Person.from_programme,
+           PersonRole.role,
+           exists().where(Team.lead_person_id == Person.id).label("leads"))
+    .join(Person, Identity.person_id == Person.id)
+    .outerjoin(PersonRole, PersonRole.person_id == Person.id)
+    .where(Identity.platform == bindparam("platform"),
+           Identity.workspace == bindparam("workspace"),
+           Identity.user_id == bindparam("user_id"))
+)
+_SET_DM = (
+    update(Identity)
+    .where(Identity.platform == bindparam("k_platform"),
+           Identity.workspace == bindparam("k_workspace"),
+           Identity.user_id == bindparam("k_user_id"))
+    .values(dm=bindparam("dm"), reachable=True, unreachable_reason=None,
+            updated_at=bindparam("day"))
+)
+
+
+async def known_sender(
+    s: AsyncSession, user: UserRef, dm: dict[str, Any] | None, day: datetime
+) -> tuple[Person, frozenset[str]] | None:
+    """Who a known platform user is and their roles, in one statement; None if not known yet
+    (or if their time zone needs saving: `person_for` does that).
+
+    `dm`, when given, is the direct conversation the event came from: stored as their DM
+    route if it changed, dated only by `day`.
+    """
+    conn = await s.connection()
+    rows = (await conn.execute(_KNOWN, {"platform": user.platform, "workspace": user.workspace,
+                                        "user_id": user.user_id})).all()
+    if not rows:
+        return None
+    r = rows[0]
+    tz = valid_tz(user.tz)
+    if tz and r.tz != tz and not r.from_programme:
+        return None
+    if dm is not None and (r.dm != dm or not r.reachable):
+        await conn.execute(_SET_DM, {"k_platform": user.platform, "k_workspace": user.workspace,
+                                     "k_user_id": user.user_id, "dm": dm, "day": day})
+    person = Person(id=r.id, email=r.email, display_name=r.display_name, tz=r.tz,
+                    team_id=r.team_id, work_pattern=r.work_pattern,
+                    from_programme=r.from_programme)
+    roles = {PRACTITIONER, *(x.role for x in rows if x.role is not None)}
+    if r.leads:
+        roles.add(TEAM_LEAD)
+    return person, frozenset(roles)
 
 
 async def person_by_email(s: AsyncSession, email: str) -> Person | None:
