@@ -6,7 +6,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from adapters.teams.tables import TeamsConversation, TeamsMember
@@ -99,6 +99,24 @@ async def remember(db: Database, activity: dict[str, Any], now: datetime) -> Non
         # The day only: a time per activity next to a user would date their taps.
         "updated_at": day_of(now),
     })
+    if user_id is not None:
+        await _supersede(db, cid, tenant_of(activity), user_id)
+
+
+async def _supersede(db: Database, current: str, tenant: str, user_id: str) -> None:
+    """A person has one personal chat with the bot: a newly seen one replaces the others.
+
+    Teams keeps that chat's id, but the Microsoft 365 Agents Playground starts a new one each
+    time it starts; writing to the old one would fail (404 ConversationNotFound)."""
+    async with db.session() as s:
+        await s.execute(
+            update(TeamsConversation)
+            .where(TeamsConversation.tenant_id == tenant, TeamsConversation.user_id == user_id,
+                   TeamsConversation.kind == "personal",
+                   TeamsConversation.conversation_id != current,
+                   TeamsConversation.installed.is_(True))
+            .values(installed=False)
+        )
 
 
 async def forget(db: Database, conversation_id: str) -> None:
@@ -138,7 +156,8 @@ async def personal(db: Database, tenant: str, user_id: str) -> TeamsConversation
             select(TeamsConversation)
             .where(TeamsConversation.tenant_id == tenant, TeamsConversation.user_id == user_id,
                    TeamsConversation.kind == "personal")
-            .order_by(TeamsConversation.updated_at.desc()).limit(1)
+            .order_by(TeamsConversation.installed.desc(), TeamsConversation.updated_at.desc())
+            .limit(1)
         )).scalar_one_or_none()
 
 
