@@ -362,3 +362,30 @@ async def test_many_views_at_once_show_the_same_as_one_at_a_time(loaded) -> None
     key = lambda v: (v.m.id, [p.id for p in v.owners], v.team.id if v.team else None,  # noqa: E731
                      v.last.id if v.last else None, v.last_by.id if v.last_by else None)
     assert [key(v) for v in many] == [key(v) for v in one]
+
+
+async def test_the_roadmap_card_reads_only_each_milestones_newest_update(loaded: Core) -> None:
+    """A roadmap gathers thousands of updates over two years; the card must not load them all."""
+    from sqlalchemy import event, insert
+
+    base = datetime(2026, 1, 5, 9, tzinfo=UTC)
+    async with loaded.db.session() as s:
+        ms = await service.all_milestones(s)
+        await s.execute(insert(MilestoneUpdate), [
+            {"id": f"u{m.id[:20]}{k:03d}", "milestone_id": m.id, "person_id": None,
+             "at": base + timedelta(days=7 * k), "status": "on_track", "progress": k,
+             "prev_status": "on_track", "prev_progress": max(k - 1, 0), "note": f"week {k}"}
+            for m in ms for k in range(40)])
+    loaded_rows: list[str] = []
+    listener = lambda target, _ctx: loaded_rows.append(target.id)  # noqa: E731
+    event.listen(MilestoneUpdate, "load", listener)
+    try:
+        async with loaded.db.session() as s:
+            views = await service.views(s, await service.all_milestones(s))
+    finally:
+        event.remove(MilestoneUpdate, "load", listener)
+    assert len(loaded_rows) == len(ms)
+    assert {v.last.note for v in views if v.last} == {"week 39"}
+    d = FakeDriver(loaded)
+    await d.say(CHANGE, "status")
+    assert "8 weeks ago" in d.seen(CHANGE)[-1]  # dated by the newest update (week 39)

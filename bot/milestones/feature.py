@@ -34,7 +34,8 @@ async def status(ctx: Ctx, args: str) -> None:
         today = await service.today(s, ctx.now)
         if not query:
             ms = await service.all_milestones(s)
-            msg = cards.overview(await service.health(s, today), await service.views(s, ms), ctx.now, today)
+            msg = cards.overview(await service.health(s, today, ms), await service.views(s, ms),
+                                 ctx.now, today)
         else:
             msg = await _one_or_ask(s, query, ctx, today)
     await ctx.reply(msg)

@@ -116,13 +116,21 @@ async def views(s: AsyncSession, ms: list[Milestone]) -> list[View]:
         .order_by(MilestoneOwner.milestone_id, MilestoneOwner.position)
     ):
         owners.setdefault(mid, []).append(pid)
-    latest: dict[str, MilestoneUpdate] = {}
-    for u in (await s.execute(
-        select(MilestoneUpdate)
+    # Only each milestone's newest update: a roadmap gathers thousands over its life.
+    newest = (
+        select(MilestoneUpdate.id,
+               func.row_number().over(partition_by=MilestoneUpdate.milestone_id,
+                                      order_by=(MilestoneUpdate.at.desc(),
+                                                MilestoneUpdate.id.desc())).label("n"))
         .where(MilestoneUpdate.milestone_id.in_(ids))
-        .order_by(MilestoneUpdate.milestone_id, MilestoneUpdate.at)
-    )).scalars():
-        latest[u.milestone_id] = u  # ordered by time: the last one wins
+        .subquery()
+    )
+    latest: dict[str, MilestoneUpdate] = {
+        u.milestone_id: u for u in (await s.execute(
+            select(MilestoneUpdate).join(newest, newest.c.id == MilestoneUpdate.id)
+            .where(newest.c.n == 1)
+        )).scalars()
+    }
     pids = {p for ps in owners.values() for p in ps}
     pids |= {u.person_id for u in latest.values() if u.person_id}
     people = {
@@ -199,9 +207,11 @@ async def of_team(s: AsyncSession, team_id: str) -> list[Milestone]:
     return [m for m in await all_milestones(s) if m.team_id in teams]
 
 
-async def health(s: AsyncSession, on: date | None = None) -> dict[str, int]:
+async def health(s: AsyncSession, on: date | None = None,
+                 ms: list[Milestone] | None = None) -> dict[str, int]:
     """Roadmap health for reports: counts by status, plus overdue, stale and total."""
-    ms = await all_milestones(s)
+    if ms is None:
+        ms = await all_milestones(s)
     out = {st: 0 for st in STATUSES}
     for m in ms:
         out[m.status] = out.get(m.status, 0) + 1
