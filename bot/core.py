@@ -190,15 +190,17 @@ class Core:
         seen_at = self.clock.now().replace(minute=0, second=0, microsecond=0)
         for attempt in range(5):
             try:
-                async with self.db.session() as s:
-                    conn = await s.connection()
+                async with self.db.transaction() as conn:
                     await conn.execute(_SEEN, {"event_id": key, "seen_at": seen_at})
-                    found = await people.known_sender(s, event.user, _dm_of(event),
+                    found = await people.known_sender(conn, event.user, _dm_of(event),
                                                       day_of(self.clock.now()))
                     if found is None:  # a new user (or a new time zone): the full path
-                        person = await people.person_for(s, event.user)
-                        roles = await people.roles_of(s, person.id)
-                        await self._remember_dm(s, event)
+                        # The session joins this transaction; its commit only flushes.
+                        async with AsyncSession(bind=conn, expire_on_commit=False) as s:
+                            person = await people.person_for(s, event.user)
+                            roles = await people.roles_of(s, person.id)
+                            await self._remember_dm(s, event)
+                            await s.commit()
                         found = person, roles
                 return found
             except IntegrityError:

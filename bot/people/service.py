@@ -9,11 +9,12 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import bindparam, delete, exists, literal, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.model import ConversationRef, UserRef
 from bot.people.tables import Identity, Person, PersonRole, Team
 from bot.roles import PRACTITIONER, TEAM_LEAD
+from storage.db import connection_of
 
 
 @lru_cache(maxsize=512)
@@ -99,7 +100,7 @@ _SET_DM = (
 
 
 async def known_sender(
-    s: AsyncSession, user: UserRef, dm: dict[str, Any] | None, day: datetime
+    s: AsyncSession | AsyncConnection, user: UserRef, dm: dict[str, Any] | None, day: datetime
 ) -> tuple[Person, frozenset[str]] | None:
     """Who a known platform user is and their roles, in one statement; None if not known yet
     (or if their time zone needs saving: `person_for` does that).
@@ -107,7 +108,7 @@ async def known_sender(
     `dm`, when given, is the direct conversation the event came from: stored as their DM
     route if it changed, dated only by `day`.
     """
-    conn = await s.connection()
+    conn = await connection_of(s)
     rows = (await conn.execute(_KNOWN, {"platform": user.platform, "workspace": user.workspace,
                                         "user_id": user.user_id})).all()
     if not rows:

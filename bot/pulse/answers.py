@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import NamedTuple, TypeVar
 
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.core import Ctx
 from bot.errors import UserError
@@ -123,7 +123,7 @@ async def on_answer(ctx: Ctx) -> None:
     value, choice = parse_value(q, ctx.event.value)
 
     async def store() -> tuple[Where, dict[str, Given], str]:
-        async with ctx.session() as s:
+        async with ctx.core.db.transaction() as s:  # prepared statements only: no ORM session
             # Write first, then check, rolling back if the tap may not count: the transaction
             # then holds SQLite's write lock from its first statement (no stale read to upgrade).
             await pulse.save_answer(s, rnd=known.round, question_id=q.id, key=_key(ctx, rid),
@@ -217,7 +217,7 @@ def _key(ctx: Ctx, rid: str) -> str:
     return pulse.response_key(ctx.core.secret, rid, ctx.person.id)
 
 
-async def _check(s: AsyncSession, ctx: Ctx, known: Where, pos: int
+async def _check(s: AsyncSession | AsyncConnection, ctx: Ctx, known: Where, pos: int
                  ) -> tuple[Where, dict[str, Given]]:
     """The round and this person's answers so far, if they may answer at `pos` now.
 
@@ -237,7 +237,7 @@ async def _check(s: AsyncSession, ctx: Ctx, known: Where, pos: int
     return known, {r[3]: Given(r[4], r[5], r[6]) for r in rows if r[3] is not None}
 
 
-async def _at_end(s: AsyncSession, ctx: Ctx, w: Where, pos: int) -> str:
+async def _at_end(s: AsyncSession | AsyncConnection, ctx: Ctx, w: Where, pos: int) -> str:
     """Past the last question: record completion (by response key) and say where results are."""
     if pos < w.total:
         return ""
@@ -270,16 +270,17 @@ async def _edit(ctx: Ctx, msg: Message, live: MessageRef | None) -> None:
     await ctx.update(msg)
 
 
-async def results_pointer(s: AsyncSession, ctx: Ctx, w: Where) -> str:
+async def results_pointer(s: AsyncSession | AsyncConnection, ctx: Ctx, w: Where) -> str:
     """Where the last published results are, in words."""
-    last = await pulse.last_closed_round(s, w.survey.id)
+    last = await pulse.last_closed(s, w.survey.id)
     cmd = ctx.core.router.commands.get("results")
     can_see = cmd is not None and (cmd.roles is None or bool(cmd.roles & ctx.roles))
     if last is None:
         return ("Results are shared once a round closes, and only for groups where enough "
                 "people answered that nobody can be picked out.")
-    closed = cards.when(last.closes_at, w.survey.timezone)
-    return (f"Results of round {last.number} (closed {closed}) are published"
+    number, closes_at = last
+    closed = cards.when(closes_at, w.survey.timezone)
+    return (f"Results of round {number} (closed {closed}) are published"
             + (": type results to see them." if can_see else " by the change team."))
 
 

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, String, Text, func, select, text, update
+from sqlalchemy import Integer, String, Text, bindparam, func, select, text, update
+from sqlalchemy import insert as sa_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.people.tables import Person, PersonRole, Team
 from bot.pulse.definition import SurveyDef
@@ -24,6 +25,7 @@ from bot.pulse.tables import (
 from bot.roles import CHANGE_TEAM, LEADER, PRACTITIONER, SAFEGUARDING_LEAD, TEAM_LEAD
 from bot.secrets import keyed_hash
 from storage.base import UTCDateTime, new_id
+from storage.db import connection_of
 
 # The respondent's main role on an answer row: one role, so roles cannot be combined to single
 # someone out.
@@ -87,10 +89,19 @@ async def latest_opening(s: AsyncSession, survey_id: str) -> datetime | None:
     return value
 
 
-async def last_closed_round(s: AsyncSession, survey_id: str) -> PulseRound | None:
-    q = (select(PulseRound).where(PulseRound.survey_id == survey_id, PulseRound.state == "closed")
-         .order_by(PulseRound.number.desc()).limit(1))
-    return (await s.execute(q)).scalar_one_or_none()
+_LAST_CLOSED = (
+    select(PulseRound.number, PulseRound.closes_at)
+    .where(PulseRound.survey_id == bindparam("survey_id"), PulseRound.state == "closed")
+    .order_by(PulseRound.number.desc()).limit(1)
+)
+
+
+async def last_closed(s: AsyncSession | AsyncConnection, survey_id: str
+                      ) -> tuple[int, datetime] | None:
+    """(number, closing time) of the survey's latest closed round: the tap path's question."""
+    conn = await connection_of(s)
+    row = (await conn.execute(_LAST_CLOSED, {"survey_id": survey_id})).first()
+    return (row.number, row.closes_at) if row is not None else None
 
 
 @dataclass(frozen=True)
@@ -135,9 +146,9 @@ async def sync_finished(s: AsyncSession, round_id: str, secret: bytes) -> None:
             p.finished = True
 
 
-async def mark_completed(s: AsyncSession, round_id: str, key: str) -> None:
+async def mark_completed(s: AsyncSession | AsyncConnection, round_id: str, key: str) -> None:
     """Record that this response key reached the end (a repeat is a no-op)."""
-    conn = await s.connection()
+    conn = await connection_of(s)
     await conn.execute(MARK_COMPLETED, {"round_id": round_id, "response_key": key})
 
 
@@ -274,12 +285,12 @@ RESPONDENT = text(
 
 
 async def save_answer(
-    s: AsyncSession, *, rnd: PulseRound, question_id: str, key: str, team_id: str | None,
+    s: AsyncSession | AsyncConnection, *, rnd: PulseRound, question_id: str, key: str, team_id: str | None,
     role: str, value: int | None = None, choice: str | None = None, text: str | None = None,
     person_id: str | None = None,
 ) -> None:
     """Store (or change) one answer; the unique key makes a repeat tap a no-op."""
-    conn = await s.connection()
+    conn = await connection_of(s)
     await conn.execute(UPSERT_ANSWER, {
         "id": new_id(), "round_id": rnd.id, "question_id": question_id, "response_key": key,
         "team_id": team_id, "role": role, "value": value, "choice": choice, "text": text,
@@ -289,17 +300,19 @@ async def save_answer(
                       {"person_id": person_id})
 
 
-async def respondent(s: AsyncSession, round_id: str, person_id: str, key: str) -> list[Any]:
+async def respondent(s: AsyncSession | AsyncConnection, round_id: str, person_id: str, key: str
+                     ) -> list[Any]:
     """Rows of (state, closes_at, asked person id or None, question id, value, choice, text)."""
-    conn = await s.connection()
+    conn = await connection_of(s)
     params = {"round_id": round_id, "person_id": person_id, "response_key": key}
     return list((await conn.execute(RESPONDENT, params)).all())
 
 
-async def _upsert(s: AsyncSession, table: Any, keys: dict[str, Any], values: dict[str, Any],
-                  *, with_id: bool = False) -> None:
+async def _upsert(s: AsyncSession | AsyncConnection, table: Any, keys: dict[str, Any],
+                  values: dict[str, Any], *, with_id: bool = False) -> None:
     """INSERT .. ON CONFLICT DO UPDATE on SQLite and PostgreSQL; select-then-write elsewhere."""
-    dialect = s.get_bind().dialect.name
+    conn = await connection_of(s)
+    dialect = conn.dialect.name
     row = {**keys, **values, **({"id": new_id()} if with_id else {})}
     if dialect in ("sqlite", "postgresql"):
         if dialect == "sqlite":
@@ -308,16 +321,16 @@ async def _upsert(s: AsyncSession, table: Any, keys: dict[str, Any], values: dic
             from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
         stmt = insert(table).values(**row)
         if values:
-            await s.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=values))
+            await conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=values))
         else:
-            await s.execute(stmt.on_conflict_do_nothing(index_elements=list(keys)))
+            await conn.execute(stmt.on_conflict_do_nothing(index_elements=list(keys)))
         return
     try:
-        async with s.begin_nested():
-            s.add(table(**row))
+        async with conn.begin_nested():
+            await conn.execute(sa_insert(table).values(**row))
     except IntegrityError:  # the same tap from another device won the race: update theirs
         if values:
-            await s.execute(update(table).filter_by(**keys).values(**values))
+            await conn.execute(update(table).filter_by(**keys).values(**values))
 
 
 async def answers_by_key(s: AsyncSession, round_id: str, key: str) -> dict[str, PulseAnswer]:
