@@ -48,7 +48,7 @@ from storage.db import Database
 log = logging.getLogger("staffvoice.core")
 
 SORRY = "Sorry, something went wrong on our side and nothing was saved. Please try again in a minute."
-UNKNOWN = "Sorry, I didn't understand that. Type *help* to see what you can do."
+UNKNOWN = "Sorry, I didn't understand that. Type “help” to see what you can do."
 
 
 @dataclass
@@ -248,7 +248,7 @@ class Core:
                 await ctx.reply(
                     text_message(
                         "Hello! I'm staffvoice. I'll send short pulse questions, updates from the "
-                        "change team, and you can give anonymous feedback any time. Type *help*."
+                        "change team, and you can give anonymous feedback any time. Type “help”."
                     )
                 )
             elif isinstance(event, HomeOpenedEvent):

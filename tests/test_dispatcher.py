@@ -48,7 +48,8 @@ async def test_the_change_team_can_grant_a_role_in_chat(loaded: Core) -> None:
 async def test_unknown_words_get_a_pointer_to_help(loaded: Core) -> None:
     d = FakeDriver(loaded)
     await d.say(PRACTITIONER, "flibbertigibbet")
-    assert "Type *help*" in d.seen(PRACTITIONER)[-1]
+    assert "Type “help”" in d.seen(PRACTITIONER)[-1]
+    assert "*" not in d.seen(PRACTITIONER)[-1]  # Teams shows text as written: no mrkdwn
 
 
 async def test_an_unknown_button_is_a_friendly_message(loaded: Core) -> None:

@@ -138,7 +138,7 @@ async def test_a_team_lead_sees_their_team_and_the_whole_and_nothing_else(loaded
     unknown = plain_text(await chat.say(ASSESSMENT_LEAD, "results no such team"))
     role = plain_text(await chat.say(ASSESSMENT_LEAD, "results practitioners"))
     assert other == ("Sorry, there are no results you can see for 'family support'. "
-                     "Type *results* for what you can see.")
+                     "Type “results” for what you can see.")
     assert unknown == other.replace("family support", "no such team")
     assert role == other.replace("family support", "practitioners")
     small = plain_text(await chat.say(CIC_LEAD, "results children in care"))
@@ -152,7 +152,7 @@ async def test_practitioners_are_refused_and_unknown_rounds_reveal_nothing(loade
     assert refused.startswith("Sorry, only") and "Pulse" not in refused
     r9 = plain_text(await chat.say(CHANGE, "results round 9"))
     assert r9 == ("Sorry, there are no results you can see for 'round 9'. "
-                  "Type *results* for what you can see.")
+                  "Type “results” for what you can see.")
     r1 = plain_text(await chat.say(CHANGE, "results assessment team round 1"))
     assert "Round 1" in r1 and "Responses: 6 of 6" in r1
 

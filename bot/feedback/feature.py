@@ -332,7 +332,7 @@ async def reply_cmd(ctx: Ctx, args: str) -> None:
         item = await fb.find_item(s, args)
         if not await fb.has_handle(s, item.id):
             raise UserError("The author of this feedback did not allow replies, or has stopped "
-                            "them. You can answer everyone with *you said we did*.")
+                            "them. You can answer everyone with “you said we did”.")
     await ctx.open_form(_reply_form(item))
 
 

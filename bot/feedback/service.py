@@ -205,7 +205,7 @@ async def _alert_channel_fallback(core: Core, cfg: safeguarding.Config, items: l
     try:
         await core.post_channel(cfg.alert_channel, Message(
             (Text("An urgent anonymous feedback item is waiting for a safeguarding lead. "
-                  "Type *feedback list urgent* to read it."),)))
+                  "Type “feedback list urgent” to read it."),)))
     except Exception:
         log.warning("safeguarding alert channel unreachable")
 
@@ -243,7 +243,7 @@ async def find_item(s: AsyncSession, ref: str) -> FeedbackItem:
     rows = list((await s.execute(
         select(FeedbackItem).where(FeedbackItem.id.startswith(key)).limit(2))).scalars())
     if not rows:
-        raise UserError(f"There is no feedback {ref_of(key)}. Type *feedback list* to see them.")
+        raise UserError(f"There is no feedback {ref_of(key)}. Type “feedback list” to see them.")
     if len(rows) > 1:
         raise UserError(f"More than one item starts with {key}; give a few more characters.")
     return rows[0]
@@ -302,7 +302,7 @@ async def reply(core: Core, item_id: str, team_person_id: str, text: str) -> boo
             FeedbackHandle.item_id == item_id))).scalar_one_or_none()
         if handle is None:
             raise UserError("The author of this feedback did not allow replies, or has stopped "
-                            "them. Nothing was sent. You can answer everyone with *you said we did*.")
+                            "them. Nothing was sent. You can answer everyone with “you said we did”.")
         try:
             route = await _open_route(core, handle)
         except sealing.RouteUnavailable:

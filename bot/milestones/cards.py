@@ -120,7 +120,7 @@ def which_one(query: str, ms: list[Milestone]) -> Message:
 
 def not_found(query: str, closest: Milestone | None) -> Message:
     if closest is None:
-        text = f"I couldn't find a milestone matching “{query}”. Type *status* to see them all."
+        text = f"I couldn't find a milestone matching “{query}”. Type “status” to see them all."
         return Message((Text(text),), fallback=text)
     text = (f"I couldn't find a milestone matching “{query}”. "
             f"The closest is “{closest.title}” ({closest.id}).")

@@ -171,7 +171,7 @@ async def find_one(s: AsyncSession, query: str) -> Milestone:
             f"'{query}' could mean {', '.join(found.ids)}. Please use the milestone's id."
         )
     hint = f" The closest is '{found.closest}'." if found.closest else ""
-    raise UserError(f"I don't know a milestone called '{query}'.{hint} Type *status* to see them all.")
+    raise UserError(f"I don't know a milestone called '{query}'.{hint} Type “status” to see them all.")
 
 
 def is_overdue(m: Milestone, on: date) -> bool:

@@ -133,6 +133,6 @@ async def build(s: AsyncSession, now: datetime) -> Message:
     blocks: tuple[Block, ...] = (
         Text(lines[0], heading=True), *(Text(x) for x in lines[1:]),
         Context("Groups under the anonymity threshold are never shown. Ask me for "
-                "*results* or *results TEAM* for more."),
+                "“results” or “results TEAM” for more."),
     )
     return Message(blocks, fallback="\n".join(lines))

@@ -20,7 +20,7 @@ from bot.roles import CHANGE_TEAM, LEADER, TEAM_LEAD
 from storage.db import offloaded
 
 # One refusal for every group or round the asker may not see, exists or not, answered or not.
-REFUSAL = "Sorry, there are no results you can see for {what}. Type *results* for what you can see."
+REFUSAL = "Sorry, there are no results you can see for {what}. Type “results” for what you can see."
 VIEW_ROLES = (CHANGE_TEAM, LEADER, TEAM_LEAD)
 TREND_ROUNDS = 6
 

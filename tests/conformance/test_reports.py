@@ -35,7 +35,7 @@ async def test_a_team_lead_is_refused_another_team_exactly_like_a_missing_one(dr
     await driver.say(lead, "results nowhere")
     other, missing = driver.seen(lead)[-2:]
     assert other == ("Sorry, there are no results you can see for 'family support'. "
-                     "Type *results* for what you can see.")
+                     "Type “results” for what you can see.")
     assert missing == other.replace("family support", "nowhere")
     await driver.say("lead.cic@northbridge.example", "results children in care")
     assert "Not enough responses to show." in driver.seen("lead.cic@northbridge.example")[-1]
