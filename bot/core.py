@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import delete, insert
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 import bot
 from bot.clock import Clock, SystemClock
@@ -61,6 +61,20 @@ class HandleResult:
     error: str | None = None
 
 
+class _Pending:
+    """An open transaction of the dispatcher's, handed to the handler of a joining action."""
+
+    def __init__(self, conn: AsyncConnection, tx: Any) -> None:
+        self.conn, self.tx = conn, tx
+
+    async def end(self, *, commit: bool) -> None:
+        try:
+            if self.tx.is_active:
+                await (self.tx.commit() if commit else self.tx.rollback())
+        finally:
+            await self.conn.close()
+
+
 @dataclass
 class Ctx:
     """Everything a handler needs for one event."""
@@ -71,13 +85,53 @@ class Ctx:
     person: Person
     roles: frozenset[str]
     replies: list[MessageRef] = field(default_factory=list)
+    # The dispatcher's own transaction, still open, for an action that joins it (see
+    # Router.action(joins=True)): its first `transaction()` continues it, so a tap costs
+    # one commit. Anything that talks to a platform or opens a session commits it first,
+    # so no lock is held across a platform call.
+    pending: _Pending | None = field(default=None, repr=False)
 
     @property
     def now(self) -> datetime:
         return self.core.clock.now()
 
     def session(self) -> Any:
-        return self.core.db.session()
+        if self.pending is None:
+            return self.core.db.session()
+        return self._session_after_settling()
+
+    @asynccontextmanager
+    async def _session_after_settling(self) -> AsyncIterator[AsyncSession]:
+        await self.settle()
+        async with self.core.db.session() as s:
+            yield s
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in a transaction for prepared statements (the dispatcher's own, when
+        this action joins it): committed at the end of the block, rolled back on error."""
+        pending, self.pending = self.pending, None
+        if pending is None:
+            async with self.core.db.transaction() as conn:
+                yield conn
+            return
+        try:
+            yield pending.conn
+        except BaseException:
+            await pending.end(commit=False)
+            raise
+        await pending.end(commit=True)
+
+    async def settle(self) -> None:
+        """Commit the dispatcher's transaction if this handler has not continued it."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            await pending.end(commit=True)
+
+    async def abandon(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            await pending.end(commit=False)
 
     def has(self, *roles: str) -> bool:
         return any(r in self.roles for r in roles)
@@ -91,6 +145,7 @@ class Ctx:
 
     async def reply(self, message: Message) -> MessageRef | None:
         """Answer where the event happened (in thread for a channel mention), else by DM."""
+        await self.settle()
         conv = self.event.conversation
         if conv is None:
             return await self.core.dm(self.person.id, message, prefer=self.event.user)
@@ -103,6 +158,7 @@ class Ctx:
 
     async def update(self, message: Message) -> MessageRef | None:
         """Edit the message whose button was tapped; reply if there is none."""
+        await self.settle()
         ref = getattr(self.event, "message", None)
         if isinstance(ref, MessageRef):
             await self.port.update(ref, message)
@@ -110,6 +166,7 @@ class Ctx:
         return await self.reply(message)
 
     async def open_form(self, form: Form) -> None:
+        await self.settle()
         await self.port.open_form(self.event, form)
 
 
@@ -153,24 +210,35 @@ class Core:
             log.warning("event refused: platform ids too long", extra={"kind": type(event).__name__})
             return HandleResult(handled=False, error="invalid")
         key = self.event_key(event.event_id)
+        joined = await self._admit_joined(event, key) if self._joins(event) else None
+        if joined is not None:
+            pending, (person, roles) = joined
+        else:
+            pending = None
+            try:
+                admitted = await self._admit(event, key)
+            except Exception:
+                log.exception("event not admitted",
+                              extra={"event": key[:16], "kind": type(event).__name__})
+                await self._tell_sorry(event, port)
+                return HandleResult(handled=False, error="internal")
+            if admitted is None:
+                log.info("duplicate event dropped", extra={"event": key[:16]})
+                return HandleResult(duplicate=True)
+            person, roles = admitted
+        ctx = Ctx(self, event, port, person, roles, pending=pending)
         try:
-            admitted = await self._admit(event, key)
-        except Exception:
-            log.exception("event not admitted", extra={"event": key[:16], "kind": type(event).__name__})
-            await self._tell_sorry(event, port)
-            return HandleResult(handled=False, error="internal")
-        if admitted is None:
-            log.info("duplicate event dropped", extra={"event": key[:16]})
-            return HandleResult(duplicate=True)
-        person, roles = admitted
-        try:
-            return await self._route(Ctx(self, event, port, person, roles))
+            result = await self._route(ctx)
+            await ctx.settle()
+            return result
         except FormInvalid as e:
+            await ctx.abandon()
             await self._forget(key)
             return HandleResult(form_errors=e.errors)
         except Exception:
             # Unknown failure: let a redelivery try again, tell the user, log no content.
             log.exception("event failed", extra={"event": key[:16], "kind": type(event).__name__})
+            await ctx.abandon()
             await self._forget(key)
             await self._tell_sorry(event, port)
             return HandleResult(handled=False, error="internal")
@@ -187,22 +255,10 @@ class Core:
         retries): the loser's insert conflicts (PostgreSQL) or its write lock is refused
         (SQLite), so it tries again.
         """
-        seen_at = self.clock.now().replace(minute=0, second=0, microsecond=0)
         for attempt in range(5):
             try:
                 async with self.db.transaction() as conn:
-                    await conn.execute(_SEEN, {"event_id": key, "seen_at": seen_at})
-                    found = await people.known_sender(conn, event.user, _dm_of(event),
-                                                      day_of(self.clock.now()))
-                    if found is None:  # a new user (or a new time zone): the full path
-                        # The session joins this transaction; its commit only flushes.
-                        async with AsyncSession(bind=conn, expire_on_commit=False) as s:
-                            person = await people.person_for(s, event.user)
-                            roles = await people.roles_of(s, person.id)
-                            await self._remember_dm(s, event)
-                            await s.commit()
-                        found = person, roles
-                return found
+                    return await self._admit_on(conn, event, key)
             except IntegrityError:
                 if await self._seen(key):
                     return None
@@ -213,6 +269,45 @@ class Core:
                     raise
             await asyncio.sleep(0.01 * (attempt + 1))
         raise AssertionError("unreachable")
+
+    async def _admit_on(self, conn: AsyncConnection, event: Event, key: str
+                        ) -> tuple[Person, frozenset[str]]:
+        """The admission's statements, in the caller's transaction."""
+        seen_at = self.clock.now().replace(minute=0, second=0, microsecond=0)
+        await conn.execute(_SEEN, {"event_id": key, "seen_at": seen_at})
+        found = await people.known_sender(conn, event.user, _dm_of(event),
+                                          day_of(self.clock.now()))
+        if found is None:  # a new user (or a new time zone): the full path
+            # The session joins this transaction; its commit only flushes.
+            async with AsyncSession(bind=conn, expire_on_commit=False) as s:
+                person = await people.person_for(s, event.user)
+                roles = await people.roles_of(s, person.id)
+                await self._remember_dm(s, event)
+                await s.commit()
+            found = person, roles
+        return found
+
+    def _joins(self, event: Event) -> bool:
+        if not isinstance(event, ActionEvent):
+            return False
+        act = self.router.find(self.router.actions, event.action_id)
+        return act is not None and act.joins
+
+    async def _admit_joined(self, event: Event, key: str
+                            ) -> tuple[_Pending, tuple[Person, frozenset[str]]] | None:
+        """Admit in a transaction left open for the action's handler; None if that did not
+        work at once (a duplicate, a race, a busy database): the usual path then decides."""
+        conn = await self.db.engine.connect()
+        try:
+            tx = await conn.begin()
+            found = await self._admit_on(conn, event, key)
+        except Exception:
+            try:
+                await conn.rollback()
+            finally:
+                await conn.close()
+            return None
+        return _Pending(conn, tx), found
 
     async def _seen(self, key: str) -> bool:
         async with self.db.session() as s:

@@ -45,6 +45,8 @@ class Action:
     prefix: str
     handler: EventHandler
     roles: frozenset[str] | None = None
+    # The handler's first Ctx.transaction() continues the dispatcher's (one commit per tap).
+    joins: bool = False
 
 
 @dataclass
@@ -79,9 +81,13 @@ class Router:
         self.intents.append(Intent(re.compile(pattern, re.IGNORECASE), normalise(words)))
 
     def action(
-        self, prefix: str, handler: EventHandler, *, roles: frozenset[str] | set[str] | None = None
+        self, prefix: str, handler: EventHandler, *, roles: frozenset[str] | set[str] | None = None,
+        joins: bool = False,
     ) -> None:
-        self.actions.append(Action(prefix, handler, frozenset(roles) if roles else None))
+        """`joins`: the handler's first `ctx.transaction()` continues the dispatcher's own,
+        so the tap and its effect commit together. Only for handlers whose first database
+        work is that block (anything else commits the dispatcher's transaction first)."""
+        self.actions.append(Action(prefix, handler, frozenset(roles) if roles else None, joins))
 
     def form(
         self, prefix: str, handler: EventHandler, *, roles: frozenset[str] | set[str] | None = None

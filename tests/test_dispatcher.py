@@ -205,3 +205,102 @@ async def test_a_known_sender_gets_the_same_person_roles_and_dm_route_as_the_ful
         assert ident is not None and ident.dm is not None
         assert ident.dm["conversation_id"] == "D-NEW"
         assert ident.updated_at is not None and (ident.updated_at.hour, ident.updated_at.minute) == (0, 0)
+
+
+# -- actions that continue the dispatcher's transaction (Router.action(joins=True)) ---------
+
+
+async def _open_pulse(loaded: Core) -> tuple[FakeDriver, object]:
+    from bot.model import RatingScale
+
+    d = FakeDriver(loaded)
+    await loaded.tick()  # the weekly pulse opens and invites
+    posted = d.port.messages(d.conv(PRACTITIONER).conversation_id)[-1]
+    scale = next(b for b in posted.message.blocks if isinstance(b, RatingScale))
+    return d, (posted, scale)
+
+
+async def test_a_pulse_tap_and_its_answer_are_one_commit(loaded: Core) -> None:
+    from sqlalchemy import event
+
+    d, (posted, scale) = await _open_pulse(loaded)
+    commits: list[int] = []
+    listener = lambda _conn: commits.append(1)  # noqa: E731
+    event.listen(loaded.db.engine.sync_engine, "commit", listener)
+    try:
+        await loaded.handle(ActionEvent("tap-1", d.user(PRACTITIONER), d.conv(PRACTITIONER),
+                                        action_id=scale.action_id, value="4",
+                                        message=posted.ref), d.port)
+    finally:
+        event.remove(loaded.db.engine.sync_engine, "commit", listener)
+    assert "Saved: " in d.seen(PRACTITIONER)[-1]
+    assert len(commits) == 1
+
+
+async def test_a_tap_that_fails_while_storing_leaves_no_trace_and_its_redelivery_counts(
+    loaded: Core, monkeypatch
+) -> None:
+    from sqlalchemy import func, select
+
+    from bot.dispatch_tables import ProcessedEvent
+    from bot.pulse import service as pulse
+    from bot.pulse.tables import PulseAnswer
+
+    d, (posted, scale) = await _open_pulse(loaded)
+
+    async def count(table: type) -> int:
+        async with loaded.db.session() as s:
+            return int((await s.execute(select(func.count()).select_from(table))).scalar_one())
+
+    before = await count(ProcessedEvent)
+    real = pulse.respondent
+
+    async def broken(*a, **k):  # type: ignore[no-untyped-def]
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(pulse, "respondent", broken)  # after the answer's upsert, same transaction
+    tap = ActionEvent("tap-2", d.user(PRACTITIONER), d.conv(PRACTITIONER),
+                      action_id=scale.action_id, value="2", message=posted.ref)
+    result = await loaded.handle(tap, d.port)
+    assert result.error == "internal" and "went wrong on our side" in d.seen(PRACTITIONER)[-1]
+    assert await count(PulseAnswer) == 0 and await count(ProcessedEvent) == before
+    monkeypatch.setattr(pulse, "respondent", real)
+    again = await loaded.handle(tap, d.port)  # the platform redelivers it
+    assert not again.duplicate and await count(PulseAnswer) == 1
+
+
+async def test_a_joining_action_that_replies_first_holds_no_lock_during_the_reply(
+    loaded: Core,
+) -> None:
+    """Platform output commits the dispatcher's transaction first: a write from elsewhere
+    during the reply (another request, another process) does not wait on this event."""
+    import asyncio
+
+    from bot.model import text_message
+    from bot.people.tables import Setting
+
+    d = FakeDriver(loaded)
+    await d.say(PRACTITIONER, "whoami")  # known sender
+    wrote: list[str] = []
+    real_send = d.port.send
+
+    async def send(conv, message):  # type: ignore[no-untyped-def]
+        async def write() -> None:
+            async with loaded.db.session() as s:
+                s.add(Setting(key="written-during-reply", value=1))
+        await asyncio.wait_for(write(), 5)
+        wrote.append("yes")
+        return await real_send(conv, message)
+
+    d.port.send = send  # type: ignore[method-assign]
+
+    async def reply_first(ctx):  # type: ignore[no-untyped-def]
+        await ctx.reply(text_message("on it"))
+        async with ctx.transaction() as conn:
+            await conn.execute(Setting.__table__.delete().where(Setting.key == "nothing"))
+
+    loaded.router.action("test.replyfirst", reply_first, joins=True)
+    result = await loaded.handle(ActionEvent("rf-1", d.user(PRACTITIONER), d.conv(PRACTITIONER),
+                                             action_id="test.replyfirst", value="x"), d.port)
+    assert result.error is None and wrote == ["yes"]
+    assert d.seen(PRACTITIONER)[-1] == "on it"

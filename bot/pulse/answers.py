@@ -123,7 +123,7 @@ async def on_answer(ctx: Ctx) -> None:
     value, choice = parse_value(q, ctx.event.value)
 
     async def store() -> tuple[Where, dict[str, Given], str]:
-        async with ctx.core.db.transaction() as s:  # prepared statements only: no ORM session
+        async with ctx.transaction() as s:  # the dispatcher's own (prepared statements only)
             # Write first, then check, rolling back if the tap may not count: the transaction
             # then holds SQLite's write lock from its first statement (no stale read to upgrade).
             await pulse.save_answer(s, rnd=known.round, question_id=q.id, key=_key(ctx, rid),

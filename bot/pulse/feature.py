@@ -12,7 +12,7 @@ from bot.scheduling.jobs import with_next_due
 def register(r: Router) -> None:
     r.sections.append(PulseSection())
     r.ticker(rounds.JOB, with_next_due(rounds.tick, rounds.next_due))
-    r.action(cards.ANSWER, answers.on_answer)
+    r.action(cards.ANSWER, answers.on_answer, joins=True)  # one commit per tap
     r.action(cards.NAV, answers.on_nav)
     r.form(cards.FORM, answers.on_comment)
     r.form(commands.DEFINE_FORM, commands.on_define, roles={CHANGE_TEAM})
