@@ -297,13 +297,18 @@ class Core:
                             ) -> tuple[_Pending, tuple[Person, frozenset[str]]] | None:
         """Admit in a transaction left open for the action's handler; None if that did not
         work at once (a duplicate, a race, a busy database): the usual path then decides."""
-        conn = await self.db.engine.connect()
+        try:
+            conn = await self.db.engine.connect()
+        except Exception:
+            return None
         try:
             tx = await conn.begin()
             found = await self._admit_on(conn, event, key)
         except Exception:
             try:
                 await conn.rollback()
+            except Exception:
+                pass  # the usual path reports a database that is down
             finally:
                 await conn.close()
             return None

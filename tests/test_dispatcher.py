@@ -304,3 +304,28 @@ async def test_a_joining_action_that_replies_first_holds_no_lock_during_the_repl
                                              action_id="test.replyfirst", value="x"), d.port)
     assert result.error is None and wrote == ["yes"]
     assert d.seen(PRACTITIONER)[-1] == "on it"
+
+
+async def test_a_pulse_tap_while_the_database_is_down_is_a_polite_sorry_and_counts_later(
+    loaded: Core,
+) -> None:
+    from sqlalchemy import func, select
+
+    from bot.pulse.tables import PulseAnswer
+    from tests.hardening.outage import Outage
+
+    d, (posted, scale) = await _open_pulse(loaded)
+    tap = ActionEvent("tap-down", d.user(PRACTITIONER), d.conv(PRACTITIONER),
+                      action_id=scale.action_id, value="5", message=posted.ref)
+    outage = Outage(loaded.db)
+    try:
+        async with outage.during():
+            result = await loaded.handle(tap, d.port)
+    finally:
+        outage.remove()
+    assert result.error == "internal" and outage.refused > 0
+    assert "went wrong on our side" in d.seen(PRACTITIONER)[-1]
+    again = await loaded.handle(tap, d.port)
+    assert not again.duplicate and again.error is None
+    async with loaded.db.session() as s:
+        assert (await s.execute(select(func.count()).select_from(PulseAnswer))).scalar_one() == 1
