@@ -7,6 +7,7 @@ Pulse tables are read through the columns agreed with the pulse feature, nothing
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -14,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case, column, func, literal, select, table, union_all
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bot.people.tables import PersonRole, Team
 from bot.programme.core_sections import get_setting
@@ -159,16 +160,18 @@ async def round_data(s: AsyncSession, round_id: str, questions: Sequence[Questio
     """Count a round's answers per cell: two GROUP BY queries over covering indexes."""
     a = ANSWERS.c
     data = RoundData()
-    rows = await s.execute(
+    # The scans are independent (a closed round no longer changes): run them at once on
+    # connections of their own, so each can have a core.
+    respondents, values, data.invited = await asyncio.gather(_rows(s, (
         select(a.team_id, a.role, func.count(func.distinct(a.response_key)))
-        .where(a.round_id == round_id).group_by(a.team_id, a.role))
-    data.respondents = {(t, r): int(n) for t, r, n in rows}
-    kinds = {q.id: q.kind for q in questions}
-    rows = await s.execute(
+        .where(a.round_id == round_id).group_by(a.team_id, a.role))), _rows(s, (
         select(a.team_id, a.role, a.question_id, a.value, a.choice, func.count())
         .where(a.round_id == round_id)
-        .group_by(a.team_id, a.role, a.question_id, a.value, a.choice))
-    for t, r, qid, value, choice, n in rows:
+        .group_by(a.team_id, a.role, a.question_id, a.value, a.choice))),
+        invited_cells(s, round_id))
+    data.respondents = {(t, r): int(n) for t, r, n in respondents}
+    kinds = {q.id: q.kind for q in questions}
+    for t, r, qid, value, choice, n in values:
         kind = kinds.get(qid)
         if kind == "text":
             # Pulse stores only non-empty comments, so a row is a comment.
@@ -182,8 +185,16 @@ async def round_data(s: AsyncSession, round_id: str, questions: Sequence[Questio
         data.values.setdefault(qid, []).append((cell, str(answer), int(n)))
         per_cell = data.answered.setdefault(qid, {})
         per_cell[cell] = per_cell.get(cell, 0) + int(n)
-    data.invited = await invited_cells(s, round_id)
     return data
+
+
+async def _rows(s: AsyncSession, stmt: Any) -> list[Any]:
+    """All rows of a read on a connection of its own (the session's engine)."""
+    engine = s.bind
+    if not isinstance(engine, AsyncEngine):  # a session bound to one connection: use it
+        return list((await s.execute(stmt)).all())
+    async with engine.connect() as conn:
+        return list((await conn.execute(stmt)).all())
 
 
 async def invited_cells(s: AsyncSession, round_id: str) -> dict[Cell, int]:
