@@ -27,6 +27,9 @@ from bot.model import Event, UserRef, text_message
 
 log = logging.getLogger("staffvoice.slack")
 
+# Events handled at once after their ack; the rest wait their turn (see SlackAdapter._run).
+BACKGROUND_AT_ONCE = 8
+
 ANY = re.compile(r".+")
 # view_submission must be answered inside Slack's 3 s; past this the modal closes and the
 # core's answer (or its errors) arrives by DM instead.
@@ -48,6 +51,7 @@ class SlackAdapter:
         self.directory = Directory(self.workspaces)
         self.port = SlackPort(self.workspaces, self.directory)
         self.tasks: set[asyncio.Task[None]] = set()
+        self._working = asyncio.Semaphore(BACKGROUND_AT_ONCE)
         self.bolt = self._build()
 
     async def _secret(self) -> bytes:
@@ -130,8 +134,11 @@ class SlackAdapter:
 
     async def _run(self, body: Mapping[str, Any],
                    build: Callable[[Mapping[str, Any], UserRef], Event]) -> None:
-        event = build(body, await self._user(body))
-        await self.core.handle(event, self.port)
+        # A burst (a round opening, a broadcast read) queues here, so the event loop keeps
+        # answering Slack's acks, which are due within 3 s, between pieces of this work.
+        async with self._working:
+            event = build(body, await self._user(body))
+            await self.core.handle(event, self.port)
 
     def later(self, body: Mapping[str, Any], build: Callable[[Mapping[str, Any], UserRef], Event]) -> None:
         self.spawn(self._run(body, build))

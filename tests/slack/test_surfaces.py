@@ -170,3 +170,30 @@ async def _person_id(slack: SlackDriver, email: str) -> str:
         person = await person_by_email(s, email)
     assert person is not None
     return person.id
+
+
+async def test_a_burst_of_events_is_acked_and_handled_a_few_at_a_time(slack: SlackDriver) -> None:
+    """After their acks, events run through the core at most BACKGROUND_AT_ONCE at a time, so
+    the event loop keeps answering acks during a burst; every one is still answered."""
+    from adapters.slack.app import BACKGROUND_AT_ONCE
+
+    assert slack.adapter is not None
+    running, most = 0, 0
+    real = slack.core.handle
+
+    async def handle(event, port):  # type: ignore[no-untyped-def]
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        try:
+            await asyncio.sleep(0.02)  # work that yields, so events would overlap
+            return await real(event, port)
+        finally:
+            running -= 1
+
+    slack.core.handle = handle  # type: ignore[method-assign]
+    people = [f"practitioner{i}@northbridge.example" for i in range(1, 11)] * 2
+    await asyncio.gather(*(slack.say(email, "help") for email in people))
+    assert most == BACKGROUND_AT_ONCE
+    for email in set(people):
+        assert sum("What you can do here" in m for m in slack.seen(email)) == 2
