@@ -438,6 +438,22 @@ def report(rows: list[dict[str, Any]], ours: dict[str, Any], args: argparse.Name
           f"no errors): {'met' if ok else 'NOT met'}")
 
 
+async def per_kind(base: str, traffic: Traffic, n: int = 20) -> None:
+    """Each request kind alone, one at a time: where the time goes before any queueing."""
+    kinds = ["Slack pulse tap", "Slack status", "Slack feedback form", "Teams pulse tap",
+             "Teams status", "Teams feedback form"]
+    print(f"\none request at a time, {n} of each kind (ms): p50 / max", file=sys.stderr)
+    for k, name in enumerate(kinds):
+        lat: list[float] = []
+        errors: list[str] = []
+        conn = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=conn, timeout=TIMEOUT) as session:
+            for i in range(n):
+                await one(session, base, traffic.mix(6 * i + k), lat, errors)
+        print(f"  {name:22} {pct(lat, 50):7.1f} / {max(lat):7.1f}"
+              + (f"  errors {errors}" if errors else ""), file=sys.stderr)
+
+
 async def run(args: argparse.Namespace) -> None:
     procs: list[subprocess.Popen[str]] = []
     try:
@@ -451,6 +467,9 @@ async def run(args: argparse.Namespace) -> None:
         procs.append(op)
         base = base_of(lines)
         await open_round(base, traffic, json.loads(lines[0])["db"])
+        await per_kind(base, traffic)
+        if args.per_kind:
+            return
         ours = await measure("staffvoice serve (Slack + Teams mix)", base, traffic.mix, args)
         ours["peak_mb"] = peak_mb(op.pid)
         rows.append(ours)
@@ -486,6 +505,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--saturate", type=float, default=5.0)
     ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--per-kind", action="store_true", help="only time each kind alone, then stop")
     args = ap.parse_args()
     fakes = json.loads(os.environ.get("LOAD_FAKES", "{}"))
     if args.serve == "fakes":
