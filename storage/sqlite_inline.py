@@ -165,10 +165,14 @@ class _Checkpointer:
 
     def committed(self) -> None:
         self.commits += 1
-        if self.commits < CHECKPOINT_EVERY or (self.running and not self.running.done()):
+        if self.commits < CHECKPOINT_EVERY:
             return
+        loop = asyncio.get_running_loop()
+        busy = self.running is not None and not self.running.done()
+        if busy and self.running.get_loop() is loop:  # type: ignore[union-attr]
+            return  # one at a time (a task of a loop that has gone does not count)
         self.commits = 0
-        self.running = asyncio.get_running_loop().create_task(self._run())
+        self.running = loop.create_task(self._run())
 
     async def _run(self) -> None:
         try:

@@ -150,3 +150,26 @@ async def test_checkpoints_run_on_a_worker_thread_every_so_many_commits(sqlite_d
         value = (await conn.execute(text("PRAGMA wal_autocheckpoint"))).scalar_one()
     assert value == sqlite_inline.AUTOCHECKPOINT_PAGES
     assert _count_rows(path) == 12
+
+
+async def test_a_checkpoint_left_pending_by_an_old_event_loop_does_not_stop_new_ones(
+    sqlite_db, monkeypatch
+):
+    db, path = sqlite_db
+    monkeypatch.setattr(sqlite_inline, "CHECKPOINT_EVERY", 3)
+    ran: list[int] = []
+    real = sqlite_inline._Checkpointer._checkpoint
+    monkeypatch.setattr(sqlite_inline._Checkpointer, "_checkpoint",
+                        lambda self: (ran.append(1), real(self)))
+    checkpoints = sqlite_inline._checkpointers[(str(path), False)]
+    old_loop = asyncio.new_event_loop()
+    stale = old_loop.create_future()  # never finishes: its loop is gone
+    checkpoints.running, checkpoints.commits = stale, 0  # type: ignore[assignment]
+    try:
+        for i in range(3):
+            async with db.session() as s:
+                await s.execute(insert(ProcessedEvent), {"event_id": f"o{i}", "seen_at": NOW})
+        await asyncio.sleep(0.1)
+        assert ran == [1]
+    finally:
+        old_loop.close()
