@@ -234,12 +234,14 @@ async def test_a_killed_sender_task_resumes_without_duplicates(
     try:
         bid = await publish(loaded)
         first = Sender(loaded, sender_id="replica-a", limiter=Limiter(FAST), batch=8)
+        platform.hold_after = 5  # later sends stay in flight until released
         task = asyncio.create_task(first.drain())
-        while len(platform.keyed()) < 5:
+        while platform.held == 0:
             await asyncio.sleep(0.005)
         task.cancel()  # killed mid-flight: rows stay in `sending`
         with pytest.raises(asyncio.CancelledError):
             await task
+        platform.release()
         await asyncio.sleep(0.1)  # requests (and commits) the dead sender had in flight land
         async with loaded.db.session() as s:
             stuck = (await s.execute(select(Delivery.id).where(

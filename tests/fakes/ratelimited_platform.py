@@ -9,6 +9,7 @@ It does NOT deduplicate by idempotency key: a key sent twice is delivered twice,
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
 import time
@@ -74,6 +75,10 @@ class RateLimitedPlatform:
     failed_5xx: int = 0
     requests: int = 0
     fail_next: int = 0  # the next N sends answer 503 (a deterministic outage for tests)
+    # Once this many keyed deliveries are in, further sends wait (in flight) until `release()`:
+    # a deterministic moment to kill a sender with requests outstanding.
+    hold_after: int | None = None
+    held: int = 0
 
     def __post_init__(self) -> None:
         self._ws: dict[str, Bucket] = {}
@@ -83,7 +88,12 @@ class RateLimitedPlatform:
         self._by_id: dict[str, Delivery] = {}
         self._rng = random.Random(self.config.seed)
         self._runner: web.AppRunner | None = None
+        self._released = asyncio.Event()
         self.url = ""
+
+    def release(self) -> None:
+        self.hold_after = None
+        self._released.set()
 
     # -- what tests read -----------------------------------------------------------------
 
@@ -141,6 +151,9 @@ class RateLimitedPlatform:
     async def _send(self, request: web.Request) -> web.Response:
         body: dict[str, Any] = await request.json()
         self.requests += 1
+        if self.hold_after is not None and len(self.keyed()) >= self.hold_after:
+            self.held += 1
+            await self._released.wait()
         if self.config.latency_s:
             import asyncio
 
