@@ -41,7 +41,7 @@ from bot.people import service as people
 from bot.people.tables import Identity, Person
 from bot.port import Port, Unreachable
 from bot.roles import describe
-from bot.router import Router
+from bot.router import Action, Router
 from bot.secrets import keyed_hash
 from storage.db import Database
 
@@ -210,7 +210,9 @@ class Core:
             log.warning("event refused: platform ids too long", extra={"kind": type(event).__name__})
             return HandleResult(handled=False, error="invalid")
         key = self.event_key(event.event_id)
-        joined = await self._admit_joined(event, key) if self._joins(event) else None
+        act = (self.router.find(self.router.actions, event.action_id)
+               if isinstance(event, ActionEvent) else None)
+        joined = await self._admit_joined(event, key) if act is not None and act.joins else None
         if joined is not None:
             pending, (person, roles) = joined
         else:
@@ -228,7 +230,7 @@ class Core:
             person, roles = admitted
         ctx = Ctx(self, event, port, person, roles, pending=pending)
         try:
-            result = await self._route(ctx)
+            result = await self._route(ctx, act)
             await ctx.settle()
             return result
         except FormInvalid as e:
@@ -287,12 +289,6 @@ class Core:
             found = person, roles
         return found
 
-    def _joins(self, event: Event) -> bool:
-        if not isinstance(event, ActionEvent):
-            return False
-        act = self.router.find(self.router.actions, event.action_id)
-        return act is not None and act.joins
-
     async def _admit_joined(self, event: Event, key: str
                             ) -> tuple[_Pending, tuple[Person, frozenset[str]]] | None:
         """Admit in a transaction left open for the action's handler; None if that did not
@@ -325,13 +321,13 @@ class Core:
         except Exception:
             log.warning("could not tell the user about a failure")
 
-    async def _route(self, ctx: Ctx) -> HandleResult:
+    async def _route(self, ctx: Ctx, act: Action | None = None) -> HandleResult:
+        """Run the event's handler; `act` is the action an ActionEvent was found to name."""
         event = ctx.event
         try:
             if isinstance(event, MessageEvent | CommandEvent):
                 await self._text(ctx, event.text)
             elif isinstance(event, ActionEvent):
-                act = self.router.find(self.router.actions, event.action_id)
                 if act is None:
                     raise UserError("That button is no longer active.")
                 if act.roles is not None:
@@ -399,13 +395,10 @@ class Core:
         u = event.user
         ident = await s.get(Identity, (u.platform, u.workspace, u.user_id))
         if ident is not None:
-            if ident.dm != data or not ident.reachable:
-                ident.dm = data
-                ident.reachable = True
-                ident.unreachable_reason = None
-                # Only when the route changes, and only the day: a per-event time next to a
-                # person would date their latest tap, and so their latest pulse answer.
-                ident.updated_at = day_of(self.clock.now())
+            changes = people.dm_route_changes(ident.dm, ident.reachable, data,
+                                              day_of(self.clock.now()))
+            for name, value in changes.items():
+                setattr(ident, name, value)
 
     async def prune_events(self, older_than: timedelta = timedelta(days=7)) -> None:
         async with self.db.session() as s:

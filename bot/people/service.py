@@ -89,14 +89,14 @@ _KNOWN = (
            Identity.workspace == bindparam("workspace"),
            Identity.user_id == bindparam("user_id"))
 )
-_SET_DM = (
-    update(Identity)
-    .where(Identity.platform == bindparam("k_platform"),
-           Identity.workspace == bindparam("k_workspace"),
-           Identity.user_id == bindparam("k_user_id"))
-    .values(dm=bindparam("dm"), reachable=True, unreachable_reason=None,
-            updated_at=bindparam("day"))
-)
+def dm_route_changes(current: dict[str, Any] | None, reachable: bool,
+                     dm: dict[str, Any] | None, day: datetime) -> dict[str, Any]:
+    """What to store on an identity when an event arrives in direct conversation `dm`: the
+    route, if it changed (or the person was unreachable), dated only by the day, since a
+    per-event time next to a person would date their latest tap and so their latest answer."""
+    if dm is None or (current == dm and reachable):
+        return {}
+    return {"dm": dm, "reachable": True, "unreachable_reason": None, "updated_at": day}
 
 
 async def known_sender(
@@ -117,9 +117,11 @@ async def known_sender(
     tz = valid_tz(user.tz)
     if tz and r.tz != tz and not r.from_programme:
         return None
-    if dm is not None and (r.dm != dm or not r.reachable):
-        await conn.execute(_SET_DM, {"k_platform": user.platform, "k_workspace": user.workspace,
-                                     "k_user_id": user.user_id, "dm": dm, "day": day})
+    changes = dm_route_changes(r.dm, r.reachable, dm, day)
+    if changes:
+        await conn.execute(update(Identity).where(
+            Identity.platform == user.platform, Identity.workspace == user.workspace,
+            Identity.user_id == user.user_id).values(**changes))
     person = Person(id=r.id, email=r.email, display_name=r.display_name, tz=r.tz,
                     team_id=r.team_id, work_pattern=r.work_pattern,
                     from_programme=r.from_programme)
