@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import logging
 import re
+from contextvars import ContextVar
 from typing import Any
 
 from microsoft_agents.hosting.core import TurnContext
@@ -30,6 +31,8 @@ from bot.model import (
 from bot.port import PlatformError
 
 log = logging.getLogger("staffvoice.teams.agent")
+# What the endpoint read of this request's activity before the turn (refs.seen), if it did.
+SEEN: ContextVar[refs.Seen | None] = ContextVar("staffvoice_teams_seen", default=None)
 AT_TAG = re.compile(r"<at>.*?</at>", re.S)
 TAG = re.compile(r"<[^>]+>")
 
@@ -74,13 +77,14 @@ class TeamsAgent:
         kind = a.get("type")
         if kind not in ("message", "installationUpdate", "conversationUpdate"):
             return  # typing, reactions, invokes: nothing for the core
-        await refs.remember(self.core.db, a, now)
+        seen = SEEN.get()
+        await refs.remember(self.core.db, a, now, seen)
         if kind == "installationUpdate":
             await self._installation(a)
         elif kind == "conversationUpdate":
             await self._conversation_update(a)
         else:
-            await self._message(a)
+            await self._message(a, seen)
 
     # -- who and where -------------------------------------------------------------------
 
@@ -95,13 +99,17 @@ class TeamsAgent:
         return conversation_ref(refs.tenant_of(a), cid, kind, str(a.get("serviceUrl", "")),
                                 str((a.get("recipient") or {}).get("id", "")), thread)
 
-    async def user(self, a: dict[str, Any]) -> UserRef:
+    async def user(self, a: dict[str, Any], seen: refs.Seen | None = None) -> UserRef:
         sender = a.get("from") or {}
         tenant = refs.tenant_of(a)
         uid = str(sender.get("id", ""))
-        known = await refs.member(self.core.db, tenant, uid)
-        email = known.email if known is not None else None
-        name = sender.get("name") or (known.name if known is not None else None)
+        if seen is not None:
+            known = seen.member
+        else:
+            m = await refs.member(self.core.db, tenant, uid)
+            known = (m.email, m.name) if m is not None else None
+        email = known[0] if known is not None else None
+        name = sender.get("name") or (known[1] if known is not None else None)
         if known is None and uid:
             # Activities carry no email: ask the roster once, then remember.
             try:
@@ -122,8 +130,8 @@ class TeamsAgent:
 
     # -- activities ------------------------------------------------------------------------
 
-    async def _message(self, a: dict[str, Any]) -> None:
-        user = await self.user(a)
+    async def _message(self, a: dict[str, Any], seen: refs.Seen | None = None) -> None:
+        user = await self.user(a, seen)
         conv = self.conversation(a)
         value = a.get("value")
         if isinstance(value, dict) and value.get(render.KIND) in ("action", "form"):

@@ -15,7 +15,8 @@ from microsoft_agents.hosting.core import TurnContext
 from microsoft_agents.hosting.core.authorization import ClaimsIdentity
 
 from adapters.teams import config as teams_config
-from adapters.teams.agent import TeamsAgent
+from adapters.teams import references as refs
+from adapters.teams.agent import SEEN, TeamsAgent
 from adapters.teams.auth import AuthError, KeysUnavailable, TokenValidator
 from adapters.teams.connector import ConnectorPool, PooledClientFactory, TokenProvider
 from adapters.teams.port import TeamsPort
@@ -115,7 +116,10 @@ class TeamsEndpoint:
             claims = ClaimsIdentity()  # anonymous (opt-in, loopback only)
         if body is None or not activity or not well_formed(activity):
             return web.json_response({"error": "body must be a JSON activity"}, status=400)
-        if not await self.core.db.ping():
+        try:
+            # One read serves as the readiness check and saves the turn two lookups.
+            seen = await refs.seen(self.core.db, activity)
+        except Exception:
             # The SDK answers 202 even when our turn fails: refuse up front so the activity is
             # delivered again rather than acknowledged and lost.
             log.warning("teams activity deferred: database unavailable")
@@ -124,12 +128,15 @@ class TeamsEndpoint:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the SDK looks the identity up by this plain key
             request["claims_identity"] = claims
+        token = SEEN.set(seen)
         try:
             response = await self.adapter.process(request, self.agent)
         except (ValueError, TypeError) as e:
             # pydantic's ValidationError is a ValueError: a malformed activity, not our failure.
             log.warning("teams activity rejected", extra={"error": type(e).__name__})
             return web.json_response({"error": "not a valid activity"}, status=400)
+        finally:
+            SEEN.reset(token)
         return response or web.Response(status=202)
 
     async def close(self, _app: web.Application | None = None) -> None:

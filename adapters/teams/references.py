@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import String, bindparam, exists, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
 from adapters.teams.tables import TeamsConversation, TeamsMember
@@ -54,6 +55,55 @@ def reference_of(activity: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Seen:
+    """What the store knows of an inbound activity's conversation and sender, in one read."""
+
+    reference_current: bool  # stored, installed and reachable the same way: nothing to write
+    member: tuple[str | None, str] | None  # (email, name) of a known sender, else None
+
+
+_CONV = TeamsConversation.__table__.c
+_MEMBER = TeamsMember.__table__.c
+_MEMBER_KEY = (_MEMBER.tenant_id == bindparam("tenant"), _MEMBER.user_id == bindparam("member"))
+# One statement instead of two sessions (and a readiness ping) per inbound activity.
+_SEEN = select(
+    exists().where(
+        _CONV.conversation_id == bindparam("cid"), _CONV.installed.is_(True),
+        _CONV.kind == bindparam("kind"), _CONV.service_url == bindparam("url"),
+        _CONV.user_id.is_not_distinct_from(bindparam("uid", type_=String)),
+    ).label("current"),
+    select(literal(1)).where(*_MEMBER_KEY).scalar_subquery().label("known"),
+    select(_MEMBER.email).where(*_MEMBER_KEY).scalar_subquery().label("email"),
+    select(_MEMBER.name).where(*_MEMBER_KEY).scalar_subquery().label("name"),
+)
+
+
+def _reference_key(activity: dict[str, Any]) -> tuple[str, str, str, str | None] | None:
+    """(conversation id, kind, service URL, personal chat's user) as `remember` stores them."""
+    conv = activity.get("conversation") or {}
+    if not conv.get("id") or not activity.get("serviceUrl"):
+        return None
+    kind = kind_of(activity)
+    user = activity.get("from") or {}
+    user_id = str(user.get("id")) if kind == "personal" and user.get("id") else None
+    return base_conversation_id(str(conv["id"])), kind, str(activity["serviceUrl"]), user_id
+
+
+async def seen(db: Database, activity: dict[str, Any]) -> Seen:
+    """Read what `remember` and the sender lookup need; raises when the database is away
+    (the endpoint then answers 503 so the Bot Framework delivers the activity again)."""
+    key = _reference_key(activity) or ("", "", "", None)
+    sender = str((activity.get("from") or {}).get("id") or "")
+    async with db.engine.connect() as conn:
+        row = (await conn.execute(_SEEN, {
+            "cid": key[0], "kind": key[1], "url": key[2], "uid": key[3],
+            "tenant": tenant_of(activity), "member": sender,
+        })).one()
+    return Seen(bool(row.current) and key[0] != "",
+                (row.email, row.name or "") if row.known is not None else None)
+
+
 async def _upsert(db: Database, model: type[Any], key: tuple[Any, ...], values: dict[str, Any]) -> None:
     for _ in range(2):
         try:
@@ -70,16 +120,16 @@ async def _upsert(db: Database, model: type[Any], key: tuple[Any, ...], values: 
     log.warning("could not store a Teams reference")
 
 
-async def remember(db: Database, activity: dict[str, Any], now: datetime) -> None:
-    """Store (or refresh) the reference of the conversation an activity came from."""
-    conv = activity.get("conversation") or {}
-    if not conv.get("id") or not activity.get("serviceUrl"):
+async def remember(db: Database, activity: dict[str, Any], now: datetime,
+                   known: Seen | None = None) -> None:
+    """Store (or refresh) the reference of the conversation an activity came from.
+
+    `known`, read by `seen` for this activity, saves the read when nothing changed."""
+    key = _reference_key(activity)
+    if key is None or (known is not None and known.reference_current):
         return
-    cid = base_conversation_id(str(conv["id"]))
-    kind = kind_of(activity)
+    cid, kind, _, user_id = key
     team = (activity.get("channelData") or {}).get("team") or {}
-    user = activity.get("from") or {}
-    user_id = str(user.get("id")) if kind == "personal" and user.get("id") else None
     async with db.session() as s:
         known = await s.get(TeamsConversation, cid)
         if (known is not None and known.installed and known.kind == kind

@@ -164,3 +164,37 @@ async def test_a_card_tap_edits_the_card_in_place(teams: TeamsDriver) -> None:
     assert len(posted.versions) == 2 and plain_of(posted.current) == "Thanks, noted."
     await port.delete(ref)
     assert posted.deleted and "Thanks, noted." not in teams.seen(PRACTITIONER)
+
+
+async def test_the_read_before_a_turn_tells_what_is_stored(teams: TeamsDriver) -> None:
+    """`refs.seen` stands in for two lookups on every activity: it must agree with the store."""
+    from adapters.teams import references as refs
+
+    await teams.say(PRACTITIONER, "help")
+    uid, cid = teams.dm_id(PRACTITIONER)
+    a = teams.activity(uid, cid, "personal", text="help")
+    known = await refs.seen(teams.core.db, a)
+    assert known.reference_current
+    assert known.member is not None and known.member[0] == PRACTITIONER
+    moved = await refs.seen(teams.core.db, {**a, "serviceUrl": "https://smba.trafficmanager.net/uk/"})
+    assert not moved.reference_current and moved.member == known.member
+    stranger = teams.fake.add_user("visitor@northbridge.example", "Visitor")
+    unknown = await refs.seen(teams.core.db, teams.activity(stranger.id, teams.fake.personal_id(stranger.id),
+                                                            "personal", text="help"))
+    assert not unknown.reference_current and unknown.member is None
+    await refs.forget(teams.core.db, cid)
+    assert not (await refs.seen(teams.core.db, a)).reference_current
+
+
+async def test_a_new_service_url_is_stored_when_a_known_chat_moves(teams: TeamsDriver) -> None:
+    await teams.say(PRACTITIONER, "help")
+    uid, cid = teams.dm_id(PRACTITIONER)
+    moved = teams.fake.service_url.rstrip("/") + "/moved/"
+    assert teams.http is not None
+    async with teams.http.post(teams.url, json=teams.activity(uid, cid, "personal", text="help",
+                                                              serviceUrl=moved),
+                               headers={"Authorization": f"Bearer {teams.fake.sign({'serviceurl': moved})}"}) as r:
+        assert r.status in (200, 201, 202)
+    async with teams.core.db.session() as s:
+        row = await s.get(TeamsConversation, cid)
+    assert row is not None and row.service_url == moved and row.installed
