@@ -61,6 +61,10 @@ class HandleResult:
     error: str | None = None
 
 
+# Who sent an event: the person, their roles and their DM route on the event's platform.
+_Sender = tuple[Person, frozenset[str], dict[str, Any] | None]
+
+
 class _Pending:
     """An open transaction of the dispatcher's, handed to the handler of a joining action."""
 
@@ -90,6 +94,9 @@ class Ctx:
     # one commit. Anything that talks to a platform or opens a session commits it first,
     # so no lock is held across a platform call.
     pending: _Pending | None = field(default=None, repr=False)
+    # The sender's stored DM route on this platform, when admission read it: a reply to an
+    # event with no conversation (a tap in a form or home tab) goes there without a lookup.
+    sender_dm: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def now(self) -> datetime:
@@ -148,7 +155,8 @@ class Ctx:
         await self.settle()
         conv = self.event.conversation
         if conv is None:
-            return await self.core.dm(self.person.id, message, prefer=self.event.user)
+            return await self.core.dm(self.person.id, message, prefer=self.event.user,
+                                      route=self.sender_dm)
         ref = await self.port.send(conv, message)
         self.replies.append(ref)
         return ref
@@ -214,7 +222,7 @@ class Core:
                if isinstance(event, ActionEvent) else None)
         joined = await self._admit_joined(event, key) if act is not None and act.joins else None
         if joined is not None:
-            pending, (person, roles) = joined
+            pending, (person, roles, route) = joined
         else:
             pending = None
             try:
@@ -227,8 +235,8 @@ class Core:
             if admitted is None:
                 log.info("duplicate event dropped", extra={"event": key[:16]})
                 return HandleResult(duplicate=True)
-            person, roles = admitted
-        ctx = Ctx(self, event, port, person, roles, pending=pending)
+            person, roles, route = admitted
+        ctx = Ctx(self, event, port, person, roles, pending=pending, sender_dm=route)
         try:
             result = await self._route(ctx, act)
             await ctx.settle()
@@ -250,7 +258,7 @@ class Core:
         tapped what and when (Slack action ids carry the user and a precise time)."""
         return keyed_hash(self.secret, "event", event_id)
 
-    async def _admit(self, event: Event, key: str) -> tuple[Person, frozenset[str]] | None:
+    async def _admit(self, event: Event, key: str) -> _Sender | None:
         """Record the event as seen and find who sent it, in one transaction.
 
         None means a duplicate. Two first events from one new user can race (a double tap,
@@ -272,8 +280,7 @@ class Core:
             await asyncio.sleep(0.01 * (attempt + 1))
         raise AssertionError("unreachable")
 
-    async def _admit_on(self, conn: AsyncConnection, event: Event, key: str
-                        ) -> tuple[Person, frozenset[str]]:
+    async def _admit_on(self, conn: AsyncConnection, event: Event, key: str) -> _Sender:
         """The admission's statements, in the caller's transaction."""
         seen_at = self.clock.now().replace(minute=0, second=0, microsecond=0)
         await conn.execute(_SEEN, {"event_id": key, "seen_at": seen_at})
@@ -286,11 +293,10 @@ class Core:
                 roles = await people.roles_of(s, person.id)
                 await self._remember_dm(s, event)
                 await s.commit()
-            found = person, roles
+            found = person, roles, None
         return found
 
-    async def _admit_joined(self, event: Event, key: str
-                            ) -> tuple[_Pending, tuple[Person, frozenset[str]]] | None:
+    async def _admit_joined(self, event: Event, key: str) -> tuple[_Pending, _Sender] | None:
         """Admit in a transaction left open for the action's handler; None if that did not
         work at once (a duplicate, a race, a busy database): the usual path then decides."""
         try:
@@ -409,9 +415,20 @@ class Core:
     # -- outbound --------------------------------------------------------------------
 
     async def dm(
-        self, person_id: str, message: Message, *, prefer: UserRef | None = None
+        self, person_id: str, message: Message, *, prefer: UserRef | None = None,
+        route: dict[str, Any] | None = None,
     ) -> MessageRef | None:
-        """DM a person on a platform they are reachable on; None if they are not."""
+        """DM a person on a platform they are reachable on; None if they are not.
+
+        `route`: `prefer`'s stored DM conversation, already read: tried first, no lookup."""
+        if route is not None and prefer is not None and prefer.platform in self.ports:
+            try:
+                return await self.ports[prefer.platform].send(
+                    people.conversation_from_json(route), message)
+            except Unreachable as e:
+                await self.mark_unreachable(
+                    Identity(platform=prefer.platform, workspace=prefer.workspace,
+                             user_id=prefer.user_id), str(e))
         async with self.db.session() as s:
             idents = [
                 i

@@ -329,3 +329,32 @@ async def test_a_pulse_tap_while_the_database_is_down_is_a_polite_sorry_and_coun
     assert not again.duplicate and again.error is None
     async with loaded.db.session() as s:
         assert (await s.execute(select(func.count()).select_from(PulseAnswer))).scalar_one() == 1
+
+
+async def test_a_reply_to_a_tap_without_a_conversation_goes_to_the_stored_dm_route(
+    loaded: Core,
+) -> None:
+    """Admission reads the sender's DM route; a reply with nowhere else to go uses it, and a
+    route that no longer works marks the identity unreachable, as the full lookup does."""
+    from bot.people.tables import Identity
+
+    d = FakeDriver(loaded)
+    replies: list[str] = []
+
+    async def answer(c):  # type: ignore[no-untyped-def]
+        replies.append(str(c.sender_dm and c.sender_dm["conversation_id"]))
+        await c.say("Noted.")
+
+    loaded.router.action("probe.", answer)
+    await d.say(PRACTITIONER, "whoami")  # links the identity and stores the DM route
+    tap = ActionEvent("probe-1", d.user(PRACTITIONER), None, action_id="probe.x", value="1")
+    await loaded.handle(tap, d.port)
+    assert replies == [d.conv(PRACTITIONER).conversation_id]
+    assert d.seen(PRACTITIONER)[-1] == "Noted."
+    d.port.blocked.add(f"U-{PRACTITIONER}")
+    await loaded.handle(ActionEvent("probe-2", d.user(PRACTITIONER), None, action_id="probe.x",
+                                    value="1"), d.port)
+    async with loaded.db.session() as s:
+        ident = await s.get(Identity, ("fake", d.port.workspace, f"U-{PRACTITIONER}"))
+    assert ident is not None and not ident.reachable
+    assert d.seen(PRACTITIONER)[-1] == "Noted."  # nothing more reached the blocked DM

@@ -101,9 +101,10 @@ def dm_route_changes(current: dict[str, Any] | None, reachable: bool,
 
 async def known_sender(
     s: AsyncSession | AsyncConnection, user: UserRef, dm: dict[str, Any] | None, day: datetime
-) -> tuple[Person, frozenset[str]] | None:
-    """Who a known platform user is and their roles, in one statement; None if not known yet
-    (or if their time zone needs saving: `person_for` does that).
+) -> tuple[Person, frozenset[str], dict[str, Any] | None] | None:
+    """Who a known platform user is, their roles and their DM route on this platform (None if
+    they have none or are unreachable), in one statement; None if not known yet (or if their
+    time zone needs saving: `person_for` does that).
 
     `dm`, when given, is the direct conversation the event came from: stored as their DM
     route if it changed, dated only by `day`.
@@ -128,7 +129,8 @@ async def known_sender(
     roles = {PRACTITIONER, *(x.role for x in rows if x.role is not None)}
     if r.leads:
         roles.add(TEAM_LEAD)
-    return person, frozenset(roles)
+    route = changes["dm"] if changes else (r.dm if r.reachable else None)
+    return person, frozenset(roles), route
 
 
 async def person_by_email(s: AsyncSession, email: str) -> Person | None:
