@@ -140,6 +140,10 @@ async def serve_ours(fakes: dict[str, Any]) -> None:
         "STAFFVOICE_SECRET_KEY": "bench", "STAFFVOICE_PROGRAMME": str(ROOT / "examples/programme.yaml"),
         "STAFFVOICE_LOG_LEVEL": "WARNING"})
     print(json.dumps({"db": str(tmp / "load.db")}), flush=True)
+    if os.environ.get("LOAD_HOOK"):  # instrumentation to run inside the server (a file path)
+        import runpy
+
+        runpy.run_path(os.environ["LOAD_HOOK"])
     await server.serve(settings, "127.0.0.1", 0)
 
 
@@ -438,19 +442,37 @@ def report(rows: list[dict[str, Any]], ours: dict[str, Any], args: argparse.Name
           f"no errors): {'met' if ok else 'NOT met'}")
 
 
-async def per_kind(base: str, traffic: Traffic, n: int = 20) -> None:
-    """Each request kind alone, one at a time: where the time goes before any queueing."""
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def per_kind(base: str, traffic: Traffic, pid: int, n: int = 20,
+                   only: list[int] | None = None) -> None:
+    """Each request kind alone, one at a time: where the time goes before any queueing, and
+    the server's CPU per request (background work included: it is read after a pause)."""
     kinds = ["Slack pulse tap", "Slack status", "Slack feedback form", "Teams pulse tap",
              "Teams status", "Teams feedback form"]
-    print(f"\none request at a time, {n} of each kind (ms): p50 / max", file=sys.stderr)
+    print(f"\none request at a time, {n} of each kind (ms): p50 / max, server CPU per request",
+          file=sys.stderr)
+    idle0 = cpu_s(pid)
+    await asyncio.sleep(2.0)
+    idle = (cpu_s(pid) - idle0) / 2.0  # CPU seconds per second with no requests (timers)
     for k, name in enumerate(kinds):
+        if only and k not in only:
+            continue
+        await asyncio.sleep(0.5)
+        cpu0, t0 = cpu_s(pid), time.perf_counter()
         lat: list[float] = []
         errors: list[str] = []
         conn = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=conn, timeout=TIMEOUT) as session:
             for i in range(n):
                 await one(session, base, traffic.mix(6 * i + k), lat, errors)
-        print(f"  {name:22} {pct(lat, 50):7.1f} / {max(lat):7.1f}"
+        await asyncio.sleep(0.5)  # Slack's work runs after the ack
+        cpu = (cpu_s(pid) - cpu0 - idle * (time.perf_counter() - t0)) * 1000 / n
+        print(f"  {name:22} {pct(lat, 50):7.1f} / {max(lat):7.1f}  cpu {cpu:5.1f}"
               + (f"  errors {errors}" if errors else ""), file=sys.stderr)
 
 
@@ -467,14 +489,15 @@ async def run(args: argparse.Namespace) -> None:
         procs.append(op)
         base = base_of(lines)
         await open_round(base, traffic, json.loads(lines[0])["db"])
-        await per_kind(base, traffic)
+        await per_kind(base, traffic, op.pid, args.per_kind_n if args.per_kind else 20,
+                       [int(k) for k in args.kinds.split(",")] if args.kinds else None)
         if args.per_kind:
             return
         ours = await measure("staffvoice serve (Slack + Teams mix)", base, traffic.mix, args)
         ours["peak_mb"] = peak_mb(op.pid)
         rows.append(ours)
         op.terminate()  # the bare servers get the machine to themselves
-        for kind, name, make in (
+        for kind, name, make in () if args.ours_only else (
             ("bare-pbr", "bare slack-bolt (ack only, process_before_response)",
              lambda i: traffic.slack_message(PEOPLE[i % len(PEOPLE)], "status")),
             ("bare", "bare slack-bolt (ack only, defaults)",
@@ -506,6 +529,9 @@ def main() -> None:
     ap.add_argument("--saturate", type=float, default=5.0)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--per-kind", action="store_true", help="only time each kind alone, then stop")
+    ap.add_argument("--per-kind-n", type=int, default=100, help="requests of each kind alone")
+    ap.add_argument("--kinds", default="", help="with --per-kind: only these (0-5, comma-separated)")
+    ap.add_argument("--ours-only", action="store_true", help="skip the bare frameworks")
     args = ap.parse_args()
     fakes = json.loads(os.environ.get("LOAD_FAKES", "{}"))
     if args.serve == "fakes":
