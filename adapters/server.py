@@ -3,16 +3,28 @@
 Start-up: migrations, the programme file (if set), the platform adapters (each mounts itself
 when configured), the scheduler (leader only) and every router worker (the send-ledger drain).
 SIGTERM: stop accepting, stop scheduling, let workers finish in-flight sends, dispose the DB.
+
+`--workers N` (N > 1): the parent does the one-off start-up (migrations, the programme file),
+binds the listening socket and forks N serving processes that share it; each runs its own event
+loop, database pool and scheduler candidate (one leader among them, as among replicas). Only
+worker 0 runs the router workers. The parent forwards SIGTERM/SIGINT, waits, and replaces a
+worker that dies unexpectedly.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
+import gc
 import importlib
 import logging
 import os
 import signal
+import socket
+import sys
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -39,6 +51,11 @@ MOUNTS = ("adapters.slack.mount", "adapters.teams.mount")
 # How long SIGTERM waits for workers to finish the sends they have started.
 DRAIN_S = float(os.environ.get("STAFFVOICE_SHUTDOWN_GRACE", "20"))
 LEDGER_TABLE = "broadcast_deliveries"
+# --workers: pause before replacing a worker that died, and how long past the shutdown grace the
+# parent waits for its workers before killing them.
+RESPAWN_S = 1.0
+KILL_AFTER_S = DRAIN_S + 10
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 @dataclass
@@ -149,7 +166,7 @@ def build_app(core: Core, env: Mapping[str, str], health: Health) -> tuple[web.A
                    registry=health.registry)
 
     async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+        return web.json_response({"status": "ok", "pid": os.getpid()})
 
     async def readyz(_: web.Request) -> web.Response:
         body: dict[str, Any] = {"database": "unreachable", "migrations": "unknown"}
@@ -216,15 +233,22 @@ async def _supervise(name: str, fn: Any, core: Core, stop: asyncio.Event) -> Non
 
 
 async def serve(settings: Settings, host: str, port: int, env: Mapping[str, str] | None = None,
-                router: Router | None = None) -> int:
-    """Run until SIGTERM or SIGINT; 0 after a clean shutdown, 2 when start-up is impossible."""
+                router: Router | None = None, *, sockets: list[socket.socket] | None = None,
+                worker: int = 0) -> int:
+    """Run until SIGTERM or SIGINT; 0 after a clean shutdown, 2 when start-up is impossible.
+
+    With `sockets`, this is worker `worker` forked by `run`: the parent has applied the
+    migrations, loaded the programme file and announced the address, so this process only
+    serves on the inherited sockets (router workers in worker 0 only)."""
     env = os.environ if env is None else env
+    forked = sockets is not None
     db = Database(settings.database_url)
     core = Core(db, settings=settings, router=router)
     try:
-        await db.upgrade()
+        if not forked:
+            await db.upgrade()
         await core.start()
-        ok = not settings.programme_file or await _load_programme(core, settings.programme_file)
+        ok = forked or not settings.programme_file or await _load_programme(core, settings.programme_file)
     except Exception:
         log.exception("start-up failed")
         ok = False
@@ -241,40 +265,56 @@ async def serve(settings: Settings, host: str, port: int, env: Mapping[str, str]
         return 2
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    for line in lines:
-        log.info(line)
+    sites: list[web.BaseSite] = ([web.SockSite(runner, sock) for sock in sockets]
+                                 if sockets is not None else [web.TCPSite(runner, host, port)])
+    for site in sites:
+        await site.start()
+    if worker == 0:
+        for line in lines:
+            log.info(line)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
+    if forked and _signalled:
+        stop.set()  # stopped while starting: shut down at once, cleanly
 
     scheduler = Scheduler(core)
     health.scheduler = scheduler
     if not await scheduler.leadership.ensure():
-        log.info("another replica runs the scheduler; this one serves and drains the send ledger")
+        log.info("another replica runs the scheduler; this one serves and drains the send ledger"
+                 if worker == 0 else "another process runs the scheduler; this one serves requests")
     scheduler.start()
     worker_stop = asyncio.Event()
+    # Forked workers: only worker 0 drains the send ledger, since each drain paces itself to the
+    # platform's whole rate limit (N drains in one deployment would send N times too fast).
     workers = [asyncio.create_task(_supervise(n, fn, core, worker_stop), name=f"worker:{n}")
-               for n, fn in core.router.workers.items()]
+               for n, fn in core.router.workers.items()] if worker == 0 else []
     bound = ", ".join(f"http://{a[0]}:{a[1]}" for a in runner.addresses if isinstance(a, tuple))
     log.info("serving", extra={"address": bound, "workers": len(workers),
-                               "scheduler": scheduler.leadership.kind})
-    print(f"staffvoice listening on {bound}", flush=True)
+                               "scheduler": scheduler.leadership.kind,
+                               **({"worker": worker} if forked else {})})
+    if not forked:
+        print(f"staffvoice listening on {bound}", flush=True)
 
     await stop.wait()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.remove_signal_handler(sig)
-    await _shutdown(health, site, runner, scheduler, worker_stop, workers)
+    if not forked:
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
+    # A forked worker keeps its handlers: the same SIGTERM or Ctrl-C often arrives twice (from
+    # the terminal or the service manager, and forwarded by the parent); the parent kills a
+    # worker that does not stop in time.
+    await _shutdown(health, sites, runner, scheduler, worker_stop, workers)
     return 0
 
 
-async def _shutdown(health: Health, site: web.TCPSite, runner: web.AppRunner, scheduler: Scheduler,
-                    worker_stop: asyncio.Event, workers: list[asyncio.Task[None]]) -> None:
+async def _shutdown(health: Health, sites: list[web.BaseSite], runner: web.AppRunner,
+                    scheduler: Scheduler, worker_stop: asyncio.Event,
+                    workers: list[asyncio.Task[None]]) -> None:
     log.info("shutting down: no new requests, finishing in-flight work")
     health.stopping = True
-    await site.stop()  # stop accepting; requests in progress finish
+    for site in sites:
+        await site.stop()  # stop accepting; requests in progress finish
     await scheduler.stop()  # waits for a tick in progress
     worker_stop.set()
     if workers:
@@ -290,12 +330,231 @@ async def _shutdown(health: Health, site: web.TCPSite, runner: web.AppRunner, sc
     log.info("stopped cleanly")
 
 
+# -- --workers N: a parent forking N serving processes ------------------------------------------
+
+_signalled = False  # a forked worker got SIGTERM/SIGINT before its event loop took them over
+
+
+def _note_signal(_sig: int, _frame: Any) -> None:
+    global _signalled
+    _signalled = True
+
+
+async def _prepare(settings: Settings, router: Router | None) -> bool:
+    """The once-per-start work of `serve`, done by the parent: migrations, the programme file."""
+    db = Database(settings.database_url)
+    core = Core(db, settings=settings, router=router)
+    try:
+        await db.upgrade()
+        await core.start()  # creates the stored server key if there is none yet
+        return not settings.programme_file or await _load_programme(core, settings.programme_file)
+    except Exception:
+        log.exception("start-up failed")
+        return False
+    finally:
+        await db.dispose()
+
+
+def _listen(host: str, port: int) -> list[socket.socket]:
+    """Bind and listen on every address `host` names (as aiohttp's TCPSite does), one port."""
+    socks: list[socket.socket] = []
+    seen = set()
+    try:
+        for family, kind, proto, _, addr in socket.getaddrinfo(
+                host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE):
+            if (family, addr[0]) in seen:
+                continue
+            seen.add((family, addr[0]))
+            sock = socket.socket(family, kind, proto)
+            socks.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            # Port 0: the first socket picks a free port and every other address uses the same.
+            sock.bind((addr[0], port or (socks[0].getsockname()[1] if len(socks) > 1 else 0),
+                       *addr[2:]))
+            sock.listen(128)
+            sock.set_inheritable(True)
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this worker if the parent dies (even by SIGKILL), so none is orphaned."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _worker(index: int, parent: int, settings: Settings, env: Mapping[str, str] | None,
+            router: Router | None, socks: list[socket.socket], mask: set[int]) -> None:
+    """The forked child: serve until stopped, then leave without running the parent's exit code."""
+    code = 1
+    try:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, _note_signal)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        _die_with_parent()
+        if os.getppid() != parent:
+            _note_signal(signal.SIGTERM, None)  # the parent died before prctl took effect
+        code = asyncio.run(serve(settings, "", 0, env, router, sockets=socks, worker=index))
+    except BaseException:
+        log.exception("worker failed", extra={"worker": index})
+    finally:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def run(settings: Settings, host: str, port: int, workers: int = 1,
+        env: Mapping[str, str] | None = None, router: Router | None = None) -> int:
+    """`serve` in this process (workers == 1), or in `workers` forked processes sharing one socket.
+
+    Must be called with no event loop running: the workers are forked from this thread."""
+    if workers <= 1:
+        return asyncio.run(serve(settings, host, port, env, router))
+    if not asyncio.run(_prepare(settings, router)):
+        return 2
+    for name in MOUNTS:  # imported once here, shared by the workers' memory and start-up time
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass  # each worker says so when it mounts the adapters
+    socks = _listen(host, port)
+    bound = ", ".join(f"http://{s.getsockname()[0]}:{s.getsockname()[1]}" for s in socks)
+    try:
+        return _supervise_workers(settings, bound, workers, env, router, socks)
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def _supervise_workers(settings: Settings, bound: str, n: int, env: Mapping[str, str] | None,
+                       router: Router | None, socks: list[socket.socket]) -> int:
+    # Signals wait in the mask and are read with sigtimedwait: no handler runs at a bad moment.
+    watched = {*STOP_SIGNALS, signal.SIGCHLD}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
+    children: dict[int, int] = {}  # pid -> worker index
+    respawn: dict[int, float] = {}  # worker index -> when to start it again
+    parent = os.getpid()
+
+    def fork(index: int) -> None:
+        if threading.active_count() > 1:
+            log.warning("forking with other threads running",
+                        extra={"threads": ",".join(t.name for t in threading.enumerate())})
+        sys.stdout.flush()
+        sys.stderr.flush()
+        gc.freeze()  # what the parent built stays in pages shared with the workers
+        pid = os.fork()
+        if pid == 0:
+            _worker(index, parent, settings, env, router, socks, mask)  # never returns
+        children[pid] = index
+
+    try:
+        for i in range(n):
+            fork(i)
+        log.info("serving", extra={"address": bound, "processes": n, "pid": parent})
+        print(f"staffvoice listening on {bound}", flush=True)
+        stopping_since: float | None = None
+        result = 0
+        while children or (respawn and stopping_since is None):
+            info = signal.sigtimedwait(watched, 0.5)
+            if info is not None and info.si_signo in STOP_SIGNALS:
+                if stopping_since is None:
+                    log.info("stopping the workers", extra={"signal": signal.Signals(info.si_signo).name})
+                    stopping_since = time.monotonic()
+                    respawn.clear()
+                    _signal_all(children, signal.SIGTERM)
+                else:  # asked twice: stop now
+                    _signal_all(children, signal.SIGKILL)
+            for pid, status in _reap():
+                index = children.pop(pid, None)
+                if index is None:
+                    continue
+                code = os.waitstatus_to_exitcode(status)
+                if stopping_since is not None:
+                    if code != 0:
+                        log.warning("worker stopped uncleanly", extra={"worker": index, "exit": code})
+                    continue
+                if code == 2:  # start-up impossible (as `serve` alone would exit): give up
+                    log.error("a worker could not start; stopping", extra={"worker": index})
+                    stopping_since, result = time.monotonic(), 2
+                    respawn.clear()
+                    _signal_all(children, signal.SIGTERM)
+                    continue
+                log.error("worker died; starting a replacement",
+                          extra={"worker": index, "pid": pid, "exit": code})
+                respawn[index] = time.monotonic() + RESPAWN_S
+            now = time.monotonic()
+            if stopping_since is None:
+                for index, at in sorted(respawn.items()):
+                    if at <= now:
+                        del respawn[index]
+                        fork(index)
+            elif now - stopping_since > KILL_AFTER_S and children:
+                log.warning("workers did not stop in time; killing them",
+                            extra={"pids": ",".join(map(str, children))})
+                _signal_all(children, signal.SIGKILL)
+                stopping_since = now
+        if result == 0:
+            log.info("stopped cleanly", extra={"pid": parent})
+        return result
+    finally:
+        for pid in children:  # only reached on an error in this loop
+            _kill_quietly(pid, signal.SIGKILL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def _reap() -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return out
+        if pid == 0:
+            return out
+        out.append((pid, status))
+
+
+def _signal_all(children: dict[int, int], sig: int) -> None:
+    for pid in children:
+        _kill_quietly(pid, sig)
+
+
+def _kill_quietly(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _at_least_one(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
+
+
 def cli(settings: Settings, argv: list[str]) -> int:
-    """`staffvoice serve [--host H] [--port P]`."""
+    """`staffvoice serve [--host H] [--port P] [--workers N]`."""
     ap = argparse.ArgumentParser(prog="staffvoice serve",
                                  description="Serve the chat adapters, health, metrics and the scheduler.")
     ap.add_argument("--host", default=settings.host, help=f"address to listen on (default {settings.host})")
     ap.add_argument("--port", type=int, default=settings.port,
                     help=f"port (default {settings.port}; 0 picks a free one)")
+    ap.add_argument("--workers", type=_at_least_one, default=1, metavar="N",
+                    help="serving processes sharing the port, to use N CPU cores (default 1: this "
+                         "process). One of them runs the scheduler; worker 0 alone drains the send "
+                         "ledger, since each drain paces itself to the platform's whole rate limit")
     args = ap.parse_args(argv)
-    return asyncio.run(serve(settings, args.host, args.port))
+    return run(settings, args.host, args.port, args.workers)

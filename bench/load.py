@@ -16,7 +16,9 @@ Traffic for ours is a mix: Slack pulse taps, "status" questions and feedback for
 and the same three over Teams (JWT-signed activities). The bare servers get what they can
 answer: signed message events (Bolt) and message activities (SDK). Phase 1 sends at a fixed
 rate (open loop) and reports p50/p99 latency and errors; phase 2 saturates with a fixed number of
-concurrent clients and reports throughput. Peak memory is the server's VmHWM.
+concurrent clients and reports throughput. Peak memory is the server's VmHWM; with
+LOAD_WORKERS=N (ours as `serve --workers N`) it is the PSS summed over the parent and its workers,
+read at the end of the run.
 """
 
 from __future__ import annotations
@@ -122,7 +124,9 @@ def fakes_env(fakes: dict[str, Any]) -> dict[str, str]:
     }
 
 
-async def serve_ours(fakes: dict[str, Any]) -> None:
+def serve_ours(fakes: dict[str, Any]) -> Any:
+    """The coroutine serving ours (awaited by the caller's asyncio.run); with LOAD_WORKERS > 1
+    it serves here instead, forking its workers before any event loop runs, and exits."""
     import functools
 
     import adapters.teams.mount as teams_mount
@@ -144,7 +148,10 @@ async def serve_ours(fakes: dict[str, Any]) -> None:
         import runpy
 
         runpy.run_path(os.environ["LOAD_HOOK"])
-    await server.serve(settings, "127.0.0.1", 0)
+    workers = int(os.environ.get("LOAD_WORKERS", "1"))
+    if workers > 1:
+        raise SystemExit(server.run(settings, "127.0.0.1", 0, workers=workers))
+    return server.serve(settings, "127.0.0.1", 0)
 
 
 async def serve_bare_agents(fakes: dict[str, Any]) -> None:
@@ -214,10 +221,25 @@ def base_of(lines: list[str]) -> str:
 
 
 def peak_mb(pid: int) -> float:
+    if children_of(pid):  # LOAD_WORKERS > 1: the workers share pages with the parent
+        return pss_mb(pid)
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def children_of(pid: int) -> list[int]:
+    return [int(c) for f in Path(f"/proc/{pid}/task").glob("*/children") for c in f.read_text().split()]
+
+
+def pss_mb(pid: int) -> float:
+    """PSS (shared pages split between their sharers) summed over `pid` and its descendants."""
+    kb = 0
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            kb = int(line.split()[1])
+    return kb / 1024 + sum(pss_mb(c) for c in children_of(pid))
 
 
 # -- requests ------------------------------------------------------------------------------
