@@ -27,6 +27,10 @@ LEEWAY_S = 300
 KEYS_MAX_AGE_S = 24 * 3600
 # An unknown key id triggers at most one refetch per interval (no key-fetch amplification).
 REFETCH_INTERVAL_S = 300
+# The Bot Connector reuses a token for many requests: the claims of tokens whose signature
+# was checked are kept (by the token's exact text), so the RSA check runs once per token.
+# Expiry, the key's presence and endorsement, and the serviceurl are still checked each time.
+VERIFIED_TOKENS = 1024
 
 
 class AuthError(Exception):
@@ -57,6 +61,7 @@ class TokenValidator:
         self.issuers = issuers
         self.clock = clock
         self._keys: dict[str, tuple[jwt.PyJWK, list[str]]] = {}
+        self._verified: dict[str, dict[str, Any]] = {}
         self._fetched_at = 0.0
         self._lock = asyncio.Lock()
         self._session: aiohttp.ClientSession | None = None
@@ -119,18 +124,24 @@ class TokenValidator:
         key, endorsements = await self._key(kid)
         if endorsements and channel_id and channel_id not in endorsements:
             raise AuthError("key not endorsed for this channel")
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key=key.key,
-                algorithms=["RS256"],
-                audience=self.app_id,
-                issuer=list(self.issuers),
-                leeway=LEEWAY_S,
-                options={"require": ["exp", "iss", "aud"]},
-            )
-        except jwt.PyJWTError as e:
-            raise AuthError(type(e).__name__) from e
+        claims = self._verified.get(token)
+        if claims is None or not self._in_date(claims):
+            self._verified.pop(token, None)
+            try:
+                claims = jwt.decode(
+                    token,
+                    key=key.key,
+                    algorithms=["RS256"],
+                    audience=self.app_id,
+                    issuer=list(self.issuers),
+                    leeway=LEEWAY_S,
+                    options={"require": ["exp", "iss", "aud"]},
+                )
+            except jwt.PyJWTError as e:
+                raise AuthError(type(e).__name__) from e
+            if len(self._verified) >= VERIFIED_TOKENS:
+                self._verified.pop(next(iter(self._verified)))
+            self._verified[token] = claims
         claimed = claims.get("serviceurl")
         if claimed is None and claims.get("iss") == BOT_FRAMEWORK_ISSUER:
             raise AuthError("no serviceurl claim")
@@ -141,3 +152,10 @@ class TokenValidator:
         ):
             raise AuthError("serviceurl claim does not match the activity")
         return ClaimsIdentity(claims, authentication_type="Bearer", security_token=token)
+
+    def _in_date(self, claims: dict[str, Any]) -> bool:
+        """The time claims of a token already verified, checked again now (as jwt.decode does)."""
+        now = self.clock()
+        exp, nbf = claims.get("exp"), claims.get("nbf")
+        return (isinstance(exp, int | float) and now <= exp + LEEWAY_S
+                and (nbf is None or (isinstance(nbf, int | float) and now >= nbf - LEEWAY_S)))

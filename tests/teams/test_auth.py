@@ -150,3 +150,44 @@ async def test_anonymous_mode_serves_local_tools_without_tokens(loaded: Core) ->
     finally:
         await runner.cleanup()
         await fake.close()
+
+
+async def test_a_reused_token_is_verified_once_and_still_checked_each_time(
+    teams: TeamsDriver, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Bot Connector sends one token many times: its signature is checked once, while its
+    expiry, its key and its serviceurl are checked on every request."""
+    from adapters.teams import auth
+    from adapters.teams.config import BOT_FRAMEWORK_ISSUER
+
+    now = [time.time()]
+    validator = auth.TokenValidator(teams.fake.state.app_id, (teams.fake.metadata_url,),
+                                    (BOT_FRAMEWORK_ISSUER,), clock=lambda: now[0])
+    decoded: list[str] = []
+    real_decode = jwt.decode
+
+    def counting(token: str, *a: object, **kw: object) -> dict:
+        decoded.append(token)
+        return real_decode(token, *a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(auth.jwt, "decode", counting)
+    token = teams.fake.sign({"exp": int(now[0]) + 600})
+    try:
+        for _ in range(3):
+            claims = await validator.validate(f"Bearer {token}", teams.fake.service_url, "msteams")
+            assert claims.claims["aud"] == teams.fake.state.app_id
+        assert decoded == [token]
+        with pytest.raises(auth.AuthError):  # a cached token still names its service
+            await validator.validate(f"Bearer {token}", "https://attacker.example/", "msteams")
+        with pytest.raises(auth.AuthError):  # ... and its channel must be endorsed
+            await validator.validate(f"Bearer {token}", teams.fake.service_url, "slack")
+        now[0] += 600 + auth.LEEWAY_S + 1  # past expiry: not taken from the cache again
+        await validator.validate(f"Bearer {token}", teams.fake.service_url, "msteams")
+        assert decoded == [token, token]
+        # The key was withdrawn, another published in its place (a refetch is not due yet).
+        validator._keys["fake-key-2"] = validator._keys.pop(teams.fake.kid)
+        validator._fetched_at = now[0]
+        with pytest.raises(auth.AuthError):
+            await validator.validate(f"Bearer {token}", teams.fake.service_url, "msteams")
+    finally:
+        await validator.close()
