@@ -62,3 +62,19 @@ async def test_serve_refuses_to_start_with_a_broken_programme_file(
     assert await serve(settings, "127.0.0.1", 0, env={}) == 2
     problems = [r for r in caplog.records if r.getMessage().startswith("the programme file has problems")]
     assert problems and "Mars/Olympus" in getattr(problems[0], "problems", "")
+
+
+def test_the_server_collects_garbage_rarely_and_never_walks_start_up_objects() -> None:
+    import gc
+
+    from adapters.server import GC_YOUNG, tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == (GC_YOUNG, before[1], before[2])
+        assert GC_YOUNG > 10 * before[0]
+        assert gc.get_freeze_count() > 10_000  # modules, mappers, caches: out of every collection
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
