@@ -258,6 +258,10 @@ async def serve(settings: Settings, host: str, port: int, env: Mapping[str, str]
     serves on the inherited sockets (router workers in worker 0 only)."""
     env = os.environ if env is None else env
     forked = sockets is not None
+    if forked:
+        from bot.scheduling import leader
+
+        leader.FORKED_WORKER = True
     db = Database(settings.database_url)
     core = Core(db, settings=settings, router=router)
     try:

@@ -126,6 +126,11 @@ async def test_two_workers_share_the_port_and_stop_together_on_sigterm(
     # The send-ledger drain (the router workers) runs in worker 0 only.
     serving = {r["worker"]: r["workers"] for r in logs if r["msg"] == "serving" and "worker" in r}
     assert serving[0] >= 1 and serving[1] == 0, serving
+    # On SQLite one worker takes the scheduler's lock file; the other says so without warning.
+    assert not any("already running on this SQLite database" in r["msg"] for r in logs)
+    if db_url.startswith("sqlite"):
+        assert sum(r["msg"] == "the scheduler runs in another worker of this server"
+                   for r in logs) == 1
 
 
 async def test_a_killed_worker_is_replaced_while_the_other_keeps_serving(
