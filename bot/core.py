@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert
+from sqlalchemy import bindparam, delete, insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -389,8 +389,8 @@ class Core:
 
     async def _forget(self, key: str) -> None:
         try:
-            async with self.db.session() as s:
-                await s.execute(delete(ProcessedEvent).where(ProcessedEvent.event_id == key))
+            async with self.db.transaction() as conn:
+                await conn.execute(_UNSEE, {"event_id": key})
         except Exception:
             log.warning("could not release event id after a failure")
 
@@ -591,6 +591,8 @@ def clean_event(event: Event) -> Event:
 
 
 _SEEN = insert(ProcessedEvent.__table__)  # type: ignore[arg-type]
+_UNSEE = delete(ProcessedEvent.__table__).where(  # type: ignore[arg-type]
+    ProcessedEvent.__table__.c.event_id == bindparam("event_id"))
 
 
 def _dm_of(event: Event) -> dict[str, Any] | None:
