@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from bot.core import Ctx
 from bot.errors import FormInvalid, UserError
 from bot.feedback import identifiers, safeguarding
@@ -97,10 +99,13 @@ async def open_action(ctx: Ctx) -> None:
     await ctx.open_form(await feedback_form(ctx))
 
 
-async def _check_limit(ctx: Ctx, *, in_form: bool) -> None:
-    async with ctx.session() as s:
-        limit = (await fb.config(s)).daily_limit
-    if await fb.sent_today(ctx.core, ctx.person.id) >= limit:
+async def _check_limit(ctx: Ctx, *, in_form: bool, s: AsyncSession | None = None) -> None:
+    """Refuse once the person has sent today's allowance (`s`: a session to read in)."""
+    if s is None:
+        async with ctx.session() as s:
+            return await _check_limit(ctx, in_form=in_form, s=s)
+    limit = (await fb.config(s)).daily_limit
+    if await fb.sent_today(ctx.core, ctx.person.id, s) >= limit:
         if in_form:
             raise FormInvalid({"text": fb.limit_message(limit)})
         raise UserError(fb.limit_message(limit))
@@ -111,12 +116,16 @@ def _acknowledged(metadata: str) -> set[str]:
     return {w for w in rest.split(",") if w}
 
 
-async def _checked_text(ctx: Ctx, field: str = "text") -> tuple[str, list[str], list[str]]:
+async def _checked_text(ctx: Ctx, field: str = "text", s: AsyncSession | None = None
+                        ) -> tuple[str, list[str], list[str]]:
     """The submitted text after the length check, and what it looks like (concerns, identifiers)."""
     ev = ctx.event
     assert isinstance(ev, FormSubmitEvent)
     text = ev.values.get(field) or ""
-    async with ctx.session() as s:
+    if s is None:
+        async with ctx.session() as s:
+            cfg = await fb.config(s)
+    else:
         cfg = await fb.config(s)
     # Length first: a giant paste is refused before any pattern runs over it.
     if len(text) > cfg.max_length:
@@ -131,13 +140,13 @@ async def submit_form(ctx: Ctx) -> None:
     """A submitted feedback form: check, maybe ask again, then store without the author."""
     ev = ctx.event
     assert isinstance(ev, FormSubmitEvent)
-    text, concerns, ids = await _checked_text(ctx)
     theme = ev.values.get("theme") or ""
     replies = ev.values.get("replies") == "true"
-    async with ctx.session() as s:
+    async with ctx.session() as s:  # every check reads in one session
+        text, concerns, ids = await _checked_text(ctx, s=s)
         if theme and theme not in {t.id for t in await fb.themes(s)}:
             raise FormInvalid({"theme": "Please choose one of the listed themes."})
-    await _check_limit(ctx, in_form=True)
+        await _check_limit(ctx, in_form=True, s=s)
     warnings = concerns + ids
     if not set(warnings) <= _acknowledged(ev.metadata):
         await ctx.open_form(await feedback_form(ctx, text=text, theme=theme, replies=replies,

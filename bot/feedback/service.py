@@ -88,12 +88,14 @@ def _token_key(secret: bytes, token: str) -> str:
     return keyed_hash(secret, "feedback-handle", token)
 
 
-async def sent_today(core: Core, person_id: str) -> int:
+async def sent_today(core: Core, person_id: str, s: AsyncSession | None = None) -> int:
     """How many items this person has sent today (read through the keyed counter)."""
-    async with core.db.session() as s:
-        day = await today(s, core.clock.now())
-        row = await s.get(FeedbackDailyCount, _counter_key(core.secret, person_id, day))
-        return row.count if row is not None and row.day == day else 0
+    if s is None:
+        async with core.db.session() as s:
+            return await sent_today(core, person_id, s)
+    day = await today(s, core.clock.now())
+    row = await s.get(FeedbackDailyCount, _counter_key(core.secret, person_id, day))
+    return row.count if row is not None and row.day == day else 0
 
 
 def limit_message(limit: int) -> str:
