@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from bot.milestones.service import View, is_overdue
+from bot.milestones.service import AnyMilestone, View, is_overdue
 from bot.milestones.status import (
     EMOJI,
     LABELS,
@@ -35,7 +35,7 @@ NEW_FORM = "ms:new"
 EDIT_FORM = "ms:edit"  # metadata: milestone id
 
 
-def badge(m: Milestone) -> str:
+def badge(m: AnyMilestone) -> str:
     """'🟢 On track' (with a stale mark when check-ins went unanswered)."""
     text = f"{EMOJI.get(m.status, '')} {LABELS.get(m.status, m.status)}"
     return text + (f" · {STALE_EMOJI} stale" if m.stale_since and m.status != "done" else "")

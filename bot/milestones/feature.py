@@ -30,14 +30,17 @@ log = logging.getLogger("staffvoice.milestones")
 async def status(ctx: Ctx, args: str) -> None:
     """`status` for the whole roadmap, `status <milestone>` for one."""
     query = args.strip()
+    if not query:
+        # The hot one: a bare connection, one statement for the roadmap, the cached setting.
+        async with ctx.transaction() as conn:
+            today = await service.today(conn, ctx.now)
+            vs = await service.roadmap(conn)
+        await ctx.reply(cards.overview(service.counts([v.m for v in vs], today), vs,
+                                       ctx.now, today))
+        return
     async with ctx.session() as s:
         today = await service.today(s, ctx.now)
-        if not query:
-            ms = await service.all_milestones(s)
-            msg = cards.overview(await service.health(s, today, ms), await service.views(s, ms),
-                                 ctx.now, today)
-        else:
-            msg = await _one_or_ask(s, query, ctx, today)
+        msg = await _one_or_ask(s, query, ctx, today)
     await ctx.reply(msg)
 
 
@@ -74,9 +77,11 @@ async def _list(ctx: Ctx, title: str, ms: list[Milestone], empty: str) -> None:
 
 async def at_risk(ctx: Ctx, args: str) -> None:
     """Milestones at risk or off track."""
-    async with ctx.session() as s:
-        ms = await service.at_risk(s)
-    await _list(ctx, "At risk or off track", ms, "Nothing is at risk or off track right now. 🟢")
+    async with ctx.transaction() as conn:
+        today = await service.today(conn, ctx.now)
+        vs = service.risky_first(await service.roadmap(conn))
+    await ctx.reply(cards.listing("At risk or off track", vs, ctx.now, today,
+                                  "Nothing is at risk or off track right now. 🟢"))
 
 
 async def overdue(ctx: Ctx, args: str) -> None:

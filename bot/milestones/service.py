@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.errors import FormInvalid, UserError
 from bot.milestones import matching
@@ -34,26 +35,66 @@ from bot.people.tables import Person, Team, Theme
 from bot.programme.core_sections import get_setting
 from bot.programme.schema import SLUG
 from bot.roles import CHANGE_TEAM
+from storage.db import connection_of
 
 OPEN_CHECKIN = ("due", "sent", "reminded")
 RISKY = ("at_risk", "off_track")
 
 
+class MilestoneInfo(NamedTuple):
+    """What cards and lists read of a milestone, read without the ORM (not for changing)."""
+
+    id: str
+    title: str
+    description: str
+    team_id: str | None
+    due: date
+    status: str
+    progress: int
+    stale_since: datetime | None
+
+
+class UpdateInfo(NamedTuple):
+    """What cards read of an update (read without the ORM)."""
+
+    id: str
+    person_id: str | None
+    at: datetime
+    status: str
+    progress: int
+    note: str
+
+
+class PersonInfo(NamedTuple):
+    id: str
+    email: str | None
+    display_name: str
+
+
+class TeamInfo(NamedTuple):
+    id: str
+    name: str
+
+
+AnyMilestone = Milestone | MilestoneInfo
+
+
 @dataclass(frozen=True)
 class View:
-    """A milestone with what a card shows about it."""
+    """A milestone with what a card shows about it: ORM objects, or the read-only `...Info`
+    records of `roadmap()` (the same attributes, so cards render both alike)."""
 
-    m: Milestone
-    owners: list[Person]
-    team: Team | None
-    last: MilestoneUpdate | None
-    last_by: Person | None
+    m: AnyMilestone
+    owners: list[Person] | list[PersonInfo]
+    team: Team | TeamInfo | None
+    last: MilestoneUpdate | UpdateInfo | None
+    last_by: Person | PersonInfo | None
 
 
 # -- reading ---------------------------------------------------------------------------
 
 
-async def today(s: AsyncSession, now: datetime) -> date:
+async def today(s: AsyncSession | AsyncConnection, now: datetime) -> date:
     """The date now in the programme's time zone (due dates are local dates)."""
     prog = await get_setting(s, "programme", {}) or {}
     return now.astimezone(ZoneInfo(prog.get("timezone", "Europe/London"))).date()
@@ -153,6 +194,74 @@ async def views(s: AsyncSession, ms: list[Milestone]) -> list[View]:
     return out
 
 
+# The whole roadmap for "status" and "what's at risk?" in one statement, built once (so
+# SQLAlchemy's compiled cache hits) on the tables, not the ORM: every milestone in roadmap order
+# with its newest update and that update's author, its team, and one row per owner (in order).
+_M, _U, _O = Milestone.__table__, MilestoneUpdate.__table__, MilestoneOwner.__table__
+_T, _AUTHOR, _OWNER = Team.__table__, Person.__table__.alias("author"), Person.__table__.alias("owner")
+_NEWEST = (
+    select(_U.c.id).where(_U.c.milestone_id == _M.c.id)
+    .order_by(_U.c.at.desc(), _U.c.id.desc()).limit(1)
+    .correlate(_M).scalar_subquery()
+)
+_MS = select(_M.c.id, _M.c.title, _M.c.description, _M.c.team_id, _M.c.due, _M.c.status,
+             _M.c.progress, _M.c.stale_since, _M.c.position, _NEWEST.label("last_id")
+             ).subquery("m")
+_ROADMAP = (
+    select(_MS.c.id, _MS.c.title, _MS.c.description, _MS.c.team_id, _MS.c.due, _MS.c.status,
+           _MS.c.progress, _MS.c.stale_since,
+           _U.c.id.label("u_id"), _U.c.person_id.label("u_person"), _U.c.at.label("u_at"),
+           _U.c.status.label("u_status"), _U.c.progress.label("u_progress"),
+           _U.c.note.label("u_note"),
+           _AUTHOR.c.id.label("a_id"), _AUTHOR.c.email.label("a_email"),
+           _AUTHOR.c.display_name.label("a_name"),
+           _T.c.id.label("t_id"), _T.c.name.label("t_name"),
+           _OWNER.c.id.label("o_id"), _OWNER.c.email.label("o_email"),
+           _OWNER.c.display_name.label("o_name"))
+    .select_from(
+        _MS.outerjoin(_U, _U.c.id == _MS.c.last_id)
+        .outerjoin(_AUTHOR, _AUTHOR.c.id == _U.c.person_id)
+        .outerjoin(_T, _T.c.id == _MS.c.team_id)
+        .outerjoin(_O, _O.c.milestone_id == _MS.c.id)
+        .outerjoin(_OWNER, _OWNER.c.id == _O.c.person_id)
+    )
+    .order_by(_MS.c.position, _MS.c.due, _MS.c.id, _O.c.position, _O.c.person_id)
+)
+
+
+async def roadmap(s: AsyncSession | AsyncConnection) -> list[View]:
+    """Every milestone in roadmap order, as `views(all_milestones())` would show them, in one
+    statement and without ORM objects: for reading only (the overview, lists)."""
+    conn = await connection_of(s)
+    out: list[View] = []
+    mid = None
+    owners: list[PersonInfo] = []
+    for (m_id, title, description, team_id, due, status, progress, stale_since,
+         u_id, u_person, u_at, u_status, u_progress, u_note, a_id, a_email, a_name,
+         t_id, t_name, o_id, o_email, o_name) in await conn.execute(_ROADMAP):
+        # Rows come by milestone (then owner position): one View per milestone.
+        if m_id != mid:
+            mid, owners = m_id, []
+            out.append(View(
+                MilestoneInfo(m_id, title, description, team_id, due, status, progress,
+                              stale_since),
+                owners,
+                TeamInfo(t_id, t_name) if t_id is not None else None,
+                UpdateInfo(u_id, u_person, u_at, u_status, u_progress, u_note)
+                if u_id is not None else None,
+                PersonInfo(a_id, a_email, a_name) if a_id is not None else None,
+            ))
+        if o_id is not None:
+            owners.append(PersonInfo(o_id, o_email, o_name))
+    return out
+
+
+def risky_first(vs: list[View]) -> list[View]:
+    """At risk or off track (and not done), most urgent first: what `at_risk` lists."""
+    return sorted([v for v in vs if v.m.status in RISKY],
+                  key=lambda v: (v.m.status != "off_track", v.m.due))
+
+
 async def resolve(s: AsyncSession, query: str) -> matching.Found:
     """Which milestone(s) `query` names: by id, by title words, or fuzzily."""
     ms = await all_milestones(s)
@@ -174,7 +283,7 @@ async def find_one(s: AsyncSession, query: str) -> Milestone:
     raise UserError(f"I don't know a milestone called '{query}'.{hint} Type “status” to see them all.")
 
 
-def is_overdue(m: Milestone, on: date) -> bool:
+def is_overdue(m: AnyMilestone, on: date) -> bool:
     return m.status != DONE and m.due < on
 
 
@@ -208,10 +317,15 @@ async def of_team(s: AsyncSession, team_id: str) -> list[Milestone]:
 
 
 async def health(s: AsyncSession, on: date | None = None,
-                 ms: list[Milestone] | None = None) -> dict[str, int]:
+                 ms: Sequence[AnyMilestone] | None = None) -> dict[str, int]:
     """Roadmap health for reports: counts by status, plus overdue, stale and total."""
     if ms is None:
         ms = await all_milestones(s)
+    return counts(ms, on)
+
+
+def counts(ms: Sequence[AnyMilestone], on: date | None) -> dict[str, int]:
+    """`health` of milestones already read."""
     out = {st: 0 for st in STATUSES}
     for m in ms:
         out[m.status] = out.get(m.status, 0) + 1

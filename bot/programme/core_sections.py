@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import time
+import weakref
 from typing import Any
 
-from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, delete, event, select
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.orm import QueryContext, Session
 
 from bot.people.tables import Person, PersonRole, Setting, Team, Theme
 from bot.programme.schema import Doc, Section
@@ -15,9 +20,124 @@ DEFAULT_WORKING_HOURS = {"start": "09:00", "end": "17:00", "days": ["mon", "tue"
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
-async def get_setting(s: AsyncSession, key: str, default: Any = None) -> Any:
-    row = await s.get(Setting, key)
-    return default if row is None else row.value
+# -- settings, read through a short-lived cache ----------------------------------------------
+#
+# Nearly every request reads a setting (the programme's time zone, working hours...), which
+# changes only when a programme is loaded. Values are kept per engine (so per `Database`) for
+# SETTINGS_TTL_S: another process (a replica, `programme load` from the command line) is seen
+# within that. A write by this process through the ORM (`set_setting`, a changed `Setting`
+# row) is seen at once:
+# - a session holding a `Setting` object (loaded or added) reads with `Session.get` as before,
+#   so it sees its own changes, flushed or not;
+# - its commit (or rollback) after flushing a `Setting` change empties the cache;
+# - a value is kept only if no such write was seen since the read's transaction began (a
+#   session's; a bare connection's read) or the statement was sent (so an old snapshot or a
+#   read racing a commit is not kept).
+# Settings written with a Core statement (`update(Setting)` on a connection or through
+# `session.execute`) are not tracked: call `forget_settings` after committing one, or they are
+# seen after the time to live. Engine-level events would catch them but cost every
+# transaction of every request (~15 us: SQLAlchemy then joins event dispatch per connection).
+# A value from the cache is a fresh copy: callers may change it without touching the cache.
+
+SETTINGS_TTL_S = 1.0
+_READ = select(Setting.__table__.c.value).where(Setting.__table__.c.key == bindparam("key"))
+_TOUCHED = "staffvoice.settings_touched"  # Session.info: holds Setting objects
+_WROTE = "staffvoice.settings_wrote"  # Session.info: flushed a Setting change
+_BEGAN = "staffvoice.settings_began"  # Session.info: cache generation at BEGIN
+
+
+class SettingsCache:
+    """Setting values of one engine: key -> (read at, JSON text, or None for no row)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, tuple[float, str | None]] = {}
+        self.generation = 0  # bumped by every write seen
+
+    def clear(self) -> None:
+        self.generation += 1
+        self.values.clear()
+
+
+_CACHES: weakref.WeakKeyDictionary[Engine, SettingsCache] = weakref.WeakKeyDictionary()
+
+
+def settings_cache(engine: Engine) -> SettingsCache:
+    """The cache of `engine` (a sync engine: `Database.engine.sync_engine`)."""
+    cache = _CACHES.get(engine)
+    if cache is None:
+        cache = _CACHES[engine] = SettingsCache()
+    return cache
+
+
+def forget_settings(engine: Engine | AsyncEngine) -> None:
+    """Drop cached settings of `engine` (after committing a Core statement on `settings`)."""
+    settings_cache(engine.sync_engine if isinstance(engine, AsyncEngine) else engine).clear()
+
+
+def _engine_of(session: Session) -> Engine | None:
+    bind = session.bind
+    return bind if isinstance(bind, Engine) else bind.engine if bind is not None else None
+
+
+@event.listens_for(Setting, "load")
+def _setting_loaded(target: Setting, context: QueryContext) -> None:
+    context.session.info[_TOUCHED] = True
+
+
+@event.listens_for(Session, "transient_to_pending")
+def _setting_added(session: Session, instance: Any) -> None:
+    if isinstance(instance, Setting):
+        session.info[_TOUCHED] = True
+
+
+@event.listens_for(Session, "after_begin")
+def _session_began(session: Session, transaction: Any, connection: Connection) -> None:
+    session.info[_BEGAN] = settings_cache(connection.engine).generation
+
+
+@event.listens_for(Session, "after_flush")
+def _session_flushed(session: Session, flush_context: Any) -> None:
+    # Until the commit others rightly read the old value; the commit (or rollback) empties.
+    if session.info.get(_TOUCHED) and any(
+        isinstance(o, Setting) for objs in (session.new, session.dirty, session.deleted) for o in objs
+    ):
+        session.info[_WROTE] = True
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+def _session_ended(session: Session) -> None:
+    if session.info.pop(_WROTE, False):
+        engine = _engine_of(session)
+        if engine is not None:
+            settings_cache(engine).clear()
+
+
+async def get_setting(s: AsyncSession | AsyncConnection, key: str, default: Any = None, *,
+                      ttl: float = SETTINGS_TTL_S) -> Any:
+    """A setting's value (`default` when there is none), at most `ttl` seconds old unless this
+    process changed it since. Works in an ORM session or on a bare connection."""
+    if isinstance(s, AsyncSession):
+        if s.info.get(_TOUCHED) or s.bind is None:
+            obj = await s.get(Setting, key)
+            return default if obj is None else obj.value
+        cache = settings_cache(s.bind.sync_engine)
+    else:
+        cache = settings_cache(s.sync_engine)
+    hit = cache.values.get(key)
+    if hit is not None and time.monotonic() - hit[0] < ttl:
+        return default if hit[1] is None else json.loads(hit[1])
+    if isinstance(s, AsyncSession):
+        conn = await s.connection()  # begins the session's transaction (see _session_began)
+        began = s.info.get(_BEGAN)
+    else:
+        conn, began = s, cache.generation
+    at = time.monotonic()
+    row = (await conn.execute(_READ, {"key": key})).first()
+    text = None if row is None else json.dumps(row[0])
+    if began == cache.generation:
+        cache.values[key] = (at, text)
+    return default if text is None else json.loads(text)
 
 
 async def set_setting(s: AsyncSession, key: str, value: Any) -> None:
