@@ -248,6 +248,12 @@ def tune_gc(young: int = GC_YOUNG) -> None:
     gc.set_threshold(young, middle, old)
 
 
+def untune_gc(threshold: tuple[int, int, int]) -> None:
+    """Undo `tune_gc` (serve() run inside another program, such as the tests)."""
+    gc.unfreeze()
+    gc.set_threshold(*threshold)
+
+
 async def serve(settings: Settings, host: str, port: int, env: Mapping[str, str] | None = None,
                 router: Router | None = None, *, sockets: list[socket.socket] | None = None,
                 worker: int = 0) -> int:
@@ -292,6 +298,7 @@ async def serve(settings: Settings, host: str, port: int, env: Mapping[str, str]
     if worker == 0:
         for line in lines:
             log.info(line)
+    threshold = gc.get_threshold()
     tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -326,6 +333,7 @@ async def serve(settings: Settings, host: str, port: int, env: Mapping[str, str]
     # the terminal or the service manager, and forwarded by the parent); the parent kills a
     # worker that does not stop in time.
     await _shutdown(health, sites, runner, scheduler, worker_stop, workers)
+    untune_gc(threshold)
     return 0
 
 

@@ -67,14 +67,15 @@ async def test_serve_refuses_to_start_with_a_broken_programme_file(
 def test_the_server_collects_garbage_rarely_and_never_walks_start_up_objects() -> None:
     import gc
 
-    from adapters.server import GC_YOUNG, tune_gc
+    from adapters.server import GC_YOUNG, tune_gc, untune_gc
 
     before = gc.get_threshold()
+    assert gc.get_freeze_count() == 0  # serve() run by another test undid its tuning
     try:
         tune_gc()
         assert gc.get_threshold() == (GC_YOUNG, before[1], before[2])
         assert GC_YOUNG > 10 * before[0]
         assert gc.get_freeze_count() > 10_000  # modules, mappers, caches: out of every collection
     finally:
-        gc.unfreeze()
-        gc.set_threshold(*before)
+        untune_gc(before)
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0

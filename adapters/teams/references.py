@@ -131,9 +131,9 @@ async def remember(db: Database, activity: dict[str, Any], now: datetime,
     cid, kind, _, user_id = key
     team = (activity.get("channelData") or {}).get("team") or {}
     async with db.session() as s:
-        known = await s.get(TeamsConversation, cid)
-        if (known is not None and known.installed and known.kind == kind
-                and known.service_url == str(activity["serviceUrl"]) and known.user_id == user_id):
+        row = await s.get(TeamsConversation, cid)
+        if (row is not None and row.installed and row.kind == kind
+                and row.service_url == str(activity["serviceUrl"]) and row.user_id == user_id):
             # Already reachable the same way: write nothing, so a person's row does not change
             # (and so does not date) each time they tap an anonymous answer.
             return
