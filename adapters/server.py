@@ -54,7 +54,9 @@ LEDGER_TABLE = "broadcast_deliveries"
 GC_YOUNG = 50_000  # allocations between young collections (CPython's default: 700)
 # --workers: pause before replacing a worker that died, and how long past the shutdown grace the
 # parent waits for its workers before killing them.
-RESPAWN_S = 1.0
+RESPAWN_S = 1.0  # the first pause before a dead worker is replaced; doubles up to RESPAWN_MAX_S
+RESPAWN_MAX_S = 30.0
+STEADY_S = 60.0  # a worker that lived this long resets its pause
 KILL_AFTER_S = DRAIN_S + 10
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -264,10 +266,6 @@ async def serve(settings: Settings, host: str, port: int, env: Mapping[str, str]
     serves on the inherited sockets (router workers in worker 0 only)."""
     env = os.environ if env is None else env
     forked = sockets is not None
-    if forked:
-        from bot.scheduling import leader
-
-        leader.FORKED_WORKER = True
     db = Database(settings.database_url)
     core = Core(db, settings=settings, router=router)
     try:
@@ -448,6 +446,13 @@ def run(settings: Settings, host: str, port: int, workers: int = 1,
     Must be called with no event loop running: the workers are forked from this thread."""
     if workers <= 1:
         return asyncio.run(serve(settings, host, port, env, router))
+    if settings.database_url.startswith("sqlite"):
+        # SQLite has no row locks (FOR UPDATE is ignored), so work claimed that way, such as
+        # an urgent safeguarding alert, could be sent by two workers.
+        log.error("--workers needs PostgreSQL: SQLite serves from one process")
+        print("staffvoice serve: --workers needs PostgreSQL (STAFFVOICE_DATABASE_URL); "
+              "SQLite serves from one process.", file=sys.stderr)
+        return 2
     if not asyncio.run(_prepare(settings, router)):
         return 2
     for name in MOUNTS:  # imported once here, shared by the workers' memory and start-up time
@@ -471,6 +476,9 @@ def _supervise_workers(settings: Settings, bound: str, n: int, env: Mapping[str,
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
     children: dict[int, int] = {}  # pid -> worker index
     respawn: dict[int, float] = {}  # worker index -> when to start it again
+    started: dict[int, float] = {}  # worker index -> when its current process was forked
+    pause: dict[int, float] = {}  # worker index -> the wait before its next replacement
+    began = time.monotonic()  # exit code 2 (start-up impossible) is fatal in the first minute
     parent = os.getpid()
 
     def fork(index: int) -> None:
@@ -484,6 +492,13 @@ def _supervise_workers(settings: Settings, bound: str, n: int, env: Mapping[str,
         if pid == 0:
             _worker(index, parent, settings, env, router, socks, mask)  # never returns
         children[pid] = index
+        started[index] = time.monotonic()
+
+    def stop_accepting() -> None:
+        # The workers close their copies as they stop; without closing ours the kernel would
+        # keep queueing connections nobody serves until this process exits.
+        for sock in socks:
+            sock.close()
 
     try:
         for i in range(n):
@@ -499,6 +514,7 @@ def _supervise_workers(settings: Settings, bound: str, n: int, env: Mapping[str,
                     log.info("stopping the workers", extra={"signal": signal.Signals(info.si_signo).name})
                     stopping_since = time.monotonic()
                     respawn.clear()
+                    stop_accepting()
                     _signal_all(children, signal.SIGTERM)
                 else:  # asked twice: stop now
                     _signal_all(children, signal.SIGKILL)
@@ -511,15 +527,20 @@ def _supervise_workers(settings: Settings, bound: str, n: int, env: Mapping[str,
                     if code != 0:
                         log.warning("worker stopped uncleanly", extra={"worker": index, "exit": code})
                     continue
-                if code == 2:  # start-up impossible (as `serve` alone would exit): give up
+                lived = time.monotonic() - started.get(index, 0.0)
+                if code == 2 and time.monotonic() - began < STEADY_S:  # as `serve` alone: give up
                     log.error("a worker could not start; stopping", extra={"worker": index})
                     stopping_since, result = time.monotonic(), 2
                     respawn.clear()
+                    stop_accepting()
                     _signal_all(children, signal.SIGTERM)
                     continue
+                wait = RESPAWN_S if lived >= STEADY_S else min(pause.get(index, RESPAWN_S / 2) * 2,
+                                                               RESPAWN_MAX_S)
+                pause[index] = wait
                 log.error("worker died; starting a replacement",
-                          extra={"worker": index, "pid": pid, "exit": code})
-                respawn[index] = time.monotonic() + RESPAWN_S
+                          extra={"worker": index, "pid": pid, "exit": code, "in_s": wait})
+                respawn[index] = time.monotonic() + wait
             now = time.monotonic()
             if stopping_since is None:
                 for index, at in sorted(respawn.items()):

@@ -332,12 +332,22 @@ async def test_a_pulse_tap_while_the_database_is_down_is_a_polite_sorry_and_coun
 
 
 async def test_a_reply_to_a_tap_without_a_conversation_goes_to_the_stored_dm_route(
-    loaded: Core,
+    loaded: Core, monkeypatch,  # type: ignore[no-untyped-def]
 ) -> None:
-    """Admission reads the sender's DM route; a reply with nowhere else to go uses it, and a
-    route that no longer works marks the identity unreachable, as the full lookup does."""
+    """Admission reads the sender's DM route; a reply with nowhere else to go uses it without
+    looking the person's identities up, and a route that no longer works marks the identity
+    unreachable, as the full lookup does."""
+    from bot.people import service as people
     from bot.people.tables import Identity
 
+    lookups: list[str] = []
+    real = people.identities_of
+
+    async def counted(s, person_id):  # type: ignore[no-untyped-def]
+        lookups.append(person_id)
+        return await real(s, person_id)
+
+    monkeypatch.setattr(people, "identities_of", counted)
     d = FakeDriver(loaded)
     replies: list[str] = []
 
@@ -348,9 +358,11 @@ async def test_a_reply_to_a_tap_without_a_conversation_goes_to_the_stored_dm_rou
     loaded.router.action("probe.", answer)
     await d.say(PRACTITIONER, "whoami")  # links the identity and stores the DM route
     tap = ActionEvent("probe-1", d.user(PRACTITIONER), None, action_id="probe.x", value="1")
+    lookups.clear()
     await loaded.handle(tap, d.port)
     assert replies == [d.conv(PRACTITIONER).conversation_id]
     assert d.seen(PRACTITIONER)[-1] == "Noted."
+    assert lookups == []  # straight to the route admission read
     d.port.blocked.add(f"U-{PRACTITIONER}")
     await loaded.handle(ActionEvent("probe-2", d.user(PRACTITIONER), None, action_id="probe.x",
                                     value="1"), d.port)

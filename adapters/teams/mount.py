@@ -13,6 +13,7 @@ from aiohttp import web
 from microsoft_agents.hosting.aiohttp import CloudAdapter
 from microsoft_agents.hosting.core import TurnContext
 from microsoft_agents.hosting.core.authorization import ClaimsIdentity
+from sqlalchemy.exc import SQLAlchemyError
 
 from adapters.teams import config as teams_config
 from adapters.teams import references as refs
@@ -119,10 +120,14 @@ class TeamsEndpoint:
         try:
             # One read serves as the readiness check and saves the turn two lookups.
             seen = await refs.seen(self.core.db, activity)
-        except Exception:
+        except Exception as e:
             # The SDK answers 202 even when our turn fails: refuse up front so the activity is
             # delivered again rather than acknowledged and lost.
-            log.warning("teams activity deferred: database unavailable")
+            if isinstance(e, SQLAlchemyError | OSError | TimeoutError):
+                log.warning("teams activity deferred: database unavailable",
+                            extra={"error": type(e).__name__})
+            else:  # our bug, not an outage: say where, still ask for the activity again
+                log.exception("teams activity deferred: the pre-turn read failed")
             return web.json_response({"error": "try again later"}, status=503,
                                      headers={"Retry-After": "5"})
         with warnings.catch_warnings():

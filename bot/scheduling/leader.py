@@ -22,9 +22,6 @@ from storage.db import Database
 
 log = logging.getLogger("staffvoice.scheduler")
 
-# Set in a worker forked by `serve --workers N`: a lock held by a sibling worker is expected.
-FORKED_WORKER = False
-
 # Any fixed 64-bit number works; every replica must use the same one.
 LOCK_KEY = 7_310_582_069_032_111_361
 
@@ -137,16 +134,11 @@ class FileLeader:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            holder = _read_pid(fd)
-            if not self._warned and FORKED_WORKER and holder.isdigit() and _sibling(int(holder)):
-                self._warned = True  # `serve --workers N`: another worker of this server leads
-                log.info("the scheduler runs in another worker of this server",
-                         extra={"lock_file": self.path})
             if not self._warned:
                 self._warned = True
                 log.warning(
                     "another staffvoice process is already running on this SQLite database "
-                    f"(pid {holder or 'unknown'}); SQLite supports one process, so this one "
+                    f"(pid {_read_pid(fd) or 'unknown'}); SQLite supports one process, so this one "
                     "will not run the scheduler. Use PostgreSQL to run several replicas.",
                     extra={"lock_file": self.path},
                 )
@@ -174,16 +166,6 @@ def for_database(db: Database) -> Leadership:
     if not path or path == ":memory:" or path.startswith("file:"):
         return Always()
     return FileLeader(os.path.abspath(path) + ".scheduler.lock")
-
-
-def _sibling(pid: int) -> bool:
-    """`pid` was started by the process that started this one (workers of one server)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return int(stat.rsplit(")", 1)[1].split()[1]) == os.getppid() != 1
 
 
 def _read_pid(fd: int) -> str:

@@ -181,13 +181,17 @@ async def test_a_reused_token_is_verified_once_and_still_checked_each_time(
             await validator.validate(f"Bearer {token}", "https://attacker.example/", "msteams")
         with pytest.raises(auth.AuthError):  # ... and its channel must be endorsed
             await validator.validate(f"Bearer {token}", teams.fake.service_url, "slack")
-        now[0] += 600 + auth.LEEWAY_S + 1  # past expiry: not taken from the cache again
-        await validator.validate(f"Bearer {token}", teams.fake.service_url, "msteams")
-        assert decoded == [token, token]
         # The key was withdrawn, another published in its place (a refetch is not due yet).
-        validator._keys["fake-key-2"] = validator._keys.pop(teams.fake.kid)
-        validator._fetched_at = now[0]
+        key = validator._keys.pop(teams.fake.kid)
+        validator._keys["fake-key-2"] = key
         with pytest.raises(auth.AuthError):
             await validator.validate(f"Bearer {token}", teams.fake.service_url, "msteams")
+        validator._keys[teams.fake.kid] = key
+        await validator.validate(f"Bearer {token}", teams.fake.service_url, "msteams")
+        now[0] += 600 + auth.LEEWAY_S + 1  # past expiry and its leeway: refused, cached or not
+        for _ in range(2):
+            with pytest.raises(auth.AuthError):
+                await validator.validate(f"Bearer {token}", teams.fake.service_url, "msteams")
+        assert decoded == [token, token]  # dropped from the cache once found expired
     finally:
         await validator.close()
