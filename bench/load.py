@@ -18,7 +18,8 @@ answer: signed message events (Bolt) and message activities (SDK). Phase 1 sends
 rate (open loop) and reports p50/p99 latency and errors; phase 2 saturates with a fixed number of
 concurrent clients and reports throughput. Peak memory is the server's VmHWM; with
 LOAD_WORKERS=N (ours as `serve --workers N`) it is the PSS summed over the parent and its workers,
-read at the end of the run.
+sampled through the run. LOAD_DATABASE_URL=postgresql+asyncpg://... serves from PostgreSQL (a
+scratch database: emptied first); LOAD_WORKERS needs it.
 """
 
 from __future__ import annotations
@@ -140,10 +141,14 @@ def serve_ours(fakes: dict[str, Any]) -> Any:
     tmp = Path(tempfile.mkdtemp())
     os.environ.update(fakes_env(fakes))
     settings = Settings.from_env({
-        **os.environ, "STAFFVOICE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'load.db'}",
+        **os.environ,
+        "STAFFVOICE_DATABASE_URL": os.environ.get("LOAD_DATABASE_URL")
+        or f"sqlite+aiosqlite:///{tmp / 'load.db'}",
         "STAFFVOICE_SECRET_KEY": "bench", "STAFFVOICE_PROGRAMME": str(ROOT / "examples/programme.yaml"),
         "STAFFVOICE_LOG_LEVEL": "WARNING"})
-    print(json.dumps({"db": str(tmp / "load.db")}), flush=True)
+    if os.environ.get("LOAD_DATABASE_URL"):
+        asyncio.run(_empty(settings.database_url))
+    print(json.dumps({"db": settings.database_url}), flush=True)
     if os.environ.get("LOAD_HOOK"):  # instrumentation to run inside the server (a file path)
         import runpy
 
@@ -152,6 +157,18 @@ def serve_ours(fakes: dict[str, Any]) -> Any:
     if workers > 1:
         raise SystemExit(server.run(settings, "127.0.0.1", 0, workers=workers))
     return server.serve(settings, "127.0.0.1", 0)
+
+
+async def _empty(url: str) -> None:
+    """A scratch PostgreSQL database starts each run empty (yesterday's rounds and counters gone)."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:
+        await conn.execute(text("DROP SCHEMA public CASCADE"))
+        await conn.execute(text("CREATE SCHEMA public"))
+    await engine.dispose()
 
 
 async def serve_bare_agents(fakes: dict[str, Any]) -> None:
@@ -413,18 +430,25 @@ async def saturate(base: str, make: Any, seconds: float, concurrency: int) -> fl
 
 async def open_round(base: str, traffic: Traffic, db: str) -> None:
     """The change lead opens the weekly pulse now, so taps land on a real open round."""
-    import sqlite3
+    from sqlalchemy import text
+
+    from storage.db import Database
 
     path, body, headers = traffic.slack_message(CHANGE, "pulse open weekly-pulse")
     async with aiohttp.ClientSession() as s, s.post(base + path, data=body, headers=headers) as r:
         assert r.status == 200, r.status
-    for _ in range(100):
-        await asyncio.sleep(0.1)
-        with sqlite3.connect(db) as c:
-            row = c.execute("SELECT id FROM pulse_rounds WHERE state = 'open' LIMIT 1").fetchone()
-        if row:
-            traffic.round_id = row[0]
-            return
+    database = Database(db)
+    try:
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            async with database.engine.connect() as c:
+                row = (await c.execute(text(
+                    "SELECT id FROM pulse_rounds WHERE state = 'open' LIMIT 1"))).first()
+            if row:
+                traffic.round_id = row[0]
+                return
+    finally:
+        await database.dispose()
     print("warning: no open pulse round; taps exercise the closed-round path", file=sys.stderr)
 
 
