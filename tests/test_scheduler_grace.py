@@ -332,3 +332,39 @@ async def test_schedule_list_shows_real_times_and_what_was_found_late(
 
     assert await asyncio.to_thread(cli.cli, settings, ["list", "--at", "Tuesday"]) == 2
     assert "expected a date and time like 2027-05-04 09:00" in capsys.readouterr().err
+
+
+async def test_a_job_queued_when_the_scheduler_stops_leaves_no_error_in_the_log(caplog) -> None:  # type: ignore[no-untyped-def]
+    """APScheduler cancels a queued job at shutdown and logs it as an error with a traceback;
+    ours drops that record (nothing failed) and keeps real job errors."""
+    import asyncio
+    import logging
+    from datetime import UTC, datetime
+
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    import bot.scheduling.scheduler  # noqa: F401  (installs the filter)
+
+    async def fine() -> None:
+        await asyncio.sleep(0)
+
+    async def broken() -> None:
+        raise ValueError("a real failure")
+
+    caplog.set_level(logging.INFO, logger="apscheduler")
+    aps = AsyncIOScheduler(timezone=UTC)
+    aps.add_job(broken, next_run_time=datetime.now(UTC), id="broken")
+    aps.start()
+    await asyncio.sleep(0.2)  # the broken job runs and fails
+    aps.add_job(fine, next_run_time=datetime.now(UTC), id="queued")
+    aps.wakeup()
+    for _ in range(100):  # until the job is handed to the executor, then stop at once
+        await asyncio.sleep(0)
+        if aps._executors["default"]._pending_futures:
+            break
+    assert aps._executors["default"]._pending_futures, "the job was never queued"
+    aps.shutdown(wait=False)
+    await asyncio.sleep(0.05)
+    errors = [r for r in caplog.records if r.name == "apscheduler.executors.default"
+              and r.levelno >= logging.ERROR]
+    assert [r.exc_info[1].__class__ for r in errors if r.exc_info] == [ValueError]

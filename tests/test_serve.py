@@ -28,10 +28,12 @@ def _env(db_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
-async def _start(db_url: str, tmp: Path, name: str) -> tuple[asyncio.subprocess.Process, str, Path]:
+async def _start(db_url: str, tmp: Path, name: str, *args: str
+                 ) -> tuple[asyncio.subprocess.Process, str, Path]:
+    """`staffvoice serve` as a subprocess (`args`: more of its options), once it listens."""
     err = tmp / f"{name}.err"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "adapters.cli", "serve", "--host", "127.0.0.1", "--port", "0",
+        sys.executable, "-m", "adapters.cli", "serve", "--host", "127.0.0.1", "--port", "0", *args,
         cwd=ROOT, env=_env(db_url), stdout=asyncio.subprocess.PIPE, stderr=err.open("wb"))
     assert proc.stdout is not None
     try:

@@ -8,45 +8,20 @@ import json
 import os
 import re
 import signal
-import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from bot.config import Settings
-from tests.conftest import EXAMPLE, PG_URL, ROOT, TEST_SECRET
+from tests.conftest import PG_URL, TEST_SECRET
+from tests.test_serve import _start as start_serve
 
 LISTENING = re.compile(r"staffvoice listening on (http://\S+)")
 
 
-def _env(db_url: str) -> dict[str, str]:
-    # Only what the server needs: no platform credentials leak in from the developer's shell.
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
-    env.update(STAFFVOICE_DATABASE_URL=db_url, STAFFVOICE_SECRET_KEY=TEST_SECRET,
-               STAFFVOICE_PROGRAMME=str(EXAMPLE), STAFFVOICE_SCHEDULER_INTERVAL="0.5",
-               STAFFVOICE_LOG_JSON="1", PYTHONUNBUFFERED="1")
-    return env
-
-
 async def _start(db_url: str, tmp: Path, workers: int) -> tuple[asyncio.subprocess.Process, str, Path]:
-    err = tmp / "serve.err"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "adapters.cli", "serve", "--host", "127.0.0.1", "--port", "0",
-        "--workers", str(workers),
-        cwd=ROOT, env=_env(db_url), stdout=asyncio.subprocess.PIPE, stderr=err.open("wb"))
-    assert proc.stdout is not None
-    try:
-        while True:
-            line = (await asyncio.wait_for(proc.stdout.readline(), 90)).decode()
-            if not line:
-                raise AssertionError(f"serve exited early: {err.read_text()[-3000:]}")
-            m = LISTENING.search(line)
-            if m:
-                return proc, m.group(1), err
-    except BaseException:
-        await _kill(proc)
-        raise
+    return await start_serve(db_url, tmp, "serve", "--workers", str(workers))
 
 
 async def _kill(proc: asyncio.subprocess.Process) -> None:

@@ -28,6 +28,19 @@ log = logging.getLogger("staffvoice.scheduler")
 LEADER_CHECK_S = 15.0
 
 
+class _QuietShutdownCancels(logging.Filter):
+    """APScheduler's shutdown cancels a job it has queued but not started, then logs that as
+    'Error running job' with a traceback. Nothing failed (a job that has started finishes:
+    see Scheduler._shielded), so that record is dropped; real job errors still show."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, asyncio.CancelledError)
+
+
+logging.getLogger("apscheduler.executors.default").addFilter(_QuietShutdownCancels())
+
+
 class Scheduler:
     """Runs `run_due` every `interval_s` (and exactly when a ticker says work is due)."""
 
