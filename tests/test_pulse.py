@@ -371,6 +371,7 @@ async def test_pause_resume_open_and_close_early(loaded: Core) -> None:
     await d.say(CHANGE, "pulse resume weekly-pulse")
     await d.say(CHANGE, "pulse open weekly-pulse")
     assert "Round 1 of Weekly pulse is open" in d.seen(CHANGE)[-1]
+    assert "still open" not in d.seen(CHANGE)[-1]
     await d.tap(P1, "4")
     await d.say(CHANGE, "pulse close weekly-pulse")
     assert "Round 1 of Weekly pulse is closed: 1 of 25 answered" in d.seen(CHANGE)[-1]
@@ -380,6 +381,20 @@ async def test_pause_resume_open_and_close_early(loaded: Core) -> None:
     assert "Round 1 (closed)" in d.seen(CHANGE)[-1]
     await loaded.tick()  # the manual round covers this Monday's schedule
     assert await count(loaded, PulseRound) == 1
+
+
+async def test_opening_a_round_while_one_is_open_says_the_old_one_closed(loaded: Core) -> None:
+    d = FakeDriver(loaded)
+    await d.say(CHANGE, "pulse open weekly-pulse")
+    await d.tap(P1, "4")
+    loaded.clock.advance(timedelta(hours=1))  # type: ignore[attr-defined]
+    await d.say(CHANGE, "pulse open weekly-pulse")
+    said = d.seen(CHANGE)[-1]
+    assert said.startswith("Round 1 was still open and is now closed: 1 of 25 answered")
+    assert "Round 2 of Weekly pulse is open" in said
+    async with loaded.db.session() as s:
+        states = dict((await s.execute(select(PulseRound.number, PulseRound.state))).all())
+    assert states == {1: "closed", 2: "open"}
 
 
 async def test_a_practitioner_cannot_run_the_surveys(loaded: Core) -> None:

@@ -86,14 +86,18 @@ async def open_now(ctx: Ctx, args: str) -> None:
         sv = await find_survey(s, args)
         if sv.paused:
             raise UserError(f"{sv.id} is paused; type pulse resume {sv.id} first. Nothing was changed.")
+        # A new round replaces one still open: say so, with how the old one ended.
+        older = await pulse.open_round_of(s, sv.id)
         rnd = await pulse.open_round(s, sv, ctx.now, ctx.core.secret)
         if rnd is None:
             raise UserError(f"{sv.id} has no questions or a round just opened. Nothing was changed.")
+        replaced = (f"Round {older.number} was still open and is now closed: "
+                    f"{_rate(await pulse.counts(s, older.id))}. ") if older is not None else ""
         asked = (await pulse.counts(s, rnd.id)).asked
         rid, number, closes = rnd.id, rnd.number, cards.when(rnd.closes_at, sv.timezone)
     invited = await rounds.invite_due(ctx.core, rid, ctx.now)
-    await ctx.say(f"Round {number} of {sv.title} is open until {closes}. {invited} of {asked} "
-                  "people have it now; the rest get it when their working hours start.")
+    await ctx.say(f"{replaced}Round {number} of {sv.title} is open until {closes}. {invited} of "
+                  f"{asked} people have it now; the rest get it when their working hours start.")
 
 
 async def close_now(ctx: Ctx, args: str) -> None:
