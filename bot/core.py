@@ -435,8 +435,8 @@ class Core:
                 for i in await people.identities_of(s, person_id)
                 if i.reachable and i.platform in self.ports
             ]
-            if not idents:
-                idents = await self._discover(s, person_id)
+        if not idents:
+            idents = await self.discover(person_id)
         if prefer is not None:
             idents.sort(key=lambda i: (i.platform, i.user_id) != (prefer.platform, prefer.user_id))
         for ident in idents:
@@ -452,32 +452,41 @@ class Core:
                 await self.mark_unreachable(ident, str(e))
         return None
 
-    async def _discover(self, s: AsyncSession, person_id: str) -> list[Identity]:
-        """Find a person on the connected platforms by email (first contact)."""
-        person = await s.get(Person, person_id)
-        if person is None or not person.email:
-            return []
-        known = {
-            (i.platform, i.workspace, i.user_id) for i in await people.identities_of(s, person_id)
-        }
-        found = []
+    async def discover(self, person_id: str) -> list[Identity]:
+        """Find a person on the connected platforms by email (first contact) and store the
+        accounts found. No transaction is open while the platforms are asked; if a concurrent
+        discovery stored the same account first, the stored identities are returned."""
+        async with self.db.session() as s:
+            person = await s.get(Person, person_id)
+            if person is None or not person.email:
+                return []
+            email = person.email
+            known = {(i.platform, i.workspace, i.user_id)
+                     for i in await people.identities_of(s, person_id)}
+        found: list[UserRef] = []
         for port in self.ports.values():
             finder = getattr(port, "find_user", None)
             if finder is None:
                 continue
             try:
-                user = await finder(person.email)
+                user = await finder(email)
             except Exception:
                 log.warning("user lookup failed", extra={"platform": port.platform})
                 continue
-            if user is None or (user.platform, user.workspace, user.user_id) in known:
-                continue
-            ident = Identity(platform=user.platform, workspace=user.workspace,
-                             user_id=user.user_id, person_id=person_id)
-            s.add(ident)
-            found.append(ident)
-        await s.flush()
-        return found
+            if user is not None and (user.platform, user.workspace, user.user_id) not in known:
+                found.append(user)
+        if not found:
+            return []
+        idents = [Identity(platform=u.platform, workspace=u.workspace, user_id=u.user_id,
+                           person_id=person_id) for u in found]
+        try:
+            async with self.db.session() as s:
+                s.add_all(idents)
+        except IntegrityError:
+            async with self.db.session() as s:
+                return [i for i in await people.identities_of(s, person_id)
+                        if i.reachable and i.platform in self.ports]
+        return idents
 
     async def send(self, conv: ConversationRef, message: Message) -> MessageRef:
         """Post to a conversation (a channel) on its platform."""

@@ -65,7 +65,7 @@ WEEK = timedelta(days=7)
 MAX_SHARED_PREFIX = 4
 FIRST_TAP = (
     "bot/core.py _remember_dm(): `or ident.updated_at is None` stamps identities.updated_at with "
-    "the precise time of a person's first event, and core.dm()/_store_dm()/_discover() never set "
+    "the precise time of a person's first event, and core.dm()/_store_dm()/discover() never set "
     "it; for someone first reached by a survey invitation that first event is their first "
     "answer tap, so the identity row records when they answered (and that they did)"
 )

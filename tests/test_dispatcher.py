@@ -370,3 +370,36 @@ async def test_a_reply_to_a_tap_without_a_conversation_goes_to_the_stored_dm_rou
         ident = await s.get(Identity, ("fake", d.port.workspace, f"U-{PRACTITIONER}"))
     assert ident is not None and not ident.reachable
     assert d.seen(PRACTITIONER)[-1] == "Noted."  # nothing more reached the blocked DM
+
+
+async def test_first_contact_asks_the_platform_with_no_database_connection_held(
+    loaded: Core,
+) -> None:
+    """Finding someone by email is an HTTP call per platform: no pooled connection (on
+    PostgreSQL an idle transaction) waits for it, and the account found is stored."""
+    from sqlalchemy import select
+
+    from bot.model import text_message
+    from bot.people import service as people
+    from bot.people.tables import Identity
+
+    d = FakeDriver(loaded)
+    held: list[int] = []
+    real = d.port.find_user
+
+    async def find_user(email: str):  # type: ignore[no-untyped-def]
+        held.append(loaded.db.engine.pool.checkedout())
+        return await real(email)
+
+    d.port.find_user = find_user  # type: ignore[method-assign]
+    newcomer = "practitioner7@northbridge.example"
+    async with loaded.db.session() as s:
+        person = await people.person_by_email(s, newcomer)
+        assert person is not None
+        assert (await s.execute(select(Identity).where(Identity.person_id == person.id))).first() is None
+    sent = await loaded.dm(person.id, text_message("Welcome."))
+    assert sent is not None and held == [0]
+    assert d.seen(newcomer) == ["Welcome."]
+    async with loaded.db.session() as s:
+        idents = (await s.execute(select(Identity).where(Identity.person_id == person.id))).scalars().all()
+    assert [(i.platform, i.user_id) for i in idents] == [("fake", f"U-{newcomer}")]

@@ -33,7 +33,6 @@ from datetime import timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from bot.broadcasts import leases, ledger, service
 from bot.broadcasts.ledger import IN_DOUBT, Claimed
@@ -470,14 +469,8 @@ class Sender:
 
 
     async def _discover(self, person_id: str) -> list[Identity]:
-        """The core's first-contact lookup; a concurrent discovery of the same account wins."""
-        try:
-            async with self.core.db.session() as s:
-                return list(await self.core._discover(s, person_id))
-        except IntegrityError:
-            async with self.core.db.session() as s:
-                return [i for i in await people.identities_of(s, person_id)
-                        if i.reachable and i.platform in self.core.ports]
+        """The core's first-contact lookup (a concurrent discovery of the same account wins)."""
+        return list(await self.core.discover(person_id))
 
 
 async def run_worker(core: Any, stop: asyncio.Event) -> None:
