@@ -171,7 +171,8 @@ async def _empty(url: str) -> None:
     await engine.dispose()
 
 
-async def serve_bare_agents(fakes: dict[str, Any]) -> None:
+async def serve_bare_agents(fakes: dict[str, Any], app: Any = None, store: Any = None) -> None:
+    """The Agents SDK echo bot (`store`: awaited with each message's id before the echo)."""
     from aiohttp import web
     from microsoft_agents.hosting.aiohttp import CloudAdapter
     from microsoft_agents.hosting.core import TurnContext
@@ -182,6 +183,8 @@ async def serve_bare_agents(fakes: dict[str, Any]) -> None:
     class Echo:
         async def on_turn(self, context: TurnContext) -> None:
             if context.activity.type == "message":
+                if store is not None:
+                    await store(f"teams:{context.activity.id}")
                 await context.send_activity(context.activity.text or "")
 
     tokens = FakeIssuerTokens(fakes["pem"], fakes["kid"], fakes["app_id"])
@@ -192,9 +195,49 @@ async def serve_bare_agents(fakes: dict[str, Any]) -> None:
         request["claims_identity"] = ClaimsIdentity()
         return await adapter.process(request, agent) or web.Response(status=202)
 
-    app = web.Application()
+    app = app or web.Application()
     app.router.add_post("/api/messages", messages)
     await _listen(app)
+
+
+async def serve_bare_work(fakes: dict[str, Any]) -> None:
+    """The least a bot that keeps and answers each message does, on the bare frameworks: Bolt
+    acks, stores the event id (one INSERT and commit, SQLite through staffvoice's driver) and
+    answers with chat.postMessage after the ack (Bolt's defaults, as ours); the SDK echo bot
+    stores the activity id the same way before echoing. Both on one server, as ours."""
+    from aiohttp import web
+    from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+    from slack_bolt.async_app import AsyncApp
+    from slack_sdk.web.async_client import AsyncWebClient
+    from sqlalchemy import Column, MetaData, String, Table, insert
+
+    from storage.db import Database
+
+    db = Database(f"sqlite+aiosqlite:///{Path(tempfile.mkdtemp()) / 'bare.db'}")
+    seen = Table("seen", MetaData(), Column("event_id", String(64), primary_key=True))
+    async with db.engine.begin() as conn:
+        await conn.run_sync(seen.metadata.create_all)
+    put = insert(seen)
+
+    async def store(event_id: str) -> None:
+        async with db.transaction() as conn:
+            await conn.execute(put, {"event_id": event_id})
+
+    client = AsyncWebClient(token=BOT_TOKEN, base_url=fakes["slack_url"])
+    bolt = AsyncApp(signing_secret=SECRET, client=client)
+
+    @bolt.event("message")
+    async def on_message(ack, body, event):  # type: ignore[no-untyped-def]
+        await ack()
+        await store(f"slack:{body['event_id']}")
+        await client.chat_postMessage(channel=event["channel"], text=event.get("text") or "")
+
+    async def events(request: web.Request) -> web.Response:
+        return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+
+    app = web.Application()
+    app.router.add_post("/slack/events", events)
+    await serve_bare_agents(fakes, app, store)
 
 
 async def _listen(app: Any) -> None:
@@ -587,6 +630,9 @@ async def run(args: argparse.Namespace) -> None:
              lambda i: traffic.slack_message(PEOPLE[i % len(PEOPLE)], "status")),
             ("bare-agents", "bare Agents SDK echo bot",
              lambda i: traffic.teams_message(PEOPLE[i % len(PEOPLE)], "status")),
+            ("bare-work", "bare Bolt + SDK, storing and answering each",
+             lambda i: (traffic.slack_message if i % 2 else traffic.teams_message)(
+                 PEOPLE[i % len(PEOPLE)], "status")),
         ):
             p, lines = spawn(kind, env)
             procs.append(p)
@@ -604,7 +650,7 @@ async def run(args: argparse.Namespace) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--serve", choices=["fakes", "ours", "bare", "bare-pbr", "bare-agents"])
+    ap.add_argument("--serve", choices=["fakes", "ours", "bare", "bare-pbr", "bare-agents", "bare-work"])
     ap.add_argument("--rate", type=float, default=200.0)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--saturate", type=float, default=5.0)
@@ -630,6 +676,8 @@ def main() -> None:
         asyncio.run(serve_bare(args.serve == "bare-pbr"))
     elif args.serve == "bare-agents":
         asyncio.run(serve_bare_agents(fakes))
+    elif args.serve == "bare-work":
+        asyncio.run(serve_bare_work(fakes))
     else:
         asyncio.run(run(args))
 
