@@ -1,6 +1,6 @@
 """CPU per "status" (roadmap overview) and "what's at risk?" request, SQLite.
 
-    .venv/bin/python bench/milestones_status.py [--calls 2000] [--out FILE] [--profile FILE]
+    .venv/bin/python bench/milestones_status.py [--calls 2000] [--updates 20000] [--out FILE] [--profile FILE]
         [--url postgresql+asyncpg://postgres@127.0.0.1/sv_bench]  (a scratch database: emptied)
 
 Builds a scratch database (migrated like production), loads examples/programme.yaml, records a
@@ -59,6 +59,26 @@ class StubCtx:
         self.sent.append(msg)
 
 
+async def pile_up(core: Core, n: int) -> None:
+    """`n` more updates spread over every milestone and the past year (a long-running roadmap)."""
+    import random
+
+    from sqlalchemy import insert
+
+    from bot.milestones.tables import Milestone, MilestoneUpdate
+
+    rnd = random.Random(7)
+    async with core.db.session() as s:
+        ids = list((await s.execute(select(Milestone.id))).scalars())
+    rows = [{"id": f"u{i:08d}", "milestone_id": rnd.choice(ids), "person_id": None,
+             "at": NOW - timedelta(days=30 + rnd.random() * 335), "status": "on_track",
+             "progress": rnd.randrange(100), "prev_status": "on_track", "prev_progress": 0,
+             "note": "", "source": "chat"} for i in range(n)]
+    async with core.db.transaction() as conn:
+        for i in range(0, n, 5000):
+            await conn.execute(insert(MilestoneUpdate), rows[i:i + 5000])
+
+
 async def build(url: str) -> Core:
     db = Database(url)
     if not db.is_sqlite:
@@ -85,9 +105,12 @@ async def build(url: str) -> Core:
     return core
 
 
-async def run(calls: int, out: str | None, profile: str | None, url: str | None) -> None:
+async def run(calls: int, out: str | None, profile: str | None, url: str | None,
+              updates: int = 0) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         core = await build(url or f"sqlite+aiosqlite:///{tmp}/bench.db")
+        if updates:
+            await pile_up(core, updates)
         ctx = StubCtx(core)
         rendered = []
         for name, fn in (("status", feature.status), ("at risk", feature.at_risk)):
@@ -118,8 +141,10 @@ def main() -> None:
     ap.add_argument("--out")
     ap.add_argument("--profile")
     ap.add_argument("--url", help="a scratch PostgreSQL database (its schema is dropped)")
+    ap.add_argument("--updates", type=int, default=0,
+                    help="this many more (older) updates spread over the milestones")
     a = ap.parse_args()
-    asyncio.run(run(a.calls, a.out, a.profile, a.url))
+    asyncio.run(run(a.calls, a.out, a.profile, a.url, a.updates))
 
 
 if __name__ == "__main__":

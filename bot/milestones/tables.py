@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.base import Base, UTCDateTime, new_id
@@ -57,6 +67,8 @@ class MilestoneUpdate(Base):
     """Who said what about a milestone, and when (status, progress, note)."""
 
     __tablename__ = "milestone_updates"
+    # Each milestone's newest update, found by one probe (the roadmap read asks for it).
+    __table_args__ = (Index("ix_milestone_updates_milestone_at", "milestone_id", "at"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     milestone_id: Mapped[str] = mapped_column(
