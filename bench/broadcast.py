@@ -33,7 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import insert, select, text  # noqa: E402
+from scratch import emptied  # noqa: E402
+from sqlalchemy import insert, select  # noqa: E402
 
 from adapters.fake.http_port import HttpPort  # noqa: E402
 from bot.broadcasts import service  # noqa: E402
@@ -113,11 +114,7 @@ async def sender_main(a: argparse.Namespace) -> None:
 
 
 async def prepare(db_url: str, n: int) -> None:
-    db = Database(db_url)
-    if not db.is_sqlite:
-        async with db.engine.begin() as conn:
-            await conn.execute(text("DROP SCHEMA public CASCADE"))
-            await conn.execute(text("CREATE SCHEMA public"))
+    db = await emptied(Database(db_url))
     await db.upgrade()
     people, idents = [], []
     for i in range(n):

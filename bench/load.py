@@ -161,14 +161,11 @@ def serve_ours(fakes: dict[str, Any]) -> Any:
 
 async def _empty(url: str) -> None:
     """A scratch PostgreSQL database starts each run empty (yesterday's rounds and counters gone)."""
-    from sqlalchemy import text
-    from sqlalchemy.ext.asyncio import create_async_engine
+    from scratch import emptied
 
-    engine = create_async_engine(url)
-    async with engine.begin() as conn:
-        await conn.execute(text("DROP SCHEMA public CASCADE"))
-        await conn.execute(text("CREATE SCHEMA public"))
-    await engine.dispose()
+    from storage.db import Database
+
+    await (await emptied(Database(url))).dispose()
 
 
 async def serve_bare_agents(fakes: dict[str, Any], app: Any = None, store: Any = None) -> None:

@@ -25,7 +25,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import select, text  # noqa: E402
+from scratch import emptied  # noqa: E402
+from sqlalchemy import select  # noqa: E402
 
 from bot.clock import FakeClock  # noqa: E402
 from bot.config import Settings  # noqa: E402
@@ -80,11 +81,7 @@ async def pile_up(core: Core, n: int) -> None:
 
 
 async def build(url: str) -> Core:
-    db = Database(url)
-    if not db.is_sqlite:
-        async with db.engine.begin() as conn:
-            await conn.execute(text("DROP SCHEMA public CASCADE"))
-            await conn.execute(text("CREATE SCHEMA public"))
+    db = await emptied(Database(url))
     await db.upgrade()
     core = Core(db, settings=Settings(database_url=url, secret_key="bench"), clock=FakeClock(NOW))
     await core.start()
