@@ -167,8 +167,11 @@ class TeamsAgent:
             values=values, metadata=str(value.get(render.META, "")), message=card,
         )
         edits = self.port.edits.get(card.message_id, 0) if card else 0
+        form_before = self.port.forms.get(card.message_id) if card else None
         result = await self.core.handle(event, self.port)
         edited = card is not None and self.port.edits.get(card.message_id, 0) > edits
+        if card is not None and self.port.forms.get(card.message_id) is not form_before:
+            return  # the core put a new form in the card's place (port.open_form): it stays
         await self._after_submit(result, card, values, edited)
 
     async def _after_submit(

@@ -16,7 +16,7 @@ from adapters.teams import references as refs
 from adapters.teams import render
 from adapters.teams.connector import ConnectorPool
 from bot.clock import Clock
-from bot.model import ConversationRef, Event, Form, Message, MessageRef, UserRef
+from bot.model import ConversationRef, Event, Form, FormSubmitEvent, Message, MessageRef, UserRef
 from bot.port import PlatformError, Unreachable, parse_audience_ref
 from storage.db import Database
 
@@ -155,7 +155,17 @@ class TeamsPort:
         return conversation_ref(user.workspace, str(res.id), "personal", anchor.service_url, bot_id)
 
     async def open_form(self, event: Event, form: Form) -> None:
-        """Teams has no modals: the form is a card with inputs where the user is talking."""
+        """Teams has no modals: the form is a card with inputs where the user is talking.
+
+        In answer to a submitted form card in a personal chat (a "Before you send" check),
+        the new form replaces that card, as Slack updates its modal: the card the person
+        submitted must not stay behind looking sent when nothing was."""
+        card = getattr(event, "message", None)
+        if (isinstance(event, FormSubmitEvent) and isinstance(card, MessageRef)
+                and card.conversation.is_direct):
+            await self.update(card, Message((form,), f"[form: {form.title}]"))
+            self.remember_form(card.message_id, form)
+            return
         conv = event.conversation
         if conv is None or not conv.is_direct:
             # Forms can carry anonymous feedback: never show them in a shared conversation.

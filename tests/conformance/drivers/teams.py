@@ -294,8 +294,9 @@ class TeamsDriver:
             newest = self._dm_posts(email)[-1]
             text = plain_of(newest.current)
             return {"_": text} if text.startswith("Please check the form") else None
-        if len(self.fake.state.posted[p.id].versions) == 1:
-            return None
+        if len(self.fake.state.posted[p.id].versions) == 1 or (
+                (again[0].title, again[0].metadata) != (form.title, form.metadata)):
+            return None  # unchanged, or replaced by the next form (a "Before you send" check)
         # Rejected: the card was redrawn with the problems under the original intro.
         labels = {i.label: i.name for i in again[0].inputs}
         before = len(_intros(card_of(p.versions[0]) or {}))
