@@ -430,11 +430,7 @@ class Core:
                     Identity(platform=prefer.platform, workspace=prefer.workspace,
                              user_id=prefer.user_id), str(e))
         async with self.db.session() as s:
-            idents = [
-                i
-                for i in await people.identities_of(s, person_id)
-                if i.reachable and i.platform in self.ports
-            ]
+            idents = await self.reachable_identities(s, person_id)
         if not idents:
             idents = await self.discover(person_id)
         if prefer is not None:
@@ -484,9 +480,13 @@ class Core:
                 s.add_all(idents)
         except IntegrityError:
             async with self.db.session() as s:
-                return [i for i in await people.identities_of(s, person_id)
-                        if i.reachable and i.platform in self.ports]
+                return await self.reachable_identities(s, person_id)
         return idents
+
+    async def reachable_identities(self, s: AsyncSession, person_id: str) -> list[Identity]:
+        """A person's accounts that can be messaged now: reachable, on a connected platform."""
+        return [i for i in await people.identities_of(s, person_id)
+                if i.reachable and i.platform in self.ports]
 
     async def send(self, conv: ConversationRef, message: Message) -> MessageRef:
         """Post to a conversation (a channel) on its platform."""

@@ -443,8 +443,7 @@ class Sender:
                 ident = await s.get(Identity, (row.platform, row.workspace, row.user_id))
             if ident is None or not ident.reachable or ident.platform not in self.core.ports:
                 ident = None
-                idents = [i for i in await people.identities_of(s, row.person_id)
-                          if i.reachable and i.platform in self.core.ports]
+                idents = await self.core.reachable_identities(s, row.person_id)
         if ident is None:
             # First contact: find the person on the connected platforms by email.
             found_idents = idents or await self._discover(row.person_id)

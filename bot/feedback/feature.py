@@ -119,14 +119,13 @@ def _acknowledged(metadata: str) -> set[str]:
 async def _checked_text(ctx: Ctx, field: str = "text", s: AsyncSession | None = None
                         ) -> tuple[str, list[str], list[str]]:
     """The submitted text after the length check, and what it looks like (concerns, identifiers)."""
+    if s is None:
+        async with ctx.session() as s:
+            return await _checked_text(ctx, field, s)
     ev = ctx.event
     assert isinstance(ev, FormSubmitEvent)
     text = ev.values.get(field) or ""
-    if s is None:
-        async with ctx.session() as s:
-            cfg = await fb.config(s)
-    else:
-        cfg = await fb.config(s)
+    cfg = await fb.config(s)
     # Length first: a giant paste is refused before any pattern runs over it.
     if len(text) > cfg.max_length:
         raise FormInvalid({field: f"That is {len(text):,} characters; the limit is "
