@@ -124,19 +124,21 @@ async def remember(db: Database, activity: dict[str, Any], now: datetime,
                    known: Seen | None = None) -> None:
     """Store (or refresh) the reference of the conversation an activity came from.
 
-    `known`, read by `seen` for this activity, saves the read when nothing changed."""
+    `known`, read by `seen` for this activity, stands in for this function's own read."""
     key = _reference_key(activity)
     if key is None or (known is not None and known.reference_current):
         return
     cid, kind, _, user_id = key
     team = (activity.get("channelData") or {}).get("team") or {}
-    async with db.session() as s:
-        row = await s.get(TeamsConversation, cid)
-        if (row is not None and row.installed and row.kind == kind
-                and row.service_url == str(activity["serviceUrl"]) and row.user_id == user_id):
-            # Already reachable the same way: write nothing, so a person's row does not change
-            # (and so does not date) each time they tap an anonymous answer.
-            return
+    if known is None:
+        async with db.session() as s:
+            row = await s.get(TeamsConversation, cid)
+            if (row is not None and row.installed and row.kind == kind
+                    and row.service_url == str(activity["serviceUrl"])
+                    and row.user_id == user_id):
+                # Already reachable the same way: write nothing, so a person's row does not
+                # change (and so does not date) each time they tap an anonymous answer.
+                return
     await _upsert(db, TeamsConversation, (cid,), {
         "conversation_id": cid,
         "tenant_id": tenant_of(activity),
