@@ -256,10 +256,14 @@ async def roadmap(s: AsyncSession | AsyncConnection) -> list[View]:
     return out
 
 
+def _most_urgent(m: AnyMilestone) -> tuple[bool, date]:
+    """The order risky milestones are listed in: off track first, then by due date."""
+    return m.status != "off_track", m.due
+
+
 def risky_first(vs: list[View]) -> list[View]:
     """At risk or off track (and not done), most urgent first: what `at_risk` lists."""
-    return sorted([v for v in vs if v.m.status in RISKY],
-                  key=lambda v: (v.m.status != "off_track", v.m.due))
+    return sorted([v for v in vs if v.m.status in RISKY], key=lambda v: _most_urgent(v.m))
 
 
 async def resolve(s: AsyncSession, query: str) -> matching.Found:
@@ -289,10 +293,7 @@ def is_overdue(m: AnyMilestone, on: date) -> bool:
 
 async def at_risk(s: AsyncSession) -> list[Milestone]:
     """At risk or off track (and not done), most urgent first."""
-    return sorted(
-        [m for m in await all_milestones(s) if m.status in RISKY],
-        key=lambda m: (m.status != "off_track", m.due),
-    )
+    return sorted([m for m in await all_milestones(s) if m.status in RISKY], key=_most_urgent)
 
 
 async def overdue(s: AsyncSession, on: date) -> list[Milestone]:
