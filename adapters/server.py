@@ -268,15 +268,7 @@ async def serve(settings: Settings, host: str, port: int, env: Mapping[str, str]
     forked = sockets is not None
     db = Database(settings.database_url)
     core = Core(db, settings=settings, router=router)
-    try:
-        if not forked:
-            await db.upgrade()
-        await core.start()
-        ok = forked or not settings.programme_file or await _load_programme(core, settings.programme_file)
-    except Exception:
-        log.exception("start-up failed")
-        ok = False
-    if not ok:
+    if not await _start_core(core, settings, first=not forked):
         await db.dispose()
         return 2
 
@@ -367,17 +359,25 @@ def _note_signal(_sig: int, _frame: Any) -> None:
     _signalled = True
 
 
-async def _prepare(settings: Settings, router: Router | None) -> bool:
-    """The once-per-start work of `serve`, done by the parent: migrations, the programme file."""
-    db = Database(settings.database_url)
-    core = Core(db, settings=settings, router=router)
+async def _start_core(core: Core, settings: Settings, *, first: bool) -> bool:
+    """The server key; and, `first` (once per start of `serve`), migrations before it and the
+    programme file after. False (logged) when start-up is impossible."""
     try:
-        await db.upgrade()
+        if first:
+            await core.db.upgrade()
         await core.start()  # creates the stored server key if there is none yet
-        return not settings.programme_file or await _load_programme(core, settings.programme_file)
+        return not first or not settings.programme_file or await _load_programme(
+            core, settings.programme_file)
     except Exception:
         log.exception("start-up failed")
         return False
+
+
+async def _prepare(settings: Settings, router: Router | None) -> bool:
+    """The once-per-start work of `serve`, done by the parent before it forks the workers."""
+    db = Database(settings.database_url)
+    try:
+        return await _start_core(Core(db, settings=settings, router=router), settings, first=True)
     finally:
         await db.dispose()
 
