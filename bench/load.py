@@ -277,11 +277,13 @@ def base_of(lines: list[str]) -> str:
     raise SystemExit(f"no address in {lines}")
 
 
-def peak_mb(pid: int) -> float:
-    if children_of(pid):  # LOAD_WORKERS > 1: the workers share pages with the parent
+def memory_mb(pid: int, field: str = "VmHWM") -> float:
+    """A process's peak (VmHWM) or current (VmRSS) resident memory; with workers
+    (LOAD_WORKERS > 1, sharing pages with the parent) the PSS summed over all of them now."""
+    if children_of(pid):
         return pss_mb(pid)
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -497,16 +499,6 @@ def tree_cpu_s(pid: int) -> float:
     return cpu_s(pid) + sum(tree_cpu_s(c) for c in children_of(pid))
 
 
-def memory_now_mb(pid: int) -> float:
-    """PSS summed over the workers when there are some, else the process's RSS."""
-    if children_of(pid):
-        return pss_mb(pid)
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 async def measure(name: str, base: str, make: Any, args: argparse.Namespace,
                   pid: int) -> dict[str, Any]:
     print(f"measuring {name} ...", file=sys.stderr, flush=True)
@@ -514,7 +506,7 @@ async def measure(name: str, base: str, make: Any, args: argparse.Namespace,
 
     async def sample() -> None:  # the peak of a sum of processes has no kernel counter
         while True:
-            peak[0] = max(peak[0], memory_now_mb(pid))
+            peak[0] = max(peak[0], memory_mb(pid, "VmRSS"))
             await asyncio.sleep(0.25)
 
     sampler = asyncio.create_task(sample())
@@ -526,7 +518,7 @@ async def measure(name: str, base: str, make: Any, args: argparse.Namespace,
     fixed["cpu_ms"] = (tree_cpu_s(pid) - cpu0) * 1000 / fixed["sent"]
     fixed["saturated_rps"] = await saturate(base, make, args.saturate, args.concurrency)
     sampler.cancel()
-    fixed["peak_mb"] = max(peak[0], peak_mb(pid))
+    fixed["peak_mb"] = max(peak[0], memory_mb(pid))
     fixed["name"] = name
     return fixed
 
