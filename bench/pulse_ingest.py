@@ -30,6 +30,7 @@ from bot.people.tables import Identity, Person, Team  # noqa: E402
 from bot.pulse import cards, definition  # noqa: E402
 from bot.pulse import service as pulse  # noqa: E402
 from bot.pulse.tables import PulseAnswer  # noqa: E402
+from staffvoice.tables import import_all_tables  # noqa: E402
 from storage.db import Database  # noqa: E402
 
 MONDAY_10 = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
@@ -124,6 +125,7 @@ async def dispatcher_only(core: Core, port: FakePort, n: int, concurrency: int) 
 async def main(n: int, concurrency: int, url: str | None, compare: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db = Database(url or f"sqlite+aiosqlite:///{tmp}/bench.db")
+        import_all_tables()
         await db.create_all()
         core = Core(db, settings=Settings(secret_key="bench-only"), clock=FakeClock(MONDAY_10))
         port = FakePort()

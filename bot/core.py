@@ -7,7 +7,7 @@ import importlib
 import logging
 import pkgutil
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -60,6 +60,12 @@ class HandleResult:
     form_errors: dict[str, str] | None = None
     error: str | None = None
 
+
+# A middleware wraps every inbound event, as Bolt's do: it gets the event, the port it came
+# from and `call_next` (the rest of the chain, then the core), and returns the result; it may
+# look at or time the call, never change the event. Registered with `Core.use`.
+Next = Callable[[], Awaitable[HandleResult]]
+Middleware = Callable[[Event, Port, Next], Awaitable[HandleResult]]
 
 # Who sent an event: the person, their roles and their DM route on the event's platform.
 _Sender = tuple[Person, frozenset[str], dict[str, Any] | None]
@@ -195,9 +201,14 @@ class Core:
         self.router = router or build_router()
         self.ports: dict[str, Port] = {}
         self.secret: bytes = b""
+        self.middleware: list[Middleware] = []
 
     def add_port(self, port: Port) -> None:
         self.ports[port.platform] = port
+
+    def use(self, middleware: Middleware) -> None:
+        """Run `middleware` around every inbound event (first registered, outermost)."""
+        self.middleware.append(middleware)
 
     async def start(self) -> None:
         """Load the server secret (from the environment, else one kept in the database)."""
@@ -208,7 +219,19 @@ class Core:
     # -- inbound ---------------------------------------------------------------------
 
     async def handle(self, event: Event, port: Port) -> HandleResult:
-        """Handle one inbound event exactly once; never raises for user errors."""
+        """Handle one inbound event exactly once, through the middleware; never raises for
+        user errors."""
+        if not self.middleware:
+            return await self._handle(event, port)
+
+        def chain(i: int) -> Next:
+            if i == len(self.middleware):
+                return lambda: self._handle(event, port)
+            return lambda: self.middleware[i](event, port, chain(i + 1))
+
+        return await chain(0)()
+
+    async def _handle(self, event: Event, port: Port) -> HandleResult:
         if not self.secret:
             await self.start()
         event = clean_event(event)

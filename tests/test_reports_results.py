@@ -10,7 +10,7 @@ from datetime import timedelta
 from adapters.fake.port import FakePort
 from bot.model import CommandEvent, ConversationRef, Image, MessageEvent, UserRef, plain_text
 from bot.people.tables import Setting
-from bot.reports import cli, digest, service
+from bot.reports import digest, export, service
 from bot.reports.anonymity import ALL, role_key, team_key
 from tests.conftest import MONDAY_10
 from tests.test_reports_seed import emails, everyone_answers, seed_round
@@ -181,8 +181,8 @@ async def test_a_slash_command_works_too(loaded) -> None:  # type: ignore[no-unt
 async def test_export_as_json_and_csv_carries_no_numbers_for_hidden_groups(loaded) -> None:  # type: ignore[no-untyped-def]
     _, r2 = await two_rounds(loaded)
     async with loaded.db.session() as s:
-        data = json.loads(await cli.export_round(s, r2, "json"))
-        text = await cli.export_round(s, r2, "csv")
+        data = json.loads(await export.export_round(s, r2, "json"))
+        text = await export.export_round(s, r2, "csv")
     groups = {g["group"]: g for g in data["groups"]}
     assert groups[ALL]["respondents"] == 25 and groups[ALL]["response_rate"] == 1.0
     assert groups[team_key("children-in-care")] == {
@@ -202,18 +202,20 @@ async def test_the_command_line_writes_exports_and_charts(loaded, settings, tmp_
     await loaded.db.dispose()  # the CLI opens its own connection
     import asyncio
 
+    from staffvoice.cli import main
+
     out = tmp_path / "r.csv"
-    rc = await asyncio.to_thread(cli.cli, settings, ["round", r2, "--format", "csv", "--out", str(out)])
+    rc = await asyncio.to_thread(main, ["report", "round", r2, "--format", "csv", "--out", str(out)], settings=settings)
     assert rc == 0 and out.read_text().startswith("round,group,label")
     png = tmp_path / "trend.png"
-    rc = await asyncio.to_thread(cli.cli, settings, ["chart", "--survey", "weekly-pulse",
+    rc = await asyncio.to_thread(main, ["report", "chart", "--survey", "weekly-pulse",
                                                      "--question", "listened-to",
-                                                     "--group", "assessment", "--out", str(png)])
+                                                     "--group", "assessment", "--out", str(png)], settings=settings)
     assert rc == 0 and png.read_bytes().startswith(b"\x89PNG")
     said = capsys.readouterr().out
     assert "Round 1: favourable % 0; response rate 100%." in said
     assert "Round 2: favourable % 83.3; response rate 100%." in said
-    rc = await asyncio.to_thread(cli.cli, settings, ["round", "nope", "--format", "json"])
+    rc = await asyncio.to_thread(main, ["report", "round", "nope", "--format", "json"], settings=settings)
     assert rc == 2 and "no closed round with id 'nope'" in capsys.readouterr().err
 
 

@@ -1,4 +1,4 @@
-"""Write an Alembic revision for one feature's tables: `python -m storage.revision pulse "msg"`.
+"""Write an Alembic revision for one feature's tables: `python -m staffvoice.revision pulse "msg"`.
 
 Autogenerates against a scratch SQLite database upgraded to every existing head, so only
 the new tables appear; the revision branches from `core` unless another is given.
@@ -12,12 +12,14 @@ import tempfile
 
 from alembic import command
 
+from staffvoice.tables import import_all_tables
 from storage.db import Database, alembic_config
 
 
 async def main(label: str, message: str, down: str) -> None:
     with tempfile.TemporaryDirectory() as d:
         url = f"sqlite+aiosqlite:///{d}/scratch.db"
+        import_all_tables()  # autogenerate compares every model with the migrated schema
         db = Database(url)
         await db.upgrade()
         await db.dispose()
@@ -28,7 +30,10 @@ async def main(label: str, message: str, down: str) -> None:
 
             from storage.base import Base
 
-            mod = importlib.import_module(f"bot.{label}.tables")
+            try:
+                mod = importlib.import_module(f"bot.{label}.tables")
+            except ModuleNotFoundError:  # an adapter's own tables (slack, teams)
+                mod = importlib.import_module(f"adapters.{label}.tables")
             cfg.attributes["only_tables"] = {
                 t.name for t in Base.metadata.sorted_tables
                 if any(getattr(obj, "__table__", None) is t for obj in vars(mod).values())
