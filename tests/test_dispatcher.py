@@ -403,3 +403,29 @@ async def test_first_contact_asks_the_platform_with_no_database_connection_held(
     async with loaded.db.session() as s:
         idents = (await s.execute(select(Identity).where(Identity.person_id == person.id))).scalars().all()
     assert [(i.platform, i.user_id) for i in idents] == [("fake", f"U-{newcomer}")]
+
+
+async def test_middleware_wraps_every_event_outermost_first_and_sees_the_outcome(loaded: Core) -> None:
+    """Core.use: what metrics (staffvoice/serve/metrics.py) and similar concerns hook into,
+    instead of replacing Core.handle."""
+    d = FakeDriver(loaded)
+    seen: list[str] = []
+
+    def tracer(name: str):  # type: ignore[no-untyped-def]
+        async def mw(event, port, call_next):  # type: ignore[no-untyped-def]
+            seen.append(f"{name} in {event.event_id}")
+            result = await call_next()
+            seen.append(f"{name} out {'duplicate' if result.duplicate else 'ok'}")
+            return result
+
+        return mw
+
+    loaded.use(tracer("outer"))
+    loaded.use(tracer("inner"))
+    ev = MessageEvent("ev-mw", d.user(PRACTITIONER), d.conv(PRACTITIONER), text="whoami")
+    await loaded.handle(ev, d.port)
+    await loaded.handle(ev, d.port)
+    assert seen == ["outer in ev-mw", "inner in ev-mw", "inner out ok", "outer out ok",
+                    "outer in ev-mw", "inner in ev-mw", "inner out duplicate", "outer out duplicate"]
+    assert len(d.seen(PRACTITIONER)) == 1  # the answer went out once
+    assert "handle" not in vars(loaded)  # nobody replaced the method

@@ -23,6 +23,8 @@ async def test_metrics_count_events_by_kind_and_outcome(loaded: Core) -> None:
     core.add_port(port)
     app, lines = build_app(core, {}, Health(core))
     assert lines == ["slack: not configured", "teams: not configured"]
+    # Counting is a middleware of the core, not a replacement of its method.
+    assert "handle" not in vars(core) and len(core.middleware) == 1
     user = UserRef("fake", "W1", "U1", email=EMAIL)
     dm = ConversationRef("fake", "W1", "D-U1")
     async with TestClient(TestServer(app)) as client:
