@@ -23,6 +23,7 @@ class Settings:
     secret_key: str = field(default="", repr=False)
     host: str = "127.0.0.1"
     port: int = 3978
+    reuse_port: bool = False  # share the port with other `serve` processes (SO_REUSEPORT)
     programme_file: str = ""
     log_level: str = "INFO"
     log_json: bool | None = None
@@ -40,6 +41,7 @@ class Settings:
             secret_key=e.get("STAFFVOICE_SECRET_KEY", ""),
             host=e.get("STAFFVOICE_HOST", "127.0.0.1"),
             port=_number(e, "STAFFVOICE_PORT", "3978", int, 0, 65535),
+            reuse_port=e.get("STAFFVOICE_REUSE_PORT", "").strip().lower() in ("1", "true", "yes"),
             programme_file=e.get("STAFFVOICE_PROGRAMME", ""),
             log_level=e.get("STAFFVOICE_LOG_LEVEL", "INFO"),
             log_json=None if json_env is None else json_env.lower() in ("1", "true", "yes"),

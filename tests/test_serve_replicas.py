@@ -148,13 +148,17 @@ async def test_replicas_starting_at_once_on_an_empty_database_migrate_it_once(tm
         await admin.dispose()
 
 
+@pytest.mark.parametrize("how", ["flag", "environment"])
 def test_reuse_port_on_sqlite_is_refused_in_one_line(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], how: str) -> None:
     """SQLite ignores FOR UPDATE: two processes could both send work claimed that way (an urgent
     safeguarding alert among it). One process serves SQLite."""
     db = tmp_path / "refused.db"
-    settings = Settings(database_url=f"sqlite+aiosqlite:///{db}", secret_key=TEST_SECRET)
-    assert main(["serve", "--port", "0", "--reuse-port"], settings=settings) == 2
+    settings = Settings.from_env({"STAFFVOICE_DATABASE_URL": f"sqlite+aiosqlite:///{db}",
+                                  "STAFFVOICE_SECRET_KEY": TEST_SECRET,
+                                  "STAFFVOICE_REUSE_PORT": "1" if how == "environment" else ""})
+    flag = ["--reuse-port"] if how == "flag" else []
+    assert main(["serve", "--port", "0", *flag], settings=settings) == 2
     err = capsys.readouterr().err
     assert err == ("error: --reuse-port needs PostgreSQL (STAFFVOICE_DATABASE_URL); "
                    "SQLite serves from one process\n")

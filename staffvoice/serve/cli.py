@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 
 from bot.config import Settings
 from staffvoice.errors import CliError
 from staffvoice.serve.lifecycle import serve
-
-REUSE_PORT_ENV = "STAFFVOICE_REUSE_PORT"
 
 
 def add_to(sub: argparse._SubParsersAction[argparse.ArgumentParser], settings: Settings) -> None:
@@ -25,10 +22,9 @@ def add_to(sub: argparse._SubParsersAction[argparse.ArgumentParser], settings: S
                    help=f"address to listen on (default {settings.host}, from STAFFVOICE_HOST)")
     p.add_argument("--port", type=_port, default=settings.port,
                    help=f"port (default {settings.port}, from STAFFVOICE_PORT; 0 picks a free one)")
-    p.add_argument("--reuse-port", action="store_true",
-                   default=os.environ.get(REUSE_PORT_ENV, "").lower() in ("1", "true", "yes"),
+    p.add_argument("--reuse-port", action="store_true", default=settings.reuse_port,
                    help="share the port with other `serve` processes on this machine "
-                        f"(SO_REUSEPORT; or set {REUSE_PORT_ENV}=1); PostgreSQL only")
+                        "(SO_REUSEPORT; or set STAFFVOICE_REUSE_PORT=1); PostgreSQL only")
     p.set_defaults(run=run)
 
 
