@@ -242,3 +242,18 @@ async def test_broadcast_send_delivers_through_the_configured_slack(
     finally:
         await fake.close()
 
+
+
+def test_a_serve_whose_port_is_taken_says_so_without_a_traceback(settings: Settings,
+                                                                  tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        out = staffvoice("serve", "--port", port, cwd=tmp_path, STAFFVOICE_LOG_JSON="1",
+                         STAFFVOICE_DATABASE_URL=settings.database_url)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert '"msg": "cannot listen"' in out.stderr and '"port": ' + port in out.stderr
