@@ -10,6 +10,9 @@ import os
 import secrets
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from storage.db import Database
 
 log = logging.getLogger("staffvoice.secrets")
@@ -42,3 +45,37 @@ async def load_secret(db: Database, configured: str) -> bytes:
 def keyed_hash(secret: bytes, *parts: str) -> str:
     """An HMAC of `parts`: stable for the server, meaningless without the key."""
     return hmac.new(secret, "\x1f".join(parts).encode(), hashlib.sha256).hexdigest()
+
+
+# -- sealing with a derived key ------------------------------------------------------------
+# Pulse rounds keep a secret of their own, sealed under the server key and destroyed when the
+# round closes; answers waiting for the close are sealed under that round secret.
+
+NONCE = 12
+
+
+class Unsealable(Exception):
+    """The bytes cannot be opened with this key (destroyed, tampered with, or another key)."""
+
+
+def derive(secret: bytes, label: str) -> bytes:
+    """A 32-byte key for one purpose, derived from `secret` (never the secret itself)."""
+    if len(secret) < 16:
+        raise Unsealable("no key loaded")
+    return hmac.new(secret, label.encode(), hashlib.sha256).digest()
+
+
+def seal_bytes(key: bytes, aad: str, plain: bytes) -> bytes:
+    """AES-GCM: nonce || ciphertext, bound to `aad` (so a copy onto another row fails)."""
+    nonce = secrets.token_bytes(NONCE)
+    return nonce + AESGCM(key).encrypt(nonce, plain, aad.encode())
+
+
+def open_bytes(key: bytes, aad: str, sealed: bytes | None) -> bytes:
+    """Open what `seal_bytes` sealed; Unsealable if it cannot be."""
+    if not sealed or len(sealed) <= NONCE:
+        raise Unsealable("nothing sealed")
+    try:
+        return AESGCM(key).decrypt(sealed[:NONCE], sealed[NONCE:], aad.encode())
+    except InvalidTag:
+        raise Unsealable("cannot be opened with this key") from None
