@@ -12,7 +12,7 @@ import secrets
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -298,7 +298,11 @@ async def _open_route(core: Core, handle: FeedbackHandle) -> sealing.Route:
 
 
 async def reply(core: Core, item_id: str, team_person_id: str, text: str) -> bool:
-    """Store a change-team reply and tell the author; False if the author could not be reached."""
+    """Store a change-team reply and tell the author; False if the author could not be reached.
+
+    Callers must not show the result to the change team: whether an author is reachable
+    (left, blocked the app) narrows who they are.
+    """
     async with core.db.session() as s:
         handle = (await s.execute(select(FeedbackHandle).where(
             FeedbackHandle.item_id == item_id))).scalar_one_or_none()
@@ -407,6 +411,12 @@ async def publish(core: Core, publisher_id: str, *, theme_id: str, title: str, t
     async with core.db.session() as s:
         if refs:
             items = [await find_item(s, r) for r in refs]
+            # Answering an item twice would let a publisher pair items at will and read who
+            # wrote what from the replies; an answered item stays answered.
+            done = [ref_of(i.id) for i in items if i.response_id is not None]
+            if done:
+                raise UserError(f"{', '.join(done)} already had a “you said, we did”. Each item "
+                                "is answered once. Nothing was published.")
         else:
             items = list((await s.execute(select(FeedbackItem).where(
                 FeedbackItem.theme_id == theme_id, FeedbackItem.response_id.is_(None),
@@ -490,10 +500,20 @@ async def _broadcast(core: Core, publisher_id: str, *, title: str, text: str) ->
 # -- housekeeping ------------------------------------------------------------------------------
 
 
+# A reply route is destroyed this long after its item was sent: the way back to an author
+# does not outlive the conversation it was kept for.
+ROUTE_DAYS = 90
+
+
 async def tick(core: Core, now: datetime) -> int:
-    """Forget yesterday's daily counters; retry safeguarding alerts that did not go out."""
+    """Forget yesterday's daily counters and expired reply routes; retry undelivered alerts."""
     async with core.db.session() as s:
         day = await today(s, now)
         res = await s.execute(delete(FeedbackDailyCount).where(FeedbackDailyCount.day < day))
         pruned = int(res.rowcount or 0)  # type: ignore[attr-defined]
-    return pruned + await deliver_alerts(core)
+        expired = (await s.execute(select(FeedbackHandle).join(
+            FeedbackItem, FeedbackItem.id == FeedbackHandle.item_id).where(
+            FeedbackItem.day < day - timedelta(days=ROUTE_DAYS)))).scalars().all()
+        for handle in expired:
+            await _destroy(s, handle)
+    return pruned + len(expired) + await deliver_alerts(core)
