@@ -42,6 +42,32 @@ async def load_secret(db: Database, configured: str) -> bytes:
     return hashlib.sha256(raw.encode()).digest()
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` is only reachable from this machine (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def missing_key_problem(configured: str, host: str) -> str | None:
+    """Why a server may not start without STAFFVOICE_SECRET_KEY on `host`, or None if it may.
+
+    A key generated into a file beside the database ends up in the same backups as the data it
+    protects; only a local demo (listening on loopback) may use one.
+    """
+    if configured or is_loopback(host):
+        return None
+    return (f"STAFFVOICE_SECRET_KEY is not set, and the server would listen on {host or 'every address'}. "
+            "Set it to a long random value kept apart from the database and its backups, e.g. "
+            "STAFFVOICE_SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))'). "
+            "Without it only a local demo on 127.0.0.1 may start.")
+
+
 def keyed_hash(secret: bytes, *parts: str) -> str:
     """An HMAC of `parts`: stable for the server, meaningless without the key."""
     return hmac.new(secret, "\x1f".join(parts).encode(), hashlib.sha256).hexdigest()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import secrets
 import weakref
@@ -17,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.errors import FormInvalid, UserError
@@ -24,6 +27,7 @@ from bot.feedback import safeguarding, sealing
 from bot.feedback.tables import (
     FeedbackAlert,
     FeedbackDailyCount,
+    FeedbackDayKey,
     FeedbackHandle,
     FeedbackItem,
     FeedbackMessage,
@@ -34,7 +38,7 @@ from bot.people import service as people
 from bot.people.tables import Theme
 from bot.programme.core_sections import get_setting
 from bot.roles import SAFEGUARDING_LEAD
-from bot.secrets import keyed_hash
+from bot.secrets import derive, keyed_hash, open_bytes, seal_bytes
 
 if TYPE_CHECKING:
     from bot.core import Core
@@ -80,8 +84,22 @@ async def themes(s: AsyncSession) -> list[Theme]:
     return list((await s.execute(select(Theme).order_by(Theme.name))).scalars())
 
 
-def _counter_key(secret: bytes, person_id: str, day: date) -> str:
-    return keyed_hash(secret, "feedback-daily", person_id, day.isoformat())
+DAY_KEY_LABEL = "staffvoice feedback day key v1"
+
+
+async def _counter_key(s: AsyncSession, secret: bytes, person_id: str, day: date) -> str:
+    """The person's counter for `day`, under the day's own secret (made on first use)."""
+    box = derive(secret, DAY_KEY_LABEL)
+    row = await s.get(FeedbackDayKey, day)
+    if row is None:
+        conn = await s.connection()
+        insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
+        await s.execute(insert(FeedbackDayKey).values(  # type: ignore[operator]
+            day=day, sealed=seal_bytes(box, day.isoformat(), os.urandom(32)))
+            .on_conflict_do_nothing(index_elements=["day"]))
+        row = await s.get(FeedbackDayKey, day, populate_existing=True)
+        assert row is not None
+    return keyed_hash(open_bytes(box, day.isoformat(), row.sealed), "feedback-daily", person_id)
 
 
 def _token_key(secret: bytes, token: str) -> str:
@@ -94,7 +112,7 @@ async def sent_today(core: Core, person_id: str, s: AsyncSession | None = None) 
         async with core.db.session() as s:
             return await sent_today(core, person_id, s)
     day = await today(s, core.clock.now())
-    row = await s.get(FeedbackDailyCount, _counter_key(core.secret, person_id, day))
+    row = await s.get(FeedbackDailyCount, await _counter_key(s, core.secret, person_id, day))
     return row.count if row is not None and row.day == day else 0
 
 
@@ -111,7 +129,7 @@ async def store(
     async with core.db.session() as s:
         cfg = await config(s)
         day = await today(s, core.clock.now())
-        key = _counter_key(core.secret, person_id, day)
+        key = await _counter_key(s, core.secret, person_id, day)
         counter = await s.get(FeedbackDailyCount, key)
         if counter is None:
             counter = FeedbackDailyCount(key=key, day=day, count=0)
@@ -511,6 +529,9 @@ async def tick(core: Core, now: datetime) -> int:
         day = await today(s, now)
         res = await s.execute(delete(FeedbackDailyCount).where(FeedbackDailyCount.day < day))
         pruned = int(res.rowcount or 0)  # type: ignore[attr-defined]
+        old = FeedbackDayKey.day < day  # overwritten first, so no copy lingers in free pages
+        await s.execute(update(FeedbackDayKey).where(old).values(sealed=bytes(60)))
+        await s.execute(delete(FeedbackDayKey).where(old))
         expired = (await s.execute(select(FeedbackHandle).join(
             FeedbackItem, FeedbackItem.id == FeedbackHandle.item_id).where(
             FeedbackItem.day < day - timedelta(days=ROUTE_DAYS)))).scalars().all()

@@ -244,3 +244,41 @@ async def test_live_counts_and_closing_at_will_give_away_no_known_group(loaded: 
     assert tables["pulse_tallies"] == []
     # Whatever the intruder does to the team view afterwards, the two answers stay unlinkable.
     assert team_key("assessment")
+
+
+async def test_the_daily_feedback_counter_and_reply_routes_expire(loaded: Core) -> None:
+    """Attack 5b: the daily counter under the server key, and reply routes kept forever.
+
+    Before: the counter was HMAC(server key, person, day), so on a day with one item the key
+    holder found its author; reply routes never expired.
+    """
+    from bot.feedback import service as fb
+
+    d = FakeDriver(loaded)
+    assert await give(d, OTHER, "Court deadlines clash with network meetings.", replies=True) is None
+    tables = await dump(loaded.db)
+    [counter] = tables["feedback_daily_counts"]
+    day = counter["day"].isoformat() if hasattr(counter["day"], "isoformat") else str(counter["day"])
+    for person in tables["people"]:
+        assert counter["key"] != keyed_hash(loaded.secret, "feedback-daily", person["id"], day)
+    assert len(tables["feedback_day_keys"]) == 1 and len(tables["feedback_handles"]) == 1
+    loaded.clock.set(MONDAY_10 + timedelta(days=1))  # type: ignore[attr-defined]
+    await fb.tick(loaded, loaded.clock.now())
+    tables = await dump(loaded.db)
+    assert tables["feedback_daily_counts"] == [] and tables["feedback_day_keys"] == []
+    assert len(tables["feedback_handles"]) == 1  # replies still possible for a while
+    loaded.clock.set(MONDAY_10 + timedelta(days=fb.ROUTE_DAYS + 2))  # type: ignore[attr-defined]
+    await fb.tick(loaded, loaded.clock.now())
+    assert (await dump(loaded.db))["feedback_handles"] == []
+
+
+def test_only_a_local_demo_may_start_without_the_server_key() -> None:
+    """Attack 5c: a server started without STAFFVOICE_SECRET_KEY keeps a generated key in a
+    file beside the database, so whoever copies the data copies the key."""
+    from bot.secrets import missing_key_problem
+
+    for host in ("0.0.0.0", "10.1.2.3", "", "::", "staffvoice.example"):
+        assert "STAFFVOICE_SECRET_KEY is not set" in (missing_key_problem("", host) or "")
+    for host in ("127.0.0.1", "::1", "localhost", "127.0.0.2"):
+        assert missing_key_problem("", host) is None
+    assert missing_key_problem("a long random value", "0.0.0.0") is None
