@@ -111,3 +111,27 @@ def comment_teams(invited: Mapping[Cell, int], parents: Mapping[str, str | None]
     for (team, _role), n in invited.items():
         members[team] = members.get(team, 0) + n
     return team_cells(members, parents, k)
+
+
+def place(team: str | None, role: str, parents: Mapping[str, str | None],
+          existing: Iterable[Cell]) -> Cell | None:
+    """The cell for someone who joins an open round: an existing cell, so none shrinks below k.
+
+    Their team or the nearest ancestor that has a cell, their role there if kept, else the
+    team's MIXED cell, else another cell of the team; None if the round has no cells.
+    """
+    cells = set(existing)
+    if not cells:
+        return None
+    teams = {t for t, _r in cells}
+    t: str | None = team
+    seen: set[str] = set()
+    while t is not None and t not in teams and t not in seen:
+        seen.add(t)
+        t = parents.get(t)
+    if t not in teams:
+        t = None if None in teams else sorted(x for x in teams if x is not None)[0]
+    for r in (role, MIXED):
+        if (t, r) in cells:
+            return (t, r)
+    return sorted((c for c in cells if c[0] == t), key=lambda c: c[1])[0]

@@ -46,9 +46,13 @@ async def tick(core: Core, now: datetime) -> int:
     done = await close_due_rounds(core, now)
     done += await open_due_rounds(core, now)
     async with core.db.session() as s:
-        rows = (await s.execute(
-            select(PulseRound.id).join(PulseSurvey, PulseSurvey.id == PulseRound.survey_id)
-            .where(PulseRound.state == "open", PulseSurvey.paused.is_(False)))).scalars().all()
+        live = (await s.execute(
+            select(PulseRound, PulseSurvey).join(PulseSurvey, PulseSurvey.id == PulseRound.survey_id)
+            .where(PulseRound.state == "open", PulseSurvey.paused.is_(False)))).all()
+        rows = [rnd.id for rnd, _sv in live]
+        for rnd, survey in live:  # joiners, and people who installed since the round opened
+            if now < rnd.closes_at:
+                await pulse.admit_latecomers(s, rnd, survey)
     for rid in rows:
         done += await invite_due(core, rid, now)
         done += await remind_due(core, rid, now)

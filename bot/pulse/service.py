@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import LargeBinary, String, bindparam, delete, func, insert, select, text
+from sqlalchemy import LargeBinary, String, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from bot.people.tables import Person, PersonRole, Team
+from bot.people.tables import Identity, Person, PersonRole, Team
 from bot.programme.core_sections import get_setting
 from bot.pulse import cells
 from bot.pulse.definition import SurveyDef
@@ -269,6 +269,38 @@ async def open_round(s: AsyncSession, survey: PulseSurvey, opens_at: datetime, s
         derive(secret, ROUND_KEY_LABEL), rnd.id, os.urandom(32))))
     await s.flush()
     return rnd
+
+
+async def admit_latecomers(s: AsyncSession, rnd: PulseRound, survey: PulseSurvey) -> int:
+    """Ask joiners of the audience in an open round, and try again for the unreachable.
+
+    A joiner goes into an existing reporting cell (none shrinks below k); someone who could not
+    be reached at opening (no install, blocked the app) and can be now is invited again.
+    Returns how many people were added or made invitable.
+    """
+    P = PulseParticipation
+    asked = {pid: (t, r) for pid, t, r in (await s.execute(
+        select(P.person_id, P.cell_team, P.cell_role).where(P.round_id == rnd.id))).all()}
+    joiners = [p for p in await audience_of(s, survey) if p.id not in asked]
+    added = 0
+    if joiners:
+        roles = await main_roles(s, [p.id for p in joiners])
+        parents = await team_parents(s)
+        existing = set(asked.values())
+        for person in joiners:
+            cell = cells.place(person.team_id, roles[person.id], parents, existing)
+            if cell is None:
+                continue
+            s.add(P(round_id=rnd.id, person_id=person.id, team_id=person.team_id,
+                    cell_team=cell[0], cell_role=cell[1]))
+            added += 1
+    reachable_now = select(Identity.person_id).where(Identity.reachable.is_(True),
+                                                     Identity.dm.is_not(None))
+    res = await s.execute(update(P).where(
+        P.round_id == rnd.id, P.unreachable.is_(True), P.invited_at.is_(None),
+        P.person_id.in_(reachable_now)).values(unreachable=False))
+    await s.flush()
+    return added + int(res.rowcount or 0)  # type: ignore[attr-defined]
 
 
 async def thresholds(s: AsyncSession) -> Thresholds:
