@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import logging
@@ -84,6 +85,12 @@ class Unsealable(Exception):
     """The bytes cannot be opened with this key (destroyed, tampered with, or another key)."""
 
 
+@functools.lru_cache(maxsize=256)
+def _aead(key: bytes) -> AESGCM:
+    return AESGCM(key)  # one per key: an open round's answers all use the same
+
+
+@functools.lru_cache(maxsize=256)
 def derive(secret: bytes, label: str) -> bytes:
     """A 32-byte key for one purpose, derived from `secret` (never the secret itself)."""
     if len(secret) < 16:
@@ -91,10 +98,16 @@ def derive(secret: bytes, label: str) -> bytes:
     return hmac.new(secret, label.encode(), hashlib.sha256).digest()
 
 
+def forget_derived() -> None:
+    """Drop every derived key held in memory (a round's secret was destroyed)."""
+    derive.cache_clear()
+    _aead.cache_clear()
+
+
 def seal_bytes(key: bytes, aad: str, plain: bytes) -> bytes:
     """AES-GCM: nonce || ciphertext, bound to `aad` (so a copy onto another row fails)."""
     nonce = secrets.token_bytes(NONCE)
-    return nonce + AESGCM(key).encrypt(nonce, plain, aad.encode())
+    return nonce + _aead(key).encrypt(nonce, plain, aad.encode())
 
 
 def open_bytes(key: bytes, aad: str, sealed: bytes | None) -> bytes:
@@ -102,6 +115,6 @@ def open_bytes(key: bytes, aad: str, sealed: bytes | None) -> bytes:
     if not sealed or len(sealed) <= NONCE:
         raise Unsealable("nothing sealed")
     try:
-        return AESGCM(key).decrypt(sealed[:NONCE], sealed[NONCE:], aad.encode())
+        return _aead(key).decrypt(sealed[:NONCE], sealed[NONCE:], aad.encode())
     except InvalidTag:
         raise Unsealable("cannot be opened with this key") from None

@@ -34,7 +34,7 @@ from bot.pulse.tables import (
 )
 from bot.reports.anonymity import Thresholds
 from bot.roles import CHANGE_TEAM, LEADER, PRACTITIONER, SAFEGUARDING_LEAD, TEAM_LEAD
-from bot.secrets import Unsealable, derive, keyed_hash, open_bytes, seal_bytes
+from bot.secrets import Unsealable, derive, forget_derived, keyed_hash, open_bytes, seal_bytes
 from storage.base import UTCDateTime, new_id
 from storage.db import connection_of
 
@@ -392,6 +392,7 @@ async def close_round(s: AsyncSession, rnd: PulseRound, now: datetime, secret: b
     for table in (PulsePending, PulseCompletion, PulseParticipation, PulseRoundKey):
         await s.execute(delete(table).where(table.round_id == rnd.id))
     _SECRETS.pop(rnd.id, None)
+    forget_derived()
 
 
 # -- answers -----------------------------------------------------------------------------
