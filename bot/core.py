@@ -46,6 +46,9 @@ from bot.secrets import keyed_hash
 from storage.db import Database
 
 log = logging.getLogger("staffvoice.core")
+# Slack retries an event three times within minutes, the Bot Connector within its HTTP timeout
+# (DESIGN.md, platform facts); a day is far beyond either.
+EVENT_RETRIES = timedelta(days=1)
 
 SORRY = "Sorry, something went wrong on our side and nothing was saved. Please try again in a minute."
 UNKNOWN = "Sorry, I didn't understand that. Type “help” to see what you can do."
@@ -305,8 +308,9 @@ class Core:
 
     async def _admit_on(self, conn: AsyncConnection, event: Event, key: str) -> _Sender:
         """The admission's statements, in the caller's transaction."""
-        seen_at = self.clock.now().replace(minute=0, second=0, microsecond=0)
-        await conn.execute(_SEEN, {"event_id": key, "seen_at": seen_at})
+        # The day only: an hour would mark which events came together (a form sent again
+        # after "Before you send" stands out as the hour with one more event).
+        await conn.execute(_SEEN, {"event_id": key, "seen_at": day_of(self.clock.now())})
         found = await people.known_sender(conn, event.user, _dm_of(event),
                                           day_of(self.clock.now()))
         if found is None:  # a new user (or a new time zone): the full path
@@ -429,11 +433,11 @@ class Core:
             for name, value in changes.items():
                 setattr(ident, name, value)
 
-    async def prune_events(self, older_than: timedelta = timedelta(days=7)) -> None:
+    async def prune_events(self, keep: timedelta = EVENT_RETRIES) -> None:
+        """Forget event ids once no retry of them can arrive (kept by day: today and yesterday)."""
         async with self.db.session() as s:
-            await s.execute(
-                delete(ProcessedEvent).where(ProcessedEvent.seen_at < self.clock.now() - older_than)
-            )
+            await s.execute(delete(ProcessedEvent).where(
+                ProcessedEvent.seen_at < day_of(self.clock.now() - keep)))
 
     # -- outbound --------------------------------------------------------------------
 
