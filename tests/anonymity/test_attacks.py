@@ -95,7 +95,7 @@ async def test_comment_lists_cannot_be_subtracted_or_harvested(loaded: Core) -> 
     practitioners' list was the team lead's comment; each ask showed five random comments, so
     asking repeatedly harvested every one.
     """
-    from bot.reports.cli import export_round
+    from bot.reports.export import export_round
 
     people = await emails(loaded)
     answers = everyone_answers(people, comments=len(people))
