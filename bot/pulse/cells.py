@@ -49,12 +49,12 @@ def team_cells(members: Mapping[str | None, int], parents: Mapping[str, str | No
                 if h == team:
                     home[t] = up
     # Teams outside the tree (unknown ids) behave like top-level teams.
-    for team, n in list(size.items()):
-        if team is not None and team not in parents and 0 < n < k:
+    for outside, n in list(size.items()):
+        if outside is not None and outside not in parents and 0 < n < k:
             size[None] = size.get(None, 0) + n
-            size[team] = 0
+            size[outside] = 0
             for t, h in home.items():
-                if h == team:
+                if h == outside:
                     home[t] = None
     # The whole's own cell: too small, so the smallest teams join it.
     while 0 < size.get(None, 0) < k:

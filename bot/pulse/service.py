@@ -318,10 +318,10 @@ async def main_roles(s: AsyncSession, person_ids: list[str]) -> dict[str, str]:
     for pid, role in (await s.execute(select(PersonRole.person_id, PersonRole.role))).all():
         if pid in held:
             held[pid].add(role)
-    for (pid,) in (await s.execute(select(Team.lead_person_id)
-                                   .where(Team.lead_person_id.is_not(None)))).all():
-        if pid in held:
-            held[pid].add(TEAM_LEAD)
+    for (lead,) in (await s.execute(select(Team.lead_person_id)
+                                    .where(Team.lead_person_id.is_not(None)))).all():
+        if lead in held:
+            held[lead].add(TEAM_LEAD)
     return {pid: main_role(frozenset(r)) for pid, r in held.items()}
 
 
