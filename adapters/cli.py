@@ -116,6 +116,7 @@ EXTERNAL = {
     "schedule": "bot.scheduling.cli:cli",
     "report": "bot.reports.cli:cli",
     "broadcast": "bot.broadcasts.cli:cli",
+    "people": "adapters.people_cli:cli",
 }
 
 

@@ -38,6 +38,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 from sqlalchemy import text
 
+from adapters import directory as people_sync
 from bot.config import Settings
 from bot.core import Core, HandleResult
 from bot.router import Router
@@ -199,6 +200,7 @@ def build_app(core: Core, env: Mapping[str, str], health: Health) -> tuple[web.A
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     lines = mount_adapters(app, core, env)
+    lines += people_sync.install(core, env)  # the nightly directory sync, when configured
     return app, lines
 
 
