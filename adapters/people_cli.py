@@ -34,9 +34,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def cli(settings: Settings, argv: list[str]) -> int:
     """Entry point used by adapters/cli.py."""
+    return asyncio.run(main(settings, argv))
+
+
+async def main(settings: Settings, argv: list[str]) -> int:
+    """The command, in a running event loop (tests call this)."""
     args = _parser().parse_args(argv)
     try:
-        return asyncio.run(_run(settings, args))
+        return await _run(settings, args)
     except SourceError as e:
         print(f"error: {e}; nothing was changed", file=sys.stderr)
         return 2

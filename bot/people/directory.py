@@ -389,13 +389,11 @@ async def plan(s: AsyncSession, listing: Listing, today: date) -> Plan:
         parent = managed_team(rec.manager, depth + 1) if rec.manager in records else \
             by_email[rec.manager].team_id
         mgr_id = ids.get(rec.manager) or by_email[rec.manager].id
-        mine = next((t for t, lead in led.items() if lead == mgr_id
-                     and teams.team_source.get(t) == source), None)
-        if mine is None:
-            mgr = records.get(rec.manager)
-            label = (mgr.name if mgr and mgr.name else None) or \
-                (by_email[rec.manager].name if rec.manager in by_email else "") or rec.manager
-            mine = teams.child(parent, f"Team of {label}")
+        mgr = records.get(rec.manager)
+        label = (mgr.name if mgr and mgr.name else None) or \
+            (by_email[rec.manager].name if rec.manager in by_email else "") or rec.manager
+        mine = teams.child(parent, f"Team of {label}")  # found again by name under its parent
+        if led.get(mine) is None:
             led[mine] = mgr_id
         wanted_team[email] = mine
         return mine
