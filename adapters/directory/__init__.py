@@ -80,6 +80,7 @@ def from_env(env: Mapping[str, str]) -> SyncConfig:
         graph_team_parent=env.get("STAFFVOICE_GRAPH_TEAM_PARENT", "").strip(),
         nightly=nightly,
         nightly_at=env.get("STAFFVOICE_PEOPLE_SYNC_AT", "02:30").strip() or "02:30",
+        pace_s=float(env.get("STAFFVOICE_SLACK_SYNC_PACE", "").strip() or "3"),
     )
 
 
