@@ -206,6 +206,8 @@ async def test_graph_teams_can_follow_the_management_chain(
     async with loaded.db.session() as s:
         team = await s.get(Team, stored["worker1@northbridge.example"].team_id)
     assert team is not None and team.lead_person_id == stored["mgr.edge@northbridge.example"].id
+    code, out, err = await sync(settings, capsys, "teams")
+    assert "Microsoft Entra ID: no changes" in out
 
 
 async def test_a_wrong_graph_secret_is_one_clear_line(

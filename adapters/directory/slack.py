@@ -53,7 +53,7 @@ async def _read(client: AsyncWebClient, cfg: SyncConfig) -> Listing:
     guests = bots = no_email = 0
     cursor = ""
     while True:
-        resp = await client.users_list(limit=PAGE, **({"cursor": cursor} if cursor else {}))
+        resp = await client.users_list(limit=PAGE, cursor=cursor or None)
         for m in resp.get("members") or []:
             uid = str(m.get("id", ""))
             if m.get("is_bot") or m.get("is_app_user") or uid == "USLACKBOT":

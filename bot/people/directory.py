@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.people.tables import PeopleRun, Person, PersonRole, Team
@@ -354,7 +354,8 @@ async def plan(s: AsyncSession, listing: Listing, today: date) -> Plan:
             p.problems.append(Problem(rec.where, rec.col("manager"),
                                       f"no person with email {rec.manager}"))
         else:
-            chain, at = [rec.email], rec.manager
+            chain: list[str] = [rec.email]
+            at: str | None = rec.manager
             while at is not None and at in records:
                 if at in chain:
                     loop = " -> ".join([*chain[chain.index(at):], at])
@@ -379,53 +380,64 @@ async def plan(s: AsyncSession, listing: Listing, today: date) -> Plan:
             wanted_team[rec.email] = tid
     led = {t: lead for t, lead in teams.lead.items()}
 
+    def lead_by_role(rec: Record) -> None:
+        """A 'team lead' role leads the team the person is in."""
+        tid = wanted_team.get(rec.email) or (by_email[rec.email].team_id
+                                             if rec.email in by_email else None)
+        if tid is None:
+            p.problems.append(Problem(rec.where, rec.col("roles"), "a team lead needs a team"))
+        elif led.get(tid) not in (None, ids[rec.email]) and \
+                teams.team_source.get(tid) in (None, "programme"):
+            p.conflicts.append(f"{rec.where}, {rec.col('roles')}: {teams.path(tid)} is led by "
+                               "someone else in the programme file; kept the programme file's")
+        else:
+            led[tid] = ids[rec.email]
+
     def managed_team(email: str, depth: int = 0) -> str | None:
+        """A person's team from the management chain: the team their manager leads, else a
+        team named after the manager, under the manager's own team."""
         rec = records[email]
         if rec.email in wanted_team:
             return wanted_team[rec.email]
         if rec.manager is None or depth > 100:
             known = by_email.get(email)
             return known.team_id if known else None
-        parent = managed_team(rec.manager, depth + 1) if rec.manager in records else \
-            by_email[rec.manager].team_id
         mgr_id = ids.get(rec.manager) or by_email[rec.manager].id
-        mgr = records.get(rec.manager)
-        label = (mgr.name if mgr and mgr.name else None) or \
-            (by_email[rec.manager].name if rec.manager in by_email else "") or rec.manager
-        mine = teams.child(parent, f"Team of {label}")  # found again by name under its parent
-        if led.get(mine) is None:
-            led[mine] = mgr_id
+        leads = [t for t, lead in led.items() if lead == mgr_id]
+        mine = next((t for t in leads if not teams.name[t].startswith("Team of ")), None)
+        if mine is None:
+            parent = managed_team(rec.manager, depth + 1) if rec.manager in records else \
+                by_email[rec.manager].team_id
+            mgr = records.get(rec.manager)
+            label = (mgr.name if mgr and mgr.name else None) or \
+                (by_email[rec.manager].name if rec.manager in by_email else "") or rec.manager
+            mine = teams.child(parent, f"Team of {label}")  # found again by name under its parent
+            if led.get(mine) is None:
+                led[mine] = mgr_id
         wanted_team[email] = mine
         return mine
 
+    def leads_role(rec: Record) -> bool:
+        return rec.roles is not None and TEAM_LEAD in rec.roles
+
+    # Leads of named teams first, so their reports join the team they lead.
+    for rec in records.values():
+        if leads_role(rec) and (rec.email in wanted_team or rec.manager is None):
+            lead_by_role(rec)
     for rec in records.values():
         if rec.email not in wanted_team and rec.manager is not None:
             managed_team(rec.email)
-    if p.problems:
-        return p
-
-    # Team leads named by a role in the file.
-    for rec in records.values():
-        if rec.roles is not None and TEAM_LEAD in rec.roles:
-            tid = wanted_team.get(rec.email) or (by_email[rec.email].team_id
-                                                 if rec.email in by_email else None)
-            if tid is None:
-                p.problems.append(Problem(rec.where, rec.col("roles"),
-                                          "a team lead needs a team"))
-            elif led.get(tid) not in (None, ids[rec.email]) and \
-                    teams.team_source.get(tid) in (None, "programme"):
-                p.conflicts.append(f"{rec.where}, {rec.col('roles')}: {teams.path(tid)} is led by "
-                                   "someone else in the programme file; kept the programme file's")
-            else:
-                led[tid] = ids[rec.email]
+            if leads_role(rec):
+                lead_by_role(rec)
+    email_of = {i: e for e, i in ids.items()}
+    new_team_ids = {t.id: t for t in p._insert_teams}
     for tid, lead in led.items():
         if lead is not None and lead != teams.lead.get(tid):
-            if tid in {t.id for t in p._insert_teams}:
-                next(t for t in p._insert_teams if t.id == tid).lead_person_id = lead
+            if tid in new_team_ids:
+                new_team_ids[tid].lead_person_id = lead
             else:
                 p._leads[tid] = lead
-            email = next((e for e, i in ids.items() if i == lead), lead)
-            p.lead_changes.append((teams.path(tid), email))
+            p.lead_changes.append((teams.path(tid), email_of.get(lead, lead)))
     if p.problems:
         return p
 
@@ -454,11 +466,12 @@ async def plan(s: AsyncSession, listing: Listing, today: date) -> Plan:
             for r in sorted(roles or ()):
                 p._add_roles.append((ids[rec.email], r))
             continue
-        new = {
+        new_team = team if rec.email in wanted_team else known.team_id
+        new: dict[str, Any] = {
             "id": known.id,
             "display_name": (rec.name or "")[:200] if rec.name is not None else known.name,
             "tz": rec.tz if rec.tz is not None else known.tz,
-            "team_id": team if rec.email in wanted_team else known.team_id,
+            "team_id": new_team,
             "work_pattern": rec.work_pattern if rec.work_pattern is not None else known.work_pattern,
             "source": source, "left_on": None,
             "ends_on": rec.ends_on if "ends_on" in rec.columns else known.ends_on,
@@ -467,9 +480,9 @@ async def plan(s: AsyncSession, listing: Listing, today: date) -> Plan:
                "team_id": known.team_id, "work_pattern": known.work_pattern,
                "source": known.source, "left_on": known.left_on, "ends_on": known.ends_on}
         if known.left_on is not None or known.source is None:
-            p.joiners.append((rec.email, teams.path(new["team_id"])))
-        elif new["team_id"] != known.team_id:
-            p.movers.append((rec.email, teams.path(known.team_id), teams.path(new["team_id"])))
+            p.joiners.append((rec.email, teams.path(new_team)))
+        elif new_team != known.team_id:
+            p.movers.append((rec.email, teams.path(known.team_id), teams.path(new_team)))
         elif new != old:
             p.updated.append(rec.email)
         if new != old:
@@ -563,7 +576,7 @@ async def apply(s: AsyncSession, p: Plan, now: datetime) -> None:
         await s.execute(insert(PersonRole), [{"person_id": pid, "role": r, "granted_in_chat": False}
                                              for pid, r in p._add_roles])
     for pid, r in p._drop_roles:
-        await s.execute(PersonRole.__table__.delete().where(
+        await s.execute(delete(PersonRole).where(
             PersonRole.person_id == pid, PersonRole.role == r, PersonRole.granted_in_chat.is_(False)))
     s.add(PeopleRun(source=p.source, at=now, outcome="no changes" if p.empty else "applied",
                     detail=p.detail[:300], counts=p.counts()))

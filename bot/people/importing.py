@@ -200,8 +200,8 @@ def _listing(rows: Iterator[list[Any]], name: str, maps: dict[str, str]) -> List
             if rec.work_pattern is None:
                 probs.append(Problem(where, columns["work_pattern"],
                                      f"'{wp[:40]}' should look like mon-fri 09:00-17:00"))
-        i = fields.get("ends_on")
-        raw = row[i] if i is not None and i < len(row) else None
+        e = fields.get("ends_on")
+        raw = row[e] if e is not None and e < len(row) else None
         if raw not in (None, ""):
             rec.ends_on = parse_date(raw)
             if rec.ends_on is None:
