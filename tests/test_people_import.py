@@ -274,3 +274,37 @@ async def test_a_person_from_the_programme_file_is_never_overwritten_by_a_file(
     f2 = write_csv(tmp_path / "hr2.csv", staff(1))
     code, out, _ = await run(settings, capsys, str(f2))
     assert "hr2.csv: no changes" in out
+
+
+async def test_a_failure_while_writing_leaves_nothing_half_done(
+    loaded: Core, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bot.people import directory, importing
+
+    f = write_csv(tmp_path / "staff.csv", staff(40))
+    before = await snapshot(loaded)
+
+    def broken(**kw: Any) -> None:  # the run record is the last thing written
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(directory, "PeopleRun", broken)
+    with pytest.raises(RuntimeError):
+        await directory.run(loaded.db, importing.read_file(f), loaded.clock.now())
+    assert await snapshot(loaded) == before
+
+
+def test_the_staffvoice_command_imports_the_example_file(db: Any, db_url: str, tmp_path: Path
+                                                         ) -> None:
+    """`db` empties the PostgreSQL database first."""
+    from tests.conftest import EXAMPLE, ROOT
+    from tests.test_console_cli import run as staffvoice
+
+    assert staffvoice(["programme", "load", str(EXAMPLE)], db_url, tmp_path).returncode == 0
+    example = str(ROOT / "examples" / "people.csv")
+    dry = staffvoice(["people", "import", example, "--dry-run"], db_url, tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert "dry run of people.csv: 6 joiners, 0 movers, 0 leavers" in dry.stdout
+    assert "problem" not in dry.stdout and "conflict" not in dry.stdout
+    assert "applied 6 joiners" in staffvoice(["people", "import", example], db_url, tmp_path).stdout
+    again = staffvoice(["people", "import", example], db_url, tmp_path)
+    assert again.stdout.strip() == "people.csv: no changes"
