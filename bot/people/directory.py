@@ -311,9 +311,10 @@ class _Teams:
                 return None, (f"no team '{parts[0]}' (give a team id or name from the programme "
                               "file, or a path from the top, like Children's Services/Assessment)")
             if self.had_teams:
+                tops = sorted(self.name[t] for t in self.by_id if self.parent[t] is None)
+                like = f", like {tops[0]}" if tops else ""
                 return None, (f"unknown parent team '{parts[0]}' in '{ref}' (a path starts at a "
-                              "team in the programme file, like "
-                              f"{self.name[next(t for t in self.by_id if self.parent[t] is None)]})")
+                              f"team in the programme file{like})")
             top = self.child(None, parts[0])
         tid = top
         for name in parts[1:]:
