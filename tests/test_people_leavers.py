@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
-from bot.broadcasts import ledger
+from adapters.slack.config import SlackConfig
+from adapters.slack.port import Directory, SlackPort, Workspaces
+from bot.broadcasts import ledger, service
+from bot.broadcasts.limiter import Limiter
+from bot.broadcasts.sender import Sender
 from bot.core import Core
 from bot.people import directory, importing
 from bot.people import service as people
 from bot.people.tables import Person
 from bot.pulse.tables import PulseParticipation
 from tests.conformance.drivers.fake import FakeDriver
+from tests.fakes.slack_api import BOT_TOKEN, TEAM, FakeSlack
+from tests.test_broadcast_audiences import FAST, dms_with_title, publish
 
 CHANGE = "changelead@northbridge.example"
 OFFICER = "changeofficer@northbridge.example"
@@ -139,3 +147,30 @@ async def test_the_change_team_sees_counts_and_a_team_lead_only_their_own_team_s
     assert "only the change team can do that" in d.seen(LEAD)[-1]
     await d.say(PRACTITIONER, "people")
     assert "Sorry, only team leads or the change team can do that" in d.seen(PRACTITIONER)[-1]
+
+
+@pytest.fixture
+async def slack(loaded: Core) -> AsyncIterator[FakeSlack]:
+    """The fake Slack Web API behind the real Slack port (as in test_broadcast_audiences)."""
+    fake = FakeSlack(retry_after=0)
+    await fake.start()
+    ws = Workspaces(SlackConfig(signing_secret="s", bot_token=BOT_TOKEN, api_url=fake.url))
+    await ws.start()
+    loaded.add_port(SlackPort(ws, Directory(ws)))
+    yield fake
+    await ws.close()
+    await fake.close()
+
+
+async def test_a_leaver_still_in_a_slack_user_group_gets_no_broadcast(
+    loaded: Core, slack: FakeSlack, tmp_path: Path,
+) -> None:
+    await bring(loaded, hr_file(tmp_path / "a.csv", [5, 6]))
+    await bring(loaded, hr_file(tmp_path / "b.csv", [5]))  # worker6 left; Slack not told yet
+    members = [slack.add_user(f"worker{i}@northbridge.example") for i in (5, 6)]
+    slack.usergroups["S0DUTY"] = [m.id for m in members]
+    bid = await publish(loaded, f"members: slack:{TEAM}/usergroup:S0DUTY")
+    await Sender(loaded, limiter=Limiter(FAST)).drain()
+    assert dms_with_title(slack, "worker5@northbridge.example") == 1
+    assert dms_with_title(slack, "worker6@northbridge.example") == 0
+    assert (await service.status(loaded, bid)).total == 1
