@@ -380,6 +380,17 @@ async def plan(s: AsyncSession, listing: Listing, today: date) -> Plan:
                 p.problems.append(Problem(rec.where, rec.col("team"), why))
             wanted_team[rec.email] = tid
     led = {t: lead for t, lead in teams.lead.items()}
+    leads_of: dict[str, list[str]] = {}  # person id -> teams they lead (kept with `led`)
+    for t, lead in led.items():
+        if lead is not None:
+            leads_of.setdefault(lead, []).append(t)
+
+    def set_lead(tid: str, pid: str) -> None:
+        old = led.get(tid)
+        if old is not None and tid in leads_of.get(old, []):
+            leads_of[old].remove(tid)
+        led[tid] = pid
+        leads_of.setdefault(pid, []).append(tid)
 
     def lead_by_role(rec: Record) -> None:
         """A 'team lead' role leads the team the person is in."""
@@ -392,7 +403,7 @@ async def plan(s: AsyncSession, listing: Listing, today: date) -> Plan:
             p.conflicts.append(f"{rec.where}, {rec.col('roles')}: {teams.path(tid)} is led by "
                                "someone else in the programme file; kept the programme file's")
         else:
-            led[tid] = ids[rec.email]
+            set_lead(tid, ids[rec.email])
 
     def managed_team(email: str, depth: int = 0) -> str | None:
         """A person's team from the management chain: the team their manager leads, else a
@@ -404,8 +415,8 @@ async def plan(s: AsyncSession, listing: Listing, today: date) -> Plan:
             known = by_email.get(email)
             return known.team_id if known else None
         mgr_id = ids.get(rec.manager) or by_email[rec.manager].id
-        leads = [t for t, lead in led.items() if lead == mgr_id]
-        mine = next((t for t in leads if not teams.name[t].startswith("Team of ")), None)
+        mine = next((t for t in leads_of.get(mgr_id, []) if not teams.name[t].startswith("Team of ")),
+                    None)
         if mine is None:
             parent = managed_team(rec.manager, depth + 1) if rec.manager in records else \
                 by_email[rec.manager].team_id
@@ -414,7 +425,7 @@ async def plan(s: AsyncSession, listing: Listing, today: date) -> Plan:
                 (by_email[rec.manager].name if rec.manager in by_email else "") or rec.manager
             mine = teams.child(parent, f"Team of {label}")  # found again by name under its parent
             if led.get(mine) is None:
-                led[mine] = mgr_id
+                set_lead(mine, mgr_id)
         wanted_team[email] = mine
         return mine
 
