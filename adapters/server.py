@@ -93,6 +93,7 @@ async def attached_ports(core: Core, env: Mapping[str, str]) -> AsyncIterator[li
     """The adapters' ports attached to `core` without listening (for `schedule run-due`)."""
     app = web.Application()
     lines = mount_adapters(app, core, env)
+    lines += people_sync.install(core, env)  # so `schedule run-due` runs the nightly sync too
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()  # runs the adapters' start-up hooks, which add their ports
     try:

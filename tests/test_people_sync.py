@@ -242,5 +242,11 @@ async def test_the_nightly_sync_is_a_scheduler_job_only_when_configured(
     async with loaded.db.session() as s:
         run = (await s.execute(select(PeopleRun))).scalar_one()
     assert (run.source, run.outcome, run.counts["joiners"]) == ("slack", "applied", 1)
+    from adapters.server import attached_ports
+
+    bare = Core(loaded.db, settings=loaded.settings, clock=loaded.clock)
+    async with attached_ports(bare, env) as lines:  # what `staffvoice schedule run-due` uses
+        assert "people sync: slack nightly at 02:30" in lines
+        assert "people-sync" in bare.router.tickers
     assert people_sync.install(loaded, {"STAFFVOICE_PEOPLE_SYNC": "workday"}) == [
         "people sync: off (STAFFVOICE_PEOPLE_SYNC: 'workday' is not slack or teams)"]
