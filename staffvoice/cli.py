@@ -26,7 +26,16 @@ def _version() -> str:
 
 def build_parser(settings: Settings) -> argparse.ArgumentParser:
     """The whole command tree; `settings` give the defaults shown in help."""
-    from staffvoice.commands import broadcast, chat, db, manifest, programme, report, schedule
+    from staffvoice.commands import (
+        broadcast,
+        chat,
+        db,
+        manifest,
+        people,
+        programme,
+        report,
+        schedule,
+    )
     from staffvoice.serve import cli as serve
 
     ap = argparse.ArgumentParser(
@@ -36,7 +45,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
                     "(see README.md); the database is STAFFVOICE_DATABASE_URL.")
     ap.add_argument("--version", action="version", version=f"staffvoice {_version()}")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    for command in (db, programme, chat, serve, schedule, broadcast, report, manifest):
+    for command in (db, programme, chat, serve, schedule, broadcast, report, people, manifest):
         command.add_to(sub, settings)
     return ap
 

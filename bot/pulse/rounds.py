@@ -125,7 +125,7 @@ async def _pending(core: Core, round_id: str, now: datetime, *, reminders: bool
         if w.round.state != "open" or now >= w.round.closes_at or now < w.round.opens_at:
             return None, []
         q = select(P, Person).join(Person, Person.id == P.person_id).where(
-            P.round_id == round_id, P.unreachable.is_(False))
+            P.round_id == round_id, P.unreachable.is_(False), Person.left_on.is_(None))
         if reminders:
             if now < w.round.remind_at:
                 return None, []

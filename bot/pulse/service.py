@@ -209,7 +209,8 @@ async def store_definition(s: AsyncSession, d: SurveyDef, *, source: str) -> Pul
 
 async def audience_of(s: AsyncSession, survey: PulseSurvey) -> list[Person]:
     """Everyone the survey is for, now."""
-    people = list((await s.execute(select(Person).order_by(Person.id))).scalars())
+    people = list((await s.execute(select(Person).where(Person.left_on.is_(None))  # not leavers
+                               .order_by(Person.id))).scalars())
     a = survey.audience or {}
     if a.get("everyone"):
         return people

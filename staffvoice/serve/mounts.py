@@ -29,6 +29,9 @@ def mount_adapters(app: web.Application, core: Core, env: Mapping[str, str]) -> 
             continue
         status = module.mount(app, core, env)
         lines.append(status or f"{platform}: not configured")
+    from adapters import directory as people_sync
+
+    lines += people_sync.install(core, env)  # the nightly directory sync, when configured
     return lines
 
 
