@@ -30,8 +30,8 @@ UPGRADE = "the database needs `staffvoice db upgrade`"
 def staffvoice(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     """The real command in a fresh process, with only the environment given (and PATH)."""
     clean = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
-    clean.update(STAFFVOICE_SECRET_KEY=TEST_SECRET, STAFFVOICE_LOG_LEVEL="WARNING",
-                 PYTHONPATH=str(ROOT), **env)
+    clean.update({"STAFFVOICE_SECRET_KEY": TEST_SECRET, "STAFFVOICE_LOG_LEVEL": "WARNING",
+                  "PYTHONPATH": str(ROOT), **env})
     return subprocess.run([sys.executable, "-m", "staffvoice", *args], capture_output=True,
                           text=True, env=clean, cwd=cwd, timeout=120)
 
@@ -257,3 +257,12 @@ def test_a_serve_whose_port_is_taken_says_so_without_a_traceback(settings: Setti
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
     assert '"msg": "cannot listen"' in out.stderr and '"port": ' + port in out.stderr
+
+
+def test_serve_off_loopback_without_the_server_key_refuses_in_one_line(tmp_path: Path) -> None:
+    """A generated key would sit beside the database, in the same backups (tests/anonymity)."""
+    db = f"sqlite+aiosqlite:///{tmp_path}/sv.db"
+    line = one_error_line(staffvoice("serve", "--host", "0.0.0.0", "--port", "0", cwd=tmp_path,
+                                     STAFFVOICE_SECRET_KEY="", STAFFVOICE_DATABASE_URL=db))
+    assert "STAFFVOICE_SECRET_KEY is not set" in line and "0.0.0.0" in line
+    assert not (tmp_path / "sv.db").exists() and not (tmp_path / ".staffvoice-secret").exists()

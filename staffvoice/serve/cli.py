@@ -6,6 +6,7 @@ import argparse
 import asyncio
 
 from bot.config import Settings
+from bot.secrets import missing_key_problem
 from staffvoice.errors import CliError
 from staffvoice.serve.lifecycle import serve
 
@@ -44,4 +45,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         # an urgent safeguarding alert, could be sent by two processes.
         raise CliError("--reuse-port needs PostgreSQL (STAFFVOICE_DATABASE_URL); "
                        "SQLite serves from one process")
+    problem = missing_key_problem(settings.secret_key, args.host)
+    if problem:
+        raise CliError(problem)
     return asyncio.run(serve(settings, args.host, args.port, reuse_port=args.reuse_port))

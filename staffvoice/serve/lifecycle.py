@@ -28,6 +28,7 @@ from bot.config import Settings
 from bot.core import Core
 from bot.router import Router
 from bot.scheduling.scheduler import Scheduler
+from bot.secrets import missing_key_problem
 from staffvoice.serve.app import build_app
 from staffvoice.serve.health import Health
 from staffvoice.tables import import_all_tables
@@ -102,6 +103,10 @@ async def serve(settings: Settings, host: str, port: int, env: Mapping[str, str]
     `reuse_port`: share the port with other `serve` processes on this machine (SO_REUSEPORT;
     the kernel spreads new connections among them)."""
     env = os.environ if env is None else env
+    problem = missing_key_problem(settings.secret_key, host)
+    if problem:  # a generated key would sit beside the data it protects, in its backups
+        log.error(problem)
+        return 2
     import_all_tables()
     db = Database(settings.database_url)
     core = Core(db, settings=settings, router=router)
