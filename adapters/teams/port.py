@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from typing import Any
 
 from microsoft_agents.activity import (
@@ -12,8 +11,8 @@ from microsoft_agents.activity import (
 )
 from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
 
+from adapters.teams import dialogs, render
 from adapters.teams import references as refs
-from adapters.teams import render
 from adapters.teams.connector import ConnectorPool
 from bot.clock import Clock
 from bot.model import ConversationRef, Event, Form, FormSubmitEvent, Message, MessageRef, UserRef
@@ -66,12 +65,6 @@ class TeamsPort:
         self.pool = pool
         self.clock = clock
         self.app_id = app_id
-        # Forms shown recently, by card activity id, so a rejected submission can be
-        # redrawn with its errors. Lost on restart: then the errors go as a message.
-        self.forms: OrderedDict[str, Form] = OrderedDict()
-        # How often each recent message was edited, so a form card the core already
-        # replaced (with a thank-you, say) is not then overwritten with "sent".
-        self.edits: dict[str, int] = {}
 
     async def _service_url(self, conv: ConversationRef) -> str:
         url = dict(conv.data).get("serviceUrl")
@@ -107,9 +100,6 @@ class TeamsPort:
             return await c.conversations.update_activity(target, ref.message_id, activity)
 
         await self.pool.call(url, op, "update")
-        self.edits[ref.message_id] = self.edits.get(ref.message_id, 0) + 1
-        while len(self.edits) > 2000:
-            self.edits.pop(next(iter(self.edits)))
 
     async def delete(self, ref: MessageRef) -> None:
         url = await self._service_url(ref.conversation)
@@ -155,28 +145,20 @@ class TeamsPort:
         return conversation_ref(user.workspace, str(res.id), "personal", anchor.service_url, bot_id)
 
     async def open_form(self, event: Event, form: Form) -> None:
-        """Teams has no modals: the form is a card with inputs where the user is talking.
+        """Teams has no modals: forms open in a dialog (see adapters/teams/dialogs).
 
-        In answer to a submitted form card in a personal chat (a "Before you send" check),
-        the new form replaces that card, as Slack updates its modal: the card the person
-        submitted must not stay behind looking sent when nothing was."""
-        card = getattr(event, "message", None)
-        if (isinstance(event, FormSubmitEvent) and isinstance(card, MessageRef)
-                and card.conversation.is_direct):
-            await self.update(card, Message((form,), f"[form: {form.title}]"))
-            self.remember_form(card.message_id, form)
+        In answer to a dialog's own submission (a "Before you send" check), the next form is
+        shown in that dialog. Otherwise the person's chat with the bot gets a card with a
+        button that opens it: never a shared conversation, since forms can carry anonymous
+        feedback, and never the inputs themselves, so nothing typed stays in the chat."""
+        captured = dialogs.CAPTURE.get()
+        if captured is not None and isinstance(event, FormSubmitEvent) and event.conversation is None:
+            captured.append(form)
             return
         conv = event.conversation
         if conv is None or not conv.is_direct:
-            # Forms can carry anonymous feedback: never show them in a shared conversation.
             conv = await self.open_dm(event.user)
-        ref = await self._post(conv, render.activity_json(Message((form,), f"[form: {form.title}]")))
-        self.remember_form(ref.message_id, form)
-
-    def remember_form(self, activity_id: str, form: Form) -> None:
-        self.forms[activity_id] = form
-        while len(self.forms) > 2000:
-            self.forms.popitem(last=False)
+        await self._post(conv, dialogs.opener(form))
 
     async def find_user(self, email: str) -> UserRef | None:
         """A Teams account with this email, from rosters and conversations seen so far."""
