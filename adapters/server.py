@@ -38,6 +38,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 from sqlalchemy import text
 
+from adapters import readiness
 from bot.config import Settings
 from bot.core import Core, HandleResult
 from bot.router import Router
@@ -171,7 +172,7 @@ def build_app(core: Core, env: Mapping[str, str], health: Health) -> tuple[web.A
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "pid": os.getpid()})
 
-    async def readyz(_: web.Request) -> web.Response:
+    async def readyz(request: web.Request) -> web.Response:
         body: dict[str, Any] = {"database": "unreachable", "migrations": "unknown"}
         ok = False
         if await core.db.ping():
@@ -182,6 +183,8 @@ def build_app(core: Core, env: Mapping[str, str], health: Health) -> tuple[web.A
                 body["migrations"] = "current" if ok else "behind"
             except Exception:
                 body["migrations"] = "unreadable"
+        for name, problem in readiness.problems(request.app).items():
+            body[name], ok = problem or "ok", ok and problem is None
         if health.stopping:
             ok, body["status"] = False, "stopping"
         else:
