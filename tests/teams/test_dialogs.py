@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from bot.broadcasts.tables import Broadcast
 from bot.feedback.tables import FeedbackItem
-from tests.conformance.drivers.teams import TeamsDriver, card_of, dialog_button, plain_of
+from tests.conformance.drivers.teams import TeamsDriver, dialog_button
 from tests.conformance.test_broadcasts import GOOD
 from tests.conformance.test_feedback import CONCERN
 from tests.fakes.teams_connector import TASK_FETCH
