@@ -276,6 +276,9 @@ async def serve(settings: Settings, host: str, port: int, env: Mapping[str, str]
         return 2
 
     health = Health(core)
+    # What is bound, not STAFFVOICE_HOST: adapters that must stay on loopback check this.
+    env = {**env, "STAFFVOICE_BOUND_HOSTS": host if sockets is None else ",".join(
+        str(sock.getsockname()[0]) for sock in sockets)}
     try:
         app, lines = build_app(core, env, health)
     except Exception:
