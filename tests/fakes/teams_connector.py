@@ -413,6 +413,4 @@ def invoke_problem(name: str, status: int, body: Any) -> str | None:
             and isinstance(card.get("content"), dict)
             and card["content"].get("type") == "AdaptiveCard"):
         return "continue without an Adaptive Card attachment"
-    if len(json.dumps(card).encode()) > MAX_ACTIVITY_BYTES:
-        return "dialog card over the message size limit"
     return None
