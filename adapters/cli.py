@@ -89,24 +89,26 @@ async def _export(settings: Settings, out: str | None) -> int:
     return 0
 
 
-async def _chat(settings: Settings, email: str) -> int:
+async def _chat(settings: Settings, email: str, at: str | None = None) -> int:
     from adapters.console.adapter import run
 
     core = _core(settings)
     try:
         await core.db.upgrade()
-        await run(core, email)
+        await run(core, email, at=at)
     finally:
         await core.db.dispose()
     return 0
 
 
-async def _demo(settings: Settings, email: str) -> int:
+async def _demo(settings: Settings, email: str, at: str | None = None) -> int:
     rc = await _load(settings, str(EXAMPLE))
     if rc:
         return rc
     print("Try: help · feedback · status · what's at risk? · results · /as changelead@northbridge.example")
-    return await _chat(settings, email)
+    print("Pulse questions arrive in working hours only: move the console's clock with "
+          "/time YYYY-MM-DD 09:30, or start with: staffvoice demo --at 'YYYY-MM-DD 09:30'.")
+    return await _chat(settings, email, at)
 
 
 # Feature command lines live with their feature; each exposes `cli(settings, args) -> int`.
@@ -149,8 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     p_exp.add_argument("--out")
     chat = sub.add_parser("chat", help="chat with the bot in this terminal")
     chat.add_argument("--as", dest="email", default=DEMO_USER)
+    chat.add_argument("--at", help="start the console's clock at 'YYYY-MM-DD HH:MM' (programme time zone)")
     demo = sub.add_parser("demo", help="load the example programme and chat")
     demo.add_argument("--as", dest="email", default=DEMO_USER)
+    demo.add_argument("--at", help="start the console's clock at 'YYYY-MM-DD HH:MM' (programme time zone)")
     for name in EXTERNAL:
         sub.add_parser(name, help=f"{name} (see 'staffvoice {name} --help')")
     args = ap.parse_args(argv)
@@ -166,9 +170,9 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_check(settings, args.file))
         return asyncio.run(_export(settings, args.out))
     if args.cmd == "chat":
-        return asyncio.run(_chat(settings, args.email))
+        return asyncio.run(_chat(settings, args.email, args.at))
     if args.cmd == "demo":
-        return asyncio.run(_demo(settings, args.email))
+        return asyncio.run(_demo(settings, args.email, args.at))
     return 2
 
 

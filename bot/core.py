@@ -203,6 +203,7 @@ class Core:
         self.router = router or build_router()
         self.ports: dict[str, Port] = {}
         self.secret: bytes = b""
+        self._unconnected: set[str] = set()  # channels whose platform is off, already said
 
     def add_port(self, port: Port) -> None:
         self.ports[port.platform] = port
@@ -534,7 +535,13 @@ class Core:
 
         conv = parse_channel(ref)
         if conv.platform not in self.ports:
-            log.warning("channel platform not connected", extra={"platform": conv.platform})
+            # Said once per channel, not on every tick that retries it. Console channels
+            # (the example programme's) only exist inside `staffvoice chat`: not a problem.
+            if ref not in self._unconnected:
+                self._unconnected.add(ref)
+                level = logging.INFO if conv.platform == "console" else logging.WARNING
+                log.log(level, "channel platform not connected; nothing is posted there",
+                        extra={"platform": conv.platform})
             return None
         return await self.send(conv, message)
 
