@@ -179,8 +179,9 @@ class TeamsAgent:
         name = a.get("name")
         if name not in (dialogs.TASK_FETCH, dialogs.TASK_SUBMIT):
             return None
-        value = a.get("value") if isinstance(a.get("value"), dict) else {}
-        data = value.get("data") if isinstance(value.get("data"), dict) else {}
+        raw = a.get("value")
+        value: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        data: dict[str, Any] = value["data"] if isinstance(value.get("data"), dict) else {}
         form = dialogs.unpack(data.get(dialogs.DIALOG))
         if form is None:
             return dialogs.say("That form is no longer available. Please ask for it again.")

@@ -31,6 +31,20 @@ T = TypeVar("T")
 RETRY_STATUSES = frozenset({429, 412, 502, 504, 500, 503})
 
 
+class _NoRetriedErrorsInLogs(logging.Filter):
+    """Drop the SDK's ERROR for an answer the pool retries (429, 412, 5xx): throttling is normal
+    (7 messages a second per chat) and the pool says at info level that it waits."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (str(record.msg).startswith("Error accessing") and len(args) == 2
+                    and args[1] in RETRY_STATUSES)
+
+
+logging.getLogger("microsoft_agents.hosting.core.connector.client.connector_client").addFilter(
+    _NoRetriedErrorsInLogs())
+
+
 class CredentialsUnusable(TransientError):
     """The bot could not get its own token for the Bot Connector (secret, ids, network).
 
