@@ -334,6 +334,17 @@ class TeamsDriver:
         found = self.dialogs.get(email)
         return found[1] if found else None
 
+    def _open_form(self, email: str) -> tuple[Posted, Form, dict[str, str]] | None:
+        """The open dialog as (a holder of its card, as an activity), its form, its submit
+        data): for tests that read the card itself (tests/test_design_invariants.py)."""
+        found = self.dialogs.get(email)
+        if found is None:
+            return None
+        card, form, data = found
+        shown = {"type": "message",
+                 "attachments": [{"contentType": render.CARD_CONTENT_TYPE, "content": card}]}
+        return Posted("dialog", "", [shown]), form, data
+
     async def submit(self, email: str, values: dict[str, str]) -> dict[str, str] | None:
         found = self.dialogs.get(email)
         assert found is not None, f"{email} has no open dialog"
