@@ -11,6 +11,7 @@ import pytest
 
 from bot.core import Core, build_router
 from bot.model import text_message
+from storage.db import Database
 from tests.conftest import EXAMPLE
 from tests.test_console_cli import run
 
@@ -19,7 +20,7 @@ MORNING = "2026-12-03 09:30"
 
 
 def test_the_demo_says_how_to_move_the_clock_and_a_pulse_question_then_arrives(
-    db_url: str, tmp_path: Path
+    db: Database, db_url: str, tmp_path: Path  # db: a clean database on PostgreSQL too
 ) -> None:
     out = run(["demo", "--at", EVENING], db_url, tmp_path, f"/time {MORNING}\n/quit\n")
     assert out.returncode == 0, out.stderr
@@ -34,7 +35,7 @@ def test_the_demo_says_how_to_move_the_clock_and_a_pulse_question_then_arrives(
 
 
 def test_chat_at_a_working_moment_shows_the_pulse_question_at_once(
-    db_url: str, tmp_path: Path
+    db: Database, db_url: str, tmp_path: Path
 ) -> None:
     assert run(["programme", "load", str(EXAMPLE)], db_url, tmp_path).returncode == 0
     out = run(["chat", "--at", MORNING], db_url, tmp_path, "/tick\n/time nonsense\n/quit\n")
