@@ -151,6 +151,7 @@ async def roles_of(s: AsyncSession, person_id: str) -> frozenset[str]:
 
 
 async def people_with_role(s: AsyncSession, role: str) -> list[Person]:
+    """Current people (not leavers) with `role`."""
     if role == TEAM_LEAD:
         q = select(Person).where(
             Person.id.in_(select(Team.lead_person_id).where(Team.lead_person_id.is_not(None)))
@@ -161,7 +162,18 @@ async def people_with_role(s: AsyncSession, role: str) -> list[Person]:
         q = select(Person).join(PersonRole, PersonRole.person_id == Person.id).where(
             PersonRole.role == role
         )
+    q = q.where(Person.left_on.is_(None))  # leavers are not asked or told anything
     return list((await s.execute(q.order_by(Person.id))).scalars())
+
+
+async def current_of(s: AsyncSession, ids: set[str]) -> set[str]:
+    """Those of `ids` who have not left."""
+    out: set[str] = set()
+    chunk = sorted(ids)
+    for i in range(0, len(chunk), 1000):
+        out |= set((await s.execute(select(Person.id).where(
+            Person.id.in_(chunk[i:i + 1000]), Person.left_on.is_(None)))).scalars())
+    return out
 
 
 async def teams_led_by(s: AsyncSession, person_id: str) -> list[Team]:

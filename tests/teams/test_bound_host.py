@@ -20,7 +20,7 @@ from tests.test_serve import LISTENING, _env
 async def test_serve_on_every_address_refuses_anonymous_mode(
     db_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from adapters.server import serve
+    from staffvoice.serve.lifecycle import serve
 
     settings = Settings(database_url=db_url, secret_key=TEST_SECRET)
     # STAFFVOICE_HOST is unset (it defaults to 127.0.0.1), but --host 0.0.0.0 was asked for.
@@ -37,7 +37,7 @@ async def test_serve_on_loopback_allows_anonymous_mode_whatever_staffvoice_host_
     env = _env(db_url, STAFFVOICE_TEAMS_ANONYMOUS="true", STAFFVOICE_HOST="10.1.2.3")
     env.pop("STAFFVOICE_PROGRAMME")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "adapters.cli", "serve", "--host", "127.0.0.1", "--port", "0",
+        sys.executable, "-m", "staffvoice", "serve", "--host", "127.0.0.1", "--port", "0",
         cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=err.open("wb"))
     assert proc.stdout is not None
     try:

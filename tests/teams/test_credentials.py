@@ -13,9 +13,10 @@ import requests
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from adapters.server import Health, build_app
 from adapters.teams.mount import TEAMS_KEY, mount
 from bot.core import Core
+from staffvoice.serve.app import build_app
+from staffvoice.serve.health import Health
 from tests.conformance.drivers.teams import TeamsDriver
 
 SECRET = "n0t-the-real-secret-value"
