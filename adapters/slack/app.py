@@ -208,17 +208,24 @@ class SlackAdapter:
     async def on_submit(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
         """Run the core before acking so field errors can be shown in the modal."""
         event = events.submit_event(body, await self._user(body))
+        self.port.await_ack(event.event_id)
         work = asyncio.ensure_future(self.core.handle(event, self.port))
         try:
             result = await asyncio.wait_for(asyncio.shield(work), SUBMIT_BUDGET_S)
         except TimeoutError:
-            # Too slow for the ack: close the modal, let the core finish in the background.
+            # Too slow for the ack: close the modal, let the core finish in the background
+            # (a next screen it opens then comes as a button in the person's DM).
+            self.port.ack_view(event.event_id)
             self.spawn(self._finish_late(work))
             await ack()
             return
+        follow_up = self.port.ack_view(event.event_id)
         if result.form_errors:
             await ack(response_action="errors",
                       errors=render.modal_errors(result.form_errors, body["view"]))
+        elif follow_up is not None:
+            # The next screen (e.g. "Before you send") replaces this one in the ack.
+            await ack(response_action="update", view=render.modal(follow_up).to_dict())
         else:
             await ack()
 

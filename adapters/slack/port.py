@@ -39,6 +39,7 @@ from bot.model import (
     ConversationRef,
     Event,
     Form,
+    FormSubmitEvent,
     Message,
     MessageRef,
     Text,
@@ -295,26 +296,33 @@ class SlackPort:
         self.form_ttl = form_ttl_s
         # Forms waiting for a tap (a DM message carries no trigger_id to open a modal with).
         self._pending: OrderedDict[str, tuple[float, Form]] = OrderedDict()
+        # Submissions being answered now, and the form each should show next (see open_form).
+        self._in_ack: dict[str, Form | None] = {}
 
     async def _payload(self, team: str, message: Message) -> dict[str, Any]:
-        files: dict[int, str] = {}
-        for n, image in render.png_images(message):
-            fid = await self._upload(team, image.png or b"", image.title or image.alt)
-            if fid:
-                files[n] = fid
-        return render.message_payload(message, files=files)
+        # A PNG is never referenced from blocks (`slack_file`): an upload is private until it
+        # is shared into a channel, and Slack refuses a private file in an image block
+        # ("invalid_blocks: invalid slack file", python-slack-sdk #1658). The message says in
+        # words what the chart shows; _share_charts sends the picture as a file message.
+        return render.message_payload(message)
 
-    async def _upload(self, team: str, png: bytes, title: str) -> str | None:
-        """Upload PNG bytes privately; the image block then points at the file by id."""
-        client = await self.workspaces.client(team)
-        try:
-            resp = await call(client.files_upload_v2, content=png, filename="chart.png",
-                              title=render.clip(title or "chart", 250))
-        except PlatformError as e:
-            log.warning("slack file upload failed", extra={"error": str(e)})
-            return None
-        files = resp.get("files") or [resp.get("file") or {}]
-        return str(files[0].get("id")) if files and files[0].get("id") else None
+    async def _share_charts(self, conversation: ConversationRef, message: Message) -> None:
+        """Send each PNG chart of `message` into the conversation as a file message.
+
+        A chart that cannot be uploaded is only logged: the message already carries its
+        description, so the person still has the figures in words.
+        """
+        for _, image in render.png_images(message):
+            client = await self.workspaces.client(conversation.workspace)
+            try:
+                await call(client.files_upload_v2, content=image.png or b"", filename="chart.png",
+                           title=render.clip(image.title or image.alt or "chart", 250),
+                           alt_txt=render.clip(image.alt or "chart", 1000),
+                           channel=conversation.conversation_id,
+                           thread_ts=conversation.thread_id, request_file_info=False)
+            except PlatformError as e:
+                log.warning("slack chart upload failed; the message has it in words",
+                            extra={"error": str(e)})
 
     async def send(self, conversation: ConversationRef, message: Message) -> MessageRef:
         return await self._post(conversation, message)
@@ -347,6 +355,9 @@ class SlackPort:
                     **extra: Any) -> MessageRef:
         client = await self.workspaces.client(conversation.workspace)
         payload = await self._payload(conversation.workspace, message)
+        if render.png_images(message):
+            # The picture first, then the message it belongs to, which stays the latest.
+            await self._share_charts(conversation, message)
         resp = await call(
             client.chat_postMessage,
             channel=conversation.conversation_id,
@@ -376,9 +387,25 @@ class SlackPort:
         resp = await call(client.conversations_open, users=user.user_id)
         return ConversationRef(PLATFORM, user.workspace, str(resp["channel"]["id"]), is_direct=True)
 
+    def await_ack(self, event_id: str) -> None:
+        """A view_submission is waiting for its ack: a form opened for it goes in that ack."""
+        self._in_ack[event_id] = None
+
+    def ack_view(self, event_id: str) -> Form | None:
+        """The follow-up form for the submission's ack, if the core opened one (and forget it)."""
+        return self._in_ack.pop(event_id, None)
+
     async def open_form(self, event: Event, form: Form) -> None:
-        """A modal when the event carries a trigger; else a message with a button that opens it."""
-        if event.trigger:
+        """A modal when the event carries a trigger; else a message with a button that opens it.
+
+        After a form submission the next screen replaces the modal through the ack
+        (`response_action: update`): views.open with a submission's trigger is reported not to
+        show on desktop clients (bolt-js #1072), and the ack already closed the modal.
+        """
+        if event.event_id in self._in_ack:
+            self._in_ack[event.event_id] = form
+            return
+        if event.trigger and not isinstance(event, FormSubmitEvent):
             client = await self.workspaces.client(event.user.workspace)
             try:
                 await call(client.views_open, trigger_id=event.trigger, view=render.modal(form).to_dict())
