@@ -20,6 +20,7 @@ from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 
 from adapters.slack import events, render
 from adapters.slack.config import BOT_SCOPES, SlackConfig
+from adapters.slack.forms import PendingForms
 from adapters.slack.installations import DatabaseInstallationStore, DatabaseStateStore, Sealer
 from adapters.slack.port import Directory, PlatformError, SlackPort, Workspaces
 from bot.core import Core
@@ -49,7 +50,8 @@ class SlackAdapter:
         self.store = store
         self.workspaces = Workspaces(cfg, store)
         self.directory = Directory(self.workspaces)
-        self.port = SlackPort(self.workspaces, self.directory)
+        forms = PendingForms(core.db, Sealer(self._secret))
+        self.port = SlackPort(self.workspaces, self.directory, forms)
         self.tasks: set[asyncio.Task[None]] = set()
         self._working = asyncio.Semaphore(BACKGROUND_AT_ONCE)
         self.bolt = self._build()

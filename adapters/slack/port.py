@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
@@ -33,6 +32,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import render
 from adapters.slack.config import SlackConfig
+from adapters.slack.forms import PendingForms
 from bot.model import (
     Choice,
     Choices,
@@ -290,12 +290,13 @@ class SlackPort:
 
     platform = PLATFORM
 
-    def __init__(self, workspaces: Workspaces, directory: Directory, form_ttl_s: float = 86400) -> None:
+    def __init__(self, workspaces: Workspaces, directory: Directory,
+                 forms: PendingForms | None = None) -> None:
         self.workspaces = workspaces
         self.directory = directory
-        self.form_ttl = form_ttl_s
-        # Forms waiting for a tap (a DM message carries no trigger_id to open a modal with).
-        self._pending: OrderedDict[str, tuple[float, Form]] = OrderedDict()
+        # Forms waiting for a tap (a DM message carries no trigger_id to open a modal with);
+        # without a store (a port used only to send) forms cannot be offered by button.
+        self.forms = forms
         # Submissions being answered now, and the form each should show next (see open_form).
         self._in_ack: dict[str, Form | None] = {}
 
@@ -413,7 +414,9 @@ class SlackPort:
             except PlatformError as e:
                 # Triggers live 3 seconds; a slow core can miss it. Offer the button instead.
                 log.info("slack views.open failed, offering a button", extra={"error": str(e)})
-        token = self._keep(form)
+        if self.forms is None:
+            raise PlatformError("slack: no store for forms offered by button")
+        token = await self.forms.keep(render.modal(form).to_dict())
         msg = Message(
             (Text(f"{form.title}: tap the button to open the form."),
              Choices(render.FORM_ACTION, (Choice("Open the form", token, "primary"),))),
@@ -422,21 +425,16 @@ class SlackPort:
         conv = event.conversation if event.conversation is not None else await self.open_dm(event.user)
         await self.send(conv, msg)
 
-    def _keep(self, form: Form) -> str:
-        now = time.monotonic()
-        while self._pending and next(iter(self._pending.values()))[0] < now:
-            self._pending.popitem(last=False)
-        token = secrets.token_urlsafe(12)
-        self._pending[token] = (now + self.form_ttl, form)
-        return token
-
     async def open_pending(self, team: str, token: str, trigger_id: str) -> bool:
-        """Open a form offered earlier by button; False when it has expired."""
-        found = self._pending.pop(token, None)
-        if found is None or found[0] < time.monotonic():
+        """Open a form offered earlier by button; False when it has expired.
+
+        The form stays offered until it expires: a second tap after cancelling opens it again.
+        """
+        view = await self.forms.find(token) if self.forms is not None else None
+        if view is None:
             return False
         client = await self.workspaces.client(team)
-        await call(client.views_open, trigger_id=trigger_id, view=render.modal(found[1]).to_dict())
+        await call(client.views_open, trigger_id=trigger_id, view=view)
         return True
 
     async def find_user(self, email: str) -> UserRef | None:

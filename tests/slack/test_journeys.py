@@ -5,8 +5,13 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
+from adapters.slack.forms import PendingForms
+from adapters.slack.installations import Sealer
+from adapters.slack.port import SlackPort
+from adapters.slack.tables import SlackPendingForm
 from bot.feedback.tables import FeedbackItem
 from tests.conformance.drivers.slack import SlackDriver
 from tests.conftest import MONDAY_10
@@ -77,3 +82,40 @@ async def test_results_when_the_chart_cannot_be_uploaded_are_shown_in_words(slac
     [card] = slack.seen(CHANGE)
     assert "Pulse results: Weekly pulse" in card and "Sorry" not in card
     assert "[image: I understand the shared vision" in card
+
+
+# -- 3. "Open the form" buttons work from any process, more than once ------------------------
+
+
+@pytest.mark.parametrize("email, command", [
+    (PRACTITIONER, "feedback"), (CHANGE, "broadcast"), (CHANGE, "pulse new"),
+    (CHANGE, "milestone new"),
+])
+async def test_an_offered_form_opens_again_after_cancelling_and_after_a_restart(
+        slack: SlackDriver, email: str, command: str) -> None:
+    await slack.say(email, command)  # the driver taps "Open the form", as the person would
+    first = slack.fake.open_view(slack.user(email).id)
+    assert first is not None, slack.seen(email)
+    slack.fake.close_view(first.id)  # the person cancels the modal
+
+    await slack.tap(email, "Open the form")
+    again = slack.fake.open_view(slack.user(email).id)
+    assert again is not None and again.view["callback_id"] == first.view["callback_id"]
+    slack.fake.close_view(again.id)
+
+    # A restart (or another replica): a new port with nothing in memory.
+    assert slack.adapter is not None
+    old = slack.adapter.port
+    slack.adapter.port = SlackPort(old.workspaces, old.directory,
+                                   PendingForms(slack.core.db, Sealer(slack.adapter._secret)))
+    await slack.tap(email, "Open the form")
+    third = slack.fake.open_view(slack.user(email).id)
+    assert third is not None and third.view["callback_id"] == first.view["callback_id"]
+    assert not any("expired" in m for m in slack.seen(email))
+
+
+async def test_the_stored_form_is_sealed_and_names_nobody(slack: SlackDriver) -> None:
+    await slack.say(PRACTITIONER, "feedback")
+    async with slack.core.db.session() as s:
+        [row] = (await s.execute(select(SlackPendingForm))).scalars().all()
+    assert "feedback" not in row.view_sealed and slack.user(PRACTITIONER).id not in row.view_sealed
