@@ -4,30 +4,26 @@ It also offers the broadcast engine's optional keyed sends (send_keyed/find_sent
 key rides as message metadata, so a send whose outcome is unknown is looked up, not repeated)
 and group members as audiences (members).
 
-Every Web API call goes through one client configuration with a retry handler that honours
-Retry-After; Slack's errors come back to the core as Unreachable, RateLimited or TransientError.
+Every Web API call goes through one client configuration whose calls share a back-off per
+workspace and method after a 429 (Pacer); Slack's errors come back to the core as Unreachable, RateLimited or TransientError.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
-from slack_sdk.http_retry.request import HttpRequest
-from slack_sdk.http_retry.response import HttpResponse
-from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import render
@@ -83,60 +79,88 @@ def retry_after(headers: Mapping[str, Any] | None, default: float = 1.0) -> floa
     return default
 
 
-class RateLimitRetry(AsyncRetryHandler):
-    """On HTTP 429 wait as long as Retry-After says, when that is short enough to wait inline.
+class Pacer:
+    """One back-off per workspace token and Web API method, shared by every sender.
 
-    Longer waits are not slept through here: the error reaches the caller as RateLimited so the
-    broadcast engine can pace the whole queue instead of blocking one request.
+    While no call was refused, calls go at once, side by side. After a 429 every sender of
+    that workspace and method waits out Retry-After together, and for a while
+    (`CAUTIOUS_S` after the last refusal) calls go one at a time, so a refusal costs one
+    call rather than one per waiting sender (https://docs.slack.dev/apis/web-api/rate-limits:
+    "wait the number of seconds in Retry-After before retrying"). A wait longer than
+    `max_wait` is not slept through: RateLimited reaches the caller (the broadcast engine then
+    paces its whole queue) without asking Slack again. Per process: another replica learns
+    the limit from its own first refusal.
     """
 
-    def __init__(self, max_retry_count: int = 3, max_wait: float = 5.0) -> None:
-        super().__init__(max_retry_count=max_retry_count)
+    CAUTIOUS_S = 60.0
+
+    def __init__(self, max_wait: float = 5.0) -> None:
         self.max_wait = max_wait
+        self._until: dict[tuple[str, str], float] = {}  # no calls before this (monotonic)
+        self._cautious: dict[tuple[str, str], float] = {}  # one at a time until this
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
-    async def _can_retry_async(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> bool:
-        return (
-            response is not None
-            and response.status_code == 429
-            and retry_after(response.headers) <= self.max_wait
-        )
+    def refused(self, key: tuple[str, str], wait: float) -> None:
+        now = time.monotonic()
+        self._until[key] = max(self._until.get(key, 0.0), now + wait)
+        self._cautious[key] = now + wait + self.CAUTIOUS_S
 
-    async def prepare_for_next_attempt_async(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> None:
-        wait = retry_after(response.headers if response else None)
-        # A little jitter so many waiting senders do not all come back in the same instant.
-        await asyncio.sleep(wait + random.uniform(0, min(0.25, 0.1 * wait + 0.01)))
-        state.next_attempt_requested = True
-        state.increment_current_attempt()
+    @asynccontextmanager
+    async def turn(self, key: tuple[str, str]) -> AsyncIterator[None]:
+        """Wait until `key` may be called (RateLimited if that is too long), then call."""
+        if self._cautious.get(key, 0.0) < time.monotonic():
+            self._cautious.pop(key, None)
+            yield
+            return
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            wait = self._until.get(key, 0.0) - time.monotonic()
+            if wait > self.max_wait:
+                raise RateLimited(wait, f"slack: {key[1]} paused after a 429")
+            if wait > 0:
+                await asyncio.sleep(wait)
+            yield
+
+
+class PacedWebClient(AsyncWebClient):
+    """AsyncWebClient whose every call waits its turn at the shared Pacer and honours 429s."""
+
+    def __init__(self, *args: Any, pacer: Pacer, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pacer = pacer
+
+    async def api_call(self, api_method: str, **kwargs: Any) -> Any:  # type: ignore[override]
+        key = (self.token or "", api_method)
+        for attempt in range(4):
+            async with self.pacer.turn(key):
+                try:
+                    return await super().api_call(api_method, **kwargs)
+                except SlackApiError as e:
+                    if getattr(e.response, "status_code", 200) != 429:
+                        raise
+                    wait = retry_after(getattr(e.response, "headers", None))
+                    self.pacer.refused(key, wait)
+                    if wait > self.pacer.max_wait or attempt == 3:
+                        raise
+        raise AssertionError("unreachable")
 
 
 def make_client(
-    cfg: SlackConfig, token: str | None = None, session: aiohttp.ClientSession | None = None
+    cfg: SlackConfig, token: str | None = None, session: aiohttp.ClientSession | None = None,
+    pacer: Pacer | None = None,
 ) -> AsyncWebClient:
-    """The one way this adapter builds a Web API client: base URL, retries, shared session."""
-    return AsyncWebClient(
+    """The one way this adapter builds a Web API client: base URL, retries, shared session,
+    and the workspace's shared back-off after a 429 (`pacer`)."""
+    return PacedWebClient(
         token=token,
         base_url=cfg.api_url,
         session=session,
         timeout=10,
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(max_retry_count=2),
-            RateLimitRetry(max_retry_count=3, max_wait=cfg.max_inline_wait_s),
             AsyncServerErrorRetryHandler(max_retry_count=1),
         ],
+        pacer=pacer or Pacer(cfg.max_inline_wait_s),
     )
 
 
@@ -174,9 +198,11 @@ class Workspaces:
         self.session: aiohttp.ClientSession | None = None
         self._clients: dict[str, AsyncWebClient] = {}
         self.single_team: str | None = None
+        # One back-off for every client of this app: senders of a workspace wait together.
+        self.pacer = Pacer(cfg.max_inline_wait_s)
 
     def base_client(self, token: str | None = None) -> AsyncWebClient:
-        return make_client(self.cfg, token, self.session)
+        return make_client(self.cfg, token, self.session, self.pacer)
 
     async def start(self) -> None:
         self.session = aiohttp.ClientSession()
