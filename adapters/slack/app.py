@@ -165,8 +165,12 @@ class SlackAdapter:
         result = await self.core.handle(event, self.port)
         if result.duplicate:
             return
-        ctx = await self.core.context_for(event, self.port)
-        view = render.home_view(await self.core.home(ctx))
+        if result.error == "not_enrolled":
+            # Someone outside the programme: the home tab says so, with who to ask.
+            view = render.notice_home_view(result.notice or "")
+        else:
+            ctx = await self.core.context_for(event, self.port)
+            view = render.home_view(await self.core.home(ctx))
         await self.port.publish_home(user.workspace, user.user_id, view.to_dict())
 
     async def on_uninstalled(self, body: dict[str, Any]) -> None:

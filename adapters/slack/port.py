@@ -308,6 +308,8 @@ def to_user_ref(user: Mapping[str, Any], team_id: str) -> UserRef:
         email=email.lower() if email else None,
         display_name=name or None,
         tz=user.get("tz") or None,
+        # Single- and multi-channel guests (users.info: is_restricted, is_ultra_restricted).
+        guest=bool(user.get("is_restricted") or user.get("is_ultra_restricted")),
     )
 
 

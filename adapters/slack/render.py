@@ -369,3 +369,9 @@ def home_view(blocks: Iterable[Any]) -> View:
                           value="home", style="primary")])
     )
     return View(type="home", callback_id="staffvoice.home", blocks=rendered)
+
+
+def notice_home_view(text: str) -> View:
+    """An App Home tab that only says something (to someone outside the programme)."""
+    return View(type="home", callback_id="staffvoice.home",
+                blocks=render_blocks([Text(text or " ")], limit=MAX_VIEW_BLOCKS))

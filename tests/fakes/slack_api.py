@@ -109,6 +109,7 @@ class User:
     name: str = ""
     deleted: bool = False
     is_bot: bool = False
+    guest: bool = False  # a single-channel guest (users.info: is_restricted, is_ultra_restricted)
 
 
 @dataclass
@@ -449,6 +450,7 @@ class FakeSlack:
     def _user_json(self, u: User) -> dict[str, Any]:
         return {"id": u.id, "team_id": self.team, "name": u.name, "deleted": u.deleted,
                 "is_bot": u.is_bot, "tz": u.tz, "is_email_confirmed": True,
+                "is_restricted": u.guest, "is_ultra_restricted": u.guest,
                 "profile": {"email": u.email, "display_name": u.name, "real_name": u.name}}
 
     def m_usergroups_users_list(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:

@@ -6,20 +6,24 @@ import json
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from adapters.slack.forms import PendingForms
 from adapters.slack.installations import Sealer
 from adapters.slack.port import SlackPort
 from adapters.slack.tables import SlackPendingForm
 from bot.feedback.tables import FeedbackItem
+from bot.people.tables import Identity, Person
+from bot.programme import loader
 from tests.conformance.drivers.slack import SlackDriver
-from tests.conftest import MONDAY_10
+from tests.conftest import EXAMPLE, MONDAY_10
 from tests.test_feedback_helpers import LEADS, dump
 from tests.test_reports_seed import emails, everyone_answers, seed_round
 
 PRACTITIONER = "practitioner1@northbridge.example"
 CHANGE = "changelead@northbridge.example"
+STRANGER = "stranger@elsewhere.example"
+GUEST = "visiting.consultant@elsewhere.example"
 CONCERN = "A boy on my caseload told me his stepdad hits him and nobody has visited."
 
 
@@ -119,3 +123,53 @@ async def test_the_stored_form_is_sealed_and_names_nobody(slack: SlackDriver) ->
     async with slack.core.db.session() as s:
         [row] = (await s.execute(select(SlackPendingForm))).scalars().all()
     assert "feedback" not in row.view_sealed and slack.user(PRACTITIONER).id not in row.view_sealed
+
+
+# -- 4. someone outside the programme is not enrolled -----------------------------------------
+
+
+async def _people_and_accounts(slack: SlackDriver) -> tuple[int, int]:
+    async with slack.core.db.session() as s:
+        return (await s.scalar(select(func.count()).select_from(Person)) or 0,
+                await s.scalar(select(func.count()).select_from(Identity)) or 0)
+
+
+async def test_a_workspace_member_outside_the_programme_is_told_who_to_ask_and_stored_nowhere(
+        slack: SlackDriver) -> None:
+    before = await _people_and_accounts(slack)
+    for text in ("help", "whoami", "feedback"):
+        await slack.say(STRANGER, text)
+    status, _ = await slack.command(STRANGER, "status")
+    assert status == 200
+    await slack.shortcut(STRANGER, "feedback.open")
+    seen = slack.seen(STRANGER)
+    assert len(seen) == 5 and all(m.startswith("Sorry, you are not part of this programme yet")
+                                  for m in seen), seen
+    assert "changelead@northbridge.example" in seen[0]  # the change team, to ask
+    assert slack.fake.open_view(slack.user(STRANGER).id) is None  # no form opened
+    home = await slack.open_home(STRANGER)
+    assert home is not None and "not part of this programme" in json.dumps(home)
+    assert await _people_and_accounts(slack) == before  # never a person, so never in "everyone"
+
+
+async def test_a_guest_never_becomes_a_person_even_with_self_enrolment(slack: SlackDriver) -> None:
+    await _self_enrol(slack)
+    before = await _people_and_accounts(slack)
+    slack.fake.add_user(GUEST).guest = True
+    await slack.say(GUEST, "help")
+    assert slack.seen(GUEST)[-1].startswith("Sorry, you are not part of this programme yet")
+    assert await _people_and_accounts(slack) == before
+
+
+async def test_with_self_enrolment_a_member_joins_as_a_practitioner(slack: SlackDriver) -> None:
+    await _self_enrol(slack)
+    await slack.say(STRANGER, "whoami")
+    assert "practitioner" in slack.seen(STRANGER)[-1]
+    async with slack.core.db.session() as s:
+        assert await s.scalar(select(func.count()).select_from(Person).where(
+            Person.email == STRANGER)) == 1
+
+
+async def _self_enrol(slack: SlackDriver) -> None:
+    text = EXAMPLE.read_text().replace("organisation:\n", "organisation:\n  self_enrol: true\n", 1)
+    await loader.load(slack.core.db, text, slack.core.router)
