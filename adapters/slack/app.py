@@ -22,9 +22,12 @@ from adapters.slack import events, render
 from adapters.slack.config import BOT_SCOPES, SlackConfig
 from adapters.slack.forms import PendingForms
 from adapters.slack.installations import DatabaseInstallationStore, DatabaseStateStore, Sealer
-from adapters.slack.port import Directory, PlatformError, SlackPort, Workspaces
+from adapters.slack.port import PLATFORM, Directory, PlatformError, SlackPort, Workspaces
+from bot.channels import parse_channel
 from bot.core import Core
+from bot.errors import UserError
 from bot.model import Event, UserRef, text_message
+from bot.programme.core_sections import get_setting
 
 log = logging.getLogger("staffvoice.slack")
 
@@ -108,6 +111,33 @@ class SlackAdapter:
         await self.workspaces.start()
         # Bolt's per-request clients copy the app client's session: share ours.
         self.bolt.client.session = self.workspaces.session  # type: ignore[misc]
+        self.spawn(self._check_channels())
+
+    async def _check_channels(self) -> None:
+        """Say at start which Slack channels named in the programme the bot cannot post in
+        (Slack answers `not_in_channel` until someone invites the app)."""
+        for problem in await self.channel_problems():
+            log.warning("slack channel: %s", problem)
+
+    async def channel_problems(self) -> list[str]:
+        """One line per programme channel on Slack that staffvoice cannot post in."""
+        try:
+            async with self.core.db.session() as s:
+                prog = await get_setting(s, "programme", {}) or {}
+        except Exception:
+            return []  # no database yet: `serve` reports that itself
+        out = []
+        for name, ref in sorted((prog.get("channels") or {}).items()):
+            if not isinstance(ref, str) or not ref.startswith(PLATFORM + ":"):
+                continue
+            try:
+                conv = parse_channel(ref)
+            except UserError:
+                continue
+            problem = await self.port.channel_problem(conv)
+            if problem:
+                out.append(f"programme.channels.{name}: {problem}")
+        return out
 
     async def close(self) -> None:
         await self.drain()

@@ -164,13 +164,22 @@ def make_client(
     )
 
 
-def platform_error(e: Exception) -> PlatformError:
+def not_in_channel(channel: str) -> str:
+    """What the change team reads when Slack answers `not_in_channel`."""
+    return (f"staffvoice is not a member of the Slack channel {channel}, so it cannot post there. "
+            f"Invite it: in that channel type /invite @staffvoice (or add the app in the "
+            f"channel's settings, Integrations). (slack: not_in_channel)")
+
+
+def platform_error(e: Exception, channel: str = "") -> PlatformError:
     """A Slack client failure as one of the port's errors."""
     if isinstance(e, SlackApiError):
         status = getattr(e.response, "status_code", 200)
         code = str((e.response.data or {}).get("error", "")) if isinstance(e.response.data, dict) else ""
         if status == 429 or code == "ratelimited":
             return RateLimited(retry_after(getattr(e.response, "headers", None)), f"slack: {code or 429}")
+        if code == "not_in_channel":
+            return Unreachable(not_in_channel(channel or "named"))
         if code in UNREACHABLE:
             return Unreachable(f"slack: {code}")
         if status >= 500 or code in TRANSIENT:
@@ -186,7 +195,7 @@ async def call(fn: Callable[..., Awaitable[Any]], **kwargs: Any) -> Any:
     try:
         return await fn(**kwargs)
     except (SlackApiError, aiohttp.ClientError, TimeoutError) as e:
-        raise platform_error(e) from e
+        raise platform_error(e, str(kwargs.get("channel") or kwargs.get("channel_id") or "")) from e
 
 
 class Workspaces:
@@ -366,10 +375,15 @@ class SlackPort:
         """Our message carrying `key` among the conversation's latest few, if it landed.
 
         Asked only about a send whose outcome is unknown (the sender stopped, or the request
-        timed out) minutes earlier, so the newest `FIND_WINDOW` messages are enough. Needs the
-        history scope of the conversation (im:history for DMs); without it, or for a channel
-        the app cannot read, the error reaches the sender, which then does not resend.
+        timed out) minutes earlier, so the newest `FIND_WINDOW` messages are enough. Only in
+        the bot's DMs, which im:history lets it read; the manifest grants no channel history
+        scope (channels:history would let it read every message of every channel it is in),
+        so for a channel the sender is told the outcome cannot be checked, without asking
+        Slack, and does not resend.
         """
+        if not conversation.is_direct and not conversation.conversation_id.startswith("D"):
+            raise PlatformError("slack: cannot check a channel's messages (no channel history "
+                                "scope)")
         client = await self.workspaces.client(conversation.workspace)
         resp = await call(client.conversations_history, channel=conversation.conversation_id,
                           limit=FIND_WINDOW, include_all_metadata=True)
@@ -476,6 +490,22 @@ class SlackPort:
             self.directory._remember((team, user.user_id), user)
             return user
         return None
+
+    async def channel_problem(self, conversation: ConversationRef) -> str | None:
+        """Why the bot could not post in a channel named in the programme, or None.
+
+        conversations.info (channels:read, groups:read) says whether the bot is a member.
+        """
+        try:
+            client = await self.workspaces.client(conversation.workspace)
+            resp = await call(client.conversations_info, channel=conversation.conversation_id)
+        except PlatformError as e:
+            return (f"staffvoice cannot see the Slack channel {conversation.conversation_id} "
+                    f"({e}): check the id, and for a private channel invite the app first.")
+        info = resp.get("channel") or {}
+        if info.get("is_member") or info.get("is_im"):
+            return None
+        return not_in_channel(conversation.conversation_id)
 
     async def members(self, audience: str) -> list[UserRef]:
         """The people in 'slack:T/usergroup:S…' or 'slack:T/channel:C…' (bot.port.MemberLister).

@@ -42,6 +42,7 @@ TIERS: dict[str, int] = {
     "conversations.open": TIER_3,
     "conversations.history": TIER_3,  # internal apps; 1/min for non-Marketplace distributed apps
     "conversations.members": TIER_4,
+    "conversations.info": TIER_3,
     "chat.update": TIER_3,
     "chat.delete": TIER_3,
     "users.info": TIER_4,
@@ -437,6 +438,16 @@ class FakeSlack:
             return {"ok": False, "error": "message_not_found"}
         found.deleted = True
         return {"ok": True, "channel": found.channel, "ts": found.ts}
+
+    def m_conversations_info(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        """conversations.info: `is_member` says whether the bot was invited."""
+        channel = str(args.get("channel", ""))
+        if channel in self.dms.values():
+            return {"ok": True, "channel": {"id": channel, "is_im": True}}
+        if channel not in self.channels and channel not in self.outside:
+            return {"ok": False, "error": "channel_not_found"}
+        return {"ok": True, "channel": {"id": channel, "is_channel": True,
+                                        "is_member": channel in self.channels}}
 
     def m_conversations_open(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
         uid = str(args.get("users", "")).split(",")[0]

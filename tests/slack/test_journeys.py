@@ -13,7 +13,9 @@ from adapters.slack.installations import Sealer
 from adapters.slack.port import SlackPort
 from adapters.slack.tables import SlackPendingForm
 from bot.feedback.tables import FeedbackItem
+from bot.model import ConversationRef, text_message
 from bot.people.tables import Identity, Person
+from bot.port import PlatformError, Unreachable
 from bot.programme import loader
 from tests.conformance.drivers.slack import SlackDriver
 from tests.conftest import EXAMPLE, MONDAY_10
@@ -173,3 +175,42 @@ async def test_with_self_enrolment_a_member_joins_as_a_practitioner(slack: Slack
 async def _self_enrol(slack: SlackDriver) -> None:
     text = EXAMPLE.read_text().replace("organisation:\n", "organisation:\n  self_enrol: true\n", 1)
     await loader.load(slack.core.db, text, slack.core.router)
+
+
+# -- 6. channels: invites, not_in_channel, no history of channels ------------------------------
+
+
+async def test_a_digest_channel_the_bot_was_not_invited_to_is_named_with_how_to_fix_it(
+        slack: SlackDriver) -> None:
+    assert slack.adapter is not None
+    slack.fake.add_channel("C0DIGEST", member=False)
+    slack.fake.add_channel("C0WINS")
+    text = EXAMPLE.read_text().replace(
+        "roadmap_digest: console:local/change-updates",
+        f"roadmap_digest: slack:{slack.fake.team}/C0DIGEST\n    announcements: slack:{slack.fake.team}/C0WINS")
+    await loader.load(slack.core.db, text, slack.core.router)
+    [problem] = await slack.adapter.channel_problems()
+    assert "programme.channels.roadmap_digest" in problem and "/invite @staffvoice" in problem
+
+    # Posting there anyway: the error says what to do, not just Slack's code.
+    with pytest.raises(Unreachable) as e:
+        await slack.core.post_channel(f"slack:{slack.fake.team}/C0DIGEST", text_message("Digest"))
+    assert "not a member of the Slack channel C0DIGEST" in str(e.value)
+    assert "/invite @staffvoice" in str(e.value)
+
+
+async def test_the_crash_recovery_lookup_never_reads_a_channel(slack: SlackDriver) -> None:
+    """conversations.history in a channel needs channels:history, which the manifest does not
+    grant: the port says so without asking Slack, and still checks its own DMs."""
+    assert slack.adapter is not None
+    port = slack.adapter.port
+    slack.fake.add_channel("C0WINS")
+    channel = ConversationRef("slack", slack.fake.team, "C0WINS", is_direct=False)
+    ref = await port.send_keyed(channel, text_message("An early win"), "key-1")
+    with pytest.raises(PlatformError, match="no channel history scope"):
+        await port.find_sent(channel, "key-1")
+    assert slack.fake.called("conversations.history") == []
+    u = slack.user(PRACTITIONER)
+    direct = ConversationRef("slack", slack.fake.team, slack.fake.dm_of(u.id), is_direct=True)
+    sent = await port.send_keyed(direct, text_message("An early win"), "key-2")
+    assert await port.find_sent(direct, "key-2") == sent and ref.message_id
