@@ -15,6 +15,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.error import BoltUnhandledRequestError
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_bolt.oauth.async_oauth_flow import AsyncOAuthFlow
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 
@@ -41,6 +42,22 @@ SUBMIT_BUDGET_S = 2.2
 EXPIRED_FORM = "That form has expired. Please ask for it again."
 
 
+class _TokenUnusedFilter(logging.Filter):
+    """Drop Bolt's start-up warning that `token` is unused.
+
+    Bolt reads SLACK_BOT_TOKEN from the environment by itself and warns when a `client` is
+    given too; ours carries that same token (plus our base URL and back-off), so the warning
+    at every start says nothing an operator can act on.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
+BOLT_LOG = logging.getLogger("slack_bolt.staffvoice")
+BOLT_LOG.addFilter(_TokenUnusedFilter())
+
+
 class SlackAdapter:
     """One Slack app (Bolt AsyncApp) bound to the core, with its port and background tasks."""
 
@@ -57,6 +74,7 @@ class SlackAdapter:
         self.port = SlackPort(self.workspaces, self.directory, forms)
         self.tasks: set[asyncio.Task[None]] = set()
         self._working = asyncio.Semaphore(BACKGROUND_AT_ONCE)
+        self._other_commands: set[str] = set()
         self.bolt = self._build()
 
     async def _secret(self) -> bytes:
@@ -91,7 +109,7 @@ class SlackAdapter:
             signing_secret=cfg.signing_secret,
             process_before_response=True,
             raise_error_for_unhandled_request=True,
-            logger=logging.getLogger("slack_bolt.staffvoice"),
+            logger=BOLT_LOG,
             **kwargs,
         )
         app.event("message")(self.on_message)
@@ -99,7 +117,8 @@ class SlackAdapter:
         app.event("app_home_opened")(self.on_home)
         app.event("app_uninstalled")(self.on_uninstalled)
         app.event("tokens_revoked")(self.on_uninstalled)
-        app.command(cfg.command)(self.on_command)
+        # Any command name: the manifest's and SLACK_COMMAND can drift apart (see on_command).
+        app.command(ANY)(self.on_command)
         app.action(ANY)(self.on_action)
         app.shortcut(ANY)(self.on_shortcut)
         app.view_submission(ANY)(self.on_submit)
@@ -210,7 +229,15 @@ class SlackAdapter:
             await self.store.async_delete_all(enterprise_id=body.get("enterprise_id"), team_id=team)
 
     async def on_command(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
+        """A slash command, answered whatever its name: the person typed what the app's
+        manifest offers them. A name other than SLACK_COMMAND is logged once for the admin."""
         await ack()
+        name = str(body.get("command") or "")
+        if name != self.cfg.command and name not in self._other_commands:
+            self._other_commands.add(name)
+            log.warning("slack command %s is answered, but SLACK_COMMAND is %s: set "
+                        "SLACK_COMMAND=%s (or change the manifest) so help texts name it",
+                        name[:40], self.cfg.command, name[:40])
         self.later(body, events.command_event)
 
     async def on_action(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:

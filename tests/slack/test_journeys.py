@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import timedelta
 
 import pytest
@@ -12,6 +13,7 @@ from adapters.slack.forms import PendingForms
 from adapters.slack.installations import Sealer
 from adapters.slack.port import SlackPort
 from adapters.slack.tables import SlackPendingForm
+from bot.core import Core
 from bot.feedback.tables import FeedbackItem
 from bot.model import ConversationRef, text_message
 from bot.people.tables import Identity, Person
@@ -19,6 +21,7 @@ from bot.port import PlatformError, Unreachable
 from bot.programme import loader
 from tests.conformance.drivers.slack import SlackDriver
 from tests.conftest import EXAMPLE, MONDAY_10
+from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 from tests.test_feedback_helpers import LEADS, dump
 from tests.test_reports_seed import emails, everyone_answers, seed_round
 
@@ -214,3 +217,27 @@ async def test_the_crash_recovery_lookup_never_reads_a_channel(slack: SlackDrive
     direct = ConversationRef("slack", slack.fake.team, slack.fake.dm_of(u.id), is_direct=True)
     sent = await port.send_keyed(direct, text_message("An early win"), "key-2")
     assert await port.find_sent(direct, "key-2") == sent and ref.message_id
+
+
+# -- 7. a slash command of another name, Bolt's start-up warning ------------------------------
+
+
+async def test_a_slash_command_of_another_name_is_answered_and_the_admin_told_once(
+        slack: SlackDriver, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "staffvoice.slack")
+    for _ in range(2):
+        status, _ = await slack.command(PRACTITIONER, "whoami", command="/staffvoice")
+        assert status == 200
+    assert [PRACTITIONER in m for m in slack.seen(PRACTITIONER)] == [True, True]
+    told = [r.getMessage() for r in caplog.records if "SLACK_COMMAND" in r.getMessage()]
+    assert len(told) == 1 and "/staffvoice" in told[0] and "/voice" in told[0]
+
+
+async def test_bolt_does_not_warn_at_start_that_the_token_is_unused(
+        loaded: Core, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", BOT_TOKEN)  # as under `staffvoice serve`
+    caplog.set_level(logging.WARNING)
+    driver = SlackDriver(loaded, FakeSlack())
+    await driver.start()
+    await driver.close()
+    assert not [r for r in caplog.records if "unused" in r.getMessage()], caplog.text
