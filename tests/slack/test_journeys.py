@@ -19,6 +19,7 @@ from bot.model import ConversationRef, text_message
 from bot.people.tables import Identity, Person
 from bot.port import PlatformError, Unreachable
 from bot.programme import loader
+from bot.pulse.tables import PulseAnswer
 from tests.conformance.drivers.slack import SlackDriver
 from tests.conftest import EXAMPLE, MONDAY_10
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
@@ -241,3 +242,30 @@ async def test_bolt_does_not_warn_at_start_that_the_token_is_unused(
     await driver.start()
     await driver.close()
     assert not [r for r in caplog.records if "unused" in r.getMessage()], caplog.text
+
+
+async def test_a_pulse_comment_with_identifying_details_is_checked_before_it_is_saved(
+        slack: SlackDriver) -> None:
+    await slack.core.tick()  # Monday 10:00: the weekly pulse opens
+    for label in ("4", "4", "4", "4", "4", "8", "Write a comment"):
+        await slack.tap(PRACTITIONER, label)
+    assert slack.form(PRACTITIONER) is not None
+    before = await _answers(slack)
+    comment = "Ring Mrs Okafor on 07700 900123 about the visits."
+    assert await slack.submit(PRACTITIONER, {"comment": comment}) is None
+
+    form = slack.form(PRACTITIONER)  # the same modal, now asking to check, text kept
+    opened = slack.fake.open_view(slack.user(PRACTITIONER).id)
+    assert form is not None and opened is not None and comment in json.dumps(opened.view)
+    shown = " ".join(getattr(b, "text", "") for b in form.intro)
+    assert "Before you save" in shown and "a phone number" in shown and "a person's name" in shown
+    assert await _answers(slack) == before and slack.fake.hidden_views == []
+
+    assert await slack.submit(PRACTITIONER, {"comment": comment}) is None  # kept as it is
+    assert await _answers(slack) == before + 1
+    assert "Thank you!" in slack.seen(PRACTITIONER)[-1]
+
+
+async def _answers(slack: SlackDriver) -> int:
+    async with slack.core.db.session() as s:
+        return await s.scalar(select(func.count()).select_from(PulseAnswer)) or 0
