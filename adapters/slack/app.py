@@ -23,7 +23,14 @@ from adapters.slack import events, render
 from adapters.slack.config import BOT_SCOPES, SlackConfig
 from adapters.slack.forms import PendingForms
 from adapters.slack.installations import DatabaseInstallationStore, DatabaseStateStore, Sealer
-from adapters.slack.port import PLATFORM, Directory, PlatformError, SlackPort, Workspaces
+from adapters.slack.port import (
+    PLATFORM,
+    Directory,
+    PlatformError,
+    SlackPort,
+    Unreachable,
+    Workspaces,
+)
 from bot.channels import parse_channel
 from bot.core import Core
 from bot.errors import UserError
@@ -130,13 +137,32 @@ class SlackAdapter:
         await self.workspaces.start()
         # Bolt's per-request clients copy the app client's session: share ours.
         self.bolt.client.session = self.workspaces.session  # type: ignore[misc]
-        self.spawn(self._check_channels())
+        self.spawn(self._check_setup())
 
-    async def _check_channels(self) -> None:
-        """Say at start which Slack channels named in the programme the bot cannot post in
-        (Slack answers `not_in_channel` until someone invites the app)."""
+    async def _check_setup(self) -> None:
+        """Say at start, one line each, what will stop Slack from working: a refused bot
+        token, and programme channels the bot was not invited to (Slack answers
+        `not_in_channel` until someone invites the app)."""
+        problem = await self.credentials_problem()
+        if problem:
+            log.error("slack credentials: %s", problem)
+            return
         for problem in await self.channel_problems():
             log.warning("slack channel: %s", problem)
+
+    async def credentials_problem(self) -> str | None:
+        """Why Slack refuses the bot token (auth.test), or None; OAuth installs are per workspace."""
+        if not self.cfg.bot_token:
+            return None
+        try:
+            await self.workspaces.teams()  # auth.test
+        except Unreachable as e:  # invalid_auth, token_revoked, account_inactive...
+            return (f"Slack refused SLACK_BOT_TOKEN ({e}). Copy the Bot User OAuth Token "
+                    "(xoxb-...) from your app's OAuth & Permissions page into SLACK_BOT_TOKEN; if "
+                    "the app was uninstalled or the token revoked, reinstall it first.")
+        except PlatformError as e:
+            return f"could not reach Slack at {self.cfg.api_url} to check the bot token ({e})."
+        return None
 
     async def channel_problems(self) -> list[str]:
         """One line per programme channel on Slack that staffvoice cannot post in."""

@@ -269,3 +269,16 @@ async def test_a_pulse_comment_with_identifying_details_is_checked_before_it_is_
 async def _answers(slack: SlackDriver) -> int:
     async with slack.core.db.session() as s:
         return await s.scalar(select(func.count()).select_from(PulseAnswer)) or 0
+
+
+async def test_a_refused_bot_token_is_one_clear_line_at_start(
+        loaded: Core, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "staffvoice.slack")
+    driver = SlackDriver(loaded, FakeSlack(tokens=set()))  # Slack knows no token: a revoked one
+    await driver.start()
+    assert driver.adapter is not None
+    await driver.adapter.drain()
+    await driver.close()
+    [line] = [r.getMessage() for r in caplog.records if "credentials" in r.getMessage()]
+    assert "Slack refused SLACK_BOT_TOKEN (slack: invalid_auth)" in line
+    assert "OAuth & Permissions" in line and "xoxb-" not in line.replace("(xoxb-...)", "")
