@@ -334,8 +334,8 @@ class Core:
         """What someone outside the programme is told."""
         async with self.db.session() as s:
             contact = await people.enrolment_contact(s)
-        return (f"Sorry, you are not part of this programme yet, so I can't take part with you "
-                f"here. If you think you should be, ask {contact}.")
+        return (f"Sorry, you are not part of this programme yet, so I can't help you here. "
+                f"If you think you should be, ask {contact}.")
 
     async def _tell(self, event: Event, port: Port, text: str) -> None:
         """Say `text` to the sender where the event happened, else in a DM; failures logged."""

@@ -185,6 +185,9 @@ class SlackDriver:
         self.base = f"http://127.0.0.1:{port}"
         self.url = f"{self.base}/slack/events"
         self.http = aiohttp.ClientSession()
+        # The adapter's start-up checks (auth.test, channel invites) are no part of a story.
+        await self.adapter.drain()
+        self.fake.calls.clear()
 
     # -- plumbing ----------------------------------------------------------------------
 
