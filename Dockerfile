@@ -17,6 +17,7 @@ COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY adapters ./adapters
 COPY storage ./storage
+COPY staffvoice ./staffvoice
 COPY examples ./examples
 COPY manifest ./manifest
 # Installed from the source tree (editable) so the Alembic migrations, which are not a Python

@@ -18,9 +18,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
+# ruff everywhere; mypy (default mode) on every layer of the product.
 lint: $(STAMP)
-	$(BIN)/ruff check bot adapters storage tests bench
-	$(BIN)/mypy bot storage
+	$(BIN)/ruff check bot adapters storage staffvoice tests bench
+	$(BIN)/mypy bot storage adapters staffvoice
 
 clean:
 	rm -rf $(VENV) staffvoice.db staffvoice.db-wal staffvoice.db-shm

@@ -5,7 +5,7 @@ frameworks measured in the same run.
 
 Processes (each its own, on loopback):
 - fakes: the fake Slack Web API and the fake Teams Bot Connector + token issuer (tests/fakes);
-- ours: `adapters.server.serve` (health, metrics, scheduler, workers, Slack and Teams mounted),
+- ours: `staffvoice.serve.lifecycle.serve` (health, metrics, scheduler, workers, Slack and Teams mounted),
   SQLite, the example programme loaded. The one change from production: the Teams outbound
   token comes from the fake issuer instead of Entra (no network here);
 - bare slack-bolt: an AsyncApp whose message listener only acks (process_before_response=True,
@@ -131,9 +131,9 @@ def serve_ours(fakes: dict[str, Any]) -> Any:
     import functools
 
     import adapters.teams.mount as teams_mount
-    from adapters import server
     from adapters.teams.connector import ConnectorPool
     from bot.config import Settings
+    from staffvoice.serve import lifecycle as server
 
     tokens = FakeIssuerTokens(fakes["pem"], fakes["kid"], fakes["app_id"])
     teams_mount.mount = functools.partial(teams_mount.mount,  # type: ignore[assignment]
@@ -153,9 +153,11 @@ def serve_ours(fakes: dict[str, Any]) -> Any:
         import runpy
 
         runpy.run_path(os.environ["LOAD_HOOK"])
-    workers = int(os.environ.get("LOAD_WORKERS", "1"))
-    if workers > 1:
-        raise SystemExit(server.run(settings, "127.0.0.1", 0, workers=workers))
+    if int(os.environ.get("LOAD_WORKERS", "1")) > 1:
+        # `serve --workers` is gone (issue 23): replicas are separate `serve --reuse-port`
+        # processes, which this bench does not start yet.
+        raise SystemExit("LOAD_WORKERS: `serve --workers` was replaced by N `serve --reuse-port` "
+                         "processes; this bench serves one")
     return server.serve(settings, "127.0.0.1", 0)
 
 

@@ -29,7 +29,8 @@ from bot.model import ActionEvent, ConversationRef, RatingScale, UserRef  # noqa
 from bot.people.tables import Identity, Person, Team  # noqa: E402
 from bot.pulse import cards, definition  # noqa: E402
 from bot.pulse import service as pulse  # noqa: E402
-from bot.pulse.tables import PulseAnswer  # noqa: E402
+from bot.pulse.tables import PulsePending, PulseRound, PulseTally  # noqa: E402
+from staffvoice.tables import import_all_tables  # noqa: E402
 from storage.db import Database  # noqa: E402
 
 MONDAY_10 = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
@@ -124,6 +125,7 @@ async def dispatcher_only(core: Core, port: FakePort, n: int, concurrency: int) 
 async def main(n: int, concurrency: int, url: str | None, compare: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db = Database(url or f"sqlite+aiosqlite:///{tmp}/bench.db")
+        import_all_tables()
         await db.create_all()
         core = Core(db, settings=Settings(secret_key="bench-only"), clock=FakeClock(MONDAY_10))
         port = FakePort()
@@ -141,7 +143,16 @@ async def main(n: int, concurrency: int, url: str | None, compare: bool = False)
         elapsed = await answer_all(core, port, n, concurrency)
         print(f"{statements[0] / (n * len(QUESTIONS)):.1f} SQL statements per answer (all of core.handle)")
         async with db.session() as s:
-            stored = (await s.execute(select(func.count()).select_from(PulseAnswer))).scalar_one()
+            stored = (await s.execute(select(func.count()).select_from(PulsePending))).scalar_one()
+        # Closing opens every sealed answer and writes the round's counts, in one transaction.
+        t0 = time.perf_counter()
+        async with db.session() as s:
+            rnd = (await s.execute(select(PulseRound))).scalar_one()
+            await pulse.close_round(s, rnd, MONDAY_10, core.secret)
+        closing = time.perf_counter() - t0
+        async with db.session() as s:
+            kept = (await s.execute(select(func.sum(PulseTally.n)))).scalar_one()
+        print(f"round closed in {closing:.2f} s: {kept} answers kept as counts per cell")
         baseline = await dispatcher_only(core, port, min(n, 2000), concurrency) if compare else 0.0
         await db.dispose()
     if baseline:

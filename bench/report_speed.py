@@ -1,5 +1,9 @@
 """How long all group results of one pulse round take: 1,000,000 answers across 300 teams, SQLite.
 
+A closed round keeps its answers as counts per reporting cell (bot/pulse/tables.py), so the
+fill computes the cells as a round's opening does (bot/pulse/cells.py) and the counts as its
+closing does, then the report reads only those.
+
     .venv/bin/python bench/report_speed.py [--answers 1000000] [--teams 300] [--keep DB]
 
 Builds a scratch database (migrated like production), fills it with fictional data straight
@@ -14,7 +18,6 @@ import asyncio
 import json
 import os
 import random
-import secrets
 import sqlite3
 import statistics
 import sys
@@ -91,29 +94,50 @@ def fill(path: str, answers: int, teams: int, seed: int = 7) -> str:
                 " anonymity, question_ids) VALUES (?, 'bench', 1, ?, ?, ?, 'closed', 'anonymous', ?)",
                 (rid, opens.strftime(fmt), (opens + timedelta(days=2)).strftime(fmt),
                  (opens + timedelta(days=4)).strftime(fmt), json.dumps([q for q, _ in qids])))
-    con.executemany("INSERT INTO pulse_participation (round_id, person_id, team_id, unreachable, reminded,"
-                    " finished) VALUES (?, ?, ?, 0, 0, ?)",
-                    [(rid, pid, team, int(i < respondents)) for i, (pid, _, _, team) in enumerate(people)])
+    from collections import Counter
+
+    from bot.pulse import cells as cellmod
+
     role_of = dict(roles)
-
-    def rows():  # type: ignore[no-untyped-def]
-        for pid, _, _, team in people[:respondents]:
-            key = secrets.token_hex(32)  # as long as a keyed hash
-            role = role_of[pid]
-            for qid, kind in qids:
-                value = {"likert5": rng.randint(1, 5), "enps": rng.randint(0, 10),
-                         "yesno": rng.randint(0, 1)}.get(kind)
-                text = "A fictional comment." if kind == "text" else None
-                yield (new_id(), rid, qid, key, team, role, value, None, text)
-
-    con.executemany("INSERT INTO pulse_answers (id, round_id, question_id, response_key, team_id, role,"
-                    " value, choice, text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows())
+    main = {pid: ("team_lead" if leads.get(team) == pid else role_of[pid])
+            for pid, _, _, team in people}
+    parents = {t: p for t, _, p in team_rows}
+    where = cellmod.assign(((pid, team, main[pid]) for pid, _, _, team in people), parents, 5)
+    invited_cells = Counter(where.values())
+    answered = Counter(where[pid] for pid, *_ in people[:respondents])
+    tallies: Counter[tuple[str, tuple[str | None, str], int]] = Counter()
+    comments = []
+    for pid, *_ in people[:respondents]:
+        cell = where[pid]
+        for qid, kind in qids:
+            if kind == "text":
+                comments.append((qid, cell[0]))
+                continue
+            value = {"likert5": rng.randint(1, 5), "enps": rng.randint(0, 10),
+                     "yesno": rng.randint(0, 1)}[kind]
+            tallies[(qid, cell, value)] += 1
+    con.executemany("INSERT INTO pulse_cells (id, round_id, team_id, role, invited, respondents)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    [(new_id(), rid, t, r, n, answered.get((t, r), 0))
+                     for (t, r), n in invited_cells.items()])
+    con.executemany("INSERT INTO pulse_tallies (id, round_id, question_id, team_id, role, value,"
+                    " choice, n) VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
+                    [(new_id(), rid, q, t, r, v, n) for (q, (t, r), v), n in tallies.items()])
+    home = cellmod.comment_teams(invited_cells, parents, 10)
+    rng.shuffle(comments)
+    con.executemany("INSERT INTO pulse_comments (id, round_id, question_id, team_id, text)"
+                    " VALUES (?, ?, ?, ?, 'A fictional comment.')",
+                    [(new_id(), rid, q, home.get(t, t)) for q, t in comments])
+    con.execute("UPDATE pulse_rounds SET n_asked = ?, n_invited = ?, n_finished = ?,"
+                " n_respondents = ? WHERE id = ?", (invited, invited, respondents, respondents, rid))
     con.commit()
-    count = con.execute("SELECT COUNT(*) FROM pulse_answers").fetchone()[0]
+    count = sum(tallies.values()) + len(comments)
+    rows = con.execute("SELECT (SELECT COUNT(*) FROM pulse_tallies) + (SELECT COUNT(*) FROM"
+                       " pulse_cells)").fetchone()[0]
     con.execute("ANALYZE")
     con.close()
-    print(f"filled: {count:,} answers, {respondents:,} respondents of {invited:,} asked, "
-          f"{len(team_rows)} teams")
+    print(f"filled: {count:,} answers kept as {rows:,} count rows and {len(comments):,} comments, "
+          f"{respondents:,} respondents of {invited:,} asked, {len(team_rows)} teams")
     return rid
 
 

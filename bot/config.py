@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from storage.db import DEFAULT_URL
+
+N = TypeVar("N", int, float)
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value that cannot be used; `str()` says which and why."""
 
 
 @dataclass(frozen=True)
@@ -15,6 +23,7 @@ class Settings:
     secret_key: str = field(default="", repr=False)
     host: str = "127.0.0.1"
     port: int = 3978
+    reuse_port: bool = False  # share the port with other `serve` processes (SO_REUSEPORT)
     programme_file: str = ""
     log_level: str = "INFO"
     log_json: bool | None = None
@@ -22,16 +31,32 @@ class Settings:
     sender_enabled: bool = True
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings from `env` (the process environment by default); `SettingsError` names a
+        variable whose value cannot be used."""
         e = os.environ if env is None else env
         json_env = e.get("STAFFVOICE_LOG_JSON")
         return cls(
             database_url=e.get("STAFFVOICE_DATABASE_URL", DEFAULT_URL),
             secret_key=e.get("STAFFVOICE_SECRET_KEY", ""),
             host=e.get("STAFFVOICE_HOST", "127.0.0.1"),
-            port=int(e.get("STAFFVOICE_PORT", "3978")),
+            port=_number(e, "STAFFVOICE_PORT", "3978", int, 0, 65535),
+            reuse_port=e.get("STAFFVOICE_REUSE_PORT", "").strip().lower() in ("1", "true", "yes"),
             programme_file=e.get("STAFFVOICE_PROGRAMME", ""),
             log_level=e.get("STAFFVOICE_LOG_LEVEL", "INFO"),
             log_json=None if json_env is None else json_env.lower() in ("1", "true", "yes"),
-            scheduler_interval_s=float(e.get("STAFFVOICE_SCHEDULER_INTERVAL", "30")),
+            scheduler_interval_s=_number(e, "STAFFVOICE_SCHEDULER_INTERVAL", "30", float, 0.01, 86400),
         )
+
+
+def _number(env: Mapping[str, str], name: str, default: str, kind: Callable[[str], N],
+            low: float, high: float) -> N:
+    raw = env.get(name, default).strip()
+    try:
+        value = kind(raw)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise SettingsError(f"{name} must be {what}, not {raw!r}") from None
+    if not low <= value <= high:  # type: ignore[operator]
+        raise SettingsError(f"{name} must be between {low:g} and {high:g}, not {raw}")
+    return value

@@ -7,7 +7,7 @@ import importlib
 import logging
 import pkgutil
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -46,6 +46,9 @@ from bot.secrets import keyed_hash
 from storage.db import Database
 
 log = logging.getLogger("staffvoice.core")
+# Slack retries an event three times within minutes, the Bot Connector within its HTTP timeout
+# (DESIGN.md, platform facts); a day is far beyond either.
+EVENT_RETRIES = timedelta(days=1)
 
 SORRY = "Sorry, something went wrong on our side and nothing was saved. Please try again in a minute."
 UNKNOWN = "Sorry, I didn't understand that. Type “help” to see what you can do."
@@ -63,6 +66,12 @@ class HandleResult:
     # surfaces the adapter draws itself (a home tab).
     notice: str | None = None
 
+
+# A middleware wraps every inbound event, as Bolt's do: it gets the event, the port it came
+# from and `call_next` (the rest of the chain, then the core), and returns the result; it may
+# look at or time the call, never change the event. Registered with `Core.use`.
+Next = Callable[[], Awaitable[HandleResult]]
+Middleware = Callable[[Event, Port, Next], Awaitable[HandleResult]]
 
 # Who sent an event: the person, their roles and their DM route on the event's platform.
 _Sender = tuple[Person, frozenset[str], dict[str, Any] | None]
@@ -198,9 +207,14 @@ class Core:
         self.router = router or build_router()
         self.ports: dict[str, Port] = {}
         self.secret: bytes = b""
+        self.middleware: list[Middleware] = []
 
     def add_port(self, port: Port) -> None:
         self.ports[port.platform] = port
+
+    def use(self, middleware: Middleware) -> None:
+        """Run `middleware` around every inbound event (first registered, outermost)."""
+        self.middleware.append(middleware)
 
     async def start(self) -> None:
         """Load the server secret (from the environment, else one kept in the database)."""
@@ -211,7 +225,19 @@ class Core:
     # -- inbound ---------------------------------------------------------------------
 
     async def handle(self, event: Event, port: Port) -> HandleResult:
-        """Handle one inbound event exactly once; never raises for user errors."""
+        """Handle one inbound event exactly once, through the middleware; never raises for
+        user errors."""
+        if not self.middleware:
+            return await self._handle(event, port)
+
+        def chain(i: int) -> Next:
+            if i == len(self.middleware):
+                return lambda: self._handle(event, port)
+            return lambda: self.middleware[i](event, port, chain(i + 1))
+
+        return await chain(0)()
+
+    async def _handle(self, event: Event, port: Port) -> HandleResult:
         if not self.secret:
             await self.start()
         event = clean_event(event)
@@ -292,8 +318,9 @@ class Core:
 
     async def _admit_on(self, conn: AsyncConnection, event: Event, key: str) -> _Sender:
         """The admission's statements, in the caller's transaction."""
-        seen_at = self.clock.now().replace(minute=0, second=0, microsecond=0)
-        await conn.execute(_SEEN, {"event_id": key, "seen_at": seen_at})
+        # The day only: an hour would mark which events came together (a form sent again
+        # after "Before you send" stands out as the hour with one more event).
+        await conn.execute(_SEEN, {"event_id": key, "seen_at": day_of(self.clock.now())})
         found = await people.known_sender(conn, event.user, _dm_of(event),
                                           day_of(self.clock.now()))
         if found is None:  # a new user (or a new time zone): the full path
@@ -431,11 +458,11 @@ class Core:
             for name, value in changes.items():
                 setattr(ident, name, value)
 
-    async def prune_events(self, older_than: timedelta = timedelta(days=7)) -> None:
+    async def prune_events(self, keep: timedelta = EVENT_RETRIES) -> None:
+        """Forget event ids once no retry of them can arrive (kept by day: today and yesterday)."""
         async with self.db.session() as s:
-            await s.execute(
-                delete(ProcessedEvent).where(ProcessedEvent.seen_at < self.clock.now() - older_than)
-            )
+            await s.execute(delete(ProcessedEvent).where(
+                ProcessedEvent.seen_at < day_of(self.clock.now() - keep)))
 
     # -- outbound --------------------------------------------------------------------
 

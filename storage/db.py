@@ -20,16 +20,30 @@ from sqlalchemy.ext.asyncio import (
 from storage import sqlite_inline
 from storage.sqlite_inline import offloaded
 
-__all__ = ["DEFAULT_URL", "Database", "connection_of", "offloaded"]
+__all__ = ["DEFAULT_URL", "Database", "DatabaseUnavailable", "DatabaseUrlError", "connection_of",
+           "offloaded"]
 
 DEFAULT_URL = "sqlite+aiosqlite:///staffvoice.db"
 MIGRATIONS = Path(__file__).with_name("migrations")
+SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
+# Advisory lock keys (PostgreSQL): any fixed 64-bit numbers distinct from the scheduler's.
+UPGRADE_LOCK = 0x5F5F_7376_0001
+STARTUP_LOCK = 0x5F5F_7376_0002
+
+
+class DatabaseUrlError(ValueError):
+    """The database URL cannot name a database this program can use; `str()` says why."""
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be opened or reached; `str()` says why, in one line."""
 
 
 class Database:
     """One engine and session factory; `sqlite+aiosqlite://` or `postgresql+asyncpg://`."""
 
     def __init__(self, url: str = DEFAULT_URL, *, echo: bool = False) -> None:
+        check_url(url)
         self.url = url
         kwargs: dict[str, object] = {"echo": echo}
         if url.startswith("sqlite"):
@@ -67,11 +81,51 @@ class Database:
         except Exception:
             return False
 
+    async def check(self) -> None:
+        """Open one connection, or raise `DatabaseUnavailable` saying why in one line."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as e:  # the driver's own errors differ: asyncpg, sqlite3, OSError
+            raise DatabaseUnavailable(f"cannot open the database at {self.safe_url}: "
+                                      f"{_reason(e)}") from e
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password hidden, for messages."""
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    async def is_current(self) -> bool:
+        """Every migration head this code expects is applied."""
+        applied, expected = await self.current_heads()
+        return applied == expected
+
     async def upgrade(self) -> None:
-        """Apply every Alembic migration (all feature heads)."""
-        import_all_tables()
+        """Apply every Alembic migration (all feature heads).
+
+        Migrations are self-contained: the tables' modules need not be imported for this.
+        On PostgreSQL, replicas starting at once take turns (a transaction-level advisory
+        lock): the first migrates, the others then find nothing to do."""
         async with self.engine.begin() as conn:
+            if not self.is_sqlite:
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": UPGRADE_LOCK})
             await conn.run_sync(_run_upgrade)
+
+    @asynccontextmanager
+    async def exclusive(self, key: int) -> AsyncIterator[None]:
+        """Hold a PostgreSQL session-level advisory lock `key` for the block (replicas doing
+        the same start-up work take turns); on SQLite, where one process serves, nothing."""
+        if self.is_sqlite:
+            yield
+            return
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            await conn.commit()
+            try:
+                yield
+            finally:
+                await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                await conn.commit()
 
     async def current_heads(self) -> tuple[set[str], set[str]]:
         """(applied revisions, revisions the code expects)."""
@@ -87,10 +141,10 @@ class Database:
         return applied, expected
 
     async def create_all(self) -> None:
-        """Create tables straight from the models (tests); production uses `upgrade`."""
+        """Create the tables of every model imported so far (tests and benches); production
+        uses `upgrade`. Tables register themselves on `Base.metadata` when their module loads."""
         from storage.base import Base
 
-        import_all_tables()
         async with self.engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all)
 
@@ -101,6 +155,30 @@ class Database:
 async def connection_of(s: AsyncSession | AsyncConnection) -> AsyncConnection:
     """The connection under a session (or the connection itself), for Core statements."""
     return s if isinstance(s, AsyncConnection) else await s.connection()
+
+
+def check_url(url: str) -> None:
+    """Refuse a URL this program cannot use, before any driver tries it."""
+    try:
+        u = make_url(url)
+    except Exception:
+        raise DatabaseUrlError(
+            f"{url!r} is not a database URL; expected sqlite+aiosqlite:///FILE or "
+            "postgresql+asyncpg://USER:PASSWORD@HOST:PORT/NAME") from None
+    if u.drivername not in SCHEMES:
+        raise DatabaseUrlError(
+            f"unsupported database URL scheme {u.drivername!r}; use one of: {', '.join(SCHEMES)}")
+    if u.drivername.startswith("postgresql") and not u.database:
+        raise DatabaseUrlError("the PostgreSQL URL names no database (.../NAME at the end)")
+
+
+def _reason(e: BaseException) -> str:
+    """A driver error in one line, without SQLAlchemy's background link and SQL echo."""
+    inner = getattr(e, "orig", None) or e.__cause__ or e
+    if isinstance(inner, OSError) and inner.strerror:
+        return inner.strerror
+    text_ = str(inner).strip().splitlines()[0] if str(inner).strip() else type(inner).__name__
+    return text_[:300]
 
 
 def _sqlite_target(url: str) -> tuple[str, bool]:
@@ -137,29 +215,6 @@ def _run_upgrade(sync_conn: object) -> None:
     cfg = alembic_config(str(sync_conn.engine.url.render_as_string(hide_password=False)))  # type: ignore[attr-defined]
     cfg.attributes["connection"] = sync_conn
     command.upgrade(cfg, "heads")
-
-
-def import_all_tables() -> None:
-    """Import every module that defines tables, so one metadata knows them all.
-
-    Each feature keeps its tables next to its code in `bot/<feature>/tables.py`;
-    they are found on disk so a new feature needs no edit here.
-    """
-    import importlib
-    import pkgutil
-
-    import bot
-
-    importlib.import_module("bot.dispatch_tables")
-    importlib.import_module("adapters.teams.tables")  # adapter-owned tables (references)
-    importlib.import_module("adapters.slack.tables")  # Slack installations and OAuth state
-    for info in pkgutil.iter_modules(bot.__path__):
-        if info.ispkg:
-            try:
-                importlib.import_module(f"bot.{info.name}.tables")
-            except ModuleNotFoundError as e:
-                if e.name != f"bot.{info.name}.tables":
-                    raise
 
 
 def run(coro):  # type: ignore[no-untyped-def]

@@ -15,8 +15,11 @@ from sqlalchemy import text
 from bot.clock import FakeClock
 from bot.config import Settings
 from bot.core import Core
+from staffvoice.tables import import_all_tables
 from storage.base import Base
 from storage.db import Database
+
+import_all_tables()  # every table on the one metadata (truncation, model/migration comparison)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "programme.yaml"

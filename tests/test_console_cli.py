@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.conftest import EXAMPLE, ROOT, TEST_SECRET
 
-STAFFVOICE = [sys.executable, "-m", "adapters.cli"]
+STAFFVOICE = [sys.executable, "-m", "staffvoice"]
 
 
 def run(args: list[str], db_url: str, tmp: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:

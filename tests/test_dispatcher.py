@@ -255,7 +255,7 @@ async def test_a_tap_that_fails_while_storing_leaves_no_trace_and_its_redelivery
 
     from bot.dispatch_tables import ProcessedEvent
     from bot.pulse import service as pulse
-    from bot.pulse.tables import PulseAnswer
+    from bot.pulse.tables import PulsePending
 
     d, (posted, scale) = await _open_pulse(loaded)
 
@@ -274,10 +274,10 @@ async def test_a_tap_that_fails_while_storing_leaves_no_trace_and_its_redelivery
                       action_id=scale.action_id, value="2", message=posted.ref)
     result = await loaded.handle(tap, d.port)
     assert result.error == "internal" and "went wrong on our side" in d.seen(PRACTITIONER)[-1]
-    assert await count(PulseAnswer) == 0 and await count(ProcessedEvent) == before
+    assert await count(PulsePending) == 0 and await count(ProcessedEvent) == before
     monkeypatch.setattr(pulse, "respondent", real)
     again = await loaded.handle(tap, d.port)  # the platform redelivers it
-    assert not again.duplicate and await count(PulseAnswer) == 1
+    assert not again.duplicate and await count(PulsePending) == 1
 
 
 async def test_a_joining_action_that_replies_first_holds_no_lock_during_the_reply(
@@ -322,7 +322,7 @@ async def test_a_pulse_tap_while_the_database_is_down_is_a_polite_sorry_and_coun
 ) -> None:
     from sqlalchemy import func, select
 
-    from bot.pulse.tables import PulseAnswer
+    from bot.pulse.tables import PulsePending
     from tests.hardening.outage import Outage
 
     d, (posted, scale) = await _open_pulse(loaded)
@@ -339,7 +339,7 @@ async def test_a_pulse_tap_while_the_database_is_down_is_a_polite_sorry_and_coun
     again = await loaded.handle(tap, d.port)
     assert not again.duplicate and again.error is None
     async with loaded.db.session() as s:
-        assert (await s.execute(select(func.count()).select_from(PulseAnswer))).scalar_one() == 1
+        assert (await s.execute(select(func.count()).select_from(PulsePending))).scalar_one() == 1
 
 
 async def test_a_reply_to_a_tap_without_a_conversation_goes_to_the_stored_dm_route(
@@ -414,3 +414,29 @@ async def test_first_contact_asks_the_platform_with_no_database_connection_held(
     async with loaded.db.session() as s:
         idents = (await s.execute(select(Identity).where(Identity.person_id == person.id))).scalars().all()
     assert [(i.platform, i.user_id) for i in idents] == [("fake", f"U-{newcomer}")]
+
+
+async def test_middleware_wraps_every_event_outermost_first_and_sees_the_outcome(loaded: Core) -> None:
+    """Core.use: what metrics (staffvoice/serve/metrics.py) and similar concerns hook into,
+    instead of replacing Core.handle."""
+    d = FakeDriver(loaded)
+    seen: list[str] = []
+
+    def tracer(name: str):  # type: ignore[no-untyped-def]
+        async def mw(event, port, call_next):  # type: ignore[no-untyped-def]
+            seen.append(f"{name} in {event.event_id}")
+            result = await call_next()
+            seen.append(f"{name} out {'duplicate' if result.duplicate else 'ok'}")
+            return result
+
+        return mw
+
+    loaded.use(tracer("outer"))
+    loaded.use(tracer("inner"))
+    ev = MessageEvent("ev-mw", d.user(PRACTITIONER), d.conv(PRACTITIONER), text="whoami")
+    await loaded.handle(ev, d.port)
+    await loaded.handle(ev, d.port)
+    assert seen == ["outer in ev-mw", "inner in ev-mw", "inner out ok", "outer out ok",
+                    "outer in ev-mw", "inner in ev-mw", "inner out duplicate", "outer out duplicate"]
+    assert len(d.seen(PRACTITIONER)) == 1  # the answer went out once
+    assert "handle" not in vars(loaded)  # nobody replaced the method

@@ -97,7 +97,7 @@ async def test_reply_answer_back_and_revoke_through_the_sealed_route(loaded: Cor
     ref = REF.search(d.seen(CHANGE)[-1]).group(1)  # type: ignore[union-attr]
     await d.say(CHANGE, f"feedback reply #{ref}")
     assert await d.submit(CHANGE, {"text": "Which day would suit you better?"}) is None
-    assert "The author was told there is an answer" in d.seen(CHANGE)[-1]
+    assert "The author is told there is an answer when the app can reach them" in d.seen(CHANGE)[-1]
     assert d.seen(PRACTITIONER)[-1].startswith("The change team answered your feedback")
     await d.tap(PRACTITIONER, "Read the answer")
     assert await d.submit(PRACTITIONER, {"text": "Tuesdays, please."}) is None
@@ -278,7 +278,7 @@ async def test_you_said_we_did_reaches_staff_and_every_author_who_allowed_replie
     assert await d.submit(CHANGE, {"title": "Caseload cap", "items": "",
                                    "text": "From January no caseload goes above 18."}) is None
     assert "3 items marked done" in d.seen(CHANGE)[-1]
-    assert "to 1 author who allowed replies" in d.seen(CHANGE)[-1]
+    assert "to the authors who allowed replies." in d.seen(CHANGE)[-1]
     personal = [m for m in d.seen(PRACTITIONER) if m.startswith("You said, we did: Caseload cap")]
     assert len(personal) == 1 and "Stop replies" in personal[0]
     assert not [m for m in d.seen(third) if "You said, we did: Caseload cap" == m.splitlines()[0]]

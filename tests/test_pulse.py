@@ -7,7 +7,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import DateTime, func, inspect, select
+from sqlalchemy import DateTime, func, select
 
 from bot.core import Core
 from bot.model import ActionEvent, RatingScale
@@ -15,13 +15,18 @@ from bot.people.tables import Identity, Person
 from bot.programme import loader
 from bot.programme.schema import ProgrammeError
 from bot.pulse import cards
+from bot.pulse import service as pulse
 from bot.pulse.tables import (
-    PulseAnswer,
-    PulseAttribution,
+    PulseAttributedAnswer,
+    PulseCell,
+    PulseComment,
     PulseCompletion,
     PulseParticipation,
+    PulsePending,
     PulseRound,
+    PulseRoundKey,
     PulseSurvey,
+    PulseTally,
 )
 from tests.conformance.drivers.fake import FakeDriver
 from tests.conftest import EXAMPLE
@@ -39,6 +44,20 @@ async def count(core: Core, table: type, *where: object) -> int:
         for w in where:
             q = q.where(w)  # type: ignore[arg-type]
         return int((await s.execute(q)).scalar_one())
+
+
+async def held(core: Core) -> list[tuple[int | None, str | None, str | None]]:
+    """Every answer an open round holds, opened with its round secret (value, choice, text)."""
+    out = []
+    async with core.db.session() as s:
+        rows = (await s.execute(select(PulsePending))).scalars().all()
+        for a in rows:
+            secret = await pulse.round_secret(s, a.round_id, core.secret)
+            assert secret is not None
+            box = pulse.derive(secret, pulse.ANSWER_LABEL)
+            out.append(pulse._open_answer(box, a.round_id, a.response_key, a.question_id,
+                                          a.sealed))
+    return out
 
 
 async def open_round(loaded: Core) -> FakeDriver:
@@ -74,9 +93,7 @@ async def test_a_practitioner_answers_with_one_tap_and_can_change_it_until_close
     await d.tap(P1, "2")
     await d.tap(P1, "Previous")
     await d.tap(P1, "5")
-    async with loaded.db.session() as s:
-        values = list((await s.execute(select(PulseAnswer.value))).scalars())
-    assert values == [5]
+    assert [v for v, _c, _t in await held(loaded)] == [5]
     assert len(d.seen(P1)) == 1
 
 
@@ -95,9 +112,7 @@ async def test_a_free_text_comment_is_stored_without_a_name_and_thanks_follow(lo
     form = d.form(P1)
     assert form is not None and "not the way to report a concern" in str(form.intro)
     assert await d.submit(P1, {"comment": "Group supervision is helping a lot."}) is None
-    async with loaded.db.session() as s:
-        texts = list((await s.execute(select(PulseAnswer.text).where(
-            PulseAnswer.text.is_not(None)))).scalars())
+    texts = [t for _v, _c, t in await held(loaded) if t]
     assert texts == ["Group supervision is helping a lot."]
     last = d.seen(P1)
     assert len(last) == 1 and "Thank you!" in last[0]
@@ -119,49 +134,52 @@ async def test_the_thank_you_points_at_the_last_published_round(loaded: Core) ->
 
 
 async def test_no_answer_can_be_joined_to_a_person(loaded: Core) -> None:
-    """Schema and rows: answers carry no person, no time, random keys, nothing shared."""
+    """Schema and rows: answers carry no person, no time, random keys; sealed until close."""
     d = await open_round(loaded)
     for who in (P1, P2, "practitioner3@northbridge.example"):
         for label in ("4", "2", "Skip", "5"):
             await d.tap(who, label)
-    cols = {c.name: c for c in PulseAnswer.__table__.columns}
-    assert not any("person" in n or "user" in n or "email" in n for n in cols)
-    assert not any(isinstance(c.type, DateTime) or "time" in n or "_at" in n
-                   for n, c in cols.items())
-    fk_targets = {fk.column.table.name for c in cols.values() for fk in c.foreign_keys}
-    assert fk_targets <= {"pulse_rounds", "pulse_questions"}
+    for table in (PulsePending, PulseTally, PulseCell, PulseComment):
+        cols = {c.name: c for c in table.__table__.columns}
+        assert not any("person" in n or "user" in n or "email" in n for n in cols), table
+        assert not any(isinstance(c.type, DateTime) or "time" in n or "_at" in n
+                       for n, c in cols.items()), table
+        fk_targets = {fk.column.table.name for c in cols.values() for fk in c.foreign_keys}
+        assert fk_targets <= {"pulse_rounds", "pulse_questions"}, table
     part_cols = set(PulseParticipation.__table__.columns.keys())
     assert not any("answer" in n or "response" in n for n in part_cols)
-    done_cols = set(PulseCompletion.__table__.columns.keys())
-    assert done_cols == {"round_id", "response_key"}
+    assert set(PulseCompletion.__table__.columns.keys()) == {"round_id", "response_key"}
 
     async with loaded.db.engine.connect() as conn:
-        tables = await conn.run_sync(lambda c: inspect(c).get_table_names())
-        answers = (await conn.execute(PulseAnswer.__table__.select())).mappings().all()
+        answers = (await conn.execute(PulsePending.__table__.select())).mappings().all()
         people = (await conn.execute(Person.__table__.select())).mappings().all()
         idents = (await conn.execute(Identity.__table__.select())).mappings().all()
         parts = (await conn.execute(PulseParticipation.__table__.select())).mappings().all()
-    assert "pulse_answers" in tables and len(answers) == 9
+    assert len(answers) == 9
     # Values that identify a person, anywhere they are kept.
     personal = {str(v) for row in (*people, *idents) for v in row.values() if v}
     personal |= {str(r["person_id"]) for r in parts} | {str(r["message"]) for r in parts}
     personal |= {hashlib.sha256(str(p["id"]).encode()).hexdigest() for p in people}
     for a in answers:
-        for name in ("id", "response_key"):
-            assert str(a[name]) not in personal, f"answer {name} matches a person's data"
-        assert len(a["id"]) == 24 and int(a["id"], 16) >= 0
-    # The same respondent's answers share a key, but the keys are not ordered by anyone.
+        assert str(a["response_key"]) not in personal, "a response key matches a person's data"
+    # The same respondent's answers share a key (three people), nobody's key is readable.
     assert len({a["response_key"] for a in answers}) == 3
-    ids = [a["id"] for a in answers]
-    assert ids != sorted(ids) or len(set(ids)) == len(ids)
-    assert await count(loaded, PulseAttribution) == 0
     if loaded.db.is_sqlite:  # no hidden insert-order key either
         from sqlalchemy import text
         from sqlalchemy.exc import OperationalError
 
         with pytest.raises(OperationalError):
             async with loaded.db.engine.connect() as conn:
-                await conn.execute(text("SELECT rowid FROM pulse_answers"))
+                await conn.execute(text("SELECT rowid FROM pulse_pending"))
+    # Closing keeps counts per cell and forgets who was asked, finished, and the round's key.
+    loaded.clock.set(MONDAY_10 + timedelta(days=1))  # type: ignore[attr-defined]
+    await d.say(CHANGE, "pulse close weekly-pulse")
+    for table in (PulsePending, PulseCompletion, PulseParticipation, PulseRoundKey):
+        assert await count(loaded, table) == 0, table
+    assert await count(loaded, PulseAttributedAnswer) == 0
+    async with loaded.db.session() as s:
+        tallies = (await s.execute(select(PulseTally.value, PulseTally.n))).all()
+    assert sorted(tallies) == [(2, 3), (4, 3), (5, 3)]
 
 
 async def test_an_attributed_survey_keeps_names_apart_and_says_so(loaded: Core) -> None:
@@ -172,11 +190,12 @@ async def test_an_attributed_survey_keeps_names_apart_and_says_so(loaded: Core) 
     d = await open_round(loaded)
     assert "NOT anonymous" in d.seen(P1)[0]
     await d.tap(P1, "4")
+    loaded.clock.set(MONDAY_10 + timedelta(days=1))  # type: ignore[attr-defined]
+    await d.say(CHANGE, "pulse close weekly-pulse")
     async with loaded.db.session() as s:
-        attr = (await s.execute(select(PulseAttribution))).scalars().one()
+        attr = (await s.execute(select(PulseAttributedAnswer))).scalars().one()
         person = (await s.execute(select(Person).where(Person.email == P1))).scalar_one()
-        answer = (await s.execute(select(PulseAnswer))).scalars().one()
-    assert attr.person_id == person.id and attr.response_key == answer.response_key
+    assert attr.person_id == person.id and attr.value == 4
 
 
 # -- bad input -----------------------------------------------------------------------------
@@ -194,7 +213,7 @@ async def test_a_forged_out_of_range_value_is_refused_and_nothing_is_stored(load
     assert "no longer available" in d.seen(P1)[-1]
     await raw_tap(d, P1, scale.action_id.replace(cards.ANSWER, cards.NAV), "explode")
     assert "isn't one of the answers" in d.seen(P1)[-1]
-    assert await count(loaded, PulseAnswer) == 0
+    assert await count(loaded, PulsePending) == 0
     assert "question 1 of 7" in d.seen(P1)[0]  # the survey card is untouched
 
 
@@ -210,7 +229,7 @@ async def test_someone_outside_the_audience_cannot_answer(loaded: Core) -> None:
     await d.core.handle(ActionEvent("x1", d.user(stranger), d.conv(stranger),
                                     action_id=scale.action_id, value="3"), d.port)
     assert d.seen(stranger)[-1] == "That survey wasn't sent to you, so nothing was saved."
-    assert await count(loaded, PulseAnswer) == 0
+    assert await count(loaded, PulsePending) == 0
 
 
 async def test_unknown_survey_in_a_command_changes_nothing(loaded: Core) -> None:
@@ -262,8 +281,7 @@ async def test_a_survey_defined_in_chat_opens_now_for_its_audience(loaded: Core)
     await d.tap(P1, "4")
     await d.tap(P1, "Family network meetings")
     await d.tap(P1, "Yes")
-    async with loaded.db.session() as s:
-        rows = (await s.execute(select(PulseAnswer.value, PulseAnswer.choice))).all()
+    rows = [(v, c) for v, c, _t in await held(loaded)]
     assert sorted(rows, key=str) == sorted([(4, None), (None, "Family network meetings"),
                                             (1, None)], key=str)
 
@@ -275,7 +293,7 @@ async def test_the_same_tap_twice_at_once_from_two_devices_is_one_answer(loaded:
     d = await open_round(loaded)
     scale = scale_of(d, P1)
     await asyncio.gather(*(raw_tap(d, P1, scale.action_id, v) for v in ("4", "4", "5", "4")))
-    assert await count(loaded, PulseAnswer) == 1
+    assert await count(loaded, PulsePending) == 1
 
 
 async def test_a_platform_retry_of_the_same_event_is_one_answer(loaded: Core) -> None:
@@ -284,7 +302,7 @@ async def test_a_platform_retry_of_the_same_event_is_one_answer(loaded: Core) ->
     await asyncio.gather(raw_tap(d, P1, scale.action_id, "3", "retry-1"),
                          raw_tap(d, P1, scale.action_id, "3", "retry-1"))
     await raw_tap(d, P1, scale.action_id, "3", "retry-1")
-    assert await count(loaded, PulseAnswer) == 1
+    assert await count(loaded, PulsePending) == 1
 
 
 async def test_the_database_refuses_a_second_answer_row(loaded: Core) -> None:
@@ -293,11 +311,11 @@ async def test_the_database_refuses_a_second_answer_row(loaded: Core) -> None:
     d = await open_round(loaded)
     await d.tap(P1, "4")
     async with loaded.db.session() as s:
-        a = (await s.execute(select(PulseAnswer))).scalars().one()
-        row = {c: getattr(a, c) for c in ("round_id", "question_id", "response_key", "role")}
+        a = (await s.execute(select(PulsePending))).scalars().one()
+        row = {c: getattr(a, c) for c in ("round_id", "question_id", "response_key")}
     with pytest.raises(IntegrityError):
         async with loaded.db.session() as s:
-            s.add(PulseAnswer(**row, value=1))
+            s.add(PulsePending(**row, sealed=b"x" * 40))
 
 
 # -- schedule, working hours, restarts -------------------------------------------------------
@@ -378,6 +396,12 @@ async def test_pause_resume_open_and_close_early(loaded: Core) -> None:
     assert "Round 1 of Weekly pulse is open" in d.seen(CHANGE)[-1]
     assert "still open" not in d.seen(CHANGE)[-1]
     await d.tap(P1, "4")
+    await d.say(CHANGE, "pulse")  # while open, answers are counted to the nearest 5
+    assert "about 0 of 25 answered, about 0 finished (rounded to 5" in d.seen(CHANGE)[-1]
+    await d.say(CHANGE, "pulse close weekly-pulse")  # one answer, an hour in: not yet
+    assert "Round 1 cannot be closed yet: fewer than 5 people have answered" in d.seen(CHANGE)[-1]
+    assert await count(loaded, PulseRound, PulseRound.state == "open") == 1
+    loaded.clock.advance(timedelta(days=1))  # type: ignore[attr-defined]
     await d.say(CHANGE, "pulse close weekly-pulse")
     assert "Round 1 of Weekly pulse is closed: 1 of 25 answered" in d.seen(CHANGE)[-1]
     await d.tap(P1, "4")
@@ -393,6 +417,9 @@ async def test_opening_a_round_while_one_is_open_says_the_old_one_closed(loaded:
     await d.say(CHANGE, "pulse open weekly-pulse")
     await d.tap(P1, "4")
     loaded.clock.advance(timedelta(hours=1))  # type: ignore[attr-defined]
+    await d.say(CHANGE, "pulse open weekly-pulse")  # would close round 1 early: refused
+    assert "Round 1 cannot be closed yet" in d.seen(CHANGE)[-1]
+    loaded.clock.advance(timedelta(days=1))  # type: ignore[attr-defined]
     await d.say(CHANGE, "pulse open weekly-pulse")
     said = d.seen(CHANGE)[-1]
     assert said.startswith("Round 1 was still open and is now closed: 1 of 25 answered")

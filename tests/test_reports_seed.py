@@ -1,7 +1,8 @@
-"""Test data for reports, written straight into the agreed pulse tables (no tests here).
+"""Test data for reports: rounds answered through the pulse feature's own storage (no tests here).
 
-Rows are shaped as agreed with the pulse feature: answers carry a keyed response hash, the
-team at answer time and the main role, never a person id or a time.
+Answers are stored as the tap path stores them (sealed under the round's secret, by response
+key), and a closed round is closed by the pulse feature itself, so reports read exactly what a
+real round keeps: counts per reporting cell and comments under a team with enough people.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from bot.core import Core
-from bot.people.service import person_by_email, roles_of
+from bot.people.service import person_by_email
 from bot.people.tables import Person
+from bot.pulse import cells
 from bot.pulse import service as pulse
-from bot.pulse.tables import PulseAnswer, PulseParticipation, PulseRound
+from bot.pulse.tables import PulseParticipation, PulseRound, PulseRoundKey
 from bot.reports.results import ROLE_ORDER
-from bot.secrets import keyed_hash
+from bot.secrets import derive, seal_bytes
 
 SURVEY = "weekly-pulse"
 
@@ -35,30 +37,40 @@ async def seed_round(
     close: bool = True,
 ) -> str:
     """A round of `survey` where everyone is asked and `answers[email][question key]` answered."""
+    secret = b"r" * 32
     async with core.db.session() as s:
         qs = {q.key: q for q in await pulse.questions_of(s, survey)}
         number = len(await pulse.rounds_of(s, survey)) + 1
         rnd = PulseRound(survey_id=survey, number=number, opens_at=opens_at,
                          remind_at=opens_at + timedelta(days=2),
-                         closes_at=opens_at + timedelta(days=4),
-                         state="closed" if close else "open",
+                         closes_at=opens_at + timedelta(days=4), state="open",
                          question_ids=[q.id for q in qs.values()])
         s.add(rnd)
         await s.flush()
-        for person in (await s.execute(select(Person))).scalars():
+        s.add(PulseRoundKey(round_id=rnd.id, sealed=seal_bytes(
+            derive(core.secret, pulse.ROUND_KEY_LABEL), rnd.id, secret)))
+        everyone = list((await s.execute(select(Person))).scalars())
+        roles = await pulse.main_roles(s, [p.id for p in everyone])
+        where = cells.assign(((p.id, p.team_id, roles[p.id]) for p in everyone),
+                             await pulse.team_parents(s), (await pulse.thresholds(s)).min_group)
+        for person in everyone:
+            t, r = where[person.id]
             s.add(PulseParticipation(round_id=rnd.id, person_id=person.id, team_id=person.team_id,
-                                     finished=person.email in answers))
+                                     cell_team=t, cell_role=r))
+        await s.flush()
         for email, given in answers.items():
             person = await person_by_email(s, email)
             assert person is not None, email
-            role = main_role(await roles_of(s, person.id))
-            key = keyed_hash(core.secret, "pulse", rnd.id, person.id)
+            key = pulse.response_key(secret, person.id)
             for qkey, v in given.items():
                 q = qs[qkey]
-                s.add(PulseAnswer(round_id=rnd.id, question_id=q.id, response_key=key,
-                                  team_id=person.team_id, role=role,
-                                  text=v if q.kind == "text" else None,
-                                  value=v if q.kind != "text" else None))
+                await pulse.save_answer(s, rnd=rnd, question_id=q.id, key=key,
+                                        round_secret=secret,
+                                        text=v if q.kind == "text" else None,  # type: ignore[arg-type]
+                                        value=v if q.kind != "text" else None)  # type: ignore[arg-type]
+            await pulse.mark_completed(s, rnd.id, key)
+        if close:
+            await pulse.close_round(s, rnd, rnd.closes_at, core.secret)
         return rnd.id
 
 

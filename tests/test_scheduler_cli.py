@@ -11,10 +11,11 @@ from sqlalchemy import select
 from bot.clock import FakeClock
 from bot.config import Settings
 from bot.core import Core
-from bot.scheduling import cli
+from bot.scheduling import plan as cli
 from bot.scheduling.leader import Always, for_database
 from bot.scheduling.scheduler import Scheduler
 from bot.scheduling.tables import JobRecord
+from staffvoice.cli import main
 from storage.db import Database
 from tests.test_scheduler_week import at, programme_router
 
@@ -46,11 +47,11 @@ async def test_list_shows_each_jobs_next_time_in_local_time(loaded: Core, clock:
 
 def test_run_due_runs_every_job_once_and_stands_aside_for_a_running_scheduler(
         settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.cli(settings, ["list"]) == 0
+    assert main(["schedule", "list"], settings=settings) == 0
     out = capsys.readouterr().out
     assert "Scheduled work, times in Europe/London" in out and "pulse" in out
 
-    assert cli.cli(settings, ["run-due"]) == 0
+    assert main(["schedule", "run-due"], settings=settings) == 0
     out = capsys.readouterr().out
     assert "pulse: ok" in out
 
@@ -70,7 +71,7 @@ def test_run_due_runs_every_job_once_and_stands_aside_for_a_running_scheduler(
         serving = for_database(db)
         try:
             assert await serving.ensure()
-            return await asyncio.to_thread(lambda: str(cli.cli(settings, ["run-due"])))
+            return await asyncio.to_thread(lambda: str(main(["schedule", "run-due"], settings=settings)))
         finally:
             await serving.release()
             await db.dispose()

@@ -25,11 +25,11 @@ from bot.core import Core
 from bot.milestones.tables import MilestoneCheckin
 from bot.people.tables import Person
 from bot.pulse.tables import PulseRound
-from bot.scheduling import cli
 from bot.scheduling.jobs import JobResult
 from bot.scheduling.leader import Always
 from bot.scheduling.scheduler import Scheduler
 from bot.scheduling.tables import JobRecord, Occurrence
+from staffvoice.cli import main
 from tests.test_scheduler_programme import console_port
 from tests.test_scheduler_week import RecordingPort
 
@@ -299,7 +299,7 @@ async def test_schedule_list_shows_real_times_and_what_was_found_late(
     """Saturday 1 May 2027; Monday 3rd is a bank holiday; the process is down until Tuesday 15:00."""
 
     async def schedule_list(at: str) -> dict[str, str]:
-        assert await asyncio.to_thread(cli.cli, settings, ["list", "--at", at]) == 0
+        assert await asyncio.to_thread(lambda: main(["schedule", "list", "--at", at], settings=settings)) == 0
         table = capsys.readouterr().out.split("Found late")[0]
         return {line.split()[0]: line for line in table.splitlines() if line.startswith("  ")}
 
@@ -322,7 +322,7 @@ async def test_schedule_list_shows_real_times_and_what_was_found_late(
     assert "Tue 04 May 17:00 BST" in out_lines["pulse"] and "caught-up" in out_lines["pulse"]
     for digest in ("roadmap_digest", "leadership_digest"):
         assert "Mon 10 May 09:00 BST" in out_lines[digest] and "skipped" in out_lines[digest]
-    assert await asyncio.to_thread(cli.cli, settings, ["list", "--at", "2027-05-04 15:00"]) == 0
+    assert await asyncio.to_thread(lambda: main(["schedule", "list", "--at", "2027-05-04 15:00"], settings=settings)) == 0
     text = capsys.readouterr().out
     late = text.split("Found late after downtime (last 8 days):")[1].splitlines()
     assert any("pulse" in x and "open" in x and "due Mon 03 May 10:00 BST, caught up Tue 04 May 15:00 BST" in x
@@ -330,7 +330,7 @@ async def test_schedule_list_shows_real_times_and_what_was_found_late(
     assert any("roadmap_digest" in x and "due Tue 04 May 09:00 BST, skipped Tue 04 May 15:00 BST" in x
                for x in late)
 
-    assert await asyncio.to_thread(cli.cli, settings, ["list", "--at", "Tuesday"]) == 2
+    assert await asyncio.to_thread(lambda: main(["schedule", "list", "--at", "Tuesday"], settings=settings)) == 2
     assert "expected a date and time like 2027-05-04 09:00" in capsys.readouterr().err
 
 

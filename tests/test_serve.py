@@ -33,7 +33,7 @@ async def _start(db_url: str, tmp: Path, name: str, *args: str
     """`staffvoice serve` as a subprocess (`args`: more of its options), once it listens."""
     err = tmp / f"{name}.err"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "adapters.cli", "serve", "--host", "127.0.0.1", "--port", "0", *args,
+        sys.executable, "-m", "staffvoice", "serve", "--host", "127.0.0.1", "--port", "0", *args,
         cwd=ROOT, env=_env(db_url), stdout=asyncio.subprocess.PIPE, stderr=err.open("wb"))
     assert proc.stdout is not None
     try:
@@ -118,7 +118,7 @@ async def test_a_second_process_on_the_same_sqlite_database_says_so_and_does_not
 
 
 async def test_sigterm_lets_an_in_flight_send_finish(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from adapters import server
+    from staffvoice.serve import lifecycle as server
 
     events: list[str] = []
 

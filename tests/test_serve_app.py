@@ -8,9 +8,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from adapters.fake.port import FakePort
-from adapters.server import Health, build_app
 from bot.core import Core
 from bot.model import ConversationRef, MessageEvent, UserRef
+from staffvoice.serve.app import build_app
+from staffvoice.serve.health import Health
 from storage.db import Database
 
 EMAIL = "practitioner1@northbridge.example"
@@ -22,6 +23,8 @@ async def test_metrics_count_events_by_kind_and_outcome(loaded: Core) -> None:
     core.add_port(port)
     app, lines = build_app(core, {}, Health(core))
     assert lines == ["slack: not configured", "teams: not configured"]
+    # Counting is a middleware of the core, not a replacement of its method.
+    assert "handle" not in vars(core) and len(core.middleware) == 1
     user = UserRef("fake", "W1", "U1", email=EMAIL)
     dm = ConversationRef("fake", "W1", "D-U1")
     async with TestClient(TestServer(app)) as client:
@@ -53,8 +56,8 @@ async def test_readyz_says_not_ready_until_migrations_are_applied(tmp_path: Path
 
 async def test_serve_refuses_to_start_with_a_broken_programme_file(
         db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from adapters.server import serve
     from bot.config import Settings
+    from staffvoice.serve.lifecycle import serve
 
     bad = tmp_path / "programme.yaml"
     bad.write_text("programme:\n  name: Northbridge\n  timezone: Mars/Olympus\n")
@@ -67,7 +70,7 @@ async def test_serve_refuses_to_start_with_a_broken_programme_file(
 def test_the_server_collects_garbage_rarely_and_never_walks_start_up_objects() -> None:
     import gc
 
-    from adapters.server import GC_YOUNG, tune_gc, untune_gc
+    from staffvoice.serve.lifecycle import GC_YOUNG, tune_gc, untune_gc
 
     before = gc.get_threshold()
     assert gc.get_freeze_count() == 0  # serve() run by another test undid its tuning

@@ -51,7 +51,9 @@ async def group_people(core: Any, refs: list[str]) -> list[str]:
                             "the app has been added there.") from e
         for u in found:
             users.setdefault((u.platform, u.workspace, u.user_id), u)
-    return sorted(await _link(core, list(users.values())))
+    ids = await _link(core, list(users.values()))
+    async with core.db.session() as s:
+        return sorted(await people.current_of(s, ids))  # leavers still in a group are not
 
 
 async def _person_id(s: Any, user: UserRef) -> str | None:

@@ -116,13 +116,15 @@ async def _hours(s: AsyncSession, ids: list[str]) -> dict[str, dict[str, Any]]:
 async def audience_people(s: AsyncSession, audience: dict[str, Any]) -> list[str]:
     """Person ids an audience of DMs reaches (everyone, or the union of teams and roles)."""
     if audience.get("everyone"):
-        return list((await s.execute(select(Person.id).order_by(Person.id))).scalars())
+        return list((await s.execute(select(Person.id).where(Person.left_on.is_(None))
+                                     .order_by(Person.id))).scalars())
     ids: set[str] = set()
     team_ids: set[str] = set()
     for t in audience.get("teams", []):
         team_ids |= await people.team_and_descendants(s, t)
     if team_ids:
-        rows = await s.execute(select(Person.id).where(Person.team_id.in_(team_ids)))
+        rows = await s.execute(select(Person.id).where(Person.team_id.in_(team_ids),
+                                                       Person.left_on.is_(None)))
         ids |= set(rows.scalars())
     for role in audience.get("roles", []):
         ids |= {p.id for p in await people.people_with_role(s, role)}

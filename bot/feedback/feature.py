@@ -367,10 +367,11 @@ async def reply_form(ctx: Ctx) -> None:
         raise FormInvalid({"text": "Please write a reply. Nothing was sent."})
     if len(text) > 3000:
         raise FormInvalid({"text": f"That is {len(text):,} characters; the limit is 3,000."})
-    reached = await fb.reply(ctx.core, ev.metadata, ctx.person.id, text)
-    await ctx.say(f"Reply saved under {fb.ref_of(ev.metadata)}. " + (
-        "The author was told there is an answer." if reached else
-        "The author could not be reached right now (they may have left or blocked the app)."))
+    await fb.reply(ctx.core, ev.metadata, ctx.person.id, text)
+    # The same words whether or not the author could be reached: reachability would narrow
+    # who they are (a leaver, someone who blocked the app).
+    await ctx.say(f"Reply saved under {fb.ref_of(ev.metadata)}. The author is told there is an "
+                  "answer when the app can reach them.")
 
 
 async def _set_status(ctx: Ctx, ref: str, status: str) -> None:
@@ -436,9 +437,9 @@ async def publish_form(ctx: Ctx) -> None:
     refs = (ev.values.get("items") or "").replace(",", " ").split()
     done = await fb.publish(ctx.core, ctx.person.id, theme_id=ev.metadata, title=title, text=text,
                             refs=refs)
+    # Never how many authors were told: that would say whether two items share an author.
     await ctx.say(f"Published. {done.items} item{'s' if done.items != 1 else ''} marked done; "
-                  f"sent to staff ({done.staff}) and to {done.authors} author"
-                  f"{'s' if done.authors != 1 else ''} who allowed replies.")
+                  f"sent to staff ({done.staff}) and to the authors who allowed replies.")
 
 
 async def home(ctx: Ctx) -> list[object]:

@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import secrets
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.errors import FormInvalid, UserError
@@ -24,6 +27,7 @@ from bot.feedback import safeguarding, sealing
 from bot.feedback.tables import (
     FeedbackAlert,
     FeedbackDailyCount,
+    FeedbackDayKey,
     FeedbackHandle,
     FeedbackItem,
     FeedbackMessage,
@@ -34,7 +38,7 @@ from bot.people import service as people
 from bot.people.tables import Theme
 from bot.programme.core_sections import get_setting
 from bot.roles import SAFEGUARDING_LEAD
-from bot.secrets import keyed_hash
+from bot.secrets import derive, keyed_hash, open_bytes, seal_bytes
 
 if TYPE_CHECKING:
     from bot.core import Core
@@ -80,8 +84,22 @@ async def themes(s: AsyncSession) -> list[Theme]:
     return list((await s.execute(select(Theme).order_by(Theme.name))).scalars())
 
 
-def _counter_key(secret: bytes, person_id: str, day: date) -> str:
-    return keyed_hash(secret, "feedback-daily", person_id, day.isoformat())
+DAY_KEY_LABEL = "staffvoice feedback day key v1"
+
+
+async def _counter_key(s: AsyncSession, secret: bytes, person_id: str, day: date) -> str:
+    """The person's counter for `day`, under the day's own secret (made on first use)."""
+    box = derive(secret, DAY_KEY_LABEL)
+    row = await s.get(FeedbackDayKey, day)
+    if row is None:
+        conn = await s.connection()
+        insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
+        await s.execute(insert(FeedbackDayKey).values(  # type: ignore[operator]
+            day=day, sealed=seal_bytes(box, day.isoformat(), os.urandom(32)))
+            .on_conflict_do_nothing(index_elements=["day"]))
+        row = await s.get(FeedbackDayKey, day, populate_existing=True)
+        assert row is not None
+    return keyed_hash(open_bytes(box, day.isoformat(), row.sealed), "feedback-daily", person_id)
 
 
 def _token_key(secret: bytes, token: str) -> str:
@@ -94,7 +112,7 @@ async def sent_today(core: Core, person_id: str, s: AsyncSession | None = None) 
         async with core.db.session() as s:
             return await sent_today(core, person_id, s)
     day = await today(s, core.clock.now())
-    row = await s.get(FeedbackDailyCount, _counter_key(core.secret, person_id, day))
+    row = await s.get(FeedbackDailyCount, await _counter_key(s, core.secret, person_id, day))
     return row.count if row is not None and row.day == day else 0
 
 
@@ -111,7 +129,7 @@ async def store(
     async with core.db.session() as s:
         cfg = await config(s)
         day = await today(s, core.clock.now())
-        key = _counter_key(core.secret, person_id, day)
+        key = await _counter_key(s, core.secret, person_id, day)
         counter = await s.get(FeedbackDailyCount, key)
         if counter is None:
             counter = FeedbackDailyCount(key=key, day=day, count=0)
@@ -298,7 +316,11 @@ async def _open_route(core: Core, handle: FeedbackHandle) -> sealing.Route:
 
 
 async def reply(core: Core, item_id: str, team_person_id: str, text: str) -> bool:
-    """Store a change-team reply and tell the author; False if the author could not be reached."""
+    """Store a change-team reply and tell the author; False if the author could not be reached.
+
+    Callers must not show the result to the change team: whether an author is reachable
+    (left, blocked the app) narrows who they are.
+    """
     async with core.db.session() as s:
         handle = (await s.execute(select(FeedbackHandle).where(
             FeedbackHandle.item_id == item_id))).scalar_one_or_none()
@@ -407,6 +429,12 @@ async def publish(core: Core, publisher_id: str, *, theme_id: str, title: str, t
     async with core.db.session() as s:
         if refs:
             items = [await find_item(s, r) for r in refs]
+            # Answering an item twice would let a publisher pair items at will and read who
+            # wrote what from the replies; an answered item stays answered.
+            done = [ref_of(i.id) for i in items if i.response_id is not None]
+            if done:
+                raise UserError(f"{', '.join(done)} already had a “you said, we did”. Each item "
+                                "is answered once. Nothing was published.")
         else:
             items = list((await s.execute(select(FeedbackItem).where(
                 FeedbackItem.theme_id == theme_id, FeedbackItem.response_id.is_(None),
@@ -490,10 +518,23 @@ async def _broadcast(core: Core, publisher_id: str, *, title: str, text: str) ->
 # -- housekeeping ------------------------------------------------------------------------------
 
 
+# A reply route is destroyed this long after its item was sent: the way back to an author
+# does not outlive the conversation it was kept for.
+ROUTE_DAYS = 90
+
+
 async def tick(core: Core, now: datetime) -> int:
-    """Forget yesterday's daily counters; retry safeguarding alerts that did not go out."""
+    """Forget yesterday's daily counters and expired reply routes; retry undelivered alerts."""
     async with core.db.session() as s:
         day = await today(s, now)
         res = await s.execute(delete(FeedbackDailyCount).where(FeedbackDailyCount.day < day))
         pruned = int(res.rowcount or 0)  # type: ignore[attr-defined]
-    return pruned + await deliver_alerts(core)
+        old = FeedbackDayKey.day < day  # overwritten first, so no copy lingers in free pages
+        await s.execute(update(FeedbackDayKey).where(old).values(sealed=bytes(60)))
+        await s.execute(delete(FeedbackDayKey).where(old))
+        expired = (await s.execute(select(FeedbackHandle).join(
+            FeedbackItem, FeedbackItem.id == FeedbackHandle.item_id).where(
+            FeedbackItem.day < day - timedelta(days=ROUTE_DAYS)))).scalars().all()
+        for handle in expired:
+            await _destroy(s, handle)
+    return pruned + len(expired) + await deliver_alerts(core)

@@ -82,8 +82,21 @@ class FeedbackAlert(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class FeedbackDayKey(Base):
+    """The day's own secret for the daily counters, sealed under the server key.
+
+    Destroyed with the day's counters, so no key, the server key included, links a past day's
+    counter (in a backup, say) to a person.
+    """
+
+    __tablename__ = "feedback_day_keys"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class FeedbackDailyCount(Base):
-    """Submissions today per person, under a keyed hash of (person, day); deleted after the day."""
+    """Submissions today per person, under a hash keyed by the day's secret; deleted after the day."""
 
     __tablename__ = "feedback_daily_counts"
     __table_args__ = NO_ROWID

@@ -148,7 +148,7 @@ async def _prompt(core, now: datetime, state: str, *, reminder: bool) -> int:  #
         for c in rows:
             m = await s.get(Milestone, c.milestone_id)
             person = await s.get(Person, c.person_id)
-            if m is None or person is None:
+            if m is None or person is None or person.left_on is not None:  # a leaver
                 continue
             if reminder and (c.sent_at is None or now < c.sent_at + timedelta(days=m.grace_days)):
                 continue

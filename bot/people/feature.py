@@ -7,6 +7,7 @@ from datetime import datetime
 from bot.core import Core, Ctx
 from bot.errors import UserError
 from bot.model import Fields, Message, Text
+from bot.people import chat
 from bot.people import service as people
 from bot.roles import ALL_ROLES, CHANGE_TEAM, LABELS, PRACTITIONER, TEAM_LEAD
 from bot.router import Router
@@ -96,3 +97,4 @@ def register(r: Router) -> None:
     r.command("whoami", whoami, "who I think you are and your roles")
     r.command("grant", grant, "give someone a role", usage="ROLE EMAIL", roles={CHANGE_TEAM})
     r.command("revoke", revoke, "take a role away", usage="ROLE EMAIL", roles={CHANGE_TEAM})
+    chat.register(r)  # people, people changes

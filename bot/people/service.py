@@ -41,15 +41,17 @@ async def may_enrol(s: AsyncSession, user: UserRef) -> bool:
     """Whether an account that matches no person may become a new practitioner.
 
     Guests never may. Once a programme's organisation is loaded, only with
-    `organisation.self_enrol: true`; before any is loaded there is nobody to check against
-    (a fresh install being tried out), so anyone may.
+    `organisation.self_enrol: true`. Before any is loaded, and while no HR import or
+    directory sync brought anyone, there is nobody to check against (a fresh install being
+    tried out), so anyone may.
     """
     if user.guest:
         return False
     row = await s.get(Setting, ENROLMENT)
     if row is not None and isinstance(row.value, dict):
         return bool(row.value.get("self_enrol"))
-    listed = await s.execute(select(exists().where(Person.from_programme.is_(True))))
+    listed = await s.execute(select(exists().where(
+        Person.from_programme.is_(True) | Person.source.is_not(None))))
     return not listed.scalar()
 
 
@@ -189,6 +191,7 @@ async def roles_of(s: AsyncSession, person_id: str) -> frozenset[str]:
 
 
 async def people_with_role(s: AsyncSession, role: str) -> list[Person]:
+    """Current people (not leavers) with `role`."""
     if role == TEAM_LEAD:
         q = select(Person).where(
             Person.id.in_(select(Team.lead_person_id).where(Team.lead_person_id.is_not(None)))
@@ -199,7 +202,18 @@ async def people_with_role(s: AsyncSession, role: str) -> list[Person]:
         q = select(Person).join(PersonRole, PersonRole.person_id == Person.id).where(
             PersonRole.role == role
         )
+    q = q.where(Person.left_on.is_(None))  # leavers are not asked or told anything
     return list((await s.execute(q.order_by(Person.id))).scalars())
+
+
+async def current_of(s: AsyncSession, ids: set[str]) -> set[str]:
+    """Those of `ids` who have not left."""
+    out: set[str] = set()
+    chunk = sorted(ids)
+    for i in range(0, len(chunk), 1000):
+        out |= set((await s.execute(select(Person.id).where(
+            Person.id.in_(chunk[i:i + 1000]), Person.left_on.is_(None)))).scalars())
+    return out
 
 
 async def teams_led_by(s: AsyncSession, person_id: str) -> list[Team]:

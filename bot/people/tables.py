@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, String, Text
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.base import Base, UTCDateTime, new_id
@@ -18,6 +18,9 @@ class Team(Base):
     name: Mapped[str] = mapped_column(String(200))
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("teams.id"), default=None)
     lead_person_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    # Where the team came from: None or "programme" (the programme file), "import" (an HR
+    # file), "slack" or "teams" (a directory sync). Only programme teams are exported.
+    source: Mapped[str | None] = mapped_column(String(16), default=None)
 
 
 class Person(Base):
@@ -31,6 +34,14 @@ class Person(Base):
     # Own working pattern for shift workers: {"days": [0..6], "start": "HH:MM", "end": "HH:MM"}
     work_pattern: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     from_programme: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Where the person record comes from: "programme", "import" (an HR file), "slack" or
+    # "teams" (a directory sync); None for someone only met in chat (in no source).
+    source: Mapped[str | None] = mapped_column(String(16), default=None)
+    # Status: None while they take part; the day they left (a leaver is never deleted here:
+    # they stop being prompted and drop out of audiences from the next round).
+    left_on: Mapped[date | None] = mapped_column(Date, default=None)
+    # Last day of a fixed-term or agency contract; from the day after, they count as left.
+    ends_on: Mapped[date | None] = mapped_column(Date, default=None)
 
 
 class PersonRole(Base):
@@ -73,3 +84,16 @@ class Theme(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
+
+
+class PeopleRun(Base):
+    """One applied HR import or directory sync: when, from where, and what changed (counts)."""
+
+    __tablename__ = "people_runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    source: Mapped[str] = mapped_column(String(16))  # import | slack | teams
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    outcome: Mapped[str] = mapped_column(String(16))  # applied | no changes | failed
+    detail: Mapped[str] = mapped_column(String(300), default="")
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -357,6 +357,7 @@ class OrganisationSection:
                 s.add(row)
             row.name = t["name"]
             row.parent_id = t.get("parent")
+            row.source = "programme"
         await s.flush()
         ids: dict[str, str] = {}
         for p in value.get("people") or []:
@@ -370,6 +371,7 @@ class OrganisationSection:
             person.tz = p.get("timezone")
             person.work_pattern = normalise_working_hours(p["work_pattern"]) if p.get("work_pattern") else None
             person.from_programme = True
+            person.source, person.left_on = "programme", None
             await s.flush()
             ids[email] = person.id
             wanted = set(p.get("roles") or []) - {TEAM_LEAD}
@@ -394,7 +396,9 @@ class OrganisationSection:
             row.lead_person_id = ids.get(t["lead"].strip().lower()) if t.get("lead") else None
 
     async def export(self, s: AsyncSession) -> Any:
-        teams = list((await s.execute(select(Team).order_by(Team.id))).scalars())
+        # Teams an HR import or a directory sync brought are theirs, not the programme's.
+        teams = list((await s.execute(select(Team).where(
+            Team.source.is_(None) | (Team.source == "programme")).order_by(Team.id))).scalars())
         people = list((await s.execute(
             select(Person).where(Person.from_programme.is_(True)).order_by(Person.email))).scalars())
         email_of = {p.id: p.email for p in people}

@@ -125,13 +125,13 @@ async def on_answer(ctx: Ctx) -> None:
 
     async def store() -> tuple[Where, dict[str, Given], str]:
         async with ctx.transaction() as s:  # the dispatcher's own (prepared statements only)
+            rk = await _round_key(s, ctx, rid)
             # Write first, then check, rolling back if the tap may not count: the transaction
             # then holds SQLite's write lock from its first statement (no stale read to upgrade).
-            await pulse.save_answer(s, rnd=known.round, question_id=q.id, key=_key(ctx, rid),
-                                    team_id=ctx.person.team_id, role=pulse.main_role(ctx.roles),
-                                    value=value, choice=choice, person_id=ctx.person.id)
-            w, mine = await _check(s, ctx, known, pos)
-            return w, mine, await _at_end(s, ctx, w, pos + 1)
+            await pulse.save_answer(s, rnd=known.round, question_id=q.id, key=rk.key,
+                                    round_secret=rk.secret, value=value, choice=choice)
+            w, mine = await _check(s, ctx, known, pos, rk)
+            return w, mine, await _at_end(s, ctx, w, pos + 1, rk)
 
     try:
         w, mine, ending = await retrying(store)
@@ -154,8 +154,9 @@ async def on_nav(ctx: Ctx) -> None:
 
     async def look() -> tuple[Where, dict[str, Given], str]:
         async with ctx.session() as s:
-            w, mine = await _check(s, ctx, known, pos)
-            return w, mine, await _at_end(s, ctx, w, target)
+            rk = await _round_key(s, ctx, rid)
+            w, mine = await _check(s, ctx, known, pos, rk)
+            return w, mine, await _at_end(s, ctx, w, target, rk)
 
     try:
         w, mine, ending = await retrying(look)
@@ -206,15 +207,14 @@ async def on_comment(ctx: Ctx) -> None:
 
     async def store() -> tuple[Where, dict[str, Given], str, MessageRef | None]:
         async with ctx.session() as s:
+            rk = await _round_key(s, ctx, rid)
             if text:
-                await pulse.save_answer(s, rnd=known.round, question_id=q.id,
-                                        key=_key(ctx, rid), team_id=ctx.person.team_id,
-                                        role=pulse.main_role(ctx.roles), text=text,
-                                        person_id=ctx.person.id)
-            w, mine = await _check(s, ctx, known, pos)
+                await pulse.save_answer(s, rnd=known.round, question_id=q.id, key=rk.key,
+                                        round_secret=rk.secret, text=text)
+            w, mine = await _check(s, ctx, known, pos, rk)
             part = await pulse.participation(s, rid, ctx.person.id)
             live = _ref(part.message) if part and part.message else None
-            return w, mine, await _at_end(s, ctx, w, pos + 1), live
+            return w, mine, await _at_end(s, ctx, w, pos + 1, rk), live
 
     try:
         w, mine, ending, live = await retrying(store)
@@ -224,18 +224,29 @@ async def on_comment(ctx: Ctx) -> None:
     await show(ctx, w, pos + 1, mine, saved=saved, live=live, ending=ending)
 
 
-def _key(ctx: Ctx, rid: str) -> str:
-    return pulse.response_key(ctx.core.secret, rid, ctx.person.id)
+class RoundKey(NamedTuple):
+    """An open round's secret and this person's response key under it."""
+
+    secret: bytes
+    key: str
 
 
-async def _check(s: AsyncSession | AsyncConnection, ctx: Ctx, known: Where, pos: int
-                 ) -> tuple[Where, dict[str, Given]]:
+async def _round_key(s: AsyncSession | AsyncConnection, ctx: Ctx, rid: str) -> RoundKey:
+    """Closed once the round's secret is gone (it is destroyed when the round closes)."""
+    secret = await pulse.round_secret(s, rid, ctx.core.secret)
+    if secret is None:
+        raise Closed()
+    return RoundKey(secret, pulse.response_key(secret, ctx.person.id))
+
+
+async def _check(s: AsyncSession | AsyncConnection, ctx: Ctx, known: Where, pos: int,
+                 rk: RoundKey) -> tuple[Where, dict[str, Given]]:
     """The round and this person's answers so far, if they may answer at `pos` now.
 
     UserError (rolling back the transaction) if not; Closed once the round has closed.
     """
     rid = known.round.id
-    rows = await pulse.respondent(s, rid, ctx.person.id, _key(ctx, rid))
+    rows = await pulse.respondent(s, rid, ctx.person.id, rk.key, rk.secret)
     if not rows:
         raise UserError(GONE)
     state, closes_at, asked = rows[0][0], rows[0][1], rows[0][2]
@@ -248,11 +259,12 @@ async def _check(s: AsyncSession | AsyncConnection, ctx: Ctx, known: Where, pos:
     return known, {r[3]: Given(r[4], r[5], r[6]) for r in rows if r[3] is not None}
 
 
-async def _at_end(s: AsyncSession | AsyncConnection, ctx: Ctx, w: Where, pos: int) -> str:
+async def _at_end(s: AsyncSession | AsyncConnection, ctx: Ctx, w: Where, pos: int,
+                  rk: RoundKey) -> str:
     """Past the last question: record completion (by response key) and say where results are."""
     if pos < w.total:
         return ""
-    await pulse.mark_completed(s, w.round.id, _key(ctx, w.round.id))
+    await pulse.mark_completed(s, w.round.id, rk.key)
     return await results_pointer(s, ctx, w)
 
 

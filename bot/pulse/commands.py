@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -14,7 +15,7 @@ from bot.people.tables import Team
 from bot.pulse import cards, definition, rounds
 from bot.pulse import schedule as sched
 from bot.pulse import service as pulse
-from bot.pulse.tables import PulseSurvey
+from bot.pulse.tables import PulseRound, PulseSurvey
 
 DEFINE_FORM = "pulse.define"
 USAGE = "pulse [SURVEY] · pulse open|close|pause|resume SURVEY · pulse new"
@@ -33,9 +34,33 @@ async def find_survey(s: AsyncSession, name: str) -> PulseSurvey:
     return survey
 
 
-def _rate(c: pulse.Counts) -> str:
+# A round may close before its time only once k people answered or a day has passed: closing at
+# will right after a known few answered would let the change team read those few's answers.
+EARLY_CLOSE_AFTER = timedelta(hours=24)
+
+
+def _rate(c: pulse.Counts, *, live: bool = False) -> str:
+    """Counts as the change team sees them; while a round is open, answers to the nearest 5."""
+    if live:
+        resp, done = pulse.rounded(c.respondents), pulse.rounded(c.finished)
+        return (f"about {resp} of {c.asked} answered, about {done} finished "
+                "(rounded to 5 while the round is open)")
     pct = round(100 * c.rate)
     return f"{c.respondents} of {c.asked} answered ({pct}%), {c.finished} finished"
+
+
+async def _may_close_early(s: AsyncSession, rnd: PulseRound, now: datetime, tz: str) -> None:
+    """UserError unless the round has k respondents or has been open a day."""
+    if now >= rnd.closes_at or now >= rnd.opens_at + EARLY_CLOSE_AFTER:
+        return
+    k = (await pulse.thresholds(s)).min_group
+    if (await pulse.counts(s, rnd.id)).respondents >= k:
+        return
+    raise UserError(
+        f"Round {rnd.number} cannot be closed yet: fewer than {k} people have answered and it "
+        f"opened less than a day ago, so closing it now could show how a known few answered. "
+        f"It can be closed from {cards.when(rnd.opens_at + EARLY_CLOSE_AFTER, tz)}, and closes "
+        f"by itself {cards.when(rnd.closes_at, tz)}. Nothing was changed.")
 
 
 async def list_surveys(ctx: Ctx, args: str) -> None:
@@ -53,7 +78,7 @@ async def list_surveys(ctx: Ctx, args: str) -> None:
             if rnd is not None:
                 c = await pulse.counts(s, rnd.id)
                 line += (f"\n   round {rnd.number} open until "
-                         f"{cards.when(rnd.closes_at, sv.timezone)}: {_rate(c)}")
+                         f"{cards.when(rnd.closes_at, sv.timezone)}: {_rate(c, live=True)}")
             nxt = sched.next_after(sv.schedule, sv.timezone, ctx.now) if not sv.paused else None
             if nxt is not None:
                 line += f"\n   next round {cards.when(nxt, sv.timezone)}"
@@ -71,7 +96,8 @@ async def list_rounds(ctx: Ctx, args: str) -> None:
             c = await pulse.counts(s, rnd.id)
             rows.append((f"Round {rnd.number} ({rnd.state})",
                          f"{cards.when(rnd.opens_at, sv.timezone)} to "
-                         f"{cards.when(rnd.closes_at, sv.timezone)}: {_rate(c)}"))
+                         f"{cards.when(rnd.closes_at, sv.timezone)}: "
+                         f"{_rate(c, live=rnd.state == 'open')}"))
     if not rows:
         await ctx.say(f"{sv.title} has had no rounds yet.")
         return
@@ -88,6 +114,8 @@ async def open_now(ctx: Ctx, args: str) -> None:
             raise UserError(f"{sv.id} is paused; type pulse resume {sv.id} first. Nothing was changed.")
         # A new round replaces one still open: say so, with how the old one ended.
         older = await pulse.open_round_of(s, sv.id)
+        if older is not None:
+            await _may_close_early(s, older, ctx.now, sv.timezone)
         rnd = await pulse.open_round(s, sv, ctx.now, ctx.core.secret)
         if rnd is None:
             raise UserError(f"{sv.id} has no questions or a round just opened. Nothing was changed.")
@@ -106,6 +134,7 @@ async def close_now(ctx: Ctx, args: str) -> None:
         rnd = await pulse.open_round_of(s, sv.id)
         if rnd is None:
             raise UserError(f"{sv.id} has no open round. Nothing was changed.")
+        await _may_close_early(s, rnd, ctx.now, sv.timezone)
         await pulse.close_round(s, rnd, ctx.now, ctx.core.secret)
         c = await pulse.counts(s, rnd.id)
     await ctx.say(f"Round {rnd.number} of {sv.title} is closed: {_rate(c)}.")

@@ -46,9 +46,13 @@ async def tick(core: Core, now: datetime) -> int:
     done = await close_due_rounds(core, now)
     done += await open_due_rounds(core, now)
     async with core.db.session() as s:
-        rows = (await s.execute(
-            select(PulseRound.id).join(PulseSurvey, PulseSurvey.id == PulseRound.survey_id)
-            .where(PulseRound.state == "open", PulseSurvey.paused.is_(False)))).scalars().all()
+        live = (await s.execute(
+            select(PulseRound, PulseSurvey).join(PulseSurvey, PulseSurvey.id == PulseRound.survey_id)
+            .where(PulseRound.state == "open", PulseSurvey.paused.is_(False)))).all()
+        rows = [rnd.id for rnd, _sv in live]
+        for rnd, survey in live:  # joiners, and people who installed since the round opened
+            if now < rnd.closes_at:
+                await pulse.admit_latecomers(s, rnd, survey)
     for rid in rows:
         done += await invite_due(core, rid, now)
         done += await remind_due(core, rid, now)
@@ -121,7 +125,7 @@ async def _pending(core: Core, round_id: str, now: datetime, *, reminders: bool
         if w.round.state != "open" or now >= w.round.closes_at or now < w.round.opens_at:
             return None, []
         q = select(P, Person).join(Person, Person.id == P.person_id).where(
-            P.round_id == round_id, P.unreachable.is_(False))
+            P.round_id == round_id, P.unreachable.is_(False), Person.left_on.is_(None))
         if reminders:
             if now < w.round.remind_at:
                 return None, []
@@ -174,10 +178,14 @@ async def remind_due(core: Core, round_id: str, now: datetime) -> int:
     async with core.db.session() as s:
         await pulse.sync_finished(s, round_id, core.secret)
         done = await pulse.completed_keys(s, round_id)
+        secret = await pulse.round_secret(s, round_id, core.secret)
+    if secret is None:
+        return 0
     skip: dict[datetime, bool] = {}
     sent = 0
     for part, person, hours in people:
-        if pulse.response_key(core.secret, round_id, person.id) in done:
+        key = pulse.response_key(secret, person.id)
+        if key in done:
             continue
         at = send_time(hours, w.round.remind_at)
         if at not in skip:  # one record per send time, so nobody is named in it
@@ -186,8 +194,7 @@ async def remind_due(core: Core, round_id: str, now: datetime) -> int:
         if skip[at]:
             continue
         async with core.db.session() as s:
-            key = pulse.response_key(core.secret, round_id, person.id)
-            mine = await pulse.answers_by_key(s, round_id, key)
+            mine = await pulse.answered_questions(s, round_id, key)
         pos = next((i for i, q in enumerate(w.questions) if q.id not in mine), 0)
         if part.message:
             try:  # the old message stops offering buttons, so only one survey card is live

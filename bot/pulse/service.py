@@ -2,28 +2,39 @@
 
 from __future__ import annotations
 
+import json
+import os
+import random
+import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, String, Text, bindparam, func, select, text, update
-from sqlalchemy import insert as sa_insert
+from sqlalchemy import LargeBinary, String, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from bot.people.tables import Person, PersonRole, Team
+from bot.people.tables import Identity, Person, PersonRole, Team
+from bot.programme.core_sections import get_setting
+from bot.pulse import cells
 from bot.pulse.definition import SurveyDef
 from bot.pulse.tables import (
-    PulseAnswer,
-    PulseAttribution,
+    PulseAttributedAnswer,
+    PulseCell,
+    PulseComment,
     PulseCompletion,
     PulseParticipation,
+    PulsePending,
     PulseQuestion,
     PulseRound,
+    PulseRoundKey,
     PulseSurvey,
+    PulseTally,
 )
+from bot.reports.anonymity import Thresholds
 from bot.roles import CHANGE_TEAM, LEADER, PRACTITIONER, SAFEGUARDING_LEAD, TEAM_LEAD
-from bot.secrets import keyed_hash
+from bot.secrets import Unsealable, derive, forget_derived, keyed_hash, open_bytes, seal_bytes
 from storage.base import UTCDateTime, new_id
 from storage.db import connection_of
 
@@ -119,15 +130,25 @@ class Counts:
 
 
 async def counts(s: AsyncSession, round_id: str) -> Counts:
+    """Exact counts: from the live tables while open, from the totals kept at close."""
+    rnd = await s.get(PulseRound, round_id)
+    if rnd is not None and rnd.state == "closed" and rnd.n_asked is not None:
+        return Counts(rnd.n_asked, rnd.n_invited or 0, rnd.n_finished or 0,
+                      rnd.n_respondents or 0)
     P = PulseParticipation
     row = (await s.execute(
         select(func.count(), func.count(P.invited_at)).where(P.round_id == round_id))).one()
     done = (await s.execute(select(func.count()).select_from(PulseCompletion)
                             .where(PulseCompletion.round_id == round_id))).scalar_one()
     resp = (await s.execute(
-        select(func.count(func.distinct(PulseAnswer.response_key)))
-        .where(PulseAnswer.round_id == round_id))).scalar_one()
+        select(func.count(func.distinct(PulsePending.response_key)))
+        .where(PulsePending.round_id == round_id))).scalar_one()
     return Counts(int(row[0]), int(row[1]), int(done), int(resp))
+
+
+def rounded(n: int, step: int = 5) -> int:
+    """A live count as the change team sees it while a round is open: to the nearest 5."""
+    return int(step * round(n / step))
 
 
 async def completed_keys(s: AsyncSession, round_id: str) -> set[str]:
@@ -139,10 +160,13 @@ async def completed_keys(s: AsyncSession, round_id: str) -> set[str]:
 async def sync_finished(s: AsyncSession, round_id: str, secret: bytes) -> None:
     """Copy who has finished onto participation, all at once (so no row's timing tells)."""
     done = await completed_keys(s, round_id)
+    rsec = await round_secret(s, round_id, secret)
+    if rsec is None or not done:
+        return
     parts = await s.execute(select(PulseParticipation).where(
         PulseParticipation.round_id == round_id, PulseParticipation.finished.is_(False)))
     for p in parts.scalars():
-        if response_key(secret, round_id, p.person_id) in done:
+        if response_key(rsec, p.person_id) in done:
             p.finished = True
 
 
@@ -185,7 +209,8 @@ async def store_definition(s: AsyncSession, d: SurveyDef, *, source: str) -> Pul
 
 async def audience_of(s: AsyncSession, survey: PulseSurvey) -> list[Person]:
     """Everyone the survey is for, now."""
-    people = list((await s.execute(select(Person).order_by(Person.id))).scalars())
+    people = list((await s.execute(select(Person).where(Person.left_on.is_(None))  # not leavers
+                               .order_by(Person.id))).scalars())
     a = survey.audience or {}
     if a.get("everyone"):
         return people
@@ -232,112 +257,258 @@ async def open_round(s: AsyncSession, survey: PulseSurvey, opens_at: datetime, s
             await s.flush()
     except IntegrityError:  # another scheduler replica opened it first
         return None
-    for person in await audience_of(s, survey):
-        s.add(PulseParticipation(round_id=rnd.id, person_id=person.id, team_id=person.team_id))
+    audience = await audience_of(s, survey)
+    roles = await main_roles(s, [p.id for p in audience])
+    parents = await team_parents(s)
+    k = (await thresholds(s)).min_group
+    where = cells.assign(((p.id, p.team_id, roles[p.id]) for p in audience), parents, k)
+    for person in audience:
+        team, role = where[person.id]
+        s.add(PulseParticipation(round_id=rnd.id, person_id=person.id, team_id=person.team_id,
+                                 cell_team=team, cell_role=role))
+    s.add(PulseRoundKey(round_id=rnd.id, sealed=seal_bytes(
+        derive(secret, ROUND_KEY_LABEL), rnd.id, os.urandom(32))))
     await s.flush()
     return rnd
 
 
+async def admit_latecomers(s: AsyncSession, rnd: PulseRound, survey: PulseSurvey) -> int:
+    """Ask joiners of the audience in an open round, and try again for the unreachable.
+
+    A joiner goes into an existing reporting cell (none shrinks below k); someone who could not
+    be reached at opening (no install, blocked the app) and can be now is invited again.
+    Returns how many people were added or made invitable.
+    """
+    P = PulseParticipation
+    asked = {pid: (t, r) for pid, t, r in (await s.execute(
+        select(P.person_id, P.cell_team, P.cell_role).where(P.round_id == rnd.id))).all()}
+    joiners = [p for p in await audience_of(s, survey) if p.id not in asked]
+    added = 0
+    if joiners:
+        roles = await main_roles(s, [p.id for p in joiners])
+        parents = await team_parents(s)
+        existing = set(asked.values())
+        for person in joiners:
+            cell = cells.place(person.team_id, roles[person.id], parents, existing)
+            if cell is None:
+                continue
+            s.add(P(round_id=rnd.id, person_id=person.id, team_id=person.team_id,
+                    cell_team=cell[0], cell_role=cell[1]))
+            added += 1
+    reachable_now = select(Identity.person_id).where(Identity.reachable.is_(True),
+                                                     Identity.dm.is_not(None))
+    res = await s.execute(update(P).where(
+        P.round_id == rnd.id, P.unreachable.is_(True), P.invited_at.is_(None),
+        P.person_id.in_(reachable_now)).values(unreachable=False))
+    await s.flush()
+    return added + int(res.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def thresholds(s: AsyncSession) -> Thresholds:
+    """The programme's anonymity thresholds (k for answers, and for comments)."""
+    return Thresholds.from_programme(await get_setting(s, "programme"))
+
+
+async def team_parents(s: AsyncSession) -> dict[str, str | None]:
+    return {t: p for t, p in (await s.execute(select(Team.id, Team.parent_id))).all()}
+
+
+async def main_roles(s: AsyncSession, person_ids: list[str]) -> dict[str, str]:
+    """Each person's main role (the first of ROLE_ORDER they hold; leading a team counts)."""
+    held: dict[str, set[str]] = {pid: set() for pid in person_ids}
+    for pid, role in (await s.execute(select(PersonRole.person_id, PersonRole.role))).all():
+        if pid in held:
+            held[pid].add(role)
+    for (lead,) in (await s.execute(select(Team.lead_person_id)
+                                    .where(Team.lead_person_id.is_not(None)))).all():
+        if lead in held:
+            held[lead].add(TEAM_LEAD)
+    return {pid: main_role(frozenset(r)) for pid, r in held.items()}
+
+
 async def close_round(s: AsyncSession, rnd: PulseRound, now: datetime, secret: bytes) -> None:
-    """Close a round (early if `now` is before its closing time)."""
+    """Close a round (early if `now` is before its closing time) and keep only what may stay.
+
+    In this one transaction the sealed answers become counts per reporting cell, comments are
+    written shuffled under a team with enough people asked, and the round secret, the pending
+    answers, completions and participation are deleted: afterwards no key, the server key
+    included, links the round to anyone.
+    """
     rnd.state = "closed"
     if rnd.closes_at > now:
         rnd.closes_at = now
-    await sync_finished(s, rnd.id, secret)
+    rsec = await round_secret(s, rnd.id, secret)
+    parts = list((await s.execute(select(PulseParticipation)
+                                  .where(PulseParticipation.round_id == rnd.id))).scalars())
+    by_key = {response_key(rsec, p.person_id): p for p in parts} if rsec is not None else {}
+    done = await completed_keys(s, rnd.id)
+    invited: Counter[cells.Cell] = Counter((p.cell_team, p.cell_role) for p in parts)
+    answered: dict[cells.Cell, set[str]] = {}
+    tallies: Counter[tuple[str, cells.Cell, int | None, str | None]] = Counter()
+    comments: list[tuple[str, str | None, str]] = []
+    attributed: list[dict[str, Any]] = []
+    box = derive(rsec, ANSWER_LABEL) if rsec is not None else b""
+    pending = (await s.execute(select(PulsePending.response_key, PulsePending.question_id,
+                                      PulsePending.sealed)
+                               .where(PulsePending.round_id == rnd.id))).all()
+    for key, qid, sealed in pending:
+        p = by_key.get(key)
+        if p is None:
+            continue  # not one of the people asked (cannot happen): counted nowhere
+        value, choice, txt = _open_answer(box, rnd.id, key, qid, sealed)
+        cell = (p.cell_team, p.cell_role)
+        answered.setdefault(cell, set()).add(key)
+        if txt:
+            comments.append((qid, p.cell_team, txt))
+        else:
+            tallies[(qid, cell, value, choice)] += 1
+        if rnd.anonymity == "attributed":
+            attributed.append({"round_id": rnd.id, "person_id": p.person_id, "question_id": qid,
+                               "value": value, "choice": choice, "text": txt})
+    th = await thresholds(s)
+    home = cells.comment_teams(invited, await team_parents(s), th.min_comments)
+    rows = [{"id": new_id(), "round_id": rnd.id, "team_id": t, "role": r, "invited": n,
+             "respondents": len(answered.get((t, r), ()))} for (t, r), n in invited.items()]
+    if rows:
+        await s.execute(insert(PulseCell), rows)
+    tally_rows = [{"id": new_id(), "round_id": rnd.id, "question_id": qid, "team_id": t,
+                   "role": r, "value": v, "choice": c, "n": n}
+                  for (qid, (t, r), v, c), n in tallies.items()]
+    if tally_rows:
+        await s.execute(insert(PulseTally), tally_rows)
+    random.SystemRandom().shuffle(comments)
+    comment_rows = [{"id": new_id(), "round_id": rnd.id, "question_id": qid,
+                     "team_id": home.get(t, t), "text": txt} for qid, t, txt in comments]
+    if comment_rows:
+        await s.execute(insert(PulseComment), comment_rows)
+    if attributed:
+        await s.execute(insert(PulseAttributedAnswer), attributed)
+    rnd.n_asked = len(parts)
+    rnd.n_invited = sum(1 for p in parts if p.invited_at is not None)
+    rnd.n_finished = len(done & set(by_key))
+    rnd.n_respondents = sum(len(keys) for keys in answered.values())
+    await s.flush()
+    for p in parts:
+        s.expunge(p)
+    for table in (PulsePending, PulseCompletion, PulseParticipation, PulseRoundKey):
+        await s.execute(delete(table).where(table.round_id == rnd.id))
+    _SECRETS.pop(rnd.id, None)
+    forget_derived()
 
 
 # -- answers -----------------------------------------------------------------------------
 
 
-def response_key(secret: bytes, round_id: str, person_id: str) -> str:
-    """The same person's answers in a round share this key; without the server key it is noise."""
-    return keyed_hash(secret, "pulse", round_id, person_id)
+ROUND_KEY_LABEL = "staffvoice pulse round key v1"
+ANSWER_LABEL = "staffvoice pulse answer v1"
+SECRET_TTL_S = 30.0
+# Open rounds' secrets, opened once per process (every tap needs one); gone when rounds close.
+_SECRETS: dict[str, tuple[float, bytes]] = {}
+
+
+def response_key(round_secret: bytes, person_id: str) -> str:
+    """The same person's answers in a round share this key; without the round secret it is noise."""
+    return keyed_hash(round_secret, "pulse", person_id)
+
+
+_ROUND_KEY = select(PulseRoundKey.sealed).where(PulseRoundKey.round_id == bindparam("round_id"))
+
+
+async def round_secret(s: AsyncSession | AsyncConnection, round_id: str, secret: bytes
+                       ) -> bytes | None:
+    """An open round's own secret (None once the round closed and it was destroyed)."""
+    hit = _SECRETS.get(round_id)
+    if hit is not None and time.monotonic() - hit[0] < SECRET_TTL_S:
+        return hit[1]
+    conn = await connection_of(s)
+    sealed = (await conn.execute(_ROUND_KEY, {"round_id": round_id})).scalar_one_or_none()
+    if sealed is None:
+        _SECRETS.pop(round_id, None)
+        return None
+    try:
+        value = open_bytes(derive(secret, ROUND_KEY_LABEL), round_id, sealed)
+    except Unsealable:
+        return None  # sealed under another server key: nothing can be linked, nothing answered
+    if len(_SECRETS) > 1000:
+        _SECRETS.clear()
+    _SECRETS[round_id] = (time.monotonic(), value)
+    return value
 
 
 def main_role(roles: frozenset[str]) -> str:
     return next(r for r in ROLE_ORDER if r in roles or r == PRACTITIONER)
 
 
+def _seal_answer(round_secret: bytes, round_id: str, key: str, question_id: str,
+                 value: int | None, choice: str | None, txt: str | None) -> bytes:
+    plain = json.dumps([value, choice, txt], separators=(",", ":")).encode()
+    return seal_bytes(derive(round_secret, ANSWER_LABEL), f"{round_id}.{key}.{question_id}",
+                      plain)
+
+
+def _open_answer(box: bytes, round_id: str, key: str, question_id: str, sealed: bytes
+                 ) -> tuple[int | None, str | None, str | None]:
+    try:
+        value, choice, txt = json.loads(open_bytes(box, f"{round_id}.{key}.{question_id}",
+                                                   sealed))
+    except (Unsealable, ValueError):
+        return None, None, None  # sealed under a destroyed secret: nothing to count
+    return value, choice, txt
+
+
 # The hot path of every tap, as plain SQL both SQLite (3.24+) and PostgreSQL run: a repeated
-# tap (a platform retry, a second device) updates the one row the unique key allows.
+# tap (a platform retry, a second device) updates the one row the primary key allows.
 UPSERT_ANSWER = text(
-    "INSERT INTO pulse_answers"
-    " (id, round_id, question_id, response_key, team_id, role, value, choice, text)"
-    " VALUES (:id, :round_id, :question_id, :response_key, :team_id, :role, :value, :choice,"
-    " :text)"
-    " ON CONFLICT (round_id, response_key, question_id) DO UPDATE SET"
-    " team_id = excluded.team_id, role = excluded.role, value = excluded.value,"
-    " choice = excluded.choice, text = excluded.text"
-)
+    "INSERT INTO pulse_pending (round_id, response_key, question_id, sealed)"
+    " VALUES (:round_id, :response_key, :question_id, :sealed)"
+    " ON CONFLICT (round_id, response_key, question_id) DO UPDATE SET sealed = excluded.sealed"
+).bindparams(bindparam("sealed", type_=LargeBinary()))
 MARK_COMPLETED = text(
     "INSERT INTO pulse_completions (round_id, response_key) VALUES (:round_id, :response_key)"
     " ON CONFLICT DO NOTHING"
 )
 # The round's state, whether this person was asked, and their own answers so far, in one go.
 RESPONDENT = text(
-    "SELECT r.state, r.closes_at, p.person_id, a.question_id, a.value, a.choice, a.text"
+    "SELECT r.state, r.closes_at, p.person_id, a.question_id, a.sealed"
     " FROM pulse_rounds r"
     " LEFT JOIN pulse_participation p ON p.round_id = r.id AND p.person_id = :person_id"
-    " LEFT JOIN pulse_answers a ON a.round_id = r.id AND a.response_key = :response_key"
+    " LEFT JOIN pulse_pending a ON a.round_id = r.id AND a.response_key = :response_key"
     " WHERE r.id = :round_id"
 ).columns(state=String(), closes_at=UTCDateTime(), person_id=String(), question_id=String(),
-          value=Integer(), choice=String(), text=Text())
+          sealed=LargeBinary())
 
 
 async def save_answer(
-    s: AsyncSession | AsyncConnection, *, rnd: PulseRound, question_id: str, key: str, team_id: str | None,
-    role: str, value: int | None = None, choice: str | None = None, text: str | None = None,
-    person_id: str | None = None,
+    s: AsyncSession | AsyncConnection, *, rnd: PulseRound, question_id: str, key: str,
+    round_secret: bytes, value: int | None = None, choice: str | None = None,
+    text: str | None = None,
 ) -> None:
-    """Store (or change) one answer; the unique key makes a repeat tap a no-op."""
+    """Store (or change) one answer, sealed until the round closes; a repeat is an update."""
     conn = await connection_of(s)
     await conn.execute(UPSERT_ANSWER, {
-        "id": new_id(), "round_id": rnd.id, "question_id": question_id, "response_key": key,
-        "team_id": team_id, "role": role, "value": value, "choice": choice, "text": text,
+        "round_id": rnd.id, "question_id": question_id, "response_key": key,
+        "sealed": _seal_answer(round_secret, rnd.id, key, question_id, value, choice, text),
     })
-    if rnd.anonymity == "attributed" and person_id is not None:
-        await _upsert(s, PulseAttribution, {"round_id": rnd.id, "response_key": key},
-                      {"person_id": person_id})
 
 
-async def respondent(s: AsyncSession | AsyncConnection, round_id: str, person_id: str, key: str
-                     ) -> list[Any]:
+async def respondent(s: AsyncSession | AsyncConnection, round_id: str, person_id: str, key: str,
+                     round_secret: bytes) -> list[Any]:
     """Rows of (state, closes_at, asked person id or None, question id, value, choice, text)."""
     conn = await connection_of(s)
     params = {"round_id": round_id, "person_id": person_id, "response_key": key}
-    return list((await conn.execute(RESPONDENT, params)).all())
+    box = derive(round_secret, ANSWER_LABEL)
+    out = []
+    for state, closes_at, asked, qid, sealed in (await conn.execute(RESPONDENT, params)).all():
+        given = _open_answer(box, round_id, key, qid, sealed) if qid else (None, None, None)
+        out.append((state, closes_at, asked, qid, *given))
+    return out
 
 
-async def _upsert(s: AsyncSession | AsyncConnection, table: Any, keys: dict[str, Any],
-                  values: dict[str, Any], *, with_id: bool = False) -> None:
-    """INSERT .. ON CONFLICT DO UPDATE on SQLite and PostgreSQL; select-then-write elsewhere."""
-    conn = await connection_of(s)
-    dialect = conn.dialect.name
-    row = {**keys, **values, **({"id": new_id()} if with_id else {})}
-    if dialect in ("sqlite", "postgresql"):
-        if dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
-        stmt = insert(table).values(**row)
-        if values:
-            await conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=values))
-        else:
-            await conn.execute(stmt.on_conflict_do_nothing(index_elements=list(keys)))
-        return
-    try:
-        async with conn.begin_nested():
-            await conn.execute(sa_insert(table).values(**row))
-    except IntegrityError:  # the same tap from another device won the race: update theirs
-        if values:
-            await conn.execute(update(table).filter_by(**keys).values(**values))
-
-
-async def answers_by_key(s: AsyncSession, round_id: str, key: str) -> dict[str, PulseAnswer]:
-    """One respondent's own answers in a round (by their response key), by question id."""
-    rows = await s.execute(select(PulseAnswer).where(PulseAnswer.round_id == round_id,
-                                                     PulseAnswer.response_key == key))
-    return {a.question_id: a for a in rows.scalars()}
+async def answered_questions(s: AsyncSession, round_id: str, key: str) -> set[str]:
+    """Which questions one respondent (by response key) has answered so far."""
+    rows = await s.execute(select(PulsePending.question_id).where(
+        PulsePending.round_id == round_id, PulsePending.response_key == key))
+    return set(rows.scalars())
 
 
 async def participation(s: AsyncSession, round_id: str, person_id: str

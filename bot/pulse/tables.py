@@ -1,8 +1,16 @@
 """Tables for pulse surveys: definitions, rounds, who took part, and the (anonymous) answers.
 
-The anonymity rule lives in the shape of these tables: `pulse_answers` has no person id, no
-timestamp and random keys; who took part is in `pulse_participation`, with nothing that points
-at an answer row. Only surveys in `attributed` mode also write `pulse_attributions`.
+The anonymity rules live in the shape of these tables (docs/invariants.md):
+
+- While a round is open, each answer waits in `pulse_pending`, sealed under the round's own
+  secret (`pulse_round_keys`, itself sealed under the server key) and keyed by a hash under that
+  secret: a database reader sees neither values nor people, only opaque keys.
+- When the round closes, in one transaction: answers become counts per reporting cell
+  (`pulse_tallies`, `pulse_cells`), comments are written in shuffled order under a team of at
+  least the comment threshold (`pulse_comments`), and the pending answers, completions,
+  participation and the round secret are deleted. No row then links a closed round to a person,
+  and no stored team or role is shared by fewer than k people who were asked (bot/pulse/cells.py).
+- Only surveys in `attributed` mode keep answers by person (`pulse_attributed_answers`).
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from sqlalchemy import (
     Boolean,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -86,10 +95,18 @@ class PulseRound(Base):
     state: Mapped[str] = mapped_column(String(16), default="open")  # open | closed
     anonymity: Mapped[str] = mapped_column(String(16), default="anonymous")
     question_ids: Mapped[list[str]] = mapped_column(JSON)
+    # Totals kept when the round closes (participation is deleted then): numbers, never who.
+    n_asked: Mapped[int | None] = mapped_column(Integer, default=None)
+    n_invited: Mapped[int | None] = mapped_column(Integer, default=None)
+    n_finished: Mapped[int | None] = mapped_column(Integer, default=None)
+    n_respondents: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class PulseParticipation(Base):
-    """Who was asked in a round and how far they got: never which answers are theirs."""
+    """Who was asked in a round and how far they got: never which answers are theirs.
+
+    Kept only while the round is open (for invitations and the reminder); deleted at close.
+    """
 
     __tablename__ = "pulse_participation"
 
@@ -98,6 +115,9 @@ class PulseParticipation(Base):
     person_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"),
                                            primary_key=True)
     team_id: Mapped[str | None] = mapped_column(String(64), default=None)  # snapshot at opening
+    # The reporting cell their answers are counted under (bot/pulse/cells.py), fixed at opening.
+    cell_team: Mapped[str | None] = mapped_column(String(64), default=None)
+    cell_role: Mapped[str] = mapped_column(String(32), default="*")
     invited_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     unreachable: Mapped[bool] = mapped_column(Boolean, default=False)
     reminded: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -108,34 +128,38 @@ class PulseParticipation(Base):
     message: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
-class PulseAnswer(Base):
-    """One answer. No person id, no time; `response_key` is a keyed hash per person and round."""
+class PulseRoundKey(Base):
+    """An open round's own secret, sealed under the server key; deleted when the round closes."""
 
-    __tablename__ = "pulse_answers"
-    __table_args__ = (
-        # One answer per person, question and round. Key before question, so its index also
-        # finds one respondent's answers (every tap reads them back).
-        UniqueConstraint("round_id", "response_key", "question_id"),
-        # SQLite keeps WITHOUT ROWID tables in key order (random here), not in insert order.
-        {"sqlite_with_rowid": False},
-    )
+    __tablename__ = "pulse_round_keys"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    round_id: Mapped[str] = mapped_column(ForeignKey("pulse_rounds.id", ondelete="CASCADE"))
-    question_id: Mapped[str] = mapped_column(ForeignKey("pulse_questions.id", ondelete="CASCADE"))
-    response_key: Mapped[str] = mapped_column(String(64))
-    team_id: Mapped[str | None] = mapped_column(String(64), default=None)
-    role: Mapped[str] = mapped_column(String(32))
-    value: Mapped[int | None] = mapped_column(Integer, default=None)
-    choice: Mapped[str | None] = mapped_column(String(200), default=None)
-    text: Mapped[str | None] = mapped_column(Text, default=None)
+    round_id: Mapped[str] = mapped_column(ForeignKey("pulse_rounds.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class PulsePending(Base):
+    """One answer of an open round, sealed under the round secret until the round closes.
+
+    No person id, no time, no team or role in clear; `response_key` is a hash of the person
+    under the round secret, so the same person's taps update one row per question.
+    """
+
+    __tablename__ = "pulse_pending"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    round_id: Mapped[str] = mapped_column(ForeignKey("pulse_rounds.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    response_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    question_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class PulseCompletion(Base):
-    """A respondent (by response key only) reached the end of a round's questions.
+    """A respondent (by response key only) reached the end of an open round's questions.
 
     Kept by key, not on the participation row: writing a person's row at the moment they
-    answer would let a database reader pair it with the answer rows written just before.
+    answer would let a database reader pair it with the answers written just before.
     """
 
     __tablename__ = "pulse_completions"
@@ -146,12 +170,63 @@ class PulseCompletion(Base):
     response_key: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
-class PulseAttribution(Base):
-    """Attributed surveys only: whose response key is whose, per round."""
+class PulseCell(Base):
+    """A closed round's reporting cell: how many were asked in it and how many answered."""
 
-    __tablename__ = "pulse_attributions"
+    __tablename__ = "pulse_cells"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    round_id: Mapped[str] = mapped_column(ForeignKey("pulse_rounds.id", ondelete="CASCADE"),
+                                          index=True)
+    team_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    role: Mapped[str] = mapped_column(String(32))
+    invited: Mapped[int] = mapped_column(Integer)
+    respondents: Mapped[int] = mapped_column(Integer)
+
+
+class PulseTally(Base):
+    """A closed round's answers as counts: how many in a cell gave one answer to one question."""
+
+    __tablename__ = "pulse_tallies"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    round_id: Mapped[str] = mapped_column(ForeignKey("pulse_rounds.id", ondelete="CASCADE"),
+                                          index=True)
+    question_id: Mapped[str] = mapped_column(String(32))
+    team_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    role: Mapped[str] = mapped_column(String(32))
+    value: Mapped[int | None] = mapped_column(Integer, default=None)
+    choice: Mapped[str | None] = mapped_column(String(200), default=None)
+    n: Mapped[int] = mapped_column(Integer)
+
+
+class PulseComment(Base):
+    """A closed round's comment, under a team with at least the comment threshold asked.
+
+    Written at close in shuffled order with random keys, all in one transaction.
+    """
+
+    __tablename__ = "pulse_comments"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    round_id: Mapped[str] = mapped_column(ForeignKey("pulse_rounds.id", ondelete="CASCADE"),
+                                          index=True)
+    question_id: Mapped[str] = mapped_column(String(32))
+    team_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    text: Mapped[str] = mapped_column(Text)
+
+
+class PulseAttributedAnswer(Base):
+    """Attributed surveys only (labelled so to every respondent): whose answer is whose."""
+
+    __tablename__ = "pulse_attributed_answers"
 
     round_id: Mapped[str] = mapped_column(ForeignKey("pulse_rounds.id", ondelete="CASCADE"),
                                           primary_key=True)
-    response_key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    person_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    question_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int | None] = mapped_column(Integer, default=None)
+    choice: Mapped[str | None] = mapped_column(String(200), default=None)
+    text: Mapped[str | None] = mapped_column(Text, default=None)

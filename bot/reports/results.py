@@ -1,23 +1,23 @@
 """Results of a pulse round per group: response rate, distributions, scores, change.
 
-Counting happens in SQL (GROUP BY over team, role and value); Python only adds cells up the
-team tree and asks the anonymity engine which groups, questions and comments may be shown.
-Pulse tables are read through the columns agreed with the pulse feature, nothing more.
+A closed round is stored as counts per reporting cell (bot/pulse/tables.py), so reading it costs
+the same for ten answers or ten million; Python adds cells up the team tree and asks the
+anonymity engine which groups, questions and comments may be shown. Pulse tables are read
+through the columns agreed with the pulse feature, nothing more.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, column, func, literal, select, table, union_all
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy import column, func, select, table
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.people.tables import PersonRole, Team
+from bot.people.tables import Team
 from bot.programme.core_sections import get_setting
 from bot.reports.anonymity import (
     ALL,
@@ -42,12 +42,13 @@ ROLE_NAMES = {
 SCORED = ("likert5", "enps", "yesno")
 
 # The agreed columns of the pulse tables (not the pulse feature's classes).
-ANSWERS = table(
-    "pulse_answers", column("round_id"), column("question_id"), column("response_key"),
-    column("team_id"), column("role"), column("value"), column("choice"), column("text"),
-)
-PARTICIPATION = table("pulse_participation", column("round_id"), column("person_id"),
-                      column("team_id"))
+TALLIES = table("pulse_tallies", column("round_id"), column("question_id"), column("team_id"),
+                column("role"), column("value"), column("choice"), column("n"))
+CELLS = table("pulse_cells", column("round_id"), column("team_id"), column("role"),
+              column("invited"), column("respondents"))
+COMMENTS = table("pulse_comments", column("id"), column("round_id"), column("question_id"),
+                 column("team_id"), column("text"))
+MIXED = "*"  # a cell whose role group was too small to keep (bot/pulse/cells.py)
 
 
 @dataclass(frozen=True)
@@ -157,90 +158,54 @@ async def thresholds(s: AsyncSession) -> Thresholds:
 
 
 async def round_data(s: AsyncSession, round_id: str, questions: Sequence[QuestionInfo]) -> RoundData:
-    """Count a round's answers per cell: two GROUP BY queries over covering indexes."""
-    a = ANSWERS.c
+    """A closed round's counts per cell: three reads of rows kept at close."""
+    t, c, m = TALLIES.c, CELLS.c, COMMENTS.c
     data = RoundData()
-    # The scans are independent (a closed round no longer changes): run them at once on
-    # connections of their own, so each can have a core.
-    respondents, values, data.invited = await asyncio.gather(_rows(s, (
-        select(a.team_id, a.role, func.count(func.distinct(a.response_key)))
-        .where(a.round_id == round_id).group_by(a.team_id, a.role))), _rows(s, (
-        select(a.team_id, a.role, a.question_id, a.value, a.choice, func.count())
-        .where(a.round_id == round_id)
-        .group_by(a.team_id, a.role, a.question_id, a.value, a.choice))),
-        invited_cells(s, round_id))
-    data.respondents = {(t, r): int(n) for t, r, n in respondents}
+    for team, role, invited, resp in (await s.execute(
+            select(c.team_id, c.role, c.invited, c.respondents).where(c.round_id == round_id))):
+        cell = (team, role)  # a round open during the upgrade to sealed answers has two rows
+        data.invited[cell] = data.invited.get(cell, 0) + int(invited)
+        if resp:
+            data.respondents[cell] = data.respondents.get(cell, 0) + int(resp)
     kinds = {q.id: q.kind for q in questions}
-    for t, r, qid, value, choice, n in values:
+    for team, role, qid, value, choice, n in (await s.execute(
+            select(t.team_id, t.role, t.question_id, t.value, t.choice, t.n)
+            .where(t.round_id == round_id))):
         kind = kinds.get(qid)
-        if kind == "text":
-            # Pulse stores only non-empty comments, so a row is a comment.
-            data.commenters.setdefault(qid, {})[(t, r)] = (
-                data.commenters.get(qid, {}).get((t, r), 0) + int(n))
-            continue
         answer = choice if kind == "choice" else value
-        if kind is None or answer is None:
+        if kind is None or kind == "text" or answer is None:
             continue
-        cell = (t, r)
+        cell = (team, role)
         data.values.setdefault(qid, []).append((cell, str(answer), int(n)))
         per_cell = data.answered.setdefault(qid, {})
         per_cell[cell] = per_cell.get(cell, 0) + int(n)
+    # Comments carry a team only (one with enough people asked), never a role.
+    for qid, team, n in (await s.execute(
+            select(m.question_id, m.team_id, func.count()).where(m.round_id == round_id)
+            .group_by(m.question_id, m.team_id))):
+        per_team = data.commenters.setdefault(qid, {})
+        per_team[(team, MIXED)] = per_team.get((team, MIXED), 0) + int(n)
     return data
-
-
-async def _rows(s: AsyncSession, stmt: Any) -> list[Any]:
-    """All rows of a read on a connection of its own (the session's engine)."""
-    engine = s.bind
-    if not isinstance(engine, AsyncEngine):  # a session bound to one connection: use it
-        return list((await s.execute(stmt)).all())
-    async with engine.connect() as conn:
-        return list((await conn.execute(stmt)).all())
-
-
-async def invited_cells(s: AsyncSession, round_id: str) -> dict[Cell, int]:
-    """Who was asked, counted per (team at opening, main role now).
-
-    Most people hold no role row beyond practitioner, so count everyone per team, then the few
-    with a higher role (joined by primary key), and take the difference as practitioners.
-    """
-    p = PARTICIPATION.c
-    rows = await s.execute(select(p.team_id, func.count()).where(p.round_id == round_id)
-                           .group_by(p.team_id))
-    out: dict[Cell, int] = {(t, PRACTITIONER): int(n) for t, n in rows}
-    rank = case({r: i for i, r in enumerate(ROLE_ORDER)}, value=PersonRole.role)
-    roles = union_all(
-        select(PersonRole.person_id.label("pid"), rank.label("rank"))
-        .where(PersonRole.role.in_([r for r in ROLE_ORDER if r != PRACTITIONER])),
-        select(Team.lead_person_id.label("pid"), literal(ROLE_ORDER.index(TEAM_LEAD)).label("rank"))
-        .where(Team.lead_person_id.is_not(None)),
-    ).subquery()
-    per_person = (
-        select(p.team_id.label("team_id"), func.min(roles.c.rank).label("rank"))
-        .select_from(roles.join(PARTICIPATION, roles.c.pid == p.person_id))
-        .where(p.round_id == round_id).group_by(p.person_id, p.team_id).subquery()
-    )
-    rows = await s.execute(select(per_person.c.team_id, per_person.c.rank, func.count())
-                           .group_by(per_person.c.team_id, per_person.c.rank))
-    for t, rk, n in rows:
-        out[(t, ROLE_ORDER[int(rk)])] = int(n)
-        out[(t, PRACTITIONER)] -= int(n)
-    return {c: n for c, n in out.items() if n > 0}
 
 
 async def comments_for(
     s: AsyncSession, org: Org, rnd: RoundInfo, question_id: str, group: str, limit: int = 10
 ) -> list[Comment]:
-    """Up to `limit` comments of a group, in random order, dated by round only."""
-    a = ANSWERS.c
-    q = select(a.text).where(a.round_id == rnd.id, a.question_id == question_id,
-                             a.text.is_not(None), func.length(func.trim(a.text)) > 0)
+    """Up to `limit` comments of a group, dated by round only: the same list every time.
+
+    Comments are stored in random order under random keys, so the first by key are a random
+    choice that does not change however often someone asks. Roles have no comments: comment
+    lists are shown for the nested family of teams only, which the engine can check exactly.
+    """
+    m = COMMENTS.c
+    if group.startswith("role:"):
+        return []
+    q = select(m.text).where(m.round_id == rnd.id, m.question_id == question_id)
     if group.startswith("team:"):
         inside = [t for t in org.parents if group[5:] in org.ancestors(t)]
-        q = q.where(a.team_id.in_(inside))
-    elif group.startswith("role:"):
-        q = q.where(a.role == group[5:])
-    rows = await s.execute(q.order_by(func.random()).limit(limit))
-    return [Comment(t.strip(), rnd.label, rnd.opens_at) for (t,) in rows]
+        q = q.where(m.team_id.in_(inside))
+    rows = await s.execute(q.order_by(m.id).limit(limit))
+    return [Comment(t.strip(), rnd.label, rnd.opens_at) for (t,) in rows if t and t.strip()]
 
 
 # --- computing ---------------------------------------------------------------------------------

@@ -6,9 +6,9 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from storage.base import Base
-from storage.db import import_all_tables
 
-import_all_tables()
+# The tables known to whoever runs this (storage imports no feature): `upgrade` needs none, as
+# migrations are self-contained; autogenerate (staffvoice/revision.py) imports them all first.
 target_metadata = Base.metadata
 config = context.config
 

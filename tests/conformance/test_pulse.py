@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 
-from bot.pulse.tables import PulseAnswer, PulseParticipation
+from bot.pulse.tables import PulseParticipation, PulsePending, PulseRound, PulseTally
 
 P1 = "practitioner1@northbridge.example"
 P2 = "practitioner2@northbridge.example"
@@ -18,7 +18,7 @@ FRIDAY_17 = datetime(2026, 12, 4, 17, 0, tzinfo=UTC)
 
 async def _stored(driver) -> int:  # type: ignore[no-untyped-def]
     async with driver.core.db.session() as s:
-        return int((await s.execute(select(func.count()).select_from(PulseAnswer))).scalar_one())
+        return int((await s.execute(select(func.count()).select_from(PulsePending))).scalar_one())
 
 
 async def test_a_whole_weekly_round(driver) -> None:  # type: ignore[no-untyped-def]
@@ -71,7 +71,9 @@ async def test_a_whole_weekly_round(driver) -> None:  # type: ignore[no-untyped-
     # The change team sees counts, never names.
     await driver.say(CHANGE, "pulse")
     listing = driver.seen(CHANGE)[-1]
-    assert "weekly-pulse" in listing and "2 of 25 answered" in listing and "1 finished" in listing
+    # While the round is open the counts are rounded to 5 (two answered, one finished).
+    assert "weekly-pulse" in listing and "about 0 of 25 answered" in listing
+    assert "about 0 finished" in listing
     assert "practitioner" not in listing
 
     # Friday 17:00 the round closes; a late tap is turned away politely and nothing is stored.
@@ -79,8 +81,10 @@ async def test_a_whole_weekly_round(driver) -> None:  # type: ignore[no-untyped-
     await driver.core.tick()
     await driver.tap(P2, "3")
     assert "This round has closed" in driver.seen(P2)[-1]
-    assert await _stored(driver) == 6
+    # Closed: six answers kept as counts, who was asked and who finished become numbers.
     async with driver.core.db.session() as s:
-        finished = (await s.execute(select(func.count()).select_from(PulseParticipation)
-                                    .where(PulseParticipation.finished.is_(True)))).scalar_one()
-    assert finished == 1
+        kept = (await s.execute(select(func.sum(PulseTally.n)))).scalar_one()
+        parts = (await s.execute(select(func.count()).select_from(PulseParticipation))).scalar_one()
+        rnd = (await s.execute(select(PulseRound))).scalar_one()
+    assert (kept, parts, await _stored(driver)) == (6, 0, 0)
+    assert (rnd.n_respondents, rnd.n_finished, rnd.n_asked) == (2, 1, 25)

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from adapters.teams import render as teams_render
 from bot.core import Core
-from bot.pulse.tables import PulseAnswer
+from bot.pulse.tables import PulsePending
 from tests.conformance.drivers.slack import SIGNING_SECRET, SlackDriver, sign
 from tests.conformance.drivers.teams import TeamsDriver, card_of
 from tests.fakes.slack_api import APP_TOKEN, FakeSlack
@@ -26,7 +26,7 @@ PRACTITIONER = "practitioner1@northbridge.example"
 
 async def answers(core: Core) -> int:
     async with core.db.session() as s:
-        return int((await s.execute(select(func.count()).select_from(PulseAnswer))).scalar_one())
+        return int((await s.execute(select(func.count()).select_from(PulsePending))).scalar_one())
 
 
 async def deliver(slack: SlackDriver, body: str, content_type: str, retry: int) -> int:

@@ -12,12 +12,12 @@ from datetime import timedelta
 import pytest
 
 from adapters.fake.http_port import HttpPort
-from adapters.server import _supervise
 from bot.broadcasts import service
 from bot.broadcasts.limiter import Limiter
 from bot.broadcasts.sender import Sender
 from bot.clock import FakeClock
 from bot.core import Core
+from staffvoice.serve.lifecycle import _supervise
 from tests.conformance.drivers.slack import SIGNING_SECRET, SlackDriver, sign
 from tests.conformance.drivers.teams import TeamsDriver
 from tests.fakes.ratelimited_platform import PlatformConfig, RateLimitedPlatform

@@ -8,12 +8,12 @@ import pytest
 import yaml
 from aiohttp import web
 
-from adapters import manifest_cli
 from adapters.slack import config
 from adapters.slack.config import BOT_SCOPES
 from adapters.slack.manifest import MANIFEST, build, load
 from adapters.slack.mount import mount
 from bot.core import Core
+from staffvoice.cli import main
 
 
 def test_without_a_signing_secret_or_app_token_slack_is_off() -> None:
@@ -65,22 +65,24 @@ def test_the_manifest_points_at_our_url_or_uses_socket_mode() -> None:
 
 
 def test_the_manifest_command_line(capsys) -> None:  # type: ignore[no-untyped-def]
-    assert manifest_cli.cli(None, ["slack", "--url", "https://voice.northbridge.example"]) == 0
+    assert main(["manifest", "slack", "--url", "https://voice.northbridge.example"]) == 0
     out = capsys.readouterr().out
     assert "https://voice.northbridge.example/slack/events" in out and "# send DMs" in out
-    assert manifest_cli.cli(None, ["slack", "--url", "http://insecure.example"]) == 2
-    assert manifest_cli.cli(None, []) == 2
+    assert main(["manifest", "slack", "--url", "http://insecure.example"]) == 2
+    with pytest.raises(SystemExit) as exit_:
+        main(["manifest"])  # no platform: argparse says which ones there are
+    assert exit_.value.code == 2
 
 
 def test_the_manifest_accepts_a_url_with_a_path(capsys) -> None:  # type: ignore[no-untyped-def]
     """Behind a proxy at https://host/staffvoice, Slack must call https://host/staffvoice/slack/events."""
-    assert manifest_cli.cli(None, ["slack", "--url", "https://intranet.northbridge.example/staffvoice/"]) == 0
+    assert main(["manifest", "slack", "--url", "https://intranet.northbridge.example/staffvoice/"]) == 0
     data = yaml.safe_load(capsys.readouterr().out)
     assert data["settings"]["event_subscriptions"]["request_url"] == (
         "https://intranet.northbridge.example/staffvoice/slack/events")
     assert data["oauth_config"]["redirect_urls"] == [
         "https://intranet.northbridge.example/staffvoice/slack/oauth_redirect"]
-    assert manifest_cli.cli(None, ["slack", "--url", "https://host.example/x?y=1"]) == 2
+    assert main(["manifest", "slack", "--url", "https://host.example/x?y=1"]) == 2
     assert "--url must be" in capsys.readouterr().err
 
 

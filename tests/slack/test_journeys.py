@@ -19,7 +19,7 @@ from bot.model import ConversationRef, text_message
 from bot.people.tables import Identity, Person
 from bot.port import PlatformError, Unreachable
 from bot.programme import loader
-from bot.pulse.tables import PulseAnswer
+from bot.pulse.tables import PulsePending
 from tests.conformance.drivers.slack import SlackDriver
 from tests.conftest import EXAMPLE, MONDAY_10
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
@@ -268,7 +268,7 @@ async def test_a_pulse_comment_with_identifying_details_is_checked_before_it_is_
 
 async def _answers(slack: SlackDriver) -> int:
     async with slack.core.db.session() as s:
-        return await s.scalar(select(func.count()).select_from(PulseAnswer)) or 0
+        return await s.scalar(select(func.count()).select_from(PulsePending)) or 0
 
 
 async def test_a_refused_bot_token_is_one_clear_line_at_start(

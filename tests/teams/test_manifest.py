@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 from PIL import Image
 
-from adapters.cli import main
+from staffvoice.cli import main
 from tests.teams.schemas import teams_manifest_schema
 
 APP_ID = "6f1c2a8e-3b4d-4e5f-9a0b-1c2d3e4f5a6b"

@@ -1,31 +1,20 @@
-"""`staffvoice schedule list | run-due`: what runs next and when, and one tick for cron."""
+"""The plan of scheduled work: what runs next and when, and what was found late after downtime."""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import os
-import socket
-import sys
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from bot.config import Settings
-from bot.scheduling.jobs import LOOKBACK, next_due, programme_tz, run_due
-from bot.scheduling.leader import for_database
+from bot.scheduling.jobs import LOOKBACK, next_due
 from bot.scheduling.tables import JobRecord, Occurrence
 
 if TYPE_CHECKING:
     from bot.core import Core
-
-
-# Cron runs `run-due` every few minutes: only a longer silence counts as downtime (caught up).
-CRON_GAP = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -114,29 +103,7 @@ def render(rows: list[Planned], now: datetime, tz: str, interval_s: float,
     return "\n".join(lines)
 
 
-def cli(settings: Settings, argv: list[str]) -> int:
-    """`staffvoice schedule list` or `staffvoice schedule run-due`."""
-    ap = argparse.ArgumentParser(prog="staffvoice schedule", description="The scheduler.")
-    sub = ap.add_subparsers(dest="sub", required=True)
-    ls = sub.add_parser("list", help="what runs next and when, in local time")
-    ls.add_argument("--at", metavar="WHEN",
-                    help="plan as of this local date and time instead of now, e.g. "
-                         "'2027-05-04 09:00' (what would be due after a bank holiday?)")
-    sub.add_parser("run-due", help="run what is due now, once (for cron deployments)")
-    args = ap.parse_args(argv)
-    if args.sub == "list":
-        return asyncio.run(_list(settings, args.at))
-    return asyncio.run(_run_due(settings))
-
-
-def _core(settings: Settings) -> Core:
-    from bot.core import Core
-    from storage.db import Database
-
-    return Core(Database(settings.database_url), settings=settings)
-
-
-def _parse_at(text: str, tz: str) -> datetime | None:
+def parse_at(text: str, tz: str) -> datetime | None:
     """A local date-time ('2027-05-04 09:00' or ISO with an offset) as UTC; None if unreadable."""
     try:
         when = datetime.fromisoformat(text.strip())
@@ -145,51 +112,3 @@ def _parse_at(text: str, tz: str) -> datetime | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=ZoneInfo(tz))
     return when.astimezone(UTC)
-
-
-async def _list(settings: Settings, at: str | None = None) -> int:
-    core = _core(settings)
-    try:
-        await core.db.upgrade()
-        tz = await programme_tz(core)
-        now = core.clock.now()
-        if at is not None:
-            parsed = _parse_at(at, tz)
-            if parsed is None:
-                print(f"--at {at!r}: expected a date and time like 2027-05-04 09:00", file=sys.stderr)
-                return 2
-            now = parsed
-        rows = await plan(core, now)
-        print(render(rows, now, tz, settings.scheduler_interval_s, await missed(core, now)))
-    finally:
-        await core.db.dispose()
-    return 0
-
-
-async def _run_due(settings: Settings) -> int:
-    # The composition root for cron: the same adapters as `serve` provide the ports.
-    from adapters.server import attached_ports
-
-    core = _core(settings)
-    leadership = for_database(core.db)
-    try:
-        await core.db.upgrade()
-        await core.start()
-        if not await leadership.ensure():
-            print("another staffvoice process is running the scheduler; nothing was run",
-                  file=sys.stderr)
-            return 0
-        async with attached_ports(core, os.environ) as statuses:
-            for line in statuses:
-                print(line)
-            results = await run_due(core, core.clock.now(), gap=CRON_GAP,
-                                    instance=f"run-due:{socket.gethostname()}:{os.getpid()}")
-        for r in results:
-            print(f"{r.name}: {r.outcome}, {max(r.count, 0)} done"
-                  + (f", {r.skipped} skipped (missed beyond grace)" if r.skipped else ""))
-        if not results:
-            print("no scheduled jobs are registered")
-        return 1 if any(r.outcome == "error" for r in results) else 0
-    finally:
-        await leadership.release()
-        await core.db.dispose()

@@ -1,87 +1,23 @@
-"""`staffvoice report ...`: a round's results as CSV or JSON, and trend charts, from the shell.
+"""A closed round's results as plain data, CSV or JSON: what `staffvoice report round` writes.
 
-The command line sees every group, but only through the anonymity engine, like chat.
+Only through the anonymity engine: hidden groups and questions carry no numbers at all.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import csv
 import io
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
-from bot.config import Settings
-from bot.reports import chart, service
+from bot.errors import UserError
+from bot.reports import service
 from bot.reports.anonymity import NOT_ENOUGH
 from bot.reports.results import GroupResult, RoundResults, comments_for, load_org
-from storage.db import Database
 
 
-def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="staffvoice report", description="Pulse reports.")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("rounds", help="list closed rounds and their ids")
-    rnd = sub.add_parser("round", help="a round's results for every group")
-    rnd.add_argument("round_id")
-    rnd.add_argument("--format", choices=("csv", "json"), default="json")
-    rnd.add_argument("--out", help="write to this file instead of standard output")
-    ch = sub.add_parser("chart", help="a question's trend as a PNG (and as text)")
-    ch.add_argument("--survey", required=True)
-    ch.add_argument("--question", required=True, help="question key or id")
-    ch.add_argument("--group", default="all", help="all, a team id or name, or a role")
-    ch.add_argument("--rounds", type=int, default=service.TREND_ROUNDS)
-    ch.add_argument("--out", required=True, help="PNG file to write")
-    return ap
-
-
-def cli(settings: Settings, argv: list[str]) -> int:
-    """Entry point used by `staffvoice report`."""
-    args = _parser().parse_args(argv)
-    try:
-        return asyncio.run(_run(settings, args))
-    except ReportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-
-class ReportError(Exception):
-    """A problem the person at the shell can fix."""
-
-
-async def _run(settings: Settings, args: argparse.Namespace) -> int:
-    db = Database(settings.database_url)
-    try:
-        async with db.session() as s:
-            if args.cmd == "rounds":
-                return await _rounds(s)
-            if args.cmd == "round":
-                text = await export_round(s, args.round_id, args.format)
-                _write(text, args.out)
-                return 0
-            return await _chart(s, args)
-    finally:
-        await db.dispose()
-
-
-def _write(text: str, out: str | None) -> None:
-    if out:
-        Path(out).write_text(text, encoding="utf-8")
-        print(f"wrote {out}")
-    else:
-        sys.stdout.write(text)
-
-
-async def _rounds(s: Any) -> int:
-    from bot.pulse import service as pulse
-
-    for survey in await pulse.surveys(s, include_inactive=True):
-        for r in await service.closed_rounds(s, survey.id):
-            print(f"{r.id}  {survey.id}  {r.label}")
-    return 0
+class ReportError(UserError):
+    """A report that cannot be made as asked; `str()` says why."""
 
 
 async def export_round(s: Any, round_id: str, fmt: str) -> str:
@@ -166,26 +102,3 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
-
-
-async def _chart(s: Any, args: argparse.Namespace) -> int:
-    qid = await _question_id(s, args.survey, args.question)
-    key = await service.resolve_group(s, args.group)
-    if key is None:
-        raise ReportError(f"'{args.group}' is not a team or role")
-    trend = await service.trend(s, args.survey, qid, key, last=max(1, args.rounds))
-    Path(args.out).write_bytes(chart.render_png(trend))
-    print(chart.describe(trend))
-    print(f"wrote {args.out}")
-    return 0
-
-
-async def _question_id(s: Any, survey_id: str, question: str) -> str:
-    from bot.pulse import service as pulse
-
-    if await pulse.survey_by_id(s, survey_id) is None:
-        raise ReportError(f"no survey '{survey_id}'")
-    for q in await pulse.questions_of(s, survey_id, include_inactive=True):
-        if question in (q.id, q.key):
-            return q.id
-    raise ReportError(f"survey '{survey_id}' has no question '{question}'")

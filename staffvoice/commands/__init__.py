@@ -1,0 +1,1 @@
+"""One module per `staffvoice` command; each adds itself to the parser with `add_to`."""

@@ -1,0 +1,45 @@
+"""`staffvoice chat` and `staffvoice demo`: talk to the bot in this terminal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from bot.config import Settings
+from staffvoice.commands.programme import load
+from staffvoice.database import opened
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "programme.yaml"
+DEMO_USER = "practitioner1@northbridge.example"
+
+
+def add_to(sub: argparse._SubParsersAction[argparse.ArgumentParser], settings: Settings) -> None:
+    """The `chat` and `demo` commands."""
+    for name, text in (("chat", "chat with the bot in this terminal, as one person"),
+                       ("demo", "load the example programme (fictional Northbridge), then chat")):
+        p = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ". Type "
+                           "'/as EMAIL' to become someone else and '/quit' to leave.")
+        p.add_argument("--as", dest="email", default=DEMO_USER, metavar="EMAIL",
+                       help=f"who you are in the programme (default {DEMO_USER})")
+        p.set_defaults(run=run_chat if name == "chat" else run_demo)
+
+
+async def chat(settings: Settings, email: str) -> int:
+    from adapters.console.adapter import run
+
+    async with opened(settings, migrate=True) as core:
+        await run(core, email)
+    return 0
+
+
+def run_chat(settings: Settings, args: argparse.Namespace) -> int:
+    return asyncio.run(chat(settings, args.email))
+
+
+def run_demo(settings: Settings, args: argparse.Namespace) -> int:
+    rc = asyncio.run(load(settings, str(EXAMPLE)))
+    if rc:
+        return rc
+    print("Try: help · feedback · status · what's at risk? · results · /as changelead@northbridge.example")
+    return asyncio.run(chat(settings, args.email))

@@ -1,0 +1,21 @@
+"""The one web application: the adapters' routes plus health, readiness and metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from bot.core import Core
+from staffvoice.serve.health import Health, add_health_routes
+from staffvoice.serve.metrics import add_metrics_route
+from staffvoice.serve.mounts import mount_adapters
+
+
+def build_app(core: Core, env: Mapping[str, str], health: Health) -> tuple[web.Application, list[str]]:
+    """The application and one status line per platform adapter."""
+    app = web.Application()
+    add_metrics_route(app, health)
+    add_health_routes(app, health)
+    lines = mount_adapters(app, core, env)
+    return app, lines

@@ -1,0 +1,51 @@
+"""/healthz (the process answers) and /readyz (the database is reachable and migrated)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from bot.core import Core
+from bot.scheduling.scheduler import Scheduler
+
+
+@dataclass
+class Health:
+    """What /readyz and /metrics report; shared between the routes and the lifecycle."""
+
+    core: Core
+    scheduler: Scheduler | None = None
+    stopping: bool = False
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+
+def add_health_routes(app: web.Application, health: Health) -> None:
+    """GET /healthz and GET /readyz."""
+    core = health.core
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "pid": os.getpid()})
+
+    async def readyz(_: web.Request) -> web.Response:
+        body: dict[str, Any] = {"database": "unreachable", "migrations": "unknown"}
+        ok = False
+        if await core.db.ping():
+            body["database"] = "ok"
+            try:
+                applied, expected = await core.db.current_heads()
+                ok = applied == expected
+                body["migrations"] = "current" if ok else "behind"
+            except Exception:
+                body["migrations"] = "unreadable"
+        if health.stopping:
+            ok, body["status"] = False, "stopping"
+        else:
+            body["status"] = "ready" if ok else "not ready"
+        return web.json_response(body, status=200 if ok else 503)
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
