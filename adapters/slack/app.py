@@ -308,6 +308,9 @@ class SlackAdapter:
             self.spawn(self._finish_late(work))
             await ack()
             return
+        except BaseException:
+            self.port.ack_view(event.event_id)
+            raise
         follow_up = self.port.ack_view(event.event_id)
         if result.form_errors:
             await ack(response_action="errors",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from datetime import timedelta
@@ -282,3 +283,26 @@ async def test_a_refused_bot_token_is_one_clear_line_at_start(
     [line] = [r.getMessage() for r in caplog.records if "credentials" in r.getMessage()]
     assert "Slack refused SLACK_BOT_TOKEN (slack: invalid_auth)" in line
     assert "OAuth & Permissions" in line and "xoxb-" not in line.replace("(xoxb-...)", "")
+
+
+async def test_when_the_core_misses_the_ack_the_check_screen_comes_as_a_button_and_nothing_is_lost(
+        slack: SlackDriver, monkeypatch: pytest.MonkeyPatch) -> None:
+    from adapters.slack import app as slack_app
+
+    monkeypatch.setattr(slack_app, "SUBMIT_BUDGET_S", 0.05)
+
+    async def slow(event, port, call_next):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(0.3)
+        return await call_next()
+
+    await slack.shortcut(PRACTITIONER, "feedback.open")
+    slack.core.use(slow)
+    assert await slack.submit(PRACTITIONER, {"text": CONCERN, "theme": "", "replies": "false"}) is None
+    assert slack.fake.open_view(slack.user(PRACTITIONER).id) is None  # the empty ack closed it
+    assert slack.fake.hidden_views == []
+    assert "Before you send: tap the button to open the form." in slack.seen(PRACTITIONER)[-1]
+    await slack.tap(PRACTITIONER, "Open the form")
+    form = slack.form(PRACTITIONER)
+    assert form is not None and form.title == "Before you send"
+    assert await slack.submit(PRACTITIONER, {"text": CONCERN, "theme": "", "replies": "false"}) is None
+    assert [r for r in (await dump(slack.core.db))["feedback_items"] if r["text"] == CONCERN]
