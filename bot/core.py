@@ -67,6 +67,9 @@ class HandleResult:
     duplicate: bool = False
     form_errors: dict[str, str] | None = None
     error: str | None = None
+    # What the sender was told instead (e.g. that they are not part of the programme), for
+    # surfaces the adapter draws itself (a home tab).
+    notice: str | None = None
 
 
 # A middleware wraps every inbound event, as Bolt's do: it gets the event, the port it came
@@ -262,6 +265,13 @@ class Core:
             pending = None
             try:
                 admitted = await self._admit(event, key)
+            except people.NotEnrolled:
+                # Not a person of the programme: told politely, never stored, never counted.
+                log.info("event from someone outside the programme", extra={"kind": type(event).__name__})
+                notice = await self.not_enrolled_text()
+                if not isinstance(event, HomeOpenedEvent):
+                    await self._tell(event, port, notice)
+                return HandleResult(handled=False, error="not_enrolled", notice=notice)
             except Exception:
                 log.exception("event not admitted",
                               extra={"event": key[:16], "kind": type(event).__name__})
@@ -355,6 +365,21 @@ class Core:
     async def _seen(self, key: str) -> bool:
         async with self.db.session() as s:
             return await s.get(ProcessedEvent, key) is not None
+
+    async def not_enrolled_text(self) -> str:
+        """What someone outside the programme is told."""
+        async with self.db.session() as s:
+            contact = await people.enrolment_contact(s)
+        return (f"Sorry, you are not part of this programme yet, so I can't help you here. "
+                f"If you think you should be, ask {contact}.")
+
+    async def _tell(self, event: Event, port: Port, text: str) -> None:
+        """Say `text` to the sender where the event happened, else in a DM; failures logged."""
+        try:
+            conv = event.conversation or await port.open_dm(event.user)
+            await port.send(conv, text_message(text))
+        except Exception:
+            log.warning("could not tell the sender", extra={"kind": type(event).__name__})
 
     async def _tell_sorry(self, event: Event, port: Port) -> None:
         try:

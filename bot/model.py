@@ -22,6 +22,9 @@ class UserRef:
     email: str | None = None
     display_name: str | None = None
     tz: str | None = None
+    # A guest account of the workspace (Slack single/multi-channel guest, Teams guest): never
+    # enrolled on its own, only linked when the programme lists its email.
+    guest: bool = False
 
 
 @dataclass(frozen=True)

@@ -83,11 +83,21 @@ async def test_a_crash_in_a_handler_is_a_polite_reply_and_the_event_can_be_retri
     assert len(calls) == 2
 
 
+async def self_enrol(core: Core) -> None:
+    """Let people not listed in the programme enrol themselves (organisation.self_enrol)."""
+    from bot.people.service import ENROLMENT
+    from bot.programme.core_sections import set_setting
+
+    async with core.db.session() as s:
+        await set_setting(s, ENROLMENT, {"self_enrol": True, "contact": ""})
+
+
 async def test_two_first_events_from_a_new_user_at_once_both_succeed(loaded: Core) -> None:
     import asyncio
 
     from bot.model import UserRef
 
+    await self_enrol(loaded)
     d = FakeDriver(loaded)
     newcomer = UserRef("fake", "W1", "U-NEW", email="newcomer@northbridge.example")
     events = [
@@ -153,6 +163,7 @@ async def test_over_long_ids_and_a_made_up_time_zone_are_refused_or_ignored(load
     from bot.model import UserRef
     from bot.people.tables import Identity, Person
 
+    await self_enrol(loaded)
     d = FakeDriver(loaded)
     long_user = UserRef("fake", "W1", "U" * 300, email="x@northbridge.example")
     result = await loaded.handle(

@@ -218,8 +218,13 @@ async def test_a_forged_out_of_range_value_is_refused_and_nothing_is_stored(load
 
 
 async def test_someone_outside_the_audience_cannot_answer(loaded: Core) -> None:
+    from bot.people.service import ENROLMENT
+    from bot.programme.core_sections import set_setting
+
     d = await open_round(loaded)
     scale = scale_of(d, P1)
+    async with loaded.db.session() as s:  # they may join (self-enrol), but were not asked
+        await set_setting(s, ENROLMENT, {"self_enrol": True, "contact": ""})
     stranger = "visitor@elsewhere.example"
     await d.core.handle(ActionEvent("x1", d.user(stranger), d.conv(stranger),
                                     action_id=scale.action_id, value="3"), d.port)

@@ -15,15 +15,27 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.error import BoltUnhandledRequestError
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_bolt.oauth.async_oauth_flow import AsyncOAuthFlow
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 
 from adapters.slack import events, render
 from adapters.slack.config import BOT_SCOPES, SlackConfig
+from adapters.slack.forms import PendingForms
 from adapters.slack.installations import DatabaseInstallationStore, DatabaseStateStore, Sealer
-from adapters.slack.port import Directory, PlatformError, SlackPort, Workspaces
+from adapters.slack.port import (
+    PLATFORM,
+    Directory,
+    PlatformError,
+    SlackPort,
+    Unreachable,
+    Workspaces,
+)
+from bot.channels import parse_channel
 from bot.core import Core
+from bot.errors import UserError
 from bot.model import Event, UserRef, text_message
+from bot.programme.core_sections import get_setting
 
 log = logging.getLogger("staffvoice.slack")
 
@@ -35,6 +47,22 @@ ANY = re.compile(r".+")
 # core's answer (or its errors) arrives by DM instead.
 SUBMIT_BUDGET_S = 2.2
 EXPIRED_FORM = "That form has expired. Please ask for it again."
+
+
+class _TokenUnusedFilter(logging.Filter):
+    """Drop Bolt's start-up warning that `token` is unused.
+
+    Bolt reads SLACK_BOT_TOKEN from the environment by itself and warns when a `client` is
+    given too; ours carries that same token (plus our base URL and back-off), so the warning
+    at every start says nothing an operator can act on.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
+BOLT_LOG = logging.getLogger("slack_bolt.staffvoice")
+BOLT_LOG.addFilter(_TokenUnusedFilter())
 
 
 class SlackAdapter:
@@ -49,9 +77,11 @@ class SlackAdapter:
         self.store = store
         self.workspaces = Workspaces(cfg, store)
         self.directory = Directory(self.workspaces)
-        self.port = SlackPort(self.workspaces, self.directory)
+        forms = PendingForms(core.db, Sealer(self._secret))
+        self.port = SlackPort(self.workspaces, self.directory, forms)
         self.tasks: set[asyncio.Task[None]] = set()
         self._working = asyncio.Semaphore(BACKGROUND_AT_ONCE)
+        self._other_commands: set[str] = set()
         self.bolt = self._build()
 
     async def _secret(self) -> bytes:
@@ -86,7 +116,7 @@ class SlackAdapter:
             signing_secret=cfg.signing_secret,
             process_before_response=True,
             raise_error_for_unhandled_request=True,
-            logger=logging.getLogger("slack_bolt.staffvoice"),
+            logger=BOLT_LOG,
             **kwargs,
         )
         app.event("message")(self.on_message)
@@ -94,7 +124,8 @@ class SlackAdapter:
         app.event("app_home_opened")(self.on_home)
         app.event("app_uninstalled")(self.on_uninstalled)
         app.event("tokens_revoked")(self.on_uninstalled)
-        app.command(cfg.command)(self.on_command)
+        # Any command name: the manifest's and SLACK_COMMAND can drift apart (see on_command).
+        app.command(ANY)(self.on_command)
         app.action(ANY)(self.on_action)
         app.shortcut(ANY)(self.on_shortcut)
         app.view_submission(ANY)(self.on_submit)
@@ -106,6 +137,52 @@ class SlackAdapter:
         await self.workspaces.start()
         # Bolt's per-request clients copy the app client's session: share ours.
         self.bolt.client.session = self.workspaces.session  # type: ignore[misc]
+        self.spawn(self._check_setup())
+
+    async def _check_setup(self) -> None:
+        """Say at start, one line each, what will stop Slack from working: a refused bot
+        token, and programme channels the bot was not invited to (Slack answers
+        `not_in_channel` until someone invites the app)."""
+        problem = await self.credentials_problem()
+        if problem:
+            log.error("slack credentials: %s", problem)
+            return
+        for problem in await self.channel_problems():
+            log.warning("slack channel: %s", problem)
+
+    async def credentials_problem(self) -> str | None:
+        """Why Slack refuses the bot token (auth.test), or None; OAuth installs are per workspace."""
+        if not self.cfg.bot_token:
+            return None
+        try:
+            await self.workspaces.teams()  # auth.test
+        except Unreachable as e:  # invalid_auth, token_revoked, account_inactive...
+            return (f"Slack refused SLACK_BOT_TOKEN ({e}). Copy the Bot User OAuth Token "
+                    "(xoxb-...) from your app's OAuth & Permissions page into SLACK_BOT_TOKEN; if "
+                    "the app was uninstalled or the token revoked, reinstall it first.")
+        except PlatformError as e:
+            return f"could not reach Slack at {self.cfg.api_url} to check the bot token ({e})."
+        return None
+
+    async def channel_problems(self) -> list[str]:
+        """One line per programme channel on Slack that staffvoice cannot post in."""
+        try:
+            async with self.core.db.session() as s:
+                prog = await get_setting(s, "programme", {}) or {}
+        except Exception:
+            return []  # no database yet: `serve` reports that itself
+        out = []
+        for name, ref in sorted((prog.get("channels") or {}).items()):
+            if not isinstance(ref, str) or not ref.startswith(PLATFORM + ":"):
+                continue
+            try:
+                conv = parse_channel(ref)
+            except UserError:
+                continue
+            problem = await self.port.channel_problem(conv)
+            if problem:
+                out.append(f"programme.channels.{name}: {problem}")
+        return out
 
     async def close(self) -> None:
         await self.drain()
@@ -163,8 +240,12 @@ class SlackAdapter:
         result = await self.core.handle(event, self.port)
         if result.duplicate:
             return
-        ctx = await self.core.context_for(event, self.port)
-        view = render.home_view(await self.core.home(ctx))
+        if result.error == "not_enrolled":
+            # Someone outside the programme: the home tab says so, with who to ask.
+            view = render.notice_home_view(result.notice or "")
+        else:
+            ctx = await self.core.context_for(event, self.port)
+            view = render.home_view(await self.core.home(ctx))
         await self.port.publish_home(user.workspace, user.user_id, view.to_dict())
 
     async def on_uninstalled(self, body: dict[str, Any]) -> None:
@@ -174,7 +255,15 @@ class SlackAdapter:
             await self.store.async_delete_all(enterprise_id=body.get("enterprise_id"), team_id=team)
 
     async def on_command(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
+        """A slash command, answered whatever its name: the person typed what the app's
+        manifest offers them. A name other than SLACK_COMMAND is logged once for the admin."""
         await ack()
+        name = str(body.get("command") or "")
+        if name != self.cfg.command and name not in self._other_commands:
+            self._other_commands.add(name)
+            log.warning("slack command %s is answered, but SLACK_COMMAND is %s: set "
+                        "SLACK_COMMAND=%s (or change the manifest) so help texts name it",
+                        name[:40], self.cfg.command, name[:40])
         self.later(body, events.command_event)
 
     async def on_action(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
@@ -208,17 +297,27 @@ class SlackAdapter:
     async def on_submit(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
         """Run the core before acking so field errors can be shown in the modal."""
         event = events.submit_event(body, await self._user(body))
+        self.port.await_ack(event.event_id)
         work = asyncio.ensure_future(self.core.handle(event, self.port))
         try:
             result = await asyncio.wait_for(asyncio.shield(work), SUBMIT_BUDGET_S)
         except TimeoutError:
-            # Too slow for the ack: close the modal, let the core finish in the background.
+            # Too slow for the ack: close the modal, let the core finish in the background
+            # (a next screen it opens then comes as a button in the person's DM).
+            self.port.ack_view(event.event_id)
             self.spawn(self._finish_late(work))
             await ack()
             return
+        except BaseException:
+            self.port.ack_view(event.event_id)
+            raise
+        follow_up = self.port.ack_view(event.event_id)
         if result.form_errors:
             await ack(response_action="errors",
                       errors=render.modal_errors(result.form_errors, body["view"]))
+        elif follow_up is not None:
+            # The next screen (e.g. "Before you send") replaces this one in the ack.
+            await ack(response_action="update", view=render.modal(follow_up).to_dict())
         else:
             await ack()
 

@@ -55,14 +55,18 @@ def cli(argv: list[str]) -> int:
         description="Print the Slack app manifest to paste into 'Create an app from a manifest'.",
     )
     where = ap.add_mutually_exclusive_group(required=True)
-    where.add_argument("--url", help="public https:// address of this server, e.g. https://voice.example.org")
+    where.add_argument("--url", help="public https:// address of this server, e.g. https://voice.example.org or "
+                            "https://intranet.example.org/staffvoice")
     where.add_argument("--socket-mode", action="store_true", help="no public URL: use Socket Mode")
     ap.add_argument("--command", default=DEFAULT_COMMAND, help="slash command name (default /voice)")
     args = ap.parse_args(argv)
     if args.url:
+        # A path is fine (https://host/staffvoice behind a proxy that forwards it to this
+        # server): Slack gets https://host/staffvoice/slack/events and so on.
         parts = urlsplit(args.url)
-        if parts.scheme != "https" or not parts.netloc or parts.path not in ("", "/"):
-            print("error: --url must be the server's https:// address, like https://voice.example.org",
+        if parts.scheme != "https" or not parts.netloc or parts.query or parts.fragment:
+            print("error: --url must be the server's public https:// address, like "
+                  "https://voice.example.org or https://intranet.example.org/staffvoice",
                   file=sys.stderr)
             return 2
     command = args.command if args.command.startswith("/") else "/" + args.command

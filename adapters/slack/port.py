@@ -4,41 +4,38 @@ It also offers the broadcast engine's optional keyed sends (send_keyed/find_sent
 key rides as message metadata, so a send whose outcome is unknown is looked up, not repeated)
 and group members as audiences (members).
 
-Every Web API call goes through one client configuration with a retry handler that honours
-Retry-After; Slack's errors come back to the core as Unreachable, RateLimited or TransientError.
+Every Web API call goes through one client configuration whose calls share a back-off per
+workspace and method after a 429 (Pacer); Slack's errors come back to the core as Unreachable, RateLimited or TransientError.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
-import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
-from slack_sdk.http_retry.request import HttpRequest
-from slack_sdk.http_retry.response import HttpResponse
-from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import render
 from adapters.slack.config import SlackConfig
+from adapters.slack.forms import PendingForms
 from bot.model import (
     Choice,
     Choices,
     ConversationRef,
     Event,
     Form,
+    FormSubmitEvent,
     Message,
     MessageRef,
     Text,
@@ -82,70 +79,107 @@ def retry_after(headers: Mapping[str, Any] | None, default: float = 1.0) -> floa
     return default
 
 
-class RateLimitRetry(AsyncRetryHandler):
-    """On HTTP 429 wait as long as Retry-After says, when that is short enough to wait inline.
+class Pacer:
+    """One back-off per workspace token and Web API method, shared by every sender.
 
-    Longer waits are not slept through here: the error reaches the caller as RateLimited so the
-    broadcast engine can pace the whole queue instead of blocking one request.
+    While no call was refused, calls go at once, side by side. After a 429 every sender of
+    that workspace and method waits out Retry-After together, and for a while
+    (`CAUTIOUS_S` after the last refusal) calls go one at a time, so a refusal costs one
+    call rather than one per waiting sender (https://docs.slack.dev/apis/web-api/rate-limits:
+    "wait the number of seconds in Retry-After before retrying"). A wait longer than
+    `max_wait` is not slept through: RateLimited reaches the caller (the broadcast engine then
+    paces its whole queue) without asking Slack again. Per process: another replica learns
+    the limit from its own first refusal.
     """
 
-    def __init__(self, max_retry_count: int = 3, max_wait: float = 5.0) -> None:
-        super().__init__(max_retry_count=max_retry_count)
+    CAUTIOUS_S = 60.0
+
+    def __init__(self, max_wait: float = 5.0) -> None:
         self.max_wait = max_wait
+        self._until: dict[tuple[str, str], float] = {}  # no calls before this (monotonic)
+        self._cautious: dict[tuple[str, str], float] = {}  # one at a time until this
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
-    async def _can_retry_async(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> bool:
-        return (
-            response is not None
-            and response.status_code == 429
-            and retry_after(response.headers) <= self.max_wait
-        )
+    def refused(self, key: tuple[str, str], wait: float) -> None:
+        now = time.monotonic()
+        self._until[key] = max(self._until.get(key, 0.0), now + wait)
+        self._cautious[key] = now + wait + self.CAUTIOUS_S
 
-    async def prepare_for_next_attempt_async(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> None:
-        wait = retry_after(response.headers if response else None)
-        # A little jitter so many waiting senders do not all come back in the same instant.
-        await asyncio.sleep(wait + random.uniform(0, min(0.25, 0.1 * wait + 0.01)))
-        state.next_attempt_requested = True
-        state.increment_current_attempt()
+    @asynccontextmanager
+    async def turn(self, key: tuple[str, str]) -> AsyncIterator[None]:
+        """Wait until `key` may be called (RateLimited if that is too long), then call."""
+        if self._cautious.get(key, 0.0) < time.monotonic():
+            self._cautious.pop(key, None)
+            yield
+            return
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            wait = self._until.get(key, 0.0) - time.monotonic()
+            if wait > self.max_wait:
+                raise RateLimited(wait, f"slack: {key[1]} paused after a 429")
+            if wait > 0:
+                await asyncio.sleep(wait)
+            yield
+
+
+class PacedWebClient(AsyncWebClient):
+    """AsyncWebClient whose every call waits its turn at the shared Pacer and honours 429s."""
+
+    def __init__(self, *args: Any, pacer: Pacer, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pacer = pacer
+
+    async def api_call(self, api_method: str, **kwargs: Any) -> Any:  # type: ignore[override]
+        key = (self.token or "", api_method)
+        for attempt in range(4):
+            async with self.pacer.turn(key):
+                try:
+                    return await super().api_call(api_method, **kwargs)
+                except SlackApiError as e:
+                    if getattr(e.response, "status_code", 200) != 429:
+                        raise
+                    wait = retry_after(getattr(e.response, "headers", None))
+                    self.pacer.refused(key, wait)
+                    if wait > self.pacer.max_wait or attempt == 3:
+                        raise
+        raise AssertionError("unreachable")
 
 
 def make_client(
-    cfg: SlackConfig, token: str | None = None, session: aiohttp.ClientSession | None = None
+    cfg: SlackConfig, token: str | None = None, session: aiohttp.ClientSession | None = None,
+    pacer: Pacer | None = None,
 ) -> AsyncWebClient:
-    """The one way this adapter builds a Web API client: base URL, retries, shared session."""
-    return AsyncWebClient(
+    """The one way this adapter builds a Web API client: base URL, retries, shared session,
+    and the workspace's shared back-off after a 429 (`pacer`)."""
+    return PacedWebClient(
         token=token,
         base_url=cfg.api_url,
         session=session,
         timeout=10,
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(max_retry_count=2),
-            RateLimitRetry(max_retry_count=3, max_wait=cfg.max_inline_wait_s),
             AsyncServerErrorRetryHandler(max_retry_count=1),
         ],
+        pacer=pacer or Pacer(cfg.max_inline_wait_s),
     )
 
 
-def platform_error(e: Exception) -> PlatformError:
+def not_in_channel(channel: str) -> str:
+    """What the change team reads when Slack answers `not_in_channel`."""
+    return (f"staffvoice is not a member of the Slack channel {channel}, so it cannot post there. "
+            f"Invite it: in that channel type /invite @staffvoice (or add the app in the "
+            f"channel's settings, Integrations). (slack: not_in_channel)")
+
+
+def platform_error(e: Exception, channel: str = "") -> PlatformError:
     """A Slack client failure as one of the port's errors."""
     if isinstance(e, SlackApiError):
         status = getattr(e.response, "status_code", 200)
         code = str((e.response.data or {}).get("error", "")) if isinstance(e.response.data, dict) else ""
         if status == 429 or code == "ratelimited":
             return RateLimited(retry_after(getattr(e.response, "headers", None)), f"slack: {code or 429}")
+        if code == "not_in_channel":
+            return Unreachable(not_in_channel(channel or "named"))
         if code in UNREACHABLE:
             return Unreachable(f"slack: {code}")
         if status >= 500 or code in TRANSIENT:
@@ -161,7 +195,7 @@ async def call(fn: Callable[..., Awaitable[Any]], **kwargs: Any) -> Any:
     try:
         return await fn(**kwargs)
     except (SlackApiError, aiohttp.ClientError, TimeoutError) as e:
-        raise platform_error(e) from e
+        raise platform_error(e, str(kwargs.get("channel") or kwargs.get("channel_id") or "")) from e
 
 
 class Workspaces:
@@ -173,9 +207,11 @@ class Workspaces:
         self.session: aiohttp.ClientSession | None = None
         self._clients: dict[str, AsyncWebClient] = {}
         self.single_team: str | None = None
+        # One back-off for every client of this app: senders of a workspace wait together.
+        self.pacer = Pacer(cfg.max_inline_wait_s)
 
     def base_client(self, token: str | None = None) -> AsyncWebClient:
-        return make_client(self.cfg, token, self.session)
+        return make_client(self.cfg, token, self.session, self.pacer)
 
     async def start(self) -> None:
         self.session = aiohttp.ClientSession()
@@ -281,6 +317,8 @@ def to_user_ref(user: Mapping[str, Any], team_id: str) -> UserRef:
         email=email.lower() if email else None,
         display_name=name or None,
         tz=user.get("tz") or None,
+        # Single- and multi-channel guests (users.info: is_restricted, is_ultra_restricted).
+        guest=bool(user.get("is_restricted") or user.get("is_ultra_restricted")),
     )
 
 
@@ -289,32 +327,40 @@ class SlackPort:
 
     platform = PLATFORM
 
-    def __init__(self, workspaces: Workspaces, directory: Directory, form_ttl_s: float = 86400) -> None:
+    def __init__(self, workspaces: Workspaces, directory: Directory,
+                 forms: PendingForms | None = None) -> None:
         self.workspaces = workspaces
         self.directory = directory
-        self.form_ttl = form_ttl_s
-        # Forms waiting for a tap (a DM message carries no trigger_id to open a modal with).
-        self._pending: OrderedDict[str, tuple[float, Form]] = OrderedDict()
+        # Forms waiting for a tap (a DM message carries no trigger_id to open a modal with);
+        # without a store (a port used only to send) forms cannot be offered by button.
+        self.forms = forms
+        # Submissions being answered now, and the form each should show next (see open_form).
+        self._in_ack: dict[str, Form | None] = {}
 
     async def _payload(self, team: str, message: Message) -> dict[str, Any]:
-        files: dict[int, str] = {}
-        for n, image in render.png_images(message):
-            fid = await self._upload(team, image.png or b"", image.title or image.alt)
-            if fid:
-                files[n] = fid
-        return render.message_payload(message, files=files)
+        # A PNG is never referenced from blocks (`slack_file`): an upload is private until it
+        # is shared into a channel, and Slack refuses a private file in an image block
+        # ("invalid_blocks: invalid slack file", python-slack-sdk #1658). The message says in
+        # words what the chart shows; _share_charts sends the picture as a file message.
+        return render.message_payload(message)
 
-    async def _upload(self, team: str, png: bytes, title: str) -> str | None:
-        """Upload PNG bytes privately; the image block then points at the file by id."""
-        client = await self.workspaces.client(team)
-        try:
-            resp = await call(client.files_upload_v2, content=png, filename="chart.png",
-                              title=render.clip(title or "chart", 250))
-        except PlatformError as e:
-            log.warning("slack file upload failed", extra={"error": str(e)})
-            return None
-        files = resp.get("files") or [resp.get("file") or {}]
-        return str(files[0].get("id")) if files and files[0].get("id") else None
+    async def _share_charts(self, conversation: ConversationRef, message: Message) -> None:
+        """Send each PNG chart of `message` into the conversation as a file message.
+
+        A chart that cannot be uploaded is only logged: the message already carries its
+        description, so the person still has the figures in words.
+        """
+        for _, image in render.png_images(message):
+            client = await self.workspaces.client(conversation.workspace)
+            try:
+                await call(client.files_upload_v2, content=image.png or b"", filename="chart.png",
+                           title=render.clip(image.title or image.alt or "chart", 250),
+                           alt_txt=render.clip(image.alt or "chart", 1000),
+                           channel=conversation.conversation_id,
+                           thread_ts=conversation.thread_id, request_file_info=False)
+            except PlatformError as e:
+                log.warning("slack chart upload failed; the message has it in words",
+                            extra={"error": str(e)})
 
     async def send(self, conversation: ConversationRef, message: Message) -> MessageRef:
         return await self._post(conversation, message)
@@ -329,10 +375,15 @@ class SlackPort:
         """Our message carrying `key` among the conversation's latest few, if it landed.
 
         Asked only about a send whose outcome is unknown (the sender stopped, or the request
-        timed out) minutes earlier, so the newest `FIND_WINDOW` messages are enough. Needs the
-        history scope of the conversation (im:history for DMs); without it, or for a channel
-        the app cannot read, the error reaches the sender, which then does not resend.
+        timed out) minutes earlier, so the newest `FIND_WINDOW` messages are enough. Only in
+        the bot's DMs, which im:history lets it read; the manifest grants no channel history
+        scope (channels:history would let it read every message of every channel it is in),
+        so for a channel the sender is told the outcome cannot be checked, without asking
+        Slack, and does not resend.
         """
+        if not conversation.is_direct and not conversation.conversation_id.startswith("D"):
+            raise PlatformError("slack: cannot check a channel's messages (no channel history "
+                                "scope)")
         client = await self.workspaces.client(conversation.workspace)
         resp = await call(client.conversations_history, channel=conversation.conversation_id,
                           limit=FIND_WINDOW, include_all_metadata=True)
@@ -347,6 +398,9 @@ class SlackPort:
                     **extra: Any) -> MessageRef:
         client = await self.workspaces.client(conversation.workspace)
         payload = await self._payload(conversation.workspace, message)
+        if render.png_images(message):
+            # The picture first, then the message it belongs to, which stays the latest.
+            await self._share_charts(conversation, message)
         resp = await call(
             client.chat_postMessage,
             channel=conversation.conversation_id,
@@ -376,9 +430,25 @@ class SlackPort:
         resp = await call(client.conversations_open, users=user.user_id)
         return ConversationRef(PLATFORM, user.workspace, str(resp["channel"]["id"]), is_direct=True)
 
+    def await_ack(self, event_id: str) -> None:
+        """A view_submission is waiting for its ack: a form opened for it goes in that ack."""
+        self._in_ack[event_id] = None
+
+    def ack_view(self, event_id: str) -> Form | None:
+        """The follow-up form for the submission's ack, if the core opened one (and forget it)."""
+        return self._in_ack.pop(event_id, None)
+
     async def open_form(self, event: Event, form: Form) -> None:
-        """A modal when the event carries a trigger; else a message with a button that opens it."""
-        if event.trigger:
+        """A modal when the event carries a trigger; else a message with a button that opens it.
+
+        After a form submission the next screen replaces the modal through the ack
+        (`response_action: update`): views.open with a submission's trigger is reported not to
+        show on desktop clients (bolt-js #1072), and the ack already closed the modal.
+        """
+        if event.event_id in self._in_ack:
+            self._in_ack[event.event_id] = form
+            return
+        if event.trigger and not isinstance(event, FormSubmitEvent):
             client = await self.workspaces.client(event.user.workspace)
             try:
                 await call(client.views_open, trigger_id=event.trigger, view=render.modal(form).to_dict())
@@ -386,7 +456,9 @@ class SlackPort:
             except PlatformError as e:
                 # Triggers live 3 seconds; a slow core can miss it. Offer the button instead.
                 log.info("slack views.open failed, offering a button", extra={"error": str(e)})
-        token = self._keep(form)
+        if self.forms is None:
+            raise PlatformError("slack: no store for forms offered by button")
+        token = await self.forms.keep(render.modal(form).to_dict())
         msg = Message(
             (Text(f"{form.title}: tap the button to open the form."),
              Choices(render.FORM_ACTION, (Choice("Open the form", token, "primary"),))),
@@ -395,21 +467,16 @@ class SlackPort:
         conv = event.conversation if event.conversation is not None else await self.open_dm(event.user)
         await self.send(conv, msg)
 
-    def _keep(self, form: Form) -> str:
-        now = time.monotonic()
-        while self._pending and next(iter(self._pending.values()))[0] < now:
-            self._pending.popitem(last=False)
-        token = secrets.token_urlsafe(12)
-        self._pending[token] = (now + self.form_ttl, form)
-        return token
-
     async def open_pending(self, team: str, token: str, trigger_id: str) -> bool:
-        """Open a form offered earlier by button; False when it has expired."""
-        found = self._pending.pop(token, None)
-        if found is None or found[0] < time.monotonic():
+        """Open a form offered earlier by button; False when it has expired.
+
+        The form stays offered until it expires: a second tap after cancelling opens it again.
+        """
+        view = await self.forms.find(token) if self.forms is not None else None
+        if view is None:
             return False
         client = await self.workspaces.client(team)
-        await call(client.views_open, trigger_id=trigger_id, view=render.modal(found[1]).to_dict())
+        await call(client.views_open, trigger_id=trigger_id, view=view)
         return True
 
     async def find_user(self, email: str) -> UserRef | None:
@@ -423,6 +490,22 @@ class SlackPort:
             self.directory._remember((team, user.user_id), user)
             return user
         return None
+
+    async def channel_problem(self, conversation: ConversationRef) -> str | None:
+        """Why the bot could not post in a channel named in the programme, or None.
+
+        conversations.info (channels:read, groups:read) says whether the bot is a member.
+        """
+        try:
+            client = await self.workspaces.client(conversation.workspace)
+            resp = await call(client.conversations_info, channel=conversation.conversation_id)
+        except PlatformError as e:
+            return (f"staffvoice cannot see the Slack channel {conversation.conversation_id} "
+                    f"({e}): check the id, and for a private channel invite the app first.")
+        info = resp.get("channel") or {}
+        if info.get("is_member") or info.get("is_im"):
+            return None
+        return not_in_channel(conversation.conversation_id)
 
     async def members(self, audience: str) -> list[UserRef]:
         """The people in 'slack:T/usergroup:S…' or 'slack:T/channel:C…' (bot.port.MemberLister).

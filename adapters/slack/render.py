@@ -205,8 +205,10 @@ def _image(b: Image, n: int, file_id: str | None) -> list[Block]:
         return [ImageBlock(block_id=f"image.{n}", image_url=b.url, alt_text=alt, title=title)]
     if file_id:
         return [ImageBlock(block_id=f"image.{n}", slack_file={"id": file_id}, alt_text=alt, title=title)]
-    # Not displayable (no https URL, upload failed): say what it was.
-    return [ContextBlock(block_id=f"image.{n}", elements=[mrkdwn(clip_escaped(f"[image: {b.alt}]", SECTION_TEXT))])]
+    # Not displayable in a block (a PNG is sent as a file message after the text): say in
+    # words what it shows, so the message stands alone when the picture cannot be shown.
+    return [ContextBlock(block_id=f"image.{n}",
+                         elements=[mrkdwn(clip_escaped(f"[image: {b.alt}]", SECTION_TEXT))])]
 
 
 def render_blocks(
@@ -367,3 +369,9 @@ def home_view(blocks: Iterable[Any]) -> View:
                           value="home", style="primary")])
     )
     return View(type="home", callback_id="staffvoice.home", blocks=rendered)
+
+
+def notice_home_view(text: str) -> View:
+    """An App Home tab that only says something (to someone outside the programme)."""
+    return View(type="home", callback_id="staffvoice.home",
+                blocks=render_blocks([Text(text or " ")], limit=MAX_VIEW_BLOCKS))

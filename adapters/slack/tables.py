@@ -37,3 +37,16 @@ class SlackOAuthState(Base):
 
     state: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class SlackPendingForm(Base):
+    """A form offered by an "Open the form" button (a DM carries no trigger to open a modal
+    with), kept here rather than in one process's memory: a second tap after cancelling, a
+    restart or another replica opens it too. The modal is sealed with the server key (it may
+    hold what the person typed); the row names nobody and goes when it expires."""
+
+    __tablename__ = "slack_pending_forms"
+
+    token: Mapped[str] = mapped_column(String(32), primary_key=True)
+    view_sealed: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

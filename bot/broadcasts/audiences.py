@@ -56,21 +56,29 @@ async def group_people(core: Any, refs: list[str]) -> list[str]:
         return sorted(await people.current_of(s, ids))  # leavers still in a group are not
 
 
+async def _person_id(s: Any, user: UserRef) -> str | None:
+    """The member's person; None for someone outside the programme (never counted)."""
+    try:
+        return (await people.person_for(s, user)).id
+    except people.NotEnrolled:
+        return None
+
+
 async def _link(core: Any, users: list[UserRef]) -> set[str]:
     """person_for each member; a racing first message that links the same account wins."""
-    ids: set[str] = set()
+    ids: set[str | None] = set()
     for i in range(0, len(users), 500):
         chunk = users[i : i + 500]
         try:
             async with core.db.session() as s:
-                ids |= {(await people.person_for(s, u)).id for u in chunk}
+                ids |= {await _person_id(s, u) for u in chunk}
         except IntegrityError:
             for u in chunk:  # one at a time, so only the raced account retries
                 for _ in range(2):
                     try:
                         async with core.db.session() as s:
-                            ids.add((await people.person_for(s, u)).id)
+                            ids.add(await _person_id(s, u))
                         break
                     except IntegrityError:
                         continue
-    return ids
+    return {i for i in ids if i is not None}

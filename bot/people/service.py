@@ -12,8 +12,8 @@ from sqlalchemy import bindparam, delete, exists, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.model import ConversationRef, UserRef
-from bot.people.tables import Identity, Person, PersonRole, Team
-from bot.roles import PRACTITIONER, TEAM_LEAD
+from bot.people.tables import Identity, Person, PersonRole, Setting, Team
+from bot.roles import CHANGE_TEAM, PRACTITIONER, TEAM_LEAD
 from storage.db import connection_of
 
 
@@ -29,8 +29,46 @@ def valid_tz(name: str | None) -> str | None:
     return name
 
 
+class NotEnrolled(Exception):
+    """A platform user who is not a person of the programme and may not enrol themselves."""
+
+
+# Setting written by the programme's organisation section: {"self_enrol": bool, "contact": str}.
+ENROLMENT = "enrolment"
+
+
+async def may_enrol(s: AsyncSession, user: UserRef) -> bool:
+    """Whether an account that matches no person may become a new practitioner.
+
+    Guests never may. Once a programme's organisation is loaded, only with
+    `organisation.self_enrol: true`. Before any is loaded, and while no HR import or
+    directory sync brought anyone, there is nobody to check against (a fresh install being
+    tried out), so anyone may.
+    """
+    if user.guest:
+        return False
+    row = await s.get(Setting, ENROLMENT)
+    if row is not None and isinstance(row.value, dict):
+        return bool(row.value.get("self_enrol"))
+    listed = await s.execute(select(exists().where(
+        Person.from_programme.is_(True) | Person.source.is_not(None))))
+    return not listed.scalar()
+
+
+async def enrolment_contact(s: AsyncSession) -> str:
+    """Who a person outside the programme should ask: the programme's contact, else the
+    change team's addresses."""
+    row = await s.get(Setting, ENROLMENT)
+    contact = row.value.get("contact") if row is not None and isinstance(row.value, dict) else None
+    if isinstance(contact, str) and contact.strip():
+        return contact.strip()
+    emails = [p.email for p in await people_with_role(s, CHANGE_TEAM) if p.email]
+    return ", ".join(emails[:3]) if emails else "the change team"
+
+
 async def person_for(s: AsyncSession, user: UserRef) -> Person:
-    """The person behind a platform user; linked by verified email, created if new."""
+    """The person behind a platform user; linked by verified email, created if new and
+    allowed (`may_enrol`), else NotEnrolled."""
     found = (
         await s.execute(
             select(Identity, Person)
@@ -54,6 +92,8 @@ async def person_for(s: AsyncSession, user: UserRef) -> Person:
             await s.execute(select(Person).where(Person.email == user.email.lower()))
         ).scalar_one_or_none()
     if person is None:
+        if not await may_enrol(s, user):
+            raise NotEnrolled(user.platform)
         person = Person(
             email=user.email.lower() if user.email and len(user.email) <= 320 else None,
             display_name=(user.display_name or "")[:200],

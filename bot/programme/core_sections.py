@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import QueryContext, Session
 
+from bot.people.service import ENROLMENT
 from bot.people.tables import Person, PersonRole, Setting, Team, Theme
 from bot.programme.schema import Doc, Section
 from bot.roles import ALL_ROLES, TEAM_LEAD
@@ -317,7 +318,9 @@ class OrganisationSection:
         m = doc.mapping(value, p)
         if m is None:
             return
-        doc.unknown_keys(m, p, {"teams", "people"})
+        doc.unknown_keys(m, p, {"teams", "people", "self_enrol", "contact"})
+        doc.get(m, p, "self_enrol", bool)
+        doc.get(m, p, "contact", str)
         people = doc.items(m, p, "people")
         for path, person in people:
             doc.unknown_keys(person, path, {"email", "name", "team", "roles", "timezone",
@@ -367,6 +370,9 @@ class OrganisationSection:
     async def sync(self, s: AsyncSession, doc: Doc, value: Any) -> None:
         from bot.people.tables import Identity
 
+        # Who may use the bot without being listed (see bot.people.service.may_enrol).
+        await set_setting(s, ENROLMENT, {"self_enrol": bool(value.get("self_enrol", False)),
+                                         "contact": str(value.get("contact") or "")})
         teams = value.get("teams") or []
         # Parents first so foreign keys hold.
         by_id = {t["id"]: t for t in teams}
@@ -425,7 +431,11 @@ class OrganisationSection:
         roles: dict[str, list[str]] = {}
         for r in (await s.execute(select(PersonRole).order_by(PersonRole.role))).scalars():
             roles.setdefault(r.person_id, []).append(r.role)
+        enrolment = await s.get(Setting, ENROLMENT)
+        opts = enrolment.value if enrolment is not None and isinstance(enrolment.value, dict) else {}
         return {
+            **({"self_enrol": True} if opts.get("self_enrol") else {}),
+            **({"contact": opts["contact"]} if opts.get("contact") else {}),
             "teams": [_drop_empty({"id": t.id, "name": t.name, "parent": t.parent_id,
                                    "lead": email_of.get(t.lead_person_id or "")})
                       for t in _parents_first([{"id": t.id, "parent": t.parent_id, "_row": t}

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.core import Ctx
 from bot.errors import UserError
+from bot.feedback import identifiers
 from bot.model import ActionEvent, Context, Form, FormSubmitEvent, Message, MessageRef, TextInput
 from bot.people import service as people
 from bot.pulse import cards
@@ -170,17 +171,21 @@ async def on_nav(ctx: Ctx) -> None:
         await show(ctx, w, target, mine, ending=ending)
 
 
-def comment_form(w: Where, pos: int) -> Form:
+def comment_form(w: Where, pos: int, *, text: str = "", warnings: list[str] | None = None) -> Form:
+    """The comment form; with `warnings` (identifiers found), the "before you save" version."""
     q = w.questions[pos]
+    check = ((Context(f"Before you save: your comment may contain {identifiers.describe(warnings)}, "
+                      "which could identify you or someone else. Edit it, or press Save to keep "
+                      "it as it is."),) if warnings else ())
     return Form(
         form_id=f"{cards.FORM}{w.round.id}.{pos}",
         title=w.survey.title[:24],
-        inputs=(TextInput("comment", q.text[:150], multiline=True, max_length=2000),),
-        intro=(Context(cards.privacy_note(w)),
+        inputs=(TextInput("comment", q.text[:150], multiline=True, max_length=2000, initial=text),),
+        intro=(*check, Context(cards.privacy_note(w)),
                Context("This is not the way to report a concern about a child: use the usual "
                        "safeguarding routes for that.")),
         submit_label="Save",
-        metadata=f"{w.round.id}.{pos}",
+        metadata=f"{w.round.id}.{pos}" + (":ack:" + ",".join(warnings) if warnings else ""),
     )
 
 
@@ -193,6 +198,12 @@ async def on_comment(ctx: Ctx) -> None:
     q = known.questions[pos]
     if q.kind != "text":
         raise UserError(FORGED)
+    # Checked for identifying details as feedback is; the person edits or keeps it.
+    found = identifiers.findings(text) if text else []
+    acked = set(ctx.event.metadata.partition(":ack:")[2].split(","))
+    if found and not set(found) <= acked:
+        await ctx.open_form(comment_form(known, pos, text=text, warnings=found))
+        return
 
     async def store() -> tuple[Where, dict[str, Given], str, MessageRef | None]:
         async with ctx.session() as s:

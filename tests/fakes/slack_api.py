@@ -4,6 +4,17 @@ It checks the bearer token, answers the methods the adapter uses with Slack's re
 (`{"ok": false, "error": "channel_not_found"}` and friends), records every call, keeps the
 messages, modals and home tabs a user would see, and enforces a configurable rate limit with
 HTTP 429 and Retry-After.
+
+It is strict: it refuses what Slack refuses, each rule next to the page or known issue it
+comes from (docs: https://docs.slack.dev/reference/methods/...):
+- per-method rate tiers per workspace, chat.postMessage per channel, 429 with Retry-After;
+- single-use triggers that expire after 3 s; a trigger from a view_submission opens nothing
+  the person can see (a follow-up screen belongs in the ack: see the driver);
+- a file uploaded without a channel is private and cannot be shown in an image block;
+- the bot must be a member of a channel to post there (`not_in_channel`);
+- text and block limits of messages, buttons and views.
+The 3 s ack and `response_action` live in the driver (tests/conformance/drivers/slack.py),
+which plays Slack's side of the events and interactivity requests.
 """
 
 from __future__ import annotations
@@ -24,6 +35,44 @@ TEAM = "T0FAKE001"
 BOT_USER = "U0BOTUSER"
 BOT_ID = "B0BOT0001"
 
+# Rate tiers, calls per minute per workspace per method ("Tier 2: 20+ per minute", "Tier 3: 50+",
+# "Tier 4: 100+"), from https://docs.slack.dev/apis/web-api/rate-limits and each method's page.
+TIER_1, TIER_2, TIER_3, TIER_4 = 1, 20, 50, 100
+TIERS: dict[str, int] = {
+    "conversations.open": TIER_3,
+    "conversations.history": TIER_3,  # internal apps; 1/min for non-Marketplace distributed apps
+    "conversations.members": TIER_4,
+    "conversations.info": TIER_3,
+    "chat.update": TIER_3,
+    "chat.delete": TIER_3,
+    "users.info": TIER_4,
+    "users.lookupByEmail": TIER_3,
+    "usergroups.users.list": TIER_2,
+    "views.open": TIER_4,
+    "views.update": TIER_4,
+    "views.push": TIER_4,
+    "views.publish": TIER_4,
+    "files.getUploadURLExternal": TIER_4,
+    "files.completeUploadExternal": TIER_4,
+}
+# chat.postMessage is "Special": "1 message per second per channel, short bursts allowed" plus
+# a workspace cap of "several hundred messages per minute"
+# (https://docs.slack.dev/reference/methods/chat.postMessage, Rate limiting).
+POST_PER_CHANNEL_BURST = 10
+POST_WORKSPACE_PER_MINUTE = 300
+# Message and block limits: chat.postMessage ("text ... truncated ... 40,000 characters";
+# "up to 50 blocks"), section text 3000, button value 2000, action_id 255
+# (https://docs.slack.dev/reference/block-kit/blocks/section-block, .../block-elements/button-element).
+MAX_TEXT = 40_000
+MAX_BLOCKS = 50
+MAX_VIEW_BLOCKS = 100
+MAX_SECTION_TEXT = 3000
+MAX_BUTTON_VALUE = 2000
+MAX_PRIVATE_METADATA = 3000
+# "trigger_id ... expires in three seconds" and is single-use
+# (https://docs.slack.dev/interactivity/handling-user-interaction#modal_responses).
+TRIGGER_TTL_S = 3.0
+
 
 @dataclass
 class Call:
@@ -42,6 +91,7 @@ class Posted:
     edits: int = 0
     deleted: bool = False
     metadata: dict[str, Any] | None = None
+    files: list[str] = field(default_factory=list)  # a file message: the shared files' ids
 
 
 @dataclass
@@ -60,6 +110,7 @@ class User:
     name: str = ""
     deleted: bool = False
     is_bot: bool = False
+    guest: bool = False  # a single-channel guest (users.info: is_restricted, is_ultra_restricted)
 
 
 @dataclass
@@ -95,12 +146,24 @@ class FakeSlack:
     # Whether the app may read channel history (channels:history, not in our manifest); DM
     # history (im:history) is always granted.
     history_scope: bool = False
+    # Channels that exist but the bot was not invited to (`not_in_channel`); `channels` are those
+    # it is a member of.
+    outside: set[str] = field(default_factory=set)
+    # Rate tiers on (per minute, see TIERS); a test that needs them off passes tiers=False.
+    tiers: bool = True
+    post_burst: int = POST_PER_CHANNEL_BURST
+    # Calls answered 429 (by method), to show that senders wait instead of retrying blindly.
+    refused: dict[str, int] = field(default_factory=dict)
+    # views.open calls with a view_submission's trigger: Slack answers ok, nothing shows.
+    hidden_views: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
         self._ts = itertools.count(1)
         self._recent: dict[str, deque[float]] = {}
-        self._triggers: dict[str, tuple[str, float]] = {}
+        self._triggers: dict[str, tuple[str, float, str]] = {}
+        self._tiered: dict[tuple[str, str], deque[float]] = {}
+        self._post_buckets: dict[str, tuple[float, float]] = {}  # channel -> (tokens, at)
         self._runner: web.AppRunner | None = None
         self.url = ""
         self._socket_ws: web.WebSocketResponse | None = None
@@ -140,14 +203,23 @@ class FakeSlack:
     def dm_of(self, user_id: str) -> str:
         return self.dms.setdefault(user_id, "D" + user_id[1:])
 
-    def add_channel(self, channel_id: str) -> None:
-        self.channels.add(channel_id)
+    def add_channel(self, channel_id: str, *, member: bool = True) -> None:
+        """A channel of the workspace; `member=False`: the bot was not invited to it."""
+        if member:
+            self.channels.add(channel_id)
+            self.outside.discard(channel_id)
+        else:
+            self.outside.add(channel_id)
 
-    def new_trigger(self, user_id: str) -> str:
-        """A trigger_id as Slack puts in interactive payloads; valid for 3 seconds."""
+    def new_trigger(self, user_id: str, source: str = "block_actions") -> str:
+        """A trigger_id as Slack puts in interactive payloads; valid for 3 seconds, once."""
         tid = f"{next(self._ids)}.{user_id}.{int(time.time())}"
-        self._triggers[tid] = (user_id, time.monotonic() + 3)
+        self._triggers[tid] = (user_id, time.monotonic() + TRIGGER_TTL_S, source)
         return tid
+
+    def file_messages(self, channel: str) -> list[dict[str, Any]]:
+        """Files shared into `channel` (a file message each), in order."""
+        return [f for f in self.files.values() if f.get("channel") == channel]
 
     def in_channel(self, channel: str) -> list[Posted]:
         return [m for m in self.messages if m.channel == channel and not m.deleted]
@@ -177,21 +249,48 @@ class FakeSlack:
                 args[key] = json.loads(args[key])
         return args
 
-    def _limited(self, method: str) -> bool:
+    def _limited(self, method: str, args: dict[str, Any]) -> float | None:
+        """Seconds to wait when this call is over a limit (answered 429 + Retry-After), else None."""
         if self.throttle.get(method, 0) > 0:
             self.throttle[method] -= 1
-            return True
-        limit = self.limits.get(method)
-        if limit is None:
-            return False
+            return float(self.retry_after)
         now = time.monotonic()
-        recent = self._recent.setdefault(method, deque())
-        while recent and recent[0] <= now - self.window:
+        limit = self.limits.get(method)
+        if limit is not None:
+            recent = self._recent.setdefault(method, deque())
+            while recent and recent[0] <= now - self.window:
+                recent.popleft()
+            if len(recent) >= limit:
+                return float(self.retry_after)
+            recent.append(now)
+        if not self.tiers:
+            return None
+        per_minute = TIERS.get(method)
+        if method == "chat.postMessage":
+            per_minute = POST_WORKSPACE_PER_MINUTE
+            wait = self._channel_bucket(str(args.get("channel", "")), now)
+            if wait is not None:
+                return wait
+        if per_minute is None:
+            return None
+        # Slack counts per workspace per method over a minute and says when to come back.
+        recent = self._tiered.setdefault((self.team, method), deque())
+        while recent and recent[0] <= now - 60:
             recent.popleft()
-        if len(recent) >= limit:
-            return True
+        if len(recent) >= per_minute:
+            return max(1.0, recent[0] + 60 - now)
         recent.append(now)
-        return False
+        return None
+
+    def _channel_bucket(self, channel: str, now: float) -> float | None:
+        """chat.postMessage: 1 per second per channel, short bursts allowed (a token bucket)."""
+        tokens, at = self._post_buckets.get(channel, (float(self.post_burst), now))
+        tokens = min(float(self.post_burst), tokens + (now - at))
+        if tokens < 1:
+            self._post_buckets[channel] = (tokens, now)
+            return 1.0
+        self._post_buckets[channel] = (tokens - 1, now)
+        return None
 
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
@@ -205,9 +304,12 @@ class FakeSlack:
             return web.json_response({"ok": False, "error": "not_authed"})
         if token not in self.tokens and not (method == "apps.connections.open" and token == APP_TOKEN):
             return web.json_response({"ok": False, "error": "invalid_auth"})
-        if self._limited(method):
+        wait = self._limited(method, args)
+        if wait is not None:
+            # https://docs.slack.dev/apis/web-api/rate-limits: HTTP 429, Retry-After in seconds.
+            self.refused[method] = self.refused.get(method, 0) + 1
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
-                                     headers={"Retry-After": str(self.retry_after)})
+                                     headers={"Retry-After": str(int(-(-wait // 1)))})
         queued = self.failures.get(method)
         if queued:
             return web.json_response({"ok": False, "error": queued.pop(0)})
@@ -236,15 +338,53 @@ class FakeSlack:
     def _channel_ok(self, channel: str) -> bool:
         return channel in self.channels or channel in self.dms.values()
 
+    def _post_error(self, channel: str) -> str | None:
+        """Why a post to `channel` is refused: unknown, or the bot is not a member."""
+        if channel in self.outside:
+            # chat.postMessage errors: "not_in_channel: Cannot post user messages to a channel
+            # they are not in" (the app needs an invite, or chat:write.public for public ones).
+            return "not_in_channel"
+        if not self._channel_ok(channel):
+            return "channel_not_found"
+        return None
+
+    def _blocks_error(self, blocks: Any, limit: int = MAX_BLOCKS) -> str | None:
+        """Block Kit rules Slack checks on every message and view (answers `invalid_blocks`)."""
+        if not isinstance(blocks, list) or len(blocks) > limit:
+            return "invalid_blocks"
+        for b in blocks:
+            if not isinstance(b, dict):
+                return "invalid_blocks"
+            text = (b.get("text") or {}).get("text", "") if isinstance(b.get("text"), dict) else ""
+            if b.get("type") == "section" and len(text) > MAX_SECTION_TEXT:
+                return "invalid_blocks"
+            for e in b.get("elements") or []:
+                if isinstance(e, dict) and len(str(e.get("value", ""))) > MAX_BUTTON_VALUE:
+                    return "invalid_blocks"
+            if b.get("type") == "image" and b.get("slack_file"):
+                ref = b["slack_file"]
+                stored = self.files.get(str(ref.get("id"))) if isinstance(ref, dict) else None
+                # A file uploaded without channel_id is private to the app: Slack answers
+                # "invalid_blocks: invalid slack file" (python-slack-sdk #1658, #1797;
+                # bolt-python #1251; files.completeUploadExternal: "If not specified, the file
+                # will be private").
+                if stored is None or not stored.get("channel"):
+                    return "invalid_blocks"
+        return None
+
     def m_chat_postMessage(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
         channel = str(args.get("channel", ""))
-        if not self._channel_ok(channel):
-            return {"ok": False, "error": "channel_not_found"}
+        refused = self._post_error(channel)
+        if refused:
+            return {"ok": False, "error": refused}
         if not args.get("text") and not args.get("blocks"):
             return {"ok": False, "error": "no_text"}
+        if len(str(args.get("text", ""))) > MAX_TEXT:
+            return {"ok": False, "error": "msg_too_long"}
         blocks = args.get("blocks") or []
-        if len(blocks) > 50:
-            return {"ok": False, "error": "invalid_blocks"}
+        error = self._blocks_error(blocks)
+        if error:
+            return {"ok": False, "error": error}
         meta = args.get("metadata")
         if meta is not None and not (isinstance(meta, dict) and meta.get("event_type")
                                      and isinstance(meta.get("event_payload"), dict)):
@@ -284,8 +424,11 @@ class FakeSlack:
         if found is None:
             return {"ok": False, "error": "message_not_found"}
         blocks = args.get("blocks") or []
-        if len(blocks) > 50:
-            return {"ok": False, "error": "invalid_blocks"}
+        error = self._blocks_error(blocks)
+        if error:
+            return {"ok": False, "error": error}
+        if len(str(args.get("text", ""))) > MAX_TEXT:
+            return {"ok": False, "error": "msg_too_long"}
         found.text, found.blocks, found.edits = str(args.get("text", "")), blocks, found.edits + 1
         return {"ok": True, "channel": found.channel, "ts": found.ts, "text": found.text}
 
@@ -295,6 +438,16 @@ class FakeSlack:
             return {"ok": False, "error": "message_not_found"}
         found.deleted = True
         return {"ok": True, "channel": found.channel, "ts": found.ts}
+
+    def m_conversations_info(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        """conversations.info: `is_member` says whether the bot was invited."""
+        channel = str(args.get("channel", ""))
+        if channel in self.dms.values():
+            return {"ok": True, "channel": {"id": channel, "is_im": True}}
+        if channel not in self.channels and channel not in self.outside:
+            return {"ok": False, "error": "channel_not_found"}
+        return {"ok": True, "channel": {"id": channel, "is_channel": True,
+                                        "is_member": channel in self.channels}}
 
     def m_conversations_open(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
         uid = str(args.get("users", "")).split(",")[0]
@@ -308,6 +461,7 @@ class FakeSlack:
     def _user_json(self, u: User) -> dict[str, Any]:
         return {"id": u.id, "team_id": self.team, "name": u.name, "deleted": u.deleted,
                 "is_bot": u.is_bot, "tz": u.tz, "is_email_confirmed": True,
+                "is_restricted": u.guest, "is_ultra_restricted": u.guest,
                 "profile": {"email": u.email, "display_name": u.name, "real_name": u.name}}
 
     def m_usergroups_users_list(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
@@ -347,15 +501,20 @@ class FakeSlack:
         return {"ok": True, "user": self._user_json(user)}
 
     def _check_view(self, view: Any, kind: str) -> str | None:
+        """https://docs.slack.dev/reference/views/modal-views: title 24 characters, 100 blocks,
+        private_metadata 3000 characters."""
         if not isinstance(view, dict) or view.get("type") != kind:
             return "invalid_arguments"
         if kind == "modal" and not (1 <= len((view.get("title") or {}).get("text", "")) <= 24):
             return "invalid_arguments"
-        if len(view.get("blocks") or []) > 100:
+        if len(str(view.get("private_metadata", ""))) > MAX_PRIVATE_METADATA:
+            return "invalid_arguments"
+        if self._blocks_error(view.get("blocks") or [], MAX_VIEW_BLOCKS):
             return "invalid_arguments"
         return None
 
     def m_views_open(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        # Single use: a trigger is spent by its first views.open (views.open: "invalid_trigger_id").
         trigger = self._triggers.pop(str(args.get("trigger_id", "")), None)
         if trigger is None:
             return {"ok": False, "error": "invalid_trigger_id"}
@@ -364,6 +523,13 @@ class FakeSlack:
         error = self._check_view(args.get("view"), "modal")
         if error:
             return {"ok": False, "error": error}
+        if trigger[2] == "view_submission":
+            # A submission's ack closes its modal; views.open with that submission's trigger is
+            # answered ok but shows nothing on desktop clients (bolt-js #1072). Slack's way is
+            # `response_action: update|push` in the ack (docs: "Updating views", modals).
+            self.hidden_views.append(args["view"])
+            return {"ok": True, "view": {"id": f"V{next(self._ids):08d}", "team_id": self.team,
+                                         **args["view"]}}
         vid = f"V{next(self._ids):08d}"
         opened = OpenView(vid, f"{int(time.time())}.{vid}", trigger[0], args["view"])
         self.views[vid] = opened
@@ -393,9 +559,22 @@ class FakeSlack:
             stored = self.files.get(f.get("id"))
             if stored is None or "bytes" not in stored:
                 return {"ok": False, "error": "file_not_found"}
+        channel = args.get("channel_id") or args.get("channels")
+        if channel:
+            refused = self._post_error(str(channel))
+            if refused:
+                return {"ok": False, "error": refused}
+        for f in args.get("files") or []:
+            stored = self.files[f["id"]]
             stored["title"] = f.get("title")
-            stored["channel"] = args.get("channel_id")
+            # Without channel_id "the file will be private" (files.completeUploadExternal).
+            stored["channel"] = str(channel) if channel else None
             out.append({"id": stored["id"], "title": f.get("title"), "name": stored["name"]})
+            if channel:
+                # Shared into the channel: a file message the person sees there.
+                self.messages.append(Posted(str(channel), self._ts_now(),
+                                            str(args.get("initial_comment") or ""), [],
+                                            args.get("thread_ts"), files=[stored["id"]]))
         return {"ok": True, "files": out}
 
     def m_apps_connections_open(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:

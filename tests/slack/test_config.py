@@ -9,6 +9,7 @@ import yaml
 from aiohttp import web
 
 from adapters.slack import config
+from adapters.slack.config import BOT_SCOPES
 from adapters.slack.manifest import MANIFEST, build, load
 from adapters.slack.mount import mount
 from bot.core import Core
@@ -71,3 +72,21 @@ def test_the_manifest_command_line(capsys) -> None:  # type: ignore[no-untyped-d
     with pytest.raises(SystemExit) as exit_:
         main(["manifest"])  # no platform: argparse says which ones there are
     assert exit_.value.code == 2
+
+
+def test_the_manifest_accepts_a_url_with_a_path(capsys) -> None:  # type: ignore[no-untyped-def]
+    """Behind a proxy at https://host/staffvoice, Slack must call https://host/staffvoice/slack/events."""
+    assert main(["manifest", "slack", "--url", "https://intranet.northbridge.example/staffvoice/"]) == 0
+    data = yaml.safe_load(capsys.readouterr().out)
+    assert data["settings"]["event_subscriptions"]["request_url"] == (
+        "https://intranet.northbridge.example/staffvoice/slack/events")
+    assert data["oauth_config"]["redirect_urls"] == [
+        "https://intranet.northbridge.example/staffvoice/slack/oauth_redirect"]
+    assert main(["manifest", "slack", "--url", "https://host.example/x?y=1"]) == 2
+    assert "--url must be" in capsys.readouterr().err
+
+
+def test_every_scope_the_manifest_asks_for_is_one_the_app_uses_and_no_history_of_channels() -> None:
+    scopes = load("https://voice.northbridge.example")["oauth_config"]["scopes"]["bot"]
+    assert sorted(scopes) == sorted(BOT_SCOPES)
+    assert not {"channels:history", "groups:history", "chat:write.public"} & set(scopes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -113,16 +114,66 @@ async def test_open_dm_edit_and_delete(fake: FakeSlack) -> None:
     await port.workspaces.close()
 
 
-async def test_a_png_chart_is_uploaded_and_shown_as_an_image(fake: FakeSlack) -> None:
+async def test_a_png_chart_is_shared_in_the_conversation_never_as_a_private_block(fake: FakeSlack) -> None:
+    """An upload without a channel is private and Slack refuses it in an image block
+    (invalid_blocks); the chart goes into the DM as a file message, the text describes it."""
     port = await port_for(fake)
     msg = Message((Text("Results"), Image("Trend of answers, rising", png=PNG, title="Trend"),
                    Image("Logo", url="https://northbridge.example/logo.png")))
     ref = await port.send(dm(fake, "c@northbridge.example"), msg)
-    [posted] = fake.in_channel(ref.conversation.conversation_id)
-    images = [b for b in posted.blocks if b["type"] == "image"]
+    shared, posted = fake.in_channel(ref.conversation.conversation_id)
     [fid] = list(fake.files)
-    assert fake.files[fid]["bytes"] == PNG
-    assert images[0]["slack_file"] == {"id": fid} and images[0]["alt_text"].startswith("Trend")
-    assert images[1]["image_url"] == "https://northbridge.example/logo.png"
+    assert shared.files == [fid] and fake.files[fid]["bytes"] == PNG
+    assert fake.files[fid]["channel"] == ref.conversation.conversation_id  # shared, not private
+    assert not any(b.get("slack_file") for b in posted.blocks)
+    assert "[image: Trend of answers, rising]" in str(posted.blocks)
+    images = [b for b in posted.blocks if b["type"] == "image"]
+    assert images[0]["image_url"] == "https://northbridge.example/logo.png"
     assert posted.text  # the fallback text is always set
+    await port.workspaces.close()
+
+
+async def test_a_chart_that_cannot_be_uploaded_leaves_the_text_only_message(fake: FakeSlack) -> None:
+    port = await port_for(fake)
+    fake.failures["files.getUploadURLExternal"] = ["not_allowed"]
+    ref = await port.send(dm(fake, "c@northbridge.example"),
+                          Message((Text("Results"), Image("Trend of answers, rising", png=PNG))))
+    [posted] = fake.in_channel(ref.conversation.conversation_id)
+    assert "[image: Trend of answers, rising]" in str(posted.blocks) and fake.files == {}
+    await port.workspaces.close()
+
+
+async def test_senders_of_a_workspace_wait_out_retry_after_together(fake: FakeSlack) -> None:
+    """Eight senders share a 20-per-second limit: after the first 429 they all wait, then go one
+    at a time, so refused calls stay a small fraction of delivered messages (issue 17: about 7
+    refused calls per delivered DM when each sender retried on its own)."""
+    fake.limits["chat.postMessage"] = 20
+    fake.retry_after = 1
+    port = await port_for(fake)
+    convs = [dm(fake, f"p{i}@northbridge.example") for i in range(80)]
+    gate = asyncio.Semaphore(8)
+
+    async def one(conv: ConversationRef) -> None:
+        async with gate:
+            await port.send(conv, text_message("An early win"))
+
+    await asyncio.gather(*(one(c) for c in convs))
+    delivered = sum(len(fake.in_channel(c.conversation_id)) for c in convs)
+    refused = fake.refused.get("chat.postMessage", 0)
+    assert delivered == 80
+    assert refused / delivered <= 0.2, (refused, delivered)
+    await port.workspaces.close()
+
+
+async def test_a_paused_workspace_refuses_at_once_without_asking_slack(fake: FakeSlack) -> None:
+    fake.retry_after = 30
+    port = await port_for(fake, max_wait=5)
+    fake.throttle["chat.postMessage"] = 1
+    conv = dm(fake, "a@northbridge.example")
+    with pytest.raises(RateLimited):
+        await port.send(conv, text_message("first"))
+    calls = len(fake.called("chat.postMessage"))
+    with pytest.raises(RateLimited) as e:
+        await port.send(conv, text_message("second"))
+    assert len(fake.called("chat.postMessage")) == calls and e.value.retry_after > 25
     await port.workspaces.close()

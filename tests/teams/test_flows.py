@@ -51,6 +51,11 @@ async def test_a_personal_message_links_the_person_and_their_time_zone(teams: Te
 
 
 async def test_the_time_zone_comes_from_the_activity(teams: TeamsDriver) -> None:
+    from bot.people.service import ENROLMENT
+    from bot.programme.core_sections import set_setting
+
+    async with teams.core.db.session() as s:  # someone not in the programme file may join
+        await set_setting(s, ENROLMENT, {"self_enrol": True, "contact": ""})
     newcomer = teams.fake.add_user("newstarter@northbridge.example", "New starter")
     cid = teams.fake.personal_id(newcomer.id)
     a = teams.activity(newcomer.id, cid, "personal", text="help")

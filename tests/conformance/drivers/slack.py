@@ -39,10 +39,14 @@ from bot.model import (
 )
 from bot.people.tables import Person
 from tests.conformance.drivers.base import labels_match
-from tests.fakes.slack_api import BOT_ID, BOT_TOKEN, BOT_USER, FakeSlack, Posted, User
+from tests.fakes.slack_api import BOT_ID, BOT_TOKEN, BOT_USER, FakeSlack, OpenView, Posted, User
 
 SIGNING_SECRET = "conformance-signing-secret"
 APP_ID = "A0STAFFVOICE"
+# "Your app must respond within 3 seconds" or the person sees an error and the response is not
+# used; events are retried (https://docs.slack.dev/interactivity/handling-user-interaction,
+# https://docs.slack.dev/apis/events-api/#responding).
+ACK_DEADLINE_S = 3.0
 
 
 def sign(secret: str, body: str, timestamp: int | None = None) -> dict[str, str]:
@@ -158,6 +162,8 @@ class SlackDriver:
         self.runner: web.AppRunner | None = None
         self.url = ""
         self.adapter: SlackAdapter | None = None
+        # Requests answered after Slack's 3 s deadline: their answers were thrown away.
+        self.late_acks: list[float] = []
 
     async def start(self) -> None:
         await self.fake.start()
@@ -179,6 +185,9 @@ class SlackDriver:
         self.base = f"http://127.0.0.1:{port}"
         self.url = f"{self.base}/slack/events"
         self.http = aiohttp.ClientSession()
+        # The adapter's start-up checks (auth.test, channel invites) are no part of a story.
+        await self.adapter.drain()
+        self.fake.calls.clear()
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -188,9 +197,14 @@ class SlackDriver:
     async def post(self, body: str, content_type: str) -> tuple[int, str]:
         assert self.http is not None and self.adapter is not None
         headers = {"Content-Type": content_type, **sign(SIGNING_SECRET, body)}
+        started = time.monotonic()
         async with self.http.post(self.url, data=body.encode(), headers=headers) as resp:
             text = await resp.text()
             status = resp.status
+        took = time.monotonic() - started
+        if took > ACK_DEADLINE_S:
+            self.late_acks.append(took)
+            text = ""  # Slack gave up waiting: a late answer (response_action, errors) is lost
         await self.adapter.drain()
         return status, text
 
@@ -306,14 +320,32 @@ class SlackDriver:
         payload = {
             "type": "view_submission", "team": {"id": self.fake.team, "domain": "northbridge"},
             "user": self._user_json(u), "api_app_id": APP_ID, "token": "legacy-verification-token",
-            "trigger_id": self.fake.new_trigger(u.id), "view": view, "response_urls": [],
-            "is_enterprise_install": False, "enterprise": None,
+            "trigger_id": self.fake.new_trigger(u.id, "view_submission"), "view": view,
+            "response_urls": [], "is_enterprise_install": False, "enterprise": None,
         }
         status, text = await self.post_interaction(payload)
         assert status == 200, status
         answer = json.loads(text) if text.strip() else {}
-        if answer.get("response_action") == "errors":
+        # The ack decides what the modal does next (https://docs.slack.dev/surfaces/modals:
+        # "response_action": errors | update | push | clear; an empty ack closes it).
+        action = answer.get("response_action")
+        if action == "errors":
             return dict(answer["errors"])
+        if action == "update":
+            error = self.fake._check_view(answer.get("view"), "modal")
+            assert error is None, f"Slack refuses this view: {error}"
+            opened.view, opened.hash = answer["view"], f"{time.time():.6f}.{opened.id}"
+            return None
+        if action == "push":
+            error = self.fake._check_view(answer.get("view"), "modal")
+            assert error is None, f"Slack refuses this view: {error}"
+            vid = f"V{next(self._ids):08d}P"
+            self.fake.views[vid] = OpenView(vid, f"{time.time():.6f}.{vid}", u.id, answer["view"])
+            return None
+        if action == "clear":
+            for vid in [v.id for v in self.fake.views.values() if v.user == u.id]:
+                self.fake.close_view(vid)
+            return None
         self.fake.close_view(opened.id)
         return None
 
@@ -346,11 +378,17 @@ class SlackDriver:
         return self.fake.homes.get(u.id)
 
     def seen(self, email: str) -> list[str]:
-        return [plain_of(m.blocks, m.text) for m in self.dm(email)]
+        return [self._plain(m) for m in self.dm(email)]
+
+    def _plain(self, m: Posted) -> str:
+        if m.files:  # a file message: the person sees the file (an image shows inline)
+            names = ", ".join(str(self.fake.files[f].get("title") or "file") for f in m.files)
+            return "\n".join(x for x in (render.unescape(m.text), f"[file: {names}]") if x)
+        return plain_of(m.blocks, m.text)
 
     def channel(self, ref: str) -> list[str]:
         conv = parse_channel(ref)
-        return [plain_of(m.blocks, m.text) for m in self.fake.in_channel(conv.conversation_id)]
+        return [self._plain(m) for m in self.fake.in_channel(conv.conversation_id)]
 
     async def close(self) -> None:
         if self.http is not None:

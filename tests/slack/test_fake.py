@@ -1,0 +1,94 @@
+"""The fake Slack refuses what Slack refuses (each rule cites its source in tests/fakes/slack_api.py)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from tests.fakes.slack_api import BOT_TOKEN, TIERS, TRIGGER_TTL_S, FakeSlack
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
+MODAL = {"type": "modal", "title": {"type": "plain_text", "text": "Form"}, "blocks": []}
+
+
+@pytest.fixture
+async def client(fake: FakeSlack) -> AsyncIterator[AsyncWebClient]:
+    c = AsyncWebClient(token=BOT_TOKEN, base_url=fake.url)
+    yield c
+
+
+async def refused(call: object) -> str:
+    with pytest.raises(SlackApiError) as e:
+        await call  # type: ignore[misc]
+    return str(e.value.response["error"])
+
+
+async def test_a_trigger_opens_one_modal_within_three_seconds(fake: FakeSlack, client: AsyncWebClient) -> None:
+    u = fake.add_user("a@northbridge.example")
+    trigger = fake.new_trigger(u.id)
+    assert (await client.views_open(trigger_id=trigger, view=MODAL))["ok"]
+    assert await refused(client.views_open(trigger_id=trigger, view=MODAL)) == "invalid_trigger_id"
+    late = fake.new_trigger(u.id)
+    user, expires, source = fake._triggers[late]
+    fake._triggers[late] = (user, time.monotonic() - 0.01, source)
+    assert await refused(client.views_open(trigger_id=late, view=MODAL)) == "expired_trigger_id"
+    assert TRIGGER_TTL_S == 3.0
+
+
+async def test_a_submission_trigger_opens_nothing_the_person_sees(fake: FakeSlack, client: AsyncWebClient) -> None:
+    u = fake.add_user("a@northbridge.example")
+    assert (await client.views_open(trigger_id=fake.new_trigger(u.id, "view_submission"), view=MODAL))["ok"]
+    assert fake.open_view(u.id) is None and len(fake.hidden_views) == 1
+
+
+async def test_a_private_file_cannot_be_shown_in_an_image_block(fake: FakeSlack, client: AsyncWebClient) -> None:
+    u = fake.add_user("a@northbridge.example")
+    dm = fake.dm_of(u.id)
+    private = await client.files_upload_v2(content=PNG, filename="c.png", request_file_info=False)
+    fid = private["files"][0]["id"]
+    image = [{"type": "image", "slack_file": {"id": fid}, "alt_text": "chart"}]
+    assert await refused(client.chat_postMessage(channel=dm, text="x", blocks=image)) == "invalid_blocks"
+    shared = await client.files_upload_v2(content=PNG, filename="c.png", channel=dm,
+                                          request_file_info=False)
+    image[0]["slack_file"] = {"id": shared["files"][0]["id"]}
+    assert (await client.chat_postMessage(channel=dm, text="x", blocks=image))["ok"]
+
+
+async def test_text_blocks_and_button_values_have_limits(fake: FakeSlack, client: AsyncWebClient) -> None:
+    dm = fake.dm_of(fake.add_user("a@northbridge.example").id)
+    assert await refused(client.chat_postMessage(channel=dm, text="x" * 40_001)) == "msg_too_long"
+    many = [{"type": "divider"}] * 51
+    assert await refused(client.chat_postMessage(channel=dm, text="x", blocks=many)) == "invalid_blocks"
+    section = [{"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3001}}]
+    assert await refused(client.chat_postMessage(channel=dm, text="x", blocks=section)) == "invalid_blocks"
+    button = [{"type": "actions", "elements": [{"type": "button", "action_id": "a", "value": "v" * 2001,
+                                                "text": {"type": "plain_text", "text": "Go"}}]}]
+    assert await refused(client.chat_postMessage(channel=dm, text="x", blocks=button)) == "invalid_blocks"
+
+
+async def test_a_channel_the_bot_was_not_invited_to_is_not_in_channel(fake: FakeSlack, client: AsyncWebClient) -> None:
+    fake.add_channel("C0OUTSIDE", member=False)
+    assert await refused(client.chat_postMessage(channel="C0OUTSIDE", text="x")) == "not_in_channel"
+    assert await refused(client.chat_postMessage(channel="C0NOWHERE", text="x")) == "channel_not_found"
+
+
+async def test_each_method_has_its_rate_tier_with_retry_after(fake: FakeSlack) -> None:
+    client = AsyncWebClient(token=BOT_TOKEN, base_url=fake.url, retry_handlers=[])
+    u = fake.add_user("a@northbridge.example")
+    for _ in range(TIERS["conversations.open"]):
+        await client.conversations_open(users=u.id)
+    with pytest.raises(SlackApiError) as e:
+        await client.conversations_open(users=u.id)
+    assert e.value.response.status_code == 429 and int(e.value.response.headers["Retry-After"]) >= 1
+    # chat.postMessage: about one a second per channel after a short burst.
+    dm = fake.dm_of(u.id)
+    for _ in range(fake.post_burst):
+        await client.chat_postMessage(channel=dm, text="x")
+    with pytest.raises(SlackApiError) as e:
+        await client.chat_postMessage(channel=dm, text="x")
+    assert e.value.response.status_code == 429
+    assert fake.refused == {"conversations.open": 1, "chat.postMessage": 1}
