@@ -9,7 +9,13 @@ import json
 from adapters.fake.port import FakePort
 from bot.core import FORM_PRIVATELY, PRIVATELY, Core
 from bot.model import ConversationRef, MessageEvent, UserRef, plain_text
-from tests.conformance.drivers.teams import CHANNEL_ID, TeamsDriver, dialog_button, plain_of
+from tests.conformance.drivers.teams import (
+    CHANNEL_ID,
+    TEAM_ID,
+    TeamsDriver,
+    dialog_button,
+    plain_of,
+)
 
 WHO = "practitioner1@northbridge.example"
 GROUP = "19:groupchat-7@thread.v2"
@@ -51,14 +57,17 @@ async def test_whoami_in_a_channel_answers_in_the_dm_and_the_thread_holds_nothin
 async def test_someone_the_bot_cannot_message_privately_is_told_how_without_the_answer(
     teams: TeamsDriver,
 ) -> None:
-    stranger = teams.fake.add_user("visitor@northbridge.example", "Visiting worker")
-    a = teams.activity(stranger.id, GROUP, "groupChat", text="<at>staffvoice</at> whoami")
+    # A person of the programme who is not in the council's team and never installed the app:
+    # Teams refuses the bot a 1:1 chat with them (403).
+    member = teams.fake.user_by_email("practitioner9@northbridge.example")
+    teams.fake.state.team_members[TEAM_ID].remove(member.id)
+    a = teams.activity(member.id, GROUP, "groupChat", text="<at>staffvoice</at> whoami")
     a["entities"].append({"type": "mention", "text": "<at>staffvoice</at>",
                           "mentioned": {"id": teams.fake.state.bot_id, "name": "staffvoice"}})
     await teams.post(a)
     said = [plain_of(p.current) for p in teams.fake.in_conversation(GROUP)]
     assert len(said) == 1 and "can't message you privately" in said[0]
-    assert "visitor@" not in said[0]
+    assert "practitioner9@" not in said[0]
 
 
 async def test_the_same_rule_on_another_platform(loaded: Core) -> None:
