@@ -73,6 +73,8 @@ def check(v: Any, report: Report, *, teams: set[str], path: Path = ()) -> Survey
         bad(("title",), "'title' is required")
     tz = str(v.get("timezone") or "Europe/London")
     try:
+        if len(tz) > 64:  # IANA names are short; zoneinfo imports each '/' part, deep ones recurse
+            raise ValueError(tz)
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
         bad(("timezone",), f"{tz!r:.40} is not a time zone (like Europe/London)")
