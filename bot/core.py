@@ -39,9 +39,9 @@ from bot.model import (
 )
 from bot.people import service as people
 from bot.people.tables import Identity, Person
-from bot.port import Port, Unreachable
+from bot.port import PlatformError, Port, Unreachable
 from bot.roles import describe
-from bot.router import Action, Router
+from bot.router import Action, Command, Router
 from bot.secrets import keyed_hash
 from storage.db import Database
 
@@ -51,6 +51,11 @@ log = logging.getLogger("staffvoice.core")
 EVENT_RETRIES = timedelta(days=1)
 
 SORRY = "Sorry, something went wrong on our side and nothing was saved. Please try again in a minute."
+# Said in a channel or group chat when the answer went to the person privately (nothing personal).
+PRIVATELY = "I've answered you privately."
+FORM_PRIVATELY = "I've opened the form for you privately."
+NO_DM = ("I can't message you privately yet, and that answer is personal. Open a chat with me "
+         "(or add the app for yourself) and ask there.")
 UNKNOWN = "Sorry, I didn't understand that. Type “help” to see what you can do."
 
 
@@ -186,8 +191,11 @@ class Ctx:
         return await self.reply(message)
 
     async def open_form(self, form: Form) -> None:
+        """Show a form to the person (adapters never show one in a shared conversation)."""
         await self.settle()
         await self.port.open_form(self.event, form)
+        if shared(self.event):
+            await self.core.say_shared(self.port, self.event, FORM_PRIVATELY)
 
 
 class Core:
@@ -207,6 +215,7 @@ class Core:
         self.router = router or build_router()
         self.ports: dict[str, Port] = {}
         self.secret: bytes = b""
+        self._unconnected: set[str] = set()  # channels whose platform is off, already said
         self.middleware: list[Middleware] = []
 
     def add_port(self, port: Port) -> None:
@@ -424,7 +433,32 @@ class Core:
         cmd, args = found
         if cmd.roles is not None:
             ctx.require(*cmd.roles)
+        if cmd.private and shared(ctx.event):
+            await self._privately(ctx, cmd, args)
+            return
         await cmd.handler(ctx, args)
+
+    async def _privately(self, ctx: Ctx, cmd: Command, args: str) -> None:
+        """A personal command asked in a shared conversation: the answer goes to the person's
+        DM, and the conversation hears only that it did."""
+        event = ctx.event
+        try:
+            dm = await ctx.port.open_dm(event.user)
+        except PlatformError:
+            await ctx.reply(text_message(NO_DM))
+            return
+        await self.say_shared(ctx.port, event, PRIVATELY)
+        ctx.event = replace(event, conversation=dm)
+        await cmd.handler(ctx, args)
+
+    async def say_shared(self, port: Port, event: Event, text: str) -> None:
+        """A short line where the event happened (a channel thread, a group chat)."""
+        if event.conversation is None:
+            return
+        try:
+            await port.send(event.conversation, text_message(text))
+        except PlatformError:
+            log.info("could not say in the shared conversation that the answer went privately")
 
     async def home(self, ctx: Ctx) -> list[Any]:
         """Blocks for a person's home surface, from every feature that adds one."""
@@ -553,7 +587,13 @@ class Core:
 
         conv = parse_channel(ref)
         if conv.platform not in self.ports:
-            log.warning("channel platform not connected", extra={"platform": conv.platform})
+            # Said once per channel, not on every tick that retries it. Console channels
+            # (the example programme's) only exist inside `staffvoice chat`: not a problem.
+            if ref not in self._unconnected:
+                self._unconnected.add(ref)
+                level = logging.INFO if conv.platform == "console" else logging.WARNING
+                log.log(level, "channel platform not connected; nothing is posted there",
+                        extra={"platform": conv.platform})
             return None
         return await self.send(conv, message)
 
@@ -667,6 +707,11 @@ def _dm_of(event: Event) -> dict[str, Any] | None:
 def day_of(when: datetime) -> datetime:
     """Midnight of `when`'s day: as precise as a time stored next to a person may be."""
     return when.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def shared(event: Event) -> bool:
+    """The event happened where others can read (a channel, a group chat), not in a DM."""
+    return event.conversation is not None and not event.conversation.is_direct
 
 
 def new_event_id(prefix: str = "ev") -> str:

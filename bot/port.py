@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -95,3 +96,22 @@ class MemberLister(Protocol):
     """
 
     async def members(self, audience: str) -> list[UserRef]: ...
+
+
+@runtime_checkable
+class SizeLimited(Protocol):
+    """Optional: a platform that refuses messages over a size, measured as it sends them."""
+
+    def too_big(self, message: Message) -> str | None:
+        """Why `message` cannot go as one message (size and limit, in words); None if it can."""
+        ...
+
+
+def too_big(ports: Iterable[object], message: Message) -> str | None:
+    """The first connected platform's reason why `message` is too big to send, if any."""
+    for port in ports:
+        if isinstance(port, SizeLimited):
+            problem = port.too_big(message)
+            if problem:
+                return problem
+    return None

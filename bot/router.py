@@ -30,6 +30,9 @@ class Command:
     usage: str = ""
     roles: frozenset[str] | None = None  # None: anyone
     hidden: bool = False
+    # Personal: asked in a channel or group chat, it is answered in the person's DM, and the
+    # shared conversation only hears that it was.
+    private: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,12 +72,13 @@ class Router:
         usage: str = "",
         roles: frozenset[str] | set[str] | None = None,
         hidden: bool = False,
+        private: bool = False,
     ) -> None:
         key = normalise(words)
         if key in self.commands:
             raise ValueError(f"command {key!r} registered twice")
         self.commands[key] = Command(
-            key, handler, summary, usage, frozenset(roles) if roles else None, hidden
+            key, handler, summary, usage, frozenset(roles) if roles else None, hidden, private
         )
 
     def intent(self, pattern: str, words: str) -> None:

@@ -346,3 +346,39 @@ async def test_sqlite_keeps_no_hidden_insertion_order_for_feedback(loaded: Core)
     async with loaded.db.engine.connect() as conn:
         with pytest.raises(OperationalError):
             await conn.exec_driver_sql("SELECT rowid FROM feedback_items")
+
+
+async def test_an_urgent_alert_is_sent_with_no_row_locked_and_goes_once(loaded: Core) -> None:
+    """While an alert is being sent to a lead, another writer can still write that alert's row
+    (a lock held across a platform call would make it wait); a second sender sends nothing."""
+    import asyncio
+
+    from sqlalchemy import update
+
+    from bot.feedback.tables import FeedbackAlert
+
+    d = FakeDriver(loaded)
+    send = d.port.send
+    wrote: list[bool] = []
+
+    async def send_and_write(conversation, message):  # type: ignore[no-untyped-def]
+        if message.plain.startswith("URGENT") and not wrote:
+            async def touch() -> None:
+                async with loaded.db.session() as s:
+                    await s.execute(update(FeedbackAlert).values(attempts=FeedbackAlert.attempts))
+            try:
+                await asyncio.wait_for(touch(), 3)
+                wrote.append(True)
+            except TimeoutError:
+                wrote.append(False)
+            assert await fb.deliver_alerts(Core(loaded.db, settings=loaded.settings,
+                                                clock=loaded.clock)) == 0  # another replica
+        return await send(conversation, message)
+
+    d.port.send = send_and_write  # type: ignore[method-assign]
+    assert await give(d, OTHER, "My supervisor has been bullying me for months.") is None
+    assert wrote == [True]
+    assert len(urgent_seen(d, LEADS[0])) == 1 and len(urgent_seen(d, LEADS[1])) == 1
+    async with loaded.db.session() as s:
+        rows = (await s.execute(select(FeedbackAlert))).scalars().all()
+    assert {(a.status, a.lease_until) for a in rows} == {("sent", None)}

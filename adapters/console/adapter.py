@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import itertools
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from adapters.console.render import Tap, render
+from bot.clock import SystemClock
 from bot.core import Core, HandleResult
 from bot.model import (
     ActionEvent,
@@ -29,11 +33,69 @@ WORKSPACE = "local"
 HELP = """Console commands:
   /as EMAIL   switch to another person (their unread messages are shown)
   /tick       run the scheduler once now (pulse rounds, reminders, check-ins)
+  /time [YYYY-MM-DD] HH:MM   move the console's clock (programme time zone), then run the
+              scheduler: pulse questions and reminders only go out in working hours
   /cancel     abandon the form being filled in
   /help       this text
   /quit       leave
 Type a number to tap that choice; anything else is sent to the bot as a message.
 Type "help" (without the slash) to see what the bot can do for you."""
+
+
+TIME = re.compile(r"^(?:(\d{4}-\d{2}-\d{2})[ T])?(\d{1,2}:\d{2})$")
+
+
+class ConsoleClock:
+    """Real time, moved by `/time` (or `chat --at`): a demo can run at any hour, and whatever
+    the core does by the clock (working hours, rounds, reminders) follows it."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def set(self, when: datetime) -> None:
+        self.offset = when - datetime.now(UTC)
+
+
+def parse_time(text: str, tz: str, now: datetime) -> datetime | None:
+    """'2026-12-02 09:30' or '09:30' (today) in the programme's time zone; None if neither."""
+    m = TIME.match(text.strip())
+    if m is None:
+        return None
+    zone = ZoneInfo(tz)
+    day = m.group(1) or now.astimezone(zone).date().isoformat()
+    try:
+        return datetime.fromisoformat(f"{day} {m.group(2).zfill(5)}").replace(tzinfo=zone)
+    except ValueError:
+        return None
+
+
+async def programme_tz(core: Core) -> str:
+    from bot.programme.core_sections import get_setting
+
+    async with core.db.session() as s:
+        prog = await get_setting(s, "programme", {}) or {}
+    return str(prog.get("timezone") or "Europe/London")
+
+
+async def clock_line(core: Core) -> str:
+    """What time the console thinks it is, and whether prompts can go out now."""
+    from bot.programme.core_sections import get_setting
+    from bot.workhours import Pattern, is_working_moment, next_working_moment
+
+    async with core.db.session() as s:
+        prog = await get_setting(s, "programme", {}) or {}
+    p = Pattern.from_settings(prog)
+    now = core.clock.now()
+    local = now.astimezone(ZoneInfo(p.tz))
+    said = f"The console's clock says {local:%a %d %b %Y %H:%M} ({p.tz})"
+    if is_working_moment(p, now):
+        return f"{said}, within working hours."
+    nxt = next_working_moment(p, now).astimezone(ZoneInfo(p.tz))
+    return (f"{said}, outside working hours: pulse questions wait until {nxt:%a %H:%M}. "
+            f"Move the clock with: /time {nxt:%Y-%m-%d} {max(nxt, nxt.replace(minute=30)):%H:%M}")
 
 
 @dataclass
@@ -131,6 +193,8 @@ class ConsoleChat:
         self.write = write or (lambda s: print(s, flush=True))
         self.port = ConsolePort(self.write)
         core.add_port(self.port)
+        if isinstance(core.clock, SystemClock):
+            core.clock = ConsoleClock()  # movable with /time
         self.port.current = email.lower()
         self._n = itertools.count(1)
 
@@ -166,10 +230,10 @@ class ConsoleChat:
                 self.write(m)
             return True
         if text.strip() == "/tick":
-            done = await self.core.tick()
-            self.write("  (scheduler ran: " + ", ".join(f"{k}={v}" for k, v in done.items()) + ")")
-            for m in self.port.inbox.pop(self.email, []):
-                self.write(m)
+            await self._tick()
+            return True
+        if text.strip() == "/time" or text.strip().startswith("/time "):
+            await self._time(text.strip()[5:].strip())
             return True
         if open_form is not None:
             await self._form_line(open_form, text)
@@ -190,6 +254,25 @@ class ConsoleChat:
         await self._handle(MessageEvent(self._event_id(), user_ref(self.email), self._conv(),
                                         text=text, trigger="console"))
         return True
+
+    async def _tick(self) -> None:
+        done = await self.core.tick()
+        self.write("  (scheduler ran: " + ", ".join(f"{k}={v}" for k, v in done.items()) + ")")
+        for m in self.port.inbox.pop(self.email, []):
+            self.write(m)
+
+    async def _time(self, arg: str) -> None:
+        """`/time` says the clock; `/time [DATE] HH:MM` moves it and runs the scheduler."""
+        if arg:
+            when = parse_time(arg, await programme_tz(self.core), self.core.clock.now())
+            setter = getattr(self.core.clock, "set", None)
+            if when is None or setter is None:
+                self.write("  usage: /time 2026-12-02 09:30 (or /time 09:30 for today)")
+                return
+            setter(when)
+        self.write("  " + await clock_line(self.core))
+        if arg:
+            await self._tick()
 
     async def _form_line(self, of: OpenForm, text: str) -> None:
         if text.strip() == "/cancel":
@@ -244,8 +327,9 @@ class ConsoleChat:
         return await self.core.handle(event, self.port)
 
 
-async def run(core: Core, email: str, stream=None) -> None:  # type: ignore[no-untyped-def]
-    """Chat until EOF or /quit. Reads stdin line by line (works piped or interactive)."""
+async def run(core: Core, email: str, stream=None, at: str | None = None) -> None:  # type: ignore[no-untyped-def]
+    """Chat until EOF or /quit. Reads stdin line by line (works piped or interactive).
+    `at` starts the console's clock there ('2026-12-02 09:30'), as `/time` would."""
     import asyncio
 
     stream = stream or sys.stdin
@@ -254,6 +338,10 @@ async def run(core: Core, email: str, stream=None) -> None:  # type: ignore[no-u
     if interactive:
         chat.write(f"staffvoice console — you are {email}. /help for console commands, "
                    "'help' for the bot.")
+    if at:
+        await chat.line(f"/time {at}")
+    else:
+        chat.write(await clock_line(core))
     loop = asyncio.get_running_loop()
     while True:
         if interactive:

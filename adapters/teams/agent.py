@@ -8,12 +8,13 @@ import re
 from contextvars import ContextVar
 from typing import Any
 
+from microsoft_agents.activity import Activity
 from microsoft_agents.hosting.core import TurnContext
 
+from adapters.teams import dialogs, render
 from adapters.teams import references as refs
-from adapters.teams import render
 from adapters.teams.port import PLATFORM, TeamsPort, conversation_ref
-from bot.core import Core, HandleResult
+from bot.core import SORRY, Core
 from bot.model import (
     ActionEvent,
     ConversationRef,
@@ -21,10 +22,8 @@ from bot.model import (
     Form,
     FormSubmitEvent,
     InstallEvent,
-    Message,
     MessageEvent,
     MessageRef,
-    Text,
     UserRef,
     text_message,
 )
@@ -70,6 +69,12 @@ class TeamsAgent:
 
     async def on_turn(self, context: TurnContext) -> None:
         a = context.activity.model_dump(by_alias=True, exclude_none=True, mode="json")
+        if a.get("type") == "invoke":
+            body = await self.invoke(a)
+            await context.send_activity(Activity(
+                type="invokeResponse",
+                value={"status": 200, **({"body": body} if body is not None else {})}))
+            return
         await self.handle(a)
 
     async def handle(self, a: dict[str, Any]) -> None:
@@ -158,46 +163,51 @@ class TeamsAgent:
             )
             await self.core.handle(event, self.port)
             return
-        values = {
-            str(k): "" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
-            for k, v in value.items() if not str(k).startswith("sv_")
-        }
-        event = FormSubmitEvent(
-            self.event_id(a), user, conv, form_id=str(value.get(render.FORM, "")),
-            values=values, metadata=str(value.get(render.META, "")), message=card,
-        )
-        edits = self.port.edits.get(card.message_id, 0) if card else 0
-        form_before = self.port.forms.get(card.message_id) if card else None
-        result = await self.core.handle(event, self.port)
-        edited = card is not None and self.port.edits.get(card.message_id, 0) > edits
-        if card is not None and self.port.forms.get(card.message_id) is not form_before:
-            return  # the core put a new form in the card's place (port.open_form): it stays
-        await self._after_submit(result, card, values, edited)
-
-    async def _after_submit(
-        self, result: HandleResult, card: MessageRef | None, values: dict[str, str],
-        edited: bool = False,
-    ) -> None:
-        form = self.port.forms.get(card.message_id) if card else None
+        # A form card from before forms moved into dialogs: its inputs would stay in the
+        # chat, so it is not taken; the person opens the form again.
         try:
-            if result.form_errors:
-                if card is not None and form is not None:
-                    await self.port.update(card, Message((with_errors(form, values, result.form_errors),)))
-                    return
-                lines = [f"{k}: {v}" if k != "_" else v for k, v in result.form_errors.items()]
-                target = card.conversation if card else None
-                if target is not None:
-                    await self.port.send(target, text_message(
-                        "Please check the form and send it again:\n" + "\n".join(lines)))
-            elif result.handled and not result.duplicate and not result.error and card is not None:
-                # Answered: the card no longer takes input (no double sends). If the core
-                # already replaced it (a thank-you), that is what the person should see.
-                if not edited:
-                    title = form.title if form else "Form"
-                    await self.port.update(card, Message((Text(f"{title}: sent."),)))
-                self.port.forms.pop(card.message_id, None)
+            await self.port.send(conv, text_message(
+                "That form is no longer used. Please ask for it again: it now opens in a "
+                "dialog, so what you type is not left in this chat."))
         except PlatformError:
-            log.warning("could not update the form card")
+            log.warning("could not answer an old form card")
+
+    # -- dialogs ---------------------------------------------------------------------------
+
+    async def invoke(self, a: dict[str, Any]) -> dict[str, Any] | None:
+        """The body answering an invoke: a dialog to show, a message, or None (close / done)."""
+        name = a.get("name")
+        if name not in (dialogs.TASK_FETCH, dialogs.TASK_SUBMIT):
+            return None
+        raw = a.get("value")
+        value: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        data: dict[str, Any] = value["data"] if isinstance(value.get("data"), dict) else {}
+        form = dialogs.unpack(data.get(dialogs.DIALOG))
+        if form is None:
+            return dialogs.say("That form is no longer available. Please ask for it again.")
+        if name == dialogs.TASK_FETCH:
+            return dialogs.show(form)
+        seen = SEEN.get()
+        await refs.remember(self.core.db, a, self.core.clock.now(), seen)
+        user = await self.user(a, seen)
+        values = dialogs.submitted_values(data)
+        # No conversation, as for a Slack modal: problems come back into the dialog, and
+        # the core's replies go to the person's chat with the bot.
+        event = FormSubmitEvent(self.event_id(a), user, None, form_id=form.form_id,
+                                values=values, metadata=form.metadata)
+        opened: list[Form] = []
+        token = dialogs.CAPTURE.set(opened)
+        try:
+            result = await self.core.handle(event, self.port)
+        finally:
+            dialogs.CAPTURE.reset(token)
+        if result.form_errors:
+            return dialogs.show(with_errors(form, values, result.form_errors))
+        if opened:
+            return dialogs.show(opened[-1])  # the next step ("Before you send")
+        if result.error == "internal":
+            return dialogs.say(SORRY)
+        return None  # done: the dialog closes; the core's reply is in the chat
 
     async def _installation(self, a: dict[str, Any]) -> None:
         action = str(a.get("action") or "")

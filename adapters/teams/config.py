@@ -17,6 +17,9 @@ BOT_FRAMEWORK_ISSUER = "https://api.botframework.com"
 # Scope of tokens the bot presents to the Bot Connector service.
 CONNECTOR_SCOPE = "https://api.botframework.com/.default"
 TRUE = ("1", "true", "yes", "on")
+# Set by `serve` to the addresses it actually listens on (comma-separated): `--host` wins over
+# STAFFVOICE_HOST, so the anonymous-mode check must read what was bound, not the variable.
+BOUND_HOSTS = "STAFFVOICE_BOUND_HOSTS"
 
 
 class TeamsConfigError(ValueError):
@@ -56,7 +59,9 @@ def load(env: Mapping[str, str]) -> TeamsConfig | None:
     app_id = env.get(PREFIX + "CLIENTID", "").strip()
     secret = env.get(PREFIX + "CLIENTSECRET", "").strip()
     tenant = env.get(PREFIX + "TENANTID", "").strip()
-    host = env.get("STAFFVOICE_HOST", "127.0.0.1").strip() or "127.0.0.1"
+    bound = [h.strip() for h in env.get(BOUND_HOSTS, "").split(",") if h.strip()]
+    host = ", ".join(bound) if BOUND_HOSTS in env else (
+        env.get("STAFFVOICE_HOST", "127.0.0.1").strip() or "127.0.0.1")
     anonymous = env.get("STAFFVOICE_TEAMS_ANONYMOUS", "").strip().lower() in TRUE
     metadata = tuple(
         u.strip() for u in env.get("STAFFVOICE_TEAMS_OPENID_METADATA", "").split(",") if u.strip()
@@ -78,10 +83,11 @@ def load(env: Mapping[str, str]) -> TeamsConfig | None:
         )
     if not anonymous:
         return None
-    if not is_loopback(host):
+    hosts = bound if BOUND_HOSTS in env else [host]
+    if not hosts or not all(is_loopback(h) for h in hosts):
         raise TeamsConfigError(
             "STAFFVOICE_TEAMS_ANONYMOUS=true is refused: the server listens on "
-            f"{host!r}, not a loopback address. Anonymous mode lets anyone pose as any user; "
-            "use it only with STAFFVOICE_HOST=127.0.0.1 for local tools."
+            f"{host or 'every address'!r}, not only on loopback. Anonymous mode lets anyone "
+            "pose as any user; use it only with --host 127.0.0.1 for local tools."
         )
     return TeamsConfig("", "", tenant, True, metadata, issuers, host)

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import random
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
@@ -28,6 +29,47 @@ log = logging.getLogger("staffvoice.teams.connector")
 T = TypeVar("T")
 # Teams' documented throttling answers: retry these with backoff and jitter.
 RETRY_STATUSES = frozenset({429, 412, 502, 504, 500, 503})
+
+
+class _NoRetriedErrorsInLogs(logging.Filter):
+    """Drop the SDK's ERROR for an answer the pool retries (429, 412, 5xx): throttling is normal
+    (7 messages a second per chat) and the pool says at info level that it waits."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (str(record.msg).startswith("Error accessing") and len(args) == 2
+                    and args[1] in RETRY_STATUSES)
+
+
+logging.getLogger("microsoft_agents.hosting.core.connector.client.connector_client").addFilter(
+    _NoRetriedErrorsInLogs())
+
+
+class CredentialsUnusable(TransientError):
+    """The bot could not get its own token for the Bot Connector (secret, ids, network).
+
+    Answered 503 on /api/messages (the Bot Connector retries), never 400 or 500."""
+
+
+def token_failure(e: BaseException) -> str:
+    """What went wrong getting a token, in words an operator can act on; never the secret
+    (only the Entra error code is taken from the response, never its text)."""
+    text = str(e)
+    code = next(iter(re.findall(r"AADSTS\d+", text)), "")
+    setting = "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__"
+    if "invalid_client" in text or code in ("AADSTS7000215", "AADSTS7000222", "AADSTS7000216"):
+        what = (f"Entra ID refused the client secret: it is wrong or has expired "
+                f"(check {setting}CLIENTSECRET)")
+    elif "unauthorized_client" in text or code in ("AADSTS700016", "AADSTS700038"):
+        what = (f"Entra ID does not know this app in this tenant "
+                f"(check {setting}CLIENTID and {setting}TENANTID)")
+    elif "invalid_tenant" in text or code in ("AADSTS90002", "AADSTS900023"):
+        what = f"the tenant was not found (check {setting}TENANTID)"
+    elif isinstance(e, OSError | TimeoutError):  # requests' errors are OSErrors too
+        what = f"Entra ID could not be reached ({type(e).__name__}: network, DNS or proxy)"
+    else:
+        what = f"the token request failed ({type(e).__name__})"
+    return f"{what}{f' [{code}]' if code and code not in what else ''}"
 
 
 class TokenProvider(Protocol):
@@ -78,6 +120,8 @@ class ConnectorPool:
         self.sleep = sleep
         self.timeout = timeout
         self._clients: dict[str, _PooledClient] = {}
+        # Why the bot cannot get its own token, while it cannot (for /readyz and the log).
+        self.credentials_problem: str | None = None
 
     async def client(self, service_url: str) -> TeamsConnectorClient:
         url = service_url if service_url.endswith("/") else service_url + "/"
@@ -93,10 +137,26 @@ class ConnectorPool:
     async def _authorise(self, client: TeamsConnectorClient, refresh: bool = False) -> None:
         if self.tokens is None:
             return  # anonymous local mode: the local tool accepts unauthenticated calls
-        token = await self.tokens.get_access_token(
-            "https://api.botframework.com", [CONNECTOR_SCOPE], force_refresh=refresh
-        )
-        client.client.headers["Authorization"] = f"Bearer {token}"
+        client.client.headers["Authorization"] = f"Bearer {await self.token(refresh)}"
+
+    async def token(self, refresh: bool = False) -> str:
+        """The bot's token for the Bot Connector, or CredentialsUnusable (said once in the log
+        when it starts failing, and once when it works again)."""
+        assert self.tokens is not None
+        try:
+            token = await self.tokens.get_access_token(
+                "https://api.botframework.com", [CONNECTOR_SCOPE], force_refresh=refresh
+            )
+        except Exception as e:
+            problem = token_failure(e)
+            if problem != self.credentials_problem:
+                log.error(f"teams credentials unusable: {problem}")
+            self.credentials_problem = problem
+            raise CredentialsUnusable(problem) from None
+        if self.credentials_problem is not None:
+            log.warning("teams credentials work again")
+            self.credentials_problem = None
+        return token
 
     def backoff(self, attempt: int, retry_after: float | None) -> float:
         """Exponential backoff with full jitter, never shorter than the service asked."""

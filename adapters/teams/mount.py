@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
@@ -15,11 +16,18 @@ from microsoft_agents.hosting.core import TurnContext
 from microsoft_agents.hosting.core.authorization import ClaimsIdentity
 from sqlalchemy.exc import SQLAlchemyError
 
+from adapters import readiness
 from adapters.teams import config as teams_config
+from adapters.teams import pages
 from adapters.teams import references as refs
 from adapters.teams.agent import SEEN, TeamsAgent
 from adapters.teams.auth import AuthError, KeysUnavailable, TokenValidator
-from adapters.teams.connector import ConnectorPool, PooledClientFactory, TokenProvider
+from adapters.teams.connector import (
+    ConnectorPool,
+    CredentialsUnusable,
+    PooledClientFactory,
+    TokenProvider,
+)
 from adapters.teams.port import TeamsPort
 from bot.core import Core
 
@@ -41,6 +49,17 @@ class _NoPayloadInLogs(logging.Filter):
 
 
 logging.getLogger("microsoft_agents.activity.activity").addFilter(_NoPayloadInLogs())
+
+
+class _NoTokenPayloadInLogs(logging.Filter):
+    """Drop MsalAuth's ERROR with Entra's whole answer: the pool logs one line that says
+    which setting to fix (adapters.teams.connector.token_failure)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Failed to acquire token")
+
+
+logging.getLogger("microsoft_agents.authentication.msal.msal_auth").addFilter(_NoTokenPayloadInLogs())
 
 
 def _unauthorized() -> web.Response:
@@ -80,6 +99,7 @@ class TeamsEndpoint:
         self.agent = TeamsAgent(core, port)
         self.adapter = CloudAdapter(channel_service_client_factory=PooledClientFactory(pool))
         self.adapter.on_turn_error = self._on_turn_error
+        self._probe: asyncio.Task[None] | None = None
 
     async def _on_turn_error(self, context: TurnContext, error: Exception) -> None:
         # The SDK's default posts the exception text into the chat; we never do.
@@ -136,6 +156,11 @@ class TeamsEndpoint:
         token = SEEN.set(seen)
         try:
             response = await self.adapter.process(request, self.agent)
+        except CredentialsUnusable:
+            # Our credentials, not the caller's activity: the pool has said why, once. 503
+            # makes the Bot Connector deliver it again; a 400 would lose it.
+            return web.json_response({"error": "try again later"}, status=503,
+                                     headers={"Retry-After": "30"})
         except (ValueError, TypeError) as e:
             # pydantic's ValidationError is a ValueError: a malformed activity, not our failure.
             log.warning("teams activity rejected", extra={"error": type(e).__name__})
@@ -144,7 +169,28 @@ class TeamsEndpoint:
             SEEN.reset(token)
         return response or web.Response(status=202)
 
+    def readiness(self) -> str | None:
+        """What /readyz says of Teams: None when fine."""
+        problem = self.pool.credentials_problem
+        return f"credentials unusable: {problem}" if problem else None
+
+    async def probe(self, _app: web.Application | None = None) -> None:
+        """Ask for a token once at start, in the background, so /readyz and the log say at
+        once when the credentials do not work (not only at the first message)."""
+        if self.pool.tokens is None:
+            return
+
+        async def check() -> None:
+            try:
+                await self.pool.token()
+            except CredentialsUnusable:
+                pass  # said in the log and on /readyz
+
+        self._probe = asyncio.get_running_loop().create_task(check())
+
     async def close(self, _app: web.Application | None = None) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
         await self.pool.close()
         if self.validator is not None:
             await self.validator.close()
@@ -179,7 +225,10 @@ def mount(app: web.Application, core: Core, env: Mapping[str, str], **kw: Any) -
     endpoint = build(core, cfg, env=env, **kw)
     core.add_port(endpoint.port)
     app.router.add_post("/api/messages", endpoint.handle)
+    pages.add_routes(app, core)  # the app package's privacy and terms links
+    app.on_startup.append(endpoint.probe)
     app.on_cleanup.append(endpoint.close)
+    readiness.add(app, "teams", endpoint.readiness)
     app[TEAMS_KEY] = endpoint
     if cfg.anonymous:
         banner = ANONYMOUS_BANNER.format(host=cfg.host)

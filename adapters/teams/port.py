@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from collections import OrderedDict
 from typing import Any
 
 from microsoft_agents.activity import (
@@ -12,17 +12,60 @@ from microsoft_agents.activity import (
 )
 from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
 
+from adapters.teams import dialogs, render
 from adapters.teams import references as refs
-from adapters.teams import render
 from adapters.teams.connector import ConnectorPool
 from bot.clock import Clock
-from bot.model import ConversationRef, Event, Form, FormSubmitEvent, Message, MessageRef, UserRef
+from bot.model import (
+    ConversationRef,
+    Event,
+    Form,
+    FormSubmitEvent,
+    Message,
+    MessageRef,
+    Text,
+    UserRef,
+)
 from bot.port import PlatformError, Unreachable, parse_audience_ref
 from storage.db import Database
 
 log = logging.getLogger("staffvoice.teams.port")
 PLATFORM = "teams"
 MEMBERS_PAGE = 100
+# "Format your bot messages" (learn.microsoft.com/microsoftteams/platform/bots/how-to/
+# format-your-bot-messages): a message over the size limit is refused 413 MessageSizeTooBig.
+# The documented figure has moved (28, 40, 100 KB); a 28,360-byte card was refused in a real
+# tenant, so the whole activity, in bytes as sent, stays at or under this.
+MAX_ACTIVITY_BYTES = 28_000
+
+
+def wire_bytes(payload: dict[str, Any]) -> int:
+    """Bytes of an activity as the SDK's connector client sends it: its model dump, encoded by
+    aiohttp's json.dumps (ASCII escapes, so a typographic quote costs six bytes, not one)."""
+    rough = len(json.dumps(payload))
+    if rough < MAX_ACTIVITY_BYTES // 2:
+        return rough  # far from the limit: the model's own dump adds no more than this
+    body = Activity.model_validate(payload).model_dump(by_alias=True, exclude_unset=True,
+                                                      mode="json")
+    return len(json.dumps(body).encode())
+
+
+def _halves(message: Message) -> list[Message]:
+    """A message cut in two: between blocks, else its one text block between lines/words."""
+    blocks = message.blocks
+    if len(blocks) > 1:
+        mid = len(blocks) // 2
+        return [Message(blocks[:mid], ""), Message(blocks[mid:], "")]
+    only = blocks[0] if blocks else None
+    if isinstance(only, Text) and len(only.text) > 1:
+        text = only.text
+        mid = len(text) // 2
+        # Between lines if one ends in the first half's second half, else between words.
+        cut = next((c for c in (text.rfind("\n", 0, mid), text.rfind(" ", 0, mid))
+                    if c > len(text) // 4), mid)
+        return [Message((Text(text[:cut].rstrip(), only.heading),), ""),
+                Message((Text(text[cut:].lstrip(), only.heading),), "")]
+    return [message]
 
 
 def conversation_ref(
@@ -66,12 +109,6 @@ class TeamsPort:
         self.pool = pool
         self.clock = clock
         self.app_id = app_id
-        # Forms shown recently, by card activity id, so a rejected submission can be
-        # redrawn with its errors. Lost on restart: then the errors go as a message.
-        self.forms: OrderedDict[str, Form] = OrderedDict()
-        # How often each recent message was edited, so a form card the core already
-        # replaced (with a thank-you, say) is not then overwritten with "sent".
-        self.edits: dict[str, int] = {}
 
     async def _service_url(self, conv: ConversationRef) -> str:
         url = dict(conv.data).get("serviceUrl")
@@ -95,10 +132,41 @@ class TeamsPort:
         res = await self.pool.call(url, op, "send")
         return MessageRef(conv, str(res.id or ""))
 
+    def too_big(self, message: Message, payload: dict[str, Any] | None = None) -> str | None:
+        """bot.port.SizeLimited: why `message` cannot go as one Teams message, if it cannot."""
+        size = wire_bytes(payload or render.activity_json(message))
+        if size <= MAX_ACTIVITY_BYTES:
+            return None
+        return (f"As a Teams message this would be {size:,} bytes; Teams refuses messages over "
+                f"about {MAX_ACTIVITY_BYTES:,} bytes. Shorten the text by about "
+                f"{size - MAX_ACTIVITY_BYTES:,} bytes (letters are one byte; typographic "
+                "quotes, dashes and accented letters count up to six) or link to the full story.")
+
     async def send(self, conversation: ConversationRef, message: Message) -> MessageRef:
-        return await self._post(conversation, render.activity_json(message))
+        """Post a message; one too big for Teams goes as several, in order (the first's ref)."""
+        payload = render.activity_json(message)
+        if self.too_big(message, payload) is None:
+            return await self._post(conversation, payload)
+        parts = self._fitting(message)
+        first = await self._post(conversation, render.activity_json(parts[0]))
+        for part in parts[1:]:
+            await self._post(conversation, render.activity_json(part))
+        return first
+
+    def _fitting(self, message: Message, depth: int = 0) -> list[Message]:
+        if self.too_big(message) is None:
+            return [message]
+        halves = _halves(message)
+        if len(halves) == 1 or depth > 12:
+            raise PlatformError("message too large for Teams and cannot be split")
+        if depth == 0:
+            log.info("message split to fit Teams' size limit")
+        return [p for h in halves for p in self._fitting(h, depth + 1)]
 
     async def update(self, ref: MessageRef, message: Message) -> None:
+        problem = self.too_big(message)
+        if problem:
+            raise PlatformError("update too large for Teams")  # an edit cannot be split
         url = await self._service_url(ref.conversation)
         activity = Activity.model_validate({**render.activity_json(message), "id": ref.message_id})
         target = wire_id(ref.conversation)
@@ -107,9 +175,6 @@ class TeamsPort:
             return await c.conversations.update_activity(target, ref.message_id, activity)
 
         await self.pool.call(url, op, "update")
-        self.edits[ref.message_id] = self.edits.get(ref.message_id, 0) + 1
-        while len(self.edits) > 2000:
-            self.edits.pop(next(iter(self.edits)))
 
     async def delete(self, ref: MessageRef) -> None:
         url = await self._service_url(ref.conversation)
@@ -155,28 +220,20 @@ class TeamsPort:
         return conversation_ref(user.workspace, str(res.id), "personal", anchor.service_url, bot_id)
 
     async def open_form(self, event: Event, form: Form) -> None:
-        """Teams has no modals: the form is a card with inputs where the user is talking.
+        """Teams has no modals: forms open in a dialog (see adapters/teams/dialogs).
 
-        In answer to a submitted form card in a personal chat (a "Before you send" check),
-        the new form replaces that card, as Slack updates its modal: the card the person
-        submitted must not stay behind looking sent when nothing was."""
-        card = getattr(event, "message", None)
-        if (isinstance(event, FormSubmitEvent) and isinstance(card, MessageRef)
-                and card.conversation.is_direct):
-            await self.update(card, Message((form,), f"[form: {form.title}]"))
-            self.remember_form(card.message_id, form)
+        In answer to a dialog's own submission (a "Before you send" check), the next form is
+        shown in that dialog. Otherwise the person's chat with the bot gets a card with a
+        button that opens it: never a shared conversation, since forms can carry anonymous
+        feedback, and never the inputs themselves, so nothing typed stays in the chat."""
+        captured = dialogs.CAPTURE.get()
+        if captured is not None and isinstance(event, FormSubmitEvent) and event.conversation is None:
+            captured.append(form)
             return
         conv = event.conversation
         if conv is None or not conv.is_direct:
-            # Forms can carry anonymous feedback: never show them in a shared conversation.
             conv = await self.open_dm(event.user)
-        ref = await self._post(conv, render.activity_json(Message((form,), f"[form: {form.title}]")))
-        self.remember_form(ref.message_id, form)
-
-    def remember_form(self, activity_id: str, form: Form) -> None:
-        self.forms[activity_id] = form
-        while len(self.forms) > 2000:
-            self.forms.popitem(last=False)
+        await self._post(conv, dialogs.opener(form))
 
     async def find_user(self, email: str) -> UserRef | None:
         """A Teams account with this email, from rosters and conversations seen so far."""

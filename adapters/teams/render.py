@@ -179,11 +179,11 @@ def render_input(inp: Input) -> dict[str, Any]:
     return el
 
 
-def form_items(form: Form) -> list[dict[str, Any]]:
+def form_items(form: Form, data: dict[str, str] | None = None) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = [rich(form.title, weight="bolder", size="medium")]
     items.extend(render_block(b, j) | {"id": f"f{j}-intro"} for j, b in enumerate(form.intro))
     items.extend(render_input(inp) for inp in form.inputs)
-    data = {KIND: "form", FORM: form.form_id, META: form.metadata}
+    data = data or {KIND: "form", FORM: form.form_id, META: form.metadata}
     items.append({"type": "ActionSet", "actions": [submit(form.submit_label, data, "primary")]})
     return items
 
@@ -205,6 +205,13 @@ def card(message: Message) -> dict[str, Any]:
 def form_card(form: Form) -> dict[str, Any]:
     """The card that stands in for a modal: title, intro, inputs, submit."""
     return card(Message((form,), fallback=f"[form: {form.title}]"))
+
+
+def card_with(form: Form, data: dict[str, str]) -> dict[str, Any]:
+    """A form's card whose submit button sends `data` (a dialog's: see adapters/teams/dialogs)."""
+    out = form_card(form)
+    out["body"] = [container("b0-form", form_items(form, data))]
+    return out
 
 
 def activity_json(message: Message) -> dict[str, Any]:

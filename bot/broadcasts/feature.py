@@ -11,7 +11,7 @@ from sqlalchemy import select
 from bot.broadcasts import service
 from bot.broadcasts.tables import Broadcast
 from bot.core import Core, Ctx
-from bot.errors import UserError
+from bot.errors import FormInvalid, UserError
 from bot.model import (
     ActionEvent,
     Context,
@@ -23,6 +23,7 @@ from bot.model import (
     ToggleInput,
     text_message,
 )
+from bot.port import too_big
 from bot.roles import CHANGE_TEAM
 from bot.router import Router
 from bot.scheduling.jobs import with_next_due
@@ -86,6 +87,12 @@ async def submitted(ctx: Ctx) -> None:
     assert isinstance(ev, FormSubmitEvent)
     async with ctx.session() as s:
         f = await service.validate(s, ev.values, set(ctx.core.ports), ctx.now)
+    # Platforms count bytes of the message as sent, not characters (Teams: about 28 KB).
+    problem = too_big(ctx.core.ports.values(), service.render(Broadcast(
+        id="0" * 24, title=f.title, text=f.text, image_url=f.image_url, link_url=f.link_url,
+        link_label=f.link_label, celebrate=f.celebrate)))
+    if problem:
+        raise FormInvalid({"text": problem})
     members = await service.check_groups(ctx.core, f)
     b = await service.store(ctx.core, ctx.person.id, f, draft_id=ev.metadata or None)
     ref = await ctx.reply(await service.preview_for(ctx.core, b, members))

@@ -453,12 +453,15 @@ async def _tick(core, now):  # type: ignore[no-untyped-def]
 def register(r: Router) -> None:
     from bot.feedback.section import SafeguardingSection
 
-    r.command("feedback", feedback_cmd, "send anonymous feedback to the change team (opens a form)")
+    r.command("feedback", feedback_cmd, "send anonymous feedback to the change team (opens a form)",
+              private=True)
     r.intent(r"^(?:give|send|leave) (?:some )?(?:anonymous )?feedback$", "feedback")
-    r.command("feedback stop replies", stop_cmd, "stop all replies to feedback you sent")
+    r.command("feedback stop replies", stop_cmd, "stop all replies to feedback you sent",
+              private=True)
     r.command("feedback list", list_cmd, "read feedback by theme and status",
-              usage="[THEME] [STATUS|urgent|all]", roles=READERS)
-    r.command("feedback show", show_cmd, "one feedback item and its thread", usage="REF", roles=READERS)
+              usage="[THEME] [STATUS|urgent|all]", roles=READERS, private=True)
+    r.command("feedback show", show_cmd, "one feedback item and its thread", usage="REF", roles=READERS,
+              private=True)
     r.command("feedback reply", reply_cmd, "answer a feedback author anonymously", usage="REF",
               roles=READERS)
     r.command("feedback status", status_cmd, "set a feedback item's status", usage="REF STATUS",

@@ -177,46 +177,67 @@ def alert_message(item: FeedbackItem, theme: str, cfg: safeguarding.Config, can_
     )
 
 
+# How long a sender owns the alerts it claimed; a sender that dies leaves them to another then.
+ALERT_LEASE = timedelta(minutes=5)
+
+
 async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
-    """DM every pending safeguarding alert once; safe to call again (ledger + row locks)."""
+    """DM every pending safeguarding alert once; safe to call again (ledger + leases).
+
+    Alerts are claimed with a lease in one short transaction, sent with no transaction open
+    (a row lock held across a platform call would stall every other writer), and their
+    outcome is written in another; a claim that outlives its lease is taken by the next sender.
+    """
     lock = _locks.setdefault(core, asyncio.Lock())
-    sent = 0
-    async with lock, core.db.session() as s:
-        q = select(FeedbackAlert).where(FeedbackAlert.status == "pending")
-        if item_id is not None:
-            q = q.where(FeedbackAlert.item_id == item_id)
-        # Another replica delivering the same rows skips them instead of sending twice.
-        alerts = list((await s.execute(q.with_for_update(skip_locked=True))).scalars())
-        if not alerts:
-            return 0
-        cfg = await config(s)
-        names = {t.id: t.name for t in await themes(s)}
-        items = {a.item_id: await s.get(FeedbackItem, a.item_id) for a in alerts}
-        handles = set((await s.execute(select(FeedbackHandle.item_id).where(
-            FeedbackHandle.item_id.in_(list(items))))).scalars())
+    now = core.clock.now()
+    A = FeedbackAlert
+    async with lock:
+        async with core.db.session() as s:
+            free = (A.status == "pending") & (A.lease_until.is_(None) | (A.lease_until < now))
+            claim = update(A).where(free).values(lease_until=now + ALERT_LEASE)
+            if item_id is not None:
+                claim = claim.where(A.item_id == item_id)
+            claimed = [(r.item_id, r.person_id) for r in
+                       await s.execute(claim.returning(A.item_id, A.person_id))]
+            if not claimed:
+                return 0
+            cfg = await config(s)
+            names = {t.id: t.name for t in await themes(s)}
+            ids = list({i for i, _p in claimed})
+            items = {i.id: i for i in (await s.execute(
+                select(FeedbackItem).where(FeedbackItem.id.in_(ids)))).scalars()}
+            handles = set((await s.execute(select(FeedbackHandle.item_id).where(
+                FeedbackHandle.item_id.in_(ids)))).scalars())
+            s.expunge_all()
         outcome: dict[tuple[str, str], bool] = {}
-        # Send first, write after: on SQLite a write here would block the DMs' own writes.
-        for a in alerts:
-            item = items[a.item_id]
+        for iid, lead in claimed:
+            item = items.get(iid)
             if item is None:
                 continue
             msg = alert_message(item, names.get(item.theme_id or "", ""), cfg, item.id in handles)
             try:
-                outcome[(a.item_id, a.person_id)] = await core.dm(a.person_id, msg) is not None
+                outcome[(iid, lead)] = await core.dm(lead, msg) is not None
             except Exception:
                 log.warning("safeguarding alert send failed; will retry")
-                outcome[(a.item_id, a.person_id)] = False
-        for a in alerts:
-            ok = outcome.get((a.item_id, a.person_id), False)
-            a.attempts += 1
-            if ok:
-                a.status = "sent"
-                sent += 1
-            elif a.attempts >= MAX_ALERT_ATTEMPTS:
-                a.status = "failed"
-                log.error("safeguarding alert could not be delivered", extra={"attempts": a.attempts})
-        if cfg.alert_channel and sent < len(alerts):
-            await _alert_channel_fallback(core, cfg, [i for i in items.values() if i is not None])
+                outcome[(iid, lead)] = False
+        sent = 0
+        async with core.db.session() as s:
+            for iid, lead in claimed:
+                a = await s.get(A, (iid, lead))
+                if a is None:
+                    continue
+                ok = outcome.get((iid, lead), False)
+                a.attempts += 1
+                a.lease_until = None
+                if ok:
+                    a.status = "sent"
+                    sent += 1
+                elif a.attempts >= MAX_ALERT_ATTEMPTS:
+                    a.status = "failed"
+                    log.error("safeguarding alert could not be delivered",
+                              extra={"attempts": a.attempts})
+        if cfg.alert_channel and sent < len(claimed):
+            await _alert_channel_fallback(core, cfg, list(items.values()))
     return sent
 
 

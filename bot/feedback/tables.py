@@ -7,13 +7,13 @@ sealed route in `feedback_handles`, destroyed when the author revokes it.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, Date, ForeignKey, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.base import Base, new_id
+from storage.base import Base, UTCDateTime, new_id
 
 NO_ROWID = {"sqlite_with_rowid": False}
 
@@ -80,6 +80,8 @@ class FeedbackAlert(Base):
     person_id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the lead, not the author
     status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Claimed by a sender until then (no row lock is held while it talks to the platform).
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
 class FeedbackDayKey(Base):

@@ -94,7 +94,7 @@ def register(r: Router) -> None:
     r.ticker("prune-events", prune_events)
     r.command("help", help_, "what you can do here")
     r.intent(r"^(what can (you|i) do|commands|menu|hi|hello)$", "help")
-    r.command("whoami", whoami, "who I think you are and your roles")
+    r.command("whoami", whoami, "who I think you are and your roles", private=True)
     r.command("grant", grant, "give someone a role", usage="ROLE EMAIL", roles={CHANGE_TEAM})
     r.command("revoke", revoke, "take a role away", usage="ROLE EMAIL", roles={CHANGE_TEAM})
     chat.register(r)  # people, people changes

@@ -149,12 +149,35 @@ async def set_setting(s: AsyncSession, key: str, value: Any) -> None:
         row.value = value
 
 
+# The privacy notice shown at /privacy (linked from the Teams app) when `programme.privacy` is
+# not set. A council replaces it with its own, naming its data protection officer.
+DEFAULT_PRIVACY = """\
+This chat bot is run by the council for its staff during this change programme. The council is
+the data controller.
+
+What we hold about you: your name, work email, team and role, from the programme file, the HR
+list or the staff directory, and how to reach you in Slack or Microsoft Teams.
+
+Pulse answers are stored without your name. Results are shown only for groups of at least
+five people, and comments only for larger groups, so no answer can be traced back to you.
+Who was asked in a round is kept only while the round is open, to send reminders.
+
+Anonymous feedback is stored without its author. If you allow replies, they reach you through
+a sealed route that the change team cannot open and that expires. Feedback that looks like a
+risk to a child is passed to the safeguarding leads at once, still without your name: this
+service is not a referral route.
+
+We keep each kind of data only as long as the programme needs it. You can ask to see what we
+hold about you, or to have it erased, through the council's data protection officer."""
+
+
 class ProgrammeSection:
-    """`programme:` name, vision, region, time zone, working hours, anonymity thresholds."""
+    """`programme:` name, vision, region, time zone, working hours, anonymity, privacy text."""
 
     key = "programme"
     order = 0
-    FIELDS = {"name", "vision", "region", "timezone", "working_hours", "anonymity", "channels"}
+    FIELDS = {"name", "vision", "region", "timezone", "working_hours", "anonymity", "channels",
+              "privacy"}
 
     def validate(self, doc: Doc, value: Any) -> None:
         p = (self.key,)
@@ -164,6 +187,7 @@ class ProgrammeSection:
         doc.unknown_keys(m, p, self.FIELDS)
         doc.get(m, p, "name", str, required=True)
         doc.get(m, p, "vision", str)
+        doc.get(m, p, "privacy", str)
         region = doc.get(m, p, "region", str, default="GB-ENG")
         if region is not None:
             _check_region(doc, region, p + ("region",))
@@ -191,6 +215,7 @@ class ProgrammeSection:
 
     async def sync(self, s: AsyncSession, doc: Doc, value: Any) -> None:
         wh = value.get("working_hours") or DEFAULT_WORKING_HOURS
+        privacy = (value.get("privacy") or "").strip()
         await set_setting(s, "programme", {
             "name": value["name"],
             "vision": value.get("vision", ""),
@@ -202,6 +227,7 @@ class ProgrammeSection:
                 "min_comments": int((value.get("anonymity") or {}).get("min_comments", 10)),
             },
             "channels": value.get("channels") or {},
+            **({"privacy": privacy} if privacy else {}),  # else DEFAULT_PRIVACY is shown
         })
 
     async def export(self, s: AsyncSession) -> Any:

@@ -15,6 +15,8 @@ from bot.roles import ALL_ROLES
 
 Path = tuple[str | int, ...]
 Report = Callable[[Path, str], None]
+# IANA names: letters, digits, '_', '-', '+' in '/'-separated parts (Europe/London, Etc/GMT+1).
+TZ_NAME = re.compile(r"^[A-Za-z0-9_+-]{1,30}(?:/[A-Za-z0-9_+-]{1,30}){0,2}$")
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 FIELDS = {"id", "title", "intro", "audience", "schedule", "timezone", "reminder_after",
           "close_after", "anonymity", "results_url", "questions"}
@@ -73,7 +75,7 @@ def check(v: Any, report: Report, *, teams: set[str], path: Path = ()) -> Survey
         bad(("title",), "'title' is required")
     tz = str(v.get("timezone") or "Europe/London")
     try:
-        if len(tz) > 64:  # IANA names are short; zoneinfo imports each '/' part, deep ones recurse
+        if not TZ_NAME.match(tz):  # ZoneInfo resolves dotted names as packages: deep ones recurse
             raise ValueError(tz)
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):

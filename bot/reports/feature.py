@@ -80,7 +80,7 @@ async def _others(s: object, viewer: service.Viewer, shown: str) -> list[str]:
 def register(r: Router) -> None:
     r.command(
         "results", results, "see pulse results (yours to see: the whole and your team)",
-        usage="results [TEAM] [round N]", roles={CHANGE_TEAM, LEADER, TEAM_LEAD},
+        usage="[TEAM] [round N]", roles={CHANGE_TEAM, LEADER, TEAM_LEAD},
     )
     r.intent(r"^(?:show |see )?(?:the )?(?:pulse )?results(?: for)?\s+(.+)$", "results")
     r.ticker(digest.JOB, with_next_due(digest.tick, digest.next_due))

@@ -22,19 +22,21 @@ def add_to(sub: argparse._SubParsersAction[argparse.ArgumentParser], settings: S
                            "'/as EMAIL' to become someone else and '/quit' to leave.")
         p.add_argument("--as", dest="email", default=DEMO_USER, metavar="EMAIL",
                        help=f"who you are in the programme (default {DEMO_USER})")
+        p.add_argument("--at", metavar="'YYYY-MM-DD HH:MM'",
+                       help="start the console's clock there (programme time zone); /time moves it")
         p.set_defaults(run=run_chat if name == "chat" else run_demo)
 
 
-async def chat(settings: Settings, email: str) -> int:
+async def chat(settings: Settings, email: str, at: str | None = None) -> int:
     from adapters.console.adapter import run
 
     async with opened(settings, migrate=True) as core:
-        await run(core, email)
+        await run(core, email, at=at)
     return 0
 
 
 def run_chat(settings: Settings, args: argparse.Namespace) -> int:
-    return asyncio.run(chat(settings, args.email))
+    return asyncio.run(chat(settings, args.email, args.at))
 
 
 def run_demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -42,4 +44,6 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
     if rc:
         return rc
     print("Try: help · feedback · status · what's at risk? · results · /as changelead@northbridge.example")
-    return asyncio.run(chat(settings, args.email))
+    print("Pulse questions arrive in working hours only: move the console's clock with "
+          "/time YYYY-MM-DD 09:30, or start with: staffvoice demo --at 'YYYY-MM-DD 09:30'.")
+    return asyncio.run(chat(settings, args.email, args.at))

@@ -1,4 +1,5 @@
-"""/healthz (the process answers) and /readyz (the database is reachable and migrated)."""
+"""/healthz (the process answers) and /readyz (the database is reachable and migrated, and every
+adapter's own check passes: adapters.readiness)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from adapters import readiness
 from bot.core import Core
 from bot.scheduling.scheduler import Scheduler
 
@@ -30,7 +32,7 @@ def add_health_routes(app: web.Application, health: Health) -> None:
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "pid": os.getpid()})
 
-    async def readyz(_: web.Request) -> web.Response:
+    async def readyz(request: web.Request) -> web.Response:
         body: dict[str, Any] = {"database": "unreachable", "migrations": "unknown"}
         ok = False
         if await core.db.ping():
@@ -41,6 +43,8 @@ def add_health_routes(app: web.Application, health: Health) -> None:
                 body["migrations"] = "current" if ok else "behind"
             except Exception:
                 body["migrations"] = "unreadable"
+        for name, problem in readiness.problems(request.app).items():
+            body[name], ok = problem or "ok", ok and problem is None
         if health.stopping:
             ok, body["status"] = False, "stopping"
         else:

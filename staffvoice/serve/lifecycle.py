@@ -115,6 +115,8 @@ async def serve(settings: Settings, host: str, port: int, env: Mapping[str, str]
         return 2
 
     health = Health(core)
+    # What is bound, not STAFFVOICE_HOST: adapters that must stay on loopback check this.
+    env = {**env, "STAFFVOICE_BOUND_HOSTS": host}
     try:
         app, lines = build_app(core, env, health)
     except Exception:

@@ -5,11 +5,21 @@ every call's bearer token, answers paged rosters and member lookups, and can be 
 throttle (429 with Retry-After) or to refuse (403 for a user who blocked or never installed
 the app) with the error bodies Teams uses. It also plays the Bot Framework's token issuer:
 OpenID metadata and a JWKS with a locally generated RSA key, and signs inbound tokens.
+
+Strict where the Bot Connector is strict (each rule cites where it comes from):
+- message size: a send or update whose body is over MAX_ACTIVITY_BYTES is refused 413;
+- per-conversation throttling: more than 7 sends in 1 s (8 in 2 s) to one conversation get
+  429 with Retry-After;
+- 412, 429, 502 and 504 can be injected (`fail_next`, `throttle`), as Teams answers them;
+- dialogs: `invoke_problem` checks what the bot answers a `task/fetch` or `task/submit` invoke.
+
+The fake keeps its own clock (`advance`), so a test's backoff can move time without waiting.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +31,16 @@ from jwt.algorithms import RSAAlgorithm
 
 BOT_FRAMEWORK_ISSUER = "https://api.botframework.com"
 CONNECTOR_AUDIENCE = "https://api.botframework.com"
+# "Format your bot messages" (learn.microsoft.com/microsoftteams/platform/bots/how-to/
+# format-your-bot-messages): a message over the size limit gets 413 RequestEntityTooLarge with
+# the code MessageSizeTooBig. The page has said 28 KB, 40 KB and 100 KB over the years; the
+# lowest (28 KB, also the Power Automate / Graph figure for channel messages) is what a
+# 28,360-byte broadcast card met in a real tenant (issue 17), so the fake refuses above it.
+MAX_ACTIVITY_BYTES = 28_000
+# "Optimize your bot with rate limiting in Teams" (learn.microsoft.com/microsoftteams/
+# platform/bots/how-to/rate-limit), per bot per thread, "Send to conversation": 7 operations
+# in 1 second, 8 in 2 seconds (also 60 in 30 s and 1,800 in an hour, not reached in tests).
+THREAD_LIMITS = ((1.0, 7), (2.0, 8))
 
 
 _KEY: list[rsa.RSAPrivateKey] = []
@@ -78,6 +98,7 @@ class FakeTeams:
     fail_next: list[int] = field(default_factory=list)  # statuses for the next calls
     require_auth: bool = True
     page_size_cap: int = 2  # small pages so paging is exercised
+    refused: list[tuple[int, str]] = field(default_factory=list)  # (status, code) answered
 
 
 class FakeConnector:
@@ -90,6 +111,15 @@ class FakeConnector:
         self.runner: web.AppRunner | None = None
         self.url = ""
         self._ids = itertools.count(1000)
+        self.offset = 0.0  # the fake's clock runs `offset` seconds ahead of the real one
+        self._sends: dict[str, list[float]] = {}  # conversation -> times of recent sends
+
+    def now(self) -> float:
+        return time.monotonic() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        """Move the fake's clock on (what a backoff sleep would have waited)."""
+        self.offset += max(0.0, seconds)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -174,12 +204,50 @@ class FakeConnector:
                 return web.json_response(
                     {"message": "Authorization has been denied for this request."}, status=401)
         if self.state.throttle:
-            return _error(429, "TooManyRequests", "Too many requests.",
-                          **{"Retry-After": self.state.throttle.pop(0)})
+            return self._refuse(_error(429, "TooManyRequests", "Too many requests.",
+                                       **{"Retry-After": self.state.throttle.pop(0)}))
         if self.state.fail_next:
+            # The rate-limit page: "in addition to error code 429, error codes 412, 502 and
+            # 504 must also be retried" (412 PreconditionFailed is Teams' own throttling).
             status = self.state.fail_next.pop(0)
-            return _error(status, "ServiceError", "Upstream failure.")
+            code = {412: "PreconditionFailed", 502: "BadGateway", 504: "GatewayTimeout"}
+            return self._refuse(_error(status, code.get(status, "ServiceError"), "Upstream failure."))
+        if request.method in ("POST", "PUT") and "/activities" in request.path:
+            body = await request.read()
+            if len(body) > MAX_ACTIVITY_BYTES:
+                # MessageSizeTooBig (see MAX_ACTIVITY_BYTES): bytes of the whole activity.
+                return self._refuse(_error(413, "MessageSizeTooBig",
+                                           "Activity payload exceeds the message size limit."))
+        if request.method == "POST" and "/activities" in request.path:
+            refused = self._throttled(request.match_info.get("cid", request.path))
+            if refused is not None:
+                return self._refuse(refused)
         return await handler(request)
+
+    def _refuse(self, response: web.Response) -> web.Response:
+        code = ""
+        try:
+            code = json.loads(response.text or "{}").get("error", {}).get("code", "")
+        except ValueError:
+            pass
+        self.state.refused.append((response.status, code))
+        return response
+
+    def _throttled(self, cid: str) -> web.Response | None:
+        """Per-thread send limits (THREAD_LIMITS); a refused send does not count."""
+        conv = cid.split(";")[0]
+        now = self.now()
+        times = [t for t in self._sends.get(conv, []) if now - t < THREAD_LIMITS[-1][0]]
+        for window, limit in THREAD_LIMITS:
+            recent = [t for t in times if now - t < window]
+            if len(recent) >= limit:
+                wait = window - (now - recent[-limit])
+                self._sends[conv] = times
+                return _error(429, "TooManyRequests", "Too many requests to this conversation.",
+                              **{"Retry-After": str(max(1, round(wait + 0.5)))})
+        times.append(now)
+        self._sends[conv] = times
+        return None
 
     # -- conversations --------------------------------------------------------------------
 
@@ -311,3 +379,38 @@ class FakeTokens:
                                force_refresh: bool = False) -> str:
         self.requests += 1
         return self.connector.outbound_token()
+
+
+# "Use dialogs with bots" (learn.microsoft.com/microsoftteams/platform/task-modules-and-cards/
+# task-modules/task-modules-bots): a button whose Action.Submit data holds
+# {"msteams": {"type": "task/fetch"}} makes Teams send the bot an invoke named task/fetch; the
+# bot must answer HTTP 200 with {"task": {"type": "continue", "value": TaskInfo}} (TaskInfo:
+# title, and card: an attachment holding an Adaptive Card) or {"task": {"type": "message",
+# "value": text}}. A task/submit may also be answered with an empty body, which closes the
+# dialog. Anything else shows "Unable to reach app" (or nothing) in the client.
+TASK_FETCH, TASK_SUBMIT = "task/fetch", "task/submit"
+ADAPTIVE = "application/vnd.microsoft.card.adaptive"
+
+
+def invoke_problem(name: str, status: int, body: Any) -> str | None:
+    """Why Teams would not show the bot's answer to a dialog invoke (None: it would)."""
+    if status != 200:
+        return f"{name} answered HTTP {status}: Teams shows 'Unable to reach app'"
+    if name == TASK_SUBMIT and not body:
+        return None
+    task = body.get("task") if isinstance(body, dict) else None
+    if not isinstance(task, dict):
+        return f"{name} answer has no task object"
+    if task.get("type") == "message":
+        return None if isinstance(task.get("value"), str) else "task message without text"
+    if task.get("type") != "continue":
+        return f"task type {task.get('type')!r} is neither continue nor message"
+    info = task.get("value")
+    if not isinstance(info, dict) or not isinstance(info.get("title"), str):
+        return "continue without a TaskInfo title"
+    card = info.get("card")
+    if not (isinstance(card, dict) and card.get("contentType") == ADAPTIVE
+            and isinstance(card.get("content"), dict)
+            and card["content"].get("type") == "AdaptiveCard"):
+        return "continue without an Adaptive Card attachment"
+    return None

@@ -64,3 +64,78 @@ def test_bad_arguments_are_explained(
     assert main(["manifest", "teams", *args, "--out", str(tmp_path / "x.zip")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x.zip").exists()
+
+
+def test_every_command_in_the_menu_is_one_the_bot_understands(tmp_path: Path) -> None:
+    """Issue 17 item 14: the menu offers status and "what's at risk?", and each entry works."""
+    from bot.core import build_router
+
+    m = json.loads(build(tmp_path).read("manifest.json"))
+    router = build_router()
+    for menu in m["bots"][0]["commandLists"]:
+        titles = [c["title"] for c in menu["commands"]]
+        assert {"help", "status", "what's at risk?"} <= set(titles), menu["scopes"]
+        for title in titles:
+            assert router.match(title) is not None, title
+
+
+async def test_the_privacy_and_terms_links_of_the_package_are_served(
+    tmp_path: Path, loaded: object
+) -> None:
+    """Issue 17 item 14: the manifest's privacyUrl and termsOfUseUrl answered 404. They are
+    plain pages from the programme's privacy text: a heading, the language, no script."""
+    from urllib.parse import urlparse
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from adapters.teams.mount import mount
+    from bot.core import Core
+    from bot.programme.core_sections import DEFAULT_PRIVACY, get_setting, set_setting
+
+    assert isinstance(loaded, Core)
+    m = json.loads(build(tmp_path, "--host", "staffvoice.northbridge.example").read("manifest.json"))
+    app = web.Application()
+    assert mount(app, loaded, {"STAFFVOICE_TEAMS_ANONYMOUS": "true"})
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        pages = {}
+        for key in ("privacyUrl", "termsOfUseUrl"):
+            r = await client.get(urlparse(m["developer"][key]).path)
+            assert r.status == 200 and r.content_type == "text/html", key
+            pages[key] = await r.text()
+        for text in pages.values():
+            assert '<html lang="en-GB">' in text and "<h1>" in text and "<main>" in text
+            assert "<script" not in text and "Northbridge Together" in text
+        assert "Pulse answers are stored without your name" in pages["privacyUrl"]
+        assert 'href="/privacy"' in pages["termsOfUseUrl"]
+        assert DEFAULT_PRIVACY.split("\n")[0] in pages["privacyUrl"]
+
+        # The council's own text, from the programme file, replaces the default.
+        async with loaded.db.session() as s:
+            p = dict(await get_setting(s, "programme"))
+            p["privacy"] = "Northbridge Council is the controller.\n\nAsk dpo@northbridge.example <any time>."
+            await set_setting(s, "programme", p)
+        text = await (await client.get("/privacy")).text()
+        assert "<p>Northbridge Council is the controller.</p>" in text
+        assert "<p>Ask dpo@northbridge.example &lt;any time&gt;.</p>" in text
+        assert "Pulse answers are stored" not in text
+    finally:
+        await client.close()
+
+
+def test_the_programme_file_takes_a_privacy_text() -> None:
+    from bot.core import build_router
+    from bot.programme import loader
+    from bot.programme.schema import ProgrammeError
+
+    router = build_router()
+    doc = EXAMPLE_TEXT.replace("programme:\n", "programme:\n  privacy: Our own notice.\n", 1)
+    loader.validate(doc, router)
+    bad = EXAMPLE_TEXT.replace("programme:\n", "programme:\n  privacy: [1, 2]\n", 1)
+    with pytest.raises(ProgrammeError, match="privacy"):
+        loader.validate(bad, router)
+
+
+EXAMPLE_TEXT = (Path(__file__).resolve().parents[2] / "examples" / "programme.yaml").read_text()

@@ -184,3 +184,24 @@ messages = st.builds(Message, st.lists(block, max_size=6).map(tuple), text)
 @given(msg=messages)
 def test_any_neutral_message_renders_to_a_valid_card(validator: Any, msg: Message) -> None:
     assert_valid(validator, render.card(msg))
+
+
+def test_a_form_opens_as_a_dialog_whose_cards_are_valid_and_carry_the_form(validator: Any) -> None:
+    from adapters.teams import dialogs
+    from bot.model import Context, Fields, Form, NumberInput, SelectInput, TextInput, ToggleInput
+
+    form = Form("feedback.submit", "Give feedback", (
+        TextInput("text", "What would you like to say?", multiline=True, initial="café “quoted”"),
+        SelectInput("theme", "Theme", (Choice("Workload", "w"), Choice("Other", "o", "danger")),
+                    optional=True),
+        ToggleInput("replies", "Allow replies", True),
+        NumberInput("n", "How many", 1, 9, True, 3),
+    ), (Context("Not a referral route."), Text("Routes", heading=True), Fields((("LADO", "01"),))),
+        "Send", "meta-1")
+    opener = dialogs.opener(form)
+    assert_valid(validator, card_of(opener) or {})
+    assert '"Input.' not in json.dumps(opener)  # the chat never holds the inputs
+    shown = dialogs.show(form)["task"]["value"]
+    assert_valid(validator, shown["card"]["content"])
+    assert dialogs.unpack(dialogs.pack(form)) == form
+    assert dialogs.unpack("not a form") is None and dialogs.unpack(None) is None

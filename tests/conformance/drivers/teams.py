@@ -26,13 +26,26 @@ from bot.model import (
 )
 from bot.people.tables import Person
 from tests.conformance.drivers.base import labels_match
-from tests.fakes.teams_connector import FakeConnector, FakeTokens, Posted
+from tests.fakes.teams_connector import (
+    TASK_FETCH,
+    TASK_SUBMIT,
+    FakeConnector,
+    FakeTokens,
+    Posted,
+    invoke_problem,
+)
 
 TEAM_ID = "19:team-northbridge@thread.tacv2"
 CHANNEL_ID = TEAM_ID  # the General channel shares the team's id
 
 
-async def _no_wait(_s: float) -> None:
+def dialog_button(activity: dict[str, Any]) -> dict[str, Any] | None:
+    """The card's button that opens a dialog (Action.Submit with msteams task/fetch), if any."""
+    card = card_of(activity)
+    for el in (card or {}).get("body", []):
+        for act in _actions(el):
+            if ((act.get("data") or {}).get("msteams") or {}).get("type") == TASK_FETCH:
+                return act
     return None
 
 
@@ -124,7 +137,7 @@ def form_of(card: dict[str, Any]) -> tuple[Form, dict[str, str]] | None:
                                           i.get("max", 100), not req, i.get("value")))
         submit = next(a for a in _actions(el) if a.get("type") == "Action.Submit")
         data = dict(submit["data"])
-        return Form(data[render.FORM], _runs(items[0]), tuple(inputs),
+        return Form(data.get(render.FORM, ""), _runs(items[0]), tuple(inputs),
                     metadata=data.get(render.META, "")), data
     return None
 
@@ -139,7 +152,9 @@ class TeamsDriver:
         self.url = ""
         self.http: aiohttp.ClientSession | None = None
         self._ids = itertools.count(1)
-        self.form_cards: set[str] = set()
+        # The dialog open for each person: its card, the form it shows and its submit data.
+        self.dialogs: dict[str, tuple[dict[str, Any], Form, dict[str, str]]] = {}
+        self.dialog_messages: dict[str, list[str]] = {}
         self.statuses: list[int] = []
 
     async def start(self) -> TeamsDriver:
@@ -158,7 +173,8 @@ class TeamsDriver:
             "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__TENANTID": st.tenant_id,
             "STAFFVOICE_TEAMS_OPENID_METADATA": self.fake.metadata_url,
         }
-        pool = ConnectorPool(FakeTokens(self.fake), sleep=_no_wait)
+        # Backoff moves the fake's clock instead of waiting (its throttling follows that clock).
+        pool = ConnectorPool(FakeTokens(self.fake), sleep=self._sleep)
         status = mount(app, self.core, env, pool=pool)
         assert status and "JWT" in status
         self.runner = web.AppRunner(app)
@@ -213,6 +229,22 @@ class TeamsDriver:
             assert r.status in (200, 201, 202), f"/api/messages answered {r.status}"
             return r.status
 
+    async def invoke(self, activity: dict[str, Any]) -> Any:
+        """Post an invoke as Teams does and return the body it was answered with, checked the
+        way the Teams client reads it (tests.fakes.teams_connector.invoke_problem)."""
+        assert self.http is not None
+        token = self.fake.sign()
+        async with self.http.post(self.url, json=activity,
+                                  headers={"Authorization": f"Bearer {token}"}) as r:
+            self.statuses.append(r.status)
+            body = await r.json() if r.content_length else None
+            problem = invoke_problem(str(activity.get("name")), r.status, body)
+            assert problem is None, problem
+            return body
+
+    async def _sleep(self, seconds: float) -> None:
+        self.fake.advance(seconds)
+
     def dm_id(self, email: str) -> tuple[str, str]:
         u = self.fake.user_by_email(email)
         return u.id, self.fake.personal_id(u.id)
@@ -222,7 +254,9 @@ class TeamsDriver:
     async def say(self, email: str, text: str) -> None:
         uid, cid = self.dm_id(email)
         self.fake.state.users[uid].installed = True
+        before = self._newest(email)
         await self.post(self.activity(uid, cid, "personal", text=text, textFormat="plain"))
+        await self._open_dialogs(email, before)
 
     async def mention(self, email: str, text: str) -> None:
         """The user writes in the team channel, @mentioning the bot (a new post)."""
@@ -232,11 +266,17 @@ class TeamsDriver:
         a["entities"].append({"type": "mention", "text": at,
                               "mentioned": {"id": self.fake.state.bot_id, "name": "staffvoice"}})
         a["conversation"]["id"] = f"{CHANNEL_ID};messageid={a['id']}"
+        before = self._newest(email)
         await self.post(a)
+        await self._open_dialogs(email, before)
 
     def _dm_posts(self, email: str) -> list[Posted]:
         _uid, cid = self.dm_id(email)
         return self.fake.in_conversation(cid)
+
+    def _newest(self, email: str) -> int:
+        posts = self._dm_posts(email)
+        return max((int(p.id) for p in posts), default=0)
 
     async def tap(self, email: str, label: str) -> None:
         uid, cid = self.dm_id(email)
@@ -248,30 +288,67 @@ class TeamsDriver:
                 for act in _actions(el):
                     data = act.get("data") or {}
                     if data.get(render.KIND) == "action" and labels_match(act["title"], label):
+                        before = self._newest(email)
                         await self.post(self.activity(uid, cid, "personal", value=data,
                                                       replyToId=p.id))
+                        await self._open_dialogs(email, before)
                         return
         raise AssertionError(f"{email} has no choice labelled {label!r}")
 
-    def _open_form(self, email: str) -> tuple[Posted, Form, dict[str, str]] | None:
+    # -- dialogs: what the Teams client does with a task/fetch button -----------------------
+
+    async def _open_dialogs(self, email: str, before: int) -> None:
+        """The person taps the newest "Open the form" button the bot has just posted."""
         for p in reversed(self._dm_posts(email)):
-            card = card_of(p.current)
-            found = form_of(card) if card else None
-            if found is not None:
-                self.form_cards.add(p.id)
-                return p, found[0], found[1]
-            if card is not None and form_of(card_of(p.versions[0]) or {}) is not None:
-                return None  # the newest form was sent already
-        return None
+            if int(p.id) <= before:
+                return
+            button = dialog_button(p.current)
+            if button is not None:
+                await self.open_dialog(email, p)
+                return
+
+    async def open_dialog(self, email: str, post: Posted) -> dict[str, Any]:
+        """Tap a card's dialog button: Teams sends task/fetch and shows the answer."""
+        button = dialog_button(post.current)
+        assert button is not None, "no dialog button on that card"
+        uid, cid = self.dm_id(email)
+        body = await self.invoke(self.activity(
+            uid, cid, "personal", type="invoke", name=TASK_FETCH, replyToId=post.id,
+            value={"type": TASK_FETCH, "data": button["data"], "context": {"theme": "default"}}))
+        self._show(email, body)
+        return dict(body)
+
+    def _show(self, email: str, body: Any) -> None:
+        task = (body or {}).get("task") or {}
+        if task.get("type") == "continue":
+            card = task["value"]["card"]["content"]
+            found = form_of(card)
+            assert found is not None, "the dialog shows no form"
+            self.dialogs[email] = (card, found[0], found[1])
+        else:
+            self.dialogs.pop(email, None)
+            if task.get("type") == "message":
+                self.dialog_messages.setdefault(email, []).append(str(task["value"]))
 
     def form(self, email: str) -> Form | None:
-        found = self._open_form(email)
+        found = self.dialogs.get(email)
         return found[1] if found else None
 
+    def _open_form(self, email: str) -> tuple[Posted, Form, dict[str, str]] | None:
+        """The open dialog as (a holder of its card, as an activity), its form, its submit
+        data): for tests that read the card itself (tests/test_design_invariants.py)."""
+        found = self.dialogs.get(email)
+        if found is None:
+            return None
+        card, form, data = found
+        shown = {"type": "message",
+                 "attachments": [{"contentType": render.CARD_CONTENT_TYPE, "content": card}]}
+        return Posted("dialog", "", [shown]), form, data
+
     async def submit(self, email: str, values: dict[str, str]) -> dict[str, str] | None:
-        found = self._open_form(email)
-        assert found is not None, f"{email} has no open form"
-        p, form, data = found
+        found = self.dialogs.get(email)
+        assert found is not None, f"{email} has no open dialog"
+        card, form, data = found
         # What the Teams client does before sending: every input, required ones checked.
         value: dict[str, Any] = dict(data)
         errors: dict[str, str] = {}
@@ -287,37 +364,29 @@ class TeamsDriver:
         if errors:
             return errors
         uid, cid = self.dm_id(email)
-        await self.post(self.activity(uid, cid, "personal", value=value, replyToId=p.id))
-        after = card_of(self.fake.state.posted[p.id].current) or {}
-        again = form_of(after)
-        if again is None:
-            newest = self._dm_posts(email)[-1]
-            text = plain_of(newest.current)
-            return {"_": text} if text.startswith("Please check the form") else None
-        if len(self.fake.state.posted[p.id].versions) == 1 or (
-                (again[0].title, again[0].metadata) != (form.title, form.metadata)):
-            return None  # unchanged, or replaced by the next form (a "Before you send" check)
-        # Rejected: the card was redrawn with the problems under the original intro.
-        labels = {i.label: i.name for i in again[0].inputs}
-        before = len(_intros(card_of(p.versions[0]) or {}))
+        before = self._newest(email)
+        body = await self.invoke(self.activity(
+            uid, cid, "personal", type="invoke", name=TASK_SUBMIT,
+            value={"type": TASK_SUBMIT, "data": value, "context": {"theme": "default"}}))
+        self._show(email, body)
+        await self._open_dialogs(email, before)
+        again = self.dialogs.get(email)
+        if again is None or (again[1].title, again[1].metadata) != (form.title, form.metadata):
+            return None  # closed, or the next step ("Before you send") in the same dialog
+        # Rejected: the form is shown again with the problems under the original intro.
+        labels = {i.label: i.name for i in again[1].inputs}
         out: dict[str, str] = {}
-        for el in _intros(after)[before:]:
+        for el in _intros(again[0])[len(_intros(card)):]:
             text = _runs(el)
             label, _, msg = text.partition(": ")
             out[labels.get(label, "_")] = msg if label in labels else text
         return out or {"_": "form refused"}
 
     def seen(self, email: str) -> list[str]:
-        return [plain_of(p.current) for p in self._dm_posts(email) if not self._was_form(p)]
-
-    def _was_form(self, p: Posted) -> bool:
-        """A form card is not a message the user was shown, unless the bot has since replaced
-        it with one (a thank-you); the adapter's own "sent" marker does not count."""
-        first = card_of(p.versions[0])
-        if not (p.id in self.form_cards or (first is not None and form_of(first) is not None)):
-            return False
-        now = card_of(p.current)
-        return (now is not None and form_of(now) is not None) or plain_of(p.current).endswith(": sent.")
+        """What the chat shows; "Open the form" cards are the Teams door to a dialog (what
+        Slack shows as a modal), not a message."""
+        return [plain_of(p.current) for p in self._dm_posts(email)
+                if dialog_button(p.current) is None]
 
     def channel(self, ref: str) -> list[str]:
         platform, _, rest = ref.partition(":")

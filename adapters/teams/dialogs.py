@@ -1,0 +1,141 @@
+"""Forms as Teams dialogs (`task/fetch`, `task/submit` invokes), as Slack uses modals.
+
+A form never sits in the chat history as a card with inputs: the chat gets a small card with
+one button, and the form opens in a dialog when it is tapped. Whatever the person types goes
+to the bot in the `task/submit` invoke and never appears in the conversation, so anonymous
+feedback text is not left behind. A rejected submission and a follow-up step ("Before you
+send") are answered in the same dialog (`continue`); a finished one closes it.
+
+The form travels with the button, compressed (no server state), so a tap works on any
+replica and after a restart. The client can alter it, as it could alter any card's data:
+the core checks every form it handles (roles, the objects named in its metadata).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import zlib
+from contextvars import ContextVar
+from typing import Any
+
+from adapters.teams import render
+from bot.model import (
+    Choice,
+    Context,
+    Fields,
+    Form,
+    Input,
+    NumberInput,
+    SelectInput,
+    Text,
+    TextInput,
+    ToggleInput,
+)
+
+TASK_FETCH, TASK_SUBMIT = "task/fetch", "task/submit"
+DIALOG = "sv_dialog"  # key of the packed form in a button's or a dialog's submit data
+# Forms the core opened while handling a task/submit: shown in that dialog, not posted.
+CAPTURE: ContextVar[list[Form] | None] = ContextVar("staffvoice_teams_dialog", default=None)
+
+_INTRO = {"T": Text, "C": Context, "F": Fields}
+_INPUTS: dict[str, type[Any]] = {"t": TextInput, "s": SelectInput, "b": ToggleInput,
+                                 "n": NumberInput}
+
+
+def _intro(b: Text | Context | Fields) -> list[Any]:
+    if isinstance(b, Text):
+        return ["T", b.text, b.heading]
+    if isinstance(b, Context):
+        return ["C", b.text]
+    return ["F", [list(p) for p in b.pairs]]
+
+
+def _input(i: Input) -> list[Any]:
+    if isinstance(i, TextInput):
+        return ["t", i.name, i.label, i.multiline, i.max_length, i.optional, i.placeholder,
+                i.initial]
+    if isinstance(i, SelectInput):
+        return ["s", i.name, i.label, [[o.label, o.value, o.style] for o in i.options],
+                i.optional, i.initial]
+    if isinstance(i, ToggleInput):
+        return ["b", i.name, i.label, i.initial]
+    return ["n", i.name, i.label, i.min, i.max, i.optional, i.initial]
+
+
+def pack(form: Form) -> str:
+    """The form as a short opaque string (JSON, deflated, base64url)."""
+    raw = [form.form_id, form.title, form.submit_label, form.metadata,
+           [_intro(b) for b in form.intro], [_input(i) for i in form.inputs]]
+    data = zlib.compress(json.dumps(raw, separators=(",", ":")).encode(), 9)
+    return base64.urlsafe_b64encode(data).decode()
+
+
+def unpack(packed: object) -> Form | None:
+    """The form `pack` wrote; None for anything else (tampered, truncated, not ours)."""
+    if not isinstance(packed, str) or len(packed) > 200_000:
+        return None
+    try:
+        raw = json.loads(zlib.decompress(base64.urlsafe_b64decode(packed.encode()),
+                                         bufsize=1 << 16))
+        form_id, title, submit_label, metadata, intro, inputs = raw
+        blocks: list[Text | Context | Fields] = []
+        for b in intro:
+            if b[0] == "F":
+                blocks.append(Fields(tuple((str(k), str(v)) for k, v in b[1])))
+            else:
+                blocks.append(_INTRO[b[0]](*b[1:]))
+        fields: list[Input] = []
+        for i in inputs:
+            if i[0] == "s":
+                options = tuple(Choice(str(a), str(v), s) for a, v, s in i[3])
+                fields.append(SelectInput(i[1], i[2], options, *i[4:]))
+            else:
+                fields.append(_INPUTS[i[0]](*i[1:]))
+        return Form(str(form_id), str(title), tuple(fields), tuple(blocks), str(submit_label),
+                    str(metadata))
+    except (ValueError, TypeError, KeyError, IndexError, zlib.error, binascii.Error):
+        return None
+
+
+def opener(form: Form) -> dict[str, Any]:
+    """The message activity left in the chat: what the form is for, and a button to open it."""
+    button = {"type": "Action.Submit", "title": "Open the form", "style": "positive",
+              "data": {"msteams": {"type": TASK_FETCH}, render.KIND: "dialog",
+                       DIALOG: pack(form)}}
+    body = [
+        {**render.rich(form.title, weight="bolder"), "id": "b0-heading"},
+        {**render.rich("Tap the button to fill it in. What you type stays in the form "
+                       "and is not shown in this chat.", isSubtle=True, size="small"),
+         "id": "b1-context"},
+        render.container("b2-dialog", [{"type": "ActionSet", "actions": [button]}]),
+    ]
+    card = {"type": "AdaptiveCard", "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+            "version": render.CARD_VERSION, "body": body,
+            "fallbackText": render.escape_text(f"{form.title}: open the form")}
+    return {"type": "message", "summary": render.escape_text(form.title[:200]),
+            "attachments": [{"contentType": render.CARD_CONTENT_TYPE, "content": card}]}
+
+
+def show(form: Form) -> dict[str, Any]:
+    """The invoke answer that shows `form` in the dialog (task/fetch, or a next step)."""
+    data = {render.KIND: "dialog", render.FORM: form.form_id, render.META: form.metadata,
+            DIALOG: pack(form)}
+    card = render.card_with(form, data)
+    return {"task": {"type": "continue", "value": {
+        "title": form.title[:100], "width": "medium", "height": "large",
+        "card": {"contentType": render.CARD_CONTENT_TYPE, "content": card}}}}
+
+
+def say(text: str) -> dict[str, Any]:
+    """The invoke answer that replaces the dialog with a short message."""
+    return {"task": {"type": "message", "value": text}}
+
+
+def submitted_values(data: dict[str, Any]) -> dict[str, str]:
+    """The inputs of a task/submit, as the core's FormSubmitEvent wants them."""
+    return {
+        str(k): "" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+        for k, v in data.items() if not str(k).startswith("sv_") and k != "msteams"
+    }

@@ -1,0 +1,112 @@
+"""Forms in Teams dialogs: task/fetch opens a form, task/submit sends it, and nothing the person
+types is left in the chat; no card says "sent" unless something was sent (issue 17, items 10
+and 14)."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import select
+
+from bot.broadcasts.tables import Broadcast
+from bot.feedback.tables import FeedbackItem
+from tests.conformance.drivers.teams import TeamsDriver, dialog_button
+from tests.conformance.test_broadcasts import GOOD
+from tests.conformance.test_feedback import CONCERN
+from tests.fakes.teams_connector import TASK_FETCH
+
+WHO = "practitioner2@northbridge.example"
+CHANGE = "changelead@northbridge.example"
+
+
+def everything_posted(teams: TeamsDriver, email: str) -> str:
+    """Every version of every activity the bot posted in a person's chat, as sent."""
+    return "\n".join(json.dumps(v) for p in teams._dm_posts(email) for v in p.versions)
+
+
+def inputs_in_chat(teams: TeamsDriver) -> list[str]:
+    return [p.id for p in teams.fake.state.posted.values() for v in p.versions
+            if '"Input.' in json.dumps(v)]
+
+
+async def test_feedback_is_written_in_a_dialog_and_its_text_never_enters_the_chat(
+    teams: TeamsDriver,
+) -> None:
+    """The feedback form opens in a dialog; a safeguarding check ("Before you send") is the
+    dialog's next step; nothing says "sent" until it is, and the text is in no chat message."""
+    await teams.say(WHO, "feedback")
+    posts = teams._dm_posts(WHO)
+    assert dialog_button(posts[-1].current) is not None  # the chat holds a button, no inputs
+    assert inputs_in_chat(teams) == []
+    form = teams.form(WHO)
+    assert form is not None and form.form_id == "feedback.submit"
+
+    assert await teams.submit(WHO, {"text": CONCERN, "theme": "", "replies": "false"}) is None
+    check = teams.form(WHO)
+    assert check is not None and check.title == "Before you send"  # same dialog, next step
+    async with teams.core.db.session() as s:
+        assert (await s.execute(select(FeedbackItem))).first() is None  # nothing sent yet
+    assert not any("sent" in t.lower() for t in teams.seen(WHO)), teams.seen(WHO)
+
+    assert await teams.submit(WHO, {"text": CONCERN, "theme": "", "replies": "false"}) is None
+    assert teams.form(WHO) is None  # the dialog closed
+    assert "went to the safeguarding leads straight away" in teams.seen(WHO)[-1]
+    async with teams.core.db.session() as s:
+        assert (await s.execute(select(FeedbackItem.text))).scalars().all() == [CONCERN]
+    assert CONCERN not in everything_posted(teams, WHO)  # (the leads get it, by design)
+    assert inputs_in_chat(teams) == []
+
+
+async def test_a_preview_does_not_say_the_broadcast_was_sent(teams: TeamsDriver) -> None:
+    """Issue 17 item 10: after Preview the chat said "New broadcast: sent." while nothing was."""
+    await teams.say(CHANGE, "broadcast")
+    assert teams.form(CHANGE) is not None
+    assert await teams.submit(CHANGE, GOOD) is None
+    assert teams.form(CHANGE) is None
+    shown = teams.seen(CHANGE)
+    assert "Preview: only you can see this" in shown[-1]
+    assert not any(": sent." in t or t.endswith("sent.") for t in shown), shown
+    async with teams.core.db.session() as s:
+        assert (await s.execute(select(Broadcast.state))).scalars().all() == ["draft"]
+
+
+async def test_a_rejected_form_comes_back_in_the_dialog_with_its_problems(
+    teams: TeamsDriver,
+) -> None:
+    await teams.say(CHANGE, "broadcast")
+    errors = await teams.submit(CHANGE, {**GOOD, "image_url": "http://not-secure.example/x.png"})
+    assert errors is not None and "https" in errors.get("image_url", "")
+    form = teams.form(CHANGE)
+    assert form is not None and form.title == "New broadcast"
+    kept = {i.name: getattr(i, "initial", None) for i in form.inputs}
+    assert kept["title"] == GOOD["title"]  # what was typed is kept
+    assert inputs_in_chat(teams) == []
+
+
+async def test_a_dialog_button_whose_data_was_altered_gets_a_message_not_an_error(
+    teams: TeamsDriver,
+) -> None:
+    await teams.say(WHO, "feedback")
+    uid, cid = teams.dm_id(WHO)
+    for data in ({"msteams": {"type": TASK_FETCH}, "sv_kind": "dialog", "sv_dialog": "garbage"},
+                 {"msteams": {"type": TASK_FETCH}}):
+        body = await teams.invoke(teams.activity(
+            uid, cid, "personal", type="invoke", name=TASK_FETCH,
+            value={"type": TASK_FETCH, "data": data}))
+        assert body["task"]["type"] == "message"
+        assert "no longer available" in body["task"]["value"]
+
+
+async def test_an_old_form_card_in_the_chat_is_not_taken(teams: TeamsDriver) -> None:
+    """A form card from before dialogs: its submission is answered with a pointer, not stored."""
+    uid, cid = teams.dm_id(WHO)
+    await teams.say(WHO, "help")
+    await teams.post(teams.activity(uid, cid, "personal", replyToId="1999",
+                                    value={"sv_kind": "form", "sv_form": "feedback.submit",
+                                           "text": IDEA_TEXT, "replies": "false"}))
+    assert "opens in a dialog" in teams.seen(WHO)[-1]
+    async with teams.core.db.session() as s:
+        assert (await s.execute(select(FeedbackItem))).first() is None
+
+
+IDEA_TEXT = "Family network meetings clash with court deadlines every week."

@@ -1,0 +1,93 @@
+"""The Bot Connector's limits, as the strict fake enforces them: message size in bytes of the
+activity as sent (issue 17 item 11) and 7 sends a second per conversation."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from adapters.teams.port import MAX_ACTIVITY_BYTES, conversation_ref
+from bot.broadcasts.tables import Broadcast
+from bot.model import Message, Text, text_message
+from bot.people import service as people
+from tests.conformance.drivers.teams import TeamsDriver, plain_of
+from tests.conformance.test_broadcasts import GOOD
+
+CHANGE = "changelead@northbridge.example"
+STAFF = "practitioner1@northbridge.example"
+# Under the 20,000-character limit, but each typographic quote and dash is sent as a six-byte
+# escape: the card is well over Teams' size limit.
+QUOTED = ("“Family network meetings” — the roadmap’s first win. " * 400)[:19_990]
+
+
+async def test_a_broadcast_too_big_for_teams_in_bytes_is_refused_in_the_form(
+    teams: TeamsDriver,
+) -> None:
+    assert len(QUOTED) < 20_000
+    await teams.say(CHANGE, "broadcast")
+    errors = await teams.submit(CHANGE, {**GOOD, "text": QUOTED})
+    assert errors is not None and "bytes" in errors.get("text", ""), errors
+    assert "Teams refuses messages over about 28,000 bytes" in errors["text"]
+    assert teams.form(CHANGE) is not None  # still in the dialog, text kept to shorten
+    async with teams.core.db.session() as s:
+        assert (await s.execute(select(Broadcast))).first() is None
+    assert not [r for r in teams.fake.state.refused if r[0] == 413]
+    # Shortened to fit: accepted.
+    assert await teams.submit(CHANGE, {**GOOD, "text": QUOTED[:3000]}) is None
+    assert "Preview: only you can see this" in teams.seen(CHANGE)[-1]
+
+
+async def test_a_message_too_big_for_one_activity_is_sent_in_parts_in_order(
+    teams: TeamsDriver,
+) -> None:
+    await teams.say(STAFF, "help")
+    async with teams.core.db.session() as s:
+        person = await people.person_by_email(s, STAFF)
+    assert person is not None
+    paragraphs = [f"{i:04d} “Practice notes” — week {i}." for i in range(1600)]
+    text = "\n".join(paragraphs)
+    before = len(teams.seen(STAFF))
+    assert await teams.core.dm(person.id, Message((Text(text),), "notes")) is not None
+    parts = teams._dm_posts(STAFF)[before:]
+    assert len(parts) > 1
+    assert not [r for r in teams.fake.state.refused if r[0] == 413]
+    got = "\n".join(plain_of(p.current) for p in parts).split("\n")
+    assert [line.strip() for line in got] == paragraphs  # all of it, in order
+
+
+async def test_an_edit_too_big_is_refused_before_teams_sees_it(teams: TeamsDriver) -> None:
+    import pytest
+
+    from bot.port import PlatformError
+
+    await teams.say(STAFF, "help")
+    port = teams.core.ports["teams"]
+    _uid, cid = teams.dm_id(STAFF)
+    conv = conversation_ref(teams.fake.state.tenant_id, cid, "personal", teams.fake.service_url)
+    ref = await port.send(conv, text_message("short"))
+    with pytest.raises(PlatformError, match="too large"):
+        await port.update(ref, text_message(QUOTED + QUOTED))
+    assert plain_of(teams.fake.state.posted[ref.message_id].current) == "short"
+
+
+async def test_more_than_seven_sends_a_second_to_one_chat_wait_as_teams_asks(
+    teams: TeamsDriver,
+) -> None:
+    waits: list[float] = []
+    pool = teams.core.ports["teams"].pool  # type: ignore[attr-defined]
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+        teams.fake.advance(seconds)
+
+    pool.sleep = record
+    await teams.say(STAFF, "help")
+    port = teams.core.ports["teams"]
+    _uid, cid = teams.dm_id(STAFF)
+    conv = conversation_ref(teams.fake.state.tenant_id, cid, "personal", teams.fake.service_url)
+    for i in range(12):
+        await port.send(conv, text_message(f"update {i}"))
+    assert teams.seen(STAFF)[-12:] == [f"update {i}" for i in range(12)]
+    throttled = [r for r in teams.fake.state.refused if r[0] == 429]
+    assert throttled and len(waits) == len(throttled)
+    assert all(w >= 1 for w in waits)  # Retry-After honoured
+    assert MAX_ACTIVITY_BYTES == 28_000
