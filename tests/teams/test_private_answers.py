@@ -51,6 +51,11 @@ async def test_whoami_in_a_channel_answers_in_the_dm_and_the_thread_holds_nothin
 async def test_someone_the_bot_cannot_message_privately_is_told_how_without_the_answer(
     teams: TeamsDriver,
 ) -> None:
+    from bot.people.service import ENROLMENT
+    from bot.programme.core_sections import set_setting
+
+    async with teams.core.db.session() as s:  # not in the programme file, but may join
+        await set_setting(s, ENROLMENT, {"self_enrol": True, "contact": ""})
     stranger = teams.fake.add_user("visitor@northbridge.example", "Visiting worker")
     a = teams.activity(stranger.id, GROUP, "groupChat", text="<at>staffvoice</at> whoami")
     a["entities"].append({"type": "mention", "text": "<at>staffvoice</at>",
