@@ -21,6 +21,7 @@ from bot.config import Settings
 from bot.core import Core
 from bot.people.tables import Person
 from staffvoice.cli import build_parser, main
+from storage.db import Database
 from tests.conftest import ROOT, TEST_SECRET
 from tests.fakes.slack_api import BOT_TOKEN, TEAM, FakeSlack
 
@@ -138,7 +139,9 @@ def test_a_read_only_command_with_no_database_file_does_not_create_one(
 # -- what the commands print --------------------------------------------------------------------
 
 
-def test_empty_lists_say_they_are_empty(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+def test_empty_lists_say_they_are_empty(db: Database, settings: Settings,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """(`db` empties the shared PostgreSQL database first, as for every story.)"""
     assert main(["broadcast", "list"], settings=settings) == 0
     assert capsys.readouterr().out == "no broadcasts yet\n"
     assert main(["report", "rounds"], settings=settings) == 0
