@@ -124,6 +124,10 @@ def fill(path: str, answers: int, teams: int, seed: int = 7) -> str:
                     " choice, n) VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
                     [(new_id(), rid, q, t, r, v, n) for (q, (t, r), v), n in tallies.items()])
     home = cellmod.comment_teams(invited_cells, parents, 10)
+    commenters = Counter((q, home.get(t, t)) for q, t in comments)
+    con.executemany("INSERT INTO pulse_tallies (id, round_id, question_id, team_id, role, value,"
+                    " choice, n) VALUES (?, ?, ?, ?, '*', NULL, NULL, ?)",
+                    [(new_id(), rid, q, t, n) for (q, t), n in commenters.items()])
     rng.shuffle(comments)
     con.executemany("INSERT INTO pulse_comments (id, round_id, question_id, team_id, text)"
                     " VALUES (?, ?, ?, ?, 'A fictional comment.')",

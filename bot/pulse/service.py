@@ -371,16 +371,20 @@ async def close_round(s: AsyncSession, rnd: PulseRound, now: datetime, secret: b
              "respondents": len(answered.get((t, r), ()))} for (t, r), n in invited.items()]
     if rows:
         await s.execute(insert(PulseCell), rows)
+    random.SystemRandom().shuffle(comments)
+    comment_rows = [{"id": new_id(), "round_id": rnd.id, "question_id": qid,
+                     "team_id": home.get(t, t), "text": txt} for qid, t, txt in comments]
+    # How many commented, per comment team, kept as counts too: reports read these, never
+    # the comments themselves, to decide what may be shown.
+    for qid, t, _txt in comments:
+        tallies[(qid, (home.get(t, t), cells.MIXED), None, None)] += 1
+    if comment_rows:
+        await s.execute(insert(PulseComment), comment_rows)
     tally_rows = [{"id": new_id(), "round_id": rnd.id, "question_id": qid, "team_id": t,
                    "role": r, "value": v, "choice": c, "n": n}
                   for (qid, (t, r), v, c), n in tallies.items()]
     if tally_rows:
         await s.execute(insert(PulseTally), tally_rows)
-    random.SystemRandom().shuffle(comments)
-    comment_rows = [{"id": new_id(), "round_id": rnd.id, "question_id": qid,
-                     "team_id": home.get(t, t), "text": txt} for qid, t, txt in comments]
-    if comment_rows:
-        await s.execute(insert(PulseComment), comment_rows)
     if attributed:
         await s.execute(insert(PulseAttributedAnswer), attributed)
     rnd.n_asked = len(parts)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import column, func, select, table
+from sqlalchemy import column, select, table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.people.tables import Team
@@ -158,8 +158,8 @@ async def thresholds(s: AsyncSession) -> Thresholds:
 
 
 async def round_data(s: AsyncSession, round_id: str, questions: Sequence[QuestionInfo]) -> RoundData:
-    """A closed round's counts per cell: three reads of rows kept at close."""
-    t, c, m = TALLIES.c, CELLS.c, COMMENTS.c
+    """A closed round's counts per cell: two reads of rows kept at close, never the comments."""
+    t, c = TALLIES.c, CELLS.c
     data = RoundData()
     for team, role, invited, resp in (await s.execute(
             select(c.team_id, c.role, c.invited, c.respondents).where(c.round_id == round_id))):
@@ -172,19 +172,17 @@ async def round_data(s: AsyncSession, round_id: str, questions: Sequence[Questio
             select(t.team_id, t.role, t.question_id, t.value, t.choice, t.n)
             .where(t.round_id == round_id))):
         kind = kinds.get(qid)
+        if kind == "text":  # how many commented, per comment team (a team only, never a role)
+            per_team = data.commenters.setdefault(qid, {})
+            per_team[(team, MIXED)] = per_team.get((team, MIXED), 0) + int(n)
+            continue
         answer = choice if kind == "choice" else value
-        if kind is None or kind == "text" or answer is None:
+        if kind is None or answer is None:
             continue
         cell = (team, role)
         data.values.setdefault(qid, []).append((cell, str(answer), int(n)))
         per_cell = data.answered.setdefault(qid, {})
         per_cell[cell] = per_cell.get(cell, 0) + int(n)
-    # Comments carry a team only (one with enough people asked), never a role.
-    for qid, team, n in (await s.execute(
-            select(m.question_id, m.team_id, func.count()).where(m.round_id == round_id)
-            .group_by(m.question_id, m.team_id))):
-        per_team = data.commenters.setdefault(qid, {})
-        per_team[(team, MIXED)] = per_team.get((team, MIXED), 0) + int(n)
     return data
 
 

@@ -135,6 +135,14 @@ def _fold_existing_answers() -> None:
             " VALUES (:id, :r, :q, :t, :role, :v, :c, :n)"),
             [{"id": _id(), "r": r, "q": q, "t": t, "role": role, "v": v, "c": c, "n": n}
              for r, q, t, role, v, c, n in tallies])
+    commenters = conn.execute(sa.text(
+        "SELECT round_id, question_id, team_id, COUNT(*) FROM pulse_answers"
+        " WHERE text IS NOT NULL AND TRIM(text) <> '' GROUP BY round_id, question_id, team_id")).all()
+    if commenters:
+        conn.execute(sa.text(
+            "INSERT INTO pulse_tallies (id, round_id, question_id, team_id, role, value, choice, n)"
+            " VALUES (:id, :r, :q, :t, '*', NULL, NULL, :n)"),
+            [{"id": _id(), "r": r, "q": q, "t": t, "n": n} for r, q, t, n in commenters])
     comments = conn.execute(sa.text(
         "SELECT round_id, question_id, team_id, text FROM pulse_answers"
         " WHERE text IS NOT NULL AND TRIM(text) <> ''")).all()
