@@ -27,6 +27,7 @@ def _version() -> str:
 def build_parser(settings: Settings) -> argparse.ArgumentParser:
     """The whole command tree; `settings` give the defaults shown in help."""
     from staffvoice.commands import (
+        audit,
         broadcast,
         chat,
         db,
@@ -45,7 +46,8 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
                     "(see README.md); the database is STAFFVOICE_DATABASE_URL.")
     ap.add_argument("--version", action="version", version=f"staffvoice {_version()}")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    for command in (db, programme, chat, serve, schedule, broadcast, report, people, manifest):
+    for command in (db, programme, chat, serve, schedule, broadcast, report, people, manifest,
+                    audit):
         command.add_to(sub, settings)
     return ap
 

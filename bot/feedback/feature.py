@@ -11,6 +11,7 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.audit import trail
 from bot.core import Ctx
 from bot.errors import FormInvalid, UserError
 from bot.feedback import identifiers, safeguarding
@@ -283,6 +284,9 @@ async def list_cmd(ctx: Ctx, args: str) -> None:
         items = await fb.list_items(s, theme_id=theme_id, statuses=statuses, urgent_only=urgent)
         replyable = {i.id for i in items if await fb.has_handle(s, i.id)}
         threads = {i.id: await fb.thread(s, i.id) for i in items}
+    await trail.record_ctx(ctx, "view.urgent_queue" if urgent else "view.feedback",
+                           target=" ".join(args.lower().split()) or "open",
+                           detail={"items": len(items)})
     if not items:
         await ctx.say("No feedback matches that.")
         return
@@ -313,6 +317,7 @@ async def show_cmd(ctx: Ctx, args: str) -> None:
         item = await fb.find_item(s, args)
         msgs = await fb.thread(s, item.id)
         can_reply = await fb.has_handle(s, item.id)
+    await trail.record_ctx(ctx, "view.feedback_item", target=fb.ref_of(item.id))
     blocks: list[Text | Context] = [
         Text(f"Feedback {fb.ref_of(item.id)} ({item.day:%d %b %Y}, {item.status}"
              f"{', URGENT' if item.urgent else ''})", heading=True),

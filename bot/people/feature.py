@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from bot.audit import trail
 from bot.core import Core, Ctx
 from bot.errors import UserError
 from bot.model import Fields, Message, Text
@@ -75,6 +76,9 @@ async def _change_role(ctx: Ctx, args: str, *, give: bool) -> None:
             raise UserError(f"I don't know anyone with the email {email}. Nothing was changed.")
         change = people.grant_role if give else people.revoke_role
         changed = await change(s, person.id, role)
+    if changed:
+        await trail.record_ctx(ctx, "grant.role" if give else "revoke.role", target=role,
+                               subject=person)
     label = LABELS[role]
     if give:
         await ctx.say(f"{email} is now one of {label}." if changed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from bot.audit import trail
 from bot.core import Ctx
 from bot.reports import card, digest, service
 from bot.reports.anonymity import ALL
@@ -58,6 +59,8 @@ async def results(ctx: Ctx, args: str) -> None:
             if first is not None:
                 trend = await service.trend(s, info.survey_id, first.question.id, key)
         others = await _others(s, viewer, key)
+    await trail.record_ctx(ctx, "view.pulse_results",
+                           target=f"{key} {info.survey_id} round {info.number}")
     await ctx.reply(card.group_card(res, g, comments=comments, trend=trend, others=others))
 
 

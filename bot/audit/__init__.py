@@ -1,0 +1,1 @@
+"""The audit trail: who viewed or changed what, append-only and hash-chained (bot.audit.trail)."""
