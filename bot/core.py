@@ -392,6 +392,9 @@ class Core:
         """Run the event's handler; `act` is the action an ActionEvent was found to name."""
         event = ctx.event
         try:
+            if isinstance(event, MessageEvent | CommandEvent | InstallEvent):
+                for greet in self.router.greeters:
+                    await greet(ctx)
             if isinstance(event, MessageEvent | CommandEvent):
                 await self._text(ctx, event.text)
             elif isinstance(event, ActionEvent):

@@ -62,6 +62,9 @@ class Router:
     tickers: dict[str, Ticker] = field(default_factory=dict)
     home: list[HomeSection] = field(default_factory=list)
     workers: dict[str, Worker] = field(default_factory=dict)
+    # Run before the handler of a typed message or an install (the privacy notice on first
+    # contact); never on taps, so a pulse answer stays one commit.
+    greeters: list[EventHandler] = field(default_factory=list)
 
     def command(
         self,
@@ -101,6 +104,10 @@ class Router:
     def ticker(self, name: str, fn: Ticker) -> None:
         """A job the scheduler runs every tick: it does whatever the tables say is due."""
         self.tickers[name] = fn
+
+    def greeter(self, fn: EventHandler) -> None:
+        """Run `fn(ctx)` before answering a typed message or an install."""
+        self.greeters.append(fn)
 
     def worker(self, name: str, fn: Worker) -> None:
         """A loop every serving replica runs (fn(core, stop_event)), like the send-ledger drain."""

@@ -33,6 +33,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         db,
         manifest,
         people,
+        privacy,
         programme,
         report,
         schedule,
@@ -47,7 +48,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"staffvoice {_version()}")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     for command in (db, programme, chat, serve, schedule, broadcast, report, people, manifest,
-                    audit):
+                    audit, privacy):
         command.add_to(sub, settings)
     return ap
 

@@ -171,32 +171,23 @@ async def entries(db: Database, *, since: datetime | None = None, who: str | Non
         if limit is not None:
             q = q.limit(limit)
         rows = list(reversed((await s.execute(q)).scalars().all()))
-        keys = {r.actor for r in rows} | {r.subject for r in rows if r.subject}
+        used = {r.actor for r in rows} | {r.subject for r in rows if r.subject}
         names = {a.key: a.label for a in (await s.execute(
-            select(AuditActor).where(AuditActor.key.in_(keys)))).scalars()}
+            select(AuditActor).where(AuditActor.key.in_(used)))).scalars()}
     return [Line(r.seq, r.at, names.get(r.actor, ERASED), r.surface, r.action, r.target,
                  None if r.subject is None else names.get(r.subject, ERASED), dict(r.detail or {}))
             for r in rows]
 
 
-async def entries_by(s: AsyncSession, person_id: str) -> Sequence[AuditEntry]:
-    """Entries whose actor or subject is this person (for a subject access export)."""
+async def entries_by(s: AsyncSession, person_id: str) -> tuple[str | None, Sequence[AuditEntry]]:
+    """The person's actor key and the entries by or about them (for a subject access export)."""
     key = (await s.execute(select(AuditActor.key).where(
         AuditActor.person_id == person_id))).scalar_one_or_none()
     if key is None:
-        return []
-    return (await s.execute(select(AuditEntry).where(
-        (AuditEntry.actor == key) | (AuditEntry.subject == key)).order_by(AuditEntry.seq))).scalars().all()
-
-
-async def forget(s: AsyncSession, person_id: str) -> int:
-    """Erasure: drop the key's link to the person; entries stay, now by an erased person."""
-    row = (await s.execute(select(AuditActor).where(
-        AuditActor.person_id == person_id))).scalar_one_or_none()
-    if row is None:
-        return 0
-    await s.delete(row)
-    return 1
+        return None, []
+    return key, (await s.execute(select(AuditEntry).where(
+        (AuditEntry.actor == key) | (AuditEntry.subject == key))
+        .order_by(AuditEntry.seq))).scalars().all()
 
 
 def describe(line: Line) -> str:

@@ -1,4 +1,6 @@
-"""`staffvoice people import FILE` and `staffvoice people sync slack|teams`: bring people in.
+"""`staffvoice people import FILE` and `staffvoice people sync slack|teams`: bring people in;
+`staffvoice people erase EMAIL` and `staffvoice people export-data EMAIL --out FILE`: a
+person's erasure and subject access (bot/privacy).
 
 Its own parser reads the arguments (as `manifest` does), so `staffvoice people --help` shows
 them.
@@ -29,6 +31,13 @@ def _parser() -> argparse.ArgumentParser:
     syn = sub.add_parser("sync", help="sync from Slack or Microsoft Entra ID (Graph)")
     syn.add_argument("source", choices=("slack", "teams"))
     syn.add_argument("--dry-run", action="store_true", help="show the difference, change nothing")
+    era = sub.add_parser("erase", help="erase everything that names a person")
+    era.add_argument("email")
+    era.add_argument("--dry-run", action="store_true", help="say what would go, change nothing")
+    exp = sub.add_parser("export-data", help="everything held that names a person, as a zip "
+                                             "(JSON and a readable HTML page)")
+    exp.add_argument("email")
+    exp.add_argument("--out", required=True, metavar="FILE", help="the zip to write")
     return ap
 
 
@@ -58,6 +67,11 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
     from bot.core import Core
     from storage.db import Database
 
+    if args.cmd in ("erase", "export-data"):
+        from staffvoice.commands import privacy
+
+        return await (privacy.erase(settings, args) if args.cmd == "erase"
+                      else privacy.export_data(settings, args))
     if args.cmd == "import":
         from bot.people.importing import parse_maps, read_file
 

@@ -1,0 +1,49 @@
+"""Data protection in chat and on the schedule: `privacy`, the notice on first contact, the
+daily retention run, and the `retention:` programme section."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from bot.audit import trail
+from bot.core import Core, Ctx
+from bot.privacy import notice, retention
+from bot.privacy.rules import RetentionSection
+from bot.router import Router
+from bot.scheduling.jobs import timed
+
+JOB = "retention"
+
+
+async def privacy(ctx: Ctx, args: str) -> None:
+    """The privacy notice, any time."""
+    async with ctx.session() as s:
+        text = await notice.text_of(s)
+    await ctx.reply(notice.message(text, first=False))
+
+
+async def first_contact(ctx: Ctx) -> None:
+    """The notice, once per platform account, before the first answer it gets."""
+    u = ctx.event.user
+    async with ctx.session() as s:
+        if not await notice.first_time(s, u.platform, u.workspace, u.user_id, ctx.now.date()):
+            return
+        text = await notice.text_of(s)
+    await ctx.reply(notice.message(text, first=True))
+
+
+async def daily(core: Core, at: datetime) -> int:
+    """Remove what is past its retention period; the counts go to the audit trail."""
+    counts = await retention.run(core.db, core.clock.now())
+    await trail.record(core.db, trail.Who(None, "scheduler"), "retention.run",
+                       surface="scheduler", now=core.clock.now(), detail=counts)
+    return sum(counts.values())
+
+
+def register(r: Router) -> None:
+    r.command("privacy", privacy, "how staffvoice uses your information (privacy notice)",
+              private=True)
+    r.intent(r"^(privacy notice|privacy policy|data protection|gdpr)$", "privacy")
+    r.greeter(first_contact)
+    r.ticker(JOB, timed(JOB, daily, hour=2, minute=30, grace=timedelta(hours=20)))
+    r.sections.append(RetentionSection())

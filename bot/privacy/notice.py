@@ -1,0 +1,38 @@
+"""The privacy notice: the programme's `programme.privacy` text (or the default), in chat."""
+
+from __future__ import annotations
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.model import Context, Message, Text
+from bot.privacy.tables import NoticeShown
+from bot.programme.core_sections import DEFAULT_PRIVACY, get_setting
+
+MORE = ("Type “privacy” any time to read this again. To ask for a copy of what is held "
+        "about you, or for it to be erased, contact the council's data protection officer.")
+
+
+async def text_of(s: AsyncSession) -> str:
+    prog = await get_setting(s, "programme", {}) or {}
+    return str(prog.get("privacy") or DEFAULT_PRIVACY).strip()
+
+
+def message(text: str, *, first: bool) -> Message:
+    title = "Before we start: how staffvoice uses your information" if first else "Privacy notice"
+    paras = [p.strip() for p in text.split("\n\n") if p.strip()]
+    return Message((Text(title, heading=True), *(Text(" ".join(p.split())) for p in paras),
+                    Context(MORE)),
+                   fallback=f"{title}\n\n" + "\n\n".join(paras) + f"\n\n{MORE}")
+
+
+async def first_time(s: AsyncSession, platform: str, workspace: str, user_id: str,
+                     day: object) -> bool:
+    """Mark this account as told; True only the first time (one statement, race-safe)."""
+    conn = await s.connection()
+    insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
+    res = await s.execute(insert(NoticeShown).values(  # type: ignore[operator]
+        platform=platform, workspace=workspace, user_id=user_id, day=day)
+        .on_conflict_do_nothing())
+    return bool(res.rowcount)
