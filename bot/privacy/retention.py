@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy import and_, delete, exists, func, null, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.broadcasts.tables import Broadcast, Celebration, Delivery
@@ -53,6 +53,11 @@ async def apply(s: AsyncSession, rules: Retention, now: datetime) -> dict[str, i
     today = now.date()
     out: dict[str, int] = {}
 
+    # Reply routes, by the day their item was sent.
+    route_cut = today - timedelta(days=rules.reply_routes_days)
+    out["reply_routes"] = await _destroy_routes(s, FeedbackHandle.item_id.in_(
+        select(FeedbackItem.id).where(FeedbackItem.day < route_cut)))
+
     # Feedback marked done or closed, with no message since the cutoff.
     cut = months_before(today, rules.feedback_months)
     recent = exists().where(FeedbackMessage.item_id == FeedbackItem.id, FeedbackMessage.day >= cut)
@@ -63,11 +68,6 @@ async def apply(s: AsyncSession, rules: Retention, now: datetime) -> dict[str, i
     for table in (FeedbackMessage, FeedbackAlert):
         await s.execute(delete(table).where(table.item_id.in_(ids)))
     out["feedback"] = await _count(s, delete(FeedbackItem).where(FeedbackItem.id.in_(ids)))
-
-    # Reply routes, by the day their item was sent.
-    route_cut = today - timedelta(days=rules.reply_routes_days)
-    out["reply_routes"] = await _destroy_routes(s, FeedbackHandle.item_id.in_(
-        select(FeedbackItem.id).where(FeedbackItem.day < route_cut)))
 
     closed_before = PulseRound.id.in_(select(PulseRound.id).where(
         PulseRound.state == "closed",
@@ -103,7 +103,7 @@ async def apply(s: AsyncSession, rules: Retention, now: datetime) -> dict[str, i
     teams_users = list((await s.execute(select(Identity.user_id).where(
         Identity.person_id.in_(leavers), Identity.platform == "teams"))).scalars())
     out["leaver_conversations"] = await _count(s, update(Identity).where(
-        Identity.person_id.in_(leavers), Identity.dm.is_not(None)).values(dm=None))
+        Identity.person_id.in_(leavers), Identity.dm.is_not(None)).values(dm=null()))
     conversations = Base.metadata.tables.get("teams_conversations")
     if conversations is not None and teams_users:
         out["leaver_conversations"] += await _count(s, delete(conversations).where(
