@@ -85,6 +85,15 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
     try:
         await core.db.upgrade()
         plan = await directory.run(core.db, listing, core.clock.now(), dry_run=args.dry_run)
+        if not args.dry_run and not plan.problems:
+            from bot.audit import trail
+            from staffvoice.commands.audit import operator
+
+            await trail.record(core.db, operator(),
+                               "people.import" if args.cmd == "import" else "people.sync",
+                               surface="cli", now=core.clock.now(),
+                               target=os.path.basename(args.file) if args.cmd == "import"
+                               else args.source, detail=plan.counts())
     finally:
         await core.db.dispose()
     return report(plan, dry_run=args.dry_run)

@@ -60,6 +60,12 @@ async def load(settings: Settings, path: str) -> int:
             loaded = await loader.load(core.db, text, core.router)
         except ProgrammeError as e:
             return _problems(path, e, "; nothing was loaded:")
+        from bot.audit import trail
+        from staffvoice.commands.audit import operator
+
+        await trail.record(core.db, operator(), "programme.load", surface="cli",
+                           now=core.clock.now(), target=Path(path).name,
+                           detail={"sections": len(loaded)})
     print(f"loaded {path}: {', '.join(loaded)}")
     return 0
 

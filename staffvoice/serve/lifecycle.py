@@ -55,6 +55,11 @@ async def _load_programme(core: Core, path: str) -> bool:
         log.error("the programme file has problems; nothing was loaded",
                   extra={"path": path, "problems": "; ".join(str(p) for p in e.problems)[:2000]})
         return False
+    from bot.audit import trail
+
+    await trail.record(core.db, trail.Who(None, "serve"), "programme.load", surface="serve",
+                       now=core.clock.now(), target=Path(path).name,
+                       detail={"sections": len(loaded)})
     log.info("programme loaded", extra={"path": path, "sections": ",".join(loaded)})
     return True
 

@@ -1,0 +1,68 @@
+"""Issue 21 item 5: the privacy notice on first contact in each platform, and `privacy` any time."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from bot.core import Core
+from bot.model import ActionEvent, InstallEvent
+from bot.privacy.tables import NoticeShown
+from bot.programme import loader
+from bot.programme.core_sections import DEFAULT_PRIVACY
+from tests.conftest import EXAMPLE
+from tests.conformance.drivers.fake import FakeDriver
+
+PRACTITIONER = "practitioner1@northbridge.example"
+FIRST = "Before we start: how staffvoice uses your information"
+
+
+async def test_the_first_message_on_a_platform_gets_the_notice_first_and_once(loaded: Core) -> None:
+    d = FakeDriver(loaded)
+    await d.say(PRACTITIONER, "whoami")
+    seen = d.seen(PRACTITIONER)
+    assert len(seen) == 2 and seen[0].startswith(FIRST)
+    assert "Pulse answers are stored without your name" in seen[0]
+    assert "Type “privacy” any time" in seen[0]
+    assert "Social Worker A" in seen[1]
+    await d.say(PRACTITIONER, "help")
+    assert len(d.seen(PRACTITIONER)) == 3 and not d.seen(PRACTITIONER)[2].startswith(FIRST)
+    async with loaded.db.session() as s:
+        rows = (await s.execute(select(NoticeShown))).scalars().all()
+    # One row per platform account (platform, workspace, user): each platform is told once.
+    assert [(r.platform, r.workspace, r.user_id) for r in rows] == [
+        ("fake", d.port.workspace, f"U-{PRACTITIONER}")]
+    assert {r.day for r in rows} == {loaded.clock.now().date()}  # the day, never the time
+
+
+async def test_installing_the_app_shows_the_notice_before_the_welcome(loaded: Core) -> None:
+    d = FakeDriver(loaded)
+    await loaded.handle(InstallEvent("ev-install", d.user(PRACTITIONER), d.conv(PRACTITIONER)),
+                        d.port)
+    seen = d.seen(PRACTITIONER)
+    assert seen[0].startswith(FIRST) and seen[1].startswith("Hello! I'm staffvoice")
+
+
+async def test_privacy_in_chat_shows_the_programmes_own_notice(loaded: Core) -> None:
+    d = FakeDriver(loaded)
+    await d.say(PRACTITIONER, "privacy")
+    assert d.seen(PRACTITIONER)[-1].startswith("Privacy notice")
+    assert DEFAULT_PRIVACY.split("\n")[0] in d.seen(PRACTITIONER)[-1]
+    text = EXAMPLE.read_text().replace(
+        "programme:\n",
+        "programme:\n  privacy: |-\n    Northbridge Council is the controller.\n\n"
+        "    Ask dpo@northbridge.example for a copy of your data.\n", 1)
+    await loader.load(loaded.db, text, loaded.router)
+    await d.say(PRACTITIONER, "data protection")
+    last = d.seen(PRACTITIONER)[-1]
+    assert "Northbridge Council is the controller." in last
+    assert "Ask dpo@northbridge.example for a copy of your data." in last
+    assert "Pulse answers are stored without your name" not in last
+
+
+async def test_a_tap_never_writes_the_notice_row(loaded: Core) -> None:
+    """A pulse answer stays one commit that names nobody: the notice waits for typed words."""
+    d = FakeDriver(loaded)
+    await loaded.handle(ActionEvent("ev-tap", d.user(PRACTITIONER), d.conv(PRACTITIONER),
+                                    action_id="pulse.nav", value="x"), d.port)
+    async with loaded.db.session() as s:
+        assert (await s.execute(select(NoticeShown))).first() is None
