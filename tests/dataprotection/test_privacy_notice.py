@@ -9,8 +9,8 @@ from bot.model import ActionEvent, InstallEvent
 from bot.privacy.tables import NoticeShown
 from bot.programme import loader
 from bot.programme.core_sections import DEFAULT_PRIVACY
-from tests.conftest import EXAMPLE
 from tests.conformance.drivers.fake import FakeDriver
+from tests.conftest import EXAMPLE
 
 PRACTITIONER = "practitioner1@northbridge.example"
 FIRST = "Before we start: how staffvoice uses your information"
