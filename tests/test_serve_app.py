@@ -35,7 +35,7 @@ async def test_metrics_count_events_by_kind_and_outcome(loaded: Core) -> None:
     assert 'staffvoice_events_handled_total{kind="MessageEvent",outcome="ok"} 2.0' in body
     assert 'staffvoice_events_handled_total{kind="MessageEvent",outcome="duplicate"} 1.0' in body
     assert "staffvoice_scheduler_leader 0.0" in body  # no scheduler in this process
-    assert len(port.messages("D-U1")) == 2
+    assert len(port.messages("D-U1")) == 3  # the privacy notice on first contact, two answers
 
 
 async def test_readyz_says_not_ready_until_migrations_are_applied(tmp_path: Path) -> None:

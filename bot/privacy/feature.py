@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from bot.audit import trail
-from bot.core import Core, Ctx
+from bot.core import Core, Ctx, shared
 from bot.privacy import notice, retention
 from bot.privacy.rules import RetentionSection
 from bot.router import Router
@@ -24,6 +24,8 @@ async def privacy(ctx: Ctx, args: str) -> None:
 
 async def first_contact(ctx: Ctx) -> None:
     """The notice, once per platform account, before the first answer it gets."""
+    if shared(ctx.event):
+        return  # never in a channel: they are told in their own chat with the bot
     u = ctx.event.user
     async with ctx.session() as s:
         if not await notice.first_time(s, u.platform, u.workspace, u.user_id, ctx.now.date()):

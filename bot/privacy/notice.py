@@ -35,4 +35,4 @@ async def first_time(s: AsyncSession, platform: str, workspace: str, user_id: st
     res = await s.execute(insert(NoticeShown).values(  # type: ignore[operator]
         platform=platform, workspace=workspace, user_id=user_id, day=day)
         .on_conflict_do_nothing())
-    return bool(res.rowcount)
+    return bool(res.rowcount)  # type: ignore[attr-defined]

@@ -159,7 +159,7 @@ What we hold about you: your name, work email, team and role, from the programme
 list or the staff directory, and how to reach you in Slack or Microsoft Teams.
 
 Pulse answers are stored without your name. Results are shown only for groups of at least
-five people, and comments only for larger groups, so no answer can be traced back to you.
+five people, and comments only for larger groups, so nobody can trace an answer back to you.
 Who was asked in a round is kept only while the round is open, to send reminders.
 
 Anonymous feedback is stored without its author. If you allow replies, they reach you through

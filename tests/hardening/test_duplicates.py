@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from adapters.teams import render as teams_render
 from bot.core import Core
 from bot.pulse.tables import PulsePending
+from tests.conformance.drivers.base import replies
 from tests.conformance.drivers.slack import SIGNING_SECRET, SlackDriver, sign
 from tests.conformance.drivers.teams import TeamsDriver, card_of
 from tests.fakes.slack_api import APP_TOKEN, FakeSlack
@@ -67,8 +68,8 @@ async def test_a_slack_event_delivered_four_times_over_http_has_one_effect(slack
     statuses = await asyncio.gather(*(deliver(slack, body, "application/json", n) for n in range(4)))
     await slack.adapter.drain()
     assert statuses == [200, 200, 200, 200]
-    replies = slack.seen(PRACTITIONER)
-    assert len(replies) == 1 and PRACTITIONER in replies[0]
+    said = replies(slack.seen(PRACTITIONER))
+    assert len(said) == 1 and PRACTITIONER in said[0]
 
 
 async def test_a_pulse_tap_delivered_four_times_stores_one_answer(slack: SlackDriver) -> None:
@@ -103,7 +104,7 @@ async def test_socket_mode_redelivers_without_retry_headers_and_counts_once(
         ack = await slack.fake.socket_send("events_api", event, envelope_id=f"env-{n}", retry_attempt=n)
         assert ack["envelope_id"] == f"env-{n}"
         await slack.adapter.drain()
-    assert len(slack.seen(PRACTITIONER)) == 1
+    assert len(replies(slack.seen(PRACTITIONER))) == 1
     await open_round(slack.core)
     tap = slack_tap(slack, "5")
     for n in range(4):
@@ -116,9 +117,9 @@ async def test_a_teams_activity_delivered_twice_has_one_effect(teams: TeamsDrive
     uid, cid = teams.dm_id(PRACTITIONER)
     teams.fake.state.users[uid].installed = True
     said = teams.activity(uid, cid, "personal", text="whoami", textFormat="plain")
-    before = len(teams.seen(PRACTITIONER))
+    before = len(replies(teams.seen(PRACTITIONER)))
     await asyncio.gather(teams.post(said), teams.post(said))
-    assert len(teams.seen(PRACTITIONER)) == before + 1
+    assert len(replies(teams.seen(PRACTITIONER))) == before + 1
 
     await open_round(teams.core)
     post = next(p for p in reversed(teams.fake.in_conversation(cid)) if card_of(p.current))

@@ -21,6 +21,7 @@ from bot.people.tables import Identity, Person
 from bot.port import PlatformError, Unreachable
 from bot.programme import loader
 from bot.pulse.tables import PulsePending
+from tests.conformance.drivers.base import replies
 from tests.conformance.drivers.slack import SlackDriver
 from tests.conftest import EXAMPLE, MONDAY_10
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
@@ -90,7 +91,7 @@ async def test_results_when_the_chart_cannot_be_uploaded_are_shown_in_words(slac
     await _two_rounds(slack)
     slack.fake.failures["files.getUploadURLExternal"] = ["not_allowed_token_type"]
     await slack.say(CHANGE, "results Assessment Team")
-    [card] = slack.seen(CHANGE)
+    [card] = replies(slack.seen(CHANGE))
     assert "Pulse results: Weekly pulse" in card and "Sorry" not in card
     assert "[image: I understand the shared vision" in card
 
@@ -230,7 +231,7 @@ async def test_a_slash_command_of_another_name_is_answered_and_the_admin_told_on
     for _ in range(2):
         status, _ = await slack.command(PRACTITIONER, "whoami", command="/staffvoice")
         assert status == 200
-    assert [PRACTITIONER in m for m in slack.seen(PRACTITIONER)] == [True, True]
+    assert [PRACTITIONER in m for m in replies(slack.seen(PRACTITIONER))] == [True, True]
     told = [r.getMessage() for r in caplog.records if "SLACK_COMMAND" in r.getMessage()]
     assert len(told) == 1 and "/staffvoice" in told[0] and "/voice" in told[0]
 

@@ -41,3 +41,12 @@ class Driver(Protocol):
 
 def labels_match(label: str, wanted: str) -> bool:
     return label.strip().lower() == wanted.strip().lower()
+
+
+# Every platform account is shown the privacy notice before its first answer (bot/privacy).
+NOTICE = "Before we start: how staffvoice uses your information"
+
+
+def replies(seen: list[str]) -> list[str]:
+    """What the bot said, without the one-off privacy notice on first contact."""
+    return [m for m in seen if not m.startswith(NOTICE)]
