@@ -8,7 +8,8 @@ import html
 from aiohttp import web
 
 from bot.core import Core
-from bot.programme.core_sections import DEFAULT_PRIVACY, get_setting
+from bot.privacy import notice
+from bot.programme.core_sections import get_setting
 
 STYLE = ("body{font-family:system-ui,Arial,sans-serif;line-height:1.5;margin:0;color:#0b0c0c}"
          "main{max-width:40rem;margin:0 auto;padding:1.5rem}"
@@ -42,7 +43,8 @@ class Pages:
 
     async def privacy(self, _request: web.Request) -> web.Response:
         p = await self._programme()
-        text = str(p.get("privacy") or DEFAULT_PRIVACY)
+        async with self.core.db.session() as s:
+            text = await notice.text_of(s)  # the programme's notice and its retention periods
         return web.Response(text=page("Privacy notice", str(p.get("name") or "staffvoice"),
                                       paragraphs(text)),
                             content_type="text/html", headers={"Cache-Control": "no-cache"})

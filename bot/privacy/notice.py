@@ -7,6 +7,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.model import Context, Message, Text
+from bot.privacy.rules import Retention
 from bot.privacy.tables import NoticeShown
 from bot.programme.core_sections import DEFAULT_PRIVACY, get_setting
 
@@ -15,8 +16,26 @@ MORE = ("Type “privacy” any time to read this again. To ask for a copy of wh
 
 
 async def text_of(s: AsyncSession) -> str:
+    """The programme's notice (or the default), then how long each kind is kept, from the
+    programme's `retention:` periods, so the notice can never disagree with what is done."""
+    from bot.privacy.rules import current
+
     prog = await get_setting(s, "programme", {}) or {}
-    return str(prog.get("privacy") or DEFAULT_PRIVACY).strip()
+    own = str(prog.get("privacy") or DEFAULT_PRIVACY).strip()
+    return own + "\n\n" + how_long(await current(s))
+
+
+def how_long(r: Retention) -> str:
+    """The retention periods in plain words."""
+    return (
+        f"How long we keep things: your details until {r.leavers_erase_days} days after you "
+        f"leave, when they are erased; feedback that has been dealt with, {r.feedback_months} "
+        f"months after its last message; the way to reply to your anonymous feedback, at most "
+        f"{r.reply_routes_days} days; pulse comments, {r.pulse_comments_months} months after "
+        f"the round closed (the counts per group are kept for trends); named answers to "
+        f"attributed surveys, {r.attributed_answers_months} months. Who viewed results and "
+        f"feedback is recorded in an audit trail that leaders and the change team can read."
+    )
 
 
 def message(text: str, *, first: bool) -> Message:

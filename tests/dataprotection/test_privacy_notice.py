@@ -66,3 +66,16 @@ async def test_a_tap_never_writes_the_notice_row(loaded: Core) -> None:
                                     action_id="pulse.nav", value="x"), d.port)
     async with loaded.db.session() as s:
         assert (await s.execute(select(NoticeShown))).first() is None
+
+
+async def test_the_notice_says_how_long_things_are_kept_as_the_programme_sets_it(
+        loaded: Core) -> None:
+    d = FakeDriver(loaded)
+    await d.say(PRACTITIONER, "privacy")
+    assert "feedback that has been dealt with, 24 months after its last message" in d.seen(
+        PRACTITIONER)[-1]
+    text = EXAMPLE.read_text() + "\nretention:\n  feedback_months: 12\n  leavers_erase_days: 30\n"
+    await loader.load(loaded.db, text, loaded.router)
+    await d.say(PRACTITIONER, "privacy")
+    last = d.seen(PRACTITIONER)[-1]
+    assert "until 30 days after you leave" in last and "dealt with, 12 months" in last
