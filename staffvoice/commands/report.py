@@ -52,13 +52,23 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
-    async with opened(settings, migrate=False) as core, core.db.session() as s:
-        if args.sub == "rounds":
-            return await _rounds(s)
-        if args.sub == "round":
-            _write(await export_round(s, args.round_id, args.format), args.out)
-            return 0
-        return await _chart(s, args)
+    async with opened(settings, migrate=False) as core:
+        async with core.db.session() as s:
+            if args.sub == "rounds":
+                return await _rounds(s)
+            if args.sub == "round":
+                _write(await export_round(s, args.round_id, args.format), args.out)
+                target = f"round {args.round_id} as {args.format}"
+            else:
+                await _chart(s, args)
+                target = f"chart {args.survey} {args.question} {args.group}"
+        # Pulse results left the product: the audit trail says who took them, and when.
+        from bot.audit import trail
+        from staffvoice.commands.audit import operator
+
+        await trail.record(core.db, operator(), "export.report", surface="cli",
+                           now=core.clock.now(), target=target[:200])
+        return 0
 
 
 def _write(text: str, out: str | None) -> None:

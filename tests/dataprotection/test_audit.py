@@ -147,3 +147,21 @@ async def test_the_command_line_verifies_and_shows(core: Core, settings, capsys)
     assert await asyncio.to_thread(main, ["audit", "verify"], settings=settings) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: the audit trail is not intact: entry 4 was changed")
+
+
+async def test_an_export_of_pulse_results_from_the_shell_is_recorded(
+        loaded: Core, settings, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from tests.test_reports_seed import emails, everyone_answers, seed_round
+
+    rid = await seed_round(loaded, loaded.clock.now() - timedelta(days=7),
+                           everyone_answers(await emails(loaded)))
+    out = tmp_path / "round.csv"
+    assert await asyncio.to_thread(main, ["report", "round", rid, "--format", "csv", "--out",
+                                          str(out)], settings=settings) == 0
+    last = (await trail.entries(loaded.db))[-1]
+    assert (last.action, last.surface, last.target) == ("export.report", "cli",
+                                                        f"round {rid} as csv")
+    assert last.who.startswith("cli:")
+    # Listing rounds shows nothing from them: it is not recorded.
+    assert await asyncio.to_thread(main, ["report", "rounds"], settings=settings) == 0
+    assert (await trail.entries(loaded.db))[-1].seq == last.seq
