@@ -37,8 +37,8 @@ class Person(Base):
     # Where the person record comes from: "programme", "import" (an HR file), "slack" or
     # "teams" (a directory sync); None for someone only met in chat (in no source).
     source: Mapped[str | None] = mapped_column(String(16), default=None)
-    # Status: None while they take part; the day they left (a leaver is never deleted here:
-    # they stop being prompted and drop out of audiences from the next round).
+    # Status: None while they take part; the day they left (a leaver is kept for a grace period:
+    # they stop being prompted, drop out of audiences, and are erased by bot/privacy later).
     left_on: Mapped[date | None] = mapped_column(Date, default=None)
     # Last day of a fixed-term or agency contract; from the day after, they count as left.
     ends_on: Mapped[date | None] = mapped_column(Date, default=None)
