@@ -190,6 +190,16 @@ async def erase(s: AsyncSession, person: Person) -> Erased:
     return done
 
 
+async def named_in_settings(s: AsyncSession, who: Subject) -> list[str]:
+    """Programme settings whose text names the person (a safeguarding route's email, say):
+    they come from the programme file, so the file is where they change."""
+    from bot.people.tables import Setting
+
+    ids = [x for x in (who.email, who.person_id) if x]
+    return sorted(row.key for row in (await s.execute(select(Setting))).scalars()
+                  if any(i in json.dumps(row.value, default=str) for i in ids))
+
+
 async def find(s: AsyncSession, email: str) -> Person | None:
     return (await s.execute(select(Person).where(
         Person.email == email.strip().lower()))).scalar_one_or_none()

@@ -27,6 +27,8 @@ async def erase(settings: Settings, args: argparse.Namespace) -> int:
                     raise CliError(f"no one has the email {args.email.strip().lower()}; "
                                    "nothing was changed")
                 in_file = person.source == "programme" or person.from_programme
+                settings_naming = await erasure.named_in_settings(
+                    s, await erasure.subject_of(s, person))
                 done = await erasure.erase(s, person)
             except BaseException:
                 await tx.rollback()
@@ -47,6 +49,9 @@ async def erase(settings: Settings, args: argparse.Namespace) -> int:
     if in_file:
         print("note: they are in the programme file; take them out of it, or the next "
               "`staffvoice programme load` brings their profile back")
+    if settings_naming:
+        print(f"note: the programme file's {', '.join(settings_naming)} section(s) still name "
+              "them (a contact or a route); change the file and load it again")
     if args.dry_run:
         print("dry run: nothing was changed")
     return 0

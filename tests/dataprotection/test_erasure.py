@@ -188,3 +188,12 @@ async def test_bad_input_gets_one_line_and_changes_nothing(
     finally:
         locked.chmod(0o700)
     assert await dump(loaded.db) == before
+
+
+async def test_erasing_someone_the_programme_names_as_a_contact_says_where_to_change_it(
+        loaded: Core, settings, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert await asyncio.to_thread(main, ["people", "erase", "lado@northbridge.example",
+                                          "--dry-run"], settings=settings) == 0
+    out = capsys.readouterr().out
+    assert "note: they are in the programme file" in out
+    assert "note: the programme file's safeguarding section(s) still name them" in out
