@@ -48,7 +48,10 @@ def message(text: str, *, first: bool) -> Message:
 
 async def first_time(s: AsyncSession, platform: str, workspace: str, user_id: str,
                      day: object) -> bool:
-    """Mark this account as told; True only the first time (one statement, race-safe)."""
+    """Mark this account as told; True only the first time (race-safe: two first messages at
+    once insert one row, and only the one that inserted it shows the notice)."""
+    if await s.get(NoticeShown, (platform, workspace, user_id)) is not None:
+        return False  # the usual case: a read, no write on every message
     conn = await s.connection()
     insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
     res = await s.execute(insert(NoticeShown).values(  # type: ignore[operator]
