@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import logging
 import pkgutil
@@ -14,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, delete, insert
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 import bot
@@ -44,11 +43,15 @@ from bot.roles import describe
 from bot.router import Action, Command, Router
 from bot.secrets import keyed_hash
 from storage.db import Database
+from storage.retry import Retry, database_busy
 
 log = logging.getLogger("staffvoice.core")
 # Slack retries an event three times within minutes, the Bot Connector within its HTTP timeout
 # (DESIGN.md, platform facts); a day is far beyond either.
 EVENT_RETRIES = timedelta(days=1)
+# The first events of one new user can race (a double tap, retries): the loser's insert
+# conflicts (PostgreSQL) or SQLite refuses it the lock. Either way it is admitted on a retry.
+ADMISSION = Retry(lambda e: isinstance(e, IntegrityError) or database_busy(e), attempts=5)
 
 SORRY = "Sorry, something went wrong on our side and nothing was saved. Please try again in a minute."
 # Said in a channel or group chat when the answer went to the person privately (nothing personal).
@@ -310,20 +313,16 @@ class Core:
         retries): the loser's insert conflicts (PostgreSQL) or its write lock is refused
         (SQLite), so it tries again.
         """
-        for attempt in range(5):
+        async def attempt() -> _Sender | None:
             try:
                 async with self.db.transaction() as conn:
                     return await self._admit_on(conn, event, key)
             except IntegrityError:
                 if await self._seen(key):
                     return None
-                if attempt == 4:
-                    raise
-            except OperationalError as e:
-                if attempt == 4 or "locked" not in str(e):
-                    raise
-            await asyncio.sleep(0.01 * (attempt + 1))
-        raise AssertionError("unreachable")
+                raise
+
+        return await ADMISSION.run(attempt)
 
     async def _admit_on(self, conn: AsyncConnection, event: Event, key: str) -> _Sender:
         """The admission's statements, in the caller's transaction."""
