@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from adapters.teams.connector import ConnectorPool
 from bot.core import ADMISSION
 from bot.port import PlatformError, RateLimited, TransientError, Unreachable
+from storage import sqlite_inline
 from storage.retry import DATABASE_BUSY, Retry, database_busy
 
 
@@ -124,6 +125,17 @@ async def test_admission_retries_a_race_of_first_events_but_not_other_errors() -
     with pytest.raises(OperationalError):
         await ADMISSION.run(op, sleep=Waits())
     assert op.calls == 1
+
+
+def test_the_sqlite_driver_retries_a_held_lock_but_not_a_stale_snapshot() -> None:
+    busy = sqlite3.OperationalError("database is locked")
+    busy.sqlite_errorcode = 5  # type: ignore[attr-defined]
+    stale = sqlite3.OperationalError("database is locked")
+    stale.sqlite_errorcode = 517  # type: ignore[attr-defined]
+    tries = sqlite_inline.BUSY.begin()
+    assert tries.wait(busy) is not None
+    assert tries.wait(stale) is None
+    assert sqlite_inline.BUSY.attempts is None and sqlite_inline.BUSY.deadline == 30.0
 
 
 # -- the Bot Connector's calls -----------------------------------------------------------
