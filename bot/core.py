@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, AsyncTransaction
 
 import bot
 from bot.clock import Clock, SystemClock
@@ -88,7 +88,7 @@ _Sender = tuple[Person, frozenset[str], dict[str, Any] | None]
 class _Pending:
     """An open transaction of the dispatcher's, handed to the handler of a joining action."""
 
-    def __init__(self, conn: AsyncConnection, tx: Any) -> None:
+    def __init__(self, conn: AsyncConnection, tx: AsyncTransaction) -> None:
         self.conn, self.tx = conn, tx
 
     async def end(self, *, commit: bool) -> None:
@@ -101,7 +101,14 @@ class _Pending:
 
 @dataclass
 class Ctx:
-    """Everything a handler needs for one event."""
+    """Everything a handler needs for one event.
+
+    Database work goes through `session()` (the ORM) or `connection()` (prepared Core
+    statements, cheaper on hot paths): each is one transaction, committed at the end of its
+    block and rolled back on error. Neither says whether the handler joined the dispatcher's
+    transaction (`Router.action(joins=True)`): if it did, its first block simply continues
+    it, so the tap and its effect are one commit; the handler's code is the same either way.
+    """
 
     core: Core
     event: Event
@@ -109,10 +116,9 @@ class Ctx:
     person: Person
     roles: frozenset[str]
     replies: list[MessageRef] = field(default_factory=list)
-    # The dispatcher's own transaction, still open, for an action that joins it (see
-    # Router.action(joins=True)): its first `transaction()` continues it, so a tap costs
-    # one commit. Anything that talks to a platform or opens a session commits it first,
-    # so no lock is held across a platform call.
+    # The dispatcher's own transaction, still open, for an action that joins it: the first
+    # `session()` or `connection()` block continues it. Anything that talks to a platform
+    # commits it first (`settle`), so no lock is held across a platform call.
     pending: _Pending | None = field(default=None, repr=False)
     # The sender's stored DM route on this platform, when admission read it: a reply to an
     # event with no conversation (a tap in a form or home tab) goes there without a lookup.
@@ -122,21 +128,29 @@ class Ctx:
     def now(self) -> datetime:
         return self.core.clock.now()
 
-    def session(self) -> Any:
-        if self.pending is None:
-            return self.core.db.session()
-        return self._session_after_settling()
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """An ORM session in a transaction (the dispatcher's own, if this action joins it)."""
+        pending, self.pending = self.pending, None
+        if pending is None:
+            async with self.core.db.session() as s:
+                yield s
+            return
+        try:
+            # Bound to the open transaction: the session's commit only flushes; the
+            # dispatcher's transaction is committed below, once.
+            async with AsyncSession(bind=pending.conn, expire_on_commit=False) as s:
+                yield s
+                await s.commit()
+        except BaseException:
+            await pending.end(commit=False)
+            raise
+        await pending.end(commit=True)
 
     @asynccontextmanager
-    async def _session_after_settling(self) -> AsyncIterator[AsyncSession]:
-        await self.settle()
-        async with self.core.db.session() as s:
-            yield s
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """A connection in a transaction for prepared statements (the dispatcher's own, when
-        this action joins it): committed at the end of the block, rolled back on error."""
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in a transaction for prepared statements (the dispatcher's own, if
+        this action joins it): no ORM session to build, for the hottest handlers."""
         pending, self.pending = self.pending, None
         if pending is None:
             async with self.core.db.transaction() as conn:
@@ -156,6 +170,7 @@ class Ctx:
             await pending.end(commit=True)
 
     async def abandon(self) -> None:
+        """Roll back the dispatcher's transaction if this handler has not continued it."""
         pending, self.pending = self.pending, None
         if pending is not None:
             await pending.end(commit=False)
@@ -629,12 +644,6 @@ class Core:
                 log.exception("scheduled job failed", extra={"job": name})
                 done[name] = -1
         return done
-
-
-@asynccontextmanager
-async def session_of(core: Core) -> AsyncIterator[AsyncSession]:
-    async with core.db.session() as s:
-        yield s
 
 
 def feature_modules() -> list[str]:

@@ -108,14 +108,14 @@ async def on_answer(ctx: Ctx) -> None:
     value, choice = parse_value(q, ctx.event.value)
 
     async def store() -> tuple[Where, dict[str, Given], str]:
-        async with ctx.transaction() as s:  # the dispatcher's own (prepared statements only)
-            rk = await _round_key(s, ctx, rid)
+        async with ctx.connection() as conn:  # continues the dispatcher's: one commit a tap
+            rk = await _round_key(conn, ctx, rid)
             # Write first, then check, rolling back if the tap may not count: the transaction
             # then holds SQLite's write lock from its first statement (no stale read to upgrade).
-            await pulse.save_answer(s, rnd=known.round, question_id=q.id, key=rk.key,
+            await pulse.save_answer(conn, rnd=known.round, question_id=q.id, key=rk.key,
                                     round_secret=rk.secret, value=value, choice=choice)
-            w, mine = await _check(s, ctx, known, pos, rk)
-            return w, mine, await _at_end(s, ctx, w, pos + 1, rk)
+            w, mine = await _check(conn, ctx, known, pos, rk)
+            return w, mine, await _at_end(conn, ctx, w, pos + 1, rk)
 
     try:
         w, mine, ending = await DATABASE_BUSY.run(store)
