@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import sqlite3
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast
@@ -96,30 +97,39 @@ async def _ready() -> None:
 
 
 class Cursor:
-    """A DB-API cursor over a `sqlite3.Cursor` whose calls wait for locks asynchronously."""
+    """A DB-API cursor over a `sqlite3.Cursor` whose calls wait for locks asynchronously.
+
+    A statement's rows are read as it runs, as every async driver under SQLAlchemy does: the
+    async engine hands out a buffered result that may be read outside its greenlet."""
 
     def __init__(self, cursor: sqlite3.Cursor) -> None:
         self._cursor = cursor
+        self._rows: deque[Any] = deque()
 
     def execute(self, sql: str, parameters: Any = ()) -> Cursor:
         _call(self._cursor.execute, sql, parameters)
+        rows = _call(self._cursor.fetchall) if self._cursor.description is not None else ()
+        self._rows = deque(rows)
         await_(_ready())
         return self
 
     def executemany(self, sql: str, seq: Any) -> Cursor:
         # A list, since a retried call must see the parameters again.
         _call(self._cursor.executemany, sql, list(seq))
+        self._rows = deque()
         await_(_ready())
         return self
 
     def fetchone(self) -> Any:
-        return _call(self._cursor.fetchone)
+        return self._rows.popleft() if self._rows else None
 
     def fetchmany(self, size: int | None = None) -> list[Any]:
-        return _call(self._cursor.fetchmany, size or self._cursor.arraysize)
+        n = min(size or self._cursor.arraysize, len(self._rows))
+        return [self._rows.popleft() for _ in range(n)]
 
     def fetchall(self) -> list[Any]:
-        return _call(self._cursor.fetchall)
+        rows, self._rows = list(self._rows), deque()
+        return rows
 
     def close(self) -> None:
         self._cursor.close()

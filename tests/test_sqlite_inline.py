@@ -279,3 +279,18 @@ def test_any_sqlalchemy_engine_in_this_environment_knows_the_url():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["storage.sqlite_inline", "svinline", "True"]
+
+
+async def test_a_results_rows_are_read_when_its_statement_runs(either):
+    """The async engine hands out buffered results, read outside the driver's greenlet (here
+    within `offloaded()`, which once tried to reach the thread from there)."""
+    db, _, _ = either
+    for key in ("b", "a"):
+        await _insert(db, key)
+    async with db.transaction() as conn:
+        with offloaded():
+            result = await conn.execute(select(ProcessedEvent.event_id).order_by(
+                ProcessedEvent.event_id))
+            assert [r[0] for r in result] == ["a", "b"]
+            many = await conn.execute(select(ProcessedEvent.event_id))
+            assert len(many.fetchmany(1)) == 1 and len(many.fetchall()) == 1
