@@ -121,7 +121,7 @@ async def _team(s: AsyncSession, name: str) -> Team:
         return team
     teams = list((await s.execute(select(Team))).scalars())
     q = utils.default_process(name.removesuffix(" team"))
-    scored = sorted(((fuzz.WRatio(q, utils.default_process(t.name)), t.id, t) for t in teams),
+    scored: list[tuple[float, str, Team]] = sorted(((fuzz.WRatio(q, utils.default_process(t.name)), t.id, t) for t in teams),
                     key=lambda x: (-x[0], x[1]))
     if scored and scored[0][0] >= 85:
         return scored[0][2]
