@@ -22,6 +22,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from sqlalchemy.exc import OperationalError
+
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[object]]
 
@@ -106,8 +108,6 @@ def database_busy(e: BaseException) -> bool:
     """SQLite refused a transaction a lock ("database is locked": another writer holds it, or
     this transaction's snapshot went stale), as SQLAlchemy or sqlite3 reports it: the whole
     transaction, tried again after a moment, succeeds."""
-    from sqlalchemy.exc import OperationalError
-
     return isinstance(e, OperationalError | sqlite3.OperationalError) and "locked" in str(e)
 
 
