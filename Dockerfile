@@ -9,7 +9,7 @@ ENV PYTHONUNBUFFERED=1 \
     STAFFVOICE_HOST=0.0.0.0 \
     STAFFVOICE_PORT=3978 \
     STAFFVOICE_LOG_JSON=1 \
-    STAFFVOICE_DATABASE_URL=sqlite+aiosqlite:////data/staffvoice.db \
+    STAFFVOICE_DATABASE_URL=sqlite+svinline:////data/staffvoice.db \
     STAFFVOICE_SECRET_FILE=/data/.staffvoice-secret
 
 WORKDIR /app

@@ -293,7 +293,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("mode", nargs="?", default="run", choices=["run", "_sender"])
     ap.add_argument("--db", default=os.environ.get("STAFFVOICE_BENCH_DATABASE_URL",
-                                                    "sqlite+aiosqlite:////tmp/staffvoice-bench.db"))
+                                                    "sqlite+svinline:////tmp/staffvoice-bench.db"))
     ap.add_argument("--recipients", type=int, default=10_000)
     ap.add_argument("--rate", type=float, default=30.0, help="allowed sends/s per workspace")
     ap.add_argument("--scale", type=float, default=3.0, help="time compression")

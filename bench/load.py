@@ -143,7 +143,7 @@ def serve_ours(fakes: dict[str, Any]) -> Any:
     settings = Settings.from_env({
         **os.environ,
         "STAFFVOICE_DATABASE_URL": os.environ.get("LOAD_DATABASE_URL")
-        or f"sqlite+aiosqlite:///{tmp / 'load.db'}",
+        or f"sqlite+svinline:///{tmp / 'load.db'}",
         "STAFFVOICE_SECRET_KEY": "bench", "STAFFVOICE_PROGRAMME": str(ROOT / "examples/programme.yaml"),
         "STAFFVOICE_LOG_LEVEL": "WARNING"})
     if os.environ.get("LOAD_DATABASE_URL"):
@@ -212,7 +212,7 @@ async def serve_bare_work(fakes: dict[str, Any]) -> None:
 
     from storage.db import Database
 
-    db = Database(f"sqlite+aiosqlite:///{Path(tempfile.mkdtemp()) / 'bare.db'}")
+    db = Database(f"sqlite+svinline:///{Path(tempfile.mkdtemp()) / 'bare.db'}")
     seen = Table("seen", MetaData(), Column("event_id", String(64), primary_key=True))
     async with db.engine.begin() as conn:
         await conn.run_sync(seen.metadata.create_all)

@@ -105,7 +105,7 @@ async def build(url: str) -> Core:
 async def run(calls: int, out: str | None, profile: str | None, url: str | None,
               updates: int = 0) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        core = await build(url or f"sqlite+aiosqlite:///{tmp}/bench.db")
+        core = await build(url or f"sqlite+svinline:///{tmp}/bench.db")
         if updates:
             await pile_up(core, updates)
         ctx = StubCtx(core)

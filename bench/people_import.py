@@ -93,7 +93,7 @@ async def main(args: argparse.Namespace) -> None:
     team_of = {i: paths[i % len(paths)] for i in range(args.people + joiners)}
     leads = set(range(len(paths)))  # the first person of each team leads it
     with tempfile.TemporaryDirectory() as d:
-        url = args.url or f"sqlite+aiosqlite:///{d}/bench.db"
+        url = args.url or f"sqlite+svinline:///{d}/bench.db"
         db = Database(url)
         await db.upgrade()
         first = write(Path(d) / "first.csv", rows_for(list(range(args.people)), team_of, leads),

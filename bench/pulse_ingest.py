@@ -124,7 +124,7 @@ async def dispatcher_only(core: Core, port: FakePort, n: int, concurrency: int) 
 
 async def main(n: int, concurrency: int, url: str | None, compare: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        db = Database(url or f"sqlite+aiosqlite:///{tmp}/bench.db")
+        db = Database(url or f"sqlite+svinline:///{tmp}/bench.db")
         import_all_tables()
         await db.create_all()
         core = Core(db, settings=Settings(secret_key="bench-only"), clock=FakeClock(MONDAY_10))

@@ -175,7 +175,7 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         path = args.keep or str(Path(d) / "bench.db")
-        url = f"sqlite+aiosqlite:///{path}"
+        url = f"sqlite+svinline:///{path}"
         if not Path(path).exists():
             asyncio.run(migrate(url))
             t0 = time.perf_counter()

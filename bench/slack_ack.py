@@ -76,7 +76,7 @@ async def serve_ours() -> None:
 
     db_path = Path(tempfile.mkdtemp()) / "bench.db"
     os.environ.setdefault("STAFFVOICE_SECRET_FILE", str(db_path.with_suffix(".key")))
-    url = f"sqlite+aiosqlite:///{db_path}"
+    url = f"sqlite+svinline:///{db_path}"
     db = Database(url)
     await db.upgrade()
     core = Core(db, settings=Settings(database_url=url, secret_key="bench"))

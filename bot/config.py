@@ -57,6 +57,6 @@ def _number(env: Mapping[str, str], name: str, default: str, kind: Callable[[str
     except ValueError:
         what = "a whole number" if kind is int else "a number"
         raise SettingsError(f"{name} must be {what}, not {raw!r}") from None
-    if not low <= value <= high:  # type: ignore[operator]
+    if not low <= value <= high:
         raise SettingsError(f"{name} must be between {low:g} and {high:g}, not {raw}")
     return value

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import logging
 import pkgutil
@@ -14,8 +13,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, delete, insert
-from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, AsyncTransaction
 
 import bot
 from bot.clock import Clock, SystemClock
@@ -44,11 +43,15 @@ from bot.roles import describe
 from bot.router import Action, Command, Router
 from bot.secrets import keyed_hash
 from storage.db import Database
+from storage.retry import Retry, database_busy
 
 log = logging.getLogger("staffvoice.core")
 # Slack retries an event three times within minutes, the Bot Connector within its HTTP timeout
 # (DESIGN.md, platform facts); a day is far beyond either.
 EVENT_RETRIES = timedelta(days=1)
+# The first events of one new user can race (a double tap, retries): the loser's insert
+# conflicts (PostgreSQL) or SQLite refuses it the lock. Either way it is admitted on a retry.
+ADMISSION = Retry(lambda e: isinstance(e, IntegrityError) or database_busy(e), attempts=5)
 
 SORRY = "Sorry, something went wrong on our side and nothing was saved. Please try again in a minute."
 # Said in a channel or group chat when the answer went to the person privately (nothing personal).
@@ -85,7 +88,7 @@ _Sender = tuple[Person, frozenset[str], dict[str, Any] | None]
 class _Pending:
     """An open transaction of the dispatcher's, handed to the handler of a joining action."""
 
-    def __init__(self, conn: AsyncConnection, tx: Any) -> None:
+    def __init__(self, conn: AsyncConnection, tx: AsyncTransaction) -> None:
         self.conn, self.tx = conn, tx
 
     async def end(self, *, commit: bool) -> None:
@@ -98,7 +101,14 @@ class _Pending:
 
 @dataclass
 class Ctx:
-    """Everything a handler needs for one event."""
+    """Everything a handler needs for one event.
+
+    Database work goes through `session()` (the ORM) or `connection()` (prepared Core
+    statements, cheaper on hot paths): each is one transaction, committed at the end of its
+    block and rolled back on error. Neither says whether the handler joined the dispatcher's
+    transaction (`Router.action(joins=True)`): if it did, its first block simply continues
+    it, so the tap and its effect are one commit; the handler's code is the same either way.
+    """
 
     core: Core
     event: Event
@@ -106,10 +116,9 @@ class Ctx:
     person: Person
     roles: frozenset[str]
     replies: list[MessageRef] = field(default_factory=list)
-    # The dispatcher's own transaction, still open, for an action that joins it (see
-    # Router.action(joins=True)): its first `transaction()` continues it, so a tap costs
-    # one commit. Anything that talks to a platform or opens a session commits it first,
-    # so no lock is held across a platform call.
+    # The dispatcher's own transaction, still open, for an action that joins it: the first
+    # `session()` or `connection()` block continues it. Anything that talks to a platform
+    # commits it first (`settle`), so no lock is held across a platform call.
     pending: _Pending | None = field(default=None, repr=False)
     # The sender's stored DM route on this platform, when admission read it: a reply to an
     # event with no conversation (a tap in a form or home tab) goes there without a lookup.
@@ -119,21 +128,29 @@ class Ctx:
     def now(self) -> datetime:
         return self.core.clock.now()
 
-    def session(self) -> Any:
-        if self.pending is None:
-            return self.core.db.session()
-        return self._session_after_settling()
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """An ORM session in a transaction (the dispatcher's own, if this action joins it)."""
+        pending, self.pending = self.pending, None
+        if pending is None:
+            async with self.core.db.session() as s:
+                yield s
+            return
+        try:
+            # Bound to the open transaction: the session's commit only flushes; the
+            # dispatcher's transaction is committed below, once.
+            async with AsyncSession(bind=pending.conn, expire_on_commit=False) as s:
+                yield s
+                await s.commit()
+        except BaseException:
+            await pending.end(commit=False)
+            raise
+        await pending.end(commit=True)
 
     @asynccontextmanager
-    async def _session_after_settling(self) -> AsyncIterator[AsyncSession]:
-        await self.settle()
-        async with self.core.db.session() as s:
-            yield s
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """A connection in a transaction for prepared statements (the dispatcher's own, when
-        this action joins it): committed at the end of the block, rolled back on error."""
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in a transaction for prepared statements (the dispatcher's own, if
+        this action joins it): no ORM session to build, for the hottest handlers."""
         pending, self.pending = self.pending, None
         if pending is None:
             async with self.core.db.transaction() as conn:
@@ -153,6 +170,7 @@ class Ctx:
             await pending.end(commit=True)
 
     async def abandon(self) -> None:
+        """Roll back the dispatcher's transaction if this handler has not continued it."""
         pending, self.pending = self.pending, None
         if pending is not None:
             await pending.end(commit=False)
@@ -310,20 +328,16 @@ class Core:
         retries): the loser's insert conflicts (PostgreSQL) or its write lock is refused
         (SQLite), so it tries again.
         """
-        for attempt in range(5):
+        async def attempt() -> _Sender | None:
             try:
                 async with self.db.transaction() as conn:
                     return await self._admit_on(conn, event, key)
             except IntegrityError:
                 if await self._seen(key):
                     return None
-                if attempt == 4:
-                    raise
-            except OperationalError as e:
-                if attempt == 4 or "locked" not in str(e):
-                    raise
-            await asyncio.sleep(0.01 * (attempt + 1))
-        raise AssertionError("unreachable")
+                raise
+
+        return await ADMISSION.run(attempt)
 
     async def _admit_on(self, conn: AsyncConnection, event: Event, key: str) -> _Sender:
         """The admission's statements, in the caller's transaction."""
@@ -633,12 +647,6 @@ class Core:
                 log.exception("scheduled job failed", extra={"job": name})
                 done[name] = -1
         return done
-
-
-@asynccontextmanager
-async def session_of(core: Core) -> AsyncIterator[AsyncSession]:
-    async with core.db.session() as s:
-        yield s
 
 
 def feature_modules() -> list[str]:

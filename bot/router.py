@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ EventHandler = Callable[["Ctx"], Awaitable[None]]
 Ticker = Callable[["Core", datetime], Awaitable[int]]
 HomeSection = Callable[["Ctx"], Awaitable[list[Any]]]
 # A long-running loop (the broadcast sender): runs until `stop` is set.
-Worker = Callable[["Core", Any], Awaitable[None]]
+Worker = Callable[["Core", asyncio.Event], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,8 @@ class Action:
     prefix: str
     handler: EventHandler
     roles: frozenset[str] | None = None
-    # The handler's first Ctx.transaction() continues the dispatcher's (one commit per tap).
+    # The handler's first database block continues the dispatcher's transaction (one commit
+    # per tap); see Ctx.session and Ctx.connection.
     joins: bool = False
 
 
@@ -91,9 +93,10 @@ class Router:
         self, prefix: str, handler: EventHandler, *, roles: frozenset[str] | set[str] | None = None,
         joins: bool = False,
     ) -> None:
-        """`joins`: the handler's first `ctx.transaction()` continues the dispatcher's own,
-        so the tap and its effect commit together. Only for handlers whose first database
-        work is that block (anything else commits the dispatcher's transaction first)."""
+        """`joins`: the handler's first `ctx.session()` or `ctx.connection()` block continues
+        the dispatcher's transaction, so the tap and its effect commit together (a reply or
+        any other platform call before it commits the dispatcher's transaction first). For
+        hot actions; the handler's code does not change."""
         self.actions.append(Action(prefix, handler, frozenset(roles) if roles else None, joins))
 
     def form(

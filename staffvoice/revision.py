@@ -20,12 +20,12 @@ from storage.db import Database, alembic_config
 
 async def main(label: str, message: str, down: str) -> None:
     with tempfile.TemporaryDirectory() as d:
-        url = f"sqlite+aiosqlite:///{d}/scratch.db"
+        url = f"sqlite+svinline:///{d}/scratch.db"
         import_all_tables()  # autogenerate compares every model with the migrated schema
         db = Database(url)
         await db.upgrade()
         await db.dispose()
-        cfg = alembic_config(url.replace("+aiosqlite", ""))
+        cfg = alembic_config(url.replace("+svinline", ""))
         if label != "core":
             # Only this feature's tables, even if other features' tables exist unmigrated.
             import importlib

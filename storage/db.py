@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -23,9 +24,13 @@ from storage.sqlite_inline import offloaded
 __all__ = ["DEFAULT_URL", "Database", "DatabaseUnavailable", "DatabaseUrlError", "connection_of",
            "offloaded"]
 
-DEFAULT_URL = "sqlite+aiosqlite:///staffvoice.db"
+sqlite_inline.register()
+
+DEFAULT_URL = "sqlite+svinline:///staffvoice.db"
 MIGRATIONS = Path(__file__).with_name("migrations")
-SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
+# sqlite+svinline: SQLite on the event loop (storage/sqlite_inline.py), the default and the
+# fastest; sqlite+aiosqlite: SQLite through aiosqlite's worker thread; postgresql+asyncpg.
+SCHEMES = ("sqlite+svinline", "sqlite+aiosqlite", "postgresql+asyncpg")
 # Advisory lock keys (PostgreSQL): any fixed 64-bit numbers distinct from the scheduler's.
 UPGRADE_LOCK = 0x5F5F_7376_0001
 STARTUP_LOCK = 0x5F5F_7376_0002
@@ -40,20 +45,19 @@ class DatabaseUnavailable(Exception):
 
 
 class Database:
-    """One engine and session factory; `sqlite+aiosqlite://` or `postgresql+asyncpg://`."""
+    """One engine and session factory, for a URL of one of `SCHEMES`."""
 
     def __init__(self, url: str = DEFAULT_URL, *, echo: bool = False) -> None:
         check_url(url)
         self.url = url
         kwargs: dict[str, object] = {"echo": echo}
-        if url.startswith("sqlite"):
-            # Calls run on the loop's thread; lock waits are async (storage/sqlite_inline.py).
-            kwargs["async_creator"] = sqlite_inline.creator(*_sqlite_target(url))
-        else:
+        if not url.startswith("sqlite"):
             kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            inline = self.engine.dialect.driver == sqlite_inline.NAME
+            event.listen(self.engine.sync_engine, "connect",
+                         _sqlite_pragmas_inline if inline else _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @property
@@ -163,7 +167,7 @@ def check_url(url: str) -> None:
         u = make_url(url)
     except Exception:
         raise DatabaseUrlError(
-            f"{url!r} is not a database URL; expected sqlite+aiosqlite:///FILE or "
+            f"{url!r} is not a database URL; expected sqlite+svinline:///FILE or "
             "postgresql+asyncpg://USER:PASSWORD@HOST:PORT/NAME") from None
     if u.drivername not in SCHEMES:
         raise DatabaseUrlError(
@@ -181,19 +185,20 @@ def _reason(e: BaseException) -> str:
     return text_[:300]
 
 
-def _sqlite_target(url: str) -> tuple[str, bool]:
-    """(path or URI, is a URI) of a `sqlite+aiosqlite:///...` URL, as pysqlite would open it."""
-    u = make_url(url)
-    path = u.database or ":memory:"
-    uri = str(u.query.get("uri", "")).lower() in ("true", "1")
-    return path, uri
-
-
-def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
-    cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
+def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: object) -> None:
+    """Every SQLite connection: write-ahead log, foreign keys; lock waits up to 30 s."""
+    cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute(f"PRAGMA busy_timeout={int(sqlite_inline.BUSY_DEADLINE * 1000)}")
+    cur.close()
+
+
+def _sqlite_pragmas_inline(dbapi_conn: DBAPIConnection, _record: object) -> None:
+    """On the event loop's thread: lock waits and checkpoints are the driver's, off the loop."""
+    _sqlite_pragmas(dbapi_conn, _record)
+    cur = dbapi_conn.cursor()
     cur.execute("PRAGMA busy_timeout=0")  # waits are retried asynchronously instead
     # Checkpoints run on a worker thread; SQLite's own in-commit one is the backstop.
     cur.execute(f"PRAGMA wal_autocheckpoint={sqlite_inline.AUTOCHECKPOINT_PAGES}")

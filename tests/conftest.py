@@ -52,7 +52,7 @@ def _template(tmp_path_factory: pytest.TempPathFactory) -> str:
         asyncio.run(migrate(PG_URL))
         return PG_URL
     path = tmp_path_factory.mktemp("template") / "template.db"
-    asyncio.run(migrate(f"sqlite+aiosqlite:///{path}"))
+    asyncio.run(migrate(f"sqlite+svinline:///{path}"))
     return str(path)
 
 
@@ -62,7 +62,7 @@ def db_url(_template: str, tmp_path: Path) -> str:
         return PG_URL
     path = tmp_path / "staffvoice.db"
     shutil.copy(_template, path)
-    return f"sqlite+aiosqlite:///{path}"
+    return f"sqlite+svinline:///{path}"
 
 
 @pytest.fixture

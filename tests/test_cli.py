@@ -56,10 +56,10 @@ def test_a_port_that_is_not_a_number_is_one_line_even_with_help(tmp_path: Path, 
 
 
 @pytest.mark.parametrize(("url", "says"), [
-    ("nonsense", "'nonsense' is not a database URL; expected sqlite+aiosqlite:///FILE or "
+    ("nonsense", "'nonsense' is not a database URL; expected sqlite+svinline:///FILE or "
                  "postgresql+asyncpg://"),
     ("mysql://u@localhost/sv", "unsupported database URL scheme 'mysql'; use one of: "
-                               "sqlite+aiosqlite, postgresql+asyncpg"),
+                               "sqlite+svinline, sqlite+aiosqlite, postgresql+asyncpg"),
     ("postgresql+asyncpg://postgres@127.0.0.1:5432", "the PostgreSQL URL names no database"),
 ])
 def test_a_bad_database_url_is_one_line(tmp_path: Path, url: str, says: str) -> None:
@@ -79,7 +79,7 @@ def test_an_unreachable_postgresql_is_one_line_with_the_password_hidden(tmp_path
 
 def test_a_sqlite_file_that_cannot_be_opened_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("not a directory")
-    url = f"sqlite+aiosqlite:///{tmp_path}/a-file/staffvoice.db"
+    url = f"sqlite+svinline:///{tmp_path}/a-file/staffvoice.db"
     line = one_error_line(staffvoice("db", "upgrade", cwd=tmp_path, STAFFVOICE_DATABASE_URL=url))
     assert line == (f"error: cannot open the database at {url}: unable to open database file")
 
@@ -119,7 +119,7 @@ def test_a_read_only_command_on_an_old_database_asks_for_an_upgrade_and_changes_
         tmp_path: Path, args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "old.db"
     sqlite3.connect(path).close()  # an empty database: no migration applied
-    settings = Settings(database_url=f"sqlite+aiosqlite:///{path}", secret_key=TEST_SECRET)
+    settings = Settings(database_url=f"sqlite+svinline:///{path}", secret_key=TEST_SECRET)
     assert main(args, settings=settings) == 2
     assert capsys.readouterr().err == (f"error: {UPGRADE} (its schema is older than this "
                                        "staffvoice)\n")
@@ -130,7 +130,7 @@ def test_a_read_only_command_on_an_old_database_asks_for_an_upgrade_and_changes_
 def test_a_read_only_command_with_no_database_file_does_not_create_one(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "none.db"
-    settings = Settings(database_url=f"sqlite+aiosqlite:///{path}", secret_key=TEST_SECRET)
+    settings = Settings(database_url=f"sqlite+svinline:///{path}", secret_key=TEST_SECRET)
     assert main(["broadcast", "list"], settings=settings) == 2
     assert capsys.readouterr().err == f"error: there is no database at {path}; {UPGRADE} to create it\n"
     assert not path.exists()
@@ -264,7 +264,7 @@ def test_a_serve_whose_port_is_taken_says_so_without_a_traceback(settings: Setti
 
 def test_serve_off_loopback_without_the_server_key_refuses_in_one_line(tmp_path: Path) -> None:
     """A generated key would sit beside the database, in the same backups (tests/anonymity)."""
-    db = f"sqlite+aiosqlite:///{tmp_path}/sv.db"
+    db = f"sqlite+svinline:///{tmp_path}/sv.db"
     line = one_error_line(staffvoice("serve", "--host", "0.0.0.0", "--port", "0", cwd=tmp_path,
                                      STAFFVOICE_SECRET_KEY="", STAFFVOICE_DATABASE_URL=db))
     assert "STAFFVOICE_SECRET_KEY is not set" in line and "0.0.0.0" in line

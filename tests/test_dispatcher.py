@@ -251,6 +251,44 @@ async def test_a_pulse_tap_and_its_answer_are_one_commit(loaded: Core) -> None:
     assert len(commits) == 1
 
 
+async def test_a_joining_action_whose_work_is_an_orm_session_is_one_commit_too(
+    loaded: Core,
+) -> None:
+    """The handler does not know whether it joined: a session continues the transaction as a
+    connection does, and a failure in it leaves neither the effect nor the event."""
+    from sqlalchemy import event, select
+
+    from bot.dispatch_tables import ProcessedEvent
+    from bot.people.tables import Setting
+
+    d = FakeDriver(loaded)
+    await d.say(PRACTITIONER, "whoami")  # known sender: admission joins at once
+
+    async def remember(ctx):  # type: ignore[no-untyped-def]
+        async with ctx.session() as s:
+            s.add(Setting(key=f"tapped-{ctx.event.value}", value=1))
+            if ctx.event.value == "boom":
+                raise RuntimeError("disk on fire")
+
+    loaded.router.action("test.remember", remember, joins=True)
+    commits: list[int] = []
+    listener = lambda _conn: commits.append(1)  # noqa: E731
+    event.listen(loaded.db.engine.sync_engine, "commit", listener)
+    try:
+        ok = await loaded.handle(ActionEvent("jo-1", d.user(PRACTITIONER), d.conv(PRACTITIONER),
+                                             action_id="test.remember", value="ok"), d.port)
+    finally:
+        event.remove(loaded.db.engine.sync_engine, "commit", listener)
+    assert ok.error is None and len(commits) == 1
+    failed = await loaded.handle(ActionEvent("jo-2", d.user(PRACTITIONER), d.conv(PRACTITIONER),
+                                             action_id="test.remember", value="boom"), d.port)
+    assert failed.error == "internal"
+    async with loaded.db.session() as s:
+        keys = set((await s.execute(select(Setting.key))).scalars())
+        seen = await s.get(ProcessedEvent, loaded.event_key("jo-2"))
+    assert "tapped-ok" in keys and "tapped-boom" not in keys and seen is None
+
+
 async def test_a_tap_that_fails_while_storing_leaves_no_trace_and_its_redelivery_counts(
     loaded: Core, monkeypatch
 ) -> None:
@@ -310,7 +348,7 @@ async def test_a_joining_action_that_replies_first_holds_no_lock_during_the_repl
 
     async def reply_first(ctx):  # type: ignore[no-untyped-def]
         await ctx.reply(text_message("on it"))
-        async with ctx.transaction() as conn:
+        async with ctx.connection() as conn:
             await conn.execute(Setting.__table__.delete().where(Setting.key == "nothing"))
 
     loaded.router.action("test.replyfirst", reply_first, joins=True)

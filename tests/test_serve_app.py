@@ -39,7 +39,7 @@ async def test_metrics_count_events_by_kind_and_outcome(loaded: Core) -> None:
 
 
 async def test_readyz_says_not_ready_until_migrations_are_applied(tmp_path: Path) -> None:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path}/fresh.db")
+    db = Database(f"sqlite+svinline:///{tmp_path}/fresh.db")
     core = Core(db)
     app, _ = build_app(core, {}, Health(core))
     try:

@@ -154,7 +154,7 @@ def test_reuse_port_on_sqlite_is_refused_in_one_line(
     """SQLite ignores FOR UPDATE: two processes could both send work claimed that way (an urgent
     safeguarding alert among it). One process serves SQLite."""
     db = tmp_path / "refused.db"
-    settings = Settings.from_env({"STAFFVOICE_DATABASE_URL": f"sqlite+aiosqlite:///{db}",
+    settings = Settings.from_env({"STAFFVOICE_DATABASE_URL": f"sqlite+svinline:///{db}",
                                   "STAFFVOICE_SECRET_KEY": TEST_SECRET,
                                   "STAFFVOICE_REUSE_PORT": "1" if how == "environment" else ""})
     flag = ["--reuse-port"] if how == "flag" else []

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
@@ -24,6 +23,7 @@ from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
 
 from adapters.teams.config import CONNECTOR_SCOPE
 from bot.port import PlatformError, RateLimited, TransientError, Unreachable
+from storage.retry import Retry
 
 log = logging.getLogger("staffvoice.teams.connector")
 T = TypeVar("T")
@@ -115,8 +115,9 @@ class ConnectorPool:
     ) -> None:
         self.tokens = tokens
         self.attempts = attempts
-        self.base_delay = base_delay
-        self.max_delay = max_delay
+        # Exponential backoff with jitter, never shorter than the service's Retry-After.
+        self.policy = Retry(_retryable, attempts=attempts, base=base_delay, cap=max_delay,
+                            after=_retry_after)
         self.sleep = sleep
         self.timeout = timeout
         self._clients: dict[str, _PooledClient] = {}
@@ -158,47 +159,42 @@ class ConnectorPool:
             self.credentials_problem = None
         return token
 
-    def backoff(self, attempt: int, retry_after: float | None) -> float:
-        """Exponential backoff with full jitter, never shorter than the service asked."""
-        wanted = min(self.max_delay, self.base_delay * (2**attempt))
-        delay = random.uniform(wanted / 2, wanted)
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, self.max_delay))
-        return delay
-
     async def call(
         self, service_url: str, op: Callable[[TeamsConnectorClient], Awaitable[T]], what: str
     ) -> T:
         """Run one connector operation; map failures to the port's errors."""
         client = await self.client(service_url)
         refreshed = False
-        last: Exception | None = None
-        retry_after: float | None = None
-        for attempt in range(self.attempts):
-            await self._authorise(client, refresh=refreshed)
+
+        async def once() -> T:
+            nonlocal refreshed
+            await self._authorise(client)
             try:
                 return await op(client)
             except aiohttp.ClientResponseError as e:
-                last = e
                 if e.status == 401 and not refreshed and self.tokens is not None:
-                    refreshed = True
-                    continue
-                if e.status == 403:
-                    raise Unreachable(f"{what}: forbidden ({_error_code(e.message) or 403})") from e
-                if e.status == 404 and _error_code(e.message) == "ConversationNotFound":
-                    raise Unreachable(f"{what}: conversation not found") from e
-                if e.status not in RETRY_STATUSES:
-                    raise PlatformError(f"{what}: HTTP {e.status}") from e
-                retry_after = _retry_after(e.headers)
-            except (TimeoutError, aiohttp.ClientConnectionError) as e:
-                last, retry_after = e, None
-            if attempt + 1 < self.attempts:
-                delay = self.backoff(attempt, retry_after)
-                log.info("connector call retried", extra={"op": what, "delay_s": round(delay, 3)})
-                await self.sleep(delay)
-        if isinstance(last, aiohttp.ClientResponseError) and last.status == 429:
-            raise RateLimited(retry_after or self.max_delay, f"{what}: throttled")
-        raise TransientError(f"{what}: gave up after {self.attempts} attempts") from last
+                    refreshed = True  # once per call, at once: the token may just have expired
+                    await self._authorise(client, refresh=True)
+                    return await op(client)
+                raise
+
+        def retried(e: BaseException, delay: float) -> None:
+            log.info("connector call retried", extra={"op": what, "delay_s": round(delay, 3)})
+
+        try:
+            return await self.policy.run(once, sleep=self.sleep, on_retry=retried)
+        except aiohttp.ClientResponseError as e:
+            if e.status == 403:
+                raise Unreachable(f"{what}: forbidden ({_error_code(e.message) or 403})") from e
+            if e.status == 404 and _error_code(e.message) == "ConversationNotFound":
+                raise Unreachable(f"{what}: conversation not found") from e
+            if e.status not in RETRY_STATUSES:
+                raise PlatformError(f"{what}: HTTP {e.status}") from e
+            if e.status == 429:
+                raise RateLimited(_retry_after(e) or self.policy.cap, f"{what}: throttled") from e
+            raise TransientError(f"{what}: gave up after {self.attempts} attempts") from e
+        except (TimeoutError, aiohttp.ClientConnectionError) as e:
+            raise TransientError(f"{what}: gave up after {self.attempts} attempts") from e
 
     async def close(self) -> None:
         for c in self._clients.values():
@@ -206,7 +202,16 @@ class ConnectorPool:
         self._clients.clear()
 
 
-def _retry_after(headers: Any) -> float | None:
+def _retryable(e: BaseException) -> bool:
+    """Throttling, a gateway's or the service's passing failure, or no answer at all."""
+    if isinstance(e, aiohttp.ClientResponseError):
+        return e.status in RETRY_STATUSES
+    return isinstance(e, TimeoutError | aiohttp.ClientConnectionError)
+
+
+def _retry_after(e: BaseException) -> float | None:
+    """The seconds a throttled answer's Retry-After header asks for, if it says."""
+    headers = getattr(e, "headers", None)
     try:
         value = headers.get("Retry-After") if headers is not None else None
         return float(value) if value is not None else None

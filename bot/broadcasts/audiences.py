@@ -8,14 +8,18 @@ ledger DMs people, once each, whatever groups they are in.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.errors import UserError
 from bot.model import UserRef
 from bot.people import service as people
 from bot.port import MemberLister, PlatformError, parse_audience_ref
+
+if TYPE_CHECKING:
+    from bot.core import Core
 
 log = logging.getLogger("staffvoice.broadcasts")
 KINDS = {"slack": ("usergroup", "channel"), "teams": ("team",)}
@@ -36,7 +40,7 @@ def check_ref(ref: str, platforms: set[str]) -> str:
     return str(a)
 
 
-async def group_people(core: Any, refs: list[str]) -> list[str]:
+async def group_people(core: Core, refs: list[str]) -> list[str]:
     """Person ids of everyone in the groups (asks each platform; UserError if one can't tell)."""
     users: dict[tuple[str, str, str], UserRef] = {}
     for ref in refs:
@@ -56,7 +60,7 @@ async def group_people(core: Any, refs: list[str]) -> list[str]:
         return sorted(await people.current_of(s, ids))  # leavers still in a group are not
 
 
-async def _person_id(s: Any, user: UserRef) -> str | None:
+async def _person_id(s: AsyncSession, user: UserRef) -> str | None:
     """The member's person; None for someone outside the programme (never counted)."""
     try:
         return (await people.person_for(s, user)).id
@@ -64,7 +68,7 @@ async def _person_id(s: Any, user: UserRef) -> str | None:
         return None
 
 
-async def _link(core: Any, users: list[UserRef]) -> set[str]:
+async def _link(core: Core, users: list[UserRef]) -> set[str]:
     """person_for each member; a racing first message that links the same account wins."""
     ids: set[str | None] = set()
     for i in range(0, len(users), 500):

@@ -30,7 +30,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from sqlalchemy import select
 
@@ -42,6 +42,9 @@ from bot.model import ConversationRef, Message, MessageRef, UserRef
 from bot.people import service as people
 from bot.people.tables import Identity
 from bot.port import PlatformError, Port, RateLimited, TransientError, Unreachable
+
+if TYPE_CHECKING:
+    from bot.core import Core
 
 log = logging.getLogger("staffvoice.broadcasts")
 
@@ -88,7 +91,7 @@ class Sender:
 
     def __init__(
         self,
-        core: Any,
+        core: Core,
         *,
         sender_id: str | None = None,
         limiter: Limiter | None = None,
@@ -472,12 +475,12 @@ class Sender:
         return list(await self.core.discover(person_id))
 
 
-async def run_worker(core: Any, stop: asyncio.Event) -> None:
+async def run_worker(core: Core, stop: asyncio.Event) -> None:
     """The `broadcast-sender` worker every serving replica runs."""
     await Sender(core).run(stop)
 
 
-async def pending_broadcasts(core: Any) -> list[str]:
+async def pending_broadcasts(core: Core) -> list[str]:
     async with core.db.session() as s:
         return list((await s.execute(select(Broadcast.id).where(
             Broadcast.state.in_(("sending", "retracting"))))).scalars())

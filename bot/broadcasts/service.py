@@ -12,7 +12,7 @@ import io
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, insert, select, update
@@ -40,6 +40,9 @@ from bot.people.tables import Person
 from bot.port import RateLimited
 from bot.roles import ALL_ROLES, CHANGE_TEAM, LABELS
 from bot.scheduling.jobs import DEFAULT_GRACE, programme_tz, too_late
+
+if TYPE_CHECKING:
+    from bot.core import Core
 
 # Longest text each platform shows in one block: a Slack section is capped at 3,000
 # characters; a Teams message at about 28 KB (we keep well under it).
@@ -239,13 +242,13 @@ async def count_recipients(s: AsyncSession, audience: dict[str, Any],
     return len(set(await ledger.audience_people(s, audience)) | set(members or ()))
 
 
-async def group_members(core: Any, audience: dict[str, Any]) -> list[str]:
+async def group_members(core: Core, audience: dict[str, Any]) -> list[str]:
     """Person ids in the audience's platform groups (read from the platforms now)."""
     groups = audience.get("groups") or []
     return await audiences.group_people(core, groups) if groups else []
 
 
-async def check_groups(core: Any, f: Compose) -> list[str]:
+async def check_groups(core: Core, f: Compose) -> list[str]:
     """The platform groups can be read: their people, else FormInvalid on the audience."""
     try:
         return await group_members(core, f.audience)
@@ -256,7 +259,7 @@ async def check_groups(core: Any, f: Compose) -> list[str]:
 # -- lifecycle ----------------------------------------------------------------------------
 
 
-async def store(core: Any, author_person_id: str, f: Compose, *, source: str = "",
+async def store(core: Core, author_person_id: str, f: Compose, *, source: str = "",
                 draft_id: str | None = None) -> Broadcast:
     """Save (or re-save while still a draft) a validated broadcast as a draft."""
     async with core.db.session() as s:
@@ -274,14 +277,14 @@ async def store(core: Any, author_person_id: str, f: Compose, *, source: str = "
         return b
 
 
-async def preview_for(core: Any, b: Broadcast, members: list[str] | None = None) -> Message:
+async def preview_for(core: Core, b: Broadcast, members: list[str] | None = None) -> Message:
     if members is None:
         members = await group_members(core, b.audience)
     async with core.db.session() as s:
         return preview_card(b, await count_recipients(s, b.audience, members))
 
 
-async def draft(core: Any, author_person_id: str, *, title: str, text: str, source: str = "",
+async def draft(core: Core, author_person_id: str, *, title: str, text: str, source: str = "",
                 link_url: str | None = None) -> str:
     """A pre-filled draft (e.g. an early win); the author gets the preview card to confirm."""
     values = {"title": title[:TITLE_LIMIT], "text": text, "link_url": link_url or "",
@@ -297,7 +300,7 @@ async def draft(core: Any, author_person_id: str, *, title: str, text: str, sour
     return b.id
 
 
-async def publish_to_staff(core: Any, author_person_id: str, *, title: str, text: str,
+async def publish_to_staff(core: Core, author_person_id: str, *, title: str, text: str,
                            audience: str = "everyone") -> str:
     """Send at once (the caller's own flow was the confirmation); returns the broadcast id."""
     async with core.db.session() as s:
@@ -312,14 +315,14 @@ async def publish_to_staff(core: Any, author_person_id: str, *, title: str, text
     return b.id
 
 
-async def check_groups_or_refuse(core: Any, f: Compose) -> list[str]:
+async def check_groups_or_refuse(core: Core, f: Compose) -> list[str]:
     try:
         return await check_groups(core, f)
     except FormInvalid as e:
         raise UserError("Nothing was sent: " + "; ".join(e.errors.values())) from e
 
 
-async def _remember_preview(core: Any, bid: str, ref: MessageRef | None) -> None:
+async def _remember_preview(core: Core, bid: str, ref: MessageRef | None) -> None:
     if ref is None:
         return
     async with core.db.session() as s:
@@ -329,7 +332,7 @@ async def _remember_preview(core: Any, bid: str, ref: MessageRef | None) -> None
                              "message_id": ref.message_id}
 
 
-async def confirm(core: Any, bid: str, person_id: str,
+async def confirm(core: Core, bid: str, person_id: str,
                   members: list[str] | None = None) -> Broadcast:
     """The author's explicit go: queue every recipient now, or schedule it.
 
@@ -363,14 +366,14 @@ async def _start(s: AsyncSession, b: Broadcast, platforms: set[str], now: dateti
         b.finished_at = now
 
 
-async def start_due(core: Any, now: datetime) -> int:
+async def start_due(core: Core, now: datetime) -> int:
     """Ticker: scheduled broadcasts whose time has come are queued (the table says what is due)."""
     started = 0
     async with core.db.session() as s:
         due = list((await s.execute(select(Broadcast.id, Broadcast.send_at).where(
             Broadcast.state == "scheduled", Broadcast.send_at <= now))).all())
     for bid, send_at in due:
-        if await _missed_beyond_grace(core, bid, send_at, now):
+        if send_at is None or await _missed_beyond_grace(core, bid, send_at, now):
             continue
         b0 = await get(core, bid)
         try:
@@ -386,7 +389,7 @@ async def start_due(core: Any, now: datetime) -> int:
     return started
 
 
-async def _missed_beyond_grace(core: Any, bid: str, send_at: datetime, now: datetime) -> bool:
+async def _missed_beyond_grace(core: Core, bid: str, send_at: datetime, now: datetime) -> bool:
     """A scheduled broadcast whose time passed while staffvoice was down for longer than the
     scheduler's grace is not sent hours late (news of a 10:00 briefing at 15:00 misleads): it
     is cancelled, recorded as skipped, and the author told so they can send it again."""
@@ -401,7 +404,7 @@ async def _missed_beyond_grace(core: Any, bid: str, send_at: datetime, now: date
     return True
 
 
-async def _cancel_unreadable(core: Any, bid: str, reason: str) -> None:
+async def _cancel_unreadable(core: Core, bid: str, reason: str) -> None:
     """A scheduled broadcast whose group can no longer be read: cancelled, the author told."""
     async with core.db.session() as s:
         b = await s.get(Broadcast, bid)
@@ -413,7 +416,7 @@ async def _cancel_unreadable(core: Any, bid: str, reason: str) -> None:
                                        f"{reason}"))
 
 
-async def cancel(core: Any, bid: str, person_id: str) -> None:
+async def cancel(core: Core, bid: str, person_id: str) -> None:
     async with core.db.session() as s:
         b = await _editable(s, bid, person_id)
         if b.state not in ("draft", "scheduled"):
@@ -421,7 +424,7 @@ async def cancel(core: Any, bid: str, person_id: str) -> None:
         b.state = "cancelled"
 
 
-async def retract(core: Any, bid: str, person_id: str) -> int:
+async def retract(core: Core, bid: str, person_id: str) -> int:
     """Stop sending and delete every delivered copy (the sender does the deletes)."""
     async with core.db.session() as s:
         b = await _editable(s, bid, person_id)
@@ -449,7 +452,7 @@ async def _editable(s: AsyncSession, bid: str, person_id: str) -> Broadcast:
     return b
 
 
-async def celebrate(core: Any, bid: str, person_id: str) -> tuple[bool, int]:
+async def celebrate(core: Core, bid: str, person_id: str) -> tuple[bool, int]:
     """Count a celebrate tap once per person; (first time?, count so far)."""
     first = True
     try:
@@ -488,7 +491,7 @@ class Status:
         return sum(self.counts.values())
 
 
-async def status(core: Any, bid: str) -> Status:
+async def status(core: Core, bid: str) -> Status:
     async with core.db.session() as s:
         b = await s.get(Broadcast, bid.strip())
         if b is None:
@@ -543,7 +546,7 @@ def status_message(st: Status) -> Message:
     return Message(tuple(blocks), fallback=f"Broadcast {b.id}: {b.title}\n{text}")
 
 
-async def failures_csv(core: Any, bid: str) -> str:
+async def failures_csv(core: Core, bid: str) -> str:
     """Every recipient not delivered to, with the reason, as CSV."""
     async with core.db.session() as s:
         rows = (await s.execute(
@@ -559,18 +562,18 @@ async def failures_csv(core: Any, bid: str) -> str:
     return out.getvalue()
 
 
-async def get(core: Any, bid: str) -> Broadcast | None:
+async def get(core: Core, bid: str) -> Broadcast | None:
     async with core.db.session() as s:
         return await s.get(Broadcast, bid)
 
 
-async def recent(core: Any, limit: int = 10) -> list[Broadcast]:
+async def recent(core: Core, limit: int = 10) -> list[Broadcast]:
     async with core.db.session() as s:
         return list((await s.execute(select(Broadcast).order_by(
             Broadcast.created_at.desc()).limit(limit))).scalars())
 
 
-async def notify_settled(core: Any, bid: str) -> None:
+async def notify_settled(core: Core, bid: str) -> None:
     """Tell the author a broadcast finished (or its retract did), with the delivery report."""
     st = await status(core, bid)
     b, c = st.broadcast, st.counts

@@ -16,6 +16,7 @@ from bot.core import Ctx
 from bot.errors import FormInvalid, UserError
 from bot.feedback import identifiers, safeguarding
 from bot.feedback import service as fb
+from bot.feedback.tables import FeedbackItem
 from bot.model import (
     Choice,
     Choices,
@@ -192,7 +193,7 @@ async def read_action(ctx: Ctx) -> None:
 async def _answer_form(ctx: Ctx, token: str, *, text: str = "", warnings: list[str] | None = None) -> Form:
     async with ctx.session() as s:
         handle = await fb.handle_for_token(ctx.core, s, token, ctx.person.id)
-        item = await s.get(fb.FeedbackItem, handle.item_id)
+        item = await s.get(FeedbackItem, handle.item_id)
         msgs = await fb.thread(s, handle.item_id)
         cfg = await fb.config(s)
     assert item is not None
@@ -329,7 +330,7 @@ async def show_cmd(ctx: Ctx, args: str) -> None:
     await ctx.reply(Message(tuple(blocks)))
 
 
-def _reply_form(item: fb.FeedbackItem) -> Form:
+def _reply_form(item: FeedbackItem) -> Form:
     return Form(
         form_id="feedback.reply", title="Reply anonymously",
         intro=(Text(f"Feedback {fb.ref_of(item.id)}: {_clip(item.text, 1500)}"),

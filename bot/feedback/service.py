@@ -94,7 +94,7 @@ async def _counter_key(s: AsyncSession, secret: bytes, person_id: str, day: date
     if row is None:
         conn = await s.connection()
         insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
-        await s.execute(insert(FeedbackDayKey).values(  # type: ignore[operator]
+        await s.execute(insert(FeedbackDayKey).values(
             day=day, sealed=seal_bytes(box, day.isoformat(), os.urandom(32)))
             .on_conflict_do_nothing(index_elements=["day"]))
         row = await s.get(FeedbackDayKey, day, populate_existing=True)

@@ -15,11 +15,13 @@ from bot.milestones.status import (
 )
 from bot.milestones.tables import Milestone
 from bot.model import (
+    Block,
     Choice,
     Choices,
     Context,
     Fields,
     Form,
+    Input,
     Message,
     NumberInput,
     SelectInput,
@@ -64,7 +66,7 @@ def card(v: View, now: datetime, today: date) -> Message:
         ("Due", due_words(m.due, today)),
         ("Last update", last_words(v, now)),
     ]
-    blocks: list = [Text(f"{EMOJI.get(m.status, '')} {m.title}", heading=True), Fields(tuple(pairs))]
+    blocks: list[Block] = [Text(f"{EMOJI.get(m.status, '')} {m.title}", heading=True), Fields(tuple(pairs))]
     if m.description:
         blocks.append(Context(m.description))
     blocks.append(Context(f"id: {m.id}"))
@@ -188,7 +190,7 @@ def milestone_form(teams: list[tuple[str, str]], themes: list[tuple[str, str]],
     """Create (m is None) or edit a milestone's details."""
     from bot.milestones.status import CADENCES
 
-    inputs: list = []
+    inputs: list[Input] = []
     if m is None:
         inputs.append(TextInput("id", "Short id (like family-network-meetings)", max_length=64))
     inputs += [

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.milestones import cards, service
 from bot.milestones.status import DONE, cadence_delta, due_words
@@ -79,7 +79,7 @@ async def open_cycles(core, now: datetime) -> int:  # type: ignore[no-untyped-de
     return opened
 
 
-async def _open_rows(s: Any, milestone_id: str) -> int:
+async def _open_rows(s: AsyncSession, milestone_id: str) -> int:
     return int((await s.execute(
         select(func.count()).select_from(MilestoneCheckin).where(
             MilestoneCheckin.milestone_id == milestone_id,
@@ -88,7 +88,7 @@ async def _open_rows(s: Any, milestone_id: str) -> int:
     )).scalar_one())
 
 
-async def _cycle_start(s: Any, m: Milestone) -> datetime:
+async def _cycle_start(s: AsyncSession, m: Milestone) -> datetime:
     """The latest of the anchor, the last update and the last cycle: cadences count from it."""
     last_cycle = (await s.execute(
         select(func.max(MilestoneCheckin.cycle_at)).where(MilestoneCheckin.milestone_id == m.id)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from datetime import date
 from typing import Any
 
 from rapidfuzz import fuzz, utils
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core import Ctx
 from bot.errors import FormInvalid, NotAllowed, UserError
@@ -32,7 +34,7 @@ async def status(ctx: Ctx, args: str) -> None:
     query = args.strip()
     if not query:
         # The hot one: a bare connection, one statement for the roadmap, the cached setting.
-        async with ctx.transaction() as conn:
+        async with ctx.connection() as conn:
             today = await service.today(conn, ctx.now)
             vs = await service.roadmap(conn)
         await ctx.reply(cards.overview(service.counts([v.m for v in vs], today), vs,
@@ -44,7 +46,7 @@ async def status(ctx: Ctx, args: str) -> None:
     await ctx.reply(msg)
 
 
-async def _one_or_ask(s: Any, query: str, ctx: Ctx, today: Any) -> Message:
+async def _one_or_ask(s: AsyncSession, query: str, ctx: Ctx, today: date) -> Message:
     found = await service.resolve(s, query)
     if found.one:
         m = await service.get(s, found.one)
@@ -77,7 +79,7 @@ async def _list(ctx: Ctx, title: str, ms: list[Milestone], empty: str) -> None:
 
 async def at_risk(ctx: Ctx, args: str) -> None:
     """Milestones at risk or off track."""
-    async with ctx.transaction() as conn:
+    async with ctx.connection() as conn:
         today = await service.today(conn, ctx.now)
         vs = service.risky_first(await service.roadmap(conn))
     await ctx.reply(cards.listing("At risk or off track", vs, ctx.now, today,
@@ -112,14 +114,14 @@ async def for_team(ctx: Ctx, args: str) -> None:
     await _list(ctx, f"Milestones for {team.name}", ms, f"{team.name} has no milestones.")
 
 
-async def _team(s: Any, name: str) -> Team:
+async def _team(s: AsyncSession, name: str) -> Team:
     """A team by id, name, or a close match of its name ("family support team")."""
     team = await people.find_team(s, name)
     if team is not None:
         return team
     teams = list((await s.execute(select(Team))).scalars())
     q = utils.default_process(name.removesuffix(" team"))
-    scored = sorted(((fuzz.WRatio(q, utils.default_process(t.name)), t.id, t) for t in teams),
+    scored: list[tuple[float, str, Team]] = sorted(((fuzz.WRatio(q, utils.default_process(t.name)), t.id, t) for t in teams),
                     key=lambda x: (-x[0], x[1]))
     if scored and scored[0][0] >= 85:
         return scored[0][2]
@@ -130,7 +132,7 @@ async def _team(s: Any, name: str) -> Team:
 # -- updating --------------------------------------------------------------------------
 
 
-async def _updatable(s: Any, ctx: Ctx, mid: str) -> Milestone:
+async def _updatable(s: AsyncSession, ctx: Ctx, mid: str) -> Milestone:
     m = await service.get(s, mid)
     if m is None:
         raise UserError(f"I don't know a milestone '{mid}'. Nothing was changed.")
@@ -218,7 +220,7 @@ async def draft_tap(ctx: Ctx) -> None:
 # -- the change team creates and edits milestones --------------------------------------
 
 
-async def _form_choices(s: Any) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+async def _form_choices(s: AsyncSession) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     teams = [(t.id, t.name) for t in (await s.execute(select(Team).order_by(Team.name))).scalars()]
     themes = [(t.id, t.name) for t in (await s.execute(select(Theme).order_by(Theme.name))).scalars()]
     return teams, themes

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.errors import UserError
 from bot.milestones import cards, service
@@ -18,6 +18,9 @@ from bot.people import service as people
 from bot.people.tables import Person
 from bot.roles import CHANGE_TEAM
 from bot.workhours import is_working_moment, pattern_for
+
+if TYPE_CHECKING:
+    from bot.core import Core
 
 log = logging.getLogger("staffvoice.milestones")
 
@@ -31,7 +34,7 @@ def broadcasts_service() -> Any:
     return broadcasts if hasattr(broadcasts, "draft") else None
 
 
-async def draft_text(core: Any, mid: str) -> tuple[str, str]:
+async def draft_text(core: Core, mid: str) -> tuple[str, str]:
     """A title and text announcing a milestone done and the early wins it delivered."""
     async with core.db.session() as s:
         m = await service.get(s, mid)
@@ -51,7 +54,7 @@ async def draft_text(core: Any, mid: str) -> tuple[str, str]:
     return title, text
 
 
-async def offer(core: Any, mid: str, updater: Person, roles: frozenset[str], now: datetime) -> None:
+async def offer(core: Core, mid: str, updater: Person, roles: frozenset[str], now: datetime) -> None:
     """The change team marked it done: a draft for them; anyone else: offer it to the change team."""
     broadcasts = broadcasts_service()
     if broadcasts is not None and CHANGE_TEAM in roles:
@@ -68,7 +71,7 @@ async def offer(core: Any, mid: str, updater: Person, roles: frozenset[str], now
     await send_pending(core, now)
 
 
-async def send_pending(core: Any, now: datetime) -> int:
+async def send_pending(core: Core, now: datetime) -> int:
     """DM pending offers to change-team members who are at work now (a ticker calls this too)."""
     sent = 0
     async with core.db.session() as s:
@@ -84,13 +87,13 @@ async def send_pending(core: Any, now: datetime) -> int:
         if await core.dm(pid, msg) is not None:
             sent += 1
         async with core.db.session() as s:
-            m = await s.get(Milestone, mid)
-            if m is not None:
-                m.offer_to = [x for x in m.offer_to if x != pid]
+            row = await s.get(Milestone, mid)
+            if row is not None:
+                row.offer_to = [x for x in row.offer_to if x != pid]
     return sent
 
 
-async def offer_card(core: Any, mid: str) -> Message:
+async def offer_card(core: Core, mid: str) -> Message:
     title, text = await draft_text(core, mid)
     blocks: list[Block] = [
         Text("Milestone done: an early-win announcement to review", heading=True),

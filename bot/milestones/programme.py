@@ -178,7 +178,7 @@ class MilestonesSection:
             m.id for m in await service.all_milestones(s) if m.from_file and m.id not in keep
         ]
         for table in (MilestoneOwner, MilestoneUpdate, MilestoneCheckin):
-            await s.execute(delete(table).where(table.milestone_id.in_(gone)))  # type: ignore[attr-defined]
+            await s.execute(delete(table).where(table.milestone_id.in_(gone)))
         await s.execute(delete(Milestone).where(Milestone.id.in_(gone)))
 
     async def _one(self, s: AsyncSession, position: int, item: dict[str, Any], now: Any) -> None:

@@ -90,7 +90,7 @@ class Doc:
                 self.problem(path + (k,), f"unknown field (expected one of: {', '.join(sorted(allowed))})")
 
     def slug(self, obj: dict[str, Any], path: Path, key: str = "id") -> str | None:
-        v = self.get(obj, path, key, str, required=True)
+        v: str | None = self.get(obj, path, key, str, required=True)
         if v is not None and not SLUG.match(v):
             self.problem(path + (key,), f"'{v}' should be lower-case letters, digits and dashes")
             return None

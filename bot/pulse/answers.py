@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import random
 import time
-from collections.abc import Awaitable, Callable
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple
 
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.core import Ctx
@@ -20,6 +16,7 @@ from bot.pulse import cards
 from bot.pulse import service as pulse
 from bot.pulse.cards import Where
 from bot.pulse.tables import PulseQuestion, PulseRound
+from storage.retry import DATABASE_BUSY
 
 GONE = "That survey is no longer available, so nothing was saved."
 NOT_YOURS = "That survey wasn't sent to you, so nothing was saved."
@@ -28,7 +25,6 @@ FORGED = "That isn't one of the answers to this question, so nothing was saved."
 # round is still open is always read fresh.
 STATIC_TTL_S = 30.0
 _STATIC: dict[str, tuple[float, Where]] = {}
-T = TypeVar("T")
 
 
 class Closed(Exception):
@@ -103,18 +99,6 @@ async def _known_where(ctx: Ctx, rid: str, pos: int) -> Where:
     return w
 
 
-async def retrying(fn: Callable[[], Awaitable[T]]) -> T:
-    """Run a transaction again when SQLite reports the database busy (concurrent writers)."""
-    for attempt in range(6):
-        try:
-            return await fn()
-        except OperationalError as e:
-            if "locked" not in str(e) or attempt == 5:
-                raise
-            await asyncio.sleep(0.005 * 2 ** attempt * (1 + random.random()))
-    raise AssertionError("unreachable")
-
-
 async def on_answer(ctx: Ctx) -> None:
     """A tap on an answer button: store it (or change it), then show the next question."""
     assert isinstance(ctx.event, ActionEvent)
@@ -124,17 +108,17 @@ async def on_answer(ctx: Ctx) -> None:
     value, choice = parse_value(q, ctx.event.value)
 
     async def store() -> tuple[Where, dict[str, Given], str]:
-        async with ctx.transaction() as s:  # the dispatcher's own (prepared statements only)
-            rk = await _round_key(s, ctx, rid)
+        async with ctx.connection() as conn:  # continues the dispatcher's: one commit a tap
+            rk = await _round_key(conn, ctx, rid)
             # Write first, then check, rolling back if the tap may not count: the transaction
             # then holds SQLite's write lock from its first statement (no stale read to upgrade).
-            await pulse.save_answer(s, rnd=known.round, question_id=q.id, key=rk.key,
+            await pulse.save_answer(conn, rnd=known.round, question_id=q.id, key=rk.key,
                                     round_secret=rk.secret, value=value, choice=choice)
-            w, mine = await _check(s, ctx, known, pos, rk)
-            return w, mine, await _at_end(s, ctx, w, pos + 1, rk)
+            w, mine = await _check(conn, ctx, known, pos, rk)
+            return w, mine, await _at_end(conn, ctx, w, pos + 1, rk)
 
     try:
-        w, mine, ending = await retrying(store)
+        w, mine, ending = await DATABASE_BUSY.run(store)
     except Closed:
         await ctx.update(cards.closed_card())
         return
@@ -159,7 +143,7 @@ async def on_nav(ctx: Ctx) -> None:
             return w, mine, await _at_end(s, ctx, w, target, rk)
 
     try:
-        w, mine, ending = await retrying(look)
+        w, mine, ending = await DATABASE_BUSY.run(look)
     except Closed:
         await ctx.update(cards.closed_card())
         return
@@ -217,7 +201,7 @@ async def on_comment(ctx: Ctx) -> None:
             return w, mine, await _at_end(s, ctx, w, pos + 1, rk), live
 
     try:
-        w, mine, ending, live = await retrying(store)
+        w, mine, ending, live = await DATABASE_BUSY.run(store)
     except Closed:
         raise UserError(cards.CLOSED) from None
     saved = f"Saved your comment for question {pos + 1}." if text else ""

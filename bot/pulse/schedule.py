@@ -121,7 +121,8 @@ def next_after(schedule: Mapping[str, Any], tz: str, now: datetime) -> datetime 
     trig = trigger(schedule, tz)
     starts = schedule.get("starts")
     first = date.fromisoformat(str(starts)) if starts else date.min
-    t = trig.get_next_fire_time(None, now + timedelta(seconds=1))
+    # apscheduler is untyped: its fire times are datetimes or None.
+    t: datetime | None = trig.get_next_fire_time(None, now + timedelta(seconds=1))
     for _ in range(1000):  # a fortnight skips every other fire time; bounded all the same
         if t is None or t > now + timedelta(days=400):
             return None

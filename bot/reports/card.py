@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bot.model import Block, Context, Fields, Image, Message, Text
 from bot.reports import chart
+from bot.reports.anonymity import Comment
 from bot.reports.results import GroupResult, QuestionResult, RoundResults, hidden_text
 
 MAX_COMMENTS = 5
@@ -47,7 +48,7 @@ def question_line(q: QuestionResult) -> str:
 
 
 def group_card(
-    results: RoundResults, g: GroupResult, *, comments: dict[str, list] | None = None,
+    results: RoundResults, g: GroupResult, *, comments: dict[str, list[Comment]] | None = None,
     trend: chart.Trend | None = None, others: list[str] | None = None,
 ) -> Message:
     """The card for one group of one round."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError
@@ -27,6 +27,9 @@ from bot.reports.tables import LeadershipDigest
 from bot.scheduling.prompts import weekly_next_due, weekly_post_due
 from bot.workhours import Pattern
 
+if TYPE_CHECKING:
+    from bot.core import Core
+
 log = logging.getLogger("staffvoice.reports")
 JOB = "leadership_digest"  # the scheduler's name for this ticker (its records of late work use it)
 
@@ -36,7 +39,7 @@ def week_of(prog: dict[str, Any], now: datetime) -> date:
     return local - timedelta(days=local.weekday())
 
 
-async def tick(core: Any, now: datetime) -> int:
+async def tick(core: Core, now: datetime) -> int:
     """Post this week's digest at the first working moment of the week, once."""
     async with core.db.session() as s:
         prog = await get_setting(s, "programme", {}) or {}
@@ -59,7 +62,7 @@ async def tick(core: Any, now: datetime) -> int:
     return 1
 
 
-async def next_due(core: Any, now: datetime) -> datetime | None:
+async def next_due(core: Core, now: datetime) -> datetime | None:
     """This week's first working moment if the digest is still to post, else next week's."""
     async with core.db.session() as s:
         prog = await get_setting(s, "programme", {}) or {}

@@ -7,10 +7,10 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from bot.broadcasts import service
 from bot.config import Settings
+from bot.core import Core
 from staffvoice.database import opened
 from staffvoice.errors import CliError
 from staffvoice.serve.mounts import attached_ports
@@ -94,7 +94,7 @@ def only_waiting(st: service.Status) -> bool:
     return st.waiting > 0 and c["queued"] + c["sending"] + c["failed"] == st.waiting
 
 
-async def _watch(core: Any, bid: str, every_s: float = 0.5) -> int:
+async def _watch(core: Core, bid: str, every_s: float = 0.5) -> int:
     while True:
         st = await service.status(core, bid)
         sys.stdout.write(progress_line(st))
@@ -105,7 +105,7 @@ async def _watch(core: Any, bid: str, every_s: float = 0.5) -> int:
         await asyncio.sleep(every_s)
 
 
-async def _send(core: Any, bid: str) -> int:
+async def _send(core: Core, bid: str) -> int:
     from bot.broadcasts.sender import Sender
 
     await core.start()

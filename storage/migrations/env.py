@@ -38,6 +38,7 @@ if connection is not None:
     _run(connection)
 else:
     url = config.get_main_option("sqlalchemy.url") or ""
-    sync_url = url.replace("+aiosqlite", "").replace("+asyncpg", "+psycopg")
+    sync_url = (url.replace("+svinline", "").replace("+aiosqlite", "")
+                .replace("+asyncpg", "+psycopg"))
     with create_engine(sync_url).connect() as conn:
         _run(conn)
