@@ -54,7 +54,7 @@ async def first_time(s: AsyncSession, platform: str, workspace: str, user_id: st
         return False  # the usual case: a read, no write on every message
     conn = await s.connection()
     insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
-    res = await s.execute(insert(NoticeShown).values(  # type: ignore[operator]
+    res = await s.execute(insert(NoticeShown).values(
         platform=platform, workspace=workspace, user_id=user_id, day=day)
         .on_conflict_do_nothing())
     return bool(res.rowcount)  # type: ignore[attr-defined]
