@@ -137,7 +137,9 @@ async def test_pacing_stays_within_the_workspace_limit(loaded: Core, clock: Fake
     achieved = (len(sent) - 1) / (sent[-1].at - sent[0].at)
     # Five gaps of 25 ms: a few ms of scheduling delay before the first send alone moves the
     # measured rate by several per cent; the platform's own bucket (no 429 above) is the judge.
-    assert 40 * 0.8 <= achieved <= 40 * 1.2 and elapsed >= 5 / 40 * 0.9
+    # Only the ceiling is this story's: how close to the limit a sender gets is a speed figure
+    # (bench/broadcast.py prints it), and a busy test machine only ever makes it slower.
+    assert achieved <= 40 * 1.2 and elapsed >= 5 / 40 * 0.9
 
 
 async def test_a_429_waits_retry_after_and_nothing_is_lost(loaded: Core, clock: FakeClock) -> None:
