@@ -35,6 +35,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         programme,
         report,
         schedule,
+        web,
     )
     from staffvoice.serve import cli as serve
 
@@ -45,7 +46,8 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
                     "(see README.md); the database is STAFFVOICE_DATABASE_URL.")
     ap.add_argument("--version", action="version", version=f"staffvoice {_version()}")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    for command in (db, programme, chat, serve, schedule, broadcast, report, people, manifest):
+    for command in (db, programme, chat, serve, schedule, broadcast, report, people, manifest,
+                    web):
         command.add_to(sub, settings)
     return ap
 
