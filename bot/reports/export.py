@@ -8,6 +8,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from bot.errors import UserError
@@ -20,12 +22,15 @@ class ReportError(UserError):
     """A report that cannot be made as asked; `str()` says why."""
 
 
-async def export_round(s: Any, round_id: str, fmt: str) -> str:
-    """A closed round's results for every group, as CSV or JSON text."""
+async def export_round(s: Any, round_id: str, fmt: str,
+                       may_see: Callable[[str], bool] | None = None) -> str:
+    """A closed round's results for every group (or those `may_see` allows), as CSV or JSON."""
     info = await service.round_info(s, round_id)
     if info is None or not info.closed:
         raise ReportError(f"no closed round with id '{round_id}' (see: staffvoice report rounds)")
     results = await service.round_results(s, info)
+    if may_see is not None:
+        results = replace(results, groups={k: g for k, g in results.groups.items() if may_see(k)})
     org, _ = await load_org(s)
     comments: dict[tuple[str, str], list[str]] = {}
     for g in results.groups.values():

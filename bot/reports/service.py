@@ -144,22 +144,36 @@ async def trend(
     s: AsyncSession, survey_id: str, question_id: str, group: str, *, last: int = TREND_ROUNDS
 ) -> Trend:
     """A question's headline score and the response rate for a group over the last rounds."""
-    rounds = (await closed_rounds(s, survey_id))[-last:]
-    points: list[TrendPoint] = []
-    title, kind = "", "likert5"
-    label = group
-    for info in rounds:
-        r = await round_results(s, info, compare=False)
-        g = r.groups.get(group)
-        if g is None:
-            continue
-        label = g.label
-        q = next((x for x in g.questions if x.question.id == question_id), None)
-        if q is not None:
-            title, kind = q.question.text, q.question.kind
-        points.append(TrendPoint(f"Round {info.number}", q.score if q and q.shown else None,
-                                 g.rate if g.shown else None))
-    low, high, name = {
-        "enps": (-100.0, 100.0, "eNPS"), "yesno": (0.0, 100.0, "yes %"),
-    }.get(kind, (0.0, 100.0, "favourable %"))
-    return Trend(f"{title or 'Question'} - {label}", name, low, high, tuple(points))
+    return (await trends(s, survey_id, [question_id], group, last=last))[question_id]
+
+
+async def trends(
+    s: AsyncSession, survey_id: str, question_ids: list[str], group: str, *,
+    last: int = TREND_ROUNDS, rounds: list[res.RoundResults] | None = None,
+) -> dict[str, Trend]:
+    """Trends of several questions for one group, reading each round's results once (the
+    one data preparation behind both the chat PNG and the web SVG). `rounds`: results already
+    computed, oldest first."""
+    if rounds is None:
+        rounds = [await round_results(s, info, compare=False)
+                  for info in (await closed_rounds(s, survey_id))[-last:]]
+    out: dict[str, Trend] = {}
+    for qid in question_ids:
+        points: list[TrendPoint] = []
+        title, kind = "", "likert5"
+        label = group
+        for r in rounds[-last:]:
+            g = r.groups.get(group)
+            if g is None:
+                continue
+            label = g.label
+            q = next((x for x in g.questions if x.question.id == qid), None)
+            if q is not None:
+                title, kind = q.question.text, q.question.kind
+            points.append(TrendPoint(f"Round {r.round.number}", q.score if q and q.shown else None,
+                                     g.rate if g.shown else None))
+        low, high, name = {
+            "enps": (-100.0, 100.0, "eNPS"), "yesno": (0.0, 100.0, "yes %"),
+        }.get(kind, (0.0, 100.0, "favourable %"))
+        out[qid] = Trend(f"{title or 'Question'} - {label}", name, low, high, tuple(points))
+    return out

@@ -13,7 +13,8 @@ from staffvoice.web.config import WebSettings
 from staffvoice.web.site import SETTINGS, add_static, new_site, render
 
 # The modules that register dashboard pages (dashboard.page) when imported.
-PAGE_MODULES = ("staffvoice.web.auth", "staffvoice.web.pages.home")
+PAGE_MODULES = tuple(f"staffvoice.web.pages.{name}" for name in (
+    "home", "roadmap", "pulse", "feedback", "safeguarding", "broadcasts", "team"))
 
 
 async def signin(request: web.Request) -> web.StreamResponse:
@@ -31,11 +32,11 @@ def build(core: Core, settings: WebSettings) -> web.Application:
     app = new_site(core, settings)
     app.router.add_get("/signin", signin)
     seen: set[tuple[str, str]] = set()
-    for p in dashboard.PAGES:
-        if ("GET", p.path) in seen:
+    for p in (*dashboard.PAGES, *dashboard.ACTIONS):
+        if (p.method, p.path) in seen:  # a module imported twice registers twice
             continue
-        seen.add(("GET", p.path))
-        app.router.add_get(p.path, dashboard.guard(p))
+        seen.add((p.method, p.path))
+        app.router.add_route(p.method, p.path, dashboard.guard(p))
     from staffvoice.web import auth
 
     auth.add_routes(app)

@@ -27,12 +27,14 @@ class Page:
     roles: frozenset[str]  # empty: anyone signed in
     view: View
     in_nav: bool = True
+    method: str = "GET"
 
     def allows(self, roles: frozenset[str]) -> bool:
         return not self.roles or bool(self.roles & roles)
 
 
 PAGES: list[Page] = []
+ACTIONS: list[Page] = []
 
 
 def page(name: str, path: str, label: str, roles: frozenset[str] | set[str] = frozenset(),
@@ -41,6 +43,16 @@ def page(name: str, path: str, label: str, roles: frozenset[str] | set[str] = fr
 
     def add(fn: View) -> View:
         PAGES.append(Page(name, path, label, frozenset(roles), fn, in_nav))
+        return fn
+
+    return add
+
+
+def action(name: str, path: str, roles: frozenset[str] | set[str]) -> Callable[[View], View]:
+    """Register a form's POST handler, allowed to `roles` (CSRF is checked before it runs)."""
+
+    def add(fn: View) -> View:
+        ACTIONS.append(Page(name, path, name, frozenset(roles), fn, False, "POST"))
         return fn
 
     return add
@@ -64,10 +76,21 @@ def guard(p: Page) -> View:
         if not p.allows(session.roles):
             raise web.HTTPForbidden()
         if request.method == "GET":
-            await viewed(request, p.name)
+            await viewed(request, what(p, request))
         return await p.view(request)
 
     return handler
+
+
+# Query parameters that say which record a page is about (ids, never a person).
+ABOUT = ("team", "round", "group", "theme", "status", "broadcast")
+
+
+def what(p: Page, request: web.Request) -> str:
+    """What a view was of: the page, its path's ids and the ids chosen in its query."""
+    parts = [p.name, *request.match_info.values()]
+    parts += [f"{k}={request.query[k][:64]}" for k in ABOUT if request.query.get(k)]
+    return " ".join(parts)
 
 
 def may(request: web.Request, *roles: str) -> bool:
