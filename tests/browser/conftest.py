@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from bot.core import Core
+from tests.web.server import Server, serve_dashboard
 
 HERE = Path(__file__).resolve().parent
 CHROMIUM = os.environ.get("STAFFVOICE_CHROMIUM", "/usr/bin/chromium")
@@ -47,40 +47,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
-@dataclass
-class Server:
-    """The dashboard as `staffvoice serve` builds it, listening on 127.0.0.1."""
-
-    url: str
-    core: Core
-    oidc: Any
-    runner: web.AppRunner
-
-
 @pytest.fixture
 async def server(loaded: Core) -> AsyncIterator[Server]:
-    from staffvoice.serve.app import build_app
-    from staffvoice.serve.health import Health
-    from tests.fakes.oidc import FakeOIDC
-
-    fake = FakeOIDC()
-    issuer = await fake.start()
-    env = {"STAFFVOICE_BOUND_HOSTS": "127.0.0.1",
-           "STAFFVOICE_WEB_SLACK_CLIENT_ID": fake.client_id,
-           "STAFFVOICE_WEB_SLACK_CLIENT_SECRET": fake.client_secret,
-           "STAFFVOICE_WEB_SLACK_ISSUER": issuer}
-    app, _ = build_app(loaded, env, Health(loaded))
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    fake.redirect_uris.add(f"{url}/app/auth/slack/callback")
-    try:
-        yield Server(url, loaded, fake, runner)
-    finally:
-        await runner.cleanup()
-        await fake.stop()
+    async with serve_dashboard(loaded) as running:
+        yield running
 
 
 @dataclass
