@@ -624,3 +624,22 @@ async def acknowledge(s: AsyncSession, item_id: str, lead_person_id: str) -> Non
         alert.lease_until = None
     if item.status == "new":
         item.status = "read"
+
+
+async def threads_of(s: AsyncSession, item_ids: Sequence[str]) -> dict[str, list[FeedbackMessage]]:
+    """The threads of many items in one read (a listing page)."""
+    out: dict[str, list[FeedbackMessage]] = {i: [] for i in item_ids}
+    if item_ids:
+        for m in (await s.execute(select(FeedbackMessage).where(
+                FeedbackMessage.item_id.in_(list(item_ids))).order_by(
+                FeedbackMessage.item_id, FeedbackMessage.seq))).scalars():
+            out[m.item_id].append(m)
+    return out
+
+
+async def with_handles(s: AsyncSession, item_ids: Sequence[str]) -> set[str]:
+    """Which of these items' authors allowed replies (and have not stopped them)."""
+    if not item_ids:
+        return set()
+    return set((await s.execute(select(FeedbackHandle.item_id).where(
+        FeedbackHandle.item_id.in_(list(item_ids))))).scalars())

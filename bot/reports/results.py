@@ -157,6 +157,19 @@ async def thresholds(s: AsyncSession) -> Thresholds:
     return Thresholds.from_programme(await get_setting(s, "programme"))
 
 
+async def round_stamp(s: AsyncSession, round_id: str) -> tuple[int, int]:
+    """What a round's stored counts amount to (rows, respondents): results computed from them
+    stay true while this is the same."""
+    c = CELLS.c
+    from sqlalchemy import func
+
+    n, total = (await s.execute(select(func.count(), func.coalesce(func.sum(c.respondents), 0))
+                                .where(c.round_id == round_id))).one()
+    t = TALLIES.c
+    tallies = await s.scalar(select(func.count()).where(t.round_id == round_id))
+    return int(n) * 1_000_003 + int(tallies or 0), int(total)
+
+
 async def round_data(s: AsyncSession, round_id: str, questions: Sequence[QuestionInfo]) -> RoundData:
     """A closed round's counts per cell: two reads of rows kept at close, never the comments."""
     t, c = TALLIES.c, CELLS.c

@@ -7,6 +7,7 @@ someone watch one colleague's answer arrive.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -85,18 +86,40 @@ async def previous_round(s: AsyncSession, info: res.RoundInfo) -> res.RoundInfo 
     return before[-1] if before else None
 
 
+# A closed round's counts never change, so its computed results are kept in this process for
+# as long as the organisation, the thresholds and the round's stored counts are the same (each
+# checked on every call: a renamed team, a stricter threshold or counts removed by retention
+# compute afresh). The dashboard opens several rounds per page; each is computed once.
+_CACHE: OrderedDict[tuple[object, ...], tuple[tuple[int, int], res.RoundResults]] = OrderedDict()
+CACHE_ROUNDS = 64
+
+
 async def round_results(
     s: AsyncSession, info: res.RoundInfo, *, compare: bool = True
 ) -> res.RoundResults:
     """Every group's results for a closed round, against the previous closed round."""
     org, labels = await res.load_org(s)
     th = await res.thresholds(s)
+    key: tuple[object, ...] | None = None
+    if info.closed:
+        key = (info.id, compare, th, tuple(sorted(labels.items())),
+               tuple(sorted((t, p or "") for t, p in org.parents.items())))
+        stamp = await res.round_stamp(s, info.id)
+        hit = _CACHE.get(key)
+        if hit is not None and hit[0] == stamp:
+            _CACHE.move_to_end(key)
+            return hit[1]
     prev = await previous_round(s, info) if compare else None
     previous = await round_results(s, prev, compare=False) if prev is not None else None
     qs = await questions(s, info.id)
     with offloaded():  # a round can hold a million answers: aggregate off the event loop
         data = await res.round_data(s, info.id, qs)
-    return res.compute(org, labels, th, info, qs, data, previous)
+    results = res.compute(org, labels, th, info, qs, data, previous)
+    if key is not None:
+        _CACHE[key] = (stamp, results)
+        while len(_CACHE) > CACHE_ROUNDS:
+            _CACHE.popitem(last=False)
+    return results
 
 
 # --- who sees what -----------------------------------------------------------------------------

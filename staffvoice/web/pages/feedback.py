@@ -45,8 +45,8 @@ async def _page(request: web.Request, *, status: int = 200, errors: dict[str, st
             raise web.HTTPNotFound()
         counts = await fb.theme_counts(s)
         items = await fb.list_items(s, theme_id=theme_id or None, statuses=statuses, limit=50)
-        threads = {i.id: await fb.thread(s, i.id) for i in items}
-        replyable = {i.id for i in items if await fb.has_handle(s, i.id)}
+        threads = await fb.threads_of(s, [i.id for i in items])
+        replyable = await fb.with_handles(s, [i.id for i in items])
     names = {t.id: t.name for t in themes}
     table = [{"id": t.id, "name": t.name, "counts": [counts.get((t.id, st), 0) for st in fb.STATUSES]}
              for t in themes]
