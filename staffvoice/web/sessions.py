@@ -58,6 +58,8 @@ async def start(request: web.Request, resp: web.StreamResponse, person_id: str, 
     now = core.clock.now()
     raw = secrets.token_urlsafe(32)
     async with core.db.session() as s:
+        # Sessions past their absolute expiry go as others sign in (idle ones at their next use).
+        await s.execute(delete(WebSession).where(WebSession.expires_at <= now))
         s.add(WebSession(id=_row_id(request, raw), person_id=person_id, provider=provider,
                          created_at=now, seen_at=now, expires_at=now + settings.session_max))
         await s.commit()

@@ -199,3 +199,54 @@ def test_the_cli_refuses_a_sign_in_link_unless_the_server_is_on_loopback(capsys:
                   settings=Settings(host="0.0.0.0", secret_key="k" * 40))
     assert status == 2
     assert capsys.readouterr().err.startswith("error: sign-in links are for local demos only")
+
+
+@pytest.fixture
+async def entra(loaded: Core) -> AsyncIterator[Server]:
+    """The dashboard with the fake provider registered as Microsoft Entra ID (tenant t-north)."""
+    from aiohttp import web
+
+    from staffvoice.serve.app import build_app
+    from staffvoice.serve.health import Health
+    from tests.fakes.oidc import FakeOIDC
+
+    fake = FakeOIDC()
+    issuer = await fake.start()
+    env = {"STAFFVOICE_BOUND_HOSTS": "127.0.0.1", "STAFFVOICE_WEB_ENTRA_TENANT": "t-north",
+           "STAFFVOICE_WEB_ENTRA_CLIENT_ID": fake.client_id,
+           "STAFFVOICE_WEB_ENTRA_CLIENT_SECRET": fake.client_secret,
+           "STAFFVOICE_WEB_ENTRA_ISSUER": issuer}
+    app, _ = build_app(loaded, env, Health(loaded))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    fake.redirect_uris.add(f"{url}/app/auth/entra/callback")
+    try:
+        yield Server(url, loaded, fake, runner)
+    finally:
+        await runner.cleanup()
+        await fake.stop()
+
+
+async def _entra(http: aiohttp.ClientSession, server: Server) -> aiohttp.ClientResponse:
+    url = f"{server.url}/app/auth/entra/start"
+    while True:
+        resp = await http.get(url, allow_redirects=False)
+        loc = resp.headers.get("Location", "")
+        if resp.status not in (302, 303) or ("/app/auth/" not in loc and "/authorize" not in loc):
+            return resp
+        url = loc
+
+
+async def test_microsoft_sign_in_needs_the_tenant_and_a_domain_verified_email(entra: Server) -> None:
+    cases = [({"tid": "t-north", "xms_edov": True}, 303),   # ours, domain-verified: in
+             ({"tid": "t-north"}, 400),                    # email not verified by the domain owner
+             ({"tid": "t-elsewhere", "xms_edov": True}, 400)]  # another organisation's tenant
+    for claims, status in cases:
+        # Entra sends no email_verified claim: only xms_edov says the email is the person's.
+        entra.oidc.sign_in_as(LEADER, verified=False, **claims)
+        async with _client(entra) as http:
+            resp = await _entra(http, entra)
+            assert resp.status == status, claims
+    assert await _sessions(entra.core) == 1
