@@ -21,6 +21,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from bot.errors import FormInvalid, UserError
 from bot.feedback import safeguarding, sealing
@@ -259,12 +260,25 @@ async def list_items(
     urgent_only: bool = False, limit: int = 20,
 ) -> list[FeedbackItem]:
     """Items newest day first; within a day shuffled, so order never hints at who sent first."""
-    q = select(FeedbackItem).where(FeedbackItem.status.in_(list(statuses)))
+    where: list[ColumnElement[bool]] = [FeedbackItem.status.in_(list(statuses))]
     if theme_id:
-        q = q.where(FeedbackItem.theme_id == theme_id)
+        where.append(FeedbackItem.theme_id == theme_id)
     if urgent_only:
-        q = q.where(FeedbackItem.urgent.is_(True))
-    rows = list((await s.execute(q)).scalars())
+        where.append(FeedbackItem.urgent.is_(True))
+    # Only the newest days that fill `limit` are read (counts per day first): a long-running
+    # programme keeps thousands of items, and a list shows a few.
+    days: list[date] = []
+    total = 0
+    for day, n in await s.execute(select(FeedbackItem.day, func.count()).where(*where)
+                                  .group_by(FeedbackItem.day).order_by(FeedbackItem.day.desc())):
+        days.append(day)
+        total += int(n)
+        if total >= limit:
+            break
+    if not days:
+        return []
+    rows = list((await s.execute(select(FeedbackItem).where(
+        *where, FeedbackItem.day >= days[-1]))).scalars())
     by_day: dict[date, list[FeedbackItem]] = {}
     for r in rows:
         by_day.setdefault(r.day, []).append(r)

@@ -15,7 +15,7 @@ from typing import Any
 from bot.errors import UserError
 from bot.reports import service
 from bot.reports.anonymity import NOT_ENOUGH
-from bot.reports.results import GroupResult, RoundResults, comments_for, load_org
+from bot.reports.results import GroupResult, RoundResults, comments_by_group, load_org
 
 
 class ReportError(UserError):
@@ -33,11 +33,14 @@ async def export_round(s: Any, round_id: str, fmt: str,
         results = replace(results, groups={k: g for k, g in results.groups.items() if may_see(k)})
     org, _ = await load_org(s)
     comments: dict[tuple[str, str], list[str]] = {}
+    wanted: dict[str, list[str]] = {}  # question -> the groups whose comments are shown
     for g in results.groups.values():
         for q in g.questions:
             if q.comments_shown:
-                shown = await comments_for(s, org, info, q.question.id, g.key, limit=10_000)
-                comments[(g.key, q.question.id)] = [c.text for c in shown]
+                wanted.setdefault(q.question.id, []).append(g.key)
+    for qid, keys in wanted.items():  # one read per question, not one per group
+        for key, shown in (await comments_by_group(s, org, info, qid, keys, limit=10_000)).items():
+            comments[(key, qid)] = [c.text for c in shown]
     data = as_data(results, comments)
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n" if fmt == "json" else as_csv(data)
 

@@ -9,7 +9,6 @@ from sqlalchemy import select
 from bot.errors import UserError
 from bot.feedback import safeguarding as sg
 from bot.feedback import service as fb
-from bot.people import service as people
 from bot.people.tables import Person
 from bot.roles import SAFEGUARDING_LEAD
 from staffvoice.web.dashboard import action, page
@@ -27,11 +26,9 @@ async def queue(request: web.Request) -> web.StreamResponse:
     assert session is not None
     async with core.db.session() as s:
         urgent = await fb.urgent_queue(s)
-        leads = {p.id: p for p in await people.people_with_role(s, SAFEGUARDING_LEAD)}
-        missing = {pid for u in urgent for pid in u.delivery} - set(leads)
-        if missing:
-            leads.update({p.id: p for p in (await s.execute(
-                select(Person).where(Person.id.in_(missing)))).scalars()})
+        alerted = sorted({pid for u in urgent for pid in u.delivery})
+        leads = {p.id: p for p in (await s.execute(
+            select(Person).where(Person.id.in_(alerted)))).scalars()} if alerted else {}
         names = {t.id: t.name for t in await fb.themes(s)}
     waiting = [u for u in urgent if session.person_id not in u.acknowledged_by]
     done = [u for u in urgent if session.person_id in u.acknowledged_by]
