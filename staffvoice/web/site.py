@@ -27,6 +27,7 @@ log = logging.getLogger("staffvoice.web")
 
 CORE = web.AppKey("core", Core)
 SETTINGS = web.AppKey("web_settings", WebSettings)
+HOME = web.AppKey("home_url", str)  # where error pages point people back to
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 STATIC_URL = "/static/"
@@ -162,7 +163,8 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
 
 
 def error_page(request: web.Request, status: int, title: str, text: str) -> web.Response:
-    return render(request, "error.html", status=status, title=title, text=text)
+    return render(request, "error.html", status=status, title=title, text=text,
+                  home=request.app.get(HOME, "/app/"))
 
 
 ERRORS = {
@@ -241,15 +243,18 @@ def friendly(exc: web.HTTPException, text: str) -> web.HTTPException:
     return exc
 
 
-def new_site(core: Core, settings: WebSettings, *extra: Any) -> web.Application:
+def new_site(core: Core, settings: WebSettings, *extra: Any, home: str = "/app/") -> web.Application:
     """A sub-application with the shared middlewares (`extra` ones run inside them, after the
-    session is known: e.g. the dashboard's sign-in)."""
+    session is known). `home`: where its error pages send people back to. A public surface
+    (e.g. /families) builds its own with this, extends base.html (overriding the `brand` and
+    `footer` blocks) and mounts with `app.add_subapp`; /static/ is added once by the dashboard."""
     from staffvoice.web.sessions import load_session
 
     app = web.Application(middlewares=[security_headers, friendly_errors, load_session,
                                        csrf_protect, *extra], client_max_size=64 * 1024)
     app[CORE] = core
     app[SETTINGS] = settings
+    app[HOME] = home
     return app
 
 
