@@ -37,6 +37,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         programme,
         report,
         schedule,
+        web,
     )
     from staffvoice.serve import cli as serve
 
@@ -48,7 +49,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"staffvoice {_version()}")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     for command in (db, programme, chat, serve, schedule, broadcast, report, people, manifest,
-                    audit, privacy):
+                    audit, privacy, web):
         command.add_to(sub, settings)
     return ap
 

@@ -15,13 +15,15 @@ import bot
 
 # Tables owned by adapters rather than by a feature of the core.
 ADAPTER_TABLES = ("adapters.teams.tables", "adapters.slack.tables")
+# Tables owned by the application layer (the web dashboard's sessions).
+APP_TABLES = ("staffvoice.web.tables",)
 
 
 def import_all_tables() -> None:
     """Import the dispatcher's, every feature's (`bot/<feature>/tables.py`, found on disk so a
     new feature needs no edit here) and the adapters' table modules."""
     importlib.import_module("bot.dispatch_tables")
-    for name in ADAPTER_TABLES:
+    for name in (*ADAPTER_TABLES, *APP_TABLES):
         importlib.import_module(name)
     for info in pkgutil.iter_modules(bot.__path__):
         if info.ispkg:

@@ -22,7 +22,8 @@ async def test_metrics_count_events_by_kind_and_outcome(loaded: Core) -> None:
     port = FakePort()
     core.add_port(port)
     app, lines = build_app(core, {}, Health(core))
-    assert lines == ["slack: not configured", "teams: not configured"]
+    assert lines == ["slack: not configured", "teams: not configured",
+                     "dashboard: /app/ (sign-in: no sign-in configured)"]
     # Counting is a middleware of the core, not a replacement of its method.
     assert "handle" not in vars(core) and len(core.middleware) == 1
     user = UserRef("fake", "W1", "U1", email=EMAIL)

@@ -21,6 +21,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from bot.errors import FormInvalid, UserError
 from bot.feedback import safeguarding, sealing
@@ -224,7 +225,7 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
         async with core.db.session() as s:
             for iid, lead in claimed:
                 a = await s.get(A, (iid, lead))
-                if a is None:
+                if a is None or a.status == ACKNOWLEDGED:  # taken on (dashboard) meanwhile
                     continue
                 ok = outcome.get((iid, lead), False)
                 a.attempts += 1
@@ -259,12 +260,25 @@ async def list_items(
     urgent_only: bool = False, limit: int = 20,
 ) -> list[FeedbackItem]:
     """Items newest day first; within a day shuffled, so order never hints at who sent first."""
-    q = select(FeedbackItem).where(FeedbackItem.status.in_(list(statuses)))
+    where: list[ColumnElement[bool]] = [FeedbackItem.status.in_(list(statuses))]
     if theme_id:
-        q = q.where(FeedbackItem.theme_id == theme_id)
+        where.append(FeedbackItem.theme_id == theme_id)
     if urgent_only:
-        q = q.where(FeedbackItem.urgent.is_(True))
-    rows = list((await s.execute(q)).scalars())
+        where.append(FeedbackItem.urgent.is_(True))
+    # Only the newest days that fill `limit` are read (counts per day first): a long-running
+    # programme keeps thousands of items, and a list shows a few.
+    days: list[date] = []
+    total = 0
+    for day, n in await s.execute(select(FeedbackItem.day, func.count()).where(*where)
+                                  .group_by(FeedbackItem.day).order_by(FeedbackItem.day.desc())):
+        days.append(day)
+        total += int(n)
+        if total >= limit:
+            break
+    if not days:
+        return []
+    rows = list((await s.execute(select(FeedbackItem).where(
+        *where, FeedbackItem.day >= days[-1]))).scalars())
     by_day: dict[date, list[FeedbackItem]] = {}
     for r in rows:
         by_day.setdefault(r.day, []).append(r)
@@ -559,3 +573,87 @@ async def tick(core: Core, now: datetime) -> int:
         for handle in expired:
             await _destroy(s, handle)
     return pruned + len(expired) + await deliver_alerts(core)
+
+
+# -- reading for the dashboard ---------------------------------------------------------------
+
+
+async def recent_responses(s: AsyncSession, limit: int = 5) -> list[FeedbackResponse]:
+    """The latest "you said, we did" responses, newest first (what staff were told)."""
+    return list((await s.execute(select(FeedbackResponse).order_by(
+        FeedbackResponse.day.desc(), FeedbackResponse.id).limit(limit))).scalars())
+
+
+async def theme_counts(s: AsyncSession) -> dict[tuple[str | None, str], int]:
+    """How many items per (theme, status): counts only, never who or when."""
+    rows = await s.execute(select(FeedbackItem.theme_id, FeedbackItem.status, func.count())
+                           .group_by(FeedbackItem.theme_id, FeedbackItem.status))
+    return {(t, st): int(n) for t, st, n in rows.all()}
+
+
+ACKNOWLEDGED = "acknowledged"
+
+
+@dataclass(frozen=True)
+class Urgent:
+    """An urgent item in the safeguarding queue, with which leads have acknowledged it."""
+
+    item: FeedbackItem
+    acknowledged_by: tuple[str, ...]  # safeguarding leads' person ids
+    delivery: dict[str, str]  # lead person id -> pending | sent | failed | acknowledged
+
+
+async def urgent_queue(s: AsyncSession, *, include_acknowledged: bool = True,
+                       limit: int = 50) -> list[Urgent]:
+    """Urgent items, newest day first (shuffled within a day, as every list), with each lead's
+    alert state: the safeguarding leads' queue."""
+    items = await list_items(s, statuses=STATUSES, urgent_only=True, limit=limit)
+    if not items:
+        return []
+    alerts: dict[str, dict[str, str]] = {}
+    for a in (await s.execute(select(FeedbackAlert).where(
+            FeedbackAlert.item_id.in_([i.id for i in items])))).scalars():
+        alerts.setdefault(a.item_id, {})[a.person_id] = a.status
+    out = []
+    for i in items:
+        states = alerts.get(i.id, {})
+        acked = tuple(sorted(p for p, st in states.items() if st == ACKNOWLEDGED))
+        if acked and not include_acknowledged:
+            continue
+        out.append(Urgent(i, acked, states))
+    return out
+
+
+async def acknowledge(s: AsyncSession, item_id: str, lead_person_id: str) -> None:
+    """A safeguarding lead has seen an urgent item and taken it on: their alert is marked
+    acknowledged (and no longer sent, if it was still waiting), and a new item becomes read."""
+    item = await s.get(FeedbackItem, item_id)
+    if item is None or not item.urgent:
+        raise UserError("That urgent item no longer exists.")
+    alert = await s.get(FeedbackAlert, (item_id, lead_person_id))
+    if alert is None:
+        s.add(FeedbackAlert(item_id=item_id, person_id=lead_person_id, status=ACKNOWLEDGED))
+    else:
+        alert.status = ACKNOWLEDGED
+        alert.lease_until = None
+    if item.status == "new":
+        item.status = "read"
+
+
+async def threads_of(s: AsyncSession, item_ids: Sequence[str]) -> dict[str, list[FeedbackMessage]]:
+    """The threads of many items in one read (a listing page)."""
+    out: dict[str, list[FeedbackMessage]] = {i: [] for i in item_ids}
+    if item_ids:
+        for m in (await s.execute(select(FeedbackMessage).where(
+                FeedbackMessage.item_id.in_(list(item_ids))).order_by(
+                FeedbackMessage.item_id, FeedbackMessage.seq))).scalars():
+            out[m.item_id].append(m)
+    return out
+
+
+async def with_handles(s: AsyncSession, item_ids: Sequence[str]) -> set[str]:
+    """Which of these items' authors allowed replies (and have not stopped them)."""
+    if not item_ids:
+        return set()
+    return set((await s.execute(select(FeedbackHandle.item_id).where(
+        FeedbackHandle.item_id.in_(list(item_ids))))).scalars())

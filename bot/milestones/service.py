@@ -527,3 +527,12 @@ def status_from_words(word: str) -> str:
 def week_start(on: date) -> date:
     """The Monday of `on`'s week."""
     return on - timedelta(days=on.weekday())
+
+
+async def history(s: AsyncSession, milestone_id: str, limit: int = 50) -> list[tuple[MilestoneUpdate, Person | None]]:
+    """A milestone's updates, newest first, each with who made it (None: the programme file)."""
+    rows = await s.execute(
+        select(MilestoneUpdate, Person).outerjoin(Person, Person.id == MilestoneUpdate.person_id)
+        .where(MilestoneUpdate.milestone_id == milestone_id)
+        .order_by(MilestoneUpdate.at.desc(), MilestoneUpdate.id.desc()).limit(limit))
+    return [(u, p) for u, p in rows.all()]

@@ -8,31 +8,39 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from bot.errors import UserError
 from bot.reports import service
 from bot.reports.anonymity import NOT_ENOUGH
-from bot.reports.results import GroupResult, RoundResults, comments_for, load_org
+from bot.reports.results import GroupResult, RoundResults, comments_by_group, load_org
 
 
 class ReportError(UserError):
     """A report that cannot be made as asked; `str()` says why."""
 
 
-async def export_round(s: Any, round_id: str, fmt: str) -> str:
-    """A closed round's results for every group, as CSV or JSON text."""
+async def export_round(s: Any, round_id: str, fmt: str,
+                       may_see: Callable[[str], bool] | None = None) -> str:
+    """A closed round's results for every group (or those `may_see` allows), as CSV or JSON."""
     info = await service.round_info(s, round_id)
     if info is None or not info.closed:
         raise ReportError(f"no closed round with id '{round_id}' (see: staffvoice report rounds)")
     results = await service.round_results(s, info)
+    if may_see is not None:
+        results = replace(results, groups={k: g for k, g in results.groups.items() if may_see(k)})
     org, _ = await load_org(s)
     comments: dict[tuple[str, str], list[str]] = {}
+    wanted: dict[str, list[str]] = {}  # question -> the groups whose comments are shown
     for g in results.groups.values():
         for q in g.questions:
             if q.comments_shown:
-                shown = await comments_for(s, org, info, q.question.id, g.key, limit=10_000)
-                comments[(g.key, q.question.id)] = [c.text for c in shown]
+                wanted.setdefault(q.question.id, []).append(g.key)
+    for qid, keys in wanted.items():  # one read per question, not one per group
+        for key, shown in (await comments_by_group(s, org, info, qid, keys, limit=10_000)).items():
+            comments[(key, qid)] = [c.text for c in shown]
     data = as_data(results, comments)
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n" if fmt == "json" else as_csv(data)
 

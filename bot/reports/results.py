@@ -157,6 +157,19 @@ async def thresholds(s: AsyncSession) -> Thresholds:
     return Thresholds.from_programme(await get_setting(s, "programme"))
 
 
+async def round_stamp(s: AsyncSession, round_id: str) -> tuple[int, int]:
+    """What a round's stored counts amount to (rows, respondents): results computed from them
+    stay true while this is the same."""
+    c = CELLS.c
+    from sqlalchemy import func
+
+    n, total = (await s.execute(select(func.count(), func.coalesce(func.sum(c.respondents), 0))
+                                .where(c.round_id == round_id))).one()
+    t = TALLIES.c
+    tallies = await s.scalar(select(func.count()).where(t.round_id == round_id))
+    return int(n) * 1_000_003 + int(tallies or 0), int(total)
+
+
 async def round_data(s: AsyncSession, round_id: str, questions: Sequence[QuestionInfo]) -> RoundData:
     """A closed round's counts per cell: two reads of rows kept at close, never the comments."""
     t, c = TALLIES.c, CELLS.c
@@ -204,6 +217,37 @@ async def comments_for(
         q = q.where(m.team_id.in_(inside))
     rows = await s.execute(q.order_by(m.id).limit(limit))
     return [Comment(t.strip(), rnd.label, rnd.opens_at) for (t,) in rows if t and t.strip()]
+
+
+async def comments_by_group(
+    s: AsyncSession, org: Org, rnd: RoundInfo, question_id: str, groups: Iterable[str],
+    limit: int = 10,
+) -> dict[str, list[Comment]]:
+    """`comments_for` of many groups in one read of the question's comments: each group gets
+    exactly the list `comments_for` gives it (the first `limit` by key among its teams)."""
+    m = COMMENTS.c
+    wanted = [g for g in groups if not g.startswith("role:")]
+    out: dict[str, list[Comment]] = {g: [] for g in groups}
+    if not wanted:
+        return out
+    members: dict[str | None, list[str]] = {}  # comment team -> the wanted groups it is in
+    for t in org.parents:
+        chain = set(org.ancestors(t))
+        members[t] = [g for g in wanted if g == ALL or (g.startswith("team:") and g[5:] in chain)]
+    rows = await s.execute(select(m.team_id, m.text).where(
+        m.round_id == rnd.id, m.question_id == question_id).order_by(m.id))
+    open_groups = set(wanted)
+    for team, text in rows:
+        if not open_groups:
+            break
+        if not text or not text.strip():
+            continue
+        for g in members.get(team, [ALL] if ALL in open_groups else []):
+            if g in open_groups:
+                out[g].append(Comment(text.strip(), rnd.label, rnd.opens_at))
+                if len(out[g]) >= limit:
+                    open_groups.discard(g)
+    return out
 
 
 # --- computing ---------------------------------------------------------------------------------

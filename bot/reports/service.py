@@ -7,6 +7,7 @@ someone watch one colleague's answer arrive.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -85,18 +86,40 @@ async def previous_round(s: AsyncSession, info: res.RoundInfo) -> res.RoundInfo 
     return before[-1] if before else None
 
 
+# A closed round's counts never change, so its computed results are kept in this process for
+# as long as the organisation, the thresholds and the round's stored counts are the same (each
+# checked on every call: a renamed team, a stricter threshold or counts removed by retention
+# compute afresh). The dashboard opens several rounds per page; each is computed once.
+_CACHE: OrderedDict[tuple[object, ...], tuple[tuple[int, int], res.RoundResults]] = OrderedDict()
+CACHE_ROUNDS = 64
+
+
 async def round_results(
     s: AsyncSession, info: res.RoundInfo, *, compare: bool = True
 ) -> res.RoundResults:
     """Every group's results for a closed round, against the previous closed round."""
     org, labels = await res.load_org(s)
     th = await res.thresholds(s)
+    key: tuple[object, ...] | None = None
+    if info.closed:
+        key = (info.id, compare, th, tuple(sorted(labels.items())),
+               tuple(sorted((t, p or "") for t, p in org.parents.items())))
+        stamp = await res.round_stamp(s, info.id)
+        hit = _CACHE.get(key)
+        if hit is not None and hit[0] == stamp:
+            _CACHE.move_to_end(key)
+            return hit[1]
     prev = await previous_round(s, info) if compare else None
     previous = await round_results(s, prev, compare=False) if prev is not None else None
     qs = await questions(s, info.id)
     with offloaded():  # a round can hold a million answers: aggregate off the event loop
         data = await res.round_data(s, info.id, qs)
-    return res.compute(org, labels, th, info, qs, data, previous)
+    results = res.compute(org, labels, th, info, qs, data, previous)
+    if key is not None:
+        _CACHE[key] = (stamp, results)
+        while len(_CACHE) > CACHE_ROUNDS:
+            _CACHE.popitem(last=False)
+    return results
 
 
 # --- who sees what -----------------------------------------------------------------------------
@@ -144,22 +167,36 @@ async def trend(
     s: AsyncSession, survey_id: str, question_id: str, group: str, *, last: int = TREND_ROUNDS
 ) -> Trend:
     """A question's headline score and the response rate for a group over the last rounds."""
-    rounds = (await closed_rounds(s, survey_id))[-last:]
-    points: list[TrendPoint] = []
-    title, kind = "", "likert5"
-    label = group
-    for info in rounds:
-        r = await round_results(s, info, compare=False)
-        g = r.groups.get(group)
-        if g is None:
-            continue
-        label = g.label
-        q = next((x for x in g.questions if x.question.id == question_id), None)
-        if q is not None:
-            title, kind = q.question.text, q.question.kind
-        points.append(TrendPoint(f"Round {info.number}", q.score if q and q.shown else None,
-                                 g.rate if g.shown else None))
-    low, high, name = {
-        "enps": (-100.0, 100.0, "eNPS"), "yesno": (0.0, 100.0, "yes %"),
-    }.get(kind, (0.0, 100.0, "favourable %"))
-    return Trend(f"{title or 'Question'} - {label}", name, low, high, tuple(points))
+    return (await trends(s, survey_id, [question_id], group, last=last))[question_id]
+
+
+async def trends(
+    s: AsyncSession, survey_id: str, question_ids: list[str], group: str, *,
+    last: int = TREND_ROUNDS, rounds: list[res.RoundResults] | None = None,
+) -> dict[str, Trend]:
+    """Trends of several questions for one group, reading each round's results once (the
+    one data preparation behind both the chat PNG and the web SVG). `rounds`: results already
+    computed, oldest first."""
+    if rounds is None:
+        rounds = [await round_results(s, info, compare=False)
+                  for info in (await closed_rounds(s, survey_id))[-last:]]
+    out: dict[str, Trend] = {}
+    for qid in question_ids:
+        points: list[TrendPoint] = []
+        title, kind = "", "likert5"
+        label = group
+        for r in rounds[-last:]:
+            g = r.groups.get(group)
+            if g is None:
+                continue
+            label = g.label
+            q = next((x for x in g.questions if x.question.id == qid), None)
+            if q is not None:
+                title, kind = q.question.text, q.question.kind
+            points.append(TrendPoint(f"Round {r.round.number}", q.score if q and q.shown else None,
+                                     g.rate if g.shown else None))
+        low, high, name = {
+            "enps": (-100.0, 100.0, "eNPS"), "yesno": (0.0, 100.0, "yes %"),
+        }.get(kind, (0.0, 100.0, "favourable %"))
+        out[qid] = Trend(f"{title or 'Question'} - {label}", name, low, high, tuple(points))
+    return out

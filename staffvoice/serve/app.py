@@ -1,4 +1,4 @@
-"""The one web application: the adapters' routes plus health, readiness and metrics."""
+"""The one web application: the adapters' routes, the dashboard, health, readiness and metrics."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from bot.core import Core
 from staffvoice.serve.health import Health, add_health_routes
 from staffvoice.serve.metrics import add_metrics_route
 from staffvoice.serve.mounts import mount_adapters
+from staffvoice.web import app as web_app
 
 
 def build_app(core: Core, env: Mapping[str, str], health: Health) -> tuple[web.Application, list[str]]:
@@ -18,4 +19,5 @@ def build_app(core: Core, env: Mapping[str, str], health: Health) -> tuple[web.A
     add_metrics_route(app, health)
     add_health_routes(app, health)
     lines = mount_adapters(app, core, env)
+    lines.append(web_app.mount(app, core, env))
     return app, lines

@@ -1,0 +1,1 @@
+"""Dashboard pages, one module each; each registers itself with `dashboard.page`."""

@@ -1,0 +1,117 @@
+"""Pulse: rounds and participation, each question's trend and change since the last round,
+groups compared, comments, and a CSV download: every figure from the reports service, so only
+through the anonymity engine (bot/reports/results.py, anonymity.py, export.py), exactly as chat
+and `staffvoice report` show them.
+
+Who sees which group is the reports service's `viewer`: leaders and the change team every
+group, a team lead the whole programme and the teams they lead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from markupsafe import Markup
+
+from bot.reports import chart
+from bot.reports import service as reports
+from bot.reports.anonymity import ALL
+from bot.reports.export import export_round
+from bot.reports.results import SCORED, comments_for, hidden_text, load_org
+from bot.roles import CHANGE_TEAM, LEADER, TEAM_LEAD
+from staffvoice.web.dashboard import page
+from staffvoice.web.site import CORE, SESSION, render
+
+ROLES = frozenset(reports.VIEW_ROLES)
+assert ROLES == {CHANGE_TEAM, LEADER, TEAM_LEAD}
+
+
+async def _viewer(request: web.Request, s: Any) -> reports.Viewer:
+    session = request[SESSION]
+    assert session is not None
+    viewer = await reports.viewer(s, session.person_id, session.roles)
+    if viewer is None:
+        raise web.HTTPForbidden()
+    return viewer
+
+
+async def _round(s: Any, round_id: str) -> Any:
+    """The asked-for closed round, or the latest; 404 for one that is unknown or still open."""
+    if round_id:
+        info = await reports.round_info(s, round_id)
+        if info is None or not info.closed:
+            raise web.HTTPNotFound()
+        return info
+    return await reports.latest_closed_round(s)
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{round(v * 100)}%"
+
+
+def _score_of(g: Any, qid: str) -> str:
+    q = next((x for x in g.questions if x.question.id == qid), None)
+    return "not shown" if q is None or not q.shown or q.score is None else f"{q.score:g}"
+
+
+def _change(v: float | None) -> str:
+    if v is None:
+        return "–"
+    return "no change" if v == 0 else f"{v:+g}"
+
+
+@page("pulse", "/pulse", "Pulse", ROLES)
+async def pulse(request: web.Request) -> web.StreamResponse:
+    core = request.app[CORE]
+    async with core.db.session() as s:
+        viewer = await _viewer(request, s)
+        info = await _round(s, request.query.get("round", ""))
+        if info is None:
+            return render(request, "pulse.html", title="Pulse", info=None)
+        group = request.query.get("group", "") or ALL
+        if not viewer.may_see(group):
+            raise web.HTTPForbidden()
+        all_rounds = await reports.closed_rounds(s, info.survey_id)
+        upto = [r for r in all_rounds if r.number <= info.number][-reports.TREND_ROUNDS:]
+        history = [await reports.round_results(s, r, compare=False) for r in upto[:-1]]
+        results = await reports.round_results(s, info)  # against the previous round
+        history.append(results)
+        if group not in results.groups:
+            raise web.HTTPNotFound()
+        g = results.groups[group]
+        groups = [x for k, x in results.groups.items() if viewer.may_see(k)]
+        scored = [q for q in (g.questions if g.shown else ()) if q.question.kind in SCORED]
+        trends = await reports.trends(s, info.survey_id, [q.question.id for q in scored], group,
+                                      rounds=history)
+        comments: dict[str, list[str]] = {}
+        if g.shown:
+            org, _ = await load_org(s)
+            for q in g.questions:
+                if q.comments_shown:
+                    comments[q.question.id] = [c.text for c in await comments_for(
+                        s, org, info, q.question.id, group)]
+    charts = [{"q": q, "trend": trends[q.question.id],
+               "svg": Markup(chart.render_svg(trends[q.question.id], f"trend-{i}")),
+               "summary": chart.describe(trends[q.question.id])}
+              for i, q in enumerate(scored)]
+    participation = [{"label": r.round.label, "id": r.round.id, "g": r.groups.get(ALL)} for r in history]
+    return render(request, "pulse.html", title="Pulse", info=info, g=g, group=group, groups=groups,
+                  rounds=list(reversed(all_rounds)), charts=charts, comments=comments,
+                  participation=participation, hidden=hidden_text(), pct=_pct, change=_change, score_of=_score_of,
+                  scored_ids=[q.question.id for q in scored], texts={q.question.id: q.question.text for q in scored},
+                  min_group=results.thresholds.min_group, min_comments=results.thresholds.min_comments)
+
+
+@page("pulse csv", "/pulse/export.csv", "Pulse CSV", ROLES, in_nav=False)
+async def export_csv(request: web.Request) -> web.StreamResponse:
+    """The round's results as CSV: the groups this person may see, through export.py."""
+    core = request.app[CORE]
+    async with core.db.session() as s:
+        viewer = await _viewer(request, s)
+        info = await _round(s, request.query.get("round", ""))
+        if info is None:
+            raise web.HTTPNotFound()
+        text = await export_round(s, info.id, "csv", may_see=viewer.may_see)
+    return web.Response(text=text, content_type="text/csv", charset="utf-8", headers={
+        "Content-Disposition": f'attachment; filename="pulse-round-{info.number}.csv"'})
