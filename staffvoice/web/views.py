@@ -1,23 +1,24 @@
-"""The one place every dashboard page view passes through, so it can be recorded.
+"""The one place every dashboard page view passes through: it is written to the audit trail.
 
-At merge this calls the audit trail (bot/audit `record(...)`); until then it logs who viewed
-which kind of page, never the page's data.
+Each view is one entry (who, which page with the ids it was about, when to the minute, surface
+"web"), as a view of results or feedback in chat is (bot/audit). `what` never holds free text a
+person typed, so the trail names no author.
 """
 
 from __future__ import annotations
 
-import logging
-
 from aiohttp import web
 
-from staffvoice.web.site import SESSION
-
-log = logging.getLogger("staffvoice.web.views")
+from bot.audit import trail
+from staffvoice.web.site import CORE, SESSION
 
 
 async def viewed(request: web.Request, what: str) -> None:
     """Record that the signed-in person viewed `what` (a page name such as "pulse", with a
-    round or team id when the page is about one; never free text a person typed)."""
+    round or team id when the page is about one)."""
     session = request.get(SESSION)
-    log.info("page viewed", extra={"what": what[:120],
-                                   "person": session.person_id if session else None})
+    if session is None:
+        return
+    core = request.app[CORE]
+    await trail.record(core.db, trail.Who(session.person_id, session.email.strip().lower()),
+                       "view.dashboard", surface="web", now=core.clock.now(), target=what[:200])
