@@ -18,6 +18,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select, update
+from sqlalchemy import insert as sa_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,6 +28,7 @@ from bot.families.tables import FamilyAnswer, FamilyContact, FamilyFormUse, Fami
 from bot.feedback import safeguarding
 from bot.feedback import service as fb
 from bot.feedback.tables import FeedbackItem, FeedbackResponse
+from bot.people.tables import Theme
 from bot.programme.core_sections import get_setting
 from bot.secrets import Unsealable, derive, keyed_hash, open_bytes, seal_bytes
 
@@ -198,20 +200,20 @@ async def _store(core: Core, sub: Submission, nonce: str, now: datetime, address
             .returning(FamilyRate.count))).scalar_one()
         if count > cfg.daily_limit:
             raise _Limited()
-        if sub.theme_id and sub.theme_id not in {t.id for t in await fb.themes(s)}:
+        if sub.theme_id and await s.get(Theme, sub.theme_id) is None:
             sub = replace(sub, theme_id=None)
         concerns = tuple(safeguarding.concerns(f"{sub.working}\n{sub.better}", sg))
         leads = await fb.lead_ids(s) if concerns else []
-        item = await fb.add_public_item(s, leads, source=sub.audience, day=day, text=sub.text,
-                                  theme_id=sub.theme_id, concerns=concerns,
-                                  status="spam" if sub.honeypot else "new")
-        await s.flush()
-        s.add(FamilyAnswer(item_id=item.id, audience=sub.audience, rating=sub.rating,
-                           working=sub.working, better=sub.better, lang=sub.lang[:8]))
+        item_id = await fb.add_public_item(
+            s, leads, source=sub.audience, day=day, text=sub.text, theme_id=sub.theme_id,
+            concerns=concerns, status="spam" if sub.honeypot else "new")
+        await s.execute(sa_insert(FamilyAnswer).values(
+            item_id=item_id, audience=sub.audience, rating=sub.rating, working=sub.working,
+            better=sub.better, lang=sub.lang[:8]))
         if sub.contact is not None:
-            s.add(FamilyContact(item_id=item.id, delete_after=day + timedelta(days=cfg.contact_days),
-                                sealed=seal_contact(core.secret, item.id, sub.contact)))
-        item_id = item.id
+            await s.execute(sa_insert(FamilyContact).values(
+                item_id=item_id, delete_after=day + timedelta(days=cfg.contact_days),
+                sealed=seal_contact(core.secret, item_id, sub.contact)))
     log.info("family feedback stored", extra={"urgent": bool(concerns), "spam": sub.honeypot})
     if concerns:
         try:

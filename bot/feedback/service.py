@@ -17,7 +17,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -205,22 +205,25 @@ def _public_alert(item: FeedbackItem, theme: str, why: str) -> Message:
 
 async def add_public_item(s: AsyncSession, leads: Sequence[str], *, source: str, day: date,
                           text: str, theme_id: str | None, concerns: Sequence[str],
-                          status: str = "new") -> FeedbackItem:
-    """A public page's item (no author of any kind), with an alert to each lead if urgent.
+                          status: str = "new") -> str:
+    """A public page's item (no author of any kind), with an alert to each lead if urgent;
+    returns its id.
 
-    Added to the caller's session, so it commits with the caller's own rows; the caller runs
-    `deliver_alerts(core, item.id)` after the commit.
+    Written in the caller's transaction, so it commits with the caller's own rows; the caller
+    runs `deliver_alerts(core, item_id)` after the commit. (Plain inserts: the public pages take
+    bursts, and the ORM's unit of work would cost more than the insert.)
     """
     if source not in PUBLIC_SOURCES:
         raise ValueError(f"not a public source: {source}")
-    item = FeedbackItem(id=new_id(), day=day, theme_id=theme_id or None, text=text,
-                        urgent=bool(concerns), concerns=list(concerns), status=status,
-                        source=source)
-    s.add(item)
-    await s.flush()  # the alerts refer to it
-    for lead in leads:
-        s.add(FeedbackAlert(item_id=item.id, person_id=lead))
-    return item
+    item_id = new_id()
+    await s.execute(insert(FeedbackItem).values(
+        id=item_id, day=day, theme_id=theme_id or None, text=text, urgent=bool(concerns),
+        concerns=list(concerns), status=status, source=source))
+    if leads:
+        await s.execute(insert(FeedbackAlert), [
+            {"item_id": item_id, "person_id": lead, "status": "pending", "attempts": 0}
+            for lead in leads])
+    return item_id
 
 
 async def lead_ids(s: AsyncSession) -> list[str]:

@@ -49,11 +49,14 @@ class Page:
         self.audience = request.app[AUDIENCE]
         self.path = PATHS[self.audience]
 
-    async def load(self) -> Page:
+    async def load(self, *, themes: bool = True) -> Page:
+        """Read the settings (cached by get_setting) and, for a page with the form, the themes."""
+        self.themes: list[tuple[str, str]] = []
         async with self.core.db.session() as s:
             self.cfg = await service.config(s)
             self.sg = await fb.config(s)
-            self.themes = [(t.id, t.name) for t in await fb.themes(s)]
+            if themes:
+                self.themes = [(t.id, t.name) for t in await fb.themes(s)]
         self.lang = strings.choose(self.request.query.get("lang"),
                                    self.request.headers.get("Accept-Language"),
                                    self.offered())
@@ -89,9 +92,12 @@ class Page:
                            text=self.t[f"{key}_text"], form_link=form_link)
 
 
-def _form_page(page: Page, *, values: Mapping[str, str] | None = None,
+async def _form_page(page: Page, *, values: Mapping[str, str] | None = None,
                errors: list[tuple[str, str]] | None = None, notice: str = "",
                status: int = 200) -> web.Response:
+    if not page.themes:
+        async with page.core.db.session() as s:
+            page.themes = [(t.id, t.name) for t in await fb.themes(s)]
     # Missing names read as "" (the templates are strict about undefined names).
     return page.render("families/form.html", status=status, values=defaultdict(str, values or {}),
                        errors=errors or [], error_for=defaultdict(str, errors or []), notice=notice,
@@ -102,7 +108,7 @@ def _form_page(page: Page, *, values: Mapping[str, str] | None = None,
 
 async def form(request: web.Request) -> web.StreamResponse:
     page = await Page(request).load()
-    return _form_page(page)
+    return await _form_page(page)
 
 
 def _text(form: Mapping[str, Any], name: str) -> str:
@@ -137,11 +143,11 @@ def _check(page: Page, form: Mapping[str, Any]) -> tuple[dict[str, str], list[tu
 
 
 async def send(request: web.Request) -> web.StreamResponse:
-    page = await Page(request).load()
+    page = await Page(request).load(themes=False)
     if not _same_origin(request):
         return page.message(403, "cross_site")
     if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        return _form_page(page, notice=page.t["expired"], status=400)
+        return await _form_page(page, notice=page.t["expired"], status=400)
     if (request.content_length or 0) > MAX_BODY:
         return page.message(413, "too_big")
     try:
@@ -155,9 +161,9 @@ async def send(request: web.Request) -> web.StreamResponse:
     token = _text(form, "token")
     now = page.core.clock.now()
     if service.check_token(page.core.secret, page.audience, token, now) is None:
-        return _form_page(page, values=values, notice=page.t["expired"], status=400)
+        return await _form_page(page, values=values, notice=page.t["expired"], status=400)
     if errors:
-        return _form_page(page, values=values, errors=errors, status=400)
+        return await _form_page(page, values=values, errors=errors, status=400)
     contact = (service.Contact(values["name"].strip(), values["how"].strip())
                if values["contact"] else None)
     sub = service.Submission(
@@ -171,7 +177,7 @@ async def send(request: web.Request) -> web.StreamResponse:
     if outcome.status == "limited":
         return page.message(429, "limited")
     if outcome.status == "expired":
-        return _form_page(page, values=values, notice=page.t["expired"], status=400)
+        return await _form_page(page, values=values, notice=page.t["expired"], status=400)
     return page.render("families/thanks.html", urgent=outcome.urgent, contact=contact is not None)
 
 

@@ -26,6 +26,7 @@ def _file(lang: str) -> dict[str, dict[str, str]]:
     return {k: {a: str(b) for a, b in (v or {}).items()} for k, v in data.items()}
 
 
+@lru_cache(maxsize=1)
 def available() -> tuple[str, ...]:
     """Languages with a strings file (English first)."""
     names = sorted(p.stem for p in HERE.glob("*.yaml"))
