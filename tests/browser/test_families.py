@@ -130,7 +130,7 @@ async def test_one_connection_sending_too_much_is_stopped_for_the_day(server: Se
     async with server.core.db.session() as s:
         await set_setting(s, "families", {"daily_limit": 1})
     page = browser.page
-    for n in range(2):
+    for _ in range(2):
         await page.goto(f"{server.url}/families")
         await page.get_by_text("OK", exact=True).click()
         await page.get_by_role("button", name="Send").click()
