@@ -46,6 +46,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def mint(audience: str) -> str:
     from bot.families.service import issue_token
 
@@ -147,7 +153,9 @@ def main() -> int:
                         break
                 except OSError:
                     time.sleep(0.1)
+            cpu0 = cpu_seconds(server.pid)
             lat, errors, took = asyncio.run(run(base, args.rate, args.seconds, args.with_get))
+            cpu = cpu_seconds(server.pid) - cpu0
         finally:
             server.terminate()
             server.wait(10)
@@ -156,6 +164,8 @@ def main() -> int:
               f"({'GET + POST' if args.with_get else 'POST'}; {'SQLite' if not args.database_url else 'given database'})")
         print(f"  took {took:.1f} s ({sent / took:.0f}/s achieved)")
         print(f"  latency ms: p50 {pct(lat, 50):.1f}  p99 {pct(lat, 99):.1f}  max {pct(lat, 100):.1f}")
+        print(f"  server CPU: {cpu * 1000 / (sent + 1):.2f} ms per submission "
+              f"({cpu / took * 100:.0f}% of one core)")
         print(f"  errors: {len(errors)}" + (f" ({sorted(set(errors))[:5]})" if errors else ""))
         if not args.database_url:
             with sqlite3.connect(db_file) as c:

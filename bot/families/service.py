@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy import insert as sa_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -155,10 +155,6 @@ class Outcome:
         return bool(self.concerns)
 
 
-def _insert(conn_dialect: str):  # type: ignore[no-untyped-def]
-    return sqlite_insert if conn_dialect == "sqlite" else pg_insert
-
-
 def rate_key(secret: bytes, day: date, address: str) -> str:
     """The only form an address is kept in: a hash keyed by a derived key and the day."""
     return keyed_hash(derive(secret, RATE_LABEL), day.isoformat(), address)
@@ -182,41 +178,57 @@ class _Limited(Exception):
     pass
 
 
+# Built once: a burst of forms should not pay for building and keying the same statements.
+_THEME = select(Theme.id).where(Theme.id == bindparam("id"))
+_ANSWER = sa_insert(FamilyAnswer)
+_CONTACT = sa_insert(FamilyContact)
+_UPSERTS: dict[str, tuple[Any, Any]] = {}
+
+
+def _upserts(dialect: str) -> tuple[Any, Any]:
+    """(mark a token used, count one for an address) in this database's upsert syntax."""
+    if dialect not in _UPSERTS:
+        insert = sqlite_insert if dialect == "sqlite" else pg_insert
+        use = insert(FamilyFormUse).on_conflict_do_nothing(index_elements=["key"]).returning(
+            FamilyFormUse.key)
+        rate = insert(FamilyRate).on_conflict_do_update(
+            index_elements=["key"], set_={"count": FamilyRate.count + 1}).returning(FamilyRate.count)
+        _UPSERTS[dialect] = (use, rate)
+    return _UPSERTS[dialect]
+
+
 async def _store(core: Core, sub: Submission, nonce: str, now: datetime, address: str) -> Outcome:
     async with core.db.session() as s:
         cfg = await config(s)
         sg = await fb.config(s)
         day = await fb.today(s, now)
-        insert = _insert((await s.connection()).dialect.name)
-        used = await s.execute(insert(FamilyFormUse).values(  # type: ignore[operator]
-            key=keyed_hash(derive(core.secret, TOKEN_LABEL), "used", nonce),
-            expires_at=now + TOKEN_TTL + timedelta(minutes=10))
-            .on_conflict_do_nothing(index_elements=["key"]).returning(FamilyFormUse.key))
+        conn = await s.connection()
+        use, rate = _upserts(conn.dialect.name)
+        used = await conn.execute(use, {
+            "key": keyed_hash(derive(core.secret, TOKEN_LABEL), "used", nonce),
+            "expires_at": now + TOKEN_TTL + timedelta(minutes=10)})
         if used.first() is None:
             return Outcome("replayed")
-        rkey = rate_key(core.secret, day, address)
-        count = (await s.execute(insert(FamilyRate).values(  # type: ignore[operator]
-            key=rkey, day=day, count=1).on_conflict_do_update(
-            index_elements=["key"], set_={"count": FamilyRate.count + 1})
-            .returning(FamilyRate.count))).scalar_one()
+        count = (await conn.execute(rate, {"key": rate_key(core.secret, day, address),
+                                           "day": day, "count": 1})).scalar_one()
         concerns = tuple(safeguarding.concerns(f"{sub.working}\n{sub.better}", sg))
         # Safeguarding first: children share school and library connections, so what looks
         # like a disclosure still gets through past the limit, up to a hard cap against floods.
         if count > cfg.daily_limit * (CONCERN_ALLOWANCE if concerns else 1):
             raise _Limited()
-        if sub.theme_id and await s.get(Theme, sub.theme_id) is None:
+        if sub.theme_id and (await conn.execute(_THEME, {"id": sub.theme_id})).first() is None:
             sub = replace(sub, theme_id=None)
         leads = await fb.lead_ids(s) if concerns else []
         item_id = await fb.add_public_item(
             s, leads, source=sub.audience, day=day, text=sub.text, theme_id=sub.theme_id,
             concerns=concerns, status="spam" if sub.honeypot else "new")
-        await s.execute(sa_insert(FamilyAnswer).values(
-            item_id=item_id, audience=sub.audience, rating=sub.rating, working=sub.working,
-            better=sub.better, lang=sub.lang[:8]))
+        await conn.execute(_ANSWER, {
+            "item_id": item_id, "audience": sub.audience, "rating": sub.rating,
+            "working": sub.working, "better": sub.better, "lang": sub.lang[:8]})
         if sub.contact is not None:
-            await s.execute(sa_insert(FamilyContact).values(
-                item_id=item_id, delete_after=day + timedelta(days=cfg.contact_days),
-                sealed=seal_contact(core.secret, item_id, sub.contact)))
+            await conn.execute(_CONTACT, {
+                "item_id": item_id, "delete_after": day + timedelta(days=cfg.contact_days),
+                "sealed": seal_contact(core.secret, item_id, sub.contact)})
     log.info("family feedback stored", extra={"urgent": bool(concerns), "spam": sub.honeypot})
     if concerns:
         try:

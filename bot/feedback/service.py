@@ -216,14 +216,20 @@ async def add_public_item(s: AsyncSession, leads: Sequence[str], *, source: str,
     if source not in PUBLIC_SOURCES:
         raise ValueError(f"not a public source: {source}")
     item_id = new_id()
-    await s.execute(insert(FeedbackItem).values(
-        id=item_id, day=day, theme_id=theme_id or None, text=text, urgent=bool(concerns),
-        concerns=list(concerns), status=status, source=source))
+    conn = await s.connection()
+    await conn.execute(_PUBLIC_ITEM, {
+        "id": item_id, "day": day, "theme_id": theme_id or None, "text": text,
+        "urgent": bool(concerns), "concerns": list(concerns), "status": status, "source": source,
+        "response_id": None})
     if leads:
-        await s.execute(insert(FeedbackAlert), [
-            {"item_id": item_id, "person_id": lead, "status": "pending", "attempts": 0}
-            for lead in leads])
+        await conn.execute(_ALERT, [
+            {"item_id": item_id, "person_id": lead, "status": "pending", "attempts": 0,
+             "lease_until": None} for lead in leads])
     return item_id
+
+
+_PUBLIC_ITEM = insert(FeedbackItem)  # built once (see add_public_item)
+_ALERT = insert(FeedbackAlert)
 
 
 async def lead_ids(s: AsyncSession) -> list[str]:
