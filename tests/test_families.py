@@ -97,6 +97,10 @@ async def test_a_disclosure_reaches_each_lead_and_the_person_sees_who_to_call(cl
     for lead in LEADS:
         urgent = [m for m in d.seen(lead) if m.startswith("URGENT")]
         assert len(urgent) == 1 and "young person" in urgent[0], d.seen(lead)
+    await d.say(LEADS[0], "feedback list urgent")  # every urgent item, whichever page
+    assert "from a young person" in d.seen(LEADS[0])[-1] and "scared to go home" in d.seen(LEADS[0])[-1]
+    await d.say(LEADS[0], f"feedback show #{item.id[:6]}")
+    assert "on the public page" in d.seen(LEADS[0])[-1]
     async with loaded.db.session() as s:
         assert {a.status for a in (await s.execute(select(FeedbackAlert))).scalars()} == {"sent"}
 

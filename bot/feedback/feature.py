@@ -283,6 +283,9 @@ async def list_cmd(ctx: Ctx, args: str) -> None:
             else:
                 raise UserError(f"'{word}' is neither a theme ({', '.join(sorted(names))}) nor a "
                                 f"status ({', '.join(fb.STATUSES)}, all, urgent), nor families.")
+        if urgent and sources == (fb.STAFF,):
+            # A lead looking for urgent items wants every one, whichever page it came from.
+            sources = (fb.STAFF, *fb.PUBLIC_SOURCES)
         items = await fb.list_items(s, theme_id=theme_id, statuses=statuses, urgent_only=urgent,
                                     sources=sources)
         replyable = {i.id for i in items if await fb.has_handle(s, i.id)}
@@ -326,8 +329,12 @@ async def show_cmd(ctx: Ctx, args: str) -> None:
         Text(item.text)]
     for m in msgs:
         blocks.append(Text(f"{'Change team' if m.sender == 'team' else 'Author'} ({m.day:%d %b}): {m.text}"))
-    blocks.append(Context("Replies possible: feedback reply " + fb.ref_of(item.id) if can_reply
-                          else "The author did not allow replies (or stopped them)."))
+    if item.source in fb.PUBLIC_SOURCES:
+        blocks.append(Context(f"From {fb.SOURCE_LABELS[item.source]}, on the public page. If they "
+                              "asked to be contacted: families contact " + fb.ref_of(item.id)))
+    else:
+        blocks.append(Context("Replies possible: feedback reply " + fb.ref_of(item.id) if can_reply
+                              else "The author did not allow replies (or stopped them)."))
     await ctx.reply(Message(tuple(blocks)))
 
 
