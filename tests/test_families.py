@@ -212,6 +212,8 @@ async def test_empty_huge_binary_and_wrong_type_get_a_clear_page_never_a_500(cli
     assert contact[0] == 400 and "phone number or email" in contact[1]
     assert (await client.put("/families", headers=headers)).status == 405
     assert (await client.get("/families/nope")).status == 404
+    slash = await client.get("/young-people/?lang=cy", allow_redirects=False)
+    assert slash.status == 301 and slash.headers["Location"] == "/young-people?lang=cy"
     assert await items(loaded) == []
 
 

@@ -225,6 +225,12 @@ def build(core: Core, settings: WebSettings, audience: str) -> web.Application:
     app[SETTINGS] = settings
     app[AUDIENCE] = audience
     app.router.add_get("", form)
+
+    async def no_slash(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPMovedPermanently(PATHS[audience] + (f"?{request.query_string}"
+                                                          if request.query_string else ""))
+
+    app.router.add_get("/", no_slash)
     app.router.add_post("", send)
     app.router.add_get("/you-said-we-did", you_said_we_did)
     return app
