@@ -320,3 +320,22 @@ async def test_deleted_contact_details_leave_no_copy_in_the_sqlite_file(client: 
         await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     raw = b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
     assert sealed[12:40] not in raw
+
+
+async def test_whatever_arrives_gets_a_page_and_never_a_500(client: TestClient, loaded: Core) -> None:
+    """Random bodies, content types and field values (with and without a real token)."""
+    import random
+
+    rnd = random.Random(20)
+    types = ["application/x-www-form-urlencoded", "multipart/form-data; boundary=xyz",
+             "multipart/form-data", "text/plain", "application/json", "", "application/x-www-form-urlencoded; charset=latin-1"]
+    token = await token_of(client)
+    for i in range(60):
+        body = bytes(rnd.randrange(256) for _ in range(rnd.choice([0, 1, 10, 500, 5000])))
+        if i % 3 == 0:
+            body = f"token={token}&rating={rnd.choice(['1', '9', '', '%00', '%ff'])}&working=".encode() + body
+        headers = {"Content-Type": rnd.choice(types), "Sec-Fetch-Site": "same-origin"}
+        resp = await client.post(rnd.choice(["/families", "/young-people"]), data=body, headers=headers)
+        text = await resp.text(errors="replace")
+        assert resp.status < 500 and "<h1>" in text, (i, resp.status, text[:300])
+    assert len(await items(loaded)) <= 1  # one token: at most one thing stored
