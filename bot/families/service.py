@@ -286,9 +286,8 @@ async def contact_made(core: Core, ref: str) -> str:
 
 
 async def published(s: AsyncSession, limit: int = 20) -> list[FeedbackResponse]:
-    """The change team's published "you said, we did", newest first (no item, no author)."""
-    return list((await s.execute(select(FeedbackResponse).order_by(
-        FeedbackResponse.day.desc(), FeedbackResponse.title).limit(limit))).scalars())
+    """The change team's "you said, we did" that answered families or young people."""
+    return await fb.public_responses(s, limit)
 
 
 # -- housekeeping ---------------------------------------------------------------------------------

@@ -228,6 +228,18 @@ async def add_public_item(s: AsyncSession, leads: Sequence[str], *, source: str,
     return item_id
 
 
+async def public_responses(s: AsyncSession, limit: int = 20) -> list[FeedbackResponse]:
+    """The "you said, we did" that answered something sent from a public page, newest first.
+
+    One that answered staff feedback alone stays inside the organisation.
+    """
+    answered_public = select(FeedbackItem.id).where(
+        FeedbackItem.response_id == FeedbackResponse.id,
+        FeedbackItem.source.in_(list(PUBLIC_SOURCES))).exists()
+    return list((await s.execute(select(FeedbackResponse).where(answered_public).order_by(
+        FeedbackResponse.day.desc(), FeedbackResponse.title).limit(limit))).scalars())
+
+
 _PUBLIC_ITEM = insert(FeedbackItem)  # built once (see add_public_item)
 _ALERT = insert(FeedbackAlert)
 
