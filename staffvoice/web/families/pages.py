@@ -85,7 +85,10 @@ class Page:
                "csrf": "", "title": self.t["title"], "days": self.cfg.contact_days,
                "max": service.MAX_TEXT, **context}
         html = templates().get_template(template).render(ctx)
-        return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+        resp = web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+        resp.headers["Content-Language"] = ctx["html_lang"]
+        resp.headers["Vary"] = "Accept-Language"
+        return resp
 
     def message(self, status: int, key: str, *, form_link: bool = True) -> web.Response:
         return self.render("families/message.html", status=status, heading=self.t[f"{key}_title"],
