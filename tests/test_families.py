@@ -262,12 +262,16 @@ async def test_languages_by_query_and_accept_language(client: TestClient) -> Non
     assert '<html lang="en-GB">' in await resp.text()
 
 
-async def test_the_programme_file_changes_the_words(client: TestClient, loaded: Core) -> None:
+async def test_the_programme_file_changes_the_words_and_the_routes(client: TestClient, loaded: Core) -> None:
+    first = await (await client.get("/families")).text()
+    assert "LADO" in first and "Whistleblowing" not in first  # the example names two routes
     async with loaded.db.session() as s:
         await set_setting(s, "families", {"wording": {"en": {"families": {
-            "title": "How is Northbridge doing for your family?"}}}})
-    resp = await client.get("/families")
-    assert "How is Northbridge doing for your family?" in await resp.text()
+            "title": "How is Northbridge doing for your family?"}}},
+            "routes": ["Children's social care front door (MASH)"]})
+    text = await (await client.get("/families")).text()
+    assert "How is Northbridge doing for your family?" in text
+    assert "front door (MASH)" in text and "LADO" not in text
 
 
 async def test_you_said_we_did_is_published_on_the_public_page(client: TestClient, loaded: Core) -> None:

@@ -5,6 +5,7 @@
       daily_limit: 10          # submissions per address per day
       contact_days: 30         # contact details kept at most this long
       languages: [en, cy]      # the strings files offered (staffvoice/web/families/strings/)
+      routes: [Children's social care front door (MASH)]   # of safeguarding.routes; default all
       wording:                 # the programme's own words, over the strings files
         en:
           families: {title: "...", intro: "..."}
@@ -34,7 +35,12 @@ class FamiliesSection:
         m = doc.mapping(value, p)
         if m is None:
             return
-        doc.unknown_keys(m, p, {"short_link", "daily_limit", "contact_days", "languages", "wording"})
+        doc.unknown_keys(m, p, {"short_link", "daily_limit", "contact_days", "languages", "wording",
+                                "routes"})
+        routes = doc.get(m, p, "routes", list)
+        for i, name in enumerate(routes or []):
+            if not isinstance(name, str) or not name.strip():
+                doc.problem(p + ("routes", i), "should be the name of a safeguarding route")
         link = doc.get(m, p, "short_link", str)
         if link and not link.startswith(("https://", "http://")):
             doc.problem(p + ("short_link",), "should be a web address starting https://")
@@ -68,6 +74,7 @@ class FamiliesSection:
             "daily_limit": value.get("daily_limit"),
             "contact_days": value.get("contact_days"),
             "languages": [str(x) for x in value.get("languages") or []],
+            "routes": [str(x) for x in value.get("routes") or []],
             "wording": {str(lang): {str(k): {str(a): str(b) for a, b in v.items()}
                                     for k, v in sections.items()}
                         for lang, sections in (value.get("wording") or {}).items()},

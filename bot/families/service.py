@@ -12,7 +12,7 @@ import hmac
 import json
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -62,6 +62,7 @@ class Config:
     short_link: str = ""
     languages: tuple[str, ...] = ()  # none given: every language with a strings file
     wording: Mapping[str, Any] = field(default_factory=dict)  # {lang: {section: {key: text}}}
+    routes: tuple[str, ...] = ()  # names of safeguarding routes the pages show; () is all
 
     @classmethod
     def from_setting(cls, value: Mapping[str, Any] | None) -> Config:
@@ -72,7 +73,14 @@ class Config:
             short_link=str(v.get("short_link") or ""),
             languages=tuple(v.get("languages") or ()),
             wording=dict(v.get("wording") or {}),
+            routes=tuple(v.get("routes") or ()),
         )
+
+    def shown_routes(self, routes: Sequence[safeguarding.Route]) -> list[safeguarding.Route]:
+        """The safeguarding routes for the public (a staff whistleblowing line is not one)."""
+        if not self.routes:
+            return list(routes)
+        return [r for r in routes if r.name in self.routes]
 
 
 async def config(s: AsyncSession) -> Config:

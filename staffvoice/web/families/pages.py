@@ -79,7 +79,7 @@ class Page:
                      for lang in offered] if len(offered) > 1 else []
         other = "young_people" if self.audience == "families" else "families"
         ctx = {"t": self.t, "audience": self.audience, "path": self.path, "url": self.url,
-               "routes": self.sg.routes, "childline": CHILDLINE, "languages": languages,
+               "routes": self.cfg.shown_routes(self.sg.routes), "childline": CHILDLINE, "languages": languages,
                "other_href": PATHS[other] + (f"?lang={self.lang}" if self.lang != "en" else ""),
                "html_lang": self.t.get("html_lang", "en-GB"), "session": None, "nav": [],
                "csrf": "", "title": self.t["title"], "days": self.cfg.contact_days,
