@@ -31,6 +31,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         broadcast,
         chat,
         db,
+        families,
         manifest,
         people,
         privacy,
@@ -49,7 +50,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"staffvoice {_version()}")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     for command in (db, programme, chat, serve, schedule, broadcast, report, people, manifest,
-                    audit, privacy, web):
+                    audit, privacy, web, families):
         command.add_to(sub, settings)
     return ap
 

@@ -264,10 +264,11 @@ def _clip(text: str, n: int) -> str:
 
 
 async def list_cmd(ctx: Ctx, args: str) -> None:
-    """List feedback by theme and status: `feedback list [THEME] [STATUS|urgent|all]`."""
+    """List feedback by theme and status: `feedback list [families] [THEME] [STATUS|urgent|all]`."""
     theme_id: str | None = None
     statuses: tuple[str, ...] = fb.OPEN
     urgent = False
+    sources: tuple[str, ...] = (fb.STAFF,)
     async with ctx.session() as s:
         names = {t.id: t.name for t in await fb.themes(s)}
         for word in args.lower().split():
@@ -279,10 +280,16 @@ async def list_cmd(ctx: Ctx, args: str) -> None:
                 statuses = fb.STATUSES
             elif word == "urgent":
                 urgent = True
+            elif word in ("families", "family", "young-people", "public"):
+                sources = fb.PUBLIC_SOURCES
             else:
                 raise UserError(f"'{word}' is neither a theme ({', '.join(sorted(names))}) nor a "
-                                f"status ({', '.join(fb.STATUSES)}, all, urgent).")
-        items = await fb.list_items(s, theme_id=theme_id, statuses=statuses, urgent_only=urgent)
+                                f"status ({', '.join(fb.STATUSES)}, all, urgent), nor families.")
+        if urgent and sources == (fb.STAFF,):
+            # A lead looking for urgent items wants every one, whichever page it came from.
+            sources = (fb.STAFF, *fb.PUBLIC_SOURCES)
+        items = await fb.list_items(s, theme_id=theme_id, statuses=statuses, urgent_only=urgent,
+                                    sources=sources)
         replyable = {i.id for i in items if await fb.has_handle(s, i.id)}
         threads = {i.id: await fb.thread(s, i.id) for i in items}
     await trail.record_ctx(ctx, "view.urgent_queue" if urgent else "view.feedback",
@@ -291,13 +298,16 @@ async def list_cmd(ctx: Ctx, args: str) -> None:
     if not items:
         await ctx.say("No feedback matches that.")
         return
-    blocks: list[Text | Choices | Context] = [Text(f"Feedback ({len(items)})", heading=True)]
+    title = "Feedback from families and young people" if sources != (fb.STAFF,) else "Feedback"
+    blocks: list[Text | Choices | Context] = [Text(f"{title} ({len(items)})", heading=True)]
     day = None
     for item in items:
         if item.day != day:
             day = item.day
             blocks.append(Context(f"{day:%A %d %B %Y} (shuffled within the day)"))
         tags = [fb.ref_of(item.id), names.get(item.theme_id or "", "no theme"), item.status]
+        if item.source != fb.STAFF:
+            tags.insert(1, "from " + fb.SOURCE_LABELS.get(item.source, item.source))
         if item.urgent:
             tags.append("URGENT: " + safeguarding.describe(item.concerns))
         if item.id in replyable:
@@ -325,8 +335,12 @@ async def show_cmd(ctx: Ctx, args: str) -> None:
         Text(item.text)]
     for m in msgs:
         blocks.append(Text(f"{'Change team' if m.sender == 'team' else 'Author'} ({m.day:%d %b}): {m.text}"))
-    blocks.append(Context("Replies possible: feedback reply " + fb.ref_of(item.id) if can_reply
-                          else "The author did not allow replies (or stopped them)."))
+    if item.source in fb.PUBLIC_SOURCES:
+        blocks.append(Context(f"From {fb.SOURCE_LABELS[item.source]}, on the public page. If they "
+                              "asked to be contacted: families contact " + fb.ref_of(item.id)))
+    else:
+        blocks.append(Context("Replies possible: feedback reply " + fb.ref_of(item.id) if can_reply
+                              else "The author did not allow replies (or stopped them)."))
     await ctx.reply(Message(tuple(blocks)))
 
 
@@ -465,7 +479,7 @@ def register(r: Router) -> None:
     r.command("feedback stop replies", stop_cmd, "stop all replies to feedback you sent",
               private=True)
     r.command("feedback list", list_cmd, "read feedback by theme and status",
-              usage="[THEME] [STATUS|urgent|all]", roles=READERS, private=True)
+              usage="[families] [THEME] [STATUS|urgent|all]", roles=READERS, private=True)
     r.command("feedback show", show_cmd, "one feedback item and its thread", usage="REF", roles=READERS,
               private=True)
     r.command("feedback reply", reply_cmd, "answer a feedback author anonymously", usage="REF",

@@ -17,7 +17,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,14 +40,20 @@ from bot.people.tables import Theme
 from bot.programme.core_sections import get_setting
 from bot.roles import SAFEGUARDING_LEAD
 from bot.secrets import derive, keyed_hash, open_bytes, seal_bytes
+from storage.base import new_id
 
 if TYPE_CHECKING:
     from bot.core import Core
 
 log = logging.getLogger("staffvoice.feedback")
 
-STATUSES: tuple[str, ...] = ("new", "read", "in_progress", "done", "closed")
+STATUSES: tuple[str, ...] = ("new", "read", "in_progress", "done", "closed", "spam")
 OPEN: tuple[str, ...] = ("new", "read", "in_progress")
+STAFF = "staff"
+# The public pages' sources (bot/families): feedback from parents and carers, and from
+# children and young people. Listed with `feedback list families`, never mixed with staff's.
+PUBLIC_SOURCES: tuple[str, ...] = ("families", "young_people")
+SOURCE_LABELS = {STAFF: "staff", "families": "a parent or carer", "young_people": "a young person"}
 MAX_ALERT_ATTEMPTS = 50
 REF_LEN = 6
 # Programme channels a you-said-we-did is also posted to (the first that exists).
@@ -162,6 +168,8 @@ async def store(
 def alert_message(item: FeedbackItem, theme: str, cfg: safeguarding.Config, can_reply: bool) -> Message:
     """What a safeguarding lead sees: the item, marked urgent, still anonymous."""
     why = safeguarding.describe(item.concerns) or "a possible safeguarding concern"
+    if item.source in PUBLIC_SOURCES:
+        return _public_alert(item, theme, why)
     reply = (f"The sender allowed replies: answer with *feedback reply {ref_of(item.id)}*."
              if can_reply else "The sender did not allow replies.")
     return Message(
@@ -176,6 +184,70 @@ def alert_message(item: FeedbackItem, theme: str, cfg: safeguarding.Config, can_
         fallback=f"URGENT: anonymous feedback that may be a safeguarding concern ({why}), "
                  f"ref {ref_of(item.id)}.",
     )
+
+
+def _public_alert(item: FeedbackItem, theme: str, why: str) -> Message:
+    who = SOURCE_LABELS.get(item.source, item.source)
+    return Message(
+        (
+            Text(f"URGENT: feedback from {who} (public page) that may be a safeguarding concern",
+                 heading=True),
+            Fields((("Looks like", why), ("Theme", theme or "-"), ("Received", item.day.isoformat()),
+                    ("Ref", ref_of(item.id)))),
+            Text(item.text),
+            Context("Sent from the public feedback page without signing in. They were shown who "
+                    "to call (the safeguarding routes, 999, Childline for young people). If they "
+                    f"asked to be contacted, *families contact {ref_of(item.id)}* shows how."),
+        ),
+        fallback=f"URGENT: feedback from {who} that may be a safeguarding concern ({why}), "
+                 f"ref {ref_of(item.id)}.",
+    )
+
+
+async def add_public_item(s: AsyncSession, leads: Sequence[str], *, source: str, day: date,
+                          text: str, theme_id: str | None, concerns: Sequence[str],
+                          status: str = "new") -> str:
+    """A public page's item (no author of any kind), with an alert to each lead if urgent;
+    returns its id.
+
+    Written in the caller's transaction, so it commits with the caller's own rows; the caller
+    runs `deliver_alerts(core, item_id)` after the commit. (Plain inserts: the public pages take
+    bursts, and the ORM's unit of work would cost more than the insert.)
+    """
+    if source not in PUBLIC_SOURCES:
+        raise ValueError(f"not a public source: {source}")
+    item_id = new_id()
+    conn = await s.connection()
+    await conn.execute(_PUBLIC_ITEM, {
+        "id": item_id, "day": day, "theme_id": theme_id or None, "text": text,
+        "urgent": bool(concerns), "concerns": list(concerns), "status": status, "source": source,
+        "response_id": None})
+    if leads:
+        await conn.execute(_ALERT, [
+            {"item_id": item_id, "person_id": lead, "status": "pending", "attempts": 0,
+             "lease_until": None} for lead in leads])
+    return item_id
+
+
+async def public_responses(s: AsyncSession, limit: int = 20) -> list[FeedbackResponse]:
+    """The "you said, we did" that answered something sent from a public page, newest first.
+
+    One that answered staff feedback alone stays inside the organisation.
+    """
+    answered_public = select(FeedbackItem.id).where(
+        FeedbackItem.response_id == FeedbackResponse.id,
+        FeedbackItem.source.in_(list(PUBLIC_SOURCES))).exists()
+    return list((await s.execute(select(FeedbackResponse).where(answered_public).order_by(
+        FeedbackResponse.day.desc(), FeedbackResponse.title).limit(limit))).scalars())
+
+
+_PUBLIC_ITEM = insert(FeedbackItem)  # built once (see add_public_item)
+_ALERT = insert(FeedbackAlert)
+
+
+async def lead_ids(s: AsyncSession) -> list[str]:
+    """The people a safeguarding alert goes to."""
+    return [p.id for p in await people.people_with_role(s, SAFEGUARDING_LEAD)]
 
 
 # How long a sender owns the alerts it claimed; a sender that dies leaves them to another then.
@@ -257,10 +329,11 @@ async def _alert_channel_fallback(core: Core, cfg: safeguarding.Config, items: l
 
 async def list_items(
     s: AsyncSession, *, theme_id: str | None = None, statuses: Sequence[str] = OPEN,
-    urgent_only: bool = False, limit: int = 20,
+    urgent_only: bool = False, limit: int = 20, sources: Sequence[str] = (STAFF,),
 ) -> list[FeedbackItem]:
     """Items newest day first; within a day shuffled, so order never hints at who sent first."""
-    where: list[ColumnElement[bool]] = [FeedbackItem.status.in_(list(statuses))]
+    where: list[ColumnElement[bool]] = [FeedbackItem.status.in_(list(statuses)),
+                                        FeedbackItem.source.in_(list(sources))]
     if theme_id:
         where.append(FeedbackItem.theme_id == theme_id)
     if urgent_only:
@@ -473,7 +546,7 @@ async def publish(core: Core, publisher_id: str, *, theme_id: str, title: str, t
         else:
             items = list((await s.execute(select(FeedbackItem).where(
                 FeedbackItem.theme_id == theme_id, FeedbackItem.response_id.is_(None),
-                FeedbackItem.status != "closed"))).scalars())
+                FeedbackItem.status.not_in(["closed", "spam"])))).scalars())
         if not items:
             raise UserError("There is no open feedback under that theme to answer. Nothing was published.")
         day = await today(s, core.clock.now())

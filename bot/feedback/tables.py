@@ -35,6 +35,9 @@ class FeedbackItem(Base):
     response_id: Mapped[str | None] = mapped_column(
         ForeignKey("feedback_responses.id", ondelete="SET NULL"), default=None
     )
+    # Where it came from: "staff" (chat), or a public page ("families", "young_people").
+    source: Mapped[str] = mapped_column(String(16), default="staff", server_default="staff",
+                                        index=True)
 
 
 class FeedbackHandle(Base):

@@ -11,6 +11,7 @@ from staffvoice.serve.health import Health, add_health_routes
 from staffvoice.serve.metrics import add_metrics_route
 from staffvoice.serve.mounts import mount_adapters
 from staffvoice.web import app as web_app
+from staffvoice.web.families import pages as families_pages
 
 
 def build_app(core: Core, env: Mapping[str, str], health: Health) -> tuple[web.Application, list[str]]:
@@ -20,4 +21,5 @@ def build_app(core: Core, env: Mapping[str, str], health: Health) -> tuple[web.A
     add_health_routes(app, health)
     lines = mount_adapters(app, core, env)
     lines.append(web_app.mount(app, core, env))
+    lines.append(families_pages.mount(app, core, env))
     return app, lines

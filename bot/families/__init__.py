@@ -1,0 +1,1 @@
+"""Feedback from children and families through the public pages (/families, /young-people)."""

@@ -1,0 +1,47 @@
+"""Families and young people in chat: the change team reads contact requests and marks them made.
+
+Their feedback itself is listed with `feedback list families` (bot/feedback), with the same
+themes, statuses and "you said, we did" as staff feedback; the public pages are in
+staffvoice/web/families/.
+"""
+
+from __future__ import annotations
+
+from bot.core import Ctx
+from bot.families import service
+from bot.families.section import FamiliesSection
+from bot.feedback import service as fb
+from bot.model import Context, Fields, Message, Text
+from bot.roles import CHANGE_TEAM
+from bot.router import Router
+
+
+async def contact_cmd(ctx: Ctx, args: str) -> None:
+    """Show who asked to be contacted about an item (change team only; sent privately)."""
+    item, contact = await service.read_contact(ctx.core, args)
+    await ctx.reply(Message(
+        (Text(f"Contact request for {fb.ref_of(item.id)}", heading=True),
+         Fields((("Name", contact.name), ("Phone or email", contact.how))),
+         Context("When you have made contact, type "
+                 f"“families contacted {fb.ref_of(item.id)}”: the details are then deleted. "
+                 "They are deleted anyway when the retention period ends.")),
+        fallback=f"Contact request for {fb.ref_of(item.id)}"))
+
+
+async def contacted_cmd(ctx: Ctx, args: str) -> None:
+    """The contact was made: delete the details for good."""
+    ref = await service.contact_made(ctx.core, args)
+    await ctx.say(f"Contact details for {ref} deleted. The feedback itself stays.")
+
+
+async def _tick(core, now):  # type: ignore[no-untyped-def]
+    return await service.tick(core, now)
+
+
+def register(r: Router) -> None:
+    r.command("families contact", contact_cmd, "who asked to be contacted about a family's feedback",
+              usage="REF", roles={CHANGE_TEAM}, private=True)
+    r.command("families contacted", contacted_cmd, "contact made: delete their contact details",
+              usage="REF", roles={CHANGE_TEAM})
+    r.sections.append(FamiliesSection())
+    r.ticker("families", _tick)

@@ -1,0 +1,1 @@
+"""The public pages for children and families: /families and /young-people."""
