@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
@@ -20,6 +21,11 @@ from sqlalchemy.ext.asyncio import (
 
 from storage import sqlite_inline
 from storage.sqlite_inline import offloaded
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+T = TypeVar("T")
 
 __all__ = ["DEFAULT_URL", "Database", "DatabaseUnavailable", "DatabaseUrlError", "connection_of",
            "offloaded"]
@@ -205,7 +211,7 @@ def _sqlite_pragmas_inline(dbapi_conn: DBAPIConnection, _record: object) -> None
     cur.close()
 
 
-def alembic_config(url: str):  # type: ignore[no-untyped-def]
+def alembic_config(url: str) -> Config:
     from alembic.config import Config
 
     cfg = Config()
@@ -222,6 +228,6 @@ def _run_upgrade(sync_conn: object) -> None:
     command.upgrade(cfg, "heads")
 
 
-def run(coro):  # type: ignore[no-untyped-def]
+def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine from synchronous CLI code."""
     return asyncio.run(coro)

@@ -7,7 +7,9 @@ staffvoice/web/families/.
 
 from __future__ import annotations
 
-from bot.core import Ctx
+from datetime import datetime
+
+from bot.core import Core, Ctx
 from bot.families import service
 from bot.families.section import FamiliesSection
 from bot.feedback import service as fb
@@ -34,7 +36,7 @@ async def contacted_cmd(ctx: Ctx, args: str) -> None:
     await ctx.say(f"Contact details for {ref} deleted. The feedback itself stays.")
 
 
-async def _tick(core, now):  # type: ignore[no-untyped-def]
+async def _tick(core: Core, now: datetime) -> int:
     return await service.tick(core, now)
 
 

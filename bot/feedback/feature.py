@@ -8,11 +8,12 @@ open in a form too, so neither side's words sit in the author's DM history.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.audit import trail
-from bot.core import Ctx
+from bot.core import Core, Ctx
 from bot.errors import FormInvalid, UserError
 from bot.feedback import identifiers, safeguarding
 from bot.feedback import service as fb
@@ -466,7 +467,7 @@ async def home(ctx: Ctx) -> list[object]:
     return [Choices(OPEN_ACTION, (Choice("Give anonymous feedback", "open", "primary"),))]
 
 
-async def _tick(core, now):  # type: ignore[no-untyped-def]
+async def _tick(core: Core, now: datetime) -> int:
     return await fb.tick(core, now)
 
 

@@ -15,7 +15,9 @@ entirely while the process was down are recorded as skipped too; one prompt goes
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,13 +33,16 @@ from bot.roles import CHANGE_TEAM
 from bot.scheduling.jobs import fell_in_gap, missed, note, soonest, too_late
 from bot.workhours import Pattern, is_working_moment, next_working_moment, pattern_for
 
+if TYPE_CHECKING:
+    from bot.core import Core
+
 log = logging.getLogger("staffvoice.milestones")
 JOB = "milestone_checkins"  # the scheduler's name for this ticker (its records of late work use it)
 # At most this many cycles that passed entirely while down are recorded one by one.
 MISSED_RECORDS = 8
 
 
-async def tick(core, now: datetime) -> int:  # type: ignore[no-untyped-def]
+async def tick(core: Core, now: datetime) -> int:
     """Open due cycles, send prompts and reminders, expire unanswered ones, tell leads."""
     await skip_late(core, now)
     opened = await open_cycles(core, now)
@@ -48,7 +53,7 @@ async def tick(core, now: datetime) -> int:  # type: ignore[no-untyped-def]
     return opened + sent + reminded + expired + told
 
 
-async def open_cycles(core, now: datetime) -> int:  # type: ignore[no-untyped-def]
+async def open_cycles(core: Core, now: datetime) -> int:
     """Create one due check-in per owner for each milestone whose cadence has come round."""
     opened = 0
     passed: list[tuple[str, datetime]] = []
@@ -100,7 +105,7 @@ async def _cycle_start(s: AsyncSession, m: Milestone) -> datetime:
     return max(t for t in (m.anchor_at, m.last_update_at, last_cycle) if t)
 
 
-async def skip_late(core, now: datetime) -> int:  # type: ignore[no-untyped-def]
+async def skip_late(core: Core, now: datetime) -> int:
     """Close prompts found more than a cadence late (after downtime) as skipped."""
     candidates = []
     async with core.db.session() as s:
@@ -134,7 +139,7 @@ def _next_prompt(c: MilestoneCheckin, m: Milestone, hours: Pattern) -> tuple[str
     return "reminder", next_working_moment(hours, sent + timedelta(days=m.grace_days))
 
 
-async def _prompt(core, now: datetime, state: str, *, reminder: bool) -> int:  # type: ignore[no-untyped-def]
+async def _prompt(core: Core, now: datetime, state: str, *, reminder: bool) -> int:
     """Send first prompts (state due) or the one reminder (state sent, grace passed)."""
     done = 0
     async with core.db.session() as s:
@@ -166,9 +171,10 @@ async def _prompt(core, now: datetime, state: str, *, reminder: bool) -> int:  #
     for cid, pid, msg in work:
         ref = await core.dm(pid, msg)
         async with core.db.session() as s:
-            c = await s.get(MilestoneCheckin, cid)
-            if c is None or c.state != state:
+            row = await s.get(MilestoneCheckin, cid)
+            if row is None or row.state != state:
                 continue
+            c = row
             if ref is not None:
                 c.cards = [*(c.cards or []), [people.conversation_to_json(ref.conversation), ref.message_id]]
             if reminder:
@@ -179,7 +185,7 @@ async def _prompt(core, now: datetime, state: str, *, reminder: bool) -> int:  #
     return done
 
 
-async def expire(core, now: datetime) -> int:  # type: ignore[no-untyped-def]
+async def expire(core: Core, now: datetime) -> int:
     """Close reminded check-ins whose grace has passed; an unanswered cycle makes the milestone stale."""
     done = 0
     async with core.db.session() as s:
@@ -207,7 +213,7 @@ async def expire(core, now: datetime) -> int:  # type: ignore[no-untyped-def]
     return done
 
 
-async def tell_leads(core, now: datetime) -> int:  # type: ignore[no-untyped-def]
+async def tell_leads(core: Core, now: datetime) -> int:
     """Tell the team lead (else the change team) once that a milestone went stale."""
     done = 0
     async with core.db.session() as s:
@@ -237,7 +243,7 @@ async def tell_leads(core, now: datetime) -> int:  # type: ignore[no-untyped-def
     return done
 
 
-def stale_notice(v: service.View, now: datetime, today) -> Message:  # type: ignore[no-untyped-def]
+def stale_notice(v: service.View, now: datetime, today: date) -> Message:
     """What a team lead is told when a milestone's check-in went unanswered."""
     m = v.m
     text = (f"⏳ {m.title} has gone stale: {cards.names(v)} did not answer the check-in or its "
@@ -251,7 +257,8 @@ def stale_notice(v: service.View, now: datetime, today) -> Message:  # type: ign
     )
 
 
-async def edit_cards(core, closed: list[MilestoneCheckin], message_for) -> set[str]:  # type: ignore[no-untyped-def]
+async def edit_cards(core: Core, closed: list[MilestoneCheckin],
+                     message_for: Callable[[str], Message]) -> set[str]:
     """Edit every card of answered check-ins; returns whose cards were edited."""
     edited: set[str] = set()
     for c in closed:
@@ -265,7 +272,7 @@ async def edit_cards(core, closed: list[MilestoneCheckin], message_for) -> set[s
     return edited
 
 
-async def next_due(core, now: datetime) -> datetime | None:  # type: ignore[no-untyped-def]
+async def next_due(core: Core, now: datetime) -> datetime | None:
     """The next check-in or reminder at its owner's working moment, or the next expiry."""
     times: list[datetime | None] = []
     async with core.db.session() as s:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.milestones import service
 from bot.milestones.status import EMOJI, LABELS, STALE_EMOJI, STATUSES
@@ -22,11 +24,14 @@ from bot.programme.core_sections import get_setting
 from bot.scheduling.prompts import week_of, weekly_next_due, weekly_post_due
 from bot.workhours import Pattern
 
+if TYPE_CHECKING:
+    from bot.core import Core
+
 log = logging.getLogger("staffvoice.milestones")
 JOB = "roadmap_digest"  # the scheduler's name for this ticker (its records of late work use it)
 
 
-async def tick(core, now: datetime) -> int:  # type: ignore[no-untyped-def]
+async def tick(core: Core, now: datetime) -> int:
     """Post this week's digest if it is due and not yet posted."""
     async with core.db.session() as s:
         prog = await get_setting(s, "programme", {}) or {}
@@ -52,7 +57,7 @@ async def tick(core, now: datetime) -> int:  # type: ignore[no-untyped-def]
     return 1
 
 
-async def next_due(core, now: datetime) -> datetime | None:  # type: ignore[no-untyped-def]
+async def next_due(core: Core, now: datetime) -> datetime | None:
     """This week's first working moment if the digest is still to post, else next week's."""
     async with core.db.session() as s:
         prog = await get_setting(s, "programme", {}) or {}
@@ -63,7 +68,7 @@ async def next_due(core, now: datetime) -> datetime | None:  # type: ignore[no-u
     return await weekly_next_due(core, JOB, hours, now, posted)
 
 
-async def build(s, now: datetime, since: datetime | None = None) -> Message:  # type: ignore[no-untyped-def]
+async def build(s: AsyncSession, now: datetime, since: datetime | None = None) -> Message:
     """Counts by status, changes since the last digest (else 7 days), overdue, stale, early wins."""
     today = await service.today(s, now)
     counts = await service.health(s, today)
@@ -85,7 +90,7 @@ async def build(s, now: datetime, since: datetime | None = None) -> Message:  # 
     return Message(tuple(blocks), fallback="\n".join(sections))
 
 
-async def _changes(s, since: datetime, now: datetime) -> list[str]:  # type: ignore[no-untyped-def]
+async def _changes(s: AsyncSession, since: datetime, now: datetime) -> list[str]:
     """One line per milestone updated since `since`: first status -> latest status."""
     first: dict[str, tuple[str, int]] = {}
     last: dict[str, tuple[str, int, str | None]] = {}

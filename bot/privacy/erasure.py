@@ -70,6 +70,8 @@ RULES: tuple[Rule, ...] = (
     Rule("teams_members", "email", "email", "delete", "their Microsoft Teams membership"),
     Rule("privacy_notices_shown", "user_id", "user", "delete",
          "when they were first shown the privacy notice"),
+    Rule("web_sessions", "person_id", "person", "delete", "their signed-in dashboard sessions"),
+    Rule("web_login_links", "person_id", "person", "delete", "one-time dashboard sign-in links"),
     Rule("audit_actors", "person_id", "person", "delete",
          "their name on audit entries (the entries stay, by \u201can erased person\u201d)"),
     Rule("identities", "person_id", "person", "delete", "their Slack and Teams accounts"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import Connection, create_engine
 
 from storage.base import Base
 
@@ -13,7 +13,8 @@ target_metadata = Base.metadata
 config = context.config
 
 
-def _include(obj, name, type_, reflected, compare_to) -> bool:  # type: ignore[no-untyped-def]
+def _include(obj: object, name: str | None, type_: str, reflected: bool,
+             compare_to: object) -> bool:
     only = config.attributes.get("only_tables")
     if only is None:
         return True
@@ -21,7 +22,7 @@ def _include(obj, name, type_, reflected, compare_to) -> bool:  # type: ignore[n
     return table in only
 
 
-def _run(connection) -> None:  # type: ignore[no-untyped-def]
+def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

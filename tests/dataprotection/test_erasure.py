@@ -22,6 +22,7 @@ from bot.milestones.tables import MilestoneCheckin, MilestoneOwner, MilestoneUpd
 from bot.people.tables import Person, Team
 from bot.pulse.tables import PulseAttributedAnswer, PulseQuestion
 from staffvoice.cli import main
+from staffvoice.web.tables import WebLoginLink, WebSession
 from tests.conformance.drivers.fake import FakeDriver
 from tests.test_feedback_helpers import as_text, dump, give, identity_strings
 from tests.test_reports_seed import emails, everyone_answers, seed_round
@@ -79,6 +80,9 @@ async def a_busy_person(core: Core) -> str:
                        platform="fake", user_id=f"U-{WHO}", state="sent", next_attempt_at=now))
         s.add(FeedbackResponse(title="Lunch", text="Cover rota agreed", day=now.date(),
                                published_by=me.id))
+        s.add(WebSession(id="f" * 64, person_id=me.id, provider="slack", created_at=now,
+                         seen_at=now, expires_at=now + timedelta(hours=8)))
+        s.add(WebLoginLink(id="e" * 64, person_id=me.id, expires_at=now + timedelta(minutes=15)))
         team = await s.get(Team, "assessment")
         assert team is not None and team.lead_person_id == me.id
         return me.id
