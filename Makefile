@@ -15,7 +15,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/staffvoice demo
 
-test: $(STAMP)
+# axe-core for the browser tests, from the npm registry (Chromium itself: apt-get install chromium).
+AXE := tests/browser/node_modules/axe-core/axe.min.js
+$(AXE): tests/browser/package-lock.json
+	cd tests/browser && npm ci --no-audit --no-fund --silent
+	touch $@
+
+test: $(STAMP) $(AXE)
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # ruff everywhere; mypy --strict on the core and storage (plain, typed Python: no Any leaking

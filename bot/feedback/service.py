@@ -657,9 +657,11 @@ async def recent_responses(s: AsyncSession, limit: int = 5) -> list[FeedbackResp
         FeedbackResponse.day.desc(), FeedbackResponse.id).limit(limit))).scalars())
 
 
-async def theme_counts(s: AsyncSession) -> dict[tuple[str | None, str], int]:
-    """How many items per (theme, status): counts only, never who or when."""
+async def theme_counts(s: AsyncSession, sources: Sequence[str] = (STAFF,)
+                       ) -> dict[tuple[str | None, str], int]:
+    """How many items per (theme, status) from `sources`: counts only, never who or when."""
     rows = await s.execute(select(FeedbackItem.theme_id, FeedbackItem.status, func.count())
+                           .where(FeedbackItem.source.in_(list(sources)))
                            .group_by(FeedbackItem.theme_id, FeedbackItem.status))
     return {(t, st): int(n) for t, st, n in rows.all()}
 

@@ -28,7 +28,11 @@ NOTICES = {
     "published": "Published to staff and to the authors who allowed replies; the items are marked done.",
 }
 STATUS_LABELS = {"new": "New", "read": "Read", "in_progress": "In progress", "done": "Done",
-                 "closed": "Closed"}
+                 "closed": "Closed", "spam": "Spam"}
+# Whose feedback a page shows: staff (in chat: `feedback list`), or the public pages' (in chat:
+# `feedback list families`), each with its own counts.
+SOURCES: dict[str, tuple[str, ...]] = {"staff": (fb.STAFF,), "families": fb.PUBLIC_SOURCES}
+SOURCE_LABELS = {"staff": "Staff", "families": "Children and families"}
 
 
 async def _page(request: web.Request, *, status: int = 200, errors: dict[str, str] | None = None,
@@ -36,6 +40,9 @@ async def _page(request: web.Request, *, status: int = 200, errors: dict[str, st
     core = request.app[CORE]
     theme_id = request.query.get("theme", "")
     wanted = request.query.get("status", "open")
+    source = request.query.get("source", "staff")
+    if source not in SOURCES:
+        raise web.HTTPNotFound()
     statuses = fb.OPEN if wanted == "open" else fb.STATUSES if wanted == "all" else (wanted,)
     if wanted not in ("open", "all") and wanted not in fb.STATUSES:
         raise web.HTTPNotFound()
@@ -43,8 +50,9 @@ async def _page(request: web.Request, *, status: int = 200, errors: dict[str, st
         themes = await fb.themes(s)
         if theme_id and theme_id not in {t.id for t in themes}:
             raise web.HTTPNotFound()
-        counts = await fb.theme_counts(s)
-        items = await fb.list_items(s, theme_id=theme_id or None, statuses=statuses, limit=50)
+        counts = await fb.theme_counts(s, SOURCES[source])
+        items = await fb.list_items(s, theme_id=theme_id or None, statuses=statuses, limit=50,
+                                   sources=SOURCES[source])
         threads = await fb.threads_of(s, [i.id for i in items])
         replyable = await fb.with_handles(s, [i.id for i in items])
     names = {t.id: t.name for t in themes}
@@ -56,7 +64,8 @@ async def _page(request: web.Request, *, status: int = 200, errors: dict[str, st
     return render(request, "feedback.html", status=status, title="Feedback", themes=themes,
                   names=names, table=table, statuses=fb.STATUSES, labels=STATUS_LABELS,
                   items=items, threads=threads, replyable=replyable, theme_id=theme_id,
-                  wanted=wanted, ref=fb.ref_of, may_publish=may(request, *PUBLISHERS),
+                  wanted=wanted, source=source, sources=SOURCE_LABELS,
+                  source_of=fb.SOURCE_LABELS, ref=fb.ref_of, may_publish=may(request, *PUBLISHERS),
                   notice=NOTICES.get(request.query.get("done", ""), ""),
                   errors=errors or {}, entered=entered or {})
 

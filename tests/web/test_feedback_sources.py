@@ -1,0 +1,46 @@
+"""The dashboard's feedback page keeps staff feedback and the public pages' feedback apart, as
+chat does (`feedback list` and `feedback list families`), counts included (issue 20 point 5)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bot.core import Core
+from bot.feedback import service as fb
+from bot.people.service import person_by_email
+from tests.web.server import Server, serve_dashboard
+from tests.web.test_signin import _client, _oidc
+
+CHANGE = "changelead@northbridge.example"
+STAFF_TEXT = "The new supervision template saves me an hour a week."
+FAMILY_TEXT = "Our social worker listens and explains what happens next."
+
+
+@pytest.fixture
+async def server(loaded: Core) -> AsyncIterator[Server]:
+    async with loaded.db.session() as s:
+        await fb.add_public_item(s, [], source="families", day=loaded.clock.now().date(),
+                                 text=FAMILY_TEXT, theme_id=None, concerns=())
+    async with serve_dashboard(loaded) as running:
+        yield running
+
+
+async def test_staff_and_family_feedback_are_listed_apart(server: Server, loaded: Core) -> None:
+    async with loaded.db.session() as s:
+        author = await person_by_email(s, "practitioner1@northbridge.example")
+        assert author is not None
+    await fb.store(loaded, author.id, text=STAFF_TEXT, theme_id=None, replies=False, concerns=())
+    server.oidc.sign_in_as(CHANGE)
+    async with _client(server) as http:
+        assert (await _oidc(http, server)).status == 303
+        staff = await (await http.get(f"{server.url}/app/feedback")).text()
+        assert STAFF_TEXT in staff and FAMILY_TEXT not in staff
+        families = await http.get(f"{server.url}/app/feedback?source=families&status=all")
+        body = await families.text()
+        assert families.status == 200
+        assert FAMILY_TEXT in body and STAFF_TEXT not in body
+        assert "From a parent or carer" in body
+        unknown = await http.get(f"{server.url}/app/feedback?source=everyone")
+        assert unknown.status == 404
