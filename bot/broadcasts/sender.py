@@ -16,6 +16,9 @@ off, waits in `queued` until `not_before`, their next working moment. The sender
 pattern again just before sending, since a retry or a 429 can carry a row past the end of the
 recipient's day; such a row goes back to waiting and the deferral does not count as an attempt.
 Channel posts are never held.
+
+Rows of other kinds (pulse invitations, see `ledger.register_kind`) go the same way; only their
+message comes from their kind, and their outcomes are told to it when recorded.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from typing import Any, Protocol, runtime_checkable
 from sqlalchemy import select
 
 from bot.broadcasts import leases, ledger, service
-from bot.broadcasts.ledger import IN_DOUBT, Claimed
+from bot.broadcasts.ledger import BROADCAST, IN_DOUBT, Claimed, Settled
 from bot.broadcasts.limiter import Limiter, parse_limits
 from bot.broadcasts.tables import Broadcast
 from bot.model import ConversationRef, Message, MessageRef, UserRef
@@ -125,7 +128,9 @@ class Sender:
         self._held: set[leases.Key] = set()
         self._held_at = -1e9
         self._taking = asyncio.Lock()
-        self._messages: dict[str, tuple[str, Message]] = {}
+        self._messages: dict[str, tuple[str, Message | None]] = {}
+        # Rows of registered kinds in flight: their outcomes are told to their kind.
+        self._others: dict[str, Claimed] = {}
         self._in_flight: dict[tuple[str, str], asyncio.Semaphore] = {}
         self._touched: set[str] = set()
         # Outcomes are written in batches (one transaction per flush); a crash before a flush
@@ -215,7 +220,10 @@ class Sender:
                     self.core.db, self.id, now, max(0, room - len(rows)), self.lease, only))
                 claimed_at = time.monotonic()
                 for row in rows:
-                    self._touched.add(row.broadcast_id)
+                    if row.kind == BROADCAST:
+                        self._touched.add(row.broadcast_id)
+                    else:
+                        self._others[row.id] = row
                     pending.add(asyncio.create_task(self._one(row, claimed_at)))
             if not pending:
                 break
@@ -236,9 +244,17 @@ class Sender:
     async def _flush(self) -> None:
         items, self._outbox = self._outbox, []
         if items:
+            settled: dict[str, list[Settled]] = {}
+            for row_id, values in items:
+                row = self._others.pop(row_id, None)
+                if row is None or values.get("state") not in ("sent", "skipped", "final_failed"):
+                    continue
+                settled.setdefault(row.kind, []).append(Settled(
+                    row.subject or "", row.person_id, values["state"], values.get("message_ref"),
+                    values.get("sent_at") or self.core.clock.now()))
             # Shielded: a sender stopped mid-write still ends its transaction, so it never
             # leaves SQLite's write lock held behind it.
-            await asyncio.shield(ledger.finish_many(self.core.db, self.id, items))
+            await asyncio.shield(ledger.finish_many(self.core.db, self.id, items, settled))
 
     async def _progress(self) -> None:
         if self.on_progress is not None:
@@ -271,10 +287,15 @@ class Sender:
 
     async def _deliver(self, row: Claimed, claimed_at: float) -> None:
         now = self.core.clock.now
-        msg = await self._message(row.broadcast_id)
+        try:
+            msg = await self._message(row)
+        except ledger.NotNow as e:
+            await self._record(row.id, state="queued", attempts=row.attempts - 1,
+                               next_attempt_at=now() + timedelta(seconds=e.seconds))
+            return
         if msg is None:
-            await self._record(row.id, state="skipped",
-                                error="retracted before delivery")
+            await self._record(row.id, state="skipped", error=(
+                "retracted before delivery" if row.kind == BROADCAST else "no longer open"))
             return
         # Working hours are checked again at the last moment: a retry or a 429 may have
         # pushed a DM past the end of its recipient's day.
@@ -410,7 +431,15 @@ class Sender:
                 self.limiter.limits_for(conv.platform).max_in_flight)
         return self._in_flight[key]
 
-    async def _message(self, bid: str) -> Message | None:
+    async def _message(self, row: Claimed) -> Message | None:
+        """The row's message, rendered once per drain for all the rows that share it."""
+        if row.kind != BROADCAST:
+            key = f"{row.kind}:{row.subject}"
+            if key not in self._messages:
+                msg = await ledger.KINDS[row.kind].message(self.core, row.subject or "")
+                self._messages[key] = ("sending", msg)
+            return self._messages[key][1]
+        bid = row.broadcast_id
         cached = self._messages.get(bid)
         if cached is None:
             async with self.core.db.session() as s:
