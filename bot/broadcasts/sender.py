@@ -131,6 +131,7 @@ class Sender:
         self._messages: dict[str, tuple[str, Message | None]] = {}
         # Rows of registered kinds in flight: their outcomes are told to their kind.
         self._others: dict[str, Claimed] = {}
+        self._not_now: dict[str, float] = {}
         self._in_flight: dict[tuple[str, str], asyncio.Semaphore] = {}
         self._touched: set[str] = set()
         # Outcomes are written in batches (one transaction per flush); a crash before a flush
@@ -162,6 +163,7 @@ class Sender:
         """Send everything that is due now, then return (rows due later stay queued)."""
         pending: set[asyncio.Task[None]] = set()
         self._messages.clear()  # a retract since the last pass must stop further sends
+        self._not_now.clear()
         try:
             await self._drain(pending, stop)
         except asyncio.CancelledError:
@@ -435,8 +437,14 @@ class Sender:
         """The row's message, rendered once per drain for all the rows that share it."""
         if row.kind != BROADCAST:
             key = f"{row.kind}:{row.subject}"
+            if key in self._not_now:  # asked once per drain, not once per row
+                raise ledger.NotNow(self._not_now[key])
             if key not in self._messages:
-                msg = await ledger.KINDS[row.kind].message(self.core, row.subject or "")
+                try:
+                    msg = await ledger.KINDS[row.kind].message(self.core, row.subject or "")
+                except ledger.NotNow as e:
+                    self._not_now[key] = e.seconds
+                    raise
                 self._messages[key] = ("sending", msg)
             return self._messages[key][1]
         bid = row.broadcast_id
