@@ -30,6 +30,7 @@ import random
 import secrets
 import socket
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -80,6 +81,19 @@ class Stats:
     finished: list[str] = field(default_factory=list)
 
 
+_LIMITERS: weakref.WeakKeyDictionary[Any, Limiter] = weakref.WeakKeyDictionary()
+
+
+def process_limiter(core: Any) -> Limiter:
+    """The one limiter of this process (per core): the worker and the tickers' drains share it,
+    so together they keep to each workspace's limit (STAFFVOICE_BROADCAST_LIMITS)."""
+    lim = _LIMITERS.get(core)
+    if lim is None:
+        lim = _LIMITERS[core] = Limiter(parse_limits(os.environ.get("STAFFVOICE_BROADCAST_LIMITS",
+                                                                    "")))
+    return lim
+
+
 def default_sender_id() -> str:
     """STAFFVOICE_SENDER_ID if set (a stable replica name lets a restart reclaim its rows at once)."""
     return os.environ.get("STAFFVOICE_SENDER_ID") or (
@@ -109,7 +123,7 @@ class Sender:
     ) -> None:
         self.core = core
         self.id = sender_id or default_sender_id()
-        self.limiter = limiter or Limiter(parse_limits(os.environ.get("STAFFVOICE_BROADCAST_LIMITS", "")))
+        self.limiter = limiter or process_limiter(core)
         self.batch = batch
         self.lease = lease
         self.max_attempts = max_attempts
