@@ -255,6 +255,16 @@ async def conductor(a: argparse.Namespace) -> None:
         await asyncio.sleep(0.01)
     first_at = min(d.at for f in fakes.values() for d in f.keyed())
     to_first = first_at - t0
+    if a.open_only:
+        await current.kill()
+        await standby.kill()
+        asked, rows, _invited = await round_counts(a.db)
+        for f in fakes.values():
+            await f.stop()
+        print(f"  time to first invitation {to_first:.2f}s for {asked:,} asked ({rows:,} rows "
+              f"queued); peak memory so far "
+              f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MB")
+        return
     kill_at = sorted(to_first + rng.uniform(0.03, 0.85) * pace for _ in range(a.kills))
     kills = 0
     killed_at: list[float] = []
@@ -326,6 +336,8 @@ def main() -> None:
     ap.add_argument("--retry-after", type=float, default=2.0, help="real-world seconds")
     ap.add_argument("--seed", type=int, default=int(time.time()))
     ap.add_argument("--verbose", action="store_true", help="the senders say what they did")
+    ap.add_argument("--open-only", action="store_true",
+                    help="stop at the first invitation (time to open the round only)")
     # child options
     ap.add_argument("--platforms")
     ap.add_argument("--epoch", type=float, default=time.time())

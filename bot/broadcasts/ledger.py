@@ -147,22 +147,6 @@ def wait_until(hours: dict[str, Any] | None, now: datetime) -> datetime | None:
     return None if is_working_moment(p, now) else next_working_moment(p, now)
 
 
-async def _hours(s: AsyncSession, ids: list[str]) -> dict[str, dict[str, Any]]:
-    """Each person's working pattern (their own shift, else the programme's) as row JSON."""
-    prog = await get_setting(s, "programme", {})
-    out: dict[str, dict[str, Any]] = {}
-    seen: dict[tuple[str | None, str], dict[str, Any]] = {}
-    for i in range(0, len(ids), 1000):
-        rows = await s.execute(select(Person.id, Person.tz, Person.work_pattern)
-                               .where(Person.id.in_(ids[i : i + 1000])))
-        for pid, tz, own in rows.all():
-            key = (tz, repr(sorted((own or {}).items())))
-            if key not in seen:
-                seen[key] = hours_json(Pattern.from_settings(prog, tz, own))
-            out[pid] = seen[key]
-    return out
-
-
 # -- filling the ledger -------------------------------------------------------------------
 
 
@@ -211,20 +195,11 @@ async def enqueue_people(s: AsyncSession, kind: str, subject: str, ids: list[str
     """One queued DM row per person for `subject` (a broadcast's id, or a registered kind's
     subject), held until each person's working hours; written in the caller's transaction,
     so no row of the batch can be sent before all of them are queued. Returns how many."""
-    best = await _identities(s, ids, platforms)
-    hours = await _hours(s, ids)
-    bid, other = (subject, None) if kind == BROADCAST else (None, subject)
-    rows = []
-    for pid in ids:
-        ident = best.get(pid)
-        row = (_row(kind, bid, other, f"person:{pid}", pid, None, None, None, None, now)
-               if ident is None
-               else _row(kind, bid, other, f"person:{pid}", pid, ident.platform, ident.workspace,
-                         ident.user_id, ident.dm, now))
-        _hold(row, hours.get(pid), now)
-        rows.append(row)
-    await _insert(s, rows)
-    return len(rows)
+    n = 0
+    for i in range(0, len(ids), CHUNK):
+        n += len(await _enqueue(s, kind, subject, select(Person.id).where(
+            Person.id.in_(ids[i : i + CHUNK])), platforms, now))
+    return n
 
 
 async def enqueue_missing(s: AsyncSession, kind: str, subject: str, candidates: Select[Any],
@@ -239,14 +214,56 @@ async def enqueue_missing(s: AsyncSession, kind: str, subject: str, candidates: 
     has_row = (select(Delivery.id).where(Delivery.subject == subject,
                                          Delivery.person_id == candidates.selected_columns[0])
                .exists())
-    ids = list((await s.execute(candidates.where(~has_row))).scalars())
-    await enqueue_people(s, kind, subject, ids, platforms, now)
-    return ids
+    return await _enqueue(s, kind, subject, candidates.where(~has_row), platforms, now)
+
+
+CHUNK = 5000
+
+
+async def _enqueue(s: AsyncSession, kind: str, subject: str, who: Select[Any],
+                   platforms: set[str], now: datetime) -> list[str]:
+    """Queue a DM row for each person `who` selects: one read joining people with their
+    reachable accounts (plain columns, no objects, no long id lists), the working pattern and
+    next working moment worked out once per distinct pattern, then bulk inserts."""
+    prog = await get_setting(s, "programme", {})
+    sub = who.subquery()
+    q = (select(Person.id, Person.tz, Person.work_pattern, Identity.platform,
+                Identity.workspace, Identity.user_id, Identity.dm)
+         .join(sub, sub.c[0] == Person.id)
+         .outerjoin(Identity, and_(Identity.person_id == Person.id,
+                                   Identity.reachable.is_(True),
+                                   Identity.platform.in_(sorted(platforms))))
+         .order_by(Person.id))
+    bid, other = (subject, None) if kind == BROADCAST else (None, subject)
+    patterns: dict[tuple[str | None, str], tuple[dict[str, Any], datetime | None]] = {}
+    rows: list[dict[str, Any]] = []
+    last: dict[str, Any] | None = None
+    for pid, tz, own, platform, workspace, user_id, dm in (await s.execute(q)).tuples():
+        if last is not None and last["person_id"] == pid:
+            # Another account of the same person: one with a known DM wins.
+            if platform is not None and dm and not last["conversation"]:
+                last.update(platform=platform, workspace=workspace, user_id=user_id,
+                            conversation=dm)
+            continue
+        key = (tz, repr(sorted((own or {}).items())))
+        if key not in patterns:
+            hours = hours_json(Pattern.from_settings(prog, tz, own))
+            patterns[key] = (hours, wait_until(hours, now))
+        hours, later = patterns[key]
+        last = _row(kind, bid, other, f"person:{pid}", pid, platform, workspace, user_id, dm,
+                    now)
+        last["hours"] = hours
+        if later is not None:
+            last["not_before"] = last["next_attempt_at"] = later
+        rows.append(last)
+    await _insert(s, rows)
+    return [r["person_id"] for r in rows]
 
 
 async def _insert(s: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    for i in range(0, len(rows), 1000):
-        await s.execute(insert(Delivery), rows[i : i + 1000])
+    t = cast(Table, Delivery.__table__)
+    for i in range(0, len(rows), CHUNK):
+        await s.execute(insert(t), rows[i : i + CHUNK])
 
 
 async def forget(s: AsyncSession, kind: str, subject: str) -> None:
@@ -262,29 +279,6 @@ def _row(kind: str, bid: str | None, subject: str | None, recipient: str, pid: s
             "platform": platform, "workspace": workspace, "user_id": user_id,
             "conversation": conv, "state": "queued", "attempts": 0, "next_attempt_at": now,
             "hours": None, "not_before": None}
-
-
-def _hold(row: dict[str, Any], hours: dict[str, Any] | None, now: datetime) -> None:
-    """A DM row waits for its recipient's next working moment when they are off now."""
-    row["hours"] = hours
-    later = wait_until(hours, now)
-    if later is not None:
-        row["not_before"] = row["next_attempt_at"] = later
-
-
-async def _identities(s: AsyncSession, ids: list[str], platforms: set[str]) -> dict[str, Identity]:
-    """Each person's most recently used reachable identity on a connected platform."""
-    best: dict[str, Identity] = {}
-    for i in range(0, len(ids), 1000):
-        rows = await s.execute(
-            select(Identity).where(Identity.person_id.in_(ids[i : i + 1000]),
-                                   Identity.reachable.is_(True), Identity.platform.in_(platforms))
-        )
-        for ident in rows.scalars():
-            cur = best.get(ident.person_id)
-            if cur is None or (ident.dm and not cur.dm):
-                best[ident.person_id] = ident
-    return best
 
 
 # -- claiming and recording outcomes ------------------------------------------------------

@@ -9,12 +9,13 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
     LargeBinary,
     String,
+    Table,
     and_,
     bindparam,
     delete,
@@ -291,8 +292,9 @@ async def open_round(s: AsyncSession, survey: PulseSurvey, opens_at: datetime, s
              "cell_role": where[pid][1], "invited_at": None, "unreachable": False,
              "reminded": False, "finished": False, "message": None}
             for pid, team in audience]
+    table = cast(Table, PulseParticipation.__table__)
     for i in range(0, len(rows), 5000):
-        await s.execute(insert(PulseParticipation), rows[i : i + 5000])
+        await s.execute(insert(table), rows[i : i + 5000])
     s.add(PulseRoundKey(round_id=rnd.id, sealed=seal_bytes(
         derive(secret, ROUND_KEY_LABEL), rnd.id, os.urandom(32))))
     await s.flush()
