@@ -68,8 +68,12 @@ async def test_killed_during_a_pulse_round_nobody_is_missed(
 
     second = await start("pulse", db_url, platform, epoch)
     assert second.stdout is not None
-    assert (await asyncio.wait_for(second.stdout.readline(), 60)).strip() == b"done"
-    await second.wait()
+    try:
+        assert (await asyncio.wait_for(second.stdout.readline(), 60)).strip() == b"done"
+        await second.wait()
+    finally:
+        if second.returncode is None:  # never leave it running after a failure
+            await kill(second)
 
     async with loaded.db.session() as s:
         parts = (await s.execute(select(PulseParticipation))).scalars().all()
