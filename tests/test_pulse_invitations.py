@@ -166,6 +166,23 @@ async def test_the_night_worker_is_invited_when_their_shift_starts_and_not_befor
     assert invitations_by_conversation(platform)[night] == 1
 
 
+async def test_someone_who_leaves_before_their_shift_is_not_invited(
+    loaded: Core, platform: RateLimitedPlatform, clock: FakeClock
+) -> None:
+    await staff(loaded, 0)
+    await open_and_queue(loaded)  # the night worker's invitation waits for 17:00
+    async with loaded.db.session() as s:
+        await s.execute(update(Person).where(Person.email == "nightduty@northbridge.example")
+                        .values(left_on=MONDAY_10.date()))
+    clock.set(MONDAY_10 + timedelta(hours=7, minutes=1))
+    await Sender(loaded, limiter=Limiter(FAST)).drain()
+    assert "D-U-nightduty@northbridge.example" not in invitations_by_conversation(platform)
+    async with loaded.db.session() as s:
+        row = (await s.execute(select(Delivery).join(Person, Person.id == Delivery.person_id)
+                               .where(Person.email == "nightduty@northbridge.example"))).scalar_one()
+    assert row.state == "skipped" and "no longer asked" in (row.error or "")
+
+
 async def test_a_paused_surveys_invitations_wait_and_go_after_resume(
     loaded: Core, platform: RateLimitedPlatform, clock: FakeClock
 ) -> None:

@@ -70,10 +70,13 @@ class Kind:
     `message(core, subject)`: what to send (None when the subject is gone: the row is skipped;
     raise `NotNow` to keep the row queued, e.g. while a survey is paused).
     `settled(session, outcomes)`: runs in the transaction that records the outcomes.
+    `wanted(session, subject, person_ids)`: those still to be sent to (read once per claimed
+    batch; the others are skipped, e.g. a leaver's pulse invitation).
     """
 
     message: Callable[[Any, str], Awaitable[Message | None]]
     settled: Callable[[AsyncSession, list[Settled]], Awaitable[None]]
+    wanted: Callable[[AsyncSession, str, set[str]], Awaitable[set[str]]]
 
 
 KINDS: dict[str, Kind] = {}

@@ -235,11 +235,16 @@ class Sender:
                 rows += await asyncio.shield(ledger.claim_retractions(
                     self.core.db, self.id, now, max(0, room - len(rows)), self.lease, only))
                 claimed_at = time.monotonic()
+                wanted = await self._still_wanted(rows)
                 for row in rows:
                     if row.kind == BROADCAST:
                         self._touched.add(row.broadcast_id)
                     else:
                         self._others[row.id] = row
+                        if row.id not in wanted:
+                            await self._record(row.id, state="skipped",
+                                               error="no longer asked (left, or removed)")
+                            continue
                     pending.add(asyncio.create_task(self._one(row, claimed_at)))
             if not pending:
                 break
@@ -251,6 +256,21 @@ class Sender:
         if pending:
             await asyncio.wait(pending)
         await self._flush()
+
+    async def _still_wanted(self, rows: list[Claimed]) -> set[str]:
+        """Ids of the claimed rows of registered kinds whose recipient is still wanted (one
+        read per kind and subject in the batch: someone who left since it was queued is not)."""
+        groups: dict[tuple[str, str], list[Claimed]] = {}
+        for row in rows:
+            if row.kind != BROADCAST and row.person_id:
+                groups.setdefault((row.kind, row.subject or ""), []).append(row)
+        wanted = {row.id for row in rows if row.kind != BROADCAST and not row.person_id}
+        for (kind, subject), group in groups.items():
+            async with self.core.db.session() as s:
+                keep = await ledger.KINDS[kind].wanted(s, subject,
+                                                       {r.person_id or "" for r in group})
+            wanted |= {r.id for r in group if r.person_id in keep}
+        return wanted
 
     async def _record(self, row_id: str, **values: Any) -> None:
         self._outbox.append((row_id, values))

@@ -75,7 +75,17 @@ async def _settled(s: AsyncSession, items: list[Settled]) -> None:
                         .values(unreachable=True), gone)
 
 
-ledger.register_kind(KIND, Kind(message=_message, settled=_settled))
+async def _wanted(s: AsyncSession, round_id: str, person_ids: set[str]) -> set[str]:
+    """Those still asked in the round and not leavers (a queued invitation waits for no one
+    who left, or was erased, since it was queued)."""
+    P = PulseParticipation
+    rows = await s.execute(select(P.person_id).join(Person, Person.id == P.person_id).where(
+        P.round_id == round_id, P.person_id.in_(sorted(person_ids)), P.invited_at.is_(None),
+        Person.left_on.is_(None)))
+    return set(rows.scalars())
+
+
+ledger.register_kind(KIND, Kind(message=_message, settled=_settled, wanted=_wanted))
 
 
 async def enqueue(core: Any, round_id: str, opens_at: datetime, now: datetime,
