@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from bot.broadcasts.ledger import CLAIMABLE
+from bot.broadcasts.ledger import CLAIMABLE, live
 from bot.broadcasts.tables import Broadcast, Delivery, WorkspaceLease
 from storage.db import Database
 
@@ -64,9 +64,9 @@ async def due_workspaces(db: Database, now: datetime) -> set[Key]:
     """Workspaces with rows to send (or copies to delete) now."""
     async with db.session() as s:
         sends = (select(Delivery.platform, Delivery.workspace).distinct()
-                 .join(Broadcast, Broadcast.id == Delivery.broadcast_id)
+                 .outerjoin(Broadcast, Broadcast.id == Delivery.broadcast_id)
                  .where(Delivery.state.in_(CLAIMABLE), Delivery.next_attempt_at <= now,
-                        Broadcast.state == "sending", Delivery.platform.is_not(None)))
+                        live(), Delivery.platform.is_not(None)))
         deletes = (select(Delivery.platform, Delivery.workspace).distinct()
                    .join(Broadcast, Broadcast.id == Delivery.broadcast_id)
                    .where(Delivery.state == "sent", Delivery.retracted_at.is_(None),

@@ -4,10 +4,16 @@ Claiming is a compare-and-set (`UPDATE ... WHERE state IN ('queued','failed')`) 
 transaction. On PostgreSQL the candidate rows are first locked with `FOR UPDATE SKIP LOCKED`, so
 concurrent senders each take different rows without waiting; on SQLite the database-wide write
 lock serialises claimers and the compare-and-set alone keeps a row from being taken twice.
+
+Rows are broadcast messages or messages of a kind another feature registers (`register_kind`):
+pulse invitations are rows of kind "pulse" whose `subject` is the round. The sender renders
+such a row with its kind's `message` and reports what became of it to its kind's `settled`, in
+the same transaction that records the outcome.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from functools import lru_cache
@@ -15,8 +21,11 @@ from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Select,
     Table,
+    and_,
     bindparam,
+    delete,
     func,
     insert,
     or_,
@@ -28,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.broadcasts.tables import Broadcast, Delivery
 from bot.channels import parse_channel
+from bot.model import Message
 from bot.people import service as people
 from bot.people.tables import Identity, Person
 from bot.programme.core_sections import get_setting
@@ -39,6 +49,50 @@ CLAIMABLE = ("queued", "failed")
 OPEN = ("queued", "sending", "failed")
 # Marks a row whose sender stopped mid-send: the next attempt asks the platform first.
 IN_DOUBT = "in doubt: the sender stopped while sending; checking before resending"
+BROADCAST = "broadcast"
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What became of a row of a registered kind (told to its feature when recorded)."""
+
+    subject: str
+    person_id: str | None
+    state: str  # sent | skipped | final_failed
+    message_ref: dict[str, Any] | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of ledger row other than a broadcast, registered by the feature that owns it.
+
+    `message(core, subject)`: what to send (None when the subject is gone: the row is skipped;
+    raise `NotNow` to keep the row queued, e.g. while a survey is paused).
+    `settled(session, outcomes)`: runs in the transaction that records the outcomes.
+    `wanted(session, subject, person_ids)`: those still to be sent to (read once per claimed
+    batch; the others are skipped, e.g. a leaver's pulse invitation).
+    """
+
+    message: Callable[[Any, str], Awaitable[Message | None]]
+    settled: Callable[[AsyncSession, list[Settled]], Awaitable[None]]
+    wanted: Callable[[AsyncSession, str, set[str]], Awaitable[set[str]]]
+
+
+KINDS: dict[str, Kind] = {}
+
+
+class NotNow(Exception):
+    """A registered kind's row may not go yet: it stays queued and is looked at again later."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"not now, again in {seconds:.0f}s")
+        self.seconds = seconds
+
+
+def register_kind(name: str, kind: Kind) -> None:
+    """Let senders deliver rows of `name` (a process drains only the kinds it knows)."""
+    KINDS[name] = kind
 
 
 @dataclass(frozen=True)
@@ -58,12 +112,14 @@ class Claimed:
     state: str
     message_ref: dict[str, Any] | None = None
     hours: dict[str, Any] | None = None
+    kind: str = BROADCAST
+    subject: str | None = None
 
 
 def _claimed(d: Delivery) -> Claimed:
-    return Claimed(d.id, d.broadcast_id, d.recipient, d.person_id, d.platform, d.workspace,
-                   d.user_id, d.conversation, d.attempts, d.error, d.state, d.message_ref,
-                   d.hours)
+    return Claimed(d.id, d.broadcast_id or "", d.recipient, d.person_id, d.platform,
+                   d.workspace, d.user_id, d.conversation, d.attempts, d.error, d.state,
+                   d.message_ref, d.hours, d.kind, d.subject)
 
 
 # -- working hours ------------------------------------------------------------------------
@@ -92,22 +148,6 @@ def wait_until(hours: dict[str, Any] | None, now: datetime) -> datetime | None:
         return None
     p = pattern_of(hours)
     return None if is_working_moment(p, now) else next_working_moment(p, now)
-
-
-async def _hours(s: AsyncSession, ids: list[str]) -> dict[str, dict[str, Any]]:
-    """Each person's working pattern (their own shift, else the programme's) as row JSON."""
-    prog = await get_setting(s, "programme", {})
-    out: dict[str, dict[str, Any]] = {}
-    seen: dict[tuple[str | None, str], dict[str, Any]] = {}
-    for i in range(0, len(ids), 1000):
-        rows = await s.execute(select(Person.id, Person.tz, Person.work_pattern)
-                               .where(Person.id.in_(ids[i : i + 1000])))
-        for pid, tz, own in rows.all():
-            key = (tz, repr(sorted((own or {}).items())))
-            if key not in seen:
-                seen[key] = hours_json(Pattern.from_settings(prog, tz, own))
-            out[pid] = seen[key]
-    return out
 
 
 # -- filling the ledger -------------------------------------------------------------------
@@ -140,61 +180,118 @@ async def enqueue(s: AsyncSession, b: Broadcast, platforms: set[str], now: datet
     existing = await s.scalar(select(func.count()).where(Delivery.broadcast_id == b.id))
     if existing:
         return int(existing)
-    rows: list[dict[str, Any]] = []
     if b.audience.get("kind") == "channels":
         # Channel posts are not held for anyone's working hours: a channel is read when open.
+        rows: list[dict[str, Any]] = []
         for ref in b.audience.get("channels", []):
             conv = parse_channel(ref)
-            rows.append(_row(b.id, f"channel:{ref}", None, conv.platform, conv.workspace, None,
-                             people.conversation_to_json(conv), now))
-    else:
-        ids = sorted(set(await audience_people(s, b.audience)) | set(members or ()))
-        best = await _identities(s, ids, platforms)
-        hours = await _hours(s, ids)
-        for pid in ids:
-            ident = best.get(pid)
-            row = (_row(b.id, f"person:{pid}", pid, None, None, None, None, now) if ident is None
-                   else _row(b.id, f"person:{pid}", pid, ident.platform, ident.workspace,
-                             ident.user_id, ident.dm, now))
-            _hold(row, hours.get(pid), now)
-            rows.append(row)
-    for i in range(0, len(rows), 1000):
-        await s.execute(insert(Delivery), rows[i : i + 1000])
-    return len(rows)
+            rows.append(_row(BROADCAST, b.id, None, f"channel:{ref}", None, conv.platform,
+                             conv.workspace, None, people.conversation_to_json(conv), now))
+        await _insert(s, rows)
+        return len(rows)
+    ids = sorted(set(await audience_people(s, b.audience)) | set(members or ()))
+    return await enqueue_people(s, BROADCAST, b.id, ids, platforms, now)
 
 
-def _row(bid: str, recipient: str, pid: str | None, platform: str | None, workspace: str | None,
-         user_id: str | None, conv: dict[str, Any] | None, now: datetime) -> dict[str, Any]:
-    return {"id": new_id(), "broadcast_id": bid, "recipient": recipient, "person_id": pid,
+async def enqueue_people(s: AsyncSession, kind: str, subject: str, ids: list[str],
+                         platforms: set[str], now: datetime) -> int:
+    """One queued DM row per person for `subject` (a broadcast's id, or a registered kind's
+    subject), held until each person's working hours; written in the caller's transaction,
+    so no row of the batch can be sent before all of them are queued. Returns how many."""
+    n = 0
+    for i in range(0, len(ids), CHUNK):
+        n += len(await _enqueue(s, kind, subject, select(Person.id).where(
+            Person.id.in_(ids[i : i + CHUNK])), platforms, now))
+    return n
+
+
+async def enqueue_missing(s: AsyncSession, kind: str, subject: str, candidates: Select[Any],
+                          platforms: set[str], now: datetime) -> list[str]:
+    """Queue a row for each person `candidates` (a select of person ids) names who has none
+    for `subject` yet: an anti-join in the database, then one bulk insert in the caller's
+    transaction. Rows skipped earlier whose person is a candidate again (reachable now) are
+    replaced. Returns the person ids queued."""
+    await s.execute(delete(Delivery).where(
+        Delivery.kind == kind, Delivery.subject == subject, Delivery.state == "skipped",
+        Delivery.person_id.in_(candidates)))
+    has_row = (select(Delivery.id).where(Delivery.subject == subject,
+                                         Delivery.person_id == candidates.selected_columns[0])
+               .exists())
+    return await _enqueue(s, kind, subject, candidates.where(~has_row), platforms, now)
+
+
+CHUNK = 5000
+
+
+async def _enqueue(s: AsyncSession, kind: str, subject: str, who: Select[Any],
+                   platforms: set[str], now: datetime) -> list[str]:
+    """Queue a DM row for each person `who` selects: one read joining people with their
+    reachable accounts (plain columns, no objects, no long id lists), the working pattern and
+    next working moment worked out once per distinct pattern, then bulk inserts."""
+    prog = await get_setting(s, "programme", {})
+    sub = who.subquery()
+    q = (select(Person.id, Person.tz, Person.work_pattern, Identity.platform,
+                Identity.workspace, Identity.user_id, Identity.dm)
+         .join(sub, sub.c[0] == Person.id)
+         .outerjoin(Identity, and_(Identity.person_id == Person.id,
+                                   Identity.reachable.is_(True),
+                                   Identity.platform.in_(sorted(platforms))))
+         .order_by(Person.id))
+    bid, other = (subject, None) if kind == BROADCAST else (None, subject)
+    patterns: dict[tuple[str | None, str], tuple[dict[str, Any], datetime | None]] = {}
+    rows: list[dict[str, Any]] = []
+    last: dict[str, Any] | None = None
+    for pid, tz, own, platform, workspace, user_id, dm in (await s.execute(q)).tuples():
+        if last is not None and last["person_id"] == pid:
+            # Another account of the same person: one with a known DM wins.
+            if platform is not None and dm and not last["conversation"]:
+                last.update(platform=platform, workspace=workspace, user_id=user_id,
+                            conversation=dm)
+            continue
+        key = (tz, repr(sorted((own or {}).items())))
+        if key not in patterns:
+            hours = hours_json(Pattern.from_settings(prog, tz, own))
+            patterns[key] = (hours, wait_until(hours, now))
+        hours, later = patterns[key]
+        last = _row(kind, bid, other, f"person:{pid}", pid, platform, workspace, user_id, dm,
+                    now)
+        last["hours"] = hours
+        if later is not None:
+            last["not_before"] = last["next_attempt_at"] = later
+        rows.append(last)
+    await _insert(s, rows)
+    return [r["person_id"] for r in rows]
+
+
+async def _insert(s: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    t = cast(Table, Delivery.__table__)
+    for i in range(0, len(rows), CHUNK):
+        await s.execute(insert(t), rows[i : i + CHUNK])
+
+
+async def forget(s: AsyncSession, kind: str, subject: str) -> None:
+    """Delete every row of a registered kind's subject (a pulse round closing)."""
+    await s.execute(delete(Delivery).where(Delivery.kind == kind, Delivery.subject == subject))
+
+
+def _row(kind: str, bid: str | None, subject: str | None, recipient: str, pid: str | None,
+         platform: str | None, workspace: str | None, user_id: str | None,
+         conv: dict[str, Any] | None, now: datetime) -> dict[str, Any]:
+    return {"id": new_id(), "kind": kind, "broadcast_id": bid, "subject": subject,
+            "recipient": recipient, "person_id": pid,
             "platform": platform, "workspace": workspace, "user_id": user_id,
             "conversation": conv, "state": "queued", "attempts": 0, "next_attempt_at": now,
             "hours": None, "not_before": None}
 
 
-def _hold(row: dict[str, Any], hours: dict[str, Any] | None, now: datetime) -> None:
-    """A DM row waits for its recipient's next working moment when they are off now."""
-    row["hours"] = hours
-    later = wait_until(hours, now)
-    if later is not None:
-        row["not_before"] = row["next_attempt_at"] = later
-
-
-async def _identities(s: AsyncSession, ids: list[str], platforms: set[str]) -> dict[str, Identity]:
-    """Each person's most recently used reachable identity on a connected platform."""
-    best: dict[str, Identity] = {}
-    for i in range(0, len(ids), 1000):
-        rows = await s.execute(
-            select(Identity).where(Identity.person_id.in_(ids[i : i + 1000]),
-                                   Identity.reachable.is_(True), Identity.platform.in_(platforms))
-        )
-        for ident in rows.scalars():
-            cur = best.get(ident.person_id)
-            if cur is None or (ident.dm and not cur.dm):
-                best[ident.person_id] = ident
-    return best
-
-
 # -- claiming and recording outcomes ------------------------------------------------------
+
+
+def live() -> ColumnElement[bool]:
+    """Rows that may be sent: of a broadcast that is sending, or of a kind this process knows
+    (with `Broadcast` outer-joined on the row's broadcast)."""
+    sending = and_(Delivery.kind == BROADCAST, Broadcast.state == "sending")
+    return or_(sending, Delivery.kind.in_(sorted(KINDS))) if KINDS else sending
 
 
 def _in(only: set[tuple[str, str]] | None) -> ColumnElement[bool]:
@@ -227,9 +324,9 @@ async def _claim_once(db: Database, sender_id: str, now: datetime, limit: int,
     async with db.session() as s:
         q = (
             select(Delivery.id)
-            .join(Broadcast, Broadcast.id == Delivery.broadcast_id)
+            .outerjoin(Broadcast, Broadcast.id == Delivery.broadcast_id)
             .where(Delivery.state.in_(CLAIMABLE), Delivery.next_attempt_at <= now,
-                   Broadcast.state == "sending", _in(only))
+                   live(), _in(only))
             .order_by(Delivery.next_attempt_at)
             .limit(limit)
         )
@@ -293,8 +390,11 @@ async def finish(db: Database, row_id: str, sender_id: str, **values: Any) -> bo
 
 
 async def finish_many(db: Database, sender_id: str,
-                      outcomes: list[tuple[str, dict[str, Any]]]) -> None:
-    """Record many outcomes in one transaction (one executemany per shape of values)."""
+                      outcomes: list[tuple[str, dict[str, Any]]],
+                      settled: dict[str, list[Settled]] | None = None) -> None:
+    """Record many outcomes in one transaction (one executemany per shape of values); the
+    kinds' `settled` hooks run in that same transaction, so what a feature keeps about its
+    rows (a pulse invitation's time) can never disagree with the ledger after a crash."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row_id, values in outcomes:
         groups.setdefault(tuple(sorted(values)), []).append(
@@ -309,6 +409,9 @@ async def finish_many(db: Database, sender_id: str,
                 .values({k: bindparam(k) for k in keys} | {"lease_until": None})
             )
             await s.execute(stmt, params)
+        for kind, items in (settled or {}).items():
+            if items and kind in KINDS:
+                await KINDS[kind].settled(s, items)
 
 
 async def mark_retracted(db: Database, row_id: str, now: datetime) -> None:

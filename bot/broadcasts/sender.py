@@ -16,6 +16,9 @@ off, waits in `queued` until `not_before`, their next working moment. The sender
 pattern again just before sending, since a retry or a 429 can carry a row past the end of the
 recipient's day; such a row goes back to waiting and the deferral does not count as an attempt.
 Channel posts are never held.
+
+Rows of other kinds (pulse invitations, see `ledger.register_kind`) go the same way; only their
+message comes from their kind, and their outcomes are told to it when recorded.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import random
 import secrets
 import socket
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -35,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from sqlalchemy import select
 
 from bot.broadcasts import leases, ledger, service
-from bot.broadcasts.ledger import IN_DOUBT, Claimed
+from bot.broadcasts.ledger import BROADCAST, IN_DOUBT, Claimed, Settled
 from bot.broadcasts.limiter import Limiter, parse_limits
 from bot.broadcasts.tables import Broadcast
 from bot.model import ConversationRef, Message, MessageRef, UserRef
@@ -80,6 +84,19 @@ class Stats:
     finished: list[str] = field(default_factory=list)
 
 
+_LIMITERS: weakref.WeakKeyDictionary[Any, Limiter] = weakref.WeakKeyDictionary()
+
+
+def process_limiter(core: Any) -> Limiter:
+    """The one limiter of this process (per core): the worker and the tickers' drains share it,
+    so together they keep to each workspace's limit (STAFFVOICE_BROADCAST_LIMITS)."""
+    lim = _LIMITERS.get(core)
+    if lim is None:
+        lim = _LIMITERS[core] = Limiter(parse_limits(os.environ.get("STAFFVOICE_BROADCAST_LIMITS",
+                                                                    "")))
+    return lim
+
+
 def default_sender_id() -> str:
     """STAFFVOICE_SENDER_ID if set (a stable replica name lets a restart reclaim its rows at once)."""
     return os.environ.get("STAFFVOICE_SENDER_ID") or (
@@ -109,7 +126,7 @@ class Sender:
     ) -> None:
         self.core = core
         self.id = sender_id or default_sender_id()
-        self.limiter = limiter or Limiter(parse_limits(os.environ.get("STAFFVOICE_BROADCAST_LIMITS", "")))
+        self.limiter = limiter or process_limiter(core)
         self.batch = batch
         self.lease = lease
         self.max_attempts = max_attempts
@@ -128,7 +145,10 @@ class Sender:
         self._held: set[leases.Key] = set()
         self._held_at = -1e9
         self._taking = asyncio.Lock()
-        self._messages: dict[str, tuple[str, Message]] = {}
+        self._messages: dict[str, tuple[str, Message | None]] = {}
+        # Rows of registered kinds in flight: their outcomes are told to their kind.
+        self._others: dict[str, Claimed] = {}
+        self._not_now: dict[str, float] = {}
         self._in_flight: dict[tuple[str, str], asyncio.Semaphore] = {}
         self._touched: set[str] = set()
         # Outcomes are written in batches (one transaction per flush); a crash before a flush
@@ -160,6 +180,7 @@ class Sender:
         """Send everything that is due now, then return (rows due later stay queued)."""
         pending: set[asyncio.Task[None]] = set()
         self._messages.clear()  # a retract since the last pass must stop further sends
+        self._not_now.clear()
         try:
             await self._drain(pending, stop)
         except asyncio.CancelledError:
@@ -217,8 +238,16 @@ class Sender:
                 rows += await asyncio.shield(ledger.claim_retractions(
                     self.core.db, self.id, now, max(0, room - len(rows)), self.lease, only))
                 claimed_at = time.monotonic()
+                wanted = await self._still_wanted(rows)
                 for row in rows:
-                    self._touched.add(row.broadcast_id)
+                    if row.kind == BROADCAST:
+                        self._touched.add(row.broadcast_id)
+                    else:
+                        self._others[row.id] = row
+                        if row.id not in wanted:
+                            await self._record(row.id, state="skipped",
+                                               error="no longer asked (left, or removed)")
+                            continue
                     pending.add(asyncio.create_task(self._one(row, claimed_at)))
             if not pending:
                 break
@@ -231,6 +260,21 @@ class Sender:
             await asyncio.wait(pending)
         await self._flush()
 
+    async def _still_wanted(self, rows: list[Claimed]) -> set[str]:
+        """Ids of the claimed rows of registered kinds whose recipient is still wanted (one
+        read per kind and subject in the batch: someone who left since it was queued is not)."""
+        groups: dict[tuple[str, str], list[Claimed]] = {}
+        for row in rows:
+            if row.kind != BROADCAST and row.person_id:
+                groups.setdefault((row.kind, row.subject or ""), []).append(row)
+        wanted = {row.id for row in rows if row.kind != BROADCAST and not row.person_id}
+        for (kind, subject), group in groups.items():
+            async with self.core.db.session() as s:
+                keep = await ledger.KINDS[kind].wanted(s, subject,
+                                                       {r.person_id or "" for r in group})
+            wanted |= {r.id for r in group if r.person_id in keep}
+        return wanted
+
     async def _record(self, row_id: str, **values: Any) -> None:
         self._outbox.append((row_id, values))
         if len(self._outbox) >= 64:
@@ -239,9 +283,17 @@ class Sender:
     async def _flush(self) -> None:
         items, self._outbox = self._outbox, []
         if items:
+            settled: dict[str, list[Settled]] = {}
+            for row_id, values in items:
+                row = self._others.pop(row_id, None)
+                if row is None or values.get("state") not in ("sent", "skipped", "final_failed"):
+                    continue
+                settled.setdefault(row.kind, []).append(Settled(
+                    row.subject or "", row.person_id, values["state"], values.get("message_ref"),
+                    values.get("sent_at") or self.core.clock.now()))
             # Shielded: a sender stopped mid-write still ends its transaction, so it never
             # leaves SQLite's write lock held behind it.
-            await asyncio.shield(ledger.finish_many(self.core.db, self.id, items))
+            await asyncio.shield(ledger.finish_many(self.core.db, self.id, items, settled))
 
     async def _progress(self) -> None:
         if self.on_progress is not None:
@@ -274,10 +326,15 @@ class Sender:
 
     async def _deliver(self, row: Claimed, claimed_at: float) -> None:
         now = self.core.clock.now
-        msg = await self._message(row.broadcast_id)
+        try:
+            msg = await self._message(row)
+        except ledger.NotNow as e:
+            await self._record(row.id, state="queued", attempts=row.attempts - 1,
+                               next_attempt_at=now() + timedelta(seconds=e.seconds))
+            return
         if msg is None:
-            await self._record(row.id, state="skipped",
-                                error="retracted before delivery")
+            await self._record(row.id, state="skipped", error=(
+                "retracted before delivery" if row.kind == BROADCAST else "no longer open"))
             return
         # Working hours are checked again at the last moment: a retry or a 429 may have
         # pushed a DM past the end of its recipient's day.
@@ -413,7 +470,21 @@ class Sender:
                 self.limiter.limits_for(conv.platform).max_in_flight)
         return self._in_flight[key]
 
-    async def _message(self, bid: str) -> Message | None:
+    async def _message(self, row: Claimed) -> Message | None:
+        """The row's message, rendered once per drain for all the rows that share it."""
+        if row.kind != BROADCAST:
+            key = f"{row.kind}:{row.subject}"
+            if key in self._not_now:  # asked once per drain, not once per row
+                raise ledger.NotNow(self._not_now[key])
+            if key not in self._messages:
+                try:
+                    msg = await ledger.KINDS[row.kind].message(self.core, row.subject or "")
+                except ledger.NotNow as e:
+                    self._not_now[key] = e.seconds
+                    raise
+                self._messages[key] = ("sending", msg)
+            return self._messages[key][1]
+        bid = row.broadcast_id
         cached = self._messages.get(bid)
         if cached is None:
             async with self.core.db.session() as s:

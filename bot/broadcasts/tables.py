@@ -1,4 +1,10 @@
-"""Tables for broadcasts: the broadcast itself, its per-recipient delivery ledger, celebrations."""
+"""Tables for broadcasts: the broadcast itself, the per-recipient delivery ledger, celebrations.
+
+The ledger is shared: a row is one broadcast message (`kind` "broadcast", `broadcast_id` set) or
+a message of another kind that a feature registers with `bot.broadcasts.ledger.register_kind`
+(pulse invitations: `kind` "pulse", `subject` the round's id). Every kind is drained by the same
+senders under the same workspace leases and rate limits, exactly once per row.
+"""
 
 from __future__ import annotations
 
@@ -40,18 +46,25 @@ class Broadcast(Base):
 
 
 class Delivery(Base):
-    """One recipient of one broadcast: a person's DM or a channel. Its id is the idempotency key."""
+    """One recipient of one message: a person's DM or a channel. Its id is the idempotency key."""
 
     __tablename__ = "broadcast_deliveries"
     __table_args__ = (
         UniqueConstraint("broadcast_id", "recipient"),
+        # One row per person per subject (a pulse round): a second enqueue cannot add a twin.
+        UniqueConstraint("subject", "person_id"),
         Index("ix_broadcast_deliveries_due", "state", "next_attempt_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    broadcast_id: Mapped[str] = mapped_column(
-        ForeignKey("broadcasts.id", ondelete="CASCADE"), index=True
+    # "broadcast", or a kind registered by another feature ("pulse").
+    kind: Mapped[str] = mapped_column(String(16), default="broadcast",
+                                      server_default="broadcast")
+    broadcast_id: Mapped[str | None] = mapped_column(
+        ForeignKey("broadcasts.id", ondelete="CASCADE"), index=True, default=None
     )
+    # What a row of another kind delivers (a pulse round's id); its feature deletes the rows.
+    subject: Mapped[str | None] = mapped_column(String(32), default=None)
     # "person:<id>" or "channel:<platform:workspace/channel>"
     recipient: Mapped[str] = mapped_column(String(300))
     person_id: Mapped[str | None] = mapped_column(String(32), default=None)

@@ -12,7 +12,7 @@ from bot.core import Ctx
 from bot.errors import FormInvalid, UserError
 from bot.model import Choice, Fields, Form, FormSubmitEvent, Message, SelectInput, Text, TextInput
 from bot.people.tables import Team
-from bot.pulse import cards, definition, rounds
+from bot.pulse import cards, definition, invitations, rounds
 from bot.pulse import schedule as sched
 from bot.pulse import service as pulse
 from bot.pulse.tables import PulseRound, PulseSurvey
@@ -123,7 +123,9 @@ async def open_now(ctx: Ctx, args: str) -> None:
                     f"{_rate(await pulse.counts(s, older.id))}. ") if older is not None else ""
         asked = (await pulse.counts(s, rnd.id)).asked
         rid, number, closes = rnd.id, rnd.number, cards.when(rnd.closes_at, sv.timezone)
-    invited = await rounds.invite_due(ctx.core, rid, ctx.now)
+    await rounds.invite_due(ctx.core, rid, ctx.now)
+    async with ctx.session() as s:
+        invited = await invitations.invited(s, rid)
     await ctx.say(f"{replaced}Round {number} of {sv.title} is open until {closes}. {invited} of "
                   f"{asked} people have it now; the rest get it when their working hours start.")
 

@@ -19,11 +19,13 @@ from typing import Any
 
 from sqlalchemy import select
 
+from bot.broadcasts import ledger
+from bot.broadcasts.sender import Sender
 from bot.core import Core
 from bot.people.tables import Person
 from bot.port import RateLimited, TransientError
 from bot.programme.core_sections import get_setting
-from bot.pulse import cards
+from bot.pulse import cards, invitations
 from bot.pulse import schedule as sched
 from bot.pulse import service as pulse
 from bot.pulse.answers import load_where, ref_from_json, ref_to_json
@@ -116,9 +118,9 @@ async def close_due_rounds(core: Core, now: datetime) -> int:
     return len(due)
 
 
-async def _pending(core: Core, round_id: str, now: datetime, *, reminders: bool
-                   ) -> tuple[Where | None, list[tuple[PulseParticipation, Person, Pattern]]]:
-    """The round and the people due an invitation (or a reminder) who are at work now."""
+async def _reminders(core: Core, round_id: str, now: datetime
+                     ) -> tuple[Where | None, list[tuple[PulseParticipation, Person, Pattern]]]:
+    """The round and the people due a reminder who are at work now."""
     P = PulseParticipation
     async with core.db.session() as s:
         w = await load_where(s, round_id)
@@ -126,13 +128,10 @@ async def _pending(core: Core, round_id: str, now: datetime, *, reminders: bool
             return None, []
         q = select(P, Person).join(Person, Person.id == P.person_id).where(
             P.round_id == round_id, P.unreachable.is_(False), Person.left_on.is_(None))
-        if reminders:
-            if now < w.round.remind_at:
-                return None, []
-            q = q.where(P.invited_at.is_not(None), P.invited_at < w.round.remind_at,
-                        P.finished.is_(False), P.reminded.is_(False))
-        else:
-            q = q.where(P.invited_at.is_(None))
+        if now < w.round.remind_at:
+            return None, []
+        q = q.where(P.invited_at.is_not(None), P.invited_at < w.round.remind_at,
+                    P.finished.is_(False), P.reminded.is_(False))
         rows = [(p, person) for p, person in (await s.execute(q)).all()]
         prog = await get_setting(s, "programme", {})
     with_hours = [(p, person, Pattern.from_settings(prog, person.tz, person.work_pattern))
@@ -143,36 +142,28 @@ async def _pending(core: Core, round_id: str, now: datetime, *, reminders: bool
 
 
 async def invite_due(core: Core, round_id: str, now: datetime) -> int:
-    """DM the first question to everyone not yet invited who is at work now."""
-    w, people = await _pending(core, round_id, now, reminders=False)
-    if w is None:
-        return 0
-    card = cards.question_card(w, 0, lead=w.survey.intro or f"{w.survey.title} is open.")
-    late = {send_time(hours, w.round.opens_at) for _p, _person, hours in people}
-    for at in sorted(t for t in late if fell_in_gap(t, now)):
-        await note(core, JOB, f"invite:{round_id}:{at:%Y%m%dT%H%M}", at, now, "caught-up")
-    sent = 0
-    for _part, person, _hours in people:
-        try:
-            ref = await core.dm(person.id, card)
-        except (RateLimited, TransientError):
-            log.info("platform busy: the rest are invited on the next tick")
-            break
-        async with core.db.session() as s:
-            row = await pulse.participation(s, round_id, person.id)
-            if row is None:
-                continue
-            if ref is None:
-                row.unreachable = True
-            else:
-                row.invited_at, row.message = now, ref_to_json(ref)
-                sent += 1
-    return sent
+    """Queue the round's invitations in the delivery ledger, then send what is due now.
+
+    Everyone asked gets one ledger row (bot/pulse/invitations.py), held until their working
+    hours; the sender delivers each exactly once at the platform's pace. Returns how many in
+    the round have had their invitation.
+    """
+    async with core.db.session() as s:
+        rnd = await pulse.round_by_id(s, round_id)
+        if rnd is None or rnd.state != "open" or now >= rnd.closes_at or now < rnd.opens_at:
+            return 0
+        opens_at = rnd.opens_at
+        before = await invitations.invited(s, round_id)
+    await invitations.enqueue(core, round_id, opens_at, now, JOB)
+    await ledger.release_stale(core.db, core.clock.now())  # rows of a sender that died
+    await Sender(core).drain()
+    async with core.db.session() as s:
+        return await invitations.invited(s, round_id) - before
 
 
 async def remind_due(core: Core, round_id: str, now: datetime) -> int:
     """Once, to the invited who have not finished, at the survey where they left off."""
-    w, people = await _pending(core, round_id, now, reminders=True)
+    w, people = await _reminders(core, round_id, now)
     if w is None:
         return 0
     async with core.db.session() as s:

@@ -86,7 +86,7 @@ def add_metrics_route(app: web.Application, health: Health) -> None:
     core = health.core
     count_events(core, health.registry)
     health.registry.register(SchedulerCollector(health))
-    ledger = Gauge("staffvoice_send_ledger", "Broadcast deliveries by state", ["state"],
+    ledger = Gauge("staffvoice_send_ledger", "Send ledger rows (broadcasts, pulse invitations) by state", ["state"],
                    registry=health.registry)
 
     async def metrics(_: web.Request) -> web.Response:
