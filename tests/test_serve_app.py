@@ -83,3 +83,16 @@ def test_the_server_collects_garbage_rarely_and_never_walks_start_up_objects() -
     finally:
         untune_gc(before)
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+async def test_the_privacy_notice_is_served_with_no_platform_configured(loaded: Core) -> None:
+    """The notice is always reachable (issue 21 point 5), not only when Teams is mounted."""
+    app, lines = build_app(loaded, {}, Health(loaded))
+    assert lines[:2] == ["slack: not configured", "teams: not configured"]
+    async with TestClient(TestServer(app)) as client:
+        resp = await client.get("/privacy")
+        text = await resp.text()
+        terms = await client.get("/terms")
+    assert resp.status == 200 and "<h1>Privacy notice</h1>" in text
+    assert "Pulse answers are stored without your name" in text
+    assert terms.status == 200

@@ -18,7 +18,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from adapters import readiness
 from adapters.teams import config as teams_config
-from adapters.teams import pages
 from adapters.teams import references as refs
 from adapters.teams.agent import SEEN, TeamsAgent
 from adapters.teams.auth import AuthError, KeysUnavailable, TokenValidator
@@ -225,7 +224,6 @@ def mount(app: web.Application, core: Core, env: Mapping[str, str], **kw: Any) -
     endpoint = build(core, cfg, env=env, **kw)
     core.add_port(endpoint.port)
     app.router.add_post("/api/messages", endpoint.handle)
-    pages.add_routes(app, core)  # the app package's privacy and terms links
     app.on_startup.append(endpoint.probe)
     app.on_cleanup.append(endpoint.close)
     readiness.add(app, "teams", endpoint.readiness)

@@ -22,6 +22,10 @@ async def test_a_leader_signs_in_with_a_link_sees_the_vision_and_signs_out(serve
     await sign_in_with_link(server, browser, "director@northbridge.example")
     assert "network of people who know them" in await page.locator("main").inner_text()
     await browser.check_accessible()
+    # The privacy notice is one link away from every dashboard page.
+    await page.get_by_role("link", name="Privacy notice").click()
+    assert await page.get_by_role("heading", level=1).inner_text() == "Privacy notice"
+    await page.go_back()
     await page.get_by_role("button", name="Sign out").click()
     assert await page.get_by_role("heading", level=1).inner_text() == "You have signed out"
     await page.goto(f"{server.url}/app/")

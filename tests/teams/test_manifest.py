@@ -86,17 +86,18 @@ async def test_the_privacy_and_terms_links_of_the_package_are_served(
     plain pages from the programme's privacy text: a heading, the language, no script."""
     from urllib.parse import urlparse
 
-    from aiohttp import web
     from aiohttp.test_utils import TestClient, TestServer
 
-    from adapters.teams.mount import mount
     from bot.core import Core
     from bot.programme.core_sections import DEFAULT_PRIVACY, get_setting, set_setting
 
     assert isinstance(loaded, Core)
     m = json.loads(build(tmp_path, "--host", "staffvoice.northbridge.example").read("manifest.json"))
-    app = web.Application()
-    assert mount(app, loaded, {"STAFFVOICE_TEAMS_ANONYMOUS": "true"})
+    from staffvoice.serve.app import build_app
+    from staffvoice.serve.health import Health
+
+    app, lines = build_app(loaded, {"STAFFVOICE_TEAMS_ANONYMOUS": "true"}, Health(loaded))
+    assert any(line.startswith("teams:") for line in lines)
     client = TestClient(TestServer(app))
     await client.start_server()
     try:
