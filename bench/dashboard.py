@@ -286,7 +286,7 @@ def main() -> int:
     ap.add_argument("--pg", default="", help="a scratch PostgreSQL database URL (its schema is dropped)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
-        report("SQLite", asyncio.run(run(f"sqlite+aiosqlite:///{d}/bench.db", args)))
+        report("SQLite", asyncio.run(run(f"sqlite+svinline:///{d}/bench.db", args)))
     if args.pg:
         report("PostgreSQL", asyncio.run(run(args.pg, args)))
     return 0

@@ -131,7 +131,7 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         db_file = Path(d) / "families.db"
-        url = args.database_url or f"sqlite+aiosqlite:///{db_file}"
+        url = args.database_url or f"sqlite+svinline:///{db_file}"
         port = free_port()
         env = {**os.environ, "STAFFVOICE_DATABASE_URL": url, "STAFFVOICE_SECRET_KEY": KEY,
                "STAFFVOICE_HOST": "127.0.0.1", "STAFFVOICE_PORT": str(port),

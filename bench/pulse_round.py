@@ -324,7 +324,7 @@ def main() -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("mode", nargs="?", default="run", choices=["run", "_sender"])
     ap.add_argument("--db", default=os.environ.get("STAFFVOICE_BENCH_DATABASE_URL",
-                                                    "sqlite+aiosqlite:////tmp/staffvoice-pulse-bench.db"))
+                                                    "sqlite+svinline:////tmp/staffvoice-pulse-bench.db"))
     ap.add_argument("--people", type=int, default=50_000)
     ap.add_argument("--teams", type=int, default=400)
     ap.add_argument("--scale", type=float, default=3.0, help="time compression")
