@@ -349,3 +349,48 @@ async def test_whatever_arrives_gets_a_page_and_never_a_500(client: TestClient, 
         text = await resp.text(errors="replace")
         assert resp.status < 500 and "<h1>" in text, (i, resp.status, text[:300])
     assert len(await items(loaded)) <= 1  # one token: at most one thing stored
+
+
+async def test_behind_a_trusted_proxy_each_visitor_has_their_own_limit(loaded: Core) -> None:
+    """Behind the council's reverse proxy every connection comes from the proxy: with the proxy
+    trusted, the limit follows X-Forwarded-For; from anyone else the header changes nothing."""
+    from staffvoice.serve.app import build_app
+    from staffvoice.serve.health import Health
+
+    async with loaded.db.session() as s:
+        await set_setting(s, "families", {"daily_limit": 1})
+    env = {"STAFFVOICE_BOUND_HOSTS": "127.0.0.1", "STAFFVOICE_TRUSTED_PROXIES": "127.0.0.1"}
+    app, _ = build_app(loaded, env, Health(loaded))
+    async with TestClient(TestServer(app)) as c:
+        async def send(forwarded: str) -> int:
+            resp = await c.post("/families", data={"rating": "4", "token": await token_of(c)},
+                                headers={"Origin": str(c.make_url("")).rstrip("/"),
+                                         "Sec-Fetch-Site": "same-origin",
+                                         "X-Forwarded-For": forwarded})
+            return resp.status
+
+        assert await send("203.0.113.7") == 200
+        assert await send("203.0.113.7") == 429  # the same visitor, stopped
+        # A second visitor through the same proxy; a spoofed left-hand entry changes nothing.
+        assert await send("198.51.100.1, 203.0.113.8") == 200
+        assert await send("198.51.100.2, 203.0.113.8") == 429
+    # Not trusted (the default): the header is ignored, the connection's address counts.
+    async with loaded.db.session() as s:
+        await set_setting(s, "families", {"daily_limit": 2})
+    app, _ = build_app(loaded, {"STAFFVOICE_BOUND_HOSTS": "127.0.0.1"}, Health(loaded))
+    async with TestClient(TestServer(app)) as c:
+        for i in range(3):
+            resp = await c.post("/families", data={"rating": "4", "token": await token_of(c)},
+                                headers={"Origin": str(c.make_url("")).rstrip("/"),
+                                         "Sec-Fetch-Site": "same-origin",
+                                         "X-Forwarded-For": f"192.0.2.{i}"})
+            status = resp.status
+        assert status == 429  # three "visitors" on one connection: the third is over its limit
+
+
+def test_a_bad_trusted_proxy_setting_is_one_clear_error() -> None:
+    from bot.config import SettingsError
+    from staffvoice.web.config import WebSettings
+
+    with pytest.raises(SettingsError, match="STAFFVOICE_TRUSTED_PROXIES: 'proxy.local'"):
+        WebSettings.from_env({"STAFFVOICE_TRUSTED_PROXIES": "10.0.0.1, proxy.local"})

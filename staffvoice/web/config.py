@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from urllib.parse import urlsplit
 
 from bot.secrets import is_loopback
@@ -35,6 +36,9 @@ class WebSettings:
     session_idle: timedelta = timedelta(minutes=30)
     session_max: timedelta = timedelta(hours=8)
     bound_hosts: tuple[str, ...] = ()
+    # Reverse proxies whose X-Forwarded-For is believed (STAFFVOICE_TRUSTED_PROXIES: addresses or
+    # networks, comma-separated); from anyone else the header is ignored.
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
 
     @property
     def loopback_only(self) -> bool:
@@ -71,6 +75,7 @@ class WebSettings:
             session_idle=timedelta(minutes=_minutes(env, "STAFFVOICE_WEB_SESSION_IDLE_MINUTES", 30)),
             session_max=timedelta(minutes=_minutes(env, "STAFFVOICE_WEB_SESSION_MAX_MINUTES", 480)),
             bound_hosts=hosts,
+            trusted_proxies=_networks(env.get("STAFFVOICE_TRUSTED_PROXIES", "")),
         )
 
 
@@ -85,3 +90,40 @@ def _minutes(env: Mapping[str, str], name: str, default: int) -> int:
     if not 1 <= value <= 7 * 24 * 60:
         raise SettingsError(f"{name} must be between 1 and 10080 minutes, not {raw}")
     return value
+
+
+def _networks(value: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    """`10.0.0.5, 192.168.0.0/24` as networks; a bad entry is a configuration error."""
+    from bot.config import SettingsError
+
+    out = []
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        try:
+            out.append(ip_network(part, strict=False))
+        except ValueError:
+            raise SettingsError(f"STAFFVOICE_TRUSTED_PROXIES: {part!r} is not an address or "
+                             "network (e.g. 10.0.0.5 or 10.0.0.0/24)") from None
+    return tuple(out)
+
+
+def client_address(remote: str | None, forwarded_for: str,
+                   trusted: tuple[IPv4Network | IPv6Network, ...]) -> str:
+    """The visitor's address: the connection's, or, when that is a trusted proxy, the nearest
+    address in X-Forwarded-For that is not one (proxies append, so read from the right)."""
+    def is_trusted(addr: str) -> bool:
+        try:
+            ip = ip_address(addr)
+        except ValueError:
+            return False
+        return any(ip in net for net in trusted)
+
+    addr = remote or ""
+    if not trusted or not is_trusted(addr):
+        return addr
+    for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
+        if not is_trusted(hop):
+            return hop
+        addr = hop
+    return addr

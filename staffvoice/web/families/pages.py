@@ -19,7 +19,7 @@ from bot.core import Core
 from bot.families import service
 from bot.feedback import service as fb
 from bot.programme.core_sections import get_setting
-from staffvoice.web.config import WebSettings
+from staffvoice.web.config import WebSettings, client_address
 from staffvoice.web.families import strings
 from staffvoice.web.site import (
     CORE,
@@ -174,7 +174,9 @@ async def send(request: web.Request) -> web.StreamResponse:
         working=values["working"].strip(), better=values["better"].strip(),
         theme_id=values["theme"] or None, contact=contact,
         honeypot=bool(_text(form, HONEYPOT).strip()), lang=page.lang)
-    outcome = await service.submit(page.core, sub, token=token, address=request.remote or "")
+    address = client_address(request.remote, request.headers.get("X-Forwarded-For", ""),
+                             request.app[SETTINGS].trusted_proxies)
+    outcome = await service.submit(page.core, sub, token=token, address=address)
     if outcome.status == "replayed":
         return page.message(200, "replayed")
     if outcome.status == "limited":
