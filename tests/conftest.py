@@ -24,6 +24,11 @@ import_all_tables()  # every table on the one metadata (truncation, model/migrat
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "programme.yaml"
 PG_URL = os.environ.get("STAFFVOICE_TEST_DATABASE_URL", "")
+# The process limiter paces Slack at 5 messages/s per workspace (DESIGN.md), so opening a round
+# for the example's ~45 Slack people took 9 s in every Slack story. The stories are about what
+# people see; pacing has its own stories (test_broadcast_engine, test_broadcast_replicas) with
+# their own limiters, and the strict Slack fake still refuses more than 1/s per conversation.
+os.environ.setdefault("STAFFVOICE_BROADCAST_LIMITS", "slack:workspace=500,conversation=1")
 TEST_SECRET = "test-secret-not-for-production"
 # A Monday morning in term time, 10:00 London (UTC in winter).
 MONDAY_10 = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
