@@ -9,7 +9,6 @@ a unique `prev` (a second entry after the same head cannot be stored).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from collections.abc import Sequence
@@ -18,17 +17,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.audit.tables import AuditActor, AuditEntry
 from storage.base import new_id
 from storage.db import Database
+from storage.retry import Retry, database_busy
 
 GENESIS = "0" * 64
 # pg_advisory_xact_lock key for appending (any constant not used by another lock).
 APPEND_LOCK = 0x5A_A0_D1_7
 ERASED = "an erased person"
+# Another writer appended first (the unique sequence number refuses the second) or SQLite's
+# writer lock was taken: read the new head and try again, under the one retry policy.
+APPEND = Retry(lambda e: isinstance(e, IntegrityError) or database_busy(e), attempts=8)
 
 # What can be recorded. Views of anything sensitive, and every administrative action.
 VIEWS = ("view.pulse_results", "view.feedback", "view.feedback_item", "view.urgent_queue",
@@ -92,29 +95,24 @@ async def record(db: Database, who: Who, action: str, *, surface: str, now: date
     must never name a person: a person an action is about goes in `subject`. `detail` holds
     counts and settings, never anonymous content."""
     clean = json.loads(json.dumps(detail or {}, sort_keys=True, default=str))
-    for attempt in range(8):
-        try:
-            async with db.session() as s:
-                if not db.is_sqlite:
-                    await s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": APPEND_LOCK})
-                actor = await actor_key(s, who)
-                about = await actor_key(s, subject) if subject is not None else None
-                head = (await s.execute(select(AuditEntry.seq, AuditEntry.hash)
-                                        .order_by(AuditEntry.seq.desc()).limit(1))).first()
-                seq, prev = (head.seq + 1, head.hash) if head else (1, GENESIS)
-                e = AuditEntry(seq=seq, at=minute(now), actor=actor, surface=surface[:32],
-                               action=action[:64], target=target[:200], subject=about,
-                               detail=clean, prev=prev)
-                e.hash = entry_hash(e)
-                s.add(e)
-            return seq
-        except (IntegrityError, OperationalError) as exc:
-            # Another writer appended first (or SQLite's writer lock was taken): read the new
-            # head and try again.
-            if attempt == 7 or (isinstance(exc, OperationalError) and "locked" not in str(exc)):
-                raise
-            await asyncio.sleep(0.01 * (attempt + 1))
-    raise AssertionError("unreachable")
+
+    async def append() -> int:
+        async with db.session() as s:
+            if not db.is_sqlite:
+                await s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": APPEND_LOCK})
+            actor = await actor_key(s, who)
+            about = await actor_key(s, subject) if subject is not None else None
+            head = (await s.execute(select(AuditEntry.seq, AuditEntry.hash)
+                                    .order_by(AuditEntry.seq.desc()).limit(1))).first()
+            seq, prev = (head.seq + 1, head.hash) if head else (1, GENESIS)
+            e = AuditEntry(seq=seq, at=minute(now), actor=actor, surface=surface[:32],
+                           action=action[:64], target=target[:200], subject=about,
+                           detail=clean, prev=prev)
+            e.hash = entry_hash(e)
+            s.add(e)
+        return seq
+
+    return await APPEND.run(append)
 
 
 @dataclass(frozen=True)
