@@ -61,6 +61,14 @@ class Browser:
     context: Any
     csp_violations: list[str] = field(default_factory=list)
 
+    @classmethod
+    async def open(cls, context: Any) -> Browser:
+        """A new page in `context`, collecting the CSP violations it reports."""
+        b = cls(await context.new_page(), context)
+        b.page.on("console", lambda m: b.csp_violations.append(m.text)
+                  if "Content Security Policy" in m.text else None)
+        return b
+
     async def axe(self) -> list[dict[str, Any]]:
         """Run axe-core on the page; the serious and critical violations."""
         if not AXE.exists():
@@ -92,12 +100,8 @@ async def browser() -> AsyncIterator[Browser]:
             executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
             args=["--no-sandbox"] if os.geteuid() == 0 else [])
         context = await chromium.new_context(viewport=DESKTOP, locale="en-GB")
-        page = await context.new_page()
-        b = Browser(page, context)
-        page.on("console", lambda m: b.csp_violations.append(m.text)
-                if "Content Security Policy" in m.text else None)
         try:
-            yield b
+            yield await Browser.open(context)
         finally:
             await context.close()
             await chromium.close()

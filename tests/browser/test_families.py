@@ -27,12 +27,8 @@ async def person(request: pytest.FixtureRequest, browser: Browser) -> AsyncItera
         return
     context = await browser.context.browser.new_context(viewport=DESKTOP, locale="en-GB",
                                                         java_script_enabled=False)
-    page = await context.new_page()
-    b = Browser(page, context)
-    page.on("console", lambda m: b.csp_violations.append(m.text)
-            if "Content Security Policy" in m.text else None)
     try:
-        yield b
+        yield await Browser.open(context)
     finally:
         await context.close()
 
