@@ -1,4 +1,5 @@
-"""`staffvoice families qr --out poster.png|poster.svg` and `staffvoice families qr --text`.
+"""`staffvoice families qr --out poster.png|poster.svg`, `staffvoice families qr --text` and
+`staffvoice families reading-age`.
 
 The QR code points to the programme's short link (`families: short_link:`), else to
 STAFFVOICE_WEB_BASE_URL (or the server's own address) followed by /families or /young-people.
@@ -36,6 +37,14 @@ def add_to(sub: argparse._SubParsersAction[argparse.ArgumentParser], settings: S
     qr.add_argument("--scale", type=int, default=10, metavar="N",
                     help="pixels per module (default 10: about 4 cm across at 300 dpi)")
     qr.set_defaults(run=run)
+    ra = fsub.add_parser(
+        "reading-age", help="how hard the pages' English is to read, with the programme's wording",
+        description="Print the UK reading age of each public page's English (Flesch-Kincaid "
+                    "grade plus five), its longest sentence, its longest words and any long text "
+                    "that reads above --max. Exits 1 if a page or such a text is above --max.")
+    ra.add_argument("--max", type=float, default=None, metavar="AGE",
+                    help="the highest reading age allowed (default: the 9 the pages are written for)")
+    ra.set_defaults(run=run_reading_age)
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
@@ -54,6 +63,39 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     code.save(args.out, scale=args.scale, border=4, dark="#000000", light="#ffffff")
     print(f"wrote {args.out}: a QR code for {link}")
     return 0
+
+
+def run_reading_age(settings: Settings, args: argparse.Namespace) -> int:
+    from staffvoice.web.families import readability
+
+    most = readability.AIM if args.max is None else args.max
+    if not 5 <= most <= 40:
+        raise CliError(f"--max must be a reading age between 5 and 40, not {args.max}")
+    over = 0
+    for r in readability.pages(asyncio.run(_wording(settings))):
+        verdict = f"above {most:g}" if r.above(most) else "ok"
+        over += r.above(most)
+        print(f"{PAGES[r.audience]}: reading age {r.age:.1f} ({verdict}); {r.words} words in "
+              f"{r.sentences} sentences")
+        print(f"  longest sentence: {r.longest}")
+        for name, age in r.hardest:
+            if age > most:
+                print(f"  text above {most:g}: {name} (reading age {age:.1f})")
+        if r.hard_words:
+            print(f"  long words: {', '.join(r.hard_words[:8])}")
+    print("Measured for English only; other languages are not scored.")
+    return 1 if over else 0
+
+
+PAGES = {"families": "/families (parents and carers)", "young_people": "/young-people"}
+
+
+async def _wording(settings: Settings) -> dict[str, object]:
+    from bot.programme.core_sections import get_setting
+
+    async with opened(settings, migrate=False) as core:
+        async with core.db.session() as s:
+            return dict(((await get_setting(s, "families")) or {}).get("wording") or {})
 
 
 async def _link(settings: Settings, *, young: bool) -> str:
