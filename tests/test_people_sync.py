@@ -250,3 +250,35 @@ async def test_the_nightly_sync_is_a_scheduler_job_only_when_configured(
         assert "people-sync" in bare.router.tickers
     assert people_sync.install(loaded, {"STAFFVOICE_PEOPLE_SYNC": "workday"}) == [
         "people sync: off (STAFFVOICE_PEOPLE_SYNC: 'workday' is not slack or teams)"]
+
+
+async def test_graph_that_keeps_throttling_gives_a_clear_error_and_applies_nothing(
+    loaded: Core, settings: Settings, graph: FakeGraph,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The reader waits out 429s through the one retry policy (storage/retry.py) and gives up
+    after its tries with a clear message; a half-read listing is never applied."""
+    from dataclasses import replace
+
+    from adapters.directory import graph as graph_reader
+
+    # The policy as shipped, with its waits shrunk so the test does not sleep for minutes.
+    monkeypatch.setattr(graph_reader, "THROTTLING", replace(graph_reader.THROTTLING, base=0.001,
+                                                             cap=0.001))
+    graph_env(monkeypatch, graph)
+    for i in range(1, 6):
+        graph.add(f"worker{i}@northbridge.example", f"Agency Worker {i}", department="Edge of Care",
+                  groups=("g-childrens",))
+    graph.budget = Budget(1, 600.0)  # one page, then Retry-After: 600 for ten minutes
+    def rows(ps: dict[str, Person]) -> set[tuple[str, str | None, object]]:
+        return {(e, p.team_id, p.left_on) for e, p in ps.items()}
+
+    before = rows(await people(loaded))
+    code, out, err = await sync(settings, capsys, "teams")
+    assert code != 0
+    assert "Microsoft Graph kept throttling; try again later" in err
+    assert "Traceback" not in err + out
+    assert graph.budget.refused == graph_reader.RETRIES  # every try was made, then no more
+    assert sum("skiptoken" in r for r in graph.requests) == graph_reader.RETRIES
+    assert rows(await people(loaded)) == before
+    assert not any(e.startswith("worker") for e, _, _ in before)

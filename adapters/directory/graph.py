@@ -12,12 +12,13 @@ Python client is synchronous (it would block the event loop for every token requ
   (`accountEnabled: false`) are leavers.
 - manager: GET /users/{id}/manager (404 when none) https://learn.microsoft.com/graph/api/user-list-manager
 - throttling: 429 (or 503/504) with Retry-After: wait that long and try again
-  https://learn.microsoft.com/graph/throttling
+  https://learn.microsoft.com/graph/throttling ; through the one retry policy (storage/retry.py):
+  the server's Retry-After when it gives one, else a jittered wait growing from 1 s, at most
+  `MAX_WAIT_S`, `RETRIES` tries in all
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 from urllib.parse import quote
 
@@ -25,10 +26,29 @@ import aiohttp
 
 from adapters.directory import SyncConfig
 from bot.people.directory import Listing, Record, SourceError
+from storage.retry import Retry
 
 SELECT = "id,displayName,mail,userPrincipalName,accountEnabled,department,userType"
 RETRIES = 6
 MAX_WAIT_S = 120.0
+THROTTLED = (429, 503, 504)
+
+
+class _Throttled(Exception):
+    def __init__(self, wait: float | None) -> None:
+        super().__init__(f"throttled (Retry-After {wait})")
+        self.wait = wait
+
+
+def _retry_after(r: aiohttp.ClientResponse) -> float | None:
+    try:
+        return max(0.0, float(r.headers["Retry-After"]))
+    except (KeyError, ValueError):
+        return None  # absent, or an HTTP date: the policy's own backoff
+
+
+THROTTLING = Retry(retry_on=lambda e: isinstance(e, _Throttled), attempts=RETRIES, base=1.0,
+                   cap=MAX_WAIT_S, after=lambda e: e.wait if isinstance(e, _Throttled) else None)
 
 
 class _Graph:
@@ -55,20 +75,22 @@ class _Graph:
 
     async def get(self, url: str) -> dict[str, Any] | None:
         """One GET, throttling waited out; None for 404."""
-        for _ in range(RETRIES):
-            async with self.http.get(url, headers={"Authorization": f"Bearer {self.token}"}) as r:
-                if r.status in (429, 503, 504):
-                    wait = float(r.headers.get("Retry-After", "2") or 2)
-                    await asyncio.sleep(min(wait, MAX_WAIT_S))
-                    continue
-                if r.status == 404:
-                    return None
-                body = await _json(r)
-                if r.status != 200:
-                    code = (body.get("error") or {}).get("code") if isinstance(body.get("error"), dict) else None
-                    raise SourceError(f"Microsoft Graph refused {url.split('?')[0]}: {code or r.status}")
-                return body
-        raise SourceError("Microsoft Graph kept throttling; try again later")
+        try:
+            return await THROTTLING.run(lambda: self._get_once(url))
+        except _Throttled:
+            raise SourceError("Microsoft Graph kept throttling; try again later") from None
+
+    async def _get_once(self, url: str) -> dict[str, Any] | None:
+        async with self.http.get(url, headers={"Authorization": f"Bearer {self.token}"}) as r:
+            if r.status in THROTTLED:
+                raise _Throttled(_retry_after(r))
+            if r.status == 404:
+                return None
+            body = await _json(r)
+            if r.status != 200:
+                code = (body.get("error") or {}).get("code") if isinstance(body.get("error"), dict) else None
+                raise SourceError(f"Microsoft Graph refused {url.split('?')[0]}: {code or r.status}")
+            return body
 
 
 async def _json(r: aiohttp.ClientResponse) -> dict[str, Any]:
