@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import random
 import statistics
@@ -192,12 +193,13 @@ PAGES = {
 }
 
 
-async def measure(url: str, people: dict[str, str], requests: int) -> dict[str, list[float]]:
+async def measure(url: str, people: dict[str, str], requests: int, tune: bool = True) -> dict[str, list[float]]:
     import aiohttp
     from aiohttp import web
 
     from staffvoice.serve.app import build_app
     from staffvoice.serve.health import Health
+    from staffvoice.serve.lifecycle import tune_gc, untune_gc
     from staffvoice.web.auth import create_login_link
 
     db = Database(url)
@@ -220,6 +222,12 @@ async def measure(url: str, people: dict[str, str], requests: int) -> dict[str, 
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
+    # As `staffvoice serve` does once it is up (staffvoice/serve/lifecycle.py): without it,
+    # full collections walk every module and mapper (and this process's seeding leftovers) and
+    # make the tail, which a served dashboard does not have. --untuned-gc measures without.
+    threshold = gc.get_threshold()
+    if tune:
+        tune_gc()
     base = f"http://127.0.0.1:{runner.addresses[0][1]}"
     try:
         for role, email in people.items():
@@ -237,6 +245,8 @@ async def measure(url: str, people: dict[str, str], requests: int) -> dict[str, 
                         await resp.read()
                     results[f"{role}: {path}"] = times.pop(path)
     finally:
+        if tune:
+            untune_gc(threshold)
         await runner.cleanup()
         await db.dispose()
     return results
@@ -272,7 +282,7 @@ async def run(url: str, args: argparse.Namespace) -> dict[str, list[float]]:
               f"{args.teams} teams, {args.milestones} milestones, {args.feedback:,} feedback items")
     finally:
         await db.dispose()
-    return await measure(url, people, args.requests)
+    return await measure(url, people, args.requests, tune=not args.untuned_gc)
 
 
 def main() -> int:
@@ -283,6 +293,8 @@ def main() -> int:
     ap.add_argument("--feedback", type=int, default=10_000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--requests", type=int, default=30)
+    ap.add_argument("--untuned-gc", action="store_true",
+                    help="leave the garbage collector as Python starts it (serve tunes it)")
     ap.add_argument("--pg", default="", help="a scratch PostgreSQL database URL (its schema is dropped)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
