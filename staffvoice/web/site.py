@@ -180,13 +180,9 @@ ERRORS = {
 # --- middlewares -----------------------------------------------------------------------------
 
 
-@web.middleware
-async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every response: the CSP and friends; pages are never cached (they show personal data)."""
-    try:
-        resp = await handler(request)
-    except web.HTTPException as e:
-        resp = e
+def secure(request: web.Request, resp: web.StreamResponse) -> None:
+    """The CSP and friends on a response; pages are never cached (they show personal data).
+    The middleware does it for every response; a streamed one calls it before `prepare`."""
     for k, v in HEADERS.items():
         resp.headers.setdefault(k, v)
     settings = request.app[SETTINGS]
@@ -194,6 +190,17 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
         resp.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
     if not request.path.startswith(STATIC_URL):
         resp.headers.setdefault("Cache-Control", "no-store")
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every response: `secure`."""
+    try:
+        resp = await handler(request)
+    except web.HTTPException as e:
+        resp = e
+    if not resp.prepared:
+        secure(request, resp)
     return resp
 
 

@@ -17,11 +17,11 @@ from markupsafe import Markup
 from bot.reports import chart
 from bot.reports import service as reports
 from bot.reports.anonymity import ALL
-from bot.reports.export import export_round
+from bot.reports.export import csv_chunks
 from bot.reports.results import SCORED, comments_for, hidden_text, load_org
 from bot.roles import CHANGE_TEAM, LEADER, TEAM_LEAD
 from staffvoice.web.dashboard import page
-from staffvoice.web.site import CORE, SESSION, render
+from staffvoice.web.site import CORE, SESSION, render, secure
 
 ROLES = frozenset(reports.VIEW_ROLES)
 assert ROLES == {CHANGE_TEAM, LEADER, TEAM_LEAD}
@@ -105,13 +105,24 @@ async def pulse(request: web.Request) -> web.StreamResponse:
 
 @page("pulse csv", "/pulse/export.csv", "Pulse CSV", ROLES, in_nav=False)
 async def export_csv(request: web.Request) -> web.StreamResponse:
-    """The round's results as CSV: the groups this person may see, through export.py."""
+    """The round's results as CSV: the groups this person may see, through export.py, sent as
+    it is written (the figures first, while the comments are read), not built whole first."""
     core = request.app[CORE]
     async with core.db.session() as s:
         viewer = await _viewer(request, s)
         info = await _round(s, request.query.get("round", ""))
         if info is None:
             raise web.HTTPNotFound()
-        text = await export_round(s, info.id, "csv", may_see=viewer.may_see)
-    return web.Response(text=text, content_type="text/csv", charset="utf-8", headers={
-        "Content-Disposition": f'attachment; filename="pulse-round-{info.number}.csv"'})
+        chunks = csv_chunks(s, info.id, may_see=viewer.may_see)
+        first = await anext(chunks)  # a refusal or an error still becomes a page, not a cut file
+        resp = web.StreamResponse(headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="pulse-round-{info.number}.csv"'})
+        secure(request, resp)
+        await resp.prepare(request)
+        await resp.write(first.encode())
+        async for chunk in chunks:
+            if chunk:
+                await resp.write(chunk.encode())
+    await resp.write_eof()
+    return resp
