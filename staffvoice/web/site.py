@@ -133,7 +133,7 @@ def _csrf_ok(request: web.Request, sent: str) -> bool:
     return hmac.compare_digest(expected, sent)
 
 
-def _same_origin(request: web.Request) -> bool:
+def same_origin(request: web.Request) -> bool:
     """Fetch metadata and Origin, when the browser sends them, must say the form is ours."""
     site = request.headers.get("Sec-Fetch-Site")
     if site is not None and site not in ("same-origin", "none"):
@@ -228,7 +228,7 @@ async def friendly_errors(request: web.Request, handler: Handler) -> web.StreamR
 async def csrf_protect(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every unsafe request must carry this visitor's CSRF token and come from our pages."""
     if request.method in UNSAFE and not request.get(CSRF_EXEMPT):
-        ok = _same_origin(request)
+        ok = same_origin(request)
         if ok:
             try:
                 form = await request.post()
