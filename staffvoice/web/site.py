@@ -33,7 +33,7 @@ STATIC = HERE / "static"
 STATIC_URL = "/static/"
 
 # No inline scripts or styles anywhere, no framing, forms only to ourselves; pages need no
-# JavaScript at all. Images are our own (inline SVG charts are markup, not images).
+# JavaScript (the broadcasts page adds its own static script to this, see pages/broadcasts.py). Images are our own (inline SVG charts are markup, not images).
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; font-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 HEADERS = {
