@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -16,6 +16,7 @@ from bot.errors import UserError
 from bot.reports import service
 from bot.reports.anonymity import NOT_ENOUGH
 from bot.reports.results import GroupResult, RoundResults, comments_by_group, load_org
+from storage.db import Database
 
 HEADER = ["round", "group", "label", "question_id", "question", "measure", "value"]
 COMMENTS_MAX = 10_000  # comments per group and question in an export
@@ -30,18 +31,26 @@ async def export_round(s: Any, round_id: str, fmt: str,
     """A closed round's results for every group (or those `may_see` allows), as CSV or JSON."""
     results = await _results(s, round_id, may_see)
     if fmt == "csv":
-        return "".join([chunk async for chunk in _csv_chunks(s, results, 1 << 62)])
+        pieces = _csv_chunks(results, lambda: _comments(s, results), 1 << 62)
+        return "".join([piece async for piece in pieces])
     data = as_data(results, await _comments(s, results))
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
-async def csv_chunks(s: Any, round_id: str, may_see: Callable[[str], bool] | None = None,
-                     size: int = 64 * 1024) -> AsyncIterator[str]:
+async def csv_chunks(db: Database, round_id: str, may_see: Callable[[str], bool] | None = None,
+                     size: int = 64 * 1024) -> AsyncGenerator[str, None]:
     """`export_round(..., "csv")` in pieces of about `size` characters, for streaming: the
-    header and the first groups' figures come before the comments are read."""
-    results = await _results(s, round_id, may_see)
-    async for chunk in _csv_chunks(s, results, size):
-        yield chunk
+    header and the first groups' figures come before the comments are read, and the database
+    is let go once they are (a slow download holds no connection or transaction)."""
+    async with db.session() as s:
+        results = await _results(s, round_id, may_see)
+
+    async def comments() -> dict[tuple[str, str], list[str]]:
+        async with db.session() as s:
+            return await _comments(s, results)
+
+    async for piece in _csv_chunks(results, comments, size):
+        yield piece
 
 
 async def _results(s: Any, round_id: str, may_see: Callable[[str], bool] | None) -> RoundResults:
@@ -71,7 +80,9 @@ async def _comments(s: Any, results: RoundResults) -> dict[tuple[str, str], list
     return comments
 
 
-async def _csv_chunks(s: Any, results: RoundResults, size: int) -> AsyncIterator[str]:
+async def _csv_chunks(results: RoundResults,
+                      read_comments: Callable[[], Awaitable[dict[tuple[str, str], list[str]]]],
+                      size: int) -> AsyncIterator[str]:
     out = io.StringIO()
     w = csv.writer(out)
     w.writerow(HEADER)
@@ -81,7 +92,7 @@ async def _csv_chunks(s: Any, results: RoundResults, size: int) -> AsyncIterator
             # The comments are read at once for every group (one read per question): first
             # send what is ready, so the download starts while they are read.
             yield _take(out)
-            comments = await _comments(s, results)
+            comments = await read_comments()
         _write_group(w, results.round.number, _group(g, comments or {}))
         if out.tell() >= size:
             yield _take(out)

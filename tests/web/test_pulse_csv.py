@@ -74,7 +74,20 @@ async def test_the_pieces_join_to_the_whole_and_the_first_comes_before_the_comme
     async with server.core.db.session() as s:
         info = await reports.latest_closed_round(s)
         assert info is not None
-        pieces = [c async for c in csv_chunks(s, info.id, size=200)]
         whole = await export_round(s, info.id, "csv")
+    pieces = [c async for c in csv_chunks(server.core.db, info.id, size=200)]
     assert "".join(pieces) == whole
     assert len(pieces) > 3 and "comment" not in pieces[0]
+
+
+async def test_a_slow_download_holds_no_database_connection_once_the_comments_are_read(server: Server) -> None:
+    db = server.core.db
+    async with db.session() as s:
+        info = await reports.latest_closed_round(s)
+        assert info is not None
+    pieces = csv_chunks(db, info.id, size=200)
+    assert "comment" not in await anext(pieces)  # the header: no comment read yet
+    await anext(pieces)  # the comments are read for this one
+    assert db.engine.pool.checkedout() == 0  # a reader that stops here holds nothing
+    rest = [p async for p in pieces]
+    assert any("comment" in p for p in rest)

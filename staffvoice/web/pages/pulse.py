@@ -9,6 +9,7 @@ group, a team lead the whole programme and the teams they lead.
 
 from __future__ import annotations
 
+from contextlib import aclosing
 from typing import Any
 
 from aiohttp import web
@@ -111,18 +112,18 @@ async def export_csv(request: web.Request) -> web.StreamResponse:
     async with core.db.session() as s:
         viewer = await _viewer(request, s)
         info = await _round(s, request.query.get("round", ""))
-        if info is None:
-            raise web.HTTPNotFound()
-        chunks = csv_chunks(s, info.id, may_see=viewer.may_see)
-        first = await anext(chunks)  # a refusal or an error still becomes a page, not a cut file
+    if info is None:
+        raise web.HTTPNotFound()
+    async with aclosing(csv_chunks(core.db, info.id, may_see=viewer.may_see)) as pieces:
+        first = await anext(pieces)  # a refusal or an error still becomes a page, not a cut file
         resp = web.StreamResponse(headers={
             "Content-Type": "text/csv; charset=utf-8",
             "Content-Disposition": f'attachment; filename="pulse-round-{info.number}.csv"'})
         secure(request, resp)
         await resp.prepare(request)
         await resp.write(first.encode())
-        async for chunk in chunks:
-            if chunk:
-                await resp.write(chunk.encode())
+        async for piece in pieces:
+            if piece:
+                await resp.write(piece.encode())
     await resp.write_eof()
     return resp
