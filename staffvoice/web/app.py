@@ -38,8 +38,10 @@ def build(core: Core, settings: WebSettings) -> web.Application:
         seen.add((p.method, p.path))
         app.router.add_route(p.method, p.path, dashboard.guard(p))
     from staffvoice.web import auth
+    from staffvoice.web.pages import broadcasts
 
     auth.add_routes(app)
+    app.on_shutdown.append(broadcasts.stop_streams)
     return app
 
 

@@ -33,7 +33,7 @@ STATIC = HERE / "static"
 STATIC_URL = "/static/"
 
 # No inline scripts or styles anywhere, no framing, forms only to ourselves; pages need no
-# JavaScript at all. Images are our own (inline SVG charts are markup, not images).
+# JavaScript (the broadcasts page adds its own static script to this, see pages/broadcasts.py). Images are our own (inline SVG charts are markup, not images).
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; font-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 HEADERS = {
@@ -133,7 +133,7 @@ def _csrf_ok(request: web.Request, sent: str) -> bool:
     return hmac.compare_digest(expected, sent)
 
 
-def _same_origin(request: web.Request) -> bool:
+def same_origin(request: web.Request) -> bool:
     """Fetch metadata and Origin, when the browser sends them, must say the form is ours."""
     site = request.headers.get("Sec-Fetch-Site")
     if site is not None and site not in ("same-origin", "none"):
@@ -180,13 +180,9 @@ ERRORS = {
 # --- middlewares -----------------------------------------------------------------------------
 
 
-@web.middleware
-async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every response: the CSP and friends; pages are never cached (they show personal data)."""
-    try:
-        resp = await handler(request)
-    except web.HTTPException as e:
-        resp = e
+def secure(request: web.Request, resp: web.StreamResponse) -> None:
+    """The CSP and friends on a response; pages are never cached (they show personal data).
+    The middleware does it for every response; a streamed one calls it before `prepare`."""
     for k, v in HEADERS.items():
         resp.headers.setdefault(k, v)
     settings = request.app[SETTINGS]
@@ -194,6 +190,17 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
         resp.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
     if not request.path.startswith(STATIC_URL):
         resp.headers.setdefault("Cache-Control", "no-store")
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every response: `secure`."""
+    try:
+        resp = await handler(request)
+    except web.HTTPException as e:
+        resp = e
+    if not resp.prepared:
+        secure(request, resp)
     return resp
 
 
@@ -221,7 +228,7 @@ async def friendly_errors(request: web.Request, handler: Handler) -> web.StreamR
 async def csrf_protect(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every unsafe request must carry this visitor's CSRF token and come from our pages."""
     if request.method in UNSAFE and not request.get(CSRF_EXEMPT):
-        ok = _same_origin(request)
+        ok = same_origin(request)
         if ok:
             try:
                 form = await request.post()

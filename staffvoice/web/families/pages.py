@@ -25,8 +25,8 @@ from staffvoice.web.site import (
     CORE,
     SETTINGS,
     Handler,
-    _same_origin,
     friendly_errors,
+    same_origin,
     security_headers,
     templates,
 )
@@ -147,7 +147,7 @@ def _check(page: Page, form: Mapping[str, Any]) -> tuple[dict[str, str], list[tu
 
 async def send(request: web.Request) -> web.StreamResponse:
     page = await Page(request).load(themes=False)
-    if not _same_origin(request):
+    if not same_origin(request):
         return page.message(403, "cross_site")
     if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
         return await _form_page(page, notice=page.t["expired"], status=400)

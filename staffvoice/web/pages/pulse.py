@@ -9,7 +9,8 @@ group, a team lead the whole programme and the teams they lead.
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import aclosing
+from typing import Any, NamedTuple
 
 from aiohttp import web
 from markupsafe import Markup
@@ -17,11 +18,11 @@ from markupsafe import Markup
 from bot.reports import chart
 from bot.reports import service as reports
 from bot.reports.anonymity import ALL
-from bot.reports.export import export_round
+from bot.reports.export import csv_chunks
 from bot.reports.results import SCORED, comments_for, hidden_text, load_org
 from bot.roles import CHANGE_TEAM, LEADER, TEAM_LEAD
 from staffvoice.web.dashboard import page
-from staffvoice.web.site import CORE, SESSION, render
+from staffvoice.web.site import CORE, SESSION, render, secure
 
 ROLES = frozenset(reports.VIEW_ROLES)
 assert ROLES == {CHANGE_TEAM, LEADER, TEAM_LEAD}
@@ -50,9 +51,25 @@ def _pct(v: float | None) -> str:
     return "–" if v is None else f"{round(v * 100)}%"
 
 
-def _score_of(g: Any, qid: str) -> str:
-    q = next((x for x in g.questions if x.question.id == qid), None)
-    return "not shown" if q is None or not q.shown or q.score is None else f"{q.score:g}"
+class Compared(NamedTuple):
+    """A group's row of the "groups compared" table, already words (300 groups by a few
+    questions: looked up cell by cell in the template, it was most of the page's time)."""
+
+    label: str
+    shown: bool
+    rate: str
+    scores: list[str]
+
+
+def _compared(g: Any, qids: list[str]) -> Compared:
+    if not g.shown:
+        return Compared(g.label, False, "", [])
+    by_id = {q.question.id: q for q in g.questions}
+    scores = []
+    for qid in qids:
+        q = by_id.get(qid)
+        scores.append("not shown" if q is None or not q.shown or q.score is None else f"{q.score:g}")
+    return Compared(g.label, True, _pct(g.rate), scores)
 
 
 def _change(v: float | None) -> str:
@@ -91,6 +108,7 @@ async def pulse(request: web.Request) -> web.StreamResponse:
                 if q.comments_shown:
                     comments[q.question.id] = [c.text for c in await comments_for(
                         s, org, info, q.question.id, group)]
+    scored_ids = [q.question.id for q in scored]
     charts = [{"q": q, "trend": trends[q.question.id],
                "svg": Markup(chart.render_svg(trends[q.question.id], f"trend-{i}")),
                "summary": chart.describe(trends[q.question.id])}
@@ -98,20 +116,32 @@ async def pulse(request: web.Request) -> web.StreamResponse:
     participation = [{"label": r.round.label, "id": r.round.id, "g": r.groups.get(ALL)} for r in history]
     return render(request, "pulse.html", title="Pulse", info=info, g=g, group=group, groups=groups,
                   rounds=list(reversed(all_rounds)), charts=charts, comments=comments,
-                  participation=participation, hidden=hidden_text(), pct=_pct, change=_change, score_of=_score_of,
-                  scored_ids=[q.question.id for q in scored], texts={q.question.id: q.question.text for q in scored},
+                  participation=participation, hidden=hidden_text(), pct=_pct, change=_change,
+                  compared=[_compared(x, scored_ids) for x in groups], scored_ids=scored_ids,
+                  texts={q.question.id: q.question.text for q in scored},
                   min_group=results.thresholds.min_group, min_comments=results.thresholds.min_comments)
 
 
 @page("pulse csv", "/pulse/export.csv", "Pulse CSV", ROLES, in_nav=False)
 async def export_csv(request: web.Request) -> web.StreamResponse:
-    """The round's results as CSV: the groups this person may see, through export.py."""
+    """The round's results as CSV: the groups this person may see, through export.py, sent as
+    it is written (the figures first, while the comments are read), not built whole first."""
     core = request.app[CORE]
     async with core.db.session() as s:
         viewer = await _viewer(request, s)
         info = await _round(s, request.query.get("round", ""))
-        if info is None:
-            raise web.HTTPNotFound()
-        text = await export_round(s, info.id, "csv", may_see=viewer.may_see)
-    return web.Response(text=text, content_type="text/csv", charset="utf-8", headers={
-        "Content-Disposition": f'attachment; filename="pulse-round-{info.number}.csv"'})
+    if info is None:
+        raise web.HTTPNotFound()
+    async with aclosing(csv_chunks(core.db, info.id, may_see=viewer.may_see)) as pieces:
+        first = await anext(pieces)  # a refusal or an error still becomes a page, not a cut file
+        resp = web.StreamResponse(headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="pulse-round-{info.number}.csv"'})
+        secure(request, resp)
+        await resp.prepare(request)
+        await resp.write(first.encode())
+        async for piece in pieces:
+            if piece:
+                await resp.write(piece.encode())
+    await resp.write_eof()
+    return resp
