@@ -8,7 +8,7 @@ shared metadata, so the adapters' tables (Teams conversation references and memb
 covered without the core importing an adapter; a table not imported is simply not there.
 
 What is never touched, because nothing in it can be found by person (docs/invariants.md):
-pulse tallies, cells and comments, pending answers of open rounds (sealed under a hash of the
+pulse tallies, cells, summaries and comments, pending answers of open rounds (sealed under a hash of the
 round's secret), feedback items and their threads, and sealed reply routes (encrypted under
 the server key, expiring by themselves). Destroying a route on erasure would show the change
 team which items lost "replies possible", and so who wrote them: they are left to expire.

@@ -2,8 +2,9 @@
 
 Run daily by the scheduler and by `staffvoice retention run [--dry-run]`. Everything runs in
 one transaction; a dry run rolls it back, so it counts exactly what a real run would remove.
-Only counts are recorded (in the audit trail). Reports read per-round counts (pulse_cells and
-pulse_tallies), which are never removed, so every closed round stays reportable.
+Only counts are recorded (in the audit trail). Reports read per-round counts (pulse_summaries,
+summed from pulse_cells and pulse_tallies), which are never removed, so every closed round stays
+reportable.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from bot.broadcasts import ledger
 from bot.people.tables import Identity, Person, PersonRole, Team
 from bot.programme.core_sections import get_setting
-from bot.pulse import cells
+from bot.pulse import cells, summary
 from bot.pulse.definition import SurveyDef
 from bot.pulse.tables import (
     PulseAttributedAnswer,
@@ -45,6 +45,7 @@ from bot.pulse.tables import (
     PulseQuestion,
     PulseRound,
     PulseRoundKey,
+    PulseSummary,
     PulseSurvey,
     PulseTally,
 )
@@ -410,8 +411,11 @@ async def close_round(s: AsyncSession, rnd: PulseRound, now: datetime, secret: b
                      "team_id": home.get(t, t), "text": txt} for qid, t, txt in comments]
     # How many commented, per comment team, kept as counts too: reports read these, never
     # the comments themselves, to decide what may be shown.
+    said: Counter[tuple[str, cells.Cell]] = Counter()
     for qid, t, _txt in comments:
-        tallies[(qid, (home.get(t, t), cells.MIXED), None, None)] += 1
+        said[(qid, (home.get(t, t), cells.MIXED))] += 1
+    for (qid, cell), n in said.items():
+        tallies[(qid, cell, None, None)] += n
     if comment_rows:
         await s.execute(insert(PulseComment), comment_rows)
     tally_rows = [{"id": new_id(), "round_id": rnd.id, "question_id": qid, "team_id": t,
@@ -419,6 +423,14 @@ async def close_round(s: AsyncSession, rnd: PulseRound, now: datetime, secret: b
                   for (qid, (t, r), v, c), n in tallies.items()]
     if tally_rows:
         await s.execute(insert(PulseTally), tally_rows)
+    # The same counts summed per group of cells, for reports (bot/pulse/summary.py).
+    kept = summary.summarise(
+        {cell: (n, len(answered.get(cell, ()))) for cell, n in invited.items()},
+        ((qid, cell, str(c if c is not None else v), n)
+         for (qid, cell, v, c), n in tallies.items()
+         if v is not None or c is not None),
+        ((qid, t, n) for (qid, (t, _r)), n in said.items()))
+    await s.execute(insert(PulseSummary), summary.rows(rnd.id, kept))
     if attributed:
         await s.execute(insert(PulseAttributedAnswer), attributed)
     rnd.n_asked = len(parts)

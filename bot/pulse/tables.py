@@ -10,6 +10,9 @@ The anonymity rules live in the shape of these tables (docs/invariants.md):
   least the comment threshold (`pulse_comments`), and the pending answers, completions,
   participation and the round secret are deleted. No row then links a closed round to a person,
   and no stored team or role is shared by fewer than k people who were asked (bot/pulse/cells.py).
+- In the same transaction the same counts are also kept summed per group of cells
+  (`pulse_summaries`, bot/pulse/summary.py), so reports read a few rows per round, however many
+  answered. Every figure there is a sum of whole cells: it tells nothing the cells do not.
 - Only surveys in `attributed` mode keep answers by person (`pulse_attributed_answers`).
 """
 
@@ -198,6 +201,22 @@ class PulseTally(Base):
     value: Mapped[int | None] = mapped_column(Integer, default=None)
     choice: Mapped[str | None] = mapped_column(String(200), default=None)
     n: Mapped[int] = mapped_column(Integer)
+
+
+class PulseSummary(Base):
+    """A closed round's counts summed for reports, one row per question (and one for the people).
+
+    `counts` is JSON (bot/pulse/summary.py): answers per reporting team (roles together), per
+    kept role (teams together) and for everyone, and how many answered in each cell. Only sums
+    of whole cells, so nothing here narrows an answer below the cells' k people asked.
+    """
+
+    __tablename__ = "pulse_summaries"
+
+    round_id: Mapped[str] = mapped_column(ForeignKey("pulse_rounds.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    question_id: Mapped[str] = mapped_column(String(32), primary_key=True)  # "" for the people
+    counts: Mapped[str] = mapped_column(Text)
 
 
 class PulseComment(Base):

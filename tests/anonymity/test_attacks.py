@@ -10,6 +10,7 @@ export). Each docstring says what the same attack recovered on the code before s
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -79,6 +80,73 @@ async def test_no_stored_answer_narrows_a_team_lead_or_a_small_team_below_k(load
     # Nothing that names a person survives the round: no participation, completion, key.
     for name in ("pulse_participation", "pulse_completions", "pulse_pending", "pulse_round_keys"):
         assert tables[name] == [], name
+
+
+async def test_the_summaries_reports_read_cannot_be_differenced_below_k(loaded: Core) -> None:
+    """Attack 1c: the per-group sums kept for reports (`pulse_summaries`), differenced.
+
+    The intruder knows the organisation chart, so (at best) everyone's reporting cell. Each
+    figure in the summaries is then the answers of a known set of people: a team's sum, a
+    role's, everyone's, a cell's count. Differencing and combining figures can isolate at most
+    a cell of their Venn diagram. Not on the code before sealed answers (no such table); with
+    a sum per team *including* small sub-teams or a role per team, a team lead's answer would
+    be one team's role sum minus another's.
+    """
+    from bot.pulse import service as pulse
+    from bot.pulse.cells import assign, comment_teams
+    from bot.pulse.summary import PEOPLE
+
+    people = await emails(loaded)
+    answers = everyone_answers(people, default=5, comments=12)
+    answers[LEAD]["listened-to"] = 1  # the one answer the intruder is after
+    rid = await seed_round(loaded, MONDAY_10 - WEEK, answers)
+    tables = await dump(loaded.db)
+    rows = {r["question_id"]: json.loads(r["counts"]) for r in tables["pulse_summaries"]
+            if r["round_id"] == rid}
+    async with loaded.db.session() as s:  # the org chart, as the intruder knows it
+        roles = await pulse.main_roles(s, [p["id"] for p in tables["people"]])
+        where = assign(((p["id"], p["team_id"], roles[p["id"]]) for p in tables["people"]),
+                       await pulse.team_parents(s), K)
+        parents = await pulse.team_parents(s)
+    email = {p["id"]: p["email"] for p in tables["people"]}
+    everyone = frozenset(where)
+    home = comment_teams(Counter(where.values()), parents, 10)
+
+    def cell(team: str | None, role: str) -> frozenset[str]:
+        return frozenset(p for p, c in where.items() if c == (team, role))
+
+    figures: list[tuple[frozenset[str], object]] = []  # (whose answers, what is stored)
+    for qid, part in rows.items():
+        if qid == PEOPLE:
+            figures += [(cell(t, r), (inv, resp)) for t, r, inv, resp in part["cells"]]
+            continue
+        if "teams" not in part:  # a comment question: how many commented per comment team
+            figures += [(frozenset(p for p, c in where.items() if home.get(c[0], c[0]) == t), n)
+                        for t, _r, n in part["cells"]]
+            continue
+        figures += [(cell(t, r), n) for t, r, n in part["cells"]]
+        for t, d in part.get("teams", []):
+            figures.append((frozenset(p for p, c in where.items() if c[0] == t), d))
+        for r, d in part.get("roles", []):
+            figures.append((frozenset(p for p, c in where.items() if c[1] == r), d))
+        if "all" in part:
+            figures.append((everyone, part["all"]))
+    assert figures and all(whose for whose, _ in figures)
+    # The Venn diagram of every stored figure: whatever is combined, nothing finer comes out.
+    venn: dict[tuple[bool, ...], int] = {}
+    for p in everyone:
+        sig = tuple(p in whose for whose, _ in figures)
+        venn[sig] = venn.get(sig, 0) + 1
+    assert min(venn.values()) >= K, sorted(venn.values())
+    # The lead's 1 shows only in figures of k or more people, and in no difference of two.
+    lead = next(p for p, e in email.items() if e == LEAD)
+    with_one = [whose for whose, d in figures if isinstance(d, dict) and d.get("1")]
+    assert with_one and all(lead in whose and len(whose) >= K for whose in with_one)
+    for a in with_one:
+        for b, _ in figures:
+            rest = a - b
+            assert not rest or len(rest) >= K, (len(rest), sorted(email[p] for p in rest))
+    assert not any(SMALL_TEAM == t for part in rows.values() for t, *_ in part.get("teams", []))
 
 
 async def test_the_reminder_and_finishing_leave_nothing_once_the_round_closed(loaded: Core) -> None:
@@ -155,6 +223,7 @@ async def test_storage_order_tells_nothing_about_answer_order(loaded: Core) -> N
             xmins = {r[0] for r in await conn.exec_driver_sql(
                 "SELECT DISTINCT xmin::text FROM pulse_comments UNION "
                 "SELECT DISTINCT xmin::text FROM pulse_tallies UNION "
+                "SELECT DISTINCT xmin::text FROM pulse_summaries UNION "
                 "SELECT DISTINCT xmin::text FROM pulse_cells")}
             assert len(xmins) == 1, "rows of one round were committed at different times"
             order = [r[0] for r in await conn.exec_driver_sql(

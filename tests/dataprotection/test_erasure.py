@@ -30,7 +30,7 @@ from tests.test_reports_seed import emails, everyone_answers, seed_round
 WHO = "lead.assessment@northbridge.example"  # a team lead who also does change-team work
 CHANGE = "changelead@northbridge.example"
 SECRET_FEEDBACK = "The duty rota never lets us take lunch breaks."
-ANONYMOUS_TABLES = ("pulse_tallies", "pulse_cells", "pulse_comments", "pulse_rounds",
+ANONYMOUS_TABLES = ("pulse_tallies", "pulse_cells", "pulse_summaries", "pulse_comments", "pulse_rounds",
                     "feedback_items", "feedback_handles", "feedback_messages")
 
 

@@ -1,0 +1,82 @@
+"""A closed round's counts summed per group of cells, so a report reads a few rows per round.
+
+Written at close, in the same transaction as the cells and tallies they are summed from
+(`pulse_summaries`). One row per question, and one (question id "") for the people:
+
+- people: `{"cells": [[team, role, invited, respondents], ...]}`;
+- a rated or choice question: `{"cells": [[team, role, answered], ...],
+  "teams": [[team, {answer: n}], ...], "roles": [[role, {answer: n}], ...], "all": {answer: n}}`
+  (answers per reporting team with its roles together, per kept role with its teams together,
+  and for everyone; an answer is the value or the choice, as text);
+- a comment question: `{"cells": [[comment team, "*", commented], ...]}`.
+
+Every figure is a sum of whole reporting cells, each shared by at least k people asked
+(bot/pulse/cells.py), so no combination of them narrows an answer below k: a database reader
+learns nothing here that `pulse_tallies` and `pulse_cells` do not already say. Which of these
+sums a viewer may see is still decided by the reports' anonymity engine, from the cells.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from bot.pulse.cells import MIXED, Cell
+
+PEOPLE = ""  # the question id of the people's row
+
+
+def _order(key: tuple[str | None, str]) -> tuple[str, str]:
+    return (key[0] or "", key[1])
+
+
+def summarise(
+    cells: Mapping[Cell, tuple[int, int]],
+    answers: Iterable[tuple[str, Cell, str, int]],
+    commenters: Iterable[tuple[str, str | None, int]],
+) -> dict[str, str]:
+    """Question id ("" for the people) -> the JSON kept for it.
+
+    `cells`: (invited, respondents) per cell; `answers`: (question id, cell, answer, how many);
+    `commenters`: (question id, comment team, how many commented).
+    """
+    answered: dict[str, dict[Cell, int]] = {}
+    teams: dict[str, dict[str | None, dict[str, int]]] = {}
+    roles: dict[str, dict[str, dict[str, int]]] = {}
+    whole: dict[str, dict[str, int]] = {}
+    for qid, cell, answer, n in answers:
+        if n <= 0:
+            continue
+        team, role = cell
+        per_cell = answered.setdefault(qid, {})
+        per_cell[cell] = per_cell.get(cell, 0) + n
+        d = teams.setdefault(qid, {}).setdefault(team, {})
+        d[answer] = d.get(answer, 0) + n
+        if role != MIXED:
+            d = roles.setdefault(qid, {}).setdefault(role, {})
+            d[answer] = d.get(answer, 0) + n
+        d = whole.setdefault(qid, {})
+        d[answer] = d.get(answer, 0) + n
+    out: dict[str, Any] = {PEOPLE: {"cells": [[t, r, inv, resp] for (t, r), (inv, resp)
+                                              in sorted(cells.items(), key=lambda x: _order(x[0]))]}}
+    for qid, per_cell in answered.items():
+        out[qid] = {
+            "cells": [[t, r, n] for (t, r), n in sorted(per_cell.items(), key=lambda x: _order(x[0]))],
+            "teams": [[t, dict(sorted(d.items()))]
+                      for t, d in sorted(teams[qid].items(), key=lambda x: x[0] or "")],
+            "roles": [[r, dict(sorted(d.items()))] for r, d in sorted(roles.get(qid, {}).items())],
+            "all": dict(sorted(whole[qid].items())),
+        }
+    said: dict[str, dict[str | None, int]] = {}
+    for qid, team, n in commenters:
+        if n > 0:
+            said.setdefault(qid, {})[team] = said.setdefault(qid, {}).get(team, 0) + n
+    for qid, per_team in said.items():
+        out[qid] = {"cells": [[t, MIXED, n] for t, n in sorted(per_team.items(), key=lambda x: x[0] or "")]}
+    return {qid: json.dumps(v, separators=(",", ":")) for qid, v in out.items()}
+
+
+def rows(round_id: str, summary: Mapping[str, str]) -> list[dict[str, str]]:
+    """`pulse_summaries` rows of a round."""
+    return [{"round_id": round_id, "question_id": q, "counts": c} for q, c in summary.items()]
