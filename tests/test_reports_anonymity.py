@@ -220,19 +220,21 @@ def test_comments_are_shuffled_and_carry_only_their_round() -> None:
 @settings(max_examples=60, deadline=None)
 @given(organisations(), st.integers(3, 5), st.randoms(use_true_random=False))
 def test_every_number_in_a_results_report_is_safe(case, k, rnd) -> None:  # type: ignore[no-untyped-def]
+    from bot.pulse.summary import summarise
     from bot.reports.results import QuestionInfo, RoundData, RoundInfo, compute
 
     org, cells = case
     questions = [QuestionInfo("q1", "Rating", "likert5"), QuestionInfo("q2", "Comment", "text")]
-    data = RoundData(respondents=dict(cells), invited={c: n + 1 for c, n in cells.items()})
+    answers, commenters = [], []
     for cell, n in cells.items():
         answered = rnd.randint(0, n)  # some skip the rating
         if answered:
-            data.values.setdefault("q1", []).append((cell, str(rnd.randint(1, 5)), answered))
-            data.answered.setdefault("q1", {})[cell] = answered
+            answers.append(("q1", cell, str(rnd.randint(1, 5)), answered))
         commented = rnd.randint(0, n)
-        if commented:
-            data.commenters.setdefault("q2", {})[cell] = commented
+        if commented:  # comments are counted per team only
+            commenters.append(("q2", cell[0], commented))
+    kept = summarise({c: (n + 1, n) for c, n in cells.items()}, answers, commenters)
+    data = RoundData.from_summary(kept.items(), {q.id: q.kind for q in questions})
     info = RoundInfo("r", "s", "Survey", 1, datetime(2026, 11, 30, tzinfo=UTC), True)
     res = compute(org, {}, Thresholds(k, 10), info, questions, data)
     shown = frozenset(g for g, r in res.groups.items() if r.shown)

@@ -11,7 +11,7 @@ from sqlalchemy import delete, update
 from bot.core import Core
 from bot.people.tables import Team
 from bot.programme.core_sections import get_setting, set_setting
-from bot.pulse.tables import PulseCell
+from bot.pulse.tables import PulseSummary
 from bot.reports import results as res
 from bot.reports import service
 from tests.conftest import MONDAY_10
@@ -41,5 +41,6 @@ async def test_cached_results_follow_the_organisation_thresholds_and_counts(load
         prog = await get_setting(s, "programme")
         await set_setting(s, "programme", {**prog, "anonymity": {"min_group": 7, "min_comments": 10}})
     assert not (await _results(loaded, rid)).groups["team:assessment"].shown  # 6 answered: under 7
-    await _change(loaded, delete(PulseCell).where(PulseCell.round_id == rid))
+    # What reports read of a closed round: its summary rows (bot/pulse/summary.py).
+    await _change(loaded, delete(PulseSummary).where(PulseSummary.round_id == rid))
     assert not (await _results(loaded, rid)).groups["all"].shown

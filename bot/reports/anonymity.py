@@ -82,15 +82,19 @@ class Org:
     roles: tuple[str, ...]
     _children: dict[str | None, list[str]] = field(default_factory=dict, compare=False, repr=False)
     _chains: dict[str | None, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
+    _keys: dict[str | None, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
+    _groups: list[str] = field(default_factory=list, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for t, p in self.parents.items():
             # A parent outside the organisation is treated as the top.
             self._children.setdefault(p if p in self.parents else None, []).append(t)
+        self._groups.extend([ALL, *(team_key(t) for t in sorted(self.parents)),
+                             *(role_key(r) for r in self.roles)])
 
     def groups(self) -> list[str]:
         """Every group key: the whole, every team, every role."""
-        return [ALL, *(team_key(t) for t in sorted(self.parents)), *(role_key(r) for r in self.roles)]
+        return list(self._groups)
 
     def parent_group(self, key: str) -> str | None:
         """The group a team sits in (its parent team, else the whole); None for the whole."""
@@ -113,6 +117,13 @@ class Org:
             chain = self._chains[team_id] = tuple(out)
         return chain
 
+    def team_groups(self, team_id: str | None) -> tuple[str, ...]:
+        """The group keys of the team and its ancestors, nearest first."""
+        keys = self._keys.get(team_id)
+        if keys is None:
+            keys = self._keys[team_id] = tuple(team_key(t) for t in self.ancestors(team_id))
+        return keys
+
     def contains(self, key: str, cell: Cell) -> bool:
         """Whether group `key` includes respondents of `cell`."""
         team, role = cell
@@ -126,15 +137,18 @@ class Org:
 def group_counts(org: Org, counts: Mapping[Cell, int]) -> dict[str, int]:
     """Respondents per group, from respondents per cell."""
     out = dict.fromkeys(org.groups(), 0)
+    roles = {r: role_key(r) for r in org.roles}
+    whole = 0
     for (team, role), n in counts.items():
         if n <= 0:
             continue
-        out[ALL] += n
-        for t in org.ancestors(team):
-            out[team_key(t)] += n
-        rk = role_key(role)
-        if rk in out:
+        whole += n
+        for g in org.team_groups(team):
+            out[g] += n
+        rk = roles.get(role)
+        if rk is not None:
             out[rk] += n
+    out[ALL] = whole
     return out
 
 
@@ -182,13 +196,18 @@ def find_leak(
 ) -> _Leak | None:
     """A derivable set of 1..k-1 respondents given the visible groups, or None."""
     atom_of = _atoms(org, visible)
+    class_of: dict[str, str] = {}
     grid: dict[str, dict[str, int]] = {}
     for (team, role), cnt in cells.items():
         if cnt <= 0:
             continue
-        cls = role if role_key(role) in visible else REST
+        cls = class_of.get(role)
+        if cls is None:
+            cls = class_of[role] = role if role_key(role) in visible else REST
         a = atom_of(team)
-        row = grid.setdefault(a, {})
+        row = grid.get(a)
+        if row is None:
+            row = grid[a] = {}
         row[cls] = row.get(cls, 0) + cnt
     # A single atom: a visible team minus its visible sub-teams (or the whole minus teams).
     for a, row in sorted(grid.items()):
@@ -222,9 +241,7 @@ def _atoms(org: Org, visible: set[str]) -> Any:
 
     def atom(team: str | None) -> str:
         if team not in memo:
-            memo[team] = next(
-                (team_key(t) for t in org.ancestors(team) if team_key(t) in visible), ALL
-            )
+            memo[team] = next((g for g in org.team_groups(team) if g in visible), ALL)
         return memo[team]
 
     return atom

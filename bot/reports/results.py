@@ -1,20 +1,21 @@
 """Results of a pulse round per group: response rate, distributions, scores, change.
 
-A closed round is stored as counts per reporting cell (bot/pulse/tables.py), so reading it costs
-the same for ten answers or ten million; Python adds cells up the team tree and asks the
-anonymity engine which groups, questions and comments may be shown. Pulse tables are read
-through the columns agreed with the pulse feature, nothing more.
+A closed round keeps its counts summed per group of reporting cells (`pulse_summaries`, see
+bot/pulse/summary.py): a report reads one row per question, the same for ten answers or ten
+million. Python adds the per-team sums up the current team tree for the groups shown, and the
+anonymity engine decides, from the cells, which groups, questions and comments may be shown.
+Pulse tables are read through the columns agreed with the pulse feature, nothing more.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+import json
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import column, select, table
+from sqlalchemy import column, func, select, table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.people.tables import Team
@@ -28,6 +29,7 @@ from bot.reports.anonymity import (
     Org,
     Thresholds,
     disclose,
+    group_counts,
     role_key,
     team_key,
 )
@@ -42,13 +44,10 @@ ROLE_NAMES = {
 SCORED = ("likert5", "enps", "yesno")
 
 # The agreed columns of the pulse tables (not the pulse feature's classes).
-TALLIES = table("pulse_tallies", column("round_id"), column("question_id"), column("team_id"),
-                column("role"), column("value"), column("choice"), column("n"))
-CELLS = table("pulse_cells", column("round_id"), column("team_id"), column("role"),
-              column("invited"), column("respondents"))
+SUMMARIES = table("pulse_summaries", column("round_id"), column("question_id"), column("counts"))
 COMMENTS = table("pulse_comments", column("id"), column("round_id"), column("question_id"),
                  column("team_id"), column("text"))
-MIXED = "*"  # a cell whose role group was too small to keep (bot/pulse/cells.py)
+PEOPLE = ""  # the summary row of a round's people
 
 
 @dataclass(frozen=True)
@@ -71,22 +70,56 @@ class RoundInfo:
     number: int
     opens_at: datetime
     closed: bool
+    question_ids: tuple[str, ...] = ()  # the questions it asked, in order
 
     @property
     def label(self) -> str:
         return f"Round {self.number} ({self.opens_at:%d %b %Y})"
 
 
+Answers = dict[str, int]  # answer (value or choice, as text) -> how many gave it
+
+
 @dataclass
 class RoundData:
-    """A round's answers counted per cell (team at answer time, main role)."""
+    """A closed round's counts: per cell for the engine, per group of cells for the figures."""
 
     respondents: dict[Cell, int] = field(default_factory=dict)
     invited: dict[Cell, int] = field(default_factory=dict)
-    # question id -> [(cell, answer, how many)], as the GROUP BY returned them
-    values: dict[str, list[tuple[Cell, str, int]]] = field(default_factory=dict)
+    # question id -> per cell, how many answered (commented, for a comment question: per
+    # comment team, a team only, never a role)
     answered: dict[str, dict[Cell, int]] = field(default_factory=dict)
     commenters: dict[str, dict[Cell, int]] = field(default_factory=dict)
+    # question id -> answers per reporting team (its roles together), per role, of everyone
+    teams: dict[str, dict[str | None, Answers]] = field(default_factory=dict)
+    roles: dict[str, dict[str, Answers]] = field(default_factory=dict)
+    whole: dict[str, Answers] = field(default_factory=dict)
+
+    @classmethod
+    def from_summary(cls, rows: Iterable[tuple[str, str]], kinds: Mapping[str, str]) -> RoundData:
+        """From a round's `pulse_summaries` rows (question id, JSON) and the questions' kinds;
+        rows of questions not in `kinds` are left out."""
+        data = cls()
+        for qid, text in rows:
+            part = json.loads(text)
+            if qid == PEOPLE:
+                for team, role, invited, resp in part["cells"]:
+                    data.invited[(team, role)] = invited
+                    if resp:
+                        data.respondents[(team, role)] = resp
+                continue
+            kind = kinds.get(qid)
+            if kind is None:
+                continue
+            cells = {(t, r): n for t, r, n in part["cells"]}
+            if kind == "text":
+                data.commenters[qid] = cells
+                continue
+            data.answered[qid] = cells
+            data.teams[qid] = {t: d for t, d in part["teams"]}
+            data.roles[qid] = {r: d for r, d in part["roles"]}
+            data.whole[qid] = part["all"]
+        return data
 
 
 @dataclass(frozen=True)
@@ -158,45 +191,31 @@ async def thresholds(s: AsyncSession) -> Thresholds:
 
 
 async def round_stamp(s: AsyncSession, round_id: str) -> tuple[int, int]:
-    """What a round's stored counts amount to (rows, respondents): results computed from them
+    """What a round's stored counts amount to (rows, characters): results computed from them
     stay true while this is the same."""
-    c = CELLS.c
-    from sqlalchemy import func
-
-    n, total = (await s.execute(select(func.count(), func.coalesce(func.sum(c.respondents), 0))
-                                .where(c.round_id == round_id))).one()
-    t = TALLIES.c
-    tallies = await s.scalar(select(func.count()).where(t.round_id == round_id))
-    return int(n) * 1_000_003 + int(tallies or 0), int(total)
+    m = SUMMARIES.c
+    n, size = (await s.execute(select(func.count(), func.coalesce(func.sum(func.length(m.counts)), 0))
+                               .where(m.round_id == round_id))).one()
+    return int(n), int(size)
 
 
 async def round_data(s: AsyncSession, round_id: str, questions: Sequence[QuestionInfo]) -> RoundData:
-    """A closed round's counts per cell: two reads of rows kept at close, never the comments."""
-    t, c = TALLIES.c, CELLS.c
-    data = RoundData()
-    for team, role, invited, resp in (await s.execute(
-            select(c.team_id, c.role, c.invited, c.respondents).where(c.round_id == round_id))):
-        cell = (team, role)  # a round open during the upgrade to sealed answers has two rows
-        data.invited[cell] = data.invited.get(cell, 0) + int(invited)
-        if resp:
-            data.respondents[cell] = data.respondents.get(cell, 0) + int(resp)
-    kinds = {q.id: q.kind for q in questions}
-    for team, role, qid, value, choice, n in (await s.execute(
-            select(t.team_id, t.role, t.question_id, t.value, t.choice, t.n)
-            .where(t.round_id == round_id))):
-        kind = kinds.get(qid)
-        if kind == "text":  # how many commented, per comment team (a team only, never a role)
-            per_team = data.commenters.setdefault(qid, {})
-            per_team[(team, MIXED)] = per_team.get((team, MIXED), 0) + int(n)
-            continue
-        answer = choice if kind == "choice" else value
-        if kind is None or answer is None:
-            continue
-        cell = (team, role)
-        data.values.setdefault(qid, []).append((cell, str(answer), int(n)))
-        per_cell = data.answered.setdefault(qid, {})
-        per_cell[cell] = per_cell.get(cell, 0) + int(n)
-    return data
+    """A closed round's counts: one read of the summary rows kept at close, never the comments."""
+    return (await rounds_data(s, [round_id], {q.id: q.kind for q in questions}))[round_id]
+
+
+async def rounds_data(
+    s: AsyncSession, round_ids: Sequence[str], kinds: Mapping[str, str]
+) -> dict[str, RoundData]:
+    """Several closed rounds' counts in one read, only for the questions in `kinds` (id ->
+    kind) and the people."""
+    m = SUMMARIES.c
+    rows: dict[str, list[tuple[str, str]]] = {r: [] for r in round_ids}
+    wanted = [PEOPLE, *kinds]
+    for rid, qid, text in await s.execute(select(m.round_id, m.question_id, m.counts).where(
+            m.round_id.in_(list(round_ids)), m.question_id.in_(wanted))):
+        rows[rid].append((qid, text))
+    return {rid: RoundData.from_summary(parts, kinds) for rid, parts in rows.items()}
 
 
 async def comments_for(
@@ -253,31 +272,31 @@ async def comments_by_group(
 # --- computing ---------------------------------------------------------------------------------
 
 
-def _groups_of(org: Org, cell: Cell) -> tuple[str, ...]:
-    """Every group a cell belongs to: the whole, its team and the teams above, its role."""
-    team, role = cell
-    return (ALL, *(team_key(t) for t in org.ancestors(team)), role_key(role))
-
-
-def _invited(org: Org, cells: Mapping[Cell, int]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for cell, n in cells.items():
-        for k in _groups_of(org, cell):
-            out[k] = out.get(k, 0) + n
+def _group_answers(org: Org, data: RoundData, qid: str, wanted: Collection[str]) -> dict[str, Answers]:
+    """Per group in `wanted`, how many gave each answer: each reporting team's sum added to the
+    teams above it in today's tree, the roles and the whole as kept."""
+    out: dict[str, Answers] = {}
+    whole = data.whole.get(qid)
+    if whole is not None and ALL in wanted:
+        out[ALL] = whole
+    for role, d in data.roles.get(qid, {}).items():
+        if role_key(role) in wanted:
+            out[role_key(role)] = d
+    for team, d in data.teams.get(qid, {}).items():
+        for key in org.team_groups(team):
+            if key in wanted:
+                acc = out.get(key)
+                if acc is None:
+                    out[key] = dict(d)
+                else:
+                    for answer, n in d.items():
+                        acc[answer] = acc.get(answer, 0) + n
     return out
 
 
-def _distributions(org: Org, rows: Iterable[tuple[Cell, str, int]]) -> dict[str, dict[str, int]]:
-    """Per group, how many gave each answer (one pass over the GROUP BY rows)."""
-    memo: dict[Cell, tuple[str, ...]] = {}
-    out: defaultdict[str, defaultdict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for cell, answer, n in rows:
-        keys = memo.get(cell)
-        if keys is None:
-            keys = memo[cell] = _groups_of(org, cell)
-        for k in keys:
-            out[k][answer] += n
-    return {k: dict(v) for k, v in out.items()}
+SCALES = {"likert5": range(1, 6), "enps": range(0, 11), "yesno": range(0, 2)}
+KEYS = {kind: tuple(str(v) for v in scale) for kind, scale in SCALES.items()}
+YES_NO = {0: "no", 1: "yes"}
 
 
 def question_stats(q: QuestionInfo, dist: Mapping[str, int]) -> dict[str, Any]:
@@ -288,10 +307,30 @@ def question_stats(q: QuestionInfo, dist: Mapping[str, int]) -> dict[str, Any]:
         order = list(q.options.get("choices") or sorted(dist))
         out["distribution"] = tuple((c, dist.get(c, 0)) for c in order)
         return out
-    scale = {"likert5": range(1, 6), "enps": range(0, 11), "yesno": range(0, 2)}[q.kind]
+    scale = SCALES[q.kind]
+    counts = [dist.get(key, 0) for key in KEYS[q.kind]]
+    if sum(counts) != n:  # an answer off the scale (never stored by the pulse): count it too
+        return _stats_of_any(q, dist, out)
+    labels = YES_NO if q.kind == "yesno" else {}
+    out["distribution"] = tuple(zip([labels.get(v, str(v)) for v in scale], counts, strict=True))
+    if not n:
+        return out
+    if q.kind != "yesno":
+        out["mean"] = round(sum(v * c for v, c in zip(scale, counts, strict=True)) / n, 2)
+    if q.kind == "likert5":
+        out["favourable"] = (counts[3] + counts[4]) / n
+    elif q.kind == "enps":
+        out["enps"] = round((counts[9] + counts[10] - sum(counts[:7])) * 100 / n, 1)
+    else:
+        out["yes"] = counts[1] / n
+    return out
+
+
+def _stats_of_any(q: QuestionInfo, dist: Mapping[str, int], out: dict[str, Any]) -> dict[str, Any]:
+    n = out["n"]
     values = {int(k): c for k, c in dist.items()}
-    labels = {0: "no", 1: "yes"} if q.kind == "yesno" else {}
-    out["distribution"] = tuple((labels.get(v, str(v)), values.get(v, 0)) for v in scale)
+    labels = YES_NO if q.kind == "yesno" else {}
+    out["distribution"] = tuple((labels.get(v, str(v)), values.get(v, 0)) for v in SCALES[q.kind])
     if not n:
         return out
     if q.kind != "yesno":
@@ -315,32 +354,42 @@ def compute(
     questions: Sequence[QuestionInfo],
     data: RoundData,
     previous: RoundResults | None = None,
+    *,
+    groups: Collection[str] | None = None,
 ) -> RoundResults:
-    """Every group's results for a round, with what the anonymity engine hides removed."""
+    """Every group's results for a round (or only `groups`'), with what the anonymity engine
+    hides removed. The engine always weighs the whole round, whichever groups are built."""
     people = disclose(org, data.respondents, th.min_group)
-    invited = _invited(org, data.invited)
-    per_q: dict[str, tuple[Disclosure, dict[str, dict[str, int]]]] = {}
+    invited = group_counts(org, data.invited)
     hidden = frozenset(org.groups()) - people.visible
+    keys = org.groups() if groups is None else [g for g in org.groups() if g in groups]
+    shown_keys = [g for g in keys if g in people.visible]
     memo: dict[tuple[frozenset[tuple[Cell, int]], int], Disclosure] = {}
+    everyone = {c: n for c, n in data.respondents.items() if n > 0}
 
     def safe(cells: Mapping[Cell, int], k: int) -> Disclosure:
-        # Questions everyone answered share their counts: decide once.
+        # Where a question's answerers per cell are the round's respondents, its groups are
+        # exactly the people's (the engine's answer for the same counts with the hidden
+        # removed is the same fixed point); otherwise questions with equal counts decide once.
+        if k == th.min_group and cells == everyone:
+            return people
         key = (frozenset(cells.items()), k)
         if key not in memo:
             memo[key] = disclose(org, cells, k, hidden=hidden)
         return memo[key]
 
+    per_q: dict[str, tuple[Disclosure, dict[str, Answers]]] = {}
     for q in questions:
         if q.kind == "text":
             per_q[q.id] = (safe(data.commenters.get(q.id, {}), th.min_comments), {})
         else:
             shown = safe(data.answered.get(q.id, {}), th.min_group)
-            per_q[q.id] = (shown, _distributions(org, data.values.get(q.id, [])))
-    groups: dict[str, GroupResult] = {}
-    for g in org.groups():
+            per_q[q.id] = (shown, _group_answers(org, data, q.id, shown.visible.intersection(shown_keys)))
+    out: dict[str, GroupResult] = {}
+    for g in keys:
         label = labels.get(g, g)
         if g not in people.visible:
-            groups[g] = GroupResult(g, label, shown=False)
+            out[g] = GroupResult(g, label, shown=False)
             continue
         before = previous.groups.get(g) if previous else None
         qs = tuple(_question(q, g, per_q[q.id], before) for q in questions)
@@ -349,8 +398,8 @@ def compute(
         rate_change = None
         if rate is not None and before is not None and before.shown and before.rate is not None:
             rate_change = round((rate - before.rate) * 100, 1)
-        groups[g] = GroupResult(g, label, True, inv, resp, rate, rate_change, qs)
-    return RoundResults(rnd, th, groups)
+        out[g] = GroupResult(g, label, True, inv, resp, rate, rate_change, qs)
+    return RoundResults(rnd, th, out)
 
 
 def _question(

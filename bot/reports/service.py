@@ -18,7 +18,6 @@ from bot.reports import results as res
 from bot.reports.anonymity import ALL, role_key, team_key
 from bot.reports.chart import Trend, TrendPoint
 from bot.roles import CHANGE_TEAM, LEADER, TEAM_LEAD
-from storage.db import offloaded
 
 # One refusal for every group or round the asker may not see, exists or not, answered or not.
 REFUSAL = "Sorry, there are no results you can see for {what}. Type “results” for what you can see."
@@ -35,6 +34,7 @@ def _round_info(rnd: object, title: str) -> res.RoundInfo:
         id=rnd.id, survey_id=rnd.survey_id, survey_title=title,  # type: ignore[attr-defined]
         number=rnd.number, opens_at=rnd.opens_at,  # type: ignore[attr-defined]
         closed=rnd.state == "closed",  # type: ignore[attr-defined]
+        question_ids=tuple(rnd.question_ids or ()),  # type: ignore[attr-defined]
     )
 
 
@@ -81,6 +81,14 @@ async def questions(s: AsyncSession, round_id: str) -> list[res.QuestionInfo]:
             for q in await pulse.questions_of_round(s, rnd)]
 
 
+async def survey_questions(s: AsyncSession, survey_id: str) -> dict[str, res.QuestionInfo]:
+    """Every question a survey has had (retired ones too), by id: one read for many rounds."""
+    from bot.pulse import service as pulse
+
+    return {q.id: res.QuestionInfo(q.id, q.text, q.kind, dict(q.options or {}))
+            for q in await pulse.questions_of(s, survey_id, include_inactive=True)}
+
+
 async def previous_round(s: AsyncSession, info: res.RoundInfo) -> res.RoundInfo | None:
     before = [r for r in await closed_rounds(s, info.survey_id) if r.number < info.number]
     return before[-1] if before else None
@@ -112,8 +120,7 @@ async def round_results(
     prev = await previous_round(s, info) if compare else None
     previous = await round_results(s, prev, compare=False) if prev is not None else None
     qs = await questions(s, info.id)
-    with offloaded():  # a round can hold a million answers: aggregate off the event loop
-        data = await res.round_data(s, info.id, qs)
+    data = await res.round_data(s, info.id, qs)  # a few rows per round, however many answered
     results = res.compute(org, labels, th, info, qs, data, previous)
     if key is not None:
         _CACHE[key] = (stamp, results)
@@ -178,8 +185,8 @@ async def trends(
     one data preparation behind both the chat PNG and the web SVG). `rounds`: results already
     computed, oldest first."""
     if rounds is None:
-        rounds = [await round_results(s, info, compare=False)
-                  for info in (await closed_rounds(s, survey_id))[-last:]]
+        rounds = await _group_history(s, (await closed_rounds(s, survey_id))[-last:],
+                                      question_ids, group)
     out: dict[str, Trend] = {}
     for qid in question_ids:
         points: list[TrendPoint] = []
@@ -200,3 +207,21 @@ async def trends(
         }.get(kind, (0.0, 100.0, "favourable %"))
         out[qid] = Trend(f"{title or 'Question'} - {label}", name, low, high, tuple(points))
     return out
+
+
+async def _group_history(
+    s: AsyncSession, infos: list[res.RoundInfo], question_ids: list[str], group: str
+) -> list[res.RoundResults]:
+    """One group's results of several closed rounds, for some questions only: one read of the
+    organisation, the questions and every round's summary rows. The engine still weighs each
+    whole round; only the results of other groups and questions are not built."""
+    if not infos:
+        return []
+    org, labels = await res.load_org(s)
+    th = await res.thresholds(s)
+    known = await survey_questions(s, infos[0].survey_id)
+    wanted = {q: known[q] for q in question_ids if q in known}
+    data = await res.rounds_data(s, [i.id for i in infos], {q: x.kind for q, x in wanted.items()})
+    return [res.compute(org, labels, th, info, [wanted[q] for q in info.question_ids if q in wanted],
+                        data[info.id], groups=(group,))
+            for info in infos]
