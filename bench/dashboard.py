@@ -6,8 +6,8 @@
 
 Builds a scratch database (migrated like production; a PostgreSQL URL must name a scratch
 database: its schema is dropped), fills it with fictional data through SQLAlchemy Core (a
-closed round keeps its answers as counts per reporting cell, as the pulse feature leaves them,
-see bench/report_speed.py), serves the real application (`staffvoice.serve.app.build_app`) on
+closed round keeps its answers as counts per reporting cell and sums per group, as the pulse
+feature's close leaves them, see bench/seed.py), serves the real application (`staffvoice.serve.app.build_app`) on
 loopback, signs in as a leader, a team lead, the change team and a safeguarding lead with
 one-time links, and requests every page they may see. "Server time" is measured by a
 middleware around the whole application (sessions, guard, page, template), so client and
@@ -25,7 +25,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import insert, text  # noqa: E402
 
+from bench import seed  # noqa: E402
 from bot.clock import SystemClock  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.core import Core  # noqa: E402
@@ -59,17 +59,12 @@ async def _insert(conn: Any, table: str, rows: list[dict[str, Any]], batch: int 
 
 async def fill(db: Database, args: argparse.Namespace) -> dict[str, str]:
     """The fictional programme; returns the emails to sign in as, by role."""
-    from bot.pulse import cells as cellmod
-
     rng = random.Random(7)
     per_person = len(KINDS)
     respondents = args.answers // per_person // args.rounds
     invited = int(respondents * 1.1)
-    areas = max(2, args.teams // 20)
-    teams = [("council", "Council", None)]
-    teams += [(f"area-{a}", f"Area {a}", "council") for a in range(areas - 1)]
-    teams += [(f"team-{t}", f"Team {t}", f"area-{t % (areas - 1)}") for t in range(args.teams - areas)]
-    leaves = [t for t, _, _ in teams[areas:]]
+    teams = seed.team_tree(args.teams, min_areas=2)
+    leaves = seed.leaf_teams(teams, min_areas=2)
     people = [(new_id(), f"person{i}@bench.example", f"Person {i}", rng.choice(leaves)) for i in range(invited)]
     roles = {pid: rng.choice(ROLES) for pid, *_ in people}
     leads: dict[str, str] = {}
@@ -101,41 +96,15 @@ async def fill(db: Database, args: argparse.Namespace) -> dict[str, str]:
                                                  "kind": k, "text": f"Question {i}", "options": {}, "active": True}
                                                 for i, (q, k) in enumerate(qids)])
         main = {pid: ("team_lead" if leads.get(team) == pid else roles[pid]) for pid, _e, _n, team in people}
-        where = cellmod.assign(((pid, team, main[pid]) for pid, _e, _n, team in people), parents, 5)
-        inv = Counter(where.values())
-        home = cellmod.comment_teams(inv, parents, 10)
+        where = seed.cells_of([(pid, team, main[pid]) for pid, _e, _n, team in people], parents)
+        answering = [pid for pid, *_ in people[:respondents]]
         for r in range(args.rounds):
-            opens = NOW - timedelta(weeks=args.rounds - r)
             rid = new_id()
-            await _insert(conn, "pulse_rounds", [{"id": rid, "survey_id": "bench", "number": r + 1,
-                          "opens_at": opens, "remind_at": opens + timedelta(days=2),
-                          "closes_at": opens + timedelta(days=4), "state": "closed",
-                          "anonymity": "anonymous", "question_ids": [q for q, _ in qids],
-                          "n_asked": invited, "n_invited": invited, "n_finished": respondents,
-                          "n_respondents": respondents}])
-            answered = Counter(where[pid] for pid, *_ in people[:respondents])
-            tallies: Counter[tuple[str, tuple[str | None, str], int]] = Counter()
-            comments = []
-            for pid, *_ in people[:respondents]:
-                cell = where[pid]
-                for qid, kind in qids:
-                    if kind == "text":
-                        comments.append((qid, cell[0]))
-                    else:
-                        tallies[(qid, cell, rng.randint(1, 5) if kind == "likert5" else rng.randint(0, 10))] += 1
-            await _insert(conn, "pulse_cells", [{"id": new_id(), "round_id": rid, "team_id": t, "role": ro,
-                                                 "invited": n, "respondents": answered.get((t, ro), 0)}
-                                                for (t, ro), n in inv.items()])
-            await _insert(conn, "pulse_tallies", [{"id": new_id(), "round_id": rid, "question_id": q, "team_id": t,
-                                                   "role": ro, "value": v, "choice": None, "n": n}
-                                                  for (q, (t, ro), v), n in tallies.items()])
-            commenters = Counter((q, home.get(t, t)) for q, t in comments)
-            await _insert(conn, "pulse_tallies", [{"id": new_id(), "round_id": rid, "question_id": q, "team_id": t,
-                                                   "role": "*", "value": None, "choice": None, "n": n}
-                                                  for (q, t), n in commenters.items()])
-            await _insert(conn, "pulse_comments", [{"id": new_id(), "round_id": rid, "question_id": q,
-                                                    "team_id": home.get(t, t), "text": "A fictional comment."}
-                                                   for q, t in comments])
+            await _insert(conn, "pulse_rounds", [seed.round_row(
+                rid, r + 1, NOW - timedelta(weeks=args.rounds - r), [q for q, _ in qids],
+                invited=invited, respondents=respondents)])
+            for table, rows in seed.closed_round(rng, rid, where, answering, qids, parents).items():
+                await _insert(conn, table, rows)
         # roadmap: 500 milestones, owners, 5 updates each, early wins
         ms = []
         for i in range(args.milestones):
