@@ -137,18 +137,18 @@ class Org:
 def group_counts(org: Org, counts: Mapping[Cell, int]) -> dict[str, int]:
     """Respondents per group, from respondents per cell."""
     out = dict.fromkeys(org.groups(), 0)
-    roles = {r: role_key(r) for r in org.roles}
-    whole = 0
+    by_team: dict[str | None, int] = {}
+    by_role: dict[str, int] = {}
     for (team, role), n in counts.items():
-        if n <= 0:
-            continue
-        whole += n
+        if n > 0:
+            by_team[team] = by_team.get(team, 0) + n
+            by_role[role] = by_role.get(role, 0) + n
+    for team, n in by_team.items():
         for g in org.team_groups(team):
             out[g] += n
-        rk = roles.get(role)
-        if rk is not None:
-            out[rk] += n
-    out[ALL] = whole
+    for r in org.roles:
+        out[role_key(r)] += by_role.get(r, 0)
+    out[ALL] = sum(by_team.values())
     return out
 
 
@@ -209,12 +209,13 @@ def find_leak(
         if row is None:
             row = grid[a] = {}
         row[cls] = row.get(cls, 0) + cnt
-    # A single atom: a visible team minus its visible sub-teams (or the whole minus teams).
-    for a, row in sorted(grid.items()):
-        size = sum(row.values())
-        if 0 < size < k:
-            inner = _visible_children(org, a, visible)
-            return _Leak(size, tuple(inner) or ((a,) if a != ALL else ()))
+    # A single atom: a visible team minus its visible sub-teams (or the whole minus teams);
+    # the first by key, so the same group is suppressed whatever order the cells came in.
+    small = [(a, size) for a, row in grid.items() if 0 < (size := sum(row.values())) < k]
+    if small:
+        a, size = min(small)
+        inner = _visible_children(org, a, visible)
+        return _Leak(size, tuple(inner) or ((a,) if a != ALL else ()))
     classes = sorted({c for row in grid.values() for c in row})
     # Atoms touching the same classes behave alike: sum them per class mask (at most 2^6).
     bit = {c: 1 << i for i, c in enumerate(classes)}
