@@ -106,18 +106,23 @@ async def test_a_closed_rounds_summary_holds_the_same_counts_as_its_cells(loaded
                                           PulseTally.value, PulseTally.n)
                                    .where(PulseTally.round_id == rid))).all()
         kinds = dict((await s.execute(select(PulseQuestion.id, PulseQuestion.kind))).all())
-    assert sorted(map(tuple, json.loads(rows[PEOPLE])["cells"])) == sorted(map(tuple, cells))
+    people = json.loads(rows[PEOPLE])
+    order = list(zip(people["teams"], people["roles"], strict=True))
+    assert sorted(zip(people["teams"], people["roles"], people["invited"], people["respondents"],
+                      strict=True)) == sorted(map(tuple, cells))
     for qid, text in rows.items():
         if qid == PEOPLE:
             continue
         part = json.loads(text)
         mine = [t for t in tallies if t.question_id == qid]
-        assert sum(n for *_, n in part["cells"]) == sum(t.n for t in mine)
         if kinds[qid] == "text":
-            assert {(t, n) for t, _r, n in part["cells"]} == {(t.team_id, t.n) for t in mine}
+            assert set(zip(part["teams"], part["commented"], strict=True)) == {(t.team_id, t.n) for t in mine}
             continue
-        assert part["all"] == dict(Counter({str(t.value): 0 for t in mine}) + Counter(
-            {str(v): sum(t.n for t in mine if t.value == v) for v in {t.value for t in mine}}))
+        answered = Counter()
+        for t in mine:
+            answered[(t.team_id, t.role)] += t.n
+        assert dict(zip(order, part["answered"], strict=True)) == {c: answered[c] for c in order}
+        assert part["all"] == {str(v): sum(t.n for t in mine if t.value == v) for v in {t.value for t in mine}}
 
 
 async def test_results_follow_todays_team_tree_and_the_summary_is_what_reports_read(
@@ -189,3 +194,21 @@ def test_the_migration_sums_rounds_closed_before_it_as_the_close_does(tmp_path: 
     assert data.teams["q1"] == {"t1": {"2": 5, "4": 5}, None: {"4": 3}}
     assert data.roles["q1"] == {"practitioner": {"4": 5}} and data.whole["q1"] == {"2": 5, "4": 8}
     assert data.commenters["q3"] == {("t1", "*"): 11}
+
+
+def test_a_looping_team_tree_sums_each_team_where_the_engine_counts_it() -> None:
+    """Parents that loop (a data error an import could make) stop each team's chain where the
+    loop closes; the sums follow the same chains as the engine's counts."""
+    from bot.reports.anonymity import Org
+
+    org = Org({"a": "b", "b": "a", "c": "a", "d": None}, ("practitioner",))
+    assert org.upward() is None
+    cells = {("a", "practitioner"): 6, ("b", "practitioner"): 7, ("c", "*"): 8, ("d", "*"): 9}
+    answers = [("q1", c, "4", n) for c, n in cells.items()]
+    data = RoundData.from_summary(summarise({c: (n, n) for c, n in cells.items()}, answers, []).items(),
+                                  {"q1": "likert5"})
+    res = compute(org, {}, Thresholds(5, 10), INFO, [QuestionInfo("q1", "A", "likert5")], data)
+    for g, r in res.groups.items():
+        if r.shown and r.questions[0].shown:
+            assert r.questions[0].n == sum(n for c, n in cells.items() if org.contains(g, c)), g
+    assert res.groups[team_key("a")].questions[0].n == 6 + 7 + 8

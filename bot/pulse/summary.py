@@ -3,12 +3,17 @@
 Written at close, in the same transaction as the cells and tallies they are summed from
 (`pulse_summaries`). One row per question, and one (question id "") for the people:
 
-- people: `{"cells": [[team, role, invited, respondents], ...]}`;
-- a rated or choice question: `{"cells": [[team, role, answered], ...],
-  "teams": [[team, {answer: n}], ...], "roles": [[role, {answer: n}], ...], "all": {answer: n}}`
-  (answers per reporting team with its roles together, per kept role with its teams together,
-  and for everyone; an answer is the value or the choice, as text);
-- a comment question: `{"cells": [[comment team, "*", commented], ...]}`.
+- people: the round's reporting cells, as columns: `{"teams": [...], "roles": [...],
+  "invited": [...], "respondents": [...]}` (cell i is (teams[i], roles[i]));
+- a rated or choice question: `{"answered": [...], "teams": [[team, {answer: n}], ...],
+  "roles": [[role, {answer: n}], ...], "all": {answer: n}}`: how many answered in each of the
+  people row's cells (same order), and the answers per reporting team with its roles together,
+  per kept role with its teams together and for everyone (an answer is the value or the
+  choice, as text);
+- a comment question: `{"teams": [...], "commented": [...]}`, per comment team.
+
+Columns rather than one list per cell: a report reads every cell of every round it shows,
+and flat lists are what JSON reads fastest.
 
 Every figure is a sum of whole reporting cells, each shared by at least k people asked
 (bot/pulse/cells.py), so no combination of them narrows an answer below k: a database reader
@@ -58,11 +63,15 @@ def summarise(
             d[answer] = d.get(answer, 0) + n
         d = whole.setdefault(qid, {})
         d[answer] = d.get(answer, 0) + n
-    out: dict[str, Any] = {PEOPLE: {"cells": [[t, r, inv, resp] for (t, r), (inv, resp)
-                                              in sorted(cells.items(), key=lambda x: _order(x[0]))]}}
+    # Every cell anyone was asked or answered in (an answer outside them cannot happen).
+    cells = {**{c: (0, 0) for per_cell in answered.values() for c in per_cell}, **cells}
+    order = sorted(cells, key=_order)
+    out: dict[str, Any] = {PEOPLE: {
+        "teams": [t for t, _r in order], "roles": [r for _t, r in order],
+        "invited": [cells[c][0] for c in order], "respondents": [cells[c][1] for c in order]}}
     for qid, per_cell in answered.items():
         out[qid] = {
-            "cells": [[t, r, n] for (t, r), n in sorted(per_cell.items(), key=lambda x: _order(x[0]))],
+            "answered": [per_cell.get(c, 0) for c in order],
             "teams": [[t, dict(sorted(d.items()))]
                       for t, d in sorted(teams[qid].items(), key=lambda x: x[0] or "")],
             "roles": [[r, dict(sorted(d.items()))] for r, d in sorted(roles.get(qid, {}).items())],
@@ -73,7 +82,8 @@ def summarise(
         if n > 0:
             said.setdefault(qid, {})[team] = said.setdefault(qid, {}).get(team, 0) + n
     for qid, per_team in said.items():
-        out[qid] = {"cells": [[t, MIXED, n] for t, n in sorted(per_team.items(), key=lambda x: x[0] or "")]}
+        kept = sorted(per_team.items(), key=lambda x: x[0] or "")
+        out[qid] = {"teams": [t for t, _n in kept], "commented": [n for _t, n in kept]}
     return {qid: json.dumps(v, separators=(",", ":")) for qid, v in out.items()}
 
 

@@ -84,6 +84,8 @@ class Org:
     _chains: dict[str | None, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
     _keys: dict[str | None, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
     _groups: list[str] = field(default_factory=list, compare=False, repr=False)
+    _order: dict[str, list[tuple[str, str | None]] | None] = field(
+        default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for t, p in self.parents.items():
@@ -116,6 +118,19 @@ class Org:
                 t = self.parents[t]
             chain = self._chains[team_id] = tuple(out)
         return chain
+
+    def upward(self) -> list[tuple[str, str | None]] | None:
+        """(team, parent in the organisation or None), every team after all teams below it;
+        None if the parents loop (each team's ancestors then stop where the loop closes)."""
+        if "up" not in self._order:
+            depth = {t: len(self.ancestors(t)) for t in self.parents}
+            looped = any(self.parents[t] in self.parents
+                         and depth[self.parents[t]] != depth[t] - 1  # type: ignore[index]
+                         for t in self.parents)
+            self._order["up"] = None if looped else [
+                (t, self.parents[t] if self.parents[t] in self.parents else None)
+                for t in sorted(self.parents, key=lambda t: -depth[t])]
+        return self._order["up"]
 
     def team_groups(self, team_id: str | None) -> tuple[str, ...]:
         """The group keys of the team and its ancestors, nearest first."""

@@ -48,6 +48,7 @@ SUMMARIES = table("pulse_summaries", column("round_id"), column("question_id"), 
 COMMENTS = table("pulse_comments", column("id"), column("round_id"), column("question_id"),
                  column("team_id"), column("text"))
 PEOPLE = ""  # the summary row of a round's people
+MIXED = "*"  # a comment team's cell: a team only, never a role (bot/pulse/cells.py)
 
 
 @dataclass(frozen=True)
@@ -100,22 +101,22 @@ class RoundData:
         """From a round's `pulse_summaries` rows (question id, JSON) and the questions' kinds;
         rows of questions not in `kinds` are left out."""
         data = cls()
-        for qid, text in rows:
-            part = json.loads(text)
-            if qid == PEOPLE:
-                for team, role, invited, resp in part["cells"]:
-                    data.invited[(team, role)] = invited
-                    if resp:
-                        data.respondents[(team, role)] = resp
-                continue
+        parts = {qid: json.loads(text) for qid, text in rows}
+        people = parts.pop(PEOPLE, None)
+        if people is None:
+            return data
+        cells: list[Cell] = list(zip(people["teams"], people["roles"], strict=True))
+        data.invited = dict(zip(cells, people["invited"], strict=True))
+        data.respondents = {c: n for c, n in zip(cells, people["respondents"], strict=True) if n}
+        for qid, part in parts.items():
             kind = kinds.get(qid)
             if kind is None:
                 continue
-            cells = {(t, r): n for t, r, n in part["cells"]}
             if kind == "text":
-                data.commenters[qid] = cells
+                data.commenters[qid] = {(t, MIXED): n for t, n in
+                                        zip(part["teams"], part["commented"], strict=True) if n}
                 continue
-            data.answered[qid] = cells
+            data.answered[qid] = {c: n for c, n in zip(cells, part["answered"], strict=True) if n}
             data.teams[qid] = {t: d for t, d in part["teams"]}
             data.roles[qid] = {r: d for r, d in part["roles"]}
             data.whole[qid] = part["all"]
@@ -273,8 +274,8 @@ async def comments_by_group(
 
 
 def _group_answers(org: Org, data: RoundData, qid: str, wanted: Collection[str]) -> dict[str, Answers]:
-    """Per group in `wanted`, how many gave each answer: each reporting team's sum added to the
-    teams above it in today's tree, the roles and the whole as kept."""
+    """Per group in `wanted`, how many gave each answer: each reporting team's sum added up
+    today's tree (one pass, lowest teams first), the roles and the whole as kept."""
     out: dict[str, Answers] = {}
     whole = data.whole.get(qid)
     if whole is not None and ALL in wanted:
@@ -282,16 +283,36 @@ def _group_answers(org: Org, data: RoundData, qid: str, wanted: Collection[str])
     for role, d in data.roles.get(qid, {}).items():
         if role_key(role) in wanted:
             out[role_key(role)] = d
-    for team, d in data.teams.get(qid, {}).items():
-        for key in org.team_groups(team):
-            if key in wanted:
-                acc = out.get(key)
-                if acc is None:
-                    out[key] = dict(d)
-                else:
-                    for answer, n in d.items():
-                        acc[answer] = acc.get(answer, 0) + n
+    teams = data.teams.get(qid, {})
+    up = org.upward()
+    if up is None:  # the parents loop: each sum goes to the team and every one above it
+        for team, d in teams.items():
+            for key in org.team_groups(team):
+                if key in wanted:
+                    _add(out.setdefault(key, {}), d)
+        return out
+    below: dict[str, Answers] = {}  # a team's answers with every team under it
+    for team, parent in up:
+        mine, under = teams.get(team), below.pop(team, None)
+        if mine is None and under is None:
+            continue
+        total = under if under is not None else {}
+        if mine is not None:
+            _add(total, mine)
+        if team_key(team) in wanted:
+            out[team_key(team)] = total
+        if parent is not None:
+            acc = below.get(parent)
+            if acc is None:
+                below[parent] = dict(total)
+            else:
+                _add(acc, total)
     return out
+
+
+def _add(into: Answers, d: Mapping[str, int]) -> None:
+    for answer, n in d.items():
+        into[answer] = into.get(answer, 0) + n
 
 
 SCALES = {"likert5": range(1, 6), "enps": range(0, 11), "yesno": range(0, 2)}

@@ -53,8 +53,6 @@ def _sum_closed_rounds() -> None:
             c = cells.setdefault((t, r), [0, 0])  # a round open during an upgrade has two rows
             c[0] += int(inv)
             c[1] += int(resp)
-        out: dict[str, Any] = {'': {"cells": [[t, r, i, n] for (t, r), (i, n)
-                                               in sorted(cells.items(), key=lambda x: (_key(x[0][0]), x[0][1]))]}}
         per_q: dict[str, dict[str, dict[Any, Any]]] = {}
         said: dict[str, dict[Any, int]] = {}
         for qid, t, r, v, c, n in conn.execute(sa.text(
@@ -75,15 +73,23 @@ def _sum_closed_rounds() -> None:
                     continue
                 d = q[part].setdefault(key, {})
                 d[answer] = d.get(answer, 0) + n
+        for q in per_q.values():
+            for c in q["cells"]:
+                cells.setdefault(c, [0, 0])
+        order = sorted(cells, key=lambda c: (_key(c[0]), c[1]))
+        out: dict[str, Any] = {'': {
+            "teams": [t for t, _r in order], "roles": [r for _t, r in order],
+            "invited": [cells[c][0] for c in order], "respondents": [cells[c][1] for c in order]}}
         for qid, q in per_q.items():
             out[qid] = {
-                "cells": [[t, r, n] for (t, r), n in sorted(q["cells"].items(), key=lambda x: (_key(x[0][0]), x[0][1]))],
+                "answered": [q["cells"].get(c, 0) for c in order],
                 "teams": [[t, dict(sorted(d.items()))] for t, d in sorted(q["teams"].items(), key=lambda x: _key(x[0]))],
                 "roles": [[r, dict(sorted(d.items()))] for r, d in sorted(q["roles"].items())],
                 "all": dict(sorted(q["all"][None].items())),
             }
         for qid, per_team in said.items():
-            out[qid] = {"cells": [[t, MIXED, n] for t, n in sorted(per_team.items(), key=lambda x: _key(x[0]))]}
+            kept = sorted(per_team.items(), key=lambda x: _key(x[0]))
+            out[qid] = {"teams": [t for t, _n in kept], "commented": [n for _t, n in kept]}
         conn.execute(sa.text(
             "INSERT INTO pulse_summaries (round_id, question_id, counts) VALUES (:r, :q, :c)"),
             [{"r": rid, "q": q, "c": json.dumps(v, separators=(",", ":"))} for q, v in out.items()])
