@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -142,13 +142,19 @@ class QuestionResult:
     @property
     def score(self) -> float | None:
         """The headline number: favourable %, eNPS or yes %."""
-        if self.favourable is not None:
-            return round(self.favourable * 100, 1)
-        if self.enps is not None:
-            return self.enps
-        if self.yes is not None:
-            return round(self.yes * 100, 1)
-        return None
+        return headline(self.favourable, self.enps, self.yes)
+
+
+def headline(favourable: float | None = None, enps: float | None = None, yes: float | None = None,
+             **_: Any) -> float | None:
+    """A question's headline number: favourable %, eNPS or yes %."""
+    if favourable is not None:
+        return round(favourable * 100, 1)
+    if enps is not None:
+        return enps
+    if yes is not None:
+        return round(yes * 100, 1)
+    return None
 
 
 @dataclass(frozen=True)
@@ -318,6 +324,8 @@ def _add(into: Answers, d: Mapping[str, int]) -> None:
 SCALES = {"likert5": range(1, 6), "enps": range(0, 11), "yesno": range(0, 2)}
 KEYS = {kind: tuple(str(v) for v in scale) for kind, scale in SCALES.items()}
 YES_NO = {0: "no", 1: "yes"}
+LABELS = {kind: tuple(YES_NO[v] if kind == "yesno" else str(v) for v in scale)
+          for kind, scale in SCALES.items()}
 
 
 def question_stats(q: QuestionInfo, dist: Mapping[str, int]) -> dict[str, Any]:
@@ -332,8 +340,7 @@ def question_stats(q: QuestionInfo, dist: Mapping[str, int]) -> dict[str, Any]:
     counts = [dist.get(key, 0) for key in KEYS[q.kind]]
     if sum(counts) != n:  # an answer off the scale (never stored by the pulse): count it too
         return _stats_of_any(q, dist, out)
-    labels = YES_NO if q.kind == "yesno" else {}
-    out["distribution"] = tuple(zip([labels.get(v, str(v)) for v in scale], counts, strict=True))
+    out["distribution"] = tuple(zip(LABELS[q.kind], counts, strict=True))
     if not n:
         return out
     if q.kind != "yesno":
@@ -434,11 +441,12 @@ def _question(
     if not disc.shown(g):
         return QuestionResult(q, shown=False)
     stats = question_stats(q, dists.get(g, {}))
-    result = QuestionResult(q, True, **stats)
     prev = _previous_question(before, q.id)
-    if prev is not None and prev.score is not None and result.score is not None:
-        result = replace(result, change=round(result.score - prev.score, 1))
-    return result
+    if prev is not None and prev.score is not None:
+        score = headline(**stats)
+        if score is not None:
+            stats["change"] = round(score - prev.score, 1)
+    return QuestionResult(q, True, **stats)
 
 
 def _previous_question(before: GroupResult | None, qid: str) -> QuestionResult | None:
