@@ -44,7 +44,7 @@ def _sum_closed_rounds() -> None:
     conn = op.get_bind()
     rounds = [r for (r,) in conn.execute(sa.text(
         "SELECT id FROM pulse_rounds WHERE state = 'closed'"))]
-    kinds = dict(conn.execute(sa.text("SELECT id, kind FROM pulse_questions")).all())
+    kinds: dict[str, str] = dict(conn.execute(sa.text("SELECT id, kind FROM pulse_questions")).all())
     for rid in rounds:
         cells: dict[tuple[Any, str], list[int]] = {}
         for t, r, inv, resp in conn.execute(sa.text(
