@@ -12,8 +12,9 @@ through the driver (fast), then times `reports.service.round_results` (every gro
 300 teams with their sub-teams, 5 roles; every question; the anonymity engine) a few times,
 each time computed afresh (the per-process cache of closed rounds' results is emptied first).
 With `--trend N` it fills N closed rounds of `--answers` answers each and also times a group's
-trend over them as chat asks for it (`service.trend`, one question, last N rounds) and as the
-dashboard's pulse page does (every round's results, then `service.trends` from them).
+trend over them as chat and `staffvoice report chart --rounds N` ask for it (`service.trend`,
+one question, last N rounds; target < 0.2 s for 20) and as the dashboard's pulse page does
+(every result of its last `TREND_ROUNDS` rounds, then `service.trends` from them).
 """
 
 from __future__ import annotations
@@ -148,12 +149,13 @@ async def _timed(db: Database, repeat: int, work: Timed) -> tuple[list[tuple[flo
     return times, out
 
 
-def _line(what: str, times: list[tuple[float, float]], target: float) -> str:
+def _line(what: str, times: list[tuple[float, float]], target: float | None = None) -> str:
     wall = [w for w, _ in times]
     cpu = [c for _, c in times]
+    verdict = "" if target is None else \
+        f" (target < {target:g} s: {'met' if min(wall) < target else 'NOT met'})"
     return (f"{what}: best {min(wall):.3f} s, median {statistics.median(wall):.3f} s wall over "
-            f"{len(times)} runs; CPU best {min(cpu):.3f} s (target < {target:g} s: "
-            f"{'met' if min(wall) < target else 'NOT met'})")
+            f"{len(times)} runs; CPU best {min(cpu):.3f} s{verdict}")
 
 
 async def measure(url: str, round_id: str, repeat: int, trend: int, answers: int) -> None:
@@ -184,7 +186,7 @@ async def measure(url: str, round_id: str, repeat: int, trend: int, answers: int
                     return await service.trend(s, "bench", qid, group, last=trend)
 
                 async def web(s: Any, group: str = group) -> Any:
-                    rounds = (await service.closed_rounds(s, "bench"))[-trend:]
+                    rounds = (await service.closed_rounds(s, "bench"))[-service.TREND_ROUNDS:]
                     history = [await service.round_results(s, r, compare=False) for r in rounds[:-1]]
                     history.append(await service.round_results(s, rounds[-1]))
                     return await service.trends(s, "bench", [qid], group, rounds=history)
@@ -194,7 +196,8 @@ async def measure(url: str, round_id: str, repeat: int, trend: int, answers: int
                 assert len(t.points) == trend, t
                 print(_line(f"{trend}-round trend of one question for {group}, as chat asks", times, 0.2))
                 times, _ = await _timed(db, max(1, repeat // 2), web)
-                print(_line(f"{trend} rounds' results then the trend for {group}, as the dashboard", times, 0.2))
+                print(_line(f"the dashboard's pulse page for {group}: its last {service.TREND_ROUNDS} "
+                            "rounds' results, then the trend from them", times))
     finally:
         await db.dispose()
 

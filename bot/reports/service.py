@@ -185,7 +185,7 @@ async def trends(
     one data preparation behind both the chat PNG and the web SVG). `rounds`: results already
     computed, oldest first."""
     if rounds is None:
-        rounds = await _group_history(s, (await closed_rounds(s, survey_id))[-last:],
+        rounds = await group_history(s, (await closed_rounds(s, survey_id))[-last:],
                                       question_ids, group)
     out: dict[str, Trend] = {}
     for qid in question_ids:
@@ -209,12 +209,13 @@ async def trends(
     return out
 
 
-async def _group_history(
+async def group_history(
     s: AsyncSession, infos: list[res.RoundInfo], question_ids: list[str], group: str
 ) -> list[res.RoundResults]:
-    """One group's results of several closed rounds, for some questions only: one read of the
-    organisation, the questions and every round's summary rows. The engine still weighs each
-    whole round; only the results of other groups and questions are not built."""
+    """One group's results of several closed rounds (oldest first), for some questions only:
+    one read of the organisation, the questions and every round's summary rows. The engine
+    still weighs each whole round; only the results of other groups and questions are not
+    built. What `trends` reads when it is not handed results already computed."""
     if not infos:
         return []
     org, labels = await res.load_org(s)
