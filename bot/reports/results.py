@@ -263,14 +263,17 @@ async def comments_by_group(
     rows = await s.execute(select(m.team_id, m.text).where(
         m.round_id == rnd.id, m.question_id == question_id).order_by(m.id))
     open_groups = set(wanted)
+    label = rnd.label  # formatted once, not once per comment (a CSV holds 100,000 of them)
     for team, text in rows:
         if not open_groups:
             break
         if not text or not text.strip():
             continue
+        comment = None
         for g in members.get(team, [ALL] if ALL in open_groups else []):
             if g in open_groups:
-                out[g].append(Comment(text.strip(), rnd.label, rnd.opens_at))
+                comment = comment or Comment(text.strip(), label, rnd.opens_at)
+                out[g].append(comment)
                 if len(out[g]) >= limit:
                     open_groups.discard(g)
     return out
