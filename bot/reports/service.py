@@ -210,12 +210,14 @@ async def trends(
 
 
 async def group_history(
-    s: AsyncSession, infos: list[res.RoundInfo], question_ids: list[str], group: str
+    s: AsyncSession, infos: list[res.RoundInfo], question_ids: list[str], group: str, *,
+    also: tuple[str, ...] = (),
 ) -> list[res.RoundResults]:
     """One group's results of several closed rounds (oldest first), for some questions only:
     one read of the organisation, the questions and every round's summary rows. The engine
-    still weighs each whole round; only the results of other groups and questions are not
-    built. What `trends` reads when it is not handed results already computed."""
+    still weighs each whole round; only the results of other groups (but those in `also`) and
+    questions are not built. What `trends` reads when it is not handed results already
+    computed."""
     if not infos:
         return []
     org, labels = await res.load_org(s)
@@ -224,5 +226,5 @@ async def group_history(
     wanted = {q: known[q] for q in question_ids if q in known}
     data = await res.rounds_data(s, [i.id for i in infos], {q: x.kind for q, x in wanted.items()})
     return [res.compute(org, labels, th, info, [wanted[q] for q in info.question_ids if q in wanted],
-                        data[info.id], groups=(group,))
+                        data[info.id], groups=(group, *also))
             for info in infos]

@@ -91,14 +91,16 @@ async def pulse(request: web.Request) -> web.StreamResponse:
             raise web.HTTPForbidden()
         all_rounds = await reports.closed_rounds(s, info.survey_id)
         upto = [r for r in all_rounds if r.number <= info.number][-reports.TREND_ROUNDS:]
-        history = [await reports.round_results(s, r, compare=False) for r in upto[:-1]]
-        results = await reports.round_results(s, info)  # against the previous round
-        history.append(results)
+        results = await reports.round_results(s, info)  # every group, against the previous round
         if group not in results.groups:
             raise web.HTTPNotFound()
         g = results.groups[group]
         groups = [x for k, x in results.groups.items() if viewer.may_see(k)]
         scored = [q for q in (g.questions if g.shown else ()) if q.question.kind in SCORED]
+        # Earlier rounds: only this group's scored questions and everyone's participation.
+        history = await reports.group_history(s, upto[:-1], [q.question.id for q in scored],
+                                              group, also=(ALL,))
+        history.append(results)
         trends = await reports.trends(s, info.survey_id, [q.question.id for q in scored], group,
                                       rounds=history)
         comments: dict[str, list[str]] = {}
