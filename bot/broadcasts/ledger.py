@@ -322,29 +322,48 @@ async def _claim_once(db: Database, sender_id: str, now: datetime, limit: int,
                       ) -> tuple[list[Claimed], bool]:
     """(rows claimed, whether rows were seen but another claimer took them all first)."""
     async with db.session() as s:
-        q = (
-            select(Delivery.id)
-            .outerjoin(Broadcast, Broadcast.id == Delivery.broadcast_id)
-            .where(Delivery.state.in_(CLAIMABLE), Delivery.next_attempt_at <= now,
-                   live(), _in(only))
-            .order_by(Delivery.next_attempt_at)
-            .limit(limit)
-        )
-        if not db.is_sqlite:
-            q = q.with_for_update(skip_locked=True, of=Delivery)
-        ids = list((await s.execute(q)).scalars())
+        ids = list((await s.execute(_due(db, now, limit, only))).scalars())
         if not ids:
             return [], False
-        res = await s.execute(
-            update(Delivery)
-            .where(Delivery.id.in_(ids), Delivery.state.in_(CLAIMABLE))
-            .values(state="sending", claimed_by=sender_id, lease_until=now + lease,
-                    attempts=Delivery.attempts + 1)
-            .returning(Delivery)
-            .execution_options(synchronize_session=False)
-        )
+        res = await s.execute(_take(ids, sender_id, now, lease))
         got = [_claimed(d) for d in res.scalars()]
         return got, not got
+
+
+def _due(db: Database, now: datetime, limit: int,
+         only: set[tuple[str, str]] | None) -> Select[Any]:
+    q = (
+        select(Delivery.id)
+        .outerjoin(Broadcast, Broadcast.id == Delivery.broadcast_id)
+        .where(Delivery.state.in_(CLAIMABLE), Delivery.next_attempt_at <= now,
+               live(), _in(only))
+        .order_by(Delivery.next_attempt_at)
+        .limit(limit)
+    )
+    return q.with_for_update(skip_locked=True, of=Delivery) if not db.is_sqlite else q
+
+
+def _take(ids: list[str], sender_id: str, now: datetime, lease: timedelta) -> Any:
+    return (
+        update(Delivery)
+        .where(Delivery.id.in_(ids), Delivery.state.in_(CLAIMABLE))
+        .values(state="sending", claimed_by=sender_id, lease_until=now + lease,
+                attempts=Delivery.attempts + 1)
+        .returning(Delivery)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def warm(db: Database, now: datetime, lease: timedelta,
+               only: set[tuple[str, str]] | None) -> None:
+    """Run the statements of a sender's pass once against no row, changing nothing, so that
+    they are compiled (and prepared on a pooled connection) before the first real pass."""
+    async with db.session() as s:
+        await s.execute(_due(db, now, 0, only))
+        await s.execute(_take([""], "", now, lease))
+    await finish_many(db, "", [("", {"state": "sent", "error": None, "message_id": "",
+                                     "message_ref": {}, "platform": "", "workspace": "",
+                                     "conversation": {}, "sent_at": now})])
 
 
 async def claim_retractions(db: Database, sender_id: str, now: datetime, limit: int,
