@@ -114,12 +114,15 @@ class Claimed:
     hours: dict[str, Any] | None = None
     kind: str = BROADCAST
     subject: str | None = None
+    # The claim's own lease: an outcome is recorded only against the claim it came from, never
+    # against a later claim of the same row (by this sender after a takeover let it go).
+    lease_until: datetime | None = None
 
 
 def _claimed(d: Delivery) -> Claimed:
     return Claimed(d.id, d.broadcast_id or "", d.recipient, d.person_id, d.platform,
                    d.workspace, d.user_id, d.conversation, d.attempts, d.error, d.state,
-                   d.message_ref, d.hours, d.kind, d.subject)
+                   d.message_ref, d.hours, d.kind, d.subject, d.lease_until)
 
 
 # -- working hours ------------------------------------------------------------------------
@@ -361,7 +364,7 @@ async def warm(db: Database, now: datetime, lease: timedelta,
     async with db.session() as s:
         await s.execute(_due(db, now, 0, only))
         await s.execute(_take([""], "", now, lease))
-    await finish_many(db, "", [("", {"state": "sent", "error": None, "message_id": "",
+    await finish_many(db, "", [("", now, {"state": "sent", "error": None, "message_id": "",
                                      "message_ref": {}, "platform": "", "workspace": "",
                                      "conversation": {}, "sent_at": now})])
 
@@ -409,22 +412,24 @@ async def finish(db: Database, row_id: str, sender_id: str, **values: Any) -> bo
 
 
 async def finish_many(db: Database, sender_id: str,
-                      outcomes: list[tuple[str, dict[str, Any]]],
+                      outcomes: list[tuple[str, datetime | None, dict[str, Any]]],
                       settled: dict[str, list[Settled]] | None = None) -> None:
-    """Record many outcomes in one transaction (one executemany per shape of values); the
-    kinds' `settled` hooks run in that same transaction, so what a feature keeps about its
-    rows (a pulse invitation's time) can never disagree with the ledger after a crash."""
+    """Record many outcomes (row id, its claim's `lease_until`, values) in one transaction (one
+    executemany per shape of values); the kinds' `settled` hooks run in that same transaction,
+    so what a feature keeps about its rows (a pulse invitation's time) can never disagree with
+    the ledger after a crash."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row_id, values in outcomes:
+    for row_id, lease_until, values in outcomes:
         groups.setdefault(tuple(sorted(values)), []).append(
-            {"b_id": row_id, "b_by": sender_id, **values})
+            {"b_id": row_id, "b_by": sender_id, "b_lease": lease_until, **values})
     t = cast(Table, Delivery.__table__)
     async with db.session() as s:
         for keys, params in groups.items():
             stmt = (
                 update(t)
                 .where(t.c.id == bindparam("b_id"), t.c.state == "sending",
-                       t.c.claimed_by == bindparam("b_by"))
+                       t.c.claimed_by == bindparam("b_by"),
+                       t.c.lease_until == bindparam("b_lease"))
                 .values({k: bindparam(k) for k in keys} | {"lease_until": None})
             )
             await s.execute(stmt, params)

@@ -171,7 +171,7 @@ class Sender:
         self._touched: set[str] = set()
         # Outcomes are written in batches (one transaction per flush); a crash before a flush
         # leaves those rows `sending`, which reconciliation resolves by key like any other.
-        self._outbox: list[tuple[str, dict[str, Any]]] = []
+        self._outbox: list[tuple[str, datetime | None, dict[str, Any]]] = []
 
     # -- loops --------------------------------------------------------------------------
 
@@ -246,8 +246,10 @@ class Sender:
         """The workspaces this sender may claim rows for now (None: any, leases are off)."""
         if not self.exclusive:
             return None
-        # Renewed well before they run out, also while a batch is in flight.
-        if time.monotonic() - self._held_at >= self.ws_ttl.total_seconds() / 4:
+        # Renewed well before they run out, also while a batch is in flight; and at once if
+        # our lock was lost since (another sender may have taken them over).
+        if (time.monotonic() - self._held_at >= self.ws_ttl.total_seconds() / 4
+                or not self.alive.sendable(self._held_at)):
             now = self.core.clock.now()
             want = await leases.due_workspaces(self.core.db, now) | self._held
             self._held = await asyncio.shield(
@@ -332,7 +334,7 @@ class Sender:
                     else:
                         self._others[row.id] = row
                         if row.id not in wanted:
-                            await self._record(row.id, state="skipped",
+                            await self._record(row, state="skipped",
                                                error="no longer asked (left, or removed)")
                             continue
                     pending.add(asyncio.create_task(self._one(row, claimed_at)))
@@ -362,8 +364,8 @@ class Sender:
             wanted |= {r.id for r in group if r.person_id in keep}
         return wanted
 
-    async def _record(self, row_id: str, **values: Any) -> None:
-        self._outbox.append((row_id, values))
+    async def _record(self, row: Claimed, **values: Any) -> None:
+        self._outbox.append((row.id, row.lease_until, values))
         if len(self._outbox) >= 64:
             await self._flush()
 
@@ -371,7 +373,7 @@ class Sender:
         items, self._outbox = self._outbox, []
         if items:
             settled: dict[str, list[Settled]] = {}
-            for row_id, values in items:
+            for row_id, _lease, values in items:
                 row = self._others.pop(row_id, None)
                 if row is None or values.get("state") not in ("sent", "skipped", "final_failed"):
                     continue
@@ -416,18 +418,18 @@ class Sender:
         try:
             msg = await self._message(row)
         except ledger.NotNow as e:
-            await self._record(row.id, state="queued", attempts=row.attempts - 1,
+            await self._record(row, state="queued", attempts=row.attempts - 1,
                                next_attempt_at=now() + timedelta(seconds=e.seconds))
             return
         if msg is None:
-            await self._record(row.id, state="skipped", error=(
+            await self._record(row, state="skipped", error=(
                 "retracted before delivery" if row.kind == BROADCAST else "no longer open"))
             return
         # Working hours are checked again at the last moment: a retry or a 429 may have
         # pushed a DM past the end of its recipient's day.
         later = ledger.wait_until(row.hours, now())
         if later is not None:
-            await self._record(row.id, state="queued", attempts=row.attempts - 1,
+            await self._record(row, state="queued", attempts=row.attempts - 1,
                                next_attempt_at=later, not_before=later)
             self.stats.deferred += 1
             return
@@ -437,7 +439,7 @@ class Sender:
         try:
             target = await self._target(row)
             if target is None:
-                await self._record(row.id, state="skipped",
+                await self._record(row, state="skipped",
                                     error="not reachable on any connected platform")
                 self.stats.skipped += 1
                 return
@@ -452,7 +454,7 @@ class Sender:
                     except (RateLimited, TransientError):
                         raise  # ask again later, as for a send
                     except PlatformError as e:  # e.g. no permission to read that history
-                        await self._record(row.id, state="final_failed", error=(
+                        await self._record(row, state="final_failed", error=(
                             f"outcome unknown and the platform could not be asked ({e}); "
                             "not resent to avoid a duplicate")[:300])
                         self.stats.final_failed += 1
@@ -462,7 +464,7 @@ class Sender:
                         self.stats.reconciled += 1
                         return
                 elif row.error == IN_DOUBT:
-                    await self._record(row.id, state="final_failed",
+                    await self._record(row, state="final_failed",
                                         error="outcome unknown after a sender stopped; not resent "
                                               "to avoid a duplicate")
                     self.stats.final_failed += 1
@@ -479,7 +481,7 @@ class Sender:
                 ref = await asyncio.wait_for(send, self.send_timeout_s)
             await self._sent(row, ref, conv)
         except Busy as e:
-            await self._record(row.id, state="queued", attempts=row.attempts - 1,
+            await self._record(row, state="queued", attempts=row.attempts - 1,
                                 next_attempt_at=now() + timedelta(seconds=e.wait))
         except RateLimited as e:
             wait = e.retry_after
@@ -488,10 +490,10 @@ class Sender:
                 self.limiter.pause_all(wait)
             self.limiter.pause(where[0], where[1], wait)
             self.stats.rate_limited += 1
-            await self._record(row.id, state="queued", attempts=row.attempts - 1,
+            await self._record(row, state="queued", attempts=row.attempts - 1,
                                 next_attempt_at=now() + timedelta(seconds=wait))
         except Unreachable as e:
-            await self._record(row.id, state="skipped",
+            await self._record(row, state="skipped",
                                 error=f"unreachable: {e}"[:300])
             self.stats.skipped += 1
             if ident is not None:
@@ -502,19 +504,19 @@ class Sender:
     async def _retry_later(self, row: Claimed, reason: str) -> None:
         reason = f"platform error: {reason or 'unknown'}"[:300]
         if row.attempts >= self.max_attempts:
-            await self._record(row.id, state="final_failed",
+            await self._record(row, state="final_failed",
                                 error=f"{reason} (gave up after {row.attempts} attempts)"[:300])
             self.stats.final_failed += 1
             return
         delay = min(300.0, self.backoff_s * 2 ** (row.attempts - 1)) * self.rng.uniform(0.5, 1.5)
-        await self._record(row.id, state="failed", error=reason,
+        await self._record(row, state="failed", error=reason,
                             next_attempt_at=self.core.clock.now() + timedelta(seconds=delay))
         self.stats.retried += 1
 
     async def _sent(self, row: Claimed, ref: MessageRef, conv: ConversationRef) -> None:
         data = {"conversation": people.conversation_to_json(ref.conversation),
                 "message_id": ref.message_id}
-        await self._record(row.id, state="sent", error=None,
+        await self._record(row, state="sent", error=None,
                             message_id=ref.message_id[:200], message_ref=data,
                             platform=conv.platform, workspace=conv.workspace,
                             conversation=people.conversation_to_json(conv),
