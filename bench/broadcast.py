@@ -35,11 +35,12 @@ sys.path.insert(0, str(ROOT))
 
 from children import Child, Trace, read_trace, ready_then_go, takeover_gaps  # noqa: E402
 from scratch import emptied  # noqa: E402
-from sqlalchemy import insert, select  # noqa: E402
+from sqlalchemy import insert, select, text  # noqa: E402
 
 from adapters.fake.http_port import HttpPort  # noqa: E402
 from bot.broadcasts import service  # noqa: E402
 from bot.broadcasts.limiter import Limiter, Limits  # noqa: E402
+from bot.broadcasts.liveness import NAMESPACE  # noqa: E402
 from bot.broadcasts.tables import Broadcast, Delivery  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.core import Core  # noqa: E402
@@ -131,13 +132,6 @@ def traced(trace: Trace, sender: Any, port: HttpPort) -> None:
 
         setattr(obj, name, noted)
 
-    take_over = sender._take_over
-
-    async def watching(*args: Any) -> None:
-        trace.note("watching")
-        await take_over(*args)
-
-    sender._take_over = watching
     wrap(leases, "take_over", "taken")
     wrap(sender, "_workspaces", "leased", lambda held: bool(held))
     wrap(ledger, "claim", "claimed", lambda rows: bool(rows))
@@ -227,10 +221,19 @@ def takeovers(a: argparse.Namespace, platform: RateLimitedPlatform, t0: float,
     return gaps
 
 
+async def waiting_on_a_lock(db: Database) -> bool:
+    """Does a sender wait on another's liveness lock (bot/broadcasts/liveness.py)?"""
+    async with db.session() as s:
+        return bool(await s.scalar(text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+            "AND classid = :n AND objsubid = 2"), {"n": NAMESPACE}))
+
+
 async def run_ours(a: argparse.Namespace, platform: RateLimitedPlatform) -> dict[str, float]:
     bid = await publish(a.db, platform.url, "Early win (staffvoice policy)", a.epoch)
     allowed = a.rate * a.scale
     expected = a.recipients / allowed
+    db = Database(a.db)
     rng = random.Random(a.seed)
     kill_at = sorted(rng.uniform(0.03, 0.85) * expected for _ in range(a.kills))
     current = await Child.start(__file__, child_args(a, bid, platform.url, cc=False))
@@ -244,10 +247,10 @@ async def run_ours(a: argparse.Namespace, platform: RateLimitedPlatform) -> dict
         while len(platform.keyed()) <= n and current.proc.returncode is None:
             await asyncio.sleep(0.01)
         standby.go()
-        # ... and watches the active one (a kill before that waits for the leases to run out).
+        # ... and waits on the active one's liveness lock (a kill before that would leave the
+        # takeover to the leases running out, as for a replica that was not watching yet).
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not any(
-                pid == standby.proc.pid and what == "watching" for _, pid, what in read_trace(a.trace)):
+        while time.monotonic() < deadline and not await waiting_on_a_lock(db):
             await asyncio.sleep(0.02)
 
     await standing_by()
@@ -265,6 +268,7 @@ async def run_ours(a: argparse.Namespace, platform: RateLimitedPlatform) -> dict
         await standing_by()
     await current.proc.wait()
     await standby.kill()
+    await db.dispose()
     c = await counts(a.db, bid)
     # The fake runs in this process, so its clock is ours: from "go" to the last delivery.
     sends = sorted(d.at for d in platform.keyed())

@@ -88,7 +88,8 @@ class Stats:
 
 
 _LIMITERS: weakref.WeakKeyDictionary[Core, Limiter] = weakref.WeakKeyDictionary()
-_LIVENESS: weakref.WeakKeyDictionary[Core, dict[str, Liveness]] = weakref.WeakKeyDictionary()
+_LIVENESS: weakref.WeakKeyDictionary[Core, weakref.WeakValueDictionary[str, Liveness]] = (
+    weakref.WeakKeyDictionary())
 
 
 def process_limiter(core: Core) -> Limiter:
@@ -103,11 +104,13 @@ def process_limiter(core: Core) -> Limiter:
 
 def process_liveness(core: Core, sender_id: str) -> Liveness:
     """The liveness of a sender id in this process (per core): a tickers' drain under the
-    worker's stable id stops sending with it when its lock is lost."""
-    by_id = _LIVENESS.setdefault(core, {})
-    if sender_id not in by_id:
-        by_id[sender_id] = Liveness(core.db, sender_id)
-    return by_id[sender_id]
+    worker's stable id stops sending with it when its lock is lost. Kept only while a sender
+    uses it: the tickers' one-off senders come and go under ids of their own."""
+    by_id = _LIVENESS.setdefault(core, weakref.WeakValueDictionary())
+    alive = by_id.get(sender_id)
+    if alive is None:
+        alive = by_id[sender_id] = Liveness(core.db, sender_id)
+    return alive
 
 
 def default_sender_id() -> str:
