@@ -76,8 +76,6 @@ async def sender_main(a: argparse.Namespace) -> None:
 
         logging.basicConfig(filename=f"{a.log}.{os.getpid()}", level=logging.INFO,
                             format="%(created).3f %(name)s %(levelname)s %(message)s")
-        if os.environ.get("BCAST_DEBUG"):
-            exec(open(os.environ["BCAST_DEBUG"]).read(), {})
     from bot.broadcasts.sender import Sender
 
     core = Core(Database(a.db), settings=Settings(database_url=a.db, secret_key="bench"),
@@ -395,7 +393,8 @@ def main() -> None:
     ap.add_argument("--cc", action="store_true")
     ap.add_argument("--epoch", type=float, default=time.time(), help="wall-clock start of bench time")
     ap.add_argument("--trace", default=None, help="where the senders note their steps")
-    ap.add_argument("--log", default=None, help="senders log to LOG.PID")
+    ap.add_argument("--log", default=None, help="senders log to LOG.PID; the deliveries, kills and 429s (seconds from go) "
+                         "go to LOG.sends")
     a = ap.parse_args()
     if a.db.startswith("sqlite") and a.mode == "run":
         Path(a.db.split(":///", 1)[1]).unlink(missing_ok=True)
