@@ -24,21 +24,23 @@ import argparse
 import asyncio
 import os
 import random
-import signal
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from children import Child, Trace, read_trace, ready_then_go, takeover_gaps  # noqa: E402
 from scratch import emptied  # noqa: E402
-from sqlalchemy import insert, select  # noqa: E402
+from sqlalchemy import insert, select, text  # noqa: E402
 
 from adapters.fake.http_port import HttpPort  # noqa: E402
 from bot.broadcasts import service  # noqa: E402
 from bot.broadcasts.limiter import Limiter, Limits  # noqa: E402
+from bot.broadcasts.liveness import NAMESPACE  # noqa: E402
 from bot.broadcasts.tables import Broadcast, Delivery  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.core import Core  # noqa: E402
@@ -67,10 +69,13 @@ class BenchClock:
 
 
 async def sender_main(a: argparse.Namespace) -> None:
-    # A standby replica would start on its own machine; here it shares two cores with the active
-    # sender, so it starts at low priority and only asks for a normal share once it takes over.
-    os.nice(10)
-    from bot.broadcasts import ledger
+    os.nice(10)  # a standby shares the two cores with the active sender until it takes over
+    trace = Trace(a.trace)
+    if a.log:
+        import logging
+
+        logging.basicConfig(filename=f"{a.log}.{os.getpid()}", level=logging.INFO,
+                            format="%(created).3f %(name)s %(levelname)s %(message)s")
     from bot.broadcasts.sender import Sender
 
     core = Core(Database(a.db), settings=Settings(database_url=a.db, secret_key="bench"),
@@ -81,17 +86,17 @@ async def sender_main(a: argparse.Namespace) -> None:
     limiter = Limiter({"fakehttp": Limits(workspace_per_s=a.rate * a.scale,
                                           conversation_per_s=7 * a.scale, burst=1,
                                           max_in_flight=16)})
-    sender = Sender(core, sender_id="bench-sender", limiter=limiter, batch=50,
+    # Each process is a replica of its own (as `serve` replicas are by default): a standby is
+    # told to go as soon as it is ready and waits in the sender's own code; when the active
+    # sender is killed the standby learns it from PostgreSQL and takes over by itself.
+    sender = Sender(core, sender_id=f"bench-sender-{os.getpid()}", limiter=limiter, batch=50,
                     send_timeout_s=2.0, pause_all_on_429_s=(660 / a.scale) if a.cc else None)
     # Warm up like a running replica: pooled DB and HTTP connections, compiled statements.
-    await ledger.claim(core.db, sender.id, core.clock.now(), 0, sender.lease)
+    await sender.warm()
     await port.find_sent(ConversationRef("fakehttp", WS, "D-warmup"), "warmup")
-    print("ready", flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # wait for "go"
-    try:
-        os.setpriority(os.PRIO_PROCESS, 0, 0)
-    except PermissionError:
-        pass
+    traced(trace, sender, port)
+    await ready_then_go()
+    trace.note("go")
     stop = asyncio.Event()
 
     async def until_settled() -> None:
@@ -103,11 +108,32 @@ async def sender_main(a: argparse.Namespace) -> None:
             await asyncio.sleep(0.25)
 
     watcher = asyncio.create_task(until_settled())
-    await sender.run(stop, poll_s=0.1)
+    await sender.run(stop)
     await watcher
     print(f"sender stats: {sender.stats}", file=sys.stderr, flush=True)
     await port.close()
     await core.db.dispose()
+
+
+def traced(trace: Trace, sender: Any, port: HttpPort) -> None:
+    """Note the first time the sender is at each step of a takeover."""
+    from bot.broadcasts import leases, ledger
+
+    def wrap(obj: Any, name: str, what: str, when: Any = None) -> None:
+        inner = getattr(obj, name)
+
+        async def noted(*args: Any, **kw: Any) -> Any:
+            out = await inner(*args, **kw)
+            if when is None or when(out):
+                trace.note(what, once=True)
+            return out
+
+        setattr(obj, name, noted)
+
+    wrap(leases, "take_over", "taken")
+    wrap(sender, "_workspaces", "leased", lambda held: bool(held))
+    wrap(ledger, "claim", "claimed", lambda rows: bool(rows))
+    wrap(sender, "_acquire", "paced")
 
 
 # -- the conductor ----------------------------------------------------------------------------
@@ -146,34 +172,6 @@ async def publish(db_url: str, platform_url: str, title: str, epoch: float) -> s
     return bid
 
 
-class Child:
-    """A sender process, started ahead of time and told to go."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-
-    @classmethod
-    async def start(cls, a: argparse.Namespace, bid: str, url: str, cc: bool) -> Child:
-        args = [sys.executable, str(Path(__file__).resolve()), "_sender", "--db", a.db,
-                "--platform", url, "--broadcast", bid, "--rate", str(a.rate),
-                "--scale", str(a.scale), "--epoch", str(a.epoch)] + (["--cc"] if cc else [])
-        proc = await asyncio.create_subprocess_exec(
-            *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=str(ROOT))
-        assert proc.stdout is not None
-        line = await proc.stdout.readline()
-        assert line.strip() == b"ready", line
-        return cls(proc)
-
-    def go(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(b"go\n")
-
-    async def kill(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGKILL)
-        await self.proc.wait()
-
-
 async def counts(db_url: str, bid: str) -> dict[str, int]:
     db = Database(db_url)
     async with db.session() as s:
@@ -187,49 +185,121 @@ async def counts(db_url: str, bid: str) -> dict[str, int]:
     return c
 
 
+def child_args(a: argparse.Namespace, bid: str, url: str, cc: bool) -> list[str]:
+    return (["--db", a.db, "--platform", url, "--broadcast", bid, "--rate", str(a.rate),
+             "--scale", str(a.scale), "--epoch", str(a.epoch), "--trace", a.trace]
+            + (["--log", a.log] if a.log else [])
+            + (["--cc"] if cc else []))
+
+
+STEPS = [("taken", "the standby took the dead sender's lease and rows over"),
+         ("leased", "it holds the workspace's lease"), ("claimed", "its first rows claimed"),
+         ("paced", "its first send paced")]
+
+
+def takeovers(a: argparse.Namespace, platform: RateLimitedPlatform, t0: float,
+              killed: list[tuple[float, int]]) -> list[float]:
+    """Print where each takeover's time went; returns the gaps (kill to next delivery)."""
+    sends = sorted(d.at for d in platform.keyed())
+    gaps = takeover_gaps([k for k, _ in killed], sends)
+    steps: dict[int, dict[str, float]] = {}
+    for at, pid, what in read_trace(a.trace):
+        steps.setdefault(pid, {}).setdefault(what, at)
+    allowed = a.rate * a.scale
+    print("\ntakeovers (seconds from the kill; 'delivered' is the platform's next delivery; "
+          "'1 s after' is deliveries in the second after it, of "
+          f"{allowed:.0f} allowed):")
+    print("  " + " ".join(f"{w:>9}" for w, _ in STEPS) + "  delivered  1 s after")
+    for (k, pid), gap in zip(killed, gaps, strict=True):
+        got = steps.get(pid, {})
+        cells = [f"{got[w] - k:9.3f}" if w in got else f"{'-':>9}" for w, _ in STEPS]
+        after = sum(1 for x in sends if k + gap < x <= k + gap + 1.0)
+        print("  " + " ".join(cells) + f"  {gap:9.3f}  {after:9d}")
+    print("  (" + "; ".join(f"{w}: {d}" for w, d in STEPS) + ")")
+    return gaps
+
+
+async def waiting_on_a_lock(db: Database) -> bool:
+    """Does a sender wait on another's liveness lock (bot/broadcasts/liveness.py)?"""
+    async with db.session() as s:
+        return bool(await s.scalar(text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+            "AND classid = :n AND objsubid = 2"), {"n": NAMESPACE}))
+
+
 async def run_ours(a: argparse.Namespace, platform: RateLimitedPlatform) -> dict[str, float]:
     bid = await publish(a.db, platform.url, "Early win (staffvoice policy)", a.epoch)
     allowed = a.rate * a.scale
     expected = a.recipients / allowed
+    db = Database(a.db)
     rng = random.Random(a.seed)
     kill_at = sorted(rng.uniform(0.03, 0.85) * expected for _ in range(a.kills))
-    current = await Child.start(a, bid, platform.url, cc=False)
-    standby = await Child.start(a, bid, platform.url, cc=False)
+    current = await Child.start(__file__, child_args(a, bid, platform.url, cc=False))
+    standby = await Child.start(__file__, child_args(a, bid, platform.url, cc=False))
     t0 = time.monotonic()
     current.go()
-    kills = 0
-    downtime = 0.0
+
+    async def standing_by() -> None:
+        # The standby goes once the active sender holds the workspace (it sends), and waits.
+        n = len(platform.keyed())
+        while len(platform.keyed()) <= n and current.proc.returncode is None:
+            await asyncio.sleep(0.01)
+        standby.go()
+        # ... and waits on the active one's liveness lock (a kill before that would leave the
+        # takeover to the leases running out, as for a replica that was not watching yet).
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not await waiting_on_a_lock(db):
+            await asyncio.sleep(0.02)
+
+    await standing_by()
+    killed: list[tuple[float, int]] = []
     for at in kill_at:
         await asyncio.sleep(max(0.0, at - (time.monotonic() - t0)))
         if current.proc.returncode is not None:
             break
-        k = time.monotonic()
+        killed.append((time.monotonic(), standby.proc.pid))
         await current.kill()
         current, standby = standby, None  # type: ignore[assignment]
-        current.go()
-        downtime += time.monotonic() - k
-        kills += 1
         print(f"  killed the sender at {time.monotonic() - t0:6.1f}s "
-              f"({len(platform.keys()):,} delivered so far); a new one took over", flush=True)
-        standby = await Child.start(a, bid, platform.url, cc=False)
+              f"({len(platform.keys()):,} delivered so far); the standby takes over", flush=True)
+        standby = await Child.start(__file__, child_args(a, bid, platform.url, cc=False))
+        await standing_by()
     await current.proc.wait()
     await standby.kill()
+    await db.dispose()
     c = await counts(a.db, bid)
-    # The fake runs in this process, so its clock is ours: stop at the last delivery.
-    elapsed = max(d.at for d in platform.keyed()) - t0
+    # The fake runs in this process, so its clock is ours: from "go" to the last delivery.
+    sends = sorted(d.at for d in platform.keyed())
+    elapsed = sends[-1] - t0
     delivered = len(platform.keys())
-    return {"broadcast": bid, "kills": kills, "delivered": delivered,  # type: ignore[dict-item]
+    gaps = takeovers(a, platform, t0, killed)
+    if a.log:
+        with open(f"{a.log}.sends", "w") as f:
+            f.writelines(f"{x - t0:.4f}\n" for x in sends)
+            f.writelines(f"kill {k - t0:.4f} {pid}\n" for k, pid in killed)
+            f.writelines(f"429 {x - t0:.4f} {inj}\n" for x, inj in platform.rejections)
+    injected = sum(1 for _, inj in platform.rejections if inj)
+    # Time the platform told us to wait after an injected 429 (another app spent the budget):
+    # the windows [429, 429 + Retry-After], merged.
+    told, until = 0.0, 0.0
+    for at, _ in sorted(r for r in platform.rejections if r[1]):
+        end = at + a.retry_after / a.scale
+        told += end - max(at, until)
+        until = max(until, end)
+    return {"broadcast": bid, "kills": len(killed), "delivered": delivered,  # type: ignore[dict-item]
             "duplicates": platform.duplicates(), "lost": c["_keys"] - delivered,
             "final_failed": c["final_failed"], "skipped": c["skipped"], "elapsed": elapsed,
             "rate": delivered / elapsed, "share": delivered / elapsed / allowed,
-            "rejected_429": platform.rejected_429,
-            "downtime": downtime}
+            "rejected_429": platform.rejected_429, "injected_429": injected,
+            "told_to_wait": told, "first": sends[0] - t0, "takeover": sum(gaps),
+            "takeover_mean": sum(gaps) / len(gaps) if gaps else 0.0,
+            "takeover_max": max(gaps, default=0.0)}
 
 
 async def run_cc(a: argparse.Namespace, platform: RateLimitedPlatform) -> dict[str, float]:
     bid = await publish(a.db, platform.url, "Early win (Company Communicator policy)", a.epoch)
     allowed = a.rate * a.scale
-    child = await Child.start(a, bid, platform.url, cc=True)
+    child = await Child.start(__file__, child_args(a, bid, platform.url, cc=True))
     t0 = time.monotonic()
     child.go()
     try:
@@ -269,7 +339,20 @@ async def conductor(a: argparse.Namespace) -> None:
           f"skipped {ours['skipped']})")
     print(f"  429s answered   {ours['rejected_429']}")
     print(f"  elapsed         {ours['elapsed']:.1f}s (scaled; {ours['elapsed'] * a.scale:.0f}s real-world)")
-    print(f"  achieved rate   {ours['rate']:.1f}/s = {ours['share']:.3f} of the allowed {allowed:.0f}/s")
+    print(f"  achieved rate   {ours['rate']:.1f}/s = {ours['share']:.3f} of the allowed {allowed:.0f}/s"
+          " (from go to the last delivery)")
+    ideal = ours["delivered"] / allowed
+    pauses = ours["told_to_wait"]
+    print(f"  time lost       {ours['elapsed'] - ideal:.1f}s over the ideal {ideal:.1f}s: "
+          f"first delivery {ours['first']:.2f}s after go; takeovers {ours['takeover']:.1f}s "
+          f"({ours['takeover_mean']:.2f}s each on average, longest {ours['takeover_max']:.2f}s); "
+          f"{pauses:.1f}s waiting out the Retry-After of {ours['injected_429']} injected "
+          f"429s; the rest ({ours['elapsed'] - ideal - ours['first'] - ours['takeover'] - pauses:.1f}s)"
+          " pacing below the limit (CPU, the other 429s, restarting after a pause)")
+    if pauses:
+        print(f"  of the time the platform allowed sends (without the {pauses:.1f}s it told us to "
+              f"wait after the injected 429s): {ours['delivered'] / (ours['elapsed'] - pauses):.1f}/s"
+              f" = {ours['delivered'] / (ours['elapsed'] - pauses) / allowed:.3f}")
 
     if a.skip_cc:
         return
@@ -309,9 +392,15 @@ def main() -> None:
     ap.add_argument("--broadcast")
     ap.add_argument("--cc", action="store_true")
     ap.add_argument("--epoch", type=float, default=time.time(), help="wall-clock start of bench time")
+    ap.add_argument("--trace", default=None, help="where the senders note their steps")
+    ap.add_argument("--log", default=None, help="senders log to LOG.PID; the deliveries, kills and 429s (seconds from go) "
+                         "go to LOG.sends")
     a = ap.parse_args()
     if a.db.startswith("sqlite") and a.mode == "run":
         Path(a.db.split(":///", 1)[1]).unlink(missing_ok=True)
+    if a.mode == "run":
+        a.trace = a.trace or f"/tmp/staffvoice-broadcast-trace-{os.getpid()}.txt"
+        Path(a.trace).unlink(missing_ok=True)
     asyncio.run(sender_main(a) if a.mode == "_sender" else conductor(a))
 
 

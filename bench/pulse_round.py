@@ -31,7 +31,6 @@ import asyncio
 import os
 import random
 import resource
-import signal
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -40,6 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from children import Child, ready_then_go, takeover_gaps  # noqa: E402
 from scratch import emptied  # noqa: E402
 from sqlalchemy import func, insert, select  # noqa: E402
 
@@ -88,7 +88,6 @@ async def sender_main(a: argparse.Namespace) -> None:
     os.environ["STAFFVOICE_BROADCAST_LIMITS"] = ";".join(
         f"{p}:workspace={ws * a.scale},conversation={conv * a.scale},burst=1"
         for p, (_w, ws, conv) in PLATFORMS.items())
-    from bot.broadcasts import ledger
     from bot.broadcasts.sender import Sender
 
     clock = BenchClock(a.epoch)
@@ -102,15 +101,10 @@ async def sender_main(a: argparse.Namespace) -> None:
     await core.start()
     sender = Sender(core, send_timeout_s=2.0)
     # Warm up like a running replica: pooled DB and HTTP connections, compiled statements.
-    await ledger.claim(core.db, sender.id, clock.now(), 0, sender.lease)
+    await sender.warm()
     for port in ports:
         await port.find_sent(ConversationRef(port.platform, port.workspace, "D-warmup"), "warmup")
-    print("ready", flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # wait for "go"
-    try:
-        os.setpriority(os.PRIO_PROCESS, 0, 0)
-    except PermissionError:
-        pass
+    await ready_then_go()
     t0 = time.monotonic()
     stop = asyncio.Event()
 
@@ -182,32 +176,9 @@ async def prepare(db_url: str, n: int, n_teams: int) -> dict[str, set[str]]:
     return expected
 
 
-class Child:
-    """A sender process, started ahead of time and told to go."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-
-    @classmethod
-    async def start(cls, a: argparse.Namespace, urls: str) -> Child:
-        args = [sys.executable, str(Path(__file__).resolve()), "_sender", "--db", a.db,
-                "--platforms", urls, "--scale", str(a.scale), "--epoch", str(a.epoch)]
-        args += ["--verbose"] if a.verbose else []
-        proc = await asyncio.create_subprocess_exec(
-            *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=str(ROOT))
-        assert proc.stdout is not None
-        line = await proc.stdout.readline()
-        assert line.strip() == b"ready", line
-        return cls(proc)
-
-    def go(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(b"go\n")
-
-    async def kill(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGKILL)
-        await self.proc.wait()
+def child_args(a: argparse.Namespace, urls: str) -> list[str]:
+    return (["--db", a.db, "--platforms", urls, "--scale", str(a.scale), "--epoch", str(a.epoch)]
+            + (["--verbose"] if a.verbose else []))
 
 
 async def round_counts(db_url: str) -> tuple[int, int, int]:
@@ -242,8 +213,8 @@ async def conductor(a: argparse.Namespace) -> None:
     n = a.people
     pace = n / allowed
     rng = random.Random(a.seed)
-    current = await Child.start(a, urls)
-    standby = await Child.start(a, urls)
+    current = await Child.start(__file__, child_args(a, urls))
+    standby = await Child.start(__file__, child_args(a, urls))
 
     def delivered() -> int:
         return sum(len(f.keys()) for f in fakes.values())
@@ -279,7 +250,7 @@ async def conductor(a: argparse.Namespace) -> None:
         kills += 1
         print(f"  killed the sender at {time.monotonic() - t0:6.1f}s "
               f"({delivered():,} delivered so far); a new one took over", flush=True)
-        standby = await Child.start(a, urls)
+        standby = await Child.start(__file__, child_args(a, urls))
     await current.proc.wait()
     await standby.kill()
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -292,7 +263,7 @@ async def conductor(a: argparse.Namespace) -> None:
     total = delivered()
     span = last_at - first_at
     sends = sorted(d.at for f in fakes.values() for d in f.keyed())
-    gaps = [next((x for x in sends if x > k), k) - k for k in killed_at]
+    gaps = takeover_gaps(killed_at, sends)
     for f in fakes.values():
         await f.stop()
 

@@ -6,14 +6,16 @@ first takes the workspace's lease row (or renews its own), claims only rows of w
 holds (plus rows whose workspace is not known yet, checked once known), and gives the leases
 back when it has nothing left to send. Others take other workspaces, or wait. A sender that
 dies holds its leases until they run out (`ttl`); one restarting under the same stable id
-(STAFFVOICE_SENDER_ID) takes them back at once.
+(STAFFVOICE_SENDER_ID) takes them back at once. On PostgreSQL another replica does not wait for
+them to run out: it learns at once that the holder is gone (its liveness lock is free, see
+bot/broadcasts/liveness.py) and `take_over`s its leases.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.broadcasts.ledger import CLAIMABLE, live
@@ -58,6 +60,38 @@ async def release(db: Database, holder: str, keys: set[Key], now: datetime) -> N
                        WorkspaceLease.holder == holder)
                 .values(until=now)
                 .execution_options(synchronize_session=False))
+
+
+async def holders(db: Database, keys: set[Key], now: datetime) -> dict[str, set[Key]]:
+    """Who holds the leases of `keys` that have not run out, and which of them."""
+    if not keys:
+        return {}
+    async with db.session() as s:
+        rows = (await s.execute(
+            select(WorkspaceLease.holder, WorkspaceLease.platform, WorkspaceLease.workspace)
+            .where(tuple_(WorkspaceLease.platform, WorkspaceLease.workspace).in_(sorted(keys)),
+                   WorkspaceLease.until > now))).all()
+    out: dict[str, set[Key]] = {}
+    for holder, platform, workspace in rows:
+        out.setdefault(holder, set()).add((platform, workspace))
+    return out
+
+
+async def take_over(db: Database, taker: str, holder: str, keys: set[Key], now: datetime,
+                    ttl: timedelta) -> set[Key]:
+    """Take the leases of `keys` that `holder` still holds (it is gone: see liveness.py)."""
+    got: set[Key] = set()
+    for platform, workspace in sorted(keys):
+        async with db.session() as s:
+            res = await s.execute(
+                update(WorkspaceLease)
+                .where(WorkspaceLease.platform == platform, WorkspaceLease.workspace == workspace,
+                       WorkspaceLease.holder == holder)
+                .values(holder=taker, until=now + ttl)
+                .execution_options(synchronize_session=False))
+        if res.rowcount:  # type: ignore[attr-defined]
+            got.add((platform, workspace))
+    return got
 
 
 async def due_workspaces(db: Database, now: datetime) -> set[Key]:

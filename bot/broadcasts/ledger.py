@@ -114,12 +114,15 @@ class Claimed:
     hours: dict[str, Any] | None = None
     kind: str = BROADCAST
     subject: str | None = None
+    # The claim's own lease: an outcome is recorded only against the claim it came from, never
+    # against a later claim of the same row (by this sender after a takeover let it go).
+    lease_until: datetime | None = None
 
 
 def _claimed(d: Delivery) -> Claimed:
     return Claimed(d.id, d.broadcast_id or "", d.recipient, d.person_id, d.platform,
                    d.workspace, d.user_id, d.conversation, d.attempts, d.error, d.state,
-                   d.message_ref, d.hours, d.kind, d.subject)
+                   d.message_ref, d.hours, d.kind, d.subject, d.lease_until)
 
 
 # -- working hours ------------------------------------------------------------------------
@@ -322,29 +325,48 @@ async def _claim_once(db: Database, sender_id: str, now: datetime, limit: int,
                       ) -> tuple[list[Claimed], bool]:
     """(rows claimed, whether rows were seen but another claimer took them all first)."""
     async with db.session() as s:
-        q = (
-            select(Delivery.id)
-            .outerjoin(Broadcast, Broadcast.id == Delivery.broadcast_id)
-            .where(Delivery.state.in_(CLAIMABLE), Delivery.next_attempt_at <= now,
-                   live(), _in(only))
-            .order_by(Delivery.next_attempt_at)
-            .limit(limit)
-        )
-        if not db.is_sqlite:
-            q = q.with_for_update(skip_locked=True, of=Delivery)
-        ids = list((await s.execute(q)).scalars())
+        ids = list((await s.execute(_due(db, now, limit, only))).scalars())
         if not ids:
             return [], False
-        res = await s.execute(
-            update(Delivery)
-            .where(Delivery.id.in_(ids), Delivery.state.in_(CLAIMABLE))
-            .values(state="sending", claimed_by=sender_id, lease_until=now + lease,
-                    attempts=Delivery.attempts + 1)
-            .returning(Delivery)
-            .execution_options(synchronize_session=False)
-        )
+        res = await s.execute(_take(ids, sender_id, now, lease))
         got = [_claimed(d) for d in res.scalars()]
         return got, not got
+
+
+def _due(db: Database, now: datetime, limit: int,
+         only: set[tuple[str, str]] | None) -> Select[Any]:
+    q = (
+        select(Delivery.id)
+        .outerjoin(Broadcast, Broadcast.id == Delivery.broadcast_id)
+        .where(Delivery.state.in_(CLAIMABLE), Delivery.next_attempt_at <= now,
+               live(), _in(only))
+        .order_by(Delivery.next_attempt_at)
+        .limit(limit)
+    )
+    return q.with_for_update(skip_locked=True, of=Delivery) if not db.is_sqlite else q
+
+
+def _take(ids: list[str], sender_id: str, now: datetime, lease: timedelta) -> Any:
+    return (
+        update(Delivery)
+        .where(Delivery.id.in_(ids), Delivery.state.in_(CLAIMABLE))
+        .values(state="sending", claimed_by=sender_id, lease_until=now + lease,
+                attempts=Delivery.attempts + 1)
+        .returning(Delivery)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def warm(db: Database, now: datetime, lease: timedelta,
+               only: set[tuple[str, str]] | None) -> None:
+    """Run the statements of a sender's pass once against no row, changing nothing, so that
+    they are compiled (and prepared on a pooled connection) before the first real pass."""
+    async with db.session() as s:
+        await s.execute(_due(db, now, 0, only))
+        await s.execute(_take([""], "", now, lease))
+    await finish_many(db, "", [("", now, {"state": "sent", "error": None, "message_id": "",
+                                     "message_ref": {}, "platform": "", "workspace": "",
+                                     "conversation": {}, "sent_at": now})])
 
 
 async def claim_retractions(db: Database, sender_id: str, now: datetime, limit: int,
@@ -390,22 +412,24 @@ async def finish(db: Database, row_id: str, sender_id: str, **values: Any) -> bo
 
 
 async def finish_many(db: Database, sender_id: str,
-                      outcomes: list[tuple[str, dict[str, Any]]],
+                      outcomes: list[tuple[str, datetime | None, dict[str, Any]]],
                       settled: dict[str, list[Settled]] | None = None) -> None:
-    """Record many outcomes in one transaction (one executemany per shape of values); the
-    kinds' `settled` hooks run in that same transaction, so what a feature keeps about its
-    rows (a pulse invitation's time) can never disagree with the ledger after a crash."""
+    """Record many outcomes (row id, its claim's `lease_until`, values) in one transaction (one
+    executemany per shape of values); the kinds' `settled` hooks run in that same transaction,
+    so what a feature keeps about its rows (a pulse invitation's time) can never disagree with
+    the ledger after a crash."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row_id, values in outcomes:
+    for row_id, lease_until, values in outcomes:
         groups.setdefault(tuple(sorted(values)), []).append(
-            {"b_id": row_id, "b_by": sender_id, **values})
+            {"b_id": row_id, "b_by": sender_id, "b_lease": lease_until, **values})
     t = cast(Table, Delivery.__table__)
     async with db.session() as s:
         for keys, params in groups.items():
             stmt = (
                 update(t)
                 .where(t.c.id == bindparam("b_id"), t.c.state == "sending",
-                       t.c.claimed_by == bindparam("b_by"))
+                       t.c.claimed_by == bindparam("b_by"),
+                       t.c.lease_until == bindparam("b_lease"))
                 .values({k: bindparam(k) for k in keys} | {"lease_until": None})
             )
             await s.execute(stmt, params)

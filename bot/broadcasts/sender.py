@@ -33,7 +33,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from sqlalchemy import select
@@ -41,11 +41,14 @@ from sqlalchemy import select
 from bot.broadcasts import leases, ledger, service
 from bot.broadcasts.ledger import BROADCAST, IN_DOUBT, Claimed, Settled
 from bot.broadcasts.limiter import Limiter, parse_limits
+from bot.broadcasts.liveness import Liveness
 from bot.broadcasts.tables import Broadcast
 from bot.model import ConversationRef, Message, MessageRef, UserRef
 from bot.people import service as people
 from bot.people.tables import Identity
 from bot.port import PlatformError, Port, RateLimited, TransientError, Unreachable
+from bot.programme.core_sections import get_setting
+from bot.workhours import Pattern, is_working_moment, next_working_moment
 
 if TYPE_CHECKING:
     from bot.core import Core
@@ -84,10 +87,12 @@ class Stats:
     finished: list[str] = field(default_factory=list)
 
 
-_LIMITERS: weakref.WeakKeyDictionary[Any, Limiter] = weakref.WeakKeyDictionary()
+_LIMITERS: weakref.WeakKeyDictionary[Core, Limiter] = weakref.WeakKeyDictionary()
+_LIVENESS: weakref.WeakKeyDictionary[Core, weakref.WeakValueDictionary[str, Liveness]] = (
+    weakref.WeakKeyDictionary())
 
 
-def process_limiter(core: Any) -> Limiter:
+def process_limiter(core: Core) -> Limiter:
     """The one limiter of this process (per core): the worker and the tickers' drains share it,
     so together they keep to each workspace's limit (STAFFVOICE_BROADCAST_LIMITS)."""
     lim = _LIMITERS.get(core)
@@ -95,6 +100,17 @@ def process_limiter(core: Any) -> Limiter:
         lim = _LIMITERS[core] = Limiter(parse_limits(os.environ.get("STAFFVOICE_BROADCAST_LIMITS",
                                                                     "")))
     return lim
+
+
+def process_liveness(core: Core, sender_id: str) -> Liveness:
+    """The liveness of a sender id in this process (per core): a tickers' drain under the
+    worker's stable id stops sending with it when its lock is lost. Kept only while a sender
+    uses it: the tickers' one-off senders come and go under ids of their own."""
+    by_id = _LIVENESS.setdefault(core, weakref.WeakValueDictionary())
+    alive = by_id.get(sender_id)
+    if alive is None:
+        alive = by_id[sender_id] = Liveness(core.db, sender_id)
+    return alive
 
 
 def default_sender_id() -> str:
@@ -144,8 +160,13 @@ class Sender:
         self.ws_ttl = workspace_lease_ttl
         self._held: set[leases.Key] = set()
         self._held_at = -1e9
+        # PostgreSQL: our lock tells others at once when we are gone; theirs tell us.
+        self.alive = process_liveness(core, self.id)
+        self._watching: dict[str, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
         self._taking = asyncio.Lock()
         self._messages: dict[str, tuple[str, Message | None]] = {}
+        self._reading = asyncio.Lock()
         # Rows of registered kinds in flight: their outcomes are told to their kind.
         self._others: dict[str, Claimed] = {}
         self._not_now: dict[str, float] = {}
@@ -153,23 +174,55 @@ class Sender:
         self._touched: set[str] = set()
         # Outcomes are written in batches (one transaction per flush); a crash before a flush
         # leaves those rows `sending`, which reconciliation resolves by key like any other.
-        self._outbox: list[tuple[str, dict[str, Any]]] = []
+        self._outbox: list[tuple[str, datetime | None, dict[str, Any]]] = []
 
     # -- loops --------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event, poll_s: float = 0.5) -> None:
-        """Drain until `stop` is set; every replica runs one of these."""
-        await self.recover()
-        while not stop.is_set():
-            try:
-                await ledger.release_stale(self.core.db, self.core.clock.now())
-                await self.drain(stop)
-            except Exception:
-                log.exception("broadcast sender pass failed")
-            try:
-                await asyncio.wait_for(stop.wait(), poll_s)
-            except TimeoutError:
-                pass
+        """Drain until `stop` is set; every replica runs one of these.
+
+        A standby under the same stable id waits first until its predecessor's lock is free;
+        one under another id keeps polling, and wakes the moment a sender whose workspace it
+        wants is gone (see bot/broadcasts/liveness.py)."""
+        await self.warm()
+        try:
+            if not await _first(stop, self.alive.start()):
+                return
+            await self.recover()
+            while not stop.is_set():
+                woken = self._wake.is_set()
+                self._wake.clear()
+                try:
+                    if not woken:  # (just taken over: those rows are released already)
+                        await ledger.release_stale(self.core.db, self.core.clock.now())
+                    await self.drain(stop)
+                except Exception:
+                    log.exception("broadcast sender pass failed")
+                if not self._wake.is_set():
+                    await _first(stop, self._wake.wait(), timeout=poll_s)
+        finally:
+            for task in self._watching.values():
+                task.cancel()
+            await asyncio.gather(*self._watching.values(), return_exceptions=True)
+            await self.alive.close()
+
+    async def warm(self) -> None:
+        """Be as quick to send as a sender that has been sending all along: compile the
+        statements of a pass and load this year's working-hours calendars, changing nothing."""
+        try:
+            now = self.core.clock.now()
+            await ledger.warm(self.core.db, now, self.lease, {("", "")} if self.exclusive else None)
+            await ledger.release_stale(self.core.db, now, "", grace=timedelta(0))
+            if self.exclusive:
+                await leases.due_workspaces(self.core.db, now)
+                await leases.holders(self.core.db, {("", "")}, now)
+            async with self.core.db.session() as s:
+                await s.get(Broadcast, "")
+                p = Pattern.from_settings(await get_setting(s, "programme", {}))
+            if not is_working_moment(p, now):
+                next_working_moment(p, now)
+        except Exception:  # only ever a head start
+            log.warning("broadcast sender warm-up failed", exc_info=True)
 
     async def recover(self) -> int:
         """At start-up: rows our previous incarnation left in `sending` become in doubt."""
@@ -196,14 +249,50 @@ class Sender:
         """The workspaces this sender may claim rows for now (None: any, leases are off)."""
         if not self.exclusive:
             return None
-        # Renewed well before they run out, also while a batch is in flight.
-        if time.monotonic() - self._held_at >= self.ws_ttl.total_seconds() / 4:
+        # Renewed well before they run out, also while a batch is in flight; and at once if
+        # our lock was lost since (another sender may have taken them over).
+        if (time.monotonic() - self._held_at >= self.ws_ttl.total_seconds() / 4
+                or not self.alive.sendable(self._held_at)):
             now = self.core.clock.now()
             want = await leases.due_workspaces(self.core.db, now) | self._held
             self._held = await asyncio.shield(
                 leases.hold(self.core.db, self.id, want, now, self.ws_ttl))
             self._held_at = time.monotonic()
+            if want - self._held:
+                await self._watch(want - self._held, now)
         return self._held
+
+    async def _watch(self, keys: set[leases.Key], now: datetime) -> None:
+        """Watch the senders that lease workspaces we want, to take over when one is gone."""
+        if not self.alive.running:
+            return  # a one-off drain does not take over (it may not be there to finish)
+        for holder, theirs in (await leases.holders(self.core.db, keys, now)).items():
+            if holder not in self._watching:
+                self._watching[holder] = asyncio.create_task(self._take_over(holder, theirs))
+
+    async def _take_over(self, holder: str, keys: set[leases.Key]) -> None:
+        try:
+            async with self.alive.gone(holder) as gone:
+                if gone:
+                    # Holding its lock, so it cannot come back while its leases and rows move.
+                    now = self.core.clock.now()
+                    taken = await leases.take_over(self.core.db, self.id, holder, keys, now,
+                                                   self.ws_ttl)
+                    if taken:  # send at once; the leases are fresh, no need to renew them
+                        self._held |= taken
+                        self._held_at = time.monotonic()
+                        self._wake.set()
+                    grace = timedelta(seconds=self.alive.grace_s + self.send_timeout_s)
+                    n = await ledger.release_stale(self.core.db, now, holder, grace=grace)
+                    log.info("took over from a sender that is gone",
+                             extra={"holder": holder, "workspaces": len(taken), "in_doubt": n})
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("watching another sender failed; its leases will run out",
+                        exc_info=True)
+        finally:
+            self._watching.pop(holder, None)
 
     async def _may_send(self, conv: ConversationRef) -> None:
         """A row whose workspace was learnt only now: send if we hold it, else give it back."""
@@ -218,6 +307,8 @@ class Sender:
             raise Busy(1.0)
 
     async def _let_go(self) -> None:
+        if self._wake.is_set():
+            return  # we took over from a sender that is gone meanwhile: keep its leases
         self._held_at = -1e9  # the next pass asks again, whatever this one got
         if self._held:
             held, self._held = self._held, set()
@@ -235,8 +326,9 @@ class Sender:
                 now = self.core.clock.now()
                 rows = await asyncio.shield(ledger.claim(self.core.db, self.id, now, room,
                                                          self.lease, only))
-                rows += await asyncio.shield(ledger.claim_retractions(
-                    self.core.db, self.id, now, max(0, room - len(rows)), self.lease, only))
+                if len(rows) < room:
+                    rows += await asyncio.shield(ledger.claim_retractions(
+                        self.core.db, self.id, now, room - len(rows), self.lease, only))
                 claimed_at = time.monotonic()
                 wanted = await self._still_wanted(rows)
                 for row in rows:
@@ -245,7 +337,7 @@ class Sender:
                     else:
                         self._others[row.id] = row
                         if row.id not in wanted:
-                            await self._record(row.id, state="skipped",
+                            await self._record(row, state="skipped",
                                                error="no longer asked (left, or removed)")
                             continue
                     pending.add(asyncio.create_task(self._one(row, claimed_at)))
@@ -275,8 +367,8 @@ class Sender:
             wanted |= {r.id for r in group if r.person_id in keep}
         return wanted
 
-    async def _record(self, row_id: str, **values: Any) -> None:
-        self._outbox.append((row_id, values))
+    async def _record(self, row: Claimed, **values: Any) -> None:
+        self._outbox.append((row.id, row.lease_until, values))
         if len(self._outbox) >= 64:
             await self._flush()
 
@@ -284,7 +376,7 @@ class Sender:
         items, self._outbox = self._outbox, []
         if items:
             settled: dict[str, list[Settled]] = {}
-            for row_id, values in items:
+            for row_id, _lease, values in items:
                 row = self._others.pop(row_id, None)
                 if row is None or values.get("state") not in ("sent", "skipped", "final_failed"):
                     continue
@@ -329,18 +421,18 @@ class Sender:
         try:
             msg = await self._message(row)
         except ledger.NotNow as e:
-            await self._record(row.id, state="queued", attempts=row.attempts - 1,
+            await self._record(row, state="queued", attempts=row.attempts - 1,
                                next_attempt_at=now() + timedelta(seconds=e.seconds))
             return
         if msg is None:
-            await self._record(row.id, state="skipped", error=(
+            await self._record(row, state="skipped", error=(
                 "retracted before delivery" if row.kind == BROADCAST else "no longer open"))
             return
         # Working hours are checked again at the last moment: a retry or a 429 may have
         # pushed a DM past the end of its recipient's day.
         later = ledger.wait_until(row.hours, now())
         if later is not None:
-            await self._record(row.id, state="queued", attempts=row.attempts - 1,
+            await self._record(row, state="queued", attempts=row.attempts - 1,
                                next_attempt_at=later, not_before=later)
             self.stats.deferred += 1
             return
@@ -350,7 +442,7 @@ class Sender:
         try:
             target = await self._target(row)
             if target is None:
-                await self._record(row.id, state="skipped",
+                await self._record(row, state="skipped",
                                     error="not reachable on any connected platform")
                 self.stats.skipped += 1
                 return
@@ -365,7 +457,7 @@ class Sender:
                     except (RateLimited, TransientError):
                         raise  # ask again later, as for a send
                     except PlatformError as e:  # e.g. no permission to read that history
-                        await self._record(row.id, state="final_failed", error=(
+                        await self._record(row, state="final_failed", error=(
                             f"outcome unknown and the platform could not be asked ({e}); "
                             "not resent to avoid a duplicate")[:300])
                         self.stats.final_failed += 1
@@ -375,7 +467,7 @@ class Sender:
                         self.stats.reconciled += 1
                         return
                 elif row.error == IN_DOUBT:
-                    await self._record(row.id, state="final_failed",
+                    await self._record(row, state="final_failed",
                                         error="outcome unknown after a sender stopped; not resent "
                                               "to avoid a duplicate")
                     self.stats.final_failed += 1
@@ -384,13 +476,15 @@ class Sender:
             held = time.monotonic() - claimed_at
             if held > self.lease.total_seconds() - self.send_timeout_s:
                 raise Busy(0.0)  # our lease is nearly over: let a fresh claim take it
+            if not self.alive.sendable(claimed_at):
+                raise Busy(0.0)  # we may have been taken over: whoever did has this row
             async with self._sem(conv):
                 send = (keyed.send_keyed(conv, msg, row.id) if keyed is not None
                         else port.send(conv, msg))
                 ref = await asyncio.wait_for(send, self.send_timeout_s)
             await self._sent(row, ref, conv)
         except Busy as e:
-            await self._record(row.id, state="queued", attempts=row.attempts - 1,
+            await self._record(row, state="queued", attempts=row.attempts - 1,
                                 next_attempt_at=now() + timedelta(seconds=e.wait))
         except RateLimited as e:
             wait = e.retry_after
@@ -399,10 +493,10 @@ class Sender:
                 self.limiter.pause_all(wait)
             self.limiter.pause(where[0], where[1], wait)
             self.stats.rate_limited += 1
-            await self._record(row.id, state="queued", attempts=row.attempts - 1,
+            await self._record(row, state="queued", attempts=row.attempts - 1,
                                 next_attempt_at=now() + timedelta(seconds=wait))
         except Unreachable as e:
-            await self._record(row.id, state="skipped",
+            await self._record(row, state="skipped",
                                 error=f"unreachable: {e}"[:300])
             self.stats.skipped += 1
             if ident is not None:
@@ -413,19 +507,19 @@ class Sender:
     async def _retry_later(self, row: Claimed, reason: str) -> None:
         reason = f"platform error: {reason or 'unknown'}"[:300]
         if row.attempts >= self.max_attempts:
-            await self._record(row.id, state="final_failed",
+            await self._record(row, state="final_failed",
                                 error=f"{reason} (gave up after {row.attempts} attempts)"[:300])
             self.stats.final_failed += 1
             return
         delay = min(300.0, self.backoff_s * 2 ** (row.attempts - 1)) * self.rng.uniform(0.5, 1.5)
-        await self._record(row.id, state="failed", error=reason,
+        await self._record(row, state="failed", error=reason,
                             next_attempt_at=self.core.clock.now() + timedelta(seconds=delay))
         self.stats.retried += 1
 
     async def _sent(self, row: Claimed, ref: MessageRef, conv: ConversationRef) -> None:
         data = {"conversation": people.conversation_to_json(ref.conversation),
                 "message_id": ref.message_id}
-        await self._record(row.id, state="sent", error=None,
+        await self._record(row, state="sent", error=None,
                             message_id=ref.message_id[:200], message_ref=data,
                             platform=conv.platform, workspace=conv.workspace,
                             conversation=people.conversation_to_json(conv),
@@ -471,28 +565,37 @@ class Sender:
         return self._in_flight[key]
 
     async def _message(self, row: Claimed) -> Message | None:
-        """The row's message, rendered once per drain for all the rows that share it."""
+        """The row's message, rendered once per drain for all the rows that share it (the
+        rows of a batch ask at once: one reads it, the others wait for it)."""
         if row.kind != BROADCAST:
             key = f"{row.kind}:{row.subject}"
             if key in self._not_now:  # asked once per drain, not once per row
                 raise ledger.NotNow(self._not_now[key])
             if key not in self._messages:
-                try:
-                    msg = await ledger.KINDS[row.kind].message(self.core, row.subject or "")
-                except ledger.NotNow as e:
-                    self._not_now[key] = e.seconds
-                    raise
-                self._messages[key] = ("sending", msg)
+                async with self._reading:
+                    if key in self._not_now:
+                        raise ledger.NotNow(self._not_now[key])
+                    if key not in self._messages:
+                        try:
+                            msg = await ledger.KINDS[row.kind].message(self.core,
+                                                                       row.subject or "")
+                        except ledger.NotNow as e:
+                            self._not_now[key] = e.seconds
+                            raise
+                        self._messages[key] = ("sending", msg)
             return self._messages[key][1]
         bid = row.broadcast_id
         cached = self._messages.get(bid)
         if cached is None:
-            async with self.core.db.session() as s:
-                b = await s.get(Broadcast, bid)
-                if b is None:
-                    return None
-                cached = (b.state, service.render(b))
-            self._messages[bid] = cached
+            async with self._reading:
+                cached = self._messages.get(bid)
+                if cached is None:
+                    async with self.core.db.session() as s:
+                        b = await s.get(Broadcast, bid)
+                        if b is None:
+                            return None
+                        cached = (b.state, service.render(b))
+                    self._messages[bid] = cached
         return cached[1] if cached[0] == "sending" else None
 
     async def _target(self, row: Claimed) -> tuple[Port, ConversationRef, Identity | None] | None:
@@ -544,6 +647,22 @@ class Sender:
     async def _discover(self, person_id: str) -> list[Identity]:
         """The core's first-contact lookup (a concurrent discovery of the same account wins)."""
         return list(await self.core.discover(person_id))
+
+
+async def _first(stop: asyncio.Event, work: Awaitable[object],
+                 timeout: float | None = None) -> bool:
+    """Wait for `work` (or `timeout`) unless `stop` is set first; True when `work` finished."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, timeout=timeout,
+                           return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in (task, stopping):
+            if not t.done():
+                t.cancel()
+        await asyncio.gather(task, stopping, return_exceptions=True)
+    return task.done() and not task.cancelled() and task.exception() is None
 
 
 async def run_worker(core: Core, stop: asyncio.Event) -> None:

@@ -72,6 +72,8 @@ class RateLimitedPlatform:
     deliveries: list[Delivery] = field(default_factory=list)
     rejected_429: int = 0
     rejected_keyed_429: int = 0  # 429s answered to broadcast sends (they carry a key)
+    # When each 429 was answered (monotonic) and whether it was injected (not over the limit).
+    rejections: list[tuple[float, bool]] = field(default_factory=list)
     failed_5xx: int = 0
     requests: int = 0
     fail_next: int = 0  # the next N sends answer 503 (a deterministic outage for tests)
@@ -167,10 +169,12 @@ class RateLimitedPlatform:
         if wait:
             self.rejected_429 += 1
             self.rejected_keyed_429 += bool(body.get("key"))
+            self.rejections.append((time.monotonic(), False))
             return _too_many(wait)
         roll = self._rng.random()
         if roll < self.config.extra_429:
             self.rejected_429 += 1
+            self.rejections.append((time.monotonic(), True))
             return _too_many(self.config.extra_429_retry_after)
         if roll < self.config.extra_429 + self.config.fail_5xx:
             self.failed_5xx += 1

@@ -5,7 +5,8 @@ MODE `pulse`: Monday 10:00, run the scheduled work (the weekly round opens and q
 invitation in the delivery ledger), send until the ledger's invitations are settled, then print
 "done". Every incarnation is sender "replica-a" (STAFFVOICE_SENDER_ID), so a restart takes back
 at once the rows its killed predecessor left in flight and asks the platform about them. MODE `broadcast`: run the broadcast sender worker (as every `serve` replica
-does) until killed. The platform is the rate-limited fake over HTTP (`adapters/fake/http_port`).
+does) until killed; MODE `broadcast-holder`: the same as replica "replica-holder" whose leases
+last an hour. The platform is the rate-limited fake over HTTP (`adapters/fake/http_port`).
 Time runs from Monday 10:00 at wall-clock EPOCH, the same in every incarnation, so leases and
 reconciliation see a restart as the real passing of time.
 """
@@ -72,6 +73,13 @@ async def main(mode: str, db_url: str, api_url: str, epoch: str) -> None:
                 await sender.drain()
                 await asyncio.sleep(0.1)
             print("done", flush=True)
+        elif mode == "broadcast-holder":
+            # Another replica's sender, whose leases would last an hour: only a takeover that
+            # learns at once that it is gone lets anyone else finish its broadcast.
+            sender = Sender(core, sender_id="replica-holder", limiter=Limiter(FAST), batch=4,
+                            send_timeout_s=2.0, lease=timedelta(hours=1),
+                            workspace_lease_ttl=timedelta(hours=1))
+            await sender.run(asyncio.Event(), poll_s=0.1)
         else:
             sender = Sender(core, sender_id="replica-a", limiter=Limiter(FAST), batch=4,
                             send_timeout_s=2.0)

@@ -10,16 +10,21 @@ from collections import Counter
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
-from bot.broadcasts.tables import Broadcast
+from bot.broadcasts.limiter import Limiter, Limits
+from bot.broadcasts.liveness import NAMESPACE, lock_key
+from bot.broadcasts.sender import Sender
+from bot.broadcasts.tables import Broadcast, Delivery, WorkspaceLease
 from bot.core import Core
 from bot.people.tables import Person
 from bot.programme.core_sections import get_setting
 from bot.pulse.tables import PulseParticipation
 from bot.workhours import Pattern, is_working_moment
-from tests.conftest import MONDAY_10, ROOT
+from storage.db import Database
+from tests.conftest import MONDAY_10, PG_URL, ROOT
 from tests.fakes.ratelimited_platform import PlatformConfig, RateLimitedPlatform
+from tests.hardening.runner import FAST, MondayClock
 from tests.test_broadcast_engine import everyone_count, open_dms, publish
 
 
@@ -133,3 +138,152 @@ async def test_killed_during_a_broadcast_the_next_process_finishes_it_without_du
     finally:
         await kill(second)
     assert len(platform.keys()) == n and platform.duplicates() == 0
+
+
+A_LOCK = ("FROM pg_locks WHERE locktype = 'advisory' AND classid = :n AND objid = :k "
+          "AND objsubid = 2")
+
+
+def lock(sender_id: str) -> dict[str, int]:
+    return {"n": NAMESPACE, "k": lock_key(sender_id) & 0xFFFFFFFF}
+
+
+async def until_waiting(core: Core, holder: str) -> None:
+    """Until another replica waits on `holder`'s liveness lock."""
+    deadline = time.monotonic() + 60
+    while True:
+        async with core.db.session() as s:
+            if await s.scalar(text(f"SELECT count(*) {A_LOCK} AND NOT granted"), lock(holder)):
+                return
+        assert time.monotonic() < deadline, "nobody waits on the lock"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.skipif(not PG_URL, reason="the liveness lock is PostgreSQL's")
+async def test_a_standby_replica_takes_over_the_moment_the_sending_one_is_killed(
+    loaded: Core, db_url: str, platform: RateLimitedPlatform
+) -> None:
+    """Two replicas under their own ids: the one sending is killed with sends in flight, and
+    its leases would last an hour; the other learns from PostgreSQL that it is gone, takes its
+    workspace and its rows, asks the platform about those in flight, and finishes: everyone
+    once, nobody twice."""
+    from adapters.fake.http_port import HttpPort
+
+    await open_dms(loaded)
+    hp = HttpPort(platform.url)
+    loaded.add_port(hp)
+    try:
+        bid = await publish(loaded)
+    finally:
+        await hp.close()
+    n = await everyone_count(loaded)
+    epoch = time.time()
+    platform.hold_after = 6  # the holder is killed with requests outstanding
+    holder = await start("broadcast-holder", db_url, platform, epoch)
+    await until(lambda: platform.held >= 1)  # it holds the workspace, and sends are in flight
+
+    core = Core(Database(db_url), settings=loaded.settings, clock=MondayClock(epoch))
+    port = HttpPort(platform.url)
+    core.add_port(port)
+    standby = Sender(core, sender_id="replica-standby", limiter=Limiter(FAST), batch=4,
+                     send_timeout_s=2.0)
+    stop = asyncio.Event()
+    running = asyncio.create_task(standby.run(stop, poll_s=0.1))
+    try:
+        await until_waiting(loaded, "replica-holder")  # it waits on the holder's lock
+        assert standby.stats.sent == 0
+        await kill(holder)
+        platform.release()  # what was in flight reaches the platform; the answers are lost
+
+        async def state() -> str:
+            async with loaded.db.session() as s:
+                return str((await s.get(Broadcast, bid)).state)  # type: ignore[union-attr]
+
+        deadline = time.monotonic() + 60
+        while await state() != "done":
+            assert time.monotonic() < deadline, await state()
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await running
+        if holder.returncode is None:  # never leave it running after a failure
+            await kill(holder)
+        await port.close()
+        await core.db.dispose()
+
+    assert len(platform.keys()) == n and platform.duplicates() == 0
+    async with loaded.db.session() as s:
+        rows = (await s.execute(select(Delivery).where(Delivery.broadcast_id == bid))).scalars().all()
+        lease = (await s.execute(select(WorkspaceLease))).scalars().one()
+    assert len(rows) == n and {r.state for r in rows} == {"sent"}
+    assert {r.conversation["conversation_id"] for r in rows} == {d.conversation for d in platform.keyed()}
+    # The standby recorded every row the holder had not: the sends in flight when it was killed
+    # were found on the platform (not sent again), the others sent.
+    by_holder = sum(1 for r in rows if r.claimed_by == "replica-holder")
+    assert 0 < by_holder < n and standby.stats.sent == n - by_holder
+    assert standby.stats.reconciled >= 1
+    assert lease.holder == "replica-standby"
+
+
+@pytest.mark.skipif(not PG_URL, reason="the liveness lock is PostgreSQL's")
+async def test_a_replica_cut_off_from_its_lock_stops_sending_what_another_took_over(
+    loaded: Core, db_url: str, platform: RateLimitedPlatform
+) -> None:
+    """The sending replica is alive but its lock's connection is cut (a server restart, a
+    proxy): the standby takes over its workspace and rows at once. The cut-off replica still has
+    a slowly paced batch in hand; it must not send those rows, or they would go twice."""
+    from adapters.fake.http_port import HttpPort
+
+    await open_dms(loaded)
+    hp = HttpPort(platform.url)
+    loaded.add_port(hp)
+    try:
+        bid = await publish(loaded)
+    finally:
+        await hp.close()
+    n = await everyone_count(loaded)
+    clock = MondayClock(time.time())
+    cores, ports, runs = [], [], []
+    stop = asyncio.Event()
+
+    def replica(name: str, limiter: Limiter, batch: int) -> Sender:
+        core = Core(Database(db_url), settings=loaded.settings, clock=clock)
+        port = HttpPort(platform.url)
+        core.add_port(port)
+        cores.append(core)
+        ports.append(port)
+        sender = Sender(core, sender_id=name, limiter=limiter, batch=batch, send_timeout_s=2.0)
+        runs.append(asyncio.create_task(sender.run(stop, poll_s=0.1)))
+        return sender
+
+    try:
+        # Two sends a second: most of its batch of 12 is still waiting its turn when cut off.
+        a = replica("replica-a", Limiter({"fakehttp": Limits(2.0, 2.0)}), 12)
+        await until(lambda: len(platform.keyed()) >= 2)
+        b = replica("replica-b", Limiter(FAST), 4)
+        await until_waiting(loaded, "replica-a")  # b waits on a's lock
+        async with loaded.db.session() as s:
+            cut = await s.scalar(text(
+                f"SELECT count(pg_terminate_backend(pid)) {A_LOCK} AND granted"), lock("replica-a"))
+        assert cut == 1
+
+        async def state() -> str:
+            async with loaded.db.session() as s:
+                return str((await s.get(Broadcast, bid)).state)  # type: ignore[union-attr]
+
+        deadline = time.monotonic() + 60
+        while await state() != "done":
+            assert time.monotonic() < deadline, await state()
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.gather(*runs)
+        for core, port in zip(cores, ports, strict=True):
+            await port.close()
+            await core.db.dispose()
+
+    assert len(platform.keys()) == n and platform.duplicates() == 0
+    assert a.stats.sent + b.stats.sent == n and b.stats.sent > n // 2
+    async with loaded.db.session() as s:
+        rows = (await s.execute(select(Delivery).where(Delivery.broadcast_id == bid))).scalars().all()
+    assert len(rows) == n and {r.state for r in rows} == {"sent"}
