@@ -619,7 +619,7 @@ async def measure(name: str, base: str, make: Any, args: argparse.Namespace,
         await one_shot(base, make(10**7 + i))
     cpu0 = tree_cpu_s(pid)
     fixed = await fixed_rate(base, make, args.rate, args.seconds)
-    await asyncio.sleep(1.0)  # work still running after its ack is counted too
+    await settle(pid)  # work still running after its ack (or queued) is counted too
     fixed["cpu_ms"] = (tree_cpu_s(pid) - cpu0) * 1000 / fixed["sent"]
     if half_rate:
         print(f"  ... at {half_rate:.0f} req/s (half the baseline's saturated rate)",
@@ -627,7 +627,7 @@ async def measure(name: str, base: str, make: Any, args: argparse.Namespace,
         peak_before, peak[0] = peak[0], 0.0
         cpu0 = tree_cpu_s(pid)
         half = await fixed_rate(base, make, half_rate, args.seconds)
-        await asyncio.sleep(1.0)
+        await settle(pid)
         half["cpu_ms"] = (tree_cpu_s(pid) - cpu0) * 1000 / half["sent"]
         half["peak_mb"] = peak[0]
         half["rate"] = half_rate
@@ -638,6 +638,18 @@ async def measure(name: str, base: str, make: Any, args: argparse.Namespace,
     fixed["peak_mb"] = max(peak[0], memory_mb(pid))
     fixed["name"] = name
     return fixed
+
+
+async def settle(pid: int, most_s: float = 60.0) -> None:
+    """Wait until the server is idle (under a tenth of a core for half a second): work queued
+    after its ack is finished, so the next phase starts clean and CPU per request is whole."""
+    end = time.monotonic() + most_s
+    await asyncio.sleep(0.5)
+    while time.monotonic() < end:
+        cpu0 = tree_cpu_s(pid)
+        await asyncio.sleep(0.5)
+        if tree_cpu_s(pid) - cpu0 < 0.05:
+            return
 
 
 async def one_shot(base: str, req: tuple[str, bytes, dict[str, str]]) -> None:
