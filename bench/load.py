@@ -334,9 +334,14 @@ async def _listen(app: Any) -> None:
 
 # -- process handling ------------------------------------------------------------------------
 
-def spawn(kind: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str]]:
+def spawn(kind: str, env: dict[str, str], callgrind: str = "") -> tuple[subprocess.Popen[str], list[str]]:
+    """Start a server; with `callgrind` (an output file) under valgrind, not yet counting."""
     log = open(Path(tempfile.gettempdir()) / f"load_{kind}.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", kind], stdout=subprocess.PIPE,
+    cmd = [sys.executable, __file__, "--serve", kind]
+    if callgrind:
+        cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--dump-instr=no",
+               f"--callgrind-out-file={callgrind}", *cmd]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
                             stderr=log, text=True, env={**os.environ, **env}, cwd=ROOT)
     assert proc.stdout is not None
     lines = []
@@ -738,6 +743,46 @@ async def per_kind(base: str, traffic: Traffic, pid: int, n: int = 20,
               + (f"  errors {errors}" if errors else ""), file=sys.stderr)
 
 
+def callgrind_ir(pid: int, out: str) -> int:
+    """Instructions counted since the last call (callgrind dumps, then zeroes its counters)."""
+    subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
+    parts = sorted(Path(out).parent.glob(Path(out).name + ".*"), key=lambda p: p.stat().st_mtime)
+    for line in parts[-1].read_text().splitlines():
+        if line.startswith(("totals:", "summary:")):
+            return int(line.split()[1])
+    raise SystemExit(f"no totals in {parts[-1]}")
+
+
+async def count_instructions(kind: str, env: dict[str, str], traffic: Traffic, n: int,
+                             procs: list[subprocess.Popen[str]]) -> dict[str, float]:
+    """Instructions per request of the mix under callgrind (one request at a time, then the
+    work after each ack), less the same time idle: repeatable on a busy machine, unlike CPU
+    seconds. Counting starts after start-up and a warm-up of every kind."""
+    out = str(Path(tempfile.mkdtemp()) / f"callgrind.{kind}")
+    p, lines = spawn(kind, env, callgrind=out)
+    procs.append(p)
+    base = base_of(lines)
+    if kind == "ours":
+        await open_round(base, traffic, json.loads(lines[0])["db"])
+    print(f"counting instructions of {kind} under callgrind ...", file=sys.stderr, flush=True)
+    for i in range(24):  # every kind, and each of the first people, before counting
+        await one_shot(base, traffic.mix(10**7 + i))
+    await settle(p.pid)
+    subprocess.run(["callgrind_control", "-i", "on", str(p.pid)], check=True, capture_output=True)
+    callgrind_ir(p.pid, out)  # zero
+    t0 = time.monotonic()
+    await asyncio.sleep(5.0)
+    idle = callgrind_ir(p.pid, out) / (time.monotonic() - t0)
+    t0 = time.monotonic()
+    for i in range(n):
+        await one_shot(base, traffic.mix(i))
+    await settle(p.pid)
+    busy = callgrind_ir(p.pid, out)
+    wall = time.monotonic() - t0
+    p.terminate()
+    return {"per_request": (busy - idle * wall) / n, "idle_per_s": idle, "wall_s": wall}
+
+
 BARE = {  # kind: (name, requests)
     "bare-pbr": "bare slack-bolt (ack only, process_before_response)",
     "bare": "bare slack-bolt (ack only, defaults)",
@@ -755,6 +800,16 @@ async def run(args: argparse.Namespace) -> None:
         fakes = json.loads(lines[-1])
         env = {"LOAD_FAKES": json.dumps(fakes), "SLACK_API_URL": fakes["slack_url"]}
         traffic = Traffic(fakes)
+        if args.callgrind:
+            counted = {kind: await count_instructions(kind, env, traffic, args.callgrind, procs)
+                       for kind in ("bare-work", "ours")}
+            print(f"\ninstructions per request of the mix ({args.callgrind} requests, one at a "
+                  "time, work after the ack included, idle subtracted), under callgrind:")
+            for kind, c in counted.items():
+                print(f"  {kind:10} {c['per_request'] / 1e6:8.2f} M  (idle {c['idle_per_s'] / 1e6:.2f} M/s "
+                      f"over {c['wall_s']:.0f} s)")
+            print(f"  ours / bare-work: {counted['ours']['per_request'] / counted['bare-work']['per_request']:.2f}x")
+            return
         rows = []
         baseline = None
         # The baselines first: staffvoice's half-rate phase needs the same-mix one's saturation.
@@ -820,6 +875,9 @@ def main() -> None:
     ap.add_argument("--ours-only", action="store_true", help="skip the bare frameworks")
     ap.add_argument("--bare", default=",".join(BARE),
                     help="the bare servers to measure (comma-separated; bare-work is the baseline)")
+    ap.add_argument("--callgrind", type=int, default=0, metavar="N",
+                    help="only count instructions per request (N of the mix) of bare-work and ours "
+                         "under valgrind's callgrind: repeatable on a busy machine")
     ap.add_argument("--half-rate", type=float, default=0.0,
                     help="staffvoice's second open-loop rate (default: half of bare-work's saturation)")
     args = ap.parse_args()
