@@ -50,6 +50,9 @@ BOT_TOKEN = "xoxb-fake-bot-token"
 TIMEOUT = aiohttp.ClientTimeout(total=10)  # a request slower than this counts as an error
 PEOPLE = [f"practitioner{i}@northbridge.example" for i in range(1, 16)]
 CHANGE = "changelead@northbridge.example"
+# Warm-up: every kind of the mix from every person (their first contact is not what is measured).
+WARM_UP = 6 * len(PEOPLE)
+WARM_FROM = WARM_UP * 10**5
 
 
 # -- servers (run with --serve KIND) ---------------------------------------------------------
@@ -620,8 +623,8 @@ async def measure(name: str, base: str, make: Any, args: argparse.Namespace,
             await asyncio.sleep(0.25)
 
     sampler = asyncio.create_task(sample())
-    for i in range(60):  # warm-up: connections, Bolt's auth.test, people linked, caches
-        await one_shot(base, make(10**7 + i))
+    for i in range(WARM_UP):  # connections, Bolt's auth.test, everyone linked on both platforms
+        await one_shot(base, make(WARM_FROM + i))
     cpu0 = tree_cpu_s(pid)
     fixed = await fixed_rate(base, make, args.rate, args.seconds)
     await settle(pid)  # work still running after its ack (or queued) is counted too
@@ -765,8 +768,8 @@ async def count_instructions(kind: str, env: dict[str, str], traffic: Traffic, n
     if kind == "ours":
         await open_round(base, traffic, json.loads(lines[0])["db"])
     print(f"counting instructions of {kind} under callgrind ...", file=sys.stderr, flush=True)
-    for i in range(24):  # every kind, and each of the first people, before counting
-        await one_shot(base, traffic.mix(10**7 + i))
+    for i in range(WARM_UP):  # every kind from every person before counting
+        await one_shot(base, traffic.mix(WARM_FROM + i))
     await settle(p.pid)
     subprocess.run(["callgrind_control", "-i", "on", str(p.pid)], check=True, capture_output=True)
     callgrind_ir(p.pid, out)  # zero

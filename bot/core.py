@@ -281,7 +281,11 @@ class Core:
         key = self.event_key(event.event_id)
         act = (self.router.find(self.router.actions, event.action_id)
                if isinstance(event, ActionEvent) else None)
-        joined = await self._admit_joined(event, key) if act is not None and act.joins else None
+        said = (self.router.match(event.text)
+                if isinstance(event, MessageEvent | CommandEvent) else None)
+        joins = (act.joins if act is not None else
+                 said is not None and said[0].joins and not (said[0].private and shared(event)))
+        joined = await self._admit_joined(event, key) if joins else None
         if joined is not None:
             pending, (person, roles, route, known) = joined
         else:
@@ -307,7 +311,7 @@ class Core:
         ctx = Ctx(self, event, port, person, roles, pending=pending, sender_dm=route,
                   sender_known=known)
         try:
-            result = await self._route(ctx, act)
+            result = await self._route(ctx, act, said)
             await ctx.settle()
             return result
         except FormInvalid as e:
@@ -409,15 +413,17 @@ class Core:
         except Exception:
             log.warning("could not tell the user about a failure")
 
-    async def _route(self, ctx: Ctx, act: Action | None = None) -> HandleResult:
-        """Run the event's handler; `act` is the action an ActionEvent was found to name."""
+    async def _route(self, ctx: Ctx, act: Action | None = None,
+                     said: tuple[Command, str] | None = None) -> HandleResult:
+        """Run the event's handler; `act` is the action an ActionEvent was found to name,
+        `said` the command a message's text was found to mean."""
         event = ctx.event
         try:
             if isinstance(event, MessageEvent | CommandEvent | InstallEvent):
                 for greet in self.router.greeters:
                     await greet(ctx)
             if isinstance(event, MessageEvent | CommandEvent):
-                await self._text(ctx, event.text)
+                await self._text(ctx, said)
             elif isinstance(event, ActionEvent):
                 if act is None:
                     raise UserError("That button is no longer active.")
@@ -449,8 +455,7 @@ class Core:
             await ctx.reply(text_message(str(e)))
             return HandleResult(error="user")
 
-    async def _text(self, ctx: Ctx, text: str) -> None:
-        found = self.router.match(text)
+    async def _text(self, ctx: Ctx, found: tuple[Command, str] | None) -> None:
         if found is None:
             await ctx.reply(text_message(UNKNOWN))
             return
