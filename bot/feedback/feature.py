@@ -150,10 +150,11 @@ async def submit_form(ctx: Ctx) -> None:
         text, concerns, ids = await _checked_text(ctx, s=conn)
         if theme and not await fb.is_theme(conn, theme):
             raise FormInvalid({"theme": "Please choose one of the listed themes."})
-        await _check_limit(ctx, in_form=True, s=conn)
         warnings = concerns + ids
         ask = not set(warnings) <= _acknowledged(ev.metadata)
-        if not ask:
+        if ask:  # over today's limit, the form says so rather than ask again
+            await _check_limit(ctx, in_form=True, s=conn)
+        else:  # store() refuses past the limit with the same words
             stored = await fb.store(ctx.core, ctx.person.id, text=text, theme_id=theme or None,
                                     replies=replies, concerns=concerns, conn=conn)
     if ask:
