@@ -725,6 +725,9 @@ async def per_kind(base: str, traffic: Traffic, pid: int, n: int = 20,
              "Teams status", "Teams feedback form"]
     print(f"\none request at a time, {n} of each kind (ms): p50 / max, server CPU per request",
           file=sys.stderr)
+    for i in range(WARM_UP):  # every kind from every person first (no first contacts below)
+        await one_shot(base, traffic.mix(WARM_FROM + i))
+    await settle(pid)
     idle0 = tree_cpu_s(pid)
     await asyncio.sleep(2.0)
     idle = (tree_cpu_s(pid) - idle0) / 2.0  # CPU seconds per second with no requests (timers)
