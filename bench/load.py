@@ -155,6 +155,20 @@ def serve_ours(fakes: dict[str, Any]) -> Any:
     if os.environ.get("LOAD_DATABASE_URL"):
         asyncio.run(_empty(settings.database_url))
     print(json.dumps({"db": settings.database_url}), flush=True)
+    if os.environ.get("LOAD_QUIET"):
+        # --callgrind: no send-ledger workers nor scheduled jobs, whose polls would otherwise
+        # be counted into every request (and cost a guess to subtract)
+        import bot.core
+
+        full = bot.core.build_router
+
+        def quiet() -> Any:
+            router = full()
+            router.workers.clear()
+            router.tickers.clear()
+            return router
+
+        bot.core.build_router = quiet  # type: ignore[assignment]
     if os.environ.get("LOAD_HOOK"):  # instrumentation to run inside the server (a file path)
         import runpy
 
@@ -766,7 +780,7 @@ async def count_instructions(kind: str, env: dict[str, str], traffic: Traffic, n
     work after each ack), less the same time idle: repeatable on a busy machine, unlike CPU
     seconds. Counting starts after start-up and a warm-up of every kind."""
     out = str(Path(tempfile.mkdtemp()) / f"callgrind.{kind}")
-    p, lines = spawn(kind, env, callgrind=out)
+    p, lines = spawn(kind, {**env, "LOAD_QUIET": "1"}, callgrind=out)
     procs.append(p)
     base = base_of(lines)
     if kind == "ours":
