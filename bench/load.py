@@ -50,6 +50,10 @@ BOT_TOKEN = "xoxb-fake-bot-token"
 TIMEOUT = aiohttp.ClientTimeout(total=10)  # a request slower than this counts as an error
 PEOPLE = [f"practitioner{i}@northbridge.example" for i in range(1, 16)]
 CHANGE = "changelead@northbridge.example"
+# Warm-up: every kind of the mix from every person (their first contact is not what is measured).
+WARM_UP = 6 * len(PEOPLE)
+WARM_FROM = WARM_UP * 10**5
+IDLE_S = 20.0  # --callgrind: the idle rate (timers) is read over this long, before and after
 
 
 # -- servers (run with --serve KIND) ---------------------------------------------------------
@@ -58,11 +62,13 @@ async def serve_fakes() -> None:
     from cryptography.hazmat.primitives import serialization
 
     from tests.fakes.slack_api import FakeSlack
-    from tests.fakes.teams_connector import FakeConnector
+    from tests.fakes.teams_connector import FakeConnector, FakeTeams
 
-    slack = FakeSlack()
+    # The bench measures the servers, not the platforms' pacing: its traffic is several
+    # messages a second to each person, far over Slack's and Teams' per-conversation limits.
+    slack = FakeSlack(tiers=False)
     await slack.start()
-    teams = await FakeConnector().start()
+    teams = await FakeConnector(FakeTeams(thread_limits=False)).start()
     slack_users = {e: slack.add_user(e).id for e in [*PEOPLE, CHANGE]}
     for uid in slack_users.values():
         slack.dm_of(uid)  # their DM with the bot exists
@@ -144,11 +150,25 @@ def serve_ours(fakes: dict[str, Any]) -> Any:
         **os.environ,
         "STAFFVOICE_DATABASE_URL": os.environ.get("LOAD_DATABASE_URL")
         or f"sqlite+svinline:///{tmp / 'load.db'}",
-        "STAFFVOICE_SECRET_KEY": "bench", "STAFFVOICE_PROGRAMME": str(ROOT / "examples/programme.yaml"),
+        "STAFFVOICE_SECRET_KEY": "bench", "STAFFVOICE_PROGRAMME": str(bench_programme(tmp)),
         "STAFFVOICE_LOG_LEVEL": "WARNING"})
     if os.environ.get("LOAD_DATABASE_URL"):
         asyncio.run(_empty(settings.database_url))
     print(json.dumps({"db": settings.database_url}), flush=True)
+    if os.environ.get("LOAD_QUIET"):
+        # --callgrind: no send-ledger workers nor scheduled jobs, whose polls would otherwise
+        # be counted into every request (and cost a guess to subtract)
+        import bot.core
+
+        full = bot.core.build_router
+
+        def quiet() -> Any:
+            router = full()
+            router.workers.clear()
+            router.tickers.clear()
+            return router
+
+        bot.core.build_router = quiet  # type: ignore[assignment]
     if os.environ.get("LOAD_HOOK"):  # instrumentation to run inside the server (a file path)
         import runpy
 
@@ -159,6 +179,19 @@ def serve_ours(fakes: dict[str, Any]) -> Any:
         raise SystemExit("LOAD_WORKERS: `serve --workers` was replaced by N `serve --reuse-port` "
                          "processes; this bench serves one")
     return server.serve(settings, "127.0.0.1", 0)
+
+
+def bench_programme(tmp: Path) -> Path:
+    """The example programme with feedback's daily allowance at its most (100 a person): the
+    mix sends each of the 15 people hundreds of forms, and past the example's 5 a day every
+    one would be refused in its ack instead of stored and answered."""
+    text = (ROOT / "examples/programme.yaml").read_text()
+    old = "feedback: {max_length: 2000, daily_limit: 5}"
+    if old not in text:
+        raise SystemExit("bench/load.py: examples/programme.yaml's feedback line changed; update bench_programme")
+    path = tmp / "programme.yaml"
+    path.write_text(text.replace(old, "feedback: {max_length: 2000, daily_limit: 100}"))
+    return path
 
 
 async def _empty(url: str) -> None:
@@ -199,17 +232,31 @@ async def serve_bare_agents(fakes: dict[str, Any], app: Any = None, store: Any =
     await _listen(app)
 
 
-async def serve_bare_work(fakes: dict[str, Any]) -> None:
-    """The least a bot that keeps and answers each message does, on the bare frameworks: Bolt
-    acks, stores the event id (one INSERT and commit, SQLite through staffvoice's driver) and
-    answers with chat.postMessage after the ack (Bolt's defaults, as ours); the SDK echo bot
-    stores the activity id the same way before echoing. Both on one server, as ours."""
+async def serve_bare_work(fakes: dict[str, Any], mix: bool = True) -> None:
+    """The least a bot that keeps and answers each message does, on the bare frameworks, for
+    the same requests as ours (`mix`; else only messages, the row kept for continuity).
+
+    Each request is verified as the frameworks do (Bolt checks the Slack signature; the Teams
+    JWT is decoded and its RS256 signature checked with PyJWT on every request), acked, its id
+    stored (one INSERT and commit, SQLite through staffvoice's driver) and answered once by
+    the platform call ours makes: chat.postMessage (in the channel of a message; for a tap
+    or a form, in the person's DM, its channel kept once opened), a connector reply, and for
+    a dialog's task/submit the reply plus the invoke response. Both on one server, as ours;
+    the Web API client shares one HTTP session, as ours does."""
+    import re
+
+    import jwt
     from aiohttp import web
+    from microsoft_agents.activity import Activity
+    from microsoft_agents.hosting.aiohttp import CloudAdapter
+    from microsoft_agents.hosting.core import TurnContext
+    from microsoft_agents.hosting.core.authorization import ClaimsIdentity
     from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
     from slack_bolt.async_app import AsyncApp
     from slack_sdk.web.async_client import AsyncWebClient
     from sqlalchemy import Column, MetaData, String, Table, insert
 
+    from adapters.teams.connector import ConnectorPool, PooledClientFactory
     from storage.db import Database
 
     db = Database(f"sqlite+svinline:///{Path(tempfile.mkdtemp()) / 'bare.db'}")
@@ -222,8 +269,15 @@ async def serve_bare_work(fakes: dict[str, Any]) -> None:
         async with db.transaction() as conn:
             await conn.execute(put, {"event_id": event_id})
 
-    client = AsyncWebClient(token=BOT_TOKEN, base_url=fakes["slack_url"])
+    session = aiohttp.ClientSession() if mix else None
+    client = AsyncWebClient(token=BOT_TOKEN, base_url=fakes["slack_url"], session=session)
     bolt = AsyncApp(signing_secret=SECRET, client=client)
+    dms: dict[str, str] = {}
+
+    async def dm(user_id: str) -> str:
+        if user_id not in dms:
+            dms[user_id] = (await client.conversations_open(users=user_id))["channel"]["id"]
+        return dms[user_id]
 
     @bolt.event("message")
     async def on_message(ack, body, event):  # type: ignore[no-untyped-def]
@@ -231,12 +285,57 @@ async def serve_bare_work(fakes: dict[str, Any]) -> None:
         await store(f"slack:{body['event_id']}")
         await client.chat_postMessage(channel=event["channel"], text=event.get("text") or "")
 
+    if mix:
+        @bolt.action(re.compile(".+"))
+        async def on_action(ack, body):  # type: ignore[no-untyped-def]
+            await ack()
+            tap = body["actions"][0]
+            await store(f"slack:{tap['action_id']}:{tap['action_ts']}")
+            await client.chat_postMessage(channel=await dm(body["user"]["id"]),
+                                          text=f"Saved: {tap.get('value')}")
+
+        @bolt.view(re.compile(".+"))
+        async def on_submit(ack, body, view):  # type: ignore[no-untyped-def]
+            await ack()
+            await store(f"slack:{view['id']}:{view['hash']}")
+            await client.chat_postMessage(channel=await dm(body["user"]["id"]), text="Thank you.")
+
     async def events(request: web.Request) -> web.Response:
         return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
 
+    class Agent:
+        async def on_turn(self, context: TurnContext) -> None:
+            a = context.activity
+            if a.type == "message":
+                await store(f"teams:{a.id}")
+                await context.send_activity(a.text or "Saved.")
+            elif a.type == "invoke" and mix:
+                await store(f"teams:{a.id}")
+                await context.send_activity("Thank you.")
+                await context.send_activity(Activity(type="invokeResponse", value={"status": 200}))
+
+    tokens = FakeIssuerTokens(fakes["pem"], fakes["kid"], fakes["app_id"])
+    adapter = CloudAdapter(channel_service_client_factory=PooledClientFactory(ConnectorPool(tokens)))
+    agent = Agent()
+    public = private_key(fakes["pem"]).public_key()
+
+    async def messages(request: web.Request) -> web.StreamResponse:
+        if mix:
+            try:
+                scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+                claims = jwt.decode(token, public, algorithms=["RS256"], audience=fakes["app_id"],
+                                    issuer="https://api.botframework.com")
+            except jwt.PyJWTError:
+                return web.json_response({"error": "Unauthorized"}, status=401)
+            request["claims_identity"] = ClaimsIdentity(claims, "Bearer", token)
+        else:
+            request["claims_identity"] = ClaimsIdentity()
+        return await adapter.process(request, agent) or web.Response(status=202)
+
     app = web.Application()
     app.router.add_post("/slack/events", events)
-    await serve_bare_agents(fakes, app, store)
+    app.router.add_post("/api/messages", messages)
+    await _listen(app)
 
 
 async def _listen(app: Any) -> None:
@@ -253,9 +352,14 @@ async def _listen(app: Any) -> None:
 
 # -- process handling ------------------------------------------------------------------------
 
-def spawn(kind: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str]]:
+def spawn(kind: str, env: dict[str, str], callgrind: str = "") -> tuple[subprocess.Popen[str], list[str]]:
+    """Start a server; with `callgrind` (an output file) under valgrind, not yet counting."""
     log = open(Path(tempfile.gettempdir()) / f"load_{kind}.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", kind], stdout=subprocess.PIPE,
+    cmd = [sys.executable, __file__, "--serve", kind]
+    if callgrind:
+        cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--dump-instr=no",
+               f"--callgrind-out-file={callgrind}", *cmd]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
                             stderr=log, text=True, env={**os.environ, **env}, cwd=ROOT)
     assert proc.stdout is not None
     lines = []
@@ -313,6 +417,7 @@ class Traffic:
         self.ids = itertools.count(1)
         self.round_id = ""
         self.token, self.token_at = "", 0
+        self._dialog = ""
 
     def slack(self, body: str, content_type: str) -> tuple[str, bytes, dict[str, str]]:
         ts = str(int(time.time()))
@@ -389,13 +494,32 @@ class Traffic:
                                         "sv_value": str(1 + n % 5)})
 
     def teams_feedback(self, email: str) -> tuple[str, bytes, dict[str, str]]:
+        """The feedback dialog's task/submit invoke (forms open in dialogs on Teams)."""
         n = next(self.ids)
-        return self.teams(email, value={"sv_kind": "form", "sv_form": "feedback.submit",
-                                        "text": f"More time for network meetings please ({n}).",
-                                        "theme": "", "replies": "false"})
+        return self.teams(email, type="invoke", name="task/submit", value={"data": {
+            "sv_kind": "dialog", "sv_form": "feedback.submit", "sv_meta": "",
+            "sv_dialog": self.feedback_dialog(),
+            "text": f"More time for network meetings please ({n}).", "theme": "",
+            "replies": False}})
+
+    def feedback_dialog(self) -> str:
+        """The packed feedback form a dialog carries (what the form's button opened)."""
+        if not self._dialog:
+            from adapters.teams.dialogs import pack
+            from bot.model import Choice, Context, Form, SelectInput, TextInput, ToggleInput
+
+            self._dialog = pack(Form(
+                "feedback.submit", "Anonymous feedback",
+                (TextInput("text", "Your feedback", multiline=True, max_length=2000),
+                 SelectInput("theme", "Theme", (Choice("Supervision", "supervision"),), optional=True),
+                 ToggleInput("replies", "Let the change team reply")),
+                (Context("Your name is not stored with your feedback and nobody can see who sent "
+                         "it. Up to 2,000 characters; up to 100 a day."),)))
+        return self._dialog
 
     def mix(self, i: int) -> tuple[str, bytes, dict[str, str]]:
-        email = PEOPLE[i % len(PEOPLE)]
+        # Six kinds in turn, each six-request turn from the next person: everyone sends every kind.
+        email = PEOPLE[(i // 6) % len(PEOPLE)]
         kind = i % 6
         if kind == 0:
             return self.slack_tap(email)
@@ -502,7 +626,9 @@ def tree_cpu_s(pid: int) -> float:
 
 
 async def measure(name: str, base: str, make: Any, args: argparse.Namespace,
-                  pid: int) -> dict[str, Any]:
+                  pid: int, half_rate: float = 0.0) -> dict[str, Any]:
+    """The fixed-rate phase (latency, CPU per request), with `half_rate` an open-loop phase at
+    that rate (issue 22's target 2: half the baseline's saturated rate), then saturation."""
     print(f"measuring {name} ...", file=sys.stderr, flush=True)
     peak = [0.0]
 
@@ -512,17 +638,41 @@ async def measure(name: str, base: str, make: Any, args: argparse.Namespace,
             await asyncio.sleep(0.25)
 
     sampler = asyncio.create_task(sample())
-    for i in range(60):  # warm-up: connections, Bolt's auth.test, people linked, caches
-        await one_shot(base, make(10**7 + i))
+    for i in range(WARM_UP):  # connections, Bolt's auth.test, everyone linked on both platforms
+        await one_shot(base, make(WARM_FROM + i))
     cpu0 = tree_cpu_s(pid)
     fixed = await fixed_rate(base, make, args.rate, args.seconds)
-    await asyncio.sleep(1.0)  # work still running after its ack is counted too
+    await settle(pid)  # work still running after its ack (or queued) is counted too
     fixed["cpu_ms"] = (tree_cpu_s(pid) - cpu0) * 1000 / fixed["sent"]
+    if half_rate:
+        print(f"  ... at {half_rate:.0f} req/s (half the baseline's saturated rate)",
+              file=sys.stderr, flush=True)
+        peak_before, peak[0] = peak[0], 0.0
+        cpu0 = tree_cpu_s(pid)
+        half = await fixed_rate(base, make, half_rate, args.seconds)
+        await settle(pid)
+        half["cpu_ms"] = (tree_cpu_s(pid) - cpu0) * 1000 / half["sent"]
+        half["peak_mb"] = peak[0]
+        half["rate"] = half_rate
+        fixed["half"] = half
+        peak[0] = max(peak[0], peak_before)
     fixed["saturated_rps"] = await saturate(base, make, args.saturate, args.concurrency)
     sampler.cancel()
     fixed["peak_mb"] = max(peak[0], memory_mb(pid))
     fixed["name"] = name
     return fixed
+
+
+async def settle(pid: int, most_s: float = 60.0) -> None:
+    """Wait until the server is idle (under a tenth of a core for half a second): work queued
+    after its ack is finished, so the next phase starts clean and CPU per request is whole."""
+    end = time.monotonic() + most_s
+    await asyncio.sleep(0.5)
+    while time.monotonic() < end:
+        cpu0 = tree_cpu_s(pid)
+        await asyncio.sleep(0.5)
+        if tree_cpu_s(pid) - cpu0 < 0.05:
+            return
 
 
 async def one_shot(base: str, req: tuple[str, bytes, dict[str, str]]) -> None:
@@ -531,13 +681,14 @@ async def one_shot(base: str, req: tuple[str, bytes, dict[str, str]]) -> None:
         await r.read()
 
 
-def report(rows: list[dict[str, Any]], ours: dict[str, Any], args: argparse.Namespace) -> None:
+def report(rows: list[dict[str, Any]], ours: dict[str, Any], baseline: dict[str, Any] | None,
+           args: argparse.Namespace) -> None:
     print(f"\n{args.rate:.0f} req/s for {args.seconds:.0f} s (open loop), then {args.concurrency} "
           f"concurrent clients for {args.saturate:.0f} s; latency in ms, memory = peak RSS")
-    print(f"{'server':52} {'p50':>6} {'p99':>7} {'errors':>6} {'rate':>6} {'cpu ms':>6} "
+    print(f"{'server':56} {'p50':>6} {'p99':>7} {'errors':>6} {'rate':>6} {'cpu ms':>6} "
           f"{'max req/s':>9} {'peak MB':>8}")
     for r in rows:
-        print(f"{r['name']:52} {r['p50']:6.1f} {r['p99']:7.1f} {r['errors']:6d} {r['rps']:6.0f} "
+        print(f"{r['name']:56} {r['p50']:6.1f} {r['p99']:7.1f} {r['errors']:6d} {r['rps']:6.0f} "
               f"{r['cpu_ms']:6.2f} {r['saturated_rps']:9.0f} {r['peak_mb']:8.1f}"
               + (f"  {r['kinds']}" if r["kinds"] else ""))
     print("(cpu ms: the server's CPU per request at the fixed rate, work after the ack included)")
@@ -545,14 +696,33 @@ def report(rows: list[dict[str, Any]], ours: dict[str, Any], args: argparse.Name
     if bare:
         print("\nratios (staffvoice / bare):")
     for r in bare:
-        print(f"  vs {r['name']:48} throughput {ours['saturated_rps'] / r['saturated_rps']:.2f}  "
-              f"p99 {ours['p99'] / r['p99']:.1f}x  cpu per request {ours['cpu_ms'] / r['cpu_ms']:.1f}x")
+        print(f"  vs {r['name']:52} throughput {ours['saturated_rps'] / r['saturated_rps']:.2f}  "
+              f"p99 {ours['p99'] / r['p99']:.1f}x  cpu per request {ours['cpu_ms'] / r['cpu_ms']:.2f}x")
+    half = ours.get("half")
+    if half:
+        print(f"\nstaffvoice at {half['rate']:.0f} req/s for {args.seconds:.0f} s (open loop"
+              + (", half the baseline's saturated rate" if baseline else "") + "): "
+              f"p50 {half['p50']:.1f} ms, p99 {half['p99']:.1f} ms, errors {half['errors']}"
+              + (f" {half['kinds']}" if half["kinds"] else "")
+              + f", achieved {half['rps']:.0f} req/s, cpu {half['cpu_ms']:.2f} ms, "
+              f"peak RSS in the phase {half['peak_mb']:.1f} MB")
     own = ours["p99"] < 100 and ours["errors"] == 0 and ours["peak_mb"] < 200
     print(f"\ntargets: p99 < 100 ms at {args.rate:.0f}/s, no errors, < 200 MB: "
-          f"{'met' if own else 'NOT met'}; throughput >= 0.7 of bare: "
-          + ("not measured (--ours-only)" if not bare else
-             "met" if all(ours["saturated_rps"] >= 0.7 * r["saturated_rps"] for r in bare)
-             else "NOT met"))
+          f"{'met' if own else 'NOT met'}")
+    if baseline is not None:
+        cpu = ours["cpu_ms"] / baseline["cpu_ms"]
+        sat = ours["saturated_rps"] / baseline["saturated_rps"]
+        print(f"issue 22, target 1 (vs {baseline['name']}):\n"
+              f"  cpu per event ours/baseline {ours['cpu_ms']:.2f} / {baseline['cpu_ms']:.2f} ms"
+              f" = {cpu:.2f}x (at most 1.25x: {'met' if cpu <= 1.25 else 'NOT met'})\n"
+              f"  saturated ours/baseline {ours['saturated_rps']:.0f} / {baseline['saturated_rps']:.0f}"
+              f" req/s = {sat:.2f} (at least 0.8: {'met' if sat >= 0.8 else 'NOT met'})")
+    if half:
+        ok = half["p99"] < 25 and half["errors"] == 0 and max(half["peak_mb"], ours["peak_mb"]) < 150
+        print(f"issue 22, target 2: at {half['rate']:.0f} req/s p99 {half['p99']:.1f} ms (< 25), "
+              f"errors {half['errors']} (0), peak {ours['peak_mb']:.1f} MB over the whole run "
+              f"(< 150): {'met' if ok else 'NOT met'}")
+    print(f"load average (1, 5, 15 min) at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 def cpu_s(pid: int) -> float:
@@ -569,6 +739,9 @@ async def per_kind(base: str, traffic: Traffic, pid: int, n: int = 20,
              "Teams status", "Teams feedback form"]
     print(f"\none request at a time, {n} of each kind (ms): p50 / max, server CPU per request",
           file=sys.stderr)
+    for i in range(WARM_UP):  # every kind from every person first (no first contacts below)
+        await one_shot(base, traffic.mix(WARM_FROM + i))
+    await settle(pid)
     idle0 = tree_cpu_s(pid)
     await asyncio.sleep(2.0)
     idle = (tree_cpu_s(pid) - idle0) / 2.0  # CPU seconds per second with no requests (timers)
@@ -591,6 +764,61 @@ async def per_kind(base: str, traffic: Traffic, pid: int, n: int = 20,
               + (f"  errors {errors}" if errors else ""), file=sys.stderr)
 
 
+def callgrind_ir(pid: int, out: str) -> int:
+    """Instructions counted since the last call (callgrind dumps, then zeroes its counters)."""
+    subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
+    parts = sorted(Path(out).parent.glob(Path(out).name + ".*"), key=lambda p: p.stat().st_mtime)
+    for line in parts[-1].read_text().splitlines():
+        if line.startswith(("totals:", "summary:")):
+            return int(line.split()[1])
+    raise SystemExit(f"no totals in {parts[-1]}")
+
+
+async def count_instructions(kind: str, env: dict[str, str], traffic: Traffic, n: int,
+                             procs: list[subprocess.Popen[str]]) -> dict[str, float]:
+    """Instructions per request of the mix under callgrind (one request at a time, then the
+    work after each ack), less the same time idle: repeatable on a busy machine, unlike CPU
+    seconds. Counting starts after start-up and a warm-up of every kind."""
+    out = str(Path(tempfile.mkdtemp()) / f"callgrind.{kind}")
+    p, lines = spawn(kind, {**env, "LOAD_QUIET": "1"}, callgrind=out)
+    procs.append(p)
+    base = base_of(lines)
+    if kind == "ours":
+        await open_round(base, traffic, json.loads(lines[0])["db"])
+    print(f"counting instructions of {kind} under callgrind ...", file=sys.stderr, flush=True)
+    for i in range(WARM_UP):  # every kind from every person before counting
+        await one_shot(base, traffic.mix(WARM_FROM + i))
+    await settle(p.pid)
+    subprocess.run(["callgrind_control", "-i", "on", str(p.pid)], check=True, capture_output=True)
+    callgrind_ir(p.pid, out)  # zero
+
+    async def idle_rate() -> float:  # timers: the send ledger's poll, the scheduler
+        t0 = time.monotonic()
+        await asyncio.sleep(IDLE_S)
+        return callgrind_ir(p.pid, out) / (time.monotonic() - t0)
+
+    idle = await idle_rate()
+    t0 = time.monotonic()
+    for i in range(n):
+        await one_shot(base, traffic.mix(i))
+    await settle(p.pid)
+    busy = callgrind_ir(p.pid, out)
+    wall = time.monotonic() - t0
+    idle = (idle + await idle_rate()) / 2  # before and after the requests
+    p.terminate()
+    return {"per_request": (busy - idle * wall) / n, "idle_per_s": idle, "wall_s": wall,
+            "busy_per_request": busy / n}
+
+
+BARE = {  # kind: (name, requests)
+    "bare-pbr": "bare slack-bolt (ack only, process_before_response)",
+    "bare": "bare slack-bolt (ack only, defaults)",
+    "bare-agents": "bare Agents SDK echo bot",
+    "bare-work-messages": "bare Bolt + SDK storing and answering, messages only",
+    "bare-work": "bare Bolt + SDK storing and answering, same mix",
+}
+
+
 async def run(args: argparse.Namespace) -> None:
     procs: list[subprocess.Popen[str]] = []
     try:
@@ -599,7 +827,38 @@ async def run(args: argparse.Namespace) -> None:
         fakes = json.loads(lines[-1])
         env = {"LOAD_FAKES": json.dumps(fakes), "SLACK_API_URL": fakes["slack_url"]}
         traffic = Traffic(fakes)
+        if args.callgrind:
+            counted = {kind: await count_instructions(kind, env, traffic, args.callgrind, procs)
+                       for kind in ("bare-work", "ours")}
+            print(f"\ninstructions per request of the mix ({args.callgrind} requests, one at a "
+                  "time, work after the ack included, idle subtracted), under callgrind:")
+            for kind, c in counted.items():
+                print(f"  {kind:10} {c['per_request'] / 1e6:8.2f} M  (counted {c['busy_per_request'] / 1e6:.2f} M "
+                      f"a request, less idle {c['idle_per_s'] / 1e6:.2f} M/s over {c['wall_s']:.0f} s)")
+            print(f"  ours / bare-work: {counted['ours']['per_request'] / counted['bare-work']['per_request']:.2f}x")
+            return
         rows = []
+        baseline = None
+        # The baselines first: staffvoice's half-rate phase needs the same-mix one's saturation.
+        kinds = [] if args.ours_only or args.per_kind else [k.strip() for k in args.bare.split(",") if k.strip()]
+        for kind in kinds:
+            if kind not in BARE:
+                raise SystemExit(f"--bare: unknown {kind}; one of {', '.join(BARE)}")
+            make: Any = traffic.mix
+            if kind in ("bare-pbr", "bare"):
+                make = lambda i: traffic.slack_message(PEOPLE[i % len(PEOPLE)], "status")  # noqa: E731
+            elif kind == "bare-agents":
+                make = lambda i: traffic.teams_message(PEOPLE[i % len(PEOPLE)], "status")  # noqa: E731
+            elif kind == "bare-work-messages":
+                make = lambda i: (traffic.slack_message if i % 2 else traffic.teams_message)(  # noqa: E731
+                    PEOPLE[i % len(PEOPLE)], "status")
+            p, lines = spawn(kind, env)
+            procs.append(p)
+            row = await measure(BARE[kind], base_of(lines), make, args, p.pid)
+            p.terminate()
+            rows.append(row)
+            if kind == "bare-work":
+                baseline = row
         op, lines = spawn("ours", env)
         procs.append(op)
         base = base_of(lines)
@@ -608,28 +867,19 @@ async def run(args: argparse.Namespace) -> None:
                        [int(k) for k in args.kinds.split(",")] if args.kinds else None, fp.pid)
         if args.per_kind:
             return
-        workers = int(os.environ.get("LOAD_WORKERS", "1"))
-        ours = await measure("staffvoice serve (Slack + Teams mix)"
-                             + (f", {workers} workers" if workers > 1 else ""),
-                             base, traffic.mix, args, op.pid)
-        rows.append(ours)
-        op.terminate()  # the bare servers get the machine to themselves
-        for kind, name, make in () if args.ours_only else (
-            ("bare-pbr", "bare slack-bolt (ack only, process_before_response)",
-             lambda i: traffic.slack_message(PEOPLE[i % len(PEOPLE)], "status")),
-            ("bare", "bare slack-bolt (ack only, defaults)",
-             lambda i: traffic.slack_message(PEOPLE[i % len(PEOPLE)], "status")),
-            ("bare-agents", "bare Agents SDK echo bot",
-             lambda i: traffic.teams_message(PEOPLE[i % len(PEOPLE)], "status")),
-            ("bare-work", "bare Bolt + SDK, storing and answering each",
-             lambda i: (traffic.slack_message if i % 2 else traffic.teams_message)(
-                 PEOPLE[i % len(PEOPLE)], "status")),
-        ):
-            p, lines = spawn(kind, env)
-            procs.append(p)
-            rows.append(await measure(name, base_of(lines), make, args, p.pid))
-            p.terminate()
-        report(rows, ours, args)
+        half_rate = args.half_rate or (baseline["saturated_rps"] / 2 if baseline else 0.0)
+        spy = None
+        if os.environ.get("LOAD_PYSPY"):  # collapsed stacks of ours over the fixed-rate phase
+            spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p",
+                                    str(op.pid), "-r", "250", "-f", "raw", "-d",
+                                    str(int(args.seconds) + 3), "-o", os.environ["LOAD_PYSPY"]],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ours = await measure("staffvoice serve (Slack + Teams mix)", base, traffic.mix, args,
+                             op.pid, half_rate)
+        rows.insert(0, ours)
+        if spy is not None:
+            spy.wait(30)
+        report(rows, ours, baseline, args)
     finally:
         for p in procs:
             p.terminate()
@@ -641,7 +891,7 @@ async def run(args: argparse.Namespace) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--serve", choices=["fakes", "ours", "bare", "bare-pbr", "bare-agents", "bare-work"])
+    ap.add_argument("--serve", choices=["fakes", "ours", *BARE])
     ap.add_argument("--rate", type=float, default=200.0)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--saturate", type=float, default=5.0)
@@ -650,6 +900,13 @@ def main() -> None:
     ap.add_argument("--per-kind-n", type=int, default=100, help="requests of each kind alone")
     ap.add_argument("--kinds", default="", help="with --per-kind: only these (0-5, comma-separated)")
     ap.add_argument("--ours-only", action="store_true", help="skip the bare frameworks")
+    ap.add_argument("--bare", default=",".join(BARE),
+                    help="the bare servers to measure (comma-separated; bare-work is the baseline)")
+    ap.add_argument("--callgrind", type=int, default=0, metavar="N",
+                    help="only count instructions per request (N of the mix) of bare-work and ours "
+                         "under valgrind's callgrind: repeatable on a busy machine")
+    ap.add_argument("--half-rate", type=float, default=0.0,
+                    help="staffvoice's second open-loop rate (default: half of bare-work's saturation)")
     args = ap.parse_args()
     fakes = json.loads(os.environ.get("LOAD_FAKES", "{}"))
     if args.serve == "fakes":
@@ -667,8 +924,8 @@ def main() -> None:
         asyncio.run(serve_bare(args.serve == "bare-pbr"))
     elif args.serve == "bare-agents":
         asyncio.run(serve_bare_agents(fakes))
-    elif args.serve == "bare-work":
-        asyncio.run(serve_bare_work(fakes))
+    elif args.serve in ("bare-work", "bare-work-messages"):
+        asyncio.run(serve_bare_work(fakes, mix=args.serve == "bare-work"))
     else:
         asyncio.run(run(args))
 

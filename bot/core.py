@@ -81,8 +81,9 @@ class HandleResult:
 Next = Callable[[], Awaitable[HandleResult]]
 Middleware = Callable[[Event, Port, Next], Awaitable[HandleResult]]
 
-# Who sent an event: the person, their roles and their DM route on the event's platform.
-_Sender = tuple[Person, frozenset[str], dict[str, Any] | None]
+# Who sent an event: the person, their roles, their DM route on the event's platform, and
+# whether the one-statement lookup found them (False: a new account, or details just saved).
+_Sender = tuple[Person, frozenset[str], dict[str, Any] | None, bool]
 
 
 class _Pending:
@@ -123,6 +124,10 @@ class Ctx:
     # The sender's stored DM route on this platform, when admission read it: a reply to an
     # event with no conversation (a tap in a form or home tab) goes there without a lookup.
     sender_dm: dict[str, Any] | None = field(default=None, repr=False)
+    # The sender's account was already linked (admission's one-statement lookup found it):
+    # False for an account seen for the first time since it was linked (or linked again
+    # after an erasure), so per-account facts a feature remembers are read again.
+    sender_known: bool = field(default=False, repr=False)
 
     @property
     def now(self) -> datetime:
@@ -276,9 +281,13 @@ class Core:
         key = self.event_key(event.event_id)
         act = (self.router.find(self.router.actions, event.action_id)
                if isinstance(event, ActionEvent) else None)
-        joined = await self._admit_joined(event, key) if act is not None and act.joins else None
+        said = (self.router.match(event.text)
+                if isinstance(event, MessageEvent | CommandEvent) else None)
+        joins = (act.joins if act is not None else
+                 said is not None and said[0].joins and not (said[0].private and shared(event)))
+        joined = await self._admit_joined(event, key) if joins else None
         if joined is not None:
-            pending, (person, roles, route) = joined
+            pending, (person, roles, route, known) = joined
         else:
             pending = None
             try:
@@ -298,10 +307,11 @@ class Core:
             if admitted is None:
                 log.info("duplicate event dropped", extra={"event": key[:16]})
                 return HandleResult(duplicate=True)
-            person, roles, route = admitted
-        ctx = Ctx(self, event, port, person, roles, pending=pending, sender_dm=route)
+            person, roles, route, known = admitted
+        ctx = Ctx(self, event, port, person, roles, pending=pending, sender_dm=route,
+                  sender_known=known)
         try:
-            result = await self._route(ctx, act)
+            result = await self._route(ctx, act, said)
             await ctx.settle()
             return result
         except FormInvalid as e:
@@ -346,15 +356,16 @@ class Core:
         await conn.execute(_SEEN, {"event_id": key, "seen_at": day_of(self.clock.now())})
         found = await people.known_sender(conn, event.user, _dm_of(event),
                                           day_of(self.clock.now()))
-        if found is None:  # a new user (or a new time zone): the full path
-            # The session joins this transaction; its commit only flushes.
-            async with AsyncSession(bind=conn, expire_on_commit=False) as s:
-                person = await people.person_for(s, event.user)
-                roles = await people.roles_of(s, person.id)
-                await self._remember_dm(s, event)
-                await s.commit()
-            found = person, roles, None
-        return found
+        if found is not None:
+            return (*found, True)
+        # A new user (or a new time zone): the full path. The session joins this
+        # transaction; its commit only flushes.
+        async with AsyncSession(bind=conn, expire_on_commit=False) as s:
+            person = await people.person_for(s, event.user)
+            roles = await people.roles_of(s, person.id)
+            await self._remember_dm(s, event)
+            await s.commit()
+        return person, roles, None, False
 
     async def _admit_joined(self, event: Event, key: str) -> tuple[_Pending, _Sender] | None:
         """Admit in a transaction left open for the action's handler; None if that did not
@@ -402,15 +413,17 @@ class Core:
         except Exception:
             log.warning("could not tell the user about a failure")
 
-    async def _route(self, ctx: Ctx, act: Action | None = None) -> HandleResult:
-        """Run the event's handler; `act` is the action an ActionEvent was found to name."""
+    async def _route(self, ctx: Ctx, act: Action | None = None,
+                     said: tuple[Command, str] | None = None) -> HandleResult:
+        """Run the event's handler; `act` is the action an ActionEvent was found to name,
+        `said` the command a message's text was found to mean."""
         event = ctx.event
         try:
             if isinstance(event, MessageEvent | CommandEvent | InstallEvent):
                 for greet in self.router.greeters:
                     await greet(ctx)
             if isinstance(event, MessageEvent | CommandEvent):
-                await self._text(ctx, event.text)
+                await self._text(ctx, said)
             elif isinstance(event, ActionEvent):
                 if act is None:
                     raise UserError("That button is no longer active.")
@@ -442,8 +455,7 @@ class Core:
             await ctx.reply(text_message(str(e)))
             return HandleResult(error="user")
 
-    async def _text(self, ctx: Ctx, text: str) -> None:
-        found = self.router.match(text)
+    async def _text(self, ctx: Ctx, found: tuple[Command, str] | None) -> None:
         if found is None:
             await ctx.reply(text_message(UNKNOWN))
             return

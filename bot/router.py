@@ -34,6 +34,9 @@ class Command:
     # Personal: asked in a channel or group chat, it is answered in the person's DM, and the
     # shared conversation only hears that it was.
     private: bool = False
+    # The handler's first database block continues the dispatcher's transaction (as
+    # `Action.joins`): for hot commands that only read before they answer.
+    joins: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,12 +81,16 @@ class Router:
         roles: frozenset[str] | set[str] | None = None,
         hidden: bool = False,
         private: bool = False,
+        joins: bool = False,
     ) -> None:
+        """`joins`: see `action`; never for a command that talks to a platform before it
+        answers (its open transaction would hold SQLite's write lock meanwhile)."""
         key = normalise(words)
         if key in self.commands:
             raise ValueError(f"command {key!r} registered twice")
         self.commands[key] = Command(
-            key, handler, summary, usage, frozenset(roles) if roles else None, hidden, private
+            key, handler, summary, usage, frozenset(roles) if roles else None, hidden, private,
+            joins,
         )
 
     def intent(self, pattern: str, words: str) -> None:

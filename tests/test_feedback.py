@@ -237,6 +237,24 @@ async def test_the_daily_limit_uses_a_keyed_counter_that_is_forgotten_the_next_d
     assert await give(d, PRACTITIONER, "A new day, a new idea.") is None
 
 
+async def test_a_form_left_open_past_the_daily_limit_is_refused_in_the_form(loaded: Core) -> None:
+    """Two forms opened before the limit was reached: the second one sent is refused in the
+    form itself with the limit's words, and neither the item nor the count moves."""
+    d = FakeDriver(loaded)
+    for i in range(4):
+        assert await give(d, PRACTITIONER, f"Idea number {'abcd'[i]} about the tools.") is None
+    await d.say(PRACTITIONER, "feedback")
+    early = d.form(PRACTITIONER)
+    assert await give(d, PRACTITIONER, "The fifth idea, about supervision.") is None
+    d.port.forms[f"U-{PRACTITIONER}"] = early  # the form opened before the fifth was sent
+    errors = await d.submit(PRACTITIONER, {"text": "A sixth idea.", "theme": "", "replies": "false"})
+    assert errors is not None and "daily limit" in errors["text"]
+    assert len(await items(loaded)) == 5
+    async with loaded.db.session() as s:
+        [counter] = list((await s.execute(select(FeedbackDailyCount))).scalars())
+    assert counter.count == 5
+
+
 async def test_listing_filters_by_theme_and_status_and_shuffles_within_a_day(loaded: Core) -> None:
     async with loaded.db.session() as s:
         for i in range(6):

@@ -294,3 +294,24 @@ async def test_a_results_rows_are_read_when_its_statement_runs(either):
             assert [r[0] for r in result] == ["a", "b"]
             many = await conn.execute(select(ProcessedEvent.event_id))
             assert len(many.fetchmany(1)) == 1 and len(many.fetchall()) == 1
+
+
+async def test_a_recent_ping_stands_and_a_failed_one_is_never_remembered(tmp_path: Path) -> None:
+    """Database.ping(fresh_for=): /slack/events asks the database at most every 0.25 s under
+    load; a database that cannot be opened is asked again every time."""
+    from sqlalchemy import event
+
+    folder = tmp_path / "not-yet"
+    db = Database(f"sqlite+svinline:///{folder / 'sv.db'}")
+    asked: list[str] = []
+    event.listen(db.engine.sync_engine, "before_cursor_execute",
+                 lambda *a: asked.append(a[2]) if a[2] == "SELECT 1" else None)
+    try:
+        assert not await db.ping(fresh_for=60)  # its folder is missing: cannot open
+        assert not await db.ping(fresh_for=60)  # asked again, refused again
+        folder.mkdir()
+        assert await db.ping(fresh_for=60) and asked == ["SELECT 1"]
+        assert await db.ping(fresh_for=60) and asked == ["SELECT 1"]  # the success stands
+        assert await db.ping() and asked == ["SELECT 1", "SELECT 1"]  # without fresh_for: asked
+    finally:
+        await db.dispose()

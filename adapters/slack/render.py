@@ -6,6 +6,7 @@ a broadcast (`<!channel>`) or a disguised link, and long text is split or shorte
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -246,7 +247,25 @@ def to_dicts(blocks: Sequence[Block]) -> list[dict[str, Any]]:
 
 
 def message_payload(message: Message, *, files: Mapping[int, str] | None = None) -> dict[str, Any]:
-    """Arguments for chat.postMessage / chat.update: blocks plus the fallback text."""
+    """Arguments for chat.postMessage / chat.update: blocks plus the fallback text.
+
+    The same message renders the same JSON, so the last few hundred are kept: a status card
+    or a survey's next question goes to many people (the caller gets its own dict; the
+    blocks inside are shared and never changed)."""
+    if not files and not any(isinstance(b, Image) for b in message.blocks):  # charts: large
+        try:
+            return dict(_rendered(message))
+        except TypeError:  # a message holding something unhashable: rendered each time
+            pass
+    return _payload(message, files)
+
+
+@functools.lru_cache(maxsize=512)
+def _rendered(message: Message) -> dict[str, Any]:
+    return _payload(message, None)
+
+
+def _payload(message: Message, files: Mapping[int, str] | None) -> dict[str, Any]:
     return {
         "text": clip_escaped(message.plain, FALLBACK_TEXT) or " ",
         "blocks": to_dicts(render_blocks(message.blocks, files=files)),

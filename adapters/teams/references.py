@@ -95,7 +95,7 @@ async def seen(db: Database, activity: dict[str, Any]) -> Seen:
     (the endpoint then answers 503 so the Bot Framework delivers the activity again)."""
     key = _reference_key(activity) or ("", "", "", None)
     sender = str((activity.get("from") or {}).get("id") or "")
-    async with db.engine.connect() as conn:
+    async with db.transaction() as conn:
         row = (await conn.execute(_SEEN, {
             "cid": key[0], "kind": key[1], "url": key[2], "uid": key[3],
             "tenant": tenant_of(activity), "member": sender,

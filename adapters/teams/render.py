@@ -9,6 +9,7 @@ carries no mention entities: user text can neither format nor @mention anyone.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from typing import Any
 
@@ -215,7 +216,25 @@ def card_with(form: Form, data: dict[str, str]) -> dict[str, Any]:
 
 
 def activity_json(message: Message) -> dict[str, Any]:
-    """The message activity that carries the card, with an inert text summary."""
+    """The message activity that carries the card, with an inert text summary.
+
+    The same message renders the same JSON, so the last few hundred are kept (a status card
+    or a survey's next question goes to many people); the caller gets its own dict, and the
+    card inside is shared and never changed. Messages with images are rendered each time."""
+    if not any(isinstance(b, Image) for b in message.blocks):
+        try:
+            return dict(_rendered(message))
+        except TypeError:  # something unhashable inside: rendered each time
+            pass
+    return _activity(message)
+
+
+@functools.lru_cache(maxsize=512)
+def _rendered(message: Message) -> dict[str, Any]:
+    return _activity(message)
+
+
+def _activity(message: Message) -> dict[str, Any]:
     summary = plain_text(message) or message.fallback
     return {
         "type": "message",

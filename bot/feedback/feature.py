@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.audit import trail
 from bot.core import Core, Ctx
@@ -102,7 +102,8 @@ async def open_action(ctx: Ctx) -> None:
     await ctx.open_form(await feedback_form(ctx))
 
 
-async def _check_limit(ctx: Ctx, *, in_form: bool, s: AsyncSession | None = None) -> None:
+async def _check_limit(ctx: Ctx, *, in_form: bool,
+                       s: AsyncSession | AsyncConnection | None = None) -> None:
     """Refuse once the person has sent today's allowance (`s`: a session to read in)."""
     if s is None:
         async with ctx.session() as s:
@@ -119,7 +120,8 @@ def _acknowledged(metadata: str) -> set[str]:
     return {w for w in rest.split(",") if w}
 
 
-async def _checked_text(ctx: Ctx, field: str = "text", s: AsyncSession | None = None
+async def _checked_text(ctx: Ctx, field: str = "text",
+                        s: AsyncSession | AsyncConnection | None = None
                         ) -> tuple[str, list[str], list[str]]:
     """The submitted text after the length check, and what it looks like (concerns, identifiers)."""
     if s is None:
@@ -144,18 +146,21 @@ async def submit_form(ctx: Ctx) -> None:
     assert isinstance(ev, FormSubmitEvent)
     theme = ev.values.get("theme") or ""
     replies = ev.values.get("replies") == "true"
-    async with ctx.session() as s:  # every check reads in one session
-        text, concerns, ids = await _checked_text(ctx, s=s)
-        if theme and theme not in {t.id for t in await fb.themes(s)}:
+    async with ctx.connection() as conn:  # the checks and the item: one transaction
+        text, concerns, ids = await _checked_text(ctx, s=conn)
+        if theme and not await fb.is_theme(conn, theme):
             raise FormInvalid({"theme": "Please choose one of the listed themes."})
-        await _check_limit(ctx, in_form=True, s=s)
-    warnings = concerns + ids
-    if not set(warnings) <= _acknowledged(ev.metadata):
+        warnings = concerns + ids
+        ask = not set(warnings) <= _acknowledged(ev.metadata)
+        if ask:  # over today's limit, the form says so rather than ask again
+            await _check_limit(ctx, in_form=True, s=conn)
+        else:  # store() refuses past the limit with the same words
+            stored = await fb.store(ctx.core, ctx.person.id, text=text, theme_id=theme or None,
+                                    replies=replies, concerns=concerns, conn=conn)
+    if ask:
         await ctx.open_form(await feedback_form(ctx, text=text, theme=theme, replies=replies,
                                                 warnings=warnings))
         return
-    stored = await fb.store(ctx.core, ctx.person.id, text=text, theme_id=theme or None,
-                            replies=replies, concerns=concerns)
     log.info("feedback stored", extra={"urgent": stored.urgent})
     if stored.urgent:
         # Stored already: a failure now must not make the platform resend (a second item).

@@ -17,10 +17,10 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from bot.errors import FormInvalid, UserError
@@ -41,6 +41,7 @@ from bot.programme.core_sections import get_setting
 from bot.roles import SAFEGUARDING_LEAD
 from bot.secrets import derive, keyed_hash, open_bytes, seal_bytes
 from storage.base import new_id
+from storage.db import connection_of
 
 if TYPE_CHECKING:
     from bot.core import Core
@@ -73,11 +74,11 @@ def ref_of(item_id: str) -> str:
     return "#" + item_id[:REF_LEN]
 
 
-async def config(s: AsyncSession) -> safeguarding.Config:
+async def config(s: AsyncSession | AsyncConnection) -> safeguarding.Config:
     return safeguarding.Config.from_setting(await get_setting(s, "safeguarding"))
 
 
-async def today(s: AsyncSession, now: datetime) -> date:
+async def today(s: AsyncSession | AsyncConnection, now: datetime) -> date:
     """The programme's calendar day: feedback is dated no more precisely than this."""
     prog = await get_setting(s, "programme") or {}
     try:
@@ -94,33 +95,59 @@ async def themes(s: AsyncSession) -> list[Theme]:
 DAY_KEY_LABEL = "staffvoice feedback day key v1"
 
 
-async def _counter_key(s: AsyncSession, secret: bytes, person_id: str, day: date) -> str:
+# The opened key of the day last read from a committed row, per database: every submission
+# needs it, and a day's key never changes once made. Dropped when the day's key is destroyed.
+_DAY_KEYS: weakref.WeakKeyDictionary[Engine, tuple[date, bytes]] = weakref.WeakKeyDictionary()
+_DAY_KEY = select(FeedbackDayKey.sealed).where(FeedbackDayKey.day == bindparam("day"))
+
+
+async def _counter_key(s: AsyncSession | AsyncConnection, secret: bytes, person_id: str,
+                       day: date) -> str:
     """The person's counter for `day`, under the day's own secret (made on first use)."""
+    conn = await connection_of(s)
+    hit = _DAY_KEYS.get(conn.sync_engine)
+    if hit is not None and hit[0] == day:
+        return keyed_hash(hit[1], "feedback-daily", person_id)
     box = derive(secret, DAY_KEY_LABEL)
-    row = await s.get(FeedbackDayKey, day)
-    if row is None:
-        conn = await s.connection()
+    sealed = (await conn.execute(_DAY_KEY, {"day": day})).scalar()
+    committed = sealed is not None  # made by another transaction (ours may yet roll back)
+    if sealed is None:
         insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
-        await s.execute(insert(FeedbackDayKey).values(
+        await conn.execute(insert(FeedbackDayKey).values(
             day=day, sealed=seal_bytes(box, day.isoformat(), os.urandom(32)))
             .on_conflict_do_nothing(index_elements=["day"]))
-        row = await s.get(FeedbackDayKey, day, populate_existing=True)
-        assert row is not None
-    return keyed_hash(open_bytes(box, day.isoformat(), row.sealed), "feedback-daily", person_id)
+        sealed = (await conn.execute(_DAY_KEY, {"day": day})).scalar()
+        assert sealed is not None
+    opened = open_bytes(box, day.isoformat(), sealed)
+    if committed:
+        _DAY_KEYS[conn.sync_engine] = (day, opened)
+    return keyed_hash(opened, "feedback-daily", person_id)
+
+
+def _forget_day_keys(engine: Engine, before: date) -> None:
+    hit = _DAY_KEYS.get(engine)
+    if hit is not None and hit[0] < before:
+        del _DAY_KEYS[engine]
 
 
 def _token_key(secret: bytes, token: str) -> str:
     return keyed_hash(secret, "feedback-handle", token)
 
 
-async def sent_today(core: Core, person_id: str, s: AsyncSession | None = None) -> int:
+_COUNT = select(FeedbackDailyCount.count, FeedbackDailyCount.day).where(
+    FeedbackDailyCount.key == bindparam("key"))
+
+
+async def sent_today(core: Core, person_id: str,
+                     s: AsyncSession | AsyncConnection | None = None) -> int:
     """How many items this person has sent today (read through the keyed counter)."""
     if s is None:
-        async with core.db.session() as s:
-            return await sent_today(core, person_id, s)
+        async with core.db.transaction() as conn:
+            return await sent_today(core, person_id, conn)
     day = await today(s, core.clock.now())
-    row = await s.get(FeedbackDailyCount, await _counter_key(s, core.secret, person_id, day))
-    return row.count if row is not None and row.day == day else 0
+    conn = await connection_of(s)
+    row = (await conn.execute(_COUNT, {"key": await _counter_key(conn, core.secret, person_id, day)})).first()
+    return int(row[0]) if row is not None and row[1] == day else 0
 
 
 def limit_message(limit: int) -> str:
@@ -130,36 +157,58 @@ def limit_message(limit: int) -> str:
 
 async def store(
     core: Core, person_id: str, *, text: str, theme_id: str | None, replies: bool,
-    concerns: Sequence[str],
+    concerns: Sequence[str], conn: AsyncConnection | None = None,
 ) -> Stored:
-    """Store one item (no author), count it against the keyed daily counter, seal a route."""
-    async with core.db.session() as s:
-        cfg = await config(s)
-        day = await today(s, core.clock.now())
-        key = await _counter_key(s, core.secret, person_id, day)
-        counter = await s.get(FeedbackDailyCount, key)
-        if counter is None:
-            counter = FeedbackDailyCount(key=key, day=day, count=0)
-            s.add(counter)
-        if counter.count >= cfg.daily_limit:
-            raise FormInvalid({"text": limit_message(cfg.daily_limit)})
-        counter.count += 1
-        item = FeedbackItem(day=day, theme_id=theme_id or None, text=text,
-                            urgent=bool(concerns), concerns=list(concerns), status="new")
-        s.add(item)
-        await s.flush()
-        token = None
-        if replies:
-            token = secrets.token_urlsafe(18)
-            handle = FeedbackHandle(item_id=item.id, token_key=_token_key(core.secret, token),
-                                    sealed=b"")
-            s.add(handle)
-            await s.flush()
-            handle.sealed = sealing.seal(core.secret, handle.id, sealing.Route(person_id, token))
-        if concerns:
-            for lead in await people.people_with_role(s, SAFEGUARDING_LEAD):
-                s.add(FeedbackAlert(item_id=item.id, person_id=lead.id))
-        return Stored(item.id, token, bool(concerns))
+    """Store one item (no author), count it against the keyed daily counter, seal a route.
+
+    Prepared Core statements in one transaction (`conn`'s, else its own): the counter goes up
+    by one in a single upsert; past the day's limit FormInvalid rolls the transaction back."""
+    if conn is None:
+        async with core.db.transaction() as conn:
+            return await store(core, person_id, text=text, theme_id=theme_id, replies=replies,
+                               concerns=concerns, conn=conn)
+    cfg = await config(conn)
+    day = await today(conn, core.clock.now())
+    key = await _counter_key(conn, core.secret, person_id, day)
+    upsert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
+    count = (await conn.execute(
+        upsert(FeedbackDailyCount).values(key=key, day=day, count=1)
+        .on_conflict_do_update(index_elements=["key"],
+                               set_={"count": FeedbackDailyCount.count + 1})
+        .returning(FeedbackDailyCount.count))).scalar_one()
+    if count > cfg.daily_limit:
+        raise FormInvalid({"text": limit_message(cfg.daily_limit)})
+    item_id = new_id()
+    await conn.execute(_ITEM, {"id": item_id, "day": day, "theme_id": theme_id or None,
+                               "text": text, "status": "new", "urgent": bool(concerns),
+                               "concerns": list(concerns), "source": STAFF,
+                               "response_id": None})
+    token = None
+    if replies:
+        token = secrets.token_urlsafe(18)
+        handle_id = new_id()
+        await conn.execute(_HANDLE, {
+            "id": handle_id, "item_id": item_id, "token_key": _token_key(core.secret, token),
+            "sealed": sealing.seal(core.secret, handle_id, sealing.Route(person_id, token))})
+    if concerns:
+        async with AsyncSession(bind=conn) as s:
+            leads = await lead_ids(s)
+        if leads:
+            await conn.execute(_ALERT, [
+                {"item_id": item_id, "person_id": lead, "status": "pending", "attempts": 0,
+                 "lease_until": None} for lead in leads])
+    return Stored(item_id, token, bool(concerns))
+
+
+_ITEM = insert(FeedbackItem)
+_HANDLE = insert(FeedbackHandle)
+_THEME = select(Theme.id).where(Theme.id == bindparam("theme"))
+
+
+async def is_theme(s: AsyncSession | AsyncConnection, theme_id: str) -> bool:
+    """One of the programme's themes."""
+    conn = await connection_of(s)
+    return (await conn.execute(_THEME, {"theme": theme_id})).first() is not None
 
 
 # -- safeguarding alerts -----------------------------------------------------------------
@@ -637,6 +686,7 @@ async def tick(core: Core, now: datetime) -> int:
         day = await today(s, now)
         res = await s.execute(delete(FeedbackDailyCount).where(FeedbackDailyCount.day < day))
         pruned = int(res.rowcount or 0)  # type: ignore[attr-defined]
+        _forget_day_keys(core.db.engine.sync_engine, before=day)
         old = FeedbackDayKey.day < day  # overwritten first, so no copy lingers in free pages
         await s.execute(update(FeedbackDayKey).where(old).values(sealed=bytes(60)))
         await s.execute(delete(FeedbackDayKey).where(old))

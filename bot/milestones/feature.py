@@ -284,7 +284,8 @@ async def home(ctx: Ctx) -> list[Any]:
 def register(r: Router) -> None:
     r.sections.append(EarlyWinsSection())
     r.sections.append(MilestonesSection())
-    r.command("status", status, "where the roadmap stands, or one milestone", usage="[MILESTONE]")
+    r.command("status", status, "where the roadmap stands, or one milestone", usage="[MILESTONE]",
+              joins=True)  # reads, then answers: one commit with the message's admission
     r.command("at risk", at_risk, "milestones at risk or off track")
     r.command("overdue", overdue, "milestones past their due date")
     r.command("my milestones", mine, "the milestones you own")

@@ -27,9 +27,16 @@ async def first_contact(ctx: Ctx) -> None:
     if shared(ctx.event):
         return  # never in a channel: they are told in their own chat with the bot
     u = ctx.event.user
+    told = notice.told(ctx.core.db.engine.sync_engine)
+    account = (u.platform, u.workspace, u.user_id)
+    if ctx.sender_known and account in told:
+        return  # the usual case: this process has seen the row since the account was linked
+    async with ctx.connection() as conn:
+        first = await notice.first_time(conn, u.platform, u.workspace, u.user_id, ctx.now.date())
+    told.add(account)
+    if not first:
+        return
     async with ctx.session() as s:
-        if not await notice.first_time(s, u.platform, u.workspace, u.user_id, ctx.now.date()):
-            return
         text = await notice.text_of(s)
     await ctx.reply(notice.message(text, first=True))
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import weakref
+
+from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.model import Context, Message, Text
 from bot.privacy.rules import Retention
 from bot.privacy.tables import NoticeShown
 from bot.programme.core_sections import DEFAULT_PRIVACY, get_setting
+from storage.db import connection_of
 
 MORE = ("Type “privacy” any time to read this again. To ask for a copy of what is held "
         "about you, or for it to be erased, contact the council's data protection officer.")
@@ -46,15 +50,50 @@ def message(text: str, *, first: bool) -> Message:
                    fallback=f"{title}\n\n" + "\n\n".join(paras) + f"\n\n{MORE}")
 
 
-async def first_time(s: AsyncSession, platform: str, workspace: str, user_id: str,
-                     day: object) -> bool:
+class Told:
+    """Accounts this process has seen told (the row exists), per database. A row goes only
+    with the account (erasure deletes both), and a re-linked account skips this (the
+    caller checks `Ctx.sender_known`), so a remembered account needs no read."""
+
+    LIMIT = 100_000
+
+    def __init__(self) -> None:
+        self.accounts: set[tuple[str, str, str]] = set()
+
+    def __contains__(self, account: tuple[str, str, str]) -> bool:
+        return account in self.accounts
+
+    def add(self, account: tuple[str, str, str]) -> None:
+        if len(self.accounts) >= self.LIMIT:
+            self.accounts.clear()
+        self.accounts.add(account)
+
+
+_TOLD: weakref.WeakKeyDictionary[Engine, Told] = weakref.WeakKeyDictionary()
+
+
+def told(engine: Engine) -> Told:
+    """The accounts known told on `engine` (a sync engine: `Database.engine.sync_engine`)."""
+    found = _TOLD.get(engine)
+    if found is None:
+        found = _TOLD[engine] = Told()
+    return found
+
+
+_SHOWN = select(NoticeShown.day).where(NoticeShown.platform == bindparam("platform"),
+                                        NoticeShown.workspace == bindparam("workspace"),
+                                        NoticeShown.user_id == bindparam("user_id"))
+
+
+async def first_time(s: AsyncSession | AsyncConnection, platform: str, workspace: str,
+                     user_id: str, day: object) -> bool:
     """Mark this account as told; True only the first time (race-safe: two first messages at
     once insert one row, and only the one that inserted it shows the notice)."""
-    if await s.get(NoticeShown, (platform, workspace, user_id)) is not None:
+    conn = await connection_of(s)
+    account = {"platform": platform, "workspace": workspace, "user_id": user_id}
+    if (await conn.execute(_SHOWN, account)).first() is not None:
         return False  # the usual case: a read, no write on every message
-    conn = await s.connection()
     insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
-    res = await s.execute(insert(NoticeShown).values(
-        platform=platform, workspace=workspace, user_id=user_id, day=day)
-        .on_conflict_do_nothing())
-    return bool(res.rowcount)  # type: ignore[attr-defined]
+    res = await conn.execute(insert(NoticeShown).values(**account, day=day)
+                             .on_conflict_do_nothing())
+    return bool(res.rowcount)

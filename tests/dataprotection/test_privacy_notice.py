@@ -79,3 +79,23 @@ async def test_the_notice_says_how_long_things_are_kept_as_the_programme_sets_it
     await d.say(PRACTITIONER, "privacy")
     last = d.seen(PRACTITIONER)[-1]
     assert "until 30 days after you leave" in last and "dealt with, 12 months" in last
+
+
+async def test_an_account_linked_again_after_erasure_is_told_again(loaded: Core) -> None:
+    """Erasure removes the account and its notice row together; when the same account comes
+    back (the person rejoins), the notice comes first again, though this process told it once."""
+    from sqlalchemy import delete
+
+    from bot.people.tables import Identity
+
+    d = FakeDriver(loaded)
+    await d.say(PRACTITIONER, "whoami")
+    await d.say(PRACTITIONER, "whoami")
+    assert [m.startswith(FIRST) for m in d.seen(PRACTITIONER)] == [True, False, False]
+    async with loaded.db.session() as s:  # what erasure does to the account's rows
+        await s.execute(delete(NoticeShown))
+        await s.execute(delete(Identity))
+    await d.say(PRACTITIONER, "whoami")
+    assert d.seen(PRACTITIONER)[3].startswith(FIRST)
+    await d.say(PRACTITIONER, "whoami")
+    assert not d.seen(PRACTITIONER)[-1].startswith(FIRST)
