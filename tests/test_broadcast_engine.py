@@ -321,3 +321,36 @@ async def test_retract_while_sending_stops_the_rest(
     assert platform.live() == [] and len(platform.keyed()) == 3
     assert st.counts["skipped"] == await everyone_count(loaded) - 3
     assert st.broadcast.state == "retracted"
+
+
+async def test_a_send_that_waited_for_a_slot_past_its_lease_is_not_made(
+    loaded: Core, port: HttpPort, platform: RateLimitedPlatform, clock: FakeClock
+) -> None:
+    """A sender's rows wait for a send slot (slow sends ahead of them) until their lease runs
+    out; another sender takes them over and delivers them. When the slots free up, the first
+    sender must not send them again: its lease and liveness are checked with the slot in hand,
+    right before the send, not before the wait."""
+    await publish(loaded)
+    n = await everyone_count(loaded)
+    first = Sender(loaded, limiter=Limiter(FAST), batch=10, lease=timedelta(seconds=1.5),
+                   send_timeout_s=1.0, workspace_lease=False)
+    slots = asyncio.Semaphore(0)  # every slot taken, as by slow sends
+    first._in_flight[("fakehttp", "W1")] = slots
+    stuck = asyncio.create_task(first.drain())
+    for _ in range(200):  # until the first sender holds rows, waiting for a slot
+        async with loaded.db.session() as s:
+            held = await s.scalar(select(Delivery.id).where(Delivery.state == "sending").limit(1))
+        if held is not None:
+            break
+        await asyncio.sleep(0.02)
+    assert held is not None
+    await asyncio.sleep(0.6)  # past lease - send timeout: too late to start a send
+    clock.advance(timedelta(seconds=2))  # the lease has run out: another sender takes over
+    await ledger.release_stale(loaded.db, clock.now())
+    await send_until_settled(loaded, Sender(loaded, limiter=Limiter(FAST)), clock)
+    assert len(platform.keyed()) == n and platform.duplicates() == 0
+    for _ in range(16):
+        slots.release()  # the slow sends ahead finish
+    await asyncio.wait_for(stuck, 10)
+    assert platform.duplicates() == 0, "the first sender sent rows another had delivered"
+    assert len(platform.keyed()) == n

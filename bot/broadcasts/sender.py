@@ -473,12 +473,15 @@ class Sender:
                     self.stats.final_failed += 1
                     return
             await self._acquire(conv)
-            held = time.monotonic() - claimed_at
-            if held > self.lease.total_seconds() - self.send_timeout_s:
-                raise Busy(0.0)  # our lease is nearly over: let a fresh claim take it
-            if not self.alive.sendable(claimed_at):
-                raise Busy(0.0)  # we may have been taken over: whoever did has this row
             async with self._sem(conv):
+                # Checked with the slot in hand, right before the send: waiting for a slot
+                # behind slow sends can outlast both our lease and the freshness of our lock,
+                # and a sender that took us over in the meantime would send this row too.
+                held = time.monotonic() - claimed_at
+                if held > self.lease.total_seconds() - self.send_timeout_s:
+                    raise Busy(0.0)  # our lease is nearly over: let a fresh claim take it
+                if not self.alive.sendable(claimed_at):
+                    raise Busy(0.0)  # we may have been taken over: whoever did has this row
                 send = (keyed.send_keyed(conv, msg, row.id) if keyed is not None
                         else port.send(conv, msg))
                 ref = await asyncio.wait_for(send, self.send_timeout_s)
