@@ -212,3 +212,39 @@ def test_a_looping_team_tree_sums_each_team_where_the_engine_counts_it() -> None
         if r.shown and r.questions[0].shown:
             assert r.questions[0].n == sum(n for c, n in cells.items() if org.contains(g, c)), g
     assert res.groups[team_key("a")].questions[0].n == 6 + 7 + 8
+
+
+async def test_a_round_closed_without_a_summary_is_summed_by_the_next_pulse_tick(loaded: Core) -> None:
+    """A replica still on a version from before the summaries (a rolling upgrade) closes a round
+    with cells and tallies only; the next pulse tick sums it as the close would have, so its
+    results are not silently empty."""
+    from sqlalchemy import delete
+
+    from bot.pulse import rounds
+
+    people = await emails(loaded)
+    rid = await seed_round(loaded, MONDAY_10 - WEEK, everyone_answers(people, comments=12))
+    async with loaded.db.session() as s:
+        kept = dict((await s.execute(select(PulseSummary.question_id, PulseSummary.counts)
+                                     .where(PulseSummary.round_id == rid))).all())
+        info = await service.round_info(s, rid)
+        assert info is not None
+        before = await service.round_results(s, info)
+        await s.execute(delete(PulseSummary).where(PulseSummary.round_id == rid))
+    async with loaded.db.session() as s:
+        empty = await service.round_results(s, info)
+    assert not empty.groups[ALL].shown  # what a round without its summary would report
+    await rounds.close_due_rounds(loaded, MONDAY_10)
+    async with loaded.db.session() as s:
+        again = dict((await s.execute(select(PulseSummary.question_id, PulseSummary.counts)
+                                      .where(PulseSummary.round_id == rid))).all())
+        after = await service.round_results(s, info)
+    assert again == kept
+    assert after.groups[ALL].shown and after.groups[ALL].respondents == len(people)
+    assert {k: (g.shown, g.respondents) for k, g in after.groups.items()} == \
+        {k: (g.shown, g.respondents) for k, g in before.groups.items()}
+    await rounds.close_due_rounds(loaded, MONDAY_10)  # nothing more to do: no second copy
+    async with loaded.db.session() as s:
+        n = len((await s.execute(select(PulseSummary.question_id)
+                                 .where(PulseSummary.round_id == rid))).all())
+    assert n == len(kept)

@@ -113,6 +113,7 @@ async def close_due_rounds(core: Core, now: datetime) -> int:
         late = [(r.id, r.closes_at) for r in due if fell_in_gap(r.closes_at, now)]
         for rnd in due:
             await pulse.close_round(s, rnd, now, core.secret)
+        await pulse.summarise_missing(s)  # rounds an older replica closed, during an upgrade
     for rid, at in late:
         await note(core, JOB, f"close:{rid}", at, now, "caught-up")
     return len(due)

@@ -361,6 +361,35 @@ async def main_roles(s: AsyncSession, person_ids: list[str]) -> dict[str, str]:
     return {pid: main_role(frozenset(r)) for pid, r in held.items()}
 
 
+async def summarise_missing(s: AsyncSession) -> int:
+    """Sum closed rounds that have counts but no summary (`pulse_summaries`) from their cells
+    and tallies, as the close does: a round closed by a replica still on a version from before
+    the summaries (a rolling upgrade) would otherwise report nothing. Returns how many."""
+    has = select(PulseSummary.round_id).where(PulseSummary.round_id == PulseRound.id,
+                                               PulseSummary.question_id == summary.PEOPLE)
+    missing = list((await s.execute(select(PulseRound.id).where(
+        PulseRound.state == "closed", ~has.exists()))).scalars())
+    for rid in missing:
+        invited: dict[cells.Cell, tuple[int, int]] = {}
+        for t, r, n_inv, n_resp in (await s.execute(select(
+                PulseCell.team_id, PulseCell.role, PulseCell.invited, PulseCell.respondents)
+                .where(PulseCell.round_id == rid))).all():
+            inv, resp = invited.get((t, r), (0, 0))
+            invited[(t, r)] = (inv + int(n_inv), resp + int(n_resp))
+        answers: list[tuple[str, cells.Cell, str, int]] = []
+        said: list[tuple[str, str | None, int]] = []
+        for qid, t, r, v, c, n in (await s.execute(select(
+                PulseTally.question_id, PulseTally.team_id, PulseTally.role, PulseTally.value,
+                PulseTally.choice, PulseTally.n).where(PulseTally.round_id == rid))).all():
+            if v is None and c is None:
+                said.append((qid, t, int(n)))  # how many commented, per comment team
+            else:
+                answers.append((qid, (t, r), str(c if c is not None else v), int(n)))
+        await s.execute(insert(PulseSummary),
+                        summary.rows(rid, summary.summarise(invited, answers, said)))
+    return len(missing)
+
+
 async def close_round(s: AsyncSession, rnd: PulseRound, now: datetime, secret: bytes) -> None:
     """Close a round (early if `now` is before its closing time) and keep only what may stay.
 
