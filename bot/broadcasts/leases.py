@@ -14,8 +14,9 @@ bot/broadcasts/liveness.py) and `take_over`s its leases.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import or_, select, tuple_, update
+from sqlalchemy import ColumnElement, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.broadcasts.ledger import CLAIMABLE, live
@@ -25,21 +26,30 @@ from storage.db import Database
 Key = tuple[str, str]  # (platform, workspace)
 
 
-async def hold(db: Database, holder: str, keys: set[Key], now: datetime,
-               ttl: timedelta) -> set[Key]:
-    """Take or renew the leases of `keys` that are free or ours; returns the ones now held."""
+async def _set_each(db: Database, keys: set[Key], where: ColumnElement[bool],
+                    **values: Any) -> set[Key]:
+    """Set `values` on the lease row of each of `keys` where `where` holds, one short
+    transaction per key; the keys whose row changed."""
     got: set[Key] = set()
     for platform, workspace in sorted(keys):
         async with db.session() as s:
             res = await s.execute(
                 update(WorkspaceLease)
                 .where(WorkspaceLease.platform == platform, WorkspaceLease.workspace == workspace,
-                       or_(WorkspaceLease.holder == holder, WorkspaceLease.until <= now))
-                .values(holder=holder, until=now + ttl)
+                       where)
+                .values(**values)
                 .execution_options(synchronize_session=False))
         if res.rowcount:  # type: ignore[attr-defined]
             got.add((platform, workspace))
-            continue
+    return got
+
+
+async def hold(db: Database, holder: str, keys: set[Key], now: datetime,
+               ttl: timedelta) -> set[Key]:
+    """Take or renew the leases of `keys` that are free or ours; returns the ones now held."""
+    got = await _set_each(db, keys, or_(WorkspaceLease.holder == holder, WorkspaceLease.until <= now),
+                          holder=holder, until=now + ttl)
+    for platform, workspace in sorted(keys - got):
         try:  # no row yet (first send to this workspace), or another sender holds it
             async with db.session() as s:
                 s.add(WorkspaceLease(platform=platform, workspace=workspace, holder=holder,
@@ -52,14 +62,7 @@ async def hold(db: Database, holder: str, keys: set[Key], now: datetime,
 
 async def release(db: Database, holder: str, keys: set[Key], now: datetime) -> None:
     """Give leases back (the next sender need not wait for them to run out)."""
-    for platform, workspace in sorted(keys):
-        async with db.session() as s:
-            await s.execute(
-                update(WorkspaceLease)
-                .where(WorkspaceLease.platform == platform, WorkspaceLease.workspace == workspace,
-                       WorkspaceLease.holder == holder)
-                .values(until=now)
-                .execution_options(synchronize_session=False))
+    await _set_each(db, keys, WorkspaceLease.holder == holder, until=now)
 
 
 async def holders(db: Database, keys: set[Key], now: datetime) -> dict[str, set[Key]]:
@@ -80,18 +83,7 @@ async def holders(db: Database, keys: set[Key], now: datetime) -> dict[str, set[
 async def take_over(db: Database, taker: str, holder: str, keys: set[Key], now: datetime,
                     ttl: timedelta) -> set[Key]:
     """Take the leases of `keys` that `holder` still holds (it is gone: see liveness.py)."""
-    got: set[Key] = set()
-    for platform, workspace in sorted(keys):
-        async with db.session() as s:
-            res = await s.execute(
-                update(WorkspaceLease)
-                .where(WorkspaceLease.platform == platform, WorkspaceLease.workspace == workspace,
-                       WorkspaceLease.holder == holder)
-                .values(holder=taker, until=now + ttl)
-                .execution_options(synchronize_session=False))
-        if res.rowcount:  # type: ignore[attr-defined]
-            got.add((platform, workspace))
-    return got
+    return await _set_each(db, keys, WorkspaceLease.holder == holder, holder=taker, until=now + ttl)
 
 
 async def due_workspaces(db: Database, now: datetime) -> set[Key]:
