@@ -56,6 +56,19 @@ async def until(predicate, timeout: float = 60.0) -> None:  # type: ignore[no-un
         await asyncio.sleep(0.01)
 
 
+async def until_done(core: Core, bid: str, timeout: float = 60.0) -> None:
+    """Until the broadcast's state is "done" (its last state in the failure message)."""
+
+    async def state() -> str:
+        async with core.db.session() as s:
+            return str((await s.get(Broadcast, bid)).state)  # type: ignore[union-attr]
+
+    deadline = time.monotonic() + timeout
+    while await state() != "done":
+        assert time.monotonic() < deadline, await state()
+        await asyncio.sleep(0.05)
+
+
 async def kill(proc: asyncio.subprocess.Process) -> None:
     proc.kill()
     await proc.wait()
@@ -127,14 +140,7 @@ async def test_killed_during_a_broadcast_the_next_process_finishes_it_without_du
     try:
         await until(lambda: len(platform.keys()) >= n, timeout=90)
 
-        async def state() -> str:
-            async with loaded.db.session() as s:
-                return str((await s.get(Broadcast, bid)).state)  # type: ignore[union-attr]
-
-        deadline = time.monotonic() + 30
-        while await state() != "done":
-            assert time.monotonic() < deadline, await state()
-            await asyncio.sleep(0.05)
+        await until_done(loaded, bid, timeout=30)
     finally:
         await kill(second)
     assert len(platform.keys()) == n and platform.duplicates() == 0
@@ -195,14 +201,7 @@ async def test_a_standby_replica_takes_over_the_moment_the_sending_one_is_killed
         await kill(holder)
         platform.release()  # what was in flight reaches the platform; the answers are lost
 
-        async def state() -> str:
-            async with loaded.db.session() as s:
-                return str((await s.get(Broadcast, bid)).state)  # type: ignore[union-attr]
-
-        deadline = time.monotonic() + 60
-        while await state() != "done":
-            assert time.monotonic() < deadline, await state()
-            await asyncio.sleep(0.05)
+        await until_done(loaded, bid)
     finally:
         stop.set()
         await running
@@ -267,14 +266,7 @@ async def test_a_replica_cut_off_from_its_lock_stops_sending_what_another_took_o
                 f"SELECT count(pg_terminate_backend(pid)) {A_LOCK} AND granted"), lock("replica-a"))
         assert cut == 1
 
-        async def state() -> str:
-            async with loaded.db.session() as s:
-                return str((await s.get(Broadcast, bid)).state)  # type: ignore[union-attr]
-
-        deadline = time.monotonic() + 60
-        while await state() != "done":
-            assert time.monotonic() < deadline, await state()
-            await asyncio.sleep(0.05)
+        await until_done(loaded, bid)
     finally:
         stop.set()
         await asyncio.gather(*runs)
