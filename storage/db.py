@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import (
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 __all__ = ["DEFAULT_URL", "Database", "DatabaseUnavailable", "DatabaseUrlError", "connection_of",
-           "offloaded"]
+           "offloaded", "upsert"]
 
 sqlite_inline.register()
 
@@ -200,6 +201,12 @@ class Database:
 async def connection_of(s: AsyncSession | AsyncConnection) -> AsyncConnection:
     """The connection under a session (or the connection itself), for Core statements."""
     return s if isinstance(s, AsyncConnection) else await s.connection()
+
+
+def upsert(dialect: str, table: Any) -> sqlite.Insert | postgresql.Insert:
+    """An INSERT that takes ON CONFLICT clauses, in the dialect named (a connection's
+    `dialect.name`): SQLite and PostgreSQL spell them alike, from different modules."""
+    return sqlite.insert(table) if dialect == "sqlite" else postgresql.insert(table)
 
 
 def _memory(url: str) -> bool:

@@ -19,8 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy import insert as sa_insert
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.errors import UserError
@@ -31,6 +29,7 @@ from bot.feedback.tables import FeedbackItem, FeedbackResponse
 from bot.people.tables import Theme
 from bot.programme.core_sections import get_setting
 from bot.secrets import Unsealable, derive, keyed_hash, open_bytes, seal_bytes
+from storage.db import upsert
 
 if TYPE_CHECKING:
     from bot.core import Core
@@ -196,10 +195,9 @@ _UPSERTS: dict[str, tuple[Any, Any]] = {}
 def _upserts(dialect: str) -> tuple[Any, Any]:
     """(mark a token used, count one for an address) in this database's upsert syntax."""
     if dialect not in _UPSERTS:
-        insert = sqlite_insert if dialect == "sqlite" else pg_insert
-        use = insert(FamilyFormUse).on_conflict_do_nothing(index_elements=["key"]).returning(
+        use = upsert(dialect, FamilyFormUse).on_conflict_do_nothing(index_elements=["key"]).returning(
             FamilyFormUse.key)
-        rate = insert(FamilyRate).on_conflict_do_update(
+        rate = upsert(dialect, FamilyRate).on_conflict_do_update(
             index_elements=["key"], set_={"count": FamilyRate.count + 1}).returning(FamilyRate.count)
         _UPSERTS[dialect] = (use, rate)
     return _UPSERTS[dialect]

@@ -18,8 +18,6 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -41,7 +39,7 @@ from bot.programme.core_sections import get_setting
 from bot.roles import SAFEGUARDING_LEAD
 from bot.secrets import derive, keyed_hash, open_bytes, seal_bytes
 from storage.base import new_id
-from storage.db import connection_of
+from storage.db import connection_of, upsert
 
 if TYPE_CHECKING:
     from bot.core import Core
@@ -112,8 +110,7 @@ async def _counter_key(s: AsyncSession | AsyncConnection, secret: bytes, person_
     sealed = (await conn.execute(_DAY_KEY, {"day": day})).scalar()
     committed = sealed is not None  # made by another transaction (ours may yet roll back)
     if sealed is None:
-        insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
-        await conn.execute(insert(FeedbackDayKey).values(
+        await conn.execute(upsert(conn.dialect.name, FeedbackDayKey).values(
             day=day, sealed=seal_bytes(box, day.isoformat(), os.urandom(32)))
             .on_conflict_do_nothing(index_elements=["day"]))
         sealed = (await conn.execute(_DAY_KEY, {"day": day})).scalar()
@@ -170,9 +167,8 @@ async def store(
     cfg = await config(conn)
     day = await today(conn, core.clock.now())
     key = await _counter_key(conn, core.secret, person_id, day)
-    upsert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
     count = (await conn.execute(
-        upsert(FeedbackDailyCount).values(key=key, day=day, count=1)
+        upsert(conn.dialect.name, FeedbackDailyCount).values(key=key, day=day, count=1)
         .on_conflict_do_update(index_elements=["key"],
                                set_={"count": FeedbackDailyCount.count + 1})
         .returning(FeedbackDailyCount.count))).scalar_one()

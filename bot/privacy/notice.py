@@ -5,15 +5,13 @@ from __future__ import annotations
 import weakref
 
 from sqlalchemy import Engine, bindparam, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.model import Context, Message, Text
 from bot.privacy.rules import Retention
 from bot.privacy.tables import NoticeShown
 from bot.programme.core_sections import DEFAULT_PRIVACY, get_setting
-from storage.db import connection_of
+from storage.db import connection_of, upsert
 
 MORE = ("Type “privacy” any time to read this again. To ask for a copy of what is held "
         "about you, or for it to be erased, contact the council's data protection officer.")
@@ -93,7 +91,6 @@ async def first_time(s: AsyncSession | AsyncConnection, platform: str, workspace
     account = {"platform": platform, "workspace": workspace, "user_id": user_id}
     if (await conn.execute(_SHOWN, account)).first() is not None:
         return False  # the usual case: a read, no write on every message
-    insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
-    res = await conn.execute(insert(NoticeShown).values(**account, day=day)
+    res = await conn.execute(upsert(conn.dialect.name, NoticeShown).values(**account, day=day)
                              .on_conflict_do_nothing())
     return bool(res.rowcount)
