@@ -13,8 +13,8 @@ through the driver (fast), then times `reports.service.round_results` (every gro
 each time computed afresh (the per-process cache of closed rounds' results is emptied first).
 With `--trend N` it fills N closed rounds of `--answers` answers each and also times a group's
 trend over them as chat and `staffvoice report chart --rounds N` ask for it (`service.trend`,
-one question, last N rounds; target < 0.2 s for 20) and as the dashboard's pulse page does
-(every result of its last `TREND_ROUNDS` rounds, then `service.trends` from them).
+one question, last N rounds; target < 0.2 s for 20). The dashboard's pulse page, which draws
+trends too, is timed through the real page by `bench/dashboard.py`.
 """
 
 from __future__ import annotations
@@ -185,19 +185,11 @@ async def measure(url: str, round_id: str, repeat: int, trend: int, answers: int
                 async def chat(s: Any, group: str = group) -> Any:
                     return await service.trend(s, "bench", qid, group, last=trend)
 
-                async def web(s: Any, group: str = group) -> Any:
-                    rounds = (await service.closed_rounds(s, "bench"))[-service.TREND_ROUNDS:]
-                    history = [await service.round_results(s, r, compare=False) for r in rounds[:-1]]
-                    history.append(await service.round_results(s, rounds[-1]))
-                    return await service.trends(s, "bench", [qid], group, rounds=history)
 
                 await _timed(db, 1, chat)
                 times, t = await _timed(db, repeat, chat)
                 assert len(t.points) == trend, t
                 print(_line(f"{trend}-round trend of one question for {group}, as chat asks", times, 0.2))
-                times, _ = await _timed(db, max(1, repeat // 2), web)
-                print(_line(f"the dashboard's pulse page for {group}: its last {service.TREND_ROUNDS} "
-                            "rounds' results, then the trend from them", times))
     finally:
         await db.dispose()
 
