@@ -3,7 +3,9 @@
 
 Live while sending: the page's one script (static/live.js) follows `/app/broadcasts/live`, a
 stream of Server-Sent Events with each sending broadcast's counts (numbers only, never who),
-and updates the figures in place; the stream ends when nothing is sending. Without JavaScript
+and updates the figures in place; the stream ends when nothing is sending. One reader per
+process feeds every open stream (staffvoice/web/feed.py), streams are capped per process and
+per session, and each checks now and then that its viewer may still see it. Without JavaScript
 the page offers a reload link, and `?live=1` refreshes it every 10 seconds while something is
 sending (the person chooses it).
 """
