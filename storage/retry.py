@@ -2,7 +2,8 @@
 
 Every retry in staffvoice goes through a `Retry`: the dispatcher's admission and a pulse tap
 when SQLite is busy (bot/), a statement that finds SQLite's write lock held (the inline SQLite
-driver, storage/), and a Bot Connector call that is throttled or fails in transit (adapters/).
+driver, storage/), a Bot Connector call that is throttled or fails in transit, and a Slack Web
+API call refused with a 429 (adapters/).
 It lives in `storage/`, the lowest layer, so that every layer may use it.
 
 The delays grow exponentially from `base`, are never longer than `cap`, and are jittered

@@ -183,3 +183,15 @@ def test_storage_loads_without_any_feature_or_adapter() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", f"storage/ pulled in: {out.stdout.strip()}"
+
+
+def test_the_retention_run_reads_no_other_features_tables() -> None:
+    """DESIGN.md: every feature has its own tables and features talk through the core's
+    services, not each other's tables. The retention run owns the rules and the cutoffs; each
+    feature's retention hook (bot/<feature>/retention.py) removes from its own tables."""
+    path = ROOT / "bot" / "privacy" / "retention.py"
+    strangers = [f"{i.file}:{i.line}: {i.module}" for i in imports_of(path, ROOT)
+                 if re.fullmatch(r"bot\.\w+\.tables(\.\w+)?", i.module)
+                 and not i.module.startswith("bot.privacy.")]
+    assert strangers == []
+    assert "metadata.tables" not in path.read_text(encoding="utf-8")  # nor by name

@@ -11,8 +11,11 @@ import sqlite3
 import aiohttp
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from adapters.slack.port import Pacer
 from adapters.teams.connector import ConnectorPool
 from bot.core import ADMISSION
 from bot.port import PlatformError, RateLimited, TransientError, Unreachable
@@ -187,3 +190,38 @@ async def test_the_connector_never_retries_a_forbidden_or_a_bad_request() -> Non
     assert isinstance(result, Unreachable) and op.calls == 1 and waits == []
     op, waits, result = await connector_call(answer(400))
     assert type(result) is PlatformError and op.calls == 1 and waits == []
+
+
+# -- the Slack Web API client's 429s -------------------------------------------------------
+
+
+def slack_error(status: int, retry_after: str | None = None) -> SlackApiError:
+    data = {"ok": False, "error": "ratelimited" if status == 429 else "internal_error"}
+    response = AsyncSlackResponse(client=None, http_verb="POST", api_url="chat.postMessage",
+                                  req_args={}, data=data, status_code=status,
+                                  headers={"Retry-After": retry_after} if retry_after else {})
+    return SlackApiError("refused", response)
+
+
+async def test_the_slack_client_waits_out_a_short_retry_after_under_the_one_policy() -> None:
+    waits = Waits()
+    op = Flaky(slack_error(429, "2"), slack_error(429, "3"))
+    assert await Pacer(max_wait=5).retry.run(op, sleep=waits) == "done"
+    assert op.calls == 3 and waits[0] >= 2 and waits[1] >= 3
+
+
+async def test_the_slack_client_hands_back_a_long_retry_after_or_a_fourth_429_at_once() -> None:
+    for errors, calls in (([slack_error(429, "30")], 1), ([slack_error(429, "1")] * 4, 4)):
+        waits = Waits()
+        op = Flaky(*errors)
+        with pytest.raises(SlackApiError):
+            await Pacer(max_wait=5).retry.run(op, sleep=waits)
+        assert op.calls == calls and len(waits) == calls - 1
+
+
+async def test_the_slack_client_leaves_other_failures_to_the_sdk_and_the_port() -> None:
+    waits = Waits()
+    op = Flaky(slack_error(500))
+    with pytest.raises(SlackApiError):
+        await Pacer().retry.run(op, sleep=waits)
+    assert op.calls == 1 and waits == []

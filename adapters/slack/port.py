@@ -48,6 +48,7 @@ from bot.port import (
     Unreachable,
     parse_audience_ref,
 )
+from storage.retry import Retry
 
 log = logging.getLogger("staffvoice.slack")
 
@@ -79,6 +80,13 @@ def retry_after(headers: Mapping[str, Any] | None, default: float = 1.0) -> floa
     return default
 
 
+def refused_for(e: BaseException) -> float | None:
+    """The Retry-After of a call Slack refused with HTTP 429; None for any other failure."""
+    if isinstance(e, SlackApiError) and getattr(e.response, "status_code", 200) == 429:
+        return retry_after(getattr(e.response, "headers", None))
+    return None
+
+
 class Pacer:
     """One back-off per workspace token and Web API method, shared by every sender.
 
@@ -96,9 +104,16 @@ class Pacer:
 
     def __init__(self, max_wait: float = 5.0) -> None:
         self.max_wait = max_wait
+        # A 429 is tried again (four tries in all) after its Retry-After, when that is short.
+        self.retry = Retry(self.waits_for, attempts=4, cap=max_wait, after=refused_for)
         self._until: dict[tuple[str, str], float] = {}  # no calls before this (monotonic)
         self._cautious: dict[tuple[str, str], float] = {}  # one at a time until this
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def waits_for(self, e: BaseException) -> bool:
+        """`e` is a 429 whose Retry-After is short enough to wait for inline."""
+        wait = refused_for(e)
+        return wait is not None and wait <= self.max_wait
 
     def refused(self, key: tuple[str, str], wait: float) -> None:
         now = time.monotonic()
@@ -123,7 +138,8 @@ class Pacer:
 
 
 class PacedWebClient(AsyncWebClient):
-    """AsyncWebClient whose every call waits its turn at the shared Pacer and honours 429s."""
+    """AsyncWebClient whose every call waits its turn at the shared Pacer and is tried again
+    after a 429 under the one retry policy (`Pacer.retry`: Retry-After honoured)."""
 
     def __init__(self, *args: Any, pacer: Pacer, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -131,18 +147,19 @@ class PacedWebClient(AsyncWebClient):
 
     async def api_call(self, api_method: str, **kwargs: Any) -> Any:  # type: ignore[override]
         key = (self.token or "", api_method)
-        for attempt in range(4):
+        call = super().api_call
+
+        async def attempt() -> Any:
             async with self.pacer.turn(key):
                 try:
-                    return await super().api_call(api_method, **kwargs)
+                    return await call(api_method, **kwargs)
                 except SlackApiError as e:
-                    if getattr(e.response, "status_code", 200) != 429:
-                        raise
-                    wait = retry_after(getattr(e.response, "headers", None))
-                    self.pacer.refused(key, wait)
-                    if wait > self.pacer.max_wait or attempt == 3:
-                        raise
-        raise AssertionError("unreachable")
+                    wait = refused_for(e)
+                    if wait is not None:
+                        self.pacer.refused(key, wait)
+                    raise
+
+        return await self.pacer.retry.run(attempt)
 
 
 def make_client(

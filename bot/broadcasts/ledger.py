@@ -23,6 +23,7 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     Table,
+    Update,
     and_,
     bindparam,
     delete,
@@ -413,29 +414,43 @@ async def finish(db: Database, row_id: str, sender_id: str, **values: Any) -> bo
 
 async def finish_many(db: Database, sender_id: str,
                       outcomes: list[tuple[str, datetime | None, dict[str, Any]]],
-                      settled: dict[str, list[Settled]] | None = None) -> None:
+                      settled: dict[str, tuple[str, Settled]] | None = None) -> None:
     """Record many outcomes (row id, its claim's `lease_until`, values) in one transaction (one
-    executemany per shape of values); the kinds' `settled` hooks run in that same transaction,
-    so what a feature keeps about its rows (a pulse invitation's time) can never disagree with
-    the ledger after a crash."""
+    executemany per shape of values). `settled` (row id -> its kind and what became of it):
+    the kinds' hooks run in that same transaction, so what a feature keeps about its rows (a
+    pulse invitation's time) can never disagree with the ledger after a crash, and only for
+    rows this call changed: a stale outcome (the row was finished already, or taken over after
+    its lease ran out) runs no hook, so no feature hears of one row twice."""
+    settled = settled or {}
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    hooked: list[tuple[str, tuple[str, ...], dict[str, Any]]] = []  # one UPDATE each: its rowcount
     for row_id, lease_until, values in outcomes:
-        groups.setdefault(tuple(sorted(values)), []).append(
-            {"b_id": row_id, "b_by": sender_id, "b_lease": lease_until, **values})
-    t = cast(Table, Delivery.__table__)
+        params = {"b_id": row_id, "b_by": sender_id, "b_lease": lease_until, **values}
+        if row_id in settled:
+            hooked.append((row_id, tuple(sorted(values)), params))
+        else:
+            groups.setdefault(tuple(sorted(values)), []).append(params)
     async with db.session() as s:
-        for keys, params in groups.items():
-            stmt = (
-                update(t)
-                .where(t.c.id == bindparam("b_id"), t.c.state == "sending",
-                       t.c.claimed_by == bindparam("b_by"),
-                       t.c.lease_until == bindparam("b_lease"))
-                .values({k: bindparam(k) for k in keys} | {"lease_until": None})
-            )
-            await s.execute(stmt, params)
-        for kind, items in (settled or {}).items():
-            if items and kind in KINDS:
+        for keys, many in groups.items():
+            await s.execute(_finish(keys), many)
+        changed: dict[str, list[Settled]] = {}
+        for row_id, keys, params in hooked:
+            res = await s.execute(_finish(keys), params)
+            if res.rowcount:  # type: ignore[attr-defined]
+                kind, item = settled[row_id]
+                changed.setdefault(kind, []).append(item)
+        for kind, items in changed.items():
+            if kind in KINDS:
                 await KINDS[kind].settled(s, items)
+
+
+def _finish(keys: tuple[str, ...]) -> Update:
+    """Set `keys` (bound by name) on the row still being sent under the given claim."""
+    t = cast(Table, Delivery.__table__)
+    return (update(t)
+            .where(t.c.id == bindparam("b_id"), t.c.state == "sending",
+                   t.c.claimed_by == bindparam("b_by"), t.c.lease_until == bindparam("b_lease"))
+            .values({k: bindparam(k) for k in keys} | {"lease_until": None}))
 
 
 async def mark_retracted(db: Database, row_id: str, now: datetime) -> None:

@@ -375,12 +375,12 @@ class Sender:
     async def _flush(self) -> None:
         items, self._outbox = self._outbox, []
         if items:
-            settled: dict[str, list[Settled]] = {}
+            settled: dict[str, tuple[str, Settled]] = {}
             for row_id, _lease, values in items:
                 row = self._others.pop(row_id, None)
                 if row is None or values.get("state") not in ("sent", "skipped", "final_failed"):
                     continue
-                settled.setdefault(row.kind, []).append(Settled(
+                settled[row_id] = (row.kind, Settled(
                     row.subject or "", row.person_id, values["state"], values.get("message_ref"),
                     values.get("sent_at") or self.core.clock.now()))
             # Shielded: a sender stopped mid-write still ends its transaction, so it never

@@ -41,7 +41,7 @@ def build(core: Core, settings: WebSettings) -> web.Application:
     from staffvoice.web.pages import broadcasts
 
     auth.add_routes(app)
-    app.on_shutdown.append(broadcasts.stop_streams)
+    broadcasts.setup(app)
     return app
 
 

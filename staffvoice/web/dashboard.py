@@ -28,6 +28,7 @@ class Page:
     view: View
     in_nav: bool = True
     method: str = "GET"
+    audit: bool = True  # False: the page records its own views (views.viewed)
 
     def allows(self, roles: frozenset[str]) -> bool:
         return not self.roles or bool(self.roles & roles)
@@ -38,11 +39,11 @@ ACTIONS: list[Page] = []
 
 
 def page(name: str, path: str, label: str, roles: frozenset[str] | set[str] = frozenset(),
-         *, in_nav: bool = True) -> Callable[[View], View]:
+         *, in_nav: bool = True, audit: bool = True) -> Callable[[View], View]:
     """Register a dashboard page seen by `roles` (any of them)."""
 
     def add(fn: View) -> View:
-        PAGES.append(Page(name, path, label, frozenset(roles), fn, in_nav))
+        PAGES.append(Page(name, path, label, frozenset(roles), fn, in_nav, audit=audit))
         return fn
 
     return add
@@ -75,7 +76,7 @@ def guard(p: Page) -> View:
         request[NAV] = nav_for(session.roles, p.path)
         if not p.allows(session.roles):
             raise web.HTTPForbidden()
-        if request.method == "GET":
+        if request.method == "GET" and p.audit:
             await viewed(request, what(p, request))
         return await p.view(request)
 

@@ -80,7 +80,7 @@ async def end(request: web.Request, resp: web.StreamResponse) -> None:
     delete_cookie(resp, request.app[SETTINGS], COOKIE)
 
 
-async def _lookup(request: web.Request, row_id: str) -> Session | None:
+async def _lookup(request: web.Request, row_id: str, touch: bool = True) -> Session | None:
     core = request.app[CORE]
     settings = request.app[SETTINGS]
     now = core.clock.now()
@@ -96,11 +96,17 @@ async def _lookup(request: web.Request, row_id: str) -> Session | None:
         if person is None or person.left_on is not None:
             return None
         roles = await people.roles_of(s, person.id)
-        if now - row.seen_at >= SEEN_EVERY:
+        if touch and now - row.seen_at >= SEEN_EVERY:
             await s.execute(update(WebSession).where(WebSession.id == row_id).values(seen_at=now))
             await s.commit()
         return Session(row_id, person.id, person.display_name or person.email or "you",
                        person.email or "", person.team_id, roles, row.expires_at)
+
+
+async def recheck(request: web.Request, token_id: str) -> Session | None:
+    """The session `token_id` as it stands now (None once signed out, expired or left), for a
+    long response such as a live stream; the idle clock is not reset by it."""
+    return await _lookup(request, token_id, touch=False)
 
 
 @web.middleware

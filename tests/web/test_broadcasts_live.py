@@ -4,8 +4,10 @@ nothing is sending."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -13,10 +15,14 @@ import pytest
 from sqlalchemy import select, update
 
 from adapters.fake.port import FakePort
+from bot.audit import trail
 from bot.broadcasts import service as broadcasts
 from bot.broadcasts.sender import Sender
+from bot.clock import FakeClock
 from bot.core import Core
+from bot.people import service as people
 from bot.people.tables import Person
+from bot.roles import CHANGE_TEAM
 from staffvoice.web.pages import broadcasts as page
 from tests.web.server import Server, serve_dashboard
 from tests.web.test_signin import _client, _oidc
@@ -29,6 +35,7 @@ LIVE = "/app/broadcasts/live"
 @pytest.fixture
 async def server(loaded: Core, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Server]:
     monkeypatch.setattr(page, "POLL_S", 0.05)
+    monkeypatch.setattr(page, "CHECK_S", 0.05)
     loaded.add_port(FakePort())
     async with loaded.db.session() as s:  # office hours for all: nobody's DM waits for a shift
         await s.execute(update(Person).values(work_pattern=None))
@@ -134,3 +141,119 @@ async def _people(core: Core) -> set[str]:
     async with core.db.session() as s:
         rows = (await s.execute(select(Person.display_name, Person.email))).all()
     return {v for row in rows for v in row if v}
+
+
+async def _first(resp: aiohttp.ClientResponse) -> tuple[str, dict[str, Any]]:
+    async for event in _events(resp):
+        return event
+    raise AssertionError("the stream ended without an event")
+
+
+async def test_every_open_stream_is_fed_by_the_one_reader_of_the_process(
+        server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three open pages cost one reader's database reads, not three."""
+    readers: set[str] = set()
+    read_recent = broadcasts.recent
+
+    async def recent(core: Core, n: int) -> list[broadcasts.Broadcast]:
+        task = asyncio.current_task()
+        readers.add(task.get_name() if task else "?")
+        return await read_recent(core, n)
+
+    bid = await _publish(server.core)
+    async with await _signed_in(server, CHANGE) as http:
+        streams = [await http.get(server.url + LIVE) for _ in range(3)]
+        monkeypatch.setattr(broadcasts, "recent", recent)
+        firsts = [await _first(r) for r in streams]
+        assert all(name == "progress" and f["id"] == bid for name, f in firsts)
+        await Sender(server.core).drain()
+        rests = [[e async for e in _events(r)] for r in streams]
+    for seen in rests:
+        assert seen[-1] == ("done", {})
+        assert ("progress", {**firsts[0][1], "state": "done", "settled": firsts[0][1]["total"],
+                             "percent": 100, "sent": firsts[0][1]["total"], "queued": 0}) in seen
+    assert readers == {"live-feed"}
+
+
+async def test_too_many_open_streams_get_a_clear_answer_to_try_again_later(
+        server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(page, "MAX_STREAMS", 2)
+    monkeypatch.setattr(page, "MAX_PER_SESSION", 1)
+    await _publish(server.core)
+    async with await _signed_in(server, CHANGE) as first, \
+            await _signed_in(server, CHANGE) as second, await _signed_in(server, CHANGE) as third:
+        a = await first.get(server.url + LIVE)
+        assert (await _first(a))[0] == "progress"
+        again = await first.get(server.url + LIVE)  # a second tab of the same sign-in
+        assert again.status == 429 and again.headers["Retry-After"] == str(page.RETRY_S)
+        assert again.headers["Content-Type"].startswith("text/plain")
+        assert "already follows the live figures" in await again.text()
+        b = await second.get(server.url + LIVE)
+        assert b.status == 200 and (await _first(b))[0] == "progress"
+        busy = await third.get(server.url + LIVE)  # the process holds as many as it may
+        assert busy.status == 503 and busy.headers["Retry-After"] == str(page.RETRY_S)
+        assert "too many pages are following them" in await busy.text()
+        assert "Traceback" not in await busy.text()
+        await Sender(server.core).drain()
+        assert [e async for e in _events(a)][-1] == ("done", {})
+        assert [e async for e in _events(b)][-1] == ("done", {})
+        later = await third.get(server.url + LIVE)  # the ended streams made room
+        assert later.status == 200 and [e async for e in _events(later)] == [("done", {})]
+    # Refused streams are not views: one entry for each of the three sessions that streamed.
+    assert len(await _stream_views(server.core)) == 3
+
+
+async def test_a_stream_ends_soon_after_its_viewer_signs_out(server: Server) -> None:
+    await _publish(server.core)  # sending, and left sending: only the sign-out ends the stream
+    async with await _signed_in(server, CHANGE) as http:
+        home = await (await http.get(f"{server.url}/app/")).text()
+        csrf = home.split('name="csrf" value="')[1].split('"')[0]
+        resp = await http.get(server.url + LIVE)
+        assert (await _first(resp))[0] == "progress"
+        out = await http.post(f"{server.url}/app/signout", data={"csrf": csrf}, allow_redirects=False)
+        assert out.status == 303
+        async with asyncio.timeout(10):
+            rest = [e async for e in _events(resp)]
+    assert rest == [("stopped", {})]
+
+
+async def test_a_stream_ends_soon_after_its_viewer_leaves_the_change_team(server: Server) -> None:
+    core = server.core
+    await _publish(core)
+    async with await _signed_in(server, CHANGE) as http:
+        resp = await http.get(server.url + LIVE)
+        assert (await _first(resp))[0] == "progress"
+        async with core.db.session() as s:
+            person = await people.person_by_email(s, CHANGE)
+            assert person is not None and await people.revoke_role(s, person.id, CHANGE_TEAM)
+            await s.commit()
+        async with asyncio.timeout(10):
+            rest = [e async for e in _events(resp)]
+        assert rest == [("stopped", {})]
+        assert (await http.get(server.url + LIVE)).status == 403  # and the browser's retry is refused
+
+
+async def test_reconnects_are_one_audit_entry_per_session_an_hour(server: Server) -> None:
+    clock = server.core.clock
+    assert isinstance(clock, FakeClock)
+    async with await _signed_in(server, CHANGE) as http:
+        for _ in range(3):  # nothing sending: each stream says done, and the browser comes back
+            assert [e async for e in _events(await http.get(server.url + LIVE))] == [("done", {})]
+        assert len(await _stream_views(server.core)) == 1
+        for minutes in (29, 29):  # the session stays in use (its idle limit is 30 minutes)
+            clock.advance(timedelta(minutes=minutes))
+            await http.get(server.url + LIVE)
+        assert len(await _stream_views(server.core)) == 1
+        clock.advance(timedelta(minutes=3))  # an hour since the first entry
+        await http.get(server.url + LIVE)
+        assert len(await _stream_views(server.core)) == 2
+    async with await _signed_in(server, CHANGE) as other:  # another sign-in is another session
+        await other.get(server.url + LIVE)
+    views = await _stream_views(server.core)
+    assert len(views) == 3 and all(v.who == CHANGE and v.surface == "web" for v in views)
+    assert (await trail.verify(server.core.db)).ok
+
+
+async def _stream_views(core: Core) -> list[trail.Line]:
+    return [e for e in await trail.entries(core.db)
+            if e.action == "view.dashboard" and e.target == "broadcasts live"]

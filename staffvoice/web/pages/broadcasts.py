@@ -3,39 +3,54 @@
 
 Live while sending: the page's one script (static/live.js) follows `/app/broadcasts/live`, a
 stream of Server-Sent Events with each sending broadcast's counts (numbers only, never who),
-and updates the figures in place; the stream ends when nothing is sending. Without JavaScript
+and updates the figures in place; the stream ends when nothing is sending. One reader per
+process feeds every open stream (staffvoice/web/feed.py), streams are capped per process and
+per session, and each checks now and then that its viewer may still see it. Without JavaScript
 the page offers a reload link, and `?live=1` refreshes it every 10 seconds while something is
 sending (the person chooses it).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 
 from bot.broadcasts import service as broadcasts
+from bot.core import Core
 from bot.errors import UserError
 from bot.roles import CHANGE_TEAM
+from staffvoice.web import sessions
 from staffvoice.web.charts import bar
 from staffvoice.web.dashboard import page
-from staffvoice.web.site import CORE, CSP, render, secure
+from staffvoice.web.feed import Feed, Full, Subscription
+from staffvoice.web.site import CORE, CSP, SESSION, Session, render, secure
+from staffvoice.web.views import viewed
 
 ROLES = frozenset({CHANGE_TEAM})
 LIVE_S = 10
 RECENT = 20
-# The stream: how often it reads the counts, and how long one connection lasts (the browser
-# reconnects by itself, and is signed in again, if something is still sending).
+# The stream: how often the process reads the counts (once for every open stream), how long one
+# connection lasts (the browser reconnects by itself, and is signed in again, if something is
+# still sending), and how often an open stream checks its viewer is still signed in and allowed.
 POLL_S = 1.0
 STREAM_S = 300.0
+CHECK_S = 15.0
+# At most this many open streams per process and per sign-in session; beyond, 503 or 429 and
+# "try again in RETRY_S seconds". The trail records a session's viewing once per AUDIT_EVERY.
+MAX_STREAMS = 200
+MAX_PER_SESSION = 4
+RETRY_S = 30
+AUDIT_EVERY = timedelta(hours=1)
 SENDING = "sending"
 # This page runs its one script, from this site only; the stream is same-origin too.
 CSP_LIVE = f"{CSP}; script-src 'self'; connect-src 'self'"
-STREAMS: set[asyncio.Event] = set()  # one per open stream, set to end it
+AUDITED = web.AppKey("broadcast_stream_audited", dict[str, datetime])  # session -> when recorded
 log = logging.getLogger("staffvoice.web")
 
 
@@ -66,60 +81,132 @@ async def listing(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-@page("broadcasts live", "/broadcasts/live", "Live", ROLES, in_nav=False)
+@dataclass(frozen=True)
+class Reading:
+    """One read of the progress, shared by every open stream."""
+
+    sending: dict[str, dict[str, Any]]  # the figures of each recent broadcast sending now
+    final: dict[str, dict[str, Any]]  # the last figures of recent ones that stopped while followed
+
+
+class Progress:
+    """What the process's one poller reads (staffvoice/web/feed.py)."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.final: dict[str, dict[str, Any]] = {}
+        self.watching: set[str] = set()
+
+    async def read(self) -> Reading:
+        recent = await broadcasts.recent(self.core, RECENT)
+        sending: dict[str, dict[str, Any]] = {}
+        for b in recent:  # those sending now, and those that were (their final figures)
+            if b.state == SENDING or b.id in self.watching:
+                f = figures(await broadcasts.status(self.core, b.id))
+                if b.state == SENDING:
+                    sending[b.id] = f
+                else:
+                    self.final[b.id] = f
+        ids = {b.id for b in recent}
+        self.final = {k: v for k, v in self.final.items() if k in ids}
+        self.watching = set(sending)
+        return Reading(sending, dict(self.final))
+
+
+FEED = web.AppKey("broadcast_feed", Feed[Reading])
+
+
+def setup(app: web.Application) -> None:
+    """The process's one progress feed, ended at shutdown."""
+    app[FEED] = Feed(Progress(app[CORE]).read, POLL_S)
+    app[AUDITED] = {}
+
+    async def close(app: web.Application) -> None:
+        app[FEED].close()
+
+    app.on_shutdown.append(close)
+
+
+@page("broadcasts live", "/broadcasts/live", "Live", ROLES, in_nav=False, audit=False)
 async def live(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events: a `progress` event with a broadcast's figures whenever they change,
     for every recent broadcast that is sending (and once more when it finishes), then `done`
-    when nothing is sending. Read-only."""
+    when nothing is sending, or `stopped` when the viewer signed out or lost the role. Read-only.
+    Too many open streams: 503 (this process) or 429 (this session), with Retry-After."""
+    session = request[SESSION]
+    assert session is not None  # the guard let only the change team in
+    try:
+        sub = request.app[FEED].subscribe(session.token_id, limit=MAX_STREAMS,
+                                          per_session=MAX_PER_SESSION)
+    except Full as e:
+        return web.Response(status=e.status, text=e.message, headers={"Retry-After": str(RETRY_S)})
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
                                        "X-Accel-Buffering": "no"})
-    secure(request, resp)
-    await resp.prepare(request)
-    stop = asyncio.Event()
-    STREAMS.add(stop)
     try:
-        await _follow(request, resp, stop)
+        await _audit_once(request, session)
+        secure(request, resp)
+        await resp.prepare(request)
+        await _follow(request, resp, sub, session)
+        request.app[FEED].unsubscribe(sub)  # room for the next stream before this one's end is read
         await resp.write_eof()
     except ConnectionError:
         pass  # the reader went away: nothing to finish
-    except Exception:  # the page is already sent: end the stream, the browser tries again
-        log.exception("broadcast progress stream failed")
+    except Exception:
+        if not resp.prepared:
+            raise
+        log.exception("broadcast progress stream failed")  # already sent: the browser tries again
     finally:
-        STREAMS.discard(stop)
+        request.app[FEED].unsubscribe(sub)
     return resp
 
 
-async def _follow(request: web.Request, resp: web.StreamResponse, stop: asyncio.Event) -> None:
-    core = request.app[CORE]
+async def _audit_once(request: web.Request, session: Session) -> None:
+    """The trail records a session's viewing of the stream once per AUDIT_EVERY, not each of
+    the browser's reconnects (kept in this process: each replica records it once)."""
+    now = request.app[CORE].clock.now()
+    seen = request.app[AUDITED]
+    for k in [k for k, at in seen.items() if now - at >= AUDIT_EVERY]:
+        del seen[k]
+    if session.token_id not in seen:
+        seen[session.token_id] = now
+        await viewed(request, "broadcasts live")
+
+
+async def _follow(request: web.Request, resp: web.StreamResponse, sub: Subscription[Reading],
+                  session: Session) -> None:
     await resp.write(b"retry: 5000\n\n")  # how long the browser waits before reconnecting
     shown: dict[str, dict[str, Any]] = {}
-    watching: set[str] = set()
-    until = time.monotonic() + STREAM_S
-    while time.monotonic() < until and not stop.is_set():
+    now = time.monotonic()
+    until, check_at = now + STREAM_S, now + CHECK_S
+    while now < until and not sub.closed:
         if request.transport is None or request.transport.is_closing():
             return
-        recent = await broadcasts.recent(core, RECENT)
-        now_sending = {b.id for b in recent if b.state == SENDING}
-        for b in recent:  # those sending now, and those that were (their final figures)
-            if b.id in now_sending or b.id in watching:
-                f = figures(await broadcasts.status(core, b.id))
-                if shown.get(b.id) != f:
-                    shown[b.id] = f
-                    await resp.write(_event("progress", f))
-        watching = now_sending
-        if not now_sending:
+        if now >= check_at:
+            if not await _still_allowed(request, session):
+                await resp.write(_event("stopped", {}))
+                return
+            check_at = now + CHECK_S
+        reading = await sub.next(min(until, check_at) - now)
+        now = time.monotonic()
+        if reading is None:
+            continue
+        for bid, f in reading.sending.items():
+            if shown.get(bid) != f:
+                shown[bid] = f
+                await resp.write(_event("progress", f))
+        for bid, f in reading.final.items():  # one this stream showed has finished
+            if bid in shown and shown[bid] != f:
+                shown[bid] = f
+                await resp.write(_event("progress", f))
+        if not reading.sending:
             await resp.write(_event("done", {}))
             return
-        try:
-            await asyncio.wait_for(stop.wait(), POLL_S)
-        except TimeoutError:
-            pass
 
 
-async def stop_streams(app: web.Application) -> None:
-    """At shutdown: end every open stream now, rather than keep the server waiting for them."""
-    for stop in list(STREAMS):
-        stop.set()
+async def _still_allowed(request: web.Request, session: Session) -> bool:
+    """The viewer is still signed in and still in the change team (checked every CHECK_S)."""
+    now = await sessions.recheck(request, session.token_id)
+    return now is not None and bool(ROLES & now.roles)
 
 
 def _event(name: str, data: dict[str, Any]) -> bytes:

@@ -70,6 +70,10 @@
     source.close();
     status.textContent = "Sending has finished. " + summary();
   });
+  source.addEventListener("stopped", function () {
+    source.close();  // signed out, or no longer in the change team
+    status.textContent = "Live figures stopped. Reload the page for the latest figures.";
+  });
   source.addEventListener("error", function () {
     if (source.readyState === EventSource.CLOSED) {
       status.textContent = "Live figures stopped. Reload the page for the latest figures.";
