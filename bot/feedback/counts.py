@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 from zoneinfo import ZoneInfo
 
@@ -199,6 +199,13 @@ _TOUCH = (update(FeedbackDailyCount).where(FeedbackDailyCount.day == bindparam("
           .values(count=FeedbackDailyCount.count))
 
 
+def _add_counts(dialect: str) -> Any:
+    """count = count + the batch's count, one row after another in the order given."""
+    stmt = upsert(dialect, FeedbackDailyCount.__table__)
+    return stmt.on_conflict_do_update(
+        index_elements=["key"], set_={"count": FeedbackDailyCount.count + stmt.excluded["count"]})
+
+
 def unwritten(core: Core) -> int:
     """How many sends this process holds that are not written yet."""
     counts = _of(core)
@@ -237,11 +244,8 @@ async def _write(core: Core, counts: _Counts, batch: dict[Slot, int]) -> int:
         if conn.dialect.name == "postgresql":
             await conn.execute(_ADVISORY, {"k": FLUSH_LOCK})
         _shuffle(rows)  # new rows are laid down in this order (SQLite), never in sending order
-        table = FeedbackDailyCount.__table__
-        stmt = upsert(conn.dialect.name, table)
-        for d, k, n in rows:  # one at a time: the order written is the shuffled one
-            await conn.execute(stmt.values(key=k, day=d, count=n).on_conflict_do_update(
-                index_elements=["key"], set_={"count": table.c.count + stmt.excluded.count}))
+        await conn.execute(_add_counts(conn.dialect.name),
+                           [{"key": k, "day": d, "count": n} for d, k, n in rows])
         # Every counter row of the day gets this batch's xmin, whoever wrote it last.
         for d in sorted({d for d, _k, _n in rows}):
             await conn.execute(_TOUCH, {"d": d})
