@@ -15,6 +15,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.core import Core, build_router
 from bot.errors import FormInvalid
@@ -46,10 +47,10 @@ async def person_id(core: Core, email: str) -> str:
 
 
 @asynccontextmanager
-async def process(core: Core) -> AsyncIterator[Core]:
+async def process(core: Core, db_class: type[Database] = Database) -> AsyncIterator[Core]:
     """A serving process on the test's database: its own engine and its own counts, and no
     flusher running (the test flushes, so nothing depends on timing)."""
-    db = Database(core.db.url)
+    db = db_class(core.db.url)
     other = Core(db, settings=core.settings, clock=core.clock)
     await other.start()
     try:
@@ -217,3 +218,47 @@ async def test_every_process_runs_the_flusher_and_it_writes_at_shutdown(loaded: 
         stop.set()
         await task
         assert list((await written(loaded)).values()) == [1]
+
+
+class PausedAfterCommit(Database):
+    """A database whose next transaction, once committed, waits for the test: the moment a
+    flush's counts are in the database and still held in memory."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.pause_next = False
+        self.committed = asyncio.Event()
+        self.resume = asyncio.Event()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        paused, self.pause_next = self.pause_next, False
+        async with super().transaction() as conn:
+            yield conn
+        if paused:
+            self.committed.set()
+            await self.resume.wait()
+
+
+async def test_a_count_read_as_a_flush_commits_counts_each_send_once(loaded: Core) -> None:
+    """Three sent and being written: a count read just after the flush's COMMIT (before the
+    process has let go of the three) waits for it and counts three, not six."""
+    async with process(loaded, PausedAfterCommit) as one:
+        db = one.db
+        assert isinstance(db, PausedAfterCommit)
+        pid = await person_id(one, PRACTITIONER)
+        for i in range(3):
+            await fb.store(one, pid, text=f"Idea {i}", theme_id=None, replies=False, concerns=())
+        async with db.transaction() as conn:
+            day = await fb.today(conn, one.clock.now())
+            key = await counts.counter_key(conn, one.secret, pid, day)
+        db.pause_next = True
+        flushing = asyncio.create_task(counts.flush(one))
+        await db.committed.wait()
+        async with db.engine.connect() as conn:
+            reading = asyncio.create_task(counts.count(one, conn, key, day))
+            await asyncio.sleep(0)  # the read starts inside the window
+            db.resume.set()
+            assert await reading == 3
+        assert await flushing == 3
+        assert await fb.sent_today(one, pid) == 3
