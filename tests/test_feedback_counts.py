@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bot.config import Settings, SettingsError
 from bot.core import Core, build_router
 from bot.errors import FormInvalid
 from bot.feedback import counts
@@ -262,3 +263,12 @@ async def test_a_count_read_as_a_flush_commits_counts_each_send_once(loaded: Cor
             assert await reading == 3
         assert await flushing == 3
         assert await fb.sent_today(one, pid) == 3
+
+
+def test_the_flush_interval_is_a_setting_with_a_clear_error() -> None:
+    assert Settings.from_env({}).feedback_flush_s == 5
+    assert Settings.from_env({"STAFFVOICE_FEEDBACK_FLUSH_INTERVAL": "0.5"}).feedback_flush_s == 0.5
+    for bad, says in (("soon", "must be a number, not 'soon'"), ("0", "between 0.01 and 3600")):
+        with pytest.raises(SettingsError) as e:
+            Settings.from_env({"STAFFVOICE_FEEDBACK_FLUSH_INTERVAL": bad})
+        assert "STAFFVOICE_FEEDBACK_FLUSH_INTERVAL" in str(e.value) and says in str(e.value)

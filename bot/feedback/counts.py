@@ -40,8 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("staffvoice.feedback")
 
-# Seconds between flushes (every process runs the flusher: `worker`, `flushing`).
-FLUSH_S = float(os.environ.get("STAFFVOICE_FEEDBACK_FLUSH_S", "5"))
 # PostgreSQL advisory lock (any fixed 64-bit number distinct from storage.db's): replicas
 # flush one at a time, so each flush rewrites every row the others wrote before it.
 FLUSH_LOCK = 0x5F5F_7376_0F0C
@@ -255,10 +253,11 @@ async def _write(core: Core, counts: _Counts, batch: dict[Slot, int]) -> int:
 
 
 async def worker(core: Core, stop: asyncio.Event, every: float | None = None) -> None:
-    """Flush every `every` seconds (default FLUSH_S) until `stop`, then once more.
+    """Flush every `every` seconds (default: the settings' `feedback_flush_s`, from
+    STAFFVOICE_FEEDBACK_FLUSH_INTERVAL) until `stop`, then once more.
 
     A router worker, so every `serve` replica runs one; `flushing` runs it elsewhere."""
-    period = FLUSH_S if every is None else every
+    period = core.settings.feedback_flush_s if every is None else every
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), period)
