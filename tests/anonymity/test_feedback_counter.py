@@ -7,7 +7,7 @@ route sealed under the server key by design; these attacks are about the others.
 
 Before (commit 028fa66): an item and its sender's counter row were written in one
 transaction, so on PostgreSQL they shared an `xmin`, which named the sender of each person's
-latest item; and each counter row was laid down when its person first sent that day, so the
+latest item, and on SQLite they were one commit in the write-ahead log; and each counter row was laid down when its person first sent that day, so the
 stored order of the rows (SQLite's cells, PostgreSQL's `ctid`) was the order people first sent.
 """
 
@@ -23,9 +23,10 @@ from sqlalchemy.engine import make_url
 from bot.core import Core
 from bot.feedback import counts
 from bot.feedback.counts import DAY_KEY_LABEL
-from bot.feedback.tables import FeedbackDayKey, FeedbackHandle
+from bot.feedback.tables import FeedbackDailyCount, FeedbackDayKey, FeedbackHandle, FeedbackItem
 from bot.people.tables import Person
 from bot.secrets import derive, keyed_hash, open_bytes
+from storage import sqlite_inline
 from tests.conformance.drivers.fake import FakeDriver
 from tests.test_feedback_helpers import give
 
@@ -82,6 +83,42 @@ async def test_an_items_xmin_names_no_sender_even_with_the_server_key(loaded: Co
     assert not set(items.values()) & {x for x, _n in counters.values()}
     # Every counter row of the day carries the last batch's xmin: not even when they last moved.
     assert len({x for x, _n in counters.values()}) == 1
+
+
+async def test_the_write_ahead_log_pairs_no_item_with_its_senders_counter(
+        loaded: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite: read the write-ahead log commit by commit (before any checkpoint, the worst
+    case) and pair each item with the counter rows that first appear in the same commit.
+
+    Before: a person's first item of the day and their new counter row were one commit, so
+    this named the sender of every person's first item."""
+    if not loaded.db.is_sqlite:
+        pytest.skip("PostgreSQL's transactions are attacked through xmin above")
+    monkeypatch.setattr(sqlite_inline, "CHECKPOINT_EVERY", 10**9)  # the log keeps every commit
+    d = FakeDriver(loaded)
+    sends = [(PRACTITIONERS[0], False), (PRACTITIONERS[1], True), (PRACTITIONERS[2], False),
+             (PRACTITIONERS[0], False), (PRACTITIONERS[3], False)]
+    for i, (email, replies) in enumerate(sends):
+        assert await give(d, email, f"Idea number {'abcde'[i]} about the tools.",
+                          replies=replies) is None
+    await counts.flush(loaded)
+    assert await give(d, PRACTITIONERS[4], "A later thought on supervision.") is None
+    await counts.flush(loaded)
+    owners = await _counter_owners(loaded)
+    async with loaded.db.engine.connect() as conn:
+        items = set((await conn.execute(select(FeedbackItem.id))).scalars())
+        keys = set((await conn.execute(select(FeedbackDailyCount.key))).scalars())
+    path = make_url(loaded.db.url).database or ""
+    named: dict[str, list[str]] = {}
+    seen_keys: set[str] = set()
+    for pages in _wal_commits(path + "-wal"):
+        new_keys = {k for k in keys - seen_keys if k.encode() in pages}
+        for item in items - named.keys():
+            if item.encode() in pages:
+                named[item] = sorted(owners[k] for k in new_keys)
+        seen_keys |= new_keys
+    assert named.keys() == items and seen_keys == keys  # the log holds every commit of both
+    assert all(who == [] for who in named.values()), named
 
 
 async def test_the_counters_stored_order_is_not_the_order_people_sent(loaded: Core) -> None:
@@ -147,3 +184,22 @@ def _first_text(page: bytes, at: int) -> str:
     start = at + header
     return page[start: start + (serial - 13) // 2].decode()
 
+
+
+def _wal_commits(path: str) -> list[bytes]:
+    """The pages each transaction wrote, in commit order, from a SQLite write-ahead log
+    (frames whose salt matches the log's header; a commit ends at a frame that gives the
+    database's size)."""
+    data = open(path, "rb").read()
+    size = int.from_bytes(data[8:12], "big")
+    salt = data[16:24]
+    commits: list[bytes] = []
+    pages: list[bytes] = []
+    at = 32
+    while at + 24 + size <= len(data) and data[at + 8: at + 16] == salt:
+        pages.append(data[at + 24: at + 24 + size])
+        if int.from_bytes(data[at + 4: at + 8], "big"):
+            commits.append(b"".join(pages))
+            pages = []
+        at += 24 + size
+    return commits
