@@ -28,6 +28,8 @@ class Settings:
     log_level: str = "INFO"
     log_json: bool | None = None
     scheduler_interval_s: float = 30.0
+    # Seconds between writes of the feedback daily counts a process holds (bot/feedback/counts.py).
+    feedback_flush_s: float = 5.0
     sender_enabled: bool = True
 
     @classmethod
@@ -46,6 +48,7 @@ class Settings:
             log_level=e.get("STAFFVOICE_LOG_LEVEL", "INFO"),
             log_json=None if json_env is None else json_env.lower() in ("1", "true", "yes"),
             scheduler_interval_s=_number(e, "STAFFVOICE_SCHEDULER_INTERVAL", "30", float, 0.01, 86400),
+            feedback_flush_s=_number(e, "STAFFVOICE_FEEDBACK_FLUSH_INTERVAL", "5", float, 0.01, 3600),
         )
 
 

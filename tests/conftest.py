@@ -92,10 +92,16 @@ def settings(db_url: str) -> Settings:
 
 
 @pytest.fixture
-async def core(db: Database, settings: Settings, clock: FakeClock) -> Core:
+async def core(db: Database, settings: Settings, clock: FakeClock) -> AsyncIterator[Core]:
+    """A core, with the feedback counts' flusher running as in every process. Its period is
+    an hour, so it writes at the test's end and no test depends on when it fires; a test
+    that reads the counters flushes first (`counts.flush`)."""
+    from bot.feedback import counts
+
     c = Core(db, settings=settings, clock=clock)
     await c.start()
-    return c
+    async with counts.flushing(c, every=3600):
+        yield c
 
 
 @pytest.fixture

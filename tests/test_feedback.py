@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from bot import logs
 from bot.core import Core
-from bot.feedback import sealing
+from bot.feedback import counts, sealing
 from bot.feedback import service as fb
 from bot.feedback.tables import (
     FeedbackDailyCount,
@@ -223,6 +223,7 @@ async def test_the_daily_limit_uses_a_keyed_counter_that_is_forgotten_the_next_d
     await d.say(PRACTITIONER, "feedback")
     assert "daily limit" in d.seen(PRACTITIONER)[-1]
     assert d.form(PRACTITIONER) is None
+    await counts.flush(loaded)  # written in a batch, apart from the items
     async with loaded.db.session() as s:
         [counter] = list((await s.execute(select(FeedbackDailyCount))).scalars())
     who = await identity_strings(loaded.db, PRACTITIONER)
@@ -250,6 +251,7 @@ async def test_a_form_left_open_past_the_daily_limit_is_refused_in_the_form(load
     errors = await d.submit(PRACTITIONER, {"text": "A sixth idea.", "theme": "", "replies": "false"})
     assert errors is not None and "daily limit" in errors["text"]
     assert len(await items(loaded)) == 5
+    await counts.flush(loaded)
     async with loaded.db.session() as s:
         [counter] = list((await s.execute(select(FeedbackDailyCount))).scalars())
     assert counter.count == 5

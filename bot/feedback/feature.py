@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from bot.audit import trail
 from bot.core import Core, Ctx
 from bot.errors import FormInvalid, UserError
-from bot.feedback import identifiers, safeguarding
+from bot.feedback import counts, identifiers, safeguarding
 from bot.feedback import service as fb
 from bot.feedback.tables import FeedbackItem
 from bot.model import (
@@ -146,7 +146,9 @@ async def submit_form(ctx: Ctx) -> None:
     assert isinstance(ev, FormSubmitEvent)
     theme = ev.values.get("theme") or ""
     replies = ev.values.get("replies") == "true"
-    async with ctx.connection() as conn:  # the checks and the item: one transaction
+    # The checks and the item: one transaction, inside the hold that counts the send once
+    # the item is committed (the count itself is written later, apart: bot/feedback/counts.py).
+    async with counts.holding(ctx.core) as hold, ctx.connection() as conn:
         text, concerns, ids = await _checked_text(ctx, s=conn)
         if theme and not await fb.is_theme(conn, theme):
             raise FormInvalid({"theme": "Please choose one of the listed themes."})
@@ -156,7 +158,7 @@ async def submit_form(ctx: Ctx) -> None:
             await _check_limit(ctx, in_form=True, s=conn)
         else:  # store() refuses past the limit with the same words
             stored = await fb.store(ctx.core, ctx.person.id, text=text, theme_id=theme or None,
-                                    replies=replies, concerns=concerns, conn=conn)
+                                    replies=replies, concerns=concerns, conn=conn, hold=hold)
     if ask:
         await ctx.open_form(await feedback_form(ctx, text=text, theme=theme, replies=replies,
                                                 warnings=warnings))
@@ -507,4 +509,6 @@ def register(r: Router) -> None:
     r.sections.append(SafeguardingSection())
     r.home.append(home)
     r.ticker("feedback", _tick)
+    # Every process writes the daily counts it holds, in batches apart from the items.
+    r.worker("feedback-counts", counts.worker)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import secrets
 import weakref
@@ -15,14 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from bot.errors import FormInvalid, UserError
-from bot.feedback import safeguarding, sealing
+from bot.feedback import counts, safeguarding, sealing
+from bot.feedback.counts import today as today  # re-exported: the day every feature dates by
 from bot.feedback.tables import (
     FeedbackAlert,
     FeedbackDailyCount,
@@ -37,9 +36,9 @@ from bot.people import service as people
 from bot.people.tables import Theme
 from bot.programme.core_sections import get_setting
 from bot.roles import SAFEGUARDING_LEAD
-from bot.secrets import derive, keyed_hash, open_bytes, seal_bytes
+from bot.secrets import keyed_hash
 from storage.base import new_id
-from storage.db import connection_of, upsert
+from storage.db import connection_of
 
 if TYPE_CHECKING:
     from bot.core import Core
@@ -76,75 +75,25 @@ async def config(s: AsyncSession | AsyncConnection) -> safeguarding.Config:
     return safeguarding.Config.from_setting(await get_setting(s, "safeguarding"))
 
 
-async def today(s: AsyncSession | AsyncConnection, now: datetime) -> date:
-    """The programme's calendar day: feedback is dated no more precisely than this."""
-    prog = await get_setting(s, "programme") or {}
-    try:
-        tz = ZoneInfo(prog.get("timezone") or "Europe/London")
-    except Exception:
-        tz = ZoneInfo("Europe/London")
-    return now.astimezone(tz).date()
-
-
 async def themes(s: AsyncSession) -> list[Theme]:
     return list((await s.execute(select(Theme).order_by(Theme.name))).scalars())
-
-
-DAY_KEY_LABEL = "staffvoice feedback day key v1"
-
-
-# The opened key of the day last read from a committed row, per database: every submission
-# needs it, and a day's key never changes once made. Dropped when the day's key is destroyed.
-_DAY_KEYS: weakref.WeakKeyDictionary[Engine, tuple[date, bytes]] = weakref.WeakKeyDictionary()
-_DAY_KEY = select(FeedbackDayKey.sealed).where(FeedbackDayKey.day == bindparam("day"))
-
-
-async def _counter_key(s: AsyncSession | AsyncConnection, secret: bytes, person_id: str,
-                       day: date) -> str:
-    """The person's counter for `day`, under the day's own secret (made on first use)."""
-    conn = await connection_of(s)
-    hit = _DAY_KEYS.get(conn.sync_engine)
-    if hit is not None and hit[0] == day:
-        return keyed_hash(hit[1], "feedback-daily", person_id)
-    box = derive(secret, DAY_KEY_LABEL)
-    sealed = (await conn.execute(_DAY_KEY, {"day": day})).scalar()
-    committed = sealed is not None  # made by another transaction (ours may yet roll back)
-    if sealed is None:
-        await conn.execute(upsert(conn.dialect.name, FeedbackDayKey).values(
-            day=day, sealed=seal_bytes(box, day.isoformat(), os.urandom(32)))
-            .on_conflict_do_nothing(index_elements=["day"]))
-        sealed = (await conn.execute(_DAY_KEY, {"day": day})).scalar()
-        assert sealed is not None
-    opened = open_bytes(box, day.isoformat(), sealed)
-    if committed:
-        _DAY_KEYS[conn.sync_engine] = (day, opened)
-    return keyed_hash(opened, "feedback-daily", person_id)
-
-
-def _forget_day_keys(engine: Engine, before: date) -> None:
-    hit = _DAY_KEYS.get(engine)
-    if hit is not None and hit[0] < before:
-        del _DAY_KEYS[engine]
 
 
 def _token_key(secret: bytes, token: str) -> str:
     return keyed_hash(secret, "feedback-handle", token)
 
 
-_COUNT = select(FeedbackDailyCount.count, FeedbackDailyCount.day).where(
-    FeedbackDailyCount.key == bindparam("key"))
-
-
 async def sent_today(core: Core, person_id: str,
                      s: AsyncSession | AsyncConnection | None = None) -> int:
-    """How many items this person has sent today (read through the keyed counter)."""
+    """How many items this person has sent today: the keyed counter as written, plus this
+    process's sends not written yet."""
     if s is None:
         async with core.db.transaction() as conn:
             return await sent_today(core, person_id, conn)
-    day = await today(s, core.clock.now())
     conn = await connection_of(s)
-    row = (await conn.execute(_COUNT, {"key": await _counter_key(conn, core.secret, person_id, day)})).first()
-    return int(row[0]) if row is not None and row[1] == day else 0
+    day = await today(conn, core.clock.now())
+    return await counts.count(core, conn, await counts.counter_key(conn, core.secret, person_id, day),
+                              day)
 
 
 def limit_message(limit: int) -> str:
@@ -155,25 +104,26 @@ def limit_message(limit: int) -> str:
 async def store(
     core: Core, person_id: str, *, text: str, theme_id: str | None, replies: bool,
     concerns: Sequence[str], conn: AsyncConnection | None = None,
+    hold: counts.Hold | None = None,
 ) -> Stored:
-    """Store one item (no author), count it against the keyed daily counter, seal a route.
+    """Store one item (no author), count it against the daily limit, seal a route.
 
-    Prepared Core statements in one transaction (`conn`'s, else its own): the counter goes up
-    by one in a single upsert; past the day's limit FormInvalid rolls the transaction back."""
+    Prepared Core statements in one transaction (`conn`'s, else its own) that writes no row
+    about the sender: the send is counted in memory (`hold`, which the caller's transaction
+    must sit inside: `counts.holding`) and written later in a batch (bot/feedback/counts.py).
+    Past the day's limit FormInvalid is raised and nothing is stored."""
     if conn is None:
-        async with core.db.transaction() as conn:
+        async with counts.holding(core) as hold, core.db.transaction() as conn:
             return await store(core, person_id, text=text, theme_id=theme_id, replies=replies,
-                               concerns=concerns, conn=conn)
+                               concerns=concerns, conn=conn, hold=hold)
+    if hold is None:
+        raise TypeError("store() in the caller's transaction needs the caller's counts.holding()")
     cfg = await config(conn)
     day = await today(conn, core.clock.now())
-    key = await _counter_key(conn, core.secret, person_id, day)
-    count = (await conn.execute(
-        upsert(conn.dialect.name, FeedbackDailyCount).values(key=key, day=day, count=1)
-        .on_conflict_do_update(index_elements=["key"],
-                               set_={"count": FeedbackDailyCount.count + 1})
-        .returning(FeedbackDailyCount.count))).scalar_one()
-    if count > cfg.daily_limit:
+    key = await counts.counter_key(conn, core.secret, person_id, day)
+    if await counts.count(core, conn, key, day) >= cfg.daily_limit:
         raise FormInvalid({"text": limit_message(cfg.daily_limit)})
+    hold.take(day, key)  # no await since the count: two sends at once cannot both pass
     item_id = new_id()
     await conn.execute(_ITEM, {"id": item_id, "day": day, "theme_id": theme_id or None,
                                "text": text, "status": "new", "urgent": bool(concerns),
@@ -682,7 +632,7 @@ async def tick(core: Core, now: datetime) -> int:
         day = await today(s, now)
         res = await s.execute(delete(FeedbackDailyCount).where(FeedbackDailyCount.day < day))
         pruned = int(res.rowcount or 0)  # type: ignore[attr-defined]
-        _forget_day_keys(core.db.engine.sync_engine, before=day)
+        counts.forget_day_keys(core.db.engine.sync_engine, before=day)
         old = FeedbackDayKey.day < day  # overwritten first, so no copy lingers in free pages
         await s.execute(update(FeedbackDayKey).where(old).values(sealed=bytes(60)))
         await s.execute(delete(FeedbackDayKey).where(old))

@@ -101,7 +101,10 @@ class FeedbackDayKey(Base):
 
 
 class FeedbackDailyCount(Base):
-    """Submissions today per person, under a hash keyed by the day's secret; deleted after the day."""
+    """Submissions today per person, under a hash keyed by the day's secret; deleted after the day.
+
+    Written only in batches by each process's flusher (bot/feedback/counts.py), never in the
+    transaction that stores an item."""
 
     __tablename__ = "feedback_daily_counts"
     __table_args__ = NO_ROWID

@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 
 from bot.config import Settings
+from bot.feedback import counts
 from staffvoice.commands.programme import load
 from staffvoice.database import opened
 
@@ -30,7 +31,8 @@ def add_to(sub: argparse._SubParsersAction[argparse.ArgumentParser], settings: S
 async def chat(settings: Settings, email: str, at: str | None = None) -> int:
     from adapters.console.adapter import run
 
-    async with opened(settings, migrate=True) as core:
+    # The feedback counts this process holds are written every few seconds and at the end.
+    async with opened(settings, migrate=True) as core, counts.flushing(core):
         await run(core, email, at=at)
     return 0
 

@@ -2,8 +2,8 @@
 
 Start-up: migrations, the server key, the programme file (if set), the platform adapters (each
 mounts itself when configured), the scheduler (leader only) and every router worker (the
-send-ledger drain). SIGTERM: stop accepting, stop scheduling, let workers finish in-flight
-sends, dispose the database.
+send-ledger drain, the feedback counts' flusher). SIGTERM: stop accepting, stop scheduling, let
+workers finish in-flight sends and write the feedback counts they hold, dispose the database.
 
 Every process is a whole replica: run several (sharing the port with `reuse_port`, or behind a
 load balancer) and they share the work through the database. One holds the scheduler's lock;

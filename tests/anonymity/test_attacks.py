@@ -339,10 +339,12 @@ async def test_the_daily_feedback_counter_and_reply_routes_expire(loaded: Core) 
     Before: the counter was HMAC(server key, person, day), so on a day with one item the key
     holder found its author; reply routes never expired.
     """
+    from bot.feedback import counts
     from bot.feedback import service as fb
 
     d = FakeDriver(loaded)
     assert await give(d, OTHER, "Court deadlines clash with network meetings.", replies=True) is None
+    await counts.flush(loaded)
     tables = await dump(loaded.db)
     [counter] = tables["feedback_daily_counts"]
     day = counter["day"].isoformat() if hasattr(counter["day"], "isoformat") else str(counter["day"])

@@ -1,0 +1,282 @@
+"""The daily feedback counters: held in memory, written in batches, never next to an item.
+
+An item is stored in a transaction that writes no row about its sender (docs/invariants.md,
+N4). The sender's count for the day is held here, per process, and written by the flusher
+every few seconds in a transaction of its own that adds every pending count (in shuffled
+order) and rewrites every counter row of the day: afterwards, on PostgreSQL, all of the day's
+counter rows carry that batch's `xmin` and none carries an item's; on SQLite the rows a batch
+creates are laid down in shuffled order, not in the order people sent.
+
+The limit is checked against the committed count (a read, which changes no row) plus this
+process's counts not yet written. Replicas each hold and write their own, so across replicas
+the limit can be passed by what the others accepted since their last flush (one interval's
+sends); counts not yet written when a process dies are lost (its items are not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine, bindparam, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from bot.feedback.tables import FeedbackDailyCount, FeedbackDayKey
+from bot.programme.core_sections import get_setting
+from bot.secrets import derive, keyed_hash, open_bytes, seal_bytes
+from storage.db import connection_of, upsert
+
+if TYPE_CHECKING:
+    from bot.core import Core
+
+log = logging.getLogger("staffvoice.feedback")
+
+# PostgreSQL advisory lock (any fixed 64-bit number distinct from storage.db's): replicas
+# flush one at a time, so each flush rewrites every row the others wrote before it.
+FLUSH_LOCK = 0x5F5F_7376_0F0C
+DAY_KEY_LABEL = "staffvoice feedback day key v1"
+_shuffle = random.SystemRandom().shuffle
+
+Slot = tuple[date, str]  # (day, counter key)
+
+
+async def today(s: AsyncSession | AsyncConnection, now: datetime) -> date:
+    """The programme's calendar day: feedback is dated no more precisely than this."""
+    prog = await get_setting(s, "programme") or {}
+    try:
+        tz = ZoneInfo(prog.get("timezone") or "Europe/London")
+    except Exception:
+        tz = ZoneInfo("Europe/London")
+    return now.astimezone(tz).date()
+
+
+# -- the day's key ----------------------------------------------------------------------------
+
+# The opened key of the day last read from a committed row, per database: every submission
+# needs it, and a day's key never changes once made. Dropped when the day's key is destroyed.
+_DAY_KEYS: WeakKeyDictionary[Engine, tuple[date, bytes]] = WeakKeyDictionary()
+_DAY_KEY = select(FeedbackDayKey.sealed).where(FeedbackDayKey.day == bindparam("day"))
+
+
+async def counter_key(s: AsyncSession | AsyncConnection, secret: bytes, person_id: str,
+                      day: date) -> str:
+    """The person's counter for `day`, under the day's own secret (made on first use)."""
+    conn = await connection_of(s)
+    hit = _DAY_KEYS.get(conn.sync_engine)
+    if hit is not None and hit[0] == day:
+        return keyed_hash(hit[1], "feedback-daily", person_id)
+    box = derive(secret, DAY_KEY_LABEL)
+    sealed = (await conn.execute(_DAY_KEY, {"day": day})).scalar()
+    committed = sealed is not None  # made by another transaction (ours may yet roll back)
+    if sealed is None:
+        await conn.execute(upsert(conn.dialect.name, FeedbackDayKey).values(
+            day=day, sealed=seal_bytes(box, day.isoformat(), os.urandom(32)))
+            .on_conflict_do_nothing(index_elements=["day"]))
+        sealed = (await conn.execute(_DAY_KEY, {"day": day})).scalar()
+        assert sealed is not None
+    opened = open_bytes(box, day.isoformat(), sealed)
+    if committed:
+        _DAY_KEYS[conn.sync_engine] = (day, opened)
+    return keyed_hash(opened, "feedback-daily", person_id)
+
+
+def forget_day_keys(engine: Engine, before: date) -> None:
+    """Drop the opened key of a day before `before` (its sealed row is being destroyed)."""
+    hit = _DAY_KEYS.get(engine)
+    if hit is not None and hit[0] < before:
+        del _DAY_KEYS[engine]
+
+
+# -- counts held in memory --------------------------------------------------------------------
+
+
+@dataclass
+class _Counts:
+    """One process's counts not yet written (per Core: a test's two Cores are two processes)."""
+
+    due: dict[Slot, int] = field(default_factory=dict)  # sent, not yet written
+    flushing: dict[Slot, int] = field(default_factory=dict)  # being written now
+    held: dict[Slot, int] = field(default_factory=dict)  # items whose transaction is open
+    committing: bool = False  # a flush's COMMIT is under way (it may or may not be visible)
+    flushes: int = 0  # flushes ended (committed or not)
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one flush at a time
+
+    def pending(self, slot: Slot) -> int:
+        return self.due.get(slot, 0) + self.flushing.get(slot, 0) + self.held.get(slot, 0)
+
+
+_COUNTS: WeakKeyDictionary[Core, _Counts] = WeakKeyDictionary()
+
+
+def _of(core: Core) -> _Counts:
+    counts = _COUNTS.get(core)
+    if counts is None:
+        counts = _COUNTS[core] = _Counts()
+        counts.settled.set()
+    return counts
+
+
+def _add(to: dict[Slot, int], slot: Slot, n: int) -> None:
+    left = to.get(slot, 0) + n
+    if left:
+        to[slot] = left
+    else:
+        to.pop(slot, None)
+
+
+_COUNT = select(FeedbackDailyCount.count, FeedbackDailyCount.day).where(
+    FeedbackDailyCount.key == bindparam("key"))
+
+
+async def count(core: Core, conn: AsyncConnection, key: str, day: date) -> int:
+    """Sends counted for `key` on `day`: the committed count plus this process's pending ones.
+
+    The read is taken again if one of this process's flushes committed meanwhile (its counts
+    would otherwise be missed, or counted twice)."""
+    counts = _of(core)
+    while True:
+        if counts.committing:
+            await counts.settled.wait()
+            continue
+        before = counts.flushes
+        row = (await conn.execute(_COUNT, {"key": key})).first()
+        if counts.committing or counts.flushes != before:
+            continue
+        stored = int(row[0]) if row is not None and row[1] == day else 0
+        return stored + counts.pending((day, key))
+
+
+class Hold:
+    """Sends counted while their item's transaction is open: kept if the block ends well,
+    taken back if it raises (`holding`)."""
+
+    def __init__(self, counts: _Counts) -> None:
+        self._counts = counts
+        self._slots: list[Slot] = []
+
+    def take(self, day: date, key: str) -> None:
+        """Count one send now (call with no await between the check and this)."""
+        _add(self._counts.held, (day, key), 1)
+        self._slots.append((day, key))
+
+    def _end(self, *, kept: bool) -> None:
+        for slot in self._slots:
+            _add(self._counts.held, slot, -1)
+            if kept:
+                _add(self._counts.due, slot, 1)
+        self._slots.clear()
+
+
+@asynccontextmanager
+async def holding(core: Core) -> AsyncIterator[Hold]:
+    """A hold for sends counted inside the block; wrap the item's transaction in it, so a
+    send counts only once its item is committed."""
+    hold = Hold(_of(core))
+    try:
+        yield hold
+    except BaseException:
+        hold._end(kept=False)
+        raise
+    hold._end(kept=True)
+
+
+# -- writing them -----------------------------------------------------------------------------
+
+_ADVISORY = text("SELECT pg_advisory_xact_lock(:k)")
+_TOUCH = (update(FeedbackDailyCount).where(FeedbackDailyCount.day == bindparam("d"))
+          .values(count=FeedbackDailyCount.count))
+
+
+def _add_counts(dialect: str) -> Any:
+    """count = count + the batch's count, one row after another in the order given."""
+    stmt = upsert(dialect, FeedbackDailyCount.__table__)
+    return stmt.on_conflict_do_update(
+        index_elements=["key"], set_={"count": FeedbackDailyCount.count + stmt.excluded["count"]})
+
+
+def unwritten(core: Core) -> int:
+    """How many sends this process holds that are not written yet."""
+    counts = _of(core)
+    return sum(counts.due.values()) + sum(counts.flushing.values())
+
+
+async def flush(core: Core) -> int:
+    """Write this process's pending counts in one transaction; returns how many sends.
+
+    Counts of a day already past are dropped (the day's rows and key are gone or going)."""
+    counts = _of(core)
+    async with counts.lock:
+        if not counts.due:
+            return 0
+        batch, counts.due = counts.due, {}
+        counts.flushing = batch
+        try:
+            return await _write(core, counts, batch)
+        except BaseException:
+            for slot, n in batch.items():
+                _add(counts.due, slot, n)
+            raise
+        finally:
+            counts.flushing = {}
+            counts.committing = False
+            counts.flushes += 1
+            counts.settled.set()
+
+
+async def _write(core: Core, counts: _Counts, batch: dict[Slot, int]) -> int:
+    async with core.db.transaction() as conn:
+        day = await today(conn, core.clock.now())
+        rows = [(d, k, n) for (d, k), n in batch.items() if d >= day]
+        if not rows:
+            return 0
+        if conn.dialect.name == "postgresql":
+            await conn.execute(_ADVISORY, {"k": FLUSH_LOCK})
+        _shuffle(rows)  # new rows are laid down in this order (SQLite), never in sending order
+        await conn.execute(_add_counts(conn.dialect.name),
+                           [{"key": k, "day": d, "count": n} for d, k, n in rows])
+        # Every counter row of the day gets this batch's xmin, whoever wrote it last.
+        for d in sorted({d for d, _k, _n in rows}):
+            await conn.execute(_TOUCH, {"d": d})
+        counts.committing = True  # the COMMIT follows at once; readers wait for its outcome
+        counts.settled.clear()
+    return sum(n for _d, _k, n in rows)
+
+
+async def worker(core: Core, stop: asyncio.Event, every: float | None = None) -> None:
+    """Flush every `every` seconds (default: the settings' `feedback_flush_s`, from
+    STAFFVOICE_FEEDBACK_FLUSH_INTERVAL) until `stop`, then once more.
+
+    A router worker, so every `serve` replica runs one; `flushing` runs it elsewhere."""
+    period = core.settings.feedback_flush_s if every is None else every
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), period)
+        except TimeoutError:
+            pass
+        try:
+            await flush(core)
+        except Exception:
+            # Kept for the next try; the items themselves are stored already.
+            log.exception("feedback counts not written; trying again")
+
+
+@asynccontextmanager
+async def flushing(core: Core, every: float | None = None) -> AsyncIterator[None]:
+    """Run the flusher for the block (the console, tests), flushing once more at its end."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker(core, stop, every), name="feedback-counts")
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
