@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from bot.core import Core
 from bot.families import service
 from bot.families.tables import FamilyAnswer, FamilyContact, FamilyFormUse, FamilyRate
+from bot.feedback import counts
 from bot.feedback.tables import FeedbackAlert, FeedbackItem
 from bot.programme.core_sections import set_setting
 from tests.conformance.drivers.fake import FakeDriver
@@ -238,6 +239,8 @@ async def test_the_rate_limit_keeps_only_a_keyed_hash_of_the_address_for_a_day(c
     status, page = await post(client, rating="3", token=await token_of(client))
     assert status == 429 and "try again tomorrow" in page
     assert len(await items(loaded)) == 2
+    assert await count(loaded, FamilyRate) == 0  # held in memory: no item was stored with it
+    await counts.flush(loaded)
     rows = await dump(loaded.db)
     assert "127.0.0.1" not in repr(rows)
     async with loaded.db.session() as s:

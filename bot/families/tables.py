@@ -49,7 +49,10 @@ class FamilyContact(Base):
 
 
 class FamilyRate(Base):
-    """Submissions today from one address, under a hash keyed by a derived key and the day."""
+    """Submissions today from one address, under a hash keyed by a derived key and the day.
+
+    Written only in batches by each process's flusher (bot/feedback/counts.py), never in the
+    transaction that stores an item."""
 
     __tablename__ = "family_rate"
     __table_args__ = NO_ROWID
@@ -60,7 +63,9 @@ class FamilyRate(Base):
 
 
 class FamilyFormUse(Base):
-    """A form token already used: a replayed form is recognised, never stored twice."""
+    """A form token already used: a replayed form is recognised, never stored twice.
+
+    Written with the item (a replay must be refused at once); its key names nobody."""
 
     __tablename__ = "family_form_uses"
     __table_args__ = NO_ROWID

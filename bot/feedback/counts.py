@@ -1,11 +1,14 @@
 """The daily feedback counters: held in memory, written in batches, never next to an item.
 
-An item is stored in a transaction that writes no row about its sender (docs/invariants.md,
-N4). The sender's count for the day is held here, per process, and written by the flusher
-every few seconds in a transaction of its own that adds every pending count (in shuffled
-order) and rewrites every counter row of the day: afterwards, on PostgreSQL, all of the day's
-counter rows carry that batch's `xmin` and none carries an item's; on SQLite the rows a batch
-creates are laid down in shuffled order, not in the order people sent.
+Two counters (`Counter`) work alike: staff feedback's per person (`STAFF`, keyed under the
+day's own key) and the public families pages' per network address (bot/families/service.py,
+`RATES`). An item is stored in a transaction that writes no row about its sender
+(docs/invariants.md, N4). The sender's count for the day is held here, per process, and
+written by the flusher every few seconds, each counter in a transaction of its own that adds
+every pending count (in shuffled order) and rewrites every row of the day: afterwards, on
+PostgreSQL, all of the day's rows of a counter carry that batch's `xmin` and none carries an
+item's; on SQLite the rows a batch creates are laid down in shuffled order, not in the order
+people sent.
 
 The limit is checked against the committed count (a read, which changes no row) plus this
 process's counts not yet written. Replicas each hold and write their own, so across replicas
@@ -33,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from bot.feedback.tables import FeedbackDailyCount, FeedbackDayKey
 from bot.programme.core_sections import get_setting
 from bot.secrets import derive, keyed_hash, open_bytes, seal_bytes
+from storage.base import Base
 from storage.db import connection_of, upsert
 
 if TYPE_CHECKING:
@@ -96,7 +100,7 @@ def forget_day_keys(engine: Engine, before: date) -> None:
         del _DAY_KEYS[engine]
 
 
-# -- counts held in memory --------------------------------------------------------------------
+# -- counts held in memory, written in batches --------------------------------------------------
 
 
 @dataclass
@@ -115,17 +119,6 @@ class _Counts:
         return self.due.get(slot, 0) + self.flushing.get(slot, 0) + self.held.get(slot, 0)
 
 
-_COUNTS: WeakKeyDictionary[Core, _Counts] = WeakKeyDictionary()
-
-
-def _of(core: Core) -> _Counts:
-    counts = _COUNTS.get(core)
-    if counts is None:
-        counts = _COUNTS[core] = _Counts()
-        counts.settled.set()
-    return counts
-
-
 def _add(to: dict[Slot, int], slot: Slot, n: int) -> None:
     left = to.get(slot, 0) + n
     if left:
@@ -134,31 +127,9 @@ def _add(to: dict[Slot, int], slot: Slot, n: int) -> None:
         to.pop(slot, None)
 
 
-_COUNT = select(FeedbackDailyCount.count, FeedbackDailyCount.day).where(
-    FeedbackDailyCount.key == bindparam("key"))
-
-
-async def count(core: Core, conn: AsyncConnection, key: str, day: date) -> int:
-    """Sends counted for `key` on `day`: the committed count plus this process's pending ones.
-
-    The read is taken again if one of this process's flushes committed meanwhile (its counts
-    would otherwise be missed, or counted twice)."""
-    counts = _of(core)
-    while True:
-        if counts.committing:
-            await counts.settled.wait()
-            continue
-        before = counts.flushes
-        row = (await conn.execute(_COUNT, {"key": key})).first()
-        if counts.committing or counts.flushes != before:
-            continue
-        stored = int(row[0]) if row is not None and row[1] == day else 0
-        return stored + counts.pending((day, key))
-
-
 class Hold:
     """Sends counted while their item's transaction is open: kept if the block ends well,
-    taken back if it raises (`holding`)."""
+    taken back if it raises (`Counter.holding`)."""
 
     def __init__(self, counts: _Counts) -> None:
         self._counts = counts
@@ -177,79 +148,141 @@ class Hold:
         self._slots.clear()
 
 
-@asynccontextmanager
-async def holding(core: Core) -> AsyncIterator[Hold]:
-    """A hold for sends counted inside the block; wrap the item's transaction in it, so a
-    send counts only once its item is committed."""
-    hold = Hold(_of(core))
-    try:
-        yield hold
-    except BaseException:
-        hold._end(kept=False)
-        raise
-    hold._end(kept=True)
-
-
-# -- writing them -----------------------------------------------------------------------------
-
 _ADVISORY = text("SELECT pg_advisory_xact_lock(:k)")
-_TOUCH = (update(FeedbackDailyCount).where(FeedbackDailyCount.day == bindparam("d"))
-          .values(count=FeedbackDailyCount.count))
 
 
-def _add_counts(dialect: str) -> Any:
-    """count = count + the batch's count, one row after another in the order given."""
-    stmt = upsert(dialect, FeedbackDailyCount.__table__)
-    return stmt.on_conflict_do_update(
-        index_elements=["key"], set_={"count": FeedbackDailyCount.count + stmt.excluded["count"]})
+class Counter:
+    """One table's daily counters, held per process and written by the flusher (`flush`).
+
+    The caller makes the keys (a keyed hash naming whom the count is about) and checks its
+    own limit against `count`; every counter made is written by every process's flusher."""
+
+    def __init__(self, table: type[Base], lock: int) -> None:
+        self.table = table  # its columns: key (a keyed hash, the primary key), day, count
+        self.lock = lock  # the PostgreSQL advisory lock its replicas take turns on
+        self._of: WeakKeyDictionary[Core, _Counts] = WeakKeyDictionary()
+        self._c = c = table.__table__.c
+        self._read = select(c["count"], c["day"]).where(c["key"] == bindparam("key"))
+        # count = count: a new row version, so the row carries the flush's xmin.
+        self._touch = update(table).where(c["day"] == bindparam("d")).values(count=c["count"])
+        COUNTERS.append(self)
+
+    def counts(self, core: Core) -> _Counts:
+        counts = self._of.get(core)
+        if counts is None:
+            counts = self._of[core] = _Counts()
+            counts.settled.set()
+        return counts
+
+    async def count(self, core: Core, conn: AsyncConnection, key: str, day: date) -> int:
+        """Sends counted for `key` on `day`: the committed count plus this process's pending
+        ones.
+
+        The read is taken again if one of this process's flushes committed meanwhile (its
+        counts would otherwise be missed, or counted twice)."""
+        counts = self.counts(core)
+        while True:
+            if counts.committing:
+                await counts.settled.wait()
+                continue
+            before = counts.flushes
+            row = (await conn.execute(self._read, {"key": key})).first()
+            if counts.committing or counts.flushes != before:
+                continue
+            stored = int(row[0]) if row is not None and row[1] == day else 0
+            return stored + counts.pending((day, key))
+
+    @asynccontextmanager
+    async def holding(self, core: Core) -> AsyncIterator[Hold]:
+        """A hold for sends counted inside the block; wrap the item's transaction in it, so a
+        send counts only once its item is committed."""
+        hold = Hold(self.counts(core))
+        try:
+            yield hold
+        except BaseException:
+            hold._end(kept=False)
+            raise
+        hold._end(kept=True)
+
+    def unwritten(self, core: Core) -> int:
+        """How many sends this process holds that are not written yet."""
+        counts = self.counts(core)
+        return sum(counts.due.values()) + sum(counts.flushing.values())
+
+    async def flush(self, core: Core) -> int:
+        """Write this process's pending counts in one transaction; returns how many sends.
+
+        Counts of a day already past are dropped (the day's rows are gone or going)."""
+        counts = self.counts(core)
+        async with counts.lock:
+            if not counts.due:
+                return 0
+            batch, counts.due = counts.due, {}
+            counts.flushing = batch
+            try:
+                return await self._write(core, counts, batch)
+            except BaseException:
+                for slot, n in batch.items():
+                    _add(counts.due, slot, n)
+                raise
+            finally:
+                counts.flushing = {}
+                counts.committing = False
+                counts.flushes += 1
+                counts.settled.set()
+
+    def _add_counts(self, dialect: str) -> Any:
+        """count = count + the batch's count, one row after another in the order given."""
+        stmt = upsert(dialect, self.table)
+        return stmt.on_conflict_do_update(
+            index_elements=["key"], set_={"count": self._c["count"] + stmt.excluded["count"]})
+
+    async def _write(self, core: Core, counts: _Counts, batch: dict[Slot, int]) -> int:
+        async with core.db.transaction() as conn:
+            day = await today(conn, core.clock.now())
+            rows = [(d, k, n) for (d, k), n in batch.items() if d >= day]
+            if not rows:
+                return 0
+            if conn.dialect.name == "postgresql":
+                await conn.execute(_ADVISORY, {"k": self.lock})
+            _shuffle(rows)  # new rows are laid down in this order (SQLite), never in sending order
+            await conn.execute(self._add_counts(conn.dialect.name),
+                               [{"key": k, "day": d, "count": n} for d, k, n in rows])
+            # Every counter row of the day gets this batch's xmin, whoever wrote it last.
+            for d in sorted({d for d, _k, _n in rows}):
+                await conn.execute(self._touch, {"d": d})
+            counts.committing = True  # the COMMIT follows at once; readers wait for its outcome
+            counts.settled.clear()
+        return sum(n for _d, _k, n in rows)
 
 
-def unwritten(core: Core) -> int:
-    """How many sends this process holds that are not written yet."""
-    counts = _of(core)
-    return sum(counts.due.values()) + sum(counts.flushing.values())
+COUNTERS: list[Counter] = []  # every counter made: the flusher writes them all
+
+# The staff feedback counters (their keys: `counter_key`). The module's functions below
+# stand for this counter's, as the feedback service and its tests call them.
+STAFF = Counter(FeedbackDailyCount, FLUSH_LOCK)
+count = STAFF.count
+holding = STAFF.holding
+unwritten = STAFF.unwritten
+
+
+# -- the flusher ------------------------------------------------------------------------------
 
 
 async def flush(core: Core) -> int:
-    """Write this process's pending counts in one transaction; returns how many sends.
-
-    Counts of a day already past are dropped (the day's rows and key are gone or going)."""
-    counts = _of(core)
-    async with counts.lock:
-        if not counts.due:
-            return 0
-        batch, counts.due = counts.due, {}
-        counts.flushing = batch
+    """Write this process's pending counts of every counter, each in a transaction of its
+    own; returns how many sends. One counter failing does not stop the others (the first
+    error is raised after)."""
+    written = 0
+    failed: Exception | None = None
+    for counter in COUNTERS:
         try:
-            return await _write(core, counts, batch)
-        except BaseException:
-            for slot, n in batch.items():
-                _add(counts.due, slot, n)
-            raise
-        finally:
-            counts.flushing = {}
-            counts.committing = False
-            counts.flushes += 1
-            counts.settled.set()
-
-
-async def _write(core: Core, counts: _Counts, batch: dict[Slot, int]) -> int:
-    async with core.db.transaction() as conn:
-        day = await today(conn, core.clock.now())
-        rows = [(d, k, n) for (d, k), n in batch.items() if d >= day]
-        if not rows:
-            return 0
-        if conn.dialect.name == "postgresql":
-            await conn.execute(_ADVISORY, {"k": FLUSH_LOCK})
-        _shuffle(rows)  # new rows are laid down in this order (SQLite), never in sending order
-        await conn.execute(_add_counts(conn.dialect.name),
-                           [{"key": k, "day": d, "count": n} for d, k, n in rows])
-        # Every counter row of the day gets this batch's xmin, whoever wrote it last.
-        for d in sorted({d for d, _k, _n in rows}):
-            await conn.execute(_TOUCH, {"d": d})
-        counts.committing = True  # the COMMIT follows at once; readers wait for its outcome
-        counts.settled.clear()
-    return sum(n for _d, _k, n in rows)
+            written += await counter.flush(core)
+        except Exception as e:
+            failed = failed or e
+    if failed is not None:
+        raise failed
+    return written
 
 
 async def worker(core: Core, stop: asyncio.Event, every: float | None = None) -> None:
