@@ -3,8 +3,10 @@ what is stored, sealed and alerted, and every kind of bad input getting a clear 
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import pytest
@@ -17,6 +19,7 @@ from bot.families.tables import FamilyAnswer, FamilyContact, FamilyFormUse, Fami
 from bot.feedback import counts
 from bot.feedback.tables import FeedbackAlert, FeedbackItem
 from bot.programme.core_sections import set_setting
+from storage.db import Database
 from tests.conformance.drivers.fake import FakeDriver
 from tests.test_feedback_helpers import CHANGE, LEADS, PRACTITIONER, dump
 
@@ -397,3 +400,112 @@ def test_a_bad_trusted_proxy_setting_is_one_clear_error() -> None:
 
     with pytest.raises(SettingsError, match="STAFFVOICE_TRUSTED_PROXIES: 'proxy.local'"):
         WebSettings.from_env({"STAFFVOICE_TRUSTED_PROXIES": "10.0.0.1, proxy.local"})
+
+
+# -- the per-address limit, counted in memory and written by the flusher (bot/feedback/counts.py)
+
+
+async def rate_rows(core: Core) -> list[int]:
+    """The address counters as stored."""
+    async with core.db.session() as s:
+        return [r.count for r in (await s.execute(select(FamilyRate))).scalars()]
+
+
+async def set_limit(core: Core, limit: int) -> None:
+    async with core.db.session() as s:
+        await set_setting(s, "families", {"daily_limit": limit})
+
+
+@asynccontextmanager
+async def page_of(core: Core) -> AsyncIterator[tuple[TestClient, Core]]:
+    """The public pages served by another process (its own Core, engine and counts) on the
+    test's database, with no flusher running: the test flushes."""
+    from staffvoice.serve.app import build_app
+    from staffvoice.serve.health import Health
+
+    db = Database(core.db.url)
+    other = Core(db, settings=core.settings, clock=core.clock)
+    await other.start()
+    app, _ = build_app(other, {"STAFFVOICE_BOUND_HOSTS": "127.0.0.1"}, Health(other))
+    try:
+        async with TestClient(TestServer(app)) as c:
+            yield c, other
+    finally:
+        await db.dispose()
+
+
+async def send(client: TestClient, **fields: str) -> int:
+    status, page = await post(client, token=await token_of(client), **fields)
+    assert (status, "Thank you" in page, "try again tomorrow" in page) in (
+        (200, True, False), (429, False, True)), (status, page[:300])
+    return status
+
+
+async def test_the_address_limit_counts_sends_not_yet_written_and_holds_across_a_flush_and_a_second_process(
+        client: TestClient, loaded: Core) -> None:
+    """A limit of four. Two from one address through the first process: nothing about the
+    address is written with them; the flush writes one row of two. A second process reads
+    it: it takes two more from the address and refuses a third while its two are only held;
+    once it has written them, both processes refuse."""
+    await set_limit(loaded, 4)
+    assert [await send(client, rating="3") for _ in range(2)] == [200, 200]
+    assert await rate_rows(loaded) == []  # the items' transactions wrote no counter
+    assert await counts.flush(loaded) == 2
+    assert await rate_rows(loaded) == [2]
+    async with page_of(loaded) as (second, other):
+        assert [await send(second, rating="4") for _ in range(3)] == [200, 200, 429]
+        assert await rate_rows(loaded) == [2]  # the second's two are held
+        assert await counts.flush(other) == 2
+        assert await rate_rows(loaded) == [4]
+        assert await send(second, rating="4") == 429  # still refused once written
+        assert await send(client, rating="3") == 429  # the first reads them once written
+    assert len(await items(loaded)) == 4
+    assert await counts.flush(loaded) == 0 and await rate_rows(loaded) == [4]
+
+
+async def test_two_forms_at_once_at_the_address_limit_store_one(client: TestClient, loaded: Core) -> None:
+    await set_limit(loaded, 2)
+    assert await send(client, rating="3") == 200
+    tokens = [await token_of(client) for _ in range(2)]
+    outcomes = await asyncio.gather(*(post(client, rating="4", token=t) for t in tokens))
+    assert sorted(status for status, _page in outcomes) == [200, 429]
+    assert len(await items(loaded)) == 2
+    assert await counts.flush(loaded) == 2 and await rate_rows(loaded) == [2]
+
+
+async def test_what_looks_like_a_disclosure_gets_five_times_the_limit_and_no_more(
+        client: TestClient, loaded: Core) -> None:
+    """A limit of one: a second ordinary form is refused, yet disclosures from the same
+    address still get through, across a flush, until the address has sent five in all."""
+    await set_limit(loaded, 1)
+    assert [await send(client, rating="3") for _ in range(2)] == [200, 429]
+    assert [await send(client, better=CONCERN) for _ in range(2)] == [200, 200]
+    assert await rate_rows(loaded) == []  # all three held until the flush
+    await counts.flush(loaded)
+    assert await rate_rows(loaded) == [3]
+    assert [await send(client, better=CONCERN) for _ in range(3)] == [200, 200, 429]
+    assert await send(client, rating="5") == 429
+    stored = await items(loaded)
+    assert len(stored) == 5 and sum(i.urgent for i in stored) == 4
+    await counts.flush(loaded)
+    assert await rate_rows(loaded) == [service.CONCERN_ALLOWANCE * 1]
+
+
+async def test_an_addresss_sends_not_written_by_the_days_end_are_dropped(
+        client: TestClient, loaded: Core) -> None:
+    """Sent late and not yet written when the day ends: the daily tick forgets the day's rate
+    rows, the flush drops the held count rather than write a past day, and the address starts
+    the new day at zero."""
+    await set_limit(loaded, 1)
+    assert await send(client, rating="3") == 200
+    await counts.flush(loaded)
+    assert [await send(client, rating="3") for _ in range(1)] == [429]
+    loaded.clock.advance(timedelta(days=1))  # type: ignore[attr-defined]
+    assert await send(client, rating="4") == 200  # held, of the new day
+    loaded.clock.advance(timedelta(days=1))  # type: ignore[attr-defined]
+    await service.tick(loaded, loaded.clock.now())
+    assert await rate_rows(loaded) == []
+    assert await counts.flush(loaded) == 0 and service.RATES.unwritten(loaded) == 0
+    assert await send(client, rating="5") == 200
+    await counts.flush(loaded)
+    assert await rate_rows(loaded) == [1]
