@@ -30,7 +30,7 @@ from bot.feedback.tables import FeedbackItem
 from bot.programme.core_sections import set_setting
 from storage import sqlite_inline
 from storage.base import Base
-from tests.anonymity.test_feedback_counter import _sqlite_stored_order, _wal_commits
+from tests.anonymity.test_feedback_counter import _sqlite_stored_order, pairs_in_wal
 
 CONCERN = "My mum hits me when she is angry and I am scared to go home."
 TOKEN = "name=\"token\" value=\""
@@ -135,15 +135,7 @@ async def test_the_write_ahead_log_pairs_no_item_with_its_addresss_rate_row(
         items = set((await conn.execute(select(FeedbackItem.id))).scalars())
         keys = set((await conn.execute(select(FamilyRate.key))).scalars())
     assert {owners[k] for k in keys} == set(ADDRESSES[:7])
-    named: dict[str, list[str]] = {}
-    seen_keys: set[str] = set()
-    for pages in _wal_commits((make_url(loaded.db.url).database or "") + "-wal"):
-        new_keys = {k for k in keys - seen_keys if k.encode() in pages}
-        for item in items - named.keys():
-            if item.encode() in pages:
-                named[item] = sorted(owners[k] for k in new_keys)
-        seen_keys |= new_keys
-    assert named.keys() == items and seen_keys == keys  # the log holds every commit of both
+    named = pairs_in_wal(make_url(loaded.db.url).database or "", items, keys, owners)
     assert all(who == [] for who in named.values()), named
 
 

@@ -108,16 +108,7 @@ async def test_the_write_ahead_log_pairs_no_item_with_its_senders_counter(
     async with loaded.db.engine.connect() as conn:
         items = set((await conn.execute(select(FeedbackItem.id))).scalars())
         keys = set((await conn.execute(select(FeedbackDailyCount.key))).scalars())
-    path = make_url(loaded.db.url).database or ""
-    named: dict[str, list[str]] = {}
-    seen_keys: set[str] = set()
-    for pages in _wal_commits(path + "-wal"):
-        new_keys = {k for k in keys - seen_keys if k.encode() in pages}
-        for item in items - named.keys():
-            if item.encode() in pages:
-                named[item] = sorted(owners[k] for k in new_keys)
-        seen_keys |= new_keys
-    assert named.keys() == items and seen_keys == keys  # the log holds every commit of both
+    named = pairs_in_wal(make_url(loaded.db.url).database or "", items, keys, owners)
     assert all(who == [] for who in named.values()), named
 
 
@@ -146,6 +137,22 @@ async def test_the_counters_stored_order_is_not_the_order_people_sent(loaded: Co
     seen = [owners[k] for k in stored]
     assert sorted(seen) == sorted(order)
     assert seen != order and seen != order[::-1]
+
+
+def pairs_in_wal(path: str, items: set[str], keys: set[str],
+                 owners: dict[str, str]) -> dict[str, list[str]]:
+    """Each item, with the owners of the keyed rows that first appear in the same commit of
+    the database's write-ahead log (which must hold every commit of both)."""
+    named: dict[str, list[str]] = {}
+    seen_keys: set[str] = set()
+    for pages in _wal_commits(path + "-wal"):
+        new_keys = {k for k in keys - seen_keys if k.encode() in pages}
+        for item in items - named.keys():
+            if item.encode() in pages:
+                named[item] = sorted(owners[k] for k in new_keys)
+        seen_keys |= new_keys
+    assert named.keys() == items and seen_keys == keys  # the log holds every commit of both
+    return named
 
 
 def _sqlite_stored_order(path: str, table: str) -> list[str]:
