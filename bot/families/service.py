@@ -223,10 +223,9 @@ async def _store(core: Core, sub: Submission, nonce: str, now: datetime, address
         key = rate_key(core.secret, day, address)
         # Safeguarding first: children share school and library connections, so what looks
         # like a disclosure still gets through past the limit, up to a hard cap against floods.
-        if await RATES.count(core, conn, key, day) >= cfg.daily_limit * (
-                CONCERN_ALLOWANCE if concerns else 1):
+        if not await RATES.take(core, conn, hold, key, day,
+                                cfg.daily_limit * (CONCERN_ALLOWANCE if concerns else 1)):
             raise _Limited()
-        hold.take(day, key)  # no await since the count: two sends at once cannot both pass
         if sub.theme_id and (await conn.execute(_THEME, {"id": sub.theme_id})).first() is None:
             sub = replace(sub, theme_id=None)
         leads = await fb.lead_ids(s) if concerns else []

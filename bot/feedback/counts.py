@@ -192,6 +192,16 @@ class Counter:
             stored = int(row[0]) if row is not None and row[1] == day else 0
             return stored + counts.pending((day, key))
 
+    async def take(self, core: Core, conn: AsyncConnection, hold: Hold, key: str, day: date,
+                   limit: int) -> bool:
+        """Count one send for `key` in `hold` if fewer than `limit` are counted on `day`;
+        False, counting nothing, at the limit. No await between the count and the taking, so
+        two sends at once cannot both pass."""
+        if await self.count(core, conn, key, day) >= limit:
+            return False
+        hold.take(day, key)
+        return True
+
     @asynccontextmanager
     async def holding(self, core: Core) -> AsyncIterator[Hold]:
         """A hold for sends counted inside the block; wrap the item's transaction in it, so a
@@ -262,6 +272,7 @@ COUNTERS: list[Counter] = []  # every counter made: the flusher writes them all
 # stand for this counter's, as the feedback service and its tests call them.
 STAFF = Counter(FeedbackDailyCount, FLUSH_LOCK)
 count = STAFF.count
+take = STAFF.take
 holding = STAFF.holding
 unwritten = STAFF.unwritten
 

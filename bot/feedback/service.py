@@ -121,9 +121,8 @@ async def store(
     cfg = await config(conn)
     day = await today(conn, core.clock.now())
     key = await counts.counter_key(conn, core.secret, person_id, day)
-    if await counts.count(core, conn, key, day) >= cfg.daily_limit:
+    if not await counts.take(core, conn, hold, key, day, cfg.daily_limit):
         raise FormInvalid({"text": limit_message(cfg.daily_limit)})
-    hold.take(day, key)  # no await since the count: two sends at once cannot both pass
     item_id = new_id()
     await conn.execute(_ITEM, {"id": item_id, "day": day, "theme_id": theme_id or None,
                                "text": text, "status": "new", "urgent": bool(concerns),
