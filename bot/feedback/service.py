@@ -482,14 +482,23 @@ async def author_answer(core: Core, token: str, person_id: str, text: str,
         return item.id
 
 
-async def _destroy(s: AsyncSession, handle: FeedbackHandle) -> None:
-    # Overwrite the sealed route before deleting the row, so no copy lingers in free pages.
+async def destroy_routes(s: AsyncSession, where: ColumnElement[bool], why: str) -> int:
+    """Destroy the reply routes `where` selects; how many. Each sealed route is overwritten
+    before its row is deleted, so no copy lingers in free pages."""
     conn = await s.connection()
     if conn.dialect.name == "sqlite":
         await conn.exec_driver_sql("PRAGMA secure_delete=ON")
-    await s.execute(update(FeedbackHandle).where(FeedbackHandle.id == handle.id).values(
-        sealed=bytes(len(handle.sealed)), token_key="revoked-" + handle.id))
-    await s.execute(delete(FeedbackHandle).where(FeedbackHandle.id == handle.id))
+    rows = (await s.execute(select(FeedbackHandle.id, func.length(FeedbackHandle.sealed))
+                            .where(where))).all()
+    for hid, size in rows:
+        await s.execute(update(FeedbackHandle).where(FeedbackHandle.id == hid).values(
+            sealed=bytes(int(size or 0)), token_key=f"{why}-{hid}"))
+    await s.execute(delete(FeedbackHandle).where(FeedbackHandle.id.in_([r[0] for r in rows])))
+    return len(rows)
+
+
+async def _destroy(s: AsyncSession, handle: FeedbackHandle) -> None:
+    await destroy_routes(s, FeedbackHandle.id == handle.id, "revoked")
 
 
 async def revoke(core: Core, token: str, person_id: str) -> None:
@@ -635,12 +644,9 @@ async def tick(core: Core, now: datetime) -> int:
         old = FeedbackDayKey.day < day  # overwritten first, so no copy lingers in free pages
         await s.execute(update(FeedbackDayKey).where(old).values(sealed=bytes(60)))
         await s.execute(delete(FeedbackDayKey).where(old))
-        expired = (await s.execute(select(FeedbackHandle).join(
-            FeedbackItem, FeedbackItem.id == FeedbackHandle.item_id).where(
-            FeedbackItem.day < day - timedelta(days=ROUTE_DAYS)))).scalars().all()
-        for handle in expired:
-            await _destroy(s, handle)
-    return pruned + len(expired) + await deliver_alerts(core)
+        expired = await destroy_routes(s, FeedbackHandle.item_id.in_(select(FeedbackItem.id).where(
+            FeedbackItem.day < day - timedelta(days=ROUTE_DAYS))), "expired")
+    return pruned + expired + await deliver_alerts(core)
 
 
 # -- reading for the dashboard ---------------------------------------------------------------
