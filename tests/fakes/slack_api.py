@@ -12,7 +12,8 @@ comes from (docs: https://docs.slack.dev/reference/methods/...):
   the person can see (a follow-up screen belongs in the ack: see the driver);
 - a file uploaded without a channel is private and cannot be shown in an image block;
 - the bot must be a member of a channel to post there (`not_in_channel`);
-- text and block limits of messages, buttons and views.
+- text and block limits of messages, buttons, select menus and views, and the text of a
+  message's blocks together (`msg_blocks_too_long`, see MAX_BLOCKS_TEXT).
 The 3 s ack and `response_action` live in the driver (tests/conformance/drivers/slack.py),
 which plays Slack's side of the events and interactivity requests.
 """
@@ -69,6 +70,33 @@ MAX_VIEW_BLOCKS = 100
 MAX_SECTION_TEXT = 3000
 MAX_BUTTON_VALUE = 2000
 MAX_PRIVATE_METADATA = 3000
+# More Block Kit rules (https://docs.slack.dev/reference/block-kit/blocks/...): a block_id is at
+# most 255 characters and unique within a message or view ("Blocks": block_id); a header's text
+# 150; a section's `fields` at most 10, each 2000; an actions block at most 25 elements; a
+# context block at most 10; an action_id 255; a button's text 75.
+MAX_BLOCK_ID = 255
+MAX_HEADER_TEXT = 150
+MAX_FIELDS = 10
+MAX_FIELD_TEXT = 2000
+MAX_ACTIONS = 25
+MAX_CONTEXT = 10
+MAX_ACTION_ID = 255
+MAX_BUTTON_TEXT = 75
+# Select menus (.../block-elements/select-menu-element#static_select, .../composition-objects/
+# option-object, .../option-group-object): at most 100 `options`, or at most 100
+# `option_groups` of at most 100 options each; an option's text 75 characters, its value 150.
+MAX_OPTIONS = 100
+MAX_OPTION_GROUPS = 100
+MAX_OPTION_TEXT = 75
+MAX_OPTION_VALUE = 150
+# A message's blocks together: Slack answers `msg_blocks_too_long` (chat.postMessage and
+# chat.update, "Errors") when their text adds up past a limit its reference does not state.
+# The markdown block's page gives "a cumulative limit of 12,000 characters" per payload; a Slack
+# engineer answered bolt-js #2509 ("Blocks too long error at ~13200 characters") that messages
+# allow 12,000 text characters with a buffer for block containers, and bolt-js #2867 reports a
+# refusal at 11,341 characters of text. The fake refuses past 11,000 characters of text (every
+# `text` string in the blocks, counted as sent, after escaping).
+MAX_BLOCKS_TEXT = 11_000
 # "trigger_id ... expires in three seconds" and is single-use
 # (https://docs.slack.dev/interactivity/handling-user-interaction#modal_responses).
 TRIGGER_TTL_S = 3.0
@@ -352,14 +380,30 @@ class FakeSlack:
         """Block Kit rules Slack checks on every message and view (answers `invalid_blocks`)."""
         if not isinstance(blocks, list) or len(blocks) > limit:
             return "invalid_blocks"
+        block_ids: set[str] = set()
         for b in blocks:
             if not isinstance(b, dict):
                 return "invalid_blocks"
+            bid = b.get("block_id")
+            if bid is not None:
+                if not isinstance(bid, str) or not 1 <= len(bid) <= MAX_BLOCK_ID or bid in block_ids:
+                    return "invalid_blocks"
+                block_ids.add(bid)
             text = (b.get("text") or {}).get("text", "") if isinstance(b.get("text"), dict) else ""
             if b.get("type") == "section" and len(text) > MAX_SECTION_TEXT:
                 return "invalid_blocks"
-            for e in b.get("elements") or []:
-                if isinstance(e, dict) and len(str(e.get("value", ""))) > MAX_BUTTON_VALUE:
+            if b.get("type") == "header" and len(text) > MAX_HEADER_TEXT:
+                return "invalid_blocks"
+            fields = b.get("fields") or []
+            if len(fields) > MAX_FIELDS or any(
+                    len(str((f or {}).get("text", ""))) > MAX_FIELD_TEXT for f in fields):
+                return "invalid_blocks"
+            elements = b.get("elements") or []
+            if ((b.get("type") == "actions" and len(elements) > MAX_ACTIONS)
+                    or (b.get("type") == "context" and len(elements) > MAX_CONTEXT)):
+                return "invalid_blocks"
+            for e in [*elements, b.get("element"), b.get("accessory")]:
+                if isinstance(e, dict) and self._element_error(e):
                     return "invalid_blocks"
             if b.get("type") == "image" and b.get("slack_file"):
                 ref = b["slack_file"]
@@ -372,6 +416,46 @@ class FakeSlack:
                     return "invalid_blocks"
         return None
 
+    @staticmethod
+    def _element_error(e: dict[str, Any]) -> bool:
+        """An interactive element over its limits (buttons, select menus: see MAX_* above)."""
+        if len(str(e.get("value", ""))) > MAX_BUTTON_VALUE:
+            return True
+        if len(str(e.get("action_id", ""))) > MAX_ACTION_ID:
+            return True
+        if e.get("type") == "button" and len((e.get("text") or {}).get("text", "")) > MAX_BUTTON_TEXT:
+            return True
+        options, groups = e.get("options"), e.get("option_groups")
+        if options is not None and groups is not None:
+            return True  # one or the other, never both
+        if options is not None and len(options) > MAX_OPTIONS:
+            return True
+        if groups is not None and (len(groups) > MAX_OPTION_GROUPS
+                                   or any(len(g.get("options") or []) > MAX_OPTIONS for g in groups)):
+            return True
+        every = [*(options or []), *(o for g in groups or [] for o in g.get("options") or [])]
+        return any(len((o.get("text") or {}).get("text", "")) > MAX_OPTION_TEXT
+                   or len(str(o.get("value", ""))) > MAX_OPTION_VALUE for o in every)
+
+    @staticmethod
+    def blocks_text(node: Any) -> int:
+        """Characters of text in blocks, as msg_blocks_too_long counts them (see MAX_BLOCKS_TEXT)."""
+        if isinstance(node, list):
+            return sum(FakeSlack.blocks_text(n) for n in node)
+        if not isinstance(node, dict):
+            return 0
+        own = len(node["text"]) if isinstance(node.get("text"), str) else 0
+        return own + sum(FakeSlack.blocks_text(v) for v in node.values() if isinstance(v, dict | list))
+
+    def _message_error(self, blocks: Any) -> str | None:
+        """What chat.postMessage and chat.update refuse in a message's blocks."""
+        error = self._blocks_error(blocks)
+        if error:
+            return error
+        if self.blocks_text(blocks) > MAX_BLOCKS_TEXT:
+            return "msg_blocks_too_long"
+        return None
+
     def m_chat_postMessage(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
         channel = str(args.get("channel", ""))
         refused = self._post_error(channel)
@@ -382,7 +466,7 @@ class FakeSlack:
         if len(str(args.get("text", ""))) > MAX_TEXT:
             return {"ok": False, "error": "msg_too_long"}
         blocks = args.get("blocks") or []
-        error = self._blocks_error(blocks)
+        error = self._message_error(blocks)
         if error:
             return {"ok": False, "error": error}
         meta = args.get("metadata")
@@ -424,7 +508,7 @@ class FakeSlack:
         if found is None:
             return {"ok": False, "error": "message_not_found"}
         blocks = args.get("blocks") or []
-        error = self._blocks_error(blocks)
+        error = self._message_error(blocks)
         if error:
             return {"ok": False, "error": error}
         if len(str(args.get("text", ""))) > MAX_TEXT:
@@ -502,10 +586,13 @@ class FakeSlack:
 
     def _check_view(self, view: Any, kind: str) -> str | None:
         """https://docs.slack.dev/reference/views/modal-views: title 24 characters, 100 blocks,
-        private_metadata 3000 characters."""
+        private_metadata 3000 characters; each block as in messages (`_blocks_error`)."""
         if not isinstance(view, dict) or view.get("type") != kind:
             return "invalid_arguments"
         if kind == "modal" and not (1 <= len((view.get("title") or {}).get("text", "")) <= 24):
+            return "invalid_arguments"
+        # "submit" and "close": plain_text, "Max length of 24 characters" (same page).
+        if any(len((view.get(k) or {}).get("text", "")) > 24 for k in ("submit", "close")):
             return "invalid_arguments"
         if len(str(view.get("private_metadata", ""))) > MAX_PRIVATE_METADATA:
             return "invalid_arguments"

@@ -92,3 +92,54 @@ async def test_each_method_has_its_rate_tier_with_retry_after(fake: FakeSlack) -
         await client.chat_postMessage(channel=dm, text="x")
     assert e.value.response.status_code == 429
     assert fake.refused == {"conversations.open": 1, "chat.postMessage": 1}
+
+
+async def test_the_text_of_a_message_blocks_together_has_a_limit(fake: FakeSlack, client: AsyncWebClient) -> None:
+    dm = fake.dm_of(fake.add_user("a@northbridge.example").id)
+    # Four sections of 2,900 characters: each within the 3,000 of a section, 11,600 together.
+    four = [{"type": "section", "text": {"type": "mrkdwn", "text": "x" * 2900}} for _ in range(4)]
+    assert await refused(client.chat_postMessage(channel=dm, text="x", blocks=four)) == "msg_blocks_too_long"
+    posted = await client.chat_postMessage(channel=dm, text="x", blocks=four[:3])
+    assert await refused(client.chat_update(channel=dm, ts=posted["ts"], text="x", blocks=four)) \
+        == "msg_blocks_too_long"
+
+
+async def test_headers_fields_rows_ids_and_menus_have_limits(fake: FakeSlack, client: AsyncWebClient) -> None:
+    dm = fake.dm_of(fake.add_user("a@northbridge.example").id)
+
+    def mrkdwn(text: str) -> dict[str, str]:
+        return {"type": "mrkdwn", "text": text}
+
+    def option(i: int) -> dict[str, object]:
+        return {"text": {"type": "plain_text", "text": f"Team {i}"}, "value": f"t{i}"}
+
+    def menu(**kw: object) -> list[dict[str, object]]:
+        return [{"type": "actions", "elements": [{"type": "static_select", "action_id": "a", **kw}]}]
+
+    too_much = [
+        [{"type": "header", "text": {"type": "plain_text", "text": "h" * 151}}],
+        [{"type": "section", "fields": [mrkdwn("f")] * 11}],
+        [{"type": "section", "fields": [mrkdwn("f" * 2001)]}],
+        [{"type": "context", "elements": [mrkdwn("c")] * 11}],
+        [{"type": "section", "block_id": "same", "text": mrkdwn("a")},
+         {"type": "section", "block_id": "same", "text": mrkdwn("b")}],
+        [{"type": "section", "block_id": "b" * 256, "text": mrkdwn("a")}],
+        menu(options=[option(i) for i in range(101)]),
+        menu(option_groups=[{"label": {"type": "plain_text", "text": "g"},
+                             "options": [option(i) for i in range(101)]}]),
+        menu(options=[{"text": {"type": "plain_text", "text": "t"}, "value": "v" * 151}]),
+    ]
+    for blocks in too_much:
+        assert await refused(client.chat_postMessage(channel=dm, text="x", blocks=blocks)) == "invalid_blocks"
+    grouped = menu(option_groups=[{"label": {"type": "plain_text", "text": f"g{g}"},
+                                   "options": [option(g * 100 + i) for i in range(100)]}
+                                  for g in range(3)])
+    assert (await client.chat_postMessage(channel=dm, text="x", blocks=grouped))["ok"]
+    # A modal is held to the same block rules, and to 24 characters on its buttons.
+    trigger = fake.new_trigger(fake.user_by_email("a@northbridge.example").id)  # type: ignore[union-attr]
+    assert await refused(client.views_open(trigger_id=trigger, view={**MODAL, "blocks": too_much[6]})) \
+        == "invalid_arguments"
+    trigger = fake.new_trigger(fake.user_by_email("a@northbridge.example").id)  # type: ignore[union-attr]
+    submit = {"type": "plain_text", "text": "s" * 25}
+    assert await refused(client.views_open(trigger_id=trigger, view={**MODAL, "submit": submit})) \
+        == "invalid_arguments"
