@@ -413,21 +413,21 @@ class SlackPort:
 
     async def _post(self, conversation: ConversationRef, message: Message,
                     **extra: Any) -> MessageRef:
+        """Post `message`; one too big for a Slack message goes as several, in order (the
+        first's ref, which also carries `extra` such as a delivery key)."""
         client = await self.workspaces.client(conversation.workspace)
-        payload = await self._payload(conversation.workspace, message)
         if render.png_images(message):
             # The picture first, then the message it belongs to, which stays the latest.
             await self._share_charts(conversation, message)
-        resp = await call(
-            client.chat_postMessage,
-            channel=conversation.conversation_id,
-            thread_ts=conversation.thread_id,
-            **payload,
-            **extra,
-        )
+        first, *rest = render.message_payloads(message)
+        resp = await call(client.chat_postMessage, channel=conversation.conversation_id,
+                          thread_ts=conversation.thread_id, **first, **extra)
         channel = str(resp.get("channel") or conversation.conversation_id)
         conv = ConversationRef(PLATFORM, conversation.workspace, channel, conversation.thread_id,
                                conversation.is_direct, conversation.data)
+        for payload in rest:
+            await call(client.chat_postMessage, channel=channel,
+                       thread_ts=conversation.thread_id, **payload)
         return MessageRef(conv, str(resp["ts"]))
 
     async def update(self, ref: MessageRef, message: Message) -> None:

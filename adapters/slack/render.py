@@ -1,7 +1,9 @@
 """Neutral messages and forms to Block Kit, built with slack_sdk's models so Slack's limits are checked.
 
 Pure functions: no I/O. User text is escaped (`&`, `<`, `>`) so it never turns into a mention,
-a broadcast (`<!channel>`) or a disguised link, and long text is split or shortened to fit.
+a broadcast (`<!channel>`) or a disguised link. Long text is split into sections; a message
+too big for one Slack message (50 blocks, or about 12,000 characters of text in its blocks)
+goes as several (`message_payloads`), and an edit, which cannot be split, is shortened.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from slack_sdk.models.blocks import (
     MarkdownTextObject,
     NumberInputElement,
     Option,
+    OptionGroup,
     PlainTextInputElement,
     PlainTextObject,
     SectionBlock,
@@ -55,6 +58,7 @@ BUTTON_TEXT = 75
 BUTTONS_PER_ROW = 25
 FIELDS_PER_SECTION = 10
 OPTION_TEXT = 75
+MAX_OPTIONS = 100  # per select menu, and per option group; also the most option groups
 VIEW_TITLE = 24
 FALLBACK_TEXT = 3900  # Slack truncates `text` beyond 40k; notifications show far less
 # A button's action id is `<neutral action id>#<index>`: Slack wants them unique within a block.
@@ -65,6 +69,11 @@ FORM_ACTION = "slack.form"
 FEEDBACK_ACTION = "feedback.open"
 FEEDBACK_LABEL = "Give anonymous feedback"
 SHORTENED = "(shortened: the full text did not fit in one Slack message)"
+# The text of a message's blocks together: Slack refuses past about 12,000 characters with
+# `msg_blocks_too_long`, a limit its method pages do not state (bolt-js #2509, where Slack
+# answered "12,000 text characters with a buffer for block containers"; #2867 saw a refusal
+# at 11,341). Counted as sent (escaped), every `text` string; kept well under.
+BLOCKS_TEXT = 10_000
 
 
 def escape(text: str) -> str:
@@ -171,19 +180,27 @@ def _text(b: Text, n: int) -> list[Block]:
     ]
 
 
+def _field_groups(pairs: Sequence[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """Pairs in sections of at most 10 fields and SECTION_TEXT characters each (a long note or
+    many owners take a section of their own rather than push a message past its text limit)."""
+    groups: list[list[tuple[str, str]]] = [[]]
+    used = 0
+    for k, v in pairs:
+        size = len(clip_escaped_pair(k, v))
+        if groups[-1] and (len(groups[-1]) == FIELDS_PER_SECTION or used + size > SECTION_TEXT):
+            groups.append([])
+            used = 0
+        groups[-1].append((k, v))
+        used += size
+    return [g for g in groups if g]
+
+
 def _fields(b: Fields, n: int) -> list[Block]:
-    out: list[Block] = []
-    for start in range(0, len(b.pairs), FIELDS_PER_SECTION):
-        pairs = b.pairs[start : start + FIELDS_PER_SECTION]
-        out.append(
-            SectionBlock(
-                block_id=f"fields.{n}" + (f".{start}" if start else ""),
-                fields=[
-                    mrkdwn(clip_escaped_pair(k, v)) for k, v in pairs
-                ],
-            )
-        )
-    return out
+    return [
+        SectionBlock(block_id=f"fields.{n}" + (f".{i}" if i else ""),
+                     fields=[mrkdwn(clip_escaped_pair(k, v)) for k, v in group])
+        for i, group in enumerate(_field_groups(b.pairs))
+    ]
 
 
 def clip_escaped_pair(label: str, value: str) -> str:
@@ -246,8 +263,19 @@ def to_dicts(blocks: Sequence[Block]) -> list[dict[str, Any]]:
     return [b.to_dict() for b in blocks]
 
 
+def blocks_text(node: Any) -> int:
+    """Characters of every `text` string in rendered blocks (what BLOCKS_TEXT limits)."""
+    if isinstance(node, list):
+        return sum(blocks_text(n) for n in node)
+    if not isinstance(node, dict):
+        return 0
+    own = len(node["text"]) if isinstance(node.get("text"), str) else 0
+    return own + sum(blocks_text(v) for v in node.values() if isinstance(v, dict | list))
+
+
 def message_payload(message: Message, *, files: Mapping[int, str] | None = None) -> dict[str, Any]:
-    """Arguments for chat.postMessage / chat.update: blocks plus the fallback text.
+    """Arguments for chat.postMessage / chat.update: blocks plus the fallback text, shortened
+    to one Slack message when it is bigger (an edit; a send uses `message_payloads`).
 
     The same message renders the same JSON, so the last few hundred are kept: a status card
     or a survey's next question goes to many people (the caller gets its own dict; the
@@ -260,6 +288,15 @@ def message_payload(message: Message, *, files: Mapping[int, str] | None = None)
     return _payload(message, files)
 
 
+def message_payloads(message: Message) -> list[dict[str, Any]]:
+    """Arguments for one chat.postMessage per part: the whole message when it fits in one
+    Slack message, else its blocks in order over as many messages as they need."""
+    first = message_payload(message)
+    if not _shortened(first["blocks"]):
+        return [first]
+    return [message_payload(part) for part in parts(message)]
+
+
 @functools.lru_cache(maxsize=512)
 def _rendered(message: Message) -> dict[str, Any]:
     return _payload(message, None)
@@ -268,11 +305,69 @@ def _rendered(message: Message) -> dict[str, Any]:
 def _payload(message: Message, files: Mapping[int, str] | None) -> dict[str, Any]:
     return {
         "text": clip_escaped(message.plain, FALLBACK_TEXT) or " ",
-        "blocks": to_dicts(render_blocks(message.blocks, files=files)),
+        "blocks": _within_text(to_dicts(render_blocks(message.blocks, files=files))),
         # Links and names in our text stay as typed: no unfurling, no @-name linking.
         "unfurl_links": False,
         "unfurl_media": False,
     }
+
+
+def _within_text(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The blocks cut, with a note that says so, when their text is over BLOCKS_TEXT."""
+    sizes = [blocks_text(b) for b in blocks]
+    if sum(sizes) <= BLOCKS_TEXT:
+        return blocks
+    kept: list[dict[str, Any]] = []
+    used = len(SHORTENED)
+    for b, size in zip(blocks, sizes, strict=True):
+        if used + size > BLOCKS_TEXT or len(kept) == MAX_MESSAGE_BLOCKS - 1:
+            break
+        kept.append(b)
+        used += size
+    return [*kept, ContextBlock(block_id="shortened", elements=[mrkdwn(SHORTENED)]).to_dict()]
+
+
+def _shortened(blocks: list[dict[str, Any]]) -> bool:
+    """Whether rendering had to leave something out (the last block says so)."""
+    return bool(blocks) and blocks[-1].get("block_id") == "shortened"
+
+
+# Buttons belong with the block above them (a feedback item and its Read/Done, a question
+# and its answers): a part never starts with them when that block can come along.
+_ATTACHED = (Choices, RatingScale, LinkButton)
+
+
+def _pieces(b: Any) -> list[Any]:
+    """A neutral block as smaller blocks that each render within one section where they can."""
+    if isinstance(b, Text) and len(escape(b.text)) > SECTION_TEXT - 2:
+        return [Text(p, b.heading) for p in chunks(b.text, SECTION_TEXT - 2)]
+    if isinstance(b, Fields) and len(b.pairs) > 1:
+        return [Fields(tuple(g)) for g in _field_groups(b.pairs)]
+    return [b]
+
+
+def parts(message: Message) -> list[Message]:
+    """`message` as consecutive messages that each fit in one Slack message (50 blocks,
+    BLOCKS_TEXT characters of text), nothing left out; each part's fallback is its own text."""
+    units: list[list[Any]] = []
+    for b in message.blocks:
+        for piece in _pieces(b):
+            if isinstance(piece, _ATTACHED) and units:
+                units[-1].append(piece)
+            else:
+                units.append([piece])
+    out: list[list[Any]] = [[]]
+    count = used = 0
+    for unit in units:
+        rendered = to_dicts(render_blocks(unit, limit=10**6))
+        size = blocks_text(rendered)
+        if out[-1] and (count + len(rendered) > MAX_MESSAGE_BLOCKS or used + size > BLOCKS_TEXT):
+            out.append([])
+            count = used = 0
+        out[-1].extend(unit)
+        count += len(rendered)
+        used += size
+    return [Message(tuple(p)) for p in out if p]
 
 
 def png_images(message: Message) -> list[tuple[int, Image]]:
@@ -298,9 +393,7 @@ def _element(inp: Input) -> Any:
             initial_value=inp.initial[:3000] or None,
         )
     if isinstance(inp, SelectInput):
-        options = [Option(text=plain(o.label, OPTION_TEXT), value=o.value) for o in inp.options[:100]]
-        initial = next((o for o, c in zip(options, inp.options, strict=False) if c.value == inp.initial), None)
-        return StaticSelectElement(action_id=VALUE, options=options, initial_option=initial)
+        return _select(inp)
     if isinstance(inp, ToggleInput):
         option = Option(text=plain(inp.label, OPTION_TEXT), value="true")
         return CheckboxesElement(action_id=VALUE, options=[option],
@@ -312,6 +405,25 @@ def _element(inp: Input) -> Any:
         max_value=str(inp.max),
         initial_value=str(inp.initial) if inp.initial is not None else None,
     )
+
+
+def _select(inp: SelectInput) -> StaticSelectElement:
+    """A menu of every choice: up to 100 as they are, more in groups of 100 (Slack allows
+    "a maximum number of 100 options", or 100 option groups of 100 each: .../block-elements/
+    select-menu-element#static_select, .../composition-objects/option-group-object), each
+    group labelled with its first and last choice so a long list (400 teams) stays findable."""
+    options = [Option(text=plain(o.label, OPTION_TEXT), value=o.value)
+               for o in inp.options[: MAX_OPTIONS * MAX_OPTIONS]]
+    initial = next((o for o, c in zip(options, inp.options, strict=False) if c.value == inp.initial), None)
+    if len(options) <= MAX_OPTIONS:
+        return StaticSelectElement(action_id=VALUE, options=options, initial_option=initial)
+    groups = []
+    for start in range(0, len(options), MAX_OPTIONS):
+        chunk = inp.options[start : start + MAX_OPTIONS]
+        label = f"{clip(chunk[0].label, 36)} – {clip(chunk[-1].label, 36)}"
+        groups.append(OptionGroup(label=plain(label, OPTION_TEXT),
+                                  options=options[start : start + MAX_OPTIONS]))
+    return StaticSelectElement(action_id=VALUE, option_groups=groups, initial_option=initial)
 
 
 def _input(inp: Input) -> InputBlock:

@@ -57,6 +57,31 @@ def test_long_text_is_split_and_too_many_blocks_are_shortened() -> None:
     assert len(blocks) == 50 and "shortened" in blocks[-1]["elements"][0]["text"]
 
 
+def test_a_message_too_big_for_one_slack_message_goes_in_parts_and_an_edit_is_shortened() -> None:
+    # 120 questions with their answers: over 50 blocks and over Slack's text limit together.
+    blocks: list[Text | Choices] = []
+    for i in range(120):
+        blocks += [Text(f"Question {i}: " + "how is the new framework working for you? " * 3),
+                   Choices("q", (Choice("Yes", f"{i}.y"), Choice("No", f"{i}.n")))]
+    msg = Message(tuple(blocks))
+    payloads = render.message_payloads(msg)
+    assert len(payloads) > 2
+    for p in payloads:
+        assert len(p["blocks"]) <= render.MAX_MESSAGE_BLOCKS
+        assert render.blocks_text(p["blocks"]) <= render.BLOCKS_TEXT
+        assert p["blocks"][0]["type"] == "section"  # a part never starts with buttons
+        assert p["text"].startswith("Question ")
+    assert "\n".join(plain_of(p["blocks"]) for p in payloads) == msg.plain
+    # One that fits is one message, as before.
+    assert render.message_payloads(Message((Text("Thanks"),))) == [render.message_payload(Message((Text("Thanks"),)))]
+    # An edit cannot be split: it is cut to fit and says so.
+    edit = render.message_payload(msg)["blocks"]
+    assert render.blocks_text(edit) <= render.BLOCKS_TEXT and edit[-1]["block_id"] == "shortened"
+    # Many long fields take sections of their own rather than one section over the limit.
+    fields = render.message_payload(Message((Fields(tuple((f"k{i}", "v" * 1500) for i in range(10))),)))
+    assert all(render.blocks_text(b) <= 3000 for b in fields["blocks"])
+
+
 def test_limits_on_labels_values_and_headers_are_respected() -> None:
     msg = Message((
         Text("H" * 400, heading=True),

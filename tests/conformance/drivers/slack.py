@@ -121,7 +121,7 @@ def _input_of(block: dict[str, Any]) -> Input:
     name, label, el = block["block_id"], block["label"]["text"], block["element"]
     optional = bool(block.get("optional"))
     if el["type"] == "static_select":
-        return SelectInput(name, label, tuple(Choice(o["text"]["text"], o["value"]) for o in el["options"]),
+        return SelectInput(name, label, tuple(Choice(o["text"]["text"], o["value"]) for o in options_of(el)),
                            optional=optional)
     if el["type"] == "checkboxes":
         return ToggleInput(name, label, initial=bool(el.get("initial_options")))
@@ -132,6 +132,13 @@ def _input_of(block: dict[str, Any]) -> Input:
                      max_length=int(el.get("max_length", 3000)), optional=optional)
 
 
+def options_of(element: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every option of a select menu, whether listed or in option groups."""
+    if "option_groups" in element:
+        return [o for g in element["option_groups"] for o in g["options"]]
+    return list(element.get("options") or [])
+
+
 def state_of(view: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
     """The `view.state.values` Slack sends for a modal filled in with `values`."""
     state: dict[str, Any] = {}
@@ -140,7 +147,7 @@ def state_of(view: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
             continue
         el, v = b["element"], values.get(b["block_id"], "")
         if el["type"] == "static_select":
-            opt = next((o for o in el["options"] if o["value"] == v), None)
+            opt = next((o for o in options_of(el) if o["value"] == v), None)
             entry: dict[str, Any] = {"type": "static_select", "selected_option": opt}
         elif el["type"] == "checkboxes":
             entry = {"type": "checkboxes", "selected_options": el["options"][:1] if v == "true" else []}
