@@ -211,8 +211,15 @@ class TeamsAgent:
 
     async def _installation(self, a: dict[str, Any]) -> None:
         action = str(a.get("action") or "")
-        if action.startswith("remove"):
+        if action.startswith("remove"):  # remove, remove-upgrade
             await refs.forget(self.core.db, str((a.get("conversation") or {}).get("id", "")))
+            return
+        if action == "add-upgrade":
+            # A new version of the app package, not a new install (microsoft/botframework-sdk
+            # #6139): the reference is already refreshed (handle) and a team's roster may have
+            # moved on, but nobody is greeted again.
+            if not self.conversation(a).is_direct:
+                await self._roster(a)
             return
         await self._installed(a)
 
