@@ -110,6 +110,16 @@ class DatabaseInstallationStore(AsyncInstallationStore):
             return None
         return await self._bot(row)
 
+    async def bot_for_team(self, team_id: str) -> Bot | None:
+        """The installation that speaks for workspace `team_id`, whichever Enterprise Grid org
+        it belongs to: Slack names the org in a workspace install (oauth.v2.access
+        `enterprise`), but the core knows a workspace by its team id alone."""
+        async with self.db.session() as s:
+            row = (await s.execute(
+                select(SlackInstallation).where(SlackInstallation.team_id == team_id)
+                .order_by(SlackInstallation.installed_at.desc()).limit(1))).scalar_one_or_none()
+        return await self._bot(row) if row is not None else None
+
     async def _bot(self, row: SlackInstallation) -> Bot:
         return Bot(
             app_id=row.app_id,

@@ -246,7 +246,7 @@ class Workspaces:
                 self._clients[""] = self.base_client(self.cfg.bot_token)
             return self._clients[""]
         if team_id not in self._clients:
-            bot = await self.store.async_find_bot(enterprise_id=None, team_id=team_id) if self.store else None
+            bot = await self.store.bot_for_team(team_id) if self.store else None
             if bot is None:
                 raise Unreachable("slack: workspace not installed")
             self._clients[team_id] = self.base_client(bot.bot_token)

@@ -147,6 +147,11 @@ class FakeSlack:
 
     tokens: set[str] = field(default_factory=lambda: {BOT_TOKEN})
     team: str = TEAM
+    # The Enterprise Grid org the workspace belongs to, if any. A workspace-level install in
+    # an org still carries it: oauth.v2.access answers `enterprise: {id, name}` with
+    # `is_enterprise_install: false` (only an org-wide install has `team: null`; .../enterprise/
+    # apps/reference; bolt-js #1487), and events carry `enterprise_id` and `authorizations`.
+    enterprise: str | None = None
     # Per-method rate limit: at most `limit` calls in `window` seconds, else 429 + Retry-After.
     limits: dict[str, int] = field(default_factory=dict)
     window: float = 1.0
@@ -358,7 +363,8 @@ class FakeSlack:
     def m_auth_test(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
         return {"ok": True, "url": "https://northbridge.example.slack.com/", "team": "Northbridge",
                 "user": "staffvoice", "team_id": self.team, "user_id": BOT_USER, "bot_id": BOT_ID,
-                "is_enterprise_install": False}
+                "is_enterprise_install": False,
+                **({"enterprise_id": self.enterprise} if self.enterprise else {})}
 
     def _ts_now(self) -> str:
         return f"{int(time.time())}.{next(self._ts):06d}"
@@ -723,5 +729,6 @@ class FakeSlack:
         self.tokens.add(token)
         return {"ok": True, "app_id": "A0FAKE", "access_token": token, "token_type": "bot",
                 "scope": "chat:write,commands", "bot_user_id": BOT_USER,
-                "team": {"id": team, "name": "Northbridge"}, "enterprise": None,
+                "team": {"id": team, "name": "Northbridge"},
+                "enterprise": {"id": self.enterprise, "name": "Northbridge Council"} if self.enterprise else None,
                 "is_enterprise_install": False, "authed_user": {"id": "U0INSTALL"}}

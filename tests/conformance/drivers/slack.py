@@ -220,8 +220,9 @@ class SlackDriver:
             "token": "legacy-verification-token", "team_id": self.fake.team, "api_app_id": APP_ID,
             "event": event, "type": "event_callback", "event_id": f"Ev{next(self._ids):08d}",
             "event_time": int(time.time()), "is_ext_shared_channel": False,
-            "authorizations": [{"enterprise_id": None, "team_id": self.fake.team, "user_id": BOT_USER,
-                                "is_bot": True, "is_enterprise_install": False}],
+            "authorizations": [{"enterprise_id": self.fake.enterprise, "team_id": self.fake.team,
+                                "user_id": BOT_USER, "is_bot": True, "is_enterprise_install": False}],
+            **({"enterprise_id": self.fake.enterprise} if self.fake.enterprise else {}),
         }
         status, _ = await self.post(json.dumps(body), "application/json")
         return status
@@ -232,6 +233,10 @@ class SlackDriver:
 
     def _ts(self) -> str:
         return f"{int(time.time())}.{next(self._ids):06d}"
+
+    def _enterprise(self) -> dict[str, str] | None:
+        """Interactivity payloads name the workspace's Enterprise Grid org, if it has one."""
+        return {"id": self.fake.enterprise, "name": "Northbridge Council"} if self.fake.enterprise else None
 
     def _user_json(self, u: User) -> dict[str, Any]:
         return {"id": u.id, "username": u.name, "name": u.name, "team_id": self.fake.team}
@@ -298,7 +303,7 @@ class SlackDriver:
                           "is_ephemeral": False},
             "trigger_id": self.fake.new_trigger(u.id),
             "team": {"id": self.fake.team, "domain": "northbridge"},
-            "enterprise": None, "is_enterprise_install": False,
+            "enterprise": self._enterprise(), "is_enterprise_install": False,
             "channel": {"id": m.channel, "name": "directmessage"},
             "message": {"type": "message", "user": BOT_USER, "bot_id": BOT_ID, "ts": m.ts,
                         "text": m.text, "blocks": m.blocks},
@@ -328,7 +333,7 @@ class SlackDriver:
             "type": "view_submission", "team": {"id": self.fake.team, "domain": "northbridge"},
             "user": self._user_json(u), "api_app_id": APP_ID, "token": "legacy-verification-token",
             "trigger_id": self.fake.new_trigger(u.id, "view_submission"), "view": view,
-            "response_urls": [], "is_enterprise_install": False, "enterprise": None,
+            "response_urls": [], "is_enterprise_install": False, "enterprise": self._enterprise(),
         }
         status, text = await self.post_interaction(payload)
         assert status == 200, status
@@ -362,7 +367,7 @@ class SlackDriver:
             "type": "shortcut", "callback_id": callback_id, "trigger_id": self.fake.new_trigger(u.id),
             "user": self._user_json(u), "team": {"id": self.fake.team, "domain": "northbridge"},
             "action_ts": f"{time.time():.6f}", "token": "legacy-verification-token",
-            "is_enterprise_install": False, "enterprise": None,
+            "is_enterprise_install": False, "enterprise": self._enterprise(),
         })
         assert status == 200, status
 
@@ -372,6 +377,7 @@ class SlackDriver:
             "token": "legacy-verification-token", "team_id": self.fake.team, "team_domain": "northbridge",
             "channel_id": "C0GENERAL", "channel_name": "general", "user_id": u.id, "user_name": u.name,
             "command": command, "text": text, "api_app_id": APP_ID, "is_enterprise_install": "false",
+            **({"enterprise_id": self.fake.enterprise} if self.fake.enterprise else {}),
             "response_url": f"https://hooks.slack.com/commands/{self.fake.team}/1/x",
             "trigger_id": self.fake.new_trigger(u.id),
         })
