@@ -379,6 +379,16 @@ class SlackPort:
                 log.warning("slack chart upload failed; the message has it in words",
                             extra={"error": str(e)})
 
+    def too_big(self, message: Message) -> str | None:
+        """bot.port.SizeLimited: why `message` cannot go as one Slack message, if it cannot."""
+        if len(render.message_payloads(message)) == 1:
+            return None
+        blocks = render.to_dicts(render.render_blocks(message.blocks, limit=10**6))
+        return (f"As a Slack message this would be {render.blocks_text(blocks):,} characters as "
+                f"Slack counts them (&, < and > count five or four each); Slack refuses messages "
+                f"over about {render.BLOCKS_TEXT:,} characters or {render.MAX_MESSAGE_BLOCKS} "
+                "blocks. Shorten the text or link to the full story.")
+
     async def send(self, conversation: ConversationRef, message: Message) -> MessageRef:
         return await self._post(conversation, message)
 
