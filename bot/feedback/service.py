@@ -438,7 +438,8 @@ async def reply(core: Core, item_id: str, team_person_id: str, text: str) -> boo
         item = await s.get(FeedbackItem, item_id)
         if item is not None and item.status == "new":
             item.status = "read"
-    return await core.dm(route.person_id, author_notice(route.token)) is not None
+    # Quiet: a row of the author's changed right after this reply would name them.
+    return await core.dm(route.person_id, author_notice(route.token), quiet=True) is not None
 
 
 async def handle_for_token(core: Core, s: AsyncSession, token: str, person_id: str) -> FeedbackHandle:
@@ -579,7 +580,7 @@ async def publish(core: Core, publisher_id: str, *, theme_id: str, title: str, t
     reached = 0
     for route in routes.values():
         if await core.dm(route.person_id, _author_yswd(title, text, theme.name if theme else "",
-                                                       route.token)) is not None:
+                                                       route.token), quiet=True) is not None:
             reached += 1
     return Published(response_id, len(items), reached, staff)
 
