@@ -531,11 +531,14 @@ class Core:
 
     async def dm(
         self, person_id: str, message: Message, *, prefer: UserRef | None = None,
-        route: dict[str, Any] | None = None,
+        route: dict[str, Any] | None = None, quiet: bool = False,
     ) -> MessageRef | None:
         """DM a person on a platform they are reachable on; None if they are not.
 
-        `route`: `prefer`'s stored DM conversation, already read: tried first, no lookup."""
+        `route`: `prefer`'s stored DM conversation, already read: tried first, no lookup.
+        `quiet`: write nothing about the person (no account found, DM stored or marked
+        unreachable), for a DM whose moment would link them to something anonymous: a row of
+        theirs changed right after a reply's commit names the author of the item replied to."""
         if route is not None and prefer is not None and prefer.platform in self.ports:
             try:
                 return await self.ports[prefer.platform].send(
@@ -546,7 +549,7 @@ class Core:
                              user_id=prefer.user_id), str(e))
         async with self.db.session() as s:
             idents = await self.reachable_identities(s, person_id)
-        if not idents:
+        if not idents and not quiet:
             idents = await self.discover(person_id)
         if prefer is not None:
             idents.sort(key=lambda i: (i.platform, i.user_id) != (prefer.platform, prefer.user_id))
@@ -557,10 +560,12 @@ class Core:
                     conv = people.conversation_from_json(ident.dm)
                 else:
                     conv = await port.open_dm(UserRef(ident.platform, ident.workspace, ident.user_id))
-                    await self._store_dm(ident, conv)
+                    if not quiet:
+                        await self._store_dm(ident, conv)
                 return await port.send(conv, message)
             except Unreachable as e:
-                await self.mark_unreachable(ident, str(e))
+                if not quiet:
+                    await self.mark_unreachable(ident, str(e))
         return None
 
     async def discover(self, person_id: str) -> list[Identity]:

@@ -115,8 +115,15 @@ async def test_reply_answer_back_and_revoke_through_the_sealed_route(loaded: Cor
                                     value=token, trigger="t"), d.port)
     assert "Only the person who sent this feedback" in d.seen(OTHER)[-1]
 
+    [before] = await handles(loaded)
     await d.tap(PRACTITIONER, "Stop replies")
-    assert await handles(loaded) == []
+    # The route is destroyed where it lies (tests/anonymity/test_stopping_replies.py): random
+    # bytes that no key opens, and a token key no button matches; the row goes at 90 days.
+    [after] = await handles(loaded)
+    assert after.id == before.id and after.sealed != before.sealed
+    assert after.token_key != before.token_key
+    with pytest.raises(sealing.RouteUnavailable):
+        sealing.open_sealed(loaded.secret, after.id, after.sealed)
     # The stale buttons and a forged answer form are all refused; the thread is unchanged.
     await loaded.handle(ActionEvent("old", d.user(PRACTITIONER), d.conv(PRACTITIONER),
                                     action_id="feedback.read", value=token, trigger="t"), d.port)
@@ -125,8 +132,12 @@ async def test_reply_answer_back_and_revoke_through_the_sealed_route(loaded: Cor
                                               form_id="feedback.answer", values={"text": "hi"},
                                               metadata=f"{token}|ack:"), d.port)
     assert res.form_errors and "closed" in res.form_errors["_"]
+    # The change team is told nothing new: a reply is saved as before and reaches nobody.
+    seen = len(d.seen(PRACTITIONER))
     await d.say(CHANGE, f"feedback reply #{ref}")
-    assert "has stopped them" in d.seen(CHANGE)[-1]
+    assert await d.submit(CHANGE, {"text": "Anything else?"}) is None
+    assert "The author is told there is an answer when the app can reach them" in d.seen(CHANGE)[-1]
+    assert len(d.seen(PRACTITIONER)) == seen
 
 
 async def test_a_revoked_route_leaves_no_copy_in_the_sqlite_file(loaded: Core) -> None:

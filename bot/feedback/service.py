@@ -430,15 +430,20 @@ async def reply(core: Core, item_id: str, team_person_id: str, text: str) -> boo
             raise UserError("The author of this feedback did not allow replies, or has stopped "
                             "them. Nothing was sent. You can answer everyone with “you said we did”.")
         try:
-            route = await _open_route(core, handle)
+            route: sealing.Route | None = await _open_route(core, handle)
         except sealing.RouteUnavailable:
-            raise UserError("This feedback's reply route can no longer be opened. Nothing was sent.") from None
+            # Stopped by its author (`revoke`): saved as if it could go, since which items'
+            # authors stopped replies, together, would say which items share an author.
+            route = None
         day = await today(s, core.clock.now())
         await _add_message(s, item_id, "team", text, day, team_person_id)
         item = await s.get(FeedbackItem, item_id)
         if item is not None and item.status == "new":
             item.status = "read"
-    return await core.dm(route.person_id, author_notice(route.token)) is not None
+    if route is None:
+        return False
+    # Quiet: a row of the author's changed right after this reply would name them.
+    return await core.dm(route.person_id, author_notice(route.token), quiet=True) is not None
 
 
 async def handle_for_token(core: Core, s: AsyncSession, token: str, person_id: str) -> FeedbackHandle:
@@ -497,20 +502,37 @@ async def destroy_routes(s: AsyncSession, where: ColumnElement[bool], why: str) 
     return len(rows)
 
 
-async def _destroy(s: AsyncSession, handle: FeedbackHandle) -> None:
-    await destroy_routes(s, FeedbackHandle.id == handle.id, "revoked")
+async def _stop(s: AsyncSession, handle_ids: Sequence[str]) -> None:
+    """Destroy routes an author stopped, leaving their rows in place until they expire.
+
+    Each sealed route and its token key are overwritten with random bytes of the same size
+    (no key opens them, no button finds them), and every other route's row is rewritten in the
+    same transaction, so neither the change team ("replies possible", a reply's answer) nor the
+    stored rows (PostgreSQL's `xmin`) tell which items lost their route together: items whose
+    replies stopped at once share an author. The rows go at 90 days, as every route does.
+    """
+    conn = await s.connection()
+    if conn.dialect.name == "sqlite":
+        await conn.exec_driver_sql("PRAGMA secure_delete=ON")
+    stopped = sorted(set(handle_ids))
+    await s.execute(update(FeedbackHandle).where(FeedbackHandle.id.not_in(stopped))
+                    .values(token_key=FeedbackHandle.token_key))
+    for hid, size in (await s.execute(select(FeedbackHandle.id, func.length(FeedbackHandle.sealed))
+                                      .where(FeedbackHandle.id.in_(stopped)))).all():
+        await s.execute(update(FeedbackHandle).where(FeedbackHandle.id == hid).values(
+            sealed=secrets.token_bytes(int(size or 0)), token_key=secrets.token_hex(32)))
 
 
 async def revoke(core: Core, token: str, person_id: str) -> None:
     """The author stops replies to one item: its route is destroyed for good."""
     async with core.db.session() as s:
         handle = await handle_for_token(core, s, token, person_id)
-        await _destroy(s, handle)
+        await _stop(s, [handle.id])
 
 
 async def revoke_all(core: Core, person_id: str) -> int:
     """The author stops replies to everything they sent; returns how many routes were destroyed."""
-    n = 0
+    mine = []
     async with core.db.session() as s:
         for handle in list((await s.execute(select(FeedbackHandle))).scalars()):
             try:
@@ -518,9 +540,10 @@ async def revoke_all(core: Core, person_id: str) -> int:
             except sealing.RouteUnavailable:
                 continue
             if route.person_id == person_id:
-                await _destroy(s, handle)
-                n += 1
-    return n
+                mine.append(handle.id)
+        if mine:
+            await _stop(s, mine)
+    return len(mine)
 
 
 # -- "you said, we did" ----------------------------------------------------------------------
@@ -579,7 +602,7 @@ async def publish(core: Core, publisher_id: str, *, theme_id: str, title: str, t
     reached = 0
     for route in routes.values():
         if await core.dm(route.person_id, _author_yswd(title, text, theme.name if theme else "",
-                                                       route.token)) is not None:
+                                                       route.token), quiet=True) is not None:
             reached += 1
     return Published(response_id, len(items), reached, staff)
 

@@ -104,6 +104,26 @@ def assign(people: Iterable[tuple[str, str | None, str]], parents: Mapping[str, 
     return {pid: roles[(home.get(team), role)] for pid, team, role in rows}
 
 
+def settle(invited: Mapping[Cell, int], parents: Mapping[str, str | None], k: int
+           ) -> dict[Cell, Cell]:
+    """Cell fixed at opening -> the cell it is counted in at close, each with k or more asked.
+
+    The cells are the same unless people left the round while it was open (erased: their
+    participation goes, and so do their answers); a cell that fell below k then joins others
+    by the same rule as at opening, so no closed round keeps a cell of fewer than k.
+    """
+    members: dict[str | None, int] = {}
+    for (team, _role), n in invited.items():
+        members[team] = members.get(team, 0) + n
+    home = team_cells(members, parents, k)
+    counts: dict[Cell, int] = {}
+    for (team, role), n in invited.items():
+        c = (home.get(team, team), role)
+        counts[c] = counts.get(c, 0) + n
+    roles = role_cells(counts, k)
+    return {(team, role): roles[(home.get(team, team), role)] for team, role in invited}
+
+
 def comment_teams(invited: Mapping[Cell, int], parents: Mapping[str, str | None], k: int
                   ) -> dict[str | None, str | None]:
     """Reporting team -> the team a comment is stored under (k people asked, comments' k)."""

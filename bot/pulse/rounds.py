@@ -31,7 +31,15 @@ from bot.pulse import service as pulse
 from bot.pulse.answers import load_where, ref_from_json, ref_to_json
 from bot.pulse.cards import Where
 from bot.pulse.tables import PulseParticipation, PulseRound, PulseSurvey
-from bot.scheduling.jobs import DEFAULT_GRACE, fell_in_gap, note, previous_run, soonest, too_late
+from bot.scheduling.jobs import (
+    DEFAULT_GRACE,
+    fell_in_gap,
+    note,
+    once,
+    previous_run,
+    soonest,
+    too_late,
+)
 from bot.scheduling.prompts import send_time
 from bot.workhours import Pattern, is_working_moment, next_working_moment
 
@@ -173,17 +181,24 @@ async def remind_due(core: Core, round_id: str, now: datetime) -> int:
         secret = await pulse.round_secret(s, round_id, core.secret)
     if secret is None:
         return 0
+    # One record per send time once it is due (done, caught up or skipped), for the send time
+    # of everyone asked, finished or not: records only where someone was still to finish would
+    # say, where a work pattern is one person's (the night duty worker's), that this person
+    # had not answered, after the round is gone.
     skip: dict[datetime, bool] = {}
+    for at in await _remind_times(core, w.round):
+        if at > now:
+            continue
+        key = f"remind:{round_id}:{at:%Y%m%dT%H%M}"
+        await once(core, JOB, key, at, now, REMIND_GRACE)  # recorded the first time only
+        skip[at] = await too_late(core, JOB, key, at, now, REMIND_GRACE)
     sent = 0
     for part, person, hours in people:
         key = pulse.response_key(secret, person.id)
         if key in done:
             continue
         at = send_time(hours, w.round.remind_at)
-        if at not in skip:  # one record per send time, so nobody is named in it
-            skip[at] = await too_late(core, JOB, f"remind:{round_id}:{at:%Y%m%dT%H%M}", at, now,
-                                      REMIND_GRACE)
-        if skip[at]:
+        if skip.get(at, True):
             continue
         async with core.db.session() as s:
             mine = await pulse.answered_questions(s, round_id, key)
@@ -205,6 +220,21 @@ async def remind_due(core: Core, round_id: str, now: datetime) -> int:
                     row.message = ref_to_json(ref)
                     sent += 1
     return sent
+
+
+async def _remind_times(core: Core, rnd: PulseRound) -> list[datetime]:
+    """The reminder's send time of every work pattern among the people asked in the round."""
+    async with core.db.session() as s:
+        prog = await get_setting(s, "programme", {})
+        rows = (await s.execute(select(Person.tz, Person.work_pattern)
+                                .join(PulseParticipation, PulseParticipation.person_id == Person.id)
+                                .where(PulseParticipation.round_id == rnd.id))).all()
+    seen: dict[tuple[str | None, str], datetime] = {}
+    for tz, own in rows:
+        key = (tz, json.dumps(own, sort_keys=True))
+        if key not in seen:
+            seen[key] = send_time(Pattern.from_settings(prog, tz, own), rnd.remind_at)
+    return sorted(set(seen.values()))
 
 
 async def next_due(core: Core, now: datetime) -> datetime | None:

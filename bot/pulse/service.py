@@ -369,6 +369,7 @@ async def summarise_missing(s: AsyncSession) -> int:
                                                PulseSummary.question_id == summary.PEOPLE)
     missing = list((await s.execute(select(PulseRound.id).where(
         PulseRound.state == "closed", ~has.exists()))).scalars())
+    parents = await team_parents(s) if missing else {}  # the tree now: the nearest to the close
     for rid in missing:
         invited: dict[cells.Cell, tuple[int, int]] = {}
         for t, r, n_inv, n_resp in (await s.execute(select(
@@ -386,7 +387,7 @@ async def summarise_missing(s: AsyncSession) -> int:
             else:
                 answers.append((qid, (t, r), str(c if c is not None else v), int(n)))
         await s.execute(insert(PulseSummary),
-                        summary.rows(rid, summary.summarise(invited, answers, said)))
+                        summary.rows(rid, summary.summarise(invited, answers, said, parents)))
     return len(missing)
 
 
@@ -406,7 +407,14 @@ async def close_round(s: AsyncSession, rnd: PulseRound, now: datetime, secret: b
                                   .where(PulseParticipation.round_id == rnd.id))).scalars())
     by_key = {response_key(rsec, p.person_id): p for p in parts} if rsec is not None else {}
     done = await completed_keys(s, rnd.id)
-    invited: Counter[cells.Cell] = Counter((p.cell_team, p.cell_role) for p in parts)
+    th = await thresholds(s)
+    parents = await team_parents(s)
+    # The cells fixed at opening, merged again where an erasure left one below k.
+    fixed: Counter[cells.Cell] = Counter((p.cell_team, p.cell_role) for p in parts)
+    cell_of = cells.settle(fixed, parents, th.min_group)
+    invited: Counter[cells.Cell] = Counter()
+    for c, n in fixed.items():
+        invited[cell_of[c]] += n
     answered: dict[cells.Cell, set[str]] = {}
     tallies: Counter[tuple[str, cells.Cell, int | None, str | None]] = Counter()
     comments: list[tuple[str, str | None, str]] = []
@@ -420,17 +428,16 @@ async def close_round(s: AsyncSession, rnd: PulseRound, now: datetime, secret: b
         if p is None:
             continue  # not one of the people asked (cannot happen): counted nowhere
         value, choice, txt = _open_answer(box, rnd.id, key, qid, sealed)
-        cell = (p.cell_team, p.cell_role)
+        cell = cell_of[(p.cell_team, p.cell_role)]
         answered.setdefault(cell, set()).add(key)
         if txt:
-            comments.append((qid, p.cell_team, txt))
+            comments.append((qid, cell[0], txt))
         else:
             tallies[(qid, cell, value, choice)] += 1
         if rnd.anonymity == "attributed":
             attributed.append({"round_id": rnd.id, "person_id": p.person_id, "question_id": qid,
                                "value": value, "choice": choice, "text": txt})
-    th = await thresholds(s)
-    home = cells.comment_teams(invited, await team_parents(s), th.min_comments)
+    home = cells.comment_teams(invited, parents, th.min_comments)
     rows = [{"id": new_id(), "round_id": rnd.id, "team_id": t, "role": r, "invited": n,
              "respondents": len(answered.get((t, r), ()))} for (t, r), n in invited.items()]
     if rows:
@@ -458,7 +465,7 @@ async def close_round(s: AsyncSession, rnd: PulseRound, now: datetime, secret: b
         ((qid, cell, str(c if c is not None else v), n)
          for (qid, cell, v, c), n in tallies.items()
          if v is not None or c is not None),
-        ((qid, t, n) for (qid, (t, _r)), n in said.items()))
+        ((qid, t, n) for (qid, (t, _r)), n in said.items()), parents)
     await s.execute(insert(PulseSummary), summary.rows(rnd.id, kept))
     if attributed:
         await s.execute(insert(PulseAttributedAnswer), attributed)

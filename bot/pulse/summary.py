@@ -4,7 +4,10 @@ Written at close, in the same transaction as the cells and tallies they are summ
 (`pulse_summaries`). One row per question, and one (question id "") for the people:
 
 - people: the round's reporting cells, as columns: `{"teams": [...], "roles": [...],
-  "invited": [...], "respondents": [...]}` (cell i is (teams[i], roles[i]));
+  "invited": [...], "respondents": [...]}` (cell i is (teams[i], roles[i])), and the team tree
+  as it was at close, `"parents": [[team, parent], ...]`: reports add the per-team sums up
+  this tree, never a later one, so a reorganisation cannot show a group's figures twice with
+  a small team in one version and not in the other;
 - a rated or choice question: `{"answered": [...], "teams": [[team, {answer: n}], ...],
   "roles": [[role, {answer: n}], ...], "all": {answer: n}}`: how many answered in each of the
   people row's cells (same order), and the answers per reporting team with its roles together,
@@ -40,11 +43,13 @@ def summarise(
     cells: Mapping[Cell, tuple[int, int]],
     answers: Iterable[tuple[str, Cell, str, int]],
     commenters: Iterable[tuple[str, str | None, int]],
+    parents: Mapping[str, str | None] | None = None,
 ) -> dict[str, str]:
     """Question id ("" for the people) -> the JSON kept for it.
 
     `cells`: (invited, respondents) per cell; `answers`: (question id, cell, answer, how many);
-    `commenters`: (question id, comment team, how many commented).
+    `commenters`: (question id, comment team, how many commented); `parents`: the team tree
+    at close (team -> parent).
     """
     answered: dict[str, dict[Cell, int]] = {}
     teams: dict[str, dict[str | None, dict[str, int]]] = {}
@@ -69,6 +74,8 @@ def summarise(
     out: dict[str, Any] = {PEOPLE: {
         "teams": [t for t, _r in order], "roles": [r for _t, r in order],
         "invited": [cells[c][0] for c in order], "respondents": [cells[c][1] for c in order]}}
+    if parents is not None:
+        out[PEOPLE]["parents"] = [[t, p] for t, p in sorted(parents.items())]
     for qid, per_cell in answered.items():
         out[qid] = {
             "answered": [per_cell.get(c, 0) for c in order],

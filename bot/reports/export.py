@@ -15,7 +15,7 @@ from typing import Any
 from bot.errors import UserError
 from bot.reports import service
 from bot.reports.anonymity import NOT_ENOUGH
-from bot.reports.results import GroupResult, RoundResults, comments_by_group, load_org
+from bot.reports.results import GroupResult, RoundResults, comments_by_group, org_of_round
 from storage.db import Database
 
 HEADER = ["round", "group", "label", "question_id", "question", "measure", "value"]
@@ -66,7 +66,7 @@ async def _results(s: Any, round_id: str, may_see: Callable[[str], bool] | None)
 
 async def _comments(s: Any, results: RoundResults) -> dict[tuple[str, str], list[str]]:
     """(group, question) -> the comments shown, for every pair the engine shows comments of."""
-    org, _ = await load_org(s)
+    org = await org_of_round(s, results.round.id)
     comments: dict[tuple[str, str], list[str]] = {}
     wanted: dict[str, list[str]] = {}  # question -> the groups whose comments are shown
     for g in results.groups.values():

@@ -8,7 +8,7 @@ from bot.audit import trail
 from bot.core import Ctx
 from bot.reports import card, digest, service
 from bot.reports.anonymity import ALL
-from bot.reports.results import SCORED, RoundInfo, comments_for, load_org
+from bot.reports.results import SCORED, RoundInfo, comments_for, org_of_round
 from bot.roles import CHANGE_TEAM, LEADER, TEAM_LEAD
 from bot.router import Router
 from bot.scheduling.jobs import with_next_due
@@ -47,11 +47,13 @@ async def results(ctx: Ctx, args: str) -> None:
             await ctx.say("No pulse round has closed yet, so there are no results to show.")
             return
         res = await service.round_results(s, info)
-        g = res.groups[key]
+        g = res.groups.get(key)
+        if g is None:  # a team made after the round closed: the round knows no such group
+            raise service.refusal(what)
         comments = {}
         trend = None
         if g.shown:
-            org, _ = await load_org(s)
+            org = await org_of_round(s, info.id)
             for q in g.questions:
                 if q.comments_shown:
                     comments[q.question.id] = await comments_for(s, org, info, q.question.id, key)

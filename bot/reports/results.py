@@ -2,8 +2,11 @@
 
 A closed round keeps its counts summed per group of reporting cells (`pulse_summaries`, see
 bot/pulse/summary.py): a report reads one row per question, the same for ten answers or ten
-million. Python adds the per-team sums up the current team tree for the groups shown, and the
-anonymity engine decides, from the cells, which groups, questions and comments may be shown.
+million. Python adds the per-team sums up the team tree kept at the round's close (today's
+tree only for rounds closed before trees were kept), and the anonymity engine decides, from
+the cells, which groups, questions and comments may be shown. A later tree is never used: a
+group shown under two trees, with a small team inside it in one and not in the other, would
+give that team's answers away by subtraction.
 Pulse tables are read through the columns agreed with the pulse feature, nothing more.
 """
 
@@ -95,6 +98,8 @@ class RoundData:
     teams: dict[str, dict[str | None, Answers]] = field(default_factory=dict)
     roles: dict[str, dict[str, Answers]] = field(default_factory=dict)
     whole: dict[str, Answers] = field(default_factory=dict)
+    # The team tree at close (team -> parent); None for a round closed before it was kept.
+    parents: dict[str, str | None] | None = None
 
     @classmethod
     def from_summary(cls, rows: Iterable[tuple[str, str]], kinds: Mapping[str, str]) -> RoundData:
@@ -108,6 +113,8 @@ class RoundData:
         cells: list[Cell] = list(zip(people["teams"], people["roles"], strict=True))
         data.invited = dict(zip(cells, people["invited"], strict=True))
         data.respondents = {c: n for c, n in zip(cells, people["respondents"], strict=True) if n}
+        if "parents" in people:
+            data.parents = {t: p for t, p in people["parents"]}
         for qid, part in parts.items():
             kind = kinds.get(qid)
             if kind is None:
@@ -190,6 +197,27 @@ async def load_org(s: AsyncSession) -> tuple[Org, dict[str, str]]:
     labels.update({team_key(t): name for t, name, _ in teams})
     labels.update({role_key(r): ROLE_NAMES[r] for r in ROLE_ORDER})
     return org, labels
+
+
+def round_org(today: Org, labels: Mapping[str, str], data: RoundData
+              ) -> tuple[Org, dict[str, str]]:
+    """The tree a closed round is reported on (kept at its close, else today's), and a label
+    for every group (a team gone since is named by its id)."""
+    out = dict(labels)
+    if data.parents is None:
+        return today, out
+    for t in data.parents:
+        out.setdefault(team_key(t), t)
+    return Org(data.parents, today.roles), out
+
+
+async def org_of_round(s: AsyncSession, round_id: str) -> Org:
+    """The tree a closed round's comments are grouped by, the same as its figures."""
+    m = SUMMARIES.c
+    text = await s.scalar(select(m.counts).where(m.round_id == round_id, m.question_id == PEOPLE))
+    today, labels = await load_org(s)
+    data = RoundData.from_summary([(PEOPLE, text)], {}) if text else RoundData()
+    return round_org(today, labels, data)[0]
 
 
 async def thresholds(s: AsyncSession) -> Thresholds:

@@ -121,7 +121,7 @@ async def round_results(
     previous = await round_results(s, prev, compare=False) if prev is not None else None
     qs = await questions(s, info.id)
     data = await res.round_data(s, info.id, qs)  # a few rows per round, however many answered
-    results = res.compute(org, labels, th, info, qs, data, previous)
+    results = res.compute(*res.round_org(org, labels, data), th, info, qs, data, previous)
     if key is not None:
         _CACHE[key] = (stamp, results)
         while len(_CACHE) > CACHE_ROUNDS:
@@ -225,6 +225,7 @@ async def group_history(
     known = await survey_questions(s, infos[0].survey_id)
     wanted = {q: known[q] for q in question_ids if q in known}
     data = await res.rounds_data(s, [i.id for i in infos], {q: x.kind for q, x in wanted.items()})
-    return [res.compute(org, labels, th, info, [wanted[q] for q in info.question_ids if q in wanted],
+    return [res.compute(*res.round_org(org, labels, data[info.id]), th, info,
+                        [wanted[q] for q in info.question_ids if q in wanted],
                         data[info.id], groups=(group, *also))
             for info in infos]

@@ -19,7 +19,7 @@ from bot.reports import chart
 from bot.reports import service as reports
 from bot.reports.anonymity import ALL
 from bot.reports.export import csv_chunks
-from bot.reports.results import SCORED, comments_for, hidden_text, load_org
+from bot.reports.results import SCORED, comments_for, hidden_text, org_of_round
 from bot.roles import CHANGE_TEAM, LEADER, TEAM_LEAD
 from staffvoice.web.dashboard import page
 from staffvoice.web.site import CORE, SESSION, render, secure
@@ -105,7 +105,7 @@ async def pulse(request: web.Request) -> web.StreamResponse:
                                       rounds=history)
         comments: dict[str, list[str]] = {}
         if g.shown:
-            org, _ = await load_org(s)
+            org = await org_of_round(s, info.id)
             for q in g.questions:
                 if q.comments_shown:
                     comments[q.question.id] = [c.text for c in await comments_for(
