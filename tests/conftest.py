@@ -108,14 +108,16 @@ def settings(db_url: str) -> Settings:
 
 @pytest.fixture
 async def core(db: Database, settings: Settings, clock: FakeClock) -> AsyncIterator[Core]:
-    """A core, with the feedback counts' flusher running as in every process. Its period is
-    an hour, so it writes at the test's end and no test depends on when it fires; a test
-    that reads the counters flushes first (`counts.flush`)."""
+    """A core, with the feedback counts' and privacy notices' flushers running as in every
+    process. Their period is an hour, so they write at the test's end and no test depends on
+    when they fire; a test that reads the counters or notice rows flushes first
+    (`counts.flush`, `notice.flush`)."""
     from bot.feedback import counts
+    from bot.privacy import notice
 
     c = Core(db, settings=settings, clock=clock)
     await c.start()
-    async with counts.flushing(c, every=3600):
+    async with counts.flushing(c, every=3600), notice.flushing(c, every=3600):
         yield c
 
 

@@ -49,7 +49,7 @@ SECTIONS = {
     "feedback_responses": "\u201cYou said, we did\u201d you published",
     "teams_conversations": "How the bot reaches you in Microsoft Teams",
     "teams_members": "Your Microsoft Teams membership",
-    "privacy_notices_shown": "When you were first shown the privacy notice",
+    "privacy_notices_shown": "That you have been shown the privacy notice (not when)",
     "audit_entries": "Audit entries of what you did, or that were about you",
 }
 

@@ -69,7 +69,7 @@ RULES: tuple[Rule, ...] = (
     Rule("teams_members", "user_id", "user", "delete", "their Microsoft Teams membership"),
     Rule("teams_members", "email", "email", "delete", "their Microsoft Teams membership"),
     Rule("privacy_notices_shown", "user_id", "user", "delete",
-         "when they were first shown the privacy notice"),
+         "that they were shown the privacy notice"),
     Rule("web_sessions", "person_id", "person", "delete", "their signed-in dashboard sessions"),
     Rule("web_login_links", "person_id", "person", "delete", "one-time dashboard sign-in links"),
     Rule("audit_actors", "person_id", "person", "delete",

@@ -32,7 +32,7 @@ async def first_contact(ctx: Ctx) -> None:
     if ctx.sender_known and account in told:
         return  # the usual case: this process has seen the row since the account was linked
     async with ctx.connection() as conn:
-        first = await notice.first_time(conn, u.platform, u.workspace, u.user_id, ctx.now.date())
+        first = await notice.first_time(ctx.core, conn, account)
     told.add(account)
     if not first:
         return
@@ -54,5 +54,6 @@ def register(r: Router) -> None:
               private=True)
     r.intent(r"^(privacy notice|privacy policy|data protection|gdpr)$", "privacy")
     r.greeter(first_contact)
+    r.worker("privacy-notices", notice.worker)
     r.ticker(JOB, timed(JOB, daily, hour=2, minute=30, grace=timedelta(hours=20)))
     r.sections.append(RetentionSection())

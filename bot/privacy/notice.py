@@ -1,17 +1,36 @@
-"""The privacy notice: the programme's `programme.privacy` text (or the default), in chat."""
+"""The privacy notice: the programme's `programme.privacy` text (or the default), in chat.
+
+Who has been told is kept (`privacy_notices_shown`), but not when: a person's first typed
+message is often "feedback", so a row written in that moment, or dated by it, would point a
+database reader at the item that followed (docs/invariants.md, N18). The row waits in memory
+and the flusher writes it with the others told since, rewriting every row of the table."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import random
 import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, bindparam, select
+from sqlalchemy import Engine, bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.model import Context, Message, Text
+from bot.people.tables import Identity
 from bot.privacy.rules import Retention
 from bot.privacy.tables import NoticeShown
 from bot.programme.core_sections import DEFAULT_PRIVACY, get_setting
-from storage.db import connection_of, upsert
+from storage.db import upsert
+
+if TYPE_CHECKING:
+    from bot.core import Core
+
+log = logging.getLogger("staffvoice.privacy")
+_shuffle = random.SystemRandom().shuffle
 
 MORE = ("Type “privacy” any time to read this again. To ask for a copy of what is held "
         "about you, or for it to be erased, contact the council's data protection officer.")
@@ -78,19 +97,111 @@ def told(engine: Engine) -> Told:
     return found
 
 
-_SHOWN = select(NoticeShown.day).where(NoticeShown.platform == bindparam("platform"),
-                                        NoticeShown.workspace == bindparam("workspace"),
-                                        NoticeShown.user_id == bindparam("user_id"))
+_SHOWN = select(NoticeShown.user_id).where(NoticeShown.platform == bindparam("platform"),
+                                            NoticeShown.workspace == bindparam("workspace"),
+                                            NoticeShown.user_id == bindparam("user_id"))
+
+Account = tuple[str, str, str]  # (platform, workspace, user id)
 
 
-async def first_time(s: AsyncSession | AsyncConnection, platform: str, workspace: str,
-                     user_id: str, day: object) -> bool:
-    """Mark this account as told; True only the first time (race-safe: two first messages at
-    once insert one row, and only the one that inserted it shows the notice)."""
-    conn = await connection_of(s)
-    account = {"platform": platform, "workspace": workspace, "user_id": user_id}
-    if (await conn.execute(_SHOWN, account)).first() is not None:
+@dataclass
+class _Unwritten:
+    """Accounts this process told whose row is not written yet (per Core: a test's two
+    Cores are two processes)."""
+
+    due: set[Account] = field(default_factory=set)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one flush at a time
+
+
+_UNWRITTEN: weakref.WeakKeyDictionary[Core, _Unwritten] = weakref.WeakKeyDictionary()
+
+
+def unwritten(core: Core) -> set[Account]:
+    """The accounts `core` told whose row waits for the next flush."""
+    found = _UNWRITTEN.get(core)
+    if found is None:
+        found = _UNWRITTEN[core] = _Unwritten()
+    return found.due
+
+
+async def first_time(core: Core, conn: AsyncConnection, account: Account) -> bool:
+    """True only the first time this account is seen (no row, none waiting in this
+    process): it is to be told now, and its row waits for the flush (`flush`), so the row is
+    never written in the moment of a first message. Replicas that both see an account's
+    first messages before a flush both tell it."""
+    platform, workspace, user_id = account
+    found = await conn.execute(_SHOWN, {"platform": platform, "workspace": workspace,
+                                        "user_id": user_id})
+    due = unwritten(core)
+    if found.first() is not None or account in due:
         return False  # the usual case: a read, no write on every message
-    res = await conn.execute(upsert(conn.dialect.name, NoticeShown).values(**account, day=day)
-                             .on_conflict_do_nothing())
-    return bool(res.rowcount)
+    due.add(account)
+    return True
+
+
+# PostgreSQL advisory lock (distinct from storage.db's and the feedback counters'): replicas
+# flush one at a time, so each flush rewrites the rows the others wrote before it.
+FLUSH_LOCK = 0x5F5F_7376_0F0D
+_ADVISORY = text("SELECT pg_advisory_xact_lock(:k)")
+_LINKED = select(Identity.platform, Identity.workspace, Identity.user_id).where(
+    Identity.user_id.in_(bindparam("users", expanding=True)))
+# user_id = user_id: a new version of every row, so every live row carries the flush's xmin.
+_TOUCH = update(NoticeShown).values(user_id=NoticeShown.user_id)
+
+
+async def flush(core: Core) -> int:
+    """Write the accounts this process told since its last flush, in one transaction that
+    lays the new rows down in shuffled order and rewrites every row of the table; returns how
+    many. Kept for the next flush if it fails."""
+    held = _UNWRITTEN.get(core)
+    if held is None:
+        return 0
+    async with held.lock:
+        if not held.due:
+            return 0
+        batch, held.due = list(held.due), set()
+        _shuffle(batch)  # laid down in this order (SQLite cells), never in the order told
+        try:
+            async with core.db.transaction() as conn:
+                if conn.dialect.name == "postgresql":
+                    await conn.execute(_ADVISORY, {"k": FLUSH_LOCK})
+                # An account erased since it was told is not written back.
+                linked = set((await conn.execute(_LINKED, {"users": sorted(
+                    {u for _p, _w, u in batch})})).tuples())
+                rows = [{"platform": p, "workspace": w, "user_id": u} for p, w, u in batch
+                        if (p, w, u) in linked]
+                if rows:
+                    await conn.execute(
+                        upsert(conn.dialect.name, NoticeShown).on_conflict_do_nothing(), rows)
+                await conn.execute(_TOUCH)
+        except BaseException:
+            held.due.update(batch)
+            raise
+        return len(rows)
+
+
+async def worker(core: Core, stop: asyncio.Event, every: float | None = None) -> None:
+    """Flush every few seconds (the feedback counts' interval, STAFFVOICE_FEEDBACK_FLUSH_
+    INTERVAL) until `stop`, then once more. A router worker: every `serve` replica runs one."""
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), core.settings.feedback_flush_s
+                                   if every is None else every)
+        except TimeoutError:
+            pass
+        try:
+            await flush(core)
+        except Exception:
+            log.exception("privacy notice rows not written; trying again")
+
+
+@asynccontextmanager
+async def flushing(core: Core, every: float | None = None) -> AsyncIterator[None]:
+    """Run the flusher for the block (the console, tests), flushing once more at its end."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker(core, stop, every), name="privacy-notices")
+    try:
+        yield
+    finally:
+        stop.set()
+        await task

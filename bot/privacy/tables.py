@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import date
-
-from sqlalchemy import Date, String
+from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.base import Base
 
 
 class NoticeShown(Base):
-    """One platform account was shown the privacy notice, on this day."""
+    """One platform account was shown the privacy notice. Undated, and written apart from
+    the first message, in batches (bot/privacy/notice.py): a first message is often
+    "feedback", so when it came would point at an item (docs/invariants.md, N18)."""
 
     __tablename__ = "privacy_notices_shown"
 
     platform: Mapped[str] = mapped_column(String(16), primary_key=True)
     workspace: Mapped[str] = mapped_column(String(128), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    day: Mapped[date] = mapped_column(Date)

@@ -20,6 +20,7 @@ from bot.core import Core
 from bot.feedback.tables import FeedbackResponse
 from bot.milestones.tables import MilestoneCheckin, MilestoneOwner, MilestoneUpdate
 from bot.people.tables import Person, Team
+from bot.privacy import notice
 from bot.pulse.tables import PulseAttributedAnswer, PulseQuestion
 from staffvoice.cli import main
 from staffvoice.web.tables import WebLoginLink, WebSession
@@ -53,6 +54,7 @@ async def a_busy_person(core: Core) -> str:
     await d.say(CHANGE, f"grant change team {WHO}")
     await d.say(WHO, "feedback list")
     await give(d, WHO, SECRET_FEEDBACK)  # anonymous: must survive, unlinked
+    await notice.flush(core)  # their privacy notice row
     people = await emails(core)
     await seed_round(core, core.clock.now() - timedelta(days=14),
                      everyone_answers(people, comments=12))

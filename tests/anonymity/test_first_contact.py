@@ -1,0 +1,125 @@
+"""A motivated intruder with the database, against the privacy notice on first contact.
+
+Everyone is shown the privacy notice before the first answer they get from the bot, and the
+bot remembers whom it told (`privacy_notices_shown`, by platform account). Many people's first
+typed words to the bot are "feedback". In a quiet organisation, the moment a person was first
+told is then the moment just before an item arrived: before the fix the row carried that day,
+and on PostgreSQL its `xmin` was three transactions before the item's. The intruder reads the
+new account's row and the next item, and has its author. CI runs this folder on SQLite and on
+PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select, text
+
+from bot.core import Core
+from bot.feedback.tables import FeedbackItem
+from bot.model import text_message
+from bot.people.tables import Person
+from bot.privacy import notice
+from bot.privacy.tables import NoticeShown
+from tests.conformance.drivers.fake import FakeDriver
+from tests.test_design_invariants import rows_naming
+from tests.test_feedback_helpers import dump, give, identity_strings
+
+TOLD_EARLIER = [f"practitioner{i}@northbridge.example" for i in range(1, 5)]
+NEWCOMER = "practitioner7@northbridge.example"  # types to the bot for the first time: "feedback"
+TEXT = "Nobody reads the new case notes template before supervision."
+FIRST = "Before we start: how staffvoice uses your information"
+
+
+async def _xmin_of_rows_naming(core: Core, who: set[str]) -> dict[str, set[int]]:
+    """PostgreSQL: per table, the transaction ids of the live rows that name the person."""
+    out: dict[str, set[int]] = {}
+    async with core.db.engine.connect() as conn:
+        for name in (await dump(core.db)):
+            rows = (await conn.exec_driver_sql(f'SELECT xmin::text, t::text FROM "{name}" t')).all()
+            hits = {int(x) for x, row in rows if any(w in row for w in who)}
+            if hits:
+                out[name] = hits
+    return out
+
+
+async def test_a_first_message_that_is_feedback_dates_no_row_of_its_sender(loaded: Core) -> None:
+    """Attack: on Monday the launch message reaches everyone by DM (so every account and DM
+    route is stored then) and four people try the bot; on a quiet Tuesday one newcomer's first
+    words are "feedback", and theirs is the day's only item. The intruder looks, among the rows
+    naming the newcomer, for one dated Tuesday or written (PostgreSQL `xmin`) between the
+    day's start and the item's commit.
+
+    Before: `privacy_notices_shown` held (newcomer, Tuesday), written three transactions
+    before the item."""
+    d = FakeDriver(loaded)
+    async with loaded.db.session() as s:
+        staff = list((await s.execute(select(Person.id).where(
+            Person.email.in_([*TOLD_EARLIER, NEWCOMER])))).scalars())
+    for pid in staff:
+        assert await loaded.dm(pid, text_message("staffvoice is here: type help.")) is not None
+    for email in TOLD_EARLIER:
+        await d.say(email, "help")
+        assert d.seen(email)[1].startswith(FIRST)
+    assert await notice.flush(loaded) == len(TOLD_EARLIER)
+
+    loaded.clock.advance(timedelta(days=1))  # Tuesday, and nobody else says anything
+    tuesday = loaded.clock.now().date()
+    who = await identity_strings(loaded.db, NEWCOMER)
+    before = await rows_naming(loaded, who, skip=("processed_events",))
+    if not loaded.db.is_sqlite:
+        async with loaded.db.engine.connect() as conn:
+            start = int((await conn.execute(text("SELECT txid_current()"))).scalar_one())
+    assert await give(d, NEWCOMER, TEXT) is None
+    seen = d.seen(NEWCOMER)
+    assert seen[1].startswith(FIRST) and sum(m.startswith(FIRST) for m in seen) == 1
+    await d.say(NEWCOMER, "help")  # told once, though no row is written yet
+    assert not any(m.startswith(FIRST) for m in d.seen(NEWCOMER)[len(seen):])
+    await notice.flush(loaded)
+
+    async with loaded.db.session() as s:
+        [item] = (await s.execute(select(FeedbackItem))).scalars().all()
+        told = {(r.platform, r.user_id) for r in (await s.execute(select(NoticeShown))).scalars()}
+    assert item.text == TEXT and item.day == tuesday  # the item the intruder wants to attribute
+    assert ("fake", f"U-{NEWCOMER}") in told and len(told) == len(TOLD_EARLIER) + 1
+
+    # Dates: no row naming the newcomer carries Tuesday (their account and route are Monday's).
+    after = await rows_naming(loaded, who, skip=("processed_events",))
+    dated = [row for rows in after.values() for row in rows if str(tuesday) in row]
+    assert dated == []
+    assert {k: v for k, v in after.items() if k != "privacy_notices_shown"} == before
+
+    # PostgreSQL: no live row naming them was written between the day's start and the item,
+    # and their notice row carries the same xmin as everyone told on Monday.
+    if not loaded.db.is_sqlite:
+        async with loaded.db.engine.connect() as conn:
+            [item_xmin] = (await conn.execute(text(
+                "SELECT xmin::text FROM feedback_items"))).scalars().all()
+            notice_xmins = set((await conn.execute(text(
+                "SELECT xmin::text FROM privacy_notices_shown"))).scalars().all())
+        xmins = await _xmin_of_rows_naming(loaded, who)
+        near = {t: {x for x in xs if start < x <= int(item_xmin)} for t, xs in xmins.items()
+                if t != "processed_events"}
+        assert {t: xs for t, xs in near.items() if xs} == {}
+        assert len(notice_xmins) == 1  # the Monday four's rows and the newcomer's: one flush
+
+
+async def test_a_process_that_told_someone_writes_their_row_at_its_next_flush(
+        loaded: Core) -> None:
+    """The row waits in memory: it is not there after the first message, it is after the
+    flush, and a second process (a replica, a restart) does not tell them again after it."""
+    d = FakeDriver(loaded)
+    await d.say(NEWCOMER, "whoami")
+    async with loaded.db.session() as s:
+        assert (await s.execute(select(NoticeShown))).first() is None
+    assert notice.unwritten(loaded) == {("fake", d.port.workspace, f"U-{NEWCOMER}")}
+    assert await notice.flush(loaded) == 1 and notice.unwritten(loaded) == set()
+    assert await notice.flush(loaded) == 0
+    other = Core(loaded.db, settings=loaded.settings, clock=loaded.clock)
+    await other.start()
+    d2 = FakeDriver(other)
+    await d2.say(NEWCOMER, "whoami")
+    assert not any(m.startswith(FIRST) for m in d2.seen(NEWCOMER))
+    async with loaded.db.session() as s:
+        assert [r.user_id for r in (await s.execute(select(NoticeShown))).scalars()] == [
+            f"U-{NEWCOMER}"]
