@@ -247,7 +247,7 @@ async def test_a_pulse_tap_and_its_answer_are_one_commit(loaded: Core) -> None:
                                         message=posted.ref), d.port)
     finally:
         event.remove(loaded.db.engine.sync_engine, "commit", listener)
-    assert "Saved: " in d.seen(PRACTITIONER)[-1]
+    assert "Saved your answer" in d.seen(PRACTITIONER)[-1]
     assert len(commits) == 1
 
 

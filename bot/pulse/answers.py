@@ -122,7 +122,8 @@ async def on_answer(ctx: Ctx) -> None:
     except Closed:
         await ctx.update(cards.closed_card())
         return
-    saved = f"Saved: {cards.answer_label(q, value, choice, None)} for question {pos + 1}."
+    # Never the value: the platform keeps every version of this message by name (N19).
+    saved = f"Saved your answer to question {pos + 1}."
     await show(ctx, w, pos + 1, mine, saved=saved, ending=ending)
 
 
@@ -204,8 +205,9 @@ async def on_comment(ctx: Ctx) -> None:
         w, mine, ending, live = await DATABASE_BUSY.run(store)
     except Closed:
         raise UserError(cards.CLOSED) from None
-    saved = f"Saved your comment for question {pos + 1}." if text else ""
-    await show(ctx, w, pos + 1, mine, saved=saved, live=live, ending=ending)
+    # The card moves on as after Skip, comment or none: the platform's copy of the DM would
+    # otherwise say who wrote one of a team's few comments (N19).
+    await show(ctx, w, pos + 1, mine, live=live, ending=ending)
 
 
 class RoundKey(NamedTuple):
@@ -257,9 +259,9 @@ async def show(ctx: Ctx, w: Where, pos: int, mine: dict[str, Given], *, saved: s
     """Edit the survey message to the question at `pos`, or to the thank-you after the last."""
     if pos < w.total:
         q = w.questions[pos]
-        a = mine.get(q.id)
-        current = cards.answer_label(q, a.value, a.choice, a.text) if a is not None else ""
-        msg = cards.question_card(w, pos, current=current, saved=saved)
+        # Whether they answered, never what (nor whether they wrote a comment): N19.
+        answered = q.id in mine and q.kind != "text"
+        msg = cards.question_card(w, pos, answered=answered, saved=saved)
     else:
         skipped = sum(1 for q in w.questions if q.id not in mine and q.kind != "text")
         msg = cards.thanks_card(w, results=ending, results_url=w.survey.results_url,

@@ -52,16 +52,6 @@ def when(t: datetime, tz: str) -> str:
     return f"{local:%a} {local.day} {local:%b}, {local:%H:%M}"
 
 
-def answer_label(q: PulseQuestion, value: int | None, choice: str | None, text: str | None) -> str:
-    if q.kind == "yesno":
-        return "Yes" if value == 1 else "No"
-    if q.kind == "choice":
-        return choice or ""
-    if q.kind == "text":
-        return "your comment" if text else ""
-    return str(value)
-
-
 def privacy_note(w: Where) -> str:
     if w.round.anonymity == "attributed":
         return (f"This survey is NOT anonymous: your name is kept with your answers. "
@@ -70,9 +60,12 @@ def privacy_note(w: Where) -> str:
             f"You can change them until {w.closes()}.")
 
 
-def question_card(w: Where, pos: int, *, current: str = "", lead: str = "",
+def question_card(w: Where, pos: int, *, answered: bool = False, lead: str = "",
                   saved: str = "") -> Message:
-    """The question at `pos` with one-tap answers, skip, back and later."""
+    """The question at `pos` with one-tap answers, skip, back and later.
+
+    No version of the card says what the person answered: the platform keeps every version
+    of an edited message in their DM, by name (docs/invariants.md, N19)."""
     q = w.questions[pos]
     rid = w.round.id
     blocks: list[Block] = []
@@ -88,8 +81,8 @@ def question_card(w: Where, pos: int, *, current: str = "", lead: str = "",
         nav.insert(0, Choice("Previous", "prev"))
     nav.append(Choice("Finish later", "later"))
     blocks.append(Choices(f"{NAV}{rid}.{pos}", tuple(nav)))
-    if current:
-        blocks.append(Context(f"Your answer: {current}. Tap another to change it."))
+    if answered:
+        blocks.append(Context("You have answered this question. Tap an answer to change it."))
     blocks.append(Context(privacy_note(w)))
     fallback = f"{w.survey.title}, question {pos + 1} of {w.total}: {q.text}"
     return Message(tuple(blocks), fallback=fallback)

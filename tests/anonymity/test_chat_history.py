@@ -1,0 +1,80 @@
+"""A motivated intruder with the platform's copy of every chat, against pulse answers.
+
+A council's Slack or Teams keeps the bot's messages in each person's DM, and often every
+earlier version of an edited one too: Microsoft Purview retention and eDiscovery keep the
+versions of edited Teams chat messages, and Slack's Discovery API and exports give an org
+admin the DMs (with edit history on Enterprise Grid). A pulse card is one message edited at
+each tap, so whatever a version of it says stays, next to the person's name, for as long as
+the platform keeps chats. The intruder (a compliance administrator) reads every version of
+every message the bot sent to each person, and compares people who answered differently.
+
+Before: each version said what had just been saved ("Saved: 4 for question 1.") and a
+question the person went back to said "Your answer: 4", so the platform's copy of each DM
+held the person's answers by name.
+"""
+
+from __future__ import annotations
+
+from bot.core import Core
+from bot.model import Message, plain_text
+from tests.conformance.drivers.fake import FakeDriver
+
+P1 = "practitioner1@northbridge.example"
+P2 = "practitioner2@northbridge.example"
+FIRST = "Before we start"
+
+
+def every_version(d: FakeDriver, email: str) -> list[str]:
+    """Every version of every message in the person's DM, oldest first, as the platform
+    keeps them (edits included)."""
+    out: list[Message] = []
+    for posted in d.port.messages(d.conv(email).conversation_id):
+        out.extend([*posted.history, posted.message])
+    return [plain_text(m) for m in out if not plain_text(m).startswith(FIRST)]
+
+
+async def test_no_version_of_a_pulse_card_says_what_the_person_answered(loaded: Core) -> None:
+    """Attack: two people take the same path through the weekly pulse (answer, answer, back,
+    change, answer, back, on, a score) with different answers; the intruder compares every
+    version of every message in their DMs. Any difference would be an answer, by name."""
+    d = FakeDriver(loaded)
+    await loaded.tick()  # Monday 10:00: the weekly round opens; question 1 in each DM
+    paths = {P1: ("4", "5", "Previous", "1", "Skip", "3", "Previous", "Skip", "4", "9", "Skip"),
+             P2: ("2", "1", "Previous", "5", "Skip", "1", "Previous", "Skip", "2", "0", "Skip")}
+    for email, labels in paths.items():
+        for label in labels:
+            await d.tap(email, label)
+    one, two = every_version(d, P1), every_version(d, P2)
+    assert len(one) > len(paths[P1])  # a version for each tap: the intruder has them all
+    assert "Thank you!" in one[-1]
+    assert one == two  # before: 'Saved: 4 for question 1.' against 'Saved: 2 for question 1.'
+    # And the person is still told that each tap counted, and where they can change it.
+    assert any("Saved your answer to question 1" in v for v in one)
+    assert any("You have answered this question" in v for v in one)
+
+
+async def test_no_version_of_a_pulse_card_says_who_wrote_a_comment(loaded: Core) -> None:
+    """Attack: comments are few (a team's list may hold two), so knowing who wrote one narrows
+    each comment to them. One person writes a comment, one skips the question, one opens the
+    form and sends it empty; then each goes back to it. Every version in their DMs is the same.
+
+    Before: 'Saved your comment for question 7.' for the writer alone, and 'Your answer: your
+    comment' when they went back to it."""
+    d = FakeDriver(loaded)
+    await loaded.tick()
+    wrote, skipped, empty = P1, P2, "practitioner3@northbridge.example"
+    for email in (wrote, skipped, empty):
+        for label in ("4", "Skip", "Skip", "Skip", "Skip", "Skip"):
+            await d.tap(email, label)
+    await d.tap(wrote, "Write a comment")
+    assert await d.submit(wrote, {"comment": "Supervision keeps being moved for court."}) is None
+    await d.tap(skipped, "Skip")
+    await d.tap(empty, "Write a comment")
+    assert await d.submit(empty, {"comment": ""}) is None
+    for email in (wrote, skipped, empty):
+        await d.tap(email, "Change my answers")
+        for label in ("Skip",) * 6:
+            await d.tap(email, label)
+    versions = [every_version(d, e) for e in (wrote, skipped, empty)]
+    assert "question 7 of 7" in versions[0][-1]  # back at the comment question
+    assert versions[0] == versions[1] == versions[2]
