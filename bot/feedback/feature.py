@@ -174,14 +174,17 @@ async def submit_form(ctx: Ctx) -> None:
 
 
 async def _thanks(ctx: Ctx, stored: fb.Stored) -> Message:
+    """The same words whether or not the item was flagged urgent: the thanks stays in the
+    sender's DM, where the platform keeps it by name and time, and the safeguarding leads
+    know which items were urgent (docs/invariants.md, N20). The flagged sender was told
+    before sending ("Before you send")."""
     blocks: list[Text | Context | Choices] = [Text("Thank you. Your feedback was sent anonymously.")]
-    if stored.urgent:
-        async with ctx.session() as s:
-            cfg = await fb.config(s)
-        blocks.append(Text("Because it may describe a safeguarding concern, it went to the "
-                           "safeguarding leads straight away. They cannot trace you, so please "
-                           "also use a route below if someone is at risk."))
-        blocks.extend(safeguarding.route_blocks(cfg)[1:])
+    async with ctx.session() as s:
+        cfg = await fb.config(s)
+    blocks.append(Text("If it may describe a risk to a child or an allegation about a "
+                       "colleague, it went to the safeguarding leads straight away. They cannot "
+                       "trace you, so please also use a route below if someone is at risk."))
+    blocks.extend(safeguarding.route_blocks(cfg)[1:])
     if stored.token:
         blocks.append(Context("If the change team answers, I'll tell you here. "
                               "You can stop replies at any time."))

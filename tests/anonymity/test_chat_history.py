@@ -1,4 +1,5 @@
-"""A motivated intruder with the platform's copy of every chat, against pulse answers.
+"""A motivated intruder with the platform's copy of every chat, against pulse answers and
+feedback.
 
 A council's Slack or Teams keeps the bot's messages in each person's DM, and often every
 earlier version of an edited one too: Microsoft Purview retention and eDiscovery keep the
@@ -15,9 +16,13 @@ held the person's answers by name.
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from bot.core import Core
+from bot.feedback.tables import FeedbackItem
 from bot.model import Message, plain_text
 from tests.conformance.drivers.fake import FakeDriver
+from tests.test_feedback_helpers import give
 
 P1 = "practitioner1@northbridge.example"
 P2 = "practitioner2@northbridge.example"
@@ -78,3 +83,24 @@ async def test_no_version_of_a_pulse_card_says_who_wrote_a_comment(loaded: Core)
     versions = [every_version(d, e) for e in (wrote, skipped, empty)]
     assert "question 7 of 7" in versions[0][-1]  # back at the comment question
     assert versions[0] == versions[1] == versions[2]
+
+
+async def test_the_thanks_for_feedback_is_the_same_whether_or_not_it_was_urgent(
+        loaded: Core) -> None:
+    """Attack: the safeguarding leads know which items were flagged as a possible concern, and
+    when (their urgent queue is short); the intruder reads each sender's DM. One person sends a
+    disclosure (flagged, "Before you send", sent anyway), another an ordinary idea.
+
+    Before: only the first one's thanks said "Because it may describe a safeguarding concern,
+    it went to the safeguarding leads straight away", naming the author of the urgent item."""
+    d = FakeDriver(loaded)
+    concern, idea = P1, P2
+    assert await give(d, concern, "A child on my caseload told me she is hit at home.") is None
+    assert await give(d, idea, "The new duty rota works well for the front door.") is None
+    async with loaded.db.session() as s:
+        flagged = sorted((await s.execute(select(FeedbackItem.urgent))).scalars())
+    assert flagged == [False, True]
+    one, two = every_version(d, concern), every_version(d, idea)
+    assert one == two and len(one) == 1
+    assert "Thank you. Your feedback was sent anonymously." in one[0]
+    assert "went to the safeguarding leads straight away" in one[0]  # told, as before
