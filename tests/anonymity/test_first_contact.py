@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select, text
 
 from bot.core import Core
@@ -123,3 +124,25 @@ async def test_a_process_that_told_someone_writes_their_row_at_its_next_flush(
     async with loaded.db.session() as s:
         assert [r.user_id for r in (await s.execute(select(NoticeShown))).scalars()] == [
             f"U-{NEWCOMER}"]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "B4: an account the bot never reached is linked (identities row) and its DM route stored, "
+    "dated by day, in the transaction of its first message (bot/core.py `_admit_on`, "
+    "bot/people/service.py `person_for`, `dm_route_changes`), just before the item"))
+async def test_a_first_message_from_an_account_never_reached_dates_no_row_of_its_sender(
+        loaded: Core) -> None:
+    """Attack: as above, but nobody DMed the newcomer before (no launch message): their first
+    words, "feedback", are the bot's first sight of their account. The intruder looks for a row
+    naming them that is dated Tuesday, the day of the day's only item."""
+    d = FakeDriver(loaded)
+    for email in TOLD_EARLIER:
+        await d.say(email, "help")
+    await notice.flush(loaded)
+    loaded.clock.advance(timedelta(days=1))
+    tuesday = loaded.clock.now().date()
+    assert await give(d, NEWCOMER, TEXT) is None
+    await notice.flush(loaded)
+    after = await rows_naming(loaded, await identity_strings(loaded.db, NEWCOMER),
+                              skip=("processed_events",))
+    assert [row for rows in after.values() for row in rows if str(tuesday) in row] == []
