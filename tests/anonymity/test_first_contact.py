@@ -11,14 +11,15 @@ PostgreSQL.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 
 from bot.core import Core
 from bot.feedback.tables import FeedbackItem
-from bot.model import text_message
+from bot.model import ActionEvent, RatingScale, text_message
 from bot.people.tables import Person
 from bot.privacy import notice
 from bot.privacy.tables import NoticeShown
@@ -146,3 +147,33 @@ async def test_a_first_message_from_an_account_never_reached_dates_no_row_of_its
     after = await rows_naming(loaded, await identity_strings(loaded.db, NEWCOMER),
                               skip=("processed_events",))
     assert [row for rows in after.values() for row in rows if str(tuesday) in row] == []
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "B4: a platform time zone that differs from a person's stored one (people not from the "
+    "programme file; Teams sends one on every activity) is written by the admission of the next "
+    "event (bot/people/service.py `known_sender` then `person_for`), for a tap in the answer's "
+    "own transaction"))
+async def test_a_new_time_zone_on_a_tap_changes_no_row_naming_the_person(loaded: Core) -> None:
+    """Attack (PostgreSQL): a person from the HR import (not the programme file) answers from a
+    client now in another time zone; the intruder matches the `xmin` of rows naming people to
+    the sealed pending answers' `xmin`, and has whose answer each is."""
+    if loaded.db.is_sqlite:
+        pytest.skip("transaction ids are PostgreSQL's; SQLite's write-ahead log is B4's too")
+    d = FakeDriver(loaded)
+    who = "practitioner1@northbridge.example"
+    async with loaded.db.session() as s:
+        await s.execute(update(Person).where(Person.email == who)
+                        .values(from_programme=False, tz="Europe/London"))
+    await loaded.tick()  # Monday 10:00: the weekly round opens
+    posted = d.port.messages(d.conv(who).conversation_id)[-1]
+    scale = next(b for b in posted.message.blocks if isinstance(b, RatingScale))
+    await loaded.handle(ActionEvent("tap-abroad", replace(d.user(who), tz="Europe/Paris"),
+                                    d.conv(who), action_id=scale.action_id, value="4",
+                                    message=posted.ref), d.port)
+    assert "Saved your answer to question 1." in d.seen(who)[-1]
+    async with loaded.db.engine.connect() as conn:
+        pending = set((await conn.execute(text("SELECT xmin::text FROM pulse_pending"))).scalars())
+    assert len(pending) == 1
+    named = await _xmin_of_rows_naming(loaded, await identity_strings(loaded.db, who))
+    assert {t: xs for t, xs in named.items() if {str(x) for x in xs} & pending} == {}
