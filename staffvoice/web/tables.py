@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from bot.privacy.personal import PersonalRows, Rule, register, table_of
 from storage.base import Base, UTCDateTime
 
 
@@ -35,3 +36,12 @@ class WebLoginLink(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)  # keyed hash of the link token
     person_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+# What erasure and subject access find about a person here (bot/privacy/personal.py).
+register(PersonalRows("web", (
+    Rule(table_of(WebSession), "person_id", "person", "delete",
+         "their signed-in dashboard sessions"),
+    Rule(table_of(WebLoginLink), "person_id", "person", "delete",
+         "one-time dashboard sign-in links"),
+)))
