@@ -26,6 +26,9 @@ class WebSession(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # When the audit trail last recorded this session following a live stream: shared by every
+    # replica, so a session's viewing is one entry an hour however many serve it.
+    stream_audited_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
 class WebLoginLink(Base):
