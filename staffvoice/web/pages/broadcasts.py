@@ -130,7 +130,8 @@ async def live(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events: a `progress` event with a broadcast's figures whenever they change,
     for every recent broadcast that is sending (and once more when it finishes), then `done`
     when nothing is sending, or `stopped` when the viewer signed out or lost the role. Read-only.
-    Too many open streams: 503 (this process) or 429 (this session), with Retry-After."""
+    Too many open streams: 503 (this process) or 429 (this session), with Retry-After, which
+    the page's script waits (at most two minutes) before it tries again by itself."""
     session = request[SESSION]
     assert session is not None  # the guard let only the change team in
     try:
