@@ -170,3 +170,30 @@ async def test_a_long_retry_after_is_waited_at_most_two_minutes(
     finally:
         port.let_through(10 * total)  # whatever else the sender posts
         await sending
+
+
+async def test_a_broadcast_that_finished_while_the_page_waited_asks_for_a_reload(
+        server: Server, browser: Browser, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stream that finally gets room says only "done": the page does not pass off the
+    figures it still shows as final."""
+    from playwright.async_api import expect
+
+    monkeypatch.setattr(live_page, "MAX_STREAMS", 0)
+    monkeypatch.setattr(live_page, "RETRY_S", 2)
+    port, total, sending = await _sending(server)
+    try:
+        await sign_in_with_slack(server, browser, CHANGE)
+        page = browser.page
+        await page.goto(f"{server.url}/app/broadcasts")
+        status = page.get_by_role("status")
+        await expect(status).to_contain_text("trying again in 2 seconds.")
+        port.let_through(10 * total)
+        await sending  # every send settled while the page waits
+        monkeypatch.setattr(live_page, "MAX_STREAMS", 200)
+        await expect(status).to_have_text(
+            "Sending has finished. Reload the page for the final figures.", timeout=15_000)
+        assert await _sent(browser) == 0  # as the page was loaded: hence the advice
+        await browser.check_accessible()
+    finally:
+        port.let_through(10 * total)
+        await sending

@@ -87,8 +87,8 @@
       for (var i = 0; i < states.length; i++) {
         stale = stale || states[i].textContent.trim() === "Sending";
       }
-      status.textContent = "Sending has finished. " + summary() +
-        (stale ? " Reload the page for the final figures." : "");
+      status.textContent = ["Sending has finished.", summary(),
+        stale ? "Reload the page for the final figures." : ""].filter(Boolean).join(" ");
       return true;
     } else if (name === "stopped") {
       status.textContent = STOPPED;  // signed out, or no longer in the change team
