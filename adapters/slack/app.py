@@ -123,7 +123,7 @@ class SlackAdapter:
             **kwargs,
         )
         # Bolt tries listeners in the order they were added, and each one it tries costs
-        # about as much as a SQL statement (it builds every injectable argument for the
+        # about half a SQL statement's CPU (it builds every injectable argument for the
         # matcher): the most frequent requests come first, a tap (pulse answers), a DM, a
         # form. Each payload type matches one listener only, so the order changes nothing
         # else. A tap used to be tried against seven listeners before its own, a form nine.

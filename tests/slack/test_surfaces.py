@@ -202,7 +202,7 @@ async def test_a_burst_of_events_is_acked_and_handled_a_few_at_a_time(slack: Sla
 
 async def test_a_tap_a_dm_and_a_form_are_matched_by_the_first_listeners_bolt_tries(
         slack: SlackDriver) -> None:
-    """Bolt tries listeners in order, each try costing about a SQL statement's CPU: a tap
+    """Bolt tries listeners in order, each try costing about half a SQL statement: a tap
     matches the first, a DM the second, a submitted form the third (app.py's order)."""
     from slack_bolt.request.async_request import AsyncBoltRequest
     from slack_bolt.response import BoltResponse
