@@ -731,12 +731,15 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+KINDS = ["Slack pulse tap", "Slack status", "Slack feedback form", "Teams pulse tap",
+         "Teams status", "Teams feedback form"]  # the mix's kinds, in its order (Traffic.mix)
+
+
 async def per_kind(base: str, traffic: Traffic, pid: int, n: int = 20,
                    only: list[int] | None = None, fakes_pid: int = 0) -> None:
     """Each request kind alone, one at a time: where the time goes before any queueing, and
     the server's CPU per request (background work included: it is read after a pause)."""
-    kinds = ["Slack pulse tap", "Slack status", "Slack feedback form", "Teams pulse tap",
-             "Teams status", "Teams feedback form"]
+    kinds = KINDS
     print(f"\none request at a time, {n} of each kind (ms): p50 / max, server CPU per request",
           file=sys.stderr)
     for i in range(WARM_UP):  # every kind from every person first (no first contacts below)
@@ -775,10 +778,11 @@ def callgrind_ir(pid: int, out: str) -> int:
 
 
 async def count_instructions(kind: str, env: dict[str, str], traffic: Traffic, n: int,
-                             procs: list[subprocess.Popen[str]]) -> dict[str, float]:
+                             procs: list[subprocess.Popen[str]], per_kind: int = 0) -> dict[str, Any]:
     """Instructions per request of the mix under callgrind (one request at a time, then the
     work after each ack), less the same time idle: repeatable on a busy machine, unlike CPU
-    seconds. Counting starts after start-up and a warm-up of every kind."""
+    seconds. Counting starts after start-up and a warm-up of every kind. With `per_kind`,
+    then that many requests of each kind alone, counted apart."""
     out = str(Path(tempfile.mkdtemp()) / f"callgrind.{kind}")
     p, lines = spawn(kind, {**env, "LOAD_QUIET": "1"}, callgrind=out)
     procs.append(p)
@@ -804,10 +808,18 @@ async def count_instructions(kind: str, env: dict[str, str], traffic: Traffic, n
     await settle(p.pid)
     busy = callgrind_ir(p.pid, out)
     wall = time.monotonic() - t0
+    kinds: dict[int, tuple[int, float]] = {}  # kind: (instructions, seconds) of each kind alone
+    for k in range(6) if per_kind else ():
+        t1 = time.monotonic()
+        for i in range(per_kind):
+            await one_shot(base, traffic.mix(6 * (n + i) + k))
+        await settle(p.pid)
+        kinds[k] = (callgrind_ir(p.pid, out), time.monotonic() - t1)
     idle = (idle + await idle_rate()) / 2  # before and after the requests
     p.terminate()
     return {"per_request": (busy - idle * wall) / n, "idle_per_s": idle, "wall_s": wall,
-            "busy_per_request": busy / n}
+            "busy_per_request": busy / n,
+            "kinds": {k: (ir - idle * s) / per_kind for k, (ir, s) in kinds.items()}}
 
 
 BARE = {  # kind: (name, requests)
@@ -828,7 +840,8 @@ async def run(args: argparse.Namespace) -> None:
         env = {"LOAD_FAKES": json.dumps(fakes), "SLACK_API_URL": fakes["slack_url"]}
         traffic = Traffic(fakes)
         if args.callgrind:
-            counted = {kind: await count_instructions(kind, env, traffic, args.callgrind, procs)
+            each = args.per_kind_n if args.per_kind else 0
+            counted = {kind: await count_instructions(kind, env, traffic, args.callgrind, procs, each)
                        for kind in ("bare-work", "ours")}
             print(f"\ninstructions per request of the mix ({args.callgrind} requests, one at a "
                   "time, work after the ack included, idle subtracted), under callgrind:")
@@ -836,6 +849,12 @@ async def run(args: argparse.Namespace) -> None:
                 print(f"  {kind:10} {c['per_request'] / 1e6:8.2f} M  (counted {c['busy_per_request'] / 1e6:.2f} M "
                       f"a request, less idle {c['idle_per_s'] / 1e6:.2f} M/s over {c['wall_s']:.0f} s)")
             print(f"  ours / bare-work: {counted['ours']['per_request'] / counted['bare-work']['per_request']:.2f}x")
+            if each:
+                print(f"each kind alone ({each} requests of each, one at a time), M instructions "
+                      "per request: bare-work / ours = ratio")
+                for k, name in enumerate(KINDS):
+                    b, o = counted["bare-work"]["kinds"][k], counted["ours"]["kinds"][k]
+                    print(f"  {name:22} {b / 1e6:6.2f} / {o / 1e6:6.2f} = {o / b:.2f}x")
             return
         rows = []
         baseline = None
@@ -896,7 +915,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--saturate", type=float, default=5.0)
     ap.add_argument("--concurrency", type=int, default=32)
-    ap.add_argument("--per-kind", action="store_true", help="only time each kind alone, then stop")
+    ap.add_argument("--per-kind", action="store_true",
+                    help="only time each kind alone, then stop; with --callgrind, also count each "
+                         "kind alone (--per-kind-n of each)")
     ap.add_argument("--per-kind-n", type=int, default=100, help="requests of each kind alone")
     ap.add_argument("--kinds", default="", help="with --per-kind: only these (0-5, comma-separated)")
     ap.add_argument("--ours-only", action="store_true", help="skip the bare frameworks")

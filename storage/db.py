@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from storage import sqlite_inline
+from storage import sqlite_inline, written  # noqa: F401  (written: its session events count)
 from storage.sqlite_inline import offloaded
 
 if TYPE_CHECKING:

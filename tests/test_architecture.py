@@ -19,6 +19,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
+from storage.base import Base
 from tests.conftest import ROOT
 
 SDKS = ("slack_bolt", "slack_sdk", "microsoft_agents", "botbuilder", "aiohttp.web")
@@ -185,13 +188,32 @@ def test_storage_loads_without_any_feature_or_adapter() -> None:
     assert out.stdout.strip() == "", f"storage/ pulled in: {out.stdout.strip()}"
 
 
-def test_the_retention_run_reads_no_other_features_tables() -> None:
+@pytest.mark.parametrize("module", ["retention", "erasure", "access", "personal"])
+def test_the_privacy_runs_read_no_other_features_tables(module: str) -> None:
     """DESIGN.md: every feature has its own tables and features talk through the core's
-    services, not each other's tables. The retention run owns the rules and the cutoffs; each
-    feature's retention hook (bot/<feature>/retention.py) removes from its own tables."""
-    path = ROOT / "bot" / "privacy" / "retention.py"
+    services, not each other's tables. The retention run, erasure and subject access own the
+    rules, the order and the audit; each part's own hook removes or finds its own rows (the
+    features' bot/<feature>/retention.py and erasure.py; the Teams adapter's and the web
+    dashboard's rows are declared beside their tables)."""
+    path = ROOT / "bot" / "privacy" / f"{module}.py"
     strangers = [f"{i.file}:{i.line}: {i.module}" for i in imports_of(path, ROOT)
                  if re.fullmatch(r"bot\.\w+\.tables(\.\w+)?", i.module)
                  and not i.module.startswith("bot.privacy.")]
     assert strangers == []
     assert "metadata.tables" not in path.read_text(encoding="utf-8")  # nor by name
+
+
+def test_erasure_covers_each_parts_own_tables_only() -> None:
+    """Every part's declared rows are in tables that part owns (its own tables module)."""
+    from bot.privacy.erasure import parts
+
+    owners = {"teams": "adapters.teams.tables", "web": "staffvoice.web.tables"}
+    seen = set()
+    for part in parts():
+        home = owners.get(part.part, f"bot.{part.part}.tables")
+        for rule in part.rules:
+            mapped = [m.class_ for m in Base.registry.mappers if m.local_table is rule.table]
+            assert [c.__module__ for c in mapped] == [home], (part.part, rule.table.name)
+            seen.add(part.part)
+    assert {"people", "pulse", "milestones", "broadcasts", "feedback", "audit", "privacy",
+            "teams", "web"} <= seen

@@ -51,6 +51,13 @@ from bot.port import (
 from storage.retry import Retry
 
 log = logging.getLogger("staffvoice.slack")
+# The Web API client's own logger. slack_sdk formats every request and response (the whole
+# message, blocks and all) for a debug line whenever its logger's *own* level is unset or
+# DEBUG, before logging drops the line: about a tenth of a Slack request's CPU, for a
+# payload (feedback thanks, answers) that must never reach a log. bot/logs.py keeps
+# "slack_sdk" at WARNING; a child logger's own level is unset, so it is set here too.
+WEB_LOG = logging.getLogger("slack_sdk.web.staffvoice")
+WEB_LOG.setLevel(logging.WARNING)
 
 PLATFORM = "slack"
 # Errors that mean "this person or conversation cannot be reached": record, do not retry.
@@ -178,6 +185,7 @@ def make_client(
             AsyncServerErrorRetryHandler(max_retry_count=1),
         ],
         pacer=pacer or Pacer(cfg.max_inline_wait_s),
+        logger=WEB_LOG,
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from bot.privacy.personal import PersonalRows, Rule, register, table_of
 from storage.base import Base, UTCDateTime
 
 
@@ -39,3 +40,12 @@ class TeamsMember(Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     team_id: Mapped[str | None] = mapped_column(String(300), default=None)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# What erasure and subject access find about a person here (bot/privacy/personal.py).
+register(PersonalRows("teams", (
+    Rule(table_of(TeamsConversation), "user_id", "user", "delete",
+         "how to reach them in Microsoft Teams"),
+    Rule(table_of(TeamsMember), "user_id", "user", "delete", "their Microsoft Teams membership"),
+    Rule(table_of(TeamsMember), "email", "email", "delete", "their Microsoft Teams membership"),
+)))

@@ -30,6 +30,8 @@ from bot.model import (
     TextInput,
     ToggleInput,
 )
+from bot.privacy import rules as retention
+from bot.programme.core_sections import SETTINGS_TTL_S
 from bot.roles import CHANGE_TEAM, SAFEGUARDING_LEAD
 from bot.router import Router
 
@@ -48,6 +50,7 @@ async def feedback_form(ctx: Ctx, *, text: str = "", theme: str = "", replies: b
     async with ctx.session() as s:
         cfg = await fb.config(s)
         themes = await fb.themes(s)
+        days = (await retention.current(s, ttl=SETTINGS_TTL_S)).reply_routes_days
     intro: list[Text | Context] = []
     submit = "Send"
     title = "Anonymous feedback"
@@ -70,7 +73,8 @@ async def feedback_form(ctx: Ctx, *, text: str = "", theme: str = "", replies: b
         intro.extend(safeguarding.route_blocks(cfg))
         intro.append(Context(
             "Your name is not stored with your feedback and nobody can see who sent it. "
-            f"Up to {cfg.max_length:,} characters; up to {cfg.daily_limit} a day."))
+            f"Up to {cfg.max_length:,} characters; up to {cfg.daily_limit} a day. If you let the "
+            f"change team reply, they can reach you for {days} days after you send it."))
     return Form(
         form_id="feedback.submit",
         title=title,
@@ -181,13 +185,14 @@ async def _thanks(ctx: Ctx, stored: fb.Stored) -> Message:
     blocks: list[Text | Context | Choices] = [Text("Thank you. Your feedback was sent anonymously.")]
     async with ctx.session() as s:
         cfg = await fb.config(s)
+        days = (await retention.current(s, ttl=SETTINGS_TTL_S)).reply_routes_days
     blocks.append(Text("If it may describe a risk to a child or an allegation about a "
                        "colleague, it went to the safeguarding leads straight away. They cannot "
                        "trace you, so please also use a route below if someone is at risk."))
     blocks.extend(safeguarding.route_blocks(cfg)[1:])
     if stored.token:
-        blocks.append(Context("If the change team answers, I'll tell you here. "
-                              "You can stop replies at any time."))
+        blocks.append(Context(f"If the change team answers within {days} days, I'll tell you "
+                              "here. You can stop replies at any time."))
         blocks.append(Choices("feedback.revoke", (Choice("Stop replies", stored.token, "danger"),)))
     return Message(tuple(blocks), fallback="Thank you. Your feedback was sent anonymously.")
 

@@ -652,13 +652,9 @@ async def _broadcast(core: Core, publisher_id: str, *, title: str, text: str) ->
 # -- housekeeping ------------------------------------------------------------------------------
 
 
-# A reply route is destroyed this long after its item was sent: the way back to an author
-# does not outlive the conversation it was kept for.
-ROUTE_DAYS = 90
-
-
 async def tick(core: Core, now: datetime) -> int:
-    """Forget yesterday's daily counters and expired reply routes; retry undelivered alerts."""
+    """Forget yesterday's daily counters; retry undelivered alerts. Reply routes expire in the
+    daily retention run (bot/privacy/retention.py), after the programme's `reply_routes_days`."""
     async with core.db.session() as s:
         day = await today(s, now)
         res = await s.execute(delete(FeedbackDailyCount).where(FeedbackDailyCount.day < day))
@@ -667,9 +663,7 @@ async def tick(core: Core, now: datetime) -> int:
         old = FeedbackDayKey.day < day  # overwritten first, so no copy lingers in free pages
         await s.execute(update(FeedbackDayKey).where(old).values(sealed=bytes(60)))
         await s.execute(delete(FeedbackDayKey).where(old))
-        expired = await destroy_routes(s, FeedbackHandle.item_id.in_(select(FeedbackItem.id).where(
-            FeedbackItem.day < day - timedelta(days=ROUTE_DAYS))), "expired")
-    return pruned + expired + await deliver_alerts(core)
+    return pruned + await deliver_alerts(core)
 
 
 # -- reading for the dashboard ---------------------------------------------------------------

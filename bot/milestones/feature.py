@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core import Ctx
 from bot.errors import FormInvalid, NotAllowed, UserError
-from bot.milestones import cards, checkins, digest, offers, service
+from bot.milestones import cards, checkins, digest, offers, service, shown
 from bot.milestones.programme import EarlyWinsSection, MilestonesSection
 from bot.milestones.status import LABELS, STATUSES
 from bot.milestones.tables import Milestone
@@ -33,12 +33,12 @@ async def status(ctx: Ctx, args: str) -> None:
     """`status` for the whole roadmap, `status <milestone>` for one."""
     query = args.strip()
     if not query:
-        # The hot one: a bare connection, one statement for the roadmap, the cached setting.
+        # The hot one: the card as last drawn (display-only, at most shown.STALE old), the
+        # cached setting, in the dispatcher's transaction: usually no statement of its own.
         async with ctx.connection() as conn:
             today = await service.today(conn, ctx.now)
-            vs = await service.roadmap(conn)
-        await ctx.reply(cards.overview(service.counts([v.m for v in vs], today), vs,
-                                       ctx.now, today))
+            msg = await shown.overview(conn, ctx.now, today)
+        await ctx.reply(msg)
         return
     async with ctx.session() as s:
         today = await service.today(s, ctx.now)

@@ -1,6 +1,6 @@
 """Subject access: everything held that names a person, as JSON and a readable HTML page.
 
-The rows come from the same rules as erasure (bot/privacy/erasure.py). Nothing anonymous is
+The rows come from the same rules as erasure: each part's own (bot/privacy/personal.py). Nothing anonymous is
 included, and nothing anonymous could be: pulse answers and feedback are stored without a name.
 """
 
@@ -15,7 +15,6 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.people.tables import Person
 from bot.privacy import erasure
 
 ANONYMOUS = (
@@ -54,7 +53,7 @@ SECTIONS = {
 }
 
 
-async def gather(s: AsyncSession, person: Person, now: datetime) -> dict[str, Any]:
+async def gather(s: AsyncSession, person: erasure.Named, now: datetime) -> dict[str, Any]:
     """The whole export as plain data."""
     held = await erasure.held_about(s, person)
     return {

@@ -22,7 +22,8 @@ class Retention:
 
     # Feedback items marked done or closed, with their conversation, after their last message.
     feedback_months: int = 24
-    # Sealed reply routes to feedback authors (never longer than the feedback feature's 90).
+    # Sealed reply routes to feedback authors (at most 90); the feedback form and the notice
+    # tell staff this figure, and the daily run is the one place that expires them.
     reply_routes_days: int = 90
     # Comment text of closed pulse rounds; the counts (and so every report) stay.
     pulse_comments_months: int = 24
@@ -65,8 +66,10 @@ def from_value(value: dict[str, Any] | None) -> Retention:
     return Retention(**v)
 
 
-async def current(s: AsyncSession) -> Retention:
-    return from_value(await get_setting(s, SETTING, {}, ttl=0))
+async def current(s: AsyncSession, *, ttl: float = 0) -> Retention:
+    """The programme's periods: read fresh by default (the retention run); text shown in chat
+    may pass a `ttl` and read the settings cache."""
+    return from_value(await get_setting(s, SETTING, {}, ttl=ttl))
 
 
 class RetentionSection:

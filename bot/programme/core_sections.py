@@ -141,6 +141,12 @@ async def get_setting(s: AsyncSession | AsyncConnection, key: str, default: Any 
     return default if text is None else json.loads(text)
 
 
+async def settings_naming(s: AsyncSession, texts: list[str]) -> list[str]:
+    """The keys of the settings whose value mentions any of `texts` (an email, an id)."""
+    return sorted(row.key for row in (await s.execute(select(Setting))).scalars()
+                  if any(t in json.dumps(row.value, default=str) for t in texts))
+
+
 async def set_setting(s: AsyncSession, key: str, value: Any) -> None:
     row = await s.get(Setting, key)
     if row is None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bot.audit import trail
 from bot.config import Settings
+from bot.people.service import person_by_email
 from bot.privacy import access, erasure, retention
 from staffvoice.commands.audit import operator
 from staffvoice.database import opened
@@ -22,7 +23,7 @@ async def erase(settings: Settings, args: argparse.Namespace) -> int:
         async with core.db.sessions() as s:
             tx = await s.begin()
             try:
-                person = await erasure.find(s, args.email)
+                person = await person_by_email(s, args.email)
                 if person is None:
                     raise CliError(f"no one has the email {args.email.strip().lower()}; "
                                    "nothing was changed")
@@ -63,7 +64,7 @@ async def export_data(settings: Settings, args: argparse.Namespace) -> int:
     _check_writable(out)
     async with opened(settings, migrate=False) as core:
         async with core.db.session() as s:
-            person = await erasure.find(s, args.email)
+            person = await person_by_email(s, args.email)
             if person is None:
                 raise CliError(f"no one has the email {args.email.strip().lower()}; "
                                "nothing was written")

@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from bot.privacy.personal import PersonalRows, Rule, register, table_of
 from storage.base import Base, UTCDateTime
 
 
@@ -25,6 +26,9 @@ class WebSession(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # When the audit trail last recorded this session following a live stream: shared by every
+    # replica, so a session's viewing is one entry an hour however many serve it.
+    stream_audited_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
 class WebLoginLink(Base):
@@ -35,3 +39,12 @@ class WebLoginLink(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)  # keyed hash of the link token
     person_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+# What erasure and subject access find about a person here (bot/privacy/personal.py).
+register(PersonalRows("web", (
+    Rule(table_of(WebSession), "person_id", "person", "delete",
+         "their signed-in dashboard sessions"),
+    Rule(table_of(WebLoginLink), "person_id", "person", "delete",
+         "one-time dashboard sign-in links"),
+)))

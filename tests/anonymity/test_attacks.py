@@ -15,10 +15,12 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from bot.audit import trail
 from bot.core import Core
 from bot.dispatch_tables import ProcessedEvent
 from bot.pulse.tables import PulseCell
 from bot.reports.anonymity import ALL, team_key
+from bot.scheduling.jobs import run_due
 from bot.secrets import keyed_hash
 from tests.conformance.drivers.fake import FakeDriver
 from tests.conftest import MONDAY_10
@@ -337,7 +339,9 @@ async def test_the_daily_feedback_counter_and_reply_routes_expire(loaded: Core) 
     """Attack 5b: the daily counter under the server key, and reply routes kept forever.
 
     Before: the counter was HMAC(server key, person, day), so on a day with one item the key
-    holder found its author; reply routes never expired.
+    holder found its author; reply routes never expired. Then: the feedback tick expired them
+    on its own fixed 90 days beside the retention run's configured period, so the run's audit
+    record counted none.
     """
     from bot.feedback import counts
     from bot.feedback import service as fb
@@ -356,9 +360,14 @@ async def test_the_daily_feedback_counter_and_reply_routes_expire(loaded: Core) 
     tables = await dump(loaded.db)
     assert tables["feedback_daily_counts"] == [] and tables["feedback_day_keys"] == []
     assert len(tables["feedback_handles"]) == 1  # replies still possible for a while
-    loaded.clock.set(MONDAY_10 + timedelta(days=fb.ROUTE_DAYS + 2))  # type: ignore[attr-defined]
-    await fb.tick(loaded, loaded.clock.now())
-    assert (await dump(loaded.db))["feedback_handles"] == []
+    # The scheduler's daily jobs, 90 days on (the default reply_routes_days) and a day past it.
+    for days in (90, 91):
+        loaded.clock.set(MONDAY_10 + timedelta(days=days))  # type: ignore[attr-defined]
+        await run_due(loaded, loaded.clock.now())
+        assert len((await dump(loaded.db))["feedback_handles"]) == (days == 90)
+    # One place expires them, so the retention run's record in the audit trail counts it.
+    [run] = [e for e in await trail.entries(loaded.db) if e.action == "retention.run"][-1:]
+    assert run.detail["reply_routes"] == 1
 
 
 def test_only_a_local_demo_may_start_without_the_server_key() -> None:

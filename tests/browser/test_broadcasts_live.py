@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from sqlalchemy import select, update
 
 from adapters.fake.port import FakePort
@@ -12,9 +13,11 @@ from bot.broadcasts import service as broadcasts
 from bot.broadcasts.sender import Sender
 from bot.model import ConversationRef, Message, MessageRef
 from bot.people.tables import Person
+from staffvoice.web.pages import broadcasts as live_page
 from tests.browser.conftest import Browser, Server, sign_in_with_slack
 
 CHANGE = "changelead@northbridge.example"
+LIVE = "/app/broadcasts/live"
 
 
 class HeldPort(FakePort):
@@ -78,4 +81,119 @@ async def test_the_delivered_count_rises_on_the_open_page(server: Server, browse
         await browser.check_accessible()
     finally:
         port.let_through(total)
+        await sending
+
+
+async def _sending(server: Server) -> tuple[HeldPort, int, asyncio.Task[None]]:
+    """A broadcast held at its first send; the sender draining it in the background."""
+    core = server.core
+    port = HeldPort()
+    core.add_port(port)
+    async with core.db.session() as s:
+        await s.execute(update(Person).values(work_pattern=None))
+        author = (await s.execute(select(Person.id).where(Person.email == CHANGE))).scalar_one()
+        await s.commit()
+    bid = await broadcasts.publish_to_staff(core, author, title="Group supervision starts",
+                                            text="Every team now has a fortnightly slot.")
+    total = (await broadcasts.status(core, bid)).total
+    return port, total, asyncio.create_task(Sender(core, batch=5).drain())
+
+
+async def test_a_busy_stream_is_tried_again_by_itself_after_retry_after(
+        server: Server, browser: Browser, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The live figures are full: the page says so once, politely, waits the Retry-After the
+    server gave, and follows the figures when there is room, without a reload."""
+    from playwright.async_api import expect
+
+    monkeypatch.setattr(live_page, "MAX_STREAMS", 0)
+    monkeypatch.setattr(live_page, "RETRY_S", 1)
+    port, total, sending = await _sending(server)
+    try:
+        await sign_in_with_slack(server, browser, CHANGE)
+        page = browser.page
+        await page.goto(f"{server.url}/app/broadcasts")
+        await page.evaluate("window.notReloaded = true")
+        status = page.get_by_role("status")
+        await expect(status).to_have_text(
+            "The live figures are busy: too many pages are following them. The figures shown "
+            "are as they were; trying again in 1 second.")
+        await browser.check_accessible()
+
+        monkeypatch.setattr(live_page, "MAX_STREAMS", 200)  # room again
+        await expect(status).to_have_text(f"Group supervision starts: 0 of {total} settled (0%).")
+        port.let_through(total)
+        await expect(status).to_contain_text("Sending has finished", timeout=15_000)
+        assert await _sent(browser) == total
+        assert await page.evaluate("window.notReloaded") is True
+        await browser.check_accessible()
+    finally:
+        port.let_through(10 * total)  # whatever else the sender posts
+        await sending
+
+
+async def test_a_stream_refused_again_and_again_stops_trying_and_asks_for_a_reload(
+        server: Server, browser: Browser, monkeypatch: pytest.MonkeyPatch) -> None:
+    from playwright.async_api import expect
+
+    monkeypatch.setattr(live_page, "MAX_PER_SESSION", 0)  # this sign-in has too many open
+    monkeypatch.setattr(live_page, "RETRY_S", 1)
+    port, total, sending = await _sending(server)
+    try:
+        await sign_in_with_slack(server, browser, CHANGE)
+        page = browser.page
+        tries: list[str] = []
+        page.on("request", lambda r: tries.append(r.url) if r.url.endswith(LIVE) else None)
+        await page.goto(f"{server.url}/app/broadcasts")
+        status = page.get_by_role("status")
+        await expect(status).to_contain_text("This sign-in already follows the live figures")
+        await expect(status).to_have_text(
+            "Live figures stopped. Reload the page for the latest figures.", timeout=15_000)
+        assert len(tries) == 6  # the first and five more, then it stops
+        await browser.check_accessible()
+    finally:
+        port.let_through(10 * total)  # whatever else the sender posts
+        await sending
+
+
+async def test_a_long_retry_after_is_waited_at_most_two_minutes(
+        server: Server, browser: Browser, monkeypatch: pytest.MonkeyPatch) -> None:
+    from playwright.async_api import expect
+
+    monkeypatch.setattr(live_page, "MAX_STREAMS", 0)
+    monkeypatch.setattr(live_page, "RETRY_S", 3600)
+    port, total, sending = await _sending(server)
+    try:
+        await sign_in_with_slack(server, browser, CHANGE)
+        await browser.page.goto(f"{server.url}/app/broadcasts")
+        await expect(browser.page.get_by_role("status")).to_contain_text(
+            "trying again in 120 seconds.")
+    finally:
+        port.let_through(10 * total)  # whatever else the sender posts
+        await sending
+
+
+async def test_a_broadcast_that_finished_while_the_page_waited_asks_for_a_reload(
+        server: Server, browser: Browser, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stream that finally gets room says only "done": the page does not pass off the
+    figures it still shows as final."""
+    from playwright.async_api import expect
+
+    monkeypatch.setattr(live_page, "MAX_STREAMS", 0)
+    monkeypatch.setattr(live_page, "RETRY_S", 2)
+    port, total, sending = await _sending(server)
+    try:
+        await sign_in_with_slack(server, browser, CHANGE)
+        page = browser.page
+        await page.goto(f"{server.url}/app/broadcasts")
+        status = page.get_by_role("status")
+        await expect(status).to_contain_text("trying again in 2 seconds.")
+        port.let_through(10 * total)
+        await sending  # every send settled while the page waits
+        monkeypatch.setattr(live_page, "MAX_STREAMS", 200)
+        await expect(status).to_have_text(
+            "Sending has finished. Reload the page for the final figures.", timeout=15_000)
+        assert await _sent(browser) == 0  # as the page was loaded: hence the advice
+        await browser.check_accessible()
+    finally:
+        port.let_through(10 * total)
         await sending

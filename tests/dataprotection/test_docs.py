@@ -7,7 +7,7 @@ import re
 from dataclasses import fields
 from pathlib import Path
 
-from bot.privacy.erasure import RULES
+from bot.privacy.erasure import rules
 from bot.privacy.rules import LIMITS, Retention
 from storage.base import Base
 
@@ -33,6 +33,6 @@ def test_the_retention_defaults_and_limits_are_the_codes() -> None:
 
 
 def test_every_erasure_rule_names_a_real_table_and_column() -> None:
-    for rule in RULES:
-        table = Base.metadata.tables.get(rule.table)
-        assert table is not None and rule.column in table.c, rule
+    for rule in rules():
+        table = Base.metadata.tables.get(rule.table.name)
+        assert table is rule.table and rule.column in table.c, rule

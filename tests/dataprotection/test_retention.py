@@ -189,3 +189,37 @@ async def test_the_command_line_runs_it_and_a_dry_run_changes_nothing(
     assert await asyncio.to_thread(main, ["retention", "run"], settings=settings) == 0
     assert "people_runs: removed 1" in capsys.readouterr().out
     assert (await trail.entries(loaded.db))[-1].action == "retention.run"
+
+
+async def test_a_council_that_keeps_reply_routes_30_days_sees_them_gone_after_30(
+        loaded: Core) -> None:
+    """One rule for reply routes: the programme's `reply_routes_days` is what staff are told
+    (the form, the thanks, the privacy notice) and what the daily jobs do."""
+    from bot.privacy import notice
+    from bot.scheduling.jobs import run_due
+    from tests.conformance.drivers.fake import FakeDriver
+    from tests.conftest import MONDAY_10
+    from tests.test_feedback_helpers import OTHER, give
+
+    await loader.load(loaded.db, EXAMPLE.read_text() + "\nretention:\n  reply_routes_days: 30\n",
+                      loaded.router)
+    d = FakeDriver(loaded)
+    loaded.clock.set(MONDAY_10)  # type: ignore[attr-defined]
+    await d.say(OTHER, "feedback")
+    form = d.form(OTHER)
+    assert form is not None
+    told = " ".join(getattr(b, "text", "") for b in form.intro)
+    assert "they can reach you for 30 days after you send it" in told
+    assert await give(d, OTHER, "Court deadlines clash with network meetings.",
+                      replies=True) is None
+    assert "If the change team answers within 30 days, I'll tell you here." in d.seen(OTHER)[-1]
+    async with loaded.db.session() as s:
+        assert "the way to reply to your anonymous feedback, at most 30 days" in (
+            await notice.text_of(s))
+    # The scheduler's daily jobs, 30 days after it was sent and the day after.
+    for days, left in ((30, 1), (31, 0)):
+        loaded.clock.set(MONDAY_10 + timedelta(days=days))  # type: ignore[attr-defined]
+        await run_due(loaded, loaded.clock.now())
+        assert len((await dump(loaded.db))["feedback_handles"]) == left, days
+    [run] = [e for e in await trail.entries(loaded.db) if e.action == "retention.run"][-1:]
+    assert run.detail["reply_routes"] == 1

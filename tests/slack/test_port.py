@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -176,4 +177,22 @@ async def test_a_paused_workspace_refuses_at_once_without_asking_slack(fake: Fak
     with pytest.raises(RateLimited) as e:
         await port.send(conv, text_message("second"))
     assert len(fake.called("chat.postMessage")) == calls and e.value.retry_after > 25
+    await port.workspaces.close()
+
+
+async def test_what_is_sent_to_slack_never_reaches_a_log_line_even_at_debug(
+        fake: FakeSlack, caplog: pytest.LogCaptureFixture) -> None:
+    # slack_sdk formats each request and response for a debug line unless its client's
+    # logger has a level of its own above DEBUG: feedback thanks and answers would be logged
+    # (DESIGN.md: raw payloads are not logged), and formatting them costs CPU on every send.
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="slack_sdk")
+    port = await port_for(fake)
+    ref = await port.send(dm(fake, "a@northbridge.example"),
+                          Message((Text("Thank you. Your feedback was sent anonymously."),),
+                                  fallback="Thank you."))
+    await port.update(ref, text_message("Saved: Agree for question 1."))
+    assert len(fake.called("chat.postMessage")) == 1
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "anonymously" not in logged and "Saved: Agree" not in logged
     await port.workspaces.close()

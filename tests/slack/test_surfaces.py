@@ -198,3 +198,30 @@ async def test_a_burst_of_events_is_acked_and_handled_a_few_at_a_time(slack: Sla
     assert most == BACKGROUND_AT_ONCE
     for email in set(people):
         assert sum("What you can do here" in m for m in slack.seen(email)) == 2
+
+
+async def test_a_tap_a_dm_and_a_form_are_matched_by_the_first_listeners_bolt_tries(
+        slack: SlackDriver) -> None:
+    """Bolt tries listeners in order, each try costing about half a SQL statement: a tap
+    matches the first, a DM the second, a submitted form the third (app.py's order)."""
+    from slack_bolt.request.async_request import AsyncBoltRequest
+    from slack_bolt.response import BoltResponse
+
+    assert slack.adapter is not None
+    listeners = slack.adapter.bolt._async_listeners
+    user = {"id": "U0TAP", "team_id": "T0FAKE"}
+    bodies = [
+        {"type": "block_actions", "team": {"id": "T0FAKE"}, "user": user,
+         "actions": [{"action_id": "pulse.a.r1.0#0", "value": "3", "type": "button"}]},
+        {"type": "event_callback", "team_id": "T0FAKE", "event_id": "Ev0ORDER",
+         "event": {"type": "message", "channel": "D0TAP", "user": "U0TAP", "text": "status",
+                   "channel_type": "im"}},
+        {"type": "view_submission", "team": {"id": "T0FAKE"}, "user": user,
+         "view": {"id": "V0", "type": "modal", "callback_id": "feedback.submit",
+                  "state": {"values": {}}}},
+    ]
+    for i, body in enumerate(bodies):
+        matched = [await listener.async_matches(req=AsyncBoltRequest(body=body, mode="socket_mode"),
+                                                resp=BoltResponse(status=200))
+                   for listener in listeners[:i + 1]]
+        assert matched == [False] * i + [True], (body["type"], matched)

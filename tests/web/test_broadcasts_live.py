@@ -19,11 +19,13 @@ from bot.audit import trail
 from bot.broadcasts import service as broadcasts
 from bot.broadcasts.sender import Sender
 from bot.clock import FakeClock
+from bot.config import Settings
 from bot.core import Core
 from bot.people import service as people
 from bot.people.tables import Person
 from bot.roles import CHANGE_TEAM
 from staffvoice.web.pages import broadcasts as page
+from storage.db import Database
 from tests.web.server import Server, serve_dashboard
 from tests.web.test_signin import _client, _oidc
 
@@ -251,6 +253,38 @@ async def test_reconnects_are_one_audit_entry_per_session_an_hour(server: Server
         await other.get(server.url + LIVE)
     views = await _stream_views(server.core)
     assert len(views) == 3 and all(v.who == CHANGE and v.surface == "web" for v in views)
+    assert (await trail.verify(server.core.db)).ok
+
+
+async def test_two_replicas_on_one_database_write_one_audit_entry_an_hour(
+        server: Server, db_url: str, settings: Settings) -> None:
+    """A session's reconnects land on either of two replicas (two apps, each with its own
+    core and connection pool, one database): still one entry per session an hour."""
+    clock = server.core.clock
+    assert isinstance(clock, FakeClock)
+    other_core = Core(Database(db_url), settings=settings, clock=clock)
+    await other_core.start()
+    try:
+        async with serve_dashboard(other_core) as other:
+            jar = aiohttp.CookieJar(unsafe=True, treat_as_secure_origin=[server.url, other.url])
+            async with aiohttp.ClientSession(cookie_jar=jar) as http:
+                server.oidc.sign_in_as(CHANGE)
+                assert (await _oidc(http, server)).status == 303
+                for replica in (server, other, other, server, other):
+                    resp = await http.get(replica.url + LIVE)
+                    assert [e async for e in _events(resp)] == [("done", {})]
+                assert len(await _stream_views(server.core)) == 1
+                clock.advance(timedelta(minutes=29))
+                for replica in (other, server):
+                    await http.get(replica.url + LIVE)
+                assert len(await _stream_views(server.core)) == 1
+                clock.advance(timedelta(minutes=29))
+                await http.get(server.url + LIVE)
+                clock.advance(timedelta(minutes=3))  # an hour since the first entry
+                await asyncio.gather(*(http.get(r.url + LIVE) for r in (server, other, other)))
+                assert len(await _stream_views(server.core)) == 2
+    finally:
+        await other_core.db.dispose()
     assert (await trail.verify(server.core.db)).ok
 
 

@@ -16,7 +16,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
@@ -50,7 +50,6 @@ AUDIT_EVERY = timedelta(hours=1)
 SENDING = "sending"
 # This page runs its one script, from this site only; the stream is same-origin too.
 CSP_LIVE = f"{CSP}; script-src 'self'; connect-src 'self'"
-AUDITED = web.AppKey("broadcast_stream_audited", dict[str, datetime])  # session -> when recorded
 log = logging.getLogger("staffvoice.web")
 
 
@@ -119,7 +118,6 @@ FEED = web.AppKey("broadcast_feed", Feed[Reading])
 def setup(app: web.Application) -> None:
     """The process's one progress feed, ended at shutdown."""
     app[FEED] = Feed(Progress(app[CORE]).read, POLL_S)
-    app[AUDITED] = {}
 
     async def close(app: web.Application) -> None:
         app[FEED].close()
@@ -132,7 +130,8 @@ async def live(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events: a `progress` event with a broadcast's figures whenever they change,
     for every recent broadcast that is sending (and once more when it finishes), then `done`
     when nothing is sending, or `stopped` when the viewer signed out or lost the role. Read-only.
-    Too many open streams: 503 (this process) or 429 (this session), with Retry-After."""
+    Too many open streams: 503 (this process) or 429 (this session), with Retry-After, which
+    the page's script waits (at most two minutes) before it tries again by itself."""
     session = request[SESSION]
     assert session is not None  # the guard let only the change team in
     try:
@@ -162,14 +161,14 @@ async def live(request: web.Request) -> web.StreamResponse:
 
 async def _audit_once(request: web.Request, session: Session) -> None:
     """The trail records a session's viewing of the stream once per AUDIT_EVERY, not each of
-    the browser's reconnects (kept in this process: each replica records it once)."""
-    now = request.app[CORE].clock.now()
-    seen = request.app[AUDITED]
-    for k in [k for k, at in seen.items() if now - at >= AUDIT_EVERY]:
-        del seen[k]
-    if session.token_id not in seen:
-        seen[session.token_id] = now
+    the browser's reconnects, whichever replica serves them (claimed on the session's row)."""
+    if not await sessions.claim_stream_audit(request, session.token_id, AUDIT_EVERY):
+        return
+    try:
         await viewed(request, "broadcasts live")
+    except BaseException:
+        await sessions.release_stream_audit(request, session.token_id)
+        raise
 
 
 async def _follow(request: web.Request, resp: web.StreamResponse, sub: Subscription[Reading],

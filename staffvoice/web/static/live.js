@@ -2,16 +2,26 @@
 // with each sending broadcast's counts) and writes the new figures and progress bars in place.
 // The status line (role="status", read out politely) says how far sending has got, at most
 // every few seconds, and when it has finished. Without this script the page offers a reload.
+// The stream is read with fetch, not EventSource, so a refusal's status and Retry-After can be
+// read: when too many streams are open (503) or this sign-in has too many (429), the script
+// says so once, waits Retry-After (at most LONGEST_WAIT_S) and tries again by itself, up to
+// MAX_TRIES times in a row before it asks for a reload.
 (function () {
   "use strict";
   var status = document.getElementById("live-status");
-  if (!status || !window.EventSource) {
+  if (!status || !window.fetch || !window.TextDecoder || !window.ReadableStream) {
     return;
   }
+  var url = status.getAttribute("data-stream");
   var SAY_EVERY_MS = 5000;
+  var MAX_TRIES = 5;  // refusals or failures in a row
+  var LONGEST_WAIT_S = 120;
+  var DEFAULT_WAIT_S = 30;  // a Retry-After that is missing or not a number of seconds
+  var STOPPED = "Live figures stopped. Reload the page for the latest figures.";
+  var reconnectMs = 5000;  // the stream's own "retry:" line sets it
+  var failures = 0;
   var said = 0;
   var latest = {};
-  var source = new EventSource(status.getAttribute("data-stream"));
 
   function card(id) {
     var cards = document.querySelectorAll("[data-broadcast]");
@@ -56,8 +66,7 @@
     return parts.join(" ");
   }
 
-  source.addEventListener("progress", function (e) {
-    var f = JSON.parse(e.data);
+  function progress(f) {
     latest[f.id] = f;
     show(f);
     var now = Date.now();
@@ -65,18 +74,114 @@
       said = now;
       status.textContent = summary();
     }
-  });
-  source.addEventListener("done", function () {
-    source.close();
-    status.textContent = "Sending has finished. " + summary();
-  });
-  source.addEventListener("stopped", function () {
-    source.close();  // signed out, or no longer in the change team
-    status.textContent = "Live figures stopped. Reload the page for the latest figures.";
-  });
-  source.addEventListener("error", function () {
-    if (source.readyState === EventSource.CLOSED) {
-      status.textContent = "Live figures stopped. Reload the page for the latest figures.";
+  }
+
+  // One event from the stream; true when the stream has said its last word.
+  function dispatch(name, data) {
+    if (name === "progress") {
+      progress(JSON.parse(data));
+    } else if (name === "done") {
+      // A card this stream never saw finish (it finished while the page waited) is stale.
+      var stale = false;
+      var states = document.querySelectorAll("[data-figure=state]");
+      for (var i = 0; i < states.length; i++) {
+        stale = stale || states[i].textContent.trim() === "Sending";
+      }
+      status.textContent = ["Sending has finished.", summary(),
+        stale ? "Reload the page for the final figures." : ""].filter(Boolean).join(" ");
+      return true;
+    } else if (name === "stopped") {
+      status.textContent = STOPPED;  // signed out, or no longer in the change team
+      return true;
     }
-  });
+    return false;
+  }
+
+  // Another try after `ms`, unless there have been too many in a row.
+  function later(ms) {
+    failures += 1;
+    if (failures > MAX_TRIES) {
+      status.textContent = STOPPED;
+      return false;
+    }
+    window.setTimeout(connect, ms);
+    return true;
+  }
+
+  function waitSeconds(header) {
+    var n = /^\s*\d+\s*$/.test(header || "") ? parseInt(header, 10) : DEFAULT_WAIT_S;
+    return Math.min(Math.max(n, 1), LONGEST_WAIT_S);
+  }
+
+  function refused(resp) {
+    var wait = waitSeconds(resp.headers.get("Retry-After"));
+    var why = resp.status === 429
+      ? "This sign-in already follows the live figures in other tabs or windows."
+      : "The live figures are busy: too many pages are following them.";
+    if (later(wait * 1000)) {
+      status.textContent = why + " The figures shown are as they were; trying again in " +
+        wait + (wait === 1 ? " second." : " seconds.");
+    }
+  }
+
+  function read(reader) {
+    var decoder = new TextDecoder();
+    var buffer = "";
+    function pump() {
+      return reader.read().then(function (chunk) {
+        if (chunk.done) {
+          later(reconnectMs);  // the server ends a long stream; the figures carry on
+          return;
+        }
+        buffer += decoder.decode(chunk.value, {stream: true});
+        var blocks = buffer.split(/\r?\n\r?\n/);
+        buffer = blocks.pop();
+        for (var i = 0; i < blocks.length; i++) {
+          var name = "message";
+          var data = [];
+          var lines = blocks[i].split(/\r?\n/);
+          for (var j = 0; j < lines.length; j++) {
+            var at = lines[j].indexOf(":");
+            var field = at < 0 ? lines[j] : lines[j].slice(0, at);
+            var value = at < 0 ? "" : lines[j].slice(at + 1).replace(/^ /, "");
+            if (field === "event") {
+              name = value;
+            } else if (field === "data") {
+              data.push(value);
+            } else if (field === "retry" && /^\d+$/.test(value)) {
+              reconnectMs = parseInt(value, 10);
+            }
+          }
+          if (data.length && dispatch(name, data.join("\n"))) {
+            reader.cancel();
+            return;
+          }
+        }
+        return pump();
+      });
+    }
+    return pump();
+  }
+
+  function connect() {
+    window.fetch(url, {credentials: "same-origin", cache: "no-store",
+                       headers: {Accept: "text/event-stream"}})
+      .then(function (resp) {
+        if (resp.status === 429 || resp.status === 503) {
+          refused(resp);
+          return;
+        }
+        if (!resp.ok || !resp.body) {
+          status.textContent = STOPPED;  // signed out (or no longer allowed): a reload says so
+          return;
+        }
+        failures = 0;
+        return read(resp.body.getReader());
+      })
+      .catch(function () {
+        later(reconnectMs);  // the network or the server went away for a moment
+      });
+  }
+
+  connect();
 })();
