@@ -6,6 +6,7 @@ messages natively. Nothing here knows about Slack or Teams.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -286,3 +287,41 @@ def plain_text(msg: Message) -> str:
         elif isinstance(b, Form):
             out.append(f"[form: {b.title}]")
     return "\n".join(out)
+
+
+# --- a message too big for one platform message ------------------------------------------
+
+# Buttons belong with the block above them (a feedback item and its Reply/Read/Done, a
+# question and its answers): a message sent in parts never starts a part with them when that
+# block can come along.
+ATTACHED = (Choices, RatingScale, LinkButton)
+
+
+def units(blocks: Iterable[Block]) -> list[tuple[Block, ...]]:
+    """`blocks` in order, in the groups a message may be split between: each row of buttons
+    (ATTACHED) with the block above it."""
+    out: list[list[Block]] = []
+    for b in blocks:
+        if isinstance(b, ATTACHED) and out:
+            out[-1].append(b)
+        else:
+            out.append([b])
+    return [tuple(u) for u in out]
+
+
+def pack(groups: Sequence[tuple[Block, ...]], weigh: Callable[[tuple[Block, ...]], Sequence[int]],
+         budget: Sequence[int]) -> list[Message]:
+    """Consecutive `groups` (from `units`) as few messages as fit, in order: a part takes
+    the next group while the sum of each measure `weigh` gives (blocks, characters, bytes:
+    the platform's) stays within `budget`. A group over budget on its own goes alone, for the
+    adapter to cut further. Each part's fallback is its own text."""
+    out: list[list[Block]] = [[]]
+    used = [0] * len(budget)
+    for group in groups:
+        sizes = weigh(group)
+        if out[-1] and any(u + s > b for u, s, b in zip(used, sizes, budget, strict=True)):
+            out.append([])
+            used = [0] * len(budget)
+        out[-1].extend(group)
+        used = [u + s for u, s in zip(used, sizes, strict=True)]
+    return [Message(tuple(p)) for p in out if p]

@@ -47,6 +47,8 @@ from bot.model import (
     Text,
     TextInput,
     ToggleInput,
+    pack,
+    units,
 )
 
 MAX_MESSAGE_BLOCKS = 50
@@ -332,11 +334,6 @@ def _shortened(blocks: list[dict[str, Any]]) -> bool:
     return bool(blocks) and blocks[-1].get("block_id") == "shortened"
 
 
-# Buttons belong with the block above them (a feedback item and its Read/Done, a question
-# and its answers): a part never starts with them when that block can come along.
-_ATTACHED = (Choices, RatingScale, LinkButton)
-
-
 def _pieces(b: Any) -> list[Any]:
     """A neutral block as smaller blocks that each render within one section where they can."""
     if isinstance(b, Text) and len(escape(b.text)) > SECTION_TEXT - 2:
@@ -348,26 +345,14 @@ def _pieces(b: Any) -> list[Any]:
 
 def parts(message: Message) -> list[Message]:
     """`message` as consecutive messages that each fit in one Slack message (50 blocks,
-    BLOCKS_TEXT characters of text), nothing left out; each part's fallback is its own text."""
-    units: list[list[Any]] = []
-    for b in message.blocks:
-        for piece in _pieces(b):
-            if isinstance(piece, _ATTACHED) and units:
-                units[-1].append(piece)
-            else:
-                units.append([piece])
-    out: list[list[Any]] = [[]]
-    count = used = 0
-    for unit in units:
+    BLOCKS_TEXT characters of text), nothing left out, buttons kept with the block above them
+    (bot.model.units); each part's fallback is its own text."""
+    def weigh(unit: tuple[Any, ...]) -> tuple[int, int]:
         rendered = to_dicts(render_blocks(unit, limit=10**6))
-        size = blocks_text(rendered)
-        if out[-1] and (count + len(rendered) > MAX_MESSAGE_BLOCKS or used + size > BLOCKS_TEXT):
-            out.append([])
-            count = used = 0
-        out[-1].extend(unit)
-        count += len(rendered)
-        used += size
-    return [Message(tuple(p)) for p in out if p]
+        return len(rendered), blocks_text(rendered)
+
+    pieces = [piece for b in message.blocks for piece in _pieces(b)]
+    return pack(units(pieces), weigh, (MAX_MESSAGE_BLOCKS, BLOCKS_TEXT))
 
 
 def png_images(message: Message) -> list[tuple[int, Image]]:

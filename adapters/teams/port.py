@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from itertools import accumulate
 from typing import Any
 
 from microsoft_agents.activity import (
@@ -18,6 +19,7 @@ from adapters.teams import references as refs
 from adapters.teams.connector import ConnectorPool
 from bot.clock import Clock
 from bot.model import (
+    Block,
     ConversationRef,
     Event,
     Form,
@@ -27,6 +29,8 @@ from bot.model import (
     MessageRef,
     Text,
     UserRef,
+    pack,
+    units,
 )
 from bot.port import PlatformError, Unreachable, parse_audience_ref
 from storage.db import Database
@@ -57,22 +61,32 @@ def wire_bytes(payload: dict[str, Any]) -> int:
     return len(json.dumps(body).encode())
 
 
+def _cut(text: Text) -> tuple[Text, Text] | None:
+    """A paragraph in two: between lines if one ends in the first half's second half, else
+    between words, else in the middle."""
+    s = text.text
+    if len(s) < 2:
+        return None
+    mid = len(s) // 2
+    cut = next((c for c in (s.rfind("\n", 0, mid), s.rfind(" ", 0, mid)) if c > len(s) // 4), mid)
+    return Text(s[:cut].rstrip(), text.heading), Text(s[cut:].lstrip(), text.heading)
+
+
 def _halves(message: Message) -> list[Message]:
-    """A message cut in two: between blocks, else its one text block between lines/words."""
-    blocks = message.blocks
-    if len(blocks) > 1:
-        mid = len(blocks) // 2
-        return [Message(blocks[:mid], ""), Message(blocks[mid:], "")]
-    only = blocks[0] if blocks else None
-    if isinstance(only, Text) and len(only.text) > 1:
-        text = only.text
-        mid = len(text) // 2
-        # Between lines if one ends in the first half's second half, else between words.
-        cut = next((c for c in (text.rfind("\n", 0, mid), text.rfind(" ", 0, mid))
-                    if c > len(text) // 4), mid)
-        return [Message((Text(text[:cut].rstrip(), only.heading),), ""),
-                Message((Text(text[cut:].lstrip(), only.heading),), "")]
-    return [message]
+    """A message cut in two between groups (bot.model.units: buttons stay with the block
+    above them), near the middle; one group alone is cut in its paragraph, the buttons going
+    with the second half."""
+    groups = units(message.blocks)
+    if len(groups) > 1:
+        ends = list(accumulate(len(g) for g in groups[:-1]))  # blocks before each cut
+        k = next((i for i, n in enumerate(ends, 1) if n >= len(message.blocks) / 2), len(ends))
+        return [Message(tuple(b for g in groups[:k] for b in g)),
+                Message(tuple(b for g in groups[k:] for b in g))]
+    first, *rest = groups[0] if groups else (None,)
+    cut = _cut(first) if isinstance(first, Text) else None
+    if cut is None:
+        return [message]
+    return [Message((cut[0],)), Message((cut[1], *rest))]
 
 
 def conversation_ref(
@@ -141,14 +155,7 @@ class TeamsPort:
 
     def too_big(self, message: Message, payload: dict[str, Any] | None = None) -> str | None:
         """bot.port.SizeLimited: why `message` cannot go as one Teams message, if it cannot."""
-        size = None
-        if not any(isinstance(b, Image) for b in message.blocks):  # charts: large, each time
-            try:
-                size = _wire_size(message)  # the same message, the same size: kept with it
-            except TypeError:  # something unhashable inside
-                pass
-        if size is None:
-            size = wire_bytes(payload or render.activity_json(message))
+        size = wire_bytes(payload) if payload is not None else self._size(message)
         if size <= MAX_ACTIVITY_BYTES:
             return None
         return (f"As a Teams message this would be {size:,} bytes; Teams refuses messages over "
@@ -161,11 +168,32 @@ class TeamsPort:
         payload = render.activity_json(message)
         if self.too_big(message, payload) is None:
             return await self._post(conversation, payload)
-        parts = self._fitting(message)
+        parts = self.parts(message)
         first = await self._post(conversation, render.activity_json(parts[0]))
         for part in parts[1:]:
             await self._post(conversation, render.activity_json(part))
         return first
+
+    def parts(self, message: Message) -> list[Message]:
+        """`message` as consecutive messages that each fit in one Teams activity, nothing left
+        out, buttons kept with the block above them (bot.model.units, as Slack's parts): as
+        many groups to a part as their bytes allow, a part still too big cut in halves."""
+        base = _wire_size(Message((Text("."),)))  # an activity's own bytes, counted once
+
+        def weigh(group: tuple[Block, ...]) -> tuple[int]:
+            return (max(0, self._size(Message(group)) - base),)
+
+        packed = pack(units(message.blocks), weigh, (MAX_ACTIVITY_BYTES - base,))
+        log.info("message split to fit Teams' size limit")
+        return [p for part in packed for p in self._fitting(part)]
+
+    def _size(self, message: Message) -> int:
+        if not any(isinstance(b, Image) for b in message.blocks):  # charts: large, each time
+            try:
+                return _wire_size(message)
+            except TypeError:  # something unhashable inside
+                pass
+        return wire_bytes(render.activity_json(message))
 
     def _fitting(self, message: Message, depth: int = 0) -> list[Message]:
         if self.too_big(message) is None:
@@ -173,8 +201,6 @@ class TeamsPort:
         halves = _halves(message)
         if len(halves) == 1 or depth > 12:
             raise PlatformError("message too large for Teams and cannot be split")
-        if depth == 0:
-            log.info("message split to fit Teams' size limit")
         return [p for h in halves for p in self._fitting(h, depth + 1)]
 
     async def update(self, ref: MessageRef, message: Message) -> None:

@@ -28,13 +28,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.feedback.tables import FeedbackDailyCount, FeedbackDayKey
-from bot.programme.core_sections import get_setting
+from bot.programme.core_sections import programme_zone
 from bot.secrets import derive, keyed_hash, open_bytes, seal_bytes
 from storage.base import Base
 from storage.db import connection_of, upsert
@@ -55,12 +54,7 @@ Slot = tuple[date, str]  # (day, counter key)
 
 async def today(s: AsyncSession | AsyncConnection, now: datetime) -> date:
     """The programme's calendar day: feedback is dated no more precisely than this."""
-    prog = await get_setting(s, "programme") or {}
-    try:
-        tz = ZoneInfo(prog.get("timezone") or "Europe/London")
-    except Exception:
-        tz = ZoneInfo("Europe/London")
-    return now.astimezone(tz).date()
+    return now.astimezone(await programme_zone(s)).date()
 
 
 # -- the day's key ----------------------------------------------------------------------------

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -32,7 +31,7 @@ from bot.milestones.tables import (
 )
 from bot.people import service as people
 from bot.people.tables import Person, Team, Theme
-from bot.programme.core_sections import get_setting
+from bot.programme.core_sections import programme_zone
 from bot.programme.schema import SLUG
 from bot.roles import CHANGE_TEAM
 from storage.db import connection_of
@@ -96,8 +95,7 @@ class View:
 
 async def today(s: AsyncSession | AsyncConnection, now: datetime) -> date:
     """The date now in the programme's time zone (due dates are local dates)."""
-    prog = await get_setting(s, "programme", {}) or {}
-    return now.astimezone(ZoneInfo(prog.get("timezone", "Europe/London"))).date()
+    return now.astimezone(await programme_zone(s)).date()
 
 
 async def all_milestones(s: AsyncSession) -> list[Milestone]:

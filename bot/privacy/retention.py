@@ -12,7 +12,8 @@ reportable.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +23,7 @@ from bot.milestones import retention as milestones
 from bot.people import retention as people
 from bot.privacy import erasure
 from bot.privacy.rules import Retention, current
+from bot.programme.core_sections import programme_zone
 from bot.pulse import retention as pulse
 from bot.scheduling import retention as scheduling
 from storage.db import Database
@@ -38,18 +40,22 @@ def months_before(day: date, months: int) -> date:
     return date(y, m + 1, min(day.day, 28))
 
 
-def midnight(day: date, like: datetime) -> datetime:
-    return like.replace(year=day.year, month=day.month, day=day.day, hour=0, minute=0, second=0,
-                        microsecond=0)
+def midnight(day: date, zone: ZoneInfo) -> datetime:
+    """The moment `day` begins in `zone`, in UTC (its offset can differ from today's: DST)."""
+    return datetime.combine(day, time(0), zone).astimezone(UTC)
 
 
 async def apply(s: AsyncSession, rules: Retention, now: datetime) -> dict[str, int]:
     """Remove what is past its period, in `s`'s transaction; how many of each kind. The rules
-    (the cutoffs) are this module's; each feature's own hook removes from its own tables."""
-    today = now.date()
+    (the cutoffs) are this module's; each feature's own hook removes from its own tables.
+    Days are the programme's calendar days, as the dates stored (a feedback item's day, the day
+    someone left) and the scheduler's 02:30 are: in UTC, the run on a programme far east of
+    Greenwich counted yesterday and kept everything a day longer than the rules say."""
+    zone = await programme_zone(s)
+    today = now.astimezone(zone).date()
 
     def months(n: int) -> datetime:
-        return midnight(months_before(today, n), now)
+        return midnight(months_before(today, n), zone)
 
     out: dict[str, int] = {}
     # Reply routes, by the day their item was sent; feedback done or closed and quiet since.

@@ -6,6 +6,7 @@ import json
 import time
 import weakref
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import bindparam, delete, event, select
 from sqlalchemy.engine import Connection, Engine
@@ -139,6 +140,16 @@ async def get_setting(s: AsyncSession | AsyncConnection, key: str, default: Any 
     if began == cache.generation:
         cache.values[key] = (at, text)
     return default if text is None else json.loads(text)
+
+
+async def programme_zone(s: AsyncSession | AsyncConnection) -> ZoneInfo:
+    """The programme's time zone, whose calendar days the programme's dates are counted in
+    (Europe/London until a programme is loaded, or if its zone is unknown here)."""
+    prog = await get_setting(s, "programme", {}) or {}
+    try:
+        return ZoneInfo(str(prog.get("timezone") or "Europe/London"))
+    except (ValueError, ZoneInfoNotFoundError):
+        return ZoneInfo("Europe/London")
 
 
 async def settings_naming(s: AsyncSession, texts: list[str]) -> list[str]:

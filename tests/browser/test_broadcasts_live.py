@@ -142,7 +142,7 @@ async def test_a_stream_refused_again_and_again_stops_trying_and_asks_for_a_relo
         await sign_in_with_slack(server, browser, CHANGE)
         page = browser.page
         tries: list[str] = []
-        page.on("request", lambda r: tries.append(r.url) if r.url.endswith(LIVE) else None)
+        page.on("request", lambda r: tries.append(r.url) if LIVE in r.url else None)
         await page.goto(f"{server.url}/app/broadcasts")
         status = page.get_by_role("status")
         await expect(status).to_contain_text("This sign-in already follows the live figures")
@@ -172,10 +172,10 @@ async def test_a_long_retry_after_is_waited_at_most_two_minutes(
         await sending
 
 
-async def test_a_broadcast_that_finished_while_the_page_waited_asks_for_a_reload(
+async def test_a_broadcast_that_finished_while_the_page_waited_shows_its_final_figures(
         server: Server, browser: Browser, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The stream that finally gets room says only "done": the page does not pass off the
-    figures it still shows as final."""
+    """The stream that finally gets room is asked about the card still shown as sending and
+    sends its final figures first: the page shows them, with no reload."""
     from playwright.async_api import expect
 
     monkeypatch.setattr(live_page, "MAX_STREAMS", 0)
@@ -185,14 +185,19 @@ async def test_a_broadcast_that_finished_while_the_page_waited_asks_for_a_reload
         await sign_in_with_slack(server, browser, CHANGE)
         page = browser.page
         await page.goto(f"{server.url}/app/broadcasts")
+        await page.evaluate("window.notReloaded = true")
         status = page.get_by_role("status")
         await expect(status).to_contain_text("trying again in 2 seconds.")
+        assert await _sent(browser) == 0
         port.let_through(10 * total)
         await sending  # every send settled while the page waits
         monkeypatch.setattr(live_page, "MAX_STREAMS", 200)
         await expect(status).to_have_text(
-            "Sending has finished. Reload the page for the final figures.", timeout=15_000)
-        assert await _sent(browser) == 0  # as the page was loaded: hence the advice
+            f"Sending has finished. Group supervision starts: {total} of {total} settled (100%).",
+            timeout=15_000)
+        assert await _sent(browser) == total
+        await expect(page.locator("[data-figure=state]").first).to_have_text("Done")
+        assert await page.evaluate("window.notReloaded") is True
         await browser.check_accessible()
     finally:
         port.let_through(10 * total)

@@ -8,8 +8,9 @@ OpenID metadata and a JWKS with a locally generated RSA key, and signs inbound t
 
 Strict where the Bot Connector is strict (each rule cites where it comes from):
 - message size: a send or update whose body is over MAX_ACTIVITY_BYTES is refused 413;
-- per-conversation throttling: more than 7 sends in 1 s (8 in 2 s) to one conversation get
-  429 with Retry-After;
+- per-conversation throttling: more than 7 activity operations (posts, replies, edits and
+  deletes) in 1 s (8 in 2 s, 60 in 30 s, 1,800 in an hour) in one conversation get 429 with
+  Retry-After;
 - 412, 429, 502 and 504 can be injected (`fail_next`, `throttle`), as Teams answers them;
 - dialogs: `invoke_problem` checks what the bot answers a `task/fetch` or `task/submit` invoke.
 
@@ -39,8 +40,11 @@ CONNECTOR_AUDIENCE = "https://api.botframework.com"
 MAX_ACTIVITY_BYTES = 28_000
 # "Optimize your bot with rate limiting in Teams" (learn.microsoft.com/microsoftteams/
 # platform/bots/how-to/rate-limit), per bot per thread, "Send to conversation": 7 operations
-# in 1 second, 8 in 2 seconds (also 60 in 30 s and 1,800 in an hour, not reached in tests).
-THREAD_LIMITS = ((1.0, 7), (2.0, 8))
+# in 1 second, 8 in 2 seconds, 60 in 30 seconds, 1,800 in an hour. The same page: "All requests
+# are subject to the same rate limiting policy", and its own example of a throttled call is
+# UpdateActivityAsync: so a post, a reply, an edit (PUT) and a delete of an activity all count
+# against one conversation's limits, and each can be refused.
+THREAD_LIMITS = ((1.0, 7), (2.0, 8), (30.0, 60), (3600.0, 1800))
 
 
 _KEY: list[rsa.RSAPrivateKey] = []
@@ -99,6 +103,8 @@ class FakeTeams:
     require_auth: bool = True
     page_size_cap: int = 2  # small pages so paging is exercised
     refused: list[tuple[int, str]] = field(default_factory=list)  # (status, code) answered
+    # (method, conversation) of each operation refused by the per-thread limits
+    throttled_calls: list[tuple[str, str]] = field(default_factory=list)
     # Per-thread send limits (THREAD_LIMITS) on; bench/load.py turns them off, since it
     # measures the server, not Teams' pacing (its traffic is ~7 sends a second per person).
     thread_limits: bool = True
@@ -115,7 +121,7 @@ class FakeConnector:
         self.url = ""
         self._ids = itertools.count(1000)
         self.offset = 0.0  # the fake's clock runs `offset` seconds ahead of the real one
-        self._sends: dict[str, list[float]] = {}  # conversation -> times of recent sends
+        self._sends: dict[str, list[float]] = {}  # conversation -> times of recent operations
 
     def now(self) -> float:
         return time.monotonic() + self.offset
@@ -221,9 +227,11 @@ class FakeConnector:
                 # MessageSizeTooBig (see MAX_ACTIVITY_BYTES): bytes of the whole activity.
                 return self._refuse(_error(413, "MessageSizeTooBig",
                                            "Activity payload exceeds the message size limit."))
-        if request.method == "POST" and "/activities" in request.path:
-            refused = self._throttled(request.match_info.get("cid", request.path))
+        if request.method in ("POST", "PUT", "DELETE") and "/activities" in request.path:
+            cid = request.match_info.get("cid", request.path)
+            refused = self._throttled(cid)
             if refused is not None:
+                self.state.throttled_calls.append((request.method, cid))
                 return self._refuse(refused)
         return await handler(request)
 
@@ -237,7 +245,8 @@ class FakeConnector:
         return response
 
     def _throttled(self, cid: str) -> web.Response | None:
-        """Per-thread send limits (THREAD_LIMITS); a refused send does not count."""
+        """Per-thread limits on activity operations (THREAD_LIMITS); a refused one does not
+        count."""
         if not self.state.thread_limits:
             return None
         conv = cid.split(";")[0]

@@ -91,3 +91,55 @@ async def test_more_than_seven_sends_a_second_to_one_chat_wait_as_teams_asks(
     assert throttled and len(waits) == len(throttled)
     assert all(w >= 1 for w in waits)  # Retry-After honoured
     assert MAX_ACTIVITY_BYTES == 28_000
+
+
+async def test_a_practitioner_tapping_through_the_pulse_faster_than_teams_allows_edits(
+    teams: TeamsDriver,
+) -> None:
+    """Each tap edits the invitation card in place; Teams counts edits against the chat's
+    7 operations a second like posts. The throttled edits wait as Teams asks, and the card
+    ends where the taps left it."""
+    waits: list[float] = []
+    pool = teams.core.ports["teams"].pool  # type: ignore[attr-defined]
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+        teams.fake.advance(seconds)
+
+    pool.sleep = record
+    await teams.core.tick()  # the round opens: question 1 in each person's chat
+    assert "question 1 of 7" in teams.seen(STAFF)[-1]
+    for label in ("4", "Previous", "4", "5", "Skip", "3", "4", "9", "Skip"):
+        await teams.tap(STAFF, label)
+    _uid, cid = teams.dm_id(STAFF)
+    [card] = [p for p in teams._dm_posts(STAFF) if "question 1 of 7" in plain_of(p.versions[0])]
+    assert len(card.versions) == 10  # the invitation and one edit per tap, none lost
+    assert "Thank you!" in plain_of(card.current)
+    assert "You skipped 1 question" in plain_of(card.current)
+    throttled = teams.fake.state.throttled_calls
+    assert throttled and {m for m, _c in throttled} == {"PUT"}
+    assert {c for _m, c in throttled} == {cid}
+    assert len(waits) == len(throttled) and all(w >= 1 for w in waits)  # Retry-After honoured
+    async with teams.core.db.session() as s:
+        from sqlalchemy import func
+
+        from bot.pulse.tables import PulsePending
+
+        assert (await s.execute(select(func.count()).select_from(PulsePending))).scalar_one() == 5
+
+
+async def test_edits_and_deletes_count_with_posts_against_one_chat(teams: TeamsDriver) -> None:
+    """The fake as the rate-limit page says: 7 operations of any kind in a second, then 429."""
+    await teams.say(STAFF, "help")
+    port = teams.core.ports["teams"]
+    _uid, cid = teams.dm_id(STAFF)
+    conv = conversation_ref(teams.fake.state.tenant_id, cid, "personal", teams.fake.service_url)
+    teams.fake.advance(3600)  # a quiet hour since the help answer
+    ref = await port.send(conv, text_message("Broadcast: 0 of 40 delivered"))
+    for i in range(1, 6):
+        await port.update(ref, text_message(f"Broadcast: {i * 8} of 40 delivered"))
+    await port.delete(ref)  # seven operations in this second: all accepted
+    assert not teams.fake.state.throttled_calls
+    await port.send(conv, text_message("One more"))  # the eighth waits (the fake's clock)
+    assert teams.fake.state.throttled_calls == [("POST", cid)]
+    assert teams.seen(STAFF)[-1] == "One more"

@@ -124,6 +124,35 @@ async def test_with_nothing_sending_the_stream_says_done_at_once(server: Server)
         assert [e async for e in _events(resp)] == [("done", {})]
 
 
+async def test_a_new_stream_asked_about_a_finished_broadcast_sends_its_final_figures(
+        server: Server) -> None:
+    """It finished while the page had no stream open: the page asks about it (`?follow=`),
+    and the stream's first word is its final figures, then done."""
+    bid = await _publish(server.core)
+    total = (await broadcasts.status(server.core, bid)).total
+    await Sender(server.core).drain()
+    async with await _signed_in(server, CHANGE) as http:
+        resp = await http.get(f"{server.url}{LIVE}?follow={bid}")
+        seen = [e async for e in _events(resp)]
+    assert seen == [("progress", {"id": bid, "state": "done", "settled": total, "total": total,
+                                  "percent": 100, "sent": total, "queued": 0, "waiting": 0,
+                                  "sending": 0, "retrying": 0, "failed": 0, "skipped": 0,
+                                  "celebrations": 0}),
+                    ("done", {})]
+
+
+@pytest.mark.parametrize("follow", ["", "nope", "../../etc", "%00", ",".join(["x"] * 500),
+                                    "a" * 5000, "' OR 1=1 --"])
+async def test_a_stream_asked_about_anything_else_just_says_done(
+        server: Server, follow: str) -> None:
+    await _publish(server.core)
+    await Sender(server.core).drain()
+    async with await _signed_in(server, CHANGE) as http:
+        resp = await http.get(server.url + LIVE, params={"follow": follow})
+        assert resp.status == 200
+        assert [e async for e in _events(resp)] == [("done", {})]
+
+
 async def test_the_page_loads_its_script_only_while_something_is_sending(server: Server) -> None:
     bid = await _publish(server.core)
     async with await _signed_in(server, CHANGE) as http:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -48,6 +49,7 @@ MAX_PER_SESSION = 4
 RETRY_S = 30
 AUDIT_EVERY = timedelta(hours=1)
 SENDING = "sending"
+ID = re.compile(r"[0-9A-Za-z_-]{1,32}")  # a broadcast id (storage.base.new_id), as asked for
 # This page runs its one script, from this site only; the stream is same-origin too.
 CSP_LIVE = f"{CSP}; script-src 'self'; connect-src 'self'"
 log = logging.getLogger("staffvoice.web")
@@ -128,12 +130,14 @@ def setup(app: web.Application) -> None:
 @page("broadcasts live", "/broadcasts/live", "Live", ROLES, in_nav=False, audit=False)
 async def live(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events: a `progress` event with a broadcast's figures whenever they change,
-    for every recent broadcast that is sending (and once more when it finishes), then `done`
+    for every recent broadcast that is sending (and once more when it finishes; at the start,
+    the final figures of those the page asks about with `?follow=` that finished), then `done`
     when nothing is sending, or `stopped` when the viewer signed out or lost the role. Read-only.
     Too many open streams: 503 (this process) or 429 (this session), with Retry-After, which
     the page's script waits (at most two minutes) before it tries again by itself."""
     session = request[SESSION]
     assert session is not None  # the guard let only the change team in
+    asked = _asked(request)
     try:
         sub = request.app[FEED].subscribe(session.token_id, limit=MAX_STREAMS,
                                           per_session=MAX_PER_SESSION)
@@ -145,7 +149,7 @@ async def live(request: web.Request) -> web.StreamResponse:
         await _audit_once(request, session)
         secure(request, resp)
         await resp.prepare(request)
-        await _follow(request, resp, sub, session)
+        await _follow(request, resp, sub, session, asked)
         request.app[FEED].unsubscribe(sub)  # room for the next stream before this one's end is read
         await resp.write_eof()
     except ConnectionError:
@@ -171,8 +175,27 @@ async def _audit_once(request: web.Request, session: Session) -> None:
         raise
 
 
+def _asked(request: web.Request) -> set[str]:
+    """The broadcasts the page still shows as sending (`?follow=id,id`): a new stream sends
+    the final figures of those that finished while no stream was open. Anything that is not
+    a broadcast id is ignored; at most RECENT are asked about."""
+    ids = request.query.get("follow", "").split(",")
+    return {i for i in ids if ID.fullmatch(i)} if len(ids) <= RECENT else set()
+
+
+async def _finished(core: Core, asked: set[str], reading: Reading) -> list[dict[str, Any]]:
+    """The final figures of the recent broadcasts in `asked` that are not sending now."""
+    if not asked - reading.sending.keys():
+        return []
+    out = []
+    for b in await broadcasts.recent(core, RECENT):
+        if b.id in asked and b.id not in reading.sending and b.state != SENDING:
+            out.append(reading.final.get(b.id) or figures(await broadcasts.status(core, b.id)))
+    return out
+
+
 async def _follow(request: web.Request, resp: web.StreamResponse, sub: Subscription[Reading],
-                  session: Session) -> None:
+                  session: Session, asked: set[str]) -> None:
     await resp.write(b"retry: 5000\n\n")  # how long the browser waits before reconnecting
     shown: dict[str, dict[str, Any]] = {}
     now = time.monotonic()
@@ -189,6 +212,11 @@ async def _follow(request: web.Request, resp: web.StreamResponse, sub: Subscript
         now = time.monotonic()
         if reading is None:
             continue
+        if asked:  # once, at the first reading: what finished while the page had no stream
+            for f in await _finished(request.app[CORE], asked, reading):
+                shown[f["id"]] = f
+                await resp.write(_event("progress", f))
+            asked = set()
         for bid, f in reading.sending.items():
             if shown.get(bid) != f:
                 shown[bid] = f

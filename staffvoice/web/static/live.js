@@ -81,7 +81,8 @@
     if (name === "progress") {
       progress(JSON.parse(data));
     } else if (name === "done") {
-      // A card this stream never saw finish (it finished while the page waited) is stale.
+      // A card still shown as sending that the stream sent nothing about is stale (it is no
+      // longer among the recent broadcasts the stream reads).
       var stale = false;
       var states = document.querySelectorAll("[data-figure=state]");
       for (var i = 0; i < states.length; i++) {
@@ -163,8 +164,25 @@
     return pump();
   }
 
+  // The stream, asked about every card still shown as sending: one that finished while no
+  // stream was open (the page waited, or reconnected) comes first with its final figures.
+  function streamUrl() {
+    var ids = [];
+    var cards = document.querySelectorAll("[data-broadcast]");
+    for (var i = 0; i < cards.length; i++) {
+      var state = cards[i].querySelector("[data-figure=state]");
+      if (state && state.textContent.trim() === "Sending") {
+        ids.push(cards[i].getAttribute("data-broadcast"));
+      }
+    }
+    if (!ids.length) {
+      return url;
+    }
+    return url + (url.indexOf("?") < 0 ? "?" : "&") + "follow=" + encodeURIComponent(ids.join(","));
+  }
+
   function connect() {
-    window.fetch(url, {credentials: "same-origin", cache: "no-store",
+    window.fetch(streamUrl(), {credentials: "same-origin", cache: "no-store",
                        headers: {Accept: "text/event-stream"}})
       .then(function (resp) {
         if (resp.status === 429 || resp.status === 503) {
