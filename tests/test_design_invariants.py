@@ -600,3 +600,20 @@ async def test_no_log_line_on_the_teams_feedback_paths_carries_a_payload_or_feed
     for line in lines:
         assert not [t for t in (*texts, *RAW_TEAMS) if t in line], line
         assert not any(w in line for w in who), line
+
+
+def test_every_advisory_lock_key_is_used_for_one_thing_only() -> None:
+    """Two unrelated jobs sharing a PostgreSQL advisory lock key wait on each other (the
+    privacy notice's flush once shared the families counter's key). Every key is a literal
+    of ours (0x5F5F_7376_....) in the code, written once."""
+    root = Path(__file__).resolve().parents[1]
+    seen: dict[str, list[str]] = {}
+    for path in [*root.glob("bot/**/*.py"), *root.glob("storage/**/*.py"),
+                 *root.glob("staffvoice/**/*.py"), *root.glob("adapters/**/*.py")]:
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for key in re.findall(r"0x5F5F_7376_[0-9A-Fa-f_]+", line):
+                seen.setdefault(key.upper().replace("_", ""), []).append(
+                    f"{path.relative_to(root)}:{n}")
+    assert sum(map(len, seen.values())) >= 5  # start-up, upgrade and the flushers' keys
+    shared = {k: v for k, v in seen.items() if len(v) > 1}
+    assert not shared, f"advisory lock keys used in more than one place: {shared}"

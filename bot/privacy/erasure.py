@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 import bot
 from bot.audit import trail
 from bot.people.service import identities_of
+from bot.privacy.notice import hold_flushes
 from bot.privacy.personal import PersonalRows, Rule, Subject, register, registered, table_of
 from bot.privacy.tables import NoticeShown
 from bot.programme.core_sections import settings_naming
@@ -112,6 +113,7 @@ class Erased:
 
 async def erase(s: AsyncSession, person: Named) -> Erased:
     """Remove or blank every row naming `person`, in the caller's transaction."""
+    await hold_flushes(s)  # no flush of notice rows writes this account back meanwhile
     who = await subject_of(s, person)
     done = Erased()
     for part in parts():

@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, bindparam, select, text, update
+from sqlalchemy import Engine, bindparam, delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.model import Context, Message, Text
@@ -24,7 +24,7 @@ from bot.people.tables import Identity
 from bot.privacy.rules import Retention
 from bot.privacy.tables import NoticeShown
 from bot.programme.core_sections import DEFAULT_PRIVACY, get_setting
-from storage.db import upsert
+from storage.db import connection_of, upsert
 
 if TYPE_CHECKING:
     from bot.core import Core
@@ -139,14 +139,26 @@ async def first_time(core: Core, conn: AsyncConnection, account: Account) -> boo
     return True
 
 
-# PostgreSQL advisory lock (distinct from storage.db's and the feedback counters'): replicas
-# flush one at a time, so each flush rewrites the rows the others wrote before it.
-FLUSH_LOCK = 0x5F5F_7376_0F0D
+# PostgreSQL advisory lock (every key of ours is distinct: tests/test_design_invariants.py):
+# replicas flush one at a time, so each flush rewrites the rows the others wrote before it,
+# and an erasure takes it too (`hold_flushes`), so no flush writes back an account erased
+# between its read of the links and its commit.
+FLUSH_LOCK = 0x5F5F_7376_0F10
 _ADVISORY = text("SELECT pg_advisory_xact_lock(:k)")
+
+
+async def hold_flushes(s: AsyncSession) -> None:
+    """Make the flushes of every replica wait for the caller's transaction (PostgreSQL; on
+    SQLite one writer at a time does it): erasure calls this before removing an account."""
+    conn = await connection_of(s)
+    if conn.dialect.name == "postgresql":
+        await conn.execute(_ADVISORY, {"k": FLUSH_LOCK})
 _LINKED = select(Identity.platform, Identity.workspace, Identity.user_id).where(
     Identity.user_id.in_(bindparam("users", expanding=True)))
-# user_id = user_id: a new version of every row, so every live row carries the flush's xmin.
+# user_id = user_id: a new version of every row, so every live row carries the flush's xmin
+# (SQLite; the table has no rowid there, so rows are stored in key order, never told order).
 _TOUCH = update(NoticeShown).values(user_id=NoticeShown.user_id)
+_ALL = select(NoticeShown.platform, NoticeShown.workspace, NoticeShown.user_id)
 
 
 async def flush(core: Core) -> int:
@@ -170,10 +182,22 @@ async def flush(core: Core) -> int:
                     {u for _p, _w, u in batch})})).tuples())
                 rows = [{"platform": p, "workspace": w, "user_id": u} for p, w, u in batch
                         if (p, w, u) in linked]
-                if rows:
-                    await conn.execute(
-                        upsert(conn.dialect.name, NoticeShown).on_conflict_do_nothing(), rows)
-                await conn.execute(_TOUCH)
+                if conn.dialect.name == "postgresql":
+                    # A heap keeps rows where they were put, and an UPDATE in place keeps
+                    # their order: a dump would list accounts batch by batch, in the order
+                    # first told. Every row is laid down again, all in one shuffled order.
+                    every = set((await conn.execute(_ALL)).tuples())
+                    every.update((r["platform"], r["workspace"], r["user_id"]) for r in rows)
+                    again = [{"platform": p, "workspace": w, "user_id": u} for p, w, u in every]
+                    _shuffle(again)
+                    await conn.execute(delete(NoticeShown))
+                    if again:
+                        await conn.execute(insert(NoticeShown), again)
+                else:
+                    if rows:
+                        await conn.execute(upsert(conn.dialect.name, NoticeShown)
+                                           .on_conflict_do_nothing(), rows)
+                    await conn.execute(_TOUCH)
         except BaseException:
             held.due.update(batch)
             raise

@@ -14,6 +14,8 @@ class NoticeShown(Base):
     "feedback", so when it came would point at an item (docs/invariants.md, N18)."""
 
     __tablename__ = "privacy_notices_shown"
+    # No rowid on SQLite: rows are stored in key order, never in the order accounts were told.
+    __table_args__ = {"sqlite_with_rowid": False}
 
     platform: Mapped[str] = mapped_column(String(16), primary_key=True)
     workspace: Mapped[str] = mapped_column(String(128), primary_key=True)

@@ -127,6 +127,39 @@ async def test_a_process_that_told_someone_writes_their_row_at_its_next_flush(
             f"U-{NEWCOMER}"]
 
 
+async def test_the_stored_order_of_notice_rows_is_not_the_order_people_were_told(
+        loaded: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack: four people are told, then, in a later flush, a newcomer. A dump lists a
+    table's rows as they are stored: SQLite by rowid, PostgreSQL by `ctid`. Before the fix the
+    newcomer's row sat after the four's (rowid 5; on PostgreSQL the update in place kept the
+    four's places and the new row went after them), so the last row of a dump was the last
+    person told, and the flush after a first "feedback" named its sender. Now SQLite stores
+    them in key order (no rowid) and PostgreSQL lays every row down again in one shuffled
+    order at each flush: here the shuffle is made a known order (by user id, descending) to
+    see that it is every row, not only the new one, that it places."""
+    monkeypatch.setattr(notice, "_shuffle", lambda rows: rows.sort(
+        key=lambda r: r["user_id"] if isinstance(r, dict) else r[2], reverse=True))
+    d = FakeDriver(loaded)
+    for who in TOLD_EARLIER:
+        await d.say(who, "whoami")
+    await notice.flush(loaded)
+    await d.say(NEWCOMER, "whoami")
+    assert await notice.flush(loaded) == 1
+    ids = sorted(f"U-{w}" for w in [*TOLD_EARLIER, NEWCOMER])
+    async with loaded.db.engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            stored = list((await conn.execute(text(
+                "SELECT user_id FROM privacy_notices_shown ORDER BY ctid"))).scalars())
+            assert stored == ids[::-1]  # every row where the last flush put it
+        else:
+            sql = (await conn.execute(text("SELECT sql FROM sqlite_master WHERE name = "
+                                           "'privacy_notices_shown'"))).scalar_one()
+            assert "WITHOUT ROWID" in sql.upper()
+            stored = list((await conn.execute(text(
+                "SELECT user_id FROM privacy_notices_shown"))).scalars())
+            assert stored == ids  # a plain scan walks the key, never the order told
+
+
 @pytest.mark.xfail(strict=True, reason=(
     "B4: an account the bot never reached is linked (identities row) and its DM route stored, "
     "dated by day, in the transaction of its first message (bot/core.py `_admit_on`, "

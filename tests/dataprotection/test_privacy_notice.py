@@ -118,3 +118,30 @@ async def test_an_account_erased_before_the_flush_is_not_written_back(loaded: Co
     assert await notice.flush(loaded) == 0 and notice.unwritten(loaded) == set()
     async with loaded.db.session() as s:
         assert (await s.execute(select(NoticeShown))).first() is None
+
+
+async def test_an_erasure_in_progress_holds_back_the_notice_flushes(loaded: Core) -> None:
+    """A flush reads which accounts are still linked, then writes their rows: an erasure that
+    committed between the two would leave a row naming the erased account. On PostgreSQL the
+    erasure takes the flushes' advisory lock first, so while it is open no flush of any
+    replica can start (one writer at a time does it on SQLite)."""
+    import pytest
+    from sqlalchemy import text
+
+    from bot.people.tables import Person
+    from bot.privacy import erasure
+
+    if loaded.db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time")
+    d = FakeDriver(loaded)
+    await d.say(PRACTITIONER, "whoami")
+    async with loaded.db.session() as s:
+        person = (await s.execute(select(Person).where(Person.email == PRACTITIONER))).scalar_one()
+        await erasure.erase(s, person)
+        async with loaded.db.engine.connect() as other:
+            free = (await other.execute(text("SELECT pg_try_advisory_xact_lock(:k)"),
+                                        {"k": notice.FLUSH_LOCK})).scalar_one()
+        assert free is False  # a flush now would wait for the erasure to commit
+    assert await notice.flush(loaded) == 0
+    async with loaded.db.session() as s:
+        assert (await s.execute(select(NoticeShown))).first() is None
