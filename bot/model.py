@@ -235,7 +235,10 @@ Input = TextInput | SelectInput | ToggleInput | NumberInput
 
 @dataclass(frozen=True)
 class Form:
-    """A form: intro blocks (plain text, context) then inputs, then a submit button."""
+    """A form: intro blocks (plain text, context) then inputs, then a submit button.
+
+    With no inputs and no submit label it is a notice: a screen that only says something,
+    shown in the form in answer to its submission (see `notice`)."""
 
     form_id: str
     title: str
@@ -243,6 +246,13 @@ class Form:
     intro: tuple[Text | Context | Fields, ...] = ()
     submit_label: str = "Send"
     metadata: str = ""
+    close_label: str = "Cancel"
+
+    @property
+    def notice(self) -> bool:
+        """Only says something: shown in the form that was just submitted, never offered in
+        the chat, where the platform would keep it by name and time (docs/invariants.md N19)."""
+        return not self.inputs and not self.submit_label
 
 
 Block = Text | Fields | Choices | RatingScale | LinkButton | Image | Context | Form

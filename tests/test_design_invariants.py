@@ -80,7 +80,7 @@ def form_text(d: Any, email: str) -> str:
     parts = [form.title, form.submit_label, *(getattr(b, "text", "") for b in form.intro),
              *(i.label for i in form.inputs)]
     if d.name == "teams":
-        # The Teams driver's form() leaves the intro out; read the card the person sees.
+        # Read the card the person sees too (Fields and labels the driver's form() leaves out).
         from tests.conformance.drivers.teams import _actions, _intros, _texts, card_of
 
         found = d._open_form(email)
@@ -409,8 +409,10 @@ async def test_the_form_says_it_is_not_a_referral_route_and_shows_every_configur
     assert "Before you send" in again and "possible risk to a child" in again
     for expected in route_lines(cfg):
         assert expected in again, expected
+    dm = driver.seen(OTHER)
     assert await driver.submit(OTHER, {"text": CONCERN, "theme": "", "replies": "false"}) is None
-    thanks = driver.seen(OTHER)[-1]
+    thanks = form_text(driver, OTHER)  # in the form, not the DM (docs/invariants.md N19, N20)
+    assert driver.seen(OTHER) == dm
     assert "went to the safeguarding leads straight away" in thanks
     for r in cfg.routes:
         assert r.name in thanks

@@ -180,7 +180,11 @@ async def test_a_safeguarding_item_shows_the_routes_again_then_reaches_each_lead
     await fb.deliver_alerts(loaded)
     for lead in LEADS:
         assert len(urgent_seen(d, lead)) == 1
-    assert any("went to the safeguarding leads straight away" in m for m in d.seen(OTHER))
+    thanks = d.form(OTHER)  # shown in the form: nothing in the DM (docs/invariants.md N19)
+    assert thanks is not None and thanks.notice
+    assert any("went to the safeguarding leads straight away" in getattr(b, "text", "")
+               for b in thanks.intro)
+    assert not any("sent anonymously" in m for m in d.seen(OTHER))
 
 
 async def test_an_unreachable_lead_gets_the_alert_once_when_reachable_again(loaded: Core) -> None:

@@ -118,6 +118,9 @@ class ConsolePort:
         self.messages: dict[str, Message] = {}
         self.taps: dict[str, list[tuple[Tap, MessageRef]]] = {}
         self.forms: dict[str, OpenForm] = {}
+        # The last notice printed for each person (a screen with nothing to answer), until
+        # they type again: what they see in place of a form.
+        self.notices: dict[str, Form] = {}
         self.sent_to: dict[str, list[str]] = {}
         self._ids = itertools.count(1)
 
@@ -159,10 +162,18 @@ class ConsolePort:
         return user_ref(email)
 
     async def open_form(self, event: Event, form: Form) -> None:
-        self.forms[event.user.user_id] = OpenForm(form, event)
+        if form.notice:
+            # Printed, as a form is; nothing to answer, so nothing stays open (and, as for
+            # any form, nothing is kept among the messages sent to the person).
+            self.notices[event.user.user_id] = form
+        else:
+            self.notices.pop(event.user.user_id, None)
+            self.forms[event.user.user_id] = OpenForm(form, event)
         self.write(f"staffvoice ▸ {form.title.upper()}")
         for b in form.intro:
             self.write("    " + getattr(b, "text", "").replace("\n", "\n    "))
+        if form.notice:
+            return
         self.write("    (answer each question; /cancel to stop)")
         if form.inputs:
             self.write(prompt_for(form.inputs[0]))
@@ -213,6 +224,7 @@ class ConsoleChat:
     async def line(self, text: str) -> bool:
         """Handle one typed line; False when the user wants to quit."""
         text = text.rstrip("\n")
+        self.port.notices.pop(self.email, None)  # read: the person has moved on
         open_form = self.port.forms.get(self.email)
         if text.strip() in ("/quit", "/exit"):
             return False

@@ -311,7 +311,8 @@ class SlackAdapter:
             result = await asyncio.wait_for(asyncio.shield(work), SUBMIT_BUDGET_S)
         except TimeoutError:
             # Too slow for the ack: close the modal, let the core finish in the background
-            # (a next screen it opens then comes as a button in the person's DM).
+            # (a next screen it opens then comes as a button in the person's DM; a notice,
+            # such as the thanks for feedback, is not shown at all: adapters/slack/port.py).
             self.port.ack_view(event.event_id)
             self.spawn(self._finish_late(work))
             await ack()

@@ -483,6 +483,11 @@ class SlackPort:
         if event.event_id in self._in_ack:
             self._in_ack[event.event_id] = form
             return
+        if form.notice:
+            # Only for the modal just submitted; past its ack the modal is closed, and a
+            # button in the DM would leave the notice's time there (docs/invariants.md N19).
+            log.info("slack notice not shown: its modal had closed", extra={"form": form.form_id})
+            return
         if event.trigger and not isinstance(event, FormSubmitEvent):
             client = await self.workspaces.client(event.user.workspace)
             try:

@@ -429,8 +429,10 @@ def modal(form: Form) -> View:
         type="modal",
         callback_id=form.form_id,
         title=plain(form.title, VIEW_TITLE),
-        submit=plain(form.submit_label, VIEW_TITLE),
-        close=plain("Cancel", VIEW_TITLE),
+        # A notice has no submit: "submit is required when an input block is within the
+        # blocks array", optional otherwise (https://docs.slack.dev/reference/views/modal-views).
+        submit=plain(form.submit_label, VIEW_TITLE) if form.submit_label else None,
+        close=plain(form.close_label, VIEW_TITLE),
         private_metadata=form.metadata[:3000],
         blocks=blocks,
     )

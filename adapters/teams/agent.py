@@ -204,7 +204,7 @@ class TeamsAgent:
         if result.form_errors:
             return dialogs.show(with_errors(form, values, result.form_errors))
         if opened:
-            return dialogs.show(opened[-1])  # the next step ("Before you send")
+            return dialogs.show(opened[-1])  # the next step ("Before you send", the thanks)
         if result.error == "internal":
             return dialogs.say(SORRY)
         return None  # done: the dialog closes; the core's reply is in the chat

@@ -270,6 +270,11 @@ class TeamsPort:
         if captured is not None and isinstance(event, FormSubmitEvent) and event.conversation is None:
             captured.append(form)
             return
+        if form.notice:
+            # Only in the dialog just submitted: a card in the chat would leave the notice's
+            # time there, by name (docs/invariants.md N19).
+            log.info("teams notice not shown outside its dialog", extra={"form": form.form_id})
+            return
         conv = event.conversation
         if conv is None or not conv.is_direct:
             conv = await self.open_dm(event.user)

@@ -185,7 +185,8 @@ def form_items(form: Form, data: dict[str, str] | None = None) -> list[dict[str,
     items.extend(render_block(b, j) | {"id": f"f{j}-intro"} for j, b in enumerate(form.intro))
     items.extend(render_input(inp) for inp in form.inputs)
     data = data or {KIND: "form", FORM: form.form_id, META: form.metadata}
-    items.append({"type": "ActionSet", "actions": [submit(form.submit_label, data, "primary")]})
+    if form.submit_label:  # a notice has none: the dialog's own close button closes it
+        items.append({"type": "ActionSet", "actions": [submit(form.submit_label, data, "primary")]})
     return items
 
 

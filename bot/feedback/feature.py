@@ -22,6 +22,7 @@ from bot.model import (
     Choice,
     Choices,
     Context,
+    Fields,
     Form,
     FormSubmitEvent,
     Message,
@@ -174,27 +175,33 @@ async def submit_form(ctx: Ctx) -> None:
             await fb.deliver_alerts(ctx.core, stored.item_id)
         except Exception:
             log.exception("safeguarding alert delivery failed; the scheduler retries it")
-    await ctx.reply(await _thanks(ctx, stored))
+    # In the form, not the DM (N19, N20): adapters show a notice only in answer to its form.
+    await ctx.open_form(await _thanks(ctx, stored))
 
 
-async def _thanks(ctx: Ctx, stored: fb.Stored) -> Message:
-    """The same words whether or not the item was flagged urgent: the thanks stays in the
-    sender's DM, where the platform keeps it by name and time, and the safeguarding leads
-    know which items were urgent (docs/invariants.md, N20). The flagged sender was told
-    before sending ("Before you send")."""
-    blocks: list[Text | Context | Choices] = [Text("Thank you. Your feedback was sent anonymously.")]
+async def _thanks(ctx: Ctx, stored: fb.Stored) -> Form:
+    """The thanks, shown in the form just sent, never left in the chat.
+
+    A thanks in the DM, kept by the platform by name and time, says that this person sent
+    feedback then; with the change team's knowledge of which item came when (or which was
+    urgent: the leads are alerted in the same second), it names the author (docs/invariants.md
+    N19, N20). In the form it leaves nothing behind. The words are the same whether or not
+    the item was flagged urgent; the flagged sender was told before sending ("Before you send").
+    """
+    intro: list[Text | Context | Fields] = [Text("Thank you. Your feedback was sent anonymously.")]
     async with ctx.session() as s:
         cfg = await fb.config(s)
         days = (await retention.current(s, ttl=SETTINGS_TTL_S)).reply_routes_days
-    blocks.append(Text("If it may describe a risk to a child or an allegation about a "
-                       "colleague, it went to the safeguarding leads straight away. They cannot "
-                       "trace you, so please also use a route below if someone is at risk."))
-    blocks.extend(safeguarding.route_blocks(cfg)[1:])
+    intro.append(Text("If it may describe a risk to a child or an allegation about a "
+                      "colleague, it went to the safeguarding leads straight away. They cannot "
+                      "trace you, so please also use a route below if someone is at risk."))
+    intro.extend(safeguarding.route_blocks(cfg)[1:])
     if stored.token:
-        blocks.append(Context(f"If the change team answers within {days} days, I'll tell you "
-                              "here. You can stop replies at any time."))
-        blocks.append(Choices("feedback.revoke", (Choice("Stop replies", stored.token, "danger"),)))
-    return Message(tuple(blocks), fallback="Thank you. Your feedback was sent anonymously.")
+        intro.append(Context(f"If the change team answers within {days} days, I'll tell you in "
+                             "our chat. You can stop replies at any time: tap Stop replies on "
+                             "their message, or send me “feedback stop replies”."))
+    return Form(form_id="feedback.thanks", title="Feedback sent", inputs=(), intro=tuple(intro),
+                submit_label="", close_label="Close")
 
 
 # -- the author's side of a thread ---------------------------------------------------------

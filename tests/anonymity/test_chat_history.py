@@ -22,11 +22,18 @@ from bot.core import Core
 from bot.feedback.tables import FeedbackItem
 from bot.model import Message, plain_text
 from tests.conformance.drivers.fake import FakeDriver
-from tests.test_feedback_helpers import give
+from tests.test_feedback_helpers import LEADS, give
 
 P1 = "practitioner1@northbridge.example"
 P2 = "practitioner2@northbridge.example"
 FIRST = "Before we start"
+
+
+def shown(d: FakeDriver, email: str) -> str:
+    """The text of the screen shown in place of the form the person just sent."""
+    form = d.form(email)
+    assert form is not None and form.notice, form
+    return "\n".join([form.title, *(getattr(b, "text", "") for b in form.intro)])
 
 
 def every_version(d: FakeDriver, email: str) -> list[str]:
@@ -100,7 +107,36 @@ async def test_the_thanks_for_feedback_is_the_same_whether_or_not_it_was_urgent(
     async with loaded.db.session() as s:
         flagged = sorted((await s.execute(select(FeedbackItem.urgent))).scalars())
     assert flagged == [False, True]
-    one, two = every_version(d, concern), every_version(d, idea)
-    assert one == two and len(one) == 1
-    assert "Thank you. Your feedback was sent anonymously." in one[0]
-    assert "went to the safeguarding leads straight away" in one[0]  # told, as before
+    assert every_version(d, concern) == every_version(d, idea) == []  # nothing in the DMs
+    # In the form, where the platform keeps nothing, both read the same thanks.
+    one, two = shown(d, concern), shown(d, idea)
+    assert one == two
+    assert "Thank you. Your feedback was sent anonymously." in one
+    assert "went to the safeguarding leads straight away" in one  # told, as before
+
+
+async def test_sending_feedback_leaves_nothing_in_the_senders_chat(loaded: Core) -> None:
+    """Attack: the change team knows which item came in when (and the leads which one was
+    urgent: they are alerted in the same second); the intruder reads every version of every
+    message in two people's DMs. Both open the feedback form; one sends a disclosure with
+    replies allowed (flagged, "Before you send", sent anyway) and an idea, the other closes
+    the form without sending. Any difference between their DMs says who sent feedback, when.
+
+    Before: the sender's DM kept "Thank you. Your feedback was sent anonymously." at the
+    second of each item (the time of the leads' alert for the first), by name."""
+    d = FakeDriver(loaded)
+    sender, other = P1, P2
+    for email in (sender, other):
+        await d.say(email, "feedback")
+        assert d.form(email) is not None
+    assert await give(d, sender, "A child on my caseload told me she is hit at home.",
+                      replies=True) is None
+    assert "Thank you. Your feedback was sent anonymously." in shown(d, sender)
+    assert "If the change team answers within 90 days" in shown(d, sender)
+    assert await give(d, sender, "The new duty rota works well for the front door.") is None
+    d.port.forms.pop(f"U-{other}")  # closed without sending
+    async with loaded.db.session() as s:
+        assert sorted((await s.execute(select(FeedbackItem.urgent))).scalars()) == [False, True]
+    assert every_version(d, sender) == every_version(d, other)
+    # The feature still works: the leads were alerted, in their own DMs.
+    assert any("URGENT" in v for v in every_version(d, LEADS[0]))

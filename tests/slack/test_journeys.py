@@ -57,12 +57,29 @@ async def test_a_concern_in_the_feedback_form_shows_before_you_send_in_the_same_
         assert (await s.execute(select(FeedbackItem))).scalars().all() == []
 
     # "Send anyway": stored, and every safeguarding lead is alerted at once.
+    dm = slack.fake.dm_of(slack.user(PRACTITIONER).id)
+    seen, calls = slack.seen(PRACTITIONER), len(slack.fake.calls)
     assert await slack.submit(PRACTITIONER, {"text": CONCERN, "theme": "", "replies": "false"}) is None
     stored = [r for r in (await dump(slack.core.db))["feedback_items"] if r["text"] == CONCERN]
     assert len(stored) == 1
     for lead in LEADS:
         assert [m for m in slack.seen(lead) if m.startswith("URGENT") and CONCERN in m], slack.seen(lead)
-    assert "sent anonymously" in slack.seen(PRACTITIONER)[-1]
+
+    # The thanks replaces the check screen in the same modal, through the ack (response_action
+    # "update"): nothing to send, so no submit button (https://docs.slack.dev/reference/views/
+    # modal-views: submit is required only with input blocks). The DM, which Slack keeps by
+    # name and time, gets nothing (docs/invariants.md N19, N20).
+    thanks = slack.fake.open_view(slack.user(PRACTITIONER).id)
+    assert thanks is not None and thanks.id == first.id
+    assert thanks.view["title"]["text"] == "Feedback sent"
+    assert "submit" not in thanks.view and thanks.view["close"]["text"] == "Close"
+    assert not [b for b in thanks.view["blocks"] if b["type"] == "input"]
+    words = json.dumps(thanks.view)
+    assert "Thank you. Your feedback was sent anonymously." in words
+    assert "went to the safeguarding leads straight away" in words and "LADO" in words
+    assert slack.seen(PRACTITIONER) == seen
+    assert not [c for c in slack.fake.calls[calls:] if c.args.get("channel") == dm]
+    assert slack.fake.hidden_views == [] and len(slack.fake.called("views.open")) == 1
 
 
 # -- 2. results with a chart ----------------------------------------------------------------
@@ -305,5 +322,10 @@ async def test_when_the_core_misses_the_ack_the_check_screen_comes_as_a_button_a
     await slack.tap(PRACTITIONER, "Open the form")
     form = slack.form(PRACTITIONER)
     assert form is not None and form.title == "Before you send"
+    seen = slack.seen(PRACTITIONER)
     assert await slack.submit(PRACTITIONER, {"text": CONCERN, "theme": "", "replies": "false"}) is None
     assert [r for r in (await dump(slack.core.db))["feedback_items"] if r["text"] == CONCERN]
+    # Too late for the ack, the thanks is not shown rather than offered in the DM, where
+    # Slack would keep it by name and time (docs/invariants.md N19).
+    assert slack.fake.open_view(slack.user(PRACTITIONER).id) is None
+    assert slack.seen(PRACTITIONER) == seen

@@ -128,6 +128,20 @@ def test_a_form_becomes_a_modal_and_its_submission_reads_back() -> None:
         "text": "Too long", "score": "0 to 10"}
 
 
+def test_a_notice_becomes_a_modal_with_only_a_close_button() -> None:
+    """Nothing to fill in: no submit ("submit is required when an input block is within the
+    blocks array", https://docs.slack.dev/reference/views/modal-views), the close text set."""
+    notice = Form("feedback.thanks", "Feedback sent", (), intro=(Text("Thank you."),),
+                  submit_label="", close_label="Close")
+    assert notice.notice
+    view = render.modal(notice)
+    view.validate_json()  # the SDK's own checks: title, close and submit lengths, blocks
+    d = view.to_dict()
+    assert "submit" not in d and d["close"]["text"] == "Close"
+    assert d["title"]["text"] == "Feedback sent" and d["callback_id"] == "feedback.thanks"
+    assert form_of(d).intro == (Text("Thank you."),)
+
+
 def test_home_has_one_feedback_button() -> None:
     view = render.home_view([Text("Your milestones")]).to_dict()
     buttons = [e for b in view["blocks"] if b["type"] == "actions" for e in b["elements"]]

@@ -1,6 +1,6 @@
 """Forms in Teams dialogs: task/fetch opens a form, task/submit sends it, and nothing the person
 types is left in the chat; no card says "sent" unless something was sent (issue 17, items 10
-and 14)."""
+and 14), and the thanks for feedback stays in the dialog."""
 
 from __future__ import annotations
 
@@ -48,9 +48,18 @@ async def test_feedback_is_written_in_a_dialog_and_its_text_never_enters_the_cha
         assert (await s.execute(select(FeedbackItem))).first() is None  # nothing sent yet
     assert not any("sent" in t.lower() for t in teams.seen(WHO)), teams.seen(WHO)
 
+    posted = everything_posted(teams, WHO)
     assert await teams.submit(WHO, {"text": CONCERN, "theme": "", "replies": "false"}) is None
-    assert teams.form(WHO) is None  # the dialog closed
-    assert "went to the safeguarding leads straight away" in teams.seen(WHO)[-1]
+    # The thanks is the dialog's last step (task/submit answered with `continue` and a card
+    # with nothing to fill in and no submit: the dialog's own close shuts it); the chat, which
+    # Purview keeps by name and time, gets nothing (docs/invariants.md N19, N20).
+    thanks = teams.form(WHO)
+    assert thanks is not None and thanks.title == "Feedback sent" and not thanks.inputs
+    card = json.dumps(teams.dialogs[WHO][0])
+    assert "Action.Submit" not in card and '"Input.' not in card
+    assert "Thank you. Your feedback was sent anonymously." in card
+    assert "went to the safeguarding leads straight away" in card and "LADO" in card
+    assert everything_posted(teams, WHO) == posted
     async with teams.core.db.session() as s:
         assert (await s.execute(select(FeedbackItem.text))).scalars().all() == [CONCERN]
     assert CONCERN not in everything_posted(teams, WHO)  # (the leads get it, by design)

@@ -103,6 +103,17 @@ def test_choices_are_submit_buttons_in_rows_of_six_carrying_action_and_value() -
     assert first["data"] == {"sv_kind": "action", "sv_action": "a", "sv_value": "v0"}
 
 
+def test_a_notice_in_a_dialog_has_nothing_to_press(validator: Any) -> None:
+    """A notice (nothing to fill in) shows its words and no submit button: the dialog's own
+    close shuts it (https://learn.microsoft.com/en-us/microsoftteams/platform/task-modules-and-cards/
+    task-modules/task-modules-bots: `continue` shows a card in the dialog)."""
+    notice = Form("feedback.thanks", "Feedback sent", (), intro=(Text("Thank you."),),
+                  submit_label="", close_label="Close")
+    card = render.card_with(notice, {"sv_kind": "dialog"})
+    assert_valid(validator, card)
+    assert "Action.Submit" not in json.dumps(card) and "Thank you." in json.dumps(card)
+
+
 def test_form_inputs_carry_their_own_validation() -> None:
     card = render.form_card(EVERY_BLOCK.blocks[-1])  # type: ignore[arg-type]
     items = {i.get("id"): i for i in card["body"][0]["items"]}

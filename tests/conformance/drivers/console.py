@@ -35,7 +35,7 @@ class ConsoleDriver:
 
     def form(self, email: str) -> Form | None:
         of = self.port.forms.get(email.lower())
-        return of.form if of else None
+        return of.form if of else self.port.notices.get(email.lower())
 
     async def submit(self, email: str, values: dict[str, str]) -> dict[str, str] | None:
         from bot.model import NumberInput, SelectInput, ToggleInput

@@ -38,13 +38,21 @@ class FakeDriver:
     def _id(self) -> str:
         return f"fake-ev-{next(self._ids)}"
 
+    def _close_notice(self, email: str) -> None:
+        """Back in the chat: a screen with nothing to answer (a notice) was read and closed."""
+        form = self.port.forms.get(f"U-{email}")
+        if form is not None and form.notice:
+            del self.port.forms[f"U-{email}"]
+
     async def say(self, email: str, text: str) -> None:
+        self._close_notice(email)
         await self.core.handle(
             MessageEvent(self._id(), self.user(email), self.conv(email), text=text, trigger="t"),
             self.port,
         )
 
     async def tap(self, email: str, label: str) -> None:
+        self._close_notice(email)
         for posted in reversed(self.port.messages(self.conv(email).conversation_id)):
             for b in posted.message.blocks:
                 opts = b.options if isinstance(b, Choices) else b.options() if isinstance(b, RatingScale) else ()

@@ -21,6 +21,7 @@ from bot.model import (
     Input,
     NumberInput,
     SelectInput,
+    Text,
     TextInput,
     ToggleInput,
 )
@@ -135,9 +136,12 @@ def form_of(card: dict[str, Any]) -> tuple[Form, dict[str, str]] | None:
             elif t == "Input.Number":
                 inputs.append(NumberInput(i["id"], i.get("label", ""), i.get("min", 0),
                                           i.get("max", 100), not req, i.get("value")))
-        submit = next(a for a in _actions(el) if a.get("type") == "Action.Submit")
-        data = dict(submit["data"])
-        return Form(data.get(render.FORM, ""), _runs(items[0]), tuple(inputs),
+        # A notice (nothing to answer) has no submit button: the dialog's own close shuts it.
+        submit = next((a for a in _actions(el) if a.get("type") == "Action.Submit"), None)
+        data = dict(submit["data"]) if submit else {}
+        intro = tuple(Text(_runs(i)) for i in items[1:] if i.get("type") == "RichTextBlock")
+        return Form(data.get(render.FORM, ""), _runs(items[0]), tuple(inputs), intro,
+                    submit_label=submit.get("title", "") if submit else "",
                     metadata=data.get(render.META, "")), data
     return None
 
