@@ -517,7 +517,9 @@ async def test_no_message_or_form_of_the_feedback_flow_promises_to_trace_an_auth
     assert await driver.submit(PRACTITIONER, values) is None
     shown.append(form_text(driver, PRACTITIONER))  # the "before you send" version
     assert await driver.submit(PRACTITIONER, values) is None
+    shown.append(form_text(driver, PRACTITIONER))  # the thanks, in the form
     assert await give(driver, OTHER, IDEA, theme="family-networks", replies=True) is None
+    shown.append(form_text(driver, OTHER))
     await driver.say(CHANGE, "feedback list")
     ref = REF.search(driver.seen(CHANGE)[-1]).group(1)  # type: ignore[union-attr]
     await driver.say(CHANGE, f"feedback show #{ref}")
