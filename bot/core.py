@@ -37,6 +37,8 @@ from bot.model import (
     text_message,
 )
 from bot.people import service as people
+from bot.people.held import flush as flush_held
+from bot.people.held import held
 from bot.people.tables import Identity, Person
 from bot.port import PlatformError, Port, Unreachable
 from bot.roles import describe
@@ -350,22 +352,48 @@ class Core:
         return await ADMISSION.run(attempt)
 
     async def _admit_on(self, conn: AsyncConnection, event: Event, key: str) -> _Sender:
-        """The admission's statements, in the caller's transaction."""
+        """The admission's statements, in the caller's transaction. What they learn about
+        the sender (a new account's link, its DM route, a new time zone) is held for the
+        flusher (bot/people/held.py), never written here: a first message is often
+        "feedback", and a tap's admission is its answer's own transaction (N21)."""
         # The day only: an hour would mark which events came together (a form sent again
         # after "Before you send" stands out as the hour with one more event).
         await conn.execute(_SEEN, {"event_id": key, "seen_at": day_of(self.clock.now())})
-        found = await people.known_sender(conn, event.user, _dm_of(event),
-                                          day_of(self.clock.now()))
+        u = event.user
+        account = (u.platform, u.workspace, u.user_id)
+        hold = held(self)
+        found = await people.known_sender(conn, u)
         if found is not None:
-            return (*found, True)
-        # A new user (or a new time zone): the full path. The session joins this
-        # transaction; its commit only flushes.
-        async with AsyncSession(bind=conn, expire_on_commit=False) as s:
-            person = await people.person_for(s, event.user)
-            roles = await people.roles_of(s, person.id)
-            await self._remember_dm(s, event)
-            await s.commit()
-        return person, roles, None, False
+            person, roles, stored, reachable = found
+            known = True
+        else:
+            linked = hold.links.get(account)
+            person_or_none = (await people.person_by_id(conn, linked)
+                              if linked is not None else None)
+            known = person_or_none is not None
+            stored, reachable = None, True
+            # The session joins this transaction; its commit only flushes. It writes only
+            # for a person new to the programme (self-enrolment).
+            async with AsyncSession(bind=conn, expire_on_commit=False) as s:
+                person = person_or_none or await people.person_to_link(s, u)
+                roles = await people.roles_of(s, person.id)
+                await s.commit()
+            hold.links[account] = person.id
+        tz = people.valid_tz(u.tz)
+        if tz and not person.from_programme:
+            tz_now = hold.tz.get(person.id, person.tz)
+            if tz != tz_now:
+                hold.tz[person.id] = tz
+            person.tz = tz  # a new object in no session: this writes nothing
+        elif person.id in hold.tz:
+            person.tz = hold.tz[person.id]
+        route = hold.routes[account] if account in hold.routes else (
+            stored if reachable else None)
+        dm = _dm_of(event)
+        if dm is not None and dm != route:
+            hold.route(account, dm)
+            route = dm
+        return person, roles, route, known
 
     async def _admit_joined(self, event: Event, key: str) -> tuple[_Pending, _Sender] | None:
         """Admit in a transaction left open for the action's handler; None if that did not
@@ -497,9 +525,20 @@ class Core:
         return blocks
 
     async def context_for(self, event: Event, port: Port) -> Ctx:
+        """A context for an account, as admission would find it (held links and time zones
+        included); an account neither stored nor held is linked at once."""
+        u = event.user
+        hold = held(self)
         async with self.db.session() as s:
-            person = await people.person_for(s, event.user)
+            found = await people.known_sender(s, u)
+            linked = hold.links.get((u.platform, u.workspace, u.user_id))
+            person = (found[0] if found is not None else
+                      await people.person_by_id(s, linked) if linked is not None else None)
+            if person is None:
+                person = await people.person_for(s, u)
             roles = await people.roles_of(s, person.id)
+        if person.id in hold.tz:
+            person.tz = hold.tz[person.id]
         return Ctx(self, event, port, person, roles)
 
     async def _forget(self, key: str) -> None:
@@ -508,18 +547,6 @@ class Core:
                 await conn.execute(_UNSEE, {"event_id": key})
         except Exception:
             log.warning("could not release event id after a failure")
-
-    async def _remember_dm(self, s: AsyncSession, event: Event) -> None:
-        data = _dm_of(event)
-        if data is None:
-            return
-        u = event.user
-        ident = await s.get(Identity, (u.platform, u.workspace, u.user_id))
-        if ident is not None:
-            changes = people.dm_route_changes(ident.dm, ident.reachable, data,
-                                              day_of(self.clock.now()))
-            for name, value in changes.items():
-                setattr(ident, name, value)
 
     async def prune_events(self, keep: timedelta = EVENT_RETRIES) -> None:
         """Forget event ids once no retry of them can arrive (kept by day: today and yesterday)."""
@@ -577,8 +604,8 @@ class Core:
             if person is None or not person.email:
                 return []
             email = person.email
-            known = {(i.platform, i.workspace, i.user_id)
-                     for i in await people.identities_of(s, person_id)}
+            known = {(i.platform, i.workspace, i.user_id) for i in held(self).identities(
+                person_id, await people.identities_of(s, person_id))}
         found: list[UserRef] = []
         for port in self.ports.values():
             finder = getattr(port, "find_user", None)
@@ -604,8 +631,11 @@ class Core:
         return idents
 
     async def reachable_identities(self, s: AsyncSession, person_id: str) -> list[Identity]:
-        """A person's accounts that can be messaged now: reachable, on a connected platform."""
-        return [i for i in await people.identities_of(s, person_id)
+        """A person's accounts that can be messaged now: reachable, on a connected platform.
+        This process's held links and routes count (bot/people/held.py); the objects are new,
+        in no session."""
+        stored = await people.identities_of(s, person_id)
+        return [i for i in held(self).identities(person_id, stored)
                 if i.reachable and i.platform in self.ports]
 
     async def send(self, conv: ConversationRef, message: Message) -> MessageRef:
@@ -635,6 +665,10 @@ class Core:
         await self.ports[ref.conversation.platform].update(ref, message)
 
     async def _store_dm(self, ident: Identity, conv: ConversationRef) -> None:
+        hold, account = held(self), (ident.platform, ident.workspace, ident.user_id)
+        if account in hold.links or account in hold.routes:
+            hold.route(account, people.conversation_to_json(conv))  # written with its link
+            return
         async with self.db.session() as s:
             row = await s.get(Identity, (ident.platform, ident.workspace, ident.user_id))
             if row is not None:
@@ -643,6 +677,9 @@ class Core:
 
     async def mark_unreachable(self, ident: Identity, reason: str) -> None:
         log.info("identity unreachable", extra={"platform": ident.platform})
+        hold, account = held(self), (ident.platform, ident.workspace, ident.user_id)
+        if account in hold.links or account in hold.routes:
+            hold.unreachable(account, reason)  # written so by the flush
         async with self.db.session() as s:
             row = await s.get(Identity, (ident.platform, ident.workspace, ident.user_id))
             if row is not None:
@@ -657,6 +694,12 @@ class Core:
             await self.start()
         when = now or self.clock.now()
         done: dict[str, int] = {}
+        # Accounts this process linked and routes it learnt, stored before a round or a
+        # broadcast reads them (bot/people/held.py).
+        try:
+            await flush_held(self)
+        except Exception:
+            log.exception("held account links not written before the scheduled work")
         for name, fn in self.router.tickers.items():
             try:
                 done[name] = await fn(self, when)

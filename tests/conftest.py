@@ -111,13 +111,16 @@ async def core(db: Database, settings: Settings, clock: FakeClock) -> AsyncItera
     """A core, with the feedback counts' and privacy notices' flushers running as in every
     process. Their period is an hour, so they write at the test's end and no test depends on
     when they fire; a test that reads the counters or notice rows flushes first
-    (`counts.flush`, `notice.flush`)."""
+    (`counts.flush`, `notice.flush`, `held.flush` for account links, DM routes and time
+    zones)."""
     from bot.feedback import counts
+    from bot.people import held
     from bot.privacy import notice
 
     c = Core(db, settings=settings, clock=clock)
     await c.start()
-    async with counts.flushing(c, every=3600), notice.flushing(c, every=3600):
+    async with (counts.flushing(c, every=3600), notice.flushing(c, every=3600),
+                held.flushing(c, every=3600)):
         yield c
 
 

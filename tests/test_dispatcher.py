@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bot.core import Core
 from bot.model import ActionEvent, MessageEvent
+from bot.people import held
 from bot.people.tables import PersonRole
 from tests.conformance.drivers.base import replies
 from tests.conformance.drivers.fake import FakeDriver
@@ -211,14 +212,22 @@ async def test_a_known_sender_gets_the_same_person_roles_and_dm_route_as_the_ful
             full.id, full.email, full.team_id, full.tz)
         assert roles == full_roles
     assert "team_lead" in roles and "practitioner" in roles  # the last one leads a team
-    # A new DM route is remembered, dated only by the day.
+    # A new DM route is remembered: used at once by this process, stored by the flusher
+    # (bot/people/held.py), undated.
+    await held.flush(loaded)
     moved = replace(d.conv(PRACTITIONER), conversation_id="D-NEW")
     await loaded.handle(MessageEvent("moved-1", d.user(PRACTITIONER), moved, text="whoami"), d.port)
     async with loaded.db.session() as s:
         ident = await s.get(Identity, ("fake", d.port.workspace, f"U-{PRACTITIONER}"))
         assert ident is not None and ident.dm is not None
-        assert ident.dm["conversation_id"] == "D-NEW"
-        assert ident.updated_at is not None and (ident.updated_at.hour, ident.updated_at.minute) == (0, 0)
+        assert ident.dm["conversation_id"] != "D-NEW"  # not in the message's transaction
+    assert held.held(loaded).routes[("fake", d.port.workspace, f"U-{PRACTITIONER}")][
+        "conversation_id"] == "D-NEW"
+    await held.flush(loaded)
+    async with loaded.db.session() as s:
+        ident = await s.get(Identity, ("fake", d.port.workspace, f"U-{PRACTITIONER}"))
+        assert ident is not None and ident.dm is not None
+        assert ident.dm["conversation_id"] == "D-NEW" and ident.updated_at is None
 
 
 # -- actions that continue the dispatcher's transaction (Router.action(joins=True)) ---------
@@ -418,6 +427,7 @@ async def test_a_reply_to_a_tap_without_a_conversation_goes_to_the_stored_dm_rou
     d.port.blocked.add(f"U-{PRACTITIONER}")
     await loaded.handle(ActionEvent("probe-2", d.user(PRACTITIONER), None, action_id="probe.x",
                                     value="1"), d.port)
+    await held.flush(loaded)  # the link and what became of the route (bot/people/held.py)
     async with loaded.db.session() as s:
         ident = await s.get(Identity, ("fake", d.port.workspace, f"U-{PRACTITIONER}"))
     assert ident is not None and not ident.reachable

@@ -8,7 +8,7 @@ from bot.audit import trail
 from bot.core import Core, Ctx
 from bot.errors import UserError
 from bot.model import Fields, Message, Text
-from bot.people import chat
+from bot.people import chat, held
 from bot.people import service as people
 from bot.roles import ALL_ROLES, CHANGE_TEAM, LABELS, PRACTITIONER, TEAM_LEAD
 from bot.router import Router
@@ -96,6 +96,7 @@ async def prune_events(core: Core, now: datetime) -> int:
 
 def register(r: Router) -> None:
     r.ticker("prune-events", prune_events)
+    r.worker("people-held", held.worker)
     r.command("help", help_, "what you can do here")
     r.intent(r"^(what can (you|i) do|commands|menu|hi|hello)$", "help")
     r.command("whoami", whoami, "who I think you are and your roles", private=True)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import bindparam, delete, exists, literal, select, update
+from sqlalchemy import bindparam, delete, exists, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.model import ConversationRef, UserRef
@@ -129,48 +128,66 @@ _KNOWN = (
            Identity.workspace == bindparam("workspace"),
            Identity.user_id == bindparam("user_id"))
 )
-def dm_route_changes(current: dict[str, Any] | None, reachable: bool,
-                     dm: dict[str, Any] | None, day: datetime) -> dict[str, Any]:
-    """What to store on an identity when an event arrives in direct conversation `dm`: the
-    route, if it changed (or the person was unreachable), dated only by the day, since a
-    per-event time next to a person would date their latest tap and so their latest answer."""
-    if dm is None or (current == dm and reachable):
-        return {}
-    return {"dm": dm, "reachable": True, "unreachable_reason": None, "updated_at": day}
-
-
 async def known_sender(
-    s: AsyncSession | AsyncConnection, user: UserRef, dm: dict[str, Any] | None, day: datetime
-) -> tuple[Person, frozenset[str], dict[str, Any] | None] | None:
-    """Who a known platform user is, their roles and their DM route on this platform (None if
-    they have none or are unreachable), in one statement; None if not known yet (or if their
-    time zone needs saving: `person_for` does that).
-
-    `dm`, when given, is the direct conversation the event came from: stored as their DM
-    route if it changed, dated only by `day`.
-    """
+    s: AsyncSession | AsyncConnection, user: UserRef
+) -> tuple[Person, frozenset[str], dict[str, Any] | None, bool] | None:
+    """Who a stored platform account is, their roles, its stored DM route and whether it is
+    reachable, in one statement that writes nothing; None if the account is not stored.
+    The Person is a new object, in no session: changing it writes nothing."""
     conn = await connection_of(s)
     rows = (await conn.execute(_KNOWN, {"platform": user.platform, "workspace": user.workspace,
                                         "user_id": user.user_id})).all()
     if not rows:
         return None
     r = rows[0]
-    tz = valid_tz(user.tz)
-    if tz and r.tz != tz and not r.from_programme:
-        return None
-    changes = dm_route_changes(r.dm, r.reachable, dm, day)
-    if changes:
-        await conn.execute(update(Identity).where(
-            Identity.platform == user.platform, Identity.workspace == user.workspace,
-            Identity.user_id == user.user_id).values(**changes))
     person = Person(id=r.id, email=r.email, display_name=r.display_name, tz=r.tz,
                     team_id=r.team_id, work_pattern=r.work_pattern,
                     from_programme=r.from_programme)
     roles = {PRACTITIONER, *(x.role for x in rows if x.role is not None)}
     if r.leads:
         roles.add(TEAM_LEAD)
-    route = changes["dm"] if changes else (r.dm if r.reachable else None)
-    return person, frozenset(roles), route
+    return person, frozenset(roles), r.dm, bool(r.reachable)
+
+
+_BY_ID = select(Person.id, Person.email, Person.display_name, Person.tz, Person.team_id,
+                Person.work_pattern, Person.from_programme).where(Person.id == bindparam("pid"))
+
+
+async def person_by_id(s: AsyncSession | AsyncConnection, person_id: str) -> Person | None:
+    """A person as a new object in no session (changing it writes nothing); None if gone."""
+    conn = await connection_of(s)
+    r = (await conn.execute(_BY_ID, {"pid": person_id})).first()
+    if r is None:
+        return None
+    return Person(id=r.id, email=r.email, display_name=r.display_name, tz=r.tz,
+                  team_id=r.team_id, work_pattern=r.work_pattern,
+                  from_programme=r.from_programme)
+
+
+async def person_to_link(s: AsyncSession, user: UserRef) -> Person:
+    """The person an account not stored yet belongs to (by verified email), created if new
+    and allowed (`may_enrol`), else NotEnrolled. Unlike `person_for` this stores no link and
+    no time zone for a person who exists: the caller holds those (bot/people/held.py)."""
+    person: Person | None = None
+    if user.email:
+        person = (
+            await s.execute(select(Person).where(Person.email == user.email.lower()))
+        ).scalar_one_or_none()
+    if person is None:
+        if not await may_enrol(s, user):
+            raise NotEnrolled(user.platform)
+        person = Person(
+            email=user.email.lower() if user.email and len(user.email) <= 320 else None,
+            display_name=(user.display_name or "")[:200],
+            tz=valid_tz(user.tz),
+        )
+        s.add(person)
+        await s.flush()
+        s.add(PersonRole(person_id=person.id, role=PRACTITIONER))
+        await s.flush()
+    found = await person_by_id(s, person.id)
+    assert found is not None
+    return found
 
 
 async def person_by_email(s: AsyncSession, email: str) -> Person | None:

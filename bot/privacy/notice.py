@@ -20,6 +20,7 @@ from sqlalchemy import Engine, bindparam, delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.model import Context, Message, Text
+from bot.people.held import flush as flush_links
 from bot.people.tables import Identity
 from bot.privacy.rules import Retention
 from bot.privacy.tables import NoticeShown
@@ -168,6 +169,10 @@ async def flush(core: Core) -> int:
     held = _UNWRITTEN.get(core)
     if held is None:
         return 0
+    if held.due:
+        # The accounts' links this process holds go first (bot/people/held.py): a row is
+        # written only for a linked account.
+        await flush_links(core)
     async with held.lock:
         if not held.due:
             return 0

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bot.config import Settings
 from bot.feedback import counts
+from bot.people import held
 from bot.privacy import notice
 from staffvoice.commands.programme import load
 from staffvoice.database import opened
@@ -32,10 +33,10 @@ def add_to(sub: argparse._SubParsersAction[argparse.ArgumentParser], settings: S
 async def chat(settings: Settings, email: str, at: str | None = None) -> int:
     from adapters.console.adapter import run
 
-    # The feedback counts and privacy notice rows this process holds are written every few
+    # The feedback counts, privacy notice rows and account links this process holds are written every few
     # seconds and at the end.
     async with (opened(settings, migrate=True) as core, counts.flushing(core),
-                notice.flushing(core)):
+                notice.flushing(core), held.flushing(core)):
         await run(core, email, at=at)
     return 0
 

@@ -160,10 +160,6 @@ async def test_the_stored_order_of_notice_rows_is_not_the_order_people_were_told
             assert stored == ids  # a plain scan walks the key, never the order told
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "B4: an account the bot never reached is linked (identities row) and its DM route stored, "
-    "dated by day, in the transaction of its first message (bot/core.py `_admit_on`, "
-    "bot/people/service.py `person_for`, `dm_route_changes`), just before the item"))
 async def test_a_first_message_from_an_account_never_reached_dates_no_row_of_its_sender(
         loaded: Core) -> None:
     """Attack: as above, but nobody DMed the newcomer before (no launch message): their first
@@ -182,11 +178,6 @@ async def test_a_first_message_from_an_account_never_reached_dates_no_row_of_its
     assert [row for rows in after.values() for row in rows if str(tuesday) in row] == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "B4: a platform time zone that differs from a person's stored one (people not from the "
-    "programme file; Teams sends one on every activity) is written by the admission of the next "
-    "event (bot/people/service.py `known_sender` then `person_for`), for a tap in the answer's "
-    "own transaction"))
 async def test_a_new_time_zone_on_a_tap_changes_no_row_naming_the_person(loaded: Core) -> None:
     """Attack (PostgreSQL): a person from the HR import (not the programme file) answers from a
     client now in another time zone; the intruder matches the `xmin` of rows naming people to

@@ -109,10 +109,12 @@ async def test_an_account_erased_before_the_flush_is_not_written_back(loaded: Co
     """Told, then erased (its identity gone) before the flusher ran: no row names it after."""
     from sqlalchemy import delete
 
+    from bot.people import held
     from bot.people.tables import Identity
 
     d = FakeDriver(loaded)
     await d.say(PRACTITIONER, "whoami")
+    assert await held.flush(loaded) == 2  # the account's link and its DM route
     async with loaded.db.session() as s:
         await s.execute(delete(Identity))
     assert await notice.flush(loaded) == 0 and notice.unwritten(loaded) == set()

@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from adapters.teams.tables import TeamsConversation, TeamsMember
 from bot.model import text_message
+from bot.people import held
 from bot.people import service as people
 from bot.people.tables import Identity
 from tests.conformance.drivers.teams import CHANNEL_ID, TEAM_ID, TeamsDriver, plain_of
@@ -41,6 +42,7 @@ async def test_team_members_are_an_audience(teams: TeamsDriver) -> None:
 async def test_a_personal_message_links_the_person_and_their_time_zone(teams: TeamsDriver) -> None:
     await teams.say(PRACTITIONER, "whoami")
     assert "Assessment" in teams.seen(PRACTITIONER)[-1] or teams.seen(PRACTITIONER)[-1]
+    await held.flush(teams.core)  # held apart from the message (docs/invariants.md, N21)
     async with teams.core.db.session() as s:
         person = await people.person_by_email(s, PRACTITIONER)
         assert person is not None
@@ -133,6 +135,7 @@ async def test_a_user_who_blocked_the_bot_is_recorded_unreachable_not_retried(
     assert person is not None
     assert await teams.core.dm(person.id, text_message("reminder")) is None
     assert len(teams.fake.state.calls) == calls + 1  # one try, no retries on 403
+    await held.flush(teams.core)  # the account linked by "help" is written by the flusher
     async with teams.core.db.session() as s:
         idents = await people.identities_of(s, person.id)
     assert [i.reachable for i in idents if i.platform == "teams"] == [False]

@@ -1,0 +1,203 @@
+"""Writes about a person that a message or tap would otherwise date: held, written in batches.
+
+The admission of an event (bot/core.py) learns things about its sender: an account seen for
+the first time (its `identities` link), the direct conversation it came from (its DM route),
+a time zone the platform reports (Teams sends one on every activity). Written in that
+event's transaction, or dated by its day, they would point a database reader at what the
+event carried: a first message is often "feedback", and a tap's admission is its answer's own
+transaction (docs/invariants.md, N21). So they wait here, per process, and the flusher writes
+them (every STAFFVOICE_FEEDBACK_FLUSH_INTERVAL and at the end, as the feedback counts and
+privacy notices are) in one transaction of its own that lays new links down in shuffled order
+and rewrites every `identities` row, and every `people` row when a time zone changed, so all
+live rows of the kind share the flush's `xmin`. Nothing it writes is dated.
+
+Until then this process reads its own held writes over the stored rows (`Held`), so it
+behaves as if they were written; another replica sees them after the flush. `Core.tick` flushes
+first, so a round or broadcast opened here sees every account this process linked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import bindparam, select, text, update
+
+from bot.people.tables import Identity, Person
+from storage.db import upsert
+
+if TYPE_CHECKING:
+    from bot.core import Core
+
+log = logging.getLogger("staffvoice.people")
+_shuffle = random.SystemRandom().shuffle
+
+Account = tuple[str, str, str]  # (platform, workspace, user id)
+UNREACHABLE = "unreachable"
+
+
+@dataclass
+class Held:
+    """One process's writes about people not yet stored (per Core: a test's two Cores are
+    two processes)."""
+
+    # Accounts linked here and not stored yet: account -> person id.
+    links: dict[Account, str] = field(default_factory=dict)
+    # DM routes learnt here: account -> route, or None once found unreachable.
+    routes: dict[Account, dict[str, Any] | None] = field(default_factory=dict)
+    # Why a held account was found unreachable (its route is None): account -> reason.
+    reasons: dict[Account, str] = field(default_factory=dict)
+    # Time zones the platform reported: person id -> zone.
+    tz: dict[str, str] = field(default_factory=dict)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one flush at a time
+
+    def __bool__(self) -> bool:
+        return bool(self.links or self.routes or self.tz)
+
+    def identities(self, person_id: str, stored: list[Identity]) -> list[Identity]:
+        """`stored` (a person's accounts as read) with this process's held links and routes
+        laid over them, as new objects (never the session's: nothing is written by this)."""
+        out: list[Identity] = []
+        seen: set[Account] = set()
+        for i in stored:
+            account = (i.platform, i.workspace, i.user_id)
+            seen.add(account)
+            dm, reachable, reason = i.dm, i.reachable, i.unreachable_reason
+            if account in self.routes:
+                route = self.routes[account]
+                dm, reachable = route, route is not None
+                reason = None if reachable else self.reasons.get(account, UNREACHABLE)
+            out.append(Identity(platform=i.platform, workspace=i.workspace, user_id=i.user_id,
+                                person_id=i.person_id, dm=dm, reachable=reachable,
+                                unreachable_reason=reason, updated_at=i.updated_at))
+        for account, pid in self.links.items():
+            if pid != person_id or account in seen:
+                continue
+            route = self.routes.get(account)
+            platform, workspace, user_id = account
+            reachable = account not in self.routes or route is not None
+            out.append(Identity(platform=platform, workspace=workspace, user_id=user_id,
+                                person_id=pid, dm=route, reachable=reachable,
+                                unreachable_reason=None if reachable else
+                                self.reasons.get(account, UNREACHABLE)))
+        return out
+
+    def unreachable(self, account: Account, reason: str) -> None:
+        """A held account's route no longer works (written so by the flush)."""
+        self.routes[account] = None
+        self.reasons[account] = reason[:200] or UNREACHABLE
+
+    def route(self, account: Account, dm: dict[str, Any]) -> None:
+        """A route learnt for an account (written by the flush)."""
+        self.routes[account] = dm
+        self.reasons.pop(account, None)
+
+
+_HELD: weakref.WeakKeyDictionary[Core, Held] = weakref.WeakKeyDictionary()
+
+
+def held(core: Core) -> Held:
+    """What `core` holds about people, not yet written."""
+    found = _HELD.get(core)
+    if found is None:
+        found = _HELD[core] = Held()
+    return found
+
+
+# PostgreSQL advisory lock (distinct from storage.db's, the feedback counters' and the
+# notices'): replicas flush one at a time, so each flush rewrites the rows the others wrote.
+FLUSH_LOCK = 0x5F5F_7376_0F0E
+_ADVISORY = text("SELECT pg_advisory_xact_lock(:k)")
+_EXISTING = select(Person.id).where(Person.id.in_(bindparam("ids", expanding=True)))
+_ROUTE = (update(Identity)
+          .where(Identity.platform == bindparam("p"), Identity.workspace == bindparam("w"),
+                 Identity.user_id == bindparam("u"))
+          .values(dm=bindparam("dm"), reachable=bindparam("ok"),
+                  unreachable_reason=bindparam("why")))
+_TZ = (update(Person).where(Person.id == bindparam("pid"), Person.from_programme.is_(False))
+       .values(tz=bindparam("zone")))
+# Column = column: a new version of every row, so every live row carries the flush's xmin.
+_TOUCH_IDENTITIES = update(Identity).values(reachable=Identity.reachable)
+_TOUCH_PEOPLE = update(Person).values(tz=Person.tz)
+
+
+async def flush(core: Core) -> int:
+    """Write what this process holds about people, in one transaction that lays new links
+    down in shuffled order and rewrites every identity row (and every person row, if a time
+    zone is written); returns how many writes. Kept for the next flush if it fails. A link
+    another replica stored first is left as it is; a person erased since is not written back."""
+    h = _HELD.get(core)
+    if h is None:
+        return 0
+    async with h.lock:
+        if not h:
+            return 0
+        links, routes, reasons, zones = h.links, h.routes, h.reasons, h.tz
+        h.links, h.routes, h.reasons, h.tz = {}, {}, {}, {}
+        try:
+            async with core.db.transaction() as conn:
+                if conn.dialect.name == "postgresql":
+                    await conn.execute(_ADVISORY, {"k": FLUSH_LOCK})
+                ids = sorted({*links.values(), *zones})
+                alive = set((await conn.execute(_EXISTING, {"ids": ids})).scalars()) if ids else set()
+                rows = [{"platform": p, "workspace": w, "user_id": u, "person_id": pid,
+                         "dm": None, "reachable": True, "unreachable_reason": None,
+                         "updated_at": None}
+                        for (p, w, u), pid in links.items() if pid in alive]
+                _shuffle(rows)  # laid down in this order (SQLite cells), never in the order seen
+                if rows:
+                    await conn.execute(upsert(conn.dialect.name, Identity).on_conflict_do_nothing(),
+                                       rows)
+                changes = [{"p": p, "w": w, "u": u, "dm": dm, "ok": dm is not None,
+                            "why": None if dm is not None else reasons.get((p, w, u), UNREACHABLE)}
+                           for (p, w, u), dm in routes.items()]
+                _shuffle(changes)
+                if changes:
+                    await conn.execute(_ROUTE, changes)
+                await conn.execute(_TOUCH_IDENTITIES)
+                tz = [{"pid": pid, "zone": zone} for pid, zone in zones.items() if pid in alive]
+                if tz:
+                    _shuffle(tz)
+                    await conn.execute(_TZ, tz)
+                    await conn.execute(_TOUCH_PEOPLE)
+        except BaseException:
+            # Kept for the next flush; anything held since wins over these.
+            h.links = {**links, **h.links}
+            h.routes = {**routes, **h.routes}
+            h.reasons = {**reasons, **h.reasons}
+            h.tz = {**zones, **h.tz}
+            raise
+        return len(rows) + len(changes) + len(tz)
+
+
+async def worker(core: Core, stop: asyncio.Event, every: float | None = None) -> None:
+    """Flush every few seconds (STAFFVOICE_FEEDBACK_FLUSH_INTERVAL) until `stop`, then once
+    more. A router worker: every `serve` replica runs one."""
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), core.settings.feedback_flush_s
+                                   if every is None else every)
+        except TimeoutError:
+            pass
+        try:
+            await flush(core)
+        except Exception:
+            log.exception("held account links, routes and time zones not written; trying again")
+
+
+@asynccontextmanager
+async def flushing(core: Core, every: float | None = None) -> AsyncIterator[None]:
+    """Run the flusher for the block (the console, tests), flushing once more at its end."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker(core, stop, every), name="people-held")
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
