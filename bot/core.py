@@ -586,7 +586,8 @@ class Core:
                 if ident.dm:
                     conv = people.conversation_from_json(ident.dm)
                 else:
-                    conv = await port.open_dm(UserRef(ident.platform, ident.workspace, ident.user_id))
+                    conv = await port.open_dm(UserRef(ident.platform, ident.workspace,
+                                                      ident.user_id), remember=not quiet)
                     if not quiet:
                         await self._store_dm(ident, conv)
                 return await port.send(conv, message)

@@ -46,8 +46,10 @@ class Port(Protocol):
         """Delete a message the bot sent."""
         ...
 
-    async def open_dm(self, user: UserRef) -> ConversationRef:
-        """The direct conversation with a user (opened if needed)."""
+    async def open_dm(self, user: UserRef, *, remember: bool = True) -> ConversationRef:
+        """The direct conversation with a user (opened if needed). `remember=False`: store
+        nothing about the user or the conversation (a DM whose moment would link them to
+        something anonymous, `Core.dm(quiet=True)`)."""
         ...
 
     async def open_form(self, event: Event, form: Form) -> None:

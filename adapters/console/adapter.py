@@ -154,7 +154,7 @@ class ConsolePort:
         else:
             self.inbox.setdefault(user, []).append(note)
 
-    async def open_dm(self, user: UserRef) -> ConversationRef:
+    async def open_dm(self, user: UserRef, *, remember: bool = True) -> ConversationRef:
         return ConversationRef(self.platform, WORKSPACE, user.user_id)
 
     async def find_user(self, email: str) -> UserRef | None:

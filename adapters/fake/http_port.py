@@ -71,7 +71,7 @@ class HttpPort:
         if data.get("not_found"):
             raise LookupError("message not found")
 
-    async def open_dm(self, user: UserRef) -> ConversationRef:
+    async def open_dm(self, user: UserRef, *, remember: bool = True) -> ConversationRef:
         data = await self._call("/open_dm", {"workspace": user.workspace, "user_id": user.user_id})
         return ConversationRef(self.platform, user.workspace, data["conversation"])
 

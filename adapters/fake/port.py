@@ -51,7 +51,7 @@ class FakePort:
     async def delete(self, ref: MessageRef) -> None:
         self.by_id[ref.message_id].deleted = True
 
-    async def open_dm(self, user: UserRef) -> ConversationRef:
+    async def open_dm(self, user: UserRef, *, remember: bool = True) -> ConversationRef:
         if user.user_id in self.blocked:
             raise Unreachable("user blocked the app")
         return ConversationRef(self.platform, self.workspace, self.dm_id(user.user_id))

@@ -460,7 +460,8 @@ class SlackPort:
         client = await self.workspaces.client(ref.conversation.workspace)
         await call(client.chat_delete, channel=ref.conversation.conversation_id, ts=ref.message_id)
 
-    async def open_dm(self, user: UserRef) -> ConversationRef:
+    async def open_dm(self, user: UserRef, *, remember: bool = True) -> ConversationRef:
+        # conversations.open stores nothing here, so `remember` changes nothing.
         client = await self.workspaces.client(user.workspace)
         resp = await call(client.conversations_open, users=user.user_id)
         return ConversationRef(PLATFORM, user.workspace, str(resp["channel"]["id"]), is_direct=True)

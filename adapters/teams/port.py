@@ -225,8 +225,10 @@ class TeamsPort:
 
         await self.pool.call(url, op, "delete")
 
-    async def open_dm(self, user: UserRef) -> ConversationRef:
-        """The personal chat: stored, or created (403 if the user has not installed the app)."""
+    async def open_dm(self, user: UserRef, *, remember: bool = True) -> ConversationRef:
+        """The personal chat: stored, or created (403 if the user has not installed the app).
+        A chat created is stored for later sends unless `remember` is False (the reference
+        returned carries its service URL, so sending to it needs no stored row)."""
         row = await refs.personal(self.db, user.workspace, user.user_id)
         if row is not None and row.installed:
             bot = (row.reference.get("bot") or {}).get("id", "")
@@ -248,6 +250,9 @@ class TeamsPort:
             return await c.conversations.create_conversation(params)
 
         res = await self.pool.call(anchor.service_url, op, "create conversation")
+        if not remember:
+            return conversation_ref(user.workspace, str(res.id), "personal", anchor.service_url,
+                                    bot_id)
         now = self.clock.now()
         await refs.remember(self.db, {
             "conversation": {"id": res.id, "conversationType": "personal",

@@ -60,3 +60,45 @@ async def test_replying_to_an_author_who_blocked_the_app_changes_no_row_that_nam
         k: v for k, v in before.items() if k not in skip}
     staff = (await dump(loaded.db))["broadcast_deliveries"]
     assert len({r["person_id"] for r in staff}) > 20  # everyone's row, not the author's alone
+
+
+async def test_a_reply_that_opens_a_teams_chat_with_its_author_stores_nothing_about_them(
+        loaded: Core) -> None:
+    """Attack (Teams): the author has no personal chat with the bot stored (they removed the
+    app, or only ever used it from the team's channel), so the reply's DM opens one. The
+    intruder looks for a row naming the author written with the reply.
+
+    Before: the Teams port stored the chat it opened (`teams_conversations`, the author's id,
+    the day, `installed`) in the transaction right after the reply's, naming the author of
+    the item replied to; "quiet" stopped at the core."""
+    from sqlalchemy import delete, update
+
+    from adapters.teams.tables import TeamsConversation
+    from bot.people.held import flush as flush_links
+    from bot.people.tables import Identity
+    from tests.conformance.drivers.teams import make
+
+    d = await make(loaded)
+    try:
+        assert await give(d, OTHER, TEXT, theme="workload", replies=True) is None
+        await flush_links(loaded)
+        author = d.fake.user_by_email(OTHER).id
+        async with loaded.db.session() as s:  # no personal chat with the author is stored
+            await s.execute(delete(TeamsConversation).where(TeamsConversation.user_id == author))
+            await s.execute(update(Identity).where(Identity.user_id == author).values(dm=None))
+        who = await identity_strings(loaded.db, OTHER)
+        await d.say(CHANGE, "feedback list")
+        ref = ref_for(d.seen(CHANGE)[-1], "Court deadlines clash")
+        await flush_links(loaded)
+        before = await rows_naming(loaded, who, skip=("processed_events",))
+        xmins = set() if loaded.db.is_sqlite else await _xmin_of_rows_naming(loaded, who)
+        shown = len(d.seen(OTHER))
+        await d.say(CHANGE, f"feedback reply #{ref}")
+        assert await d.submit(CHANGE, {"text": "Thank you, which court?"}) is None
+        await flush_links(loaded)
+        assert any("Read the answer" in m for m in d.seen(OTHER)[shown:])  # the notice arrived
+        assert await rows_naming(loaded, who, skip=("processed_events",)) == before
+        if not loaded.db.is_sqlite:
+            assert await _xmin_of_rows_naming(loaded, who) == xmins
+    finally:
+        await d.close()
