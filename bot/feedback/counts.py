@@ -32,6 +32,7 @@ from weakref import WeakKeyDictionary
 from sqlalchemy import Engine, bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from bot import flusher
 from bot.feedback.tables import FeedbackDailyCount, FeedbackDayKey
 from bot.programme.core_sections import programme_zone
 from bot.secrets import derive, keyed_hash, open_bytes, seal_bytes
@@ -290,31 +291,6 @@ async def flush(core: Core) -> int:
     return written
 
 
-async def worker(core: Core, stop: asyncio.Event, every: float | None = None) -> None:
-    """Flush every `every` seconds (default: the settings' `feedback_flush_s`, from
-    STAFFVOICE_FEEDBACK_FLUSH_INTERVAL) until `stop`, then once more.
-
-    A router worker, so every `serve` replica runs one; `flushing` runs it elsewhere."""
-    period = core.settings.feedback_flush_s if every is None else every
-    while not stop.is_set():
-        try:
-            await asyncio.wait_for(stop.wait(), period)
-        except TimeoutError:
-            pass
-        try:
-            await flush(core)
-        except Exception:
-            # Kept for the next try; the items themselves are stored already.
-            log.exception("feedback counts not written; trying again")
-
-
-@asynccontextmanager
-async def flushing(core: Core, every: float | None = None) -> AsyncIterator[None]:
-    """Run the flusher for the block (the console, tests), flushing once more at its end."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker(core, stop, every), name="feedback-counts")
-    try:
-        yield
-    finally:
-        stop.set()
-        await task
+# A router worker (every `serve` replica runs one), and `flushing` for the console and tests.
+worker = flusher.worker_for(flush, log, "feedback counts")
+flushing = flusher.running(worker, "feedback-counts")

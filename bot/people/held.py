@@ -22,13 +22,12 @@ import asyncio
 import logging
 import random
 import weakref
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, select, text, update
 
+from bot import flusher
 from bot.people.tables import Identity, Person
 from storage.db import upsert
 
@@ -176,28 +175,6 @@ async def flush(core: Core) -> int:
         return len(rows) + len(changes) + len(tz)
 
 
-async def worker(core: Core, stop: asyncio.Event, every: float | None = None) -> None:
-    """Flush every few seconds (STAFFVOICE_FEEDBACK_FLUSH_INTERVAL) until `stop`, then once
-    more. A router worker: every `serve` replica runs one."""
-    while not stop.is_set():
-        try:
-            await asyncio.wait_for(stop.wait(), core.settings.feedback_flush_s
-                                   if every is None else every)
-        except TimeoutError:
-            pass
-        try:
-            await flush(core)
-        except Exception:
-            log.exception("held account links, routes and time zones not written; trying again")
-
-
-@asynccontextmanager
-async def flushing(core: Core, every: float | None = None) -> AsyncIterator[None]:
-    """Run the flusher for the block (the console, tests), flushing once more at its end."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker(core, stop, every), name="people-held")
-    try:
-        yield
-    finally:
-        stop.set()
-        await task
+# A router worker (every `serve` replica runs one), and `flushing` for the console and tests.
+worker = flusher.worker_for(flush, log, "held account links, routes and time zones")
+flushing = flusher.running(worker, "people-held")

@@ -11,14 +11,13 @@ import asyncio
 import logging
 import random
 import weakref
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, bindparam, delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from bot import flusher
 from bot.model import Context, Message, Text
 from bot.people.held import flush as flush_links
 from bot.people.tables import Identity
@@ -209,28 +208,6 @@ async def flush(core: Core) -> int:
         return len(rows)
 
 
-async def worker(core: Core, stop: asyncio.Event, every: float | None = None) -> None:
-    """Flush every few seconds (the feedback counts' interval, STAFFVOICE_FEEDBACK_FLUSH_
-    INTERVAL) until `stop`, then once more. A router worker: every `serve` replica runs one."""
-    while not stop.is_set():
-        try:
-            await asyncio.wait_for(stop.wait(), core.settings.feedback_flush_s
-                                   if every is None else every)
-        except TimeoutError:
-            pass
-        try:
-            await flush(core)
-        except Exception:
-            log.exception("privacy notice rows not written; trying again")
-
-
-@asynccontextmanager
-async def flushing(core: Core, every: float | None = None) -> AsyncIterator[None]:
-    """Run the flusher for the block (the console, tests), flushing once more at its end."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker(core, stop, every), name="privacy-notices")
-    try:
-        yield
-    finally:
-        stop.set()
-        await task
+# A router worker (every `serve` replica runs one), and `flushing` for the console and tests.
+worker = flusher.worker_for(flush, log, "privacy notice rows")
+flushing = flusher.running(worker, "privacy-notices")
