@@ -85,23 +85,8 @@ async def person_for(s: AsyncSession, user: UserRef) -> Person:
         if tz and known.tz != tz and not known.from_programme:
             known.tz = tz
         return known
-    person: Person | None = None
-    if user.email:
-        person = (
-            await s.execute(select(Person).where(Person.email == user.email.lower()))
-        ).scalar_one_or_none()
-    if person is None:
-        if not await may_enrol(s, user):
-            raise NotEnrolled(user.platform)
-        person = Person(
-            email=user.email.lower() if user.email and len(user.email) <= 320 else None,
-            display_name=(user.display_name or "")[:200],
-            tz=valid_tz(user.tz),
-        )
-        s.add(person)
-        await s.flush()
-        s.add(PersonRole(person_id=person.id, role=PRACTITIONER))
-    elif valid_tz(user.tz) and not person.tz:
+    person, created = await _found_or_enrolled(s, user)
+    if not created and valid_tz(user.tz) and not person.tz:
         person.tz = valid_tz(user.tz)
     s.add(
         Identity(
@@ -113,6 +98,30 @@ async def person_for(s: AsyncSession, user: UserRef) -> Person:
     )
     await s.flush()
     return person
+
+
+async def _found_or_enrolled(s: AsyncSession, user: UserRef) -> tuple[Person, bool]:
+    """The person an account belongs to, by its verified email, or a new practitioner if
+    enrolment allows (`may_enrol`), else NotEnrolled; True when the person was created."""
+    person: Person | None = None
+    if user.email:
+        person = (
+            await s.execute(select(Person).where(Person.email == user.email.lower()))
+        ).scalar_one_or_none()
+    if person is not None:
+        return person, False
+    if not await may_enrol(s, user):
+        raise NotEnrolled(user.platform)
+    person = Person(
+        email=user.email.lower() if user.email and len(user.email) <= 320 else None,
+        display_name=(user.display_name or "")[:200],
+        tz=valid_tz(user.tz),
+    )
+    s.add(person)
+    await s.flush()
+    s.add(PersonRole(person_id=person.id, role=PRACTITIONER))
+    await s.flush()
+    return person, True
 
 
 # The sender of almost every event is known: one prepared statement finds them, their roles
@@ -168,23 +177,7 @@ async def person_to_link(s: AsyncSession, user: UserRef) -> Person:
     """The person an account not stored yet belongs to (by verified email), created if new
     and allowed (`may_enrol`), else NotEnrolled. Unlike `person_for` this stores no link and
     no time zone for a person who exists: the caller holds those (bot/people/held.py)."""
-    person: Person | None = None
-    if user.email:
-        person = (
-            await s.execute(select(Person).where(Person.email == user.email.lower()))
-        ).scalar_one_or_none()
-    if person is None:
-        if not await may_enrol(s, user):
-            raise NotEnrolled(user.platform)
-        person = Person(
-            email=user.email.lower() if user.email and len(user.email) <= 320 else None,
-            display_name=(user.display_name or "")[:200],
-            tz=valid_tz(user.tz),
-        )
-        s.add(person)
-        await s.flush()
-        s.add(PersonRole(person_id=person.id, role=PRACTITIONER))
-        await s.flush()
+    person, _created = await _found_or_enrolled(s, user)
     found = await person_by_id(s, person.id)
     assert found is not None
     return found
