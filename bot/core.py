@@ -44,6 +44,7 @@ from bot.port import PlatformError, Port, Unreachable
 from bot.roles import describe
 from bot.router import Action, Command, Router
 from bot.secrets import keyed_hash
+from storage import written
 from storage.db import Database
 from storage.retry import Retry, database_busy
 
@@ -93,11 +94,14 @@ class _Pending:
 
     def __init__(self, conn: AsyncConnection, tx: AsyncTransaction) -> None:
         self.conn, self.tx = conn, tx
+        self.written: set[str] = set()  # tables a joined session changed (storage/written.py)
 
     async def end(self, *, commit: bool) -> None:
         try:
             if self.tx.is_active:
                 await (self.tx.commit() if commit else self.tx.rollback())
+                if commit:  # now the changes are there for other connections to read
+                    written.committed(self.conn.sync_engine, self.written)
         finally:
             await self.conn.close()
 
@@ -147,6 +151,7 @@ class Ctx:
             # Bound to the open transaction: the session's commit only flushes; the
             # dispatcher's transaction is committed below, once.
             async with AsyncSession(bind=pending.conn, expire_on_commit=False) as s:
+                written.defer_commit(s.sync_session, pending.written)
                 yield s
                 await s.commit()
         except BaseException:

@@ -4,7 +4,8 @@ A per-process cache of something read from a few tables (the roadmap overview) c
 counters of those tables with the ones it saw when it read: any difference and it reads again.
 The counters move when a session flushes a change to one of the tables (objects added,
 changed or deleted; an INSERT, UPDATE or DELETE statement run with `session.execute`) and
-again when that session commits, so a read that raced the commit is not kept either.
+again when that session commits, so a read that raced the commit is not kept either (for a
+session in a transaction committed later, the dispatcher's, when that one commits: `defer_commit`).
 
 Not seen here: writes by other processes (replicas, the command line, an operator's SQL) and
 statements run on a bare connection (`Database.transaction`) rather than a session. A cache
@@ -27,6 +28,7 @@ from sqlalchemy.sql.elements import TextClause
 
 ANY = "*"  # a change whose table is not known (a textual statement): counts for every table
 _PENDING = "staffvoice.tables_written"  # Session.info: tables changed in this transaction
+_DEFER = "staffvoice.tables_committed_later"  # Session.info: see `defer_commit`
 _COUNTS: weakref.WeakKeyDictionary[Engine, Counter[str]] = weakref.WeakKeyDictionary()
 
 
@@ -84,9 +86,28 @@ def _executed(state: ORMExecuteState) -> None:
         _changed(state.session, {ANY})
 
 
+def defer_commit(session: Session, into: set[str]) -> None:
+    """For a session bound to a transaction someone else commits later (the dispatcher's):
+    its commit only ends the session, so the tables it changed are gathered in `into`, to be
+    counted by `committed` once that transaction really commits. Counted at the session's
+    commit, a read between the two would be kept under the new count with the old rows."""
+    session.info[_DEFER] = into
+
+
+def committed(engine: Engine, names: Iterable[str]) -> None:
+    """Count `names` again now that the transaction that changed them has committed."""
+    names = set(names)
+    if names:
+        _bump(engine, names)
+
+
 @event.listens_for(Session, "after_commit")
 def _committed(session: Session) -> None:
     names = session.info.pop(_PENDING, None)
+    later = session.info.get(_DEFER)
+    if names and later is not None:
+        later.update(names)
+        return
     engine = _engine_of(session)
     if names and engine is not None:
         _bump(engine, names)

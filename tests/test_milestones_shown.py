@@ -6,13 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import date, timedelta
 
-from sqlalchemy import event, text, update
+from sqlalchemy import event, select, text, update
 
-from bot.core import Core
+from bot.core import Core, Ctx, _Pending
+from bot.milestones import service as milestones
 from bot.milestones import shown
 from bot.milestones.tables import Milestone
+from bot.model import MessageEvent, plain_text
 from bot.people.tables import Person, Team
 from storage.db import Database
 from tests.conformance.drivers.fake import FakeDriver
@@ -117,3 +119,42 @@ async def test_a_new_day_or_a_clock_set_back_redraws_the_card(loaded: Core) -> N
     loaded.clock.set(midnight - timedelta(seconds=1))  # type: ignore[attr-defined]
     line = next(x for x in (await status(d)).splitlines() if "family-network-meetings" in x)
     assert "41%" in line and "updated today" in line
+
+
+async def test_a_change_in_the_dispatchers_transaction_shows_once_it_is_committed(
+        loaded: Core) -> None:
+    """A handler that joins the dispatcher's transaction changes a milestone; another "status"
+    in this process draws the card after the handler's session committed (which only ends
+    the session: nothing is committed yet) and before the dispatcher's commit.
+
+    Before: the counters moved at the session's commit, so that status cached the old card
+    under the new count, and "status" after the real commit showed the old title for up to
+    `STALE`."""
+    d = FakeDriver(loaded)
+    assert TITLE in await status(d)
+    today = await _today(loaded)
+    drawn: list[str] = []
+
+    class Racing(_Pending):
+        async def end(self, *, commit: bool) -> None:
+            async with loaded.db.engine.connect() as other:  # status, in the meantime
+                drawn.append(plain_text(await shown.overview(other, loaded.clock.now(), today)))
+            await super().end(commit=commit)
+
+    conn = await loaded.db.engine.connect()
+    pending = Racing(conn, await conn.begin())
+    async with loaded.db.session() as s:
+        person = (await s.execute(select(Person).where(Person.email == CHANGE))).scalar_one()
+    ctx = Ctx(loaded, MessageEvent("race", d.user(CHANGE), d.conv(CHANGE), text="x", trigger="t"),
+              d.port, person, frozenset(), pending=pending)
+    async with ctx.session() as s:
+        milestone = await s.get(Milestone, "recording-templates")
+        assert milestone is not None
+        milestone.title = "Recording templates in use"
+    assert drawn and TITLE in drawn[0]  # the window was there: the old rows were read
+    assert "Recording templates in use" in await status(d)  # the same second
+
+
+async def _today(core: Core) -> date:
+    async with core.db.engine.connect() as conn:
+        return await milestones.today(conn, core.clock.now())

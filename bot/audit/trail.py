@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -88,18 +88,23 @@ async def actor_key(s: AsyncSession, who: Who) -> str:
 
 async def record(db: Database, who: Who, action: str, *, surface: str, now: datetime,
                  target: str = "", subject: Who | None = None,
-                 detail: dict[str, Any] | None = None) -> int:
+                 detail: dict[str, Any] | None = None,
+                 only_if: Callable[[AsyncSession], Awaitable[bool]] | None = None) -> int:
     """Append one entry (its own transaction); its sequence number.
 
     `target` says what was viewed or changed (a survey, an item reference, a file name) and
     must never name a person: a person an action is about goes in `subject`. `detail` holds
-    counts and settings, never anonymous content."""
+    counts and settings, never anonymous content. `only_if(session)` runs first in the same
+    transaction (a claim that this entry is the one to write): False records nothing and
+    returns 0, and whatever it wrote commits with the entry or not at all."""
     clean = json.loads(json.dumps(detail or {}, sort_keys=True, default=str))
 
     async def append() -> int:
         async with db.session() as s:
             if not db.is_sqlite:
                 await s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": APPEND_LOCK})
+            if only_if is not None and not await only_if(s):
+                return 0
             actor = await actor_key(s, who)
             about = await actor_key(s, subject) if subject is not None else None
             head = (await s.execute(select(AuditEntry.seq, AuditEntry.hash)

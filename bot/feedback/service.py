@@ -34,6 +34,7 @@ from bot.feedback.tables import (
 from bot.model import Choice, Choices, Context, Fields, Message, Text
 from bot.people import service as people
 from bot.people.tables import Theme
+from bot.port import RateLimited, TransientError
 from bot.programme.core_sections import get_setting
 from bot.roles import SAFEGUARDING_LEAD
 from bot.secrets import keyed_hash
@@ -417,11 +418,18 @@ async def _open_route(core: Core, handle: FeedbackHandle) -> sealing.Route:
     return sealing.open_sealed(core.secret, handle.id, handle.sealed)
 
 
-async def reply(core: Core, item_id: str, team_person_id: str, text: str) -> bool:
-    """Store a change-team reply and tell the author; False if the author could not be reached.
+NOTICE_ATTEMPTS = 6
+# Author notices being sent after their reply's commit (see `reply`); `settle_notices` waits.
+NOTICES: set[asyncio.Task[None]] = set()
 
-    Callers must not show the result to the change team: whether an author is reachable
-    (left, blocked the app) narrows who they are.
+
+async def reply(core: Core, item_id: str, team_person_id: str, text: str) -> None:
+    """Store a change-team reply; the author is told after the commit, in the background.
+
+    The caller's answer never waits on the platform: if a reply to a live route returned only
+    after the author's DM while one to a stopped route returned at once, the change team could
+    time its replies and learn which routes are stopped, and which stopped together (N17). For
+    the same reason nothing says whether the author was reached (left, blocked the app).
     """
     async with core.db.session() as s:
         handle = (await s.execute(select(FeedbackHandle).where(
@@ -440,10 +448,33 @@ async def reply(core: Core, item_id: str, team_person_id: str, text: str) -> boo
         item = await s.get(FeedbackItem, item_id)
         if item is not None and item.status == "new":
             item.status = "read"
-    if route is None:
-        return False
-    # Quiet: a row of the author's changed right after this reply would name them.
-    return await core.dm(route.person_id, author_notice(route.token), quiet=True) is not None
+    if route is not None:
+        task = asyncio.get_running_loop().create_task(_tell_author(core, route))
+        NOTICES.add(task)
+        task.add_done_callback(NOTICES.discard)
+
+
+async def _tell_author(core: Core, route: sealing.Route) -> None:
+    """The notice, retried while the platform is busy or failing (a few minutes at most)."""
+    for attempt in range(NOTICE_ATTEMPTS):
+        try:
+            # Quiet: a row of the author's changed right after this reply would name them.
+            await core.dm(route.person_id, author_notice(route.token), quiet=True)
+            return
+        except RateLimited as e:
+            wait = e.retry_after
+        except TransientError:
+            wait = 2.0 ** attempt
+        except Exception:
+            break
+        await asyncio.sleep(min(wait, 60.0))
+    log.warning("could not tell an author there is a reply")  # names nobody
+
+
+async def settle_notices() -> None:
+    """Wait for the author notices being sent (tests, and a clean shutdown)."""
+    while NOTICES:
+        await asyncio.gather(*list(NOTICES), return_exceptions=True)
 
 
 async def handle_for_token(core: Core, s: AsyncSession, token: str, person_id: str) -> FeedbackHandle:

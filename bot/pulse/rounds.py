@@ -190,7 +190,9 @@ async def remind_due(core: Core, round_id: str, now: datetime) -> int:
         if at > now:
             continue
         key = f"remind:{round_id}:{at:%Y%m%dT%H%M}"
-        await once(core, JOB, key, at, now, REMIND_GRACE)  # recorded the first time only
+        # recorded the first time only; on time, stamped with the send time, not the tick's
+        # moment (which tick wrote it must not show who was still to finish)
+        await once(core, JOB, key, at, now, REMIND_GRACE, stamp_due=True)
         skip[at] = await too_late(core, JOB, key, at, now, REMIND_GRACE)
     sent = 0
     for part, person, hours in people:
@@ -283,5 +285,16 @@ async def _next_prompts(s: Any, prog: dict[str, Any], rnd: PulseRound, now: date
         if not invite and at - send_time(pattern, base) > REMIND_GRACE:
             continue  # would be skipped, not sent
         if at < rnd.closes_at:
+            out.append(at)
+    # Every asked pattern's send time wakes the scheduler, finished or not, so its record is
+    # written at that moment either way (N16): waking only for the unfinished would leave the
+    # record of a one-person pattern to the next interval tick when that person had answered.
+    asked = (await s.execute(
+        select(Person.tz, Person.work_pattern).join(P, P.person_id == Person.id)
+        .where(P.round_id == rnd.id))).all()
+    patterns = {(tz, json.dumps(own, sort_keys=True)): own for tz, own in asked}
+    for (tz, _key), own in patterns.items():
+        at = send_time(Pattern.from_settings(prog, tz, own), rnd.remind_at)
+        if now < at < rnd.closes_at:
             out.append(at)
     return out

@@ -136,14 +136,19 @@ def fell_in_gap(due_at: datetime, now: datetime) -> bool:
 
 
 async def once(core: Core, job: str, key: str, due_at: datetime, now: datetime | None = None,
-               grace: timedelta = DEFAULT_GRACE) -> bool:
-    """Claim one due item of `job`: True to do it now; False if done before or too late (skipped)."""
+               grace: timedelta = DEFAULT_GRACE, *, stamp_due: bool = False) -> bool:
+    """Claim one due item of `job`: True to do it now; False if done before or too late (skipped).
+
+    With `stamp_due`, an item done on time is recorded `at` its due time rather than to the
+    microsecond of the tick that did it (which tick that was can say something: N16).
+    """
     now = now or core.clock.now()
     if now - due_at > grace:
         outcome = "skipped"
     else:
         outcome = "caught-up" if fell_in_gap(due_at, now) else "done"
-    if not await note(core, job, key, due_at, now, outcome):
+    at = due_at if stamp_due and outcome == "done" else now
+    if not await note(core, job, key, due_at, now, outcome, at=at):
         return False
     return outcome != "skipped"
 
@@ -177,15 +182,17 @@ async def was_skipped(core: Core, job: str, key: str) -> bool:
     return seen is not None and seen.outcome == "skipped"
 
 
-async def note(core: Core, job: str, key: str, due_at: datetime, now: datetime, outcome: str
-               ) -> bool:
-    """Record one occurrence of `job` (done, caught-up or skipped); False if it was recorded before."""
+async def note(core: Core, job: str, key: str, due_at: datetime, now: datetime, outcome: str,
+               *, at: datetime | None = None) -> bool:
+    """Record one occurrence of `job` (done, caught-up or skipped); False if it was recorded before.
+
+    `at` is the moment stored (`now` unless given)."""
     try:
         async with core.db.session() as s:
             # Looked up first so a repeat costs a read, not a failed insert in the server log.
             if await s.get(Occurrence, (job, key[:200])) is not None:
                 return False
-            s.add(Occurrence(job=job, key=key[:200], due_at=due_at, outcome=outcome, at=now))
+            s.add(Occurrence(job=job, key=key[:200], due_at=due_at, outcome=outcome, at=at or now))
     except IntegrityError:
         return False  # another scheduler recorded it first
     if outcome == "skipped":

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bot.config import Settings
 from bot.feedback import counts
+from bot.feedback.service import settle_notices
 from bot.people import held
 from bot.privacy import notice
 from staffvoice.commands.programme import load
@@ -38,6 +39,7 @@ async def chat(settings: Settings, email: str, at: str | None = None) -> int:
     async with (opened(settings, migrate=True) as core, counts.flushing(core),
                 notice.flushing(core), held.flushing(core)):
         await run(core, email, at=at)
+        await settle_notices()  # a reply's notice to its author, sent in the background
     return 0
 
 

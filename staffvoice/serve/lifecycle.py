@@ -26,6 +26,7 @@ from aiohttp import web
 
 from bot.config import Settings
 from bot.core import Core
+from bot.feedback.service import settle_notices
 from bot.router import Router
 from bot.scheduling.scheduler import Scheduler
 from bot.secrets import missing_key_problem
@@ -178,6 +179,10 @@ async def _shutdown(health: Health, sites: list[web.BaseSite], runner: web.AppRu
     health.stopping = True
     for site in sites:
         await site.stop()  # stop accepting; requests in progress finish
+    try:  # the notices of replies just saved (bot/feedback/service.py `reply`)
+        await asyncio.wait_for(settle_notices(), timeout=DRAIN_S)
+    except TimeoutError:
+        log.warning("reply notices still being sent at shutdown were dropped")
     await scheduler.stop()  # waits for a tick in progress
     worker_stop.set()
     if workers:

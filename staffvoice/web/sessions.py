@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from aiohttp import web
 from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.people import service as people
 from bot.people.tables import Person
@@ -103,27 +104,18 @@ async def _lookup(request: web.Request, row_id: str, touch: bool = True) -> Sess
                        person.email or "", person.team_id, roles, row.expires_at)
 
 
-async def claim_stream_audit(request: web.Request, token_id: str, every: timedelta) -> bool:
+async def claim_stream_audit(s: AsyncSession, token_id: str, now: datetime,
+                             every: timedelta) -> bool:
     """True for the one request, on any replica, that should record this session's viewing of
     a live stream now: none recorded it in the last `every`. A conditional update of the
-    session's row, so two replicas at once cannot both win (the second sees the first's
-    value once its row lock is released)."""
-    now = request.app[CORE].clock.now()
-    async with request.app[CORE].db.session() as s:
-        res = await s.execute(update(WebSession).where(
-            WebSession.id == token_id,
-            (WebSession.stream_audited_at.is_(None))
-            | (WebSession.stream_audited_at <= now - every)).values(stream_audited_at=now))
-        await s.commit()
+    session's row, in the caller's transaction (the audit entry's: `trail.record(only_if=)`),
+    so the claim and the entry commit together, and two replicas at once cannot both win
+    (the second sees the first's value once its row lock is released)."""
+    res = await s.execute(update(WebSession).where(
+        WebSession.id == token_id,
+        (WebSession.stream_audited_at.is_(None))
+        | (WebSession.stream_audited_at <= now - every)).values(stream_audited_at=now))
     return bool(res.rowcount)  # type: ignore[attr-defined]
-
-
-async def release_stream_audit(request: web.Request, token_id: str) -> None:
-    """The claim's entry could not be written: let the next request record it."""
-    async with request.app[CORE].db.session() as s:
-        await s.execute(update(WebSession).where(WebSession.id == token_id)
-                        .values(stream_audited_at=None))
-        await s.commit()
 
 
 async def recheck(request: web.Request, token_id: str) -> Session | None:

@@ -11,13 +11,22 @@ answered by the reminder. CI runs this folder on SQLite and on PostgreSQL.
 from __future__ import annotations
 
 import logging
+import shutil
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
+from bot.clock import FakeClock
+from bot.config import Settings
 from bot.core import Core
+from bot.programme import loader
+from bot.scheduling.leader import Always
+from bot.scheduling.scheduler import Scheduler
+from storage.db import Database
 from tests.conformance.drivers.fake import FakeDriver
-from tests.conftest import MONDAY_10
+from tests.conftest import EXAMPLE, MONDAY_10, _emptying
 from tests.test_feedback_helpers import dump
 
 NIGHT = "nightduty@northbridge.example"  # the only person who works 17:00-23:00
@@ -65,3 +74,66 @@ async def test_the_reminder_records_are_the_same_whether_or_not_one_person_answe
     assert records == [("pulse", "remind:R:20261202T1000", "done"),
                        ("pulse", "remind:R:20261202T1700", "skipped")]
     assert lines == [("missed beyond its grace period; skipped", 25 * 3600)]
+
+
+async def _round_on_time(core: Core, night_answers: bool) -> list[dict[str, object]]:
+    """The scheduler running through Wednesday's 17:00 send time as in production (an interval
+    tick every 30 s, and a wake-up when a ticker says work is due); every column of the pulse
+    records once the round closed (the round's id written R)."""
+    d = FakeDriver(core)
+    clock = core.clock
+    await core.tick()
+    clock.set(MONDAY_10 + timedelta(hours=8))  # type: ignore[attr-defined]  # Monday 18:00
+    await core.tick()  # the night duty worker is at work: invited
+    if night_answers:
+        for label in ("4", "4", "4", "4", "4", "8", "Skip"):
+            await d.tap(NIGHT, label)
+    sched = Scheduler(core, Always(), interval_s=30)
+    clock.set(MONDAY_10 + timedelta(days=2))  # type: ignore[attr-defined]  # Wednesday 10:00
+    await sched.tick()  # the day workers' reminders
+    # An interval tick at 16:59:45 lands the next one at 17:00:15, 15 s after the send time.
+    clock.set(MONDAY_10 + timedelta(days=2, hours=6, minutes=59, seconds=45))  # type: ignore[attr-defined]
+    end = MONDAY_10 + timedelta(days=2, hours=7, minutes=1)
+    while clock.now() < end:
+        await sched.tick()
+        step = clock.now() + timedelta(seconds=sched.interval_s)
+        soon = await sched.soonest_due(clock.now())
+        clock.set(min(step, soon) if soon else step)  # type: ignore[attr-defined]
+    clock.set(MONDAY_10 + timedelta(days=5))  # type: ignore[attr-defined]
+    await sched.tick()  # Friday 17:00 has passed: the round closes
+    tables = await dump(core.db)
+    [rnd] = tables["pulse_rounds"]
+    assert rnd["state"] == "closed"
+    return sorted(({**r, "key": r["key"].replace(rnd["id"], "R")}
+                   for r in tables["scheduler_occurrences"] if r["key"].startswith("remind:")),
+                  key=lambda r: str(r["key"]))
+
+
+async def test_the_reminder_records_are_stored_alike_whether_or_not_the_lone_worker_finished(
+        db_url: str, _template: str, tmp_path: Path, settings: Settings) -> None:
+    """Attack, known author: the night duty worker alone works 17:00-23:00. Read every column
+    of the record of that send time, in a world where they answered on Monday and in one where
+    they did not.
+
+    Before: with them finished, nothing asked the scheduler to wake at 17:00, so the record
+    waited for the interval tick (`at` 17:00:15); without, it was written at 17:00:00.
+    """
+    seen = []
+    for night_answers in (True, False):
+        if db_url.startswith("sqlite"):  # each world from the migrated, empty database
+            path = tmp_path / f"world-{night_answers}.db"
+            shutil.copy(_template, path)
+            db = Database(f"sqlite+svinline:///{path}")
+        else:
+            db = Database(db_url)
+            async with db.engine.begin() as conn:
+                await conn.execute(text(_emptying()))
+        core = Core(db, settings=settings, clock=FakeClock(MONDAY_10))
+        await core.start()
+        await loader.load(core.db, EXAMPLE.read_text(), core.router)
+        seen.append(await _round_on_time(core, night_answers))
+        await db.dispose()
+    answered, did_not = seen
+    assert answered == did_not
+    night = [r for r in did_not if str(r["key"]).endswith("T1700")]
+    assert [(r["outcome"], r["at"]) for r in night] == [("done", night[0]["due_at"])]

@@ -9,7 +9,11 @@ the author of the other. CI runs this folder on SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
+
 from bot.core import Core
+from bot.feedback import service as fb
+from bot.model import ConversationRef, Message, MessageRef
 from tests.conformance.drivers.fake import FakeDriver
 from tests.test_feedback_helpers import CHANGE, OTHER, PRACTITIONER, dump, give, ref_for
 
@@ -66,3 +70,48 @@ async def test_stopping_every_reply_does_not_show_which_items_share_an_author(lo
         assert len(xmins) == 3 and len(set(xmins)) == 1, xmins
     tables = await dump(loaded.db)
     assert len(tables["feedback_handles"]) == 3
+
+
+async def test_a_reply_to_a_stopped_route_is_answered_as_one_to_a_live_route(loaded: Core) -> None:
+    """Attack: time the answer to each reply. The platform is slow to deliver a DM (here it
+    holds the author's until the replies are done); a reply whose answer waits on it reaches
+    a live route, one answered at once a stopped route.
+
+    Before: the reply waited for the author's DM before the change team's answer came back,
+    so with the author's DM held it never came back (the guard below gives up).
+    """
+    d = FakeDriver(loaded)
+    assert await give(d, PRACTITIONER, ONE[0], replies=True) is None
+    assert await give(d, OTHER, TWO, replies=True) is None
+    await d.say(OTHER, "feedback stop replies")
+    await d.say(CHANGE, "feedback list")
+    listing = d.seen(CHANGE)[-1]
+    live, stopped = ref_for(listing, ONE[0][:30]), ref_for(listing, TWO[:30])
+    author = d.conv(PRACTITIONER).conversation_id
+    held = asyncio.Event()
+    send = d.port.send
+
+    async def slow_send(conversation: ConversationRef, message: Message) -> MessageRef:
+        if conversation.conversation_id == author:
+            await held.wait()  # the platform answers only later
+        return await send(conversation, message)
+
+    d.port.send = slow_send  # type: ignore[method-assign]
+    d.wait_for_notices = False
+    seen = {}
+    for ref in (live, stopped):
+        before = await dump(loaded.db)
+        await d.say(CHANGE, f"feedback reply #{ref}")
+        # A guard against hanging, not a measure: the answer comes back without the DM.
+        assert await asyncio.wait_for(d.submit(CHANGE, {"text": "Tell us more?"}), 30) is None
+        after = await dump(loaded.db)
+        changed = {t: len(after[t]) - len(before[t]) for t in after if after[t] != before[t]}
+        [message] = [m for m in after["feedback_messages"] if m not in before["feedback_messages"]]
+        seen[ref] = (d.seen(CHANGE)[-1].replace(ref, "REF"), changed,
+                     {k: v for k, v in message.items() if k not in ("id", "item_id", "seq")})
+    assert seen[live] == seen[stopped]
+    assert d.seen(PRACTITIONER)[-1].startswith("Thank you")  # not told yet: the DM is held
+    held.set()
+    await fb.settle_notices()
+    assert d.seen(PRACTITIONER)[-1].startswith("The change team answered your feedback")
+    assert not d.seen(OTHER)[-1].startswith("The change team answered")

@@ -7,11 +7,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
 import pytest
+from sqlalchemy import event as db_event
 from sqlalchemy import select, update
 
 from adapters.fake.port import FakePort
@@ -25,6 +26,7 @@ from bot.people import service as people
 from bot.people.tables import Person
 from bot.roles import CHANGE_TEAM
 from staffvoice.web.pages import broadcasts as page
+from staffvoice.web.tables import WebSession
 from storage.db import Database
 from tests.web.server import Server, serve_dashboard
 from tests.web.test_signin import _client, _oidc
@@ -320,3 +322,37 @@ async def test_two_replicas_on_one_database_write_one_audit_entry_an_hour(
 async def _stream_views(core: Core) -> list[trail.Line]:
     return [e for e in await trail.entries(core.db)
             if e.action == "view.dashboard" and e.target == "broadcasts live"]
+
+
+async def test_the_hours_audit_claim_and_its_entry_are_written_together(server: Server) -> None:
+    """The claim on the session's row and the trail's entry are one transaction: a process
+    killed as it writes the entry leaves neither, so the next stream records the viewing.
+
+    Before: the claim was committed first and released only by an exception handler; killed
+    at the entry (nothing after it reaches the database), the claim stayed and that hour's
+    viewing was never audited."""
+    engine = server.core.db.engine.sync_engine
+    dead = False
+
+    def kill(_conn: object, _cursor: object, sql: str, *_: object) -> None:
+        nonlocal dead
+        dead = dead or sql.lstrip().upper().startswith("INSERT INTO AUDIT_ENTRIES")
+        if dead:
+            raise RuntimeError("the process was killed")  # nothing more reaches the database
+
+    async def state() -> tuple[list[datetime | None], int]:
+        async with server.core.db.session() as s:
+            claims = list((await s.execute(select(WebSession.stream_audited_at))).scalars())
+        return claims, len(await _stream_views(server.core))
+
+    async with await _signed_in(server, CHANGE) as http:
+        db_event.listen(engine, "before_cursor_execute", kill)
+        try:
+            assert (await http.get(server.url + LIVE)).status == 500
+        finally:
+            db_event.remove(engine, "before_cursor_execute", kill)
+        assert dead
+        assert await state() == ([None], 0)  # neither the claim nor the entry
+        assert [e async for e in _events(await http.get(server.url + LIVE))] == [("done", {})]
+        assert await state() == ([server.core.clock.now()], 1)  # both
+    assert (await trail.verify(server.core.db)).ok

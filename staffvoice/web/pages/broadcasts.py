@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.broadcasts import service as broadcasts
 from bot.core import Core
@@ -165,14 +166,14 @@ async def live(request: web.Request) -> web.StreamResponse:
 
 async def _audit_once(request: web.Request, session: Session) -> None:
     """The trail records a session's viewing of the stream once per AUDIT_EVERY, not each of
-    the browser's reconnects, whichever replica serves them (claimed on the session's row)."""
-    if not await sessions.claim_stream_audit(request, session.token_id, AUDIT_EVERY):
-        return
-    try:
-        await viewed(request, "broadcasts live")
-    except BaseException:
-        await sessions.release_stream_audit(request, session.token_id)
-        raise
+    the browser's reconnects, whichever replica serves them (claimed on the session's row, in
+    the entry's transaction: a process killed on the way leaves neither)."""
+    now = request.app[CORE].clock.now()
+
+    async def claim(s: AsyncSession) -> bool:
+        return await sessions.claim_stream_audit(s, session.token_id, now, AUDIT_EVERY)
+
+    await viewed(request, "broadcasts live", only_if=claim)
 
 
 def _asked(request: web.Request) -> set[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from adapters.console.adapter import ConsoleChat
 from bot.core import Core
+from bot.feedback.service import settle_notices
 from bot.model import Form, plain_text
 from tests.conformance.drivers.base import labels_match
 
@@ -53,6 +54,7 @@ class ConsoleDriver:
             elif isinstance(inp, NumberInput):
                 v = str(v)
             await self.chat.line(v)
+        await settle_notices()  # a reply's notice to its author, sent in the background
         errors = [line for line in self.output[before:] if "(form not sent" in line]
         return {"_": "\n".join(self.output[before:])} if errors else None
 

@@ -6,6 +6,7 @@ import itertools
 
 from adapters.fake.port import FakePort
 from bot.core import Core
+from bot.feedback.service import settle_notices
 from bot.model import (
     ActionEvent,
     Choices,
@@ -28,6 +29,9 @@ class FakeDriver:
         self.port = FakePort()
         core.add_port(self.port)
         self._ids = itertools.count(1)
+        # A reply's notice to its author goes after the reply, in the background; the driver
+        # shows it as the author would a moment later (off: a test holding that DM back).
+        self.wait_for_notices = True
 
     def user(self, email: str) -> UserRef:
         return UserRef("fake", self.port.workspace, f"U-{email}", email=email)
@@ -79,6 +83,8 @@ class FakeDriver:
                             values=values, metadata=form.metadata, trigger="t"),
             self.port,
         )
+        if self.wait_for_notices:
+            await settle_notices()
         if result.form_errors:
             self.port.forms[f"U-{email}"] = form
         return result.form_errors

@@ -25,6 +25,7 @@ from adapters.slack.app import SlackAdapter
 from adapters.slack.mount import SLACK, mount
 from bot.channels import parse_channel
 from bot.core import Core
+from bot.feedback.service import settle_notices
 from bot.model import (
     Choice,
     Context,
@@ -337,6 +338,7 @@ class SlackDriver:
         }
         status, text = await self.post_interaction(payload)
         assert status == 200, status
+        await settle_notices()  # a reply's notice to its author, sent in the background
         answer = json.loads(text) if text.strip() else {}
         # The ack decides what the modal does next (https://docs.slack.dev/surfaces/modals:
         # "response_action": errors | update | push | clear; an empty ack closes it).

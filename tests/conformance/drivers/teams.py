@@ -15,6 +15,7 @@ from adapters.teams import render
 from adapters.teams.connector import ConnectorPool
 from adapters.teams.mount import mount
 from bot.core import Core
+from bot.feedback.service import settle_notices
 from bot.model import (
     Choice,
     Form,
@@ -372,6 +373,7 @@ class TeamsDriver:
         body = await self.invoke(self.activity(
             uid, cid, "personal", type="invoke", name=TASK_SUBMIT,
             value={"type": TASK_SUBMIT, "data": value, "context": {"theme": "default"}}))
+        await settle_notices()  # a reply's notice to its author, sent in the background
         self._show(email, body)
         await self._open_dialogs(email, before)
         again = self.dialogs.get(email)
