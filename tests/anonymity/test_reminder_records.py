@@ -32,17 +32,23 @@ from tests.test_feedback_helpers import dump
 NIGHT = "nightduty@northbridge.example"  # the only person who works 17:00-23:00
 
 
-async def _round_with_downtime(core: Core, night_answers: bool) -> list[tuple[str, str, str]]:
-    """A round in which the bot is down from Wednesday 10:30 to Thursday 18:00; what the
-    scheduler's records hold once it closed (the round's id written R)."""
+async def _night_worker_invited(core: Core, night_answers: bool) -> None:
+    """The round opens on Monday; at 18:00 the night duty worker is invited and, if asked,
+    answers every question."""
     d = FakeDriver(core)
-    clock = core.clock
     await core.tick()
-    clock.set(MONDAY_10 + timedelta(hours=8))  # type: ignore[attr-defined]  # Monday 18:00
+    core.clock.set(MONDAY_10 + timedelta(hours=8))  # type: ignore[attr-defined]  # Monday 18:00
     await core.tick()  # the night duty worker is at work: invited
     if night_answers:
         for label in ("4", "4", "4", "4", "4", "8", "Skip"):
             await d.tap(NIGHT, label)
+
+
+async def _round_with_downtime(core: Core, night_answers: bool) -> list[tuple[str, str, str]]:
+    """A round in which the bot is down from Wednesday 10:30 to Thursday 18:00; what the
+    scheduler's records hold once it closed (the round's id written R)."""
+    await _night_worker_invited(core, night_answers)
+    clock = core.clock
     clock.set(MONDAY_10 + timedelta(days=2, minutes=30))  # type: ignore[attr-defined]
     await core.tick()  # Wednesday 10:30: the day workers' reminders
     clock.set(MONDAY_10 + timedelta(days=3, hours=8))  # type: ignore[attr-defined]
@@ -80,14 +86,8 @@ async def _round_on_time(core: Core, night_answers: bool) -> list[dict[str, obje
     """The scheduler running through Wednesday's 17:00 send time as in production (an interval
     tick every 30 s, and a wake-up when a ticker says work is due); every column of the pulse
     records once the round closed (the round's id written R)."""
-    d = FakeDriver(core)
+    await _night_worker_invited(core, night_answers)
     clock = core.clock
-    await core.tick()
-    clock.set(MONDAY_10 + timedelta(hours=8))  # type: ignore[attr-defined]  # Monday 18:00
-    await core.tick()  # the night duty worker is at work: invited
-    if night_answers:
-        for label in ("4", "4", "4", "4", "4", "8", "Skip"):
-            await d.tap(NIGHT, label)
     sched = Scheduler(core, Always(), interval_s=30)
     clock.set(MONDAY_10 + timedelta(days=2))  # type: ignore[attr-defined]  # Wednesday 10:00
     await sched.tick()  # the day workers' reminders

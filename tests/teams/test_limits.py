@@ -69,9 +69,8 @@ async def test_an_edit_too_big_is_refused_before_teams_sees_it(teams: TeamsDrive
     assert plain_of(teams.fake.state.posted[ref.message_id].current) == "short"
 
 
-async def test_more_than_seven_sends_a_second_to_one_chat_wait_as_teams_asks(
-    teams: TeamsDriver,
-) -> None:
+def _recording_waits(teams: TeamsDriver) -> list[float]:
+    """The waits the connector pool is asked for, each moving the fake's clock instead."""
     waits: list[float] = []
     pool = teams.core.ports["teams"].pool  # type: ignore[attr-defined]
 
@@ -80,6 +79,13 @@ async def test_more_than_seven_sends_a_second_to_one_chat_wait_as_teams_asks(
         teams.fake.advance(seconds)
 
     pool.sleep = record
+    return waits
+
+
+async def test_more_than_seven_sends_a_second_to_one_chat_wait_as_teams_asks(
+    teams: TeamsDriver,
+) -> None:
+    waits = _recording_waits(teams)
     await teams.say(STAFF, "help")
     port = teams.core.ports["teams"]
     _uid, cid = teams.dm_id(STAFF)
@@ -99,14 +105,7 @@ async def test_a_practitioner_tapping_through_the_pulse_faster_than_teams_allows
     """Each tap edits the invitation card in place; Teams counts edits against the chat's
     7 operations a second like posts. The throttled edits wait as Teams asks, and the card
     ends where the taps left it."""
-    waits: list[float] = []
-    pool = teams.core.ports["teams"].pool  # type: ignore[attr-defined]
-
-    async def record(seconds: float) -> None:
-        waits.append(seconds)
-        teams.fake.advance(seconds)
-
-    pool.sleep = record
+    waits = _recording_waits(teams)
     await teams.core.tick()  # the round opens: question 1 in each person's chat
     assert "question 1 of 7" in teams.seen(STAFF)[-1]
     for label in ("4", "Previous", "4", "5", "Skip", "3", "4", "9", "Skip"):
