@@ -163,8 +163,9 @@ _ALL = select(NoticeShown.platform, NoticeShown.workspace, NoticeShown.user_id)
 
 async def flush(core: Core) -> int:
     """Write the accounts this process told since its last flush, in one transaction that
-    lays the new rows down in shuffled order and rewrites every row of the table; returns how
-    many. Kept for the next flush if it fails."""
+    gives every row of the table a new version (SQLite: the new rows added in shuffled order,
+    then every row updated in place; PostgreSQL: every row deleted and laid down again in one
+    shuffled order); returns how many accounts were new. Kept for the next flush if it fails."""
     held = _UNWRITTEN.get(core)
     if held is None:
         return 0
