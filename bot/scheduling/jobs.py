@@ -214,12 +214,12 @@ async def release(core: Core, job: str, key: str) -> None:
 
 
 async def programme_tz(core: Core) -> str:
-    """The programme's time zone (Europe/London until a programme is loaded)."""
-    from bot.programme.core_sections import get_setting
+    """The programme's time zone (Europe/London until a programme is loaded, or if its zone
+    is unknown here: `programme_zone`)."""
+    from bot.programme.core_sections import programme_zone
 
     async with core.db.session() as s:
-        prog = await get_setting(s, "programme", {}) or {}
-    return str(prog.get("timezone") or "Europe/London")
+        return (await programme_zone(s)).key
 
 
 TimedFn = Callable[["Core", datetime], Awaitable[int]]
