@@ -4,6 +4,8 @@ the open page, without reloading it, and the status line says when sending has f
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from sqlalchemy import select, update
@@ -40,9 +42,10 @@ async def _sent(browser: Browser) -> int:
     return int(await browser.page.locator("[data-figure=sent]").first.inner_text())
 
 
-async def test_the_delivered_count_rises_on_the_open_page(server: Server, browser: Browser) -> None:
-    from playwright.async_api import expect
-
+@asynccontextmanager
+async def _sending(server: Server) -> AsyncIterator[tuple[HeldPort, int, asyncio.Task[None]]]:
+    """A broadcast to all staff held at its first send, the sender draining it in the
+    background; at the end every send is let through and the sender finishes."""
     core = server.core
     port = HeldPort()
     core.add_port(port)
@@ -55,6 +58,16 @@ async def test_the_delivered_count_rises_on_the_open_page(server: Server, browse
     total = (await broadcasts.status(core, bid)).total
     sending = asyncio.create_task(Sender(core, batch=5).drain())
     try:
+        yield port, total, sending
+    finally:
+        port.let_through(10 * total)  # whatever else the sender posts
+        await sending
+
+
+async def test_the_delivered_count_rises_on_the_open_page(server: Server, browser: Browser) -> None:
+    from playwright.async_api import expect
+
+    async with _sending(server) as (port, total, _):
         await sign_in_with_slack(server, browser, CHANGE)
         page = browser.page
         await page.goto(f"{server.url}/app/broadcasts")
@@ -79,24 +92,6 @@ async def test_the_delivered_count_rises_on_the_open_page(server: Server, browse
         assert await page.locator("[data-figure=state]").first.inner_text() == "Done"
         assert float(await bar.get_attribute("width") or 0) == 300
         await browser.check_accessible()
-    finally:
-        port.let_through(total)
-        await sending
-
-
-async def _sending(server: Server) -> tuple[HeldPort, int, asyncio.Task[None]]:
-    """A broadcast held at its first send; the sender draining it in the background."""
-    core = server.core
-    port = HeldPort()
-    core.add_port(port)
-    async with core.db.session() as s:
-        await s.execute(update(Person).values(work_pattern=None))
-        author = (await s.execute(select(Person.id).where(Person.email == CHANGE))).scalar_one()
-        await s.commit()
-    bid = await broadcasts.publish_to_staff(core, author, title="Group supervision starts",
-                                            text="Every team now has a fortnightly slot.")
-    total = (await broadcasts.status(core, bid)).total
-    return port, total, asyncio.create_task(Sender(core, batch=5).drain())
 
 
 async def test_a_busy_stream_is_tried_again_by_itself_after_retry_after(
@@ -107,8 +102,7 @@ async def test_a_busy_stream_is_tried_again_by_itself_after_retry_after(
 
     monkeypatch.setattr(live_page, "MAX_STREAMS", 0)
     monkeypatch.setattr(live_page, "RETRY_S", 1)
-    port, total, sending = await _sending(server)
-    try:
+    async with _sending(server) as (port, total, sending):
         await sign_in_with_slack(server, browser, CHANGE)
         page = browser.page
         await page.goto(f"{server.url}/app/broadcasts")
@@ -126,9 +120,6 @@ async def test_a_busy_stream_is_tried_again_by_itself_after_retry_after(
         assert await _sent(browser) == total
         assert await page.evaluate("window.notReloaded") is True
         await browser.check_accessible()
-    finally:
-        port.let_through(10 * total)  # whatever else the sender posts
-        await sending
 
 
 async def test_a_stream_refused_again_and_again_stops_trying_and_asks_for_a_reload(
@@ -137,8 +128,7 @@ async def test_a_stream_refused_again_and_again_stops_trying_and_asks_for_a_relo
 
     monkeypatch.setattr(live_page, "MAX_PER_SESSION", 0)  # this sign-in has too many open
     monkeypatch.setattr(live_page, "RETRY_S", 1)
-    port, total, sending = await _sending(server)
-    try:
+    async with _sending(server) as (port, total, sending):
         await sign_in_with_slack(server, browser, CHANGE)
         page = browser.page
         tries: list[str] = []
@@ -150,9 +140,6 @@ async def test_a_stream_refused_again_and_again_stops_trying_and_asks_for_a_relo
             "Live figures stopped. Reload the page for the latest figures.", timeout=15_000)
         assert len(tries) == 6  # the first and five more, then it stops
         await browser.check_accessible()
-    finally:
-        port.let_through(10 * total)  # whatever else the sender posts
-        await sending
 
 
 async def test_a_long_retry_after_is_waited_at_most_two_minutes(
@@ -161,15 +148,11 @@ async def test_a_long_retry_after_is_waited_at_most_two_minutes(
 
     monkeypatch.setattr(live_page, "MAX_STREAMS", 0)
     monkeypatch.setattr(live_page, "RETRY_S", 3600)
-    port, total, sending = await _sending(server)
-    try:
+    async with _sending(server) as (port, total, sending):
         await sign_in_with_slack(server, browser, CHANGE)
         await browser.page.goto(f"{server.url}/app/broadcasts")
         await expect(browser.page.get_by_role("status")).to_contain_text(
             "trying again in 120 seconds.")
-    finally:
-        port.let_through(10 * total)  # whatever else the sender posts
-        await sending
 
 
 async def test_a_broadcast_that_finished_while_the_page_waited_shows_its_final_figures(
@@ -180,8 +163,7 @@ async def test_a_broadcast_that_finished_while_the_page_waited_shows_its_final_f
 
     monkeypatch.setattr(live_page, "MAX_STREAMS", 0)
     monkeypatch.setattr(live_page, "RETRY_S", 2)
-    port, total, sending = await _sending(server)
-    try:
+    async with _sending(server) as (port, total, sending):
         await sign_in_with_slack(server, browser, CHANGE)
         page = browser.page
         await page.goto(f"{server.url}/app/broadcasts")
@@ -199,6 +181,3 @@ async def test_a_broadcast_that_finished_while_the_page_waited_shows_its_final_f
         await expect(page.locator("[data-figure=state]").first).to_have_text("Done")
         assert await page.evaluate("window.notReloaded") is True
         await browser.check_accessible()
-    finally:
-        port.let_through(10 * total)
-        await sending
