@@ -367,23 +367,7 @@ class Core:
         u = event.user
         account = (u.platform, u.workspace, u.user_id)
         hold = held(self)
-        found = await people.known_sender(conn, u)
-        if found is not None:
-            person, roles, stored, reachable = found
-            known = True
-        else:
-            linked = hold.links.get(account)
-            person_or_none = (await people.person_by_id(conn, linked)
-                              if linked is not None else None)
-            known = person_or_none is not None
-            stored, reachable = None, True
-            # The session joins this transaction; its commit only flushes. It writes only
-            # for a person new to the programme (self-enrolment).
-            async with AsyncSession(bind=conn, expire_on_commit=False) as s:
-                person = person_or_none or await people.person_to_link(s, u)
-                roles = await people.roles_of(s, person.id)
-                await s.commit()
-            hold.links[account] = person.id
+        person, roles, stored, reachable, known = await self._sender_of(conn, u)
         tz = people.valid_tz(u.tz)
         if tz and not person.from_programme:
             tz_now = hold.tz.get(person.id, person.tz)
@@ -399,6 +383,30 @@ class Core:
             hold.route(account, dm)
             route = dm
         return person, roles, route, known
+
+    async def _sender_of(self, conn: AsyncConnection, u: UserRef) -> tuple[
+            Person, frozenset[str], dict[str, Any] | None, bool, bool]:
+        """Who an account is, for admission and `context_for` alike: a stored account, else
+        one this process holds, else the person it belongs to, whose new link is held for
+        the flusher (bot/people/held.py), never written here (N21). Returns the person, their
+        roles, the stored DM route, whether it is reachable, and whether the account was
+        stored or held."""
+        found = await people.known_sender(conn, u)
+        if found is not None:
+            person, roles, stored, reachable = found
+            return person, roles, stored, reachable, True
+        account = (u.platform, u.workspace, u.user_id)
+        hold = held(self)
+        linked = hold.links.get(account)
+        person_or_none = await people.person_by_id(conn, linked) if linked is not None else None
+        # The session joins the caller's transaction; its commit only flushes. It writes
+        # only for a person new to the programme (self-enrolment).
+        async with AsyncSession(bind=conn, expire_on_commit=False) as s:
+            person = person_or_none or await people.person_to_link(s, u)
+            roles = await people.roles_of(s, person.id)
+            await s.commit()
+        hold.links[account] = person.id
+        return person, roles, None, True, person_or_none is not None
 
     async def _admit_joined(self, event: Event, key: str) -> tuple[_Pending, _Sender] | None:
         """Admit in a transaction left open for the action's handler; None if that did not
@@ -530,18 +538,12 @@ class Core:
         return blocks
 
     async def context_for(self, event: Event, port: Port) -> Ctx:
-        """A context for an account, as admission would find it (held links and time zones
-        included); an account neither stored nor held is linked at once."""
-        u = event.user
+        """A context for an account, as admission finds it (`_sender_of`: held links and
+        time zones included); an account neither stored nor held is linked by holding the
+        link for the flusher, as admission does, never written at once (N21)."""
         hold = held(self)
-        async with self.db.session() as s:
-            found = await people.known_sender(s, u)
-            linked = hold.links.get((u.platform, u.workspace, u.user_id))
-            person = (found[0] if found is not None else
-                      await people.person_by_id(s, linked) if linked is not None else None)
-            if person is None:
-                person = await people.person_for(s, u)
-            roles = await people.roles_of(s, person.id)
+        async with self.db.transaction() as conn:
+            person, roles, *_ = await self._sender_of(conn, event.user)
         if person.id in hold.tz:
             person.tz = hold.tz[person.id]
         return Ctx(self, event, port, person, roles)

@@ -17,13 +17,17 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, text, update
 
-from bot.core import Core
+from bot.core import Core, HandleResult, Next
 from bot.feedback.tables import FeedbackItem
-from bot.model import ActionEvent, RatingScale, text_message
-from bot.people.tables import Person
+from bot.model import ActionEvent, Event, RatingScale, text_message
+from bot.people import held
+from bot.people.tables import Identity, Person
+from bot.port import Port
 from bot.privacy import notice
 from bot.privacy.tables import NoticeShown
 from tests.conformance.drivers.fake import FakeDriver
+from tests.conformance.drivers.slack import SlackDriver
+from tests.slack.conftest import slack  # noqa: F401  (the Slack adapter on a real server)
 from tests.test_design_invariants import rows_naming
 from tests.test_feedback_helpers import dump, give, identity_strings
 
@@ -201,3 +205,46 @@ async def test_a_new_time_zone_on_a_tap_changes_no_row_naming_the_person(loaded:
     assert len(pending) == 1
     named = await _xmin_of_rows_naming(loaded, await identity_strings(loaded.db, who))
     assert {t: xs for t, xs in named.items() if {str(x) for x in xs} & pending} == {}
+
+
+async def test_a_home_tab_drawn_for_an_account_not_yet_linked_writes_no_row_naming_them(
+        loaded: Core, slack: SlackDriver) -> None:  # noqa: F811
+    """Attack (Slack): a newcomer opens the app's Home tab for the first time, and the
+    admission of that event did not hold their account (it gave up: a database busy past
+    its retries; or the flusher had just taken the held link to write it). Here a middleware
+    answers for the core as such an admission does. The Home tab is drawn all the same
+    (`Core.context_for`). The intruder looks for a row naming the newcomer written then.
+
+    Before: `context_for` linked an account neither stored nor held at once
+    (`people.person_for`): their `identities` row, written at the moment they opened the
+    Home tab, as admission had stopped doing (N21)."""
+    newcomer = slack.user(NEWCOMER).id
+
+    async def admission_gave_up(event: Event, port: Port, call_next: Next) -> HandleResult:
+        if event.user.user_id == newcomer:
+            return HandleResult(handled=False, error="internal")
+        return await call_next()
+
+    loaded.use(admission_gave_up)
+    who = {*await identity_strings(loaded.db, NEWCOMER), newcomer}
+    before = await rows_naming(loaded, who, skip=("processed_events",))
+    if not loaded.db.is_sqlite:
+        async with loaded.db.engine.connect() as conn:
+            start = int((await conn.execute(text("SELECT txid_current()"))).scalar_one())
+    home = await slack.open_home(NEWCOMER)
+    assert home is not None and "Give anonymous feedback" in str(home)  # drawn for them
+    assert await rows_naming(loaded, who, skip=("processed_events",)) == before
+    if not loaded.db.is_sqlite:
+        xmins = await _xmin_of_rows_naming(loaded, who)
+        assert {t: {x for x in xs if x > start} for t, xs in xmins.items()} == {
+            t: set() for t in xmins}
+
+    # The link is held, and written by the flusher, undated, with every other account's.
+    assert await held.flush(loaded) >= 1
+    async with loaded.db.session() as s:
+        [row] = (await s.execute(select(Identity).where(Identity.user_id == newcomer))).scalars()
+        assert row.updated_at is None
+    if not loaded.db.is_sqlite:
+        async with loaded.db.engine.connect() as conn:
+            assert len(set((await conn.execute(text(
+                "SELECT xmin::text FROM identities"))).scalars())) == 1
