@@ -22,10 +22,12 @@ import asyncio
 import logging
 import random
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot import flusher
 from bot.people.tables import Identity, Person
@@ -109,6 +111,23 @@ def held(core: Core) -> Held:
     return found
 
 
+@dataclass(frozen=True)
+class Also:
+    """Writes an adapter holds about the same accounts (a Teams personal chat's reference,
+    its member row), laid down in this flush's transaction after the links, so they share
+    its `xmin` and are written for an account only while it is linked (never for a person
+    erased since, or someone outside the programme). `take` swaps out a batch (None or empty:
+    nothing), `write` writes it and says how many rows, `keep` puts it back when the flush
+    failed. Adapters register one at import (`ALSO`); bot/ never imports them."""
+
+    take: Callable[[Core], Any]
+    write: Callable[[AsyncConnection, Any], Awaitable[int]]
+    keep: Callable[[Core, Any], None]
+
+
+ALSO: list[Also] = []
+
+
 # PostgreSQL advisory lock (distinct from storage.db's, the feedback counters' and the
 # notices'): replicas flush one at a time, so each flush rewrites the rows the others wrote.
 FLUSH_LOCK = 0x5F5F_7376_0F0E
@@ -131,14 +150,14 @@ async def flush(core: Core) -> int:
     down in shuffled order and rewrites every identity row (and every person row, if a time
     zone is written); returns how many writes. Kept for the next flush if it fails. A link
     another replica stored first is left as it is; a person erased since is not written back."""
-    h = _HELD.get(core)
-    if h is None:
-        return 0
+    h = held(core)
     async with h.lock:
-        if not h:
+        extra = [(a, batch) for a in ALSO if (batch := a.take(core))]
+        if not h and not extra:
             return 0
         links, routes, reasons, zones = h.links, h.routes, h.reasons, h.tz
         h.links, h.routes, h.reasons, h.tz = {}, {}, {}, {}
+        also = 0
         try:
             async with core.db.transaction() as conn:
                 if conn.dialect.name == "postgresql":
@@ -165,14 +184,18 @@ async def flush(core: Core) -> int:
                     _shuffle(tz)
                     await conn.execute(_TZ, tz)
                     await conn.execute(_TOUCH_PEOPLE)
+                for a, batch in extra:
+                    also += await a.write(conn, batch)
         except BaseException:
+            for a, batch in extra:
+                a.keep(core, batch)
             # Kept for the next flush; anything held since wins over these.
             h.links = {**links, **h.links}
             h.routes = {**routes, **h.routes}
             h.reasons = {**reasons, **h.reasons}
             h.tz = {**zones, **h.tz}
             raise
-        return len(rows) + len(changes) + len(tz)
+        return len(rows) + len(changes) + len(tz) + also
 
 
 # A router worker (every `serve` replica runs one), and `flushing` for the console and tests.

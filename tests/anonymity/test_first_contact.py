@@ -248,3 +248,46 @@ async def test_a_home_tab_drawn_for_an_account_not_yet_linked_writes_no_row_nami
         async with loaded.db.engine.connect() as conn:
             assert len(set((await conn.execute(text(
                 "SELECT xmin::text FROM identities"))).scalars())) == 1
+
+
+async def test_a_first_teams_message_dates_no_reference_or_member_row_of_its_sender(
+        loaded: Core) -> None:
+    """Attack (Microsoft Teams, through the real adapter): nobody reached the newcomer before;
+    on Monday four people use the bot; on a quiet Tuesday the newcomer's first words are
+    "feedback", and theirs is the day's only item. The intruder looks for a row naming them
+    dated Tuesday, or (PostgreSQL) written between the day's start and the item.
+
+    Before: their personal chat's reference (`teams_conversations`: their user id, Tuesday)
+    and their member row (`teams_members`: email, name, Tuesday) were written, each in a
+    transaction of its own, just before the admission of their first message."""
+    from tests.conformance.drivers.teams import make
+
+    d = await make(loaded)
+    try:
+        for email in TOLD_EARLIER:
+            await d.say(email, "help")
+        await notice.flush(loaded)
+        await held.flush(loaded)
+        loaded.clock.advance(timedelta(days=1))
+        tuesday = loaded.clock.now().date()
+        if not loaded.db.is_sqlite:
+            async with loaded.db.engine.connect() as conn:
+                start = int((await conn.execute(text("SELECT txid_current()"))).scalar_one())
+        assert await give(d, NEWCOMER, TEXT) is None
+        await notice.flush(loaded)
+        await held.flush(loaded)
+        uid, chat = d.dm_id(NEWCOMER)
+        who = {*await identity_strings(loaded.db, NEWCOMER), uid, chat}
+        after = await rows_naming(loaded, who, skip=("processed_events",))
+        assert len(after["teams_conversations"]) == 1 and len(after["teams_members"]) == 1
+        assert [row for rows in after.values() for row in rows if str(tuesday) in row] == []
+        if not loaded.db.is_sqlite:
+            async with loaded.db.engine.connect() as conn:
+                [item_xmin] = (await conn.execute(text(
+                    "SELECT xmin::text FROM feedback_items"))).scalars().all()
+            xmins = await _xmin_of_rows_naming(loaded, who)
+            near = {t: {x for x in xs if start < x <= int(item_xmin)}
+                    for t, xs in xmins.items() if t != "processed_events"}
+            assert {t: xs for t, xs in near.items() if xs} == {}
+    finally:
+        await d.close()

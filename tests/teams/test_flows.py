@@ -203,6 +203,12 @@ async def test_a_new_service_url_is_stored_when_a_known_chat_moves(teams: TeamsD
                                                               serviceUrl=moved),
                                headers={"Authorization": f"Bearer {teams.fake.sign({'serviceurl': moved})}"}) as r:
         assert r.status in (200, 201, 202)
+    from adapters.teams import references as refs
+    from bot.people import held
+
+    used = await refs.conversation(teams.core.db, cid)  # used at once, written by the flusher
+    assert used is not None and used.service_url == moved and used.installed
+    await held.flush(teams.core)
     async with teams.core.db.session() as s:
         row = await s.get(TeamsConversation, cid)
     assert row is not None and row.service_url == moved and row.installed
