@@ -30,7 +30,7 @@ from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot import flusher
-from bot.people.tables import Identity, Person
+from bot.people.tables import Identity, Person, PersonRole
 from storage.db import upsert
 
 if TYPE_CHECKING:
@@ -56,10 +56,12 @@ class Held:
     reasons: dict[Account, str] = field(default_factory=dict)
     # Time zones the platform reported: person id -> zone.
     tz: dict[str, str] = field(default_factory=dict)
+    # Someone enrolled themselves here since the last flush: it rewrites every person row.
+    enrolled: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one flush at a time
 
     def __bool__(self) -> bool:
-        return bool(self.links or self.routes or self.tz)
+        return bool(self.links or self.routes or self.tz or self.enrolled)
 
     def identities(self, person_id: str, stored: list[Identity]) -> list[Identity]:
         """`stored` (a person's accounts as read) with this process's held links and routes
@@ -143,6 +145,7 @@ _TZ = (update(Person).where(Person.id == bindparam("pid"), Person.from_programme
 # Column = column: a new version of every row, so every live row carries the flush's xmin.
 _TOUCH_IDENTITIES = update(Identity).values(reachable=Identity.reachable)
 _TOUCH_PEOPLE = update(Person).values(tz=Person.tz)
+_TOUCH_ROLES = update(PersonRole).values(granted_in_chat=PersonRole.granted_in_chat)
 
 
 async def flush(core: Core) -> int:
@@ -155,8 +158,8 @@ async def flush(core: Core) -> int:
         extra = [(a, batch) for a in ALSO if (batch := a.take(core))]
         if not h and not extra:
             return 0
-        links, routes, reasons, zones = h.links, h.routes, h.reasons, h.tz
-        h.links, h.routes, h.reasons, h.tz = {}, {}, {}, {}
+        links, routes, reasons, zones, enrolled = h.links, h.routes, h.reasons, h.tz, h.enrolled
+        h.links, h.routes, h.reasons, h.tz, h.enrolled = {}, {}, {}, {}, False
         also = 0
         try:
             async with core.db.transaction() as conn:
@@ -183,7 +186,10 @@ async def flush(core: Core) -> int:
                 if tz:
                     _shuffle(tz)
                     await conn.execute(_TZ, tz)
+                if tz or enrolled:
                     await conn.execute(_TOUCH_PEOPLE)
+                if enrolled:  # their role row was written with their person row
+                    await conn.execute(_TOUCH_ROLES)
                 for a, batch in extra:
                     also += await a.write(conn, batch)
         except BaseException:
@@ -194,6 +200,7 @@ async def flush(core: Core) -> int:
             h.routes = {**routes, **h.routes}
             h.reasons = {**reasons, **h.reasons}
             h.tz = {**zones, **h.tz}
+            h.enrolled = h.enrolled or enrolled
             raise
         return len(rows) + len(changes) + len(tz) + also
 

@@ -16,10 +16,11 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, text, update
+from sqlalchemy.engine import make_url
 
 from bot.core import Core, HandleResult, Next
 from bot.feedback.tables import FeedbackItem
-from bot.model import ActionEvent, Event, RatingScale, text_message
+from bot.model import ActionEvent, Event, MessageEvent, RatingScale, text_message
 from bot.people import held
 from bot.people.tables import Identity, Person
 from bot.port import Port
@@ -291,3 +292,53 @@ async def test_a_first_teams_message_dates_no_reference_or_member_row_of_its_sen
             assert {t: xs for t, xs in near.items() if xs} == {}
     finally:
         await d.close()
+
+
+async def test_a_person_who_enrols_themselves_is_not_created_in_their_first_events_transaction(
+        loaded: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack: the programme lets people enrol themselves, and an agency worker in no source
+    writes to the bot for the first time: "feedback". Their person row (email, name) and role
+    row must exist at once (what the event does may refer to them). The intruder pairs the
+    new person with the event that brought them: on PostgreSQL by `xmin` (the event's
+    `processed_events` row against the person's rows), on SQLite by the commits of the
+    write-ahead log.
+
+    Before: the person was created in the admission's transaction: one `xmin`, one commit.
+    Now they are created in a transaction of their own just before it (so, on a quiet day,
+    the residue of N21: the transaction before), undated, and the next flush rewrites every
+    person and role row, so theirs end with the flush's `xmin`, as everyone's."""
+    from storage import sqlite_inline
+    from tests.anonymity.test_feedback_counter import _wal_commits
+    from tests.test_dispatcher import self_enrol
+
+    monkeypatch.setattr(sqlite_inline, "CHECKPOINT_EVERY", 10**9)  # the log keeps every commit
+    await self_enrol(loaded)
+    d = FakeDriver(loaded)
+    agency = "agency.worker@northbridge.example"
+    result = await loaded.handle(MessageEvent("agency-first-words", d.user(agency), d.conv(agency),
+                                              text="feedback"), d.port)
+    assert result.error is None and d.seen(agency)[0].startswith(FIRST)
+    key = loaded.event_key("agency-first-words")
+    async with loaded.db.session() as s:
+        pid = (await s.execute(select(Person.id).where(Person.email == agency))).scalar_one()
+    if loaded.db.is_sqlite:
+        commits = _wal_commits((make_url(loaded.db.url).database or "") + "-wal")
+        assert any(key.encode() in c for c in commits) and any(pid.encode() in c for c in commits)
+        assert [c for c in commits if key.encode() in c and pid.encode() in c] == []
+    else:
+        async with loaded.db.engine.connect() as conn:
+            [event] = (await conn.execute(text(
+                "SELECT xmin::text FROM processed_events WHERE event_id = :k"), {"k": key})).scalars()
+            mine = set((await conn.execute(text(
+                "SELECT xmin::text FROM people WHERE id = :p UNION "
+                "SELECT xmin::text FROM person_roles WHERE person_id = :p"), {"p": pid})).scalars())
+        assert event not in mine
+    await held.flush(loaded)
+    async with loaded.db.session() as s:
+        [link] = (await s.execute(select(Identity).where(Identity.person_id == pid))).scalars()
+        assert link.updated_at is None
+    if not loaded.db.is_sqlite:
+        async with loaded.db.engine.connect() as conn:
+            for table in ("people", "person_roles"):
+                assert len(set((await conn.execute(text(
+                    f"SELECT xmin::text FROM {table}"))).scalars())) == 1, table
