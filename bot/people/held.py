@@ -14,6 +14,11 @@ live rows of the kind share the flush's `xmin`. Nothing it writes is dated.
 Until then this process reads its own held writes over the stored rows (`Held`), so it
 behaves as if they were written; another replica sees them after the flush. `Core.tick` flushes
 first, so a round or broadcast opened here sees every account this process linked.
+
+Adapters hold their own rows about the same accounts (a Teams personal chat's reference and
+member row) and register an `Also`, written in this flush's transaction after the links. A
+person who enrolled themselves is created at once (`Core._enrol`, a transaction of its own)
+and the next flush rewrites every person and role row, so theirs carry its `xmin` too.
 """
 
 from __future__ import annotations
