@@ -89,6 +89,17 @@ def held(db: Database) -> Held:
     return found
 
 
+def _fits(values: dict[str, Any], model: type[Any]) -> bool:
+    """Whether every text fits its column: a held row that did not would fail every flush
+    (and with it everything held beside it), so it is not held (and logged)."""
+    cols = model.__table__.c
+    ok = all(not isinstance(v, str) or getattr(cols[k].type, "length", None) is None
+             or len(v) <= cols[k].type.length for k, v in values.items())
+    if not ok:
+        log.warning("a Teams row too long to store was not kept", extra={"table": model.__tablename__})
+    return ok
+
+
 def _row(values: dict[str, Any], model: type[_T]) -> _T:
     """A held row as a new object in no session (reading it writes nothing)."""
     return model(**values)
@@ -188,10 +199,11 @@ async def remember(db: Database, activity: dict[str, Any], now: datetime,
             return
     if user_id is not None:
         # A personal chat names its person: held, written undated by the flusher (N21).
-        held(db).conversations[cid] = {
-            "conversation_id": cid, "tenant_id": tenant_of(activity), "kind": kind,
-            "service_url": str(activity["serviceUrl"]), "user_id": user_id, "team_id": None,
-            "reference": reference_of(activity), "installed": True, "updated_at": None}
+        kept = {"conversation_id": cid, "tenant_id": tenant_of(activity), "kind": kind,
+                "service_url": str(activity["serviceUrl"]), "user_id": user_id, "team_id": None,
+                "reference": reference_of(activity), "installed": True, "updated_at": None}
+        if _fits(kept, TeamsConversation):
+            held(db).conversations[cid] = kept
         return
     await _upsert(db, TeamsConversation, (cid,), {
         "conversation_id": cid,
@@ -321,7 +333,7 @@ def hold_member(db: Database, tenant: str, account: dict[str, Any]) -> None:
     """A sender's member row, looked up at their activity: held, written undated by the
     flusher, for a linked account only (N21)."""
     values = _member_values(tenant, account, None, None)
-    if values is not None:
+    if values is not None and _fits(values, TeamsMember):
         held(db).members[(tenant, values["user_id"])] = values
 
 
