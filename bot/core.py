@@ -353,8 +353,25 @@ class Core:
                 if await self._seen(key):
                     return None
                 raise
+            except people.MustEnrol:
+                await self._enrol(event.user)
+                return await attempt()
 
         return await ADMISSION.run(attempt)
+
+    async def _enrol(self, u: UserRef) -> None:
+        """Create the person of an account new to the programme that may enrol itself, in a
+        transaction of its own before its event's (the row must exist: what the event does
+        may refer to it); undated, its link held, and the next flush rewrites every person
+        row, so theirs ends with the flush's `xmin` (N21)."""
+        async def attempt() -> str:
+            async with self.db.session() as s:
+                return await people.enrol(s, u)
+
+        pid = await ADMISSION.run(attempt)  # a racing first event enrolled them: found next
+        hold = held(self)
+        hold.links[(u.platform, u.workspace, u.user_id)] = pid
+        hold.enrolled = True
 
     async def _admit_on(self, conn: AsyncConnection, event: Event, key: str) -> _Sender:
         """The admission's statements, in the caller's transaction. What they learn about
@@ -367,23 +384,7 @@ class Core:
         u = event.user
         account = (u.platform, u.workspace, u.user_id)
         hold = held(self)
-        found = await people.known_sender(conn, u)
-        if found is not None:
-            person, roles, stored, reachable = found
-            known = True
-        else:
-            linked = hold.links.get(account)
-            person_or_none = (await people.person_by_id(conn, linked)
-                              if linked is not None else None)
-            known = person_or_none is not None
-            stored, reachable = None, True
-            # The session joins this transaction; its commit only flushes. It writes only
-            # for a person new to the programme (self-enrolment).
-            async with AsyncSession(bind=conn, expire_on_commit=False) as s:
-                person = person_or_none or await people.person_to_link(s, u)
-                roles = await people.roles_of(s, person.id)
-                await s.commit()
-            hold.links[account] = person.id
+        person, roles, stored, reachable, known = await self._sender_of(conn, u)
         tz = people.valid_tz(u.tz)
         if tz and not person.from_programme:
             tz_now = hold.tz.get(person.id, person.tz)
@@ -399,6 +400,29 @@ class Core:
             hold.route(account, dm)
             route = dm
         return person, roles, route, known
+
+    async def _sender_of(self, conn: AsyncConnection, u: UserRef) -> tuple[
+            Person, frozenset[str], dict[str, Any] | None, bool, bool]:
+        """Who an account is, for admission and `context_for` alike: a stored account, else
+        one this process holds, else the person it belongs to, whose new link is held for
+        the flusher (bot/people/held.py), never written here (N21). Returns the person, their
+        roles, the stored DM route, whether it is reachable, and whether the account was
+        stored or held. people.MustEnrol for someone new who may enrol (`_enrol` first)."""
+        found = await people.known_sender(conn, u)
+        if found is not None:
+            person, roles, stored, reachable = found
+            return person, roles, stored, reachable, True
+        account = (u.platform, u.workspace, u.user_id)
+        hold = held(self)
+        linked = hold.links.get(account)
+        person_or_none = await people.person_by_id(conn, linked) if linked is not None else None
+        # The session joins the caller's transaction; it writes nothing.
+        async with AsyncSession(bind=conn, expire_on_commit=False) as s:
+            person = person_or_none or await people.person_to_link(s, u)
+            roles = await people.roles_of(s, person.id)
+            await s.commit()
+        hold.links[account] = person.id
+        return person, roles, None, True, person_or_none is not None
 
     async def _admit_joined(self, event: Event, key: str) -> tuple[_Pending, _Sender] | None:
         """Admit in a transaction left open for the action's handler; None if that did not
@@ -530,18 +554,16 @@ class Core:
         return blocks
 
     async def context_for(self, event: Event, port: Port) -> Ctx:
-        """A context for an account, as admission would find it (held links and time zones
-        included); an account neither stored nor held is linked at once."""
-        u = event.user
+        """A context for an account, as admission finds it (`_sender_of`: held links and
+        time zones included); an account neither stored nor held is linked by holding the
+        link for the flusher, as admission does, never written at once (N21)."""
         hold = held(self)
-        async with self.db.session() as s:
-            found = await people.known_sender(s, u)
-            linked = hold.links.get((u.platform, u.workspace, u.user_id))
-            person = (found[0] if found is not None else
-                      await people.person_by_id(s, linked) if linked is not None else None)
-            if person is None:
-                person = await people.person_for(s, u)
-            roles = await people.roles_of(s, person.id)
+        try:
+            async with self.db.transaction() as conn:
+                person, roles, *_ = await self._sender_of(conn, event.user)
+        except people.MustEnrol:
+            await self._enrol(event.user)
+            return await self.context_for(event, port)
         if person.id in hold.tz:
             person.tz = hold.tz[person.id]
         return Ctx(self, event, port, person, roles)

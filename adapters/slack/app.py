@@ -246,8 +246,8 @@ class SlackAdapter:
         user = await self._user(body)
         event = events.home_event(body, user)
         result = await self.core.handle(event, self.port)
-        if result.duplicate:
-            return
+        if result.duplicate or result.error == "invalid":
+            return  # "invalid": ids no platform issues, never linked (nor held for a flush)
         if result.error == "not_enrolled":
             # Someone outside the programme: the home tab says so, with who to ask.
             view = render.notice_home_view(result.notice or "")

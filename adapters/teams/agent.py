@@ -120,7 +120,7 @@ class TeamsAgent:
             try:
                 info = await self.port.member_info(str(a.get("serviceUrl", "")),
                                                    str((a.get("conversation") or {}).get("id")), uid)
-                await refs.remember_member(self.core.db, tenant, info, self.core.clock.now())
+                refs.hold_member(self.core.db, tenant, info)
                 email = (info.get("email") or info.get("userPrincipalName") or None)
                 name = name or info.get("name")
             except PlatformError:

@@ -25,7 +25,8 @@ class TeamsConversation(Base):
     team_id: Mapped[str | None] = mapped_column(String(300), default=None)
     reference: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     installed: Mapped[bool] = mapped_column(default=True)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # A channel's or group chat's day; None for a personal chat (written by the flusher).
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
 class TeamsMember(Base):
@@ -39,7 +40,8 @@ class TeamsMember(Base):
     email: Mapped[str | None] = mapped_column(String(320), index=True, default=None)
     name: Mapped[str] = mapped_column(String(200), default="")
     team_id: Mapped[str | None] = mapped_column(String(300), default=None)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # A roster sync's day; None for a sender looked up at their message (held, then written).
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
 # What erasure and subject access find about a person here (bot/privacy/personal.py).

@@ -449,17 +449,23 @@ async def reply(core: Core, item_id: str, team_person_id: str, text: str) -> Non
         if item is not None and item.status == "new":
             item.status = "read"
     if route is not None:
-        task = asyncio.get_running_loop().create_task(_tell_author(core, route))
-        NOTICES.add(task)
-        task.add_done_callback(NOTICES.discard)
+        _tell_later(core, route.person_id, author_notice(route.token))
 
 
-async def _tell_author(core: Core, route: sealing.Route) -> None:
+def _tell_later(core: Core, person_id: str, message: Message) -> None:
+    """DM an author after the caller's commit, in the background (`NOTICES`), so that no
+    answer to the change team waits on whether, or how many, authors were reached."""
+    task = asyncio.get_running_loop().create_task(_tell_author(core, person_id, message))
+    NOTICES.add(task)
+    task.add_done_callback(NOTICES.discard)
+
+
+async def _tell_author(core: Core, person_id: str, message: Message) -> None:
     """The notice, retried while the platform is busy or failing (a few minutes at most)."""
     for attempt in range(NOTICE_ATTEMPTS):
         try:
-            # Quiet: a row of the author's changed right after this reply would name them.
-            await core.dm(route.person_id, author_notice(route.token), quiet=True)
+            # Quiet: a row of the author's changed right after this would name them.
+            await core.dm(person_id, message, quiet=True)
             return
         except RateLimited as e:
             wait = e.retry_after
@@ -584,8 +590,7 @@ async def revoke_all(core: Core, person_id: str) -> int:
 class Published:
     response_id: str
     items: int
-    authors: int
-    staff: str
+    staff: str  # never how many authors were told (N8)
 
 
 async def publish(core: Core, publisher_id: str, *, theme_id: str, title: str, text: str,
@@ -630,12 +635,12 @@ async def publish(core: Core, publisher_id: str, *, theme_id: str, title: str, t
         row = await s.get(FeedbackResponse, response_id)
         if row is not None:
             row.broadcast = {"via": staff}
-    reached = 0
+    # After the commit, in the background: the publisher's answer must not wait on how many
+    # authors there are or which of them can be reached (which items share an author, N8).
     for route in routes.values():
-        if await core.dm(route.person_id, _author_yswd(title, text, theme.name if theme else "",
-                                                       route.token), quiet=True) is not None:
-            reached += 1
-    return Published(response_id, len(items), reached, staff)
+        _tell_later(core, route.person_id, _author_yswd(
+            title, text, theme.name if theme else "", route.token))
+    return Published(response_id, len(items), staff)
 
 
 def _author_yswd(title: str, text: str, theme: str, token: str) -> Message:

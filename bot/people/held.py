@@ -14,6 +14,11 @@ live rows of the kind share the flush's `xmin`. Nothing it writes is dated.
 Until then this process reads its own held writes over the stored rows (`Held`), so it
 behaves as if they were written; another replica sees them after the flush. `Core.tick` flushes
 first, so a round or broadcast opened here sees every account this process linked.
+
+Adapters hold their own rows about the same accounts (a Teams personal chat's reference and
+member row) and register an `Also`, written in this flush's transaction after the links. A
+person who enrolled themselves is created at once (`Core._enrol`, a transaction of its own)
+and the next flush rewrites every person and role row, so theirs carry its `xmin` too.
 """
 
 from __future__ import annotations
@@ -22,13 +27,15 @@ import asyncio
 import logging
 import random
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot import flusher
-from bot.people.tables import Identity, Person
+from bot.people.tables import Identity, Person, PersonRole
 from storage.db import upsert
 
 if TYPE_CHECKING:
@@ -54,10 +61,12 @@ class Held:
     reasons: dict[Account, str] = field(default_factory=dict)
     # Time zones the platform reported: person id -> zone.
     tz: dict[str, str] = field(default_factory=dict)
+    # Someone enrolled themselves here since the last flush: it rewrites every person row.
+    enrolled: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one flush at a time
 
     def __bool__(self) -> bool:
-        return bool(self.links or self.routes or self.tz)
+        return bool(self.links or self.routes or self.tz or self.enrolled)
 
     def identities(self, person_id: str, stored: list[Identity]) -> list[Identity]:
         """`stored` (a person's accounts as read) with this process's held links and routes
@@ -109,6 +118,23 @@ def held(core: Core) -> Held:
     return found
 
 
+@dataclass(frozen=True)
+class Also:
+    """Writes an adapter holds about the same accounts (a Teams personal chat's reference,
+    its member row), laid down in this flush's transaction after the links, so they share
+    its `xmin` and are written for an account only while it is linked (never for a person
+    erased since, or someone outside the programme). `take` swaps out a batch (None or empty:
+    nothing), `write` writes it and says how many rows, `keep` puts it back when the flush
+    failed. Adapters register one at import (`ALSO`); bot/ never imports them."""
+
+    take: Callable[[Core], Any]
+    write: Callable[[AsyncConnection, Any], Awaitable[int]]
+    keep: Callable[[Core, Any], None]
+
+
+ALSO: list[Also] = []
+
+
 # PostgreSQL advisory lock (distinct from storage.db's, the feedback counters' and the
 # notices'): replicas flush one at a time, so each flush rewrites the rows the others wrote.
 FLUSH_LOCK = 0x5F5F_7376_0F0E
@@ -124,6 +150,7 @@ _TZ = (update(Person).where(Person.id == bindparam("pid"), Person.from_programme
 # Column = column: a new version of every row, so every live row carries the flush's xmin.
 _TOUCH_IDENTITIES = update(Identity).values(reachable=Identity.reachable)
 _TOUCH_PEOPLE = update(Person).values(tz=Person.tz)
+_TOUCH_ROLES = update(PersonRole).values(granted_in_chat=PersonRole.granted_in_chat)
 
 
 async def flush(core: Core) -> int:
@@ -131,14 +158,14 @@ async def flush(core: Core) -> int:
     down in shuffled order and rewrites every identity row (and every person row, if a time
     zone is written); returns how many writes. Kept for the next flush if it fails. A link
     another replica stored first is left as it is; a person erased since is not written back."""
-    h = _HELD.get(core)
-    if h is None:
-        return 0
+    h = held(core)
     async with h.lock:
-        if not h:
+        extra = [(a, batch) for a in ALSO if (batch := a.take(core))]
+        if not h and not extra:
             return 0
-        links, routes, reasons, zones = h.links, h.routes, h.reasons, h.tz
-        h.links, h.routes, h.reasons, h.tz = {}, {}, {}, {}
+        links, routes, reasons, zones, enrolled = h.links, h.routes, h.reasons, h.tz, h.enrolled
+        h.links, h.routes, h.reasons, h.tz, h.enrolled = {}, {}, {}, {}, False
+        also = 0
         try:
             async with core.db.transaction() as conn:
                 if conn.dialect.name == "postgresql":
@@ -164,15 +191,23 @@ async def flush(core: Core) -> int:
                 if tz:
                     _shuffle(tz)
                     await conn.execute(_TZ, tz)
+                if tz or enrolled:
                     await conn.execute(_TOUCH_PEOPLE)
+                if enrolled:  # their role row was written with their person row
+                    await conn.execute(_TOUCH_ROLES)
+                for a, batch in extra:
+                    also += await a.write(conn, batch)
         except BaseException:
+            for a, batch in extra:
+                a.keep(core, batch)
             # Kept for the next flush; anything held since wins over these.
             h.links = {**links, **h.links}
             h.routes = {**routes, **h.routes}
             h.reasons = {**reasons, **h.reasons}
             h.tz = {**zones, **h.tz}
+            h.enrolled = h.enrolled or enrolled
             raise
-        return len(rows) + len(changes) + len(tz)
+        return len(rows) + len(changes) + len(tz) + also
 
 
 # A router worker (every `serve` replica runs one), and `flushing` for the console and tests.

@@ -32,6 +32,11 @@ class NotEnrolled(Exception):
     """A platform user who is not a person of the programme and may not enrol themselves."""
 
 
+class MustEnrol(Exception):
+    """A platform user who matches no person and may enrol themselves: their person is
+    created first, in a transaction of its own (`enrol`), never in their event's."""
+
+
 # Setting written by the programme's organisation section: {"self_enrol": bool, "contact": str}.
 ENROLMENT = "enrolment"
 
@@ -103,11 +108,7 @@ async def person_for(s: AsyncSession, user: UserRef) -> Person:
 async def _found_or_enrolled(s: AsyncSession, user: UserRef) -> tuple[Person, bool]:
     """The person an account belongs to, by its verified email, or a new practitioner if
     enrolment allows (`may_enrol`), else NotEnrolled; True when the person was created."""
-    person: Person | None = None
-    if user.email:
-        person = (
-            await s.execute(select(Person).where(Person.email == user.email.lower()))
-        ).scalar_one_or_none()
+    person = await _by_email(s, user)
     if person is not None:
         return person, False
     if not await may_enrol(s, user):
@@ -174,13 +175,29 @@ async def person_by_id(s: AsyncSession | AsyncConnection, person_id: str) -> Per
 
 
 async def person_to_link(s: AsyncSession, user: UserRef) -> Person:
-    """The person an account not stored yet belongs to (by verified email), created if new
-    and allowed (`may_enrol`), else NotEnrolled. Unlike `person_for` this stores no link and
-    no time zone for a person who exists: the caller holds those (bot/people/held.py)."""
-    person, _created = await _found_or_enrolled(s, user)
+    """The person an account not stored yet belongs to (by verified email); MustEnrol if
+    there is none and the account may enrol (`may_enrol`), else NotEnrolled. Writes nothing:
+    the caller holds the link (bot/people/held.py)."""
+    person = await _by_email(s, user)
+    if person is None:
+        raise MustEnrol(user.platform) if await may_enrol(s, user) else NotEnrolled(user.platform)
     found = await person_by_id(s, person.id)
     assert found is not None
     return found
+
+
+async def enrol(s: AsyncSession, user: UserRef) -> str:
+    """The id of the person an account belongs to, created as a new practitioner if there is
+    none and enrolment allows (else NotEnrolled). No link is stored: the caller holds it."""
+    person, _created = await _found_or_enrolled(s, user)
+    return person.id
+
+
+async def _by_email(s: AsyncSession, user: UserRef) -> Person | None:
+    if not user.email:
+        return None
+    return (await s.execute(
+        select(Person).where(Person.email == user.email.lower()))).scalar_one_or_none()
 
 
 async def person_by_email(s: AsyncSession, email: str) -> Person | None:

@@ -16,14 +16,19 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, text, update
+from sqlalchemy.engine import make_url
 
-from bot.core import Core
+from bot.core import Core, HandleResult, Next
 from bot.feedback.tables import FeedbackItem
-from bot.model import ActionEvent, RatingScale, text_message
-from bot.people.tables import Person
+from bot.model import ActionEvent, Event, MessageEvent, RatingScale, text_message
+from bot.people import held
+from bot.people.tables import Identity, Person
+from bot.port import Port
 from bot.privacy import notice
 from bot.privacy.tables import NoticeShown
 from tests.conformance.drivers.fake import FakeDriver
+from tests.conformance.drivers.slack import SlackDriver
+from tests.slack.conftest import slack  # noqa: F401  (the Slack adapter on a real server)
 from tests.test_design_invariants import rows_naming
 from tests.test_feedback_helpers import dump, give, identity_strings
 
@@ -201,3 +206,139 @@ async def test_a_new_time_zone_on_a_tap_changes_no_row_naming_the_person(loaded:
     assert len(pending) == 1
     named = await _xmin_of_rows_naming(loaded, await identity_strings(loaded.db, who))
     assert {t: xs for t, xs in named.items() if {str(x) for x in xs} & pending} == {}
+
+
+async def test_a_home_tab_drawn_for_an_account_not_yet_linked_writes_no_row_naming_them(
+        loaded: Core, slack: SlackDriver) -> None:  # noqa: F811
+    """Attack (Slack): a newcomer opens the app's Home tab for the first time, and the
+    admission of that event did not hold their account (it gave up: a database busy past
+    its retries; or the flusher had just taken the held link to write it). Here a middleware
+    answers for the core as such an admission does. The Home tab is drawn all the same
+    (`Core.context_for`). The intruder looks for a row naming the newcomer written then.
+
+    Before: `context_for` linked an account neither stored nor held at once
+    (`people.person_for`): their `identities` row, written at the moment they opened the
+    Home tab, as admission had stopped doing (N21)."""
+    newcomer = slack.user(NEWCOMER).id
+
+    async def admission_gave_up(event: Event, port: Port, call_next: Next) -> HandleResult:
+        if event.user.user_id == newcomer:
+            return HandleResult(handled=False, error="internal")
+        return await call_next()
+
+    loaded.use(admission_gave_up)
+    who = {*await identity_strings(loaded.db, NEWCOMER), newcomer}
+    before = await rows_naming(loaded, who, skip=("processed_events",))
+    if not loaded.db.is_sqlite:
+        async with loaded.db.engine.connect() as conn:
+            start = int((await conn.execute(text("SELECT txid_current()"))).scalar_one())
+    home = await slack.open_home(NEWCOMER)
+    assert home is not None and "Give anonymous feedback" in str(home)  # drawn for them
+    assert await rows_naming(loaded, who, skip=("processed_events",)) == before
+    if not loaded.db.is_sqlite:
+        xmins = await _xmin_of_rows_naming(loaded, who)
+        assert {t: {x for x in xs if x > start} for t, xs in xmins.items()} == {
+            t: set() for t in xmins}
+
+    # The link is held, and written by the flusher, undated, with every other account's.
+    assert await held.flush(loaded) >= 1
+    async with loaded.db.session() as s:
+        [row] = (await s.execute(select(Identity).where(Identity.user_id == newcomer))).scalars()
+        assert row.updated_at is None
+    if not loaded.db.is_sqlite:
+        async with loaded.db.engine.connect() as conn:
+            assert len(set((await conn.execute(text(
+                "SELECT xmin::text FROM identities"))).scalars())) == 1
+
+
+async def test_a_first_teams_message_dates_no_reference_or_member_row_of_its_sender(
+        loaded: Core) -> None:
+    """Attack (Microsoft Teams, through the real adapter): nobody reached the newcomer before;
+    on Monday four people use the bot; on a quiet Tuesday the newcomer's first words are
+    "feedback", and theirs is the day's only item. The intruder looks for a row naming them
+    dated Tuesday, or (PostgreSQL) written between the day's start and the item.
+
+    Before: their personal chat's reference (`teams_conversations`: their user id, Tuesday)
+    and their member row (`teams_members`: email, name, Tuesday) were written, each in a
+    transaction of its own, just before the admission of their first message."""
+    from tests.conformance.drivers.teams import make
+
+    d = await make(loaded)
+    try:
+        for email in TOLD_EARLIER:
+            await d.say(email, "help")
+        await notice.flush(loaded)
+        await held.flush(loaded)
+        loaded.clock.advance(timedelta(days=1))
+        tuesday = loaded.clock.now().date()
+        if not loaded.db.is_sqlite:
+            async with loaded.db.engine.connect() as conn:
+                start = int((await conn.execute(text("SELECT txid_current()"))).scalar_one())
+        assert await give(d, NEWCOMER, TEXT) is None
+        await notice.flush(loaded)
+        await held.flush(loaded)
+        uid, chat = d.dm_id(NEWCOMER)
+        who = {*await identity_strings(loaded.db, NEWCOMER), uid, chat}
+        after = await rows_naming(loaded, who, skip=("processed_events",))
+        assert len(after["teams_conversations"]) == 1 and len(after["teams_members"]) == 1
+        assert [row for rows in after.values() for row in rows if str(tuesday) in row] == []
+        if not loaded.db.is_sqlite:
+            async with loaded.db.engine.connect() as conn:
+                [item_xmin] = (await conn.execute(text(
+                    "SELECT xmin::text FROM feedback_items"))).scalars().all()
+            xmins = await _xmin_of_rows_naming(loaded, who)
+            near = {t: {x for x in xs if start < x <= int(item_xmin)}
+                    for t, xs in xmins.items() if t != "processed_events"}
+            assert {t: xs for t, xs in near.items() if xs} == {}
+    finally:
+        await d.close()
+
+
+async def test_a_person_who_enrols_themselves_is_not_created_in_their_first_events_transaction(
+        loaded: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack: the programme lets people enrol themselves, and an agency worker in no source
+    writes to the bot for the first time: "feedback". Their person row (email, name) and role
+    row must exist at once (what the event does may refer to them). The intruder pairs the
+    new person with the event that brought them: on PostgreSQL by `xmin` (the event's
+    `processed_events` row against the person's rows), on SQLite by the commits of the
+    write-ahead log.
+
+    Before: the person was created in the admission's transaction: one `xmin`, one commit.
+    Now they are created in a transaction of their own just before it (so, on a quiet day,
+    the residue of N21: the transaction before), undated, and the next flush rewrites every
+    person and role row, so theirs end with the flush's `xmin`, as everyone's."""
+    from storage import sqlite_inline
+    from tests.anonymity.test_feedback_counter import _wal_commits
+    from tests.test_dispatcher import self_enrol
+
+    monkeypatch.setattr(sqlite_inline, "CHECKPOINT_EVERY", 10**9)  # the log keeps every commit
+    await self_enrol(loaded)
+    d = FakeDriver(loaded)
+    agency = "agency.worker@northbridge.example"
+    result = await loaded.handle(MessageEvent("agency-first-words", d.user(agency), d.conv(agency),
+                                              text="feedback"), d.port)
+    assert result.error is None and d.seen(agency)[0].startswith(FIRST)
+    key = loaded.event_key("agency-first-words")
+    async with loaded.db.session() as s:
+        pid = (await s.execute(select(Person.id).where(Person.email == agency))).scalar_one()
+    if loaded.db.is_sqlite:
+        commits = _wal_commits((make_url(loaded.db.url).database or "") + "-wal")
+        assert any(key.encode() in c for c in commits) and any(pid.encode() in c for c in commits)
+        assert [c for c in commits if key.encode() in c and pid.encode() in c] == []
+    else:
+        async with loaded.db.engine.connect() as conn:
+            [event] = (await conn.execute(text(
+                "SELECT xmin::text FROM processed_events WHERE event_id = :k"), {"k": key})).scalars()
+            mine = set((await conn.execute(text(
+                "SELECT xmin::text FROM people WHERE id = :p UNION "
+                "SELECT xmin::text FROM person_roles WHERE person_id = :p"), {"p": pid})).scalars())
+        assert event not in mine
+    await held.flush(loaded)
+    async with loaded.db.session() as s:
+        [link] = (await s.execute(select(Identity).where(Identity.person_id == pid))).scalars()
+        assert link.updated_at is None
+    if not loaded.db.is_sqlite:
+        async with loaded.db.engine.connect() as conn:
+            for table in ("people", "person_roles"):
+                assert len(set((await conn.execute(text(
+                    f"SELECT xmin::text FROM {table}"))).scalars())) == 1, table

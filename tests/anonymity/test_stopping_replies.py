@@ -115,3 +115,49 @@ async def test_a_reply_to_a_stopped_route_is_answered_as_one_to_a_live_route(loa
     await fb.settle_notices()
     assert d.seen(PRACTITIONER)[-1].startswith("The change team answered your feedback")
     assert not d.seen(OTHER)[-1].startswith("The change team answered")
+
+
+async def test_a_you_said_we_did_is_answered_before_any_author_is_told(loaded: Core) -> None:
+    """Attack: time the answer to a "you said, we did" of chosen items. The platform is slow to
+    deliver a DM (here it holds one author's until the publications are done); a publication
+    whose answer waits on it answered that author's item, one answered at once another's. (The
+    same timing counts the authors of any set of items: one DM per author, N8.)
+
+    Before: the authors were told one by one before the publisher's answer came back, so with
+    the author's DM held it never came back (the guard below gives up)."""
+    d = FakeDriver(loaded)
+    assert await give(d, PRACTITIONER, "Caseloads are too high.", theme="workload",
+                      replies=True) is None
+    assert await give(d, OTHER, "Admin eats our time.", theme="workload", replies=True) is None
+    await d.say(CHANGE, "feedback list")
+    listing = d.seen(CHANGE)[-1]
+    theirs = {PRACTITIONER: ref_for(listing, "Caseloads are too high."),
+              OTHER: ref_for(listing, "Admin eats our time.")}
+    author = d.conv(PRACTITIONER).conversation_id
+    held = asyncio.Event()
+    send = d.port.send
+
+    async def slow_send(conversation: ConversationRef, message: Message) -> MessageRef:
+        if conversation.conversation_id == author:
+            await held.wait()  # the platform answers only later
+        return await send(conversation, message)
+
+    d.port.send = slow_send  # type: ignore[method-assign]
+    d.wait_for_notices = False
+    said = {}
+    for who, ref in theirs.items():
+        before = await dump(loaded.db)
+        await d.say(CHANGE, "you said we did workload")
+        # A guard against hanging, not a measure: the answer comes back without the DM.
+        assert await asyncio.wait_for(d.submit(CHANGE, {
+            "title": "Caseload cap", "items": ref,
+            "text": "From January no caseload goes above 18."}), 30) is None
+        after = await dump(loaded.db)
+        said[who] = (d.seen(CHANGE)[-1].split(";", 1)[1].split(") and ", 1)[1],
+                     {t: len(after[t]) - len(before[t]) for t in after if after[t] != before[t]})
+    assert said[PRACTITIONER] == said[OTHER]
+    assert not any(m.startswith("You said, we did") for m in d.seen(PRACTITIONER))
+    held.set()
+    await fb.settle_notices()
+    for who in theirs:
+        assert [m for m in d.seen(who) if m.startswith("You said, we did: Caseload cap")], who

@@ -203,6 +203,32 @@ async def test_a_new_service_url_is_stored_when_a_known_chat_moves(teams: TeamsD
                                                               serviceUrl=moved),
                                headers={"Authorization": f"Bearer {teams.fake.sign({'serviceurl': moved})}"}) as r:
         assert r.status in (200, 201, 202)
+    from adapters.teams import references as refs
+    from bot.people import held
+
+    used = await refs.conversation(teams.core.db, cid)  # used at once, written by the flusher
+    assert used is not None and used.service_url == moved and used.installed
+    await held.flush(teams.core)
     async with teams.core.db.session() as s:
         row = await s.get(TeamsConversation, cid)
     assert row is not None and row.service_url == moved and row.installed
+
+
+async def test_a_sender_row_too_long_to_store_is_not_held_and_the_rest_is_written(
+        teams: TeamsDriver) -> None:
+    """A held row that could never be stored would fail every flush, and everything held
+    beside it with it: it is not held. (Microsoft signs the activities; this is a guard.)"""
+    from adapters.teams import references as refs
+    from adapters.teams.tables import TeamsMember
+    from bot.people import held
+
+    await teams.say(PRACTITIONER, "help")  # their link and chat are held
+    uid, cid = teams.dm_id(PRACTITIONER)
+    tenant = teams.fake.state.tenant_id
+    refs.hold_member(teams.core.db, tenant, {"id": "29:" + "x" * 200, "name": "Too long"})
+    assert (tenant, "29:" + "x" * 200) not in refs.held(teams.core.db).members
+    await held.flush(teams.core)
+    async with teams.core.db.session() as s:
+        chat = await s.get(TeamsConversation, cid)
+        assert await s.get(TeamsMember, (tenant, "29:" + "x" * 200)) is None
+    assert chat is not None and chat.user_id == uid and chat.updated_at is None
