@@ -419,7 +419,8 @@ async def _open_route(core: Core, handle: FeedbackHandle) -> sealing.Route:
 
 
 NOTICE_ATTEMPTS = 6
-# Author notices being sent after their reply's commit (see `reply`); `settle_notices` waits.
+# DMs to authors being sent in the background, after a reply's commit or a "you said, we
+# did" (`_tell_later`); `settle_notices` waits for them.
 NOTICES: set[asyncio.Task[None]] = set()
 
 
@@ -449,17 +450,24 @@ async def reply(core: Core, item_id: str, team_person_id: str, text: str) -> Non
         if item is not None and item.status == "new":
             item.status = "read"
     if route is not None:
-        task = asyncio.get_running_loop().create_task(_tell_author(core, route))
-        NOTICES.add(task)
-        task.add_done_callback(NOTICES.discard)
+        _tell_later(core, route.person_id, author_notice(route.token))
 
 
-async def _tell_author(core: Core, route: sealing.Route) -> None:
+def _tell_later(core: Core, person_id: str, message: Message) -> None:
+    """DM an author in the background (`settle_notices` waits for it): whoever acted on
+    their item gets their answer without waiting on the platform, so how long it took says
+    nothing about how many authors there were, or whether they could be reached."""
+    task = asyncio.get_running_loop().create_task(_tell_author(core, person_id, message))
+    NOTICES.add(task)
+    task.add_done_callback(NOTICES.discard)
+
+
+async def _tell_author(core: Core, person_id: str, message: Message) -> None:
     """The notice, retried while the platform is busy or failing (a few minutes at most)."""
     for attempt in range(NOTICE_ATTEMPTS):
         try:
             # Quiet: a row of the author's changed right after this reply would name them.
-            await core.dm(route.person_id, author_notice(route.token), quiet=True)
+            await core.dm(person_id, message, quiet=True)
             return
         except RateLimited as e:
             wait = e.retry_after
@@ -468,7 +476,7 @@ async def _tell_author(core: Core, route: sealing.Route) -> None:
         except Exception:
             break
         await asyncio.sleep(min(wait, 60.0))
-    log.warning("could not tell an author there is a reply")  # names nobody
+    log.warning("could not tell an author")  # names nobody
 
 
 async def settle_notices() -> None:
@@ -584,13 +592,13 @@ async def revoke_all(core: Core, person_id: str) -> int:
 class Published:
     response_id: str
     items: int
-    authors: int
     staff: str
 
 
 async def publish(core: Core, publisher_id: str, *, theme_id: str, title: str, text: str,
                   refs: Sequence[str] = ()) -> Published:
-    """Close items under a theme with a response, broadcast it, and tell authors who allowed replies."""
+    """Close items under a theme with a response, broadcast it, and tell authors who allowed
+    replies (in the background, once per author: the return never waits on them)."""
     async with core.db.session() as s:
         if refs:
             items = [await find_item(s, r) for r in refs]
@@ -630,12 +638,12 @@ async def publish(core: Core, publisher_id: str, *, theme_id: str, title: str, t
         row = await s.get(FeedbackResponse, response_id)
         if row is not None:
             row.broadcast = {"via": staff}
-    reached = 0
+    # In the background, like a reply's notice: a publish that returned only after one DM
+    # per author would tell, by its time, whether the items answered share an author.
     for route in routes.values():
-        if await core.dm(route.person_id, _author_yswd(title, text, theme.name if theme else "",
-                                                       route.token), quiet=True) is not None:
-            reached += 1
-    return Published(response_id, len(items), reached, staff)
+        _tell_later(core, route.person_id, _author_yswd(title, text, theme.name if theme else "",
+                                                        route.token))
+    return Published(response_id, len(items), staff)
 
 
 def _author_yswd(title: str, text: str, theme: str, token: str) -> Message:
