@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import secrets
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
@@ -34,7 +35,7 @@ from adapters.slack.port import (
 from bot.channels import parse_channel
 from bot.core import Core
 from bot.errors import UserError
-from bot.model import Event, UserRef, text_message
+from bot.model import Event, Form, Text, UserRef, text_message
 from bot.programme.core_sections import get_setting
 
 log = logging.getLogger("staffvoice.slack")
@@ -47,6 +48,17 @@ ANY = re.compile(r".+")
 # core's answer (or its errors) arrives by DM instead.
 SUBMIT_BUDGET_S = 2.2
 EXPIRED_FORM = "That form has expired. Please ask for it again."
+# A submission answered after its ack: the modal says so until the answer replaces it.
+WAITING = "One moment, please: this is still being saved. Keep this window open."
+DONE = "Done. You can close this window."
+LATE_RETRIES_S = (0.25, 0.5, 1.0, 2.0)
+LATE_ERRORS = "Nothing was sent: {} Open the form again to try once more."
+
+
+def _notice(title: str, text: str) -> Form:
+    """A screen that only says something (no inputs, nothing to press but Close)."""
+    return Form(form_id="slack.late", title=title[:24], inputs=(), intro=(Text(text),),
+                submit_label="", close_label="Close")
 
 
 class _TokenUnusedFilter(logging.Filter):
@@ -310,12 +322,17 @@ class SlackAdapter:
         try:
             result = await asyncio.wait_for(asyncio.shield(work), SUBMIT_BUDGET_S)
         except TimeoutError:
-            # Too slow for the ack: close the modal, let the core finish in the background
-            # (a next screen it opens then comes as a button in the person's DM; a notice,
-            # such as the thanks for feedback, is not shown at all: adapters/slack/port.py).
-            self.port.ack_view(event.event_id)
-            self.spawn(self._finish_late(work))
-            await ack()
+            # Too slow for the ack: the modal shows "one moment" and stays open while the core
+            # finishes in the background; what it shows next (a "Before you send", the thanks)
+            # replaces it by views.update, never by a button or a message in the person's DM,
+            # where Slack would keep, by name and time, that they had just sent something
+            # (and, for "Before you send", that it looked like a safeguarding concern: N20).
+            title = str(((body.get("view") or {}).get("title") or {}).get("text") or "") or "Please wait"
+            waiting = render.modal(_notice(title, WAITING)).to_dict()
+            # Named by us, so the late answer finds it only once Slack shows it (no race).
+            waiting["external_id"] = f"sv-late-{secrets.token_urlsafe(16)}"
+            self.spawn(self._finish_late(work, event, waiting["external_id"], title))
+            await ack(response_action="update", view=waiting)
             return
         except BaseException:
             self.port.ack_view(event.event_id)
@@ -330,10 +347,22 @@ class SlackAdapter:
         else:
             await ack()
 
-    async def _finish_late(self, work: asyncio.Future[Any]) -> None:
-        result = await work
+    async def _finish_late(self, work: asyncio.Future[Any], event: Event, external_id: str,
+                           title: str) -> None:
+        """The late answer to a submission, in its modal (kept open by the ack's "one moment"),
+        tried a few times: Slack may not show the ack's view yet, or the person closed it."""
+        try:
+            result = await work
+        finally:
+            follow_up = self.port.ack_view(event.event_id)
         if result.form_errors:
-            log.info("slack form errors arrived after the modal closed")
+            follow_up = _notice(title, LATE_ERRORS.format(" ".join(result.form_errors.values())))
+        for wait in (0.0, *LATE_RETRIES_S):
+            await asyncio.sleep(wait)
+            if await self.port.update_view(event.user.workspace, external_id,
+                                           follow_up or _notice(title, DONE)):
+                return
+        log.info("slack late answer not shown: its modal had closed")
 
     async def on_view_closed(self, ack: Callable[..., Awaitable[None]]) -> None:
         await ack()

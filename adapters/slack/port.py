@@ -508,6 +508,18 @@ class SlackPort:
         conv = event.conversation if event.conversation is not None else await self.open_dm(event.user)
         await self.send(conv, msg)
 
+    async def update_view(self, team: str, external_id: str, form: Form) -> bool:
+        """Show `form` in the open modal the app named `external_id` (views.update, no trigger
+        needed); False when there is none: not shown yet, or the person closed it."""
+        client = await self.workspaces.client(team)
+        try:
+            await call(client.views_update, external_id=external_id,
+                       view=render.modal(form).to_dict())
+        except PlatformError as e:
+            log.info("slack modal not updated", extra={"error": str(e), "form": form.form_id})
+            return False
+        return True
+
     async def open_pending(self, team: str, token: str, trigger_id: str) -> bool:
         """Open a form offered earlier by button; False when it has expired.
 

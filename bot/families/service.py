@@ -14,7 +14,7 @@ import logging
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, delete, select, update
@@ -27,7 +27,7 @@ from bot.feedback import counts, safeguarding
 from bot.feedback import service as fb
 from bot.feedback.tables import FeedbackItem, FeedbackResponse
 from bot.people.tables import Theme
-from bot.programme.core_sections import get_setting
+from bot.programme.core_sections import get_setting, programme_zone
 from bot.secrets import Unsealable, derive, keyed_hash, open_bytes, seal_bytes
 from storage.db import upsert
 
@@ -110,6 +110,15 @@ def check_token(secret: bytes, audience: str, token: str, now: datetime) -> str 
     if not (now - TOKEN_TTL <= issued <= now + timedelta(minutes=5)):
         return None
     return nonce
+
+
+def used_until(day: date, zone: tzinfo) -> datetime:
+    """When the mark of a form sent on `day` (the programme's calendar day, in `zone`) may go:
+    the day's end plus a form's lifetime, so after any token sent that day has expired. The
+    same for every form of the day: a time beside an item as precise as its sending would
+    date it, against a proxy's log or a worker who saw the form sent."""
+    end = datetime.combine(day + timedelta(days=1), time(), tzinfo=zone).astimezone(UTC)
+    return end + TOKEN_TTL + timedelta(minutes=10)
 
 
 # -- submitting ---------------------------------------------------------------------------------
@@ -213,10 +222,11 @@ async def _store(core: Core, sub: Submission, nonce: str, now: datetime, address
         day = await fb.today(s, now)
         conn = await s.connection()
         # Written with the item: its key is a hash of the form's random nonce, which names
-        # nobody (no address, no person), so sharing the item's transaction tells nothing.
+        # nobody (no address, no person), and it is kept until a time that is the same for
+        # every form of the day, so sharing the item's transaction tells nothing.
         used = await conn.execute(_use(conn.dialect.name), {
             "key": keyed_hash(derive(core.secret, TOKEN_LABEL), "used", nonce),
-            "expires_at": now + TOKEN_TTL + timedelta(minutes=10)})
+            "expires_at": used_until(day, await programme_zone(conn))})
         if used.first() is None:
             return Outcome("replayed")
         concerns = tuple(safeguarding.concerns(f"{sub.working}\n{sub.better}", sg))

@@ -628,6 +628,27 @@ class FakeSlack:
         self.views[vid] = opened
         return {"ok": True, "view": {"id": vid, "hash": opened.hash, "team_id": self.team, **args["view"]}}
 
+    def m_views_update(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        """Replace a modal that is still open (https://docs.slack.dev/reference/methods/views.update:
+        by `view_id` or by the `external_id` the app gave the view, no trigger needed;
+        "not_found" once the person closed it, or before a view with that external_id is
+        shown; "hash_conflict" when a `hash` is given and the view changed since)."""
+        opened = self.views.get(str(args.get("view_id", "")))
+        external = str(args.get("external_id", ""))
+        if opened is None and external:
+            opened = next((v for v in self.views.values()
+                           if v.view.get("external_id") == external), None)
+        if opened is None:
+            return {"ok": False, "error": "not_found"}
+        if args.get("hash") and args["hash"] != opened.hash:
+            return {"ok": False, "error": "hash_conflict"}
+        error = self._check_view(args.get("view"), "modal")
+        if error:
+            return {"ok": False, "error": error}
+        opened.view, opened.hash = args["view"], f"{time.time():.6f}.{opened.id}"
+        return {"ok": True, "view": {"id": opened.id, "hash": opened.hash, "team_id": self.team,
+                                     **args["view"]}}
+
     def m_views_publish(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
         uid = str(args.get("user_id", ""))
         if uid not in self.users:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -303,8 +304,10 @@ async def test_a_refused_bot_token_is_one_clear_line_at_start(
     assert "OAuth & Permissions" in line and "xoxb-" not in line.replace("(xoxb-...)", "")
 
 
-async def test_when_the_core_misses_the_ack_the_check_screen_comes_as_a_button_and_nothing_is_lost(
+async def test_when_the_core_misses_the_ack_the_modal_waits_and_shows_each_screen_in_turn(
         slack: SlackDriver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ack says "one moment" in the modal; the core's next screen replaces it there by
+    views.update (by the external_id the ack gave it), never by a button in the DM."""
     from adapters.slack import app as slack_app
 
     monkeypatch.setattr(slack_app, "SUBMIT_BUDGET_S", 0.05)
@@ -315,17 +318,49 @@ async def test_when_the_core_misses_the_ack_the_check_screen_comes_as_a_button_a
 
     await slack.shortcut(PRACTITIONER, "feedback.open")
     slack.core.use(slow)
-    assert await slack.submit(PRACTITIONER, {"text": CONCERN, "theme": "", "replies": "false"}) is None
-    assert slack.fake.open_view(slack.user(PRACTITIONER).id) is None  # the empty ack closed it
-    assert slack.fake.hidden_views == []
-    assert "Before you send: tap the button to open the form." in slack.seen(PRACTITIONER)[-1]
-    await slack.tap(PRACTITIONER, "Open the form")
-    form = slack.form(PRACTITIONER)
-    assert form is not None and form.title == "Before you send"
     seen = slack.seen(PRACTITIONER)
     assert await slack.submit(PRACTITIONER, {"text": CONCERN, "theme": "", "replies": "false"}) is None
+    [update] = slack.fake.called("views.update")
+    assert update.args["external_id"].startswith("sv-late-")
+    assert slack.fake.hidden_views == []
+    form = slack.form(PRACTITIONER)
+    assert form is not None and form.title == "Before you send"
+    assert await slack.submit(PRACTITIONER, {"text": CONCERN, "theme": "", "replies": "false"}) is None
     assert [r for r in (await dump(slack.core.db))["feedback_items"] if r["text"] == CONCERN]
-    # Too late for the ack, the thanks is not shown rather than offered in the DM, where
-    # Slack would keep it by name and time (docs/invariants.md N19).
-    assert slack.fake.open_view(slack.user(PRACTITIONER).id) is None
+    form = slack.form(PRACTITIONER)
+    assert form is not None and form.title == "Feedback sent"  # the thanks, late but shown
+    assert slack.seen(PRACTITIONER) == seen  # nothing in the DM (docs/invariants.md N20)
+
+
+async def test_a_late_answer_to_a_modal_the_person_closed_goes_nowhere(
+        slack: SlackDriver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Closed while it said "one moment": the late screen is tried a few times, then dropped;
+    nothing goes to the DM and nothing is kept under a button."""
+    from adapters.slack import app as slack_app
+
+    monkeypatch.setattr(slack_app, "SUBMIT_BUDGET_S", 0.05)
+    monkeypatch.setattr(slack_app, "LATE_RETRIES_S", (0.01, 0.01))
+    gate = asyncio.Event()
+
+    async def slow(event, port, call_next):  # type: ignore[no-untyped-def]
+        await gate.wait()
+        return await call_next()
+
+    await slack.shortcut(PRACTITIONER, "feedback.open")
+    slack.core.use(slow)
+    seen = slack.seen(PRACTITIONER)
+    submitting = asyncio.create_task(
+        slack.submit(PRACTITIONER, {"text": CONCERN, "theme": "", "replies": "false"}))
+    def waiting() -> Any:
+        opened = slack.fake.open_view(slack.user(PRACTITIONER).id)
+        return opened if opened is not None and "external_id" in opened.view else None
+
+    while waiting() is None:  # the ack's "one moment" is shown
+        await asyncio.sleep(0.01)
+    assert "One moment" in json.dumps(waiting().view)
+    slack.fake.close_view(waiting().id)  # the person closes it
+    gate.set()
+    assert await submitting is None
+    assert len(slack.fake.called("views.update")) == 3
     assert slack.seen(PRACTITIONER) == seen
+    assert (await dump(slack.core.db))["slack_pending_forms"] == []

@@ -13,6 +13,7 @@ import hmac
 import itertools
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -202,7 +203,10 @@ class SlackDriver:
     def user(self, email: str) -> User:
         return self.fake.user_by_email(email) or self.fake.add_user(email)
 
-    async def post(self, body: str, content_type: str) -> tuple[int, str]:
+    async def post(self, body: str, content_type: str,
+                   on_answer: Callable[[str], None] | None = None) -> tuple[int, str]:
+        """Post a signed request; `on_answer` sees the answer as Slack does on receipt (an
+        ack's `response_action` takes effect then), before the work it left running ends."""
         assert self.http is not None and self.adapter is not None
         headers = {"Content-Type": content_type, **sign(SIGNING_SECRET, body)}
         started = time.monotonic()
@@ -213,6 +217,8 @@ class SlackDriver:
         if took > ACK_DEADLINE_S:
             self.late_acks.append(took)
             text = ""  # Slack gave up waiting: a late answer (response_action, errors) is lost
+        if on_answer is not None:
+            on_answer(text)
         await self.adapter.drain()
         return status, text
 
@@ -228,9 +234,10 @@ class SlackDriver:
         status, _ = await self.post(json.dumps(body), "application/json")
         return status
 
-    async def post_interaction(self, payload: dict[str, Any]) -> tuple[int, str]:
+    async def post_interaction(self, payload: dict[str, Any],
+                               on_answer: Callable[[str], None] | None = None) -> tuple[int, str]:
         return await self.post(urlencode({"payload": json.dumps(payload)}),
-                               "application/x-www-form-urlencoded")
+                               "application/x-www-form-urlencoded", on_answer)
 
     def _ts(self) -> str:
         return f"{int(time.time())}.{next(self._ids):06d}"
@@ -336,32 +343,34 @@ class SlackDriver:
             "trigger_id": self.fake.new_trigger(u.id, "view_submission"), "view": view,
             "response_urls": [], "is_enterprise_install": False, "enterprise": self._enterprise(),
         }
-        status, text = await self.post_interaction(payload)
+        errors: list[dict[str, str]] = []
+
+        def apply(text: str) -> None:
+            answer = json.loads(text) if text.strip() else {}
+            # The ack decides what the modal does next (https://docs.slack.dev/surfaces/modals:
+            # "response_action": errors | update | push | clear; an empty ack closes it).
+            action = answer.get("response_action")
+            if action == "errors":
+                errors.append(dict(answer["errors"]))
+            elif action == "update":
+                error = self.fake._check_view(answer.get("view"), "modal")
+                assert error is None, f"Slack refuses this view: {error}"
+                opened.view, opened.hash = answer["view"], f"{time.time():.6f}.{opened.id}"
+            elif action == "push":
+                error = self.fake._check_view(answer.get("view"), "modal")
+                assert error is None, f"Slack refuses this view: {error}"
+                vid = f"V{next(self._ids):08d}P"
+                self.fake.views[vid] = OpenView(vid, f"{time.time():.6f}.{vid}", u.id, answer["view"])
+            elif action == "clear":
+                for vid in [v.id for v in self.fake.views.values() if v.user == u.id]:
+                    self.fake.close_view(vid)
+            else:
+                self.fake.close_view(opened.id)
+
+        status, _ = await self.post_interaction(payload, apply)
         assert status == 200, status
         await settle_notices()  # a reply's notice to its author, sent in the background
-        answer = json.loads(text) if text.strip() else {}
-        # The ack decides what the modal does next (https://docs.slack.dev/surfaces/modals:
-        # "response_action": errors | update | push | clear; an empty ack closes it).
-        action = answer.get("response_action")
-        if action == "errors":
-            return dict(answer["errors"])
-        if action == "update":
-            error = self.fake._check_view(answer.get("view"), "modal")
-            assert error is None, f"Slack refuses this view: {error}"
-            opened.view, opened.hash = answer["view"], f"{time.time():.6f}.{opened.id}"
-            return None
-        if action == "push":
-            error = self.fake._check_view(answer.get("view"), "modal")
-            assert error is None, f"Slack refuses this view: {error}"
-            vid = f"V{next(self._ids):08d}P"
-            self.fake.views[vid] = OpenView(vid, f"{time.time():.6f}.{vid}", u.id, answer["view"])
-            return None
-        if action == "clear":
-            for vid in [v.id for v in self.fake.views.values() if v.user == u.id]:
-                self.fake.close_view(vid)
-            return None
-        self.fake.close_view(opened.id)
-        return None
+        return errors[0] if errors else None
 
     async def shortcut(self, email: str, callback_id: str) -> None:
         u = self.user(email)
