@@ -8,6 +8,7 @@ from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
 from adapters.slack import render
+from adapters.slack.render import to_dicts
 from bot.model import (
     Choice,
     Choices,
@@ -93,6 +94,22 @@ def test_limits_on_labels_values_and_headers_are_respected() -> None:
     assert [len(r["elements"]) for r in rows] == [25, 5]
     assert all(len(e["text"]["text"]) <= 75 for r in rows for e in r["elements"])
     assert len(json.dumps(payload)) < 40_000
+
+
+def test_a_text_that_fits_one_section_is_escaped_whole_not_character_by_character(monkeypatch) -> None:
+    # The feedback thanks (about 900 characters with the safeguarding routes) was escaped one
+    # character at a time to find where to split it: 0.6 M instructions a form (bench/README.md).
+    calls: list[str] = []
+    real = render.escape
+    monkeypatch.setattr(render, "escape", lambda t: calls.append(t) or real(t))
+    text = "Call the duty line & ask for <safeguarding>.\n" * 20
+    blocks = to_dicts(render.render_blocks([Text(text)]))
+    assert [b["text"]["text"] for b in blocks] == [real(text)]
+    assert len(calls) <= 2
+    # At the limit, escaped: one piece; one character past it: two, each within it.
+    at = "&" * 600  # 3,000 characters escaped
+    assert render.chunks(at, 3000) == [at]
+    assert [len(real(p)) for p in render.chunks(at + "a", 3000)] == [3000, 1]
 
 
 def test_escaped_text_is_never_cut_inside_an_entity() -> None:
