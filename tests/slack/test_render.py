@@ -159,6 +159,31 @@ def test_a_notice_becomes_a_modal_with_only_a_close_button() -> None:
     assert form_of(d).intro == (Text("Thank you."),)
 
 
+def test_a_notice_is_rendered_once_for_everyone_and_a_form_with_inputs_every_time(monkeypatch) -> None:
+    # The feedback thanks is the same words for every sender: its validated rendering is kept
+    # (about 1 M instructions a Slack form, bench/README.md). A form with inputs may carry
+    # what the person wrote, so it is never kept.
+    drawn: list[str] = []
+    real = render.modal
+    monkeypatch.setattr(render, "modal", lambda f: drawn.append(f.form_id) or real(f))
+    notice = Form("feedback.thanks", "Feedback sent", (), intro=(Text("Thank you. 7 days."),),
+                  submit_label="", close_label="Close")
+    first = render.modal_dict(notice)
+    first["blocks"].clear()  # a caller changing its copy changes nobody else's
+    again = render.modal_dict(Form("feedback.thanks", "Feedback sent", (),
+                                   intro=(Text("Thank you. 7 days."),), submit_label="",
+                                   close_label="Close"))
+    assert again == real(notice).to_dict() and drawn == ["feedback.thanks"]
+    other = render.modal_dict(Form("feedback.thanks", "Feedback sent", (),
+                                   intro=(Text("Thank you. 30 days."),), submit_label="",
+                                   close_label="Close"))
+    assert form_of(other).intro == (Text("Thank you. 30 days."),)
+    draft = Form("feedback.send", "Before you send", (TextInput("text", "Your feedback",
+                                                                  initial="my words"),))
+    assert render.modal_dict(draft) == render.modal_dict(draft) == real(draft).to_dict()
+    assert drawn == ["feedback.thanks", "feedback.thanks", "feedback.send", "feedback.send"]
+
+
 def test_home_has_one_feedback_button() -> None:
     view = render.home_view([Text("Your milestones")]).to_dict()
     buttons = [e for b in view["blocks"] if b["type"] == "actions" for e in b["elements"]]
