@@ -373,16 +373,20 @@ class Core:
             known = True
         else:
             linked = hold.links.get(account)
-            person_or_none = (await people.person_by_id(conn, linked)
-                              if linked is not None else None)
-            known = person_or_none is not None
+            # Linked here and not flushed yet: the person and roles in one statement, as
+            # for a stored account (every request of a new account until the next flush).
+            by_id = await people.sender_by_id(conn, linked) if linked is not None else None
+            known = by_id is not None
             stored, reachable = None, True
-            # The session joins this transaction; its commit only flushes. It writes only
-            # for a person new to the programme (self-enrolment).
-            async with AsyncSession(bind=conn, expire_on_commit=False) as s:
-                person = person_or_none or await people.person_to_link(s, u)
-                roles = await people.roles_of(s, person.id)
-                await s.commit()
+            if by_id is not None:
+                person, roles = by_id
+            else:
+                # The session joins this transaction; its commit only flushes. It writes
+                # only for a person new to the programme (self-enrolment).
+                async with AsyncSession(bind=conn, expire_on_commit=False) as s:
+                    person = await people.person_to_link(s, u)
+                    roles = await people.roles_of(s, person.id)
+                    await s.commit()
             hold.links[account] = person.id
         tz = people.valid_tz(u.tz)
         if tz and not person.from_programme:
