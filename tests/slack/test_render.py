@@ -98,7 +98,7 @@ def test_limits_on_labels_values_and_headers_are_respected() -> None:
 
 def test_a_text_that_fits_one_section_is_escaped_whole_not_character_by_character(monkeypatch) -> None:
     # The feedback thanks (about 900 characters with the safeguarding routes) was escaped one
-    # character at a time to find where to split it: 0.6 M instructions a form (bench/README.md).
+    # character at a time to find where to split it: 1.2 M instructions a form (bench/README.md).
     calls: list[str] = []
     real = render.escape
     monkeypatch.setattr(render, "escape", lambda t: calls.append(t) or real(t))
