@@ -415,14 +415,19 @@ class Core:
         account = (u.platform, u.workspace, u.user_id)
         hold = held(self)
         linked = hold.links.get(account)
-        person_or_none = await people.person_by_id(conn, linked) if linked is not None else None
-        # The session joins the caller's transaction; it writes nothing.
-        async with AsyncSession(bind=conn, expire_on_commit=False) as s:
-            person = person_or_none or await people.person_to_link(s, u)
-            roles = await people.roles_of(s, person.id)
-            await s.commit()
+        # Linked here and not flushed yet: the person and roles in one statement, as for a
+        # stored account (every request of a new account until the next flush).
+        by_id = await people.sender_by_id(conn, linked) if linked is not None else None
+        if by_id is not None:
+            person, roles = by_id
+        else:
+            # The session joins the caller's transaction; it writes nothing.
+            async with AsyncSession(bind=conn, expire_on_commit=False) as s:
+                person = await people.person_to_link(s, u)
+                roles = await people.roles_of(s, person.id)
+                await s.commit()
         hold.links[account] = person.id
-        return person, roles, None, True, person_or_none is not None
+        return person, roles, None, True, by_id is not None
 
     async def _admit_joined(self, event: Event, key: str) -> tuple[_Pending, _Sender] | None:
         """Admit in a transaction left open for the action's handler; None if that did not

@@ -417,3 +417,24 @@ async def test_an_urgent_alert_is_sent_with_no_row_locked_and_goes_once(loaded: 
     async with loaded.db.session() as s:
         rows = (await s.execute(select(FeedbackAlert))).scalars().all()
     assert {(a.status, a.lease_until) for a in rows} == {("sent", None)}
+
+
+async def test_a_form_is_stored_and_thanked_without_an_orm_session(
+        loaded: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The thanks' settings (routes, reply days) are read on the item's connection, from the
+    # settings kept for a few seconds: an ORM session of its own cost every form about a
+    # transaction's worth of instructions (bench/README.md, ninth session).
+    d = FakeDriver(loaded)
+    assert await give(d, PRACTITIONER, IDEA) is None  # first contact: the notice, the link
+    await d.say(PRACTITIONER, "feedback")
+    opened: list[str] = []
+    real = loaded.db.session
+    monkeypatch.setattr(loaded.db, "session", lambda: opened.append("session") or real())
+    assert await d.submit(PRACTITIONER, {"text": IDEA + " Again.", "theme": "",
+                                         "replies": "true"}) is None
+    thanks = d.form(PRACTITIONER)
+    assert thanks is not None and thanks.form_id == "feedback.thanks"
+    assert "If the change team answers within" in " ".join(
+        getattr(b, "text", "") for b in thanks.intro)
+    assert opened == []
+    assert len(await items(loaded)) == 2

@@ -5,11 +5,16 @@ the same account store one row."""
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
+import pytest
 from sqlalchemy import select
 
 from bot.core import Core
 from bot.model import MessageEvent, text_message
 from bot.people import held
+from bot.people import service as people
 from bot.people.service import person_by_email
 from bot.people.tables import Identity, Person
 from bot.privacy import erasure
@@ -90,3 +95,29 @@ async def test_a_round_opened_before_the_flush_reaches_an_account_held_here(
     [ident] = await _idents(loaded)
     assert ident.dm is not None and ident.updated_at is None
     assert any("question" in m.lower() for m in d.seen(WHO)[-2:]), d.seen(WHO)[-3:]
+
+
+async def test_an_account_linked_but_not_yet_flushed_is_admitted_in_one_statement(
+        loaded: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Until the flush, each request of a newly linked account was admitted through an ORM
+    # session and a roles statement built per call (about 1 M instructions more than a stored
+    # account's; bench/README.md, ninth session). Now one prepared statement, same roles.
+    lead = "lead.assessment@northbridge.example"  # a team lead: a role found by the join
+    d = FakeDriver(loaded)
+    await d.say(lead, "whoami")
+    first = d.seen(lead)[-1]
+    assert lead in first and "team_lead" in first.replace(" ", "_").lower(), first
+    slow: list[str] = []
+    for name in ("person_to_link", "roles_of", "person_by_id"):
+        real = getattr(people, name)
+        monkeypatch.setattr(people, name, functools.partial(_counted, slow, name, real))
+    await d.say(lead, "whoami")
+    assert d.seen(lead)[-1] == first and slow == []
+    async with loaded.db.session() as s:
+        assert (await s.execute(select(Identity).where(
+            Identity.user_id == f"U-{lead}"))).first() is None  # still held, not written
+
+
+def _counted(calls: list[str], name: str, real: Any, *args: Any, **kwargs: Any) -> Any:
+    calls.append(name)
+    return real(*args, **kwargs)

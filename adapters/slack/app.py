@@ -343,7 +343,7 @@ class SlackAdapter:
                       errors=render.modal_errors(result.form_errors, body["view"]))
         elif follow_up is not None:
             # The next screen (e.g. "Before you send") replaces this one in the ack.
-            await ack(response_action="update", view=render.modal(follow_up).to_dict())
+            await ack(response_action="update", view=render.modal_dict(follow_up))
         else:
             await ack()
 

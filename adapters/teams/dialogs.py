@@ -119,9 +119,12 @@ def opener(form: Form) -> dict[str, Any]:
 
 
 def show(form: Form) -> dict[str, Any]:
-    """The invoke answer that shows `form` in the dialog (task/fetch, or a next step)."""
-    data = {render.KIND: "dialog", render.FORM: form.form_id, render.META: form.metadata,
-            DIALOG: pack(form)}
+    """The invoke answer that shows `form` in the dialog (task/fetch, or a next step). A
+    notice (the feedback thanks) has no submit button to carry the packed form, so it is
+    not packed (zlib at level 9: 0.3 M instructions a feedback form)."""
+    data = {render.KIND: "dialog", render.FORM: form.form_id, render.META: form.metadata}
+    if not form.notice:
+        data[DIALOG] = pack(form)
     card = render.card_with(form, data)
     return {"task": {"type": "continue", "value": {
         "title": form.title[:100], "width": "medium", "height": "large",

@@ -165,9 +165,10 @@ class TeamsPort:
 
     async def send(self, conversation: ConversationRef, message: Message) -> MessageRef:
         """Post a message; one too big for Teams goes as several, in order (the first's ref)."""
-        payload = render.activity_json(message)
-        if self.too_big(message, payload) is None:
-            return await self._post(conversation, payload)
+        # Measured through `_size`, kept per message: a question card or a status card goes to
+        # many people, and its JSON was encoded again for each send only to be counted.
+        if self.too_big(message) is None:
+            return await self._post(conversation, render.activity_json(message))
         parts = self.parts(message)
         first = await self._post(conversation, render.activity_json(parts[0]))
         for part in parts[1:]:

@@ -164,6 +164,9 @@ async def submit_form(ctx: Ctx) -> None:
         else:  # store() refuses past the limit with the same words
             stored = await fb.store(ctx.core, ctx.person.id, text=text, theme_id=theme or None,
                                     replies=replies, concerns=concerns, conn=conn, hold=hold)
+            # Read on this connection (settings kept up to SETTINGS_TTL_S: usually no
+            # statement), not in an ORM session of its own after it.
+            thanks = await _thanks(conn, stored)
     if ask:
         await ctx.open_form(await feedback_form(ctx, text=text, theme=theme, replies=replies,
                                                 warnings=warnings))
@@ -176,10 +179,10 @@ async def submit_form(ctx: Ctx) -> None:
         except Exception:
             log.exception("safeguarding alert delivery failed; the scheduler retries it")
     # In the form, not the DM (N19, N20): adapters show a notice only in answer to its form.
-    await ctx.open_form(await _thanks(ctx, stored))
+    await ctx.open_form(thanks)
 
 
-async def _thanks(ctx: Ctx, stored: fb.Stored) -> Form:
+async def _thanks(s: AsyncSession | AsyncConnection, stored: fb.Stored) -> Form:
     """The thanks, shown in the form just sent, never left in the chat.
 
     A thanks in the DM, kept by the platform by name and time, says that this person sent
@@ -189,9 +192,8 @@ async def _thanks(ctx: Ctx, stored: fb.Stored) -> Form:
     the item was flagged urgent; the flagged sender was told before sending ("Before you send").
     """
     intro: list[Text | Context | Fields] = [Text("Thank you. Your feedback was sent anonymously.")]
-    async with ctx.session() as s:
-        cfg = await fb.config(s)
-        days = (await retention.current(s, ttl=SETTINGS_TTL_S)).reply_routes_days
+    cfg = await fb.config(s)
+    days = (await retention.current(s, ttl=SETTINGS_TTL_S)).reply_routes_days
     intro.append(Text("If it may describe a risk to a child or an allegation about a "
                       "colleague, it went to the safeguarding leads straight away. They cannot "
                       "trace you, so please also use a route below if someone is at risk."))

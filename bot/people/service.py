@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from functools import lru_cache
 from typing import Any
@@ -153,10 +154,42 @@ async def known_sender(
     person = Person(id=r.id, email=r.email, display_name=r.display_name, tz=r.tz,
                     team_id=r.team_id, work_pattern=r.work_pattern,
                     from_programme=r.from_programme)
+    return person, _roles(rows), r.dm, bool(r.reachable)
+
+
+def _roles(rows: Sequence[Any]) -> frozenset[str]:
+    """Granted roles (a row each), practitioner, and team lead for anyone who leads a team:
+    what `roles_of` returns."""
     roles = {PRACTITIONER, *(x.role for x in rows if x.role is not None)}
-    if r.leads:
+    if rows[0].leads:
         roles.add(TEAM_LEAD)
-    return person, frozenset(roles), r.dm, bool(r.reachable)
+    return frozenset(roles)
+
+
+# An account linked by this process and not stored yet (bot/people/held.py): the person and
+# their roles by id, in one prepared statement like `_KNOWN` (no ORM session, no statement
+# built per call).
+_HELD_SENDER = (
+    select(Person.id, Person.email, Person.display_name, Person.tz, Person.team_id,
+           Person.work_pattern, Person.from_programme, PersonRole.role,
+           exists().where(Team.lead_person_id == Person.id).label("leads"))
+    .outerjoin(PersonRole, PersonRole.person_id == Person.id)
+    .where(Person.id == bindparam("pid"))
+)
+
+
+async def sender_by_id(s: AsyncSession | AsyncConnection,
+                       person_id: str) -> tuple[Person, frozenset[str]] | None:
+    """A person as a new object in no session, and their roles (as `roles_of`), in one
+    statement; None if gone (erased since)."""
+    conn = await connection_of(s)
+    rows = (await conn.execute(_HELD_SENDER, {"pid": person_id})).all()
+    if not rows:
+        return None
+    r = rows[0]
+    return Person(id=r.id, email=r.email, display_name=r.display_name, tz=r.tz,
+                  team_id=r.team_id, work_pattern=r.work_pattern,
+                  from_programme=r.from_programme), _roles(rows)
 
 
 _BY_ID = select(Person.id, Person.email, Person.display_name, Person.tz, Person.team_id,

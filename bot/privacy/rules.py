@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.programme.core_sections import get_setting, set_setting
 from bot.programme.schema import Doc
@@ -66,7 +66,7 @@ def from_value(value: dict[str, Any] | None) -> Retention:
     return Retention(**v)
 
 
-async def current(s: AsyncSession, *, ttl: float = 0) -> Retention:
+async def current(s: AsyncSession | AsyncConnection, *, ttl: float = 0) -> Retention:
     """The programme's periods: read fresh by default (the retention run); text shown in chat
     may pass a `ttl` and read the settings cache."""
     return from_value(await get_setting(s, SETTING, {}, ttl=ttl))

@@ -8,6 +8,7 @@ from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
 from adapters.slack import render
+from adapters.slack.render import to_dicts
 from bot.model import (
     Choice,
     Choices,
@@ -95,6 +96,22 @@ def test_limits_on_labels_values_and_headers_are_respected() -> None:
     assert len(json.dumps(payload)) < 40_000
 
 
+def test_a_text_that_fits_one_section_is_escaped_whole_not_character_by_character(monkeypatch) -> None:
+    # The feedback thanks (about 900 characters with the safeguarding routes) was escaped one
+    # character at a time to find where to split it: 1.2 M instructions a form (bench/README.md).
+    calls: list[str] = []
+    real = render.escape
+    monkeypatch.setattr(render, "escape", lambda t: calls.append(t) or real(t))
+    text = "Call the duty line & ask for <safeguarding>.\n" * 20
+    blocks = to_dicts(render.render_blocks([Text(text)]))
+    assert [b["text"]["text"] for b in blocks] == [real(text)]
+    assert len(calls) <= 2
+    # At the limit, escaped: one piece; one character past it: two, each within it.
+    at = "&" * 600  # 3,000 characters escaped
+    assert render.chunks(at, 3000) == [at]
+    assert [len(real(p)) for p in render.chunks(at + "a", 3000)] == [3000, 1]
+
+
 def test_escaped_text_is_never_cut_inside_an_entity() -> None:
     assert render.clip_escaped("a" * 8 + "&", 10) == "a" * 8 + "…"
 
@@ -140,6 +157,31 @@ def test_a_notice_becomes_a_modal_with_only_a_close_button() -> None:
     assert "submit" not in d and d["close"]["text"] == "Close"
     assert d["title"]["text"] == "Feedback sent" and d["callback_id"] == "feedback.thanks"
     assert form_of(d).intro == (Text("Thank you."),)
+
+
+def test_a_notice_is_rendered_once_for_everyone_and_a_form_with_inputs_every_time(monkeypatch) -> None:
+    # The feedback thanks is the same words for every sender: its validated rendering is kept
+    # (about 1 M instructions a Slack form, bench/README.md). A form with inputs may carry
+    # what the person wrote, so it is never kept.
+    drawn: list[str] = []
+    real = render.modal
+    monkeypatch.setattr(render, "modal", lambda f: drawn.append(f.form_id) or real(f))
+    notice = Form("feedback.thanks", "Feedback sent", (), intro=(Text("Thank you. 7 days."),),
+                  submit_label="", close_label="Close")
+    first = render.modal_dict(notice)
+    first["blocks"].clear()  # a caller changing its copy changes nobody else's
+    again = render.modal_dict(Form("feedback.thanks", "Feedback sent", (),
+                                   intro=(Text("Thank you. 7 days."),), submit_label="",
+                                   close_label="Close"))
+    assert again == real(notice).to_dict() and drawn == ["feedback.thanks"]
+    other = render.modal_dict(Form("feedback.thanks", "Feedback sent", (),
+                                   intro=(Text("Thank you. 30 days."),), submit_label="",
+                                   close_label="Close"))
+    assert form_of(other).intro == (Text("Thank you. 30 days."),)
+    draft = Form("feedback.send", "Before you send", (TextInput("text", "Your feedback",
+                                                                  initial="my words"),))
+    assert render.modal_dict(draft) == render.modal_dict(draft) == real(draft).to_dict()
+    assert drawn == ["feedback.thanks", "feedback.thanks", "feedback.send", "feedback.send"]
 
 
 def test_home_has_one_feedback_button() -> None:

@@ -3,6 +3,7 @@ activity as sent (issue 17 item 11) and 7 sends a second per conversation."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from adapters.teams.port import MAX_ACTIVITY_BYTES, conversation_ref
@@ -52,6 +53,25 @@ async def test_a_message_too_big_for_one_activity_is_sent_in_parts_in_order(
     assert not [r for r in teams.fake.state.refused if r[0] == 413]
     got = "\n".join(plain_of(p.current) for p in parts).split("\n")
     assert [line.strip() for line in got] == paragraphs  # all of it, in order
+
+
+async def test_the_same_message_sent_to_many_is_measured_once(
+        teams: TeamsDriver, monkeypatch: pytest.MonkeyPatch) -> None:
+    from adapters.teams import port as teams_port
+
+    measured: list[int] = []
+    real = teams_port.wire_bytes
+    monkeypatch.setattr(teams_port, "wire_bytes", lambda p: measured.append(1) or real(p))
+    card = Message((Text("The weekly pulse is open."), Text("Five questions, two minutes.")),
+                   "pulse open")
+    for who in (STAFF, "practitioner2@northbridge.example", "practitioner3@northbridge.example"):
+        await teams.say(who, "help")
+        async with teams.core.db.session() as s:
+            person = await people.person_by_email(s, who)
+        assert person is not None
+        assert await teams.core.dm(person.id, card) is not None
+        assert "The weekly pulse is open." in plain_of(teams._dm_posts(who)[-1].current)
+    assert len(measured) <= 1  # before: once a send
 
 
 async def test_an_edit_too_big_is_refused_before_teams_sees_it(teams: TeamsDriver) -> None:
