@@ -25,6 +25,7 @@ from bot.model import (
     ToggleInput,
 )
 from tests.conformance.drivers.slack import form_of, plain_of
+from tests.fakes.slack_api import FakeSlack
 
 
 def test_a_message_of_every_block_reads_the_same_as_the_neutral_text() -> None:
@@ -146,3 +147,31 @@ def test_home_has_one_feedback_button() -> None:
     view = render.home_view([Text("Your milestones")]).to_dict()
     buttons = [e for b in view["blocks"] if b["type"] == "actions" for e in b["elements"]]
     assert [b["action_id"] for b in buttons] == ["feedback.open"]
+
+
+def test_a_text_input_longer_than_one_slack_box_is_several_boxes_read_back_whole() -> None:
+    """Slack refuses a plain_text_input whose max_length is over 3,000, and its client submits
+    no more than that: a longer input (pulse questions take 5,000) is shown as several boxes,
+    an initial text spread over them, and their values joined back exactly."""
+    lines = [f"rating: Question {i:03d}: supervision, recording and family network meetings"
+             for i in range(80)]
+    texts = ["\n".join(lines), "x" * 7001, "a\n" * 2999 + "b" * 10, ("y" * 2999 + "\n\n") * 3,
+             "short"]
+    for text in texts:
+        form = Form("pulse.define", "New pulse survey", (
+            TextInput("questions", "Questions", multiline=True, max_length=5000, initial=text),),
+            submit_label="Create")
+        d = render.modal(form).to_dict()
+        assert FakeSlack()._check_view(d, "modal") is None
+        boxes = [b for b in d["blocks"] if b["type"] == "input"]
+        assert len(boxes) >= 2
+        assert [b["block_id"] for b in boxes] == ["questions"] + [
+            f"questions~{k}" for k in range(2, len(boxes) + 1)]
+        assert all(len(b["element"].get("initial_value", "")) <= 3000 for b in boxes)
+        assert "next box" in boxes[0]["hint"]["text"]
+        state = {b["block_id"]: {"value": {"type": "plain_text_input",
+                                           "value": b["element"].get("initial_value")}}
+                 for b in boxes}
+        assert render.modal_values({"blocks": d["blocks"], "state": {"values": state}}) == {
+            "questions": text}
+        assert [i.name for i in form_of(d).inputs] == ["questions"]
