@@ -11,10 +11,14 @@ Strict where the Bot Connector is strict (each rule cites where it comes from):
 - per-conversation throttling: more than 7 activity operations (posts, replies, edits and
   deletes) in 1 s (8 in 2 s, 60 in 30 s, 1,800 in an hour) in one conversation get 429 with
   Retry-After;
+- per app per tenant: more than 50 calls of any kind in 1 s from the app to one tenant get 429
+  with Retry-After (TENANT_RPS);
 - 412, 429, 502 and 504 can be injected (`fail_next`, `throttle`), as Teams answers them;
 - dialogs: `invoke_problem` checks what the bot answers a `task/fetch` or `task/submit` invoke.
 
-The fake keeps its own clock (`advance`), so a test's backoff can move time without waiting.
+The fake keeps its own clock (`advance`), so a test's backoff can move time without waiting;
+with `manual_clock` it moves only then, so "in the same second" does not depend on how fast
+the machine is.
 """
 
 from __future__ import annotations
@@ -45,6 +49,12 @@ MAX_ACTIVITY_BYTES = 28_000
 # UpdateActivityAsync: so a post, a reply, an edit (PUT) and a delete of an activity all count
 # against one conversation's limits, and each can be refused.
 THREAD_LIMITS = ((1.0, 7), (2.0, 8), (30.0, 60), (3600.0, 1800))
+# The same page, "Per app per tenant" (global) limit: "The global limit per app per tenant is
+# 50 Requests Per Second (RPS)" (confirmed by Microsoft on Q&A 848444, "About Teams rate
+# limits": per Entra tenant, per app). "All requests are subject to the same rate limiting
+# policy, including sending messages, channel enumerations, and roster fetches": so every
+# call to /v3/ counts, a 1:1 chat's creation and a roster page as much as a send.
+TENANT_RPS = 50
 
 
 _KEY: list[rsa.RSAPrivateKey] = []
@@ -108,6 +118,13 @@ class FakeTeams:
     # Per-thread send limits (THREAD_LIMITS) on; bench/load.py turns them off, since it
     # measures the server, not Teams' pacing (its traffic is ~7 sends a second per person).
     thread_limits: bool = True
+    # Calls per second per app per tenant (TENANT_RPS); None: no limit. Off with thread_limits
+    # too (bench/load.py's switch turns all of Teams' pacing off).
+    tenant_rps: int | None = TENANT_RPS
+    # Calls refused by the per-tenant limit, as (method, path).
+    tenant_throttled: list[tuple[str, str]] = field(default_factory=list)
+    # The fake's clock moves only by `advance` (not with real time): deterministic tests.
+    manual_clock: bool = False
 
 
 class FakeConnector:
@@ -122,9 +139,10 @@ class FakeConnector:
         self._ids = itertools.count(1000)
         self.offset = 0.0  # the fake's clock runs `offset` seconds ahead of the real one
         self._sends: dict[str, list[float]] = {}  # conversation -> times of recent operations
+        self._tenant: dict[str, list[float]] = {}  # tenant -> times of its recent calls
 
     def now(self) -> float:
-        return time.monotonic() + self.offset
+        return self.offset if self.state.manual_clock else time.monotonic() + self.offset
 
     def advance(self, seconds: float) -> None:
         """Move the fake's clock on (what a backoff sleep would have waited)."""
@@ -212,6 +230,10 @@ class FakeConnector:
             except (AssertionError, jwt.PyJWTError):
                 return web.json_response(
                     {"message": "Authorization has been denied for this request."}, status=401)
+        refused = self._tenant_throttled(request)
+        if refused is not None:
+            self.state.tenant_throttled.append((request.method, request.path))
+            return self._refuse(refused)
         if self.state.throttle:
             return self._refuse(_error(429, "TooManyRequests", "Too many requests.",
                                        **{"Retry-After": self.state.throttle.pop(0)}))
@@ -243,6 +265,23 @@ class FakeConnector:
             pass
         self.state.refused.append((response.status, code))
         return response
+
+    def _tenant_throttled(self, request: web.Request) -> web.Response | None:
+        """The per-app-per-tenant limit (TENANT_RPS); a refused call does not count. The fake
+        serves one tenant (its conversations all belong to `tenant_id`)."""
+        st = self.state
+        if st.tenant_rps is None or not st.thread_limits:
+            return None
+        now = self.now()
+        recent = [t for t in self._tenant.get(st.tenant_id, []) if now - t < 1.0]
+        if len(recent) >= st.tenant_rps:
+            self._tenant[st.tenant_id] = recent
+            wait = 1.0 - (now - recent[-st.tenant_rps])
+            return _error(429, "TooManyRequests", "Too many requests from this app to this tenant.",
+                          **{"Retry-After": str(max(1, round(wait + 0.5)))})
+        recent.append(now)
+        self._tenant[st.tenant_id] = recent
+        return None
 
     def _throttled(self, cid: str) -> web.Response | None:
         """Per-thread limits on activity operations (THREAD_LIMITS); a refused one does not
