@@ -170,6 +170,8 @@ def _buttons(base: str, options: Sequence[Choice], block_id: str) -> list[Block]
 
 
 def _text(b: Text, n: int) -> list[Block]:
+    if not b.text:
+        return []  # Slack refuses an empty text object ("must be more than 0 characters")
     if b.heading and len(b.text) <= HEADER_TEXT and "\n" not in b.text:
         return [HeaderBlock(block_id=f"text.{n}", text=plain(b.text, HEADER_TEXT))]
     pieces = chunks(b.text, SECTION_TEXT - 2 if b.heading else SECTION_TEXT)

@@ -11,6 +11,7 @@ Strict where the Bot Connector is strict (each rule cites where it comes from):
 - per-conversation throttling: more than 7 activity operations (posts, replies, edits and
   deletes) in 1 s (8 in 2 s, 60 in 30 s, 1,800 in an hour) in one conversation get 429 with
   Retry-After;
+- a 1:1 chat is created only with the tenant and the bot named (400 BadSyntax otherwise);
 - per app per tenant: more than 50 calls of any kind in 1 s from the app to one tenant get 429
   with Retry-After (TENANT_RPS);
 - 412, 429, 502 and 504 can be injected (`fail_next`, `throttle`), as Teams answers them;
@@ -342,6 +343,18 @@ class FakeConnector:
     async def _create(self, request: web.Request) -> web.Response:
         body = await request.json()
         members = body.get("members") or []
+        # Teams needs the tenant to create a chat: `channelData.tenant.id` (or `tenantId`), as
+        # "Send proactive messages" (learn.microsoft.com/microsoftteams/platform/bots/how-to/
+        # conversations/send-proactive-messages, "Create the conversation") shows; without it
+        # the service answers 400 BadSyntax "Could not parse tenant id" (botbuilder-dotnet
+        # #1203, #2309). The app can only reach users of the tenant it is installed in.
+        tenant = ((body.get("channelData") or {}).get("tenant") or {}).get("id") or body.get("tenantId")
+        if not tenant:
+            return _error(400, "BadSyntax", "Could not parse tenant id")
+        if tenant != self.state.tenant_id:
+            return _error(403, "Forbidden", "The bot is not installed in this tenant.")
+        if not (body.get("bot") or {}).get("id"):
+            return _error(400, "BadArgument", "Bot is required.")
         if len(members) != 1 or body.get("isGroup"):
             return _error(400, "BadArgument", "Only 1:1 conversations are supported here.")
         user = self.state.users.get(members[0].get("id"))

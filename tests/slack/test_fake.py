@@ -210,3 +210,26 @@ async def test_input_elements_have_slacks_limits_and_refusals_say_where(
                                                                blocks=section))
     assert error == "invalid_blocks"
     assert messages == ["[ERROR] must be less than 3001 characters [json-pointer:/blocks/0/text/text]"]
+
+
+async def test_empty_texts_and_long_image_and_link_addresses_are_refused(
+    fake: FakeSlack, client: AsyncWebClient,
+) -> None:
+    """A text object holds 1 to 3000 characters; an image's address 3000, its alt text 2000;
+    a link button's address 3000."""
+    dm = fake.dm_of(fake.add_user("a@northbridge.example").id)
+    long_url = "https://example.org/" + "a" * 3000
+    refused_blocks = {
+        "/blocks/0/text/text": [{"type": "section", "text": {"type": "mrkdwn", "text": ""}}],
+        "/blocks/0/elements/0/text": [{"type": "context", "elements": [{"type": "mrkdwn", "text": ""}]}],
+        "/blocks/0/image_url": [{"type": "image", "image_url": long_url, "alt_text": "chart"}],
+        "/blocks/0/alt_text": [{"type": "image", "image_url": "https://example.org/c.png",
+                                "alt_text": "a" * 2001}],
+        "/blocks/0/elements/0/url": [{"type": "actions", "elements": [{
+            "type": "button", "action_id": "l", "url": long_url,
+            "text": {"type": "plain_text", "text": "Read"}}]}],
+    }
+    for pointer, blocks in refused_blocks.items():
+        error, messages = await refusal_of(client.chat_postMessage(channel=dm, text="x", blocks=blocks))
+        assert error == "invalid_blocks" and messages[0].endswith(f"[json-pointer:{pointer}]"), messages
+    assert fake.in_channel(dm) == []

@@ -175,3 +175,14 @@ def test_a_text_input_longer_than_one_slack_box_is_several_boxes_read_back_whole
         assert render.modal_values({"blocks": d["blocks"], "state": {"values": state}}) == {
             "questions": text}
         assert [i.name for i in form_of(d).inputs] == ["questions"]
+
+
+def test_an_empty_text_is_left_out_since_slack_refuses_empty_text() -> None:
+    """A text object's `text` is at least 1 character (.../composition-objects/text-object):
+    an empty paragraph (an optional note left blank) must not cost the whole message."""
+    fake = FakeSlack()
+    for message in (Message((Text("Milestone notes"), Text(""), Context("Due soon")), "x"),
+                    Message((Text("", heading=True), Text("")), "x")):
+        payload = render.message_payload(message)
+        assert fake._message_error(payload["blocks"]) is None, payload
+        assert payload["text"].strip()

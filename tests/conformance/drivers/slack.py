@@ -382,6 +382,11 @@ class SlackDriver:
         # "response_action": errors | update | push | clear; an empty ack closes it).
         action = answer.get("response_action")
         if action == "errors":
+            # "errors": keyed by the block_id of an input block of the view; Slack shows each
+            # under its input and has nowhere to show any other (docs.slack.dev/surfaces/modals,
+            # "Displaying errors in views"), so an answer naming another block shows nothing.
+            inputs = {b.get("block_id") for b in opened.view.get("blocks", []) if b.get("type") == "input"}
+            assert set(answer["errors"]) <= inputs, f"errors for blocks that are not inputs: {answer}"
             return dict(answer["errors"])
         if action == "update":
             error = self.fake._check_view(answer.get("view"), "modal")
