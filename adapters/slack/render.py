@@ -149,6 +149,19 @@ def neutral_action_id(slack_action_id: str) -> str:
 
 
 def _buttons(base: str, options: Sequence[Choice], block_id: str) -> list[Block]:
+    """Rows of buttons. A button's text is at most 75 characters (.../block-elements/
+    button-element): when a label is longer, the buttons are numbered and a legend under them
+    gives each label in full, so two long choices never look the same."""
+    if any(len(o.label) > BUTTON_TEXT for o in options):
+        numbered = [Choice(f"{k}. {o.label}", o.value, o.style) for k, o in enumerate(options, 1)]
+        legend = " · ".join(f"{k}. {o.label}" for k, o in enumerate(options, 1))
+        return [*_button_rows(base, numbered, block_id),
+                ContextBlock(block_id=f"{block_id}.legend",
+                             elements=[mrkdwn(clip_escaped(legend, SECTION_TEXT))])]
+    return _button_rows(base, options, block_id)
+
+
+def _button_rows(base: str, options: Sequence[Choice], block_id: str) -> list[Block]:
     rows: list[Block] = []
     for start in range(0, len(options), BUTTONS_PER_ROW):
         row = options[start : start + BUTTONS_PER_ROW]

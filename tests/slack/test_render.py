@@ -186,3 +186,24 @@ def test_an_empty_text_is_left_out_since_slack_refuses_empty_text() -> None:
         payload = render.message_payload(message)
         assert fake._message_error(payload["blocks"]) is None, payload
         assert payload["text"].strip()
+
+
+def test_long_choices_are_numbered_with_a_legend_so_they_never_look_the_same() -> None:
+    """A button's text is at most 75 characters: two pulse choices of 90 that differ only at
+    the end would show as the same button. Numbered, with the full labels beneath."""
+    head = "Family network meetings held in the locality hub with the family's own network, "
+    long_a, long_b = head + "weekly", head + "monthly"
+    payload = render.message_payload(Message((Text("Which helps most?"), Choices(
+        "pulse.answer", (Choice(long_a, "0"), Choice(long_b, "1"), Choice("Neither", "2")))), "x"))
+    assert FakeSlack()._message_error(payload["blocks"]) is None
+    buttons = [e for b in payload["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    texts = [e["text"]["text"] for e in buttons]
+    assert len(set(texts)) == 3 and all(len(t) <= 75 for t in texts)
+    assert [t.split(".")[0] for t in texts] == ["1", "2", "3"]
+    [legend] = [b for b in payload["blocks"] if b["block_id"].endswith(".legend")]
+    shown = plain_of([legend])
+    assert f"1. {long_a}" in shown and f"2. {long_b}" in shown and "3. Neither" in shown
+    # Short labels stay as they are, without a legend.
+    short = render.message_payload(Message((Choices("a", (Choice("Yes", "1"), Choice("No", "0"))),), "x"))
+    assert [e["text"]["text"] for e in short["blocks"][0]["elements"]] == ["Yes", "No"]
+    assert len(short["blocks"]) == 1
