@@ -62,3 +62,16 @@ async def test_an_app_gets_50_calls_a_second_in_a_tenant_of_any_kind(connector: 
         async with http.get(member, headers=headers) as r:
             assert r.status == 200
     assert c.state.tenant_throttled == [("GET", f"/v3/conversations/{cid}/members/29:user-1")]
+
+
+async def test_a_message_over_40_kb_in_utf16_is_too_big_though_under_28000_bytes(
+    connector: FakeConnector,
+) -> None:
+    c = connector
+    cid = c.personal_id("29:user-1")
+    status, body = await _post(c, f"/v3/conversations/{cid}/activities",
+                               {"type": "message", "text": "a" * 21_000})
+    assert (status, body["error"]["code"]) == (413, "MessageSizeTooBig")
+    status, _ = await _post(c, f"/v3/conversations/{cid}/activities",
+                            {"type": "message", "text": "a" * 19_000})
+    assert status == 201
