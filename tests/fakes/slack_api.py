@@ -35,6 +35,8 @@ from typing import Any
 
 from aiohttp import web
 
+from adapters.slack.config import BOT_SCOPES
+
 BOT_TOKEN = "xoxb-fake-bot-token"
 APP_TOKEN = "xapp-1-fake-app-token"
 TEAM = "T0FAKE001"
@@ -118,6 +120,28 @@ MAX_VIEW_BYTES = 250_000
 # 3000 (.../block-elements/button-element).
 MAX_URL = 3000
 MAX_ALT_TEXT = 2000
+# The bot token scopes each method needs (each method's page, "Required scopes"): a token
+# without it is answered `missing_scope` with `needed` and `provided`. Where the scope depends
+# on the kind of conversation, C… is a public channel, G… a private one, D… a DM.
+def _by_kind(public: str, private: str, dm: str) -> Any:
+    return lambda args: {"C": public, "G": private, "D": dm}.get(str(args.get("channel", ""))[:1], public)
+
+
+SCOPES: dict[str, Any] = {
+    "chat.postMessage": "chat:write",
+    "chat.update": "chat:write",
+    "chat.delete": "chat:write",
+    "conversations.open": "im:write",
+    "conversations.info": _by_kind("channels:read", "groups:read", "im:read"),
+    "conversations.members": _by_kind("channels:read", "groups:read", "im:read"),
+    "conversations.history": _by_kind("channels:history", "groups:history", "im:history"),
+    "users.info": "users:read",
+    "users.list": "users:read",
+    "users.lookupByEmail": "users:read.email",
+    "usergroups.users.list": "usergroups:read",
+    "files.getUploadURLExternal": "files:write",
+    "files.completeUploadExternal": "files:write",
+}
 # "trigger_id ... expires in three seconds" and is single-use
 # (https://docs.slack.dev/interactivity/handling-user-interaction#modal_responses).
 TRIGGER_TTL_S = 3.0
@@ -212,6 +236,10 @@ class FakeSlack:
     # Whether the app may read channel history (channels:history, not in our manifest); DM
     # history (im:history) is always granted.
     history_scope: bool = False
+    # The bot token's scopes: the app manifest's (adapters.slack.config.BOT_SCOPES, which a test
+    # holds equal to manifest/slack/manifest.yaml), so a method the manifest does not cover
+    # fails here as it would after a real install.
+    scopes: set[str] = field(default_factory=lambda: set(BOT_SCOPES))
     # Channels that exist but the bot was not invited to (`not_in_channel`); `channels` are those
     # it is a member of.
     outside: set[str] = field(default_factory=set)
@@ -376,6 +404,12 @@ class FakeSlack:
             self.refused[method] = self.refused.get(method, 0) + 1
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
                                      headers={"Retry-After": str(int(-(-wait // 1)))})
+        needed = SCOPES.get(method)
+        needed = needed(args) if callable(needed) else needed
+        granted = self.scopes | ({"channels:history"} if self.history_scope else set())
+        if needed and needed not in granted:
+            return web.json_response({"ok": False, "error": "missing_scope", "needed": needed,
+                                      "provided": ",".join(sorted(self.scopes))})
         queued = self.failures.get(method)
         if queued:
             return web.json_response({"ok": False, "error": queued.pop(0)})

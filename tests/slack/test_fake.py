@@ -233,3 +233,22 @@ async def test_empty_texts_and_long_image_and_link_addresses_are_refused(
         error, messages = await refusal_of(client.chat_postMessage(channel=dm, text="x", blocks=blocks))
         assert error == "invalid_blocks" and messages[0].endswith(f"[json-pointer:{pointer}]"), messages
     assert fake.in_channel(dm) == []
+
+
+async def test_each_method_needs_its_scope_and_the_token_has_the_manifests(
+    fake: FakeSlack, client: AsyncWebClient,
+) -> None:
+    """The token carries the manifest's scopes; a method needing another is `missing_scope`
+    with `needed`, as Slack answers (each method's "Required scopes")."""
+    u = fake.add_user("a@northbridge.example")
+    dm = fake.dm_of(u.id)
+    fake.add_channel("C0GENERAL")
+    assert (await client.conversations_info(channel="C0GENERAL"))["ok"]  # channels:read
+    with pytest.raises(SlackApiError) as e:
+        await client.conversations_info(channel=dm)  # a DM's info needs im:read: not asked for
+    assert e.value.response["error"] == "missing_scope" and e.value.response["needed"] == "im:read"
+    assert "im:write" in e.value.response["provided"]
+    fake.scopes.discard("im:write")
+    with pytest.raises(SlackApiError) as e:
+        await client.conversations_open(users=u.id)
+    assert e.value.response["needed"] == "im:write"
