@@ -390,7 +390,13 @@ class FakeSlack:
         method = request.match_info["method"]
         args = await self._args(request)
         auth = request.headers.get("Authorization", "")
-        token = auth.removeprefix("Bearer ").strip() or args.get("token")
+        # A token goes in the Authorization header, or as a form-encoded POST parameter; newly
+        # created apps may not put it in the query string (changelog 2020-11-no-more-tokens-in-
+        # querystrings-for-newly-created-apps), and a JSON body must carry it in the header
+        # (web API, "JSON-encoded bodies").
+        in_form = (request.method == "POST" and request.content_type != "application/json"
+                   and args.get("token") != request.query.get("token"))
+        token = auth.removeprefix("Bearer ").strip() or (args.get("token") if in_form else None)
         self.calls.append(Call(method, args, token))
         if method == "oauth.v2.access":
             return web.json_response(self._oauth(args, request))

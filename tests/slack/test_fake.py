@@ -252,3 +252,19 @@ async def test_each_method_needs_its_scope_and_the_token_has_the_manifests(
     with pytest.raises(SlackApiError) as e:
         await client.conversations_open(users=u.id)
     assert e.value.response["needed"] == "im:write"
+
+
+async def test_a_token_in_the_query_string_or_a_json_body_is_not_a_token(fake: FakeSlack) -> None:
+    """Header or form-encoded body only (changelog: no more tokens in query strings for apps
+    created after 24 Feb 2021; JSON bodies need the Authorization header)."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        async with http.post(fake.url + f"auth.test?token={BOT_TOKEN}") as r:
+            assert (await r.json())["error"] == "not_authed"
+        async with http.post(fake.url + "auth.test", json={"token": BOT_TOKEN}) as r:
+            assert (await r.json())["error"] == "not_authed"
+        async with http.post(fake.url + "auth.test", data={"token": BOT_TOKEN}) as r:
+            assert (await r.json())["ok"]
+        async with http.post(fake.url + "auth.test", headers={"Authorization": f"Bearer {BOT_TOKEN}"}) as r:
+            assert (await r.json())["ok"]
