@@ -154,6 +154,19 @@ def neutral_action_id(slack_action_id: str) -> str:
 
 
 def _buttons(base: str, options: Sequence[Choice], block_id: str) -> list[Block]:
+    """Rows of buttons. A button's text is at most 75 characters (.../block-elements/
+    button-element): when a label is longer, the buttons are numbered and a legend under them
+    gives each label in full, so two long choices never look the same."""
+    if any(len(o.label) > BUTTON_TEXT for o in options):
+        numbered = [Choice(f"{k}. {o.label}", o.value, o.style) for k, o in enumerate(options, 1)]
+        legend = " · ".join(f"{k}. {o.label}" for k, o in enumerate(options, 1))
+        return [*_button_rows(base, numbered, block_id),
+                ContextBlock(block_id=f"{block_id}.legend",
+                             elements=[mrkdwn(clip_escaped(legend, SECTION_TEXT))])]
+    return _button_rows(base, options, block_id)
+
+
+def _button_rows(base: str, options: Sequence[Choice], block_id: str) -> list[Block]:
     rows: list[Block] = []
     for start in range(0, len(options), BUTTONS_PER_ROW):
         row = options[start : start + BUTTONS_PER_ROW]
@@ -175,6 +188,8 @@ def _buttons(base: str, options: Sequence[Choice], block_id: str) -> list[Block]
 
 
 def _text(b: Text, n: int) -> list[Block]:
+    if not b.text:
+        return []  # Slack refuses an empty text object ("must be more than 0 characters")
     if b.heading and len(b.text) <= HEADER_TEXT and "\n" not in b.text:
         return [HeaderBlock(block_id=f"text.{n}", text=plain(b.text, HEADER_TEXT))]
     pieces = chunks(b.text, SECTION_TEXT - 2 if b.heading else SECTION_TEXT)
@@ -371,6 +386,16 @@ def png_images(message: Message) -> list[tuple[int, Image]]:
 # --- forms as modals ------------------------------------------------------------------
 
 VALUE = "value"  # the one element's action id inside each input block
+# A plain_text_input takes at most 3,000 characters: Slack refuses a larger `max_length`
+# ("Acceptable values for this field are between 1 and 3000, inclusive",
+# https://docs.slack.dev/reference/block-kit/block-elements/plain-text-input-element), and its
+# client will not submit more. A longer text input is shown as several boxes, one after the
+# other (block ids `name`, `name~2`, ...), joined again on submission, so nothing is cut.
+INPUT_TEXT = 3000
+PART_SEP = "~"
+MAX_BOXES = 10
+PLACEHOLDER = 150
+LABEL = 2000
 
 
 def _element(inp: Input) -> Any:
@@ -378,9 +403,9 @@ def _element(inp: Input) -> Any:
         return PlainTextInputElement(
             action_id=VALUE,
             multiline=inp.multiline,
-            max_length=max(1, min(inp.max_length, 3000)),
-            placeholder=plain(inp.placeholder, 150) if inp.placeholder else None,
-            initial_value=inp.initial[:3000] or None,
+            max_length=max(1, min(inp.max_length, INPUT_TEXT)),
+            placeholder=plain(inp.placeholder, PLACEHOLDER) if inp.placeholder else None,
+            initial_value=inp.initial or None,
         )
     if isinstance(inp, SelectInput):
         return _select(inp)
@@ -416,20 +441,76 @@ def _select(inp: SelectInput) -> StaticSelectElement:
     return StaticSelectElement(action_id=VALUE, option_groups=groups, initial_option=initial)
 
 
-def _input(inp: Input) -> InputBlock:
+def _input(inp: Input) -> list[InputBlock]:
+    """The input block of an input; a text input longer than one Slack box gets several."""
+    if isinstance(inp, TextInput) and max(inp.max_length, len(inp.initial)) > INPUT_TEXT:
+        return _text_boxes(inp)
     optional = True if isinstance(inp, ToggleInput) else inp.optional
-    return InputBlock(
+    return [InputBlock(
         block_id=inp.name,
-        label=plain(inp.label, 2000),
+        label=plain(inp.label, LABEL),
         element=_element(inp),
         optional=optional,
-    )
+    )]
+
+
+def _text_boxes(inp: TextInput) -> list[InputBlock]:
+    """A text input over 3,000 characters as boxes of 3,000 each (at most MAX_BOXES, more only
+    if its initial text needs them), the first labelled as the input and saying that the text
+    goes on; its initial text spread over them."""
+    initial = split_text(inp.initial, INPUT_TEXT) if inp.initial else []
+    count = max(min(-(-inp.max_length // INPUT_TEXT), MAX_BOXES), len(initial), 1)
+    out: list[InputBlock] = []
+    for k in range(1, count + 1):
+        part = TextInput(
+            inp.name if k == 1 else f"{inp.name}{PART_SEP}{k}",
+            inp.label if k == 1 else f"{clip(inp.label, 60)} (continued, box {k} of {count})",
+            inp.multiline, INPUT_TEXT, inp.optional if k == 1 else True,
+            inp.placeholder if k == 1 else "", initial[k - 1] if k <= len(initial) else "")
+        hint = None
+        if k == 1:
+            hint = plain(f"Slack takes {INPUT_TEXT:,} characters in a box: a longer text "
+                         f"goes on in the next box.", LABEL)
+        out.append(InputBlock(block_id=part.name, label=plain(part.label, LABEL),
+                              element=_element(part), optional=part.optional, hint=hint))
+    return out
+
+
+def split_text(text: str, size: int) -> list[str]:
+    """`text` in pieces of at most `size` characters, cut at the last line end that leaves a
+    piece shorter than `size` (the line end is dropped: `join_parts` puts it back) or, in a
+    line too long for that, at `size` exactly."""
+    pieces: list[str] = []
+    while len(text) > size:
+        cut = text.rfind("\n", 0, size)
+        if cut <= 0:
+            pieces.append(text[:size])
+            text = text[size:]
+        else:
+            pieces.append(text[:cut])
+            text = text[cut + 1:]
+    return [*pieces, text]
+
+
+def join_parts(parts: Sequence[tuple[str, int]]) -> str:
+    """The boxes of one text input joined again: a full box (`len == size`: its text went on
+    in the next one) is joined directly, any other at a line end; empty boxes are skipped."""
+    out = ""
+    full = True
+    for text, size in parts:
+        if not text:
+            continue
+        out += text if full or not out else "\n" + text
+        full = len(text) >= size
+    return out
 
 
 def modal(form: Form) -> View:
-    """A modal for a form: intro blocks, one input block per input (block_id = input name)."""
-    blocks = render_blocks(form.intro, limit=MAX_VIEW_BLOCKS - len(form.inputs))
-    blocks += [_input(i) for i in form.inputs]
+    """A modal for a form: intro blocks, one input block per input (block_id = input name;
+    a long text input has more, see `_text_boxes`)."""
+    inputs = [block for i in form.inputs for block in _input(i)]
+    blocks = render_blocks(form.intro, limit=MAX_VIEW_BLOCKS - len(inputs))
+    blocks += inputs
     return View(
         type="modal",
         callback_id=form.form_id,
@@ -461,6 +542,9 @@ def _notice_json(form: Form) -> str:
 def modal_values(view: Mapping[str, Any]) -> dict[str, str]:
     """The submitted values of a modal, by input name, as strings (toggles "true"/"false")."""
     out: dict[str, str] = {}
+    parts: dict[str, list[tuple[int, str, int]]] = {}
+    sizes = {b.get("block_id"): _dict(b.get("element")).get("max_length")
+             for b in view.get("blocks") or [] if isinstance(b, Mapping)}
     state = (view.get("state") or {}).get("values") or {}
     for block_id, actions in state.items():
         element = _dict((actions or {}).get(VALUE))
@@ -471,7 +555,19 @@ def modal_values(view: Mapping[str, Any]) -> dict[str, str]:
             value = "true" if element.get("selected_options") else "false"
         else:
             value = element.get("value")
-        out[block_id] = value if isinstance(value, str) else ""
+        text = value if isinstance(value, str) else ""
+        base, sep, k = str(block_id).rpartition(PART_SEP)
+        size = sizes.get(block_id)
+        size = size if isinstance(size, int) else INPUT_TEXT
+        if sep and k.isdigit():
+            parts.setdefault(base, []).append((int(k), text, size))
+        else:
+            out[block_id] = text
+            if kind == "plain_text_input":
+                parts.setdefault(str(block_id), []).append((1, text, size))
+    for name, pieces in parts.items():
+        if len(pieces) > 1 and name in out:
+            out[name] = join_parts([(t, n) for _k, t, n in sorted(pieces)])
     return out
 
 

@@ -191,6 +191,9 @@ class TeamsAgent:
         await refs.remember(self.core.db, a, self.core.clock.now(), seen)
         user = await self.user(a, seen)
         values = dialogs.submitted_values(data)
+        too_long = dialogs.over_length(form, values)
+        if too_long:
+            return dialogs.show(with_errors(form, values, too_long))
         # No conversation, as for a Slack modal: problems come back into the dialog, and
         # the core's replies go to the person's chat with the bot.
         event = FormSubmitEvent(self.event_id(a), user, None, form_id=form.form_id,

@@ -142,3 +142,17 @@ def submitted_values(data: dict[str, Any]) -> dict[str, str]:
         str(k): "" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
         for k, v in data.items() if not str(k).startswith("sv_") and k != "msteams"
     }
+
+
+def over_length(form: Form, values: dict[str, str]) -> dict[str, str]:
+    """Text inputs holding more than their max_length, with what to say. The card asks for at
+    most that (Input.Text maxLength), but not every Teams client holds to it (AdaptiveCards
+    #4621: a host let more through and sent it all), and the core may keep only that much:
+    the text goes back into the dialog whole, with how much to cut, instead of being cut."""
+    out: dict[str, str] = {}
+    for inp in form.inputs:
+        n = len(values.get(inp.name, "").strip())
+        if isinstance(inp, TextInput) and n > inp.max_length:
+            out[inp.name] = (f"This is {n:,} characters; it takes at most {inp.max_length:,}. "
+                             f"Shorten it by {n - inp.max_length:,}: nothing was sent.")
+    return out

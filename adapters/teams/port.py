@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from itertools import accumulate
 from typing import Any
 
@@ -43,11 +44,23 @@ MEMBERS_PAGE = 100
 # The documented figure has moved (28, 40, 100 KB); a 28,360-byte card was refused in a real
 # tenant, so the whole activity, in bytes as sent, stays at or under this.
 MAX_ACTIVITY_BYTES = 28_000
+# The same page now says "40 KB ... the entire message payload encoded as UTF-16 and doesn't
+# include Base64 encoded images": two bytes a character, so long plain text meets this one
+# first (21,000 letters are 42 KB). A message stays within both.
+MAX_ACTIVITY_UTF16 = 40_000
+_BASE64_IMAGE = re.compile(r"data:image/[a-z+]+;base64,[A-Za-z0-9+/=]+")
 
 
 @functools.lru_cache(maxsize=512)
-def _wire_size(message: Message) -> int:
-    return wire_bytes(render.activity_json(message))
+def _wire_size(message: Message) -> tuple[int, int]:
+    payload = render.activity_json(message)
+    return wire_bytes(payload), utf16_bytes(payload)
+
+
+def utf16_bytes(payload: dict[str, Any]) -> int:
+    """An activity's size as the 40 KB rule counts it: UTF-16, base64 images left out."""
+    text = _BASE64_IMAGE.sub("", json.dumps(payload, ensure_ascii=False, separators=(",", ":")))
+    return len(text.encode("utf-16-le"))
 
 
 def wire_bytes(payload: dict[str, Any]) -> int:
@@ -155,9 +168,15 @@ class TeamsPort:
 
     def too_big(self, message: Message, payload: dict[str, Any] | None = None) -> str | None:
         """bot.port.SizeLimited: why `message` cannot go as one Teams message, if it cannot."""
-        size = wire_bytes(payload) if payload is not None else self._size(message)
-        if size <= MAX_ACTIVITY_BYTES:
+        size, utf16 = ((wire_bytes(payload), utf16_bytes(payload)) if payload is not None
+                       else self._size(message))
+        if size <= MAX_ACTIVITY_BYTES and utf16 <= MAX_ACTIVITY_UTF16:
             return None
+        if size <= MAX_ACTIVITY_BYTES:
+            return (f"As a Teams message this would be {utf16:,} bytes as Teams counts them (two "
+                    f"for each character); Teams refuses messages over about "
+                    f"{MAX_ACTIVITY_UTF16:,}. Shorten the text by about "
+                    f"{(utf16 - MAX_ACTIVITY_UTF16) // 2 + 1:,} characters or link to the full story.")
         return (f"As a Teams message this would be {size:,} bytes; Teams refuses messages over "
                 f"about {MAX_ACTIVITY_BYTES:,} bytes. Shorten the text by about "
                 f"{size - MAX_ACTIVITY_BYTES:,} bytes (letters are one byte; typographic "
@@ -181,20 +200,24 @@ class TeamsPort:
         many groups to a part as their bytes allow, a part still too big cut in halves."""
         base = _wire_size(Message((Text("."),)))  # an activity's own bytes, counted once
 
-        def weigh(group: tuple[Block, ...]) -> tuple[int]:
-            return (max(0, self._size(Message(group)) - base),)
+        def weigh(group: tuple[Block, ...]) -> tuple[int, int]:
+            size = self._size(Message(group))
+            return max(0, size[0] - base[0]), max(0, size[1] - base[1])
 
-        packed = pack(units(message.blocks), weigh, (MAX_ACTIVITY_BYTES - base,))
+        packed = pack(units(message.blocks), weigh,
+                      (MAX_ACTIVITY_BYTES - base[0], MAX_ACTIVITY_UTF16 - base[1]))
         log.info("message split to fit Teams' size limit")
         return [p for part in packed for p in self._fitting(part)]
 
-    def _size(self, message: Message) -> int:
+    def _size(self, message: Message) -> tuple[int, int]:
+        """Bytes as sent, and as the UTF-16 rule counts them."""
         if not any(isinstance(b, Image) for b in message.blocks):  # charts: large, each time
             try:
                 return _wire_size(message)
             except TypeError:  # something unhashable inside
                 pass
-        return wire_bytes(render.activity_json(message))
+        payload = render.activity_json(message)
+        return wire_bytes(payload), utf16_bytes(payload)
 
     def _fitting(self, message: Message, depth: int = 0) -> list[Message]:
         if self.too_big(message) is None:

@@ -13,7 +13,12 @@ comes from (docs: https://docs.slack.dev/reference/methods/...):
 - a file uploaded without a channel is private and cannot be shown in an image block;
 - the bot must be a member of a channel to post there (`not_in_channel`);
 - text and block limits of messages, buttons, select menus and views, and the text of a
-  message's blocks together (`msg_blocks_too_long`, see MAX_BLOCKS_TEXT).
+  message's blocks together (`msg_blocks_too_long`, see MAX_BLOCKS_TEXT);
+- input blocks and their elements (label, hint, placeholder, a plain_text_input's max_length
+  and min_length, checkboxes), a modal's submit button when it has inputs, views.update's hash;
+- a refused payload is answered as Slack answers it: `invalid_blocks` (messages) or
+  `invalid_arguments` (views) with "[ERROR] why [json-pointer:/where]" in
+  `response_metadata.messages`.
 The 3 s ack and `response_action` live in the driver (tests/conformance/drivers/slack.py),
 which plays Slack's side of the events and interactivity requests.
 """
@@ -29,6 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from adapters.slack.config import BOT_SCOPES
 
 BOT_TOKEN = "xoxb-fake-bot-token"
 APP_TOKEN = "xapp-1-fake-app-token"
@@ -97,9 +104,59 @@ MAX_OPTION_VALUE = 150
 # refusal at 11,341 characters of text. The fake refuses past 11,000 characters of text (every
 # `text` string in the blocks, counted as sent, after escaping).
 MAX_BLOCKS_TEXT = 11_000
+# Input blocks and input elements (.../blocks/input-block, .../block-elements/
+# plain-text-input-element, .../select-menu-element, .../checkboxes-element): an input block's
+# label and hint at most 2000 characters; a plain_text_input's max_length between 1 and 3000 and
+# min_length between 0 and 3000; any element's placeholder 150; checkboxes at most 10 options.
+# A view's callback_id 255 (.../views/modal-views); views.open answers `view_too_large` past
+# 250 kB (views.open, Errors).
+MAX_INPUT_LABEL = 2000
+MAX_INPUT_LENGTH = 3000
+MAX_PLACEHOLDER = 150
+MAX_CHECKBOXES = 10
+MAX_CALLBACK_ID = 255
+MAX_VIEW_BYTES = 250_000
+# An image block's image_url 3000 and alt_text 2000 (.../blocks/image-block); a button's url
+# 3000 (.../block-elements/button-element).
+MAX_URL = 3000
+MAX_ALT_TEXT = 2000
+# The bot token scopes each method needs (each method's page, "Required scopes"): a token
+# without it is answered `missing_scope` with `needed` and `provided`. Where the scope depends
+# on the kind of conversation, C… is a public channel, G… a private one, D… a DM.
+def _by_kind(public: str, private: str, dm: str) -> Any:
+    return lambda args: {"C": public, "G": private, "D": dm}.get(str(args.get("channel", ""))[:1], public)
+
+
+SCOPES: dict[str, Any] = {
+    "chat.postMessage": "chat:write",
+    "chat.update": "chat:write",
+    "chat.delete": "chat:write",
+    "conversations.open": "im:write",
+    "conversations.info": _by_kind("channels:read", "groups:read", "im:read"),
+    "conversations.members": _by_kind("channels:read", "groups:read", "im:read"),
+    "conversations.history": _by_kind("channels:history", "groups:history", "im:history"),
+    "users.info": "users:read",
+    "users.list": "users:read",
+    "users.lookupByEmail": "users:read.email",
+    "usergroups.users.list": "usergroups:read",
+    "files.getUploadURLExternal": "files:write",
+    "files.completeUploadExternal": "files:write",
+}
 # "trigger_id ... expires in three seconds" and is single-use
 # (https://docs.slack.dev/interactivity/handling-user-interaction#modal_responses).
 TRIGGER_TTL_S = 3.0
+
+
+# Where a payload breaks a rule (a json-pointer) and why.
+Problem = tuple[str, str]
+
+
+def refusal(error: str, problem: Problem) -> dict[str, Any]:
+    """Slack's answer to a payload that breaks a Block Kit rule: the error code and, in
+    `response_metadata.messages`, "[ERROR] why [json-pointer:/where]" (as real answers quoted
+    in rtCamp/frappe-slack-connector #54 and yonicd/slackreprex #3 show)."""
+    return {"ok": False, "error": error,
+            "response_metadata": {"messages": [f"[ERROR] {problem[1]} [json-pointer:{problem[0]}]"]}}
 
 
 @dataclass
@@ -179,6 +236,10 @@ class FakeSlack:
     # Whether the app may read channel history (channels:history, not in our manifest); DM
     # history (im:history) is always granted.
     history_scope: bool = False
+    # The bot token's scopes: the app manifest's (adapters.slack.config.BOT_SCOPES, which a test
+    # holds equal to manifest/slack/manifest.yaml), so a method the manifest does not cover
+    # fails here as it would after a real install.
+    scopes: set[str] = field(default_factory=lambda: set(BOT_SCOPES))
     # Channels that exist but the bot was not invited to (`not_in_channel`); `channels` are those
     # it is a member of.
     outside: set[str] = field(default_factory=set)
@@ -329,7 +390,13 @@ class FakeSlack:
         method = request.match_info["method"]
         args = await self._args(request)
         auth = request.headers.get("Authorization", "")
-        token = auth.removeprefix("Bearer ").strip() or args.get("token")
+        # A token goes in the Authorization header, or as a form-encoded POST parameter; newly
+        # created apps may not put it in the query string (changelog 2020-11-no-more-tokens-in-
+        # querystrings-for-newly-created-apps), and a JSON body must carry it in the header
+        # (web API, "JSON-encoded bodies").
+        in_form = (request.method == "POST" and request.content_type != "application/json"
+                   and args.get("token") != request.query.get("token"))
+        token = auth.removeprefix("Bearer ").strip() or (args.get("token") if in_form else None)
         self.calls.append(Call(method, args, token))
         if method == "oauth.v2.access":
             return web.json_response(self._oauth(args, request))
@@ -343,6 +410,12 @@ class FakeSlack:
             self.refused[method] = self.refused.get(method, 0) + 1
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
                                      headers={"Retry-After": str(int(-(-wait // 1)))})
+        needed = SCOPES.get(method)
+        needed = needed(args) if callable(needed) else needed
+        granted = self.scopes | ({"channels:history"} if self.history_scope else set())
+        if needed and needed not in granted:
+            return web.json_response({"ok": False, "error": "missing_scope", "needed": needed,
+                                      "provided": ",".join(sorted(self.scopes))})
         queued = self.failures.get(method)
         if queued:
             return web.json_response({"ok": False, "error": queued.pop(0)})
@@ -382,35 +455,55 @@ class FakeSlack:
             return "channel_not_found"
         return None
 
-    def _blocks_error(self, blocks: Any, limit: int = MAX_BLOCKS) -> str | None:
-        """Block Kit rules Slack checks on every message and view (answers `invalid_blocks`)."""
-        if not isinstance(blocks, list) or len(blocks) > limit:
-            return "invalid_blocks"
+    def _blocks_error(self, blocks: Any, limit: int = MAX_BLOCKS, at: str = "/blocks") -> Problem | None:
+        """Block Kit rules Slack checks on every message and view: where the first broken one
+        is (a json-pointer, as Slack's `response_metadata.messages` give it) and why."""
+        if not isinstance(blocks, list):
+            return at, "must be an array"
+        if len(blocks) > limit:
+            return at, f"no more than {limit} items allowed"
         block_ids: set[str] = set()
-        for b in blocks:
+        for n, b in enumerate(blocks):
+            here = f"{at}/{n}"
             if not isinstance(b, dict):
-                return "invalid_blocks"
+                return here, "must be an object"
             bid = b.get("block_id")
             if bid is not None:
-                if not isinstance(bid, str) or not 1 <= len(bid) <= MAX_BLOCK_ID or bid in block_ids:
-                    return "invalid_blocks"
+                if not isinstance(bid, str) or not 1 <= len(bid) <= MAX_BLOCK_ID:
+                    return f"{here}/block_id", f"must be less than {MAX_BLOCK_ID + 1} characters"
+                if bid in block_ids:
+                    return f"{here}/block_id", "duplicate block_id"
                 block_ids.add(bid)
             text = (b.get("text") or {}).get("text", "") if isinstance(b.get("text"), dict) else ""
             if b.get("type") == "section" and len(text) > MAX_SECTION_TEXT:
-                return "invalid_blocks"
+                return f"{here}/text/text", f"must be less than {MAX_SECTION_TEXT + 1} characters"
             if b.get("type") == "header" and len(text) > MAX_HEADER_TEXT:
-                return "invalid_blocks"
+                return f"{here}/text/text", f"must be less than {MAX_HEADER_TEXT + 1} characters"
             fields = b.get("fields") or []
-            if len(fields) > MAX_FIELDS or any(
-                    len(str((f or {}).get("text", ""))) > MAX_FIELD_TEXT for f in fields):
-                return "invalid_blocks"
+            if len(fields) > MAX_FIELDS:
+                return f"{here}/fields", f"no more than {MAX_FIELDS} items allowed"
+            for i, f in enumerate(fields):
+                if len(str((f or {}).get("text", ""))) > MAX_FIELD_TEXT:
+                    return f"{here}/fields/{i}/text", f"must be less than {MAX_FIELD_TEXT + 1} characters"
             elements = b.get("elements") or []
-            if ((b.get("type") == "actions" and len(elements) > MAX_ACTIONS)
-                    or (b.get("type") == "context" and len(elements) > MAX_CONTEXT)):
-                return "invalid_blocks"
-            for e in [*elements, b.get("element"), b.get("accessory")]:
-                if isinstance(e, dict) and self._element_error(e):
-                    return "invalid_blocks"
+            if b.get("type") == "actions" and len(elements) > MAX_ACTIONS:
+                return f"{here}/elements", f"no more than {MAX_ACTIONS} items allowed"
+            if b.get("type") == "context" and len(elements) > MAX_CONTEXT:
+                return f"{here}/elements", f"no more than {MAX_CONTEXT} items allowed"
+            if b.get("type") == "input":
+                problem = self._input_block_problem(b, here)
+                if problem:
+                    return problem
+            placed = [*((f"{here}/elements/{i}", e) for i, e in enumerate(elements)),
+                      (f"{here}/element", b.get("element")), (f"{here}/accessory", b.get("accessory"))]
+            for where, e in placed:
+                if isinstance(e, dict):
+                    problem = self._element_error(e, where)
+                    if problem:
+                        return problem
+            problem = self._texts_problem(b, here) or self._image_problem(b, here)
+            if problem:
+                return problem
             if b.get("type") == "image" and b.get("slack_file"):
                 ref = b["slack_file"]
                 stored = self.files.get(str(ref.get("id"))) if isinstance(ref, dict) else None
@@ -419,29 +512,113 @@ class FakeSlack:
                 # bolt-python #1251; files.completeUploadExternal: "If not specified, the file
                 # will be private").
                 if stored is None or not stored.get("channel"):
-                    return "invalid_blocks"
+                    return f"{here}/slack_file", "invalid slack file"
         return None
 
     @staticmethod
-    def _element_error(e: dict[str, Any]) -> bool:
-        """An interactive element over its limits (buttons, select menus: see MAX_* above)."""
+    def _texts_problem(node: Any, at: str) -> Problem | None:
+        """Every text object (.../composition-objects/text-object): `text` "minimum length for
+        this field is 1 and maximum length is 3000 characters" (an empty section, label or
+        button is refused: "must be more than 0 characters", as in yonicd/slackreprex #3's
+        answers). Tighter limits of particular fields are checked where they apply."""
+        if isinstance(node, list):
+            for i, item in enumerate(node):
+                problem = FakeSlack._texts_problem(item, f"{at}/{i}")
+                if problem:
+                    return problem
+            return None
+        if not isinstance(node, dict):
+            return None
+        if node.get("type") in ("plain_text", "mrkdwn"):
+            text = node.get("text")
+            if not isinstance(text, str) or not text:
+                return f"{at}/text", "must be more than 0 characters"
+            if len(text) > MAX_SECTION_TEXT:
+                return f"{at}/text", f"must be less than {MAX_SECTION_TEXT + 1} characters"
+            return None
+        for key, value in node.items():
+            if isinstance(value, dict | list):
+                problem = FakeSlack._texts_problem(value, f"{at}/{key}")
+                if problem:
+                    return problem
+        return None
+
+    @staticmethod
+    def _image_problem(b: dict[str, Any], at: str) -> Problem | None:
+        """An image block (.../blocks/image-block): `image_url` at most 3000 characters,
+        `alt_text` required and at most 2000, `title` at most 2000; a button's `url` at most
+        3000 (.../block-elements/button-element)."""
+        if b.get("type") == "image":
+            if len(str(b.get("image_url", ""))) > MAX_URL:
+                return f"{at}/image_url", f"must be less than {MAX_URL + 1} characters"
+            if not b.get("alt_text") or len(str(b["alt_text"])) > MAX_ALT_TEXT:
+                return f"{at}/alt_text", f"must be between 1 and {MAX_ALT_TEXT} characters"
+            if len(str((b.get("title") or {}).get("text", ""))) > MAX_ALT_TEXT:
+                return f"{at}/title/text", f"must be less than {MAX_ALT_TEXT + 1} characters"
+        for i, e in enumerate(b.get("elements") or []):
+            if isinstance(e, dict) and len(str(e.get("url", ""))) > MAX_URL:
+                return f"{at}/elements/{i}/url", f"must be less than {MAX_URL + 1} characters"
+        return None
+
+    @staticmethod
+    def _input_block_problem(b: dict[str, Any], here: str) -> Problem | None:
+        """An input block (.../block-kit/blocks/input-block): a plain_text `label` of at most
+        2000 characters and an `element` are required; `hint` at most 2000 characters."""
+        label = b.get("label")
+        if not isinstance(label, dict) or not label.get("text"):
+            return f"{here}/label", "missing required field: label"
+        if len(str(label.get("text", ""))) > MAX_INPUT_LABEL:
+            return f"{here}/label/text", f"must be less than {MAX_INPUT_LABEL + 1} characters"
+        if len(str((b.get("hint") or {}).get("text", ""))) > MAX_INPUT_LABEL:
+            return f"{here}/hint/text", f"must be less than {MAX_INPUT_LABEL + 1} characters"
+        if not isinstance(b.get("element"), dict):
+            return f"{here}/element", "missing required field: element"
+        return None
+
+    @staticmethod
+    def _element_error(e: dict[str, Any], at: str = "") -> Problem | None:
+        """An element over its limits (buttons, select menus, inputs: see MAX_* above)."""
+        def over(path: str, limit: int) -> Problem:
+            return f"{at}/{path}", f"must be less than {limit + 1} characters"
+
         if len(str(e.get("value", ""))) > MAX_BUTTON_VALUE:
-            return True
+            return over("value", MAX_BUTTON_VALUE)
         if len(str(e.get("action_id", ""))) > MAX_ACTION_ID:
-            return True
+            return over("action_id", MAX_ACTION_ID)
         if e.get("type") == "button" and len((e.get("text") or {}).get("text", "")) > MAX_BUTTON_TEXT:
-            return True
+            return over("text/text", MAX_BUTTON_TEXT)
+        if len(str((e.get("placeholder") or {}).get("text", ""))) > MAX_PLACEHOLDER:
+            return over("placeholder/text", MAX_PLACEHOLDER)
+        if e.get("type") == "plain_text_input":
+            # "max_length ... Acceptable values for this field are between 1 and 3000,
+            # inclusive"; min_length "between 0 and 3000" (.../plain-text-input-element).
+            for key, low in (("max_length", 1), ("min_length", 0)):
+                bound = e.get(key)
+                if bound is not None and not (isinstance(bound, int) and low <= bound <= MAX_INPUT_LENGTH):
+                    return f"{at}/{key}", f"must be between {low} and {MAX_INPUT_LENGTH}"
+        if e.get("type") == "checkboxes" and len(e.get("options") or []) > MAX_CHECKBOXES:
+            # Checkboxes: "A maximum of 10 options are allowed" (.../checkboxes-element).
+            return f"{at}/options", f"no more than {MAX_CHECKBOXES} items allowed"
         options, groups = e.get("options"), e.get("option_groups")
         if options is not None and groups is not None:
-            return True  # one or the other, never both
+            return at, "options and option_groups are mutually exclusive"
         if options is not None and len(options) > MAX_OPTIONS:
-            return True
-        if groups is not None and (len(groups) > MAX_OPTION_GROUPS
-                                   or any(len(g.get("options") or []) > MAX_OPTIONS for g in groups)):
-            return True
-        every = [*(options or []), *(o for g in groups or [] for o in g.get("options") or [])]
-        return any(len((o.get("text") or {}).get("text", "")) > MAX_OPTION_TEXT
-                   or len(str(o.get("value", ""))) > MAX_OPTION_VALUE for o in every)
+            return f"{at}/options", f"no more than {MAX_OPTIONS} items allowed"
+        if groups is not None:
+            if len(groups) > MAX_OPTION_GROUPS:
+                return f"{at}/option_groups", f"no more than {MAX_OPTION_GROUPS} items allowed"
+            for g, group in enumerate(groups):
+                if len(group.get("options") or []) > MAX_OPTIONS:
+                    return f"{at}/option_groups/{g}/options", f"no more than {MAX_OPTIONS} items allowed"
+        every = [*((f"options/{i}", o) for i, o in enumerate(options or [])),
+                 *((f"option_groups/{g}/options/{i}", o) for g, group in enumerate(groups or [])
+                   for i, o in enumerate(group.get("options") or []))]
+        for where, o in every:
+            if len((o.get("text") or {}).get("text", "")) > MAX_OPTION_TEXT:
+                return over(f"{where}/text/text", MAX_OPTION_TEXT)
+            if len(str(o.get("value", ""))) > MAX_OPTION_VALUE:
+                return over(f"{where}/value", MAX_OPTION_VALUE)
+        return None
 
     @staticmethod
     def blocks_text(node: Any) -> int:
@@ -453,13 +630,13 @@ class FakeSlack:
         own = len(node["text"]) if isinstance(node.get("text"), str) else 0
         return own + sum(FakeSlack.blocks_text(v) for v in node.values() if isinstance(v, dict | list))
 
-    def _message_error(self, blocks: Any) -> str | None:
-        """What chat.postMessage and chat.update refuse in a message's blocks."""
-        error = self._blocks_error(blocks)
-        if error:
-            return error
+    def _message_error(self, blocks: Any) -> dict[str, Any] | None:
+        """What chat.postMessage and chat.update refuse in a message's blocks, as Slack answers."""
+        problem = self._blocks_error(blocks)
+        if problem:
+            return refusal("invalid_blocks", problem)
         if self.blocks_text(blocks) > MAX_BLOCKS_TEXT:
-            return "msg_blocks_too_long"
+            return {"ok": False, "error": "msg_blocks_too_long"}
         return None
 
     def m_chat_postMessage(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
@@ -474,7 +651,7 @@ class FakeSlack:
         blocks = args.get("blocks") or []
         error = self._message_error(blocks)
         if error:
-            return {"ok": False, "error": error}
+            return error
         meta = args.get("metadata")
         if meta is not None and not (isinstance(meta, dict) and meta.get("event_type")
                                      and isinstance(meta.get("event_payload"), dict)):
@@ -516,7 +693,7 @@ class FakeSlack:
         blocks = args.get("blocks") or []
         error = self._message_error(blocks)
         if error:
-            return {"ok": False, "error": error}
+            return error
         if len(str(args.get("text", ""))) > MAX_TEXT:
             return {"ok": False, "error": "msg_too_long"}
         found.text, found.blocks, found.edits = str(args.get("text", "")), blocks, found.edits + 1
@@ -590,21 +767,47 @@ class FakeSlack:
             return {"ok": False, "error": "users_not_found"}
         return {"ok": True, "user": self._user_json(user)}
 
-    def _check_view(self, view: Any, kind: str) -> str | None:
-        """https://docs.slack.dev/reference/views/modal-views: title 24 characters, 100 blocks,
-        private_metadata 3000 characters; each block as in messages (`_blocks_error`)."""
+    def _view_problem(self, view: Any, kind: str) -> Problem | None:
+        """https://docs.slack.dev/reference/views/modal-views (and .../home-tab-views): title 24
+        characters, submit and close 24, callback_id 255, private_metadata 3000, 100 blocks,
+        a submit button whenever there is an input block; each block as in messages
+        (`_blocks_error`). views.open: `view_too_large` past 250 kB."""
         if not isinstance(view, dict) or view.get("type") != kind:
-            return "invalid_arguments"
+            return "/view/type", f"must be {kind}"
+        if len(json.dumps(view)) > MAX_VIEW_BYTES:
+            return "/view", "view_too_large"
         if kind == "modal" and not (1 <= len((view.get("title") or {}).get("text", "")) <= 24):
-            return "invalid_arguments"
+            return "/view/title/text", "must be between 1 and 24 characters"
         # "submit" and "close": plain_text, "Max length of 24 characters" (same page).
-        if any(len((view.get(k) or {}).get("text", "")) > 24 for k in ("submit", "close")):
-            return "invalid_arguments"
+        for key in ("submit", "close"):
+            if len((view.get(key) or {}).get("text", "")) > 24:
+                return f"/view/{key}/text", "must be less than 25 characters"
+        if len(str(view.get("callback_id", ""))) > MAX_CALLBACK_ID:
+            return "/view/callback_id", f"must be less than {MAX_CALLBACK_ID + 1} characters"
         if len(str(view.get("private_metadata", ""))) > MAX_PRIVATE_METADATA:
-            return "invalid_arguments"
-        if self._blocks_error(view.get("blocks") or [], MAX_VIEW_BLOCKS):
-            return "invalid_arguments"
+            return "/view/private_metadata", f"must be less than {MAX_PRIVATE_METADATA + 1} characters"
+        blocks = view.get("blocks") or []
+        problem = self._blocks_error(blocks, MAX_VIEW_BLOCKS, "/view/blocks")
+        if problem:
+            return problem
+        # submit: "Required if the view contains input blocks" (modal-views, Fields).
+        if kind == "modal" and not view.get("submit") and any(
+                isinstance(b, dict) and b.get("type") == "input" for b in blocks):
+            return "/view/submit", "submit is required when an input block is within the blocks array"
         return None
+
+    def _check_view(self, view: Any, kind: str) -> str | None:
+        """Why Slack would refuse this view, in Slack's words with the json-pointer (None: fine)."""
+        problem = self._view_problem(view, kind)
+        return None if problem is None else f"[ERROR] {problem[1]} [json-pointer:{problem[0]}]"
+
+    def _view_refusal(self, view: Any, kind: str) -> dict[str, Any] | None:
+        problem = self._view_problem(view, kind)
+        if problem is None:
+            return None
+        if problem[1] == "view_too_large":
+            return {"ok": False, "error": "view_too_large"}
+        return refusal("invalid_arguments", problem)
 
     def m_views_open(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
         # Single use: a trigger is spent by its first views.open (views.open: "invalid_trigger_id").
@@ -613,9 +816,9 @@ class FakeSlack:
             return {"ok": False, "error": "invalid_trigger_id"}
         if trigger[1] < time.monotonic():
             return {"ok": False, "error": "expired_trigger_id"}
-        error = self._check_view(args.get("view"), "modal")
+        error = self._view_refusal(args.get("view"), "modal")
         if error:
-            return {"ok": False, "error": error}
+            return error
         if trigger[2] == "view_submission":
             # A submission's ack closes its modal; views.open with that submission's trigger is
             # answered ok but shows nothing on desktop clients (bolt-js #1072). Slack's way is
@@ -632,7 +835,8 @@ class FakeSlack:
         """Replace a modal that is still open (https://docs.slack.dev/reference/methods/views.update:
         by `view_id` or by the `external_id` the app gave the view, no trigger needed;
         "not_found" once the person closed it, or before a view with that external_id is
-        shown; "hash_conflict" when a `hash` is given and the view changed since)."""
+        shown; "hash_conflict" when a `hash` is given and the view changed since; the new view is
+        checked as views.open's is)."""
         opened = self.views.get(str(args.get("view_id", "")))
         external = str(args.get("external_id", ""))
         if opened is None and external:
@@ -642,9 +846,9 @@ class FakeSlack:
             return {"ok": False, "error": "not_found"}
         if args.get("hash") and args["hash"] != opened.hash:
             return {"ok": False, "error": "hash_conflict"}
-        error = self._check_view(args.get("view"), "modal")
+        error = self._view_refusal(args.get("view"), "modal")
         if error:
-            return {"ok": False, "error": error}
+            return error
         opened.view, opened.hash = args["view"], f"{time.time():.6f}.{opened.id}"
         return {"ok": True, "view": {"id": opened.id, "hash": opened.hash, "team_id": self.team,
                                      **args["view"]}}
@@ -653,9 +857,9 @@ class FakeSlack:
         uid = str(args.get("user_id", ""))
         if uid not in self.users:
             return {"ok": False, "error": "user_not_found"}
-        error = self._check_view(args.get("view"), "home")
+        error = self._view_refusal(args.get("view"), "home")
         if error:
-            return {"ok": False, "error": error}
+            return error
         self.homes[uid] = args["view"]
         return {"ok": True, "view": {"id": f"VH{uid}", **args["view"]}}
 

@@ -7,20 +7,27 @@ the app) with the error bodies Teams uses. It also plays the Bot Framework's tok
 OpenID metadata and a JWKS with a locally generated RSA key, and signs inbound tokens.
 
 Strict where the Bot Connector is strict (each rule cites where it comes from):
-- message size: a send or update whose body is over MAX_ACTIVITY_BYTES is refused 413;
+- message size: a send or update whose body is over MAX_ACTIVITY_BYTES, or over
+  MAX_ACTIVITY_UTF16 counted in UTF-16 without base64 images, is refused 413;
 - per-conversation throttling: more than 7 activity operations (posts, replies, edits and
   deletes) in 1 s (8 in 2 s, 60 in 30 s, 1,800 in an hour) in one conversation get 429 with
   Retry-After;
+- a 1:1 chat is created only with the tenant and the bot named (400 BadSyntax otherwise);
+- per app per tenant: more than 50 calls of any kind in 1 s from the app to one tenant get 429
+  with Retry-After (TENANT_RPS);
 - 412, 429, 502 and 504 can be injected (`fail_next`, `throttle`), as Teams answers them;
 - dialogs: `invoke_problem` checks what the bot answers a `task/fetch` or `task/submit` invoke.
 
-The fake keeps its own clock (`advance`), so a test's backoff can move time without waiting.
+The fake keeps its own clock (`advance`), so a test's backoff can move time without waiting;
+with `manual_clock` it moves only then, so "in the same second" does not depend on how fast
+the machine is.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +45,20 @@ CONNECTOR_AUDIENCE = "https://api.botframework.com"
 # lowest (28 KB, also the Power Automate / Graph figure for channel messages) is what a
 # 28,360-byte broadcast card met in a real tenant (issue 17), so the fake refuses above it.
 MAX_ACTIVITY_BYTES = 28_000
+# The page's current wording counts differently: "The bot message size limit is 40 KB ... The
+# bot message size limit includes the entire message payload encoded as UTF-16 and doesn't
+# include Base64 encoded images" (learn.microsoft.com/en-gb/microsoftteams/platform/bots/how-to/
+# format-your-bot-messages). Two bytes a character: a card of 21,000 plain letters is 42 KB
+# though only 21 KB as sent. The fake holds a message to both rules (the strictest of each).
+MAX_ACTIVITY_UTF16 = 40_000
+_BASE64_IMAGE = re.compile(r"data:image/[a-z+]+;base64,[A-Za-z0-9+/=]+")
+
+
+def utf16_bytes(activity: Any) -> int:
+    """An activity's size as the 40 KB rule counts it: its JSON in UTF-16, images given as
+    base64 left out."""
+    text = _BASE64_IMAGE.sub("", json.dumps(activity, ensure_ascii=False, separators=(",", ":")))
+    return len(text.encode("utf-16-le"))
 # "Optimize your bot with rate limiting in Teams" (learn.microsoft.com/microsoftteams/
 # platform/bots/how-to/rate-limit), per bot per thread, "Send to conversation": 7 operations
 # in 1 second, 8 in 2 seconds, 60 in 30 seconds, 1,800 in an hour. The same page: "All requests
@@ -45,6 +66,12 @@ MAX_ACTIVITY_BYTES = 28_000
 # UpdateActivityAsync: so a post, a reply, an edit (PUT) and a delete of an activity all count
 # against one conversation's limits, and each can be refused.
 THREAD_LIMITS = ((1.0, 7), (2.0, 8), (30.0, 60), (3600.0, 1800))
+# The same page, "Per app per tenant" (global) limit: "The global limit per app per tenant is
+# 50 Requests Per Second (RPS)" (confirmed by Microsoft on Q&A 848444, "About Teams rate
+# limits": per Entra tenant, per app). "All requests are subject to the same rate limiting
+# policy, including sending messages, channel enumerations, and roster fetches": so every
+# call to /v3/ counts, a 1:1 chat's creation and a roster page as much as a send.
+TENANT_RPS = 50
 
 
 _KEY: list[rsa.RSAPrivateKey] = []
@@ -108,6 +135,13 @@ class FakeTeams:
     # Per-thread send limits (THREAD_LIMITS) on; bench/load.py turns them off, since it
     # measures the server, not Teams' pacing (its traffic is ~7 sends a second per person).
     thread_limits: bool = True
+    # Calls per second per app per tenant (TENANT_RPS); None: no limit. Off with thread_limits
+    # too (bench/load.py's switch turns all of Teams' pacing off).
+    tenant_rps: int | None = TENANT_RPS
+    # Calls refused by the per-tenant limit, as (method, path).
+    tenant_throttled: list[tuple[str, str]] = field(default_factory=list)
+    # The fake's clock moves only by `advance` (not with real time): deterministic tests.
+    manual_clock: bool = False
 
 
 class FakeConnector:
@@ -122,9 +156,10 @@ class FakeConnector:
         self._ids = itertools.count(1000)
         self.offset = 0.0  # the fake's clock runs `offset` seconds ahead of the real one
         self._sends: dict[str, list[float]] = {}  # conversation -> times of recent operations
+        self._tenant: dict[str, list[float]] = {}  # tenant -> times of its recent calls
 
     def now(self) -> float:
-        return time.monotonic() + self.offset
+        return self.offset if self.state.manual_clock else time.monotonic() + self.offset
 
     def advance(self, seconds: float) -> None:
         """Move the fake's clock on (what a backoff sleep would have waited)."""
@@ -212,6 +247,10 @@ class FakeConnector:
             except (AssertionError, jwt.PyJWTError):
                 return web.json_response(
                     {"message": "Authorization has been denied for this request."}, status=401)
+        refused = self._tenant_throttled(request)
+        if refused is not None:
+            self.state.tenant_throttled.append((request.method, request.path))
+            return self._refuse(refused)
         if self.state.throttle:
             return self._refuse(_error(429, "TooManyRequests", "Too many requests.",
                                        **{"Retry-After": self.state.throttle.pop(0)}))
@@ -223,8 +262,13 @@ class FakeConnector:
             return self._refuse(_error(status, code.get(status, "ServiceError"), "Upstream failure."))
         if request.method in ("POST", "PUT") and "/activities" in request.path:
             body = await request.read()
-            if len(body) > MAX_ACTIVITY_BYTES:
-                # MessageSizeTooBig (see MAX_ACTIVITY_BYTES): bytes of the whole activity.
+            try:
+                utf16 = utf16_bytes(json.loads(body))
+            except ValueError:
+                utf16 = 0
+            if len(body) > MAX_ACTIVITY_BYTES or utf16 > MAX_ACTIVITY_UTF16:
+                # MessageSizeTooBig (see MAX_ACTIVITY_BYTES and MAX_ACTIVITY_UTF16): bytes of
+                # the whole activity as sent, and the same in UTF-16 without base64 images.
                 return self._refuse(_error(413, "MessageSizeTooBig",
                                            "Activity payload exceeds the message size limit."))
         if request.method in ("POST", "PUT", "DELETE") and "/activities" in request.path:
@@ -243,6 +287,23 @@ class FakeConnector:
             pass
         self.state.refused.append((response.status, code))
         return response
+
+    def _tenant_throttled(self, request: web.Request) -> web.Response | None:
+        """The per-app-per-tenant limit (TENANT_RPS); a refused call does not count. The fake
+        serves one tenant (its conversations all belong to `tenant_id`)."""
+        st = self.state
+        if st.tenant_rps is None or not st.thread_limits:
+            return None
+        now = self.now()
+        recent = [t for t in self._tenant.get(st.tenant_id, []) if now - t < 1.0]
+        if len(recent) >= st.tenant_rps:
+            self._tenant[st.tenant_id] = recent
+            wait = 1.0 - (now - recent[-st.tenant_rps])
+            return _error(429, "TooManyRequests", "Too many requests from this app to this tenant.",
+                          **{"Retry-After": str(max(1, round(wait + 0.5)))})
+        recent.append(now)
+        self._tenant[st.tenant_id] = recent
+        return None
 
     def _throttled(self, cid: str) -> web.Response | None:
         """Per-thread limits on activity operations (THREAD_LIMITS); a refused one does not
@@ -303,6 +364,18 @@ class FakeConnector:
     async def _create(self, request: web.Request) -> web.Response:
         body = await request.json()
         members = body.get("members") or []
+        # Teams needs the tenant to create a chat: `channelData.tenant.id` (or `tenantId`), as
+        # "Send proactive messages" (learn.microsoft.com/microsoftteams/platform/bots/how-to/
+        # conversations/send-proactive-messages, "Create the conversation") shows; without it
+        # the service answers 400 BadSyntax "Could not parse tenant id" (botbuilder-dotnet
+        # #1203, #2309). The app can only reach users of the tenant it is installed in.
+        tenant = ((body.get("channelData") or {}).get("tenant") or {}).get("id") or body.get("tenantId")
+        if not tenant:
+            return _error(400, "BadSyntax", "Could not parse tenant id")
+        if tenant != self.state.tenant_id:
+            return _error(403, "Forbidden", "The bot is not installed in this tenant.")
+        if not (body.get("bot") or {}).get("id"):
+            return _error(400, "BadArgument", "Bot is required.")
         if len(members) != 1 or body.get("isGroup"):
             return _error(400, "BadArgument", "Only 1:1 conversations are supported here.")
         user = self.state.users.get(members[0].get("id"))

@@ -143,3 +143,128 @@ async def test_headers_fields_rows_ids_and_menus_have_limits(fake: FakeSlack, cl
     submit = {"type": "plain_text", "text": "s" * 25}
     assert await refused(client.views_open(trigger_id=trigger, view={**MODAL, "submit": submit})) \
         == "invalid_arguments"
+
+
+def _input(element: dict[str, object], label: str = "Your feedback", **block: object) -> dict[str, object]:
+    return {"type": "input", "block_id": "text", "label": {"type": "plain_text", "text": label},
+            "element": {"action_id": "value", **element}, **block}
+
+
+async def refusal_of(call: object) -> tuple[str, list[str]]:
+    """The error code and Slack's `response_metadata.messages` of a refused call."""
+    with pytest.raises(SlackApiError) as e:
+        await call  # type: ignore[misc]
+    meta = e.value.response.get("response_metadata") or {}
+    return str(e.value.response["error"]), list(meta.get("messages") or [])
+
+
+async def test_input_elements_have_slacks_limits_and_refusals_say_where(
+    fake: FakeSlack, client: AsyncWebClient,
+) -> None:
+    """plain_text_input max_length 1..3000, min_length 0..3000, placeholder 150; an input's
+    label and hint 2000; checkboxes 10 options; a modal with an input needs a submit button."""
+    u = fake.add_user("a@northbridge.example")
+    submit = {"type": "plain_text", "text": "Send"}
+    text = {"type": "plain_text_input", "multiline": True}
+    placeholder = {"type": "plain_text", "text": "p" * 151}
+    box = {"type": "plain_text", "text": "x"}
+    too_much = {
+        "/view/blocks/0/element/max_length": _input({**text, "max_length": 3001}),
+        "/view/blocks/0/element/min_length": _input({**text, "min_length": 3001}),
+        "/view/blocks/0/element/placeholder/text": _input({**text, "placeholder": placeholder}),
+        "/view/blocks/0/label/text": _input(text, label="l" * 2001),
+        "/view/blocks/0/hint/text": _input(text, hint={"type": "plain_text", "text": "h" * 2001}),
+        "/view/blocks/0/element/options": _input({"type": "checkboxes", "options": [
+            {"text": box, "value": f"v{i}"} for i in range(11)]}),
+    }
+    for pointer, block in too_much.items():
+        view = {**MODAL, "submit": submit, "blocks": [block]}
+        error, messages = await refusal_of(client.views_open(trigger_id=fake.new_trigger(u.id), view=view))
+        assert error == "invalid_arguments" and len(messages) == 1, (pointer, messages)
+        assert messages[0].startswith("[ERROR] ") and messages[0].endswith(f"[json-pointer:{pointer}]")
+    assert fake.open_view(u.id) is None
+    at_limit = _input({**text, "max_length": 3000, "min_length": 0,
+                       "placeholder": {"type": "plain_text", "text": "p" * 150}}, label="l" * 2000)
+    error, messages = await refusal_of(client.views_open(
+        trigger_id=fake.new_trigger(u.id), view={**MODAL, "blocks": [at_limit]}))
+    assert error == "invalid_arguments" and messages[0].endswith("[json-pointer:/view/submit]")
+    opened = await client.views_open(trigger_id=fake.new_trigger(u.id),
+                                     view={**MODAL, "submit": submit, "blocks": [at_limit]})
+    assert opened["ok"] and fake.open_view(u.id) is not None
+    # views.update is held to the same rules, and to the view's current hash.
+    view_id, view_hash = opened["view"]["id"], opened["view"]["hash"]
+    error, messages = await refusal_of(client.views_update(
+        view_id=view_id, hash=view_hash, view={**MODAL, "submit": submit, "blocks": [too_much[
+            "/view/blocks/0/element/max_length"]]}))
+    assert error == "invalid_arguments" and "max_length" in messages[0]
+    assert (await client.views_update(view_id=view_id, hash=view_hash,
+                                      view={**MODAL, "submit": submit, "blocks": [at_limit]}))["ok"]
+    assert await refused(client.views_update(view_id=view_id, hash=view_hash, view=MODAL)) == "hash_conflict"
+    # The App Home and messages answer in the same shape.
+    error, messages = await refusal_of(client.views_publish(
+        user_id=u.id, view={"type": "home", "blocks": [too_much["/view/blocks/0/element/max_length"]]}))
+    assert error == "invalid_arguments" and messages[0].endswith(
+        "[json-pointer:/view/blocks/0/element/max_length]")
+    section = [{"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3001}}]
+    error, messages = await refusal_of(client.chat_postMessage(channel=fake.dm_of(u.id), text="x",
+                                                               blocks=section))
+    assert error == "invalid_blocks"
+    assert messages == ["[ERROR] must be less than 3001 characters [json-pointer:/blocks/0/text/text]"]
+
+
+async def test_empty_texts_and_long_image_and_link_addresses_are_refused(
+    fake: FakeSlack, client: AsyncWebClient,
+) -> None:
+    """A text object holds 1 to 3000 characters; an image's address 3000, its alt text 2000;
+    a link button's address 3000."""
+    dm = fake.dm_of(fake.add_user("a@northbridge.example").id)
+    long_url = "https://example.org/" + "a" * 3000
+    refused_blocks = {
+        "/blocks/0/text/text": [{"type": "section", "text": {"type": "mrkdwn", "text": ""}}],
+        "/blocks/0/elements/0/text": [{"type": "context", "elements": [{"type": "mrkdwn", "text": ""}]}],
+        "/blocks/0/image_url": [{"type": "image", "image_url": long_url, "alt_text": "chart"}],
+        "/blocks/0/alt_text": [{"type": "image", "image_url": "https://example.org/c.png",
+                                "alt_text": "a" * 2001}],
+        "/blocks/0/elements/0/url": [{"type": "actions", "elements": [{
+            "type": "button", "action_id": "l", "url": long_url,
+            "text": {"type": "plain_text", "text": "Read"}}]}],
+    }
+    for pointer, blocks in refused_blocks.items():
+        error, messages = await refusal_of(client.chat_postMessage(channel=dm, text="x", blocks=blocks))
+        assert error == "invalid_blocks" and messages[0].endswith(f"[json-pointer:{pointer}]"), messages
+    assert fake.in_channel(dm) == []
+
+
+async def test_each_method_needs_its_scope_and_the_token_has_the_manifests(
+    fake: FakeSlack, client: AsyncWebClient,
+) -> None:
+    """The token carries the manifest's scopes; a method needing another is `missing_scope`
+    with `needed`, as Slack answers (each method's "Required scopes")."""
+    u = fake.add_user("a@northbridge.example")
+    dm = fake.dm_of(u.id)
+    fake.add_channel("C0GENERAL")
+    assert (await client.conversations_info(channel="C0GENERAL"))["ok"]  # channels:read
+    with pytest.raises(SlackApiError) as e:
+        await client.conversations_info(channel=dm)  # a DM's info needs im:read: not asked for
+    assert e.value.response["error"] == "missing_scope" and e.value.response["needed"] == "im:read"
+    assert "im:write" in e.value.response["provided"]
+    fake.scopes.discard("im:write")
+    with pytest.raises(SlackApiError) as e:
+        await client.conversations_open(users=u.id)
+    assert e.value.response["needed"] == "im:write"
+
+
+async def test_a_token_in_the_query_string_or_a_json_body_is_not_a_token(fake: FakeSlack) -> None:
+    """Header or form-encoded body only (changelog: no more tokens in query strings for apps
+    created after 24 Feb 2021; JSON bodies need the Authorization header)."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        async with http.post(fake.url + f"auth.test?token={BOT_TOKEN}") as r:
+            assert (await r.json())["error"] == "not_authed"
+        async with http.post(fake.url + "auth.test", json={"token": BOT_TOKEN}) as r:
+            assert (await r.json())["error"] == "not_authed"
+        async with http.post(fake.url + "auth.test", data={"token": BOT_TOKEN}) as r:
+            assert (await r.json())["ok"]
+        async with http.post(fake.url + "auth.test", headers={"Authorization": f"Bearer {BOT_TOKEN}"}) as r:
+            assert (await r.json())["ok"]

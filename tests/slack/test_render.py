@@ -26,6 +26,7 @@ from bot.model import (
     ToggleInput,
 )
 from tests.conformance.drivers.slack import form_of, plain_of
+from tests.fakes.slack_api import FakeSlack
 
 
 def test_a_message_of_every_block_reads_the_same_as_the_neutral_text() -> None:
@@ -188,3 +189,63 @@ def test_home_has_one_feedback_button() -> None:
     view = render.home_view([Text("Your milestones")]).to_dict()
     buttons = [e for b in view["blocks"] if b["type"] == "actions" for e in b["elements"]]
     assert [b["action_id"] for b in buttons] == ["feedback.open"]
+
+
+def test_a_text_input_longer_than_one_slack_box_is_several_boxes_read_back_whole() -> None:
+    """Slack refuses a plain_text_input whose max_length is over 3,000, and its client submits
+    no more than that: a longer input (pulse questions take 5,000) is shown as several boxes,
+    an initial text spread over them, and their values joined back exactly."""
+    lines = [f"rating: Question {i:03d}: supervision, recording and family network meetings"
+             for i in range(80)]
+    texts = ["\n".join(lines), "x" * 7001, "a\n" * 2999 + "b" * 10, ("y" * 2999 + "\n\n") * 3,
+             "short"]
+    for text in texts:
+        form = Form("pulse.define", "New pulse survey", (
+            TextInput("questions", "Questions", multiline=True, max_length=5000, initial=text),),
+            submit_label="Create")
+        d = render.modal(form).to_dict()
+        assert FakeSlack()._check_view(d, "modal") is None
+        boxes = [b for b in d["blocks"] if b["type"] == "input"]
+        assert len(boxes) >= 2
+        assert [b["block_id"] for b in boxes] == ["questions"] + [
+            f"questions~{k}" for k in range(2, len(boxes) + 1)]
+        assert all(len(b["element"].get("initial_value", "")) <= 3000 for b in boxes)
+        assert "next box" in boxes[0]["hint"]["text"]
+        state = {b["block_id"]: {"value": {"type": "plain_text_input",
+                                           "value": b["element"].get("initial_value")}}
+                 for b in boxes}
+        assert render.modal_values({"blocks": d["blocks"], "state": {"values": state}}) == {
+            "questions": text}
+        assert [i.name for i in form_of(d).inputs] == ["questions"]
+
+
+def test_an_empty_text_is_left_out_since_slack_refuses_empty_text() -> None:
+    """A text object's `text` is at least 1 character (.../composition-objects/text-object):
+    an empty paragraph (an optional note left blank) must not cost the whole message."""
+    fake = FakeSlack()
+    for message in (Message((Text("Milestone notes"), Text(""), Context("Due soon")), "x"),
+                    Message((Text("", heading=True), Text("")), "x")):
+        payload = render.message_payload(message)
+        assert fake._message_error(payload["blocks"]) is None, payload
+        assert payload["text"].strip()
+
+
+def test_long_choices_are_numbered_with_a_legend_so_they_never_look_the_same() -> None:
+    """A button's text is at most 75 characters: two pulse choices of 90 that differ only at
+    the end would show as the same button. Numbered, with the full labels beneath."""
+    head = "Family network meetings held in the locality hub with the family's own network, "
+    long_a, long_b = head + "weekly", head + "monthly"
+    payload = render.message_payload(Message((Text("Which helps most?"), Choices(
+        "pulse.answer", (Choice(long_a, "0"), Choice(long_b, "1"), Choice("Neither", "2")))), "x"))
+    assert FakeSlack()._message_error(payload["blocks"]) is None
+    buttons = [e for b in payload["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    texts = [e["text"]["text"] for e in buttons]
+    assert len(set(texts)) == 3 and all(len(t) <= 75 for t in texts)
+    assert [t.split(".")[0] for t in texts] == ["1", "2", "3"]
+    [legend] = [b for b in payload["blocks"] if b["block_id"].endswith(".legend")]
+    shown = plain_of([legend])
+    assert f"1. {long_a}" in shown and f"2. {long_b}" in shown and "3. Neither" in shown
+    # Short labels stay as they are, without a legend.
+    short = render.message_payload(Message((Choices("a", (Choice("Yes", "1"), Choice("No", "0"))),), "x"))
+    assert [e["text"]["text"] for e in short["blocks"][0]["elements"]] == ["Yes", "No"]
+    assert len(short["blocks"]) == 1

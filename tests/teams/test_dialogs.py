@@ -119,3 +119,26 @@ async def test_an_old_form_card_in_the_chat_is_not_taken(teams: TeamsDriver) -> 
 
 
 IDEA_TEXT = "Family network meetings clash with court deadlines every week."
+
+
+async def test_a_pulse_comment_longer_than_its_box_is_sent_back_whole_not_cut(
+    teams: TeamsDriver,
+) -> None:
+    """Not every Teams client holds an Input.Text to its maxLength (AdaptiveCards #4621: the
+    host let more through and sent it all), and the pulse keeps at most 2,000 characters of a
+    comment. A longer one comes back in the dialog, every word kept, saying by how much."""
+    from tests.test_pulse import held
+
+    staff = "practitioner1@northbridge.example"
+    await teams.core.tick()  # Monday 10:00: the weekly pulse opens
+    for label in ("4", "4", "4", "4", "4", "8", "Write a comment"):
+        await teams.tap(staff, label)
+    comment = "Group supervision is helping; the new recording templates are not. " * 37
+    assert len(comment.strip()) > 2000
+    errors = await teams.submit(staff, {"comment": comment})
+    assert errors is not None and "2,000" in errors.get("comment", ""), errors
+    form = teams.form(staff)
+    assert form is not None and form.inputs[0].initial == comment  # type: ignore[union-attr]
+    assert [t for _v, _c, t in await held(teams.core) if t] == []
+    assert await teams.submit(staff, {"comment": comment[:1900]}) is None
+    assert [t for _v, _c, t in await held(teams.core) if t] == [comment[:1900].strip()]

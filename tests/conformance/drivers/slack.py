@@ -104,6 +104,9 @@ def form_of(view: dict[str, Any]) -> Form:
     inputs: list[Input] = []
     for b in view.get("blocks", []):
         if b.get("type") == "input":
+            base, sep, k = b["block_id"].rpartition(render.PART_SEP)
+            if sep and k.isdigit():
+                continue  # a long text input's next box: the same input, read as one
             inputs.append(_input_of(b))
         elif b.get("type") == "context":
             intro.append(Context(plain_of([b])))
@@ -139,6 +142,37 @@ def options_of(element: dict[str, Any]) -> list[dict[str, Any]]:
     if "option_groups" in element:
         return [o for g in element["option_groups"] for o in g["options"]]
     return list(element.get("options") or [])
+
+
+def typed(view: dict[str, Any], values: dict[str, str]) -> dict[str, str]:
+    """What a person types in each box: a text longer than its box goes on in the boxes that
+    follow it (block ids `name~2`, `name~3`: adapters/slack/render.py), each filled to its
+    max_length before the next."""
+    out = dict(values)
+    for name, value in values.items():
+        boxes = [b for b in view.get("blocks", []) if b.get("type") == "input"
+                 and (b["block_id"] == name or b["block_id"].startswith(name + render.PART_SEP))]
+        if len(boxes) < 2:
+            continue
+        for b in boxes:
+            size = int(b["element"].get("max_length", 3000))
+            out[b["block_id"]], value = value[:size], value[size:]
+    return out
+
+
+def too_long(view: dict[str, Any], values: dict[str, str]) -> dict[str, str]:
+    """What the Slack client refuses to submit: a plain_text_input holding more than its
+    max_length or less than its min_length ("If the user provides more, they will receive an
+    error": .../block-elements/plain-text-input-element). Nothing reaches the app."""
+    errors: dict[str, str] = {}
+    for b in view.get("blocks", []):
+        el, v = b.get("element") or {}, values.get(b.get("block_id", ""), "")
+        if b.get("type") != "input" or el.get("type") != "plain_text_input" or not v:
+            continue
+        if len(v) > int(el.get("max_length", 3000)) or len(v) < int(el.get("min_length", 0)):
+            errors[b["block_id"]] = (f"Slack: {len(v):,} characters; this box takes "
+                                     f"{el.get('min_length', 0)} to {el.get('max_length', 3000)}")
+    return errors
 
 
 def state_of(view: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
@@ -334,6 +368,10 @@ class SlackDriver:
         u = self.user(email)
         opened = self.fake.open_view(u.id)
         assert opened is not None, f"{email} has no open form"
+        values = typed(opened.view, values)
+        refused = too_long(opened.view, values)
+        if refused:
+            return refused  # the client says so in the modal; the app hears nothing
         view = {**opened.view, "id": opened.id, "hash": opened.hash, "team_id": self.fake.team,
                 "state": {"values": state_of(opened.view, values)}, "app_id": APP_ID,
                 "bot_id": BOT_ID, "root_view_id": opened.id, "previous_view_id": None}
@@ -351,6 +389,12 @@ class SlackDriver:
             # "response_action": errors | update | push | clear; an empty ack closes it).
             action = answer.get("response_action")
             if action == "errors":
+                # "errors": keyed by the block_id of an input block of the view; Slack shows
+                # each under its input and has nowhere to show any other
+                # (docs.slack.dev/surfaces/modals, "Displaying errors in views").
+                inputs = {b.get("block_id") for b in opened.view.get("blocks", [])
+                          if b.get("type") == "input"}
+                assert set(answer["errors"]) <= inputs, f"errors for blocks that are not inputs: {answer}"
                 errors.append(dict(answer["errors"]))
             elif action == "update":
                 error = self.fake._check_view(answer.get("view"), "modal")

@@ -364,7 +364,8 @@ class TeamsDriver:
             required = not getattr(inp, "optional", True)
             if required and not v:
                 errors[inp.name] = f"Please fill in: {inp.label}"
-            # maxLength is not enforced by every Teams client (the server checks it too).
+            # maxLength is not enforced by every Teams client (AdaptiveCards #4621): the
+            # value goes as typed and the adapter checks it (dialogs.over_length).
             value[inp.name] = v
         if errors:
             return errors
