@@ -177,17 +177,21 @@ async def flush(core: Core) -> int:
                          "updated_at": None}
                         for (p, w, u), pid in links.items() if pid in alive]
                 _shuffle(rows)  # laid down in this order (SQLite cells), never in the order seen
+                # A route of an account linked here whose person is gone is not written back.
+                changes = [{"p": p, "w": w, "u": u, "dm": dm, "ok": dm is not None,
+                            "why": None if dm is not None else reasons.get((p, w, u), UNREACHABLE)}
+                           for (p, w, u), dm in routes.items()
+                           if (p, w, u) not in links or links[(p, w, u)] in alive]
+                _shuffle(changes)
+                tz = [{"pid": pid, "zone": zone} for pid, zone in zones.items() if pid in alive]
+                if not (rows or changes or tz or enrolled or extra):
+                    return 0  # nothing written, so no row's version to hide among the others
                 if rows:
                     await conn.execute(upsert(conn.dialect.name, Identity).on_conflict_do_nothing(),
                                        rows)
-                changes = [{"p": p, "w": w, "u": u, "dm": dm, "ok": dm is not None,
-                            "why": None if dm is not None else reasons.get((p, w, u), UNREACHABLE)}
-                           for (p, w, u), dm in routes.items()]
-                _shuffle(changes)
                 if changes:
                     await conn.execute(_ROUTE, changes)
                 await conn.execute(_TOUCH_IDENTITIES)
-                tz = [{"pid": pid, "zone": zone} for pid, zone in zones.items() if pid in alive]
                 if tz:
                     _shuffle(tz)
                     await conn.execute(_TZ, tz)

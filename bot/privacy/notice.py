@@ -187,6 +187,8 @@ async def flush(core: Core) -> int:
                     {u for _p, _w, u in batch})})).tuples())
                 rows = [{"platform": p, "workspace": w, "user_id": u} for p, w, u in batch
                         if (p, w, u) in linked]
+                if not rows:
+                    return 0  # nothing written, so no row's version to hide among the others
                 if conn.dialect.name == "postgresql":
                     # A heap keeps rows where they were put, and an UPDATE in place keeps
                     # their order: a dump would list accounts batch by batch, in the order
