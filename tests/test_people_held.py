@@ -225,3 +225,40 @@ async def _versions(core: Core) -> dict[str, list[str]]:
             cols = "xmin::text, ctid::text" if not core.db.is_sqlite else "*"
             out[t] = sorted(str(r) for r in (await conn.execute(text(f"SELECT {cols} FROM {t}"))))
     return out
+
+
+async def test_a_flush_rewrites_every_identity_row_in_its_own_page(loaded: Core) -> None:
+    """PostgreSQL: the flush gives every `identities` row a new version (N21). At 200,000
+    staff, a new version in another page costs an index entry per index and a dead row that
+    waits for VACUUM, and the table grows by its whole size at every flush until VACUUM runs
+    (bench/README.md, flush arithmetic). Pages keep room for a second version of each row
+    (fillfactor 45), so each row's new version stays in its page (HOT) and the next flush
+    prunes the earlier one: across flushes no row changes page and the table does not grow."""
+    if loaded.db.is_sqlite:
+        pytest.skip("SQLite rewrites a row where it is")
+    d = FakeDriver(loaded)
+    async with loaded.db.session() as s:
+        person = await person_by_email(s, WHO)
+        assert person is not None
+        s.add_all([Identity(platform="fake", workspace="W1", user_id=f"U-past-{i:04d}",
+                            person_id=person.id, dm={"conversation_id": f"D-past-{i:04d}"})
+                   for i in range(600)])
+
+    async def pages() -> tuple[dict[str, str], int, set[str]]:
+        async with loaded.db.engine.connect() as conn:
+            rows = (await conn.execute(text(
+                "SELECT user_id, (ctid::text::point)[0]::int::text, xmin::text "
+                "FROM identities"))).all()
+            size = (await conn.execute(text(
+                "SELECT pg_relation_size('identities')"))).scalar_one()
+        return {r[0]: r[1] for r in rows}, int(size), {r[2] for r in rows}
+
+    first, size, _ = await pages()
+    assert len(set(first.values())) > 4  # many pages
+    for n in range(4):
+        await d.say(f"practitioner{n + 1}@northbridge.example", "whoami")  # a new account
+        assert await held.flush(loaded) == 2
+        after, size_after, xmins = await pages()
+        assert len(xmins) == 1  # every live row carries this flush's version
+        assert {u: p for u, p in after.items() if u in first} == first
+        assert size_after == size
