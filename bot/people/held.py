@@ -64,6 +64,8 @@ class Held:
     # Someone enrolled themselves here since the last flush: it rewrites every person row.
     enrolled: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one flush at a time
+    # The last rewrite: the worker spaces the next out by its size (bot/flusher.py).
+    spacing: flusher.Spacing = field(default_factory=flusher.Spacing)
 
     def __bool__(self) -> bool:
         return bool(self.links or self.routes or self.tz or self.enrolled)
@@ -191,16 +193,17 @@ async def flush(core: Core) -> int:
                                        rows)
                 if changes:
                     await conn.execute(_ROUTE, changes)
-                await conn.execute(_TOUCH_IDENTITIES)
+                touched = (await conn.execute(_TOUCH_IDENTITIES)).rowcount
                 if tz:
                     _shuffle(tz)
                     await conn.execute(_TZ, tz)
                 if tz or enrolled:
-                    await conn.execute(_TOUCH_PEOPLE)
+                    touched += (await conn.execute(_TOUCH_PEOPLE)).rowcount
                 if enrolled:  # their role row was written with their person row
                     await conn.execute(_TOUCH_ROLES)
                 for a, batch in extra:
                     also += await a.write(conn, batch)
+            h.spacing.wrote(touched)
         except BaseException:
             for a, batch in extra:
                 a.keep(core, batch)
@@ -215,5 +218,6 @@ async def flush(core: Core) -> int:
 
 
 # A router worker (every `serve` replica runs one), and `flushing` for the console and tests.
-worker = flusher.worker_for(flush, log, "held account links, routes and time zones")
+worker = flusher.worker_for(flush, log, "held account links, routes and time zones",
+                            lambda core: held(core).spacing)
 flushing = flusher.running(worker, "people-held")
