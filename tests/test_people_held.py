@@ -262,3 +262,27 @@ async def test_a_flush_rewrites_every_identity_row_in_its_own_page(loaded: Core)
         assert len(xmins) == 1  # every live row carries this flush's version
         assert {u: p for u, p in after.items() if u in first} == first
         assert size_after == size
+
+
+async def test_a_new_time_zone_alone_rewrites_the_people_rows_and_no_identity_row(
+        loaded: Core) -> None:
+    """A flush that writes only a time zone gives every `people` row a new version and
+    leaves `identities` as they were: no identity row was written, so none needs hiding
+    (at 200,000 staff, half the cost of such a flush)."""
+    d = FakeDriver(loaded)
+    async with loaded.db.session() as s:
+        await s.execute(update(Person).where(Person.email == WHO)
+                        .values(from_programme=False, tz="Europe/London"))
+    await d.say(WHO, "whoami")
+    await held.flush(loaded)
+    before = await _versions(loaded)
+    abroad = replace(d.user(WHO), tz="Europe/Paris")
+    await loaded.handle(MessageEvent("abroad", abroad, d.conv(WHO), text="whoami"), d.port)
+    assert held.held(loaded).tz and not held.held(loaded).routes
+    with _Writes(loaded) as writes:
+        assert await held.flush(loaded) == 1
+    assert writes and all("identities" not in w for w in writes)
+    after = await _versions(loaded)
+    assert after["identities"] == before["identities"]
+    if not loaded.db.is_sqlite:
+        assert len({v.split(",")[0] for v in after["people"]}) == 1  # one version: this flush's

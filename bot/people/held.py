@@ -157,8 +157,8 @@ _TOUCH_ROLES = update(PersonRole).values(granted_in_chat=PersonRole.granted_in_c
 
 async def flush(core: Core) -> int:
     """Write what this process holds about people, in one transaction that lays new links
-    down in shuffled order and rewrites every identity row (and every person row, if a time
-    zone is written); returns how many writes. Kept for the next flush if it fails. A link
+    down in shuffled order and rewrites every identity row (if a link or route is written)
+    and every person row (if a time zone is); returns how many writes. Kept for the next flush if it fails. A link
     another replica stored first is left as it is; a person erased since is not written back."""
     h = held(core)
     async with h.lock:
@@ -193,7 +193,9 @@ async def flush(core: Core) -> int:
                                        rows)
                 if changes:
                     await conn.execute(_ROUTE, changes)
-                touched = (await conn.execute(_TOUCH_IDENTITIES)).rowcount
+                touched = 0
+                if rows or changes:  # a time zone alone writes no identity row
+                    touched = (await conn.execute(_TOUCH_IDENTITIES)).rowcount
                 if tz:
                     _shuffle(tz)
                     await conn.execute(_TZ, tz)
