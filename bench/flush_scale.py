@@ -235,7 +235,7 @@ def _sqlite_sizes(url: str) -> str:
 
 
 async def run_size(url: str, n: int, k: int, flushes: int, interval: float, repeat: int,
-                   fillfactor: int | None) -> None:
+                   fillfactor: int | None, only: str) -> None:
     db = await emptied(Database(url))
     await db.create_all() if db.is_sqlite else await db.upgrade()
     if fillfactor is not None and not db.is_sqlite:  # as before migration people_fillfactor
@@ -260,6 +260,8 @@ async def run_size(url: str, n: int, k: int, flushes: int, interval: float, repe
                   feed.sent, counts.flush), feed.sent),
     ]
     for s, fn in scenarios:
+        if only and not any(word in s.name for word in only.split(",")):
+            continue
         ones = [await _one(core, s, 1, fn) for _ in range(repeat)]
         secs1 = statistics.median(o[0] for o in ones)
         wal1 = [o[2] for o in ones if o[2] is not None]
@@ -309,6 +311,8 @@ async def main() -> None:
     ap.add_argument("--flushes", type=int, default=20)
     ap.add_argument("--interval", type=float, default=5.0)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--only", default="", help="scenarios whose name holds one of these words "
+                    "(comma-separated: links,zones,notices,counters)")
     ap.add_argument("--fillfactor", type=int, default=None,
                     help="PostgreSQL: identities and people pages filled to this (100: as "
                          "before migration people_fillfactor; default: as migrated, 45)")
@@ -316,7 +320,7 @@ async def main() -> None:
     print(f"load average before: {os.getloadavg()}; fillfactor "
           f"{a.fillfactor or 'as migrated'}")
     for n in (int(x) for x in a.sizes.split(",")):
-        await run_size(a.url, n, a.held, a.flushes, a.interval, a.repeat, a.fillfactor)
+        await run_size(a.url, n, a.held, a.flushes, a.interval, a.repeat, a.fillfactor, a.only)
     print(f"\nload average after: {os.getloadavg()}")
 
 
