@@ -236,6 +236,9 @@ def _sqlite_sizes(url: str) -> str:
 
 async def run_size(url: str, n: int, k: int, flushes: int, interval: float, repeat: int,
                    fillfactor: int | None, only: str) -> None:
+    if url.startswith("sqlite") and ":///" in url:  # a new file for each size
+        for end in ("", "-wal", "-shm"):
+            Path(url.split(":///", 1)[1] + end).unlink(missing_ok=True)
     db = await emptied(Database(url))
     await db.create_all() if db.is_sqlite else await db.upgrade()
     if fillfactor is not None and not db.is_sqlite:  # as before migration people_fillfactor
