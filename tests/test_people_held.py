@@ -232,11 +232,14 @@ async def test_a_flush_rewrites_every_identity_row_in_its_own_page(loaded: Core)
     staff, a new version in another page costs an index entry per index and a dead row that
     waits for VACUUM, and the table grows by its whole size at every flush until VACUUM runs
     (bench/README.md, flush arithmetic). Pages keep room for a second version of each row
-    (fillfactor 45), so each row's new version stays in its page (HOT) and the next flush
-    prunes the earlier one: across flushes no row changes page and the table does not grow."""
+    (fillfactor 45), so each row's new version stays in its page (HOT), which the next flush
+    prunes: rows keep their page and the table grows by no more than the new rows need."""
     if loaded.db.is_sqlite:
         pytest.skip("SQLite rewrites a row where it is")
     d = FakeDriver(loaded)
+    async with loaded.db.engine.connect() as conn:  # the tests before left dead rows here
+        await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(
+            text("VACUUM identities"))
     async with loaded.db.session() as s:
         person = await person_by_email(s, WHO)
         assert person is not None
@@ -253,15 +256,17 @@ async def test_a_flush_rewrites_every_identity_row_in_its_own_page(loaded: Core)
                 "SELECT pg_relation_size('identities')"))).scalar_one()
         return {r[0]: r[1] for r in rows}, int(size), {r[2] for r in rows}
 
-    first, size, _ = await pages()
-    assert len(set(first.values())) > 4  # many pages
-    for n in range(4):
-        await d.say(f"practitioner{n + 1}@northbridge.example", "whoami")  # a new account
-        assert await held.flush(loaded) == 2
-        after, size_after, xmins = await pages()
-        assert len(xmins) == 1  # every live row carries this flush's version
-        assert {u: p for u, p in after.items() if u in first} == first
-        assert size_after == size
+    before, size, _ = await pages()
+    assert len(set(before.values())) > 4  # many pages
+    await d.say("practitioner1@northbridge.example", "whoami")  # a new account
+    assert await held.flush(loaded) == 2
+    after, size_after, xmins = await pages()
+    assert len(xmins) == 1  # every live row carries this flush's version
+    assert {u: p for u, p in after.items() if u in before} == before  # each in its page
+    assert size_after <= size + 8192  # the new account's row may need a page; no more
+    # (That the next flush prunes these earlier versions depends on no snapshot in the
+    # server still needing them, which a shared test server cannot promise: the bench shows
+    # it, 4.1 million of 4.1 million updates in place over 20 flushes at 200,000 rows.)
 
 
 async def test_a_new_time_zone_alone_rewrites_the_people_rows_and_no_identity_row(
