@@ -8,8 +8,9 @@ event carried: a first message is often "feedback", and a tap's admission is its
 transaction (docs/invariants.md, N21). So they wait here, per process, and the flusher writes
 them (every STAFFVOICE_FEEDBACK_FLUSH_INTERVAL and at the end, as the feedback counts and
 privacy notices are) in one transaction of its own that lays new links down in shuffled order
-and rewrites every `identities` row, and every `people` row when a time zone changed, so all
-live rows of the kind share the flush's `xmin`. Nothing it writes is dated.
+and rewrites every `identities` row when it writes a link or route, and every `people` row
+when a time zone changed, so all live rows of the kind share the flush's `xmin`. Nothing it
+writes is dated. The worker spaces these flushes out at a big organisation (bot/flusher.py).
 
 Until then this process reads its own held writes over the stored rows (`Held`), so it
 behaves as if they were written; another replica sees them after the flush. `Core.tick` flushes
@@ -158,8 +159,10 @@ _TOUCH_ROLES = update(PersonRole).values(granted_in_chat=PersonRole.granted_in_c
 async def flush(core: Core) -> int:
     """Write what this process holds about people, in one transaction that lays new links
     down in shuffled order and rewrites every identity row (if a link or route is written)
-    and every person row (if a time zone is); returns how many writes. Kept for the next flush if it fails. A link
-    another replica stored first is left as it is; a person erased since is not written back."""
+    and every person row (if a time zone is, or someone enrolled); returns how many writes,
+    and writes nothing when none is left to write. Kept for the next flush if it fails. A
+    link another replica stored first is left as it is; a person erased since is not written
+    back."""
     h = held(core)
     async with h.lock:
         extra = [(a, batch) for a in ALSO if (batch := a.take(core))]

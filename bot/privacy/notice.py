@@ -165,6 +165,8 @@ _LINKED = select(Identity.platform, Identity.workspace, Identity.user_id).where(
         bindparam("accounts", expanding=True)))
 # user_id = user_id: a new version of every row, so every live row carries the flush's xmin
 # (SQLite; the table has no rowid there, so rows are stored in key order, never told order).
+# SQLite writes no page for a cell whose bytes are unchanged, so there this is a scan: it has
+# no xmin to hide (bench/README.md, flush arithmetic).
 _TOUCH = update(NoticeShown).values(user_id=NoticeShown.user_id)
 _ALL = select(NoticeShown.platform, NoticeShown.workspace, NoticeShown.user_id)
 
