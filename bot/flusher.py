@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -21,11 +24,42 @@ class Worker(Protocol):
                  ) -> Coroutine[Any, Any, None]: ...
 
 
+# A flush that rewrites every row of a big table is spaced out: its held writes wait at least
+# a second for every REWRITE_RATE rows it last gave a new version, at most MAX_SPACING seconds
+# (200,000 rows: 40 s), so the rewrite's cost per second stops growing with the organisation
+# (bench/README.md, "flush arithmetic"). Holding longer makes each batch bigger, never smaller.
+REWRITE_RATE = 5_000
+MAX_SPACING = 120.0
+
+
+@dataclass
+class Spacing:
+    """When a holder's rewrite last happened and how many rows it gave a new version."""
+
+    rows: int = 0
+    at: float = -math.inf  # time.monotonic() of the last rewrite
+
+    def wrote(self, rows: int, now: float | None = None) -> None:
+        """A rewrite of `rows` rows just committed."""
+        self.rows, self.at = rows, time.monotonic() if now is None else now
+
+    def wait(self) -> float:
+        """Seconds the next rewrite waits after this one."""
+        return min(MAX_SPACING, self.rows / REWRITE_RATE)
+
+    def due(self, now: float | None = None) -> bool:
+        """The worker may flush now (a direct call, the scheduler's or the last one at
+        shutdown, always does)."""
+        return (time.monotonic() if now is None else now) - self.at >= self.wait()
+
+
 def worker_for(flush: Callable[[Core], Awaitable[int]], log: logging.Logger,
-               what: str) -> Worker:
+               what: str, spacing: Callable[[Core], Spacing] | None = None) -> Worker:
     """A router worker that calls `flush` every `every` seconds (default: the settings'
-    `feedback_flush_s`) until `stop`, then once more. A failed flush is logged ("`what` not
-    written") and tried again at the next: each holder keeps what it could not write."""
+    `feedback_flush_s`) until `stop`, then once more. With `spacing` (the holder's, per
+    Core), a flush waits until it is `due`, except the last. A failed flush is logged
+    ("`what` not written") and tried again at the next: each holder keeps what it could
+    not write."""
 
     async def worker(core: Core, stop: asyncio.Event, every: float | None = None) -> None:
         period = core.settings.feedback_flush_s if every is None else every
@@ -34,6 +68,8 @@ def worker_for(flush: Callable[[Core], Awaitable[int]], log: logging.Logger,
                 await asyncio.wait_for(stop.wait(), period)
             except TimeoutError:
                 pass
+            if spacing is not None and not stop.is_set() and not spacing(core).due():
+                continue  # kept for a later flush: the last rewrite was recent
             try:
                 await flush(core)
             except Exception:

@@ -8,8 +8,9 @@ event carried: a first message is often "feedback", and a tap's admission is its
 transaction (docs/invariants.md, N21). So they wait here, per process, and the flusher writes
 them (every STAFFVOICE_FEEDBACK_FLUSH_INTERVAL and at the end, as the feedback counts and
 privacy notices are) in one transaction of its own that lays new links down in shuffled order
-and rewrites every `identities` row, and every `people` row when a time zone changed, so all
-live rows of the kind share the flush's `xmin`. Nothing it writes is dated.
+and rewrites every `identities` row when it writes a link or route, and every `people` row
+when a time zone changed, so all live rows of the kind share the flush's `xmin`. Nothing it
+writes is dated. The worker spaces these flushes out at a big organisation (bot/flusher.py).
 
 Until then this process reads its own held writes over the stored rows (`Held`), so it
 behaves as if they were written; another replica sees them after the flush. `Core.tick` flushes
@@ -64,6 +65,8 @@ class Held:
     # Someone enrolled themselves here since the last flush: it rewrites every person row.
     enrolled: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one flush at a time
+    # The last rewrite: the worker spaces the next out by its size (bot/flusher.py).
+    spacing: flusher.Spacing = field(default_factory=flusher.Spacing)
 
     def __bool__(self) -> bool:
         return bool(self.links or self.routes or self.tz or self.enrolled)
@@ -155,9 +158,11 @@ _TOUCH_ROLES = update(PersonRole).values(granted_in_chat=PersonRole.granted_in_c
 
 async def flush(core: Core) -> int:
     """Write what this process holds about people, in one transaction that lays new links
-    down in shuffled order and rewrites every identity row (and every person row, if a time
-    zone is written); returns how many writes. Kept for the next flush if it fails. A link
-    another replica stored first is left as it is; a person erased since is not written back."""
+    down in shuffled order and rewrites every identity row (if a link or route is written)
+    and every person row (if a time zone is, or someone enrolled); returns how many writes,
+    and writes nothing when none is left to write. Kept for the next flush if it fails. A
+    link another replica stored first is left as it is; a person erased since is not written
+    back."""
     h = held(core)
     async with h.lock:
         extra = [(a, batch) for a in ALSO if (batch := a.take(core))]
@@ -177,26 +182,33 @@ async def flush(core: Core) -> int:
                          "updated_at": None}
                         for (p, w, u), pid in links.items() if pid in alive]
                 _shuffle(rows)  # laid down in this order (SQLite cells), never in the order seen
+                # A route of an account linked here whose person is gone is not written back.
+                changes = [{"p": p, "w": w, "u": u, "dm": dm, "ok": dm is not None,
+                            "why": None if dm is not None else reasons.get((p, w, u), UNREACHABLE)}
+                           for (p, w, u), dm in routes.items()
+                           if (p, w, u) not in links or links[(p, w, u)] in alive]
+                _shuffle(changes)
+                tz = [{"pid": pid, "zone": zone} for pid, zone in zones.items() if pid in alive]
+                if not (rows or changes or tz or enrolled or extra):
+                    return 0  # nothing written, so no row's version to hide among the others
                 if rows:
                     await conn.execute(upsert(conn.dialect.name, Identity).on_conflict_do_nothing(),
                                        rows)
-                changes = [{"p": p, "w": w, "u": u, "dm": dm, "ok": dm is not None,
-                            "why": None if dm is not None else reasons.get((p, w, u), UNREACHABLE)}
-                           for (p, w, u), dm in routes.items()]
-                _shuffle(changes)
                 if changes:
                     await conn.execute(_ROUTE, changes)
-                await conn.execute(_TOUCH_IDENTITIES)
-                tz = [{"pid": pid, "zone": zone} for pid, zone in zones.items() if pid in alive]
+                touched = 0
+                if rows or changes:  # a time zone alone writes no identity row
+                    touched = (await conn.execute(_TOUCH_IDENTITIES)).rowcount
                 if tz:
                     _shuffle(tz)
                     await conn.execute(_TZ, tz)
                 if tz or enrolled:
-                    await conn.execute(_TOUCH_PEOPLE)
+                    touched += (await conn.execute(_TOUCH_PEOPLE)).rowcount
                 if enrolled:  # their role row was written with their person row
                     await conn.execute(_TOUCH_ROLES)
                 for a, batch in extra:
                     also += await a.write(conn, batch)
+            h.spacing.wrote(touched)
         except BaseException:
             for a, batch in extra:
                 a.keep(core, batch)
@@ -211,5 +223,6 @@ async def flush(core: Core) -> int:
 
 
 # A router worker (every `serve` replica runs one), and `flushing` for the console and tests.
-worker = flusher.worker_for(flush, log, "held account links, routes and time zones")
+worker = flusher.worker_for(flush, log, "held account links, routes and time zones",
+                            lambda core: held(core).spacing)
 flushing = flusher.running(worker, "people-held")

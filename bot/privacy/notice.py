@@ -14,7 +14,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, bindparam, delete, insert, select, text, update
+from sqlalchemy import Engine, bindparam, delete, insert, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot import flusher
@@ -111,17 +111,23 @@ class _Unwritten:
 
     due: set[Account] = field(default_factory=set)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one flush at a time
+    # The last rewrite: the worker spaces the next out by its size (bot/flusher.py).
+    spacing: flusher.Spacing = field(default_factory=flusher.Spacing)
 
 
 _UNWRITTEN: weakref.WeakKeyDictionary[Core, _Unwritten] = weakref.WeakKeyDictionary()
 
 
-def unwritten(core: Core) -> set[Account]:
-    """The accounts `core` told whose row waits for the next flush."""
+def _unwritten(core: Core) -> _Unwritten:
     found = _UNWRITTEN.get(core)
     if found is None:
         found = _UNWRITTEN[core] = _Unwritten()
-    return found.due
+    return found
+
+
+def unwritten(core: Core) -> set[Account]:
+    """The accounts `core` told whose row waits for the next flush."""
+    return _unwritten(core).due
 
 
 async def first_time(core: Core, conn: AsyncConnection, account: Account) -> bool:
@@ -153,10 +159,14 @@ async def hold_flushes(s: AsyncSession) -> None:
     conn = await connection_of(s)
     if conn.dialect.name == "postgresql":
         await conn.execute(_ADVISORY, {"k": FLUSH_LOCK})
+# By the whole key (the primary key's index), never by user id alone (a scan of the table).
 _LINKED = select(Identity.platform, Identity.workspace, Identity.user_id).where(
-    Identity.user_id.in_(bindparam("users", expanding=True)))
+    tuple_(Identity.platform, Identity.workspace, Identity.user_id).in_(
+        bindparam("accounts", expanding=True)))
 # user_id = user_id: a new version of every row, so every live row carries the flush's xmin
 # (SQLite; the table has no rowid there, so rows are stored in key order, never told order).
+# SQLite writes no page for a cell whose bytes are unchanged, so there this is a scan: it has
+# no xmin to hide (bench/README.md, flush arithmetic).
 _TOUCH = update(NoticeShown).values(user_id=NoticeShown.user_id)
 _ALL = select(NoticeShown.platform, NoticeShown.workspace, NoticeShown.user_id)
 
@@ -183,10 +193,11 @@ async def flush(core: Core) -> int:
                 if conn.dialect.name == "postgresql":
                     await conn.execute(_ADVISORY, {"k": FLUSH_LOCK})
                 # An account erased since it was told is not written back.
-                linked = set((await conn.execute(_LINKED, {"users": sorted(
-                    {u for _p, _w, u in batch})})).tuples())
+                linked = set((await conn.execute(_LINKED, {"accounts": sorted(batch)})).tuples())
                 rows = [{"platform": p, "workspace": w, "user_id": u} for p, w, u in batch
                         if (p, w, u) in linked]
+                if not rows:
+                    return 0  # nothing written, so no row's version to hide among the others
                 if conn.dialect.name == "postgresql":
                     # A heap keeps rows where they were put, and an UPDATE in place keeps
                     # their order: a dump would list accounts batch by batch, in the order
@@ -198,11 +209,13 @@ async def flush(core: Core) -> int:
                     await conn.execute(delete(NoticeShown))
                     if again:
                         await conn.execute(insert(NoticeShown), again)
+                    touched = len(again)
                 else:
                     if rows:
                         await conn.execute(upsert(conn.dialect.name, NoticeShown)
                                            .on_conflict_do_nothing(), rows)
-                    await conn.execute(_TOUCH)
+                    touched = (await conn.execute(_TOUCH)).rowcount
+            held.spacing.wrote(touched)
         except BaseException:
             held.due.update(batch)
             raise
@@ -210,5 +223,6 @@ async def flush(core: Core) -> int:
 
 
 # A router worker (every `serve` replica runs one), and `flushing` for the console and tests.
-worker = flusher.worker_for(flush, log, "privacy notice rows")
+worker = flusher.worker_for(flush, log, "privacy notice rows",
+                            lambda core: _unwritten(core).spacing)
 flushing = flusher.running(worker, "privacy-notices")

@@ -1,0 +1,52 @@
+"""A flush that gives every row of a big table a new version is spaced out by the size of
+its last rewrite (bot/flusher.py `Spacing`; bench/README.md, flush arithmetic): the held
+writes wait longer, in bigger batches, and none is lost or written in its own moment."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from bot import flusher
+from bot.core import Core
+from bot.model import MessageEvent
+from bot.people import held
+from bot.people.tables import Identity
+from bot.privacy import notice
+from bot.privacy.tables import NoticeShown
+from tests.conformance.drivers.fake import FakeDriver
+
+WHO = "practitioner7@northbridge.example"
+
+
+def test_the_wait_grows_with_the_rows_rewritten_up_to_a_bound() -> None:
+    s = flusher.Spacing()
+    assert s.due(now=0.0)  # nothing rewritten yet
+    s.wrote(2_000, now=100.0)  # a small organisation: the flush period alone (5 s) spaces it
+    assert s.wait() < 1 and s.due(now=101.0)
+    s.wrote(200_000, now=100.0)  # 200,000 rows: 40 s
+    assert s.wait() == 40.0
+    assert not s.due(now=139.0) and s.due(now=140.0)
+    s.wrote(5_000_000, now=100.0)
+    assert s.wait() == flusher.MAX_SPACING
+
+
+async def test_a_flush_the_spacing_holds_back_is_still_written_at_shutdown(loaded: Core) -> None:
+    """The worker keeps a link, its route and a notice row back after a big rewrite; the
+    last flush, when the process stops, writes them all the same."""
+    other = Core(loaded.db, settings=loaded.settings, clock=loaded.clock)
+    await other.start()
+    d2 = FakeDriver(other)
+    async with held.flushing(other, every=3600), notice.flushing(other, every=3600):
+        held.held(other).spacing.wrote(10_000_000)  # as if a huge rewrite just committed
+        notice._unwritten(other).spacing.wrote(10_000_000)
+        assert not held.held(other).spacing.due()
+        await other.handle(MessageEvent("spaced-1", d2.user(WHO), d2.conv(WHO), text="whoami"),
+                           d2.port)
+        assert WHO in d2.seen(WHO)[-1]
+        assert held.held(other) and notice.unwritten(other)
+    async with loaded.db.session() as s:
+        assert [i.user_id for i in (await s.execute(select(Identity).where(
+            Identity.user_id == f"U-{WHO}"))).scalars()] == [f"U-{WHO}"]
+        assert [r.user_id for r in (await s.execute(select(NoticeShown))).scalars()] == [
+            f"U-{WHO}"]
+    assert not held.held(other) and notice.unwritten(other) == set()
