@@ -39,6 +39,23 @@ async def _tags(d: FakeDriver, refs: dict[str, str]) -> dict[str, tuple[bool, st
     return out
 
 
+def _holding_dms_to(d: FakeDriver, email: str) -> asyncio.Event:
+    """The platform holds every message to `email`'s DM until the event is set; the driver
+    no longer waits for notices sent in the background."""
+    author = d.conv(email).conversation_id
+    held = asyncio.Event()
+    send = d.port.send
+
+    async def slow_send(conversation: ConversationRef, message: Message) -> MessageRef:
+        if conversation.conversation_id == author:
+            await held.wait()  # the platform answers only later
+        return await send(conversation, message)
+
+    d.port.send = slow_send  # type: ignore[method-assign]
+    d.wait_for_notices = False
+    return held
+
+
 async def test_stopping_every_reply_does_not_show_which_items_share_an_author(loaded: Core) -> None:
     """Attack: list feedback, let an author stop replies to all they sent, list again; the items
     whose "replies possible" went (or whose reply now fails) are that author's.
@@ -87,17 +104,7 @@ async def test_a_reply_to_a_stopped_route_is_answered_as_one_to_a_live_route(loa
     await d.say(CHANGE, "feedback list")
     listing = d.seen(CHANGE)[-1]
     live, stopped = ref_for(listing, ONE[0][:30]), ref_for(listing, TWO[:30])
-    author = d.conv(PRACTITIONER).conversation_id
-    held = asyncio.Event()
-    send = d.port.send
-
-    async def slow_send(conversation: ConversationRef, message: Message) -> MessageRef:
-        if conversation.conversation_id == author:
-            await held.wait()  # the platform answers only later
-        return await send(conversation, message)
-
-    d.port.send = slow_send  # type: ignore[method-assign]
-    d.wait_for_notices = False
+    held = _holding_dms_to(d, PRACTITIONER)
     seen = {}
     for ref in (live, stopped):
         before = await dump(loaded.db)
@@ -133,17 +140,7 @@ async def test_a_you_said_we_did_is_answered_before_any_author_is_told(loaded: C
     listing = d.seen(CHANGE)[-1]
     theirs = {PRACTITIONER: ref_for(listing, "Caseloads are too high."),
               OTHER: ref_for(listing, "Admin eats our time.")}
-    author = d.conv(PRACTITIONER).conversation_id
-    held = asyncio.Event()
-    send = d.port.send
-
-    async def slow_send(conversation: ConversationRef, message: Message) -> MessageRef:
-        if conversation.conversation_id == author:
-            await held.wait()  # the platform answers only later
-        return await send(conversation, message)
-
-    d.port.send = slow_send  # type: ignore[method-assign]
-    d.wait_for_notices = False
+    held = _holding_dms_to(d, PRACTITIONER)
     said = {}
     for who, ref in theirs.items():
         before = await dump(loaded.db)

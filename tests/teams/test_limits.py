@@ -46,22 +46,27 @@ async def test_a_broadcast_too_big_for_teams_in_bytes_is_refused_in_the_form(
     assert "Preview: only you can see this" in teams.seen(CHANGE)[-1]
 
 
-async def test_a_message_too_big_for_one_activity_is_sent_in_parts_in_order(
-    teams: TeamsDriver,
-) -> None:
+async def _arrives_whole_in_parts(teams: TeamsDriver, paragraphs: list[str]) -> None:
+    """DM the paragraphs to a practitioner who has talked to the bot on Teams: Teams refuses
+    no part (413), there is more than one, and together they are every line, in order."""
     await teams.say(STAFF, "help")
     async with teams.core.db.session() as s:
         person = await people.person_by_email(s, STAFF)
     assert person is not None
-    paragraphs = [f"{i:04d} “Practice notes” — week {i}." for i in range(1600)]
-    text = "\n".join(paragraphs)
     before = len(teams.seen(STAFF))
-    assert await teams.core.dm(person.id, Message((Text(text),), "notes")) is not None
+    assert await teams.core.dm(person.id, Message((Text("\n".join(paragraphs)),), "notes")) is not None
     parts = teams._dm_posts(STAFF)[before:]
     assert len(parts) > 1
     assert not [r for r in teams.fake.state.refused if r[0] == 413]
     got = "\n".join(plain_of(p.current) for p in parts).split("\n")
     assert [line.strip() for line in got] == paragraphs  # all of it, in order
+
+
+async def test_a_message_too_big_for_one_activity_is_sent_in_parts_in_order(
+    teams: TeamsDriver,
+) -> None:
+    await _arrives_whole_in_parts(
+        teams, [f"{i:04d} “Practice notes” — week {i}." for i in range(1600)])
 
 
 async def test_the_same_message_sent_to_many_is_measured_once(
@@ -227,21 +232,10 @@ async def test_a_broadcast_to_a_whole_tenant_waits_out_teams_50_a_second_and_rea
 async def test_a_long_plain_message_over_40_kb_in_utf16_is_sent_in_parts(teams: TeamsDriver) -> None:
     """Teams counts a message in UTF-16 ("40 KB ... encoded as UTF-16"): 24,000 plain letters
     are under 28,000 bytes as sent but 48 KB to Teams. The person still gets all of it."""
-    await teams.say(STAFF, "help")
-    async with teams.core.db.session() as s:
-        person = await people.person_by_email(s, STAFF)
-    assert person is not None
     paragraphs = [f"{i:04d} Practice notes for the locality, week {i}." for i in range(520)]
-    text = "\n".join(paragraphs)
-    payload = render_activity(Message((Text(text),), "notes"))
+    payload = render_activity(Message((Text("\n".join(paragraphs)),), "notes"))
     assert wire_bytes(payload) < MAX_ACTIVITY_BYTES < utf16_bytes(payload)
-    before = len(teams.seen(STAFF))
-    assert await teams.core.dm(person.id, Message((Text(text),), "notes")) is not None
-    parts = teams._dm_posts(STAFF)[before:]
-    assert len(parts) > 1
-    assert not [r for r in teams.fake.state.refused if r[0] == 413]
-    got = "\n".join(plain_of(p.current) for p in parts).split("\n")
-    assert [line.strip() for line in got] == paragraphs
+    await _arrives_whole_in_parts(teams, paragraphs)
 
 
 async def test_a_plain_broadcast_under_28000_bytes_but_over_40_kb_in_utf16_is_refused_in_the_form(
