@@ -85,6 +85,29 @@ async def test_a_person_erased_before_the_flush_is_not_written_back(loaded: Core
         assert (await s.execute(select(Person).where(Person.email == WHO))).first() is None
 
 
+async def test_an_erasure_in_progress_holds_back_the_people_flushes(loaded: Core) -> None:
+    """A people flush reads who is still there, then writes their held link, route, Teams
+    reference and member row (which have no foreign key to stop them): an erasure that
+    committed between the two would leave them naming the erased person. On PostgreSQL the
+    erasure takes this flusher's advisory lock too, so no replica's flush runs while it is
+    open (one writer at a time does it on SQLite)."""
+    if loaded.db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time")
+    d = FakeDriver(loaded)
+    await d.say(WHO, "whoami")
+    assert held.held(loaded)  # their link and DM route, not written yet
+    async with loaded.db.session() as s:
+        person = await person_by_email(s, WHO)
+        assert person is not None
+        await erasure.erase(s, person)
+        async with loaded.db.engine.connect() as other:
+            free = (await other.execute(text("SELECT pg_try_advisory_xact_lock(:k)"),
+                                        {"k": held.FLUSH_LOCK})).scalar_one()
+        assert free is False  # a flush now would wait for the erasure to commit
+    await held.flush(loaded)
+    assert await _idents(loaded) == []
+
+
 async def test_a_round_opened_before_the_flush_reaches_an_account_held_here(
         loaded: Core) -> None:
     """The scheduler's tick writes what its process holds before any round or broadcast reads

@@ -113,7 +113,7 @@ class Erased:
 
 async def erase(s: AsyncSession, person: Named) -> Erased:
     """Remove or blank every row naming `person`, in the caller's transaction."""
-    await hold_flushes(s)  # no flush of notice rows writes this account back meanwhile
+    await hold_flushes(s)  # no flush of notice rows or held people writes this account back
     who = await subject_of(s, person)
     done = Erased()
     for part in parts():

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot import flusher
 from bot.model import Context, Message, Text
+from bot.people.held import FLUSH_LOCK as PEOPLE_FLUSH_LOCK
 from bot.people.held import flush as flush_links
 from bot.people.tables import Identity
 from bot.privacy.rules import Retention
@@ -155,10 +156,14 @@ _ADVISORY = text("SELECT pg_advisory_xact_lock(:k)")
 
 async def hold_flushes(s: AsyncSession) -> None:
     """Make the flushes of every replica wait for the caller's transaction (PostgreSQL; on
-    SQLite one writer at a time does it): erasure calls this before removing an account."""
+    SQLite one writer at a time does it): erasure calls this before removing an account.
+    Both flushes that write rows naming an account: the notice rows' and the people
+    flusher's (links, routes, Teams references and member rows, bot/people/held.py), in
+    that order, as no flush takes them the other way round."""
     conn = await connection_of(s)
     if conn.dialect.name == "postgresql":
         await conn.execute(_ADVISORY, {"k": FLUSH_LOCK})
+        await conn.execute(_ADVISORY, {"k": PEOPLE_FLUSH_LOCK})
 # By the whole key (the primary key's index), never by user id alone (a scan of the table).
 _LINKED = select(Identity.platform, Identity.workspace, Identity.user_id).where(
     tuple_(Identity.platform, Identity.workspace, Identity.user_id).in_(
