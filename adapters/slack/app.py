@@ -33,7 +33,7 @@ from adapters.slack.port import (
     Workspaces,
 )
 from bot.channels import parse_channel
-from bot.core import Core
+from bot.core import SORRY, Core, HandleResult
 from bot.errors import UserError
 from bot.model import Event, Form, Text, UserRef, text_message
 from bot.programme.core_sections import get_setting
@@ -53,6 +53,11 @@ WAITING = "One moment, please: this is still being saved. Keep this window open.
 DONE = "Done. You can close this window."
 LATE_RETRIES_S = (0.25, 0.5, 1.0, 2.0)
 LATE_ERRORS = "Nothing was sent: {} Open the form again to try once more."
+
+
+def _title_of(body: Mapping[str, Any], default: str) -> str:
+    """The title of the modal a submission came from."""
+    return str(((body.get("view") or {}).get("title") or {}).get("text") or "") or default
 
 
 def _notice(title: str, text: str) -> Form:
@@ -327,7 +332,7 @@ class SlackAdapter:
             # replaces it by views.update, never by a button or a message in the person's DM,
             # where Slack would keep, by name and time, that they had just sent something
             # (and, for "Before you send", that it looked like a safeguarding concern: N20).
-            title = str(((body.get("view") or {}).get("title") or {}).get("text") or "") or "Please wait"
+            title = _title_of(body, "Please wait")
             waiting = render.modal(_notice(title, WAITING)).to_dict()
             # Named by us, so the late answer finds it only once Slack shows it (no race).
             waiting["external_id"] = f"sv-late-{secrets.token_urlsafe(16)}"
@@ -344,6 +349,10 @@ class SlackAdapter:
         elif follow_up is not None:
             # The next screen (e.g. "Before you send") replaces this one in the ack.
             await ack(response_action="update", view=render.modal_dict(follow_up))
+        elif result.error == "internal":
+            # Nothing was saved, and a modal has no conversation for the core to say so in.
+            title = _title_of(body, "Sorry")
+            await ack(response_action="update", view=render.modal_dict(_notice(title, SORRY)))
         else:
             await ack()
 
@@ -353,10 +362,15 @@ class SlackAdapter:
         tried a few times: Slack may not show the ack's view yet, or the person closed it."""
         try:
             result = await work
+        except Exception:
+            log.exception("slack late submission failed")
+            result = HandleResult(handled=False, error="internal")
         finally:
             follow_up = self.port.ack_view(event.event_id)
         if result.form_errors:
             follow_up = _notice(title, LATE_ERRORS.format(" ".join(result.form_errors.values())))
+        elif follow_up is None and result.error == "internal":
+            follow_up = _notice(title, SORRY)  # nothing was saved: never "Done"
         for wait in (0.0, *LATE_RETRIES_S):
             await asyncio.sleep(wait)
             if await self.port.update_view(event.user.workspace, external_id,

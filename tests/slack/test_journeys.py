@@ -364,3 +364,32 @@ async def test_a_late_answer_to_a_modal_the_person_closed_goes_nowhere(
     assert len(slack.fake.called("views.update")) == 3
     assert slack.seen(PRACTITIONER) == seen
     assert (await dump(slack.core.db))["slack_pending_forms"] == []
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["in-time", "late"])
+async def test_a_submission_that_failed_says_nothing_was_saved_in_its_modal(
+        slack: SlackDriver, monkeypatch: pytest.MonkeyPatch, late: bool) -> None:
+    """The core could not save the form (the database gave up): the modal says so, in time
+    or late, and never "Done"; a modal has no conversation for the core to say it in."""
+    from adapters.slack import app as slack_app
+    from bot.core import SORRY, HandleResult
+
+    monkeypatch.setattr(slack_app, "SUBMIT_BUDGET_S", 0.05)
+
+    async def failing(event, port, call_next):  # type: ignore[no-untyped-def]
+        if late:
+            await asyncio.sleep(0.3)
+        return HandleResult(handled=False, error="internal")
+
+    await slack.shortcut(PRACTITIONER, "feedback.open")
+    slack.core.use(failing)
+    seen = slack.seen(PRACTITIONER)
+    assert await slack.submit(PRACTITIONER, {"text": "Supervision is rushed.", "theme": "",
+                                             "replies": "false"}) is None
+    opened = slack.fake.open_view(slack.user(PRACTITIONER).id)
+    assert opened is not None, "the modal closed without a word"
+    shown = json.dumps(opened.view)
+    assert SORRY in shown and "Done" not in shown
+    assert len(slack.fake.called("views.update")) == (1 if late else 0)
+    assert slack.seen(PRACTITIONER) == seen
+    assert (await dump(slack.core.db))["feedback_items"] == []
