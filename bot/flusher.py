@@ -53,6 +53,21 @@ class Spacing:
         return (time.monotonic() if now is None else now) - self.at >= self.wait()
 
 
+# Every holder's flush, as its worker was made (in import order): `flush_all` runs them.
+_FLUSHES: list[tuple[Callable[[Core], Awaitable[int]], logging.Logger, str]] = []
+
+
+async def flush_all(core: Core) -> None:
+    """Write what every holder keeps for `core`, once each; a failure is logged and the
+    others still flush. `serve` calls it last, once the adapters have finished the events
+    they had taken (what those held after the workers' own last flush)."""
+    for flush, log, what in _FLUSHES:
+        try:
+            await flush(core)
+        except Exception:
+            log.exception("%s not written at shutdown", what)
+
+
 def worker_for(flush: Callable[[Core], Awaitable[int]], log: logging.Logger,
                what: str, spacing: Callable[[Core], Spacing] | None = None) -> Worker:
     """A router worker that calls `flush` every `every` seconds (default: the settings'
@@ -60,6 +75,7 @@ def worker_for(flush: Callable[[Core], Awaitable[int]], log: logging.Logger,
     Core), a flush waits until it is `due`, except the last. A failed flush is logged
     ("`what` not written") and tried again at the next: each holder keeps what it could
     not write."""
+    _FLUSHES.append((flush, log, what))
 
     async def worker(core: Core, stop: asyncio.Event, every: float | None = None) -> None:
         period = core.settings.feedback_flush_s if every is None else every

@@ -314,3 +314,34 @@ async def test_a_new_time_zone_alone_rewrites_the_people_rows_and_no_identity_ro
     assert after["identities"] == before["identities"]
     if not loaded.db.is_sqlite:
         assert len({v.split(",")[0] for v in after["people"]}) == 1  # one version: this flush's
+
+
+async def test_what_an_event_finished_at_shutdown_holds_is_written_before_the_process_ends(
+        loaded: Core) -> None:
+    """`serve` stops its workers (each flushing once more), then lets the adapters finish the
+    events they had taken (aiohttp's on_cleanup: Slack's background work, Teams' requests).
+    What those hold after the workers' last flush (here a first contact's link and DM route)
+    is written by one more flush of every holder; before, it was lost with the process."""
+    import asyncio
+
+    from aiohttp import web
+
+    from bot.scheduling.scheduler import Scheduler
+    from staffvoice.serve.health import Health
+    from staffvoice.serve.lifecycle import _shutdown
+
+    d = FakeDriver(loaded)
+    app = web.Application()
+
+    async def adapter_drains(_app: web.Application) -> None:
+        await d.say(WHO, "whoami")  # an event the adapter had taken, finished now
+
+    app.on_cleanup.append(adapter_drains)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    stop = asyncio.Event()
+    workers = [asyncio.create_task(held.worker(loaded, stop, 3600)),
+               asyncio.create_task(notice.worker(loaded, stop, 3600))]
+    await _shutdown(Health(loaded), [], runner, Scheduler(loaded), stop, workers)
+    [ident] = await _idents(loaded)
+    assert ident.dm is not None and ident.updated_at is None

@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot import flusher
 from bot.config import Settings
 from bot.core import Core
 from bot.feedback.service import settle_notices
@@ -179,7 +180,7 @@ async def _shutdown(health: Health, sites: list[web.BaseSite], runner: web.AppRu
     health.stopping = True
     for site in sites:
         await site.stop()  # stop accepting; requests in progress finish
-    try:  # the notices of replies just saved (bot/feedback/service.py `reply`)
+    try:  # the notices to authors of replies and "you said, we did" (bot/feedback/service.py)
         await asyncio.wait_for(settle_notices(), timeout=DRAIN_S)
     except TimeoutError:
         log.warning("reply notices still being sent at shutdown were dropped")
@@ -193,7 +194,10 @@ async def _shutdown(health: Health, sites: list[web.BaseSite], runner: web.AppRu
             log.warning("worker did not stop in time; cancelling", extra={"worker": task.get_name()})
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-    await runner.cleanup()
+    await runner.cleanup()  # the adapters finish the events they had taken (on_cleanup)
+    # What those events held after the workers' last flush (links, routes, an enrolment,
+    # notice rows, counts) is written now, or it would be lost with the process (N21).
+    await flusher.flush_all(health.core)
     await health.core.db.dispose()
     log.info("stopped cleanly")
 
