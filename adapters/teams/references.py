@@ -203,7 +203,11 @@ async def remember(db: Database, activity: dict[str, Any], now: datetime,
                 "service_url": str(activity["serviceUrl"]), "user_id": user_id, "team_id": None,
                 "reference": reference_of(activity), "installed": True, "updated_at": None}
         if _fits(kept, TeamsConversation):
-            held(db).conversations[cid] = kept
+            h = held(db)
+            for other in h.conversations.values():
+                if (other["tenant_id"], other["user_id"]) == (kept["tenant_id"], user_id):
+                    other["installed"] = False  # one personal chat: the newest (_SUPERSEDE)
+            h.conversations[cid] = kept
         return
     await _upsert(db, TeamsConversation, (cid,), {
         "conversation_id": cid,
@@ -279,9 +283,11 @@ async def _write(conn: AsyncConnection, batch: Held) -> int:
         await conn.execute(stmt.on_conflict_do_update(
             index_elements=key,
             set_={c: getattr(stmt.excluded, c) for c in rows[0] if c not in key}), rows)
+    current = [{"t": c["tenant_id"], "u": c["user_id"], "c": c["conversation_id"]}
+               for c in convs if c["installed"]]  # a chat removed since supersedes nothing
+    if current:
+        await conn.execute(_SUPERSEDE, current)
     if convs:
-        await conn.execute(_SUPERSEDE, [{"t": c["tenant_id"], "u": c["user_id"],
-                                         "c": c["conversation_id"]} for c in convs])
         await conn.execute(_TOUCH_CONVERSATIONS)
     if members:
         await conn.execute(_TOUCH_MEMBERS)
@@ -348,11 +354,13 @@ async def conversation(db: Database, conversation_id: str) -> TeamsConversation 
 
 async def personal(db: Database, tenant: str, user_id: str) -> TeamsConversation | None:
     h = _HELD.get(db)
-    for c in (h.conversations.values() if h else ()):
-        if c["tenant_id"] == tenant and c["user_id"] == user_id:
-            return _row(c, TeamsConversation)
+    mine = {c["conversation_id"]: c for c in (h.conversations.values() if h else ())
+            if c["tenant_id"] == tenant and c["user_id"] == user_id}
+    for c in mine.values():
+        if c["installed"]:
+            return _row(c, TeamsConversation)  # the newest personal chat, held
     async with db.session() as s:
-        return (await s.execute(
+        stored = (await s.execute(
             select(TeamsConversation)
             .where(TeamsConversation.tenant_id == tenant, TeamsConversation.user_id == user_id,
                    TeamsConversation.kind == "personal")
@@ -360,6 +368,11 @@ async def personal(db: Database, tenant: str, user_id: str) -> TeamsConversation
                       TeamsConversation.updated_at.desc().nulls_last())
             .limit(1)
         )).scalar_one_or_none()
+    if stored is not None and stored.conversation_id in mine:
+        return _row(mine[stored.conversation_id], TeamsConversation)  # as held: removed since
+    if stored is None and mine:
+        return _row(next(reversed(mine.values())), TeamsConversation)
+    return stored
 
 
 async def any_in_tenant(db: Database, tenant: str) -> TeamsConversation | None:
