@@ -17,8 +17,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-
 from bot.core import Core
 from tests.conformance.drivers.fake import FakeDriver
 from tests.test_feedback_helpers import CHANGE, OTHER, PRACTITIONER, give
@@ -27,8 +25,6 @@ FIRST = "Supervision keeps being cancelled in my team."
 SECOND = "The new case recording form takes twice as long."
 
 
-@pytest.mark.xfail(strict=True, reason="B5: an item is listed to the change team from the moment "
-                   "it is sent, so listing before and after dates it to the minute")
 async def test_listing_again_and_again_does_not_date_an_item(loaded: Core) -> None:
     """Attack: list at 10:00, 10:10 and 10:45 on the day two people send, at 10:05 and
     10:40, and once the next day: the listing that first shows an item says when it came."""
