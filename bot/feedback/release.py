@@ -146,14 +146,14 @@ async def _release(conn: AsyncConnection, m: Moment) -> None:
                                .values(status="new"))
 
 
-_WAITING = select(FeedbackItem.id).where(FeedbackItem.released.is_(False)).limit(1).union_all(
-    select(FeedbackMessage.id).where(FeedbackMessage.released.is_(False)).limit(1))
+_WAITING = (select(FeedbackItem.id).where(FeedbackItem.released.is_(False)).limit(1),
+            select(FeedbackMessage.id).where(FeedbackMessage.released.is_(False)).limit(1))
 
 
 async def next_due(core: Core, now: datetime) -> datetime | None:
     """The next release moment while anything waits for one (the scheduler wakes up for it)."""
     async with core.db.transaction() as conn:
-        if (await conn.execute(_WAITING)).first() is None:
+        if all([(await conn.execute(q)).first() is None for q in _WAITING]):
             return None
         cfg = await fb.config(conn)
         zone = await programme_zone(conn)
