@@ -224,3 +224,35 @@ def test_release_times_are_checked_when_the_programme_is_loaded(loaded: Core) ->
     assert 'release_times[0]: should be in quotes, like "12:00"' in problems
     assert "release_times[1]: should be a time of day like 12:00" in problems
     assert release.describe(("17:00", "09:30", "12:00")) == "09:30, 12:00 and 17:00"
+
+
+async def test_two_processes_at_one_release_moment_release_once_and_together(
+        loaded: Core) -> None:
+    """Two serving processes (own engines) reach 12:00 at once: one applies the release and
+    the other finds it applied; every waiting item is released, in one transaction (on
+    PostgreSQL all released rows share one `xmin`)."""
+    import asyncio
+
+    from sqlalchemy import text as sa_text
+
+    from tests.test_feedback_counts import process
+
+    d = FakeDriver(loaded)
+    clock = loaded.clock
+    day = clock.now().replace(hour=10, minute=0)
+    clock.set(day)  # type: ignore[attr-defined]
+    for who, text in ((PRACTITIONER, FIRST), (OTHER, SECOND),
+                      ("practitioner3@northbridge.example", "Lunch breaks keep disappearing.")):
+        assert await give(d, who, text) is None
+    noon = day.replace(hour=12)
+    async with process(loaded) as one, process(loaded) as two:
+        done = await asyncio.gather(release.release_due(one, noon),
+                                    release.release_due(two, noon))
+        assert sorted(done) == [0, 1]
+        assert await release.release_due(loaded, noon) == 0
+    async with loaded.db.session() as s:
+        rows = list((await s.execute(select(FeedbackItem))).scalars())
+        assert len(rows) == 3 and all(r.released for r in rows)
+        if not loaded.db.is_sqlite:
+            xmins = set((await s.execute(sa_text("SELECT xmin::text FROM feedback_items"))).scalars())
+            assert len(xmins) == 1, xmins
