@@ -193,6 +193,10 @@ async def _thanks(ctx: Ctx, stored: fb.Stored) -> Form:
     async with ctx.session() as s:
         cfg = await fb.config(s)
         days = (await retention.current(s, ttl=SETTINGS_TTL_S)).reply_routes_days
+    # The same words for every sender: when the change team can read it, not whether it waits.
+    intro.append(Context("The change team gets new feedback in batches, at "
+                         f"{release.describe(cfg.release_times)} each day, so nobody can tell "
+                         "when you sent it."))
     intro.append(Text("If it may describe a risk to a child or an allegation about a "
                       "colleague, it went to the safeguarding leads straight away. They cannot "
                       "trace you, so please also use a route below if someone is at risk."))

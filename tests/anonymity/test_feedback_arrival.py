@@ -121,7 +121,8 @@ async def test_a_lone_item_waits_for_the_days_last_release(loaded: Core) -> None
         async with loaded.db.session() as s:
             return sum((await fb.theme_counts(s)).values())
 
-    assert FIRST not in await _listing(d, clock, day.replace(hour=12, minute=5))
+    held = await _listing(d, clock, day.replace(hour=12, minute=5))
+    assert FIRST not in held and "New feedback appears at 12:00 and 17:00" in held
     assert await counted() == 0
     assert FIRST not in await _listing(d, clock, day.replace(hour=16, minute=59))
     assert FIRST in await _listing(d, clock, day.replace(hour=17, minute=0))

@@ -40,7 +40,8 @@ def thanks_in_form(driver, email: str, *expected: str) -> None:  # type: ignore[
     assert form.title == "Feedback sent"
     form_text(driver, email, "Thank you. Your feedback was sent anonymously.",
               "went to the safeguarding leads straight away", "LADO", "01632 960 200",
-              "Whistleblowing line", *expected)
+              "Whistleblowing line", "new feedback in batches, at 12:00 and 17:00 each day",
+              *expected)
 
 
 CONCERN = "A boy on my caseload told me his stepdad hits him and nobody has visited."
