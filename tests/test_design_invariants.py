@@ -41,6 +41,7 @@ from tests.test_feedback_helpers import (
     give,
     identity_strings,
     ref_for,
+    release,
 )
 from tests.test_reports_seed import emails, everyone_answers, seed_round
 
@@ -196,6 +197,7 @@ async def test_no_stored_row_names_a_person_next_to_what_they_tapped(driver) -> 
     await pulse_round(driver)
     await answer_all(driver, PRACTITIONER, ("4", "2", "Skip", "5"))
     assert await give(driver, OTHER, IDEA, replies=True) is None
+    await release(driver.core)
     await driver.say(CHANGE, "feedback list")
     ref = REF.search(driver.seen(CHANGE)[-1]).group(1)  # type: ignore[union-attr]
     await driver.say(CHANGE, f"feedback reply #{ref}")
@@ -338,6 +340,7 @@ async def test_feedback_and_replies_never_appear_in_the_authors_dm_and_viewers_n
     assert await give(driver, PRACTITIONER, IDEA, replies=True) is None
     assert await give(driver, PRACTITIONER, CONCERN, replies=True) is None
     viewer_text: list[str] = []
+    await release(driver.core)
     await driver.say(CHANGE, "feedback list")
     ref = REF.search(driver.seen(CHANGE)[-1]).group(1)  # type: ignore[union-attr]
     await driver.say(CHANGE, f"feedback show #{ref}")
@@ -349,6 +352,7 @@ async def test_feedback_and_replies_never_appear_in_the_authors_dm_and_viewers_n
     assert reply in form_text(driver, PRACTITIONER)
     answer = "Thursdays would work much better for our team."
     assert await driver.submit(PRACTITIONER, {"text": answer}) is None
+    await release(driver.core)
     await driver.say(CHANGE, f"feedback show #{ref}")
     assert answer in driver.seen(CHANGE)[-1]
     for words in (IDEA, CONCERN, reply, answer):
@@ -370,6 +374,7 @@ async def test_a_feedback_authors_taps_leave_no_row_that_names_them(driver) -> N
     who = await identity_strings(driver.core.db, PRACTITIONER)
     before = await rows_naming(driver.core, who, skip=("processed_events",))
     assert await give(driver, PRACTITIONER, IDEA, replies=True) is None
+    await release(driver.core)
     await driver.say(CHANGE, "feedback list")
     ref = REF.search(driver.seen(CHANGE)[-1]).group(1)  # type: ignore[union-attr]
     await driver.say(CHANGE, f"feedback reply #{ref}")
@@ -422,6 +427,7 @@ async def test_an_authors_answer_that_looks_like_a_disclosure_is_flagged_and_rea
     """Rules: flagged at submission, routes shown again, may still send, leads at once, urgent."""
     cfg = await configured(driver.core)
     assert await give(driver, PRACTITIONER, IDEA, replies=True) is None
+    await release(driver.core)
     await driver.say(CHANGE, "feedback list")
     ref = REF.search(driver.seen(CHANGE)[-1]).group(1)  # type: ignore[union-attr]
     await driver.say(CHANGE, f"feedback reply #{ref}")
@@ -520,6 +526,7 @@ async def test_no_message_or_form_of_the_feedback_flow_promises_to_trace_an_auth
     shown.append(form_text(driver, PRACTITIONER))  # the thanks, in the form
     assert await give(driver, OTHER, IDEA, theme="family-networks", replies=True) is None
     shown.append(form_text(driver, OTHER))
+    await release(driver.core)
     await driver.say(CHANGE, "feedback list")
     ref = REF.search(driver.seen(CHANGE)[-1]).group(1)  # type: ignore[union-attr]
     await driver.say(CHANGE, f"feedback show #{ref}")
@@ -573,6 +580,7 @@ async def feedback_story(d: Any) -> tuple[str, ...]:
     answer = "It crashed again on Friday afternoon."
     assert await give(d, PRACTITIONER, IDEA, replies=True) is None
     assert await give(d, OTHER, CONCERN) is None
+    await release(d.core)
     await d.say(CHANGE, "feedback list")
     ref = ref_for(d.seen(CHANGE)[-1], IDEA)
     await d.say(CHANGE, f"feedback reply #{ref}")

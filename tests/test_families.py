@@ -21,7 +21,7 @@ from bot.feedback.tables import FeedbackAlert, FeedbackItem
 from bot.programme.core_sections import set_setting
 from storage.db import Database
 from tests.conformance.drivers.fake import FakeDriver
-from tests.test_feedback_helpers import CHANGE, LEADS, PRACTITIONER, dump
+from tests.test_feedback_helpers import CHANGE, LEADS, PRACTITIONER, dump, release
 
 CONCERN = "My mum hits me when she is angry and I am scared to go home."
 TOKEN = re.compile(r'name="token" value="([^"]+)"')
@@ -120,6 +120,7 @@ async def test_a_contact_request_is_sealed_and_only_the_change_team_reads_it(cli
     [item] = await items(loaded)
     d = FakeDriver(loaded)
     ref = "#" + item.id[:6]
+    await release(loaded)
     await d.say(PRACTITIONER, f"families contact {ref}")
     assert "Sam Example" not in " ".join(d.seen(PRACTITIONER))
     await d.say(CHANGE, f"families contact {ref}")
@@ -146,6 +147,7 @@ async def test_the_change_team_lists_families_feedback_as_its_own_source(client:
     token = await token_of(client)
     await post(client, rating="2", better="Too many different workers", theme="family-networks", token=token)
     d = FakeDriver(loaded)
+    await release(loaded)
     await d.say(CHANGE, "feedback list")
     assert "Too many different workers" not in " ".join(d.seen(CHANGE))
     await d.say(CHANGE, "feedback list families")
@@ -228,6 +230,7 @@ async def test_the_honeypot_puts_a_submission_in_the_spam_queue(client: TestClie
     [item] = await items(loaded)
     assert item.status == "spam"
     d = FakeDriver(loaded)
+    await release(loaded)
     await d.say(CHANGE, "feedback list families")
     assert "No feedback matches" in d.seen(CHANGE)[-1]
     await d.say(CHANGE, "feedback list families spam")
@@ -288,6 +291,7 @@ async def test_you_said_we_did_is_published_on_the_public_page(client: TestClien
 
     d = FakeDriver(loaded)  # staff feedback answered on its own stays inside the organisation
     assert await give(d, PRACTITIONER, "Supervision keeps being cancelled", theme="supervision") is None
+    await release(loaded)
     await d.say(CHANGE, "you said we did supervision")
     await d.submit(CHANGE, {"title": "Supervision protected", "text": "No more cancellations."})
     assert "Published" in d.seen(CHANGE)[-1], d.seen(CHANGE)[-3:]
@@ -298,6 +302,7 @@ async def test_you_said_we_did_is_published_on_the_public_page(client: TestClien
         from bot.people.tables import Person
 
         publisher = (await s.execute(select(Person).where(Person.email == CHANGE))).scalar_one()
+    await release(loaded)
     await fb.publish(loaded, publisher.id, theme_id="family-networks", title="Meetings after school",
                      text="Family network meetings now start after 3:30pm.")
     page = await (await client.get("/young-people/you-said-we-did")).text()
@@ -330,6 +335,7 @@ async def test_deleted_contact_details_leave_no_copy_in_the_sqlite_file(client: 
     async with loaded.db.session() as s:
         [row] = list((await s.execute(select(FamilyContact))).scalars())
     sealed = bytes(row.sealed)
+    await release(loaded)
     await service.contact_made(loaded, "#" + row.item_id[:6])
     path = Path(loaded.db.url.split("///", 1)[1])
     async with loaded.db.engine.connect() as conn:

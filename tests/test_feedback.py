@@ -32,6 +32,7 @@ from tests.test_feedback_helpers import (
     give,
     identity_strings,
     ref_for,
+    release,
 )
 
 IDEA = "Group supervision keeps getting cancelled at short notice."
@@ -93,6 +94,7 @@ async def test_a_stored_item_has_no_author_a_day_and_a_sealed_route(loaded: Core
 async def test_reply_answer_back_and_revoke_through_the_sealed_route(loaded: Core) -> None:
     d = FakeDriver(loaded)
     assert await give(d, PRACTITIONER, IDEA, replies=True) is None
+    await release(loaded)
     await d.say(CHANGE, "feedback list")
     ref = REF.search(d.seen(CHANGE)[-1]).group(1)  # type: ignore[union-attr]
     await d.say(CHANGE, f"feedback reply #{ref}")
@@ -282,6 +284,7 @@ async def test_listing_filters_by_theme_and_status_and_shuffles_within_a_day(loa
                            concerns=[]))
     orders = set()
     async with loaded.db.session() as s:
+        await release(loaded)
         for _ in range(8):
             got = [i.text for i in await fb.list_items(s, theme_id="workload")]
             assert got[-1] == "older" and sorted(got[:6]) == [f"w{i}" for i in range(6)]
@@ -307,6 +310,7 @@ async def test_you_said_we_did_reaches_staff_and_every_author_who_allowed_replie
     assert await give(d, OTHER, "Admin tasks eat our afternoons.", theme="workload") is None
     third = "practitioner3@northbridge.example"
     assert await give(d, third, "Too many forms.", theme="tools", replies=True) is None
+    await release(loaded)
     await d.say(CHANGE, "you said we did workload")
     form = d.form(CHANGE)
     assert form is not None and form.form_id == "feedback.publish"
@@ -349,6 +353,7 @@ async def test_no_log_line_carries_feedback_text_next_to_its_author(loaded: Core
         words = "Our recording system crashes every Friday afternoon."
         assert await give(d, PRACTITIONER, words, theme="recording", replies=True) is None
         assert await give(d, PRACTITIONER, CONCERN) is None
+        await release(loaded)
         await d.say(CHANGE, "feedback list")
         ref = ref_for(d.seen(CHANGE)[-1], words)
         await d.say(CHANGE, f"feedback reply #{ref}")

@@ -71,3 +71,24 @@ def ref_for(listing: str, text: str) -> str:
         if text in listing[m.end(): nxt.start() if nxt else len(listing)]:
             return m.group(1)
     raise AssertionError(f"{text!r} is not in the listing")
+
+
+async def release(core: Any) -> int:
+    """The day's last feedback release, as the scheduler applies it at that moment, leaving
+    the test's clock alone: everything sent so far becomes readable to the change team
+    (bot/feedback/release.py). The moment is the first day's last after both the clock and
+    the last release applied, so a test may call this again and again."""
+    from bot.feedback import release as releases
+    from bot.feedback import service as fb
+    from bot.feedback.tables import FeedbackRelease
+    from bot.programme.core_sections import programme_zone
+
+    async with core.db.transaction() as conn:
+        times = (await fb.config(conn)).release_times
+        zone = await programme_zone(conn)
+        applied = (await conn.execute(select(FeedbackRelease.moment))).scalar()
+    start = max(core.clock.now(), applied) if applied is not None else core.clock.now()
+    m = releases.after(start, zone, times)
+    while not m.last:
+        m = releases.after(m.at, zone, times)
+    return int(await releases.release_due(core, m.at))

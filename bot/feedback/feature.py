@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from bot.audit import trail
 from bot.core import Core, Ctx
 from bot.errors import FormInvalid, UserError
-from bot.feedback import counts, identifiers, safeguarding
+from bot.feedback import counts, identifiers, release, safeguarding
 from bot.feedback import service as fb
 from bot.feedback.tables import FeedbackItem
 from bot.model import (
@@ -35,6 +35,7 @@ from bot.privacy import rules as retention
 from bot.programme.core_sections import SETTINGS_TTL_S
 from bot.roles import CHANGE_TEAM, SAFEGUARDING_LEAD
 from bot.router import Router
+from bot.scheduling.jobs import with_next_due
 
 log = logging.getLogger("staffvoice.feedback")
 
@@ -194,6 +195,10 @@ async def _thanks(s: AsyncSession | AsyncConnection, stored: fb.Stored) -> Form:
     intro: list[Text | Context | Fields] = [Text("Thank you. Your feedback was sent anonymously.")]
     cfg = await fb.config(s)
     days = (await retention.current(s, ttl=SETTINGS_TTL_S)).reply_routes_days
+    # The same words for every sender: when the change team can read it, not whether it waits.
+    intro.append(Context("The change team gets new feedback in batches, at "
+                         f"{release.describe(cfg.release_times)} each day, so nobody can tell "
+                         "when you sent it."))
     intro.append(Text("If it may describe a risk to a child or an allegation about a "
                       "colleague, it went to the safeguarding leads straight away. They cannot "
                       "trace you, so please also use a route below if someone is at risk."))
@@ -219,7 +224,7 @@ async def _answer_form(ctx: Ctx, token: str, *, text: str = "", warnings: list[s
     async with ctx.session() as s:
         handle = await fb.handle_for_token(ctx.core, s, token, ctx.person.id)
         item = await s.get(FeedbackItem, handle.item_id)
-        msgs = await fb.thread(s, handle.item_id)
+        msgs = await fb.thread(s, handle.item_id, author=True)
         cfg = await fb.config(s)
     assert item is not None
     intro: list[Text | Context] = [Text(f"You wrote ({item.day:%d %b}): {_clip(item.text, 300)}")]
@@ -294,8 +299,10 @@ async def list_cmd(ctx: Ctx, args: str) -> None:
     statuses: tuple[str, ...] = fb.OPEN
     urgent = False
     sources: tuple[str, ...] = (fb.STAFF,)
+    await release.release_due(ctx.core)
     async with ctx.session() as s:
         names = {t.id: t.name for t in await fb.themes(s)}
+        when = release.describe((await fb.config(s)).release_times)
         for word in args.lower().split():
             if word in names:
                 theme_id = word
@@ -317,14 +324,18 @@ async def list_cmd(ctx: Ctx, args: str) -> None:
                                     sources=sources)
         replyable = {i.id for i in items if await fb.has_handle(s, i.id)}
         threads = {i.id: await fb.thread(s, i.id) for i in items}
+    # Which listing, never how many items it showed: counts kept to the minute would date
+    # each release (and, before releases, each item) for any later reader of the trail.
     await trail.record_ctx(ctx, "view.urgent_queue" if urgent else "view.feedback",
-                           target=" ".join(args.lower().split()) or "open",
-                           detail={"items": len(items)})
+                           target=" ".join(args.lower().split()) or "open")
+    released = (f"New feedback appears at {when} (programme time), everything that waited "
+                "together, so that no list says when an item was sent; urgent items at once.")
     if not items:
-        await ctx.say("No feedback matches that.")
+        await ctx.say(f"No feedback matches that. {released}")
         return
     title = "Feedback from families and young people" if sources != (fb.STAFF,) else "Feedback"
-    blocks: list[Text | Choices | Context] = [Text(f"{title} ({len(items)})", heading=True)]
+    blocks: list[Text | Choices | Context] = [Text(f"{title} ({len(items)})", heading=True),
+                                              Context(released)]
     day = None
     for item in items:
         if item.day != day:
@@ -349,6 +360,7 @@ async def list_cmd(ctx: Ctx, args: str) -> None:
 
 async def show_cmd(ctx: Ctx, args: str) -> None:
     """One item with its whole thread."""
+    await release.release_due(ctx.core)
     async with ctx.session() as s:
         item = await fb.find_item(s, args)
         msgs = await fb.thread(s, item.id)
@@ -445,6 +457,8 @@ async def publish_cmd(ctx: Ctx, args: str) -> None:
         if theme is None:
             names = ", ".join(t.id for t in themes)
             raise UserError(f"Which theme? Type: you said we did THEME (one of: {names}).")
+    await release.release_due(ctx.core)
+    async with ctx.session() as s:
         items = await fb.list_items(s, theme_id=theme.id, statuses=fb.OPEN, limit=50)
     listing = "\n".join(f"{fb.ref_of(i.id)}: {_clip(i.text, 120)}" for i in items) or "(none open)"
     form = Form(
@@ -503,7 +517,8 @@ def register(r: Router) -> None:
     r.intent(r"^(?:give|send|leave) (?:some )?(?:anonymous )?feedback$", "feedback")
     r.command("feedback stop replies", stop_cmd, "stop all replies to feedback you sent",
               private=True)
-    r.command("feedback list", list_cmd, "read feedback by theme and status",
+    r.command("feedback list", list_cmd,
+              "read feedback by theme and status (new items appear at release times)",
               usage="[families] [THEME] [STATUS|urgent|all]", roles=READERS, private=True)
     r.command("feedback show", show_cmd, "one feedback item and its thread", usage="REF", roles=READERS,
               private=True)
@@ -526,6 +541,7 @@ def register(r: Router) -> None:
     r.sections.append(SafeguardingSection())
     r.home.append(home)
     r.ticker("feedback", _tick)
+    r.ticker(release.JOB, with_next_due(release.tick, release.next_due))
     # Every process writes the daily counts it holds, in batches apart from the items.
     r.worker("feedback-counts", counts.worker)
 

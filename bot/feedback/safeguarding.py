@@ -125,6 +125,9 @@ class Config:
     max_length: int = 2000
     daily_limit: int = 5
     alert_channel: str = ""
+    # When non-urgent feedback becomes readable to the change team, in the programme's time
+    # zone (bot/feedback/release.py); "HH:MM", earliest first.
+    release_times: tuple[str, ...] = ("12:00", "17:00")
 
     @classmethod
     def from_setting(cls, value: Mapping[str, Any] | None) -> Config:
@@ -140,6 +143,8 @@ class Config:
             max_length=int(fb.get("max_length", 2000)),
             daily_limit=int(fb.get("daily_limit", 5)),
             alert_channel=str(v.get("alert_channel") or ""),
+            release_times=tuple(sorted({str(t) for t in fb.get("release_times") or ()}))
+            or ("12:00", "17:00"),
         )
 
 

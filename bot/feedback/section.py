@@ -11,6 +11,7 @@ from bot.feedback.safeguarding import CATEGORIES
 from bot.programme.core_sections import get_setting, set_setting
 from bot.programme.schema import Doc
 
+HHMM = re.compile(r"(?:[01][0-9]|2[0-3]):[0-5][0-9]")
 ROUTE_FIELDS = {"name", "phone", "email", "url", "hours", "description"}
 
 
@@ -50,13 +51,25 @@ class SafeguardingSection:
         fb = doc.get(m, p, "feedback", dict)
         if fb is not None:
             fp = p + ("feedback",)
-            doc.unknown_keys(fb, fp, {"max_length", "daily_limit"})
+            doc.unknown_keys(fb, fp, {"max_length", "daily_limit", "release_times"})
             ml = doc.get(fb, fp, "max_length", int)
             if ml is not None and not 100 <= ml <= 3000:
                 doc.problem(fp + ("max_length",), "must be between 100 and 3000 characters")
             dl = doc.get(fb, fp, "daily_limit", int)
             if dl is not None and not 1 <= dl <= 100:
                 doc.problem(fp + ("daily_limit",), "must be between 1 and 100")
+            times = doc.get(fb, fp, "release_times", list)
+            if times is not None:
+                if not times:
+                    doc.problem(fp + ("release_times",), "needs at least one time, like 17:00")
+                for i, t in enumerate(times):
+                    if isinstance(t, int) and not isinstance(t, bool):
+                        # YAML 1.1 reads 12:00 unquoted as a number of minutes (720).
+                        doc.problem(fp + ("release_times", i),
+                                    'should be in quotes, like "12:00"')
+                    elif not (isinstance(t, str) and HHMM.fullmatch(t)):
+                        doc.problem(fp + ("release_times", i),
+                                    "should be a time of day like 12:00 (24-hour, HH:MM)")
 
     async def sync(self, s: AsyncSession, doc: Doc, value: Any) -> None:
         await set_setting(s, "safeguarding", {

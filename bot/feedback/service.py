@@ -128,7 +128,7 @@ async def store(
     await conn.execute(_ITEM, {"id": item_id, "day": day, "theme_id": theme_id or None,
                                "text": text, "status": "new", "urgent": bool(concerns),
                                "concerns": list(concerns), "source": STAFF,
-                               "response_id": None})
+                               "response_id": None, "released": bool(concerns)})
     token = None
     if replies:
         token = secrets.token_urlsafe(18)
@@ -216,7 +216,7 @@ async def add_public_item(s: AsyncSession, leads: Sequence[str], *, source: str,
     await conn.execute(_PUBLIC_ITEM, {
         "id": item_id, "day": day, "theme_id": theme_id or None, "text": text,
         "urgent": bool(concerns), "concerns": list(concerns), "status": status, "source": source,
-        "response_id": None})
+        "response_id": None, "released": bool(concerns)})
     if leads:
         await conn.execute(_ALERT, [
             {"item_id": item_id, "person_id": lead, "status": "pending", "attempts": 0,
@@ -326,8 +326,10 @@ async def list_items(
     s: AsyncSession, *, theme_id: str | None = None, statuses: Sequence[str] = OPEN,
     urgent_only: bool = False, limit: int = 20, sources: Sequence[str] = (STAFF,),
 ) -> list[FeedbackItem]:
-    """Items newest day first; within a day shuffled, so order never hints at who sent first."""
-    where: list[ColumnElement[bool]] = [FeedbackItem.status.in_(list(statuses)),
+    """Released items newest day first; within a day shuffled, so order never hints at who
+    sent first (and nothing is listed before its release: bot/feedback/release.py)."""
+    where: list[ColumnElement[bool]] = [FeedbackItem.released.is_(True),
+                                        FeedbackItem.status.in_(list(statuses)),
                                         FeedbackItem.source.in_(list(sources))]
     if theme_id:
         where.append(FeedbackItem.theme_id == theme_id)
@@ -359,12 +361,14 @@ async def list_items(
 
 
 async def find_item(s: AsyncSession, ref: str) -> FeedbackItem:
-    """An item by its short reference (#a1b2c3); UserError when unknown or ambiguous."""
+    """A released item by its short reference (#a1b2c3); UserError when unknown or ambiguous.
+    An item not released yet is unknown, as if it did not exist."""
     key = ref.strip().lstrip("#").lower()
     if len(key) < 4 or not all(c in "0123456789abcdef" for c in key):
         raise UserError(f"'{ref}' is not a feedback reference like #a1b2c3.")
     rows = list((await s.execute(
-        select(FeedbackItem).where(FeedbackItem.id.startswith(key)).limit(2))).scalars())
+        select(FeedbackItem).where(FeedbackItem.id.startswith(key),
+                                   FeedbackItem.released.is_(True)).limit(2))).scalars())
     if not rows:
         raise UserError(f"There is no feedback {ref_of(key)}. Type “feedback list” to see them.")
     if len(rows) > 1:
@@ -377,9 +381,13 @@ async def has_handle(s: AsyncSession, item_id: str) -> bool:
         FeedbackHandle.item_id == item_id))).first() is not None
 
 
-async def thread(s: AsyncSession, item_id: str) -> list[FeedbackMessage]:
-    return list((await s.execute(select(FeedbackMessage).where(
-        FeedbackMessage.item_id == item_id).order_by(FeedbackMessage.seq))).scalars())
+async def thread(s: AsyncSession, item_id: str, *, author: bool = False) -> list[FeedbackMessage]:
+    """An item's thread as the change team reads it (released messages), or as its `author`
+    does (their own answers too, from the moment they sent them)."""
+    q = select(FeedbackMessage).where(FeedbackMessage.item_id == item_id)
+    if not author:
+        q = q.where(FeedbackMessage.released.is_(True))
+    return list((await s.execute(q.order_by(FeedbackMessage.seq))).scalars())
 
 
 async def set_status(s: AsyncSession, item: FeedbackItem, status: str) -> None:
@@ -389,11 +397,12 @@ async def set_status(s: AsyncSession, item: FeedbackItem, status: str) -> None:
 
 
 async def _add_message(s: AsyncSession, item_id: str, sender: str, text: str, day: date,
-                       team_person_id: str | None = None) -> FeedbackMessage:
+                       team_person_id: str | None = None, *, released: bool = True
+                       ) -> FeedbackMessage:
     seq = (await s.execute(select(func.coalesce(func.max(FeedbackMessage.seq), 0)).where(
         FeedbackMessage.item_id == item_id))).scalar_one()
     msg = FeedbackMessage(item_id=item_id, seq=seq + 1, sender=sender, text=text, day=day,
-                          team_person_id=team_person_id)
+                          team_person_id=team_person_id, released=released)
     s.add(msg)
     return msg
 
@@ -432,6 +441,9 @@ async def reply(core: Core, item_id: str, team_person_id: str, text: str) -> Non
     the same reason nothing says whether the author was reached (left, blocked the app).
     """
     async with core.db.session() as s:
+        item = await s.get(FeedbackItem, item_id)
+        if item is None or not item.released:  # not readable yet, so not answerable either
+            raise UserError("There is no such feedback. Type “feedback list” to see it.")
         handle = (await s.execute(select(FeedbackHandle).where(
             FeedbackHandle.item_id == item_id))).scalar_one_or_none()
         if handle is None:
@@ -445,8 +457,7 @@ async def reply(core: Core, item_id: str, team_person_id: str, text: str) -> Non
             route = None
         day = await today(s, core.clock.now())
         await _add_message(s, item_id, "team", text, day, team_person_id)
-        item = await s.get(FeedbackItem, item_id)
-        if item is not None and item.status == "new":
+        if item.status == "new":
             item.status = "read"
     if route is not None:
         _tell_later(core, route.person_id, author_notice(route.token))
@@ -500,15 +511,19 @@ async def handle_for_token(core: Core, s: AsyncSession, token: str, person_id: s
 
 async def author_answer(core: Core, token: str, person_id: str, text: str,
                         concerns: Sequence[str]) -> str:
-    """Store the author's answer in the item's thread (anonymous); returns the item id."""
+    """Store the author's answer in the item's thread (anonymous); returns the item id.
+
+    The change team reads it, and sees the item back on its list as new, from the next
+    release (bot/feedback/release.py): seen at once, it would date the author's tap. An answer
+    that looks like a safeguarding concern is readable at once, as its leads are alerted."""
     async with core.db.session() as s:
         handle = await handle_for_token(core, s, token, person_id)
         day = await today(s, core.clock.now())
-        await _add_message(s, handle.item_id, "author", text, day)
+        await _add_message(s, handle.item_id, "author", text, day, released=bool(concerns))
         item = await s.get(FeedbackItem, handle.item_id)
         assert item is not None
-        item.status = "new"  # back on the change team's list
         if concerns:
+            item.status = "new"  # back on the change team's list
             item.urgent = True
             item.concerns = sorted(set(item.concerns) | set(concerns))
             known = set((await s.execute(select(FeedbackAlert.person_id).where(
@@ -608,6 +623,7 @@ async def publish(core: Core, publisher_id: str, *, theme_id: str, title: str, t
         else:
             items = list((await s.execute(select(FeedbackItem).where(
                 FeedbackItem.theme_id == theme_id, FeedbackItem.response_id.is_(None),
+                FeedbackItem.released.is_(True),
                 FeedbackItem.status.not_in(["closed", "spam"])))).scalars())
         if not items:
             raise UserError("There is no open feedback under that theme to answer. Nothing was published.")
@@ -713,9 +729,11 @@ async def recent_responses(s: AsyncSession, limit: int = 5) -> list[FeedbackResp
 
 async def theme_counts(s: AsyncSession, sources: Sequence[str] = (STAFF,)
                        ) -> dict[tuple[str | None, str], int]:
-    """How many items per (theme, status) from `sources`: counts only, never who or when."""
+    """How many released items per (theme, status) from `sources`: counts only, never who or
+    when (an item waiting for its release is not counted, or the count would date it)."""
     rows = await s.execute(select(FeedbackItem.theme_id, FeedbackItem.status, func.count())
-                           .where(FeedbackItem.source.in_(list(sources)))
+                           .where(FeedbackItem.source.in_(list(sources)),
+                                  FeedbackItem.released.is_(True))
                            .group_by(FeedbackItem.theme_id, FeedbackItem.status))
     return {(t, st): int(n) for t, st, n in rows.all()}
 
@@ -774,7 +792,8 @@ async def threads_of(s: AsyncSession, item_ids: Sequence[str]) -> dict[str, list
     out: dict[str, list[FeedbackMessage]] = {i: [] for i in item_ids}
     if item_ids:
         for m in (await s.execute(select(FeedbackMessage).where(
-                FeedbackMessage.item_id.in_(list(item_ids))).order_by(
+                FeedbackMessage.item_id.in_(list(item_ids)),
+                FeedbackMessage.released.is_(True)).order_by(
                 FeedbackMessage.item_id, FeedbackMessage.seq))).scalars():
             out[m.item_id].append(m)
     return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Integer, LargeBinary, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.base import Base, UTCDateTime, new_id
@@ -38,6 +38,9 @@ class FeedbackItem(Base):
     # Where it came from: "staff" (chat), or a public page ("families", "young_people").
     source: Mapped[str] = mapped_column(String(16), default="staff", server_default="staff",
                                         index=True)
+    # Readable by the change team: set for all of a release's items in one transaction at a
+    # release moment (bot/feedback/release.py), at once for urgent items. Undated.
+    released: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class FeedbackHandle(Base):
@@ -69,6 +72,20 @@ class FeedbackMessage(Base):
     team_person_id: Mapped[str | None] = mapped_column(String(32), default=None)
     day: Mapped[date] = mapped_column(Date)
     text: Mapped[str] = mapped_column(Text)
+    # The change team's replies are released at once; an author's answer at the next release
+    # (bot/feedback/release.py), or at once when it is urgent.
+    released: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class FeedbackRelease(Base):
+    """The last release moment applied (one row, `name` "feedback"): a moment of the
+    programme's release schedule, never an item's time. Its update and the items it releases
+    are one transaction, so two processes never release the same moment twice."""
+
+    __tablename__ = "feedback_releases"
+
+    name: Mapped[str] = mapped_column(String(16), primary_key=True)
+    moment: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class FeedbackAlert(Base):

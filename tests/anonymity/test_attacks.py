@@ -24,7 +24,16 @@ from bot.scheduling.jobs import run_due
 from bot.secrets import keyed_hash
 from tests.conformance.drivers.fake import FakeDriver
 from tests.conftest import MONDAY_10
-from tests.test_feedback_helpers import CHANGE, OTHER, PRACTITIONER, as_text, dump, give, ref_for
+from tests.test_feedback_helpers import (
+    CHANGE,
+    OTHER,
+    PRACTITIONER,
+    as_text,
+    dump,
+    give,
+    ref_for,
+    release,
+)
 from tests.test_reports_seed import emails, everyone_answers, seed_round
 
 WEEK = timedelta(days=7)
@@ -247,6 +256,7 @@ async def test_you_said_we_did_is_not_an_oracle_for_shared_authors(loaded: Core)
     for who, text in ((PRACTITIONER, "Caseloads are too high."), (PRACTITIONER, "Visits clash."),
                       (OTHER, "Admin eats our time.")):
         assert await give(d, who, text, theme="workload", replies=True) is None
+    await release(loaded)
     await d.say(CHANGE, "feedback list")
     listing = d.seen(CHANGE)[-1]
     same = [ref_for(listing, "Caseloads are too high."), ref_for(listing, "Visits clash.")]
@@ -296,6 +306,7 @@ async def test_times_and_replies_narrow_nobody(loaded: Core) -> None:
     async with loaded.db.session() as s:
         seen = list((await s.execute(select(ProcessedEvent.seen_at))).scalars())
     assert seen and all((t.hour, t.minute, t.second) == (0, 0, 0) for t in seen)
+    await release(loaded)
     await d.say(CHANGE, "feedback list")
     ref = ref_for(d.seen(CHANGE)[-1], "Court deadlines clash")
     answers = []

@@ -22,7 +22,7 @@ from bot.core import Core
 from bot.feedback import service as fb
 from bot.model import ConversationRef, Message, MessageRef
 from tests.conformance.drivers.fake import FakeDriver
-from tests.test_feedback_helpers import CHANGE, OTHER, PRACTITIONER, dump, give, ref_for
+from tests.test_feedback_helpers import CHANGE, OTHER, PRACTITIONER, dump, give, ref_for, release
 
 MINE = ("Duty weeks leave no time for home visits.", "Caseloads in Assessment are above 20.")
 THEIRS = "Admin tasks eat every afternoon."
@@ -39,6 +39,7 @@ async def test_publishing_does_not_wait_on_the_authors_dms(loaded: Core) -> None
         assert await give(d, PRACTITIONER, text, theme="workload", replies=True) is None
     assert await give(d, OTHER, THEIRS, theme="workload", replies=True) is None
     assert await give(d, PRACTITIONER, LATER, theme="workload", replies=True) is None
+    await release(loaded)
     await d.say(CHANGE, "feedback list")
     listing = d.seen(CHANGE)[-1]
     refs = {t: ref_for(listing, t[:30]) for t in (*MINE, THEIRS, LATER)}

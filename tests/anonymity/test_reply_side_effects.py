@@ -14,7 +14,15 @@ from __future__ import annotations
 from bot.core import Core
 from tests.conformance.drivers.fake import FakeDriver
 from tests.test_design_invariants import rows_naming
-from tests.test_feedback_helpers import CHANGE, OTHER, dump, give, identity_strings, ref_for
+from tests.test_feedback_helpers import (
+    CHANGE,
+    OTHER,
+    dump,
+    give,
+    identity_strings,
+    ref_for,
+    release,
+)
 
 TEXT = "Court deadlines clash with network meetings."
 
@@ -40,6 +48,7 @@ async def test_replying_to_an_author_who_blocked_the_app_changes_no_row_that_nam
     d = FakeDriver(loaded)
     assert await give(d, OTHER, TEXT, theme="workload", replies=True) is None
     who = await identity_strings(loaded.db, OTHER)
+    await release(loaded)
     await d.say(CHANGE, "feedback list")
     ref = ref_for(d.seen(CHANGE)[-1], "Court deadlines clash")
     d.port.blocked.add(d.user(OTHER).user_id)  # the author blocks the app (or leaves Slack)
@@ -87,6 +96,7 @@ async def test_a_reply_that_opens_a_teams_chat_with_its_author_stores_nothing_ab
             await s.execute(delete(TeamsConversation).where(TeamsConversation.user_id == author))
             await s.execute(update(Identity).where(Identity.user_id == author).values(dm=None))
         who = await identity_strings(loaded.db, OTHER)
+        await release(loaded)
         await d.say(CHANGE, "feedback list")
         ref = ref_for(d.seen(CHANGE)[-1], "Court deadlines clash")
         await flush_links(loaded)

@@ -15,7 +15,7 @@ from bot.core import Core
 from bot.feedback import service as fb
 from bot.model import ConversationRef, Message, MessageRef
 from tests.conformance.drivers.fake import FakeDriver
-from tests.test_feedback_helpers import CHANGE, OTHER, PRACTITIONER, dump, give, ref_for
+from tests.test_feedback_helpers import CHANGE, OTHER, PRACTITIONER, dump, give, ref_for, release
 
 ONE = ("As the only part-time worker in Assessment, I cannot make the 4pm network meetings.",
        "My supervisor cancels supervision every other week and nobody notices.")
@@ -68,6 +68,7 @@ async def test_stopping_every_reply_does_not_show_which_items_share_an_author(lo
     for text in ONE:
         assert await give(d, PRACTITIONER, text, replies=True) is None
     assert await give(d, OTHER, TWO, replies=True) is None
+    await release(loaded)
     await d.say(CHANGE, "feedback list")
     listing = d.seen(CHANGE)[-1]
     refs = {t: ref_for(listing, t[:30]) for t in (*ONE, TWO)}
@@ -101,6 +102,7 @@ async def test_a_reply_to_a_stopped_route_is_answered_as_one_to_a_live_route(loa
     assert await give(d, PRACTITIONER, ONE[0], replies=True) is None
     assert await give(d, OTHER, TWO, replies=True) is None
     await d.say(OTHER, "feedback stop replies")
+    await release(loaded)
     await d.say(CHANGE, "feedback list")
     listing = d.seen(CHANGE)[-1]
     live, stopped = ref_for(listing, ONE[0][:30]), ref_for(listing, TWO[:30])
@@ -136,6 +138,7 @@ async def test_a_you_said_we_did_is_answered_before_any_author_is_told(loaded: C
     assert await give(d, PRACTITIONER, "Caseloads are too high.", theme="workload",
                       replies=True) is None
     assert await give(d, OTHER, "Admin eats our time.", theme="workload", replies=True) is None
+    await release(loaded)
     await d.say(CHANGE, "feedback list")
     listing = d.seen(CHANGE)[-1]
     theirs = {PRACTITIONER: ref_for(listing, "Caseloads are too high."),

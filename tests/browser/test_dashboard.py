@@ -18,6 +18,7 @@ from bot.feedback import service as fb
 from bot.people.service import person_by_email
 from tests.browser.conftest import Browser, Server, sign_in_with_slack
 from tests.conftest import MONDAY_10
+from tests.test_feedback_helpers import release
 from tests.test_reports_seed import emails, everyone_answers, seed_round
 
 WEEK = timedelta(days=7)
@@ -60,6 +61,7 @@ async def seeded(server: Server) -> Server:
     await fb.store(core, author, text=WORKLOAD_TEXT, theme_id="workload", replies=True, concerns=())
     await fb.store(core, await _person(core, "practitioner2@northbridge.example"), text=URGENT_TEXT,
                    theme_id=None, replies=False, concerns=("harm",))
+    await release(core)
     await broadcasts.publish_to_staff(core, await _person(core, CHANGE), title="Group supervision starts",
                                       text="Every team now has a fortnightly group supervision slot.")
     return server

@@ -14,7 +14,7 @@ from bot.feedback.tables import FeedbackItem
 from bot.programme.core_sections import set_setting
 from tests.browser.conftest import DESKTOP, Browser, Server
 from tests.conformance.drivers.fake import FakeDriver
-from tests.test_feedback_helpers import CHANGE, LEADS, dump
+from tests.test_feedback_helpers import CHANGE, LEADS, dump, release
 
 CONCERN = "My mum hits me when she is angry and I am scared to go home."
 
@@ -94,6 +94,7 @@ async def test_a_parent_asks_to_be_contacted_and_only_the_change_team_can_read_i
     assert "robin@example.org" not in repr(await dump(server.core.db))  # sealed
     [item] = await items(server)
     chat = FakeDriver(server.core)
+    await release(server.core)
     await chat.say(CHANGE, f"families contact #{item.id[:6]}")
     assert "robin@example.org" in chat.seen(CHANGE)[-1]
 

@@ -18,6 +18,7 @@ from bot.feedback import service as fb
 from bot.milestones.tables import Milestone
 from bot.people.tables import Team
 from tests.conformance.drivers.base import Driver
+from tests.test_feedback_helpers import release
 
 LEAD = "lead.assessment@northbridge.example"
 CHANGE = "changelead@northbridge.example"
@@ -60,6 +61,7 @@ async def test_the_change_team_lists_a_page_of_long_feedback_items_and_acts_on_e
         await fb.store(core, f"seed-person-{i}", text=words, theme_id=None, replies=False,
                        concerns=())
     before = len(driver.seen(CHANGE))
+    await release(core)
     await driver.say(CHANGE, "feedback list")
     answer = [t for t in driver.seen(CHANGE)[before:] if "Item " in t]
     text = "\n".join(answer)

@@ -9,6 +9,7 @@ import re
 from bot.feedback import service as fb
 from bot.model import Choice, Choices, Message, Text
 from tests.conformance.drivers.teams import TeamsDriver, plain_of
+from tests.test_feedback_helpers import release
 
 CHANGE = "changelead@northbridge.example"
 # Pasted from a word processor: curly quotes and dashes, each six bytes in the activity.
@@ -26,6 +27,7 @@ async def test_a_page_of_feedback_quoting_people_goes_in_parts_each_item_with_it
                        theme_id=None, replies=False, concerns=())
     await teams.say(CHANGE, "help")  # past the first-contact privacy notice
     before = len(teams.seen(CHANGE))
+    await release(teams.core)
     await teams.say(CHANGE, "feedback list")
     answer = teams.seen(CHANGE)[before:]
     assert len(answer) > 1 and answer[0].startswith("Feedback (20)")

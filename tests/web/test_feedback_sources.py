@@ -10,6 +10,7 @@ import pytest
 from bot.core import Core
 from bot.feedback import service as fb
 from bot.people.service import person_by_email
+from tests.test_feedback_helpers import release
 from tests.web.server import Server, serve_dashboard
 from tests.web.test_signin import _client, _oidc
 
@@ -35,6 +36,7 @@ async def test_staff_and_family_feedback_are_listed_apart(server: Server, loaded
     server.oidc.sign_in_as(CHANGE)
     async with _client(server) as http:
         assert (await _oidc(http, server)).status == 303
+        await release(loaded)
         staff = await (await http.get(f"{server.url}/app/feedback")).text()
         assert STAFF_TEXT in staff and FAMILY_TEXT not in staff
         families = await http.get(f"{server.url}/app/feedback?source=families&status=all")

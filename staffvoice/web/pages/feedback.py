@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.errors import UserError
+from bot.feedback import release
 from bot.feedback import service as fb
 from bot.roles import CHANGE_TEAM, SAFEGUARDING_LEAD
 from staffvoice.web.dashboard import action, may, page
@@ -46,8 +47,10 @@ async def _page(request: web.Request, *, status: int = 200, errors: dict[str, st
     statuses = fb.OPEN if wanted == "open" else fb.STATUSES if wanted == "all" else (wanted,)
     if wanted not in ("open", "all") and wanted not in fb.STATUSES:
         raise web.HTTPNotFound()
+    await release.release_due(core)  # items are readable from their release (N22)
     async with core.db.session() as s:
         themes = await fb.themes(s)
+        when = release.describe((await fb.config(s)).release_times)
         if theme_id and theme_id not in {t.id for t in themes}:
             raise web.HTTPNotFound()
         counts = await fb.theme_counts(s, SOURCES[source])
@@ -67,7 +70,7 @@ async def _page(request: web.Request, *, status: int = 200, errors: dict[str, st
                   wanted=wanted, source=source, sources=SOURCE_LABELS,
                   source_of=fb.SOURCE_LABELS, ref=fb.ref_of, may_publish=may(request, *PUBLISHERS),
                   notice=NOTICES.get(request.query.get("done", ""), ""),
-                  errors=errors or {}, entered=entered or {})
+                  errors=errors or {}, entered=entered or {}, release_times=when)
 
 
 @page("feedback", "/feedback", "Feedback", READERS)
@@ -110,7 +113,7 @@ async def set_status(request: web.Request) -> web.StreamResponse:
         from bot.feedback.tables import FeedbackItem
 
         item = await s.get(FeedbackItem, item_id)
-        if item is None:
+        if item is None or not item.released:
             raise web.HTTPNotFound()
         try:
             await fb.set_status(s, item, status)

@@ -1,0 +1,165 @@
+"""Releases: non-urgent feedback becomes readable to the change team at fixed moments of the day.
+
+An item listed from the moment it is stored is dated by whoever lists feedback again and again:
+not there at 10:00, there at 10:10, so sent in those ten minutes, by someone free then
+(docs/invariants.md, N22). So an item other than an urgent one, and an author's answer in a
+thread, waits unread until a release moment of the programme's day (`safeguarding.feedback.
+release_times`, in the programme's time zone; 12:00 and 17:00 by default). At a moment, all
+that waits becomes readable together, in one transaction, marked by an undated `released`.
+A moment that is not the day's last waits for at least two things (items and answers) from the
+same listing (staff, or the public pages); the day's last releases whatever waits, so a lone
+item is dated to its day at best. What is sent after the day's last release waits for the next
+day's. Urgent items (and urgent answers) are readable at once: their leads were alerted at once.
+
+Releases run from the scheduler (a ticker that wakes at each moment) and, so that nothing waits
+on a scheduler, before every listing (a cheap check: has a moment passed that was not applied?).
+A moment found late (the process was down) releases only what was sent on or before its day; a
+moment that is not the day's last and is found past halfway to the next one is skipped (its
+items wait for the next), so no late release cuts a short interval just before the next one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING
+from weakref import WeakKeyDictionary
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot.feedback import service as fb
+from bot.feedback.tables import FeedbackItem, FeedbackMessage, FeedbackRelease
+from bot.programme.core_sections import programme_zone
+from storage.db import upsert
+
+if TYPE_CHECKING:
+    from bot.core import Core
+
+JOB = "feedback-release"
+NAME = "feedback"
+# Each listing the change team reads apart: a release's "at least two" counts within one.
+GROUPS: tuple[tuple[str, ...], ...] = ((fb.STAFF,), fb.PUBLIC_SOURCES)
+_NEVER = datetime(2000, 1, 1, tzinfo=UTC)
+# Per database, once this process has seen a moment applied: the next moment, so that until
+# then a listing checks the clock alone. (A changed `release_times` counts from that moment.)
+_NEXT: WeakKeyDictionary[Engine, datetime] = WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class Moment:
+    """A release moment: when (UTC), the programme day it belongs to, and whether it is the
+    day's last (which releases whatever waits)."""
+
+    at: datetime
+    day: date
+    last: bool
+    skip_after: datetime | None  # not the day's last: found after this, it is skipped
+
+
+def describe(release_times: tuple[str, ...]) -> str:
+    """The release times as people read them: "12:00 and 17:00"."""
+    ts = [t.strftime("%H:%M") for t in _times(release_times)]
+    return ts[0] if len(ts) == 1 else ", ".join(ts[:-1]) + " and " + ts[-1]
+
+
+def _times(release_times: tuple[str, ...]) -> list[time]:
+    return sorted({time(int(t[:2]), int(t[3:5])) for t in release_times})
+
+
+def moments_of(day: date, zone: ZoneInfo, release_times: tuple[str, ...]) -> list[Moment]:
+    """The day's release moments, earliest first."""
+    ats = [datetime.combine(day, t, tzinfo=zone).astimezone(UTC) for t in _times(release_times)]
+    out = []
+    for i, at in enumerate(ats):
+        nxt = ats[i + 1] if i + 1 < len(ats) else None
+        out.append(Moment(at, day, nxt is None, None if nxt is None else at + (nxt - at) / 2))
+    return out
+
+
+def due(now: datetime, zone: ZoneInfo, release_times: tuple[str, ...]) -> Moment | None:
+    """The latest release moment at or before `now`."""
+    today = now.astimezone(zone).date()
+    for day in (today, today - timedelta(days=1)):
+        past = [m for m in moments_of(day, zone, release_times) if m.at <= now]
+        if past:
+            return past[-1]
+    return None
+
+
+def after(now: datetime, zone: ZoneInfo, release_times: tuple[str, ...]) -> Moment:
+    """The first release moment after `now`."""
+    today = now.astimezone(zone).date()
+    for day in (today, today + timedelta(days=1), today + timedelta(days=2)):
+        for m in moments_of(day, zone, release_times):
+            if m.at > now:
+                return m
+    raise ValueError("no release moment in the next two days")  # release_times is never empty
+
+
+async def release_due(core: Core, now: datetime | None = None) -> int:
+    """Apply the latest release moment at or before `now` (the core's clock) if it was not
+    applied yet; how many moments were applied (0 or 1). Safe to call from any process at any
+    time: the moment is claimed in the transaction that releases, so it is applied once."""
+    now = now or core.clock.now()
+    engine = core.db.engine.sync_engine
+    nxt = _NEXT.get(engine)
+    if nxt is not None and now < nxt:
+        return 0  # the common case: no moment passed since the last one applied
+    async with core.db.transaction() as conn:
+        cfg = await fb.config(conn)
+        zone = await programme_zone(conn)
+        m = due(now, zone, cfg.release_times)
+        if m is None:
+            return 0
+        if m.skip_after is not None and now >= m.skip_after:
+            return 0  # found too late: what waits goes at the next moment
+        await conn.execute(upsert(conn.dialect.name, FeedbackRelease).values(
+            name=NAME, moment=_NEVER).on_conflict_do_nothing(index_elements=["name"]))
+        claimed = await conn.execute(update(FeedbackRelease).where(
+            FeedbackRelease.name == NAME, FeedbackRelease.moment < m.at).values(moment=m.at))
+        if claimed.rowcount:
+            await _release(conn, m)
+    _NEXT[engine] = after(m.at, zone, cfg.release_times).at
+    return 1 if claimed.rowcount else 0
+
+
+async def _release(conn: AsyncConnection, m: Moment) -> None:
+    """Release what waits, listing by listing, in the caller's transaction."""
+    It, M = FeedbackItem, FeedbackMessage
+    for sources in GROUPS:
+        items = list((await conn.execute(select(It.id).where(
+            It.released.is_(False), It.source.in_(list(sources)), It.day <= m.day))).scalars())
+        answers = (await conn.execute(select(M.id, M.item_id).join(It, It.id == M.item_id).where(
+            M.released.is_(False), It.source.in_(list(sources)), M.day <= m.day))).all()
+        waiting = len(items) + len(answers)
+        if waiting == 0 or (waiting < 2 and not m.last):
+            continue
+        if items:
+            await conn.execute(update(It).where(It.id.in_(items)).values(released=True))
+        if answers:
+            await conn.execute(update(M).where(M.id.in_([a[0] for a in answers]))
+                               .values(released=True))
+            # "The author answered": back on the change team's list, at the release.
+            await conn.execute(update(It).where(It.id.in_({a[1] for a in answers}))
+                               .values(status="new"))
+
+
+_WAITING = (select(FeedbackItem.id).where(FeedbackItem.released.is_(False)).limit(1),
+            select(FeedbackMessage.id).where(FeedbackMessage.released.is_(False)).limit(1))
+
+
+async def next_due(core: Core, now: datetime) -> datetime | None:
+    """The next release moment while anything waits for one (the scheduler wakes up for it)."""
+    async with core.db.transaction() as conn:
+        if all([(await conn.execute(q)).first() is None for q in _WAITING]):
+            return None
+        cfg = await fb.config(conn)
+        zone = await programme_zone(conn)
+    return after(now, zone, cfg.release_times).at
+
+
+async def tick(core: Core, now: datetime) -> int:
+    """The scheduler's release step: the moment just passed, if any."""
+    return await release_due(core, now)
