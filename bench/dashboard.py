@@ -128,7 +128,8 @@ async def fill(db: Database, args: argparse.Namespace) -> dict[str, str]:
         items = [{"id": new_id(), "day": date.today() - timedelta(days=rng.randint(0, 365)),
                   "theme_id": rng.choice(THEMES), "text": "Fictional feedback about the change.",
                   "status": rng.choice(["new", "read", "in_progress", "done", "closed"]),
-                  "urgent": rng.random() < 0.02, "concerns": []} for _ in range(args.feedback)]
+                  "urgent": rng.random() < 0.02, "concerns": [],
+                  "released": True} for _ in range(args.feedback)]  # past days' releases
         await _insert(conn, "feedback_items", items)
         await _insert(conn, "feedback_alerts", [{"item_id": it["id"], "person_id": lead, "status": "sent", "attempts": 1}
                                                 for it in items if it["urgent"] for lead in sg_leads])

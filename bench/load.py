@@ -198,11 +198,11 @@ def bench_programme(tmp: Path) -> Path:
     mix sends each of the 15 people hundreds of forms, and past the example's 5 a day every
     one would be refused in its ack instead of stored and answered."""
     text = (ROOT / "examples/programme.yaml").read_text()
-    old = "feedback: {max_length: 2000, daily_limit: 5}"
+    old = "feedback: {max_length: 2000, daily_limit: 5,"
     if old not in text:
         raise SystemExit("bench/load.py: examples/programme.yaml's feedback line changed; update bench_programme")
     path = tmp / "programme.yaml"
-    path.write_text(text.replace(old, "feedback: {max_length: 2000, daily_limit: 100}"))
+    path.write_text(text.replace(old, "feedback: {max_length: 2000, daily_limit: 100,"))
     return path
 
 
