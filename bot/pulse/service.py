@@ -370,6 +370,7 @@ async def summarise_missing(s: AsyncSession) -> int:
     missing = list((await s.execute(select(PulseRound.id).where(
         PulseRound.state == "closed", ~has.exists()))).scalars())
     parents = await team_parents(s) if missing else {}  # the tree now: the nearest to the close
+    th = await thresholds(s)  # and the thresholds now, likewise
     for rid in missing:
         invited: dict[cells.Cell, tuple[int, int]] = {}
         for t, r, n_inv, n_resp in (await s.execute(select(
@@ -387,7 +388,8 @@ async def summarise_missing(s: AsyncSession) -> int:
             else:
                 answers.append((qid, (t, r), str(c if c is not None else v), int(n)))
         await s.execute(insert(PulseSummary),
-                        summary.rows(rid, summary.summarise(invited, answers, said, parents)))
+                        summary.rows(rid, summary.summarise(invited, answers, said, parents, (
+                            th.min_group, th.min_comments))))
     return len(missing)
 
 
@@ -465,7 +467,8 @@ async def close_round(s: AsyncSession, rnd: PulseRound, now: datetime, secret: b
         ((qid, cell, str(c if c is not None else v), n)
          for (qid, cell, v, c), n in tallies.items()
          if v is not None or c is not None),
-        ((qid, t, n) for (qid, (t, _r)), n in said.items()), parents)
+        ((qid, t, n) for (qid, (t, _r)), n in said.items()), parents,
+        (th.min_group, th.min_comments))
     await s.execute(insert(PulseSummary), summary.rows(rnd.id, kept))
     if attributed:
         await s.execute(insert(PulseAttributedAnswer), attributed)

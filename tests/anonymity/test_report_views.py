@@ -1,0 +1,96 @@
+"""A motivated intruder who holds several views of the same closed round's reports.
+
+Each view passes the anonymity engine on its own; the intruder keeps every export they ever
+downloaded and combines them. CI runs this folder on SQLite and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from bot.core import Core
+from bot.programme import loader
+from bot.reports.export import export_round
+from bot.reports.results import PEOPLE, SUMMARIES, RoundData, org_of_round
+from tests.conftest import EXAMPLE, MONDAY_10
+from tests.test_reports_anonymity import smallest_derivable
+from tests.test_reports_seed import emails, everyone_answers, seed_round
+
+K = 5
+# A deeper tree than the example's: Front Door inside Assessment inside Family Support.
+NESTED = (EXAMPLE.read_text()
+          .replace("{id: front-door, name: Front Door (MASH), parent: childrens-services,",
+                   "{id: front-door, name: Front Door (MASH), parent: assessment,")
+          .replace("{id: assessment, name: Assessment Team, parent: childrens-services,",
+                   "{id: assessment, name: Assessment Team, parent: family-support,"))
+FRONT_DOOR = ["lead.frontdoor", "practitioner11", "practitioner12", "practitioner13", "nightduty"]
+CENTRE = ["director", "changelead", "changeofficer", "safeguarding.lead", "lado"]
+LONE_FAMILY_SUPPORT = "lead.familysupport@northbridge.example"
+LONE_ASSESSMENT = "lead.assessment@northbridge.example"
+
+
+async def _export(core: Core, rid: str) -> dict[str, Any]:
+    async with core.db.session() as s:
+        data: dict[str, Any] = json.loads(await export_round(s, rid, "json"))
+        return data
+
+
+def _shown(export: dict[str, Any]) -> dict[str, dict[str, tuple[int, dict[str, int]]]]:
+    """group -> question -> (n, distribution), for every figure the export shows."""
+    return {g["group"]: {q["question_id"]: (q["n"], q["distribution"])
+                         for q in g["questions"] if q["shown"] and "n" in q}
+            for g in export["groups"] if g["shown"]}
+
+
+async def test_a_threshold_raised_after_the_close_shows_nothing_the_first_view_did_not(
+        loaded: Core) -> None:
+    """Attack: download the round's export, get the programme's threshold raised from 5 to 6
+    ("stricter"), download it again, and subtract one view's group from the other's.
+
+    Family Support holds Assessment, which holds Front Door. Five of the centre, the five of
+    Front Door, and one person each of Assessment and Family Support answer. Under 5 the engine
+    shows Family Support (7 answers) and hides Assessment (the next smallest, 6) so Family
+    Support's own lone answer cannot be had by subtraction; under 6 it hides Family Support
+    and shows Assessment. Before the fix the second export showed Assessment with 6 answers,
+    and Family Support (first export) minus Assessment (second) was the Family Support
+    manager's own answer: "1" where everyone else said "5".
+    """
+    await loader.load(loaded.db, NESTED, loaded.router)
+    people = await emails(loaded)
+    answering = [e for e in people if e.split("@")[0] in FRONT_DOOR + CENTRE]
+    answers = everyone_answers(answering + [LONE_ASSESSMENT], default=5)
+    answers[LONE_FAMILY_SUPPORT] = {"listened-to": 1, "shared-vision": 4, "enps": 8}
+    rid = await seed_round(loaded, MONDAY_10 - timedelta(days=7), answers)
+
+    views = [await _export(loaded, rid)]
+    assert views[0]["min_group"] == K
+    assert "team:family-support" in _shown(views[0])  # the round reports something
+    text = NESTED.replace("anonymity: {min_group: 5,", "anonymity: {min_group: 6,")
+    assert text != NESTED
+    await loader.load(loaded.db, text, loaded.router)
+    views.append(await _export(loaded, rid))
+    assert views[1]["min_group"] == 6  # the stricter threshold is what the second view says
+
+    shown = [_shown(v) for v in views]
+    # The intruder's subtraction: any group of one view minus a group inside it of the other.
+    for a in shown:
+        for b in shown:
+            for ga, qa in a.items():
+                for gb, qb in b.items():
+                    for qid in qa.keys() & qb.keys():
+                        gap = qa[qid][0] - qb[qid][0]
+                        if ga != gb and 0 < gap < K:
+                            diff = {v: qa[qid][1][v] - qb[qid][1].get(v, 0) for v in qa[qid][1]}
+                            assert gap >= K, (ga, "minus", gb, qid, {v: x for v, x in diff.items() if x})
+    # And in general: no combination of every group either view showed pins down fewer than k.
+    async with loaded.db.session() as s:
+        org = await org_of_round(s, rid)
+        row = await s.scalar(select(SUMMARIES.c.counts).where(
+            SUMMARIES.c.round_id == rid, SUMMARIES.c.question_id == PEOPLE))
+    data = RoundData.from_summary([(PEOPLE, row)], {})
+    union = frozenset(g for view in shown for g in view)
+    assert smallest_derivable(org, data.respondents, union, K) is None, sorted(union)
