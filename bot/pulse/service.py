@@ -364,11 +364,20 @@ async def main_roles(s: AsyncSession, person_ids: list[str]) -> dict[str, str]:
 async def summarise_missing(s: AsyncSession) -> int:
     """Sum closed rounds that have counts but no summary (`pulse_summaries`) from their cells
     and tallies, as the close does: a round closed by a replica still on a version from before
-    the summaries (a rolling upgrade) would otherwise report nothing. Returns how many."""
+    the summaries (a rolling upgrade) would otherwise report nothing. Returns how many. Also
+    keeps today's thresholds for rounds summed before thresholds were kept."""
     has = select(PulseSummary.round_id).where(PulseSummary.round_id == PulseRound.id,
                                                PulseSummary.question_id == summary.PEOPLE)
     missing = list((await s.execute(select(PulseRound.id).where(
         PulseRound.state == "closed", ~has.exists()))).scalars())
+    # Rounds summed before the thresholds were kept get today's, the nearest to those their
+    # results were read under: reports then never show them under other thresholds than
+    # nested in these, so a later change of threshold cannot be subtracted (reports/results.py).
+    S = PulseSummary
+    old = (await s.execute(select(S.round_id, S.counts).where(
+        S.question_id == summary.PEOPLE, ~S.counts.contains(summary.THRESHOLDS_KEPT)))).all()
+    if not missing and not old:
+        return 0
     parents = await team_parents(s) if missing else {}  # the tree now: the nearest to the close
     th = await thresholds(s)  # and the thresholds now, likewise
     for rid in missing:
@@ -390,6 +399,9 @@ async def summarise_missing(s: AsyncSession) -> int:
         await s.execute(insert(PulseSummary),
                         summary.rows(rid, summary.summarise(invited, answers, said, parents, (
                             th.min_group, th.min_comments))))
+    for rid, people in old:
+        await s.execute(update(S).where(S.round_id == rid, S.question_id == summary.PEOPLE)
+                        .values(counts=summary.keep_thresholds(people, (th.min_group, th.min_comments))))
     return len(missing)
 
 

@@ -100,6 +100,16 @@ def summarise(
     return {qid: json.dumps(v, separators=(",", ":")) for qid, v in out.items()}
 
 
+THRESHOLDS_KEPT = '"min_group"'  # in a people row's JSON once its thresholds are kept
+
+
+def keep_thresholds(people: str, thresholds: tuple[int, int]) -> str:
+    """A people row's JSON with the thresholds added (a round summed before they were kept)."""
+    value = json.loads(people)
+    value["min_group"], value["min_comments"] = thresholds
+    return json.dumps(value, separators=(",", ":"))
+
+
 def rows(round_id: str, summary: Mapping[str, str]) -> list[dict[str, str]]:
     """`pulse_summaries` rows of a round."""
     return [{"round_id": round_id, "question_id": q, "counts": c} for q, c in summary.items()]

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from bot.core import Core
 from bot.programme import loader
+from bot.pulse import rounds
 from bot.reports.export import export_round
 from bot.reports.results import PEOPLE, SUMMARIES, RoundData, org_of_round
 from tests.conftest import EXAMPLE, MONDAY_10
@@ -94,3 +95,35 @@ async def test_a_threshold_raised_after_the_close_shows_nothing_the_first_view_d
     data = RoundData.from_summary([(PEOPLE, row)], {})
     union = frozenset(g for view in shown for g in view)
     assert smallest_derivable(org, data.respondents, union, K) is None, sorted(union)
+
+
+async def test_a_round_summed_before_thresholds_were_kept_gets_todays_at_the_next_tick(
+        loaded: Core) -> None:
+    """The same attack on a round closed by a version that kept no thresholds (its people row
+    has none): read under 5, the next pulse tick, then under 6.
+
+    Before the fix such a round was read under whatever the programme said at the time, so the
+    two exports gave the Family Support manager's answer as above; the tick now keeps today's
+    thresholds (5) for it, and the export under 6 shows a part of the one under 5.
+    """
+    await loader.load(loaded.db, NESTED, loaded.router)
+    people = await emails(loaded)
+    answering = [e for e in people if e.split("@")[0] in FRONT_DOOR + CENTRE]
+    answers = everyone_answers(answering + [LONE_ASSESSMENT], default=5)
+    answers[LONE_FAMILY_SUPPORT] = {"listened-to": 1, "shared-vision": 4, "enps": 8}
+    rid = await seed_round(loaded, MONDAY_10 - timedelta(days=7), answers)
+    async with loaded.db.session() as s:  # as an older version left it: no thresholds
+        text = await s.scalar(select(SUMMARIES.c.counts).where(
+            SUMMARIES.c.round_id == rid, SUMMARIES.c.question_id == PEOPLE))
+        old = {k: v for k, v in json.loads(text).items() if k not in ("min_group", "min_comments")}
+        await s.execute(SUMMARIES.update().where(
+            SUMMARIES.c.round_id == rid, SUMMARIES.c.question_id == PEOPLE).values(
+            counts=json.dumps(old)))
+    views = [await _export(loaded, rid)]
+    assert "team:family-support" in _shown(views[0]) and "team:assessment" not in _shown(views[0])
+    await rounds.close_due_rounds(loaded, MONDAY_10)  # the next pulse tick
+    await loader.load(loaded.db, NESTED.replace("anonymity: {min_group: 5,",
+                                                "anonymity: {min_group: 6,"), loaded.router)
+    views.append(await _export(loaded, rid))
+    first, second = (_shown(v) for v in views)
+    assert set(second) <= set(first), sorted(set(second) - set(first))
