@@ -365,7 +365,7 @@ async def summarise_missing(s: AsyncSession) -> int:
     """Sum closed rounds that have counts but no summary (`pulse_summaries`) from their cells
     and tallies, as the close does: a round closed by a replica still on a version from before
     the summaries (a rolling upgrade) would otherwise report nothing. Returns how many. Also
-    keeps today's thresholds for rounds summed before thresholds were kept."""
+    keeps today's thresholds (and team tree) for rounds summed before they were kept."""
     has = select(PulseSummary.round_id).where(PulseSummary.round_id == PulseRound.id,
                                                PulseSummary.question_id == summary.PEOPLE)
     missing = list((await s.execute(select(PulseRound.id).where(
@@ -373,12 +373,13 @@ async def summarise_missing(s: AsyncSession) -> int:
     # Rounds summed before the thresholds were kept get today's, the nearest to those their
     # results were read under: reports then never show them under other thresholds than
     # nested in these, so a later change of threshold cannot be subtracted (reports/results.py).
+    # Those summed before the team tree was kept get today's tree too, for the same reason.
     S = PulseSummary
     old = (await s.execute(select(S.round_id, S.counts).where(
         S.question_id == summary.PEOPLE, ~S.counts.contains(summary.THRESHOLDS_KEPT)))).all()
     if not missing and not old:
         return 0
-    parents = await team_parents(s) if missing else {}  # the tree now: the nearest to the close
+    parents = await team_parents(s)  # the tree now: the nearest to the close
     th = await thresholds(s)  # and the thresholds now, likewise
     for rid in missing:
         invited: dict[cells.Cell, tuple[int, int]] = {}
@@ -401,7 +402,7 @@ async def summarise_missing(s: AsyncSession) -> int:
                             th.min_group, th.min_comments))))
     for rid, people in old:
         await s.execute(update(S).where(S.round_id == rid, S.question_id == summary.PEOPLE)
-                        .values(counts=summary.keep_thresholds(people, (th.min_group, th.min_comments))))
+                        .values(counts=summary.keep(people, (th.min_group, th.min_comments), parents)))
     return len(missing)
 
 

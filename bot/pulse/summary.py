@@ -103,10 +103,13 @@ def summarise(
 THRESHOLDS_KEPT = '"min_group"'  # in a people row's JSON once its thresholds are kept
 
 
-def keep_thresholds(people: str, thresholds: tuple[int, int]) -> str:
-    """A people row's JSON with the thresholds added (a round summed before they were kept)."""
+def keep(people: str, thresholds: tuple[int, int], parents: Mapping[str, str | None]) -> str:
+    """A people row's JSON with the thresholds added, and the team tree where it has none (a
+    round summed before they were kept)."""
     value = json.loads(people)
     value["min_group"], value["min_comments"] = thresholds
+    if "parents" not in value:
+        value["parents"] = [[t, p] for t, p in sorted(parents.items())]
     return json.dumps(value, separators=(",", ":"))
 
 

@@ -127,3 +127,47 @@ async def test_a_round_summed_before_thresholds_were_kept_gets_todays_at_the_nex
     views.append(await _export(loaded, rid))
     first, second = (_shown(v) for v in views)
     assert set(second) <= set(first), sorted(set(second) - set(first))
+
+
+def _subtract(views: list[dict[str, dict[str, tuple[int, dict[str, int]]]]]) -> None:
+    """Every group of one view minus the same group of the other: 0 or at least K answers."""
+    a, b = views
+    for g in a.keys() & b.keys():
+        for qid in a[g].keys() & b[g].keys():
+            (n1, d1), (n2, d2) = a[g][qid], b[g][qid]
+            diff = {v: d2.get(v, 0) - d1.get(v, 0) for v in d1.keys() | d2.keys()}
+            assert not 0 < abs(n2 - n1) < K, (g, qid, {v: x for v, x in diff.items() if x})
+
+
+async def test_a_round_summed_before_the_tree_was_kept_is_not_regrouped_by_a_reorganisation(
+        loaded: Core) -> None:
+    """N14's attack on a round closed by a version that kept no team tree: read it, the next
+    pulse tick, Front Door moves under Assessment, read it again, subtract.
+
+    Before: such a round was reported on today's tree, so Assessment read 6 answers before the
+    move and 8 after, and the difference was Front Door's two hidden answers (both "1"). The
+    tick now keeps today's tree for it, and the move changes nothing in its reports.
+    """
+    people = await emails(loaded)
+    front = ["lead.frontdoor@northbridge.example", "practitioner11@northbridge.example"]
+    answers = everyone_answers([e for e in people if e not in front and not e.startswith(
+        ("nightduty", "practitioner12", "practitioner13"))], default=5)
+    for e in front:  # two of Front Door's five answer, and the round hides Front Door
+        answers[e] = {"listened-to": 1, "shared-vision": 4, "enps": 8}
+    rid = await seed_round(loaded, MONDAY_10 - timedelta(days=7), answers)
+    async with loaded.db.session() as s:  # as an older version left it: no tree, no thresholds
+        text = await s.scalar(select(SUMMARIES.c.counts).where(
+            SUMMARIES.c.round_id == rid, SUMMARIES.c.question_id == PEOPLE))
+        old = {k: v for k, v in json.loads(text).items()
+               if k not in ("parents", "min_group", "min_comments")}
+        await s.execute(SUMMARIES.update().where(
+            SUMMARIES.c.round_id == rid, SUMMARIES.c.question_id == PEOPLE).values(
+            counts=json.dumps(old)))
+    before = await _export(loaded, rid)
+    assert "team:front-door" not in _shown(before) and "team:assessment" in _shown(before)
+    await rounds.close_due_rounds(loaded, MONDAY_10)  # the next pulse tick
+    old_line = "{id: front-door, name: Front Door (MASH), parent: childrens-services,"
+    await loader.load(loaded.db, EXAMPLE.read_text().replace(
+        old_line, "{id: front-door, name: Front Door (MASH), parent: assessment,"), loaded.router)
+    after = await _export(loaded, rid)
+    _subtract([_shown(before), _shown(after)])
