@@ -7,18 +7,29 @@ downloaded and combines them. CI runs this folder on SQLite and on PostgreSQL.
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from bot.core import Core
 from bot.programme import loader
 from bot.pulse import rounds
+from bot.reports.anonymity import Thresholds
 from bot.reports.export import export_round
-from bot.reports.results import PEOPLE, SUMMARIES, RoundData, org_of_round
+from bot.reports.results import (
+    PEOPLE,
+    SUMMARIES,
+    QuestionInfo,
+    RoundData,
+    RoundInfo,
+    compute,
+    org_of_round,
+)
 from tests.conftest import EXAMPLE, MONDAY_10
-from tests.test_reports_anonymity import smallest_derivable
+from tests.test_reports_anonymity import organisations, smallest_derivable
 from tests.test_reports_seed import emails, everyone_answers, seed_round
 
 K = 5
@@ -171,3 +182,34 @@ async def test_a_round_summed_before_the_tree_was_kept_is_not_regrouped_by_a_reo
         old_line, "{id: front-door, name: Front Door (MASH), parent: assessment,"), loaded.router)
     after = await _export(loaded, rid)
     _subtract([_shown(before), _shown(after)])
+
+
+@settings(max_examples=200, deadline=None)
+@given(organisations(), st.integers(3, 6), st.integers(0, 3), st.integers(0, 4), st.randoms())
+def test_every_view_under_higher_thresholds_is_a_part_of_the_view_at_close(
+        case: Any, k0: int, up: int, up_comments: int, rnd: Any) -> None:
+    """The engine's side of the attacks above, over random organisations: whatever thresholds
+    a closed round is read under, every group, question and comment list shown is one the
+    thresholds at close showed, so all the views together show nothing more than that one.
+    Before the fix: under 4 then 5, or comments under 10 then 13, a group hidden in one view
+    was shown in the other (and the property found such pairs within a few examples)."""
+    org, cells = case
+    answered = {c: rnd.randint(0, n) for c, n in cells.items()}
+    commenters = {(t, "*"): rnd.randint(0, n) for (t, _r), n in cells.items()}
+    data = RoundData(respondents=dict(cells), invited=dict(cells),
+                     answered={"q": {c: n for c, n in answered.items() if n}},
+                     commenters={"c": {c: n for c, n in commenters.items() if n}},
+                     teams={"q": {}}, roles={"q": {}}, whole={"q": {}},
+                     parents=dict(org.parents), thresholds=Thresholds(k0, 10))
+    info = RoundInfo("r", "s", "Survey", 1, datetime(2026, 11, 2, tzinfo=UTC), True)
+    qs = [QuestionInfo("q", "Rated", "likert5"), QuestionInfo("c", "Say", "text")]
+
+    def shown(th: Thresholds) -> set[tuple[str, str]]:
+        out = compute(org, {}, th, info, qs, data)
+        groups = {(g.key, "") for g in out.groups.values() if g.shown}
+        return groups | {(g.key, q.question.id) for g in out.groups.values() if g.shown
+                         for q in g.questions if q.shown or q.comments_shown}
+
+    at_close = shown(Thresholds(k0, 10))
+    assert shown(Thresholds(k0 + up, 10 + up_comments)) <= at_close
+    assert shown(Thresholds(3, 10)) == at_close  # never shown under lower thresholds
