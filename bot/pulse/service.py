@@ -361,6 +361,9 @@ async def main_roles(s: AsyncSession, person_ids: list[str]) -> dict[str, str]:
     return {pid: main_role(frozenset(r)) for pid, r in held.items()}
 
 
+_KEPT_EVERYWHERE = False  # every closed round's people row seen to keep thresholds and tree
+
+
 async def summarise_missing(s: AsyncSession) -> int:
     """Sum closed rounds that have counts but no summary (`pulse_summaries`) from their cells
     and tallies, as the close does: a round closed by a replica still on a version from before
@@ -374,9 +377,13 @@ async def summarise_missing(s: AsyncSession) -> int:
     # results were read under: reports then never show them under other thresholds than
     # nested in these, so a later change of threshold cannot be subtracted (reports/results.py).
     # Those summed before the team tree was kept get today's tree too, for the same reason.
+    # Once a look finds none, this process stops looking (it would read every round's people
+    # row at every tick); a round an older replica summed meanwhile gets them at a restart.
+    global _KEPT_EVERYWHERE
     S = PulseSummary
-    old = (await s.execute(select(S.round_id, S.counts).where(
+    old = [] if _KEPT_EVERYWHERE else (await s.execute(select(S.round_id, S.counts).where(
         S.question_id == summary.PEOPLE, ~S.counts.contains(summary.THRESHOLDS_KEPT)))).all()
+    _KEPT_EVERYWHERE = not old
     if not missing and not old:
         return 0
     parents = await team_parents(s)  # the tree now: the nearest to the close

@@ -10,6 +10,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
@@ -17,6 +18,7 @@ from sqlalchemy import select
 from bot.core import Core
 from bot.programme import loader
 from bot.pulse import rounds
+from bot.pulse import service as pulse
 from bot.reports.anonymity import Thresholds
 from bot.reports.export import export_round
 from bot.reports.results import (
@@ -109,7 +111,7 @@ async def test_a_threshold_raised_after_the_close_shows_nothing_the_first_view_d
 
 
 async def test_a_round_summed_before_thresholds_were_kept_gets_todays_at_the_next_tick(
-        loaded: Core) -> None:
+        loaded: Core, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same attack on a round closed by a version that kept no thresholds (its people row
     has none): read under 5, the next pulse tick, then under 6.
 
@@ -132,7 +134,8 @@ async def test_a_round_summed_before_thresholds_were_kept_gets_todays_at_the_nex
             counts=json.dumps(old)))
     views = [await _export(loaded, rid)]
     assert "team:family-support" in _shown(views[0]) and "team:assessment" not in _shown(views[0])
-    await rounds.close_due_rounds(loaded, MONDAY_10)  # the next pulse tick
+    monkeypatch.setattr(pulse, "_KEPT_EVERYWHERE", False)  # the upgraded process starts
+    await rounds.close_due_rounds(loaded, MONDAY_10)  # its first pulse tick
     await loader.load(loaded.db, NESTED.replace("anonymity: {min_group: 5,",
                                                 "anonymity: {min_group: 6,"), loaded.router)
     views.append(await _export(loaded, rid))
@@ -151,7 +154,7 @@ def _subtract(views: list[dict[str, dict[str, tuple[int, dict[str, int]]]]]) -> 
 
 
 async def test_a_round_summed_before_the_tree_was_kept_is_not_regrouped_by_a_reorganisation(
-        loaded: Core) -> None:
+        loaded: Core, monkeypatch: pytest.MonkeyPatch) -> None:
     """N14's attack on a round closed by a version that kept no team tree: read it, the next
     pulse tick, Front Door moves under Assessment, read it again, subtract.
 
@@ -176,7 +179,8 @@ async def test_a_round_summed_before_the_tree_was_kept_is_not_regrouped_by_a_reo
             counts=json.dumps(old)))
     before = await _export(loaded, rid)
     assert "team:front-door" not in _shown(before) and "team:assessment" in _shown(before)
-    await rounds.close_due_rounds(loaded, MONDAY_10)  # the next pulse tick
+    monkeypatch.setattr(pulse, "_KEPT_EVERYWHERE", False)  # the upgraded process starts
+    await rounds.close_due_rounds(loaded, MONDAY_10)  # its first pulse tick
     old_line = "{id: front-door, name: Front Door (MASH), parent: childrens-services,"
     await loader.load(loaded.db, EXAMPLE.read_text().replace(
         old_line, "{id: front-door, name: Front Door (MASH), parent: assessment,"), loaded.router)
