@@ -361,15 +361,33 @@ async def main_roles(s: AsyncSession, person_ids: list[str]) -> dict[str, str]:
     return {pid: main_role(frozenset(r)) for pid, r in held.items()}
 
 
+_KEPT_EVERYWHERE = False  # every closed round's people row seen to keep thresholds and tree
+
+
 async def summarise_missing(s: AsyncSession) -> int:
     """Sum closed rounds that have counts but no summary (`pulse_summaries`) from their cells
     and tallies, as the close does: a round closed by a replica still on a version from before
-    the summaries (a rolling upgrade) would otherwise report nothing. Returns how many."""
+    the summaries (a rolling upgrade) would otherwise report nothing. Returns how many. Also
+    keeps today's thresholds (and team tree) for rounds summed before they were kept."""
     has = select(PulseSummary.round_id).where(PulseSummary.round_id == PulseRound.id,
                                                PulseSummary.question_id == summary.PEOPLE)
     missing = list((await s.execute(select(PulseRound.id).where(
         PulseRound.state == "closed", ~has.exists()))).scalars())
-    parents = await team_parents(s) if missing else {}  # the tree now: the nearest to the close
+    # Rounds summed before the thresholds were kept get today's, the nearest to those their
+    # results were read under: reports then never show them under other thresholds than
+    # nested in these, so a later change of threshold cannot be subtracted (reports/results.py).
+    # Those summed before the team tree was kept get today's tree too, for the same reason.
+    # Once a look finds none, this process stops looking (it would read every round's people
+    # row at every tick); a round an older replica summed meanwhile gets them at a restart.
+    global _KEPT_EVERYWHERE
+    S = PulseSummary
+    old = [] if _KEPT_EVERYWHERE else (await s.execute(select(S.round_id, S.counts).where(
+        S.question_id == summary.PEOPLE, ~S.counts.contains(summary.THRESHOLDS_KEPT)))).all()
+    _KEPT_EVERYWHERE = not old
+    if not missing and not old:
+        return 0
+    parents = await team_parents(s)  # the tree now: the nearest to the close
+    th = await thresholds(s)  # and the thresholds now, likewise
     for rid in missing:
         invited: dict[cells.Cell, tuple[int, int]] = {}
         for t, r, n_inv, n_resp in (await s.execute(select(
@@ -387,7 +405,11 @@ async def summarise_missing(s: AsyncSession) -> int:
             else:
                 answers.append((qid, (t, r), str(c if c is not None else v), int(n)))
         await s.execute(insert(PulseSummary),
-                        summary.rows(rid, summary.summarise(invited, answers, said, parents)))
+                        summary.rows(rid, summary.summarise(invited, answers, said, parents, (
+                            th.min_group, th.min_comments))))
+    for rid, people in old:
+        await s.execute(update(S).where(S.round_id == rid, S.question_id == summary.PEOPLE)
+                        .values(counts=summary.keep(people, (th.min_group, th.min_comments), parents)))
     return len(missing)
 
 
@@ -465,7 +487,8 @@ async def close_round(s: AsyncSession, rnd: PulseRound, now: datetime, secret: b
         ((qid, cell, str(c if c is not None else v), n)
          for (qid, cell, v, c), n in tallies.items()
          if v is not None or c is not None),
-        ((qid, t, n) for (qid, (t, _r)), n in said.items()), parents)
+        ((qid, t, n) for (qid, (t, _r)), n in said.items()), parents,
+        (th.min_group, th.min_comments))
     await s.execute(insert(PulseSummary), summary.rows(rnd.id, kept))
     if attributed:
         await s.execute(insert(PulseAttributedAnswer), attributed)

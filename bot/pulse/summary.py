@@ -7,7 +7,10 @@ Written at close, in the same transaction as the cells and tallies they are summ
   "invited": [...], "respondents": [...]}` (cell i is (teams[i], roles[i])), and the team tree
   as it was at close, `"parents": [[team, parent], ...]`: reports add the per-team sums up
   this tree, never a later one, so a reorganisation cannot show a group's figures twice with
-  a small team in one version and not in the other;
+  a small team in one version and not in the other; and the anonymity thresholds at close,
+  `"min_group"` and `"min_comments"`: reports never show the round under a lower one, and under
+  a higher one only groups shown under these, so two views under two thresholds cannot be
+  combined (each alone safe, together they could be subtracted);
 - a rated or choice question: `{"answered": [...], "teams": [[team, {answer: n}], ...],
   "roles": [[role, {answer: n}], ...], "all": {answer: n}}`: how many answered in each of the
   people row's cells (same order), and the answers per reporting team with its roles together,
@@ -44,12 +47,13 @@ def summarise(
     answers: Iterable[tuple[str, Cell, str, int]],
     commenters: Iterable[tuple[str, str | None, int]],
     parents: Mapping[str, str | None] | None = None,
+    thresholds: tuple[int, int] | None = None,
 ) -> dict[str, str]:
     """Question id ("" for the people) -> the JSON kept for it.
 
     `cells`: (invited, respondents) per cell; `answers`: (question id, cell, answer, how many);
     `commenters`: (question id, comment team, how many commented); `parents`: the team tree
-    at close (team -> parent).
+    at close (team -> parent); `thresholds`: (min_group, min_comments) at close.
     """
     answered: dict[str, dict[Cell, int]] = {}
     teams: dict[str, dict[str | None, dict[str, int]]] = {}
@@ -76,6 +80,8 @@ def summarise(
         "invited": [cells[c][0] for c in order], "respondents": [cells[c][1] for c in order]}}
     if parents is not None:
         out[PEOPLE]["parents"] = [[t, p] for t, p in sorted(parents.items())]
+    if thresholds is not None:
+        out[PEOPLE]["min_group"], out[PEOPLE]["min_comments"] = thresholds
     for qid, per_cell in answered.items():
         out[qid] = {
             "answered": [per_cell.get(c, 0) for c in order],
@@ -92,6 +98,19 @@ def summarise(
         kept = sorted(per_team.items(), key=lambda x: x[0] or "")
         out[qid] = {"teams": [t for t, _n in kept], "commented": [n for _t, n in kept]}
     return {qid: json.dumps(v, separators=(",", ":")) for qid, v in out.items()}
+
+
+THRESHOLDS_KEPT = '"min_group"'  # in a people row's JSON once its thresholds are kept
+
+
+def keep(people: str, thresholds: tuple[int, int], parents: Mapping[str, str | None]) -> str:
+    """A people row's JSON with the thresholds added, and the team tree where it has none (a
+    round summed before they were kept)."""
+    value = json.loads(people)
+    value["min_group"], value["min_comments"] = thresholds
+    if "parents" not in value:
+        value["parents"] = [[t, p] for t, p in sorted(parents.items())]
+    return json.dumps(value, separators=(",", ":"))
 
 
 def rows(round_id: str, summary: Mapping[str, str]) -> list[dict[str, str]]:

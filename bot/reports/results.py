@@ -100,6 +100,8 @@ class RoundData:
     whole: dict[str, Answers] = field(default_factory=dict)
     # The team tree at close (team -> parent); None for a round closed before it was kept.
     parents: dict[str, str | None] | None = None
+    # The thresholds at close; None for a round closed before they were kept.
+    thresholds: Thresholds | None = None
 
     @classmethod
     def from_summary(cls, rows: Iterable[tuple[str, str]], kinds: Mapping[str, str]) -> RoundData:
@@ -115,6 +117,8 @@ class RoundData:
         data.respondents = {c: n for c, n in zip(cells, people["respondents"], strict=True) if n}
         if "parents" in people:
             data.parents = {t: p for t, p in people["parents"]}
+        if "min_group" in people:
+            data.thresholds = Thresholds(people["min_group"], people["min_comments"])
         for qid, part in parts.items():
             kind = kinds.get(qid)
             if kind is None:
@@ -417,32 +421,53 @@ def compute(
     groups: Collection[str] | None = None,
 ) -> RoundResults:
     """Every group's results for a round (or only `groups`'), with what the anonymity engine
-    hides removed. The engine always weighs the whole round, whichever groups are built."""
-    people = disclose(org, data.respondents, th.min_group)
+    hides removed. The engine always weighs the whole round, whichever groups are built.
+
+    A round whose thresholds were kept at its close is never shown under lower ones, and under
+    higher ones (the programme made stricter since) only groups that the thresholds at close
+    showed: every view of the round is then a part of the view at close, so views under two
+    thresholds add up to nothing the view at close did not show. (Each view alone is safe; the
+    engine may hide different groups under different thresholds, and two such views together
+    let a group be subtracted from another down to one person.)"""
+    base = data.thresholds
+    if base is not None:
+        th = Thresholds(max(th.min_group, base.min_group), max(th.min_comments, base.min_comments))
+    groups_all = frozenset(org.groups())
+    first = disclose(org, data.respondents, base.min_group) if base is not None else None
+    people = (first if first is not None and first.k == th.min_group
+              else disclose(org, data.respondents, th.min_group,
+                            hidden=groups_all - first.visible if first is not None else ()))
     invited = group_counts(org, data.invited)
-    hidden = frozenset(org.groups()) - people.visible
+    hidden = groups_all - people.visible
     keys = org.groups() if groups is None else [g for g in org.groups() if g in groups]
     shown_keys = [g for g in keys if g in people.visible]
     memo: dict[tuple[frozenset[tuple[Cell, int]], int], Disclosure] = {}
     everyone = {c: n for c, n in data.respondents.items() if n > 0}
 
-    def safe(cells: Mapping[Cell, int], k: int) -> Disclosure:
+    def safe(cells: Mapping[Cell, int], k: int, k0: int | None) -> Disclosure:
         # Where a question's answerers per cell are the round's respondents, its groups are
         # exactly the people's (the engine's answer for the same counts with the hidden
         # removed is the same fixed point); otherwise questions with equal counts decide once.
+        # `k0`: the threshold at close; what it hid stays hidden under a higher `k`.
         if k == th.min_group and cells == everyone:
             return people
         key = (frozenset(cells.items()), k)
         if key not in memo:
-            memo[key] = disclose(org, cells, k, hidden=hidden)
+            also: frozenset[str] = frozenset()
+            if first is not None and k0 is not None and k0 < k:
+                at_close = disclose(org, cells, k0, hidden=groups_all - first.visible)
+                also = groups_all - at_close.visible
+            memo[key] = disclose(org, cells, k, hidden=hidden | also)
         return memo[key]
 
     per_q: dict[str, tuple[Disclosure, dict[str, Answers]]] = {}
     for q in questions:
         if q.kind == "text":
-            per_q[q.id] = (safe(data.commenters.get(q.id, {}), th.min_comments), {})
+            per_q[q.id] = (safe(data.commenters.get(q.id, {}), th.min_comments,
+                                base.min_comments if base else None), {})
         else:
-            shown = safe(data.answered.get(q.id, {}), th.min_group)
+            shown = safe(data.answered.get(q.id, {}), th.min_group,
+                         base.min_group if base else None)
             per_q[q.id] = (shown, _group_answers(org, data, q.id, shown.visible.intersection(shown_keys)))
     out: dict[str, GroupResult] = {}
     for g in keys:
