@@ -7,7 +7,7 @@ thread, waits unread until a release moment of the programme's day (`safeguardin
 release_times`, in the programme's time zone; 12:00 and 17:00 by default). At a moment, all
 that waits becomes readable together, in one transaction, marked by an undated `released`.
 A moment that is not the day's last waits for at least two things (items and answers) from the
-same listing (staff, or the public pages); the day's last releases whatever waits, so a lone
+same listing (staff, the public pages, or the public pages' spam queue); the day's last releases whatever waits, so a lone
 item is dated to its day at best. What is sent after the day's last release waits for the next
 day's. Urgent items (and urgent answers) are readable at once: their leads were alerted at once.
 
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 JOB = "feedback-release"
 NAME = "feedback"
+SPAM = "spam"  # the spam queue's status (bot/families/service.py)
 # Each listing the change team reads apart: a release's "at least two" counts within one.
 GROUPS: tuple[tuple[str, ...], ...] = ((fb.STAFF,), fb.PUBLIC_SOURCES)
 _NEVER = datetime(2000, 1, 1, tzinfo=UTC)
@@ -129,10 +130,17 @@ async def _release(conn: AsyncConnection, m: Moment) -> None:
     """Release what waits, listing by listing, in the caller's transaction."""
     It, M = FeedbackItem, FeedbackMessage
     for sources in GROUPS:
-        items = list((await conn.execute(select(It.id).where(
-            It.released.is_(False), It.source.in_(list(sources)), It.day <= m.day))).scalars())
+        rows = (await conn.execute(select(It.id, It.status).where(
+            It.released.is_(False), It.source.in_(list(sources)), It.day <= m.day))).all()
         answers = (await conn.execute(select(M.id, M.item_id).join(It, It.id == M.item_id).where(
             M.released.is_(False), It.source.in_(list(sources)), M.day <= m.day))).all()
+        # The spam queue (a public form's hidden field filled in) is a listing of its own: its
+        # rows never make up another listing's "two", or one bot's post (or the intruder's)
+        # would release a lone item alone at midday.
+        spam = [i for i, st in rows if st == SPAM]
+        items = [i for i, st in rows if st != SPAM]
+        if spam and (len(spam) >= 2 or m.last):
+            await conn.execute(update(It).where(It.id.in_(spam)).values(released=True))
         waiting = len(items) + len(answers)
         if waiting == 0 or (waiting < 2 and not m.last):
             continue
