@@ -20,6 +20,7 @@ items wait for the next), so no late release cuts a short interval just before t
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING
@@ -36,6 +37,8 @@ from storage.db import upsert
 
 if TYPE_CHECKING:
     from bot.core import Core
+
+log = logging.getLogger("staffvoice.feedback")
 
 JOB = "feedback-release"
 NAME = "feedback"
@@ -120,15 +123,21 @@ async def release_due(core: Core, now: datetime | None = None) -> int:
             name=NAME, moment=_NEVER).on_conflict_do_nothing(index_elements=["name"]))
         claimed = await conn.execute(update(FeedbackRelease).where(
             FeedbackRelease.name == NAME, FeedbackRelease.moment < m.at).values(moment=m.at))
-        if claimed.rowcount:
-            await _release(conn, m)
+        done = await _release(conn, m) if claimed.rowcount else []
+    # What the operator learns of feedback arriving: counts, at the release's moment (never a
+    # line when an item is stored, which would date it: tests/anonymity/test_log_times.py).
+    for listing, items, answers in done:
+        log.info("feedback released", extra={"listing": listing, "items": items,
+                                             "answers": answers})
     _NEXT[engine] = after(m.at, zone, cfg.release_times).at
     return 1 if claimed.rowcount else 0
 
 
-async def _release(conn: AsyncConnection, m: Moment) -> None:
-    """Release what waits, listing by listing, in the caller's transaction."""
+async def _release(conn: AsyncConnection, m: Moment) -> list[tuple[str, int, int]]:
+    """Release what waits, listing by listing, in the caller's transaction; what was released
+    (listing, items, answers)."""
     It, M = FeedbackItem, FeedbackMessage
+    done: list[tuple[str, int, int]] = []
     for sources in GROUPS:
         rows = (await conn.execute(select(It.id, It.status).where(
             It.released.is_(False), It.source.in_(list(sources)), It.day <= m.day))).all()
@@ -139,11 +148,14 @@ async def _release(conn: AsyncConnection, m: Moment) -> None:
         # would release a lone item alone at midday.
         spam = [i for i, st in rows if st == SPAM]
         items = [i for i, st in rows if st != SPAM]
+        listing = "staff" if sources == (fb.STAFF,) else "public"
         if spam and (len(spam) >= 2 or m.last):
             await conn.execute(update(It).where(It.id.in_(spam)).values(released=True))
+            done.append(("spam", len(spam), 0))
         waiting = len(items) + len(answers)
         if waiting == 0 or (waiting < 2 and not m.last):
             continue
+        done.append((listing, len(items), len(answers)))
         if items:
             await conn.execute(update(It).where(It.id.in_(items)).values(released=True))
         if answers:
@@ -152,6 +164,7 @@ async def _release(conn: AsyncConnection, m: Moment) -> None:
             # "The author answered": back on the change team's list, at the release.
             await conn.execute(update(It).where(It.id.in_({a[1] for a in answers}))
                                .values(status="new"))
+    return done
 
 
 _WAITING = (select(FeedbackItem.id).where(FeedbackItem.released.is_(False)).limit(1),
