@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
 from bot.core import Core
 from tests.conformance.drivers.fake import FakeDriver
@@ -63,3 +63,22 @@ async def test_an_urgent_item_is_logged_for_the_operator(
     caplog.set_level(logging.INFO)
     assert await give(d, PRACTITIONER, DISCLOSURE) is None
     assert [x for x in _lines(caplog) if "urgent feedback stored" in x]
+
+
+async def test_metrics_do_not_count_a_sent_form_at_the_moment_it_is_sent(loaded: Core) -> None:
+    """/metrics is scraped every few seconds: a count of successful form submissions that
+    rises by one between two scrapes dates the morning's only feedback item to the scrape
+    interval, as the log line did. Before: `kind="FormSubmitEvent",outcome="ok"` rose by one
+    with each item sent. Messages and taps are still counted, and failures of every kind."""
+    from staffvoice.serve.app import build_app
+    from staffvoice.serve.health import Health
+
+    app, _ = build_app(loaded, {}, Health(loaded))
+    d = FakeDriver(loaded)
+    async with TestClient(TestServer(app)) as web:
+        before = await (await web.get("/metrics")).text()
+        assert await give(d, PRACTITIONER, IDEA) is None
+        after = await (await web.get("/metrics")).text()
+    assert 'kind="MessageEvent",outcome="ok"' in after  # the word that opened the form
+    sent = [x for x in after.splitlines() if 'kind="FormSubmitEvent"' in x and "ok" in x]
+    assert sent == [x for x in before.splitlines() if 'kind="FormSubmitEvent"' in x and "ok" in x], sent
