@@ -7,10 +7,9 @@ thread, waits unread until a release moment of the programme's day (`safeguardin
 release_times`, in the programme's time zone; 12:00 and 17:00 by default). At a moment, all
 that waits becomes readable together, in one transaction, marked by an undated `released`.
 A moment that is not the day's last waits for at least two things (items and answers) from the
-same listing (staff, each public page, or their spam queue); the day's last releases whatever
-waits, so a lone item is dated to its day at best. What is sent after the day's last release
-waits for the next day's. Urgent items (and urgent answers) are readable at once: their leads
-were alerted at once.
+same listing (staff, the public pages, or the public pages' spam queue); the day's last releases whatever waits, so a lone
+item is dated to its day at best. What is sent after the day's last release waits for the next
+day's. Urgent items (and urgent answers) are readable at once: their leads were alerted at once.
 
 Releases run from the scheduler (a ticker that wakes at each moment, whether or not anything
 waits) and, so that nothing waits on a scheduler, before every listing (a cheap check: has a moment passed that was not applied?).
@@ -43,9 +42,9 @@ log = logging.getLogger("staffvoice.feedback")
 
 JOB = "feedback-release"
 NAME = "feedback"
-# A release's "at least two" counts within one listing: an item's source (staff, or a public
-# page's), or the spam queue, whatever its source (this status; bot/families/service.py).
-SPAM = "spam"
+SPAM = "spam"  # the spam queue's status (bot/families/service.py)
+# Each listing the change team reads apart: a release's "at least two" counts within one.
+GROUPS: tuple[tuple[str, ...], ...] = ((fb.STAFF,), fb.PUBLIC_SOURCES)
 _NEVER = datetime(2000, 1, 1, tzinfo=UTC)
 # Per database, once this process has seen a moment applied: the next moment, so that until
 # then a listing checks the clock alone. (A changed `release_times` counts from that moment.)
@@ -136,34 +135,34 @@ async def release_due(core: Core, now: datetime | None = None) -> int:
 
 async def _release(conn: AsyncConnection, m: Moment) -> list[tuple[str, int, int]]:
     """Release what waits, listing by listing, in the caller's transaction; what was released
-    (listing, items, answers).
-
-    A listing here is what a reader tells apart: staff feedback, each public page's source
-    (every item is tagged "from a parent or carer" or "from a young person"), and the spam
-    queue (a public form whose hidden field was filled in). One listing's rows never make up
-    another's "two", or a bot's post, or a parent's item, would release a lone young person's
-    item alone at midday, dated to the morning (tests/anonymity/test_release_spam.py)."""
+    (listing, items, answers)."""
     It, M = FeedbackItem, FeedbackMessage
-    items: dict[str, list[str]] = {}
-    for iid, source, status in (await conn.execute(select(It.id, It.source, It.status).where(
-            It.released.is_(False), It.day <= m.day))).all():
-        items.setdefault(SPAM if status == SPAM else source, []).append(iid)
-    answers: dict[str, list[tuple[str, str]]] = {}
-    for mid, iid, source in (await conn.execute(select(M.id, M.item_id, It.source).join(
-            It, It.id == M.item_id).where(M.released.is_(False), M.day <= m.day))).all():
-        answers.setdefault(source, []).append((mid, iid))
     done: list[tuple[str, int, int]] = []
-    for listing in sorted(set(items) | set(answers)):
-        its, ans = items.get(listing, []), answers.get(listing, [])
-        if len(its) + len(ans) < 2 and not m.last:
+    for sources in GROUPS:
+        rows = (await conn.execute(select(It.id, It.status).where(
+            It.released.is_(False), It.source.in_(list(sources)), It.day <= m.day))).all()
+        answers = (await conn.execute(select(M.id, M.item_id).join(It, It.id == M.item_id).where(
+            M.released.is_(False), It.source.in_(list(sources)), M.day <= m.day))).all()
+        # The spam queue (a public form's hidden field filled in) is a listing of its own: its
+        # rows never make up another listing's "two", or one bot's post (or the intruder's)
+        # would release a lone item alone at midday.
+        spam = [i for i, st in rows if st == SPAM]
+        items = [i for i, st in rows if st != SPAM]
+        listing = "staff" if sources == (fb.STAFF,) else "public"
+        if spam and (len(spam) >= 2 or m.last):
+            await conn.execute(update(It).where(It.id.in_(spam)).values(released=True))
+            done.append(("spam", len(spam), 0))
+        waiting = len(items) + len(answers)
+        if waiting == 0 or (waiting < 2 and not m.last):
             continue
-        done.append((listing, len(its), len(ans)))
-        if its:
-            await conn.execute(update(It).where(It.id.in_(its)).values(released=True))
-        if ans:
-            await conn.execute(update(M).where(M.id.in_([a[0] for a in ans])).values(released=True))
+        done.append((listing, len(items), len(answers)))
+        if items:
+            await conn.execute(update(It).where(It.id.in_(items)).values(released=True))
+        if answers:
+            await conn.execute(update(M).where(M.id.in_([a[0] for a in answers]))
+                               .values(released=True))
             # "The author answered": back on the change team's list, at the release.
-            await conn.execute(update(It).where(It.id.in_({a[1] for a in ans}))
+            await conn.execute(update(It).where(It.id.in_({a[1] for a in answers}))
                                .values(status="new"))
     return done
 

@@ -53,7 +53,7 @@ async def test_storing_an_ordinary_item_writes_no_log_line(
     await d.say(CHANGE, "feedback list all")
     released = [r for r in caplog.records if r.getMessage() == "feedback released"]
     assert sorted((r.listing, r.items) for r in released) == [  # type: ignore[attr-defined]
-        ("families", 1), ("staff", 2)]
+        ("public", 1), ("staff", 2)]
 
 
 async def test_an_urgent_item_is_logged_for_the_operator(

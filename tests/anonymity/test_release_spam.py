@@ -78,35 +78,3 @@ async def test_two_spam_rows_release_no_lone_item_and_two_items_go_at_noon(
     clock.set(nxt.replace(hour=12, minute=1))  # type: ignore[attr-defined]
     noon = await _families(d)
     assert "The new leaflet" in noon and "calls back" in noon
-
-
-async def test_a_lone_young_persons_item_is_not_released_at_noon_beside_a_parents(
-        client: TestClient, loaded: Core) -> None:  # noqa: F811
-    """The families listing tags each item "from a parent or carer" or "from a young person".
-    A parent writes at 09:30 and a young person at the library kiosk at 10:15: released
-    together at noon, the young person's item would be the morning's only one from a young
-    person, dated to the morning among the few young people who came in. Each waits for
-    17:00, as a lone item does; two from young people go at noon."""
-    d = FakeDriver(loaded)
-    clock = loaded.clock
-    day = clock.now().replace(hour=9, minute=30, second=0, microsecond=0)
-    clock.set(day)  # type: ignore[attr-defined]
-    await post(client, rating="4", better="The parenting group is helpful.",
-               token=await token_of(client))
-    clock.set(day.replace(hour=10, minute=15))  # type: ignore[attr-defined]
-    await post(client, "/young-people", rating="2", better="My worker keeps changing.",
-               token=await token_of(client, "/young-people"))
-    clock.set(day.replace(hour=12, minute=1))  # type: ignore[attr-defined]
-    noon = await _families(d)
-    assert "keeps changing" not in noon and "parenting group" not in noon  # before: both
-    clock.set(day.replace(hour=17, minute=1))  # type: ignore[attr-defined]
-    evening = await _families(d)
-    assert "keeps changing" in evening and "parenting group" in evening
-    nxt = day + timedelta(days=1)
-    clock.set(nxt)  # type: ignore[attr-defined]
-    for text in ("School is easier now.", "I like my new foster carer."):
-        await post(client, "/young-people", rating="4", better=text,
-                   token=await token_of(client, "/young-people"))
-    clock.set(nxt.replace(hour=12, minute=1))  # type: ignore[attr-defined]
-    noon = await _families(d)
-    assert "School is easier" in noon and "new foster carer" in noon
