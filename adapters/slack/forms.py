@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import delete
@@ -24,8 +24,16 @@ class Seals(Protocol):
     async def open(self, sealed: str) -> str: ...
 
 
+def expiry(now: datetime, ttl: timedelta) -> datetime:
+    """When a form offered at `now` expires: the UTC midnight after `now + ttl`, the same for
+    every form offered that day, so a row never says the second someone typed "feedback"
+    (tests/anonymity/test_opening_trace.py)."""
+    return datetime.combine((now + ttl).date() + timedelta(days=1), time(), tzinfo=UTC)
+
+
 class PendingForms:
-    """token -> modal view (Block Kit JSON), sealed at rest, for `ttl`."""
+    """token -> modal view (Block Kit JSON), sealed at rest, for `ttl` and up to a day more
+    (to the midnight after: `expiry`)."""
 
     def __init__(self, db: Database, sealer: Seals, ttl: timedelta = timedelta(days=1)) -> None:
         self.db = db
@@ -39,7 +47,7 @@ class PendingForms:
         sealed = await self.sealer.seal(json.dumps(view, separators=(",", ":")))
         async with self.db.session() as s:
             await s.execute(delete(SlackPendingForm).where(SlackPendingForm.expires_at < now))
-            s.add(SlackPendingForm(token=token, view_sealed=sealed, expires_at=now + self.ttl))
+            s.add(SlackPendingForm(token=token, view_sealed=sealed, expires_at=expiry(now, self.ttl)))
         return token
 
     async def find(self, token: str) -> dict[str, Any] | None:

@@ -74,8 +74,11 @@ async def export_data(settings: Settings, args: argparse.Namespace) -> int:
         tmp = out.with_name(f".{out.name}.partial")
         tmp.write_bytes(blob)
         os.replace(tmp, out)
+        # No file name: the operator chooses it and often names it after the person, and an
+        # entry can never change, so the name would outlive their erasure. `subject` says who
+        # (an actor key that erasure unlinks).
         await trail.record(core.db, operator(), "export.person", surface="cli",
-                           now=core.clock.now(), target=out.name, subject=who,
+                           now=core.clock.now(), target="one person", subject=who,
                            detail={"kinds": len(data["held"])})
     n = sum(len(v) for v in data["held"].values())
     print(f"wrote {out}: {n:,} record(s) in {len(data['held'])} kind(s), as JSON and HTML, "

@@ -176,23 +176,24 @@ async def test_a_midday_release_found_late_is_skipped(loaded: Core) -> None:
     assert "Duty weeks" in await _listing(d, clock, nxt.replace(hour=14, minute=29))
 
 
-async def test_the_scheduler_releases_at_the_moment_and_wakes_only_when_something_waits(
+async def test_the_scheduler_releases_at_the_moment_whether_or_not_something_waits(
         loaded: Core) -> None:
-    """The release ticker's next moment is known only while something waits; a scheduler
-    tick at 12:00 releases both items in one go, with nobody listing."""
+    """The release ticker's next moment is the same whether or not anything waits (waking
+    only while something waited dated a lone item: tests/anonymity/test_release_wakeups.py);
+    a scheduler tick at 12:00 releases both items in one go, with nobody listing."""
     d = FakeDriver(loaded)
     clock = loaded.clock
     day = clock.now().replace(hour=10, minute=0)
     clock.set(day)  # type: ignore[attr-defined]
     ticker = loaded.router.tickers[release.JOB]
-    assert await next_due(loaded, ticker, day) is None
+    assert await next_due(loaded, ticker, day) == day.replace(hour=12)
     assert await give(d, PRACTITIONER, FIRST) is None
     assert await give(d, OTHER, SECOND) is None
     assert await next_due(loaded, ticker, day) == day.replace(hour=12)
     await run_due(loaded, day.replace(hour=12))
     async with loaded.db.session() as s:
         assert {i.released for i in (await s.execute(select(FeedbackItem))).scalars()} == {True}
-    assert await next_due(loaded, ticker, day.replace(hour=12)) is None
+    assert await next_due(loaded, ticker, day.replace(hour=12)) == day.replace(hour=17)
 
 
 async def test_a_listing_leaves_no_count_of_its_items_in_the_audit_trail(loaded: Core) -> None:

@@ -203,3 +203,27 @@ async def test_erasing_someone_the_programme_names_as_a_contact_says_where_to_ch
     out = capsys.readouterr().out
     assert "note: they are in the programme file" in out
     assert "note: the programme file's safeguarding section(s) still name them" in out
+
+
+async def test_a_subject_access_export_named_after_the_person_leaves_no_name_in_the_audit_trail(
+        loaded: Core, settings, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Attack: the operator names the export after the person, as people do
+    (`--out lead.assessment-sar.zip`), and later erases them. Audit entries cannot change
+    (a hash chain), so a file name kept in an entry's target names them for good, after the
+    erasure took their name off every entry; before the fix the export's entry kept it."""
+    d = FakeDriver(loaded)
+    await d.say(WHO, "whoami")
+    name = WHO.split("@")[0]  # lead.assessment
+    out = tmp_path / f"{name}-subject-access.zip"
+    assert await asyncio.to_thread(main, ["people", "export-data", WHO, "--out", str(out)],
+                                   settings=settings) == 0
+    assert out.exists()
+    assert await asyncio.to_thread(main, ["people", "erase", WHO], settings=settings) == 0
+    capsys.readouterr()
+    rows = (await dump(loaded.db))["audit_entries"]
+    export = [r for r in rows if r["action"] == "export.person"]
+    assert len(export) == 1  # the export is still on record, by an erased person's subject
+    assert not [r for r in rows if name in " ".join(as_text(v) for v in r.values())], export
+    lines = [trail.describe(x) for x in await trail.entries(loaded.db)]
+    assert not [x for x in lines if name in x], lines
+    assert (await trail.verify(loaded.db)).ok
