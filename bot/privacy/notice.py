@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -26,6 +25,7 @@ from bot.privacy.rules import Retention
 from bot.privacy.tables import NoticeShown
 from bot.programme.core_sections import DEFAULT_PRIVACY, get_setting
 from storage.db import connection_of, upsert
+from storage.perkey import PerKey
 
 if TYPE_CHECKING:
     from bot.core import Core
@@ -87,15 +87,9 @@ class Told:
         self.accounts.add(account)
 
 
-_TOLD: weakref.WeakKeyDictionary[Engine, Told] = weakref.WeakKeyDictionary()
-
-
-def told(engine: Engine) -> Told:
-    """The accounts known told on `engine` (a sync engine: `Database.engine.sync_engine`)."""
-    found = _TOLD.get(engine)
-    if found is None:
-        found = _TOLD[engine] = Told()
-    return found
+told: PerKey[Engine, Told] = PerKey(Told)
+"""`told(engine)`: the accounts known told on `engine` (a sync engine:
+`Database.engine.sync_engine`)."""
 
 
 _SHOWN = select(NoticeShown.user_id).where(NoticeShown.platform == bindparam("platform"),
@@ -116,14 +110,7 @@ class _Unwritten:
     spacing: flusher.Spacing = field(default_factory=flusher.Spacing)
 
 
-_UNWRITTEN: weakref.WeakKeyDictionary[Core, _Unwritten] = weakref.WeakKeyDictionary()
-
-
-def _unwritten(core: Core) -> _Unwritten:
-    found = _UNWRITTEN.get(core)
-    if found is None:
-        found = _UNWRITTEN[core] = _Unwritten()
-    return found
+_unwritten: PerKey[Core, _Unwritten] = PerKey(_Unwritten)
 
 
 def unwritten(core: Core) -> set[Account]:
@@ -181,7 +168,7 @@ async def flush(core: Core) -> int:
     gives every row of the table a new version (SQLite: the new rows added in shuffled order,
     then every row updated in place; PostgreSQL: every row deleted and laid down again in one
     shuffled order); returns how many accounts were new. Kept for the next flush if it fails."""
-    held = _UNWRITTEN.get(core)
+    held = _unwritten.get(core)
     if held is None:
         return 0
     if held.due:
