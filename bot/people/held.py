@@ -217,5 +217,5 @@ async def flush(core: Core) -> int:
 
 # A router worker (every `serve` replica runs one), and `flushing` for the console and tests.
 worker = flusher.worker_for(flush, log, "held account links, routes and time zones",
-                            lambda core: held(core).spacing)
+                            lambda core: held(core).spacing.due())
 flushing = flusher.running(worker, "people-held")

@@ -20,6 +20,7 @@ from bot import flusher
 from bot.model import Context, Message, Text
 from bot.people.held import FLUSH_LOCK as PEOPLE_FLUSH_LOCK
 from bot.people.held import flush as flush_links
+from bot.people.held import held as people_held
 from bot.people.tables import Identity
 from bot.privacy.rules import Retention
 from bot.privacy.tables import NoticeShown
@@ -171,7 +172,7 @@ async def flush(core: Core) -> int:
     held = _unwritten.get(core)
     if held is None:
         return 0
-    if held.due:
+    if _waits_for_links(core, held):
         # The accounts' links this process holds go first (bot/people/held.py): a row is
         # written only for a linked account.
         await flush_links(core)
@@ -214,7 +215,25 @@ async def flush(core: Core) -> int:
         return len(rows)
 
 
+def _waits_for_links(core: Core, held: _Unwritten) -> bool:
+    """Whether a row due here waits for a link this process holds (or is writing now)."""
+    links = people_held.get(core)
+    return links is not None and bool(held.due) and (
+        links.lock.locked() or any(account in links.links for account in held.due))
+
+
+def _worker_due(core: Core) -> bool:
+    """The worker's turn: this holder's spacing, and when a row waits for a held link, the
+    links' spacing too (their flush goes first and rewrites every `identities` row, which
+    the links' own worker spaces out; bench/README.md, "flush arithmetic")."""
+    held = _unwritten.get(core)
+    if held is None:
+        return True  # nothing held: the flush writes nothing
+    if not held.spacing.due():
+        return False
+    return not _waits_for_links(core, held) or people_held(core).spacing.due()
+
+
 # A router worker (every `serve` replica runs one), and `flushing` for the console and tests.
-worker = flusher.worker_for(flush, log, "privacy notice rows",
-                            lambda core: _unwritten(core).spacing)
+worker = flusher.worker_for(flush, log, "privacy notice rows", _worker_due)
 flushing = flusher.running(worker, "privacy-notices")
