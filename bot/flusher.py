@@ -69,12 +69,12 @@ async def flush_all(core: Core) -> None:
 
 
 def worker_for(flush: Callable[[Core], Awaitable[int]], log: logging.Logger,
-               what: str, spacing: Callable[[Core], Spacing] | None = None) -> Worker:
+               what: str, due: Callable[[Core], bool] | None = None) -> Worker:
     """A router worker that calls `flush` every `every` seconds (default: the settings'
-    `feedback_flush_s`) until `stop`, then once more. With `spacing` (the holder's, per
-    Core), a flush waits until it is `due`, except the last. A failed flush is logged
-    ("`what` not written") and tried again at the next: each holder keeps what it could
-    not write."""
+    `feedback_flush_s`) until `stop`, then once more. With `due` (the holder's spacing, per
+    Core: `Spacing.due`), a flush waits until it says so, except the last. A failed flush
+    is logged ("`what` not written") and tried again at the next: each holder keeps what it
+    could not write."""
     _FLUSHES.append((flush, log, what))
 
     async def worker(core: Core, stop: asyncio.Event, every: float | None = None) -> None:
@@ -84,7 +84,7 @@ def worker_for(flush: Callable[[Core], Awaitable[int]], log: logging.Logger,
                 await asyncio.wait_for(stop.wait(), period)
             except TimeoutError:
                 pass
-            if spacing is not None and not stop.is_set() and not spacing(core).due():
+            if due is not None and not stop.is_set() and not due(core):
                 continue  # kept for a later flush: the last rewrite was recent
             try:
                 await flush(core)

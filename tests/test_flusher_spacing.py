@@ -4,6 +4,8 @@ writes wait longer, in bigger batches, and none is lost or written in its own mo
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import select
 
 from bot import flusher
@@ -47,6 +49,34 @@ async def test_a_flush_the_spacing_holds_back_is_still_written_at_shutdown(loade
     async with loaded.db.session() as s:
         assert [i.user_id for i in (await s.execute(select(Identity).where(
             Identity.user_id == f"U-{WHO}"))).scalars()] == [f"U-{WHO}"]
+        assert [r.user_id for r in (await s.execute(select(NoticeShown))).scalars()] == [
+            f"U-{WHO}"]
+    assert not held.held(other) and notice.unwritten(other) == set()
+
+
+async def test_the_notice_worker_waits_for_the_links_spacing_when_its_row_needs_a_held_link(
+    loaded: Core,
+) -> None:
+    """A newcomer's notice row waits for their link, and the link's flush rewrites every
+    identity row: while the links' spacing holds them back, the notice worker does not
+    write them early in their place (its own spacing is due); its last flush writes both."""
+    other = Core(loaded.db, settings=loaded.settings, clock=loaded.clock)
+    await other.start()
+    d2 = FakeDriver(other)
+    async with notice.flushing(other, every=0.02):
+        held.held(other).spacing.wrote(10_000_000)  # the links' last rewrite was huge
+        await other.handle(MessageEvent("spaced-2", d2.user(WHO), d2.conv(WHO), text="whoami"),
+                           d2.port)
+        assert notice.unwritten(other) and held.held(other).links
+        await asyncio.sleep(0.3)  # many of the notice worker's periods
+        async with loaded.db.session() as s:
+            assert (await s.execute(select(Identity).where(
+                Identity.user_id == f"U-{WHO}"))).first() is None, "the links' spacing held"
+            assert (await s.execute(select(NoticeShown))).first() is None
+        assert held.held(other).links and notice.unwritten(other)
+    async with loaded.db.session() as s:  # the last flush, at the end, wrote them
+        assert (await s.execute(select(Identity.user_id).where(
+            Identity.user_id == f"U-{WHO}"))).scalars().all() == [f"U-{WHO}"]
         assert [r.user_id for r in (await s.execute(select(NoticeShown))).scalars()] == [
             f"U-{WHO}"]
     assert not held.held(other) and notice.unwritten(other) == set()

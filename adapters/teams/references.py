@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import random
-import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -18,6 +17,7 @@ from bot.core import Core, day_of
 from bot.people import held as people_held
 from bot.people.tables import Identity
 from storage.db import Database, upsert
+from storage.perkey import PerKey
 
 log = logging.getLogger("staffvoice.teams.references")
 _T = TypeVar("_T")
@@ -77,16 +77,10 @@ class Held:
         return bool(self.conversations or self.members)
 
 
-_HELD: weakref.WeakKeyDictionary[Database, Held] = weakref.WeakKeyDictionary()
+held: PerKey[Database, Held] = PerKey(Held)
+"""`held(db)`: what this process holds for `db`, not yet written (`held.get(db)`: only if
+anything was)."""
 _shuffle = random.SystemRandom().shuffle
-
-
-def held(db: Database) -> Held:
-    """What this process holds for `db`, not yet written."""
-    found = _HELD.get(db)
-    if found is None:
-        found = _HELD[db] = Held()
-    return found
 
 
 def _fits(values: dict[str, Any], model: type[Any]) -> bool:
@@ -151,7 +145,7 @@ async def seen(db: Database, activity: dict[str, Any]) -> Seen:
             "tenant": tenant_of(activity), "member": sender,
         })).one()
     member = (row.email, row.name or "") if row.known is not None else None
-    h = _HELD.get(db)
+    h = held.get(db)
     current = bool(row.current) and key[0] != ""
     if h:
         kept = h.members.get((tenant_of(activity), sender))
@@ -239,7 +233,7 @@ _TOUCH_MEMBERS = update(TeamsMember).values(name=TeamsMember.name)
 
 
 def _take(core: Core) -> Held | None:
-    h = _HELD.get(core.db)
+    h = held.get(core.db)
     if not h:
         return None
     batch = Held(h.conversations, h.members)
@@ -300,7 +294,7 @@ people_held.ALSO.append(people_held.Also(_take, _write, _keep))
 async def forget(db: Database, conversation_id: str) -> None:
     """The app was removed from a conversation: keep the row, stop using it (a held one
     is written so by the flusher)."""
-    h = _HELD.get(db)
+    h = held.get(db)
     kept = h.conversations.get(base_conversation_id(conversation_id)) if h else None
     if kept is not None:
         kept["installed"] = False
@@ -345,7 +339,7 @@ def hold_member(db: Database, tenant: str, account: dict[str, Any]) -> None:
 
 async def conversation(db: Database, conversation_id: str) -> TeamsConversation | None:
     cid = base_conversation_id(conversation_id)
-    h = _HELD.get(db)
+    h = held.get(db)
     if h and cid in h.conversations:
         return _row(h.conversations[cid], TeamsConversation)
     async with db.session() as s:
@@ -353,7 +347,7 @@ async def conversation(db: Database, conversation_id: str) -> TeamsConversation 
 
 
 async def personal(db: Database, tenant: str, user_id: str) -> TeamsConversation | None:
-    h = _HELD.get(db)
+    h = held.get(db)
     mine = {c["conversation_id"]: c for c in (h.conversations.values() if h else ())
             if c["tenant_id"] == tenant and c["user_id"] == user_id}
     for c in mine.values():
@@ -383,7 +377,7 @@ async def any_in_tenant(db: Database, tenant: str) -> TeamsConversation | None:
         if tenant:
             q = q.where(TeamsConversation.tenant_id == tenant)
         found = (await s.execute(q)).scalar_one_or_none()
-    h = _HELD.get(db)
+    h = held.get(db)
     if found is None and h:
         for c in h.conversations.values():
             if not tenant or c["tenant_id"] == tenant:
@@ -392,7 +386,7 @@ async def any_in_tenant(db: Database, tenant: str) -> TeamsConversation | None:
 
 
 async def member(db: Database, tenant: str, user_id: str) -> TeamsMember | None:
-    h = _HELD.get(db)
+    h = held.get(db)
     if h and (tenant, user_id) in h.members:
         return _row(h.members[(tenant, user_id)], TeamsMember)
     async with db.session() as s:
@@ -406,7 +400,7 @@ async def member_by_email(db: Database, email: str) -> TeamsMember | None:
             select(TeamsMember).where(TeamsMember.email == key)
             .order_by(TeamsMember.updated_at.desc().nulls_last()).limit(1)
         )).scalar_one_or_none()
-    h = _HELD.get(db)
+    h = held.get(db)
     if found is None and h:
         for m in h.members.values():
             if m["email"] == key:

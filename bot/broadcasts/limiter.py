@@ -103,8 +103,9 @@ class Limiter:
             self._ws[key] = ws
         return ws
 
-    async def acquire(self, platform: str, workspace: str, conversation: str) -> None:
-        """Wait for a slot in the workspace's and the conversation's budget, and take it."""
+    async def acquire(self, platform: str, workspace: str, conversation: str) -> float:
+        """Wait for a slot in the workspace's and the conversation's budget, take it, and
+        return the slot's time on `clock` (tests judge the pacing by it, not by arrivals)."""
         ws = self._workspace(platform, workspace)
         while True:
             now = self.clock()
@@ -120,7 +121,7 @@ class Limiter:
             # A 429 may have paused the workspace while we slept: then queue again.
             if ws.paused_until <= self.clock():
                 self._prune(ws)
-                return
+                return at
 
     def pause(self, platform: str, workspace: str, seconds: float) -> None:
         """The platform said 429: nothing more to this workspace for `seconds`."""

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -38,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bot import flusher
 from bot.people.tables import Identity, Person, PersonRole
 from storage.db import upsert
+from storage.perkey import PerKey
 
 if TYPE_CHECKING:
     from bot.core import Core
@@ -110,15 +110,8 @@ class Held:
         self.reasons.pop(account, None)
 
 
-_HELD: weakref.WeakKeyDictionary[Core, Held] = weakref.WeakKeyDictionary()
-
-
-def held(core: Core) -> Held:
-    """What `core` holds about people, not yet written."""
-    found = _HELD.get(core)
-    if found is None:
-        found = _HELD[core] = Held()
-    return found
+held: PerKey[Core, Held] = PerKey(Held)
+"""`held(core)`: what `core` holds about people, not yet written."""
 
 
 @dataclass(frozen=True)
@@ -224,5 +217,5 @@ async def flush(core: Core) -> int:
 
 # A router worker (every `serve` replica runs one), and `flushing` for the console and tests.
 worker = flusher.worker_for(flush, log, "held account links, routes and time zones",
-                            lambda core: held(core).spacing)
+                            lambda core: held(core).spacing.due())
 flushing = flusher.running(worker, "people-held")

@@ -221,8 +221,21 @@ async def person_to_link(s: AsyncSession, user: UserRef) -> Person:
 
 async def enrol(s: AsyncSession, user: UserRef) -> str:
     """The id of the person an account belongs to, created as a new practitioner if there is
-    none and enrolment allows (else NotEnrolled). No link is stored: the caller holds it."""
-    person, _created = await _found_or_enrolled(s, user)
+    none and enrolment allows (else NotEnrolled). The link of a person found is not stored
+    (the caller holds it); a person created is stored with their account's link, undated:
+    the link is all that says who someone without an email is, so two replicas enrolling
+    the same account at once create one person (the second's link conflicts, and its retry
+    finds the first's)."""
+    linked = await s.scalar(select(Identity.person_id).where(
+        Identity.platform == user.platform, Identity.workspace == user.workspace,
+        Identity.user_id == user.user_id))
+    if linked is not None:
+        return linked
+    person, created = await _found_or_enrolled(s, user)
+    if created:
+        s.add(Identity(platform=user.platform, workspace=user.workspace, user_id=user.user_id,
+                       person_id=person.id))
+        await s.flush()
     return person.id
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -21,11 +20,13 @@ from bot import flusher
 from bot.model import Context, Message, Text
 from bot.people.held import FLUSH_LOCK as PEOPLE_FLUSH_LOCK
 from bot.people.held import flush as flush_links
+from bot.people.held import held as people_held
 from bot.people.tables import Identity
 from bot.privacy.rules import Retention
 from bot.privacy.tables import NoticeShown
 from bot.programme.core_sections import DEFAULT_PRIVACY, get_setting
 from storage.db import connection_of, upsert
+from storage.perkey import PerKey
 
 if TYPE_CHECKING:
     from bot.core import Core
@@ -87,15 +88,9 @@ class Told:
         self.accounts.add(account)
 
 
-_TOLD: weakref.WeakKeyDictionary[Engine, Told] = weakref.WeakKeyDictionary()
-
-
-def told(engine: Engine) -> Told:
-    """The accounts known told on `engine` (a sync engine: `Database.engine.sync_engine`)."""
-    found = _TOLD.get(engine)
-    if found is None:
-        found = _TOLD[engine] = Told()
-    return found
+told: PerKey[Engine, Told] = PerKey(Told)
+"""`told(engine)`: the accounts known told on `engine` (a sync engine:
+`Database.engine.sync_engine`)."""
 
 
 _SHOWN = select(NoticeShown.user_id).where(NoticeShown.platform == bindparam("platform"),
@@ -116,14 +111,7 @@ class _Unwritten:
     spacing: flusher.Spacing = field(default_factory=flusher.Spacing)
 
 
-_UNWRITTEN: weakref.WeakKeyDictionary[Core, _Unwritten] = weakref.WeakKeyDictionary()
-
-
-def _unwritten(core: Core) -> _Unwritten:
-    found = _UNWRITTEN.get(core)
-    if found is None:
-        found = _UNWRITTEN[core] = _Unwritten()
-    return found
+_unwritten: PerKey[Core, _Unwritten] = PerKey(_Unwritten)
 
 
 def unwritten(core: Core) -> set[Account]:
@@ -181,10 +169,10 @@ async def flush(core: Core) -> int:
     gives every row of the table a new version (SQLite: the new rows added in shuffled order,
     then every row updated in place; PostgreSQL: every row deleted and laid down again in one
     shuffled order); returns how many accounts were new. Kept for the next flush if it fails."""
-    held = _UNWRITTEN.get(core)
+    held = _unwritten.get(core)
     if held is None:
         return 0
-    if held.due:
+    if _waits_for_links(core, held):
         # The accounts' links this process holds go first (bot/people/held.py): a row is
         # written only for a linked account.
         await flush_links(core)
@@ -227,7 +215,25 @@ async def flush(core: Core) -> int:
         return len(rows)
 
 
+def _waits_for_links(core: Core, held: _Unwritten) -> bool:
+    """Whether a row due here waits for a link this process holds (or is writing now)."""
+    links = people_held.get(core)
+    return links is not None and bool(held.due) and (
+        links.lock.locked() or any(account in links.links for account in held.due))
+
+
+def _worker_due(core: Core) -> bool:
+    """The worker's turn: this holder's spacing, and when a row waits for a held link, the
+    links' spacing too (their flush goes first and rewrites every `identities` row, which
+    the links' own worker spaces out; bench/README.md, "flush arithmetic")."""
+    held = _unwritten.get(core)
+    if held is None:
+        return True  # nothing held: the flush writes nothing
+    if not held.spacing.due():
+        return False
+    return not _waits_for_links(core, held) or people_held(core).spacing.due()
+
+
 # A router worker (every `serve` replica runs one), and `flushing` for the console and tests.
-worker = flusher.worker_for(flush, log, "privacy notice rows",
-                            lambda core: _unwritten(core).spacing)
+worker = flusher.worker_for(flush, log, "privacy notice rows", _worker_due)
 flushing = flusher.running(worker, "privacy-notices")

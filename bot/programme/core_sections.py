@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-import weakref
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -17,6 +16,7 @@ from bot.people.service import ENROLMENT
 from bot.people.tables import Person, PersonRole, Setting, Team, Theme
 from bot.programme.schema import Doc, Section
 from bot.roles import ALL_ROLES, TEAM_LEAD
+from storage.perkey import PerKey
 
 DEFAULT_WORKING_HOURS = {"start": "09:00", "end": "17:00", "days": ["mon", "tue", "wed", "thu", "fri"]}
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -60,15 +60,9 @@ class SettingsCache:
         self.values.clear()
 
 
-_CACHES: weakref.WeakKeyDictionary[Engine, SettingsCache] = weakref.WeakKeyDictionary()
-
-
-def settings_cache(engine: Engine) -> SettingsCache:
-    """The cache of `engine` (a sync engine: `Database.engine.sync_engine`)."""
-    cache = _CACHES.get(engine)
-    if cache is None:
-        cache = _CACHES[engine] = SettingsCache()
-    return cache
+settings_cache: PerKey[Engine, SettingsCache] = PerKey(SettingsCache)
+"""`settings_cache(engine)`: the cache of `engine` (a sync engine:
+`Database.engine.sync_engine`)."""
 
 
 def forget_settings(engine: Engine | AsyncEngine) -> None:
