@@ -29,6 +29,19 @@ class TransientError(PlatformError):
     """5xx, timeouts: retry with backoff."""
 
 
+class AppNotAuthorised(TransientError):
+    """The platform refused the app itself in a workspace or tenant: token revoked, app
+    uninstalled, workspace deleted, credentials rejected. Nobody there can be reached until an
+    admin reinstalls or fixes it, so it says nothing about the recipient (never mark them
+    unreachable); like any transient failure it is tried again later, and the adapter answers
+    it locally for a while instead of asking the platform again (no spinning). `code`: the
+    platform's own word for it ('token_revoked', 'HTTP 401')."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class Port(Protocol):
     """What an adapter offers the core. Every method may raise a PlatformError."""
 

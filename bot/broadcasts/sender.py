@@ -505,7 +505,17 @@ class Sender:
             if ident is not None:
                 await self.core.mark_unreachable(ident, str(e))
         except (TransientError, TimeoutError) as e:
+            # AppNotAuthorised (token revoked, app uninstalled) comes here too: retried with
+            # the same backoff, never held against the recipient; the port answers it locally
+            # meanwhile, so the retries cost no calls.
             await self._retry_later(row, "timed out" if isinstance(e, TimeoutError) else str(e))
+        except PlatformError as e:
+            # Refused for good (msg_too_long, invalid_blocks, Teams 400/413): the same answer
+            # would come again, so it fails now with the platform's reason, counted in the
+            # report; never left `sending` to be tried again after every lease.
+            await self._record(row, state="final_failed",
+                                error=f"refused by the platform: {e}"[:300])
+            self.stats.final_failed += 1
 
     async def _retry_later(self, row: Claimed, reason: str) -> None:
         reason = f"platform error: {reason or 'unknown'}"[:300]
