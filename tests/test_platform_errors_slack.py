@@ -3,9 +3,9 @@ each), and every journey ends with each recipient delivered once, or failed with
 change team can count; nothing retried forever, nobody blamed for the app's own token.
 
 - The app was uninstalled or its token revoked mid-broadcast (token_revoked, account_inactive):
-  the rows retry with backoff, then fail with a reason that says to reinstall; nobody is marked
-  unreachable (a reinstall must reach everyone again), and the dead token is not asked again
-  for every row.
+  the rows wait, shown as retrying with a reason that says to reinstall, and the reinstall
+  delivers them once each; never reinstalled, they fail with that reason after a day. Nobody
+  is marked unreachable, and the dead token is not asked again for every row.
 - Slack refuses the message itself (msg_too_long): each row fails once, with the reason, and
   the broadcast finishes with its report; it is not left `sending` to be resent after every
   lease.
@@ -94,34 +94,69 @@ def copies(fake: FakeSlack) -> list[str]:
     return [m.channel for m in fake.messages if TITLE in m.text and m.metadata and not m.deleted]
 
 
-async def test_an_uninstalled_app_fails_the_broadcast_with_a_reason_and_blames_nobody(
-    loaded: Core, slack: tuple[FakeSlack, SlackPort], clock: FakeClock
-) -> None:
-    fake, _port = slack
-    sender = Sender(loaded, limiter=Limiter(FAST), max_attempts=3)
-    await publish(loaded)  # six people, found on Slack and sent to: their DMs are known
+async def revoked_mid_broadcast(core: Core, fake: FakeSlack, sender: Sender) -> str:
+    """Six people were found on Slack and sent to before (their DMs are known); then the app
+    is uninstalled and a second early win goes out."""
+    await publish(core)
     await sender.drain()
     assert len(copies(fake)) == 6
     fake.messages.clear()
-    bid = await publish(loaded)
+    bid = await publish(core)
     fake.revoke("token_revoked")
     await sender.drain()
-    first = await rows(loaded, bid)
-    assert [r.state for r in first] == ["failed"] * 6, "retried later, not given up at once"
+    return bid
+
+
+async def test_an_uninstalled_app_holds_the_broadcast_and_a_reinstall_delivers_it_once(
+    loaded: Core, slack: tuple[FakeSlack, SlackPort], clock: FakeClock
+) -> None:
+    fake, _port = slack
+    sender = Sender(loaded, limiter=Limiter(FAST))
+    bid = await revoked_mid_broadcast(loaded, fake, sender)
+    waiting = await rows(loaded, bid)
+    assert [r.state for r in waiting] == ["failed"] * 6, "retrying, not given up at once"
     assert all("token_revoked" in (r.error or "") and "reinstall" in (r.error or "")
-               for r in first), {r.error for r in first}
+               for r in waiting), {r.error for r in waiting}
+    st = await service.status(loaded, bid)
+    assert st.counts["failed"] == 6 and any("reinstall" in why for why, _n in st.reasons), (
+        "the change team sees why, as a count")
     asked = len(fake.calls)
-    for _ in range(4):
-        clock.advance(timedelta(minutes=5))
+    for _ in range(3):
+        clock.advance(timedelta(minutes=11))
         await sender.drain()
     assert len(fake.calls) == asked, "a dead token is answered locally, not asked per row"
+    assert await unreachable(loaded) == [], "the app's token says nothing about the people"
+    # An admin reinstalls the app and the bot restarts with the new token.
+    fake.restore()
+    ws, _port2 = await connect(loaded, fake)
+    try:
+        clock.advance(timedelta(minutes=11))
+        await sender.drain()
+    finally:
+        await ws.close()
+    assert sorted(copies(fake)) == sorted(set(copies(fake))) and len(copies(fake)) == 6
+    st = await service.status(loaded, bid)
+    assert st.broadcast.state == "done" and st.counts["sent"] == 6
+
+
+async def test_an_app_never_reinstalled_fails_the_broadcast_after_a_day_with_the_reason(
+    loaded: Core, slack: tuple[FakeSlack, SlackPort], clock: FakeClock
+) -> None:
+    fake, _port = slack
+    sender = Sender(loaded, limiter=Limiter(FAST))
+    bid = await revoked_mid_broadcast(loaded, fake, sender)
+    clock.advance(timedelta(hours=23))  # Tuesday 09:00, inside everyone's working hours
+    await sender.drain()
+    assert {r.state for r in await rows(loaded, bid)} == {"failed"}
+    clock.advance(timedelta(hours=1, minutes=1))
+    await sender.drain()
     final = await rows(loaded, bid)
     assert [r.state for r in final] == ["final_failed"] * 6
-    assert all("reinstall" in (r.error or "") for r in final)
+    assert all("reinstall" in (r.error or "") and "gave up after 24 hours" in (r.error or "")
+               for r in final), {r.error for r in final}
     st = await service.status(loaded, bid)
-    assert st.counts["final_failed"] == 6 and st.broadcast.state == "done"
-    assert any("token_revoked" in reason and n == 6 for reason, n in st.reasons), st.reasons
-    assert await unreachable(loaded) == [], "the app's token says nothing about the people"
+    assert st.broadcast.state == "done" and st.counts["final_failed"] == 6
+    assert await unreachable(loaded) == []
     assert copies(fake) == []
 
 

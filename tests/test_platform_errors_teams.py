@@ -109,19 +109,20 @@ async def test_a_rejected_bot_token_retries_blames_nobody_and_delivers_once_fixe
     port.pool.monotonic = lambda: now[0]
     bid, emails = await publish(loaded)
     teams.fake.state.reject_tokens = True
-    sender = Sender(loaded, limiter=Limiter(FAST), max_attempts=4)
+    sender = Sender(loaded, limiter=Limiter(FAST))
     await sender.drain()
     got = await states(loaded, bid)
     assert {st for st, _ in got.values()} == {"failed"}, got
     assert all("refused staffvoice's token (401)" in why for _, why in got.values())
     asked = len(teams.fake.state.calls)
-    clock.advance(timedelta(minutes=5))
+    clock.advance(timedelta(minutes=11))
     await sender.drain()
     assert len(teams.fake.state.calls) == asked, "answered locally, not asked for every row"
     assert await unreachable(loaded) == [], "the bot's token says nothing about the people"
     # The admin fixes the app registration; a while later the connector is asked again.
     teams.fake.state.reject_tokens = False
     now[0] += REFUSED_S + 1
+    clock.advance(timedelta(minutes=11))
     await drain(loaded, sender, clock)
     assert [copies(teams, e) for e in emails] == [1] * 6
     st = await service.status(loaded, bid)
