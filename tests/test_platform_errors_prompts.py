@@ -2,7 +2,7 @@
 msg_too_long or invalid_blocks to every post, as it would to a survey question over Block
 Kit's limits). Each person's pulse reminder, and a milestone owner's check-in, is tried once
 and recorded; one refusal does not stop the prompts after it, and nothing is tried again on
-every tick.
+every tick. And a tapped card Slack will not edit still leaves the answer saved, and says so.
 """
 
 from __future__ import annotations
@@ -11,19 +11,21 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from adapters.slack.port import SlackPort
 from bot.clock import FakeClock
 from bot.core import Core
 from bot.milestones.tables import MilestoneCheckin
 from bot.people.tables import Person
-from bot.pulse.tables import PulseParticipation
+from bot.pulse.tables import PulseParticipation, PulsePending
+from tests.conformance.drivers.slack import make as make_slack
 from tests.fakes.slack_api import FakeSlack
 from tests.test_platform_errors_slack import connect
 from tests.test_scheduler_grace import FNM, INVITE, MON, start_at, utc
 
 REMINDER = "gentle reminder"
+P1 = "practitioner1@northbridge.example"
 
 
 @pytest.fixture
@@ -83,3 +85,26 @@ async def test_a_milestone_check_in_slack_refuses_is_tried_once_not_on_every_tic
         states = list((await s.execute(select(MilestoneCheckin.state).where(
             MilestoneCheckin.milestone_id == "family-network-meetings"))).scalars())
     assert "sent" in states and "due" not in states
+
+
+@pytest.mark.parametrize("refusal", ["message_not_found", "cant_update_message"])
+async def test_an_answer_whose_card_slack_will_not_edit_is_saved_and_says_so(
+    loaded: Core, refusal: str
+) -> None:
+    """chat.update refuses to edit the tapped question card: the answer is stored, and the
+    practitioner gets the next question as a new message, never "nothing was saved"."""
+    d = await make_slack(loaded)
+    try:
+        await loaded.tick()  # Monday 10:00: the round opens, question 1 in each DM
+        d.fake.failures["chat.update"] = [refusal]
+        await d.tap(P1, "4")
+        assert d.adapter is not None
+        await d.adapter.drain()
+        seen = d.seen(P1)
+        assert not any("nothing was saved" in t for t in seen), seen
+        assert "Saved your answer to question 1." in seen[-1] and "question 2 of 7" in seen[-1]
+        async with loaded.db.session() as s:
+            assert (await s.execute(select(func.count()).select_from(PulsePending))
+                    ).scalar_one() == 1
+    finally:
+        await d.close()
