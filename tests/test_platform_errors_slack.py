@@ -269,3 +269,25 @@ async def test_an_uninstalled_app_keeps_the_alert_for_the_leads_until_it_is_rein
         await ws.close()
     assert [urgent_in_dm(fake, lead) for lead in LEADS] == [1, 1]
     assert await alerts(loaded) == {LEADS[0]: "sent", LEADS[1]: "sent"}
+
+
+@pytest.mark.parametrize("refusal", ["is_archived", "restricted_action", "channel_not_found"])
+async def test_a_channel_that_refuses_posts_is_skipped_with_the_reason_and_the_others_get_it(
+    loaded: Core, slack: tuple[FakeSlack, SlackPort], clock: FakeClock, refusal: str
+) -> None:
+    fake, _port = slack
+    for channel in ("C0UPDATES", "C0NEWS"):
+        fake.add_channel(channel)
+    fake.refuse_posts("C0UPDATES", refusal)
+    bid = await publish(loaded, f"channels: slack:{fake.team}/C0UPDATES, slack:{fake.team}/C0NEWS")
+    sender = Sender(loaded, limiter=Limiter(FAST))
+    await sender.drain()
+    clock.advance(timedelta(minutes=10))
+    await sender.drain()
+    got = {r.recipient.rsplit("/", 1)[-1]: r for r in await rows(loaded, bid)}
+    assert got["C0UPDATES"].state == "skipped" and refusal in (got["C0UPDATES"].error or "")
+    assert got["C0NEWS"].state == "sent" and copies(fake) == ["C0NEWS"]
+    assert len([c for c in fake.called("chat.postMessage")
+                if c.args.get("channel") == "C0UPDATES"]) == 1, "asked once, not retried"
+    st = await service.status(loaded, bid)
+    assert st.broadcast.state == "done" and any(refusal in why for why, _n in st.reasons)

@@ -8,6 +8,8 @@ change team can count, nothing is retried forever, nobody is blamed for the app'
 - The Bot Connector stops accepting the bot's token (401, a fresh token too): the rows retry
   with the reason, the connector is not asked again for every row, nobody is marked
   unreachable, and once the registration is fixed the broadcast reaches everyone.
+- Safeguarding: a lead who blocked the bot does not stop the other lead's alert; theirs stays
+  pending, visible in the urgent queue, and reaches them once they unblock it.
 """
 
 from __future__ import annotations
@@ -26,12 +28,15 @@ from bot.broadcasts.sender import Sender
 from bot.broadcasts.tables import Delivery
 from bot.clock import FakeClock
 from bot.core import Core
+from bot.feedback import service as fb
 from bot.people.tables import Identity, Person
 from tests.conformance.drivers.teams import TeamsDriver
 from tests.test_broadcast_engine import office_hours_for_all
 
 CHANGE = "changelead@northbridge.example"
 TITLE = "Early win: family network meetings"
+LEADS = ["safeguarding.lead@northbridge.example", "lado@northbridge.example"]
+CONCERN = "A boy on my caseload told me his stepdad hits him."
 FAST = {"teams": Limits(workspace_per_s=1000, conversation_per_s=1000, burst=50)}
 
 
@@ -127,3 +132,27 @@ async def test_a_rejected_bot_token_retries_blames_nobody_and_delivers_once_fixe
     assert [copies(teams, e) for e in emails] == [1] * 6
     st = await service.status(loaded, bid)
     assert st.broadcast.state == "done" and st.counts["sent"] == 6
+
+
+async def test_a_lead_who_blocked_the_bot_does_not_stop_the_other_leads_alert(
+    loaded: Core, teams: TeamsDriver
+) -> None:
+    """Safeguarding: the alert goes to each lead on its own; the one Teams refuses (403) keeps
+    a pending alert, shown against their name in the leads' urgent queue, and is tried again."""
+    teams.fake.user_by_email(LEADS[0]).blocked = True
+    async with loaded.db.session() as s:
+        author = (await s.execute(select(Person.id).where(Person.email == CHANGE))).scalar_one()
+    await fb.store(loaded, author, text=CONCERN, theme_id=None, replies=False,
+                   concerns=["child_risk"])
+    await fb.deliver_alerts(loaded)
+    assert sum("URGENT" in t for t in teams.seen(LEADS[1])) == 1
+    assert not any("URGENT" in t for t in teams.seen(LEADS[0]))
+    async with loaded.db.session() as s:
+        ids = {str(e): str(p) for p, e in (await s.execute(select(Person.id, Person.email)))}
+        [queued] = await fb.urgent_queue(s)
+    assert queued.delivery == {ids[LEADS[0]]: "pending", ids[LEADS[1]]: "sent"}
+    teams.fake.user_by_email(LEADS[0]).blocked = False  # they unblock; the next tick reaches them
+    await teams.say(LEADS[0], "help")  # ...and say something, as Teams needs to learn the chat
+    await fb.deliver_alerts(loaded)
+    assert sum("URGENT" in t for t in teams.seen(LEADS[0])) == 1
+    assert sum("URGENT" in t for t in teams.seen(LEADS[1])) == 1, "nobody gets it twice"
