@@ -114,6 +114,16 @@ class MemberLister(Protocol):
 
 
 @runtime_checkable
+class RefusalAware(Protocol):
+    """Optional: a platform that remembers refusing the app itself (AppNotAuthorised)."""
+
+    def app_refused(self) -> str | None:
+        """Why the platform refuses the app now (in some workspace or tenant), else None.
+        Lets a lookup that found nobody tell "nobody there" from "could not ask"."""
+        ...
+
+
+@runtime_checkable
 class SizeLimited(Protocol):
     """Optional: a platform that refuses messages over a size, measured as it sends them."""
 

@@ -291,3 +291,27 @@ async def test_a_channel_that_refuses_posts_is_skipped_with_the_reason_and_the_o
                 if c.args.get("channel") == "C0UPDATES"]) == 1, "asked once, not retried"
     st = await service.status(loaded, bid)
     assert st.broadcast.state == "done" and any(refusal in why for why, _n in st.reasons)
+
+
+async def test_people_not_yet_found_on_slack_wait_for_the_reinstall_not_skipped(
+    loaded: Core, slack: tuple[FakeSlack, SlackPort], clock: FakeClock
+) -> None:
+    """First contact while the app is uninstalled: the email lookup cannot be asked, which is
+    not the same as "not on Slack"; the rows wait with the reason and go after the reinstall."""
+    fake, _port = slack
+    fake.revoke("token_revoked")
+    bid = await publish(loaded)
+    sender = Sender(loaded, limiter=Limiter(FAST))
+    await sender.drain()
+    waiting = await rows(loaded, bid)
+    assert [r.state for r in waiting] == ["failed"] * 6, [(r.state, r.error) for r in waiting]
+    assert all("reinstall" in (r.error or "") for r in waiting)
+    fake.restore()
+    ws, _port2 = await connect(loaded, fake)
+    try:
+        clock.advance(timedelta(minutes=11))
+        await sender.drain()
+    finally:
+        await ws.close()
+    assert len(copies(fake)) == 6 == len(set(copies(fake)))
+    assert (await service.status(loaded, bid)).counts["sent"] == 6

@@ -161,6 +161,11 @@ class Pacer:
             return None
         return hit[1]
 
+    def any_refused(self) -> str | None:
+        """Why some workspace's token is refused now, if one is (see token_refused)."""
+        return next((why for tok in list(self._refused_tokens)
+                     if (why := self.refused_token(tok)) is not None), None)
+
     def waits_for(self, e: BaseException) -> bool:
         """`e` is a 429 whose Retry-After is short enough to wait for inline."""
         wait = refused_for(e)
@@ -446,6 +451,10 @@ class SlackPort:
             except PlatformError as e:
                 log.warning("slack chart upload failed; the message has it in words",
                             extra={"error": str(e)})
+
+    def app_refused(self) -> str | None:
+        """bot.port.RefusalAware: why Slack refuses the app's token now, if it does."""
+        return self.workspaces.pacer.any_refused()
 
     def too_big(self, message: Message) -> str | None:
         """bot.port.SizeLimited: why `message` cannot go as one Slack message, if it cannot."""

@@ -216,6 +216,12 @@ class ConnectorPool:
         except (TimeoutError, aiohttp.ClientConnectionError) as e:
             raise TransientError(f"{what}: gave up after {self.attempts} attempts") from e
 
+    def refused(self) -> str | None:
+        """Why the Bot Connector refuses our token now, while calls are answered locally."""
+        if self._refused is not None and self._refused[0] > self.monotonic():
+            return self._refused[1]
+        return None
+
     def _token_refused(self, what: str) -> AppNotAuthorised:
         """The Bot Connector refused our token, a fresh one too: the app registration was
         deleted or its secret changed. Said once in the log; calls are answered locally for

@@ -52,6 +52,7 @@ from bot.port import (
     PlatformError,
     Port,
     RateLimited,
+    RefusalAware,
     TransientError,
     Unreachable,
 )
@@ -670,6 +671,10 @@ class Sender:
             found_idents = idents or await self._discover(row.person_id)
             ident = found_idents[0] if found_idents else None
         if ident is None:
+            for p in self.core.ports.values():
+                why = p.app_refused() if isinstance(p, RefusalAware) else None
+                if why:  # nobody found because a platform could not be asked: wait for it
+                    raise AppNotAuthorised(why)
             return None
         port = self.core.ports[ident.platform]
         if ident.dm:
