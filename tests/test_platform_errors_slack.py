@@ -12,6 +12,9 @@ change team can count; nothing retried forever, nobody blamed for the app's own 
 - A deactivated account (not found by email), an archived DM (is_archived) and a passing
   internal_error in one broadcast: two failed with their reasons, one retried, the rest sent
   once each.
+- A channel that refuses posts (is_archived, restricted_action, channel_not_found) is skipped
+  with the reason and asked once; a shortcut whose trigger expired (expired_trigger_id, 3 s)
+  offers the form by button.
 - Safeguarding: a lead whose account is deactivated does not stop the other lead's alert; an
   uninstalled app does not mark the leads unreachable, so the alert reaches them after the
   reinstall.
@@ -37,6 +40,7 @@ from bot.feedback import service as fb
 from bot.feedback.tables import FeedbackAlert
 from bot.model import text_message
 from bot.people.tables import Identity, Person
+from tests.conformance.drivers.slack import SlackDriver
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 from tests.test_broadcast_engine import office_hours_for_all
 
@@ -45,6 +49,7 @@ TITLE = "Early win: family network meetings"
 FAST = {"slack": Limits(workspace_per_s=1000, conversation_per_s=1000, burst=50)}
 LEADS = ["safeguarding.lead@northbridge.example", "lado@northbridge.example"]
 CONCERN = "A boy on my caseload told me his stepdad hits him."
+PRACTITIONER = "practitioner1@northbridge.example"
 
 
 async def connect(core: Core, fake: FakeSlack) -> tuple[Workspaces, SlackPort]:
@@ -315,3 +320,25 @@ async def test_people_not_yet_found_on_slack_wait_for_the_reinstall_not_skipped(
         await ws.close()
     assert len(copies(fake)) == 6 == len(set(copies(fake)))
     assert (await service.status(loaded, bid)).counts["sent"] == 6
+
+
+async def test_a_shortcut_whose_trigger_expired_offers_the_form_by_button(loaded: Core) -> None:
+    """views.open answers expired_trigger_id when the core took longer than Slack's 3 s: the
+    person gets a button in their DM that opens the same form, never an error."""
+    d = SlackDriver(loaded, FakeSlack(retry_after=0))
+    await d.start()
+    try:
+        d.fake.trigger_ttl = 0.0  # the core was slower than the trigger's life
+        await d.shortcut(PRACTITIONER, "feedback.open")
+        assert d.adapter is not None
+        await d.adapter.drain()
+        assert [c.args.get("trigger_id") for c in d.fake.called("views.open")], "it was tried"
+        assert d.fake.open_view(d.user(PRACTITIONER).id) is None
+        offered = [m for m in d.dm(PRACTITIONER) if "Open the form" in str(m.blocks)]
+        assert len(offered) == 1 and not any("wrong" in t for t in d.seen(PRACTITIONER))
+        d.fake.trigger_ttl = 3.0
+        await d.tap(PRACTITIONER, "Open the form")
+        form = d.form(PRACTITIONER)
+        assert form is not None and form.form_id.startswith("feedback")
+    finally:
+        await d.close()
