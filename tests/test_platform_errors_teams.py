@@ -8,6 +8,7 @@ change team can count, nothing is retried forever, nobody is blamed for the app'
 - The Bot Connector stops accepting the bot's token (401, a fresh token too): the rows retry
   with the reason, the connector is not asked again for every row, nobody is marked
   unreachable, and once the registration is fixed the broadcast reaches everyone.
+- The tenant's admin disabled the app (403 BotDisabledByAdmin): the same, nobody blamed.
 - Safeguarding: a lead who blocked the bot does not stop the other lead's alert; theirs stays
   pending, visible in the urgent queue, and reaches them once they unblock it.
 """
@@ -156,3 +157,26 @@ async def test_a_lead_who_blocked_the_bot_does_not_stop_the_other_leads_alert(
     await fb.deliver_alerts(loaded)
     assert sum("URGENT" in t for t in teams.seen(LEADS[0])) == 1
     assert sum("URGENT" in t for t in teams.seen(LEADS[1])) == 1, "nobody gets it twice"
+
+
+async def test_an_app_the_tenant_admin_disabled_blames_nobody_and_waits_for_the_admin(
+    loaded: Core, teams: TeamsDriver, clock: FakeClock
+) -> None:
+    """403 BotDisabledByAdmin is about the app in the whole tenant: the rows wait with a
+    reason the change team can act on, and nobody is marked unreachable (each would otherwise
+    need to talk to the bot again before any prompt reached them)."""
+    sender = Sender(loaded, limiter=Limiter(FAST))
+    _first, emails = await publish(loaded)
+    await drain(loaded, sender, clock, times=1)
+    assert [copies(teams, e) for e in emails] == [1] * 6  # their chats are known now
+    teams.fake.state.disabled_by_admin = True
+    bid, _ = await publish(loaded)
+    await sender.drain()
+    got = await states(loaded, bid)
+    assert {st for st, _ in got.values()} == {"failed"}, got
+    assert all("admin disabled staffvoice" in why for _, why in got.values())
+    assert await unreachable(loaded) == []
+    teams.fake.state.disabled_by_admin = False  # the admin allows the app again
+    clock.advance(timedelta(minutes=11))
+    await drain(loaded, sender, clock, times=1)
+    assert [copies(teams, e) for e in emails] == [2] * 6, "the second one, once each"

@@ -36,6 +36,12 @@ REFUSED_S = 300.0
 # 404s that mean the person or the chat is gone (record, do not retry): the chat is unknown
 # (botbuilder-python #2102), or a 1:1 chat could not be created because the user is not found.
 GONE_404 = frozenset({"ConversationNotFound", "NotFound", "MemberNotFoundInConversation"})
+# 403s about the app in the whole tenant, not about the person ("Status codes from bot
+# conversational APIs", learn.microsoft.com/microsoftteams/platform/bots/how-to/conversations/
+# conversation-messages; msteams-docs #6335: BotDisabledByAdmin "The tenant admin disabled this
+# bot", stop posting; bot-docs #1960: TenantNoPermission "Tenant is disabled"): nobody there is
+# marked unreachable for them.
+APP_403 = frozenset({"BotDisabledByAdmin", "TenantNoPermission"})
 
 
 class _NoRetriedErrorsInLogs(logging.Filter):
@@ -201,6 +207,11 @@ class ConnectorPool:
             if e.status == 401 and self.tokens is not None:
                 raise self._token_refused(what) from e
             code = _error_code(e.message)  # (the SDK keeps the body of sends and edits only)
+            if e.status == 403 and code in APP_403:
+                raise AppNotAuthorised(
+                    f"{what}: {code}: the tenant's Teams admin disabled staffvoice (Teams admin "
+                    "center, app permission policies); nothing reaches that tenant until an "
+                    "admin allows the app again", f"HTTP 403 {code}") from e
             if e.status == 403:
                 raise Unreachable(f"{what}: forbidden ({code or 403}): the person blocked or "
                                   "uninstalled the app, or it is not installed for them") from e

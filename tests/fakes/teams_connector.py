@@ -19,7 +19,8 @@ Strict where the Bot Connector is strict (each rule cites where it comes from):
 - error answers a council meets (each cited where it is answered): 403 ConversationBlockedByUser
   and BotNotInConversationRoster for a user who blocked or uninstalled the app, 404
   ConversationNotFound for a chat the service no longer knows (`forget_conversation`), 401 for
-  every call once the bot's token is no longer accepted (`reject_tokens`);
+  every call once the bot's token is no longer accepted (`reject_tokens`), 403
+  BotDisabledByAdmin once the tenant's admin blocked the app (`disabled_by_admin`);
 - dialogs: `invoke_problem` checks what the bot answers a `task/fetch` or `task/submit` invoke.
 
 The fake keeps its own clock (`advance`), so a test's backoff can move time without waiting;
@@ -154,6 +155,11 @@ class FakeTeams:
     # (botbuilder-python #2102: "sending a message returns ConversationNotFound" for ~1% of
     # installed users; the bot must record it, not retry).
     forgotten: set[str] = field(default_factory=set)
+    # The tenant's admin blocked the app (Teams admin center): sends to existing conversations
+    # get 403 BotDisabledByAdmin ("Status codes from bot conversational APIs" in
+    # learn.microsoft.com/microsoftteams/platform/bots/how-to/conversations/conversation-messages;
+    # msteams-docs #6335), while creating a chat still succeeds (msteams-docs #7954).
+    disabled_by_admin: bool = False
 
 
 class FakeConnector:
@@ -375,6 +381,8 @@ class FakeConnector:
         self.state.forgotten.add(cid.split(";")[0])
 
     def _blocked(self, cid: str) -> web.Response | None:
+        if self.state.disabled_by_admin:
+            return _error(403, "BotDisabledByAdmin", "The tenant admin disabled this bot")
         if cid.split(";")[0] in self.state.forgotten:
             return _error(404, "ConversationNotFound", "Conversation not found.")
         uid = self.state.conversations.get(cid.split(";")[0])
