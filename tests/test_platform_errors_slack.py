@@ -342,3 +342,26 @@ async def test_a_shortcut_whose_trigger_expired_offers_the_form_by_button(loaded
         assert form is not None and form.form_id.startswith("feedback")
     finally:
         await d.close()
+
+
+async def test_a_long_uninstall_never_gives_up_on_a_safeguarding_alert(
+    loaded: Core, slack: tuple[FakeSlack, SlackPort]
+) -> None:
+    """An alert is given up after MAX_ALERT_ATTEMPTS failed sends to a lead; the app being
+    uninstalled for hours is not the lead's failure, so it does not count towards that."""
+    fake, _port = slack
+    for lead in LEADS:
+        assert await loaded.dm(await _pid(loaded, lead), text_message("Welcome")) is not None
+    fake.revoke("token_revoked")
+    await fb.store(loaded, await _pid(loaded, CHANGE), text=CONCERN, theme_id=None,
+                   replies=False, concerns=["child_risk"])
+    for _ in range(fb.MAX_ALERT_ATTEMPTS + 5):  # a tick a minute for about an hour
+        await fb.deliver_alerts(loaded)
+    assert await alerts(loaded) == {LEADS[0]: "pending", LEADS[1]: "pending"}
+    fake.restore()
+    ws, _port2 = await connect(loaded, fake)
+    try:
+        assert await fb.deliver_alerts(loaded) == 2
+    finally:
+        await ws.close()
+    assert [urgent_in_dm(fake, lead) for lead in LEADS] == [1, 1]
