@@ -143,10 +143,10 @@ class Pacer:
         # Tokens the workspace refused (revoked, uninstalled): token -> (until, why).
         self._refused_tokens: dict[str, tuple[float, str]] = {}
 
-    def token_refused(self, token: str, why: str) -> None:
+    def token_refused(self, token: str, why: str, say: bool = True) -> None:
         """Slack refused `token` itself: answer its calls locally for APP_REFUSED_S (said
-        once in the log, for operators)."""
-        if token not in self._refused_tokens:  # (never the token itself in the log)
+        once in the log, for operators, unless the caller says it: the start-up check)."""
+        if say and token not in self._refused_tokens:  # (never the token itself in the log)
             log.error("slack refused the bot token of a workspace; not calling it again for "
                       "%d s", int(APP_REFUSED_S), extra={"error": why})
         self._refused_tokens[token] = (time.monotonic() + APP_REFUSED_S, why)
@@ -218,7 +218,8 @@ class PacedWebClient(AsyncWebClient):
                         self.pacer.refused(key, wait)
                     code = _code(e)
                     if code in TOKEN_DEAD:
-                        self.pacer.token_refused(key[0], app_refused(code))
+                        self.pacer.token_refused(key[0], app_refused(code),
+                                                 say=api_method != "auth.test")
                     raise
 
         return await self.pacer.retry.run(attempt)
