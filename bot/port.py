@@ -29,6 +29,19 @@ class TransientError(PlatformError):
     """5xx, timeouts: retry with backoff."""
 
 
+class AppNotAuthorised(TransientError):
+    """The platform refused the app itself in a workspace or tenant: token revoked, app
+    uninstalled, workspace deleted, credentials rejected. Nobody there can be reached until an
+    admin reinstalls or fixes it, so it says nothing about the recipient (never mark them
+    unreachable); like any transient failure it is tried again later, and the adapter answers
+    it locally for a while instead of asking the platform again (no spinning). `code`: the
+    platform's own word for it ('token_revoked', 'HTTP 401')."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class Port(Protocol):
     """What an adapter offers the core. Every method may raise a PlatformError."""
 
@@ -98,6 +111,16 @@ class MemberLister(Protocol):
     """
 
     async def members(self, audience: str) -> list[UserRef]: ...
+
+
+@runtime_checkable
+class RefusalAware(Protocol):
+    """Optional: a platform that remembers refusing the app itself (AppNotAuthorised)."""
+
+    def app_refused(self) -> str | None:
+        """Why the platform refuses the app now (in some workspace or tenant), else None.
+        Lets a lookup that found nobody tell "nobody there" from "could not ask"."""
+        ...
 
 
 @runtime_checkable

@@ -26,6 +26,7 @@ from adapters.slack.forms import PendingForms
 from adapters.slack.installations import DatabaseInstallationStore, DatabaseStateStore, Sealer
 from adapters.slack.port import (
     PLATFORM,
+    AppNotAuthorised,
     Directory,
     PlatformError,
     SlackPort,
@@ -181,8 +182,9 @@ class SlackAdapter:
             return None
         try:
             await self.workspaces.teams()  # auth.test
-        except Unreachable as e:  # invalid_auth, token_revoked, account_inactive...
-            return (f"Slack refused SLACK_BOT_TOKEN ({e}). Copy the Bot User OAuth Token "
+        except (Unreachable, AppNotAuthorised) as e:  # invalid_auth, token_revoked, ...
+            said = e.code if isinstance(e, AppNotAuthorised) and e.code else str(e)
+            return (f"Slack refused SLACK_BOT_TOKEN ({said}). Copy the Bot User OAuth Token "
                     "(xoxb-...) from your app's OAuth & Permissions page into SLACK_BOT_TOKEN; if "
                     "the app was uninstalled or the token revoked, reinstall it first.")
         except PlatformError as e:

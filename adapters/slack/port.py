@@ -42,6 +42,7 @@ from bot.model import (
     UserRef,
 )
 from bot.port import (
+    AppNotAuthorised,
     PlatformError,
     RateLimited,
     TransientError,
@@ -60,13 +61,30 @@ WEB_LOG = logging.getLogger("slack_sdk.web.staffvoice")
 WEB_LOG.setLevel(logging.WARNING)
 
 PLATFORM = "slack"
-# Errors that mean "this person or conversation cannot be reached": record, do not retry.
+# Errors that mean "this person or conversation cannot be reached": record, do not retry
+# (conversations.open: user_not_found, user_disabled, user_not_visible; chat.postMessage:
+# channel_not_found, is_archived, not_in_channel, restricted_action; docs.slack.dev/reference/
+# methods/conversations.open and .../chat.postMessage, "Errors").
 UNREACHABLE = frozenset({
-    "account_inactive", "cannot_dm_bot", "channel_not_found", "is_archived", "not_in_channel",
+    "cannot_dm_bot", "channel_not_found", "is_archived", "not_in_channel",
     "user_not_found", "users_not_found", "user_disabled", "user_not_visible",
-    "messages_tab_disabled", "restricted_action", "invalid_auth", "not_authed", "token_revoked",
-    "team_access_not_granted", "ekm_access_denied", "missing_scope", "no_permission",
+    "messages_tab_disabled", "restricted_action",
 })
+# Errors about the app's token in the workspace, not about whom it writes to (Slack's common
+# errors: account_inactive "Authentication token is for a deleted user or workspace when
+# using a bot token", token_revoked, invalid_auth, not_authed; ekm_access_denied
+# "Administrators have suspended the ability to post a message"; missing_scope and
+# no_permission until the app is reinstalled with the scope): AppNotAuthorised, and nobody
+# marked unreachable for it. A dead token (TOKEN_DEAD) fails every call of its workspace
+# alike, so its calls are answered locally for APP_REFUSED_S instead of asking again.
+TOKEN_DEAD = frozenset({
+    "account_inactive", "invalid_auth", "not_authed", "token_revoked", "token_expired",
+})
+APP_REFUSED = TOKEN_DEAD | frozenset({
+    "team_access_not_granted", "ekm_access_denied", "missing_scope", "no_permission",
+    "not_allowed_token_type",
+})
+APP_REFUSED_S = 300.0
 # Broadcast deliveries carry their ledger key as message metadata of this type.
 DELIVERY_EVENT = "staffvoice_delivery"
 FIND_WINDOW = 20
@@ -85,6 +103,12 @@ def retry_after(headers: Mapping[str, Any] | None, default: float = 1.0) -> floa
             except (TypeError, ValueError):
                 return default
     return default
+
+
+def _code(e: SlackApiError) -> str:
+    """Slack's error code of a failed call ('' when the answer carried none)."""
+    data = e.response.data
+    return str((data or {}).get("error", "")) if isinstance(data, dict) else ""
 
 
 def refused_for(e: BaseException) -> float | None:
@@ -116,6 +140,31 @@ class Pacer:
         self._until: dict[tuple[str, str], float] = {}  # no calls before this (monotonic)
         self._cautious: dict[tuple[str, str], float] = {}  # one at a time until this
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # Tokens the workspace refused (revoked, uninstalled): token -> (until, why).
+        self._refused_tokens: dict[str, tuple[float, str]] = {}
+
+    def token_refused(self, token: str, why: str, say: bool = True) -> None:
+        """Slack refused `token` itself: answer its calls locally for APP_REFUSED_S (said
+        once in the log, for operators, unless the caller says it: the start-up check)."""
+        if say and token not in self._refused_tokens:  # (never the token itself in the log)
+            log.error("slack refused the bot token of a workspace; not calling it again for "
+                      "%d s", int(APP_REFUSED_S), extra={"error": why})
+        self._refused_tokens[token] = (time.monotonic() + APP_REFUSED_S, why)
+
+    def refused_token(self, token: str) -> str | None:
+        """Why `token` was refused, while its calls are answered locally; else None."""
+        hit = self._refused_tokens.get(token)
+        if hit is None:
+            return None
+        if hit[0] <= time.monotonic():
+            del self._refused_tokens[token]
+            return None
+        return hit[1]
+
+    def any_refused(self) -> str | None:
+        """Why some workspace's token is refused now, if one is (see token_refused)."""
+        return next((why for tok in list(self._refused_tokens)
+                     if (why := self.refused_token(tok)) is not None), None)
 
     def waits_for(self, e: BaseException) -> bool:
         """`e` is a 429 whose Retry-After is short enough to wait for inline."""
@@ -155,6 +204,9 @@ class PacedWebClient(AsyncWebClient):
     async def api_call(self, api_method: str, **kwargs: Any) -> Any:  # type: ignore[override]
         key = (self.token or "", api_method)
         call = super().api_call
+        refused = self.pacer.refused_token(key[0])
+        if refused is not None:
+            raise AppNotAuthorised(refused)
 
         async def attempt() -> Any:
             async with self.pacer.turn(key):
@@ -164,6 +216,10 @@ class PacedWebClient(AsyncWebClient):
                     wait = refused_for(e)
                     if wait is not None:
                         self.pacer.refused(key, wait)
+                    code = _code(e)
+                    if code in TOKEN_DEAD:
+                        self.pacer.token_refused(key[0], app_refused(code),
+                                                 say=api_method != "auth.test")
                     raise
 
         return await self.pacer.retry.run(attempt)
@@ -196,13 +252,22 @@ def not_in_channel(channel: str) -> str:
             f"channel's settings, Integrations). (slack: not_in_channel)")
 
 
+def app_refused(code: str) -> str:
+    """What operators and the change team read when Slack refuses the app's own token."""
+    return (f"slack: {code}: the workspace refused staffvoice's token (the app was uninstalled, "
+            "its token revoked or the workspace deactivated); nothing can be sent there until "
+            "an admin reinstalls the app")
+
+
 def platform_error(e: Exception, channel: str = "") -> PlatformError:
     """A Slack client failure as one of the port's errors."""
     if isinstance(e, SlackApiError):
         status = getattr(e.response, "status_code", 200)
-        code = str((e.response.data or {}).get("error", "")) if isinstance(e.response.data, dict) else ""
+        code = _code(e)
         if status == 429 or code == "ratelimited":
             return RateLimited(retry_after(getattr(e.response, "headers", None)), f"slack: {code or 429}")
+        if code in APP_REFUSED:
+            return AppNotAuthorised(app_refused(code), f"slack: {code}")
         if code == "not_in_channel":
             return Unreachable(not_in_channel(channel or "named"))
         if code in UNREACHABLE:
@@ -255,8 +320,9 @@ class Workspaces:
             return self._clients[""]
         if team_id not in self._clients:
             bot = await self.store.bot_for_team(team_id) if self.store else None
-            if bot is None:
-                raise Unreachable("slack: workspace not installed")
+            if bot is None:  # uninstalled (app_uninstalled), or never installed
+                raise AppNotAuthorised(f"slack: staffvoice is not installed in workspace "
+                                       f"{team_id}; an admin must install it")
             self._clients[team_id] = self.base_client(bot.bot_token)
         return self._clients[team_id]
 
@@ -386,6 +452,10 @@ class SlackPort:
             except PlatformError as e:
                 log.warning("slack chart upload failed; the message has it in words",
                             extra={"error": str(e)})
+
+    def app_refused(self) -> str | None:
+        """bot.port.RefusalAware: why Slack refuses the app's token now, if it does."""
+        return self.workspaces.pacer.any_refused()
 
     def too_big(self, message: Message) -> str | None:
         """bot.port.SizeLimited: why `message` cannot go as one Slack message, if it cannot."""

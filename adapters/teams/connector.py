@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
@@ -22,13 +23,25 @@ from microsoft_agents.hosting.core.connector.client import UserTokenClient
 from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
 
 from adapters.teams.config import CONNECTOR_SCOPE
-from bot.port import PlatformError, RateLimited, TransientError, Unreachable
+from bot.port import AppNotAuthorised, PlatformError, RateLimited, TransientError, Unreachable
 from storage.retry import Retry
 
 log = logging.getLogger("staffvoice.teams.connector")
 T = TypeVar("T")
 # Teams' documented throttling answers: retry these with backoff and jitter.
 RETRY_STATUSES = frozenset({429, 412, 502, 504, 500, 503})
+# After the Bot Connector refused the bot's own token (401, also with a fresh one), calls are
+# answered locally for this long instead of asking again for every recipient.
+REFUSED_S = 300.0
+# 404s that mean the person or the chat is gone (record, do not retry): the chat is unknown
+# (botbuilder-python #2102), or a 1:1 chat could not be created because the user is not found.
+GONE_404 = frozenset({"ConversationNotFound", "NotFound", "MemberNotFoundInConversation"})
+# 403s about the app in the whole tenant, not about the person ("Status codes from bot
+# conversational APIs", learn.microsoft.com/microsoftteams/platform/bots/how-to/conversations/
+# conversation-messages; msteams-docs #6335: BotDisabledByAdmin "The tenant admin disabled this
+# bot", stop posting; bot-docs #1960: TenantNoPermission "Tenant is disabled"): nobody there is
+# marked unreachable for them.
+APP_403 = frozenset({"BotDisabledByAdmin", "TenantNoPermission"})
 
 
 class _NoRetriedErrorsInLogs(logging.Filter):
@@ -123,6 +136,9 @@ class ConnectorPool:
         self._clients: dict[str, _PooledClient] = {}
         # Why the bot cannot get its own token, while it cannot (for /readyz and the log).
         self.credentials_problem: str | None = None
+        # Until when (`monotonic`) the Bot Connector is taken to refuse our token, and why.
+        self._refused: tuple[float, str] | None = None
+        self.monotonic: Callable[[], float] = time.monotonic
 
     async def client(self, service_url: str) -> TeamsConnectorClient:
         url = service_url if service_url.endswith("/") else service_url + "/"
@@ -163,6 +179,10 @@ class ConnectorPool:
         self, service_url: str, op: Callable[[TeamsConnectorClient], Awaitable[T]], what: str
     ) -> T:
         """Run one connector operation; map failures to the port's errors."""
+        if self._refused is not None:
+            if self._refused[0] > self.monotonic():
+                raise AppNotAuthorised(self._refused[1], "HTTP 401")
+            self._refused = None
         client = await self.client(service_url)
         refreshed = False
 
@@ -184,10 +204,21 @@ class ConnectorPool:
         try:
             return await self.policy.run(once, sleep=self.sleep, on_retry=retried)
         except aiohttp.ClientResponseError as e:
+            if e.status == 401 and self.tokens is not None:
+                raise self._token_refused(what) from e
+            code = _error_code(e.message)  # (the SDK keeps the body of sends and edits only)
+            if e.status == 403 and code in APP_403:
+                raise AppNotAuthorised(
+                    f"{what}: {code}: the tenant's Teams admin disabled staffvoice (Teams admin "
+                    "center, app permission policies); nothing reaches that tenant until an "
+                    "admin allows the app again", f"HTTP 403 {code}") from e
             if e.status == 403:
-                raise Unreachable(f"{what}: forbidden ({_error_code(e.message) or 403})") from e
-            if e.status == 404 and _error_code(e.message) == "ConversationNotFound":
-                raise Unreachable(f"{what}: conversation not found") from e
+                raise Unreachable(f"{what}: forbidden ({code or 403}): the person blocked or "
+                                  "uninstalled the app, or it is not installed for them") from e
+            if e.status == 404 and (code == "ConversationNotFound" or (
+                    what in ("send", "create conversation") and (code in GONE_404 or not code))):
+                raise Unreachable(f"{what}: {code or 'not found (404)'}: the chat or the person "
+                                  "is gone") from e
             if e.status not in RETRY_STATUSES:
                 raise PlatformError(f"{what}: HTTP {e.status}") from e
             if e.status == 429:
@@ -195,6 +226,24 @@ class ConnectorPool:
             raise TransientError(f"{what}: gave up after {self.attempts} attempts") from e
         except (TimeoutError, aiohttp.ClientConnectionError) as e:
             raise TransientError(f"{what}: gave up after {self.attempts} attempts") from e
+
+    def refused(self) -> str | None:
+        """Why the Bot Connector refuses our token now, while calls are answered locally."""
+        if self._refused is not None and self._refused[0] > self.monotonic():
+            return self._refused[1]
+        return None
+
+    def _token_refused(self, what: str) -> AppNotAuthorised:
+        """The Bot Connector refused our token, a fresh one too: the app registration was
+        deleted or its secret changed. Said once in the log; calls are answered locally for
+        REFUSED_S, and nobody is held unreachable for it."""
+        why = (f"{what}: the Bot Connector refused staffvoice's token (401): check the app "
+               "registration (client id, secret, tenant) and that the bot still exists")
+        if self._refused is None:
+            log.error("teams: the Bot Connector refused the bot's token; not calling it "
+                      "again for %d s", int(REFUSED_S))
+        self._refused = (self.monotonic() + REFUSED_S, why)
+        return AppNotAuthorised(why, "HTTP 401")
 
     async def close(self) -> None:
         for c in self._clients.values():

@@ -144,6 +144,10 @@ class TeamsPort:
         self.clock = clock
         self.app_id = app_id
 
+    def app_refused(self) -> str | None:
+        """bot.port.RefusalAware: why the Bot Connector refuses the bot's token now, if so."""
+        return self.pool.refused()
+
     async def _service_url(self, conv: ConversationRef) -> str:
         url = dict(conv.data).get("serviceUrl")
         if url:

@@ -27,13 +27,14 @@ import asyncio
 import logging
 import os
 import random
+import re
 import secrets
 import socket
 import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from sqlalchemy import select
@@ -46,7 +47,15 @@ from bot.broadcasts.tables import Broadcast
 from bot.model import ConversationRef, Message, MessageRef, UserRef
 from bot.people import service as people
 from bot.people.tables import Identity
-from bot.port import PlatformError, Port, RateLimited, TransientError, Unreachable
+from bot.port import (
+    AppNotAuthorised,
+    PlatformError,
+    Port,
+    RateLimited,
+    RefusalAware,
+    TransientError,
+    Unreachable,
+)
 from bot.programme.core_sections import get_setting
 from bot.workhours import Pattern, is_working_moment, next_working_moment
 
@@ -54,6 +63,11 @@ if TYPE_CHECKING:
     from bot.core import Core
 
 log = logging.getLogger("staffvoice.broadcasts")
+# The app itself refused in a workspace (token revoked, uninstalled; AppNotAuthorised): its rows
+# wait, asking again this often (the port answers locally in between), until an admin
+# reinstalls it; a row queued longer ago than APP_REFUSED_FOR fails with the reason.
+APP_REFUSED_RETRY = timedelta(minutes=10)
+APP_REFUSED_FOR = timedelta(hours=24)
 
 
 @runtime_checkable
@@ -504,8 +518,36 @@ class Sender:
             self.stats.skipped += 1
             if ident is not None:
                 await self.core.mark_unreachable(ident, str(e))
+        except AppNotAuthorised as e:
+            await self._app_refused(row, str(e))
         except (TransientError, TimeoutError) as e:
             await self._retry_later(row, "timed out" if isinstance(e, TimeoutError) else str(e))
+        except PlatformError as e:
+            # Refused for good (msg_too_long, invalid_blocks, Teams 400/413): the same answer
+            # would come again, so it fails now with the platform's reason, counted in the
+            # report; never left `sending` to be tried again after every lease.
+            await self._record(row, state="final_failed",
+                                error=f"refused by the platform: {e}"[:300])
+            self.stats.final_failed += 1
+
+    async def _app_refused(self, row: Claimed, reason: str) -> None:
+        """The workspace refused the app, not the person: the row waits (shown as retrying,
+        with the reason, attempts not counted) until the app is reinstalled, or fails with
+        the reason once it has waited APP_REFUSED_FOR. Nobody is marked unreachable. When the
+        waiting began rides in the reason (the ledger keeps no time of its own per row)."""
+        now = self.core.clock.now()
+        since = _refused_since(row.error) or now
+        if now - since >= APP_REFUSED_FOR:
+            await self._record(row, state="final_failed", error=(
+                f"{reason} (gave up after {APP_REFUSED_FOR.total_seconds() / 3600:.0f} "
+                "hours)")[:300])
+            self.stats.final_failed += 1
+            return
+        stamp = f" (since {since.astimezone(UTC):%Y-%m-%dT%H:%MZ})"
+        await self._record(row, state="failed", attempts=row.attempts - 1,
+                           error=reason[: 300 - len(stamp)] + stamp,
+                           next_attempt_at=now + APP_REFUSED_RETRY)
+        self.stats.retried += 1
 
     async def _retry_later(self, row: Claimed, reason: str) -> None:
         reason = f"platform error: {reason or 'unknown'}"[:300]
@@ -629,6 +671,10 @@ class Sender:
             found_idents = idents or await self._discover(row.person_id)
             ident = found_idents[0] if found_idents else None
         if ident is None:
+            for p in self.core.ports.values():
+                why = p.app_refused() if isinstance(p, RefusalAware) else None
+                if why:  # nobody found because a platform could not be asked: wait for it
+                    raise AppNotAuthorised(why)
             return None
         port = self.core.ports[ident.platform]
         if ident.dm:
@@ -650,6 +696,17 @@ class Sender:
     async def _discover(self, person_id: str) -> list[Identity]:
         """The core's first-contact lookup (a concurrent discovery of the same account wins)."""
         return list(await self.core.discover(person_id))
+
+
+_SINCE = re.compile(r" \(since (\d{4}-\d\d-\d\dT\d\d:\d\dZ)\)$")
+
+
+def _refused_since(error: str | None) -> datetime | None:
+    """When a row began waiting for its app to be reinstalled (see Sender._app_refused)."""
+    found = _SINCE.search(error or "")
+    if found is None:
+        return None
+    return datetime.strptime(found.group(1), "%Y-%m-%dT%H:%MZ").replace(tzinfo=UTC)
 
 
 async def _first(stop: asyncio.Event, work: Awaitable[object],

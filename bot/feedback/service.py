@@ -34,7 +34,7 @@ from bot.feedback.tables import (
 from bot.model import Choice, Choices, Context, Fields, Message, Text
 from bot.people import service as people
 from bot.people.tables import Theme
-from bot.port import RateLimited, TransientError
+from bot.port import AppNotAuthorised, RateLimited, TransientError
 from bot.programme.core_sections import get_setting
 from bot.roles import SAFEGUARDING_LEAD
 from bot.secrets import keyed_hash
@@ -278,6 +278,7 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
                 FeedbackHandle.item_id.in_(ids)))).scalars())
             s.expunge_all()
         outcome: dict[tuple[str, str], bool] = {}
+        app_refused: set[tuple[str, str]] = set()  # the app's problem, not the lead's
         for iid, lead in claimed:
             item = items.get(iid)
             if item is None:
@@ -285,6 +286,12 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
             msg = alert_message(item, names.get(item.theme_id or "", ""), cfg, item.id in handles)
             try:
                 outcome[(iid, lead)] = await core.dm(lead, msg) is not None
+            except AppNotAuthorised:
+                # Uninstalled, token revoked: not counted towards giving up, so the alert
+                # still reaches the lead once the app is reinstalled, however long that takes.
+                log.warning("safeguarding alert waits: the platform refuses the app")
+                app_refused.add((iid, lead))
+                outcome[(iid, lead)] = False
             except Exception:
                 log.warning("safeguarding alert send failed; will retry")
                 outcome[(iid, lead)] = False
@@ -295,7 +302,7 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
                 if a is None or a.status == ACKNOWLEDGED:  # taken on (dashboard) meanwhile
                     continue
                 ok = outcome.get((iid, lead), False)
-                a.attempts += 1
+                a.attempts += 0 if (iid, lead) in app_refused else 1
                 a.lease_until = None
                 if ok:
                     a.status = "sent"

@@ -28,6 +28,7 @@ from bot.milestones.tables import Milestone, MilestoneCheckin
 from bot.model import Context, Fields, Message, MessageRef, Text
 from bot.people import service as people
 from bot.people.tables import Person, Team
+from bot.port import PlatformError, RateLimited, TransientError
 from bot.programme.core_sections import get_setting
 from bot.roles import CHANGE_TEAM
 from bot.scheduling.jobs import fell_in_gap, missed, note, soonest, too_late
@@ -169,7 +170,16 @@ async def _prompt(core: Core, now: datetime, state: str, *, reminder: bool) -> i
     for key, at in late:
         await note(core, JOB, key, at, now, "caught-up")
     for cid, pid, msg in work:
-        ref = await core.dm(pid, msg)
+        try:
+            ref = await core.dm(pid, msg)
+        except (RateLimited, TransientError):
+            break  # passing, or the app awaits a reinstall: the next tick goes on from here
+        except PlatformError as e:
+            # Refused for good: the prompt counts as sent (tried once, said in the log), so
+            # one refusal neither repeats every tick nor stops the prompts after it.
+            log.warning("milestone check-in refused by the platform; not tried again",
+                        extra={"error": str(e)[:200]})
+            ref = None
         async with core.db.session() as s:
             row = await s.get(MilestoneCheckin, cid)
             if row is None or row.state != state:

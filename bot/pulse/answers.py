@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import NamedTuple
 
@@ -12,11 +13,14 @@ from bot.errors import UserError
 from bot.feedback import identifiers
 from bot.model import ActionEvent, Context, Form, FormSubmitEvent, Message, MessageRef, TextInput
 from bot.people import service as people
+from bot.port import PlatformError
 from bot.pulse import cards
 from bot.pulse import service as pulse
 from bot.pulse.cards import Where
 from bot.pulse.tables import PulseQuestion, PulseRound
 from storage.retry import DATABASE_BUSY
+
+log = logging.getLogger("staffvoice.pulse")
 
 GONE = "That survey is no longer available, so nothing was saved."
 NOT_YOURS = "That survey wasn't sent to you, so nothing was saved."
@@ -120,7 +124,7 @@ async def on_answer(ctx: Ctx) -> None:
     try:
         w, mine, ending = await DATABASE_BUSY.run(store)
     except Closed:
-        await ctx.update(cards.closed_card())
+        await _replace(ctx, cards.closed_card())
         return
     # Never the value: the platform keeps every version of this message by name (N19).
     saved = f"Saved your answer to question {pos + 1}."
@@ -146,10 +150,10 @@ async def on_nav(ctx: Ctx) -> None:
     try:
         w, mine, ending = await DATABASE_BUSY.run(look)
     except Closed:
-        await ctx.update(cards.closed_card())
+        await _replace(ctx, cards.closed_card())
         return
     if move == "later":
-        await ctx.update(cards.later_card(w, pos))
+        await _replace(ctx, cards.later_card(w, pos))
     elif move == "text":
         await ctx.open_form(comment_form(w, pos))
     else:
@@ -276,7 +280,26 @@ async def _edit(ctx: Ctx, msg: Message, live: MessageRef | None) -> None:
             return
         except Exception:  # the old message is gone: say it afresh instead
             pass
-    await ctx.update(msg)
+    await _replace(ctx, msg)
+
+
+async def _replace(ctx: Ctx, msg: Message) -> None:
+    """Show `msg` in place of the tapped card; as a new message when the platform will not
+    edit it (Slack: message_not_found, cant_update_message, edit_window_closed; Teams: 404).
+
+    By now the answer is saved: a failed edit must not end in the core's "nothing was saved".
+    If the platform takes no new message either, the person still has the old card, whose
+    taps are safe to repeat."""
+    try:
+        await ctx.update(msg)
+        return
+    except PlatformError as e:
+        log.info("pulse card not edited; sent afresh", extra={"error": str(e)[:200]})
+    try:
+        await ctx.reply(msg)
+    except PlatformError as e:
+        log.warning("pulse card could not be shown; the answer is saved",
+                    extra={"error": str(e)[:200]})
 
 
 async def results_pointer(s: AsyncSession | AsyncConnection, ctx: Ctx, w: Where) -> str:

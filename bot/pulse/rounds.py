@@ -23,7 +23,7 @@ from bot.broadcasts import ledger
 from bot.broadcasts.sender import Sender
 from bot.core import Core
 from bot.people.tables import Person
-from bot.port import RateLimited, TransientError
+from bot.port import PlatformError, RateLimited, TransientError
 from bot.programme.core_sections import get_setting
 from bot.pulse import cards, invitations
 from bot.pulse import schedule as sched
@@ -213,7 +213,14 @@ async def remind_due(core: Core, round_id: str, now: datetime) -> int:
         try:
             ref = await core.dm(person.id, cards.question_card(w, pos, lead=cards.reminder_lead(w)))
         except (RateLimited, TransientError):
-            break
+            break  # the next tick goes on from here (an uninstalled app too: AppNotAuthorised)
+        except PlatformError as e:
+            # Refused for good (msg_too_long, invalid_blocks, a Teams 400): the same answer
+            # would come every tick, and one person's refusal must not stop everyone after
+            # them. Recorded as reminded (a reminder is tried once), said in the log.
+            log.warning("pulse reminder refused by the platform; not tried again",
+                        extra={"error": str(e)[:200]})
+            ref = None
         async with core.db.session() as s:
             row = await pulse.participation(s, round_id, person.id)
             if row is not None:

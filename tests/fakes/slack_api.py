@@ -16,6 +16,11 @@ comes from (docs: https://docs.slack.dev/reference/methods/...):
   message's blocks together (`msg_blocks_too_long`, see MAX_BLOCKS_TEXT);
 - input blocks and their elements (label, hint, placeholder, a plain_text_input's max_length
   and min_length, checkboxes), a modal's submit button when it has inputs, views.update's hash;
+- error answers real councils meet (ERRORS below cites each): a revoked or uninstalled app's
+  token (`revoke`: token_revoked, account_inactive, invalid_auth on every call), a channel or
+  DM that refuses posts (`refuse_posts`: is_archived, channel_not_found, restricted_action), a
+  deactivated user (conversations.open: user_disabled; a DM already open still takes posts),
+  a bot user (cannot_dm_bot), and any code queued for the next call of a method (`failures`);
 - a refused payload is answered as Slack answers it: `invalid_blocks` (messages) or
   `invalid_arguments` (views) with "[ERROR] why [json-pointer:/where]" in
   `response_metadata.messages`.
@@ -198,6 +203,28 @@ class User:
     guest: bool = False  # a single-channel guest (users.info: is_restricted, is_ultra_restricted)
 
 
+# Where each error answer of this fake comes from (docs.slack.dev/reference/methods/<method>,
+# "Errors", unless said otherwise):
+# - token_revoked, account_inactive ("Authentication token is for a deleted user or workspace
+#   when using a bot token"), invalid_auth, not_authed: every method's common errors; Slack
+#   answers them with HTTP 200 and ok=false, for every call of that token.
+# - is_archived ("Channel has been archived"), channel_not_found, not_in_channel,
+#   restricted_action, msg_too_long: chat.postMessage.
+# - user_disabled, user_not_found, user_not_visible: conversations.open; cannot_dm_bot: the
+#   error Slack gives for a DM opened with a bot user.
+# - A deactivated user's DM that is already open still takes posts: chat.postMessage answers ok
+#   (python-slack-sdk #1156, "chat_postMessage succeeds to deleted user"; Slack's answer there:
+#   the channel history still exists, check `deleted` in users.info).
+# - message_not_found, cant_update_message: chat.update; expired_trigger_id: views.open (3 s).
+ERRORS_CITED = frozenset({
+    "token_revoked", "account_inactive", "invalid_auth", "not_authed", "is_archived",
+    "channel_not_found", "not_in_channel", "restricted_action", "msg_too_long",
+    "user_disabled", "user_not_found", "user_not_visible", "cannot_dm_bot",
+    "message_not_found", "cant_update_message", "expired_trigger_id", "ratelimited",
+    "internal_error", "fatal_error", "service_unavailable", "invalid_blocks",
+})
+
+
 @dataclass
 class FakeSlack:
     """The fake. `start()` returns the base URL to give the client (`.../api/`)."""
@@ -223,6 +250,10 @@ class FakeSlack:
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     # method -> list of error codes to answer next (one per call), for failure tests.
     failures: dict[str, list[str]] = field(default_factory=dict)
+    # Tokens Slack now refuses, with the error it gives (see `revoke`).
+    revoked: dict[str, str] = field(default_factory=dict)
+    # channel -> the error chat.postMessage answers there, every time (see `refuse_posts`).
+    post_refusals: dict[str, str] = field(default_factory=dict)
     # method -> number of upcoming calls answered 429 regardless of the limit.
     throttle: dict[str, int] = field(default_factory=dict)
     oauth_codes: dict[str, str] = field(default_factory=dict)  # code -> team id
@@ -250,6 +281,9 @@ class FakeSlack:
     refused: dict[str, int] = field(default_factory=dict)
     # views.open calls with a view_submission's trigger: Slack answers ok, nothing shows.
     hidden_views: list[dict[str, Any]] = field(default_factory=list)
+    # How long a new trigger_id lives (views.open: "expired_trigger_id" after 3 s); a test of a
+    # core slower than that sets it to 0.
+    trigger_ttl: float = TRIGGER_TTL_S
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
@@ -305,10 +339,32 @@ class FakeSlack:
         else:
             self.outside.add(channel_id)
 
+    def revoke(self, error: str = "token_revoked", token: str = BOT_TOKEN) -> None:
+        """The app was uninstalled or its token revoked (token_revoked), the workspace was
+        deleted (account_inactive), or the token never existed (invalid_auth): every call with
+        `token` is refused so, until `restore`."""
+        assert error in ERRORS_CITED, error
+        self.revoked[token] = error
+
+    def restore(self, token: str = BOT_TOKEN) -> None:
+        """The app was reinstalled: `token` works again."""
+        self.revoked.pop(token, None)
+
+    def refuse_posts(self, channel: str, error: str = "is_archived") -> None:
+        """chat.postMessage in `channel` answers `error` from now on (an archived channel,
+        one deleted, one where posting is restricted)."""
+        assert error in ERRORS_CITED, error
+        self.post_refusals[channel] = error
+
+    def deactivate(self, user_id: str) -> None:
+        """An admin deactivated the account: users.info says deleted, conversations.open
+        answers user_disabled, and an open DM still takes posts (python-slack-sdk #1156)."""
+        self.users[user_id].deleted = True
+
     def new_trigger(self, user_id: str, source: str = "block_actions") -> str:
         """A trigger_id as Slack puts in interactive payloads; valid for 3 seconds, once."""
         tid = f"{next(self._ids)}.{user_id}.{int(time.time())}"
-        self._triggers[tid] = (user_id, time.monotonic() + TRIGGER_TTL_S, source)
+        self._triggers[tid] = (user_id, time.monotonic() + self.trigger_ttl, source)
         return tid
 
     def file_messages(self, channel: str) -> list[dict[str, Any]]:
@@ -402,6 +458,8 @@ class FakeSlack:
             return web.json_response(self._oauth(args, request))
         if not token:
             return web.json_response({"ok": False, "error": "not_authed"})
+        if token in self.revoked:
+            return web.json_response({"ok": False, "error": self.revoked[token]})
         if token not in self.tokens and not (method == "apps.connections.open" and token == APP_TOKEN):
             return web.json_response({"ok": False, "error": "invalid_auth"})
         wait = self._limited(method, args)
@@ -447,6 +505,8 @@ class FakeSlack:
 
     def _post_error(self, channel: str) -> str | None:
         """Why a post to `channel` is refused: unknown, or the bot is not a member."""
+        if channel in self.post_refusals:
+            return self.post_refusals[channel]
         if channel in self.outside:
             # chat.postMessage errors: "not_in_channel: Cannot post user messages to a channel
             # they are not in" (the app needs an invite, or chat:write.public for public ones).
@@ -723,6 +783,8 @@ class FakeSlack:
             return {"ok": False, "error": "user_not_found"}
         if user.deleted:
             return {"ok": False, "error": "user_disabled"}
+        if user.is_bot:
+            return {"ok": False, "error": "cannot_dm_bot"}
         return {"ok": True, "channel": {"id": self.dm_of(uid)}}
 
     def _user_json(self, u: User) -> dict[str, Any]:

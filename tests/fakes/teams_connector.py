@@ -15,7 +15,12 @@ Strict where the Bot Connector is strict (each rule cites where it comes from):
 - a 1:1 chat is created only with the tenant and the bot named (400 BadSyntax otherwise);
 - per app per tenant: more than 50 calls of any kind in 1 s from the app to one tenant get 429
   with Retry-After (TENANT_RPS);
-- 412, 429, 502 and 504 can be injected (`fail_next`, `throttle`), as Teams answers them;
+- 412, 429, 502, 503 and 504 can be injected (`fail_next`, `throttle`), as Teams answers them;
+- error answers a council meets (each cited where it is answered): 403 ConversationBlockedByUser
+  and BotNotInConversationRoster for a user who blocked or uninstalled the app, 404
+  ConversationNotFound for a chat the service no longer knows (`forget_conversation`), 401 for
+  every call once the bot's token is no longer accepted (`reject_tokens`), 403
+  BotDisabledByAdmin once the tenant's admin blocked the app (`disabled_by_admin`);
 - dialogs: `invoke_problem` checks what the bot answers a `task/fetch` or `task/submit` invoke.
 
 The fake keeps its own clock (`advance`), so a test's backoff can move time without waiting;
@@ -142,6 +147,19 @@ class FakeTeams:
     tenant_throttled: list[tuple[str, str]] = field(default_factory=list)
     # The fake's clock moves only by `advance` (not with real time): deterministic tests.
     manual_clock: bool = False
+    # Every call answered 401, whatever token it carries: the app registration was deleted or
+    # its secret rotated (the Bot Connector's "Authorization has been denied for this
+    # request", as for an unsigned call).
+    reject_tokens: bool = False
+    # Conversations the service no longer knows: sends there get 404 ConversationNotFound
+    # (botbuilder-python #2102: "sending a message returns ConversationNotFound" for ~1% of
+    # installed users; the bot must record it, not retry).
+    forgotten: set[str] = field(default_factory=set)
+    # The tenant's admin blocked the app (Teams admin center): sends to existing conversations
+    # get 403 BotDisabledByAdmin ("Status codes from bot conversational APIs" in
+    # learn.microsoft.com/microsoftteams/platform/bots/how-to/conversations/conversation-messages;
+    # msteams-docs #6335), while creating a chat still succeeds (msteams-docs #7954).
+    disabled_by_admin: bool = False
 
 
 class FakeConnector:
@@ -237,6 +255,9 @@ class FakeConnector:
         if not request.path.startswith("/v3/"):
             return await handler(request)
         self.state.calls.append((request.method, request.path))
+        if self.state.reject_tokens:
+            return self._refuse(web.json_response(
+                {"message": "Authorization has been denied for this request."}, status=401))
         if self.state.require_auth:
             header = request.headers.get("Authorization", "")
             try:
@@ -258,7 +279,10 @@ class FakeConnector:
             # The rate-limit page: "in addition to error code 429, error codes 412, 502 and
             # 504 must also be retried" (412 PreconditionFailed is Teams' own throttling).
             status = self.state.fail_next.pop(0)
-            code = {412: "PreconditionFailed", 502: "BadGateway", 504: "GatewayTimeout"}
+            # 503: the service's own passing failure (retried like 502 by the Bot Framework
+            # SDKs' retry policies; Teams answers it during incidents).
+            code = {412: "PreconditionFailed", 502: "BadGateway", 503: "ServiceUnavailable",
+                    504: "GatewayTimeout"}
             return self._refuse(_error(status, code.get(status, "ServiceError"), "Upstream failure."))
         if request.method in ("POST", "PUT") and "/activities" in request.path:
             body = await request.read()
@@ -352,9 +376,21 @@ class FakeConnector:
                 "userPrincipalName": u.email, "givenName": u.name, "tenantId": self.state.tenant_id,
                 "userRole": "user"}
 
+    def forget_conversation(self, cid: str) -> None:
+        """The service no longer knows this chat: sends get 404 ConversationNotFound."""
+        self.state.forgotten.add(cid.split(";")[0])
+
     def _blocked(self, cid: str) -> web.Response | None:
+        if self.state.disabled_by_admin:
+            return _error(403, "BotDisabledByAdmin", "The tenant admin disabled this bot")
+        if cid.split(";")[0] in self.state.forgotten:
+            return _error(404, "ConversationNotFound", "Conversation not found.")
         uid = self.state.conversations.get(cid.split(";")[0])
         user = self.state.users.get(uid or "")
+        # A user who blocked or uninstalled the bot: 403 (learn.microsoft.com/en-us/answers/
+        # questions/755203 "status code 403 returns if the bot is blocked by user"; .../1513369
+        # "If the bot is blocked or uninstalled, Teams returns a 403", with these bodies
+        # rather than the documented subCode MessageWritesBlocked).
         if user is not None and user.blocked:
             return _error(403, "ConversationBlockedByUser", "User blocked the conversation with the bot.")
         if user is not None and not self.reachable(user):

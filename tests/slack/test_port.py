@@ -11,7 +11,7 @@ import pytest
 from adapters.slack.config import SlackConfig
 from adapters.slack.port import Directory, SlackPort, Workspaces
 from bot.model import ConversationRef, Image, Message, Text, UserRef, text_message
-from bot.port import PlatformError, RateLimited, TransientError, Unreachable
+from bot.port import AppNotAuthorised, PlatformError, RateLimited, TransientError, Unreachable
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -63,7 +63,8 @@ async def test_the_fake_enforces_a_rate_limit_per_window(fake: FakeSlack) -> Non
 
 @pytest.mark.parametrize("code, error", [
     ("channel_not_found", Unreachable), ("user_disabled", Unreachable),
-    ("account_inactive", Unreachable), ("internal_error", TransientError),
+    ("account_inactive", AppNotAuthorised), ("token_revoked", AppNotAuthorised),
+    ("is_archived", Unreachable), ("internal_error", TransientError),
     ("invalid_blocks", PlatformError),
 ])
 async def test_slack_errors_map_to_the_port_errors(fake: FakeSlack, code: str, error: type) -> None:
@@ -83,7 +84,7 @@ async def test_an_unknown_channel_is_unreachable(fake: FakeSlack) -> None:
 
 async def test_a_wrong_token_is_refused_by_the_fake(fake: FakeSlack) -> None:
     port = await port_for(fake, token="xoxb-stolen")
-    with pytest.raises(Unreachable, match="invalid_auth"):
+    with pytest.raises(AppNotAuthorised, match="invalid_auth"):
         await port.send(dm(fake, "a@northbridge.example"), text_message("hello"))
     await port.workspaces.close()
 
