@@ -305,8 +305,9 @@ class TeamsPort:
             return
         if form.notice:
             # Only in the dialog just submitted: a card in the chat would leave the notice's
-            # time there, by name (docs/invariants.md N19).
-            log.info("teams notice not shown outside its dialog", extra={"form": form.form_id})
+            # time there, by name (docs/invariants.md N19). The log line names no form: it is
+            # written in the second a feedback item was stored (N24).
+            log.info("teams notice not shown outside its dialog")
             return
         conv = event.conversation
         if conv is None or not conv.is_direct:

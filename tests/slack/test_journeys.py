@@ -333,9 +333,12 @@ async def test_when_the_core_misses_the_ack_the_modal_waits_and_shows_each_scree
 
 
 async def test_a_late_answer_to_a_modal_the_person_closed_goes_nowhere(
-        slack: SlackDriver, monkeypatch: pytest.MonkeyPatch) -> None:
+        slack: SlackDriver, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
     """Closed while it said "one moment": the late screen is tried a few times, then dropped;
-    nothing goes to the DM and nothing is kept under a button."""
+    nothing goes to the DM and nothing is kept under a button. The log lines it leaves, in the
+    second the item was stored, do not say the form was feedback (docs/invariants.md N24;
+    before: "slack modal not updated" with `form: feedback.thanks`, three times)."""
     from adapters.slack import app as slack_app
 
     monkeypatch.setattr(slack_app, "SUBMIT_BUDGET_S", 0.05)
@@ -359,11 +362,15 @@ async def test_a_late_answer_to_a_modal_the_person_closed_goes_nowhere(
         await asyncio.sleep(0.01)
     assert "One moment" in json.dumps(waiting().view)
     slack.fake.close_view(waiting().id)  # the person closes it
+    caplog.set_level(logging.DEBUG)
     gate.set()
     assert await submitting is None
     assert len(slack.fake.called("views.update")) == 3
     assert slack.seen(PRACTITIONER) == seen
     assert (await dump(slack.core.db))["slack_pending_forms"] == []
+    late = [r for r in caplog.records if r.name.startswith(("adapters", "bot", "staffvoice"))]
+    assert [r.getMessage() for r in late].count("slack modal not updated") == 3
+    assert not [r for r in late if "feedback" in repr(vars(r))]
 
 
 @pytest.mark.parametrize("late", [False, True], ids=["in-time", "late"])
