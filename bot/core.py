@@ -46,6 +46,7 @@ from bot.router import Action, Command, Router
 from bot.secrets import keyed_hash
 from storage import written
 from storage.db import Database
+from storage.prepared import Prepared
 from storage.retry import Retry, database_busy
 
 log = logging.getLogger("staffvoice.core")
@@ -380,7 +381,7 @@ class Core:
         "feedback", and a tap's admission is its answer's own transaction (N21)."""
         # The day only: an hour would mark which events came together (a form sent again
         # after "Before you send" stands out as the hour with one more event).
-        await conn.execute(_SEEN, {"event_id": key, "seen_at": day_of(self.clock.now())})
+        await _SEEN_RUN.all(conn, {"event_id": key, "seen_at": day_of(self.clock.now())})
         u = event.user
         account = (u.platform, u.workspace, u.user_id)
         hold = held(self)
@@ -796,6 +797,7 @@ def clean_event(event: Event) -> Event:
 
 
 _SEEN = insert(ProcessedEvent.__table__)  # type: ignore[arg-type]
+_SEEN_RUN = Prepared(_SEEN)  # on the DB-API cursor: every event runs it (storage/prepared.py)
 _UNSEE = delete(ProcessedEvent.__table__).where(  # type: ignore[arg-type]
     ProcessedEvent.__table__.c.event_id == bindparam("event_id"))
 

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from storage import sqlite_inline, written  # noqa: F401  (written: its session events count)
+from storage.prepared import Prepared
 from storage.sqlite_inline import offloaded
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ SCHEMES = ("sqlite+svinline", "sqlite+aiosqlite", "postgresql+asyncpg")
 # Advisory lock keys (PostgreSQL): any fixed 64-bit numbers distinct from the scheduler's.
 UPGRADE_LOCK = 0x5F5F_7376_0001
 STARTUP_LOCK = 0x5F5F_7376_0002
-_PING = text("SELECT 1")
+_PING = Prepared(text("SELECT 1"))  # on the DB-API cursor (storage/prepared.py)
 # Connections an inline SQLite engine keeps open (requests and background work at once).
 INLINE_POOL = 12
 
@@ -120,7 +121,7 @@ class Database:
             return True
         try:
             async with self.transaction() as conn:
-                await conn.execute(_PING)
+                await _PING.all(conn, {})
         except Exception:
             self._answered = -math.inf
             return False
