@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, AsyncTransaction
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 import bot
 from bot.clock import Clock, SystemClock
@@ -93,18 +93,14 @@ _Sender = tuple[Person, frozenset[str], dict[str, Any] | None, bool]
 class _Pending:
     """An open transaction of the dispatcher's, handed to the handler of a joining action."""
 
-    def __init__(self, conn: AsyncConnection, tx: AsyncTransaction) -> None:
-        self.conn, self.tx = conn, tx
+    def __init__(self, db: Database, conn: AsyncConnection) -> None:
+        self.db, self.conn = db, conn
         self.written: set[str] = set()  # tables a joined session changed (storage/written.py)
 
     async def end(self, *, commit: bool) -> None:
-        try:
-            if self.tx.is_active:
-                await (self.tx.commit() if commit else self.tx.rollback())
-                if commit:  # now the changes are there for other connections to read
-                    written.committed(self.conn.sync_engine, self.written)
-        finally:
-            await self.conn.close()
+        if await self.db.end(self.conn, commit=commit):
+            # now the changes are there for other connections to read
+            written.committed(self.conn.sync_engine, self.written)
 
 
 @dataclass
@@ -434,21 +430,18 @@ class Core:
         """Admit in a transaction left open for the action's handler; None if that did not
         work at once (a duplicate, a race, a busy database): the usual path then decides."""
         try:
-            conn = await self.db.engine.connect()
+            conn = await self.db.begun()
         except Exception:
             return None
         try:
-            tx = await conn.begin()
             found = await self._admit_on(conn, event, key)
         except Exception:
             try:
-                await conn.rollback()
+                await self.db.end(conn, commit=False)
             except Exception:
                 pass  # the usual path reports a database that is down
-            finally:
-                await conn.close()
             return None
-        return _Pending(conn, tx), found
+        return _Pending(self.db, conn), found
 
     async def _seen(self, key: str) -> bool:
         async with self.db.session() as s:

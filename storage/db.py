@@ -111,6 +111,34 @@ class Database:
             raise
         await greenlet_spawn(_ended, sync, True)
 
+    async def begun(self) -> AsyncConnection:
+        """A connection in a transaction left open for the caller, who ends it with `end`
+        (the dispatcher's joined admission: the handler continues the transaction)."""
+        if self.inline:
+            return AsyncConnection(self.engine, await greenlet_spawn(_begun, self.engine.sync_engine))
+        conn = await self.engine.connect()
+        try:
+            await conn.begin()
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    async def end(self, conn: AsyncConnection, *, commit: bool) -> bool:
+        """Commit (or roll back) a transaction from `begun` if it is still open, then close
+        the connection; True if it was committed here."""
+        sync = conn.sync_connection
+        if self.inline and sync is not None:
+            return await greenlet_spawn(_ended, sync, commit)
+        try:
+            tx = conn.get_transaction()
+            if tx is None or not tx.is_active:
+                return False
+            await (tx.commit() if commit else tx.rollback())
+            return commit
+        finally:
+            await conn.close()
+
     async def ping(self, fresh_for: float = 0.0) -> bool:
         """The database answers a trivial statement. `fresh_for`: a success at most that many
         seconds old stands instead of asking again (per-request checks under load); a
@@ -208,15 +236,18 @@ def _begun(engine: Engine) -> Connection:
     return conn
 
 
-def _ended(conn: Connection, commit: bool) -> None:
-    """Commit (or roll back) the connection's transaction if still open, then close it."""
+def _ended(conn: Connection, commit: bool) -> bool:
+    """Commit (or roll back) the connection's transaction if still open, then close it; True
+    if it was committed here."""
     try:
         tx = conn.get_transaction()
-        if tx is not None and tx.is_active:
-            if commit:
-                tx.commit()
-            else:
-                tx.rollback()
+        if tx is None or not tx.is_active:
+            return False
+        if commit:
+            tx.commit()
+        else:
+            tx.rollback()
+        return commit
     finally:
         conn.close()
 

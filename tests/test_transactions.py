@@ -60,3 +60,18 @@ async def test_an_inline_sqlite_transaction_takes_two_greenlet_hops(
         async with db.transaction():
             raise RuntimeError("the block fails")
     assert len(hops) == 4, hops
+
+
+async def test_a_transaction_left_open_for_a_handler_is_ended_once(db: Database) -> None:
+    """The dispatcher's joined admission: `begun`, the handler's statements, `end`."""
+    conn = await db.begun()
+    await conn.execute(SEEN, {"event_id": "joined", "seen_at": DAY})
+    assert await db.end(conn, commit=True) is True
+    conn = await db.begun()
+    await conn.execute(SEEN, {"event_id": "abandoned", "seen_at": DAY})
+    assert await db.end(conn, commit=False) is False
+    conn = await db.begun()
+    await conn.rollback()  # ended by the handler already: nothing committed here
+    assert await db.end(conn, commit=True) is False
+    assert await _ids(db) == {"joined"}
+    assert db.engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
