@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, AsyncTransaction
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 import bot
 from bot.clock import Clock, SystemClock
@@ -46,6 +46,7 @@ from bot.router import Action, Command, Router
 from bot.secrets import keyed_hash
 from storage import written
 from storage.db import Database
+from storage.prepared import Prepared
 from storage.retry import Retry, database_busy
 
 log = logging.getLogger("staffvoice.core")
@@ -92,18 +93,14 @@ _Sender = tuple[Person, frozenset[str], dict[str, Any] | None, bool]
 class _Pending:
     """An open transaction of the dispatcher's, handed to the handler of a joining action."""
 
-    def __init__(self, conn: AsyncConnection, tx: AsyncTransaction) -> None:
-        self.conn, self.tx = conn, tx
+    def __init__(self, db: Database, conn: AsyncConnection) -> None:
+        self.db, self.conn = db, conn
         self.written: set[str] = set()  # tables a joined session changed (storage/written.py)
 
     async def end(self, *, commit: bool) -> None:
-        try:
-            if self.tx.is_active:
-                await (self.tx.commit() if commit else self.tx.rollback())
-                if commit:  # now the changes are there for other connections to read
-                    written.committed(self.conn.sync_engine, self.written)
-        finally:
-            await self.conn.close()
+        if await self.db.end(self.conn, commit=commit):
+            # now the changes are there for other connections to read
+            written.committed(self.conn.sync_engine, self.written)
 
 
 @dataclass
@@ -380,7 +377,7 @@ class Core:
         "feedback", and a tap's admission is its answer's own transaction (N21)."""
         # The day only: an hour would mark which events came together (a form sent again
         # after "Before you send" stands out as the hour with one more event).
-        await conn.execute(_SEEN, {"event_id": key, "seen_at": day_of(self.clock.now())})
+        await _SEEN_RUN.all(conn, {"event_id": key, "seen_at": day_of(self.clock.now())})
         u = event.user
         account = (u.platform, u.workspace, u.user_id)
         hold = held(self)
@@ -433,21 +430,18 @@ class Core:
         """Admit in a transaction left open for the action's handler; None if that did not
         work at once (a duplicate, a race, a busy database): the usual path then decides."""
         try:
-            conn = await self.db.engine.connect()
+            conn = await self.db.begun()
         except Exception:
             return None
         try:
-            tx = await conn.begin()
             found = await self._admit_on(conn, event, key)
         except Exception:
             try:
-                await conn.rollback()
+                await self.db.end(conn, commit=False)
             except Exception:
                 pass  # the usual path reports a database that is down
-            finally:
-                await conn.close()
             return None
-        return _Pending(conn, tx), found
+        return _Pending(self.db, conn), found
 
     async def _seen(self, key: str) -> bool:
         async with self.db.session() as s:
@@ -796,6 +790,7 @@ def clean_event(event: Event) -> Event:
 
 
 _SEEN = insert(ProcessedEvent.__table__)  # type: ignore[arg-type]
+_SEEN_RUN = Prepared(_SEEN)  # on the DB-API cursor: every event runs it (storage/prepared.py)
 _UNSEE = delete(ProcessedEvent.__table__).where(  # type: ignore[arg-type]
     ProcessedEvent.__table__.c.event_id == bindparam("event_id"))
 

@@ -141,8 +141,7 @@ async def test_a_change_in_the_dispatchers_transaction_shows_once_it_is_committe
                 drawn.append(plain_text(await shown.overview(other, loaded.clock.now(), today)))
             await super().end(commit=commit)
 
-    conn = await loaded.db.engine.connect()
-    pending = Racing(conn, await conn.begin())
+    pending = Racing(loaded.db, await loaded.db.begun())
     async with loaded.db.session() as s:
         person = (await s.execute(select(Person).where(Person.email == CHANGE))).scalar_one()
     ctx = Ctx(loaded, MessageEvent("race", d.user(CHANGE), d.conv(CHANGE), text="x", trigger="t"),

@@ -18,6 +18,7 @@ from bot.people import held as people_held
 from bot.people.tables import Identity
 from storage.db import Database, upsert
 from storage.perkey import PerKey
+from storage.prepared import Prepared
 
 log = logging.getLogger("staffvoice.teams.references")
 _T = TypeVar("_T")
@@ -121,6 +122,7 @@ _SEEN = select(
     select(_MEMBER.email).where(*_MEMBER_KEY).scalar_subquery().label("email"),
     select(_MEMBER.name).where(*_MEMBER_KEY).scalar_subquery().label("name"),
 )
+_SEEN_RUN = Prepared(_SEEN)  # every activity: on the DB-API cursor (storage/prepared.py)
 
 
 def _reference_key(activity: dict[str, Any]) -> tuple[str, str, str, str | None] | None:
@@ -140,10 +142,10 @@ async def seen(db: Database, activity: dict[str, Any]) -> Seen:
     key = _reference_key(activity) or ("", "", "", None)
     sender = str((activity.get("from") or {}).get("id") or "")
     async with db.transaction() as conn:
-        row = (await conn.execute(_SEEN, {
+        row = (await _SEEN_RUN.all(conn, {
             "cid": key[0], "kind": key[1], "url": key[2], "uid": key[3],
             "tenant": tenant_of(activity), "member": sender,
-        })).one()
+        }))[0]
     member = (row.email, row.name or "") if row.known is not None else None
     h = held.get(db)
     current = bool(row.current) and key[0] != ""

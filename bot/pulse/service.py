@@ -54,6 +54,7 @@ from bot.roles import CHANGE_TEAM, LEADER, PRACTITIONER, SAFEGUARDING_LEAD, TEAM
 from bot.secrets import Unsealable, derive, forget_derived, keyed_hash, open_bytes, seal_bytes
 from storage.base import UTCDateTime, new_id
 from storage.db import connection_of
+from storage.prepared import Prepared
 
 # The respondent's main role on an answer row: one role, so roles cannot be combined to single
 # someone out.
@@ -587,6 +588,8 @@ RESPONDENT = text(
     " WHERE r.id = :round_id"
 ).columns(state=String(), closes_at=UTCDateTime(), person_id=String(), question_id=String(),
           sealed=LargeBinary())
+# Every tap runs these two: on the DB-API cursor, without an execution context per call.
+_UPSERT_RUN, _RESPONDENT_RUN = Prepared(UPSERT_ANSWER), Prepared(RESPONDENT)
 
 
 async def save_answer(
@@ -596,7 +599,7 @@ async def save_answer(
 ) -> None:
     """Store (or change) one answer, sealed until the round closes; a repeat is an update."""
     conn = await connection_of(s)
-    await conn.execute(UPSERT_ANSWER, {
+    await _UPSERT_RUN.all(conn, {
         "round_id": rnd.id, "question_id": question_id, "response_key": key,
         "sealed": _seal_answer(round_secret, rnd.id, key, question_id, value, choice, text),
     })
@@ -609,7 +612,7 @@ async def respondent(s: AsyncSession | AsyncConnection, round_id: str, person_id
     params = {"round_id": round_id, "person_id": person_id, "response_key": key}
     box = derive(round_secret, ANSWER_LABEL)
     out = []
-    for state, closes_at, asked, qid, sealed in (await conn.execute(RESPONDENT, params)).all():
+    for state, closes_at, asked, qid, sealed in await _RESPONDENT_RUN.all(conn, params):
         given = _open_answer(box, round_id, key, qid, sealed) if qid else (None, None, None)
         out.append((state, closes_at, asked, qid, *given))
     return out
