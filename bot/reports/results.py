@@ -448,13 +448,15 @@ def compute(
         # Where a question's answerers per cell are the round's respondents, its groups are
         # exactly the people's (the engine's answer for the same counts with the hidden
         # removed is the same fixed point); otherwise questions with equal counts decide once.
-        # `k0`: the threshold at close; what it hid stays hidden under a higher `k`.
+        # `k0`: the threshold at close; what it hid stays hidden under a higher `k`, and under
+        # the same `k` when the people view is stricter than at close (min_group raised alone:
+        # hiding more groups can make the engine show one the close hid).
         if k == th.min_group and cells == everyone:
             return people
         key = (frozenset(cells.items()), k)
         if key not in memo:
             also: frozenset[str] = frozenset()
-            if first is not None and k0 is not None and k0 < k:
+            if first is not None and k0 is not None and (k0 < k or people is not first):
                 at_close = disclose(org, cells, k0, hidden=groups_all - first.visible)
                 also = groups_all - at_close.visible
             memo[key] = disclose(org, cells, k, hidden=hidden | also)

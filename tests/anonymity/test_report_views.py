@@ -19,7 +19,7 @@ from bot.core import Core
 from bot.programme import loader
 from bot.pulse import rounds
 from bot.pulse import service as pulse
-from bot.reports.anonymity import Thresholds
+from bot.reports.anonymity import Org, Thresholds
 from bot.reports.export import export_round
 from bot.reports.results import (
     PEOPLE,
@@ -217,3 +217,30 @@ def test_every_view_under_higher_thresholds_is_a_part_of_the_view_at_close(
     at_close = shown(Thresholds(k0, 10))
     assert shown(Thresholds(k0 + up, 10 + up_comments)) <= at_close
     assert shown(Thresholds(3, 10)) == at_close  # never shown under lower thresholds
+
+
+def test_raising_min_group_alone_shows_no_comment_list_the_close_hid() -> None:
+    """Found in review: the programme raises `min_group` (5 to 6) and leaves `min_comments` at
+    10. Family Support holds Assessment; Family Support's own people hold one commenter,
+    Assessment ten. At close Family Support's list (11) is shown and Assessment's hidden; before
+    the fix, under 6 Family Support was hidden and Assessment's list (10) shown, and the first
+    list minus the second was one person's comment."""
+    org = Org({"fs": None, "as": "fs", "t2": None, "t3": None, "t4": None}, ())
+    respondents = {("t2", "*"): 20, ("t3", "*"): 2, ("t4", "*"): 3, ("fs", "*"): 6,
+                   ("as", "*"): 10}
+    commenters = {("t2", "*"): 9, ("t3", "*"): 1, ("fs", "*"): 1, ("as", "*"): 10}
+    data = RoundData(respondents=dict(respondents), invited=dict(respondents),
+                     answered={"q": dict(respondents)}, commenters={"c": commenters},
+                     teams={"q": {}}, roles={"q": {}}, whole={"q": {}},
+                     parents=dict(org.parents), thresholds=Thresholds(5, 10))
+    info = RoundInfo("r", "s", "Survey", 1, datetime(2026, 11, 2, tzinfo=UTC), True)
+    qs = [QuestionInfo("q", "Rated", "likert5"), QuestionInfo("c", "Say", "text")]
+
+    def comment_lists(th: Thresholds) -> set[str]:
+        out = compute(org, {}, th, info, qs, data)
+        return {g.key for g in out.groups.values() if g.shown
+                for q in g.questions if q.question.id == "c" and q.comments_shown}
+
+    at_close = comment_lists(Thresholds(5, 10))
+    assert "team:fs" in at_close and "team:as" not in at_close
+    assert comment_lists(Thresholds(6, 10)) <= at_close
