@@ -27,6 +27,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -54,6 +55,7 @@ from bot.roles import CHANGE_TEAM, LEADER, PRACTITIONER, SAFEGUARDING_LEAD, TEAM
 from bot.secrets import Unsealable, derive, forget_derived, keyed_hash, open_bytes, seal_bytes
 from storage.base import UTCDateTime, new_id
 from storage.db import connection_of
+from storage.perkey import PerKey
 from storage.prepared import Prepared
 
 # The respondent's main role on an answer row: one role, so roles cannot be combined to single
@@ -362,7 +364,13 @@ async def main_roles(s: AsyncSession, person_ids: list[str]) -> dict[str, str]:
     return {pid: main_role(frozenset(r)) for pid, r in held.items()}
 
 
-_KEPT_EVERYWHERE = False  # every closed round's people row seen to keep thresholds and tree
+class _Kept:
+    """Per engine: every closed round's people row was seen to keep thresholds and tree."""
+
+    everywhere = False
+
+
+_kept: PerKey[Engine, _Kept] = PerKey(_Kept)
 
 
 async def summarise_missing(s: AsyncSession) -> int:
@@ -380,11 +388,11 @@ async def summarise_missing(s: AsyncSession) -> int:
     # Those summed before the team tree was kept get today's tree too, for the same reason.
     # Once a look finds none, this process stops looking (it would read every round's people
     # row at every tick); a round an older replica summed meanwhile gets them at a restart.
-    global _KEPT_EVERYWHERE
     S = PulseSummary
-    old = [] if _KEPT_EVERYWHERE else (await s.execute(select(S.round_id, S.counts).where(
+    kept = _kept((await s.connection()).sync_engine)
+    old = [] if kept.everywhere else (await s.execute(select(S.round_id, S.counts).where(
         S.question_id == summary.PEOPLE, ~S.counts.contains(summary.THRESHOLDS_KEPT)))).all()
-    _KEPT_EVERYWHERE = not old
+    kept.everywhere = not old
     if not missing and not old:
         return 0
     parents = await team_parents(s)  # the tree now: the nearest to the close

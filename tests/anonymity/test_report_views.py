@@ -134,7 +134,7 @@ async def test_a_round_summed_before_thresholds_were_kept_gets_todays_at_the_nex
             counts=json.dumps(old)))
     views = [await _export(loaded, rid)]
     assert "team:family-support" in _shown(views[0]) and "team:assessment" not in _shown(views[0])
-    monkeypatch.setattr(pulse, "_KEPT_EVERYWHERE", False)  # the upgraded process starts
+    pulse._kept(loaded.db.engine.sync_engine).everywhere = False  # the upgraded process starts
     await rounds.close_due_rounds(loaded, MONDAY_10)  # its first pulse tick
     await loader.load(loaded.db, NESTED.replace("anonymity: {min_group: 5,",
                                                 "anonymity: {min_group: 6,"), loaded.router)
@@ -179,7 +179,7 @@ async def test_a_round_summed_before_the_tree_was_kept_is_not_regrouped_by_a_reo
             counts=json.dumps(old)))
     before = await _export(loaded, rid)
     assert "team:front-door" not in _shown(before) and "team:assessment" in _shown(before)
-    monkeypatch.setattr(pulse, "_KEPT_EVERYWHERE", False)  # the upgraded process starts
+    pulse._kept(loaded.db.engine.sync_engine).everywhere = False  # the upgraded process starts
     await rounds.close_due_rounds(loaded, MONDAY_10)  # its first pulse tick
     old_line = "{id: front-door, name: Front Door (MASH), parent: childrens-services,"
     await loader.load(loaded.db, EXAMPLE.read_text().replace(
