@@ -365,3 +365,53 @@ async def test_a_long_uninstall_never_gives_up_on_a_safeguarding_alert(
     finally:
         await ws.close()
     assert [urgent_in_dm(fake, lead) for lead in LEADS] == [1, 1]
+
+
+async def test_review6_an_uninstall_never_fails_an_alert_to_a_lead_not_yet_looked_up(
+    loaded: Core, slack: tuple[FakeSlack, SlackPort]
+) -> None:
+    """Review6: the leads were never DMed before (no stored Slack account), so the alert
+    must look them up by email; while the token is refused the lookup cannot be asked.
+    That is the app's problem, not the lead's: the alert must still be pending after the
+    long uninstall, and reach them after the reinstall."""
+    fake, _port = slack
+    fake.revoke("token_revoked")
+    await fb.store(loaded, await _pid(loaded, CHANGE), text=CONCERN, theme_id=None,
+                   replies=False, concerns=["child_risk"])
+    for _ in range(fb.MAX_ALERT_ATTEMPTS + 5):  # a tick a minute for about an hour
+        await fb.deliver_alerts(loaded)
+    assert await alerts(loaded) == {LEADS[0]: "pending", LEADS[1]: "pending"}
+
+
+async def test_review6_a_row_in_doubt_during_an_uninstall_is_not_sent_twice_after_the_reinstall(
+    loaded: Core, slack: tuple[FakeSlack, SlackPort], clock: FakeClock
+) -> None:
+    """Review6: a sender posts a DM and dies before recording it (the row goes back in doubt);
+    the app is uninstalled before another sender looks for that post. The look is refused
+    (AppNotAuthorised): the row waits, and after the reinstall it must still be looked up
+    before any resend: the person holds one copy."""
+    from bot.broadcasts import ledger
+    fake, port = slack
+    bid = await publish(loaded)
+    dead = Sender(loaded, sender_id="replica-a", limiter=Limiter(FAST))
+    claimed = await ledger.claim(loaded.db, dead.id, clock.now(), 10, dead.lease)
+    assert len(claimed) == 6
+    msg = service.render((await service.status(loaded, bid)).broadcast)
+    for row in claimed:
+        target = await dead._target(row)
+        assert target is not None
+        await port.send_keyed(target[1], msg, row.id)  # posted; the sender dies after these
+    assert len(copies(fake)) == 6
+    clock.advance(dead.lease + timedelta(seconds=1))
+    await ledger.release_stale(loaded.db, clock.now())
+    fake.revoke("token_revoked")
+    sender = Sender(loaded, sender_id="replica-b", limiter=Limiter(FAST))
+    await sender.drain()
+    fake.restore()
+    ws, _port2 = await connect(loaded, fake)
+    try:
+        clock.advance(timedelta(minutes=11))
+        await sender.drain()
+    finally:
+        await ws.close()
+    assert len(copies(fake)) == 6, [(r.state, r.error) for r in await rows(loaded, bid)]
