@@ -23,6 +23,7 @@ change team can count; nothing retried forever, nobody blamed for the app's own 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import pytest
@@ -59,6 +60,17 @@ async def connect(core: Core, fake: FakeSlack) -> tuple[Workspaces, SlackPort]:
     port = SlackPort(ws, Directory(ws))
     core.add_port(port)
     return ws, port
+
+
+@asynccontextmanager
+async def reinstalled(core: Core, fake: FakeSlack) -> AsyncIterator[None]:
+    """An admin reinstalls the app and the bot restarts with the new token (for the block)."""
+    fake.restore()
+    ws, _port = await connect(core, fake)
+    try:
+        yield
+    finally:
+        await ws.close()
 
 
 @pytest.fixture
@@ -131,14 +143,9 @@ async def test_an_uninstalled_app_holds_the_broadcast_and_a_reinstall_delivers_i
         await sender.drain()
     assert len(fake.calls) == asked, "a dead token is answered locally, not asked per row"
     assert await unreachable(loaded) == [], "the app's token says nothing about the people"
-    # An admin reinstalls the app and the bot restarts with the new token.
-    fake.restore()
-    ws, _port2 = await connect(loaded, fake)
-    try:
+    async with reinstalled(loaded, fake):
         clock.advance(timedelta(minutes=11))
         await sender.drain()
-    finally:
-        await ws.close()
     assert sorted(copies(fake)) == sorted(set(copies(fake))) and len(copies(fake)) == 6
     st = await service.status(loaded, bid)
     assert st.broadcast.state == "done" and st.counts["sent"] == 6
@@ -265,13 +272,8 @@ async def test_an_uninstalled_app_keeps_the_alert_for_the_leads_until_it_is_rein
     await fb.deliver_alerts(loaded)
     assert await alerts(loaded) == {LEADS[0]: "pending", LEADS[1]: "pending"}
     assert await unreachable(loaded) == [], "the leads did nothing wrong"
-    # An admin reinstalls the app and the bot restarts with the new token.
-    fake.restore()
-    ws, _port2 = await connect(loaded, fake)
-    try:
+    async with reinstalled(loaded, fake):
         assert await fb.deliver_alerts(loaded) == 2
-    finally:
-        await ws.close()
     assert [urgent_in_dm(fake, lead) for lead in LEADS] == [1, 1]
     assert await alerts(loaded) == {LEADS[0]: "sent", LEADS[1]: "sent"}
 
@@ -311,13 +313,9 @@ async def test_people_not_yet_found_on_slack_wait_for_the_reinstall_not_skipped(
     waiting = await rows(loaded, bid)
     assert [r.state for r in waiting] == ["failed"] * 6, [(r.state, r.error) for r in waiting]
     assert all("reinstall" in (r.error or "") for r in waiting)
-    fake.restore()
-    ws, _port2 = await connect(loaded, fake)
-    try:
+    async with reinstalled(loaded, fake):
         clock.advance(timedelta(minutes=11))
         await sender.drain()
-    finally:
-        await ws.close()
     assert len(copies(fake)) == 6 == len(set(copies(fake)))
     assert (await service.status(loaded, bid)).counts["sent"] == 6
 
@@ -358,19 +356,15 @@ async def test_a_long_uninstall_never_gives_up_on_a_safeguarding_alert(
     for _ in range(fb.MAX_ALERT_ATTEMPTS + 5):  # a tick a minute for about an hour
         await fb.deliver_alerts(loaded)
     assert await alerts(loaded) == {LEADS[0]: "pending", LEADS[1]: "pending"}
-    fake.restore()
-    ws, _port2 = await connect(loaded, fake)
-    try:
+    async with reinstalled(loaded, fake):
         assert await fb.deliver_alerts(loaded) == 2
-    finally:
-        await ws.close()
     assert [urgent_in_dm(fake, lead) for lead in LEADS] == [1, 1]
 
 
-async def test_review6_an_uninstall_never_fails_an_alert_to_a_lead_not_yet_looked_up(
+async def test_an_uninstall_never_fails_an_alert_to_a_lead_not_yet_looked_up(
     loaded: Core, slack: tuple[FakeSlack, SlackPort]
 ) -> None:
-    """Review6: the leads were never DMed before (no stored Slack account), so the alert
+    """The leads were never DMed before (no stored Slack account), so the alert
     must look them up by email; while the token is refused the lookup cannot be asked.
     That is the app's problem, not the lead's: the alert must still be pending after the
     long uninstall, and reach them after the reinstall."""
@@ -381,12 +375,17 @@ async def test_review6_an_uninstall_never_fails_an_alert_to_a_lead_not_yet_looke
     for _ in range(fb.MAX_ALERT_ATTEMPTS + 5):  # a tick a minute for about an hour
         await fb.deliver_alerts(loaded)
     assert await alerts(loaded) == {LEADS[0]: "pending", LEADS[1]: "pending"}
+    assert await unreachable(loaded) == [], "the leads did nothing wrong"
+    async with reinstalled(loaded, fake):
+        assert await fb.deliver_alerts(loaded) == 2
+    assert [urgent_in_dm(fake, lead) for lead in LEADS] == [1, 1]
+    assert await alerts(loaded) == {LEADS[0]: "sent", LEADS[1]: "sent"}
 
 
-async def test_review6_a_row_in_doubt_during_an_uninstall_is_not_sent_twice_after_the_reinstall(
+async def test_a_row_in_doubt_during_an_uninstall_is_not_sent_twice_after_the_reinstall(
     loaded: Core, slack: tuple[FakeSlack, SlackPort], clock: FakeClock
 ) -> None:
-    """Review6: a sender posts a DM and dies before recording it (the row goes back in doubt);
+    """A sender posts a DM and dies before recording it (the row goes back in doubt);
     the app is uninstalled before another sender looks for that post. The look is refused
     (AppNotAuthorised): the row waits, and after the reinstall it must still be looked up
     before any resend: the person holds one copy."""
@@ -407,11 +406,7 @@ async def test_review6_a_row_in_doubt_during_an_uninstall_is_not_sent_twice_afte
     fake.revoke("token_revoked")
     sender = Sender(loaded, sender_id="replica-b", limiter=Limiter(FAST))
     await sender.drain()
-    fake.restore()
-    ws, _port2 = await connect(loaded, fake)
-    try:
+    async with reinstalled(loaded, fake):
         clock.advance(timedelta(minutes=11))
         await sender.drain()
-    finally:
-        await ws.close()
     assert len(copies(fake)) == 6, [(r.state, r.error) for r in await rows(loaded, bid)]

@@ -1,4 +1,5 @@
-"""Review6: a safeguarding lead on two platforms, one of which refuses the app."""
+"""A safeguarding lead on two platforms, one of which refuses the app (uninstalled): the alert
+goes by the platform that still works, and the refusal alone never fails it (Core.dm)."""
 
 from __future__ import annotations
 
