@@ -410,3 +410,4 @@ async def test_a_row_in_doubt_during_an_uninstall_is_not_sent_twice_after_the_re
         clock.advance(timedelta(minutes=11))
         await sender.drain()
     assert len(copies(fake)) == 6, [(r.state, r.error) for r in await rows(loaded, bid)]
+    assert [r.state for r in await rows(loaded, bid)] == ["sent"] * 6
