@@ -23,14 +23,12 @@ change team can count; nothing retried forever, nobody blamed for the app's own 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
-from adapters.slack.config import SlackConfig
-from adapters.slack.port import Directory, SlackPort, Workspaces
+from adapters.slack.port import SlackPort
 from bot.broadcasts import service
 from bot.broadcasts.limiter import Limiter, Limits
 from bot.broadcasts.sender import Sender
@@ -42,7 +40,8 @@ from bot.feedback.tables import FeedbackAlert
 from bot.model import text_message
 from bot.people.tables import Identity, Person
 from tests.conformance.drivers.slack import SlackDriver
-from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
+from tests.fakes.slack_api import FakeSlack
+from tests.slack_fixture import reinstalled, slack_on
 from tests.test_broadcast_engine import office_hours_for_all
 
 CHANGE = "changelead@northbridge.example"
@@ -53,37 +52,10 @@ CONCERN = "A boy on my caseload told me his stepdad hits him."
 PRACTITIONER = "practitioner1@northbridge.example"
 
 
-async def connect(core: Core, fake: FakeSlack) -> tuple[Workspaces, SlackPort]:
-    """The Slack adapter's port, as `serve` builds it, talking to the fake."""
-    ws = Workspaces(SlackConfig(signing_secret="s", bot_token=BOT_TOKEN, api_url=fake.url))
-    await ws.start()
-    port = SlackPort(ws, Directory(ws))
-    core.add_port(port)
-    return ws, port
-
-
-@asynccontextmanager
-async def reinstalled(core: Core, fake: FakeSlack) -> AsyncIterator[None]:
-    """An admin reinstalls the app and the bot restarts with the new token (for the block)."""
-    fake.restore()
-    ws, _port = await connect(core, fake)
-    try:
-        yield
-    finally:
-        await ws.close()
-
-
 @pytest.fixture
 async def slack(loaded: Core) -> AsyncIterator[tuple[FakeSlack, SlackPort]]:
-    fake = FakeSlack(retry_after=0)
-    await fake.start()
-    async with loaded.db.session() as s:
-        for email in (await s.execute(select(Person.email))).scalars():
-            fake.add_user(str(email))
-    ws, port = await connect(loaded, fake)
-    yield fake, port
-    await ws.close()
-    await fake.close()
+    async with slack_on(loaded) as pair:
+        yield pair
 
 
 async def publish(core: Core, audience: str = "teams: assessment") -> str:
