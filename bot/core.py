@@ -40,7 +40,7 @@ from bot.people import service as people
 from bot.people.held import flush as flush_held
 from bot.people.held import held
 from bot.people.tables import Identity, Person
-from bot.port import PlatformError, Port, Unreachable
+from bot.port import AppNotAuthorised, PlatformError, Port, Unreachable
 from bot.roles import describe
 from bot.router import Action, Command, Router
 from bot.secrets import keyed_hash
@@ -591,7 +591,14 @@ class Core:
         `route`: `prefer`'s stored DM conversation, already read: tried first, no lookup.
         `quiet`: write nothing about the person (no account found, DM stored or marked
         unreachable), for a DM whose moment would link them to something anonymous: a row of
-        theirs changed right after a reply's commit names the author of the item replied to."""
+        theirs changed right after a reply's commit names the author of the item replied to.
+
+        A platform that refuses the app itself (AppNotAuthorised: uninstalled, token revoked)
+        says nothing about the person: their other accounts are tried, and it is raised only
+        when no account took the message, so the caller knows the app is refused, not the
+        person (a safeguarding alert then waits for the reinstall, uncounted)."""
+        refused: AppNotAuthorised | None = None
+        gone: set[tuple[str, str]] = set()  # (platform, workspace) that refused the app
         if route is not None and prefer is not None and prefer.platform in self.ports:
             try:
                 return await self.ports[prefer.platform].send(
@@ -600,13 +607,19 @@ class Core:
                 await self.mark_unreachable(
                     Identity(platform=prefer.platform, workspace=prefer.workspace,
                              user_id=prefer.user_id), str(e))
+            except AppNotAuthorised as e:
+                refused = e
+                gone.add((prefer.platform, prefer.workspace))
         async with self.db.session() as s:
             idents = await self.reachable_identities(s, person_id)
         if not idents and not quiet:
-            idents = await self.discover(person_id)
+            idents, asked = await self._discover(person_id)
+            refused = refused or asked
         if prefer is not None:
             idents.sort(key=lambda i: (i.platform, i.user_id) != (prefer.platform, prefer.user_id))
         for ident in idents:
+            if (ident.platform, ident.workspace) in gone:
+                continue
             port = self.ports[ident.platform]
             try:
                 if ident.dm:
@@ -620,33 +633,54 @@ class Core:
             except Unreachable as e:
                 if not quiet:
                     await self.mark_unreachable(ident, str(e))
+            except AppNotAuthorised as e:
+                refused = e
+                gone.add((ident.platform, ident.workspace))
+        if refused is not None:
+            raise refused
         return None
 
     async def discover(self, person_id: str) -> list[Identity]:
         """Find a person on the connected platforms by email (first contact) and store the
         accounts found. No transaction is open while the platforms are asked; if a concurrent
-        discovery stored the same account first, the stored identities are returned."""
+        discovery stored the same account first, the stored identities are returned.
+
+        AppNotAuthorised when nobody was found and a platform refused the app (it could not
+        be asked): the person is not missing, the app is; the caller waits for the reinstall."""
+        idents, refused = await self._discover(person_id)
+        if not idents and refused is not None:
+            raise refused
+        return idents
+
+    async def _discover(self, person_id: str) -> tuple[list[Identity], AppNotAuthorised | None]:
+        """`discover`, with the refusal of a platform that could not be asked (if any)."""
         async with self.db.session() as s:
             person = await s.get(Person, person_id)
             if person is None or not person.email:
-                return []
+                return [], None
             email = person.email
             known = {(i.platform, i.workspace, i.user_id) for i in held(self).identities(
                 person_id, await people.identities_of(s, person_id))}
         found: list[UserRef] = []
+        refused: AppNotAuthorised | None = None
         for port in self.ports.values():
             finder = getattr(port, "find_user", None)
             if finder is None:
                 continue
             try:
                 user = await finder(email)
+            except AppNotAuthorised as e:
+                log.warning("user lookup refused: the platform refuses the app",
+                            extra={"platform": port.platform})
+                refused = e
+                continue
             except Exception:
                 log.warning("user lookup failed", extra={"platform": port.platform})
                 continue
             if user is not None and (user.platform, user.workspace, user.user_id) not in known:
                 found.append(user)
         if not found:
-            return []
+            return [], refused
         idents = [Identity(platform=u.platform, workspace=u.workspace, user_id=u.user_id,
                            person_id=person_id) for u in found]
         try:
@@ -654,8 +688,8 @@ class Core:
                 s.add_all(idents)
         except IntegrityError:
             async with self.db.session() as s:
-                return await self.reachable_identities(s, person_id)
-        return idents
+                return await self.reachable_identities(s, person_id), refused
+        return idents, refused
 
     async def reachable_identities(self, s: AsyncSession, person_id: str) -> list[Identity]:
         """A person's accounts that can be messaged now: reachable, on a connected platform.

@@ -12,8 +12,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from adapters.slack.config import SlackConfig
-from adapters.slack.port import DELIVERY_EVENT, Directory, SlackPort, Workspaces
+from adapters.slack.port import DELIVERY_EVENT, SlackPort
 from bot.broadcasts import ledger, service
 from bot.broadcasts.limiter import Limiter, Limits
 from bot.broadcasts.sender import Sender
@@ -21,7 +20,8 @@ from bot.broadcasts.tables import Delivery
 from bot.clock import FakeClock
 from bot.core import Core
 from bot.people.tables import Person
-from tests.fakes.slack_api import BOT_TOKEN, TEAM, FakeSlack
+from tests.fakes.slack_api import TEAM, FakeSlack
+from tests.slack_fixture import slack_on
 
 CHANGE = "changelead@northbridge.example"
 TITLE = "Early win: family network meetings"
@@ -30,18 +30,8 @@ FAST = {"slack": Limits(workspace_per_s=1000, conversation_per_s=1000, burst=50)
 
 @pytest.fixture
 async def slack(loaded: Core) -> AsyncIterator[tuple[FakeSlack, SlackPort]]:
-    fake = FakeSlack(retry_after=0)
-    await fake.start()
-    async with loaded.db.session() as s:
-        for email in (await s.execute(select(Person.email))).scalars():
-            fake.add_user(str(email))
-    ws = Workspaces(SlackConfig(signing_secret="s", bot_token=BOT_TOKEN, api_url=fake.url))
-    await ws.start()
-    port = SlackPort(ws, Directory(ws))
-    loaded.add_port(port)
-    yield fake, port
-    await ws.close()
-    await fake.close()
+    async with slack_on(loaded) as pair:
+        yield pair
 
 
 async def publish(core: Core, audience: str) -> str:

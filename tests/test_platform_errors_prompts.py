@@ -17,11 +17,10 @@ from adapters.slack.port import SlackPort
 from bot.clock import FakeClock
 from bot.core import Core
 from bot.milestones.tables import MilestoneCheckin
-from bot.people.tables import Person
 from bot.pulse.tables import PulseParticipation, PulsePending
 from tests.conformance.drivers.slack import make as make_slack
 from tests.fakes.slack_api import FakeSlack
-from tests.test_platform_errors_slack import connect
+from tests.slack_fixture import slack_on
 from tests.test_scheduler_grace import FNM, INVITE, MON, start_at, utc
 
 REMINDER = "gentle reminder"
@@ -30,15 +29,8 @@ P1 = "practitioner1@northbridge.example"
 
 @pytest.fixture
 async def slack(loaded: Core) -> AsyncIterator[tuple[FakeSlack, SlackPort]]:
-    fake = FakeSlack(retry_after=0)
-    await fake.start()
-    async with loaded.db.session() as s:
-        for email in (await s.execute(select(Person.email))).scalars():
-            fake.add_user(str(email))
-    ws, port = await connect(loaded, fake)
-    yield fake, port
-    await ws.close()
-    await fake.close()
+    async with slack_on(loaded) as pair:
+        yield pair
 
 
 def posts(fake: FakeSlack, what: str) -> list[str]:

@@ -28,8 +28,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from adapters.slack.config import SlackConfig
-from adapters.slack.port import Directory, SlackPort, Workspaces
+from adapters.slack.port import SlackPort
 from bot.broadcasts import service
 from bot.broadcasts.limiter import Limiter, Limits
 from bot.broadcasts.sender import Sender
@@ -41,7 +40,8 @@ from bot.feedback.tables import FeedbackAlert
 from bot.model import text_message
 from bot.people.tables import Identity, Person
 from tests.conformance.drivers.slack import SlackDriver
-from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
+from tests.fakes.slack_api import FakeSlack
+from tests.slack_fixture import reinstalled, slack_on
 from tests.test_broadcast_engine import office_hours_for_all
 
 CHANGE = "changelead@northbridge.example"
@@ -52,26 +52,10 @@ CONCERN = "A boy on my caseload told me his stepdad hits him."
 PRACTITIONER = "practitioner1@northbridge.example"
 
 
-async def connect(core: Core, fake: FakeSlack) -> tuple[Workspaces, SlackPort]:
-    """The Slack adapter's port, as `serve` builds it, talking to the fake."""
-    ws = Workspaces(SlackConfig(signing_secret="s", bot_token=BOT_TOKEN, api_url=fake.url))
-    await ws.start()
-    port = SlackPort(ws, Directory(ws))
-    core.add_port(port)
-    return ws, port
-
-
 @pytest.fixture
 async def slack(loaded: Core) -> AsyncIterator[tuple[FakeSlack, SlackPort]]:
-    fake = FakeSlack(retry_after=0)
-    await fake.start()
-    async with loaded.db.session() as s:
-        for email in (await s.execute(select(Person.email))).scalars():
-            fake.add_user(str(email))
-    ws, port = await connect(loaded, fake)
-    yield fake, port
-    await ws.close()
-    await fake.close()
+    async with slack_on(loaded) as pair:
+        yield pair
 
 
 async def publish(core: Core, audience: str = "teams: assessment") -> str:
@@ -131,14 +115,9 @@ async def test_an_uninstalled_app_holds_the_broadcast_and_a_reinstall_delivers_i
         await sender.drain()
     assert len(fake.calls) == asked, "a dead token is answered locally, not asked per row"
     assert await unreachable(loaded) == [], "the app's token says nothing about the people"
-    # An admin reinstalls the app and the bot restarts with the new token.
-    fake.restore()
-    ws, _port2 = await connect(loaded, fake)
-    try:
+    async with reinstalled(loaded, fake):
         clock.advance(timedelta(minutes=11))
         await sender.drain()
-    finally:
-        await ws.close()
     assert sorted(copies(fake)) == sorted(set(copies(fake))) and len(copies(fake)) == 6
     st = await service.status(loaded, bid)
     assert st.broadcast.state == "done" and st.counts["sent"] == 6
@@ -265,13 +244,8 @@ async def test_an_uninstalled_app_keeps_the_alert_for_the_leads_until_it_is_rein
     await fb.deliver_alerts(loaded)
     assert await alerts(loaded) == {LEADS[0]: "pending", LEADS[1]: "pending"}
     assert await unreachable(loaded) == [], "the leads did nothing wrong"
-    # An admin reinstalls the app and the bot restarts with the new token.
-    fake.restore()
-    ws, _port2 = await connect(loaded, fake)
-    try:
+    async with reinstalled(loaded, fake):
         assert await fb.deliver_alerts(loaded) == 2
-    finally:
-        await ws.close()
     assert [urgent_in_dm(fake, lead) for lead in LEADS] == [1, 1]
     assert await alerts(loaded) == {LEADS[0]: "sent", LEADS[1]: "sent"}
 
@@ -311,13 +285,9 @@ async def test_people_not_yet_found_on_slack_wait_for_the_reinstall_not_skipped(
     waiting = await rows(loaded, bid)
     assert [r.state for r in waiting] == ["failed"] * 6, [(r.state, r.error) for r in waiting]
     assert all("reinstall" in (r.error or "") for r in waiting)
-    fake.restore()
-    ws, _port2 = await connect(loaded, fake)
-    try:
+    async with reinstalled(loaded, fake):
         clock.advance(timedelta(minutes=11))
         await sender.drain()
-    finally:
-        await ws.close()
     assert len(copies(fake)) == 6 == len(set(copies(fake)))
     assert (await service.status(loaded, bid)).counts["sent"] == 6
 
@@ -358,10 +328,58 @@ async def test_a_long_uninstall_never_gives_up_on_a_safeguarding_alert(
     for _ in range(fb.MAX_ALERT_ATTEMPTS + 5):  # a tick a minute for about an hour
         await fb.deliver_alerts(loaded)
     assert await alerts(loaded) == {LEADS[0]: "pending", LEADS[1]: "pending"}
-    fake.restore()
-    ws, _port2 = await connect(loaded, fake)
-    try:
+    async with reinstalled(loaded, fake):
         assert await fb.deliver_alerts(loaded) == 2
-    finally:
-        await ws.close()
     assert [urgent_in_dm(fake, lead) for lead in LEADS] == [1, 1]
+
+
+async def test_an_uninstall_never_fails_an_alert_to_a_lead_not_yet_looked_up(
+    loaded: Core, slack: tuple[FakeSlack, SlackPort]
+) -> None:
+    """The leads were never DMed before (no stored Slack account), so the alert
+    must look them up by email; while the token is refused the lookup cannot be asked.
+    That is the app's problem, not the lead's: the alert must still be pending after the
+    long uninstall, and reach them after the reinstall."""
+    fake, _port = slack
+    fake.revoke("token_revoked")
+    await fb.store(loaded, await _pid(loaded, CHANGE), text=CONCERN, theme_id=None,
+                   replies=False, concerns=["child_risk"])
+    for _ in range(fb.MAX_ALERT_ATTEMPTS + 5):  # a tick a minute for about an hour
+        await fb.deliver_alerts(loaded)
+    assert await alerts(loaded) == {LEADS[0]: "pending", LEADS[1]: "pending"}
+    assert await unreachable(loaded) == [], "the leads did nothing wrong"
+    async with reinstalled(loaded, fake):
+        assert await fb.deliver_alerts(loaded) == 2
+    assert [urgent_in_dm(fake, lead) for lead in LEADS] == [1, 1]
+    assert await alerts(loaded) == {LEADS[0]: "sent", LEADS[1]: "sent"}
+
+
+async def test_a_row_in_doubt_during_an_uninstall_is_not_sent_twice_after_the_reinstall(
+    loaded: Core, slack: tuple[FakeSlack, SlackPort], clock: FakeClock
+) -> None:
+    """A sender posts a DM and dies before recording it (the row goes back in doubt);
+    the app is uninstalled before another sender looks for that post. The look is refused
+    (AppNotAuthorised): the row waits, and after the reinstall it must still be looked up
+    before any resend: the person holds one copy."""
+    from bot.broadcasts import ledger
+    fake, port = slack
+    bid = await publish(loaded)
+    dead = Sender(loaded, sender_id="replica-a", limiter=Limiter(FAST))
+    claimed = await ledger.claim(loaded.db, dead.id, clock.now(), 10, dead.lease)
+    assert len(claimed) == 6
+    msg = service.render((await service.status(loaded, bid)).broadcast)
+    for row in claimed:
+        target = await dead._target(row)
+        assert target is not None
+        await port.send_keyed(target[1], msg, row.id)  # posted; the sender dies after these
+    assert len(copies(fake)) == 6
+    clock.advance(dead.lease + timedelta(seconds=1))
+    await ledger.release_stale(loaded.db, clock.now())
+    fake.revoke("token_revoked")
+    sender = Sender(loaded, sender_id="replica-b", limiter=Limiter(FAST))
+    await sender.drain()
+    async with reinstalled(loaded, fake):
+        clock.advance(timedelta(minutes=11))
+        await sender.drain()
+    assert len(copies(fake)) == 6, [(r.state, r.error) for r in await rows(loaded, bid)]
+    assert [r.state for r in await rows(loaded, bid)] == ["sent"] * 6

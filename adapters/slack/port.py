@@ -318,6 +318,13 @@ class Workspaces:
             if "" not in self._clients:
                 self._clients[""] = self.base_client(self.cfg.bot_token)
             return self._clients[""]
+        cached = self._clients.get(team_id)
+        if cached is not None and self.pacer.refused_token(cached.token or "") is not None:
+            # Slack refused this token (uninstalled, revoked). Only the replica that received
+            # app_uninstalled/tokens_revoked forgot it; here the store is read again, so the
+            # token of a reinstall is used as soon as it is stored, without a restart (a
+            # store read per call while refused: a local query, never a Slack call).
+            self.forget(team_id)
         if team_id not in self._clients:
             bot = await self.store.bot_for_team(team_id) if self.store else None
             if bot is None:  # uninstalled (app_uninstalled), or never installed

@@ -464,7 +464,7 @@ class Sender:
             where = (conv.platform, conv.workspace)
             await self._may_send(conv)
             keyed = port if isinstance(port, KeyedPort) else None
-            if row.error == IN_DOUBT or row.attempts > 1:
+            if _in_doubt(row.error) or row.attempts > 1:
                 if keyed is not None:
                     try:
                         found = await keyed.find_sent(conv, row.id)
@@ -480,7 +480,7 @@ class Sender:
                         await self._sent(row, found, conv)
                         self.stats.reconciled += 1
                         return
-                elif row.error == IN_DOUBT:
+                elif _in_doubt(row.error):
                     await self._record(row, state="final_failed",
                                         error="outcome unknown after a sender stopped; not resent "
                                               "to avoid a duplicate")
@@ -544,8 +544,12 @@ class Sender:
             self.stats.final_failed += 1
             return
         stamp = f" (since {since.astimezone(UTC):%Y-%m-%dT%H:%MZ})"
+        # A row in doubt (a sender stopped mid-send) stays in doubt while it waits: after the
+        # reinstall it is looked up before any resend, never sent blind (attempts are not
+        # counted here, so they cannot be what says so).
+        mark = _DOUBT if _in_doubt(row.error) else ""
         await self._record(row, state="failed", attempts=row.attempts - 1,
-                           error=reason[: 300 - len(stamp)] + stamp,
+                           error=mark + reason[: 300 - len(stamp) - len(mark)] + stamp,
                            next_attempt_at=now + APP_REFUSED_RETRY)
         self.stats.retried += 1
 
@@ -696,6 +700,15 @@ class Sender:
     async def _discover(self, person_id: str) -> list[Identity]:
         """The core's first-contact lookup (a concurrent discovery of the same account wins)."""
         return list(await self.core.discover(person_id))
+
+
+# Kept at the front of a waiting row's reason while it is in doubt (see Sender._app_refused).
+_DOUBT = "in doubt, checked before resending: "
+
+
+def _in_doubt(error: str | None) -> bool:
+    """Whether a row may already have been delivered by a sender that stopped mid-send."""
+    return error == IN_DOUBT or (error or "").startswith(_DOUBT)
 
 
 _SINCE = re.compile(r" \(since (\d{4}-\d\d-\d\dT\d\d:\d\dZ)\)$")

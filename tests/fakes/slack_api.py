@@ -1013,6 +1013,8 @@ class FakeSlack:
         if team is None:
             return {"ok": False, "error": "invalid_code"}
         token = f"xoxb-{team}-installed"
+        while token in self.revoked:  # a reinstall after an uninstall gets a new token
+            token += "-again"
         self.tokens.add(token)
         return {"ok": True, "app_id": "A0FAKE", "access_token": token, "token_type": "bot",
                 "scope": "chat:write,commands", "bot_user_id": BOT_USER,

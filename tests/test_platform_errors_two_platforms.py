@@ -1,0 +1,41 @@
+"""A safeguarding lead on two platforms, one of which refuses the app (uninstalled): the alert
+goes by the platform that still works, and the refusal alone never fails it (Core.dm)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from adapters.fake.port import FakePort
+from bot.core import Core
+from bot.feedback import service as fb
+from bot.model import ConversationRef, Message, MessageRef
+from bot.people.tables import Person
+from bot.port import AppNotAuthorised
+
+LEADS = ["safeguarding.lead@northbridge.example", "lado@northbridge.example"]
+
+
+class Uninstalled(FakePort):
+    """A second platform whose app was uninstalled: every send is refused."""
+
+    platform = "aaa-uninstalled"
+
+    async def send(self, conversation: ConversationRef, message: Message) -> MessageRef:
+        raise AppNotAuthorised("token_revoked: reinstall the app")
+
+
+async def test_an_alert_reaches_a_lead_on_the_platform_that_still_works(loaded: Core) -> None:
+    gone, works = Uninstalled(), FakePort()
+    loaded.add_port(gone)
+    loaded.add_port(works)
+    async with loaded.db.session() as s:
+        change = (await s.execute(select(Person.id).where(
+            Person.email == "changelead@northbridge.example"))).scalar_one()
+        leads = {e: (await s.execute(select(Person.id).where(Person.email == e))).scalar_one()
+                 for e in LEADS}
+    await fb.store(loaded, change, text="A boy told me his stepdad hits him.", theme_id=None,
+                   replies=False, concerns=["child_risk"])
+    await fb.deliver_alerts(loaded)
+    got = {e: any(p.message.blocks and "URGENT" in str(p.message.blocks[0])
+                  for p in works.messages(works.dm_id(f"U-{e}"))) for e in leads}
+    assert got == {e: True for e in LEADS}
