@@ -193,8 +193,11 @@ class TeamsPort:
 
         A personal chat the service no longer knows (404 ConversationNotFound: ChatGone) is
         created again once and the message goes there; Unreachable only if that fails too.
-        The new chat is remembered (its reference stored, the old one retired), and sends to
-        the old id go to the new one in this process without asking Teams again."""
+        Nothing is written for it: the send may be a quiet one to an anonymous author (N15:
+        no row naming them changes after a reply), and the port cannot tell. This process
+        sends to the old id in the new chat from then on; another process, or this one after
+        a restart, creates it once more the first time (the new chat is stored the next time
+        the person writes to the bot, as every chat is)."""
         conversation = self._moved.get(conversation.conversation_id, conversation)
         try:
             return await self._send(conversation, message)
@@ -216,9 +219,8 @@ class TeamsPort:
                               "is not stored")
         log.info("teams personal chat not found; creating it again")
         fresh = await self._create_personal(UserRef(PLATFORM, gone.workspace, row.user_id),
-                                            remember=True)
+                                            remember=False)
         if fresh.conversation_id != gone.conversation_id:
-            await refs.forget(self.db, gone.conversation_id)
             self._moved[gone.conversation_id] = fresh
         return fresh
 
