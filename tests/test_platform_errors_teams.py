@@ -30,6 +30,8 @@ from bot.broadcasts.tables import Delivery
 from bot.clock import FakeClock
 from bot.core import Core
 from bot.feedback import service as fb
+from bot.model import text_message
+from bot.people import held
 from bot.people.tables import Identity, Person
 from tests.conformance.drivers.teams import TeamsDriver
 from tests.test_broadcast_engine import office_hours_for_all
@@ -180,3 +182,64 @@ async def test_an_app_the_tenant_admin_disabled_blames_nobody_and_waits_for_the_
     clock.advance(timedelta(minutes=11))
     await drain(loaded, sender, clock, times=1)
     assert [copies(teams, e) for e in emails] == [2] * 6, "the second one, once each"
+
+
+async def _lead_chat_forgotten(loaded: Core, teams: TeamsDriver, *, stuck: bool) -> str:
+    """The lead talked to the bot (their chat is stored); then the service forgets that chat
+    (404 ConversationNotFound, tests/fakes/teams_connector.py), and a concern is sent."""
+    for lead in LEADS:  # both chats known: only a lost one is created
+        await teams.say(lead, "help")
+    uid, old = teams.dm_id(LEADS[0])
+    teams.fake.forget_conversation(old)
+    if stuck:
+        teams.fake.state.stuck.add(uid)
+    teams.fake.state.calls.clear()
+    async with loaded.db.session() as s:
+        author = (await s.execute(select(Person.id).where(Person.email == CHANGE))).scalar_one()
+    await fb.store(loaded, author, text=CONCERN, theme_id=None, replies=False,
+                   concerns=["child_risk"])
+    await fb.deliver_alerts(loaded)
+    return old
+
+
+def _creates(teams: TeamsDriver) -> int:
+    return sum(c == ("POST", "/v3/conversations") for c in teams.fake.state.calls)
+
+
+async def test_a_stale_teams_chat_is_created_again_and_the_alert_goes_there(
+    loaded: Core, teams: TeamsDriver
+) -> None:
+    """A stored personal chat Teams no longer knows is not the person's doing (botframework-sdk
+    #6628: about 1% of users at a time, none blocked the bot): the chat is created once more
+    and the urgent alert arrives in it; nobody is marked unreachable."""
+    old = await _lead_chat_forgotten(loaded, teams, stuck=False)
+    _uid, new = teams.dm_id(LEADS[0])
+    assert new != old
+    assert sum("URGENT" in t for t in teams.seen(LEADS[0])) == 1, "in the new chat"
+    assert _creates(teams) == 1, "created once"
+    await held.flush(loaded)
+    assert await unreachable(loaded) == []
+    async with loaded.db.session() as s:
+        ids = {str(e): str(p) for p, e in (await s.execute(select(Person.id, Person.email)))}
+        [queued] = await fb.urgent_queue(s)
+    assert queued.delivery[ids[LEADS[0]]] == "sent"
+    # The next message goes to the new chat straight away: no second creation, no 404.
+    teams.fake.state.calls.clear()
+    teams.fake.state.refused.clear()
+    assert await loaded.dm(ids[LEADS[0]], text_message("Second")) is not None
+    assert _creates(teams) == 0 and teams.fake.state.refused == []
+    assert "Second" in teams.seen(LEADS[0])[-1]
+
+
+async def test_a_chat_that_cannot_be_made_again_marks_the_lead_unreachable_once(
+    loaded: Core, teams: TeamsDriver
+) -> None:
+    await _lead_chat_forgotten(loaded, teams, stuck=True)
+    assert _creates(teams) == 1, "tried once, not in a loop"
+    await held.flush(loaded)  # the account was linked by this process (bot/people/held.py)
+    assert await unreachable(loaded) == [LEADS[0]]
+    assert sum("URGENT" in t for t in teams.seen(LEADS[1])) == 1, "the other lead has it"
+    async with loaded.db.session() as s:
+        why = (await s.execute(select(Identity.unreachable_reason).join(
+            Person, Person.id == Identity.person_id).where(Person.email == LEADS[0]))).scalar_one()
+    assert why is not None and "ConversationNotFound" in why and "anew" in why, why

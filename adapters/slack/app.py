@@ -37,6 +37,7 @@ from bot.channels import parse_channel
 from bot.core import SORRY, Core, HandleResult
 from bot.errors import UserError
 from bot.model import Event, Form, Text, UserRef, text_message
+from bot.people import reach
 from bot.programme.core_sections import get_setting
 
 log = logging.getLogger("staffvoice.slack")
@@ -156,6 +157,7 @@ class SlackAdapter:
         app.view_closed(ANY)(self.on_view_closed)
         app.event("app_uninstalled")(self.on_uninstalled)
         app.event("tokens_revoked")(self.on_uninstalled)
+        app.event("user_change")(self.on_user_change)
         app.error(self.on_error)
         return app
 
@@ -280,6 +282,26 @@ class SlackAdapter:
         self.workspaces.forget(team)
         if self.store is not None and body.get("event", {}).get("type") == "app_uninstalled":
             await self.store.async_delete_all(enterprise_id=body.get("enterprise_id"), team_id=team)
+
+    async def on_user_change(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        """A member's data changed (https://docs.slack.dev/reference/events/user_change, scope
+        users:read). `user.deleted: true`: an admin deactivated the account. Slack still takes
+        posts in its open DM (python-slack-sdk #1156), so the core is told at once that it is
+        unreachable; a reactivated account is reachable again. Every profile change in the
+        workspace arrives here: anything else is dropped after the ack."""
+        user = event.get("user")
+        if not isinstance(user, dict) or not user.get("id") or user.get("is_bot"):
+            return
+        deleted = user.get("deleted")
+        if not isinstance(deleted, bool):
+            return  # some payloads leave it out (rickeyski/slack-api #102): says nothing
+        self.spawn(self._user_changed(events.team_of(body), str(user["id"]), deleted))
+
+    async def _user_changed(self, team: str, user_id: str, deleted: bool) -> None:
+        if deleted:
+            await reach.account_deactivated(self.core, PLATFORM, team, user_id)
+        else:
+            await reach.account_reactivated(self.core, PLATFORM, team, user_id)
 
     async def on_command(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
         """A slash command, answered whatever its name: the person typed what the app's

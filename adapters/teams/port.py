@@ -17,7 +17,7 @@ from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
 
 from adapters.teams import dialogs, render
 from adapters.teams import references as refs
-from adapters.teams.connector import ConnectorPool
+from adapters.teams.connector import ChatGone, ConnectorPool
 from bot.clock import Clock
 from bot.model import (
     Block,
@@ -143,6 +143,8 @@ class TeamsPort:
         self.pool = pool
         self.clock = clock
         self.app_id = app_id
+        # Personal chats Teams no longer knew, created anew here: old id -> the new chat.
+        self._moved: dict[str, ConversationRef] = {}
 
     def app_refused(self) -> str | None:
         """bot.port.RefusalAware: why the Bot Connector refuses the bot's token now, if so."""
@@ -187,7 +189,42 @@ class TeamsPort:
                 "quotes, dashes and accented letters count up to six) or link to the full story.")
 
     async def send(self, conversation: ConversationRef, message: Message) -> MessageRef:
-        """Post a message; one too big for Teams goes as several, in order (the first's ref)."""
+        """Post a message; one too big for Teams goes as several, in order (the first's ref).
+
+        A personal chat the service no longer knows (404 ConversationNotFound: ChatGone) is
+        created again once and the message goes there; Unreachable only if that fails too.
+        Nothing is written for it: the send may be a quiet one to an anonymous author (N15:
+        no row naming them changes after a reply), and the port cannot tell. This process
+        sends to the old id in the new chat from then on; another process, or this one after
+        a restart, creates it once more the first time (the new chat is stored the next time
+        the person writes to the bot, as every chat is)."""
+        conversation = self._moved.get(conversation.conversation_id, conversation)
+        try:
+            return await self._send(conversation, message)
+        except ChatGone:
+            if not conversation.is_direct or conversation.thread_id:
+                raise
+            fresh = await self._recreate(conversation)
+        try:
+            return await self._send(fresh, message)
+        except ChatGone as e:
+            raise Unreachable(f"{e}, and again in a chat created anew") from e
+
+    async def _recreate(self, gone: ConversationRef) -> ConversationRef:
+        """A personal chat created anew for the person of `gone` (whose send was refused 404
+        ConversationNotFound); Unreachable if it cannot be."""
+        row = await refs.conversation(self.db, gone.conversation_id)
+        if row is None or not row.user_id:
+            raise Unreachable("send: ConversationNotFound: the chat is gone, and whose it was "
+                              "is not stored")
+        log.info("teams personal chat not found; creating it again")
+        fresh = await self._create_personal(UserRef(PLATFORM, gone.workspace, row.user_id),
+                                            remember=False)
+        if fresh.conversation_id != gone.conversation_id:
+            self._moved[gone.conversation_id] = fresh
+        return fresh
+
+    async def _send(self, conversation: ConversationRef, message: Message) -> MessageRef:
         # Measured through `_size`, kept per message: a question card or a status card goes to
         # many people, and its JSON was encoded again for each send only to be counted.
         if self.too_big(message) is None:
@@ -262,6 +299,11 @@ class TeamsPort:
             bot = (row.reference.get("bot") or {}).get("id", "")
             return conversation_ref(row.tenant_id, row.conversation_id, "personal",
                                     row.service_url, bot)
+        return await self._create_personal(user, remember=remember)
+
+    async def _create_personal(self, user: UserRef, *, remember: bool) -> ConversationRef:
+        """createConversation for a 1:1 chat with `user` ("Send proactive messages", Create
+        the conversation); stored unless `remember` is False."""
         anchor = await refs.any_in_tenant(self.db, user.workspace)
         if anchor is None:
             raise Unreachable("the app is not installed anywhere in this tenant")

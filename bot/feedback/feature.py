@@ -31,6 +31,7 @@ from bot.model import (
     TextInput,
     ToggleInput,
 )
+from bot.people import reach
 from bot.privacy import rules as retention
 from bot.programme.core_sections import SETTINGS_TTL_S
 from bot.roles import CHANGE_TEAM, SAFEGUARDING_LEAD
@@ -324,6 +325,8 @@ async def list_cmd(ctx: Ctx, args: str) -> None:
             sources = (fb.STAFF, *fb.PUBLIC_SOURCES)
         items = await fb.list_items(s, theme_id=theme_id, statuses=statuses, urgent_only=urgent,
                                     sources=sources)
+        # Whoever reads the urgent queue learns when a lead cannot be alerted (bot/people/reach.py).
+        short = (await reach.leads_reach(s)).warning() if urgent else None
         replyable = {i.id for i in items if await fb.has_handle(s, i.id)}
         threads = {i.id: await fb.thread(s, i.id) for i in items}
     # Which listing, never how many items it showed: counts kept to the minute would date
@@ -333,11 +336,11 @@ async def list_cmd(ctx: Ctx, args: str) -> None:
     released = (f"New feedback appears at {when} (programme time), everything that waited "
                 "together, so that no list says when an item was sent; urgent items at once.")
     if not items:
-        await ctx.say(f"No feedback matches that. {released}")
+        await ctx.say(f"No feedback matches that. {released}" + (f"\n\n{short}" if short else ""))
         return
     title = "Feedback from families and young people" if sources != (fb.STAFF,) else "Feedback"
     blocks: list[Text | Choices | Context] = [Text(f"{title} ({len(items)})", heading=True),
-                                              Context(released)]
+                                              *([Text(short)] if short else []), Context(released)]
     day = None
     for item in items:
         if item.day != day:

@@ -49,6 +49,17 @@ def _rate(c: pulse.Counts, *, live: bool = False) -> str:
     return f"{c.respondents} of {c.asked} answered ({pct}%), {c.finished} finished"
 
 
+async def _delivery(s: AsyncSession, rnd: PulseRound, c: pulse.Counts) -> str:
+    """Invitations that did not reach people, as the change team sees them: while the round is
+    open, how many and why by kind (bot/pulse/invitations.py); once closed, how many of those
+    asked never had one (the reasons went with the ledger rows at the close, N3)."""
+    if rnd.state == "open":
+        missing = (await invitations.not_invited(s, rnd.id)).describe()
+        return f"; {missing}" if missing else ""
+    never = c.asked - c.invited
+    return f"; {never} never had the invitation" if never > 0 else ""
+
+
 async def _may_close_early(s: AsyncSession, rnd: PulseRound, now: datetime, tz: str) -> None:
     """UserError unless the round has k respondents or has been open a day."""
     if now >= rnd.closes_at or now >= rnd.opens_at + EARLY_CLOSE_AFTER:
@@ -78,7 +89,8 @@ async def list_surveys(ctx: Ctx, args: str) -> None:
             if rnd is not None:
                 c = await pulse.counts(s, rnd.id)
                 line += (f"\n   round {rnd.number} open until "
-                         f"{cards.when(rnd.closes_at, sv.timezone)}: {_rate(c, live=True)}")
+                         f"{cards.when(rnd.closes_at, sv.timezone)}: {_rate(c, live=True)}"
+                         f"{await _delivery(s, rnd, c)}")
             nxt = sched.next_after(sv.schedule, sv.timezone, ctx.now) if not sv.paused else None
             if nxt is not None:
                 line += f"\n   next round {cards.when(nxt, sv.timezone)}"
@@ -97,7 +109,7 @@ async def list_rounds(ctx: Ctx, args: str) -> None:
             rows.append((f"Round {rnd.number} ({rnd.state})",
                          f"{cards.when(rnd.opens_at, sv.timezone)} to "
                          f"{cards.when(rnd.closes_at, sv.timezone)}: "
-                         f"{_rate(c, live=rnd.state == 'open')}"))
+                         f"{_rate(c, live=rnd.state == 'open')}{await _delivery(s, rnd, c)}"))
     if not rows:
         await ctx.say(f"{sv.title} has had no rounds yet.")
         return

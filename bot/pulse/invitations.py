@@ -17,6 +17,7 @@ rows link people to a round, so they are deleted with the participation when the
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -25,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.broadcasts import ledger
 from bot.broadcasts.ledger import Kind, NotNow, Settled
+from bot.broadcasts.tables import Delivery
 from bot.errors import UserError
 from bot.model import Message
 from bot.people.tables import Person
@@ -131,3 +133,66 @@ async def invited(s: AsyncSession, round_id: str) -> int:
     return int(await s.scalar(select(func.count()).where(
         P.round_id == round_id, P.invited_at.is_not(None))) or 0)
 
+
+
+# Why an invitation was not delivered, by kind: what the change team can act on, never who.
+# Matched against the ledger's reasons (bot/broadcasts/sender.py) and the platforms' codes
+# quoted in them (adapters/slack/port.py, adapters/teams/connector.py); first match wins.
+_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("the platform refuses the app (uninstalled, token revoked or disabled by an admin)",
+     ("reinstall", "admin disabled", "refused staffvoice's token", "gave up after 24 hours")),
+    ("account deactivated or removed", ("user_disabled", "deactivated", "account_inactive",
+                                        "is gone", "notfound")),
+    ("blocked or removed the app", ("blocked", "forbidden", "not installed", "uninstalled")),
+    ("the platform refused the message", ("refused by the platform",)),
+    ("their conversation takes no posts (archived or restricted)",
+     ("is_archived", "restricted_action", "channel_not_found")),
+    ("no account found in chat (not on a connected platform, or deactivated)",
+     ("not reachable", "unreachable", "not_found")),
+    ("outcome unknown, not resent to avoid a duplicate", ("outcome unknown",)),
+    ("kept failing (platform errors)", ("gave up after",)),
+)
+# Rows settled for reasons that are nobody's failure: not counted.
+_NOT_REFUSED = ("no longer asked", "no longer open")
+
+
+def reason_kind(error: str | None) -> str:
+    """The kind of reason an invitation was not delivered (bot/pulse/invitations.py _KINDS)."""
+    low = (error or "").lower()
+    for kind, words in _KINDS:
+        if any(w in low for w in words):
+            return kind
+    return "other platform error"
+
+
+@dataclass(frozen=True)
+class NotInvited:
+    """An open round's invitations that could not be delivered: how many, and why by kind."""
+
+    total: int
+    reasons: tuple[tuple[str, int], ...]
+
+    def describe(self) -> str:
+        if not self.total:
+            return ""
+        why = ", ".join(f"{n} {kind}" for kind, n in self.reasons)
+        return f"{self.total} could not be invited ({why})"
+
+
+async def not_invited(s: AsyncSession, round_id: str) -> NotInvited:
+    """Invitations of an open round refused for good (failed) or for now (not reachable: they
+    are asked again once reachable), counted by kind of reason. Only numbers: the ledger rows
+    that say whose they were are deleted when the round closes (N3)."""
+    rows = await s.execute(
+        select(Delivery.error, func.count()).where(
+            Delivery.kind == KIND, Delivery.subject == round_id,
+            Delivery.state.in_(("final_failed", "skipped")))
+        .group_by(Delivery.error))
+    by_kind: dict[str, int] = {}
+    for error, n in rows.all():
+        if any(w in (error or "") for w in _NOT_REFUSED):
+            continue
+        kind = reason_kind(error)
+        by_kind[kind] = by_kind.get(kind, 0) + int(n)
+    ordered = tuple(sorted(by_kind.items(), key=lambda kv: (-kv[1], kv[0])))
+    return NotInvited(sum(by_kind.values()), ordered)

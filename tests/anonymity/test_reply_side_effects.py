@@ -112,3 +112,38 @@ async def test_a_reply_that_opens_a_teams_chat_with_its_author_stores_nothing_ab
             assert await _xmin_of_rows_naming(loaded, who) == xmins
     finally:
         await d.close()
+
+
+async def test_a_reply_whose_teams_chat_is_gone_reaches_its_author_and_stores_nothing(
+        loaded: Core) -> None:
+    """Attack (Teams): the author's stored personal chat is one Teams no longer knows (404
+    ConversationNotFound), so the reply's notice makes the chat again (adapters/teams/port.py).
+    The intruder looks for a row naming the author written with the reply: a new chat stored,
+    the old one retired, the account marked unreachable. None may change, and the notice
+    must still arrive (before the chat was made again, it never did)."""
+    from bot.people.held import flush as flush_links
+    from tests.conformance.drivers.teams import make
+
+    d = await make(loaded)
+    try:
+        assert await give(d, OTHER, TEXT, theme="workload", replies=True) is None
+        await flush_links(loaded)
+        _author, chat = d.dm_id(OTHER)
+        who = await identity_strings(loaded.db, OTHER)
+        await release(loaded)
+        await d.say(CHANGE, "feedback list")
+        ref = ref_for(d.seen(CHANGE)[-1], "Court deadlines clash")
+        await flush_links(loaded)
+        d.fake.forget_conversation(chat)
+        before = await rows_naming(loaded, who, skip=("processed_events",))
+        xmins = set() if loaded.db.is_sqlite else await _xmin_of_rows_naming(loaded, who)
+        await d.say(CHANGE, f"feedback reply #{ref}")
+        assert await d.submit(CHANGE, {"text": "Thank you, which court?"}) is None
+        await flush_links(loaded)
+        assert d.dm_id(OTHER)[1] != chat
+        assert any("Read the answer" in m for m in d.seen(OTHER)), "in the chat made again"
+        assert await rows_naming(loaded, who, skip=("processed_events",)) == before
+        if not loaded.db.is_sqlite:
+            assert await _xmin_of_rows_naming(loaded, who) == xmins
+    finally:
+        await d.close()

@@ -361,6 +361,22 @@ class FakeSlack:
         answers user_disabled, and an open DM still takes posts (python-slack-sdk #1156)."""
         self.users[user_id].deleted = True
 
+    def reactivate(self, user_id: str) -> None:
+        """An admin reactivated the account."""
+        self.users[user_id].deleted = False
+
+    def user_change_event(self, user_id: str) -> dict[str, Any]:
+        """The `user_change` event Slack sends to every app with users:read when a member's data
+        changes, deactivation included (`deleted: true`), in the shape of
+        https://docs.slack.dev/reference/events/user_change: the whole user object, and
+        `cache_ts`, `event_ts`. A deactivated member's DM still takes posts (python-slack-sdk
+        #1156): this event is how an app learns it. The driver signs and posts it."""
+        u = self.users[user_id]
+        now = time.time()
+        return {"type": "user_change", "user": {**self._user_json(u), "color": "4bbe2e",
+                                                 "real_name": u.name, "is_admin": False},
+                "cache_ts": int(now), "event_ts": f"{now:.6f}"}
+
     def new_trigger(self, user_id: str, source: str = "block_actions") -> str:
         """A trigger_id as Slack puts in interactive payloads; valid for 3 seconds, once."""
         tid = f"{next(self._ids)}.{user_id}.{int(time.time())}"

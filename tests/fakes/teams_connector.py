@@ -18,7 +18,8 @@ Strict where the Bot Connector is strict (each rule cites where it comes from):
 - 412, 429, 502, 503 and 504 can be injected (`fail_next`, `throttle`), as Teams answers them;
 - error answers a council meets (each cited where it is answered): 403 ConversationBlockedByUser
   and BotNotInConversationRoster for a user who blocked or uninstalled the app, 404
-  ConversationNotFound for a chat the service no longer knows (`forget_conversation`), 401 for
+  ConversationNotFound for a chat the service no longer knows (`forget_conversation`; creating
+  it again gives a new chat unless the user is `stuck`), 401 for
   every call once the bot's token is no longer accepted (`reject_tokens`), 403
   BotDisabledByAdmin once the tenant's admin blocked the app (`disabled_by_admin`);
 - dialogs: `invoke_problem` checks what the bot answers a `task/fetch` or `task/submit` invoke.
@@ -155,6 +156,8 @@ class FakeTeams:
     # (botbuilder-python #2102: "sending a message returns ConversationNotFound" for ~1% of
     # installed users; the bot must record it, not retry).
     forgotten: set[str] = field(default_factory=set)
+    # Users whose chat, once forgotten, cannot be made again (see `personal_id`).
+    stuck: set[str] = field(default_factory=set)
     # The tenant's admin blocked the app (Teams admin center): sends to existing conversations
     # get 403 BotDisabledByAdmin ("Status codes from bot conversational APIs" in
     # learn.microsoft.com/microsoftteams/platform/bots/how-to/conversations/conversation-messages;
@@ -363,7 +366,18 @@ class FakeConnector:
         raise KeyError(email)
 
     def personal_id(self, user_id: str) -> str:
-        cid = f"a:personal-{user_id.split('-')[-1]}"
+        """The user's 1:1 chat with the bot now. One the service forgot is replaced by a new
+        id when the chat is created again ("create the conversation if it doesn't already
+        exist, or you don't know the conversationId": "Send proactive messages", learn.
+        microsoft.com/microsoftteams/platform/bots/how-to/conversations/send-proactive-
+        messages; msteams-docs #9425), unless the user is `stuck`: then every new chat is
+        the forgotten one again (botbuilder-js #4479, "Always ConversationNotFound 404,
+        even after welcome proactive message")."""
+        base = cid = f"a:personal-{user_id.split('-')[-1]}"
+        again = 1
+        while cid in self.state.forgotten and user_id not in self.state.stuck:
+            again += 1
+            cid = f"{base}.{again}"
         self.state.conversations[cid] = user_id
         return cid
 

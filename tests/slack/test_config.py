@@ -90,3 +90,14 @@ def test_every_scope_the_manifest_asks_for_is_one_the_app_uses_and_no_history_of
     scopes = load("https://voice.northbridge.example")["oauth_config"]["scopes"]["bot"]
     assert sorted(scopes) == sorted(BOT_SCOPES)
     assert not {"channels:history", "groups:history", "chat:write.public"} & set(scopes)
+
+
+def test_the_manifest_subscribes_to_the_events_the_adapter_handles() -> None:
+    """A deactivated account is learnt from `user_change` (needs users:read,
+    docs.slack.dev/reference/events/user_change); an event the manifest does not subscribe to
+    never arrives, whatever the adapter handles."""
+    data = yaml.safe_load(MANIFEST.read_text())
+    events = set(data["settings"]["event_subscriptions"]["bot_events"])
+    assert events == {"app_home_opened", "app_mention", "app_uninstalled", "message.im",
+                      "tokens_revoked", "user_change"}
+    assert "users:read" in config.BOT_SCOPES

@@ -268,6 +268,16 @@ class SlackDriver:
         status, _ = await self.post(json.dumps(body), "application/json")
         return status
 
+    async def user_change(self, email: str, *, deleted: bool = True) -> int:
+        """An admin deactivates (or reactivates) `email`'s account: the fake says so from now
+        on, and Slack sends the signed `user_change` event."""
+        u = self.user(email)
+        if deleted:
+            self.fake.deactivate(u.id)
+        else:
+            self.fake.reactivate(u.id)
+        return await self.post_event(self.fake.user_change_event(u.id))
+
     async def post_interaction(self, payload: dict[str, Any],
                                on_answer: Callable[[str], None] | None = None) -> tuple[int, str]:
         return await self.post(urlencode({"payload": json.dumps(payload)}),
