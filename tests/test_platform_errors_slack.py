@@ -215,6 +215,14 @@ def urgent_in_dm(fake: FakeSlack, email: str) -> int:
     assert user is not None
     return sum(m.text.startswith("URGENT") for m in fake.in_channel(fake.dm_of(user.id)))
 
+async def each_lead_alerted_once_after_the_reinstall(core: Core, fake: FakeSlack) -> None:
+    """The app is installed again: the next tick alerts each lead once, and both are sent."""
+    async with reinstalled(core, fake):
+        assert await fb.deliver_alerts(core) == 2
+    assert [urgent_in_dm(fake, lead) for lead in LEADS] == [1, 1]
+    assert await alerts(core) == {LEADS[0]: "sent", LEADS[1]: "sent"}
+
+
 
 async def test_a_deactivated_lead_does_not_stop_the_other_leads_alert(
     loaded: Core, slack: tuple[FakeSlack, SlackPort]
@@ -244,10 +252,7 @@ async def test_an_uninstalled_app_keeps_the_alert_for_the_leads_until_it_is_rein
     await fb.deliver_alerts(loaded)
     assert await alerts(loaded) == {LEADS[0]: "pending", LEADS[1]: "pending"}
     assert await unreachable(loaded) == [], "the leads did nothing wrong"
-    async with reinstalled(loaded, fake):
-        assert await fb.deliver_alerts(loaded) == 2
-    assert [urgent_in_dm(fake, lead) for lead in LEADS] == [1, 1]
-    assert await alerts(loaded) == {LEADS[0]: "sent", LEADS[1]: "sent"}
+    await each_lead_alerted_once_after_the_reinstall(loaded, fake)
 
 
 @pytest.mark.parametrize("refusal", ["is_archived", "restricted_action", "channel_not_found"])
@@ -328,9 +333,7 @@ async def test_a_long_uninstall_never_gives_up_on_a_safeguarding_alert(
     for _ in range(fb.MAX_ALERT_ATTEMPTS + 5):  # a tick a minute for about an hour
         await fb.deliver_alerts(loaded)
     assert await alerts(loaded) == {LEADS[0]: "pending", LEADS[1]: "pending"}
-    async with reinstalled(loaded, fake):
-        assert await fb.deliver_alerts(loaded) == 2
-    assert [urgent_in_dm(fake, lead) for lead in LEADS] == [1, 1]
+    await each_lead_alerted_once_after_the_reinstall(loaded, fake)
 
 
 async def test_an_uninstall_never_fails_an_alert_to_a_lead_not_yet_looked_up(
@@ -348,10 +351,7 @@ async def test_an_uninstall_never_fails_an_alert_to_a_lead_not_yet_looked_up(
         await fb.deliver_alerts(loaded)
     assert await alerts(loaded) == {LEADS[0]: "pending", LEADS[1]: "pending"}
     assert await unreachable(loaded) == [], "the leads did nothing wrong"
-    async with reinstalled(loaded, fake):
-        assert await fb.deliver_alerts(loaded) == 2
-    assert [urgent_in_dm(fake, lead) for lead in LEADS] == [1, 1]
-    assert await alerts(loaded) == {LEADS[0]: "sent", LEADS[1]: "sent"}
+    await each_lead_alerted_once_after_the_reinstall(loaded, fake)
 
 
 async def test_a_row_in_doubt_during_an_uninstall_is_not_sent_twice_after_the_reinstall(

@@ -60,6 +60,17 @@ def _shown(export: dict[str, Any]) -> dict[str, dict[str, tuple[int, dict[str, i
             for g in export["groups"] if g["shown"]}
 
 
+async def nested_round_with_a_lone_manager(core: Core) -> str:
+    """The nested programme's round closed last week: the centre's five and Front Door's five
+    answer "5", one of Assessment too, and the Family Support manager alone answers "1"."""
+    await loader.load(core.db, NESTED, core.router)
+    people = await emails(core)
+    answering = [e for e in people if e.split("@")[0] in FRONT_DOOR + CENTRE]
+    answers = everyone_answers(answering + [LONE_ASSESSMENT], default=5)
+    answers[LONE_FAMILY_SUPPORT] = {"listened-to": 1, "shared-vision": 4, "enps": 8}
+    return await seed_round(core, MONDAY_10 - timedelta(days=7), answers)
+
+
 async def test_a_threshold_raised_after_the_close_shows_nothing_the_first_view_did_not(
         loaded: Core) -> None:
     """Attack: download the round's export, get the programme's threshold raised from 5 to 6
@@ -73,12 +84,7 @@ async def test_a_threshold_raised_after_the_close_shows_nothing_the_first_view_d
     and Family Support (first export) minus Assessment (second) was the Family Support
     manager's own answer: "1" where everyone else said "5".
     """
-    await loader.load(loaded.db, NESTED, loaded.router)
-    people = await emails(loaded)
-    answering = [e for e in people if e.split("@")[0] in FRONT_DOOR + CENTRE]
-    answers = everyone_answers(answering + [LONE_ASSESSMENT], default=5)
-    answers[LONE_FAMILY_SUPPORT] = {"listened-to": 1, "shared-vision": 4, "enps": 8}
-    rid = await seed_round(loaded, MONDAY_10 - timedelta(days=7), answers)
+    rid = await nested_round_with_a_lone_manager(loaded)
 
     views = [await _export(loaded, rid)]
     assert views[0]["min_group"] == K
@@ -119,12 +125,7 @@ async def test_a_round_summed_before_thresholds_were_kept_gets_todays_at_the_nex
     two exports gave the Family Support manager's answer as above; the tick now keeps today's
     thresholds (5) for it, and the export under 6 shows a part of the one under 5.
     """
-    await loader.load(loaded.db, NESTED, loaded.router)
-    people = await emails(loaded)
-    answering = [e for e in people if e.split("@")[0] in FRONT_DOOR + CENTRE]
-    answers = everyone_answers(answering + [LONE_ASSESSMENT], default=5)
-    answers[LONE_FAMILY_SUPPORT] = {"listened-to": 1, "shared-vision": 4, "enps": 8}
-    rid = await seed_round(loaded, MONDAY_10 - timedelta(days=7), answers)
+    rid = await nested_round_with_a_lone_manager(loaded)
     async with loaded.db.session() as s:  # as an older version left it: no thresholds
         text = await s.scalar(select(SUMMARIES.c.counts).where(
             SUMMARIES.c.round_id == rid, SUMMARIES.c.question_id == PEOPLE))
