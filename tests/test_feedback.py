@@ -443,3 +443,35 @@ async def test_a_form_is_stored_and_thanked_without_an_orm_session(
         getattr(b, "text", "") for b in thanks.intro)
     assert opened == []
     assert len(await items(loaded)) == 2
+
+
+async def test_a_programme_reload_changes_the_routes_the_form_shows(loaded: Core) -> None:
+    # The safeguarding settings are parsed once per stored value and shared (a form reads
+    # them three times); a reloaded programme's routes must show at once all the same.
+    from bot.programme import loader
+    from tests.conftest import EXAMPLE
+
+    d = FakeDriver(loaded)
+
+    async def routes_shown() -> str:
+        d.port.forms.clear()
+        await d.say(PRACTITIONER, "feedback")
+        form = d.form(PRACTITIONER)
+        assert form is not None and form.form_id == "feedback.submit"
+        return "\n".join(getattr(b, "text", "") for b in form.intro)
+
+    before = await routes_shown()
+    assert "01632 960 200" in before and "01632 960 299" not in before
+    async with loaded.db.transaction() as conn:
+        assert await fb.config(conn) is await fb.config(conn)  # parsed once, not per read
+    text = EXAMPLE.read_text()
+    assert text.count('"01632 960 200"') == 1
+    await loader.load(loaded.db, text.replace('"01632 960 200"', '"01632 960 299"'),
+                      loaded.router)
+    after = await routes_shown()
+    assert "01632 960 299" in after and "01632 960 200" not in after
+    # The thanks after sending shows the new routes too.
+    assert await give(d, PRACTITIONER, IDEA) is None
+    thanks = d.form(PRACTITIONER)
+    assert thanks is not None and thanks.form_id == "feedback.thanks"
+    assert "01632 960 299" in "\n".join(getattr(b, "text", "") for b in thanks.intro)

@@ -35,7 +35,7 @@ from bot.model import Choice, Choices, Context, Fields, Message, Text
 from bot.people import service as people
 from bot.people.tables import Theme
 from bot.port import AppNotAuthorised, RateLimited, TransientError
-from bot.programme.core_sections import get_setting
+from bot.programme.core_sections import get_setting, get_setting_as
 from bot.roles import SAFEGUARDING_LEAD
 from bot.secrets import keyed_hash
 from storage.base import new_id
@@ -73,7 +73,8 @@ def ref_of(item_id: str) -> str:
 
 
 async def config(s: AsyncSession | AsyncConnection) -> safeguarding.Config:
-    return safeguarding.Config.from_setting(await get_setting(s, "safeguarding"))
+    """The `safeguarding:` settings, parsed once per stored value (a form reads them 3 times)."""
+    return await get_setting_as(s, "safeguarding", safeguarding.Config.from_setting)
 
 
 async def themes(s: AsyncSession) -> list[Theme]:
