@@ -475,3 +475,49 @@ async def test_a_programme_reload_changes_the_routes_the_form_shows(loaded: Core
     thanks = d.form(PRACTITIONER)
     assert thanks is not None and thanks.form_id == "feedback.thanks"
     assert "01632 960 299" in "\n".join(getattr(b, "text", "") for b in thanks.intro)
+
+
+async def test_a_forms_statements_run_on_the_cursor_and_store_the_same_values(
+        loaded: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The theme check, the day's count, the item and its sealed route are prepared statements
+    # (storage/prepared.py): no execution context, the same values stored, in the same
+    # transaction (the item's, which writes no row about the sender: docs/invariants.md N2).
+    from sqlalchemy.engine import Connection
+
+    d = FakeDriver(loaded)
+    assert await give(d, PRACTITIONER, IDEA) is None  # first contact written, the day's key made
+    sent: list[str] = []
+    real = Connection._execute_context
+
+    def counting(self: Connection, *a: object, **kw: object) -> object:
+        sent.append(" ".join(str(x) for x in a))
+        return real(self, *a, **kw)  # type: ignore[arg-type]
+
+    await d.say(OTHER, "feedback")
+    values = {"text": CONCERN, "theme": "supervision", "replies": "true"}
+    monkeypatch.setattr(Connection, "_execute_context", counting)
+    assert await d.submit(OTHER, values) is None  # "Before you send": the routes again
+    assert await d.submit(OTHER, values) is None  # sent anyway
+    monkeypatch.undo()
+    assert any("INSERT INTO feedback_alerts" in q for q in sent)  # the counter counts
+    for statement in ("INSERT INTO feedback_items", "INSERT INTO feedback_handles",
+                      "FROM feedback_daily_counts", "WHERE themes.id ="):
+        assert not [q for q in sent if statement in q], statement
+    thanks = d.form(OTHER)
+    assert thanks is not None and thanks.form_id == "feedback.thanks"
+    item = next(i for i in await items(loaded) if i.text == CONCERN)
+    assert (item.day, item.theme_id, item.status, item.source) == (
+        date(2026, 11, 30), "supervision", "new", "staff")
+    assert item.urgent is True and item.released is True and item.concerns == ["child_risk"]
+    [handle] = await handles(loaded)
+    assert handle.item_id == item.id
+    route = sealing.open_sealed(loaded.secret, handle.id, handle.sealed)
+    assert route.person_id in await identity_strings(loaded.db, OTHER)
+    # The day's count read on the cursor sees the send once written: four more reach the limit.
+    await loaded.tick()
+    for i in range(4):
+        assert await give(d, OTHER, f"Idea number {'abcd'[i]} about rotas.") is None
+    d.port.forms.clear()
+    await d.say(OTHER, "feedback")
+    assert "You have sent 5 pieces of feedback today" in d.seen(OTHER)[-1]
+    assert d.form(OTHER) is None
