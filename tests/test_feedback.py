@@ -521,3 +521,20 @@ async def test_a_forms_statements_run_on_the_cursor_and_store_the_same_values(
     await d.say(OTHER, "feedback")
     assert "You have sent 5 pieces of feedback today" in d.seen(OTHER)[-1]
     assert d.form(OTHER) is None
+
+
+async def test_a_programme_reload_changes_the_day_feedback_is_dated_by(loaded: Core) -> None:
+    # The programme's time zone is found once per stored programme (every form asks): a
+    # reloaded programme's zone dates the next item at once.
+    from bot.programme import loader
+    from tests.conftest import EXAMPLE
+
+    d = FakeDriver(loaded)
+    loaded.clock.advance(timedelta(hours=2))  # noon in London; already 1 December in Auckland  # type: ignore[attr-defined]
+    assert await give(d, PRACTITIONER, IDEA) is None
+    text = EXAMPLE.read_text()
+    await loader.load(loaded.db, text.replace("timezone: Europe/London", "timezone: Pacific/Auckland", 1),
+                      loaded.router)
+    assert await give(d, PRACTITIONER, "Rotas come out too late to plan childcare.") is None
+    assert {i.text: i.day for i in await items(loaded)} == {
+        IDEA: date(2026, 11, 30), "Rotas come out too late to plan childcare.": date(2026, 12, 1)}

@@ -177,10 +177,14 @@ async def _read(s: AsyncSession | AsyncConnection, key: str,
 
 async def programme_zone(s: AsyncSession | AsyncConnection) -> ZoneInfo:
     """The programme's time zone, whose calendar days the programme's dates are counted in
-    (Europe/London until a programme is loaded, or if its zone is unknown here)."""
-    prog = await get_setting(s, "programme", {}) or {}
+    (Europe/London until a programme is loaded, or if its zone is unknown here). Found once
+    per stored programme: every feedback form and dated read asks."""
+    return await get_setting_as(s, "programme", _zone_of)
+
+
+def _zone_of(prog: Any) -> ZoneInfo:
     try:
-        return ZoneInfo(str(prog.get("timezone") or "Europe/London"))
+        return ZoneInfo(str((prog or {}).get("timezone") or "Europe/London"))
     except (ValueError, ZoneInfoNotFoundError):
         return ZoneInfo("Europe/London")
 
