@@ -481,7 +481,7 @@ async def test_a_forms_statements_run_on_the_cursor_and_store_the_same_values(
         loaded: Core, monkeypatch: pytest.MonkeyPatch) -> None:
     # The theme check, the day's count, the item and its sealed route are prepared statements
     # (storage/prepared.py): no execution context, the same values stored, in the same
-    # transaction (the item's, which writes no row about the sender: docs/invariants.md N2).
+    # transaction (the item's, which writes no row about the sender: docs/invariants.md N4, N21).
     from sqlalchemy.engine import Connection
 
     d = FakeDriver(loaded)
