@@ -443,3 +443,98 @@ async def test_a_form_is_stored_and_thanked_without_an_orm_session(
         getattr(b, "text", "") for b in thanks.intro)
     assert opened == []
     assert len(await items(loaded)) == 2
+
+
+async def test_a_programme_reload_changes_the_routes_the_form_shows(loaded: Core) -> None:
+    # The safeguarding settings are parsed once per stored value and shared (a form reads
+    # them three times); a reloaded programme's routes must show at once all the same.
+    from bot.programme import loader
+    from tests.conftest import EXAMPLE
+
+    d = FakeDriver(loaded)
+
+    async def routes_shown() -> str:
+        d.port.forms.clear()
+        await d.say(PRACTITIONER, "feedback")
+        form = d.form(PRACTITIONER)
+        assert form is not None and form.form_id == "feedback.submit"
+        return "\n".join(getattr(b, "text", "") for b in form.intro)
+
+    before = await routes_shown()
+    assert "01632 960 200" in before and "01632 960 299" not in before
+    async with loaded.db.transaction() as conn:
+        assert await fb.config(conn) is await fb.config(conn)  # parsed once, not per read
+    text = EXAMPLE.read_text()
+    assert text.count('"01632 960 200"') == 1
+    await loader.load(loaded.db, text.replace('"01632 960 200"', '"01632 960 299"'),
+                      loaded.router)
+    after = await routes_shown()
+    assert "01632 960 299" in after and "01632 960 200" not in after
+    # The thanks after sending shows the new routes too.
+    assert await give(d, PRACTITIONER, IDEA) is None
+    thanks = d.form(PRACTITIONER)
+    assert thanks is not None and thanks.form_id == "feedback.thanks"
+    assert "01632 960 299" in "\n".join(getattr(b, "text", "") for b in thanks.intro)
+
+
+async def test_a_forms_statements_run_on_the_cursor_and_store_the_same_values(
+        loaded: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The theme check, the day's count, the item and its sealed route are prepared statements
+    # (storage/prepared.py): no execution context, the same values stored, in the same
+    # transaction (the item's, which writes no row about the sender: docs/invariants.md N4, N21).
+    from sqlalchemy.engine import Connection
+
+    d = FakeDriver(loaded)
+    assert await give(d, PRACTITIONER, IDEA) is None  # first contact written, the day's key made
+    sent: list[str] = []
+    real = Connection._execute_context
+
+    def counting(self: Connection, *a: object, **kw: object) -> object:
+        sent.append(" ".join(str(x) for x in a))
+        return real(self, *a, **kw)  # type: ignore[arg-type]
+
+    await d.say(OTHER, "feedback")
+    values = {"text": CONCERN, "theme": "supervision", "replies": "true"}
+    monkeypatch.setattr(Connection, "_execute_context", counting)
+    assert await d.submit(OTHER, values) is None  # "Before you send": the routes again
+    assert await d.submit(OTHER, values) is None  # sent anyway
+    monkeypatch.undo()
+    assert any("INSERT INTO feedback_alerts" in q for q in sent)  # the counter counts
+    for statement in ("INSERT INTO feedback_items", "INSERT INTO feedback_handles",
+                      "FROM feedback_daily_counts", "WHERE themes.id ="):
+        assert not [q for q in sent if statement in q], statement
+    thanks = d.form(OTHER)
+    assert thanks is not None and thanks.form_id == "feedback.thanks"
+    item = next(i for i in await items(loaded) if i.text == CONCERN)
+    assert (item.day, item.theme_id, item.status, item.source) == (
+        date(2026, 11, 30), "supervision", "new", "staff")
+    assert item.urgent is True and item.released is True and item.concerns == ["child_risk"]
+    [handle] = await handles(loaded)
+    assert handle.item_id == item.id
+    route = sealing.open_sealed(loaded.secret, handle.id, handle.sealed)
+    assert route.person_id in await identity_strings(loaded.db, OTHER)
+    # The day's count read on the cursor sees the send once written: four more reach the limit.
+    await loaded.tick()
+    for i in range(4):
+        assert await give(d, OTHER, f"Idea number {'abcd'[i]} about rotas.") is None
+    d.port.forms.clear()
+    await d.say(OTHER, "feedback")
+    assert "You have sent 5 pieces of feedback today" in d.seen(OTHER)[-1]
+    assert d.form(OTHER) is None
+
+
+async def test_a_programme_reload_changes_the_day_feedback_is_dated_by(loaded: Core) -> None:
+    # The programme's time zone is found once per stored programme (every form asks): a
+    # reloaded programme's zone dates the next item at once.
+    from bot.programme import loader
+    from tests.conftest import EXAMPLE
+
+    d = FakeDriver(loaded)
+    loaded.clock.advance(timedelta(hours=2))  # noon in London; already 1 December in Auckland  # type: ignore[attr-defined]
+    assert await give(d, PRACTITIONER, IDEA) is None
+    text = EXAMPLE.read_text()
+    await loader.load(loaded.db, text.replace("timezone: Europe/London", "timezone: Pacific/Auckland", 1),
+                      loaded.router)
+    assert await give(d, PRACTITIONER, "Rotas come out too late to plan childcare.") is None
+    assert {i.text: i.day for i in await items(loaded)} == {
+        IDEA: date(2026, 11, 30), "Rotas come out too late to plan childcare.": date(2026, 12, 1)}

@@ -38,6 +38,7 @@ from bot.programme.core_sections import programme_zone
 from bot.secrets import derive, keyed_hash, open_bytes, seal_bytes
 from storage.base import Base
 from storage.db import connection_of, upsert
+from storage.prepared import Prepared
 
 if TYPE_CHECKING:
     from bot.core import Core
@@ -158,6 +159,7 @@ class Counter:
         self._of: WeakKeyDictionary[Core, _Counts] = WeakKeyDictionary()
         self._c = c = table.__table__.c
         self._read = select(c["count"], c["day"]).where(c["key"] == bindparam("key"))
+        self._read_run = Prepared(self._read)  # every form reads it (storage/prepared.py)
         # count = count: a new row version, so the row carries the flush's xmin.
         self._touch = update(table).where(c["day"] == bindparam("d")).values(count=c["count"])
         COUNTERS.append(self)
@@ -181,7 +183,7 @@ class Counter:
                 await counts.settled.wait()
                 continue
             before = counts.flushes
-            row = (await conn.execute(self._read, {"key": key})).first()
+            row = await self._read_run.first(conn, {"key": key})
             if counts.committing or counts.flushes != before:
                 continue
             stored = int(row[0]) if row is not None and row[1] == day else 0

@@ -35,11 +35,12 @@ from bot.model import Choice, Choices, Context, Fields, Message, Text
 from bot.people import service as people
 from bot.people.tables import Theme
 from bot.port import AppNotAuthorised, RateLimited, TransientError
-from bot.programme.core_sections import get_setting
+from bot.programme.core_sections import get_setting, get_setting_as
 from bot.roles import SAFEGUARDING_LEAD
 from bot.secrets import keyed_hash
 from storage.base import new_id
 from storage.db import connection_of
+from storage.prepared import Prepared
 
 if TYPE_CHECKING:
     from bot.core import Core
@@ -73,7 +74,8 @@ def ref_of(item_id: str) -> str:
 
 
 async def config(s: AsyncSession | AsyncConnection) -> safeguarding.Config:
-    return safeguarding.Config.from_setting(await get_setting(s, "safeguarding"))
+    """The `safeguarding:` settings, parsed once per stored value (a form reads them 3 times)."""
+    return await get_setting_as(s, "safeguarding", safeguarding.Config.from_setting)
 
 
 async def themes(s: AsyncSession) -> list[Theme]:
@@ -125,15 +127,15 @@ async def store(
     if not await counts.take(core, conn, hold, key, day, cfg.daily_limit):
         raise FormInvalid({"text": limit_message(cfg.daily_limit)})
     item_id = new_id()
-    await conn.execute(_ITEM, {"id": item_id, "day": day, "theme_id": theme_id or None,
-                               "text": text, "status": "new", "urgent": bool(concerns),
-                               "concerns": list(concerns), "source": STAFF,
-                               "response_id": None, "released": bool(concerns)})
+    await _ITEM_RUN.all(conn, {"id": item_id, "day": day, "theme_id": theme_id or None,
+                                "text": text, "status": "new", "urgent": bool(concerns),
+                                "concerns": list(concerns), "source": STAFF,
+                                "response_id": None, "released": bool(concerns)})
     token = None
     if replies:
         token = secrets.token_urlsafe(18)
         handle_id = new_id()
-        await conn.execute(_HANDLE, {
+        await _HANDLE_RUN.all(conn, {
             "id": handle_id, "item_id": item_id, "token_key": _token_key(core.secret, token),
             "sealed": sealing.seal(core.secret, handle_id, sealing.Route(person_id, token))})
     if concerns:
@@ -149,12 +151,14 @@ async def store(
 _ITEM = insert(FeedbackItem)
 _HANDLE = insert(FeedbackHandle)
 _THEME = select(Theme.id).where(Theme.id == bindparam("theme"))
+# Every form runs them: on the DB-API cursor, in the caller's transaction (storage/prepared.py).
+_ITEM_RUN, _HANDLE_RUN, _THEME_RUN = Prepared(_ITEM), Prepared(_HANDLE), Prepared(_THEME)
 
 
 async def is_theme(s: AsyncSession | AsyncConnection, theme_id: str) -> bool:
     """One of the programme's themes."""
     conn = await connection_of(s)
-    return (await conn.execute(_THEME, {"theme": theme_id})).first() is not None
+    return await _THEME_RUN.first(conn, {"theme": theme_id}) is not None
 
 
 # -- safeguarding alerts -----------------------------------------------------------------

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import bindparam, delete, event, select
@@ -40,6 +41,8 @@ DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 # seen after the time to live. Engine-level events would catch them but cost every
 # transaction of every request (~15 us: SQLAlchemy then joins event dispatch per connection).
 # A value from the cache is a fresh copy: callers may change it without touching the cache.
+# `get_setting_as` instead hands out one parsed object per stored value (parsed again when the
+# value read differs), so its parser must return something immutable.
 
 SETTINGS_TTL_S = 1.0
 _READ = select(Setting.__table__.c.value).where(Setting.__table__.c.key == bindparam("key"))
@@ -48,16 +51,22 @@ _WROTE = "staffvoice.settings_wrote"  # Session.info: flushed a Setting change
 _BEGAN = "staffvoice.settings_began"  # Session.info: cache generation at BEGIN
 
 
+T = TypeVar("T")
+
+
 class SettingsCache:
-    """Setting values of one engine: key -> (read at, JSON text, or None for no row)."""
+    """Setting values of one engine: key -> (read at, JSON text, or None for no row); and
+    (key, parser) -> (the JSON text parsed, what the parser made of it)."""
 
     def __init__(self) -> None:
         self.values: dict[str, tuple[float, str | None]] = {}
+        self.parsed: dict[tuple[str, Callable[[Any], Any]], tuple[str | None, Any]] = {}
         self.generation = 0  # bumped by every write seen
 
     def clear(self) -> None:
         self.generation += 1
         self.values.clear()
+        self.parsed.clear()
 
 
 settings_cache: PerKey[Engine, SettingsCache] = PerKey(SettingsCache)
@@ -113,16 +122,46 @@ async def get_setting(s: AsyncSession | AsyncConnection, key: str, default: Any 
                       ttl: float = SETTINGS_TTL_S) -> Any:
     """A setting's value (`default` when there is none), at most `ttl` seconds old unless this
     process changed it since. Works in an ORM session or on a bare connection."""
+    found, text, _ = await _read(s, key, ttl)
+    if found is not _TEXT:
+        return default if found is None else found
+    return default if text is None else json.loads(text)
+
+
+async def get_setting_as(s: AsyncSession | AsyncConnection, key: str, parse: Callable[[Any], T],
+                         *, ttl: float = SETTINGS_TTL_S) -> T:
+    """`parse(value)` of a setting (None when there is none), read as `get_setting` reads it
+    and parsed once per stored value: while the value read is the same, every caller gets the
+    same object (so `parse` must return an immutable one); a changed value is parsed again."""
+    found, text, cache = await _read(s, key, ttl)
+    if found is not _TEXT or cache is None:
+        return parse(found)
+    memo = cache.parsed.get((key, parse))
+    if memo is not None:
+        parsed: T = memo[1]
+        return parsed
+    parsed = parse(None if text is None else json.loads(text))
+    cache.parsed[(key, parse)] = (text, parsed)
+    return parsed
+
+
+_TEXT: Any = object()  # _read's first item when the value is its JSON text
+
+
+async def _read(s: AsyncSession | AsyncConnection, key: str,
+                ttl: float) -> tuple[Any, str | None, SettingsCache | None]:
+    """(_TEXT, the value's JSON text or None for no row, the engine's cache) through the cache;
+    (the value, None, None) read with `Session.get` in a session holding `Setting` objects."""
     if isinstance(s, AsyncSession):
         if s.info.get(_TOUCHED) or s.bind is None:
             obj = await s.get(Setting, key)
-            return default if obj is None else obj.value
+            return (None if obj is None else obj.value), None, None
         cache = settings_cache(s.bind.sync_engine)
     else:
         cache = settings_cache(s.sync_engine)
     hit = cache.values.get(key)
     if hit is not None and time.monotonic() - hit[0] < ttl:
-        return default if hit[1] is None else json.loads(hit[1])
+        return _TEXT, hit[1], cache
     if isinstance(s, AsyncSession):
         conn = await s.connection()  # begins the session's transaction (see _session_began)
         began = s.info.get(_BEGAN)
@@ -133,15 +172,19 @@ async def get_setting(s: AsyncSession | AsyncConnection, key: str, default: Any 
     text = None if row is None else json.dumps(row[0])
     if began == cache.generation:
         cache.values[key] = (at, text)
-    return default if text is None else json.loads(text)
+    return _TEXT, text, cache
 
 
 async def programme_zone(s: AsyncSession | AsyncConnection) -> ZoneInfo:
     """The programme's time zone, whose calendar days the programme's dates are counted in
-    (Europe/London until a programme is loaded, or if its zone is unknown here)."""
-    prog = await get_setting(s, "programme", {}) or {}
+    (Europe/London until a programme is loaded, or if its zone is unknown here). Found once
+    per stored programme: every feedback form and dated read asks."""
+    return await get_setting_as(s, "programme", _zone_of)
+
+
+def _zone_of(prog: Any) -> ZoneInfo:
     try:
-        return ZoneInfo(str(prog.get("timezone") or "Europe/London"))
+        return ZoneInfo(str((prog or {}).get("timezone") or "Europe/London"))
     except (ValueError, ZoneInfoNotFoundError):
         return ZoneInfo("Europe/London")
 
