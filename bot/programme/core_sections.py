@@ -137,7 +137,9 @@ async def get_setting_as(s: AsyncSession | AsyncConnection, key: str, parse: Cal
     if found is not _TEXT or cache is None:
         return parse(found)
     memo = cache.parsed.get((key, parse))
-    if memo is not None:
+    # The text is compared, not trusted: another process (`programme load`, a replica) changes
+    # a setting without clearing this process's cache, and the text read is then new.
+    if memo is not None and memo[0] == text:
         parsed: T = memo[1]
         return parsed
     parsed = parse(None if text is None else json.loads(text))
