@@ -59,17 +59,25 @@ class _Form:
             "Row", [c.keyname for c in columns], rename=True) if columns else None
 
 
+_FORMS = "_staffvoice_prepared_forms"  # the attribute of a dialect holding its compiled forms
+
+
 class Prepared:
     """A fixed Core statement; `await p.all(conn, params)` runs it in `conn`'s transaction."""
 
     def __init__(self, stmt: ClauseElement) -> None:
         self.stmt = stmt
-        self._forms: dict[tuple[int, tuple[str, ...]], _Form] = {}
 
     def _form(self, dialect: Dialect, keys: tuple[str, ...]) -> _Form:
-        form = self._forms.get((id(dialect), keys))
+        # Kept on the dialect itself (one per engine), so a compiled form goes with its engine:
+        # keyed by `id(dialect)` here, a disposed SQLite engine's form was found again by a
+        # PostgreSQL dialect given the same id, and its `?` placeholders sent to PostgreSQL.
+        forms: dict[tuple[Prepared, tuple[str, ...]], _Form] | None = dialect.__dict__.get(_FORMS)
+        if forms is None:
+            forms = dialect.__dict__.setdefault(_FORMS, {})
+        form = forms.get((self, keys))
         if form is None:
-            form = self._forms[(id(dialect), keys)] = _Form(self.stmt, dialect, keys)
+            form = forms[(self, keys)] = _Form(self.stmt, dialect, keys)
         return form
 
     async def all(self, conn: AsyncConnection, params: Mapping[str, Any]) -> list[Any]:

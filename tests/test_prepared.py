@@ -3,10 +3,12 @@ gives (values, types, transaction, errors), on both databases, without an execut
 
 from __future__ import annotations
 
+import gc
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import Integer, bindparam, insert, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -16,6 +18,7 @@ from bot.people import service as people
 from bot.people.tables import Identity, Person, PersonRole, Team
 from storage.db import Database
 from storage.prepared import Prepared
+from tests.conftest import PG_URL
 
 SEEN = insert(ProcessedEvent.__table__)  # type: ignore[arg-type]
 WHEN = select(ProcessedEvent.event_id, ProcessedEvent.seen_at).where(
@@ -108,3 +111,29 @@ async def test_a_statement_that_needs_an_execution_context_is_refused(db: Databa
         with pytest.raises(ValueError, match="not a statement for storage.prepared"):
             await Prepared(insert(Person.__table__)).all(  # type: ignore[arg-type]
                 conn, {"email": "x@northbridge.example"})
+
+
+SELECT_X = Prepared(text("SELECT :x AS v").bindparams(bindparam("x", type_=Integer)))
+
+
+@pytest.mark.skipif(not PG_URL, reason="needs PostgreSQL beside SQLite (as the CLI tests do)")
+async def test_a_form_compiled_for_a_gone_sqlite_engine_is_not_run_on_postgresql(
+        tmp_path: Path) -> None:
+    """Found in review: forms were kept by `id(dialect)`; a disposed SQLite engine's dialect
+    was collected, CPython gave its id to a PostgreSQL dialect, and that ran `SELECT ? AS v`
+    (a syntax error), as the PostgreSQL test run does when CLI tests make SQLite databases."""
+    for i in range(60):
+        lite = Database(f"sqlite+svinline:///{tmp_path}/{i}.db")
+        async with lite.transaction() as conn:
+            assert [r[0] for r in await SELECT_X.all(conn, {"x": 1})] == [1]
+        await lite.dispose()
+        del lite, conn
+        gc.collect()
+        pg = Database(PG_URL)
+        try:
+            async with pg.transaction() as conn:
+                assert [r[0] for r in await SELECT_X.all(conn, {"x": 2})] == [2], i
+        finally:
+            await pg.dispose()
+            del pg, conn
+            gc.collect()
