@@ -612,30 +612,38 @@ class Core:
                 gone.add((prefer.platform, prefer.workspace))
         async with self.db.session() as s:
             idents = await self.reachable_identities(s, person_id)
+        discovered = False
         if not idents and not quiet:
             idents, asked = await self._discover(person_id)
-            refused = refused or asked
-        if prefer is not None:
-            idents.sort(key=lambda i: (i.platform, i.user_id) != (prefer.platform, prefer.user_id))
-        for ident in idents:
-            if (ident.platform, ident.workspace) in gone:
-                continue
-            port = self.ports[ident.platform]
-            try:
-                if ident.dm:
-                    conv = people.conversation_from_json(ident.dm)
-                else:
-                    conv = await port.open_dm(UserRef(ident.platform, ident.workspace,
-                                                      ident.user_id), remember=not quiet)
+            discovered, refused = True, refused or asked
+        while True:
+            if prefer is not None:
+                idents.sort(key=lambda i: (i.platform, i.user_id) != (prefer.platform, prefer.user_id))
+            for ident in idents:
+                if (ident.platform, ident.workspace) in gone:
+                    continue
+                port = self.ports[ident.platform]
+                try:
+                    if ident.dm:
+                        conv = people.conversation_from_json(ident.dm)
+                    else:
+                        conv = await port.open_dm(UserRef(ident.platform, ident.workspace,
+                                                          ident.user_id), remember=not quiet)
+                        if not quiet:
+                            await self._store_dm(ident, conv)
+                    return await port.send(conv, message)
+                except Unreachable as e:
                     if not quiet:
-                        await self._store_dm(ident, conv)
-                return await port.send(conv, message)
-            except Unreachable as e:
-                if not quiet:
-                    await self.mark_unreachable(ident, str(e))
-            except AppNotAuthorised as e:
-                refused = e
-                gone.add((ident.platform, ident.workspace))
+                        await self.mark_unreachable(ident, str(e))
+                except AppNotAuthorised as e:
+                    refused = e
+                    gone.add((ident.platform, ident.workspace))
+            if refused is None or quiet or discovered:
+                break
+            # Every account stored is on a platform that refuses the app: the person may be
+            # found on one that works (a council that moved from Slack to Teams), once.
+            idents, _asked = await self._discover(person_id)
+            discovered = True
         if refused is not None:
             raise refused
         return None

@@ -8,8 +8,9 @@ from sqlalchemy import select
 from adapters.fake.port import FakePort
 from bot.core import Core
 from bot.feedback import service as fb
+from bot.feedback.tables import FeedbackAlert
 from bot.model import ConversationRef, Message, MessageRef
-from bot.people.tables import Person
+from bot.people.tables import Identity, Person
 from bot.port import AppNotAuthorised
 
 LEADS = ["safeguarding.lead@northbridge.example", "lado@northbridge.example"]
@@ -39,3 +40,30 @@ async def test_an_alert_reaches_a_lead_on_the_platform_that_still_works(loaded: 
     got = {e: any(p.message.blocks and "URGENT" in str(p.message.blocks[0])
                   for p in works.messages(works.dm_id(f"U-{e}"))) for e in leads}
     assert got == {e: True for e in LEADS}
+
+
+async def test_an_alert_reaches_a_lead_known_only_on_the_refused_platform(loaded: Core) -> None:
+    """Found in review: both leads were reached on the first platform before its app was
+    uninstalled (the council moved to the second). Before: `Core.dm` looked a person up on
+    the other platforms only when no reachable account was stored, so the urgent alert waited
+    for a reinstall that would never come; now it finds them where the app still works."""
+    gone, works = Uninstalled(), FakePort()
+    loaded.add_port(gone)
+    loaded.add_port(works)
+    async with loaded.db.session() as s:
+        change = (await s.execute(select(Person.id).where(
+            Person.email == "changelead@northbridge.example"))).scalar_one()
+        leads = {e: (await s.execute(select(Person.id).where(Person.email == e))).scalar_one()
+                 for e in LEADS}
+        for e, pid in leads.items():
+            s.add(Identity(platform=gone.platform, workspace="W1", user_id=f"U-{e}",
+                           person_id=pid, dm={"platform": gone.platform, "workspace": "W1",
+                                              "conversation_id": f"D-U-{e}"}))
+    await fb.store(loaded, change, text="A boy told me his stepdad hits him.", theme_id=None,
+                   replies=False, concerns=["child_risk"])
+    await fb.deliver_alerts(loaded)
+    got = {e: any(p.message.blocks and "URGENT" in str(p.message.blocks[0])
+                  for p in works.messages(works.dm_id(f"U-{e}"))) for e in leads}
+    assert got == {e: True for e in LEADS}
+    async with loaded.db.session() as s:
+        assert {a.status for a in (await s.execute(select(FeedbackAlert))).scalars()} == {"sent"}
