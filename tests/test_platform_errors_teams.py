@@ -243,3 +243,23 @@ async def test_a_chat_that_cannot_be_made_again_marks_the_lead_unreachable_once(
         why = (await s.execute(select(Identity.unreachable_reason).join(
             Person, Person.id == Identity.person_id).where(Person.email == LEADS[0]))).scalar_one()
     assert why is not None and "ConversationNotFound" in why and "anew" in why, why
+
+
+async def test_a_chat_created_anew_that_is_gone_too_is_created_once_more(
+    loaded: Core, teams: TeamsDriver
+) -> None:
+    """Found in review: the chat made anew is kept only in memory; when Teams forgot that one
+    too, it was looked up in the store (which never had it), and the lead was marked
+    unreachable. Now the stored chat, whose person is known, is the one created again."""
+    old = await _lead_chat_forgotten(loaded, teams, stuck=False)
+    _uid, first = teams.dm_id(LEADS[0])
+    assert first != old
+    teams.fake.forget_conversation(first)
+    async with loaded.db.session() as s:
+        lead = (await s.execute(select(Person.id).where(Person.email == LEADS[0]))).scalar_one()
+    assert await loaded.dm(lead, text_message("Second")) is not None
+    _uid, second = teams.dm_id(LEADS[0])
+    assert second not in (old, first)
+    assert "Second" in teams.seen(LEADS[0])[-1]
+    await held.flush(loaded)
+    assert await unreachable(loaded) == []

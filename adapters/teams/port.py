@@ -127,6 +127,9 @@ def wire_id(conv: ConversationRef) -> str:
     return conv.conversation_id
 
 
+MAX_MOVED = 10_000  # chats created anew that one process remembers (N15: never stored)
+
+
 class TeamsPort:
     """Implements bot.port.Port for Microsoft Teams.
 
@@ -198,13 +201,16 @@ class TeamsPort:
         sends to the old id in the new chat from then on; another process, or this one after
         a restart, creates it once more the first time (the new chat is stored the next time
         the person writes to the bot, as every chat is)."""
-        conversation = self._moved.get(conversation.conversation_id, conversation)
+        stored = conversation
+        conversation = self._moved.get(stored.conversation_id, stored)
         try:
             return await self._send(conversation, message)
         except ChatGone:
             if not conversation.is_direct or conversation.thread_id:
                 raise
-            fresh = await self._recreate(conversation)
+            # From the stored chat, whose person is known, even when the one created anew
+            # is the one gone now.
+            fresh = await self._recreate(stored)
         try:
             return await self._send(fresh, message)
         except ChatGone as e:
@@ -221,6 +227,9 @@ class TeamsPort:
         fresh = await self._create_personal(UserRef(PLATFORM, gone.workspace, row.user_id),
                                             remember=False)
         if fresh.conversation_id != gone.conversation_id:
+            self._moved.pop(gone.conversation_id, None)
+            if len(self._moved) >= MAX_MOVED:  # the oldest first; it is created again if needed
+                del self._moved[next(iter(self._moved))]
             self._moved[gone.conversation_id] = fresh
         return fresh
 
