@@ -139,3 +139,17 @@ async def test_the_pulse_page_counts_invitations_that_could_not_be_sent_as_chat_
             await s.commit()
         page, _ = await _page(server, CHANGE, "/app/pulse")
         assert page.text() == []
+
+
+async def test_with_no_lead_reachable_the_urgent_queue_page_says_nobody_is_alerted(
+    loaded: Core, slack: SlackDriver
+) -> None:
+    for lead in LEADS:
+        assert await slack.user_change(lead) == 200
+    await slack.command(CHANGE, "feedback list urgent")
+    said = "\n".join(slack.seen(CHANGE))
+    async with serve_dashboard(loaded) as server:  # the dashboard is no chat: a lead signs in
+        page, _ = await _page(server, LEADS[0], "/app/safeguarding")
+    [warning] = page.text()
+    assert warning.startswith("No safeguarding lead can be reached in chat (0 of 2)")
+    assert warning in said, "the same words as chat"
