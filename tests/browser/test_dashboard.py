@@ -182,3 +182,48 @@ async def test_a_form_without_its_csrf_token_is_refused(seeded: Server, browser:
     resp = await browser.page.request.post(f"{seeded.url}/app/safeguarding/acknowledge",
                                            form={"item": "x"})
     assert resp.status == 403 and "This form has expired" in await resp.text()
+
+
+async def test_the_urgent_queue_and_the_pulse_page_say_what_chat_says(
+    server: Server, browser: Browser
+) -> None:
+    """A lead's Slack account deactivated, an open round's invitations refused: the urgent
+    queue and the change team's pulse page say so, as chat does, and stay accessible."""
+    from bot.model import text_message
+    from tests.conformance.drivers.slack import SlackDriver
+    from tests.fakes.slack_api import FakeSlack
+    from tests.test_platform_errors_slack import LEADS
+    from tests.test_pulse_not_invited import SURVEY, _three_refusals
+    from tests.web.test_chat_warnings import ONLY_ONE
+
+    core = server.core
+    d = SlackDriver(core, FakeSlack(retry_after=0))
+    await d.start()
+    try:
+        for lead in LEADS:
+            assert await core.dm(await _person(core, lead), text_message("Welcome")) is not None
+        other = next(lead for lead in LEADS if lead != SAFEGUARDING)
+        assert await d.user_change(other) == 200  # Slack: that lead's account was deactivated
+        await _three_refusals(core, d)
+        await d.say(CHANGE, f"pulse open {SURVEY}")
+        await d.say(CHANGE, "pulse")
+        said = d.seen(CHANGE)[-1]
+    finally:
+        await d.close()
+    page = browser.page
+    await sign_in_with_slack(server, browser, SAFEGUARDING)
+    await page.goto(f"{server.url}/app/safeguarding")
+    alert = page.get_by_role("alert")
+    assert await alert.is_visible()
+    assert await alert.inner_text() == ONLY_ONE
+    await browser.check_accessible()
+    await browser.context.clear_cookies()
+    await sign_in_with_slack(server, browser, CHANGE)
+    await page.goto(f"{server.url}/app/pulse")
+    alert = page.get_by_role("alert")
+    assert await alert.is_visible()
+    shown = " ".join((await alert.inner_text()).split())
+    missing = shown.split("(open): ", 1)[1].rstrip(".")
+    # The same words as chat's `pulse`: counts by kind of reason only.
+    assert " could not be invited (" in missing and missing in said, (shown, said)
+    await browser.check_accessible()

@@ -15,6 +15,8 @@ from typing import Any, NamedTuple
 from aiohttp import web
 from markupsafe import Markup
 
+from bot.pulse import invitations
+from bot.pulse import service as pulse_service
 from bot.reports import chart
 from bot.reports import service as reports
 from bot.reports.anonymity import ALL
@@ -78,14 +80,42 @@ def _change(v: float | None) -> str:
     return "no change" if v == 0 else f"{v:+g}"
 
 
+class NotInvited(NamedTuple):
+    """An open round some invitations did not reach, as chat's `pulse` says it."""
+
+    survey: str
+    number: int
+    missing: str  # "N could not be invited (counts by kind of reason)": never whose
+
+
+async def _not_invited(request: web.Request, s: Any) -> list[NotInvited]:
+    """Each open round's invitations that could not be sent, counted by kind of reason
+    (bot/pulse/invitations.py, the figures chat's `pulse` gives the change team, who alone
+    see them here too)."""
+    session = request[SESSION]
+    if session is None or CHANGE_TEAM not in session.roles:
+        return []
+    found = []
+    for sv in await pulse_service.surveys(s):
+        rnd = await pulse_service.open_round_of(s, sv.id)
+        if rnd is None:
+            continue
+        missing = (await invitations.not_invited(s, rnd.id)).describe()
+        if missing:
+            found.append(NotInvited(sv.title, rnd.number, missing))
+    return found
+
+
 @page("pulse", "/pulse", "Pulse", ROLES)
 async def pulse(request: web.Request) -> web.StreamResponse:
     core = request.app[CORE]
     async with core.db.session() as s:
         viewer = await _viewer(request, s)
+        not_invited = await _not_invited(request, s)
         info = await _round(s, request.query.get("round", ""))
         if info is None:
-            return render(request, "pulse.html", title="Pulse", info=None)
+            return render(request, "pulse.html", title="Pulse", info=None,
+                          not_invited=not_invited)
         group = request.query.get("group", "") or ALL
         if not viewer.may_see(group):
             raise web.HTTPForbidden()
@@ -116,7 +146,7 @@ async def pulse(request: web.Request) -> web.StreamResponse:
                "summary": chart.describe(trends[q.question.id])}
               for i, q in enumerate(scored)]
     participation = [{"label": r.round.label, "id": r.round.id, "g": r.groups.get(ALL)} for r in history]
-    return render(request, "pulse.html", title="Pulse", info=info, g=g, group=group, groups=groups,
+    return render(request, "pulse.html", title="Pulse", info=info, not_invited=not_invited, g=g, group=group, groups=groups,
                   rounds=list(reversed(all_rounds)), charts=charts, comments=comments,
                   participation=participation, hidden=hidden_text(), pct=_pct, change=_change,
                   compared=[_compared(x, scored_ids) for x in groups], scored_ids=scored_ids,

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from bot.errors import UserError
 from bot.feedback import safeguarding as sg
 from bot.feedback import service as fb
+from bot.people import reach
 from bot.people.tables import Person
 from bot.roles import SAFEGUARDING_LEAD
 from staffvoice.web.dashboard import action, page
@@ -30,11 +31,13 @@ async def queue(request: web.Request) -> web.StreamResponse:
         leads = {p.id: p for p in (await s.execute(
             select(Person).where(Person.id.in_(alerted)))).scalars()} if alerted else {}
         names = {t.id: t.name for t in await fb.themes(s)}
+        # As chat's urgent queue: a lead who cannot be alerted is said first (bot/people/reach.py).
+        short = (await reach.leads_reach(s)).warning()
     waiting = [u for u in urgent if session.person_id not in u.acknowledged_by]
     done = [u for u in urgent if session.person_id in u.acknowledged_by]
     return render(request, "safeguarding.html", title="Urgent queue", waiting=waiting, done=done,
                   leads=leads, names=names, ref=fb.ref_of, states=STATES, describe=sg.describe,
-                  me=session.person_id, notice="Acknowledged." if request.query.get("done") else "")
+                  me=session.person_id, short=short, notice="Acknowledged." if request.query.get("done") else "")
 
 
 @action("safeguarding acknowledge", "/safeguarding/acknowledge", ROLES)
