@@ -15,7 +15,9 @@ from sqlalchemy import select
 from adapters.slack.config import SlackConfig
 from adapters.slack.port import Directory, SlackPort, Workspaces
 from bot.core import Core
+from bot.model import text_message
 from bot.people.tables import Person
+from tests.conformance.drivers.slack import SlackDriver
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 
 
@@ -53,3 +55,20 @@ async def reinstalled(core: Core, fake: FakeSlack) -> AsyncIterator[None]:
         yield
     finally:
         await ws.close()
+
+
+@asynccontextmanager
+async def slack_with_leads_heard(core: Core, leads: list[str]) -> AsyncIterator[SlackDriver]:
+    """The whole Slack adapter (its HTTP entry point) on a fake Slack, after the bot has DMed
+    each of `leads` once (their DMs are open, as a deactivated user's stays)."""
+    d = SlackDriver(core, FakeSlack(retry_after=0))
+    await d.start()
+    try:
+        for lead in leads:
+            async with core.db.session() as s:
+                pid = (await s.execute(select(Person.id).where(Person.email == lead))).scalar_one()
+            assert await core.dm(pid, text_message("Welcome")) is not None
+        d.fake.calls.clear()
+        yield d
+    finally:
+        await d.close()

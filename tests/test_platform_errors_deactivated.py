@@ -23,23 +23,17 @@ from sqlalchemy import select
 
 from bot.core import Core
 from bot.feedback import service as fb
-from bot.model import text_message
 from bot.people import reach
 from bot.people.tables import Identity
 from tests.conformance.drivers.slack import SlackDriver
-from tests.fakes.slack_api import FakeSlack
+from tests.slack_fixture import slack_with_leads_heard
 from tests.test_platform_errors_slack import CHANGE, CONCERN, LEADS, _pid, alerts, urgent_in_dm
 
 
 @pytest.fixture
 async def slack(loaded: Core) -> AsyncIterator[SlackDriver]:
-    d = SlackDriver(loaded, FakeSlack(retry_after=0))
-    await d.start()
-    for lead in LEADS:  # the leads have heard from the bot before: their DMs are open
-        assert await loaded.dm(await _pid(loaded, lead), text_message("Welcome")) is not None
-    d.fake.calls.clear()
-    yield d
-    await d.close()
+    async with slack_with_leads_heard(loaded, LEADS) as d:  # their DMs are open
+        yield d
 
 
 async def concern(core: Core) -> None:

@@ -25,21 +25,33 @@ class Uninstalled(FakePort):
         raise AppNotAuthorised("token_revoked: reinstall the app")
 
 
-async def test_an_alert_reaches_a_lead_on_the_platform_that_still_works(loaded: Core) -> None:
+async def _two_platforms(core: Core) -> tuple[Uninstalled, FakePort, dict[str, str]]:
+    """An uninstalled platform and one that works, and the leads' person ids."""
     gone, works = Uninstalled(), FakePort()
-    loaded.add_port(gone)
-    loaded.add_port(works)
-    async with loaded.db.session() as s:
-        change = (await s.execute(select(Person.id).where(
-            Person.email == "changelead@northbridge.example"))).scalar_one()
+    core.add_port(gone)
+    core.add_port(works)
+    async with core.db.session() as s:
         leads = {e: (await s.execute(select(Person.id).where(Person.email == e))).scalar_one()
                  for e in LEADS}
-    await fb.store(loaded, change, text="A boy told me his stepdad hits him.", theme_id=None,
+    return gone, works, leads
+
+
+async def _concern_alerts_each_lead_on(core: Core, works: FakePort) -> None:
+    """The change lead sends a concern; each lead has the URGENT alert where the app works."""
+    async with core.db.session() as s:
+        change = (await s.execute(select(Person.id).where(
+            Person.email == "changelead@northbridge.example"))).scalar_one()
+    await fb.store(core, change, text="A boy told me his stepdad hits him.", theme_id=None,
                    replies=False, concerns=["child_risk"])
-    await fb.deliver_alerts(loaded)
+    await fb.deliver_alerts(core)
     got = {e: any(p.message.blocks and "URGENT" in str(p.message.blocks[0])
-                  for p in works.messages(works.dm_id(f"U-{e}"))) for e in leads}
+                  for p in works.messages(works.dm_id(f"U-{e}"))) for e in LEADS}
     assert got == {e: True for e in LEADS}
+
+
+async def test_an_alert_reaches_a_lead_on_the_platform_that_still_works(loaded: Core) -> None:
+    _gone, works, _leads = await _two_platforms(loaded)
+    await _concern_alerts_each_lead_on(loaded, works)
 
 
 async def test_an_alert_reaches_a_lead_known_only_on_the_refused_platform(loaded: Core) -> None:
@@ -47,23 +59,12 @@ async def test_an_alert_reaches_a_lead_known_only_on_the_refused_platform(loaded
     uninstalled (the council moved to the second). Before: `Core.dm` looked a person up on
     the other platforms only when no reachable account was stored, so the urgent alert waited
     for a reinstall that would never come; now it finds them where the app still works."""
-    gone, works = Uninstalled(), FakePort()
-    loaded.add_port(gone)
-    loaded.add_port(works)
+    gone, works, leads = await _two_platforms(loaded)
     async with loaded.db.session() as s:
-        change = (await s.execute(select(Person.id).where(
-            Person.email == "changelead@northbridge.example"))).scalar_one()
-        leads = {e: (await s.execute(select(Person.id).where(Person.email == e))).scalar_one()
-                 for e in LEADS}
         for e, pid in leads.items():
             s.add(Identity(platform=gone.platform, workspace="W1", user_id=f"U-{e}",
                            person_id=pid, dm={"platform": gone.platform, "workspace": "W1",
                                               "conversation_id": f"D-U-{e}"}))
-    await fb.store(loaded, change, text="A boy told me his stepdad hits him.", theme_id=None,
-                   replies=False, concerns=["child_risk"])
-    await fb.deliver_alerts(loaded)
-    got = {e: any(p.message.blocks and "URGENT" in str(p.message.blocks[0])
-                  for p in works.messages(works.dm_id(f"U-{e}"))) for e in leads}
-    assert got == {e: True for e in LEADS}
+    await _concern_alerts_each_lead_on(loaded, works)
     async with loaded.db.session() as s:
         assert {a.status for a in (await s.execute(select(FeedbackAlert))).scalars()} == {"sent"}

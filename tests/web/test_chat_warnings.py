@@ -20,12 +20,11 @@ from sqlalchemy import select
 
 from bot.clock import FakeClock
 from bot.core import Core
-from bot.model import text_message
 from bot.people.tables import Person
 from bot.pulse import service as pulse
 from tests.conformance.drivers.slack import SlackDriver
-from tests.fakes.slack_api import FakeSlack
-from tests.test_platform_errors_slack import LEADS, _pid
+from tests.slack_fixture import slack_with_leads_heard
+from tests.test_platform_errors_slack import LEADS
 from tests.test_pulse_not_invited import SURVEY, _three_refusals
 from tests.web.server import Server, serve_dashboard
 from tests.web.test_signin import _client, _oidc
@@ -84,12 +83,8 @@ async def _page(server: Server, email: str, path: str) -> tuple[Alerts, str]:
 
 @pytest.fixture
 async def slack(loaded: Core) -> AsyncIterator[SlackDriver]:
-    d = SlackDriver(loaded, FakeSlack(retry_after=0))
-    await d.start()
-    for lead in LEADS:  # the leads have heard from the bot before: their DMs are open
-        assert await loaded.dm(await _pid(loaded, lead), text_message("Welcome")) is not None
-    yield d
-    await d.close()
+    async with slack_with_leads_heard(loaded, LEADS) as d:  # their DMs are open
+        yield d
 
 
 async def test_the_urgent_queue_page_says_a_lead_cannot_be_reached_as_chat_does(
