@@ -6,6 +6,9 @@ once after the reinstall; nothing ends in a traceback.
 - A stale milestone with no team lead goes to every member of the change team: uninstalled
   after the first notice, each member still has it once after the reinstall.
 - An early-win offer waiting for the change team: the same.
+- A broadcast scheduled for a Slack user group falls due while uninstalled: the group cannot be
+  read, but the group is not the problem; it stays scheduled and goes, once each, on the first
+  tick after the reinstall. Still refused past the scheduler's grace, it is cancelled.
 - A "you said, we did" whose broadcast could not be made falls back to a DM per member of
   staff: with the app uninstalled it is stored, the publisher is told staff were not reached
   and why, and the notices to authors who allowed replies still start.
@@ -21,6 +24,9 @@ import pytest
 from sqlalchemy import select
 
 from adapters.slack.port import SlackPort
+from bot.broadcasts import service as broadcasts
+from bot.broadcasts.limiter import Limiter, Limits
+from bot.broadcasts.sender import Sender
 from bot.clock import FakeClock
 from bot.core import Core
 from bot.feedback import service as fb
@@ -30,7 +36,7 @@ from bot.milestones.tables import Milestone
 from bot.people import service as people
 from bot.people.tables import Person
 from bot.roles import CHANGE_TEAM
-from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_api import TEAM, FakeSlack
 from tests.slack_fixture import reinstalled, slack_on
 
 FNM = "family-network-meetings"
@@ -150,3 +156,63 @@ async def test_a_you_said_we_did_sent_by_dm_while_uninstalled_is_stored_and_says
     for task in list(fb.NOTICES):  # it waits for the platform; not this story's
         task.cancel()
     await fb.settle_notices()
+
+
+async def _scheduled_for_a_group(core: Core, fake: FakeSlack, clock: FakeClock) -> tuple[str, list[str]]:
+    """The change lead schedules an early win for 14:00 to a Slack user group of three."""
+    staff = [f"practitioner{i}@northbridge.example" for i in (1, 2, 3)]
+    fake.usergroups["S0DUTY"] = [fake.user_by_email(e).id for e in staff]  # type: ignore[union-attr]
+    author = [p.id for p in await change_team(core) if p.email == CHANGE[0]][0]
+    async with core.db.session() as s:
+        f = await broadcasts.validate(s, {"title": "Duty rota", "text": "Starts next week.",
+                                          "when": "2026-11-30 14:00",
+                                          "audience": f"members: slack:{TEAM}/usergroup:S0DUTY"},
+                                      set(core.ports), clock.now())
+    b = await broadcasts.store(core, author, f)
+    assert (await broadcasts.confirm(core, b.id, author)).state == "scheduled"
+    return b.id, staff
+
+
+async def test_a_broadcast_scheduled_for_a_group_waits_for_the_reinstall_then_goes_once(
+    loaded: Core, slack: tuple[FakeSlack, SlackPort], clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Before: the unreadable group cancelled the broadcast as if it were gone, and telling
+    its author (on the same Slack) came out of the scheduled job as a traceback; the
+    reinstall sent nothing."""
+    fake, _port = slack
+    bid, staff = await _scheduled_for_a_group(loaded, fake, clock)
+    fake.revoke("token_revoked")
+    clock.advance(timedelta(hours=4))  # 14:00
+    with caplog.at_level(logging.WARNING):
+        assert await broadcasts.start_due(loaded, clock.now()) == 0
+        clock.advance(timedelta(minutes=10))
+        assert await broadcasts.start_due(loaded, clock.now()) == 0
+    no_traceback(caplog)
+    assert (await broadcasts.get(loaded, bid)).state == "scheduled"  # type: ignore[union-attr]
+    async with reinstalled(loaded, fake):
+        clock.advance(timedelta(minutes=10))
+        assert await broadcasts.start_due(loaded, clock.now()) == 1
+        fast = {"slack": Limits(workspace_per_s=1000, conversation_per_s=1000, burst=50)}
+        await Sender(loaded, limiter=Limiter(fast)).drain()
+    assert [got(fake, e, "Duty rota") for e in staff] == [1, 1, 1]
+
+
+async def test_a_broadcast_still_refused_past_the_grace_is_cancelled_without_a_traceback(
+    loaded: Core, slack: tuple[FakeSlack, SlackPort], clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake, _port = slack
+    bid, staff = await _scheduled_for_a_group(loaded, fake, clock)
+    fake.revoke("token_revoked")
+    clock.advance(timedelta(hours=4))
+    with caplog.at_level(logging.WARNING):
+        assert await broadcasts.start_due(loaded, clock.now()) == 0
+        clock.advance(timedelta(hours=4, minutes=1))  # the scheduler's grace has passed
+        assert await broadcasts.start_due(loaded, clock.now()) == 0
+    no_traceback(caplog)
+    assert (await broadcasts.get(loaded, bid)).state == "cancelled"  # type: ignore[union-attr]
+    async with reinstalled(loaded, fake):
+        clock.advance(timedelta(minutes=10))
+        assert await broadcasts.start_due(loaded, clock.now()) == 0
+    assert [got(fake, e, "Duty rota") for e in staff] == [0, 0, 0], "news hours late misleads"
