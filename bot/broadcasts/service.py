@@ -386,8 +386,9 @@ async def start_due(core: Core, now: datetime) -> int:
             # stays scheduled and starts on the first tick after the reinstall, unless that
             # comes too late for its news (the scheduler's grace), like a missed time.
             if now - send_at <= DEFAULT_GRACE:
-                log.warning("scheduled broadcast waits: the platform refuses the app",
-                            extra={"broadcast": bid})
+                # info: the adapter says a refused token once; this repeats every tick
+                log.info("scheduled broadcast waits: the platform refuses the app",
+                         extra={"broadcast": bid})
                 continue
             await _cancel_unreadable(core, bid, str(e))
             continue

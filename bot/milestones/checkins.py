@@ -258,8 +258,9 @@ async def tell_leads(core: Core, now: datetime) -> int:
             except RateLimited:
                 return done  # the workspace's budget: the rest on a later tick
             except TransientError as e:  # the app refused (awaits a reinstall), or passing
-                log.warning("stale-milestone notice waits: the platform refused it for now",
-                            extra={"error": str(e)[:200]})
+                # info: the adapter says a refused token once; this repeats every tick
+                log.info("stale-milestone notice waits: the platform refused it for now",
+                         extra={"error": str(e)[:200]})
                 waiting = True
                 continue
             except PlatformError as e:  # refused for good: tried once, said in the log

@@ -95,8 +95,9 @@ async def send_pending(core: Core, now: datetime) -> int:
         except RateLimited:
             break  # the workspace's budget: the rest on a later tick
         except TransientError as e:  # the app awaits a reinstall, or a passing error
-            log.warning("early-win offer waits: the platform refused it for now",
-                        extra={"error": str(e)[:200]})
+            # info: the adapter says a refused token once; this repeats every tick
+            log.info("early-win offer waits: the platform refused it for now",
+                     extra={"error": str(e)[:200]})
             continue
         except PlatformError as e:  # refused for good: tried once, said in the log
             log.warning("early-win offer refused by the platform; not tried again",
