@@ -126,7 +126,8 @@ async def test_a_you_said_we_did_sent_by_dm_while_uninstalled_is_stored_and_says
     loaded: Core, slack: tuple[FakeSlack, SlackPort], caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Longer than a broadcast may be (3,000 characters), so it falls back to a DM per member
-    of staff; the app is uninstalled. Before: the refusal came out of `publish` after the
+    of staff, as on any failure of the broadcast feature (chat and the dashboard refuse such a
+    text first: the length stands in for that failure); the app is uninstalled. Before: the refusal came out of `publish` after the
     response was stored, so the publisher saw an error for what was published, and the
     authors who allowed replies were never told. No ledger keeps these DMs (the broadcast
     would have), so the publisher is told who was not reached, as a count."""
