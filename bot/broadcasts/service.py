@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,12 +38,14 @@ from bot.model import (
 )
 from bot.people import service as people
 from bot.people.tables import Person
-from bot.port import RateLimited
+from bot.port import PlatformError, RateLimited
 from bot.roles import ALL_ROLES, CHANGE_TEAM, LABELS
 from bot.scheduling.jobs import DEFAULT_GRACE, programme_tz, too_late
 
 if TYPE_CHECKING:
     from bot.core import Core
+
+log = logging.getLogger("staffvoice.broadcasts")
 
 # Longest text each platform shows in one block: a Slack section is capped at 3,000
 # characters; a Teams message at about 28 KB (we keep well under it).
@@ -378,6 +381,17 @@ async def start_due(core: Core, now: datetime) -> int:
         b0 = await get(core, bid)
         try:
             members = await group_members(core, b0.audience) if b0 is not None else []
+        except audiences.GroupsRefused as e:
+            # The platform refuses the app (uninstalled, token revoked), not the group: it
+            # stays scheduled and starts on the first tick after the reinstall, unless that
+            # comes too late for its news (the scheduler's grace), like a missed time.
+            if now - send_at <= DEFAULT_GRACE:
+                # info: the adapter says a refused token once; this repeats every tick
+                log.info("scheduled broadcast waits: the platform refuses the app",
+                         extra={"broadcast": bid})
+                continue
+            await _cancel_unreadable(core, bid, str(e))
+            continue
         except UserError as e:
             await _cancel_unreadable(core, bid, str(e))
             continue
@@ -412,8 +426,12 @@ async def _cancel_unreadable(core: Core, bid: str, reason: str) -> None:
             return
         b.state = "cancelled"
         author, title = b.author_person_id, b.title
-    await core.dm(author, text_message(f"Your scheduled broadcast '{title}' was not sent: "
-                                       f"{reason}"))
+    try:
+        await core.dm(author, text_message(f"Your scheduled broadcast '{title}' was not sent: "
+                                           f"{reason}"))
+    except PlatformError as e:  # the app refused too: `broadcast status` still says cancelled
+        log.warning("could not tell the author a scheduled broadcast was cancelled",
+                    extra={"broadcast": bid, "error": str(e)[:200]})
 
 
 async def cancel(core: Core, bid: str, person_id: str) -> None:

@@ -34,7 +34,7 @@ from bot.feedback.tables import (
 from bot.model import Choice, Choices, Context, Fields, Message, Text
 from bot.people import service as people
 from bot.people.tables import Theme
-from bot.port import AppNotAuthorised, RateLimited, TransientError
+from bot.port import AppNotAuthorised, PlatformError, RateLimited, TransientError
 from bot.programme.core_sections import get_setting, get_setting_as
 from bot.roles import SAFEGUARDING_LEAD
 from bot.secrets import keyed_hash
@@ -693,6 +693,9 @@ async def _broadcast(core: Core, publisher_id: str, *, title: str, text: str) ->
     if publish_to_staff is not None:
         try:
             return f"broadcast {await publish_to_staff(core, publisher_id, title=title, text=text)}"
+        except UserError as e:  # refused as a broadcast (too long for one): said, no traceback
+            log.warning("broadcast refused; falling back to direct messages",
+                        extra={"reason": str(e)[:200]})
         except Exception:
             log.exception("broadcast feature failed; falling back to direct messages")
     async with core.db.session() as s:
@@ -700,16 +703,25 @@ async def _broadcast(core: Core, publisher_id: str, *, title: str, text: str) ->
         named = ((await get_setting(s, "programme")) or {}).get("channels") or {}
     channels = [named[k] for k in ANNOUNCE_CHANNELS if k in named][:1]
     msg = Message((Text(title, heading=True), Text(text)), fallback=f"{title}\n{text}")
-    sent = 0
+    sent, refused = 0, False
     for pid in everyone:
-        if await core.dm(pid, msg) is not None:
-            sent += 1
+        # Best effort, with no ledger: a person the platform refuses (the app uninstalled,
+        # AppNotAuthorised; a message it will not take) is counted out, never a traceback that
+        # loses the authors' notices after the response was already stored.
+        try:
+            if await core.dm(pid, msg) is not None:
+                sent += 1
+        except AppNotAuthorised:
+            refused = True
+        except PlatformError as e:
+            log.warning("you-said-we-did DM refused by the platform", extra={"error": str(e)[:200]})
     for ref in channels:
         try:
             await core.post_channel(ref, msg)
         except Exception:
             log.warning("could not post you-said-we-did to a channel")
-    return f"dm {sent}"
+    told = f"dm {sent} of {len(everyone)}"
+    return told + ("; the platform refuses staffvoice until it is reinstalled" if refused else "")
 
 
 # -- housekeeping ------------------------------------------------------------------------------

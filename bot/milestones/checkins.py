@@ -219,36 +219,63 @@ async def expire(core: Core, now: datetime) -> int:
                 )
             )).scalar_one()
             if not still_open and m.stale_since is None:
-                m.stale_since, m.stale_told_at = now, None
+                m.stale_since, m.stale_told_at, m.stale_tell = now, None, None
     return done
 
 
 async def tell_leads(core: Core, now: datetime) -> int:
-    """Tell the team lead (else the change team) once that a milestone went stale."""
+    """Tell the team lead (else the change team) once that a milestone went stale.
+
+    Each recipient is struck off `stale_tell` as they are told, so a platform that refuses
+    the app part-way (uninstalled, token revoked: AppNotAuthorised) leaves only the rest to
+    tell on a later tick, after the reinstall: nobody is told twice, nobody is forgotten."""
     done = 0
     async with core.db.session() as s:
         stale = [m for m in await service.all_milestones(s)
                  if m.stale_since is not None and m.stale_told_at is None and m.status != DONE]
         work: list[tuple[str, list[str], Message]] = []
         for m in stale:
-            team = await s.get(Team, m.team_id) if m.team_id else None
-            if team is not None and team.lead_person_id:
-                to = [team.lead_person_id]
+            if m.stale_tell is not None:
+                to = list(m.stale_tell)  # telling began; these are still to be told
             else:
-                to = [p.id for p in await people.people_with_role(s, CHANGE_TEAM)]
+                team = await s.get(Team, m.team_id) if m.team_id else None
+                if team is not None and team.lead_person_id:
+                    to = [team.lead_person_id]
+                else:
+                    to = [p.id for p in await people.people_with_role(s, CHANGE_TEAM)]
             recipients = [p for p in [await s.get(Person, pid) for pid in to] if p is not None]
             patterns = [await pattern_for(s, p) for p in recipients]
             if not all(is_working_moment(p, now) for p in patterns):
                 continue  # wait until everyone we tell is at work
             v = await service.view(s, m)
+            m.stale_tell = [p.id for p in recipients]
             work.append((m.id, [p.id for p in recipients], stale_notice(v, now, await service.today(s, now))))
     for mid, to, msg in work:
+        waiting = False
         for pid in to:
-            await core.dm(pid, msg)
+            try:
+                await core.dm(pid, msg)
+            except RateLimited:
+                return done  # the workspace's budget: the rest on a later tick
+            except TransientError as e:  # the app refused (awaits a reinstall), or passing
+                # info: the adapter says a refused token once; this repeats every tick
+                log.info("stale-milestone notice waits: the platform refused it for now",
+                         extra={"error": str(e)[:200]})
+                waiting = True
+                continue
+            except PlatformError as e:  # refused for good: tried once, said in the log
+                log.warning("stale-milestone notice refused by the platform; not tried again",
+                            extra={"error": str(e)[:200]})
+            async with core.db.session() as s:
+                row = await s.get(Milestone, mid)
+                if row is not None and row.stale_tell is not None:
+                    row.stale_tell = [x for x in row.stale_tell if x != pid]
+        if waiting:
+            continue
         async with core.db.session() as s:
             row = await s.get(Milestone, mid)
-            if row is not None:
-                row.stale_told_at = now
+            if row is not None and row.stale_since is not None:
+                row.stale_told_at, row.stale_tell = now, None
         done += 1
     return done
 

@@ -13,4 +13,6 @@ ROWS = register(PersonalRows("milestones", (
     Rule(table_of(MilestoneUpdate), "person_id", "person", "blank",
          "updates they wrote (the update stays, without their name)"),
     Rule(table_of(Milestone), "offer_to", "list", "drop", "early-win offers waiting for them"),
+    Rule(table_of(Milestone), "stale_tell", "list", "drop",
+         "stale-milestone notices waiting for them"),
 )))

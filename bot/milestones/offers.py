@@ -16,6 +16,7 @@ from bot.milestones.tables import Milestone
 from bot.model import Block, Choice, Choices, Context, Message, Text
 from bot.people import service as people
 from bot.people.tables import Person
+from bot.port import PlatformError, RateLimited, TransientError
 from bot.roles import CHANGE_TEAM
 from bot.workhours import is_working_moment, pattern_for
 
@@ -72,7 +73,11 @@ async def offer(core: Core, mid: str, updater: Person, roles: frozenset[str], no
 
 
 async def send_pending(core: Core, now: datetime) -> int:
-    """DM pending offers to change-team members who are at work now (a ticker calls this too)."""
+    """DM pending offers to change-team members who are at work now (a ticker calls this too).
+
+    An offer leaves `offer_to` once sent, or once the platform refused it for good or the
+    person cannot be reached; one the platform refused for now (the app uninstalled or its
+    token revoked, AppNotAuthorised; a passing error) stays, and goes once on a later tick."""
     sent = 0
     async with core.db.session() as s:
         pending = [m for m in await service.all_milestones(s) if m.offer_to]
@@ -84,8 +89,19 @@ async def send_pending(core: Core, now: datetime) -> int:
                     work.append((m.id, pid))
     for mid, pid in work:
         msg = await offer_card(core, mid)
-        if await core.dm(pid, msg) is not None:
-            sent += 1
+        try:
+            if await core.dm(pid, msg) is not None:
+                sent += 1
+        except RateLimited:
+            break  # the workspace's budget: the rest on a later tick
+        except TransientError as e:  # the app awaits a reinstall, or a passing error
+            # info: the adapter says a refused token once; this repeats every tick
+            log.info("early-win offer waits: the platform refused it for now",
+                     extra={"error": str(e)[:200]})
+            continue
+        except PlatformError as e:  # refused for good: tried once, said in the log
+            log.warning("early-win offer refused by the platform; not tried again",
+                        extra={"error": str(e)[:200]})
         async with core.db.session() as s:
             row = await s.get(Milestone, mid)
             if row is not None:

@@ -408,7 +408,7 @@ async def record_update(
     s.add(u)
     became_done = status == DONE and m.status != DONE
     m.status, m.progress, m.last_update_at = status, progress, at
-    m.stale_since = m.stale_told_at = None
+    m.stale_since = m.stale_told_at = m.stale_tell = None
     rows = await s.execute(
         select(MilestoneCheckin).where(
             MilestoneCheckin.milestone_id == m.id, MilestoneCheckin.state.in_(OPEN_CHECKIN)

@@ -49,6 +49,9 @@ class Milestone(Base):
     # Stale: a check-in went unanswered after its reminder; cleared by the next update.
     stale_since: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     stale_told_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Who is still to be told it went stale, once telling began (None: not begun): a platform
+    # that refuses the app part-way leaves only them for the next tick, so nobody hears twice.
+    stale_tell: Mapped[list[str] | None] = mapped_column(JSON, default=None)
     # Change-team members still to be offered an early-win draft (sent in their working hours).
     offer_to: Mapped[list[str]] = mapped_column(JSON, default=list)
 

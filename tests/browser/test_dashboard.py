@@ -184,11 +184,12 @@ async def test_a_form_without_its_csrf_token_is_refused(seeded: Server, browser:
     assert resp.status == 403 and "This form has expired" in await resp.text()
 
 
-async def test_the_urgent_queue_and_the_pulse_page_say_what_chat_says(
+async def test_the_urgent_queue_home_and_pulse_pages_say_what_chat_says(
     server: Server, browser: Browser
 ) -> None:
     """A lead's Slack account deactivated, an open round's invitations refused: the urgent
-    queue and the change team's pulse page say so, as chat does, and stay accessible."""
+    queue, the change team's home and their pulse page say so, as chat does, and stay
+    accessible."""
     from bot.model import text_message
     from tests.conformance.drivers.slack import SlackDriver
     from tests.fakes.slack_api import FakeSlack
@@ -219,6 +220,11 @@ async def test_the_urgent_queue_and_the_pulse_page_say_what_chat_says(
     await browser.check_accessible()
     await browser.context.clear_cookies()
     await sign_in_with_slack(server, browser, CHANGE)
+    await page.goto(f"{server.url}/app/")  # the change team cannot open the leads' queue
+    alert = page.get_by_role("alert")
+    assert await alert.is_visible()
+    assert await alert.inner_text() == ONLY_ONE, "their home says it, in chat's words"
+    await browser.check_accessible()
     await page.goto(f"{server.url}/app/pulse")
     alert = page.get_by_role("alert")
     assert await alert.is_visible()

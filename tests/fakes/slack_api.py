@@ -252,6 +252,9 @@ class FakeSlack:
     failures: dict[str, list[str]] = field(default_factory=dict)
     # Tokens Slack now refuses, with the error it gives (see `revoke`).
     revoked: dict[str, str] = field(default_factory=dict)
+    # (method, calls left, error): the token is revoked once that many more calls of the
+    # method were answered (see `revoke_after`).
+    revoke_later: tuple[str, int, str] | None = None
     # channel -> the error chat.postMessage answers there, every time (see `refuse_posts`).
     post_refusals: dict[str, str] = field(default_factory=dict)
     # method -> number of upcoming calls answered 429 regardless of the limit.
@@ -345,6 +348,12 @@ class FakeSlack:
         `token` is refused so, until `restore`."""
         assert error in ERRORS_CITED, error
         self.revoked[token] = error
+
+    def revoke_after(self, method: str, calls: int, error: str = "token_revoked") -> None:
+        """An admin uninstalls the app part-way through a batch: the bot token is revoked
+        (as `revoke`) once `calls` more calls of `method` were answered."""
+        assert error in ERRORS_CITED, error
+        self.revoke_later = (method, calls, error)
 
     def restore(self, token: str = BOT_TOKEN) -> None:
         """The app was reinstalled: `token` works again."""
@@ -476,6 +485,12 @@ class FakeSlack:
             return web.json_response({"ok": False, "error": "not_authed"})
         if token in self.revoked:
             return web.json_response({"ok": False, "error": self.revoked[token]})
+        if self.revoke_later is not None and self.revoke_later[0] == method:
+            left = self.revoke_later[1] - 1
+            if left < 0:
+                self.revoked[BOT_TOKEN], self.revoke_later = self.revoke_later[2], None
+                return web.json_response({"ok": False, "error": self.revoked[BOT_TOKEN]})
+            self.revoke_later = (method, left, self.revoke_later[2])
         if token not in self.tokens and not (method == "apps.connections.open" and token == APP_TOKEN):
             return web.json_response({"ok": False, "error": "invalid_auth"})
         wait = self._limited(method, args)

@@ -148,3 +148,22 @@ async def test_with_no_lead_reachable_the_urgent_queue_page_says_nobody_is_alert
     [warning] = page.text()
     assert warning.startswith("No safeguarding lead can be reached in chat (0 of 2)")
     assert warning in said, "the same words as chat"
+
+
+async def test_the_change_teams_home_page_says_a_lead_cannot_be_reached_as_chat_does(
+    loaded: Core, slack: SlackDriver
+) -> None:
+    """The change team reads the urgent queue in chat but cannot open the leads' queue page:
+    their dashboard home says it at the top, in chat's words; a practitioner's does not."""
+    async with serve_dashboard(loaded) as server:
+        page, _ = await _page(server, CHANGE, "/app/")
+        assert page.text() == [], "every lead reachable: nothing to warn about"
+        assert await slack.user_change(LEADS[0]) == 200  # Slack: the account was deactivated
+        await slack.command(CHANGE, "feedback list urgent")
+        assert ONLY_ONE in "\n".join(slack.seen(CHANGE)), "chat says it"
+        page, html = await _page(server, CHANGE, "/app/")
+        assert page.text() == [ONLY_ONE], "the same words, on the change team's home"
+        assert page.order[:2] == ["h1", "alert"], "at the top"
+        assert LEADS[0] not in html and slack.user(LEADS[0]).id not in html
+        page, _ = await _page(server, "practitioner1@northbridge.example", "/app/")
+        assert page.text() == [], "not the practitioners' business"
