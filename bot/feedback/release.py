@@ -7,7 +7,9 @@ thread, waits unread until a release moment of the programme's day (`safeguardin
 release_times`, in the programme's time zone; 12:00 and 17:00 by default). At a moment, all
 that waits becomes readable together, in one transaction, marked by an undated `released`.
 A moment that is not the day's last waits for at least two things (items and answers) from the
-same listing (staff, the public pages, or the public pages' spam queue); the day's last releases whatever waits, so a lone
+same listing (staff, the public pages, or the public pages' spam queue), and on the staff
+listing from at least two people (bot/feedback/senders.py: one person's two things are a batch
+of one author, N25); the day's last releases whatever waits, so a lone
 item is dated to its day at best. What is sent after the day's last release waits for the next
 day's. Urgent items (and urgent answers) are readable at once: their leads were alerted at once.
 
