@@ -23,13 +23,14 @@ items wait for the next), so no late release cuts a short interval just before t
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 from weakref import WeakKeyDictionary
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, Row, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.feedback import senders
@@ -146,7 +147,8 @@ async def _release(conn: AsyncConnection, m: Moment) -> list[tuple[str, int, int
     for sources in GROUPS:
         rows = (await conn.execute(select(It.id, It.status).where(
             It.released.is_(False), It.source.in_(list(sources)), It.day <= m.day))).all()
-        answers = (await conn.execute(select(M.id, M.item_id).join(It, It.id == M.item_id).where(
+        answers = (await conn.execute(select(M.id, M.item_id, M.seq).join(
+            It, It.id == M.item_id).where(
             M.released.is_(False), It.source.in_(list(sources)), M.day <= m.day))).all()
         # The spam queue (a public form's hidden field filled in) is a listing of its own: its
         # rows never make up another listing's "two", or one bot's post (or the intruder's)
@@ -170,12 +172,30 @@ async def _release(conn: AsyncConnection, m: Moment) -> list[tuple[str, int, int
         if items:
             await conn.execute(update(It).where(It.id.in_(items)).values(released=True))
         if answers:
+            await _place(conn, answers)
             await conn.execute(update(M).where(M.id.in_([a[0] for a in answers]))
                                .values(released=True))
             # "The author answered": back on the change team's list, at the release.
             await conn.execute(update(It).where(It.id.in_({a[1] for a in answers}))
                                .values(status="new"))
     return done
+
+
+async def _place(conn: AsyncConnection, answers: Sequence[Row[tuple[str, str, int]]]) -> None:
+    """Number released answers after every readable message of their thread, keeping their
+    own order: a thread shows an answer where its release put it, never between the replies
+    written while it waited (N27)."""
+    M = FeedbackMessage
+    by_item: dict[str, list[tuple[str, int]]] = {}
+    for msg_id, item_id, seq in answers:
+        by_item.setdefault(item_id, []).append((msg_id, seq))
+    last = dict((await conn.execute(select(M.item_id, func.max(M.seq)).where(
+        M.item_id.in_(list(by_item)), M.released.is_(True)).group_by(M.item_id))).all())
+    for item_id, msgs in by_item.items():
+        base = max(int(last.get(item_id) or 0), 0)
+        msgs.sort(key=lambda a: (a[1] < 0, abs(a[1])))  # written order (below zero: -1 first)
+        for n, (msg_id, _seq) in enumerate(msgs, start=1):
+            await conn.execute(update(M).where(M.id == msg_id).values(seq=base + n))
 
 
 async def next_due(core: Core, now: datetime) -> datetime | None:

@@ -398,10 +398,12 @@ async def has_handle(s: AsyncSession, item_id: str) -> bool:
 async def thread(s: AsyncSession, item_id: str, *, author: bool = False) -> list[FeedbackMessage]:
     """An item's thread as the change team reads it (released messages), or as its `author`
     does (their own answers too, from the moment they sent them)."""
-    q = select(FeedbackMessage).where(FeedbackMessage.item_id == item_id)
+    M = FeedbackMessage
+    q = select(M).where(M.item_id == item_id)
     if not author:
-        q = q.where(FeedbackMessage.released.is_(True))
-    return list((await s.execute(q.order_by(FeedbackMessage.seq))).scalars())
+        q = q.where(M.released.is_(True))
+    # Readable messages in order, then the author's answers still waiting, in theirs.
+    return list((await s.execute(q.order_by(M.seq < 0, func.abs(M.seq)))).scalars())
 
 
 async def set_status(s: AsyncSession, item: FeedbackItem, status: str) -> None:
@@ -413,9 +415,19 @@ async def set_status(s: AsyncSession, item: FeedbackItem, status: str) -> None:
 async def _add_message(s: AsyncSession, item_id: str, sender: str, text: str, day: date,
                        team_person_id: str | None = None, *, released: bool = True
                        ) -> FeedbackMessage:
-    seq = (await s.execute(select(func.coalesce(func.max(FeedbackMessage.seq), 0)).where(
-        FeedbackMessage.item_id == item_id))).scalar_one()
-    msg = FeedbackMessage(item_id=item_id, seq=seq + 1, sender=sender, text=text, day=day,
+    M = FeedbackMessage
+    if released:  # after every readable message (an answer still waiting holds no place)
+        seq = (await s.execute(select(func.coalesce(func.max(M.seq), 0)).where(
+            M.item_id == item_id, M.seq > 0))).scalar_one() + 1
+    else:
+        # An answer waiting for its release: a place below zero (-1, -2, ...: later is lower),
+        # so the change team's replies written meanwhile are not numbered after it; the
+        # release gives it its place after them (bot/feedback/release.py). Numbered in
+        # writing order, the thread read reply, answer, reply: the answer came before the
+        # second reply, however long the release held it (N27).
+        seq = (await s.execute(select(func.coalesce(func.min(M.seq), 0)).where(
+            M.item_id == item_id, M.seq < 0))).scalar_one() - 1
+    msg = FeedbackMessage(item_id=item_id, seq=seq, sender=sender, text=text, day=day,
                           team_person_id=team_person_id, released=released)
     s.add(msg)
     return msg
