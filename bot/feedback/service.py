@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from bot.errors import FormInvalid, UserError
-from bot.feedback import counts, safeguarding, sealing, senders
+from bot.feedback import counts, moments, safeguarding, sealing, senders
 from bot.feedback.counts import today as today  # re-exported: the day every feature dates by
 from bot.feedback.tables import (
     FeedbackAlert,
@@ -35,7 +35,7 @@ from bot.model import Choice, Choices, Context, Fields, Message, Text
 from bot.people import service as people
 from bot.people.tables import Theme
 from bot.port import AppNotAuthorised, PlatformError, RateLimited, TransientError
-from bot.programme.core_sections import get_setting, get_setting_as
+from bot.programme.core_sections import get_setting, get_setting_as, programme_zone
 from bot.roles import SAFEGUARDING_LEAD
 from bot.secrets import keyed_hash
 from storage.base import new_id
@@ -99,6 +99,16 @@ async def sent_today(core: Core, person_id: str,
                               day)
 
 
+async def release_day(s: AsyncSession | AsyncConnection, now: datetime,
+                      cfg: safeguarding.Config | None = None) -> date:
+    """The day an item or answer waiting for a release is dated by: the day of the release it
+    waits for. The day it was sent split its release's interval: sent after the day's last
+    release, it went with the next day's first still dated the day before, so sent that
+    evening (docs/invariants.md N29)."""
+    cfg = cfg or await config(s)
+    return moments.after(now, await programme_zone(s), cfg.release_times).day
+
+
 def limit_message(limit: int) -> str:
     return (f"You have sent {limit} pieces of feedback today, which is the daily limit. "
             "Please try again tomorrow. Nothing was sent.")
@@ -129,8 +139,9 @@ async def store(
     if not concerns:  # waits for a release: counted there as a person, not as a thing (N25)
         m = await senders.mark(core, conn, person_id)
         hold.then(lambda: senders.keep(core, m))
+    shown = day if concerns else await release_day(conn, core.clock.now(), cfg)
     item_id = new_id()
-    await _ITEM_RUN.all(conn, {"id": item_id, "day": day, "theme_id": theme_id or None,
+    await _ITEM_RUN.all(conn, {"id": item_id, "day": shown, "theme_id": theme_id or None,
                                 "text": text, "status": "new", "urgent": bool(concerns),
                                 "concerns": list(concerns), "source": STAFF,
                                 "response_id": None, "released": bool(concerns)})
@@ -544,7 +555,8 @@ async def author_answer(core: Core, token: str, person_id: str, text: str,
     that looks like a safeguarding concern is readable at once, as its leads are alerted."""
     async with core.db.session() as s:
         handle = await handle_for_token(core, s, token, person_id)
-        day = await today(s, core.clock.now())
+        now = core.clock.now()
+        day = await today(s, now) if concerns else await release_day(s, now)
         await _add_message(s, handle.item_id, "author", text, day, released=bool(concerns))
         item = await s.get(FeedbackItem, handle.item_id)
         assert item is not None
