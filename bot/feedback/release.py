@@ -130,7 +130,7 @@ async def _release(conn: AsyncConnection, m: Moment) -> list[tuple[str, int, int
     return done
 
 
-async def _place(conn: AsyncConnection, answers: Sequence[Row[tuple[str, str, int]]]) -> None:
+async def _place(conn: AsyncConnection, answers: Sequence[Row[str, str, int]]) -> None:
     """Number released answers after every readable message of their thread, keeping their
     own order: a thread shows an answer where its release put it, never between the replies
     written while it waited (N27)."""
