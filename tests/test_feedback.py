@@ -104,7 +104,10 @@ async def test_reply_answer_back_and_revoke_through_the_sealed_route(loaded: Cor
     await d.tap(PRACTITIONER, "Read the answer")
     assert await d.submit(PRACTITIONER, {"text": "Tuesdays, please."}) is None
     async with loaded.db.session() as s:
-        thread = list((await s.execute(select(FeedbackMessage).order_by(FeedbackMessage.seq))).scalars())
+        # As the author reads it: readable messages, then their answer waiting for its release
+        # (numbered below zero until the release places it after the replies, N27).
+        thread = sorted((await s.execute(select(FeedbackMessage))).scalars(),
+                        key=lambda m: (m.seq < 0, abs(m.seq)))
     assert [(m.sender, m.text) for m in thread] == [
         ("team", "Which day would suit you better?"), ("author", "Tuesdays, please.")]
     assert thread[1].team_person_id is None

@@ -86,7 +86,8 @@ async def release(core: Any) -> int:
     async with core.db.transaction() as conn:
         times = (await fb.config(conn)).release_times
         zone = await programme_zone(conn)
-        applied = (await conn.execute(select(FeedbackRelease.moment))).scalar()
+        applied = (await conn.execute(select(FeedbackRelease.moment).where(
+            FeedbackRelease.name == releases.NAME))).scalar()
     start = max(core.clock.now(), applied) if applied is not None else core.clock.now()
     m = releases.after(start, zone, times)
     while not m.last:

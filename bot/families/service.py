@@ -240,7 +240,8 @@ async def _store(core: Core, sub: Submission, nonce: str, now: datetime, address
             sub = replace(sub, theme_id=None)
         leads = await fb.lead_ids(s) if concerns else []
         item_id = await fb.add_public_item(
-            s, leads, source=sub.audience, day=day, text=sub.text, theme_id=sub.theme_id,
+            s, leads, source=sub.audience, text=sub.text, theme_id=sub.theme_id,
+            day=day if concerns else await fb.release_day(s, now, sg),
             concerns=concerns, status="spam" if sub.honeypot else "new")
         await conn.execute(_ANSWER, {
             "item_id": item_id, "audience": sub.audience, "rating": sub.rating,

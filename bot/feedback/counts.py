@@ -22,7 +22,7 @@ import asyncio
 import logging
 import os
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -33,6 +33,7 @@ from sqlalchemy import Engine, bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot import flusher
+from bot.feedback import senders
 from bot.feedback.tables import FeedbackDailyCount, FeedbackDayKey
 from bot.programme.core_sections import programme_zone
 from bot.secrets import derive, keyed_hash, open_bytes, seal_bytes
@@ -130,6 +131,11 @@ class Hold:
     def __init__(self, counts: _Counts) -> None:
         self._counts = counts
         self._slots: list[Slot] = []
+        self._then: list[Callable[[], None]] = []
+
+    def then(self, kept: Callable[[], None]) -> None:
+        """Call `kept` if the block ends well (a release mark, bot/feedback/senders.py)."""
+        self._then.append(kept)
 
     def take(self, day: date, key: str) -> None:
         """Count one send now (call with no await between the check and this)."""
@@ -142,6 +148,10 @@ class Hold:
             if kept:
                 _add(self._counts.due, slot, 1)
         self._slots.clear()
+        then, self._then = self._then, []
+        if kept:
+            for f in then:
+                f()
 
 
 _ADVISORY = text("SELECT pg_advisory_xact_lock(:k)")
@@ -288,6 +298,10 @@ async def flush(core: Core) -> int:
             written += await counter.flush(core)
         except Exception as e:
             failed = failed or e
+    try:  # the release marks (bot/feedback/senders.py): not sends, so not in the total
+        await senders.flush(core)
+    except Exception as e:
+        failed = failed or e
     if failed is not None:
         raise failed
     return written

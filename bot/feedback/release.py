@@ -7,7 +7,9 @@ thread, waits unread until a release moment of the programme's day (`safeguardin
 release_times`, in the programme's time zone; 12:00 and 17:00 by default). At a moment, all
 that waits becomes readable together, in one transaction, marked by an undated `released`.
 A moment that is not the day's last waits for at least two things (items and answers) from the
-same listing (staff, the public pages, or the public pages' spam queue); the day's last releases whatever waits, so a lone
+same listing (staff, the public pages, or the public pages' spam queue), and on the staff
+listing from at least two people (bot/feedback/senders.py: one person's two things are a batch
+of one author, N25); the day's last releases whatever waits, so a lone
 item is dated to its day at best. What is sent after the day's last release waits for the next
 day's. Urgent items (and urgent answers) are readable at once: their leads were alerted at once.
 
@@ -21,16 +23,18 @@ items wait for the next), so no late release cuts a short interval just before t
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from weakref import WeakKeyDictionary
-from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, Row, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bot.feedback import senders
 from bot.feedback import service as fb
+from bot.feedback.moments import Moment, after, due
+from bot.feedback.moments import describe as describe  # re-exported: the pages say the times
 from bot.feedback.tables import FeedbackItem, FeedbackMessage, FeedbackRelease
 from bot.programme.core_sections import programme_zone
 from storage.db import upsert
@@ -51,57 +55,6 @@ _NEVER = datetime(2000, 1, 1, tzinfo=UTC)
 _NEXT: WeakKeyDictionary[Engine, datetime] = WeakKeyDictionary()
 
 
-@dataclass(frozen=True)
-class Moment:
-    """A release moment: when (UTC), the programme day it belongs to, and whether it is the
-    day's last (which releases whatever waits)."""
-
-    at: datetime
-    day: date
-    last: bool
-    skip_after: datetime | None  # not the day's last: found after this, it is skipped
-
-
-def describe(release_times: tuple[str, ...]) -> str:
-    """The release times as people read them: "12:00 and 17:00"."""
-    ts = [t.strftime("%H:%M") for t in _times(release_times)]
-    return ts[0] if len(ts) == 1 else ", ".join(ts[:-1]) + " and " + ts[-1]
-
-
-def _times(release_times: tuple[str, ...]) -> list[time]:
-    return sorted({time(int(t[:2]), int(t[3:5])) for t in release_times})
-
-
-def moments_of(day: date, zone: ZoneInfo, release_times: tuple[str, ...]) -> list[Moment]:
-    """The day's release moments, earliest first."""
-    ats = [datetime.combine(day, t, tzinfo=zone).astimezone(UTC) for t in _times(release_times)]
-    out = []
-    for i, at in enumerate(ats):
-        nxt = ats[i + 1] if i + 1 < len(ats) else None
-        out.append(Moment(at, day, nxt is None, None if nxt is None else at + (nxt - at) / 2))
-    return out
-
-
-def due(now: datetime, zone: ZoneInfo, release_times: tuple[str, ...]) -> Moment | None:
-    """The latest release moment at or before `now`."""
-    today = now.astimezone(zone).date()
-    for day in (today, today - timedelta(days=1)):
-        past = [m for m in moments_of(day, zone, release_times) if m.at <= now]
-        if past:
-            return past[-1]
-    return None
-
-
-def after(now: datetime, zone: ZoneInfo, release_times: tuple[str, ...]) -> Moment:
-    """The first release moment after `now`."""
-    today = now.astimezone(zone).date()
-    for day in (today, today + timedelta(days=1), today + timedelta(days=2)):
-        for m in moments_of(day, zone, release_times):
-            if m.at > now:
-                return m
-    raise ValueError("no release moment in the next two days")  # release_times is never empty
-
-
 async def release_due(core: Core, now: datetime | None = None) -> int:
     """Apply the latest release moment at or before `now` (the core's clock) if it was not
     applied yet; how many moments were applied (0 or 1). Safe to call from any process at any
@@ -111,6 +64,8 @@ async def release_due(core: Core, now: datetime | None = None) -> int:
     nxt = _NEXT.get(engine)
     if nxt is not None and now < nxt:
         return 0  # the common case: no moment passed since the last one applied
+    # This process's senders count at this release (another replica's from its next flush).
+    await senders.flush(core)
     async with core.db.transaction() as conn:
         cfg = await fb.config(conn)
         zone = await programme_zone(conn)
@@ -141,7 +96,8 @@ async def _release(conn: AsyncConnection, m: Moment) -> list[tuple[str, int, int
     for sources in GROUPS:
         rows = (await conn.execute(select(It.id, It.status).where(
             It.released.is_(False), It.source.in_(list(sources)), It.day <= m.day))).all()
-        answers = (await conn.execute(select(M.id, M.item_id).join(It, It.id == M.item_id).where(
+        answers = (await conn.execute(select(M.id, M.item_id, M.seq).join(
+            It, It.id == M.item_id).where(
             M.released.is_(False), It.source.in_(list(sources)), M.day <= m.day))).all()
         # The spam queue (a public form's hidden field filled in) is a listing of its own: its
         # rows never make up another listing's "two", or one bot's post (or the intruder's)
@@ -153,18 +109,42 @@ async def _release(conn: AsyncConnection, m: Moment) -> list[tuple[str, int, int
             await conn.execute(update(It).where(It.id.in_(spam)).values(released=True))
             done.append(("spam", len(spam), 0))
         waiting = len(items) + len(answers)
-        if waiting == 0 or (waiting < 2 and not m.last):
+        # Two things from one person are one sender: released together at midday they would
+        # be a batch of one author, dated to the morning (N25). Staff senders are counted as
+        # people (bot/feedback/senders.py); the public pages know no people.
+        people = await senders.waiting(conn, listing) if listing == senders.STAFF else waiting
+        if waiting == 0 or (min(waiting, people) < 2 and not m.last):
             continue
+        if listing == senders.STAFF:
+            await senders.released(conn, listing, m.at)
         done.append((listing, len(items), len(answers)))
         if items:
             await conn.execute(update(It).where(It.id.in_(items)).values(released=True))
         if answers:
+            await _place(conn, answers)
             await conn.execute(update(M).where(M.id.in_([a[0] for a in answers]))
                                .values(released=True))
             # "The author answered": back on the change team's list, at the release.
             await conn.execute(update(It).where(It.id.in_({a[1] for a in answers}))
                                .values(status="new"))
     return done
+
+
+async def _place(conn: AsyncConnection, answers: Sequence[Row[str, str, int]]) -> None:
+    """Number released answers after every readable message of their thread, keeping their
+    own order: a thread shows an answer where its release put it, never between the replies
+    written while it waited (N27)."""
+    M = FeedbackMessage
+    by_item: dict[str, list[tuple[str, int]]] = {}
+    for msg_id, item_id, seq in answers:
+        by_item.setdefault(item_id, []).append((msg_id, seq))
+    last = dict((await conn.execute(select(M.item_id, func.max(M.seq)).where(
+        M.item_id.in_(list(by_item)), M.released.is_(True)).group_by(M.item_id))).all())
+    for item_id, msgs in by_item.items():
+        base = max(int(last.get(item_id) or 0), 0)
+        msgs.sort(key=lambda a: (a[1] < 0, abs(a[1])))  # written order (below zero: -1 first)
+        for n, (msg_id, _seq) in enumerate(msgs, start=1):
+            await conn.execute(update(M).where(M.id == msg_id).values(seq=base + n))
 
 
 async def next_due(core: Core, now: datetime) -> datetime | None:

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from bot.errors import FormInvalid, UserError
-from bot.feedback import counts, safeguarding, sealing
+from bot.feedback import counts, moments, safeguarding, sealing, senders
 from bot.feedback.counts import today as today  # re-exported: the day every feature dates by
 from bot.feedback.tables import (
     FeedbackAlert,
@@ -35,7 +35,7 @@ from bot.model import Choice, Choices, Context, Fields, Message, Text
 from bot.people import service as people
 from bot.people.tables import Theme
 from bot.port import AppNotAuthorised, PlatformError, RateLimited, TransientError
-from bot.programme.core_sections import get_setting, get_setting_as
+from bot.programme.core_sections import get_setting, get_setting_as, programme_zone
 from bot.roles import SAFEGUARDING_LEAD
 from bot.secrets import keyed_hash
 from storage.base import new_id
@@ -99,6 +99,16 @@ async def sent_today(core: Core, person_id: str,
                               day)
 
 
+async def release_day(s: AsyncSession | AsyncConnection, now: datetime,
+                      cfg: safeguarding.Config | None = None) -> date:
+    """The day an item or answer waiting for a release is dated by: the day of the release it
+    waits for. The day it was sent split its release's interval: sent after the day's last
+    release, it went with the next day's first still dated the day before, so sent that
+    evening (docs/invariants.md N29)."""
+    cfg = cfg or await config(s)
+    return moments.after(now, await programme_zone(s), cfg.release_times).day
+
+
 def limit_message(limit: int) -> str:
     return (f"You have sent {limit} pieces of feedback today, which is the daily limit. "
             "Please try again tomorrow. Nothing was sent.")
@@ -126,8 +136,12 @@ async def store(
     key = await counts.counter_key(conn, core.secret, person_id, day)
     if not await counts.take(core, conn, hold, key, day, cfg.daily_limit):
         raise FormInvalid({"text": limit_message(cfg.daily_limit)})
+    if not concerns:  # waits for a release: counted there as a person, not as a thing (N25)
+        m = await senders.mark(core, conn, person_id)
+        hold.then(lambda: senders.keep(core, m))
+    shown = day if concerns else await release_day(conn, core.clock.now(), cfg)
     item_id = new_id()
-    await _ITEM_RUN.all(conn, {"id": item_id, "day": day, "theme_id": theme_id or None,
+    await _ITEM_RUN.all(conn, {"id": item_id, "day": shown, "theme_id": theme_id or None,
                                 "text": text, "status": "new", "urgent": bool(concerns),
                                 "concerns": list(concerns), "source": STAFF,
                                 "response_id": None, "released": bool(concerns)})
@@ -395,10 +409,12 @@ async def has_handle(s: AsyncSession, item_id: str) -> bool:
 async def thread(s: AsyncSession, item_id: str, *, author: bool = False) -> list[FeedbackMessage]:
     """An item's thread as the change team reads it (released messages), or as its `author`
     does (their own answers too, from the moment they sent them)."""
-    q = select(FeedbackMessage).where(FeedbackMessage.item_id == item_id)
+    M = FeedbackMessage
+    q = select(M).where(M.item_id == item_id)
     if not author:
-        q = q.where(FeedbackMessage.released.is_(True))
-    return list((await s.execute(q.order_by(FeedbackMessage.seq))).scalars())
+        q = q.where(M.released.is_(True))
+    # Readable messages in order, then the author's answers still waiting, in theirs.
+    return list((await s.execute(q.order_by(M.seq < 0, func.abs(M.seq)))).scalars())
 
 
 async def set_status(s: AsyncSession, item: FeedbackItem, status: str) -> None:
@@ -410,9 +426,19 @@ async def set_status(s: AsyncSession, item: FeedbackItem, status: str) -> None:
 async def _add_message(s: AsyncSession, item_id: str, sender: str, text: str, day: date,
                        team_person_id: str | None = None, *, released: bool = True
                        ) -> FeedbackMessage:
-    seq = (await s.execute(select(func.coalesce(func.max(FeedbackMessage.seq), 0)).where(
-        FeedbackMessage.item_id == item_id))).scalar_one()
-    msg = FeedbackMessage(item_id=item_id, seq=seq + 1, sender=sender, text=text, day=day,
+    M = FeedbackMessage
+    if released:  # after every readable message (an answer still waiting holds no place)
+        seq = (await s.execute(select(func.coalesce(func.max(M.seq), 0)).where(
+            M.item_id == item_id, M.seq > 0))).scalar_one() + 1
+    else:
+        # An answer waiting for its release: a place below zero (-1, -2, ...: later is lower),
+        # so the change team's replies written meanwhile are not numbered after it; the
+        # release gives it its place after them (bot/feedback/release.py). Numbered in
+        # writing order, the thread read reply, answer, reply: the answer came before the
+        # second reply, however long the release held it (N27).
+        seq = (await s.execute(select(func.coalesce(func.min(M.seq), 0)).where(
+            M.item_id == item_id, M.seq < 0))).scalar_one() - 1
+    msg = FeedbackMessage(item_id=item_id, seq=seq, sender=sender, text=text, day=day,
                           team_person_id=team_person_id, released=released)
     s.add(msg)
     return msg
@@ -529,7 +555,8 @@ async def author_answer(core: Core, token: str, person_id: str, text: str,
     that looks like a safeguarding concern is readable at once, as its leads are alerted."""
     async with core.db.session() as s:
         handle = await handle_for_token(core, s, token, person_id)
-        day = await today(s, core.clock.now())
+        now = core.clock.now()
+        day = await today(s, now) if concerns else await release_day(s, now)
         await _add_message(s, handle.item_id, "author", text, day, released=bool(concerns))
         item = await s.get(FeedbackItem, handle.item_id)
         assert item is not None
@@ -547,7 +574,11 @@ async def author_answer(core: Core, token: str, person_id: str, text: str,
                     ).values(status="pending", attempts=0))
                 else:
                     s.add(FeedbackAlert(item_id=item.id, person_id=lead.id))
-        return item.id
+            return item.id
+        # Waits for a release, where its author counts as a person, not a thing (N25).
+        m = await senders.mark(core, await s.connection(), person_id)
+    senders.keep(core, m)
+    return item.id
 
 
 async def destroy_routes(s: AsyncSession, where: ColumnElement[bool], why: str) -> int:

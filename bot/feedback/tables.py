@@ -88,6 +88,20 @@ class FeedbackRelease(Base):
     moment: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class FeedbackReleaseSender(Base):
+    """Someone waits for the staff listing's next release: a keyed hash of the person under
+    the listing's generation (the moment it last released), so a person's second item adds
+    no row. Written only by the flusher, deleted when the listing is released
+    (bot/feedback/senders.py, docs/invariants.md N25)."""
+
+    __tablename__ = "feedback_release_senders"
+    __table_args__ = NO_ROWID
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    listing: Mapped[str] = mapped_column(String(16))
+    gen: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class FeedbackAlert(Base):
     """One urgent item to one safeguarding lead: the ledger that makes the DM go exactly once."""
 

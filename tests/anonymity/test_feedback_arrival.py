@@ -247,6 +247,8 @@ async def test_two_processes_at_one_release_moment_release_once_and_together(
                       ("practitioner3@northbridge.example", "Lunch breaks keep disappearing.")):
         assert await give(d, who, text) is None
     noon = day.replace(hour=12)
+    from bot.feedback import counts
+    await counts.flush(loaded)  # the sending process's flusher, within its interval (N25)
     async with process(loaded) as one, process(loaded) as two:
         done = await asyncio.gather(release.release_due(one, noon),
                                     release.release_due(two, noon))
