@@ -55,6 +55,54 @@ async def test_readyz_says_not_ready_until_migrations_are_applied(tmp_path: Path
         await db.dispose()
 
 
+START_UP = """
+import asyncio, sys
+from bot.config import Settings
+from bot.core import Core
+from staffvoice.serve.lifecycle import _start_core
+from storage.db import Database
+
+async def main(url, secret):
+    db = Database(url)
+    heads = await _start_core(Core(db), Settings(database_url=url, secret_key=secret))
+    await db.dispose()
+    print(sorted(heads or ()), sorted({m.split(".")[0] for m in sys.modules} & {"alembic", "mako"}))
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+async def test_serve_migrates_in_a_child_process_and_serves_without_alembic(
+        db_url: str, tmp_path: Path) -> None:
+    """Alembic and Mako (about 11 MB) never enter the serving process: start-up's migrations
+    run in a child, and /readyz compares the heads it reported with the version table."""
+    import asyncio
+    import sys
+
+    from tests.conftest import PG_URL, ROOT, TEST_SECRET
+
+    url = db_url if PG_URL else f"sqlite+svinline:///{tmp_path}/fresh.db"  # SQLite: unmigrated
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", START_UP, url, TEST_SECRET, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    db = Database(url)
+    try:
+        applied, expected = await db.current_heads()
+        assert applied == expected
+        assert out.decode().split("\n")[-2] == f"{sorted(expected)} []"  # heads, no Alembic
+        core = Core(db)
+        async with TestClient(TestServer(build_app(core, {}, Health(core, heads=expected))[0])) as client:
+            r = await client.get("/readyz")
+            assert r.status == 200 and (await r.json())["migrations"] == "current"
+        async with TestClient(TestServer(build_app(core, {}, Health(core, heads={*expected, "f00d"}))[0])) as client:
+            r = await client.get("/readyz")  # this code expects a migration the database lacks
+            assert r.status == 503 and (await r.json())["migrations"] == "behind"
+    finally:
+        await db.dispose()
+
+
 async def test_serve_refuses_to_start_with_a_broken_programme_file(
         db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from bot.config import Settings
