@@ -20,6 +20,11 @@ concurrent clients and reports throughput. Peak memory is the server's VmHWM; wi
 LOAD_WORKERS=N (ours as `serve --workers N`) it is the PSS summed over the parent and its workers,
 sampled through the run. LOAD_DATABASE_URL=postgresql+asyncpg://... serves from PostgreSQL (a
 scratch database: emptied first); LOAD_WORKERS needs it.
+
+--stalls: the event loop seen from inside ours and bare-work in each phase (bench/loop_probe.py):
+heartbeat lateness, callbacks that used over 5 ms of the loop thread's CPU (with a stack sampled
+while they ran) and every collection of the garbage collector (pause, objects walked). Counts
+and CPU time, which a busy machine inflates far less than wall-clock latency.
 """
 
 from __future__ import annotations

@@ -103,6 +103,27 @@ async def test_serve_migrates_in_a_child_process_and_serves_without_alembic(
         await db.dispose()
 
 
+async def test_serve_says_in_one_line_why_its_migrations_failed(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The child's failure reaches the log as one line naming the cause, without the URL."""
+    import sqlite3
+
+    from bot.config import Settings
+    from staffvoice.serve.lifecycle import serve
+    from tests.conftest import TEST_SECRET
+
+    path = tmp_path / "elsewhere.db"  # migrated by some other build of staffvoice
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
+        conn.execute("INSERT INTO alembic_version VALUES ('f00dfeedbeef')")
+    settings = Settings(database_url=f"sqlite+svinline:///{path}", secret_key=TEST_SECRET)
+    assert await serve(settings, "127.0.0.1", 0, env={}) == 2
+    failed = [r for r in caplog.records if r.getMessage() == "start-up failed"]
+    assert failed and failed[0].exc_info is not None
+    why = str(failed[0].exc_info[1])
+    assert why.startswith("migrations failed: ") and "f00dfeedbeef" in why and str(path) not in why
+
+
 async def test_serve_refuses_to_start_with_a_broken_programme_file(
         db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from bot.config import Settings
