@@ -20,6 +20,11 @@ concurrent clients and reports throughput. Peak memory is the server's VmHWM; wi
 LOAD_WORKERS=N (ours as `serve --workers N`) it is the PSS summed over the parent and its workers,
 sampled through the run. LOAD_DATABASE_URL=postgresql+asyncpg://... serves from PostgreSQL (a
 scratch database: emptied first); LOAD_WORKERS needs it.
+
+--stalls: the event loop seen from inside ours and bare-work in each phase (bench/loop_probe.py):
+heartbeat lateness, callbacks that used over 5 ms of the loop thread's CPU (with a stack sampled
+while they ran) and every collection of the garbage collector (pause, objects walked). Counts
+and CPU time, which a busy machine inflates far less than wall-clock latency.
 """
 
 from __future__ import annotations
@@ -190,7 +195,16 @@ def serve_ours(fakes: dict[str, Any]) -> Any:
         # processes, which this bench does not start yet.
         raise SystemExit("LOAD_WORKERS: `serve --workers` was replaced by N `serve --reuse-port` "
                          "processes; this bench serves one")
-    return server.serve(settings, "127.0.0.1", 0)
+    return probed(server.serve(settings, "127.0.0.1", 0))
+
+
+async def probed(served: Any) -> Any:
+    """`served`, with the loop probe inside when asked (--stalls: bench/loop_probe.py)."""
+    if os.environ.get("LOAD_STALLS"):
+        import loop_probe
+
+        loop_probe.start(os.environ["LOAD_STALLS"])
+    return await served
 
 
 def bench_programme(tmp: Path) -> Path:
@@ -371,6 +385,8 @@ def spawn(kind: str, env: dict[str, str], callgrind: str = "") -> tuple[subproce
     if callgrind:
         cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--dump-instr=no",
                f"--callgrind-out-file={callgrind}", *cmd]
+    if env.get("LOAD_STALLS"):  # --stalls: one probe file per server
+        env = {**env, "LOAD_STALLS": f"{env['LOAD_STALLS']}.{kind}.jsonl"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
                             stderr=log, text=True, env={**os.environ, **env}, cwd=ROOT)
     assert proc.stdout is not None
@@ -650,10 +666,15 @@ async def measure(name: str, base: str, make: Any, args: argparse.Namespace,
             await asyncio.sleep(0.25)
 
     sampler = asyncio.create_task(sample())
+    # Memory once started (and before this phase's warm-up; ours has had --per-kind's).
+    start_mb = {"rss": memory_mb(pid, "VmRSS"), "hwm": memory_mb(pid)}
+    phases: dict[str, tuple[float, float]] = {}  # monotonic windows, for the loop probe
     for i in range(WARM_UP):  # connections, Bolt's auth.test, everyone linked on both platforms
         await one_shot(base, make(WARM_FROM + i))
     cpu0 = tree_cpu_s(pid)
+    t0 = time.monotonic()
     fixed = await fixed_rate(base, make, args.rate, args.seconds)
+    phases["fixed"] = (t0, time.monotonic())
     await settle(pid)  # work still running after its ack (or queued) is counted too
     fixed["cpu_ms"] = (tree_cpu_s(pid) - cpu0) * 1000 / fixed["sent"]
     if half_rate:
@@ -661,17 +682,25 @@ async def measure(name: str, base: str, make: Any, args: argparse.Namespace,
               file=sys.stderr, flush=True)
         peak_before, peak[0] = peak[0], 0.0
         cpu0 = tree_cpu_s(pid)
+        t0 = time.monotonic()
         half = await fixed_rate(base, make, half_rate, args.seconds)
+        phases["half"] = (t0, time.monotonic())
         await settle(pid)
         half["cpu_ms"] = (tree_cpu_s(pid) - cpu0) * 1000 / half["sent"]
         half["peak_mb"] = peak[0]
         half["rate"] = half_rate
         fixed["half"] = half
         peak[0] = max(peak[0], peak_before)
+    t0 = time.monotonic()
     fixed["saturated_rps"] = await saturate(base, make, args.saturate, args.concurrency)
+    phases["saturated"] = (t0, time.monotonic())
     sampler.cancel()
     fixed["peak_mb"] = max(peak[0], memory_mb(pid))
     fixed["name"] = name
+    fixed["phases"] = phases
+    fixed["start_mb"] = start_mb
+    await settle(pid)
+    fixed["end_rss_mb"] = memory_mb(pid, "VmRSS")
     return fixed
 
 
@@ -734,6 +763,22 @@ def report(rows: list[dict[str, Any]], ours: dict[str, Any], baseline: dict[str,
         print(f"issue 22, target 2: at {half['rate']:.0f} req/s p99 {half['p99']:.1f} ms (< 25), "
               f"errors {half['errors']} (0), peak {ours['peak_mb']:.1f} MB over the whole run "
               f"(< 150): {'met' if ok else 'NOT met'}")
+    print("\nmemory of each server (MB): RSS / peak once started, RSS once the load has "
+          "settled, peak over the run")
+    for r in rows:
+        print(f"  {r['name']:54} {r['start_mb']['rss']:6.1f} / {r['start_mb']['hwm']:6.1f}  "
+              f"{r['end_rss_mb']:6.1f}  {r['peak_mb']:6.1f}")
+    probed_rows = [r for r in rows if r.get("probe")]
+    if probed_rows:
+        import loop_probe
+
+        print("\nthe event loop, seen from inside each server (--stalls, bench/loop_probe.py):")
+        for r in probed_rows:
+            print(f" {r['name']}")
+            for phase, (t0, t1) in r["phases"].items():
+                label = {"fixed": f"at {args.rate:.0f} req/s", "saturated": "saturated",
+                         "half": f"at {r.get('half', {}).get('rate', 0):.0f} req/s (half the baseline's)"}
+                loop_probe.report(label[phase], loop_probe.summarise(r["probe"], t0, t1))
     print(f"load average (1, 5, 15 min) at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
@@ -854,6 +899,9 @@ async def run(args: argparse.Namespace) -> None:
         procs.append(fp)
         fakes = json.loads(lines[-1])
         env = {"LOAD_FAKES": json.dumps(fakes), "SLACK_API_URL": fakes["slack_url"]}
+        stalls = str(Path(tempfile.mkdtemp()) / "stalls") if args.stalls else ""
+        if stalls:
+            env["LOAD_STALLS"] = stalls
         traffic = Traffic(fakes)
         if args.callgrind:
             each = args.per_kind_n if args.per_kind else 0
@@ -895,6 +943,8 @@ async def run(args: argparse.Namespace) -> None:
             procs.append(p)
             row = await measure(BARE[kind], base_of(lines), make, args, p.pid)
             p.terminate()
+            if stalls and kind in ("bare-work", "bare-work-messages"):
+                row["probe"] = f"{stalls}.{kind}.jsonl"
             rows.append(row)
             if kind == "bare-work":
                 baseline = row
@@ -916,6 +966,8 @@ async def run(args: argparse.Namespace) -> None:
         ours = await measure("staffvoice serve (Slack + Teams mix)", base, traffic.mix, args,
                              op.pid, half_rate)
         rows.insert(0, ours)
+        if stalls:
+            ours["probe"] = f"{stalls}.ours.jsonl"
         if spy is not None:
             spy.wait(30)
         report(rows, ours, baseline, args)
@@ -946,6 +998,10 @@ def main() -> None:
     ap.add_argument("--callgrind", type=int, default=0, metavar="N",
                     help="only count instructions per request (N of the mix) of bare-work and ours "
                          "under valgrind's callgrind: repeatable on a busy machine")
+    ap.add_argument("--stalls", action="store_true",
+                    help="measure the event loop from inside ours and bare-work: heartbeat "
+                         "lateness, callbacks over 5 ms (with a sampled stack) and collector "
+                         "pauses, in each phase (bench/loop_probe.py)")
     ap.add_argument("--half-rate", type=float, default=0.0,
                     help="staffvoice's second open-loop rate (default: half of bare-work's saturation)")
     args = ap.parse_args()
@@ -966,7 +1022,7 @@ def main() -> None:
     elif args.serve == "bare-agents":
         asyncio.run(serve_bare_agents(fakes))
     elif args.serve in ("bare-work", "bare-work-messages"):
-        asyncio.run(serve_bare_work(fakes, mix=args.serve == "bare-work"))
+        asyncio.run(probed(serve_bare_work(fakes, mix=args.serve == "bare-work")))
     else:
         asyncio.run(run(args))
 

@@ -55,6 +55,75 @@ async def test_readyz_says_not_ready_until_migrations_are_applied(tmp_path: Path
         await db.dispose()
 
 
+START_UP = """
+import asyncio, sys
+from bot.config import Settings
+from bot.core import Core
+from staffvoice.serve.lifecycle import _start_core
+from storage.db import Database
+
+async def main(url, secret):
+    db = Database(url)
+    heads = await _start_core(Core(db), Settings(database_url=url, secret_key=secret))
+    await db.dispose()
+    print(sorted(heads or ()), sorted({m.split(".")[0] for m in sys.modules} & {"alembic", "mako"}))
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+async def test_serve_migrates_in_a_child_process_and_serves_without_alembic(
+        db_url: str, tmp_path: Path) -> None:
+    """Alembic and Mako (about 11 MB) never enter the serving process: start-up's migrations
+    run in a child, and /readyz compares the heads it reported with the version table."""
+    import asyncio
+    import sys
+
+    from tests.conftest import PG_URL, ROOT, TEST_SECRET
+
+    url = db_url if PG_URL else f"sqlite+svinline:///{tmp_path}/fresh.db"  # SQLite: unmigrated
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", START_UP, url, TEST_SECRET, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    db = Database(url)
+    try:
+        applied, expected = await db.current_heads()
+        assert applied == expected
+        assert out.decode().split("\n")[-2] == f"{sorted(expected)} []"  # heads, no Alembic
+        core = Core(db)
+        async with TestClient(TestServer(build_app(core, {}, Health(core, heads=expected))[0])) as client:
+            r = await client.get("/readyz")
+            assert r.status == 200 and (await r.json())["migrations"] == "current"
+        async with TestClient(TestServer(build_app(core, {}, Health(core, heads={*expected, "f00d"}))[0])) as client:
+            r = await client.get("/readyz")  # this code expects a migration the database lacks
+            assert r.status == 503 and (await r.json())["migrations"] == "behind"
+    finally:
+        await db.dispose()
+
+
+async def test_serve_says_in_one_line_why_its_migrations_failed(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The child's failure reaches the log as one line naming the cause, without the URL."""
+    import sqlite3
+
+    from bot.config import Settings
+    from staffvoice.serve.lifecycle import serve
+    from tests.conftest import TEST_SECRET
+
+    path = tmp_path / "elsewhere.db"  # migrated by some other build of staffvoice
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
+        conn.execute("INSERT INTO alembic_version VALUES ('f00dfeedbeef')")
+    settings = Settings(database_url=f"sqlite+svinline:///{path}", secret_key=TEST_SECRET)
+    assert await serve(settings, "127.0.0.1", 0, env={}) == 2
+    failed = [r for r in caplog.records if r.getMessage() == "start-up failed"]
+    assert failed and failed[0].exc_info is not None
+    why = str(failed[0].exc_info[1])
+    assert why.startswith("migrations failed: ") and "f00dfeedbeef" in why and str(path) not in why
+
+
 async def test_serve_refuses_to_start_with_a_broken_programme_file(
         db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from bot.config import Settings

@@ -5,6 +5,7 @@
 - health.py: /healthz and /readyz
 - metrics.py: /metrics (events by kind and outcome, the scheduler, the send ledger)
 - app.py: the one web application, put together from the above
+- migrate.py: start-up's migrations, in a child process (Alembic stays out of the server)
 - lifecycle.py: start-up, serving, and a clean stop on SIGTERM
 - cli.py: the `serve` command line
 

@@ -31,6 +31,7 @@ from bot.feedback.service import settle_notices
 from bot.router import Router
 from bot.scheduling.scheduler import Scheduler
 from bot.secrets import missing_key_problem
+from staffvoice.serve import migrate
 from staffvoice.serve.app import build_app
 from staffvoice.serve.health import Health
 from staffvoice.tables import import_all_tables
@@ -117,11 +118,12 @@ async def serve(settings: Settings, host: str, port: int, env: Mapping[str, str]
     import_all_tables()
     db = Database(settings.database_url)
     core = Core(db, settings=settings, router=router)
-    if not await _start_core(core, settings):
+    heads = await _start_core(core, settings)
+    if heads is None:
         await db.dispose()
         return 2
 
-    health = Health(core)
+    health = Health(core, heads=heads)
     # What is bound, not STAFFVOICE_HOST: adapters that must stay on loopback check this.
     env = {**env, "STAFFVOICE_BOUND_HOSTS": host}
     try:
@@ -202,22 +204,23 @@ async def _shutdown(health: Health, sites: list[web.BaseSite], runner: web.AppRu
     log.info("stopped cleanly")
 
 
-async def _start_core(core: Core, settings: Settings) -> bool:
-    """Migrations, the server key, then the programme file (if set). False (logged) when
-    start-up is impossible. Replicas starting at once take turns (an advisory lock on
-    PostgreSQL): the first migrates and syncs the programme, the others find it done."""
+async def _start_core(core: Core, settings: Settings) -> set[str] | None:
+    """Migrations, the server key, then the programme file (if set); the migration heads
+    applied, or None (logged) when start-up is impossible. Replicas starting at once take
+    turns (an advisory lock on PostgreSQL): the first migrates and syncs the programme, the
+    others find it done."""
     try:
         await core.db.check()
     except DatabaseUnavailable as e:
         log.error("start-up failed: %s", e)
-        return False
+        return None
     try:
         async with core.db.exclusive(STARTUP_LOCK):
-            await core.db.upgrade()
+            heads = await migrate.upgrade(core.db)  # in a child process: Alembic stays out of this one
             await core.start()  # creates the stored server key if there is none yet
-            return not settings.programme_file or await _load_programme(core, settings.programme_file)
+            if settings.programme_file and not await _load_programme(core, settings.programme_file):
+                return None
+            return heads
     except Exception:
         log.exception("start-up failed")
-        return False
-
-
+        return None

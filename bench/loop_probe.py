@@ -1,0 +1,226 @@
+"""What holds a server's event loop still, measured inside it (`bench/load.py --stalls`).
+
+Three records, written as JSON lines to a file with `time.monotonic()` stamps (one clock for
+every process on the machine, so the conductor can cut them into its phases):
+
+- `late`: a heartbeat timer asks to wake every `EVERY` seconds; how late it woke is how long
+  the loop could not run anything new (one long callback, or a turn with many callbacks:
+  the queue). Only lateness of at least `LATE_MIN` is written; the number of beats is counted.
+- `gc`: each collection of the cyclic garbage collector (generation, pause, objects collected),
+  from `gc.callbacks`. The collector holds the whole process still while it runs.
+- `slow`: one loop callback (a task's step, a timer, an I/O callback) that ran for at least
+  `SLOW` seconds, with the collector's time inside it, the task it belongs to and a stack
+  sampled by a watchdog thread while it was still running (what was actually on the CPU).
+
+Pauses and callbacks are timed twice: wall clock, and the loop thread's own CPU time, which
+other processes on a busy machine do not inflate (a callback preempted for 20 ms is 20 ms
+late, but used no more CPU). Heartbeat lateness is wall clock only. Instrumentation, not
+production code: each callback pays four clock reads more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, TextIO
+
+EVERY = 0.005  # heartbeat period, seconds
+LATE_MIN = 0.002  # lateness written from this much on
+SLOW = 0.005  # a callback this long is written
+SAMPLE_AFTER = 0.004  # the watchdog samples the stack of a callback running this long
+ROOT = str(Path(__file__).resolve().parent.parent) + os.sep
+
+
+class Probe:
+    def __init__(self, path: str) -> None:
+        self.out: TextIO = open(path, "w", buffering=1 << 16)  # noqa: SIM115 - lives with the process
+        self.gc_s = 0.0  # collector time so far
+        self._gc_start = (0.0, 0.0)
+        self._gc_objects = 0
+        self.current: tuple[float, Any] | None = None  # (start, handle) of the running callback
+        self.stacks: dict[int, str] = {}  # id(handle) -> stack sampled while it ran
+        self.beats = 0
+        self.loop_thread = threading.get_ident()
+
+    def write(self, **record: Any) -> None:
+        self.out.write(json.dumps(record) + "\n")
+
+    # -- the collector ----------------------------------------------------------------------
+
+    def on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":  # the objects this collection walks (before its clock starts)
+            self._gc_objects = sum(len(gc.get_objects(g)) for g in range(info["generation"] + 1))
+            self._gc_start = (time.perf_counter(), time.thread_time())
+            return
+        now = (time.perf_counter(), time.thread_time())
+        pause = now[0] - self._gc_start[0]
+        self.gc_s += pause
+        self.write(k="gc", t=time.monotonic(), gen=info["generation"], ms=round(pause * 1000, 3),
+                   cpu_ms=round((now[1] - self._gc_start[1]) * 1000, 3), collected=info["collected"],
+                   objects=self._gc_objects)
+
+    # -- callbacks ----------------------------------------------------------------------------
+
+    def install(self) -> None:
+        gc.callbacks.append(self.on_gc)
+        probe = self
+        run = asyncio.events.Handle._run
+
+        def timed(handle: asyncio.events.Handle) -> None:
+            start, cpu = time.perf_counter(), time.thread_time()
+            gc0 = probe.gc_s
+            probe.current = (start, handle)
+            try:
+                run(handle)
+            finally:
+                probe.current = None
+                took = time.perf_counter() - start
+                if took >= SLOW:
+                    probe.slow(handle, took, time.thread_time() - cpu, probe.gc_s - gc0)
+
+        asyncio.events.Handle._run = timed  # type: ignore[method-assign,assignment]
+        threading.Thread(target=self.watch, name="loop-probe", daemon=True).start()
+
+    def slow(self, handle: asyncio.events.Handle, took: float, cpu: float, gc_s: float) -> None:
+        self.write(k="slow", t=time.monotonic(), ms=round(took * 1000, 3), cpu_ms=round(cpu * 1000, 3),
+                   gc_ms=round(gc_s * 1000, 3), what=describe(handle),
+                   stack=self.stacks.pop(id(handle), ""))
+
+    def watch(self) -> None:
+        """Sample the loop thread's stack once per long callback, while it still runs."""
+        sampled: Any = None
+        while True:
+            time.sleep(SAMPLE_AFTER / 2)
+            current = self.current
+            if current is None or current[1] is sampled:
+                continue
+            start, handle = current
+            if time.perf_counter() - start < SAMPLE_AFTER:
+                continue
+            frame = sys._current_frames().get(self.loop_thread)
+            if self.current is not current or frame is None:
+                continue
+            sampled = handle
+            self.stacks[id(handle)] = stack_of(frame)
+
+    # -- heartbeat ----------------------------------------------------------------------------
+
+    async def heartbeat(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_flush = loop.time()
+        while True:
+            due = loop.time() + EVERY
+            await asyncio.sleep(EVERY)
+            now = loop.time()
+            self.beats += 1
+            late = now - due
+            if late >= LATE_MIN:
+                self.write(k="late", t=time.monotonic(), ms=round(late * 1000, 3))
+            if now - last_flush >= 1.0:
+                self.write(k="beats", t=time.monotonic(), n=self.beats)
+                self.out.flush()
+                last_flush = now
+
+
+def describe(handle: asyncio.events.Handle) -> str:
+    """The task a callback steps (its coroutine's name), else the callback itself."""
+    cb = getattr(handle, "_callback", None)
+    task = getattr(cb, "__self__", None)
+    if isinstance(task, asyncio.Task):
+        coro = task.get_coro()
+        return f"task {getattr(coro, '__qualname__', type(coro).__name__)}"
+    return f"callback {getattr(cb, '__qualname__', repr(cb))[:120]}"
+
+
+def stack_of(frame: Any, depth: int = 14) -> str:
+    """The innermost frames, outermost first, with paths shortened (site-packages, the repo)."""
+    frames: list[str] = []
+    while frame is not None and len(frames) < depth:
+        code = frame.f_code
+        path = code.co_filename
+        path = path.split("site-packages" + os.sep, 1)[-1].removeprefix(ROOT)
+        frames.append(f"{path}:{frame.f_lineno} {code.co_name}")
+        frame = frame.f_back
+    return " < ".join(frames)
+
+
+def start(path: str) -> Probe:
+    """Install the probe in this process (from inside its running event loop)."""
+    probe = Probe(path)
+    probe.install()
+    asyncio.get_running_loop().create_task(probe.heartbeat(), name="loop-probe")
+    return probe
+
+
+# -- the conductor's side ---------------------------------------------------------------------
+
+def summarise(path: str, t0: float, t1: float) -> dict[str, Any]:
+    """What the probe saw between monotonic times t0 and t1."""
+    late: list[float] = []
+    gcs: list[dict[str, Any]] = []
+    slow: list[dict[str, Any]] = []
+    beats = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue  # a line cut by the process's end
+        if r["k"] == "beats":
+            beats.append((r["t"], r["n"]))
+        if not t0 <= r["t"] <= t1:
+            continue
+        if r["k"] == "late":
+            late.append(r["ms"])
+        elif r["k"] == "gc":
+            gcs.append(r)
+        elif r["k"] == "slow":
+            slow.append(r)
+    inside = [n for t, n in beats if t0 <= t <= t1]
+    where = Counter(r["what"] for r in slow if r["cpu_ms"] > 10)
+    over10 = [r for r in slow if r["cpu_ms"] > 10]
+    return {
+        "seconds": t1 - t0,
+        "beats": (inside[-1] - inside[0]) if len(inside) > 1 else 0,
+        "late_over": {ms: sum(1 for x in late if x > ms) for ms in (5, 10, 25, 50)},
+        "late_max": max(late, default=0.0),
+        "gc_count": {g: sum(1 for r in gcs if r["gen"] == g) for g in (0, 1, 2)},
+        "gc_cpu_ms": {g: round(sum(r["cpu_ms"] for r in gcs if r["gen"] == g), 1) for g in (0, 1, 2)},
+        "gc_max_cpu": max((r["cpu_ms"] for r in gcs), default=0.0),
+        "gc_over_10": sum(1 for r in gcs if r["cpu_ms"] > 10),
+        "gc_objects": {g: max((r["objects"] for r in gcs if r["gen"] == g), default=0) for g in (0, 1, 2)},
+        "gc_mean_objects": {g: sum(r["objects"] for r in gcs if r["gen"] == g)
+                            // max(1, sum(1 for r in gcs if r["gen"] == g)) for g in (0, 1, 2)},
+        "cpu_over": {ms: sum(1 for r in slow if r["cpu_ms"] > ms) for ms in (5, 10, 25)},
+        "wall_over": {ms: sum(1 for r in slow if r["ms"] > ms) for ms in (5, 10, 25)},
+        "gc_share": sum(r["gc_ms"] for r in over10) / max(1e-9, sum(r["ms"] for r in over10)),
+        "where": where.most_common(6),
+        "heaviest": sorted(slow, key=lambda r: -r["cpu_ms"])[:5],
+    }
+
+
+def report(name: str, s: dict[str, Any], out: TextIO = sys.stdout) -> None:
+    lo, co, wo = s["late_over"], s["cpu_over"], s["wall_over"]
+    n, ms = s["gc_count"], s["gc_cpu_ms"]
+    print(f"  {name} ({s['seconds']:.0f} s, {s['beats']} heartbeats of {EVERY * 1000:.0f} ms):\n"
+          f"    heartbeat late > 5 / 10 / 25 / 50 ms: {lo[5]} / {lo[10]} / {lo[25]} / {lo[50]}, "
+          f"longest {s['late_max']:.1f} ms (wall clock)\n"
+          f"    one callback using > 5 / 10 / 25 ms of CPU: {co[5]} / {co[10]} / {co[25]} "
+          f"(wall clock: {wo[5]} / {wo[10]} / {wo[25]}; the collector's share of those "
+          f"over 10 ms CPU: {s['gc_share']:.0%})\n"
+          f"    collections gen0 / 1 / 2: {n[0]} / {n[1]} / {n[2]}, CPU {ms[0]} / {ms[1]} / {ms[2]} ms, "
+          f"longest {s['gc_max_cpu']:.1f} ms, {s['gc_over_10']} over 10 ms\n"
+          f"    objects walked per collection gen0 / 1 / 2, mean (most): "
+          + " / ".join(f"{s['gc_mean_objects'][g]} ({s['gc_objects'][g]})" for g in (0, 1, 2)),
+          file=out)
+    for what, count in s["where"]:
+        print(f"    {count:5d} x {what}", file=out)
+    for r in s["heaviest"]:
+        print(f"    {r['cpu_ms']:7.1f} ms CPU ({r['ms']:.1f} wall, gc {r['gc_ms']:.1f}) {r['what']}: "
+              f"{r['stack'] or '(not sampled)'}", file=out)
