@@ -8,6 +8,7 @@ session is reused, and the SDK adapter is handed the same clients through a clie
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import re
@@ -24,6 +25,7 @@ from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
 
 from adapters.teams.config import CONNECTOR_SCOPE
 from bot.port import AppNotAuthorised, PlatformError, RateLimited, TransientError, Unreachable
+from storage.db import give_back
 from storage.retry import Retry
 
 log = logging.getLogger("staffvoice.teams.connector")
@@ -42,6 +44,10 @@ GONE_404 = frozenset({"ConversationNotFound", "NotFound", "MemberNotFoundInConve
 # bot", stop posting; bot-docs #1960: TenantNoPermission "Tenant is disabled"): nobody there is
 # marked unreachable for them.
 APP_403 = frozenset({"BotDisabledByAdmin", "TenantNoPermission"})
+# The bot's token is used until this long before its `exp`, then asked for again (MSAL, asked
+# every time, answers from its cache on a worker thread, and itself renews a token about five
+# minutes before it ends).
+TOKEN_MARGIN_S = 300.0
 
 
 class _NoRetriedErrorsInLogs(logging.Filter):
@@ -111,6 +117,19 @@ class ChatGone(Unreachable):
     the person is unreachable only if that fails too."""
 
 
+def token_expiry(token: str) -> float | None:
+    """When a JWT says it ends (its `exp`, in seconds since the epoch), read without checking
+    its signature: it is the bot's own token, just handed over by Entra. None for a token that
+    is not a JWT or says no end (such a token is asked for every time)."""
+    try:
+        part = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+        exp = claims.get("exp")
+    except (IndexError, ValueError, AttributeError, TypeError):
+        return None
+    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
+
+
 def _error_code(message: str) -> str:
     """The connector's error code from a response body like {"error": {"code": ...}}."""
     try:
@@ -147,6 +166,9 @@ class ConnectorPool:
         # Until when (`monotonic`) the Bot Connector is taken to refuse our token, and why.
         self._refused: tuple[float, str] | None = None
         self.monotonic: Callable[[], float] = time.monotonic
+        # The last token: (from which provider, the token, used until this `wall` time).
+        self._token: tuple[TokenProvider, str, float] | None = None
+        self.wall: Callable[[], float] = time.time
 
     async def client(self, service_url: str) -> TeamsConnectorClient:
         url = service_url if service_url.endswith("/") else service_url + "/"
@@ -168,6 +190,12 @@ class ConnectorPool:
         """The bot's token for the Bot Connector, or CredentialsUnusable (said once in the log
         when it starts failing, and once when it works again)."""
         assert self.tokens is not None
+        kept = self._token
+        if not refresh and kept is not None and kept[0] is self.tokens and self.wall() < kept[2]:
+            return kept[1]  # every turn asks (the SDK's connector client): no thread hop each time
+        self._token = None
+        # Asking may go over the network (MSAL to Entra): no transaction stays open across it.
+        await give_back()
         try:
             token = await self.tokens.get_access_token(
                 "https://api.botframework.com", [CONNECTOR_SCOPE], force_refresh=refresh
@@ -181,6 +209,9 @@ class ConnectorPool:
         if self.credentials_problem is not None:
             log.warning("teams credentials work again")
             self.credentials_problem = None
+        expires = token_expiry(token)
+        if expires is not None:
+            self._token = (self.tokens, token, expires - TOKEN_MARGIN_S)
         return token
 
     async def call(
@@ -191,6 +222,9 @@ class ConnectorPool:
             if self._refused[0] > self.monotonic():
                 raise AppNotAuthorised(self._refused[1], "HTTP 401")
             self._refused = None
+        # A call waits on the network: a transaction begun ahead of this request's turn and
+        # not yet taken (storage.db.Opened) is given back first, never held across it.
+        await give_back()
         client = await self.client(service_url)
         refreshed = False
 

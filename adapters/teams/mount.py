@@ -29,6 +29,7 @@ from adapters.teams.connector import (
 )
 from adapters.teams.port import TeamsPort
 from bot.core import Core
+from storage.db import OPENED
 
 log = logging.getLogger("staffvoice.teams")
 MAX_BODY = 256 * 1024
@@ -136,9 +137,18 @@ class TeamsEndpoint:
             claims = ClaimsIdentity()  # anonymous (opt-in, loopback only)
         if body is None or not activity or not well_formed(activity):
             return web.json_response({"error": "body must be a JSON activity"}, status=400)
+        db = self.core.db
         try:
-            # One read serves as the readiness check and saves the turn two lookups.
-            seen = await refs.seen(self.core.db, activity)
+            # One read serves as the readiness check and saves the turn two lookups. Its
+            # transaction is handed on to the event's admission (storage.db.Opened): one
+            # transaction for both; given back before any call to the Bot Connector.
+            ahead = await db.begin_ahead()
+            try:
+                assert ahead.conn is not None
+                seen = await refs.seen(db, activity, ahead.conn)
+            except BaseException:
+                await ahead.release()
+                raise
         except Exception as e:
             # The SDK answers 202 even when our turn fails: refuse up front so the activity is
             # delivered again rather than acknowledged and lost.
@@ -153,6 +163,7 @@ class TeamsEndpoint:
             warnings.simplefilter("ignore")  # the SDK looks the identity up by this plain key
             request["claims_identity"] = claims
         token = SEEN.set(seen)
+        opened = OPENED.set(ahead)
         try:
             response = await self.adapter.process(request, self.agent)
         except CredentialsUnusable:
@@ -166,6 +177,8 @@ class TeamsEndpoint:
             return web.json_response({"error": "not a valid activity"}, status=400)
         finally:
             SEEN.reset(token)
+            OPENED.reset(opened)
+            await ahead.release()  # if nothing took it (a dialog's fetch, a typing activity)
         return response or web.Response(status=202)
 
     def readiness(self) -> str | None:

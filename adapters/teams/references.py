@@ -136,16 +136,20 @@ def _reference_key(activity: dict[str, Any]) -> tuple[str, str, str, str | None]
     return base_conversation_id(str(conv["id"])), kind, str(activity["serviceUrl"]), user_id
 
 
-async def seen(db: Database, activity: dict[str, Any]) -> Seen:
-    """Read what `remember` and the sender lookup need; raises when the database is away
-    (the endpoint then answers 503 so the Bot Framework delivers the activity again)."""
+async def seen(db: Database, activity: dict[str, Any], conn: AsyncConnection | None = None) -> Seen:
+    """Read what `remember` and the sender lookup need, in `conn`'s transaction (the
+    endpoint's, begun ahead and taken over by the event's admission: storage.db.Opened), or
+    in one of its own; raises when the database is away (the endpoint then answers 503 so
+    the Bot Framework delivers the activity again)."""
     key = _reference_key(activity) or ("", "", "", None)
     sender = str((activity.get("from") or {}).get("id") or "")
-    async with db.transaction() as conn:
-        row = (await _SEEN_RUN.all(conn, {
-            "cid": key[0], "kind": key[1], "url": key[2], "uid": key[3],
-            "tenant": tenant_of(activity), "member": sender,
-        }))[0]
+    params = {"cid": key[0], "kind": key[1], "url": key[2], "uid": key[3],
+              "tenant": tenant_of(activity), "member": sender}
+    if conn is not None:
+        row = (await _SEEN_RUN.all(conn, params))[0]
+    else:
+        async with db.transaction() as own:
+            row = (await _SEEN_RUN.all(own, params))[0]
     member = (row.email, row.name or "") if row.known is not None else None
     h = held.get(db)
     current = bool(row.current) and key[0] != ""
