@@ -212,8 +212,31 @@ async def test_a_broadcast_still_refused_past_the_grace_is_cancelled_without_a_t
         clock.advance(timedelta(hours=4, minutes=1))  # the scheduler's grace has passed
         assert await broadcasts.start_due(loaded, clock.now()) == 0
     no_traceback(caplog)
-    assert (await broadcasts.get(loaded, bid)).state == "cancelled"  # type: ignore[union-attr]
     async with reinstalled(loaded, fake):
         clock.advance(timedelta(minutes=10))
         assert await broadcasts.start_due(loaded, clock.now()) == 0
+    assert (await broadcasts.get(loaded, bid)).state == "cancelled"  # type: ignore[union-attr]
+    assert [got(fake, e, "Duty rota") for e in staff] == [0, 0, 0], "news hours late misleads"
+
+
+async def test_the_author_of_a_broadcast_cancelled_while_uninstalled_hears_of_it_after_the_reinstall(
+    loaded: Core, slack: tuple[FakeSlack, SlackPort], clock: FakeClock,
+) -> None:
+    """The author is on the same Slack that refuses the app. Before: the broadcast was
+    cancelled past the grace while the notice to its author was refused too, and nothing
+    told them after the reinstall: their news was silently never sent."""
+    fake, _port = slack
+    bid, staff = await _scheduled_for_a_group(loaded, fake, clock)
+    fake.revoke("token_revoked")
+    clock.advance(timedelta(hours=4))
+    assert await broadcasts.start_due(loaded, clock.now()) == 0
+    clock.advance(timedelta(hours=4, minutes=1))  # the scheduler's grace has passed
+    assert await broadcasts.start_due(loaded, clock.now()) == 0
+    async with reinstalled(loaded, fake):
+        clock.advance(timedelta(minutes=10))
+        assert await broadcasts.start_due(loaded, clock.now()) == 0
+        clock.advance(timedelta(minutes=10))
+        assert await broadcasts.start_due(loaded, clock.now()) == 0
+    assert got(fake, CHANGE[0], "'Duty rota' was not sent") == 1, "told once, after the reinstall"
+    assert (await broadcasts.get(loaded, bid)).state == "cancelled"  # type: ignore[union-attr]
     assert [got(fake, e, "Duty rota") for e in staff] == [0, 0, 0], "news hours late misleads"
