@@ -240,3 +240,22 @@ async def test_the_author_of_a_broadcast_cancelled_while_uninstalled_hears_of_it
     assert got(fake, CHANGE[0], "'Duty rota' was not sent") == 1, "told once, after the reinstall"
     assert (await broadcasts.get(loaded, bid)).state == "cancelled"  # type: ignore[union-attr]
     assert [got(fake, e, "Duty rota") for e in staff] == [0, 0, 0], "news hours late misleads"
+
+
+async def test_an_early_win_offer_sent_from_chat_while_the_ticker_runs_reaches_each_once(
+    loaded: Core, slack: tuple[FakeSlack, SlackPort], clock: FakeClock,
+) -> None:
+    """The owner marks the milestone done in chat on one replica (which sends the offers at
+    once) while the scheduler's leader runs the offers ticker: both read who is still to be
+    offered before either had sent. Before: each change-team member had the offer twice."""
+    import asyncio
+
+    fake, _port = slack
+    async with loaded.db.session() as s:
+        m = await s.get(Milestone, FNM)
+        assert m is not None
+        m.offer_to = [p.id for p in await change_team(loaded)]
+    sent = await asyncio.gather(offers.send_pending(loaded, clock.now()),
+                                offers.send_pending(loaded, clock.now()))
+    assert sum(sent) == 2
+    assert [got(fake, e, "early-win announcement") for e in CHANGE] == [1, 1]
