@@ -259,3 +259,19 @@ async def test_an_early_win_offer_sent_from_chat_while_the_ticker_runs_reaches_e
                                 offers.send_pending(loaded, clock.now()))
     assert sum(sent) == 2
     assert [got(fake, e, "early-win announcement") for e in CHANGE] == [1, 1]
+
+
+async def test_a_passing_slack_error_reading_the_group_does_not_cancel_a_scheduled_broadcast(
+    loaded: Core, slack: tuple[FakeSlack, SlackPort], clock: FakeClock,
+) -> None:
+    """Slack answers `internal_error` once (docs.slack.dev: a passing server-side error, try
+    again) just as a broadcast for a user group falls due: the group is fine, so it starts on
+    the next tick. Before: it was cancelled as unreadable, its author told to check the id."""
+    fake, _port = slack
+    bid, staff = await _scheduled_for_a_group(loaded, fake, clock)
+    fake.failures["usergroups.users.list"] = ["internal_error"]
+    clock.advance(timedelta(hours=4))  # 14:00
+    assert await broadcasts.start_due(loaded, clock.now()) == 0
+    clock.advance(timedelta(minutes=1))
+    assert await broadcasts.start_due(loaded, clock.now()) == 1
+    assert got(fake, CHANGE[0], "was not sent") == 0

@@ -387,13 +387,14 @@ async def start_due(core: Core, now: datetime) -> int:
         b0 = await get(core, bid)
         try:
             members = await group_members(core, b0.audience) if b0 is not None else []
-        except audiences.GroupsRefused:
-            # The platform refuses the app (uninstalled, token revoked), not the group: it
-            # stays scheduled and starts on the first tick after the reinstall, unless that
-            # comes too late for its news (the scheduler's grace, above), like a missed time.
+        except audiences.GroupsRefused as e:
+            # The platform refuses the app (uninstalled, token revoked) or failed in passing,
+            # not the group: it stays scheduled and starts on the first tick that can read it
+            # (after the reinstall), unless that comes too late for its news (the scheduler's
+            # grace, above), like a missed time.
             # info: the adapter says a refused token once; this repeats every tick
-            log.info("scheduled broadcast waits: the platform refuses the app",
-                     extra={"broadcast": bid})
+            log.info("scheduled broadcast waits: its group cannot be read for now",
+                     extra={"broadcast": bid, "error": str(e)[:200]})
             continue
         except UserError as e:
             await _cancel_unreadable(core, bid, str(e))
