@@ -212,8 +212,66 @@ async def test_a_broadcast_still_refused_past_the_grace_is_cancelled_without_a_t
         clock.advance(timedelta(hours=4, minutes=1))  # the scheduler's grace has passed
         assert await broadcasts.start_due(loaded, clock.now()) == 0
     no_traceback(caplog)
-    assert (await broadcasts.get(loaded, bid)).state == "cancelled"  # type: ignore[union-attr]
     async with reinstalled(loaded, fake):
         clock.advance(timedelta(minutes=10))
         assert await broadcasts.start_due(loaded, clock.now()) == 0
+    assert (await broadcasts.get(loaded, bid)).state == "cancelled"  # type: ignore[union-attr]
     assert [got(fake, e, "Duty rota") for e in staff] == [0, 0, 0], "news hours late misleads"
+
+
+async def test_the_author_of_a_broadcast_cancelled_while_uninstalled_hears_of_it_after_the_reinstall(
+    loaded: Core, slack: tuple[FakeSlack, SlackPort], clock: FakeClock,
+) -> None:
+    """The author is on the same Slack that refuses the app. Before: the broadcast was
+    cancelled past the grace while the notice to its author was refused too, and nothing
+    told them after the reinstall: their news was silently never sent."""
+    fake, _port = slack
+    bid, staff = await _scheduled_for_a_group(loaded, fake, clock)
+    fake.revoke("token_revoked")
+    clock.advance(timedelta(hours=4))
+    assert await broadcasts.start_due(loaded, clock.now()) == 0
+    clock.advance(timedelta(hours=4, minutes=1))  # the scheduler's grace has passed
+    assert await broadcasts.start_due(loaded, clock.now()) == 0
+    async with reinstalled(loaded, fake):
+        clock.advance(timedelta(minutes=10))
+        assert await broadcasts.start_due(loaded, clock.now()) == 0
+        clock.advance(timedelta(minutes=10))
+        assert await broadcasts.start_due(loaded, clock.now()) == 0
+    assert got(fake, CHANGE[0], "'Duty rota' was not sent") == 1, "told once, after the reinstall"
+    assert (await broadcasts.get(loaded, bid)).state == "cancelled"  # type: ignore[union-attr]
+    assert [got(fake, e, "Duty rota") for e in staff] == [0, 0, 0], "news hours late misleads"
+
+
+async def test_an_early_win_offer_sent_from_chat_while_the_ticker_runs_reaches_each_once(
+    loaded: Core, slack: tuple[FakeSlack, SlackPort], clock: FakeClock,
+) -> None:
+    """The owner marks the milestone done in chat on one replica (which sends the offers at
+    once) while the scheduler's leader runs the offers ticker: both read who is still to be
+    offered before either had sent. Before: each change-team member had the offer twice."""
+    import asyncio
+
+    fake, _port = slack
+    async with loaded.db.session() as s:
+        m = await s.get(Milestone, FNM)
+        assert m is not None
+        m.offer_to = [p.id for p in await change_team(loaded)]
+    sent = await asyncio.gather(offers.send_pending(loaded, clock.now()),
+                                offers.send_pending(loaded, clock.now()))
+    assert sum(sent) == 2
+    assert [got(fake, e, "early-win announcement") for e in CHANGE] == [1, 1]
+
+
+async def test_a_passing_slack_error_reading_the_group_does_not_cancel_a_scheduled_broadcast(
+    loaded: Core, slack: tuple[FakeSlack, SlackPort], clock: FakeClock,
+) -> None:
+    """Slack answers `internal_error` once (docs.slack.dev: a passing server-side error, try
+    again) just as a broadcast for a user group falls due: the group is fine, so it starts on
+    the next tick. Before: it was cancelled as unreadable, its author told to check the id."""
+    fake, _port = slack
+    bid, staff = await _scheduled_for_a_group(loaded, fake, clock)
+    fake.failures["usergroups.users.list"] = ["internal_error"]
+    clock.advance(timedelta(hours=4))  # 14:00
+    assert await broadcasts.start_due(loaded, clock.now()) == 0
+    clock.advance(timedelta(minutes=1))
+    assert await broadcasts.start_due(loaded, clock.now()) == 1
+    assert got(fake, CHANGE[0], "was not sent") == 0

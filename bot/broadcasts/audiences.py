@@ -16,7 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.errors import UserError
 from bot.model import UserRef
 from bot.people import service as people
-from bot.port import AppNotAuthorised, MemberLister, PlatformError, parse_audience_ref
+from bot.port import (
+    AppNotAuthorised,
+    MemberLister,
+    PlatformError,
+    RateLimited,
+    TransientError,
+    parse_audience_ref,
+)
 
 if TYPE_CHECKING:
     from bot.core import Core
@@ -28,9 +35,10 @@ HELP = ("Name a group as slack:T0123/usergroup:S0456, slack:T0123/channel:C0789 
 
 
 class GroupsRefused(UserError):
-    """A group could not be read because the platform refuses the app itself (uninstalled,
-    token revoked: AppNotAuthorised): the group may be fine, so a scheduled broadcast waits for
-    the reinstall rather than being cancelled as unreadable."""
+    """A group could not be read for now: the platform refuses the app itself (uninstalled,
+    token revoked: AppNotAuthorised) or failed in passing (TransientError, RateLimited). The
+    group may be fine, so a scheduled broadcast waits (for the reinstall, or the next tick)
+    rather than being cancelled as unreadable."""
 
 
 def check_ref(ref: str, platforms: set[str]) -> str:
@@ -59,6 +67,9 @@ async def group_people(core: Core, refs: list[str]) -> list[str]:
         except AppNotAuthorised as e:
             raise GroupsRefused(f"I can't read the members of '{ref}' now ({e}). It can be "
                                 "read again once the app is reinstalled.") from e
+        except (TransientError, RateLimited) as e:
+            raise GroupsRefused(f"I can't read the members of '{ref}' just now ({e}). Try "
+                                "again in a few minutes.") from e
         except PlatformError as e:
             raise UserError(f"I can't read the members of '{ref}' ({e}). Check the id, and that "
                             "the app has been added there.") from e

@@ -38,7 +38,7 @@ from bot.model import (
 )
 from bot.people import service as people
 from bot.people.tables import Person
-from bot.port import PlatformError, RateLimited
+from bot.port import AppNotAuthorised, PlatformError, RateLimited
 from bot.roles import ALL_ROLES, CHANGE_TEAM, LABELS
 from bot.scheduling.jobs import DEFAULT_GRACE, programme_tz, too_late
 
@@ -378,19 +378,23 @@ async def start_due(core: Core, now: datetime) -> int:
     for bid, send_at in due:
         if send_at is None or await _missed_beyond_grace(core, bid, send_at, now):
             continue
+        if now - send_at > DEFAULT_GRACE:
+            # Still scheduled this late while the scheduler ran: it waited for a platform that
+            # refused the app (below), or to tell its author. Not started hours late, even
+            # once its group can be read again after the reinstall.
+            await _cancel_unreadable(core, bid, _refused_too_long(await _due_when(core, send_at)))
+            continue
         b0 = await get(core, bid)
         try:
             members = await group_members(core, b0.audience) if b0 is not None else []
         except audiences.GroupsRefused as e:
-            # The platform refuses the app (uninstalled, token revoked), not the group: it
-            # stays scheduled and starts on the first tick after the reinstall, unless that
-            # comes too late for its news (the scheduler's grace), like a missed time.
-            if now - send_at <= DEFAULT_GRACE:
-                # info: the adapter says a refused token once; this repeats every tick
-                log.info("scheduled broadcast waits: the platform refuses the app",
-                         extra={"broadcast": bid})
-                continue
-            await _cancel_unreadable(core, bid, str(e))
+            # The platform refuses the app (uninstalled, token revoked) or failed in passing,
+            # not the group: it stays scheduled and starts on the first tick that can read it
+            # (after the reinstall), unless that comes too late for its news (the scheduler's
+            # grace, above), like a missed time.
+            # info: the adapter says a refused token once; this repeats every tick
+            log.info("scheduled broadcast waits: its group cannot be read for now",
+                     extra={"broadcast": bid, "error": str(e)[:200]})
             continue
         except UserError as e:
             await _cancel_unreadable(core, bid, str(e))
@@ -410,28 +414,51 @@ async def _missed_beyond_grace(core: Core, bid: str, send_at: datetime, now: dat
     if not await too_late(core, "broadcasts", f"scheduled:{bid}", send_at, now, DEFAULT_GRACE,
                           only_if_missed=True):
         return False
-    when = send_at.astimezone(ZoneInfo(await programme_tz(core))).strftime("%a %d %b %H:%M")
     hours = int(DEFAULT_GRACE.total_seconds() // 3600)
-    await _cancel_unreadable(core, bid, f"it was due {when}, while staffvoice was not running, "
-                             f"and was found more than {hours} hours late. Write it again with "
-                             "'broadcast' if it still stands.")
+    await _cancel_unreadable(core, bid, f"it was due {await _due_when(core, send_at)}, while "
+                             f"staffvoice was not running, and was found more than {hours} "
+                             "hours late. Write it again with 'broadcast' if it still stands.")
     return True
 
 
+async def _due_when(core: Core, send_at: datetime) -> str:
+    return send_at.astimezone(ZoneInfo(await programme_tz(core))).strftime("%a %d %b %H:%M")
+
+
+def _refused_too_long(when: str) -> str:
+    hours = int(DEFAULT_GRACE.total_seconds() // 3600)
+    return (f"it was due {when} and could not start within {hours} hours (its group could "
+            "not be read: the platform refused staffvoice, the app uninstalled or its token "
+            "revoked). Write it again with 'broadcast' if it still stands.")
+
+
 async def _cancel_unreadable(core: Core, bid: str, reason: str) -> None:
-    """A scheduled broadcast whose group can no longer be read: cancelled, the author told."""
+    """A scheduled broadcast whose group can no longer be read: cancelled, the author told.
+
+    The author is told first: when the platform refuses the app (AppNotAuthorised) the author
+    cannot be told there, so it stays scheduled and the next tick (the scheduler's leader
+    alone runs it) tries again, after the reinstall; it is never started that late (the
+    grace), and never cancelled unsaid."""
     async with core.db.session() as s:
         b = await s.get(Broadcast, bid)
         if b is None or b.state != "scheduled":
             return
-        b.state = "cancelled"
         author, title = b.author_person_id, b.title
     try:
         await core.dm(author, text_message(f"Your scheduled broadcast '{title}' was not sent: "
                                            f"{reason}"))
-    except PlatformError as e:  # the app refused too: `broadcast status` still says cancelled
+    except AppNotAuthorised:
+        # info: the adapter says a refused token once; this repeats every tick
+        log.info("a cancelled scheduled broadcast waits to tell its author: the platform "
+                 "refuses the app", extra={"broadcast": bid})
+        return
+    except PlatformError as e:  # refused for good: `broadcast status` still says cancelled
         log.warning("could not tell the author a scheduled broadcast was cancelled",
                     extra={"broadcast": bid, "error": str(e)[:200]})
+    async with core.db.session() as s:
+        b = await s.get(Broadcast, bid)
+        if b is not None and b.state == "scheduled":
+            b.state = "cancelled"
 
 
 async def cancel(core: Core, bid: str, person_id: str) -> None:

@@ -77,7 +77,13 @@ async def send_pending(core: Core, now: datetime) -> int:
 
     An offer leaves `offer_to` once sent, or once the platform refused it for good or the
     person cannot be reached; one the platform refused for now (the app uninstalled or its
-    token revoked, AppNotAuthorised; a passing error) stays, and goes once on a later tick."""
+    token revoked, AppNotAuthorised; a passing error) stays, and goes once on a later tick.
+
+    Each offer is claimed (struck off, the row locked on PostgreSQL) before it is sent and put
+    back if the platform refused it for now: the owner's update in chat sends at once on its
+    replica while the scheduler's leader may run this ticker, and each person hears once. A
+    process that dies between the claim and the send loses that one offer (the milestone is
+    still done, the change team sees it on the roadmap)."""
     sent = 0
     async with core.db.session() as s:
         pending = [m for m in await service.all_milestones(s) if m.offer_to]
@@ -88,13 +94,17 @@ async def send_pending(core: Core, now: datetime) -> int:
                 if person is None or is_working_moment(await pattern_for(s, person), now):
                     work.append((m.id, pid))
     for mid, pid in work:
-        msg = await offer_card(core, mid)
+        if not await _claim(core, mid, pid):
+            continue  # another replica (or the ticker) has it
         try:
+            msg = await offer_card(core, mid)
             if await core.dm(pid, msg) is not None:
                 sent += 1
         except RateLimited:
+            await _unclaim(core, mid, pid)
             break  # the workspace's budget: the rest on a later tick
         except TransientError as e:  # the app awaits a reinstall, or a passing error
+            await _unclaim(core, mid, pid)
             # info: the adapter says a refused token once; this repeats every tick
             log.info("early-win offer waits: the platform refused it for now",
                      extra={"error": str(e)[:200]})
@@ -102,11 +112,28 @@ async def send_pending(core: Core, now: datetime) -> int:
         except PlatformError as e:  # refused for good: tried once, said in the log
             log.warning("early-win offer refused by the platform; not tried again",
                         extra={"error": str(e)[:200]})
-        async with core.db.session() as s:
-            row = await s.get(Milestone, mid)
-            if row is not None:
-                row.offer_to = [x for x in row.offer_to if x != pid]
+        except BaseException:
+            await _unclaim(core, mid, pid)
+            raise
     return sent
+
+
+async def _claim(core: Core, mid: str, pid: str) -> bool:
+    """Strike `pid` off the milestone's pending offers; False if it was not (or no longer) there."""
+    async with core.db.session() as s:
+        row = await s.get(Milestone, mid, with_for_update=not core.db.is_sqlite)
+        if row is None or pid not in (row.offer_to or []):
+            return False
+        row.offer_to = [x for x in row.offer_to if x != pid]
+        return True
+
+
+async def _unclaim(core: Core, mid: str, pid: str) -> None:
+    """Put a claimed offer back for a later tick (the platform refused it for now)."""
+    async with core.db.session() as s:
+        row = await s.get(Milestone, mid, with_for_update=not core.db.is_sqlite)
+        if row is not None and pid not in (row.offer_to or []):
+            row.offer_to = [*(row.offer_to or []), pid]
 
 
 async def offer_card(core: Core, mid: str) -> Message:

@@ -18,7 +18,7 @@ from bot.audit import trail
 from bot.broadcasts.tables import Broadcast, Delivery
 from bot.core import Core
 from bot.feedback.tables import FeedbackResponse
-from bot.milestones.tables import MilestoneCheckin, MilestoneOwner, MilestoneUpdate
+from bot.milestones.tables import Milestone, MilestoneCheckin, MilestoneOwner, MilestoneUpdate
 from bot.people.tables import Person, Team
 from bot.privacy import notice
 from bot.pulse.tables import PulseAttributedAnswer, PulseQuestion
@@ -73,6 +73,9 @@ async def a_busy_person(core: Core) -> str:
                               prev_progress=0, note="Training booked"))
         s.add(MilestoneCheckin(milestone_id=ms.milestone_id, person_id=me.id, cycle_at=now,
                                state="done", closed_at=now))
+        stale = await s.get(Milestone, ms.milestone_id)
+        assert stale is not None  # a stale notice still to reach them and a colleague
+        stale.stale_since, stale.stale_tell = now, [me.id, "someone-else"]
         b = Broadcast(author_person_id=me.id, title="Early win", text="We did it",
                       audience={"kind": "dm", "everyone": True}, state="done", created_at=now,
                       finished_at=now)
@@ -97,7 +100,7 @@ async def test_an_erasure_leaves_no_row_naming_the_person_and_keeps_anonymous_da
     before = await dump(loaded.db)
     hits = naming(before, ids)
     # The busy person really is all over the database (the scan would catch a missed table).
-    for table in ("people", "identities", "person_roles", "teams", "milestone_owners",
+    for table in ("people", "identities", "person_roles", "teams", "milestones", "milestone_owners",
                   "milestone_updates", "milestone_checkins", "broadcasts", "broadcast_deliveries",
                   "feedback_responses", "pulse_attributed_answers", "audit_actors",
                   "privacy_notices_shown"):
@@ -128,6 +131,7 @@ async def test_an_erasure_leaves_no_row_naming_the_person_and_keeps_anonymous_da
     assert "people.erase one person" in lines[-1] and WHO not in "\n".join(lines)
     async with loaded.db.session() as s:
         assert await s.get(Person, pid) is None
+    assert [r["stale_tell"] for r in after["milestones"] if r["stale_tell"]] == [["someone-else"]]
 
 
 async def test_an_export_holds_every_row_naming_them_and_nothing_anonymous(
