@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
@@ -101,6 +103,9 @@ class SlackAdapter:
         self.tasks: set[asyncio.Task[None]] = set()
         self._working = asyncio.Semaphore(BACKGROUND_AT_ONCE)
         self._other_commands: set[str] = set()
+        # When the core last got an answer from the database for one of our events (see
+        # database_answered): the events endpoint need not ping it again so soon after.
+        self._db_answered = -math.inf
         self.bolt = self._build()
 
     async def _secret(self) -> bytes:
@@ -238,13 +243,26 @@ class SlackAdapter:
     async def _user(self, body: Mapping[str, Any]) -> UserRef:
         return await self.directory.user(events.team_of(body), events.user_of(body))
 
+    def database_answered(self, within_s: float) -> bool:
+        """The core stored or read an event of ours at most `within_s` seconds ago: as good
+        a sign that the database answers as a ping that recent (mount.EventsEndpoint)."""
+        return time.monotonic() - self._db_answered < within_s
+
+    def _handled(self, result: HandleResult) -> HandleResult:
+        # Every outcome but these had the database answer (the event admitted, or found a
+        # duplicate, or its sender looked up): "internal" may be the database failing, and
+        # "invalid" never reached it.
+        if result.error not in ("internal", "invalid"):
+            self._db_answered = time.monotonic()
+        return result
+
     async def _run(self, body: Mapping[str, Any],
                    build: Callable[[Mapping[str, Any], UserRef], Event]) -> None:
         # A burst (a round opening, a broadcast read) queues here, so the event loop keeps
         # answering Slack's acks, which are due within 3 s, between pieces of this work.
         async with self._working:
             event = build(body, await self._user(body))
-            await self.core.handle(event, self.port)
+            self._handled(await self.core.handle(event, self.port))
 
     def later(self, body: Mapping[str, Any], build: Callable[[Mapping[str, Any], UserRef], Event]) -> None:
         self.spawn(self._run(body, build))
@@ -349,7 +367,7 @@ class SlackAdapter:
         self.port.await_ack(event.event_id)
         work = asyncio.ensure_future(self.core.handle(event, self.port))
         try:
-            result = await asyncio.wait_for(asyncio.shield(work), SUBMIT_BUDGET_S)
+            result = self._handled(await asyncio.wait_for(asyncio.shield(work), SUBMIT_BUDGET_S))
         except TimeoutError:
             # Too slow for the ack: the modal shows "one moment" and stays open while the core
             # finishes in the background; what it shows next (a "Before you send", the thanks)

@@ -28,8 +28,9 @@ EVENTS_PATH = "/slack/events"
 INSTALL_PATH = "/slack/install"
 REDIRECT_PATH = "/slack/oauth_redirect"
 MAX_BODY = 1024 * 1024
-# The database answered this recently: no new ping per event under load. Acked events already
-# wait for their turn (SlackAdapter._run) longer than this before the core writes them.
+# The database answered this recently (a ping, or the core storing one of our events): no new
+# ping per event. Acked events already wait for their turn (SlackAdapter._run) longer than
+# this before the core writes them.
 PING_FRESH_S = 0.25
 
 
@@ -153,6 +154,7 @@ class EventsEndpoint:
                         extra={"content_type": request.content_type, "size": len(raw)})
             return web.json_response({"error": "malformed payload"}, status=400)
         if (bolt_req.body.get("type") != "url_verification"
+                and not self.adapter.database_answered(PING_FRESH_S)
                 and not await self.adapter.core.db.ping(fresh_for=PING_FRESH_S)):
             # Listeners ack before the core runs: with the database away the event would be
             # acked and lost. Not acking makes Slack deliver it again (with X-Slack-Retry-Num).

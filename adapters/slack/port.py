@@ -11,6 +11,7 @@ workspace and method after a 429 (Pacer); Slack's errors come back to the core a
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import OrderedDict
@@ -280,6 +281,26 @@ def platform_error(e: Exception, channel: str = "") -> PlatformError:
     return PlatformError(f"slack: {type(e).__name__}")
 
 
+# Links and names in our text stay as typed: no unfurling, no @-name linking (render._payload).
+UNFURL_NONE = ', "unfurl_links": false, "unfurl_media": false'
+
+
+async def _post_json(client: AsyncWebClient, method: str, channel: str, members: str,
+                     **fields: Any) -> Any:
+    """A Web API call whose JSON body is `fields` (None left out) and `members`, JSON object
+    members encoded beforehand (render.message_json): the same request chat_postMessage or
+    chat_update would make, without encoding a card's blocks again for every recipient."""
+    head = json.dumps({"channel": channel, **{k: v for k, v in fields.items() if v is not None}})
+    body = f"{head[:-1]}, {members}}}".encode()
+    try:
+        # slack_sdk hands a `data` that is not a dict to aiohttp as it is: the body, sent with
+        # this content type and the client's token, user agent and retry handlers as ever.
+        return await client.api_call(method, data=body,  # type: ignore[arg-type]
+                                     headers={"Content-Type": "application/json;charset=utf-8"})
+    except (SlackApiError, aiohttp.ClientError, TimeoutError) as e:
+        raise platform_error(e, channel) from e
+
+
 async def call(fn: Callable[..., Awaitable[Any]], **kwargs: Any) -> Any:
     """Run one Web API call, translating failures to the port's errors."""
     try:
@@ -514,9 +535,16 @@ class SlackPort:
         if render.png_images(message):
             # The picture first, then the message it belongs to, which stays the latest.
             await self._share_charts(conversation, message)
-        first, *rest = render.message_payloads(message)
-        resp = await call(client.chat_postMessage, channel=conversation.conversation_id,
-                          thread_ts=conversation.thread_id, **first, **extra)
+        encoded = render.message_json(message)
+        if encoded is not None:  # one Slack message: its JSON was encoded once for everyone
+            resp = await _post_json(client, "chat.postMessage", conversation.conversation_id,
+                                    encoded + UNFURL_NONE, thread_ts=conversation.thread_id,
+                                    **extra)
+            rest = []
+        else:
+            first, *rest = render.message_payloads(message)
+            resp = await call(client.chat_postMessage, channel=conversation.conversation_id,
+                              thread_ts=conversation.thread_id, **first, **extra)
         channel = str(resp.get("channel") or conversation.conversation_id)
         conv = ConversationRef(PLATFORM, conversation.workspace, channel, conversation.thread_id,
                                conversation.is_direct, conversation.data)
@@ -528,6 +556,11 @@ class SlackPort:
     async def update(self, ref: MessageRef, message: Message) -> None:
         conv = ref.conversation
         client = await self.workspaces.client(conv.workspace)
+        encoded = render.message_json(message)
+        if encoded is not None:
+            await _post_json(client, "chat.update", conv.conversation_id, encoded,
+                             ts=ref.message_id)
+            return
         payload = await self._payload(conv.workspace, message)
         payload.pop("unfurl_media", None)
         payload.pop("unfurl_links", None)

@@ -324,6 +324,27 @@ def _rendered(message: Message) -> dict[str, Any]:
     return _payload(message, None)
 
 
+def message_json(message: Message) -> str | None:
+    """The message's `text` and `blocks` as JSON object members (no braces), for a request
+    body: encoded once per distinct message, as its payload is rendered once (a card goes to
+    many people). None when it is not kept (charts, something unhashable) or does not fit in
+    one Slack message; then `message_payloads` says what to send."""
+    if any(isinstance(b, Image) for b in message.blocks):
+        return None
+    try:
+        return _encoded(message)
+    except TypeError:
+        return None
+
+
+@functools.lru_cache(maxsize=512)
+def _encoded(message: Message) -> str | None:
+    payload = _rendered(message)
+    if _shortened(payload["blocks"]):
+        return None
+    return json.dumps({"text": payload["text"], "blocks": payload["blocks"]})[1:-1]
+
+
 def _payload(message: Message, files: Mapping[int, str] | None) -> dict[str, Any]:
     return {
         "text": clip_escaped(message.plain, FALLBACK_TEXT) or " ",

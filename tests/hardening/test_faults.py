@@ -11,6 +11,8 @@ from datetime import timedelta
 
 import pytest
 
+import adapters.slack.app as slack_app
+import adapters.slack.mount as slack_mount
 from adapters.fake.http_port import HttpPort
 from bot.broadcasts import service
 from bot.broadcasts.limiter import Limiter
@@ -45,6 +47,51 @@ async def slack_dm(slack: SlackDriver, email: str, event_id: str, retry: int = 0
 
 def answered(seen: list[str], email: str) -> int:
     return sum(email in text for text in seen)
+
+
+async def test_a_slack_event_just_after_one_the_core_stored_does_not_ping_the_database(
+        slack: SlackDriver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """/slack/events defers (503) an event the database could not take; the core storing one
+    of our events a moment ago says it answers as well as a ping that recent, so no ping is
+    sent (a ping is a transaction of its own: bench/README.md, eleventh session). An event the
+    core failed says nothing: past the window the database is asked, and refuses."""
+    assert slack.adapter is not None
+    monkeypatch.setattr(slack_mount, "PING_FRESH_S", 60.0)
+    now = [1000.0]
+    monkeypatch.setattr(slack_app, "time", type("Clock", (), {"monotonic": lambda: now[0]}),
+                        raising=False)
+    asked: list[float] = []
+    real = slack.core.db.ping
+
+    async def ping(fresh_for: float = 0.0) -> bool:
+        asked.append(fresh_for)
+        return await real()  # asked every time: the endpoint's own window is under test
+
+    monkeypatch.setattr(slack.core.db, "ping", ping)
+    first, second, third, fourth = PEOPLE[:4]
+    for email in PEOPLE[:4]:
+        slack.user(email)
+    assert await slack_dm(slack, first, "Ev0FRESH1") == 200
+    await slack.adapter.drain()
+    assert len(asked) == 1  # nothing stored yet: the database is asked
+    now[0] += 1
+    assert await slack_dm(slack, second, "Ev0FRESH2") == 200
+    await slack.adapter.drain()
+    assert len(asked) == 1  # the core stored the first a second ago: not asked again
+    assert [answered(slack.seen(e), e) for e in (first, second)] == [1, 1]
+    outage = Outage(slack.core.db)
+    outage.down = True  # the database goes away
+    now[0] += 1
+    assert await slack_dm(slack, third, "Ev0FRESH3") == 200  # acked: the window still holds
+    await slack.adapter.drain()  # the core fails it ("internal"): no sign of an answer
+    now[0] += 59.5  # 60.5 s after the last event stored, 59.5 s after the failed one
+    assert await slack_dm(slack, fourth, "Ev0FRESH4") == 503  # asked, refused: deferred
+    assert len(asked) == 2
+    outage.down = False
+    outage.remove()
+    assert await slack_dm(slack, fourth, "Ev0FRESH4", retry=1) == 200  # Slack's redelivery
+    await slack.adapter.drain()
+    assert answered(slack.seen(fourth), fourth) == 1
 
 
 async def test_database_outage_while_slack_events_arrive(slack: SlackDriver, errors: ErrorLog) -> None:

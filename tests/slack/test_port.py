@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 
 import pytest
 
+from adapters.slack import render
 from adapters.slack.config import SlackConfig
 from adapters.slack.port import Directory, SlackPort, Workspaces
-from bot.model import ConversationRef, Image, Message, Text, UserRef, text_message
+from bot.model import (
+    Choice,
+    Choices,
+    ConversationRef,
+    Image,
+    Message,
+    Text,
+    UserRef,
+    text_message,
+)
 from bot.port import AppNotAuthorised, PlatformError, RateLimited, TransientError, Unreachable
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 
@@ -196,4 +207,35 @@ async def test_what_is_sent_to_slack_never_reaches_a_log_line_even_at_debug(
     assert len(fake.called("chat.postMessage")) == 1
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert "anonymously" not in logged and "Saved: Agree" not in logged
+    await port.workspaces.close()
+
+
+async def test_the_same_card_sent_to_many_is_encoded_once_and_each_gets_all_of_it(
+        fake: FakeSlack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A survey's question card goes to many people: its blocks are rendered and JSON-encoded
+    once, not once a recipient (bench/README.md, eleventh session); each person still gets the
+    whole card, unfurling off, in their own DM and thread, and the card is edited the same way."""
+    encoded: list[int] = []
+    real = json.JSONEncoder.encode
+    monkeypatch.setattr(json.JSONEncoder, "encode", lambda self, o: (
+        encoded.append(1) if isinstance(o, dict) and "blocks" in o else None) or real(self, o))
+    card = Message((Text("Question 1 of 3: *How supported do you feel?* <not a link> & more"),
+                    Choices("pulse.a.r1.0", tuple(Choice(str(i), str(i)) for i in range(1, 6)))),
+                   fallback="How supported do you feel?")
+    port = await port_for(fake)
+    convs = [dm(fake, f"p{i}@northbridge.example") for i in range(3)]
+    convs[2] = ConversationRef("slack", fake.team, convs[2].conversation_id, thread_id="1.000200")
+    refs = [await port.send(c, card) for c in convs]
+    await port.update(refs[0], card)
+    assert len(encoded) == 1  # before: once a send and once an edit (four)
+    want = render.message_payload(card)
+    calls = fake.called("chat.postMessage")
+    assert [c.args["channel"] for c in calls] == [c.conversation_id for c in convs]
+    assert [c.args.get("thread_ts") for c in calls] == [None, None, "1.000200"]
+    for c in calls:
+        assert (c.args["text"], c.args["blocks"]) == (want["text"], want["blocks"])
+        assert c.args["unfurl_links"] is False and c.args["unfurl_media"] is False
+    [edit] = fake.called("chat.update")
+    assert (edit.args["ts"], edit.args["blocks"]) == (refs[0].message_id, want["blocks"])
+    assert fake.in_channel(convs[0].conversation_id)[0].edits == 1
     await port.workspaces.close()
