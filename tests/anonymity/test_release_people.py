@@ -195,3 +195,36 @@ async def test_the_marks_stored_order_is_not_the_order_people_first_sent(loaded:
     seen = [owners[k] for k in stored]
     assert sorted(seen) == sorted(order)
     assert seen != order and seen != order[::-1]  # before: exactly the order they sent
+
+
+async def test_a_person_whose_item_waits_for_a_later_day_does_not_make_the_second_person(
+        loaded: Core) -> None:
+    """Attack (review9): the release times change during the day (a programme reload). At
+    13:00, under one release a day (12:00), a practitioner's item waits for tomorrow's and is
+    dated tomorrow (N29), but their mark counts in the staff listing's generation. The
+    programme then releases at 14:00 and 17:00; another practitioner sends two items at 13:30.
+    At 14:00 the two of them wait (two marks), but only the second one's two items are due:
+    before the fix they went alone at a midday release, a batch of one author."""
+    from bot.programme import loader
+    from tests.conftest import EXAMPLE
+
+    old = 'release_times: ["12:00", "17:00"]'
+    text_ = EXAMPLE.read_text()
+    assert old in text_
+    d = FakeDriver(loaded)
+    day = loaded.clock.now().replace(hour=12, minute=30, second=0, microsecond=0)
+    await _listing(d, loaded, day)  # the noon release, applied
+    await loader.load(loaded.db, text_.replace(old, 'release_times: ["12:00"]'), loaded.router)
+    loaded.clock.set(day.replace(hour=13))  # type: ignore[attr-defined]
+    assert await give(d, PRACTITIONER, FIRST) is None  # waits for tomorrow's 12:00
+    await loader.load(loaded.db, text_.replace(old, 'release_times: ["14:00", "17:00"]'),
+                      loaded.router)
+    loaded.clock.set(day.replace(hour=13, minute=30))  # type: ignore[attr-defined]
+    assert await give(d, OTHER, SECOND) is None
+    assert await give(d, OTHER, THIRD) is None
+    await counts.flush(loaded)
+    from bot.feedback import release
+    release._NEXT.clear()  # a replica started since the reload: it plans 14:00
+    midday = await _listing(d, loaded, day.replace(hour=14, minute=1))
+    assert SECOND not in midday and THIRD not in midday  # before: both, one author, at 14:00
+    assert SECOND in await _listing(d, loaded, day.replace(hour=17, minute=1))
