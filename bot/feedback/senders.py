@@ -122,8 +122,12 @@ async def _write(core: Core, batch: set[Mark]) -> int:
         # in place (an UPDATE), the rows stayed in the order people first sent since the
         # release (PostgreSQL `ctid`, SQLite's cells): with the server key, and the items'
         # own order (N2), that named each item's sender.
-        kept = {r.key: {"key": r.key, "listing": r.listing, "gen": r.gen}
-                for r in (await conn.execute(select(T.key, T.listing, T.gen))).all()}
+        kept = {}
+        for r in (await conn.execute(select(T.key, T.listing, T.gen))).all():
+            if r.listing not in gens:
+                gens[r.listing] = await generation(conn, r.listing)
+            if r.gen == gens[r.listing]:  # a row of a generation past goes (never counted)
+                kept[r.key] = {"key": r.key, "listing": r.listing, "gen": r.gen}
         added = [r for r in rows if r["key"] not in kept]
         every = [*kept.values(), *added]
         _shuffle(every)

@@ -150,6 +150,7 @@ async def test_a_mark_flushed_after_its_release_is_not_counted_at_the_next(loade
             key="0" * 64, listing=senders.STAFF, gen=senders.NEVER))
     assert await give(d, PRACTITIONER, SECOND) is None
     await counts.flush(loaded)
+    assert "0" * 64 not in {r.key for r in await _sender_rows(loaded)}  # the flush drops it
     noon = await _listing(d, loaded, nxt.replace(hour=12, minute=1))
     assert SECOND not in noon
 
