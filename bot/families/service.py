@@ -239,16 +239,16 @@ async def _store(core: Core, sub: Submission, nonce: str, now: datetime, address
         if sub.theme_id and (await conn.execute(_THEME, {"id": sub.theme_id})).first() is None:
             sub = replace(sub, theme_id=None)
         leads = await fb.lead_ids(s) if concerns else []
+        shown = day if concerns else await fb.release_day(s, now, sg)  # N29
         item_id = await fb.add_public_item(
-            s, leads, source=sub.audience, text=sub.text, theme_id=sub.theme_id,
-            day=day if concerns else await fb.release_day(s, now, sg),
+            s, leads, source=sub.audience, text=sub.text, theme_id=sub.theme_id, day=shown,
             concerns=concerns, status="spam" if sub.honeypot else "new")
         await conn.execute(_ANSWER, {
             "item_id": item_id, "audience": sub.audience, "rating": sub.rating,
             "working": sub.working, "better": sub.better, "lang": sub.lang[:8]})
         if sub.contact is not None:
             await conn.execute(_CONTACT, {
-                "item_id": item_id, "delete_after": day + timedelta(days=cfg.contact_days),
+                "item_id": item_id, "delete_after": _contact_until(shown, cfg.contact_days, bool(concerns)),
                 "sealed": seal_contact(core.secret, item_id, sub.contact)})
     # Not logged unless urgent: a line at this moment would date the item for the logs'
     # readers (and a proxy's access log has the address); the release logs counts.
@@ -262,6 +262,18 @@ async def _store(core: Core, sub: Submission, nonce: str, now: datetime, address
 
 
 # -- contact requests (the change team only) ---------------------------------------------------
+
+
+def _contact_until(shown: date, days: int, urgent: bool) -> date:
+    """The last day a contact request is kept: by its item's day, never the day it was sent.
+
+    An item that waits for a release is dated by that release's day (N29): an item sent after
+    the day's last release reads as the next day's. Kept `days` from the day it was sent, its
+    contact went a day before those of the other items of its day, and `families contact`
+    told the change team it was sent the evening before. Counted from its item's day less
+    one, it is never kept longer than `days` after the day it was sent (an item sent before
+    the day's last release loses a day). An urgent item keeps the day it was sent."""
+    return shown + timedelta(days=days if urgent else days - 1)
 
 
 def seal_contact(secret: bytes, item_id: str, contact: Contact) -> bytes:

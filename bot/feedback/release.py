@@ -113,6 +113,11 @@ async def _release(conn: AsyncConnection, m: Moment) -> list[tuple[str, int, int
         # be a batch of one author, dated to the morning (N25). Staff senders are counted as
         # people (bot/feedback/senders.py); the public pages know no people.
         people = await senders.waiting(conn, listing) if listing == senders.STAFF else waiting
+        if listing == senders.STAFF and not m.last and await _later(conn, sources, m):
+            # Something waits for a later day (the release times changed since it was sent,
+            # N29): its sender's mark counts among the people, not its thing among this
+            # release's, so the marks cannot say that two people are in this batch.
+            people = 0
         if waiting == 0 or (min(waiting, people) < 2 and not m.last):
             continue
         if listing == senders.STAFF:
@@ -128,6 +133,18 @@ async def _release(conn: AsyncConnection, m: Moment) -> list[tuple[str, int, int
             await conn.execute(update(It).where(It.id.in_({a[1] for a in answers}))
                                .values(status="new"))
     return done
+
+
+async def _later(conn: AsyncConnection, sources: tuple[str, ...], m: Moment) -> bool:
+    """Whether anything of `sources` waits for a day after `m`'s (not in its release)."""
+    It, M = FeedbackItem, FeedbackMessage
+    item = (await conn.execute(select(It.id).where(
+        It.released.is_(False), It.source.in_(list(sources)), It.day > m.day).limit(1))).first()
+    if item is not None:
+        return True
+    return (await conn.execute(select(M.id).join(It, It.id == M.item_id).where(
+        M.released.is_(False), It.source.in_(list(sources)), M.day > m.day).limit(1))
+    ).first() is not None
 
 
 async def _place(conn: AsyncConnection, answers: Sequence[Row[str, str, int]]) -> None:

@@ -14,7 +14,7 @@ of the person under a key derived from the server key, the listing and its **gen
 the same for their second item as for their first, and meaningless in the next generation.
 Like the daily counters (bot/feedback/counts.py), the marks are held in memory per process,
 counted only once the item's transaction commits, and written by the feedback flusher in a
-transaction of their own that lays new rows down shuffled and rewrites every row: no row
+transaction of their own that lays every row down again, shuffled: no row
 about the sender is written with the item. A release that makes the listing readable deletes
 every row of it, in its own transaction; a mark whose generation is no longer the listing's
 (its thing went with a release meanwhile, or was held back with it) is dropped at the flush,
@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.feedback.tables import FeedbackRelease, FeedbackReleaseSender
@@ -94,8 +94,8 @@ def unwritten(core: Core) -> int:
 
 
 async def flush(core: Core) -> int:
-    """Write this process's held marks in one transaction that rewrites every row; how many
-    were written. Marks of a generation past are dropped (their release came first)."""
+    """Write this process's held marks in one transaction that lays every row down again; how
+    many were written. Marks of a generation past are dropped (their release came first)."""
     held = _held(core)
     async with held.lock:
         if not held.due:
@@ -117,11 +117,23 @@ async def _write(core: Core, batch: set[Mark]) -> int:
         rows = [{"key": k, "listing": ls, "gen": g} for ls, g, k in batch if g == gens[ls]]
         if not rows:
             return 0
-        _shuffle(rows)  # laid down in this order (SQLite), never in the order people sent
+        # Every mark is laid down again, all in one shuffled order, so each row gets this
+        # flush's xmin and no row's place says when its person was first marked. Rewritten
+        # in place (an UPDATE), the rows stayed in the order people first sent since the
+        # release (PostgreSQL `ctid`, SQLite's cells): with the server key, and the items'
+        # own order (N2), that named each item's sender.
+        kept = {}
+        for r in (await conn.execute(select(T.key, T.listing, T.gen))).all():
+            if r.listing not in gens:
+                gens[r.listing] = await generation(conn, r.listing)
+            if r.gen == gens[r.listing]:  # a row of a generation past goes (never counted)
+                kept[r.key] = {"key": r.key, "listing": r.listing, "gen": r.gen}
+        added = [r for r in rows if r["key"] not in kept]
+        every = [*kept.values(), *added]
+        _shuffle(every)
+        await conn.execute(delete(T))
         await conn.execute(upsert(conn.dialect.name, T).on_conflict_do_nothing(
-            index_elements=["key"]), rows)
-        # Every row gets this flush's xmin, whoever wrote it first.
-        await conn.execute(update(T).values(listing=T.listing))
+            index_elements=["key"]), every)
     return len(rows)
 
 

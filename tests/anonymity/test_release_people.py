@@ -150,5 +150,82 @@ async def test_a_mark_flushed_after_its_release_is_not_counted_at_the_next(loade
             key="0" * 64, listing=senders.STAFF, gen=senders.NEVER))
     assert await give(d, PRACTITIONER, SECOND) is None
     await counts.flush(loaded)
+    assert "0" * 64 not in {r.key for r in await _sender_rows(loaded)}  # the flush drops it
     noon = await _listing(d, loaded, nxt.replace(hour=12, minute=1))
     assert SECOND not in noon
+
+
+async def test_the_marks_stored_order_is_not_the_order_people_first_sent(loaded: Core) -> None:
+    """Attack (review9), with the server key and a dump of the live table (no dead tuples, no
+    write-ahead log): hash every person under the listing's generation and read the marks in
+    the order they are stored (PostgreSQL `ctid`; SQLite: the cells of the table's page).
+    Twelve people send one item each, the flusher running between them. Before the fix the
+    flush rewrote every row in place, in the order stored, so the marks stayed in the order
+    people first sent since the last release; with the items' own order (`xmin`, page
+    position: N2's residue) each item had its sender. Now each flush lays every mark down
+    again, shuffled."""
+    import random
+
+    from sqlalchemy.engine import make_url
+
+    from bot.people.tables import Person
+    from bot.secrets import derive, keyed_hash
+    from tests.anonymity.test_feedback_counter import PRACTITIONERS, _sqlite_stored_order
+
+    d = FakeDriver(loaded)
+    day = loaded.clock.now().replace(hour=9, minute=0, second=0, microsecond=0)
+    loaded.clock.set(day)  # type: ignore[attr-defined]
+    order = list(PRACTITIONERS)
+    random.Random(11).shuffle(order)
+    for i, email in enumerate(order):
+        assert await give(d, email, f"Thought {i + 1} about the new practice model.") is None
+        await counts.flush(loaded)  # a quiet interval: one sender per flush
+    async with loaded.db.session() as s:
+        gen = await senders.generation(await s.connection(), senders.STAFF)
+        people = list((await s.execute(select(Person))).scalars())
+    box = derive(loaded.secret, senders.LABEL)
+    owners = {keyed_hash(box, senders.STAFF, gen.isoformat(), p.id): p.email for p in people}
+    if loaded.db.is_sqlite:
+        await loaded.db.dispose()  # the last connection out folds the write-ahead log back in
+        stored = _sqlite_stored_order(make_url(loaded.db.url).database or "",
+                                      "feedback_release_senders")
+    else:
+        async with loaded.db.engine.connect() as conn:
+            stored = list((await conn.execute(text(
+                "SELECT key FROM feedback_release_senders ORDER BY ctid"))).scalars())
+    seen = [owners[k] for k in stored]
+    assert sorted(seen) == sorted(order)
+    assert seen != order and seen != order[::-1]  # before: exactly the order they sent
+
+
+async def test_a_person_whose_item_waits_for_a_later_day_does_not_make_the_second_person(
+        loaded: Core) -> None:
+    """Attack (review9): the release times change during the day (a programme reload). At
+    13:00, under one release a day (12:00), a practitioner's item waits for tomorrow's and is
+    dated tomorrow (N29), but their mark counts in the staff listing's generation. The
+    programme then releases at 14:00 and 17:00; another practitioner sends two items at 13:30.
+    At 14:00 the two of them wait (two marks), but only the second one's two items are due:
+    before the fix they went alone at a midday release, a batch of one author."""
+    from bot.programme import loader
+    from tests.conftest import EXAMPLE
+
+    old = 'release_times: ["12:00", "17:00"]'
+    text_ = EXAMPLE.read_text()
+    assert old in text_
+    d = FakeDriver(loaded)
+    day = loaded.clock.now().replace(hour=12, minute=30, second=0, microsecond=0)
+    await _listing(d, loaded, day)  # the noon release, applied
+    await loader.load(loaded.db, text_.replace(old, 'release_times: ["12:00"]'), loaded.router)
+    loaded.clock.set(day.replace(hour=13))  # type: ignore[attr-defined]
+    assert await give(d, PRACTITIONER, FIRST) is None  # waits for tomorrow's 12:00
+    await loader.load(loaded.db, text_.replace(old, 'release_times: ["14:00", "17:00"]'),
+                      loaded.router)
+    loaded.clock.set(day.replace(hour=13, minute=30))  # type: ignore[attr-defined]
+    assert await give(d, OTHER, SECOND) is None
+    assert await give(d, OTHER, THIRD) is None
+    await counts.flush(loaded)
+    from bot.feedback import release
+    release._NEXT.clear()  # a replica started since the reload: it plans 14:00
+    midday = await _listing(d, loaded, day.replace(hour=14, minute=1))
+    assert SECOND not in midday and THIRD not in midday  # before: both, one author, at 14:00
+    assert SECOND in await _listing(d, loaded, day.replace(hour=17, minute=1))
