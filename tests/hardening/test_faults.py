@@ -94,6 +94,49 @@ async def test_a_slack_event_just_after_one_the_core_stored_does_not_ping_the_da
     assert answered(slack.seen(fourth), fourth) == 1
 
 
+async def test_a_slack_event_whose_reply_outlasted_the_database_does_not_stand_for_a_ping(
+        slack: SlackDriver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An event stands for a ping as of when the database answered it, not when its handling
+    ended: a reply that took 10 s to send (Slack slow, a 429's wait) while the database went
+    away says nothing of the database now. The next event is asked about (503, Slack sends it
+    again), not acked and then lost."""
+    assert slack.adapter is not None
+    now = [1000.0]
+    monkeypatch.setattr(slack_app, "time", type("Clock", (), {"monotonic": lambda: now[0]}),
+                        raising=False)
+    real_ping = slack.core.db.ping
+
+    async def ping(fresh_for: float = 0.0) -> bool:
+        return await real_ping()  # asked every time: the endpoint's own window is under test
+
+    monkeypatch.setattr(slack.core.db, "ping", ping)
+    first, second = PEOPLE[:2]
+    for email in (first, second):
+        slack.user(email)
+    outage = Outage(slack.core.db)
+    port = slack.adapter.port
+    real_send = port.send
+
+    async def slow_send(*args: object, **kwargs: object) -> object:
+        ref = await real_send(*args, **kwargs)  # type: ignore[arg-type]
+        outage.down = True  # the database goes away while the reply is on its way
+        now[0] += 10.0  # which took 10 s
+        return ref
+
+    monkeypatch.setattr(port, "send", slow_send)
+    assert await slack_dm(slack, first, "Ev0SLOWREPLY1") == 200
+    await slack.adapter.drain()
+    assert answered(slack.seen(first), first) == 1  # the first was answered
+    monkeypatch.setattr(port, "send", real_send)
+    # The database has been away for 10 s: this event must not be acked without asking it.
+    assert await slack_dm(slack, second, "Ev0SLOWREPLY2") == 503
+    outage.down = False
+    outage.remove()
+    assert await slack_dm(slack, second, "Ev0SLOWREPLY2", retry=1) == 200
+    await slack.adapter.drain()
+    assert answered(slack.seen(second), second) == 1
+
+
 async def test_database_outage_while_slack_events_arrive(slack: SlackDriver, errors: ErrorLog) -> None:
     assert slack.adapter is not None
     for email in PEOPLE:
