@@ -185,6 +185,40 @@ async def test_database_outage_while_teams_activities_arrive(teams: TeamsDriver,
     outage.remove()
 
 
+async def test_the_database_going_away_during_a_teams_turn_that_read_nothing_more_is_no_500(
+        teams: TeamsDriver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The endpoint's pre-turn read leaves its transaction open for the turn's admission
+    (storage.db.Opened). A typing activity takes none: the endpoint gives it back at the end.
+    The database going away meanwhile (PostgreSQL: every connection ended) must not turn that
+    rollback of a read into an HTTP 500; nor into a failed send when it is given back before
+    a call to the Bot Connector."""
+    from adapters.teams.agent import TeamsAgent
+    from tests.hardening.outage import real_outage_end, real_outage_start
+
+    uid, cid = teams.dm_id(PEOPLE[0])
+    teams.fake.state.users[uid].installed = True
+    real_turn = TeamsAgent.on_turn
+    killed: list[object] = []
+
+    async def on_turn(self: TeamsAgent, context: object) -> None:
+        if not teams.core.db.is_sqlite:
+            killed.append(await real_outage_start(teams.core.db))
+            await real_outage_end(teams.core.db, killed[-1])
+        await real_turn(self, context)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(TeamsAgent, "on_turn", on_turn)
+    assert teams.http is not None
+    a = teams.activity(uid, cid, "personal")
+    a["type"] = "typing"
+    async with teams.http.post(teams.url, json=a, headers={
+            "Authorization": f"Bearer {teams.fake.sign()}"}) as r:
+        assert r.status in (200, 201, 202), r.status
+    monkeypatch.setattr(TeamsAgent, "on_turn", real_turn)
+    assert await teams.post(teams.activity(uid, cid, "personal", text="whoami",
+                                           textFormat="plain")) in (200, 201, 202)
+    assert answered(teams.seen(PEOPLE[0]), PEOPLE[0]) == 1
+
+
 @pytest.fixture
 async def platform() -> AsyncIterator[RateLimitedPlatform]:
     p = RateLimitedPlatform(PlatformConfig(workspace_rate=2000, conversation_rate=2000, burst=50,
