@@ -357,7 +357,10 @@ class Core:
         """
         # A loop, not a closure calling itself: a self-referring closure is a reference
         # cycle, left to the garbage collector on every event (bench/README, eleventh session).
+        # Enrolled once and still not found (the person erased as it was made): the event
+        # fails like any other (an apology; a redelivery tries again), never enrols on and on.
         async def attempt() -> _Sender | None:
+            enrolled = False
             while True:
                 try:
                     async with self.db.transaction() as conn:
@@ -367,7 +370,10 @@ class Core:
                         return None
                     raise
                 except people.MustEnrol:
+                    if enrolled:
+                        raise
                     await self._enrol(event.user)
+                    enrolled = True
 
         return await ADMISSION.run(attempt)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import AsyncIterator, Coroutine
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 T = TypeVar("T")
+log = logging.getLogger("staffvoice.db")
 
 __all__ = ["DEFAULT_URL", "OPENED", "Database", "DatabaseUnavailable", "DatabaseUrlError", "Opened",
            "connection_of", "give_back", "offloaded", "upsert"]
@@ -93,10 +95,17 @@ class Opened:
         return conn
 
     async def release(self) -> None:
-        """Roll the transaction back and return its connection, unless it was taken."""
+        """Roll the transaction back and return its connection, unless it was taken. Never
+        raises: the transaction only read, so nothing is lost if the database went away
+        meanwhile (the connection is then discarded); what gives it back (the end of a
+        request, a call to the Bot Connector about to be made) must not fail for it."""
         conn, self.conn = self.conn, None
         if conn is not None:
-            await self.db.end(conn, commit=False)
+            try:
+                await self.db.end(conn, commit=False)
+            except Exception as e:
+                log.info("a read transaction begun ahead could not be rolled back: %s",
+                         type(e).__name__)
 
 
 OPENED: ContextVar[Opened | None] = ContextVar("staffvoice_opened", default=None)

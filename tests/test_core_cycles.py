@@ -68,3 +68,34 @@ def _contents(cell: object) -> object:
         return cell.cell_contents  # type: ignore[attr-defined]
     except ValueError:
         return None
+
+
+async def test_an_enrolment_that_does_not_hold_ends_in_an_apology_not_an_endless_loop(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The admission's retry, a loop since it stopped being a closure calling itself, enrols
+    a newcomer once: if their person is still not found (erased as it was made, here), the
+    event fails with the usual apology instead of enrolling again and again, never answered
+    (the recursion it replaced at least ended at the interpreter's depth limit)."""
+    from sqlalchemy import delete
+
+    from bot.people import service as people
+    from bot.people.tables import Person
+
+    real = people.enrol
+    made: list[str] = []
+
+    async def erased_as_made(s: object, u: object) -> str:
+        if len(made) >= 20:
+            raise RuntimeError("enrolled 20 times for one event")  # the loop, cut short
+        pid = await real(s, u)  # type: ignore[arg-type]
+        made.append(pid)
+        await s.execute(delete(Person).where(Person.id == pid))  # type: ignore[attr-defined]
+        return pid
+
+    monkeypatch.setattr(people, "enrol", erased_as_made)
+    d = FakeDriver(core)
+    await d.say("newcomer@northbridge.example", "whoami")
+    assert len(made) == 1
+    said = d.seen("newcomer@northbridge.example")
+    assert said and "sorry" in said[-1].lower()

@@ -248,12 +248,15 @@ class SlackAdapter:
         a sign that the database answers as a ping that recent (mount.EventsEndpoint)."""
         return time.monotonic() - self._db_answered < within_s
 
-    def _handled(self, result: HandleResult) -> HandleResult:
+    def _handled(self, result: HandleResult, started: float) -> HandleResult:
         # Every outcome but these had the database answer (the event admitted, or found a
         # duplicate, or its sender looked up): "internal" may be the database failing, and
-        # "invalid" never reached it.
+        # "invalid" never reached it. It answered at some time after `started`, when the
+        # core began; not necessarily near the end: what follows may be a reply that waited
+        # seconds on Slack (a 429) while the database went away, so the handling's end would
+        # vouch for a database long gone.
         if result.error not in ("internal", "invalid"):
-            self._db_answered = time.monotonic()
+            self._db_answered = max(self._db_answered, started)
         return result
 
     async def _run(self, body: Mapping[str, Any],
@@ -262,7 +265,8 @@ class SlackAdapter:
         # answering Slack's acks, which are due within 3 s, between pieces of this work.
         async with self._working:
             event = build(body, await self._user(body))
-            self._handled(await self.core.handle(event, self.port))
+            started = time.monotonic()
+            self._handled(await self.core.handle(event, self.port), started)
 
     def later(self, body: Mapping[str, Any], build: Callable[[Mapping[str, Any], UserRef], Event]) -> None:
         self.spawn(self._run(body, build))
@@ -365,9 +369,11 @@ class SlackAdapter:
         """Run the core before acking so field errors can be shown in the modal."""
         event = events.submit_event(body, await self._user(body))
         self.port.await_ack(event.event_id)
+        started = time.monotonic()
         work = asyncio.ensure_future(self.core.handle(event, self.port))
         try:
-            result = self._handled(await asyncio.wait_for(asyncio.shield(work), SUBMIT_BUDGET_S))
+            result = self._handled(await asyncio.wait_for(asyncio.shield(work), SUBMIT_BUDGET_S),
+                                   started)
         except TimeoutError:
             # Too slow for the ack: the modal shows "one moment" and stays open while the core
             # finishes in the background; what it shows next (a "Before you send", the thanks)

@@ -94,6 +94,49 @@ async def test_a_slack_event_just_after_one_the_core_stored_does_not_ping_the_da
     assert answered(slack.seen(fourth), fourth) == 1
 
 
+async def test_a_slack_event_whose_reply_outlasted_the_database_does_not_stand_for_a_ping(
+        slack: SlackDriver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An event stands for a ping as of when the database answered it, not when its handling
+    ended: a reply that took 10 s to send (Slack slow, a 429's wait) while the database went
+    away says nothing of the database now. The next event is asked about (503, Slack sends it
+    again), not acked and then lost."""
+    assert slack.adapter is not None
+    now = [1000.0]
+    monkeypatch.setattr(slack_app, "time", type("Clock", (), {"monotonic": lambda: now[0]}),
+                        raising=False)
+    real_ping = slack.core.db.ping
+
+    async def ping(fresh_for: float = 0.0) -> bool:
+        return await real_ping()  # asked every time: the endpoint's own window is under test
+
+    monkeypatch.setattr(slack.core.db, "ping", ping)
+    first, second = PEOPLE[:2]
+    for email in (first, second):
+        slack.user(email)
+    outage = Outage(slack.core.db)
+    port = slack.adapter.port
+    real_send = port.send
+
+    async def slow_send(*args: object, **kwargs: object) -> object:
+        ref = await real_send(*args, **kwargs)  # type: ignore[arg-type]
+        outage.down = True  # the database goes away while the reply is on its way
+        now[0] += 10.0  # which took 10 s
+        return ref
+
+    monkeypatch.setattr(port, "send", slow_send)
+    assert await slack_dm(slack, first, "Ev0SLOWREPLY1") == 200
+    await slack.adapter.drain()
+    assert answered(slack.seen(first), first) == 1  # the first was answered
+    monkeypatch.setattr(port, "send", real_send)
+    # The database has been away for 10 s: this event must not be acked without asking it.
+    assert await slack_dm(slack, second, "Ev0SLOWREPLY2") == 503
+    outage.down = False
+    outage.remove()
+    assert await slack_dm(slack, second, "Ev0SLOWREPLY2", retry=1) == 200
+    await slack.adapter.drain()
+    assert answered(slack.seen(second), second) == 1
+
+
 async def test_database_outage_while_slack_events_arrive(slack: SlackDriver, errors: ErrorLog) -> None:
     assert slack.adapter is not None
     for email in PEOPLE:
@@ -140,6 +183,40 @@ async def test_database_outage_while_teams_activities_arrive(teams: TeamsDriver,
             assert await post(a) in (200, 201, 202)  # the channel redelivers the same activity
     assert [answered(teams.seen(e), e) for e in PEOPLE] == [1] * len(PEOPLE), statuses
     outage.remove()
+
+
+async def test_the_database_going_away_during_a_teams_turn_that_read_nothing_more_is_no_500(
+        teams: TeamsDriver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The endpoint's pre-turn read leaves its transaction open for the turn's admission
+    (storage.db.Opened). A typing activity takes none: the endpoint gives it back at the end.
+    The database going away meanwhile (PostgreSQL: every connection ended) must not turn that
+    rollback of a read into an HTTP 500; nor into a failed send when it is given back before
+    a call to the Bot Connector."""
+    from adapters.teams.agent import TeamsAgent
+    from tests.hardening.outage import real_outage_end, real_outage_start
+
+    uid, cid = teams.dm_id(PEOPLE[0])
+    teams.fake.state.users[uid].installed = True
+    real_turn = TeamsAgent.on_turn
+    killed: list[object] = []
+
+    async def on_turn(self: TeamsAgent, context: object) -> None:
+        if not teams.core.db.is_sqlite:
+            killed.append(await real_outage_start(teams.core.db))
+            await real_outage_end(teams.core.db, killed[-1])
+        await real_turn(self, context)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(TeamsAgent, "on_turn", on_turn)
+    assert teams.http is not None
+    a = teams.activity(uid, cid, "personal")
+    a["type"] = "typing"
+    async with teams.http.post(teams.url, json=a, headers={
+            "Authorization": f"Bearer {teams.fake.sign()}"}) as r:
+        assert r.status in (200, 201, 202), r.status
+    monkeypatch.setattr(TeamsAgent, "on_turn", real_turn)
+    assert await teams.post(teams.activity(uid, cid, "personal", text="whoami",
+                                           textFormat="plain")) in (200, 201, 202)
+    assert answered(teams.seen(PEOPLE[0]), PEOPLE[0]) == 1
 
 
 @pytest.fixture
