@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from bot.core import Core
 
 LABEL = "staffvoice feedback release senders v1"
-LOCK = 0x5F5F_7376_0F0E  # PostgreSQL advisory lock: replicas' flushes take turns
+LOCK = 0x5F5F_7376_0F11  # PostgreSQL advisory lock: replicas' flushes take turns (its own: test_design_invariants)
 STAFF = "staff"  # the listing whose senders are people (the public pages know no people)
 NEVER = datetime(2000, 1, 1, tzinfo=UTC)
 _shuffle = random.SystemRandom().shuffle
