@@ -295,7 +295,10 @@ class Core:
             # No platform issues ids this long; storing them would fail, so refuse cleanly.
             log.warning("event refused: platform ids too long", extra={"kind": type(event).__name__})
             return HandleResult(handled=False, error="invalid")
-        key = self.event_key(event.event_id, event.trigger)
+        # A tap's trigger goes into its key (N33); a form's submission keeps its id alone, so
+        # the same view sent twice (a double press of Submit) is still one event.
+        key = self.event_key(event.event_id,
+                             event.trigger if isinstance(event, ActionEvent) else None)
         act = (self.router.find(self.router.actions, event.action_id)
                if isinstance(event, ActionEvent) else None)
         said = (self.router.match(event.text)
@@ -346,7 +349,7 @@ class Core:
     def event_key(self, event_id: str, trigger: str | None = None) -> str:
         """What is stored of an event id: a keyed hash, since platform ids can embed who
         tapped what and when (Slack action ids carry the user, a precise time and the button,
-        which is the answer). The event's `trigger` (Slack's trigger_id: the same in every
+        which is the answer). A tap's `trigger` (Slack's trigger_id: the same in every
         redelivery of one interaction, random to anyone but the platform) is hashed in too:
         without it, the holder of the server key could try every `action_ts` of the stored day
         for a known user and each button of a known question, and read their answer, after
@@ -528,7 +531,7 @@ class Core:
         except UserError as e:
             if isinstance(event, FormSubmitEvent) and event.conversation is None:
                 # A modal: show the problem in the form itself.
-                await self._forget(self.event_key(event.event_id, event.trigger))
+                await self._forget(self.event_key(event.event_id))
                 return HandleResult(form_errors={"_": str(e)})
             await ctx.reply(text_message(str(e)))
             return HandleResult(error="user")
