@@ -295,7 +295,10 @@ class Core:
             # No platform issues ids this long; storing them would fail, so refuse cleanly.
             log.warning("event refused: platform ids too long", extra={"kind": type(event).__name__})
             return HandleResult(handled=False, error="invalid")
-        key = self.event_key(event.event_id)
+        # A tap's trigger goes into its key (N33); a form's submission keeps its id alone, so
+        # the same view sent twice (a double press of Submit) is still one event.
+        key = self.event_key(event.event_id,
+                             event.trigger if isinstance(event, ActionEvent) else None)
         act = (self.router.find(self.router.actions, event.action_id)
                if isinstance(event, ActionEvent) else None)
         said = (self.router.match(event.text)
@@ -343,9 +346,16 @@ class Core:
             await self._tell_sorry(event, port)
             return HandleResult(handled=False, error="internal")
 
-    def event_key(self, event_id: str) -> str:
+    def event_key(self, event_id: str, trigger: str | None = None) -> str:
         """What is stored of an event id: a keyed hash, since platform ids can embed who
-        tapped what and when (Slack action ids carry the user and a precise time)."""
+        tapped what and when (Slack action ids carry the user, a precise time and the button,
+        which is the answer). A tap's `trigger` (Slack's trigger_id: the same in every
+        redelivery of one interaction, random to anyone but the platform) is hashed in too:
+        without it, the holder of the server key could try every `action_ts` of the stored day
+        for a known user and each button of a known question, and read their answer, after
+        the round closed (docs/invariants.md N33)."""
+        if trigger:
+            return keyed_hash(self.secret, "event", event_id, trigger)
         return keyed_hash(self.secret, "event", event_id)
 
     async def _admit(self, event: Event, key: str) -> _Sender | None:

@@ -807,8 +807,10 @@ class Urgent:
 async def urgent_queue(s: AsyncSession, *, include_acknowledged: bool = True,
                        limit: int = 50) -> list[Urgent]:
     """Urgent items, newest day first (shuffled within a day, as every list), with each lead's
-    alert state: the safeguarding leads' queue."""
-    items = await list_items(s, statuses=STATUSES, urgent_only=True, limit=limit)
+    alert state: the safeguarding leads' queue, from staff and the public pages alike (as chat's
+    `feedback list urgent`: an urgent item from a child or parent is no less urgent)."""
+    items = await list_items(s, statuses=STATUSES, urgent_only=True, limit=limit,
+                             sources=(STAFF, *PUBLIC_SOURCES))
     if not items:
         return []
     alerts: dict[str, dict[str, str]] = {}

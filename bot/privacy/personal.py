@@ -66,15 +66,19 @@ class PersonalRows:
         return done
 
     async def held(self, s: AsyncSession, who: Subject) -> dict[str, list[dict[str, Any]]]:
-        """This part's rows naming `who`, by table, as plain dicts (binary columns left out)."""
+        """This part's rows naming `who`, by table, as plain dicts (binary columns left out),
+        each column that can name a person showing only `who`: a row found for them may name
+        colleagues too (a milestone's `offer_to` list), and their export is not the place for
+        other people's data."""
         out: dict[str, list[dict[str, Any]]] = {}
         for rule in self.rules:
             if not rule.exported:
                 continue
             rows = await matching(s, rule, who)
             if rows:
+                same = [r for r in self.rules if r.table is rule.table]
                 have = out.setdefault(rule.table.name, [])
-                have.extend(r for r in rows if r not in have)
+                have.extend(x for x in (_only(r, same, who) for r in rows) if x not in have)
         return out
 
 
@@ -136,6 +140,24 @@ async def _apply(s: AsyncSession, rule: Rule, who: Subject) -> int:
         res = await s.execute(update(t).where(cond).values(
             {rule.column: None if col.nullable else ""}))
     return int(res.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _only(row: dict[str, Any], rules: list[Rule], who: Subject) -> dict[str, Any]:
+    """`row` with every column that names people by id (by `rules`, of its table) naming no one
+    but `who`: a list keeps their id alone, a person id or recipient that is not theirs is left
+    out. An email or platform account id is left as found: a row found by one of them (a Teams
+    member row) describes one account, and its other identifier is theirs even when no link
+    of theirs names it."""
+    out = dict(row)
+    for rule in rules:
+        v = out.get(rule.column)
+        if rule.match == "list":
+            out[rule.column] = [x for x in (v or []) if x == who.person_id]
+        elif rule.match == "person" and v is not None and v != who.person_id:
+            out[rule.column] = None
+        elif rule.match == "recipient" and v is not None and v != f"person:{who.person_id}":
+            out[rule.column] = None
+    return out
 
 
 def _plain(row: Any) -> dict[str, Any]:

@@ -71,3 +71,28 @@ async def test_an_erasure_before_the_close_leaves_no_cell_below_k(loaded: Core) 
     # The four answers are still counted, in a cell of k or more.
     ones = sum(r["n"] for r in tables["pulse_tallies"] if r["value"] == 1)
     assert ones == 4 * 5
+
+
+async def test_an_erasure_mid_round_leaves_no_row_that_says_they_were_asked_or_answered(
+        loaded: Core) -> None:
+    """Guard (found holding, 2026-12-07): a duty social worker answers, then is erased while
+    the round is open. Their participation and their invitation's row in the delivery ledger
+    (who was asked, when it went) named them; after the erasure no row of any table holds
+    their id, email, platform account or DM (their sealed answers stay, keyed under the
+    round's secret, and go at the close: N13)."""
+    from tests.test_design_invariants import rows_naming
+    from tests.test_feedback_helpers import identity_strings
+
+    d = FakeDriver(loaded)
+    await loaded.tick()  # the round opens and everyone is invited
+    for label in ANSWERS:
+        await d.tap(FRONT_DOOR[1], label)
+    who = await identity_strings(loaded.db, FRONT_DOOR[1])
+    before = await rows_naming(loaded, who)
+    assert {"pulse_participation", "broadcast_deliveries", "people"} <= set(before), set(before)
+    async with loaded.db.session() as s:
+        person = await person_by_email(s, FRONT_DOOR[1])
+        assert person is not None
+        await erasure.erase(s, person)
+        await s.commit()
+    assert await rows_naming(loaded, who) == {}

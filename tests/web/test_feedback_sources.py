@@ -46,3 +46,24 @@ async def test_staff_and_family_feedback_are_listed_apart(server: Server, loaded
         assert "From a parent or carer" in body
         unknown = await http.get(f"{server.url}/app/feedback?source=everyone")
         assert unknown.status == 404
+
+
+async def test_an_urgent_item_from_a_public_page_is_in_the_leads_urgent_queue(
+        server: Server, loaded: Core) -> None:
+    """A child writes on the young people's page that they are being hurt at home; the
+    safeguarding lead opens the dashboard's urgent queue. Chat's `feedback list urgent` lists
+    urgent items from every page; before the fix the dashboard's queue read staff items only,
+    so the lead found "Nothing waiting for you" and could not acknowledge it there."""
+    child = "My stepdad hits me when mum is at work and I am scared to go home."
+    async with loaded.db.session() as s:
+        await fb.add_public_item(s, [], source="young_people", day=loaded.clock.now().date(),
+                                 text=child, theme_id=None, concerns=("child_risk",))
+    server.oidc.sign_in_as("safeguarding.lead@northbridge.example")
+    async with _client(server) as http:
+        assert (await _oidc(http, server)).status == 303
+        resp = await http.get(f"{server.url}/app/safeguarding")
+        body = await resp.text()
+    assert resp.status == 200
+    waiting = body.split("Waiting for you", 1)[1].split("Acknowledged by you", 1)[0]
+    assert child in waiting and "From a young person" in waiting
+    assert FAMILY_TEXT not in body  # not urgent: not in the queue

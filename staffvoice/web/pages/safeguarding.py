@@ -37,6 +37,7 @@ async def queue(request: web.Request) -> web.StreamResponse:
     done = [u for u in urgent if session.person_id in u.acknowledged_by]
     return render(request, "safeguarding.html", title="Urgent queue", waiting=waiting, done=done,
                   leads=leads, names=names, ref=fb.ref_of, states=STATES, describe=sg.describe,
+                  sources=fb.SOURCE_LABELS,
                   me=session.person_id, short=short, notice="Acknowledged." if request.query.get("done") else "")
 
 
