@@ -8,7 +8,7 @@ import re
 from contextvars import ContextVar
 from typing import Any
 
-from microsoft_agents.activity import Activity
+from microsoft_agents.activity import Activity, DeliveryModes
 from microsoft_agents.hosting.core import TurnContext
 
 from adapters.teams import dialogs, render
@@ -71,9 +71,17 @@ class TeamsAgent:
         a = context.activity.model_dump(by_alias=True, exclude_none=True, mode="json")
         if a.get("type") == "invoke":
             body = await self.invoke(a)
-            await context.send_activity(Activity(
-                type="invokeResponse",
-                value={"status": 200, **({"body": body} if body is not None else {})}))
+            answer = Activity(type="invokeResponse",
+                              value={"status": 200, **({"body": body} if body is not None else {})})
+            if context.activity.delivery_mode == DeliveryModes.expect_replies:
+                await context.send_activity(answer)  # buffered with the replies (not Teams)
+            else:
+                # Where the adapter's send_activities puts an invoke response, and reads it
+                # back after the turn for the HTTP answer. Through TurnContext.send_activity
+                # each invoke left a reference cycle (its handler chain's closures holding the
+                # TurnContext, both activities and the claims, ~77 objects) for the garbage
+                # collector (tests/teams/test_send_path.py).
+                context.turn_state[context.adapter.INVOKE_RESPONSE_KEY] = answer
             return
         await self.handle(a)
 
