@@ -8,7 +8,7 @@ import re
 from contextvars import ContextVar
 from typing import Any
 
-from microsoft_agents.activity import Activity
+from microsoft_agents.activity import Activity, DeliveryModes
 from microsoft_agents.hosting.core import TurnContext
 
 from adapters.teams import dialogs, render
@@ -32,6 +32,14 @@ from bot.port import PlatformError
 log = logging.getLogger("staffvoice.teams.agent")
 # What the endpoint read of this request's activity before the turn (refs.seen), if it did.
 SEEN: ContextVar[refs.Seen | None] = ContextVar("staffvoice_teams_seen", default=None)
+# The activity as the endpoint parsed it from the request body (the SDK parsed the same body).
+INBOUND: ContextVar[dict[str, Any] | None] = ContextVar("staffvoice_teams_inbound", default=None)
+# The Activity model's fields as sent (camelCase), and their Python names where they differ.
+_WIRE_NAMES = frozenset(f.alias or n for n, f in Activity.model_fields.items())
+_PY_NAMES = frozenset(n for n, f in Activity.model_fields.items() if f.alias and f.alias != n)
+# Fields the model holds as accounts (or lists of them, or of entities): None inside is dropped.
+_ACCOUNTS = ("from", "recipient", "conversation")
+_ACCOUNT_LISTS = ("membersAdded", "membersRemoved", "entities")
 AT_TAG = re.compile(r"<at>.*?</at>", re.S)
 TAG = re.compile(r"<[^>]+>")
 
@@ -60,6 +68,35 @@ def strip_mentions(activity: dict[str, Any]) -> tuple[str, bool]:
     return " ".join(text.split()), mentioned
 
 
+def _no_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def inbound(context: TurnContext) -> dict[str, Any]:
+    """The turn's activity as a dict, as the SDK's model dumps it (by alias, None left out).
+
+    From the body the endpoint parsed (INBOUND) when that is this turn's activity: the dump
+    walked the whole parsed model again, about as long as parsing it. The model keeps only its
+    own fields at the top and drops None in them and in their accounts; so is this. It differs
+    only in how a timestamp is written (as received, not re-formatted), which nothing here
+    reads but its date and hour. Anything unusual (a field by its Python name) is dumped."""
+    raw = INBOUND.get()
+    act = context.activity
+    if (raw is None or raw.get("id") != act.id or raw.get("type") != act.type
+            or not _PY_NAMES.isdisjoint(raw)):
+        return context.activity.model_dump(by_alias=True, exclude_none=True, mode="json")
+    a = {k: v for k, v in raw.items() if v is not None and k in _WIRE_NAMES}
+    for k in _ACCOUNTS:
+        v = a.get(k)
+        if isinstance(v, dict) and None in v.values():
+            a[k] = _no_none(v)
+    for k in _ACCOUNT_LISTS:
+        v = a.get(k)
+        if isinstance(v, list) and any(isinstance(i, dict) and None in i.values() for i in v):
+            a[k] = [_no_none(i) if isinstance(i, dict) else i for i in v]
+    return a
+
+
 class TeamsAgent:
     """Implements the SDK's Agent protocol over the staffvoice core."""
 
@@ -68,12 +105,20 @@ class TeamsAgent:
         self.port = port
 
     async def on_turn(self, context: TurnContext) -> None:
-        a = context.activity.model_dump(by_alias=True, exclude_none=True, mode="json")
+        a = inbound(context)
         if a.get("type") == "invoke":
             body = await self.invoke(a)
-            await context.send_activity(Activity(
-                type="invokeResponse",
-                value={"status": 200, **({"body": body} if body is not None else {})}))
+            answer = Activity(type="invokeResponse",
+                              value={"status": 200, **({"body": body} if body is not None else {})})
+            if context.activity.delivery_mode == DeliveryModes.expect_replies:
+                await context.send_activity(answer)  # buffered with the replies (not Teams)
+            else:
+                # Where the adapter's send_activities puts an invoke response, and reads it
+                # back after the turn for the HTTP answer. Through TurnContext.send_activity
+                # each invoke left a reference cycle (its handler chain's closures holding the
+                # TurnContext, both activities and the claims, ~77 objects) for the garbage
+                # collector (tests/teams/test_send_path.py).
+                context.turn_state[context.adapter.INVOKE_RESPONSE_KEY] = answer
             return
         await self.handle(a)
 

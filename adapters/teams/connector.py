@@ -44,6 +44,9 @@ GONE_404 = frozenset({"ConversationNotFound", "NotFound", "MemberNotFoundInConve
 # bot", stop posting; bot-docs #1960: TenantNoPermission "Tenant is disabled"): nobody there is
 # marked unreachable for them.
 APP_403 = frozenset({"BotDisabledByAdmin", "TenantNoPermission"})
+# The SDK's connector client cuts a conversation id to this many characters before posting
+# (`max_conversation_id_length`); a send posted here does the same.
+MAX_CONVERSATION_ID = 150
 # The bot's token is used until this long before its `exp`, then asked for again (MSAL, asked
 # every time, answers from its cache on a worker thread, and itself renews a token about five
 # minutes before it ends).
@@ -138,6 +141,35 @@ def _error_code(message: str) -> str:
         return ""
     err = body.get("error") if isinstance(body, dict) else None
     return str(err.get("code", "")) if isinstance(err, dict) else ""
+
+
+async def send_activity(client: TeamsConnectorClient, conversation_id: str,
+                        payload: dict[str, Any]) -> str:
+    """POST v3/conversations/{id}/activities ("Send to conversation", Bot Connector REST API)
+    with our own payload, through the pooled client's session (its base URL and Authorization
+    header); the new activity's id ("" if the service names none).
+
+    What the SDK's `send_to_conversation` sends for the same payload, without its round trip
+    through the `Activity` model (validated, then dumped back to the same dict: the payloads
+    are built by adapters/teams/render.py and dialogs.py, and
+    tests/teams/test_send_path.py checks that the model gives them back unchanged). A refusal
+    raises aiohttp's ClientResponseError carrying the response body and headers, as the SDK's
+    does, so ConnectorPool.call classifies it the same (error code, Retry-After)."""
+    url = f"v3/conversations/{conversation_id[:MAX_CONVERSATION_ID]}/activities"
+    async with client.client.post(url, json=payload) as response:
+        text = await response.text("utf-8")
+        if response.status not in (200, 201, 202):
+            raise aiohttp.ClientResponseError(
+                response.request_info, response.history, status=response.status,
+                message=text if text and not response.ok else f"Error accessing resource '{url}'",
+                headers=response.headers)
+    if not text:
+        return ""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return ""
+    return str(body.get("id") or "") if isinstance(body, dict) else ""
 
 
 class ConnectorPool:

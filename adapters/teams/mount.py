@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from adapters import readiness
 from adapters.teams import config as teams_config
 from adapters.teams import references as refs
-from adapters.teams.agent import SEEN, TeamsAgent
+from adapters.teams.agent import INBOUND, SEEN, TeamsAgent
 from adapters.teams.auth import AuthError, KeysUnavailable, TokenValidator
 from adapters.teams.connector import (
     ConnectorPool,
@@ -163,6 +163,7 @@ class TeamsEndpoint:
             warnings.simplefilter("ignore")  # the SDK looks the identity up by this plain key
             request["claims_identity"] = claims
         token = SEEN.set(seen)
+        parsed = INBOUND.set(activity)
         opened = OPENED.set(ahead)
         try:
             response = await self.adapter.process(request, self.agent)
@@ -177,6 +178,7 @@ class TeamsEndpoint:
             return web.json_response({"error": "not a valid activity"}, status=400)
         finally:
             SEEN.reset(token)
+            INBOUND.reset(parsed)
             OPENED.reset(opened)
             await ahead.release()  # if nothing took it (a dialog's fetch, a typing activity)
         return response or web.Response(status=202)

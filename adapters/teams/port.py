@@ -17,7 +17,7 @@ from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
 
 from adapters.teams import dialogs, render
 from adapters.teams import references as refs
-from adapters.teams.connector import ChatGone, ConnectorPool
+from adapters.teams.connector import ChatGone, ConnectorPool, send_activity
 from bot.clock import Clock
 from bot.model import (
     Block,
@@ -64,14 +64,9 @@ def utf16_bytes(payload: dict[str, Any]) -> int:
 
 
 def wire_bytes(payload: dict[str, Any]) -> int:
-    """Bytes of an activity as the SDK's connector client sends it: its model dump, encoded by
-    aiohttp's json.dumps (ASCII escapes, so a typographic quote costs six bytes, not one)."""
-    rough = len(json.dumps(payload))
-    if rough < MAX_ACTIVITY_BYTES // 2:
-        return rough  # far from the limit: the model's own dump adds no more than this
-    body = Activity.model_validate(payload).model_dump(by_alias=True, exclude_unset=True,
-                                                      mode="json")
-    return len(json.dumps(body).encode())
+    """Bytes of an activity as sent (connector.send_activity): encoded by aiohttp's json.dumps
+    (ASCII escapes, so a typographic quote costs six bytes, not one)."""
+    return len(json.dumps(payload))
 
 
 def _cut(text: Text) -> tuple[Text, Text] | None:
@@ -166,14 +161,14 @@ class TeamsPort:
 
     async def _post(self, conv: ConversationRef, payload: dict[str, Any]) -> MessageRef:
         url = await self._service_url(conv)
-        activity = Activity.model_validate(payload)
         target = wire_id(conv)
 
-        async def op(c: TeamsConnectorClient) -> Any:
-            return await c.conversations.send_to_conversation(target, activity)
+        async def op(c: TeamsConnectorClient) -> str:
+            # Our payload as it is: the SDK's send validated it into its Activity model and
+            # dumped it back to the same dict before encoding it (connector.send_activity).
+            return await send_activity(c, target, payload)
 
-        res = await self.pool.call(url, op, "send")
-        return MessageRef(conv, str(res.id or ""))
+        return MessageRef(conv, await self.pool.call(url, op, "send"))
 
     def too_big(self, message: Message, payload: dict[str, Any] | None = None) -> str | None:
         """bot.port.SizeLimited: why `message` cannot go as one Teams message, if it cannot."""
