@@ -511,7 +511,8 @@ async def test_a_forms_statements_run_on_the_cursor_and_store_the_same_values(
     item = next(i for i in await items(loaded) if i.text == CONCERN)
     assert (item.day, item.theme_id, item.status, item.source) == (
         date(2026, 11, 30), "supervision", "new", "staff")
-    assert item.urgent is True and item.released is True and item.concerns == ["child_risk"]
+    # Readable to its leads at once, to everyone else from its release (N37).
+    assert item.urgent is True and item.released is False and item.concerns == ["child_risk"]
     [handle] = await handles(loaded)
     assert handle.item_id == item.id
     route = sealing.open_sealed(loaded.secret, handle.id, handle.sealed)

@@ -174,7 +174,7 @@ async def test_a_crash_before_the_flush_loses_no_item(loaded: Core) -> None:
         # killed here: no flush
     assert await stored_items(loaded) == 2 and await written(loaded) == {}
     async with loaded.db.session() as s:
-        urgent = [i for i in await fb.list_items(s, urgent_only=True)]
+        urgent = [i for i in await fb.list_items(s, urgent_only=True, lead=True)]
     assert len(urgent) == 1
     async with process(loaded) as restarted:
         d = Driver(restarted, "restarted")

@@ -14,13 +14,14 @@ from bot.families import service
 from bot.families.section import FamiliesSection
 from bot.feedback import service as fb
 from bot.model import Context, Fields, Message, Text
-from bot.roles import CHANGE_TEAM
+from bot.roles import CHANGE_TEAM, SAFEGUARDING_LEAD
 from bot.router import Router
 
 
 async def contact_cmd(ctx: Ctx, args: str) -> None:
     """Show who asked to be contacted about an item (change team only; sent privately)."""
-    item, contact = await service.read_contact(ctx.core, args)
+    item, contact = await service.read_contact(ctx.core, args,
+                                                  lead=ctx.has(SAFEGUARDING_LEAD))
     await ctx.reply(Message(
         (Text(f"Contact request for {fb.ref_of(item.id)}", heading=True),
          Fields((("Name", contact.name), ("Phone or email", contact.how))),
@@ -32,7 +33,7 @@ async def contact_cmd(ctx: Ctx, args: str) -> None:
 
 async def contacted_cmd(ctx: Ctx, args: str) -> None:
     """The contact was made: delete the details for good."""
-    ref = await service.contact_made(ctx.core, args)
+    ref = await service.contact_made(ctx.core, args, lead=ctx.has(SAFEGUARDING_LEAD))
     await ctx.say(f"Contact details for {ref} deleted. The feedback itself stays.")
 
 

@@ -281,10 +281,12 @@ def seal_contact(secret: bytes, item_id: str, contact: Contact) -> bytes:
     return seal_bytes(derive(secret, CONTACT_LABEL), item_id, plain)
 
 
-async def read_contact(core: Core, ref: str) -> tuple[FeedbackItem, Contact]:
-    """The contact request behind an item (UserError if there is none, or it was deleted)."""
+async def read_contact(core: Core, ref: str, *, lead: bool = False
+                       ) -> tuple[FeedbackItem, Contact]:
+    """The contact request behind an item (UserError if there is none, or it was deleted); an
+    urgent item's from its storing for a safeguarding lead (`lead`), else from its release."""
     async with core.db.session() as s:
-        item = await fb.find_item(s, ref)
+        item = await fb.find_item(s, ref, lead=lead)
         row = await s.get(FamilyContact, item.id)
         if row is None:
             raise UserError(f"{fb.ref_of(item.id)} has no contact request (none was asked for, "
@@ -306,10 +308,10 @@ async def _destroy_contacts(s: AsyncSession, where: Any) -> int:
     return int(res.rowcount or 0)  # type: ignore[attr-defined]
 
 
-async def contact_made(core: Core, ref: str) -> str:
+async def contact_made(core: Core, ref: str, *, lead: bool = False) -> str:
     """The change team made contact: the details are deleted for good. Returns the item's ref."""
     async with core.db.session() as s:
-        item = await fb.find_item(s, ref)
+        item = await fb.find_item(s, ref, lead=lead)
         if await _destroy_contacts(s, FamilyContact.item_id == item.id) == 0:
             raise UserError(f"{fb.ref_of(item.id)} has no contact details to delete.")
         if item.status == "new":

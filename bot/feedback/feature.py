@@ -323,8 +323,10 @@ async def list_cmd(ctx: Ctx, args: str) -> None:
         if urgent and sources == (fb.STAFF,):
             # A lead looking for urgent items wants every one, whichever page it came from.
             sources = (fb.STAFF, *fb.PUBLIC_SOURCES)
+        # The urgent queue is a lead's view: their urgent items at once (they were alerted);
+        # everyone else's listing shows an urgent item from its release (N37).
         items = await fb.list_items(s, theme_id=theme_id, statuses=statuses, urgent_only=urgent,
-                                    sources=sources)
+                                    sources=sources, lead=urgent and ctx.has(SAFEGUARDING_LEAD))
         # Whoever reads the urgent queue learns when a lead cannot be alerted (bot/people/reach.py).
         short = (await reach.leads_reach(s)).warning() if urgent else None
         replyable = {i.id for i in items if await fb.has_handle(s, i.id)}
@@ -334,7 +336,9 @@ async def list_cmd(ctx: Ctx, args: str) -> None:
     await trail.record_ctx(ctx, "view.urgent_queue" if urgent else "view.feedback",
                            target=" ".join(args.lower().split()) or "open")
     released = (f"New feedback appears at {when} (programme time), everything that waited "
-                "together, so that no list says when an item was sent; urgent items at once.")
+                "together, so that no list says when an item was sent; urgent items reach the "
+                "safeguarding leads at once (their urgent queue), everyone else's lists with the "
+                "release.")
     if not items:
         await ctx.say(f"No feedback matches that. {released}" + (f"\n\n{short}" if short else ""))
         return
@@ -367,7 +371,7 @@ async def show_cmd(ctx: Ctx, args: str) -> None:
     """One item with its whole thread."""
     await release.release_due(ctx.core)
     async with ctx.session() as s:
-        item = await fb.find_item(s, args)
+        item = await fb.find_item(s, args, lead=ctx.has(SAFEGUARDING_LEAD))
         msgs = await fb.thread(s, item.id)
         can_reply = await fb.has_handle(s, item.id)
     await trail.record_ctx(ctx, "view.feedback_item", target=fb.ref_of(item.id))
@@ -399,7 +403,7 @@ def _reply_form(item: FeedbackItem) -> Form:
 
 async def reply_cmd(ctx: Ctx, args: str) -> None:
     async with ctx.session() as s:
-        item = await fb.find_item(s, args)
+        item = await fb.find_item(s, args, lead=ctx.has(SAFEGUARDING_LEAD))
         if not await fb.has_handle(s, item.id):
             raise UserError("The author of this feedback did not allow replies, or has stopped "
                             "them. You can answer everyone with “you said we did”.")
@@ -412,7 +416,7 @@ async def item_action(ctx: Ctx) -> None:
     kind, _, rest = value.partition(":")
     if kind == "reply":
         async with ctx.session() as s:
-            item = await fb.find_item(s, rest)
+            item = await fb.find_item(s, rest, lead=ctx.has(SAFEGUARDING_LEAD))
         await ctx.open_form(_reply_form(item))
     elif kind == "status":
         item_id, _, status = rest.partition(":")
@@ -429,7 +433,8 @@ async def reply_form(ctx: Ctx) -> None:
         raise FormInvalid({"text": "Please write a reply. Nothing was sent."})
     if len(text) > 3000:
         raise FormInvalid({"text": f"That is {len(text):,} characters; the limit is 3,000."})
-    await fb.reply(ctx.core, ev.metadata, ctx.person.id, text)
+    await fb.reply(ctx.core, ev.metadata, ctx.person.id, text,
+                   lead=ctx.has(SAFEGUARDING_LEAD))
     # The same words whether or not the author could be reached: reachability would narrow
     # who they are (a leaver, someone who blocked the app).
     await ctx.say(f"Reply saved under {fb.ref_of(ev.metadata)}. The author is told there is an "
@@ -438,7 +443,7 @@ async def reply_form(ctx: Ctx) -> None:
 
 async def _set_status(ctx: Ctx, ref: str, status: str) -> None:
     async with ctx.session() as s:
-        item = await fb.find_item(s, ref)
+        item = await fb.find_item(s, ref, lead=ctx.has(SAFEGUARDING_LEAD))
         await fb.set_status(s, item, status)
     await ctx.say(f"Feedback {fb.ref_of(item.id)} is now {status}.")
 

@@ -11,7 +11,10 @@ same listing (staff, the public pages, or the public pages' spam queue), and on 
 listing from at least two people (bot/feedback/senders.py: one person's two things are a batch
 of one author, N25); the day's last releases whatever waits, so a lone
 item is dated to its day at best. What is sent after the day's last release waits for the next
-day's. Urgent items (and urgent answers) are readable at once: their leads were alerted at once.
+day's. Urgent items wait here too, for everyone but the safeguarding leads, who read them at
+once as they were alerted at once (bot/feedback/service.py `readable`, N37); their senders are
+not marked among the people (they never make a midday release's second person). Urgent answers
+are readable at once.
 
 Releases run from the scheduler (a ticker that wakes at each moment, whether or not anything
 waits) and, so that nothing waits on a scheduler, before every listing (a cheap check: has a moment passed that was not applied?).

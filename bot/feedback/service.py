@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -144,7 +144,7 @@ async def store(
     await _ITEM_RUN.all(conn, {"id": item_id, "day": shown, "theme_id": theme_id or None,
                                 "text": text, "status": "new", "urgent": bool(concerns),
                                 "concerns": list(concerns), "source": STAFF,
-                                "response_id": None, "released": bool(concerns)})
+                                "response_id": None, "released": False})
     token = None
     if replies:
         token = secrets.token_urlsafe(18)
@@ -234,7 +234,7 @@ async def add_public_item(s: AsyncSession, leads: Sequence[str], *, source: str,
     await conn.execute(_PUBLIC_ITEM, {
         "id": item_id, "day": day, "theme_id": theme_id or None, "text": text,
         "urgent": bool(concerns), "concerns": list(concerns), "status": status, "source": source,
-        "response_id": None, "released": bool(concerns)})
+        "response_id": None, "released": False})
     if leads:
         await conn.execute(_ALERT, [
             {"item_id": item_id, "person_id": lead, "status": "pending", "attempts": 0,
@@ -350,10 +350,12 @@ async def _alert_channel_fallback(core: Core, cfg: safeguarding.Config, items: l
 async def list_items(
     s: AsyncSession, *, theme_id: str | None = None, statuses: Sequence[str] = OPEN,
     urgent_only: bool = False, limit: int = 20, sources: Sequence[str] = (STAFF,),
+    lead: bool = False,
 ) -> list[FeedbackItem]:
     """Released items newest day first; within a day shuffled, so order never hints at who
-    sent first (and nothing is listed before its release: bot/feedback/release.py)."""
-    where: list[ColumnElement[bool]] = [FeedbackItem.released.is_(True),
+    sent first (and nothing is listed before its release: bot/feedback/release.py). With
+    `lead` (a safeguarding lead's own view), urgent items too from the moment they are stored."""
+    where: list[ColumnElement[bool]] = [readable(lead),
                                         FeedbackItem.status.in_(list(statuses)),
                                         FeedbackItem.source.in_(list(sources))]
     if theme_id:
@@ -385,15 +387,33 @@ async def list_items(
     return out[:limit]
 
 
-async def find_item(s: AsyncSession, ref: str) -> FeedbackItem:
+def readable(lead: bool = False) -> ColumnElement[bool]:
+    """Which items a viewer reads: released ones; for a safeguarding lead (`lead`), urgent ones
+    too from the moment they are stored. An urgent item waits for the release it would have
+    gone with, had it not been urgent, for everyone else (the change team's listings, the
+    dashboard's feedback pages, counts, "you said, we did"): seen at once, a team that lists
+    every few minutes dated it to the minute, beside the platform's record of who opened a
+    form then (docs/invariants.md N37). Its leads are alerted at once (N20)."""
+    if lead:
+        return or_(FeedbackItem.released.is_(True), FeedbackItem.urgent.is_(True))
+    return FeedbackItem.released.is_(True)
+
+
+def is_readable(item: FeedbackItem, lead: bool = False) -> bool:
+    """`readable` for one loaded item."""
+    return bool(item.released or (lead and item.urgent))
+
+
+async def find_item(s: AsyncSession, ref: str, *, lead: bool = False) -> FeedbackItem:
     """A released item by its short reference (#a1b2c3); UserError when unknown or ambiguous.
-    An item not released yet is unknown, as if it did not exist."""
+    An item not released yet is unknown, as if it did not exist (to a safeguarding lead,
+    `lead`, an urgent one is known from the moment it is stored: N37)."""
     key = ref.strip().lstrip("#").lower()
     if len(key) < 4 or not all(c in "0123456789abcdef" for c in key):
         raise UserError(f"'{ref}' is not a feedback reference like #a1b2c3.")
     rows = list((await s.execute(
         select(FeedbackItem).where(FeedbackItem.id.startswith(key),
-                                   FeedbackItem.released.is_(True)).limit(2))).scalars())
+                                   readable(lead)).limit(2))).scalars())
     if not rows:
         raise UserError(f"There is no feedback {ref_of(key)}. Type “feedback list” to see them.")
     if len(rows) > 1:
@@ -469,7 +489,8 @@ NOTICE_ATTEMPTS = 6
 NOTICES: set[asyncio.Task[None]] = set()
 
 
-async def reply(core: Core, item_id: str, team_person_id: str, text: str) -> None:
+async def reply(core: Core, item_id: str, team_person_id: str, text: str, *,
+                lead: bool = False) -> None:
     """Store a change-team reply; the author is told after the commit, in the background.
 
     The caller's answer never waits on the platform: if a reply to a live route returned only
@@ -479,7 +500,7 @@ async def reply(core: Core, item_id: str, team_person_id: str, text: str) -> Non
     """
     async with core.db.session() as s:
         item = await s.get(FeedbackItem, item_id)
-        if item is None or not item.released:  # not readable yet, so not answerable either
+        if item is None or not is_readable(item, lead):  # not readable yet, nor answerable
             raise UserError("There is no such feedback. Type “feedback list” to see it.")
         handle = (await s.execute(select(FeedbackHandle).where(
             FeedbackHandle.item_id == item_id))).scalar_one_or_none()
@@ -810,7 +831,7 @@ async def urgent_queue(s: AsyncSession, *, include_acknowledged: bool = True,
     alert state: the safeguarding leads' queue, from staff and the public pages alike (as chat's
     `feedback list urgent`: an urgent item from a child or parent is no less urgent)."""
     items = await list_items(s, statuses=STATUSES, urgent_only=True, limit=limit,
-                             sources=(STAFF, *PUBLIC_SOURCES))
+                             sources=(STAFF, *PUBLIC_SOURCES), lead=True)
     if not items:
         return []
     alerts: dict[str, dict[str, str]] = {}

@@ -39,7 +39,8 @@ class FeedbackItem(Base):
     source: Mapped[str] = mapped_column(String(16), default="staff", server_default="staff",
                                         index=True)
     # Readable by the change team: set for all of a release's items in one transaction at a
-    # release moment (bot/feedback/release.py), at once for urgent items. Undated.
+    # release moment (bot/feedback/release.py), urgent items too (their safeguarding leads read
+    # them before: bot/feedback/service.py `readable`, N37). Undated.
     released: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
