@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -200,3 +201,19 @@ async def loaded(request: pytest.FixtureRequest, core: Core) -> Core:
     if PRELOADED not in request.node.stash:
         await loader.load(core.db, EXAMPLE.read_text(), core.router)
     return core
+
+
+@pytest.fixture
+def saved_garbage() -> Iterator[list[object]]:
+    """What the garbage collector finds unreachable, kept (not freed) so a test can look at it:
+    the tests of reference cycles (bench/README.md, eleventh session)."""
+    gc.collect()
+    flags = gc.get_debug()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    gc.garbage.clear()
+    try:
+        yield gc.garbage
+    finally:
+        gc.set_debug(flags)
+        gc.garbage.clear()
+        gc.collect()

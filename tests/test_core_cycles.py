@@ -9,7 +9,6 @@ middleware chain and the admission's retry were such cycles: a closure that call
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
 
 import pytest
 
@@ -20,21 +19,6 @@ from tests.conformance.drivers.fake import FakeDriver
 
 PRACTITIONER = "practitioner1@northbridge.example"
 OURS = (Core, MessageEvent, FakeDriver)
-
-
-@pytest.fixture
-def saved_garbage() -> Iterator[list[object]]:
-    """What the collector finds unreachable, kept (not freed) so the test can look at it."""
-    gc.collect()
-    flags = gc.get_debug()
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    gc.garbage.clear()
-    try:
-        yield gc.garbage
-    finally:
-        gc.set_debug(flags)
-        gc.garbage.clear()
-        gc.collect()
 
 
 async def test_events_through_a_middleware_leave_no_cycles_holding_the_event(

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import gc
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from microsoft_agents.activity import Activity
 from microsoft_agents.hosting.core import TurnContext
 
@@ -45,21 +43,6 @@ def test_every_payload_we_send_is_what_the_sdk_model_sent() -> None:
         assert _through_the_model(payload) == payload
         assert json.dumps(_through_the_model(payload)) == json.dumps(payload)  # key order too
         assert wire_bytes(payload) == len(json.dumps(_through_the_model(payload)).encode())
-
-
-@pytest.fixture
-def saved_garbage() -> Iterator[list[object]]:
-    """What the collector finds unreachable, kept (not freed) so the test can look at it."""
-    gc.collect()
-    flags = gc.get_debug()
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    gc.garbage.clear()
-    try:
-        yield gc.garbage
-    finally:
-        gc.set_debug(flags)
-        gc.garbage.clear()
-        gc.collect()
 
 
 HELD = (TurnContext, Activity, MessageEvent, FormSubmitEvent)
