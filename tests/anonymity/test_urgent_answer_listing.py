@@ -7,6 +7,8 @@ list as new and marked urgent: listing every few minutes, the team dates the aut
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from bot.core import Core
@@ -51,3 +53,32 @@ async def test_an_urgent_answer_is_not_shown_to_the_change_team_before_a_release
     after = d.seen(CHANGE)[-1]
     assert CONCERN not in before
     assert CONCERN not in after, "the 13:30 look shows the 13:15 answer: the tap is dated"
+
+
+IDEA = "Group supervision keeps getting cancelled at short notice."
+OTHER_IDEA = "The duty rota is published too late to plan visits."
+
+
+@pytest.mark.xfail(strict=True, reason="review11: an urgent item keeps the day it was sent, so "
+                   "the next day's noon release shows the change team an evening sender")
+async def test_an_evening_urgent_item_is_not_dated_to_the_evening_for_the_change_team(
+        loaded: Core) -> None:
+    """Attack: the day's last release is at 17:00. An item listed at the next day's noon
+    release under the day before was sent after 17:00 the day before: an evening sender. An
+    ordinary item sent then is shown under its release's day (N29); an urgent one should be
+    too, for everyone but the leads."""
+    d = FakeDriver(loaded)
+    clock = loaded.clock
+    day = clock.now().replace(hour=19, minute=30, second=0, microsecond=0)
+    clock.set(day)  # type: ignore[attr-defined]
+    assert await give(d, PRACTITIONER, CONCERN) is None
+    nxt = day + timedelta(days=1)
+    clock.set(nxt.replace(hour=9))  # type: ignore[attr-defined]
+    assert await give(d, PRACTITIONER, IDEA) is None
+    assert await give(d, OTHER, OTHER_IDEA) is None
+    clock.set(nxt.replace(hour=12, minute=5))  # type: ignore[attr-defined]
+    await d.say(CHANGE, "feedback list all")
+    listing = d.seen(CHANGE)[-1]
+    assert CONCERN in listing and IDEA in listing
+    # Before: under "Monday 30 November 2026", the day before the release that showed it.
+    assert f"{day:%A %d %B %Y}" not in listing, listing
