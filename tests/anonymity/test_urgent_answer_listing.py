@@ -82,3 +82,27 @@ async def test_an_evening_urgent_item_is_not_dated_to_the_evening_for_the_change
     assert CONCERN in listing and IDEA in listing
     # Before: under "Monday 30 November 2026", the day before the release that showed it.
     assert f"{day:%A %d %B %Y}" not in listing, listing
+
+
+async def test_the_audit_trail_does_not_show_the_change_team_an_urgent_ref_before_release(
+        loaded: Core) -> None:
+    """Attack: a lead reads the alerted item at 10:44 (`feedback show #ref`); the change team
+    types `audit` at 10:45 and sees "10:44 ... view.feedback_item #ref": an item exists that
+    their lists do not show, and at noon the listing's #ref says it was sent before 10:44."""
+    d = FakeDriver(loaded)
+    clock = loaded.clock
+    day = clock.now().replace(hour=10, minute=43, second=0, microsecond=0)
+    clock.set(day)  # type: ignore[attr-defined]
+    assert await give(d, PRACTITIONER, CONCERN) is None
+    await d.say(LEADS[0], "feedback list urgent")
+    ref = ref_for(d.seen(LEADS[0])[-1], CONCERN)
+    clock.set(day.replace(minute=44))  # type: ignore[attr-defined]
+    await d.say(LEADS[0], f"feedback show #{ref}")
+    assert CONCERN in d.seen(LEADS[0])[-1]  # the lead reads it at once
+    clock.set(day.replace(minute=45))  # type: ignore[attr-defined]
+    await d.say(CHANGE, f"feedback show #{ref}")
+    assert "There is no feedback" in d.seen(CHANGE)[-1]
+    await d.say(CHANGE, "audit")
+    trail = d.seen(CHANGE)[-1]
+    assert "Audit trail" in trail
+    assert ref not in trail, trail
