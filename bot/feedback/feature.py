@@ -374,7 +374,13 @@ async def show_cmd(ctx: Ctx, args: str) -> None:
         item = await fb.find_item(s, args, lead=ctx.has(SAFEGUARDING_LEAD))
         msgs = await fb.thread(s, item.id)
         can_reply = await fb.has_handle(s, item.id)
-    await trail.record_ctx(ctx, "view.feedback_item", target=fb.ref_of(item.id))
+    if item.released:
+        await trail.record_ctx(ctx, "view.feedback_item", target=fb.ref_of(item.id))
+    else:
+        # A lead reading an urgent item before its release: recorded as a look at the urgent
+        # queue (which names no item), as the change team reads the trail (`audit`), and a ref
+        # there, with its minute, would say the item exists and date it (N37).
+        await trail.record_ctx(ctx, "view.urgent_queue", target="urgent")
     blocks: list[Text | Context] = [
         Text(f"Feedback {fb.ref_of(item.id)} ({item.day:%d %b %Y}, {item.status}"
              f"{', URGENT' if item.urgent else ''})", heading=True),
