@@ -31,7 +31,6 @@ import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
-from weakref import WeakKeyDictionary
 
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -39,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bot.feedback.tables import FeedbackRelease, FeedbackReleaseSender
 from bot.secrets import derive, keyed_hash
 from storage.db import upsert
+from storage.perkey import PerKey
 
 if TYPE_CHECKING:
     from bot.core import Core
@@ -58,14 +58,7 @@ class _Held:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
-_HELD: WeakKeyDictionary[Core, _Held] = WeakKeyDictionary()
-
-
-def _held(core: Core) -> _Held:
-    held = _HELD.get(core)
-    if held is None:
-        held = _HELD[core] = _Held()
-    return held
+_held: PerKey[Core, _Held] = PerKey(_Held)
 
 
 async def generation(conn: AsyncConnection, listing: str) -> datetime:
