@@ -7,7 +7,7 @@ knows what it reads in its listings: which items a release brought, which thread
 answer. Whatever the bot says in one author's chat and not in another's is a fact about
 feedback, by name.
 
-Two things the bot still said in the author's DM (found 2026-12-07, N39 and N41):
+Three things the bot still said in the author's DM (found 2026-12-07, N39, N41 and N43):
 
 - the daily limit, when someone who had sent that day's allowance opened the form again
   ("You have sent 5 pieces of feedback today, which is the daily limit."): the five items of
