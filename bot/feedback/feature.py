@@ -99,27 +99,24 @@ async def feedback_cmd(ctx: Ctx, args: str) -> None:
     if args.strip():
         await ctx.say("I haven't kept what you typed: anonymous feedback only goes through the "
                       "form, so it never sits in the chat. Please write it in the form.")
-    await _check_limit(ctx, in_form=False)
     # Adapters that cannot open a form from a typed message offer a button that does.
     await ctx.open_form(await feedback_form(ctx))
 
 
 async def open_action(ctx: Ctx) -> None:
-    await _check_limit(ctx, in_form=False)
     await ctx.open_form(await feedback_form(ctx))
 
 
-async def _check_limit(ctx: Ctx, *, in_form: bool,
-                       s: AsyncSession | AsyncConnection | None = None) -> None:
-    """Refuse once the person has sent today's allowance (`s`: a session to read in)."""
-    if s is None:
-        async with ctx.session() as s:
-            return await _check_limit(ctx, in_form=in_form, s=s)
+# The daily limit is checked when the form is sent, and said in the form (`_check_limit`,
+# `fb.store`), never when it is opened: a refusal then went to the chat, which the platform
+# keeps by name and time, and "You have sent 5 pieces of feedback today" there made that day's
+# five items theirs (docs/invariants.md N39). The form opens the same for everyone, so the
+# button a typed word gets in the DM (Slack) and the form stored under it read alike too.
+async def _check_limit(ctx: Ctx, *, s: AsyncSession | AsyncConnection) -> None:
+    """Refuse, in the form, once the person has sent today's allowance."""
     limit = (await fb.config(s)).daily_limit
     if await fb.sent_today(ctx.core, ctx.person.id, s) >= limit:
-        if in_form:
-            raise FormInvalid({"text": fb.limit_message(limit)})
-        raise UserError(fb.limit_message(limit))
+        raise FormInvalid({"text": fb.limit_message(limit)})
 
 
 def _acknowledged(metadata: str) -> set[str]:
@@ -162,7 +159,7 @@ async def submit_form(ctx: Ctx) -> None:
         warnings = concerns + ids
         ask = not set(warnings) <= _acknowledged(ev.metadata)
         if ask:  # over today's limit, the form says so rather than ask again
-            await _check_limit(ctx, in_form=True, s=conn)
+            await _check_limit(ctx, s=conn)
         else:  # store() refuses past the limit with the same words
             stored = await fb.store(ctx.core, ctx.person.id, text=text, theme_id=theme or None,
                                     replies=replies, concerns=concerns, conn=conn, hold=hold)
@@ -272,7 +269,15 @@ async def answer_form(ctx: Ctx) -> None:
             await fb.deliver_alerts(ctx.core, item_id)
         except Exception:
             log.exception("safeguarding alert delivery failed; the scheduler retries it")
-    await ctx.say("Your answer was sent anonymously to the change team.")
+    # In the form just sent, never the DM: there, by name and to the second, it dated the
+    # answer the change team reads only from its release and, with the thread that got an
+    # answer, named the item's author (docs/invariants.md N41).
+    await ctx.open_form(ANSWER_SENT)
+
+
+ANSWER_SENT = Form(form_id="feedback.answered", title="Answer sent", inputs=(),
+                   intro=(Text("Your answer was sent anonymously to the change team."),),
+                   submit_label="", close_label="Close")
 
 
 async def revoke_action(ctx: Ctx) -> None:
@@ -283,10 +288,16 @@ async def revoke_action(ctx: Ctx) -> None:
 
 
 async def stop_cmd(ctx: Ctx, args: str) -> None:
-    n = await fb.revoke_all(ctx.core, ctx.person.id)
-    await ctx.say(f"Done: replies to {n} piece{'s' if n != 1 else ''} of your feedback are "
-                  "stopped and the way back to you was destroyed." if n else
-                  "You have no feedback that allows replies. Nothing was changed.")
+    await fb.revoke_all(ctx.core, ctx.person.id)
+    # The same words whether they had no such feedback, one piece or ten: this answer stays
+    # in their chat, by name, and "replies to 2 pieces of your feedback" there, beside the
+    # items the change team sees "replies possible" on, said which were theirs (N43).
+    await ctx.say(STOPPED)
+
+
+STOPPED = ("Done: replies to any feedback of yours are stopped and every way back to you was "
+           "destroyed. Nobody can use them again, including the change team. (I don't say how "
+           "many there were: this chat is kept by the platform.)")
 
 
 # -- change team and safeguarding leads ----------------------------------------------------

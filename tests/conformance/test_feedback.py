@@ -75,7 +75,13 @@ async def test_a_whole_feedback_session_leaves_nothing_that_links_feedback_to_it
     assert "Thursdays" not in notice  # the words open in a form, not in the exportable DM
     await driver.tap(PRACTITIONER, "Read the answer")
     form_text(driver, PRACTITIONER, "Thursdays")
+    dm = driver.seen(PRACTITIONER)
     assert await driver.submit(PRACTITIONER, {"text": "Thursdays would work much better."}) is None
+    # Confirmed in the form just sent; the DM gets nothing (it dated the answer: N41).
+    answered = driver.form(PRACTITIONER)
+    assert answered is not None and not answered.inputs and answered.title == "Answer sent"
+    form_text(driver, PRACTITIONER, "Your answer was sent anonymously to the change team.")
+    assert driver.seen(PRACTITIONER) == dm
     await release(driver.core)
     await driver.say(CHANGE, f"feedback show #{ref}")
     assert "Author" in driver.seen(CHANGE)[-1] and "much better" in driver.seen(CHANGE)[-1]
