@@ -20,8 +20,6 @@ SECOND = "The new case recording form takes twice as long."
 CONCERN = "I saw a child being slapped by her mother in the waiting room."
 
 
-@pytest.mark.xfail(strict=True, reason="review11: an urgent answer is readable to the change "
-                   "team at once (bot/feedback/service.py author_answer, released=bool(concerns))")
 async def test_an_urgent_answer_is_not_shown_to_the_change_team_before_a_release(
         loaded: Core) -> None:
     d = FakeDriver(loaded)
@@ -59,8 +57,6 @@ IDEA = "Group supervision keeps getting cancelled at short notice."
 OTHER_IDEA = "The duty rota is published too late to plan visits."
 
 
-@pytest.mark.xfail(strict=True, reason="review11: an urgent item keeps the day it was sent, so "
-                   "the next day's noon release shows the change team an evening sender")
 async def test_an_evening_urgent_item_is_not_dated_to_the_evening_for_the_change_team(
         loaded: Core) -> None:
     """Attack: the day's last release is at 17:00. An item listed at the next day's noon
