@@ -31,7 +31,6 @@ from bot.model import (
     TextInput,
     ToggleInput,
 )
-from bot.people import reach
 from bot.privacy import rules as retention
 from bot.programme.core_sections import SETTINGS_TTL_S
 from bot.roles import CHANGE_TEAM, SAFEGUARDING_LEAD
@@ -329,7 +328,10 @@ async def list_cmd(ctx: Ctx, args: str) -> None:
         items = await fb.list_items(s, theme_id=theme_id, statuses=statuses, urgent_only=urgent,
                                     sources=sources, lead=lead)
         # Whoever reads the urgent queue learns when a lead cannot be alerted (bot/people/reach.py).
-        short = (await reach.leads_reach(s)).warning() if urgent else None
+        # The change team is told it as it was at a release (an alert that finds a lead
+        # unreachable would date its urgent item, N37); a lead at once.
+        short = (await release.leads_reach(s, lead=ctx.has(SAFEGUARDING_LEAD))).warning() \
+            if urgent else None
         replyable = {i.id for i in items if await fb.has_handle(s, i.id)}
         threads = {i.id: await fb.thread(s, i.id, lead=lead) for i in items}
     # Which listing, never how many items it showed: counts kept to the minute would date
@@ -454,7 +456,7 @@ async def reply_form(ctx: Ctx) -> None:
 async def _set_status(ctx: Ctx, ref: str, status: str) -> None:
     async with ctx.session() as s:
         item = await fb.find_item(s, ref, lead=ctx.has(SAFEGUARDING_LEAD))
-        await fb.set_status(s, item, status)
+        await fb.set_status(s, item, status, lead=ctx.has(SAFEGUARDING_LEAD))
     await ctx.say(f"Feedback {fb.ref_of(item.id)} is now {status}.")
 
 

@@ -477,13 +477,15 @@ async def thread(s: AsyncSession, item_id: str, *, author: bool = False,
     return list((await s.execute(q.order_by(M.seq < 0, func.abs(M.seq)))).scalars())
 
 
-async def set_status(s: AsyncSession, item: FeedbackItem, status: str) -> None:
+async def set_status(s: AsyncSession, item: FeedbackItem, status: str, *,
+                     lead: bool = False) -> None:
+    """Change an item's status; a safeguarding lead (`lead`) may not while an author's urgent
+    answer waits: changed by a lead now, everyone else would see the status move with no
+    answer to show for it, dating the answer (its release puts the item back to new anyway,
+    N37). Anyone else changes it as they see it (the answer is not theirs to know of yet)."""
     if status not in STATUSES:
         raise UserError(f"'{status}' is not a status. Use one of: {', '.join(STATUSES)}.")
-    if item.lead_concerns is not None:
-        # Only a lead finds it so (an author's urgent answer waits): changed now, everyone
-        # else would see the status move with no answer to show for it, dating the answer;
-        # and its release puts the item back to new anyway (N37).
+    if lead and item.lead_concerns is not None:
         raise UserError(f"{ref_of(item.id)} has an author's answer waiting for its release, "
                         "which puts it back to new; its status can be changed from then. "
                         "Nothing was changed.")
@@ -565,7 +567,7 @@ async def reply(core: Core, item_id: str, team_person_id: str, text: str, *,
             route = None
         now = core.clock.now()
         day = await today(s, now)
-        if lead_only(item):
+        if lead and lead_only(item):
             # A lead answering what everyone else cannot read yet (the item, or an author's
             # urgent answer): readable with it at its release, dated as it is, so neither the
             # thread nor the item's status says that something happened before (N37).
