@@ -32,13 +32,14 @@ from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import Engine, Row, func, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.feedback import senders
 from bot.feedback import service as fb
 from bot.feedback.moments import Moment, after, due
 from bot.feedback.moments import describe as describe  # re-exported: the pages say the times
 from bot.feedback.tables import FeedbackItem, FeedbackMessage, FeedbackRelease
+from bot.people import reach
 from bot.programme.core_sections import programme_zone
 from storage.db import upsert
 
@@ -82,6 +83,8 @@ async def release_due(core: Core, now: datetime | None = None) -> int:
         claimed = await conn.execute(update(FeedbackRelease).where(
             FeedbackRelease.name == NAME, FeedbackRelease.moment < m.at).values(moment=m.at))
         done = await _release(conn, m) if claimed.rowcount else []
+        if claimed.rowcount:
+            await _take_reach(conn, m)
     # What the operator learns of feedback arriving: counts, at the release's moment (never a
     # line when an item is stored, which would date it: tests/anonymity/test_log_times.py).
     for listing, items, answers in done:
@@ -162,6 +165,40 @@ async def _turn_urgent(conn: AsyncConnection, answers: Sequence[Row[Any, ...]]) 
         await conn.execute(update(It).where(It.id == item_id).values(
             urgent=True, concerns=sorted(set(row.concerns or ()) | concerns),
             lead_concerns=row.lead_concerns if still else None))
+
+
+REACH = "reach"
+
+
+async def _take_reach(conn: AsyncConnection, m: Moment) -> None:
+    """Keep the leads' reach as the change team is told it, at a release after which no urgent
+    thing waits (else a held urgent item would be dated by the warning before it shows)."""
+    It, M = FeedbackItem, FeedbackMessage
+    if (await conn.execute(select(It.id).where(
+            It.released.is_(False), It.urgent.is_(True)).limit(1))).first() is not None:
+        return
+    if (await conn.execute(select(M.id).where(
+            M.released.is_(False), M.concerns.is_not(None)).limit(1))).first() is not None:
+        return
+    async with AsyncSession(bind=conn) as s:
+        now = await reach.leads_reach(s)
+    await conn.execute(upsert(conn.dialect.name, FeedbackRelease).values(
+        name=REACH, moment=m.at, reachable=now.reachable, leads=now.total).on_conflict_do_update(
+        index_elements=["name"], set_={"moment": m.at, "reachable": now.reachable,
+                                       "leads": now.total}))
+
+
+async def leads_reach(s: AsyncSession, *, lead: bool) -> reach.LeadsReach:
+    """How many safeguarding leads can be reached, as a reader is told it: a lead at once;
+    anyone else as it was at the last release after which no urgent thing waited. A lead who
+    blocked the app is found so when something is sent to them, often an urgent item's alert:
+    told at once, a change team looking every few minutes dated the urgent item it cannot
+    read before its release (docs/invariants.md N37)."""
+    if not lead:
+        row = await s.get(FeedbackRelease, REACH)
+        if row is not None and row.reachable is not None and row.leads is not None:
+            return reach.LeadsReach(row.reachable, row.leads)
+    return await reach.leads_reach(s)
 
 
 async def _later(conn: AsyncConnection, sources: tuple[str, ...], m: Moment) -> bool:

@@ -99,6 +99,11 @@ class FeedbackRelease(Base):
 
     name: Mapped[str] = mapped_column(String(16), primary_key=True)
     moment: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Row `reach` alone: how many safeguarding leads could be reached, as the change team is
+    # told it (bot/feedback/release.py `leads_reach`), taken at a release moment after which no
+    # urgent thing waits: a lead found unreachable by an urgent alert said so at its minute.
+    reachable: Mapped[int | None] = mapped_column(Integer, default=None)
+    leads: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class FeedbackReleaseSender(Base):
