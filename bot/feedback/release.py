@@ -13,8 +13,9 @@ of one author, N25); the day's last releases whatever waits, so a lone
 item is dated to its day at best. What is sent after the day's last release waits for the next
 day's. Urgent items wait here too, for everyone but the safeguarding leads, who read them at
 once as they were alerted at once (bot/feedback/service.py `readable`, N37); their senders are
-not marked among the people (they never make a midday release's second person). Urgent answers
-are readable at once.
+not marked among the people (they never make a midday release's second person). An author's
+urgent answer waits likewise (its leads read it at once), and turns its item urgent and new for
+everyone else at its release; a lead's reply to what only the leads read yet waits with it.
 
 Releases run from the scheduler (a ticker that wakes at each moment, whether or not anything
 waits) and, so that nothing waits on a scheduler, before every listing (a cheap check: has a moment passed that was not applied?).
@@ -31,7 +32,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Engine, Row, func, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.feedback import senders
@@ -146,7 +147,7 @@ async def _release(conn: AsyncConnection, m: Moment) -> list[tuple[str, int, int
     return done
 
 
-async def _turn_urgent(conn: AsyncConnection, answers: Sequence[Row[Any, ...]]) -> None:
+async def _turn_urgent(conn: AsyncConnection, answers: Sequence[Any]) -> None:
     """Authors' urgent answers just released turn their items urgent for everyone, with their
     concerns: until now only the leads read them so (`lead_concerns`, N37). An item whose
     author has another urgent answer still waiting stays so for the leads."""
@@ -213,7 +214,7 @@ async def _later(conn: AsyncConnection, sources: tuple[str, ...], m: Moment) -> 
     ).first() is not None
 
 
-async def _place(conn: AsyncConnection, answers: Sequence[Row[Any, ...]]) -> None:
+async def _place(conn: AsyncConnection, answers: Sequence[Any]) -> None:
     """Number released answers after every readable message of their thread, keeping their
     own order: a thread shows an answer where its release put it, never between the replies
     written while it waited (N27)."""
