@@ -446,7 +446,12 @@ async def test_an_authors_answer_that_looks_like_a_disclosure_is_flagged_and_rea
         assert len(urgent) == 1, driver.seen(lead)
     tables = await dump(driver.core.db)
     [item] = tables["feedback_items"]
+    # Urgent to its leads at once; to everyone else from the answer's release (N37).
+    assert not item["urgent"] and "colleague_allegation" in item["lead_concerns"]
+    await release(driver.core)
+    [item] = (await dump(driver.core.db))["feedback_items"]
     assert item["urgent"] and "colleague_allegation" in item["concerns"]
+    assert item["lead_concerns"] is None
 
 
 # --- the bot never promises to trace an author --------------------------------------------------

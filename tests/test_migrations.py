@@ -61,3 +61,33 @@ async def test_teams_rows_stored_before_are_undated_and_shared_chats_forget_who_
     assert rows["a:personal"][0]["user"]["id"] == "29:one"  # a personal chat's own person
     assert rows["19:channel@thread.tacv2"][0]["user"] == {}
     assert rows["19:channel@thread.tacv2"][1] is not None  # a shared chat keeps its day
+
+
+async def test_an_urgent_item_stored_before_urgent9_keeps_its_day_for_its_leads_too(
+        db: Database) -> None:
+    """`urgent9` gives an urgent item stored before it the day it was stored with as the leads'
+    day (`lead_day`): it was the day sent, and readers saw it so; an ordinary item has none."""
+    from datetime import date
+
+    from alembic import command
+    from sqlalchemy import text
+
+    from storage.db import alembic_config
+
+    def to(conn, target: str, up: bool) -> None:  # type: ignore[no-untyped-def]
+        cfg = alembic_config(conn.engine.url.render_as_string(hide_password=False))
+        cfg.attributes["connection"] = conn
+        (command.upgrade if up else command.downgrade)(cfg, target)
+
+    async with db.engine.begin() as conn:
+        await conn.run_sync(to, "feedback_release_senders", False)
+        for iid, urgent in (("a" * 32, True), ("b" * 32, False)):
+            await conn.execute(text(
+                "INSERT INTO feedback_items (id, day, text, status, urgent, concerns, source, "
+                "released) VALUES (:i, :d, 'x', 'new', :u, '[]', 'staff', false)"),
+                {"i": iid, "d": date(2026, 11, 30), "u": urgent})
+        await conn.run_sync(to, "heads", True)
+        rows = dict((await conn.execute(text(
+            "SELECT id, lead_day FROM feedback_items ORDER BY id"))).all())
+    assert {k[0]: v for k, v in rows.items()} in (
+        {"a": date(2026, 11, 30), "b": None}, {"a": "2026-11-30", "b": None})

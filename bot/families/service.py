@@ -239,16 +239,17 @@ async def _store(core: Core, sub: Submission, nonce: str, now: datetime, address
         if sub.theme_id and (await conn.execute(_THEME, {"id": sub.theme_id})).first() is None:
             sub = replace(sub, theme_id=None)
         leads = await fb.lead_ids(s) if concerns else []
-        shown = day if concerns else await fb.release_day(s, now, sg)  # N29
+        shown = await fb.release_day(s, now, sg)  # N29, urgent or not (N37)
         item_id = await fb.add_public_item(
             s, leads, source=sub.audience, text=sub.text, theme_id=sub.theme_id, day=shown,
-            concerns=concerns, status="spam" if sub.honeypot else "new")
+            concerns=concerns, status="spam" if sub.honeypot else "new",
+            lead_day=day if concerns else None)
         await conn.execute(_ANSWER, {
             "item_id": item_id, "audience": sub.audience, "rating": sub.rating,
             "working": sub.working, "better": sub.better, "lang": sub.lang[:8]})
         if sub.contact is not None:
             await conn.execute(_CONTACT, {
-                "item_id": item_id, "delete_after": _contact_until(shown, cfg.contact_days, bool(concerns)),
+                "item_id": item_id, "delete_after": _contact_until(shown, cfg.contact_days),
                 "sealed": seal_contact(core.secret, item_id, sub.contact)})
     # Not logged unless urgent: a line at this moment would date the item for the logs'
     # readers (and a proxy's access log has the address); the release logs counts.
@@ -264,7 +265,7 @@ async def _store(core: Core, sub: Submission, nonce: str, now: datetime, address
 # -- contact requests (the change team only) ---------------------------------------------------
 
 
-def _contact_until(shown: date, days: int, urgent: bool) -> date:
+def _contact_until(shown: date, days: int) -> date:
     """The last day a contact request is kept: by its item's day, never the day it was sent.
 
     An item that waits for a release is dated by that release's day (N29): an item sent after
@@ -272,8 +273,10 @@ def _contact_until(shown: date, days: int, urgent: bool) -> date:
     contact went a day before those of the other items of its day, and `families contact`
     told the change team it was sent the evening before. Counted from its item's day less
     one, it is never kept longer than `days` after the day it was sent (an item sent before
-    the day's last release loses a day). An urgent item keeps the day it was sent."""
-    return shown + timedelta(days=days if urgent else days - 1)
+    the day's last release loses a day). An urgent item alike: it is dated by its release's
+    day too for everyone but its leads (N37), and its contact gone a day before the others of
+    that day would say it was sent the evening before."""
+    return shown + timedelta(days=days - 1)
 
 
 def seal_contact(secret: bytes, item_id: str, contact: Contact) -> bytes:

@@ -31,7 +31,6 @@ from bot.model import (
     TextInput,
     ToggleInput,
 )
-from bot.people import reach
 from bot.privacy import rules as retention
 from bot.programme.core_sections import SETTINGS_TTL_S
 from bot.roles import CHANGE_TEAM, SAFEGUARDING_LEAD
@@ -336,12 +335,16 @@ async def list_cmd(ctx: Ctx, args: str) -> None:
             sources = (fb.STAFF, *fb.PUBLIC_SOURCES)
         # The urgent queue is a lead's view: their urgent items at once (they were alerted);
         # everyone else's listing shows an urgent item from its release (N37).
+        lead = urgent and ctx.has(SAFEGUARDING_LEAD)
         items = await fb.list_items(s, theme_id=theme_id, statuses=statuses, urgent_only=urgent,
-                                    sources=sources, lead=urgent and ctx.has(SAFEGUARDING_LEAD))
+                                    sources=sources, lead=lead)
         # Whoever reads the urgent queue learns when a lead cannot be alerted (bot/people/reach.py).
-        short = (await reach.leads_reach(s)).warning() if urgent else None
+        # The change team is told it as it was at a release (an alert that finds a lead
+        # unreachable would date its urgent item, N37); a lead at once.
+        short = (await release.leads_reach(s, lead=ctx.has(SAFEGUARDING_LEAD))).warning() \
+            if urgent else None
         replyable = {i.id for i in items if await fb.has_handle(s, i.id)}
-        threads = {i.id: await fb.thread(s, i.id) for i in items}
+        threads = {i.id: await fb.thread(s, i.id, lead=lead) for i in items}
     # Which listing, never how many items it showed: counts kept to the minute would date
     # each release (and, before releases, each item) for any later reader of the trail.
     await trail.record_ctx(ctx, "view.urgent_queue" if urgent else "view.feedback",
@@ -358,14 +361,14 @@ async def list_cmd(ctx: Ctx, args: str) -> None:
                                               *([Text(short)] if short else []), Context(released)]
     day = None
     for item in items:
-        if item.day != day:
-            day = item.day
+        if fb.day_for(item, lead) != day:
+            day = fb.day_for(item, lead)
             blocks.append(Context(f"{day:%A %d %B %Y} (shuffled within the day)"))
         tags = [fb.ref_of(item.id), names.get(item.theme_id or "", "no theme"), item.status]
         if item.source != fb.STAFF:
             tags.insert(1, "from " + fb.SOURCE_LABELS.get(item.source, item.source))
-        if item.urgent:
-            tags.append("URGENT: " + safeguarding.describe(item.concerns))
+        if fb.urgent_for(item, lead):
+            tags.append("URGENT: " + safeguarding.describe(fb.concerns_for(item, lead)))
         if item.id in replyable:
             tags.append("replies possible")
         if threads[item.id] and threads[item.id][-1].sender == "author":
@@ -382,22 +385,25 @@ async def show_cmd(ctx: Ctx, args: str) -> None:
     """One item with its whole thread."""
     await release.release_due(ctx.core)
     async with ctx.session() as s:
-        item = await fb.find_item(s, args, lead=ctx.has(SAFEGUARDING_LEAD))
-        msgs = await fb.thread(s, item.id)
+        lead = ctx.has(SAFEGUARDING_LEAD)
+        item = await fb.find_item(s, args, lead=lead)
+        msgs = await fb.thread(s, item.id, lead=lead)
         can_reply = await fb.has_handle(s, item.id)
-    if item.released:
+    if not (lead and (fb.lead_only(item) or not all(m.released for m in msgs))):
         await trail.record_ctx(ctx, "view.feedback_item", target=fb.ref_of(item.id))
     else:
-        # A lead reading an urgent item before its release: recorded as a look at the urgent
-        # queue (which names no item), as the change team reads the trail (`audit`), and a ref
-        # there, with its minute, would say the item exists and date it (N37).
+        # A lead reading an urgent item, or an author's urgent answer, before its release:
+        # recorded as a look at the urgent queue (which names no item), as the change team
+        # reads the trail (`audit`), and a ref there, with its minute, would say the item
+        # exists, or that something came of it, and date it (N37).
         await trail.record_ctx(ctx, "view.urgent_queue", target="urgent")
     blocks: list[Text | Context] = [
-        Text(f"Feedback {fb.ref_of(item.id)} ({item.day:%d %b %Y}, {item.status}"
-             f"{', URGENT' if item.urgent else ''})", heading=True),
+        Text(f"Feedback {fb.ref_of(item.id)} ({fb.day_for(item, lead):%d %b %Y}, {item.status}"
+             f"{', URGENT' if fb.urgent_for(item, lead) else ''})", heading=True),
         Text(item.text)]
     for m in msgs:
-        blocks.append(Text(f"{'Change team' if m.sender == 'team' else 'Author'} ({m.day:%d %b}): {m.text}"))
+        blocks.append(Text(f"{'Change team' if m.sender == 'team' else 'Author'} "
+                           f"({fb.message_day(m, lead):%d %b}): {m.text}"))
     if item.source in fb.PUBLIC_SOURCES:
         blocks.append(Context(f"From {fb.SOURCE_LABELS[item.source]}, on the public page. If they "
                               "asked to be contacted: families contact " + fb.ref_of(item.id)))
@@ -461,7 +467,7 @@ async def reply_form(ctx: Ctx) -> None:
 async def _set_status(ctx: Ctx, ref: str, status: str) -> None:
     async with ctx.session() as s:
         item = await fb.find_item(s, ref, lead=ctx.has(SAFEGUARDING_LEAD))
-        await fb.set_status(s, item, status)
+        await fb.set_status(s, item, status, lead=ctx.has(SAFEGUARDING_LEAD))
     await ctx.say(f"Feedback {fb.ref_of(item.id)} is now {status}.")
 
 

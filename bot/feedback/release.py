@@ -13,8 +13,9 @@ of one author, N25); the day's last releases whatever waits, so a lone
 item is dated to its day at best. What is sent after the day's last release waits for the next
 day's. Urgent items wait here too, for everyone but the safeguarding leads, who read them at
 once as they were alerted at once (bot/feedback/service.py `readable`, N37); their senders are
-not marked among the people (they never make a midday release's second person). Urgent answers
-are readable at once.
+not marked among the people (they never make a midday release's second person). An author's
+urgent answer waits likewise (its leads read it at once), and turns its item urgent and new for
+everyone else at its release; a lead's reply to what only the leads read yet waits with it.
 
 Releases run from the scheduler (a ticker that wakes at each moment, whether or not anything
 waits) and, so that nothing waits on a scheduler, before every listing (a cheap check: has a moment passed that was not applied?).
@@ -28,17 +29,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Engine, Row, func, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.feedback import senders
 from bot.feedback import service as fb
 from bot.feedback.moments import Moment, after, due
 from bot.feedback.moments import describe as describe  # re-exported: the pages say the times
 from bot.feedback.tables import FeedbackItem, FeedbackMessage, FeedbackRelease
+from bot.people import reach
 from bot.programme.core_sections import programme_zone
 from storage.db import upsert
 
@@ -82,6 +84,8 @@ async def release_due(core: Core, now: datetime | None = None) -> int:
         claimed = await conn.execute(update(FeedbackRelease).where(
             FeedbackRelease.name == NAME, FeedbackRelease.moment < m.at).values(moment=m.at))
         done = await _release(conn, m) if claimed.rowcount else []
+        if claimed.rowcount:
+            await _take_reach(conn, m)
     # What the operator learns of feedback arriving: counts, at the release's moment (never a
     # line when an item is stored, which would date it: tests/anonymity/test_log_times.py).
     for listing, items, answers in done:
@@ -99,7 +103,7 @@ async def _release(conn: AsyncConnection, m: Moment) -> list[tuple[str, int, int
     for sources in GROUPS:
         rows = (await conn.execute(select(It.id, It.status).where(
             It.released.is_(False), It.source.in_(list(sources)), It.day <= m.day))).all()
-        answers = (await conn.execute(select(M.id, M.item_id, M.seq).join(
+        msgs = (await conn.execute(select(M.id, M.item_id, M.seq, M.sender, M.concerns).join(
             It, It.id == M.item_id).where(
             M.released.is_(False), It.source.in_(list(sources)), M.day <= m.day))).all()
         # The spam queue (a public form's hidden field filled in) is a listing of its own: its
@@ -111,6 +115,9 @@ async def _release(conn: AsyncConnection, m: Moment) -> list[tuple[str, int, int
         if spam and (len(spam) >= 2 or m.last):
             await conn.execute(update(It).where(It.id.in_(spam)).values(released=True))
             done.append(("spam", len(spam), 0))
+        # A lead's reply to what only the leads read yet waits with it (N37): not a thing
+        # sent, so never one of the "two", and it puts no item back to new.
+        answers = [a for a in msgs if a.sender == "author"]
         waiting = len(items) + len(answers)
         # Two things from one person are one sender: released together at midday they would
         # be a batch of one author, dated to the morning (N25). Staff senders are counted as
@@ -121,21 +128,78 @@ async def _release(conn: AsyncConnection, m: Moment) -> list[tuple[str, int, int
             # N29): its sender's mark counts among the people, not its thing among this
             # release's, so the marks cannot say that two people are in this batch.
             people = 0
-        if waiting == 0 or (min(waiting, people) < 2 and not m.last):
+        if (waiting == 0 and not msgs) or (min(waiting, people) < 2 and not m.last):
             continue
         if listing == senders.STAFF:
             await senders.released(conn, listing, m.at)
         done.append((listing, len(items), len(answers)))
         if items:
             await conn.execute(update(It).where(It.id.in_(items)).values(released=True))
-        if answers:
-            await _place(conn, answers)
-            await conn.execute(update(M).where(M.id.in_([a[0] for a in answers]))
+        if msgs:
+            await _place(conn, msgs)
+            await conn.execute(update(M).where(M.id.in_([a[0] for a in msgs]))
                                .values(released=True))
+        if answers:
             # "The author answered": back on the change team's list, at the release.
             await conn.execute(update(It).where(It.id.in_({a[1] for a in answers}))
                                .values(status="new"))
+            await _turn_urgent(conn, [a for a in answers if a.concerns is not None])
     return done
+
+
+async def _turn_urgent(conn: AsyncConnection, answers: Sequence[Any]) -> None:
+    """Authors' urgent answers just released turn their items urgent for everyone, with their
+    concerns: until now only the leads read them so (`lead_concerns`, N37). An item whose
+    author has another urgent answer still waiting stays so for the leads."""
+    It, M = FeedbackItem, FeedbackMessage
+    found: dict[str, set[str]] = {}
+    for a in answers:
+        found.setdefault(a.item_id, set()).update(a.concerns or ())
+    for item_id, concerns in found.items():
+        row = (await conn.execute(select(It.concerns, It.lead_concerns).where(
+            It.id == item_id))).first()
+        if row is None:
+            continue
+        still = (await conn.execute(select(M.id).where(
+            M.item_id == item_id, M.released.is_(False), M.concerns.is_not(None)).limit(1))
+        ).first() is not None
+        await conn.execute(update(It).where(It.id == item_id).values(
+            urgent=True, concerns=sorted(set(row.concerns or ()) | concerns),
+            lead_concerns=row.lead_concerns if still else None))
+
+
+REACH = "reach"
+
+
+async def _take_reach(conn: AsyncConnection, m: Moment) -> None:
+    """Keep the leads' reach as the change team is told it, at a release after which no urgent
+    thing waits (else a held urgent item would be dated by the warning before it shows)."""
+    It, M = FeedbackItem, FeedbackMessage
+    if (await conn.execute(select(It.id).where(
+            It.released.is_(False), It.urgent.is_(True)).limit(1))).first() is not None:
+        return
+    if (await conn.execute(select(M.id).where(
+            M.released.is_(False), M.concerns.is_not(None)).limit(1))).first() is not None:
+        return
+    async with AsyncSession(bind=conn) as s:
+        now = await reach.leads_reach(s)
+    await conn.execute(upsert(conn.dialect.name, FeedbackRelease).values(
+        name=REACH, moment=m.at, reachable=now.reachable, leads=now.total).on_conflict_do_update(
+        index_elements=["name"], set_={"moment": m.at, "reachable": now.reachable,
+                                       "leads": now.total}))
+
+
+async def leads_reach(s: AsyncSession, *, lead: bool) -> reach.LeadsReach:
+    """How many safeguarding leads can be reached, as a reader is told it: a lead at once;
+    anyone else as it was at the last release after which no urgent thing waited. A lead who
+    blocked the app is found so when something is sent to them, often an urgent item's alert:
+    told at once, a change team looking every few minutes dated the urgent item it cannot
+    read before its release (docs/invariants.md N37)."""
+    if not lead:
+        row = await s.get(FeedbackRelease, REACH)
+        if row is not None and row.reachable is not None and row.leads is not None:
+            return reach.LeadsReach(row.reachable, row.leads)
+    return await reach.leads_reach(s)
 
 
 async def _later(conn: AsyncConnection, sources: tuple[str, ...], m: Moment) -> bool:
@@ -150,13 +214,13 @@ async def _later(conn: AsyncConnection, sources: tuple[str, ...], m: Moment) -> 
     ).first() is not None
 
 
-async def _place(conn: AsyncConnection, answers: Sequence[Row[str, str, int]]) -> None:
+async def _place(conn: AsyncConnection, answers: Sequence[Any]) -> None:
     """Number released answers after every readable message of their thread, keeping their
     own order: a thread shows an answer where its release put it, never between the replies
     written while it waited (N27)."""
     M = FeedbackMessage
     by_item: dict[str, list[tuple[str, int]]] = {}
-    for msg_id, item_id, seq in answers:
+    for msg_id, item_id, seq, *_rest in answers:
         by_item.setdefault(item_id, []).append((msg_id, seq))
     last = dict((await conn.execute(select(M.item_id, func.max(M.seq)).where(
         M.item_id.in_(list(by_item)), M.released.is_(True)).group_by(M.item_id))).all())

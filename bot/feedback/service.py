@@ -139,9 +139,13 @@ async def store(
     if not concerns:  # waits for a release: counted there as a person, not as a thing (N25)
         m = await senders.mark(core, conn, person_id)
         hold.then(lambda: senders.keep(core, m))
-    shown = day if concerns else await release_day(conn, core.clock.now(), cfg)
+    # Dated by its release's day, urgent or not: an urgent item sent after the day's last
+    # release, listed the next day under the day before, was sent that evening (N29). Its
+    # leads read the day it was sent (`lead_day`), as their alert says (N37).
+    shown = await release_day(conn, core.clock.now(), cfg)
     item_id = new_id()
-    await _ITEM_RUN.all(conn, {"id": item_id, "day": shown, "theme_id": theme_id or None,
+    await _ITEM_RUN.all(conn, {"id": item_id, "day": shown, "lead_day": day if concerns else None,
+                                "theme_id": theme_id or None,
                                 "text": text, "status": "new", "urgent": bool(concerns),
                                 "concerns": list(concerns), "source": STAFF,
                                 "response_id": None, "released": False})
@@ -178,9 +182,37 @@ async def is_theme(s: AsyncSession | AsyncConnection, theme_id: str) -> bool:
 # -- safeguarding alerts -----------------------------------------------------------------
 
 
+def day_for(item: FeedbackItem, lead: bool) -> date:
+    """The day a reader is shown for an item: its release's day (N29), or for a safeguarding
+    lead's own views (`lead`) an urgent item's day sent, which their alert told them (N37)."""
+    return (item.lead_day or item.day) if lead else item.day
+
+
+def message_day(msg: FeedbackMessage, lead: bool) -> date:
+    """`day_for` for a message of a thread (an urgent answer's day sent, to a lead)."""
+    return (msg.lead_day or msg.day) if lead else msg.day
+
+
+def concerns_for(item: FeedbackItem, lead: bool) -> list[str]:
+    """An item's concerns as a reader sees them: a lead's views add those of an author's
+    urgent answer still waiting for its release (the item turns urgent for everyone else then)."""
+    return list(item.lead_concerns or item.concerns) if lead else list(item.concerns)
+
+
+def urgent_for(item: FeedbackItem, lead: bool) -> bool:
+    """Whether a reader sees an item as urgent (`concerns_for`)."""
+    return bool(item.urgent or (lead and item.lead_concerns is not None))
+
+
+def lead_only(item: FeedbackItem) -> bool:
+    """Whether a safeguarding lead reads something of this item that everyone else does not
+    read yet: the item itself, or an author's urgent answer, waiting for its release."""
+    return not item.released or item.lead_concerns is not None
+
+
 def alert_message(item: FeedbackItem, theme: str, cfg: safeguarding.Config, can_reply: bool) -> Message:
     """What a safeguarding lead sees: the item, marked urgent, still anonymous."""
-    why = safeguarding.describe(item.concerns) or "a possible safeguarding concern"
+    why = safeguarding.describe(concerns_for(item, True)) or "a possible safeguarding concern"
     if item.source in PUBLIC_SOURCES:
         return _public_alert(item, theme, why)
     reply = (f"The sender allowed replies: answer with *feedback reply {ref_of(item.id)}*."
@@ -188,7 +220,7 @@ def alert_message(item: FeedbackItem, theme: str, cfg: safeguarding.Config, can_
     return Message(
         (
             Text("URGENT: anonymous feedback that may be a safeguarding concern", heading=True),
-            Fields((("Looks like", why), ("Theme", theme or "-"), ("Received", item.day.isoformat()),
+            Fields((("Looks like", why), ("Theme", theme or "-"), ("Received", day_for(item, True).isoformat()),
                     ("Ref", ref_of(item.id)))),
             Text(item.text),
             Context("The sender is anonymous and cannot be traced by anyone, including the bot. "
@@ -205,7 +237,7 @@ def _public_alert(item: FeedbackItem, theme: str, why: str) -> Message:
         (
             Text(f"URGENT: feedback from {who} (public page) that may be a safeguarding concern",
                  heading=True),
-            Fields((("Looks like", why), ("Theme", theme or "-"), ("Received", item.day.isoformat()),
+            Fields((("Looks like", why), ("Theme", theme or "-"), ("Received", day_for(item, True).isoformat()),
                     ("Ref", ref_of(item.id)))),
             Text(item.text),
             Context("Sent from the public feedback page without signing in. They were shown who "
@@ -219,7 +251,7 @@ def _public_alert(item: FeedbackItem, theme: str, why: str) -> Message:
 
 async def add_public_item(s: AsyncSession, leads: Sequence[str], *, source: str, day: date,
                           text: str, theme_id: str | None, concerns: Sequence[str],
-                          status: str = "new") -> str:
+                          status: str = "new", lead_day: date | None = None) -> str:
     """A public page's item (no author of any kind), with an alert to each lead if urgent;
     returns its id.
 
@@ -232,7 +264,7 @@ async def add_public_item(s: AsyncSession, leads: Sequence[str], *, source: str,
     item_id = new_id()
     conn = await s.connection()
     await conn.execute(_PUBLIC_ITEM, {
-        "id": item_id, "day": day, "theme_id": theme_id or None, "text": text,
+        "id": item_id, "day": day, "lead_day": lead_day, "theme_id": theme_id or None, "text": text,
         "urgent": bool(concerns), "concerns": list(concerns), "status": status, "source": source,
         "response_id": None, "released": False})
     if leads:
@@ -361,13 +393,17 @@ async def list_items(
     if theme_id:
         where.append(FeedbackItem.theme_id == theme_id)
     if urgent_only:
-        where.append(FeedbackItem.urgent.is_(True))
+        # A lead's queue holds an item whose author's urgent answer waits for its release too.
+        where.append(or_(FeedbackItem.urgent.is_(True), FeedbackItem.lead_concerns.is_not(None))
+                     if lead else FeedbackItem.urgent.is_(True))
     # Only the newest days that fill `limit` are read (counts per day first): a long-running
-    # programme keeps thousands of items, and a list shows a few.
+    # programme keeps thousands of items, and a list shows a few. A lead reads an urgent
+    # item's day sent (`day_for`).
+    dcol = func.coalesce(FeedbackItem.lead_day, FeedbackItem.day) if lead else FeedbackItem.day
     days: list[date] = []
     total = 0
-    for day, n in await s.execute(select(FeedbackItem.day, func.count()).where(*where)
-                                  .group_by(FeedbackItem.day).order_by(FeedbackItem.day.desc())):
+    for day, n in await s.execute(select(dcol, func.count()).where(*where)
+                                  .group_by(dcol).order_by(dcol.desc())):
         days.append(day)
         total += int(n)
         if total >= limit:
@@ -375,15 +411,15 @@ async def list_items(
     if not days:
         return []
     rows = list((await s.execute(select(FeedbackItem).where(
-        *where, FeedbackItem.day >= days[-1]))).scalars())
+        *where, dcol >= days[-1]))).scalars())
     by_day: dict[date, list[FeedbackItem]] = {}
     for r in rows:
-        by_day.setdefault(r.day, []).append(r)
+        by_day.setdefault(day_for(r, lead), []).append(r)
     out: list[FeedbackItem] = []
     for day in sorted(by_day, reverse=True):
         group = by_day[day]
         random.shuffle(group)
-        out.extend(sorted(group, key=lambda i: not i.urgent))  # urgent first, still shuffled
+        out.extend(sorted(group, key=lambda i: not urgent_for(i, lead)))  # urgent first, shuffled
     return out[:limit]
 
 
@@ -426,25 +462,39 @@ async def has_handle(s: AsyncSession, item_id: str) -> bool:
         FeedbackHandle.item_id == item_id))).first() is not None
 
 
-async def thread(s: AsyncSession, item_id: str, *, author: bool = False) -> list[FeedbackMessage]:
-    """An item's thread as the change team reads it (released messages), or as its `author`
-    does (their own answers too, from the moment they sent them)."""
+async def thread(s: AsyncSession, item_id: str, *, author: bool = False,
+                 lead: bool = False) -> list[FeedbackMessage]:
+    """An item's thread as the change team reads it (released messages), as its `author`
+    does (their own answers too, from the moment they sent them), or as a safeguarding lead
+    does (`lead`: an author's urgent answer and the leads' replies waiting with it, at once)."""
     M = FeedbackMessage
     q = select(M).where(M.item_id == item_id)
-    if not author:
+    if lead and not author:
+        q = q.where(or_(M.released.is_(True), M.concerns.is_not(None), M.sender == "team"))
+    elif not author:
         q = q.where(M.released.is_(True))
     # Readable messages in order, then the author's answers still waiting, in theirs.
     return list((await s.execute(q.order_by(M.seq < 0, func.abs(M.seq)))).scalars())
 
 
-async def set_status(s: AsyncSession, item: FeedbackItem, status: str) -> None:
+async def set_status(s: AsyncSession, item: FeedbackItem, status: str, *,
+                     lead: bool = False) -> None:
+    """Change an item's status; a safeguarding lead (`lead`) may not while an author's urgent
+    answer waits: changed by a lead now, everyone else would see the status move with no
+    answer to show for it, dating the answer (its release puts the item back to new anyway,
+    N37). Anyone else changes it as they see it (the answer is not theirs to know of yet)."""
     if status not in STATUSES:
         raise UserError(f"'{status}' is not a status. Use one of: {', '.join(STATUSES)}.")
+    if lead and item.lead_concerns is not None:
+        raise UserError(f"{ref_of(item.id)} has an author's answer waiting for its release, "
+                        "which puts it back to new; its status can be changed from then. "
+                        "Nothing was changed.")
     item.status = status
 
 
 async def _add_message(s: AsyncSession, item_id: str, sender: str, text: str, day: date,
-                       team_person_id: str | None = None, *, released: bool = True
+                       team_person_id: str | None = None, *, released: bool = True,
+                       concerns: Sequence[str] | None = None, lead_day: date | None = None
                        ) -> FeedbackMessage:
     M = FeedbackMessage
     if released:  # after every readable message (an answer still waiting holds no place)
@@ -459,7 +509,9 @@ async def _add_message(s: AsyncSession, item_id: str, sender: str, text: str, da
         seq = (await s.execute(select(func.coalesce(func.min(M.seq), 0)).where(
             M.item_id == item_id, M.seq < 0))).scalar_one() - 1
     msg = FeedbackMessage(item_id=item_id, seq=seq, sender=sender, text=text, day=day,
-                          team_person_id=team_person_id, released=released)
+                          team_person_id=team_person_id, released=released,
+                          concerns=list(concerns) if concerns is not None else None,
+                          lead_day=lead_day)
     s.add(msg)
     return msg
 
@@ -513,10 +565,18 @@ async def reply(core: Core, item_id: str, team_person_id: str, text: str, *,
             # Stopped by its author (`revoke`): saved as if it could go, since which items'
             # authors stopped replies, together, would say which items share an author.
             route = None
-        day = await today(s, core.clock.now())
-        await _add_message(s, item_id, "team", text, day, team_person_id)
-        if item.status == "new":
-            item.status = "read"
+        now = core.clock.now()
+        day = await today(s, now)
+        if lead and lead_only(item):
+            # A lead answering what everyone else cannot read yet (the item, or an author's
+            # urgent answer): readable with it at its release, dated as it is, so neither the
+            # thread nor the item's status says that something happened before (N37).
+            await _add_message(s, item_id, "team", text, await release_day(s, now),
+                               team_person_id, released=False, lead_day=day)
+        else:
+            await _add_message(s, item_id, "team", text, day, team_person_id)
+            if item.status == "new":
+                item.status = "read"
     if route is not None:
         _tell_later(core, route.person_id, author_notice(route.token))
 
@@ -573,18 +633,21 @@ async def author_answer(core: Core, token: str, person_id: str, text: str,
 
     The change team reads it, and sees the item back on its list as new, from the next
     release (bot/feedback/release.py): seen at once, it would date the author's tap. An answer
-    that looks like a safeguarding concern is readable at once, as its leads are alerted."""
+    that looks like a safeguarding concern waits for its release too, and turns its item
+    urgent for everyone but the leads only then (N37); its leads are alerted at once and read
+    it at once in their views (`lead_concerns`, the answer's `concerns` and `lead_day`)."""
     async with core.db.session() as s:
         handle = await handle_for_token(core, s, token, person_id)
         now = core.clock.now()
-        day = await today(s, now) if concerns else await release_day(s, now)
-        await _add_message(s, handle.item_id, "author", text, day, released=bool(concerns))
+        await _add_message(s, handle.item_id, "author", text, await release_day(s, now),
+                           released=False, concerns=list(concerns) if concerns else None,
+                           lead_day=await today(s, now) if concerns else None)
         item = await s.get(FeedbackItem, handle.item_id)
         assert item is not None
         if concerns:
-            item.status = "new"  # back on the change team's list
-            item.urgent = True
-            item.concerns = sorted(set(item.concerns) | set(concerns))
+            # Urgent, new and with these concerns for everyone else at its release; its leads
+            # read it so now (`concerns_for`, `urgent_for`).
+            item.lead_concerns = sorted(set(item.lead_concerns or item.concerns) | set(concerns))
             known = set((await s.execute(select(FeedbackAlert.person_id).where(
                 FeedbackAlert.item_id == item.id))).scalars())
             for lead in await people.people_with_role(s, SAFEGUARDING_LEAD):
@@ -824,6 +887,16 @@ class Urgent:
     acknowledged_by: tuple[str, ...]  # safeguarding leads' person ids
     delivery: dict[str, str]  # lead person id -> pending | sent | failed | acknowledged
 
+    @property
+    def day(self) -> date:
+        """The day its leads were told (`day_for`)."""
+        return day_for(self.item, True)
+
+    @property
+    def concerns(self) -> list[str]:
+        """What its leads were told it looks like (`concerns_for`)."""
+        return concerns_for(self.item, True)
+
 
 async def urgent_queue(s: AsyncSession, *, include_acknowledged: bool = True,
                        limit: int = 50) -> list[Urgent]:
@@ -860,7 +933,7 @@ async def acknowledge(s: AsyncSession, item_id: str, lead_person_id: str) -> Non
     else:
         alert.status = ACKNOWLEDGED
         alert.lease_until = None
-    if item.status == "new":
+    if item.status == "new" and item.lead_concerns is None:  # (its release sets it: N37)
         item.status = "read"
 
 

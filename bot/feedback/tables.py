@@ -42,6 +42,13 @@ class FeedbackItem(Base):
     # release moment (bot/feedback/release.py), urgent items too (their safeguarding leads read
     # them before: bot/feedback/service.py `readable`, N37). Undated.
     released: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # What the safeguarding leads read where it differs from what everyone else reads (N37):
+    # `day` is the day of the release an item goes with, urgent or not (N29), and `lead_day`
+    # an urgent item's day sent, which its leads' alert told them; `lead_concerns` the item's
+    # concerns with those of an author's urgent answer still waiting for its release (the
+    # item turns urgent for everyone else at that release). None where the same.
+    lead_day: Mapped[date | None] = mapped_column(Date, default=None)
+    lead_concerns: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True), default=None)
 
 
 class FeedbackHandle(Base):
@@ -74,8 +81,13 @@ class FeedbackMessage(Base):
     day: Mapped[date] = mapped_column(Date)
     text: Mapped[str] = mapped_column(Text)
     # The change team's replies are released at once; an author's answer at the next release
-    # (bot/feedback/release.py), or at once when it is urgent.
+    # (bot/feedback/release.py), an urgent one too (its leads read it at once: N37); a lead's
+    # reply to an item everyone else cannot read yet waits with it.
     released: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # An urgent answer's concerns, applied to its item at the answer's release; and the day
+    # the leads were told (`day` is its release's day, as for every waiting message, N29).
+    concerns: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True), default=None)
+    lead_day: Mapped[date | None] = mapped_column(Date, default=None)
 
 
 class FeedbackRelease(Base):
@@ -87,6 +99,11 @@ class FeedbackRelease(Base):
 
     name: Mapped[str] = mapped_column(String(16), primary_key=True)
     moment: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Row `reach` alone: how many safeguarding leads could be reached, as the change team is
+    # told it (bot/feedback/release.py `leads_reach`), taken at a release moment after which no
+    # urgent thing waits: a lead found unreachable by an urgent alert said so at its minute.
+    reachable: Mapped[int | None] = mapped_column(Integer, default=None)
+    leads: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class FeedbackReleaseSender(Base):

@@ -96,7 +96,9 @@ async def reply(request: web.Request) -> web.StreamResponse:
         session = request[SESSION]
         assert session is not None
         try:
-            await fb.reply(request.app[CORE], item_id, session.person_id, text)
+            # A lead's reply to an item whose author's urgent answer waits waits with it (N37).
+            await fb.reply(request.app[CORE], item_id, session.person_id, text,
+                           lead=SAFEGUARDING_LEAD in session.roles)
         except UserError as e:
             error = str(e)
     if error:
@@ -116,7 +118,9 @@ async def set_status(request: web.Request) -> web.StreamResponse:
         if item is None or not item.released:
             raise web.HTTPNotFound()
         try:
-            await fb.set_status(s, item, status)
+            session = request[SESSION]
+            await fb.set_status(s, item, status,
+                                lead=session is not None and SAFEGUARDING_LEAD in session.roles)
         except UserError as e:
             return await _page(request, status=400, errors={f"status-{item_id}": str(e)})
         await s.commit()

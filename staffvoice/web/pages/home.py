@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from bot.feedback import release
 from bot.feedback import service as feedback
 from bot.milestones import service as milestones
-from bot.people import reach
 from bot.programme.core_sections import get_setting
 from bot.roles import CHANGE_TEAM, SAFEGUARDING_LEAD
 from staffvoice.web.dashboard import page
@@ -29,8 +29,9 @@ async def home(request: web.Request) -> web.StreamResponse:
     core = request.app[CORE]
     session = request[SESSION]
     async with core.db.session() as s:
-        short = (await reach.leads_reach(s)).warning() if (
-            session is not None and session.roles & URGENT_READERS) else None
+        # The change team is told it as it was at a release (N37), a lead at once.
+        short = (await release.leads_reach(s, lead=SAFEGUARDING_LEAD in session.roles)).warning() \
+            if (session is not None and session.roles & URGENT_READERS) else None
         prog = await get_setting(s, "programme", {}) or {}
         today = await milestones.today(s, core.clock.now())
         road = await milestones.roadmap(s)
