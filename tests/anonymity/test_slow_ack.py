@@ -23,9 +23,10 @@ from typing import Any
 import pytest
 
 from bot.core import Core
+from bot.feedback import service as fb
 from tests.conformance.drivers.slack import SlackDriver
 from tests.fakes.slack_api import FakeSlack
-from tests.test_feedback_helpers import OTHER, PRACTITIONER, dump
+from tests.test_feedback_helpers import CHANGE, OTHER, PRACTITIONER, dump, ref_for, release
 
 CONCERN = "My colleague hits the children in the contact centre when nobody is looking."
 IDEA = "Could the duty rota go out a week earlier?"
@@ -76,3 +77,34 @@ async def test_a_late_answer_to_a_feedback_form_leaves_nothing_in_the_senders_ch
     # (before: the modal closed at once, and no thanks was shown at all).
     assert screens == {PRACTITIONER: ["Before you send", "Feedback sent"], OTHER: ["Feedback sent"]}
     assert {r["text"] for r in tables["feedback_items"]} == {CONCERN, IDEA}
+
+
+async def test_a_late_answer_in_a_thread_leaves_nothing_in_the_authors_chat(
+        slow_slack: SlackDriver, loaded: Core) -> None:
+    """N41 when the ack is late: two authors allow replies, the change team answers both;
+    one answers back, the other reads and closes; every screen is late. Both DMs stay alike
+    (the reply notice only), the confirmation replaces the "one moment" screen in the modal.
+    Before intrude9's fix the confirmation was posted in the answering author's DM."""
+    d = slow_slack
+    for who, text in ((PRACTITIONER, IDEA), (OTHER, "The case form takes twice as long.")):
+        await d.shortcut(who, "feedback.open")
+        assert await d.submit(who, {"text": text, "theme": "", "replies": "true"}) is None
+    await release(loaded)
+    await d.say(CHANGE, "feedback list all")
+    listing = d.seen(CHANGE)[-1]
+    for text in (IDEA, "The case form takes twice as long."):
+        await d.say(CHANGE, f"feedback reply #{ref_for(listing, text[:30])}")
+        assert await d.submit(CHANGE, {"text": "Which days are worst?"}) is None
+    await fb.settle_notices()
+    for who in (PRACTITIONER, OTHER):
+        await d.tap(who, "Read the answer")
+        assert d.form(who) is not None and d.form(who).form_id == "feedback.answer"  # type: ignore[union-attr]
+    assert await d.submit(PRACTITIONER, {"text": "Mondays, always."}) is None
+    answered = d.form(PRACTITIONER)
+    assert answered is not None and answered.title == "Answer sent", answered
+    assert await d.submit(OTHER, {"text": ""}) is None
+    assert d.seen(PRACTITIONER) == d.seen(OTHER), (d.seen(PRACTITIONER), d.seen(OTHER))
+    assert [m for m in d.seen(PRACTITIONER) if "change team answered" in m]
+    tables = await dump(loaded.db)
+    assert [r["text"] for r in tables["feedback_messages"] if r["sender"] == "author"] == [
+        "Mondays, always."]
