@@ -30,7 +30,6 @@ import pytest
 from sqlalchemy import select
 
 from adapters.teams import dialogs
-
 from bot.core import Core
 from bot.feedback import service as fb
 from bot.feedback.tables import FeedbackItem, FeedbackMessage
