@@ -108,3 +108,42 @@ async def test_a_late_answer_in_a_thread_leaves_nothing_in_the_authors_chat(
     tables = await dump(loaded.db)
     assert [r["text"] for r in tables["feedback_messages"] if r["sender"] == "author"] == [
         "Mondays, always."]
+
+
+async def test_submit_pressed_twice_leaves_nothing_in_the_senders_chat(loaded: Core) -> None:
+    """Attack: read the DM of someone whose Submit went twice (a double press, a client that
+    sends again): Slack sends the same view (id and hash: one event) in two view_submissions.
+    The second is a duplicate and is acked at once; the first is still checking the text.
+
+    Before (found in review12): the adapter kept the follow-up screen of a submission by event
+    id (adapters/slack/port.py `_in_ack`) and the duplicate's ack ended the wait, so the
+    first's "Before you send" (the text looks like a safeguarding concern) was offered by a
+    button in the DM, "Before you send: tap the button to open the form.", by name and time,
+    and kept with the text under it (N20); a thanks was dropped and logged by form id."""
+    from bot.feedback import feature
+
+    d = SlackDriver(loaded, FakeSlack())
+    await d.start()
+    entered, go = asyncio.Event(), asyncio.Event()
+    form = feature.feedback_form
+
+    async def held_form(ctx: Any, **kw: Any) -> Any:
+        if kw.get("warnings"):
+            entered.set()
+            await go.wait()  # the first submission waits here until the second is acked
+        return await form(ctx, **kw)
+
+    try:
+        await d.shortcut(PRACTITIONER, "feedback.open")
+        values = {"text": CONCERN, "theme": "", "replies": "false"}
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(feature, "feedback_form", held_form)
+            first = asyncio.ensure_future(d.submit(PRACTITIONER, values))
+            await entered.wait()
+            assert await d.submit(PRACTITIONER, values) is None  # the duplicate, acked
+            go.set()
+            assert await first is None
+        assert d.seen(PRACTITIONER) == [], d.seen(PRACTITIONER)
+        assert (await dump(loaded.db))["slack_pending_forms"] == []
+    finally:
+        await d.close()
