@@ -455,6 +455,7 @@ class SlackPort:
         self.forms = forms
         # Submissions being answered now, and the form each should show next (see open_form).
         self._in_ack: dict[str, Form | None] = {}
+        self._acks_due: dict[str, int] = {}  # requests of each submission not acked yet
 
     async def _payload(self, team: str, message: Message) -> dict[str, Any]:
         # A PNG is never referenced from blocks (`slack_file`): an upload is private until it
@@ -577,11 +578,21 @@ class SlackPort:
         return ConversationRef(PLATFORM, user.workspace, str(resp["channel"]["id"]), is_direct=True)
 
     def await_ack(self, event_id: str) -> None:
-        """A view_submission is waiting for its ack: a form opened for it goes in that ack."""
-        self._in_ack[event_id] = None
+        """A view_submission is waiting for its ack: a form opened for it goes in that ack.
+
+        Submit pressed twice sends one view (one event id) twice; the duplicate, acked at once,
+        must not end the wait of the first, whose next screen would then go to the DM as a
+        button ("Before you send", by name and time: N20). The wait ends with the last."""
+        self._in_ack.setdefault(event_id, None)
+        self._acks_due[event_id] = self._acks_due.get(event_id, 0) + 1
 
     def ack_view(self, event_id: str) -> Form | None:
-        """The follow-up form for the submission's ack, if the core opened one (and forget it)."""
+        """The follow-up form for the submission's ack, if the core opened one (forgotten
+        once every request of that submission is acked)."""
+        due = self._acks_due.pop(event_id, 1) - 1
+        if due > 0:
+            self._acks_due[event_id] = due
+            return self._in_ack.get(event_id)
         return self._in_ack.pop(event_id, None)
 
     async def open_form(self, event: Event, form: Form) -> None:

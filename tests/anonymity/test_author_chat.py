@@ -23,14 +23,20 @@ Three things the bot still said in the author's DM (found 2026-12-07, N39, N41 a
 
 from __future__ import annotations
 
+import json
+import re
+
+import pytest
 from sqlalchemy import select
 
+from adapters.teams import dialogs
 from bot.core import Core
 from bot.feedback import service as fb
 from bot.feedback.tables import FeedbackItem, FeedbackMessage
 from bot.model import ActionEvent, Message, plain_text
 from tests.conformance.drivers.fake import FakeDriver
-from tests.test_feedback_helpers import CHANGE, OTHER, PRACTITIONER, give, ref_for
+from tests.conformance.drivers.teams import TeamsDriver
+from tests.test_feedback_helpers import CHANGE, OTHER, PRACTITIONER, REF, give, ref_for, release
 
 FIRST = "Before we start"
 LIMIT = "You have sent 5 pieces of feedback today, which is the daily limit."
@@ -154,3 +160,54 @@ async def test_stopping_replies_says_the_same_whatever_the_person_sent(loaded: C
     # Stopped as before (tests/anonymity/test_stopping_replies.py): asked again, the same.
     await d.say(two, "feedback stop replies")
     assert every_version(d, two)[-1] == every_version(d, none)[-1]
+
+
+def kept_by_teams(d: TeamsDriver, email: str) -> str:
+    """Everything Teams keeps of the person's chat with the bot: every activity as posted and
+    as edited, with each card's button data (Purview's eDiscovery exports a chat's cards), and
+    any form packed into a button (adapters/teams/dialogs.py `pack`: deflated JSON, no key)."""
+    raw = json.dumps([p.versions for p in d._dm_posts(email)])
+    forms = [dialogs.unpack(m) for m in re.findall(rf'"{dialogs.DIALOG}": "([^"]+)"', raw)]
+    return "\n".join([raw, *(json.dumps([f.title, *map(str, f.intro)]) for f in forms if f)])
+
+
+@pytest.mark.xfail(strict=True, reason="review12: on Teams, \"Read the answer\" posts the answer "
+                   "form, packed (not sealed) into an \"Open the form\" card, in the author's chat")
+async def test_reading_an_answer_on_teams_leaves_no_words_of_the_thread_in_the_chat(
+        loaded: Core) -> None:
+    """Attack: Teams keeps the author's chat with the bot by name, cards and their button data
+    included. An author sends an idea allowing replies; the change team answers; the author
+    reads the answer, answers back; the change team answers again and the author reads it.
+
+    Found (review12, not fixed: adapters/teams, the send path of another engineer): a tap on
+    "Read the answer" is a message activity, which cannot open a dialog, so the Teams port
+    posts an "Open the form" card whose button carries the whole form, deflated and base64'd
+    but not sealed: "You wrote (30 Nov): <the item>", the change team's reply, the author's
+    earlier answers ("You (30 Nov): ...") and the route's token. The item and the author's
+    answer (N41) are in the author's chat, by name. Slack keeps such a form sealed on the
+    server under a random token (adapters/slack/forms.py); Teams should too (or open the
+    dialog from a task/fetch button)."""
+    d = await TeamsDriver(loaded).start()
+    idea = "Family network meetings clash with court deadlines every week."
+    answer = "The first week of each month is the worst for it."
+    try:
+        await d.say(PRACTITIONER, "feedback")
+        assert await d.submit(PRACTITIONER, {"text": idea, "theme": "", "replies": "true"}) is None
+        await release(loaded)
+        for reply in ("Which weeks are worst?", "Thanks: we are moving them to Thursdays."):
+            await d.say(CHANGE, "feedback list all")
+            ref = REF.search(d.seen(CHANGE)[-1]).group(1)  # type: ignore[union-attr]
+            await d.say(CHANGE, f"feedback reply #{ref}")
+            assert await d.submit(CHANGE, {"text": reply}) is None
+            await fb.settle_notices()
+            await d.tap(PRACTITIONER, "Read the answer")
+            assert d.form(PRACTITIONER) is not None  # the author reads it, in a dialog
+            if reply.startswith("Which"):
+                assert await d.submit(PRACTITIONER, {"text": answer}) is None
+            await release(loaded)
+        kept = kept_by_teams(d, PRACTITIONER)
+        assert "The change team answered your feedback" in kept  # the notice, as on Slack
+        for words in (answer, idea, "Which weeks are worst?"):
+            assert words not in kept, words
+    finally:
+        await d.close()

@@ -161,3 +161,45 @@ async def test_a_you_said_we_did_is_answered_before_any_author_is_told(loaded: C
     await fb.settle_notices()
     for who in theirs:
         assert [m for m in d.seen(who) if m.startswith("You said, we did: Caseload cap")], who
+
+
+async def _route_rows(core: Core) -> tuple[list[dict[str, object]], set[str]]:
+    """The reply-route rows as a dump shows them, and (PostgreSQL) their `xmin`s."""
+    rows = sorted((await dump(core.db))["feedback_handles"], key=lambda r: str(r["id"]))
+    xmins: set[str] = set()
+    if not core.db.is_sqlite:
+        async with core.db.engine.connect() as conn:
+            xmins = {r[0] for r in await conn.exec_driver_sql(
+                "SELECT xmin::text FROM feedback_handles")}
+    return rows, xmins
+
+
+async def test_stopping_replies_rewrites_the_routes_whether_or_not_the_person_had_any(
+        loaded: Core) -> None:
+    """Attack: a database reader who also reads the DMs (N43's intruder) dumps the route rows
+    before and after each "feedback stop replies" (its second is in the person's DM, by name).
+    One practitioner sent two items allowing replies, another one that does not; each types it.
+
+    Before: the second's stop wrote nothing (bot/feedback/service.py `revoke_all` rewrote the
+    rows only for someone with a route), so on PostgreSQL every row kept its `xmin`, while the
+    first's gave every row a new one: the DM's words were the same (N43), the rows were not,
+    and the first had sent feedback allowing replies. Now both rewrite every row, and a stop
+    by someone without routes leaves everyone else's route working."""
+    d = FakeDriver(loaded)
+    for text in ONE:
+        assert await give(d, PRACTITIONER, text, replies=True) is None
+    assert await give(d, OTHER, TWO, replies=False) is None
+    rows, xmins = await _route_rows(loaded)
+    assert len(rows) == 2
+    await d.say(OTHER, "feedback stop replies")
+    after, after_xmins = await _route_rows(loaded)
+    assert after == rows  # nothing of theirs to stop: every route still as it was
+    if not loaded.db.is_sqlite:
+        assert len(after_xmins) == 1 and not after_xmins & xmins, (xmins, after_xmins)
+    await d.say(PRACTITIONER, "feedback stop replies")
+    stopped, stopped_xmins = await _route_rows(loaded)
+    assert [r["id"] for r in stopped] == [r["id"] for r in rows]
+    assert all(s["sealed"] != r["sealed"] for s, r in zip(stopped, rows, strict=True))
+    if not loaded.db.is_sqlite:
+        assert len(stopped_xmins) == 1 and not stopped_xmins & after_xmins
+    assert d.seen(OTHER)[-1] == d.seen(PRACTITIONER)[-1]  # the same words (N43)
