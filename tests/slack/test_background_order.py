@@ -105,3 +105,35 @@ async def test_a_form_arriving_during_work_after_acks_is_handled_before_the_rest
     ids = [driver.user(email).id for email in PEOPLE[:3]]
     assert order == [f"message from {ids[0]}", "form", f"message from {ids[1]}",
                      f"message from {ids[2]}"]
+
+
+async def test_a_message_is_acked_before_its_own_work_starts(loaded: Core) -> None:
+    """The ack's bytes are on the connection (loopback delivers a write at once) when the
+    core starts on the message: the work after the ack does not delay the ack."""
+    driver = SlackDriver(loaded, FakeSlack())
+    await driver.start()
+    await driver.say(PEOPLE[0], "status")  # known to the directory, the connection pool warm
+    acked: list[bool] = []
+    handle = loaded.handle
+    (sock,) = await _connections(driver, 1)
+
+    async def recorded(event: Event, port: Port) -> Any:
+        try:
+            acked.append(sock.recv(64, socket.MSG_PEEK).startswith(b"HTTP/1.1 200"))
+        except BlockingIOError:
+            acked.append(False)  # nothing written yet
+        return await handle(event, port)
+
+    loaded.handle = recorded  # type: ignore[method-assign]
+    try:
+        sock.send(_message(driver, PEOPLE[0], 1))
+        for _ in range(200):
+            if acked:
+                break
+            await asyncio.sleep(0.01)
+        await driver.adapter.drain()  # type: ignore[union-attr]
+    finally:
+        del loaded.handle
+        sock.close()
+        await driver.close()
+    assert acked == [True]
