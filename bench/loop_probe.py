@@ -52,6 +52,7 @@ class Probe:
         self.current: tuple[float, Any] | None = None  # (start, handle) of the running callback
         self.stacks: dict[int, str] = {}  # id(handle) -> stack sampled while it ran
         self.beats = 0
+        self.bg_cpu = 0.0  # loop CPU so far in steps of background tasks (`background`)
         self.loop_thread = threading.get_ident()
 
     def write(self, **record: Any) -> None:
@@ -87,8 +88,11 @@ class Probe:
             finally:
                 probe.current = None
                 took = time.perf_counter() - start
+                used = time.thread_time() - cpu
                 if took >= SLOW:
-                    probe.slow(handle, took, time.thread_time() - cpu, probe.gc_s - gc0)
+                    probe.slow(handle, took, used, probe.gc_s - gc0)
+                if background(handle):
+                    probe.bg_cpu += used
 
         asyncio.events.Handle._run = timed  # type: ignore[method-assign,assignment]
         threading.Thread(target=self.watch, name="loop-probe", daemon=True).start()
@@ -104,11 +108,12 @@ class Probe:
         received, handle = handler_class.data_received, handler_class._handle_request
         lost = handler_class.connection_lost
         probe = self
-        arrivals: dict[int, float] = {}  # id(connection) -> loop CPU when its request began
+        # id(connection) -> (loop CPU, background CPU) when its request began
+        arrivals: dict[int, tuple[float, float]] = {}
 
         def data_received(proto: Any, data: bytes) -> None:
             if id(proto) not in arrivals:
-                arrivals[id(proto)] = time.thread_time()
+                arrivals[id(proto)] = (time.thread_time(), probe.bg_cpu)
             received(proto, data)
 
         def connection_lost(proto: Any, exc: BaseException | None) -> None:
@@ -118,15 +123,16 @@ class Probe:
         async def handle_request(proto: Any, request: Any, *args: Any) -> Any:
             # The next bytes on this connection begin a new request.
             arrived = arrivals.pop(id(proto), None)
-            start = time.thread_time()
+            start, bg_at_start = time.thread_time(), probe.bg_cpu
             try:
                 return await handle(proto, request, *args)
             finally:
                 if arrived is not None:
                     end = time.thread_time()
                     probe.write(k="req", t=time.monotonic(), path=request.path,
-                                wait=round((start - arrived) * 1000, 3),
-                                answer=round((end - arrived) * 1000, 3))
+                                wait=round((start - arrived[0]) * 1000, 3),
+                                answer=round((end - arrived[0]) * 1000, 3),
+                                bg=round((bg_at_start - arrived[1]) * 1000, 3))
 
         handler_class.data_received = data_received  # type: ignore[method-assign,assignment]
         handler_class.connection_lost = connection_lost  # type: ignore[method-assign,assignment]
@@ -173,6 +179,21 @@ class Probe:
                 last_flush = now
 
 
+# Tasks that answer a request: the connection's reader, the handler, a Slack form's core
+# work (SlackAdapter.on_submit), and the probe's own heartbeat. Every other task's steps are
+# background work (Slack's after an ack, the scheduler, the router workers and flushers).
+FOREGROUND = {"RequestHandler.start", "RequestHandler._handle_request", "Core.handle",
+              "Probe.heartbeat"}
+
+
+def background(handle: asyncio.events.Handle) -> bool:
+    """The callback steps a task that answers no request (I/O callbacks and timers are not)."""
+    task = getattr(getattr(handle, "_callback", None), "__self__", None)
+    if not isinstance(task, asyncio.Task):
+        return False
+    return getattr(task.get_coro(), "__qualname__", "") not in FOREGROUND
+
+
 def describe(handle: asyncio.events.Handle) -> str:
     """The task a callback steps (its coroutine's name), else the callback itself."""
     cb = getattr(handle, "_callback", None)
@@ -211,7 +232,7 @@ def summarise(path: str, t0: float, t1: float) -> dict[str, Any]:
     gcs: list[dict[str, Any]] = []
     slow: list[dict[str, Any]] = []
     beats = []
-    reqs: dict[str, tuple[list[float], list[float]]] = {}
+    reqs: dict[str, tuple[list[float], list[float], list[float]]] = {}
     for line in Path(path).read_text().splitlines():
         try:
             r = json.loads(line)
@@ -228,9 +249,10 @@ def summarise(path: str, t0: float, t1: float) -> dict[str, Any]:
         elif r["k"] == "slow":
             slow.append(r)
         elif r["k"] == "req":
-            wait, answer = reqs.setdefault(r["path"], ([], []))
+            wait, answer, bg = reqs.setdefault(r["path"], ([], [], []))
             wait.append(r["wait"])
             answer.append(r["answer"])
+            bg.append(r.get("bg", 0.0))
     inside = [n for t, n in beats if t0 <= t <= t1]
     where = Counter(r["what"] for r in slow if r["cpu_ms"] > 10)
     over10 = [r for r in slow if r["cpu_ms"] > 10]
@@ -252,8 +274,9 @@ def summarise(path: str, t0: float, t1: float) -> dict[str, Any]:
         "where": where.most_common(6),
         "heaviest": sorted(slow, key=lambda r: -r["cpu_ms"])[:5],
         "requests": {path: {"n": len(w), "wait": (_pct(w, 50), _pct(w, 99)),
-                            "answer": (_pct(a, 50), _pct(a, 99))}
-                     for path, (w, a) in sorted(reqs.items())},
+                            "answer": (_pct(a, 50), _pct(a, 99)),
+                            "bg": (_pct(b, 50), _pct(b, 99), sum(1 for x in b if x > 0) / len(b))}
+                     for path, (w, a, b) in sorted(reqs.items())},
     }
 
 
@@ -281,7 +304,9 @@ def report(name: str, s: dict[str, Any], out: TextIO = sys.stdout) -> None:
     for path, r in s["requests"].items():
         print(f"    {path:14} {r['n']:5d} requests, loop CPU from arrival (ms, p50 / p99): to the "
               f"handler's start {r['wait'][0]:5.1f} / {r['wait'][1]:5.1f}, to the answer "
-              f"{r['answer'][0]:5.1f} / {r['answer'][1]:5.1f}", file=out)
+              f"{r['answer'][0]:5.1f} / {r['answer'][1]:5.1f}; background work run before its "
+              f"handler started {r['bg'][0]:4.1f} / {r['bg'][1]:5.1f} ms (for {r['bg'][2]:.0%} "
+              "of them)", file=out)
     for what, count in s["where"]:
         print(f"    {count:5d} x {what}", file=out)
     for r in s["heaviest"]:
