@@ -112,7 +112,8 @@ class Probe:
         arrivals: dict[int, tuple[float, float]] = {}
 
         def data_received(proto: Any, data: bytes) -> None:
-            if id(proto) not in arrivals:
+            # The rest of a body that arrives while its handler runs is no new request.
+            if id(proto) not in arrivals and not proto._request_in_progress:
                 arrivals[id(proto)] = (time.thread_time(), probe.bg_cpu)
             received(proto, data)
 
@@ -134,6 +135,7 @@ class Probe:
                                 answer=round((end - arrived[0]) * 1000, 3),
                                 bg=round((bg_at_start - arrived[1]) * 1000, 3))
 
+        handle_request.__qualname__ = "RequestHandler._handle_request"  # foreground, as it wraps
         handler_class.data_received = data_received  # type: ignore[method-assign,assignment]
         handler_class.connection_lost = connection_lost  # type: ignore[method-assign,assignment]
         handler_class._handle_request = handle_request  # type: ignore[method-assign,assignment]
@@ -182,8 +184,10 @@ class Probe:
 # Tasks that answer a request: the connection's reader, the handler, a Slack form's core
 # work (SlackAdapter.on_submit), and the probe's own heartbeat. Every other task's steps are
 # background work (Slack's after an ack, the scheduler, the router workers and flushers).
+# Accepting a connection and writing an outbound request's body are counted with neither.
 FOREGROUND = {"RequestHandler.start", "RequestHandler._handle_request", "Core.handle",
-              "Probe.heartbeat"}
+              "Probe.heartbeat", "BaseSelectorEventLoop._accept_connection2",
+              "ClientRequest.write_bytes"}
 
 
 def background(handle: asyncio.events.Handle) -> bool:
