@@ -76,8 +76,11 @@ async def serve_fakes() -> None:
     # The bench measures the servers, not the platforms' pacing: its traffic is several
     # messages a second to each person, far over Slack's and Teams' per-conversation limits.
     slack = FakeSlack(tiers=False)
+    connector = FakeConnector(FakeTeams(thread_limits=False))
+    if os.environ.get("LOAD_RECEIPTS"):
+        record_receipts(slack, connector, os.environ["LOAD_RECEIPTS"])
     await slack.start()
-    teams = await FakeConnector(FakeTeams(thread_limits=False)).start()
+    teams = await connector.start()
     slack_users = {e: slack.add_user(e).id for e in [*PEOPLE, CHANGE]}
     for uid in slack_users.values():
         slack.dm_of(uid)  # their DM with the bot exists
@@ -94,6 +97,64 @@ async def serve_fakes() -> None:
                       "tenant": teams.state.tenant_id, "app_id": teams.state.app_id,
                       "bot_id": teams.state.bot_id, "kid": teams.kid, "pem": pem}), flush=True)
     await asyncio.Event().wait()
+
+
+# What a person sees: the platform calls that show them something, by method (Slack) or by
+# route (the Teams connector's send, reply and update).
+SHOWN_SLACK = {"chat.postMessage", "chat.update", "chat.postEphemeral", "views.update",
+               "views.open", "views.publish"}
+
+
+def record_receipts(slack: Any, connector: Any, path: str) -> None:
+    """Write when each call that shows a person something reached the fakes (time.monotonic,
+    one clock for every process here), with the conversation it went to: the user's side of
+    a request's time (load.py's "until seen"), since a reply sent after the ack is not in the
+    HTTP latency. JSON lines, flushed every 0.2 s."""
+    out = open(path, "w", buffering=1 << 16)  # noqa: SIM115 - lives with the process
+
+    def write(t: float, what: str, where: str) -> None:
+        out.write(json.dumps([round(t, 6), what, where]) + "\n")
+
+    api = slack._api
+
+    async def slack_api(request: Any) -> Any:
+        t = time.monotonic()
+        method = request.match_info["method"]
+        response = await api(request)
+        if method in SHOWN_SLACK and response.status == 200:
+            raw = (await request.read()).decode()  # read once by the fake, kept by aiohttp
+            if request.content_type == "application/json":
+                args = json.loads(raw)
+            else:
+                from urllib.parse import parse_qsl
+
+                args = dict(parse_qsl(raw))
+            where = args.get("channel") or args.get("user_id") or args.get("external_id") \
+                or args.get("view_id") or ""
+            write(t, method, str(where))
+        return response
+
+    slack._api = slack_api
+
+    def teams(handler: Any, what: str) -> Any:
+        async def recorded(request: Any) -> Any:
+            t = time.monotonic()
+            response = await handler(request)
+            if response.status < 300:
+                write(t, what, request.match_info["cid"])
+            return response
+        return recorded
+
+    connector._send = teams(connector._send, "send")
+    connector._reply = teams(connector._reply, "reply")
+    connector._update = teams(connector._update, "update")
+
+    async def flush() -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            out.flush()
+
+    asyncio.get_running_loop().create_task(flush())
 
 
 class FakeIssuerTokens:
@@ -572,9 +633,11 @@ def pct(values: list[float], p: float) -> float:
 
 
 async def one(session: aiohttp.ClientSession, base: str, req: tuple[str, bytes, dict[str, str]],
-              lat: list[float], errors: list[str]) -> None:
+              lat: list[float], errors: list[str],
+              log: list[tuple[int, float, float]] | None = None, i: int = 0) -> None:
     path, body, headers = req
     start = time.perf_counter()
+    sent = time.monotonic()
     try:
         async with session.post(base + path, data=body, headers=headers) as r:
             await r.read()
@@ -583,11 +646,14 @@ async def one(session: aiohttp.ClientSession, base: str, req: tuple[str, bytes, 
     except Exception as e:  # noqa: BLE001 - counted, reported
         errors.append(type(e).__name__)
     lat.append((time.perf_counter() - start) * 1000)
+    if log is not None:  # (request, sent, answered), monotonic: matched with the receipts
+        log.append((i, sent, time.monotonic()))
 
 
 async def fixed_rate(base: str, make: Any, rate: float, seconds: float) -> dict[str, Any]:
     lat: list[float] = []
     errors: list[str] = []
+    log: list[tuple[int, float, float]] = []
     conn = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=conn, timeout=TIMEOUT) as session:
         tasks = []
@@ -597,11 +663,75 @@ async def fixed_rate(base: str, make: Any, rate: float, seconds: float) -> dict[
             delay = start + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(session, base, make(i), lat, errors)))
+            tasks.append(asyncio.create_task(one(session, base, make(i), lat, errors, log, i)))
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - start
     return {"sent": total, "rps": total / elapsed, "p50": pct(lat, 50), "p99": pct(lat, 99),
-            "errors": len(errors), "kinds": sorted(set(errors))}
+            "errors": len(errors), "kinds": sorted(set(errors)), "log": log}
+
+
+# The mix's kinds (Traffic.mix) whose answer reaches the person as a post of its own: ours
+# answers a tap with the next question and "status" with its card, each by one post in the
+# person's DM (Slack: chat.postMessage after the ack; Teams: a send before the 202); a form's
+# answer is the ack's view (Slack) or the invoke's answer (Teams), nothing posted (one
+# request at a time of each kind, `--per-kind`, checked with the receipts). The bare baseline
+# posts a reply to every request. A kind not listed is seen when its HTTP answer arrives.
+REPLIED = {"ours": {0, 1, 3, 4}, "bare-work": {0, 1, 2, 3, 4, 5}}
+
+
+def conversation_of(fakes: dict[str, Any], i: int) -> str:
+    """Where request i of the mix is answered: the person's DM (Slack) or personal chat (Teams)."""
+    email = PEOPLE[(i // 6) % len(PEOPLE)]
+    if i % 6 < 3:
+        return "D" + fakes["slack_users"][email][1:]
+    return f"a:personal-{fakes['teams_users'][email].split('-')[-1]}"
+
+
+def until_seen(log: list[tuple[int, float, float]], receipts: str, fakes: dict[str, Any],
+               replied: set[int], t0: float, t1: float) -> dict[str, Any]:
+    """The time until the person sees the result, per request: its HTTP answer, or for a kind
+    answered by a post (`replied`) the fakes' receipt of that post, whichever is later. Posts
+    are matched to requests first in, first out within each conversation (a person's
+    requests of one platform are sent 3 in a row, then ~0.5 s apart at 165 req/s: a
+    mismatch within those three swaps nearby times only). Also the HTTP latency per kind."""
+    calls: dict[str, list[float]] = {}
+    for line in Path(receipts).read_text().splitlines():
+        try:
+            t, _what, where = json.loads(line)
+        except ValueError:
+            continue  # a line cut by a flush
+        if t0 <= t <= t1:
+            calls.setdefault(where, []).append(t)
+    for ts in calls.values():
+        ts.sort()
+    taken = {where: 0 for where in calls}
+    matched = 0
+    seen: list[float] = []
+    by_kind: dict[int, tuple[list[float], list[float]]] = {k: ([], []) for k in range(6)}
+    missing = 0
+    for i, sent, answered in sorted(log, key=lambda r: r[1]):
+        k = i % 6
+        http = (answered - sent) * 1000
+        done = http
+        if k in replied:
+            where = conversation_of(fakes, i)
+            ts, n = calls.get(where, []), taken.get(where, 0)
+            while n < len(ts) and ts[n] < sent:
+                n += 1  # a post from before this request (a reply not matched)
+            if n < len(ts):
+                done = max(http, (ts[n] - sent) * 1000)
+                taken[where] = n + 1
+                matched += 1
+            else:
+                missing += 1
+        seen.append(done)
+        by_kind[k][0].append(http)
+        by_kind[k][1].append(done)
+    extra = sum(len(ts) for ts in calls.values()) - matched
+    return {"p50": pct(seen, 50), "p99": pct(seen, 99), "missing": missing, "unmatched": extra,
+            "kinds": {k: {"n": len(h), "http_p50": pct(h, 50), "http_p99": pct(h, 99),
+                          "seen_p50": pct(d, 50), "seen_p99": pct(d, 99)}
+                      for k, (h, d) in by_kind.items() if h}}
 
 
 async def saturate(base: str, make: Any, seconds: float, concurrency: int) -> float:
@@ -648,13 +778,22 @@ async def open_round(base: str, traffic: Traffic, db: str) -> None:
     print("warning: no open pulse round; taps exercise the closed-round path", file=sys.stderr)
 
 
+async def seen_in(phase: dict[str, Any], args: argparse.Namespace, kind: str, t0: float) -> None:
+    """Add the phase's time until seen (until_seen) for a server of the mix; drop the log."""
+    log = phase.pop("log")
+    if kind in REPLIED and vars(args).get("receipts"):
+        await asyncio.sleep(0.5)  # the fakes write their receipts every 0.2 s
+        phase["seen"] = until_seen(log, args.receipts, args.fakes, REPLIED[kind], t0,
+                                   time.monotonic())
+
+
 def tree_cpu_s(pid: int) -> float:
     """CPU seconds of a process and its workers (`serve --workers N`)."""
     return cpu_s(pid) + sum(tree_cpu_s(c) for c in children_of(pid))
 
 
 async def measure(name: str, base: str, make: Any, args: argparse.Namespace,
-                  pid: int, half_rate: float = 0.0) -> dict[str, Any]:
+                  pid: int, half_rate: float = 0.0, kind: str = "") -> dict[str, Any]:
     """The fixed-rate phase (latency, CPU per request), with `half_rate` an open-loop phase at
     that rate (issue 22's target 2: half the baseline's saturated rate), then saturation."""
     print(f"measuring {name} ...", file=sys.stderr, flush=True)
@@ -676,6 +815,7 @@ async def measure(name: str, base: str, make: Any, args: argparse.Namespace,
     fixed = await fixed_rate(base, make, args.rate, args.seconds)
     phases["fixed"] = (t0, time.monotonic())
     await settle(pid)  # work still running after its ack (or queued) is counted too
+    await seen_in(fixed, args, kind, t0)
     fixed["cpu_ms"] = (tree_cpu_s(pid) - cpu0) * 1000 / fixed["sent"]
     if half_rate:
         print(f"  ... at {half_rate:.0f} req/s (half the baseline's saturated rate)",
@@ -686,6 +826,7 @@ async def measure(name: str, base: str, make: Any, args: argparse.Namespace,
         half = await fixed_rate(base, make, half_rate, args.seconds)
         phases["half"] = (t0, time.monotonic())
         await settle(pid)
+        await seen_in(half, args, kind, t0)
         half["cpu_ms"] = (tree_cpu_s(pid) - cpu0) * 1000 / half["sent"]
         half["peak_mb"] = peak[0]
         half["rate"] = half_rate
@@ -747,6 +888,7 @@ def report(rows: list[dict[str, Any]], ours: dict[str, Any], baseline: dict[str,
               + (f" {half['kinds']}" if half["kinds"] else "")
               + f", achieved {half['rps']:.0f} req/s, cpu {half['cpu_ms']:.2f} ms, "
               f"peak RSS in the phase {half['peak_mb']:.1f} MB")
+    print_seen(rows, ours, args)
     own = ours["p99"] < 100 and ours["errors"] == 0 and ours["peak_mb"] < 200
     print(f"\ntargets: p99 < 100 ms at {args.rate:.0f}/s, no errors, < 200 MB: "
           f"{'met' if own else 'NOT met'}")
@@ -780,6 +922,25 @@ def report(rows: list[dict[str, Any]], ours: dict[str, Any], baseline: dict[str,
                          "half": f"at {r.get('half', {}).get('rate', 0):.0f} req/s (half the baseline's)"}
                 loop_probe.report(label[phase], loop_probe.summarise(r["probe"], t0, t1))
     print(f"load average (1, 5, 15 min) at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def print_seen(rows: list[dict[str, Any]], ours: dict[str, Any], args: argparse.Namespace) -> None:
+    """Each kind's HTTP latency and the time until the person sees the result (until_seen)."""
+    phases = [(f"{r['name']}, at {args.rate:.0f} req/s", r["seen"]) for r in rows if r.get("seen")]
+    half = ours.get("half") or {}
+    if half.get("seen"):
+        phases.append((f"{ours['name']}, at {half['rate']:.0f} req/s", half["seen"]))
+    if not phases:
+        return
+    print("\nuntil seen: the HTTP answer, or for a kind answered by a post the fakes' receipt of "
+          "that post, whichever is later (ms after sending; p50 / p99), next to the HTTP latency:")
+    for label, seen in phases:
+        print(f"  {label}: until seen {seen['p50']:.1f} / {seen['p99']:.1f}"
+              + (f" ({seen['missing']} posts not found" if seen["missing"] else " (")
+              + f"{', ' if seen['missing'] else ''}{seen['unmatched']} posts not matched)")
+        for k, v in seen["kinds"].items():
+            print(f"    {KINDS[k]:22} n {v['n']:5d}  http {v['http_p50']:6.1f} / {v['http_p99']:6.1f}"
+                  f"  seen {v['seen_p50']:6.1f} / {v['seen_p99']:6.1f}")
 
 
 def cpu_s(pid: int) -> float:
@@ -895,9 +1056,11 @@ BARE = {  # kind: (name, requests)
 async def run(args: argparse.Namespace) -> None:
     procs: list[subprocess.Popen[str]] = []
     try:
-        fp, lines = spawn("fakes", {})
+        receipts = str(Path(tempfile.mkdtemp()) / "receipts.jsonl")
+        fp, lines = spawn("fakes", {"LOAD_RECEIPTS": receipts})
         procs.append(fp)
         fakes = json.loads(lines[-1])
+        args.receipts, args.fakes = receipts, fakes
         env = {"LOAD_FAKES": json.dumps(fakes), "SLACK_API_URL": fakes["slack_url"]}
         stalls = str(Path(tempfile.mkdtemp()) / "stalls") if args.stalls else ""
         if stalls:
@@ -941,7 +1104,7 @@ async def run(args: argparse.Namespace) -> None:
                     PEOPLE[i % len(PEOPLE)], "status")
             p, lines = spawn(kind, env)
             procs.append(p)
-            row = await measure(BARE[kind], base_of(lines), make, args, p.pid)
+            row = await measure(BARE[kind], base_of(lines), make, args, p.pid, kind=kind)
             p.terminate()
             if stalls and kind in ("bare-work", "bare-work-messages"):
                 row["probe"] = f"{stalls}.{kind}.jsonl"
@@ -964,7 +1127,7 @@ async def run(args: argparse.Namespace) -> None:
                                     str(int(args.seconds) + 3), "-o", os.environ["LOAD_PYSPY"]],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         ours = await measure("staffvoice serve (Slack + Teams mix)", base, traffic.mix, args,
-                             op.pid, half_rate)
+                             op.pid, half_rate, kind="ours")
         rows.insert(0, ours)
         if stalls:
             ours["probe"] = f"{stalls}.ours.jsonl"

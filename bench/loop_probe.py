@@ -8,6 +8,11 @@ every process on the machine, so the conductor can cut them into its phases):
   the queue). Only lateness of at least `LATE_MIN` is written; the number of beats is counted.
 - `gc`: each collection of the cyclic garbage collector (generation, pause, objects collected),
   from `gc.callbacks`. The collector holds the whole process still while it runs.
+- `req`: one HTTP request, timed in the loop thread's CPU from the arrival of its first bytes
+  (aiohttp's `data_received`) to its handler's start (`wait`: the loop work it queued behind)
+  and to its answer being ready (`answer`: its own work and all that ran meanwhile). CPU, not
+  wall clock: another process on the machine adds nothing to either, so main and a branch
+  can be compared on a busy machine; how the loop orders its work shows directly.
 - `slow`: one loop callback (a task's step, a timer, an I/O callback) that ran for at least
   `SLOW` seconds, with the collector's time inside it, the task it belongs to and a stack
   sampled by a watchdog thread while it was still running (what was actually on the CPU).
@@ -47,6 +52,7 @@ class Probe:
         self.current: tuple[float, Any] | None = None  # (start, handle) of the running callback
         self.stacks: dict[int, str] = {}  # id(handle) -> stack sampled while it ran
         self.beats = 0
+        self.bg_cpu = 0.0  # loop CPU so far in steps of background tasks (`background`)
         self.loop_thread = threading.get_ident()
 
     def write(self, **record: Any) -> None:
@@ -82,11 +88,57 @@ class Probe:
             finally:
                 probe.current = None
                 took = time.perf_counter() - start
+                used = time.thread_time() - cpu
                 if took >= SLOW:
-                    probe.slow(handle, took, time.thread_time() - cpu, probe.gc_s - gc0)
+                    probe.slow(handle, took, used, probe.gc_s - gc0)
+                if background(handle):
+                    probe.bg_cpu += used
 
         asyncio.events.Handle._run = timed  # type: ignore[method-assign,assignment]
         threading.Thread(target=self.watch, name="loop-probe", daemon=True).start()
+        self.install_requests()
+
+    def install_requests(self) -> None:
+        """Stamp each request's arrival and its handler's start and end in loop CPU (`req`)."""
+        try:
+            from aiohttp import web_protocol
+        except ImportError:
+            return
+        handler_class = web_protocol.RequestHandler
+        received, handle = handler_class.data_received, handler_class._handle_request
+        lost = handler_class.connection_lost
+        probe = self
+        # id(connection) -> (loop CPU, background CPU) when its request began
+        arrivals: dict[int, tuple[float, float]] = {}
+
+        def data_received(proto: Any, data: bytes) -> None:
+            # The rest of a body that arrives while its handler runs is no new request.
+            if id(proto) not in arrivals and not proto._request_in_progress:
+                arrivals[id(proto)] = (time.thread_time(), probe.bg_cpu)
+            received(proto, data)
+
+        def connection_lost(proto: Any, exc: BaseException | None) -> None:
+            arrivals.pop(id(proto), None)
+            lost(proto, exc)
+
+        async def handle_request(proto: Any, request: Any, *args: Any) -> Any:
+            # The next bytes on this connection begin a new request.
+            arrived = arrivals.pop(id(proto), None)
+            start, bg_at_start = time.thread_time(), probe.bg_cpu
+            try:
+                return await handle(proto, request, *args)
+            finally:
+                if arrived is not None:
+                    end = time.thread_time()
+                    probe.write(k="req", t=time.monotonic(), path=request.path,
+                                wait=round((start - arrived[0]) * 1000, 3),
+                                answer=round((end - arrived[0]) * 1000, 3),
+                                bg=round((bg_at_start - arrived[1]) * 1000, 3))
+
+        handle_request.__qualname__ = "RequestHandler._handle_request"  # foreground, as it wraps
+        handler_class.data_received = data_received  # type: ignore[method-assign,assignment]
+        handler_class.connection_lost = connection_lost  # type: ignore[method-assign,assignment]
+        handler_class._handle_request = handle_request  # type: ignore[method-assign,assignment]
 
     def slow(self, handle: asyncio.events.Handle, took: float, cpu: float, gc_s: float) -> None:
         self.write(k="slow", t=time.monotonic(), ms=round(took * 1000, 3), cpu_ms=round(cpu * 1000, 3),
@@ -129,6 +181,23 @@ class Probe:
                 last_flush = now
 
 
+# Tasks that answer a request: the connection's reader, the handler, a Slack form's core
+# work (SlackAdapter.on_submit), and the probe's own heartbeat. Every other task's steps are
+# background work (Slack's after an ack, the scheduler, the router workers and flushers).
+# Accepting a connection and writing an outbound request's body are counted with neither.
+FOREGROUND = {"RequestHandler.start", "RequestHandler._handle_request", "Core.handle",
+              "Probe.heartbeat", "BaseSelectorEventLoop._accept_connection2",
+              "ClientRequest.write_bytes"}
+
+
+def background(handle: asyncio.events.Handle) -> bool:
+    """The callback steps a task that answers no request (I/O callbacks and timers are not)."""
+    task = getattr(getattr(handle, "_callback", None), "__self__", None)
+    if not isinstance(task, asyncio.Task):
+        return False
+    return getattr(task.get_coro(), "__qualname__", "") not in FOREGROUND
+
+
 def describe(handle: asyncio.events.Handle) -> str:
     """The task a callback steps (its coroutine's name), else the callback itself."""
     cb = getattr(handle, "_callback", None)
@@ -167,6 +236,7 @@ def summarise(path: str, t0: float, t1: float) -> dict[str, Any]:
     gcs: list[dict[str, Any]] = []
     slow: list[dict[str, Any]] = []
     beats = []
+    reqs: dict[str, tuple[list[float], list[float], list[float]]] = {}
     for line in Path(path).read_text().splitlines():
         try:
             r = json.loads(line)
@@ -182,6 +252,11 @@ def summarise(path: str, t0: float, t1: float) -> dict[str, Any]:
             gcs.append(r)
         elif r["k"] == "slow":
             slow.append(r)
+        elif r["k"] == "req":
+            wait, answer, bg = reqs.setdefault(r["path"], ([], [], []))
+            wait.append(r["wait"])
+            answer.append(r["answer"])
+            bg.append(r.get("bg", 0.0))
     inside = [n for t, n in beats if t0 <= t <= t1]
     where = Counter(r["what"] for r in slow if r["cpu_ms"] > 10)
     over10 = [r for r in slow if r["cpu_ms"] > 10]
@@ -202,7 +277,18 @@ def summarise(path: str, t0: float, t1: float) -> dict[str, Any]:
         "gc_share": sum(r["gc_ms"] for r in over10) / max(1e-9, sum(r["ms"] for r in over10)),
         "where": where.most_common(6),
         "heaviest": sorted(slow, key=lambda r: -r["cpu_ms"])[:5],
+        "requests": {path: {"n": len(w), "wait": (_pct(w, 50), _pct(w, 99)),
+                            "answer": (_pct(a, 50), _pct(a, 99)),
+                            "bg": (_pct(b, 50), _pct(b, 99), sum(1 for x in b if x > 0) / len(b))}
+                     for path, (w, a, b) in sorted(reqs.items())},
     }
+
+
+def _pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
 def report(name: str, s: dict[str, Any], out: TextIO = sys.stdout) -> None:
@@ -219,6 +305,12 @@ def report(name: str, s: dict[str, Any], out: TextIO = sys.stdout) -> None:
           f"    objects walked per collection gen0 / 1 / 2, mean (most): "
           + " / ".join(f"{s['gc_mean_objects'][g]} ({s['gc_objects'][g]})" for g in (0, 1, 2)),
           file=out)
+    for path, r in s["requests"].items():
+        print(f"    {path:14} {r['n']:5d} requests, loop CPU from arrival (ms, p50 / p99): to the "
+              f"handler's start {r['wait'][0]:5.1f} / {r['wait'][1]:5.1f}, to the answer "
+              f"{r['answer'][0]:5.1f} / {r['answer'][1]:5.1f}; background work run before its "
+              f"handler started {r['bg'][0]:4.1f} / {r['bg'][1]:5.1f} ms (for {r['bg'][2]:.0%} "
+              "of them)", file=out)
     for what, count in s["where"]:
         print(f"    {count:5d} x {what}", file=out)
     for r in s["heaviest"]:

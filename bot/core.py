@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 import bot
+from bot import background
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.dispatch_tables import ProcessedEvent
@@ -797,10 +798,13 @@ class Core:
         # Accounts this process linked and routes it learnt, stored before a round or a
         # broadcast reads them (bot/people/held.py).
         try:
+            await background.turn()
             await flush_held(self)
         except Exception:
             log.exception("held account links not written before the scheduled work")
         for name, fn in self.router.tickers.items():
+            # Each job in its own turn, behind the requests that arrived (bot/background.py).
+            await background.turn()
             try:
                 done[name] = await fn(self, when)
             except Exception:

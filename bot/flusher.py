@@ -15,6 +15,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from bot import background
+
 if TYPE_CHECKING:
     from bot.core import Core
 
@@ -87,6 +89,8 @@ def worker_for(flush: Callable[[Core], Awaitable[int]], log: logging.Logger,
             if due is not None and not stop.is_set() and not due(core):
                 continue  # kept for a later flush: the last rewrite was recent
             try:
+                if not stop.is_set():  # the last flush, at shutdown, waits for nothing
+                    await background.turn()
                 await flush(core)
             except Exception:
                 log.exception("%s not written; trying again", what)

@@ -35,6 +35,7 @@ from adapters.slack.port import (
     Unreachable,
     Workspaces,
 )
+from bot import background
 from bot.channels import parse_channel
 from bot.core import SORRY, Core, HandleResult
 from bot.errors import UserError
@@ -264,6 +265,8 @@ class SlackAdapter:
         # A burst (a round opening, a broadcast read) queues here, so the event loop keeps
         # answering Slack's acks, which are due within 3 s, between pieces of this work.
         async with self._working:
+            # Behind the requests that arrived meanwhile: their acks are due now, this is not.
+            await background.turn()
             event = build(body, await self._user(body))
             started = time.monotonic()
             self._handled(await self.core.handle(event, self.port), started)

@@ -1,0 +1,94 @@
+"""Background work takes its turn behind requests (bot/background.py): a request that arrives
+while background steps are queued is started before the next of them, and background work
+keeps its own order. Order of events only, never time."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from aiohttp import web
+
+from bot import background
+
+REQUEST = b"POST /ack HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n"
+
+
+async def _server(order: list[str]) -> tuple[web.AppRunner, int]:
+    async def ack(_request: web.Request) -> web.Response:
+        order.append("request")
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/ack", ack)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
+async def _connected(port: int) -> socket.socket:
+    """A client connection the server has accepted (a Slack or Teams keep-alive connection)."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setblocking(False)
+    await loop.sock_connect(sock, ("127.0.0.1", port))
+    for _ in range(20):  # the server's accept and connection_made run on this loop
+        await asyncio.sleep(0)
+    return sock
+
+
+async def _queued_work(order: list[str], sock: socket.socket, waits: bool) -> None:
+    """Three pieces of background work ready at once; the request's bytes arrive during the
+    first one's step (as a request arrives while the loop runs a long step)."""
+
+    async def piece(name: str) -> None:
+        if waits:
+            await background.turn()
+        order.append(name)
+        if name == "bg1":
+            sock.send(REQUEST)  # a request arrives while this step runs
+
+    await asyncio.gather(piece("bg1"), piece("bg2"), piece("bg3"))
+    for _ in range(50):
+        if "request" in order:
+            break
+        await asyncio.sleep(0.01)
+
+
+async def test_a_request_arriving_during_background_work_starts_before_the_rest_of_it() -> None:
+    order: list[str] = []
+    runner, port = await _server(order)
+    sock = await _connected(port)
+    try:
+        await _queued_work(order, sock, waits=True)
+    finally:
+        sock.close()
+        await runner.cleanup()
+    # The request's handler ran right after the step it arrived in, before bg2 and bg3.
+    assert order == ["bg1", "request", "bg2", "bg3"]
+
+
+async def test_without_turns_queued_background_work_runs_before_the_request() -> None:
+    """What happened before: every ready step ran first, the request waited behind them all."""
+    order: list[str] = []
+    runner, port = await _server(order)
+    sock = await _connected(port)
+    try:
+        await _queued_work(order, sock, waits=False)
+    finally:
+        sock.close()
+        await runner.cleanup()
+    assert order == ["bg1", "bg2", "bg3", "request"]
+
+
+async def test_turns_are_given_in_the_order_asked() -> None:
+    order: list[int] = []
+
+    async def piece(n: int) -> None:
+        await background.turn()
+        order.append(n)
+
+    await asyncio.gather(*(piece(n) for n in range(8)))
+    assert order == list(range(8))
