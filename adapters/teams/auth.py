@@ -126,9 +126,10 @@ class TokenValidator:
                 raise AuthError("malformed token") from e
             if header.get("alg") != "RS256":
                 raise AuthError("algorithm not accepted")
-            kid = header.get("kid")
-            if not isinstance(kid, str) or not kid:
+            named = header.get("kid")
+            if not isinstance(named, str) or not named:
                 raise AuthError("token names no key")
+            kid = named
         key, endorsements = await self._key(kid)
         if endorsements and channel_id and channel_id not in endorsements:
             raise AuthError("key not endorsed for this channel")
