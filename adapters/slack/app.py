@@ -84,11 +84,6 @@ class _TokenUnusedFilter(logging.Filter):
 
 BOLT_LOG = logging.getLogger("slack_bolt.staffvoice")
 BOLT_LOG.addFilter(_TokenUnusedFilter())
-# At WARNING like every `slack_bolt` logger (bot/logs.py), and set on this logger itself: Bolt
-# guards its debug lines with `logger.level <= DEBUG`, the logger's own level, which NOTSET
-# passes, so each request formatted a line per global middleware only for it to be dropped
-# (as port.WEB_LOG for slack_sdk).
-BOLT_LOG.setLevel(logging.WARNING)
 
 
 class SlackAdapter:

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
-
-import pytest
 
 from bot.errors import FormInvalid
 from bot.model import Form, TextInput, text_message
@@ -228,20 +225,3 @@ async def test_a_tap_a_dm_and_a_form_are_matched_by_the_first_listeners_bolt_tri
                                                 resp=BoltResponse(status=200))
                    for listener in listeners[:i + 1]]
         assert matched == [False] * i + [True], (body["type"], matched)
-
-
-async def test_bolt_builds_no_debug_line_for_a_request_when_its_logs_are_off(
-        slack: SlackDriver, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Bolt guards its debug lines with its logger's own level, not the effective one: ours
-    (`slack_bolt.staffvoice`) was NOTSET, so every request formatted "Applying ..." for each
-    global middleware although `slack_bolt` logs at WARNING (bot/logs.py). A guard for a
-    saving (bench/README, cpu11); what is logged at WARNING and above is unchanged."""
-    from adapters.slack import app
-
-    debug: list[str] = []
-    monkeypatch.setattr(app.BOLT_LOG, "debug", lambda msg, *a, **kw: debug.append(str(msg)))
-    await slack.say(PRACTITIONER, "help")
-    assert "help" in slack.seen(PRACTITIONER)[-1].lower()
-    assert not [m for m in debug if m.startswith("Applying")], debug[:3]
-    assert app.BOLT_LOG.isEnabledFor(logging.WARNING)
-
