@@ -97,6 +97,37 @@ async def test_a_practitioner_answers_with_one_tap_and_can_change_it_until_close
     assert len(d.seen(P1)) == 1
 
 
+async def test_a_tap_knows_which_questions_were_answered_without_opening_any_answer(
+        loaded: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A guard for a saving (bench/README, cpu11): the card says whether a question was
+    answered and the thanks how many were skipped, from which questions have a sealed answer;
+    no tap opens one (before: every tap opened each answer given so far, to drop the values)."""
+    opened: list[str] = []
+    real = pulse._open_answer
+
+    def counting(box: bytes, round_id: str, key: str, question_id: str, sealed: bytes
+                 ) -> tuple[int | None, str | None, str | None]:
+        opened.append(question_id)
+        return real(box, round_id, key, question_id, sealed)
+
+    monkeypatch.setattr(pulse, "_open_answer", counting)
+    d = await open_round(loaded)
+    await d.tap(P1, "2")
+    await d.tap(P1, "Skip")
+    await d.tap(P1, "Previous")
+    assert "question 2 of 7" in d.seen(P1)[-1]
+    assert "You have answered this question" not in d.seen(P1)[-1]  # skipped
+    await d.tap(P1, "Previous")
+    assert "question 1 of 7" in d.seen(P1)[-1]
+    assert "You have answered this question" in d.seen(P1)[-1]
+    for label in ("3", "Skip", "4", "4", "4", "8", "Skip"):
+        await d.tap(P1, label)
+    assert "Thank you!" in d.seen(P1)[-1]
+    assert "You skipped 1 question;" in d.seen(P1)[-1]
+    assert opened == []  # before: each answer given so far, on every tap after it
+    assert sorted(v for v, _c, _t in await held(loaded) if v is not None) == [3, 4, 4, 4, 8]
+
+
 async def test_finish_later_then_continue_where_you_left_off(loaded: Core) -> None:
     d = await open_round(loaded)
     await d.tap(P1, "3")

@@ -32,13 +32,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import bindparam, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.feedback.tables import FeedbackRelease, FeedbackReleaseSender
 from bot.secrets import derive, keyed_hash
 from storage.db import upsert
 from storage.perkey import PerKey
+from storage.prepared import Prepared
 
 if TYPE_CHECKING:
     from bot.core import Core
@@ -61,10 +62,16 @@ class _Held:
 _held: PerKey[Core, _Held] = PerKey(_Held)
 
 
+# Every staff form reads it (`mark`, in the item's transaction): on the DB-API cursor
+# (storage/prepared.py), where `conn.execute` built an execution context and a result per form.
+_GENERATION = Prepared(select(FeedbackRelease.moment).where(
+    FeedbackRelease.name == bindparam("listing")))
+
+
 async def generation(conn: AsyncConnection, listing: str) -> datetime:
     """The release moment at which `listing` last became readable (a time of the schedule)."""
-    at = (await conn.execute(select(FeedbackRelease.moment).where(
-        FeedbackRelease.name == listing))).scalar()
+    row = await _GENERATION.first(conn, {"listing": listing})
+    at = row[0] if row is not None else None
     return at if at is not None else NEVER
 
 

@@ -35,14 +35,6 @@ class Closed(Exception):
     """The round closed: roll back whatever the tap wrote and say so."""
 
 
-class Given(NamedTuple):
-    """An answer this person already gave (read back with their response key)."""
-
-    value: int | None
-    choice: str | None
-    text: str | None
-
-
 def parse_target(action_id: str, prefix: str) -> tuple[str, int]:
     """'pulse.a.<round>.<pos>' -> (round id, position); UserError for anything else."""
     rid, _, pos = action_id[len(prefix):].rpartition(".")
@@ -111,7 +103,7 @@ async def on_answer(ctx: Ctx) -> None:
     q = known.questions[pos]
     value, choice = parse_value(q, ctx.event.value)
 
-    async def store() -> tuple[Where, dict[str, Given], str]:
+    async def store() -> tuple[Where, frozenset[str], str]:
         async with ctx.connection() as conn:  # continues the dispatcher's: one commit a tap
             rk = await _round_key(conn, ctx, rid)
             # Write first, then check, rolling back if the tap may not count: the transaction
@@ -141,7 +133,7 @@ async def on_nav(ctx: Ctx) -> None:
     target = {"prev": max(pos - 1, 0), "skip": pos + 1}.get(move, pos)
     known = await _known_where(ctx, rid, pos)
 
-    async def look() -> tuple[Where, dict[str, Given], str]:
+    async def look() -> tuple[Where, frozenset[str], str]:
         async with ctx.session() as s:
             rk = await _round_key(s, ctx, rid)
             w, mine = await _check(s, ctx, known, pos, rk)
@@ -194,7 +186,7 @@ async def on_comment(ctx: Ctx) -> None:
         await ctx.open_form(comment_form(known, pos, text=text, warnings=found))
         return
 
-    async def store() -> tuple[Where, dict[str, Given], str, MessageRef | None]:
+    async def store() -> tuple[Where, frozenset[str], str, MessageRef | None]:
         async with ctx.session() as s:
             rk = await _round_key(s, ctx, rid)
             if text:
@@ -230,13 +222,14 @@ async def _round_key(s: AsyncSession | AsyncConnection, ctx: Ctx, rid: str) -> R
 
 
 async def _check(s: AsyncSession | AsyncConnection, ctx: Ctx, known: Where, pos: int,
-                 rk: RoundKey) -> tuple[Where, dict[str, Given]]:
-    """The round and this person's answers so far, if they may answer at `pos` now.
+                 rk: RoundKey) -> tuple[Where, frozenset[str]]:
+    """The round and the questions this person answered so far, if they may answer at `pos`
+    now (which, never what: the answers stay sealed).
 
     UserError (rolling back the transaction) if not; Closed once the round has closed.
     """
     rid = known.round.id
-    rows = await pulse.respondent(s, rid, ctx.person.id, rk.key, rk.secret)
+    rows = await pulse.respondent(s, rid, ctx.person.id, rk.key)
     if not rows:
         raise UserError(GONE)
     state, closes_at, asked = rows[0][0], rows[0][1], rows[0][2]
@@ -246,7 +239,7 @@ async def _check(s: AsyncSession | AsyncConnection, ctx: Ctx, known: Where, pos:
         raise UserError(GONE)
     if state != "open" or ctx.now >= closes_at:
         raise Closed()
-    return known, {r[3]: Given(r[4], r[5], r[6]) for r in rows if r[3] is not None}
+    return known, frozenset(r[3] for r in rows if r[3] is not None)
 
 
 async def _at_end(s: AsyncSession | AsyncConnection, ctx: Ctx, w: Where, pos: int,
@@ -258,7 +251,7 @@ async def _at_end(s: AsyncSession | AsyncConnection, ctx: Ctx, w: Where, pos: in
     return await results_pointer(s, ctx, w)
 
 
-async def show(ctx: Ctx, w: Where, pos: int, mine: dict[str, Given], *, saved: str = "",
+async def show(ctx: Ctx, w: Where, pos: int, mine: frozenset[str], *, saved: str = "",
                live: MessageRef | None = None, ending: str = "") -> None:
     """Edit the survey message to the question at `pos`, or to the thank-you after the last."""
     if pos < w.total:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select, text
 
 from bot.core import Core
@@ -229,3 +230,41 @@ async def test_a_person_whose_item_waits_for_a_later_day_does_not_make_the_secon
     midday = await _listing(d, loaded, day.replace(hour=14, minute=1))
     assert SECOND not in midday and THIRD not in midday  # before: both, one author, at 14:00
     assert SECOND in await _listing(d, loaded, day.replace(hour=17, minute=1))
+
+
+async def test_a_forms_mark_reads_its_generation_on_the_cursor_and_follows_a_release(
+        loaded: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A guard for a saving (bench/README, cpu11): every staff form reads the staff listing's
+    generation for its sender's mark, in the item's transaction, as a prepared statement on
+    the DB-API cursor (storage/prepared.py: no execution context built). What it reads is
+    unchanged: the moment the listing last released, so a form sent after a release is marked
+    in the new generation, the only one a release counts."""
+    from sqlalchemy.engine import Connection
+
+    from bot.feedback.tables import FeedbackRelease
+
+    d = FakeDriver(loaded)
+    day = loaded.clock.now().replace(hour=10, minute=0, second=0, microsecond=0)
+    loaded.clock.set(day)  # type: ignore[attr-defined]
+    assert await give(d, PRACTITIONER, FIRST) is None  # first contact, the day's key made
+    sent: list[str] = []
+    real = Connection._execute_context
+
+    def counting(self: Connection, *a: object, **kw: object) -> object:
+        sent.append(" ".join(str(x) for x in a))
+        return real(self, *a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Connection, "_execute_context", counting)
+    assert await give(d, OTHER, SECOND) is None
+    monkeypatch.undo()
+    assert not [q for q in sent if "FROM feedback_releases" in q]  # before: one per form
+    assert {m[1] for m in senders._held(loaded).due} == {senders.NEVER}  # never released yet
+    await counts.flush(loaded)
+    assert FIRST in await _listing(d, loaded, day.replace(hour=17, minute=1))  # released
+    async with loaded.db.session() as s:
+        moment = (await s.execute(select(FeedbackRelease.moment).where(
+            FeedbackRelease.name == senders.STAFF))).scalar_one()
+    assert moment > senders.NEVER
+    loaded.clock.set(day.replace(hour=17, minute=30))  # type: ignore[attr-defined]
+    assert await give(d, PRACTITIONER, THIRD) is None
+    assert {m[1] for m in senders._held(loaded).due} == {moment}

@@ -156,8 +156,9 @@ async def test_anonymous_mode_serves_local_tools_without_tokens(loaded: Core) ->
 async def test_a_reused_token_is_verified_once_and_still_checked_each_time(
     teams: TeamsDriver, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The Bot Connector sends one token many times: its signature is checked once, while its
-    expiry, its key and its serviceurl are checked on every request."""
+    """The Bot Connector sends one token many times: its signature is checked and its header
+    parsed once (PyJWT's parse walks every character of the token in Python: bench/README,
+    cpu11), while its expiry, its key and its serviceurl are checked on every request."""
     from adapters.teams import auth
     from adapters.teams.config import BOT_FRAMEWORK_ISSUER
 
@@ -171,13 +172,22 @@ async def test_a_reused_token_is_verified_once_and_still_checked_each_time(
         decoded.append(token)
         return real_decode(token, *a, **kw)  # type: ignore[arg-type]
 
+    headers: list[str] = []
+    real_header = jwt.get_unverified_header
+
+    def parsing(token: str) -> dict:
+        headers.append(token)
+        return real_header(token)
+
     monkeypatch.setattr(auth.jwt, "decode", counting)
+    monkeypatch.setattr(auth.jwt, "get_unverified_header", parsing)
     token = teams.fake.sign({"exp": int(now[0]) + 600})
     try:
         for _ in range(3):
             claims = await validator.validate(f"Bearer {token}", teams.fake.service_url, "msteams")
             assert claims.claims["aud"] == teams.fake.state.app_id
         assert decoded == [token]
+        assert headers == [token]  # before: parsed on every request
         with pytest.raises(auth.AuthError):  # a cached token still names its service
             await validator.validate(f"Bearer {token}", "https://attacker.example/", "msteams")
         with pytest.raises(auth.AuthError):  # ... and its channel must be endorsed
@@ -194,5 +204,6 @@ async def test_a_reused_token_is_verified_once_and_still_checked_each_time(
             with pytest.raises(auth.AuthError):
                 await validator.validate(f"Bearer {token}", teams.fake.service_url, "msteams")
         assert decoded == [token, token]  # dropped from the cache once found expired
+        assert headers == [token, token]
     finally:
         await validator.close()
