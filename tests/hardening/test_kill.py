@@ -146,8 +146,11 @@ async def test_killed_during_a_broadcast_the_next_process_finishes_it_without_du
     assert len(platform.keys()) == n and platform.duplicates() == 0
 
 
+# pg_locks lists the whole cluster's locks: only this database's are ours (another run on the
+# same server has its own "replica-a", whose backend this test must not count or terminate).
 A_LOCK = ("FROM pg_locks WHERE locktype = 'advisory' AND classid = :n AND objid = :k "
-          "AND objsubid = 2")
+          "AND objsubid = 2 "
+          "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
 
 
 def lock(sender_id: str) -> dict[str, int]:
