@@ -278,7 +278,11 @@ async def test_a_replica_cut_off_from_its_lock_stops_sending_what_another_took_o
             await core.db.dispose()
 
     assert len(platform.keys()) == n and platform.duplicates() == 0
-    assert a.stats.sent + b.stats.sent == n and b.stats.sent > n // 2
+    # A send in flight at the cut lands: `a` counts it, and `b`, taking the row over in doubt,
+    # finds it delivered (reconciled, not sent again) and counts it too. How many such sends
+    # there are depends on where the cut falls between a's paced sends.
+    assert n <= a.stats.sent + b.stats.sent <= n + b.stats.reconciled
+    assert b.stats.sent > n // 2
     async with loaded.db.session() as s:
         rows = (await s.execute(select(Delivery).where(Delivery.broadcast_id == bid))).scalars().all()
     assert len(rows) == n and {r.state for r in rows} == {"sent"}
