@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean
+.PHONY: demo test test-deps lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ AXE := tests/browser/node_modules/axe-core/axe.min.js
 $(AXE): tests/browser/package-lock.json
 	cd tests/browser && npm ci --no-audit --no-fund --silent
 	touch $@
+
+# What `make test` needs installed (CI makes it first, then runs the SQLite and the PostgreSQL
+# suite at once: .ci/run).
+test-deps: $(STAMP) $(AXE)
 
 test: $(STAMP) $(AXE)
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)

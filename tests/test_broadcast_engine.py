@@ -232,7 +232,8 @@ async def test_a_killed_sender_task_resumes_without_duplicates(
         first = Sender(loaded, sender_id="replica-a", limiter=Limiter(FAST), batch=8)
         platform.hold_after = 5  # later sends stay in flight until released
         task = asyncio.create_task(first.drain())
-        while platform.held == 0:
+        while platform.held == 0:  # a sender that ended first fails here, not hangs
+            assert not task.done(), task
             await asyncio.sleep(0.005)
         task.cancel()  # killed mid-flight: rows stay in `sending`
         with pytest.raises(asyncio.CancelledError):

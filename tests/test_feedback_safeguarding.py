@@ -75,10 +75,12 @@ def test_a_giant_input_is_scanned_quickly() -> None:
     import time
 
     text = ("the child was " * 8000) + "fine"
-    start = time.perf_counter()
+    # This thread's CPU time, not the wall clock: no backtracking blow-up, whatever else the
+    # machine's cores are running.
+    start = time.thread_time()
     safeguarding.concerns(text)
     identifiers.findings(text)
-    assert time.perf_counter() - start < 2.0
+    assert time.thread_time() - start < 2.0
 
 
 IDENTIFYING = [

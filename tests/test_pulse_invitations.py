@@ -97,7 +97,8 @@ async def kill_mid_send(core: Core, platform: RateLimitedPlatform, name: str) ->
     platform.held = 0
     sender = Sender(core, sender_id=name, limiter=Limiter(FAST), batch=8, send_timeout_s=2.0)
     task = asyncio.create_task(sender.drain())
-    while platform.held == 0:
+    while platform.held == 0:  # a sender that ended first fails here, not hangs
+        assert not task.done(), task
         await asyncio.sleep(0.005)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -146,8 +146,11 @@ async def test_killed_during_a_broadcast_the_next_process_finishes_it_without_du
     assert len(platform.keys()) == n and platform.duplicates() == 0
 
 
+# pg_locks lists the whole cluster's locks: only this database's are ours (another run on the
+# same server has its own "replica-a", whose backend this test must not count or terminate).
 A_LOCK = ("FROM pg_locks WHERE locktype = 'advisory' AND classid = :n AND objid = :k "
-          "AND objsubid = 2")
+          "AND objsubid = 2 "
+          "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
 
 
 def lock(sender_id: str) -> dict[str, int]:
@@ -275,7 +278,11 @@ async def test_a_replica_cut_off_from_its_lock_stops_sending_what_another_took_o
             await core.db.dispose()
 
     assert len(platform.keys()) == n and platform.duplicates() == 0
-    assert a.stats.sent + b.stats.sent == n and b.stats.sent > n // 2
+    # A send in flight at the cut lands: `a` counts it, and `b`, taking the row over in doubt,
+    # finds it delivered (reconciled, not sent again) and counts it too. How many such sends
+    # there are depends on where the cut falls between a's paced sends.
+    assert n <= a.stats.sent + b.stats.sent <= n + b.stats.reconciled
+    assert b.stats.sent > n // 2
     async with loaded.db.session() as s:
         rows = (await s.execute(select(Delivery).where(Delivery.broadcast_id == bid))).scalars().all()
     assert len(rows) == n and {r.state for r in rows} == {"sent"}
