@@ -91,3 +91,57 @@ async def test_an_urgent_item_stored_before_urgent9_keeps_its_day_for_its_leads_
             "SELECT id, lead_day FROM feedback_items ORDER BY id"))).all())
     assert {k[0]: v for k, v in rows.items()} in (
         {"a": date(2026, 11, 30), "b": None}, {"a": "2026-11-30", "b": None})
+
+
+async def test_urgent9s_downgrade_keeps_an_urgent_answer_urgent_and_a_leads_reply_a_reply(
+        db: Database) -> None:
+    """Downgraded from `urgent9`, the code before reads an urgent answer and a lead's reply
+    as readable at once and the item urgent at once (its leads' queue lists urgent items).
+    What waited for a release at the downgrade is brought to that: before the fix the answer
+    kept waiting as an ordinary one, its item not urgent (gone from the leads' queue, never
+    urgent for anyone), and the lead's reply waited as an author's answer would."""
+    import json
+    from datetime import date
+
+    from alembic import command
+    from sqlalchemy import text
+
+    from storage.db import alembic_config
+
+    def to(conn, target: str, up: bool) -> None:  # type: ignore[no-untyped-def]
+        cfg = alembic_config(conn.engine.url.render_as_string(hide_password=False))
+        cfg.attributes["connection"] = conn
+        (command.upgrade if up else command.downgrade)(cfg, target)
+
+    mon, tue = date(2026, 11, 30), date(2026, 12, 1)
+    item, urgent_item = "a" * 32, "b" * 32
+    async with db.engine.begin() as conn:
+        await conn.execute(text(
+            "INSERT INTO feedback_items (id, day, text, status, urgent, concerns, source, "
+            "released, lead_concerns, lead_day) VALUES "
+            "(:i, :d, 'x', 'in_progress', false, '[]', 'staff', true, :c, NULL), "
+            "(:u, :t, 'y', 'new', true, :c, 'staff', false, NULL, :d)"),
+            {"i": item, "u": urgent_item, "d": mon, "t": tue, "c": json.dumps(["child_risk"])})
+        for mid, seq, sender, released, day, lead_day, concerns in (
+                ("1" * 32, 1, "team", True, mon, None, None),
+                ("2" * 32, -1, "author", False, tue, mon, json.dumps(["child_risk"])),
+                ("3" * 32, -2, "team", False, tue, mon, None),
+                ("4" * 32, 2, "team", True, mon, None, None)):
+            await conn.execute(text(
+                "INSERT INTO feedback_messages (id, item_id, seq, sender, day, text, released, "
+                "concerns, lead_day) VALUES (:m, :i, :s, :w, :d, 'z', :r, :c, :l)"),
+                {"m": mid, "i": item, "s": seq, "w": sender, "d": day, "r": released,
+                 "c": concerns, "l": lead_day})
+        await conn.run_sync(to, "feedback_release_senders", False)
+        items = {r[0][0]: r[1:] for r in (await conn.execute(text(
+            "SELECT id, urgent, status, concerns, day FROM feedback_items"))).all()}
+        msgs = [(r[0][0], r[1], r[2], str(r[3])) for r in (await conn.execute(text(
+            "SELECT id, seq, released, day FROM feedback_messages ORDER BY seq"))).all()]
+        await conn.run_sync(to, "heads", True)
+    urgent, status, concerns, _ = items["a"]
+    assert bool(urgent) and status == "new", items
+    assert (json.loads(concerns) if isinstance(concerns, str) else concerns) == ["child_risk"]
+    assert str(items["b"][3]) == str(mon)  # the urgent item's day sent, as before urgent9
+    # The team's two replies, then the answer and the lead's reply, readable, dated Monday.
+    assert msgs == [("1", 1, True, str(mon)), ("4", 2, True, str(mon)),
+                    ("2", 3, True, str(mon)), ("3", 4, True, str(mon))], msgs

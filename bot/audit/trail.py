@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import ColumnElement, and_, func, not_, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -159,12 +159,35 @@ class Line:
     detail: dict[str, Any]
 
 
+def urgent_look() -> ColumnElement[bool]:
+    """Entries that are looks at the safeguarding leads' urgent queue: chat's `feedback list
+    urgent` and a lead's `feedback show` of what only the leads read yet (`view.urgent_queue`),
+    and the dashboard's urgent queue page (`view.dashboard` of the page `safeguarding`)."""
+    return or_(AuditEntry.action == "view.urgent_queue",
+               and_(AuditEntry.action == "view.dashboard", or_(
+                   AuditEntry.target == "safeguarding",
+                   AuditEntry.target.startswith("safeguarding "))))
+
+
+async def count_urgent_looks(db: Database) -> int:
+    """How many entries are looks at the urgent queue (`entries(urgent_looks=False)`)."""
+    async with db.session() as s:
+        return int((await s.execute(select(func.count()).select_from(AuditEntry).where(
+            urgent_look()))).scalar_one())
+
+
 async def entries(db: Database, *, since: datetime | None = None, who: str | None = None,
-                  limit: int | None = None) -> list[Line]:
+                  limit: int | None = None, urgent_looks: bool = True) -> list[Line]:
     """Entries in order, with actors named (or "an erased person"); `who` matches a person's
-    email or an operator's label; `limit` keeps the latest ones."""
+    email or an operator's label; `limit` keeps the latest ones. `urgent_looks` False leaves
+    out the looks at the urgent queue, for a reader who is not a safeguarding lead
+    (docs/invariants.md N37): a lead reading their queue at 13:16, as soon as they were
+    alerted, told the change team that something urgent came then, and still dated that
+    item once released."""
     async with db.session() as s:
         q = select(AuditEntry)
+        if not urgent_looks:
+            q = q.where(not_(urgent_look()))
         if since is not None:
             q = q.where(AuditEntry.at >= since)
         if who is not None:
@@ -193,13 +216,14 @@ async def entries_by(s: AsyncSession, person_id: str) -> tuple[str | None, Seque
         .order_by(AuditEntry.seq))).scalars().all()
 
 
-def describe(line: Line) -> str:
-    """One line for `audit show` and the chat command."""
+def describe(line: Line, *, seq: bool = True) -> str:
+    """One line for `audit show` and the chat command (without its number: `seq` False, for a
+    reader from whom some entries are left out, whose numbers would show the gaps)."""
     about = f" about {line.subject}" if line.subject else ""
     what = f" {line.target}" if line.target else ""
     extra = (" (" + ", ".join(f"{k}={v}" for k, v in sorted(line.detail.items())) + ")"
              if line.detail else "")
-    return (f"#{line.seq} {line.at.strftime('%Y-%m-%d %H:%M')} UTC {line.who} via "
+    return (f"{f'#{line.seq} ' if seq else ''}{line.at.strftime('%Y-%m-%d %H:%M')} UTC {line.who} via "
             f"{line.surface}: {line.action}{what}{about}{extra}")
 
 

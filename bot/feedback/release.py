@@ -173,7 +173,13 @@ REACH = "reach"
 
 async def _take_reach(conn: AsyncConnection, m: Moment) -> None:
     """Keep the leads' reach as the change team is told it, at a release after which no urgent
-    thing waits (else a held urgent item would be dated by the warning before it shows)."""
+    thing waits (else a held urgent item would be dated by the warning before it shows), and
+    only at the day's last, which releases everything of its day: taken at a midday release
+    when nothing urgent waited, the warning's coming at noon or only at 17:00 after a change
+    the change team knew of (a lead role it granted at 11:00 to a closed account) said whether
+    a disclosure sent that morning was held (review13)."""
+    if not m.last:
+        return
     It, M = FeedbackItem, FeedbackMessage
     if (await conn.execute(select(It.id).where(
             It.released.is_(False), It.urgent.is_(True)).limit(1))).first() is not None:

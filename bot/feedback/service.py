@@ -926,7 +926,9 @@ async def acknowledge(s: AsyncSession, item_id: str, lead_person_id: str) -> Non
     """A safeguarding lead has seen an urgent item and taken it on: their alert is marked
     acknowledged (and no longer sent, if it was still waiting), and a new item becomes read."""
     item = await s.get(FeedbackItem, item_id)
-    if item is None or not item.urgent:
+    # Urgent for its leads (`urgent_for`): an item whose author's urgent answer waits for its
+    # release is not `urgent` yet for everyone else, but is in the leads' queue at once (N37).
+    if item is None or not urgent_for(item, True):
         raise UserError("That urgent item no longer exists.")
     alert = await s.get(FeedbackAlert, (item_id, lead_person_id))
     if alert is None:
