@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
 from sqlalchemy import select
 
 from adapters.teams import dialogs
@@ -171,22 +170,19 @@ def kept_by_teams(d: TeamsDriver, email: str) -> str:
     return "\n".join([raw, *(json.dumps([f.title, *map(str, f.intro)]) for f in forms if f)])
 
 
-@pytest.mark.xfail(strict=True, reason="review12: on Teams, \"Read the answer\" posts the answer "
-                   "form, packed (not sealed) into an \"Open the form\" card, in the author's chat")
 async def test_reading_an_answer_on_teams_leaves_no_words_of_the_thread_in_the_chat(
         loaded: Core) -> None:
     """Attack: Teams keeps the author's chat with the bot by name, cards and their button data
     included. An author sends an idea allowing replies; the change team answers; the author
     reads the answer, answers back; the change team answers again and the author reads it.
 
-    Found (review12, not fixed: adapters/teams, the send path of another engineer): a tap on
-    "Read the answer" is a message activity, which cannot open a dialog, so the Teams port
-    posts an "Open the form" card whose button carries the whole form, deflated and base64'd
-    but not sealed: "You wrote (30 Nov): <the item>", the change team's reply, the author's
-    earlier answers ("You (30 Nov): ...") and the route's token. The item and the author's
-    answer (N41) are in the author's chat, by name. Slack keeps such a form sealed on the
-    server under a random token (adapters/slack/forms.py); Teams should too (or open the
-    dialog from a task/fetch button)."""
+    Before (review12): a tap on "Read the answer" was a message activity, which cannot open a
+    dialog, so the Teams port posted an "Open the form" card whose button carried the whole
+    form, deflated and base64'd but not sealed: "You wrote (30 Nov): <the item>", the change
+    team's reply, the author's earlier answers ("You (30 Nov): ...") and the route's token.
+    The item and the author's answer (N41) were in the author's chat, by name. Now the
+    notice's button is a task/fetch button: Teams asks the bot for the dialog, which is made
+    then from the route, and nothing is posted in the chat."""
     d = await TeamsDriver(loaded).start()
     idea = "Family network meetings clash with court deadlines every week."
     answer = "The first week of each month is the worst for it."
