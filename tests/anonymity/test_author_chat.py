@@ -34,7 +34,7 @@ from bot.feedback import service as fb
 from bot.feedback.tables import FeedbackItem, FeedbackMessage
 from bot.model import ActionEvent, Message, plain_text
 from tests.conformance.drivers.fake import FakeDriver
-from tests.conformance.drivers.teams import TeamsDriver
+from tests.conformance.drivers.teams import TeamsDriver, _actions, card_of, dialog_button
 from tests.test_feedback_helpers import CHANGE, OTHER, PRACTITIONER, REF, give, ref_for, release
 
 FIRST = "Before we start"
@@ -204,6 +204,50 @@ async def test_reading_an_answer_on_teams_leaves_no_words_of_the_thread_in_the_c
         kept = kept_by_teams(d, PRACTITIONER)
         assert "The change team answered your feedback" in kept  # the notice, as on Slack
         for words in (answer, idea, "Which weeks are worst?"):
+            assert words not in kept, words
+    finally:
+        await d.close()
+
+
+async def test_an_old_notice_tapped_as_a_message_leaves_no_words_of_the_thread_in_the_chat(
+        loaded: Core) -> None:
+    """Attack: a reply notice posted before its button opened a dialog is still in an author's
+    chat, its "Read the answer" a plain Action.Submit, which Teams sends as a message. The
+    author taps it; the card the bot posts to open the form must hold nothing of the thread.
+
+    Before: that card's button packed the whole answer form (review12, as above). Now it
+    carries the action tapped and its value, which the old notice's own button carried, and
+    the form is made when the dialog is fetched."""
+    d = TeamsDriver(loaded)
+    await d.start()
+    idea = "Family network meetings clash with court deadlines every week."
+    reply = "Which weeks are worst?"
+    try:
+        await d.say(PRACTITIONER, "feedback")
+        assert await d.submit(PRACTITIONER, {"text": idea, "theme": "", "replies": "true"}) is None
+        await release(loaded)
+        await d.say(CHANGE, "feedback list all")
+        ref = REF.search(d.seen(CHANGE)[-1]).group(1)  # type: ignore[union-attr]
+        await d.say(CHANGE, f"feedback reply #{ref}")
+        assert await d.submit(CHANGE, {"text": reply}) is None
+        await fb.settle_notices()
+        notice = next(p for p in reversed(d._dm_posts(PRACTITIONER))
+                      if "Read the answer" in json.dumps(p.current))
+        data = next(a["data"] for el in card_of(notice.current)["body"]  # type: ignore[index]
+                    for a in _actions(el) if a["title"] == "Read the answer")
+        old = {k: v for k, v in data.items() if k != "msteams"}  # the button as it was
+        uid, cid = d.dm_id(PRACTITIONER)
+        before = d._newest(PRACTITIONER)
+        await d.post(d.activity(uid, cid, "personal", value=old, replyToId=notice.id))
+        opener = d._dm_posts(PRACTITIONER)[-1]
+        assert int(opener.id) > before and dialog_button(opener.current) is not None
+        await d.open_dialog(PRACTITIONER, opener)
+        form = d.form(PRACTITIONER)
+        assert form is not None and form.form_id == "feedback.answer"  # read in the dialog
+        assert any(reply in getattr(b, "text", "") for b in form.intro)
+        kept = kept_by_teams(d, PRACTITIONER)
+        assert dialogs.DIALOG not in json.dumps(opener.versions)  # no form packed into it
+        for words in (idea, reply):
             assert words not in kept, words
     finally:
         await d.close()
