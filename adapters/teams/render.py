@@ -58,7 +58,7 @@ def rich(text: str, **style: Any) -> dict[str, Any]:
     return {"type": "RichTextBlock", "inlines": [run(text, **style)]}
 
 
-def submit(title: str, data: dict[str, str], style: str = "default") -> dict[str, Any]:
+def submit(title: str, data: dict[str, Any], style: str = "default") -> dict[str, Any]:
     action: dict[str, Any] = {"type": "Action.Submit", "title": title, "data": data}
     if style in STYLES:
         action["style"] = STYLES[style]
