@@ -142,10 +142,15 @@ class Choice:
 
 @dataclass(frozen=True)
 class Choices:
-    """One-tap buttons. A tap arrives as ActionEvent(action_id, value)."""
+    """One-tap buttons. A tap arrives as ActionEvent(action_id, value).
+
+    `opens_form`: the action's handler opens a form and does nothing before it that a second
+    tap could not do again: an adapter that can open the form from the button itself does so
+    (Teams: a dialog fetched at the tap), so nothing is posted in the chat to open it."""
 
     action_id: str
     options: tuple[Choice, ...]
+    opens_form: bool = False
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,8 @@ _PY_NAMES = frozenset(n for n, f in Activity.model_fields.items() if f.alias and
 # Fields the model holds as accounts (or lists of them, or of entities): None inside is dropped.
 _ACCOUNTS = ("from", "recipient", "conversation")
 _ACCOUNT_LISTS = ("membersAdded", "membersRemoved", "entities")
+# A dialog button whose action opened no form (refused, or answered in words): where to look.
+IN_THE_CHAT = "Nothing to fill in here: the answer is in your chat with staffvoice."
 AT_TAG = re.compile(r"<at>.*?</at>", re.S)
 TAG = re.compile(r"<[^>]+>")
 
@@ -227,6 +229,8 @@ class TeamsAgent:
         raw = a.get("value")
         value: dict[str, Any] = raw if isinstance(raw, dict) else {}
         data: dict[str, Any] = value["data"] if isinstance(value.get("data"), dict) else {}
+        if name == dialogs.TASK_FETCH and data.get(render.KIND) == "action":
+            return await self.fetch_action(a, data)
         form = dialogs.unpack(data.get(dialogs.DIALOG))
         if form is None:
             return dialogs.say("That form is no longer available. Please ask for it again.")
@@ -256,6 +260,32 @@ class TeamsAgent:
         if result.error == "internal":
             return dialogs.say(SORRY)
         return None  # done: the dialog closes; the core's reply is in the chat
+
+    async def fetch_action(self, a: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        """A button that opens its form in a dialog (`Choices.opens_form`, or an "Open the
+        form" card standing for a button tapped as a message): its action runs as a tap
+        would, and the form it opens is shown in the dialog, made now from what the server
+        holds. Nothing of it is posted in the chat; what the action says instead (a route
+        stopped) goes to the chat as a tap's answer would, and the dialog says where."""
+        seen = SEEN.get()
+        await refs.remember(self.core.db, a, self.core.clock.now(), seen)
+        user = await self.user(a, seen)
+        conv = self.conversation(a)
+        reply_to = a.get("replyToId")
+        card = MessageRef(conv, str(reply_to)) if reply_to and conv.is_direct else None
+        event = ActionEvent(self.event_id(a), user, conv, action_id=str(data.get(render.ACTION, "")),
+                            value=str(data.get(render.VALUE, "")), message=card)
+        opened: list[Form] = []
+        token = dialogs.CAPTURE.set(opened)
+        try:
+            result = await self.core.handle(event, self.port)
+        finally:
+            dialogs.CAPTURE.reset(token)
+        if opened:
+            return dialogs.show(opened[-1])
+        if result.error == "internal":
+            return dialogs.say(SORRY)
+        return dialogs.say(IN_THE_CHAT)
 
     async def _installation(self, a: dict[str, Any]) -> None:
         action = str(a.get("action") or "")

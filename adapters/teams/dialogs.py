@@ -6,8 +6,10 @@ to the bot in the `task/submit` invoke and never appears in the conversation, so
 feedback text is not left behind. A rejected submission and a follow-up step ("Before you
 send") are answered in the same dialog (`continue`); a finished one closes it.
 
-The form travels with the button, compressed (no server state), so a tap works on any
-replica and after a restart. The client can alter it, as it could alter any card's data:
+A form opened by typing travels with the button, compressed (no server state), so a tap
+works on any replica and after a restart. A form opened by a button is never packed into a
+card in the chat: the button opens the dialog itself (`Choices.opens_form`, a task/fetch
+button) or the card carries only the action tapped, and the form is made at the fetch. The client can alter it, as it could alter any card's data:
 the core checks every form it handles (roles, the objects named in its metadata).
 """
 
@@ -99,13 +101,25 @@ def unpack(packed: object) -> Form | None:
         return None
 
 
-def opener(form: Form) -> dict[str, Any]:
-    """The message activity left in the chat: what the form is for, and a button to open it."""
+def opener(form: Form, action: tuple[str, str] | None = None) -> dict[str, Any]:
+    """The message activity left in the chat: what the form is for, and a button to open it.
+
+    A form opened by a tapped button (`action`: its action id and value) is not packed into
+    the card: the button carries that action again, and the form is made when the dialog is
+    fetched (adapters/teams/agent.py `TeamsAgent.fetch_action`), so the card holds nothing
+    the tapped button did not. A form an answer to a thread (the item, the change team's
+    replies, the author's answers: N41) must never sit in the chat, even packed."""
+    data: dict[str, Any] = {"msteams": {"type": TASK_FETCH}}
+    if action is None:
+        data |= {render.KIND: "dialog", DIALOG: pack(form)}
+        title = form.title
+    else:
+        data |= {render.KIND: "action", render.ACTION: action[0], render.VALUE: action[1]}
+        title = "A form to fill in"
     button = {"type": "Action.Submit", "title": "Open the form", "style": "positive",
-              "data": {"msteams": {"type": TASK_FETCH}, render.KIND: "dialog",
-                       DIALOG: pack(form)}}
+              "data": data}
     body = [
-        {**render.rich(form.title, weight="bolder"), "id": "b0-heading"},
+        {**render.rich(title, weight="bolder"), "id": "b0-heading"},
         {**render.rich("Tap the button to fill it in. What you type stays in the form "
                        "and is not shown in this chat.", isSubtle=True, size="small"),
          "id": "b1-context"},
@@ -113,8 +127,8 @@ def opener(form: Form) -> dict[str, Any]:
     ]
     card = {"type": "AdaptiveCard", "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
             "version": render.CARD_VERSION, "body": body,
-            "fallbackText": render.escape_text(f"{form.title}: open the form")}
-    return {"type": "message", "summary": render.escape_text(form.title[:200]),
+            "fallbackText": render.escape_text(f"{title}: open the form")}
+    return {"type": "message", "summary": render.escape_text(title[:200]),
             "attachments": [{"contentType": render.CARD_CONTENT_TYPE, "content": card}]}
 
 

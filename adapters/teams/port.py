@@ -20,6 +20,7 @@ from adapters.teams import references as refs
 from adapters.teams.connector import ChatGone, ConnectorPool, send_activity
 from bot.clock import Clock
 from bot.model import (
+    ActionEvent,
     Block,
     ConversationRef,
     Event,
@@ -341,12 +342,14 @@ class TeamsPort:
     async def open_form(self, event: Event, form: Form) -> None:
         """Teams has no modals: forms open in a dialog (see adapters/teams/dialogs).
 
-        In answer to a dialog's own submission (a "Before you send" check), the next form is
-        shown in that dialog. Otherwise the person's chat with the bot gets a card with a
+        In answer to a dialog's own submission (a "Before you send" check), or to a button that
+        fetches its dialog (`Choices.opens_form`), the form is shown in that dialog. Otherwise the person's chat with the bot gets a card with a
         button that opens it: never a shared conversation, since forms can carry anonymous
         feedback, and never the inputs themselves, so nothing typed stays in the chat."""
         captured = dialogs.CAPTURE.get()
-        if captured is not None and isinstance(event, FormSubmitEvent) and event.conversation is None:
+        if captured is not None and (
+                isinstance(event, FormSubmitEvent) and event.conversation is None
+                or isinstance(event, ActionEvent)):  # a task/fetch button (agent.fetch_action)
             captured.append(form)
             return
         if form.notice:
@@ -358,7 +361,10 @@ class TeamsPort:
         conv = event.conversation
         if conv is None or not conv.is_direct:
             conv = await self.open_dm(event.user)
-        await self._post(conv, dialogs.opener(form))
+        # A button tapped as a message (a card from before its action opened dialogs): the
+        # card names the action again, never the form (N41: an answer form holds the thread).
+        action = (event.action_id, event.value) if isinstance(event, ActionEvent) else None
+        await self._post(conv, dialogs.opener(form, action))
 
     async def find_user(self, email: str) -> UserRef | None:
         """A Teams account with this email, from rosters and conversations seen so far."""

@@ -58,17 +58,25 @@ def rich(text: str, **style: Any) -> dict[str, Any]:
     return {"type": "RichTextBlock", "inlines": [run(text, **style)]}
 
 
-def submit(title: str, data: dict[str, str], style: str = "default") -> dict[str, Any]:
+def submit(title: str, data: dict[str, Any], style: str = "default") -> dict[str, Any]:
     action: dict[str, Any] = {"type": "Action.Submit", "title": title, "data": data}
     if style in STYLES:
         action["style"] = STYLES[style]
     return action
 
 
-def choice_rows(action_id: str, options: tuple[Choice, ...]) -> list[dict[str, Any]]:
-    """Buttons in rows of at most six (Teams hides the rest behind a menu)."""
+def choice_rows(action_id: str, options: tuple[Choice, ...],
+                opens_form: bool = False) -> list[dict[str, Any]]:
+    """Buttons in rows of at most six (Teams hides the rest behind a menu). Buttons of an
+    action that opens a form open it in a dialog: {"msteams": {"type": "task/fetch"}} in an
+    Action.Submit's data makes Teams send a task/fetch invoke, not a message, and show the
+    dialog answered ("Use dialogs with bots", learn.microsoft.com/microsoftteams/platform/
+    task-modules-and-cards/task-modules/task-modules-bots). The data is what any button
+    carries (the action and its value): the form is made when it is fetched, never packed
+    into the card (adapters/teams/agent.py `TeamsAgent.fetch_action`)."""
+    fetch = {"msteams": {"type": "task/fetch"}} if opens_form else {}
     actions = [
-        submit(o.label, {KIND: "action", ACTION: action_id, VALUE: o.value}, o.style)
+        submit(o.label, {**fetch, KIND: "action", ACTION: action_id, VALUE: o.value}, o.style)
         for o in options
     ]
     return [
@@ -101,7 +109,8 @@ def render_block(block: Block, i: int) -> dict[str, Any]:
         ]
         return container(f"b{i}-fields", rows)
     if isinstance(block, Choices):
-        return container(f"b{i}-choices", choice_rows(block.action_id, block.options))
+        return container(f"b{i}-choices",
+                         choice_rows(block.action_id, block.options, block.opens_form))
     if isinstance(block, RatingScale):
         items: list[dict[str, Any]] = []
         if block.low_label or block.high_label:

@@ -525,7 +525,8 @@ def author_notice(token: str) -> Message:
         (
             Text("The change team answered your feedback."),
             Context("Open it to read the answer and, if you like, answer back. You stay anonymous."),
-            Choices("feedback.read", (Choice("Read the answer", token, "primary"),)),
+            Choices("feedback.read", (Choice("Read the answer", token, "primary"),),
+                    opens_form=True),
             Choices("feedback.revoke", (Choice("Stop replies", token, "danger"),)),
         ),
         fallback="The change team answered your feedback.",

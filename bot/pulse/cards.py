@@ -99,8 +99,10 @@ def _answer_block(q: PulseQuestion, action_id: str) -> list[Block]:
         opts = q.options.get("choices", [])
         return [Choices(action_id, tuple(Choice(c, str(i)) for i, c in enumerate(opts)))]
     # Free text needs a form: one tap opens it.
+    # Opens the comment form where the platform can from the button itself (a Teams dialog):
+    # a card posted in the chat to open it would say by name that they wrote one (N19).
     return [Choices(action_id.replace(ANSWER, NAV, 1),
-                    (Choice("Write a comment", "text", style="primary"),))]
+                    (Choice("Write a comment", "text", style="primary"),), opens_form=True)]
 
 
 def thanks_card(w: Where, *, results: str, results_url: str | None, skipped: int,

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
 from sqlalchemy import select
 
 from adapters.teams import dialogs
@@ -35,7 +34,7 @@ from bot.feedback import service as fb
 from bot.feedback.tables import FeedbackItem, FeedbackMessage
 from bot.model import ActionEvent, Message, plain_text
 from tests.conformance.drivers.fake import FakeDriver
-from tests.conformance.drivers.teams import TeamsDriver
+from tests.conformance.drivers.teams import TeamsDriver, _actions, card_of, dialog_button
 from tests.test_feedback_helpers import CHANGE, OTHER, PRACTITIONER, REF, give, ref_for, release
 
 FIRST = "Before we start"
@@ -171,22 +170,19 @@ def kept_by_teams(d: TeamsDriver, email: str) -> str:
     return "\n".join([raw, *(json.dumps([f.title, *map(str, f.intro)]) for f in forms if f)])
 
 
-@pytest.mark.xfail(strict=True, reason="review12: on Teams, \"Read the answer\" posts the answer "
-                   "form, packed (not sealed) into an \"Open the form\" card, in the author's chat")
 async def test_reading_an_answer_on_teams_leaves_no_words_of_the_thread_in_the_chat(
         loaded: Core) -> None:
     """Attack: Teams keeps the author's chat with the bot by name, cards and their button data
     included. An author sends an idea allowing replies; the change team answers; the author
     reads the answer, answers back; the change team answers again and the author reads it.
 
-    Found (review12, not fixed: adapters/teams, the send path of another engineer): a tap on
-    "Read the answer" is a message activity, which cannot open a dialog, so the Teams port
-    posts an "Open the form" card whose button carries the whole form, deflated and base64'd
-    but not sealed: "You wrote (30 Nov): <the item>", the change team's reply, the author's
-    earlier answers ("You (30 Nov): ...") and the route's token. The item and the author's
-    answer (N41) are in the author's chat, by name. Slack keeps such a form sealed on the
-    server under a random token (adapters/slack/forms.py); Teams should too (or open the
-    dialog from a task/fetch button)."""
+    Before (review12): a tap on "Read the answer" was a message activity, which cannot open a
+    dialog, so the Teams port posted an "Open the form" card whose button carried the whole
+    form, deflated and base64'd but not sealed: "You wrote (30 Nov): <the item>", the change
+    team's reply, the author's earlier answers ("You (30 Nov): ...") and the route's token.
+    The item and the author's answer (N41) were in the author's chat, by name. Now the
+    notice's button is a task/fetch button: Teams asks the bot for the dialog, which is made
+    then from the route, and nothing is posted in the chat."""
     d = await TeamsDriver(loaded).start()
     idea = "Family network meetings clash with court deadlines every week."
     answer = "The first week of each month is the worst for it."
@@ -208,6 +204,50 @@ async def test_reading_an_answer_on_teams_leaves_no_words_of_the_thread_in_the_c
         kept = kept_by_teams(d, PRACTITIONER)
         assert "The change team answered your feedback" in kept  # the notice, as on Slack
         for words in (answer, idea, "Which weeks are worst?"):
+            assert words not in kept, words
+    finally:
+        await d.close()
+
+
+async def test_an_old_notice_tapped_as_a_message_leaves_no_words_of_the_thread_in_the_chat(
+        loaded: Core) -> None:
+    """Attack: a reply notice posted before its button opened a dialog is still in an author's
+    chat, its "Read the answer" a plain Action.Submit, which Teams sends as a message. The
+    author taps it; the card the bot posts to open the form must hold nothing of the thread.
+
+    Before: that card's button packed the whole answer form (review12, as above). Now it
+    carries the action tapped and its value, which the old notice's own button carried, and
+    the form is made when the dialog is fetched."""
+    d = TeamsDriver(loaded)
+    await d.start()
+    idea = "Family network meetings clash with court deadlines every week."
+    reply = "Which weeks are worst?"
+    try:
+        await d.say(PRACTITIONER, "feedback")
+        assert await d.submit(PRACTITIONER, {"text": idea, "theme": "", "replies": "true"}) is None
+        await release(loaded)
+        await d.say(CHANGE, "feedback list all")
+        ref = REF.search(d.seen(CHANGE)[-1]).group(1)  # type: ignore[union-attr]
+        await d.say(CHANGE, f"feedback reply #{ref}")
+        assert await d.submit(CHANGE, {"text": reply}) is None
+        await fb.settle_notices()
+        notice = next(p for p in reversed(d._dm_posts(PRACTITIONER))
+                      if "Read the answer" in json.dumps(p.current))
+        data = next(a["data"] for el in card_of(notice.current)["body"]  # type: ignore[index]
+                    for a in _actions(el) if a["title"] == "Read the answer")
+        old = {k: v for k, v in data.items() if k != "msteams"}  # the button as it was
+        uid, cid = d.dm_id(PRACTITIONER)
+        before = d._newest(PRACTITIONER)
+        await d.post(d.activity(uid, cid, "personal", value=old, replyToId=notice.id))
+        opener = d._dm_posts(PRACTITIONER)[-1]
+        assert int(opener.id) > before and dialog_button(opener.current) is not None
+        await d.open_dialog(PRACTITIONER, opener)
+        form = d.form(PRACTITIONER)
+        assert form is not None and form.form_id == "feedback.answer"  # read in the dialog
+        assert any(reply in getattr(b, "text", "") for b in form.intro)
+        kept = kept_by_teams(d, PRACTITIONER)
+        assert dialogs.DIALOG not in json.dumps(opener.versions)  # no form packed into it
+        for words in (idea, reply):
             assert words not in kept, words
     finally:
         await d.close()

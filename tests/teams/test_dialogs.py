@@ -40,13 +40,14 @@ async def test_feedback_is_written_in_a_dialog_and_its_text_never_enters_the_cha
     assert inputs_in_chat(teams) == []
     form = teams.form(WHO)
     assert form is not None and form.form_id == "feedback.submit"
+    shown = teams.seen(WHO)  # the card that opens the form, and the blank form it carries
 
     assert await teams.submit(WHO, {"text": CONCERN, "theme": "", "replies": "false"}) is None
     check = teams.form(WHO)
     assert check is not None and check.title == "Before you send"  # same dialog, next step
     async with teams.core.db.session() as s:
         assert (await s.execute(select(FeedbackItem))).first() is None  # nothing sent yet
-    assert not any("sent" in t.lower() for t in teams.seen(WHO)), teams.seen(WHO)
+    assert teams.seen(WHO) == shown  # nothing new in the chat, nothing says "sent"
 
     posted = everything_posted(teams, WHO)
     assert await teams.submit(WHO, {"text": CONCERN, "theme": "", "replies": "false"}) is None
@@ -104,6 +105,28 @@ async def test_a_dialog_button_whose_data_was_altered_gets_a_message_not_an_erro
             value={"type": TASK_FETCH, "data": data}))
         assert body["task"]["type"] == "message"
         assert "no longer available" in body["task"]["value"]
+
+
+async def test_a_dialog_button_naming_an_action_that_opens_no_form_gets_a_message(
+    teams: TeamsDriver,
+) -> None:
+    """A task/fetch button that names an action (the reply notice's "Read the answer"), its
+    data altered or its route gone: the dialog says where the answer is (invoke_problem: a
+    task message is what Teams shows), the chat gets the refusal as a tap's, no error."""
+    await teams.say(WHO, "help")
+    uid, cid = teams.dm_id(WHO)
+    for action, value in (("feedback.read", "not-a-token"), ("no.such.action", "x"), ("", "")):
+        shown = len(teams.seen(WHO))
+        body = await teams.invoke(teams.activity(
+            uid, cid, "personal", type="invoke", name=TASK_FETCH,
+            value={"type": TASK_FETCH, "data": {"msteams": {"type": TASK_FETCH},
+                                                 "sv_kind": "action", "sv_action": action,
+                                                 "sv_value": value}}))
+        assert body["task"]["type"] == "message"
+        assert "your chat with staffvoice" in body["task"]["value"]
+        said = teams.seen(WHO)[shown:]
+        assert len(said) == 1 and ("stopped" in said[0] or "no longer active" in said[0]), said
+    assert teams.form(WHO) is None
 
 
 async def test_an_old_form_card_in_the_chat_is_not_taken(teams: TeamsDriver) -> None:

@@ -11,7 +11,7 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy import select
 
-from adapters.teams import render
+from adapters.teams import dialogs, render
 from adapters.teams.connector import ConnectorPool
 from adapters.teams.mount import mount
 from bot.core import Core
@@ -49,6 +49,19 @@ def dialog_button(activity: dict[str, Any]) -> dict[str, Any] | None:
             if ((act.get("data") or {}).get("msteams") or {}).get("type") == TASK_FETCH:
                 return act
     return None
+
+
+def packed_forms(activity: dict[str, Any]) -> str:
+    """What a card's buttons carry of a form (dialogs.pack, deflated but not sealed), as
+    lines after the card's own text; "" if nothing."""
+    card = card_of(activity)
+    out: list[str] = []
+    for el in (card or {}).get("body", []):
+        for act in _actions(el):
+            form = dialogs.unpack((act.get("data") or {}).get(dialogs.DIALOG))
+            if form is not None:
+                out.extend([form.title, *(getattr(b, "text", "") for b in form.intro)])
+    return "".join(f"\n{line}" for line in out)
 
 
 def _runs(el: dict[str, Any]) -> str:
@@ -293,6 +306,9 @@ class TeamsDriver:
                 for act in _actions(el):
                     data = act.get("data") or {}
                     if data.get(render.KIND) == "action" and labels_match(act["title"], label):
+                        if (data.get("msteams") or {}).get("type") == TASK_FETCH:
+                            await self.open_dialog(email, p, act)  # Teams sends an invoke
+                            return
                         before = self._newest(email)
                         await self.post(self.activity(uid, cid, "personal", value=data,
                                                       replyToId=p.id))
@@ -312,9 +328,11 @@ class TeamsDriver:
                 await self.open_dialog(email, p)
                 return
 
-    async def open_dialog(self, email: str, post: Posted) -> dict[str, Any]:
-        """Tap a card's dialog button: Teams sends task/fetch and shows the answer."""
-        button = dialog_button(post.current)
+    async def open_dialog(self, email: str, post: Posted,
+                          button: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Tap a card's dialog button (the first, or `button`): Teams sends task/fetch with
+        the button's data, whole, and shows the answer."""
+        button = button or dialog_button(post.current)
         assert button is not None, "no dialog button on that card"
         uid, cid = self.dm_id(email)
         body = await self.invoke(self.activity(
@@ -390,10 +408,12 @@ class TeamsDriver:
         return out or {"_": "form refused"}
 
     def seen(self, email: str) -> list[str]:
-        """What the chat shows; "Open the form" cards are the Teams door to a dialog (what
-        Slack shows as a modal), not a message."""
-        return [plain_of(p.current) for p in self._dm_posts(email)
-                if dialog_button(p.current) is None]
+        """What the chat keeps: every card, "Open the form" cards included, with the title
+        and intro of any form packed into a button's data (Teams keeps a card's data with the
+        chat, and a compliance export holds it: docs/invariants.md N41). Before, cards with a
+        dialog button were left out as the Teams door to a dialog, and so was a thread's
+        answer form packed into one (review12)."""
+        return [plain_of(p.current) + packed_forms(p.current) for p in self._dm_posts(email)]
 
     def channel(self, ref: str) -> list[str]:
         platform, _, rest = ref.partition(":")
