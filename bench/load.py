@@ -693,7 +693,9 @@ def until_seen(log: list[tuple[int, float, float]], receipts: str, fakes: dict[s
     answered by a post (`replied`) the fakes' receipt of that post, whichever is later. Posts
     are matched to requests first in, first out within each conversation (a person's
     requests of one platform are sent 3 in a row, then ~0.5 s apart at 165 req/s: a
-    mismatch within those three swaps nearby times only). Also the HTTP latency per kind."""
+    mismatch within those three swaps nearby times only). A request whose post never came
+    (`missing`) was not seen by `t1`: it counts as seen at `t1`, a lower bound, never as
+    its HTTP answer (the person saw nothing then). Also the HTTP latency per kind."""
     calls: dict[str, list[float]] = {}
     for line in Path(receipts).read_text().splitlines():
         try:
@@ -723,6 +725,7 @@ def until_seen(log: list[tuple[int, float, float]], receipts: str, fakes: dict[s
                 taken[where] = n + 1
                 matched += 1
             else:
+                done = max(http, (t1 - sent) * 1000)  # not seen by the end: at least that
                 missing += 1
         seen.append(done)
         by_kind[k][0].append(http)

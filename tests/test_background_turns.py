@@ -7,9 +7,13 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import pytest
 from aiohttp import web
 
 from bot import background
+from bot.core import Core
+from bot.scheduling.leader import Always
+from bot.scheduling.scheduler import Scheduler
 
 REQUEST = b"POST /ack HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n"
 
@@ -92,3 +96,41 @@ async def test_turns_are_given_in_the_order_asked() -> None:
 
     await asyncio.gather(*(piece(n) for n in range(8)))
     assert order == list(range(8))
+
+
+@pytest.mark.parametrize("through", ["serve's scheduler", "Core.tick"])
+async def test_scheduled_jobs_each_take_a_turn_behind_arrived_requests(
+        loaded: Core, through: str) -> None:
+    """`serve` runs the jobs through Scheduler.tick (bot/scheduling/jobs.run_due), the console
+    through Core.tick: both ways, a request arriving while a job runs is started before the
+    next job (before, in serve: every job of the tick ran first, the request after them all)."""
+    order: list[str] = []
+    runner, port = await _server(order)
+    sock = await _connected(port)
+
+    def job(name: str):  # type: ignore[no-untyped-def]
+        async def ticker(_core: Core, _now: object) -> int:
+            order.append(name)
+            if name == "job1":
+                sock.send(REQUEST)  # a request arrives while this job runs
+            return 0
+        return ticker
+
+    tickers = loaded.router.tickers
+    loaded.router.tickers = {f"job{n}": job(f"job{n}") for n in (1, 2, 3)}
+    try:
+        if through == "Core.tick":
+            names = list(await loaded.tick())
+        else:
+            results = await Scheduler(loaded, Always(), interval_s=30).tick()
+            names = [r.name for r in results or []]
+        for _ in range(50):
+            if "request" in order:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        loaded.router.tickers = tickers
+        sock.close()
+        await runner.cleanup()
+    assert names == ["job1", "job2", "job3"]
+    assert order == ["job1", "request", "job2", "job3"]

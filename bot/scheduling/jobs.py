@@ -29,6 +29,7 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
+from bot import background
 from bot.scheduling.tables import JobRecord, Occurrence
 
 if TYPE_CHECKING:
@@ -65,8 +66,12 @@ async def run_due(core: Core, now: datetime, *, instance: str = "", gap: timedel
         await core.start()
     async with core.db.session() as s:
         last = {r.name: r.last_run_at for r in (await s.execute(select(JobRecord))).scalars()}
-    results = [await _run_one(core, name, fn, now, last.get(name), gap)
-               for name, fn in core.router.tickers.items()]
+    results = []
+    for name, fn in core.router.tickers.items():
+        # Each job in its own turn, behind the requests that arrived (bot/background.py), as
+        # in Core.tick: `serve`'s scheduler runs the jobs here, not through Core.tick.
+        await background.turn()
+        results.append(await _run_one(core, name, fn, now, last.get(name), gap))
     await _record(core, now, results, instance)
     return results
 
