@@ -42,6 +42,10 @@ _ACCOUNTS = ("from", "recipient", "conversation")
 _ACCOUNT_LISTS = ("membersAdded", "membersRemoved", "entities")
 # A dialog button whose action opened no form (refused, or answered in words): where to look.
 IN_THE_CHAT = "Nothing to fill in here: the answer is in your chat with staffvoice."
+# The same task/fetch again (Teams resends an invoke it got no answer to within 15 s:
+# MicrosoftDocs/msteams-docs#6084, microsoft/botbuilder-dotnet#5005): the first run's answer
+# went to the request Teams gave up on, and nothing was said in the chat.
+TAP_AGAIN = "That took too long to open. Please tap the button again."
 AT_TAG = re.compile(r"<at>.*?</at>", re.S)
 TAG = re.compile(r"<[^>]+>")
 
@@ -283,6 +287,8 @@ class TeamsAgent:
             dialogs.CAPTURE.reset(token)
         if opened:
             return dialogs.show(opened[-1])
+        if result.duplicate:
+            return dialogs.say(TAP_AGAIN)
         if result.error == "internal":
             return dialogs.say(SORRY)
         return dialogs.say(IN_THE_CHAT)

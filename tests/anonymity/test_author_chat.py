@@ -251,3 +251,43 @@ async def test_an_old_notice_tapped_as_a_message_leaves_no_words_of_the_thread_i
             assert words not in kept, words
     finally:
         await d.close()
+
+
+async def test_a_resent_task_fetch_does_not_point_to_the_chat_where_nothing_was_said(
+        loaded: Core) -> None:
+    """Teams resends an invoke it had no answer to within 15 s, with the same id
+    (MicrosoftDocs/msteams-docs#6084, microsoft/botbuilder-dotnet#5005), and shows the
+    answer to the resent one. The core drops it as a duplicate, so no form opens: the dialog
+    must not say "the answer is in your chat" (review15: it did, and the chat held nothing),
+    and nothing is posted in the chat."""
+    d = TeamsDriver(loaded)
+    await d.start()
+    try:
+        await d.say(PRACTITIONER, "feedback")
+        assert await d.submit(PRACTITIONER, {"text": "Rotas change too late.", "theme": "",
+                                             "replies": "true"}) is None
+        await release(loaded)
+        await d.say(CHANGE, "feedback list all")
+        ref = REF.search(d.seen(CHANGE)[-1]).group(1)  # type: ignore[union-attr]
+        await d.say(CHANGE, f"feedback reply #{ref}")
+        assert await d.submit(CHANGE, {"text": "How late?"}) is None
+        await fb.settle_notices()
+        notice = next(p for p in reversed(d._dm_posts(PRACTITIONER))
+                      if "Read the answer" in json.dumps(p.current))
+        data = next(a["data"] for el in card_of(notice.current)["body"]  # type: ignore[index]
+                    for a in _actions(el) if a["title"] == "Read the answer")
+        uid, cid = d.dm_id(PRACTITIONER)
+        fetch = d.activity(uid, cid, "personal", type="invoke", name=dialogs.TASK_FETCH,
+                           replyToId=notice.id,
+                           value={"type": dialogs.TASK_FETCH, "data": data,
+                                  "context": {"theme": "default"}})
+        first = await d.invoke(fetch)
+        assert first["task"]["type"] == "continue"
+        shown = d.seen(PRACTITIONER)
+        again = await d.invoke(fetch)  # the same activity, id and all
+        assert again["task"]["type"] == "message"
+        assert "chat" not in again["task"]["value"], again
+        assert "tap the button again" in again["task"]["value"]
+        assert d.seen(PRACTITIONER) == shown
+    finally:
+        await d.close()
