@@ -14,7 +14,7 @@ from microsoft_agents.hosting.core import TurnContext
 from adapters.teams import dialogs, render
 from adapters.teams import references as refs
 from adapters.teams.port import PLATFORM, TeamsPort, conversation_ref
-from bot.core import SORRY, Core
+from bot.core import SORRY, Core, HandleResult
 from bot.model import (
     ActionEvent,
     ConversationRef,
@@ -251,12 +251,7 @@ class TeamsAgent:
         # the core's replies go to the person's chat with the bot.
         event = FormSubmitEvent(self.event_id(a), user, None, form_id=form.form_id,
                                 values=values, metadata=form.metadata)
-        opened: list[Form] = []
-        token = dialogs.CAPTURE.set(opened)
-        try:
-            result = await self.core.handle(event, self.port)
-        finally:
-            dialogs.CAPTURE.reset(token)
+        result, opened = await self._handle_capturing(event)
         if result.form_errors:
             return dialogs.show(with_errors(form, values, result.form_errors))
         if opened:
@@ -264,6 +259,16 @@ class TeamsAgent:
         if result.error == "internal":
             return dialogs.say(SORRY)
         return None  # done: the dialog closes; the core's reply is in the chat
+
+    async def _handle_capturing(self, event: ActionEvent | FormSubmitEvent) -> tuple[HandleResult, list[Form]]:
+        """The core handles `event`; the forms it opens meanwhile are caught for the dialog
+        being answered (adapters/teams/port.py `open_form`), not posted in the chat."""
+        opened: list[Form] = []
+        token = dialogs.CAPTURE.set(opened)
+        try:
+            return await self.core.handle(event, self.port), opened
+        finally:
+            dialogs.CAPTURE.reset(token)
 
     async def fetch_action(self, a: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         """A button that opens its form in a dialog (`Choices.opens_form`, or an "Open the
@@ -279,12 +284,7 @@ class TeamsAgent:
         card = MessageRef(conv, str(reply_to)) if reply_to and conv.is_direct else None
         event = ActionEvent(self.event_id(a), user, conv, action_id=str(data.get(render.ACTION, "")),
                             value=str(data.get(render.VALUE, "")), message=card)
-        opened: list[Form] = []
-        token = dialogs.CAPTURE.set(opened)
-        try:
-            result = await self.core.handle(event, self.port)
-        finally:
-            dialogs.CAPTURE.reset(token)
+        result, opened = await self._handle_capturing(event)
         if opened:
             return dialogs.show(opened[-1])
         if result.duplicate:
