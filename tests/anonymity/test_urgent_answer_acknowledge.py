@@ -8,17 +8,13 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from bot.core import Core
-from bot.feedback import counts
 from bot.feedback import service as fb
 from bot.feedback.tables import FeedbackAlert, FeedbackItem
+from tests.anonymity.test_urgent_answer_listing import CONCERN, FIRST, replied_at_noon
 from tests.conformance.drivers.fake import FakeDriver
-from tests.test_feedback_helpers import CHANGE, LEADS, OTHER, PRACTITIONER, give, ref_for
+from tests.test_feedback_helpers import LEADS, PRACTITIONER
 from tests.web.server import serve_dashboard
 from tests.web.test_signin import _client, _oidc
-
-FIRST = "Supervision keeps being cancelled in my team."
-SECOND = "The new case recording form takes twice as long."
-CONCERN = "I saw a child being slapped by her mother in the waiting room."
 
 
 async def test_a_lead_acknowledges_an_urgent_answer_on_the_dashboard_at_once(
@@ -29,16 +25,7 @@ async def test_a_lead_acknowledges_an_urgent_answer_on_the_dashboard_at_once(
     acknowledged, the other lead told nobody had taken it on."""
     d = FakeDriver(loaded)
     clock = loaded.clock
-    day = clock.now().replace(hour=9, minute=0, second=0, microsecond=0)
-    clock.set(day)  # type: ignore[attr-defined]
-    assert await give(d, PRACTITIONER, FIRST, replies=True) is None
-    assert await give(d, OTHER, SECOND) is None
-    await counts.flush(loaded)
-    clock.set(day.replace(hour=12, minute=10))  # type: ignore[attr-defined]
-    await d.say(CHANGE, "feedback list all")
-    ref = ref_for(d.seen(CHANGE)[-1], FIRST)
-    await d.say(CHANGE, f"feedback reply #{ref}")
-    assert await d.submit(CHANGE, {"text": "Which days are cancelled most?"}) is None
+    day, ref = await replied_at_noon(d, loaded)
     clock.set(day.replace(hour=13, minute=15))  # type: ignore[attr-defined]
     await d.tap(PRACTITIONER, "Read the answer")
     errors = await d.submit(PRACTITIONER, {"text": CONCERN})

@@ -8,7 +8,7 @@ list as new and marked urgent: listing every few minutes, the team dates the aut
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -23,6 +23,23 @@ from tests.web.test_signin import _client, _oidc
 FIRST = "Supervision keeps being cancelled in my team."
 SECOND = "The new case recording form takes twice as long."
 CONCERN = "I saw a child being slapped by her mother in the waiting room."
+
+
+async def replied_at_noon(d: FakeDriver, core: Core) -> tuple[datetime, str]:
+    """The story's start: at 9:00 one practitioner sends FIRST (replies allowed) and another
+    SECOND; at 12:10 the change team lists them and replies to FIRST. Its day at 9:00 and the
+    item's ref."""
+    day = core.clock.now().replace(hour=9, minute=0, second=0, microsecond=0)
+    core.clock.set(day)  # type: ignore[attr-defined]
+    assert await give(d, PRACTITIONER, FIRST, replies=True) is None
+    assert await give(d, OTHER, SECOND) is None
+    await counts.flush(core)
+    core.clock.set(day.replace(hour=12, minute=10))  # type: ignore[attr-defined]
+    await d.say(CHANGE, "feedback list all")
+    ref = ref_for(d.seen(CHANGE)[-1], FIRST)
+    await d.say(CHANGE, f"feedback reply #{ref}")
+    assert await d.submit(CHANGE, {"text": "Which days are cancelled most?"}) is None
+    return day, ref
 
 
 async def test_an_urgent_answer_is_not_shown_to_the_change_team_before_a_release(
@@ -133,16 +150,7 @@ async def test_an_urgent_answer_changes_nothing_the_change_team_reads_before_its
     item urgent and new."""
     d = FakeDriver(loaded)
     clock = loaded.clock
-    day = clock.now().replace(hour=9, minute=0, second=0, microsecond=0)
-    clock.set(day)  # type: ignore[attr-defined]
-    assert await give(d, PRACTITIONER, FIRST, replies=True) is None
-    assert await give(d, OTHER, SECOND) is None
-    await counts.flush(loaded)
-    clock.set(day.replace(hour=12, minute=10))  # type: ignore[attr-defined]
-    await d.say(CHANGE, "feedback list all")
-    ref = ref_for(d.seen(CHANGE)[-1], FIRST)
-    await d.say(CHANGE, f"feedback reply #{ref}")
-    assert await d.submit(CHANGE, {"text": "Which days are cancelled most?"}) is None
+    day, ref = await replied_at_noon(d, loaded)
     server.oidc.sign_in_as(CHANGE)
     async with _client(server) as http:
 
