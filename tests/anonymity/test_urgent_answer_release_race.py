@@ -25,6 +25,7 @@ from bot.core import Core
 from bot.feedback import release
 from bot.feedback.tables import FeedbackItem, FeedbackMessage
 from storage import sqlite_inline
+from tests.anonymity.story import answer_urgently, at
 from tests.anonymity.test_urgent_answer_listing import CONCERN, FIRST, replied_at_noon
 from tests.conformance.drivers.fake import FakeDriver
 from tests.test_feedback_helpers import LEADS, PRACTITIONER
@@ -70,15 +71,10 @@ async def test_an_urgent_answer_sent_while_the_release_runs_keeps_its_leads_flag
     release cleared the mark (it had looked for a waiting urgent answer before the second
     was committed) and the lead's `feedback status` went through."""
     d = FakeDriver(loaded)
-    clock = loaded.clock
     day, ref = await replied_at_noon(d, loaded)
-    clock.set(day.replace(hour=13, minute=15))  # type: ignore[attr-defined]
-    await d.tap(PRACTITIONER, "Read the answer")
-    errors = await d.submit(PRACTITIONER, {"text": CONCERN})
-    if errors is None and d.form(PRACTITIONER) is not None:  # "Before you send"
-        errors = await d.submit(PRACTITIONER, {"text": CONCERN})
-    assert errors is None
-    clock.set(day.replace(hour=16, minute=59))  # type: ignore[attr-defined]
+    at(loaded, day, 13, 15)
+    await answer_urgently(d, PRACTITIONER, CONCERN)
+    at(loaded, day, 16, 59)
     await d.tap(PRACTITIONER, "Read the answer")
     assert await d.submit(PRACTITIONER, {"text": AGAIN}) is None
     assert d.form(PRACTITIONER) is not None  # "Before you send": the author sends at 17:00
@@ -99,7 +95,7 @@ async def test_an_urgent_answer_sent_while_the_release_runs_keeps_its_leads_flag
         return await real(self, statement, *args, **kw)
 
     monkeypatch.setattr(AsyncConnection, "execute", execute)
-    clock.set(day.replace(hour=17, minute=0))  # type: ignore[attr-defined]
+    at(loaded, day, 17, 0)
     assert await release.release_due(loaded) == 1
     assert sent, "the release turned no item urgent"
     await sent[0]
@@ -113,6 +109,6 @@ async def test_an_urgent_answer_sent_while_the_release_runs_keeps_its_leads_flag
     assert [w.text for w in waiting] == [AGAIN]  # the second answer waits for tomorrow
     assert item.urgent  # the first went out at 17:00: urgent for everyone
     assert item.lead_concerns == waiting[0].concerns == ["child_risk"], item.lead_concerns
-    clock.set(day.replace(hour=17, minute=5))  # type: ignore[attr-defined]
+    at(loaded, day, 17, 5)
     await d.say(LEADS[0], f"feedback status #{ref} in_progress")
     assert "Nothing was changed" in d.seen(LEADS[0])[-1], d.seen(LEADS[0])[-1]
