@@ -36,7 +36,7 @@ T = TypeVar("T")
 log = logging.getLogger("staffvoice.db")
 
 __all__ = ["DEFAULT_URL", "OPENED", "Database", "DatabaseUnavailable", "DatabaseUrlError", "Opened",
-           "connection_of", "give_back", "offloaded", "upsert"]
+           "connection_of", "give_back", "offloaded", "sync_engine", "upsert"]
 
 sqlite_inline.register()
 
@@ -404,6 +404,20 @@ def _sqlite_pragmas_inline(dbapi_conn: DBAPIConnection, _record: object) -> None
     # Checkpoints run on a worker thread; SQLite's own in-commit one is the backstop.
     cur.execute(f"PRAGMA wal_autocheckpoint={sqlite_inline.AUTOCHECKPOINT_PAGES}")
     cur.close()
+
+
+def sync_engine(url: str) -> Engine:
+    """A synchronous engine on the same database as `url` (Alembic's command line, through
+    storage/migrations/env.py), with the SQLite pragmas every connection of ours has:
+    foreign keys on, so a migration run there behaves as one run at the app's start."""
+    from sqlalchemy import create_engine
+
+    sync_url = (url.replace("+svinline", "").replace("+aiosqlite", "")
+                .replace("+asyncpg", "+psycopg"))
+    engine = create_engine(sync_url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
 
 
 def alembic_config(url: str) -> Config:
