@@ -569,7 +569,9 @@ def _plain(value: int | None, choice: str | None, txt: str | None) -> bytes:
 # the longest any answer to it can be (`answer_room`), a comment to the next whole block;
 # JSON reads the padding, trailing spaces, as nothing, so rows sealed before open as ever.
 VALUE_ROOM = len(_plain(10, None, None))
-COMMENT_BLOCK = 1024
+# A comment may be 2,000 characters: 4 KB holds almost any of them once sealed as JSON, so
+# almost every comment is sealed to one length (a long one stood out at 1 KB).
+COMMENT_BLOCK = 4096
 
 
 def answer_room(q: PulseQuestion) -> int:

@@ -43,8 +43,8 @@ async def test_a_sealed_answers_length_does_not_say_what_was_answered(loaded: Co
     give 3, two choose "Yes" and two the long choice, two write a short comment and two a
     longer one. Before the fix the dump's lengths split every question two against two, and
     each length said which answer it was (a choice's words, 10 against 3, a comment's length);
-    every answer to a question must be sealed to one length (comments to one size for
-    anything under a kilobyte)."""
+    every answer to a question must be sealed to one length (a comment of 1,700 characters
+    too: a long comment, the rarest, stood out most)."""
     d = FakeDriver(loaded)
     await d.say(CHANGE, "pulse new")
     errors = await d.submit(CHANGE, {
@@ -65,7 +65,8 @@ async def test_a_sealed_answers_length_does_not_say_what_was_answered(loaded: Co
         await d.tap(email, "Write a comment")
         comment = ("Fine." if i < 2 else
                    "Supervision keeps being moved for court, and the new form takes twice as "
-                   "long as the old one did, so the notes wait until the evening.")
+                   "long as the old one did, so the notes wait until the evening. " * (
+                       1 if i == 2 else 12))[:2000]  # the last, over 1,500 characters
         assert await d.submit(email, {"comment": comment}) is None
 
     lengths = await _lengths(loaded)
