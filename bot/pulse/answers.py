@@ -109,7 +109,8 @@ async def on_answer(ctx: Ctx) -> None:
             # Write first, then check, rolling back if the tap may not count: the transaction
             # then holds SQLite's write lock from its first statement (no stale read to upgrade).
             await pulse.save_answer(conn, rnd=known.round, question_id=q.id, key=rk.key,
-                                    round_secret=rk.secret, value=value, choice=choice)
+                                    round_secret=rk.secret, value=value, choice=choice,
+                                    room=pulse.answer_room(q))
             w, mine = await _check(conn, ctx, known, pos, rk)
             return w, mine, await _at_end(conn, ctx, w, pos + 1, rk)
 

@@ -559,11 +559,35 @@ def main_role(roles: frozenset[str]) -> str:
     return next(r for r in ROLE_ORDER if r in roles or r == PRACTITIONER)
 
 
+def _plain(value: int | None, choice: str | None, txt: str | None) -> bytes:
+    return json.dumps([value, choice, txt], separators=(",", ":")).encode()
+
+
+# AES-GCM hides an answer's bytes, not how many there are: sealed as written, 10 out of 10 was
+# a byte longer than 9, and a choice as long as its words, so a dump of an open round read
+# each respondent's choices (docs/invariants.md N47). Every answer to a question is padded to
+# the longest any answer to it can be (`answer_room`), a comment to the next whole block;
+# JSON reads the padding, trailing spaces, as nothing, so rows sealed before open as ever.
+VALUE_ROOM = len(_plain(10, None, None))
+# A comment may be 2,000 characters: 4 KB holds almost any of them once sealed as JSON, so
+# almost every comment is sealed to one length (a long one stood out at 1 KB).
+COMMENT_BLOCK = 4096
+
+
+def answer_room(q: PulseQuestion) -> int:
+    """The length every sealed answer to `q` is padded to (a comment's is its block's)."""
+    choices = q.options.get("choices", []) if q.kind == "choice" else []
+    return max([VALUE_ROOM, *(len(_plain(None, str(c), None)) for c in choices)])
+
+
 def _seal_answer(round_secret: bytes, round_id: str, key: str, question_id: str,
-                 value: int | None, choice: str | None, txt: str | None) -> bytes:
-    plain = json.dumps([value, choice, txt], separators=(",", ":")).encode()
+                 value: int | None, choice: str | None, txt: str | None,
+                 room: int = 0) -> bytes:
+    plain = _plain(value, choice, txt)
+    size = (-(-len(plain) // COMMENT_BLOCK) * COMMENT_BLOCK if txt is not None
+            else max(len(plain), room, VALUE_ROOM))
     return seal_bytes(derive(round_secret, ANSWER_LABEL), f"{round_id}.{key}.{question_id}",
-                      plain)
+                      plain + b" " * (size - len(plain)))
 
 
 def _open_answer(box: bytes, round_id: str, key: str, question_id: str, sealed: bytes
@@ -603,13 +627,15 @@ _UPSERT_RUN, _RESPONDENT_RUN = Prepared(UPSERT_ANSWER), Prepared(RESPONDENT)
 async def save_answer(
     s: AsyncSession | AsyncConnection, *, rnd: PulseRound, question_id: str, key: str,
     round_secret: bytes, value: int | None = None, choice: str | None = None,
-    text: str | None = None,
+    text: str | None = None, room: int = 0,
 ) -> None:
-    """Store (or change) one answer, sealed until the round closes; a repeat is an update."""
+    """Store (or change) one answer, sealed until the round closes; a repeat is an update.
+    `room`: the question's `answer_room`, which a choice's answer must be padded to."""
     conn = await connection_of(s)
     await _UPSERT_RUN.all(conn, {
         "round_id": rnd.id, "question_id": question_id, "response_key": key,
-        "sealed": _seal_answer(round_secret, rnd.id, key, question_id, value, choice, text),
+        "sealed": _seal_answer(round_secret, rnd.id, key, question_id, value, choice, text,
+                               room),
     })
 
 

@@ -1,0 +1,78 @@
+"""A motivated intruder with a database dump taken while a pulse round is open (a nightly
+backup during a week's round), and no key, reads what people answered from how long their
+sealed answers are (docs/invariants.md N47).
+
+Answers wait in `pulse_pending` sealed under the round's own secret (N2, N4): AES-GCM hides
+the bytes, not how many there are. Sealed as they were written, `[10,null,null]` was a byte
+longer than `[9,null,null]`, and a choice was as long as its words: "Yes" and "Family
+network meetings" came out 21 bytes apart. Each person's rows share one response key, so the
+dump held each respondent's answers to every choice question, and whether they gave 10 out
+of 10, side by side; in a round that ends with fewer than k respondents, whose results are
+never shown, and for a person whose key timing gives away (their invitation's row, N3).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from sqlalchemy import func, select
+
+from bot.core import Core
+from bot.pulse.tables import PulsePending, PulseQuestion
+from tests.conformance.drivers.fake import FakeDriver
+from tests.test_feedback_helpers import CHANGE
+
+ASKED = [f"practitioner{i}@northbridge.example" for i in range(1, 5)]
+SHORT, LONG = "Yes", "Family network meetings, with the family's own network there"
+
+
+async def _lengths(core: Core) -> dict[str, dict[str, int]]:
+    """What the dump says: question text -> response key -> length of the sealed answer."""
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    async with core.db.session() as s:
+        for text, key, n in (await s.execute(
+                select(PulseQuestion.text, PulsePending.response_key,
+                       func.length(PulsePending.sealed))
+                .join(PulseQuestion, PulseQuestion.id == PulsePending.question_id))).all():
+            out[text][key] = int(n)
+    return dict(out)
+
+
+async def test_a_sealed_answers_length_does_not_say_what_was_answered(loaded: Core) -> None:
+    """Four practitioners answer a survey of the change team's: two give 10 out of 10 and two
+    give 3, two choose "Yes" and two the long choice, two write a short comment and two a
+    longer one. Before the fix the dump's lengths split every question two against two, and
+    each length said which answer it was (a choice's words, 10 against 3, a comment's length);
+    every answer to a question must be sealed to one length (a comment of 1,700 characters
+    too: a long comment, the rarest, stood out most)."""
+    d = FakeDriver(loaded)
+    await d.say(CHANGE, "pulse new")
+    errors = await d.submit(CHANGE, {
+        "id": "tools-check", "title": "Tools check-in", "every": "fortnightly",
+        "when": "tue 09:30", "audience": "assessment", "close_after": "2d",
+        "reminder_after": "1d",
+        "questions": "enps: How likely are you to recommend working here?\n"
+                     f"choice: Which helps most? | {SHORT} | {LONG}\n"
+                     "text: Anything else?",
+    })
+    assert errors is None, errors
+    await d.say(CHANGE, "pulse open tools-check")
+    assert "Round 1 of Tools check-in is open" in d.seen(CHANGE)[-1]
+    for i, email in enumerate(ASKED):
+        high = i % 2 == 0
+        await d.tap(email, "10" if high else "3")
+        await d.tap(email, SHORT if high else LONG)
+        await d.tap(email, "Write a comment")
+        comment = ("Fine." if i < 2 else
+                   "Supervision keeps being moved for court, and the new form takes twice as "
+                   "long as the old one did, so the notes wait until the evening. " * (
+                       1 if i == 2 else 12))[:2000]  # the last, over 1,500 characters
+        assert await d.submit(email, {"comment": comment}) is None
+
+    lengths = await _lengths(loaded)
+    assert set(lengths) == {"How likely are you to recommend working here?",
+                            "Which helps most?", "Anything else?"}
+    for question, by_key in lengths.items():
+        assert len(by_key) == len(ASKED), (question, by_key)
+        assert len(set(by_key.values())) == 1, (
+            f"{question!r}: the sealed lengths {sorted(by_key.values())} say who answered what")
