@@ -29,9 +29,12 @@ INSTALL_PATH = "/slack/install"
 REDIRECT_PATH = "/slack/oauth_redirect"
 MAX_BODY = 1024 * 1024
 # The database answered this recently (a ping, or the core storing one of our events): no new
-# ping per event. Acked events already wait for their turn (SlackAdapter._run) longer than
+# ping per event. Acked events already wait for their turn (SlackAdapter.queue) longer than
 # this before the core writes them.
 PING_FRESH_S = 0.25
+# Requests whose listeners answer in the ack and queue nothing after it (forms run the core
+# before their ack): still taken when Slack's queue of work after acks is full.
+NOT_QUEUED = {"url_verification", "view_submission", "view_closed", "block_suggestion"}
 
 
 def mount(app: web.Application, core: Core, env: Mapping[str, str]) -> str | None:
@@ -125,6 +128,7 @@ class EventsEndpoint:
     def __init__(self, adapter: SlackAdapter) -> None:
         self.adapter = adapter
         self.verifier = SignatureVerifier(adapter.cfg.signing_secret)
+        self.deferring = False  # refusing requests since the backlog filled (logged once)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if request.content_length is not None and request.content_length > MAX_BODY:
@@ -161,6 +165,17 @@ class EventsEndpoint:
             log.warning("slack request deferred: database unavailable")
             return web.json_response({"error": "try again later"}, status=503,
                                      headers={"Retry-After": "5"})
+        if self.adapter.backlog_full() and bolt_req.body.get("type") not in NOT_QUEUED:
+            # Work acked now would be done seconds from now (SlackAdapter.QUEUE_MAX): not
+            # acking makes Slack deliver an event again later; a tap or a command shows the
+            # person that it failed, and they can try again.
+            if not self.deferring:
+                log.warning("slack requests deferred: too much work queued after acks",
+                            extra={"queued": self.adapter.queued})
+            self.deferring = True
+            return web.json_response({"error": "try again later"}, status=503,
+                                     headers={"Retry-After": "5"})
+        self.deferring = False
         resp = await self.adapter.bolt.async_dispatch(bolt_req)  # verified above, not again
         if resp.status >= 500:
             log.error("slack request failed inside a listener", extra={"status": resp.status})
