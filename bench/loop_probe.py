@@ -176,9 +176,19 @@ class Probe:
             if late >= LATE_MIN:
                 self.write(k="late", t=time.monotonic(), ms=round(late * 1000, 3))
             if now - last_flush >= 1.0:
-                self.write(k="beats", t=time.monotonic(), n=self.beats)
+                self.write(k="beats", t=time.monotonic(), n=self.beats, **turns_given())
                 self.out.flush()
                 last_flush = now
+
+
+def turns_given() -> dict[str, int]:
+    """Background turns given so far on this loop (bot/background.py): after a poll, and at
+    once to work past its MAX_WAIT_S (ageing); none in a server without turns."""
+    background = sys.modules.get("bot.background")
+    if background is None:
+        return {}
+    state = background.turns()
+    return {"given": state.given, "aged": state.aged}
 
 
 # Tasks that answer a request: the connection's reader, the handler, a Slack form's core
@@ -243,7 +253,7 @@ def summarise(path: str, t0: float, t1: float) -> dict[str, Any]:
         except ValueError:
             continue  # a line cut by the process's end
         if r["k"] == "beats":
-            beats.append((r["t"], r["n"]))
+            beats.append((r["t"], r["n"], r))
         if not t0 <= r["t"] <= t1:
             continue
         if r["k"] == "late":
@@ -257,12 +267,15 @@ def summarise(path: str, t0: float, t1: float) -> dict[str, Any]:
             wait.append(r["wait"])
             answer.append(r["answer"])
             bg.append(r.get("bg", 0.0))
-    inside = [n for t, n in beats if t0 <= t <= t1]
+    inside = [n for t, n, _ in beats if t0 <= t <= t1]
+    turns = [r for t, _, r in beats if t0 <= t <= t1 and "given" in r]
     where = Counter(r["what"] for r in slow if r["cpu_ms"] > 10)
     over10 = [r for r in slow if r["cpu_ms"] > 10]
     return {
         "seconds": t1 - t0,
         "beats": (inside[-1] - inside[0]) if len(inside) > 1 else 0,
+        "turns": ({k: turns[-1][k] - turns[0][k] for k in ("given", "aged")}
+                  if len(turns) > 1 else {}),
         "late_over": {ms: sum(1 for x in late if x > ms) for ms in (5, 10, 25, 50)},
         "late_max": max(late, default=0.0),
         "gc_count": {g: sum(1 for r in gcs if r["gen"] == g) for g in (0, 1, 2)},
@@ -305,6 +318,11 @@ def report(name: str, s: dict[str, Any], out: TextIO = sys.stdout) -> None:
           f"    objects walked per collection gen0 / 1 / 2, mean (most): "
           + " / ".join(f"{s['gc_mean_objects'][g]} ({s['gc_objects'][g]})" for g in (0, 1, 2)),
           file=out)
+    if s["turns"]:
+        t = s["turns"]
+        print(f"    background turns (bot/background.py): {t['given']} after a poll, {t['aged']} "
+              f"at once past MAX_WAIT_S ({t['aged'] / max(1, t['given'] + t['aged']):.0%})",
+              file=out)
     for path, r in s["requests"].items():
         print(f"    {path:14} {r['n']:5d} requests, loop CPU from arrival (ms, p50 / p99): to the "
               f"handler's start {r['wait'][0]:5.1f} / {r['wait'][1]:5.1f}, to the answer "
