@@ -23,7 +23,6 @@ that bound goes behind new arrivals.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 import weakref
 from collections.abc import Callable
@@ -39,10 +38,10 @@ POLL_S = 1e-6
 AFTER_POLL = 1
 
 # Work ready for this long takes its turn without waiting behind new arrivals (the ageing
-# rule). At half the baseline's rate background work waited 10-40 ms at p99 for its turn on
-# the quiet machine (until seen minus HTTP, bench/README.md): 50 ms leaves that alone, and
-# bounds what a person waits for an answer posted after the ack near saturation.
-# `math.inf` switches ageing off; TURNS = False switches the turns off (LOAD_HOOK A/B).
+# rule). With turns, the quiet machine's until-seen p99 at half the baseline's rate was 35 and
+# 66 ms (two runs): at 50 ms the rule leaves most of that alone and bounds the wait near
+# saturation, where it was 183 ms. A first guess, for the A/B (bench/README.md, lat10);
+# `math.inf` switches ageing off, TURNS = False the turns (LOAD_HOOK files in bench/ab/).
 MAX_WAIT_S = 0.05
 TURNS = True
 
@@ -57,7 +56,6 @@ class Turns:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     given: int = 0  # turns given after a poll
     aged: int = 0  # turns taken at once by work older than MAX_WAIT_S
-    waiting: int = 0  # pieces waiting for a turn now
 
 
 _TURNS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Turns] = weakref.WeakKeyDictionary()
@@ -85,15 +83,11 @@ async def turn(since: float | None = None) -> None:
         return
     state = turns()
     ready = clock() if since is None else since
-    state.waiting += 1
-    try:
-        async with state.lock:
-            if MAX_WAIT_S != math.inf and clock() - ready >= MAX_WAIT_S:
-                state.aged += 1
-                return
-            await asyncio.sleep(POLL_S)
-            for _ in range(AFTER_POLL):
-                await asyncio.sleep(0)
-            state.given += 1
-    finally:
-        state.waiting -= 1
+    async with state.lock:
+        if clock() - ready >= MAX_WAIT_S:  # never with MAX_WAIT_S = math.inf
+            state.aged += 1
+            return
+        await asyncio.sleep(POLL_S)
+        for _ in range(AFTER_POLL):
+            await asyncio.sleep(0)
+        state.given += 1
