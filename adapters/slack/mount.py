@@ -8,6 +8,8 @@ and logged without its content.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -128,7 +130,7 @@ class EventsEndpoint:
     def __init__(self, adapter: SlackAdapter) -> None:
         self.adapter = adapter
         self.verifier = SignatureVerifier(adapter.cfg.signing_secret)
-        self.deferring = False  # refusing requests since the backlog filled (logged once)
+        self.deferred_said = -math.inf  # when the full queue was last logged (once a minute)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if request.content_length is not None and request.content_length > MAX_BODY:
@@ -169,13 +171,12 @@ class EventsEndpoint:
             # Work acked now would be done seconds from now (SlackAdapter.QUEUE_MAX): not
             # acking makes Slack deliver an event again later; a tap or a command shows the
             # person that it failed, and they can try again.
-            if not self.deferring:
+            if time.monotonic() - self.deferred_said >= 60:
+                self.deferred_said = time.monotonic()
                 log.warning("slack requests deferred: too much work queued after acks",
                             extra={"queued": self.adapter.queued})
-            self.deferring = True
             return web.json_response({"error": "try again later"}, status=503,
                                      headers={"Retry-After": "5"})
-        self.deferring = False
         resp = await self.adapter.bolt.async_dispatch(bolt_req)  # verified above, not again
         if resp.status >= 500:
             log.error("slack request failed inside a listener", extra={"status": resp.status})

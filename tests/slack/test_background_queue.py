@@ -118,7 +118,7 @@ async def _post(driver: SlackDriver, raw: bytes, retry: int = 0) -> tuple[int, d
 
 
 async def test_a_message_past_the_queue_bound_is_deferred_and_handled_when_slack_sends_it_again(
-        loaded: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+        loaded: Core, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(slack_app, "QUEUE_MAX", 2)
     driver = await _started(loaded)
     adapter = driver.adapter
@@ -143,6 +143,10 @@ async def test_a_message_past_the_queue_bound_is_deferred_and_handled_when_slack
         third = _message(driver, PEOPLE[2], 12)
         status, headers = await _post(driver, third)
         assert (status, headers.get("Retry-After")) == (503, "5")  # not acked: not lost
+        assert (await _post(driver, third, retry=1))[0] == 503  # Slack's first retry, too soon
+        # The operator is told, once, not once per request refused.
+        said = [r for r in caplog.records if "too much work queued" in r.getMessage()]
+        assert len(said) == 1
         # A form answers in its ack and queues nothing: still taken.
         form_status, _ = await _post(driver, _submission(driver, PEOPLE[3]))
         assert form_status == 200
@@ -151,7 +155,7 @@ async def test_a_message_past_the_queue_bound_is_deferred_and_handled_when_slack
         await adapter.drain()
         assert adapter.queued == 0
         # Slack's redelivery of the deferred event (the same event id) is taken and handled.
-        assert (await _post(driver, third, retry=1))[0] == 200
+        assert (await _post(driver, third, retry=2))[0] == 200
         await adapter.drain()
     finally:
         busy.set()  # a failed assertion above leaves no work waiting for ever
