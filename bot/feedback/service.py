@@ -932,8 +932,14 @@ async def urgent_queue(s: AsyncSession, *, include_acknowledged: bool = True,
 
 async def acknowledge(s: AsyncSession, item_id: str, lead_person_id: str) -> None:
     """A safeguarding lead has seen an urgent item and taken it on: their alert is marked
-    acknowledged (and no longer sent, if it was still waiting), and a new item becomes read."""
-    item = await s.get(FeedbackItem, item_id)
+    acknowledged (and no longer sent, if it was still waiting), and a new item becomes read.
+
+    The item's row is locked first, as an urgent answer locks it before it alerts the leads
+    again (`author_answer`): taken the other way round (the alert, then the item, the order
+    the session writes them in), the two deadlocked on PostgreSQL and the answer was lost
+    (tests/anonymity/test_urgent_answer_release_race.py). It also reads `lead_concerns` as
+    an answer committed meanwhile left it, so the status is left for that answer's release."""
+    item = await s.get(FeedbackItem, item_id, with_for_update={"key_share": True})
     # Urgent for its leads (`urgent_for`): an item whose author's urgent answer waits for its
     # release is not `urgent` yet for everyone else, but is in the leads' queue at once (N37).
     if item is None or not urgent_for(item, True):
