@@ -639,18 +639,20 @@ async def author_answer(core: Core, token: str, person_id: str, text: str,
     it at once in their views (`lead_concerns`, the answer's `concerns` and `lead_day`)."""
     async with core.db.session() as s:
         handle = await handle_for_token(core, s, token, person_id)
+        locked: FeedbackItem | None = None  # held here, so the read below is this one
         if concerns:
             # The item's row first: a release running now holds it from its read of what
             # waits to its write of `lead_concerns`, so this answer is stored after it (and
             # read from what it wrote) or before its read, never unseen in between, where the
             # release cleared the leads' flag while this answer waited (PostgreSQL; SQLite
             # has one writer: tests/anonymity/test_urgent_answer_release_race.py).
-            await s.get(FeedbackItem, handle.item_id, with_for_update={"key_share": True})
+            locked = await s.get(FeedbackItem, handle.item_id,
+                                 with_for_update={"key_share": True})
         now = core.clock.now()
         await _add_message(s, handle.item_id, "author", text, await release_day(s, now),
                            released=False, concerns=list(concerns) if concerns else None,
                            lead_day=await today(s, now) if concerns else None)
-        item = await s.get(FeedbackItem, handle.item_id)
+        item = locked or await s.get(FeedbackItem, handle.item_id)
         assert item is not None
         if concerns:
             # Urgent, new and with these concerns for everyone else at its release; its leads

@@ -30,6 +30,7 @@ from tests.anonymity.story import answer_urgently, at
 from tests.anonymity.test_urgent_answer_listing import CONCERN, FIRST, replied_at_noon
 from tests.conformance.drivers.fake import FakeDriver
 from tests.test_feedback_helpers import LEADS, PRACTITIONER
+from tests.test_milestones_shown import statements
 from tests.web.test_signin import _client, _oidc
 
 AGAIN = "Today I saw the same child being slapped again, by her father this time."
@@ -180,3 +181,22 @@ async def test_an_urgent_answer_sent_while_a_lead_acknowledges_its_item_is_kept(
     assert [w.text for w in waiting] == [AGAIN]  # the second disclosure is kept, waiting
     assert item.lead_concerns == ["child_risk"]
     assert item.status == "read"  # acknowledged before the answer came
+
+
+async def test_an_urgent_answer_reads_its_item_once_the_locked_read(loaded: Core) -> None:
+    """The lock that keeps the release from clearing the leads' flag is the answer's one read
+    of its item: before, the locked row was dropped at once (the session holds what it loaded
+    only while something refers to it) and read again after the answer was stored, a
+    statement more for every urgent answer."""
+    d = FakeDriver(loaded)
+    day, _ref = await replied_at_noon(d, loaded)
+    at(loaded, day, 13, 15)
+    await d.tap(PRACTITIONER, "Read the answer")
+    assert await d.submit(PRACTITIONER, {"text": CONCERN}) is None  # "Before you send"
+    with statements(loaded.db) as sent:
+        assert await d.submit(PRACTITIONER, {"text": CONCERN}) is None
+    reads = [" ".join(q.split()) for q in sent if " ".join(q.split()).startswith(
+        "SELECT feedback_items.id,") and "WHERE feedback_items.id = " in " ".join(q.split())]
+    assert len(reads) == 1, reads
+    if not loaded.db.is_sqlite:
+        assert reads[0].endswith("FOR NO KEY UPDATE"), reads
