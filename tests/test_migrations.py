@@ -297,3 +297,28 @@ def test_the_alembic_command_line_migrates_with_foreign_keys_on(tmp_path) -> Non
     finally:
         event.remove(Engine, "before_cursor_execute", spy)
     assert seen and set(seen) == {1}
+
+
+async def test_a_sqlite_older_than_the_migrations_need_is_refused_in_one_line(
+        tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The migrations drop columns in place (ALTER TABLE DROP COLUMN) and the app uses
+    RETURNING: SQLite 3.35.5 or later. An older library (a distribution's own Python) is
+    refused at the start with the versions, before any statement fails as a syntax error."""
+    import sqlite3
+
+    import pytest
+
+    from storage.db import DatabaseUnavailable
+
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.34.1")
+    db = Database(f"sqlite+svinline:///{tmp_path / 'old.db'}")
+    try:
+        with pytest.raises(DatabaseUnavailable) as refused:
+            await db.check()
+    finally:
+        await db.dispose()
+    assert str(refused.value) == (
+        "this Python's SQLite is 3.34.1; staffvoice needs 3.35.5 or later (RETURNING, ALTER "
+        "TABLE DROP COLUMN): use the container image, or a Python built with a newer SQLite")
+    assert not (tmp_path / "old.db").exists()  # refused before anything was created
