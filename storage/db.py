@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
@@ -55,6 +56,13 @@ INLINE_POOL = 12
 
 class DatabaseUrlError(ValueError):
     """The database URL cannot name a database this program can use; `str()` says why."""
+
+
+# RETURNING (admissions, claims) and ALTER TABLE DROP COLUMN (downgrades that alter a table in
+# place, not rebuild it: storage/migrations/versions) came in 3.35.0; 3.35.5 fixed DROP COLUMN
+# defects that could corrupt the file. Without this, an older library (Debian 11, RHEL 9 and
+# Ubuntu 20.04 ship 3.31 to 3.34) failed at the first such statement with a syntax error.
+SQLITE_NEEDED = (3, 35, 5)
 
 
 class DatabaseUnavailable(Exception):
@@ -249,7 +257,13 @@ class Database:
         return True
 
     async def check(self) -> None:
-        """Open one connection, or raise `DatabaseUnavailable` saying why in one line."""
+        """Open one connection, or raise `DatabaseUnavailable` saying why in one line (a
+        SQLite library older than the statements and migrations need included)."""
+        if self.is_sqlite and sqlite3.sqlite_version_info < SQLITE_NEEDED:
+            raise DatabaseUnavailable(
+                f"this Python's SQLite is {sqlite3.sqlite_version}; staffvoice needs "
+                f"{'.'.join(map(str, SQLITE_NEEDED))} or later (RETURNING, ALTER TABLE DROP "
+                "COLUMN): use the container image, or a Python built with a newer SQLite")
         try:
             async with self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))

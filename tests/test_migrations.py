@@ -9,13 +9,14 @@ from storage.base import Base
 from storage.db import Database
 
 
-async def test_migrated_schema_matches_the_models(db: Database) -> None:
-    def diff(conn):  # type: ignore[no-untyped-def]
-        ctx = MigrationContext.configure(conn, opts={"compare_type": False})
-        return compare_metadata(ctx, Base.metadata)
+def _schema_changes(conn) -> list[object]:  # type: ignore[no-untyped-def]
+    ctx = MigrationContext.configure(conn, opts={"compare_type": False})
+    return compare_metadata(ctx, Base.metadata)  # type: ignore[no-any-return]
 
+
+async def test_migrated_schema_matches_the_models(db: Database) -> None:
     async with db.engine.connect() as conn:
-        changes = await conn.run_sync(diff)
+        changes = await conn.run_sync(_schema_changes)
     assert changes == [], f"models and migrations differ: {changes}"
 
 
@@ -267,8 +268,12 @@ async def test_no_downgrade_or_upgrade_loses_a_row_of_a_table_it_keeps(db: Datab
         for rev in revisions:
             await conn.run_sync(_one_row_each)
             lost += await conn.run_sync(down_and_up, rev)
+        # Altered in place rather than rebuilt, every table must still be what the models
+        # describe (and what a fresh install makes: test_migrated_schema_matches_the_models).
+        changes = await conn.run_sync(_schema_changes)
         await tx.rollback()
     assert lost == [], "\n".join(lost)
+    assert changes == [], f"models and the migrations taken down and up differ: {changes}"
 
 
 def test_the_alembic_command_line_migrates_with_foreign_keys_on(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -292,3 +297,28 @@ def test_the_alembic_command_line_migrates_with_foreign_keys_on(tmp_path) -> Non
     finally:
         event.remove(Engine, "before_cursor_execute", spy)
     assert seen and set(seen) == {1}
+
+
+async def test_a_sqlite_older_than_the_migrations_need_is_refused_in_one_line(
+        tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The migrations drop columns in place (ALTER TABLE DROP COLUMN) and the app uses
+    RETURNING: SQLite 3.35.5 or later. An older library (a distribution's own Python) is
+    refused at the start with the versions, before any statement fails as a syntax error."""
+    import sqlite3
+
+    import pytest
+
+    from storage.db import DatabaseUnavailable
+
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.34.1")
+    db = Database(f"sqlite+svinline:///{tmp_path / 'old.db'}")
+    try:
+        with pytest.raises(DatabaseUnavailable) as refused:
+            await db.check()
+    finally:
+        await db.dispose()
+    assert str(refused.value) == (
+        "this Python's SQLite is 3.34.1; staffvoice needs 3.35.5 or later (RETURNING, ALTER "
+        "TABLE DROP COLUMN): use the container image, or a Python built with a newer SQLite")
+    assert not (tmp_path / "old.db").exists()  # refused before anything was created

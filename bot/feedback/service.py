@@ -639,18 +639,20 @@ async def author_answer(core: Core, token: str, person_id: str, text: str,
     it at once in their views (`lead_concerns`, the answer's `concerns` and `lead_day`)."""
     async with core.db.session() as s:
         handle = await handle_for_token(core, s, token, person_id)
+        locked: FeedbackItem | None = None  # held here, so the read below is this one
         if concerns:
             # The item's row first: a release running now holds it from its read of what
             # waits to its write of `lead_concerns`, so this answer is stored after it (and
             # read from what it wrote) or before its read, never unseen in between, where the
             # release cleared the leads' flag while this answer waited (PostgreSQL; SQLite
             # has one writer: tests/anonymity/test_urgent_answer_release_race.py).
-            await s.get(FeedbackItem, handle.item_id, with_for_update={"key_share": True})
+            locked = await s.get(FeedbackItem, handle.item_id,
+                                 with_for_update={"key_share": True})
         now = core.clock.now()
         await _add_message(s, handle.item_id, "author", text, await release_day(s, now),
                            released=False, concerns=list(concerns) if concerns else None,
                            lead_day=await today(s, now) if concerns else None)
-        item = await s.get(FeedbackItem, handle.item_id)
+        item = locked or await s.get(FeedbackItem, handle.item_id)
         assert item is not None
         if concerns:
             # Urgent, new and with these concerns for everyone else at its release; its leads
@@ -932,8 +934,14 @@ async def urgent_queue(s: AsyncSession, *, include_acknowledged: bool = True,
 
 async def acknowledge(s: AsyncSession, item_id: str, lead_person_id: str) -> None:
     """A safeguarding lead has seen an urgent item and taken it on: their alert is marked
-    acknowledged (and no longer sent, if it was still waiting), and a new item becomes read."""
-    item = await s.get(FeedbackItem, item_id)
+    acknowledged (and no longer sent, if it was still waiting), and a new item becomes read.
+
+    The item's row is locked first, as an urgent answer locks it before it alerts the leads
+    again (`author_answer`): taken the other way round (the alert, then the item, the order
+    the session writes them in), the two deadlocked on PostgreSQL and the answer was lost
+    (tests/anonymity/test_urgent_answer_release_race.py). It also reads `lead_concerns` as
+    an answer committed meanwhile left it, so the status is left for that answer's release."""
+    item = await s.get(FeedbackItem, item_id, with_for_update={"key_share": True})
     # Urgent for its leads (`urgent_for`): an item whose author's urgent answer waits for its
     # release is not `urgent` yet for everyone else, but is in the leads' queue at once (N37).
     if item is None or not urgent_for(item, True):
