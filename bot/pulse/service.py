@@ -560,7 +560,11 @@ def main_role(roles: frozenset[str]) -> str:
 
 
 def _plain(value: int | None, choice: str | None, txt: str | None) -> bytes:
-    return json.dumps([value, choice, txt], separators=(",", ":")).encode()
+    # UTF-8, not JSON's \uXXXX escapes: escaped, a Cyrillic or Arabic letter took 6 bytes,
+    # so a comment of 800 such characters sealed beyond the 4 KB every English one fits in
+    # (N47). `json.loads` reads both (rows sealed before), lone surrogates included.
+    return json.dumps([value, choice, txt], separators=(",", ":"),
+                      ensure_ascii=False).encode("utf-8", "surrogatepass")
 
 
 # AES-GCM hides an answer's bytes, not how many there are: sealed as written, 10 out of 10 was

@@ -14,11 +14,12 @@ never shown, and for a person whose key timing gives away (their invitation's ro
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import timedelta
 
 from sqlalchemy import func, select
 
 from bot.core import Core
-from bot.pulse.tables import PulsePending, PulseQuestion
+from bot.pulse.tables import PulseComment, PulsePending, PulseQuestion
 from tests.conformance.drivers.fake import FakeDriver
 from tests.test_feedback_helpers import CHANGE
 
@@ -76,3 +77,51 @@ async def test_a_sealed_answers_length_does_not_say_what_was_answered(loaded: Co
         assert len(by_key) == len(ASKED), (question, by_key)
         assert len(set(by_key.values())) == 1, (
             f"{question!r}: the sealed lengths {sorted(by_key.values())} say who answered what")
+
+
+# A practitioner writing in their own language (Ukrainian here): each Cyrillic letter was
+# sealed as a six-byte JSON escape ("\u0441"), so a comment of 800 characters or more sealed
+# beyond 4 KB, where nobody writing in English ever lands.
+UKRAINIAN = ("Супервізію постійно переносять через судові засідання, а нова форма запису справи "
+             "заповнюється вдвічі довше, ніж стара, тож нотатки чекають до вечора. ")
+ENGLISH = ("Supervision keeps being moved for court, and the new form takes twice as long as "
+           "the old one did, so the notes wait until the evening. ")
+
+
+async def test_a_long_comment_in_another_script_is_sealed_to_the_same_length(
+        loaded: Core) -> None:
+    """Four practitioners comment: a short line and 1,900 characters in English, a short line
+    and 1,200 characters in Ukrainian. Before the fix the Ukrainian one sealed to 8 KB against
+    4 KB for the other three: in a dump of the open round, that key was the person who writes
+    long comments in Ukrainian, and after the close the comment among its team's was theirs
+    (N47). UTF-8 seals any comment the form takes (2,000 characters) in Latin, Greek, Cyrillic,
+    Hebrew or Arabic letters within 4 KB."""
+    d = FakeDriver(loaded)
+    await d.say(CHANGE, "pulse new")
+    errors = await d.submit(CHANGE, {
+        "id": "words-check", "title": "In your words", "every": "fortnightly",
+        "when": "tue 09:30", "audience": "assessment", "close_after": "2d",
+        "reminder_after": "1d", "questions": "text: Anything else?",
+    })
+    assert errors is None, errors
+    await d.say(CHANGE, "pulse open words-check")
+    assert "Round 1 of In your words is open" in d.seen(CHANGE)[-1]
+    comments = ["Fine.", (ENGLISH * 20)[:1900].strip(), "Усе добре.",
+                (UKRAINIAN * 10)[:1200].strip()]
+    for email, comment in zip(ASKED, comments, strict=True):
+        await d.tap(email, "Write a comment")
+        assert await d.submit(email, {"comment": comment}) is None
+
+    lengths = await _lengths(loaded)
+    by_key = lengths["Anything else?"]
+    assert len(by_key) == len(ASKED), by_key
+    assert len(set(by_key.values())) == 1, (
+        f"the sealed lengths {sorted(by_key.values())} single out the long Ukrainian comment")
+
+    # The close reads every comment back as it was written, padding and all.
+    loaded.clock.set(loaded.clock.now() + timedelta(days=3))  # type: ignore[attr-defined]
+    await loaded.tick()
+    async with loaded.db.session() as s:
+        assert not (await s.execute(select(PulsePending.response_key))).all()
+        kept = set((await s.execute(select(PulseComment.text))).scalars())
+    assert kept == set(comments)
