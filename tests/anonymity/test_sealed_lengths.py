@@ -16,9 +16,11 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from bot.core import Core
+from bot.pulse import service as pulse
 from bot.pulse.tables import PulseComment, PulsePending, PulseQuestion
 from tests.conformance.drivers.fake import FakeDriver
 from tests.test_feedback_helpers import CHANGE
@@ -125,3 +127,36 @@ async def test_a_long_comment_in_another_script_is_sealed_to_the_same_length(
         assert not (await s.execute(select(PulsePending.response_key))).all()
         kept = set((await s.execute(select(PulseComment.text))).scalars())
     assert kept == set(comments)
+
+
+async def test_a_choice_tap_does_not_serialise_every_choice_again(
+        loaded: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A guard on the tap's cost (issue 22 target 1 watches CPU per tap): the length a choice
+    question's answers are padded to is worked out once per set of choices, not on every tap
+    (before: each tap serialised every choice of its question to JSON, 24,000 instructions a
+    choice, about 120,000 for five, counted under callgrind; the seal itself is 41,000). The
+    answers are still sealed to one length."""
+    encoded: list[tuple[int | None, str | None, str | None]] = []
+    real = pulse._plain
+
+    def counting(value: int | None, choice: str | None, txt: str | None) -> bytes:
+        encoded.append((value, choice, txt))
+        return real(value, choice, txt)
+
+    monkeypatch.setattr(pulse, "_plain", counting)
+    d = FakeDriver(loaded)
+    await d.say(CHANGE, "pulse new")
+    choices = [SHORT, LONG, "Peer supervision", "Group case discussion", "None of these"]
+    assert await d.submit(CHANGE, {
+        "id": "helps-check", "title": "What helps", "every": "fortnightly",
+        "when": "tue 09:30", "audience": "assessment", "close_after": "2d",
+        "reminder_after": "1d", "questions": "choice: Which helps most? | " + " | ".join(choices),
+    }) is None
+    await d.say(CHANGE, "pulse open helps-check")
+    for i, email in enumerate(ASKED):
+        await d.tap(email, choices[i])
+    by_key = (await _lengths(loaded))["Which helps most?"]
+    assert len(by_key) == len(ASKED) and len(set(by_key.values())) == 1, by_key
+    # One serialisation a tap for its seal, and each choice's at most once in all for the
+    # padding (before: 24, each tap serialising all five choices again).
+    assert len(encoded) <= len(ASKED) + len(choices), encoded
