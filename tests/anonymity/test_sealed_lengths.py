@@ -13,15 +13,24 @@ never shown, and for a person whose key timing gives away (their invitation's ro
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from bot.core import Core
+from bot.people.tables import Person
 from bot.pulse import service as pulse
-from bot.pulse.tables import PulseComment, PulsePending, PulseQuestion
+from bot.pulse.tables import (
+    PulseComment,
+    PulsePending,
+    PulseQuestion,
+    PulseRound,
+    PulseTally,
+)
+from bot.secrets import seal_bytes
 from tests.conformance.drivers.fake import FakeDriver
 from tests.test_feedback_helpers import CHANGE
 
@@ -160,3 +169,37 @@ async def test_a_choice_tap_does_not_serialise_every_choice_again(
     # One serialisation a tap for its seal, and each choice's at most once in all for the
     # padding (before: 24, each tap serialising all five choices again).
     assert len(encoded) <= len(ASKED) + len(choices), encoded
+
+
+async def test_answers_sealed_before_the_padding_are_read_at_the_close_as_ever(
+        loaded: Core) -> None:
+    """A round open across the upgrade: one practitioner's answers were sealed the old way
+    (unpadded, non-ASCII as JSON escapes), another's are tapped now. The close counts both
+    alike and keeps the old comment's words."""
+    d = FakeDriver(loaded)
+    await loaded.tick()  # the weekly pulse opens
+    await d.tap(ASKED[0], "4")
+    old_comment = UKRAINIAN.strip()
+    async with loaded.db.session() as s:
+        rnd = (await s.execute(select(PulseRound))).scalars().one()
+        qs = await pulse.questions_of_round(s, rnd)
+        text_q = next(q for q in qs if q.kind == "text")
+        rsec = await pulse.round_secret(s, rnd.id, loaded.secret)
+        assert rsec is not None
+        other = (await s.execute(select(Person.id).where(Person.email == ASKED[1]))).scalar_one()
+        key = pulse.response_key(rsec, other)
+        box = pulse.derive(rsec, pulse.ANSWER_LABEL)
+        for qid, answer in ((qs[0].id, [4, None, None]), (text_q.id, [None, None, old_comment])):
+            await s.execute(insert(PulsePending).values(
+                round_id=rnd.id, response_key=key, question_id=qid,
+                sealed=seal_bytes(box, f"{rnd.id}.{key}.{qid}",
+                                  json.dumps(answer, separators=(",", ":")).encode())))
+        await s.commit()
+    loaded.clock.set(loaded.clock.now() + timedelta(days=5))  # type: ignore[attr-defined]
+    await loaded.tick()  # the round closes
+    async with loaded.db.session() as s:
+        fours = (await s.execute(select(func.sum(PulseTally.n)).where(
+            PulseTally.question_id == qs[0].id, PulseTally.value == 4))).scalar_one()
+        kept = list((await s.execute(select(PulseComment.text))).scalars())
+    assert fours == 2
+    assert kept == [old_comment]
