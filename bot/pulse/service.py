@@ -624,15 +624,16 @@ MARK_COMPLETED = text(
     "INSERT INTO pulse_completions (round_id, response_key) VALUES (:round_id, :response_key)"
     " ON CONFLICT DO NOTHING"
 )
-# The round's state, whether this person was asked, and their own answers so far, in one go.
+# The round's state, whether this person was asked, and which questions they answered so far,
+# in one go (not the sealed answers: a padded comment is 4 KB, stored out of line on PostgreSQL,
+# N47, and a tap needs only which questions are done).
 RESPONDENT = text(
-    "SELECT r.state, r.closes_at, p.person_id, a.question_id, a.sealed"
+    "SELECT r.state, r.closes_at, p.person_id, a.question_id"
     " FROM pulse_rounds r"
     " LEFT JOIN pulse_participation p ON p.round_id = r.id AND p.person_id = :person_id"
     " LEFT JOIN pulse_pending a ON a.round_id = r.id AND a.response_key = :response_key"
     " WHERE r.id = :round_id"
-).columns(state=String(), closes_at=UTCDateTime(), person_id=String(), question_id=String(),
-          sealed=LargeBinary())
+).columns(state=String(), closes_at=UTCDateTime(), person_id=String(), question_id=String())
 # Every tap runs these two: on the DB-API cursor, without an execution context per call.
 _UPSERT_RUN, _RESPONDENT_RUN = Prepared(UPSERT_ANSWER), Prepared(RESPONDENT)
 
@@ -660,8 +661,7 @@ async def respondent(s: AsyncSession | AsyncConnection, round_id: str, person_id
     AES-GCM open and a JSON parse, to throw the values away)."""
     conn = await connection_of(s)
     params = {"round_id": round_id, "person_id": person_id, "response_key": key}
-    return [(state, closes_at, asked, qid)
-            for state, closes_at, asked, qid, _sealed in await _RESPONDENT_RUN.all(conn, params)]
+    return await _RESPONDENT_RUN.all(conn, params)
 
 
 async def answered_questions(s: AsyncSession, round_id: str, key: str) -> set[str]:
