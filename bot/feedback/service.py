@@ -328,7 +328,8 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
                 FeedbackHandle.item_id.in_(ids)))).scalars())
             s.expunge_all()
         outcome: dict[tuple[str, str], bool] = {}
-        app_refused: set[tuple[str, str]] = set()  # the app's problem, not the lead's
+        # The app's or the platform's problem, not the lead's: not counted towards giving up.
+        not_counted: set[tuple[str, str]] = set()
         for iid, lead in claimed:
             item = items.get(iid)
             if item is None:
@@ -340,7 +341,14 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
                 # Uninstalled, token revoked: not counted towards giving up, so the alert
                 # still reaches the lead once the app is reinstalled, however long that takes.
                 log.warning("safeguarding alert waits: the platform refuses the app")
-                app_refused.add((iid, lead))
+                not_counted.add((iid, lead))
+                outcome[(iid, lead)] = False
+            except (TransientError, RateLimited):
+                # An outage, a 429, a timeout: the platform's, however long it lasts. Counted,
+                # an hour of Slack's 5xx used up the tries (a tick each) and the leads were
+                # never told once it came back (docs/invariants.md N45).
+                log.warning("safeguarding alert waits: the platform is failing; will retry")
+                not_counted.add((iid, lead))
                 outcome[(iid, lead)] = False
             except Exception:
                 log.warning("safeguarding alert send failed; will retry")
@@ -352,7 +360,7 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
                 if a is None or a.status == ACKNOWLEDGED:  # taken on (dashboard) meanwhile
                     continue
                 ok = outcome.get((iid, lead), False)
-                a.attempts += 0 if (iid, lead) in app_refused else 1
+                a.attempts += 0 if (iid, lead) in not_counted else 1
                 a.lease_until = None
                 if ok:
                     a.status = "sent"
