@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
-from bot.core import build_router
+from bot.core import Core, build_router
 from bot.feedback import identifiers, safeguarding
 from bot.feedback.safeguarding import CHILD_RISK, COLLEAGUE, SELF_HARM, Config
+from bot.feedback.tables import FeedbackItem
 from bot.programme import loader
 from bot.programme.schema import ProgrammeError
+from tests.conformance.drivers.fake import FakeDriver
 from tests.conftest import EXAMPLE
+from tests.test_feedback_helpers import LEADS, PRACTITIONER
 
 MUST_TRIGGER = [
     ("A boy on my caseload told me his stepdad hits him.", CHILD_RISK),
@@ -130,3 +134,79 @@ def test_a_bad_pattern_or_limit_is_reported_with_its_line() -> None:
     assert "safeguarding.patterns.child_risk[0]: not a valid pattern" in problems
     assert "safeguarding.feedback.daily_limit: must be between 1 and 100" in problems
     assert "line " in problems
+
+
+# Disclosures as they arrive from a phone or a paste, not only as typed on a plain keyboard:
+# invisible characters inside words (a soft hyphen from a document, a zero-width space from a
+# web page or a messaging app), a hyphen or dash that is not U+002D, full-width letters, an
+# accented typo, look-alike letters from another alphabet (a keyboard left on Cyrillic or
+# Greek for one letter), a word broken across a line of a PDF. The sender sees ordinary
+# words; the check must see them too (docs/invariants.md N49).
+DISGUISED = [
+    ("The child is being ab\u00adused at home by her step\u00addad.", CHILD_RISK),
+    ("Her dad h\u200bit her last night.", CHILD_RISK),
+    ("Honestly I feel sui\u200dcidal most Sunday nights.", SELF_HARM),
+    ("I've been self\u2011harming again since the restructure.", SELF_HARM),
+    ("I've been self\u2013harming again since the restructure.", SELF_HARM),
+    ("\uff28\uff45\uff52 \uff44\uff41\uff44 \uff42\uff45\uff41\uff54 \uff48\uff45\uff52 last night.",
+     CHILD_RISK),
+    ("Honestly I feel suic\u00eddal most Sunday nights.", SELF_HARM),
+    ("My m\u0430n\u0430ger has been bullying me for months.", COLLEAGUE),
+    ("I want to kill mys\u0435lf.", SELF_HARM),
+    ("I don\u02bct want to be here anymore.", SELF_HARM),
+    ("A young person disclosed that her uncle tou-\nched her.", CHILD_RISK),
+    ("The baby had bru\u2060ises on his arms and nobody followed it up.", CHILD_RISK),
+]
+
+DISGUISED_EVERYDAY = [
+    "The self\u2011harm awareness training was really useful.",
+    "\uff2d\uff59 \uff4d\uff41\uff4e\uff41\uff47\uff45\uff52 has been really supportive.",
+    "Caf\u00e9 vouchers for the front door team would be nice.",
+    "\u041c\u0430\u043c\u0430 \u0441\u043a\u0430\u0437\u0430\u043b\u0430, \u0447\u0442\u043e "
+    "\u0432\u0441\u0451 \u0445\u043e\u0440\u043e\u0448\u043e.",
+    "The follow-\nup letters go out too late.",
+]
+
+
+@pytest.mark.parametrize(("text", "category"), DISGUISED)
+def test_invisible_or_look_alike_characters_do_not_dodge_the_patterns(text: str,
+                                                                      category: str) -> None:
+    assert category in safeguarding.concerns(text), ascii(text)
+
+
+@pytest.mark.parametrize("text", DISGUISED_EVERYDAY)
+def test_everyday_feedback_with_such_characters_is_not_flagged(text: str) -> None:
+    assert safeguarding.concerns(text) == [], ascii(text)
+
+
+def test_a_giant_input_of_other_alphabets_is_scanned_quickly() -> None:
+    import time
+
+    text = ("\u0440\u0435\u0431\u0451\u043d\u043e\u043a the ch\u00adild w\u200bas " * 4000) + "fine"
+    start = time.thread_time()  # CPU, not the wall clock (as above)
+    safeguarding.concerns(text)
+    assert time.thread_time() - start < 2.0
+
+
+async def test_a_disclosure_pasted_from_a_document_reaches_the_leads(loaded: Core) -> None:
+    """A practitioner pastes a note from a Word document into the form: its soft hyphens
+    (U+00AD, invisible) sit inside the words. They are shown "Before you send" with the routes,
+    send anyway, and both safeguarding leads get the URGENT alert at once.
+
+    Before: nothing matched, the item was stored as ordinary feedback and waited for the
+    change team's next release, half a day; no lead was told."""
+    d = FakeDriver(loaded)
+    pasted = ("A girl on my case\u00adload says her step\u00addad be\u00adats her when he has "
+              "been drinking.")
+    await d.say(PRACTITIONER, "feedback")
+    assert await d.submit(PRACTITIONER, {"text": pasted, "replies": "false"}) is None
+    warn = d.form(PRACTITIONER)
+    assert warn is not None and warn.title == "Before you send", warn
+    shown = "\n".join(getattr(b, "text", "") for b in warn.intro)
+    assert "possible risk to a child" in shown and "LADO" in shown
+    assert await d.submit(PRACTITIONER, {"text": pasted, "replies": "false"}) is None
+    async with loaded.db.session() as s:
+        [item] = list((await s.execute(select(FeedbackItem))).scalars())
+    assert item.urgent and item.concerns == [CHILD_RISK] and item.text == pasted
+    for lead in LEADS:
+        assert len([m for m in d.seen(lead) if m.startswith("URGENT")]) == 1, lead

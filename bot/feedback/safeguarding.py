@@ -13,6 +13,7 @@ in tests/test_feedback_safeguarding.py.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -166,9 +167,41 @@ def concerns(text: str, config: Config | None = None) -> list[str]:
     return [cat for cat, pats in patterns.items() if any(p.search(flat) for p in pats)]
 
 
+# Look-alike letters of other alphabets (a keyboard left on Cyrillic or Greek for a letter),
+# apostrophes and hyphens that are not ASCII: read as the letters the sender sees.
+_FOLD = str.maketrans({
+    **dict.fromkeys("\u2018\u2019\u02bc\u2032\u00b4", "'"),
+    **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2043\u2212", "-"),
+    **dict(zip("\u0430\u0435\u043e\u0440\u0441\u0443\u0445\u0456\u0458\u0455\u04bb\u0501"
+               "\u051b\u051d\u04cf\u043a\u0131\u0261\u03b1\u03bf\u03c1\u03b9\u03ba\u03bd"
+               "\u03c5\u03c7",
+               "aeopcyxijshdqwlkigaopikvux", strict=True)),
+    **dict(zip("\u0410\u0412\u0415\u041a\u041c\u041d\u041e\u0420\u0421\u0422\u0423\u0425"
+               "\u0406\u0408\u0405\u04ae\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c"
+               "\u039d\u039f\u03a1\u03a4\u03a5\u03a7",
+               "ABEKMHOPCTYXIJSYABEZHIKMNOPTYX", strict=True)),
+})
+# A word broken across lines with a hyphen (text copied from a PDF or a narrow column).
+_BROKEN = re.compile(r"(?<=\w)-[ \t]*\r?\n\s*(?=\w)")
+
+
 def _normalise(text: str) -> str:
-    # Curly apostrophes and runs of spaces would otherwise dodge the patterns.
-    return " ".join(text.replace("\u2019", "'").replace("\u2018", "'").split())
+    """The text as the patterns should read it: what the sender sees, not how it is encoded.
+
+    Without this, characters nobody sees dodged the patterns: a soft hyphen from a pasted
+    document or a zero-width space inside a word, a dash that is not U+002D, full-width or
+    accented letters, a Cyrillic "а" among Latin ones (docs/invariants.md N49)."""
+    # A phone's curly apostrophes, the commonest: replaced alone, they cost nothing more.
+    text = text.replace("\u2019", "'").replace("\u2018", "'")
+    if not text.isascii():
+        # Compatibility forms (full-width, ligatures, styled letters) to plain letters,
+        # accents off; invisible format characters (soft hyphen, zero-width, bidi) dropped.
+        # Folded before too: NFKD would make a spacing accent used as an apostrophe a space.
+        text = "".join(c for c in unicodedata.normalize("NFKD", text.translate(_FOLD))
+                       if unicodedata.category(c) not in ("Cf", "Mn")).translate(_FOLD)
+    if "-" in text:
+        text = _BROKEN.sub("", text)
+    return " ".join(text.split())
 
 
 def route_blocks(config: Config) -> tuple[Text, ...]:
