@@ -13,7 +13,7 @@ from bot.programme import loader
 from bot.programme.schema import ProgrammeError
 from tests.conformance.drivers.fake import FakeDriver
 from tests.conftest import EXAMPLE
-from tests.test_feedback_helpers import LEADS, PRACTITIONER
+from tests.test_feedback_helpers import CHANGE, LEADS, PRACTITIONER, give, ref_for, release
 
 MUST_TRIGGER = [
     ("A boy on my caseload told me his stepdad hits him.", CHILD_RISK),
@@ -210,3 +210,31 @@ async def test_a_disclosure_pasted_from_a_document_reaches_the_leads(loaded: Cor
     assert item.urgent and item.concerns == [CHILD_RISK] and item.text == pasted
     for lead in LEADS:
         assert len([m for m in d.seen(lead) if m.startswith("URGENT")]) == 1, lead
+
+
+async def test_an_urgent_answer_in_a_thread_reaches_the_leads_in_its_own_words(
+        loaded: Core) -> None:
+    """An idea about rotas, with replies allowed; the change team asks for more; the author
+    answers with words of self-harm and sends anyway. Both leads are alerted at once, and the
+    alert must carry what made it urgent: the answer, not only the idea about rotas.
+
+    Before: the alert read "Looks like: possible self-harm" over the rota idea alone; the
+    words that needed a lead were only in `feedback show`, which an alert that reads like a
+    false alarm does not send the lead to."""
+    d = FakeDriver(loaded)
+    idea = "The new rota means nobody covers the duty phone on Fridays."
+    answer = "Honestly I can't go on like this, I keep thinking about ending my life."
+    assert await give(d, PRACTITIONER, idea, replies=True) is None
+    await release(loaded)
+    await d.say(CHANGE, "feedback list")
+    ref = ref_for(d.seen(CHANGE)[-1], idea)
+    await d.say(CHANGE, f"feedback reply #{ref}")
+    assert await d.submit(CHANGE, {"text": "Thank you. What would help most?"}) is None
+    await d.tap(PRACTITIONER, "Read the answer")
+    assert await d.submit(PRACTITIONER, {"text": answer}) is None
+    assert await d.submit(PRACTITIONER, {"text": answer}) is None  # Send anyway
+    for lead in LEADS:
+        [alert] = [m for m in d.seen(lead) if m.startswith("URGENT")]
+        assert "possible self-harm" in alert
+        assert answer in alert, alert  # the words that made it urgent
+        assert idea in alert  # with the item they answer, as before

@@ -210,19 +210,30 @@ def lead_only(item: FeedbackItem) -> bool:
     return not item.released or item.lead_concerns is not None
 
 
-def alert_message(item: FeedbackItem, theme: str, cfg: safeguarding.Config, can_reply: bool) -> Message:
-    """What a safeguarding lead sees: the item, marked urgent, still anonymous."""
+# The author's answers an alert shows at most (the latest): each may be a form's whole length.
+ALERT_ANSWERS = 3
+
+
+def alert_message(item: FeedbackItem, theme: str, cfg: safeguarding.Config, can_reply: bool,
+                  answers: Sequence[FeedbackMessage] = ()) -> Message:
+    """What a safeguarding lead sees: the item, marked urgent, still anonymous, and the
+    author's `answers` in its thread that looked like a concern (what made it urgent, when an
+    answer did: the item alone read like a false alarm, docs/invariants.md N50)."""
     why = safeguarding.describe(concerns_for(item, True)) or "a possible safeguarding concern"
     if item.source in PUBLIC_SOURCES:
         return _public_alert(item, theme, why)
     reply = (f"The sender allowed replies: answer with *feedback reply {ref_of(item.id)}*."
              if can_reply else "The sender did not allow replies.")
+    said = tuple(Text(f"Their answer ({message_day(m, True):%d %b}, looks like "
+                      f"{safeguarding.describe(m.concerns or ())}): {m.text}")
+                 for m in answers[-ALERT_ANSWERS:])
     return Message(
         (
             Text("URGENT: anonymous feedback that may be a safeguarding concern", heading=True),
             Fields((("Looks like", why), ("Theme", theme or "-"), ("Received", day_for(item, True).isoformat()),
                     ("Ref", ref_of(item.id)))),
             Text(item.text),
+            *said,
             Context("The sender is anonymous and cannot be traced by anyone, including the bot. "
                     f"They were shown the safeguarding routes before sending. {reply}"),
         ),
@@ -326,6 +337,10 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
                 select(FeedbackItem).where(FeedbackItem.id.in_(ids)))).scalars()}
             handles = set((await s.execute(select(FeedbackHandle.item_id).where(
                 FeedbackHandle.item_id.in_(ids)))).scalars())
+            urgent_answers: dict[str, list[FeedbackMessage]] = {}
+            for iid in ids:
+                urgent_answers[iid] = [m for m in await thread(s, iid, lead=True)
+                                       if m.sender == "author" and m.concerns is not None]
             s.expunge_all()
         outcome: dict[tuple[str, str], bool] = {}
         # The app's or the platform's problem, not the lead's: not counted towards giving up.
@@ -334,7 +349,8 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
             item = items.get(iid)
             if item is None:
                 continue
-            msg = alert_message(item, names.get(item.theme_id or "", ""), cfg, item.id in handles)
+            msg = alert_message(item, names.get(item.theme_id or "", ""), cfg, item.id in handles,
+                                urgent_answers.get(iid, ()))
             try:
                 outcome[(iid, lead)] = await core.dm(lead, msg) is not None
             except AppNotAuthorised:
