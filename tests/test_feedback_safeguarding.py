@@ -238,3 +238,41 @@ async def test_an_urgent_answer_in_a_thread_reaches_the_leads_in_its_own_words(
         assert "possible self-harm" in alert
         assert answer in alert, alert  # the words that made it urgent
         assert idea in alert  # with the item they answer, as before
+
+
+NO_LEADS_YET = ", roles: [safeguarding_lead]}"
+
+
+async def test_with_no_safeguarding_lead_the_sender_is_not_told_a_lead_has_it(
+        loaded: Core, caplog: pytest.LogCaptureFixture) -> None:
+    """A council loads its programme before naming its safeguarding leads (or its leads'
+    roles were taken away). A practitioner writes a disclosure: the form must not promise
+    that it "goes to the safeguarding leads straight away" (nobody gets it until the change
+    team's next release), it must send them to a route now; the change team's urgent queue
+    and the operator's log must say that alerts reach nobody.
+
+    Before: "Before you send" and the thanks both said it went to the leads straight away;
+    the urgent queue said nothing (0 of 0 leads counted as none missing); no log line."""
+    text = EXAMPLE.read_text()
+    assert text.count(NO_LEADS_YET) == 2
+    await loader.load(loaded.db, text.replace(NO_LEADS_YET, "}"), loaded.router)
+    d = FakeDriver(loaded)
+    concern = "A boy on my caseload told me his stepdad hits him."
+    await d.say(PRACTITIONER, "feedback")
+    assert await d.submit(PRACTITIONER, {"text": concern, "replies": "false"}) is None
+    warn = d.form(PRACTITIONER)
+    assert warn is not None and warn.title == "Before you send"
+    before = "\n".join(getattr(b, "text", "") for b in warn.intro)
+    assert "safeguarding leads straight away" not in before, before
+    assert "No safeguarding lead is set up" in before and "LADO" in before
+    caplog.set_level("INFO", logger="staffvoice")
+    assert await d.submit(PRACTITIONER, {"text": concern, "replies": "false"}) is None
+    thanks = d.form(PRACTITIONER)
+    assert thanks is not None and thanks.notice
+    after = "\n".join(getattr(b, "text", "") for b in thanks.intro)
+    assert "safeguarding leads straight away" not in after, after
+    assert "No safeguarding lead is set up" in after
+    assert any(r.levelname == "ERROR" and "no safeguarding lead" in r.getMessage()
+               for r in caplog.records), [r.getMessage() for r in caplog.records]
+    await d.say(CHANGE, "feedback list urgent")
+    assert "No safeguarding lead is set up" in d.seen(CHANGE)[-1], d.seen(CHANGE)[-1]

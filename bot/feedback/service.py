@@ -163,6 +163,9 @@ async def store(
             await conn.execute(_ALERT, [
                 {"item_id": item_id, "person_id": lead, "status": "pending", "attempts": 0,
                  "lease_until": None} for lead in leads])
+        else:  # (an urgent item is logged anyway, N24; the sender was told to use a route)
+            log.error("urgent feedback stored but there is no safeguarding lead to alert: "
+                      "name one in the programme file or grant the role in chat")
     return Stored(item_id, token, bool(concerns))
 
 
