@@ -276,3 +276,33 @@ async def test_with_no_safeguarding_lead_the_sender_is_not_told_a_lead_has_it(
                for r in caplog.records), [r.getMessage() for r in caplog.records]
     await d.say(CHANGE, "feedback list urgent")
     assert "No safeguarding lead is set up" in d.seen(CHANGE)[-1], d.seen(CHANGE)[-1]
+
+
+# As a child or young person writes on the public page (/young-people), which shares these
+# patterns: in the first person, "me" rather than "her" or "the child".
+FIRST_PERSON = [
+    ("my mums boyfriend hurts me", CHILD_RISK),
+    ("my stepdad touches me at night", CHILD_RISK),
+    ("Dad kicked me and I hid in my room", CHILD_RISK),
+    ("he hits me if I tell anyone", CHILD_RISK),
+    ("I get hit at home when I am late", CHILD_RISK),
+    ("I dont feel safe at home", CHILD_RISK),
+    ("my teacher touched me and said not to tell", COLLEAGUE),
+]
+
+FIRST_PERSON_EVERYDAY = [
+    "I was hurt by the restructure decision.",
+    "I got hurt at football last week so missed the session.",
+    "The youth club makes me feel safe and I can talk to people.",
+    "She never hurts anyone's feelings when she gives me feedback.",
+]
+
+
+@pytest.mark.parametrize(("text", "category"), FIRST_PERSON)
+def test_a_childs_own_words_are_flagged(text: str, category: str) -> None:
+    assert category in safeguarding.concerns(text), text
+
+
+@pytest.mark.parametrize("text", FIRST_PERSON_EVERYDAY)
+def test_everyday_first_person_words_are_not_flagged(text: str) -> None:
+    assert safeguarding.concerns(text) == [], text

@@ -38,13 +38,13 @@ _CARER = (r"(?:dad|mum|mom|father|mother|stepdad|stepfather|stepmum|stepmother|p
 _HARMED = (r"(?:hit(?!\s+hard)|hits|hitting|beat|beats|beaten|beating|hurt|hurts|hurting|abused|abusing|abuses"
            r"|assaulted|assaulting|neglected|starved|starving|burnt|burned|bruised|bruises|bruising"
            r"|injured|injuries|punched|punches|kicked|kicks|slapped|slaps|shaken|strangled|choked"
-           r"|touched|touching|groomed|grooming|exploited|trafficked|raped|molested|smacked"
+           r"|touched|touches|touching|groomed|grooming|exploited|trafficked|raped|molested|smacked"
            r"|smacks|whipped|threatened|locked (?:in|up))")
 _STAFF = (r"(?:(?:manager|colleague|co-worker|coworker|worker|supervisor|team lead|team leader"
           r"|social worker|staff member|practitioner|foster carer|carer|teacher|senior)s?"
           r"|member of staff|one of (?:the|our) (?:staff|team)|someone (?:in|on) (?:my|our) team)")
 _MISCONDUCT = (r"(?:hit|hits|slapped|smacked|punched|kicked|assaulted|abused|abusing|grabbed"
-               r"|restrained|shoved|pushed|touch(?:ed|ing|es)? (?:a|the|one of the) "
+               r"|restrained|shoved|pushed|touch(?:ed|ing|es)? me|touch(?:ed|ing|es)? (?:a|the|one of the) "
                r"(?:child|young person|kid|girl|boy)|inappropriate(?:ly)? with"
                r"|sexual(?:ly)?|harass(?:ed|es|ing|ment)?|bull(?:y|ies|ied|ying)"
                r"|drunk|under the influence|high on|falsif(?:y|ied|ies|ying)"
@@ -57,7 +57,7 @@ DEFAULT_PATTERNS: dict[str, tuple[str, ...]] = {
     CHILD_RISK: (
         rf"\b{_CHILD}\b{_S}\b(?:is|was|are|were|being|been|get|gets|getting|got|keeps? getting)"
         rf"\s+(?:\w+\s+)?{_HARMED}\b",
-        rf"\b{_CARER}\b{_S}\b{_HARMED}\s+(?:him|her|them|the (?:child|baby|kids?|boy|girl))\b",
+        rf"\b{_CARER}\b{_S}\b{_HARMED}\s+(?:him|her|them|me|us|the (?:child|baby|kids?|boy|girl))\b",
         rf"\b(?:his|her|their|my|the)\s+{_CARER}\s+{_HARMED}\b",
         rf"\b{_HARMED}\s+(?:a|the|my|this|that|one)\s+{_CHILD}\b",
         rf"\b{_CHILD}\b{_S}\b(?:had|has|with|covered in)\s+(?:\w+\s+)?(?:bruises|burns|injuries|marks)\b",
@@ -70,6 +70,10 @@ DEFAULT_PATTERNS: dict[str, tuple[str, ...]] = {
         r"\b(?:left|leaves|leaving) (?:the |a |her |his |their )?(?:\w+ )?"
         r"(?:baby|toddler|children|kids|child) (?:alone|home alone|on (?:their|his|her) own)\b",
         rf"\b{_CHILD}\b{_S}\b(?:left|leaving|leaves) (?:at )?(?:home )?alone\b",
+        # In the first person, as a child or young person writes it on the public page.
+        rf"\b(?:he|she|they)\s+(?:keeps?\s+|always\s+)?{_HARMED}\s+me\b"
+        rf"|\b(?:get|gets|got|getting|being|been)\s+{_HARMED}\s+at home\b"
+        r"|\b(?:don'?t|do not|never) feel safe (?:at home|with (?:my|his|her|their) \w+)\b",
     ),
     SELF_HARM: (
         r"\b(?:kill|killing|hurt|hurting|harm|harming|cut|cutting) (?:myself|themselves|himself|herself)\b",
