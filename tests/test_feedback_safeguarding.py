@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from bot.core import Core, build_router
 from bot.feedback import identifiers, safeguarding
+from bot.feedback import service as fb
 from bot.feedback.safeguarding import CHILD_RISK, COLLEAGUE, SELF_HARM, Config
 from bot.feedback.tables import FeedbackItem
 from bot.programme import loader
@@ -306,3 +307,35 @@ def test_a_childs_own_words_are_flagged(text: str, category: str) -> None:
 @pytest.mark.parametrize("text", FIRST_PERSON_EVERYDAY)
 def test_everyday_first_person_words_are_not_flagged(text: str) -> None:
     assert safeguarding.concerns(text) == [], text
+
+
+async def test_a_disclosure_in_a_pulse_comment_shows_the_routes_before_it_is_saved(
+        loaded: Core) -> None:
+    """The weekly pulse ends with "Anything else you want the change team to hear?". A
+    practitioner writes a disclosure there. Pulse comments are read only after the round
+    closes, and only where enough people commented: nobody may ever read it. Before it is
+    saved, the form must say so and show every configured route, as the feedback form does
+    ("Before you send"); they may still save it, and the card moves on as after any comment.
+
+    Before: saved at once; the form's only word on it was "use the usual safeguarding routes",
+    with no route named."""
+    d = FakeDriver(loaded)
+    await loaded.tick()  # Monday 10:00: the weekly round opens
+    for label in ("4", "4", "4", "4", "4", "8"):
+        await d.tap(PRACTITIONER, label)
+    await d.tap(PRACTITIONER, "Write a comment")
+    concern = "A boy on my caseload told me his stepdad hits him and nobody has followed it up."
+    assert await d.submit(PRACTITIONER, {"comment": concern}) is None
+    warn = d.form(PRACTITIONER)
+    assert warn is not None, "saved without a word"
+    shown = "\n".join(getattr(b, "text", "") for b in warn.intro)
+    async with loaded.db.session() as s:
+        cfg = await fb.config(s)
+    assert cfg.routes
+    for route in cfg.routes:
+        assert route.name in shown and route.line() in shown, route.name
+    assert "possible risk to a child" in shown and "not read until the round closes" in shown
+    assert warn.inputs[0].initial == concern  # type: ignore[union-attr]
+    assert await d.submit(PRACTITIONER, {"comment": concern}) is None  # Save anyway
+    assert d.form(PRACTITIONER) is None
+    assert "Thank you!" in d.seen(PRACTITIONER)[-1]
