@@ -339,3 +339,31 @@ async def test_a_disclosure_in_a_pulse_comment_shows_the_routes_before_it_is_sav
     assert await d.submit(PRACTITIONER, {"comment": concern}) is None  # Save anyway
     assert d.form(PRACTITIONER) is None
     assert "Thank you!" in d.seen(PRACTITIONER)[-1]
+
+
+async def test_the_answer_form_says_it_is_not_a_referral_route_and_shows_the_routes(
+        loaded: Core) -> None:
+    """An author reads the change team's answer ("Could you tell us more?") in a form where
+    they may write back: a place to say more, sometimes more than they first did. Before they
+    write, the form says that this is not a way to report a concern and shows every
+    configured route, as the feedback form does (S1, S2).
+
+    Before: the routes appeared only once what they wrote had been flagged; an answer the
+    patterns missed was sent without the author ever seeing them in that form."""
+    d = FakeDriver(loaded)
+    idea = "Supervision keeps being cancelled for court."
+    assert await give(d, PRACTITIONER, idea, replies=True) is None
+    await release(loaded)
+    await d.say(CHANGE, "feedback list")
+    await d.say(CHANGE, f"feedback reply #{ref_for(d.seen(CHANGE)[-1], idea)}")
+    assert await d.submit(CHANGE, {"text": "Could you tell us more?"}) is None
+    await d.tap(PRACTITIONER, "Read the answer")
+    form = d.form(PRACTITIONER)
+    assert form is not None and form.form_id == "feedback.answer"
+    shown = "\n".join(getattr(b, "text", "") for b in form.intro)
+    async with loaded.db.session() as s:
+        cfg = await fb.config(s)
+    assert safeguarding.FIXED_NOTICE in shown
+    for route in cfg.routes:
+        assert route.name in shown and route.line() in shown, route.name
+    assert "Could you tell us more?" in shown  # the thread is still there

@@ -257,6 +257,10 @@ async def _answer_form(ctx: Ctx, token: str, *, text: str = "", warnings: list[s
         if ids:
             intro.append(Text(f"Your answer may contain {identifiers.describe(ids)}, which could "
                               "identify you or someone else. You can edit it."))
+    if not any(w in safeguarding.CATEGORIES for w in warnings or ()):  # (else shown above)
+        # Before anything is written, as the feedback form: an answer is where an author
+        # says more, and the patterns may miss it (S1, S2).
+        intro.extend(safeguarding.route_blocks(cfg))
     intro.append(Context("You stay anonymous. Leave the answer empty to just close this."))
     return Form(
         form_id="feedback.answer", title="The change team answered", intro=tuple(intro),
