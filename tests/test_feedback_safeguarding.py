@@ -10,6 +10,8 @@ from bot.feedback import identifiers, safeguarding
 from bot.feedback import service as fb
 from bot.feedback.safeguarding import CHILD_RISK, COLLEAGUE, SELF_HARM, Config
 from bot.feedback.tables import FeedbackItem
+from bot.model import ConversationRef, Message, MessageRef
+from bot.port import TransientError
 from bot.programme import loader
 from bot.programme.schema import ProgrammeError
 from tests.conformance.drivers.fake import FakeDriver
@@ -367,3 +369,35 @@ async def test_the_answer_form_says_it_is_not_a_referral_route_and_shows_the_rou
     for route in cfg.routes:
         assert route.name in shown and route.line() in shown, route.name
     assert "Could you tell us more?" in shown  # the thread is still there
+
+
+async def test_the_alert_channel_is_told_once_per_item_while_a_platform_fails(
+        loaded: Core) -> None:
+    """The leads' channel (`alert_channel`) is told when a lead cannot be alerted. The
+    platform fails every DM for half an hour (the alerts wait, N45): the channel gets the
+    notice once for the item, not once every scheduler tick.
+
+    Before: a notice at every tick (every 30 s) while the DMs failed, without end now that
+    an outage no longer uses the alert up."""
+    text = EXAMPLE.read_text()
+    await loader.load(loaded.db, text.replace(
+        "safeguarding:\n", "safeguarding:\n  alert_channel: fake:W1/C-LEADS\n", 1), loaded.router)
+    d = FakeDriver(loaded)
+    await d.say(PRACTITIONER, "help")  # met before the outage (the privacy notice went)
+    failing = {"on": True}
+    send = d.port.send
+
+    async def outage(conversation: ConversationRef, message: Message) -> MessageRef:
+        if failing["on"] and conversation.is_direct:
+            raise TransientError("service_unavailable")
+        return await send(conversation, message)
+
+    d.port.send = outage  # type: ignore[method-assign]
+    assert await give(d, PRACTITIONER, "A boy on my caseload told me his stepdad hits him.") is None
+    for _ in range(60):  # half an hour of ticks
+        await fb.deliver_alerts(loaded)
+    notices = [m for m in d.channel("C-LEADS") if "urgent anonymous feedback item" in m]
+    assert len(notices) == 1, len(notices)
+    failing["on"] = False
+    assert await fb.deliver_alerts(loaded) == 2
+    assert len([m for m in d.channel("C-LEADS") if "urgent anonymous feedback item" in m]) == 1

@@ -388,9 +388,19 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
                     a.status = "failed"
                     log.error("safeguarding alert could not be delivered",
                               extra={"attempts": a.attempts})
-        if cfg.alert_channel and sent < len(claimed):
-            await _alert_channel_fallback(core, cfg, list(items.values()))
+        # Once per item (per process): a notice at every tick, every 30 s, while a lead
+        # cannot be alerted (without end while a platform fails: N45) said nothing new.
+        told = _told_channel.setdefault(core, set())
+        missed = {iid for iid, lead in claimed if iid in items
+                  and not outcome.get((iid, lead), False)} - told
+        if cfg.alert_channel and missed:
+            told.update(missed)
+            await _alert_channel_fallback(core, cfg, [items[i] for i in missed])
     return sent
+
+
+# Items whose `alert_channel` notice this process has posted.
+_told_channel: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 
 
 async def _alert_channel_fallback(core: Core, cfg: safeguarding.Config, items: list[FeedbackItem]) -> None:
@@ -686,6 +696,7 @@ async def author_answer(core: Core, token: str, person_id: str, text: str,
                     ).values(status="pending", attempts=0))
                 else:
                     s.add(FeedbackAlert(item_id=item.id, person_id=lead.id))
+            _told_channel.get(core, set()).discard(item.id)  # a new thing to tell
             return item.id
         # Waits for a release, where its author counts as a person, not a thing (N25).
         m = await senders.mark(core, await s.connection(), person_id)
