@@ -298,6 +298,8 @@ FIRST_PERSON_EVERYDAY = [
     "I got hurt at football last week so missed the session.",
     "The youth club makes me feel safe and I can talk to people.",
     "She never hurts anyone's feelings when she gives me feedback.",
+    "Her mum touches base with us every week, which really helps.",
+    "The dad touched base yesterday about contact.",
 ]
 
 

@@ -38,7 +38,8 @@ _CARER = (r"(?:dad|mum|mom|father|mother|stepdad|stepfather|stepmum|stepmother|p
 _HARMED = (r"(?:hit(?!\s+hard)|hits|hitting|beat|beats|beaten|beating|hurt|hurts|hurting|abused|abusing|abuses"
            r"|assaulted|assaulting|neglected|starved|starving|burnt|burned|bruised|bruises|bruising"
            r"|injured|injuries|punched|punches|kicked|kicks|slapped|slaps|shaken|strangled|choked"
-           r"|touched|touches|touching|groomed|grooming|exploited|trafficked|raped|molested|smacked"
+           r"|touched(?! base)|touches(?! base)|touching(?! base)|groomed|grooming|exploited"
+           r"|trafficked|raped|molested|smacked"
            r"|smacks|whipped|threatened|locked (?:in|up))")
 _STAFF = (r"(?:(?:manager|colleague|co-worker|coworker|worker|supervisor|team lead|team leader"
           r"|social worker|staff member|practitioner|foster carer|carer|teacher|senior)s?"
