@@ -229,7 +229,7 @@ def alert_message(item: FeedbackItem, theme: str, cfg: safeguarding.Config, can_
              if can_reply else "The sender did not allow replies.")
     said = tuple(Text(f"Their answer ({message_day(m, True):%d %b}, looks like "
                       f"{safeguarding.describe(m.concerns or ())}): {m.text}")
-                 for m in answers[-ALERT_ANSWERS:])
+                 for m in reversed(answers[-ALERT_ANSWERS:]))  # newest first: cut last, if ever
     return Message(
         (
             Text("URGENT: anonymous feedback that may be a safeguarding concern", heading=True),
