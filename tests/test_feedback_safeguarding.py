@@ -403,3 +403,28 @@ async def test_the_alert_channel_is_told_once_per_item_while_a_platform_fails(
     failing["on"] = False
     assert await fb.deliver_alerts(loaded) == 2
     assert len([m for m in d.channel("C-LEADS") if "urgent anonymous feedback item" in m]) == 1
+
+
+async def test_a_lead_who_blocked_the_app_gets_the_alert_when_back_however_long_after(
+        loaded: Core) -> None:
+    """A safeguarding lead blocked the app (or their account was closed, or the platform's
+    adapter was off) when a disclosure came; the other lead was alerted. An hour later they
+    talk to the bot again: the alert reaches them then, once, as it would within minutes.
+
+    Before: each tick while they were unreachable counted as a failed try; after
+    MAX_ALERT_ATTEMPTS (25 minutes at the 30 s tick) the alert was marked failed and never
+    sent, though the item was still in their queue, unacknowledged."""
+    d = FakeDriver(loaded)
+    await d.say(LEADS[1], "help")  # known to the platform
+    d.port.blocked.add(f"U-{LEADS[1]}")
+    assert await give(d, PRACTITIONER, "My supervisor has been bullying me for months.") is None
+    urgent = [m for m in d.seen(LEADS[0]) if m.startswith("URGENT")]
+    assert len(urgent) == 1
+    for _ in range(fb.MAX_ALERT_ATTEMPTS + 70):  # an hour of ticks
+        await fb.deliver_alerts(loaded)
+    d.port.blocked.clear()
+    await d.say(LEADS[1], "help")  # back
+    await loaded.tick()
+    await loaded.tick()
+    assert len([m for m in d.seen(LEADS[1]) if m.startswith("URGENT")]) == 1
+    assert len([m for m in d.seen(LEADS[0]) if m.startswith("URGENT")]) == 1  # not again

@@ -33,6 +33,7 @@ from bot.feedback.tables import (
 )
 from bot.model import Choice, Choices, Context, Fields, Message, Text
 from bot.people import service as people
+from bot.people.held import held
 from bot.people.tables import Theme
 from bot.port import AppNotAuthorised, PlatformError, RateLimited, TransientError
 from bot.programme.core_sections import get_setting, get_setting_as, programme_zone
@@ -340,6 +341,15 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
                 select(FeedbackItem).where(FeedbackItem.id.in_(ids)))).scalars()}
             handles = set((await s.execute(select(FeedbackHandle.item_id).where(
                 FeedbackHandle.item_id.in_(ids)))).scalars())
+            # Leads whose every known account is unreachable (blocked the app, closed, its
+            # platform's adapter off): not tried and not counted, so the alert waits for them
+            # however long, and goes once they are back. Counted, it was given up after
+            # MAX_ALERT_ATTEMPTS ticks (25 minutes) and never sent (docs/invariants.md N45).
+            away = set()
+            for lead in {p for _i, p in claimed}:
+                known = held(core).identities(lead, await people.identities_of(s, lead))
+                if known and not any(i.reachable and i.platform in core.ports for i in known):
+                    away.add(lead)
             urgent_answers: dict[str, list[FeedbackMessage]] = {}
             for iid in ids:
                 urgent_answers[iid] = [m for m in await thread(s, iid, lead=True)
@@ -351,6 +361,10 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
         for iid, lead in claimed:
             item = items.get(iid)
             if item is None:
+                continue
+            if lead in away:
+                not_counted.add((iid, lead))
+                outcome[(iid, lead)] = False
                 continue
             msg = alert_message(item, names.get(item.theme_id or "", ""), cfg, item.id in handles,
                                 urgent_answers.get(iid, ()))
