@@ -565,7 +565,7 @@ def register(r: Router) -> None:
     from bot.feedback.section import SafeguardingSection
 
     r.command("feedback", feedback_cmd, "send anonymous feedback to the change team (opens a form)",
-              private=True)
+              private=True, traceless=True)
     r.intent(r"^(?:give|send|leave) (?:some )?(?:anonymous )?feedback$", "feedback")
     r.command("feedback stop replies", stop_cmd, "stop all replies to feedback you sent",
               private=True)
