@@ -219,3 +219,53 @@ async def test_taps_and_commands_past_the_queue_bound_are_taken_slack_never_send
     again = driver.fake.open_view(person.id)
     assert again is not None and again.view["callback_id"] == first.view["callback_id"]
     assert len(driver.seen(PEOPLE[2])) == seen_before + 1  # the command was answered
+
+
+async def test_one_persons_work_after_acks_waits_for_their_earlier_work_to_finish(
+        loaded: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eight pieces run at once: queued in order, one person's second message and Home tab
+    started while their first message was still being handled (its reply on its way, or, on
+    PostgreSQL, its queries), so the Home tab could be drawn without it. Now each waits for
+    that person's earlier work to end; other people's work goes on meanwhile."""
+    driver = await _started(loaded)
+    ids = [driver.user(email).id for email in PEOPLE]
+    order: list[str] = []
+    first_done = asyncio.Event()
+    handle = loaded.handle
+
+    async def recorded(event: Event, port: Port) -> Any:
+        if isinstance(event, MessageEvent):
+            n = sum(1 for o in order
+                    if o.startswith(f"message from {event.user.user_id}") and "done" not in o)
+            name = f"message from {event.user.user_id} #{n + 1}"
+            order.append(name)
+            if name == f"message from {ids[0]} #1":
+                await first_done.wait()  # the first message is still being handled
+                result = await handle(event, port)
+                order.append(f"{name} done")
+                return result
+        elif isinstance(event, HomeOpenedEvent):
+            order.append(f"home of {event.user.user_id}")
+        return await handle(event, port)
+
+    loaded.handle = recorded  # type: ignore[method-assign]
+    burst = [_message(driver, PEOPLE[0], 30), _message(driver, PEOPLE[0], 31),
+             _event(driver, {"type": "app_home_opened", "user": ids[0], "tab": "home",
+                             "channel": driver.fake.dm_of(ids[0]), "event_ts": "1.2"}, 32),
+             _message(driver, PEOPLE[1], 33)]
+    try:
+        for raw in burst:
+            assert (await _post(driver, raw))[0] == 200
+        for _ in range(300):  # someone else's message is handled meanwhile
+            if f"message from {ids[1]} #1" in order:
+                break
+            await asyncio.sleep(0.01)
+        first_done.set()
+        await driver.adapter.drain()  # type: ignore[union-attr]
+    finally:
+        first_done.set()
+        del loaded.handle
+        await driver.close()
+    assert order == [f"message from {ids[0]} #1", f"message from {ids[1]} #1",
+                     f"message from {ids[0]} #1 done", f"message from {ids[0]} #2",
+                     f"home of {ids[0]}"]
