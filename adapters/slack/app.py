@@ -111,6 +111,8 @@ class SlackAdapter:
         self.tasks: set[asyncio.Task[None]] = set()
         self._working = asyncio.Semaphore(BACKGROUND_AT_ONCE)
         self.queued = 0  # pieces of work queued after their acks and not finished
+        # Each person's latest queued piece: their next waits for it to end (SlackAdapter.queue).
+        self._lanes: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._other_commands: set[str] = set()
         # When the core last got an answer from the database for one of our events (see
         # database_answered): the events endpoint need not ping it again so soon after.
@@ -269,20 +271,34 @@ class SlackAdapter:
             self._db_answered = max(self._db_answered, started)
         return result
 
-    def queue(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    def queue(self, work: Callable[[], Coroutine[Any, Any, None]],
+              person: tuple[str, str]) -> None:
         """Run `work()` after the ack, in the order queued: at most BACKGROUND_AT_ONCE at
-        once, each step behind the requests that arrived (bot/background.py)."""
+        once, each step behind the requests that arrived (bot/background.py), and each
+        only after the same person's (workspace, user id) earlier work has ended: with
+        several at once, their second message or Home tab started while their first was
+        still being handled, and could be drawn without it."""
         self.queued += 1  # counted from the ack: a task not yet started is queued too
-        self.spawn(self._queued(work, background.now())).add_done_callback(self._dequeued)
+        task = self.spawn(self._queued(work, background.now(), self._lanes.get(person)))
+        task.add_done_callback(self._dequeued)
+        self._lanes[person] = task
+        task.add_done_callback(lambda done: self._lane_ended(person, done))
 
     def _dequeued(self, _task: asyncio.Task[None]) -> None:
         self.queued -= 1
+
+    def _lane_ended(self, person: tuple[str, str], task: asyncio.Task[None]) -> None:
+        if self._lanes.get(person) is task:
+            del self._lanes[person]
 
     def backlog_full(self) -> bool:
         """QUEUE_MAX pieces of work wait: the endpoint defers what would queue more."""
         return self.queued >= QUEUE_MAX
 
-    async def _queued(self, work: Callable[[], Coroutine[Any, Any, None]], since: float) -> None:
+    async def _queued(self, work: Callable[[], Coroutine[Any, Any, None]], since: float,
+                      after: asyncio.Task[None] | None) -> None:
+        if after is not None and not after.done():
+            await asyncio.wait([after])  # the person's earlier work (its failure is its own)
         # A burst (a round opening, a broadcast read) queues here, so the event loop keeps
         # answering Slack's acks, which are due within 3 s, between pieces of this work.
         async with self._working:
@@ -298,12 +314,13 @@ class SlackAdapter:
         self._handled(await self.core.handle(event, self.port), started)
 
     def later(self, body: Mapping[str, Any], build: Callable[[Mapping[str, Any], UserRef], Event]) -> None:
-        self.queue(lambda: self._run(body, build))
+        self.queue(lambda: self._run(body, build), (events.team_of(body), events.user_of(body)))
 
-    def _in_order(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    def _in_order(self, work: Callable[[], Coroutine[Any, Any, None]],
+                  person: tuple[str, str]) -> None:
         """Work that answers no message, queued with the messages (ALL_QUEUED)."""
         if ALL_QUEUED:
-            self.queue(work)
+            self.queue(work, person)
         else:
             self.spawn(work())
 
@@ -319,7 +336,8 @@ class SlackAdapter:
 
     async def on_home(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         if event.get("tab") == "home":
-            self._in_order(lambda: self._publish_home(body))
+            self._in_order(lambda: self._publish_home(body),
+                           (events.team_of(body), events.user_of(body)))
 
     async def _publish_home(self, body: Mapping[str, Any]) -> None:
         user = await self._user(body)
@@ -353,8 +371,8 @@ class SlackAdapter:
         deleted = user.get("deleted")
         if not isinstance(deleted, bool):
             return  # some payloads leave it out (rickeyski/slack-api #102): says nothing
-        team = events.team_of(body)
-        self._in_order(lambda: self._user_changed(team, str(user["id"]), deleted))
+        team, user_id = events.team_of(body), str(user["id"])
+        self._in_order(lambda: self._user_changed(team, user_id, deleted), (team, user_id))
 
     async def _user_changed(self, team: str, user_id: str, deleted: bool) -> None:
         if deleted:

@@ -34,9 +34,12 @@ MAX_BODY = 1024 * 1024
 # ping per event. Acked events already wait for their turn (SlackAdapter.queue) longer than
 # this before the core writes them.
 PING_FRESH_S = 0.25
-# Requests whose listeners answer in the ack and queue nothing after it (forms run the core
-# before their ack): still taken when Slack's queue of work after acks is full.
-NOT_QUEUED = {"url_verification", "view_submission", "view_closed", "block_suggestion"}
+# What the events endpoint defers (503) when Slack's queue of work after acks is full: Events
+# API callbacks, which Slack delivers again (three retries over about five minutes). Nothing
+# else: Slack never sends an interaction or a command again, so a refused tap (a pulse answer)
+# was lost and showed only a warning sign by its button; forms answer in their ack, and "Open
+# the form" skips the queue (its trigger expires in 3 s). People tap at human rates.
+DEFERRABLE = {"event_callback"}
 
 
 def mount(app: web.Application, core: Core, env: Mapping[str, str]) -> str | None:
@@ -167,10 +170,9 @@ class EventsEndpoint:
             log.warning("slack request deferred: database unavailable")
             return web.json_response({"error": "try again later"}, status=503,
                                      headers={"Retry-After": "5"})
-        if self.adapter.backlog_full() and bolt_req.body.get("type") not in NOT_QUEUED:
+        if self.adapter.backlog_full() and bolt_req.body.get("type") in DEFERRABLE:
             # Work acked now would be done seconds from now (SlackAdapter.QUEUE_MAX): not
-            # acking makes Slack deliver an event again later; a tap or a command shows the
-            # person that it failed, and they can try again.
+            # acking makes Slack deliver the event again later.
             if time.monotonic() - self.deferred_said >= 60:
                 self.deferred_said = time.monotonic()
                 log.warning("slack requests deferred: too much work queued after acks",

@@ -164,3 +164,108 @@ async def test_a_message_past_the_queue_bound_is_deferred_and_handled_when_slack
     assert handled == [ids[0], ids[1], ids[2]]
     for email in PEOPLE[:3]:  # each got the answer to "status", once
         assert len(driver.seen(email)) == seen_before[email] + 1
+
+
+async def test_taps_and_commands_past_the_queue_bound_are_taken_slack_never_sends_them_again(
+        loaded: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slack delivers an event again after a 503, but never an interaction or a command: a
+    refused tap showed the person only a warning sign by the button and was lost (a pulse
+    answer), and "Open the form", whose work skips the queue (its trigger expires in 3 s),
+    opened nothing. Past the bound they are taken all the same; events are still deferred."""
+    monkeypatch.setattr(slack_app, "QUEUE_MAX", 1)
+    driver = await _started(loaded)
+    adapter = driver.adapter
+    assert adapter is not None
+    person = driver.user(PEOPLE[0])
+    await driver.say(PEOPLE[0], "feedback")  # the driver taps "Open the form", as a person would
+    first = driver.fake.open_view(person.id)
+    assert first is not None, driver.seen(PEOPLE[0])
+    driver.fake.close_view(first.id)  # the person cancels it, and will open it again
+
+    posted: list[str] = []  # a tap and a command as the driver would post them, not posted yet
+
+    async def kept(body: str, content_type: str, on_answer: Any = None) -> tuple[int, str]:
+        posted.append(body)
+        return 200, ""
+
+    with monkeypatch.context() as m:
+        m.setattr(driver, "post", kept)
+        await driver.tap(PEOPLE[0], "Open the form")
+        await driver.command(PEOPLE[2], "status")
+    tap, command = (_raw(driver, body, "application/x-www-form-urlencoded") for body in posted)
+
+    busy = asyncio.Event()
+    handle = loaded.handle
+
+    async def slow(event: Event, port: Port) -> Any:
+        if isinstance(event, MessageEvent):
+            await busy.wait()
+        return await handle(event, port)
+
+    loaded.handle = slow  # type: ignore[method-assign]
+    seen_before = len(driver.seen(PEOPLE[2]))
+    try:
+        assert (await _post(driver, _message(driver, PEOPLE[1], 20)))[0] == 200
+        assert adapter.backlog_full()
+        assert (await _post(driver, _message(driver, PEOPLE[3], 21)))[0] == 503  # an event
+        assert (await _post(driver, tap))[0] == 200
+        assert (await _post(driver, command))[0] == 200
+        busy.set()
+        await adapter.drain()
+    finally:
+        busy.set()
+        del loaded.handle
+        await driver.close()
+    again = driver.fake.open_view(person.id)
+    assert again is not None and again.view["callback_id"] == first.view["callback_id"]
+    assert len(driver.seen(PEOPLE[2])) == seen_before + 1  # the command was answered
+
+
+async def test_one_persons_work_after_acks_waits_for_their_earlier_work_to_finish(
+        loaded: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eight pieces run at once: queued in order, one person's second message and Home tab
+    started while their first message was still being handled (its reply on its way, or, on
+    PostgreSQL, its queries), so the Home tab could be drawn without it. Now each waits for
+    that person's earlier work to end; other people's work goes on meanwhile."""
+    driver = await _started(loaded)
+    ids = [driver.user(email).id for email in PEOPLE]
+    order: list[str] = []
+    first_done = asyncio.Event()
+    handle = loaded.handle
+
+    async def recorded(event: Event, port: Port) -> Any:
+        if isinstance(event, MessageEvent):
+            n = sum(1 for o in order
+                    if o.startswith(f"message from {event.user.user_id}") and "done" not in o)
+            name = f"message from {event.user.user_id} #{n + 1}"
+            order.append(name)
+            if name == f"message from {ids[0]} #1":
+                await first_done.wait()  # the first message is still being handled
+                result = await handle(event, port)
+                order.append(f"{name} done")
+                return result
+        elif isinstance(event, HomeOpenedEvent):
+            order.append(f"home of {event.user.user_id}")
+        return await handle(event, port)
+
+    loaded.handle = recorded  # type: ignore[method-assign]
+    burst = [_message(driver, PEOPLE[0], 30), _message(driver, PEOPLE[0], 31),
+             _event(driver, {"type": "app_home_opened", "user": ids[0], "tab": "home",
+                             "channel": driver.fake.dm_of(ids[0]), "event_ts": "1.2"}, 32),
+             _message(driver, PEOPLE[1], 33)]
+    try:
+        for raw in burst:
+            assert (await _post(driver, raw))[0] == 200
+        for _ in range(300):  # someone else's message is handled meanwhile
+            if f"message from {ids[1]} #1" in order:
+                break
+            await asyncio.sleep(0.01)
+        first_done.set()
+        await driver.adapter.drain()  # type: ignore[union-attr]
+    finally:
+        first_done.set()
+        del loaded.handle
+        await driver.close()
+    assert order == [f"message from {ids[0]} #1", f"message from {ids[1]} #1",
+                     f"message from {ids[0]} #1 done", f"message from {ids[0]} #2",
+                     f"home of {ids[0]}"]
