@@ -38,8 +38,12 @@ PING_FRESH_S = 0.25
 # API callbacks, which Slack delivers again (three retries over about five minutes). Nothing
 # else: Slack never sends an interaction or a command again, so a refused tap (a pulse answer)
 # was lost and showed only a warning sign by its button; forms answer in their ack, and "Open
-# the form" skips the queue (its trigger expires in 3 s). People tap at human rates.
+# the form" skips the queue (its trigger expires in 3 s). People tap at human rates. Of the
+# events, only those whose work waits in the queue (SlackAdapter.on_message, on_mention, on_home,
+# on_user_change): an uninstall or a revoked token is acted on in its ack and queues nothing,
+# and one lost after Slack's three retries would leave its installation stored.
 DEFERRABLE = {"event_callback"}
+QUEUED_EVENTS = {"message", "app_mention", "app_home_opened", "user_change"}
 
 
 def mount(app: web.Application, core: Core, env: Mapping[str, str]) -> str | None:
@@ -170,7 +174,7 @@ class EventsEndpoint:
             log.warning("slack request deferred: database unavailable")
             return web.json_response({"error": "try again later"}, status=503,
                                      headers={"Retry-After": "5"})
-        if self.adapter.backlog_full() and bolt_req.body.get("type") in DEFERRABLE:
+        if self.adapter.backlog_full() and _queues_work(bolt_req.body):
             # Work acked now would be done seconds from now (SlackAdapter.QUEUE_MAX): not
             # acking makes Slack deliver the event again later.
             if time.monotonic() - self.deferred_said >= 60:
@@ -183,6 +187,13 @@ class EventsEndpoint:
         if resp.status >= 500:
             log.error("slack request failed inside a listener", extra={"status": resp.status})
         return await to_aiohttp_response(resp)
+
+
+def _queues_work(body: Mapping[str, Any]) -> bool:
+    """Whether a request's work would wait in the queue after its ack (and so may be deferred)."""
+    event = body.get("event")
+    return (body.get("type") in DEFERRABLE and isinstance(event, Mapping)
+            and event.get("type") in QUEUED_EVENTS)
 
 
 def install_page(adapter: SlackAdapter) -> Any:

@@ -269,3 +269,45 @@ async def test_one_persons_work_after_acks_waits_for_their_earlier_work_to_finis
     assert order == [f"message from {ids[0]} #1", f"message from {ids[1]} #1",
                      f"message from {ids[0]} #1 done", f"message from {ids[0]} #2",
                      f"home of {ids[0]}"]
+
+
+async def test_an_uninstall_past_the_queue_bound_is_taken_it_queues_nothing(
+        loaded: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An uninstall or a revoked token is acted on in its ack and queues nothing: past the
+    bound it is taken (the cached client dropped at once), where messages are deferred; lost
+    after Slack's three retries, it would have left its installation stored (review18)."""
+    monkeypatch.setattr(slack_app, "QUEUE_MAX", 1)
+    driver = await _started(loaded)
+    adapter = driver.adapter
+    assert adapter is not None
+    team = driver.fake.team
+    busy = asyncio.Event()
+    handle = loaded.handle
+
+    async def slow(event: Event, port: Port) -> Any:
+        if isinstance(event, MessageEvent):
+            await busy.wait()
+        return await handle(event, port)
+
+    loaded.handle = slow  # type: ignore[method-assign]
+    try:
+        assert (await _post(driver, _message(driver, PEOPLE[1], 30)))[0] == 200
+        assert adapter.backlog_full()
+        assert (await _post(driver, _message(driver, PEOPLE[2], 31)))[0] == 503
+        forgotten: list[str] = []
+        monkeypatch.setattr(adapter.workspaces, "forget", forgotten.append)
+        for n, kind in enumerate(("tokens_revoked", "app_uninstalled")):
+            assert (await _post(driver, _event(driver, {"type": kind}, 40 + n)))[0] == 200, kind
+        assert forgotten == [team, team]  # acted on in the ack, the queue still full
+        # A Home tab opened, or a member deactivated, queues work: deferred like a message.
+        user = driver.user(PEOPLE[3]).id
+        assert (await _post(driver, _event(driver, {"type": "app_home_opened", "user": user,
+                                                    "tab": "home", "channel": "D1"}, 50)))[0] == 503
+        assert (await _post(driver, _event(driver, {"type": "user_change", "user": {
+            "id": user, "deleted": True}}, 51)))[0] == 503
+        busy.set()
+        await adapter.drain()
+    finally:
+        busy.set()
+        del loaded.handle
+        await driver.close()
