@@ -165,7 +165,8 @@ def test_folding_matches_every_code_point_as_ignorecase_does() -> None:
     # assertion the patterns use: the same code points match, case-insensitively on the text
     # and case-sensitively on the folded text.
     atoms = [re.escape(chr(c)) for c in range(128) if not chr(c).isupper()]
-    atoms += [r"\w", r"\W", r"\s", r"\d", r"\b", r"[^.!?\n]", r"[- ]", "[a-z]", "[^a-z]"]
+    atoms += [r"\w", r"\W", r"\s", r"\S", r"\d", r"\D", r"\b", r"\B", ".", r"[^.!?\n]", r"[- ]",
+              "[a-z]", "[^a-z]", "[h-q]"]
     for atom in atoms:
         expected = [m.start() for m in re.finditer(atom, everything, re.IGNORECASE)]
         assert [m.start() for m in re.finditer(atom, folded)] == expected, atom
@@ -225,17 +226,28 @@ def test_the_matcher_flags_exactly_what_each_pattern_searched_alone_flags() -> N
     assert all(100 < n < len(corpus) / 2 for n in flagged.values()), flagged
 
 
-def test_a_default_pattern_with_capitals_or_a_capital_escape_still_matches_in_any_case(
+def test_a_default_pattern_that_cannot_be_folded_still_matches_as_written(
         monkeypatch: pytest.MonkeyPatch) -> None:
+    # What a maintainer might write that folding would get wrong: a capital, a capital written
+    # as an escape, a range holding the capitals alone, a scoped flag, a backreference.
+    unfoldable = (r"\bNO FOOD\b", r"\bno \x46OOD\b", r"\bcode [0-_]9\b", r"\bdad (?-i:hit)s\b",
+                  r"\b(sore|raw) and \1\b")
+    assert not any(safeguarding.foldable(p) for p in unfoldable)
+    assert safeguarding.foldable(r"\bsleeps\S*\s+in the car\b")
     patterns = dict(safeguarding.DEFAULT_PATTERNS)
-    patterns[CHILD_RISK] = (*patterns[CHILD_RISK], r"\bNO FOOD\b", r"\bsleeps\S*\s+in the car\b")
+    patterns[CHILD_RISK] = (*patterns[CHILD_RISK], *unfoldable, r"\bsleeps\S*\s+in the car\b")
     monkeypatch.setattr(safeguarding, "DEFAULT_PATTERNS", patterns)
     safeguarding.matcher.cache_clear()
     try:
-        for text in ("There was no food again", "NO FOOD", "he sleeps-alone in the car",
-                     "HE SLEEPS\u2019 IN THE CAR", "no fooding", "sleeps in the car"):
+        for text in ("There was no food again", "NO FOOD", "No Food", "code a9", "code A9",
+                     "CODE _9", "dad hits", "DAD hits", "dad HITS", "sore and sore", "SORE and sore",
+                     "sore and raw", "he sleeps-alone in the car", "HE SLEEPS\u2019 IN THE CAR",
+                     "no fooding", "sleeps in the car"):
             assert safeguarding.concerns(text) == _reference(text), text
         assert safeguarding.concerns("there was No Food") == [CHILD_RISK]
+        assert safeguarding.concerns("CODE a9") == [CHILD_RISK]  # [0-_] holds A, so a too
+        assert safeguarding.concerns("DAD hits") == [CHILD_RISK]
+        assert safeguarding.concerns("dad HITS") == []  # the scoped flag: hits as written
         assert safeguarding.concerns("he SLEEPS-ALONE IN THE CAR") == [CHILD_RISK]
     finally:
         safeguarding.matcher.cache_clear()

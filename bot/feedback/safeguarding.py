@@ -13,6 +13,7 @@ in tests/test_feedback_safeguarding.py.
 from __future__ import annotations
 
 import re
+import re._parser as _parser  # the pattern's parse: which patterns fold (below)
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -158,9 +159,9 @@ class Config:
 # keeps its place, so word boundaries and the `{0,80}` within a sentence count the same.
 # tests/test_feedback_safeguarding.py proves this over every code point and compares the
 # results with the patterns searched one by one, case-insensitively, over every string in
-# the tests, their variants and a random corpus. A default pattern that is not ASCII lower
-# case (a maintainer's \S, say) is simply run as a programme's extra pattern is: on its own,
-# case-insensitively, on the unfolded text. Nothing is pre-filtered.
+# the tests, their variants and a random corpus. A default pattern that `foldable` does not
+# accept (a capital, a scoped flag, a group) is simply run as a programme's extra pattern is:
+# on its own, case-insensitively, on the unfolded text. Nothing is pre-filtered.
 _FOLD = {**{c: c + 32 for c in range(ord("A"), ord("Z") + 1)},
          0x130: ord("i"), 0x131: ord("i"), 0x17F: ord("s"), 0x212A: ord("k")}
 
@@ -171,8 +172,44 @@ def fold(text: str) -> str:
 
 
 def foldable(pattern: str) -> bool:
-    """Whether `pattern` may run on folded text without re.IGNORECASE (ASCII, no capital)."""
-    return pattern.isascii() and pattern == pattern.lower()
+    """Whether `pattern` may run on folded text without re.IGNORECASE, joined to others.
+
+    Read from the parsed pattern, not its text (`\\x41` is a capital A): every literal and
+    range ASCII and free of capitals, only the classes, anchors and lookarounds whose case
+    behaviour the tests prove, no flag (`(?-i:...)`, `(?a)` would change case or \\w back)
+    and no capturing group (joined, a backreference's number would point elsewhere).
+    """
+    try:
+        parsed = _parser.parse(pattern)
+    except re.error:
+        return False
+    return parsed.state.flags == re.UNICODE and _case_free(parsed.data)
+
+
+def _case_free(items: Iterable[tuple[Any, Any]]) -> bool:
+    for op, av in items:
+        kind = str(op)
+        if kind in ("LITERAL", "NOT_LITERAL"):
+            ok = av < 128 and not chr(av).isupper()
+        elif kind == "RANGE":
+            ok = av[1] < 128 and not (av[0] <= ord("Z") and av[1] >= ord("A"))
+        elif kind in ("AT", "CATEGORY", "NEGATE", "ANY"):
+            ok = True
+        elif kind in ("IN", "ATOMIC_GROUP"):
+            ok = _case_free(av)
+        elif kind == "BRANCH":
+            ok = all(_case_free(b) for b in av[1])
+        elif kind in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+            ok = _case_free(av[2])
+        elif kind in ("ASSERT", "ASSERT_NOT"):
+            ok = _case_free(av[1])
+        elif kind == "SUBPATTERN":
+            ok = av[0] is None and not av[1] and not av[2] and _case_free(av[3])
+        else:  # a backreference, a conditional, anything newer
+            ok = False
+        if not ok:
+            return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -187,10 +224,11 @@ class Matcher:
         low = fold(flat)
         # One scan for the common case: most texts match nothing. A match anywhere means some
         # category matches; then each category is searched again to say which.
-        if (self.any_folded is None or not self.any_folded.search(low)) and not self.others:
+        hit = self.any_folded is not None and self.any_folded.search(low) is not None
+        if not hit and not self.others:
             return []
         return [cat for cat, pat in self.folded
-                if (pat is not None and pat.search(low))
+                if (hit and pat is not None and pat.search(low))
                 or any(p.search(flat) for p in self.others.get(cat, ()))]
 
 
