@@ -642,7 +642,7 @@ async def one(session: aiohttp.ClientSession, base: str, req: tuple[str, bytes, 
         async with session.post(base + path, data=body, headers=headers) as r:
             await r.read()
             if r.status >= 300:
-                errors.append(f"HTTP {r.status}")
+                errors.append(f"HTTP {r.status} {path}")  # which endpoint refused
     except Exception as e:  # noqa: BLE001 - counted, reported
         errors.append(type(e).__name__)
     lat.append((time.perf_counter() - start) * 1000)

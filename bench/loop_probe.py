@@ -38,8 +38,12 @@ from typing import Any, TextIO
 
 EVERY = 0.005  # heartbeat period, seconds
 LATE_MIN = 0.002  # lateness written from this much on
-SLOW = 0.005  # a callback this long is written
-SAMPLE_AFTER = 0.004  # the watchdog samples the stack of a callback running this long
+# A callback this long is written (LOAD_SLOW_MS: lower on a fast machine, where few steps
+# reach 5 ms of CPU but a queue of 2-4 ms ones still makes the p99).
+SLOW = float(os.environ.get("LOAD_SLOW_MS", "5")) / 1000
+SAMPLE_AFTER = SLOW * 0.8  # the watchdog samples the stack of a callback running this long
+# Steps counted by task when they use this much CPU or more (`steps`: the longest steps).
+STEP_BINS_MS = (1.0, 2.0, 4.0)
 ROOT = str(Path(__file__).resolve().parent.parent) + os.sep
 
 
@@ -53,6 +57,8 @@ class Probe:
         self.stacks: dict[int, str] = {}  # id(handle) -> stack sampled while it ran
         self.beats = 0
         self.bg_cpu = 0.0  # loop CPU so far in steps of background tasks (`background`)
+        # what -> [steps of >= each of STEP_BINS_MS, CPU ms in those of >= the first, most]
+        self.steps: dict[str, list[float]] = {}
         self.loop_thread = threading.get_ident()
 
     def write(self, **record: Any) -> None:
@@ -91,6 +97,8 @@ class Probe:
                 used = time.thread_time() - cpu
                 if took >= SLOW:
                     probe.slow(handle, took, used, probe.gc_s - gc0)
+                if used * 1000 >= STEP_BINS_MS[0]:
+                    probe.step(handle, used * 1000)
                 if background(handle):
                     probe.bg_cpu += used
 
@@ -140,6 +148,17 @@ class Probe:
         handler_class.connection_lost = connection_lost  # type: ignore[method-assign,assignment]
         handler_class._handle_request = handle_request  # type: ignore[method-assign,assignment]
 
+    def step(self, handle: asyncio.events.Handle, cpu_ms: float) -> None:
+        what = describe(handle) + (" (background)" if background(handle) else "")
+        row = self.steps.get(what)
+        if row is None:
+            row = self.steps[what] = [0.0] * (len(STEP_BINS_MS) + 2)
+        for i, ms in enumerate(STEP_BINS_MS):
+            if cpu_ms >= ms:
+                row[i] += 1
+        row[-2] += cpu_ms
+        row[-1] = max(row[-1], cpu_ms)
+
     def slow(self, handle: asyncio.events.Handle, took: float, cpu: float, gc_s: float) -> None:
         self.write(k="slow", t=time.monotonic(), ms=round(took * 1000, 3), cpu_ms=round(cpu * 1000, 3),
                    gc_ms=round(gc_s * 1000, 3), what=describe(handle),
@@ -176,9 +195,22 @@ class Probe:
             if late >= LATE_MIN:
                 self.write(k="late", t=time.monotonic(), ms=round(late * 1000, 3))
             if now - last_flush >= 1.0:
-                self.write(k="beats", t=time.monotonic(), n=self.beats)
+                self.write(k="beats", t=time.monotonic(), n=self.beats, **turns_given())
+                self.write(k="steps", t=time.monotonic(),
+                           steps={w: [round(x, 3) for x in r] for w, r in self.steps.items()})
+                self.steps = {}  # counted per second, summed over a phase
                 self.out.flush()
                 last_flush = now
+
+
+def turns_given() -> dict[str, int]:
+    """Background turns given so far on this loop (bot/background.py): after a poll, and at
+    once to work past its MAX_WAIT_S (ageing); none in a server without turns."""
+    background = sys.modules.get("bot.background")
+    if background is None:
+        return {}
+    state = background.turns()
+    return {"given": state.given, "aged": state.aged}
 
 
 # Tasks that answer a request: the connection's reader, the handler, a Slack form's core
@@ -208,7 +240,7 @@ def describe(handle: asyncio.events.Handle) -> str:
     return f"callback {getattr(cb, '__qualname__', repr(cb))[:120]}"
 
 
-def stack_of(frame: Any, depth: int = 14) -> str:
+def stack_of(frame: Any, depth: int = int(os.environ.get("LOAD_STACK_DEPTH", "14"))) -> str:
     """The innermost frames, outermost first, with paths shortened (site-packages, the repo)."""
     frames: list[str] = []
     while frame is not None and len(frames) < depth:
@@ -237,13 +269,14 @@ def summarise(path: str, t0: float, t1: float) -> dict[str, Any]:
     slow: list[dict[str, Any]] = []
     beats = []
     reqs: dict[str, tuple[list[float], list[float], list[float]]] = {}
+    steps: dict[str, list[float]] = {}
     for line in Path(path).read_text().splitlines():
         try:
             r = json.loads(line)
         except ValueError:
             continue  # a line cut by the process's end
         if r["k"] == "beats":
-            beats.append((r["t"], r["n"]))
+            beats.append((r["t"], r["n"], r))
         if not t0 <= r["t"] <= t1:
             continue
         if r["k"] == "late":
@@ -252,17 +285,25 @@ def summarise(path: str, t0: float, t1: float) -> dict[str, Any]:
             gcs.append(r)
         elif r["k"] == "slow":
             slow.append(r)
+        elif r["k"] == "steps":
+            for what, row in r["steps"].items():
+                total = steps.setdefault(what, [0.0] * len(row))
+                total[:-1] = [a + b for a, b in zip(total[:-1], row[:-1], strict=True)]
+                total[-1] = max(total[-1], row[-1])
         elif r["k"] == "req":
             wait, answer, bg = reqs.setdefault(r["path"], ([], [], []))
             wait.append(r["wait"])
             answer.append(r["answer"])
             bg.append(r.get("bg", 0.0))
-    inside = [n for t, n in beats if t0 <= t <= t1]
+    inside = [n for t, n, _ in beats if t0 <= t <= t1]
+    turns = [r for t, _, r in beats if t0 <= t <= t1 and "given" in r]
     where = Counter(r["what"] for r in slow if r["cpu_ms"] > 10)
     over10 = [r for r in slow if r["cpu_ms"] > 10]
     return {
         "seconds": t1 - t0,
         "beats": (inside[-1] - inside[0]) if len(inside) > 1 else 0,
+        "turns": ({k: turns[-1][k] - turns[0][k] for k in ("given", "aged")}
+                  if len(turns) > 1 else {}),
         "late_over": {ms: sum(1 for x in late if x > ms) for ms in (5, 10, 25, 50)},
         "late_max": max(late, default=0.0),
         "gc_count": {g: sum(1 for r in gcs if r["gen"] == g) for g in (0, 1, 2)},
@@ -277,6 +318,7 @@ def summarise(path: str, t0: float, t1: float) -> dict[str, Any]:
         "gc_share": sum(r["gc_ms"] for r in over10) / max(1e-9, sum(r["ms"] for r in over10)),
         "where": where.most_common(6),
         "heaviest": sorted(slow, key=lambda r: -r["cpu_ms"])[:5],
+        "steps": sorted(steps.items(), key=lambda kv: -kv[1][-2])[:8],
         "requests": {path: {"n": len(w), "wait": (_pct(w, 50), _pct(w, 99)),
                             "answer": (_pct(a, 50), _pct(a, 99)),
                             "bg": (_pct(b, 50), _pct(b, 99), sum(1 for x in b if x > 0) / len(b))}
@@ -305,12 +347,24 @@ def report(name: str, s: dict[str, Any], out: TextIO = sys.stdout) -> None:
           f"    objects walked per collection gen0 / 1 / 2, mean (most): "
           + " / ".join(f"{s['gc_mean_objects'][g]} ({s['gc_objects'][g]})" for g in (0, 1, 2)),
           file=out)
+    if s["turns"]:
+        t = s["turns"]
+        print(f"    background turns (bot/background.py): {t['given']} after a poll, {t['aged']} "
+              f"at once past MAX_WAIT_S ({t['aged'] / max(1, t['given'] + t['aged']):.0%})",
+              file=out)
     for path, r in s["requests"].items():
         print(f"    {path:14} {r['n']:5d} requests, loop CPU from arrival (ms, p50 / p99): to the "
               f"handler's start {r['wait'][0]:5.1f} / {r['wait'][1]:5.1f}, to the answer "
               f"{r['answer'][0]:5.1f} / {r['answer'][1]:5.1f}; background work run before its "
               f"handler started {r['bg'][0]:4.1f} / {r['bg'][1]:5.1f} ms (for {r['bg'][2]:.0%} "
               "of them)", file=out)
+    if s["steps"]:
+        bins = " / ".join(f"{ms:g}" for ms in STEP_BINS_MS)
+        print(f"    steps of the loop using >= {bins} ms of CPU, by task (CPU in those of >= "
+              f"{STEP_BINS_MS[0]:g} ms, the longest):", file=out)
+        for what, row in s["steps"]:
+            counts = " / ".join(f"{int(n)}" for n in row[:len(STEP_BINS_MS)])
+            print(f"      {counts:>16}  {row[-2]:8.0f} ms, {row[-1]:5.1f} ms  {what}", file=out)
     for what, count in s["where"]:
         print(f"    {count:5d} x {what}", file=out)
     for r in s["heaviest"]:

@@ -41,7 +41,7 @@ from bot.people import service as people
 from bot.people.held import flush as flush_held
 from bot.people.held import held
 from bot.people.tables import Identity, Person
-from bot.port import AppNotAuthorised, PlatformError, Port, Unreachable
+from bot.port import AppNotAuthorised, PlatformError, Port, RateLimited, TransientError, Unreachable
 from bot.roles import describe
 from bot.router import Action, Command, Router
 from bot.secrets import keyed_hash
@@ -634,6 +634,10 @@ class Core:
         person (a safeguarding alert then waits for the reinstall, uncounted)."""
         refused: AppNotAuthorised | None = None
         gone: set[tuple[str, str]] = set()  # (platform, workspace) that refused the app
+        # A platform failing now (an outage, a 429): the person's other accounts are tried,
+        # and it is raised only when none took the message (a safeguarding alert must not
+        # wait for one platform's outage when the lead is on another that works).
+        failing: TransientError | RateLimited | None = None
         if route is not None and prefer is not None and prefer.platform in self.ports:
             try:
                 return await self.ports[prefer.platform].send(
@@ -673,6 +677,8 @@ class Core:
                 except AppNotAuthorised as e:
                     refused = e
                     gone.add((ident.platform, ident.workspace))
+                except (TransientError, RateLimited) as e:
+                    failing = e
             if refused is None or quiet or discovered:
                 break
             # Every account stored is on a platform that refuses the app: the person may be
@@ -681,6 +687,8 @@ class Core:
             discovered = True
         if refused is not None:
             raise refused
+        if failing is not None:
+            raise failing
         return None
 
     async def discover(self, person_id: str) -> list[Identity]:

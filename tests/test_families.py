@@ -13,15 +13,20 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
+from bot.audit.tables import AuditEntry
 from bot.core import Core
 from bot.families import service
 from bot.families.tables import FamilyAnswer, FamilyContact, FamilyFormUse, FamilyRate
 from bot.feedback import counts
 from bot.feedback.tables import FeedbackAlert, FeedbackItem
+from bot.people.service import grant_role, person_by_email
 from bot.programme.core_sections import set_setting
+from bot.roles import SAFEGUARDING_LEAD
 from storage.db import Database
 from tests.conformance.drivers.fake import FakeDriver
 from tests.test_feedback_helpers import CHANGE, LEADS, PRACTITIONER, dump, release
+
+OFFICER = "changeofficer@northbridge.example"
 
 CONCERN = "My mum hits me when she is angry and I am scared to go home."
 TOKEN = re.compile(r'name="token" value="([^"]+)"')
@@ -130,6 +135,45 @@ async def test_a_contact_request_is_sealed_and_only_the_change_team_reads_it(cli
     assert await count(loaded, FamilyContact) == 0
     await d.say(CHANGE, f"families contact {ref}")
     assert "no contact request" in d.seen(CHANGE)[-1]
+    # Who read a member of the public's details, and who deleted them, is in the audit trail
+    # (the refused and the missing reads are not: nothing was read).
+    assert await contact_entries(loaded) == [("view.family_contact", ref), ("family_contact.deleted", ref)]
+    await d.say(CHANGE, "audit")
+    assert f"view.family_contact {ref}" in d.seen(CHANGE)[-1]
+
+
+async def contact_entries(core: Core) -> list[tuple[str, str]]:
+    async with core.db.session() as s:
+        return [(e.action, e.target) for e in (await s.execute(
+            select(AuditEntry).where(AuditEntry.action.in_(
+                ["view.family_contact", "family_contact.deleted", "view.urgent_queue"]))
+            .order_by(AuditEntry.seq))).scalars()]
+
+
+async def test_a_lead_reading_an_urgent_items_contact_before_its_release_does_not_name_it(
+        client: TestClient, loaded: Core) -> None:
+    """A change-team member who is also a lead reads a parent's contact details for a
+    disclosure at once, before the change
+    team can read the item: the trail records a look at the urgent queue, naming no item (as
+    `feedback show` does, N37), and the change team's `audit` shows nothing of it."""
+    d = FakeDriver(loaded)
+    async with loaded.db.session() as s:  # a change-team member who is also a lead
+        officer = await person_by_email(s, OFFICER)
+        assert officer is not None
+        await grant_role(s, officer.id, SAFEGUARDING_LEAD)
+    status, _ = await post(client, better=CONCERN, contact="yes", name="A Parent",
+                           how="parent@example.org", token=await token_of(client))
+    assert status == 200
+    [item] = await items(loaded)
+    assert item.urgent and not item.released
+    ref = "#" + item.id[:6]
+    await d.say(OFFICER, f"families contact {ref}")
+    assert "parent@example.org" in d.seen(OFFICER)[-1]
+    await d.say(CHANGE, f"families contact {ref}")
+    assert "parent@example.org" not in d.seen(CHANGE)[-1]
+    assert await contact_entries(loaded) == [("view.urgent_queue", "urgent")]
+    await d.say(CHANGE, "audit")
+    assert item.id[:6] not in d.seen(CHANGE)[-1] and "urgent" not in d.seen(CHANGE)[-1]
 
 
 async def test_contact_details_are_deleted_when_the_retention_period_ends(client: TestClient, loaded: Core) -> None:

@@ -6,13 +6,20 @@ import functools
 import re
 
 import pytest
+from sqlalchemy import select
 
-from bot.core import build_router
+from bot.core import Core, build_router
 from bot.feedback import identifiers, safeguarding
+from bot.feedback import service as fb
 from bot.feedback.safeguarding import CHILD_RISK, COLLEAGUE, SELF_HARM, Config
+from bot.feedback.tables import FeedbackItem
+from bot.model import ConversationRef, Message, MessageRef
+from bot.port import TransientError
 from bot.programme import loader
 from bot.programme.schema import ProgrammeError
+from tests.conformance.drivers.fake import FakeDriver
 from tests.conftest import EXAMPLE
+from tests.test_feedback_helpers import CHANGE, LEADS, PRACTITIONER, give, ref_for, release
 
 MUST_TRIGGER = [
     ("A boy on my caseload told me his stepdad hits him.", CHILD_RISK),
@@ -143,7 +150,7 @@ def test_a_bad_pattern_or_limit_is_reported_with_its_line() -> None:
 def _reference(text: str, config: Config | None = None) -> list[str]:
     patterns = _reference_patterns(config.extra_patterns if config else (),
                                    tuple(safeguarding.DEFAULT_PATTERNS.items()))
-    flat = " ".join(text.replace("\u2019", "'").replace("\u2018", "'").split())
+    flat = safeguarding._normalise(text)  # what is proven here is the matching, not this
     return [cat for cat, pats in patterns.items() if any(p.search(flat) for p in pats)]
 
 
@@ -251,3 +258,294 @@ def test_a_default_pattern_that_cannot_be_folded_still_matches_as_written(
         assert safeguarding.concerns("he SLEEPS-ALONE IN THE CAR") == [CHILD_RISK]
     finally:
         safeguarding.matcher.cache_clear()
+
+
+# Disclosures as they arrive from a phone or a paste, not only as typed on a plain keyboard:
+# invisible characters inside words (a soft hyphen from a document, a zero-width space from a
+# web page or a messaging app), a hyphen or dash that is not U+002D, full-width letters, an
+# accented typo, look-alike letters from another alphabet (a keyboard left on Cyrillic or
+# Greek for one letter), a word broken across a line of a PDF. The sender sees ordinary
+# words; the check must see them too (docs/invariants.md N49).
+DISGUISED = [
+    ("The child is being ab\u00adused at home by her step\u00addad.", CHILD_RISK),
+    ("Her dad h\u200bit her last night.", CHILD_RISK),
+    ("Honestly I feel sui\u200dcidal most Sunday nights.", SELF_HARM),
+    ("I've been self\u2011harming again since the restructure.", SELF_HARM),
+    ("I've been self\u2013harming again since the restructure.", SELF_HARM),
+    ("\uff28\uff45\uff52 \uff44\uff41\uff44 \uff42\uff45\uff41\uff54 \uff48\uff45\uff52 last night.",
+     CHILD_RISK),
+    ("Honestly I feel suic\u00eddal most Sunday nights.", SELF_HARM),
+    ("My m\u0430n\u0430ger has been bullying me for months.", COLLEAGUE),
+    ("I want to kill mys\u0435lf.", SELF_HARM),
+    ("I don\u02bct want to be here anymore.", SELF_HARM),
+    ("A young person disclosed that her uncle tou-\nched her.", CHILD_RISK),
+    ("The baby had bru\u2060ises on his arms and nobody followed it up.", CHILD_RISK),
+]
+
+DISGUISED_EVERYDAY = [
+    "The self\u2011harm awareness training was really useful.",
+    "\uff2d\uff59 \uff4d\uff41\uff4e\uff41\uff47\uff45\uff52 has been really supportive.",
+    "Caf\u00e9 vouchers for the front door team would be nice.",
+    "\u041c\u0430\u043c\u0430 \u0441\u043a\u0430\u0437\u0430\u043b\u0430, \u0447\u0442\u043e "
+    "\u0432\u0441\u0451 \u0445\u043e\u0440\u043e\u0448\u043e.",
+    "The follow-\nup letters go out too late.",
+]
+
+
+@pytest.mark.parametrize(("text", "category"), DISGUISED)
+def test_invisible_or_look_alike_characters_do_not_dodge_the_patterns(text: str,
+                                                                      category: str) -> None:
+    assert category in safeguarding.concerns(text), ascii(text)
+
+
+@pytest.mark.parametrize("text", DISGUISED_EVERYDAY)
+def test_everyday_feedback_with_such_characters_is_not_flagged(text: str) -> None:
+    assert safeguarding.concerns(text) == [], ascii(text)
+
+
+def test_a_giant_input_of_other_alphabets_is_scanned_quickly() -> None:
+    import time
+
+    text = ("\u0440\u0435\u0431\u0451\u043d\u043e\u043a the ch\u00adild w\u200bas " * 4000) + "fine"
+    start = time.thread_time()  # CPU, not the wall clock (as above)
+    safeguarding.concerns(text)
+    assert time.thread_time() - start < 2.0
+
+
+async def test_a_disclosure_pasted_from_a_document_reaches_the_leads(loaded: Core) -> None:
+    """A practitioner pastes a note from a Word document into the form: its soft hyphens
+    (U+00AD, invisible) sit inside the words. They are shown "Before you send" with the routes,
+    send anyway, and both safeguarding leads get the URGENT alert at once.
+
+    Before: nothing matched, the item was stored as ordinary feedback and waited for the
+    change team's next release, half a day; no lead was told."""
+    d = FakeDriver(loaded)
+    pasted = ("A girl on my case\u00adload says her step\u00addad be\u00adats her when he has "
+              "been drinking.")
+    await d.say(PRACTITIONER, "feedback")
+    assert await d.submit(PRACTITIONER, {"text": pasted, "replies": "false"}) is None
+    warn = d.form(PRACTITIONER)
+    assert warn is not None and warn.title == "Before you send", warn
+    shown = "\n".join(getattr(b, "text", "") for b in warn.intro)
+    assert "possible risk to a child" in shown and "LADO" in shown
+    assert await d.submit(PRACTITIONER, {"text": pasted, "replies": "false"}) is None
+    async with loaded.db.session() as s:
+        [item] = list((await s.execute(select(FeedbackItem))).scalars())
+    assert item.urgent and item.concerns == [CHILD_RISK] and item.text == pasted
+    for lead in LEADS:
+        assert len([m for m in d.seen(lead) if m.startswith("URGENT")]) == 1, lead
+
+
+async def test_an_urgent_answer_in_a_thread_reaches_the_leads_in_its_own_words(
+        loaded: Core) -> None:
+    """An idea about rotas, with replies allowed; the change team asks for more; the author
+    answers with words of self-harm and sends anyway. Both leads are alerted at once, and the
+    alert must carry what made it urgent: the answer, not only the idea about rotas.
+
+    Before: the alert read "Looks like: possible self-harm" over the rota idea alone; the
+    words that needed a lead were only in `feedback show`, which an alert that reads like a
+    false alarm does not send the lead to."""
+    d = FakeDriver(loaded)
+    idea = "The new rota means nobody covers the duty phone on Fridays."
+    answer = "Honestly I can't go on like this, I keep thinking about ending my life."
+    assert await give(d, PRACTITIONER, idea, replies=True) is None
+    await release(loaded)
+    await d.say(CHANGE, "feedback list")
+    ref = ref_for(d.seen(CHANGE)[-1], idea)
+    await d.say(CHANGE, f"feedback reply #{ref}")
+    assert await d.submit(CHANGE, {"text": "Thank you. What would help most?"}) is None
+    await d.tap(PRACTITIONER, "Read the answer")
+    assert await d.submit(PRACTITIONER, {"text": answer}) is None
+    assert await d.submit(PRACTITIONER, {"text": answer}) is None  # Send anyway
+    for lead in LEADS:
+        [alert] = [m for m in d.seen(lead) if m.startswith("URGENT")]
+        assert "possible self-harm" in alert
+        assert answer in alert, alert  # the words that made it urgent
+        assert idea in alert  # with the item they answer, as before
+
+
+NO_LEADS_YET = ", roles: [safeguarding_lead]}"
+
+
+async def test_with_no_safeguarding_lead_the_sender_is_not_told_a_lead_has_it(
+        loaded: Core, caplog: pytest.LogCaptureFixture) -> None:
+    """A council loads its programme before naming its safeguarding leads (or its leads'
+    roles were taken away). A practitioner writes a disclosure: the form must not promise
+    that it "goes to the safeguarding leads straight away" (nobody gets it until the change
+    team's next release), it must send them to a route now; the change team's urgent queue
+    and the operator's log must say that alerts reach nobody.
+
+    Before: "Before you send" and the thanks both said it went to the leads straight away;
+    the urgent queue said nothing (0 of 0 leads counted as none missing); no log line."""
+    text = EXAMPLE.read_text()
+    assert text.count(NO_LEADS_YET) == 2
+    await loader.load(loaded.db, text.replace(NO_LEADS_YET, "}"), loaded.router)
+    d = FakeDriver(loaded)
+    concern = "A boy on my caseload told me his stepdad hits him."
+    await d.say(PRACTITIONER, "feedback")
+    assert await d.submit(PRACTITIONER, {"text": concern, "replies": "false"}) is None
+    warn = d.form(PRACTITIONER)
+    assert warn is not None and warn.title == "Before you send"
+    before = "\n".join(getattr(b, "text", "") for b in warn.intro)
+    assert "safeguarding leads straight away" not in before, before
+    assert "No safeguarding lead is set up" in before and "LADO" in before
+    caplog.set_level("INFO", logger="staffvoice")
+    assert await d.submit(PRACTITIONER, {"text": concern, "replies": "false"}) is None
+    thanks = d.form(PRACTITIONER)
+    assert thanks is not None and thanks.notice
+    after = "\n".join(getattr(b, "text", "") for b in thanks.intro)
+    assert "safeguarding leads straight away" not in after, after
+    assert "No safeguarding lead is set up" in after
+    assert any(r.levelname == "ERROR" and "no safeguarding lead" in r.getMessage()
+               for r in caplog.records), [r.getMessage() for r in caplog.records]
+    await d.say(CHANGE, "feedback list urgent")
+    assert "No safeguarding lead is set up" in d.seen(CHANGE)[-1], d.seen(CHANGE)[-1]
+
+
+# As a child or young person writes on the public page (/young-people), which shares these
+# patterns: in the first person, "me" rather than "her" or "the child".
+FIRST_PERSON = [
+    ("my mums boyfriend hurts me", CHILD_RISK),
+    ("my stepdad touches me at night", CHILD_RISK),
+    ("Dad kicked me and I hid in my room", CHILD_RISK),
+    ("he hits me if I tell anyone", CHILD_RISK),
+    ("I get hit at home when I am late", CHILD_RISK),
+    ("I dont feel safe at home", CHILD_RISK),
+    ("my teacher touched me and said not to tell", COLLEAGUE),
+]
+
+FIRST_PERSON_EVERYDAY = [
+    "I was hurt by the restructure decision.",
+    "I got hurt at football last week so missed the session.",
+    "The youth club makes me feel safe and I can talk to people.",
+    "She never hurts anyone's feelings when she gives me feedback.",
+    "Her mum touches base with us every week, which really helps.",
+    "The dad touched base yesterday about contact.",
+]
+
+
+@pytest.mark.parametrize(("text", "category"), FIRST_PERSON)
+def test_a_childs_own_words_are_flagged(text: str, category: str) -> None:
+    assert category in safeguarding.concerns(text), text
+
+
+@pytest.mark.parametrize("text", FIRST_PERSON_EVERYDAY)
+def test_everyday_first_person_words_are_not_flagged(text: str) -> None:
+    assert safeguarding.concerns(text) == [], text
+
+
+async def test_a_disclosure_in_a_pulse_comment_shows_the_routes_before_it_is_saved(
+        loaded: Core) -> None:
+    """The weekly pulse ends with "Anything else you want the change team to hear?". A
+    practitioner writes a disclosure there. Pulse comments are read only after the round
+    closes, and only where enough people commented: nobody may ever read it. Before it is
+    saved, the form must say so and show every configured route, as the feedback form does
+    ("Before you send"); they may still save it, and the card moves on as after any comment.
+
+    Before: saved at once; the form's only word on it was "use the usual safeguarding routes",
+    with no route named."""
+    d = FakeDriver(loaded)
+    await loaded.tick()  # Monday 10:00: the weekly round opens
+    for label in ("4", "4", "4", "4", "4", "8"):
+        await d.tap(PRACTITIONER, label)
+    await d.tap(PRACTITIONER, "Write a comment")
+    concern = "A boy on my caseload told me his stepdad hits him and nobody has followed it up."
+    assert await d.submit(PRACTITIONER, {"comment": concern}) is None
+    warn = d.form(PRACTITIONER)
+    assert warn is not None, "saved without a word"
+    shown = "\n".join(getattr(b, "text", "") for b in warn.intro)
+    async with loaded.db.session() as s:
+        cfg = await fb.config(s)
+    assert cfg.routes
+    for route in cfg.routes:
+        assert route.name in shown and route.line() in shown, route.name
+    assert "possible risk to a child" in shown and "not read until the round closes" in shown
+    assert warn.inputs[0].initial == concern  # type: ignore[union-attr]
+    assert await d.submit(PRACTITIONER, {"comment": concern}) is None  # Save anyway
+    assert d.form(PRACTITIONER) is None
+    assert "Thank you!" in d.seen(PRACTITIONER)[-1]
+
+
+async def test_the_answer_form_says_it_is_not_a_referral_route_and_shows_the_routes(
+        loaded: Core) -> None:
+    """An author reads the change team's answer ("Could you tell us more?") in a form where
+    they may write back: a place to say more, sometimes more than they first did. Before they
+    write, the form says that this is not a way to report a concern and shows every
+    configured route, as the feedback form does (S1, S2).
+
+    Before: the routes appeared only once what they wrote had been flagged; an answer the
+    patterns missed was sent without the author ever seeing them in that form."""
+    d = FakeDriver(loaded)
+    idea = "Supervision keeps being cancelled for court."
+    assert await give(d, PRACTITIONER, idea, replies=True) is None
+    await release(loaded)
+    await d.say(CHANGE, "feedback list")
+    await d.say(CHANGE, f"feedback reply #{ref_for(d.seen(CHANGE)[-1], idea)}")
+    assert await d.submit(CHANGE, {"text": "Could you tell us more?"}) is None
+    await d.tap(PRACTITIONER, "Read the answer")
+    form = d.form(PRACTITIONER)
+    assert form is not None and form.form_id == "feedback.answer"
+    shown = "\n".join(getattr(b, "text", "") for b in form.intro)
+    async with loaded.db.session() as s:
+        cfg = await fb.config(s)
+    assert safeguarding.FIXED_NOTICE in shown
+    for route in cfg.routes:
+        assert route.name in shown and route.line() in shown, route.name
+    assert "Could you tell us more?" in shown  # the thread is still there
+
+
+async def test_the_alert_channel_is_told_once_per_item_while_a_platform_fails(
+        loaded: Core) -> None:
+    """The leads' channel (`alert_channel`) is told when a lead cannot be alerted. The
+    platform fails every DM for half an hour (the alerts wait, N45): the channel gets the
+    notice once for the item, not once every scheduler tick.
+
+    Before: a notice at every tick (every 30 s) while the DMs failed, without end now that
+    an outage no longer uses the alert up."""
+    text = EXAMPLE.read_text()
+    await loader.load(loaded.db, text.replace(
+        "safeguarding:\n", "safeguarding:\n  alert_channel: fake:W1/C-LEADS\n", 1), loaded.router)
+    d = FakeDriver(loaded)
+    await d.say(PRACTITIONER, "help")  # met before the outage (the privacy notice went)
+    failing = {"on": True}
+    send = d.port.send
+
+    async def outage(conversation: ConversationRef, message: Message) -> MessageRef:
+        if failing["on"] and conversation.is_direct:
+            raise TransientError("service_unavailable")
+        return await send(conversation, message)
+
+    d.port.send = outage  # type: ignore[method-assign]
+    assert await give(d, PRACTITIONER, "A boy on my caseload told me his stepdad hits him.") is None
+    for _ in range(60):  # half an hour of ticks
+        await fb.deliver_alerts(loaded)
+    notices = [m for m in d.channel("C-LEADS") if "urgent anonymous feedback item" in m]
+    assert len(notices) == 1, len(notices)
+    failing["on"] = False
+    assert await fb.deliver_alerts(loaded) == 2
+    assert len([m for m in d.channel("C-LEADS") if "urgent anonymous feedback item" in m]) == 1
+
+
+async def test_a_lead_who_blocked_the_app_gets_the_alert_when_back_however_long_after(
+        loaded: Core) -> None:
+    """A safeguarding lead blocked the app (or their account was closed, or the platform's
+    adapter was off) when a disclosure came; the other lead was alerted. An hour later they
+    talk to the bot again: the alert reaches them then, once, as it would within minutes.
+
+    Before: each tick while they were unreachable counted as a failed try; after
+    MAX_ALERT_ATTEMPTS (25 minutes at the 30 s tick) the alert was marked failed and never
+    sent, though the item was still in their queue, unacknowledged."""
+    d = FakeDriver(loaded)
+    await d.say(LEADS[1], "help")  # known to the platform
+    d.port.blocked.add(f"U-{LEADS[1]}")
+    assert await give(d, PRACTITIONER, "My supervisor has been bullying me for months.") is None
+    urgent = [m for m in d.seen(LEADS[0]) if m.startswith("URGENT")]
+    assert len(urgent) == 1
+    for _ in range(fb.MAX_ALERT_ATTEMPTS + 70):  # an hour of ticks
+        await fb.deliver_alerts(loaded)
+    d.port.blocked.clear()
+    await d.say(LEADS[1], "help")  # back
+    await loaded.tick()
+    await loaded.tick()
+    assert len([m for m in d.seen(LEADS[1]) if m.startswith("URGENT")]) == 1
+    assert len([m for m in d.seen(LEADS[0]) if m.startswith("URGENT")]) == 1  # not again

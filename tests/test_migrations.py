@@ -9,13 +9,14 @@ from storage.base import Base
 from storage.db import Database
 
 
-async def test_migrated_schema_matches_the_models(db: Database) -> None:
-    def diff(conn):  # type: ignore[no-untyped-def]
-        ctx = MigrationContext.configure(conn, opts={"compare_type": False})
-        return compare_metadata(ctx, Base.metadata)
+def _schema_changes(conn) -> list[object]:  # type: ignore[no-untyped-def]
+    ctx = MigrationContext.configure(conn, opts={"compare_type": False})
+    return compare_metadata(ctx, Base.metadata)  # type: ignore[no-any-return]
 
+
+async def test_migrated_schema_matches_the_models(db: Database) -> None:
     async with db.engine.connect() as conn:
-        changes = await conn.run_sync(diff)
+        changes = await conn.run_sync(_schema_changes)
     assert changes == [], f"models and migrations differ: {changes}"
 
 
@@ -145,3 +146,179 @@ async def test_urgent9s_downgrade_keeps_an_urgent_answer_urgent_and_a_leads_repl
     # The team's two replies, then the answer and the lead's reply, readable, dated Monday.
     assert msgs == [("1", 1, True, str(mon)), ("4", 2, True, str(mon)),
                     ("2", 3, True, str(mon)), ("3", 4, True, str(mon))], msgs
+
+
+def _one_row_each(conn) -> None:  # type: ignore[no-untyped-def]
+    """One row in every table that has none, made from the schema as it stands (reflected, so
+    any revision's): parents first, each foreign key pointing at its parent's row."""
+    from datetime import UTC, date, datetime
+
+    import sqlalchemy as sa
+
+    meta = sa.MetaData()
+    meta.reflect(conn)
+    made: dict[str, dict[str, object]] = {}
+    for table in meta.sorted_tables:
+        if table.name == "alembic_version":
+            continue
+        row = conn.execute(sa.select(table).limit(1)).mappings().first()
+        if row is not None:
+            made[table.name] = dict(row)
+            continue
+        values: dict[str, object] = {}
+        for col in table.columns:
+            fk = next(iter(col.foreign_keys), None)
+            if fk is not None:
+                parent = fk.column.table.name
+                values[col.name] = (None if parent == table.name
+                                    else made[parent][fk.column.name])
+                continue
+            kind = col.type.python_type
+            if kind is str:
+                length = getattr(col.type, "length", None) or 32
+                values[col.name] = ("k" + table.name.replace("_", ""))[:length]
+            elif kind is bool:
+                values[col.name] = False
+            elif kind is int:
+                values[col.name] = 1
+            elif kind is datetime:
+                aware = getattr(col.type, "timezone", False)
+                values[col.name] = datetime(2026, 11, 30, 10, tzinfo=UTC if aware else None)
+            elif kind is date:
+                values[col.name] = date(2026, 11, 30)
+            elif kind is bytes:
+                values[col.name] = b"\x01"
+            else:  # JSON
+                values[col.name] = []
+        conn.execute(table.insert().values(values))
+        made[table.name] = values
+
+
+# Rows a step drops on purpose: (revision, table).
+DELIBERATE = {
+    ("feedback_day_keys", "feedback_daily_counts"),  # counters start afresh under day keys
+}
+
+
+def _counts(conn) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    import sqlalchemy as sa
+
+    names = sa.inspect(conn).get_table_names()
+    return {name: conn.execute(sa.text(f'SELECT count(*) FROM "{name}"')).scalar_one()
+            for name in names if name != "alembic_version"}
+
+
+async def test_no_downgrade_or_upgrade_loses_a_row_of_a_table_it_keeps(db: Database) -> None:
+    """Through the app's own engine (SQLite with foreign keys on, as it serves), every
+    revision is taken down, one revision a step from the heads standing on it, and all come
+    up again, with a row in every table: a table both sides of a step keeps every row. On
+    SQLite a batch that rebuilds a table (copy, drop, rename) drops the old one, and with
+    foreign keys on, ON DELETE CASCADE emptied its children: `feedback_sources` took every
+    thread, reply route, alert and families' answer, `feedback_releases` the same on the way
+    up and down, `milestones_stale_tell` every owner, check-in and update, and
+    `people_sources` could not drop `teams` at all (people point at it)."""
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from storage.db import alembic_config
+
+    script = ScriptDirectory.from_config(alembic_config(db.url))
+
+    def above(rev: str) -> set[str]:
+        """`rev` and every revision standing on it."""
+        found, todo = set(), [rev]
+        while todo:
+            r = todo.pop()
+            found.add(r)
+            todo += script.get_revision(r).nextrev
+        return found
+
+    def step(conn, target: str, up: bool) -> list[str]:  # type: ignore[no-untyped-def]
+        cfg = alembic_config(conn.engine.url.render_as_string(hide_password=False))
+        cfg.attributes["connection"] = conn
+        before = _counts(conn)
+        (command.upgrade if up else command.downgrade)(cfg, target)
+        after = _counts(conn)
+        return [f"{'up to' if up else 'down to'} {target}: {name} {n} -> {after[name]} rows"
+                for name, n in before.items() if name in after and after[name] < n
+                and (target, name) not in DELIBERATE]
+
+    def down_and_up(conn, rev: str) -> list[str]:  # type: ignore[no-untyped-def]
+        lost, going = [], above(rev)
+        while heads := sorted(set(MigrationContext.configure(conn).get_current_heads())
+                              & going):
+            lost += step(conn, f"{heads[0]}@-1", False)
+        for back in order:  # parents first
+            if back in going:
+                lost += step(conn, back, True)
+        return lost
+
+    # pulse_sealed refuses to go down (per-answer rows no longer exist), and so what it
+    # stands on; core's downgrade drops every table.
+    order = [r.revision for r in script.walk_revisions()][::-1]
+    revisions = [rev for rev in order
+                 if rev != "core" and "pulse_sealed" not in above(rev)]
+    assert "feedback_sources" in revisions and "people_sources" in revisions
+    lost: list[str] = []
+    async with db.engine.connect() as conn:
+        tx = await conn.begin()  # rolled back: PostgreSQL's schema is every test's
+        if db.is_sqlite:
+            assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
+        for rev in revisions:
+            await conn.run_sync(_one_row_each)
+            lost += await conn.run_sync(down_and_up, rev)
+        # Altered in place rather than rebuilt, every table must still be what the models
+        # describe (and what a fresh install makes: test_migrated_schema_matches_the_models).
+        changes = await conn.run_sync(_schema_changes)
+        await tx.rollback()
+    assert lost == [], "\n".join(lost)
+    assert changes == [], f"models and the migrations taken down and up differ: {changes}"
+
+
+def test_the_alembic_command_line_migrates_with_foreign_keys_on(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """env.py's own engine (the `alembic` command line, `staffvoice.revision`) turns foreign
+    keys on as the app's does, so a migration run there behaves as at the app's start:
+    before, it ran with SQLite's default (off), where a table rebuild that empties the
+    children at the app's start kept them."""
+    from alembic import command
+    from sqlalchemy import Engine, event
+
+    from storage.db import alembic_config
+
+    seen: list[int] = []
+
+    def spy(conn, cursor, statement, *_):  # type: ignore[no-untyped-def]
+        seen.append(cursor.connection.execute("PRAGMA foreign_keys").fetchone()[0])
+
+    event.listen(Engine, "before_cursor_execute", spy)
+    try:
+        command.upgrade(alembic_config(f"sqlite:///{tmp_path / 'cli.db'}"), "heads")
+    finally:
+        event.remove(Engine, "before_cursor_execute", spy)
+    assert seen and set(seen) == {1}
+
+
+async def test_a_sqlite_older_than_the_migrations_need_is_refused_in_one_line(
+        tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The migrations drop columns in place (ALTER TABLE DROP COLUMN) and the app uses
+    RETURNING: SQLite 3.35.5 or later. An older library (a distribution's own Python) is
+    refused at the start with the versions, before any statement fails as a syntax error."""
+    import sqlite3
+
+    import pytest
+
+    from storage.db import DatabaseUnavailable
+
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.34.1")
+    db = Database(f"sqlite+svinline:///{tmp_path / 'old.db'}")
+    try:
+        with pytest.raises(DatabaseUnavailable) as refused:
+            await db.check()
+    finally:
+        await db.dispose()
+    assert str(refused.value) == (
+        "this Python's SQLite is 3.34.1; staffvoice needs 3.35.5 or later (RETURNING, ALTER "
+        "TABLE DROP COLUMN): use the container image, or a Python built with a newer SQLite")
+    assert not (tmp_path / "old.db").exists()  # refused before anything was created

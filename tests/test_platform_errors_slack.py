@@ -383,3 +383,32 @@ async def test_a_row_in_doubt_during_an_uninstall_is_not_sent_twice_after_the_re
         await sender.drain()
     assert len(copies(fake)) == 6, [(r.state, r.error) for r in await rows(loaded, bid)]
     assert [r.state for r in await rows(loaded, bid)] == ["sent"] * 6
+
+
+async def test_a_slack_outage_longer_than_the_retries_never_loses_a_safeguarding_alert(
+    loaded: Core, slack: tuple[FakeSlack, SlackPort]
+) -> None:
+    """Slack answers `service_unavailable` to every post for about an hour (an incident on
+    its status page), then recovers. The outage is Slack's, not the leads': like an
+    uninstall, it must not count towards giving an alert up, and the first tick after it
+    alerts each lead once.
+
+    Before: each failed tick counted as one of MAX_ALERT_ATTEMPTS (50: 25 minutes at the
+    scheduler's 30 s tick), the alerts were marked failed, and after the outage no lead was
+    ever told of the disclosure (it waited in their queue, unannounced)."""
+    fake, _port = slack
+    for lead in LEADS:
+        assert await loaded.dm(await _pid(loaded, lead), text_message("Welcome")) is not None
+    fake.failures["chat.postMessage"] = ["service_unavailable"] * 1000
+    fake.tiers = False  # ticks 30 s apart never meet the 1-a-second limit; here they run back to back
+    await fb.store(loaded, await _pid(loaded, CHANGE), text=CONCERN, theme_id=None,
+                   replies=False, concerns=["child_risk"])
+    for _ in range(fb.MAX_ALERT_ATTEMPTS + 5):  # a tick every 30 s for about half an hour
+        await fb.deliver_alerts(loaded)
+    assert [urgent_in_dm(fake, lead) for lead in LEADS] == [0, 0]
+    assert await alerts(loaded) == {LEADS[0]: "pending", LEADS[1]: "pending"}
+    assert await unreachable(loaded) == [], "the leads did nothing wrong"
+    fake.failures.clear()  # Slack is back
+    assert await fb.deliver_alerts(loaded) == 2
+    assert [urgent_in_dm(fake, lead) for lead in LEADS] == [1, 1]
+    assert await alerts(loaded) == {LEADS[0]: "sent", LEADS[1]: "sent"}

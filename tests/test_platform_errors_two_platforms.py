@@ -11,7 +11,7 @@ from bot.feedback import service as fb
 from bot.feedback.tables import FeedbackAlert
 from bot.model import ConversationRef, Message, MessageRef
 from bot.people.tables import Identity, Person
-from bot.port import AppNotAuthorised
+from bot.port import AppNotAuthorised, TransientError
 
 LEADS = ["safeguarding.lead@northbridge.example", "lado@northbridge.example"]
 
@@ -65,6 +65,37 @@ async def test_an_alert_reaches_a_lead_known_only_on_the_refused_platform(loaded
             s.add(Identity(platform=gone.platform, workspace="W1", user_id=f"U-{e}",
                            person_id=pid, dm={"platform": gone.platform, "workspace": "W1",
                                               "conversation_id": f"D-U-{e}"}))
+    await _concern_alerts_each_lead_on(loaded, works)
+    async with loaded.db.session() as s:
+        assert {a.status for a in (await s.execute(select(FeedbackAlert))).scalars()} == {"sent"}
+
+
+class Down(FakePort):
+    """A second platform in an outage: every send fails as Slack's 5xx and timeouts do."""
+
+    platform = "aaa-down"
+
+    async def send(self, conversation: ConversationRef, message: Message) -> MessageRef:
+        raise TransientError("service_unavailable")
+
+
+async def test_an_alert_reaches_a_lead_on_the_platform_that_works_while_the_other_is_down(
+        loaded: Core) -> None:
+    """Both leads have accounts on two platforms (a council moving from one to the other);
+    the first is having an outage. The alert goes by the second, at once.
+
+    Before: `Core.dm` gave up at the first account's transient failure, so no lead was told
+    until the outage ended, though the other platform worked throughout."""
+    down, works = Down(), FakePort()
+    loaded.add_port(down)
+    loaded.add_port(works)
+    async with loaded.db.session() as s:
+        for e in LEADS:
+            pid = (await s.execute(select(Person.id).where(Person.email == e))).scalar_one()
+            for port in (down, works):  # both accounts known, the failing one first
+                s.add(Identity(platform=port.platform, workspace="W1", user_id=f"U-{e}",
+                               person_id=pid, dm={"platform": port.platform, "workspace": "W1",
+                                                  "conversation_id": f"D-U-{e}"}))
     await _concern_alerts_each_lead_on(loaded, works)
     async with loaded.db.session() as s:
         assert {a.status for a in (await s.execute(select(FeedbackAlert))).scalars()} == {"sent"}

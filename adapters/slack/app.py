@@ -45,8 +45,15 @@ from bot.programme.core_sections import get_setting
 
 log = logging.getLogger("staffvoice.slack")
 
-# Events handled at once after their ack; the rest wait their turn (see SlackAdapter._run).
+# Events handled at once after their ack; the rest wait their turn (see SlackAdapter.queue).
 BACKGROUND_AT_ONCE = 8
+# At most this much work queued after acks: past it, the events endpoint defers what would
+# queue more (503, and Slack delivers an event again) rather than ack work that would be done
+# seconds later and hold memory while it waits (5 ms or more of CPU a piece: 5 s of work).
+QUEUE_MAX = 1000
+# The Home tab and a member's deactivation queue behind the events acked before them, as
+# messages do; before, each started at once and overtook them. False: as before (LOAD_HOOK).
+ALL_QUEUED = True
 
 ANY = re.compile(r".+")
 # view_submission must be answered inside Slack's 3 s; past this the modal closes and the
@@ -111,6 +118,9 @@ class SlackAdapter:
         self.port = SlackPort(self.workspaces, self.directory, forms)
         self.tasks: set[asyncio.Task[None]] = set()
         self._working = asyncio.Semaphore(BACKGROUND_AT_ONCE)
+        self.queued = 0  # pieces of work queued after their acks and not finished
+        # Each person's latest queued piece: their next waits for it to end (SlackAdapter.queue).
+        self._lanes: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._other_commands: set[str] = set()
         # When the core last got an answer from the database for one of our events (see
         # database_answered): the events endpoint need not ping it again so soon after.
@@ -233,10 +243,11 @@ class SlackAdapter:
 
     # -- background work --------------------------------------------------------------
 
-    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(work)
         self.tasks.add(task)
         task.add_done_callback(self._done)
+        return task
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
@@ -268,19 +279,58 @@ class SlackAdapter:
             self._db_answered = max(self._db_answered, started)
         return result
 
-    async def _run(self, body: Mapping[str, Any],
-                   build: Callable[[Mapping[str, Any], UserRef], Event]) -> None:
+    def queue(self, work: Callable[[], Coroutine[Any, Any, None]],
+              person: tuple[str, str]) -> None:
+        """Run `work()` after the ack, in the order queued: at most BACKGROUND_AT_ONCE at
+        once, each step behind the requests that arrived (bot/background.py), and each
+        only after the same person's (workspace, user id) earlier work has ended: with
+        several at once, their second message or Home tab started while their first was
+        still being handled, and could be drawn without it."""
+        self.queued += 1  # counted from the ack: a task not yet started is queued too
+        task = self.spawn(self._queued(work, background.now(), self._lanes.get(person)))
+        task.add_done_callback(self._dequeued)
+        self._lanes[person] = task
+        task.add_done_callback(lambda done: self._lane_ended(person, done))
+
+    def _dequeued(self, _task: asyncio.Task[None]) -> None:
+        self.queued -= 1
+
+    def _lane_ended(self, person: tuple[str, str], task: asyncio.Task[None]) -> None:
+        if self._lanes.get(person) is task:
+            del self._lanes[person]
+
+    def backlog_full(self) -> bool:
+        """QUEUE_MAX pieces of work wait: the endpoint defers what would queue more."""
+        return self.queued >= QUEUE_MAX
+
+    async def _queued(self, work: Callable[[], Coroutine[Any, Any, None]], since: float,
+                      after: asyncio.Task[None] | None) -> None:
+        if after is not None and not after.done():
+            await asyncio.wait([after])  # the person's earlier work (its failure is its own)
         # A burst (a round opening, a broadcast read) queues here, so the event loop keeps
         # answering Slack's acks, which are due within 3 s, between pieces of this work.
         async with self._working:
-            # Behind the requests that arrived meanwhile: their acks are due now, this is not.
-            await background.turn()
-            event = build(body, await self._user(body))
-            started = time.monotonic()
-            self._handled(await self.core.handle(event, self.port), started)
+            # Behind the requests that arrived meanwhile (their acks are due now, this is
+            # not), unless it has waited long enough already (background.MAX_WAIT_S).
+            await background.turn(since)
+            await work()
+
+    async def _run(self, body: Mapping[str, Any],
+                   build: Callable[[Mapping[str, Any], UserRef], Event]) -> None:
+        event = build(body, await self._user(body))
+        started = time.monotonic()
+        self._handled(await self.core.handle(event, self.port), started)
 
     def later(self, body: Mapping[str, Any], build: Callable[[Mapping[str, Any], UserRef], Event]) -> None:
-        self.spawn(self._run(body, build))
+        self.queue(lambda: self._run(body, build), (events.team_of(body), events.user_of(body)))
+
+    def _in_order(self, work: Callable[[], Coroutine[Any, Any, None]],
+                  person: tuple[str, str]) -> None:
+        """Work that answers no message, queued with the messages (ALL_QUEUED)."""
+        if ALL_QUEUED:
+            self.queue(work, person)
+        else:
+            self.spawn(work())
 
     # -- listeners (each acks at once) -----------------------------------------------
 
@@ -294,7 +344,8 @@ class SlackAdapter:
 
     async def on_home(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         if event.get("tab") == "home":
-            self.spawn(self._publish_home(body))
+            self._in_order(lambda: self._publish_home(body),
+                           (events.team_of(body), events.user_of(body)))
 
     async def _publish_home(self, body: Mapping[str, Any]) -> None:
         user = await self._user(body)
@@ -328,7 +379,8 @@ class SlackAdapter:
         deleted = user.get("deleted")
         if not isinstance(deleted, bool):
             return  # some payloads leave it out (rickeyski/slack-api #102): says nothing
-        self.spawn(self._user_changed(events.team_of(body), str(user["id"]), deleted))
+        team, user_id = events.team_of(body), str(user["id"])
+        self._in_order(lambda: self._user_changed(team, user_id, deleted), (team, user_id))
 
     async def _user_changed(self, team: str, user_id: str, deleted: bool) -> None:
         if deleted:

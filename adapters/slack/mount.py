@@ -8,6 +8,8 @@ and logged without its content.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,9 +31,15 @@ INSTALL_PATH = "/slack/install"
 REDIRECT_PATH = "/slack/oauth_redirect"
 MAX_BODY = 1024 * 1024
 # The database answered this recently (a ping, or the core storing one of our events): no new
-# ping per event. Acked events already wait for their turn (SlackAdapter._run) longer than
+# ping per event. Acked events already wait for their turn (SlackAdapter.queue) longer than
 # this before the core writes them.
 PING_FRESH_S = 0.25
+# What the events endpoint defers (503) when Slack's queue of work after acks is full: Events
+# API callbacks, which Slack delivers again (three retries over about five minutes). Nothing
+# else: Slack never sends an interaction or a command again, so a refused tap (a pulse answer)
+# was lost and showed only a warning sign by its button; forms answer in their ack, and "Open
+# the form" skips the queue (its trigger expires in 3 s). People tap at human rates.
+DEFERRABLE = {"event_callback"}
 
 
 def mount(app: web.Application, core: Core, env: Mapping[str, str]) -> str | None:
@@ -125,6 +133,7 @@ class EventsEndpoint:
     def __init__(self, adapter: SlackAdapter) -> None:
         self.adapter = adapter
         self.verifier = SignatureVerifier(adapter.cfg.signing_secret)
+        self.deferred_said = -math.inf  # when the full queue was last logged (once a minute)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if request.content_length is not None and request.content_length > MAX_BODY:
@@ -159,6 +168,15 @@ class EventsEndpoint:
             # Listeners ack before the core runs: with the database away the event would be
             # acked and lost. Not acking makes Slack deliver it again (with X-Slack-Retry-Num).
             log.warning("slack request deferred: database unavailable")
+            return web.json_response({"error": "try again later"}, status=503,
+                                     headers={"Retry-After": "5"})
+        if self.adapter.backlog_full() and bolt_req.body.get("type") in DEFERRABLE:
+            # Work acked now would be done seconds from now (SlackAdapter.QUEUE_MAX): not
+            # acking makes Slack deliver the event again later.
+            if time.monotonic() - self.deferred_said >= 60:
+                self.deferred_said = time.monotonic()
+                log.warning("slack requests deferred: too much work queued after acks",
+                            extra={"queued": self.adapter.queued})
             return web.json_response({"error": "try again later"}, status=503,
                                      headers={"Retry-After": "5"})
         resp = await self.adapter.bolt.async_dispatch(bolt_req)  # verified above, not again

@@ -233,6 +233,8 @@ class TeamsAgent:
         raw = a.get("value")
         value: dict[str, Any] = raw if isinstance(raw, dict) else {}
         data: dict[str, Any] = value["data"] if isinstance(value.get("data"), dict) else {}
+        if name == dialogs.TASK_SUBMIT and data.get(render.KIND) == dialogs.CLOSE:
+            return None  # a message's Close button (`dialogs.say`): no body closes the dialog
         if name == dialogs.TASK_FETCH and data.get(render.KIND) == "action":
             return await self.fetch_action(a, data)
         form = dialogs.unpack(data.get(dialogs.DIALOG))

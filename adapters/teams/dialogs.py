@@ -38,6 +38,7 @@ from bot.model import (
 
 TASK_FETCH, TASK_SUBMIT = "task/fetch", "task/submit"
 DIALOG = "sv_dialog"  # key of the packed form in a button's or a dialog's submit data
+CLOSE = "close"  # the kind of a message dialog's Close button (`say`): its submit closes it
 # Forms the core opened while handling a task/submit: shown in that dialog, not posted.
 CAPTURE: ContextVar[list[Form] | None] = ContextVar("staffvoice_teams_dialog", default=None)
 
@@ -146,8 +147,21 @@ def show(form: Form) -> dict[str, Any]:
 
 
 def say(text: str) -> dict[str, Any]:
-    """The invoke answer that replaces the dialog with a short message."""
-    return {"task": {"type": "message", "value": text}}
+    """The invoke answer that puts a short message in the dialog: a card of one line and a
+    Close button, shown as any dialog step is (`continue`). Not `{"task": {"type":
+    "message"}}`: Microsoft documents that for a task/submit only ("Use dialogs with bots",
+    learn.microsoft.com/microsoftteams/platform/task-modules-and-cards/task-modules/
+    task-modules-bots: task/fetch is answered with a TaskInfo), and answering a task/fetch
+    with it shows an empty dialog (MicrosoftDocs/msteams-docs#6740, #1732); this answer
+    goes to both, a resent task/fetch included."""
+    card = {"type": "AdaptiveCard", "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+            "version": render.CARD_VERSION,
+            "body": [{**render.rich(text), "id": "b0-message"}],
+            "actions": [render.submit("Close", {render.KIND: CLOSE})],
+            "fallbackText": render.escape_text(text)}
+    return {"task": {"type": "continue", "value": {
+        "title": "staffvoice", "width": "medium", "height": "small",
+        "card": {"contentType": render.CARD_CONTENT_TYPE, "content": card}}}}
 
 
 def submitted_values(data: dict[str, Any]) -> dict[str, str]:

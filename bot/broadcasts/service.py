@@ -20,6 +20,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import spreadsheet
 from bot.broadcasts import audiences, ledger
 from bot.broadcasts.tables import Broadcast, Celebration, Delivery
 from bot.channels import parse_channel
@@ -603,7 +604,8 @@ async def failures_csv(core: Core, bid: str) -> str:
     w = csv.writer(out)
     w.writerow(["recipient", "email", "platform", "state", "attempts", "reason"])
     for d, email in rows:
-        w.writerow([d.recipient, email or "", d.platform or "", d.state, d.attempts, d.error or ""])
+        w.writerow([spreadsheet.text(d.recipient), spreadsheet.text(email or ""), d.platform or "",
+                    d.state, d.attempts, spreadsheet.text(d.error or "")])
     return out.getvalue()
 
 

@@ -311,15 +311,15 @@ async def _destroy_contacts(s: AsyncSession, where: Any) -> int:
     return int(res.rowcount or 0)  # type: ignore[attr-defined]
 
 
-async def contact_made(core: Core, ref: str, *, lead: bool = False) -> str:
-    """The change team made contact: the details are deleted for good. Returns the item's ref."""
+async def contact_made(core: Core, ref: str, *, lead: bool = False) -> FeedbackItem:
+    """The change team made contact: the details are deleted for good. Returns the item."""
     async with core.db.session() as s:
         item = await fb.find_item(s, ref, lead=lead)
         if await _destroy_contacts(s, FamilyContact.item_id == item.id) == 0:
             raise UserError(f"{fb.ref_of(item.id)} has no contact details to delete.")
         if item.status == "new":
             item.status = "in_progress"
-        return fb.ref_of(item.id)
+        return item
 
 
 # -- public "you said, we did" ------------------------------------------------------------------

@@ -31,6 +31,7 @@ from bot.model import (
     TextInput,
     ToggleInput,
 )
+from bot.people import service as people
 from bot.privacy import rules as retention
 from bot.programme.core_sections import SETTINGS_TTL_S
 from bot.roles import CHANGE_TEAM, SAFEGUARDING_LEAD
@@ -53,6 +54,7 @@ async def feedback_form(ctx: Ctx, *, text: str = "", theme: str = "", replies: b
         cfg = await fb.config(s)
         themes = await fb.themes(s)
         days = (await retention.current(s, ttl=SETTINGS_TTL_S)).reply_routes_days
+        leads = bool(warnings) and await people.any_with_role(s, SAFEGUARDING_LEAD)
     intro: list[Text | Context] = []
     submit = "Send"
     title = "Anonymous feedback"
@@ -64,8 +66,9 @@ async def feedback_form(ctx: Ctx, *, text: str = "", theme: str = "", replies: b
             intro.append(Text(
                 "What you wrote may describe a safeguarding concern "
                 f"({safeguarding.describe(concerns)}). Please use one of these routes as well: "
-                "anonymous feedback cannot be followed up with you. If you still send it, it goes "
-                "to the safeguarding leads straight away, marked urgent, without your name."))
+                "anonymous feedback cannot be followed up with you. "
+                + ("If you still send it, it goes to the safeguarding leads straight away, "
+                   "marked urgent, without your name." if leads else NO_LEAD)))
             intro.extend(safeguarding.route_blocks(cfg))
         if ids:
             intro.append(Text(
@@ -91,6 +94,15 @@ async def feedback_form(ctx: Ctx, *, text: str = "", theme: str = "", replies: b
         submit_label=submit,
         metadata="ack:" + ",".join(warnings or []),
     )
+
+
+# Said instead of "it goes to the safeguarding leads straight away" while the programme has
+# no current safeguarding lead: nobody would be alerted, and the sender must not rely on it.
+NO_LEAD = ("No safeguarding lead is set up to receive it straight away, so please use one of "
+           "these routes now.")
+NO_LEAD_SENT = ("No safeguarding lead is set up to receive feedback that may describe a risk "
+                "to a child or an allegation about a colleague straight away: if someone is at "
+                "risk, please use a route below now.")
 
 
 async def feedback_cmd(ctx: Ctx, args: str) -> None:
@@ -200,7 +212,8 @@ async def _thanks(s: AsyncSession | AsyncConnection, stored: fb.Stored) -> Form:
                          "when you sent it."))
     intro.append(Text("If it may describe a risk to a child or an allegation about a "
                       "colleague, it went to the safeguarding leads straight away. They cannot "
-                      "trace you, so please also use a route below if someone is at risk."))
+                      "trace you, so please also use a route below if someone is at risk."
+                      if await people.any_with_role(s, SAFEGUARDING_LEAD) else NO_LEAD_SENT))
     intro.extend(safeguarding.route_blocks(cfg)[1:])
     if stored.token:
         intro.append(Context(f"If the change team answers within {days} days, I'll tell you in "
@@ -225,6 +238,7 @@ async def _answer_form(ctx: Ctx, token: str, *, text: str = "", warnings: list[s
         item = await s.get(FeedbackItem, handle.item_id)
         msgs = await fb.thread(s, handle.item_id, author=True)
         cfg = await fb.config(s)
+        leads = bool(warnings) and await people.any_with_role(s, SAFEGUARDING_LEAD)
     assert item is not None
     intro: list[Text | Context] = [Text(f"You wrote ({item.day:%d %b}): {_clip(item.text, 300)}")]
     for m in msgs[-6:]:
@@ -236,12 +250,17 @@ async def _answer_form(ctx: Ctx, token: str, *, text: str = "", warnings: list[s
         concerns = [w for w in warnings if w in safeguarding.CATEGORIES]
         ids = [w for w in warnings if w not in safeguarding.CATEGORIES]
         if concerns:
-            intro.append(Text("Your answer may describe a safeguarding concern. If you send it, "
-                              "it goes to the safeguarding leads at once, without your name."))
+            intro.append(Text("Your answer may describe a safeguarding concern. "
+                              + ("If you send it, it goes to the safeguarding leads at once, "
+                                 "without your name." if leads else NO_LEAD)))
             intro.extend(safeguarding.route_blocks(cfg))
         if ids:
             intro.append(Text(f"Your answer may contain {identifiers.describe(ids)}, which could "
                               "identify you or someone else. You can edit it."))
+    if not any(w in safeguarding.CATEGORIES for w in warnings or ()):  # (else shown above)
+        # Before anything is written, as the feedback form: an answer is where an author
+        # says more, and the patterns may miss it (S1, S2).
+        intro.extend(safeguarding.route_blocks(cfg))
     intro.append(Context("You stay anonymous. Leave the answer empty to just close this."))
     return Form(
         form_id="feedback.answer", title="The change team answered", intro=tuple(intro),
@@ -546,7 +565,7 @@ def register(r: Router) -> None:
     from bot.feedback.section import SafeguardingSection
 
     r.command("feedback", feedback_cmd, "send anonymous feedback to the change team (opens a form)",
-              private=True)
+              private=True, traceless=True)
     r.intent(r"^(?:give|send|leave) (?:some )?(?:anonymous )?feedback$", "feedback")
     r.command("feedback stop replies", stop_cmd, "stop all replies to feedback you sent",
               private=True)

@@ -156,8 +156,10 @@ async def _turn_urgent(conn: AsyncConnection, answers: Sequence[Any]) -> None:
     for a in answers:
         found.setdefault(a.item_id, set()).update(a.concerns or ())
     for item_id, concerns in found.items():
+        # Held to the commit: an urgent answer locks its item before it is stored, so none
+        # is committed unseen between the look below and the write (service.author_answer).
         row = (await conn.execute(select(It.concerns, It.lead_concerns).where(
-            It.id == item_id))).first()
+            It.id == item_id).with_for_update(key_share=True))).first()
         if row is None:
             continue
         still = (await conn.execute(select(M.id).where(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import re._parser as _parser  # the pattern's parse: which patterns fold (below)
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -38,13 +39,14 @@ _CARER = (r"(?:dad|mum|mom|father|mother|stepdad|stepfather|stepmum|stepmother|p
 _HARMED = (r"(?:hit(?!\s+hard)|hits|hitting|beat|beats|beaten|beating|hurt|hurts|hurting|abused|abusing|abuses"
            r"|assaulted|assaulting|neglected|starved|starving|burnt|burned|bruised|bruises|bruising"
            r"|injured|injuries|punched|punches|kicked|kicks|slapped|slaps|shaken|strangled|choked"
-           r"|touched|touching|groomed|grooming|exploited|trafficked|raped|molested|smacked"
+           r"|touched(?! base)|touches(?! base)|touching(?! base)|groomed|grooming|exploited"
+           r"|trafficked|raped|molested|smacked"
            r"|smacks|whipped|threatened|locked (?:in|up))")
 _STAFF = (r"(?:(?:manager|colleague|co-worker|coworker|worker|supervisor|team lead|team leader"
           r"|social worker|staff member|practitioner|foster carer|carer|teacher|senior)s?"
           r"|member of staff|one of (?:the|our) (?:staff|team)|someone (?:in|on) (?:my|our) team)")
 _MISCONDUCT = (r"(?:hit|hits|slapped|smacked|punched|kicked|assaulted|abused|abusing|grabbed"
-               r"|restrained|shoved|pushed|touch(?:ed|ing|es)? (?:a|the|one of the) "
+               r"|restrained|shoved|pushed|touch(?:ed|ing|es)? me|touch(?:ed|ing|es)? (?:a|the|one of the) "
                r"(?:child|young person|kid|girl|boy)|inappropriate(?:ly)? with"
                r"|sexual(?:ly)?|harass(?:ed|es|ing|ment)?|bull(?:y|ies|ied|ying)"
                r"|drunk|under the influence|high on|falsif(?:y|ied|ies|ying)"
@@ -57,7 +59,7 @@ DEFAULT_PATTERNS: dict[str, tuple[str, ...]] = {
     CHILD_RISK: (
         rf"\b{_CHILD}\b{_S}\b(?:is|was|are|were|being|been|get|gets|getting|got|keeps? getting)"
         rf"\s+(?:\w+\s+)?{_HARMED}\b",
-        rf"\b{_CARER}\b{_S}\b{_HARMED}\s+(?:him|her|them|the (?:child|baby|kids?|boy|girl))\b",
+        rf"\b{_CARER}\b{_S}\b{_HARMED}\s+(?:him|her|them|me|us|the (?:child|baby|kids?|boy|girl))\b",
         rf"\b(?:his|her|their|my|the)\s+{_CARER}\s+{_HARMED}\b",
         rf"\b{_HARMED}\s+(?:a|the|my|this|that|one)\s+{_CHILD}\b",
         rf"\b{_CHILD}\b{_S}\b(?:had|has|with|covered in)\s+(?:\w+\s+)?(?:bruises|burns|injuries|marks)\b",
@@ -70,6 +72,10 @@ DEFAULT_PATTERNS: dict[str, tuple[str, ...]] = {
         r"\b(?:left|leaves|leaving) (?:the |a |her |his |their )?(?:\w+ )?"
         r"(?:baby|toddler|children|kids|child) (?:alone|home alone|on (?:their|his|her) own)\b",
         rf"\b{_CHILD}\b{_S}\b(?:left|leaving|leaves) (?:at )?(?:home )?alone\b",
+        # In the first person, as a child or young person writes it on the public page.
+        rf"\b(?:he|she|they)\s+(?:keeps?\s+|always\s+)?{_HARMED}\s+me\b"
+        rf"|\b(?:get|gets|got|getting|being|been)\s+{_HARMED}\s+at home\b"
+        r"|\b(?:don'?t|do not|never) feel safe (?:at home|with (?:my|his|her|their) \w+)\b",
     ),
     SELF_HARM: (
         r"\b(?:kill|killing|hurt|hurting|harm|harming|cut|cutting) (?:myself|themselves|himself|herself)\b",
@@ -162,13 +168,13 @@ class Config:
 # the tests, their variants and a random corpus. A default pattern that `foldable` does not
 # accept (a capital, a scoped flag, a group) is simply run as a programme's extra pattern is:
 # on its own, case-insensitively, on the unfolded text. Nothing is pre-filtered.
-_FOLD = {**{c: c + 32 for c in range(ord("A"), ord("Z") + 1)},
+_CASE = {**{c: c + 32 for c in range(ord("A"), ord("Z") + 1)},
          0x130: ord("i"), 0x131: ord("i"), 0x17F: ord("s"), 0x212A: ord("k")}
 
 
 def fold(text: str) -> str:
     """`text` as the default patterns see it: one character for one, cased as they are."""
-    return text.lower() if text.isascii() else text.translate(_FOLD)
+    return text.lower() if text.isascii() else text.translate(_CASE)
 
 
 def foldable(pattern: str) -> bool:
@@ -263,9 +269,41 @@ def concerns(text: str, config: Config | None = None) -> list[str]:
     return matcher(config.extra_patterns if config else ()).concerns(_normalise(text))
 
 
+# Look-alike letters of other alphabets (a keyboard left on Cyrillic or Greek for a letter),
+# apostrophes and hyphens that are not ASCII: read as the letters the sender sees.
+_FOLD = str.maketrans({
+    **dict.fromkeys("\u2018\u2019\u02bc\u2032\u00b4", "'"),
+    **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2043\u2212", "-"),
+    **dict(zip("\u0430\u0435\u043e\u0440\u0441\u0443\u0445\u0456\u0458\u0455\u04bb\u0501"
+               "\u051b\u051d\u04cf\u043a\u0131\u0261\u03b1\u03bf\u03c1\u03b9\u03ba\u03bd"
+               "\u03c5\u03c7",
+               "aeopcyxijshdqwlkigaopikvux", strict=True)),
+    **dict(zip("\u0410\u0412\u0415\u041a\u041c\u041d\u041e\u0420\u0421\u0422\u0423\u0425"
+               "\u0406\u0408\u0405\u04ae\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c"
+               "\u039d\u039f\u03a1\u03a4\u03a5\u03a7",
+               "ABEKMHOPCTYXIJSYABEZHIKMNOPTYX", strict=True)),
+})
+# A word broken across lines with a hyphen (text copied from a PDF or a narrow column).
+_BROKEN = re.compile(r"(?<=\w)-[ \t]*\r?\n\s*(?=\w)")
+
+
 def _normalise(text: str) -> str:
-    # Curly apostrophes and runs of spaces would otherwise dodge the patterns.
-    return " ".join(text.replace("\u2019", "'").replace("\u2018", "'").split())
+    """The text as the patterns should read it: what the sender sees, not how it is encoded.
+
+    Without this, characters nobody sees dodged the patterns: a soft hyphen from a pasted
+    document or a zero-width space inside a word, a dash that is not U+002D, full-width or
+    accented letters, a Cyrillic "а" among Latin ones (docs/invariants.md N49)."""
+    # A phone's curly apostrophes, the commonest: replaced alone, they cost nothing more.
+    text = text.replace("\u2019", "'").replace("\u2018", "'")
+    if not text.isascii():
+        # Compatibility forms (full-width, ligatures, styled letters) to plain letters,
+        # accents off; invisible format characters (soft hyphen, zero-width, bidi) dropped.
+        # Folded before too: NFKD would make a spacing accent used as an apostrophe a space.
+        text = "".join(c for c in unicodedata.normalize("NFKD", text.translate(_FOLD))
+                       if unicodedata.category(c) not in ("Cf", "Mn")).translate(_FOLD)
+    if "-" in text:
+        text = _BROKEN.sub("", text)
+    return " ".join(text.split())
 
 
 def route_blocks(config: Config) -> tuple[Text, ...]:

@@ -33,6 +33,7 @@ from bot.feedback.tables import (
 )
 from bot.model import Choice, Choices, Context, Fields, Message, Text
 from bot.people import service as people
+from bot.people.held import held
 from bot.people.tables import Theme
 from bot.port import AppNotAuthorised, PlatformError, RateLimited, TransientError
 from bot.programme.core_sections import get_setting, get_setting_as, programme_zone
@@ -163,6 +164,9 @@ async def store(
             await conn.execute(_ALERT, [
                 {"item_id": item_id, "person_id": lead, "status": "pending", "attempts": 0,
                  "lease_until": None} for lead in leads])
+        else:  # (an urgent item is logged anyway, N24; the sender was told to use a route)
+            log.error("urgent feedback stored but there is no safeguarding lead to alert: "
+                      "name one in the programme file or grant the role in chat")
     return Stored(item_id, token, bool(concerns))
 
 
@@ -210,19 +214,30 @@ def lead_only(item: FeedbackItem) -> bool:
     return not item.released or item.lead_concerns is not None
 
 
-def alert_message(item: FeedbackItem, theme: str, cfg: safeguarding.Config, can_reply: bool) -> Message:
-    """What a safeguarding lead sees: the item, marked urgent, still anonymous."""
+# The author's answers an alert shows at most (the latest): each may be a form's whole length.
+ALERT_ANSWERS = 3
+
+
+def alert_message(item: FeedbackItem, theme: str, cfg: safeguarding.Config, can_reply: bool,
+                  answers: Sequence[FeedbackMessage] = ()) -> Message:
+    """What a safeguarding lead sees: the item, marked urgent, still anonymous, and the
+    author's `answers` in its thread that looked like a concern (what made it urgent, when an
+    answer did: the item alone read like a false alarm, docs/invariants.md N50)."""
     why = safeguarding.describe(concerns_for(item, True)) or "a possible safeguarding concern"
     if item.source in PUBLIC_SOURCES:
         return _public_alert(item, theme, why)
     reply = (f"The sender allowed replies: answer with *feedback reply {ref_of(item.id)}*."
              if can_reply else "The sender did not allow replies.")
+    said = tuple(Text(f"Their answer ({message_day(m, True):%d %b}, looks like "
+                      f"{safeguarding.describe(m.concerns or ())}): {m.text}")
+                 for m in reversed(answers[-ALERT_ANSWERS:]))  # newest first: cut last, if ever
     return Message(
         (
             Text("URGENT: anonymous feedback that may be a safeguarding concern", heading=True),
             Fields((("Looks like", why), ("Theme", theme or "-"), ("Received", day_for(item, True).isoformat()),
                     ("Ref", ref_of(item.id)))),
             Text(item.text),
+            *said,
             Context("The sender is anonymous and cannot be traced by anyone, including the bot. "
                     f"They were shown the safeguarding routes before sending. {reply}"),
         ),
@@ -326,21 +341,47 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
                 select(FeedbackItem).where(FeedbackItem.id.in_(ids)))).scalars()}
             handles = set((await s.execute(select(FeedbackHandle.item_id).where(
                 FeedbackHandle.item_id.in_(ids)))).scalars())
+            # Leads whose every known account is unreachable (blocked the app, closed, its
+            # platform's adapter off): not tried and not counted, so the alert waits for them
+            # however long, and goes once they are back. Counted, it was given up after
+            # MAX_ALERT_ATTEMPTS ticks (25 minutes) and never sent (docs/invariants.md N45).
+            away = set()
+            for lead in {p for _i, p in claimed}:
+                known = held(core).identities(lead, await people.identities_of(s, lead))
+                if known and not any(i.reachable and i.platform in core.ports for i in known):
+                    away.add(lead)
+            urgent_answers: dict[str, list[FeedbackMessage]] = {}
+            for iid in ids:
+                urgent_answers[iid] = [m for m in await thread(s, iid, lead=True)
+                                       if m.sender == "author" and m.concerns is not None]
             s.expunge_all()
         outcome: dict[tuple[str, str], bool] = {}
-        app_refused: set[tuple[str, str]] = set()  # the app's problem, not the lead's
+        # The app's or the platform's problem, not the lead's: not counted towards giving up.
+        not_counted: set[tuple[str, str]] = set()
         for iid, lead in claimed:
             item = items.get(iid)
             if item is None:
                 continue
-            msg = alert_message(item, names.get(item.theme_id or "", ""), cfg, item.id in handles)
+            if lead in away:
+                not_counted.add((iid, lead))
+                outcome[(iid, lead)] = False
+                continue
+            msg = alert_message(item, names.get(item.theme_id or "", ""), cfg, item.id in handles,
+                                urgent_answers.get(iid, ()))
             try:
                 outcome[(iid, lead)] = await core.dm(lead, msg) is not None
             except AppNotAuthorised:
                 # Uninstalled, token revoked: not counted towards giving up, so the alert
                 # still reaches the lead once the app is reinstalled, however long that takes.
                 log.warning("safeguarding alert waits: the platform refuses the app")
-                app_refused.add((iid, lead))
+                not_counted.add((iid, lead))
+                outcome[(iid, lead)] = False
+            except (TransientError, RateLimited):
+                # An outage, a 429, a timeout: the platform's, however long it lasts. Counted,
+                # an hour of Slack's 5xx used up the tries (a tick each) and the leads were
+                # never told once it came back (docs/invariants.md N45).
+                log.warning("safeguarding alert waits: the platform is failing; will retry")
+                not_counted.add((iid, lead))
                 outcome[(iid, lead)] = False
             except Exception:
                 log.warning("safeguarding alert send failed; will retry")
@@ -352,7 +393,7 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
                 if a is None or a.status == ACKNOWLEDGED:  # taken on (dashboard) meanwhile
                     continue
                 ok = outcome.get((iid, lead), False)
-                a.attempts += 0 if (iid, lead) in app_refused else 1
+                a.attempts += 0 if (iid, lead) in not_counted else 1
                 a.lease_until = None
                 if ok:
                     a.status = "sent"
@@ -361,9 +402,19 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
                     a.status = "failed"
                     log.error("safeguarding alert could not be delivered",
                               extra={"attempts": a.attempts})
-        if cfg.alert_channel and sent < len(claimed):
-            await _alert_channel_fallback(core, cfg, list(items.values()))
+        # Once per item (per process): a notice at every tick, every 30 s, while a lead
+        # cannot be alerted (without end while a platform fails: N45) said nothing new.
+        told = _told_channel.setdefault(core, set())
+        missed = {iid for iid, lead in claimed if iid in items
+                  and not outcome.get((iid, lead), False)} - told
+        if cfg.alert_channel and missed:
+            told.update(missed)
+            await _alert_channel_fallback(core, cfg, [items[i] for i in missed])
     return sent
+
+
+# Items whose `alert_channel` notice this process has posted.
+_told_channel: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 
 
 async def _alert_channel_fallback(core: Core, cfg: safeguarding.Config, items: list[FeedbackItem]) -> None:
@@ -639,11 +690,20 @@ async def author_answer(core: Core, token: str, person_id: str, text: str,
     it at once in their views (`lead_concerns`, the answer's `concerns` and `lead_day`)."""
     async with core.db.session() as s:
         handle = await handle_for_token(core, s, token, person_id)
+        locked: FeedbackItem | None = None  # held here, so the read below is this one
+        if concerns:
+            # The item's row first: a release running now holds it from its read of what
+            # waits to its write of `lead_concerns`, so this answer is stored after it (and
+            # read from what it wrote) or before its read, never unseen in between, where the
+            # release cleared the leads' flag while this answer waited (PostgreSQL; SQLite
+            # has one writer: tests/anonymity/test_urgent_answer_release_race.py).
+            locked = await s.get(FeedbackItem, handle.item_id,
+                                 with_for_update={"key_share": True})
         now = core.clock.now()
         await _add_message(s, handle.item_id, "author", text, await release_day(s, now),
                            released=False, concerns=list(concerns) if concerns else None,
                            lead_day=await today(s, now) if concerns else None)
-        item = await s.get(FeedbackItem, handle.item_id)
+        item = locked or await s.get(FeedbackItem, handle.item_id)
         assert item is not None
         if concerns:
             # Urgent, new and with these concerns for everyone else at its release; its leads
@@ -659,6 +719,7 @@ async def author_answer(core: Core, token: str, person_id: str, text: str,
                     ).values(status="pending", attempts=0))
                 else:
                     s.add(FeedbackAlert(item_id=item.id, person_id=lead.id))
+            _told_channel.get(core, set()).discard(item.id)  # a new thing to tell
             return item.id
         # Waits for a release, where its author counts as a person, not a thing (N25).
         m = await senders.mark(core, await s.connection(), person_id)
@@ -925,8 +986,14 @@ async def urgent_queue(s: AsyncSession, *, include_acknowledged: bool = True,
 
 async def acknowledge(s: AsyncSession, item_id: str, lead_person_id: str) -> None:
     """A safeguarding lead has seen an urgent item and taken it on: their alert is marked
-    acknowledged (and no longer sent, if it was still waiting), and a new item becomes read."""
-    item = await s.get(FeedbackItem, item_id)
+    acknowledged (and no longer sent, if it was still waiting), and a new item becomes read.
+
+    The item's row is locked first, as an urgent answer locks it before it alerts the leads
+    again (`author_answer`): taken the other way round (the alert, then the item, the order
+    the session writes them in), the two deadlocked on PostgreSQL and the answer was lost
+    (tests/anonymity/test_urgent_answer_release_race.py). It also reads `lead_concerns` as
+    an answer committed meanwhile left it, so the status is left for that answer's release."""
+    item = await s.get(FeedbackItem, item_id, with_for_update={"key_share": True})
     # Urgent for its leads (`urgent_for`): an item whose author's urgent answer waits for its
     # release is not `urgent` yet for everyone else, but is in the leads' queue at once (N37).
     if item is None or not urgent_for(item, True):

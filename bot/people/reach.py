@@ -41,12 +41,17 @@ class LeadsReach:
 
     @property
     def short(self) -> bool:
-        return self.reachable < self.total
+        # No lead at all is the shortest: urgent alerts reach nobody (it said nothing).
+        return self.reachable < self.total or self.total == 0
 
     def warning(self) -> str | None:
         """What the change team and operators are told when a lead cannot be reached."""
         if not self.short:
             return None
+        if self.total == 0:
+            return ("No safeguarding lead is set up: urgent feedback alerts reach nobody, and "
+                    "senders are told to use the routes instead. Name one now "
+                    "(“role grant EMAIL safeguarding_lead”, or the programme file).")
         if self.reachable == 0:
             return (f"No safeguarding lead can be reached in chat (0 of {self.total}): urgent "
                     "feedback alerts reach nobody. Add a reachable safeguarding lead now "

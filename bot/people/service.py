@@ -292,6 +292,13 @@ async def people_with_role(s: AsyncSession, role: str) -> list[Person]:
     return list((await s.execute(q.order_by(Person.id))).scalars())
 
 
+async def any_with_role(s: AsyncSession | AsyncConnection, role: str) -> bool:
+    """Whether some current person (not a leaver) holds `role` (a role granted by name)."""
+    q = select(PersonRole.person_id).join(Person, Person.id == PersonRole.person_id).where(
+        PersonRole.role == role, Person.left_on.is_(None)).limit(1)
+    return (await s.execute(q)).first() is not None
+
+
 async def current_of(s: AsyncSession, ids: set[str]) -> set[str]:
     """Those of `ids` who have not left."""
     out: set[str] = set()

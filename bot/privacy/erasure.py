@@ -139,8 +139,11 @@ async def held_about(s: AsyncSession, person: Named) -> dict[str, list[dict[str,
             have.extend(r for r in rows if r not in have)
     key, entries = await trail.entries_by(s, person.id)
     if entries:
+        # In the trail's order, without its numbers: the trail numbers everyone's entries,
+        # and the gap between two of theirs, less what `audit` in chat shows between them,
+        # counted the looks at the urgent queue it leaves out for them (N37, N38).
         out["audit_entries"] = [
-            {"seq": e.seq, "at": e.at.strftime("%Y-%m-%d %H:%M UTC"), "surface": e.surface,
+            {"at": e.at.strftime("%Y-%m-%d %H:%M UTC"), "surface": e.surface,
              "action": e.action, "target": e.target, "detail": e.detail,
              "them": "did this" if e.actor == key else "this was about them"}
             for e in entries]

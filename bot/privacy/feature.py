@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from bot.audit import trail
 from bot.core import Core, Ctx, shared
+from bot.model import CommandEvent
 from bot.privacy import notice, retention
 from bot.privacy.rules import RetentionSection
 from bot.router import Router
@@ -26,6 +27,13 @@ async def first_contact(ctx: Ctx) -> None:
     """The notice, once per platform account, before the first answer it gets."""
     if shared(ctx.event):
         return  # never in a channel: they are told in their own chat with the bot
+    if isinstance(ctx.event, CommandEvent) and ctx.event.conversation is None:
+        # A slash command typed nowhere in the chat: one that must leave no trace (opening
+        # the feedback form) gets no notice now, which would say in the DM, by name and
+        # time, that they used it then (N20); it comes with the next thing they say.
+        said = ctx.core.router.match(ctx.event.text)
+        if said is not None and said[0].traceless:
+            return
     u = ctx.event.user
     told = notice.told(ctx.core.db.engine.sync_engine)
     account = (u.platform, u.workspace, u.user_id)

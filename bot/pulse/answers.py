@@ -10,10 +10,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.core import Ctx
 from bot.errors import UserError
-from bot.feedback import identifiers
-from bot.model import ActionEvent, Context, Form, FormSubmitEvent, Message, MessageRef, TextInput
+from bot.feedback import identifiers, safeguarding
+from bot.model import (
+    ActionEvent,
+    Context,
+    Form,
+    FormSubmitEvent,
+    Message,
+    MessageRef,
+    Text,
+    TextInput,
+)
 from bot.people import service as people
 from bot.port import PlatformError
+from bot.programme.core_sections import get_setting_as
 from bot.pulse import cards
 from bot.pulse import service as pulse
 from bot.pulse.cards import Where
@@ -109,7 +119,8 @@ async def on_answer(ctx: Ctx) -> None:
             # Write first, then check, rolling back if the tap may not count: the transaction
             # then holds SQLite's write lock from its first statement (no stale read to upgrade).
             await pulse.save_answer(conn, rnd=known.round, question_id=q.id, key=rk.key,
-                                    round_secret=rk.secret, value=value, choice=choice)
+                                    round_secret=rk.secret, value=value, choice=choice,
+                                    room=pulse.answer_room(q))
             w, mine = await _check(conn, ctx, known, pos, rk)
             return w, mine, await _at_end(conn, ctx, w, pos + 1, rk)
 
@@ -152,12 +163,27 @@ async def on_nav(ctx: Ctx) -> None:
         await show(ctx, w, target, mine, ending=ending)
 
 
-def comment_form(w: Where, pos: int, *, text: str = "", warnings: list[str] | None = None) -> Form:
-    """The comment form; with `warnings` (identifiers found), the "before you save" version."""
+def comment_form(w: Where, pos: int, *, text: str = "", warnings: list[str] | None = None,
+                 routes: safeguarding.Config | None = None) -> Form:
+    """The comment form; with `warnings` (identifiers found, or what looks like a safeguarding
+    concern: then with the programme's `routes`), the "before you save" version."""
     q = w.questions[pos]
-    check = ((Context(f"Before you save: your comment may contain {identifiers.describe(warnings)}, "
-                      "which could identify you or someone else. Edit it, or press Save to keep "
-                      "it as it is."),) if warnings else ())
+    concerns = [x for x in warnings or () if x in safeguarding.CATEGORIES]
+    ids = [x for x in warnings or () if x not in safeguarding.CATEGORIES]
+    check: tuple[Text | Context, ...] = ()
+    if concerns and routes is not None:
+        # A comment is read only once the round has closed, and only where enough people
+        # commented: a disclosure here may never be read. The sender is shown where to go
+        # now, as the feedback form shows it ("Before you send"), and may still save it.
+        check += (Text(f"Before you save: your comment may describe a safeguarding concern "
+                       f"({safeguarding.describe(concerns)}). Survey comments are not read until "
+                       "the round closes, and only if enough people comment, so nobody may ever "
+                       "read it: please use one of these routes now."),
+                  *safeguarding.route_blocks(routes))
+    if ids:
+        check += (Context(f"Before you save: your comment may contain {identifiers.describe(ids)}, "
+                          "which could identify you or someone else. Edit it, or press Save to keep "
+                          "it as it is."),)
     return Form(
         form_id=f"{cards.FORM}{w.round.id}.{pos}",
         title=w.survey.title[:24],
@@ -179,11 +205,17 @@ async def on_comment(ctx: Ctx) -> None:
     q = known.questions[pos]
     if q.kind != "text":
         raise UserError(FORGED)
-    # Checked for identifying details as feedback is; the person edits or keeps it.
-    found = identifiers.findings(text) if text else []
+    # Checked for identifying details as feedback is, and for what looks like a safeguarding
+    # concern (shown the routes); the person edits or keeps it.
+    found: list[str] = []
+    routes = None
+    if text:
+        async with ctx.session() as s:
+            routes = await get_setting_as(s, "safeguarding", safeguarding.Config.from_setting)
+        found = safeguarding.concerns(text, routes) + identifiers.findings(text)
     acked = set(ctx.event.metadata.partition(":ack:")[2].split(","))
     if found and not set(found) <= acked:
-        await ctx.open_form(comment_form(known, pos, text=text, warnings=found))
+        await ctx.open_form(comment_form(known, pos, text=text, warnings=found, routes=routes))
         return
 
     async def store() -> tuple[Where, frozenset[str], str, MessageRef | None]:

@@ -131,6 +131,20 @@ def later_card(w: Where, pos: int) -> Message:
                    fallback=text)
 
 
+def resume_at(questions: list[PulseQuestion], answered: set[str] | frozenset[str]) -> int:
+    """Where a reminder carries the survey on: the first question not answered, counting
+    back over the comment questions just before it (or at the end), so the place never
+    depends on whether a comment was written (a comment question has an answer only then).
+
+    The reminder stays in the person's chat by name: taken as the first question with no
+    stored answer, it went past a comment question for its writer alone (N19, N44)."""
+    pos = next((i for i, q in enumerate(questions)
+                if q.kind != "text" and q.id not in answered), len(questions))
+    while pos > 0 and questions[pos - 1].kind == "text":
+        pos -= 1
+    return 0 if pos == len(questions) else pos
+
+
 def reminder_lead(w: Where) -> str:
     return (f"A gentle reminder: {w.survey.title} closes {w.closes()}. "
             "It takes about a minute, and you can pick up where you left off.")

@@ -204,7 +204,7 @@ async def remind_due(core: Core, round_id: str, now: datetime) -> int:
             continue
         async with core.db.session() as s:
             mine = await pulse.answered_questions(s, round_id, key)
-        pos = next((i for i, q in enumerate(w.questions) if q.id not in mine), 0)
+        pos = cards.resume_at(w.questions, mine)
         if part.message:
             try:  # the old message stops offering buttons, so only one survey card is live
                 await core.update(ref_from_json(part.message), cards.moved_card(w))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -559,11 +560,47 @@ def main_role(roles: frozenset[str]) -> str:
     return next(r for r in ROLE_ORDER if r in roles or r == PRACTITIONER)
 
 
+def _plain(value: int | None, choice: str | None, txt: str | None) -> bytes:
+    # UTF-8, not JSON's \uXXXX escapes: escaped, a Cyrillic or Arabic letter took 6 bytes,
+    # so a comment of 800 such characters sealed beyond the 4 KB every English one fits in
+    # (N47). `json.loads` reads both (rows sealed before), lone surrogates included.
+    return json.dumps([value, choice, txt], separators=(",", ":"),
+                      ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+# AES-GCM hides an answer's bytes, not how many there are: sealed as written, 10 out of 10 was
+# a byte longer than 9, and a choice as long as its words, so a dump of an open round read
+# each respondent's choices (docs/invariants.md N47). Every answer to a question is padded to
+# the longest any answer to it can be (`answer_room`), a comment to the next whole block;
+# JSON reads the padding, trailing spaces, as nothing, so rows sealed before open as ever.
+VALUE_ROOM = len(_plain(10, None, None))
+# A comment may be 2,000 characters: 4 KB holds almost any of them once sealed as JSON, so
+# almost every comment is sealed to one length (a long one stood out at 1 KB).
+COMMENT_BLOCK = 4096
+
+
+def answer_room(q: PulseQuestion) -> int:
+    """The length every sealed answer to `q` is padded to (a comment's is its block's)."""
+    if q.kind != "choice":
+        return VALUE_ROOM
+    return _choices_room(tuple(q.options.get("choices", ())))
+
+
+@functools.lru_cache(maxsize=512)
+def _choices_room(choices: tuple[str, ...]) -> int:
+    # Once per set of choices, not on every tap: serialising five choices cost about
+    # 120,000 instructions a tap, three times the seal's own (issue 22 target 1).
+    return max([VALUE_ROOM, *(len(_plain(None, c, None)) for c in choices)])
+
+
 def _seal_answer(round_secret: bytes, round_id: str, key: str, question_id: str,
-                 value: int | None, choice: str | None, txt: str | None) -> bytes:
-    plain = json.dumps([value, choice, txt], separators=(",", ":")).encode()
+                 value: int | None, choice: str | None, txt: str | None,
+                 room: int = 0) -> bytes:
+    plain = _plain(value, choice, txt)
+    size = (-(-len(plain) // COMMENT_BLOCK) * COMMENT_BLOCK if txt is not None
+            else max(len(plain), room, VALUE_ROOM))
     return seal_bytes(derive(round_secret, ANSWER_LABEL), f"{round_id}.{key}.{question_id}",
-                      plain)
+                      plain + b" " * (size - len(plain)))
 
 
 def _open_answer(box: bytes, round_id: str, key: str, question_id: str, sealed: bytes
@@ -587,15 +624,16 @@ MARK_COMPLETED = text(
     "INSERT INTO pulse_completions (round_id, response_key) VALUES (:round_id, :response_key)"
     " ON CONFLICT DO NOTHING"
 )
-# The round's state, whether this person was asked, and their own answers so far, in one go.
+# The round's state, whether this person was asked, and which questions they answered so far,
+# in one go (not the sealed answers: a padded comment is 4 KB, stored out of line on PostgreSQL,
+# N47, and a tap needs only which questions are done).
 RESPONDENT = text(
-    "SELECT r.state, r.closes_at, p.person_id, a.question_id, a.sealed"
+    "SELECT r.state, r.closes_at, p.person_id, a.question_id"
     " FROM pulse_rounds r"
     " LEFT JOIN pulse_participation p ON p.round_id = r.id AND p.person_id = :person_id"
     " LEFT JOIN pulse_pending a ON a.round_id = r.id AND a.response_key = :response_key"
     " WHERE r.id = :round_id"
-).columns(state=String(), closes_at=UTCDateTime(), person_id=String(), question_id=String(),
-          sealed=LargeBinary())
+).columns(state=String(), closes_at=UTCDateTime(), person_id=String(), question_id=String())
 # Every tap runs these two: on the DB-API cursor, without an execution context per call.
 _UPSERT_RUN, _RESPONDENT_RUN = Prepared(UPSERT_ANSWER), Prepared(RESPONDENT)
 
@@ -603,13 +641,15 @@ _UPSERT_RUN, _RESPONDENT_RUN = Prepared(UPSERT_ANSWER), Prepared(RESPONDENT)
 async def save_answer(
     s: AsyncSession | AsyncConnection, *, rnd: PulseRound, question_id: str, key: str,
     round_secret: bytes, value: int | None = None, choice: str | None = None,
-    text: str | None = None,
+    text: str | None = None, room: int = 0,
 ) -> None:
-    """Store (or change) one answer, sealed until the round closes; a repeat is an update."""
+    """Store (or change) one answer, sealed until the round closes; a repeat is an update.
+    `room`: the question's `answer_room`, which a choice's answer must be padded to."""
     conn = await connection_of(s)
     await _UPSERT_RUN.all(conn, {
         "round_id": rnd.id, "question_id": question_id, "response_key": key,
-        "sealed": _seal_answer(round_secret, rnd.id, key, question_id, value, choice, text),
+        "sealed": _seal_answer(round_secret, rnd.id, key, question_id, value, choice, text,
+                               room),
     })
 
 
@@ -621,8 +661,7 @@ async def respondent(s: AsyncSession | AsyncConnection, round_id: str, person_id
     AES-GCM open and a JSON parse, to throw the values away)."""
     conn = await connection_of(s)
     params = {"round_id": round_id, "person_id": person_id, "response_key": key}
-    return [(state, closes_at, asked, qid)
-            for state, closes_at, asked, qid, _sealed in await _RESPONDENT_RUN.all(conn, params)]
+    return await _RESPONDENT_RUN.all(conn, params)
 
 
 async def answered_questions(s: AsyncSession, round_id: str, key: str) -> set[str]:

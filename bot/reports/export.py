@@ -12,6 +12,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
+from bot import spreadsheet
 from bot.errors import UserError
 from bot.reports import service
 from bot.reports.anonymity import NOT_ENOUGH
@@ -150,14 +151,14 @@ def as_csv(data: dict[str, Any]) -> str:
 
 def _write_group(w: Any, rnd: int, g: dict[str, Any]) -> None:
     """A group's rows (as `_group` gives it) in the CSV."""
-    head = [rnd, g["group"], g["label"]]
+    head = [rnd, g["group"], spreadsheet.text(g["label"])]
     if not g["shown"]:
         w.writerow([*head, "", "", "note", NOT_ENOUGH])
         return
     for m in ("invited", "respondents", "response_rate", "response_rate_change_pts"):
         w.writerow([*head, "", "", m, _fmt(g[m])])
     for q in g["questions"]:
-        qh = [*head, q["question_id"], q["text"]]
+        qh = [*head, q["question_id"], spreadsheet.text(q["text"])]
         if "note" in q:
             w.writerow([*qh, "note", NOT_ENOUGH])
         for m in ("n", "mean", "favourable", "enps", "yes", "score", "change"):
@@ -165,7 +166,7 @@ def _write_group(w: Any, rnd: int, g: dict[str, Any]) -> None:
                 w.writerow([*qh, m, _fmt(q[m])])
         for label, n in (q.get("distribution") or {}).items():
             w.writerow([*qh, f"answer {label}", n])
-        w.writerows([*qh, "comment", c] for c in q.get("comments") or ())
+        w.writerows([*qh, "comment", spreadsheet.text(c)] for c in q.get("comments") or ())
 
 
 def _fmt(v: Any) -> str:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import Connection, create_engine
+from sqlalchemy import Connection
 
 from storage.base import Base
+from storage.db import sync_engine
 
 # The tables known to whoever runs this (storage imports no feature): `upgrade` needs none, as
 # migrations are self-contained; autogenerate (staffvoice/revision.py) imports them all first.
@@ -38,8 +39,11 @@ connection = config.attributes.get("connection")
 if connection is not None:
     _run(connection)
 else:
-    url = config.get_main_option("sqlalchemy.url") or ""
-    sync_url = (url.replace("+svinline", "").replace("+aiosqlite", "")
-                .replace("+asyncpg", "+psycopg"))
-    with create_engine(sync_url).connect() as conn:
-        _run(conn)
+    # The alembic command line: foreign keys on, as the app migrates (a step that behaves
+    # only with them off would break at the app's start).
+    engine = sync_engine(config.get_main_option("sqlalchemy.url") or "")
+    try:
+        with engine.connect() as conn:
+            _run(conn)
+    finally:
+        engine.dispose()

@@ -7,17 +7,14 @@ list as new and marked urgent: listing every few minutes, the team dates the aut
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-
-import pytest
 
 from bot.core import Core
 from bot.feedback import counts
 from bot.feedback import service as fb
 from tests.conformance.drivers.fake import FakeDriver
 from tests.test_feedback_helpers import CHANGE, LEADS, OTHER, PRACTITIONER, give, ref_for
-from tests.web.server import Server, serve_dashboard
+from tests.web.server import Server
 from tests.web.test_signin import _client, _oidc
 
 FIRST = "Supervision keeps being cancelled in my team."
@@ -128,12 +125,6 @@ async def test_the_audit_trail_does_not_show_the_change_team_an_urgent_ref_befor
 
 LEAD_REPLY = "Thank you for telling us. Please also call the front door today."
 LATER_REPLY = "We have asked the area manager about the cancellations."
-
-
-@pytest.fixture
-async def server(loaded: Core) -> AsyncIterator[Server]:
-    async with serve_dashboard(loaded) as running:
-        yield running
 
 
 async def test_an_urgent_answer_changes_nothing_the_change_team_reads_before_its_release(

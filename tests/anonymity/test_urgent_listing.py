@@ -12,35 +12,21 @@ everyone else's views show it from the release it would have gone with had it no
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from datetime import datetime
-
-import pytest
-
 from bot.core import Core
 from bot.feedback import counts
 from bot.feedback import service as fb
 from bot.people.service import grant_role, person_by_email
 from bot.roles import SAFEGUARDING_LEAD
+from tests.anonymity.story import at
 from tests.conformance.drivers.fake import FakeDriver
 from tests.test_feedback_helpers import CHANGE, LEADS, OTHER, PRACTITIONER, give, ref_for
-from tests.web.server import Server, serve_dashboard
+from tests.web.server import Server
 from tests.web.test_signin import _client, _oidc
 
 CONCERN = "I saw a child being slapped by her mother in the waiting room."
 IDEA = "Group supervision keeps getting cancelled at short notice."
 OTHER_IDEA = "The duty rota is published too late to plan visits."
 OFFICER = "changeofficer@northbridge.example"  # change team, made a lead too below
-
-
-@pytest.fixture
-async def server(loaded: Core) -> AsyncIterator[Server]:
-    async with serve_dashboard(loaded) as running:
-        yield running
-
-
-def _at(core: Core, day: datetime, hour: int, minute: int) -> None:
-    core.clock.set(day.replace(hour=hour, minute=minute))  # type: ignore[attr-defined]
 
 
 async def test_an_urgent_item_is_not_listed_to_the_change_team_before_its_release(
@@ -57,9 +43,9 @@ async def test_an_urgent_item_is_not_listed_to_the_change_team_before_its_releas
         officer = await person_by_email(s, OFFICER)
         assert officer is not None
         await grant_role(s, officer.id, SAFEGUARDING_LEAD)
-    _at(loaded, day, 9, 10)
+    at(loaded, day, 9, 10)
     assert await give(d, PRACTITIONER, IDEA) is None
-    _at(loaded, day, 9, 20)
+    at(loaded, day, 9, 20)
     assert await give(d, OTHER, OTHER_IDEA) is None
     await counts.flush(loaded)
     server.oidc.sign_in_as(CHANGE)
@@ -67,7 +53,7 @@ async def test_an_urgent_item_is_not_listed_to_the_change_team_before_its_releas
         assert (await _oidc(http, server)).status == 303
 
         async def views(hour: int, minute: int) -> tuple[str, str, str, str]:
-            _at(loaded, day, hour, minute)
+            at(loaded, day, hour, minute)
             await d.say(CHANGE, "feedback list all")
             chat = d.seen(CHANGE)[-1]
             await d.say(CHANGE, "feedback list urgent")
@@ -81,7 +67,7 @@ async def test_an_urgent_item_is_not_listed_to_the_change_team_before_its_releas
             return chat, urgent, await page.text(), str(tally)
 
         before = await views(10, 0)
-        _at(loaded, day, 10, 43)
+        at(loaded, day, 10, 43)
         assert await give(d, PRACTITIONER, CONCERN) is None
         # The leads, at once: their alert, chat's urgent queue, the dashboard's queue.
         for lead in LEADS:

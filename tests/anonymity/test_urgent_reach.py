@@ -9,32 +9,22 @@ looking every few minutes dated an urgent item that it cannot read before its re
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from bot.core import Core
 from bot.feedback import counts
+from tests.anonymity.story import at
 from tests.conformance.drivers.fake import FakeDriver
 from tests.test_feedback_helpers import CHANGE, LEADS, OTHER, PRACTITIONER, give
-from tests.web.server import Server, serve_dashboard
+from tests.web.server import Server
 from tests.web.test_signin import _client, _oidc
 
 CONCERN = "I saw a child being slapped by her mother in the waiting room."
 IDEA = "Group supervision keeps getting cancelled at short notice."
 OTHER_IDEA = "The duty rota is published too late to plan visits."
 ONLY_ONE = "Only 1 of 2 safeguarding leads can be reached"
-
-
-@pytest.fixture
-async def server(loaded: Core) -> AsyncIterator[Server]:
-    async with serve_dashboard(loaded) as running:
-        yield running
-
-
-def _at(core: Core, day: datetime, hour: int, minute: int) -> None:
-    core.clock.set(day.replace(hour=hour, minute=minute))  # type: ignore[attr-defined]
 
 
 async def test_a_lead_found_unreachable_by_an_urgent_alert_does_not_date_it_for_the_change_team(
@@ -49,7 +39,7 @@ async def test_a_lead_found_unreachable_by_an_urgent_alert_does_not_date_it_for_
     await d.say(LEADS[1], "help")  # known to the platform (its account stored), then blocks
     await loaded.tick()
     d.port.blocked.add(f"U-{LEADS[1]}")
-    _at(loaded, day, 9, 10)
+    at(loaded, day, 9, 10)
     assert await give(d, PRACTITIONER, IDEA) is None
     assert await give(d, OTHER, OTHER_IDEA) is None
     await counts.flush(loaded)
@@ -57,7 +47,7 @@ async def test_a_lead_found_unreachable_by_an_urgent_alert_does_not_date_it_for_
     async with _client(server) as http:
 
         async def views(hour: int, minute: int) -> str:
-            _at(loaded, day, hour, minute)
+            at(loaded, day, hour, minute)
             await d.say(CHANGE, "feedback list urgent")
             chat = d.seen(CHANGE)[-1]
             assert (await _oidc(http, server)).status == 303
@@ -66,7 +56,7 @@ async def test_a_lead_found_unreachable_by_an_urgent_alert_does_not_date_it_for_
             return chat + "\n" + await home.text()
 
         assert ONLY_ONE not in await views(10, 40)
-        _at(loaded, day, 10, 43)
+        at(loaded, day, 10, 43)
         assert await give(d, PRACTITIONER, CONCERN) is None
         assert any(m.startswith("URGENT") for m in d.seen(LEADS[0]))
         await d.say(LEADS[0], "feedback list urgent")
@@ -103,7 +93,7 @@ async def test_a_role_granted_in_the_morning_does_not_probe_for_a_waiting_urgent
 
     d = FakeDriver(loaded)
     day0 = loaded.clock.now().replace(hour=16, minute=0, second=0, microsecond=0)
-    _at(loaded, day0, 16, 0)
+    at(loaded, day0, 16, 0)
     await d.say(GONE, "help")
     await loaded.tick()
     async with loaded.db.session() as s:
@@ -111,24 +101,24 @@ async def test_a_role_granted_in_the_morning_does_not_probe_for_a_waiting_urgent
                                 .where(Person.email == GONE))).scalar_one()
         account = (acct.platform, acct.workspace, acct.user_id)
     assert await reach.account_deactivated(loaded, *account)
-    _at(loaded, day0, 17, 5)
+    at(loaded, day0, 17, 5)
     await d.say(CHANGE, "feedback list urgent")  # the day's last release: the reach, 2 of 2
     assert ONLY_ONE not in d.seen(CHANGE)[-1]
     day = day0 + timedelta(days=1)
-    _at(loaded, day, 9, 10)
+    at(loaded, day, 9, 10)
     assert await give(d, OTHER, OTHER_IDEA) is None
     if urgent:
-        _at(loaded, day, 10, 43)
+        at(loaded, day, 10, 43)
         assert await give(d, PRACTITIONER, CONCERN) is None
     await counts.flush(loaded)
-    _at(loaded, day, 11, 0)
+    at(loaded, day, 11, 0)
     await d.say(CHANGE, f"grant safeguarding_lead {GONE}")
-    _at(loaded, day, 12, 5)
+    at(loaded, day, 12, 5)
     await d.say(CHANGE, "feedback list urgent")
     noon = d.seen(CHANGE)[-1]
     # Before the fix: "Only 2 of 3" here when nothing urgent waited, nothing when it did.
     assert "Only 2 of 3" not in noon, noon
-    _at(loaded, day, 17, 5)
+    at(loaded, day, 17, 5)
     await d.say(CHANGE, "feedback list urgent")
     evening = d.seen(CHANGE)[-1]
     assert "Only 2 of 3" in evening, evening

@@ -522,9 +522,12 @@ class FakeTokens:
 # task-modules/task-modules-bots): a button whose Action.Submit data holds
 # {"msteams": {"type": "task/fetch"}} makes Teams send the bot an invoke named task/fetch; the
 # bot must answer HTTP 200 with {"task": {"type": "continue", "value": TaskInfo}} (TaskInfo:
-# title, and card: an attachment holding an Adaptive Card) or {"task": {"type": "message",
-# "value": text}}. A task/submit may also be answered with an empty body, which closes the
-# dialog. Anything else shows "Unable to reach app" (or nothing) in the client.
+# title, and card: an attachment holding an Adaptive Card). A task/submit may also be
+# answered with {"task": {"type": "message", "value": text}} (the page's "MessageTask":
+# Teams shows the text in the dialog) or an empty body, which closes the dialog. The same
+# message in answer to a task/fetch is not documented, and clients show an empty dialog
+# (MicrosoftDocs/msteams-docs#6740; #1732, a messaging extension's fetchTask). Anything
+# else shows "Unable to reach app" (or nothing) in the client.
 TASK_FETCH, TASK_SUBMIT = "task/fetch", "task/submit"
 ADAPTIVE = "application/vnd.microsoft.card.adaptive"
 
@@ -539,6 +542,8 @@ def invoke_problem(name: str, status: int, body: Any) -> str | None:
     if not isinstance(task, dict):
         return f"{name} answer has no task object"
     if task.get("type") == "message":
+        if name == TASK_FETCH:
+            return "task/fetch answered with a task message: Teams shows an empty dialog"
         return None if isinstance(task.get("value"), str) else "task message without text"
     if task.get("type") != "continue":
         return f"task type {task.get('type')!r} is neither continue nor message"

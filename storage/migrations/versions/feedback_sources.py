@@ -23,6 +23,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('feedback_items', schema=None) as batch_op:
+    # In place (recreate='never', SQLite 3.35+ drops a plain column itself): a batch that
+    # copies the table drops the old one, and with foreign keys on, as the app migrates,
+    # ON DELETE CASCADE emptied every thread, reply route, alert and families' answer
+    # (tests/test_migrations.py).
+    with op.batch_alter_table('feedback_items', schema=None, recreate='never') as batch_op:
         batch_op.drop_index(batch_op.f('ix_feedback_items_source'))
         batch_op.drop_column('source')

@@ -26,5 +26,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('milestones') as batch:
+    # In place (recreate='never', SQLite 3.35+ drops a plain column itself): a batch that
+    # copies the table drops the old one, and with foreign keys on, as the app migrates,
+    # ON DELETE CASCADE emptied every owner, check-in and update (tests/test_migrations.py).
+    with op.batch_alter_table('milestones', recreate='never') as batch:
         batch.drop_column('stale_tell')

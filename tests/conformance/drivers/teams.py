@@ -129,6 +129,22 @@ def _intros(card: dict[str, Any]) -> list[dict[str, Any]]:
             for el in b["items"] if str(el.get("id", "")).endswith("-intro")]
 
 
+def said_in_dialog(body: Any) -> str | None:
+    """The words a dialog answer shows instead of a form (adapters/teams/dialogs.py `say`: a
+    card of one line and a Close button; or a task/submit's task message), else None."""
+    task = (body or {}).get("task") or {}
+    if task.get("type") == "message":
+        return str(task["value"])
+    if task.get("type") != "continue":
+        return None
+    card = task["value"]["card"]["content"]
+    closes = [a for a in card.get("actions", [])
+              if (a.get("data") or {}).get(render.KIND) == dialogs.CLOSE]
+    if not closes or form_of(card) is not None:
+        return None
+    return " ".join(_runs(el) for el in card.get("body", []))
+
+
 def form_of(card: dict[str, Any]) -> tuple[Form, dict[str, str]] | None:
     """A form card read back as the neutral Form it shows, and its submit data."""
     for el in card.get("body", []):
@@ -342,16 +358,30 @@ class TeamsDriver:
         return dict(body)
 
     def _show(self, email: str, body: Any) -> None:
+        said = said_in_dialog(body)
         task = (body or {}).get("task") or {}
-        if task.get("type") == "continue":
+        if said is None and task.get("type") == "continue":
             card = task["value"]["card"]["content"]
             found = form_of(card)
             assert found is not None, "the dialog shows no form"
             self.dialogs[email] = (card, found[0], found[1])
         else:
             self.dialogs.pop(email, None)
-            if task.get("type") == "message":
-                self.dialog_messages.setdefault(email, []).append(str(task["value"]))
+            if said is not None:
+                self.dialog_messages.setdefault(email, []).append(said)
+
+    async def press_close(self, email: str, body: Any) -> Any:
+        """Press the Close button of a dialog that shows a message (`said_in_dialog`): Teams
+        sends its data in a task/submit; the answer (None: the dialog closed)."""
+        card = body["task"]["value"]["card"]["content"]
+        close = next(a for a in card["actions"]
+                     if (a.get("data") or {}).get(render.KIND) == dialogs.CLOSE)
+        uid, cid = self.dm_id(email)
+        answer = await self.invoke(self.activity(
+            uid, cid, "personal", type="invoke", name=TASK_SUBMIT,
+            value={"type": TASK_SUBMIT, "data": close["data"], "context": {"theme": "default"}}))
+        self._show(email, answer)
+        return answer
 
     def form(self, email: str) -> Form | None:
         found = self.dialogs.get(email)
