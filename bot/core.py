@@ -301,7 +301,9 @@ class Core:
         key = self.event_key(event.event_id,
                              event.trigger if isinstance(event, ActionEvent) else None)
         act = (self.router.find(self.router.actions, event.action_id)
-               if isinstance(event, ActionEvent) else None)
+               if isinstance(event, ActionEvent) else
+               self.router.find(self.router.forms, event.form_id)
+               if isinstance(event, FormSubmitEvent) else None)
         said = (self.router.match(event.text)
                 if isinstance(event, MessageEvent | CommandEvent) else None)
         joins = (act.joins if act is not None else
@@ -503,8 +505,9 @@ class Core:
 
     async def _route(self, ctx: Ctx, act: Action | None = None,
                      said: tuple[Command, str] | None = None) -> HandleResult:
-        """Run the event's handler; `act` is the action an ActionEvent was found to name,
-        `said` the command a message's text was found to mean."""
+        """Run the event's handler; `act` is the action an ActionEvent (the form a
+        FormSubmitEvent) was found to name, `said` the command a message's text was found to
+        mean."""
         event = ctx.event
         try:
             if isinstance(event, MessageEvent | CommandEvent | InstallEvent):
@@ -519,7 +522,7 @@ class Core:
                     ctx.require(*act.roles)
                 await act.handler(ctx)
             elif isinstance(event, FormSubmitEvent):
-                form = self.router.find(self.router.forms, event.form_id)
+                form = act  # found by `_handle`
                 if form is None:
                     raise UserError("That form is no longer active.")
                 if form.roles is not None:

@@ -112,9 +112,12 @@ class Router:
         self.actions.append(Action(prefix, handler, frozenset(roles) if roles else None, joins))
 
     def form(
-        self, prefix: str, handler: EventHandler, *, roles: frozenset[str] | set[str] | None = None
+        self, prefix: str, handler: EventHandler, *, roles: frozenset[str] | set[str] | None = None,
+        joins: bool = False,
     ) -> None:
-        self.forms.append(Action(prefix, handler, frozenset(roles) if roles else None))
+        """`joins`: as for `action`: the submission's admission and the handler's first
+        database block are one transaction."""
+        self.forms.append(Action(prefix, handler, frozenset(roles) if roles else None, joins))
 
     def ticker(self, name: str, fn: Ticker) -> None:
         """A job the scheduler runs every tick: it does whatever the tables say is due."""

@@ -491,3 +491,45 @@ async def test_middleware_wraps_every_event_outermost_first_and_sees_the_outcome
                     "outer in ev-mw", "inner in ev-mw", "inner out duplicate", "outer out duplicate"]
     assert len(replies(d.seen(PRACTITIONER))) == 1  # the answer went out once
     assert "handle" not in vars(loaded)  # nobody replaced the method
+
+
+async def test_a_feedback_form_and_its_admission_are_one_commit(loaded: Core) -> None:
+    """The submission's de-duplication key and the item: one transaction (issue 22); a form
+    refused for its content leaves neither, so the same submission can be sent again."""
+    from sqlalchemy import event, func, select
+
+    from bot.dispatch_tables import ProcessedEvent
+    from bot.feedback.tables import FeedbackItem
+    from bot.model import FormSubmitEvent
+
+    d = FakeDriver(loaded)
+    await d.say(PRACTITIONER, "feedback")
+    form = d.port.forms[f"U-{PRACTITIONER}"]
+
+    def submission(event_id: str, text: str) -> FormSubmitEvent:
+        return FormSubmitEvent(event_id, d.user(PRACTITIONER), None, form_id=form.form_id,
+                               values={"text": text, "theme": "", "replies": "false"},
+                               metadata=form.metadata)
+
+    async def stored() -> tuple[int, bool]:
+        async with loaded.db.session() as s:
+            n = (await s.execute(select(func.count()).select_from(FeedbackItem))).scalar_one()
+            return n, await s.get(ProcessedEvent, loaded.event_key("form-1")) is not None
+
+    commits: list[int] = []
+    listener = lambda _conn: commits.append(1)  # noqa: E731
+    event.listen(loaded.db.engine.sync_engine, "commit", listener)
+    try:
+        refused = await loaded.handle(submission("form-1", "   "), d.port)
+        assert refused.form_errors and await stored() == (0, False)
+        commits.clear()
+        sent = await loaded.handle(submission("form-1", "More time for network meetings."),
+                                   d.port)
+    finally:
+        event.remove(loaded.db.engine.sync_engine, "commit", listener)
+    assert sent.error is None and not sent.form_errors
+    assert d.port.forms[f"U-{PRACTITIONER}"].title == "Feedback sent"
+    assert await stored() == (1, True)
+    assert len(commits) == 1
+    again = await loaded.handle(submission("form-1", "More time for network meetings."), d.port)
+    assert again.duplicate and await stored() == (1, True)

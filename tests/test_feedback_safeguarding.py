@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import re
+
 import pytest
 from sqlalchemy import select
 
@@ -137,6 +140,124 @@ def test_a_bad_pattern_or_limit_is_reported_with_its_line() -> None:
     assert "safeguarding.patterns.child_risk[0]: not a valid pattern" in problems
     assert "safeguarding.feedback.daily_limit: must be between 1 and 100" in problems
     assert "line " in problems
+
+
+# The matcher folds the text once and runs the default patterns as one alternation without
+# re.IGNORECASE (issue 22). These tests prove it flags exactly what the patterns searched one
+# by one, case-insensitively, on the normalised text flag (the matcher before the change, kept
+# here only as the reference): no prefilter, nothing that could miss a disclosure.
+
+def _reference(text: str, config: Config | None = None) -> list[str]:
+    patterns = _reference_patterns(config.extra_patterns if config else (),
+                                   tuple(safeguarding.DEFAULT_PATTERNS.items()))
+    flat = safeguarding._normalise(text)  # what is proven here is the matching, not this
+    return [cat for cat, pats in patterns.items() if any(p.search(flat) for p in pats)]
+
+
+@functools.lru_cache
+def _reference_patterns(extra: tuple[tuple[str, tuple[str, ...]], ...],
+                        defaults: tuple[tuple[str, tuple[str, ...]], ...]
+                        ) -> dict[str, list[re.Pattern[str]]]:
+    patterns = {k: [re.compile(p, re.IGNORECASE) for p in v] for k, v in defaults}
+    for category, more in extra:
+        patterns.setdefault(category, []).extend(re.compile(p, re.IGNORECASE) for p in more)
+    return patterns
+
+
+def test_folding_matches_every_code_point_as_ignorecase_does() -> None:
+    everything = "".join(map(chr, range(0x110000)))
+    folded = safeguarding.fold(everything)
+    assert len(folded) == len(everything)  # one character for one: positions and counts hold
+    # Every ASCII character a folded pattern may hold (no capitals), and every class and
+    # assertion the patterns use: the same code points match, case-insensitively on the text
+    # and case-sensitively on the folded text.
+    atoms = [re.escape(chr(c)) for c in range(128) if not chr(c).isupper()]
+    atoms += [r"\w", r"\W", r"\s", r"\S", r"\d", r"\D", r"\b", r"\B", ".", r"[^.!?\n]", r"[- ]",
+              "[a-z]", "[^a-z]", "[h-q]"]
+    for atom in atoms:
+        expected = [m.start() for m in re.finditer(atom, everything, re.IGNORECASE)]
+        assert [m.start() for m in re.finditer(atom, folded)] == expected, atom
+    assert all(safeguarding.foldable(p) for ps in safeguarding.DEFAULT_PATTERNS.values() for p in ps)
+
+
+def _corpus() -> list[str]:
+    """Every string in the tests, their variants, and random text around the patterns' words."""
+    import ast
+    import random
+    from pathlib import Path
+
+    strings: set[str] = set()
+    for path in Path(__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.strip():
+                strings.add(node.value)
+    confusables = str.maketrans({"i": "\u0130", "s": "\u017f", "k": "\u212a", "'": "\u2019"})
+    dotless = str.maketrans({"i": "\u0131", "I": "\u0131", "S": "\u017f", "K": "\u212a"})
+    variants: list[str] = []
+    for s in sorted(strings):
+        variants += [s, s.swapcase(), s.translate(confusables), s.upper().translate(dotless),
+                     s.replace(" ", "  \t\u00a0").replace("'", "\u2018"),
+                     s.replace(" ", ". ").replace("e", "\u00e9")]
+    words = sorted({w for ps in safeguarding.DEFAULT_PATTERNS.values() for p in ps
+                    for w in re.findall(r"[a-z][a-z' -]*[a-z]", p.replace("\\b", " ").replace("\\s", " "))})
+    words += ["the", "a", "my", "his", "her", "was", "is", "with", "and", "team", "today",
+              "meeting", "\u00e9t\u00e9", "stra\u00dfe", "\u03bc", "\u0130stanbul", "\ud83d\ude00"]
+    rnd = random.Random(22)
+    seps = [" ", " ", " ", "  ", ". ", "! ", "? ", "\n", ", ", "-", "'", "\u2019", "\t", ""]
+    for _ in range(10000):
+        text = "".join(rnd.choice(words) + rnd.choice(seps) for _ in range(rnd.randint(1, 14)))
+        pick = rnd.random()
+        if pick < 0.15:
+            text = text.upper()
+        elif pick < 0.25:
+            text = text.translate(confusables)
+        elif pick < 0.3:
+            text = "".join(chr(rnd.randint(0x20, 0x2FFF)) if rnd.random() < 0.1 else c for c in text)
+        variants.append(text)
+    return variants
+
+
+def test_the_matcher_flags_exactly_what_each_pattern_searched_alone_flags() -> None:
+    corpus = _corpus()
+    extra = Config(extra_patterns=((CHILD_RISK, (r"\bno food in the (?:house|home)\b",)),
+                                   ("housing", (r"\bEVICT\w*", r"\S+@\S+"))))
+    flagged = {cat: 0 for cat in (*safeguarding.CATEGORIES, "housing")}
+    for text in corpus:
+        expected = _reference(text)
+        assert safeguarding.concerns(text) == expected, text
+        with_extra = _reference(text, extra)
+        assert safeguarding.concerns(text, extra) == with_extra, text
+        for cat in with_extra:
+            flagged[cat] += 1
+    # The corpus is not all quiet text: each category was flagged many times, none always.
+    assert all(100 < n < len(corpus) / 2 for n in flagged.values()), flagged
+
+
+def test_a_default_pattern_that_cannot_be_folded_still_matches_as_written(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # What a maintainer might write that folding would get wrong: a capital, a capital written
+    # as an escape, a range holding the capitals alone, a scoped flag, a backreference.
+    unfoldable = (r"\bNO FOOD\b", r"\bno \x46OOD\b", r"\bcode [0-_]9\b", r"\bdad (?-i:hit)s\b",
+                  r"\b(sore|raw) and \1\b")
+    assert not any(safeguarding.foldable(p) for p in unfoldable)
+    assert safeguarding.foldable(r"\bsleeps\S*\s+in the car\b")
+    patterns = dict(safeguarding.DEFAULT_PATTERNS)
+    patterns[CHILD_RISK] = (*patterns[CHILD_RISK], *unfoldable, r"\bsleeps\S*\s+in the car\b")
+    monkeypatch.setattr(safeguarding, "DEFAULT_PATTERNS", patterns)
+    safeguarding.matcher.cache_clear()
+    try:
+        for text in ("There was no food again", "NO FOOD", "No Food", "code a9", "code A9",
+                     "CODE _9", "dad hits", "DAD hits", "dad HITS", "sore and sore", "SORE and sore",
+                     "sore and raw", "he sleeps-alone in the car", "HE SLEEPS\u2019 IN THE CAR",
+                     "no fooding", "sleeps in the car"):
+            assert safeguarding.concerns(text) == _reference(text), text
+        assert safeguarding.concerns("there was No Food") == [CHILD_RISK]
+        assert safeguarding.concerns("CODE a9") == [CHILD_RISK]  # [0-_] holds A, so a too
+        assert safeguarding.concerns("DAD hits") == [CHILD_RISK]
+        assert safeguarding.concerns("dad HITS") == []  # the scoped flag: hits as written
+        assert safeguarding.concerns("he SLEEPS-ALONE IN THE CAR") == [CHILD_RISK]
+    finally:
+        safeguarding.matcher.cache_clear()
 
 
 # Disclosures as they arrive from a phone or a paste, not only as typed on a plain keyboard:

@@ -90,8 +90,16 @@ class _TokenUnusedFilter(logging.Filter):
         return record.getMessage() != warning_client_prioritized_and_token_skipped()
 
 
+# Bolt's own logger. Bolt builds a debug line for every global middleware of every request
+# ("Applying ...") whenever its logger's *own* level is unset or DEBUG, and logging then drops
+# it (bot.logs keeps "slack_bolt" at WARNING): set here, as slack_sdk's is in port.py.
+# Bolt also copies this logger's level, handlers and filters, on every request, onto the
+# logger named after the app (and "app:listener" ones): the app is therefore named after
+# this logger too. Named "staffvoice", it made our own "staffvoice" logger, parent of every
+# staffvoice.* one, WARNING after the first Slack request (tests/slack/test_logging.py).
 BOLT_LOG = logging.getLogger("slack_bolt.staffvoice")
 BOLT_LOG.addFilter(_TokenUnusedFilter())
+BOLT_LOG.setLevel(logging.WARNING)
 
 
 class SlackAdapter:
@@ -147,7 +155,7 @@ class SlackAdapter:
         # Bolt's per-request clients copy this one: the configured base URL and retry handlers.
         kwargs["client"] = self.workspaces.base_client(cfg.bot_token or None)
         app = AsyncApp(
-            name="staffvoice",
+            name=BOLT_LOG.name,
             signing_secret=cfg.signing_secret,
             process_before_response=True,
             raise_error_for_unhandled_request=True,

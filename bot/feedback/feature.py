@@ -586,7 +586,10 @@ def register(r: Router) -> None:
     r.action("feedback.revoke", revoke_action)
     r.action("feedback.item", item_action, roles=READERS)
     r.action("feedback.publish", publish_action, roles={CHANGE_TEAM})
-    r.form("feedback.submit", submit_form)
+    # One commit per form: the submission's admission (its de-duplication key) and the
+    # item's transaction are one (issue 22); the item's transaction still writes no row
+    # about its sender (docs/invariants.md N4, N21).
+    r.form("feedback.submit", submit_form, joins=True)
     r.form("feedback.answer", answer_form)
     r.form("feedback.reply", reply_form, roles=READERS)
     r.form("feedback.publish", publish_form, roles={CHANGE_TEAM})
