@@ -276,14 +276,15 @@ async def test_no_downgrade_or_upgrade_loses_a_row_of_a_table_it_keeps(db: Datab
     assert changes == [], f"models and the migrations taken down and up differ: {changes}"
 
 
-def test_the_alembic_command_line_migrates_with_foreign_keys_on(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_alembic_command_line_migrates_with_foreign_keys_on(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """env.py's own engine (the `alembic` command line, `staffvoice.revision`) turns foreign
     keys on as the app's does, so a migration run there behaves as at the app's start:
     before, it ran with SQLite's default (off), where a table rebuild that empties the
     children at the app's start kept them."""
     from alembic import command
-    from sqlalchemy import Engine, event
+    from sqlalchemy import event
 
+    from storage import db
     from storage.db import alembic_config
 
     seen: list[int] = []
@@ -291,11 +292,18 @@ def test_the_alembic_command_line_migrates_with_foreign_keys_on(tmp_path) -> Non
     def spy(conn, cursor, statement, *_):  # type: ignore[no-untyped-def]
         seen.append(cursor.connection.execute("PRAGMA foreign_keys").fetchone()[0])
 
-    event.listen(Engine, "before_cursor_execute", spy)
-    try:
-        command.upgrade(alembic_config(f"sqlite:///{tmp_path / 'cli.db'}"), "heads")
-    finally:
-        event.remove(Engine, "before_cursor_execute", spy)
+    made = db.sync_engine
+
+    def spied(url: str):  # type: ignore[no-untyped-def]
+        # On env.py's engine alone: a listener on the Engine class stays counted after its
+        # removal (`Engine._has_events`), which sent every later engine of the test run down
+        # storage/prepared.py's slow path (tests/test_prepared.py failed after this one).
+        engine = made(url)
+        event.listen(engine, "before_cursor_execute", spy)
+        return engine
+
+    monkeypatch.setattr(db, "sync_engine", spied)
+    command.upgrade(alembic_config(f"sqlite:///{tmp_path / 'cli.db'}"), "heads")
     assert seen and set(seen) == {1}
 
 
