@@ -292,11 +292,17 @@ async def people_with_role(s: AsyncSession, role: str) -> list[Person]:
     return list((await s.execute(q.order_by(Person.id))).scalars())
 
 
+# Asked on every feedback form sent (its thanks says whether a lead has it): built once, run on
+# the DB-API cursor (storage.prepared), not an ORM statement made and compiled each time.
+_ANY_WITH_ROLE = Prepared(
+    select(PersonRole.person_id).join(Person, Person.id == PersonRole.person_id)
+    .where(PersonRole.role == bindparam("role"), Person.left_on.is_(None))
+    .limit(1))
+
+
 async def any_with_role(s: AsyncSession | AsyncConnection, role: str) -> bool:
     """Whether some current person (not a leaver) holds `role` (a role granted by name)."""
-    q = select(PersonRole.person_id).join(Person, Person.id == PersonRole.person_id).where(
-        PersonRole.role == role, Person.left_on.is_(None)).limit(1)
-    return (await s.execute(q)).first() is not None
+    return bool(await _ANY_WITH_ROLE.all(await connection_of(s), {"role": role}))
 
 
 async def current_of(s: AsyncSession, ids: set[str]) -> set[str]:
