@@ -428,3 +428,38 @@ async def test_a_lead_who_blocked_the_app_gets_the_alert_when_back_however_long_
     await loaded.tick()
     assert len([m for m in d.seen(LEADS[1]) if m.startswith("URGENT")]) == 1
     assert len([m for m in d.seen(LEADS[0]) if m.startswith("URGENT")]) == 1  # not again
+
+
+async def test_the_alert_channel_notice_is_posted_once_the_channel_works_again(
+        loaded: Core) -> None:
+    """A lead cannot be alerted (blocked the app) and the leads' channel (`alert_channel`)
+    fails at that moment too (the same platform's outage, a 5xx): the notice is posted at
+    the next tick the channel takes it, once.
+
+    Before: the item was remembered as told before the post was tried, and the failed post
+    was only logged: the channel never heard of the item while the lead's alert waited."""
+    text = EXAMPLE.read_text()
+    await loader.load(loaded.db, text.replace(
+        "safeguarding:\n", "safeguarding:\n  alert_channel: fake:W1/C-LEADS\n", 1), loaded.router)
+    d = FakeDriver(loaded)
+    await d.say(LEADS[1], "help")  # known to the platform
+    d.port.blocked.add(f"U-{LEADS[1]}")
+    failing = {"on": True}
+    send = d.port.send
+
+    async def channel_down(conversation: ConversationRef, message: Message) -> MessageRef:
+        if failing["on"] and not conversation.is_direct:
+            raise TransientError("service_unavailable")
+        return await send(conversation, message)
+
+    d.port.send = channel_down  # type: ignore[method-assign]
+    assert await give(d, PRACTITIONER, "My supervisor has been bullying me for months.") is None
+    for _ in range(3):
+        await fb.deliver_alerts(loaded)
+    assert [m for m in d.channel("C-LEADS") if "urgent anonymous feedback item" in m] == []
+    failing["on"] = False
+    for _ in range(3):
+        await fb.deliver_alerts(loaded)
+    notices = [m for m in d.channel("C-LEADS") if "urgent anonymous feedback item" in m]
+    assert len(notices) == 1, len(notices)
+    assert len([m for m in d.seen(LEADS[1]) if m.startswith("URGENT")]) == 0  # still waits

@@ -407,9 +407,9 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
         told = _told_channel.setdefault(core, set())
         missed = {iid for iid, lead in claimed if iid in items
                   and not outcome.get((iid, lead), False)} - told
-        if cfg.alert_channel and missed:
+        # Remembered only once posted: a channel failing too (the same outage) is tried again.
+        if cfg.alert_channel and missed and await _alert_channel_fallback(core, cfg):
             told.update(missed)
-            await _alert_channel_fallback(core, cfg, [items[i] for i in missed])
     return sent
 
 
@@ -417,14 +417,17 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
 _told_channel: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 
 
-async def _alert_channel_fallback(core: Core, cfg: safeguarding.Config, items: list[FeedbackItem]) -> None:
-    # A lead could not be reached: tell the safeguarding channel something urgent is waiting.
+async def _alert_channel_fallback(core: Core, cfg: safeguarding.Config) -> bool:
+    """A lead could not be reached: tell the safeguarding channel something urgent is
+    waiting (it names no item). Whether the channel took it."""
     try:
         await core.post_channel(cfg.alert_channel, Message(
             (Text("An urgent anonymous feedback item is waiting for a safeguarding lead. "
                   "Type “feedback list urgent” to read it."),)))
     except Exception:
         log.warning("safeguarding alert channel unreachable")
+        return False
+    return True
 
 
 # -- reading (change team, safeguarding leads) ---------------------------------------------
