@@ -151,6 +151,9 @@ class Ctx:
     # False for an account seen for the first time since it was linked (or linked again
     # after an erasure), so per-account facts a feature remembers are read again.
     sender_known: bool = field(default=False, repr=False)
+    # The privacy notice a greeter could not post in the chat (a first contact that must
+    # leave no trace there, docs/invariants.md N20): the form the handler opens shows it.
+    notice: Message | None = field(default=None, repr=False)
 
     @property
     def now(self) -> datetime:

@@ -8,6 +8,7 @@ open in a form too, so neither side's words sit in the author's DM history.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -111,7 +112,11 @@ async def feedback_cmd(ctx: Ctx, args: str) -> None:
         await ctx.say("I haven't kept what you typed: anonymous feedback only goes through the "
                       "form, so it never sits in the chat. Please write it in the form.")
     # Adapters that cannot open a form from a typed message offer a button that does.
-    await ctx.open_form(await feedback_form(ctx))
+    form = await feedback_form(ctx)
+    if ctx.notice is not None:  # a first slash command: the privacy notice, in the form (N20)
+        form = replace(form, intro=(*(b for b in ctx.notice.blocks if isinstance(b, Text | Context)),
+                                   *form.intro))
+    await ctx.open_form(form)
 
 
 async def open_action(ctx: Ctx) -> None:

@@ -27,13 +27,15 @@ async def first_contact(ctx: Ctx) -> None:
     """The notice, once per platform account, before the first answer it gets."""
     if shared(ctx.event):
         return  # never in a channel: they are told in their own chat with the bot
+    traceless = False
     if isinstance(ctx.event, CommandEvent) and ctx.event.conversation is None:
         # A slash command typed nowhere in the chat: one that must leave no trace (opening
-        # the feedback form) gets no notice now, which would say in the DM, by name and
-        # time, that they used it then (N20); it comes with the next thing they say.
+        # the feedback form) gets no notice in the DM, which would say there, by name and
+        # time, that they used it then (N20). The form it opens shows the notice instead:
+        # they are told before they write anything (UK GDPR Art. 13), not only if they
+        # ever type to the bot later.
         said = ctx.core.router.match(ctx.event.text)
-        if said is not None and said[0].traceless:
-            return
+        traceless = said is not None and said[0].traceless
     u = ctx.event.user
     told = notice.told(ctx.core.db.engine.sync_engine)
     account = (u.platform, u.workspace, u.user_id)
@@ -46,6 +48,9 @@ async def first_contact(ctx: Ctx) -> None:
         return
     async with ctx.session() as s:
         text = await notice.text_of(s)
+    if traceless:
+        ctx.notice = notice.message(text, first=True)
+        return
     await ctx.reply(notice.message(text, first=True))
 
 
