@@ -22,6 +22,7 @@ from bot.feedback.tables import FeedbackItem
 from bot.model import (
     Choice,
     Choices,
+    CommandEvent,
     Context,
     Fields,
     Form,
@@ -108,14 +109,21 @@ NO_LEAD_SENT = ("No safeguarding lead is set up to receive feedback that may des
 
 async def feedback_cmd(ctx: Ctx, args: str) -> None:
     """Open the anonymous feedback form (anything typed after the word is not kept)."""
-    if args.strip():
-        await ctx.say("I haven't kept what you typed: anonymous feedback only goes through the "
-                      "form, so it never sits in the chat. Please write it in the form.")
+    typed = ("I haven't kept what you typed: anonymous feedback only goes through the form, "
+             "so it never sits in the chat. Please write it in the form.")
+    # A slash command leaves nothing in the chat (N20): what it has to say goes in the form.
+    slash = isinstance(ctx.event, CommandEvent) and ctx.event.conversation is None
+    if args.strip() and not slash:
+        await ctx.say(typed)
     # Adapters that cannot open a form from a typed message offer a button that does.
     form = await feedback_form(ctx)
+    first: tuple[Text | Context, ...] = ()
     if ctx.notice is not None:  # a first slash command: the privacy notice, in the form (N20)
-        form = replace(form, intro=(*(b for b in ctx.notice.blocks if isinstance(b, Text | Context)),
-                                   *form.intro))
+        first = tuple(b for b in ctx.notice.blocks if isinstance(b, Text | Context))
+    if args.strip() and slash:
+        first = (Text(typed), *first)
+    if first:
+        form = replace(form, intro=(*first, *form.intro))
     await ctx.open_form(form)
 
 

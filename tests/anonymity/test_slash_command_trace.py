@@ -84,3 +84,27 @@ async def test_a_person_who_only_uses_the_slash_command_is_shown_the_privacy_not
     assert "how staffvoice uses your information" not in " ".join(
         getattr(b, "text", "") for b in again.intro)
     assert d.seen(PRACTITIONER) == d.seen(OTHER) == []
+
+
+async def test_words_typed_after_the_slash_command_leave_nothing_in_the_dm(
+        slack: SlackDriver) -> None:
+    """`/voice feedback my manager shouts at the team` (words typed after the command, which
+    are never kept): the person is told so in the form the command opens, not in the DM.
+
+    Before: "I haven't kept what you typed" was posted in their DM at that second, by name
+    and time, beside a colleague's DM that held nothing: the trace the slash command is
+    recommended for avoiding (N20)."""
+    d = slack
+    assert d.adapter is not None
+    for email in (PRACTITIONER, OTHER):
+        await d.say(email, "help")  # both met before (the privacy notice went then)
+    before = d.seen(PRACTITIONER), d.seen(OTHER)
+    status, _ = await d.command(PRACTITIONER, "feedback my manager shouts at the team")
+    assert status == 200
+    await d.adapter.drain()
+    form = d.form(PRACTITIONER)
+    assert form is not None and form.title == "Anonymous feedback"
+    shown = " ".join(getattr(b, "text", "") for b in form.intro)
+    assert "I haven't kept what you typed" in shown, shown[:300]
+    assert "manager shouts" not in shown and form.inputs[0].initial == ""
+    assert (d.seen(PRACTITIONER), d.seen(OTHER)) == before, d.seen(PRACTITIONER)[-1:]
