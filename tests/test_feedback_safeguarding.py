@@ -9,7 +9,7 @@ from bot.core import Core, build_router
 from bot.feedback import identifiers, safeguarding
 from bot.feedback import service as fb
 from bot.feedback.safeguarding import CHILD_RISK, COLLEAGUE, SELF_HARM, Config
-from bot.feedback.tables import FeedbackItem
+from bot.feedback.tables import FeedbackAlert, FeedbackItem
 from bot.model import ConversationRef, Message, MessageRef
 from bot.port import TransientError
 from bot.programme import loader
@@ -463,3 +463,40 @@ async def test_the_alert_channel_notice_is_posted_once_the_channel_works_again(
     notices = [m for m in d.channel("C-LEADS") if "urgent anonymous feedback item" in m]
     assert len(notices) == 1, len(notices)
     assert len([m for m in d.seen(LEADS[1]) if m.startswith("URGENT")]) == 0  # still waits
+
+
+async def test_an_alert_waiting_for_a_lead_is_not_sent_once_they_are_no_longer_a_lead(
+        loaded: Core) -> None:
+    """A safeguarding lead blocked the app when a disclosure came (the other lead was
+    alerted); while they are away their safeguarding role is taken away (a new lead is
+    named). When they talk to the bot again weeks later, the urgent item must not reach
+    them: they no longer hold the role that made them its reader.
+
+    Before: the alert waited for them however long (N45) and went to them once they were
+    back, safeguarding or not; it was marked failed after 25 minutes before N45."""
+    from bot.people import service as people
+    from bot.roles import SAFEGUARDING_LEAD
+
+    d = FakeDriver(loaded)
+    await d.say(LEADS[1], "help")  # known to the platform
+    d.port.blocked.add(f"U-{LEADS[1]}")
+    assert await give(d, PRACTITIONER, "My supervisor has been bullying me for months.") is None
+    assert len([m for m in d.seen(LEADS[0]) if m.startswith("URGENT")]) == 1
+    await fb.deliver_alerts(loaded)
+    async with loaded.db.session() as s:
+        former = await people.person_by_email(s, LEADS[1])
+        assert former is not None
+        assert await people.revoke_role(s, former.id, SAFEGUARDING_LEAD)
+    for _ in range(10):
+        await fb.deliver_alerts(loaded)
+    d.port.blocked.clear()
+    await d.say(LEADS[1], "help")  # back, no longer a lead
+    await loaded.tick()
+    await loaded.tick()
+    assert [m for m in d.seen(LEADS[1]) if m.startswith("URGENT")] == []
+    assert len([m for m in d.seen(LEADS[0]) if m.startswith("URGENT")]) == 1
+    async with loaded.db.session() as s:
+        lead = await people.person_by_email(s, LEADS[0])
+        assert lead is not None
+        rows = (await s.execute(select(FeedbackAlert.person_id, FeedbackAlert.status))).all()
+    assert [tuple(r) for r in rows] == [(lead.id, "sent")]  # the former lead's is withdrawn

@@ -332,6 +332,16 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
                 claim = claim.where(A.item_id == item_id)
             claimed = [(r.item_id, r.person_id) for r in
                        await s.execute(claim.returning(A.item_id, A.person_id))]
+            # An alert waits for a lead however long (N45): one who is no longer a current
+            # lead meanwhile (role taken away, left) is not its reader any more.
+            current = set(await lead_ids(s))
+            if withdrawn := [(i, p) for i, p in claimed if p not in current]:
+                for i, p in withdrawn:
+                    await s.execute(delete(A).where(A.item_id == i, A.person_id == p,
+                                                    A.status == "pending"))
+                log.info("safeguarding alerts withdrawn: no longer a safeguarding lead",
+                         extra={"count": len(withdrawn)})
+                claimed = [(i, p) for i, p in claimed if p in current]
             if not claimed:
                 return 0
             cfg = await config(s)
