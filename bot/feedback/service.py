@@ -379,7 +379,10 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
             msg = alert_message(item, names.get(item.theme_id or "", ""), cfg, item.id in handles,
                                 urgent_answers.get(iid, ()))
             try:
-                outcome[(iid, lead)] = await core.dm(lead, msg) is not None
+                # Keyed: tried again after a timeout, the copy Slack took is found, not
+                # posted again at every tick (a new urgent answer's alert has its own key).
+                key = f"sg-alert{ref_of(iid)}.{len(urgent_answers.get(iid, ()))}"
+                outcome[(iid, lead)] = await core.dm(lead, msg, key=key) is not None
             except AppNotAuthorised:
                 # Uninstalled, token revoked: not counted towards giving up, so the alert
                 # still reaches the lead once the app is reinstalled, however long that takes.
