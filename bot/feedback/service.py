@@ -368,6 +368,7 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
         outcome: dict[tuple[str, str], bool] = {}
         # The app's or the platform's problem, not the lead's: not counted towards giving up.
         not_counted: set[tuple[str, str]] = set()
+        doubt = _in_doubt.setdefault(core, set())  # (key, lead) whose last send may have landed
         for iid, lead in claimed:
             item = items.get(iid)
             if item is None:
@@ -382,14 +383,18 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
                 # Keyed: tried again after a timeout, the copy Slack took is found, not
                 # posted again at every tick (a new urgent answer's alert has its own key).
                 key = f"sg-alert{ref_of(iid)}.{len(urgent_answers.get(iid, ()))}"
-                outcome[(iid, lead)] = await core.dm(lead, msg, key=key) is not None
+                outcome[(iid, lead)] = await core.dm(
+                    lead, msg, key=key, in_doubt=(key, lead) in doubt) is not None
+                doubt.discard((key, lead))
             except AppNotAuthorised:
                 # Uninstalled, token revoked: not counted towards giving up, so the alert
                 # still reaches the lead once the app is reinstalled, however long that takes.
                 log.warning("safeguarding alert waits: the platform refuses the app")
                 not_counted.add((iid, lead))
                 outcome[(iid, lead)] = False
-            except (TransientError, RateLimited):
+            except (TransientError, RateLimited) as e:
+                if not isinstance(e, RateLimited):  # a 5xx or a timeout: it may have landed
+                    doubt.add((key, lead))
                 # An outage, a 429, a timeout: the platform's, however long it lasts. Counted,
                 # an hour of Slack's 5xx used up the tries (a tick each) and the leads were
                 # never told once it came back (docs/invariants.md N45).
@@ -398,6 +403,7 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
                 outcome[(iid, lead)] = False
             except Exception:
                 log.warning("safeguarding alert send failed; will retry")
+                doubt.add((key, lead))
                 outcome[(iid, lead)] = False
         sent = 0
         async with core.db.session() as s:
@@ -425,6 +431,10 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
             told.update(missed)
     return sent
 
+
+# Alerts (key, lead) whose last send failed with its outcome unknown: asked for before the
+# next (per process: another process, or a restart, may post a second copy).
+_in_doubt: weakref.WeakKeyDictionary[Any, set[tuple[str, str]]] = weakref.WeakKeyDictionary()
 
 # Items whose `alert_channel` notice this process has posted.
 _told_channel: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
