@@ -128,7 +128,15 @@ async def feedback_cmd(ctx: Ctx, args: str) -> None:
 
 
 async def open_action(ctx: Ctx) -> None:
-    await ctx.open_form(await feedback_form(ctx))
+    """The form from a button, a shortcut or the Home tab: nothing is said in the chat, so a
+    person whose first contact this is reads the privacy notice in the form (N20)."""
+    from bot.privacy.feature import due_notice
+
+    form = await feedback_form(ctx)
+    if (due := await due_notice(ctx)) is not None:
+        form = replace(form, intro=(*(b for b in due.blocks if isinstance(b, Text | Context)),
+                                    *form.intro))
+    await ctx.open_form(form)
 
 
 # The daily limit is checked when the form is sent, and said in the form (`_check_limit`,

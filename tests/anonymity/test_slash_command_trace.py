@@ -108,3 +108,28 @@ async def test_words_typed_after_the_slash_command_leave_nothing_in_the_dm(
     assert "I haven't kept what you typed" in shown, shown[:300]
     assert "manager shouts" not in shown and form.inputs[0].initial == ""
     assert (d.seen(PRACTITIONER), d.seen(OTHER)) == before, d.seen(PRACTITIONER)[-1:]
+
+
+async def test_a_person_who_only_uses_the_shortcut_is_shown_the_privacy_notice_in_the_form(
+        slack: SlackDriver) -> None:
+    """The feedback shortcut (or the Home tab's button) as someone's only contact: no typed
+    message, so no greeting ever ran. The form it opens shows the privacy notice, once; the
+    DM stays empty.
+
+    Before: they were never shown the notice (a button or shortcut greets nobody)."""
+    d = slack
+    assert d.adapter is not None
+    await d.shortcut(PRACTITIONER, "feedback.open")
+    await d.adapter.drain()
+    form = d.form(PRACTITIONER)
+    assert form is not None and form.title == "Anonymous feedback"
+    assert "how staffvoice uses your information" in " ".join(
+        getattr(b, "text", "") for b in form.intro)
+    values = {"text": "The new rota works well for our team.", "theme": "", "replies": "false"}
+    assert await d.submit(PRACTITIONER, values) is None
+    await d.shortcut(PRACTITIONER, "feedback.open")
+    await d.adapter.drain()
+    again = d.form(PRACTITIONER)
+    assert again is not None and "how staffvoice uses your information" not in " ".join(
+        getattr(b, "text", "") for b in again.intro)
+    assert d.seen(PRACTITIONER) == d.seen(OTHER) == []
