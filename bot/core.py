@@ -151,6 +151,9 @@ class Ctx:
     # False for an account seen for the first time since it was linked (or linked again
     # after an erasure), so per-account facts a feature remembers are read again.
     sender_known: bool = field(default=False, repr=False)
+    # The privacy notice a greeter could not post in the chat (a first contact that must
+    # leave no trace there, docs/invariants.md N20): the form the handler opens shows it.
+    notice: Message | None = field(default=None, repr=False)
 
     @property
     def now(self) -> datetime:
@@ -619,7 +622,8 @@ class Core:
 
     async def dm(
         self, person_id: str, message: Message, *, prefer: UserRef | None = None,
-        route: dict[str, Any] | None = None, quiet: bool = False,
+        route: dict[str, Any] | None = None, quiet: bool = False, key: str | None = None,
+        in_doubt: bool = False,
     ) -> MessageRef | None:
         """DM a person on a platform they are reachable on; None if they are not.
 
@@ -631,7 +635,14 @@ class Core:
         A platform that refuses the app itself (AppNotAuthorised: uninstalled, token revoked)
         says nothing about the person: their other accounts are tried, and it is raised only
         when no account took the message, so the caller knows the app is refused, not the
-        person (a safeguarding alert then waits for the reinstall, uncounted)."""
+        person (a safeguarding alert then waits for the reinstall, uncounted).
+
+        `key`: the message's own key, sent with it on a platform that can be asked about it
+        later (`send_keyed`/`find_sent`, Slack: message metadata); `in_doubt`, for a message
+        tried again after a failure whose outcome is unknown (a timeout: the platform may
+        have posted it): the platform is asked first and the copy that landed is returned
+        instead of posting it again. Asked only then: Slack allows a distributed app one
+        history read a minute. Not for `route`'s fast path."""
         refused: AppNotAuthorised | None = None
         gone: set[tuple[str, str]] = set()  # (platform, workspace) that refused the app
         # A platform failing now (an outage, a 429): the person's other accounts are tried,
@@ -670,6 +681,8 @@ class Core:
                                                           ident.user_id), remember=not quiet)
                         if not quiet:
                             await self._store_dm(ident, conv)
+                    if key is not None and hasattr(port, "send_keyed"):
+                        return await _send_keyed(port, conv, message, key, in_doubt)
                     return await port.send(conv, message)
                 except Unreachable as e:
                     if not quiet:
@@ -903,3 +916,22 @@ def shared(event: Event) -> bool:
 
 def new_event_id(prefix: str = "ev") -> str:
     return f"{prefix}-{secrets.token_hex(8)}"
+
+
+async def _send_keyed(port: Any, conv: ConversationRef, message: Message, key: str,
+                      in_doubt: bool) -> MessageRef:
+    """`message` carrying `key`; `in_doubt`, the platform is asked first whether a message
+    carrying `key` landed (a send whose answer was lost) and that one is returned. A
+    platform that cannot be asked (no history scope) gets the send: a copy too many, never
+    none."""
+    if in_doubt:
+        try:
+            found: MessageRef | None = await port.find_sent(conv, key)
+        except (Unreachable, RateLimited, TransientError):
+            raise
+        except PlatformError:
+            found = None
+        if found is not None:
+            return found
+    sent: MessageRef = await port.send_keyed(conv, message, key)
+    return sent

@@ -38,8 +38,8 @@ class Command:
     # `Action.joins`): for hot commands that only read before they answer.
     joins: bool = False
     # Using it must leave nothing in the person's chat when nothing is typed there (a slash
-    # command opening the anonymous feedback form): no greeting, the privacy notice waits
-    # for their next message (docs/invariants.md N20).
+    # command opening the anonymous feedback form): no greeting; the privacy notice, if due,
+    # is left in `Ctx.notice` for the form the command opens (docs/invariants.md N20).
     traceless: bool = False
 
 

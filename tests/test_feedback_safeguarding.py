@@ -12,7 +12,7 @@ from bot.core import Core, build_router
 from bot.feedback import identifiers, safeguarding
 from bot.feedback import service as fb
 from bot.feedback.safeguarding import CHILD_RISK, COLLEAGUE, SELF_HARM, Config
-from bot.feedback.tables import FeedbackItem
+from bot.feedback.tables import FeedbackAlert, FeedbackItem
 from bot.model import ConversationRef, Message, MessageRef
 from bot.port import TransientError
 from bot.programme import loader
@@ -549,3 +549,75 @@ async def test_a_lead_who_blocked_the_app_gets_the_alert_when_back_however_long_
     await loaded.tick()
     assert len([m for m in d.seen(LEADS[1]) if m.startswith("URGENT")]) == 1
     assert len([m for m in d.seen(LEADS[0]) if m.startswith("URGENT")]) == 1  # not again
+
+
+async def test_the_alert_channel_notice_is_posted_once_the_channel_works_again(
+        loaded: Core) -> None:
+    """A lead cannot be alerted (blocked the app) and the leads' channel (`alert_channel`)
+    fails at that moment too (the same platform's outage, a 5xx): the notice is posted at
+    the next tick the channel takes it, once.
+
+    Before: the item was remembered as told before the post was tried, and the failed post
+    was only logged: the channel never heard of the item while the lead's alert waited."""
+    text = EXAMPLE.read_text()
+    await loader.load(loaded.db, text.replace(
+        "safeguarding:\n", "safeguarding:\n  alert_channel: fake:W1/C-LEADS\n", 1), loaded.router)
+    d = FakeDriver(loaded)
+    await d.say(LEADS[1], "help")  # known to the platform
+    d.port.blocked.add(f"U-{LEADS[1]}")
+    failing = {"on": True}
+    send = d.port.send
+
+    async def channel_down(conversation: ConversationRef, message: Message) -> MessageRef:
+        if failing["on"] and not conversation.is_direct:
+            raise TransientError("service_unavailable")
+        return await send(conversation, message)
+
+    d.port.send = channel_down  # type: ignore[method-assign]
+    assert await give(d, PRACTITIONER, "My supervisor has been bullying me for months.") is None
+    for _ in range(3):
+        await fb.deliver_alerts(loaded)
+    assert [m for m in d.channel("C-LEADS") if "urgent anonymous feedback item" in m] == []
+    failing["on"] = False
+    for _ in range(3):
+        await fb.deliver_alerts(loaded)
+    notices = [m for m in d.channel("C-LEADS") if "urgent anonymous feedback item" in m]
+    assert len(notices) == 1, len(notices)
+    assert len([m for m in d.seen(LEADS[1]) if m.startswith("URGENT")]) == 0  # still waits
+
+
+async def test_an_alert_waiting_for_a_lead_is_not_sent_once_they_are_no_longer_a_lead(
+        loaded: Core) -> None:
+    """A safeguarding lead blocked the app when a disclosure came (the other lead was
+    alerted); while they are away their safeguarding role is taken away (a new lead is
+    named). When they talk to the bot again weeks later, the urgent item must not reach
+    them: they no longer hold the role that made them its reader.
+
+    Before: the alert waited for them however long (N45) and went to them once they were
+    back, safeguarding or not; it was marked failed after 25 minutes before N45."""
+    from bot.people import service as people
+    from bot.roles import SAFEGUARDING_LEAD
+
+    d = FakeDriver(loaded)
+    await d.say(LEADS[1], "help")  # known to the platform
+    d.port.blocked.add(f"U-{LEADS[1]}")
+    assert await give(d, PRACTITIONER, "My supervisor has been bullying me for months.") is None
+    assert len([m for m in d.seen(LEADS[0]) if m.startswith("URGENT")]) == 1
+    await fb.deliver_alerts(loaded)
+    async with loaded.db.session() as s:
+        former = await people.person_by_email(s, LEADS[1])
+        assert former is not None
+        assert await people.revoke_role(s, former.id, SAFEGUARDING_LEAD)
+    for _ in range(10):
+        await fb.deliver_alerts(loaded)
+    d.port.blocked.clear()
+    await d.say(LEADS[1], "help")  # back, no longer a lead
+    await loaded.tick()
+    await loaded.tick()
+    assert [m for m in d.seen(LEADS[1]) if m.startswith("URGENT")] == []
+    assert len([m for m in d.seen(LEADS[0]) if m.startswith("URGENT")]) == 1
+    async with loaded.db.session() as s:
+        lead = await people.person_by_email(s, LEADS[0])
+        assert lead is not None
+        rows = (await s.execute(select(FeedbackAlert.person_id, FeedbackAlert.status))).all()
+    assert [tuple(r) for r in rows] == [(lead.id, "sent")]  # the former lead's is withdrawn

@@ -412,3 +412,48 @@ async def test_a_slack_outage_longer_than_the_retries_never_loses_a_safeguarding
     assert await fb.deliver_alerts(loaded) == 2
     assert [urgent_in_dm(fake, lead) for lead in LEADS] == [1, 1]
     assert await alerts(loaded) == {LEADS[0]: "sent", LEADS[1]: "sent"}
+
+
+async def test_an_alert_slack_took_but_never_answered_is_not_sent_again_every_tick(
+    loaded: Core, slack: tuple[FakeSlack, SlackPort]
+) -> None:
+    """Slack is slow for about half an hour: it posts each message, but its answer never
+    comes back in time (a timeout: the outcome unknown to us). The alert is not counted
+    towards giving up (N45), so it is tried at every tick; before each try the bot asks
+    Slack whether the alert already landed (the alert's key in the message's metadata, as a
+    broadcast does), so each lead holds it once.
+
+    Before: one more URGENT copy in each lead's DM at every tick for as long as Slack was
+    slow (31 each here); before N45, up to MAX_ALERT_ATTEMPTS (50) copies, then `failed`."""
+    from bot.port import TransientError
+
+    fake, port = slack
+    for lead in LEADS:
+        assert await loaded.dm(await _pid(loaded, lead), text_message("Welcome")) is not None
+    fake.tiers = False  # ticks 30 s apart never meet the 1-a-second limit; here they run back to back
+    slow = {"on": True}
+    post = port._post
+
+    async def answered_late(*args: object, **kwargs: object) -> object:
+        ref = await post(*args, **kwargs)  # type: ignore[arg-type]
+        if slow["on"]:
+            raise TransientError("slack: TimeoutError")  # posted; the answer lost
+        return ref
+
+    port._post = answered_late  # type: ignore[method-assign]
+    slow["on"] = False  # an alert on an ordinary day: sent, and Slack is not asked about it
+    await fb.store(loaded, await _pid(loaded, CHANGE), text=CONCERN, theme_id=None,
+                   replies=False, concerns=["child_risk"])
+    assert await fb.deliver_alerts(loaded) == 2
+    assert fake.called("conversations.history") == []  # (1 a minute for distributed apps)
+    slow["on"] = True
+    await fb.store(loaded, await _pid(loaded, CHANGE), text=CONCERN, theme_id=None,
+                   replies=False, concerns=["child_risk"])
+    for _ in range(30):
+        await fb.deliver_alerts(loaded)
+    slow["on"] = False
+    await fb.deliver_alerts(loaded)
+    assert [urgent_in_dm(fake, lead) for lead in LEADS] == [2, 2]
+    assert set((await alerts(loaded)).values()) == {"sent"}
+    await fb.deliver_alerts(loaded)
+    assert [urgent_in_dm(fake, lead) for lead in LEADS] == [2, 2]

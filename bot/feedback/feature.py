@@ -8,6 +8,7 @@ open in a form too, so neither side's words sit in the author's DM history.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -21,6 +22,7 @@ from bot.feedback.tables import FeedbackItem
 from bot.model import (
     Choice,
     Choices,
+    CommandEvent,
     Context,
     Fields,
     Form,
@@ -107,15 +109,34 @@ NO_LEAD_SENT = ("No safeguarding lead is set up to receive feedback that may des
 
 async def feedback_cmd(ctx: Ctx, args: str) -> None:
     """Open the anonymous feedback form (anything typed after the word is not kept)."""
-    if args.strip():
-        await ctx.say("I haven't kept what you typed: anonymous feedback only goes through the "
-                      "form, so it never sits in the chat. Please write it in the form.")
+    typed = ("I haven't kept what you typed: anonymous feedback only goes through the form, "
+             "so it never sits in the chat. Please write it in the form.")
+    # A slash command leaves nothing in the chat (N20): what it has to say goes in the form.
+    slash = isinstance(ctx.event, CommandEvent) and ctx.event.conversation is None
+    if args.strip() and not slash:
+        await ctx.say(typed)
     # Adapters that cannot open a form from a typed message offer a button that does.
-    await ctx.open_form(await feedback_form(ctx))
+    form = await feedback_form(ctx)
+    first: tuple[Text | Context, ...] = ()
+    if ctx.notice is not None:  # a first slash command: the privacy notice, in the form (N20)
+        first = tuple(b for b in ctx.notice.blocks if isinstance(b, Text | Context))
+    if args.strip() and slash:
+        first = (Text(typed), *first)
+    if first:
+        form = replace(form, intro=(*first, *form.intro))
+    await ctx.open_form(form)
 
 
 async def open_action(ctx: Ctx) -> None:
-    await ctx.open_form(await feedback_form(ctx))
+    """The form from a button, a shortcut or the Home tab: nothing is said in the chat, so a
+    person whose first contact this is reads the privacy notice in the form (N20)."""
+    from bot.privacy.feature import due_notice
+
+    form = await feedback_form(ctx)
+    if (due := await due_notice(ctx)) is not None:
+        form = replace(form, intro=(*(b for b in due.blocks if isinstance(b, Text | Context)),
+                                    *form.intro))
+    await ctx.open_form(form)
 
 
 # The daily limit is checked when the form is sent, and said in the form (`_check_limit`,

@@ -332,6 +332,16 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
                 claim = claim.where(A.item_id == item_id)
             claimed = [(r.item_id, r.person_id) for r in
                        await s.execute(claim.returning(A.item_id, A.person_id))]
+            # An alert waits for a lead however long (N45): one who is no longer a current
+            # lead meanwhile (role taken away, left) is not its reader any more.
+            current = set(await lead_ids(s))
+            if withdrawn := [(i, p) for i, p in claimed if p not in current]:
+                for i, p in withdrawn:
+                    await s.execute(delete(A).where(A.item_id == i, A.person_id == p,
+                                                    A.status == "pending"))
+                log.info("safeguarding alerts withdrawn: no longer a safeguarding lead",
+                         extra={"count": len(withdrawn)})
+                claimed = [(i, p) for i, p in claimed if p in current]
             if not claimed:
                 return 0
             cfg = await config(s)
@@ -358,6 +368,7 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
         outcome: dict[tuple[str, str], bool] = {}
         # The app's or the platform's problem, not the lead's: not counted towards giving up.
         not_counted: set[tuple[str, str]] = set()
+        doubt = _in_doubt.setdefault(core, set())  # (key, lead) whose last send may have landed
         for iid, lead in claimed:
             item = items.get(iid)
             if item is None:
@@ -369,14 +380,21 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
             msg = alert_message(item, names.get(item.theme_id or "", ""), cfg, item.id in handles,
                                 urgent_answers.get(iid, ()))
             try:
-                outcome[(iid, lead)] = await core.dm(lead, msg) is not None
+                # Keyed: tried again after a timeout, the copy Slack took is found, not
+                # posted again at every tick (a new urgent answer's alert has its own key).
+                key = f"sg-alert{ref_of(iid)}.{len(urgent_answers.get(iid, ()))}"
+                outcome[(iid, lead)] = await core.dm(
+                    lead, msg, key=key, in_doubt=(key, lead) in doubt) is not None
+                doubt.discard((key, lead))
             except AppNotAuthorised:
                 # Uninstalled, token revoked: not counted towards giving up, so the alert
                 # still reaches the lead once the app is reinstalled, however long that takes.
                 log.warning("safeguarding alert waits: the platform refuses the app")
                 not_counted.add((iid, lead))
                 outcome[(iid, lead)] = False
-            except (TransientError, RateLimited):
+            except (TransientError, RateLimited) as e:
+                if not isinstance(e, RateLimited):  # a 5xx or a timeout: it may have landed
+                    doubt.add((key, lead))
                 # An outage, a 429, a timeout: the platform's, however long it lasts. Counted,
                 # an hour of Slack's 5xx used up the tries (a tick each) and the leads were
                 # never told once it came back (docs/invariants.md N45).
@@ -385,6 +403,7 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
                 outcome[(iid, lead)] = False
             except Exception:
                 log.warning("safeguarding alert send failed; will retry")
+                doubt.add((key, lead))
                 outcome[(iid, lead)] = False
         sent = 0
         async with core.db.session() as s:
@@ -407,24 +426,31 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
         told = _told_channel.setdefault(core, set())
         missed = {iid for iid, lead in claimed if iid in items
                   and not outcome.get((iid, lead), False)} - told
-        if cfg.alert_channel and missed:
+        # Remembered only once posted: a channel failing too (the same outage) is tried again.
+        if cfg.alert_channel and missed and await _alert_channel_fallback(core, cfg):
             told.update(missed)
-            await _alert_channel_fallback(core, cfg, [items[i] for i in missed])
     return sent
 
+
+# Alerts (key, lead) whose last send failed with its outcome unknown: asked for before the
+# next (per process: another process, or a restart, may post a second copy).
+_in_doubt: weakref.WeakKeyDictionary[Any, set[tuple[str, str]]] = weakref.WeakKeyDictionary()
 
 # Items whose `alert_channel` notice this process has posted.
 _told_channel: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 
 
-async def _alert_channel_fallback(core: Core, cfg: safeguarding.Config, items: list[FeedbackItem]) -> None:
-    # A lead could not be reached: tell the safeguarding channel something urgent is waiting.
+async def _alert_channel_fallback(core: Core, cfg: safeguarding.Config) -> bool:
+    """A lead could not be reached: tell the safeguarding channel something urgent is
+    waiting (it names no item). Whether the channel took it."""
     try:
         await core.post_channel(cfg.alert_channel, Message(
             (Text("An urgent anonymous feedback item is waiting for a safeguarding lead. "
                   "Type “feedback list urgent” to read it."),)))
     except Exception:
         log.warning("safeguarding alert channel unreachable")
+        return False
+    return True
 
 
 # -- reading (change team, safeguarding leads) ---------------------------------------------

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from bot.audit import trail
 from bot.core import Core, Ctx, shared
-from bot.model import CommandEvent
+from bot.model import CommandEvent, Message
 from bot.privacy import notice, retention
 from bot.privacy.rules import RetentionSection
 from bot.router import Router
@@ -27,26 +27,41 @@ async def first_contact(ctx: Ctx) -> None:
     """The notice, once per platform account, before the first answer it gets."""
     if shared(ctx.event):
         return  # never in a channel: they are told in their own chat with the bot
+    traceless = False
     if isinstance(ctx.event, CommandEvent) and ctx.event.conversation is None:
         # A slash command typed nowhere in the chat: one that must leave no trace (opening
-        # the feedback form) gets no notice now, which would say in the DM, by name and
-        # time, that they used it then (N20); it comes with the next thing they say.
+        # the feedback form) gets no notice in the DM, which would say there, by name and
+        # time, that they used it then (N20). The form it opens shows the notice instead:
+        # they are told before they write anything (UK GDPR Art. 13), not only if they
+        # ever type to the bot later.
         said = ctx.core.router.match(ctx.event.text)
-        if said is not None and said[0].traceless:
-            return
+        traceless = said is not None and said[0].traceless
+    due = await due_notice(ctx)
+    if due is None:
+        return
+    if traceless:
+        ctx.notice = due
+        return
+    await ctx.reply(due)
+
+
+async def due_notice(ctx: Ctx) -> Message | None:
+    """The privacy notice if the sender's platform account has not been shown it (it counts
+    as shown from now: the caller shows it), else None. For a form opened with nothing said
+    in the chat (a shortcut, the Home tab's button), whose intro carries it (N20)."""
     u = ctx.event.user
     told = notice.told(ctx.core.db.engine.sync_engine)
     account = (u.platform, u.workspace, u.user_id)
     if ctx.sender_known and account in told:
-        return  # the usual case: this process has seen the row since the account was linked
+        return None  # the usual case: this process has seen the row since the account was linked
     async with ctx.connection() as conn:
         first = await notice.first_time(ctx.core, conn, account)
     told.add(account)
     if not first:
-        return
+        return None
     async with ctx.session() as s:
         text = await notice.text_of(s)
-    await ctx.reply(notice.message(text, first=True))
+    return notice.message(text, first=True)
 
 
 async def daily(core: Core, at: datetime) -> int:
