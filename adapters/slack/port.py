@@ -750,7 +750,7 @@ class SlackPort:
             if own:
                 await session.close()
         # expired_url (30 minutes), used_url (5 posts): the caller tries chat.postEphemeral.
-        log.info("slack response_url refused", extra={"error": answer})
+        log.info("slack interaction answer refused", extra={"error": answer})
         return False
 
     async def update_view(self, team: str, external_id: str, form: Form) -> bool:
