@@ -593,8 +593,11 @@ class FakeSlack:
         blocks = args.get("blocks") or []
         if self._message_error(blocks):
             return web.Response(status=400, text="invalid_blocks")
+        if args.get("replace_original") or args.get("delete_original"):
+            # Editing the message a button was in: not modelled (the adapter never asks it).
+            return web.Response(status=400, text="fake_does_not_replace")
         found.posts += 1
-        if args.get("response_type") == "in_channel" or args.get("replace_original"):
+        if args.get("response_type") == "in_channel":
             posted = Posted(found.channel, self._ts_now(), str(args.get("text", "")), blocks)
             self.messages.append(posted)
         else:
