@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import update
 
+from adapters.slack.tables import SlackPendingForm
 from bot.core import Core
 from tests.conformance.drivers.slack import SlackDriver
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
@@ -179,3 +182,22 @@ async def test_a_home_tab_button_the_core_was_too_slow_for_leaves_nothing_in_the
     await send(d, PRACTITIONER, IDEA)
     assert d.seen(PRACTITIONER) == [] == await history(d, PRACTITIONER)
     assert not d.fake.called("chat.postEphemeral") and not d.fake.called("chat.postMessage")
+
+
+async def test_an_expired_offer_says_so_ephemerally(slack: SlackDriver) -> None:
+    """The button's form is kept a day; tapped after that, "That form has expired" is shown
+    to the person alone too (before: posted in their DM, dating the tap)."""
+    d = slack
+    assert d.adapter is not None
+    d.fake.trigger_ttl = 0.0
+    await d.command(PRACTITIONER, "feedback")
+    await d.adapter.drain()
+    async with d.core.db.session() as s:
+        await s.execute(update(SlackPendingForm).values(
+            expires_at=datetime.now(UTC) - timedelta(minutes=1)))
+    d.fake.trigger_ttl = 3.0
+    await d.tap(PRACTITIONER, "Open the form")
+    await d.adapter.drain()
+    assert d.form(PRACTITIONER) is None
+    assert any("expired" in t for t in d.shown_ephemerally(PRACTITIONER))
+    assert d.seen(PRACTITIONER) == [] == await history(d, PRACTITIONER)
