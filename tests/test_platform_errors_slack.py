@@ -14,7 +14,7 @@ change team can count; nothing retried forever, nobody blamed for the app's own 
   once each.
 - A channel that refuses posts (is_archived, restricted_action, channel_not_found) is skipped
   with the reason and asked once; a shortcut whose trigger expired (expired_trigger_id, 3 s)
-  offers the form by button.
+  offers the form by a button in an ephemeral message.
 - Safeguarding: a lead whose account is deactivated does not stop the other lead's alert; an
   uninstalled app does not mark the leads unreachable, so the alert reaches them after the
   reinstall.
@@ -297,9 +297,11 @@ async def test_people_not_yet_found_on_slack_wait_for_the_reinstall_not_skipped(
     assert (await service.status(loaded, bid)).counts["sent"] == 6
 
 
-async def test_a_shortcut_whose_trigger_expired_offers_the_form_by_button(loaded: Core) -> None:
+async def test_a_shortcut_whose_trigger_expired_offers_the_form_by_ephemeral_button(
+        loaded: Core) -> None:
     """views.open answers expired_trigger_id when the core took longer than Slack's 3 s: the
-    person gets a button in their DM that opens the same form, never an error."""
+    person gets a button that opens the same form, never an error; shown ephemerally, not
+    posted in their DM, which Slack keeps by name and time (N20)."""
     d = SlackDriver(loaded, FakeSlack(retry_after=0))
     await d.start()
     try:
@@ -309,8 +311,9 @@ async def test_a_shortcut_whose_trigger_expired_offers_the_form_by_button(loaded
         await d.adapter.drain()
         assert [c.args.get("trigger_id") for c in d.fake.called("views.open")], "it was tried"
         assert d.fake.open_view(d.user(PRACTITIONER).id) is None
-        offered = [m for m in d.dm(PRACTITIONER) if "Open the form" in str(m.blocks)]
-        assert len(offered) == 1 and not any("wrong" in t for t in d.seen(PRACTITIONER))
+        offered = [t for t in d.shown_ephemerally(PRACTITIONER) if "Open the form" in t]
+        assert len(offered) == 1 and not any("wrong" in t for t in d.shown_ephemerally(PRACTITIONER))
+        assert d.seen(PRACTITIONER) == []
         d.fake.trigger_ttl = 3.0
         await d.tap(PRACTITIONER, "Open the form")
         form = d.form(PRACTITIONER)

@@ -31,6 +31,7 @@ from adapters.slack.port import (
     AppNotAuthorised,
     Directory,
     PlatformError,
+    Reply,
     SlackPort,
     Unreachable,
     Workspaces,
@@ -319,7 +320,10 @@ class SlackAdapter:
                    build: Callable[[Mapping[str, Any], UserRef], Event]) -> None:
         event = build(body, await self._user(body))
         started = time.monotonic()
-        self._handled(await self.core.handle(event, self.port), started)
+        # A form this asks for and cannot open in time is offered through the interaction's
+        # response_url, ephemerally (SlackPort.open_form, N20).
+        with self.port.answering(event.trigger, Reply.of(body)):
+            self._handled(await self.core.handle(event, self.port), started)
 
     def later(self, body: Mapping[str, Any], build: Callable[[Mapping[str, Any], UserRef], Event]) -> None:
         self.queue(lambda: self._run(body, build), (events.team_of(body), events.user_of(body)))
@@ -420,9 +424,10 @@ class SlackAdapter:
         except PlatformError:
             opened = False
         if not opened:
+            # Said to the person alone and not kept, as the button itself may have been
+            # (SlackPort.offer): a message in the DM would date this tap (N20).
             user = await self._user(body)
-            conv = await self.port.open_dm(user)
-            await self.port.send(conv, text_message(EXPIRED_FORM))
+            await self.port.offer(user, text_message(EXPIRED_FORM), Reply.of(body))
 
     async def on_shortcut(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
         await ack()

@@ -1,8 +1,10 @@
 """Forms offered by button, kept in the database so any process can open them.
 
-A DM message carries no trigger_id to open a modal with, so the bot offers an "Open the form"
-button whose value is a random token; the modal it opens is stored sealed under that token
-until it expires. Any replica, a restarted server, or a second tap after cancelling opens it.
+A DM message carries no trigger_id to open a modal with, and a slash command's, shortcut's or
+button's trigger_id lives 3 seconds, so the bot offers an "Open the form" button (in the DM for
+a typed word; in an ephemeral message or the Home tab for a trigger the core missed:
+SlackPort.offer) whose value is a random token; the modal it opens is stored sealed under that
+token until it expires. Any replica, a restarted server, or a second tap after cancelling opens it.
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -441,6 +442,27 @@ def to_user_ref(user: Mapping[str, Any], team_id: str) -> UserRef:
     )
 
 
+@dataclass(frozen=True)
+class Reply:
+    """Where an interaction can be answered without a message in the DM: its response_url
+    (slash commands, message shortcuts, buttons in messages), or the Home tab it came from
+    (its blocks as the tap sent them)."""
+
+    response_url: str = ""
+    home: list[dict[str, Any]] | None = None
+
+    @staticmethod
+    def of(body: Mapping[str, Any]) -> Reply:
+        """From an interaction payload (a command's form fields, or a shortcut's or tap's JSON)."""
+        view = body.get("view")
+        home = view.get("blocks") if isinstance(view, dict) and view.get("type") == "home" else None
+        return Reply(str(body.get("response_url") or ""),
+                     list(home) if isinstance(home, list) else None)
+
+
+NO_REPLY = Reply()
+
+
 class SlackPort:
     """Implements bot.port.Port for Slack."""
 
@@ -456,6 +478,25 @@ class SlackPort:
         # Submissions being answered now, and the form each should show next (see open_form).
         self._in_ack: dict[str, Form | None] = {}
         self._acks_due: dict[str, int] = {}  # requests of each submission not acked yet
+        # trigger_id -> (where to answer, events using it): how an interaction being handled
+        # may be answered without a message in the DM (see answering, offer).
+        self._replies: dict[str, tuple[Reply, int]] = {}
+
+    @contextmanager
+    def answering(self, trigger: str | None, reply: Reply) -> Iterator[None]:
+        """While an interaction (slash command, shortcut, tap) is handled, `reply` (its
+        response_url, or the Home tab it came from) answers it if the form it asks for
+        cannot open (open_form)."""
+        if not trigger or not (reply.response_url or reply.home is not None):
+            yield
+            return
+        self._replies[trigger] = (reply, self._replies.get(trigger, (reply, 0))[1] + 1)
+        try:
+            yield
+        finally:
+            kept, users = self._replies.pop(trigger, (reply, 1))
+            if users > 1:
+                self._replies[trigger] = (kept, users - 1)
 
     async def _payload(self, team: str, message: Message) -> dict[str, Any]:
         # A PNG is never referenced from blocks (`slack_file`): an upload is private until it
@@ -626,8 +667,91 @@ class SlackPort:
              Choices(render.FORM_ACTION, (Choice("Open the form", token, "primary"),))),
             fallback=f"{form.title}: open the form",
         )
+        if event.trigger and not isinstance(event, FormSubmitEvent):
+            # A slash command, shortcut or tap whose trigger the core missed: the button goes
+            # in an ephemeral message, never in the DM, where Slack would keep by name and
+            # time that this person opened the form then (docs/invariants.md N20). Its tap
+            # brings a fresh trigger_id, which opens the modal (open_pending).
+            reply = self._replies.get(event.trigger, (NO_REPLY, 0))[0]
+            if not await self.offer(event.user, msg, reply):
+                log.info("slack form not offered: no ephemeral message could be shown",
+                         extra={"form": form.form_id})
+            return
+        # A typed word (a DM message carries no trigger): the word is in the DM already, and
+        # so is this answer (N20's residue).
         conv = event.conversation if event.conversation is not None else await self.open_dm(event.user)
         await self.send(conv, msg)
+
+    async def offer(self, user: UserRef, message: Message, reply: Reply) -> bool:
+        """Show `message` to `user` alone, somewhere Slack keeps no message by their name.
+
+        Through the interaction's `response_url` as an ephemeral message (`response_type:
+        ephemeral`, where the person used the command or the button; "up to 5 times within 30
+        minutes", https://docs.slack.dev/interactivity/implementing-slash-commands). A tap in
+        the Home tab carries no response_url: the message goes at the top of that Home tab
+        (views.publish; a Home tab is a view, not a message, so no conversation's history
+        holds it), where the person is looking. Else (a global shortcut, which carries none
+        either, or a refused response_url) by chat.postEphemeral in the person's DM with the
+        app. Slack keeps no ephemeral message: "By nature, ephemeral messages do not persist
+        across reloads, desktop and mobile apps, or sessions. Once the session is closed,
+        ephemeral messages will disappear and cannot be recovered"
+        (https://docs.slack.dev/reference/methods/chat.postEphemeral, Usage info), so
+        conversations.history and exports never return one. False when nothing could be
+        shown: then nothing is, as a message in the DM would leave the trace this avoids."""
+        payload = render.message_payload(message)
+        payload.pop("unfurl_links", None)
+        payload.pop("unfurl_media", None)
+        if reply.response_url and await self._respond(reply.response_url, payload):
+            return True
+        if reply.home is not None and await self._on_home(user, payload, reply.home):
+            return True
+        try:
+            conv = await self.open_dm(user)  # conversations.open posts nothing
+            client = await self.workspaces.client(user.workspace)
+            await call(client.chat_postEphemeral, channel=conv.conversation_id,
+                       user=user.user_id, **payload)
+        except PlatformError as e:
+            log.info("slack ephemeral message not shown", extra={"error": str(e)})
+            return False
+        return True
+
+    async def _on_home(self, user: UserRef, payload: dict[str, Any],
+                       home: list[dict[str, Any]]) -> bool:
+        """The Home tab the person is looking at (its blocks, as the tap sent them), with
+        `payload`'s blocks on top; it stays until the Home tab is next drawn (app_home_opened)."""
+        top = [{**b, "block_id": f"offer.{b.get('block_id', i)}"}
+               for i, b in enumerate(payload.get("blocks") or [])]
+        blocks = top + [b for b in home if not str(b.get("block_id", "")).startswith("offer.")]
+        try:
+            await self.publish_home(user.workspace, user.user_id,
+                                    {"type": "home", "blocks": blocks[:render.MAX_VIEW_BLOCKS]})
+        except PlatformError as e:
+            log.info("slack home tab not updated", extra={"error": str(e)})
+            return False
+        return True
+
+    async def _respond(self, response_url: str, payload: dict[str, Any]) -> bool:
+        """Post an ephemeral answer to an interaction's response_url (no token: the URL is
+        the credential; it came in a payload whose signature was checked)."""
+        body = {**payload, "response_type": "ephemeral", "replace_original": False}
+        session = self.workspaces.session
+        own = session is None
+        if session is None:
+            session = aiohttp.ClientSession()
+        try:
+            async with session.post(response_url, json=body,
+                                    timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                answer = (await resp.text())[:40]
+                if resp.status == 200:
+                    return True
+        except (aiohttp.ClientError, TimeoutError) as e:
+            answer = type(e).__name__
+        finally:
+            if own:
+                await session.close()
+        # expired_url (30 minutes), used_url (5 posts): the caller tries chat.postEphemeral.
+        log.info("slack interaction answer refused", extra={"error": answer})
+        return False
 
     async def update_view(self, team: str, external_id: str, form: Form) -> bool:
         """Show `form` in the open modal the app named `external_id` (views.update, no trigger

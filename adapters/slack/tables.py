@@ -41,7 +41,7 @@ class SlackOAuthState(Base):
 
 class SlackPendingForm(Base):
     """A form offered by an "Open the form" button (a DM carries no trigger to open a modal
-    with), kept here rather than in one process's memory: a second tap after cancelling, a
+    with; a missed trigger is offered ephemerally, adapters/slack/forms.py), kept here rather than in one process's memory: a second tap after cancelling, a
     restart or another replica opens it too. The modal is sealed with the server key (it may
     hold what the person typed); the row names nobody and goes when it expires."""
 

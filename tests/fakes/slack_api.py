@@ -67,6 +67,7 @@ TIERS: dict[str, int] = {
     "views.publish": TIER_4,
     "files.getUploadURLExternal": TIER_4,
     "files.completeUploadExternal": TIER_4,
+    "chat.postEphemeral": TIER_4,  # https://docs.slack.dev/reference/methods/chat.postEphemeral
 }
 # chat.postMessage is "Special": "1 message per second per channel, short bursts allowed" plus
 # a workspace cap of "several hundred messages per minute"
@@ -136,6 +137,7 @@ SCOPES: dict[str, Any] = {
     "chat.postMessage": "chat:write",
     "chat.update": "chat:write",
     "chat.delete": "chat:write",
+    "chat.postEphemeral": "chat:write",
     "conversations.open": "im:write",
     "conversations.info": _by_kind("channels:read", "groups:read", "im:read"),
     "conversations.members": _by_kind("channels:read", "groups:read", "im:read"),
@@ -150,6 +152,14 @@ SCOPES: dict[str, Any] = {
 # "trigger_id ... expires in three seconds" and is single-use
 # (https://docs.slack.dev/interactivity/handling-user-interaction#modal_responses).
 TRIGGER_TTL_S = 3.0
+# A response_url (slash commands, shortcuts with a conversation, buttons in messages) takes "up
+# to 5 times within 30 minutes" (https://docs.slack.dev/interactivity/implementing-slash-commands,
+# "Sending delayed responses"; the same rule for interactions: .../handling-user-interaction,
+# "Message responses"). What it answers past either is not on those pages: the fake answers
+# HTTP 404 with `used_url` or `expired_url` as the body, as python-slack-sdk's WebhookClient
+# reports it (status and body, no `ok`).
+RESPONSE_URL_POSTS = 5
+RESPONSE_URL_TTL_S = 30 * 60
 
 
 # Where a payload breaks a rule (a json-pointer) and why.
@@ -185,6 +195,32 @@ class Posted:
 
 
 @dataclass
+class Ephemeral:
+    """A message only `user` sees, in `channel` (chat.postEphemeral, or a response_url post with
+    `response_type: ephemeral`). Slack keeps none: "ephemeral messages do not persist across
+    reloads, desktop and mobile apps, or sessions. Once the session is closed, ephemeral
+    messages will disappear and cannot be recovered" (docs.slack.dev/reference/methods/
+    chat.postEphemeral, Usage info), so conversations.history, and an export, never hold one."""
+
+    channel: str
+    user: str
+    ts: str
+    text: str
+    blocks: list[dict[str, Any]]
+    via: str  # "chat.postEphemeral" or "response_url"
+
+
+@dataclass
+class ResponseUrl:
+    """A response_url handed out in one payload: where it posts, for whom, and how often."""
+
+    channel: str
+    user: str
+    expires: float
+    posts: int = 0
+
+
+@dataclass
 class OpenView:
     id: str
     hash: str
@@ -216,6 +252,7 @@ class User:
 #   (python-slack-sdk #1156, "chat_postMessage succeeds to deleted user"; Slack's answer there:
 #   the channel history still exists, check `deleted` in users.info).
 # - message_not_found, cant_update_message: chat.update; expired_trigger_id: views.open (3 s).
+# - user_not_in_channel, user_not_found: chat.postEphemeral.
 ERRORS_CITED = frozenset({
     "token_revoked", "account_inactive", "invalid_auth", "not_authed", "is_archived",
     "channel_not_found", "not_in_channel", "restricted_action", "msg_too_long",
@@ -287,6 +324,11 @@ class FakeSlack:
     # How long a new trigger_id lives (views.open: "expired_trigger_id" after 3 s); a test of a
     # core slower than that sets it to 0.
     trigger_ttl: float = TRIGGER_TTL_S
+    # What each person saw for a moment and Slack did not keep (see Ephemeral), in order.
+    ephemeral: list[Ephemeral] = field(default_factory=list)
+    # Posts to response_urls that carried no `response_type: ephemeral` (in the conversation,
+    # kept like any message: they also land in `messages`).
+    response_urls: dict[str, ResponseUrl] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
@@ -307,6 +349,7 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/upload/{file_id}", self._upload)
+        app.router.add_post("/respond/{key}", self._respond)
         app.router.add_get("/socket", self._socket)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -391,6 +434,22 @@ class FakeSlack:
         tid = f"{next(self._ids)}.{user_id}.{int(time.time())}"
         self._triggers[tid] = (user_id, time.monotonic() + self.trigger_ttl, source)
         return tid
+
+    def new_response_url(self, user_id: str, channel: str) -> str:
+        """A response_url as Slack puts in a slash command, a message shortcut or a tap on a
+        message's button: it posts into `channel`, for `user_id`, 5 times within 30 minutes."""
+        key = f"{next(self._ids)}x{user_id}"
+        self.response_urls[key] = ResponseUrl(channel, user_id, time.monotonic() + RESPONSE_URL_TTL_S)
+        return f"{self.url.removesuffix('/api/')}/respond/{key}"
+
+    def expire_response_urls(self) -> None:
+        """Thirty minutes have passed for every response_url handed out so far."""
+        for r in self.response_urls.values():
+            r.expires = time.monotonic() - 1
+
+    def ephemeral_for(self, user_id: str) -> list[Ephemeral]:
+        """What `user_id` was shown ephemerally, in order (while their session lasts)."""
+        return [e for e in self.ephemeral if e.user == user_id]
 
     def file_messages(self, channel: str) -> list[dict[str, Any]]:
         """Files shared into `channel` (a file message each), in order."""
@@ -512,6 +571,39 @@ class FakeSlack:
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method"}, status=404)
         return web.json_response(handler(args, request))
+
+    async def _respond(self, request: web.Request) -> web.Response:
+        """A post to a response_url: JSON (`text`, `blocks`, `response_type`, `replace_original`);
+        no token, the URL itself is the credential (.../handling-user-interaction, "Message
+        responses"). Ephemeral unless `response_type` is `in_channel` (slash commands:
+        "ephemeral ... is the default"; for a button the fake asks the same, and our adapter
+        always says `ephemeral`)."""
+        key = request.match_info["key"]
+        args = await request.json() if request.can_read_body else {}
+        self.calls.append(Call("response_url", dict(args), None))
+        found = self.response_urls.get(key)
+        if found is None:
+            return web.Response(status=404, text="no_such_url")
+        if found.expires < time.monotonic():
+            return web.Response(status=404, text="expired_url")
+        if found.posts >= RESPONSE_URL_POSTS:
+            return web.Response(status=404, text="used_url")
+        if not args.get("text") and not args.get("blocks"):
+            return web.Response(status=400, text="no_text")
+        blocks = args.get("blocks") or []
+        if self._message_error(blocks):
+            return web.Response(status=400, text="invalid_blocks")
+        if args.get("replace_original") or args.get("delete_original"):
+            # Editing the message a button was in: not modelled (the adapter never asks it).
+            return web.Response(status=400, text="fake_does_not_replace")
+        found.posts += 1
+        if args.get("response_type") == "in_channel":
+            posted = Posted(found.channel, self._ts_now(), str(args.get("text", "")), blocks)
+            self.messages.append(posted)
+        else:
+            self.ephemeral.append(Ephemeral(found.channel, found.user, self._ts_now(),
+                                            str(args.get("text", "")), blocks, "response_url"))
+        return web.Response(text="ok")
 
     async def _upload(self, request: web.Request) -> web.Response:
         fid = request.match_info["file_id"]
@@ -753,6 +845,29 @@ class FakeSlack:
         return {"ok": True, "channel": channel, "ts": posted.ts,
                 "message": {"type": "message", "user": BOT_USER, "bot_id": BOT_ID, "ts": posted.ts,
                             "text": posted.text, "blocks": blocks}}
+
+    def m_chat_postEphemeral(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        """Shown to `user` in `channel` only, and kept nowhere (see Ephemeral): the answer's
+        `message_ts` names no message that conversations.history returns."""
+        channel, user = str(args.get("channel", "")), str(args.get("user", ""))
+        refused = self._post_error(channel)
+        if refused:
+            return {"ok": False, "error": refused}
+        if user not in self.users:
+            return {"ok": False, "error": "user_not_found"}
+        if channel.startswith("D") and self.dms.get(user) != channel:
+            # "the user must be ... a member of the specified channel" (Usage info).
+            return {"ok": False, "error": "user_not_in_channel"}
+        if not args.get("text") and not args.get("blocks"):
+            return {"ok": False, "error": "no_text"}
+        blocks = args.get("blocks") or []
+        error = self._message_error(blocks)
+        if error:
+            return error
+        ts = self._ts_now()
+        self.ephemeral.append(Ephemeral(channel, user, ts, str(args.get("text", "")), blocks,
+                                        "chat.postEphemeral"))
+        return {"ok": True, "message_ts": ts}
 
     def m_conversations_history(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
         """Newest first, `limit` of them; metadata only with include_all_metadata, like Slack."""

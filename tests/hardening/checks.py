@@ -75,7 +75,7 @@ def error_log() -> Iterator[ErrorLog]:
 # -- Slack -------------------------------------------------------------------------------
 
 SENDING = ("chat.postMessage", "chat.update", "chat.postEphemeral", "views.open", "views.update",
-           "views.push", "views.publish")
+           "views.push", "views.publish", "response_url")
 
 
 def _slack_strings(obj: Any, parsed: bool = False) -> Iterator[str]:

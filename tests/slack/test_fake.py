@@ -5,11 +5,19 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from tests.fakes.slack_api import BOT_TOKEN, TIERS, TRIGGER_TTL_S, FakeSlack
+from tests.fakes.slack_api import (
+    BOT_TOKEN,
+    RESPONSE_URL_POSTS,
+    RESPONSE_URL_TTL_S,
+    TIERS,
+    TRIGGER_TTL_S,
+    FakeSlack,
+)
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 MODAL = {"type": "modal", "title": {"type": "plain_text", "text": "Form"}, "blocks": []}
@@ -37,6 +45,37 @@ async def test_a_trigger_opens_one_modal_within_three_seconds(fake: FakeSlack, c
     fake._triggers[late] = (user, time.monotonic() - 0.01, source)
     assert await refused(client.views_open(trigger_id=late, view=MODAL)) == "expired_trigger_id"
     assert TRIGGER_TTL_S == 3.0
+
+
+async def test_ephemeral_messages_are_not_in_the_history(fake: FakeSlack,
+                                                         client: AsyncWebClient) -> None:
+    """chat.postEphemeral: shown to one person, kept nowhere (conversations.history)."""
+    u = fake.add_user("a@northbridge.example")
+    dm = fake.dm_of(u.id)
+    assert (await client.chat_postEphemeral(channel=dm, user=u.id, text="only you"))["ok"]
+    assert [e.text for e in fake.ephemeral_for(u.id)] == ["only you"]
+    assert (await client.conversations_history(channel=dm))["messages"] == []
+    other = fake.add_user("b@northbridge.example")
+    assert await refused(client.chat_postEphemeral(channel=dm, user=other.id, text="x")) \
+        == "user_not_in_channel"
+
+
+async def test_a_response_url_takes_five_posts_within_thirty_minutes(fake: FakeSlack) -> None:
+    u = fake.add_user("a@northbridge.example")
+    dm = fake.dm_of(u.id)
+    url = fake.new_response_url(u.id, dm)
+    async with aiohttp.ClientSession() as http:
+        for n in range(RESPONSE_URL_POSTS + 1):
+            async with http.post(url, json={"text": f"n{n}", "response_type": "ephemeral"}) as r:
+                answers = (r.status, await r.text())
+        assert answers == (404, "used_url")
+        async with http.post(url := fake.new_response_url(u.id, dm), json={"text": "in"}) as r:
+            assert r.status == 200
+        fake.expire_response_urls()
+        async with http.post(url, json={"text": "late"}) as r:
+            assert (r.status, await r.text()) == (404, "expired_url")
+    assert [e.text for e in fake.ephemeral_for(u.id)] == ["n0", "n1", "n2", "n3", "n4", "in"]
+    assert fake.in_channel(dm) == [] and RESPONSE_URL_TTL_S == 1800
 
 
 async def test_a_submission_trigger_opens_nothing_the_person_sees(fake: FakeSlack, client: AsyncWebClient) -> None:

@@ -41,7 +41,16 @@ from bot.model import (
 )
 from bot.people.tables import Person
 from tests.conformance.drivers.base import labels_match
-from tests.fakes.slack_api import BOT_ID, BOT_TOKEN, BOT_USER, FakeSlack, OpenView, Posted, User
+from tests.fakes.slack_api import (
+    BOT_ID,
+    BOT_TOKEN,
+    BOT_USER,
+    Ephemeral,
+    FakeSlack,
+    OpenView,
+    Posted,
+    User,
+)
 
 SIGNING_SECRET = "conformance-signing-secret"
 APP_ID = "A0STAFFVOICE"
@@ -301,7 +310,7 @@ class SlackDriver:
 
     async def say(self, email: str, text: str) -> None:
         u = self.user(email)
-        before = len(self.fake.messages)
+        before = (len(self.fake.messages), len(self.fake.ephemeral))
         ts = self._ts()
         status = await self.post_event({
             "type": "message", "channel": self.fake.dm_of(u.id), "user": u.id,
@@ -320,13 +329,15 @@ class SlackDriver:
             "text": f"<@{BOT_USER}> {render.escape(text)}", "team": self.fake.team,
         })
 
-    async def _open_offered_form(self, email: str, since: int) -> None:
-        """A form offered by button in answer to this step: open it, as the person would."""
+    async def _open_offered_form(self, email: str, since: tuple[int, int]) -> None:
+        """A form offered by button in answer to this step, in the DM or in an ephemeral
+        message shown to this person: open it, as the person would."""
         u = self.user(email)
         dm = self.fake.dm_of(u.id)
-        for m in self.fake.messages[since:]:
-            if m.channel != dm or m.deleted:
-                continue
+        shown: list[Posted | Ephemeral] = [m for m in self.fake.messages[since[0]:]
+                                           if m.channel == dm and not m.deleted]
+        shown += [m for m in self.fake.ephemeral[since[1]:] if m.user == u.id]
+        for m in shown:
             for b in m.blocks:
                 for e in b.get("elements", []) if b.get("type") == "actions" else []:
                     if render.neutral_action_id(e.get("action_id", "")) == render.FORM_ACTION:
@@ -334,9 +345,12 @@ class SlackDriver:
                         return
 
     async def tap(self, email: str, label: str) -> None:
+        """Tap the newest button labelled `label` in the DM, or else in an ephemeral message
+        still shown to the person (their session goes on)."""
         u = self.user(email)
-        before = len(self.fake.messages)
-        for m in reversed(self.dm(email)):
+        before = (len(self.fake.messages), len(self.fake.ephemeral))
+        shown: list[Posted | Ephemeral] = [*self.fake.ephemeral_for(u.id), *self.dm(email)]
+        for m in reversed(shown):
             for b in m.blocks:
                 if b.get("type") != "actions":
                     continue
@@ -347,20 +361,24 @@ class SlackDriver:
                         return
         raise AssertionError(f"{email} has no choice labelled {label!r}")
 
-    async def _tap(self, u: User, m: Posted, block: dict[str, Any], element: dict[str, Any]) -> None:
+    async def _tap(self, u: User, m: Posted | Ephemeral, block: dict[str, Any],
+                   element: dict[str, Any]) -> None:
+        ephemeral = isinstance(m, Ephemeral)
         payload = {
             "type": "block_actions", "user": self._user_json(u), "api_app_id": APP_ID,
             "token": "legacy-verification-token",
             "container": {"type": "message", "message_ts": m.ts, "channel_id": m.channel,
-                          "is_ephemeral": False},
+                          "is_ephemeral": ephemeral},
             "trigger_id": self.fake.new_trigger(u.id),
             "team": {"id": self.fake.team, "domain": "northbridge"},
             "enterprise": self._enterprise(), "is_enterprise_install": False,
             "channel": {"id": m.channel, "name": "directmessage"},
-            "message": {"type": "message", "user": BOT_USER, "bot_id": BOT_ID, "ts": m.ts,
-                        "text": m.text, "blocks": m.blocks},
+            # A tap in an ephemeral message carries no `message`: Slack kept none to send.
+            **({} if ephemeral else {"message": {
+                "type": "message", "user": BOT_USER, "bot_id": BOT_ID, "ts": m.ts,
+                "text": m.text, "blocks": m.blocks}}),
             "state": {"values": {}},
-            "response_url": f"https://hooks.slack.com/actions/{self.fake.team}/1/x",
+            "response_url": self.fake.new_response_url(u.id, m.channel),
             "actions": [{
                 "action_id": element["action_id"], "block_id": block.get("block_id", ""),
                 "text": element["text"], "value": element.get("value", ""), "type": "button",
@@ -443,7 +461,7 @@ class SlackDriver:
             "channel_id": "C0GENERAL", "channel_name": "general", "user_id": u.id, "user_name": u.name,
             "command": command, "text": text, "api_app_id": APP_ID, "is_enterprise_install": "false",
             **({"enterprise_id": self.fake.enterprise} if self.fake.enterprise else {}),
-            "response_url": f"https://hooks.slack.com/commands/{self.fake.team}/1/x",
+            "response_url": self.fake.new_response_url(u.id, "C0GENERAL"),
             "trigger_id": self.fake.new_trigger(u.id),
         })
         return await self.post(body, "application/x-www-form-urlencoded")
@@ -456,7 +474,12 @@ class SlackDriver:
         return self.fake.homes.get(u.id)
 
     def seen(self, email: str) -> list[str]:
+        """What the DM keeps (Slack's history of it, exports included)."""
         return [self._plain(m) for m in self.dm(email)]
+
+    def shown_ephemerally(self, email: str) -> list[str]:
+        """What the person was shown for a moment and Slack kept nowhere."""
+        return [plain_of(m.blocks, m.text) for m in self.fake.ephemeral_for(self.user(email).id)]
 
     def _plain(self, m: Posted) -> str:
         if m.files:  # a file message: the person sees the file (an image shows inline)
