@@ -111,6 +111,7 @@ class SlackAdapter:
         self.tasks: set[asyncio.Task[None]] = set()
         self._working = asyncio.Semaphore(BACKGROUND_AT_ONCE)
         self.queued = 0  # pieces of work queued after their acks and not finished
+        self.working = 0  # of those, the pieces that have their slot (started)
         # Each person's latest queued piece: their next waits for it to end (SlackAdapter.queue).
         self._lanes: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._other_commands: set[str] = set()
@@ -229,8 +230,10 @@ class SlackAdapter:
                 out.append(f"programme.channels.{name}: {problem}")
         return out
 
-    async def close(self) -> None:
-        await self.drain()
+    async def close(self, within: float | None = None) -> None:
+        """Finish the background work (at most `within` seconds: serve's shutdown grace
+        left), then close the HTTP session."""
+        await self.drain(within)
         await self.workspaces.close()
 
     # -- background work --------------------------------------------------------------
@@ -247,10 +250,32 @@ class SlackAdapter:
             exc = task.exception()
             log.error("slack background work failed", extra={"error": type(exc).__name__})
 
-    async def drain(self) -> None:
-        """Wait until every piece of background work has finished (tests, shutdown)."""
+    async def drain(self, within: float | None = None) -> None:
+        """Wait until every piece of background work has finished (tests, shutdown), or
+        for `within` seconds at most: what is left then is cancelled, and counted in the log.
+
+        At shutdown, a piece stuck on Slack (a long Retry-After) or on a hung database kept
+        SIGTERM from finishing until the orchestrator's SIGKILL, which lost what the
+        flushers write last (docs/invariants.md N4, N21, N25), for everyone."""
+        loop = asyncio.get_running_loop()
+        by = None if within is None else loop.time() + within
         while self.tasks:
-            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+            left = None if by is None else by - loop.time()
+            if left is not None and left <= 0:
+                await self._drop_unfinished()
+                return
+            await asyncio.wait(list(self.tasks), timeout=left)
+
+    async def _drop_unfinished(self) -> None:
+        # Acked, so Slack will not send them again: the operator is told how many were lost.
+        log.warning("slack work acked but not finished at shutdown was dropped",
+                    extra={"not_started": self.queued - self.working,
+                           "in_progress": self.working,
+                           "other": len(self.tasks) - self.queued})
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _user(self, body: Mapping[str, Any]) -> UserRef:
         return await self.directory.user(events.team_of(body), events.user_of(body))
@@ -302,10 +327,14 @@ class SlackAdapter:
         # A burst (a round opening, a broadcast read) queues here, so the event loop keeps
         # answering Slack's acks, which are due within 3 s, between pieces of this work.
         async with self._working:
-            # Behind the requests that arrived meanwhile (their acks are due now, this is
-            # not), unless it has waited long enough already (background.MAX_WAIT_S).
-            await background.turn(since)
-            await work()
+            self.working += 1
+            try:
+                # Behind the requests that arrived meanwhile (their acks are due now, this
+                # is not), unless it has waited long enough already (background.MAX_WAIT_S).
+                await background.turn(since)
+                await work()
+            finally:
+                self.working -= 1
 
     async def _run(self, body: Mapping[str, Any],
                    build: Callable[[Mapping[str, Any], UserRef], Event]) -> None:
