@@ -190,10 +190,6 @@ async def _shutdown(health: Health, sites: list[web.BaseSite], runner: web.AppRu
     health.stopping = True
     for site in sites:
         await site.stop()  # stop accepting; requests in progress finish
-    try:  # the notices to authors of replies and "you said, we did" (bot/feedback/service.py)
-        await asyncio.wait_for(settle_notices(), timeout=_left(deadline))
-    except TimeoutError:
-        log.warning("reply notices still being sent at shutdown were dropped")
     await scheduler.stop()  # waits for a tick in progress
     worker_stop.set()
     if workers:
@@ -206,6 +202,13 @@ async def _shutdown(health: Health, sites: list[web.BaseSite], runner: web.AppRu
         await asyncio.gather(*pending, return_exceptions=True)
     # The adapters finish the events they had taken (on_cleanup), until the deadline.
     await runner.cleanup()
+    # The notices to authors of replies and "you said, we did" (bot/feedback/service.py),
+    # after the adapters: an event they finished just now (a change-team reply) starts one,
+    # and one still on its way when the process ends is never sent (the author never hears).
+    try:
+        await asyncio.wait_for(settle_notices(), timeout=_left(deadline))
+    except TimeoutError:
+        log.warning("reply notices still being sent at shutdown were dropped")
     # What those events held after the workers' last flush (links, routes, an enrolment,
     # notice rows, counts) is written now, or it would be lost with the process (N21).
     await flusher.flush_all(health.core)

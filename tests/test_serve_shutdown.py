@@ -1,0 +1,75 @@
+"""`serve`'s shutdown (staffvoice/serve/lifecycle.py, `_shutdown`) and what is started while
+it waits: a reply notice started by an event the adapters finish during their drain is sent,
+and its held writes land, before the process ends. Order and counts, no timing."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp import web
+
+from bot import flusher
+from bot.core import Core
+from bot.feedback import service as fb
+from bot.model import ConversationRef, Message, MessageRef
+from bot.scheduling.scheduler import Scheduler
+from staffvoice.serve import lifecycle
+from staffvoice.serve.health import Health
+from tests.conformance.drivers.fake import FakeDriver
+from tests.test_feedback_helpers import CHANGE, PRACTITIONER, give, ref_for, release
+
+NOTICE = "The change team answered your feedback."
+# How many turns of the event loop the platform takes to answer the author's DM: far more
+# than the shutdown takes from the adapters' drain to its last flush, none of it wall time.
+PLATFORM_TURNS = 200
+
+
+async def test_a_reply_finished_during_the_adapters_drain_reaches_its_author_before_the_last_flush(
+        loaded: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The change team's reply was taken by an adapter before SIGTERM and finishes while the
+    adapters drain (aiohttp's on_cleanup); its notice to the author goes in the background.
+
+    Before: the notices were settled before the drain, so this one was still on its way
+    when the last flush ran and the process ended: the author never heard of the reply."""
+    d = FakeDriver(loaded)
+    assert await give(d, PRACTITIONER, "Supervision keeps being cancelled in my team.",
+                      replies=True) is None
+    await release(loaded)
+    await d.say(CHANGE, "feedback list all")
+    ref = ref_for(d.seen(CHANGE)[-1], "Supervision keeps")
+    await d.say(CHANGE, f"feedback reply #{ref}")
+    assert d.form(CHANGE) is not None
+
+    author = d.conv(PRACTITIONER).conversation_id
+    send = d.port.send
+
+    async def slow_platform(conversation: ConversationRef, message: Message) -> MessageRef:
+        if conversation.conversation_id == author:
+            for _ in range(PLATFORM_TURNS):
+                await asyncio.sleep(0)
+        return await send(conversation, message)
+
+    d.port.send = slow_platform  # type: ignore[method-assign]
+    d.wait_for_notices = False  # the driver no longer waits for the notice itself
+
+    app = web.Application()
+
+    async def adapter_drains(_app: web.Application) -> None:
+        assert await d.submit(CHANGE, {"text": "Which days are worst?"}) is None
+        assert fb.NOTICES  # the notice is on its way
+
+    app.on_cleanup.append(adapter_drains)
+    runner = web.AppRunner(app)
+    await runner.setup()
+
+    at_last_flush: list[tuple[int, bool]] = []
+    flush_all = flusher.flush_all
+
+    async def last_flush(core: Core) -> None:
+        at_last_flush.append((len(fb.NOTICES), NOTICE in "\n".join(d.seen(PRACTITIONER))))
+        await flush_all(core)
+
+    monkeypatch.setattr(flusher, "flush_all", last_flush)
+    await lifecycle._shutdown(Health(loaded), [], runner, Scheduler(loaded), asyncio.Event(), [])
+    assert at_last_flush == [(0, True)]  # sent before the last flush, the process's end
