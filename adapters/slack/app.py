@@ -8,6 +8,7 @@ view_submission: its field errors must travel in the ack, so the core runs befor
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import re
@@ -54,6 +55,10 @@ QUEUE_MAX = 1000
 # The Home tab and a member's deactivation queue behind the events acked before them, as
 # messages do; before, each started at once and overtook them. False: as before (LOAD_HOOK).
 ALL_QUEUED = True
+
+# What a queued piece of work may leave to do once it has given up its place in the queue
+# (a Slack call that may wait out a 429: SlackAdapter._publish_home), or None.
+Then = Callable[[], Awaitable[None]] | None
 
 ANY = re.compile(r".+")
 # view_submission must be answered inside Slack's 3 s; past this the modal closes and the
@@ -296,13 +301,14 @@ class SlackAdapter:
             self._db_answered = max(self._db_answered, started)
         return result
 
-    def queue(self, work: Callable[[], Coroutine[Any, Any, None]],
+    def queue(self, work: Callable[[], Coroutine[Any, Any, Then]],
               person: tuple[str, str]) -> None:
         """Run `work()` after the ack, in the order queued: at most BACKGROUND_AT_ONCE at
         once, each step behind the requests that arrived (bot/background.py), and each
         only after the same person's (workspace, user id) earlier work has ended: with
         several at once, their second message or Home tab started while their first was
-        still being handled, and could be drawn without it."""
+        still being handled, and could be drawn without it. What `work()` returns to do
+        next (`Then`) runs after it gives up its place, still before the person's next."""
         self.queued += 1  # counted from the ack: a task not yet started is queued too
         task = self.spawn(self._queued(work, background.now(), self._lanes.get(person)))
         task.add_done_callback(self._dequeued)
@@ -320,21 +326,26 @@ class SlackAdapter:
         """QUEUE_MAX pieces of work wait: the endpoint defers what would queue more."""
         return self.queued >= QUEUE_MAX
 
-    async def _queued(self, work: Callable[[], Coroutine[Any, Any, None]], since: float,
+    async def _queued(self, work: Callable[[], Coroutine[Any, Any, Then]], since: float,
                       after: asyncio.Task[None] | None) -> None:
         if after is not None and not after.done():
             await asyncio.wait([after])  # the person's earlier work (its failure is its own)
         # A burst (a round opening, a broadcast read) queues here, so the event loop keeps
         # answering Slack's acks, which are due within 3 s, between pieces of this work.
-        async with self._working:
-            self.working += 1
+        await self._working.acquire()
+        self.working += 1
+        try:
             try:
                 # Behind the requests that arrived meanwhile (their acks are due now, this
                 # is not), unless it has waited long enough already (background.MAX_WAIT_S).
                 await background.turn(since)
-                await work()
+                then = await work()
             finally:
-                self.working -= 1
+                self._working.release()
+            if then is not None:
+                await then()
+        finally:
+            self.working -= 1
 
     async def _run(self, body: Mapping[str, Any],
                    build: Callable[[Mapping[str, Any], UserRef], Event]) -> None:
@@ -345,13 +356,19 @@ class SlackAdapter:
     def later(self, body: Mapping[str, Any], build: Callable[[Mapping[str, Any], UserRef], Event]) -> None:
         self.queue(lambda: self._run(body, build), (events.team_of(body), events.user_of(body)))
 
-    def _in_order(self, work: Callable[[], Coroutine[Any, Any, None]],
+    def _in_order(self, work: Callable[[], Coroutine[Any, Any, Then]],
                   person: tuple[str, str]) -> None:
         """Work that answers no message, queued with the messages (ALL_QUEUED)."""
         if ALL_QUEUED:
             self.queue(work, person)
         else:
-            self.spawn(work())
+            self.spawn(self._unqueued(work))
+
+    @staticmethod
+    async def _unqueued(work: Callable[[], Coroutine[Any, Any, Then]]) -> None:
+        then = await work()
+        if then is not None:
+            await then()
 
     # -- listeners (each acks at once) -----------------------------------------------
 
@@ -368,19 +385,24 @@ class SlackAdapter:
             self._in_order(lambda: self._publish_home(body),
                            (events.team_of(body), events.user_of(body)))
 
-    async def _publish_home(self, body: Mapping[str, Any]) -> None:
+    async def _publish_home(self, body: Mapping[str, Any]) -> Then:
+        """The Home tab's view, drawn in the queue; its views.publish, returned to be called
+        once the queue's place is given up: a 429 is waited out inline (up to
+        max_inline_wait_s per try), and eight Home tabs waiting so held up everyone's
+        messages (tests/slack/test_home_ratelimit.py)."""
         user = await self._user(body)
         event = events.home_event(body, user)
         result = await self.core.handle(event, self.port)
         if result.duplicate or result.error == "invalid":
-            return  # "invalid": ids no platform issues, never linked (nor held for a flush)
+            return None  # "invalid": ids no platform issues, never linked (nor held for a flush)
         if result.error == "not_enrolled":
             # Someone outside the programme: the home tab says so, with who to ask.
             view = render.notice_home_view(result.notice or "")
         else:
             ctx = await self.core.context_for(event, self.port)
             view = render.home_view(await self.core.home(ctx))
-        await self.port.publish_home(user.workspace, user.user_id, view.to_dict())
+        return functools.partial(self.port.publish_home, user.workspace, user.user_id,
+                                 view.to_dict())
 
     async def on_uninstalled(self, body: dict[str, Any]) -> None:
         team = events.team_of(body)
