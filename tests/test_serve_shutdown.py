@@ -1,22 +1,31 @@
-"""`serve`'s shutdown (staffvoice/serve/lifecycle.py, `_shutdown`) and what is started while
-it waits: a reply notice started by an event the adapters finish during their drain is sent,
-and its held writes land, before the process ends. Order and counts, no timing."""
+"""`serve`'s shutdown (staffvoice/serve/lifecycle.py, `_shutdown`) and what is still running
+while it waits: a reply notice started by an event the adapters finish during their drain is
+sent before the process ends, and a request still in progress (a Teams turn, sent and
+answered inside its request) is cut at STAFFVOICE_SHUTDOWN_GRACE. Order and counts; a grace
+of a second or two here is a test timeout, nothing is asserted about how long anything took."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
 from bot import flusher
+from bot.config import Settings
 from bot.core import Core
 from bot.feedback import service as fb
 from bot.model import ConversationRef, Message, MessageRef
+from bot.router import Router
 from bot.scheduling.scheduler import Scheduler
 from staffvoice.serve import lifecycle
 from staffvoice.serve.health import Health
 from tests.conformance.drivers.fake import FakeDriver
+from tests.conftest import TEST_SECRET
 from tests.test_feedback_helpers import CHANGE, PRACTITIONER, give, ref_for, release
 
 NOTICE = "The change team answered your feedback."
@@ -73,3 +82,53 @@ async def test_a_reply_finished_during_the_adapters_drain_reaches_its_author_bef
     monkeypatch.setattr(flusher, "flush_all", last_flush)
     await lifecycle._shutdown(Health(loaded), [], runner, Scheduler(loaded), asyncio.Event(), [])
     assert at_last_flush == [(0, True)]  # sent before the last flush, the process's end
+
+
+async def test_a_request_still_in_progress_at_the_grace_is_cut_and_the_shutdown_ends(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request whose handler never ends (a Teams turn whose connector send waits on a hung
+    Bot Connector, or on the database) is in progress when SIGTERM arrives.
+
+    Before: aiohttp waited for it 60 s (its own default), whatever the grace, so with a grace
+    of 20 s and Kubernetes' 30 s the replica was SIGKILLed before the last flush."""
+    said: list[str] = []
+    hung = asyncio.Event()  # never set
+    listening: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def turn(_request: web.Request) -> web.Response:
+        said.append("turn started")
+        os.kill(os.getpid(), signal.SIGTERM)  # the orchestrator stops the replica mid-turn
+        try:
+            await hung.wait()
+        except asyncio.CancelledError:
+            said.append("turn cut")
+            raise
+        return web.Response()
+
+    build_app = lifecycle.build_app
+
+    def with_turn(*args: Any) -> tuple[web.Application, list[str]]:
+        app, lines = build_app(*args)
+        app.router.add_post("/test/turn", turn)
+        return app, lines
+
+    def heard(line: str, **_: Any) -> None:
+        listening.set_result(line.rsplit(" ", 1)[1])
+
+    monkeypatch.setattr(lifecycle, "build_app", with_turn)
+    monkeypatch.setattr(lifecycle, "print", heard, raising=False)
+    monkeypatch.setattr(lifecycle, "DRAIN_S", 1.0)  # a short grace for the test
+    settings = Settings(database_url=db_url, secret_key=TEST_SECRET)
+    serving = asyncio.create_task(lifecycle.serve(settings, "127.0.0.1", 0, env={}, router=Router()))
+    base = await asyncio.wait_for(listening, 60)
+    async with aiohttp.ClientSession() as http:
+
+        async def post() -> None:
+            async with http.post(f"{base}/test/turn") as resp:
+                await resp.read()
+
+        posting = asyncio.create_task(post())
+        assert await asyncio.wait_for(serving, 30) == 0  # (the test's own limit; 60 s before)
+        with pytest.raises(aiohttp.ClientError):  # the connection closed unanswered
+            await posting
+    assert said == ["turn started", "turn cut"]

@@ -135,7 +135,9 @@ async def serve(settings: Settings, host: str, port: int, env: Mapping[str, str]
         log.exception("an adapter could not start; check its configuration")
         await db.dispose()
         return 2
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    # Requests in progress at SIGTERM (a Teams turn sends its answers inside its request) get
+    # the grace, not aiohttp's 60 s: past it they are cut, and the last flush still runs.
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=DRAIN_S)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
     try:
