@@ -132,3 +132,42 @@ async def test_a_request_still_in_progress_at_the_grace_is_cut_and_the_shutdown_
         with pytest.raises(aiohttp.ClientError):  # the connection closed unanswered
             await posting
     assert said == ["turn started", "turn cut"]
+
+
+async def test_a_scheduler_tick_stuck_at_sigterm_does_not_keep_the_last_flush_from_running(
+        loaded: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tick is in progress and never ends (a job waiting on a hung database or platform);
+    an account linked here is held for the flusher. SIGTERM.
+
+    Before: the shutdown waited for the tick without end (Scheduler.stop), so it never
+    reached the last flush and the held link was lost with the process at SIGKILL."""
+    from bot.people import held
+    from bot.scheduling import scheduler as scheduling
+
+    d = FakeDriver(loaded)
+    await d.say(PRACTITIONER, "status")  # a first contact: link and DM route held here
+    assert held.held(loaded)
+    hung = asyncio.Event()  # never set
+    running: list[str] = []
+
+    async def stuck(*_args: Any, **_kw: Any) -> list[Any]:
+        running.append("tick")
+        await hung.wait()
+        return []
+
+    monkeypatch.setattr(scheduling, "run_due", stuck)
+    scheduler = Scheduler(loaded)
+    ticking = asyncio.create_task(scheduler.tick())
+    while not running:  # the tick has begun (it holds the scheduler's lock)
+        await asyncio.sleep(0)
+    app = web.Application()
+    runner = web.AppRunner(app)
+    await runner.setup()
+    monkeypatch.setattr(lifecycle, "DRAIN_S", 1.0)  # a short grace for the test
+    try:
+        await asyncio.wait_for(  # (the test's own limit: without the bound, never)
+            lifecycle._shutdown(Health(loaded), [], runner, scheduler, asyncio.Event(), []), 30)
+        assert not held.held(loaded)  # written by the last flush
+    finally:
+        ticking.cancel()
+        await asyncio.gather(ticking, return_exceptions=True)
