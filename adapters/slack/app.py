@@ -8,6 +8,7 @@ view_submission: its field errors must travel in the ack, so the core runs befor
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import re
@@ -55,6 +56,10 @@ QUEUE_MAX = 1000
 # The Home tab and a member's deactivation queue behind the events acked before them, as
 # messages do; before, each started at once and overtook them. False: as before (LOAD_HOOK).
 ALL_QUEUED = True
+
+# What a queued piece of work may leave to do once it has given up its place in the queue
+# (a Slack call that may wait out a 429: SlackAdapter._publish_home), or None.
+Then = Callable[[], Awaitable[None]] | None
 
 ANY = re.compile(r".+")
 # view_submission must be answered inside Slack's 3 s; past this the modal closes and the
@@ -120,6 +125,7 @@ class SlackAdapter:
         self.tasks: set[asyncio.Task[None]] = set()
         self._working = asyncio.Semaphore(BACKGROUND_AT_ONCE)
         self.queued = 0  # pieces of work queued after their acks and not finished
+        self.working = 0  # of those, the pieces that have their slot (started)
         # Each person's latest queued piece: their next waits for it to end (SlackAdapter.queue).
         self._lanes: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._other_commands: set[str] = set()
@@ -238,8 +244,10 @@ class SlackAdapter:
                 out.append(f"programme.channels.{name}: {problem}")
         return out
 
-    async def close(self) -> None:
-        await self.drain()
+    async def close(self, within: float | None = None) -> None:
+        """Finish the background work (at most `within` seconds: serve's shutdown grace
+        left), then close the HTTP session."""
+        await self.drain(within)
         await self.workspaces.close()
 
     # -- background work --------------------------------------------------------------
@@ -256,10 +264,32 @@ class SlackAdapter:
             exc = task.exception()
             log.error("slack background work failed", extra={"error": type(exc).__name__})
 
-    async def drain(self) -> None:
-        """Wait until every piece of background work has finished (tests, shutdown)."""
+    async def drain(self, within: float | None = None) -> None:
+        """Wait until every piece of background work has finished (tests, shutdown), or
+        for `within` seconds at most: what is left then is cancelled, and counted in the log.
+
+        At shutdown, a piece stuck on Slack (a long Retry-After) or on a hung database kept
+        SIGTERM from finishing until the orchestrator's SIGKILL, which lost what the
+        flushers write last (docs/invariants.md N4, N21, N25), for everyone."""
+        loop = asyncio.get_running_loop()
+        by = None if within is None else loop.time() + within
         while self.tasks:
-            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+            left = None if by is None else by - loop.time()
+            if left is not None and left <= 0:
+                await self._drop_unfinished()
+                return
+            await asyncio.wait(list(self.tasks), timeout=left)
+
+    async def _drop_unfinished(self) -> None:
+        # Acked, so Slack will not send them again: the operator is told how many were lost.
+        log.warning("slack work acked but not finished at shutdown was dropped",
+                    extra={"not_started": self.queued - self.working,
+                           "in_progress": self.working,
+                           "other": len(self.tasks) - self.queued})
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _user(self, body: Mapping[str, Any]) -> UserRef:
         return await self.directory.user(events.team_of(body), events.user_of(body))
@@ -280,13 +310,14 @@ class SlackAdapter:
             self._db_answered = max(self._db_answered, started)
         return result
 
-    def queue(self, work: Callable[[], Coroutine[Any, Any, None]],
+    def queue(self, work: Callable[[], Coroutine[Any, Any, Then]],
               person: tuple[str, str]) -> None:
         """Run `work()` after the ack, in the order queued: at most BACKGROUND_AT_ONCE at
         once, each step behind the requests that arrived (bot/background.py), and each
         only after the same person's (workspace, user id) earlier work has ended: with
         several at once, their second message or Home tab started while their first was
-        still being handled, and could be drawn without it."""
+        still being handled, and could be drawn without it. What `work()` returns to do
+        next (`Then`) runs after it gives up its place, still before the person's next."""
         self.queued += 1  # counted from the ack: a task not yet started is queued too
         task = self.spawn(self._queued(work, background.now(), self._lanes.get(person)))
         task.add_done_callback(self._dequeued)
@@ -304,17 +335,26 @@ class SlackAdapter:
         """QUEUE_MAX pieces of work wait: the endpoint defers what would queue more."""
         return self.queued >= QUEUE_MAX
 
-    async def _queued(self, work: Callable[[], Coroutine[Any, Any, None]], since: float,
+    async def _queued(self, work: Callable[[], Coroutine[Any, Any, Then]], since: float,
                       after: asyncio.Task[None] | None) -> None:
         if after is not None and not after.done():
             await asyncio.wait([after])  # the person's earlier work (its failure is its own)
         # A burst (a round opening, a broadcast read) queues here, so the event loop keeps
         # answering Slack's acks, which are due within 3 s, between pieces of this work.
-        async with self._working:
-            # Behind the requests that arrived meanwhile (their acks are due now, this is
-            # not), unless it has waited long enough already (background.MAX_WAIT_S).
-            await background.turn(since)
-            await work()
+        await self._working.acquire()
+        self.working += 1
+        try:
+            try:
+                # Behind the requests that arrived meanwhile (their acks are due now, this
+                # is not), unless it has waited long enough already (background.MAX_WAIT_S).
+                await background.turn(since)
+                then = await work()
+            finally:
+                self._working.release()
+            if then is not None:
+                await then()
+        finally:
+            self.working -= 1
 
     async def _run(self, body: Mapping[str, Any],
                    build: Callable[[Mapping[str, Any], UserRef], Event]) -> None:
@@ -328,13 +368,19 @@ class SlackAdapter:
     def later(self, body: Mapping[str, Any], build: Callable[[Mapping[str, Any], UserRef], Event]) -> None:
         self.queue(lambda: self._run(body, build), (events.team_of(body), events.user_of(body)))
 
-    def _in_order(self, work: Callable[[], Coroutine[Any, Any, None]],
+    def _in_order(self, work: Callable[[], Coroutine[Any, Any, Then]],
                   person: tuple[str, str]) -> None:
         """Work that answers no message, queued with the messages (ALL_QUEUED)."""
         if ALL_QUEUED:
             self.queue(work, person)
         else:
-            self.spawn(work())
+            self.spawn(self._unqueued(work))
+
+    @staticmethod
+    async def _unqueued(work: Callable[[], Coroutine[Any, Any, Then]]) -> None:
+        then = await work()
+        if then is not None:
+            await then()
 
     # -- listeners (each acks at once) -----------------------------------------------
 
@@ -351,19 +397,24 @@ class SlackAdapter:
             self._in_order(lambda: self._publish_home(body),
                            (events.team_of(body), events.user_of(body)))
 
-    async def _publish_home(self, body: Mapping[str, Any]) -> None:
+    async def _publish_home(self, body: Mapping[str, Any]) -> Then:
+        """The Home tab's view, drawn in the queue; its views.publish, returned to be called
+        once the queue's place is given up: a 429 is waited out inline (up to
+        max_inline_wait_s per try), and eight Home tabs waiting so held up everyone's
+        messages (tests/slack/test_home_ratelimit.py)."""
         user = await self._user(body)
         event = events.home_event(body, user)
         result = await self.core.handle(event, self.port)
         if result.duplicate or result.error == "invalid":
-            return  # "invalid": ids no platform issues, never linked (nor held for a flush)
+            return None  # "invalid": ids no platform issues, never linked (nor held for a flush)
         if result.error == "not_enrolled":
             # Someone outside the programme: the home tab says so, with who to ask.
             view = render.notice_home_view(result.notice or "")
         else:
             ctx = await self.core.context_for(event, self.port)
             view = render.home_view(await self.core.home(ctx))
-        await self.port.publish_home(user.workspace, user.user_id, view.to_dict())
+        return functools.partial(self.port.publish_home, user.workspace, user.user_id,
+                                 view.to_dict())
 
     async def on_uninstalled(self, body: dict[str, Any]) -> None:
         team = events.team_of(body)

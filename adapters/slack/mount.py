@@ -18,6 +18,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 
+from adapters import stopping
 from adapters.slack import config
 from adapters.slack.app import SlackAdapter
 from adapters.slack.port import make_client
@@ -64,6 +65,7 @@ def mount(app: web.Application, core: Core, env: Mapping[str, str]) -> str | Non
         app.router.add_get(INSTALL_PATH, install_page(adapter))
         app.router.add_get(REDIRECT_PATH, oauth_redirect(adapter))
     socket: list[Any] = []
+    deadline = stopping.of(app)
 
     async def start(_app: web.Application) -> None:
         await adapter.start()
@@ -79,7 +81,7 @@ def mount(app: web.Application, core: Core, env: Mapping[str, str]) -> str | Non
     async def stop(_app: web.Application) -> None:
         for handler in socket:
             await handler.close_async()
-        await adapter.close()
+        await adapter.close(deadline.left())
 
     app.on_startup.append(start)
     app.on_cleanup.append(stop)

@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from adapters import stopping
 from bot import flusher
 from bot.config import Settings
 from bot.core import Core
@@ -39,7 +40,9 @@ from storage.db import STARTUP_LOCK, Database, DatabaseUnavailable
 
 log = logging.getLogger("staffvoice.server")
 
-# How long SIGTERM waits for workers to finish the sends they have started.
+# How long SIGTERM waits, in all, for work in progress: the workers' sends, the adapters' work
+# after their acks, reply notices. What the flushers hold is written after it, whatever is
+# left unfinished (the orchestrator's grace must exceed this: docs/deploy.md).
 DRAIN_S = float(os.environ.get("STAFFVOICE_SHUTDOWN_GRACE", "20"))
 GC_YOUNG = 50_000  # allocations between young collections (CPython's default: 700)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -132,7 +135,9 @@ async def serve(settings: Settings, host: str, port: int, env: Mapping[str, str]
         log.exception("an adapter could not start; check its configuration")
         await db.dispose()
         return 2
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    # Requests in progress at SIGTERM (a Teams turn sends its answers inside its request) get
+    # the grace, not aiohttp's 60 s: past it they are cut, and the last flush still runs.
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=DRAIN_S)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
     try:
@@ -179,29 +184,47 @@ async def _shutdown(health: Health, sites: list[web.BaseSite], runner: web.AppRu
                     scheduler: Scheduler, worker_stop: asyncio.Event,
                     workers: list[asyncio.Task[None]]) -> None:
     log.info("shutting down: no new requests, finishing in-flight work")
+    # One deadline for every wait below: each used to have DRAIN_S of its own, and Slack's
+    # work after its acks none at all (a stuck piece kept the process up until SIGKILL).
+    deadline = asyncio.get_running_loop().time() + DRAIN_S
+    if stopping.KEY in runner.app:  # the adapters' on_cleanup hooks bound their drains by it
+        runner.app[stopping.KEY].at = deadline
     health.stopping = True
     for site in sites:
         await site.stop()  # stop accepting; requests in progress finish
-    try:  # the notices to authors of replies and "you said, we did" (bot/feedback/service.py)
-        await asyncio.wait_for(settle_notices(), timeout=DRAIN_S)
+    try:  # waits for a tick in progress; shielded: it stops ticking even with no time left
+        await asyncio.wait_for(asyncio.shield(scheduler.stop()), _left(deadline))
     except TimeoutError:
-        log.warning("reply notices still being sent at shutdown were dropped")
-    await scheduler.stop()  # waits for a tick in progress
+        # Jobs derive what is due from their tables (docs/deploy.md): the next leader does
+        # what this tick left undone.
+        log.warning("a scheduler tick did not finish in time; stopping without it")
     worker_stop.set()
     if workers:
-        done, pending = await asyncio.wait(workers, timeout=DRAIN_S)
+        done, pending = await asyncio.wait(workers, timeout=_left(deadline))
         for task in pending:
             # Past the grace period: a send cut here stays 'sending' in the ledger and its lease
             # expires, so another replica retries it; nothing is lost or marked sent wrongly.
             log.warning("worker did not stop in time; cancelling", extra={"worker": task.get_name()})
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-    await runner.cleanup()  # the adapters finish the events they had taken (on_cleanup)
+    # The adapters finish the events they had taken (on_cleanup), until the deadline.
+    await runner.cleanup()
+    # The notices to authors of replies and "you said, we did" (bot/feedback/service.py),
+    # after the adapters: an event they finished just now (a change-team reply) starts one,
+    # and one still on its way when the process ends is never sent (the author never hears).
+    try:
+        await asyncio.wait_for(settle_notices(), timeout=_left(deadline))
+    except TimeoutError:
+        log.warning("reply notices still being sent at shutdown were dropped")
     # What those events held after the workers' last flush (links, routes, an enrolment,
     # notice rows, counts) is written now, or it would be lost with the process (N21).
     await flusher.flush_all(health.core)
     await health.core.db.dispose()
     log.info("stopped cleanly")
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - asyncio.get_running_loop().time())
 
 
 async def _start_core(core: Core, settings: Settings) -> set[str] | None:
