@@ -543,7 +543,11 @@ class Core:
             return HandleResult()
         except UserError as e:
             if isinstance(event, FormSubmitEvent) and event.conversation is None:
-                # A modal: show the problem in the form itself.
+                # A modal: show the problem in the form itself, and forget the submission so
+                # it can be sent again: a joined form's admission is rolled back first (left
+                # open, it would be committed by `settle`, and on SQLite `_forget` would wait
+                # on its write lock).
+                await ctx.abandon()
                 await self._forget(self.event_key(event.event_id))
                 return HandleResult(form_errors={"_": str(e)})
             await ctx.reply(text_message(str(e)))

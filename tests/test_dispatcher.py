@@ -533,3 +533,96 @@ async def test_a_feedback_form_and_its_admission_are_one_commit(loaded: Core) ->
     assert len(commits) == 1
     again = await loaded.handle(submission("form-1", "More time for network meetings."), d.port)
     assert again.duplicate and await stored() == (1, True)
+
+
+async def test_a_joined_feedback_form_holds_no_lock_while_the_platform_shows_a_form(
+    loaded: Core,
+) -> None:
+    """The feedback form joins its admission's transaction (issue 22): while the platform
+    shows "Before you send" and then the thanks, another writer does not wait on it, and a
+    safeguarding form is stored once, after its author confirmed."""
+    import asyncio
+
+    from sqlalchemy import func, select
+
+    from bot.feedback.tables import FeedbackItem
+    from bot.model import FormSubmitEvent
+    from bot.people.tables import Setting
+
+    d = FakeDriver(loaded)
+    await d.say(PRACTITIONER, "feedback")
+    shown: list[str] = []
+    real_open = d.port.open_form
+
+    async def open_form(event, form):  # type: ignore[no-untyped-def]
+        async def write() -> None:
+            async with loaded.db.session() as s:
+                s.add(Setting(key=f"written-while-{form.form_id}-{len(shown)}", value=1))
+        await asyncio.wait_for(write(), 5)
+        shown.append(form.title)
+        return await real_open(event, form)
+
+    d.port.open_form = open_form  # type: ignore[method-assign]
+    concern = "I saw a child being slapped by her mother in the waiting room."
+    values = {"text": concern, "theme": "", "replies": "false"}
+    form = d.port.forms[f"U-{PRACTITIONER}"]
+    first = await loaded.handle(FormSubmitEvent("sg-a", d.user(PRACTITIONER), None,
+                                                form_id=form.form_id, values=values,
+                                                metadata=form.metadata), d.port)
+    assert first.error is None and not first.form_errors
+    async with loaded.db.session() as s:
+        assert (await s.execute(select(func.count()).select_from(FeedbackItem))).scalar_one() == 0
+    confirm = d.port.forms[f"U-{PRACTITIONER}"]
+    assert confirm.submit_label == "Send anyway"
+    sent = await loaded.handle(FormSubmitEvent("sg-b", d.user(PRACTITIONER), None,
+                                               form_id=confirm.form_id, values=values,
+                                               metadata=confirm.metadata), d.port)
+    assert sent.error is None and not sent.form_errors
+    assert len(shown) == 2 and shown[-1] == "Feedback sent"
+    async with loaded.db.session() as s:
+        [item] = (await s.execute(select(FeedbackItem))).scalars().all()
+    assert item.urgent and item.concerns == ["child_risk"]
+
+
+async def test_a_joined_form_refused_before_its_first_block_leaves_no_key(loaded: Core) -> None:
+    """A form that joins its admission's transaction and is refused (a role it lacks, a
+    handler's UserError) before the handler's first database block: the refusal is shown in
+    the form, the admission is rolled back rather than committed, so the same submission can
+    be sent again once it is allowed."""
+    import asyncio
+
+    from bot.dispatch_tables import ProcessedEvent
+    from bot.errors import UserError
+    from bot.model import Form, FormSubmitEvent
+    from bot.roles import CHANGE_TEAM
+
+    d = FakeDriver(loaded)
+    await d.say(PRACTITIONER, "whoami")  # known sender
+    ran: list[str] = []
+
+    async def handler(ctx):  # type: ignore[no-untyped-def]
+        if ctx.event.values.get("ok") != "yes":
+            raise UserError("Not yet: nothing was sent.")
+        async with ctx.connection():
+            ran.append("stored")
+        await ctx.open_form(Form(form_id="test.done", title="Done", inputs=(), intro=(),
+                                 submit_label="", close_label="Close"))
+
+    loaded.router.form("test.joined", handler, joins=True)
+    loaded.router.form("test.leads", handler, roles={CHANGE_TEAM}, joins=True)
+
+    async def kept(event_id: str) -> bool:
+        async with loaded.db.session() as s:
+            return await s.get(ProcessedEvent, loaded.event_key(event_id)) is not None
+
+    for form_id, refused_values in (("test.joined", {"ok": "no"}), ("test.leads", {"ok": "yes"})):
+        ev = FormSubmitEvent(f"{form_id}-1", d.user(PRACTITIONER), None, form_id=form_id,
+                             values=refused_values, metadata="")
+        result = await asyncio.wait_for(loaded.handle(ev, d.port), 10)
+        assert result.form_errors and result.error is None, result
+        assert not await kept(f"{form_id}-1")
+    # Sent again, now allowed: not a duplicate.
+    ev = FormSubmitEvent("test.joined-1", d.user(PRACTITIONER), None, form_id="test.joined",
+                         values={"ok": "yes"}, metadata="")
+    result = await loaded.handle(ev, d.port)
+    assert not result.duplicate and ran == ["stored"] and await kept("test.joined-1")
