@@ -171,3 +171,49 @@ async def test_a_scheduler_tick_stuck_at_sigterm_does_not_keep_the_last_flush_fr
     finally:
         ticking.cancel()
         await asyncio.gather(ticking, return_exceptions=True)
+
+
+async def test_requests_in_progress_get_what_is_left_of_the_one_deadline_not_a_fresh_grace(
+        loaded: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scheduler tick stuck at SIGTERM uses the whole grace. Then aiohttp waits for the
+    requests in progress (a Teams turn on the same hung database) for its shutdown_timeout,
+    counted from then.
+
+    Before: that was DRAIN_S again (AppRunner(shutdown_timeout=DRAIN_S)), so the last flush
+    came up to twice the grace after SIGTERM (40 s with the default 20: past Kubernetes'
+    30 s SIGKILL); and with STAFFVOICE_SHUTDOWN_GRACE=0, aiohttp's 0 meant no limit."""
+    from bot.scheduling import scheduler as scheduling
+
+    hung = asyncio.Event()  # never set
+    running: list[str] = []
+
+    async def stuck(*_args: Any, **_kw: Any) -> list[Any]:
+        running.append("tick")
+        await hung.wait()
+        return []
+
+    monkeypatch.setattr(scheduling, "run_due", stuck)
+    monkeypatch.setattr(lifecycle, "DRAIN_S", 1.0)  # a short grace for the test
+    scheduler = Scheduler(loaded)
+    ticking = asyncio.create_task(scheduler.tick())
+    while not running:
+        await asyncio.sleep(0)
+    runner = web.AppRunner(web.Application(), shutdown_timeout=lifecycle.DRAIN_S)
+    await runner.setup()
+    assert runner.server is not None
+    waits: list[float | None] = []
+    shutdown = runner.server.shutdown
+
+    async def requests_waited(timeout: float | None = None) -> None:
+        waits.append(timeout)
+        await shutdown(timeout)
+
+    runner.server.shutdown = requests_waited  # type: ignore[method-assign]
+    try:
+        await asyncio.wait_for(
+            lifecycle._shutdown(Health(loaded), [], runner, scheduler, asyncio.Event(), []), 30)
+    finally:
+        ticking.cancel()
+        await asyncio.gather(ticking, return_exceptions=True)
+    assert len(waits) == 1 and waits[0] is not None
+    assert 0 < waits[0] < lifecycle.DRAIN_S / 2, waits  # what was left: nothing, or almost
