@@ -175,9 +175,18 @@ async def serve(settings: Settings, host: str, port: int, env: Mapping[str, str]
     print(f"staffvoice listening on {bound}", flush=True)
 
     await stop.wait()
+    # A second SIGTERM or Ctrl-C while stopping (a process manager that repeats it, a second
+    # Ctrl-C) must not end the process before its last flush: with the handlers removed, the
+    # default actions did (SIGTERM ended it at once, SIGINT raised KeyboardInterrupt inside the
+    # shutdown), losing what the flushers hold (N4, N21, N25). The shutdown is bounded by
+    # STAFFVOICE_SHUTDOWN_GRACE; SIGKILL is there for whoever cannot wait.
     for sig in STOP_SIGNALS:
-        loop.remove_signal_handler(sig)
-    await _shutdown(health, [site], runner, scheduler, worker_stop, workers)
+        loop.add_signal_handler(sig, _already_stopping)
+    try:
+        await _shutdown(health, [site], runner, scheduler, worker_stop, workers)
+    finally:
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
     untune_gc(threshold)
     return 0
 
@@ -228,6 +237,11 @@ async def _shutdown(health: Health, sites: list[web.BaseSite], runner: web.AppRu
     await flusher.flush_all(health.core)
     await health.core.db.dispose()
     log.info("stopped cleanly")
+
+
+def _already_stopping() -> None:
+    log.warning("already stopping: the last flush runs within STAFFVOICE_SHUTDOWN_GRACE "
+                "of the first signal (SIGKILL to end at once, losing it)")
 
 
 def _left(deadline: float) -> float:
