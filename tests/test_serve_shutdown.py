@@ -171,3 +171,109 @@ async def test_a_scheduler_tick_stuck_at_sigterm_does_not_keep_the_last_flush_fr
     finally:
         ticking.cancel()
         await asyncio.gather(ticking, return_exceptions=True)
+
+
+async def test_requests_in_progress_get_what_is_left_of_the_one_deadline_not_a_fresh_grace(
+        loaded: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scheduler tick stuck at SIGTERM uses the whole grace. Then aiohttp waits for the
+    requests in progress (a Teams turn on the same hung database) for its shutdown_timeout,
+    counted from then.
+
+    Before: that was DRAIN_S again (AppRunner(shutdown_timeout=DRAIN_S)), so the last flush
+    came up to twice the grace after SIGTERM (40 s with the default 20: past Kubernetes'
+    30 s SIGKILL); and with STAFFVOICE_SHUTDOWN_GRACE=0, aiohttp's 0 meant no limit."""
+    from bot.scheduling import scheduler as scheduling
+
+    hung = asyncio.Event()  # never set
+    running: list[str] = []
+
+    async def stuck(*_args: Any, **_kw: Any) -> list[Any]:
+        running.append("tick")
+        await hung.wait()
+        return []
+
+    monkeypatch.setattr(scheduling, "run_due", stuck)
+    monkeypatch.setattr(lifecycle, "DRAIN_S", 1.0)  # a short grace for the test
+    scheduler = Scheduler(loaded)
+    ticking = asyncio.create_task(scheduler.tick())
+    while not running:
+        await asyncio.sleep(0)
+    runner = web.AppRunner(web.Application(), shutdown_timeout=lifecycle.DRAIN_S)
+    await runner.setup()
+    assert runner.server is not None
+    waits: list[float | None] = []
+    shutdown = runner.server.shutdown
+
+    async def requests_waited(timeout: float | None = None) -> None:
+        waits.append(timeout)
+        await shutdown(timeout)
+
+    runner.server.shutdown = requests_waited  # type: ignore[method-assign]
+    try:
+        await asyncio.wait_for(
+            lifecycle._shutdown(Health(loaded), [], runner, scheduler, asyncio.Event(), []), 30)
+    finally:
+        ticking.cancel()
+        await asyncio.gather(ticking, return_exceptions=True)
+    assert len(waits) == 1 and waits[0] is not None
+    assert 0 < waits[0] < lifecycle.DRAIN_S / 2, waits  # what was left: nothing, or almost
+
+
+async def test_a_second_sigterm_or_ctrl_c_while_stopping_does_not_end_the_process_before_its_last_flush(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM mid-turn; while the shutdown runs (the turn being cut) a Ctrl-C and another
+    SIGTERM arrive, as from a process manager that repeats it or a second Ctrl-C.
+
+    Before: serve removed its handlers at the first signal, so the second SIGTERM ended the
+    process at once (here: the test run) and a Ctrl-C raised KeyboardInterrupt inside the
+    shutdown; either way the last flush never ran."""
+    said: list[str] = []
+    hung = asyncio.Event()  # never set
+    listening: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def turn(_request: web.Request) -> web.Response:
+        said.append("turn started")
+        os.kill(os.getpid(), signal.SIGTERM)
+        try:
+            await hung.wait()
+        except asyncio.CancelledError:
+            said.append("turn cut")
+            os.kill(os.getpid(), signal.SIGINT)  # while stopping
+            os.kill(os.getpid(), signal.SIGTERM)
+            raise
+        return web.Response()
+
+    build_app = lifecycle.build_app
+
+    def with_turn(*args: Any) -> tuple[web.Application, list[str]]:
+        app, lines = build_app(*args)
+        app.router.add_post("/test/turn", turn)
+        return app, lines
+
+    def heard(line: str, **_: Any) -> None:
+        listening.set_result(line.rsplit(" ", 1)[1])
+
+    flush_all = flusher.flush_all
+
+    async def last_flush(core: Core) -> None:
+        said.append("last flush")
+        await flush_all(core)
+
+    monkeypatch.setattr(lifecycle, "build_app", with_turn)
+    monkeypatch.setattr(lifecycle, "print", heard, raising=False)
+    monkeypatch.setattr(lifecycle, "DRAIN_S", 1.0)  # a short grace for the test
+    monkeypatch.setattr(flusher, "flush_all", last_flush)
+    settings = Settings(database_url=db_url, secret_key=TEST_SECRET)
+    serving = asyncio.create_task(lifecycle.serve(settings, "127.0.0.1", 0, env={}, router=Router()))
+    base = await asyncio.wait_for(listening, 60)
+    async with aiohttp.ClientSession() as http:
+
+        async def post() -> None:
+            async with http.post(f"{base}/test/turn") as resp:
+                await resp.read()
+
+        posting = asyncio.create_task(post())
+        assert await asyncio.wait_for(serving, 30) == 0
+        with pytest.raises(aiohttp.ClientError):
+            await posting
+    assert said == ["turn started", "turn cut", "last flush"]

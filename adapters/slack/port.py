@@ -27,6 +27,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncServerErrorRetryHandler,
 )
 from slack_sdk.web.async_client import AsyncWebClient
+from yarl import URL
 
 from adapters.slack import render
 from adapters.slack.config import SlackConfig
@@ -462,6 +463,26 @@ class Reply:
 
 NO_REPLY = Reply()
 
+# Where Slack's response_urls point: https://hooks.slack.com/commands/... and /actions/...
+# (https://docs.slack.dev/interactivity/handling-user-interaction), and the hooks host beside a
+# SLACK_API_URL of another Slack domain (GovSlack). The payload's signature was checked, but a
+# leaked signing secret, or a bug that let a body through unchecked, must not make the server
+# post wherever a payload says (an internal address, a cloud metadata service).
+SLACK_HOOKS_HOST = "hooks.slack.com"
+
+
+def response_url_allowed(url: URL, api_url: str) -> bool:
+    """Whether `url` (parsed as aiohttp will request it) is Slack's: https on the hooks host
+    of slack.com or of SLACK_API_URL's domain, or the very origin of SLACK_API_URL (a proxy,
+    the tests' fake)."""
+    api = URL(api_url)
+    if not url.is_absolute() or url.user is not None or url.password is not None:
+        return False
+    if (url.scheme == "https" and url.port == 443
+            and url.host in (SLACK_HOOKS_HOST, f"hooks.{api.host}")):
+        return True
+    return (url.scheme, url.host, url.port) == (api.scheme, api.host, api.port)
+
 
 class SlackPort:
     """Implements bot.port.Port for Slack."""
@@ -734,12 +755,23 @@ class SlackPort:
         """Post an ephemeral answer to an interaction's response_url (no token: the URL is
         the credential; it came in a payload whose signature was checked)."""
         body = {**payload, "response_type": "ephemeral", "replace_original": False}
+        try:
+            url = URL(response_url)
+        except ValueError:
+            url = URL()
+        if not response_url_allowed(url, self.workspaces.cfg.api_url):
+            # The URL is a credential: its host alone is logged.
+            log.warning("slack response_url refused: not a Slack address",
+                        extra={"host": str(url.host or "")[:80]})
+            return False
         session = self.workspaces.session
         own = session is None
         if session is None:
             session = aiohttp.ClientSession()
         try:
-            async with session.post(response_url, json=body,
+            # Not followed elsewhere by a redirect either; no token goes with it (the
+            # session has no default headers; slack_sdk adds the bot token per Web API call).
+            async with session.post(url, json=body, allow_redirects=False,
                                     timeout=aiohttp.ClientTimeout(total=10)) as resp:
                 answer = (await resp.text())[:40]
                 if resp.status == 200:

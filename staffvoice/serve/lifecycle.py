@@ -44,6 +44,8 @@ log = logging.getLogger("staffvoice.server")
 # after their acks, reply notices. What the flushers hold is written after it, whatever is
 # left unfinished (the orchestrator's grace must exceed this: docs/deploy.md).
 DRAIN_S = float(os.environ.get("STAFFVOICE_SHUTDOWN_GRACE", "20"))
+# What a request still in progress when the deadline has passed gets to end once cut.
+LAST_CUT_S = 0.05
 GC_YOUNG = 50_000  # allocations between young collections (CPython's default: 700)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -173,9 +175,18 @@ async def serve(settings: Settings, host: str, port: int, env: Mapping[str, str]
     print(f"staffvoice listening on {bound}", flush=True)
 
     await stop.wait()
+    # A second SIGTERM or Ctrl-C while stopping (a process manager that repeats it, a second
+    # Ctrl-C) must not end the process before its last flush: with the handlers removed, the
+    # default actions did (SIGTERM ended it at once, SIGINT raised KeyboardInterrupt inside the
+    # shutdown), losing what the flushers hold (N4, N21, N25). The shutdown is bounded by
+    # STAFFVOICE_SHUTDOWN_GRACE; SIGKILL is there for whoever cannot wait.
     for sig in STOP_SIGNALS:
-        loop.remove_signal_handler(sig)
-    await _shutdown(health, [site], runner, scheduler, worker_stop, workers)
+        loop.add_signal_handler(sig, _already_stopping)
+    try:
+        await _shutdown(health, [site], runner, scheduler, worker_stop, workers)
+    finally:
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
     untune_gc(threshold)
     return 0
 
@@ -207,6 +218,11 @@ async def _shutdown(health: Health, sites: list[web.BaseSite], runner: web.AppRu
             log.warning("worker did not stop in time; cancelling", extra={"worker": task.get_name()})
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+    # Requests in progress get what is left of the deadline, not a fresh DRAIN_S: aiohttp
+    # counts its shutdown_timeout from here, after the tick and the workers may have used all
+    # of it (up to twice the grace before the last flush, past a 30 s SIGKILL with the default
+    # 20). Never 0, which aiohttp reads as no limit at all (helpers.ceil_timeout).
+    runner._shutdown_timeout = max(_left(deadline), LAST_CUT_S)
     # The adapters finish the events they had taken (on_cleanup), until the deadline.
     await runner.cleanup()
     # The notices to authors of replies and "you said, we did" (bot/feedback/service.py),
@@ -221,6 +237,11 @@ async def _shutdown(health: Health, sites: list[web.BaseSite], runner: web.AppRu
     await flusher.flush_all(health.core)
     await health.core.db.dispose()
     log.info("stopped cleanly")
+
+
+def _already_stopping() -> None:
+    log.warning("already stopping: the last flush runs within STAFFVOICE_SHUTDOWN_GRACE "
+                "of the first signal (SIGKILL to end at once, losing it)")
 
 
 def _left(deadline: float) -> float:

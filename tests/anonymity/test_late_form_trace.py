@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from aiohttp import web
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import update
 
@@ -93,8 +94,9 @@ async def test_a_slash_command_the_core_was_too_slow_for_leaves_nothing_in_the_d
     assert [m for m in d.fake.messages if m.channel in theirs] == []
     assert not [c for c in d.fake.called("chat.postMessage") if c.args["channel"] in theirs]
     # The offer went through the command's response_url, ephemerally, and nothing else.
-    offers = [c.args for c in d.fake.calls if c.method == "response_url"]
-    assert [o.get("response_type") for o in offers] == ["ephemeral"], offers
+    offers = [c for c in d.fake.calls if c.method == "response_url"]
+    assert [o.args.get("response_type") for o in offers] == ["ephemeral"], offers
+    assert [o.token for o in offers] == [None]  # the URL is the credential: no bot token
 
 
 async def test_a_shortcut_the_core_was_too_slow_for_leaves_nothing_in_the_dm(
@@ -200,4 +202,46 @@ async def test_an_expired_offer_says_so_ephemerally(slack: SlackDriver) -> None:
     await d.adapter.drain()
     assert d.form(PRACTITIONER) is None
     assert any("expired" in t for t in d.shown_ephemerally(PRACTITIONER))
+    assert d.seen(PRACTITIONER) == [] == await history(d, PRACTITIONER)
+
+
+async def test_a_response_url_that_is_not_slacks_is_never_contacted(slack: SlackDriver) -> None:
+    """A (signature-checked) slash command whose response_url names another host: an internal
+    address, a cloud metadata service, anyone's server. A leaked signing secret must not make
+    staffvoice post there (with the offer's token, or anything else): the offer goes by
+    chat.postEphemeral instead, and still opens the form."""
+    d = slack
+    assert d.adapter is not None
+    hits: list[str] = []
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", elsewhere)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    original = d.fake.new_response_url
+    try:
+        for url in (f"http://127.0.0.1:{port}/respond/x",  # same host as the fake, not its port
+                    f"http://hooks.slack.com@127.0.0.1:{port}/commands/x",
+                    f"http://localhost:{port}/commands/x"):
+            d.fake.new_response_url = lambda _u, _c, url=url: url  # type: ignore[method-assign]
+            d.fake.trigger_ttl = 0.0
+            assert (await d.command(PRACTITIONER, "feedback"))[0] == 200
+            await d.adapter.drain()
+    finally:
+        d.fake.new_response_url = original  # type: ignore[method-assign]
+        await runner.cleanup()
+    assert hits == []
+    assert [c.method for c in d.fake.calls if c.method in ("response_url", "chat.postEphemeral")] \
+        == ["chat.postEphemeral"] * 3
+    assert sum("Open the form" in t for t in d.shown_ephemerally(PRACTITIONER)) == 3
+    d.fake.trigger_ttl = 3.0
+    await d.tap(PRACTITIONER, "Open the form")
+    assert d.form(PRACTITIONER) is not None
     assert d.seen(PRACTITIONER) == [] == await history(d, PRACTITIONER)

@@ -580,7 +580,10 @@ class FakeSlack:
         always says `ephemeral`)."""
         key = request.match_info["key"]
         args = await request.json() if request.can_read_body else {}
-        self.calls.append(Call("response_url", dict(args), None))
+        # `token`: whatever Authorization header came with it (Slack needs none: a bot token
+        # sent here would be a secret given to whoever the URL names).
+        auth = request.headers.get("Authorization")
+        self.calls.append(Call("response_url", dict(args), auth))
         found = self.response_urls.get(key)
         if found is None:
             return web.Response(status=404, text="no_such_url")
