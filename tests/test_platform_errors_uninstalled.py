@@ -124,6 +124,7 @@ async def test_an_early_win_offer_refused_part_way_reaches_each_change_team_memb
 
 async def test_a_you_said_we_did_sent_by_dm_while_uninstalled_is_stored_and_says_so(
     loaded: Core, slack: tuple[FakeSlack, SlackPort], caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Longer than a broadcast may be (3,000 characters), so it falls back to a DM per member
     of staff, as on any failure of the broadcast feature (chat and the dashboard refuse such a
@@ -145,6 +146,10 @@ async def test_a_you_said_we_did_sent_by_dm_while_uninstalled_is_stored_and_says
         item = (await s.execute(select(FeedbackItem))).scalar_one()
         item.released = True  # the day's release (N22)
     fake.revoke("token_revoked")
+    told: list[str] = []  # whose notice was started (it may end at once: the app is refused)
+    tell = fb._tell_later
+    monkeypatch.setattr(fb, "_tell_later", lambda core, person_id, message: (
+        told.append(person_id), tell(core, person_id, message)))
     with caplog.at_level(logging.WARNING):
         done = await fb.publish(loaded, publisher, theme_id=theme, title="Shorter forms",
                                 text="We cut the referral form down. " * 100)
@@ -153,7 +158,9 @@ async def test_a_you_said_we_did_sent_by_dm_while_uninstalled_is_stored_and_says
     assert "refuses staffvoice until it is reinstalled" in done.staff
     async with loaded.db.session() as s:
         assert (await s.get(FeedbackItem, item.id)).response_id == done.response_id  # type: ignore[union-attr]
-    assert len(fb.NOTICES) == 1, "the author who allowed replies is still being told"
+    # The author who allowed replies is told (tried: the refused app ends the notice at once,
+    # so whether it was still running here depended on the database's speed: CI2, PostgreSQL).
+    assert told == [author], "the author who allowed replies is not being told"
     for task in list(fb.NOTICES):  # it waits for the platform; not this story's
         task.cancel()
     await fb.settle_notices()
