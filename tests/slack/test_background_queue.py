@@ -103,6 +103,21 @@ async def test_before_the_home_tab_and_a_deactivation_overtook_queued_messages(
                      f"message from {ids[1]}"]
 
 
+def _messages_wait(loaded: Core) -> asyncio.Event:
+    """The core is slow: each message's work waits (keeping its place in the queue) until the
+    event returned is set; anything else is handled at once. `del loaded.handle` undoes it."""
+    busy = asyncio.Event()
+    handle = loaded.handle
+
+    async def slow(event: Event, port: Port) -> Any:
+        if isinstance(event, MessageEvent):
+            await busy.wait()
+        return await handle(event, port)
+
+    loaded.handle = slow  # type: ignore[method-assign]
+    return busy
+
+
 async def _post(driver: SlackDriver, raw: bytes, retry: int = 0) -> tuple[int, dict[str, str]]:
     """Post the body of `raw` (from _raw) as Slack does, signed afresh; no drain after."""
     assert driver.http is not None
@@ -194,15 +209,7 @@ async def test_taps_and_commands_past_the_queue_bound_are_taken_slack_never_send
         await driver.command(PEOPLE[2], "status")
     tap, command = (_raw(driver, body, "application/x-www-form-urlencoded") for body in posted)
 
-    busy = asyncio.Event()
-    handle = loaded.handle
-
-    async def slow(event: Event, port: Port) -> Any:
-        if isinstance(event, MessageEvent):
-            await busy.wait()
-        return await handle(event, port)
-
-    loaded.handle = slow  # type: ignore[method-assign]
+    busy = _messages_wait(loaded)
     seen_before = len(driver.seen(PEOPLE[2]))
     try:
         assert (await _post(driver, _message(driver, PEOPLE[1], 20)))[0] == 200
@@ -281,15 +288,7 @@ async def test_an_uninstall_past_the_queue_bound_is_taken_it_queues_nothing(
     adapter = driver.adapter
     assert adapter is not None
     team = driver.fake.team
-    busy = asyncio.Event()
-    handle = loaded.handle
-
-    async def slow(event: Event, port: Port) -> Any:
-        if isinstance(event, MessageEvent):
-            await busy.wait()
-        return await handle(event, port)
-
-    loaded.handle = slow  # type: ignore[method-assign]
+    busy = _messages_wait(loaded)
     try:
         assert (await _post(driver, _message(driver, PEOPLE[1], 30)))[0] == 200
         assert adapter.backlog_full()
