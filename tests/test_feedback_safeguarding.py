@@ -142,6 +142,17 @@ def test_a_bad_pattern_or_limit_is_reported_with_its_line() -> None:
     assert "line " in problems
 
 
+@pytest.mark.parametrize("pattern", ['""', '"(?:home)?"', '"x*"', '"a|"'])
+def test_a_pattern_that_matches_empty_text_is_refused(pattern: str) -> None:
+    """A pattern matching empty text would mark every piece of feedback urgent (and alert the
+    leads each time, drowning a real disclosure): refused when the programme is loaded."""
+    text = EXAMPLE.read_text().replace('- "\\\\bno food in the (?:house|home)\\\\b"', f"- {pattern}")
+    assert text != EXAMPLE.read_text()
+    with pytest.raises(ProgrammeError) as e:
+        loader.validate(text, build_router())
+    assert "safeguarding.patterns.child_risk[0]: matches empty text" in "\n".join(e.value.problems)
+
+
 # The matcher folds the text once and runs the default patterns as one alternation without
 # re.IGNORECASE (issue 22). These tests prove it flags exactly what the patterns searched one
 # by one, case-insensitively, on the normalised text flag (the matcher before the change, kept

@@ -45,9 +45,15 @@ class SafeguardingSection:
                     continue
                 for i, pat in enumerate(items):
                     try:
-                        re.compile(str(pat))
+                        compiled = re.compile(str(pat))
                     except re.error as e:
                         doc.problem(cp + (i,), f"not a valid pattern ({e})")
+                        continue
+                    if compiled.search("") is not None:
+                        # "" or "x*" matches every text: every piece of feedback would be
+                        # marked urgent and alert the leads, and a real alert drowned.
+                        doc.problem(cp + (i,), "matches empty text, so every piece of feedback "
+                                    "would be marked urgent: give words it must find")
         fb = doc.get(m, p, "feedback", dict)
         if fb is not None:
             fp = p + ("feedback",)
