@@ -116,15 +116,9 @@ async def feedback_cmd(ctx: Ctx, args: str) -> None:
     if args.strip() and not slash:
         await ctx.say(typed)
     # Adapters that cannot open a form from a typed message offer a button that does.
-    form = await feedback_form(ctx)
-    first: tuple[Text | Context, ...] = ()
-    if ctx.notice is not None:  # a first slash command: the privacy notice, in the form (N20)
-        first = tuple(b for b in ctx.notice.blocks if isinstance(b, Text | Context))
-    if args.strip() and slash:
-        first = (Text(typed), *first)
-    if first:
-        form = replace(form, intro=(*first, *form.intro))
-    await ctx.open_form(form)
+    # A first slash command: the privacy notice, in the form (N20).
+    first = (Text(typed),) if args.strip() and slash else ()
+    await ctx.open_form(_headed(await feedback_form(ctx), *first, notice=ctx.notice))
 
 
 async def open_action(ctx: Ctx) -> None:
@@ -133,10 +127,14 @@ async def open_action(ctx: Ctx) -> None:
     from bot.privacy.feature import due_notice
 
     form = await feedback_form(ctx)
-    if (due := await due_notice(ctx)) is not None:
-        form = replace(form, intro=(*(b for b in due.blocks if isinstance(b, Text | Context)),
-                                    *form.intro))
-    await ctx.open_form(form)
+    await ctx.open_form(_headed(form, notice=await due_notice(ctx)))
+
+
+def _headed(form: Form, *first: Text | Context, notice: Message | None = None) -> Form:
+    """`form` with `first`, then the privacy `notice`'s words, above its own intro."""
+    if notice is not None:
+        first = (*first, *(b for b in notice.blocks if isinstance(b, Text | Context)))
+    return replace(form, intro=(*first, *form.intro)) if first else form
 
 
 # The daily limit is checked when the form is sent, and said in the form (`_check_limit`,
