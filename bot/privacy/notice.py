@@ -53,8 +53,9 @@ def how_long(r: Retention) -> str:
     return (
         f"How long we keep things: your details until {r.leavers_erase_days} days after you "
         f"leave, when they are erased; feedback that has been dealt with, {r.feedback_months} "
-        f"months after its last message; the way to reply to your anonymous feedback, at most "
-        f"{r.reply_routes_days} days; pulse comments, {r.pulse_comments_months} months after "
+        f"months after its last message; the way to reply to your anonymous feedback, "
+        f"{r.reply_routes_days} days after the day it is dated (feedback sent after the day's "
+        f"last release is dated the next day, with the feedback it is read with); pulse comments, {r.pulse_comments_months} months after "
         f"the round closed (the counts per group are kept for trends); named answers to "
         f"attributed surveys, {r.attributed_answers_months} months. Who viewed results and "
         f"feedback is recorded in an audit trail that leaders and the change team can read."
