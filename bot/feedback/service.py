@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -40,7 +40,7 @@ from bot.programme.core_sections import get_setting, get_setting_as, programme_z
 from bot.roles import SAFEGUARDING_LEAD
 from bot.secrets import keyed_hash
 from storage.base import new_id
-from storage.db import connection_of
+from storage.db import connection_of, upsert
 from storage.prepared import Prepared
 
 if TYPE_CHECKING:
@@ -325,6 +325,8 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
     now = core.clock.now()
     A = FeedbackAlert
     async with lock:
+        if item_id is None:  # the tick: leads named since an urgent item was stored (N51)
+            await _alert_new_leads(core)
         async with core.db.session() as s:
             free = (A.status == "pending") & (A.lease_until.is_(None) | (A.lease_until < now))
             claim = update(A).where(free).values(lease_until=now + ALERT_LEASE)
@@ -430,6 +432,47 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
         if cfg.alert_channel and missed and await _alert_channel_fallback(core, cfg):
             told.update(missed)
     return sent
+
+
+# The safeguarding leads this process last found (`_alert_new_leads`): a change (a lead named,
+# a role taken away, a programme reloaded) and a process's first tick look for what no current
+# lead was told of.
+_leads_seen: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
+
+
+async def _alert_new_leads(core: Core) -> int:
+    """Alert every current lead of each urgent item that no current lead was alerted of and
+    no lead has taken on; how many alerts were written (docs/invariants.md N51).
+
+    The ledger is written when an item (or an author's urgent answer) is stored, for the leads
+    of that moment. A disclosure sent while no lead was set up, or whose leads all lost the
+    role before any was alerted (their alerts are withdrawn then), reached no current lead:
+    it waited in a queue the leads named later had no reason to open. What a current lead
+    was alerted of, or any lead took on, is not sent to a lead named later (their queue holds
+    it), so a grant re-announces nothing the leads have. Looked for at a process's first tick
+    and whenever the leads change, not at every tick: the items are read whole."""
+    async with core.db.session() as s:
+        current = frozenset(await lead_ids(s))
+        if not current or _leads_seen.get(core) == current:
+            _leads_seen[core] = current
+            return 0
+        It, A = FeedbackItem, FeedbackAlert
+        told = exists().where(A.item_id == It.id, or_(A.status == ACKNOWLEDGED,
+                                                      A.person_id.in_(sorted(current))))
+        ids = list((await s.execute(select(It.id).where(
+            or_(It.urgent.is_(True), It.lead_concerns.is_not(None)), ~told))).scalars())
+        if ids:
+            conn = await s.connection()
+            # Another replica may write the same rows meanwhile: the second write is a no-op.
+            await conn.execute(
+                upsert(conn.dialect.name, A).on_conflict_do_nothing(
+                    index_elements=["item_id", "person_id"]),
+                [{"item_id": i, "person_id": lead, "status": "pending", "attempts": 0,
+                  "lease_until": None} for i in ids for lead in sorted(current)])
+            log.warning("safeguarding alerts written for leads named since an urgent item "
+                        "reached no current lead", extra={"count": len(ids)})
+    _leads_seen[core] = current
+    return len(ids)
 
 
 # Alerts (key, lead) whose last send failed with its outcome unknown: asked for before the
