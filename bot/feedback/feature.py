@@ -121,6 +121,39 @@ async def feedback_cmd(ctx: Ctx, args: str) -> None:
     await ctx.open_form(_headed(await feedback_form(ctx), *first, notice=ctx.notice))
 
 
+# How much of a typed message is read for a disclosure (a chat message can be 40,000
+# characters on Slack; the feedback form takes 2,000 by default).
+TYPED_SCAN = 20_000
+
+
+async def typed_concern(ctx: Ctx, text: str) -> bool:
+    """Typed text that no command matches and that looks like a safeguarding concern is
+    answered with the routes, not "I didn't understand" (docs/invariants.md N52).
+
+    Someone who types "I want to kill myself" or "a boy on my caseload told me his stepdad
+    hits him" to the bot, rather than into the form, was told "Sorry, I didn't understand
+    that": no route, no 999. The text is not kept and nobody is told (what is typed in the
+    chat names its writer, and anonymous feedback is not a referral route): the answer says
+    so, shows every configured route, and how to send it anonymously. Nothing is echoed."""
+    if not text.strip():
+        return False
+    async with ctx.session() as s:
+        cfg = await fb.config(s)
+    concerns = safeguarding.concerns(text[:TYPED_SCAN], cfg)
+    if not concerns:
+        return False
+    await ctx.reply(Message(
+        (Text(f"What you wrote may describe a safeguarding concern "
+              f"({safeguarding.describe(concerns)}). I haven't kept it, and nothing typed in "
+              "this chat reaches anyone: not the safeguarding leads, not the change team. If "
+              "someone is at risk, please use one of these routes now."),
+         *safeguarding.route_blocks(cfg),
+         Context("To tell the change team anonymously, type “feedback” to open the form.")),
+        fallback="What you wrote may describe a safeguarding concern. Nothing typed here "
+                 "reaches anyone: please use a safeguarding route now (in an emergency, 999)."))
+    return True
+
+
 async def open_action(ctx: Ctx) -> None:
     """The form from a button, a shortcut or the Home tab: nothing is said in the chat, so a
     person whose first contact this is reads the privacy notice in the form (N20)."""
@@ -583,6 +616,7 @@ async def _tick(core: Core, now: datetime) -> int:
 def register(r: Router) -> None:
     from bot.feedback.section import SafeguardingSection
 
+    r.fallback(typed_concern)
     r.command("feedback", feedback_cmd, "send anonymous feedback to the change team (opens a form)",
               private=True, traceless=True)
     r.intent(r"^(?:give|send|leave) (?:some )?(?:anonymous )?feedback$", "feedback")
