@@ -175,9 +175,11 @@ def _headed(form: Form, *first: Text | Context, notice: Message | None = None) -
 # keeps by name and time, and "You have sent 5 pieces of feedback today" there made that day's
 # five items theirs (docs/invariants.md N39). The form opens the same for everyone, so the
 # button a typed word gets in the DM (Slack) and the form stored under it read alike too.
-async def _check_limit(ctx: Ctx, *, s: AsyncSession | AsyncConnection) -> None:
-    """Refuse, in the form, once the person has sent today's allowance."""
-    limit = (await fb.config(s)).daily_limit
+async def _check_limit(ctx: Ctx, *, s: AsyncSession | AsyncConnection,
+                       concerns: list[str]) -> None:
+    """Refuse, in the form, once the person has sent today's allowance (larger for what looks
+    like a safeguarding concern: "Before you send" and its routes come first, N53)."""
+    limit = fb.daily_limit(await fb.config(s), concerns)
     if await fb.sent_today(ctx.core, ctx.person.id, s) >= limit:
         raise FormInvalid({"text": fb.limit_message(limit)})
 
@@ -222,7 +224,7 @@ async def submit_form(ctx: Ctx) -> None:
         warnings = concerns + ids
         ask = not set(warnings) <= _acknowledged(ev.metadata)
         if ask:  # over today's limit, the form says so rather than ask again
-            await _check_limit(ctx, s=conn)
+            await _check_limit(ctx, s=conn, concerns=concerns)
         else:  # store() refuses past the limit with the same words
             stored = await fb.store(ctx.core, ctx.person.id, text=text, theme_id=theme or None,
                                     replies=replies, concerns=concerns, conn=conn, hold=hold)

@@ -56,6 +56,10 @@ STAFF = "staff"
 PUBLIC_SOURCES: tuple[str, ...] = ("families", "young_people")
 SOURCE_LABELS = {STAFF: "staff", "families": "a parent or carer", "young_people": "a young person"}
 MAX_ALERT_ATTEMPTS = 50
+# Times the daily limit that what looks like a safeguarding concern may still be sent: the
+# limit is against floods, and a disclosure written after a morning's five ideas must reach
+# the leads (docs/invariants.md N53), up to a hard cap. As the public pages' (bot/families).
+CONCERN_ALLOWANCE = 5
 REF_LEN = 6
 # Programme channels a you-said-we-did is also posted to (the first that exists).
 ANNOUNCE_CHANNELS = ("you_said_we_did", "announcements", "roadmap_digest")
@@ -110,6 +114,12 @@ async def release_day(s: AsyncSession | AsyncConnection, now: datetime,
     return moments.after(now, await programme_zone(s), cfg.release_times).day
 
 
+def daily_limit(cfg: safeguarding.Config, concerns: Sequence[str]) -> int:
+    """How many items a person may have sent today for this one to be taken: the programme's
+    limit, or for what looks like a safeguarding concern that times CONCERN_ALLOWANCE (N53)."""
+    return cfg.daily_limit * (CONCERN_ALLOWANCE if concerns else 1)
+
+
 def limit_message(limit: int) -> str:
     return (f"You have sent {limit} pieces of feedback today, which is the daily limit. "
             "Please try again tomorrow. Nothing was sent.")
@@ -135,8 +145,9 @@ async def store(
     cfg = await config(conn)
     day = await today(conn, core.clock.now())
     key = await counts.counter_key(conn, core.secret, person_id, day)
-    if not await counts.take(core, conn, hold, key, day, cfg.daily_limit):
-        raise FormInvalid({"text": limit_message(cfg.daily_limit)})
+    limit = daily_limit(cfg, concerns)
+    if not await counts.take(core, conn, hold, key, day, limit):
+        raise FormInvalid({"text": limit_message(limit)})
     if not concerns:  # waits for a release: counted there as a person, not as a thing (N25)
         m = await senders.mark(core, conn, person_id)
         hold.then(lambda: senders.keep(core, m))
