@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.audit import trail
-from bot.core import Core, Ctx
+from bot.core import PRIVATELY, Core, Ctx, shared
 from bot.errors import FormInvalid, UserError
 from bot.feedback import counts, identifiers, release, safeguarding
 from bot.feedback import service as fb
@@ -34,6 +34,7 @@ from bot.model import (
     ToggleInput,
 )
 from bot.people import service as people
+from bot.port import PlatformError
 from bot.privacy import rules as retention
 from bot.programme.core_sections import SETTINGS_TTL_S
 from bot.roles import CHANGE_TEAM, SAFEGUARDING_LEAD
@@ -142,6 +143,17 @@ async def typed_concern(ctx: Ctx, text: str) -> bool:
     concerns = safeguarding.concerns(text[:TYPED_SCAN], cfg)
     if not concerns:
         return False
+    if shared(ctx.event):
+        # Written where others read (a channel mention): the answer, which says what it
+        # looks like, goes to the person's DM, as a personal command's does; the channel
+        # hears only that it did. Where no DM can be opened, the routes go where they wrote.
+        try:
+            dm = await ctx.port.open_dm(ctx.event.user)
+        except PlatformError:
+            dm = None
+        if dm is not None:
+            await ctx.core.say_shared(ctx.port, ctx.event, PRIVATELY)
+            ctx.event = replace(ctx.event, conversation=dm)
     await ctx.reply(Message(
         (Text(f"What you wrote may describe a safeguarding concern "
               f"({safeguarding.describe(concerns)}). I haven't kept it, and nothing typed in "

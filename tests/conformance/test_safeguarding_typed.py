@@ -60,3 +60,28 @@ async def test_ordinary_text_the_bot_does_not_know_is_still_not_understood(drive
     await driver.say(PRACTITIONER, "help")
     await driver.say(PRACTITIONER, "The new recording template takes twice as long.")
     assert UNKNOWN in driver.seen(PRACTITIONER)[-1]
+
+
+async def test_a_disclosure_in_a_channel_mention_is_answered_in_the_dm(driver: Any) -> None:
+    """@mentioned in a channel: the routes go to the writer's DM; the channel hears only that
+    they were answered privately, not what their words look like."""
+    if driver.name not in ("slack", "teams"):
+        pytest.skip("only Slack and Teams have channels to mention the bot in")
+    text, looks_like = TYPED[0]
+    routes = await _routes(driver.core)
+    await driver.say(PRACTITIONER, "help")
+    dm = len(driver.seen(PRACTITIONER))
+    if driver.name == "slack":
+        assert await driver.mention(PRACTITIONER, "C0TEAMROOM", text) == 200
+        room = [driver._plain(m) for m in driver.fake.in_channel("C0TEAMROOM")]
+    else:
+        await driver.mention(PRACTITIONER, text)
+        from tests.conformance.drivers.teams import CHANNEL_ID, plain_of
+
+        room = [plain_of(p.current) for p in driver.fake.in_conversation(CHANNEL_ID)]
+    [answer] = driver.seen(PRACTITIONER)[dm:]
+    assert looks_like in answer, answer
+    for expected in routes:
+        assert expected in answer, expected
+    assert any("answered you privately" in m for m in room), room
+    assert not any(looks_like in m or "safeguarding" in m for m in room), room
