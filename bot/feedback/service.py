@@ -64,6 +64,7 @@ REF_LEN = 6
 # Programme channels a you-said-we-did is also posted to (the first that exists).
 ANNOUNCE_CHANNELS = ("you_said_we_did", "announcements", "roadmap_digest")
 _locks: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+_SHUFFLE = secrets.SystemRandom()  # the order authors of a "you said, we did" are told in
 
 
 @dataclass(frozen=True)
@@ -922,7 +923,11 @@ async def publish(core: Core, publisher_id: str, *, theme_id: str, title: str, t
             row.broadcast = {"via": staff}
     # After the commit, in the background: the publisher's answer must not wait on how many
     # authors there are or which of them can be reached (which items share an author, N8).
-    for route in routes.values():
+    # In a random order: read from the routes' table, the first told on PostgreSQL was the
+    # one who sent first, and the platform keeps each DM's time by name (N54).
+    told = list(routes.values())
+    _SHUFFLE.shuffle(told)
+    for route in told:
         _tell_later(core, route.person_id, _author_yswd(
             title, text, theme.name if theme else "", route.token))
     return Published(response_id, len(items), staff)
