@@ -555,6 +555,10 @@ class Core:
 
     async def _text(self, ctx: Ctx, found: tuple[Command, str] | None) -> None:
         if found is None:
+            typed = getattr(ctx.event, "text", "") or ""
+            for fallback in self.router.fallbacks:
+                if await fallback(ctx, typed):
+                    return
             await ctx.reply(text_message(UNKNOWN))
             return
         cmd, args = found

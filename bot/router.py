@@ -17,6 +17,8 @@ Handler = Callable[["Ctx", str], Awaitable[None]]
 EventHandler = Callable[["Ctx"], Awaitable[None]]
 Ticker = Callable[["Core", datetime], Awaitable[int]]
 HomeSection = Callable[["Ctx"], Awaitable[list[Any]]]
+# Typed text no command matches: True when it answered (bot/core.py `_text`).
+Fallback = Callable[["Ctx", str], Awaitable[bool]]
 # A long-running loop (the broadcast sender): runs until `stop` is set.
 Worker = Callable[["Core", asyncio.Event], Awaitable[None]]
 
@@ -74,6 +76,9 @@ class Router:
     # Run before the handler of a typed message or an install (the privacy notice on first
     # contact); never on taps, so a pulse answer stays one commit.
     greeters: list[EventHandler] = field(default_factory=list)
+    # Asked in turn about typed text that no command or phrase matches, before "I didn't
+    # understand" (what looks like a disclosure gets the safeguarding routes: bot/feedback).
+    fallbacks: list[Fallback] = field(default_factory=list)
 
     def command(
         self,
@@ -126,6 +131,10 @@ class Router:
     def greeter(self, fn: EventHandler) -> None:
         """Run `fn(ctx)` before answering a typed message or an install."""
         self.greeters.append(fn)
+
+    def fallback(self, fn: Fallback) -> None:
+        """`fn(ctx, text)` answers typed text no command matches, if it returns True."""
+        self.fallbacks.append(fn)
 
     def worker(self, name: str, fn: Worker) -> None:
         """A loop every serving replica runs (fn(core, stop_event)), like the send-ledger drain."""

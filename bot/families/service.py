@@ -42,7 +42,7 @@ AUDIENCES: tuple[str, ...] = ("families", "young_people")
 # this feature's own daily tick deletes them.
 FAMILY_CONTACT_DAYS = 30
 DAILY_LIMIT = 10  # submissions per address per day (the programme's `families.daily_limit`)
-CONCERN_ALLOWANCE = 5  # times the daily limit that a possible disclosure may still be sent
+CONCERN_ALLOWANCE = fb.CONCERN_ALLOWANCE  # times the daily limit a possible disclosure may still be sent
 MAX_TEXT = 2000  # characters in each of "what is working" and "what could be better"
 MAX_NAME = 100
 MAX_HOW = 200  # a phone number or an email address

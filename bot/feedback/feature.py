@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.audit import trail
-from bot.core import Core, Ctx
+from bot.core import PRIVATELY, Core, Ctx, shared
 from bot.errors import FormInvalid, UserError
 from bot.feedback import counts, identifiers, release, safeguarding
 from bot.feedback import service as fb
@@ -34,6 +34,7 @@ from bot.model import (
     ToggleInput,
 )
 from bot.people import service as people
+from bot.port import PlatformError
 from bot.privacy import rules as retention
 from bot.programme.core_sections import SETTINGS_TTL_S
 from bot.roles import CHANGE_TEAM, SAFEGUARDING_LEAD
@@ -121,6 +122,50 @@ async def feedback_cmd(ctx: Ctx, args: str) -> None:
     await ctx.open_form(_headed(await feedback_form(ctx), *first, notice=ctx.notice))
 
 
+# How much of a typed message is read for a disclosure (a chat message can be 40,000
+# characters on Slack; the feedback form takes 2,000 by default).
+TYPED_SCAN = 20_000
+
+
+async def typed_concern(ctx: Ctx, text: str) -> bool:
+    """Typed text that no command matches and that looks like a safeguarding concern is
+    answered with the routes, not "I didn't understand" (docs/invariants.md N52).
+
+    Someone who types "I want to kill myself" or "a boy on my caseload told me his stepdad
+    hits him" to the bot, rather than into the form, was told "Sorry, I didn't understand
+    that": no route, no 999. The text is not kept and nobody is told (what is typed in the
+    chat names its writer, and anonymous feedback is not a referral route): the answer says
+    so, shows every configured route, and how to send it anonymously. Nothing is echoed."""
+    if not text.strip():
+        return False
+    async with ctx.session() as s:
+        cfg = await fb.config(s)
+    concerns = safeguarding.concerns(text[:TYPED_SCAN], cfg)
+    if not concerns:
+        return False
+    if shared(ctx.event):
+        # Written where others read (a channel mention): the answer, which says what it
+        # looks like, goes to the person's DM, as a personal command's does; the channel
+        # hears only that it did. Where no DM can be opened, the routes go where they wrote.
+        try:
+            dm = await ctx.port.open_dm(ctx.event.user)
+        except PlatformError:
+            dm = None
+        if dm is not None:
+            await ctx.core.say_shared(ctx.port, ctx.event, PRIVATELY)
+            ctx.event = replace(ctx.event, conversation=dm)
+    await ctx.reply(Message(
+        (Text(f"What you wrote may describe a safeguarding concern "
+              f"({safeguarding.describe(concerns)}). I haven't kept it, and nothing typed in "
+              "this chat reaches anyone: not the safeguarding leads, not the change team. If "
+              "someone is at risk, please use one of these routes now."),
+         *safeguarding.route_blocks(cfg),
+         Context("To tell the change team anonymously, type “feedback” to open the form.")),
+        fallback="What you wrote may describe a safeguarding concern. Nothing typed here "
+                 "reaches anyone: please use a safeguarding route now (in an emergency, 999)."))
+    return True
+
+
 async def open_action(ctx: Ctx) -> None:
     """The form from a button, a shortcut or the Home tab: nothing is said in the chat, so a
     person whose first contact this is reads the privacy notice in the form (N20)."""
@@ -142,9 +187,11 @@ def _headed(form: Form, *first: Text | Context, notice: Message | None = None) -
 # keeps by name and time, and "You have sent 5 pieces of feedback today" there made that day's
 # five items theirs (docs/invariants.md N39). The form opens the same for everyone, so the
 # button a typed word gets in the DM (Slack) and the form stored under it read alike too.
-async def _check_limit(ctx: Ctx, *, s: AsyncSession | AsyncConnection) -> None:
-    """Refuse, in the form, once the person has sent today's allowance."""
-    limit = (await fb.config(s)).daily_limit
+async def _check_limit(ctx: Ctx, *, s: AsyncSession | AsyncConnection,
+                       concerns: list[str]) -> None:
+    """Refuse, in the form, once the person has sent today's allowance (larger for what looks
+    like a safeguarding concern: "Before you send" and its routes come first, N53)."""
+    limit = fb.daily_limit(await fb.config(s), concerns)
     if await fb.sent_today(ctx.core, ctx.person.id, s) >= limit:
         raise FormInvalid({"text": fb.limit_message(limit)})
 
@@ -189,7 +236,7 @@ async def submit_form(ctx: Ctx) -> None:
         warnings = concerns + ids
         ask = not set(warnings) <= _acknowledged(ev.metadata)
         if ask:  # over today's limit, the form says so rather than ask again
-            await _check_limit(ctx, s=conn)
+            await _check_limit(ctx, s=conn, concerns=concerns)
         else:  # store() refuses past the limit with the same words
             stored = await fb.store(ctx.core, ctx.person.id, text=text, theme_id=theme or None,
                                     replies=replies, concerns=concerns, conn=conn, hold=hold)
@@ -583,6 +630,7 @@ async def _tick(core: Core, now: datetime) -> int:
 def register(r: Router) -> None:
     from bot.feedback.section import SafeguardingSection
 
+    r.fallback(typed_concern)
     r.command("feedback", feedback_cmd, "send anonymous feedback to the change team (opens a form)",
               private=True, traceless=True)
     r.intent(r"^(?:give|send|leave) (?:some )?(?:anonymous )?feedback$", "feedback")

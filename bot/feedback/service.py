@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -40,7 +40,7 @@ from bot.programme.core_sections import get_setting, get_setting_as, programme_z
 from bot.roles import SAFEGUARDING_LEAD
 from bot.secrets import keyed_hash
 from storage.base import new_id
-from storage.db import connection_of
+from storage.db import connection_of, upsert
 from storage.prepared import Prepared
 
 if TYPE_CHECKING:
@@ -56,10 +56,15 @@ STAFF = "staff"
 PUBLIC_SOURCES: tuple[str, ...] = ("families", "young_people")
 SOURCE_LABELS = {STAFF: "staff", "families": "a parent or carer", "young_people": "a young person"}
 MAX_ALERT_ATTEMPTS = 50
+# Times the daily limit that what looks like a safeguarding concern may still be sent: the
+# limit is against floods, and a disclosure written after a morning's five ideas must reach
+# the leads (docs/invariants.md N53), up to a hard cap. As the public pages' (bot/families).
+CONCERN_ALLOWANCE = 5
 REF_LEN = 6
 # Programme channels a you-said-we-did is also posted to (the first that exists).
 ANNOUNCE_CHANNELS = ("you_said_we_did", "announcements", "roadmap_digest")
 _locks: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+_SHUFFLE = secrets.SystemRandom()  # the order authors of a "you said, we did" are told in
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,12 @@ async def release_day(s: AsyncSession | AsyncConnection, now: datetime,
     return moments.after(now, await programme_zone(s), cfg.release_times).day
 
 
+def daily_limit(cfg: safeguarding.Config, concerns: Sequence[str]) -> int:
+    """How many items a person may have sent today for this one to be taken: the programme's
+    limit, or for what looks like a safeguarding concern that times CONCERN_ALLOWANCE (N53)."""
+    return cfg.daily_limit * (CONCERN_ALLOWANCE if concerns else 1)
+
+
 def limit_message(limit: int) -> str:
     return (f"You have sent {limit} pieces of feedback today, which is the daily limit. "
             "Please try again tomorrow. Nothing was sent.")
@@ -135,8 +146,9 @@ async def store(
     cfg = await config(conn)
     day = await today(conn, core.clock.now())
     key = await counts.counter_key(conn, core.secret, person_id, day)
-    if not await counts.take(core, conn, hold, key, day, cfg.daily_limit):
-        raise FormInvalid({"text": limit_message(cfg.daily_limit)})
+    limit = daily_limit(cfg, concerns)
+    if not await counts.take(core, conn, hold, key, day, limit):
+        raise FormInvalid({"text": limit_message(limit)})
     if not concerns:  # waits for a release: counted there as a person, not as a thing (N25)
         m = await senders.mark(core, conn, person_id)
         hold.then(lambda: senders.keep(core, m))
@@ -325,6 +337,8 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
     now = core.clock.now()
     A = FeedbackAlert
     async with lock:
+        if item_id is None:  # the tick: leads named since an urgent item was stored (N51)
+            await _alert_new_leads(core)
         async with core.db.session() as s:
             free = (A.status == "pending") & (A.lease_until.is_(None) | (A.lease_until < now))
             claim = update(A).where(free).values(lease_until=now + ALERT_LEASE)
@@ -430,6 +444,47 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
         if cfg.alert_channel and missed and await _alert_channel_fallback(core, cfg):
             told.update(missed)
     return sent
+
+
+# The safeguarding leads this process last found (`_alert_new_leads`): a change (a lead named,
+# a role taken away, a programme reloaded) and a process's first tick look for what no current
+# lead was told of.
+_leads_seen: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
+
+
+async def _alert_new_leads(core: Core) -> int:
+    """Alert every current lead of each urgent item that no current lead was alerted of and
+    no lead has taken on; how many alerts were written (docs/invariants.md N51).
+
+    The ledger is written when an item (or an author's urgent answer) is stored, for the leads
+    of that moment. A disclosure sent while no lead was set up, or whose leads all lost the
+    role before any was alerted (their alerts are withdrawn then), reached no current lead:
+    it waited in a queue the leads named later had no reason to open. What a current lead
+    was alerted of, or any lead took on, is not sent to a lead named later (their queue holds
+    it), so a grant re-announces nothing the leads have. Looked for at a process's first tick
+    and whenever the leads change, not at every tick: the items are read whole."""
+    async with core.db.session() as s:
+        current = frozenset(await lead_ids(s))
+        if not current or _leads_seen.get(core) == current:
+            _leads_seen[core] = current
+            return 0
+        It, A = FeedbackItem, FeedbackAlert
+        told = exists().where(A.item_id == It.id, or_(A.status == ACKNOWLEDGED,
+                                                      A.person_id.in_(sorted(current))))
+        ids = list((await s.execute(select(It.id).where(
+            or_(It.urgent.is_(True), It.lead_concerns.is_not(None)), ~told))).scalars())
+        if ids:
+            conn = await s.connection()
+            # Another replica may write the same rows meanwhile: the second write is a no-op.
+            await conn.execute(
+                upsert(conn.dialect.name, A).on_conflict_do_nothing(
+                    index_elements=["item_id", "person_id"]),
+                [{"item_id": i, "person_id": lead, "status": "pending", "attempts": 0,
+                  "lease_until": None} for i in ids for lead in sorted(current)])
+            log.warning("safeguarding alerts written for leads named since an urgent item "
+                        "reached no current lead", extra={"count": len(ids)})
+    _leads_seen[core] = current
+    return len(ids)
 
 
 # Alerts (key, lead) whose last send failed with its outcome unknown: asked for before the
@@ -868,7 +923,11 @@ async def publish(core: Core, publisher_id: str, *, theme_id: str, title: str, t
             row.broadcast = {"via": staff}
     # After the commit, in the background: the publisher's answer must not wait on how many
     # authors there are or which of them can be reached (which items share an author, N8).
-    for route in routes.values():
+    # In a random order: read from the routes' table, the first told on PostgreSQL was the
+    # one who sent first, and the platform keeps each DM's time by name (N54).
+    told = list(routes.values())
+    _SHUFFLE.shuffle(told)
+    for route in told:
         _tell_later(core, route.person_id, _author_yswd(
             title, text, theme.name if theme else "", route.token))
     return Published(response_id, len(items), staff)

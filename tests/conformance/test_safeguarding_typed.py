@@ -1,0 +1,87 @@
+"""A disclosure typed in the chat instead of the form gets the safeguarding routes (N52).
+
+Feedback goes through the form; what is typed in the chat is never kept (A11). Someone who
+writes "I want to kill myself" to the bot, or what a child on their caseload told them, was
+answered "Sorry, I didn't understand that. Type “help”": no route, no 999, on every platform.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bot.core import UNKNOWN, Core
+from bot.feedback import safeguarding
+from bot.people.tables import Setting
+from tests.test_feedback_helpers import LEADS, PRACTITIONER, as_text, dump
+
+TYPED = [
+    ("I want to kill myself", "possible self-harm"),
+    ("A boy on my caseload told me his stepdad hits him.", "possible risk to a child"),
+    ("My supervisor has been bullying me for months and nobody does anything",
+     "possible allegation about a colleague"),
+]
+
+
+async def _routes(core: Core) -> list[str]:
+    async with core.db.session() as s:
+        row = await s.get(Setting, "safeguarding")
+    assert row is not None and row.value.get("routes"), "the example programme configures routes"
+    cfg = safeguarding.Config.from_setting(row.value)
+    return [safeguarding.FIXED_NOTICE, *(r.name for r in cfg.routes),
+            *(x for r in cfg.routes for x in (r.phone, r.email, r.url) if x)]
+
+
+@pytest.mark.parametrize(("text", "looks_like"), TYPED, ids=["self-harm", "child", "colleague"])
+async def test_a_disclosure_typed_in_the_chat_gets_every_route_and_is_not_kept(
+        driver: Any, text: str, looks_like: str) -> None:
+    """Typed into the DM, not the form: the answer says what it looks like, that nothing
+    typed here reaches anyone, and shows every configured route; the text is not echoed, not
+    stored, and no lead is sent anything (it names its writer: not a referral route).
+
+    Before: "Sorry, I didn't understand that." on every driver."""
+    routes = await _routes(driver.core)
+    await driver.say(PRACTITIONER, "help")  # past the privacy notice
+    await driver.say(PRACTITIONER, text)
+    answer = driver.seen(PRACTITIONER)[-1]
+    assert UNKNOWN not in answer, answer
+    assert looks_like in answer and "reaches anyone" in answer, answer
+    for expected in routes:
+        assert expected in answer, expected
+    assert text not in answer
+    assert all(not driver.seen(lead) for lead in LEADS)
+    for name, rows in (await dump(driver.core.db)).items():
+        for row in rows:
+            assert text not in " ".join(as_text(v) for v in row.values()), name
+
+
+async def test_ordinary_text_the_bot_does_not_know_is_still_not_understood(driver: Any) -> None:
+    await driver.say(PRACTITIONER, "help")
+    await driver.say(PRACTITIONER, "The new recording template takes twice as long.")
+    assert UNKNOWN in driver.seen(PRACTITIONER)[-1]
+
+
+async def test_a_disclosure_in_a_channel_mention_is_answered_in_the_dm(driver: Any) -> None:
+    """@mentioned in a channel: the routes go to the writer's DM; the channel hears only that
+    they were answered privately, not what their words look like."""
+    if driver.name not in ("slack", "teams"):
+        pytest.skip("only Slack and Teams have channels to mention the bot in")
+    text, looks_like = TYPED[0]
+    routes = await _routes(driver.core)
+    await driver.say(PRACTITIONER, "help")
+    dm = len(driver.seen(PRACTITIONER))
+    if driver.name == "slack":
+        assert await driver.mention(PRACTITIONER, "C0TEAMROOM", text) == 200
+        room = [driver._plain(m) for m in driver.fake.in_channel("C0TEAMROOM")]
+    else:
+        await driver.mention(PRACTITIONER, text)
+        from tests.conformance.drivers.teams import CHANNEL_ID, plain_of
+
+        room = [plain_of(p.current) for p in driver.fake.in_conversation(CHANNEL_ID)]
+    [answer] = driver.seen(PRACTITIONER)[dm:]
+    assert looks_like in answer, answer
+    for expected in routes:
+        assert expected in answer, expected
+    assert any("answered you privately" in m for m in room), room
+    assert not any(looks_like in m or "safeguarding" in m for m in room), room

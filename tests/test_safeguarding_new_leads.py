@@ -1,0 +1,117 @@
+"""An urgent item reaches a current safeguarding lead, whoever was a lead when it came (N51).
+
+The alert ledger (`feedback_alerts`) was written once, when the item was stored, for the
+leads of that moment: a council that named its leads after a disclosure came (none were set
+up yet), or whose leads all changed before any of them was alerted (both blocked the app, or
+were away from the platform; their roles went to others by a programme reload), had an urgent
+item that no current lead was ever told of. It waited, unannounced, in a queue the new leads
+had no reason to open.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from bot.core import Core
+from bot.feedback import service as fb
+from bot.feedback.tables import FeedbackAlert
+from bot.people import service as people
+from bot.programme import loader
+from tests.conformance.drivers.fake import FakeDriver
+from tests.conftest import EXAMPLE
+from tests.test_feedback_helpers import CHANGE, LEADS, PRACTITIONER, give
+
+CONCERN = "A boy on my caseload told me his stepdad hits him."
+NO_LEADS = ", roles: [safeguarding_lead]}"
+# The programme of a council whose leads changed: the two leads of the example lose the role,
+# the Front Door Team Manager takes it on.
+NEW_LEAD = "lead.frontdoor@northbridge.example"
+
+
+def _urgent(d: FakeDriver, email: str) -> list[str]:
+    return [m for m in d.seen(email) if m.startswith("URGENT")]
+
+
+def _with_new_lead() -> str:
+    text = EXAMPLE.read_text().replace(NO_LEADS, "}")
+    line = "name: Front Door Team Manager, team: front-door}"
+    assert text.count(line) == 1
+    return text.replace(line, line[:-1] + ", roles: [safeguarding_lead]}")
+
+
+async def test_a_disclosure_sent_before_any_lead_was_named_reaches_the_leads_once_named(
+        loaded: Core) -> None:
+    """A council loads its programme before naming its safeguarding leads. A practitioner
+    sends a disclosure anyway (the form told them no lead is set up). Next morning the
+    programme is loaded again with its two leads: both are alerted at the next tick, once.
+
+    Before: no alert row was ever written for them; the item sat in their queue unannounced."""
+    text = EXAMPLE.read_text()
+    assert text.count(NO_LEADS) == 2
+    await loader.load(loaded.db, text.replace(NO_LEADS, "}"), loaded.router)
+    d = FakeDriver(loaded)
+    for lead in LEADS:
+        await d.say(lead, "help")  # known to the platform
+    assert await give(d, PRACTITIONER, CONCERN) is None
+    await loaded.tick()
+    assert all(_urgent(d, lead) == [] for lead in LEADS)
+    await loader.load(loaded.db, text, loaded.router)  # the leads are named
+    await loaded.tick()
+    await loaded.tick()
+    for lead in LEADS:
+        [alert] = _urgent(d, lead)
+        assert CONCERN in alert
+    await loaded.tick()
+    assert all(len(_urgent(d, lead)) == 1 for lead in LEADS)  # once
+
+
+async def test_an_alert_waiting_for_leads_who_lost_the_role_goes_to_the_lead_named_instead(
+        loaded: Core) -> None:
+    """Both leads have blocked the app (on leave, a new phone) when a disclosure comes: their
+    alerts wait for them (N45). Before either is back, the programme is reloaded with a new
+    safeguarding lead in their place: the new lead is alerted at the next tick, once; the
+    former leads are not (test_an_alert_waiting_for_a_lead_is_not_sent_once_they_are_no_
+    longer_a_lead).
+
+    Before: the former leads' alerts were withdrawn and nobody else's written: no current lead
+    was ever told of the disclosure."""
+    d = FakeDriver(loaded)
+    for who in (*LEADS, NEW_LEAD):
+        await d.say(who, "help")
+    for lead in LEADS:
+        d.port.blocked.add(f"U-{lead}")
+    assert await give(d, PRACTITIONER, CONCERN) is None
+    await loaded.tick()
+    assert all(_urgent(d, lead) == [] for lead in LEADS)
+    await loader.load(loaded.db, _with_new_lead(), loaded.router)
+    await loaded.tick()
+    await loaded.tick()
+    [alert] = _urgent(d, NEW_LEAD)
+    assert CONCERN in alert
+    d.port.blocked.clear()
+    for lead in LEADS:
+        await d.say(lead, "help")
+    await loaded.tick()
+    assert all(_urgent(d, lead) == [] for lead in LEADS)
+    assert len(_urgent(d, NEW_LEAD)) == 1
+
+
+async def test_a_new_lead_is_not_alerted_of_what_a_current_lead_was_told_or_took_on(
+        loaded: Core) -> None:
+    """What a current lead was alerted of, or any lead took on, is not sent again to a lead
+    named later (their queue holds it): a grant must not become a way to re-announce, or to
+    probe for, what the leads already have."""
+    d = FakeDriver(loaded)
+    await d.say(NEW_LEAD, "help")
+    assert await give(d, PRACTITIONER, CONCERN) is None
+    assert all(len(_urgent(d, lead)) == 1 for lead in LEADS)
+    await d.say(CHANGE, f"grant safeguarding_lead {NEW_LEAD}")
+    await loaded.tick()
+    await loaded.tick()
+    assert _urgent(d, NEW_LEAD) == []
+    async with loaded.db.session() as s:
+        new = await people.person_by_email(s, NEW_LEAD)
+        assert new is not None
+        rows = (await s.execute(select(FeedbackAlert.person_id))).scalars().all()
+    assert new.id not in rows
+    assert await fb.deliver_alerts(loaded) == 0
