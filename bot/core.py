@@ -47,7 +47,7 @@ from bot.roles import describe
 from bot.router import Action, Command, Router
 from bot.secrets import keyed_hash
 from storage import written
-from storage.db import Database
+from storage.db import Database, NotCommitted
 from storage.prepared import Prepared
 from storage.retry import Retry, database_busy
 
@@ -137,6 +137,11 @@ class _Pending:
         if await self.db.end(self.conn, commit=commit):
             # now the changes are there for other connections to read
             written.committed(self.conn.sync_engine, self.written)
+        elif commit:
+            # Rolled back under the handler (`Database.end` logged why): the event fails
+            # and may come again, rather than the handler telling the person it was done.
+            raise NotCommitted("the dispatcher's transaction had ended before its commit; "
+                               "the handler's writes in it are not stored")
 
 
 @dataclass
