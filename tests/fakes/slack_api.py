@@ -284,6 +284,7 @@ class FakeSlack:
     dms: dict[str, str] = field(default_factory=dict)  # user id -> D channel
     views: dict[str, OpenView] = field(default_factory=dict)  # open modals by view id
     homes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    home_hashes: dict[str, str] = field(default_factory=dict)  # user id -> its Home's hash
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     # method -> list of error codes to answer next (one per call), for failure tests.
     failures: dict[str, list[str]] = field(default_factory=dict)
@@ -1079,8 +1080,18 @@ class FakeSlack:
         error = self._view_refusal(args.get("view"), "home")
         if error:
             return error
+        # https://api.slack.com/methods/views.publish: `hash` (optional) "represents view
+        # state to protect against possible race conditions"; error `hash_conflict`: "the
+        # provided hash doesn't match the current stored value". Every publish gives the
+        # Home view a new hash, returned in `view.hash` and sent in the view of each tap in
+        # it (block_actions); a publish without `hash` always overwrites.
+        given = args.get("hash")
+        if given and given != self.home_hashes.get(uid):
+            return {"ok": False, "error": "hash_conflict"}
         self.homes[uid] = args["view"]
-        return {"ok": True, "view": {"id": f"VH{uid}", **args["view"]}}
+        self.home_hashes[uid] = f"{time.time():.6f}.{next(self._ids)}"
+        return {"ok": True, "view": {"id": f"VH{uid}", **args["view"],
+                                     "hash": self.home_hashes[uid]}}
 
     def m_files_getUploadURLExternal(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
         if not args.get("filename") or not args.get("length"):
