@@ -84,6 +84,20 @@ async def test_a_429_on_slack_waits_and_the_dm_goes_once_on_slack_not_on_teams(
     assert _teams_dms(teams, PRACTITIONER, "Your pulse survey is open") == 0
 
 
+async def test_one_429_with_retry_after_1_the_dm_goes_once_on_slack(
+        loaded: Core, both: tuple[FakeSlack, SlackPort, TeamsDriver]) -> None:
+    """The plainest case (a guard: the Slack adapter's own Pacer already waited out a single
+    short 429 before `Core.dm` sees it; the tests above go past what it waits)."""
+    fake, _port, teams = both
+    pid = await _on_both(loaded, fake, teams, PRACTITIONER)
+    fake.retry_after = 1
+    fake.throttle["chat.postMessage"] = 1
+    ref = await loaded.dm(pid, text_message("Your pulse survey is open"))
+    assert ref is not None and ref.conversation.platform == "slack"
+    assert _slack_dms(fake, PRACTITIONER, "Your pulse survey is open") == 1
+    assert _teams_dms(teams, PRACTITIONER, "Your pulse survey is open") == 0
+
+
 async def test_a_429_longer_than_the_bound_is_raised_not_sent_elsewhere(
         loaded: Core, both: tuple[FakeSlack, SlackPort, TeamsDriver]) -> None:
     """A rate limit longer than `Core.dm` waits reaches the caller as RateLimited (it tries
