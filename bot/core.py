@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import bindparam, delete, insert
@@ -46,7 +47,7 @@ from bot.roles import describe
 from bot.router import Action, Command, Router
 from bot.secrets import keyed_hash
 from storage import written
-from storage.db import Database
+from storage.db import Database, NotCommitted
 from storage.prepared import Prepared
 from storage.retry import Retry, database_busy
 
@@ -57,6 +58,21 @@ EVENT_RETRIES = timedelta(days=1)
 # The first events of one new user can race (a double tap, retries): the loser's insert
 # conflicts (PostgreSQL) or SQLite refuses it the lock. Either way it is admitted on a retry.
 ADMISSION = Retry(lambda e: isinstance(e, IntegrityError) or database_busy(e), attempts=5)
+# A DM refused with a 429: waited out on the same platform (Retry-After honoured), a few
+# times within about DM_RATE_WAIT_S, then RateLimited reaches the caller, who tries again
+# later (an alert at the next tick, N45). A rate limit says nothing about the person: their
+# other accounts are never tried for it (`Core.dm`). A Retry-After longer than that is not
+# slept through at all.
+DM_RATE_WAIT_S = 10.0
+
+
+def _rate_limited(e: BaseException) -> bool:
+    return isinstance(e, RateLimited) and e.retry_after <= DM_RATE_WAIT_S
+
+
+DM_RATE = Retry(_rate_limited, attempts=3, base=0.5, cap=DM_RATE_WAIT_S,
+                deadline=DM_RATE_WAIT_S,
+                after=lambda e: e.retry_after if isinstance(e, RateLimited) else None)
 
 SORRY = "Sorry, something went wrong on our side and nothing was saved. Please try again in a minute."
 # Said in a channel or group chat when the answer went to the person privately (nothing personal).
@@ -121,6 +137,11 @@ class _Pending:
         if await self.db.end(self.conn, commit=commit):
             # now the changes are there for other connections to read
             written.committed(self.conn.sync_engine, self.written)
+        elif commit:
+            # Rolled back under the handler (`Database.end` logged why): the event fails
+            # and may come again, rather than the handler telling the person it was done.
+            raise NotCommitted("the dispatcher's transaction had ended before its commit; "
+                               "the handler's writes in it are not stored")
 
 
 @dataclass
@@ -650,17 +671,25 @@ class Core:
         tried again after a failure whose outcome is unknown (a timeout: the platform may
         have posted it): the platform is asked first and the copy that landed is returned
         instead of posting it again. Asked only then: Slack allows a distributed app one
-        history read a minute. Not for `route`'s fast path."""
+        history read a minute. Not for `route`'s fast path.
+
+        The fast path fails as the others do: a 429 is waited out on the same platform
+        (`DM_RATE`: Retry-After, bounded), then RateLimited is raised, the person's other
+        accounts untried (a rate limit is not the person's); a 5xx or a timeout moves on to
+        their other accounts, and is raised when none took the message."""
         refused: AppNotAuthorised | None = None
         gone: set[tuple[str, str]] = set()  # (platform, workspace) that refused the app
-        # A platform failing now (an outage, a 429): the person's other accounts are tried,
+        # A platform failing now (an outage, a timeout): the person's other accounts are tried,
         # and it is raised only when none took the message (a safeguarding alert must not
         # wait for one platform's outage when the lead is on another that works).
-        failing: TransientError | RateLimited | None = None
+        failing: TransientError | None = None
+        # An account whose send failed in transit (a 5xx, a timeout): not sent to again in
+        # this call (it may have landed); the caller tries again later.
+        tried: set[tuple[str, str, str]] = set()
         if route is not None and prefer is not None and prefer.platform in self.ports:
+            fast, conv = self.ports[prefer.platform], people.conversation_from_json(route)
             try:
-                return await self.ports[prefer.platform].send(
-                    people.conversation_from_json(route), message)
+                return await DM_RATE.run(partial(fast.send, conv, message), on_retry=_waited)
             except Unreachable as e:
                 await self.mark_unreachable(
                     Identity(platform=prefer.platform, workspace=prefer.workspace,
@@ -668,6 +697,9 @@ class Core:
             except AppNotAuthorised as e:
                 refused = e
                 gone.add((prefer.platform, prefer.workspace))
+            except TransientError as e:  # as the accounts below: the others are tried
+                failing = e
+                tried.add((prefer.platform, prefer.workspace, prefer.user_id))
         async with self.db.session() as s:
             idents = await self.reachable_identities(s, person_id)
         discovered = False
@@ -678,28 +710,34 @@ class Core:
             if prefer is not None:
                 idents.sort(key=lambda i: (i.platform, i.user_id) != (prefer.platform, prefer.user_id))
             for ident in idents:
-                if (ident.platform, ident.workspace) in gone:
+                if ((ident.platform, ident.workspace) in gone
+                        or (ident.platform, ident.workspace, ident.user_id) in tried):
                     continue
                 port = self.ports[ident.platform]
                 try:
                     if ident.dm:
                         conv = people.conversation_from_json(ident.dm)
                     else:
-                        conv = await port.open_dm(UserRef(ident.platform, ident.workspace,
-                                                          ident.user_id), remember=not quiet)
+                        user = UserRef(ident.platform, ident.workspace, ident.user_id)
+                        conv = await DM_RATE.run(
+                            partial(port.open_dm, user, remember=not quiet), on_retry=_waited)
                         if not quiet:
                             await self._store_dm(ident, conv)
                     if key is not None and hasattr(port, "send_keyed"):
                         return await _send_keyed(port, conv, message, key, in_doubt)
-                    return await port.send(conv, message)
+                    return await DM_RATE.run(partial(port.send, conv, message), on_retry=_waited)
                 except Unreachable as e:
                     if not quiet:
                         await self.mark_unreachable(ident, str(e))
                 except AppNotAuthorised as e:
                     refused = e
                     gone.add((ident.platform, ident.workspace))
-                except (TransientError, RateLimited) as e:
+                except TransientError as e:
                     failing = e
+                    tried.add((ident.platform, ident.workspace, ident.user_id))
+                # RateLimited (longer than DM_RATE waits) is raised as it is: a rate limit
+                # says nothing about the person, so their other accounts are not tried (the
+                # DM would go on Teams, then on Slack too when the caller tries again).
             if refused is None or quiet or discovered:
                 break
             # Every account stored is on a platform that refuses the app: the person may be
@@ -941,5 +979,10 @@ async def _send_keyed(port: Any, conv: ConversationRef, message: Message, key: s
             found = None
         if found is not None:
             return found
-    sent: MessageRef = await port.send_keyed(conv, message, key)
+    sent: MessageRef = await DM_RATE.run(partial(port.send_keyed, conv, message, key),
+                                         on_retry=_waited)
     return sent
+
+
+def _waited(e: BaseException, wait: float) -> None:
+    log.info("direct message rate limited; waiting its turn", extra={"delay_s": round(wait, 3)})

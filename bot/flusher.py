@@ -59,15 +59,34 @@ class Spacing:
 _FLUSHES: list[tuple[Callable[[Core], Awaitable[int]], logging.Logger, str]] = []
 
 
-async def flush_all(core: Core) -> None:
+async def flush_all(core: Core, within: float | None = None) -> list[str]:
     """Write what every holder keeps for `core`, once each; a failure is logged and the
     others still flush. `serve` calls it last, once the adapters have finished the events
-    they had taken (what those held after the workers' own last flush)."""
+    they had taken (what those held after the workers' own last flush).
+
+    `within`: seconds for them all (serve's shutdown deadline); None, no limit. A flush
+    still running then is cut (cancelled: its transaction rolls back), and it and those
+    after it are said in the log at WARNING, by name, as not written: a hung database must
+    not keep the process past its grace to SIGKILL, which would lose them all the same.
+    Returns what was cut."""
+    loop = asyncio.get_running_loop()
+    end = None if within is None else loop.time() + within
+    cut: list[str] = []
     for flush, log, what in _FLUSHES:
+        left = None if end is None else end - loop.time()
+        if left is not None and (cut or left <= 0):
+            cut.append(what)
+            log.warning("%s not written at shutdown: no time left before the deadline", what)
+            continue
         try:
-            await flush(core)
+            await asyncio.wait_for(flush(core), left)
+        except TimeoutError:
+            cut.append(what)
+            log.warning("%s not written at shutdown: the flush was cut at the deadline "
+                        "(%.1f s)", what, within or 0.0)
         except Exception:
             log.exception("%s not written at shutdown", what)
+    return cut
 
 
 def worker_for(flush: Callable[[Core], Awaitable[int]], log: logging.Logger,

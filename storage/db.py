@@ -228,13 +228,16 @@ class Database:
 
     async def end(self, conn: AsyncConnection, *, commit: bool) -> bool:
         """Commit (or roll back) a transaction from `begun` if it is still open, then close
-        the connection; True if it was committed here."""
+        the connection; True if it was committed here. A transaction found ended already
+        (False) is said in the log at WARNING with why (`_said_ended`): asked to commit, the
+        caller's writes in it are not stored."""
         sync = conn.sync_connection
         if self.inline and sync is not None:
             return await greenlet_spawn(_ended, sync, commit)
         try:
             tx = conn.get_transaction()
             if tx is None or not tx.is_active:
+                _said_ended(commit, conn.invalidated, tx is None)
                 return False
             await (tx.commit() if commit else tx.rollback())
             return commit
@@ -346,10 +349,11 @@ def _begun(engine: Engine) -> Connection:
 
 def _ended(conn: Connection, commit: bool) -> bool:
     """Commit (or roll back) the connection's transaction if still open, then close it; True
-    if it was committed here."""
+    if it was committed here (an ended one said as `Database.end` says it)."""
     try:
         tx = conn.get_transaction()
         if tx is None or not tx.is_active:
+            _said_ended(commit, conn.invalidated, tx is None)
             return False
         if commit:
             tx.commit()
@@ -358,6 +362,27 @@ def _ended(conn: Connection, commit: bool) -> bool:
         return commit
     finally:
         conn.close()
+
+
+class NotCommitted(Exception):
+    """A transaction the caller asked to commit had ended already: its writes are not
+    stored. Raised where the caller would otherwise go on as if they were (bot/core.py's
+    joined handlers); `Database.end` itself returns False and logs why."""
+
+
+def _said_ended(commit: bool, invalidated: bool, none: bool) -> None:
+    """Why a transaction to end was found ended already, at WARNING: before, `end` returned
+    False and nobody heard that a commit asked for had committed nothing."""
+    if invalidated:
+        why = "its connection was invalidated (the database connection was lost)"
+    elif none:
+        why = "no transaction was open (ended already by the code that held it)"
+    else:
+        why = "it was rolled back already (a failed statement, or a session bound to it)"
+    log.warning("transaction already ended when asked to %s: %s; %s",
+                "commit" if commit else "roll back", why,
+                "its writes are not stored" if commit else "nothing to roll back",
+                extra={"cause": "invalidated" if invalidated else "none" if none else "rolled_back"})
 
 
 async def connection_of(s: AsyncSession | AsyncConnection) -> AsyncConnection:

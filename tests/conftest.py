@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from bot import logs
 from bot.clock import FakeClock
 from bot.config import Settings
 from bot.core import Core
@@ -152,6 +153,15 @@ def _emptying(restore: str = "") -> str:
     deletes = "".join(f'DELETE FROM "{t.name}"; ' for t in reversed(Base.metadata.sorted_tables)
                       if t.name not in FRESH)
     return f"DO $$ BEGIN TRUNCATE {fresh}; {deletes}{restore}END $$"
+
+
+@pytest.fixture(autouse=True)
+def _production_logging_undone() -> Iterator[None]:
+    """A test that ran `bot.logs.setup` (through `cli.main`, or on purpose) leaves no handler
+    behind it: its stream was the test's captured stderr, closed at the test's end, and every
+    record after it printed "--- Logging error ---" into CI's output."""
+    yield
+    logs.reset()
 
 
 @pytest.fixture

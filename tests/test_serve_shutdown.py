@@ -75,9 +75,9 @@ async def test_a_reply_finished_during_the_adapters_drain_reaches_its_author_bef
     at_last_flush: list[tuple[int, bool]] = []
     flush_all = flusher.flush_all
 
-    async def last_flush(core: Core) -> None:
+    async def last_flush(core: Core, within: float | None = None) -> list[str]:
         at_last_flush.append((len(fb.NOTICES), NOTICE in "\n".join(d.seen(PRACTITIONER))))
-        await flush_all(core)
+        return await flush_all(core, within)
 
     monkeypatch.setattr(flusher, "flush_all", last_flush)
     await lifecycle._shutdown(Health(loaded), [], runner, Scheduler(loaded), asyncio.Event(), [])
@@ -255,9 +255,9 @@ async def test_a_second_sigterm_or_ctrl_c_while_stopping_does_not_end_the_proces
 
     flush_all = flusher.flush_all
 
-    async def last_flush(core: Core) -> None:
+    async def last_flush(core: Core, within: float | None = None) -> list[str]:
         said.append("last flush")
-        await flush_all(core)
+        return await flush_all(core, within)
 
     monkeypatch.setattr(lifecycle, "build_app", with_turn)
     monkeypatch.setattr(lifecycle, "print", heard, raising=False)
@@ -277,3 +277,37 @@ async def test_a_second_sigterm_or_ctrl_c_while_stopping_does_not_end_the_proces
         with pytest.raises(aiohttp.ClientError):
             await posting
     assert said == ["turn started", "turn cut", "last flush"]
+
+
+async def test_a_last_flush_that_hangs_is_cut_at_the_deadline_and_named_in_the_log(
+        loaded: Core, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """An account linked here is held for the flusher; one holder's flush hangs at shutdown
+    (its database never answers). Before: `flush_all` waited for it without any bound, so the
+    process stayed up until SIGKILL and nobody was told what was never written. Now it is cut
+    at the deadline and named; the holders before it were written."""
+    import logging
+
+    from bot.people import held
+
+    d = FakeDriver(loaded)
+    await d.say(PRACTITIONER, "status")  # a first contact: link and DM route held here
+    assert held.held(loaded)
+    hung = asyncio.Event()  # never set
+
+    async def stuck(_core: Core) -> int:
+        await hung.wait()
+        return 0
+
+    monkeypatch.setattr(flusher, "_FLUSHES", [
+        *flusher._FLUSHES, (stuck, logging.getLogger("staffvoice.test"), "the test's holder")])
+    monkeypatch.setattr(lifecycle, "DRAIN_S", 0.5)  # a short grace for the test
+    monkeypatch.setattr(lifecycle, "LAST_FLUSH_S", 0.5)
+    caplog.set_level(logging.WARNING)
+    runner = web.AppRunner(web.Application())
+    await runner.setup()
+    await asyncio.wait_for(  # (the test's own limit: without the bound, never)
+        lifecycle._shutdown(Health(loaded), [], runner, Scheduler(loaded), asyncio.Event(), []),
+        10)
+    assert not held.held(loaded)  # the holders before the hung one were written
+    assert [r.getMessage() for r in caplog.records if "the test's holder" in r.getMessage()] == [
+        "the test's holder not written at shutdown: the flush was cut at the deadline (0.5 s)"]

@@ -7,6 +7,7 @@ and logged without its content.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -80,12 +81,27 @@ def mount(app: web.Application, core: Core, env: Mapping[str, str]) -> str | Non
 
     async def stop(_app: web.Application) -> None:
         for handler in socket:
-            await handler.close_async()
+            await close_socket(handler, deadline.left())
         await adapter.close(deadline.left())
 
     app.on_startup.append(start)
     app.on_cleanup.append(stop)
     return cfg.describe()
+
+
+async def close_socket(handler: Any, within: float | None) -> bool:
+    """Close the Socket Mode connection, waiting `within` seconds at most (serve's shutdown
+    deadline left; None: no limit). A close still waiting then (Slack's end of the WebSocket
+    never answering the close frame, a reconnect in progress) is cut and said at WARNING: the
+    process is ending, and the deadline is what keeps its last flush ahead of SIGKILL.
+    Returns whether it closed in time."""
+    try:
+        await asyncio.wait_for(handler.close_async(), within)
+        return True
+    except TimeoutError:
+        log.warning("slack socket mode connection not closed by the shutdown deadline; cut",
+                    extra={"waited_s": round(within or 0.0, 3)})
+        return False
 
 
 def well_formed(body: Any) -> bool:

@@ -451,14 +451,20 @@ class Reply:
 
     response_url: str = ""
     home: list[dict[str, Any]] | None = None
+    # The Home view's hash as the tap saw it: views.publish refuses it (`hash_conflict`)
+    # once the Home tab was drawn again since, rather than overwrite the newer one.
+    home_hash: str = ""
 
     @staticmethod
     def of(body: Mapping[str, Any]) -> Reply:
         """From an interaction payload (a command's form fields, or a shortcut's or tap's JSON)."""
         view = body.get("view")
-        home = view.get("blocks") if isinstance(view, dict) and view.get("type") == "home" else None
+        is_home = isinstance(view, dict) and view.get("type") == "home"
+        home = view.get("blocks") if is_home else None  # type: ignore[union-attr]
+        seen = view.get("hash") if is_home else None  # type: ignore[union-attr]
         return Reply(str(body.get("response_url") or ""),
-                     list(home) if isinstance(home, list) else None)
+                     list(home) if isinstance(home, list) else None,
+                     seen if isinstance(seen, str) else "")
 
 
 NO_REPLY = Reply()
@@ -724,7 +730,8 @@ class SlackPort:
         payload.pop("unfurl_media", None)
         if reply.response_url and await self._respond(reply.response_url, payload):
             return True
-        if reply.home is not None and await self._on_home(user, payload, reply.home):
+        if reply.home is not None and await self._on_home(user, payload, reply.home,
+                                                          reply.home_hash):
             return True
         try:
             conv = await self.open_dm(user)  # conversations.open posts nothing
@@ -737,15 +744,19 @@ class SlackPort:
         return True
 
     async def _on_home(self, user: UserRef, payload: dict[str, Any],
-                       home: list[dict[str, Any]]) -> bool:
+                       home: list[dict[str, Any]], seen: str = "") -> bool:
         """The Home tab the person is looking at (its blocks, as the tap sent them), with
-        `payload`'s blocks on top; it stays until the Home tab is next drawn (app_home_opened)."""
+        `payload`'s blocks on top; it stays until the Home tab is next drawn (app_home_opened).
+        `seen`: that view's hash, passed to views.publish, so a Home tab drawn again since the
+        tap (another device opened it, the queue drew it) is not overwritten by the older
+        blocks: Slack answers `hash_conflict`, and the offer goes ephemerally instead."""
         top = [{**b, "block_id": f"offer.{b.get('block_id', i)}"}
                for i, b in enumerate(payload.get("blocks") or [])]
         blocks = top + [b for b in home if not str(b.get("block_id", "")).startswith("offer.")]
         try:
             await self.publish_home(user.workspace, user.user_id,
-                                    {"type": "home", "blocks": blocks[:render.MAX_VIEW_BLOCKS]})
+                                    {"type": "home", "blocks": blocks[:render.MAX_VIEW_BLOCKS]},
+                                    hash=seen or None)
         except PlatformError as e:
             log.info("slack home tab not updated", extra={"error": str(e)})
             return False
@@ -864,9 +875,13 @@ class SlackPort:
         found = await asyncio.gather(*(one(u) for u in dict.fromkeys(ids)))
         return [u for u in found if u is not None]
 
-    async def publish_home(self, team: str, user_id: str, view: dict[str, Any]) -> None:
+    async def publish_home(self, team: str, user_id: str, view: dict[str, Any],
+                           hash: str | None = None) -> None:
+        """views.publish; with `hash` (the view's as last seen), refused with `hash_conflict`
+        (a PlatformError) if the Home tab changed since (https://api.slack.com/methods/
+        views.publish)."""
         client = await self.workspaces.client(team)
-        await call(client.views_publish, user_id=user_id, view=view)
+        await call(client.views_publish, user_id=user_id, view=view, hash=hash)
 
 
 async def _paged(fn: Callable[..., Awaitable[Any]], key: str, **kwargs: Any) -> list[str]:

@@ -46,6 +46,8 @@ log = logging.getLogger("staffvoice.server")
 DRAIN_S = float(os.environ.get("STAFFVOICE_SHUTDOWN_GRACE", "20"))
 # What a request still in progress when the deadline has passed gets to end once cut.
 LAST_CUT_S = 0.05
+# The last flush's time when the steps before it spent the whole grace (a stuck tick).
+LAST_FLUSH_S = 2.0
 GC_YOUNG = 50_000  # allocations between young collections (CPython's default: 700)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -233,8 +235,10 @@ async def _shutdown(health: Health, sites: list[web.BaseSite], runner: web.AppRu
     except TimeoutError:
         log.warning("reply notices still being sent at shutdown were dropped")
     # What those events held after the workers' last flush (links, routes, an enrolment,
-    # notice rows, counts) is written now, or it would be lost with the process (N21).
-    await flusher.flush_all(health.core)
+    # notice rows, counts) is written now, or it would be lost with the process (N21):
+    # within what is left of the deadline, never less than LAST_FLUSH_S (the steps above may
+    # have spent it all), so a hung database cannot keep the process up until SIGKILL.
+    await flusher.flush_all(health.core, within=max(_left(deadline), LAST_FLUSH_S))
     await health.core.db.dispose()
     log.info("stopped cleanly")
 

@@ -156,7 +156,8 @@ async def tap_home(d: SlackDriver, email: str, label: str) -> None:
         "type": "block_actions", "user": d._user_json(u), "team": {"id": d.fake.team},
         "container": {"type": "view", "view_id": f"VH{u.id}"},
         "trigger_id": d.fake.new_trigger(u.id),
-        "view": {"id": f"VH{u.id}", "type": "home", "blocks": home["blocks"]},
+        "view": {"id": f"VH{u.id}", "type": "home", "blocks": home["blocks"],
+                 "hash": d.fake.home_hashes[u.id]},
         "actions": [{"action_id": button["action_id"], "block_id": block["block_id"],
                      "value": button.get("value", ""), "type": "button",
                      "action_ts": f"{time.time():.6f}"}],
@@ -184,6 +185,43 @@ async def test_a_home_tab_button_the_core_was_too_slow_for_leaves_nothing_in_the
     await send(d, PRACTITIONER, IDEA)
     assert d.seen(PRACTITIONER) == [] == await history(d, PRACTITIONER)
     assert not d.fake.called("chat.postEphemeral") and not d.fake.called("chat.postMessage")
+
+
+async def test_a_home_tab_offer_does_not_overwrite_a_home_tab_drawn_since_the_tap(
+        slack: SlackDriver) -> None:
+    """The person taps "Give anonymous feedback" in a Home tab that was drawn again since
+    (opened on their phone meanwhile); the core misses the trigger. The offer's views.publish
+    carries the hash of the view tapped, Slack answers hash_conflict, and the offer goes
+    ephemerally instead (still nothing in the DM). Before: published with no hash, the tapped
+    (older) blocks overwrote the Home tab drawn since."""
+    d = slack
+    assert d.adapter is not None
+    uid = d.user(PRACTITIONER).id
+    await d.open_home(PRACTITIONER)
+    tapped = dict(d.fake.homes[uid]), d.fake.home_hashes[uid]
+    await d.open_home(PRACTITIONER)  # drawn again: a new hash
+    drawn = d.fake.home_hashes[uid]
+    assert drawn != tapped[1]
+    d.fake.trigger_ttl = 0.0
+    block, button = next((b, e) for b in tapped[0]["blocks"] if b["type"] == "actions"
+                         for e in b["elements"] if e["text"]["text"] == "Give anonymous feedback")
+    status, _ = await d.post_interaction({
+        "type": "block_actions", "user": d._user_json(d.user(PRACTITIONER)),
+        "team": {"id": d.fake.team}, "container": {"type": "view", "view_id": f"VH{uid}"},
+        "trigger_id": d.fake.new_trigger(uid),
+        "view": {"id": f"VH{uid}", "type": "home", "blocks": tapped[0]["blocks"],
+                 "hash": tapped[1]},
+        "actions": [{"action_id": button["action_id"], "block_id": block["block_id"],
+                     "value": button.get("value", ""), "type": "button",
+                     "action_ts": f"{time.time():.6f}"}],
+    })
+    assert status == 200
+    await d.adapter.drain()
+    assert [c.args.get("hash") for c in d.fake.called("views.publish")][-1] == tapped[1]
+    assert d.fake.home_hashes[uid] == drawn  # the Home tab drawn since is kept
+    assert "Open the form" not in str(d.fake.homes[uid]["blocks"])
+    assert [t for t in d.shown_ephemerally(PRACTITIONER) if "Open the form" in t]
+    assert d.seen(PRACTITIONER) == [] == await history(d, PRACTITIONER)
 
 
 async def test_an_expired_offer_says_so_ephemerally(slack: SlackDriver) -> None:

@@ -38,7 +38,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from adapters.slack.config import BOT_SCOPES
 
@@ -284,6 +284,7 @@ class FakeSlack:
     dms: dict[str, str] = field(default_factory=dict)  # user id -> D channel
     views: dict[str, OpenView] = field(default_factory=dict)  # open modals by view id
     homes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    home_hashes: dict[str, str] = field(default_factory=dict)  # user id -> its Home's hash
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     # method -> list of error codes to answer next (one per call), for failure tests.
     failures: dict[str, list[str]] = field(default_factory=dict)
@@ -342,6 +343,7 @@ class FakeSlack:
         self._socket_ws: web.WebSocketResponse | None = None
         self._socket_ready: asyncio.Event = asyncio.Event()
         self._acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._socket_stalled: asyncio.Event | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -360,8 +362,15 @@ class FakeSlack:
         return self.url
 
     async def close(self) -> None:
+        if self._socket_stalled is not None:
+            self._socket_stalled.set()
         if self._runner is not None:
             await self._runner.cleanup()
+
+    def stall_socket(self) -> None:
+        """The Socket Mode connection's far end stops answering: the app's Close frame is
+        never answered (a network path that died under an open WebSocket), until `close`."""
+        self._socket_stalled = asyncio.Event()
 
     # -- test helpers ----------------------------------------------------------------
 
@@ -1071,8 +1080,18 @@ class FakeSlack:
         error = self._view_refusal(args.get("view"), "home")
         if error:
             return error
+        # https://api.slack.com/methods/views.publish: `hash` (optional) "represents view
+        # state to protect against possible race conditions"; error `hash_conflict`: "the
+        # provided hash doesn't match the current stored value". Every publish gives the
+        # Home view a new hash, returned in `view.hash` and sent in the view of each tap in
+        # it (block_actions); a publish without `hash` always overwrites.
+        given = args.get("hash")
+        if given and given != self.home_hashes.get(uid):
+            return {"ok": False, "error": "hash_conflict"}
         self.homes[uid] = args["view"]
-        return {"ok": True, "view": {"id": f"VH{uid}", **args["view"]}}
+        self.home_hashes[uid] = f"{time.time():.6f}.{next(self._ids)}"
+        return {"ok": True, "view": {"id": f"VH{uid}", **args["view"],
+                                     "hash": self.home_hashes[uid]}}
 
     def m_files_getUploadURLExternal(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
         if not args.get("filename") or not args.get("length"):
@@ -1115,13 +1134,26 @@ class FakeSlack:
     # -- Socket Mode -----------------------------------------------------------------
 
     async def _socket(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse()
+        # Close frames are answered here (autoclose off), so that `stall_socket` can leave
+        # one unanswered, as a connection whose far end vanished does (RFC 6455 7.1.1: the
+        # closing side waits for the peer's Close frame).
+        ws = web.WebSocketResponse(autoclose=False)
         await ws.prepare(request)
         self._socket_ws = ws
         await ws.send_json({"type": "hello", "num_connections": 1,
                             "connection_info": {"app_id": "A0FAKE"}, "debug_info": {}})
         self._socket_ready.set()
-        async for msg in ws:
+        while True:
+            msg = await ws.receive()
+            if msg.type == WSMsgType.CLOSE:
+                if self._socket_stalled is not None:
+                    await self._socket_stalled.wait()  # never answered until the fake closes
+                await ws.close()
+                break
+            if msg.type in (WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                break
+            if msg.type != WSMsgType.TEXT:
+                continue
             try:
                 data = json.loads(msg.data)
             except (TypeError, ValueError):

@@ -307,3 +307,17 @@ async def test_a_token_in_the_query_string_or_a_json_body_is_not_a_token(fake: F
             assert (await r.json())["ok"]
         async with http.post(fake.url + "auth.test", headers={"Authorization": f"Bearer {BOT_TOKEN}"}) as r:
             assert (await r.json())["ok"]
+
+
+async def test_a_home_view_published_with_a_stale_hash_is_refused(
+        fake: FakeSlack, client: AsyncWebClient) -> None:
+    """views.publish's `hash`: hash_conflict when it is not the Home view's current one
+    (https://api.slack.com/methods/views.publish); no hash, no check."""
+    u = fake.add_user("a@northbridge.example")
+    home = {"type": "home", "blocks": []}
+    first = (await client.views_publish(user_id=u.id, view=home))["view"]["hash"]
+    second = (await client.views_publish(user_id=u.id, view=home, hash=first))["view"]["hash"]
+    assert second != first
+    assert await refused(client.views_publish(user_id=u.id, view=home, hash=first)) == "hash_conflict"
+    assert fake.home_hashes[u.id] == second
+    assert (await client.views_publish(user_id=u.id, view=home))["ok"]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 
 import pytest
 
+from adapters import stopping
 from bot.core import Core
 from tests.conformance.drivers.base import replies
 from tests.conformance.drivers.slack import SlackDriver
@@ -68,3 +71,18 @@ async def test_a_modal_submission_with_errors_answers_in_the_socket_ack(socket_s
         "view": view, "trigger_id": socket_slack.fake.new_trigger(u.id),
     })
     assert ack["payload"] == {"response_action": "errors", "errors": {"name": "Please give a name."}}
+
+
+async def test_a_socket_mode_close_that_never_ends_is_cut_at_the_shutdown_deadline(
+        socket_slack: SlackDriver, caplog: pytest.LogCaptureFixture) -> None:
+    """SIGTERM while Slack's end of the Socket Mode WebSocket no longer answers (its Close
+    frame never comes back). Before: the adapter's cleanup waited for the close without any
+    bound, past serve's one shutdown deadline, so the last flush waited behind it."""
+    d = socket_slack
+    d.fake.stall_socket()
+    runner, d.runner = d.runner, None
+    assert runner is not None
+    stopping.of(runner.app).at = asyncio.get_running_loop().time() + 0.3  # serve's deadline
+    caplog.set_level(logging.WARNING, logger="staffvoice.slack")
+    await asyncio.wait_for(runner.cleanup(), 5)  # the test's own limit: without the bound, more
+    assert [r for r in caplog.records if "socket mode connection not closed" in r.getMessage()]

@@ -238,3 +238,33 @@ async def test_a_tap_a_dm_and_a_form_are_matched_by_the_first_listeners_bolt_tri
                                                 resp=BoltResponse(status=200))
                    for listener in listeners[:i + 1]]
         assert matched == [False] * i + [True], (body["type"], matched)
+
+
+async def test_an_answer_to_a_form_rate_limited_by_slack_arrives_once_not_sorry(
+        slack: SlackDriver) -> None:
+    """A form's answer goes by the DM route the person's event came with (`Core.dm`'s fast
+    path). Slack answers it 429 more times than the adapter waits out inline. Before: the
+    fast path raised RateLimited at once, the event failed and the person read "Sorry,
+    something went wrong… nothing was saved" although it was; now the answer waits its turn
+    and arrives once."""
+    got: list[str] = []
+
+    async def open_it(ctx) -> None:  # type: ignore[no-untyped-def]
+        await ctx.open_form(Form("test.name", "Your name", (TextInput("name", "Name"),)))
+
+    async def check(ctx) -> None:  # type: ignore[no-untyped-def]
+        got.append(ctx.event.values["name"])
+        await ctx.say(f"Thanks, {ctx.event.values['name']}.")
+
+    slack.core.router.form("test.name", check)
+    slack.core.router.action("test.open", open_it)
+    await slack.say(PRACTITIONER, "status")  # their DM route is known
+    await slack.shortcut(PRACTITIONER, "test.open")
+    slack.fake.retry_after = 1
+    slack.fake.throttle["chat.postMessage"] = 4
+    assert await slack.submit(PRACTITIONER, {"name": "Alex"}) is None
+    assert slack.adapter is not None
+    await slack.adapter.drain()
+    assert got == ["Alex"]
+    assert slack.seen(PRACTITIONER).count("Thanks, Alex.") == 1
+    assert not [t for t in slack.seen(PRACTITIONER) if "went wrong" in t]
