@@ -38,11 +38,9 @@ def capacity(n: int) -> int:
 def pack(counts: dict[str, int]) -> bytes:
     """`counts` (keyed hashes in hex, counts) sorted by key and zero-padded to its size class."""
     keys = sorted(counts)
-    out = bytearray(_HEAD.pack(len(keys)))
-    for k in keys:
-        out += _ENTRY.pack(bytes.fromhex(k), counts[k])
-    out += bytes(_ENTRY.size * (capacity(len(keys)) - len(keys)))
-    return bytes(out)
+    return b"".join([_HEAD.pack(len(keys)),
+                     *(_ENTRY.pack(bytes.fromhex(k), counts[k]) for k in keys),
+                     bytes(_ENTRY.size * (capacity(len(keys)) - len(keys)))])
 
 
 def unpack(plain: bytes) -> dict[str, int]:
@@ -52,11 +50,8 @@ def unpack(plain: bytes) -> dict[str, int]:
     (n,) = _HEAD.unpack_from(plain)
     if len(plain) < _HEAD.size + n * _ENTRY.size:
         raise ValueError("truncated")
-    out = {}
-    for i in range(n):
-        k, c = _ENTRY.unpack_from(plain, _HEAD.size + i * _ENTRY.size)
-        out[k.hex()] = c
-    return out
+    return {k.hex(): c for k, c in _ENTRY.iter_unpack(
+        plain[_HEAD.size: _HEAD.size + n * _ENTRY.size])}
 
 
 def seal(secret: bytes, aad: str, counts: dict[str, int]) -> bytes:

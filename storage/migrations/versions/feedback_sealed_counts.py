@@ -28,13 +28,12 @@ branch_labels = None
 depends_on = None
 
 
-def _sealed(name: str, key: sa.Column) -> None:  # type: ignore[type-arg]
-    extra = [sa.Column('gen', storage.base.UTCDateTime(timezone=True), nullable=False)] \
-        if name == 'feedback_release_senders' else []
-    op.create_table(name, key, *extra,
+def _sealed(name: str, *key: sa.Column[object]) -> None:
+    """A table of sealed rows: its key columns (the first the primary key), stamp, sealed."""
+    op.create_table(name, *key,
                     sa.Column('stamp', sa.String(length=16), nullable=False),
                     sa.Column('sealed', sa.LargeBinary(), nullable=False),
-                    sa.PrimaryKeyConstraint(key.name, name=op.f(f'pk_{name}')),
+                    sa.PrimaryKeyConstraint(key[0].name, name=op.f(f'pk_{name}')),
                     sqlite_with_rowid=False)
 
 
@@ -56,8 +55,9 @@ def upgrade() -> None:
         op.drop_table(name)
         _sealed(name, sa.Column('day', sa.Date(), nullable=False))
     op.drop_table('feedback_release_senders')
-    _sealed('feedback_release_senders', sa.Column('listing', sa.String(length=16),
-                                                  nullable=False))
+    _sealed('feedback_release_senders',
+            sa.Column('listing', sa.String(length=16), nullable=False),
+            sa.Column('gen', storage.base.UTCDateTime(timezone=True), nullable=False))
 
 
 def downgrade() -> None:
