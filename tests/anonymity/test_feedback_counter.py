@@ -9,6 +9,8 @@ Before (commit 028fa66): an item and its sender's counter row were written in on
 transaction, so on PostgreSQL they shared an `xmin`, which named the sender of each person's
 latest item, and on SQLite they were one commit in the write-ahead log; and each counter row was laid down when its person first sent that day, so the
 stored order of the rows (SQLite's cells, PostgreSQL's `ctid`) was the order people first sent.
+Since N40 the day's counters are one row, sealed under the server key (bot/feedback/sealed.py):
+the intruder with that key opens it, and these attacks read what it holds.
 """
 
 from __future__ import annotations
