@@ -5,9 +5,9 @@ Each flusher hides which rows it wrote by giving every live row of its table a n
 held account links, routes and time zones (bot/people/held.py: every `identities` row, and
 every `people` row when a time zone is written), privacy notice rows (bot/privacy/notice.py:
 on PostgreSQL every row deleted and laid down again) and the daily feedback counters
-(bot/feedback/counts.py: every row of the day). This seeds a scratch database with N people,
-one account each (with a DM route), a notice row for every account but a reserve, and N/10
-counter rows of the day (a tenth of the staff sending feedback in one day is already far more
+(bot/feedback/counts.py: since N40, the day's one sealed row, opened, added to and sealed
+again). This seeds a scratch database with N people, one account each (with a DM route), a
+notice row for every account but a reserve, and N/10 counters of the day in the day's row (a tenth of the staff sending feedback in one day is already far more
 than any council sees), then calls each holder's own `flush` with 1 and with `--held` writes
 held, and prints for each:
 
@@ -39,7 +39,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ from sqlalchemy import text  # noqa: E402
 
 from bench.scratch import emptied  # noqa: E402
 from bot.config import Settings  # noqa: E402
-from bot.feedback import counts  # noqa: E402
+from bot.feedback import counts, sealed  # noqa: E402
 from bot.feedback.counts import STAFF  # noqa: E402
 from bot.people import held  # noqa: E402
 from bot.privacy import notice  # noqa: E402
@@ -72,6 +72,7 @@ class BenchCore:
     db: Database
     clock: _Clock = field(default_factory=_Clock)
     settings: Settings = field(default_factory=Settings)
+    secret: bytes = b"bench server key, not a real one"  # seals the day's counters
 
     def __hash__(self) -> int:
         return id(self)
@@ -90,7 +91,7 @@ def _dm(i: int) -> str:
 async def seed(db: Database, n: int, reserve: int) -> None:
     """n people with one account each (DM route stored), `reserve` more people with no
     account yet (first contacts), a notice row for every account but the last `reserve`, and
-    n/10 counter rows of the day."""
+    n/10 counters of the day, in its one sealed row."""
     day = NOW.date()
     if not db.is_sqlite:
         async with db.engine.begin() as conn:
@@ -112,10 +113,7 @@ async def seed(db: Database, n: int, reserve: int) -> None:
                 "SELECT 'slack', :w, 'U' || lpad(i::text, 8, '0') "
                 "FROM generate_series(0, :n - 1) i ORDER BY random()"),
                 {"n": n - reserve, "w": WORKSPACE})
-            await conn.execute(text(
-                "INSERT INTO feedback_daily_counts (key, day, count) "
-                "SELECT lpad(to_hex(i), 64, '0'), :d, 1 FROM generate_series(0, :c - 1) i"),
-                {"c": n // 10, "d": day})
+            await conn.execute(text(_COUNTERS), _counters(n, day))
         async with db.engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             for t in ("people", "identities", "privacy_notices_shown", "feedback_daily_counts"):
@@ -136,9 +134,17 @@ async def seed(db: Database, n: int, reserve: int) -> None:
             "INSERT INTO privacy_notices_shown (platform, workspace, user_id) "
             "VALUES ('slack', :w, :u)"), [{"w": WORKSPACE, "u": _uid(i)}
                                           for i in range(n - reserve)])
-        await conn.execute(text(
-            "INSERT INTO feedback_daily_counts (key, day, count) VALUES (:k, :d, 1)"),
-            [{"k": f"{i:064x}", "d": day.isoformat()} for i in range(n // 10)])
+        await conn.execute(text(_COUNTERS), _counters(n, day))
+
+
+_COUNTERS = "INSERT INTO feedback_daily_counts (day, stamp, sealed) VALUES (:d, :s, :b)"
+
+
+def _counters(n: int, day: date) -> dict[str, Any]:
+    """The day's one counters row: n/10 people's counts, sealed (bot/feedback/sealed.py)."""
+    return {"d": day, "s": "seeded", "b": sealed.seal(
+        BenchCore.secret, f"{STAFF.name}|{day.isoformat()}",
+        {f"{i:064x}": 1 for i in range(n // 10)})}
 
 
 @dataclass
@@ -301,6 +307,15 @@ async def run_size(url: str, n: int, k: int, flushes: int, interval: float, repe
                   f"{f['autovacuums'] - before[t]['autovacuums']}, HOT updates "
                   f"{f['hot_upd'] - before[t]['hot_upd']:,} of "
                   f"{f['upd'] - before[t]['upd']:,} ")
+        if s.tables == ("feedback_daily_counts",):  # the day's one row opens to every count
+            day = (await STAFF.every(core)).get(NOW.date(), {})  # type: ignore[arg-type]
+            sends = 1 * repeat + k * flushes
+            assert sum(day.values()) == n // 10 + sends, (sum(day.values()), n // 10, sends)
+            async with db.engine.connect() as conn:
+                size = (await conn.execute(text(
+                    "SELECT length(sealed) FROM feedback_daily_counts"))).scalar_one()
+            print(f"   the day's row opened: {len(day):,} counters, {sum(day.values()):,} sends "
+                  f"(seeded {n // 10:,} + {sends:,} flushed), sealed {size / 1e6:.2f} MB")
         if db.is_sqlite:
             print(f"   {_sqlite_sizes(url)}")
     await db.dispose()

@@ -9,12 +9,13 @@ send" counts sends not yet written, and what a crash or the end of the day does 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.config import Settings, SettingsError
@@ -26,7 +27,7 @@ from bot.feedback.tables import FeedbackDailyCount, FeedbackItem
 from bot.people.tables import Person
 from storage.db import Database
 from tests.conformance.drivers.fake import FakeDriver
-from tests.test_feedback_helpers import OTHER, PRACTITIONER, give
+from tests.test_feedback_helpers import CHANGE, OTHER, PRACTITIONER, give
 
 LIMIT = "You have sent 5 pieces of feedback today, which is the daily limit."
 
@@ -41,9 +42,8 @@ async def told_limit(d: FakeDriver, email: str = PRACTITIONER) -> bool:
 
 
 async def written(core: Core) -> dict[str, int]:
-    """The counter rows as stored: key -> count."""
-    async with core.db.session() as s:
-        return {c.key: c.count for c in (await s.execute(select(FeedbackDailyCount))).scalars()}
+    """The counts as stored, opened with the server key: key -> count."""
+    return {k: n for day in (await counts.STAFF.every(core)).values() for k, n in day.items()}
 
 
 async def stored_items(core: Core) -> int:
@@ -281,3 +281,78 @@ def test_the_flush_interval_is_a_setting_with_a_clear_error() -> None:
         with pytest.raises(SettingsError) as e:
             Settings.from_env({"STAFFVOICE_FEEDBACK_FLUSH_INTERVAL": bad})
         assert "STAFFVOICE_FEEDBACK_FLUSH_INTERVAL" in str(e.value) and says in str(e.value)
+
+
+async def test_two_processes_flushing_at_once_lose_none_of_each_others_counts(
+        loaded: Core) -> None:
+    """The day's counts are one sealed row that each flush opens, adds to and seals again:
+    two processes flushing at the same moment take turns (PostgreSQL's advisory lock, SQLite's
+    write lock), so neither overwrites what the other added."""
+    async with process(loaded) as first, process(loaded) as second:
+        d1, d2 = Driver(first, "first"), Driver(second, "second")
+        for round_ in range(2):
+            assert await give(d1, PRACTITIONER, f"First process idea {round_ + 1}.") is None
+            assert await give(d2, PRACTITIONER, f"Second process idea {round_ + 1}.") is None
+            assert await give(d2, OTHER, f"Another idea {round_ + 1}.") is None
+            assert sorted(await asyncio.gather(counts.flush(first), counts.flush(second))) \
+                == [1, 2]
+        assert sorted((await written(loaded)).values()) == [2, 4]
+        await d1.say(PRACTITIONER, "feedback")
+        assert not await told_limit(d1)  # four of five
+        await d1.say(PRACTITIONER, "feedback")
+        assert await told_limit(d1)  # the fifth, held by the first process, then the limit
+
+
+async def test_a_counter_row_that_cannot_be_opened_is_logged_and_loses_no_item(
+        loaded: Core, caplog: pytest.LogCaptureFixture) -> None:
+    """The day's sealed counts damaged (or written under another STAFFVOICE_SECRET_KEY): the
+    next form is not refused and its item is stored; the operator's log says why in so many
+    words, at the flush, never at a form's second; the day's counts restart from the next
+    flush (the limit counts from zero)."""
+    d = FakeDriver(loaded)
+    for i in range(4):
+        assert await give(d, PRACTITIONER, f"Idea number {'abcd'[i]} about the tools.") is None
+    await counts.flush(loaded)
+    assert list((await written(loaded)).values()) == [4]
+    async with loaded.db.transaction() as conn:
+        [(day, sealed_)] = (await conn.execute(select(
+            FeedbackDailyCount.day, FeedbackDailyCount.sealed))).all()
+        damaged = bytes(sealed_[:-1]) + bytes([sealed_[-1] ^ 1])
+        await conn.execute(update(FeedbackDailyCount).values(sealed=damaged, stamp="damaged"))
+    with caplog.at_level(logging.ERROR, logger="staffvoice.feedback"):
+        assert await give(d, PRACTITIONER, "A fifth idea, sent anyway.") is None
+        assert await give(d, PRACTITIONER, "A sixth, the counts restarted.") is None
+        assert not caplog.records  # no line at a form's second (it would date the item)
+        assert await counts.flush(loaded) == 2
+    assert await stored_items(loaded) == 6
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert said and all("feedback_daily_counts: the counts of" in m and "cannot be opened"
+                        in m and "STAFFVOICE_SECRET_KEY" in m for m in said), said
+    assert list((await written(loaded)).values()) == [2]  # a fresh row, sealed again
+    assert day in await counts.STAFF.every(loaded)
+
+
+async def test_waiting_marks_that_cannot_be_opened_hold_the_midday_release(
+        loaded: Core, caplog: pytest.LogCaptureFixture) -> None:
+    """The staff listing's sealed marks damaged: the noon release counts nobody waiting and
+    waits for the day's last (the safe side), logging why; nothing is lost."""
+    from bot.feedback import senders
+    from bot.feedback.tables import FeedbackReleaseSender
+
+    d = FakeDriver(loaded)
+    day = loaded.clock.now().replace(hour=10, minute=0, second=0, microsecond=0)
+    loaded.clock.set(day)  # type: ignore[attr-defined]
+    assert await give(d, PRACTITIONER, "Supervision keeps being cancelled.") is None
+    assert await give(d, OTHER, "The case recording form takes twice as long.") is None
+    await counts.flush(loaded)
+    async with loaded.db.transaction() as conn:
+        assert await senders.waiting(loaded, conn, senders.STAFF) == 2
+        await conn.execute(update(FeedbackReleaseSender).values(sealed=b"\0" * 40))
+    with caplog.at_level(logging.ERROR, logger="staffvoice.feedback"):
+        loaded.clock.set(day.replace(hour=12, minute=1))  # type: ignore[attr-defined]
+        await d.say(CHANGE, "feedback list all")
+    assert "Supervision" not in d.seen(CHANGE)[-1]
+    assert any("marks of staff cannot be opened" in r.getMessage() for r in caplog.records)
+    loaded.clock.set(day.replace(hour=17, minute=1))  # type: ignore[attr-defined]
+    await d.say(CHANGE, "feedback list all")
+    assert "Supervision" in d.seen(CHANGE)[-1] and "case recording" in d.seen(CHANGE)[-1]

@@ -197,6 +197,10 @@ def _one_row_each(conn) -> None:  # type: ignore[no-untyped-def]
 # Rows a step drops on purpose: (revision, table).
 DELIBERATE = {
     ("feedback_day_keys", "feedback_daily_counts"),  # counters start afresh under day keys
+    # Counters and marks start afresh as one sealed row a day (N40), and back as rows per key.
+    *((rev, t) for rev in ("sealed_counts", "sealed_counts@-1")
+      for t in ("feedback_daily_counts", "feedback_release_senders")),
+    ("families_sealed_rate", "family_rate"), ("families_sealed_rate@-1", "family_rate"),
 }
 
 

@@ -49,7 +49,9 @@ class FamilyContact(Base):
 
 
 class FamilyRate(Base):
-    """Submissions today from one address, under a hash keyed by a derived key and the day.
+    """Submissions per address on one day: ONE row per day, every address's count under a hash
+    keyed by a derived key and the day, sealed under the server key and padded to a size class
+    (bot/feedback/sealed.py, N40).
 
     Written only in batches by each process's flusher (bot/feedback/counts.py), never in the
     transaction that stores an item."""
@@ -57,9 +59,9 @@ class FamilyRate(Base):
     __tablename__ = "family_rate"
     __table_args__ = NO_ROWID
 
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    day: Mapped[date] = mapped_column(Date, index=True)
-    count: Mapped[int] = mapped_column(Integer, default=0)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    stamp: Mapped[str] = mapped_column(String(16))  # random, new at every write
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class FamilyFormUse(Base):

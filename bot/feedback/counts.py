@@ -4,16 +4,19 @@ Two counters (`Counter`) work alike: staff feedback's per person (`STAFF`, keyed
 day's own key) and the public families pages' per network address (bot/families/service.py,
 `RATES`). An item is stored in a transaction that writes no row about its sender
 (docs/invariants.md, N4). The sender's count for the day is held here, per process, and
-written by the flusher every few seconds, each counter in a transaction of its own that adds
-every pending count (in shuffled order) and rewrites every row of the day: afterwards, on
-PostgreSQL, all of the day's rows of a counter carry that batch's `xmin` and none carries an
-item's; on SQLite the rows a batch creates are laid down in shuffled order, not in the order
-people sent.
+written by the flusher every few seconds, each counter in a transaction of its own that opens
+the day's one sealed row (every key's count, bot/feedback/sealed.py), adds every pending count
+and seals it again, padded to its size class, with a new nonce: the row carries that batch's
+`xmin` and never an item's, and a dump without the server key shows one row of one length a
+day, whoever sent and however many each (N40; before, a row per sender with their count).
 
-The limit is checked against the committed count (a read, which changes no row) plus this
-process's counts not yet written. Replicas each hold and write their own, so across replicas
-the limit can be passed by what the others accepted since their last flush (one interval's
-sends); counts not yet written when a process dies are lost (its items are not).
+The limit is checked against the committed count (a read, which changes no row; the opened
+row is kept per process until its stamp changes) plus this process's counts not yet written.
+Replicas each hold and write their own, taking turns (an advisory lock on PostgreSQL, SQLite's
+write lock), so neither loses the other's counts; across replicas the limit can be passed by
+what the others accepted since their last flush (one interval's sends); counts not yet written
+when a process dies are lost (its items are not). A row that cannot be opened (another server
+key, damaged) is logged as an error and counted as empty: the day's limits restart.
 """
 
 from __future__ import annotations
@@ -21,22 +24,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Engine, bindparam, select, text, update
+from sqlalchemy import Engine, bindparam, case, null, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot import flusher
 from bot.feedback import senders
+from bot.feedback.sealed import open_counts, seal, stamp
 from bot.feedback.tables import FeedbackDailyCount, FeedbackDayKey
 from bot.programme.core_sections import programme_zone
-from bot.secrets import derive, keyed_hash, open_bytes, seal_bytes
+from bot.secrets import Unsealable, derive, keyed_hash, open_bytes, seal_bytes
 from storage.base import Base
 from storage.db import connection_of, upsert
 from storage.prepared import Prepared
@@ -47,10 +50,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("staffvoice.feedback")
 
 # PostgreSQL advisory lock (any fixed 64-bit number distinct from storage.db's): replicas
-# flush one at a time, so each flush rewrites every row the others wrote before it.
+# flush one at a time, so each flush opens the day's row with the others' counts in it.
 FLUSH_LOCK = 0x5F5F_7376_0F0C
 DAY_KEY_LABEL = "staffvoice feedback day key v1"
-_shuffle = random.SystemRandom().shuffle
 
 Slot = tuple[date, str]  # (day, counter key)
 
@@ -111,6 +113,9 @@ class _Counts:
     flushes: int = 0  # flushes ended (committed or not)
     settled: asyncio.Event = field(default_factory=asyncio.Event)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one flush at a time
+    # The committed counts of a day last opened, under the row's stamp: a form does not open
+    # the sealed row again until another flush has changed it.
+    opened: dict[date, tuple[str, dict[str, int]]] = field(default_factory=dict)
 
     def pending(self, slot: Slot) -> int:
         return self.due.get(slot, 0) + self.flushing.get(slot, 0) + self.held.get(slot, 0)
@@ -161,17 +166,26 @@ class Counter:
     """One table's daily counters, held per process and written by the flusher (`flush`).
 
     The caller makes the keys (a keyed hash naming whom the count is about) and checks its
-    own limit against `count`; every counter made is written by every process's flusher."""
+    own limit against `count`; every counter made is written by every process's flusher. The
+    table keeps ONE row per day: every key's count of the day, sealed and padded to a size
+    class (bot/feedback/sealed.py, N40), so a dump without the server key does not say how
+    many sent that day, nor how many each."""
 
     def __init__(self, table: type[Base], lock: int) -> None:
-        self.table = table  # its columns: key (a keyed hash, the primary key), day, count
+        self.table = table  # its columns: day (the primary key), stamp, sealed
         self.lock = lock  # the PostgreSQL advisory lock its replicas take turns on
+        self.name: str = table.__tablename__
         self._of: WeakKeyDictionary[Core, _Counts] = WeakKeyDictionary()
         self._c = c = table.__table__.c
-        self._read = select(c["count"], c["day"]).where(c["key"] == bindparam("key"))
-        self._read_run = Prepared(self._read)  # every form reads it (storage/prepared.py)
-        # count = count: a new row version, so the row carries the flush's xmin.
-        self._touch = update(table).where(c["day"] == bindparam("d")).values(count=c["count"])
+        # The stamp, and the sealed counts only if they are not the ones this process holds
+        # opened already (every form reads it: storage/prepared.py).
+        self._read_run = Prepared(select(c["stamp"], case(
+            (c["stamp"] == bindparam("have"), null()), else_=c["sealed"])).where(
+                c["day"] == bindparam("day")))
+        self._read_sealed = select(c["sealed"]).where(c["day"] == bindparam("day"))
+        # stamp = stamp: SQLite's write lock taken before the read, so two writers cannot both
+        # read the same counts and one overwrite the other's (PostgreSQL: the advisory lock).
+        self._claim = update(table).where(c["day"] == bindparam("d")).values(stamp=c["stamp"])
         COUNTERS.append(self)
 
     def counts(self, core: Core) -> _Counts:
@@ -180,6 +194,48 @@ class Counter:
             counts = self._of[core] = _Counts()
             counts.settled.set()
         return counts
+
+    def _aad(self, day: date) -> str:
+        return f"{self.name}|{day.isoformat()}"
+
+    def _open(self, core: Core, day: date, sealed: bytes | None, *, tell: bool = True
+              ) -> dict[str, int]:
+        """The day's counts in `sealed`; none if they cannot be opened (another server key, or
+        damaged), the day's limits restarting rather than a form fail or an item be lost; the
+        error is logged by the flusher (`tell`), never on a form's read: a line at the second
+        a form was sent would date its item (tests/anonymity/test_log_times.py)."""
+        if sealed is None:
+            return {}
+        try:
+            return open_counts(core.secret, self._aad(day), bytes(sealed))
+        except Unsealable as e:
+            if tell:
+                log.error("%s: the counts of %s cannot be opened (%s): is STAFFVOICE_SECRET_KEY "
+                      "the one they were written with? Counted as none; the day's limits "
+                          "restart from here", self.name, day.isoformat(), e)
+            return {}
+
+    async def stored(self, core: Core, conn: AsyncConnection, day: date) -> dict[str, int]:
+        """Every key's committed count on `day` (with the server key: what the row holds)."""
+        counts = self.counts(core)
+        have = counts.opened.get(day)
+        row = await self._read_run.first(conn, {"day": day, "have": have[0] if have else ""})
+        if row is None:
+            return {}
+        if row[1] is None and have is not None:
+            return have[1]  # unchanged since this process opened it
+        opened = self._open(core, day, row[1], tell=False)  # the flusher tells
+        for d in [d for d in counts.opened if d < day]:
+            del counts.opened[d]  # a day past: its row is gone or going
+        counts.opened[day] = (str(row[0]), opened)
+        return opened
+
+    async def every(self, core: Core) -> dict[date, dict[str, int]]:
+        """Every stored day's counts, opened with the server key (what the rows hold, for
+        whoever has that key: the tests' intruder, an operator)."""
+        async with core.db.transaction() as conn:
+            rows = (await conn.execute(select(self._c["day"], self._c["sealed"]))).all()
+        return {d: self._open(core, d, sealed) for d, sealed in rows}
 
     async def count(self, core: Core, conn: AsyncConnection, key: str, day: date) -> int:
         """Sends counted for `key` on `day`: the committed count plus this process's pending
@@ -193,11 +249,10 @@ class Counter:
                 await counts.settled.wait()
                 continue
             before = counts.flushes
-            row = await self._read_run.first(conn, {"key": key})
+            stored = await self.stored(core, conn, day)
             if counts.committing or counts.flushes != before:
                 continue
-            stored = int(row[0]) if row is not None and row[1] == day else 0
-            return stored + counts.pending((day, key))
+            return stored.get(key, 0) + counts.pending((day, key))
 
     async def take(self, core: Core, conn: AsyncConnection, hold: Hold, key: str, day: date,
                    limit: int) -> bool:
@@ -248,26 +303,29 @@ class Counter:
                 counts.flushes += 1
                 counts.settled.set()
 
-    def _add_counts(self, dialect: str) -> Any:
-        """count = count + the batch's count, one row after another in the order given."""
-        stmt = upsert(dialect, self.table)
-        return stmt.on_conflict_do_update(
-            index_elements=["key"], set_={"count": self._c["count"] + stmt.excluded["count"]})
-
     async def _write(self, core: Core, counts: _Counts, batch: dict[Slot, int]) -> int:
         async with core.db.transaction() as conn:
             day = await today(conn, core.clock.now())
             rows = [(d, k, n) for (d, k), n in batch.items() if d >= day]
             if not rows:
                 return 0
-            if conn.dialect.name == "postgresql":
+            dialect = conn.dialect.name
+            if dialect == "postgresql":
                 await conn.execute(_ADVISORY, {"k": self.lock})
-            _shuffle(rows)  # new rows are laid down in this order (SQLite), never in sending order
-            await conn.execute(self._add_counts(conn.dialect.name),
-                               [{"key": k, "day": d, "count": n} for d, k, n in rows])
-            # Every counter row of the day gets this batch's xmin, whoever wrote it last.
             for d in sorted({d for d, _k, _n in rows}):
-                await conn.execute(self._touch, {"d": d})
+                if dialect == "sqlite":
+                    await conn.execute(self._claim, {"d": d})
+                sealed = (await conn.execute(self._read_sealed, {"day": d})).scalar()
+                merged = self._open(core, d, sealed)
+                for rd, k, n in rows:
+                    if rd == d:
+                        merged[k] = merged.get(k, 0) + n
+                # The whole day sealed afresh (a new nonce), of its size class's length.
+                stmt = upsert(dialect, self.table)
+                await conn.execute(stmt.on_conflict_do_update(
+                    index_elements=["day"],
+                    set_={"stamp": stmt.excluded["stamp"], "sealed": stmt.excluded["sealed"]}),
+                    {"day": d, "stamp": stamp(), "sealed": seal(core.secret, self._aad(d), merged)})
             counts.committing = True  # the COMMIT follows at once; readers wait for its outcome
             counts.settled.clear()
         return sum(n for _d, _k, n in rows)

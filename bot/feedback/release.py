@@ -83,7 +83,7 @@ async def release_due(core: Core, now: datetime | None = None) -> int:
             name=NAME, moment=_NEVER).on_conflict_do_nothing(index_elements=["name"]))
         claimed = await conn.execute(update(FeedbackRelease).where(
             FeedbackRelease.name == NAME, FeedbackRelease.moment < m.at).values(moment=m.at))
-        done = await _release(conn, m) if claimed.rowcount else []
+        done = await _release(core, conn, m) if claimed.rowcount else []
         if claimed.rowcount:
             await _take_reach(conn, m)
     # What the operator learns of feedback arriving: counts, at the release's moment (never a
@@ -95,7 +95,7 @@ async def release_due(core: Core, now: datetime | None = None) -> int:
     return 1 if claimed.rowcount else 0
 
 
-async def _release(conn: AsyncConnection, m: Moment) -> list[tuple[str, int, int]]:
+async def _release(core: Core, conn: AsyncConnection, m: Moment) -> list[tuple[str, int, int]]:
     """Release what waits, listing by listing, in the caller's transaction; what was released
     (listing, items, answers)."""
     It, M = FeedbackItem, FeedbackMessage
@@ -122,7 +122,7 @@ async def _release(conn: AsyncConnection, m: Moment) -> list[tuple[str, int, int
         # Two things from one person are one sender: released together at midday they would
         # be a batch of one author, dated to the morning (N25). Staff senders are counted as
         # people (bot/feedback/senders.py); the public pages know no people.
-        people = await senders.waiting(conn, listing) if listing == senders.STAFF else waiting
+        people = await senders.waiting(core, conn, listing) if listing == senders.STAFF else waiting
         if listing == senders.STAFF and not m.last and await _later(conn, sources, m):
             # Something waits for a later day (the release times changed since it was sent,
             # N29): its sender's mark counts among the people, not its thing among this

@@ -14,9 +14,10 @@ of the person under a key derived from the server key, the listing and its **gen
 the same for their second item as for their first, and meaningless in the next generation.
 Like the daily counters (bot/feedback/counts.py), the marks are held in memory per process,
 counted only once the item's transaction commits, and written by the feedback flusher in a
-transaction of their own that lays every row down again, shuffled: no row
-about the sender is written with the item. A release that makes the listing readable deletes
-every row of it, in its own transaction; a mark whose generation is no longer the listing's
+transaction of their own: no row about the sender is written with the item. A listing's marks
+are ONE row (bot/feedback/sealed.py): sealed under the server key, padded to a size class, so
+a dump without the key does not say how many people wait (N40). A release that makes the
+listing readable deletes that row, in its own transaction; a mark whose generation is no longer the listing's
 (its thing went with a release meanwhile, or was held back with it) is dropped at the flush,
 and a row written late with an old generation is never counted. The release flushes its own
 process's marks first; another replica's, held up to a flush interval, count only from its
@@ -27,16 +28,17 @@ waits (the safe side).
 from __future__ import annotations
 
 import asyncio
-import random
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import bindparam, delete, func, select, text
+from sqlalchemy import bindparam, delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bot.feedback.sealed import open_counts, seal, stamp
 from bot.feedback.tables import FeedbackRelease, FeedbackReleaseSender
-from bot.secrets import derive, keyed_hash
+from bot.secrets import Unsealable, derive, keyed_hash
 from storage.db import upsert
 from storage.perkey import PerKey
 from storage.prepared import Prepared
@@ -48,7 +50,7 @@ LABEL = "staffvoice feedback release senders v1"
 LOCK = 0x5F5F_7376_0F11  # PostgreSQL advisory lock: replicas' flushes take turns (its own: test_design_invariants)
 STAFF = "staff"  # the listing whose senders are people (the public pages know no people)
 NEVER = datetime(2000, 1, 1, tzinfo=UTC)
-_shuffle = random.SystemRandom().shuffle
+log = logging.getLogger("staffvoice.feedback")
 
 Mark = tuple[str, datetime, str]  # (listing, generation, keyed hash of the sender)
 
@@ -108,41 +110,70 @@ async def flush(core: Core) -> int:
             raise
 
 
+def _aad(listing: str, gen: datetime) -> str:
+    return f"feedback_release_senders|{listing}|{gen.isoformat()}"
+
+
+def _open(core: Core, listing: str, gen: datetime, sealed: bytes | None) -> set[str]:
+    """The marks sealed in a listing's row; none, and an error logged, if they cannot be
+    opened (another server key, damaged): the release then waits, the safe side."""
+    if sealed is None:
+        return set()
+    try:
+        return set(open_counts(core.secret, _aad(listing, gen), bytes(sealed)))
+    except Unsealable as e:
+        log.error("feedback_release_senders: the marks of %s cannot be opened (%s): is "
+                  "STAFFVOICE_SECRET_KEY the one they were written with? Counted as none",
+                  listing, e)
+        return set()
+
+
+_ROW = select(FeedbackReleaseSender.gen, FeedbackReleaseSender.sealed).where(
+    FeedbackReleaseSender.listing == bindparam("listing"))
+# gen = gen: SQLite's write lock taken before the read (two writers never merge the same row).
+_CLAIM = update(FeedbackReleaseSender).where(
+    FeedbackReleaseSender.listing == bindparam("l")).values(gen=FeedbackReleaseSender.gen)
+
+
 async def _write(core: Core, batch: set[Mark]) -> int:
     T = FeedbackReleaseSender
     async with core.db.transaction() as conn:
-        if conn.dialect.name == "postgresql":
+        dialect = conn.dialect.name
+        if dialect == "postgresql":
             await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK})
-        gens = {listing: await generation(conn, listing) for listing, _g, _k in batch}
-        rows = [{"key": k, "listing": ls, "gen": g} for ls, g, k in batch if g == gens[ls]]
-        if not rows:
-            return 0
-        # Every mark is laid down again, all in one shuffled order, so each row gets this
-        # flush's xmin and no row's place says when its person was first marked. Rewritten
-        # in place (an UPDATE), the rows stayed in the order people first sent since the
-        # release (PostgreSQL `ctid`, SQLite's cells): with the server key, and the items'
-        # own order (N2), that named each item's sender.
-        kept = {}
-        for r in (await conn.execute(select(T.key, T.listing, T.gen))).all():
-            if r.listing not in gens:
-                gens[r.listing] = await generation(conn, r.listing)
-            if r.gen == gens[r.listing]:  # a row of a generation past goes (never counted)
-                kept[r.key] = {"key": r.key, "listing": r.listing, "gen": r.gen}
-        added = [r for r in rows if r["key"] not in kept]
-        every = [*kept.values(), *added]
-        _shuffle(every)
-        await conn.execute(delete(T))
-        await conn.execute(upsert(conn.dialect.name, T).on_conflict_do_nothing(
-            index_elements=["key"]), every)
-    return len(rows)
+        written = 0
+        for listing in sorted({ls for ls, _g, _k in batch}):
+            gen = await generation(conn, listing)
+            new = {k for ls, g, k in batch if ls == listing and g == gen}
+            if not new:
+                continue  # every mark of a generation past: its release came first
+            if dialect == "sqlite":
+                await conn.execute(_CLAIM, {"l": listing})
+            row = (await conn.execute(_ROW, {"listing": listing})).first()
+            # The listing's one row: every mark of its generation, sorted, padded to a size
+            # class and sealed afresh (bot/feedback/sealed.py), so neither the number of rows
+            # nor their order nor the row's length says how many wait or who came first (N40;
+            # before, a row per person). A row of a generation past is dropped (never counted).
+            marks = _open(core, listing, gen, row.sealed) if row is not None and row.gen == gen \
+                else set()
+            marks |= new
+            stmt = upsert(dialect, T)
+            await conn.execute(stmt.on_conflict_do_update(index_elements=["listing"], set_={
+                "gen": stmt.excluded.gen, "stamp": stmt.excluded.stamp,
+                "sealed": stmt.excluded.sealed}), {
+                "listing": listing, "gen": gen, "stamp": stamp(),
+                "sealed": seal(core.secret, _aad(listing, gen), dict.fromkeys(marks, 1))})
+            written += len(new)
+    return written
 
 
-async def waiting(conn: AsyncConnection, listing: str) -> int:
+async def waiting(core: Core, conn: AsyncConnection, listing: str) -> int:
     """How many people wait in `listing` (its current generation's marks written so far)."""
-    T = FeedbackReleaseSender
     gen = await generation(conn, listing)
-    return int((await conn.execute(select(func.count()).select_from(T).where(
-        T.listing == listing, T.gen == gen))).scalar() or 0)
+    row = (await conn.execute(_ROW, {"listing": listing})).first()
+    if row is None or row.gen != gen:
+        return 0
+    return len(_open(core, listing, gen, row.sealed))
 
 
 async def released(conn: AsyncConnection, listing: str, at: datetime) -> None:

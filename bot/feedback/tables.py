@@ -107,17 +107,19 @@ class FeedbackRelease(Base):
 
 
 class FeedbackReleaseSender(Base):
-    """Someone waits for the staff listing's next release: a keyed hash of the person under
-    the listing's generation (the moment it last released), so a person's second item adds
-    no row. Written only by the flusher, deleted when the listing is released
+    """Who waits for a listing's next release: ONE row per listing, its generation (the moment
+    it last released) and the keyed hashes of the people waiting, sealed and padded to a size
+    class (bot/feedback/sealed.py), so a dump without the server key says nothing of how many
+    people wait (N40). Written only by the flusher, deleted when the listing is released
     (bot/feedback/senders.py, docs/invariants.md N25)."""
 
     __tablename__ = "feedback_release_senders"
     __table_args__ = NO_ROWID
 
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    listing: Mapped[str] = mapped_column(String(16))
+    listing: Mapped[str] = mapped_column(String(16), primary_key=True)
     gen: Mapped[datetime] = mapped_column(UTCDateTime)
+    stamp: Mapped[str] = mapped_column(String(16))
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class FeedbackAlert(Base):
@@ -150,7 +152,9 @@ class FeedbackDayKey(Base):
 
 
 class FeedbackDailyCount(Base):
-    """Submissions today per person, under a hash keyed by the day's secret; deleted after the day.
+    """Submissions per person on one day: ONE row per day, every person's count under a hash
+    keyed by the day's secret, sealed under the server key and padded to a size class
+    (bot/feedback/sealed.py, N40); deleted after the day.
 
     Written only in batches by each process's flusher (bot/feedback/counts.py), never in the
     transaction that stores an item."""
@@ -158,9 +162,9 @@ class FeedbackDailyCount(Base):
     __tablename__ = "feedback_daily_counts"
     __table_args__ = NO_ROWID
 
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    day: Mapped[date] = mapped_column(Date, index=True)
-    count: Mapped[int] = mapped_column(Integer, default=0)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    stamp: Mapped[str] = mapped_column(String(16))  # random, new at every write
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class FeedbackResponse(Base):

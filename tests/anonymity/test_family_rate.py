@@ -22,15 +22,14 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
 from bot.core import Core
-from bot.families.service import rate_key
-from bot.families.tables import FamilyRate
-from bot.feedback import counts
+from bot.families.service import RATES, rate_key
+from bot.feedback import counts, sealed
 from bot.feedback import service as fb
 from bot.feedback.tables import FeedbackItem
 from bot.programme.core_sections import set_setting
 from storage import sqlite_inline
 from storage.base import Base
-from tests.anonymity.test_feedback_counter import _sqlite_stored_order, pairs_in_wal
+from tests.anonymity.test_feedback_counter import pairs_in_wal
 
 CONCERN = "My mum hits me when she is angry and I am scared to go home."
 TOKEN = "name=\"token\" value=\""
@@ -100,11 +99,13 @@ async def test_an_items_xmin_names_no_address_even_with_the_server_key(
     async with loaded.db.engine.connect() as conn:
         items = {r[0]: r[1] for r in await conn.execute(text(
             "SELECT id, xmin::text FROM feedback_items"))}
-        rates = {r[0]: (r[1], r[2]) for r in await conn.execute(text(
-            "SELECT key, xmin::text, count FROM family_rate"))}
+        [xmin] = (await conn.execute(text(
+            "SELECT xmin::text FROM family_rate"))).scalars()  # the day's one row
         xmins = {t: set((await conn.execute(text(f"SELECT xmin::text FROM {t}"))).scalars())
                  for t in Base.metadata.tables}
-    # The intruder does name every rate row, and the counts are right.
+    # With the server key the intruder opens the day's counts: every address, the counts right.
+    [opened] = (await RATES.every(loaded)).values()
+    rates = {k: (xmin, n) for k, n in opened.items()}
     assert {owners[k]: n for k, (_x, n) in rates.items()} == {
         ADDRESSES[0]: 3, ADDRESSES[1]: 2, ADDRESSES[2]: 2, ADDRESSES[3]: 1, ADDRESSES[4]: 1,
         ADDRESSES[5]: 1, ADDRESSES[6]: 1}
@@ -116,46 +117,49 @@ async def test_an_items_xmin_names_no_address_even_with_the_server_key(
     # Nothing else committed with an item is about its sender (the form's nonce names nobody).
     beside = {t for t, xs in xmins.items() if xs & set(items.values())}
     assert beside <= WITH_THE_ITEM, beside
-    # Every rate row of the day carries the last batch's xmin: not even when they last moved.
-    assert len({x for x, _n in rates.values()}) == 1
 
 
 async def test_the_write_ahead_log_pairs_no_item_with_its_addresss_rate_row(
         page: TestClient, loaded: Core, monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLite: read the write-ahead log commit by commit (before any checkpoint, the worst
-    case) and pair each item with the rate rows that first appear in the same commit.
+    case) and pair each item with the writes of the day's sealed rate row in the same commit
+    (each write carries a new stamp: the intruder is given every one).
 
     Before: an address's first item and its new rate row were one commit."""
     if not loaded.db.is_sqlite:
         pytest.skip("PostgreSQL's transactions are attacked through xmin above")
     monkeypatch.setattr(sqlite_inline, "CHECKPOINT_EVERY", 10**9)  # the log keeps every commit
+    stamps: list[str] = []
+
+    def stamp() -> str:
+        stamps.append(sealed.stamp())
+        return stamps[-1]
+
+    monkeypatch.setattr(counts, "stamp", stamp)
     await _sends_in_two_batches(page, loaded)
     owners = await _rate_owners(loaded)
     async with loaded.db.engine.connect() as conn:
         items = set((await conn.execute(select(FeedbackItem.id))).scalars())
-        keys = set((await conn.execute(select(FamilyRate.key))).scalars())
-    assert {owners[k] for k in keys} == set(ADDRESSES[:7])
-    named = pairs_in_wal(make_url(loaded.db.url).database or "", items, keys, owners)
+    [opened] = (await RATES.every(loaded)).values()
+    assert {owners[k] for k in opened} == set(ADDRESSES[:7])
+    assert len(stamps) == 2  # one write of the day's row per flush
+    named = pairs_in_wal(make_url(loaded.db.url).database or "", items, set(stamps),
+                         dict.fromkeys(stamps, "a rate write"))
     assert all(who == [] for who in named.values()), named
 
 
 async def test_the_rate_rows_stored_order_is_not_the_order_visitors_sent(
         page: TestClient, loaded: Core) -> None:
-    """Twelve visitors send one form each in a known order, in one batch; the rate rows read
-    in their stored order (SQLite's cells, PostgreSQL's `ctid`) and named by hashing."""
+    """Twelve visitors send one form each in a known order, in one batch; the day's sealed
+    rate row opened with the server key, its counts read in their stored order and named by
+    hashing (before, rows per address in SQLite's cells, PostgreSQL's `ctid`)."""
     order = list(ADDRESSES)
     random.Random(11).shuffle(order)
     for i, address in enumerate(order):
         await send(page, address, rating="4", working=f"Visit {i + 1}.")
     await counts.flush(loaded)
     owners = await _rate_owners(loaded)
-    if loaded.db.is_sqlite:
-        await loaded.db.dispose()  # the last connection out folds the write-ahead log back in
-        stored = _sqlite_stored_order(make_url(loaded.db.url).database or "", "family_rate")
-    else:
-        async with loaded.db.engine.connect() as conn:
-            stored = list((await conn.execute(text(
-                "SELECT key FROM family_rate ORDER BY ctid"))).scalars())
+    [stored] = (await RATES.every(loaded)).values()
     seen = [owners[k] for k in stored]
     assert sorted(seen) == sorted(order)
     assert seen != order and seen != order[::-1]

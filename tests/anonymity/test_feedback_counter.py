@@ -9,6 +9,8 @@ Before (commit 028fa66): an item and its sender's counter row were written in on
 transaction, so on PostgreSQL they shared an `xmin`, which named the sender of each person's
 latest item, and on SQLite they were one commit in the write-ahead log; and each counter row was laid down when its person first sent that day, so the
 stored order of the rows (SQLite's cells, PostgreSQL's `ctid`) was the order people first sent.
+Since N40 the day's counters are one row, sealed under the server key (bot/feedback/sealed.py):
+the intruder with that key opens it, and these attacks read what it holds.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
 from bot.core import Core
-from bot.feedback import counts
+from bot.feedback import counts, sealed
 from bot.feedback.counts import DAY_KEY_LABEL
-from bot.feedback.tables import FeedbackDailyCount, FeedbackDayKey, FeedbackHandle, FeedbackItem
+from bot.feedback.tables import FeedbackDayKey, FeedbackHandle, FeedbackItem
 from bot.people.tables import Person
 from bot.secrets import derive, keyed_hash, open_bytes
 from storage import sqlite_inline
@@ -68,10 +70,13 @@ async def test_an_items_xmin_names_no_sender_even_with_the_server_key(loaded: Co
     async with loaded.db.engine.connect() as conn:
         items = {r[0]: r[1] for r in await conn.execute(text(
             "SELECT id, xmin::text FROM feedback_items"))}
-        counters = {r[0]: (r[1], r[2]) for r in await conn.execute(text(
-            "SELECT key, xmin::text, count FROM feedback_daily_counts"))}
+        [xmin] = (await conn.execute(text(
+            "SELECT xmin::text FROM feedback_daily_counts"))).scalars()  # the day's one row
         routed = set((await conn.execute(select(FeedbackHandle.item_id))).scalars())
-    # The intruder does hold every counter's owner, and the counts are right.
+    # With the server key the intruder opens the day's counts (bot/feedback/sealed.py): every
+    # counter's owner, and the counts are right.
+    [opened] = (await counts.STAFF.every(loaded)).values()
+    counters = {k: (xmin, n) for k, n in opened.items()}
     assert {owners[k]: n for k, (_x, n) in counters.items()} == {
         PRACTITIONERS[0]: 3, PRACTITIONERS[1]: 2, PRACTITIONERS[2]: 2, PRACTITIONERS[3]: 1,
         PRACTITIONERS[4]: 1, PRACTITIONERS[5]: 1}
@@ -80,21 +85,27 @@ async def test_an_items_xmin_names_no_sender_even_with_the_server_key(loaded: Co
     named = {item: [owners[k] for k, (x, _n) in counters.items() if x == xmin]
              for item, xmin in items.items() if item not in routed}
     assert all(who == [] for who in named.values()), named
-    assert not set(items.values()) & {x for x, _n in counters.values()}
-    # Every counter row of the day carries the last batch's xmin: not even when they last moved.
-    assert len({x for x, _n in counters.values()}) == 1
+    assert xmin not in set(items.values())
 
 
 async def test_the_write_ahead_log_pairs_no_item_with_its_senders_counter(
         loaded: Core, monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLite: read the write-ahead log commit by commit (before any checkpoint, the worst
-    case) and pair each item with the counter rows that first appear in the same commit.
+    case) and pair each item with the counter writes in the same commit (each write of the
+    day's sealed row carries a new stamp: the intruder is given every one).
 
     Before: a person's first item of the day and their new counter row were one commit, so
     this named the sender of every person's first item."""
     if not loaded.db.is_sqlite:
         pytest.skip("PostgreSQL's transactions are attacked through xmin above")
     monkeypatch.setattr(sqlite_inline, "CHECKPOINT_EVERY", 10**9)  # the log keeps every commit
+    stamps: list[str] = []
+
+    def stamp() -> str:
+        stamps.append(sealed.stamp())
+        return stamps[-1]
+
+    monkeypatch.setattr(counts, "stamp", stamp)
     d = FakeDriver(loaded)
     sends = [(PRACTITIONERS[0], False), (PRACTITIONERS[1], True), (PRACTITIONERS[2], False),
              (PRACTITIONERS[0], False), (PRACTITIONERS[3], False)]
@@ -104,21 +115,22 @@ async def test_the_write_ahead_log_pairs_no_item_with_its_senders_counter(
     await counts.flush(loaded)
     assert await give(d, PRACTITIONERS[4], "A later thought on supervision.") is None
     await counts.flush(loaded)
-    owners = await _counter_owners(loaded)
     async with loaded.db.engine.connect() as conn:
         items = set((await conn.execute(select(FeedbackItem.id))).scalars())
-        keys = set((await conn.execute(select(FeedbackDailyCount.key))).scalars())
-    named = pairs_in_wal(make_url(loaded.db.url).database or "", items, keys, owners)
+    assert len(stamps) == 2  # one write of the day's row per flush
+    named = pairs_in_wal(make_url(loaded.db.url).database or "", items, set(stamps),
+                         dict.fromkeys(stamps, "a counter write"))
     assert all(who == [] for who in named.values()), named
 
 
 async def test_the_counters_stored_order_is_not_the_order_people_sent(loaded: Core) -> None:
-    """Read the counter rows in the order they are stored (SQLite: the cells of the table's
-    page, laid down from the page's end; PostgreSQL: `ctid`), and name each with the key.
+    """Open the day's sealed counts with the server key and read the counters in the order
+    they are stored in it, and name each with the key.
 
     Twelve people send one item each in a known order, in one batch. Before: the rows were
-    stored in exactly that order, so with the items' own order (the same, on SQLite's pages
-    and in PostgreSQL's `xmin`) each item had its sender."""
+    stored in exactly that order (SQLite's cells, PostgreSQL's `ctid`), so with the items' own
+    order (the same, on SQLite's pages and in PostgreSQL's `xmin`) each item had its sender;
+    now they are sorted by key in the day's one row."""
     d = FakeDriver(loaded)
     order = list(PRACTITIONERS)
     random.Random(7).shuffle(order)
@@ -126,14 +138,7 @@ async def test_the_counters_stored_order_is_not_the_order_people_sent(loaded: Co
         assert await give(d, email, f"Thought {i + 1} about the new practice model.") is None
     await counts.flush(loaded)
     owners = await _counter_owners(loaded)
-    if loaded.db.is_sqlite:
-        await loaded.db.dispose()  # the last connection out folds the write-ahead log back in
-        stored = _sqlite_stored_order(make_url(loaded.db.url).database or "",
-                                      "feedback_daily_counts")
-    else:
-        async with loaded.db.engine.connect() as conn:
-            stored = list((await conn.execute(text(
-                "SELECT key FROM feedback_daily_counts ORDER BY ctid"))).scalars())
+    [stored] = (await counts.STAFF.every(loaded)).values()  # in its stored order
     seen = [owners[k] for k in stored]
     assert sorted(seen) == sorted(order)
     assert seen != order and seen != order[::-1]

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select, text
 
 from bot.core import Core
-from bot.feedback import counts, senders
+from bot.feedback import counts, sealed, senders
 from bot.feedback.tables import FeedbackItem, FeedbackReleaseSender
 from tests.conformance.drivers.fake import FakeDriver
 from tests.test_feedback_helpers import CHANGE, OTHER, PRACTITIONER, give, identity_strings
@@ -37,6 +37,15 @@ async def _listing(d: FakeDriver, core: Core, when: object) -> str:
 async def _sender_rows(core: Core) -> list[FeedbackReleaseSender]:
     async with core.db.session() as s:
         return list((await s.execute(select(FeedbackReleaseSender))).scalars())
+
+
+async def _marks(core: Core) -> list[str]:
+    """The staff listing's marks as stored, in their stored order, opened with the server key
+    (what an intruder with a dump and that key reads)."""
+    rows = await _sender_rows(core)
+    assert [r.listing for r in rows] in ([], [senders.STAFF])  # one row per listing
+    return [k for r in rows for k in sealed.open_counts(
+        core.secret, senders._aad(r.listing, r.gen), r.sealed)]
 
 
 async def test_two_items_of_one_person_are_not_released_alone_at_noon(loaded: Core) -> None:
@@ -92,9 +101,9 @@ async def test_an_item_and_an_answer_of_one_person_are_not_released_alone_at_noo
 
 async def test_the_waiting_senders_are_written_apart_from_the_items_and_name_nobody(
         loaded: Core) -> None:
-    """The dump: the items' transactions write no sender row; the flush writes one row per
-    person (not per item) in a transaction of its own, holding no identity string; on
-    PostgreSQL no sender row shares an item's `xmin`. The release deletes them."""
+    """The dump: the items' transactions write no sender row; the flush writes the listing's
+    one sealed row, a mark per person (not per item), in a transaction of its own, holding no
+    identity string; on PostgreSQL the row shares no item's `xmin`. The release deletes it."""
     d = FakeDriver(loaded)
     day = loaded.clock.now().replace(hour=10, minute=5, second=0, microsecond=0)
     loaded.clock.set(day)  # type: ignore[attr-defined]
@@ -103,11 +112,12 @@ async def test_the_waiting_senders_are_written_apart_from_the_items_and_name_nob
     assert await give(d, OTHER, THIRD) is None
     assert await _sender_rows(loaded) == []  # nothing about a sender with their item
     await counts.flush(loaded)
-    rows = await _sender_rows(loaded)
-    assert len(rows) == 2 and {r.listing for r in rows} == {senders.STAFF}
+    [row] = await _sender_rows(loaded)
+    marks_ = await _marks(loaded)
+    assert row.listing == senders.STAFF and len(marks_) == 2  # two people, three items
     names = (await identity_strings(loaded.db, PRACTITIONER)
              | await identity_strings(loaded.db, OTHER))
-    assert not any(n in r.key for r in rows for n in names)
+    assert not any(n in k or n.encode() in row.sealed for k in marks_ for n in names)
     if not loaded.db.is_sqlite:
         async with loaded.db.engine.connect() as conn:
             items = set((await conn.execute(text("SELECT xmin::text FROM feedback_items"))).scalars())
@@ -148,10 +158,12 @@ async def test_a_mark_flushed_after_its_release_is_not_counted_at_the_next(loade
     loaded.clock.set(nxt.replace(hour=9))  # type: ignore[attr-defined]
     async with loaded.db.transaction() as conn:
         await conn.execute(FeedbackReleaseSender.__table__.insert().values(
-            key="0" * 64, listing=senders.STAFF, gen=senders.NEVER))
+            listing=senders.STAFF, gen=senders.NEVER, stamp="stale",
+            sealed=sealed.seal(loaded.secret, senders._aad(senders.STAFF, senders.NEVER),
+                               {"0" * 64: 1, "1" * 64: 1})))
     assert await give(d, PRACTITIONER, SECOND) is None
     await counts.flush(loaded)
-    assert "0" * 64 not in {r.key for r in await _sender_rows(loaded)}  # the flush drops it
+    assert len(await _marks(loaded)) == 1  # the flush drops the stale marks
     noon = await _listing(d, loaded, nxt.replace(hour=12, minute=1))
     assert SECOND not in noon
 
@@ -163,15 +175,13 @@ async def test_the_marks_stored_order_is_not_the_order_people_first_sent(loaded:
     Twelve people send one item each, the flusher running between them. Before the fix the
     flush rewrote every row in place, in the order stored, so the marks stayed in the order
     people first sent since the last release; with the items' own order (`xmin`, page
-    position: N2's residue) each item had its sender. Now each flush lays every mark down
-    again, shuffled."""
+    position: N2's residue) each item had its sender. Then each flush laid every mark down
+    again, shuffled; now the listing's marks are one sealed row, sorted by key."""
     import random
-
-    from sqlalchemy.engine import make_url
 
     from bot.people.tables import Person
     from bot.secrets import derive, keyed_hash
-    from tests.anonymity.test_feedback_counter import PRACTITIONERS, _sqlite_stored_order
+    from tests.anonymity.test_feedback_counter import PRACTITIONERS
 
     d = FakeDriver(loaded)
     day = loaded.clock.now().replace(hour=9, minute=0, second=0, microsecond=0)
@@ -186,15 +196,7 @@ async def test_the_marks_stored_order_is_not_the_order_people_first_sent(loaded:
         people = list((await s.execute(select(Person))).scalars())
     box = derive(loaded.secret, senders.LABEL)
     owners = {keyed_hash(box, senders.STAFF, gen.isoformat(), p.id): p.email for p in people}
-    if loaded.db.is_sqlite:
-        await loaded.db.dispose()  # the last connection out folds the write-ahead log back in
-        stored = _sqlite_stored_order(make_url(loaded.db.url).database or "",
-                                      "feedback_release_senders")
-    else:
-        async with loaded.db.engine.connect() as conn:
-            stored = list((await conn.execute(text(
-                "SELECT key FROM feedback_release_senders ORDER BY ctid"))).scalars())
-    seen = [owners[k] for k in stored]
+    seen = [owners[k] for k in await _marks(loaded)]
     assert sorted(seen) == sorted(order)
     assert seen != order and seen != order[::-1]  # before: exactly the order they sent
 
