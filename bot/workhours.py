@@ -6,6 +6,9 @@ their non-working days, or on bank holidays for the programme's region.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import sys
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
@@ -13,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import holidays
+from holidays.registry import COUNTRIES
 
 DAY_NAMES = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
@@ -39,10 +43,41 @@ class Pattern:
         )
 
 
+# Every name `holidays` answers for a country (class name, alpha-2 and alpha-3 codes,
+# aliases), to the module that defines it and the class's name: its own registry, read
+# without importing a country.
+_COUNTRY_MODULES = {name: (module, names[0]) for module, names in COUNTRIES.items() for name in names}
+_COUNTRIES_PACKAGE = "holidays.countries"
+
+
+def country_calendar(region: str, years: int | None = None) -> holidays.HolidayBase:
+    """The bank holidays of a region such as "GB-ENG" (country, then subdivision), as
+    `holidays.country_holidays` gives them; NotImplementedError or KeyError for a region it
+    does not know.
+
+    Only the region's own country module is imported. `holidays.country_holidays` goes through
+    the `holidays.countries` package, whose __init__ imports all of its 250 countries (302
+    modules, 7.4 MB of every serving process for the one calendar it needs: bench/README.md).
+    The package is entered in sys.modules unexecuted, so importing one country module (and the
+    ones it imports, a territory's mother country) runs that module alone; `holidays`' own
+    lazy loader (holidays.registry.EntityLoader) imports the same modules the same way."""
+    country, _, subdiv = region.partition("-")
+    found = _COUNTRY_MODULES.get(country)
+    if found is None:  # not a country's name: whatever `holidays` itself makes of it
+        return holidays.country_holidays(country, subdiv=subdiv or None, years=years)
+    if _COUNTRIES_PACKAGE not in sys.modules:
+        spec = importlib.util.find_spec(_COUNTRIES_PACKAGE)
+        assert spec is not None
+        sys.modules[_COUNTRIES_PACKAGE] = importlib.util.module_from_spec(spec)
+    module, name = found
+    entity: type[holidays.HolidayBase] = getattr(
+        importlib.import_module(f"{_COUNTRIES_PACKAGE}.{module}"), name)
+    return entity(years=years, subdiv=subdiv or None)
+
+
 @lru_cache(maxsize=32)
 def _holidays(region: str, year: int) -> holidays.HolidayBase:
-    country, _, subdiv = region.partition("-")
-    return holidays.country_holidays(country, subdiv=subdiv or None, years=year)
+    return country_calendar(region, year)
 
 
 def is_holiday(region: str, day: date) -> bool:

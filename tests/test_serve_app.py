@@ -165,3 +165,65 @@ async def test_the_privacy_notice_is_served_with_no_platform_configured(loaded: 
     assert resp.status == 200 and "<h1>Privacy notice</h1>" in text
     assert "Pulse answers are stored without your name" in text
     assert terms.status == 200
+
+
+SERVING = """
+import asyncio, sys
+from datetime import date
+from bot.config import Settings
+from bot.core import Core
+from bot.workhours import is_holiday
+from staffvoice.serve.app import build_app
+from staffvoice.serve.health import Health
+from staffvoice.serve.lifecycle import _start_core
+from storage.db import Database
+
+async def main(url, secret, programme):
+    db = Database(url)
+    core = Core(db)
+    heads = await _start_core(core, Settings(database_url=url, secret_key=secret,
+                                             programme_file=programme))
+    env = {"SLACK_SIGNING_SECRET": "s", "SLACK_BOT_TOKEN": "xoxb-t",
+           "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__CLIENTID": "app",
+           "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__CLIENTSECRET": "x",
+           "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__TENANTID": "tenant"}
+    app, lines = build_app(core, env, Health(core, heads=heads))
+    # what the scheduler and the send ledger ask before each prompt (Christmas 2026, a Friday)
+    christmas = is_holiday("GB-ENG", date(2026, 12, 25))
+    await db.dispose()
+    print(lines[:2], christmas)
+    print(" ".join(sorted(sys.modules)))
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+# What the serving process leaves out until a rare path needs it (bench/README.md, "Memory at
+# start"): a chart drawn in chat (Pillow), a near miss of a milestone's or team's name
+# (rapidfuzz), the first web page drawn (Jinja), the first dashboard sign-in (joserfc), other
+# countries' bank holidays (the `holidays.countries` package imports all of them), migrations
+# (Alembic, Mako), the HR file import (openpyxl).
+LEFT_OUT = ("PIL", "rapidfuzz", "jinja2", "joserfc", "alembic", "mako", "openpyxl")
+
+
+async def test_the_serving_process_imports_neither_pillow_nor_rapidfuzz_nor_every_country(
+        db_url: str, tmp_path: Path) -> None:
+    """Started as `serve` starts, with Slack and Teams mounted and the example programme (bank
+    holidays of GB-ENG): the modules only rare paths use stay out, and of `holidays`' countries
+    only the programme's region's own is imported, still knowing Christmas."""
+    import asyncio
+    import sys
+
+    from tests.conftest import PG_URL, ROOT, TEST_SECRET
+
+    url = db_url if PG_URL else f"sqlite+svinline:///{tmp_path}/fresh.db"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", SERVING, url, TEST_SECRET, str(ROOT / "examples/programme.yaml"),
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    answer, modules = out.decode().splitlines()[-2:]
+    assert answer == ("['slack: HTTP events at /slack/events, single workspace, command /voice', "
+                      "'teams: /api/messages, JWT-validated for app app'] True")
+    loaded = modules.split()
+    assert [m for m in loaded if m.split(".")[0] in LEFT_OUT] == []
+    countries = [m for m in loaded if m.startswith("holidays.countries")]
+    assert countries == ["holidays.countries", "holidays.countries.united_kingdom"]

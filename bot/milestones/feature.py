@@ -6,7 +6,6 @@ import logging
 from datetime import date
 from typing import Any
 
-from rapidfuzz import fuzz, utils
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -120,6 +119,8 @@ async def _team(s: AsyncSession, name: str) -> Team:
     if team is not None:
         return team
     teams = list((await s.execute(select(Team))).scalars())
+    from rapidfuzz import fuzz, utils  # at the first near miss (2.8 MB: bench/README.md)
+
     q = utils.default_process(name.removesuffix(" team"))
     scored: list[tuple[float, str, Team]] = sorted(((fuzz.WRatio(q, utils.default_process(t.name)), t.id, t) for t in teams),
                     key=lambda x: (-x[0], x[1]))

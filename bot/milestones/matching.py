@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rapidfuzz import fuzz
-
 # Words people wrap a milestone name in ("the status of the ... milestone").
 FILLER = frozenset(
     "a an the of for in at on to is are what whats what's how hows how's going status "
@@ -39,6 +37,9 @@ def word_score(query: list[str], target: set[str]) -> float:
     """How well every query word is found among the target's words (0-100)."""
     if not query or not target:
         return 0.0
+    # Imported at the first near miss, not by every serving process (2.8 MB: bench/README.md).
+    from rapidfuzz import fuzz
+
     # Squared so that one clean word outweighs two half-typed ones.
     per_word = [max(fuzz.ratio(q, t) for t in target) ** 2 / 100 for q in query]
     return sum(per_word) / len(per_word)

@@ -291,11 +291,10 @@ class ProgrammeSection:
 
 
 def _check_region(doc: Doc, region: str, path: tuple[Any, ...]) -> None:
-    import holidays
+    from bot.workhours import country_calendar
 
-    country, _, subdiv = region.partition("-")
     try:
-        holidays.country_holidays(country, subdiv=subdiv or None)
+        country_calendar(region)
     except (NotImplementedError, KeyError):
         doc.problem(path, f"'{region}' is not a known holiday region (like GB-ENG or GB-SCT)")
 

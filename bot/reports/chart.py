@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from PIL import Image, ImageDraw, ImageFont
+if TYPE_CHECKING:  # Pillow is imported by render_png: the serving process draws a chart rarely
+    from PIL import ImageDraw, ImageFont
 
 WIDTH, HEIGHT = 720, 360
 SCORE_COLOUR = (31, 94, 170)
@@ -39,6 +41,8 @@ class Trend:
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    from PIL import ImageFont
+
     try:
         return ImageFont.load_default(size=size)
     except (TypeError, OSError):  # Pillow without FreeType: the small bitmap font
@@ -86,6 +90,8 @@ def layout(trend: Trend, width: int = WIDTH, height: int = HEIGHT) -> Layout:
 
 def render_png(trend: Trend, width: int = WIDTH, height: int = HEIGHT) -> bytes:
     """The trend as a PNG: score on the left axis, response rate (0-100%) on the right."""
+    from PIL import Image, ImageDraw
+
     g = layout(trend, width, height)
     img = Image.new("RGB", (width, height), "white")
     d = ImageDraw.Draw(img)

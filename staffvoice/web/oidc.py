@@ -13,16 +13,16 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
-from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
 
 from bot.secrets import is_loopback
 from staffvoice.web.config import Provider
+
+if TYPE_CHECKING:  # joserfc is imported at the first sign-in, not by every serving process
+    from joserfc.jwk import KeySet
 
 DISCOVERY_TTL_S = 3600.0
 CLOCK_SKEW_S = 120  # leeway for exp/iat between our clock and the provider's
@@ -86,6 +86,8 @@ class Client:
 
     async def keys(self, d: Discovery, *, refresh: bool = False) -> KeySet:
         if refresh or d.jwks_uri not in self._keys:
+            from joserfc.jwk import KeySet
+
             self._keys[d.jwks_uri] = KeySet.import_key_set(await _get_json(d.jwks_uri))  # type: ignore[arg-type]
         return self._keys[d.jwks_uri]
 
@@ -122,6 +124,9 @@ class Client:
     async def verify(self, provider: Provider, d: Discovery, token: str, nonce: str,
                      now: float) -> dict[str, Any]:
         """The ID token's claims, once every rule of Core §3.1.3.7 holds."""
+        from joserfc import jwt
+        from joserfc.errors import JoseError
+
         try:
             try:
                 decoded = jwt.decode(token, await self.keys(d), algorithms=ALGORITHMS)

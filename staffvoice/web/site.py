@@ -14,14 +14,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
 from aiohttp import web
 
 from bot.core import Core
 from bot.secrets import keyed_hash
 from staffvoice.web.config import WebSettings
+
+if TYPE_CHECKING:  # Jinja is imported by the first page drawn, not by every serving process
+    import jinja2
 
 log = logging.getLogger("staffvoice.web")
 
@@ -77,6 +79,8 @@ def templates() -> jinja2.Environment:
     """The one template environment (autoescaped HTML; undefined names are errors)."""
     global _env
     if _env is None:
+        import jinja2
+
         _env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(HERE / "templates")),
             autoescape=jinja2.select_autoescape(["html", "svg"]),
