@@ -13,6 +13,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from bot.core import Core
+from bot.feedback import counts, safeguarding
 from bot.feedback import service as fb
 from bot.feedback.tables import FeedbackAlert
 from bot.people import service as people
@@ -115,3 +116,43 @@ async def test_a_new_lead_is_not_alerted_of_what_a_current_lead_was_told_or_took
         rows = (await s.execute(select(FeedbackAlert.person_id))).scalars().all()
     assert new.id not in rows
     assert await fb.deliver_alerts(loaded) == 0
+
+
+async def test_a_disclosure_stored_while_its_first_lead_is_named_reaches_them(
+        loaded: Core) -> None:
+    """No lead is set up yet. A disclosure's transaction reads the leads (none) and, before
+    it commits, the change team grants the role in chat and the scheduler ticks: the leads
+    changed, so it looks for what no lead was told of, and this item is not committed yet.
+    After the commit the form alerts the item's leads (`deliver_alerts(core, item_id)`): the
+    lead named meanwhile is one of them, at once.
+
+    Before: on PostgreSQL the item was stored with no alert row after the tick had looked,
+    and the leads did not change again, so no lead was ever told of it. (SQLite has one
+    writer: the grant waits for the item's commit, and the tick finds the item.)"""
+    await loader.load(loaded.db, EXAMPLE.read_text().replace(NO_LEADS, "}"), loaded.router)
+    d = FakeDriver(loaded)
+    for who in (CHANGE, NEW_LEAD):
+        await d.say(who, "help")
+    await loaded.tick()  # the leads this process has seen: none
+    async with loaded.db.session() as s:
+        sender = await people.person_by_email(s, PRACTITIONER)
+        concerns = safeguarding.concerns(CONCERN, await fb.config(s))
+    assert sender is not None and concerns
+
+    async def named() -> None:
+        await d.say(CHANGE, f"grant safeguarding_lead {NEW_LEAD}")
+        await loaded.tick()
+
+    async with counts.holding(loaded) as hold, loaded.db.transaction() as conn:
+        stored = await fb.store(loaded, sender.id, text=CONCERN, theme_id=None, replies=False,
+                                concerns=concerns, conn=conn, hold=hold)
+        if not loaded.db.is_sqlite:
+            await named()
+    if loaded.db.is_sqlite:
+        await named()
+    await fb.deliver_alerts(loaded, stored.item_id)  # after the commit, as the form does
+    await loaded.tick()
+    [alert] = _urgent(d, NEW_LEAD)
+    assert CONCERN in alert
+    await loaded.tick()
+    assert len(_urgent(d, NEW_LEAD)) == 1

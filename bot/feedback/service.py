@@ -337,8 +337,7 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
     now = core.clock.now()
     A = FeedbackAlert
     async with lock:
-        if item_id is None:  # the tick: leads named since an urgent item was stored (N51)
-            await _alert_new_leads(core)
+        await _alert_new_leads(core, item_id)  # leads named since it was stored (N51)
         async with core.db.session() as s:
             free = (A.status == "pending") & (A.lease_until.is_(None) | (A.lease_until < now))
             claim = update(A).where(free).values(lease_until=now + ALERT_LEASE)
@@ -452,9 +451,9 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
 _leads_seen: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
 
 
-async def _alert_new_leads(core: Core) -> int:
-    """Alert every current lead of each urgent item that no current lead was alerted of and
-    no lead has taken on; how many alerts were written (docs/invariants.md N51).
+async def _alert_new_leads(core: Core, item_id: str | None = None) -> int:
+    """Alert every current lead of each urgent item (or of `item_id`, just stored) that no
+    current lead was alerted of and no lead has taken on; how many items (N51).
 
     The ledger is written when an item (or an author's urgent answer) is stored, for the leads
     of that moment. A disclosure sent while no lead was set up, or whose leads all lost the
@@ -462,28 +461,33 @@ async def _alert_new_leads(core: Core) -> int:
     it waited in a queue the leads named later had no reason to open. What a current lead
     was alerted of, or any lead took on, is not sent to a lead named later (their queue holds
     it), so a grant re-announces nothing the leads have. Looked for at a process's first tick
-    and whenever the leads change, not at every tick: the items are read whole."""
+    and whenever the leads change, not at every tick: the items are read whole. An item just
+    stored is looked at alone after its commit: its transaction read the leads before a
+    change that the tick may have looked at before the commit (PostgreSQL), and was missed."""
+    ids: list[str] = []
     async with core.db.session() as s:
         current = frozenset(await lead_ids(s))
-        if not current or _leads_seen.get(core) == current:
-            _leads_seen[core] = current
-            return 0
-        It, A = FeedbackItem, FeedbackAlert
-        told = exists().where(A.item_id == It.id, or_(A.status == ACKNOWLEDGED,
-                                                      A.person_id.in_(sorted(current))))
-        ids = list((await s.execute(select(It.id).where(
-            or_(It.urgent.is_(True), It.lead_concerns.is_not(None)), ~told))).scalars())
+        if current and (item_id is not None or _leads_seen.get(core) != current):
+            It, A = FeedbackItem, FeedbackAlert
+            told = exists().where(A.item_id == It.id, or_(A.status == ACKNOWLEDGED,
+                                                          A.person_id.in_(sorted(current))))
+            untold = select(It.id).where(
+                or_(It.urgent.is_(True), It.lead_concerns.is_not(None)), ~told)
+            if item_id is not None:
+                untold = untold.where(It.id == item_id)
+            ids = list((await s.execute(untold)).scalars())
         if ids:
             conn = await s.connection()
             # Another replica may write the same rows meanwhile: the second write is a no-op.
             await conn.execute(
-                upsert(conn.dialect.name, A).on_conflict_do_nothing(
+                upsert(conn.dialect.name, FeedbackAlert).on_conflict_do_nothing(
                     index_elements=["item_id", "person_id"]),
                 [{"item_id": i, "person_id": lead, "status": "pending", "attempts": 0,
                   "lease_until": None} for i in ids for lead in sorted(current)])
             log.warning("safeguarding alerts written for leads named since an urgent item "
                         "reached no current lead", extra={"count": len(ids)})
-    _leads_seen[core] = current
+    if item_id is None:  # (one item looked at says nothing of the others)
+        _leads_seen[core] = current
     return len(ids)
 
 
