@@ -20,7 +20,7 @@ from bot.people import service as people
 from bot.programme import loader
 from tests.conformance.drivers.fake import FakeDriver
 from tests.conftest import EXAMPLE
-from tests.test_feedback_helpers import CHANGE, LEADS, PRACTITIONER, give
+from tests.test_feedback_helpers import CHANGE, LEADS, OTHER, PRACTITIONER, REF, give
 
 CONCERN = "A boy on my caseload told me his stepdad hits him."
 NO_LEADS = ", roles: [safeguarding_lead]}"
@@ -156,3 +156,28 @@ async def test_a_disclosure_stored_while_its_first_lead_is_named_reaches_them(
     assert CONCERN in alert
     await loaded.tick()
     assert len(_urgent(d, NEW_LEAD)) == 1
+
+
+async def test_a_new_lead_is_not_alerted_of_what_a_former_lead_was_told_and_closed(
+        loaded: Core) -> None:
+    """Two disclosures reach both leads. One lead deals with the first and closes it in chat
+    (`feedback status REF closed`); the second is left as it came. The leads then hand over:
+    the programme is reloaded with the Front Door Team Manager as the lead in their place.
+    The new lead is alerted of the open one, not of the one a lead was told of and closed.
+
+    Before: every urgent item a former lead had closed (two years of them are kept) came to
+    the new lead as URGENT at the next tick, and again at every handover."""
+    d = FakeDriver(loaded)
+    await d.say(NEW_LEAD, "help")
+    other = "My manager slapped a colleague in the office today."
+    assert await give(d, PRACTITIONER, CONCERN) is None
+    assert await give(d, OTHER, other) is None
+    alerts = _urgent(d, LEADS[0])
+    [closed] = [REF.findall(a)[0] for a in alerts if CONCERN in a]
+    await d.say(LEADS[0], f"feedback status {closed} closed")
+    assert "closed" in d.seen(LEADS[0])[-1].lower()
+    await loader.load(loaded.db, _with_new_lead(), loaded.router)
+    await loaded.tick()
+    await loaded.tick()
+    [alert] = _urgent(d, NEW_LEAD)
+    assert other in alert and CONCERN not in alert

@@ -453,7 +453,8 @@ _leads_seen: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDic
 
 async def _alert_new_leads(core: Core, item_id: str | None = None) -> int:
     """Alert every current lead of each urgent item (or of `item_id`, just stored) that no
-    current lead was alerted of and no lead has taken on; how many items (N51).
+    current lead was alerted of and no lead has taken on (acknowledged, or closed once told);
+    how many items (N51).
 
     The ledger is written when an item (or an author's urgent answer) is stored, for the leads
     of that moment. A disclosure sent while no lead was set up, or whose leads all lost the
@@ -469,8 +470,12 @@ async def _alert_new_leads(core: Core, item_id: str | None = None) -> int:
         current = frozenset(await lead_ids(s))
         if current and (item_id is not None or _leads_seen.get(core) != current):
             It, A = FeedbackItem, FeedbackAlert
-            told = exists().where(A.item_id == It.id, or_(A.status == ACKNOWLEDGED,
-                                                          A.person_id.in_(sorted(current))))
+            # Taken on: acknowledged, or closed by now (done, closed, spam) after a lead was
+            # told (without, two years of what former leads dealt with came back as URGENT
+            # at every handover). Closed before any lead was told, it is still alerted.
+            closed = (A.status == "sent") & It.status.not_in(OPEN) & It.lead_concerns.is_(None)
+            told = exists().where(A.item_id == It.id, or_(
+                A.status == ACKNOWLEDGED, A.person_id.in_(sorted(current)), closed))
             untold = select(It.id).where(
                 or_(It.urgent.is_(True), It.lead_concerns.is_not(None)), ~told)
             if item_id is not None:
