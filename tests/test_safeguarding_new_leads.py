@@ -181,3 +181,31 @@ async def test_a_new_lead_is_not_alerted_of_what_a_former_lead_was_told_and_clos
     await loaded.tick()
     [alert] = _urgent(d, NEW_LEAD)
     assert other in alert and CONCERN not in alert
+
+
+async def test_a_lead_named_while_the_leads_cannot_be_reached_is_alerted(loaded: Core) -> None:
+    """Both leads have blocked the app (on leave, a new phone) when a disclosure comes: their
+    alerts wait for them (N45). The change team names the Front Door Team Manager as a third
+    lead to cover, in chat; the two keep the role. No lead has been told of the disclosure,
+    so the lead named is alerted at the next tick, once; the two still get theirs once back.
+
+    Before: an alert waiting for a current lead counted as told, and the lead named to cover
+    was never alerted of the disclosure that nobody had been told of."""
+    d = FakeDriver(loaded)
+    for who in (*LEADS, NEW_LEAD):
+        await d.say(who, "help")
+    for lead in LEADS:
+        d.port.blocked.add(f"U-{lead}")
+    assert await give(d, PRACTITIONER, CONCERN) is None
+    await loaded.tick()
+    assert all(_urgent(d, lead) == [] for lead in LEADS)
+    await d.say(CHANGE, f"grant safeguarding_lead {NEW_LEAD}")
+    await loaded.tick()
+    [alert] = _urgent(d, NEW_LEAD)
+    assert CONCERN in alert
+    d.port.blocked.clear()
+    for lead in LEADS:
+        await d.say(lead, "help")
+    await loaded.tick()
+    await loaded.tick()
+    assert all(len(_urgent(d, who)) == 1 for who in (*LEADS, NEW_LEAD))

@@ -453,8 +453,8 @@ _leads_seen: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDic
 
 async def _alert_new_leads(core: Core, item_id: str | None = None) -> int:
     """Alert every current lead of each urgent item (or of `item_id`, just stored) that no
-    current lead was alerted of and no lead has taken on (acknowledged, or closed once told);
-    how many items (N51).
+    current lead was sent and no lead has taken on (acknowledged, or closed once told), where
+    they have no alert of it yet; how many items (N51).
 
     The ledger is written when an item (or an author's urgent answer) is stored, for the leads
     of that moment. A disclosure sent while no lead was set up, or whose leads all lost the
@@ -465,7 +465,7 @@ async def _alert_new_leads(core: Core, item_id: str | None = None) -> int:
     and whenever the leads change, not at every tick: the items are read whole. An item just
     stored is looked at alone after its commit: its transaction read the leads before a
     change that the tick may have looked at before the commit (PostgreSQL), and was missed."""
-    ids: list[str] = []
+    missing: list[tuple[str, str]] = []
     async with core.db.session() as s:
         current = frozenset(await lead_ids(s))
         if current and (item_id is not None or _leads_seen.get(core) != current):
@@ -474,26 +474,33 @@ async def _alert_new_leads(core: Core, item_id: str | None = None) -> int:
             # told (without, two years of what former leads dealt with came back as URGENT
             # at every handover). Closed before any lead was told, it is still alerted.
             closed = (A.status == "sent") & It.status.not_in(OPEN) & It.lead_concerns.is_(None)
+            # Told: sent. An alert still waiting (its lead blocked the app, an outage) or
+            # given up told nobody, and the lead named to cover is alerted too.
             told = exists().where(A.item_id == It.id, or_(
-                A.status == ACKNOWLEDGED, A.person_id.in_(sorted(current)), closed))
+                A.status == ACKNOWLEDGED,
+                (A.status == "sent") & A.person_id.in_(sorted(current)), closed))
             untold = select(It.id).where(
                 or_(It.urgent.is_(True), It.lead_concerns.is_not(None)), ~told)
             if item_id is not None:
                 untold = untold.where(It.id == item_id)
             ids = list((await s.execute(untold)).scalars())
-        if ids:
+            have = set((await s.execute(select(A.item_id, A.person_id).where(
+                A.item_id.in_(ids), A.person_id.in_(sorted(current))))).tuples()) if ids else set()
+            missing = [(i, lead) for i in ids for lead in sorted(current)
+                       if (i, lead) not in have]
+        if missing:
             conn = await s.connection()
             # Another replica may write the same rows meanwhile: the second write is a no-op.
             await conn.execute(
                 upsert(conn.dialect.name, FeedbackAlert).on_conflict_do_nothing(
                     index_elements=["item_id", "person_id"]),
                 [{"item_id": i, "person_id": lead, "status": "pending", "attempts": 0,
-                  "lease_until": None} for i in ids for lead in sorted(current)])
+                  "lease_until": None} for i, lead in missing])
             log.warning("safeguarding alerts written for leads named since an urgent item "
-                        "reached no current lead", extra={"count": len(ids)})
+                        "reached no current lead", extra={"count": len({i for i, _ in missing})})
     if item_id is None:  # (one item looked at says nothing of the others)
         _leads_seen[core] = current
-    return len(ids)
+    return len({i for i, _lead in missing})
 
 
 # Alerts (key, lead) whose last send failed with its outcome unknown: asked for before the
