@@ -115,10 +115,11 @@ async def release_day(s: AsyncSession | AsyncConnection, now: datetime,
     return moments.after(now, await programme_zone(s), cfg.release_times).day
 
 
-def daily_limit(cfg: safeguarding.Config, concerns: Sequence[str]) -> int:
-    """How many items a person may have sent today for this one to be taken: the programme's
-    limit, or for what looks like a safeguarding concern that times CONCERN_ALLOWANCE (N53)."""
-    return cfg.daily_limit * (CONCERN_ALLOWANCE if concerns else 1)
+def daily_limit(limit: int, concerns: Sequence[str]) -> int:
+    """How many items a sender may have sent today for this one to be taken: `limit`, or for
+    what looks like a safeguarding concern that times CONCERN_ALLOWANCE (N53; the public
+    pages' too, by address)."""
+    return limit * (CONCERN_ALLOWANCE if concerns else 1)
 
 
 def limit_message(limit: int) -> str:
@@ -146,7 +147,7 @@ async def store(
     cfg = await config(conn)
     day = await today(conn, core.clock.now())
     key = await counts.counter_key(conn, core.secret, person_id, day)
-    limit = daily_limit(cfg, concerns)
+    limit = daily_limit(cfg.daily_limit, concerns)
     if not await counts.take(core, conn, hold, key, day, limit):
         raise FormInvalid({"text": limit_message(limit)})
     if not concerns:  # waits for a release: counted there as a person, not as a thing (N25)
