@@ -485,8 +485,10 @@ async def _alert_new_leads(core: Core, item_id: str | None = None) -> int:
             if item_id is not None:
                 untold = untold.where(It.id == item_id)
             ids = list((await s.execute(untold)).scalars())
+            # (A subquery, not the ids: the first tick may find more than a statement's
+            # 32,767 parameters allow.)
             have = set((await s.execute(select(A.item_id, A.person_id).where(
-                A.item_id.in_(ids), A.person_id.in_(sorted(current))))).tuples()) if ids else set()
+                A.item_id.in_(untold), A.person_id.in_(sorted(current))))).tuples())
             missing = [(i, lead) for i in ids for lead in sorted(current)
                        if (i, lead) not in have]
         if missing:
