@@ -10,6 +10,7 @@ had no reason to open.
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from bot.core import Core
@@ -209,3 +210,29 @@ async def test_a_lead_named_while_the_leads_cannot_be_reached_is_alerted(loaded:
     await loaded.tick()
     await loaded.tick()
     assert all(len(_urgent(d, who)) == 1 for who in (*LEADS, NEW_LEAD))
+
+
+async def test_a_failed_look_for_untold_items_holds_back_no_waiting_alert(
+        loaded: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both leads blocked the app when a disclosure came; they are back. The look for what
+    no current lead was told of (the heaviest read of the alerts' tick) fails, a statement
+    timeout say: the alerts waiting for the two still go at that tick.
+
+    Before: the look ran first in the tick's delivery and its failure ended it, at every tick
+    while it failed (it is looked for again until it succeeds): no alert reached anyone."""
+    d = FakeDriver(loaded)
+    for lead in LEADS:
+        await d.say(lead, "help")
+        d.port.blocked.add(f"U-{lead}")
+    assert await give(d, PRACTITIONER, CONCERN) is None
+    await loaded.tick()
+    d.port.blocked.clear()
+    for lead in LEADS:
+        await d.say(lead, "help")
+
+    async def failing(core: Core, item_id: str | None = None) -> int:
+        raise TimeoutError("canceling statement due to statement timeout")
+
+    monkeypatch.setattr(fb, "_alert_new_leads", failing)
+    await loaded.tick()
+    assert all(len(_urgent(d, lead)) == 1 for lead in LEADS)

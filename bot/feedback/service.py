@@ -338,7 +338,10 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
     now = core.clock.now()
     A = FeedbackAlert
     async with lock:
-        await _alert_new_leads(core, item_id)  # leads named since it was stored (N51)
+        try:  # leads named since it was stored (N51)
+            await _alert_new_leads(core, item_id)
+        except Exception:  # holds back no waiting alert; looked for again at the next tick
+            log.exception("could not look for urgent items no current lead was told of")
         async with core.db.session() as s:
             free = (A.status == "pending") & (A.lease_until.is_(None) | (A.lease_until < now))
             claim = update(A).where(free).values(lease_until=now + ALERT_LEASE)
