@@ -575,11 +575,16 @@ class Core:
             return HandleResult(error="user")
 
     async def _text(self, ctx: Ctx, found: tuple[Command, str] | None) -> None:
-        if found is None:
+        # Words after a command everyone may use that takes none ("Help me, my stepdad hits
+        # me") were thrown away: they are read as if typed alone first. A role's commands are
+        # left alone, and "feedback …" opens the form, whose intro shows the routes (N52).
+        if found is None or (found[1] and not found[0].usage and found[0].roles is None
+                             and not found[0].traceless):
             typed = getattr(ctx.event, "text", "") or ""
             for fallback in self.router.fallbacks:
                 if await fallback(ctx, typed):
                     return
+        if found is None:
             await ctx.reply(text_message(UNKNOWN))
             return
         cmd, args = found

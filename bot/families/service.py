@@ -234,7 +234,7 @@ async def _store(core: Core, sub: Submission, nonce: str, now: datetime, address
         # Safeguarding first: children share school and library connections, so what looks
         # like a disclosure still gets through past the limit, up to a hard cap against floods.
         if not await RATES.take(core, conn, hold, key, day,
-                                cfg.daily_limit * (CONCERN_ALLOWANCE if concerns else 1)):
+                                fb.daily_limit(cfg.daily_limit, concerns)):
             raise _Limited()
         if sub.theme_id and (await conn.execute(_THEME, {"id": sub.theme_id})).first() is None:
             sub = replace(sub, theme_id=None)

@@ -191,7 +191,7 @@ async def _check_limit(ctx: Ctx, *, s: AsyncSession | AsyncConnection,
                        concerns: list[str]) -> None:
     """Refuse, in the form, once the person has sent today's allowance (larger for what looks
     like a safeguarding concern: "Before you send" and its routes come first, N53)."""
-    limit = fb.daily_limit(await fb.config(s), concerns)
+    limit = fb.daily_limit((await fb.config(s)).daily_limit, concerns)
     if await fb.sent_today(ctx.core, ctx.person.id, s) >= limit:
         raise FormInvalid({"text": fb.limit_message(limit)})
 

@@ -115,10 +115,11 @@ async def release_day(s: AsyncSession | AsyncConnection, now: datetime,
     return moments.after(now, await programme_zone(s), cfg.release_times).day
 
 
-def daily_limit(cfg: safeguarding.Config, concerns: Sequence[str]) -> int:
-    """How many items a person may have sent today for this one to be taken: the programme's
-    limit, or for what looks like a safeguarding concern that times CONCERN_ALLOWANCE (N53)."""
-    return cfg.daily_limit * (CONCERN_ALLOWANCE if concerns else 1)
+def daily_limit(limit: int, concerns: Sequence[str]) -> int:
+    """How many items a sender may have sent today for this one to be taken: `limit`, or for
+    what looks like a safeguarding concern that times CONCERN_ALLOWANCE (N53; the public
+    pages' too, by address)."""
+    return limit * (CONCERN_ALLOWANCE if concerns else 1)
 
 
 def limit_message(limit: int) -> str:
@@ -146,7 +147,7 @@ async def store(
     cfg = await config(conn)
     day = await today(conn, core.clock.now())
     key = await counts.counter_key(conn, core.secret, person_id, day)
-    limit = daily_limit(cfg, concerns)
+    limit = daily_limit(cfg.daily_limit, concerns)
     if not await counts.take(core, conn, hold, key, day, limit):
         raise FormInvalid({"text": limit_message(limit)})
     if not concerns:  # waits for a release: counted there as a person, not as a thing (N25)
@@ -337,8 +338,10 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
     now = core.clock.now()
     A = FeedbackAlert
     async with lock:
-        if item_id is None:  # the tick: leads named since an urgent item was stored (N51)
-            await _alert_new_leads(core)
+        try:  # leads named since it was stored (N51)
+            await _alert_new_leads(core, item_id)
+        except Exception:  # holds back no waiting alert; looked for again at the next tick
+            log.exception("could not look for urgent items no current lead was told of")
         async with core.db.session() as s:
             free = (A.status == "pending") & (A.lease_until.is_(None) | (A.lease_until < now))
             claim = update(A).where(free).values(lease_until=now + ALERT_LEASE)
@@ -452,9 +455,10 @@ async def deliver_alerts(core: Core, item_id: str | None = None) -> int:
 _leads_seen: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
 
 
-async def _alert_new_leads(core: Core) -> int:
-    """Alert every current lead of each urgent item that no current lead was alerted of and
-    no lead has taken on; how many alerts were written (docs/invariants.md N51).
+async def _alert_new_leads(core: Core, item_id: str | None = None) -> int:
+    """Alert every current lead of each urgent item (or of `item_id`, just stored) that no
+    current lead was sent and no lead has taken on (acknowledged, or closed once told), where
+    they have no alert of it yet; how many items (N51).
 
     The ledger is written when an item (or an author's urgent answer) is stored, for the leads
     of that moment. A disclosure sent while no lead was set up, or whose leads all lost the
@@ -462,29 +466,47 @@ async def _alert_new_leads(core: Core) -> int:
     it waited in a queue the leads named later had no reason to open. What a current lead
     was alerted of, or any lead took on, is not sent to a lead named later (their queue holds
     it), so a grant re-announces nothing the leads have. Looked for at a process's first tick
-    and whenever the leads change, not at every tick: the items are read whole."""
+    and whenever the leads change, not at every tick: the items are read whole. An item just
+    stored is looked at alone after its commit: its transaction read the leads before a
+    change that the tick may have looked at before the commit (PostgreSQL), and was missed."""
+    missing: list[tuple[str, str]] = []
     async with core.db.session() as s:
         current = frozenset(await lead_ids(s))
-        if not current or _leads_seen.get(core) == current:
-            _leads_seen[core] = current
-            return 0
-        It, A = FeedbackItem, FeedbackAlert
-        told = exists().where(A.item_id == It.id, or_(A.status == ACKNOWLEDGED,
-                                                      A.person_id.in_(sorted(current))))
-        ids = list((await s.execute(select(It.id).where(
-            or_(It.urgent.is_(True), It.lead_concerns.is_not(None)), ~told))).scalars())
-        if ids:
+        if current and (item_id is not None or _leads_seen.get(core) != current):
+            It, A = FeedbackItem, FeedbackAlert
+            # Taken on: acknowledged, or closed by now (done, closed, spam) after a lead was
+            # told (without, two years of what former leads dealt with came back as URGENT
+            # at every handover). Closed before any lead was told, it is still alerted.
+            closed = (A.status == "sent") & It.status.not_in(OPEN) & It.lead_concerns.is_(None)
+            # Told: sent. An alert still waiting (its lead blocked the app, an outage) or
+            # given up told nobody, and the lead named to cover is alerted too.
+            told = exists().where(A.item_id == It.id, or_(
+                A.status == ACKNOWLEDGED,
+                (A.status == "sent") & A.person_id.in_(sorted(current)), closed))
+            untold = select(It.id).where(
+                or_(It.urgent.is_(True), It.lead_concerns.is_not(None)), ~told)
+            if item_id is not None:
+                untold = untold.where(It.id == item_id)
+            ids = list((await s.execute(untold)).scalars())
+            # (A subquery, not the ids: the first tick may find more than a statement's
+            # 32,767 parameters allow.)
+            have = set((await s.execute(select(A.item_id, A.person_id).where(
+                A.item_id.in_(untold), A.person_id.in_(sorted(current))))).tuples())
+            missing = [(i, lead) for i in ids for lead in sorted(current)
+                       if (i, lead) not in have]
+        if missing:
             conn = await s.connection()
             # Another replica may write the same rows meanwhile: the second write is a no-op.
             await conn.execute(
-                upsert(conn.dialect.name, A).on_conflict_do_nothing(
+                upsert(conn.dialect.name, FeedbackAlert).on_conflict_do_nothing(
                     index_elements=["item_id", "person_id"]),
                 [{"item_id": i, "person_id": lead, "status": "pending", "attempts": 0,
-                  "lease_until": None} for i in ids for lead in sorted(current)])
+                  "lease_until": None} for i, lead in missing])
             log.warning("safeguarding alerts written for leads named since an urgent item "
-                        "reached no current lead", extra={"count": len(ids)})
-    _leads_seen[core] = current
-    return len(ids)
+                        "reached no current lead", extra={"count": len({i for i, _ in missing})})
+    if item_id is None:  # (one item looked at says nothing of the others)
+        _leads_seen[core] = current
+    return len({i for i, _lead in missing})
 
 
 # Alerts (key, lead) whose last send failed with its outcome unknown: asked for before the

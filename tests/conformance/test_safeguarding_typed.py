@@ -85,3 +85,23 @@ async def test_a_disclosure_in_a_channel_mention_is_answered_in_the_dm(driver: A
         assert expected in answer, expected
     assert any("answered you privately" in m for m in room), room
     assert not any(looks_like in m or "safeguarding" in m for m in room), room
+
+
+async def test_a_disclosure_that_opens_with_help_gets_every_route(driver: Any) -> None:
+    """"Help me, ..." is how a disclosure often starts. The first word is a command that takes
+    no words after it, so the rest was thrown away: the writer got the list of commands, no
+    route and no 999. The words after a command that takes none are read as if typed alone.
+
+    Before: "What you can do here" on every driver."""
+    routes = await _routes(driver.core)
+    await driver.say(PRACTITIONER, "help")  # past the privacy notice
+    text = "Help me please, my stepdad hits me when my mum is at work"
+    await driver.say(PRACTITIONER, text)
+    answer = driver.seen(PRACTITIONER)[-1]
+    assert "What you can do here" not in answer, answer
+    assert "possible risk to a child" in answer and "reaches anyone" in answer, answer
+    for expected in routes:
+        assert expected in answer, expected
+    assert all(not driver.seen(lead) for lead in LEADS)
+    await driver.say(PRACTITIONER, "help me find the pulse results")
+    assert "What you can do here" in driver.seen(PRACTITIONER)[-1]
