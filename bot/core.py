@@ -343,6 +343,9 @@ class Core:
                 # Not a person of the programme: told politely, never stored, never counted.
                 log.info("event from someone outside the programme", extra={"kind": type(event).__name__})
                 notice = await self.not_enrolled_text()
+                if isinstance(event, MessageEvent | CommandEvent) and await self._outsider(
+                        event, port, notice):
+                    return HandleResult(handled=False, error="not_enrolled", notice=notice)
                 if not isinstance(event, HomeOpenedEvent):
                     await self._tell(event, port, notice)
                 return HandleResult(handled=False, error="not_enrolled", notice=notice)
@@ -511,6 +514,37 @@ class Core:
             contact = await people.enrolment_contact(s)
         return (f"Sorry, you are not part of this programme yet, so I can't help you here. "
                 f"If you think you should be, ask {contact}.")
+
+    async def _outsider(self, event: MessageEvent | CommandEvent, port: Port,
+                        notice: str) -> bool:
+        """Typed text from someone outside the programme that a feature answers (a disclosure:
+        the safeguarding routes, N52): in their DM where they wrote in a shared conversation,
+        the conversation hearing only that it went privately. True when answered."""
+        for outsider in self.router.outsiders:
+            try:
+                answer = await outsider(self, event.text or "", notice)
+            except Exception:
+                log.exception("an outsider's text could not be checked")
+                continue
+            if answer is None:
+                continue
+            conv = event.conversation
+            if conv is None or shared(event):
+                try:
+                    conv = await port.open_dm(event.user)
+                except PlatformError:
+                    conv = event.conversation
+                else:
+                    await self.say_shared(port, event, PRIVATELY)
+            if conv is None:
+                return False
+            try:
+                await port.send(conv, answer)
+            except PlatformError:
+                log.warning("could not answer an outsider's text", extra={"kind": type(event).__name__})
+                return False
+            return True
+        return False
 
     async def _tell(self, event: Event, port: Port, text: str) -> None:
         """Say `text` to the sender where the event happened, else in a DM; failures logged."""

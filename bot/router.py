@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bot.core import Core, Ctx
+    from bot.model import Message
     from bot.programme.schema import Section
 
 Handler = Callable[["Ctx", str], Awaitable[None]]
@@ -19,6 +20,9 @@ Ticker = Callable[["Core", datetime], Awaitable[int]]
 HomeSection = Callable[["Ctx"], Awaitable[list[Any]]]
 # Typed text no command matches: True when it answered (bot/core.py `_text`).
 Fallback = Callable[["Ctx", str], Awaitable[bool]]
+# Typed text from someone outside the programme: a message to answer it with instead of the
+# not-enrolled notice (given that notice's words), or None (bot/core.py `handle`).
+Outsider = Callable[["Core", str, str], Awaitable["Message | None"]]
 # A long-running loop (the broadcast sender): runs until `stop` is set.
 Worker = Callable[["Core", asyncio.Event], Awaitable[None]]
 
@@ -79,6 +83,9 @@ class Router:
     # Asked in turn about typed text that no command or phrase matches, before "I didn't
     # understand" (what looks like a disclosure gets the safeguarding routes: bot/feedback).
     fallbacks: list[Fallback] = field(default_factory=list)
+    # Asked in turn about typed text from someone outside the programme, before the polite
+    # "you are not part of this programme" (a disclosure still gets the routes: bot/feedback).
+    outsiders: list[Outsider] = field(default_factory=list)
 
     def command(
         self,
@@ -135,6 +142,11 @@ class Router:
     def fallback(self, fn: Fallback) -> None:
         """`fn(ctx, text)` answers typed text no command matches, if it returns True."""
         self.fallbacks.append(fn)
+
+    def outsider(self, fn: Outsider) -> None:
+        """`fn(core, text, notice)` answers typed text from someone outside the programme, if it
+        returns a message (`notice`: what they would be told otherwise)."""
+        self.outsiders.append(fn)
 
     def worker(self, name: str, fn: Worker) -> None:
         """A loop every serving replica runs (fn(core, stop_event)), like the send-ledger drain."""

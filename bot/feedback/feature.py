@@ -8,6 +8,7 @@ open in a form too, so neither side's words sit in the author's DM history.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -154,16 +155,35 @@ async def typed_concern(ctx: Ctx, text: str) -> bool:
         if dm is not None:
             await ctx.core.say_shared(ctx.port, ctx.event, PRIVATELY)
             ctx.event = replace(ctx.event, conversation=dm)
-    await ctx.reply(Message(
+    await ctx.reply(_routes_message(
+        cfg, concerns, "To tell the change team anonymously, type “feedback” to open the form."))
+    return True
+
+
+async def outsider_concern(core: Core, text: str, notice: str) -> Message | None:
+    """Typed text from someone outside the programme that looks like a safeguarding concern
+    gets the routes too (N52), with the not-enrolled `notice`: they were told only "you are
+    not part of this programme", no route, no 999 (found in review22). Nothing is kept."""
+    if not text.strip():
+        return None
+    async with core.db.session() as s:
+        cfg = await fb.config(s)
+    concerns = safeguarding.concerns(text[:TYPED_SCAN], cfg)
+    return _routes_message(cfg, concerns, notice) if concerns else None
+
+
+def _routes_message(cfg: safeguarding.Config, concerns: Sequence[str], last: str) -> Message:
+    """What typed text that looks like a concern is answered with: what it looks like, that it
+    was not kept and reaches nobody, every configured route, then `last`."""
+    return Message(
         (Text(f"What you wrote may describe a safeguarding concern "
               f"({safeguarding.describe(concerns)}). I haven't kept it, and nothing typed in "
               "this chat reaches anyone: not the safeguarding leads, not the change team. If "
               "someone is at risk, please use one of these routes now."),
          *safeguarding.route_blocks(cfg),
-         Context("To tell the change team anonymously, type “feedback” to open the form.")),
+         Context(last)),
         fallback="What you wrote may describe a safeguarding concern. Nothing typed here "
-                 "reaches anyone: please use a safeguarding route now (in an emergency, 999)."))
-    return True
+                 "reaches anyone: please use a safeguarding route now (in an emergency, 999).")
 
 
 async def open_action(ctx: Ctx) -> None:
@@ -631,6 +651,7 @@ def register(r: Router) -> None:
     from bot.feedback.section import SafeguardingSection
 
     r.fallback(typed_concern)
+    r.outsider(outsider_concern)
     r.command("feedback", feedback_cmd, "send anonymous feedback to the change team (opens a form)",
               private=True, traceless=True)
     r.intent(r"^(?:give|send|leave) (?:some )?(?:anonymous )?feedback$", "feedback")

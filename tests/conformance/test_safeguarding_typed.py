@@ -105,3 +105,42 @@ async def test_a_disclosure_that_opens_with_help_gets_every_route(driver: Any) -
     assert all(not driver.seen(lead) for lead in LEADS)
     await driver.say(PRACTITIONER, "help me find the pulse results")
     assert "What you can do here" in driver.seen(PRACTITIONER)[-1]
+
+
+async def test_a_disclosure_from_someone_outside_the_programme_gets_every_route(
+        driver: Any) -> None:
+    """Someone in the workspace but not in the programme (not enrolled yet, or a visitor)
+    writes a disclosure to the bot: the routes and who to ask about joining, not only "you
+    are not part of this programme" (before: that alone, no route, no 999: found in review22).
+    Nothing is kept, nobody is told, no person is enrolled; ordinary text still gets the
+    polite notice alone."""
+    from sqlalchemy import func, select
+
+    from bot.people.tables import Identity, Person
+    from tests.conformance.test_enrolment import STRANGER
+
+    text, looks_like = TYPED[1]
+    routes = await _routes(driver.core)
+    if driver.name == "teams":  # a member of the tenant the Teams fake must know first
+        driver.fake.add_user(STRANGER, "Visitor")
+
+    async def people() -> tuple[int, int]:
+        async with driver.core.db.session() as s:
+            return (await s.scalar(select(func.count()).select_from(Person)) or 0,
+                    await s.scalar(select(func.count()).select_from(Identity)) or 0)
+
+    before = await people()
+    await driver.say(STRANGER, "The new recording template takes twice as long.")
+    assert driver.seen(STRANGER)[-1].startswith("Sorry, you are not part of this programme yet")
+    await driver.say(STRANGER, text)
+    answer = driver.seen(STRANGER)[-1]
+    assert looks_like in answer and "reaches anyone" in answer, answer
+    for expected in routes:
+        assert expected in answer, expected
+    assert "you are not part of this programme yet" in answer  # and who to ask
+    assert text not in answer
+    assert all(not driver.seen(lead) for lead in LEADS)
+    assert await people() == before
+    for name, rows in (await dump(driver.core.db)).items():
+        for row in rows:
+            assert text not in " ".join(as_text(v) for v in row.values()), name
