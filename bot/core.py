@@ -6,6 +6,7 @@ import importlib
 import logging
 import pkgutil
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -73,6 +74,21 @@ def _rate_limited(e: BaseException) -> bool:
 DM_RATE = Retry(_rate_limited, attempts=3, base=0.5, cap=DM_RATE_WAIT_S,
                 deadline=DM_RATE_WAIT_S,
                 after=lambda e: e.retry_after if isinstance(e, RateLimited) else None)
+
+
+def dm_rate(since: float) -> Retry:
+    """DM_RATE for one `Core.dm` begun at `since` (time.monotonic): a 429 is waited out
+    only while the time spent since then (the adapter's own waits included: the Slack
+    Pacer's, the Bot Connector's retries) plus its Retry-After stays within DM_RATE_WAIT_S,
+    one budget for the call's every step (the route, opening the DM, the send). DM_RATE's
+    own deadline counts from the first refusal and is checked only at the next one: a third
+    try came after 12 s at Retry-After 6, and with the adapter's inline waits a DM waited up
+    to three times their 15 s (a Slack queue slot, a Teams turn, the alerts' tick held)."""
+    def fits(e: BaseException) -> bool:
+        return (isinstance(e, RateLimited)
+                and time.monotonic() - since + e.retry_after <= DM_RATE_WAIT_S)
+
+    return replace(DM_RATE, retry_on=fits)
 
 SORRY = "Sorry, something went wrong on our side and nothing was saved. Please try again in a minute."
 # Said in a channel or group chat when the answer went to the person privately (nothing personal).
@@ -677,6 +693,7 @@ class Core:
         (`DM_RATE`: Retry-After, bounded), then RateLimited is raised, the person's other
         accounts untried (a rate limit is not the person's); a 5xx or a timeout moves on to
         their other accounts, and is raised when none took the message."""
+        rate = dm_rate(time.monotonic())  # one budget for the waits of the whole call
         refused: AppNotAuthorised | None = None
         gone: set[tuple[str, str]] = set()  # (platform, workspace) that refused the app
         # A platform failing now (an outage, a timeout): the person's other accounts are tried,
@@ -689,7 +706,7 @@ class Core:
         if route is not None and prefer is not None and prefer.platform in self.ports:
             fast, conv = self.ports[prefer.platform], people.conversation_from_json(route)
             try:
-                return await DM_RATE.run(partial(fast.send, conv, message), on_retry=_waited)
+                return await rate.run(partial(fast.send, conv, message), on_retry=_waited)
             except Unreachable as e:
                 await self.mark_unreachable(
                     Identity(platform=prefer.platform, workspace=prefer.workspace,
@@ -719,13 +736,13 @@ class Core:
                         conv = people.conversation_from_json(ident.dm)
                     else:
                         user = UserRef(ident.platform, ident.workspace, ident.user_id)
-                        conv = await DM_RATE.run(
+                        conv = await rate.run(
                             partial(port.open_dm, user, remember=not quiet), on_retry=_waited)
                         if not quiet:
                             await self._store_dm(ident, conv)
                     if key is not None and hasattr(port, "send_keyed"):
-                        return await _send_keyed(port, conv, message, key, in_doubt)
-                    return await DM_RATE.run(partial(port.send, conv, message), on_retry=_waited)
+                        return await _send_keyed(port, conv, message, key, in_doubt, rate)
+                    return await rate.run(partial(port.send, conv, message), on_retry=_waited)
                 except Unreachable as e:
                     if not quiet:
                         await self.mark_unreachable(ident, str(e))
@@ -965,7 +982,7 @@ def new_event_id(prefix: str = "ev") -> str:
 
 
 async def _send_keyed(port: Any, conv: ConversationRef, message: Message, key: str,
-                      in_doubt: bool) -> MessageRef:
+                      in_doubt: bool, rate: Retry = DM_RATE) -> MessageRef:
     """`message` carrying `key`; `in_doubt`, the platform is asked first whether a message
     carrying `key` landed (a send whose answer was lost) and that one is returned. A
     platform that cannot be asked (no history scope) gets the send: a copy too many, never
@@ -979,8 +996,8 @@ async def _send_keyed(port: Any, conv: ConversationRef, message: Message, key: s
             found = None
         if found is not None:
             return found
-    sent: MessageRef = await DM_RATE.run(partial(port.send_keyed, conv, message, key),
-                                         on_retry=_waited)
+    sent: MessageRef = await rate.run(partial(port.send_keyed, conv, message, key),
+                                      on_retry=_waited)
     return sent
 
 
