@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
@@ -96,8 +96,8 @@ TRANSIENT = frozenset({
     "internal_error", "fatal_error", "service_unavailable", "request_timeout", "ratelimited",
 })
 # What follows once part of a message is in the chat (its charts, its first part of several):
-# a 429 on it is waited out here, a few times within about REST_WAIT_S (Retry-After
-# honoured), and one that lasts is raised as TransientError (in doubt: part of it landed),
+# a 429 on it is waited out here, a few times within about REST_WAIT_S in all (Retry-After
+# honoured, the Pacer's inline waits included), and one that lasts is raised as TransientError (in doubt: part of it landed),
 # never as RateLimited, which every caller reads as "nothing was posted" and answers by
 # posting the whole message again (bot/core.py DM_RATE within the call; a safeguarding
 # alert at the next tick): the person's chat then held the first part twice.
@@ -317,8 +317,14 @@ async def _post_json(client: AsyncWebClient, method: str, channel: str, members:
 async def _finishing(post: Callable[[], Awaitable[Any]], what: str) -> Any:
     """`post()`, which finishes a message part of which is in the chat already: a 429 waited
     out (REST_RATE), and one that lasts raised as TransientError, never as RateLimited."""
+    since = time.monotonic()  # the bound in all, the Pacer's own waits included
+
+    def fits(e: BaseException) -> bool:
+        return (isinstance(e, RateLimited)
+                and time.monotonic() - since + e.retry_after <= REST_WAIT_S)
+
     try:
-        return await REST_RATE.run(post)
+        return await replace(REST_RATE, retry_on=fits).run(post)
     except RateLimited as e:
         raise TransientError(f"slack: {what} not posted: {e} (the rest of it was)") from e
 
