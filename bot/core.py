@@ -261,7 +261,10 @@ class Ctx:
         if conv is None:
             return await self.core.dm(self.person.id, message, prefer=self.event.user,
                                       route=self.sender_dm)
-        ref = await self.port.send(conv, message)
+        # A 429 waited out as a DM's is (N56): raised at once, the event failed, its "Sorry"
+        # met the same 429, and the person got nothing, or was told nothing was saved.
+        ref = await dm_rate(time.monotonic()).run(partial(self.port.send, conv, message),
+                                                  on_retry=_waited)
         self.replies.append(ref)
         return ref
 
@@ -1002,4 +1005,4 @@ async def _send_keyed(port: Any, conv: ConversationRef, message: Message, key: s
 
 
 def _waited(e: BaseException, wait: float) -> None:
-    log.info("direct message rate limited; waiting its turn", extra={"delay_s": round(wait, 3)})
+    log.info("message to a person rate limited; waiting its turn", extra={"delay_s": round(wait, 3)})
