@@ -192,3 +192,25 @@ async def test_an_outage_on_the_fast_path_with_no_other_account_is_raised_as_tra
     async with loaded.db.session() as s:
         assert all(i.reachable for i in (await s.execute(
             select(Identity).where(Identity.person_id == pid))).scalars())
+
+
+# -- the bound: about DM_RATE_WAIT_S of waiting in all, the adapter's own waits included ----
+
+
+async def test_a_dm_waits_for_rate_limits_about_the_bound_in_all_not_per_try(
+        loaded: Core, both: tuple[FakeSlack, SlackPort, TeamsDriver]) -> None:
+    """Slack keeps answering 429 with Retry-After 6 (more than the adapter waits inline, so
+    each try comes back at once). `Core.dm` waits one Retry-After, asks once more, and then
+    RateLimited reaches its caller: about DM_RATE_WAIT_S (10 s) of waiting in all. Before:
+    the bound counted from the first refusal and was checked only at the next one, so a
+    third try came after 12 s (three posts, 12 s: a Slack queue slot, a Teams turn, the
+    alerts' tick held that long; with the adapter's inline waits, up to three times its
+    15 s). The person's Teams account is not used for it (N56)."""
+    fake, _port, teams = both
+    pid = await _on_both(loaded, fake, teams, PRACTITIONER)
+    fake.retry_after = 6
+    fake.throttle["chat.postMessage"] = 100
+    with pytest.raises(RateLimited):
+        await loaded.dm(pid, text_message("Your pulse survey is open"))
+    assert len(fake.called("chat.postMessage")) == 2
+    assert _teams_dms(teams, PRACTITIONER, "Your pulse survey is open") == 0

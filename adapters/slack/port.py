@@ -11,13 +11,14 @@ workspace and method after a 429 (Pacer); Slack's errors come back to the core a
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
@@ -94,6 +95,16 @@ FIND_WINDOW = 20
 TRANSIENT = frozenset({
     "internal_error", "fatal_error", "service_unavailable", "request_timeout", "ratelimited",
 })
+# What follows once part of a message is in the chat (its charts, its first part of several):
+# a 429 on it is waited out here, a few times within about REST_WAIT_S in all (Retry-After
+# honoured, the Pacer's inline waits included), and one that lasts is raised as TransientError (in doubt: part of it landed),
+# never as RateLimited, which every caller reads as "nothing was posted" and answers by
+# posting the whole message again (bot/core.py DM_RATE within the call; a safeguarding
+# alert at the next tick): the person's chat then held the first part twice.
+REST_WAIT_S = 10.0
+REST_RATE = Retry(lambda e: isinstance(e, RateLimited) and e.retry_after <= REST_WAIT_S,
+                  attempts=3, base=0.5, cap=REST_WAIT_S, deadline=REST_WAIT_S,
+                  after=lambda e: e.retry_after if isinstance(e, RateLimited) else None)
 
 
 def retry_after(headers: Mapping[str, Any] | None, default: float = 1.0) -> float:
@@ -301,6 +312,21 @@ async def _post_json(client: AsyncWebClient, method: str, channel: str, members:
                                      headers={"Content-Type": "application/json;charset=utf-8"})
     except (SlackApiError, aiohttp.ClientError, TimeoutError) as e:
         raise platform_error(e, channel) from e
+
+
+async def _finishing(post: Callable[[], Awaitable[Any]], what: str) -> Any:
+    """`post()`, which finishes a message part of which is in the chat already: a 429 waited
+    out (REST_RATE), and one that lasts raised as TransientError, never as RateLimited."""
+    since = time.monotonic()  # the bound in all, the Pacer's own waits included
+
+    def fits(e: BaseException) -> bool:
+        return (isinstance(e, RateLimited)
+                and time.monotonic() - since + e.retry_after <= REST_WAIT_S)
+
+    try:
+        return await replace(REST_RATE, retry_on=fits).run(post)
+    except RateLimited as e:
+        raise TransientError(f"slack: {what} not posted: {e} (the rest of it was)") from e
 
 
 async def call(fn: Callable[..., Awaitable[Any]], **kwargs: Any) -> Any:
@@ -532,12 +558,14 @@ class SlackPort:
         # words what the chart shows; _share_charts sends the picture as a file message.
         return render.message_payload(message)
 
-    async def _share_charts(self, conversation: ConversationRef, message: Message) -> None:
-        """Send each PNG chart of `message` into the conversation as a file message.
+    async def _share_charts(self, conversation: ConversationRef, message: Message) -> int:
+        """Send each PNG chart of `message` into the conversation as a file message; returns
+        how many went.
 
         A chart that cannot be uploaded is only logged: the message already carries its
         description, so the person still has the figures in words.
         """
+        shared = 0
         for _, image in render.png_images(message):
             client = await self.workspaces.client(conversation.workspace)
             try:
@@ -546,9 +574,11 @@ class SlackPort:
                            alt_txt=render.clip(image.alt or "chart", 1000),
                            channel=conversation.conversation_id,
                            thread_ts=conversation.thread_id, request_file_info=False)
+                shared += 1
             except PlatformError as e:
                 log.warning("slack chart upload failed; the message has it in words",
                             extra={"error": str(e)})
+        return shared
 
     def app_refused(self) -> str | None:
         """bot.port.RefusalAware: why Slack refuses the app's token now, if it does."""
@@ -599,11 +629,13 @@ class SlackPort:
     async def _post(self, conversation: ConversationRef, message: Message,
                     **extra: Any) -> MessageRef:
         """Post `message`; one too big for a Slack message goes as several, in order (the
-        first's ref, which also carries `extra` such as a delivery key)."""
+        first's ref; `extra`, such as a delivery key, on the last)."""
         client = await self.workspaces.client(conversation.workspace)
+        charts = 0
+        last: dict[str, Any] = {}  # what the last part carries besides its own payload
         if render.png_images(message):
             # The picture first, then the message it belongs to, which stays the latest.
-            await self._share_charts(conversation, message)
+            charts = await self._share_charts(conversation, message)
         encoded = render.message_json(message)
         if encoded is not None:  # one Slack message: its JSON was encoded once for everyone
             resp = await _post_json(client, "chat.postMessage", conversation.conversation_id,
@@ -612,14 +644,24 @@ class SlackPort:
             rest = []
         else:
             first, *rest = render.message_payloads(message)
-            resp = await call(client.chat_postMessage, channel=conversation.conversation_id,
-                              thread_ts=conversation.thread_id, **first, **extra)
+            # Several: the delivery key goes on the last part, so a key found (find_sent)
+            # says that the whole message landed, not only its beginning.
+            last, extra = (extra, {}) if rest else ({}, extra)
+
+            async def post_first() -> Any:
+                return await call(client.chat_postMessage, channel=conversation.conversation_id,
+                                  thread_ts=conversation.thread_id, **first, **extra)
+
+            resp = await (_finishing(post_first, "the message after its charts") if charts
+                          else post_first())
         channel = str(resp.get("channel") or conversation.conversation_id)
         conv = ConversationRef(PLATFORM, conversation.workspace, channel, conversation.thread_id,
                                conversation.is_direct, conversation.data)
-        for payload in rest:
-            await call(client.chat_postMessage, channel=channel,
-                       thread_ts=conversation.thread_id, **payload)
+        for n, payload in enumerate(rest, 2):
+            await _finishing(functools.partial(call, client.chat_postMessage, channel=channel,
+                                               thread_ts=conversation.thread_id, **payload,
+                                               **(last if n == len(rest) + 1 else {})),
+                             f"part {n} of {len(rest) + 1} of a message")
         return MessageRef(conv, str(resp["ts"]))
 
     async def update(self, ref: MessageRef, message: Message) -> None:

@@ -297,6 +297,9 @@ class FakeSlack:
     post_refusals: dict[str, str] = field(default_factory=dict)
     # method -> number of upcoming calls answered 429 regardless of the limit.
     throttle: dict[str, int] = field(default_factory=dict)
+    # method -> calls still answered normally before `throttle` starts counting (a message
+    # whose first part is posted and whose next part meets the 429s).
+    throttle_after: dict[str, int] = field(default_factory=dict)
     oauth_codes: dict[str, str] = field(default_factory=dict)  # code -> team id
     client_id: str = "1111.2222"
     client_secret: str = "fake-client-secret"
@@ -494,7 +497,9 @@ class FakeSlack:
 
     def _limited(self, method: str, args: dict[str, Any]) -> float | None:
         """Seconds to wait when this call is over a limit (answered 429 + Retry-After), else None."""
-        if self.throttle.get(method, 0) > 0:
+        if self.throttle.get(method, 0) > 0 and self.throttle_after.get(method, 0) > 0:
+            self.throttle_after[method] -= 1
+        elif self.throttle.get(method, 0) > 0:
             self.throttle[method] -= 1
             return float(self.retry_after)
         now = time.monotonic()

@@ -268,3 +268,23 @@ async def test_an_answer_to_a_form_rate_limited_by_slack_arrives_once_not_sorry(
     assert got == ["Alex"]
     assert slack.seen(PRACTITIONER).count("Thanks, Alex.") == 1
     assert not [t for t in slack.seen(PRACTITIONER) if "went wrong" in t]
+
+
+async def test_an_answer_in_the_dm_rate_limited_by_slack_arrives_once_not_lost(
+        slack: SlackDriver) -> None:
+    """A message typed in the DM is answered in that DM (`Ctx.reply` with the event's
+    conversation, not `Core.dm`). Slack answers the reply 429 more times than the adapter
+    waits out inline. Before: RateLimited came out of the handler at once, the event failed,
+    its "Sorry, something went wrong… nothing was saved" met the same 429, and the person
+    got nothing at all; now the answer waits its turn as a DM does (N56) and arrives once."""
+    await slack.say(PRACTITIONER, "whoami")
+    assert slack.adapter is not None
+    await slack.adapter.drain()
+    answered = len(slack.seen(PRACTITIONER))
+    slack.fake.retry_after = 1
+    slack.fake.throttle["chat.postMessage"] = 4
+    await slack.say(PRACTITIONER, "whoami")
+    await slack.adapter.drain()
+    seen = slack.seen(PRACTITIONER)
+    assert len(seen) == answered + 1 and PRACTITIONER in seen[-1]
+    assert not [t for t in seen if "went wrong" in t]
