@@ -444,6 +444,35 @@ async def test_behind_a_trusted_proxy_each_visitor_has_their_own_limit(loaded: C
         assert status == 429  # three "visitors" on one connection: the third is over its limit
 
 
+async def test_a_proxy_that_adds_its_own_forwarded_line_is_not_fooled_by_the_visitors(loaded: Core) -> None:
+    """Some proxies (HAProxy's `option forwardfor`) add their own X-Forwarded-For line after
+    the one the visitor sent instead of extending it: every line counts, in order, so the
+    visitor's own line (any address they like) never becomes "the visitor"."""
+    from multidict import CIMultiDict
+
+    from staffvoice.serve.app import build_app
+    from staffvoice.serve.health import Health
+
+    async with loaded.db.session() as s:
+        await set_setting(s, "families", {"daily_limit": 1})
+    env = {"STAFFVOICE_BOUND_HOSTS": "127.0.0.1", "STAFFVOICE_TRUSTED_PROXIES": "127.0.0.1"}
+    app, _ = build_app(loaded, env, Health(loaded))
+    async with TestClient(TestServer(app)) as c:
+        async def send(spoofed: str) -> int:
+            headers = CIMultiDict([("Origin", str(c.make_url("")).rstrip("/")),
+                                   ("Sec-Fetch-Site", "same-origin"),
+                                   ("X-Forwarded-For", spoofed),  # the visitor's
+                                   ("X-Forwarded-For", "203.0.113.7")])  # the proxy's
+            resp = await c.post("/families", data={"rating": "4", "token": await token_of(c)},
+                                headers=headers)
+            return resp.status
+
+        assert await send("198.51.100.1") == 200
+        assert await send("198.51.100.2") == 429  # the same visitor, whatever they claim
+    async with loaded.db.session() as s:
+        assert await count(loaded, FamilyAnswer) == 1
+
+
 def test_a_bad_trusted_proxy_setting_is_one_clear_error() -> None:
     from bot.config import SettingsError
     from staffvoice.web.config import WebSettings

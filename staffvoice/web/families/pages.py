@@ -174,7 +174,10 @@ async def send(request: web.Request) -> web.StreamResponse:
         working=values["working"].strip(), better=values["better"].strip(),
         theme_id=values["theme"] or None, contact=contact,
         honeypot=bool(_text(form, HONEYPOT).strip()), lang=page.lang)
-    address = client_address(request.remote, request.headers.get("X-Forwarded-For", ""),
+    # Every X-Forwarded-For line, in order: a proxy may add its own line rather than extend
+    # the visitor's, and the first line alone would then be whatever the visitor wrote.
+    forwarded = ", ".join(request.headers.getall("X-Forwarded-For", ()))
+    address = client_address(request.remote, forwarded,
                              request.app[SETTINGS].trusted_proxies)
     outcome = await service.submit(page.core, sub, token=token, address=address)
     if outcome.status == "replayed":
