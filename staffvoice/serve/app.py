@@ -18,7 +18,7 @@ from staffvoice.web.families import pages as families_pages
 def build_app(core: Core, env: Mapping[str, str], health: Health) -> tuple[web.Application, list[str]]:
     """The application and one status line per platform adapter."""
     app = web.Application()
-    add_metrics_route(app, health)
+    add_metrics_route(app, health, env)
     add_health_routes(app, health)
     # The privacy notice and terms of use, whatever is configured: the Teams app package and
     # the Slack app's settings link to them, the web pages and chat's `privacy` point at them.
