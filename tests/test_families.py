@@ -254,6 +254,10 @@ async def test_empty_huge_binary_and_wrong_type_get_a_clear_page_never_a_500(cli
     junk = await client.post("/families", data=bytes(range(256)) * 10,
                              headers={**headers, "Content-Type": "application/octet-stream"})
     assert junk.status == 400 and "Nothing was saved" in await junk.text()
+    for charset in ("nonesuch", "utf-16", "x" * 200):  # one Python knows no codec for
+        odd = await client.post("/families", data=f"rating=4&token={token}".encode(), headers={
+            **headers, "Content-Type": f"application/x-www-form-urlencoded; charset={charset}"})
+        assert odd.status == 400 and "<h1>" in await odd.text(), charset
     as_json = await client.post("/families", json={"working": "hello", "token": token}, headers=headers)
     assert as_json.status == 400 and "Send again" in await as_json.text()
     rating = await post(client, rating="11", token=token)

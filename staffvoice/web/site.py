@@ -236,7 +236,7 @@ async def csrf_protect(request: web.Request, handler: Handler) -> web.StreamResp
         if ok:
             try:
                 form = await request.post()
-            except ValueError:
+            except (ValueError, LookupError):  # LookupError: a charset with no codec
                 raise web.HTTPBadRequest() from None
             sent = form.get(CSRF_FIELD)
             ok = isinstance(sent, str) and _csrf_ok(request, sent)

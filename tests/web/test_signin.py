@@ -160,6 +160,10 @@ async def test_a_form_needs_its_csrf_token_and_our_origin(server: Server) -> Non
         assert other_origin.status == 403
         ours = await http.post(url, data={"item": "x", "csrf": token}, allow_redirects=False)
         assert ours.status == 404  # past CSRF: the item does not exist
+        # A charset Python has no codec for: a clear page, never "something went wrong" (500).
+        odd = await http.post(url, data=f"item=x&csrf={token}".encode(), headers={
+            "Content-Type": "application/x-www-form-urlencoded; charset=nonesuch"})
+        assert odd.status == 400 and "Something in that request was not right" in await odd.text()
 
 
 async def test_every_page_carries_the_security_headers(server: Server) -> None:

@@ -158,7 +158,7 @@ async def send(request: web.Request) -> web.StreamResponse:
         form = await request.clone(client_max_size=MAX_BODY).post()
     except web.HTTPRequestEntityTooLarge:
         return page.message(413, "too_big")
-    except (ValueError, UnicodeDecodeError, web.HTTPException):
+    except (ValueError, LookupError, web.HTTPException):  # LookupError: a charset with no codec
         return page.message(400, "bad")
     values, errors = _check(page, form)
     token = _text(form, "token")
