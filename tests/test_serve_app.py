@@ -189,6 +189,22 @@ async def test_the_privacy_notice_is_served_with_no_platform_configured(loaded: 
     assert terms.status == 200
 
 
+async def test_every_response_of_the_server_may_not_be_framed_or_sniffed(loaded: Core) -> None:
+    """Not only the dashboard's pages: the privacy notice, health, metrics and whatever a
+    platform adapter answers cannot be framed by another site (clickjacking) nor read as
+    another type than they say; the dashboard keeps its own, stricter policy."""
+    app, _ = build_app(loaded, {}, Health(loaded))
+    async with TestClient(TestServer(app)) as client:
+        for path in ("/privacy", "/terms", "/healthz", "/readyz", "/metrics", "/nowhere"):
+            h = (await client.get(path)).headers
+            assert h["X-Content-Type-Options"] == "nosniff", path
+            assert h["X-Frame-Options"] == "DENY", path
+            assert "frame-ancestors 'none'" in h["Content-Security-Policy"], path
+            assert h["Referrer-Policy"] == "no-referrer", path
+        dashboard = (await client.get("/app/signin")).headers["Content-Security-Policy"]
+        assert dashboard.startswith("default-src 'none'; style-src 'self'")
+
+
 SERVING = """
 import asyncio, sys
 from datetime import date

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from adapters.teams import pages as notice_pages
 from bot.core import Core
+from staffvoice.web.site import Handler
 from staffvoice.serve.health import Health, add_health_routes
 from staffvoice.serve.metrics import add_metrics_route
 from staffvoice.serve.mounts import mount_adapters
@@ -15,9 +16,32 @@ from staffvoice.web import app as web_app
 from staffvoice.web.families import pages as families_pages
 
 
+# Every response of the server, whatever answered it (the privacy notice, health, metrics, the
+# adapters, a 404): never framed by another site, never sniffed as another type, no Referer
+# carried away. Pages that set their own (the dashboard's stricter policy) keep theirs.
+BASELINE = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+@web.middleware
+async def baseline_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        resp = await handler(request)
+    except web.HTTPException as e:
+        resp = e
+    if not resp.prepared:  # a stream sets its own before it starts (staffvoice.web.site.secure)
+        for k, v in BASELINE.items():
+            resp.headers.setdefault(k, v)
+    return resp
+
+
 def build_app(core: Core, env: Mapping[str, str], health: Health) -> tuple[web.Application, list[str]]:
     """The application and one status line per platform adapter."""
-    app = web.Application()
+    app = web.Application(middlewares=[baseline_headers])
     add_metrics_route(app, health, env)
     add_health_routes(app, health)
     # The privacy notice and terms of use, whatever is configured: the Teams app package and
