@@ -139,6 +139,28 @@ async def test_a_session_ends_when_idle_and_at_sign_out(server: Server) -> None:
         assert resp.status == 303
 
 
+async def test_signing_in_again_ends_the_session_the_browser_had(server: Server) -> None:
+    """Someone signs in on a browser that is still signed in (a shared office computer): the
+    new session replaces the old one on the server too, so a copy of the old cookie is dead."""
+    async with _client(server) as http:
+        for email in (LEADER, "changelead@northbridge.example"):
+            link = await create_login_link(server.core, email, server.url)
+            page = await (await http.get(link)).text()
+            token = page.split('name="csrf" value="')[1].split('"')[0]
+            used = await http.post(f"{server.url}/app/auth/link", allow_redirects=False,
+                                   data={"csrf": token, "token": link.split("token=")[1]})
+            assert used.status == 303
+            if email == LEADER:
+                first = http.cookie_jar.filter_cookies(server.url)["sv_session"].value  # type: ignore[arg-type]
+        home = await (await http.get(f"{server.url}/app/")).text()
+        assert "Signed in as Change Programme Lead" in home
+    assert await _sessions(server.core) == 1
+    async with aiohttp.ClientSession() as copy:
+        resp = await copy.get(f"{server.url}/app/", headers={"Cookie": f"sv_session={first}"},
+                              allow_redirects=False)
+        assert resp.status == 303 and resp.headers["Location"] == "/app/signin"
+
+
 async def test_a_form_needs_its_csrf_token_and_our_origin(server: Server) -> None:
     link = await create_login_link(server.core, "safeguarding.lead@northbridge.example", server.url)
     async with _client(server) as http:
