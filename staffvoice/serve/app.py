@@ -8,13 +8,12 @@ from aiohttp import web
 
 from adapters.teams import pages as notice_pages
 from bot.core import Core
-from staffvoice.web.site import Handler
 from staffvoice.serve.health import Health, add_health_routes
 from staffvoice.serve.metrics import add_metrics_route
 from staffvoice.serve.mounts import mount_adapters
 from staffvoice.web import app as web_app
 from staffvoice.web.families import pages as families_pages
-
+from staffvoice.web.site import Handler
 
 # Every response of the server, whatever answered it (the privacy notice, health, metrics, the
 # adapters, a 404): never framed by another site, never sniffed as another type, no Referer
