@@ -477,6 +477,46 @@ async def test_a_proxy_that_adds_its_own_forwarded_line_is_not_fooled_by_the_vis
         assert await count(loaded, FamilyAnswer) == 1
 
 
+@pytest.mark.parametrize("first, second, why", [
+    ("203.0.113.7:50001", "203.0.113.7:50002", "a proxy that writes the visitor's port (Azure)"),
+    ("[2001:db8:1:2::5]:443", "2001:db8:1:2::5", "a bracketed IPv6 address with a port"),
+    ("2001:db8:1:2::5", "2001:db8:1:2:ffff::9", "two addresses of one IPv6 /64 (one household)"),
+    ("::ffff:203.0.113.7", "203.0.113.7", "an IPv4 address written as IPv6"),
+])
+async def test_the_address_limit_cannot_be_dodged_by_how_an_address_is_written(
+        loaded: Core, first: str, second: str, why: str) -> None:
+    """The limit is per visitor: a port the proxy appends, brackets, IPv4 written as IPv6 and
+    the rest of one IPv6 /64 (what one home or phone is given) are the same visitor."""
+    from staffvoice.serve.app import build_app
+    from staffvoice.serve.health import Health
+
+    async with loaded.db.session() as s:
+        await set_setting(s, "families", {"daily_limit": 1})
+    env = {"STAFFVOICE_BOUND_HOSTS": "127.0.0.1", "STAFFVOICE_TRUSTED_PROXIES": "127.0.0.1"}
+    app, _ = build_app(loaded, env, Health(loaded))
+    async with TestClient(TestServer(app)) as c:
+        async def send(forwarded: str) -> int:
+            resp = await c.post("/families", data={"rating": "4", "token": await token_of(c)},
+                                headers={"Origin": str(c.make_url("")).rstrip("/"),
+                                         "Sec-Fetch-Site": "same-origin",
+                                         "X-Forwarded-For": forwarded})
+            return resp.status
+
+        assert await send(first) == 200, why
+        assert await send(second) == 429, why
+        assert await send("2001:db8:1:3::5") == 200  # another /64: another visitor
+
+
+def test_a_trusted_proxy_that_writes_its_own_port_is_still_trusted() -> None:
+    from ipaddress import ip_network
+
+    from staffvoice.web.config import client_address
+
+    trusted = (ip_network("10.0.0.0/24"),)
+    assert client_address("10.0.0.1", "198.51.100.4, 10.0.0.7:8080", trusted) == "198.51.100.4"
+    assert client_address("10.0.0.1", "garbage", trusted) == "garbage"  # still one key
+
+
 def test_a_bad_trusted_proxy_setting_is_one_clear_error() -> None:
     from bot.config import SettingsError
     from staffvoice.web.config import WebSettings
