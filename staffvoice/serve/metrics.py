@@ -23,13 +23,12 @@ from bot.core import Core, HandleResult, Next
 from bot.model import Event, FormSubmitEvent
 from bot.port import Port
 from staffvoice.serve.health import Health
+from staffvoice.web.config import FORWARDING_HEADERS
 from storage.base import Base
 from storage.db import Database
 
 LEDGER_TABLE = "broadcast_deliveries"
 TOKEN_ENV = "STAFFVOICE_METRICS_TOKEN"
-# What a reverse proxy adds to a request it forwards; a scraper sends none of them.
-PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 
 
 def count_events(core: Core, registry: CollectorRegistry) -> None:
@@ -107,7 +106,7 @@ def may_scrape(request: web.Request, token: str) -> web.Response | None:
     except ValueError:
         ip = None
     local = ip is not None and (ip.is_loopback or ip.is_private or ip.is_link_local)
-    if local and not any(h in request.headers for h in PROXY_HEADERS):
+    if local and not any(h in request.headers for h in FORWARDING_HEADERS):
         return None
     return web.Response(status=403, text="forbidden\n")
 

@@ -217,6 +217,24 @@ async def test_a_sign_in_link_works_once_and_only_on_loopback(loaded: Core) -> N
         assert (await http.get(link)).status == 404
 
 
+async def test_a_sign_in_link_is_refused_through_a_reverse_proxy_on_the_same_machine(loaded: Core) -> None:
+    """A proxy on the server's machine (nginx in front of 127.0.0.1) makes the server look
+    loopback-only: a request it forwards is refused all the same, so a link never signs in
+    from the internet, past the sign-in provider and its second factor."""
+    async with serve_dashboard(loaded) as server, _client(server) as http:
+        link = await create_login_link(loaded, LEADER, server.url)
+        for header in ("X-Forwarded-For", "Forwarded", "X-Real-IP"):
+            forwarded = {header: "203.0.113.9"}
+            assert (await http.get(link, headers=forwarded)).status == 404, header
+        page = await (await http.get(link)).text()  # the same link, from this machine: fine
+        token = page.split('name="csrf" value="')[1].split('"')[0]
+        used = await http.post(f"{server.url}/app/auth/link", allow_redirects=False,
+                               headers={"X-Forwarded-For": "203.0.113.9"},
+                               data={"csrf": token, "token": link.split("token=")[1]})
+        assert used.status == 404 and "sv_session" not in used.cookies
+    assert await _sessions(loaded) == 0
+
+
 def test_the_cli_refuses_a_sign_in_link_unless_the_server_is_on_loopback(capsys: pytest.CaptureFixture[str]) -> None:
     from bot.config import Settings
     from staffvoice.cli import main
