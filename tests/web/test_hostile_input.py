@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 
 from bot.core import Core
@@ -52,3 +53,28 @@ async def test_a_nul_in_a_form_is_a_bad_request_and_changes_nothing(
         resp = await http.post(server.url + action, data={"csrf": csrf, **fields},
                                allow_redirects=False)
         assert resp.status == 400 and NOT_RIGHT in await resp.text()
+
+
+async def test_a_form_bigger_than_the_dashboards_limit_is_refused_before_it_is_read(server: Server) -> None:
+    """The dashboard's forms are a few KB (a reply is at most 3,000 characters); the server as
+    a whole takes up to 1 MB (Slack's payloads). A form over 64 KB gets "That was too long",
+    signed in or not."""
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(10):
+            yield b"a=" + b"x" * 10_000 + b"&"
+
+    server.oidc.sign_in_as(CHANGE)
+    async with _client(server) as http:
+        assert (await _oidc(http, server)).status == 303
+        page = await (await http.get(f"{server.url}/app/feedback")).text()
+        csrf = page.split('name="csrf" value="')[1].split('"')[0]
+        resp = await http.post(f"{server.url}/app/feedback/reply", allow_redirects=False,
+                               data={"csrf": csrf, "item": "i", "text": "x" * 100_000})
+        assert resp.status == 413 and "That was too long" in await resp.text()
+        # A browser always says how long a form is; a body sent in chunks is not a form of ours.
+        resp = await http.post(f"{server.url}/app/feedback/reply", data=chunks(), headers={
+            "Content-Type": "application/x-www-form-urlencoded"}, allow_redirects=False)
+        assert resp.status == 400 and NOT_RIGHT in await resp.text()
+    async with aiohttp.ClientSession() as stranger:
+        resp = await stranger.post(f"{server.url}/app/signout", data={"csrf": "x", "a": "x" * 900_000})
+        assert resp.status == 413 and "That was too long" in await resp.text()
