@@ -254,6 +254,10 @@ async def test_empty_huge_binary_and_wrong_type_get_a_clear_page_never_a_500(cli
     junk = await client.post("/families", data=bytes(range(256)) * 10,
                              headers={**headers, "Content-Type": "application/octet-stream"})
     assert junk.status == 400 and "Nothing was saved" in await junk.text()
+    for charset in ("nonesuch", "utf-16", "x" * 200):  # one Python knows no codec for
+        odd = await client.post("/families", data=f"rating=4&token={token}".encode(), headers={
+            **headers, "Content-Type": f"application/x-www-form-urlencoded; charset={charset}"})
+        assert odd.status == 400 and "<h1>" in await odd.text(), charset
     as_json = await client.post("/families", json={"working": "hello", "token": token}, headers=headers)
     assert as_json.status == 400 and "Send again" in await as_json.text()
     rating = await post(client, rating="11", token=token)
@@ -442,6 +446,75 @@ async def test_behind_a_trusted_proxy_each_visitor_has_their_own_limit(loaded: C
                                          "X-Forwarded-For": f"192.0.2.{i}"})
             status = resp.status
         assert status == 429  # three "visitors" on one connection: the third is over its limit
+
+
+async def test_a_proxy_that_adds_its_own_forwarded_line_is_not_fooled_by_the_visitors(loaded: Core) -> None:
+    """Some proxies (HAProxy's `option forwardfor`) add their own X-Forwarded-For line after
+    the one the visitor sent instead of extending it: every line counts, in order, so the
+    visitor's own line (any address they like) never becomes "the visitor"."""
+    from multidict import CIMultiDict
+
+    from staffvoice.serve.app import build_app
+    from staffvoice.serve.health import Health
+
+    async with loaded.db.session() as s:
+        await set_setting(s, "families", {"daily_limit": 1})
+    env = {"STAFFVOICE_BOUND_HOSTS": "127.0.0.1", "STAFFVOICE_TRUSTED_PROXIES": "127.0.0.1"}
+    app, _ = build_app(loaded, env, Health(loaded))
+    async with TestClient(TestServer(app)) as c:
+        async def send(spoofed: str) -> int:
+            headers = CIMultiDict([("Origin", str(c.make_url("")).rstrip("/")),
+                                   ("Sec-Fetch-Site", "same-origin"),
+                                   ("X-Forwarded-For", spoofed),  # the visitor's
+                                   ("X-Forwarded-For", "203.0.113.7")])  # the proxy's
+            resp = await c.post("/families", data={"rating": "4", "token": await token_of(c)},
+                                headers=headers)
+            return resp.status
+
+        assert await send("198.51.100.1") == 200
+        assert await send("198.51.100.2") == 429  # the same visitor, whatever they claim
+    async with loaded.db.session() as s:
+        assert await count(loaded, FamilyAnswer) == 1
+
+
+@pytest.mark.parametrize("first, second, why", [
+    ("203.0.113.7:50001", "203.0.113.7:50002", "a proxy that writes the visitor's port (Azure)"),
+    ("[2001:db8:1:2::5]:443", "2001:db8:1:2::5", "a bracketed IPv6 address with a port"),
+    ("2001:db8:1:2::5", "2001:db8:1:2:ffff::9", "two addresses of one IPv6 /64 (one household)"),
+    ("::ffff:203.0.113.7", "203.0.113.7", "an IPv4 address written as IPv6"),
+])
+async def test_the_address_limit_cannot_be_dodged_by_how_an_address_is_written(
+        loaded: Core, first: str, second: str, why: str) -> None:
+    """The limit is per visitor: a port the proxy appends, brackets, IPv4 written as IPv6 and
+    the rest of one IPv6 /64 (what one home or phone is given) are the same visitor."""
+    from staffvoice.serve.app import build_app
+    from staffvoice.serve.health import Health
+
+    async with loaded.db.session() as s:
+        await set_setting(s, "families", {"daily_limit": 1})
+    env = {"STAFFVOICE_BOUND_HOSTS": "127.0.0.1", "STAFFVOICE_TRUSTED_PROXIES": "127.0.0.1"}
+    app, _ = build_app(loaded, env, Health(loaded))
+    async with TestClient(TestServer(app)) as c:
+        async def send(forwarded: str) -> int:
+            resp = await c.post("/families", data={"rating": "4", "token": await token_of(c)},
+                                headers={"Origin": str(c.make_url("")).rstrip("/"),
+                                         "Sec-Fetch-Site": "same-origin",
+                                         "X-Forwarded-For": forwarded})
+            return resp.status
+
+        assert await send(first) == 200, why
+        assert await send(second) == 429, why
+        assert await send("2001:db8:1:3::5") == 200  # another /64: another visitor
+
+
+def test_a_trusted_proxy_that_writes_its_own_port_is_still_trusted() -> None:
+    from ipaddress import ip_network
+
+    from staffvoice.web.config import client_address
+
+    trusted = (ip_network("10.0.0.0/24"),)
+    assert client_address("10.0.0.1", "198.51.100.4, 10.0.0.7:8080", trusted) == "198.51.100.4"
+    assert client_address("10.0.0.1", "garbage", trusted) == "garbage"  # still one key
 
 
 def test_a_bad_trusted_proxy_setting_is_one_clear_error() -> None:

@@ -39,6 +39,28 @@ async def test_metrics_count_events_by_kind_and_outcome(loaded: Core) -> None:
     assert len(port.messages("D-U1")) == 3  # the privacy notice on first contact, two answers
 
 
+async def test_metrics_are_not_served_to_the_internet(loaded: Core) -> None:
+    """/metrics shares the public port: without STAFFVOICE_METRICS_TOKEN it answers a scraper on
+    this machine or the private network only, never a request a reverse proxy forwarded; with
+    the token, only a request that carries it (Authorization: Bearer)."""
+    app, _ = build_app(loaded, {}, Health(loaded))
+    async with TestClient(TestServer(app)) as client:
+        assert (await client.get("/metrics")).status == 200  # a local scraper
+        for header in ("X-Forwarded-For", "Forwarded", "X-Real-IP"):
+            resp = await client.get("/metrics", headers={header: "203.0.113.9"})
+            text = await resp.text()
+            assert resp.status == 403 and "staffvoice_" not in text, header
+    app, _ = build_app(loaded, {"STAFFVOICE_METRICS_TOKEN": "scrape-me-0123456789"}, Health(loaded))
+    async with TestClient(TestServer(app)) as client:
+        for sent in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "scrape-me-0123456789"}):
+            resp = await client.get("/metrics", headers=sent)
+            assert resp.status == 401 and "staffvoice_" not in await resp.text(), sent
+            assert resp.headers["WWW-Authenticate"] == "Bearer"
+        resp = await client.get("/metrics", headers={"Authorization": "Bearer scrape-me-0123456789",
+                                                      "X-Forwarded-For": "203.0.113.9"})
+        assert resp.status == 200 and "staffvoice_scheduler_leader" in await resp.text()
+
+
 async def test_readyz_says_not_ready_until_migrations_are_applied(tmp_path: Path) -> None:
     db = Database(f"sqlite+svinline:///{tmp_path}/fresh.db")
     core = Core(db)
@@ -165,6 +187,22 @@ async def test_the_privacy_notice_is_served_with_no_platform_configured(loaded: 
     assert resp.status == 200 and "<h1>Privacy notice</h1>" in text
     assert "Pulse answers are stored without your name" in text
     assert terms.status == 200
+
+
+async def test_every_response_of_the_server_may_not_be_framed_or_sniffed(loaded: Core) -> None:
+    """Not only the dashboard's pages: the privacy notice, health, metrics and whatever a
+    platform adapter answers cannot be framed by another site (clickjacking) nor read as
+    another type than they say; the dashboard keeps its own, stricter policy."""
+    app, _ = build_app(loaded, {}, Health(loaded))
+    async with TestClient(TestServer(app)) as client:
+        for path in ("/privacy", "/terms", "/healthz", "/readyz", "/metrics", "/nowhere"):
+            h = (await client.get(path)).headers
+            assert h["X-Content-Type-Options"] == "nosniff", path
+            assert h["X-Frame-Options"] == "DENY", path
+            assert "frame-ancestors 'none'" in h["Content-Security-Policy"], path
+            assert h["Referrer-Policy"] == "no-referrer", path
+        dashboard = (await client.get("/app/signin")).headers["Content-Security-Policy"]
+        assert dashboard.startswith("default-src 'none'; style-src 'self'")
 
 
 SERVING = """

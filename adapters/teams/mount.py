@@ -66,11 +66,17 @@ def _unauthorized() -> web.Response:
     return web.json_response({"error": "Unauthorized"}, status=401)
 
 
+# What a reverse proxy adds to a request it forwards (staffvoice.web.config.FORWARDING_HEADERS).
+FORWARDED = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
+
+
 def _loopback_connection(request: web.Request) -> bool:
-    """Both ends of the connection are loopback addresses (anonymous mode's only door)."""
+    """Both ends of the connection are loopback addresses, and no reverse proxy on this
+    machine forwarded the request from elsewhere (anonymous mode's only door)."""
     sock = request.transport.get_extra_info("sockname") if request.transport else None
     local = sock[0] if isinstance(sock, tuple) and sock else ""
-    return teams_config.is_loopback(str(local)) and teams_config.is_loopback(request.remote or "")
+    return (teams_config.is_loopback(str(local)) and teams_config.is_loopback(request.remote or "")
+            and not any(h in request.headers for h in FORWARDED))
 
 
 def well_formed(activity: dict[str, Any]) -> bool:

@@ -13,12 +13,35 @@ from staffvoice.serve.metrics import add_metrics_route
 from staffvoice.serve.mounts import mount_adapters
 from staffvoice.web import app as web_app
 from staffvoice.web.families import pages as families_pages
+from staffvoice.web.site import Handler
+
+# Every response of the server, whatever answered it (the privacy notice, health, metrics, the
+# adapters, a 404): never framed by another site, never sniffed as another type, no Referer
+# carried away. Pages that set their own (the dashboard's stricter policy) keep theirs.
+BASELINE = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+@web.middleware
+async def baseline_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        resp = await handler(request)
+    except web.HTTPException as e:
+        resp = e
+    if not resp.prepared:  # a stream sets its own before it starts (staffvoice.web.site.secure)
+        for k, v in BASELINE.items():
+            resp.headers.setdefault(k, v)
+    return resp
 
 
 def build_app(core: Core, env: Mapping[str, str], health: Health) -> tuple[web.Application, list[str]]:
     """The application and one status line per platform adapter."""
-    app = web.Application()
-    add_metrics_route(app, health)
+    app = web.Application(middlewares=[baseline_headers])
+    add_metrics_route(app, health, env)
     add_health_routes(app, health)
     # The privacy notice and terms of use, whatever is configured: the Teams app package and
     # the Slack app's settings link to them, the web pages and chat's `privacy` point at them.

@@ -1,8 +1,15 @@
-"""/metrics: events by kind and outcome (a core middleware), the scheduler, the send ledger."""
+"""/metrics: events by kind and outcome (a core middleware), the scheduler, the send ledger.
+
+/metrics shares the public port with the chat endpoints and the web pages, so who may read it is
+checked here: with STAFFVOICE_METRICS_TOKEN set, a request carrying it (`Authorization: Bearer`);
+without, a connection from this machine or a private network that no reverse proxy forwarded
+(docs/deploy.md, "Behind a reverse proxy")."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hmac
+from collections.abc import Iterator, Mapping
+from ipaddress import ip_address
 from typing import Any
 
 from aiohttp import web
@@ -16,10 +23,12 @@ from bot.core import Core, HandleResult, Next
 from bot.model import Event, FormSubmitEvent
 from bot.port import Port
 from staffvoice.serve.health import Health
+from staffvoice.web.config import FORWARDING_HEADERS
 from storage.base import Base
 from storage.db import Database
 
 LEDGER_TABLE = "broadcast_deliveries"
+TOKEN_ENV = "STAFFVOICE_METRICS_TOKEN"
 
 
 def count_events(core: Core, registry: CollectorRegistry) -> None:
@@ -85,7 +94,24 @@ async def ledger_states(db: Database) -> dict[str, int] | None:
         return None
 
 
-def add_metrics_route(app: web.Application, health: Health) -> None:
+def may_scrape(request: web.Request, token: str) -> web.Response | None:
+    """None when `request` may read /metrics, else the refusal (no figures in it)."""
+    if token:
+        sent = request.headers.get("Authorization", "").encode()
+        if hmac.compare_digest(sent, f"Bearer {token}".encode()):
+            return None
+        return web.Response(status=401, text="unauthorized\n", headers={"WWW-Authenticate": "Bearer"})
+    try:
+        ip = ip_address(request.remote or "")
+    except ValueError:
+        ip = None
+    local = ip is not None and (ip.is_loopback or ip.is_private or ip.is_link_local)
+    if local and not any(h in request.headers for h in FORWARDING_HEADERS):
+        return None
+    return web.Response(status=403, text="forbidden\n")
+
+
+def add_metrics_route(app: web.Application, health: Health, env: Mapping[str, str] | None = None) -> None:
     """GET /metrics, and the counting of events it reports."""
     core = health.core
     count_events(core, health.registry)
@@ -93,7 +119,12 @@ def add_metrics_route(app: web.Application, health: Health) -> None:
     ledger = Gauge("staffvoice_send_ledger", "Send ledger rows (broadcasts, pulse invitations) by state", ["state"],
                    registry=health.registry)
 
-    async def metrics(_: web.Request) -> web.Response:
+    token = (env or {}).get(TOKEN_ENV, "").strip()
+
+    async def metrics(request: web.Request) -> web.Response:
+        refused = may_scrape(request, token)
+        if refused is not None:
+            return refused
         states = await ledger_states(core.db)
         for state, n in (states or {}).items():
             ledger.labels(state).set(n)

@@ -15,9 +15,9 @@ from sqlalchemy import delete
 from bot.core import Core
 from bot.people import service as people
 from bot.people.tables import Person
-from bot.secrets import Unsealable, derive, keyed_hash, open_bytes, seal_bytes
+from bot.secrets import Unsealable, derive, is_loopback, keyed_hash, open_bytes, seal_bytes
 from staffvoice.web import oidc, sessions
-from staffvoice.web.config import Provider
+from staffvoice.web.config import FORWARDING_HEADERS, Provider
 from staffvoice.web.site import CORE, SETTINGS, delete_cookie, render, set_cookie
 from staffvoice.web.tables import WebLoginLink
 
@@ -154,7 +154,10 @@ async def create_login_link(core: Core, email: str, base_url: str) -> str:
 
 
 def _links_allowed(request: web.Request) -> bool:
-    return request.app[SETTINGS].loopback_only
+    """Only on a server that listens on loopback alone, and only for a request that came from
+    this machine itself: not one a reverse proxy on this machine forwarded from elsewhere."""
+    return (request.app[SETTINGS].loopback_only and is_loopback(request.remote or "")
+            and not any(h in request.headers for h in FORWARDING_HEADERS))
 
 
 async def link_page(request: web.Request) -> web.StreamResponse:

@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from urllib.parse import urlsplit
 
 from bot.secrets import is_loopback
 
 SLACK_ISSUER = "https://slack.com"
+# What a reverse proxy adds to a request it forwards: a request with none of them came straight
+# from the connection's address.
+FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 ENTRA_ISSUER = "https://login.microsoftonline.com/{tenant}/v2.0"
 
 
@@ -108,22 +111,47 @@ def _networks(value: str) -> tuple[IPv4Network | IPv6Network, ...]:
     return tuple(out)
 
 
+def _ip(addr: str) -> IPv4Address | IPv6Address | None:
+    """An address as a proxy may write it: bare, `[v6]`, `[v6]:port` or `v4:port`; an IPv4
+    address written as IPv6 (`::ffff:a.b.c.d`) is that IPv4 address. None: not an address."""
+    a = addr.strip()
+    if a.startswith("["):
+        a = a[1:a.index("]")] if "]" in a else a[1:]
+    elif a.count(":") == 1:  # IPv4 with the visitor's port (Azure Application Gateway)
+        a = a.split(":")[0]
+    try:
+        ip = ip_address(a)
+    except ValueError:
+        return None
+    return (ip.ipv4_mapped or ip) if isinstance(ip, IPv6Address) else ip
+
+
+def visitor_key(addr: str) -> str:
+    """Whom a per-address limit counts: an IPv4 address, or an IPv6 address's /64 (what one
+    home or phone is given: each of its addresses is the same visitor); anything else as
+    written. Ports and brackets never make two visitors of one."""
+    ip = _ip(addr)
+    if ip is None:
+        return addr.strip()
+    if isinstance(ip, IPv6Address):
+        return str(IPv6Network((int(ip) >> 64 << 64, 64)))
+    return str(ip)
+
+
 def client_address(remote: str | None, forwarded_for: str,
                    trusted: tuple[IPv4Network | IPv6Network, ...]) -> str:
-    """The visitor's address: the connection's, or, when that is a trusted proxy, the nearest
-    address in X-Forwarded-For that is not one (proxies append, so read from the right)."""
+    """The visitor (as `visitor_key`): the connection's address, or, when that is a trusted
+    proxy, the nearest address in X-Forwarded-For that is not one (proxies append, so read
+    from the right)."""
     def is_trusted(addr: str) -> bool:
-        try:
-            ip = ip_address(addr)
-        except ValueError:
-            return False
-        return any(ip in net for net in trusted)
+        ip = _ip(addr)
+        return ip is not None and any(ip in net for net in trusted)
 
     addr = remote or ""
     if not trusted or not is_trusted(addr):
-        return addr
+        return visitor_key(addr)
     for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
         if not is_trusted(hop):
-            return hop
+            return visitor_key(hop)
         addr = hop
-    return addr
+    return visitor_key(addr)

@@ -53,12 +53,16 @@ def _row_id(request: web.Request, raw: str) -> str:
 
 async def start(request: web.Request, resp: web.StreamResponse, person_id: str, provider: str) -> None:
     """Sign `person_id` in: a new session row and its cookie on `resp` (a fresh id every
-    sign-in, so a planted cookie never becomes someone's session)."""
+    sign-in, so a planted cookie never becomes someone's session). The session this browser
+    had, if any, ends: its cookie is replaced, and a copy of it must not outlive it."""
     core = request.app[CORE]
     settings = request.app[SETTINGS]
     now = core.clock.now()
     raw = secrets.token_urlsafe(32)
+    previous = request.get(SESSION)
     async with core.db.session() as s:
+        if previous is not None:
+            await s.execute(delete(WebSession).where(WebSession.id == previous.token_id))
         # Sessions past their absolute expiry go as others sign in (idle ones at their next use).
         await s.execute(delete(WebSession).where(WebSession.expires_at <= now))
         s.add(WebSession(id=_row_id(request, raw), person_id=person_id, provider=provider,

@@ -50,6 +50,7 @@ HEADERS = {
 ANON_COOKIE = "sv_anon"  # binds the CSRF token of a visitor who has not signed in
 CSRF_FIELD = "csrf"
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+MAX_FORM = 64 * 1024  # the largest form a dashboard page sends is a few KB
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -236,7 +237,7 @@ async def csrf_protect(request: web.Request, handler: Handler) -> web.StreamResp
         if ok:
             try:
                 form = await request.post()
-            except ValueError:
+            except (ValueError, LookupError):  # LookupError: a charset with no codec
                 raise web.HTTPBadRequest() from None
             sent = form.get(CSRF_FIELD)
             ok = isinstance(sent, str) and _csrf_ok(request, sent)
@@ -244,6 +245,31 @@ async def csrf_protect(request: web.Request, handler: Handler) -> web.StreamResp
             resp = error_page(request, 403, "This form has expired",
                               "Nothing was saved. Go back, reload the page and try again.")
             return resp
+    return await handler(request)
+
+
+@web.middleware
+async def sane_input(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A form over MAX_FORM is refused before it is read (the server's own limit is Slack's
+    1 MB, and a sub-application's `client_max_size` is not applied by aiohttp); one sent in
+    chunks, with no length, is not a browser's form. A NUL character in the address, the query
+    or a form's field is a bad request: no page expects one, and PostgreSQL refuses any text
+    holding one (an id with `%00` in it was a 500 on every page that looks ids up). Forms are
+    read here once (aiohttp keeps them for the handlers)."""
+    if request.method in UNSAFE and request.body_exists:
+        if request.content_length is None:
+            raise web.HTTPBadRequest()
+        if request.content_length > MAX_FORM:
+            raise web.HTTPRequestEntityTooLarge(MAX_FORM, request.content_length)
+    bad = "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in request.query.items())
+    if not bad and request.method in UNSAFE:
+        try:
+            form = await request.post()
+        except (ValueError, LookupError):  # LookupError: a charset with no codec
+            raise web.HTTPBadRequest() from None
+        bad = any("\x00" in k or (isinstance(v, str) and "\x00" in v) for k, v in form.items())
+    if bad:
+        raise web.HTTPBadRequest()
     return await handler(request)
 
 
@@ -261,8 +287,8 @@ def new_site(core: Core, settings: WebSettings, *extra: Any, home: str = "/app/"
     `footer` blocks) and mounts with `app.add_subapp`; /static/ is added once by the dashboard."""
     from staffvoice.web.sessions import load_session
 
-    app = web.Application(middlewares=[security_headers, friendly_errors, load_session,
-                                       csrf_protect, *extra], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[security_headers, friendly_errors, sane_input, load_session,
+                                       csrf_protect, *extra], client_max_size=MAX_FORM)
     app[CORE] = core
     app[SETTINGS] = settings
     app[HOME] = home

@@ -148,6 +148,13 @@ async def test_anonymous_mode_serves_local_tools_without_tokens(loaded: Core) ->
             assert r.status == 202
         posted = fake.in_conversation(fake.personal_id(user.id))
         assert posted and "whoami" in str(posted[-1].current)
+        # A reverse proxy on this machine makes the internet look local: what it forwards is
+        # refused, and nobody is answered (anonymous mode is for local tools only).
+        for header in ("X-Forwarded-For", "Forwarded", "X-Real-IP"):
+            async with aiohttp.ClientSession() as http, http.post(
+                    url, json={**activity, "id": f"p-{header}"}, headers={header: "203.0.113.9"}) as r:
+                assert r.status == 401, header
+        assert len(fake.in_conversation(fake.personal_id(user.id))) == len(posted)
     finally:
         await runner.cleanup()
         await fake.close()

@@ -139,6 +139,28 @@ async def test_a_session_ends_when_idle_and_at_sign_out(server: Server) -> None:
         assert resp.status == 303
 
 
+async def test_signing_in_again_ends_the_session_the_browser_had(server: Server) -> None:
+    """Someone signs in on a browser that is still signed in (a shared office computer): the
+    new session replaces the old one on the server too, so a copy of the old cookie is dead."""
+    async with _client(server) as http:
+        for email in (LEADER, "changelead@northbridge.example"):
+            link = await create_login_link(server.core, email, server.url)
+            page = await (await http.get(link)).text()
+            token = page.split('name="csrf" value="')[1].split('"')[0]
+            used = await http.post(f"{server.url}/app/auth/link", allow_redirects=False,
+                                   data={"csrf": token, "token": link.split("token=")[1]})
+            assert used.status == 303
+            if email == LEADER:
+                first = http.cookie_jar.filter_cookies(server.url)["sv_session"].value  # type: ignore[arg-type]
+        home = await (await http.get(f"{server.url}/app/")).text()
+        assert "Signed in as Change Programme Lead" in home
+    assert await _sessions(server.core) == 1
+    async with aiohttp.ClientSession() as copy:
+        resp = await copy.get(f"{server.url}/app/", headers={"Cookie": f"sv_session={first}"},
+                              allow_redirects=False)
+        assert resp.status == 303 and resp.headers["Location"] == "/app/signin"
+
+
 async def test_a_form_needs_its_csrf_token_and_our_origin(server: Server) -> None:
     link = await create_login_link(server.core, "safeguarding.lead@northbridge.example", server.url)
     async with _client(server) as http:
@@ -160,6 +182,10 @@ async def test_a_form_needs_its_csrf_token_and_our_origin(server: Server) -> Non
         assert other_origin.status == 403
         ours = await http.post(url, data={"item": "x", "csrf": token}, allow_redirects=False)
         assert ours.status == 404  # past CSRF: the item does not exist
+        # A charset Python has no codec for: a clear page, never "something went wrong" (500).
+        odd = await http.post(url, data=f"item=x&csrf={token}".encode(), headers={
+            "Content-Type": "application/x-www-form-urlencoded; charset=nonesuch"})
+        assert odd.status == 400 and "Something in that request was not right" in await odd.text()
 
 
 async def test_every_page_carries_the_security_headers(server: Server) -> None:
@@ -189,6 +215,24 @@ async def test_a_sign_in_link_works_once_and_only_on_loopback(loaded: Core) -> N
     async with serve_dashboard(loaded, bound="0.0.0.0") as server, _client(server) as http:
         link = await create_login_link(loaded, LEADER, server.url)
         assert (await http.get(link)).status == 404
+
+
+async def test_a_sign_in_link_is_refused_through_a_reverse_proxy_on_the_same_machine(loaded: Core) -> None:
+    """A proxy on the server's machine (nginx in front of 127.0.0.1) makes the server look
+    loopback-only: a request it forwards is refused all the same, so a link never signs in
+    from the internet, past the sign-in provider and its second factor."""
+    async with serve_dashboard(loaded) as server, _client(server) as http:
+        link = await create_login_link(loaded, LEADER, server.url)
+        for header in ("X-Forwarded-For", "Forwarded", "X-Real-IP"):
+            forwarded = {header: "203.0.113.9"}
+            assert (await http.get(link, headers=forwarded)).status == 404, header
+        page = await (await http.get(link)).text()  # the same link, from this machine: fine
+        token = page.split('name="csrf" value="')[1].split('"')[0]
+        used = await http.post(f"{server.url}/app/auth/link", allow_redirects=False,
+                               headers={"X-Forwarded-For": "203.0.113.9"},
+                               data={"csrf": token, "token": link.split("token=")[1]})
+        assert used.status == 404 and "sv_session" not in used.cookies
+    assert await _sessions(loaded) == 0
 
 
 def test_the_cli_refuses_a_sign_in_link_unless_the_server_is_on_loopback(capsys: pytest.CaptureFixture[str]) -> None:

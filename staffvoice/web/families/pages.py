@@ -158,7 +158,7 @@ async def send(request: web.Request) -> web.StreamResponse:
         form = await request.clone(client_max_size=MAX_BODY).post()
     except web.HTTPRequestEntityTooLarge:
         return page.message(413, "too_big")
-    except (ValueError, UnicodeDecodeError, web.HTTPException):
+    except (ValueError, LookupError, web.HTTPException):  # LookupError: a charset with no codec
         return page.message(400, "bad")
     values, errors = _check(page, form)
     token = _text(form, "token")
@@ -174,7 +174,10 @@ async def send(request: web.Request) -> web.StreamResponse:
         working=values["working"].strip(), better=values["better"].strip(),
         theme_id=values["theme"] or None, contact=contact,
         honeypot=bool(_text(form, HONEYPOT).strip()), lang=page.lang)
-    address = client_address(request.remote, request.headers.get("X-Forwarded-For", ""),
+    # Every X-Forwarded-For line, in order: a proxy may add its own line rather than extend
+    # the visitor's, and the first line alone would then be whatever the visitor wrote.
+    forwarded = ", ".join(request.headers.getall("X-Forwarded-For", ()))
+    address = client_address(request.remote, forwarded,
                              request.app[SETTINGS].trusted_proxies)
     outcome = await service.submit(page.core, sub, token=token, address=address)
     if outcome.status == "replayed":
