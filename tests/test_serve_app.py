@@ -61,6 +61,25 @@ async def test_metrics_are_not_served_to_the_internet(loaded: Core) -> None:
         assert resp.status == 200 and "staffvoice_scheduler_leader" in await resp.text()
 
 
+def test_metrics_without_a_token_answer_only_the_documented_networks() -> None:
+    """docs/deploy.md names loopback, 10/8, 172.16/12, 192.168/16, fc00::/7 and link-local; a
+    Teredo address (2001::/32) is one the internet reaches, though Python calls it private."""
+    from aiohttp.test_utils import make_mocked_request
+
+    from staffvoice.serve.metrics import may_scrape
+
+    def status(remote: str) -> int:
+        refused = may_scrape(make_mocked_request("GET", "/metrics").clone(remote=remote), "")
+        return 200 if refused is None else refused.status
+
+    for local in ("127.0.0.1", "10.1.2.3", "172.20.0.5", "192.168.1.9", "169.254.1.1", "::1",
+                  "fd00::7", "fe80::1", "::ffff:10.1.2.3"):
+        assert status(local) == 200, local
+    for public in ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "203.0.113.9", "100.64.0.1",
+                   "::ffff:203.0.113.9", "2001:db8::1", "198.18.0.1", "::"):
+        assert status(public) == 403, public
+
+
 async def test_readyz_says_not_ready_until_migrations_are_applied(tmp_path: Path) -> None:
     db = Database(f"sqlite+svinline:///{tmp_path}/fresh.db")
     core = Core(db)

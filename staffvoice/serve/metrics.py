@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterator, Mapping
-from ipaddress import ip_address
+from ipaddress import IPv6Address, ip_address, ip_network
 from typing import Any
 
 from aiohttp import web
@@ -29,6 +29,12 @@ from storage.db import Database
 
 LEDGER_TABLE = "broadcast_deliveries"
 TOKEN_ENV = "STAFFVOICE_METRICS_TOKEN"
+# Where a scraper without the token may be: loopback, the private networks and link-local,
+# named here rather than `is_private`, which also says yes to addresses the internet reaches
+# (Teredo's 2001::/32, and on some Python versions 6to4's 2002::/16) and varies between versions.
+LOCAL_NETWORKS = tuple(ip_network(n) for n in (
+    "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
+    "::1/128", "fc00::/7", "fe80::/10"))
 
 
 def count_events(core: Core, registry: CollectorRegistry) -> None:
@@ -102,10 +108,12 @@ def may_scrape(request: web.Request, token: str) -> web.Response | None:
             return None
         return web.Response(status=401, text="unauthorized\n", headers={"WWW-Authenticate": "Bearer"})
     try:
-        ip = ip_address(request.remote or "")
+        ip = ip_address((request.remote or "").split("%")[0])
     except ValueError:
         ip = None
-    local = ip is not None and (ip.is_loopback or ip.is_private or ip.is_link_local)
+    if isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    local = ip is not None and any(ip in net for net in LOCAL_NETWORKS)
     if local and not any(h in request.headers for h in FORWARDING_HEADERS):
         return None
     return web.Response(status=403, text="forbidden\n")
