@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -222,6 +223,13 @@ async def test_every_response_of_the_server_may_not_be_framed_or_sniffed(loaded:
             assert h["Referrer-Policy"] == "no-referrer", path
         dashboard = (await client.get("/app/signin")).headers["Content-Security-Policy"]
         assert dashboard.startswith("default-src 'none'; style-src 'self'")
+        # A 404 or 405 raised by the router gets them without the deprecated way of returning
+        # an HTTPException from a middleware (aiohttp warns on each, and will refuse it).
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for resp in (await client.get("/nowhere"), await client.post("/healthz")):
+                assert resp.status in (404, 405) and resp.headers["X-Frame-Options"] == "DENY"
+        assert [str(w.message) for w in caught if "HTTPException" in str(w.message)] == []
 
 
 SERVING = """

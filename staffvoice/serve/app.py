@@ -31,7 +31,11 @@ async def baseline_headers(request: web.Request, handler: Handler) -> web.Stream
     try:
         resp = await handler(request)
     except web.HTTPException as e:
-        resp = e
+        # Raised on, not returned: aiohttp warns that returning one is deprecated and will stop
+        # working (#2415), and each 404 and 405 would say so.
+        for k, v in BASELINE.items():
+            e.headers.setdefault(k, v)
+        raise
     if not resp.prepared:  # a stream sets its own before it starts (staffvoice.web.site.secure)
         for k, v in BASELINE.items():
             resp.headers.setdefault(k, v)
