@@ -507,6 +507,35 @@ async def test_the_address_limit_cannot_be_dodged_by_how_an_address_is_written(
         assert await send("2001:db8:1:3::5") == 200  # another /64: another visitor
 
 
+@pytest.mark.parametrize("first, second", [
+    ("64:ff9b::cb00:7107", "64:ff9b::c633:6401"),  # 203.0.113.7 and 198.51.100.1 via NAT64/SIIT
+    ("2001:0:4136:e378:8000:63bf:34ff:8ef8", "2001:0:4136:e378:8000:63bf:3999:9bfe"),  # Teredo
+])
+async def test_ipv4_visitors_written_as_ipv6_are_not_one_household(loaded: Core, first: str,
+                                                                   second: str) -> None:
+    """Translated IPv4 visitors share an IPv6 /64 (the translator's, or the Teredo server's):
+    each is counted by their own IPv4 address, so one of them cannot use up everyone's limit."""
+    from staffvoice.serve.app import build_app
+    from staffvoice.serve.health import Health
+
+    async with loaded.db.session() as s:
+        await set_setting(s, "families", {"daily_limit": 1})
+    env = {"STAFFVOICE_BOUND_HOSTS": "127.0.0.1", "STAFFVOICE_TRUSTED_PROXIES": "127.0.0.1"}
+    app, _ = build_app(loaded, env, Health(loaded))
+    async with TestClient(TestServer(app)) as c:
+        async def send(forwarded: str) -> int:
+            resp = await c.post("/families", data={"rating": "4", "token": await token_of(c)},
+                                headers={"Origin": str(c.make_url("")).rstrip("/"),
+                                         "Sec-Fetch-Site": "same-origin",
+                                         "X-Forwarded-For": forwarded})
+            return resp.status
+
+        assert await send(first) == 200
+        assert await send(second) == 200  # another IPv4 visitor of the same translator
+        assert await send(first) == 429  # the first, again
+    assert await count(loaded, FamilyAnswer) == 2
+
+
 def test_a_trusted_proxy_that_writes_its_own_port_is_still_trusted() -> None:
     from ipaddress import ip_network
 

@@ -111,6 +111,11 @@ def _networks(value: str) -> tuple[IPv4Network | IPv6Network, ...]:
     return tuple(out)
 
 
+# The well-known IPv4/IPv6 translation prefix (RFC 6052): the IPv4 address is the last 32 bits,
+# so every IPv4 visitor translated into it would share one /64.
+NAT64 = IPv6Network("64:ff9b::/96")
+
+
 def _ip(addr: str) -> IPv4Address | IPv6Address | None:
     """An address as a proxy may write it: bare, `[v6]`, `[v6]:port` or `v4:port`; an IPv4
     address written as IPv6 (`::ffff:a.b.c.d`) is that IPv4 address. None: not an address."""
@@ -134,6 +139,10 @@ def visitor_key(addr: str) -> str:
     if ip is None:
         return addr.strip()
     if isinstance(ip, IPv6Address):
+        if ip in NAT64:  # an IPv4 visitor a translator (SIIT-DC) writes as IPv6: theirs is the IPv4
+            return str(IPv4Address(int(ip) & 0xFFFFFFFF))
+        if ip.teredo:  # Teredo keeps the visitor's IPv4 in the low 64 bits: its /64 is a server's
+            return str(ip.teredo[1])
         return str(IPv6Network((int(ip) >> 64 << 64, 64)))
     return str(ip)
 
