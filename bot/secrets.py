@@ -43,6 +43,15 @@ async def load_secret(db: Database, configured: str) -> bytes:
     return hashlib.sha256(raw.encode()).digest()
 
 
+# What a reverse proxy or tunnel adds to a request it forwards: a request with none of them came
+# straight from the connection's address. Not only the address headers: a proxy set up for the
+# public origin often sends only X-Forwarded-Proto or -Host, HTTP says a proxy sends Via, and
+# Cloudflare's tunnel and Akamai name the visitor their own way (nginx adds none by default).
+FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP", "Via", "X-Forwarded-Host",
+                      "X-Forwarded-Proto", "X-Forwarded-Server", "X-Client-IP",
+                      "CF-Connecting-IP", "True-Client-IP")
+
+
 def is_loopback(host: str) -> bool:
     """Whether `host` is only reachable from this machine (127.0.0.0/8, ::1, localhost)."""
     import ipaddress

@@ -29,6 +29,7 @@ from adapters.teams.connector import (
 )
 from adapters.teams.port import TeamsPort
 from bot.core import Core
+from bot.secrets import FORWARDING_HEADERS
 from storage.db import OPENED
 
 log = logging.getLogger("staffvoice.teams")
@@ -66,17 +67,13 @@ def _unauthorized() -> web.Response:
     return web.json_response({"error": "Unauthorized"}, status=401)
 
 
-# What a reverse proxy adds to a request it forwards (staffvoice.web.config.FORWARDING_HEADERS).
-FORWARDED = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
-
-
 def _loopback_connection(request: web.Request) -> bool:
     """Both ends of the connection are loopback addresses, and no reverse proxy on this
     machine forwarded the request from elsewhere (anonymous mode's only door)."""
     sock = request.transport.get_extra_info("sockname") if request.transport else None
     local = sock[0] if isinstance(sock, tuple) and sock else ""
     return (teams_config.is_loopback(str(local)) and teams_config.is_loopback(request.remote or "")
-            and not any(h in request.headers for h in FORWARDED))
+            and not any(h in request.headers for h in FORWARDING_HEADERS))
 
 
 def well_formed(activity: dict[str, Any]) -> bool:

@@ -22,8 +22,8 @@ from sqlalchemy import text
 from bot.core import Core, HandleResult, Next
 from bot.model import Event, FormSubmitEvent
 from bot.port import Port
+from bot.secrets import FORWARDING_HEADERS
 from staffvoice.serve.health import Health
-from staffvoice.web.config import FORWARDING_HEADERS
 from storage.base import Base
 from storage.db import Database
 

@@ -15,9 +15,17 @@ from sqlalchemy import delete
 from bot.core import Core
 from bot.people import service as people
 from bot.people.tables import Person
-from bot.secrets import Unsealable, derive, is_loopback, keyed_hash, open_bytes, seal_bytes
+from bot.secrets import (
+    FORWARDING_HEADERS,
+    Unsealable,
+    derive,
+    is_loopback,
+    keyed_hash,
+    open_bytes,
+    seal_bytes,
+)
 from staffvoice.web import oidc, sessions
-from staffvoice.web.config import FORWARDING_HEADERS, Provider
+from staffvoice.web.config import Provider
 from staffvoice.web.site import CORE, SETTINGS, delete_cookie, render, set_cookie
 from staffvoice.web.tables import WebLoginLink
 

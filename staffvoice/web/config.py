@@ -11,9 +11,6 @@ from urllib.parse import urlsplit
 from bot.secrets import is_loopback
 
 SLACK_ISSUER = "https://slack.com"
-# What a reverse proxy adds to a request it forwards: a request with none of them came straight
-# from the connection's address.
-FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 ENTRA_ISSUER = "https://login.microsoftonline.com/{tenant}/v2.0"
 
 

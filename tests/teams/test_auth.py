@@ -16,6 +16,12 @@ from bot.core import Core
 from tests.conformance.drivers.base import replies
 from tests.conformance.drivers.teams import TeamsDriver
 
+# What reverse proxies and tunnels add to a request they forwarded (one of them is enough).
+PROXY_HEADERS = {"X-Forwarded-For": "203.0.113.9", "Forwarded": "for=203.0.113.9",
+                 "X-Real-IP": "203.0.113.9", "Via": "1.1 proxy.example",
+                 "X-Forwarded-Proto": "https", "X-Forwarded-Host": "staffvoice.example",
+                 "CF-Connecting-IP": "203.0.113.9", "True-Client-IP": "203.0.113.9"}
+
 PRACTITIONER = "practitioner1@northbridge.example"
 
 
@@ -150,9 +156,9 @@ async def test_anonymous_mode_serves_local_tools_without_tokens(loaded: Core) ->
         assert posted and "whoami" in str(posted[-1].current)
         # A reverse proxy on this machine makes the internet look local: what it forwards is
         # refused, and nobody is answered (anonymous mode is for local tools only).
-        for header in ("X-Forwarded-For", "Forwarded", "X-Real-IP"):
+        for header, value in PROXY_HEADERS.items():
             async with aiohttp.ClientSession() as http, http.post(
-                    url, json={**activity, "id": f"p-{header}"}, headers={header: "203.0.113.9"}) as r:
+                    url, json={**activity, "id": f"p-{header}"}, headers={header: value}) as r:
                 assert r.status == 401, header
         assert len(fake.in_conversation(fake.personal_id(user.id))) == len(posted)
     finally:

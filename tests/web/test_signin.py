@@ -16,6 +16,12 @@ from staffvoice.web.auth import create_login_link
 from staffvoice.web.tables import WebSession
 from tests.web.server import Server, serve_dashboard
 
+# What reverse proxies and tunnels add to a request they forwarded (one of them is enough).
+PROXY_HEADERS = {"X-Forwarded-For": "203.0.113.9", "Forwarded": "for=203.0.113.9",
+                 "X-Real-IP": "203.0.113.9", "Via": "1.1 proxy.example",
+                 "X-Forwarded-Proto": "https", "X-Forwarded-Host": "staffvoice.example",
+                 "CF-Connecting-IP": "203.0.113.9", "True-Client-IP": "203.0.113.9"}
+
 LEADER = "director@northbridge.example"
 
 
@@ -223,8 +229,8 @@ async def test_a_sign_in_link_is_refused_through_a_reverse_proxy_on_the_same_mac
     from the internet, past the sign-in provider and its second factor."""
     async with serve_dashboard(loaded) as server, _client(server) as http:
         link = await create_login_link(loaded, LEADER, server.url)
-        for header in ("X-Forwarded-For", "Forwarded", "X-Real-IP"):
-            forwarded = {header: "203.0.113.9"}
+        for header, value in PROXY_HEADERS.items():
+            forwarded = {header: value}
             assert (await http.get(link, headers=forwarded)).status == 404, header
         page = await (await http.get(link)).text()  # the same link, from this machine: fine
         token = page.split('name="csrf" value="')[1].split('"')[0]
