@@ -557,7 +557,7 @@ class Core:
         the conversation hearing only that it went privately. True when answered."""
         for outsider in self.router.outsiders:
             try:
-                answer = await outsider(self, event.text or "", notice)
+                answer = await outsider(self, event.text or "", notice, False)
             except Exception:
                 log.exception("an outsider's text could not be checked")
                 continue
@@ -565,14 +565,26 @@ class Core:
                 continue
             conv = event.conversation
             if conv is None or shared(event):
+                # Its DM first; the shared conversation hears that it went privately once it
+                # did. Where no DM can be opened or sent to, the routes go where they wrote,
+                # never what the words look like (review26).
                 try:
-                    conv = await port.open_dm(event.user)
+                    await port.send(await port.open_dm(event.user), answer)
                 except PlatformError:
-                    conv = event.conversation
+                    pass
                 else:
                     await self.say_shared(port, event, PRIVATELY)
-            if conv is None:
-                return False
+                    return True
+                if conv is None:
+                    return False
+                try:
+                    in_room = await outsider(self, event.text or "", notice, True)
+                except Exception:
+                    log.exception("an outsider's text could not be checked")
+                    return False
+                if in_room is None:
+                    return False
+                answer = in_room
             try:
                 await port.send(conv, answer)
             except PlatformError:

@@ -21,8 +21,9 @@ HomeSection = Callable[["Ctx"], Awaitable[list[Any]]]
 # Typed text no command matches: True when it answered (bot/core.py `_text`).
 Fallback = Callable[["Ctx", str], Awaitable[bool]]
 # Typed text from someone outside the programme: a message to answer it with instead of the
-# not-enrolled notice (given that notice's words), or None (bot/core.py `handle`).
-Outsider = Callable[["Core", str, str], Awaitable["Message | None"]]
+# not-enrolled notice (given that notice's words, and whether it is shown where others read),
+# or None (bot/core.py `handle`).
+Outsider = Callable[["Core", str, str, bool], Awaitable["Message | None"]]
 # A long-running loop (the broadcast sender): runs until `stop` is set.
 Worker = Callable[["Core", asyncio.Event], Awaitable[None]]
 
@@ -144,7 +145,7 @@ class Router:
         self.fallbacks.append(fn)
 
     def outsider(self, fn: Outsider) -> None:
-        """`fn(core, text, notice)` answers typed text from someone outside the programme, if it
+        """`fn(core, text, notice, in_shared)` answers typed text from someone outside the programme, if it
         returns a message (`notice`: what they would be told otherwise)."""
         self.outsiders.append(fn)
 

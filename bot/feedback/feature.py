@@ -144,40 +144,51 @@ async def typed_concern(ctx: Ctx, text: str) -> bool:
     concerns = safeguarding.concerns(text[:TYPED_SCAN], cfg)
     if not concerns:
         return False
+    last = "To tell the change team anonymously, type “feedback” to open the form."
     if shared(ctx.event):
         # Written where others read (a channel mention): the answer, which says what it
         # looks like, goes to the person's DM, as a personal command's does; the channel
-        # hears only that it did. Where no DM can be opened, the routes go where they wrote.
+        # hears only that it did, once it did. Where no DM can be opened or sent to (Teams:
+        # a stored chat the person blocked), the routes go where they wrote, without what
+        # the words look like (review26).
+        where = ctx.event
         try:
-            dm = await ctx.port.open_dm(ctx.event.user)
+            ctx.event = replace(where, conversation=await ctx.port.open_dm(where.user))
+            await ctx.reply(_routes_message(cfg, concerns, last))
         except PlatformError:
-            dm = None
-        if dm is not None:
-            await ctx.core.say_shared(ctx.port, ctx.event, PRIVATELY)
-            ctx.event = replace(ctx.event, conversation=dm)
-    await ctx.reply(_routes_message(
-        cfg, concerns, "To tell the change team anonymously, type “feedback” to open the form."))
+            ctx.event = where
+        else:
+            await ctx.core.say_shared(ctx.port, where, PRIVATELY)
+            return True
+    await ctx.reply(_routes_message(cfg, concerns, last, in_shared=shared(ctx.event)))
     return True
 
 
-async def outsider_concern(core: Core, text: str, notice: str) -> Message | None:
+async def outsider_concern(core: Core, text: str, notice: str,
+                           in_shared: bool) -> Message | None:
     """Typed text from someone outside the programme that looks like a safeguarding concern
     gets the routes too (N52), with the not-enrolled `notice`: they were told only "you are
-    not part of this programme", no route, no 999 (found in review22). Nothing is kept."""
+    not part of this programme", no route, no 999 (found in review22). Nothing is kept.
+    `in_shared`: the answer is shown where others read (no DM could be opened)."""
     if not text.strip():
         return None
     async with core.db.session() as s:
         cfg = await fb.config(s)
     concerns = safeguarding.concerns(text[:TYPED_SCAN], cfg)
-    return _routes_message(cfg, concerns, notice) if concerns else None
+    return _routes_message(cfg, concerns, notice, in_shared=in_shared) if concerns else None
 
 
-def _routes_message(cfg: safeguarding.Config, concerns: Sequence[str], last: str) -> Message:
+def _routes_message(cfg: safeguarding.Config, concerns: Sequence[str], last: str, *,
+                    in_shared: bool = False) -> Message:
     """What typed text that looks like a concern is answered with: what it looks like, that it
-    was not kept and reaches nobody, every configured route, then `last`."""
+    was not kept and reaches nobody, every configured route, then `last`. `in_shared` (a
+    channel, where no DM could be opened): never what it looks like, which beside the
+    writer's name would tell their colleagues (found in review26)."""
+    said = ("What you wrote may describe a safeguarding concern "
+            f"({safeguarding.describe(concerns)}). I haven't kept it, and nothing"
+            if not in_shared else "I haven't kept what you wrote, and nothing")
     return Message(
-        (Text(f"What you wrote may describe a safeguarding concern "
-              f"({safeguarding.describe(concerns)}). I haven't kept it, and nothing typed in "
+        (Text(f"{said} typed in "
               "this chat reaches anyone: not the safeguarding leads, not the change team. If "
               "someone is at risk, please use one of these routes now."),
          *safeguarding.route_blocks(cfg),

@@ -144,3 +144,78 @@ async def test_a_disclosure_from_someone_outside_the_programme_gets_every_route(
     for name, rows in (await dump(driver.core.db)).items():
         for row in rows:
             assert text not in " ".join(as_text(v) for v in row.values()), name
+
+
+@pytest.mark.parametrize("dm_opens", [True, False], ids=["dm", "no-dm"])
+async def test_an_outsiders_disclosure_in_a_channel_mention_says_nothing_of_it_there(
+        driver: Any, dm_opens: bool) -> None:
+    """Someone outside the programme @mentions the bot in a channel with a disclosure: the
+    routes (with the not-enrolled notice) go to their DM and the channel hears only that they
+    were answered privately. Where no DM can be opened, the routes are shown in the channel
+    but never what the words look like ("possible risk to a child" beside the writer's name,
+    read by their colleagues). Found in review26: the whole answer, its description included,
+    was posted in the channel."""
+    if driver.name not in ("slack", "teams"):
+        pytest.skip("only Slack and Teams have channels to mention the bot in")
+    from tests.conformance.test_enrolment import STRANGER
+
+    text, looks_like = TYPED[1]
+    routes = await _routes(driver.core)
+    if driver.name == "slack":
+        if not dm_opens:
+            driver.fake.failures["conversations.open"] = ["user_not_visible"]
+        assert await driver.mention(STRANGER, "C0TEAMROOM", text) == 200
+        room = [driver._plain(m) for m in driver.fake.in_channel("C0TEAMROOM")]
+    else:
+        from tests.conformance.drivers.teams import CHANNEL_ID, plain_of
+
+        u = driver.fake.add_user(STRANGER, "Visitor")
+        if dm_opens:
+            u.installed = True
+        await driver.mention(STRANGER, text)
+        room = [plain_of(p.current) for p in driver.fake.in_conversation(CHANNEL_ID)]
+    assert not any(looks_like in m or "may describe a safeguarding" in m for m in room), room
+    assert not any(text in m for m in room), room
+    if dm_opens:
+        assert not any("safeguarding" in m for m in room), room
+        [answer] = driver.seen(STRANGER)
+        assert looks_like in answer and "you are not part of this programme yet" in answer
+        for expected in routes:
+            assert expected in answer, expected
+        assert any("answered you privately" in m for m in room), room
+    else:
+        assert driver.seen(STRANGER) == []
+        shown = "\n".join(room)
+        for expected in routes:
+            assert expected in shown, expected
+    assert all(not driver.seen(lead) for lead in LEADS)
+
+
+async def test_a_disclosure_in_a_channel_mention_with_no_dm_does_not_say_what_it_looks_like(
+        driver: Any) -> None:
+    """@mentioned in a channel by a practitioner the bot cannot message privately: the routes
+    are shown in the channel, but not what the words look like, which beside the writer's
+    name would tell the channel (found in review26: "may describe a safeguarding concern
+    (possible self-harm)" in the channel)."""
+    if driver.name not in ("slack", "teams"):
+        pytest.skip("only Slack and Teams have channels to mention the bot in")
+    text, looks_like = TYPED[0]
+    routes = await _routes(driver.core)
+    await driver.say(PRACTITIONER, "help")
+    dm = len(driver.seen(PRACTITIONER))
+    if driver.name == "slack":
+        driver.fake.failures["conversations.open"] = ["user_not_visible"]
+        assert await driver.mention(PRACTITIONER, "C0TEAMROOM", text) == 200
+        room = [driver._plain(m) for m in driver.fake.in_channel("C0TEAMROOM")]
+    else:
+        from tests.conformance.drivers.teams import CHANNEL_ID, plain_of
+
+        driver.fake.user_by_email(PRACTITIONER).blocked = True
+        await driver.mention(PRACTITIONER, text)
+        room = [plain_of(p.current) for p in driver.fake.in_conversation(CHANNEL_ID)]
+    assert driver.seen(PRACTITIONER)[dm:] == []
+    assert not any(looks_like in m or "may describe a safeguarding" in m for m in room), room
+    assert not any(text in m for m in room), room
+    shown = "\n".join(room)
+    for expected in routes:
+        assert expected in shown, expected
