@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from bot.audit import trail
 from bot.core import PRIVATELY, Core, Ctx, shared
 from bot.errors import FormInvalid, UserError
-from bot.feedback import counts, identifiers, release, safeguarding
+from bot.feedback import counts, identifiers, moments, release, safeguarding
 from bot.feedback import service as fb
 from bot.feedback.tables import FeedbackItem
 from bot.model import (
@@ -83,7 +83,8 @@ async def feedback_form(ctx: Ctx, *, text: str = "", theme: str = "", replies: b
         intro.append(Context(
             "Your name is not stored with your feedback and nobody can see who sent it. "
             f"Up to {cfg.max_length:,} characters; up to {cfg.daily_limit} a day. If you let the "
-            f"change team reply, they can reach you for {days} days after you send it."))
+            f"change team reply, they can reach you for {days} days after you send it"
+            f"{_evening(days, cfg)}."))
     return Form(
         form_id="feedback.submit",
         title=title,
@@ -195,6 +196,13 @@ def _routes_message(cfg: safeguarding.Config, concerns: Sequence[str], last: str
          Context(last)),
         fallback="What you wrote may describe a safeguarding concern. Nothing typed here "
                  "reaches anyone: please use a safeguarding route now (in an emergency, 999).")
+
+
+def _evening(days: int, cfg: safeguarding.Config) -> str:
+    """Feedback sent after the day's last release counts as the next day's (N29), and its
+    way to reply is kept by that day (N6): a day longer, as the privacy notice says."""
+    last = moments.last(cfg.release_times)
+    return f" ({days + 1} if you send it after {last})" if last else ""
 
 
 async def open_action(ctx: Ctx) -> None:

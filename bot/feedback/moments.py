@@ -28,6 +28,13 @@ def describe(release_times: tuple[str, ...]) -> str:
     return ts[0] if len(ts) == 1 else ", ".join(ts[:-1]) + " and " + ts[-1]
 
 
+def last(release_times: tuple[str, ...]) -> str:
+    """The day's last release time as people read it ("17:00"); "" with none. Feedback sent
+    after it counts as the next day's (N29), which reply routes expire by (N6)."""
+    ts = _times(release_times)
+    return ts[-1].strftime("%H:%M") if ts else ""
+
+
 def _times(release_times: tuple[str, ...]) -> list[time]:
     return sorted({time(int(t[:2]), int(t[3:5])) for t in release_times})
 

@@ -41,21 +41,27 @@ MORE = ("Type “privacy” any time to read this again. To ask for a copy of wh
 async def text_of(s: AsyncSession) -> str:
     """The programme's notice (or the default), then how long each kind is kept, from the
     programme's `retention:` periods, so the notice can never disagree with what is done."""
+    from bot.feedback import moments
+    from bot.feedback import service as fb
     from bot.privacy.rules import current
 
     prog = await get_setting(s, "programme", {}) or {}
     own = str(prog.get("privacy") or DEFAULT_PRIVACY).strip()
-    return own + "\n\n" + how_long(await current(s))
+    evening = moments.last((await fb.config(s)).release_times)
+    return own + "\n\n" + how_long(await current(s), evening)
 
 
-def how_long(r: Retention) -> str:
-    """The retention periods in plain words."""
+def how_long(r: Retention, evening: str = "") -> str:
+    """The retention periods in plain words. `evening`: the day's last release time, after
+    which feedback counts as the next day's, so its way to reply is kept a day longer (N6)."""
+    later = (f" ({r.reply_routes_days + 1} if you send it after {evening}, when it counts as "
+             "the next day's)" if evening else "")
     return (
         f"How long we keep things: your details until {r.leavers_erase_days} days after you "
         f"leave, when they are erased; feedback that has been dealt with, {r.feedback_months} "
         f"months after its last message; the way to reply to your anonymous feedback, "
-        f"{r.reply_routes_days} days after the day it is dated (feedback sent after the day's "
-        f"last release is dated the next day, with the feedback it is read with); pulse comments, {r.pulse_comments_months} months after "
+        f"{r.reply_routes_days} days after the day you send it{later}; pulse comments, "
+        f"{r.pulse_comments_months} months after "
         f"the round closed (the counts per group are kept for trends); named answers to "
         f"attributed surveys, {r.attributed_answers_months} months. Who viewed results and "
         f"feedback is recorded in an audit trail that leaders and the change team can read."

@@ -217,7 +217,7 @@ async def test_a_council_that_keeps_reply_routes_30_days_sees_them_gone_after_30
     assert "If the change team answers within 30 days, I'll tell you in our chat." in " ".join(
         getattr(b, "text", "") for b in thanks.intro)
     async with loaded.db.session() as s:
-        assert "the way to reply to your anonymous feedback, 30 days after the day it is dated" in (
+        assert "the way to reply to your anonymous feedback, 30 days after the day you send it" in (
             " ".join((await notice.text_of(s)).split()))
     # The scheduler's daily jobs, 30 days after it was sent and the day after.
     for days, left in ((30, 1), (31, 0)):
@@ -254,9 +254,18 @@ async def test_an_evening_items_reply_route_is_kept_as_the_notice_says(loaded: C
     assert len({i["day"] for i in items}) == 1  # both Tuesday's
     async with loaded.db.session() as s:
         told = " ".join((await notice.text_of(s)).split())
-    assert ("the way to reply to your anonymous feedback, 30 days after the day it is dated "
-            "(feedback sent after the day's last release is dated the next day") in told
-    assert "at most 30 days" not in told
+    # In staff's words (review26): no "dated", no "release"; the hour they can see, and what
+    # the form tells every sender beforehand is true for this one too.
+    assert ("the way to reply to your anonymous feedback, 30 days after the day you send it "
+            "(31 if you send it after 17:00, when it counts as the next day's)") in told, told
+    assert "at most 30 days" not in told and "dated" not in told and "release" not in told
+    loaded.clock.set(MONDAY_10.replace(hour=20))  # type: ignore[attr-defined]
+    await d.say(OTHER, "feedback")
+    form = d.form(OTHER)
+    assert form is not None
+    intro = " ".join(getattr(b, "text", "") for b in form.intro)
+    assert ("they can reach you for 30 days after you send it (31 if you send it after 17:00)"
+            in intro), intro
     # Tuesday + 30 (Monday + 31): both kept; Tuesday + 31: both gone, at the same run.
     for days, left in ((31, 2), (32, 0)):
         loaded.clock.set(MONDAY_10 + timedelta(days=days))  # type: ignore[attr-defined]
