@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -33,6 +33,7 @@ from yarl import URL
 from adapters.slack import render
 from adapters.slack.config import SlackConfig
 from adapters.slack.forms import PendingForms
+from bot.core import rate_waited
 from bot.model import (
     Choice,
     Choices,
@@ -95,16 +96,6 @@ FIND_WINDOW = 20
 TRANSIENT = frozenset({
     "internal_error", "fatal_error", "service_unavailable", "request_timeout", "ratelimited",
 })
-# What follows once part of a message is in the chat (its charts, its first part of several):
-# a 429 on it is waited out here, a few times within about REST_WAIT_S in all (Retry-After
-# honoured, the Pacer's inline waits included), and one that lasts is raised as TransientError (in doubt: part of it landed),
-# never as RateLimited, which every caller reads as "nothing was posted" and answers by
-# posting the whole message again (bot/core.py DM_RATE within the call; a safeguarding
-# alert at the next tick): the person's chat then held the first part twice.
-REST_WAIT_S = 10.0
-REST_RATE = Retry(lambda e: isinstance(e, RateLimited) and e.retry_after <= REST_WAIT_S,
-                  attempts=3, base=0.5, cap=REST_WAIT_S, deadline=REST_WAIT_S,
-                  after=lambda e: e.retry_after if isinstance(e, RateLimited) else None)
 
 
 def retry_after(headers: Mapping[str, Any] | None, default: float = 1.0) -> float:
@@ -315,16 +306,15 @@ async def _post_json(client: AsyncWebClient, method: str, channel: str, members:
 
 
 async def _finishing(post: Callable[[], Awaitable[Any]], what: str) -> Any:
-    """`post()`, which finishes a message part of which is in the chat already: a 429 waited
-    out (REST_RATE), and one that lasts raised as TransientError, never as RateLimited."""
-    since = time.monotonic()  # the bound in all, the Pacer's own waits included
-
-    def fits(e: BaseException) -> bool:
-        return (isinstance(e, RateLimited)
-                and time.monotonic() - since + e.retry_after <= REST_WAIT_S)
-
+    """`post()`, which finishes a message part of which is in the chat already (its charts,
+    its first part of several): a 429 waited out as a DM's is (bot/core.py `rate_waited`:
+    Retry-After honoured, within DM_RATE_WAIT_S in all, the Pacer's inline waits included),
+    and one that lasts raised as TransientError (in doubt: part of it landed), never as
+    RateLimited, which every caller reads as "nothing was posted" and answers by posting the
+    whole message again (Core.dm within the call; a safeguarding alert at the next tick): the
+    person's chat then held the first part twice."""
     try:
-        return await replace(REST_RATE, retry_on=fits).run(post)
+        return await rate_waited(time.monotonic(), post)
     except RateLimited as e:
         raise TransientError(f"slack: {what} not posted: {e} (the rest of it was)") from e
 
