@@ -557,7 +557,7 @@ class Core:
         the conversation hearing only that it went privately. True when answered."""
         for outsider in self.router.outsiders:
             try:
-                answer = await outsider(self, event.text or "", notice, False)
+                answer = await outsider(self, event.text or "", notice)
             except Exception:
                 log.exception("an outsider's text could not be checked")
                 continue
@@ -569,7 +569,7 @@ class Core:
                 # did. Where no DM can be opened or sent to, the routes go where they wrote,
                 # never what the words look like (review26).
                 try:
-                    await port.send(await port.open_dm(event.user), answer)
+                    await port.send(await port.open_dm(event.user), answer(False))
                 except PlatformError:
                     pass
                 else:
@@ -577,16 +577,8 @@ class Core:
                     return True
                 if conv is None:
                     return False
-                try:
-                    in_room = await outsider(self, event.text or "", notice, True)
-                except Exception:
-                    log.exception("an outsider's text could not be checked")
-                    return False
-                if in_room is None:
-                    return False
-                answer = in_room
             try:
-                await port.send(conv, answer)
+                await port.send(conv, answer(shared(event)))
             except PlatformError:
                 log.warning("could not answer an outsider's text", extra={"kind": type(event).__name__})
                 return False

@@ -20,10 +20,10 @@ Ticker = Callable[["Core", datetime], Awaitable[int]]
 HomeSection = Callable[["Ctx"], Awaitable[list[Any]]]
 # Typed text no command matches: True when it answered (bot/core.py `_text`).
 Fallback = Callable[["Ctx", str], Awaitable[bool]]
-# Typed text from someone outside the programme: a message to answer it with instead of the
-# not-enrolled notice (given that notice's words, and whether it is shown where others read),
+# Typed text from someone outside the programme: how to answer it instead of the not-enrolled
+# notice (given that notice's words), as a message for whether it is shown where others read,
 # or None (bot/core.py `handle`).
-Outsider = Callable[["Core", str, str, bool], Awaitable["Message | None"]]
+Outsider = Callable[["Core", str, str], Awaitable["Callable[[bool], Message] | None"]]
 # A long-running loop (the broadcast sender): runs until `stop` is set.
 Worker = Callable[["Core", asyncio.Event], Awaitable[None]]
 
@@ -145,8 +145,9 @@ class Router:
         self.fallbacks.append(fn)
 
     def outsider(self, fn: Outsider) -> None:
-        """`fn(core, text, notice, in_shared)` answers typed text from someone outside the programme, if it
-        returns a message (`notice`: what they would be told otherwise)."""
+        """`fn(core, text, notice)` answers typed text from someone outside the programme, if
+        it returns the answer's maker (`notice`: what they would be told otherwise; the maker
+        is given whether the answer is shown where others read)."""
         self.outsiders.append(fn)
 
     def worker(self, name: str, fn: Worker) -> None:

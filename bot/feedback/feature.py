@@ -8,7 +8,7 @@ open in a form too, so neither side's words sit in the author's DM history.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -165,18 +165,21 @@ async def typed_concern(ctx: Ctx, text: str) -> bool:
     return True
 
 
-async def outsider_concern(core: Core, text: str, notice: str,
-                           in_shared: bool) -> Message | None:
+async def outsider_concern(core: Core, text: str,
+                           notice: str) -> Callable[[bool], Message] | None:
     """Typed text from someone outside the programme that looks like a safeguarding concern
     gets the routes too (N52), with the not-enrolled `notice`: they were told only "you are
-    not part of this programme", no route, no 999 (found in review22). Nothing is kept.
-    `in_shared`: the answer is shown where others read (no DM could be opened)."""
+    not part of this programme", no route, no 999 (found in review22). Nothing is kept. The
+    answer is made for where it is shown: `in_shared`, where others read (no DM could be
+    opened), it never says what the words look like."""
     if not text.strip():
         return None
     async with core.db.session() as s:
         cfg = await fb.config(s)
     concerns = safeguarding.concerns(text[:TYPED_SCAN], cfg)
-    return _routes_message(cfg, concerns, notice, in_shared=in_shared) if concerns else None
+    if not concerns:
+        return None
+    return lambda in_shared: _routes_message(cfg, concerns, notice, in_shared=in_shared)
 
 
 def _routes_message(cfg: safeguarding.Config, concerns: Sequence[str], last: str, *,
