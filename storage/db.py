@@ -390,6 +390,16 @@ async def connection_of(s: AsyncSession | AsyncConnection) -> AsyncConnection:
     return s if isinstance(s, AsyncConnection) else await s.connection()
 
 
+async def overwrite_deleted(s: AsyncSession | AsyncConnection) -> None:
+    """What this connection deletes from now on is overwritten on SQLite (`secure_delete`),
+    so no copy of a sealed route, count or contact lingers in the file's free pages (Debian's
+    SQLite turns it on, SQLite's own default is off). PostgreSQL keeps dead tuples until
+    VACUUM whatever is asked (docs/invariants.md N4, N6)."""
+    conn = await connection_of(s)
+    if conn.dialect.name == "sqlite":
+        await conn.exec_driver_sql("PRAGMA secure_delete=ON")
+
+
 def upsert(dialect: str, table: Any) -> sqlite.Insert | postgresql.Insert:
     """An INSERT that takes ON CONFLICT clauses, in the dialect named (a connection's
     `dialect.name`): SQLite and PostgreSQL spell them alike, from different modules."""

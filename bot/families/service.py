@@ -29,7 +29,7 @@ from bot.feedback.tables import FeedbackItem, FeedbackResponse
 from bot.people.tables import Theme
 from bot.programme.core_sections import get_setting, programme_zone
 from bot.secrets import Unsealable, derive, keyed_hash, open_bytes, seal_bytes
-from storage.db import upsert
+from storage.db import overwrite_deleted, upsert
 
 if TYPE_CHECKING:
     from bot.core import Core
@@ -303,9 +303,7 @@ async def read_contact(core: Core, ref: str, *, lead: bool = False
 
 async def _destroy_contacts(s: AsyncSession, where: Any) -> int:
     # Overwritten before deleting, so no copy lingers in SQLite's free pages.
-    conn = await s.connection()
-    if conn.dialect.name == "sqlite":
-        await conn.exec_driver_sql("PRAGMA secure_delete=ON")
+    await overwrite_deleted(s)
     await s.execute(update(FamilyContact).where(where).values(sealed=b"\x00" * 64))
     res = await s.execute(delete(FamilyContact).where(where))
     return int(res.rowcount or 0)  # type: ignore[attr-defined]
@@ -338,9 +336,7 @@ async def tick(core: Core, now: datetime) -> int:
     requests past their retention day."""
     async with core.db.session() as s:
         day = await fb.today(s, now)
-        conn = await s.connection()
-        if conn.dialect.name == "sqlite":  # the sealed rates leave no copy in free pages
-            await conn.exec_driver_sql("PRAGMA secure_delete=ON")
+        await overwrite_deleted(s)  # the sealed rates leave no copy in free pages
         n = int((await s.execute(delete(FamilyRate).where(FamilyRate.day < day))).rowcount or 0)  # type: ignore[attr-defined]
         n += int((await s.execute(delete(FamilyFormUse).where(
             FamilyFormUse.expires_at < now))).rowcount or 0)  # type: ignore[attr-defined]

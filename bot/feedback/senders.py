@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bot.feedback.sealed import open_counts, seal, stamp
 from bot.feedback.tables import FeedbackRelease, FeedbackReleaseSender
 from bot.secrets import Unsealable, derive, keyed_hash
-from storage.db import upsert
+from storage.db import overwrite_deleted, upsert
 from storage.perkey import PerKey
 from storage.prepared import Prepared
 
@@ -182,7 +182,6 @@ async def released(conn: AsyncConnection, listing: str, at: datetime) -> None:
     await conn.execute(upsert(conn.dialect.name, FeedbackRelease).values(
         name=listing, moment=at).on_conflict_do_update(index_elements=["name"],
                                                        set_={"moment": at}))
-    if conn.dialect.name == "sqlite":  # the sealed marks leave no copy in free pages
-        await conn.exec_driver_sql("PRAGMA secure_delete=ON")
+    await overwrite_deleted(conn)  # the sealed marks leave no copy in free pages
     await conn.execute(delete(FeedbackReleaseSender).where(
         FeedbackReleaseSender.listing == listing))

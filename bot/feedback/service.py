@@ -40,7 +40,7 @@ from bot.programme.core_sections import get_setting, get_setting_as, programme_z
 from bot.roles import SAFEGUARDING_LEAD
 from bot.secrets import keyed_hash
 from storage.base import new_id
-from storage.db import connection_of, upsert
+from storage.db import connection_of, overwrite_deleted, upsert
 from storage.prepared import Prepared
 
 if TYPE_CHECKING:
@@ -833,9 +833,7 @@ async def author_answer(core: Core, token: str, person_id: str, text: str,
 async def destroy_routes(s: AsyncSession, where: ColumnElement[bool], why: str) -> int:
     """Destroy the reply routes `where` selects; how many. Each sealed route is overwritten
     before its row is deleted, so no copy lingers in free pages."""
-    conn = await s.connection()
-    if conn.dialect.name == "sqlite":
-        await conn.exec_driver_sql("PRAGMA secure_delete=ON")
+    await overwrite_deleted(s)
     rows = (await s.execute(select(FeedbackHandle.id, func.length(FeedbackHandle.sealed))
                             .where(where))).all()
     for hid, size in rows:
@@ -854,9 +852,7 @@ async def _stop(s: AsyncSession, handle_ids: Sequence[str]) -> None:
     stored rows (PostgreSQL's `xmin`) tell which items lost their route together: items whose
     replies stopped at once share an author. The rows go at 90 days, as every route does.
     """
-    conn = await s.connection()
-    if conn.dialect.name == "sqlite":
-        await conn.exec_driver_sql("PRAGMA secure_delete=ON")
+    await overwrite_deleted(s)
     stopped = sorted(set(handle_ids))
     await s.execute(update(FeedbackHandle).where(FeedbackHandle.id.not_in(stopped))
                     .values(token_key=FeedbackHandle.token_key))
@@ -1017,9 +1013,7 @@ async def tick(core: Core, now: datetime) -> int:
     daily retention run (bot/privacy/retention.py), after the programme's `reply_routes_days`."""
     async with core.db.session() as s:
         day = await today(s, now)
-        conn = await s.connection()
-        if conn.dialect.name == "sqlite":  # the sealed counts leave no copy in free pages
-            await conn.exec_driver_sql("PRAGMA secure_delete=ON")
+        await overwrite_deleted(s)  # the sealed counts leave no copy in free pages
         res = await s.execute(delete(FeedbackDailyCount).where(FeedbackDailyCount.day < day))
         pruned = int(res.rowcount or 0)  # type: ignore[attr-defined]
         counts.forget_day_keys(core.db.engine.sync_engine, before=day)
